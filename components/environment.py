@@ -1,0 +1,30 @@
+"""Environment conventions shared by every step.
+
+These platforms are air-gapped: libraries that phone home (MLflow telemetry, GX analytics)
+would hang on a DNS lookup or leak metadata, so they are switched off unless the operator
+sets the variable explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+AIRGAP_DEFAULTS: dict[str, str] = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "GX_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "FEAST_USAGE": "False",
+    "GIT_PYTHON_REFRESH": "quiet",
+}
+
+
+def apply_airgap_defaults() -> None:
+    """Set each telemetry switch to off unless the environment already decides."""
+    for key, value in AIRGAP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+def mlops_home() -> Path:
+    """The one folder that holds all state of local runs (`$MLOPS_HOME`, default `./.mlops`)."""
+    return Path(os.environ.get("MLOPS_HOME", ".mlops")).resolve()

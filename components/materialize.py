@@ -1,0 +1,187 @@
+"""materialize: publish validated data to Feast, build the training sets, fill the online store.
+
+Feast holds the one definition of each feature, used both for training (point-in-time joins
+on the offline store) and for serving (the online store), so the two cannot drift apart. The
+step:
+1. writes the validated dataset to the offline store location and applies the pipeline's
+   feature repo (the same objects `feast apply` would register);
+2. builds the training set with `get_historical_features`: each labelled event joined with
+   feature values as of its own timestamp, never later (no label leakage), then splits it by
+   time into train and holdout (the holdout is the most recent slice, as in production);
+3. materializes into the online store from the last watermark (the first run backfills from
+   the data's start; later runs only move the watermark forward).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from components import artifacts
+from components.errors import ComponentError
+from components.tabular import read_parquet, require_columns
+
+STEP = "materialize"
+SOURCE_URI_VARIABLE = "MLOPS_FEAST_SOURCE_URI"
+
+
+def embedded_store_config(store_dir: Path, project: str) -> dict[str, Any]:
+    """Laptop defaults: file offline store, sqlite online store, file registry, all in store_dir."""
+    return {
+        "project": project,
+        "provider": "local",
+        "registry": str(store_dir / "registry.db"),
+        "online_store": {"type": "sqlite", "path": str(store_dir / "online.db")},
+        "offline_store": {"type": "file"},
+        "entity_key_serialization_version": 3,
+    }
+
+
+def open_store(store_dir: str | os.PathLike[str], project: str, store_config: dict[str, Any] | None = None) -> Any:
+    """Write feature_store.yaml into store_dir (so the `feast` CLI works there too) and open it."""
+    from feast import FeatureStore
+
+    directory = Path(store_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    config = store_config or embedded_store_config(directory, project)
+    artifacts.write_bytes(directory / "feature_store.yaml", yaml.safe_dump(config, sort_keys=False).encode())
+    return FeatureStore(repo_path=str(directory))
+
+
+def apply_repo(store: Any, feature_repo: str | os.PathLike[str], source_uri: str) -> list[str]:
+    """Register the repo's objects exactly as `feast apply` parses them; returns their names."""
+    from feast.repo_operations import parse_repo
+
+    repo_path = Path(feature_repo)
+    if not repo_path.is_dir() or not any(repo_path.glob("*.py")):
+        raise ComponentError(STEP, f"feature repo {repo_path} has no Python definitions",
+                             "pass the pipeline's feature_repo folder (entities, sources, feature views)")
+    os.environ[SOURCE_URI_VARIABLE] = source_uri
+    try:
+        contents = parse_repo(repo_path)
+    except Exception as error:
+        raise ComponentError(STEP, f"feature repo {repo_path} failed to load: {error}",
+                             "fix the definitions; `feast plan` in that folder shows the same error") from error
+    objects = [*contents.entities, *contents.data_sources, *contents.feature_views, *contents.feature_services]
+    store.apply(objects)
+    return [obj.name for obj in objects if not obj.name.startswith("__")]
+
+
+def _feature_names(store: Any, feature_service: str) -> list[str]:
+    try:
+        service = store.get_feature_service(feature_service)
+    except Exception as error:
+        raise ComponentError(STEP, f"feature service '{feature_service}' is not defined in the feature repo",
+                             "define it in the repo or set feature_service in the pipeline config") from error
+    return [field.name for projection in service.feature_view_projections for field in projection.features]
+
+
+def _materialize_online(store: Any, frame: pd.DataFrame, timestamp: str, entity: str) -> dict[str, Any]:
+    """Move the online store's watermark to the data's end; report what the interval held."""
+    end = frame[timestamp].max().to_pydatetime() + timedelta(microseconds=1)
+    views = [view for view in store.list_feature_views() if view.online]
+    starts: list[datetime] = []
+    for view in views:
+        watermark = view.most_recent_end_time
+        if watermark is None:
+            start = frame[timestamp].min().to_pydatetime()
+            store.materialize(start_date=start, end_date=end, feature_views=[view.name])
+        else:
+            start = watermark
+            if watermark < end:
+                store.materialize_incremental(end_date=end, feature_views=[view.name])
+        starts.append(start)
+    start = min(starts) if starts else end
+    window = frame[(frame[timestamp] >= pd.Timestamp(start)) & (frame[timestamp] < pd.Timestamp(end))]
+    return {
+        "online_rows_in_window": len(window),
+        "online_entities_written": int(window[entity].nunique()),
+        "watermark": end.isoformat(),
+        "window_start": pd.Timestamp(start).isoformat(),
+    }
+
+
+def materialize(
+    dataset: str,
+    feature_repo: str,
+    store_dir: str,
+    train_out: str,
+    holdout_out: str,
+    *,
+    project: str,
+    feature_service: str,
+    entity_column: str,
+    timestamp_column: str,
+    label_column: str,
+    request_features: list[str],
+    holdout_fraction: float = 0.2,
+    store_config: dict[str, Any] | None = None,
+    offline_uri: str | None = None,
+) -> dict[str, Any]:
+    """Publish `dataset` to the feature store and write the train and holdout Parquet sets."""
+    if not 0.0 < holdout_fraction < 0.9:
+        raise ComponentError(STEP, f"holdout_fraction must be in (0, 0.9), got {holdout_fraction}",
+                             "set a fraction such as 0.2 in the pipeline config")
+    frame = read_parquet(STEP, dataset, "validated dataset")
+    require_columns(STEP, frame, [entity_column, timestamp_column, label_column, *request_features], "validated dataset")
+    if frame[label_column].isna().any():
+        raise ComponentError(STEP, f"label column '{label_column}' has {int(frame[label_column].isna().sum())} nulls",
+                             "drop or fix unlabelled rows upstream; validate should have caught this")
+    if not isinstance(frame[timestamp_column].dtype, pd.DatetimeTZDtype):
+        raise ComponentError(STEP, f"'{timestamp_column}' is {frame[timestamp_column].dtype}, not a UTC timestamp",
+                             "store event times as timezone-aware UTC timestamps")
+
+    store_path = Path(store_dir)
+    offline = offline_uri or str(store_path / "offline" / f"{project}_events.parquet")
+    artifacts.write_parquet(offline, frame)
+    store = open_store(store_path, project, store_config)
+    applied = apply_repo(store, feature_repo, offline)
+    features = _feature_names(store, feature_service)
+
+    entity_df = frame[[entity_column, timestamp_column, label_column, *request_features]]
+    joined = store.get_historical_features(
+        entity_df=entity_df, features=store.get_feature_service(feature_service)
+    ).to_df()
+    missing = [name for name in features if name not in joined.columns]
+    if missing:
+        raise ComponentError(STEP, f"historical retrieval returned no column(s) {missing}",
+                             "check the feature view's schema against the source columns")
+    columns = [timestamp_column, entity_column, *request_features, *features, label_column]
+    joined = joined[columns].sort_values([timestamp_column, entity_column], kind="stable").reset_index(drop=True)
+    joined[features] = joined[features].fillna(0)
+    cut = int(len(joined) * (1.0 - holdout_fraction))
+    train, holdout = joined.iloc[:cut], joined.iloc[cut:]
+    if train[label_column].nunique() < 2 or holdout[label_column].nunique() < 2:
+        raise ComponentError(STEP, "the time split left one side with a single label class",
+                             "use more rows or a different holdout_fraction")
+    artifacts.write_parquet(train_out, train)
+    artifacts.write_parquet(holdout_out, holdout)
+
+    online = _materialize_online(store, frame, timestamp_column, entity_column)
+    return {
+        "step": STEP,
+        "project": project,
+        "applied": applied,
+        "feature_service": feature_service,
+        "features": [*request_features, *features],
+        "training_rows": len(train),
+        "holdout_rows": len(holdout),
+        "holdout_starts": holdout[timestamp_column].min().isoformat(),
+        "offline_uri": offline,
+        **online,
+    }
+
+
+def online_features(store_dir: str, project: str, feature_service: str, entity_rows: list[dict[str, Any]],
+                    store_config: dict[str, Any] | None = None) -> dict[str, list[Any]]:
+    """Read features for entities from the online store (what a scoring service does)."""
+    store = open_store(store_dir, project, store_config)
+    result: dict[str, list[Any]] = store.get_online_features(
+        features=store.get_feature_service(feature_service), entity_rows=entity_rows
+    ).to_dict()
+    return result

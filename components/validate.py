@@ -1,0 +1,121 @@
+"""validate: check the raw dataset against a Great Expectations suite before anything uses it.
+
+GX 1.x runs in an ephemeral context (nothing written to a GX project folder): the suite is a
+JSON file kept beside the pipeline, and the DataFrame is handed to the checkpoint at run time.
+A failing dataset stops the pipeline here, with each failed expectation named.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from components import artifacts
+from components.errors import ComponentError
+from components.tabular import read_parquet
+
+STEP = "validate"
+SAMPLE_VALUES = 5
+
+
+def load_suite(suite_path: str | os.PathLike[str]) -> dict[str, Any]:
+    path = Path(suite_path)
+    if not path.is_file():
+        raise ComponentError(STEP, f"expectation suite not found at {path}", "pass the suite JSON kept in the pipeline folder")
+    try:
+        suite = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ComponentError(STEP, f"expectation suite {path} is not valid JSON ({error})", "fix the JSON syntax") from error
+    if not isinstance(suite, dict) or "expectations" not in suite or "name" not in suite:
+        raise ComponentError(STEP, f"expectation suite {path} needs 'name' and 'expectations'",
+                             'write it as {"name": ..., "expectations": [{"type": ..., "kwargs": {...}}]}')
+    return suite
+
+
+def _failure(result: dict[str, Any], columns: set[str]) -> dict[str, Any]:
+    config = result["expectation_config"]
+    kwargs = {k: v for k, v in config["kwargs"].items() if k != "batch_id"}
+    outcome = result.get("result") or {}
+    exception = result.get("exception_info") or {}
+    entry: dict[str, Any] = {"expectation": config["type"], "kwargs": kwargs}
+    for key in ("unexpected_count", "unexpected_percent", "observed_value", "element_count"):
+        if outcome.get(key) is not None:
+            entry[key] = outcome[key]
+    samples = outcome.get("partial_unexpected_list")
+    if samples:
+        entry["sample_values"] = samples[:SAMPLE_VALUES]
+    column = kwargs.get("column")
+    if column is not None and column not in columns:
+        entry["error"] = f"column '{column}' is missing from the dataset"
+    elif exception.get("raised_exception"):
+        entry["error"] = str(exception.get("exception_message", "")).splitlines()[0][:300]
+    return entry
+
+
+def _describe(failure: dict[str, Any]) -> str:
+    column = failure["kwargs"].get("column")
+    where = f" on column '{column}'" if column else ""
+    parts = [f"{failure['expectation']}{where}"]
+    if "unexpected_count" in failure:
+        parts.append(f"{failure['unexpected_count']} rows ({failure.get('unexpected_percent', 0):.2f}%)")
+    if "observed_value" in failure:
+        parts.append(f"observed {failure['observed_value']!r}")
+    if "sample_values" in failure:
+        parts.append(f"e.g. {failure['sample_values']}")
+    if "error" in failure:
+        parts.append(failure["error"])
+    return ": ".join(parts[:1]) + (" — " + "; ".join(parts[1:]) if len(parts) > 1 else "")
+
+
+def validate(dataset: str, suite_path: str, report_path: str) -> dict[str, Any]:
+    """Validate `dataset` (Parquet path or URI) against the suite; write the result JSON.
+
+    Raises ComponentError naming each failed expectation when the data does not pass; the
+    report is still written so the failure can be inspected.
+    """
+    suite_definition = load_suite(suite_path)
+    frame = read_parquet(STEP, dataset, "raw dataset")
+
+    import great_expectations as gx
+
+    context = gx.get_context(mode="ephemeral")
+    batch = (
+        context.data_sources.add_pandas("pipeline")
+        .add_dataframe_asset("raw")
+        .add_batch_definition_whole_dataframe("whole")
+    )
+    try:
+        suite = context.suites.add(gx.ExpectationSuite(**suite_definition))
+    except Exception as error:
+        raise ComponentError(STEP, f"expectation suite {suite_path} is not a valid GX 1.x suite ({error})",
+                             "check each expectation's 'type' and 'kwargs' against the GX 1.x gallery") from error
+    definition = context.validation_definitions.add(gx.ValidationDefinition(name="raw", data=batch, suite=suite))
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(name=STEP, validation_definitions=[definition], result_format={"result_format": "SUMMARY"})
+    )
+    outcome = checkpoint.run(batch_parameters={"dataframe": frame})
+    results = [r for run in outcome.run_results.values() for r in run.to_json_dict()["results"]]
+    columns = set(frame.columns)
+    failures = [_failure(r, columns) for r in results if not r["success"]]
+    failures.sort(key=lambda failure: "missing" not in failure.get("error", ""))
+    summary = {
+        "step": STEP,
+        "success": not failures,
+        "dataset": str(dataset),
+        "suite": suite_definition["name"],
+        "rows": len(frame),
+        "evaluated_expectations": len(results),
+        "failed_expectations": failures,
+    }
+    artifacts.write_json(report_path, summary)
+    if failures:
+        lines = "\n".join(f"  - {_describe(f)}" for f in failures)
+        raise ComponentError(
+            STEP,
+            f"{len(failures)} of {len(results)} expectations failed on {dataset}:\n{lines}",
+            "fix the upstream data (or, if the change is intended, update the suite "
+            f"{suite_path}); the full result is in {report_path}",
+        )
+    return {k: v for k, v in summary.items() if k != "failed_expectations"}

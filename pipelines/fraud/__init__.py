@@ -1,0 +1,1 @@
+"""The reference fraud-detection pipeline."""
