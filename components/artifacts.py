@@ -174,3 +174,7 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 def sha256_uri(uri: str | os.PathLike[str]) -> str:
     with fetched(uri) as path:
         return sha256_file(path)
+
+
+def sha256_file_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

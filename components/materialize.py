@@ -28,6 +28,7 @@ from components.tabular import read_parquet, require_columns
 
 STEP = "materialize"
 SOURCE_URI_VARIABLE = "MLOPS_FEAST_SOURCE_URI"
+HISTORICAL_CHUNK_ROWS = 100_000
 
 
 def embedded_store_config(store_dir: Path, project: str) -> dict[str, Any]:
@@ -79,6 +80,22 @@ def _feature_names(store: Any, feature_service: str) -> list[str]:
         raise ComponentError(STEP, f"feature service '{feature_service}' is not defined in the feature repo",
                              "define it in the repo or set feature_service in the pipeline config") from error
     return [field.name for projection in service.feature_view_projections for field in projection.features]
+
+
+def _historical(store: Any, entity_df: pd.DataFrame, feature_service: str) -> pd.DataFrame:
+    """Point-in-time join in time-ordered chunks.
+
+    The file offline store joins each entity row with every source row of the same entity
+    inside the TTL window; one pass over a million events needs tens of GB. Time-ordered
+    chunks bound each join by the chunk's span plus the TTL.
+    """
+    service = store.get_feature_service(feature_service)
+    parts = [
+        store.get_historical_features(entity_df=entity_df.iloc[start:start + HISTORICAL_CHUNK_ROWS],
+                                      features=service).to_df()
+        for start in range(0, len(entity_df), HISTORICAL_CHUNK_ROWS)
+    ]
+    return pd.concat(parts, ignore_index=True)
 
 
 def _materialize_online(store: Any, frame: pd.DataFrame, timestamp: str, entity: str) -> dict[str, Any]:
@@ -144,9 +161,7 @@ def materialize(
     features = _feature_names(store, feature_service)
 
     entity_df = frame[[entity_column, timestamp_column, label_column, *request_features]]
-    joined = store.get_historical_features(
-        entity_df=entity_df, features=store.get_feature_service(feature_service)
-    ).to_df()
+    joined = _historical(store, entity_df.sort_values(timestamp_column, kind="stable"), feature_service)
     missing = [name for name in features if name not in joined.columns]
     if missing:
         raise ComponentError(STEP, f"historical retrieval returned no column(s) {missing}",

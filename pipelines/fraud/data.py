@@ -45,10 +45,10 @@ def generate(rows: int, seed: int, start: datetime = DEFAULT_START) -> pd.DataFr
     if rows < 100:
         raise ValueError(f"rows must be at least 100 to hold any fraud, got {rows}")
     rng = np.random.default_rng(seed)
-    n_users = max(rows // 25, 10)
+    n_users = max(rows // 10, 10)
     span = WINDOW_DAYS * 86400.0
 
-    user_weight = rng.pareto(1.5, n_users) + 1.0
+    user_weight = rng.lognormal(0.0, 0.8, n_users)
     user_weight /= user_weight.sum()
     user_base_amount = rng.lognormal(mean=3.4, sigma=0.7, size=n_users)
     user_favourite = rng.integers(0, MERCHANT_CATEGORIES, size=(n_users, 3))

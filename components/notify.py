@@ -1,0 +1,46 @@
+"""notify: tell the model owner that a candidate failed its gate, instead of shipping it.
+
+The notice is a file (Markdown for people, JSON for machines) so the pipeline's outputs hold
+it whatever the delivery channel; on the cluster the exit handler forwards it to the owner.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from components import artifacts
+
+STEP = "notify"
+
+
+def notify(metrics: str, notice_out: str, notice_markdown_out: str, *, owner: str, pipeline: str, model_name: str,
+           run_name: str = "") -> dict[str, Any]:
+    scores = artifacts.read_json(metrics)
+    notice = {
+        "kind": "gate-failed",
+        "owner": owner,
+        "pipeline": pipeline,
+        "model_name": model_name,
+        "run": run_name,
+        "metric": "roc_auc",
+        "value": scores["roc_auc"],
+        "threshold": scores["min_auc"],
+        "pr_auc": scores["pr_auc"],
+        "holdout_rows": scores["holdout_rows"],
+        "model_sha256": scores.get("model_sha256"),
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "action": "nothing was registered or promoted; the serving model is unchanged",
+    }
+    text = (
+        f"# {pipeline}: candidate {model_name} did not pass its gate\n\n"
+        f"- Owner: {owner}\n- Run: {run_name or 'local'}\n"
+        f"- Holdout ROC AUC {scores['roc_auc']:.4f} < required {scores['min_auc']} "
+        f"(PR AUC {scores['pr_auc']:.4f}, {scores['holdout_rows']} rows)\n"
+        f"- Nothing was registered or promoted; the model serving now keeps serving.\n\n"
+        "Next: compare the training window and features with the last good run; "
+        "retrain, or lower the threshold only with a reviewed change to the pipeline config.\n"
+    )
+    artifacts.write_json(notice_out, notice)
+    artifacts.write_bytes(notice_markdown_out, text.encode())
+    return {"step": STEP, "owner": owner, "metric": "roc_auc", "value": scores["roc_auc"], "threshold": scores["min_auc"]}

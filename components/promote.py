@@ -1,0 +1,160 @@
+"""promote: render the canary release of a registered model.
+
+Two outputs, both derived from the registration alone:
+- the Triton model repository for the version, published once to a content-addressed,
+  write-once location (the immutable artifact the InferenceService points at), and copied
+  into the run's output folder for review;
+- the KServe InferenceService: Serverless mode (KServe ignores canaryTrafficPercent in
+  RawDeployment mode), a warm replica (`minScale: "1"`: a GPU model that scales to zero
+  answers its first request after minutes), and the promotion annotations that the admission
+  policy checks: holdout AUC, model card URL, MLflow run id and who signed off.
+Applying it to a cluster is the CLI's job, not this step's.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from components import artifacts
+from components.environment import mlops_home
+from components.errors import ComponentError
+from components.triton import model_file_name, write_repository
+
+STEP = "promote"
+ANNOTATION_PREFIX = "mlops.private-platform.io"
+RUN_ID = re.compile(r"^[a-f0-9]{32}$")
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def annotation(name: str) -> str:
+    return f"{ANNOTATION_PREFIX}/{name}"
+
+
+def _publish(repository: Path, serving_root: str, model_name: str, version: int, sha: str) -> str:
+    """Copy the repository to <serving_root>/<model>/v<version>-<sha12>/ unless already there."""
+    target = f"{serving_root.rstrip('/')}/{model_name}/v{version}-{sha[:12]}"
+    marker = f"{target}/{model_name}/config.pbtxt"
+    if artifacts.exists(marker):
+        return target
+    if artifacts.is_s3(target):
+        for path in sorted(p for p in repository.rglob("*") if p.is_file()):
+            with artifacts.atomic_path(f"{target}/{path.relative_to(repository).as_posix()}") as tmp:
+                shutil.copyfile(path, tmp)
+        return target
+    with artifacts.atomic_dir(target) as tmp:
+        shutil.copytree(repository, tmp, dirs_exist_ok=True)
+    return artifacts.local_path(target).as_uri()
+
+
+def render_inference_service(registration: dict[str, Any], *, storage_uri: str, namespace: str, canary_percent: int,
+                             signed_off_by: str, stage: str, runtime: str, gpu: bool, memory_limit: str,
+                             min_replicas: int = 1) -> dict[str, Any]:
+    name = registration["model_name"]
+    annotations = {
+        "serving.kserve.io/deploymentMode": "Serverless",
+        "serving.knative.dev/minScale": str(max(min_replicas, 1)),
+        annotation("holdout-auc"): f"{registration['holdout_auc']:.6f}",
+        annotation("model-card-url"): registration["model_card_uri"],
+        annotation("mlflow-run-id"): registration["run_id"],
+        annotation("artifact-sha256"): registration["artifact_sha256"],
+        annotation("registered-model"): f"{name}/{registration['version']}",
+    }
+    if signed_off_by:
+        annotations[annotation("signed-off-by")] = signed_off_by
+    limits: dict[str, str] = {"cpu": "2", "memory": memory_limit}
+    if gpu:
+        limits["nvidia.com/gpu"] = "1"
+    predictor: dict[str, Any] = {
+        "minReplicas": max(min_replicas, 1),
+        "canaryTrafficPercent": canary_percent,
+        "model": {
+            "modelFormat": {"name": "triton"},
+            "runtime": runtime,
+            "protocolVersion": "v2",
+            "storageUri": storage_uri,
+            "resources": {"requests": {"cpu": "1", "memory": memory_limit}, "limits": limits},
+        },
+    }
+    if gpu:
+        predictor["nodeSelector"] = {"mlops.private-platform.io/pool": "inference-gpu"}
+        predictor["tolerations"] = [{"key": "kserve-gpu", "operator": "Exists", "effect": "NoSchedule"}]
+        predictor["priorityClassName"] = "production-inference"
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {
+                annotation("stage"): stage,
+                annotation("model-version"): str(registration["version"]),
+            },
+            "annotations": annotations,
+        },
+        "spec": {"predictor": predictor},
+    }
+
+
+def promote(
+    registration: str,
+    model: str,
+    inference_service_out: str,
+    model_repository_out: str,
+    *,
+    namespace: str,
+    canary_percent: int,
+    serving_root: str | None = None,
+    signed_off_by: str = "",
+    stage: str = "staging",
+    runtime: str = "triton-fil",
+    gpu: bool = True,
+    memory_limit: str = "4Gi",
+    decision_threshold: float = 0.5,
+) -> dict[str, Any]:
+    """Render the Triton repository and the InferenceService for a registered version."""
+    reg = artifacts.read_json(registration)
+    if not 1 <= canary_percent <= 100:
+        raise ComponentError(STEP, f"canary percent must be 1..100, got {canary_percent}",
+                             "set promote.canary_percent in the pipeline config (100 means full rollout)")
+    if not RUN_ID.match(reg.get("run_id", "")):
+        raise ComponentError(STEP, f"registration carries run id {reg.get('run_id')!r}, not 32 hex characters",
+                             "pass the registration JSON written by register")
+    if not DNS_LABEL.match(reg["model_name"]) or len(reg["model_name"]) > 45:
+        raise ComponentError(STEP, f"model name {reg['model_name']!r} is not a valid InferenceService name",
+                             "use lowercase letters, digits and '-', at most 45 characters")
+    if stage not in ("staging", "production"):
+        raise ComponentError(STEP, f"unknown stage {stage!r}", "use staging or production")
+    model_bytes = artifacts.read_bytes(model)
+    if artifacts.sha256_file_bytes(model_bytes) != reg["artifact_sha256"]:
+        raise ComponentError(STEP, "the model artifact does not match the registration's sha256",
+                             "pass the model that register registered")
+    root = serving_root or (mlops_home() / "serving").as_uri()
+    with tempfile.TemporaryDirectory() as tmp:
+        repository = Path(tmp) / "repository"
+        try:
+            write_repository(repository, reg["model_name"], int(reg["version"]), reg["model_format"], model_bytes,
+                             len(reg["features"]), gpu=gpu, threshold=decision_threshold)
+        except ValueError as error:
+            raise ComponentError(STEP, f"Triton config failed to parse: {error}",
+                                 "this is a bug in the repository template; report it with the model format") from error
+        storage_uri = _publish(repository, root, reg["model_name"], int(reg["version"]), reg["artifact_sha256"])
+        with artifacts.atomic_dir(model_repository_out) as out:
+            shutil.copytree(repository, out, dirs_exist_ok=True)
+    service = render_inference_service(reg, storage_uri=storage_uri, namespace=namespace,
+                                       canary_percent=canary_percent, signed_off_by=signed_off_by, stage=stage,
+                                       runtime=runtime, gpu=gpu, memory_limit=memory_limit)
+    artifacts.write_bytes(inference_service_out, yaml.safe_dump(service, sort_keys=False).encode())
+    return {
+        "step": STEP,
+        "inference_service": reg["model_name"],
+        "namespace": namespace,
+        "canary_percent": canary_percent,
+        "storage_uri": storage_uri,
+        "model_file": f"{reg['model_name']}/{reg['version']}/{model_file_name(reg['model_format'])}",
+    }

@@ -1,0 +1,229 @@
+"""register: put the model in the MLflow registry exactly once per artifact.
+
+The key is the sha256 of the model artifact's bytes, not a timestamp or run id: a retried
+step, a re-run on the same data, or two runs racing each other all end on one model version.
+1. A version tagged `artifact_sha256=<hash>` exists: reuse it (no new run, no new version).
+2. Else log a run (model file, metadata, metrics, model card) and create the version with
+   its tags in the same call, so the tag is committed with the version.
+3. Then converge: list the versions with that hash; the lowest version wins, and a writer
+   that lost the race deletes its own version and run. Versions are numbered in commit order,
+   so every writer agrees on the winner. On the embedded store a file lock also serialises
+   writers.
+The alias `challenger` points at the winner (aliases, not the deprecated stages).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from components import artifacts
+from components.environment import mlops_home
+from components.errors import ComponentError
+from components.model_card import render_model_card
+
+STEP = "register"
+HASH_TAG = "artifact_sha256"
+MODEL_FILENAMES = {"xgboost_json": "model.json", "torchscript": "model.pt"}
+
+
+def embedded_tracking_uri(home: Path | None = None) -> str:
+    return f"sqlite:///{(home or mlops_home()) / 'mlflow' / 'mlflow.db'}"
+
+
+def embedded_artifact_root(home: Path | None = None) -> str:
+    return ((home or mlops_home()) / "mlflow" / "artifacts").as_uri()
+
+
+def _client(tracking_uri: str) -> Any:
+    from mlflow import MlflowClient
+
+    if tracking_uri.startswith("sqlite:///"):
+        Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+@contextlib.contextmanager
+def _writer_lock(tracking_uri: str, model_name: str) -> Iterator[None]:
+    """Serialise writers that share a local store (sqlite); a server needs no local lock."""
+    if not tracking_uri.startswith("sqlite:///"):
+        yield
+        return
+    lock_path = Path(tracking_uri.removeprefix("sqlite:///")).parent / f".register-{model_name}.lock"
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _versions_with_hash(client: Any, model_name: str, sha: str) -> list[Any]:
+    found = client.search_model_versions(f"name='{model_name}' and tags.{HASH_TAG}='{sha}'")
+    return sorted(found, key=lambda version: int(version.version))
+
+
+def _experiment_id(client: Any, experiment: str, artifact_root: str | None) -> str:
+    existing = client.get_experiment_by_name(experiment)
+    if existing is not None:
+        return str(existing.experiment_id)
+    try:
+        location = f"{artifact_root.rstrip('/')}/{experiment}" if artifact_root else None
+        return str(client.create_experiment(experiment, artifact_location=location))
+    except Exception:
+        existing = client.get_experiment_by_name(experiment)  # created concurrently
+        if existing is None:
+            raise
+        return str(existing.experiment_id)
+
+
+def _ensure_registered_model(client: Any, model_name: str, description: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(model_name, description=description)
+    except MlflowException as error:
+        if "RESOURCE_ALREADY_EXISTS" not in str(error.error_code) and "already exists" not in str(error):
+            raise
+
+
+def _flat_params(params: dict[str, Any]) -> dict[str, str]:
+    return {key: json.dumps(value) if isinstance(value, list | dict) else str(value) for key, value in params.items()}
+
+
+def _log_run(client: Any, experiment_id: str, model_path: Path, metadata: dict[str, Any], metrics: dict[str, Any],
+             tags: dict[str, str], pipeline: str) -> tuple[str, str, str]:
+    """Log the run and its artifacts; returns (run_id, model source URI, model card URI)."""
+    run = client.create_run(experiment_id, tags={**tags, "mlflow.runName": f"{pipeline}-{tags[HASH_TAG][:12]}"})
+    run_id = run.info.run_id
+    try:
+        for key, value in _flat_params({**metadata["params"], "model_type": metadata["model_type"]}).items():
+            client.log_param(run_id, key, value[:6000])
+        for key in ("roc_auc", "pr_auc", "log_loss", "precision", "recall"):
+            client.log_metric(run_id, f"holdout_{key}", float(metrics[key]))
+        client.log_metric(run_id, "train_rows_per_second", float(metadata["rows_per_second"]))
+        with tempfile.TemporaryDirectory() as tmp:
+            bundle = Path(tmp) / "model"
+            bundle.mkdir()
+            (bundle / MODEL_FILENAMES[metadata["format"]]).write_bytes(model_path.read_bytes())
+            (bundle / "metadata.json").write_text(json.dumps(metadata, indent=2, sort_keys=True))
+            client.log_artifacts(run_id, str(bundle), "model")
+            (Path(tmp) / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+            client.log_artifact(run_id, str(Path(tmp) / "metrics.json"))
+        client.set_terminated(run_id, "FINISHED")
+    except Exception:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    base = run.info.artifact_uri.rstrip("/")
+    return run_id, f"{base}/model", f"{base}/model_card.md"
+
+
+def register(
+    model: str,
+    model_metadata: str,
+    metrics: str,
+    registration_out: str,
+    model_card_out: str,
+    *,
+    model_name: str,
+    tracking_uri: str | None = None,
+    artifact_root: str | None = None,
+    experiment: str | None = None,
+    pipeline: str = "unknown",
+    git_commit: str | None = None,
+    card: dict[str, Any] | None = None,
+    alias: str = "challenger",
+) -> dict[str, Any]:
+    """Register the model artifact (idempotent by its sha256); write the registration JSON."""
+    from mlflow.exceptions import MlflowException
+
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or embedded_tracking_uri()
+    root = artifact_root if artifact_root is not None else (embedded_artifact_root() if uri.startswith("sqlite") else None)
+    meta = artifacts.read_json(model_metadata)
+    scores = artifacts.read_json(metrics)
+    if not scores.get("passed"):
+        raise ComponentError(STEP, f"the model failed its gate (roc_auc {scores.get('roc_auc')} < {scores.get('min_auc')})",
+                             "only models that pass evaluate may be registered; the DAG routes them to notify")
+    with artifacts.fetched(model) as model_path:
+        sha = artifacts.sha256_file(model_path)
+        if meta.get("model_sha256") != sha:
+            raise ComponentError(STEP, f"model bytes (sha256 {sha[:12]}) do not match the metadata "
+                                 f"({str(meta.get('model_sha256'))[:12]})",
+                                 "pass the metadata JSON written by the same train run as the model")
+        client = _client(uri)
+        tags = {
+            HASH_TAG: sha,
+            "training_data_sha256": meta["training_data_sha256"],
+            "pipeline": pipeline,
+            "model_type": meta["model_type"],
+            **({"git_commit": git_commit} if git_commit else {}),
+        }
+        try:
+            with _writer_lock(uri, model_name):
+                outcome = _register_locked(client, uri, root, model_path, meta, scores, tags, model_name,
+                                           experiment or pipeline, card or {}, pipeline, git_commit, alias)
+        except MlflowException as error:
+            raise ComponentError(STEP, f"MLflow at {uri} refused the registration: {error.message}",
+                                 "check MLFLOW_TRACKING_URI, credentials and the server log") from error
+        except OSError as error:
+            raise ComponentError(STEP, f"could not reach MLflow at {uri}: {error}",
+                                 "check that the tracking server is up and MLFLOW_TRACKING_URI is right") from error
+    version = client.get_model_version(model_name, outcome["version"])
+    card_text = render_model_card(model_name=model_name, version=str(version.version), card=card or {}, metadata=meta,
+                                  metrics=scores, run_id=version.run_id, pipeline=pipeline, git_commit=git_commit)
+    artifacts.write_bytes(model_card_out, card_text.encode())
+    registration = {
+        "model_name": model_name,
+        "version": int(version.version),
+        "reused": outcome["reused"],
+        "run_id": version.run_id,
+        "source": version.source,
+        "model_file": MODEL_FILENAMES[meta["format"]],
+        "model_format": meta["format"],
+        "model_card_uri": version.tags.get("model_card_uri", ""),
+        "artifact_sha256": sha,
+        "alias": alias,
+        "tracking_uri": uri,
+        "holdout_auc": scores["roc_auc"],
+        "features": meta["features"],
+    }
+    artifacts.write_json(registration_out, registration)
+    return {"step": STEP, **{k: registration[k] for k in ("model_name", "version", "reused", "run_id", "alias")}}
+
+
+def _register_locked(client: Any, uri: str, root: str | None, model_path: Path, meta: dict[str, Any],
+                     scores: dict[str, Any], tags: dict[str, str], model_name: str, experiment: str,
+                     card: dict[str, Any], pipeline: str, git_commit: str | None, alias: str) -> dict[str, Any]:
+    _ensure_registered_model(client, model_name, f"Registered by the {pipeline} pipeline.")
+    existing = _versions_with_hash(client, model_name, tags[HASH_TAG])
+    if existing:
+        winner = existing[0]
+        client.set_registered_model_alias(model_name, alias, winner.version)
+        return {"version": winner.version, "reused": True}
+    experiment_id = _experiment_id(client, experiment, root)
+    run_id, source, card_uri = _log_run(client, experiment_id, model_path, meta, scores, tags, pipeline)
+    mine = client.create_model_version(model_name, source=source, run_id=run_id,
+                                       tags={**tags, "model_card_uri": card_uri},
+                                       description=f"{meta['model_type']} trained by {pipeline}")
+    contenders = _versions_with_hash(client, model_name, tags[HASH_TAG])
+    winner = contenders[0] if contenders else mine
+    if int(winner.version) != int(mine.version):
+        client.delete_model_version(model_name, mine.version)
+        client.delete_run(run_id)
+        client.set_registered_model_alias(model_name, alias, winner.version)
+        return {"version": winner.version, "reused": True}
+    card_text = render_model_card(model_name=model_name, version=str(mine.version), card=card, metadata=meta,
+                                  metrics=scores, run_id=run_id, pipeline=pipeline, git_commit=git_commit)
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "model_card.md").write_text(card_text)
+        client.log_artifact(run_id, str(Path(tmp) / "model_card.md"))
+    client.set_registered_model_alias(model_name, alias, mine.version)
+    return {"version": mine.version, "reused": False}
