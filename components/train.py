@@ -27,6 +27,18 @@ XGBOOST_DEFAULTS: dict[str, Any] = {"num_boost_round": 200, "max_depth": 6, "lea
 MLP_DEFAULTS: dict[str, Any] = {"hidden": [64, 32], "epochs": 8, "batch_size": 1024, "learning_rate": 0.003}
 
 
+def _restore_integers(value: Any) -> Any:
+    """Orchestrators pass parameter dicts through JSON or protobuf Struct, where 6 becomes 6.0;
+    XGBoost rejects `max_depth=6.0`, so integral floats are turned back into integers."""
+    if isinstance(value, dict):
+        return {key: _restore_integers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_restore_integers(item) for item in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def _matrix(frame: pd.DataFrame, features: list[str], label: str) -> tuple[np.ndarray, np.ndarray]:
     require_columns(STEP, frame, [*features, label], "training set")
     non_numeric = [f for f in features if not pd.api.types.is_numeric_dtype(frame[f])]
@@ -126,6 +138,7 @@ def train(
     chosen = resolve_device(device)
     frame = read_parquet(STEP, train_set, "training set")
     x, y = _matrix(frame, features, label_column)
+    params = _restore_integers(params or {})
     started = time.perf_counter()
     if model_type == "xgboost":
         used, passes = _train_xgboost(x, y, features, params or {}, seed, chosen, model_out)

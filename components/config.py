@@ -1,0 +1,129 @@
+"""Typed settings of each step's contract, and the pipeline config that composes them.
+
+A fork of a reference pipeline changes this file's YAML counterpart, never component code.
+Loading validates every field, so an unknown model type or a threshold outside [0, 1] stops
+the run before any step starts, with the field's path in the message.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from components.errors import ComponentError
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataSettings(_Settings):
+    rows: int = Field(50_000, ge=100, description="Rows of the synthetic dataset for local runs.")
+    seed: int = Field(7, description="Seed of the synthetic dataset.")
+
+
+class ValidateSettings(_Settings):
+    suite: str = Field("expectations.json", description="GX suite JSON, relative to the pipeline folder.")
+
+
+class MaterializeSettings(_Settings):
+    project: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Feast project name.")
+    feature_repo: str = Field("feature_repo", description="Feast repo folder, relative to the pipeline folder.")
+    feature_service: str
+    entity_column: str
+    timestamp_column: str = "event_timestamp"
+    label_column: str
+    request_features: list[str] = Field(default_factory=list,
+                                        description="Features that arrive with the scoring request.")
+    holdout_fraction: float = Field(0.2, gt=0.0, lt=0.9)
+
+
+class TrainSettings(_Settings):
+    model_type: Literal["xgboost", "pytorch_mlp"] = "xgboost"
+    seed: int = 42
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class EvaluateSettings(_Settings):
+    min_auc: float = Field(0.85, ge=0.0, le=1.0, description="The gate: holdout ROC AUC at or above this ships.")
+    decision_threshold: float = Field(0.5, gt=0.0, lt=1.0)
+
+
+class RegisterSettings(_Settings):
+    model_name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=45)
+    experiment: str
+    alias: str = "challenger"
+
+
+class ModelCardSettings(_Settings):
+    purpose: str
+    owner: str
+    known_limits: list[str] = Field(default_factory=list)
+
+
+class PromoteSettings(_Settings):
+    namespace: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    canary_percent: int = Field(10, ge=1, le=100)
+    stage: Literal["staging", "production"] = "staging"
+    runtime: str = "triton-fil"
+    gpu: bool = True
+    memory_limit: str = "4Gi"
+    signed_off_by: str = ""
+
+
+class PipelineConfig(_Settings):
+    pipeline: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
+    owner: str
+    data: DataSettings = DataSettings()
+    validate_: ValidateSettings = Field(ValidateSettings(), alias="validate")
+    materialize: MaterializeSettings
+    train: TrainSettings = TrainSettings()
+    evaluate: EvaluateSettings = EvaluateSettings()
+    register_: RegisterSettings = Field(alias="register")
+    model_card: ModelCardSettings
+    promote: PromoteSettings
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def with_overrides(self, overrides: dict[str, Any]) -> PipelineConfig:
+        """A copy with dotted-key overrides applied (`train.model_type`: `pytorch_mlp`), revalidated."""
+        data = self.model_dump(by_alias=True)
+        for dotted, value in overrides.items():
+            cursor = data
+            *parents, leaf = dotted.split(".")
+            for key in parents:
+                cursor = cursor.setdefault(key, {})
+            cursor[leaf] = value
+        return parse_config(data, source="overrides")
+
+
+def _explain(error: ValidationError, source: str) -> ComponentError:
+    lines = []
+    for issue in error.errors():
+        where = ".".join(str(part) for part in issue["loc"]).replace("validate_", "validate").replace("register_", "register")
+        lines.append(f"  - {where}: {issue['msg']} (got {issue.get('input')!r})")
+    return ComponentError("config", f"pipeline config {source} is invalid:\n" + "\n".join(lines),
+                          "correct the fields named above; each step's settings are documented in components/config.py")
+
+
+def parse_config(data: Any, source: str) -> PipelineConfig:
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as error:
+        raise _explain(error, source) from error
+
+
+def load_config(path: str | Path) -> PipelineConfig:
+    file = Path(path)
+    if not file.is_file():
+        raise ComponentError("config", f"pipeline config not found at {file}", "pass the pipeline's config.yaml")
+    try:
+        data = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as error:
+        raise ComponentError("config", f"pipeline config {file} is not valid YAML: {error}",
+                             "fix the YAML syntax") from error
+    return parse_config(data, source=str(file))

@@ -1,0 +1,1 @@
+"""The `mlops` command line: thin over pipelines and components."""

@@ -1,0 +1,245 @@
+"""`mlops`: run a reference pipeline locally, run one step, compile, make data.
+
+Thin by design: argument parsing and printing here; the work is in pipelines/ and components/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import tempfile
+import time
+import typing
+from pathlib import Path
+from typing import Any
+
+import components  # noqa: F401  (applies the air-gapped defaults before anything else loads)
+from components.errors import ComponentError
+
+STEPS = {
+    "validate": "components.validate:validate",
+    "materialize": "components.materialize:materialize",
+    "train": "components.train:train",
+    "evaluate": "components.evaluate:evaluate",
+    "register": "components.register:register",
+    "promote": "components.promote:promote",
+    "notify": "components.notify:notify",
+}
+
+
+def _component(target: str) -> Any:
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _flag_type(annotation: Any) -> tuple[Any, str]:
+    """argparse type and metavar for a component parameter's annotation."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    base = args[0] if typing.get_origin(annotation) in (typing.Union, __import__("types").UnionType) else annotation
+    if typing.get_origin(base) is list:
+        return (lambda text: [item for item in text.split(",") if item]), "A,B,..."
+    if base is dict or typing.get_origin(base) is dict:
+        return json.loads, "JSON"
+    if base in (int, float):
+        return base, base.__name__.upper()
+    return str, "VALUE"
+
+
+def _add_step_parsers(subparsers: Any) -> None:
+    import inspect
+
+    for name, target in STEPS.items():
+        function = _component(target)
+        hints = typing.get_type_hints(function)
+        doc = (function.__doc__ or "").strip().splitlines()[0] if function.__doc__ else ""
+        parser = subparsers.add_parser(name, help=doc, description=doc)
+        for parameter in inspect.signature(function).parameters.values():
+            flag = "--" + parameter.name.replace("_", "-")
+            annotation = hints.get(parameter.name, str)
+            required = parameter.default is inspect.Parameter.empty
+            if annotation is bool:
+                parser.add_argument(flag, dest=parameter.name, action=argparse.BooleanOptionalAction,
+                                    default=None if required else parameter.default, required=required)
+                continue
+            convert, metavar = _flag_type(annotation)
+            parser.add_argument(flag, dest=parameter.name, type=convert, metavar=metavar, required=required,
+                                default=None if required else parameter.default)
+        parser.set_defaults(handler=_run_step, target=target)
+
+
+def _run_step(args: argparse.Namespace) -> int:
+    kwargs = {k: v for k, v in vars(args).items() if k not in ("handler", "target", "command", "step")}
+    summary = _component(args.target)(**kwargs)
+    print(json.dumps(summary, default=str, sort_keys=True))
+    return 0
+
+
+def _parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ComponentError("run", f"--set {pair!r} is not key=value", "write e.g. --set train.model_type=pytorch_mlp")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    return overrides
+
+
+def _run_pipeline(args: argparse.Namespace) -> int:
+    import os
+
+    from components.environment import mlops_home
+    from mlops.progress import StepProgress, run_streaming
+    from pipelines.local import declaration
+
+    if args.home:
+        os.environ["MLOPS_HOME"] = str(Path(args.home).resolve())
+    home = mlops_home()
+    module = declaration(args.pipeline)
+    overrides = _parse_overrides(args.set or [])
+    for flag, key in (("rows", "data.rows"), ("seed", "data.seed"), ("model_type", "train.model_type"),
+                      ("min_auc", "evaluate.min_auc")):
+        if getattr(args, flag) is not None:
+            overrides[key] = getattr(args, flag)
+    cfg = module.config(Path(args.config) if args.config else None)
+    if overrides:
+        cfg = cfg.with_overrides(overrides)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    log_path = home / "logs" / f"{args.pipeline}-{stamp}.log"
+    data_note = args.data or f"synthetic, {cfg.data.rows} rows, seed {cfg.data.seed}"
+    print(f"{args.pipeline}: running on embedded defaults under {home} ({data_note})")
+    progress = StepProgress(lambda line: print(line, flush=True))
+    with tempfile.TemporaryDirectory() as tmp:
+        result_path = Path(tmp) / "result.json"
+        command = [sys.executable, "-m", "pipelines.local", args.pipeline,
+                   "--config-json", json.dumps(cfg.model_dump(by_alias=True)), "--result", str(result_path)]
+        if args.data:
+            command += ["--data", str(Path(args.data).resolve())]
+        started = time.perf_counter()
+        code = run_streaming(command, log_path, progress, args.verbose)
+        seconds = time.perf_counter() - started
+        result = json.loads(result_path.read_text()) if result_path.exists() else {"ok": False, "outputs": {}}
+    _print_summary(args.pipeline, result, progress, seconds, log_path)
+    return 0 if code == 0 and result.get("ok") else 1
+
+
+def _print_summary(pipeline: str, result: dict[str, Any], progress: Any, seconds: float, log_path: Path) -> None:
+    s = progress.summaries
+    outputs = result.get("outputs", {})
+    status = "SUCCESS" if result.get("ok") else "FAILED"
+    print(f"\n{pipeline}: {status} in {seconds:.1f}s")
+    if "validate" in s:
+        v = s["validate"]
+        print(f"  validation   passed: {v['evaluated_expectations']} expectations on {v['rows']} rows")
+    elif progress.errors and not s:
+        print("  validation   FAILED (see above)")
+    if "materialize" in s:
+        m = s["materialize"]
+        print(f"  materialize  {m['training_rows']} training / {m['holdout_rows']} holdout rows; online store: "
+              f"{m['online_rows_in_window']} rows, {m['online_entities_written']} entities (watermark {m['watermark']})")
+    if "train" in s:
+        t = s["train"]
+        print(f"  train        {t['model_type']} on {t['device']}: {t['training_rows']} rows in {t['train_seconds']}s "
+              f"({t['rows_per_second']:.0f} rows/s)")
+    if "evaluate" in s:
+        e = s["evaluate"]
+        verdict = "passed" if e["passed"] else "FAILED"
+        print(f"  evaluate     ROC AUC {e['roc_auc']:.4f}, PR AUC {e['pr_auc']:.4f}, log loss {e['log_loss']:.4f}; "
+              f"gate roc_auc >= {e['min_auc']}: {verdict}")
+    if "register" in s:
+        r = s["register"]
+        how = "reused (same artifact sha256)" if r["reused"] else "new"
+        print(f"  register     {r['model_name']} version {r['version']} ({how}), alias {r['alias']}")
+    if "promote" in s:
+        p = s["promote"]
+        print(f"  promote      InferenceService ({p['canary_percent']}% canary): "
+              f"{outputs.get('promote', {}).get('inference_service')}")
+        print(f"               Triton model repository: {outputs.get('promote', {}).get('model_repository')}")
+        print(f"               storageUri: {p['storage_uri']}")
+    if "notify" in s:
+        n = s["notify"]
+        print(f"  notify       gate failed (roc_auc {n['value']} < {n['threshold']}): nothing registered; notice for "
+              f"{n['owner']}: {outputs.get('notify', {}).get('notice_markdown')}")
+    if not result.get("ok") and progress.errors:
+        print("  error        " + "\n               ".join(progress.errors))
+    print(f"  outputs      {result.get('run_dir', '-')}")
+    print(f"  log          {log_path}")
+
+
+def _compile(args: argparse.Namespace) -> int:
+    from pipelines.kfp import compile_ir
+    from pipelines.local import declaration
+
+    module = declaration(args.pipeline)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.target != "kfp":
+        raise ComponentError("compile", f"target {args.target!r} is not available yet", "use --target kfp")
+    path = out / f"{args.pipeline}.kfp.yaml"
+    compile_ir(module.SPEC, module.config(), module, str(path))
+    print(json.dumps({"target": "kfp", "written": [str(path)]}))
+    return 0
+
+
+def _data(args: argparse.Namespace) -> int:
+    from components import artifacts
+
+    data = importlib.import_module(f"pipelines.{args.pipeline}.data")
+    frame = data.generate(args.rows, args.seed)
+    artifacts.write_parquet(args.out, frame)
+    label = "is_fraud" if "is_fraud" in frame else frame.columns[-1]
+    print(json.dumps({"rows": len(frame), "positive_rate": round(float(frame[label].mean()), 5), "out": args.out}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlops", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a reference pipeline locally through kfp.local on embedded defaults")
+    run.add_argument("pipeline")
+    run.add_argument("--rows", type=int, help="rows of synthetic data (config: data.rows)")
+    run.add_argument("--seed", type=int, help="seed of the synthetic data (config: data.seed)")
+    run.add_argument("--data", help="a Parquet dataset to use instead of synthetic data")
+    run.add_argument("--model-type", choices=["xgboost", "pytorch_mlp"])
+    run.add_argument("--min-auc", type=float, help="the gate's threshold (config: evaluate.min_auc)")
+    run.add_argument("--config", help="a config.yaml to use instead of the pipeline's own")
+    run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. train.seed=1")
+    run.add_argument("--home", help="state folder (default: $MLOPS_HOME or ./.mlops)")
+    run.add_argument("--verbose", action="store_true", help="print kfp.local's whole output, not just progress")
+    run.set_defaults(handler=_run_pipeline)
+
+    step = sub.add_parser("step", help="run one component, as a pipeline task does")
+    _add_step_parsers(step.add_subparsers(dest="step", required=True))
+
+    compile_ = sub.add_parser("compile", help="render a pipeline for an orchestrator")
+    compile_.add_argument("pipeline")
+    compile_.add_argument("--target", choices=["kfp"], default="kfp")
+    compile_.add_argument("--out", default="build")
+    compile_.set_defaults(handler=_compile)
+
+    data = sub.add_parser("data", help="write a pipeline's synthetic dataset")
+    data.add_argument("pipeline")
+    data.add_argument("--rows", type=int, default=50_000)
+    data.add_argument("--seed", type=int, default=7)
+    data.add_argument("--out", required=True)
+    data.set_defaults(handler=_data)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except ComponentError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

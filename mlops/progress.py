@@ -1,0 +1,82 @@
+"""Turn kfp.local's verbose output into one line per step; keep the whole log in a file."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+EXECUTING = re.compile(r"Executing task '([\w-]+)'")
+FINISHED = re.compile(r"Task '([\w-]+)' finished with status (\w+)")
+
+
+class StepProgress:
+    """Reads the stream line by line and reports step starts, summaries and failures."""
+
+    def __init__(self, emit: Callable[[str], None]) -> None:
+        self.emit = emit
+        self.started: dict[str, float] = {}
+        self.summaries: dict[str, dict[str, object]] = {}
+        self.errors: list[str] = []
+        self._in_error = False
+
+    def feed(self, raw: str) -> None:
+        line = ANSI.sub("", raw.rstrip("\n"))
+        text = line.strip()
+        if match := EXECUTING.search(line):
+            self.started[match.group(1)] = time.perf_counter()
+            self.emit(f"  ... {match.group(1)}")
+            return
+        if match := FINISHED.search(line):
+            step, status = match.groups()
+            took = time.perf_counter() - self.started.get(step, time.perf_counter())
+            mark = "ok  " if status == "SUCCESS" else "FAIL"
+            detail = _brief(self.summaries.get(step, {}))
+            self.emit(f"  {mark} {step:<12} {took:6.1f}s  {detail}")
+            if status != "SUCCESS":
+                for error_line in self.errors:
+                    self.emit(f"       {error_line}")
+            return
+        if text.startswith("{") and '"step":' in text:
+            try:
+                summary = json.loads(text)
+            except json.JSONDecodeError:
+                return
+            self.summaries[str(summary.get("step"))] = summary
+            return
+        if text.startswith("ERROR ["):
+            self._in_error = True
+            self.errors.append(text.removeprefix("ERROR "))
+            return
+        if self._in_error:
+            if text and not text.startswith("[KFP") and not text.startswith("Traceback"):
+                self.errors.append(text)
+            else:
+                self._in_error = False
+
+
+def _brief(summary: dict[str, object]) -> str:
+    keys = ("rows", "training_rows", "online_entities_written", "device", "rows_per_second", "roc_auc", "passed",
+            "version", "reused", "canary_percent", "value", "threshold")
+    return ", ".join(f"{key}={summary[key]}" for key in keys if key in summary)
+
+
+def run_streaming(command: list[str], log_path: Path, progress: StepProgress, verbose: bool,
+                  out: IO[str] = sys.stdout) -> int:
+    """Run `command`, writing all output to `log_path` and progress (or everything) to `out`."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w") as log, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                                      text=True, bufsize=1) as child:
+        assert child.stdout is not None
+        for line in child.stdout:
+            log.write(line)
+            if verbose:
+                out.write(line)
+            progress.feed(line)
+        return child.wait()

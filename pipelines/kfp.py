@@ -1,0 +1,121 @@
+"""Render a PipelineSpec into a KFP v2 pipeline: compile it to IR, or run it with kfp.local.
+
+Everything about a step (retry, resources, caching, condition, image) is read from the
+declaration; this module only translates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Callable, Iterator
+from types import ModuleType
+from typing import Any
+
+from kfp import dsl
+
+from components.config import PipelineConfig
+from pipelines.kfp_components import OPS
+from pipelines.spec import PipelineSpec, Step
+
+RUN_INPUTS = ("raw_data", "feast_store_dir", "tracking_uri", "artifact_root", "serving_root", "git_commit", "min_auc")
+"""Pipeline inputs every reference pipeline takes: where the run's data and stores are."""
+
+
+def _seconds(value: int) -> str:
+    return f"{value}s"
+
+
+def apply_policies(task: Any, step: Step) -> None:
+    retry = step.retry
+    task.set_retry(
+        num_retries=retry.limit,
+        backoff_duration=_seconds(retry.backoff_seconds),
+        backoff_factor=float(retry.factor),
+        backoff_max_duration=_seconds(retry.max_backoff_seconds),
+    )
+    task.set_cpu_limit(step.resources.cpu)
+    task.set_memory_limit(step.resources.memory)
+    if step.resources.gpu:
+        task.set_accelerator_type("nvidia.com/gpu")
+        task.set_accelerator_limit(step.resources.gpu)
+    task.set_caching_options(step.caching)
+    task.set_display_name(step.name)
+
+
+def _components(spec: PipelineSpec) -> dict[str, Any]:
+    built: dict[str, Any] = {}
+    for step in spec.steps:
+        if step.component not in OPS:
+            raise ValueError(f"step {step.name}: no KFP op for component {step.component}")
+        built[step.name] = dsl.component(OPS[step.component], base_image=spec.image, install_kfp_package=False)
+    return built
+
+
+def build_pipeline(spec: PipelineSpec, cfg: PipelineConfig, declaration: ModuleType) -> Callable[..., Any]:
+    """The KFP pipeline function of `spec`, with plain arguments taken from `declaration`."""
+    ops = _components(spec)
+
+    def body(*args: Any, **kwargs: Any) -> None:
+        run = {**dict(zip(RUN_INPUTS, args, strict=False)), **kwargs}
+        parameters = declaration.step_parameters(cfg, run)
+        tasks: dict[str, Any] = {}
+
+        def create(step: Step) -> None:
+            wired = {name: tasks[src.split(".")[0]].outputs[src.split(".")[1]] for name, src in step.inputs.items()}
+            task = ops[step.name](**wired, **parameters[step.name])
+            for name in step.after:
+                task.after(tasks[name])
+            apply_policies(task, step)
+            tasks[step.name] = task
+
+        for step in spec.steps:
+            if step.when is None:
+                create(step)
+        for (source, output), branches in _branches(spec).items():
+            gate = tasks[source].outputs[output]
+            with _branch(gate, True, first=True):
+                for step in branches.get(True, []):
+                    create(step)
+            if branches.get(False):
+                with _branch(gate, False, first=not branches.get(True)):
+                    for step in branches[False]:
+                        create(step)
+
+    defaults = {"git_commit": "", "min_auc": cfg.evaluate.min_auc, "artifact_root": "", "serving_root": "",
+                "tracking_uri": ""}
+    parameters = [
+        inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=float if name == "min_auc" else str,
+                          **({"default": defaults[name]} if name in defaults else {}))
+        for name in RUN_INPUTS
+    ]
+    body.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    body.__annotations__ = {p.name: p.annotation for p in parameters}
+    body.__name__ = spec.name
+    return dsl.pipeline(name=spec.name, description=spec.description)(body)
+
+
+def _branches(spec: PipelineSpec) -> dict[tuple[str, str], dict[bool, list[Step]]]:
+    grouped: dict[tuple[str, str], dict[bool, list[Step]]] = {}
+    for step in spec.steps:
+        if step.when is not None:
+            key = (step.when.step, step.when.output)
+            grouped.setdefault(key, {}).setdefault(step.when.equals, []).append(step)
+    return grouped
+
+
+@contextlib.contextmanager
+def _branch(gate: Any, value: bool, *, first: bool) -> Iterator[None]:
+    """dsl.If for the first branch of a gate, dsl.Else for the other."""
+    if first:
+        with dsl.If(gate == value, name=f"{'passed' if value else 'failed'}"):
+            yield
+    else:
+        with dsl.Else(name="otherwise"):
+            yield
+
+
+def compile_ir(spec: PipelineSpec, cfg: PipelineConfig, declaration: ModuleType, package_path: str) -> None:
+    from kfp import compiler
+
+    compiler.Compiler().compile(build_pipeline(spec, cfg, declaration), package_path=package_path)

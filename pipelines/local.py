@@ -1,0 +1,150 @@
+"""Run a reference pipeline on this machine: kfp.local's SubprocessRunner over embedded stores.
+
+Every piece of state lives under one folder (MLOPS_HOME): the raw data, the Feast registry and
+stores, the MLflow database and artifacts, KFP's task outputs and the published serving
+repositories. A fresh folder is a fresh platform.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from components.config import PipelineConfig
+from components.environment import mlops_home
+from components.register import embedded_artifact_root, embedded_tracking_uri
+
+PIPELINES = ("fraud",)
+
+
+def declaration(name: str) -> ModuleType:
+    if name not in PIPELINES:
+        from components.errors import ComponentError
+
+        raise ComponentError("run", f"unknown pipeline {name!r}", f"choose one of {list(PIPELINES)}")
+    return importlib.import_module(f"pipelines.{name}.pipeline")
+
+
+def git_commit(start: Path | None = None) -> str:
+    """The checkout's commit, or '' outside a git checkout (the image has none)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=start or Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+def synthetic_dataset(name: str, cfg: PipelineConfig, home: Path) -> Path:
+    """The pipeline's synthetic dataset for (rows, seed), generated once and kept under home."""
+    path = home / "data" / name / f"raw-{cfg.data.rows}-{cfg.data.seed}.parquet"
+    if not path.exists():
+        from components import artifacts
+
+        data = importlib.import_module(f"pipelines.{name}.data")
+        artifacts.write_parquet(path, data.generate(cfg.data.rows, cfg.data.seed))
+    return path
+
+
+@dataclass
+class LocalRun:
+    pipeline: str
+    run_dir: Path
+    seconds: float
+    outputs: dict[str, dict[str, Path]] = field(default_factory=dict)
+
+    def read_json(self, step: str, output: str) -> dict[str, Any] | None:
+        path = self.outputs.get(step, {}).get(output)
+        if path is None or not path.is_file():
+            return None
+        data: dict[str, Any] = json.loads(path.read_text())
+        return data
+
+    def ran(self, step: str) -> bool:
+        return step in self.outputs
+
+
+def run_inputs(cfg: PipelineConfig, home: Path, raw_data: Path, name: str) -> dict[str, Any]:
+    return {
+        "raw_data": str(raw_data),
+        "feast_store_dir": str(home / "feast" / cfg.materialize.project),
+        "tracking_uri": os.environ.get("MLFLOW_TRACKING_URI") or embedded_tracking_uri(home),
+        "artifact_root": "" if os.environ.get("MLFLOW_TRACKING_URI") else embedded_artifact_root(home),
+        "serving_root": (home / "serving").as_uri(),
+        "git_commit": git_commit(),
+        "min_auc": cfg.evaluate.min_auc,
+    }
+
+
+def run_local(name: str, cfg: PipelineConfig, *, raw_data: Path | None = None, home: Path | None = None) -> LocalRun:
+    """Run the pipeline through kfp.local; raises RuntimeError naming the failed task."""
+    from kfp import local
+
+    from pipelines.kfp import build_pipeline
+
+    module = declaration(name)
+    root = (home or mlops_home()).resolve()
+    os.environ["MLOPS_HOME"] = str(root)
+    data = raw_data or synthetic_dataset(name, cfg, root)
+    pipeline_root = root / "kfp-runs"
+    pipeline_root.mkdir(parents=True, exist_ok=True)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
+               raise_on_error=True)
+    pipeline = build_pipeline(module.SPEC, cfg, module)
+    before = set(pipeline_root.iterdir())
+    started = time.perf_counter()
+    try:
+        pipeline(**run_inputs(cfg, root, data, name))
+    finally:
+        seconds = time.perf_counter() - started
+    run_dirs = sorted(set(pipeline_root.iterdir()) - before, key=lambda p: p.stat().st_mtime)
+    run_dir = run_dirs[-1] if run_dirs else pipeline_root
+    result = LocalRun(pipeline=name, run_dir=run_dir, seconds=seconds)
+    for step in module.SPEC.steps:
+        task_dir = run_dir / step.name
+        if task_dir.is_dir():
+            result.outputs[step.name] = {output: task_dir / output for output in step.outputs}
+    return result
+
+
+def _main(argv: list[str] | None = None) -> int:
+    """Child-process entry of `mlops run`: run, then write the LocalRun as JSON."""
+    import argparse
+
+    from components.config import parse_config
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("name")
+    parser.add_argument("--config-json", required=True)
+    parser.add_argument("--result", required=True)
+    parser.add_argument("--data")
+    args = parser.parse_args(argv)
+    cfg = parse_config(json.loads(args.config_json), source="--config-json")
+    outcome: dict[str, Any] = {"ok": False}
+    try:
+        run = run_local(args.name, cfg, raw_data=Path(args.data) if args.data else None)
+        outcome = {"ok": True}
+    except RuntimeError as error:
+        outcome = {"ok": False, "error": str(error)}
+        pipeline_root = mlops_home() / "kfp-runs"
+        runs = sorted(pipeline_root.iterdir(), key=lambda p: p.stat().st_mtime) if pipeline_root.exists() else []
+        run = LocalRun(pipeline=args.name, run_dir=runs[-1] if runs else pipeline_root, seconds=0.0)
+        module = declaration(args.name)
+        for step in module.SPEC.steps:
+            if (run.run_dir / step.name).is_dir():
+                run.outputs[step.name] = {o: run.run_dir / step.name / o for o in step.outputs}
+    outcome.update({"run_dir": str(run.run_dir), "seconds": run.seconds,
+                    "outputs": {s: {o: str(p) for o, p in outs.items()} for s, outs in run.outputs.items()}})
+    Path(args.result).write_text(json.dumps(outcome))
+    return 0 if outcome["ok"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

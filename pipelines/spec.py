@@ -1,0 +1,111 @@
+"""The declaration of a pipeline: its steps and every fact about each, written once.
+
+A Step names the component it runs, its inputs and outputs, its retry class, resources,
+image, caching and the condition it runs under. The KFP and Argo renderings are derived from
+these declarations, and a test checks that they agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+RetryOn = Literal["Always", "OnFailure", "OnError", "OnTransientError"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    """How often and how patiently a failed step is tried again."""
+
+    name: str
+    """The retry class, e.g. io-bound; named so reviews talk about classes, not numbers."""
+    limit: int
+    """Retries after the first attempt."""
+    retry_on: RetryOn
+    backoff_seconds: int
+    """Wait before the first retry."""
+    factor: int
+    """Each later wait is the previous one times this."""
+    max_backoff_seconds: int
+    """Cap on a single wait."""
+    max_duration_seconds: int
+    """Cap on the whole retry window. Argo counts pod start-up inside it (argo-workflows#2260),
+    so it is set from the step's expected run time plus every backoff, not from the backoffs alone."""
+
+
+IO_BOUND = RetryPolicy(name="io-bound", limit=5, retry_on="Always", backoff_seconds=30, factor=2,
+                       max_backoff_seconds=300, max_duration_seconds=3600)
+"""validate, materialize: I/O bound and failing on upstream drift or a flaky store: retry hard."""
+
+GPU_COMPUTE = RetryPolicy(name="gpu-compute", limit=1, retry_on="OnFailure", backoff_seconds=60, factor=1,
+                          max_backoff_seconds=60, max_duration_seconds=6 * 3600)
+"""train, evaluate: burn accelerator hours; one retry, then a human looks."""
+
+IDEMPOTENT_WRITE = RetryPolicy(name="idempotent-write", limit=4, retry_on="Always", backoff_seconds=10, factor=2,
+                               max_backoff_seconds=120, max_duration_seconds=900)
+"""register: safe to repeat because registration is keyed by the artifact's sha256."""
+
+ROLLOUT = RetryPolicy(name="rollout", limit=2, retry_on="Always", backoff_seconds=20, factor=2,
+                      max_backoff_seconds=60, max_duration_seconds=900)
+"""promote, notify: rendering and publishing are idempotent; two retries cover a flaky store."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Resources:
+    cpu: str
+    memory: str
+    """Memory limit; a GPU step must set one (the admission policy rejects it otherwise)."""
+    gpu: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Condition:
+    """Run the step only when an upstream output equals a value."""
+
+    step: str
+    output: str
+    equals: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class Step:
+    name: str
+    component: str
+    """The component function, as module:function under components/."""
+    inputs: dict[str, str] = field(default_factory=dict)
+    """Inputs from upstream outputs, artifacts or parameters: input name -> "step.output"."""
+    outputs: tuple[str, ...] = ()
+    """Artifact outputs, by name."""
+    parameters_out: tuple[str, ...] = ()
+    """Parameter outputs other steps branch on or consume."""
+    after: tuple[str, ...] = ()
+    """Ordering-only dependencies beyond those the inputs imply."""
+    retry: RetryPolicy
+    resources: Resources
+    caching: bool = False
+    """Reuse a previous result for identical inputs; off for steps that write to shared stores."""
+    when: Condition | None = None
+
+    def upstream(self) -> tuple[str, ...]:
+        sources = {reference.split(".")[0] for reference in self.inputs.values()}
+        if self.when is not None:
+            sources.add(self.when.step)
+        return tuple(sorted(sources | set(self.after)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class PipelineSpec:
+    name: str
+    description: str
+    image: str
+    """The component image every step runs in (the same code as the laptop)."""
+    steps: tuple[Step, ...]
+
+    def step(self, name: str) -> Step:
+        for candidate in self.steps:
+            if candidate.name == name:
+                return candidate
+        raise KeyError(name)
+
+    def edges(self) -> set[tuple[str, str]]:
+        return {(source, step.name) for step in self.steps for source in step.upstream()}
