@@ -36,8 +36,9 @@ class MaterializeSettings(_Settings):
     entity_column: str
     timestamp_column: str = "event_timestamp"
     label_column: str
-    request_features: list[str] = Field(default_factory=list,
-                                        description="Features that arrive with the scoring request.")
+    request_features: list[str] = Field(
+        default_factory=list, description="Features that arrive with the scoring request."
+    )
     holdout_fraction: float = Field(0.2, gt=0.0, lt=0.9)
 
 
@@ -104,10 +105,17 @@ class PipelineConfig(_Settings):
 def _explain(error: ValidationError, source: str) -> ComponentError:
     lines = []
     for issue in error.errors():
-        where = ".".join(str(part) for part in issue["loc"]).replace("validate_", "validate").replace("register_", "register")
+        where = (
+            ".".join(str(part) for part in issue["loc"])
+            .replace("validate_", "validate")
+            .replace("register_", "register")
+        )
         lines.append(f"  - {where}: {issue['msg']} (got {issue.get('input')!r})")
-    return ComponentError("config", f"pipeline config {source} is invalid:\n" + "\n".join(lines),
-                          "correct the fields named above; each step's settings are documented in components/config.py")
+    return ComponentError(
+        "config",
+        f"pipeline config {source} is invalid:\n" + "\n".join(lines),
+        "correct the fields named above; each step's settings are documented in components/config.py",
+    )
 
 
 def parse_config(data: Any, source: str) -> PipelineConfig:
@@ -124,6 +132,7 @@ def load_config(path: str | Path) -> PipelineConfig:
     try:
         data = yaml.safe_load(file.read_text())
     except yaml.YAMLError as error:
-        raise ComponentError("config", f"pipeline config {file} is not valid YAML: {error}",
-                             "fix the YAML syntax") from error
+        raise ComponentError(
+            "config", f"pipeline config {file} is not valid YAML: {error}", "fix the YAML syntax"
+        ) from error
     return parse_config(data, source=str(file))

@@ -31,8 +31,15 @@ def _plot_curves(labels: np.ndarray, scores: np.ndarray, roc_png: str, pr_png: s
     precision, recall, _ = precision_recall_curve(labels, scores)
     for target, xs, ys, xlabel, ylabel, name, baseline in (
         (roc_png, fpr, tpr, "false positive rate", "true positive rate", "ROC", ([0, 1], [0, 1])),
-        (pr_png, recall, precision, "recall", "precision", "Precision-recall",
-         ([0, 1], [labels.mean(), labels.mean()])),
+        (
+            pr_png,
+            recall,
+            precision,
+            "recall",
+            "precision",
+            "Precision-recall",
+            ([0, 1], [labels.mean(), labels.mean()]),
+        ),
     ):
         figure, axis = plt.subplots(figsize=(5, 4), dpi=100)
         axis.plot(xs, ys, linewidth=1.5)
@@ -63,8 +70,11 @@ def evaluate(
     if not 0.0 <= min_auc <= 1.0:
         raise ComponentError(STEP, f"min_auc must lie in [0, 1], got {min_auc}", "set evaluate.min_auc in the config")
     if not 0.0 < decision_threshold < 1.0:
-        raise ComponentError(STEP, f"decision_threshold must lie in (0, 1), got {decision_threshold}",
-                             "set evaluate.decision_threshold in the config")
+        raise ComponentError(
+            STEP,
+            f"decision_threshold must lie in (0, 1), got {decision_threshold}",
+            "set evaluate.decision_threshold in the config",
+        )
     if not artifacts.exists(model):
         raise ComponentError(STEP, f"model artifact not found at {model}", "run train first, or fix the path")
     metadata = artifacts.read_json(model_metadata)
@@ -74,14 +84,20 @@ def evaluate(
     require_columns(STEP, frame, [*features, label], "holdout set")
     labels = frame[label].to_numpy(dtype=np.int64)
     if len(np.unique(labels)) < 2:
-        raise ComponentError(STEP, "the holdout set holds a single label class, so AUC is undefined",
-                             "widen the holdout window (materialize.holdout_fraction) or use more data")
+        raise ComponentError(
+            STEP,
+            "the holdout set holds a single label class, so AUC is undefined",
+            "widen the holdout window (materialize.holdout_fraction) or use more data",
+        )
     with artifacts.fetched(model) as model_path:
         predict = load_predictor(model_path, metadata)
         scores = predict(frame[features].to_numpy(dtype=np.float32))
     if not np.all(np.isfinite(scores)):
-        raise ComponentError(STEP, "the model produced non-finite scores on the holdout set",
-                             "check the training run for divergence (NaN loss) and retrain")
+        raise ComponentError(
+            STEP,
+            "the model produced non-finite scores on the holdout set",
+            "check the training run for divergence (NaN loss) and retrain",
+        )
     predicted = (scores >= decision_threshold).astype(np.int64)
     tn, fp, fn, tp = (int(v) for v in confusion_matrix(labels, predicted, labels=[0, 1]).ravel())
     roc_auc = float(roc_auc_score(labels, scores))

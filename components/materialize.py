@@ -60,15 +60,26 @@ def apply_repo(store: Any, feature_repo: str | os.PathLike[str], source_uri: str
 
     repo_path = Path(feature_repo)
     if not repo_path.is_dir() or not any(repo_path.glob("*.py")):
-        raise ComponentError(STEP, f"feature repo {repo_path} has no Python definitions",
-                             "pass the pipeline's feature_repo folder (entities, sources, feature views)")
+        raise ComponentError(
+            STEP,
+            f"feature repo {repo_path} has no Python definitions",
+            "pass the pipeline's feature_repo folder (entities, sources, feature views)",
+        )
     os.environ[SOURCE_URI_VARIABLE] = source_uri
     try:
         contents = parse_repo(repo_path)
     except Exception as error:
-        raise ComponentError(STEP, f"feature repo {repo_path} failed to load: {error}",
-                             "fix the definitions; `feast plan` in that folder shows the same error") from error
-    objects = [*contents.entities, *contents.data_sources, *contents.feature_views, *contents.feature_services]
+        raise ComponentError(
+            STEP,
+            f"feature repo {repo_path} failed to load: {error}",
+            "fix the definitions; `feast plan` in that folder shows the same error",
+        ) from error
+    objects: list[Any] = [
+        *contents.entities,
+        *contents.data_sources,
+        *contents.feature_views,
+        *contents.feature_services,
+    ]
     store.apply(objects)
     return [obj.name for obj in objects if not obj.name.startswith("__")]
 
@@ -77,8 +88,11 @@ def _feature_names(store: Any, feature_service: str) -> list[str]:
     try:
         service = store.get_feature_service(feature_service)
     except Exception as error:
-        raise ComponentError(STEP, f"feature service '{feature_service}' is not defined in the feature repo",
-                             "define it in the repo or set feature_service in the pipeline config") from error
+        raise ComponentError(
+            STEP,
+            f"feature service '{feature_service}' is not defined in the feature repo",
+            "define it in the repo or set feature_service in the pipeline config",
+        ) from error
     return [field.name for projection in service.feature_view_projections for field in projection.features]
 
 
@@ -91,8 +105,9 @@ def _historical(store: Any, entity_df: pd.DataFrame, feature_service: str) -> pd
     """
     service = store.get_feature_service(feature_service)
     parts = [
-        store.get_historical_features(entity_df=entity_df.iloc[start:start + HISTORICAL_CHUNK_ROWS],
-                                      features=service).to_df()
+        store.get_historical_features(
+            entity_df=entity_df.iloc[start : start + HISTORICAL_CHUNK_ROWS], features=service
+        ).to_df()
         for start in range(0, len(entity_df), HISTORICAL_CHUNK_ROWS)
     ]
     return pd.concat(parts, ignore_index=True)
@@ -142,16 +157,27 @@ def materialize(
 ) -> dict[str, Any]:
     """Publish `dataset` to the feature store and write the train and holdout Parquet sets."""
     if not 0.0 < holdout_fraction < 0.9:
-        raise ComponentError(STEP, f"holdout_fraction must be in (0, 0.9), got {holdout_fraction}",
-                             "set a fraction such as 0.2 in the pipeline config")
+        raise ComponentError(
+            STEP,
+            f"holdout_fraction must be in (0, 0.9), got {holdout_fraction}",
+            "set a fraction such as 0.2 in the pipeline config",
+        )
     frame = read_parquet(STEP, dataset, "validated dataset")
-    require_columns(STEP, frame, [entity_column, timestamp_column, label_column, *request_features], "validated dataset")
+    require_columns(
+        STEP, frame, [entity_column, timestamp_column, label_column, *request_features], "validated dataset"
+    )
     if frame[label_column].isna().any():
-        raise ComponentError(STEP, f"label column '{label_column}' has {int(frame[label_column].isna().sum())} nulls",
-                             "drop or fix unlabelled rows upstream; validate should have caught this")
+        raise ComponentError(
+            STEP,
+            f"label column '{label_column}' has {int(frame[label_column].isna().sum())} nulls",
+            "drop or fix unlabelled rows upstream; validate should have caught this",
+        )
     if not isinstance(frame[timestamp_column].dtype, pd.DatetimeTZDtype):
-        raise ComponentError(STEP, f"'{timestamp_column}' is {frame[timestamp_column].dtype}, not a UTC timestamp",
-                             "store event times as timezone-aware UTC timestamps")
+        raise ComponentError(
+            STEP,
+            f"'{timestamp_column}' is {frame[timestamp_column].dtype}, not a UTC timestamp",
+            "store event times as timezone-aware UTC timestamps",
+        )
 
     store_path = Path(store_dir)
     offline = offline_uri or str(store_path / "offline" / f"{project}_events.parquet")
@@ -164,16 +190,22 @@ def materialize(
     joined = _historical(store, entity_df.sort_values(timestamp_column, kind="stable"), feature_service)
     missing = [name for name in features if name not in joined.columns]
     if missing:
-        raise ComponentError(STEP, f"historical retrieval returned no column(s) {missing}",
-                             "check the feature view's schema against the source columns")
+        raise ComponentError(
+            STEP,
+            f"historical retrieval returned no column(s) {missing}",
+            "check the feature view's schema against the source columns",
+        )
     columns = [timestamp_column, entity_column, *request_features, *features, label_column]
     joined = joined[columns].sort_values([timestamp_column, entity_column], kind="stable").reset_index(drop=True)
     joined[features] = joined[features].fillna(0)
     cut = int(len(joined) * (1.0 - holdout_fraction))
     train, holdout = joined.iloc[:cut], joined.iloc[cut:]
     if train[label_column].nunique() < 2 or holdout[label_column].nunique() < 2:
-        raise ComponentError(STEP, "the time split left one side with a single label class",
-                             "use more rows or a different holdout_fraction")
+        raise ComponentError(
+            STEP,
+            "the time split left one side with a single label class",
+            "use more rows or a different holdout_fraction",
+        )
     artifacts.write_parquet(train_out, train)
     artifacts.write_parquet(holdout_out, holdout)
 
@@ -192,8 +224,13 @@ def materialize(
     }
 
 
-def online_features(store_dir: str, project: str, feature_service: str, entity_rows: list[dict[str, Any]],
-                    store_config: dict[str, Any] | None = None) -> dict[str, list[Any]]:
+def online_features(
+    store_dir: str,
+    project: str,
+    feature_service: str,
+    entity_rows: list[dict[str, Any]],
+    store_config: dict[str, Any] | None = None,
+) -> dict[str, list[Any]]:
     """Read features for entities from the online store (what a scoring service does)."""
     store = open_store(store_dir, project, store_config)
     result: dict[str, list[Any]] = store.get_online_features(

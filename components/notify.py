@@ -14,8 +14,16 @@ from components import artifacts
 STEP = "notify"
 
 
-def notify(metrics: str, notice_out: str, notice_markdown_out: str, *, owner: str, pipeline: str, model_name: str,
-           run_name: str = "") -> dict[str, Any]:
+def notify(
+    metrics: str,
+    notice_out: str,
+    notice_markdown_out: str,
+    *,
+    owner: str,
+    pipeline: str,
+    model_name: str,
+    run_name: str = "",
+) -> dict[str, Any]:
     scores = artifacts.read_json(metrics)
     notice = {
         "kind": "gate-failed",
@@ -43,4 +51,10 @@ def notify(metrics: str, notice_out: str, notice_markdown_out: str, *, owner: st
     )
     artifacts.write_json(notice_out, notice)
     artifacts.write_bytes(notice_markdown_out, text.encode())
-    return {"step": STEP, "owner": owner, "metric": "roc_auc", "value": scores["roc_auc"], "threshold": scores["min_auc"]}
+    return {
+        "step": STEP,
+        "owner": owner,
+        "metric": "roc_auc",
+        "value": scores["roc_auc"],
+        "threshold": scores["min_auc"],
+    }

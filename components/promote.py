@@ -52,9 +52,19 @@ def _publish(repository: Path, serving_root: str, model_name: str, version: int,
     return artifacts.local_path(target).as_uri()
 
 
-def render_inference_service(registration: dict[str, Any], *, storage_uri: str, namespace: str, canary_percent: int,
-                             signed_off_by: str, stage: str, runtime: str, gpu: bool, memory_limit: str,
-                             min_replicas: int = 1) -> dict[str, Any]:
+def render_inference_service(
+    registration: dict[str, Any],
+    *,
+    storage_uri: str,
+    namespace: str,
+    canary_percent: int,
+    signed_off_by: str,
+    stage: str,
+    runtime: str,
+    gpu: bool,
+    memory_limit: str,
+    min_replicas: int = 1,
+) -> dict[str, Any]:
     name = registration["model_name"]
     annotations = {
         "serving.kserve.io/deploymentMode": "Serverless",
@@ -120,35 +130,66 @@ def promote(
     """Render the Triton repository and the InferenceService for a registered version."""
     reg = artifacts.read_json(registration)
     if not 1 <= canary_percent <= 100:
-        raise ComponentError(STEP, f"canary percent must be 1..100, got {canary_percent}",
-                             "set promote.canary_percent in the pipeline config (100 means full rollout)")
+        raise ComponentError(
+            STEP,
+            f"canary percent must be 1..100, got {canary_percent}",
+            "set promote.canary_percent in the pipeline config (100 means full rollout)",
+        )
     if not RUN_ID.match(reg.get("run_id", "")):
-        raise ComponentError(STEP, f"registration carries run id {reg.get('run_id')!r}, not 32 hex characters",
-                             "pass the registration JSON written by register")
+        raise ComponentError(
+            STEP,
+            f"registration carries run id {reg.get('run_id')!r}, not 32 hex characters",
+            "pass the registration JSON written by register",
+        )
     if not DNS_LABEL.match(reg["model_name"]) or len(reg["model_name"]) > 45:
-        raise ComponentError(STEP, f"model name {reg['model_name']!r} is not a valid InferenceService name",
-                             "use lowercase letters, digits and '-', at most 45 characters")
+        raise ComponentError(
+            STEP,
+            f"model name {reg['model_name']!r} is not a valid InferenceService name",
+            "use lowercase letters, digits and '-', at most 45 characters",
+        )
     if stage not in ("staging", "production"):
         raise ComponentError(STEP, f"unknown stage {stage!r}", "use staging or production")
     model_bytes = artifacts.read_bytes(model)
     if artifacts.sha256_file_bytes(model_bytes) != reg["artifact_sha256"]:
-        raise ComponentError(STEP, "the model artifact does not match the registration's sha256",
-                             "pass the model that register registered")
+        raise ComponentError(
+            STEP,
+            "the model artifact does not match the registration's sha256",
+            "pass the model that register registered",
+        )
     root = serving_root or (mlops_home() / "serving").as_uri()
     with tempfile.TemporaryDirectory() as tmp:
         repository = Path(tmp) / "repository"
         try:
-            write_repository(repository, reg["model_name"], int(reg["version"]), reg["model_format"], model_bytes,
-                             len(reg["features"]), gpu=gpu, threshold=decision_threshold)
+            write_repository(
+                repository,
+                reg["model_name"],
+                int(reg["version"]),
+                reg["model_format"],
+                model_bytes,
+                len(reg["features"]),
+                gpu=gpu,
+                threshold=decision_threshold,
+            )
         except ValueError as error:
-            raise ComponentError(STEP, f"Triton config failed to parse: {error}",
-                                 "this is a bug in the repository template; report it with the model format") from error
+            raise ComponentError(
+                STEP,
+                f"Triton config failed to parse: {error}",
+                "this is a bug in the repository template; report it with the model format",
+            ) from error
         storage_uri = _publish(repository, root, reg["model_name"], int(reg["version"]), reg["artifact_sha256"])
         with artifacts.atomic_dir(model_repository_out) as out:
             shutil.copytree(repository, out, dirs_exist_ok=True)
-    service = render_inference_service(reg, storage_uri=storage_uri, namespace=namespace,
-                                       canary_percent=canary_percent, signed_off_by=signed_off_by, stage=stage,
-                                       runtime=runtime, gpu=gpu, memory_limit=memory_limit)
+    service = render_inference_service(
+        reg,
+        storage_uri=storage_uri,
+        namespace=namespace,
+        canary_percent=canary_percent,
+        signed_off_by=signed_off_by,
+        stage=stage,
+        runtime=runtime,
+        gpu=gpu,
+        memory_limit=memory_limit,
+    )
     artifacts.write_bytes(inference_service_out, yaml.safe_dump(service, sort_keys=False).encode())
     return {
         "step": STEP,

@@ -99,8 +99,15 @@ def _flat_params(params: dict[str, Any]) -> dict[str, str]:
     return {key: json.dumps(value) if isinstance(value, list | dict) else str(value) for key, value in params.items()}
 
 
-def _log_run(client: Any, experiment_id: str, model_path: Path, metadata: dict[str, Any], metrics: dict[str, Any],
-             tags: dict[str, str], pipeline: str) -> tuple[str, str, str]:
+def _log_run(
+    client: Any,
+    experiment_id: str,
+    model_path: Path,
+    metadata: dict[str, Any],
+    metrics: dict[str, Any],
+    tags: dict[str, str],
+    pipeline: str,
+) -> tuple[str, str, str]:
     """Log the run and its artifacts; returns (run_id, model source URI, model card URI)."""
     run = client.create_run(experiment_id, tags={**tags, "mlflow.runName": f"{pipeline}-{tags[HASH_TAG][:12]}"})
     run_id = run.info.run_id
@@ -146,18 +153,25 @@ def register(
     from mlflow.exceptions import MlflowException
 
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or embedded_tracking_uri()
-    root = artifact_root if artifact_root is not None else (embedded_artifact_root() if uri.startswith("sqlite") else None)
+    root = (
+        artifact_root if artifact_root is not None else (embedded_artifact_root() if uri.startswith("sqlite") else None)
+    )
     meta = artifacts.read_json(model_metadata)
     scores = artifacts.read_json(metrics)
     if not scores.get("passed"):
-        raise ComponentError(STEP, f"the model failed its gate (roc_auc {scores.get('roc_auc')} < {scores.get('min_auc')})",
-                             "only models that pass evaluate may be registered; the DAG routes them to notify")
+        raise ComponentError(
+            STEP,
+            f"the model failed its gate (roc_auc {scores.get('roc_auc')} < {scores.get('min_auc')})",
+            "only models that pass evaluate may be registered; the DAG routes them to notify",
+        )
     with artifacts.fetched(model) as model_path:
         sha = artifacts.sha256_file(model_path)
         if meta.get("model_sha256") != sha:
-            raise ComponentError(STEP, f"model bytes (sha256 {sha[:12]}) do not match the metadata "
-                                 f"({str(meta.get('model_sha256'))[:12]})",
-                                 "pass the metadata JSON written by the same train run as the model")
+            raise ComponentError(
+                STEP,
+                f"model bytes (sha256 {sha[:12]}) do not match the metadata ({str(meta.get('model_sha256'))[:12]})",
+                "pass the metadata JSON written by the same train run as the model",
+            )
         client = _client(uri)
         tags = {
             HASH_TAG: sha,
@@ -168,17 +182,44 @@ def register(
         }
         try:
             with _writer_lock(uri, model_name):
-                outcome = _register_locked(client, uri, root, model_path, meta, scores, tags, model_name,
-                                           experiment or pipeline, card or {}, pipeline, git_commit, alias)
+                outcome = _register_locked(
+                    client,
+                    uri,
+                    root,
+                    model_path,
+                    meta,
+                    scores,
+                    tags,
+                    model_name,
+                    experiment or pipeline,
+                    card or {},
+                    pipeline,
+                    git_commit,
+                    alias,
+                )
         except MlflowException as error:
-            raise ComponentError(STEP, f"MLflow at {uri} refused the registration: {error.message}",
-                                 "check MLFLOW_TRACKING_URI, credentials and the server log") from error
+            raise ComponentError(
+                STEP,
+                f"MLflow at {uri} refused the registration: {error.message}",
+                "check MLFLOW_TRACKING_URI, credentials and the server log",
+            ) from error
         except OSError as error:
-            raise ComponentError(STEP, f"could not reach MLflow at {uri}: {error}",
-                                 "check that the tracking server is up and MLFLOW_TRACKING_URI is right") from error
+            raise ComponentError(
+                STEP,
+                f"could not reach MLflow at {uri}: {error}",
+                "check that the tracking server is up and MLFLOW_TRACKING_URI is right",
+            ) from error
     version = client.get_model_version(model_name, outcome["version"])
-    card_text = render_model_card(model_name=model_name, version=str(version.version), card=card or {}, metadata=meta,
-                                  metrics=scores, run_id=version.run_id, pipeline=pipeline, git_commit=git_commit)
+    card_text = render_model_card(
+        model_name=model_name,
+        version=str(version.version),
+        card=card or {},
+        metadata=meta,
+        metrics=scores,
+        run_id=version.run_id,
+        pipeline=pipeline,
+        git_commit=git_commit,
+    )
     artifacts.write_bytes(model_card_out, card_text.encode())
     registration = {
         "model_name": model_name,
@@ -199,9 +240,21 @@ def register(
     return {"step": STEP, **{k: registration[k] for k in ("model_name", "version", "reused", "run_id", "alias")}}
 
 
-def _register_locked(client: Any, uri: str, root: str | None, model_path: Path, meta: dict[str, Any],
-                     scores: dict[str, Any], tags: dict[str, str], model_name: str, experiment: str,
-                     card: dict[str, Any], pipeline: str, git_commit: str | None, alias: str) -> dict[str, Any]:
+def _register_locked(
+    client: Any,
+    uri: str,
+    root: str | None,
+    model_path: Path,
+    meta: dict[str, Any],
+    scores: dict[str, Any],
+    tags: dict[str, str],
+    model_name: str,
+    experiment: str,
+    card: dict[str, Any],
+    pipeline: str,
+    git_commit: str | None,
+    alias: str,
+) -> dict[str, Any]:
     _ensure_registered_model(client, model_name, f"Registered by the {pipeline} pipeline.")
     existing = _versions_with_hash(client, model_name, tags[HASH_TAG])
     if existing:
@@ -210,9 +263,13 @@ def _register_locked(client: Any, uri: str, root: str | None, model_path: Path, 
         return {"version": winner.version, "reused": True}
     experiment_id = _experiment_id(client, experiment, root)
     run_id, source, card_uri = _log_run(client, experiment_id, model_path, meta, scores, tags, pipeline)
-    mine = client.create_model_version(model_name, source=source, run_id=run_id,
-                                       tags={**tags, "model_card_uri": card_uri},
-                                       description=f"{meta['model_type']} trained by {pipeline}")
+    mine = client.create_model_version(
+        model_name,
+        source=source,
+        run_id=run_id,
+        tags={**tags, "model_card_uri": card_uri},
+        description=f"{meta['model_type']} trained by {pipeline}",
+    )
     contenders = _versions_with_hash(client, model_name, tags[HASH_TAG])
     winner = contenders[0] if contenders else mine
     if int(winner.version) != int(mine.version):
@@ -220,8 +277,16 @@ def _register_locked(client: Any, uri: str, root: str | None, model_path: Path, 
         client.delete_run(run_id)
         client.set_registered_model_alias(model_name, alias, winner.version)
         return {"version": winner.version, "reused": True}
-    card_text = render_model_card(model_name=model_name, version=str(mine.version), card=card, metadata=meta,
-                                  metrics=scores, run_id=run_id, pipeline=pipeline, git_commit=git_commit)
+    card_text = render_model_card(
+        model_name=model_name,
+        version=str(mine.version),
+        card=card,
+        metadata=meta,
+        metrics=scores,
+        run_id=run_id,
+        pipeline=pipeline,
+        git_commit=git_commit,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "model_card.md").write_text(card_text)
         client.log_artifact(run_id, str(Path(tmp) / "model_card.md"))

@@ -17,8 +17,11 @@ def read_parquet(step: str, uri: str | os.PathLike[str], what: str) -> pd.DataFr
         raise ComponentError(step, f"{what} not found at {uri}", "check the path or URI; run the upstream step first")
     with artifacts.fetched(uri) as path:
         if path.is_file() and path.stat().st_size == 0:
-            raise ComponentError(step, f"{what} at {uri} is an empty file (0 bytes)",
-                                 "the upstream export was cut short: re-run it and check its log")
+            raise ComponentError(
+                step,
+                f"{what} at {uri} is an empty file (0 bytes)",
+                "the upstream export was cut short: re-run it and check its log",
+            )
         try:
             frame = pd.read_parquet(path)
         except (pa.ArrowInvalid, pa.ArrowException, OSError) as error:
@@ -28,7 +31,9 @@ def read_parquet(step: str, uri: str | os.PathLike[str], what: str) -> pd.DataFr
                 "export the dataset as Parquet (pandas: DataFrame.to_parquet) and point the step at it",
             ) from error
     if frame.empty:
-        raise ComponentError(step, f"{what} at {uri} has no rows", "the upstream extract selected nothing: check its window")
+        raise ComponentError(
+            step, f"{what} at {uri} has no rows", "the upstream extract selected nothing: check its window"
+        )
     return frame
 
 

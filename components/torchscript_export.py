@@ -49,17 +49,17 @@ def canonical_torchscript(raw: bytes) -> bytes:
         old = archive.read(target)
     new = str(int(digest.hexdigest(), 16)).encode()[: len(old)].rjust(len(old), b"0")
     offset = target.header_offset
-    name_length, extra_length = struct.unpack("<HH", data[offset + 26:offset + 30])
+    name_length, extra_length = struct.unpack("<HH", data[offset + 26 : offset + 30])
     start = offset + 30 + name_length + extra_length
-    if bytes(data[start:start + len(old)]) != old:
+    if bytes(data[start : start + len(old)]) != old:
         return raw
-    data[start:start + len(old)] = new
+    data[start : start + len(old)] = new
     crc = struct.pack("<I", zlib.crc32(new))
-    data[offset + 14:offset + 18] = crc
+    data[offset + 14 : offset + 18] = crc
     central = data.find(b"PK\x01\x02")
     while central != -1:
-        if struct.unpack("<I", data[central + 42:central + 46])[0] == offset:
-            data[central + 16:central + 20] = crc
+        if struct.unpack("<I", data[central + 42 : central + 46])[0] == offset:
+            data[central + 16 : central + 20] = crc
             break
         central = data.find(b"PK\x01\x02", central + 4)
     return bytes(data)
@@ -71,6 +71,9 @@ def scaled_mlp(mean: np.ndarray, std: np.ndarray, hidden: list[int]) -> Any:
     from torch import nn
 
     class ScaledMLP(nn.Module):
+        mean: torch.Tensor
+        std: torch.Tensor
+
         def __init__(self) -> None:
             super().__init__()
             self.register_buffer("mean", torch.from_numpy(mean))
@@ -93,7 +96,6 @@ def scaled_mlp(mean: np.ndarray, std: np.ndarray, hidden: list[int]) -> Any:
     return ScaledMLP()
 
 
-
 def export_torchscript(checkpoint: dict[str, Any], model_path: str) -> None:
     """Script the MLP held in `checkpoint` (state dict and layer sizes) into `model_path`."""
     import torch
@@ -105,7 +107,10 @@ def export_torchscript(checkpoint: dict[str, Any], model_path: str) -> None:
         environment = {**os.environ, "PYTHONHASHSEED": "0"}
         completed = subprocess.run(
             [sys.executable, "-m", "components.torchscript_export", str(source), str(target)],
-            env=environment, capture_output=True, text=True, check=False,
+            env=environment,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if completed.returncode != 0:
             raise RuntimeError(f"TorchScript export failed:\n{completed.stderr[-2000:]}")

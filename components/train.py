@@ -22,8 +22,13 @@ from components.tabular import read_parquet, require_columns
 from components.torchscript_export import export_torchscript, scaled_mlp
 
 STEP = "train"
-XGBOOST_DEFAULTS: dict[str, Any] = {"num_boost_round": 200, "max_depth": 6, "learning_rate": 0.1,
-                                    "min_child_weight": 1.0, "subsample": 1.0}
+XGBOOST_DEFAULTS: dict[str, Any] = {
+    "num_boost_round": 200,
+    "max_depth": 6,
+    "learning_rate": 0.1,
+    "min_child_weight": 1.0,
+    "subsample": 1.0,
+}
 MLP_DEFAULTS: dict[str, Any] = {"hidden": [64, 32], "epochs": 8, "batch_size": 1024, "learning_rate": 0.003}
 
 
@@ -43,24 +48,36 @@ def _matrix(frame: pd.DataFrame, features: list[str], label: str) -> tuple[np.nd
     require_columns(STEP, frame, [*features, label], "training set")
     non_numeric = [f for f in features if not pd.api.types.is_numeric_dtype(frame[f])]
     if non_numeric:
-        raise ComponentError(STEP, f"feature column(s) {non_numeric} are not numeric "
-                             f"({', '.join(f'{c}: {frame[c].dtype}' for c in non_numeric)})",
-                             "encode them as numbers upstream (e.g. category codes) or drop them from the features")
+        raise ComponentError(
+            STEP,
+            f"feature column(s) {non_numeric} are not numeric "
+            f"({', '.join(f'{c}: {frame[c].dtype}' for c in non_numeric)})",
+            "encode them as numbers upstream (e.g. category codes) or drop them from the features",
+        )
     labels = frame[label]
     if labels.isna().any():
-        raise ComponentError(STEP, f"label column '{label}' has {int(labels.isna().sum())} nulls",
-                             "label every row upstream; validate should reject unlabelled data")
+        raise ComponentError(
+            STEP,
+            f"label column '{label}' has {int(labels.isna().sum())} nulls",
+            "label every row upstream; validate should reject unlabelled data",
+        )
     values = set(np.unique(labels.to_numpy()))
     if not values <= {0, 1}:
-        raise ComponentError(STEP, f"label column '{label}' holds {sorted(values)[:5]}, not 0/1",
-                             "binary classification needs 0/1 labels")
+        raise ComponentError(
+            STEP,
+            f"label column '{label}' holds {sorted(values)[:5]}, not 0/1",
+            "binary classification needs 0/1 labels",
+        )
     if len(values) < 2:
-        raise ComponentError(STEP, f"label column '{label}' has a single class", "the training window needs both classes")
+        raise ComponentError(
+            STEP, f"label column '{label}' has a single class", "the training window needs both classes"
+        )
     return frame[features].to_numpy(dtype=np.float32), labels.to_numpy(dtype=np.float32)
 
 
-def _train_xgboost(x: np.ndarray, y: np.ndarray, features: list[str], params: dict[str, Any],
-                   seed: int, device: str, model_path: str) -> tuple[dict[str, Any], int]:
+def _train_xgboost(
+    x: np.ndarray, y: np.ndarray, features: list[str], params: dict[str, Any], seed: int, device: str, model_path: str
+) -> tuple[dict[str, Any], int]:
     import xgboost as xgb
 
     settings = {**XGBOOST_DEFAULTS, **params}
@@ -82,8 +99,9 @@ def _train_xgboost(x: np.ndarray, y: np.ndarray, features: list[str], params: di
     return {**booster_params, "num_boost_round": rounds}, rounds
 
 
-def _train_mlp(x: np.ndarray, y: np.ndarray, params: dict[str, Any], seed: int, device: str,
-               model_path: str) -> tuple[dict[str, Any], int]:
+def _train_mlp(
+    x: np.ndarray, y: np.ndarray, params: dict[str, Any], seed: int, device: str, model_path: str
+) -> tuple[dict[str, Any], int]:
     import torch
     from torch import nn
 
@@ -107,7 +125,7 @@ def _train_mlp(x: np.ndarray, y: np.ndarray, params: dict[str, Any], seed: int, 
     for _ in range(epochs):
         order = torch.randperm(len(y), generator=generator).to(device)
         for start in range(0, len(y), batch):
-            index = order[start:start + batch]
+            index = order[start : start + batch]
             optimizer.zero_grad()
             loss = loss_fn(model.logits(features[index]), labels[index])
             loss.backward()
@@ -131,8 +149,11 @@ def train(
 ) -> dict[str, Any]:
     """Fit `model_type` on `train_set`; write the model file and its metadata JSON."""
     if model_type not in MODEL_TYPES:
-        raise ComponentError(STEP, f"unknown model type {model_type!r}",
-                             f"set train.model_type in the pipeline config to one of {list(MODEL_TYPES)}")
+        raise ComponentError(
+            STEP,
+            f"unknown model type {model_type!r}",
+            f"set train.model_type in the pipeline config to one of {list(MODEL_TYPES)}",
+        )
     if device not in ("auto", "cpu", "cuda"):
         raise ComponentError(STEP, f"unknown device {device!r}", "use auto, cpu or cuda")
     chosen = resolve_device(device)
@@ -148,7 +169,8 @@ def train(
     timestamps = frame.select_dtypes(include=["datetimetz", "datetime"])
     window = (
         [timestamps.iloc[:, 0].min().isoformat(), timestamps.iloc[:, 0].max().isoformat()]
-        if not timestamps.empty else None
+        if not timestamps.empty
+        else None
     )
     metadata = {
         "model_type": model_type,
@@ -169,5 +191,10 @@ def train(
         "python": platform.python_version(),
     }
     artifacts.write_json(metadata_out, metadata)
-    return {"step": STEP, **{k: metadata[k] for k in ("model_type", "device", "training_rows", "train_seconds",
-                                                      "rows_per_second", "model_sha256")}}
+    return {
+        "step": STEP,
+        **{
+            k: metadata[k]
+            for k in ("model_type", "device", "training_rows", "train_seconds", "rows_per_second", "model_sha256")
+        },
+    }

@@ -15,8 +15,15 @@ TORCH_MODEL_FILE = "model.pt"
 FIL_PARAMETERS_REQUIRED = ("model_type", "output_class")
 
 
-def config_pbtxt(model_name: str, model_format: str, n_features: int, *, gpu: bool, max_batch_size: int = 8192,
-                 threshold: float = 0.5) -> str:
+def config_pbtxt(
+    model_name: str,
+    model_format: str,
+    n_features: int,
+    *,
+    gpu: bool,
+    max_batch_size: int = 8192,
+    threshold: float = 0.5,
+) -> str:
     kind = "KIND_GPU" if gpu else "KIND_CPU"
     if model_format == "xgboost_json":
         parameters = {
@@ -67,8 +74,17 @@ def model_file_name(model_format: str) -> str:
     return FIL_MODEL_FILES.get(model_format, TORCH_MODEL_FILE)
 
 
-def write_repository(root: Path, model_name: str, version: int, model_format: str, model_bytes: bytes,
-                     n_features: int, *, gpu: bool, threshold: float = 0.5) -> Path:
+def write_repository(
+    root: Path,
+    model_name: str,
+    version: int,
+    model_format: str,
+    model_bytes: bytes,
+    n_features: int,
+    *,
+    gpu: bool,
+    threshold: float = 0.5,
+) -> Path:
     """Lay out <root>/<model_name>/{config.pbtxt, <version>/<model file>}; returns the model folder."""
     text = config_pbtxt(model_name, model_format, n_features, gpu=gpu, threshold=threshold)
     parse_config(text)

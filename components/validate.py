@@ -23,14 +23,21 @@ SAMPLE_VALUES = 5
 def load_suite(suite_path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(suite_path)
     if not path.is_file():
-        raise ComponentError(STEP, f"expectation suite not found at {path}", "pass the suite JSON kept in the pipeline folder")
+        raise ComponentError(
+            STEP, f"expectation suite not found at {path}", "pass the suite JSON kept in the pipeline folder"
+        )
     try:
         suite = json.loads(path.read_text())
     except json.JSONDecodeError as error:
-        raise ComponentError(STEP, f"expectation suite {path} is not valid JSON ({error})", "fix the JSON syntax") from error
+        raise ComponentError(
+            STEP, f"expectation suite {path} is not valid JSON ({error})", "fix the JSON syntax"
+        ) from error
     if not isinstance(suite, dict) or "expectations" not in suite or "name" not in suite:
-        raise ComponentError(STEP, f"expectation suite {path} needs 'name' and 'expectations'",
-                             'write it as {"name": ..., "expectations": [{"type": ..., "kwargs": {...}}]}')
+        raise ComponentError(
+            STEP,
+            f"expectation suite {path} needs 'name' and 'expectations'",
+            'write it as {"name": ..., "expectations": [{"type": ..., "kwargs": {...}}]}',
+        )
     return suite
 
 
@@ -89,8 +96,11 @@ def validate(dataset: str, suite_path: str, report_path: str) -> dict[str, Any]:
     try:
         suite = context.suites.add(gx.ExpectationSuite(**suite_definition))
     except Exception as error:
-        raise ComponentError(STEP, f"expectation suite {suite_path} is not a valid GX 1.x suite ({error})",
-                             "check each expectation's 'type' and 'kwargs' against the GX 1.x gallery") from error
+        raise ComponentError(
+            STEP,
+            f"expectation suite {suite_path} is not a valid GX 1.x suite ({error})",
+            "check each expectation's 'type' and 'kwargs' against the GX 1.x gallery",
+        ) from error
     definition = context.validation_definitions.add(gx.ValidationDefinition(name="raw", data=batch, suite=suite))
     checkpoint = context.checkpoints.add(
         gx.Checkpoint(name=STEP, validation_definitions=[definition], result_format={"result_format": "SUMMARY"})

@@ -60,12 +60,23 @@ def _add_step_parsers(subparsers: Any) -> None:
             annotation = hints.get(parameter.name, str)
             required = parameter.default is inspect.Parameter.empty
             if annotation is bool:
-                parser.add_argument(flag, dest=parameter.name, action=argparse.BooleanOptionalAction,
-                                    default=None if required else parameter.default, required=required)
+                parser.add_argument(
+                    flag,
+                    dest=parameter.name,
+                    action=argparse.BooleanOptionalAction,
+                    default=None if required else parameter.default,
+                    required=required,
+                )
                 continue
             convert, metavar = _flag_type(annotation)
-            parser.add_argument(flag, dest=parameter.name, type=convert, metavar=metavar, required=required,
-                                default=None if required else parameter.default)
+            parser.add_argument(
+                flag,
+                dest=parameter.name,
+                type=convert,
+                metavar=metavar,
+                required=required,
+                default=None if required else parameter.default,
+            )
         parser.set_defaults(handler=_run_step, target=target)
 
 
@@ -81,7 +92,9 @@ def _parse_overrides(pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
-            raise ComponentError("run", f"--set {pair!r} is not key=value", "write e.g. --set train.model_type=pytorch_mlp")
+            raise ComponentError(
+                "run", f"--set {pair!r} is not key=value", "write e.g. --set train.model_type=pytorch_mlp"
+            )
         try:
             overrides[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -101,8 +114,12 @@ def _run_pipeline(args: argparse.Namespace) -> int:
     home = mlops_home()
     module = declaration(args.pipeline)
     overrides = _parse_overrides(args.set or [])
-    for flag, key in (("rows", "data.rows"), ("seed", "data.seed"), ("model_type", "train.model_type"),
-                      ("min_auc", "evaluate.min_auc")):
+    for flag, key in (
+        ("rows", "data.rows"),
+        ("seed", "data.seed"),
+        ("model_type", "train.model_type"),
+        ("min_auc", "evaluate.min_auc"),
+    ):
         if getattr(args, flag) is not None:
             overrides[key] = getattr(args, flag)
     cfg = module.config(Path(args.config) if args.config else None)
@@ -111,14 +128,25 @@ def _run_pipeline(args: argparse.Namespace) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     log_path = home / "logs" / f"{args.pipeline}-{stamp}.log"
     data_note = args.data or f"synthetic, {cfg.data.rows} rows, seed {cfg.data.seed}"
-    print(f"{args.pipeline}: running on embedded defaults under {home} ({data_note})")
+    retry_note = "declared retry policies" if args.retries else "no retries: fail fast (--retries to apply them)"
+    print(f"{args.pipeline}: running on embedded defaults under {home} ({data_note}; {retry_note})")
     progress = StepProgress(lambda line: print(line, flush=True))
     with tempfile.TemporaryDirectory() as tmp:
         result_path = Path(tmp) / "result.json"
-        command = [sys.executable, "-m", "pipelines.local", args.pipeline,
-                   "--config-json", json.dumps(cfg.model_dump(by_alias=True)), "--result", str(result_path)]
+        command = [
+            sys.executable,
+            "-m",
+            "pipelines.local",
+            args.pipeline,
+            "--config-json",
+            json.dumps(cfg.model_dump(by_alias=True)),
+            "--result",
+            str(result_path),
+        ]
         if args.data:
             command += ["--data", str(Path(args.data).resolve())]
+        if args.retries:
+            command.append("--retries")
         started = time.perf_counter()
         code = run_streaming(command, log_path, progress, args.verbose)
         seconds = time.perf_counter() - started
@@ -135,35 +163,43 @@ def _print_summary(pipeline: str, result: dict[str, Any], progress: Any, seconds
     if "validate" in s:
         v = s["validate"]
         print(f"  validation   passed: {v['evaluated_expectations']} expectations on {v['rows']} rows")
-    elif progress.errors and not s:
-        print("  validation   FAILED (see above)")
     if "materialize" in s:
         m = s["materialize"]
-        print(f"  materialize  {m['training_rows']} training / {m['holdout_rows']} holdout rows; online store: "
-              f"{m['online_rows_in_window']} rows, {m['online_entities_written']} entities (watermark {m['watermark']})")
+        print(
+            f"  materialize  {m['training_rows']} training / {m['holdout_rows']} holdout rows; online store: "
+            f"{m['online_rows_in_window']} rows, {m['online_entities_written']} entities (watermark {m['watermark']})"
+        )
     if "train" in s:
         t = s["train"]
-        print(f"  train        {t['model_type']} on {t['device']}: {t['training_rows']} rows in {t['train_seconds']}s "
-              f"({t['rows_per_second']:.0f} rows/s)")
+        print(
+            f"  train        {t['model_type']} on {t['device']}: {t['training_rows']} rows in {t['train_seconds']}s "
+            f"({t['rows_per_second']:.0f} rows/s)"
+        )
     if "evaluate" in s:
         e = s["evaluate"]
         verdict = "passed" if e["passed"] else "FAILED"
-        print(f"  evaluate     ROC AUC {e['roc_auc']:.4f}, PR AUC {e['pr_auc']:.4f}, log loss {e['log_loss']:.4f}; "
-              f"gate roc_auc >= {e['min_auc']}: {verdict}")
+        print(
+            f"  evaluate     ROC AUC {e['roc_auc']:.4f}, PR AUC {e['pr_auc']:.4f}, log loss {e['log_loss']:.4f}; "
+            f"gate roc_auc >= {e['min_auc']}: {verdict}"
+        )
     if "register" in s:
         r = s["register"]
         how = "reused (same artifact sha256)" if r["reused"] else "new"
         print(f"  register     {r['model_name']} version {r['version']} ({how}), alias {r['alias']}")
     if "promote" in s:
         p = s["promote"]
-        print(f"  promote      InferenceService ({p['canary_percent']}% canary): "
-              f"{outputs.get('promote', {}).get('inference_service')}")
+        print(
+            f"  promote      InferenceService ({p['canary_percent']}% canary): "
+            f"{outputs.get('promote', {}).get('inference_service')}"
+        )
         print(f"               Triton model repository: {outputs.get('promote', {}).get('model_repository')}")
         print(f"               storageUri: {p['storage_uri']}")
     if "notify" in s:
         n = s["notify"]
-        print(f"  notify       gate failed (roc_auc {n['value']} < {n['threshold']}): nothing registered; notice for "
-              f"{n['owner']}: {outputs.get('notify', {}).get('notice_markdown')}")
+        print(
+            f"  notify       gate failed (roc_auc {n['value']} < {n['threshold']}): nothing registered; notice for "
+            f"{n['owner']}: {outputs.get('notify', {}).get('notice_markdown')}"
+        )
     if not result.get("ok") and progress.errors:
         print("  error        " + "\n               ".join(progress.errors))
     print(f"  outputs      {result.get('run_dir', '-')}")
@@ -210,6 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", help="a config.yaml to use instead of the pipeline's own")
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. train.seed=1")
     run.add_argument("--home", help="state folder (default: $MLOPS_HOME or ./.mlops)")
+    run.add_argument(
+        "--retries", action="store_true", help="apply each step's declared retry policy locally (default: fail fast)"
+    )
     run.add_argument("--verbose", action="store_true", help="print kfp.local's whole output, not just progress")
     run.set_defaults(handler=_run_pipeline)
 

@@ -31,6 +31,8 @@ class StepProgress:
         text = line.strip()
         if match := EXECUTING.search(line):
             self.started[match.group(1)] = time.perf_counter()
+            self.errors = []
+            self._in_error = False
             self.emit(f"  ... {match.group(1)}")
             return
         if match := FINISHED.search(line):
@@ -39,9 +41,6 @@ class StepProgress:
             mark = "ok  " if status == "SUCCESS" else "FAIL"
             detail = _brief(self.summaries.get(step, {}))
             self.emit(f"  {mark} {step:<12} {took:6.1f}s  {detail}")
-            if status != "SUCCESS":
-                for error_line in self.errors:
-                    self.emit(f"       {error_line}")
             return
         if text.startswith("{") and '"step":' in text:
             try:
@@ -62,17 +61,32 @@ class StepProgress:
 
 
 def _brief(summary: dict[str, object]) -> str:
-    keys = ("rows", "training_rows", "online_entities_written", "device", "rows_per_second", "roc_auc", "passed",
-            "version", "reused", "canary_percent", "value", "threshold")
+    keys = (
+        "rows",
+        "training_rows",
+        "online_entities_written",
+        "device",
+        "rows_per_second",
+        "roc_auc",
+        "passed",
+        "version",
+        "reused",
+        "canary_percent",
+        "value",
+        "threshold",
+    )
     return ", ".join(f"{key}={summary[key]}" for key in keys if key in summary)
 
 
-def run_streaming(command: list[str], log_path: Path, progress: StepProgress, verbose: bool,
-                  out: IO[str] = sys.stdout) -> int:
+def run_streaming(
+    command: list[str], log_path: Path, progress: StepProgress, verbose: bool, out: IO[str] = sys.stdout
+) -> int:
     """Run `command`, writing all output to `log_path` and progress (or everything) to `out`."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w") as log, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                                      text=True, bufsize=1) as child:
+    with (
+        open(log_path, "w") as log,
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as child,
+    ):
         assert child.stdout is not None
         for line in child.stdout:
             log.write(line)

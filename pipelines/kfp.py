@@ -26,10 +26,15 @@ def _seconds(value: int) -> str:
     return f"{value}s"
 
 
-def apply_policies(task: Any, step: Step) -> None:
+def apply_policies(task: Any, step: Step, *, retries: bool = True) -> None:
+    """Set retry, resources, caching and name from the declaration.
+
+    `retries=False` (local runs by default) keeps a failing step from waiting out its
+    backoffs on a laptop; compiled IR always carries the declared policy.
+    """
     retry = step.retry
     task.set_retry(
-        num_retries=retry.limit,
+        num_retries=retry.limit if retries else 0,
         backoff_duration=_seconds(retry.backoff_seconds),
         backoff_factor=float(retry.factor),
         backoff_max_duration=_seconds(retry.max_backoff_seconds),
@@ -52,7 +57,9 @@ def _components(spec: PipelineSpec) -> dict[str, Any]:
     return built
 
 
-def build_pipeline(spec: PipelineSpec, cfg: PipelineConfig, declaration: ModuleType) -> Callable[..., Any]:
+def build_pipeline(
+    spec: PipelineSpec, cfg: PipelineConfig, declaration: ModuleType, *, retries: bool = True
+) -> Callable[..., Any]:
     """The KFP pipeline function of `spec`, with plain arguments taken from `declaration`."""
     ops = _components(spec)
 
@@ -66,7 +73,7 @@ def build_pipeline(spec: PipelineSpec, cfg: PipelineConfig, declaration: ModuleT
             task = ops[step.name](**wired, **parameters[step.name])
             for name in step.after:
                 task.after(tasks[name])
-            apply_policies(task, step)
+            apply_policies(task, step, retries=retries)
             tasks[step.name] = task
 
         for step in spec.steps:
@@ -82,11 +89,20 @@ def build_pipeline(spec: PipelineSpec, cfg: PipelineConfig, declaration: ModuleT
                     for step in branches[False]:
                         create(step)
 
-    defaults = {"git_commit": "", "min_auc": cfg.evaluate.min_auc, "artifact_root": "", "serving_root": "",
-                "tracking_uri": ""}
+    defaults = {
+        "git_commit": "",
+        "min_auc": cfg.evaluate.min_auc,
+        "artifact_root": "",
+        "serving_root": "",
+        "tracking_uri": "",
+    }
     parameters = [
-        inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=float if name == "min_auc" else str,
-                          **({"default": defaults[name]} if name in defaults else {}))
+        inspect.Parameter(
+            name,
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            annotation=float if name == "min_auc" else str,
+            **({"default": defaults[name]} if name in defaults else {}),
+        )
         for name in RUN_INPUTS
     ]
     body.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]

@@ -5,7 +5,6 @@ inside the function. The component image has this package installed, so the func
 components through it; locally the same happens in the current environment.
 """
 
-
 from typing import NamedTuple
 
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
@@ -17,80 +16,190 @@ def validate(raw_data: str, suite: str, report: Output[Artifact]) -> None:
     run_step("components.validate:validate", dataset=raw_data, suite_path=resource(suite), report_path=report.path)
 
 
-def materialize(raw_data: str, feature_repo: str, store_dir: str, project: str, feature_service: str,
-                entity_column: str, timestamp_column: str, label_column: str, request_features: list,
-                holdout_fraction: float, train_set: Output[Dataset],
-                holdout_set: Output[Dataset]) -> NamedTuple("Outputs", [("features", list)]):  # type: ignore[valid-type]
-    from collections import namedtuple
-
+def materialize(
+    raw_data: str,
+    feature_repo: str,
+    store_dir: str,
+    project: str,
+    feature_service: str,
+    entity_column: str,
+    timestamp_column: str,
+    label_column: str,
+    request_features: list,
+    holdout_fraction: float,
+    train_set: Output[Dataset],
+    holdout_set: Output[Dataset],
+) -> NamedTuple("Outputs", [("features", list)]):  # type: ignore[valid-type]
     from pipelines.runtime import resource, run_step
 
-    summary = run_step("components.materialize:materialize", dataset=raw_data, feature_repo=resource(feature_repo),
-                       store_dir=store_dir, train_out=train_set.path, holdout_out=holdout_set.path, project=project,
-                       feature_service=feature_service, entity_column=entity_column,
-                       timestamp_column=timestamp_column, label_column=label_column,
-                       request_features=request_features, holdout_fraction=holdout_fraction)
+    summary = run_step(
+        "components.materialize:materialize",
+        dataset=raw_data,
+        feature_repo=resource(feature_repo),
+        store_dir=store_dir,
+        train_out=train_set.path,
+        holdout_out=holdout_set.path,
+        project=project,
+        feature_service=feature_service,
+        entity_column=entity_column,
+        timestamp_column=timestamp_column,
+        label_column=label_column,
+        request_features=request_features,
+        holdout_fraction=holdout_fraction,
+    )
     train_set.metadata["rows"] = summary["training_rows"]
     holdout_set.metadata["rows"] = summary["holdout_rows"]
-    return namedtuple("Outputs", ["features"])(summary["features"])
+    return (summary["features"],)  # type: ignore[return-value]
 
 
-def train(train_set: Input[Dataset], features: list, model_type: str, label_column: str, params: dict, seed: int,
-          device: str, model: Output[Model], metadata: Output[Artifact]) -> None:
+def train(
+    train_set: Input[Dataset],
+    features: list,
+    model_type: str,
+    label_column: str,
+    params: dict,
+    seed: int,
+    device: str,
+    model: Output[Model],
+    metadata: Output[Artifact],
+) -> None:
     from pipelines.runtime import run_step
 
-    summary = run_step("components.train:train", train_set=train_set.path, model_out=model.path,
-                       metadata_out=metadata.path, model_type=model_type, features=features,
-                       label_column=label_column, params=params, seed=seed, device=device)
+    summary = run_step(
+        "components.train:train",
+        train_set=train_set.path,
+        model_out=model.path,
+        metadata_out=metadata.path,
+        model_type=model_type,
+        features=features,
+        label_column=label_column,
+        params=params,
+        seed=seed,
+        device=device,
+    )
     model.metadata.update({"sha256": summary["model_sha256"], "device": summary["device"]})
 
 
-def evaluate(model: Input[Model], metadata: Input[Artifact], holdout_set: Input[Dataset], min_auc: float,
-             decision_threshold: float, metrics: Output[Artifact], roc_curve: Output[Artifact],
-             pr_curve: Output[Artifact], kfp_metrics: Output[Metrics]) -> NamedTuple(  # type: ignore[valid-type]
-                 "Outputs", [("passed", bool), ("roc_auc", float)]):
-    from collections import namedtuple
-
+def evaluate(
+    model: Input[Model],
+    metadata: Input[Artifact],
+    holdout_set: Input[Dataset],
+    min_auc: float,
+    decision_threshold: float,
+    metrics: Output[Artifact],
+    roc_curve: Output[Artifact],
+    pr_curve: Output[Artifact],
+    kfp_metrics: Output[Metrics],
+) -> NamedTuple(  # type: ignore[valid-type]
+    "Outputs", [("passed", bool), ("roc_auc", float)]
+):
     from pipelines.runtime import run_step
 
-    summary = run_step("components.evaluate:evaluate", model=model.path, model_metadata=metadata.path,
-                       holdout_set=holdout_set.path, metrics_out=metrics.path, roc_png=roc_curve.path,
-                       pr_png=pr_curve.path, min_auc=min_auc, decision_threshold=decision_threshold)
+    summary = run_step(
+        "components.evaluate:evaluate",
+        model=model.path,
+        model_metadata=metadata.path,
+        holdout_set=holdout_set.path,
+        metrics_out=metrics.path,
+        roc_png=roc_curve.path,
+        pr_png=pr_curve.path,
+        min_auc=min_auc,
+        decision_threshold=decision_threshold,
+    )
     for key in ("roc_auc", "pr_auc", "log_loss"):
         kfp_metrics.log_metric(key, summary[key])
-    return namedtuple("Outputs", ["passed", "roc_auc"])(summary["passed"], summary["roc_auc"])
+    return (summary["passed"], summary["roc_auc"])  # type: ignore[return-value]
 
 
-def register(model: Input[Model], metadata: Input[Artifact], metrics: Input[Artifact], model_name: str,
-             tracking_uri: str, artifact_root: str, experiment: str, pipeline: str, git_commit: str, alias: str,
-             card: dict, registration: Output[Artifact], model_card: Output[Markdown]) -> None:
+def register(
+    model: Input[Model],
+    metadata: Input[Artifact],
+    metrics: Input[Artifact],
+    model_name: str,
+    tracking_uri: str,
+    artifact_root: str,
+    experiment: str,
+    pipeline: str,
+    git_commit: str,
+    alias: str,
+    card: dict,
+    registration: Output[Artifact],
+    model_card: Output[Markdown],
+) -> None:
     from pipelines.runtime import run_step
 
-    run_step("components.register:register", model=model.path, model_metadata=metadata.path, metrics=metrics.path,
-             registration_out=registration.path, model_card_out=model_card.path, model_name=model_name,
-             tracking_uri=tracking_uri or None, artifact_root=artifact_root or None, experiment=experiment,
-             pipeline=pipeline, git_commit=git_commit or None, card=card, alias=alias)
+    run_step(
+        "components.register:register",
+        model=model.path,
+        model_metadata=metadata.path,
+        metrics=metrics.path,
+        registration_out=registration.path,
+        model_card_out=model_card.path,
+        model_name=model_name,
+        tracking_uri=tracking_uri or None,
+        artifact_root=artifact_root or None,
+        experiment=experiment,
+        pipeline=pipeline,
+        git_commit=git_commit or None,
+        card=card,
+        alias=alias,
+    )
 
 
-def promote(registration: Input[Artifact], model: Input[Model], namespace: str, canary_percent: int,
-            serving_root: str, signed_off_by: str, stage: str, runtime: str, gpu: bool, memory_limit: str,
-            decision_threshold: float, inference_service: Output[Artifact],
-            model_repository: Output[Artifact]) -> None:
+def promote(
+    registration: Input[Artifact],
+    model: Input[Model],
+    namespace: str,
+    canary_percent: int,
+    serving_root: str,
+    signed_off_by: str,
+    stage: str,
+    runtime: str,
+    gpu: bool,
+    memory_limit: str,
+    decision_threshold: float,
+    inference_service: Output[Artifact],
+    model_repository: Output[Artifact],
+) -> None:
     from pipelines.runtime import run_step
 
-    run_step("components.promote:promote", registration=registration.path, model=model.path,
-             inference_service_out=inference_service.path, model_repository_out=model_repository.path,
-             namespace=namespace, canary_percent=canary_percent, serving_root=serving_root or None,
-             signed_off_by=signed_off_by, stage=stage, runtime=runtime, gpu=gpu, memory_limit=memory_limit,
-             decision_threshold=decision_threshold)
+    run_step(
+        "components.promote:promote",
+        registration=registration.path,
+        model=model.path,
+        inference_service_out=inference_service.path,
+        model_repository_out=model_repository.path,
+        namespace=namespace,
+        canary_percent=canary_percent,
+        serving_root=serving_root or None,
+        signed_off_by=signed_off_by,
+        stage=stage,
+        runtime=runtime,
+        gpu=gpu,
+        memory_limit=memory_limit,
+        decision_threshold=decision_threshold,
+    )
 
 
-def notify(metrics: Input[Artifact], owner: str, pipeline: str, model_name: str, notice: Output[Artifact],
-           notice_markdown: Output[Markdown]) -> None:
+def notify(
+    metrics: Input[Artifact],
+    owner: str,
+    pipeline: str,
+    model_name: str,
+    notice: Output[Artifact],
+    notice_markdown: Output[Markdown],
+) -> None:
     from pipelines.runtime import run_step
 
-    run_step("components.notify:notify", metrics=metrics.path, notice_out=notice.path,
-             notice_markdown_out=notice_markdown.path, owner=owner, pipeline=pipeline, model_name=model_name)
+    run_step(
+        "components.notify:notify",
+        metrics=metrics.path,
+        notice_out=notice.path,
+        notice_markdown_out=notice_markdown.path,
+        owner=owner,
+        pipeline=pipeline,
+        model_name=model_name,
+    )
 
 
 OPS = {

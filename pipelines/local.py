@@ -35,8 +35,14 @@ def declaration(name: str) -> ModuleType:
 def git_commit(start: Path | None = None) -> str:
     """The checkout's commit, or '' outside a git checkout (the image has none)."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=start or Path(__file__).parent, capture_output=True,
-                             text=True, timeout=5, check=False)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=start or Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return ""
     return out.stdout.strip() if out.returncode == 0 else ""
@@ -83,8 +89,14 @@ def run_inputs(cfg: PipelineConfig, home: Path, raw_data: Path, name: str) -> di
     }
 
 
-def run_local(name: str, cfg: PipelineConfig, *, raw_data: Path | None = None, home: Path | None = None) -> LocalRun:
-    """Run the pipeline through kfp.local; raises RuntimeError naming the failed task."""
+def run_local(
+    name: str, cfg: PipelineConfig, *, raw_data: Path | None = None, home: Path | None = None, retries: bool = False
+) -> LocalRun:
+    """Run the pipeline through kfp.local; raises RuntimeError naming the failed task.
+
+    kfp.local retries every failure, including a deterministic data error, so local runs fail
+    fast unless `retries` asks for the declared policies.
+    """
     from kfp import local
 
     from pipelines.kfp import build_pipeline
@@ -95,9 +107,8 @@ def run_local(name: str, cfg: PipelineConfig, *, raw_data: Path | None = None, h
     data = raw_data or synthetic_dataset(name, cfg, root)
     pipeline_root = root / "kfp-runs"
     pipeline_root.mkdir(parents=True, exist_ok=True)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
-               raise_on_error=True)
-    pipeline = build_pipeline(module.SPEC, cfg, module)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root), raise_on_error=True)
+    pipeline = build_pipeline(module.SPEC, cfg, module, retries=retries)
     before = set(pipeline_root.iterdir())
     started = time.perf_counter()
     try:
@@ -125,11 +136,12 @@ def _main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config-json", required=True)
     parser.add_argument("--result", required=True)
     parser.add_argument("--data")
+    parser.add_argument("--retries", action="store_true")
     args = parser.parse_args(argv)
     cfg = parse_config(json.loads(args.config_json), source="--config-json")
     outcome: dict[str, Any] = {"ok": False}
     try:
-        run = run_local(args.name, cfg, raw_data=Path(args.data) if args.data else None)
+        run = run_local(args.name, cfg, raw_data=Path(args.data) if args.data else None, retries=args.retries)
         outcome = {"ok": True}
     except RuntimeError as error:
         outcome = {"ok": False, "error": str(error)}
@@ -140,8 +152,13 @@ def _main(argv: list[str] | None = None) -> int:
         for step in module.SPEC.steps:
             if (run.run_dir / step.name).is_dir():
                 run.outputs[step.name] = {o: run.run_dir / step.name / o for o in step.outputs}
-    outcome.update({"run_dir": str(run.run_dir), "seconds": run.seconds,
-                    "outputs": {s: {o: str(p) for o, p in outs.items()} for s, outs in run.outputs.items()}})
+    outcome.update(
+        {
+            "run_dir": str(run.run_dir),
+            "seconds": run.seconds,
+            "outputs": {s: {o: str(p) for o, p in outs.items()} for s, outs in run.outputs.items()},
+        }
+    )
     Path(args.result).write_text(json.dumps(outcome))
     return 0 if outcome["ok"] else 1
 

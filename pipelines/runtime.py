@@ -14,6 +14,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+PERMANENT_FAILURE_EXIT_CODE = 2
+
 
 def resource(reference: str) -> str:
     """'pipelines.fraud/expectations.json' -> a filesystem path inside the installed package."""
@@ -29,13 +31,17 @@ def call_component(target: str, /, **kwargs: Any) -> dict[str, Any]:
 
 
 def run_step(target: str, /, **kwargs: Any) -> dict[str, Any]:
-    """Call the component; on a ComponentError print problem and fix, and exit 1."""
+    """Call the component; on a ComponentError print problem and fix, and exit 2.
+
+    Exit 2 marks a failure that retrying cannot fix (bad data, bad config); an unexpected
+    exception keeps Python's exit 1 and its traceback, which may be transient.
+    """
     from components.errors import ComponentError
 
     try:
         summary = call_component(target, **kwargs)
     except ComponentError as error:
         print(f"ERROR {error}", file=sys.stderr, flush=True)
-        raise SystemExit(1) from None
+        raise SystemExit(PERMANENT_FAILURE_EXIT_CODE) from None
     print(json.dumps(summary, default=str, sort_keys=True), flush=True)
     return summary

@@ -24,9 +24,7 @@ DEFAULT_START = datetime(2026, 6, 1, tzinfo=UTC)
 FEATURE_COLUMNS = ["txn_count_1h", "txn_count_24h", "amount_avg_7d", "seconds_since_last_txn"]
 
 
-def _window_counts_and_sums(
-    key: np.ndarray, amount: np.ndarray, window: float
-) -> tuple[np.ndarray, np.ndarray]:
+def _window_counts_and_sums(key: np.ndarray, amount: np.ndarray, window: float) -> tuple[np.ndarray, np.ndarray]:
     """Count and sum of earlier rows of the same user within `window` seconds.
 
     `key` is user_id * span + seconds, sorted ascending, so one searchsorted finds each
@@ -140,7 +138,6 @@ def main(argv: list[str] | None = None) -> int:
     frame.to_parquet(args.out, index=False)
     print(json.dumps({"rows": len(frame), "fraud_rate": float(frame["is_fraud"].mean()), "out": str(args.out)}))
     return 0
-
 
 
 if __name__ == "__main__":
