@@ -52,12 +52,15 @@ def _client(tracking_uri: str) -> Any:
 
 
 @contextlib.contextmanager
-def _writer_lock(tracking_uri: str, model_name: str) -> Iterator[None]:
-    """Serialise writers that share a local store (sqlite); a server needs no local lock."""
+def _writer_lock(tracking_uri: str) -> Iterator[None]:
+    """Serialise writers that share a local sqlite store, from its creation on (two processes
+    creating MLflow's tables at once collide); a tracking server needs no local lock."""
     if not tracking_uri.startswith("sqlite:///"):
         yield
         return
-    lock_path = Path(tracking_uri.removeprefix("sqlite:///")).parent / f".register-{model_name}.lock"
+    database = Path(tracking_uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = database.parent / f".{database.name}.lock"
     with open(lock_path, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -172,7 +175,6 @@ def register(
                 f"model bytes (sha256 {sha[:12]}) do not match the metadata ({str(meta.get('model_sha256'))[:12]})",
                 "pass the metadata JSON written by the same train run as the model",
             )
-        client = _client(uri)
         tags = {
             HASH_TAG: sha,
             "training_data_sha256": meta["training_data_sha256"],
@@ -181,7 +183,8 @@ def register(
             **({"git_commit": git_commit} if git_commit else {}),
         }
         try:
-            with _writer_lock(uri, model_name):
+            with _writer_lock(uri):
+                client = _client(uri)
                 outcome = _register_locked(
                     client,
                     uri,

@@ -7,8 +7,6 @@ export therefore runs in a child interpreter with PYTHONHASHSEED=0, and the id i
 a digest of the archive's other entries.
 """
 
-from __future__ import annotations
-
 import hashlib
 import io
 import os

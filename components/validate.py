@@ -41,6 +41,25 @@ def load_suite(suite_path: str | os.PathLike[str]) -> dict[str, Any]:
     return suite
 
 
+def _refuse_unknown_expectations(suite: dict[str, Any], suite_path: str) -> None:
+    """GX logs an invalid expectation and drops it from the suite; a typo would silently turn a
+    check off, so each one is built here first and any that fails stops the step."""
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    broken = []
+    for index, entry in enumerate(suite["expectations"]):
+        try:
+            ExpectationConfiguration(type=entry["type"], kwargs=entry.get("kwargs", {})).to_domain_obj()
+        except Exception as error:
+            broken.append(f"#{index} {entry.get('type')!r}: {str(error).splitlines()[0][:200]}")
+    if broken:
+        raise ComponentError(
+            STEP,
+            f"expectation suite {suite_path} is not a valid GX 1.x suite: " + "; ".join(broken),
+            "check each expectation's 'type' and 'kwargs' against the GX 1.x gallery",
+        )
+
+
 def _failure(result: dict[str, Any], columns: set[str]) -> dict[str, Any]:
     config = result["expectation_config"]
     kwargs = {k: v for k, v in config["kwargs"].items() if k != "batch_id"}
@@ -93,6 +112,7 @@ def validate(dataset: str, suite_path: str, report_path: str) -> dict[str, Any]:
         .add_dataframe_asset("raw")
         .add_batch_definition_whole_dataframe("whole")
     )
+    _refuse_unknown_expectations(suite_definition, suite_path)
     try:
         suite = context.suites.add(gx.ExpectationSuite(**suite_definition))
     except Exception as error:

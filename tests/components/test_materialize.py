@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from components.errors import ComponentError
+from components.materialize import materialize, online_features
+from tests.conftest import FEATURE_REPO, FEATURES, MATERIALIZE_SETTINGS
+
+
+def test_training_set_is_point_in_time_correct(materialized: dict[str, Any], raw_dataset: Path) -> None:
+    raw = pd.read_parquet(raw_dataset)
+    both = pd.concat([pd.read_parquet(materialized["train"]), pd.read_parquet(materialized["holdout"])])
+    assert len(both) == len(raw)
+    joined = both.merge(raw, on=["user_id", "event_timestamp"], suffixes=("", "_source"))
+    assert len(joined) == len(raw)
+    for feature in ["txn_count_1h", "txn_count_24h", "amount_avg_7d", "seconds_since_last_txn", "is_fraud"]:
+        assert (joined[feature] == joined[f"{feature}_source"]).all(), feature
+    assert list(both.columns) == ["event_timestamp", "user_id", *FEATURES, "is_fraud"]
+
+
+def test_holdout_is_the_most_recent_slice(materialized: dict[str, Any]) -> None:
+    train = pd.read_parquet(materialized["train"])
+    holdout = pd.read_parquet(materialized["holdout"])
+    assert train["event_timestamp"].max() <= holdout["event_timestamp"].min()
+    assert len(holdout) == pytest.approx(0.2 * (len(train) + len(holdout)), abs=1)
+
+
+def test_online_store_serves_each_users_latest_values(materialized: dict[str, Any], raw_dataset: Path) -> None:
+    raw = pd.read_parquet(raw_dataset).sort_values("event_timestamp")
+    latest = raw.groupby("user_id").tail(1).set_index("user_id")
+    users = [int(u) for u in latest.index[:25]]
+    served = online_features(str(materialized["store"]), "fraud", "fraud_model_v1", [{"user_id": u} for u in users])
+    for index, user in enumerate(users):
+        assert served["txn_count_24h"][index] == latest.loc[user, "txn_count_24h"]
+        assert served["amount_avg_7d"][index] == pytest.approx(latest.loc[user, "amount_avg_7d"])
+    assert materialized["summary"]["online_entities_written"] == raw["user_id"].nunique()
+
+
+def test_second_run_moves_the_watermark_only_for_new_data(tmp_path: Path, raw_dataset: Path) -> None:
+    raw = pd.read_parquet(raw_dataset).sort_values("event_timestamp")
+    first_part = tmp_path / "first.parquet"
+    raw.iloc[:6000].to_parquet(first_part, index=False)
+    out = [str(tmp_path / "t.parquet"), str(tmp_path / "h.parquet")]
+    first = materialize(str(first_part), str(FEATURE_REPO), str(tmp_path / "store"), *out, **MATERIALIZE_SETTINGS)
+    again = materialize(str(first_part), str(FEATURE_REPO), str(tmp_path / "store"), *out, **MATERIALIZE_SETTINGS)
+    grown = materialize(str(raw_dataset), str(FEATURE_REPO), str(tmp_path / "store"), *out, **MATERIALIZE_SETTINGS)
+    assert first["online_rows_in_window"] == 6000
+    assert again["online_rows_in_window"] == 0
+    assert grown["window_start"] == first["watermark"]
+    assert grown["online_rows_in_window"] == 2000
+
+
+def test_nulls_in_the_label_stop_before_anything_is_written(raw_dataset: Path, tmp_path: Path) -> None:
+    frame = pd.read_parquet(raw_dataset)
+    frame["is_fraud"] = frame["is_fraud"].astype("float64")
+    frame.loc[frame.index[:3], "is_fraud"] = None
+    frame.to_parquet(tmp_path / "bad.parquet", index=False)
+    with pytest.raises(ComponentError, match="label column 'is_fraud' has 3 nulls"):
+        materialize(
+            str(tmp_path / "bad.parquet"),
+            str(FEATURE_REPO),
+            str(tmp_path / "store"),
+            str(tmp_path / "t.parquet"),
+            str(tmp_path / "h.parquet"),
+            **MATERIALIZE_SETTINGS,
+        )
+    assert not (tmp_path / "t.parquet").exists() and not (tmp_path / "store").exists()
+
+
+def test_missing_request_feature_is_named(raw_dataset: Path, tmp_path: Path) -> None:
+    pd.read_parquet(raw_dataset).drop(columns=["merchant_category"]).to_parquet(tmp_path / "bad.parquet")
+    with pytest.raises(ComponentError, match=r"lacks column\(s\) \['merchant_category'\]"):
+        materialize(
+            str(tmp_path / "bad.parquet"),
+            str(FEATURE_REPO),
+            str(tmp_path / "store"),
+            str(tmp_path / "t.parquet"),
+            str(tmp_path / "h.parquet"),
+            **MATERIALIZE_SETTINGS,
+        )
+    assert not (tmp_path / "t.parquet").exists()

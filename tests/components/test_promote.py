@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from components.errors import ComponentError
+from components.promote import annotation, promote
+from components.register import register
+from components.triton import config_pbtxt, parse_config
+
+
+@pytest.fixture(scope="module")
+def registration(
+    trained: dict[str, Path], evaluated: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    home = tmp_path_factory.mktemp("registry")
+    register(
+        str(trained["model"]),
+        str(trained["metadata"]),
+        str(evaluated["metrics"]),
+        str(home / "reg.json"),
+        str(home / "card.md"),
+        model_name="fraud-detector",
+        tracking_uri=f"sqlite:///{home}/mlflow.db",
+        artifact_root=(home / "artifacts").as_uri(),
+        pipeline="fraud",
+    )
+    return home / "reg.json"
+
+
+def _crd_schema(schemas_dir: Path) -> dict[str, Any]:
+    crd = yaml.safe_load((schemas_dir / "kserve_serving.kserve.io_inferenceservices.full.yaml").read_text())
+    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1beta1")
+    schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
+    return schema
+
+
+def test_inference_service_is_valid_against_the_kserve_crd(
+    registration: Path, trained: dict[str, Path], tmp_path: Path, schemas_dir: Path
+) -> None:
+    promote(
+        str(registration),
+        str(trained["model"]),
+        str(tmp_path / "isvc.yaml"),
+        str(tmp_path / "repo"),
+        namespace="fraud",
+        canary_percent=10,
+        serving_root=(tmp_path / "serving").as_uri(),
+        signed_off_by="alice@bank.internal",
+    )
+    service = yaml.safe_load((tmp_path / "isvc.yaml").read_text())
+    jsonschema.validate(service, _crd_schema(schemas_dir))
+    reg = json.loads(registration.read_text())
+    notes = service["metadata"]["annotations"]
+    assert notes["serving.knative.dev/minScale"] == "1"
+    assert notes["serving.kserve.io/deploymentMode"] == "Serverless"
+    assert notes[annotation("mlflow-run-id")] == reg["run_id"] and len(reg["run_id"]) == 32
+    assert float(notes[annotation("holdout-auc")]) == pytest.approx(reg["holdout_auc"])
+    assert notes[annotation("signed-off-by")] == "alice@bank.internal"
+    assert notes[annotation("model-card-url")].endswith("model_card.md")
+    predictor = service["spec"]["predictor"]
+    assert predictor["canaryTrafficPercent"] == 10
+    assert predictor["model"]["resources"]["limits"]["memory"] == "4Gi"
+    assert predictor["model"]["storageUri"].endswith(f"v{reg['version']}-{reg['artifact_sha256'][:12]}")
+
+
+def test_model_repository_layout_and_config_parse(registration: Path, trained: dict[str, Path], tmp_path: Path) -> None:
+    promote(
+        str(registration),
+        str(trained["model"]),
+        str(tmp_path / "isvc.yaml"),
+        str(tmp_path / "repo"),
+        namespace="fraud",
+        canary_percent=25,
+        serving_root=(tmp_path / "serving").as_uri(),
+    )
+    reg = json.loads(registration.read_text())
+    folder = tmp_path / "repo" / "fraud-detector"
+    config = parse_config((folder / "config.pbtxt").read_text())
+    assert config.backend == "fil" and config.input[0].dims == [6] and config.output[0].dims == [2]
+    assert config.parameters["model_type"].string_value == "xgboost_json"
+    assert (folder / str(reg["version"]) / "xgboost.json").read_bytes() == trained["model"].read_bytes()
+    published = tmp_path / "serving" / "fraud-detector" / f"v{reg['version']}-{reg['artifact_sha256'][:12]}"
+    before = (published / "fraud-detector" / "config.pbtxt").stat().st_mtime_ns
+    promote(
+        str(registration),
+        str(trained["model"]),
+        str(tmp_path / "isvc2.yaml"),
+        str(tmp_path / "repo2"),
+        namespace="fraud",
+        canary_percent=25,
+        serving_root=(tmp_path / "serving").as_uri(),
+    )
+    assert (published / "fraud-detector" / "config.pbtxt").stat().st_mtime_ns == before  # write-once
+
+
+def test_torchscript_config_parses_and_a_bad_one_does_not() -> None:
+    config = parse_config(config_pbtxt("m", "torchscript", 6, gpu=True))
+    assert config.platform == "pytorch_libtorch" and config.input[0].name == "INPUT__0"
+    with pytest.raises(Exception, match="KIND_TPU"):
+        parse_config(config_pbtxt("m", "torchscript", 6, gpu=True).replace("KIND_GPU", "KIND_TPU"))
+
+
+def test_bad_canary_percent_and_wrong_model_are_refused(
+    registration: Path, trained: dict[str, Path], tmp_path: Path
+) -> None:
+    with pytest.raises(ComponentError, match=r"canary percent must be 1\.\.100"):
+        promote(
+            str(registration),
+            str(trained["model"]),
+            str(tmp_path / "isvc.yaml"),
+            str(tmp_path / "repo"),
+            namespace="fraud",
+            canary_percent=0,
+        )
+    (tmp_path / "other").write_bytes(b"{}")
+    with pytest.raises(ComponentError, match="does not match the registration"):
+        promote(
+            str(registration),
+            str(tmp_path / "other"),
+            str(tmp_path / "isvc.yaml"),
+            str(tmp_path / "repo"),
+            namespace="fraud",
+            canary_percent=10,
+        )
+    assert not (tmp_path / "isvc.yaml").exists() and not (tmp_path / "repo").exists()

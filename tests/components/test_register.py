@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from components.errors import ComponentError
+from components.register import register
+from tests.conftest import REPO
+
+
+def _register(trained: dict[str, Path], evaluated: dict[str, Path], out: Path, home: Path) -> dict[str, object]:
+    return register(
+        str(trained["model"]),
+        str(trained["metadata"]),
+        str(evaluated["metrics"]),
+        str(out / "registration.json"),
+        str(out / "card.md"),
+        model_name="fraud-test",
+        tracking_uri=f"sqlite:///{home}/mlflow.db",
+        artifact_root=(home / "artifacts").as_uri(),
+        pipeline="fraud",
+        git_commit="abc123",
+        card={"purpose": "tests", "owner": "qa"},
+    )
+
+
+def _versions(home: Path) -> list[str]:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{home}/mlflow.db", registry_uri=f"sqlite:///{home}/mlflow.db")
+    return [str(v.version) for v in client.search_model_versions("name='fraud-test'")]
+
+
+def test_second_registration_of_the_same_artifact_reuses_the_version(
+    trained: dict[str, Path], evaluated: dict[str, Path], tmp_path: Path
+) -> None:
+    first = _register(trained, evaluated, tmp_path / "one", tmp_path)
+    second = _register(trained, evaluated, tmp_path / "two", tmp_path)
+    assert (first["version"], first["reused"]) == (1, False)
+    assert (second["version"], second["reused"]) == (1, True)
+    assert _versions(tmp_path) == ["1"]
+    registration = json.loads((tmp_path / "two" / "registration.json").read_text())
+    assert registration["artifact_sha256"] == json.loads(trained["metadata"].read_text())["model_sha256"]
+    card = (tmp_path / "two" / "card.md").read_text()
+    for section in ("## Purpose", "## Data", "## Features", "## Holdout metrics", "## Known limits"):
+        assert section in card
+    logged_card = Path(registration["model_card_uri"].removeprefix("file://")).read_text()
+    assert "fraud-test v1" in logged_card
+
+
+def test_concurrent_registrations_give_one_version(
+    trained: dict[str, Path], evaluated: dict[str, Path], tmp_path: Path
+) -> None:
+    code = (
+        "import sys, json; from pathlib import Path; from tests.components.test_register import _register;"
+        "t={'model': Path(sys.argv[1]), 'metadata': Path(sys.argv[2])}; e={'metrics': Path(sys.argv[3])};"
+        "print(json.dumps(_register(t, e, Path(sys.argv[4]), Path(sys.argv[5]))))"
+    )
+    args = [str(trained["model"]), str(trained["metadata"]), str(evaluated["metrics"])]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, *args, str(tmp_path / f"w{i}"), str(tmp_path)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(3)
+    ]
+    results = []
+    for worker in workers:
+        out, err = worker.communicate(timeout=300)
+        assert worker.returncode == 0, err[-2000:]
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    assert {r["version"] for r in results} == {1}
+    assert sorted(r["reused"] for r in results) == [False, True, True]
+    assert _versions(tmp_path) == ["1"]
+
+
+def test_a_model_that_failed_its_gate_is_refused(
+    trained: dict[str, Path], evaluated: dict[str, Path], tmp_path: Path
+) -> None:
+    metrics = json.loads(evaluated["metrics"].read_text())
+    metrics["passed"] = False
+    (tmp_path / "failed.json").write_text(json.dumps(metrics))
+    with pytest.raises(ComponentError, match="failed its gate"):
+        _register(trained, {"metrics": tmp_path / "failed.json"}, tmp_path / "out", tmp_path)
+    assert not (tmp_path / "out").exists()
+
+
+def test_metadata_from_another_model_is_refused(
+    trained: dict[str, Path], evaluated: dict[str, Path], tmp_path: Path
+) -> None:
+    metadata = json.loads(trained["metadata"].read_text())
+    metadata["model_sha256"] = "0" * 64
+    (tmp_path / "meta.json").write_text(json.dumps(metadata))
+    with pytest.raises(ComponentError, match="do not match the metadata"):
+        _register({"model": trained["model"], "metadata": tmp_path / "meta.json"}, evaluated, tmp_path / "o", tmp_path)

@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from components.errors import ComponentError
+from components.train import train
+from tests.conftest import FEATURES, REPO
+
+
+def _train(materialized: dict[str, Any], out: Path, **overrides: Any) -> dict[str, Any]:
+    settings: dict[str, Any] = {
+        "model_type": "xgboost",
+        "features": FEATURES,
+        "label_column": "is_fraud",
+        "params": {"num_boost_round": 30},
+    }
+    settings.update(overrides)
+    return train(str(materialized["train"]), str(out / "model"), str(out / "metadata.json"), **settings)
+
+
+def test_xgboost_metadata_records_what_registration_and_serving_need(
+    trained: dict[str, Path], materialized: dict[str, Any]
+) -> None:
+    metadata = json.loads(trained["metadata"].read_text())
+    assert metadata["features"] == FEATURES
+    assert metadata["format"] == "xgboost_json" and metadata["device"] == "cpu"
+    assert metadata["params"]["tree_method"] == "hist"
+    assert len(metadata["training_data_sha256"]) == 64 and metadata["rows_per_second"] > 0
+    assert metadata["training_rows"] == materialized["summary"]["training_rows"]
+
+
+def test_same_data_and_seed_give_the_same_model_bytes(materialized: dict[str, Any], tmp_path: Path) -> None:
+    first = _train(materialized, tmp_path / "a")
+    second = _train(materialized, tmp_path / "b")
+    other_seed = _train(materialized, tmp_path / "c", seed=7, params={"num_boost_round": 30, "subsample": 0.8})
+    assert first["model_sha256"] == second["model_sha256"]
+    assert other_seed["model_sha256"] != first["model_sha256"]
+
+
+def test_torchscript_model_bytes_are_identical_across_processes(materialized: dict[str, Any], tmp_path: Path) -> None:
+    """TorchScript embeds a random id and hash-seed-ordered constants; each run here is a new interpreter."""
+    code = (
+        "import sys, json; from components.train import train;"
+        f"print(json.dumps(train({str(materialized['train'])!r}, sys.argv[1] + '/model', sys.argv[1] + '/meta.json',"
+        f" model_type='pytorch_mlp', features={FEATURES!r}, label_column='is_fraud', params={{'epochs': 2}})))"
+    )
+    hashes = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(tmp_path / name)], capture_output=True, text=True, cwd=REPO, check=True
+        )
+        hashes.append(json.loads(done.stdout.strip().splitlines()[-1])["model_sha256"])
+    assert hashes[0] == hashes[1]
+
+
+def test_pytorch_mlp_scores_raw_features(materialized: dict[str, Any], tmp_path: Path) -> None:
+    import numpy as np
+
+    from components.models import load_predictor
+
+    _train(materialized, tmp_path, model_type="pytorch_mlp", params={"epochs": 3})
+    metadata = json.loads((tmp_path / "metadata.json").read_text())
+    assert metadata["format"] == "torchscript" and metadata["device"] == "cpu"
+    holdout = pd.read_parquet(materialized["holdout"])
+    scores = load_predictor(tmp_path / "model", metadata)(holdout[FEATURES].to_numpy(dtype=np.float32))
+    assert scores.shape == (len(holdout),) and ((scores >= 0) & (scores <= 1)).all()
+
+
+def test_unknown_model_type_names_the_choices_and_writes_nothing(materialized: dict[str, Any], tmp_path: Path) -> None:
+    with pytest.raises(ComponentError, match="unknown model type 'lightgbm'") as caught:
+        _train(materialized, tmp_path, model_type="lightgbm")
+    assert "xgboost" in caught.value.fix
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_non_numeric_feature_and_label_nulls_are_refused(materialized: dict[str, Any], tmp_path: Path) -> None:
+    frame = pd.read_parquet(materialized["train"])
+    frame["merchant_category"] = frame["merchant_category"].astype(str)
+    frame.to_parquet(tmp_path / "text.parquet")
+    with pytest.raises(ComponentError, match="not numeric"):
+        train(
+            str(tmp_path / "text.parquet"),
+            str(tmp_path / "m"),
+            str(tmp_path / "m.json"),
+            model_type="xgboost",
+            features=FEATURES,
+            label_column="is_fraud",
+        )
+    frame = pd.read_parquet(materialized["train"])
+    frame["is_fraud"] = frame["is_fraud"].astype(float)
+    frame.loc[frame.index[:2], "is_fraud"] = None
+    frame.to_parquet(tmp_path / "nulls.parquet")
+    with pytest.raises(ComponentError, match="has 2 nulls"):
+        train(
+            str(tmp_path / "nulls.parquet"),
+            str(tmp_path / "m"),
+            str(tmp_path / "m.json"),
+            model_type="xgboost",
+            features=FEATURES,
+            label_column="is_fraud",
+        )
+    assert not (tmp_path / "m").exists() and not (tmp_path / "m.json").exists()
+
+
+def test_cuda_device_rule_falls_back_to_cpu_without_a_gpu() -> None:
+    from components.models import gpu_visible, resolve_device
+
+    assert resolve_device("auto") == ("cuda" if gpu_visible() else "cpu")
+    assert resolve_device("cpu") == "cpu"

@@ -1,0 +1,111 @@
+"""Shared fixtures: a small synthetic dataset and the outputs of the steps that follow it.
+
+Steps are run for real (GX, Feast, XGBoost, MLflow on sqlite) in a temporary MLOPS_HOME, once
+per session where later tests only read their outputs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FRAUD = REPO / "pipelines" / "fraud"
+SUITE = FRAUD / "expectations.json"
+FEATURE_REPO = FRAUD / "feature_repo"
+MATERIALIZE_SETTINGS: dict[str, Any] = {
+    "project": "fraud",
+    "feature_service": "fraud_model_v1",
+    "entity_column": "user_id",
+    "timestamp_column": "event_timestamp",
+    "label_column": "is_fraud",
+    "request_features": ["amount", "merchant_category"],
+}
+FEATURES = ["amount", "merchant_category", "txn_count_1h", "txn_count_24h", "amount_avg_7d", "seconds_since_last_txn"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("mlops-home")
+    os.environ["MLOPS_HOME"] = str(home)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    return home
+
+
+@pytest.fixture(scope="session")
+def schemas_dir() -> Path:
+    """Upstream schemas, from MLOPS_SCHEMAS_DIR (.ci/run sets it) or the shared folder beside the repo."""
+    path = Path(os.environ.get("MLOPS_SCHEMAS_DIR") or REPO.parent / "shared" / "schemas")
+    if not path.is_dir():
+        pytest.fail(f"upstream schemas not found at {path}: set MLOPS_SCHEMAS_DIR to the shared schemas folder")
+    return path
+
+
+@pytest.fixture(scope="session")
+def raw_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from pipelines.fraud.data import generate
+
+    path = tmp_path_factory.mktemp("raw") / "transactions.parquet"
+    generate(8000, 11).to_parquet(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def materialized(tmp_path_factory: pytest.TempPathFactory, raw_dataset: Path) -> dict[str, Any]:
+    from components.materialize import materialize
+
+    root = tmp_path_factory.mktemp("materialized")
+    summary = materialize(
+        str(raw_dataset),
+        str(FEATURE_REPO),
+        str(root / "store"),
+        str(root / "train.parquet"),
+        str(root / "holdout.parquet"),
+        **MATERIALIZE_SETTINGS,
+    )
+    return {
+        "root": root,
+        "summary": summary,
+        "store": root / "store",
+        "train": root / "train.parquet",
+        "holdout": root / "holdout.parquet",
+    }
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory, materialized: dict[str, Any]) -> dict[str, Path]:
+    from components.train import train
+
+    root = tmp_path_factory.mktemp("trained")
+    train(
+        str(materialized["train"]),
+        str(root / "model"),
+        str(root / "metadata.json"),
+        model_type="xgboost",
+        features=FEATURES,
+        label_column="is_fraud",
+        params={"num_boost_round": 60},
+    )
+    return {"model": root / "model", "metadata": root / "metadata.json"}
+
+
+@pytest.fixture(scope="session")
+def evaluated(
+    tmp_path_factory: pytest.TempPathFactory, trained: dict[str, Path], materialized: dict[str, Any]
+) -> dict[str, Path]:
+    from components.evaluate import evaluate
+
+    root = tmp_path_factory.mktemp("evaluated")
+    evaluate(
+        str(trained["model"]),
+        str(trained["metadata"]),
+        str(materialized["holdout"]),
+        str(root / "metrics.json"),
+        str(root / "roc.png"),
+        str(root / "pr.png"),
+        min_auc=0.7,
+    )
+    return {"metrics": root / "metrics.json", "roc": root / "roc.png", "pr": root / "pr.png"}

@@ -1,0 +1,120 @@
+"""The KFP IR compiled from the declaration carries exactly the declared facts."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pipelines.fraud import pipeline as fraud
+from pipelines.kfp import compile_ir
+
+
+@pytest.fixture(scope="module")
+def ir(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    path = tmp_path_factory.mktemp("ir") / "fraud.yaml"
+    compile_ir(fraud.SPEC, fraud.config(), fraud, str(path))
+    document: dict[str, Any] = yaml.safe_load(path.read_text())
+    return document
+
+
+def flatten(ir: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every executing task, with the condition groups it sits in and the tasks it waits on."""
+    components = ir["components"]
+    executors = ir["deploymentSpec"]["executors"]
+    found: dict[str, dict[str, Any]] = {}
+
+    def walk(dag: dict[str, Any], conditions: list[str], group_deps: list[str]) -> None:
+        for name, task in dag["tasks"].items():
+            reference = task["componentRef"]["name"]
+            deps = list(task.get("dependentTasks", [])) + group_deps
+            condition = task.get("triggerPolicy", {}).get("condition")
+            if "dag" in components[reference]:
+                walk(components[reference]["dag"], [*conditions, condition] if condition else conditions, deps)
+                continue
+            executor = components[reference]["executorLabel"]
+            found[name] = {
+                "deps": set(deps),
+                "conditions": conditions,
+                "retry": task.get("retryPolicy"),
+                "resources": executors[executor]["container"].get("resources", {}),
+                "image": executors[executor]["container"]["image"],
+                "caching": task.get("cachingOptions", {}).get("enableCache", False),
+            }
+
+    walk(ir["root"]["dag"], [], [])
+    return found
+
+
+def closure(edges: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    reach = set(edges)
+    while True:
+        extra = {(a, d) for a, b in reach for c, d in reach if b == c} - reach
+        if not extra:
+            return reach
+        reach |= extra
+
+
+def test_same_steps_and_edges_as_the_declaration(ir: dict[str, Any]) -> None:
+    tasks = flatten(ir)
+    assert set(tasks) == {step.name for step in fraud.SPEC.steps}
+    rendered_edges = {(dep, name) for name, task in tasks.items() for dep in task["deps"]}
+    # KFP makes an If/Else group wait on every task whose output is used anywhere inside it, so a
+    # branch may carry an edge the declaration implies only transitively; the orderings must agree.
+    assert fraud.SPEC.edges() <= rendered_edges
+    assert closure(rendered_edges) == closure(fraud.SPEC.edges())
+
+
+def test_conditions_branch_on_the_gate(ir: dict[str, Any]) -> None:
+    tasks = flatten(ir)
+    passed = "inputs.parameter_values['pipelinechannel--evaluate-passed'] == true"
+    for step in fraud.SPEC.steps:
+        rendered = tasks[step.name]["conditions"]
+        if step.when is None:
+            assert rendered == []
+        elif step.when.equals:
+            assert rendered == [passed]
+        else:
+            assert rendered == [f"!({passed})"]
+
+
+def test_retry_policies_resources_image_and_caching_match(ir: dict[str, Any]) -> None:
+    tasks = flatten(ir)
+    for step in fraud.SPEC.steps:
+        task = tasks[step.name]
+        assert task["retry"] == {
+            "maxRetryCount": step.retry.limit,
+            "backoffDuration": f"{step.retry.backoff_seconds}s",
+            "backoffFactor": float(step.retry.factor),
+            "backoffMaxDuration": f"{step.retry.max_backoff_seconds}s",
+        }, step.name
+        resources = task["resources"]
+        assert resources["resourceMemoryLimit"] == step.resources.memory
+        assert resources["resourceCpuLimit"] == step.resources.cpu
+        if step.resources.gpu:
+            assert resources["accelerator"]["resourceCount"] == str(step.resources.gpu)
+            assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
+        else:
+            assert "accelerator" not in resources
+        assert task["image"] == fraud.SPEC.image
+        assert task["caching"] == step.caching
+
+
+def test_design_retry_classes() -> None:
+    """The design module's policy: I/O steps retry hard, GPU steps once on failure."""
+    by_name = {step.name: step for step in fraud.SPEC.steps}
+    assert by_name["validate"].retry.limit == by_name["materialize"].retry.limit == 5
+    assert by_name["train"].retry.limit == by_name["evaluate"].retry.limit == 1
+    assert by_name["train"].retry.retry_on == "OnFailure"
+    assert by_name["promote"].retry.limit == 2
+    assert by_name["train"].resources.gpu == 1 and by_name["train"].resources.memory
+
+
+def test_components_never_import_orchestrators() -> None:
+    root = Path(__file__).resolve().parents[2] / "components"
+    forbidden = re.compile(r"^\s*(from|import)\s+(kfp|hera|pipelines|mlops)\b", re.MULTILINE)
+    for source in root.glob("*.py"):
+        assert not forbidden.search(source.read_text()), f"{source.name} imports an orchestrator or the CLI"

@@ -1,0 +1,114 @@
+"""`mlops run fraud` end to end, as a user runs it: real GX, Feast, XGBoost/PyTorch, MLflow (sqlite),
+through kfp.local's SubprocessRunner. Each test has its own MLOPS_HOME, i.e. a fresh platform."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.e2e
+ROWS = "8000"
+
+
+def mlops(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MLOPS_HOME": str(home)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run(
+        [sys.executable, "-m", "mlops.cli", "run", "fraud", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+
+
+def registered_versions(home: Path) -> list[int]:
+    database = home / "mlflow" / "mlflow.db"
+    if not database.exists():
+        return []
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{database}", registry_uri=f"sqlite:///{database}")
+    return sorted(int(v.version) for v in client.search_model_versions("name='fraud-detector'"))
+
+
+def latest_run(home: Path) -> Path:
+    return max((home / "kfp-runs").iterdir(), key=lambda p: p.stat().st_mtime)
+
+
+def test_run_registers_then_rerun_reuses_the_version(tmp_path: Path) -> None:
+    first = mlops(tmp_path, "--rows", ROWS)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "fraud-detector version 1 (new)" in first.stdout
+    run = latest_run(tmp_path)
+    service = yaml.safe_load((run / "promote" / "inference_service").read_text())
+    assert service["kind"] == "InferenceService" and service["spec"]["predictor"]["canaryTrafficPercent"] == 10
+    registration = json.loads((run / "register" / "registration").read_text())
+    model_file = run / "promote" / "model_repository" / "fraud-detector" / "1" / "xgboost.json"
+    assert model_file.read_bytes() == (run / "train" / "model").read_bytes()
+    assert registration["artifact_sha256"] == json.loads((run / "train" / "metadata").read_text())["model_sha256"]
+    for line in ("validation   passed", "materialize", "evaluate     ROC AUC", "InferenceService", "Triton model"):
+        assert line in first.stdout
+
+    second = mlops(tmp_path, "--rows", ROWS)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "fraud-detector version 1 (reused (same artifact sha256))" in second.stdout
+    assert registered_versions(tmp_path) == [1]
+    # every piece of state stayed under MLOPS_HOME
+    assert {p.name for p in tmp_path.iterdir()} <= {"data", "feast", "mlflow", "kfp-runs", "serving", "logs"}
+
+
+def test_failing_gate_notifies_and_registers_nothing(tmp_path: Path) -> None:
+    result = mlops(tmp_path, "--rows", ROWS, "--min-auc", "0.999")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "gate roc_auc >= 0.999: FAILED" in result.stdout
+    run = latest_run(tmp_path)
+    notice = json.loads((run / "notify" / "notice").read_text())
+    assert notice["threshold"] == 0.999 and notice["owner"] and notice["value"] < 0.999
+    assert not (run / "register").exists() and not (run / "promote").exists()
+    assert registered_versions(tmp_path) == []
+
+
+def test_bad_data_stops_at_validate_and_writes_nothing_downstream(tmp_path: Path) -> None:
+    from pipelines.fraud.data import generate
+
+    frame = generate(int(ROWS), 7)
+    frame["is_fraud"] = frame["is_fraud"].astype(float)
+    frame.loc[frame.index[:5], "is_fraud"] = None
+    frame.to_parquet(tmp_path / "bad.parquet")
+    home = tmp_path / "home"
+    result = mlops(home, "--data", str(tmp_path / "bad.parquet"))
+    assert result.returncode == 1
+    assert "expect_column_values_to_not_be_null on column 'is_fraud' — 5 rows" in result.stdout
+    assert "fix:" in result.stdout
+    run = latest_run(home)
+    assert [p.name for p in run.iterdir() if p.is_dir()] == ["validate"]
+    assert not (home / "feast").exists() and not (home / "mlflow").exists()
+
+
+def test_unknown_model_type_in_config_is_refused_before_any_step(tmp_path: Path) -> None:
+    result = mlops(tmp_path, "--set", "train.model_type=lightgbm")
+    assert result.returncode == 2
+    assert "train.model_type" in result.stderr and "lightgbm" in result.stderr
+    assert not (tmp_path / "kfp-runs").exists()
+
+
+def test_pytorch_mlp_pipeline_serves_torchscript(tmp_path: Path) -> None:
+    result = mlops(tmp_path, "--rows", ROWS, "--model-type", "pytorch_mlp", "--min-auc", "0.6")
+    assert result.returncode == 0, result.stdout + result.stderr
+    run = latest_run(tmp_path)
+    repository = run / "promote" / "model_repository" / "fraud-detector"
+    assert "pytorch_libtorch" in (repository / "config.pbtxt").read_text()
+    assert (repository / "1" / "model.pt").read_bytes() == (run / "train" / "model").read_bytes()
+    assert pd.read_parquet(run / "materialize" / "holdout_set").shape[0] == int(ROWS) // 5
