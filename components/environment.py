@@ -2,7 +2,7 @@
 
 These platforms are air-gapped: libraries that phone home (MLflow telemetry, GX analytics)
 would hang on a DNS lookup or leak metadata, so they are switched off unless the operator
-sets the variable explicitly.
+sets the variable explicitly. Progress bars are off too: step output is read in logs.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ AIRGAP_DEFAULTS: dict[str, str] = {
     "DO_NOT_TRACK": "1",
     "FEAST_USAGE": "False",
     "GIT_PYTHON_REFRESH": "quiet",
+    # Progress bars (GX, Feast) turn pod logs into noise; a log line per step says enough.
+    "TQDM_DISABLE": "1",
 }
 
 
