@@ -8,7 +8,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export GX_ANALYTICS_ENABLED := false
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install demo test test-unit test-e2e lint bench gpu-check compile lock clean
+.PHONY: install demo test test-unit test-e2e lint bench gpu-check compile golden lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -41,8 +41,12 @@ bench: install  ## step timings and the pipeline engine's overhead on 1M rows
 gpu-check: install  ## train both model types on the GPU and the CPU, print throughput side by side
 	$(BIN)/python benchmarks/gpu_check.py
 
-compile: install
-	$(BIN)/mlops compile fraud --target kfp --out build
+compile: install  ## render each reference pipeline for Argo and Kubeflow into build/
+	$(BIN)/mlops compile fraud --target argo --out build/fraud
+	$(BIN)/mlops compile fraud --target kfp --out build/fraud
+
+golden: install  ## regenerate the committed golden YAML beside each pipeline; review the diff
+	$(BIN)/python -m pipelines.golden
 
 lock:  ## re-resolve requirements.in into constraints.txt in a scratch venv
 	rm -rf .lock-venv

@@ -76,6 +76,34 @@ class PromoteSettings(_Settings):
     signed_off_by: str = ""
 
 
+class ScheduleSettings(_Settings):
+    cron: str = Field("0 2 * * *", description="Nightly retraining schedule (CronWorkflow schedules).")
+    timezone: str = "UTC"
+    starting_deadline_seconds: int = Field(
+        3600, ge=60, description="Run a schedule missed while the controller was down, if within this window."
+    )
+    successful_history: int = Field(3, ge=0)
+    failed_history: int = Field(5, ge=0)
+
+
+class ClusterSettings(_Settings):
+    """Where the pipeline runs on the cluster: what a platform team sets once per tenant."""
+
+    namespace: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    team: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    service_account: str = "pipeline-runner"
+    artifact_repository_key: str = Field("default-v1", description="Key in the artifact-repositories ConfigMap.")
+    active_deadline_seconds: int = Field(8 * 3600, ge=60)
+    raw_data: str = Field(description="The dataset's URI on the cluster (s3://...).")
+    feast_store_dir: str = "/work/.mlops/feast"
+    tracking_uri: str = "http://mlflow.mlops.svc.cluster.local:5000"
+    serving_root: str = "s3://models"
+    s3_endpoint: str = "http://minio.storage.svc.cluster.local:9000"
+    s3_credentials_secret: str = Field("mlops-s3-credentials", description="Secret with keys access-key, secret-key.")
+    mlflow_credentials_secret: str = Field("mlops-mlflow-credentials", description="Secret with username, password.")
+    schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
+
+
 class PipelineConfig(_Settings):
     pipeline: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
     owner: str
@@ -87,6 +115,7 @@ class PipelineConfig(_Settings):
     register_: RegisterSettings = Field(alias="register")
     model_card: ModelCardSettings
     promote: PromoteSettings
+    cluster: ClusterSettings
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -58,3 +58,36 @@ def notify(
         "value": scores["roc_auc"],
         "threshold": scores["min_auc"],
     }
+
+
+def notify_failure(
+    notice_out: str, *, pipeline: str, owner: str, workflow: str, status: str, failures: str = ""
+) -> dict[str, Any]:
+    """Exit handler: tell the owner the run failed, which steps, and the first thing to check.
+
+    `failures` is Argo's `{{workflow.failures}}` (a JSON list of failed nodes) when available.
+    """
+    import json
+
+    try:
+        nodes = json.loads(failures) if failures.strip() else []
+    except json.JSONDecodeError:
+        nodes = [{"message": failures}]
+    failed = [
+        {key: node.get(key) for key in ("displayName", "templateName", "phase", "message", "podName") if key in node}
+        for node in nodes
+        if isinstance(node, dict)
+    ]
+    notice = {
+        "kind": "run-failed",
+        "pipeline": pipeline,
+        "owner": owner,
+        "workflow": workflow,
+        "status": status,
+        "failed_steps": failed,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "first_check": f"mlops status {workflow}  (node tree, artifact keys, exit codes)",
+        "serving": "unchanged: promote never ran or left the previous revision serving",
+    }
+    artifacts.write_json(notice_out, notice)
+    return {"step": "notify-failure", "workflow": workflow, "status": status, "failed_steps": len(failed)}

@@ -26,6 +26,7 @@ STEPS = {
     "register": "components.register:register",
     "promote": "components.promote:promote",
     "notify": "components.notify:notify",
+    "notify-failure": "components.notify:notify_failure",
 }
 
 
@@ -207,17 +208,42 @@ def _print_summary(pipeline: str, result: dict[str, Any], progress: Any, seconds
 
 
 def _compile(args: argparse.Namespace) -> int:
-    from pipelines.kfp import compile_ir
-    from pipelines.local import declaration
+    from pipelines.golden import write_renderings
+    from pipelines.local import declaration, git_commit
 
     module = declaration(args.pipeline)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    if args.target != "kfp":
-        raise ComponentError("compile", f"target {args.target!r} is not available yet", "use --target kfp")
-    path = out / f"{args.pipeline}.kfp.yaml"
-    compile_ir(module.SPEC, module.config(), module, str(path))
-    print(json.dumps({"target": "kfp", "written": [str(path)]}))
+    written = write_renderings(args.pipeline, module, Path(args.out), targets=[args.target], git_sha=git_commit())
+    print(json.dumps({"target": args.target, "written": [str(p) for p in written]}))
+    return 0
+
+
+def _pairs(values: list[str] | None, flag: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ComponentError("task", f"{flag} {item!r} is not NAME=VALUE", f"write {flag} name=value")
+        pairs[key] = value
+    return pairs
+
+
+def _task(args: argparse.Namespace) -> int:
+    from pipelines.runtime import PERMANENT_FAILURE_EXIT_CODE
+    from pipelines.task import run_task
+
+    try:
+        run_task(
+            args.pipeline,
+            args.step,
+            _pairs(args.input, "--input"),
+            _pairs(args.param, "--param"),
+            Path(args.outputs_dir),
+        )
+    except SystemExit as stop:
+        if isinstance(stop.code, str):
+            print(f"error: {stop.code}", file=sys.stderr)
+            return PERMANENT_FAILURE_EXIT_CODE
+        raise
     return 0
 
 
@@ -257,9 +283,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     compile_ = sub.add_parser("compile", help="render a pipeline for an orchestrator")
     compile_.add_argument("pipeline")
-    compile_.add_argument("--target", choices=["kfp"], default="kfp")
+    compile_.add_argument("--target", choices=["argo", "kfp"], default="argo")
     compile_.add_argument("--out", default="build")
     compile_.set_defaults(handler=_compile)
+
+    task = sub.add_parser("task", help="run one step of a declared pipeline in a container (Argo templates call this)")
+    task.add_argument("pipeline")
+    task.add_argument("step")
+    task.add_argument("--input", action="append", metavar="NAME=PATH", help="an input artifact's local path")
+    task.add_argument("--param", action="append", metavar="NAME=VALUE", help="a parameter, as text")
+    task.add_argument("--outputs-dir", required=True, help="where output artifacts and parameters are written")
+    task.set_defaults(handler=_task)
 
     data = sub.add_parser("data", help="write a pipeline's synthetic dataset")
     data.add_argument("pipeline")

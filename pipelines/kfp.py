@@ -57,10 +57,34 @@ def _components(spec: PipelineSpec) -> dict[str, Any]:
     return built
 
 
+def apply_cluster_environment(task: Any, step: Step, cfg: PipelineConfig) -> None:
+    """Settings as env, credentials from Secrets via kfp-kubernetes, GPU steps on the training pool."""
+    from kfp import kubernetes
+
+    from pipelines.argo import TRAINING_POOL
+    from pipelines.cluster import plain_environment, secret_environment
+
+    for name, value in plain_environment(cfg).items():
+        task.set_env_variable(name, value)
+    by_secret: dict[str, dict[str, str]] = {}
+    for ref in secret_environment(cfg):
+        by_secret.setdefault(ref.secret, {})[ref.key] = ref.env
+    for secret, keys in by_secret.items():
+        kubernetes.use_secret_as_env(task, secret_name=secret, secret_key_to_env=keys)
+    if step.resources.gpu:
+        for key, value in TRAINING_POOL.items():
+            kubernetes.add_node_selector(task, label_key=key, label_value=value)
+        kubernetes.add_toleration(task, key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")
+
+
 def build_pipeline(
-    spec: PipelineSpec, cfg: PipelineConfig, declaration: ModuleType, *, retries: bool = True
+    spec: PipelineSpec, cfg: PipelineConfig, declaration: ModuleType, *, retries: bool = True, cluster: bool = False
 ) -> Callable[..., Any]:
-    """The KFP pipeline function of `spec`, with plain arguments taken from `declaration`."""
+    """The KFP pipeline function of `spec`, with plain arguments taken from `declaration`.
+
+    `cluster=True` renders for Kubeflow: cluster defaults for the run inputs and each task's
+    environment and Secrets; local runs leave both out.
+    """
     ops = _components(spec)
 
     def body(*args: Any, **kwargs: Any) -> None:
@@ -74,6 +98,8 @@ def build_pipeline(
             for name in step.after:
                 task.after(tasks[name])
             apply_policies(task, step, retries=retries)
+            if cluster:
+                apply_cluster_environment(task, step, cfg)
             tasks[step.name] = task
 
         for step in spec.steps:
@@ -131,7 +157,9 @@ def _branch(gate: Any, value: bool, *, first: bool) -> Iterator[None]:
             yield
 
 
-def compile_ir(spec: PipelineSpec, cfg: PipelineConfig, declaration: ModuleType, package_path: str) -> None:
+def compile_ir(
+    spec: PipelineSpec, cfg: PipelineConfig, declaration: ModuleType, package_path: str, *, cluster: bool = True
+) -> None:
     from kfp import compiler
 
-    compiler.Compiler().compile(build_pipeline(spec, cfg, declaration), package_path=package_path)
+    compiler.Compiler().compile(build_pipeline(spec, cfg, declaration, cluster=cluster), package_path=package_path)

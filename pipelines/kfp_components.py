@@ -5,7 +5,8 @@ inside the function. The component image has this package installed, so the func
 components through it; locally the same happens in the current environment.
 """
 
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
@@ -202,7 +203,7 @@ def notify(
     )
 
 
-OPS = {
+OPS: dict[str, Callable[..., Any]] = {
     "components.validate:validate": validate,
     "components.materialize:materialize": materialize,
     "components.train:train": train,

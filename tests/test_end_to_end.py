@@ -66,7 +66,15 @@ def test_run_registers_then_rerun_reuses_the_version(tmp_path: Path) -> None:
     assert "fraud-detector version 1 (reused (same artifact sha256))" in second.stdout
     assert registered_versions(tmp_path) == [1]
     # every piece of state stayed under MLOPS_HOME
-    assert {p.name for p in tmp_path.iterdir()} <= {"data", "feast", "mlflow", "kfp-runs", "serving", "logs"}
+    assert {p.name for p in tmp_path.iterdir()} <= {
+        "data",
+        "feast",
+        "mlflow",
+        "kfp-runs",
+        "kfp-workspace",
+        "serving",
+        "logs",
+    }
 
 
 def test_failing_gate_notifies_and_registers_nothing(tmp_path: Path) -> None:

@@ -17,8 +17,18 @@ from pipelines.kfp import compile_ir
 def ir(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     path = tmp_path_factory.mktemp("ir") / "fraud.yaml"
     compile_ir(fraud.SPEC, fraud.config(), fraud, str(path))
-    document: dict[str, Any] = yaml.safe_load(path.read_text())
+    document: dict[str, Any] = next(yaml.safe_load_all(path.read_text()))
     return document
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    path = tmp_path_factory.mktemp("ir") / "fraud.yaml"
+    compile_ir(fraud.SPEC, fraud.config(), fraud, str(path))
+    documents = list(yaml.safe_load_all(path.read_text()))
+    assert len(documents) == 2, "kfp-kubernetes writes the platform spec as a second document"
+    spec: dict[str, Any] = documents[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    return spec
 
 
 def flatten(ir: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -118,3 +128,20 @@ def test_components_never_import_orchestrators() -> None:
     forbidden = re.compile(r"^\s*(from|import)\s+(kfp|hera|pipelines|mlops)\b", re.MULTILINE)
     for source in root.glob("*.py"):
         assert not forbidden.search(source.read_text()), f"{source.name} imports an orchestrator or the CLI"
+
+
+def test_credentials_reach_tasks_from_secrets_never_literals(ir: dict[str, Any], platform: dict[str, Any]) -> None:
+    cfg = fraud.config()
+    assert set(platform) == set(ir["deploymentSpec"]["executors"])
+    for executor, settings in platform.items():
+        secrets = {entry["secretName"]: {k["envVar"] for k in entry["keyToEnv"]} for entry in settings["secretAsEnv"]}
+        assert secrets[cfg.cluster.s3_credentials_secret] == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+        assert secrets[cfg.cluster.mlflow_credentials_secret] == {
+            "MLFLOW_TRACKING_USERNAME",
+            "MLFLOW_TRACKING_PASSWORD",
+        }
+        env = {e["name"]: e["value"] for e in ir["deploymentSpec"]["executors"][executor]["container"].get("env", [])}
+        assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_TRACKING_PASSWORD"} & set(env)
+        assert env["MLFLOW_S3_ENDPOINT_URL"] == cfg.cluster.s3_endpoint and env["AWS_METADATA_SERVICE_TIMEOUT"] == "1"
+    gpu = [name for name, settings in platform.items() if "nodeSelector" in settings]
+    assert gpu == ["exec-train"]

@@ -1,0 +1,250 @@
+"""Render a PipelineSpec into Argo Workflows objects with Hera: WorkflowTemplate, Workflow, CronWorkflow.
+
+Each step is a Container template in the component image running `mlops task <pipeline> <step>`,
+which calls the same op the KFP rendering compiles (pipelines/task.py). Container templates,
+not Hera runner scripts, because the image already holds the code: the rendered YAML carries
+no function source, reads the same in `argo get` as in review, and runs with the image alone.
+
+Argo-specific choices, each closing a known trap:
+- retryStrategy per step from its retry class, with `expression` skipping exit code 2 (bad
+  data or config: retrying cannot fix it), `backoff.cap` per wait, and `backoff.maxDuration`
+  set to the whole retry window (it includes pod start-up, argo-workflows#2260);
+- artifacts go through the platform's `artifactRepositoryRef`, passed between tasks by key;
+- an exit handler notifies the owner when the run did not succeed;
+- the CronWorkflow sets `startingDeadlineSeconds`, or runs missed while the controller was
+  down are silently skipped (argo-workflows#9632), and `concurrencyPolicy: Forbid`.
+"""
+
+from __future__ import annotations
+
+import json
+from types import ModuleType
+from typing import Any
+
+from hera.workflows import (
+    DAG,
+    Artifact,
+    Container,
+    CronWorkflow,
+    Parameter,
+    Task,
+    Workflow,
+    WorkflowTemplate,
+)
+from hera.workflows import models as m
+
+from components.config import PipelineConfig
+from pipelines.cluster import plain_environment, run_inputs, secret_environment
+from pipelines.kfp import RUN_INPUTS
+from pipelines.spec import PipelineSpec, Step
+
+LABEL = "mlops.private-platform.io"
+PERMANENT_FAILURE = "asInt(lastRetry.exitCode) != 2"
+IN, OUT = "/work/in", "/work/out"
+TRAINING_POOL = {"mlops.private-platform.io/pool": "training-gpu"}
+
+
+def _argo_name(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | dict):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def retry_strategy(step: Step) -> m.RetryStrategy:
+    policy = step.retry
+    return m.RetryStrategy(
+        limit=m.IntOrString(policy.limit),
+        retry_policy=policy.retry_on,
+        expression=PERMANENT_FAILURE,
+        backoff=m.Backoff(
+            duration=f"{policy.backoff_seconds}s",
+            factor=m.IntOrString(policy.factor),
+            cap=f"{policy.max_backoff_seconds}s",
+            max_duration=f"{policy.max_duration_seconds}s",
+        ),
+    )
+
+
+def _resources(step: Step) -> m.ResourceRequirements:
+    limits = {"cpu": m.Quantity(step.resources.cpu), "memory": m.Quantity(step.resources.memory)}
+    if step.resources.gpu:
+        limits["nvidia.com/gpu"] = m.Quantity(str(step.resources.gpu))
+    return m.ResourceRequirements(limits=limits, requests=dict(limits))
+
+
+def _environment(cfg: PipelineConfig) -> list[m.EnvVar]:
+    plain = [m.EnvVar(name=name, value=value) for name, value in plain_environment(cfg).items()]
+    secrets = [
+        m.EnvVar(
+            name=ref.env, value_from=m.EnvVarSource(secret_key_ref=m.SecretKeySelector(name=ref.secret, key=ref.key))
+        )
+        for ref in secret_environment(cfg)
+    ]
+    return plain + secrets
+
+
+def _is_parameter(spec: PipelineSpec, reference: str) -> bool:
+    source, output = reference.split(".")
+    return output in spec.step(source).parameters_out
+
+
+def _container(spec: PipelineSpec, step: Step, parameters: dict[str, Any], cfg: PipelineConfig) -> Container:
+    artifact_inputs = [name for name, ref in step.inputs.items() if not _is_parameter(spec, ref)]
+    parameter_inputs = [name for name, ref in step.inputs.items() if _is_parameter(spec, ref)]
+    plain = list(parameters)
+    args = [f"--input={name}={IN}/{name}" for name in artifact_inputs]
+    args += [f"--param={name}={{{{inputs.parameters.{_argo_name(name)}}}}}" for name in plain + parameter_inputs]
+    args.append(f"--outputs-dir={OUT}")
+    gpu = step.resources.gpu > 0
+    return Container(
+        name=step.name,
+        image=spec.image,
+        command=["mlops", "task", spec.name, step.name],
+        args=args,
+        inputs=[Artifact(name=name, path=f"{IN}/{name}") for name in artifact_inputs]
+        + [Parameter(name=_argo_name(name)) for name in plain + parameter_inputs],
+        outputs=[Artifact(name=name, path=f"{OUT}/{name}") for name in step.outputs]
+        + [Parameter(name=name, value_from=m.ValueFrom(path=f"{OUT}/{name}")) for name in step.parameters_out],
+        env=_environment(cfg),
+        resources=_resources(step),
+        retry_strategy=retry_strategy(step),
+        node_selector=TRAINING_POOL if gpu else None,
+        tolerations=[m.Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")] if gpu else None,
+        labels={f"{LABEL}/step": step.name, f"{LABEL}/retry-class": step.retry.name},
+    )
+
+
+def _task(spec: PipelineSpec, step: Step, template: Container, parameters: dict[str, Any]) -> Task:
+    arguments: list[Parameter | m.Artifact] = [
+        Parameter(name=_argo_name(name), value=_value(value)) for name, value in parameters.items()
+    ]
+    for name, reference in step.inputs.items():
+        source, output = reference.split(".")
+        if _is_parameter(spec, reference):
+            arguments.append(
+                Parameter(name=_argo_name(name), value=f"{{{{tasks.{source}.outputs.parameters.{output}}}}}")
+            )
+        else:
+            arguments.append(m.Artifact(name=name, from_=f"{{{{tasks.{source}.outputs.artifacts.{output}}}}}"))
+    when = None
+    if step.when is not None:
+        expected = "true" if step.when.equals else "false"
+        when = f"{{{{tasks.{step.when.step}.outputs.parameters.{step.when.output}}}}} == {expected}"
+    return Task(
+        name=step.name, template=template, arguments=arguments, dependencies=list(step.upstream()) or None, when=when
+    )
+
+
+def _workflow_arguments(cfg: PipelineConfig) -> list[Parameter]:
+    defaults = run_inputs(cfg)
+    return [Parameter(name=_argo_name(name), value=_value(defaults[name])) for name in RUN_INPUTS]
+
+
+def _labels(cfg: PipelineConfig, spec: PipelineSpec, git_sha: str) -> dict[str, str]:
+    labels = {f"{LABEL}/team": cfg.cluster.team, f"{LABEL}/pipeline": spec.name}
+    if git_sha:
+        labels[f"{LABEL}/git-sha"] = git_sha[:40]
+    return labels
+
+
+def workflow_template(
+    spec: PipelineSpec, cfg: PipelineConfig, declaration: ModuleType, *, git_sha: str = ""
+) -> WorkflowTemplate:
+    run = {name: f"{{{{workflow.parameters.{_argo_name(name)}}}}}" for name in RUN_INPUTS}
+    parameters = declaration.step_parameters(cfg, run)
+    failure_notice = Container(
+        name="notify-failure",
+        image=spec.image,
+        command=["mlops", "step", "notify-failure"],
+        args=[
+            "--notice-out",
+            f"{OUT}/notice",
+            "--pipeline",
+            spec.name,
+            "--owner",
+            cfg.owner,
+            "--workflow",
+            "{{workflow.name}}",
+            "--status",
+            "{{workflow.status}}",
+            "--failures",
+            "{{workflow.failures}}",
+        ],
+        outputs=[Artifact(name="notice", path=f"{OUT}/notice")],
+        env=_environment(cfg),
+        resources=m.ResourceRequirements(limits={"cpu": m.Quantity("500m"), "memory": m.Quantity("512Mi")}),
+        retry_strategy=m.RetryStrategy(limit=m.IntOrString(2), retry_policy="Always"),
+    )
+    with WorkflowTemplate(
+        name=spec.name,
+        namespace=cfg.cluster.namespace,
+        labels=_labels(cfg, spec, git_sha),
+        annotations={"workflows.argoproj.io/description": spec.description},
+        entrypoint="pipeline",
+        on_exit="exit-handler",
+        arguments=_workflow_arguments(cfg),
+        service_account_name=cfg.cluster.service_account,
+        artifact_repository_ref=m.ArtifactRepositoryRef(
+            config_map="artifact-repositories", key=cfg.cluster.artifact_repository_key
+        ),
+        active_deadline_seconds=cfg.cluster.active_deadline_seconds,
+        pod_gc=m.PodGC(strategy="OnPodSuccess", delete_delay_duration="10m"),
+        ttl_strategy=m.TTLStrategy(seconds_after_success=7 * 86400, seconds_after_failure=14 * 86400),
+        pod_metadata=m.Metadata(labels=_labels(cfg, spec, git_sha)),
+        security_context=m.PodSecurityContext(run_as_non_root=True, run_as_user=65532, fs_group=65532),
+    ) as template:
+        containers = {step.name: _container(spec, step, parameters[step.name], cfg) for step in spec.steps}
+        with DAG(name="pipeline"):
+            for step in spec.steps:
+                _task(spec, step, containers[step.name], parameters[step.name])
+        with DAG(name="exit-handler"):
+            Task(name="notify-failure", template=failure_notice, when="{{workflow.status}} != Succeeded")
+    return template
+
+
+def workflow(
+    spec: PipelineSpec, cfg: PipelineConfig, *, git_sha: str = "", parameters: dict[str, str] | None = None
+) -> Workflow:
+    """A run of the WorkflowTemplate by reference; parameters override the template's defaults."""
+    return Workflow(
+        generate_name=f"{spec.name}-",
+        namespace=cfg.cluster.namespace,
+        labels=_labels(cfg, spec, git_sha),
+        workflow_template_ref=m.WorkflowTemplateRef(name=spec.name),
+        arguments=[Parameter(name=name, value=value) for name, value in sorted((parameters or {}).items())] or None,
+    )
+
+
+def cron_workflow(
+    spec: PipelineSpec, cfg: PipelineConfig, *, git_sha: str = "", cron: str | None = None, timezone: str | None = None
+) -> CronWorkflow:
+    schedule = cfg.cluster.schedule
+    return CronWorkflow(
+        name=f"{spec.name}-nightly",
+        namespace=cfg.cluster.namespace,
+        labels=_labels(cfg, spec, git_sha),
+        schedules=[cron or schedule.cron],
+        timezone=timezone or schedule.timezone,
+        concurrency_policy="Forbid",
+        starting_deadline_seconds=schedule.starting_deadline_seconds,
+        successful_jobs_history_limit=schedule.successful_history,
+        failed_jobs_history_limit=schedule.failed_history,
+        workflow_template_ref=m.WorkflowTemplateRef(name=spec.name),
+    )
+
+
+def render(
+    spec: PipelineSpec, cfg: PipelineConfig, declaration: ModuleType, *, git_sha: str = ""
+) -> dict[str, dict[str, Any]]:
+    """The three objects as plain dicts, keyed by kind."""
+    return {
+        "WorkflowTemplate": workflow_template(spec, cfg, declaration, git_sha=git_sha).to_dict(),
+        "Workflow": workflow(spec, cfg, git_sha=git_sha).to_dict(),
+        "CronWorkflow": cron_workflow(spec, cfg, git_sha=git_sha).to_dict(),
+    }

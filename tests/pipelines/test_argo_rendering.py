@@ -1,0 +1,207 @@
+"""The Argo objects rendered from the declaration: schema-valid, equal to the KFP DAG, and runnable."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from pipelines.argo import render
+from pipelines.fraud import pipeline as fraud
+from pipelines.golden import drift
+from tests.conftest import REPO
+from tests.pipelines.test_kfp_rendering import closure, flatten
+
+KINDS = ("WorkflowTemplate", "Workflow", "CronWorkflow")
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, dict[str, Any]]:
+    return render(fraud.SPEC, fraud.config(), fraud)
+
+
+def dag_tasks(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    templates = {t["name"]: t for t in template["spec"]["templates"]}
+    return {
+        task["name"]: {**task, "template_body": templates[task["template"]]}
+        for task in templates["pipeline"]["dag"]["tasks"]
+    }
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_valid_against_argos_json_schema(rendered: dict[str, dict[str, Any]], schemas_dir: Path, kind: str) -> None:
+    full = json.loads((schemas_dir / "argo-workflows-v4.1.2.intorstring.schema.json").read_text())
+    schema = {"$ref": f"#/definitions/io.argoproj.workflow.v1alpha1.{kind}", "definitions": full["definitions"]}
+    jsonschema.validate(rendered[kind], schema)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_round_trips_through_heras_generated_models(rendered: dict[str, dict[str, Any]], kind: str) -> None:
+    from hera.workflows import models as m
+
+    model = getattr(m, kind).model_validate(rendered[kind])
+    assert model.model_dump(by_alias=True, exclude_none=True) == rendered[kind]
+
+
+def test_argo_and_kfp_dags_agree(rendered: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    from pipelines.kfp import compile_ir
+
+    compile_ir(fraud.SPEC, fraud.config(), fraud, str(tmp_path / "ir.yaml"))
+    import yaml
+
+    kfp = flatten(next(yaml.safe_load_all((tmp_path / "ir.yaml").read_text())))
+    argo = dag_tasks(rendered["WorkflowTemplate"])
+    assert set(argo) == set(kfp)
+    argo_edges = {(dep, name) for name, task in argo.items() for dep in task.get("dependencies", [])}
+    kfp_edges = {(dep, name) for name, task in kfp.items() for dep in task["deps"]}
+    assert closure(argo_edges) == closure(kfp_edges)
+    for name, task in argo.items():
+        body = task["template_body"]
+        strategy, policy = body["retryStrategy"], kfp[name]["retry"]
+        assert int(strategy["limit"]) == policy["maxRetryCount"]
+        assert strategy["backoff"]["duration"] == policy["backoffDuration"]
+        assert float(strategy["backoff"]["factor"]) == policy["backoffFactor"]
+        assert strategy["backoff"]["cap"] == policy["backoffMaxDuration"]
+        limits, resources = body["container"]["resources"]["limits"], kfp[name]["resources"]
+        assert limits["memory"] == resources["resourceMemoryLimit"] and limits["cpu"] == resources["resourceCpuLimit"]
+        assert limits.get("nvidia.com/gpu") == resources.get("accelerator", {}).get("resourceCount")
+        when = task.get("when")
+        if kfp[name]["conditions"]:
+            negated = kfp[name]["conditions"][0].startswith("!(")
+            assert when == f"{{{{tasks.evaluate.outputs.parameters.passed}}}} == {'false' if negated else 'true'}"
+        else:
+            assert when is None
+
+
+def test_retry_window_and_permanent_failures(rendered: dict[str, dict[str, Any]]) -> None:
+    for name, task in dag_tasks(rendered["WorkflowTemplate"]).items():
+        step = fraud.SPEC.step(name)
+        strategy = task["template_body"]["retryStrategy"]
+        assert strategy["retryPolicy"] == step.retry.retry_on
+        assert strategy["expression"] == "asInt(lastRetry.exitCode) != 2"
+        # maxDuration spans the whole retry window (pod start-up included): never shorter than the backoffs
+        waits = sum(
+            min(step.retry.backoff_seconds * step.retry.factor**i, step.retry.max_backoff_seconds)
+            for i in range(step.retry.limit)
+        )
+        assert int(strategy["backoff"]["maxDuration"].rstrip("s")) > waits
+
+
+def test_workflow_template_platform_settings(rendered: dict[str, dict[str, Any]]) -> None:
+    spec = rendered["WorkflowTemplate"]["spec"]
+    cfg = fraud.config()
+    assert spec["artifactRepositoryRef"] == {
+        "configMap": "artifact-repositories",
+        "key": cfg.cluster.artifact_repository_key,
+    }
+    assert spec["serviceAccountName"] == cfg.cluster.service_account
+    assert spec["podGC"]["strategy"] == "OnPodSuccess" and spec["activeDeadlineSeconds"] > 0
+    assert spec["onExit"] == "exit-handler"
+    exit_task = next(t for t in spec["templates"] if t["name"] == "exit-handler")["dag"]["tasks"][0]
+    assert exit_task["when"] == "{{workflow.status}} != Succeeded"
+    train = dag_tasks(rendered["WorkflowTemplate"])["train"]
+    assert train["template_body"]["container"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert train["template_body"]["container"]["resources"]["limits"]["memory"] == "16Gi"
+    evaluate = dag_tasks(rendered["WorkflowTemplate"])["evaluate"]
+    assert {"name": "model", "from": "{{tasks.train.outputs.artifacts.model}}"} in evaluate["arguments"]["artifacts"]
+
+
+def test_cron_workflow_never_silently_skips(rendered: dict[str, dict[str, Any]]) -> None:
+    spec = rendered["CronWorkflow"]["spec"]
+    assert spec["concurrencyPolicy"] == "Forbid"
+    assert spec["startingDeadlineSeconds"] >= 60
+    assert spec["schedules"] == ["0 2 * * *"] and spec["timezone"] == "Europe/Amsterdam"
+    assert spec["workflowSpec"]["workflowTemplateRef"] == {"name": "fraud"}
+
+
+def test_no_literal_credentials(rendered: dict[str, dict[str, Any]]) -> None:
+    secretish = re.compile(r"(KEY|SECRET|PASSWORD|TOKEN|USERNAME)", re.IGNORECASE)
+    for template in rendered["WorkflowTemplate"]["spec"]["templates"]:
+        for env in template.get("container", {}).get("env", []):
+            if secretish.search(env["name"]) and env["name"] != "AWS_METADATA_SERVICE_TIMEOUT":
+                assert "value" not in env and "secretKeyRef" in env["valueFrom"], env["name"]
+
+
+def test_goldens_are_in_step_with_the_declaration() -> None:
+    assert drift("fraud") == [], "rendered YAML changed: run `make golden` and review the diff"
+
+
+def test_argo_dag_runs_through_mlops_task_without_an_argo_server(
+    rendered: dict[str, dict[str, Any]], tmp_path: Path, raw_dataset: Path
+) -> None:
+    """No Argo controller can run here: this interprets the rendered DAG the way the controller would
+    (dependencies, `when`, parameter and artifact passing) and runs each container's real command."""
+    template = rendered["WorkflowTemplate"]
+    workflow_parameters = {p["name"]: p["value"] for p in template["spec"]["arguments"]["parameters"]}
+    home = tmp_path / "home"
+    workflow_parameters.update(
+        {
+            "raw-data": str(raw_dataset),
+            "feast-store-dir": str(home / "feast" / "fraud"),
+            "tracking-uri": f"sqlite:///{home}/mlflow/mlflow.db",
+            "artifact-root": (home / "artifacts").as_uri(),
+            "serving-root": (home / "serving").as_uri(),
+            "min-auc": "0.6",
+        }
+    )
+    tasks = dag_tasks(template)
+    outputs: dict[str, dict[str, str]] = {}
+    done: list[str] = []
+
+    def substitute(text: str, scope: dict[str, str]) -> str:
+        return re.sub(r"\{\{([^}]+)\}\}", lambda match: scope[match.group(1)], text)
+
+    global_scope = {f"workflow.parameters.{k}": v for k, v in workflow_parameters.items()}
+    while len(done) < len(tasks):
+        ready = [n for n, t in tasks.items() if n not in done and set(t.get("dependencies", [])) <= set(done)]
+        assert ready, "the DAG has a cycle or a missing dependency"
+        for name in ready:
+            task, body = tasks[name], tasks[name]["template_body"]
+            scope = dict(global_scope)
+            for source, values in outputs.items():
+                scope.update({f"tasks.{source}.outputs.parameters.{k}": v for k, v in values.items()})
+            done.append(name)
+            if "when" in task:
+                left, _, right = substitute(task["when"], scope).partition(" == ")
+                if left.strip() != right.strip():
+                    continue
+            arguments = task.get("arguments", {})
+            inputs = {p["name"]: substitute(p["value"], scope) for p in arguments.get("parameters", [])}
+            artifact_paths = {
+                a["name"]: str(tmp_path / "artifacts" / a["from"].split(".")[1] / a["from"].split(".")[-1].rstrip("}"))
+                for a in arguments.get("artifacts", [])
+            }
+            local_args = []
+            for arg in body["container"]["args"]:
+                arg = substitute(arg, {f"inputs.parameters.{k}": v for k, v in inputs.items()})
+                if arg.startswith("--input="):
+                    key = arg.split("=")[1]
+                    arg = f"--input={key}={artifact_paths[key]}"
+                if arg.startswith("--outputs-dir="):
+                    arg = f"--outputs-dir={tmp_path / 'artifacts' / name}"
+                local_args.append(arg)
+            command = [sys.executable, "-m", "mlops.cli", *body["container"]["command"][1:], *local_args]
+            result = subprocess.run(
+                command,
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
+                env={**__import__("os").environ, "MLOPS_HOME": str(home)},
+            )
+            assert result.returncode == 0, f"{name}: {result.stderr[-3000:]}"
+            out_dir = tmp_path / "artifacts" / name
+            outputs[name] = {
+                p["name"]: (out_dir / p["name"]).read_text() for p in body.get("outputs", {}).get("parameters", [])
+            }
+    assert outputs["evaluate"]["passed"] == "true"
+    assert json.loads(outputs["materialize"]["features"])[0] == "amount"
+    assert (tmp_path / "artifacts" / "promote" / "inference_service").exists()
+    assert not (tmp_path / "artifacts" / "notify").exists()

@@ -1,0 +1,66 @@
+"""The `mlops` command line as a task or a user calls it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO, SUITE
+
+
+def mlops(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mlops.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=600, check=False
+    )
+
+
+def test_step_prints_one_json_line(raw_dataset: Path, tmp_path: Path) -> None:
+    result = mlops(
+        "step",
+        "validate",
+        "--dataset",
+        str(raw_dataset),
+        "--suite-path",
+        str(SUITE),
+        "--report-path",
+        str(tmp_path / "report.json"),
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1 and json.loads(lines[0])["success"] is True
+
+
+def test_step_error_names_problem_and_fix(tmp_path: Path) -> None:
+    (tmp_path / "x.parquet").write_text("not parquet")
+    result = mlops(
+        "step",
+        "train",
+        "--train-set",
+        str(tmp_path / "x.parquet"),
+        "--model-out",
+        str(tmp_path / "m"),
+        "--metadata-out",
+        str(tmp_path / "m.json"),
+        "--model-type",
+        "lightgbm",
+        "--features",
+        "a,b",
+        "--label-column",
+        "y",
+    )
+    assert result.returncode == 2
+    assert "unknown model type 'lightgbm'" in result.stderr and "fix:" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "m").exists()
+
+
+def test_compile_kfp_writes_ir_that_kfp_loads(tmp_path: Path) -> None:
+    from kfp import components
+
+    result = mlops("compile", "fraud", "--target", "kfp", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    written = json.loads(result.stdout)["written"]
+    pipeline = components.load_component_from_file(written[0])
+    assert pipeline.name == "fraud"
