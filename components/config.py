@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from components.errors import ComponentError
 
@@ -44,14 +44,27 @@ class MaterializeSettings(_Settings):
 
 class TrainSettings(_Settings):
     model_type: Literal["xgboost", "pytorch_mlp"] = "xgboost"
+    objective: Literal["binary", "regression"] = "binary"
     seed: int = 42
     device: Literal["auto", "cpu", "cuda"] = "auto"
     params: dict[str, Any] = Field(default_factory=dict)
 
 
 class EvaluateSettings(_Settings):
-    min_auc: float = Field(0.85, ge=0.0, le=1.0, description="The gate: holdout ROC AUC at or above this ships.")
+    gate_metric: Literal["roc_auc", "pr_auc", "rmse", "mae", "mape", "r2"] = Field(
+        "roc_auc",
+        description="The holdout metric the gate compares; AUCs and r2 must reach the threshold, errors stay under it.",
+    )
+    threshold: float = Field(0.85, description="The gate's threshold for gate_metric.")
     decision_threshold: float = Field(0.5, gt=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _threshold_in_range(self) -> EvaluateSettings:
+        if self.gate_metric in ("roc_auc", "pr_auc") and not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold for {self.gate_metric} must lie in [0, 1], got {self.threshold}")
+        if self.gate_metric in ("rmse", "mae", "mape") and self.threshold <= 0:
+            raise ValueError(f"threshold for {self.gate_metric} must be positive, got {self.threshold}")
+        return self
 
 
 class RegisterSettings(_Settings):

@@ -1,8 +1,10 @@
 """evaluate: score the model on the time-ordered holdout and decide whether it may ship.
 
-The gate is deliberately simple and explicit, `passed = roc_auc >= min_auc`, and is emitted
-as an output the DAG branches on; every number behind it is written to the metrics JSON and
-the curves to PNGs a reviewer can open.
+The gate is deliberately simple and explicit: one metric against one threshold, e.g.
+`passed = roc_auc >= 0.85` for a classifier or `passed = mape <= 0.25` for a forecaster (the
+direction follows from the metric). It is emitted as an output the DAG branches on; every
+number behind it goes to the metrics JSON and two plots go to PNGs a reviewer can open: ROC
+and precision-recall curves for a classifier, predicted-vs-actual and residuals for a regressor.
 """
 
 from __future__ import annotations
@@ -18,28 +20,29 @@ from components.models import load_predictor
 from components.tabular import read_parquet, require_columns
 
 STEP = "evaluate"
+HIGHER_IS_BETTER = {"roc_auc", "pr_auc", "r2"}
+LOWER_IS_BETTER = {"log_loss", "rmse", "mae", "mape"}
+METRICS_BY_OBJECTIVE = {"binary": {"roc_auc", "pr_auc", "log_loss"}, "regression": {"rmse", "mae", "mape", "r2"}}
 
 
-def _plot_curves(labels: np.ndarray, scores: np.ndarray, roc_png: str, pr_png: str, title: str) -> None:
-    import matplotlib
+def _save(figure: Any, target: str) -> None:
+    import matplotlib.pyplot as plt
 
-    matplotlib.use("Agg")
+    figure.tight_layout()
+    with artifacts.atomic_path(target, suffix=".png") as tmp:
+        figure.savefig(tmp, format="png")
+    plt.close(figure)
+
+
+def _plots_binary(labels: np.ndarray, scores: np.ndarray, quality_png: str, error_png: str, title: str) -> None:
     import matplotlib.pyplot as plt
     from sklearn.metrics import precision_recall_curve, roc_curve
 
     fpr, tpr, _ = roc_curve(labels, scores)
     precision, recall, _ = precision_recall_curve(labels, scores)
     for target, xs, ys, xlabel, ylabel, name, baseline in (
-        (roc_png, fpr, tpr, "false positive rate", "true positive rate", "ROC", ([0, 1], [0, 1])),
-        (
-            pr_png,
-            recall,
-            precision,
-            "recall",
-            "precision",
-            "Precision-recall",
-            ([0, 1], [labels.mean(), labels.mean()]),
-        ),
+        (quality_png, fpr, tpr, "false positive rate", "true positive rate", "ROC", ([0, 1], [0, 1])),
+        (error_png, recall, precision, "recall", "precision", "Precision-recall", ([0, 1], [labels.mean()] * 2)),
     ):
         figure, axis = plt.subplots(figsize=(5, 4), dpi=100)
         axis.plot(xs, ys, linewidth=1.5)
@@ -47,10 +50,66 @@ def _plot_curves(labels: np.ndarray, scores: np.ndarray, roc_png: str, pr_png: s
         axis.set_xlabel(xlabel)
         axis.set_ylabel(ylabel)
         axis.set_title(f"{name}: {title}")
-        figure.tight_layout()
-        with artifacts.atomic_path(target, suffix=".png") as tmp:
-            figure.savefig(tmp, format="png")
-        plt.close(figure)
+        _save(figure, target)
+
+
+def _plots_regression(actual: np.ndarray, predicted: np.ndarray, quality_png: str, error_png: str, title: str) -> None:
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(5, 4), dpi=100)
+    axis.scatter(actual, predicted, s=4, alpha=0.4)
+    low, high = float(min(actual.min(), predicted.min())), float(max(actual.max(), predicted.max()))
+    axis.plot([low, high], [low, high], linestyle="--", color="grey", linewidth=0.8)
+    axis.set_xlabel("actual")
+    axis.set_ylabel("predicted")
+    axis.set_title(f"Predicted vs actual: {title}")
+    _save(figure, quality_png)
+    figure, axis = plt.subplots(figsize=(5, 4), dpi=100)
+    axis.hist(predicted - actual, bins=50)
+    axis.set_xlabel("residual (predicted - actual)")
+    axis.set_ylabel("rows")
+    axis.set_title(f"Residuals: {title}")
+    _save(figure, error_png)
+
+
+def _binary_metrics(labels: np.ndarray, scores: np.ndarray, decision_threshold: float) -> dict[str, Any]:
+    from sklearn.metrics import average_precision_score, confusion_matrix, log_loss, roc_auc_score
+
+    labels = labels.astype(np.int64)
+    if len(np.unique(labels)) < 2:
+        raise ComponentError(
+            STEP,
+            "the holdout set holds a single label class, so AUC is undefined",
+            "widen the holdout window (materialize.holdout_fraction) or use more data",
+        )
+    predicted = (scores >= decision_threshold).astype(np.int64)
+    tn, fp, fn, tp = (int(v) for v in confusion_matrix(labels, predicted, labels=[0, 1]).ravel())
+    return {
+        "roc_auc": round(float(roc_auc_score(labels, scores)), 6),
+        "pr_auc": round(float(average_precision_score(labels, scores)), 6),
+        "log_loss": round(float(log_loss(labels, np.clip(scores, 1e-7, 1 - 1e-7))), 6),
+        "decision_threshold": decision_threshold,
+        "confusion_matrix": {"tn": tn, "fp": fp, "fn": fn, "tp": tp},
+        "precision": round(tp / (tp + fp), 6) if tp + fp else 0.0,
+        "recall": round(tp / (tp + fn), 6) if tp + fn else 0.0,
+        "holdout_positive_rate": round(float(labels.mean()), 6),
+    }
+
+
+def _regression_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    nonzero = np.abs(actual) >= 1.0  # MAPE over rows with a meaningful denominator
+    mape = (
+        float(np.mean(np.abs((predicted[nonzero] - actual[nonzero]) / actual[nonzero]))) if nonzero.any() else math.inf
+    )
+    return {
+        "rmse": round(float(math.sqrt(mean_squared_error(actual, predicted))), 6),
+        "mae": round(float(mean_absolute_error(actual, predicted)), 6),
+        "mape": round(mape, 6),
+        "r2": round(float(r2_score(actual, predicted)), 6),
+        "label_mean": round(float(actual.mean()), 6),
+    }
 
 
 def evaluate(
@@ -58,17 +117,24 @@ def evaluate(
     model_metadata: str,
     holdout_set: str,
     metrics_out: str,
-    roc_png: str,
-    pr_png: str,
+    quality_plot_png: str,
+    error_plot_png: str,
     *,
-    min_auc: float,
+    threshold: float,
+    gate_metric: str = "roc_auc",
     decision_threshold: float = 0.5,
 ) -> dict[str, Any]:
-    """Compute holdout metrics and the gate; write metrics JSON and the two curve PNGs."""
-    from sklearn.metrics import average_precision_score, confusion_matrix, log_loss, roc_auc_score
-
-    if not 0.0 <= min_auc <= 1.0:
-        raise ComponentError(STEP, f"min_auc must lie in [0, 1], got {min_auc}", "set evaluate.min_auc in the config")
+    """Compute holdout metrics and the gate `gate_metric` vs `threshold`; write metrics JSON and two PNGs."""
+    if gate_metric not in HIGHER_IS_BETTER | LOWER_IS_BETTER:
+        raise ComponentError(
+            STEP, f"unknown gate metric {gate_metric!r}", f"use one of {sorted(HIGHER_IS_BETTER | LOWER_IS_BETTER)}"
+        )
+    if gate_metric in {"roc_auc", "pr_auc"} and not 0.0 <= threshold <= 1.0:
+        raise ComponentError(
+            STEP,
+            f"the {gate_metric} threshold must lie in [0, 1], got {threshold}",
+            "set evaluate.threshold in the config",
+        )
     if not 0.0 < decision_threshold < 1.0:
         raise ComponentError(
             STEP,
@@ -78,44 +144,59 @@ def evaluate(
     if not artifacts.exists(model):
         raise ComponentError(STEP, f"model artifact not found at {model}", "run train first, or fix the path")
     metadata = artifacts.read_json(model_metadata)
+    objective = metadata.get("objective", "binary")
+    if gate_metric not in METRICS_BY_OBJECTIVE[objective]:
+        raise ComponentError(
+            STEP,
+            f"gate metric {gate_metric!r} does not apply to a {objective} model",
+            f"use one of {sorted(METRICS_BY_OBJECTIVE[objective])}",
+        )
     features: list[str] = metadata["features"]
     label: str = metadata["label"]
     frame = read_parquet(STEP, holdout_set, "holdout set")
     require_columns(STEP, frame, [*features, label], "holdout set")
-    labels = frame[label].to_numpy(dtype=np.int64)
-    if len(np.unique(labels)) < 2:
-        raise ComponentError(
-            STEP,
-            "the holdout set holds a single label class, so AUC is undefined",
-            "widen the holdout window (materialize.holdout_fraction) or use more data",
-        )
+    actual = frame[label].to_numpy(dtype=np.float64)
     with artifacts.fetched(model) as model_path:
         predict = load_predictor(model_path, metadata)
         scores = predict(frame[features].to_numpy(dtype=np.float32))
     if not np.all(np.isfinite(scores)):
         raise ComponentError(
             STEP,
-            "the model produced non-finite scores on the holdout set",
+            "the model produced non-finite predictions on the holdout set",
             "check the training run for divergence (NaN loss) and retrain",
         )
-    predicted = (scores >= decision_threshold).astype(np.int64)
-    tn, fp, fn, tp = (int(v) for v in confusion_matrix(labels, predicted, labels=[0, 1]).ravel())
-    roc_auc = float(roc_auc_score(labels, scores))
-    metrics = {
-        "roc_auc": round(roc_auc, 6),
-        "pr_auc": round(float(average_precision_score(labels, scores)), 6),
-        "log_loss": round(float(log_loss(labels, np.clip(scores, 1e-7, 1 - 1e-7))), 6),
-        "decision_threshold": decision_threshold,
-        "confusion_matrix": {"tn": tn, "fp": fp, "fn": fn, "tp": tp},
-        "precision": round(tp / (tp + fp), 6) if tp + fp else 0.0,
-        "recall": round(tp / (tp + fn), 6) if tp + fn else 0.0,
-        "holdout_rows": len(labels),
-        "holdout_positive_rate": round(float(labels.mean()), 6),
-        "min_auc": min_auc,
-        "passed": bool(roc_auc >= min_auc and not math.isnan(roc_auc)),
-        "model_sha256": metadata.get("model_sha256"),
-        "holdout_data_sha256": artifacts.sha256_uri(holdout_set),
-    }
-    _plot_curves(labels, scores, roc_png, pr_png, f"{metadata['model_type']} on {len(labels)} holdout rows")
+    title = f"{metadata['model_type']} on {len(actual)} holdout rows"
+    if objective == "binary":
+        metrics = _binary_metrics(actual, scores, decision_threshold)
+        _plots_binary(actual.astype(np.int64), scores, quality_plot_png, error_plot_png, title)
+    else:
+        metrics = _regression_metrics(actual, scores)
+        _plots_regression(actual, scores, quality_plot_png, error_plot_png, title)
+    value = float(metrics[gate_metric])
+    higher = gate_metric in HIGHER_IS_BETTER
+    passed = bool(not math.isnan(value) and (value >= threshold if higher else value <= threshold))
+    metrics.update(
+        {
+            "objective": objective,
+            "holdout_rows": len(actual),
+            "gate": {
+                "metric": gate_metric,
+                "value": value,
+                "threshold": threshold,
+                "direction": ">=" if higher else "<=",
+                "passed": passed,
+            },
+            "passed": passed,
+            "model_sha256": metadata.get("model_sha256"),
+            "holdout_data_sha256": artifacts.sha256_uri(holdout_set),
+        }
+    )
     artifacts.write_json(metrics_out, metrics)
-    return {"step": STEP, **{k: metrics[k] for k in ("roc_auc", "pr_auc", "log_loss", "min_auc", "passed")}}
+    summary_keys = ("roc_auc", "pr_auc", "log_loss") if objective == "binary" else ("rmse", "mae", "mape", "r2")
+    return {
+        "step": STEP,
+        **{k: metrics[k] for k in summary_keys},
+        "gate_metric": gate_metric,
+        "threshold": threshold,
+        "passed": passed,
+    }

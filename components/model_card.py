@@ -4,6 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+METRIC_ORDER = ("roc_auc", "pr_auc", "log_loss", "precision", "recall", "rmse", "mae", "mape", "r2")
+
+
+def _label_summary(metadata: dict[str, Any]) -> str:
+    if metadata.get("objective", "binary") == "binary":
+        return f"positive rate {metadata['positive_rate']:.4f}"
+    return f"mean target {metadata['label_mean']:.4f}"
+
 
 def render_model_card(
     *,
@@ -19,6 +27,7 @@ def render_model_card(
     """Markdown: purpose, data window and hash, features, metrics, threshold, known limits."""
     window = metadata.get("data_window") or ["unknown", "unknown"]
     matrix = metrics.get("confusion_matrix", {})
+    gate = metrics["gate"]
     limits = card.get("known_limits") or ["None recorded: the owner must list them before production."]
     lines = [
         f"# Model card: {model_name} v{version}",
@@ -33,7 +42,7 @@ def render_model_card(
         "",
         "## Data",
         f"- Training window: {window[0]} to {window[1]}",
-        f"- Training rows: {metadata['training_rows']} (positive rate {metadata['positive_rate']:.4f})",
+        f"- Training rows: {metadata['training_rows']} ({_label_summary(metadata)})",
         f"- Training data sha256: `{metadata['training_data_sha256']}`",
         f"- Holdout: {metrics.get('holdout_rows')} most recent rows, sha256 `{metrics.get('holdout_data_sha256')}`",
         "",
@@ -43,18 +52,20 @@ def render_model_card(
         "## Holdout metrics",
         "| metric | value |",
         "|---|---|",
-        f"| ROC AUC | {metrics['roc_auc']:.4f} |",
-        f"| PR AUC | {metrics['pr_auc']:.4f} |",
-        f"| log loss | {metrics['log_loss']:.4f} |",
-        f"| precision @ {metrics['decision_threshold']} | {metrics['precision']:.4f} |",
-        f"| recall @ {metrics['decision_threshold']} | {metrics['recall']:.4f} |",
+        *[f"| {name} | {metrics[name]:.4f} |" for name in METRIC_ORDER if name in metrics],
         "",
-        f"Confusion matrix at threshold {metrics['decision_threshold']}: "
-        f"TN {matrix.get('tn')}, FP {matrix.get('fp')}, FN {matrix.get('fn')}, TP {matrix.get('tp')}.",
-        "",
+        *(
+            [
+                f"Confusion matrix at threshold {metrics['decision_threshold']}: "
+                f"TN {matrix.get('tn')}, FP {matrix.get('fp')}, FN {matrix.get('fn')}, TP {matrix.get('tp')}.",
+                "",
+            ]
+            if matrix
+            else []
+        ),
         "## Release gate",
-        f"Promotion requires holdout ROC AUC >= {metrics['min_auc']}: this version scored {metrics['roc_auc']:.4f} "
-        f"({'passed' if metrics['passed'] else 'failed'}).",
+        f"Promotion requires holdout {gate['metric']} {gate['direction']} {gate['threshold']}: this version scored "
+        f"{gate['value']:.4f} ({'passed' if gate['passed'] else 'failed'}).",
         "",
         "## Known limits",
         *[f"- {limit}" for limit in limits],

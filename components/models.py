@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 MODEL_TYPES = ("xgboost", "pytorch_mlp")
+OBJECTIVES = ("binary", "regression")
 FORMATS = {"xgboost": "xgboost_json", "pytorch_mlp": "torchscript"}
 
 Predictor = Callable[[np.ndarray], np.ndarray]
@@ -36,7 +37,8 @@ def resolve_device(requested: str) -> str:
 
 
 def load_predictor(model_path: str | os.PathLike[str], metadata: dict[str, Any]) -> Predictor:
-    """A function from an (n, features) float32 array to the positive-class probability."""
+    """A function from an (n, features) float32 array to the prediction: the positive-class
+    probability for a binary objective, the predicted value for regression."""
     model_format = metadata["format"]
     if model_format == "xgboost_json":
         import xgboost as xgb

@@ -25,16 +25,17 @@ def notify(
     run_name: str = "",
 ) -> dict[str, Any]:
     scores = artifacts.read_json(metrics)
+    gate = scores["gate"]
     notice = {
         "kind": "gate-failed",
         "owner": owner,
         "pipeline": pipeline,
         "model_name": model_name,
         "run": run_name,
-        "metric": "roc_auc",
-        "value": scores["roc_auc"],
-        "threshold": scores["min_auc"],
-        "pr_auc": scores["pr_auc"],
+        "metric": gate["metric"],
+        "value": gate["value"],
+        "threshold": gate["threshold"],
+        "direction": gate["direction"],
         "holdout_rows": scores["holdout_rows"],
         "model_sha256": scores.get("model_sha256"),
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -43,8 +44,8 @@ def notify(
     text = (
         f"# {pipeline}: candidate {model_name} did not pass its gate\n\n"
         f"- Owner: {owner}\n- Run: {run_name or 'local'}\n"
-        f"- Holdout ROC AUC {scores['roc_auc']:.4f} < required {scores['min_auc']} "
-        f"(PR AUC {scores['pr_auc']:.4f}, {scores['holdout_rows']} rows)\n"
+        f"- Holdout {gate['metric']} {gate['value']:.4f}; required {gate['direction']} {gate['threshold']} "
+        f"({scores['holdout_rows']} rows)\n"
         f"- Nothing was registered or promoted; the model serving now keeps serving.\n\n"
         "Next: compare the training window and features with the last good run; "
         "retrain, or lower the threshold only with a reviewed change to the pipeline config.\n"
@@ -54,9 +55,9 @@ def notify(
     return {
         "step": STEP,
         "owner": owner,
-        "metric": "roc_auc",
-        "value": scores["roc_auc"],
-        "threshold": scores["min_auc"],
+        "metric": gate["metric"],
+        "value": gate["value"],
+        "threshold": gate["threshold"],
     }
 
 

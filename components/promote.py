@@ -69,12 +69,15 @@ def render_inference_service(
     annotations = {
         "serving.kserve.io/deploymentMode": "Serverless",
         "serving.knative.dev/minScale": str(max(min_replicas, 1)),
-        annotation("holdout-auc"): f"{registration['holdout_auc']:.6f}",
+        annotation("holdout-metric"): registration["gate"]["metric"],
+        annotation("holdout-score"): f"{registration['gate']['value']:.6f}",
         annotation("model-card-url"): registration["model_card_uri"],
         annotation("mlflow-run-id"): registration["run_id"],
         annotation("artifact-sha256"): registration["artifact_sha256"],
         annotation("registered-model"): f"{name}/{registration['version']}",
     }
+    if "roc_auc" in registration["holdout_metrics"]:
+        annotations[annotation("holdout-auc")] = f"{registration['holdout_metrics']['roc_auc']:.6f}"
     if signed_off_by:
         annotations[annotation("signed-off-by")] = signed_off_by
     limits: dict[str, str] = {"cpu": "2", "memory": memory_limit}
@@ -169,6 +172,7 @@ def promote(
                 len(reg["features"]),
                 gpu=gpu,
                 threshold=decision_threshold,
+                regression=reg.get("objective") == "regression",
             )
         except ValueError as error:
             raise ComponentError(

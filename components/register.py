@@ -117,8 +117,9 @@ def _log_run(
     try:
         for key, value in _flat_params({**metadata["params"], "model_type": metadata["model_type"]}).items():
             client.log_param(run_id, key, value[:6000])
-        for key in ("roc_auc", "pr_auc", "log_loss", "precision", "recall"):
-            client.log_metric(run_id, f"holdout_{key}", float(metrics[key]))
+        for key, value in metrics.items():
+            if isinstance(value, int | float) and not isinstance(value, bool) and key != "holdout_rows":
+                client.log_metric(run_id, f"holdout_{key}", float(value))
         client.log_metric(run_id, "train_rows_per_second", float(metadata["rows_per_second"]))
         with tempfile.TemporaryDirectory() as tmp:
             bundle = Path(tmp) / "model"
@@ -134,6 +135,11 @@ def _log_run(
         raise
     base = run.info.artifact_uri.rstrip("/")
     return run_id, f"{base}/model", f"{base}/model_card.md"
+
+
+def _gate_text(scores: dict[str, Any]) -> str:
+    gate = scores.get("gate") or {}
+    return f"{gate.get('metric')} {gate.get('value')}, required {gate.get('direction')} {gate.get('threshold')}"
 
 
 def register(
@@ -164,7 +170,7 @@ def register(
     if not scores.get("passed"):
         raise ComponentError(
             STEP,
-            f"the model failed its gate (roc_auc {scores.get('roc_auc')} < {scores.get('min_auc')})",
+            f"the model failed its gate ({_gate_text(scores)})",
             "only models that pass evaluate may be registered; the DAG routes them to notify",
         )
     with artifacts.fetched(model) as model_path:
@@ -232,11 +238,13 @@ def register(
         "source": version.source,
         "model_file": MODEL_FILENAMES[meta["format"]],
         "model_format": meta["format"],
+        "objective": meta.get("objective", "binary"),
         "model_card_uri": version.tags.get("model_card_uri", ""),
         "artifact_sha256": sha,
         "alias": alias,
         "tracking_uri": uri,
-        "holdout_auc": scores["roc_auc"],
+        "gate": scores["gate"],
+        "holdout_metrics": {k: v for k, v in scores.items() if isinstance(v, float)},
         "features": meta["features"],
     }
     artifacts.write_json(registration_out, registration)

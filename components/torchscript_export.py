@@ -63,19 +63,33 @@ def canonical_torchscript(raw: bytes) -> bytes:
     return bytes(data)
 
 
-def scaled_mlp(mean: np.ndarray, std: np.ndarray, hidden: list[int]) -> Any:
-    """An MLP that standardises raw features itself, so serving sends raw values."""
+def scaled_mlp(
+    mean: np.ndarray,
+    std: np.ndarray,
+    hidden: list[int],
+    regression: bool = False,
+    target_mean: float = 0.0,
+    target_std: float = 1.0,
+) -> Any:
+    """An MLP that standardises raw features itself, so serving sends raw values, and returns
+    a probability (binary) or a value in the target's own units (regression)."""
     import torch
     from torch import nn
 
     class ScaledMLP(nn.Module):
         mean: torch.Tensor
         std: torch.Tensor
+        target_mean: torch.Tensor
+        target_std: torch.Tensor
+        regression: bool
 
         def __init__(self) -> None:
             super().__init__()
             self.register_buffer("mean", torch.from_numpy(mean))
             self.register_buffer("std", torch.from_numpy(std))
+            self.register_buffer("target_mean", torch.tensor([target_mean], dtype=torch.float32))
+            self.register_buffer("target_std", torch.tensor([target_std], dtype=torch.float32))
+            self.regression = regression
             layers: list[nn.Module] = []
             previous = len(mean)
             for size in hidden:
@@ -88,6 +102,8 @@ def scaled_mlp(mean: np.ndarray, std: np.ndarray, hidden: list[int]) -> Any:
             return self.net((features - self.mean) / self.std)
 
         def forward(self, features: torch.Tensor) -> torch.Tensor:
+            if self.regression:
+                return self.logits(features) * self.target_std + self.target_mean
             return torch.sigmoid(self.logits(features))
 
     ScaledMLP.__qualname__ = ScaledMLP.__name__ = "ScaledMLP"
@@ -120,7 +136,8 @@ def _main(source: str, target: str) -> None:
 
     checkpoint = torch.load(source, map_location="cpu", weights_only=True)
     state = checkpoint["state"]
-    model = scaled_mlp(state["mean"].numpy(), state["std"].numpy(), list(checkpoint["hidden"]))
+    regression = bool(checkpoint.get("regression", False))
+    model = scaled_mlp(state["mean"].numpy(), state["std"].numpy(), list(checkpoint["hidden"]), regression)
     model.load_state_dict(state)
     model.eval()
     buffer = io.BytesIO()

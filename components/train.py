@@ -17,7 +17,7 @@ import pandas as pd
 
 from components import artifacts
 from components.errors import ComponentError
-from components.models import FORMATS, MODEL_TYPES, resolve_device
+from components.models import FORMATS, MODEL_TYPES, OBJECTIVES, resolve_device
 from components.tabular import read_parquet, require_columns
 from components.torchscript_export import export_torchscript, scaled_mlp
 
@@ -44,7 +44,7 @@ def _restore_integers(value: Any) -> Any:
     return value
 
 
-def _matrix(frame: pd.DataFrame, features: list[str], label: str) -> tuple[np.ndarray, np.ndarray]:
+def _matrix(frame: pd.DataFrame, features: list[str], label: str, objective: str) -> tuple[np.ndarray, np.ndarray]:
     require_columns(STEP, frame, [*features, label], "training set")
     non_numeric = [f for f in features if not pd.api.types.is_numeric_dtype(frame[f])]
     if non_numeric:
@@ -61,6 +61,12 @@ def _matrix(frame: pd.DataFrame, features: list[str], label: str) -> tuple[np.nd
             f"label column '{label}' has {int(labels.isna().sum())} nulls",
             "label every row upstream; validate should reject unlabelled data",
         )
+    if objective == "regression":
+        if not pd.api.types.is_numeric_dtype(labels):
+            raise ComponentError(
+                STEP, f"label column '{label}' is {labels.dtype}, not numeric", "a regression target must be numeric"
+            )
+        return frame[features].to_numpy(dtype=np.float32), labels.to_numpy(dtype=np.float32)
     values = set(np.unique(labels.to_numpy()))
     if not values <= {0, 1}:
         raise ComponentError(
@@ -76,20 +82,34 @@ def _matrix(frame: pd.DataFrame, features: list[str], label: str) -> tuple[np.nd
 
 
 def _train_xgboost(
-    x: np.ndarray, y: np.ndarray, features: list[str], params: dict[str, Any], seed: int, device: str, model_path: str
+    x: np.ndarray,
+    y: np.ndarray,
+    features: list[str],
+    params: dict[str, Any],
+    seed: int,
+    device: str,
+    model_path: str,
+    objective: str,
 ) -> tuple[dict[str, Any], int]:
     import xgboost as xgb
 
     settings = {**XGBOOST_DEFAULTS, **params}
     rounds = int(settings.pop("num_boost_round"))
     positives = float(y.sum())
+    task: dict[str, Any] = (
+        {"objective": "reg:squarederror", "eval_metric": "rmse"}
+        if objective == "regression"
+        else {
+            "objective": "binary:logistic",
+            "eval_metric": "aucpr",
+            "scale_pos_weight": (len(y) - positives) / max(positives, 1.0),
+        }
+    )
     booster_params = {
-        "objective": "binary:logistic",
-        "eval_metric": "aucpr",
+        **task,
         "tree_method": "hist",
         "device": device,
         "seed": seed,
-        "scale_pos_weight": (len(y) - positives) / max(positives, 1.0),
         **{key: value for key, value in settings.items()},
     }
     matrix = xgb.QuantileDMatrix(x, label=y, feature_names=features)
@@ -100,7 +120,7 @@ def _train_xgboost(
 
 
 def _train_mlp(
-    x: np.ndarray, y: np.ndarray, params: dict[str, Any], seed: int, device: str, model_path: str
+    x: np.ndarray, y: np.ndarray, params: dict[str, Any], seed: int, device: str, model_path: str, objective: str
 ) -> tuple[dict[str, Any], int]:
     import torch
     from torch import nn
@@ -112,9 +132,17 @@ def _train_mlp(
     mean = x.mean(axis=0)
     std = x.std(axis=0) + 1e-6
 
-    model = scaled_mlp(mean, std, list(settings["hidden"])).to(device)
+    regression = objective == "regression"
+    target_mean = float(y.mean()) if regression else 0.0
+    target_std = float(y.std() + 1e-6) if regression else 1.0
+    model = scaled_mlp(mean, std, list(settings["hidden"]), regression, target_mean, target_std).to(device)
     positives = float(y.sum())
-    loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor([(len(y) - positives) / max(positives, 1.0)], device=device))
+    loss_fn: nn.Module = (
+        nn.MSELoss()
+        if regression
+        else nn.BCEWithLogitsLoss(pos_weight=torch.tensor([(len(y) - positives) / max(positives, 1.0)], device=device))
+    )
+    y = (y - target_mean) / target_std
     optimizer = torch.optim.Adam(model.parameters(), lr=float(settings["learning_rate"]))
     features = torch.from_numpy(x).to(device)
     labels = torch.from_numpy(y).reshape(-1, 1).to(device)
@@ -131,7 +159,10 @@ def _train_mlp(
             loss.backward()
             optimizer.step()
     model.eval()
-    export_torchscript({"state": model.to("cpu").state_dict(), "hidden": list(settings["hidden"])}, model_path)
+    export_torchscript(
+        {"state": model.to("cpu").state_dict(), "hidden": list(settings["hidden"]), "regression": regression},
+        model_path,
+    )
     return {**settings, "device": device, "seed": seed}, epochs
 
 
@@ -146,8 +177,14 @@ def train(
     params: dict[str, Any] | None = None,
     seed: int = 42,
     device: str = "auto",
+    objective: str = "binary",
 ) -> dict[str, Any]:
-    """Fit `model_type` on `train_set`; write the model file and its metadata JSON."""
+    """Fit `model_type` on `train_set`; write the model file and its metadata JSON.
+
+    `objective` is binary (a probability of the positive class) or regression (a number).
+    """
+    if objective not in OBJECTIVES:
+        raise ComponentError(STEP, f"unknown objective {objective!r}", f"use one of {list(OBJECTIVES)}")
     if model_type not in MODEL_TYPES:
         raise ComponentError(
             STEP,
@@ -158,13 +195,13 @@ def train(
         raise ComponentError(STEP, f"unknown device {device!r}", "use auto, cpu or cuda")
     chosen = resolve_device(device)
     frame = read_parquet(STEP, train_set, "training set")
-    x, y = _matrix(frame, features, label_column)
+    x, y = _matrix(frame, features, label_column, objective)
     params = _restore_integers(params or {})
     started = time.perf_counter()
     if model_type == "xgboost":
-        used, passes = _train_xgboost(x, y, features, params or {}, seed, chosen, model_out)
+        used, passes = _train_xgboost(x, y, features, params or {}, seed, chosen, model_out, objective)
     else:
-        used, passes = _train_mlp(x, y, params or {}, seed, chosen, model_out)
+        used, passes = _train_mlp(x, y, params or {}, seed, chosen, model_out, objective)
     seconds = time.perf_counter() - started
     timestamps = frame.select_dtypes(include=["datetimetz", "datetime"])
     window = (
@@ -174,6 +211,7 @@ def train(
     )
     metadata = {
         "model_type": model_type,
+        "objective": objective,
         "format": FORMATS[model_type],
         "features": features,
         "label": label_column,
@@ -181,7 +219,8 @@ def train(
         "seed": seed,
         "device": chosen,
         "training_rows": len(y),
-        "positive_rate": float(y.mean()),
+        "positive_rate": float(y.mean()) if objective == "binary" else None,
+        "label_mean": float(y.mean()),
         "training_data_sha256": artifacts.sha256_uri(train_set),
         "data_window": window,
         "model_sha256": artifacts.sha256_uri(model_out),

@@ -23,16 +23,23 @@ def config_pbtxt(
     gpu: bool,
     max_batch_size: int = 8192,
     threshold: float = 0.5,
+    regression: bool = False,
 ) -> str:
+    """A classifier's FIL model returns both class probabilities ([2]); a regressor's, one value."""
     kind = "KIND_GPU" if gpu else "KIND_CPU"
     if model_format == "xgboost_json":
-        parameters = {
-            "model_type": model_format,
-            "predict_proba": "true",
-            "output_class": "true",
-            "threshold": str(threshold),
-            "storage_type": "AUTO",
-        }
+        parameters = (
+            {"model_type": model_format, "output_class": "false", "storage_type": "AUTO"}
+            if regression
+            else {
+                "model_type": model_format,
+                "predict_proba": "true",
+                "output_class": "true",
+                "threshold": str(threshold),
+                "storage_type": "AUTO",
+            }
+        )
+        outputs = 1 if regression else 2
         parameter_text = "\n".join(
             f'  {{ key: "{key}" value: {{ string_value: "{value}" }} }}' + ("," if i < len(parameters) - 1 else "")
             for i, (key, value) in enumerate(parameters.items())
@@ -40,7 +47,7 @@ def config_pbtxt(
         return (
             f'name: "{model_name}"\nbackend: "fil"\nmax_batch_size: {max_batch_size}\n'
             f'input [\n  {{ name: "input__0" data_type: TYPE_FP32 dims: [ {n_features} ] }}\n]\n'
-            f'output [\n  {{ name: "output__0" data_type: TYPE_FP32 dims: [ 2 ] }}\n]\n'
+            f'output [\n  {{ name: "output__0" data_type: TYPE_FP32 dims: [ {outputs} ] }}\n]\n'
             f"instance_group [ {{ kind: {kind} count: 1 }} ]\n"
             f"dynamic_batching {{ max_queue_delay_microseconds: 100 }}\n"
             f"parameters [\n{parameter_text}\n]\n"
@@ -84,9 +91,10 @@ def write_repository(
     *,
     gpu: bool,
     threshold: float = 0.5,
+    regression: bool = False,
 ) -> Path:
     """Lay out <root>/<model_name>/{config.pbtxt, <version>/<model file>}; returns the model folder."""
-    text = config_pbtxt(model_name, model_format, n_features, gpu=gpu, threshold=threshold)
+    text = config_pbtxt(model_name, model_format, n_features, gpu=gpu, threshold=threshold, regression=regression)
     parse_config(text)
     folder = root / model_name
     (folder / str(version)).mkdir(parents=True, exist_ok=True)

@@ -120,7 +120,8 @@ def _run_pipeline(args: argparse.Namespace) -> int:
         ("rows", "data.rows"),
         ("seed", "data.seed"),
         ("model_type", "train.model_type"),
-        ("min_auc", "evaluate.min_auc"),
+        ("min_auc", "evaluate.threshold"),
+        ("gate_threshold", "evaluate.threshold"),
     ):
         if getattr(args, flag) is not None:
             overrides[key] = getattr(args, flag)
@@ -180,10 +181,10 @@ def _print_summary(pipeline: str, result: dict[str, Any], progress: Any, seconds
     if "evaluate" in s:
         e = s["evaluate"]
         verdict = "passed" if e["passed"] else "FAILED"
-        print(
-            f"  evaluate     ROC AUC {e['roc_auc']:.4f}, PR AUC {e['pr_auc']:.4f}, log loss {e['log_loss']:.4f}; "
-            f"gate roc_auc >= {e['min_auc']}: {verdict}"
-        )
+        shown = ("roc_auc", "pr_auc", "log_loss", "rmse", "mae", "mape", "r2")
+        numbers = ", ".join(f"{key} {e[key]:.4f}" for key in shown if key in e)
+        direction = ">=" if e["gate_metric"] in ("roc_auc", "pr_auc", "r2") else "<="
+        print(f"  evaluate     {numbers}; gate {e['gate_metric']} {direction} {e['threshold']}: {verdict}")
     if "register" in s:
         r = s["register"]
         how = "reused (same artifact sha256)" if r["reused"] else "new"
@@ -199,8 +200,8 @@ def _print_summary(pipeline: str, result: dict[str, Any], progress: Any, seconds
     if "notify" in s:
         n = s["notify"]
         print(
-            f"  notify       gate failed (roc_auc {n['value']} < {n['threshold']}): nothing registered; notice for "
-            f"{n['owner']}: {outputs.get('notify', {}).get('notice_markdown')}"
+            f"  notify       gate failed ({n['metric']} {n['value']:.4f} vs {n['threshold']}): nothing registered; "
+            f"notice for {n['owner']}: {outputs.get('notify', {}).get('notice_markdown')}"
         )
     if not result.get("ok") and progress.errors:
         print("  error        " + "\n               ".join(progress.errors))
@@ -365,6 +366,14 @@ def _schedule(args: argparse.Namespace) -> int:
     return 0
 
 
+def _new(args: argparse.Namespace) -> int:
+    from pipelines.scaffold import scaffold
+
+    target = scaffold(args.name, source=args.source)
+    print(json.dumps({"created": str(target), "next": f"mlops run {args.name}"}))
+    return 0
+
+
 def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server", help="Argo server host:port or URL (default: $ARGO_SERVER)")
     parser.add_argument("--namespace", help="namespace (default: $ARGO_NAMESPACE, then the pipeline's)")
@@ -390,7 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, help="seed of the synthetic data (config: data.seed)")
     run.add_argument("--data", help="a Parquet dataset to use instead of synthetic data")
     run.add_argument("--model-type", choices=["xgboost", "pytorch_mlp"])
-    run.add_argument("--min-auc", type=float, help="the gate's threshold (config: evaluate.min_auc)")
+    run.add_argument("--gate-threshold", type=float, help="the gate's threshold (config: evaluate.threshold)")
+    run.add_argument("--min-auc", type=float, help="same as --gate-threshold, for pipelines gated on roc_auc")
     run.add_argument("--config", help="a config.yaml to use instead of the pipeline's own")
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. train.seed=1")
     run.add_argument("--home", help="state folder (default: $MLOPS_HOME or ./.mlops)")
@@ -432,6 +442,11 @@ def build_parser() -> argparse.ArgumentParser:
     schedule.add_argument("--dry-run", action="store_true")
     _add_server_flags(schedule)
     schedule.set_defaults(handler=_schedule)
+
+    new = sub.add_parser("new", help="scaffold a new pipeline folder from a reference pipeline")
+    new.add_argument("name")
+    new.add_argument("--from", dest="source", default="fraud", help="the pipeline to copy (default: fraud)")
+    new.set_defaults(handler=_new)
 
     task = sub.add_parser("task", help="run one step of a declared pipeline in a container (Argo templates call this)")
     task.add_argument("pipeline")

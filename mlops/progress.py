@@ -68,6 +68,8 @@ def _brief(summary: dict[str, object]) -> str:
         "device",
         "rows_per_second",
         "roc_auc",
+        "mape",
+        "rmse",
         "passed",
         "version",
         "reused",

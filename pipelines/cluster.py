@@ -55,5 +55,5 @@ def run_inputs(cfg: PipelineConfig) -> dict[str, Any]:
         "artifact_root": "",
         "serving_root": cfg.cluster.serving_root,
         "git_commit": "",
-        "min_auc": cfg.evaluate.min_auc,
+        "gate_threshold": cfg.evaluate.threshold,
     }

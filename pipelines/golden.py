@@ -71,7 +71,7 @@ def drift(name: str) -> list[str]:
 
 
 if __name__ == "__main__":
-    from pipelines.local import PIPELINES
+    from pipelines.local import available_pipelines
 
-    for path in regenerate(PIPELINES):
+    for path in regenerate(available_pipelines()):
         print(path)

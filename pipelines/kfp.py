@@ -18,7 +18,15 @@ from components.config import PipelineConfig
 from pipelines.kfp_components import OPS
 from pipelines.spec import PipelineSpec, Step
 
-RUN_INPUTS = ("raw_data", "feast_store_dir", "tracking_uri", "artifact_root", "serving_root", "git_commit", "min_auc")
+RUN_INPUTS = (
+    "raw_data",
+    "feast_store_dir",
+    "tracking_uri",
+    "artifact_root",
+    "serving_root",
+    "git_commit",
+    "gate_threshold",
+)
 """Pipeline inputs every reference pipeline takes: where the run's data and stores are."""
 
 
@@ -117,7 +125,7 @@ def build_pipeline(
 
     defaults = {
         "git_commit": "",
-        "min_auc": cfg.evaluate.min_auc,
+        "gate_threshold": cfg.evaluate.threshold,
         "artifact_root": "",
         "serving_root": "",
         "tracking_uri": "",
@@ -126,7 +134,7 @@ def build_pipeline(
         inspect.Parameter(
             name,
             inspect.Parameter.POSITIONAL_OR_KEYWORD,
-            annotation=float if name == "min_auc" else str,
+            annotation=float if name == "gate_threshold" else str,
             **({"default": defaults[name]} if name in defaults else {}),
         )
         for name in RUN_INPUTS

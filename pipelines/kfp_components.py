@@ -61,6 +61,7 @@ def train(
     params: dict,
     seed: int,
     device: str,
+    objective: str,
     model: Output[Model],
     metadata: Output[Artifact],
 ) -> None:
@@ -77,6 +78,7 @@ def train(
         params=params,
         seed=seed,
         device=device,
+        objective=objective,
     )
     model.metadata.update({"sha256": summary["model_sha256"], "device": summary["device"]})
 
@@ -85,14 +87,15 @@ def evaluate(
     model: Input[Model],
     metadata: Input[Artifact],
     holdout_set: Input[Dataset],
-    min_auc: float,
+    gate_metric: str,
+    threshold: float,
     decision_threshold: float,
     metrics: Output[Artifact],
-    roc_curve: Output[Artifact],
-    pr_curve: Output[Artifact],
+    quality_plot: Output[Artifact],
+    error_plot: Output[Artifact],
     kfp_metrics: Output[Metrics],
 ) -> NamedTuple(  # type: ignore[valid-type]
-    "Outputs", [("passed", bool), ("roc_auc", float)]
+    "Outputs", [("passed", bool), ("gate_value", float)]
 ):
     from pipelines.runtime import run_step
 
@@ -102,14 +105,16 @@ def evaluate(
         model_metadata=metadata.path,
         holdout_set=holdout_set.path,
         metrics_out=metrics.path,
-        roc_png=roc_curve.path,
-        pr_png=pr_curve.path,
-        min_auc=min_auc,
+        quality_plot_png=quality_plot.path,
+        error_plot_png=error_plot.path,
+        gate_metric=gate_metric,
+        threshold=threshold,
         decision_threshold=decision_threshold,
     )
-    for key in ("roc_auc", "pr_auc", "log_loss"):
-        kfp_metrics.log_metric(key, summary[key])
-    return (summary["passed"], summary["roc_auc"])  # type: ignore[return-value]
+    for key, value in summary.items():
+        if isinstance(value, float) and key != "threshold":
+            kfp_metrics.log_metric(key, value)
+    return (summary["passed"], summary[gate_metric])  # type: ignore[return-value]
 
 
 def register(

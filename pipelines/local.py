@@ -21,14 +21,19 @@ from components.config import PipelineConfig
 from components.environment import mlops_home
 from components.register import embedded_artifact_root, embedded_tracking_uri
 
-PIPELINES = ("fraud",)
+
+def available_pipelines() -> tuple[str, ...]:
+    """Every folder under pipelines/ with a pipeline.py declaration (a fork adds one by existing)."""
+    return tuple(sorted(path.parent.name for path in Path(__file__).parent.glob("*/pipeline.py")))
 
 
 def declaration(name: str) -> ModuleType:
-    if name not in PIPELINES:
+    if name not in available_pipelines():
         from components.errors import ComponentError
 
-        raise ComponentError("run", f"unknown pipeline {name!r}", f"choose one of {list(PIPELINES)}")
+        raise ComponentError(
+            "run", f"unknown pipeline {name!r}", f"choose one of {list(available_pipelines())}, or `mlops new {name}`"
+        )
     return importlib.import_module(f"pipelines.{name}.pipeline")
 
 
@@ -85,7 +90,7 @@ def run_inputs(cfg: PipelineConfig, home: Path, raw_data: Path, name: str) -> di
         "artifact_root": "" if os.environ.get("MLFLOW_TRACKING_URI") else embedded_artifact_root(home),
         "serving_root": (home / "serving").as_uri(),
         "git_commit": git_commit(),
-        "min_auc": cfg.evaluate.min_auc,
+        "gate_threshold": cfg.evaluate.threshold,
     }
 
 

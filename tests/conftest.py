@@ -106,6 +106,6 @@ def evaluated(
         str(root / "metrics.json"),
         str(root / "roc.png"),
         str(root / "pr.png"),
-        min_auc=0.7,
+        threshold=0.7,
     )
     return {"metrics": root / "metrics.json", "roc": root / "roc.png", "pr": root / "pr.png"}

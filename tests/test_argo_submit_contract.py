@@ -165,7 +165,9 @@ def test_contract_submit_sends_one_bearer_prefix_to_the_namespaced_endpoint(
 ) -> None:
     monkeypatch.setenv("ARGO_TOKEN", token)
     argo.templates["fraud"] = {"metadata": {"name": "fraud", "resourceVersion": "1"}}
-    assert main(["submit", "fraud", "-p", "raw-data=s3://fraud-data/2026-11-27.parquet", "-p", "min_auc=0.9"]) == 0
+    assert (
+        main(["submit", "fraud", "-p", "raw-data=s3://fraud-data/2026-11-27.parquet", "-p", "gate_threshold=0.9"]) == 0
+    )
     request = argo.requests[-1]
     assert (request["method"], request["path"], request["auth"]) == (
         "POST",
@@ -175,7 +177,7 @@ def test_contract_submit_sends_one_bearer_prefix_to_the_namespaced_endpoint(
     workflow = request["body"]["workflow"]
     assert workflow["spec"]["workflowTemplateRef"] == {"name": "fraud"}
     assert {p["name"]: p["value"] for p in workflow["spec"]["arguments"]["parameters"]} == {
-        "min-auc": "0.9",
+        "gate-threshold": "0.9",
         "raw-data": "s3://fraud-data/2026-11-27.parquet",
     }
     out = capsys.readouterr().out

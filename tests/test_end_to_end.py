@@ -20,10 +20,14 @@ ROWS = "8000"
 
 
 def mlops(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_pipeline(home, "fraud", *args)
+
+
+def run_pipeline(home: Path, pipeline: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "MLOPS_HOME": str(home)}
     env.pop("MLFLOW_TRACKING_URI", None)
     return subprocess.run(
-        [sys.executable, "-m", "mlops.cli", "run", "fraud", *args],
+        [sys.executable, "-m", "mlops.cli", "run", pipeline, *args],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -58,7 +62,7 @@ def test_run_registers_then_rerun_reuses_the_version(tmp_path: Path) -> None:
     model_file = run / "promote" / "model_repository" / "fraud-detector" / "1" / "xgboost.json"
     assert model_file.read_bytes() == (run / "train" / "model").read_bytes()
     assert registration["artifact_sha256"] == json.loads((run / "train" / "metadata").read_text())["model_sha256"]
-    for line in ("validation   passed", "materialize", "evaluate     ROC AUC", "InferenceService", "Triton model"):
+    for line in ("validation   passed", "materialize", "evaluate     roc_auc", "InferenceService", "Triton model"):
         assert line in first.stdout
 
     second = mlops(tmp_path, "--rows", ROWS)
@@ -120,3 +124,41 @@ def test_pytorch_mlp_pipeline_serves_torchscript(tmp_path: Path) -> None:
     assert "pytorch_libtorch" in (repository / "config.pbtxt").read_text()
     assert (repository / "1" / "model.pt").read_bytes() == (run / "train" / "model").read_bytes()
     assert pd.read_parquet(run / "materialize" / "holdout_set").shape[0] == int(ROWS) // 5
+
+
+def test_forecast_regression_pipeline_passes_its_mape_gate(tmp_path: Path) -> None:
+    result = run_pipeline(tmp_path, "forecast", "--rows", "18000")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "gate mape <= 0.25: passed" in result.stdout
+    assert "demand-forecaster version 1 (new)" in result.stdout
+    run = latest_run(tmp_path)
+    metrics = json.loads((run / "evaluate" / "metrics").read_text())
+    assert metrics["objective"] == "regression" and 0 < metrics["mape"] <= 0.25 and metrics["r2"] > 0.5
+    service = yaml.safe_load((run / "promote" / "inference_service").read_text())
+    assert service["metadata"]["annotations"]["mlops.private-platform.io/holdout-metric"] == "mape"
+    config = (run / "promote" / "model_repository" / "demand-forecaster" / "config.pbtxt").read_text()
+    assert "pytorch_libtorch" in config and "dims: [ 1 ]" in config
+
+
+def test_a_freshly_scaffolded_pipeline_runs_unchanged(tmp_path: Path) -> None:
+    import shutil
+
+    name = f"scaffold{os.getpid()}"
+    target = REPO / "pipelines" / name
+    try:
+        created = subprocess.run(
+            [sys.executable, "-m", "mlops.cli", "new", name, "--from", "fraud"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert created.returncode == 0, created.stderr
+        assert (target / "feature_repo" / f"{name}_features.py").exists()
+        assert (target / "golden" / "workflow-template.yaml").exists()
+        result = run_pipeline(tmp_path, name, "--rows", ROWS)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"{name}-model version 1 (new)" in result.stdout
+    finally:
+        shutil.rmtree(target, ignore_errors=True)

@@ -13,10 +13,10 @@ def test_reference_config_loads() -> None:
 
 def test_unknown_model_type_and_bad_threshold_name_their_fields() -> None:
     with pytest.raises(ComponentError) as caught:
-        pipeline.config().with_overrides({"train.model_type": "lightgbm", "evaluate.min_auc": 2})
+        pipeline.config().with_overrides({"train.model_type": "lightgbm", "evaluate.threshold": 2})
     message = str(caught.value)
     assert "train.model_type" in message and "lightgbm" in message
-    assert "evaluate.min_auc" in message
+    assert "evaluate" in message and "threshold for roc_auc must lie in [0, 1]" in message
 
 
 def test_unknown_field_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]

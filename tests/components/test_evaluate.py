@@ -29,7 +29,7 @@ def test_gate_fails_above_the_models_auc(
         str(tmp_path / "m.json"),
         str(tmp_path / "r.png"),
         str(tmp_path / "p.png"),
-        min_auc=0.999,
+        threshold=0.999,
     )
     assert summary["passed"] is False and summary["roc_auc"] < 0.999
 
@@ -37,7 +37,7 @@ def test_gate_fails_above_the_models_auc(
 def test_bad_threshold_is_refused_before_any_output(
     trained: dict[str, Path], materialized: dict[str, Any], tmp_path: Path
 ) -> None:
-    with pytest.raises(ComponentError, match="min_auc must lie in"):
+    with pytest.raises(ComponentError, match=r"roc_auc threshold must lie in \[0, 1\]"):
         evaluate(
             str(trained["model"]),
             str(trained["metadata"]),
@@ -45,6 +45,6 @@ def test_bad_threshold_is_refused_before_any_output(
             str(tmp_path / "m.json"),
             str(tmp_path / "r.png"),
             str(tmp_path / "p.png"),
-            min_auc=1.5,
+            threshold=1.5,
         )
     assert list(tmp_path.iterdir()) == []

@@ -60,7 +60,9 @@ def test_inference_service_is_valid_against_the_kserve_crd(
     assert notes["serving.knative.dev/minScale"] == "1"
     assert notes["serving.kserve.io/deploymentMode"] == "Serverless"
     assert notes[annotation("mlflow-run-id")] == reg["run_id"] and len(reg["run_id"]) == 32
-    assert float(notes[annotation("holdout-auc")]) == pytest.approx(reg["holdout_auc"])
+    assert float(notes[annotation("holdout-auc")]) == pytest.approx(reg["holdout_metrics"]["roc_auc"])
+    assert notes[annotation("holdout-metric")] == "roc_auc"
+    assert float(notes[annotation("holdout-score")]) == pytest.approx(reg["gate"]["value"])
     assert notes[annotation("signed-off-by")] == "alice@bank.internal"
     assert notes[annotation("model-card-url")].endswith("model_card.md")
     predictor = service["spec"]["predictor"]

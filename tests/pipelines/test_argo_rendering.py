@@ -41,6 +41,22 @@ def test_valid_against_argos_json_schema(rendered: dict[str, dict[str, Any]], sc
     jsonschema.validate(rendered[kind], schema)
 
 
+CRD_FILES = {
+    "WorkflowTemplate": "argo_argoproj.io_workflowtemplates.full.yaml",
+    "Workflow": "argo_argoproj.io_workflows.full.yaml",
+    "CronWorkflow": "argo_argoproj.io_cronworkflows.full.yaml",
+}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_valid_against_the_argo_crds(rendered: dict[str, dict[str, Any]], schemas_dir: Path, kind: str) -> None:
+    import yaml
+
+    crd = yaml.safe_load((schemas_dir / CRD_FILES[kind]).read_text())
+    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1")
+    jsonschema.validate(rendered[kind], version["schema"]["openAPIV3Schema"])
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_round_trips_through_heras_generated_models(rendered: dict[str, dict[str, Any]], kind: str) -> None:
     from hera.workflows import models as m
@@ -128,8 +144,9 @@ def test_no_literal_credentials(rendered: dict[str, dict[str, Any]]) -> None:
                 assert "value" not in env and "secretKeyRef" in env["valueFrom"], env["name"]
 
 
-def test_goldens_are_in_step_with_the_declaration() -> None:
-    assert drift("fraud") == [], "rendered YAML changed: run `make golden` and review the diff"
+@pytest.mark.parametrize("name", ["fraud", "forecast"])
+def test_goldens_are_in_step_with_the_declaration(name: str) -> None:
+    assert drift(name) == [], "rendered YAML changed: run `make golden` and review the diff"
 
 
 def test_argo_dag_runs_through_mlops_task_without_an_argo_server(
@@ -147,7 +164,7 @@ def test_argo_dag_runs_through_mlops_task_without_an_argo_server(
             "tracking-uri": f"sqlite:///{home}/mlflow/mlflow.db",
             "artifact-root": (home / "artifacts").as_uri(),
             "serving-root": (home / "serving").as_uri(),
-            "min-auc": "0.6",
+            "gate-threshold": "0.6",
         }
     )
     tasks = dag_tasks(template)

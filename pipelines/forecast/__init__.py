@@ -1,0 +1,1 @@
+"""The forecast reference pipeline: daily store demand, regression on the GPU path."""

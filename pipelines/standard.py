@@ -1,0 +1,151 @@
+"""The standard training DAG every reference pipeline declares: validate, materialize, train,
+evaluate, then register and promote when the gate passes, or notify when it fails.
+
+A pipeline module names itself and its config; the steps, their wiring, retry classes and
+resources are declared here once. A pipeline that needs a different shape declares its own
+PipelineSpec from pipelines.spec instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from components.config import PipelineConfig
+from pipelines.spec import GPU_COMPUTE, IDEMPOTENT_WRITE, IO_BOUND, ROLLOUT, Condition, PipelineSpec, Resources, Step
+
+IMAGE = "registry.mlops.internal/private-mlops/components-python3.11:0.1.0"
+GATE_PASSED = Condition(step="evaluate", output="passed", equals=True)
+GATE_FAILED = Condition(step="evaluate", output="passed", equals=False)
+TRAIN_ON_ONE_GPU = Resources(cpu="4", memory="16Gi", gpu=1)
+
+
+def training_pipeline(
+    *, name: str, description: str, image: str = IMAGE, train_resources: Resources = TRAIN_ON_ONE_GPU
+) -> PipelineSpec:
+    return PipelineSpec(
+        name=name,
+        description=description,
+        image=image,
+        steps=(
+            Step(
+                name="validate",
+                component="components.validate:validate",
+                outputs=("report",),
+                retry=IO_BOUND,
+                resources=Resources(cpu="2", memory="4Gi"),
+            ),
+            Step(
+                name="materialize",
+                component="components.materialize:materialize",
+                after=("validate",),
+                outputs=("train_set", "holdout_set"),
+                parameters_out=("features",),
+                retry=IO_BOUND,
+                resources=Resources(cpu="2", memory="8Gi"),
+            ),
+            Step(
+                name="train",
+                component="components.train:train",
+                inputs={"train_set": "materialize.train_set", "features": "materialize.features"},
+                outputs=("model", "metadata"),
+                retry=GPU_COMPUTE,
+                resources=train_resources,
+            ),
+            Step(
+                name="evaluate",
+                component="components.evaluate:evaluate",
+                inputs={"model": "train.model", "metadata": "train.metadata", "holdout_set": "materialize.holdout_set"},
+                outputs=("metrics", "quality_plot", "error_plot"),
+                parameters_out=("passed",),
+                retry=GPU_COMPUTE,
+                resources=Resources(cpu="2", memory="8Gi"),
+            ),
+            Step(
+                name="register",
+                component="components.register:register",
+                inputs={"model": "train.model", "metadata": "train.metadata", "metrics": "evaluate.metrics"},
+                outputs=("registration", "model_card"),
+                when=GATE_PASSED,
+                retry=IDEMPOTENT_WRITE,
+                resources=Resources(cpu="1", memory="2Gi"),
+            ),
+            Step(
+                name="promote",
+                component="components.promote:promote",
+                inputs={"registration": "register.registration", "model": "train.model"},
+                outputs=("inference_service", "model_repository"),
+                when=GATE_PASSED,
+                retry=ROLLOUT,
+                resources=Resources(cpu="1", memory="1Gi"),
+            ),
+            Step(
+                name="notify",
+                component="components.notify:notify",
+                inputs={"metrics": "evaluate.metrics"},
+                outputs=("notice", "notice_markdown"),
+                when=GATE_FAILED,
+                retry=ROLLOUT,
+                resources=Resources(cpu="1", memory="512Mi"),
+            ),
+        ),
+    )
+
+
+def step_parameters(cfg: PipelineConfig, run: Mapping[str, Any], package: str) -> dict[str, dict[str, Any]]:
+    """Plain (non-artifact) arguments of each step, from the config and the run's inputs.
+
+    `run` holds the pipeline inputs (raw_data, feast_store_dir, tracking_uri, ...), which
+    are placeholders when rendering for a cluster and values in a local run.
+    """
+    m = cfg.materialize
+    return {
+        "validate": {"raw_data": run["raw_data"], "suite": f"{package}/{cfg.validate_.suite}"},
+        "materialize": {
+            "raw_data": run["raw_data"],
+            "feature_repo": f"{package}/{m.feature_repo}",
+            "store_dir": run["feast_store_dir"],
+            "project": m.project,
+            "feature_service": m.feature_service,
+            "entity_column": m.entity_column,
+            "timestamp_column": m.timestamp_column,
+            "label_column": m.label_column,
+            "request_features": list(m.request_features),
+            "holdout_fraction": m.holdout_fraction,
+        },
+        "train": {
+            "model_type": cfg.train.model_type,
+            "label_column": m.label_column,
+            "params": dict(cfg.train.params),
+            "seed": cfg.train.seed,
+            "device": cfg.train.device,
+            "objective": cfg.train.objective,
+        },
+        "evaluate": {
+            "gate_metric": cfg.evaluate.gate_metric,
+            "threshold": run["gate_threshold"],
+            "decision_threshold": cfg.evaluate.decision_threshold,
+        },
+        "register": {
+            "model_name": cfg.register_.model_name,
+            "tracking_uri": run["tracking_uri"],
+            "artifact_root": run["artifact_root"],
+            "experiment": cfg.register_.experiment,
+            "pipeline": cfg.pipeline,
+            "git_commit": run["git_commit"],
+            "alias": cfg.register_.alias,
+            "card": cfg.model_card.model_dump(),
+        },
+        "promote": {
+            "namespace": cfg.promote.namespace,
+            "canary_percent": cfg.promote.canary_percent,
+            "serving_root": run["serving_root"],
+            "signed_off_by": cfg.promote.signed_off_by,
+            "stage": cfg.promote.stage,
+            "runtime": cfg.promote.runtime,
+            "gpu": cfg.promote.gpu,
+            "memory_limit": cfg.promote.memory_limit,
+            "decision_threshold": cfg.evaluate.decision_threshold,
+        },
+        "notify": {"owner": cfg.owner, "pipeline": cfg.pipeline, "model_name": cfg.register_.model_name},
+    }
