@@ -188,13 +188,7 @@ def materialize(
 
     entity_df = frame[[entity_column, timestamp_column, label_column, *request_features]]
     joined = _historical(store, entity_df.sort_values(timestamp_column, kind="stable"), feature_service)
-    missing = [name for name in features if name not in joined.columns]
-    if missing:
-        raise ComponentError(
-            STEP,
-            f"historical retrieval returned no column(s) {missing}",
-            "check the feature view's schema against the source columns",
-        )
+    require_columns(STEP, joined, features, "the historical retrieval (check the feature view's schema)")
     columns = [timestamp_column, entity_column, *request_features, *features, label_column]
     joined = joined[columns].sort_values([timestamp_column, entity_column], kind="stable").reset_index(drop=True)
     joined[features] = joined[features].fillna(0)

@@ -197,57 +197,51 @@ def _call(connection: Connection, action: str, function: Any, *args: Any, **kwar
         raise explain(error, connection, action) from error
 
 
+def _with_resource_version(obj: Any, version: str | None) -> Any:
+    return obj.model_copy(update={"metadata": obj.metadata.model_copy(update={"resource_version": version})})
+
+
+def _upsert_api(kind: str) -> tuple[Any, str, Any, Any]:
+    """(model, service noun, create request, update request) of an upsertable kind."""
+    from hera.workflows import models as m
+
+    table = {
+        "WorkflowTemplate": (
+            m.WorkflowTemplate,
+            "workflow_template",
+            lambda obj: m.WorkflowTemplateCreateRequest(template=obj),
+            lambda name, obj: m.WorkflowTemplateUpdateRequest(name=name, template=obj),
+        ),
+        "CronWorkflow": (
+            m.CronWorkflow,
+            "cron_workflow",
+            lambda obj: m.CreateCronWorkflowRequest(cron_workflow=obj),
+            lambda name, obj: m.UpdateCronWorkflowRequest(name=name, cron_workflow=obj),
+        ),
+    }
+    return table[kind]
+
+
 def upsert(connection: Connection, kind: str, document: dict[str, Any]) -> str:
     """Create a WorkflowTemplate or CronWorkflow, or update it in place (keeping resourceVersion)."""
     from hera.exceptions import AlreadyExists
-    from hera.workflows import models as m
 
     service = _service(connection)
     name = document["metadata"]["name"]
-    if kind == "WorkflowTemplate":
-        template = m.WorkflowTemplate.model_validate(document)
-        create, get, update = (
-            lambda: service.create_workflow_template(
-                m.WorkflowTemplateCreateRequest(template=template), namespace=connection.namespace
-            ),
-            lambda: service.get_workflow_template(name, namespace=connection.namespace),
-            lambda current: service.update_workflow_template(
-                name,
-                m.WorkflowTemplateUpdateRequest(
-                    name=name,
-                    template=template.model_copy(
-                        update={
-                            "metadata": template.metadata.model_copy(
-                                update={"resource_version": current.metadata.resource_version}
-                            )
-                        }
-                    ),
-                ),
-                namespace=connection.namespace,
-            ),
-        )
-    else:
-        cron = m.CronWorkflow.model_validate(document)
-        create, get, update = (
-            lambda: service.create_cron_workflow(
-                m.CreateCronWorkflowRequest(cron_workflow=cron), namespace=connection.namespace
-            ),
-            lambda: service.get_cron_workflow(name, namespace=connection.namespace),
-            lambda current: service.update_cron_workflow(
-                name,
-                m.UpdateCronWorkflowRequest(
-                    name=name,
-                    cron_workflow=cron.model_copy(
-                        update={
-                            "metadata": cron.metadata.model_copy(
-                                update={"resource_version": current.metadata.resource_version}
-                            )
-                        }
-                    ),
-                ),
-                namespace=connection.namespace,
-            ),
-        )
+    model, noun, create_request, update_request = _upsert_api(kind)
+    obj = model.model_validate(document)
+    namespace = connection.namespace
+
+    def create() -> Any:
+        return getattr(service, f"create_{noun}")(create_request(obj), namespace=namespace)
+
+    def get() -> Any:
+        return getattr(service, f"get_{noun}")(name, namespace=namespace)
+
+    def update(current: Any) -> Any:
+        fresh = _with_resource_version(obj, current.metadata.resource_version)
+        return getattr(service, f"update_{noun}")(name, update_request(name, fresh), namespace=namespace)
+
     try:
         _call(connection, f"create {kind} {name}", create)
         return "created"
