@@ -3,17 +3,21 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# The real OPA engine for policy tests. Its wheel declares Python >= 3.14 but works on 3.11,
+# so it is installed on its own, pinned, without dependency resolution.
+OPA_BINDINGS := opa-golib-python-bindings==0.4.4
 
 export MLFLOW_DISABLE_TELEMETRY := true
 export GX_ANALYTICS_ENABLED := false
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install demo test test-unit test-e2e lint bench gpu-check compile golden lock clean
+.PHONY: install demo test test-unit test-e2e lint manifests bench gpu-check compile golden lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install -q --no-deps --ignore-requires-python $(OPA_BINDINGS)
 	$(BIN)/pip check
 	touch $(STAMP)
 
@@ -44,6 +48,9 @@ gpu-check: install  ## train both model types on the GPU and the CPU, print thro
 compile: install  ## render each reference pipeline for Argo and Kubeflow into build/
 	$(BIN)/mlops compile fraud --target argo --out build/fraud
 	$(BIN)/mlops compile fraud --target kfp --out build/fraud
+
+manifests: install  ## render every overlay and validate every object, kind and policy
+	$(BIN)/mlops lint manifests
 
 golden: install  ## regenerate the committed golden YAML beside each pipeline; review the diff
 	$(BIN)/python -m pipelines.golden

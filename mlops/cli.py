@@ -374,6 +374,16 @@ def _new(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lint(args: argparse.Namespace) -> int:
+    from mlops.lint import lint
+
+    checked, findings = lint(Path(args.path))
+    for finding in findings:
+        print(f"FAIL {finding}")
+    print(f"{checked} objects checked, {len(findings)} findings")
+    return 1 if findings else 0
+
+
 def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server", help="Argo server host:port or URL (default: $ARGO_SERVER)")
     parser.add_argument("--namespace", help="namespace (default: $ARGO_NAMESPACE, then the pipeline's)")
@@ -447,6 +457,10 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("name")
     new.add_argument("--from", dest="source", default="fraud", help="the pipeline to copy (default: fraud)")
     new.set_defaults(handler=_new)
+
+    lint = sub.add_parser("lint", help="render every kustomize overlay and validate every object and policy")
+    lint.add_argument("path", nargs="?", default="manifests")
+    lint.set_defaults(handler=_lint)
 
     task = sub.add_parser("task", help="run one step of a declared pipeline in a container (Argo templates call this)")
     task.add_argument("pipeline")

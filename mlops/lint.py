@@ -1,0 +1,209 @@
+"""`mlops lint manifests/`: render every kustomize overlay and validate every object in it.
+
+- built-in kinds: kubernetes-validate in strict mode (unknown fields fail);
+- CRD kinds: the upstream CRD schemas in the shared schema folder (MLOPS_SCHEMAS_DIR);
+- Gatekeeper constraints: the parameters schema of their own ConstraintTemplate in the render;
+- every workload: the platform's own Gatekeeper policies, on the real OPA engine;
+- anything else is an unknown kind, and fails: an object nobody can check does not ship.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from components.errors import ComponentError
+
+KUBERNETES_VERSION = "1.32"
+CRD_FILES = {
+    ("postgresql.cnpg.io", "Cluster"): "cnpg_postgresql.cnpg.io_clusters.yaml",
+    ("monitoring.coreos.com", "PrometheusRule"): "promop_monitoring.coreos.com_prometheusrules.yaml",
+    ("templates.gatekeeper.sh", "ConstraintTemplate"): "gatekeeper_constrainttemplate-crd.yaml",
+    ("serving.kserve.io", "InferenceService"): "kserve_serving.kserve.io_inferenceservices.full.yaml",
+    ("argoproj.io", "Workflow"): "argo_argoproj.io_workflows.full.yaml",
+    ("argoproj.io", "WorkflowTemplate"): "argo_argoproj.io_workflowtemplates.full.yaml",
+    ("argoproj.io", "CronWorkflow"): "argo_argoproj.io_cronworkflows.full.yaml",
+    ("serving.kserve.io", "ClusterServingRuntime"): "kserve_serving.kserve.io_clusterservingruntimes.yaml",
+}
+EXCEPTIONS_FILE = Path(__file__).resolve().parents[1] / "manifests" / "lint-exceptions.yaml"
+POLICY_DIR = Path(__file__).resolve().parents[1] / "manifests" / "policies"
+
+
+@dataclass(frozen=True)
+class Finding:
+    source: str
+    obj: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.obj}: {self.problem}"
+
+
+def schemas_dir() -> Path:
+    path = Path(os.environ.get("MLOPS_SCHEMAS_DIR") or Path(__file__).resolve().parents[2] / "shared" / "schemas")
+    if not path.is_dir():
+        raise ComponentError(
+            "lint",
+            f"no schema folder at {path}",
+            "set MLOPS_SCHEMAS_DIR to the folder of upstream CRD schemas (../shared/schemas)",
+        )
+    return path
+
+
+def render(kustomization: Path) -> list[dict[str, Any]]:
+    done = subprocess.run(["kubectl", "kustomize", str(kustomization)], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise ComponentError(
+            "lint",
+            f"kustomize could not render {kustomization}: {done.stderr.strip()[:500]}",
+            "fix the kustomization it names",
+        )
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+def targets(path: Path) -> list[Path]:
+    """The kustomizations to render: the path itself, or each overlay under it."""
+    if (path / "kustomization.yaml").exists():
+        return [path]
+    overlays = sorted(p.parent for p in path.glob("overlays/*/kustomization.yaml"))
+    if not overlays:
+        raise ComponentError(
+            "lint",
+            f"no kustomization.yaml at {path} nor overlays under it",
+            "point lint at manifests/ or at one overlay",
+        )
+    return overlays
+
+
+def _python_patterns(node: Any) -> Any:
+    """CRD schemas carry Go regexes; Go accepts an inline flag after the anchor (`^(?i)...`),
+    Python only at the start, so such a pattern is rewritten to the equivalent `(?i)^...`."""
+    if isinstance(node, dict):
+        return {
+            key: (
+                ("(?i)^" + value[len("^(?i)") :])
+                if key == "pattern" and isinstance(value, str) and value.startswith("^(?i)")
+                else _python_patterns(value)
+            )
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_python_patterns(item) for item in node]
+    return node
+
+
+def _check(obj: Any, schema: dict[str, Any]) -> str | None:
+    """The first schema violation, as `path: message`, or None."""
+    import jsonschema
+
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(obj))
+    if error is None:
+        return None
+    return f"{'/'.join(str(p) for p in error.absolute_path)}: {error.message[:300]}"
+
+
+@cache
+def _crd_schema(group: str, kind: str, version: str) -> dict[str, Any] | None:
+    file = CRD_FILES.get((group, kind))
+    if file is None or not (schemas_dir() / file).exists():
+        return None
+    crd = yaml.safe_load((schemas_dir() / file).read_text())
+    for entry in crd["spec"]["versions"]:
+        if entry["name"] == version:
+            schema: dict[str, Any] = _python_patterns(entry["schema"]["openAPIV3Schema"])
+            return schema
+    return None
+
+
+def _name(obj: dict[str, Any]) -> str:
+    meta = obj.get("metadata", {})
+    return f"{obj.get('kind')}/{meta.get('namespace', '-')}/{meta.get('name')}"
+
+
+def _validate_one(obj: dict[str, Any], templates: dict[str, dict[str, Any]]) -> str | None:
+    import kubernetes_validate
+
+    api = obj.get("apiVersion", "")
+    group, _, version = api.rpartition("/")
+    kind = obj.get("kind", "")
+    if group == "constraints.gatekeeper.sh":
+        template = templates.get(kind.lower())
+        if template is None:
+            return f"constraint of kind {kind} has no ConstraintTemplate in this render"
+        schema = template["spec"]["crd"]["spec"].get("validation", {}).get("openAPIV3Schema", {})
+        problem = _check(obj.get("spec", {}).get("parameters", {}), schema)
+        return f"parameters: {problem}" if problem else None
+    schema = _crd_schema(group, kind, version)
+    if schema is not None:
+        return _check(obj, schema)
+    try:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+    except kubernetes_validate.SchemaNotFoundError:
+        return f"unknown kind {api} {kind}: no schema to validate it against"
+    except kubernetes_validate.ValidationError as error:
+        return f"{'/'.join(str(p) for p in error.path)}: {error.message[:300]}"
+    return None
+
+
+class PolicySet:
+    """The platform's Gatekeeper policies, evaluated with the real OPA engine."""
+
+    def __init__(self, directory: Path = POLICY_DIR) -> None:
+        from opa_bindings import OpaEngine
+
+        self.rules: list[tuple[Any, str, dict[str, Any], set[str]]] = []
+        for file in sorted(directory.glob("*.yaml")):
+            documents = [d for d in yaml.safe_load_all(file.read_text()) if d]
+            templates = [d for d in documents if d.get("kind") == "ConstraintTemplate"]
+            constraints = [d for d in documents if d.get("apiVersion", "").startswith("constraints.gatekeeper.sh")]
+            for template in templates:
+                rego = template["spec"]["targets"][0]["rego"]
+                package = rego.split("package ", 1)[1].split()[0]
+                engine = OpaEngine()
+                engine.add_policy(f"{package}.rego", rego)
+                for constraint in constraints:
+                    kinds = {k for match in constraint["spec"]["match"]["kinds"] for k in match["kinds"]}
+                    self.rules.append((engine, package, constraint["spec"].get("parameters", {}), kinds))
+
+    def violations(self, obj: dict[str, Any]) -> list[str]:
+        found = []
+        for engine, package, parameters, kinds in self.rules:
+            if obj.get("kind") not in kinds:
+                continue
+            review = {"review": {"object": obj}, "parameters": parameters}
+            found += [f"{package}: {v['msg']}" for v in engine.eval_document(f"{package}.violation", review)]
+        return found
+
+
+def exceptions() -> dict[tuple[str, str], str]:
+    entries = yaml.safe_load(EXCEPTIONS_FILE.read_text()) if EXCEPTIONS_FILE.exists() else []
+    return {(entry["apiVersion"], entry["kind"]): " ".join(entry["reason"].split()) for entry in entries or []}
+
+
+def lint(path: Path, report: Any = print) -> tuple[int, list[Finding]]:
+    """Render and check every kustomization under `path`; returns (objects checked, findings)."""
+    policies = PolicySet()
+    skipped = exceptions()
+    findings: list[Finding] = []
+    checked = 0
+    for target in targets(path):
+        objects = render(target)
+        templates = {o["metadata"]["name"]: o for o in objects if o.get("kind") == "ConstraintTemplate"}
+        for obj in objects:
+            checked += 1
+            problem = _validate_one(obj, templates)
+            reason = skipped.get((obj.get("apiVersion", ""), obj.get("kind", "")))
+            if problem and problem.startswith("unknown kind") and reason:
+                report(f"SKIP {target}: {_name(obj)}: {reason}")
+                problem = None
+            if problem:
+                findings.append(Finding(str(target), _name(obj), problem))
+            findings += [Finding(str(target), _name(obj), f"policy {v}") for v in policies.violations(obj)]
+    return checked, findings

@@ -1,0 +1,149 @@
+"""The platform manifests: every overlay renders and validates, and carries the design's settings."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mlops.lint import lint, render
+from tests.conftest import REPO
+
+MANIFESTS = REPO / "manifests"
+ALERTS = {
+    "KServeHighErrorRate",
+    "KServeLatencyOverSLO",
+    "GPUMemoryNearLimit",
+    "ArgoWorkflowFailed",
+    "CronWorkflowMissedSchedule",
+    "FeastMaterializationStale",
+    "MLflowServerErrors",
+}
+
+
+@pytest.fixture(scope="module")
+def overlays(schemas_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    return {name: render(MANIFESTS / "overlays" / name) for name in ("dev", "prod")}
+
+
+def find(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    return next(o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name)
+
+
+def test_every_overlay_renders_and_validates_with_no_findings(schemas_dir: Path) -> None:
+    skipped: list[str] = []
+    checked, findings = lint(MANIFESTS, report=skipped.append)
+    assert findings == [] and checked > 80
+    assert all("ClusterServingRuntime" in line for line in skipped)
+
+
+def test_lint_fails_on_a_typo_and_on_an_unknown_kind(schemas_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "kustomization.yaml").write_text("resources: [objects.yaml]\n")
+    (tmp_path / "objects.yaml").write_text("""
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: d, namespace: x}
+spec:
+  replica: 2
+  selector: {matchLabels: {a: b}}
+  template:
+    metadata: {labels: {a: b}}
+    spec:
+      containers: [{name: c, image: registry.mlops.internal/x:1}]
+---
+apiVersion: example.com/v1
+kind: Gadget
+metadata: {name: g}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: p, namespace: x}
+spec:
+  containers:
+    - name: c
+      image: docker.io/library/python:3.11
+      env: [{name: DB_PASSWORD, value: hunter2}]
+      resources: {limits: {nvidia.com/gpu: "1"}}
+""")
+    _, findings = lint(tmp_path, report=lambda line: None)
+    problems = [f.problem for f in findings]
+    assert any("replica" in p for p in problems), problems
+    assert any("unknown kind example.com/v1 Gadget" in p for p in problems)
+    assert any("k8sallowedregistries" in p for p in problems)
+    assert any("k8snoliteralcredentials" in p for p in problems)
+    assert any("k8sgpumemorylimit" in p for p in problems)
+
+
+def test_every_alert_has_its_runbook() -> None:
+    rules = yaml.safe_load((MANIFESTS / "monitoring" / "prometheus-rules.yaml").read_text())
+    alerts = {r["alert"]: r for group in rules["spec"]["groups"] for r in group["rules"]}
+    assert set(alerts) == ALERTS
+    for name, rule in alerts.items():
+        assert rule["annotations"]["runbook_url"] == f"docs/runbooks/{name}.md"
+        text = (REPO / rule["annotations"]["runbook_url"]).read_text()
+        for section in ("**Owner:**", "**Symptom:**", "**First checks**", "**Fix**"):
+            assert section in text, (name, section)
+        assert rule["labels"]["owner"] in ("platform", "model-owner")
+    assert alerts["KServeHighErrorRate"]["for"] == "10m" and "0.05" in alerts["KServeHighErrorRate"]["expr"]
+
+
+def test_redis_is_a_bounded_cache(overlays: dict[str, list[dict[str, Any]]]) -> None:
+    for objects in overlays.values():
+        config = find(objects, "ConfigMap", "redis")["data"]["redis.conf"]
+        assert "maxmemory-policy allkeys-lru" in config and 'save ""' in config and "appendonly no" in config
+        maxmemory = re.search(r"maxmemory (\d+)(mb|gb)", config)
+        assert maxmemory
+        bytes_max = int(maxmemory.group(1)) * (2**30 if maxmemory.group(2) == "gb" else 2**20)
+        limit = find(objects, "StatefulSet", "redis")["spec"]["template"]["spec"]["containers"][0]["resources"][
+            "limits"
+        ]
+        assert bytes_max < int(limit["memory"].removesuffix("Gi")) * 2**30
+
+
+def test_mlflow_goes_through_pgbouncer_in_transaction_mode(overlays: dict[str, list[dict[str, Any]]]) -> None:
+    objects = overlays["prod"]
+    args = " ".join(find(objects, "Deployment", "mlflow")["spec"]["template"]["spec"]["containers"][0]["args"])
+    assert "@pgbouncer.mlops.svc:5432/mlflow" in args and "--no-serve-artifacts" in args
+    assert "pool_mode = transaction" in find(objects, "ConfigMap", "pgbouncer")["data"]["pgbouncer.ini"]
+
+
+def test_prod_is_highly_available_and_dev_is_small(overlays: dict[str, list[dict[str, Any]]]) -> None:
+    prod, dev = overlays["prod"], overlays["dev"]
+    assert find(prod, "Cluster", "mlops-postgres")["spec"]["instances"] == 3
+    assert find(dev, "Cluster", "mlops-postgres")["spec"]["instances"] == 1
+    assert find(prod, "Deployment", "mlflow")["spec"]["replicas"] == 3
+    assert {o["metadata"]["name"] for o in prod if o["kind"] == "PodDisruptionBudget"} == {
+        "minio",
+        "mlflow",
+        "pgbouncer",
+        "redis",
+        "mlops-postgres",
+    }
+    assert not [o for o in dev if o["kind"] == "PodDisruptionBudget"]
+
+
+def test_gpu_failure_boundaries(overlays: dict[str, list[dict[str, Any]]]) -> None:
+    objects = overlays["prod"]
+    runtime = find(objects, "ClusterServingRuntime", "triton-fil")["spec"]
+    assert runtime["nodeSelector"] == {"mlops.private-platform.io/pool": "inference-gpu"}
+    assert {"key": "kserve-gpu", "operator": "Exists", "effect": "NoSchedule"} in runtime["tolerations"]
+    assert runtime["containers"][0]["resources"]["limits"]["memory"]
+    inference = find(objects, "PriorityClass", "production-inference")
+    training = find(objects, "PriorityClass", "training-batch")
+    assert inference["value"] > training["value"] and training["preemptionPolicy"] == "Never"
+
+
+def test_artifact_repository_and_default_deny(overlays: dict[str, list[dict[str, Any]]]) -> None:
+    objects = overlays["prod"]
+    repository = yaml.safe_load(find(objects, "ConfigMap", "artifact-repositories")["data"]["default-v1"])
+    assert "{{workflow.name}}" in repository["s3"]["keyFormat"]
+    assert repository["s3"]["accessKeySecret"]["name"] == "mlops-s3-credentials"
+    denies = {
+        o["metadata"]["namespace"]
+        for o in objects
+        if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "default-deny"
+    }
+    assert denies == {"mlops", "storage"}

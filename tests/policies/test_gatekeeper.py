@@ -1,0 +1,233 @@
+"""Gatekeeper policies evaluated by the real OPA engine (opa-golib-python-bindings embeds OPA v1).
+
+The Rego is read out of the ConstraintTemplate YAML that is deployed, and the parameters out
+of the Constraint beside it, so the test exercises exactly what reaches the cluster.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+POLICIES = REPO / "manifests" / "policies"
+
+
+class Policy:
+    def __init__(self, file: str) -> None:
+        from opa_bindings import OpaEngine
+
+        template, constraint = list(yaml.safe_load_all((POLICIES / file).read_text()))
+        self.rego: str = template["spec"]["targets"][0]["rego"]
+        self.package = self.rego.split("package ", 1)[1].split()[0]
+        self.parameters: dict[str, Any] = constraint["spec"].get("parameters", {})
+        self.kind = constraint["kind"]
+        assert template["spec"]["crd"]["spec"]["names"]["kind"] == self.kind
+        self.engine = OpaEngine()
+        self.engine.add_policy(f"{self.package}.rego", self.rego)
+
+    def violations(self, obj: dict[str, Any], parameters: dict[str, Any] | None = None) -> list[str]:
+        review = {"review": {"object": obj, "kind": {"kind": obj["kind"]}}, "parameters": parameters or self.parameters}
+        result = self.engine.eval_document(f"{self.package}.violation", review)
+        return sorted(v["msg"] for v in result)
+
+
+@pytest.fixture(scope="module")
+def gpu() -> Iterator[Policy]:
+    yield Policy("gpu-memory-limit.yaml")
+
+
+@pytest.fixture(scope="module")
+def promotion() -> Iterator[Policy]:
+    yield Policy("promotion-guard.yaml")
+
+
+@pytest.fixture(scope="module")
+def registries() -> Iterator[Policy]:
+    yield Policy("allowed-registries.yaml")
+
+
+@pytest.fixture(scope="module")
+def credentials() -> Iterator[Policy]:
+    yield Policy("no-literal-credentials.yaml")
+
+
+def pod(container: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "c", "image": "registry.mlops.internal/x:1", **container}]},
+    }
+
+
+def deployment(container: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "d"},
+        "spec": {
+            "template": {"spec": {"containers": [{"name": "c", "image": "registry.mlops.internal/x:1", **container}]}}
+        },
+    }
+
+
+def workflow(container: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {"name": "w"},
+        "spec": {"templates": [{"name": "train", "container": {"image": "registry.mlops.internal/x:1", **container}}]},
+    }
+
+
+GPU_NO_MEMORY = {"resources": {"limits": {"nvidia.com/gpu": "1", "cpu": "4"}}}
+GPU_WITH_MEMORY = {"resources": {"limits": {"nvidia.com/gpu": "1", "memory": "16Gi"}}}
+
+
+@pytest.mark.parametrize("make", [pod, deployment, workflow])
+def test_gpu_without_memory_limit_is_denied(gpu: Policy, make: Any) -> None:
+    denied = gpu.violations(make(GPU_NO_MEMORY))
+    assert len(denied) == 1 and "sets no memory limit" in denied[0]
+
+
+@pytest.mark.parametrize("make", [pod, deployment, workflow])
+def test_gpu_with_memory_limit_and_cpu_only_are_allowed(gpu: Policy, make: Any) -> None:
+    assert gpu.violations(make(GPU_WITH_MEMORY)) == []
+    assert gpu.violations(make({"resources": {"limits": {"cpu": "1"}}})) == []
+
+
+def test_gpu_in_requests_only_counts_too(gpu: Policy) -> None:
+    assert gpu.violations(pod({"resources": {"requests": {"nvidia.com/gpu": "1"}}}))
+
+
+def inference_service(**annotations: str) -> dict[str, Any]:
+    prefix = "mlops.private-platform.io"
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {
+            "name": "fraud-detector",
+            "labels": {f"{prefix}/stage": "production"},
+            "annotations": {f"{prefix}/{k.replace('_', '-')}": v for k, v in annotations.items()},
+        },
+        "spec": {"predictor": {"model": {"modelFormat": {"name": "triton"}}}},
+    }
+
+
+EVIDENCE = {
+    "holdout_metric": "roc_auc",
+    "holdout_score": "0.93",
+    "holdout_auc": "0.93",
+    "model_card_url": "s3://mlflow/1/abc/artifacts/model_card.md",
+    "mlflow_run_id": "0123456789abcdef0123456789abcdef",
+    "signed_off_by": "alice@bank.internal",
+}
+
+
+def test_production_service_with_all_evidence_is_allowed(promotion: Policy) -> None:
+    assert promotion.violations(inference_service(**EVIDENCE)) == []
+
+
+@pytest.mark.parametrize("missing", ["model_card_url", "signed_off_by", "mlflow_run_id", "holdout_metric"])
+def test_missing_evidence_is_named(promotion: Policy, missing: str) -> None:
+    evidence = {k: v for k, v in EVIDENCE.items() if k != missing}
+    denied = promotion.violations(inference_service(**evidence))
+    assert any(missing.replace("_", "-") in message for message in denied), denied
+
+
+def test_low_auc_bad_run_id_and_missing_auc_are_denied(promotion: Policy) -> None:
+    assert "below the required 0.85" in promotion.violations(inference_service(**{**EVIDENCE, "holdout_auc": "0.8"}))[0]
+    assert (
+        "not a 32-character hex"
+        in promotion.violations(inference_service(**{**EVIDENCE, "mlflow_run_id": "latest"}))[0]
+    )
+    assert "is not a number" in promotion.violations(inference_service(**{**EVIDENCE, "holdout_auc": "high"}))[0]
+    no_auc = {k: v for k, v in EVIDENCE.items() if k != "holdout_auc"}
+    assert "needs mlops.private-platform.io/holdout-auc" in promotion.violations(inference_service(**no_auc))[0]
+
+
+def test_regressor_is_held_to_its_error_bound(promotion: Policy) -> None:
+    forecast = {**{k: v for k, v in EVIDENCE.items() if k != "holdout_auc"}, "holdout_metric": "mape"}
+    assert promotion.violations(inference_service(**{**forecast, "holdout_score": "0.2"})) == []
+    assert (
+        "above the allowed 0.25" in promotion.violations(inference_service(**{**forecast, "holdout_score": "0.4"}))[0]
+    )
+
+
+def test_staging_services_are_not_gated(promotion: Policy) -> None:
+    staging = inference_service()
+    staging["metadata"]["labels"]["mlops.private-platform.io/stage"] = "staging"
+    assert promotion.violations(staging) == []
+
+
+@pytest.mark.parametrize("make", [pod, deployment, workflow])
+def test_images_only_from_the_internal_registry(registries: Policy, make: Any) -> None:
+    assert registries.violations(make({})) == []
+    outside = make({})
+    text = yaml.safe_dump(outside).replace("registry.mlops.internal/x:1", "docker.io/library/python:3.11")
+    denied = registries.violations(yaml.safe_load(text))
+    assert len(denied) == 1 and "docker.io/library/python:3.11" in denied[0]
+
+
+@pytest.mark.parametrize("make", [pod, deployment, workflow])
+def test_literal_credentials_are_denied_secret_refs_allowed(credentials: Policy, make: Any) -> None:
+    literal = make({"env": [{"name": "AWS_SECRET_ACCESS_KEY", "value": "hunter2"}]})
+    assert "AWS_SECRET_ACCESS_KEY as a literal value" in credentials.violations(literal)[0]
+    by_reference = make(
+        {
+            "env": [
+                {"name": "AWS_SECRET_ACCESS_KEY", "valueFrom": {"secretKeyRef": {"name": "s3", "key": "secret-key"}}},
+                {"name": "AWS_METADATA_SERVICE_TIMEOUT", "value": "1"},
+                {"name": "MLFLOW_S3_ENDPOINT_URL", "value": "http://minio:9000"},
+            ]
+        }
+    )
+    assert credentials.violations(by_reference) == []
+
+
+def test_our_rendered_pipelines_comply_with_the_platform_policies(
+    gpu: Policy, registries: Policy, credentials: Policy
+) -> None:
+    for name in ("fraud", "forecast"):
+        template = yaml.safe_load((REPO / "pipelines" / name / "golden" / "workflow-template.yaml").read_text())
+        for policy in (gpu, registries, credentials):
+            assert policy.violations(template) == [], (name, policy.kind)
+        stripped = copy.deepcopy(template)
+        for t in stripped["spec"]["templates"]:
+            if "container" in t:
+                t["container"]["resources"]["limits"].pop("memory", None)
+        assert gpu.violations(stripped), "the policy must catch a GPU step without a memory limit"
+
+
+def test_a_promoted_service_from_the_pipeline_passes_once_signed_off(promotion: Policy, tmp_path: Path) -> None:
+    from components.promote import render_inference_service
+
+    registration = {
+        "model_name": "fraud-detector",
+        "version": 3,
+        "run_id": "0123456789abcdef0123456789abcdef",
+        "artifact_sha256": "a" * 64,
+        "model_card_uri": "s3://mlflow/card.md",
+        "gate": {"metric": "roc_auc", "value": 0.91},
+        "holdout_metrics": {"roc_auc": 0.91},
+    }
+    kwargs: dict[str, Any] = {
+        "storage_uri": "s3://models/x",
+        "namespace": "fraud",
+        "canary_percent": 10,
+        "stage": "production",
+        "runtime": "triton-fil",
+        "gpu": True,
+        "memory_limit": "4Gi",
+    }
+    unsigned = render_inference_service(registration, signed_off_by="", **kwargs)
+    assert any("signed-off-by" in m for m in promotion.violations(unsigned))
+    signed = render_inference_service(registration, signed_off_by="alice@bank.internal", **kwargs)
+    assert promotion.violations(signed) == []
