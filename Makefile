@@ -11,7 +11,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export GX_ANALYTICS_ENABLED := false
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install demo test test-unit test-e2e lint manifests bench gpu-check compile golden lock clean
+.PHONY: install demo test test-unit test-e2e lint manifests bench gpu-check compile golden lock clean images images-setup image-component image-train-gpu image-triton
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,7 @@ install: $(STAMP)  ## create .venv and install the pinned stack (constraints.txt
 demo: install  ## the reference fraud pipeline, end to end, on embedded defaults under $MLOPS_HOME (./.mlops)
 	$(BIN)/mlops run fraud
 
-test: install lint  ## lint, type-check, unit and end-to-end tests
+test: install lint images-setup  ## lint, type-check, unit, end-to-end and image tests
 	$(BIN)/pytest -q
 
 test-unit: install
@@ -48,6 +48,20 @@ gpu-check: install  ## train both model types on the GPU and the CPU, print thro
 compile: install  ## render each reference pipeline for Argo and Kubeflow into build/
 	$(BIN)/mlops compile fraud --target argo --out build/fraud
 	$(BIN)/mlops compile fraud --target kfp --out build/fraud
+
+images-setup:  ## podman + runc + a debootstrap base image, so images build with no registry (root)
+	bash images/setup-podman.sh
+
+image-component: images-setup  ## build the CPU component image
+	bash images/build.sh component
+
+image-train-gpu: images-setup  ## build the GPU training image (needs CUDA torch wheels on the mirror)
+	bash images/build.sh train-gpu
+
+image-triton:  ## build the Triton serving image (needs the mirrored NGC tritonserver base)
+	bash images/build.sh triton
+
+images: image-component image-train-gpu image-triton
 
 manifests: install  ## render every overlay and validate every object, kind and policy
 	$(BIN)/mlops lint manifests
