@@ -11,6 +11,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export GX_ANALYTICS_ENABLED := false
 export PYTHONDONTWRITEBYTECODE := 1
 
+.PHONY: services services-down services-install
 .PHONY: install demo test test-unit test-e2e lint manifests bench gpu-check compile golden lock clean images images-setup image-component image-train-gpu image-triton
 
 $(STAMP): pyproject.toml constraints.txt
@@ -26,7 +27,7 @@ install: $(STAMP)  ## create .venv and install the pinned stack (constraints.txt
 demo: install  ## the reference fraud pipeline, end to end, on embedded defaults under $MLOPS_HOME (./.mlops)
 	$(BIN)/mlops run fraud
 
-test: install lint images-setup  ## lint, type-check, unit, end-to-end and image tests
+test: install lint images-setup services-install  ## lint, type-check, unit, integration (real services), end-to-end and image tests
 	$(BIN)/pytest -q
 
 test-unit: install
@@ -37,7 +38,7 @@ test-e2e: install
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/mypy components pipelines mlops
+	$(BIN)/mypy components pipelines mlops devstack
 
 bench: install  ## step timings and the pipeline engine's overhead on 1M rows
 	$(BIN)/python benchmarks/bench.py
@@ -48,6 +49,18 @@ gpu-check: install  ## train both model types on the GPU and the CPU, print thro
 compile: install  ## render each reference pipeline for Argo and Kubeflow into build/
 	$(BIN)/mlops compile fraud --target argo --out build/fraud
 	$(BIN)/mlops compile fraud --target kfp --out build/fraud
+
+services-install:  ## PostgreSQL 15, PgBouncer and Redis 7 from Debian, when missing (the tests start their own instances)
+	@if ! command -v redis-server >/dev/null || ! command -v pgbouncer >/dev/null || ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then \
+	  echo "installing postgresql redis-server pgbouncer (apt)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server pgbouncer >/dev/null; \
+	fi
+
+services: install services-install  ## start PostgreSQL, PgBouncer, Redis, S3 (SeaweedFS) and MLflow on loopback under .mlops/services
+	$(BIN)/mlops dev up
+
+services-down:  ## stop what `make services` started
+	$(BIN)/mlops dev down
 
 images-setup:  ## podman + runc + a debootstrap base image, so images build with no registry (root)
 	bash images/setup-podman.sh

@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from components import artifacts
+from components import artifacts, platform
 from components.errors import ComponentError
 from components.tabular import read_parquet, require_columns
 
@@ -49,7 +49,11 @@ def open_store(store_dir: str | os.PathLike[str], project: str, store_config: di
 
     directory = Path(store_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    config = store_config or embedded_store_config(directory, project)
+    config = (
+        store_config
+        or platform.feast_store_config(directory, project)
+        or embedded_store_config(directory, project)
+    )
     artifacts.write_bytes(directory / "feature_store.yaml", yaml.safe_dump(config, sort_keys=False).encode())
     return FeatureStore(repo_path=str(directory))
 
@@ -231,3 +235,45 @@ def online_features(
         features=store.get_feature_service(feature_service), entity_rows=entity_rows
     ).to_dict()
     return result
+
+
+def rebuild_online(store_dir: str, project: str, since: datetime | None = None) -> dict[str, Any]:
+    """Refill the online store from the offline store, whatever it holds now (a wiped Redis).
+
+    Each online feature view is materialized over its offline source's whole time range (or
+    from `since`), overwriting what is there; the result equals what incremental runs built,
+    because both take each entity's latest row as of the range's end.
+    """
+    import pyarrow.parquet as pq
+
+    store = open_store(store_dir, project)
+    views = [view for view in store.list_feature_views() if view.online]
+    if not views:
+        raise ComponentError(
+            STEP,
+            f"project {project!r} has no online feature views in its registry",
+            "run the pipeline (or `mlops step materialize`) once so the registry holds the repo",
+        )
+    rebuilt = []
+    for view in views:
+        source = view.batch_source
+        path = getattr(source, "path", None)
+        column = source.timestamp_field
+        if not path:
+            raise ComponentError(
+                STEP, f"feature view {view.name} has a non-file source", "rebuild it with --since from its own store"
+            )
+        try:
+            with artifacts.fetched(path) as local:
+                times = pq.read_table(local, columns=[column]).column(column).to_pandas()
+        except FileNotFoundError as error:
+            raise ComponentError(
+                STEP,
+                f"the offline data of {view.name} is gone ({path})",
+                "restore the offline store first; the online store is rebuilt from it",
+            ) from error
+        start = since or times.min().to_pydatetime()
+        end = times.max().to_pydatetime() + timedelta(microseconds=1)
+        store.materialize(start_date=start, end_date=end, feature_views=[view.name])
+        rebuilt.append({"view": view.name, "from": start.isoformat(), "to": end.isoformat(), "rows": len(times)})
+    return {"step": STEP, "project": project, "rebuilt": rebuilt}

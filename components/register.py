@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from components import artifacts
+from components import artifacts, platform
 from components.environment import mlops_home
 from components.errors import ComponentError
 from components.model_card import render_model_card
@@ -46,8 +46,7 @@ def _client(tracking_uri: str) -> Any:
 
     if tracking_uri.startswith("sqlite:///"):
         Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    platform.apply_client_defaults()
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
@@ -188,6 +187,7 @@ def register(
             "model_type": meta["model_type"],
             **({"git_commit": git_commit} if git_commit else {}),
         }
+        platform.check_tracking_server(STEP, uri)
         try:
             with _writer_lock(uri):
                 client = _client(uri)
@@ -273,6 +273,7 @@ def _register_locked(
         client.set_registered_model_alias(model_name, alias, winner.version)
         return {"version": winner.version, "reused": True}
     experiment_id = _experiment_id(client, experiment, root)
+    platform.check_s3_artifacts(STEP, str(client.get_experiment(experiment_id).artifact_location))
     run_id, source, card_uri = _log_run(client, experiment_id, model_path, meta, scores, tags, pipeline)
     mine = client.create_model_version(
         model_name,

@@ -384,6 +384,65 @@ def _lint(args: argparse.Namespace) -> int:
     return 1 if findings else 0
 
 
+def _stack(args: argparse.Namespace) -> Any:
+    from devstack.stack import DEFAULT_PORT_BASE, Ports, Stack, default_root
+
+    root = Path(args.dir) if args.dir else default_root()
+    existing = Stack.load(root)
+    if existing is not None and args.port_base is None:
+        return existing
+    return Stack(root=root, ports=Ports.from_base(args.port_base or DEFAULT_PORT_BASE))
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from devstack.stack import SERVICES
+
+    stack = _stack(args)
+    services = tuple(args.services.split(",")) if args.services else SERVICES
+    unknown = sorted(set(services) - set(SERVICES))
+    if unknown:
+        raise ComponentError("dev", f"unknown services {unknown}", f"choose from {list(SERVICES)}")
+    if args.action == "up":
+        print(f"platform services under {stack.root}")
+        stack.up(services, echo=True)
+        print(f'use them: eval "$(mlops dev env --dir {stack.root})"; then `mlops run fraud` runs on them')
+    elif args.action == "down":
+        stopped = stack.down(services)
+        print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+    elif args.action == "env":
+        for key, value in stack.environment().items():
+            print(f"export {key}={value}")
+    else:
+        rows = stack.status()
+        for row in rows:
+            state = "running" if row["running"] else "stopped"
+            print(f"{row['service']:<10} {state:<8} pid {row['pid'] or '-':<8} {row['address']}  log {row['log']}")
+        return 0 if all(row["running"] for row in rows if row["service"] in services) else 1
+    return 0
+
+
+def _materialize(args: argparse.Namespace) -> int:
+    from components.environment import mlops_home
+    from components.materialize import rebuild_online
+    from pipelines.local import declaration
+
+    module = declaration(args.pipeline)
+    project = module.config().materialize.project
+    if not args.rebuild:
+        raise ComponentError(
+            "materialize",
+            "nothing to do without --rebuild (the pipeline's materialize step moves the online store forward)",
+            f"mlops materialize {args.pipeline} --rebuild",
+        )
+    store_dir = Path(args.store_dir) if args.store_dir else mlops_home() / "feast" / project
+    started = time.perf_counter()
+    summary = rebuild_online(str(store_dir), project)
+    for view in summary["rebuilt"]:
+        print(f"rebuilt {view['view']}: {view['rows']} offline rows from {view['from']} to {view['to']}")
+    print(f"online store of {project} rebuilt in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
 def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server", help="Argo server host:port or URL (default: $ARGO_SERVER)")
     parser.add_argument("--namespace", help="namespace (default: $ARGO_NAMESPACE, then the pipeline's)")
@@ -476,6 +535,19 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--seed", type=int, default=7)
     data.add_argument("--out", required=True)
     data.set_defaults(handler=_data)
+
+    dev = sub.add_parser("dev", help="start, stop or show the platform services on loopback (PostgreSQL, ...)")
+    dev.add_argument("action", choices=["up", "down", "status", "env"])
+    dev.add_argument("--dir", help="data, logs and pid files (default: $MLOPS_SERVICES_DIR or $MLOPS_HOME/services)")
+    dev.add_argument("--port-base", type=int, help="first port; services take base..base+24 (default 15400)")
+    dev.add_argument("--services", help="comma-separated subset of postgres,pgbouncer,redis,s3,mlflow")
+    dev.set_defaults(handler=_dev)
+
+    materialize = sub.add_parser("materialize", help="rebuild a pipeline's online store from its offline store")
+    materialize.add_argument("pipeline")
+    materialize.add_argument("--rebuild", action="store_true", help="refill the online store (after a Redis loss)")
+    materialize.add_argument("--store-dir", help="the Feast store folder (default: $MLOPS_HOME/feast/<project>)")
+    materialize.set_defaults(handler=_materialize)
     return parser
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from components.config import PipelineConfig
 from components.environment import mlops_home
+from components.platform import serving_root
 from components.register import embedded_artifact_root, embedded_tracking_uri
 
 
@@ -88,7 +89,7 @@ def run_inputs(cfg: PipelineConfig, home: Path, raw_data: Path, name: str) -> di
         "feast_store_dir": str(home / "feast" / cfg.materialize.project),
         "tracking_uri": os.environ.get("MLFLOW_TRACKING_URI") or embedded_tracking_uri(home),
         "artifact_root": "" if os.environ.get("MLFLOW_TRACKING_URI") else embedded_artifact_root(home),
-        "serving_root": (home / "serving").as_uri(),
+        "serving_root": serving_root((home / "serving").as_uri()),
         "git_commit": git_commit(),
         "gate_threshold": cfg.evaluate.threshold,
     }

@@ -1,0 +1,182 @@
+"""Start, watch and stop one server process: pid files, readiness polling, ports."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from components.errors import ComponentError
+
+STEP = "dev"
+# PostgreSQL and PgBouncer refuse to run as root; when we are root they run as this user.
+SERVICE_USER = "postgres"
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def free_port_base(span: int, low: int = 20_000, high: int = 45_000) -> int:
+    """A base port with `span` consecutive free ports (and their +10000 gRPC twins) above it.
+
+    Tests start their own servers here, far from the developer defaults (15400...).
+    """
+    for _ in range(200):
+        base = random.randrange(low, high - span)
+        if all(port_free(base + offset) and port_free(base + offset + 10_000) for offset in range(span)):
+            return base
+    raise ComponentError(STEP, f"no {span} consecutive free ports between {low} and {high}", "free some ports")
+
+
+def running_as_root() -> bool:
+    return os.geteuid() == 0
+
+
+def as_service_user(argv: list[str]) -> list[str]:
+    """Prefix a command so that it runs as the unprivileged service user when we are root."""
+    if not running_as_root():
+        return argv
+    return ["runuser", "-u", SERVICE_USER, "--", *argv]
+
+
+def give_to_service_user(path: Path) -> None:
+    """Hand a data folder to the service user (a no-op when not root)."""
+    if not running_as_root():
+        return
+    try:
+        entry = pwd.getpwnam(SERVICE_USER)
+    except KeyError as error:
+        raise ComponentError(
+            STEP,
+            f"user {SERVICE_USER!r} does not exist; PostgreSQL and PgBouncer will not run as root",
+            "install PostgreSQL from Debian (apt-get install postgresql), which creates the user",
+        ) from error
+    for folder, _dirs, files in os.walk(path):
+        os.chown(folder, entry.pw_uid, entry.pw_gid)
+        for name in files:
+            os.chown(os.path.join(folder, name), entry.pw_uid, entry.pw_gid)
+
+
+def find_binary(name: str, *extra_dirs: str) -> str:
+    found = shutil.which(name)
+    if found:
+        return found
+    for folder in extra_dirs:
+        for candidate in sorted(Path("/").glob(folder.lstrip("/")), reverse=True):
+            if (candidate / name).is_file():
+                return str(candidate / name)
+    raise ComponentError(
+        STEP,
+        f"{name} is not installed",
+        "run `make services-install` (apt-get install postgresql redis-server pgbouncer)",
+    )
+
+
+def read_pid(pid_file: Path) -> int | None:
+    try:
+        return int(pid_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); reap it if it is ours.
+    with contextlib.suppress(ChildProcessError):
+        done, _status = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    return True
+
+
+def start(
+    argv: list[str], log: Path, pid_file: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> int:
+    """Start a server in its own session (so its workers die with it); returns the pid."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+            start_new_session=True,
+        )
+    pid_file.write_text(f"{process.pid}\n")
+    return process.pid
+
+
+def stop(pid_file: Path, first_signal: int = signal.SIGTERM, grace_seconds: float = 15.0) -> bool:
+    """Stop the process group behind a pid file: a polite signal, then SIGKILL after the grace."""
+    pid = read_pid(pid_file)
+    if not alive(pid):
+        pid_file.unlink(missing_ok=True)
+        return False
+    assert pid is not None
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, first_signal)
+    deadline = time.monotonic() + grace_seconds
+    while time.monotonic() < deadline and alive(pid):
+        time.sleep(0.1)
+    if alive(pid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        for _ in range(50):
+            if not alive(pid):
+                break
+            time.sleep(0.1)
+    pid_file.unlink(missing_ok=True)
+    return True
+
+
+def wait_until(ready: Callable[[], bool], *, what: str, log: Path, pid: int, timeout: float) -> float:
+    """Poll `ready` until true; fail with the log's tail if the process dies or time runs out."""
+    started = time.monotonic()
+    while True:
+        try:
+            if ready():
+                return time.monotonic() - started
+        except Exception:
+            pass
+        if not alive(pid):
+            raise ComponentError(STEP, f"{what} exited while starting:\n{tail(log)}", f"read {log}")
+        if time.monotonic() - started > timeout:
+            raise ComponentError(STEP, f"{what} not ready after {timeout:.0f} s:\n{tail(log)}", f"read {log}")
+        time.sleep(0.2)
+
+
+def tail(log: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"

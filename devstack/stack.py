@@ -1,0 +1,464 @@
+"""The platform's services on loopback: what `mlops dev up|down|status` and the test fixtures run.
+
+Each service is started from its real binary (Debian's PostgreSQL 15, PgBouncer and Redis 7,
+SeaweedFS's `weed` for S3, `mlflow server`) with the settings the platform uses in production:
+PgBouncer in transaction pooling in front of PostgreSQL, Redis without snapshots and with a
+memory limit and an evicting policy, MLflow with its backend through PgBouncer and artifacts
+written by clients straight to S3 (direct mode, as in manifests/base/mlflow).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from components.errors import ComponentError
+from devstack import process
+
+SERVICES = ("postgres", "pgbouncer", "redis", "s3", "mlflow")
+DEFAULT_PORT_BASE = 15400
+PORT_SPAN = 24
+BUCKETS = ("mlflow-artifacts", "models", "pipeline-artifacts", "feast-offline")
+DATABASES = ("mlflow", "feast")
+DB_USER = "mlops"
+DB_PASSWORD = "mlops-dev"  # loopback development stack only; the cluster reads Secrets
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Every port a stack listens on, derived from one base so two stacks never collide."""
+
+    postgres: int
+    pgbouncer: int
+    redis: int
+    s3: int
+    mlflow: int
+    weed_first: int  # SeaweedFS's internal servers (master, volume, filer, admin) from here on
+
+    @classmethod
+    def from_base(cls, base: int) -> Ports:
+        return cls(base, base + 1, base + 2, base + 3, base + 4, base + 10)
+
+    def weed(self, offset: int) -> int:
+        return self.weed_first + offset
+
+
+@dataclass
+class Stack:
+    """One set of services under `root`, described by root/stack.json once started."""
+
+    root: Path
+    ports: Ports = field(default_factory=lambda: Ports.from_base(DEFAULT_PORT_BASE))
+    access_key: str = "mlops-dev"
+    secret_key: str = "mlops-dev-secret"
+    max_connections: int = 100
+    pool_size: int = 20
+    redis_maxmemory: str = "512mb"
+    mlflow_workers: int = 1
+
+    # --- files -------------------------------------------------------------------------------
+    def folder(self, service: str) -> Path:
+        return self.root / service
+
+    def pid_file(self, service: str) -> Path:
+        return self.root / "run" / f"{service}.pid"
+
+    def log(self, service: str) -> Path:
+        return self.root / "logs" / f"{service}.log"
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / "stack.json"
+
+    def save(self) -> None:
+        state = {k: v for k, v in asdict(self).items() if k != "root"}
+        self.state_file.write_text(json.dumps(state, indent=2))
+
+    @classmethod
+    def load(cls, root: Path) -> Stack | None:
+        try:
+            state = json.loads((root / "stack.json").read_text())
+        except (OSError, ValueError):
+            return None
+        state["ports"] = Ports(**state["ports"])
+        return cls(root=root, **state)
+
+    # --- addresses ---------------------------------------------------------------------------
+    def database_url(self, database: str, *, through_pgbouncer: bool = True, driver: str = "postgresql+psycopg") -> str:
+        port = self.ports.pgbouncer if through_pgbouncer else self.ports.postgres
+        return f"{driver}://{DB_USER}:{DB_PASSWORD}@127.0.0.1:{port}/{database}"
+
+    @property
+    def s3_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.ports.s3}"
+
+    @property
+    def tracking_uri(self) -> str:
+        return f"http://127.0.0.1:{self.ports.mlflow}"
+
+    def environment(self) -> dict[str, str]:
+        """The platform profile: what a client needs to run the pipeline on these services."""
+        return {
+            "MLOPS_PROFILE": "platform",
+            "MLFLOW_TRACKING_URI": self.tracking_uri,
+            "MLFLOW_S3_ENDPOINT_URL": self.s3_endpoint,
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_METADATA_SERVICE_TIMEOUT": "1",
+            "AWS_METADATA_SERVICE_NUM_ATTEMPTS": "1",
+            "AWS_MAX_ATTEMPTS": "2",
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+            "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+            "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+            "MLOPS_FEAST_REGISTRY_URL": self.database_url("feast"),
+            "MLOPS_FEAST_REDIS": f"127.0.0.1:{self.ports.redis}",
+            "MLOPS_SERVING_ROOT": "s3://models",
+            "MLOPS_MLFLOW_ARTIFACT_ROOT": "s3://mlflow-artifacts",
+        }
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def up(self, services: tuple[str, ...] = SERVICES, *, echo: bool = False) -> dict[str, float]:
+        """Start what is not running yet, in dependency order; returns seconds to ready per service."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "run").mkdir(exist_ok=True)
+        (self.root / "logs").mkdir(exist_ok=True)
+        self.save()
+        timings: dict[str, float] = {}
+        for service in SERVICES:
+            if service not in services:
+                continue
+            if self.running(service):
+                timings[service] = 0.0
+                continue
+            timings[service] = getattr(self, f"_start_{service}")()
+            if echo:
+                print(f"  {service:<10} up in {timings[service]:5.1f} s  {self.address(service)}", flush=True)
+        return timings
+
+    def down(self, services: tuple[str, ...] = SERVICES) -> list[str]:
+        """Stop in reverse order by pid; PostgreSQL gets SIGINT (fast shutdown), weed a short grace."""
+        stopped = []
+        for service in reversed(SERVICES):
+            if service not in services:
+                continue
+            first = signal.SIGINT if service == "postgres" else signal.SIGTERM
+            grace = 3.0 if service == "s3" else 20.0  # weed ignores SIGTERM for a long time
+            if process.stop(self.pid_file(service), first, grace):
+                stopped.append(service)
+        return stopped
+
+    def running(self, service: str) -> bool:
+        return process.alive(process.read_pid(self.pid_file(service)))
+
+    def address(self, service: str) -> str:
+        return {
+            "postgres": f"127.0.0.1:{self.ports.postgres}",
+            "pgbouncer": f"127.0.0.1:{self.ports.pgbouncer} (transaction pooling)",
+            "redis": f"127.0.0.1:{self.ports.redis}",
+            "s3": self.s3_endpoint,
+            "mlflow": self.tracking_uri,
+        }[service]
+
+    def status(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "service": service,
+                "running": self.running(service),
+                "pid": process.read_pid(self.pid_file(service)),
+                "address": self.address(service),
+                "log": str(self.log(service)),
+            }
+            for service in SERVICES
+        ]
+
+    # --- PostgreSQL ----------------------------------------------------------------------------
+    def _pg_bin(self, name: str) -> str:
+        return process.find_binary(name, "/usr/lib/postgresql/*/bin")
+
+    def _start_postgres(self) -> float:
+        data = self.folder("postgres") / "data"
+        sockets = self.folder("postgres") / "sockets"
+        sockets.mkdir(parents=True, exist_ok=True)
+        if not (data / "PG_VERSION").exists():
+            data.mkdir(parents=True, exist_ok=True)
+            process.give_to_service_user(self.folder("postgres"))
+            init = subprocess.run(
+                process.as_service_user(
+                    [self._pg_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"]
+                ),
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if init.returncode != 0:
+                raise ComponentError(
+                    "dev",
+                    f"initdb failed in {data}:\n{init.stderr.strip()[-1500:]}",
+                    f"every folder above {self.root} must be readable by the '{process.SERVICE_USER}' user"
+                    " when running as root (chmod o+x), or pick another --dir",
+                )
+        process.give_to_service_user(self.folder("postgres"))
+        self.log("postgres").touch()
+        process.give_to_service_user(self.log("postgres"))
+        argv = process.as_service_user(
+            [
+                self._pg_bin("postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(self.ports.postgres),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                f"unix_socket_directories={sockets}",
+                "-c",
+                f"max_connections={self.max_connections}",
+            ]
+        )
+        pid = process.start(argv, self.log("postgres"), self.pid_file("postgres"))
+        seconds = process.wait_until(
+            lambda: self._sql("postgres", "select 1", superuser=True) is not None,
+            what="PostgreSQL",
+            log=self.log("postgres"),
+            pid=pid,
+            timeout=60,
+        )
+        self._provision_databases()
+        return seconds
+
+    def _sql(self, database: str, statement: str, *, superuser: bool = False, port: int | None = None) -> Any:
+        import psycopg
+
+        user = "postgres" if superuser else DB_USER
+        with psycopg.connect(
+            host="127.0.0.1",
+            port=port or self.ports.postgres,
+            dbname=database,
+            user=user,
+            password=DB_PASSWORD,
+            autocommit=True,
+            connect_timeout=3,
+        ) as connection:
+            cursor = connection.execute(statement)
+            return cursor.fetchall() if cursor.description else []
+
+    def _provision_databases(self) -> None:
+        """The role and databases the platform expects, created once (idempotent)."""
+        if not self._sql("postgres", f"select 1 from pg_roles where rolname = '{DB_USER}'", superuser=True):
+            self._sql("postgres", f"create role {DB_USER} login password '{DB_PASSWORD}'", superuser=True)
+        for database in DATABASES:
+            if not self._sql("postgres", f"select 1 from pg_database where datname = '{database}'", superuser=True):
+                self._sql("postgres", f"create database {database} owner {DB_USER}", superuser=True)
+
+    # --- PgBouncer -----------------------------------------------------------------------------
+    def _start_pgbouncer(self) -> float:
+        folder = self.folder("pgbouncer")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "userlist.txt").write_text(f'"{DB_USER}" "{DB_PASSWORD}"\n"postgres" ""\n')
+        (folder / "pgbouncer.ini").write_text(
+            "\n".join(
+                [
+                    "[databases]",
+                    f"* = host=127.0.0.1 port={self.ports.postgres}",
+                    "[pgbouncer]",
+                    "listen_addr = 127.0.0.1",
+                    f"listen_port = {self.ports.pgbouncer}",
+                    f"unix_socket_dir = {folder}",
+                    "auth_type = trust",
+                    f"auth_file = {folder / 'userlist.txt'}",
+                    "pool_mode = transaction",
+                    "max_client_conn = 1000",
+                    f"default_pool_size = {self.pool_size}",
+                    "reserve_pool_size = 0",
+                    "server_reset_query = DISCARD ALL",
+                    "ignore_startup_parameters = extra_float_digits,options",
+                    "admin_users = postgres",
+                    "",
+                ]
+            )
+        )
+        process.give_to_service_user(folder)
+        self.log("pgbouncer").touch()
+        process.give_to_service_user(self.log("pgbouncer"))
+        argv = process.as_service_user([process.find_binary("pgbouncer", "/usr/sbin"), str(folder / "pgbouncer.ini")])
+        pid = process.start(argv, self.log("pgbouncer"), self.pid_file("pgbouncer"))
+        return process.wait_until(
+            lambda: self._sql("mlflow", "select 1", port=self.ports.pgbouncer) is not None,
+            what="PgBouncer",
+            log=self.log("pgbouncer"),
+            pid=pid,
+            timeout=30,
+        )
+
+    # --- Redis ---------------------------------------------------------------------------------
+    def _start_redis(self) -> float:
+        import redis
+
+        folder = self.folder("redis")
+        folder.mkdir(parents=True, exist_ok=True)
+        argv = [
+            process.find_binary("redis-server"),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(self.ports.redis),
+            "--dir",
+            str(folder),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--maxmemory",
+            self.redis_maxmemory,
+            "--maxmemory-policy",
+            "allkeys-lru",
+            "--daemonize",
+            "no",
+        ]
+        pid = process.start(argv, self.log("redis"), self.pid_file("redis"))
+        client = redis.Redis(host="127.0.0.1", port=self.ports.redis, socket_connect_timeout=1)
+        return process.wait_until(lambda: bool(client.ping()), what="Redis", log=self.log("redis"), pid=pid, timeout=30)
+
+    # --- S3 (SeaweedFS) ------------------------------------------------------------------------
+    def s3_client(self, access_key: str | None = None, secret_key: str | None = None) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.s3_endpoint,
+            aws_access_key_id=access_key or self.access_key,
+            aws_secret_access_key=secret_key or self.secret_key,
+            region_name="us-east-1",
+            config=Config(signature_version="s3v4", retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10),
+        )
+
+    def _start_s3(self) -> float:
+        folder = self.folder("s3")
+        (folder / "data").mkdir(parents=True, exist_ok=True)
+        identities = {
+            "identities": [
+                {
+                    "name": "platform-admin",
+                    "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+                    "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                }
+            ]
+        }
+        (folder / "s3.json").write_text(json.dumps(identities, indent=2))
+        weed = Path(sys.executable).parent / "weed"
+        binary = str(weed) if weed.exists() else process.find_binary("weed")
+        p = self.ports
+        argv = [
+            binary,
+            "mini",
+            f"-dir={folder / 'data'}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-master.port={p.weed(0)}",
+            f"-master.port.grpc={p.weed(1)}",
+            f"-volume.port={p.weed(2)}",
+            f"-volume.port.grpc={p.weed(3)}",
+            f"-volume.port.public={p.weed(2)}",
+            f"-filer.port={p.weed(4)}",
+            f"-filer.port.grpc={p.weed(5)}",
+            f"-filer.localSocket={folder / 'filer.sock'}",
+            f"-s3.port={p.s3}",
+            f"-s3.port.grpc={p.weed(6)}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            f"-s3.localSocket={folder / 's3.sock'}",
+            f"-admin.port={p.weed(7)}",
+            f"-admin.port.grpc={p.weed(7) + 10_000}",
+            "-admin.ui=false",
+            f"-debug.port={p.weed(8)}",
+            "-webdav=false",
+            f"-s3.config={folder / 's3.json'}",
+            f"-bucket={','.join(BUCKETS)}",
+        ]
+        pid = process.start(argv, self.log("s3"), self.pid_file("s3"), cwd=folder)
+        client = self.s3_client()
+
+        def buckets_exist() -> bool:
+            # The port opens before the buckets exist: wait on HeadBucket, not on the port.
+            for bucket in BUCKETS:
+                client.head_bucket(Bucket=bucket)
+            return True
+
+        return process.wait_until(buckets_exist, what="SeaweedFS S3", log=self.log("s3"), pid=pid, timeout=60)
+
+    # --- MLflow --------------------------------------------------------------------------------
+    def _start_mlflow(self) -> float:
+        import urllib.request
+
+        env = {
+            "MLFLOW_S3_ENDPOINT_URL": self.s3_endpoint,
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_METADATA_SERVICE_TIMEOUT": "1",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            # Job workers (huey) are for server-side jobs this platform does not use; each one
+            # costs a process and a database connection.
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        }
+        started = time.monotonic()
+        # Schema creation and migrations run once, directly against PostgreSQL: DDL in a
+        # transaction-pooled connection is fragile, and the server should not race them.
+        migrate = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as S;"
+                " S(sys.argv[1], 's3://mlflow-artifacts')",
+                self.database_url("mlflow", through_pgbouncer=False),
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env},
+            check=False,
+        )
+        if migrate.returncode != 0:
+            raise ComponentError(
+                "dev", f"MLflow schema migration failed:\n{migrate.stderr[-2000:]}", "check PostgreSQL's log"
+            )
+        argv = [
+            str(Path(sys.executable).parent / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            # psycopg2, not psycopg 3: psycopg 3 prepares repeated statements on the server,
+            # and PgBouncer 1.18 in transaction pooling sends the next transaction to another
+            # server connection ("prepared statement _pg3_0 already exists").
+            self.database_url("mlflow", driver="postgresql+psycopg2"),
+            "--default-artifact-root",
+            "s3://mlflow-artifacts/",
+            "--no-serve-artifacts",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.ports.mlflow),
+            "--workers",
+            str(self.mlflow_workers),
+        ]
+        pid = process.start(argv, self.log("mlflow"), self.pid_file("mlflow"), env=env)
+
+        def healthy() -> bool:
+            with urllib.request.urlopen(f"{self.tracking_uri}/health", timeout=2) as response:
+                return bool(response.status == 200)
+
+        process.wait_until(healthy, what="MLflow server", log=self.log("mlflow"), pid=pid, timeout=120)
+        return time.monotonic() - started
+
+
+def default_root() -> Path:
+    from components.environment import mlops_home
+
+    return Path(os.environ.get("MLOPS_SERVICES_DIR") or mlops_home() / "services")

@@ -1,0 +1,71 @@
+"""Real platform services for the integration suite, started by the tests themselves.
+
+One stack per session on free ports (never the developer's default 15400...), with its data in
+a temporary folder: PostgreSQL 15, PgBouncer, Redis 7, SeaweedFS S3 and an MLflow server whose
+backend goes through PgBouncer. The fraud pipeline runs on it once; drills read its outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devstack import process
+from devstack.stack import PORT_SPAN, Ports, Stack
+from tests.conftest import REPO
+
+PIPELINE_ROWS = "20000"
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    # Not under pytest's tmp folder: that is private to root (0700), and PostgreSQL runs as its
+    # own user when the tests run as root.
+    root = Path(tempfile.mkdtemp(prefix="mlops-services-"))
+    root.chmod(0o755)
+    services = Stack(root=root, ports=Ports.from_base(process.free_port_base(PORT_SPAN)))
+    try:
+        services.up()
+        yield services
+    finally:
+        services.down()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def platform_env(stack: Stack, home: Path, **overrides: str) -> dict[str, str]:
+    """The environment a user gets from `eval "$(mlops dev env)"`, with one MLOPS_HOME."""
+    env = {**os.environ, **stack.environment(), "MLOPS_HOME": str(home), **overrides}
+    return {key: value for key, value in env.items() if value != ""}
+
+
+def mlops(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mlops.cli", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def platform_run(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """`mlops run fraud` with the platform profile: nothing but the environment differs."""
+    home = tmp_path_factory.mktemp("platform-home")
+    env = platform_env(stack, home)
+    result = mlops(env, "run", "fraud", "--rows", PIPELINE_ROWS)
+    assert result.returncode == 0, result.stdout + result.stderr
+    run_dir = max((home / "kfp-runs").iterdir(), key=lambda p: p.stat().st_mtime)
+    registration = json.loads((run_dir / "register" / "registration").read_text())
+    return {"home": home, "env": env, "run_dir": run_dir, "registration": registration, "stdout": result.stdout}

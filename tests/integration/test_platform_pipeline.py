@@ -1,0 +1,77 @@
+"""The fraud pipeline on the real platform services, chosen by environment alone.
+
+After one `mlops run fraud` with the platform profile: the run's metadata is in PostgreSQL
+(MLflow's tables), the model bytes are in the S3 bucket with the registered sha256, the
+serving repository is under s3://models, the Feast registry is in PostgreSQL and the online
+features are in Redis.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import pandas as pd
+import psycopg
+import pytest
+import redis
+
+from devstack.stack import DB_PASSWORD, DB_USER, Stack
+
+pytestmark = pytest.mark.integration
+
+
+def query(stack: Stack, database: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    with psycopg.connect(
+        host="127.0.0.1", port=stack.ports.postgres, dbname=database, user=DB_USER, password=DB_PASSWORD
+    ) as connection:
+        return connection.execute(sql, params).fetchall()
+
+
+def test_run_metadata_lives_in_postgresql(stack: Stack, platform_run: dict[str, Any]) -> None:
+    registration = platform_run["registration"]
+    versions = query(
+        stack,
+        "mlflow",
+        "select v.version, v.run_id, t.value from model_versions v join model_version_tags t"
+        " on t.name = v.name and t.version = v.version where v.name = %s and t.key = 'artifact_sha256'",
+        registration["model_name"],
+    )
+    assert versions == [(registration["version"], registration["run_id"], registration["artifact_sha256"])]
+    metrics = dict(query(stack, "mlflow", "select key, value from metrics where run_uuid = %s", registration["run_id"]))
+    assert metrics["holdout_roc_auc"] == pytest.approx(registration["gate"]["value"])
+    assert query(stack, "mlflow", "select status from runs where run_uuid = %s", registration["run_id"]) == [
+        ("FINISHED",)
+    ]
+
+
+def test_model_bytes_are_in_the_s3_bucket(stack: Stack, platform_run: dict[str, Any]) -> None:
+    registration = platform_run["registration"]
+    source = registration["source"]
+    assert source.startswith("s3://mlflow-artifacts/")
+    key = source.removeprefix("s3://mlflow-artifacts/") + "/" + registration["model_file"]
+    body = stack.s3_client().get_object(Bucket="mlflow-artifacts", Key=key)["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == registration["artifact_sha256"]
+    serving = stack.s3_client().list_objects_v2(Bucket="models", Prefix=f"{registration['model_name']}/")
+    keys = [item["Key"] for item in serving.get("Contents", [])]
+    assert any(key.endswith("/config.pbtxt") for key in keys), keys
+
+
+def test_feast_registry_is_in_postgresql_and_features_in_redis(
+    stack: Stack, platform_run: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    views = query(stack, "feast", "select project_id, feature_view_name from feature_views")
+    assert ("fraud", "user_transaction_stats") in views
+    assert redis.Redis(port=stack.ports.redis).dbsize() > 0
+
+    from components.materialize import online_features
+
+    for key, value in platform_run["env"].items():
+        monkeypatch.setenv(key, value)
+    train = pd.read_parquet(platform_run["run_dir"] / "materialize" / "train_set")
+    users = [int(user) for user in train["user_id"].drop_duplicates().head(5)]
+    found = online_features(
+        str(platform_run["home"] / "feast" / "fraud"), "fraud", "fraud_model_v1", [{"user_id": u} for u in users]
+    )
+    assert found["user_id"] == users
+    assert all(value is not None for value in found["txn_count_24h"])
