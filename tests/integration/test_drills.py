@@ -1,0 +1,373 @@
+"""Failure drills against the real services: each known way a private platform breaks, staged.
+
+Redis loses its data; the tracking server goes down; a client lacks the S3 endpoint, holds
+wrong keys or meets an S3 that answers 500; sixteen writers register one artifact at once;
+more writers than PostgreSQL has connections; a writer is killed mid-upload. (The local-disk
+kill drill is tests/components/test_kill_mid_write.py.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import psycopg
+import pytest
+import redis
+
+from devstack import process
+from devstack.stack import DB_PASSWORD, DB_USER, PORT_SPAN, Ports, Stack
+from tests.conftest import REPO
+from tests.integration.conftest import mlops, platform_env
+
+pytestmark = pytest.mark.integration
+
+
+def online_values(platform_run: dict[str, Any], users: list[int]) -> dict[str, list[Any]]:
+    """Read features the way a scoring service does, in a child with the platform environment."""
+    code = (
+        "import json, sys; from components.materialize import online_features;"
+        "users = json.loads(sys.argv[2]);"
+        "print(json.dumps(online_features(sys.argv[1], 'fraud', 'fraud_model_v1', [{'user_id': u} for u in users])))"
+    )
+    store_dir = str(platform_run["home"] / "feast" / "fraud")
+    result = subprocess.run(
+        [sys.executable, "-c", code, store_dir, json.dumps(users)],
+        cwd=REPO,
+        env=platform_run["env"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    values: dict[str, list[Any]] = json.loads(result.stdout.strip().splitlines()[-1])
+    return values
+
+
+def register_args(platform_run: dict[str, Any], out: Path, model_name: str) -> list[str]:
+    run_dir = platform_run["run_dir"]
+    return [
+        "step",
+        "register",
+        "--model",
+        str(run_dir / "train" / "model"),
+        "--model-metadata",
+        str(run_dir / "train" / "metadata"),
+        "--metrics",
+        str(run_dir / "evaluate" / "metrics"),
+        "--registration-out",
+        str(out / "registration.json"),
+        "--model-card-out",
+        str(out / "model_card.md"),
+        "--model-name",
+        model_name,
+        "--pipeline",
+        "fraud",
+        "--experiment",
+        "fraud-drills",
+    ]
+
+
+# --- Redis wiped --------------------------------------------------------------------------------
+
+
+def test_wiped_redis_is_rebuilt_from_the_offline_store(stack: Stack, platform_run: dict[str, Any]) -> None:
+    train = pd.read_parquet(platform_run["run_dir"] / "materialize" / "train_set")
+    users = [int(user) for user in train["user_id"].drop_duplicates().sample(20, random_state=3)]
+    before = online_values(platform_run, users)
+    assert all(value is not None for value in before["amount_avg_7d"])
+
+    redis.Redis(port=stack.ports.redis).flushall()
+    lost = online_values(platform_run, users)
+    assert all(value is None for value in lost["amount_avg_7d"]), "FLUSHALL should have emptied the online store"
+
+    rebuilt = mlops(platform_run["env"], "materialize", "fraud", "--rebuild")
+    assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
+    assert "rebuilt user_transaction_stats" in rebuilt.stdout
+    assert online_values(platform_run, users) == before
+
+
+# --- MLflow down --------------------------------------------------------------------------------
+
+
+def test_tracking_server_down_leaves_serving_intact_and_registration_fails_fast(
+    stack: Stack, platform_run: dict[str, Any], tmp_path: Path
+) -> None:
+    import xgboost as xgb
+
+    registration = platform_run["registration"]
+    service_yaml = (platform_run["run_dir"] / "promote" / "inference_service").read_text()
+    storage_uri = next(line.split()[-1] for line in service_yaml.splitlines() if "storageUri:" in line)
+    bucket, _, prefix = storage_uri.removeprefix("s3://").partition("/")
+    holdout = pd.read_parquet(platform_run["run_dir"] / "materialize" / "holdout_set")
+    rows = xgb.DMatrix(holdout[registration["features"]].astype("float32")[:500])
+    trained = xgb.Booster()
+    trained.load_model(bytearray((platform_run["run_dir"] / "train" / "model").read_bytes()))
+
+    stack.down(("mlflow",))
+    try:
+        # The serving side (KServe's storage initializer, then Triton) reads only S3.
+        key = f"{prefix}/{registration['model_name']}/1/xgboost.json"
+        body = stack.s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
+        assert hashlib.sha256(body).hexdigest() == registration["artifact_sha256"]
+        served = xgb.Booster()
+        served.load_model(bytearray(body))
+        assert (served.predict(rows) == trained.predict(rows)).all()
+
+        started = time.monotonic()
+        result = mlops(platform_run["env"], *register_args(platform_run, tmp_path, "fraud-detector"))
+        seconds = time.monotonic() - started
+        print(f"\nregister with the tracking server down failed in {seconds:.1f} s")
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert f"MLflow tracking server at {stack.tracking_uri}" in result.stderr
+        assert "MLFLOW_TRACKING_URI" in result.stderr
+        assert seconds < 15
+        assert not (tmp_path / "registration.json").exists()
+    finally:
+        stack.up(("mlflow",))
+
+
+# --- S3 misconfigured -------------------------------------------------------------------------------
+
+
+class _Failing(http.server.BaseHTTPRequestHandler):
+    """An S3 endpoint in trouble: every request answers 500 InternalError."""
+
+    def _fail(self) -> None:
+        body = b"<Error><Code>InternalError</Code><Message>We encountered an internal error.</Message></Error>"
+        self.send_response(500)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _fail
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture()
+def failing_s3() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Failing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+TIMED_REGISTER = """
+import json, sys, time
+from components.errors import ComponentError
+from components.register import register
+import mlflow.tracking.request_header.registry  # imports (Feast's MLflow plugin, ~10 s here) before the clock
+args = json.loads(sys.argv[1])
+started = time.monotonic()
+try:
+    register(**args)
+    outcome = {"error": None}
+except ComponentError as error:
+    outcome = {"error": str(error)}
+outcome["seconds"] = time.monotonic() - started
+print(json.dumps(outcome))
+"""
+
+
+@pytest.mark.parametrize(
+    ("case", "names"),
+    [
+        ("no-endpoint", ["MLFLOW_S3_ENDPOINT_URL is not set"]),
+        ("wrong-keys", ["rejected the credentials", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]),
+        ("s3-500", ["answered 500", "MLFLOW_S3_ENDPOINT_URL"]),
+    ],
+)
+def test_s3_misconfiguration_fails_in_seconds_naming_what_to_set(
+    platform_run: dict[str, Any], tmp_path: Path, failing_s3: str, case: str, names: list[str]
+) -> None:
+    overrides = {
+        "no-endpoint": {"MLFLOW_S3_ENDPOINT_URL": ""},
+        "wrong-keys": {"AWS_SECRET_ACCESS_KEY": "not-the-secret"},
+        "s3-500": {"MLFLOW_S3_ENDPOINT_URL": failing_s3},
+    }[case]
+    env = {**platform_run["env"], **overrides}
+    env = {key: value for key, value in env.items() if value}
+    run_dir = platform_run["run_dir"]
+    args = {
+        "model": str(run_dir / "train" / "model"),
+        "model_metadata": str(run_dir / "train" / "metadata"),
+        "metrics": str(run_dir / "evaluate" / "metrics"),
+        "registration_out": str(tmp_path / "registration.json"),
+        "model_card_out": str(tmp_path / "model_card.md"),
+        "model_name": f"drill-{case}",
+        "pipeline": "fraud",
+        "experiment": f"fraud-drill-{case}",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", TIMED_REGISTER, json.dumps(args)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    print(f"\n{case}: register failed after {outcome['seconds']:.2f} s: {outcome['error']}")
+    assert outcome["error"] is not None, "the misconfigured client registered anyway"
+    for name in names:
+        assert name in outcome["error"]
+    assert outcome["seconds"] < 5, f"{case} took {outcome['seconds']:.1f} s to fail"
+    assert not (tmp_path / "registration.json").exists()
+
+
+# --- sixteen racing registrations ------------------------------------------------------------------
+
+
+def test_sixteen_processes_registering_one_artifact_make_one_version(
+    stack: Stack, platform_run: dict[str, Any], tmp_path: Path
+) -> None:
+    from mlflow import MlflowClient
+
+    name = "fraud-race"
+    children = []
+    for index in range(16):
+        out = tmp_path / f"writer-{index}"
+        out.mkdir()
+        children.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "mlops.cli", *register_args(platform_run, out, name)],
+                cwd=REPO,
+                env=platform_run["env"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    outputs = [child.communicate(timeout=600) for child in children]
+    assert [child.returncode for child in children] == [0] * 16, [err for _out, err in outputs]
+
+    registered = {
+        json.loads((tmp_path / f"writer-{index}" / "registration.json").read_text())["version"] for index in range(16)
+    }
+    client = MlflowClient(tracking_uri=stack.tracking_uri, registry_uri=stack.tracking_uri)
+    versions = client.search_model_versions(f"name='{name}'")
+    assert len(versions) == 1, [v.version for v in versions]
+    assert registered == {int(versions[0].version)}
+    assert client.get_model_version_by_alias(name, "challenger").version == versions[0].version
+
+
+# --- connection exhaustion, with and without PgBouncer --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_postgres() -> Iterator[Stack]:
+    """PostgreSQL with max_connections=10 (7 for applications) and PgBouncer pooling 4 of them."""
+    import shutil
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="mlops-small-pg-"))
+    root.chmod(0o755)
+    small = Stack(root=root, ports=Ports.from_base(process.free_port_base(PORT_SPAN)), max_connections=10, pool_size=4)
+    try:
+        small.up(("postgres", "pgbouncer"))
+        with psycopg.connect(
+            host="127.0.0.1", port=small.ports.postgres, dbname="feast", user=DB_USER, password=DB_PASSWORD
+        ) as connection:
+            connection.execute("create table if not exists writes (writer int, at timestamptz default now())")
+        yield small
+    finally:
+        small.down()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _parallel_writers(port: int, writers: int) -> tuple[int, list[str]]:
+    """`writers` threads, each holding a connection through one transaction of 0.5 s."""
+    errors: list[str] = []
+    done = []
+    barrier = threading.Barrier(writers)
+
+    def write(index: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            with psycopg.connect(
+                host="127.0.0.1",
+                port=port,
+                dbname="feast",
+                user=DB_USER,
+                password=DB_PASSWORD,
+                connect_timeout=30,
+                prepare_threshold=None,
+            ) as connection:
+                with connection.transaction():
+                    connection.execute("insert into writes (writer) values (%s)", (index,))
+                    connection.execute("select pg_sleep(0.5)")
+                done.append(index)
+        except psycopg.OperationalError as error:
+            errors.append(str(error).strip())
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return len(done), errors
+
+
+def test_more_writers_than_connections_fail_without_pgbouncer(small_postgres: Stack) -> None:
+    succeeded, errors = _parallel_writers(small_postgres.ports.postgres, 30)
+    assert errors, "30 direct writers against max_connections=10 should have been refused"
+    assert all("too many clients" in e or "remaining connection slots" in e for e in errors), errors[:3]
+    assert succeeded + len(errors) == 30
+
+
+def test_pgbouncer_queues_the_same_writers_and_all_succeed(small_postgres: Stack) -> None:
+    succeeded, errors = _parallel_writers(small_postgres.ports.pgbouncer, 30)
+    assert errors == []
+    assert succeeded == 30
+
+
+# --- killed mid-upload -------------------------------------------------------------------------------
+
+SLOW_UPLOAD = """
+import os, sys
+from components import artifacts
+print("uploading", flush=True)
+artifacts.write_bytes(sys.argv[1], os.urandom(96 << 20))
+print("uploaded", flush=True)
+"""
+
+
+def test_writer_killed_mid_upload_leaves_the_previous_object(stack: Stack, platform_run: dict[str, Any]) -> None:
+    client = stack.s3_client()
+    key = "drills/model.bin"
+    client.put_object(Bucket="pipeline-artifacts", Key=key, Body=b"previous model")
+    writer = subprocess.Popen(
+        [sys.executable, "-c", SLOW_UPLOAD, f"s3://pipeline-artifacts/{key}"],
+        cwd=REPO,
+        env=platform_env(stack, platform_run["home"]),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert writer.stdout is not None
+    assert writer.stdout.readline().strip() == "uploading"
+    deadline = time.monotonic() + 60
+    while not client.list_multipart_uploads(Bucket="pipeline-artifacts").get("Uploads"):
+        assert time.monotonic() < deadline and writer.poll() is None, "the upload never started"
+        time.sleep(0.02)
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait(timeout=30)
+    assert client.get_object(Bucket="pipeline-artifacts", Key=key)["Body"].read() == b"previous model"
