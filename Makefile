@@ -40,8 +40,9 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy components pipelines mlops devstack
 
-bench: install  ## step timings and the pipeline engine's overhead on 1M rows
+bench: install services-install  ## step timings, engine overhead, feature store and registry on real services
 	$(BIN)/python benchmarks/bench.py
+	$(BIN)/python benchmarks/platform_bench.py
 
 gpu-check: install  ## train both model types on the GPU and the CPU, print throughput side by side
 	$(BIN)/python benchmarks/gpu_check.py

@@ -75,3 +75,21 @@ def test_feast_registry_is_in_postgresql_and_features_in_redis(
     )
     assert found["user_id"] == users
     assert all(value is not None for value in found["txn_count_24h"])
+
+
+def test_scoring_path_reads_what_the_feast_sdk_reads(
+    stack: Stack, platform_run: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from components.materialize import open_store
+    from components.online import OnlineFeatureReader
+
+    for key, value in platform_run["env"].items():
+        monkeypatch.setenv(key, value)
+    store = open_store(platform_run["home"] / "feast" / "fraud", "fraud")
+    train = pd.read_parquet(platform_run["run_dir"] / "materialize" / "train_set")
+    rows = [{"user_id": int(user)} for user in train["user_id"].drop_duplicates().head(300)]
+    rows.append({"user_id": 10**12})  # unknown entity: None, as the SDK answers
+    expected = store.get_online_features(features=store.get_feature_service("fraud_model_v1"), entity_rows=rows)
+    found = OnlineFeatureReader(store, "fraud_model_v1").get(rows)
+    assert found == expected.to_dict()
+    assert found["amount_avg_7d"][-1] is None
