@@ -116,32 +116,38 @@ def lookup_bench(home: Path, frame: pd.DataFrame, stack: Stack, iterations: int)
     print(f"online lookup through the scoring path vs raw HMGET of the same keys ({iterations} calls each)")
     for count in (1, 100):
         batches = [[{"user_id": int(u)} for u in users[i : i + count]] for i in range(0, count * 50, count)]
-        commands = [reader.redis_commands(batch) for batch in batches]
-
-        def raw_call(index: int) -> None:
-            with raw.pipeline(transaction=False) as pipe:
-                for key, fields in commands[index % len(batches)]:
-                    pipe.hmget(key, fields)
-                pipe.execute()
-
-        calls: dict[str, Callable[[int], Any]] = {
-            "raw HMGET": raw_call,
-            "scoring path": lambda index: reader.get(batches[index % len(batches)]),
-            "Feast SDK": lambda index: store.get_online_features(
-                features=service, entity_rows=batches[index % len(batches)]
-            ).to_dict(),
-        }
-        samples: dict[str, list[float]] = {name: [] for name in calls}
-        for index in range(iterations // (10 if count == 100 else 1)):
-            for name, call in calls.items():
-                started = time.perf_counter()
-                call(index)
-                samples[name].append(time.perf_counter() - started)
+        samples = _interleaved(reader, store, service, raw, batches, iterations // (10 if count == 100 else 1))
         base50, base99 = percentiles(samples["raw HMGET"])
         for name, measured in samples.items():
             p50, p99 = percentiles(measured)
             suffix = "  (baseline)" if name == "raw HMGET" else f"  {ratio(p50, base50)} p50, {ratio(p99, base99)} p99"
             print(f"  {count:>3} entities  {name:<13} p50 {p50:6.3f} ms  p99 {p99:6.3f} ms{suffix}")
+
+
+def _interleaved(
+    reader: Any, store: Any, service: Any, raw: Any, batches: list[list[dict[str, int]]], calls_each: int
+) -> dict[str, list[float]]:
+    """Call raw HMGET, the scoring path and the SDK in turn on the same batch, timing each."""
+    commands = [reader.redis_commands(batch) for batch in batches]
+
+    def raw_call(index: int) -> None:
+        with raw.pipeline(transaction=False) as pipe:
+            for key, fields in commands[index]:
+                pipe.hmget(key, fields)
+            pipe.execute()
+
+    calls: dict[str, Callable[[int], Any]] = {
+        "raw HMGET": raw_call,
+        "scoring path": lambda index: reader.get(batches[index]),
+        "Feast SDK": lambda index: store.get_online_features(features=service, entity_rows=batches[index]).to_dict(),
+    }
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    for iteration in range(calls_each):
+        for name, call in calls.items():
+            started = time.perf_counter()
+            call(iteration % len(batches))
+            samples[name].append(time.perf_counter() - started)
+    return samples
 
 
 def registry_bench(home: Path, stack: Stack) -> None:
@@ -160,7 +166,8 @@ def registry_bench(home: Path, stack: Stack) -> None:
         "import sys; from pathlib import Path; from pipelines.fraud.data import generate;"
         "from components.train import train; from components.evaluate import evaluate;"
         "out = Path(sys.argv[1]); frame = generate(6000, 3);"
-        "cut = 4800; frame.iloc[:cut].to_parquet(out / 'train.parquet'); frame.iloc[cut:].to_parquet(out / 'hold.parquet');"
+        "frame.iloc[:4800].to_parquet(out / 'train.parquet');"
+        "frame.iloc[4800:].to_parquet(out / 'hold.parquet');"
         "features = ['amount', 'merchant_category', 'txn_count_1h', 'txn_count_24h', 'amount_avg_7d',"
         " 'seconds_since_last_txn'];"
         "train(str(out / 'train.parquet'), str(out / 'model'), str(out / 'metadata'), model_type='xgboost',"

@@ -132,7 +132,7 @@ class OnlineFeatureReader:
 
     def redis_commands(self, entity_rows: list[dict[str, Any]]) -> list[tuple[bytes, list[bytes | str]]]:
         """The (key, fields) HMGETs a lookup sends: exactly what Feast's Redis store reads."""
-        commands = []
+        commands: list[tuple[bytes, list[bytes | str]]] = []
         for join_keys, types, _features, fields in self._views:
             encode = _key_encoder(join_keys, types, self._key_version)
             project = self._project

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO, SUITE
 
 
@@ -64,3 +66,22 @@ def test_compile_kfp_writes_ir_that_kfp_loads(tmp_path: Path) -> None:
     written = json.loads(result.stdout)["written"]
     pipeline = components.load_component_from_file(written[0])
     assert pipeline.name == "fraud"
+
+
+def test_dev_status_on_an_empty_folder_reports_every_service_stopped(tmp_path: Path) -> None:
+    from mlops.cli import main
+
+    assert main(["dev", "status", "--dir", str(tmp_path)]) == 1
+
+
+def test_dev_env_prints_the_platform_profile_for_the_chosen_ports(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlops.cli import main
+
+    assert main(["dev", "env", "--dir", str(tmp_path), "--port-base", "21000"]) == 0
+    printed = capsys.readouterr().out
+    assert "export MLOPS_PROFILE=platform" in printed
+    assert "export MLFLOW_TRACKING_URI=http://127.0.0.1:21004" in printed
+    assert "export MLFLOW_S3_ENDPOINT_URL=http://127.0.0.1:21003" in printed
+    assert "export MLOPS_FEAST_REDIS=127.0.0.1:21002" in printed

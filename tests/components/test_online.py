@@ -23,9 +23,8 @@ def test_int64_entity_keys_match_feast(user: int) -> None:
 @pytest.mark.parametrize("merchant", ["", "m-42", "çafé"])
 def test_string_entity_keys_match_feast(merchant: str) -> None:
     encode = _key_encoder(["merchant"], {"merchant": ValueType.STRING}, 3)
-    expected = serialize_entity_key(
-        EntityKey(join_keys=["merchant"], entity_values=[Value(string_val=merchant)]), entity_key_serialization_version=3
-    )
+    key = EntityKey(join_keys=["merchant"], entity_values=[Value(string_val=merchant)])
+    expected = serialize_entity_key(key, entity_key_serialization_version=3)
     assert encode({"merchant": merchant}) == expected
 
 
