@@ -117,6 +117,16 @@ def _historical(store: Any, entity_df: pd.DataFrame, feature_service: str) -> pd
     return pd.concat(parts, ignore_index=True)
 
 
+def _write_online(store: Any, view: Any, start: datetime, end: datetime) -> None:
+    """One view's interval into the online store: the columnar Redis writer where it applies."""
+    from components import online_writer
+
+    if online_writer.supported(store, view):
+        online_writer.materialize_view(store, view, start, end)
+    else:
+        store.materialize(start_date=start, end_date=end, feature_views=[view.name])
+
+
 def _materialize_online(store: Any, frame: pd.DataFrame, timestamp: str, entity: str) -> dict[str, Any]:
     """Move the online store's watermark to the data's end; report what the interval held."""
     end = frame[timestamp].max().to_pydatetime() + timedelta(microseconds=1)
@@ -126,11 +136,11 @@ def _materialize_online(store: Any, frame: pd.DataFrame, timestamp: str, entity:
         watermark = view.most_recent_end_time
         if watermark is None:
             start = frame[timestamp].min().to_pydatetime()
-            store.materialize(start_date=start, end_date=end, feature_views=[view.name])
+            _write_online(store, view, start, end)
         else:
             start = watermark
             if watermark < end:
-                store.materialize_incremental(end_date=end, feature_views=[view.name])
+                _write_online(store, view, watermark, end)
         starts.append(start)
     start = min(starts) if starts else end
     window = frame[(frame[timestamp] >= pd.Timestamp(start)) & (frame[timestamp] < pd.Timestamp(end))]
@@ -274,6 +284,6 @@ def rebuild_online(store_dir: str, project: str, since: datetime | None = None) 
             ) from error
         start = since or times.min().to_pydatetime()
         end = times.max().to_pydatetime() + timedelta(microseconds=1)
-        store.materialize(start_date=start, end_date=end, feature_views=[view.name])
+        _write_online(store, view, start, end)
         rebuilt.append({"view": view.name, "from": start.isoformat(), "to": end.isoformat(), "rows": len(times)})
     return {"step": STEP, "project": project, "rebuilt": rebuilt}

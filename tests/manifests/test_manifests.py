@@ -147,3 +147,22 @@ def test_artifact_repository_and_default_deny(overlays: dict[str, list[dict[str,
         if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "default-deny"
     }
     assert denies == {"mlops", "storage"}
+
+
+
+def test_feast_configmap_matches_the_platform_profile_the_components_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CronJob's feature_store.yaml and the steps' must agree on how they reach the stores."""
+    from components.platform import feast_store_config
+
+    documents = yaml.safe_load_all((REPO / "manifests" / "base" / "feast" / "feast.yaml").read_text())
+    configmap = next(doc for doc in documents if doc and doc["kind"] == "ConfigMap")
+    shipped = yaml.safe_load(configmap["data"]["feature_store.yaml"])
+    monkeypatch.setenv("MLOPS_FEAST_REGISTRY_URL", "postgresql+psycopg://u:p@pgbouncer:5432/feast")
+    monkeypatch.setenv("MLOPS_FEAST_REDIS", "redis:6379")
+    profile = feast_store_config(Path("/nonexistent"), "fraud")
+    assert profile is not None
+    assert shipped["registry"]["registry_type"] == profile["registry"]["registry_type"]
+    assert shipped["registry"]["sqlalchemy_config_kwargs"] == profile["registry"]["sqlalchemy_config_kwargs"]
+    assert shipped["materialization_config"] == profile["materialization_config"]
+    assert shipped["online_store"]["type"] == profile["online_store"]["type"]
+    assert shipped["entity_key_serialization_version"] == profile["entity_key_serialization_version"]

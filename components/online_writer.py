@@ -1,0 +1,166 @@
+"""Materialize into Feast's Redis online store with columnar encoding and pipelined writes.
+
+Feast's materialization turns every row into protobuf objects in Python and writes them one
+HSET at a time; on 1M rows / 100k entities that was about 75k rows/s here, with most time in
+object conversion. This writer produces the same bytes (Feast's key layout, `Value` and
+`Timestamp` encodings, hashed field names, the `_ts:` field) from columns:
+
+1. read the window [start, end] of the offline Parquet (Feast's file store is inclusive at
+   both ends) and keep each entity's latest row (sorted by event, then created timestamp);
+2. read the stored `_ts:` of those keys in one pipeline and drop rows that are not newer,
+   exactly Feast's rule (so a late or repeated window never overwrites fresher values);
+3. HSET the rest in pipelined chunks, EXPIRE when the store has a key TTL;
+4. record the interval in the registry, as `feast materialize` does.
+
+Only what it encodes exactly is taken: a Redis online store, one INT64 or STRING join key,
+scalar INT64/INT32/DOUBLE/FLOAT/STRING/BOOL features, no field mapping. Anything else goes to
+Feast's own path. tests/integration compares the Redis contents byte for byte with Feast's.
+"""
+
+from __future__ import annotations
+
+import struct
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from components import artifacts
+
+CHUNK = 5_000
+_SUPPORTED_JOIN = ("INT64", "STRING")
+_TAGS = {"INT64": 0x20, "INT32": 0x18, "DOUBLE": 0x29, "FLOAT": 0x35, "STRING": 0x12, "BOOL": 0x38}
+
+
+def _varint(value: int) -> bytes:
+    value &= (1 << 64) - 1
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _timestamp_bytes(nanos: int) -> bytes:
+    """google.protobuf.Timestamp(seconds, nanos) serialized; zero fields are omitted."""
+    seconds, remainder = divmod(nanos, 1_000_000_000)
+    return (b"\x08" + _varint(seconds) if seconds else b"") + (b"\x10" + _varint(remainder) if remainder else b"")
+
+
+def _stored_nanos(raw: bytes | None) -> int:
+    if not raw:
+        return 0
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    stamp = Timestamp.FromString(raw)
+    return int(stamp.seconds) * 1_000_000_000 + int(stamp.nanos)
+
+
+def _encode_column(kind: str, values: pd.Series) -> list[bytes]:
+    """Feast `Value` bytes for a column; nulls (and NaN) become the empty Value, as in Feast."""
+    tag = _TAGS[kind]
+    missing = values.isna().to_numpy()
+    if kind in ("DOUBLE", "FLOAT"):
+        packed = struct.Struct("<Bd" if kind == "DOUBLE" else "<Bf")
+        numbers = values.to_numpy(dtype="float64", na_value=np.nan)
+        return [b"" if gone else packed.pack(tag, number) for number, gone in zip(numbers, missing, strict=True)]
+    if kind in ("INT64", "INT32"):
+        prefix = bytes([tag])
+        return [b"" if gone else prefix + _varint(int(v)) for v, gone in zip(values.tolist(), missing, strict=True)]
+    if kind == "BOOL":
+        return [b"" if gone else bytes([tag, 1 if v else 0]) for v, gone in zip(values.tolist(), missing, strict=True)]
+    out = []
+    for value, gone in zip(values.tolist(), missing, strict=True):
+        if gone:
+            out.append(b"")
+        else:
+            encoded = str(value).encode()
+            out.append(bytes([tag]) + _varint(len(encoded)) + encoded)
+    return out
+
+
+def supported(store: Any, view: Any) -> bool:
+    """Whether this writer reproduces Feast's bytes for the view (else use store.materialize)."""
+    config = store.config
+    if getattr(config.online_store, "type", "") != "redis" or config.entity_key_serialization_version < 3:
+        return False
+    source = view.batch_source
+    if not getattr(source, "path", None) or getattr(source, "field_mapping", None):
+        return False
+    joins = view.entity_columns
+    if len(joins) != 1 or joins[0].dtype.to_value_type().name not in _SUPPORTED_JOIN:
+        return False
+    return all(field.dtype.to_value_type().name in _TAGS for field in view.features)
+
+
+def materialize_view(store: Any, view: Any, start: datetime, end: datetime) -> dict[str, int]:
+    """Write each entity's latest row in [start, end] to Redis; returns rows read and written."""
+    import pyarrow.parquet as pq
+    from feast.infra.online_stores.helpers import _mmh3
+    from feast.infra.online_stores.redis import _versioned_fv_name
+
+    from components.online import _key_encoder, _redis_client
+
+    config = store.config
+    source = view.batch_source
+    join = view.entity_columns[0]
+    join_type = join.dtype.to_value_type()
+    timestamp, created = source.timestamp_field, source.created_timestamp_column or None
+    features = [(field.name, field.dtype.to_value_type().name) for field in view.features]
+    columns = [join.name, timestamp, *([created] if created else []), *(name for name, _ in features)]
+    with artifacts.fetched(source.path) as local:
+        frame = pq.read_table(local, columns=columns).to_pandas()
+    lower, upper = pd.Timestamp(start), pd.Timestamp(end)
+    if lower.tzinfo is None:
+        lower = lower.tz_localize("UTC")
+    if upper.tzinfo is None:
+        upper = upper.tz_localize("UTC")
+    events = frame[timestamp]
+    if events.dt.tz is None:
+        events = events.dt.tz_localize("UTC")
+    window = frame[(events >= lower) & (events <= upper)]
+    order = [timestamp, *([created] if created else [])]
+    latest = window.sort_values(order, kind="stable").drop_duplicates(join.name, keep="last")
+    read = len(window)
+
+    name = _versioned_fv_name(view, config)
+    ts_field = f"_ts:{name}"
+    hashed = [_mmh3(f"{name}:{feature}") for feature, _ in features]
+    encode_key = _key_encoder([join.name], {join.name: join_type}, config.entity_key_serialization_version)
+    project = config.project.encode()
+    keys = [encode_key({join.name: value}) + project for value in latest[join.name].tolist()]
+    stamps = latest[timestamp]
+    if stamps.dt.tz is None:
+        stamps = stamps.dt.tz_localize("UTC")
+    # Feast stores microsecond precision (Timestamp.FromDatetime of a Python datetime).
+    nanos = (stamps.dt.as_unit("us").astype("int64") * 1_000).tolist()
+    encoded = [_encode_column(kind, latest[feature]) for feature, kind in features]
+
+    client = _redis_client(config.online_store.connection_string)
+    ttl = config.online_store.key_ttl_seconds
+    written = 0
+    for begin in range(0, len(keys), CHUNK):
+        chunk = range(begin, min(begin + CHUNK, len(keys)))
+        with client.pipeline(transaction=False) as pipe:
+            for index in chunk:
+                pipe.hget(keys[index], ts_field)
+            stored = pipe.execute()
+        with client.pipeline(transaction=False) as pipe:
+            for index, previous in zip(chunk, stored, strict=True):
+                if previous and nanos[index] <= _stored_nanos(previous):
+                    continue  # Feast's rule: only strictly newer events replace what is online
+                arguments: list[Any] = [ts_field, _timestamp_bytes(nanos[index])]
+                for field, column in zip(hashed, encoded, strict=True):
+                    arguments.extend((field, column[index]))
+                pipe.execute_command("HSET", keys[index], *arguments)
+                if ttl:
+                    pipe.expire(keys[index], ttl)
+                written += 1
+            pipe.execute()
+    store.registry.apply_materialization(view, config.project, start, end)
+    return {"rows_read": read, "entities_written": written}
