@@ -12,7 +12,7 @@ export GX_ANALYTICS_ENABLED := false
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: services services-down services-install
-.PHONY: install demo test test-unit test-e2e lint manifests bench gpu-check compile golden lock clean images images-setup image-component image-train-gpu image-triton
+.PHONY: install demo test test-unit test-integration test-e2e lint manifests bench gpu-check compile golden lock clean images images-setup image-component image-train-gpu image-triton
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,10 @@ test: install lint images-setup services-install  ## lint, type-check, unit, int
 	$(BIN)/pytest -q
 
 test-unit: install
-	$(BIN)/pytest -q -m "not e2e"
+	$(BIN)/pytest -q -m "not e2e and not integration and not image"
+
+test-integration: install services-install  ## the pipeline and the failure drills on real services the tests start
+	$(BIN)/pytest -q -m integration
 
 test-e2e: install
 	$(BIN)/pytest -q -m e2e
