@@ -89,8 +89,9 @@ def feast_store_config(store_dir: Path, project: str, step: str = "materialize")
         },
         "online_store": {"type": "redis", "connection_string": redis},
         "offline_store": {"type": "file"},
-        # The online store keeps one row per entity: pull only each entity's latest row in
-        # the window, not every event (10x fewer writes at 10 events per entity; see make bench).
+        # For views that take Feast's own path (components/online_writer.py covers the common
+        # ones): pull each entity's latest row per window instead of every event. Same values
+        # online, a tenth of the rows in memory at 10 events per entity; speed unchanged.
         "materialization_config": {"pull_latest_features": True, "online_write_batch_size": 10_000},
         "entity_key_serialization_version": 3,
     }
