@@ -140,7 +140,8 @@ def check_s3_artifacts(step: str, location: str, timeout: float = 3.0) -> None:
             f"set {S3_ENDPOINT} to the platform's S3 endpoint (e.g. http://minio.storage.svc:9000)",
         )
     bucket = urlparse(location).netloc
-    client = boto3.client(
+    # A fresh session: the default one caches the credentials it first found.
+    client = boto3.session.Session().client(
         "s3",
         endpoint_url=endpoint,
         config=Config(

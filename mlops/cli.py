@@ -443,6 +443,26 @@ def _materialize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    import os
+
+    from mlops.doctor import FAIL, Context, diagnose, load_objects
+
+    env = dict(os.environ)
+    if args.profile == "platform":
+        env["MLOPS_PROFILE"] = "platform"
+    objects = load_objects(Path(args.manifests)) if args.manifests else []
+    findings = diagnose(Context(env=env, objects=objects, planned_writers=args.planned_writers))
+    width = max(len(finding.check) for finding in findings)
+    for finding in findings:
+        print(f"{finding.status:<5} {finding.check:<{width}}  {finding.detail}")
+        if finding.fix and finding.status != "ok":
+            print(f"{'':<5} {'':<{width}}  fix: {finding.fix}")
+    failed = [finding.check for finding in findings if finding.status == FAIL]
+    print(f"{len(findings)} checks, {len(failed)} failed" + (f": {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
 def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server", help="Argo server host:port or URL (default: $ARGO_SERVER)")
     parser.add_argument("--namespace", help="namespace (default: $ARGO_NAMESPACE, then the pipeline's)")
@@ -548,6 +568,14 @@ def build_parser() -> argparse.ArgumentParser:
     materialize.add_argument("--rebuild", action="store_true", help="refill the online store (after a Redis loss)")
     materialize.add_argument("--store-dir", help="the Feast store folder (default: $MLOPS_HOME/feast/<project>)")
     materialize.set_defaults(handler=_materialize)
+
+    doctor = sub.add_parser("doctor", help="check the live configuration and endpoints for known failures, with fixes")
+    doctor.add_argument(
+        "--profile", choices=["embedded", "platform"], help="check as this profile (default: $MLOPS_PROFILE)"
+    )
+    doctor.add_argument("--manifests", help="also check rendered objects: a kustomize folder or YAML files")
+    doctor.add_argument("--planned-writers", type=int, default=50, help="parallel DB writers you plan (default 50)")
+    doctor.set_defaults(handler=_doctor)
     return parser
 
 

@@ -17,10 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from devstack import process
-from devstack.stack import PORT_SPAN, Ports, Stack
+from devstack.stack import DB_PASSWORD, DB_USER, PORT_SPAN, Ports, Stack
 from tests.conftest import REPO
 
 PIPELINE_ROWS = "20000"
@@ -69,3 +70,21 @@ def platform_run(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict
     run_dir = max((home / "kfp-runs").iterdir(), key=lambda p: p.stat().st_mtime)
     registration = json.loads((run_dir / "register" / "registration").read_text())
     return {"home": home, "env": env, "run_dir": run_dir, "registration": registration, "stdout": result.stdout}
+
+
+@pytest.fixture(scope="session")
+def small_postgres() -> Iterator[Stack]:
+    """PostgreSQL with max_connections=10 (7 for applications) and PgBouncer pooling 4 of them."""
+    root = Path(tempfile.mkdtemp(prefix="mlops-small-pg-"))
+    root.chmod(0o755)
+    small = Stack(root=root, ports=Ports.from_base(process.free_port_base(PORT_SPAN)), max_connections=10, pool_size=4)
+    try:
+        small.up(("postgres", "pgbouncer"))
+        with psycopg.connect(
+            host="127.0.0.1", port=small.ports.postgres, dbname="feast", user=DB_USER, password=DB_PASSWORD
+        ) as connection:
+            connection.execute("create table if not exists writes (writer int, at timestamptz default now())")
+        yield small
+    finally:
+        small.down()
+        shutil.rmtree(root, ignore_errors=True)

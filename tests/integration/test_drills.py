@@ -26,8 +26,7 @@ import psycopg
 import pytest
 import redis
 
-from devstack import process
-from devstack.stack import DB_PASSWORD, DB_USER, PORT_SPAN, Ports, Stack
+from devstack.stack import DB_PASSWORD, DB_USER, Stack
 from tests.conftest import REPO
 from tests.integration.conftest import mlops, platform_env
 
@@ -271,27 +270,6 @@ def test_sixteen_processes_registering_one_artifact_make_one_version(
 
 
 # --- connection exhaustion, with and without PgBouncer --------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def small_postgres() -> Iterator[Stack]:
-    """PostgreSQL with max_connections=10 (7 for applications) and PgBouncer pooling 4 of them."""
-    import shutil
-    import tempfile
-
-    root = Path(tempfile.mkdtemp(prefix="mlops-small-pg-"))
-    root.chmod(0o755)
-    small = Stack(root=root, ports=Ports.from_base(process.free_port_base(PORT_SPAN)), max_connections=10, pool_size=4)
-    try:
-        small.up(("postgres", "pgbouncer"))
-        with psycopg.connect(
-            host="127.0.0.1", port=small.ports.postgres, dbname="feast", user=DB_USER, password=DB_PASSWORD
-        ) as connection:
-            connection.execute("create table if not exists writes (writer int, at timestamptz default now())")
-        yield small
-    finally:
-        small.down()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def _parallel_writers(port: int, writers: int) -> tuple[int, list[str]]:

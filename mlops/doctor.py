@@ -1,0 +1,420 @@
+"""`mlops doctor`: the platform's known failure modes, checked live, each with its fix.
+
+Every check answers one entry of the design module's common-failures table. Live checks read
+the client environment and ask the services themselves (S3, the tracking server, PostgreSQL,
+Redis); manifest checks read rendered objects (a kustomize folder or YAML files), because
+this machine has no cluster. A check that cannot run says why (SKIP), never passes silently.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+OK, WARN, FAIL, SKIP = "ok", "warn", "FAIL", "skip"
+GPU = "nvidia.com/gpu"
+ARTIFACT_REPOSITORIES = "artifact-repositories"
+SKEW_WARN_SECONDS = 60.0
+SKEW_FAIL_SECONDS = 600.0  # S3 rejects signatures beyond 15 minutes (RequestTimeTooSkewed)
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    status: str
+    detail: str
+    fix: str = ""
+
+
+@dataclass
+class Context:
+    """What the checks read: the environment, optional manifests, the planned load."""
+
+    env: dict[str, str]
+    objects: list[dict[str, Any]]
+    planned_writers: int = 50
+    now: Callable[[], float] = time.time
+
+
+# --- client environment -----------------------------------------------------------------------
+
+
+def check_s3_endpoint(ctx: Context) -> Finding:
+    name = "s3-endpoint"
+    uses_s3 = ctx.env.get("MLOPS_PROFILE") == "platform" or ctx.env.get("MLOPS_MLFLOW_ARTIFACT_ROOT", "").startswith(
+        "s3://"
+    )
+    endpoint = ctx.env.get("MLFLOW_S3_ENDPOINT_URL") or ctx.env.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        return Finding(name, OK, f"MLFLOW_S3_ENDPOINT_URL={endpoint}")
+    if not uses_s3:
+        return Finding(name, SKIP, "no S3 artifact store configured (embedded profile)")
+    return Finding(
+        name,
+        FAIL,
+        "MLFLOW_S3_ENDPOINT_URL is not set: boto3 will try AWS and hang or fail on a private network",
+        "set MLFLOW_S3_ENDPOINT_URL to the object store (e.g. http://minio.storage.svc:9000)",
+    )
+
+
+def check_s3_signature(ctx: Context) -> Finding:
+    """Signature v2 ('s3') is rejected by MinIO, SeaweedFS and Ceph with auth v4 only."""
+    name = "s3-signature"
+    import botocore.session
+
+    session = botocore.session.Session()
+    if ctx.env.get("AWS_CONFIG_FILE"):
+        session.set_config_variable("config_file", ctx.env["AWS_CONFIG_FILE"])
+    if ctx.env.get("AWS_PROFILE"):
+        session.set_config_variable("profile", ctx.env["AWS_PROFILE"])
+    try:
+        scoped = session.get_scoped_config()
+    except Exception as error:  # a missing profile is itself a finding
+        return Finding(name, FAIL, f"AWS config unreadable: {error}", "fix AWS_CONFIG_FILE / AWS_PROFILE")
+    version = str((scoped.get("s3") or {}).get("signature_version", "")) if isinstance(scoped, dict) else ""
+    if version in ("s3", "s3v2", "v2"):
+        return Finding(
+            name,
+            FAIL,
+            f"S3 signature version {version!r} (v2) in the AWS config; private object stores answer 403",
+            "remove signature_version from the [s3] section of the AWS config, or set it to s3v4",
+        )
+    return Finding(name, OK, f"signature {version or 's3v4 (default)'}")
+
+
+def check_metadata_timeout(ctx: Context) -> Finding:
+    name = "aws-metadata-timeout"
+    value = ctx.env.get("AWS_METADATA_SERVICE_TIMEOUT")
+    if value:
+        return Finding(name, OK, f"AWS_METADATA_SERVICE_TIMEOUT={value}")
+    return Finding(
+        name,
+        WARN,
+        "AWS_METADATA_SERVICE_TIMEOUT is unset: without credentials boto3 polls a cloud metadata service"
+        " that does not exist here, and the step hangs without a word",
+        "set AWS_METADATA_SERVICE_TIMEOUT=1 and AWS_METADATA_SERVICE_NUM_ATTEMPTS=1 (the components default them)",
+    )
+
+
+# --- live services ----------------------------------------------------------------------------------
+
+
+def _with_env(ctx: Context, call: Callable[[], Any]) -> Any:
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(ctx.env)
+    try:
+        return call()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def check_tracking_artifacts(ctx: Context) -> Finding:
+    """The classic half-outage: runs log fine, then every model upload fails."""
+    from components.errors import ComponentError
+    from components.platform import check_s3_artifacts, check_tracking_server
+
+    name = "tracking-artifacts"
+    uri = ctx.env.get("MLFLOW_TRACKING_URI", "")
+    if not uri.startswith(("http://", "https://")):
+        return Finding(name, SKIP, "no tracking server configured (MLFLOW_TRACKING_URI)")
+    try:
+        check_tracking_server("doctor", uri)
+    except ComponentError as error:
+        return Finding(name, FAIL, error.problem, error.fix)
+    root = ctx.env.get("MLOPS_MLFLOW_ARTIFACT_ROOT") or _default_artifact_root(uri)
+    if not root.startswith("s3://"):
+        return Finding(name, OK, f"tracking server up; artifacts at {root or 'the server'}")
+    try:
+        _with_env(ctx, lambda: check_s3_artifacts("doctor", root))
+    except ComponentError as error:
+        problem = f"tracking server {uri} is up, but its artifacts are not: {error.problem}"
+        return Finding(name, FAIL, problem, error.fix)
+    return Finding(name, OK, f"tracking server up; {root} reachable")
+
+
+def _default_artifact_root(uri: str) -> str:
+    import json
+    import urllib.request
+
+    try:
+        url = f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/get?experiment_id=0"
+        with urllib.request.urlopen(url, timeout=3) as response:
+            location = json.loads(response.read())["experiment"]["artifact_location"]
+    except Exception:
+        return ""
+    return str(location).rsplit("/", 1)[0] if str(location).startswith("s3://") else str(location)
+
+
+def _postgres_url(ctx: Context) -> str:
+    url = ctx.env.get("MLOPS_DOCTOR_POSTGRES_URL") or ctx.env.get("MLOPS_FEAST_REGISTRY_URL", "")
+    return url.replace("postgresql+psycopg2://", "postgresql://").replace("postgresql+psycopg://", "postgresql://")
+
+
+def check_postgres_connections(ctx: Context) -> Finding:
+    """Parallel writers beyond max_connections fail with 'too many clients' unless pooled."""
+    name = "postgres-connections"
+    url = _postgres_url(ctx)
+    if not url:
+        return Finding(name, SKIP, "no PostgreSQL URL (MLOPS_DOCTOR_POSTGRES_URL or MLOPS_FEAST_REGISTRY_URL)")
+    import psycopg
+
+    try:
+        with psycopg.connect(url, connect_timeout=3, prepare_threshold=None, autocommit=True) as connection:
+            rows = connection.execute(
+                "select current_setting('max_connections')::int,"
+                " current_setting('superuser_reserved_connections')::int, inet_server_port()"
+            ).fetchone()
+    except psycopg.Error as error:
+        return Finding(name, FAIL, f"PostgreSQL at {urlparse(url).hostname} refused: {str(error).strip()}", "")
+    assert rows is not None
+    max_connections, reserved, server_port = rows
+    usable = max_connections - reserved
+    client_port = urlparse(url).port or 5432
+    pooled = server_port is not None and int(server_port) != client_port
+    via = f"through a pooler on :{client_port} to :{server_port}" if pooled else "directly"
+    if pooled:
+        return Finding(name, OK, f"max_connections {max_connections}, reached {via}: writers queue in the pool")
+    if usable < ctx.planned_writers:
+        return Finding(
+            name,
+            FAIL,
+            f"max_connections {max_connections} ({usable} for applications) < {ctx.planned_writers} planned"
+            f" parallel writers, reached {via}: expect 'too many clients already'",
+            "put PgBouncer (transaction pooling) in front and point clients at it, or raise max_connections",
+        )
+    return Finding(name, OK, f"max_connections {max_connections} covers {ctx.planned_writers} writers ({via})")
+
+
+def check_redis_memory(ctx: Context) -> Finding:
+    name = "redis-memory"
+    address = ctx.env.get("MLOPS_FEAST_REDIS", "")
+    if not address:
+        return Finding(name, SKIP, "no Redis online store configured (MLOPS_FEAST_REDIS)")
+    from components.online import _redis_client
+
+    try:
+        client = _redis_client(address)
+        maxmemory = int(client.config_get("maxmemory")["maxmemory"])
+        policy = str(client.config_get("maxmemory-policy")["maxmemory-policy"])
+    except Exception as error:
+        return Finding(name, FAIL, f"Redis at {address} did not answer: {error}", "check MLOPS_FEAST_REDIS and the pod")
+    if maxmemory == 0:
+        return Finding(
+            name,
+            FAIL,
+            f"Redis at {address} has no maxmemory: it grows until the kernel OOM-kills it, losing the online store",
+            "set maxmemory below the container limit (about 75%) and maxmemory-policy allkeys-lru",
+        )
+    if policy == "noeviction" or policy.startswith("volatile-"):
+        return Finding(
+            name,
+            FAIL,
+            f"maxmemory-policy {policy}: once full, Feast's writes fail (OOM command not allowed)",
+            "set maxmemory-policy allkeys-lru; an evicted entity is refilled by `mlops materialize --rebuild`",
+        )
+    return Finding(name, OK, f"maxmemory {maxmemory // (1 << 20)} MiB, {policy}")
+
+
+def check_clock_skew(ctx: Context) -> Finding:
+    """Signed S3 requests fail beyond 15 minutes of skew; tokens and schedules drift before that."""
+    name = "clock-skew"
+    endpoint = ctx.env.get("MLFLOW_S3_ENDPOINT_URL") or ctx.env.get("AWS_ENDPOINT_URL")
+    if not endpoint:
+        return Finding(name, SKIP, "no S3 endpoint to compare clocks with")
+    import urllib.error
+    import urllib.request
+
+    try:
+        sent = ctx.now()
+        with urllib.request.urlopen(endpoint, timeout=3) as response:
+            date = response.headers.get("Date")
+    except urllib.error.HTTPError as error:  # 403 for an anonymous request still carries a Date
+        date = error.headers.get("Date")
+    except OSError as error:
+        return Finding(name, FAIL, f"S3 at {endpoint} not reachable: {error}", "check MLFLOW_S3_ENDPOINT_URL")
+    if not date:
+        return Finding(name, SKIP, f"S3 at {endpoint} sent no Date header")
+    skew = email.utils.parsedate_to_datetime(date).timestamp() - sent
+    detail = f"this machine is {abs(skew):.0f} s {'behind' if skew > 0 else 'ahead of'} S3 at {endpoint}"
+    if abs(skew) >= SKEW_FAIL_SECONDS:
+        return Finding(name, FAIL, detail + " (RequestTimeTooSkewed soon or now)", "sync both clocks with NTP/chrony")
+    if abs(skew) >= SKEW_WARN_SECONDS:
+        return Finding(name, WARN, detail, "sync both clocks with NTP/chrony")
+    return Finding(name, OK, f"clock within {abs(skew):.0f} s of S3")
+
+
+# --- manifests ---------------------------------------------------------------------------------------
+
+
+def _pod_specs(obj: dict[str, Any]) -> Iterable[dict[str, Any]]:
+    kind, spec = obj.get("kind"), obj.get("spec") or {}
+    if kind == "Pod":
+        yield spec
+    elif kind in ("Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet"):
+        yield (spec.get("template") or {}).get("spec") or {}
+    elif kind == "CronJob":
+        yield ((spec.get("jobTemplate") or {}).get("spec") or {}).get("template", {}).get("spec") or {}
+    elif kind in ("Workflow", "WorkflowTemplate", "CronWorkflow"):
+        workflow = spec.get("workflowSpec", spec) if kind == "CronWorkflow" else spec
+        for template in workflow.get("templates") or []:
+            containers = [c for c in [template.get("container"), template.get("script")] if c]
+            if containers:
+                yield {"containers": containers}
+
+
+def _name(obj: dict[str, Any]) -> str:
+    meta = obj.get("metadata") or {}
+    return f"{obj.get('kind')}/{meta.get('namespace', '-')}/{meta.get('name')}"
+
+
+def _needs_objects(name: str, ctx: Context) -> Finding | None:
+    if not ctx.objects:
+        return Finding(name, SKIP, "no manifests given (--manifests PATH)")
+    return None
+
+
+def check_gpu_memory_limits(ctx: Context) -> Finding:
+    name = "gpu-memory-limit"
+    if skipped := _needs_objects(name, ctx):
+        return skipped
+    offenders = []
+    for obj in ctx.objects:
+        for spec in _pod_specs(obj):
+            for container in [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]:
+                resources = container.get("resources") or {}
+                wants_gpu = GPU in (resources.get("limits") or {}) or GPU in (resources.get("requests") or {})
+                if wants_gpu and "memory" not in (resources.get("limits") or {}):
+                    offenders.append(f"{_name(obj)}:{container.get('name', '?')}")
+    if offenders:
+        return Finding(
+            name,
+            FAIL,
+            f"GPU containers without a memory limit: {', '.join(offenders)}; one leak takes the node down",
+            "set resources.limits.memory on every container that requests nvidia.com/gpu (Gatekeeper enforces it)",
+        )
+    return Finding(name, OK, "every GPU container has a memory limit")
+
+
+def _isvcs(ctx: Context) -> list[dict[str, Any]]:
+    return [obj for obj in ctx.objects if obj.get("kind") == "InferenceService"]
+
+
+def _isvc_uses_gpu(isvc: dict[str, Any]) -> bool:
+    text = str((isvc.get("spec") or {}).get("predictor") or {})
+    return GPU in text
+
+
+def check_gpu_min_scale(ctx: Context) -> Finding:
+    name = "gpu-min-scale"
+    if skipped := _needs_objects(name, ctx):
+        return skipped
+    cold = []
+    for isvc in _isvcs(ctx):
+        predictor = (isvc.get("spec") or {}).get("predictor") or {}
+        annotations = (isvc.get("metadata") or {}).get("annotations") or {}
+        minimum = predictor.get("minReplicas", annotations.get("serving.knative.dev/minScale", annotations.get(
+            "autoscaling.knative.dev/minScale", 1)))
+        if _isvc_uses_gpu(isvc) and int(minimum) < 1:
+            cold.append(_name(isvc))
+    if cold:
+        return Finding(
+            name,
+            FAIL,
+            f"GPU InferenceServices that scale to zero: {', '.join(cold)}; the first request waits minutes"
+            " for a node, a pull and a model load",
+            "set spec.predictor.minReplicas: 1 (and serving.knative.dev/minScale: '1') on GPU services",
+        )
+    return Finding(name, OK, f"{len(_isvcs(ctx))} InferenceServices; none on GPU scales to zero")
+
+
+def check_canary_mode(ctx: Context) -> Finding:
+    name = "canary-deployment-mode"
+    if skipped := _needs_objects(name, ctx):
+        return skipped
+    ignored = []
+    for isvc in _isvcs(ctx):
+        annotations = (isvc.get("metadata") or {}).get("annotations") or {}
+        mode = annotations.get("serving.kserve.io/deploymentMode", "Serverless")
+        canary = ((isvc.get("spec") or {}).get("predictor") or {}).get("canaryTrafficPercent")
+        if canary is not None and mode in ("RawDeployment", "Standard"):
+            ignored.append(f"{_name(isvc)} ({canary}%)")
+    if ignored:
+        return Finding(
+            name,
+            FAIL,
+            f"canaryTrafficPercent in RawDeployment mode, which KServe ignores silently: {', '.join(ignored)}",
+            "use Serverless (Knative) mode for canaries, or drop canaryTrafficPercent and roll out by replicas",
+        )
+    return Finding(name, OK, "no canary is configured in RawDeployment mode")
+
+
+def check_artifact_repositories(ctx: Context) -> Finding:
+    name = "argo-artifact-repository"
+    if skipped := _needs_objects(name, ctx):
+        return skipped
+    have = {
+        (obj.get("metadata") or {}).get("namespace")
+        for obj in ctx.objects
+        if obj.get("kind") == "ConfigMap" and (obj.get("metadata") or {}).get("name") == ARTIFACT_REPOSITORIES
+    }
+    need: dict[str, str] = {}
+    for obj in ctx.objects:
+        kind, meta = obj.get("kind"), obj.get("metadata") or {}
+        namespace = meta.get("namespace")
+        runs_workflows = kind in ("Workflow", "WorkflowTemplate", "CronWorkflow") or (
+            kind == "ServiceAccount" and meta.get("name") == "pipeline-runner"
+        )
+        if runs_workflows and namespace and namespace not in have:
+            need.setdefault(namespace, _name(obj))
+    if need:
+        where = ", ".join(f"{ns} (for {who})" for ns, who in sorted(need.items()))
+        return Finding(
+            name,
+            FAIL,
+            f"namespaces that run workflows without the {ARTIFACT_REPOSITORIES} ConfigMap: {where};"
+            " their steps fail on the first output artifact",
+            f"add the {ARTIFACT_REPOSITORIES} ConfigMap to each namespace (manifests/base/argo shows one)",
+        )
+    return Finding(name, OK, f"{ARTIFACT_REPOSITORIES} present wherever workflows run")
+
+
+LIVE_CHECKS = (
+    check_s3_endpoint,
+    check_s3_signature,
+    check_metadata_timeout,
+    check_tracking_artifacts,
+    check_postgres_connections,
+    check_redis_memory,
+    check_clock_skew,
+)
+MANIFEST_CHECKS = (check_gpu_memory_limits, check_gpu_min_scale, check_canary_mode, check_artifact_repositories)
+
+
+def load_objects(path: Path) -> list[dict[str, Any]]:
+    """Rendered objects from a kustomize folder, a YAML file, or a folder of YAML files."""
+    import yaml
+
+    from mlops.lint import render
+
+    if path.is_dir() and (path / "kustomization.yaml").exists():
+        return render(path)
+    files = sorted(path.rglob("*.yaml")) if path.is_dir() else [path]
+    return [doc for file in files for doc in yaml.safe_load_all(file.read_text()) if isinstance(doc, dict)]
+
+
+def diagnose(ctx: Context) -> list[Finding]:
+    findings = []
+    for check in (*LIVE_CHECKS, *MANIFEST_CHECKS):
+        try:
+            findings.append(check(ctx))
+        except Exception as error:  # a crashing check is reported, and does not hide the others
+            findings.append(Finding(check.__name__.removeprefix("check_"), FAIL, f"check crashed: {error!r}"))
+    return findings
