@@ -15,6 +15,7 @@ step:
 from __future__ import annotations
 
 import os
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,13 @@ def apply_repo(store: Any, feature_repo: str | os.PathLike[str], source_uri: str
             "pass the pipeline's feature_repo folder (entities, sources, feature views)",
         )
     os.environ[SOURCE_URI_VARIABLE] = source_uri
+    # parse_repo imports the repo's modules; a module imported earlier in this process would
+    # keep the source URI of that earlier call. Forget them so the definitions are read anew.
+    root = repo_path.resolve()
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if file and Path(file).resolve().is_relative_to(root):
+            del sys.modules[name]
     try:
         contents = parse_repo(repo_path)
     except Exception as error:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -26,7 +27,8 @@ SERVICES = ("postgres", "pgbouncer", "redis", "s3", "mlflow")
 DEFAULT_PORT_BASE = 15400
 PORT_SPAN = 24
 BUCKETS = ("mlflow-artifacts", "models", "pipeline-artifacts", "feast-offline")
-DATABASES = ("mlflow", "feast")
+DATABASES = ("mlflow", "mlflow_auth", "feast", "offline")
+MLFLOW_ADMIN = "admin"
 DB_USER = "mlops"
 DB_PASSWORD = "mlops-dev"  # loopback development stack only; the cluster reads Secrets
 
@@ -62,6 +64,10 @@ class Stack:
     pool_size: int = 20
     redis_maxmemory: str = "512mb"
     mlflow_workers: int = 1
+    # The basic-auth app: users, per-experiment and per-model permissions (multi-tenant stacks).
+    mlflow_auth: bool = False
+    mlflow_default_permission: str = "NO_PERMISSIONS"
+    admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
 
     # --- files -------------------------------------------------------------------------------
     def folder(self, service: str) -> Path:
@@ -122,6 +128,11 @@ class Stack:
             "MLOPS_FEAST_REDIS": f"127.0.0.1:{self.ports.redis}",
             "MLOPS_SERVING_ROOT": "s3://models",
             "MLOPS_MLFLOW_ARTIFACT_ROOT": "s3://mlflow-artifacts",
+            **(
+                {"MLFLOW_TRACKING_USERNAME": MLFLOW_ADMIN, "MLFLOW_TRACKING_PASSWORD": self.admin_password}
+                if self.mlflow_auth
+                else {}
+            ),
         }
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -192,7 +203,19 @@ class Stack:
             process.give_to_service_user(self.folder("postgres"))
             init = subprocess.run(
                 process.as_service_user(
-                    [self._pg_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"]
+                    [
+                        self._pg_bin("initdb"),
+                        "-D",
+                        str(data),
+                        "-U",
+                        "postgres",
+                        # Over TCP every role proves its password (tenants must not borrow each
+                        # other's roles); the local socket, private to this stack, is for setup.
+                        "--auth-local=trust",
+                        "--auth-host=scram-sha-256",
+                        "-E",
+                        "UTF8",
+                    ]
                 ),
                 capture_output=True,
                 text=True,
@@ -239,7 +262,7 @@ class Stack:
 
         user = "postgres" if superuser else DB_USER
         with psycopg.connect(
-            host="127.0.0.1",
+            host=str(self.folder("postgres") / "sockets") if superuser else "127.0.0.1",
             port=port or self.ports.postgres,
             dbname=database,
             user=user,
@@ -262,7 +285,7 @@ class Stack:
     def _start_pgbouncer(self) -> float:
         folder = self.folder("pgbouncer")
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "userlist.txt").write_text(f'"{DB_USER}" "{DB_PASSWORD}"\n"postgres" ""\n')
+        (folder / "userlist.txt").write_text(f'"{DB_USER}" "{DB_PASSWORD}"\n')
         (folder / "pgbouncer.ini").write_text(
             "\n".join(
                 [
@@ -272,7 +295,7 @@ class Stack:
                     "listen_addr = 127.0.0.1",
                     f"listen_port = {self.ports.pgbouncer}",
                     f"unix_socket_dir = {folder}",
-                    "auth_type = trust",
+                    "auth_type = scram-sha-256",
                     f"auth_file = {folder / 'userlist.txt'}",
                     "pool_mode = transaction",
                     "max_client_conn = 1000",
@@ -280,7 +303,6 @@ class Stack:
                     "reserve_pool_size = 0",
                     "server_reset_query = DISCARD ALL",
                     "ignore_startup_parameters = extra_float_digits,options",
-                    "admin_users = postgres",
                     "",
                 ]
             )
@@ -353,7 +375,8 @@ class Stack:
                 }
             ]
         }
-        (folder / "s3.json").write_text(json.dumps(identities, indent=2))
+        if not (folder / "s3.json").exists():  # tenants (devstack.tenants) add their identities here
+            (folder / "s3.json").write_text(json.dumps(identities, indent=2))
         weed = Path(sys.executable).parent / "weed"
         binary = str(weed) if weed.exists() else process.find_binary("weed")
         p = self.ports
@@ -448,6 +471,28 @@ class Stack:
             "--workers",
             str(self.mlflow_workers),
         ]
+        if self.mlflow_auth:
+            config = self.folder("mlflow") / "basic_auth.ini"
+            config.parent.mkdir(parents=True, exist_ok=True)
+            config.write_text(
+                "\n".join(
+                    [
+                        "[mlflow]",
+                        # MLflow ships READ: every user would read every tenant's runs.
+                        f"default_permission = {self.mlflow_default_permission}",
+                        f"database_uri = {self.database_url('mlflow_auth', driver='postgresql+psycopg2')}",
+                        f"admin_username = {MLFLOW_ADMIN}",
+                        f"admin_password = {self.admin_password}",
+                        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth",
+                        "grant_default_workspace_access = false",
+                        "",
+                    ]
+                )
+            )
+            config.chmod(0o600)
+            env["MLFLOW_AUTH_CONFIG_PATH"] = str(config)
+            env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = self.admin_password + "-csrf"
+            argv += ["--app-name", "basic-auth"]
         pid = process.start(argv, self.log("mlflow"), self.pid_file("mlflow"), env=env)
 
         def healthy() -> bool:

@@ -389,9 +389,12 @@ def _stack(args: argparse.Namespace) -> Any:
 
     root = Path(args.dir) if args.dir else default_root()
     existing = Stack.load(root)
+    tenancy = bool(getattr(args, "tenancy", False))
     if existing is not None and args.port_base is None:
+        if tenancy and not existing.mlflow_auth:
+            existing.mlflow_auth = True
         return existing
-    return Stack(root=root, ports=Ports.from_base(args.port_base or DEFAULT_PORT_BASE))
+    return Stack(root=root, ports=Ports.from_base(args.port_base or DEFAULT_PORT_BASE), mlflow_auth=tenancy)
 
 
 def _dev(args: argparse.Namespace) -> int:
@@ -461,6 +464,41 @@ def _doctor(args: argparse.Namespace) -> int:
     failed = [finding.check for finding in findings if finding.status == FAIL]
     print(f"{len(findings)} checks, {len(failed)} failed" + (f": {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
+
+
+def _tenant(args: argparse.Namespace) -> int:
+    from devstack.tenants import add_tenant, get_tenant, load_tenants, tenant_environment
+
+    stack = _stack(args)
+    if args.action == "add":
+        tenant = add_tenant(stack, args.name)
+        print(f"tenant {tenant.name}: S3 key {tenant.access_key} (prefix <bucket>/{tenant.name}/),"
+              f" PostgreSQL role {tenant.name} (database feast_{tenant.name}, schema offline.{tenant.name}),"
+              f" MLflow user {tenant.name} (experiment {tenant.name})")
+        print(f'use it: eval "$(mlops tenant env {tenant.name} --dir {stack.root})"')
+    elif args.action == "env":
+        for key, value in tenant_environment(stack, get_tenant(stack, args.name)).items():
+            print(f"export {key}={value}")
+    else:
+        for name in load_tenants(stack):
+            print(name)
+    return 0
+
+
+def _isolation_check(args: argparse.Namespace) -> int:
+    from devstack.tenants import get_tenant
+    from mlops.isolation import DENIED, check
+
+    stack = _stack(args)
+    attempts = check(stack, get_tenant(stack, args.as_), get_tenant(stack, args.target))
+    width = max(len(attempt.path) for attempt in attempts)
+    print(f"{'path':<{width}}  expected  observed  detail")
+    for attempt in attempts:
+        print(f"{attempt.path:<{width}}  {attempt.expected:<8}  {attempt.observed:<8}  {attempt.detail}")
+    bad = [attempt for attempt in attempts if attempt.observed != DENIED]
+    denied = len(attempts) - len(bad)
+    print(f"{len(attempts)} paths from {args.as_} into {args.target}: {denied} denied, {len(bad)} not")
+    return 1 if bad else 0
 
 
 def _add_server_flags(parser: argparse.ArgumentParser) -> None:
@@ -561,6 +599,9 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--dir", help="data, logs and pid files (default: $MLOPS_SERVICES_DIR or $MLOPS_HOME/services)")
     dev.add_argument("--port-base", type=int, help="first port; services take base..base+24 (default 15400)")
     dev.add_argument("--services", help="comma-separated subset of postgres,pgbouncer,redis,s3,mlflow")
+    dev.add_argument(
+        "--tenancy", action="store_true", help="run MLflow's basic-auth app (NO_PERMISSIONS by default) for tenants"
+    )
     dev.set_defaults(handler=_dev)
 
     materialize = sub.add_parser("materialize", help="rebuild a pipeline's online store from its offline store")
@@ -576,6 +617,20 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--manifests", help="also check rendered objects: a kustomize folder or YAML files")
     doctor.add_argument("--planned-writers", type=int, default=50, help="parallel DB writers you plan (default 50)")
     doctor.set_defaults(handler=_doctor)
+
+    tenant = sub.add_parser("tenant", help="provision a tenant on the loopback services (S3, PostgreSQL, MLflow)")
+    tenant.add_argument("action", choices=["add", "env", "list"])
+    tenant.add_argument("name", nargs="?", default="")
+    tenant.add_argument("--dir", help="the services folder (default: $MLOPS_SERVICES_DIR or $MLOPS_HOME/services)")
+    tenant.add_argument("--port-base", type=int, help=argparse.SUPPRESS)
+    tenant.set_defaults(handler=_tenant)
+
+    isolation = sub.add_parser("isolation-check", help="try every path from one tenant into another's data")
+    isolation.add_argument("--as", dest="as_", required=True, help="the curious tenant")
+    isolation.add_argument("--target", required=True, help="the tenant whose data must stay out of reach")
+    isolation.add_argument("--dir", help="the services folder (default: $MLOPS_SERVICES_DIR or $MLOPS_HOME/services)")
+    isolation.add_argument("--port-base", type=int, help=argparse.SUPPRESS)
+    isolation.set_defaults(handler=_isolation_check)
     return parser
 
 

@@ -83,3 +83,15 @@ def test_missing_request_feature_is_named(raw_dataset: Path, tmp_path: Path) -> 
             **MATERIALIZE_SETTINGS,
         )
     assert not (tmp_path / "t.parquet").exists()
+
+
+def test_applying_the_repo_again_in_one_process_takes_the_new_source(tmp_path: Path) -> None:
+    """parse_repo imports the repo's modules once per process; a second apply must not reuse them."""
+    from components.materialize import apply_repo, open_store
+
+    paths = []
+    for name in ("first", "second"):
+        store = open_store(tmp_path / name, "fraud")
+        apply_repo(store, FEATURE_REPO, str(tmp_path / f"{name}.parquet"))
+        paths.append(store.get_feature_view("user_transaction_stats").batch_source.path)
+    assert paths == [str(tmp_path / "first.parquet"), str(tmp_path / "second.parquet")]

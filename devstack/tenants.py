@@ -1,0 +1,223 @@
+"""Tenants on the shared services: one identity per service, scoped to the tenant's own data.
+
+`mlops tenant add <name>` provisions, idempotently:
+- S3: an access key whose identity may Read, Write, List and Tag only `<bucket>/<name>/*`;
+- PostgreSQL: a login role, a Feast registry database `feast_<name>` that only it may connect
+  to, and a schema `<name>` in the shared `offline` database that only it may use; PgBouncer
+  knows the role and caps its server connections, so one tenant cannot drain the pool;
+- MLflow (basic-auth app, default permission NO_PERMISSIONS): a user, and an experiment
+  `<name>` (artifacts under `s3://mlflow-artifacts/<name>/`) on which it has MANAGE.
+Credentials are generated once and kept in `<stack>/tenants/<name>.json` (mode 0600).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import signal
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from components.errors import ComponentError
+from devstack import process
+from devstack.stack import BUCKETS, Stack
+
+NAME = re.compile(r"^[a-z][a-z0-9]{1,30}$")
+S3_ACTIONS = ("Read", "Write", "List", "Tagging")
+TENANT_SERVER_CONNECTIONS = 5
+
+
+@dataclass(frozen=True)
+class Tenant:
+    name: str
+    access_key: str
+    secret_key: str
+    password: str
+
+
+def _folder(stack: Stack) -> Any:
+    folder = stack.root / "tenants"
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    return folder
+
+
+def load_tenants(stack: Stack) -> dict[str, Tenant]:
+    tenants = {}
+    for file in sorted(_folder(stack).glob("*.json")):
+        data = json.loads(file.read_text())
+        tenants[data["name"]] = Tenant(**data)
+    return tenants
+
+
+def get_tenant(stack: Stack, name: str) -> Tenant:
+    tenants = load_tenants(stack)
+    if name not in tenants:
+        raise ComponentError("tenant", f"no tenant {name!r} in {stack.root}", f"mlops tenant add {name}")
+    return tenants[name]
+
+
+def s3_actions(name: str, broadened: bool = False) -> list[str]:
+    """The identity's actions: the tenant's prefix in every bucket (or, broadened, whole buckets)."""
+    scope = (lambda bucket: bucket) if broadened else (lambda bucket: f"{bucket}/{name}/*")
+    return [f"{action}:{scope(bucket)}" for bucket in BUCKETS for action in S3_ACTIONS]
+
+
+def write_s3_identities(stack: Stack, broadened: frozenset[str] = frozenset()) -> None:
+    """Rewrite the S3 server's identities (admin plus every tenant) and restart it to load them."""
+    identities: list[dict[str, Any]] = [
+        {
+            "name": "platform-admin",
+            "credentials": [{"accessKey": stack.access_key, "secretKey": stack.secret_key}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+        }
+    ]
+    for tenant in load_tenants(stack).values():
+        identities.append(
+            {
+                "name": tenant.name,
+                "credentials": [{"accessKey": tenant.access_key, "secretKey": tenant.secret_key}],
+                "actions": s3_actions(tenant.name, tenant.name in broadened),
+            }
+        )
+    config = stack.folder("s3") / "s3.json"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(json.dumps({"identities": identities}, indent=2))
+    if stack.running("s3"):  # weed reads its identities at start
+        stack.down(("s3",))
+        stack.up(("s3",))
+
+
+def _superuser(stack: Stack, database: str, statement: str) -> Any:
+    return stack._sql(database, statement, superuser=True)
+
+
+def _provision_postgres(stack: Stack, tenant: Tenant) -> None:
+    name = tenant.name
+    exists = _superuser(stack, "postgres", f"select 1 from pg_roles where rolname = '{name}'")
+    verb = "alter" if exists else "create"
+    _superuser(stack, "postgres", f"{verb} role {name} login password '{tenant.password}'")
+    # Every database is closed to PUBLIC: a role connects only where it is let in.
+    databases = [row[0] for row in _superuser(stack, "postgres", "select datname from pg_database where datallowconn")]
+    for database in databases:
+        if database not in ("postgres", "template1"):
+            _superuser(stack, "postgres", f"revoke connect on database {database} from public")
+    registry = f"feast_{name}"
+    if not _superuser(stack, "postgres", f"select 1 from pg_database where datname = '{registry}'"):
+        _superuser(stack, "postgres", f"create database {registry} owner {name}")
+    _superuser(stack, "postgres", f"revoke connect on database {registry} from public")
+    _superuser(stack, "postgres", f"grant connect on database offline to {name}")
+    _superuser(stack, "offline", f"create schema if not exists {name} authorization {name}")
+    _superuser(stack, "offline", f"revoke all on schema {name} from public")
+
+
+def _reload_pgbouncer(stack: Stack, tenants: dict[str, Tenant]) -> None:
+    """Add the tenants to PgBouncer's users, each capped, and reload it (SIGHUP)."""
+    from devstack.stack import DB_PASSWORD, DB_USER
+
+    folder = stack.folder("pgbouncer")
+    lines = [f'"{DB_USER}" "{DB_PASSWORD}"', *(f'"{t.name}" "{t.password}"' for t in tenants.values())]
+    (folder / "userlist.txt").write_text("\n".join(lines) + "\n")
+    ini = folder / "pgbouncer.ini"
+    text = ini.read_text().split("[users]")[0].rstrip() + "\n[users]\n"
+    text += "".join(f"{t.name} = max_user_connections={TENANT_SERVER_CONNECTIONS}\n" for t in tenants.values())
+    ini.write_text(text)
+    process.give_to_service_user(folder)
+    pid = process.read_pid(stack.pid_file("pgbouncer"))
+    if process.alive(pid):
+        assert pid is not None
+        # The pid file holds runuser's pid when we are root; pgbouncer is its child.
+        for target in _children(pid) or [pid]:
+            os.kill(target, signal.SIGHUP)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(child) for child in text.split()]
+
+
+def _provision_mlflow(stack: Stack, tenant: Tenant) -> None:
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+    from mlflow.server.auth.client import AuthServiceClient
+
+    saved = {key: os.environ.get(key) for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+    os.environ.update({"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": stack.admin_password})
+    try:
+        auth = AuthServiceClient(stack.tracking_uri)
+        try:
+            auth.create_user(tenant.name, tenant.password)
+        except MlflowException as error:
+            if "already exists" not in str(error) and "RESOURCE_ALREADY_EXISTS" not in str(error):
+                raise
+            auth.update_user_password(tenant.name, tenant.password)
+        client = MlflowClient(tracking_uri=stack.tracking_uri)
+        experiment = client.get_experiment_by_name(tenant.name)
+        experiment_id = (
+            experiment.experiment_id
+            if experiment
+            else client.create_experiment(tenant.name, artifact_location=f"s3://mlflow-artifacts/{tenant.name}/")
+        )
+        try:
+            auth.grant_user_permission(tenant.name, "experiment", str(experiment_id), "MANAGE")
+        except MlflowException as error:
+            if "already exists" not in str(error) and "RESOURCE_ALREADY_EXISTS" not in str(error):
+                raise
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def add_tenant(stack: Stack, name: str) -> Tenant:
+    if not NAME.match(name):
+        raise ComponentError(
+            "tenant", f"tenant name {name!r} is not a lowercase identifier", "use 2-31 letters and digits, e.g. fraud"
+        )
+    for service in ("postgres", "pgbouncer", "s3", "mlflow"):
+        if not stack.running(service):
+            raise ComponentError("tenant", f"{service} is not running under {stack.root}", "mlops dev up first")
+    if not stack.mlflow_auth:
+        raise ComponentError(
+            "tenant",
+            "the tracking server runs without the basic-auth app, so tenants cannot be kept apart there",
+            "mlops dev down && mlops dev up --tenancy",
+        )
+    file = _folder(stack) / f"{name}.json"
+    if file.exists():
+        tenant = Tenant(**json.loads(file.read_text()))
+    else:
+        tenant = Tenant(name, f"{name}-{secrets.token_hex(6)}", secrets.token_urlsafe(24), secrets.token_urlsafe(18))
+        file.write_text(json.dumps(asdict(tenant), indent=2))
+        file.chmod(0o600)
+    write_s3_identities(stack)
+    _provision_postgres(stack, tenant)
+    _reload_pgbouncer(stack, load_tenants(stack))
+    _provision_mlflow(stack, tenant)
+    return tenant
+
+
+def tenant_environment(stack: Stack, tenant: Tenant) -> dict[str, str]:
+    """What a member of the tenant gets: its own keys, user and databases, nobody else's."""
+    env = stack.environment()
+    env.update(
+        {
+            "AWS_ACCESS_KEY_ID": tenant.access_key,
+            "AWS_SECRET_ACCESS_KEY": tenant.secret_key,
+            "MLFLOW_TRACKING_USERNAME": tenant.name,
+            "MLFLOW_TRACKING_PASSWORD": tenant.password,
+            "MLOPS_FEAST_REGISTRY_URL": f"postgresql+psycopg://{tenant.name}:{tenant.password}"
+            f"@127.0.0.1:{stack.ports.pgbouncer}/feast_{tenant.name}",
+            "MLOPS_SERVING_ROOT": f"s3://models/{tenant.name}",
+            "MLOPS_MLFLOW_ARTIFACT_ROOT": f"s3://mlflow-artifacts/{tenant.name}",
+        }
+    )
+    return env

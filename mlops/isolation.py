@@ -1,0 +1,214 @@
+"""`mlops isolation-check --as A --target B`: try every path a curious member of A has into B.
+
+First, as B, it leaves something to find: an object under B's S3 prefixes, a run with an
+artifact in B's experiment, a registered model with an alias, a table in B's schema. Then, as
+A, with A's own credentials only, it tries to read, list, write and delete each of them. Each
+path is DENIED (refused, or filtered out of a listing) or LEAK (A saw or changed B's data);
+an attempt that fails for another reason is ERROR, which proves nothing and fails the check.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+DENIED, LEAK, ERROR = "DENIED", "LEAK", "ERROR"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    path: str
+    expected: str
+    observed: str
+    detail: str
+
+
+class Denied(Exception):
+    """The service refused: the outcome isolation wants."""
+
+
+def _s3(stack: Any, tenant: Any) -> Any:
+    return stack.s3_client(tenant.access_key, tenant.secret_key)
+
+
+def _mlflow(stack: Any, tenant: Any) -> Any:
+    """An MLflow client authenticated as the tenant (basic auth, per request)."""
+    import os
+
+    from mlflow import MlflowClient
+
+    os.environ["MLFLOW_TRACKING_USERNAME"] = tenant.name
+    os.environ["MLFLOW_TRACKING_PASSWORD"] = tenant.password
+    return MlflowClient(tracking_uri=stack.tracking_uri, registry_uri=stack.tracking_uri)
+
+
+def _pg(stack: Any, tenant: Any, database: str) -> Any:
+    import psycopg
+
+    return psycopg.connect(
+        host="127.0.0.1",
+        port=stack.ports.postgres,
+        dbname=database,
+        user=tenant.name,
+        password=tenant.password,
+        connect_timeout=3,
+        autocommit=True,
+    )
+
+
+def seed(stack: Any, target: Any) -> dict[str, Any]:
+    """As the target: something in each place, for the attacker to look for."""
+    from urllib.parse import urlparse
+
+    probe = f"isolation-probe/{int(time.time())}.txt"
+    key = f"{target.name}/{probe}"
+    _s3(stack, target).put_object(Bucket="models", Key=key, Body=b"target's model bytes")
+    client = _mlflow(stack, target)
+    experiment = client.get_experiment_by_name(target.name)
+    if experiment is None:
+        raise RuntimeError(f"tenant {target.name} has no experiment; run `mlops tenant add {target.name}`")
+    run = client.create_run(experiment.experiment_id, tags={"isolation": "probe"})
+    # Direct mode: the client writes the artifact to S3 itself (MLflow caches its boto3 client
+    # with the first credentials it saw, so write with the target's own client).
+    location = urlparse(f"{run.info.artifact_uri}/weights.bin")
+    _s3(stack, target).put_object(Bucket=location.netloc, Key=location.path.lstrip("/"), Body=b"target's weights")
+    client.set_terminated(run.info.run_id)
+    model = f"{target.name}-probe"
+    try:
+        client.create_registered_model(model)
+    except Exception as error:
+        if "already exists" not in str(error).lower() and "RESOURCE_ALREADY_EXISTS" not in str(error):
+            raise
+    version = client.create_model_version(model, source=f"{run.info.artifact_uri}/weights.bin", run_id=run.info.run_id)
+    client.set_registered_model_alias(model, "champion", version.version)
+    with _pg(stack, target, "offline") as connection:
+        connection.execute(f"create table if not exists {target.name}.probe (secret text)")
+        connection.execute(f"insert into {target.name}.probe values ('target row')")
+    return {
+        "key": key,
+        "run_id": run.info.run_id,
+        "artifact": f"{run.info.artifact_uri}/weights.bin",
+        "experiment_id": experiment.experiment_id,
+        "model": model,
+        "version": version.version,
+    }
+
+
+def _attempt(path: str, call: Callable[[], str]) -> Attempt:
+    """Run one probe: it returns a LEAK's description, or raises; classify the raise."""
+    from botocore.exceptions import ClientError
+    from mlflow.exceptions import MlflowException
+
+    try:
+        leak = call()
+    except Denied as denied:
+        return Attempt(path, DENIED, DENIED, str(denied))
+    except ClientError as error:
+        code = str(error.response.get("Error", {}).get("Code", ""))
+        if code in ("AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            return Attempt(path, DENIED, DENIED, f"S3 {code}")
+        return Attempt(path, DENIED, ERROR, f"S3 {code}: {error}")
+    except MlflowException as error:
+        text = str(error)
+        if "PERMISSION_DENIED" in text or "403" in text or "Permission denied" in text:
+            return Attempt(path, DENIED, DENIED, "MLflow 403 PERMISSION_DENIED")
+        return Attempt(path, DENIED, ERROR, f"MLflow: {text[:160]}")
+    except Exception as error:
+        text = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        if "permission denied" in text.lower() or "password authentication failed" in text.lower():
+            return Attempt(path, DENIED, DENIED, f"PostgreSQL: {text[:160]}")
+        return Attempt(path, DENIED, ERROR, f"{type(error).__name__}: {text[:160]}")
+    return Attempt(path, DENIED, LEAK, leak)
+
+
+def check(stack: Any, attacker: Any, target: Any) -> list[Attempt]:
+    from urllib.parse import urlparse
+
+    planted = seed(stack, target)
+    s3 = _s3(stack, attacker)
+    mlflow = _mlflow(stack, attacker)
+    prefix = f"{target.name}/"
+    artifact = urlparse(planted["artifact"])
+
+    def s3_get() -> str:
+        body = s3.get_object(Bucket="models", Key=planted["key"])["Body"].read()
+        return f"read {len(body)} bytes of s3://models/{planted['key']}"
+
+    def s3_put() -> str:
+        s3.put_object(Bucket="models", Key=f"{prefix}planted-by-{attacker.name}.txt", Body=b"x")
+        return f"wrote into s3://models/{prefix}"
+
+    def s3_list() -> str:
+        keys = [item["Key"] for item in s3.list_objects_v2(Bucket="models", Prefix=prefix).get("Contents", [])]
+        if not keys:
+            raise Denied("listing returned nothing of the target's")
+        return f"listed {len(keys)} keys under s3://models/{prefix}"
+
+    def s3_list_bucket() -> str:
+        keys = [item["Key"] for item in s3.list_objects_v2(Bucket="models").get("Contents", [])]
+        seen = [key for key in keys if key.startswith(prefix)]
+        if not seen:
+            raise Denied("the bucket listing shows none of the target's keys")
+        return f"bucket listing shows {len(seen)} of the target's keys"
+
+    def s3_delete() -> str:
+        s3.delete_object(Bucket="models", Key=planted["key"])
+        head = _s3(stack, target).list_objects_v2(Bucket="models", Prefix=planted["key"]).get("Contents", [])
+        if head:
+            raise Denied("delete answered but the object is still there")
+        return f"deleted s3://models/{planted['key']}"
+
+    def artifact_download() -> str:
+        body = s3.get_object(Bucket=artifact.netloc, Key=artifact.path.lstrip("/"))["Body"].read()
+        return f"downloaded the target's run artifact ({len(body)} bytes)"
+
+    def get_run() -> str:
+        run = mlflow.get_run(planted["run_id"])
+        return f"read run {run.info.run_id} of experiment {run.info.experiment_id}"
+
+    def search_runs() -> str:
+        runs = mlflow.search_runs([planted["experiment_id"]])
+        if not runs:
+            raise Denied("search answered with none of the target's runs")
+        return f"search returned {len(runs)} of the target's runs"
+
+    def log_to_run() -> str:
+        mlflow.log_metric(planted["run_id"], "tampered", 1.0)
+        return "logged a metric into the target's run"
+
+    def read_model() -> str:
+        model = mlflow.get_registered_model(planted["model"])
+        return f"read registered model {model.name}"
+
+    def move_alias() -> str:
+        mlflow.set_registered_model_alias(planted["model"], "champion", planted["version"])
+        return "moved the target's champion alias"
+
+    def feast_registry() -> str:
+        with _pg(stack, attacker, f"feast_{target.name}") as connection:
+            connection.execute("select 1")
+        return f"connected to the target's Feast registry database feast_{target.name}"
+
+    def offline_schema() -> str:
+        with _pg(stack, attacker, "offline") as connection:
+            rows = connection.execute(f"select secret from {target.name}.probe").fetchall()
+        return f"read {len(rows)} rows of {target.name}.probe"
+
+    probes: list[tuple[str, Callable[[], str]]] = [
+        ("s3 GET target object", s3_get),
+        ("s3 PUT into target prefix", s3_put),
+        ("s3 LIST target prefix", s3_list),
+        ("s3 LIST whole bucket", s3_list_bucket),
+        ("s3 GET target run artifact", artifact_download),
+        ("mlflow get target run", get_run),
+        ("mlflow search target runs", search_runs),
+        ("mlflow log to target run", log_to_run),
+        ("mlflow read target model", read_model),
+        ("mlflow move target alias", move_alias),
+        ("feast target registry db", feast_registry),
+        ("postgres target schema", offline_schema),
+        ("s3 DELETE target object", s3_delete),  # last: a leak here removes what the others look at
+    ]
+    return [_attempt(path, call) for path, call in probes]

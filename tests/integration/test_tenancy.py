@@ -1,0 +1,93 @@
+"""Three tenants on one set of services: isolation proven path by path, and broken on purpose.
+
+A stack of its own with MLflow's basic-auth app (default permission NO_PERMISSIONS). The check
+must report every path DENIED on the provisioned tenants, and LEAK once the S3 policy of one
+tenant is broadened to whole buckets or MLflow's default permission is the shipped READ.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devstack import process
+from devstack.stack import PORT_SPAN, Ports, Stack
+from devstack.tenants import add_tenant, get_tenant, write_s3_identities
+from mlops.isolation import DENIED, LEAK, check
+from tests.integration.conftest import mlops
+
+pytestmark = pytest.mark.integration
+TENANTS = ("fraud", "pricing", "forecast")
+
+
+@pytest.fixture(scope="module")
+def shared() -> Iterator[Stack]:
+    root = Path(tempfile.mkdtemp(prefix="mlops-tenancy-"))
+    root.chmod(0o755)
+    stack = Stack(root=root, ports=Ports.from_base(process.free_port_base(PORT_SPAN)), mlflow_auth=True)
+    try:
+        stack.up(("postgres", "pgbouncer", "s3", "mlflow"))
+        for name in TENANTS:
+            add_tenant(stack, name)
+        yield stack
+    finally:
+        stack.down()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def observed(stack: Stack, attacker: str, target: str) -> dict[str, str]:
+    return {a.path: a.observed for a in check(stack, get_tenant(stack, attacker), get_tenant(stack, target))}
+
+
+@pytest.mark.parametrize(("attacker", "target"), [("pricing", "fraud"), ("fraud", "forecast")])
+def test_every_path_into_another_tenant_is_denied(shared: Stack, attacker: str, target: str) -> None:
+    outcome = observed(shared, attacker, target)
+    assert len(outcome) == 13
+    assert outcome == dict.fromkeys(outcome, DENIED)
+
+
+def test_adding_a_tenant_again_keeps_its_keys_and_its_isolation(shared: Stack) -> None:
+    before = get_tenant(shared, "pricing")
+    assert add_tenant(shared, "pricing") == before
+    assert set(observed(shared, "pricing", "fraud").values()) == {DENIED}
+
+
+def test_the_cli_prints_the_table_and_exits_zero(shared: Stack) -> None:
+    import os
+
+    arguments = ["isolation-check", "--as", "forecast", "--target", "pricing", "--dir", str(shared.root)]
+    result = mlops(dict(os.environ), *arguments)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "13 paths from forecast into pricing: 13 denied, 0 not" in result.stdout
+
+
+def test_a_broadened_s3_policy_is_reported_as_leaks(shared: Stack) -> None:
+    write_s3_identities(shared, frozenset({"pricing"}))  # the refactor that widens a policy
+    try:
+        outcome = observed(shared, "pricing", "fraud")
+    finally:
+        write_s3_identities(shared)
+    for path in ("s3 GET target object", "s3 LIST target prefix", "s3 PUT into target prefix"):
+        assert outcome[path] == LEAK, outcome
+    assert outcome["s3 DELETE target object"] == LEAK, outcome
+    assert outcome["mlflow get target run"] == DENIED
+    assert set(observed(shared, "pricing", "fraud").values()) == {DENIED}
+
+
+def test_mlflow_default_permission_read_is_reported_as_leaks(shared: Stack) -> None:
+    shared.down(("mlflow",))
+    shared.mlflow_default_permission = "READ"  # what MLflow ships
+    shared.up(("mlflow",))
+    try:
+        outcome = observed(shared, "pricing", "fraud")
+    finally:
+        shared.down(("mlflow",))
+        shared.mlflow_default_permission = "NO_PERMISSIONS"
+        shared.up(("mlflow",))
+    for path in ("mlflow get target run", "mlflow search target runs", "mlflow read target model"):
+        assert outcome[path] == LEAK, outcome
+    assert outcome["s3 GET target object"] == DENIED
