@@ -470,6 +470,8 @@ def _tenant(args: argparse.Namespace) -> int:
     from devstack.tenants import add_tenant, get_tenant, load_tenants, tenant_environment
 
     stack = _stack(args)
+    if args.action in ("add", "env") and not args.name:
+        raise ComponentError("tenant", f"`mlops tenant {args.action}` needs a tenant name", "mlops tenant add fraud")
     if args.action == "add":
         tenant = add_tenant(stack, args.name)
         print(f"tenant {tenant.name}: S3 key {tenant.access_key} (prefix <bucket>/{tenant.name}/),"

@@ -68,10 +68,11 @@ def render(kustomization: Path) -> list[dict[str, Any]]:
 
 
 def targets(path: Path) -> list[Path]:
-    """The kustomizations to render: the path itself, or each overlay under it."""
+    """The kustomizations to render: the path itself, or each overlay and tenant under it."""
     if (path / "kustomization.yaml").exists():
         return [path]
     overlays = sorted(p.parent for p in path.glob("overlays/*/kustomization.yaml"))
+    overlays += sorted(p.parent for p in path.glob("tenants/*/kustomization.yaml") if p.parent.name != "base")
     if not overlays:
         raise ComponentError(
             "lint",

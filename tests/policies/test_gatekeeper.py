@@ -231,3 +231,25 @@ def test_a_promoted_service_from_the_pipeline_passes_once_signed_off(promotion: 
     assert any("signed-off-by" in m for m in promotion.violations(unsigned))
     signed = render_inference_service(registration, signed_off_by="alice@bank.internal", **kwargs)
     assert promotion.violations(signed) == []
+
+
+def test_forecast_tenant_gpu_deployment_without_memory_limit_is_rejected(gpu: Policy) -> None:
+    """The tenant namespace is inside the constraint's reach, and the rule denies the Deployment."""
+    from mlops.lint import render
+
+    tenant = render(REPO / "manifests" / "tenants" / "forecast")
+    assert {"kind": "Namespace", "name": "forecast"} in [
+        {"kind": o["kind"], "name": o["metadata"]["name"]} for o in tenant if o["kind"] == "Namespace"
+    ]
+    documents = yaml.safe_load_all((REPO / "manifests" / "policies" / "gpu-memory-limit.yaml").read_text())
+    constraint = next(d for d in documents if d and d["kind"] != "ConstraintTemplate")
+    match = constraint["spec"]["match"]
+    assert "forecast" not in match.get("excludedNamespaces", [])
+    assert match.get("namespaces") in (None, []) or "forecast" in match["namespaces"]
+    assert any("Deployment" in kinds["kinds"] for kinds in match["kinds"])
+    trainer = deployment(GPU_NO_MEMORY)
+    trainer["metadata"]["namespace"] = "forecast"
+    denied = gpu.violations(trainer)
+    assert len(denied) == 1 and "sets no memory limit" in denied[0]
+    trainer["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] = "24Gi"
+    assert gpu.violations(trainer) == []
