@@ -192,8 +192,23 @@ def check(stack: Any, attacker: Any, target: Any) -> list[Attempt]:
         return f"connected to the target's Feast registry database feast_{target.name}"
 
     def offline_schema() -> str:
-        with _pg(stack, attacker, "offline") as connection:
-            rows = connection.execute(f"select secret from {target.name}.probe").fetchall()
+        import psycopg2
+
+        # raw psycopg2, as a notebook would: the role's privileges are the only barrier
+        connection = psycopg2.connect(
+            host="127.0.0.1",
+            port=stack.ports.postgres,
+            dbname="offline",
+            user=attacker.name,
+            password=attacker.password,
+            connect_timeout=3,
+        )
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(f"select secret from {target.name}.probe")
+                rows = cursor.fetchall()
+        finally:
+            connection.close()
         return f"read {len(rows)} rows of {target.name}.probe"
 
     probes: list[tuple[str, Callable[[], str]]] = [
