@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from components.errors import ComponentError
+from components.platform import CLIENT_DEFAULTS
 from devstack import process
 
 SERVICES = ("postgres", "pgbouncer", "redis", "s3", "mlflow")
@@ -118,12 +119,7 @@ class Stack:
             "AWS_ACCESS_KEY_ID": self.access_key,
             "AWS_SECRET_ACCESS_KEY": self.secret_key,
             "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_METADATA_SERVICE_TIMEOUT": "1",
-            "AWS_METADATA_SERVICE_NUM_ATTEMPTS": "1",
-            "AWS_MAX_ATTEMPTS": "2",
-            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-            "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-            "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+            **CLIENT_DEFAULTS,  # the components' own caps, written out for the user's shell
             "MLOPS_FEAST_REGISTRY_URL": self.database_url("feast"),
             "MLOPS_FEAST_REDIS": f"127.0.0.1:{self.ports.redis}",
             "MLOPS_SERVING_ROOT": "s3://models",
