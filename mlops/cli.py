@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import importlib
 import json
+import shlex
 import sys
 import tempfile
 import time
@@ -414,7 +415,7 @@ def _dev(args: argparse.Namespace) -> int:
         print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
     elif args.action == "env":
         for key, value in stack.environment().items():
-            print(f"export {key}={value}")
+            print(f"export {key}={shlex.quote(value)}")
     else:
         rows = stack.status()
         for row in rows:
@@ -480,7 +481,7 @@ def _tenant(args: argparse.Namespace) -> int:
         print(f'use it: eval "$(mlops tenant env {tenant.name} --dir {stack.root})"')
     elif args.action == "env":
         for key, value in tenant_environment(stack, get_tenant(stack, args.name)).items():
-            print(f"export {key}={value}")
+            print(f"export {key}={shlex.quote(value)}")
     else:
         for name in load_tenants(stack):
             print(name)
