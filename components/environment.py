@@ -7,7 +7,9 @@ sets the variable explicitly. Progress bars are off too: step output is read in 
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 AIRGAP_DEFAULTS: dict[str, str] = {
@@ -30,3 +32,22 @@ def apply_airgap_defaults() -> None:
 def mlops_home() -> Path:
     """The one folder that holds all state of local runs (`$MLOPS_HOME`, default `./.mlops`)."""
     return Path(os.environ.get("MLOPS_HOME", ".mlops")).resolve()
+
+
+@contextlib.contextmanager
+def temporary_env(values: dict[str, str], *, replace: bool = False) -> Iterator[None]:
+    """Set variables for a block and put the environment back afterwards.
+
+    Clients such as MLflow's and boto3's read credentials from the environment at call time,
+    so code acting as someone else (a tenant, a checked configuration) scopes it here.
+    `replace` makes `values` the whole environment for the block.
+    """
+    saved = dict(os.environ)
+    if replace:
+        os.environ.clear()
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)

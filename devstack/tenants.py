@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from components.environment import temporary_env
 from components.errors import ComponentError
 from devstack import process
 from devstack.stack import BUCKETS, Stack
@@ -147,9 +148,8 @@ def _provision_mlflow(stack: Stack, tenant: Tenant) -> None:
     from mlflow.exceptions import MlflowException
     from mlflow.server.auth.client import AuthServiceClient
 
-    saved = {key: os.environ.get(key) for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
-    os.environ.update({"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": stack.admin_password})
-    try:
+    admin = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": stack.admin_password}
+    with temporary_env(admin):
         auth = AuthServiceClient(stack.tracking_uri)
         try:
             auth.create_user(tenant.name, tenant.password)
@@ -169,12 +169,6 @@ def _provision_mlflow(stack: Stack, tenant: Tenant) -> None:
         except MlflowException as error:
             if "already exists" not in str(error) and "RESOURCE_ALREADY_EXISTS" not in str(error):
                 raise
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def add_tenant(stack: Stack, name: str) -> Tenant:

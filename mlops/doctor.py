@@ -9,7 +9,6 @@ this machine has no cluster. A check that cannot run says why (SKIP), never pass
 from __future__ import annotations
 
 import email.utils
-import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -105,19 +104,9 @@ def check_metadata_timeout(ctx: Context) -> Finding:
 # --- live services ----------------------------------------------------------------------------------
 
 
-def _with_env(ctx: Context, call: Callable[[], Any]) -> Any:
-    saved = dict(os.environ)
-    os.environ.clear()
-    os.environ.update(ctx.env)
-    try:
-        return call()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-
 def check_tracking_artifacts(ctx: Context) -> Finding:
     """The classic half-outage: runs log fine, then every model upload fails."""
+    from components.environment import temporary_env
     from components.errors import ComponentError
     from components.platform import check_s3_artifacts, check_tracking_server
 
@@ -133,7 +122,8 @@ def check_tracking_artifacts(ctx: Context) -> Finding:
     if not root.startswith("s3://"):
         return Finding(name, OK, f"tracking server up; artifacts at {root or 'the server'}")
     try:
-        _with_env(ctx, lambda: check_s3_artifacts("doctor", root))
+        with temporary_env(ctx.env, replace=True):
+            check_s3_artifacts("doctor", root)
     except ComponentError as error:
         problem = f"tracking server {uri} is up, but its artifacts are not: {error.problem}"
         return Finding(name, FAIL, problem, error.fix)

@@ -33,14 +33,16 @@ def _s3(stack: Any, tenant: Any) -> Any:
     return stack.s3_client(tenant.access_key, tenant.secret_key)
 
 
-def _mlflow(stack: Any, tenant: Any) -> Any:
-    """An MLflow client authenticated as the tenant (basic auth, per request)."""
-    import os
+def _as(tenant: Any) -> Any:
+    """The tenant's MLflow identity for a block (MLflow reads basic-auth credentials per request)."""
+    from components.environment import temporary_env
 
+    return temporary_env({"MLFLOW_TRACKING_USERNAME": tenant.name, "MLFLOW_TRACKING_PASSWORD": tenant.password})
+
+
+def _mlflow(stack: Any) -> Any:
     from mlflow import MlflowClient
 
-    os.environ["MLFLOW_TRACKING_USERNAME"] = tenant.name
-    os.environ["MLFLOW_TRACKING_PASSWORD"] = tenant.password
     return MlflowClient(tracking_uri=stack.tracking_uri, registry_uri=stack.tracking_uri)
 
 
@@ -65,7 +67,7 @@ def seed(stack: Any, target: Any) -> dict[str, Any]:
     probe = f"isolation-probe/{int(time.time())}.txt"
     key = f"{target.name}/{probe}"
     _s3(stack, target).put_object(Bucket="models", Key=key, Body=b"target's model bytes")
-    client = _mlflow(stack, target)
+    client = _mlflow(stack)
     experiment = client.get_experiment_by_name(target.name)
     if experiment is None:
         raise RuntimeError(f"tenant {target.name} has no experiment; run `mlops tenant add {target.name}`")
@@ -126,9 +128,10 @@ def _attempt(path: str, call: Callable[[], str]) -> Attempt:
 def check(stack: Any, attacker: Any, target: Any) -> list[Attempt]:
     from urllib.parse import urlparse
 
-    planted = seed(stack, target)
+    with _as(target):
+        planted = seed(stack, target)
     s3 = _s3(stack, attacker)
-    mlflow = _mlflow(stack, attacker)
+    mlflow = _mlflow(stack)
     prefix = f"{target.name}/"
     artifact = urlparse(planted["artifact"])
 
@@ -226,4 +229,5 @@ def check(stack: Any, attacker: Any, target: Any) -> list[Attempt]:
         ("postgres target schema", offline_schema),
         ("s3 DELETE target object", s3_delete),  # last: a leak here removes what the others look at
     ]
-    return [_attempt(path, call) for path, call in probes]
+    with _as(attacker):
+        return [_attempt(path, call) for path, call in probes]
