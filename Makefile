@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# The local Triton's own environment: nvidia-pytriton bundles a real tritonserver and needs numpy<2.
+SERVING_VENV  := .venv-serving
+SERVING_STAMP := $(SERVING_VENV)/.installed-stamp
 # The real OPA engine for policy tests. Its wheel declares Python >= 3.14 but works on 3.11,
 # so it is installed on its own, pinned, without dependency resolution.
 OPA_BINDINGS := opa-golib-python-bindings==0.4.4
@@ -12,6 +15,7 @@ export GX_ANALYTICS_ENABLED := false
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: services services-down services-install
+.PHONY: serving-env
 .PHONY: install demo test test-unit test-integration test-e2e lint manifests bench gpu-check compile golden lock clean images images-setup image-component image-train-gpu image-triton
 
 $(STAMP): pyproject.toml constraints.txt
@@ -24,16 +28,25 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)  ## create .venv and install the pinned stack (constraints.txt)
 
+$(SERVING_STAMP): serving-constraints.txt
+	$(PYTHON) -m venv $(SERVING_VENV)
+	$(SERVING_VENV)/bin/pip install -q --upgrade pip
+	$(SERVING_VENV)/bin/pip install -q -c serving-constraints.txt nvidia-pytriton numpy xgboost-cpu torch
+	$(SERVING_VENV)/bin/pip check
+	touch $(SERVING_STAMP)
+
+serving-env: $(SERVING_STAMP)  ## the local Triton (nvidia-pytriton's tritonserver) and what its python backend loads models with
+
 demo: install  ## the reference fraud pipeline, end to end, on embedded defaults under $MLOPS_HOME (./.mlops)
 	$(BIN)/mlops run fraud
 
-test: install lint images-setup services-install  ## lint, type-check, unit, integration (real services), end-to-end and image tests
+test: install serving-env lint images-setup services-install  ## lint, type-check, unit, integration (real services), end-to-end and image tests
 	$(BIN)/pytest -q
 
 test-unit: install
 	$(BIN)/pytest -q -m "not e2e and not integration and not image"
 
-test-integration: install services-install  ## the pipeline and the failure drills on real services the tests start
+test-integration: install serving-env services-install  ## the pipeline and the failure drills on real services the tests start
 	$(BIN)/pytest -q -m integration
 
 test-e2e: install
@@ -43,7 +56,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy components pipelines mlops devstack
 
-bench: install services-install  ## step timings, engine overhead, feature store and registry on real services
+bench: install serving-env services-install  ## step timings, engine overhead, feature store and registry on real services
 	$(BIN)/python benchmarks/bench.py
 	$(BIN)/python benchmarks/platform_bench.py
 

@@ -24,7 +24,7 @@ import yaml
 from components import artifacts
 from components.environment import mlops_home
 from components.errors import ComponentError
-from components.triton import model_file_name, write_repository
+from components.triton import RepositoryError, model_file_name, write_repository
 
 STEP = "promote"
 ANNOTATION_PREFIX = "mlops.private-platform.io"
@@ -174,11 +174,12 @@ def promote(
                 threshold=decision_threshold,
                 regression=reg.get("objective") == "regression",
             )
-        except ValueError as error:
+        except RepositoryError as error:
             raise ComponentError(
                 STEP,
-                f"Triton config failed to parse: {error}",
-                "this is a bug in the repository template; report it with the model format",
+                f"the Triton repository for {reg['model_name']} v{reg['version']} would not load: {error}",
+                "a config error is a bug in the repository template (report it with the model format); "
+                "a model Treelite refuses needs an XGBoost/Treelite pairing the serving image's FIL accepts",
             ) from error
         storage_uri = _publish(repository, root, reg["model_name"], int(reg["version"]), reg["artifact_sha256"])
         with artifacts.atomic_dir(model_repository_out) as out:

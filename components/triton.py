@@ -1,18 +1,57 @@
 """Triton model repositories for the formats train produces.
 
-XGBoost goes to the FIL backend (GPU forest inference), TorchScript to the libtorch backend.
-Each config.pbtxt is parsed back into Triton's own ModelConfig protobuf before it is written,
-so a bad enum or an unknown field fails here and not when the server loads the repository.
+Cluster repositories (the GPU serving image):
+- XGBoost goes to the FIL backend (GPU forest inference), as XGBoost JSON or UBJSON;
+- TorchScript goes to the libtorch backend.
+Local repositories (`mlops serve`, the CPU tritonserver bundled by nvidia-pytriton) use the
+python backend, which loads the same artifact with the same library the pipeline trained it with.
+
+Every config.pbtxt is parsed back into Triton's own ModelConfig protobuf and then checked for
+what protobuf cannot see (the backend's free-string parameters, tensor names, batching), so a
+bad repository fails here and not when the server loads it. XGBoost models are also loaded
+with Treelite, the library FIL parses them with: a model file FIL would refuse (the trap of
+fil_backend#311 / treelite#633, newer XGBoost JSON in an older loader) stops promote.
 """
 
 from __future__ import annotations
 
+import json
+import re
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
-FIL_MODEL_FILES = {"xgboost_json": "xgboost.json"}
+FIL_MODEL_FILES = {"xgboost_json": "xgboost.json", "xgboost_ubj": "xgboost.ubj"}
 TORCH_MODEL_FILE = "model.pt"
+FIL_MODEL_TYPES = {"xgboost", "xgboost_json", "xgboost_ubj", "lightgbm", "treelite_checkpoint"}
+FIL_STORAGE_TYPES = {"AUTO", "DENSE", "SPARSE", "SPARSE8"}
 FIL_PARAMETERS_REQUIRED = ("model_type", "output_class")
+BOOLEAN_STRINGS = {"true", "false"}
+# libtorch addresses tensors by position: names must end in __<index>.
+LIBTORCH_TENSOR_NAME = re.compile(r"^[A-Za-z0-9_]+__\d+$")
+PYTHON_MODEL_SOURCE = Path(__file__).with_name("triton_python_model.py")
+# What the local python-backend model reads beside its model file.
+PYTHON_MODEL_FILES = {"xgboost_json": "model.json", "torchscript": "model.pt"}
+
+
+class RepositoryError(ValueError):
+    """A model repository Triton would refuse or misread; the message names the field."""
+
+
+def _parameters(parameters: dict[str, str]) -> str:
+    rows = [f'  {{ key: "{key}" value: {{ string_value: "{value}" }} }}' for key, value in parameters.items()]
+    return "parameters [\n" + ",\n".join(rows) + "\n]\n"
+
+
+def _batching(max_queue_delay_us: int | None) -> str:
+    if max_queue_delay_us is None:
+        return ""
+    return f"dynamic_batching {{ max_queue_delay_microseconds: {max_queue_delay_us} }}\n"
+
+
+def _tensors(section: str, name: str, dims: int) -> str:
+    return f'{section} [\n  {{ name: "{name}" data_type: TYPE_FP32 dims: [ {dims} ] }}\n]\n'
 
 
 def config_pbtxt(
@@ -24,10 +63,15 @@ def config_pbtxt(
     max_batch_size: int = 8192,
     threshold: float = 0.5,
     regression: bool = False,
+    instance_count: int = 1,
+    max_queue_delay_us: int | None = 100,
 ) -> str:
-    """A classifier's FIL model returns both class probabilities ([2]); a regressor's, one value."""
+    """The cluster repository's config. A classifier's FIL model returns both class
+    probabilities ([2]); a regressor's, one value."""
     kind = "KIND_GPU" if gpu else "KIND_CPU"
-    if model_format == "xgboost_json":
+    head = f'name: "{model_name}"\n'
+    tail = f"instance_group [ {{ kind: {kind} count: {instance_count} }} ]\n" + _batching(max_queue_delay_us)
+    if model_format in FIL_MODEL_FILES:
         parameters = (
             {"model_type": model_format, "output_class": "false", "storage_type": "AUTO"}
             if regression
@@ -39,42 +83,158 @@ def config_pbtxt(
                 "storage_type": "AUTO",
             }
         )
-        outputs = 1 if regression else 2
-        parameter_text = "\n".join(
-            f'  {{ key: "{key}" value: {{ string_value: "{value}" }} }}' + ("," if i < len(parameters) - 1 else "")
-            for i, (key, value) in enumerate(parameters.items())
-        )
         return (
-            f'name: "{model_name}"\nbackend: "fil"\nmax_batch_size: {max_batch_size}\n'
-            f'input [\n  {{ name: "input__0" data_type: TYPE_FP32 dims: [ {n_features} ] }}\n]\n'
-            f'output [\n  {{ name: "output__0" data_type: TYPE_FP32 dims: [ {outputs} ] }}\n]\n'
-            f"instance_group [ {{ kind: {kind} count: 1 }} ]\n"
-            f"dynamic_batching {{ max_queue_delay_microseconds: 100 }}\n"
-            f"parameters [\n{parameter_text}\n]\n"
+            head
+            + f'backend: "fil"\nmax_batch_size: {max_batch_size}\n'
+            + _tensors("input", "input__0", n_features)
+            + _tensors("output", "output__0", 1 if regression else 2)
+            + tail
+            + _parameters(parameters)
         )
     if model_format == "torchscript":
         return (
-            f'name: "{model_name}"\nplatform: "pytorch_libtorch"\nmax_batch_size: {max_batch_size}\n'
-            f'input [\n  {{ name: "INPUT__0" data_type: TYPE_FP32 dims: [ {n_features} ] }}\n]\n'
-            f'output [\n  {{ name: "OUTPUT__0" data_type: TYPE_FP32 dims: [ 1 ] }}\n]\n'
-            f"instance_group [ {{ kind: {kind} count: 1 }} ]\n"
-            f"dynamic_batching {{ max_queue_delay_microseconds: 100 }}\n"
+            head
+            + f'platform: "pytorch_libtorch"\nmax_batch_size: {max_batch_size}\n'
+            + _tensors("input", "INPUT__0", n_features)
+            + _tensors("output", "OUTPUT__0", 1)
+            + tail
         )
-    raise ValueError(f"no Triton repository layout for model format {model_format!r}")
+    raise RepositoryError(f"no Triton repository layout for model format {model_format!r}")
+
+
+def python_config_pbtxt(
+    model_name: str,
+    n_features: int,
+    *,
+    max_batch_size: int = 64,
+    instance_count: int = 1,
+    max_queue_delay_us: int | None = None,
+) -> str:
+    """The local repository's config: the python backend, one FP32 score per row."""
+    return (
+        f'name: "{model_name}"\nbackend: "python"\nmax_batch_size: {max_batch_size}\n'
+        + _tensors("input", "INPUT__0", n_features)
+        + _tensors("output", "OUTPUT__0", 1)
+        + f"instance_group [ {{ kind: KIND_CPU count: {instance_count} }} ]\n"
+        + _batching(max_queue_delay_us)
+    )
+
+
+def _string_parameter(config: Any, key: str) -> str | None:
+    if key not in config.parameters:
+        return None
+    return str(config.parameters[key].string_value)
+
+
+def _fil_problems(config: Any) -> list[str]:
+    problems = [f"FIL model lacks parameter {key!r}" for key in FIL_PARAMETERS_REQUIRED if key not in config.parameters]
+    model_type = _string_parameter(config, "model_type")
+    if model_type is not None and model_type not in FIL_MODEL_TYPES:
+        problems.append(f"FIL model_type {model_type!r} is not one of {sorted(FIL_MODEL_TYPES)}")
+    for key in ("output_class", "predict_proba"):
+        value = _string_parameter(config, key)
+        if value is not None and value not in BOOLEAN_STRINGS:
+            problems.append(f"FIL {key} must be the string true or false, got {value!r}")
+    storage = _string_parameter(config, "storage_type")
+    if storage is not None and storage not in FIL_STORAGE_TYPES:
+        problems.append(f"FIL storage_type {storage!r} is not one of {sorted(FIL_STORAGE_TYPES)}")
+    threshold = _string_parameter(config, "threshold")
+    if threshold is not None:
+        try:
+            if not 0.0 <= float(threshold) <= 1.0:
+                problems.append(f"FIL threshold {threshold} is outside [0, 1]")
+        except ValueError:
+            problems.append(f"FIL threshold {threshold!r} is not a number")
+    if [t.name for t in config.input] != ["input__0"] or [t.name for t in config.output] != ["output__0"]:
+        problems.append("FIL models take exactly one input input__0 and one output output__0")
+    proba = _string_parameter(config, "predict_proba") == "true"
+    classes = _string_parameter(config, "output_class") == "true"
+    expected = 2 if (proba and classes) else 1
+    if config.output and list(config.output[0].dims) != [expected]:
+        dims = list(config.output[0].dims)
+        problems.append(f"FIL output__0 must have dims [{expected}] for these parameters, got {dims}")
+    return problems
+
+
+def validate_config(config: Any) -> list[str]:
+    """Problems Triton would report at load time (or worse, silently misread); empty if none."""
+    problems: list[str] = []
+    if not config.name:
+        problems.append("config has no name")
+    if not config.backend and not config.platform:
+        problems.append("config names neither a backend nor a platform")
+    if not config.input or not config.output:
+        problems.append("config declares no input or no output tensor")
+    for tensor in list(config.input) + list(config.output):
+        if tensor.data_type != 11:  # TYPE_FP32: the pipeline's features and scores are float32
+            problems.append(f"tensor {tensor.name} is not TYPE_FP32")
+        if not tensor.dims or any(d == 0 or d < -1 for d in tensor.dims):
+            problems.append(f"tensor {tensor.name} has invalid dims {list(tensor.dims)}")
+    if config.HasField("dynamic_batching") and config.max_batch_size <= 0:
+        problems.append("dynamic_batching needs max_batch_size > 0")
+    for group in config.instance_group:
+        if group.count < 1:
+            problems.append("instance_group count must be at least 1")
+    if config.backend == "fil":
+        problems.extend(_fil_problems(config))
+    if config.platform == "pytorch_libtorch":
+        for tensor in list(config.input) + list(config.output):
+            if not LIBTORCH_TENSOR_NAME.match(tensor.name):
+                problems.append(f"libtorch tensor {tensor.name!r} must be named <name>__<index>")
+    return problems
 
 
 def parse_config(text: str) -> Any:
-    """Parse config.pbtxt into tritonclient's ModelConfig; raises on any syntax or schema error."""
+    """Parse config.pbtxt into tritonclient's ModelConfig; raises RepositoryError on any syntax,
+    schema or backend-parameter problem."""
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
 
     config = model_config_pb2.ModelConfig()
-    text_format.Parse(text, config)
-    if config.backend == "fil":
-        missing = [key for key in FIL_PARAMETERS_REQUIRED if key not in config.parameters]
-        if missing:
-            raise ValueError(f"FIL model {config.name} lacks parameters {missing}")
+    try:
+        text_format.Parse(text, config)
+    except text_format.ParseError as error:
+        raise RepositoryError(f"config.pbtxt does not parse as Triton's ModelConfig: {error}") from error
+    problems = validate_config(config)
+    if problems:
+        raise RepositoryError(f"model {config.name or '?'}: " + "; ".join(problems))
     return config
+
+
+def check_fil_loadable(model_bytes: bytes, model_format: str, n_features: int, *, rows: int = 256) -> float:
+    """Load an XGBoost model with Treelite, as FIL does, and compare its predictions with
+    XGBoost's own on random rows. Returns the largest absolute difference."""
+    import numpy as np
+    import treelite
+    import xgboost as xgb
+
+    choice = {"xgboost_json": "json", "xgboost_ubj": "ubjson"}[model_format]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / FIL_MODEL_FILES[model_format]
+        path.write_bytes(model_bytes)
+        try:
+            forest = treelite.frontend.load_xgboost_model(str(path), format_choice=choice)
+        except Exception as error:
+            raise RepositoryError(
+                f"Treelite {treelite.__version__} cannot load this {model_format} model, so FIL would refuse it: "
+                f"{str(error).splitlines()[0]}"
+            ) from error
+        if forest.num_feature != n_features:
+            raise RepositoryError(
+                f"the model expects {forest.num_feature} features, the registration lists {n_features}"
+            )
+        booster = xgb.Booster()
+        booster.load_model(bytearray(model_bytes))
+    features = np.random.default_rng(0).normal(0.0, 3.0, size=(rows, n_features)).astype(np.float32)
+    ours = np.asarray(treelite.gtil.predict(forest, features)).reshape(rows, -1)[:, -1]
+    matrix = xgb.DMatrix(features, feature_names=booster.feature_names)
+    theirs = np.asarray(booster.predict(matrix)).reshape(rows, -1)[:, -1]
+    difference = float(np.max(np.abs(ours - theirs)))
+    if difference > 1e-4:
+        raise RepositoryError(
+            f"Treelite's predictions differ from XGBoost's by {difference:.2e}; FIL would score wrong"
+        )
+    return difference
 
 
 def model_file_name(model_format: str) -> str:
@@ -96,8 +256,46 @@ def write_repository(
     """Lay out <root>/<model_name>/{config.pbtxt, <version>/<model file>}; returns the model folder."""
     text = config_pbtxt(model_name, model_format, n_features, gpu=gpu, threshold=threshold, regression=regression)
     parse_config(text)
+    if model_format in FIL_MODEL_FILES:
+        check_fil_loadable(model_bytes, model_format, n_features)
     folder = root / model_name
     (folder / str(version)).mkdir(parents=True, exist_ok=True)
     (folder / "config.pbtxt").write_text(text)
     (folder / str(version) / model_file_name(model_format)).write_bytes(model_bytes)
+    return folder
+
+
+def write_python_repository(
+    root: Path,
+    model_name: str,
+    version: int,
+    model_format: str,
+    model_bytes: bytes,
+    features: list[str],
+    *,
+    objective: str = "binary",
+    max_batch_size: int = 64,
+    instance_count: int = 1,
+    max_queue_delay_us: int | None = None,
+) -> Path:
+    """Lay out a python-backend repository that serves the artifact as the pipeline scores it:
+    <root>/<model>/{config.pbtxt, <version>/{model.py, model file, metadata.json}}."""
+    if model_format not in PYTHON_MODEL_FILES:
+        raise RepositoryError(f"the local server cannot load model format {model_format!r}")
+    text = python_config_pbtxt(
+        model_name,
+        len(features),
+        max_batch_size=max_batch_size,
+        instance_count=instance_count,
+        max_queue_delay_us=max_queue_delay_us,
+    )
+    parse_config(text)
+    folder = root / model_name
+    version_dir = folder / str(version)
+    version_dir.mkdir(parents=True, exist_ok=True)
+    (folder / "config.pbtxt").write_text(text)
+    shutil.copyfile(PYTHON_MODEL_SOURCE, version_dir / "model.py")
+    (version_dir / PYTHON_MODEL_FILES[model_format]).write_bytes(model_bytes)
+    metadata = {"format": model_format, "features": features, "objective": objective}
+    (version_dir / "metadata.json").write_text(json.dumps(metadata, indent=2))
     return folder

@@ -504,6 +504,59 @@ def _isolation_check(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from components.environment import mlops_home
+    from devstack import process
+    from devstack.triton import serve_registered
+
+    root = Path(args.dir) if args.dir else mlops_home() / "serve" / args.model
+    pid_file = root / "triton.pid"
+    if args.stop:
+        stopped = process.stop(pid_file, grace_seconds=10.0)
+        print(f"{args.model}: {'stopped the server' if stopped else 'no server was running'} under {root}")
+        return 0
+    if process.alive(process.read_pid(pid_file)):
+        raise ComponentError(
+            "serve", f"a server already runs from {root}", f"mlops serve {args.model} --stop, or pass another --dir"
+        )
+    server, registration = serve_registered(
+        args.model,
+        root=root,
+        version=args.version,
+        alias=args.alias,
+        port_base=args.port_base,
+        instance_count=args.instances,
+        max_batch_size=args.max_batch_size,
+        max_queue_delay_us=args.dynamic_batching_us,
+        threads=args.threads,
+    )
+    where = server.describe()
+    print(
+        f"serving {args.model} v{registration['version']} ({registration['model_format']}, "
+        f"{len(registration['features'])} FP32 features, sha256 {registration['artifact_sha256'][:12]}) "
+        f"ready in {registration['load_seconds']:.1f} s"
+    )
+    for key in ("http", "grpc", "metrics", "log"):
+        print(f"  {key:<8} {where[key]}")
+    features = registration["features"]
+    print(f"  inputs   INPUT__0 [n, {len(features)}] FP32 in order: {', '.join(features)}")
+    score = "value" if registration["objective"] == "regression" else "P(positive)"
+    print(f"  output   OUTPUT__0 [n, 1] FP32: {score}")
+    if args.detach:
+        print(f"stop it with: mlops serve {args.model} --stop" + (f" --dir {args.dir}" if args.dir else ""))
+        return 0
+    print("Ctrl-C stops it")
+    try:
+        while process.alive(server.pid):
+            time.sleep(1.0)
+        print(f"error: tritonserver exited; read {server.log}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        server.stop()
+
+
 def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server", help="Argo server host:port or URL (default: $ARGO_SERVER)")
     parser.add_argument("--namespace", help="namespace (default: $ARGO_NAMESPACE, then the pipeline's)")
@@ -634,6 +687,21 @@ def build_parser() -> argparse.ArgumentParser:
     isolation.add_argument("--dir", help="the services folder (default: $MLOPS_SERVICES_DIR or $MLOPS_HOME/services)")
     isolation.add_argument("--port-base", type=int, help=argparse.SUPPRESS)
     isolation.set_defaults(handler=_isolation_check)
+
+    serve = sub.add_parser("serve", help="serve a registered model version on a local Triton (HTTP and gRPC, loopback)")
+    serve.add_argument("model", help="registered model name")
+    which = serve.add_mutually_exclusive_group()
+    which.add_argument("--version", type=int, help="version number")
+    which.add_argument("--alias", help="alias, e.g. champion (default: challenger, the latest that passed its gate)")
+    serve.add_argument("--port-base", type=int, default=18000, help="HTTP port; gRPC +1, metrics +2 (default 18000)")
+    serve.add_argument("--dir", help="repository, log and pid file (default: $MLOPS_HOME/serve/<model>)")
+    serve.add_argument("--instances", type=int, default=1, help="model instances (instance_group count)")
+    serve.add_argument("--max-batch-size", type=int, default=64)
+    serve.add_argument("--dynamic-batching-us", type=int, help="enable dynamic batching with this max queue delay")
+    serve.add_argument("--threads", type=int, default=1, help="scoring threads per instance")
+    serve.add_argument("--detach", action="store_true", help="leave it running; stop with --stop")
+    serve.add_argument("--stop", action="store_true", help="stop the server started with --detach")
+    serve.set_defaults(handler=_serve)
     return parser
 
 

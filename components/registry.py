@@ -1,0 +1,153 @@
+"""Reading the MLflow registry back: a version's registration, its artifact, and the serving history.
+
+register writes a version once; everything after it (serve, the canary lifecycle) starts from
+the registry alone, so a laptop with MLFLOW_TRACKING_URI can act on any registered version
+without the pipeline run's files.
+
+MLflow keeps aliases but no record of which version served when (mlflow#2169). The history is
+kept on the registered model as tags, one per event, `mlops.history.<UTC time>-<random>`, so
+two writers never overwrite each other and the tag names sort in time order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import os
+import secrets
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from components import artifacts
+from components.errors import ComponentError
+from components.register import HASH_TAG, MODEL_FILENAMES, _client, embedded_tracking_uri
+
+STEP = "registry"
+HISTORY_PREFIX = "mlops.history."
+LOAD_SECONDS_TAG = "mlops.serving.load_seconds"
+CHAMPION = "champion"
+CANARY = "canary"
+CHALLENGER = "challenger"
+
+
+def tracking_uri(explicit: str | None = None) -> str:
+    return explicit or os.environ.get("MLFLOW_TRACKING_URI") or embedded_tracking_uri()
+
+
+def client(uri: str | None = None) -> Any:
+    return _client(tracking_uri(uri))
+
+
+def resolve_version(mlflow: Any, model: str, *, version: int | None = None, alias: str | None = None) -> int:
+    """The version number a --version or --alias names; errors list what exists."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        registered = mlflow.get_registered_model(model)
+    except MlflowException as error:
+        raise ComponentError(
+            STEP,
+            f"no registered model {model!r} in the registry at {tracking_uri()}",
+            "check the model name and MLFLOW_TRACKING_URI; `mlops run <pipeline>` registers one",
+        ) from error
+    if version is not None:
+        try:
+            mlflow.get_model_version(model, str(version))
+        except MlflowException as error:
+            raise ComponentError(STEP, f"{model} has no version {version}", "pick one of its versions") from error
+        return version
+    name = alias or CHALLENGER
+    aliases = dict(registered.aliases or {})
+    if name not in aliases:
+        known = ", ".join(f"{k}->v{v}" for k, v in sorted(aliases.items())) or "none"
+        raise ComponentError(
+            STEP, f"{model} has no alias {name!r} (aliases: {known})", "pass --version N or an existing --alias"
+        )
+    return int(aliases[name])
+
+
+def aliases(mlflow: Any, model: str) -> dict[str, int]:
+    return {name: int(number) for name, number in (mlflow.get_registered_model(model).aliases or {}).items()}
+
+
+def _download_text(mlflow: Any, run_id: str, path: str) -> str:
+    with tempfile.TemporaryDirectory() as tmp:
+        return Path(mlflow.download_artifacts(run_id, path, tmp)).read_text()
+
+
+def load_registration(mlflow: Any, model: str, version: int) -> tuple[dict[str, Any], bytes]:
+    """The registration JSON register wrote for this version, rebuilt from the registry, and
+    the model bytes (checked against the version's sha256 tag)."""
+    record = mlflow.get_model_version(model, str(version))
+    metadata = json.loads(_download_text(mlflow, record.run_id, "model/metadata.json"))
+    scores = json.loads(_download_text(mlflow, record.run_id, "metrics.json"))
+    model_file = MODEL_FILENAMES[metadata["format"]]
+    with tempfile.TemporaryDirectory() as tmp:
+        model_bytes = Path(mlflow.download_artifacts(record.run_id, f"model/{model_file}", tmp)).read_bytes()
+    sha = artifacts.sha256_file_bytes(model_bytes)
+    if sha != record.tags.get(HASH_TAG):
+        raise ComponentError(
+            STEP,
+            f"{model} v{version}: the artifact's sha256 {sha[:12]} differs from the registered "
+            f"{record.tags.get(HASH_TAG)}",
+            "the artifact store was changed after registration; re-register from the pipeline",
+        )
+    registration = {
+        "model_name": model,
+        "version": int(version),
+        "run_id": record.run_id,
+        "source": record.source,
+        "model_file": model_file,
+        "model_format": metadata["format"],
+        "objective": metadata.get("objective", "binary"),
+        "model_card_uri": record.tags.get("model_card_uri", ""),
+        "artifact_sha256": sha,
+        "gate": scores["gate"],
+        "holdout_metrics": {k: v for k, v in scores.items() if isinstance(v, float)},
+        "features": metadata["features"],
+        "load_seconds": float(record.tags[LOAD_SECONDS_TAG]) if LOAD_SECONDS_TAG in record.tags else None,
+    }
+    return registration, model_bytes
+
+
+def record_load_seconds(mlflow: Any, model: str, version: int, seconds: float) -> None:
+    """The measured time from server start to model READY; promote sizes readiness probes by it."""
+    mlflow.set_model_version_tag(model, str(version), LOAD_SECONDS_TAG, f"{seconds:.2f}")
+
+
+def who() -> str:
+    return os.environ.get("MLOPS_USER") or getpass.getuser()
+
+
+@dataclass(frozen=True, kw_only=True)
+class HistoryEntry:
+    """One serving event: which version took how much traffic, when, by whom and why."""
+
+    action: str  # canary | promote | rollback
+    to_version: int | None
+    from_version: int | None
+    traffic_percent: int  # share the to_version receives after the event
+    who: str
+    reason: str = ""
+    namespace: str = ""
+    applied: str = ""  # how it reached the cluster: kubernetes | gitops:<path>
+    at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+
+    @classmethod
+    def from_json(cls, text: str) -> HistoryEntry:
+        return cls(**json.loads(text))
+
+
+def append_history(mlflow: Any, model: str, entry: HistoryEntry) -> str:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    key = f"{HISTORY_PREFIX}{stamp}-{secrets.token_hex(3)}"
+    mlflow.set_registered_model_tag(model, key, json.dumps(asdict(entry), sort_keys=True))
+    return key
+
+
+def history(mlflow: Any, model: str) -> list[HistoryEntry]:
+    tags = mlflow.get_registered_model(model).tags or {}
+    return [HistoryEntry.from_json(tags[key]) for key in sorted(k for k in tags if k.startswith(HISTORY_PREFIX))]

@@ -1,0 +1,61 @@
+"""Triton python-backend model for the local server (`mlops serve`).
+
+Copied into <repository>/<model>/<version>/model.py; it runs inside tritonserver's python stub,
+in the serving environment (numpy<2), so it imports nothing from this package. It scores
+exactly as components.models.load_predictor does: the positive-class probability for a binary
+objective, the value for regression, one FP32 per row.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict[str, Any]) -> None:
+        folder = Path(args["model_repository"]) / args["model_version"]
+        metadata = json.loads((folder / "metadata.json").read_text())
+        threads = int(os.environ.get("MLOPS_SERVING_THREADS", "1"))
+        if metadata["format"] == "xgboost_json":
+            import xgboost as xgb
+
+            booster = xgb.Booster()
+            booster.load_model(bytearray((folder / "model.json").read_bytes()))
+            booster.set_param({"device": "cpu", "nthread": threads})
+            names = metadata["features"]
+
+            def predict(features: np.ndarray) -> np.ndarray:
+                return np.asarray(booster.predict(xgb.DMatrix(features, feature_names=names)))
+
+        elif metadata["format"] == "torchscript":
+            import torch
+
+            torch.set_num_threads(threads)
+            module = torch.jit.load(str(folder / "model.pt"), map_location="cpu")
+            module.eval()
+
+            def predict(features: np.ndarray) -> np.ndarray:
+                with torch.no_grad():
+                    return module(torch.from_numpy(np.ascontiguousarray(features))).numpy()
+
+        else:
+            raise ValueError(f"unknown model format {metadata['format']!r}")
+        self.predict = predict
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        # Dynamic batching hands several requests over at once: score them as one matrix.
+        inputs = [pb_utils.get_input_tensor_by_name(request, "INPUT__0").as_numpy() for request in requests]
+        scores = self.predict(np.concatenate(inputs).astype(np.float32, copy=False)).reshape(-1, 1).astype(np.float32)
+        responses = []
+        start = 0
+        for block in inputs:
+            end = start + len(block)
+            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUTPUT__0", scores[start:end])]))
+            start = end
+        return responses

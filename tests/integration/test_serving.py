@@ -1,0 +1,198 @@
+"""`mlops serve`: a real tritonserver (nvidia-pytriton's, python backend, CPU) serving registered
+versions out of an MLflow registry, queried with tritonclient over HTTP and gRPC. Scores must
+equal the in-process prediction of the same artifact."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from components.errors import ComponentError
+from components.models import load_predictor
+from components.register import register
+from devstack.process import free_port_base
+from devstack.triton import LocalTriton, serve_registered
+from tests.conftest import FEATURES, REPO
+
+pytestmark = pytest.mark.integration
+
+
+def _register(home: Path, model: dict[str, Path], metrics: Path, name: str) -> dict[str, Any]:
+    register(
+        str(model["model"]),
+        str(model["metadata"]),
+        str(metrics),
+        str(home / f"{name}.json"),
+        str(home / f"{name}.md"),
+        model_name=name,
+        tracking_uri=f"sqlite:///{home}/mlflow.db",
+        artifact_root=(home / "artifacts").as_uri(),
+        pipeline="fraud",
+    )
+    registration: dict[str, Any] = json.loads((home / f"{name}.json").read_text())
+    return registration
+
+
+@pytest.fixture(scope="module")
+def registry_home(
+    tmp_path_factory: pytest.TempPathFactory,
+    trained: dict[str, Path],
+    evaluated: dict[str, Path],
+    materialized: dict[str, Any],
+) -> Iterator[dict[str, Any]]:
+    from components.evaluate import evaluate
+    from components.train import train
+
+    home = tmp_path_factory.mktemp("serving-registry")
+    mlp = home / "mlp"
+    train(
+        str(materialized["train"]),
+        str(mlp / "model"),
+        str(mlp / "metadata.json"),
+        model_type="pytorch_mlp",
+        features=FEATURES,
+        label_column="is_fraud",
+        params={"epochs": 3},
+    )
+    evaluate(
+        str(mlp / "model"),
+        str(mlp / "metadata.json"),
+        str(materialized["holdout"]),
+        str(mlp / "metrics.json"),
+        str(mlp / "roc.png"),
+        str(mlp / "pr.png"),
+        threshold=0.5,
+    )
+    registrations = {
+        "fraud-xgb": _register(home, trained, evaluated["metrics"], "fraud-xgb"),
+        "fraud-mlp": _register(home, {"model": mlp / "model", "metadata": mlp / "metadata.json"}, mlp / "metrics.json",
+                               "fraud-mlp"),
+    }
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{home}/mlflow.db"
+    holdout = pd.read_parquet(materialized["holdout"])[FEATURES].to_numpy(dtype=np.float32)[:200]
+    yield {
+        "home": home,
+        "registrations": registrations,
+        "holdout": holdout,
+        "models": {"fraud-xgb": trained, "fraud-mlp": {"model": mlp / "model", "metadata": mlp / "metadata.json"}},
+    }
+    if previous is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = previous
+
+
+@pytest.fixture(scope="module", params=["fraud-xgb", "fraud-mlp"])
+def served(
+    request: pytest.FixtureRequest, registry_home: dict[str, Any]
+) -> Iterator[tuple[LocalTriton, dict[str, Any]]]:
+    name = request.param
+    server, registration = serve_registered(
+        name, root=registry_home["home"] / f"serve-{name}", alias="challenger", port_base=free_port_base(3),
+        max_queue_delay_us=100,
+    )
+    try:
+        yield server, registration
+    finally:
+        server.stop()
+
+
+def _expected(registry_home: dict[str, Any], name: str, rows: np.ndarray) -> np.ndarray:
+    model = registry_home["models"][name]
+    metadata = json.loads(Path(model["metadata"]).read_text())
+    return load_predictor(model["model"], metadata)(rows).astype(np.float32)
+
+
+def test_live_ready_and_metadata_over_http_and_grpc(served: tuple[LocalTriton, dict[str, Any]]) -> None:
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+
+    server, registration = served
+    http = httpclient.InferenceServerClient(server.http_url)
+    grpc = grpcclient.InferenceServerClient(server.grpc_url)
+    assert http.is_server_live() and http.is_server_ready() and http.is_model_ready(server.model_name)
+    assert grpc.is_server_live() and grpc.is_server_ready() and grpc.is_model_ready(server.model_name)
+    metadata = http.get_model_metadata(server.model_name)
+    assert metadata["versions"] == [str(registration["version"])]
+    assert metadata["inputs"] == [{"name": "INPUT__0", "datatype": "FP32", "shape": [-1, len(FEATURES)]}]
+    assert metadata["outputs"] == [{"name": "OUTPUT__0", "datatype": "FP32", "shape": [-1, 1]}]
+    grpc_metadata = grpc.get_model_metadata(server.model_name, as_json=True)
+    assert grpc_metadata["inputs"][0]["name"] == "INPUT__0" and grpc_metadata["inputs"][0]["datatype"] == "FP32"
+
+
+def test_scores_equal_the_in_process_prediction(
+    served: tuple[LocalTriton, dict[str, Any]], registry_home: dict[str, Any]
+) -> None:
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+
+    server, _ = served
+    rows: np.ndarray = registry_home["holdout"]
+    expected = _expected(registry_home, server.model_name, rows)
+    for module, url in ((httpclient, server.http_url), (grpcclient, server.grpc_url)):
+        client = module.InferenceServerClient(url)
+        for start, size in ((0, 1), (0, 64), (64, 64), (128, 37)):
+            batch = rows[start : start + size]
+            tensor = module.InferInput("INPUT__0", list(batch.shape), "FP32")
+            tensor.set_data_from_numpy(batch)
+            got = client.infer(server.model_name, [tensor]).as_numpy("OUTPUT__0")
+            assert got.shape == (size, 1)
+            np.testing.assert_allclose(got[:, 0], expected[start : start + size], rtol=1e-6, atol=1e-7)
+        oversized = module.InferInput("INPUT__0", [65, rows.shape[1]], "FP32")
+        oversized.set_data_from_numpy(rows[:65])
+        with pytest.raises(Exception, match="batch-size must be <= 64"):
+            client.infer(server.model_name, [oversized])
+
+
+def test_load_time_is_recorded_on_the_version(
+    served: tuple[LocalTriton, dict[str, Any]], registry_home: dict[str, Any]
+) -> None:
+    from components import registry
+
+    server, registration = served
+    record = registry.client().get_model_version(server.model_name, str(registration["version"]))
+    assert 0 < float(record.tags[registry.LOAD_SECONDS_TAG]) < 120
+
+
+def test_missing_alias_names_the_aliases_that_exist(registry_home: dict[str, Any], tmp_path: Path) -> None:
+    with pytest.raises(ComponentError, match=r"no alias 'champion' \(aliases: challenger->v1\)"):
+        serve_registered("fraud-xgb", root=tmp_path, alias="champion", port_base=free_port_base(3))
+
+
+def test_missing_serving_environment_says_how_to_make_it(
+    registry_home: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLOPS_SERVING_VENV", str(tmp_path / "nothing-here"))
+    with pytest.raises(ComponentError, match="make serving-env"):
+        serve_registered("fraud-xgb", root=tmp_path / "serve", port_base=free_port_base(3))
+
+
+def test_cli_serve_detached_then_stop(registry_home: dict[str, Any], tmp_path: Path) -> None:
+    import tritonclient.http as httpclient
+
+    port = free_port_base(3)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{registry_home['home']}/mlflow.db"}
+    command = [sys.executable, "-m", "mlops.cli", "serve", "fraud-xgb", "--version", "1", "--detach",
+               "--port-base", str(port), "--dir", str(tmp_path / "srv")]
+    started = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+    try:
+        assert started.returncode == 0, started.stderr
+        assert "serving fraud-xgb v1 (xgboost_json" in started.stdout and f"127.0.0.1:{port}" in started.stdout
+        assert httpclient.InferenceServerClient(f"127.0.0.1:{port}").is_model_ready("fraud-xgb")
+        again = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+        assert again.returncode == 2 and "already runs" in again.stderr
+    finally:
+        stop = subprocess.run([sys.executable, "-m", "mlops.cli", "serve", "fraud-xgb", "--stop", "--dir",
+                               str(tmp_path / "srv")], capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
+    assert "stopped the server" in stop.stdout
+    assert not (tmp_path / "srv" / "triton.pid").exists()
