@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from components.errors import ComponentError
+from mlops.admission import PolicySet
 
 KUBERNETES_VERSION = "1.32"
 CRD_FILES = {
@@ -32,7 +33,6 @@ CRD_FILES = {
     ("serving.kserve.io", "ClusterServingRuntime"): "kserve_serving.kserve.io_clusterservingruntimes.yaml",
 }
 EXCEPTIONS_FILE = Path(__file__).resolve().parents[1] / "manifests" / "lint-exceptions.yaml"
-POLICY_DIR = Path(__file__).resolve().parents[1] / "manifests" / "policies"
 
 
 @dataclass(frozen=True)
@@ -151,36 +151,6 @@ def _validate_one(obj: dict[str, Any], templates: dict[str, dict[str, Any]]) -> 
     except kubernetes_validate.ValidationError as error:
         return f"{'/'.join(str(p) for p in error.path)}: {error.message[:300]}"
     return None
-
-
-class PolicySet:
-    """The platform's Gatekeeper policies, evaluated with the real OPA engine."""
-
-    def __init__(self, directory: Path = POLICY_DIR) -> None:
-        from opa_bindings import OpaEngine
-
-        self.rules: list[tuple[Any, str, dict[str, Any], set[str]]] = []
-        for file in sorted(directory.glob("*.yaml")):
-            documents = [d for d in yaml.safe_load_all(file.read_text()) if d]
-            templates = [d for d in documents if d.get("kind") == "ConstraintTemplate"]
-            constraints = [d for d in documents if d.get("apiVersion", "").startswith("constraints.gatekeeper.sh")]
-            for template in templates:
-                rego = template["spec"]["targets"][0]["rego"]
-                package = rego.split("package ", 1)[1].split()[0]
-                engine = OpaEngine()
-                engine.add_policy(f"{package}.rego", rego)
-                for constraint in constraints:
-                    kinds = {k for match in constraint["spec"]["match"]["kinds"] for k in match["kinds"]}
-                    self.rules.append((engine, package, constraint["spec"].get("parameters", {}), kinds))
-
-    def violations(self, obj: dict[str, Any]) -> list[str]:
-        found = []
-        for engine, package, parameters, kinds in self.rules:
-            if obj.get("kind") not in kinds:
-                continue
-            review = {"review": {"object": obj}, "parameters": parameters}
-            found += [f"{package}: {v['msg']}" for v in engine.eval_document(f"{package}.violation", review)]
-        return found
 
 
 def exceptions() -> dict[tuple[str, str], str]:

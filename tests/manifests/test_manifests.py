@@ -72,9 +72,9 @@ spec:
     problems = [f.problem for f in findings]
     assert any("replica" in p for p in problems), problems
     assert any("unknown kind example.com/v1 Gadget" in p for p in problems)
-    assert any("k8sallowedregistries" in p for p in problems)
-    assert any("k8snoliteralcredentials" in p for p in problems)
-    assert any("k8sgpumemorylimit" in p for p in problems)
+    assert any("[internal-registry-only]" in p for p in problems)
+    assert any("[credentials-from-secrets-only]" in p for p in problems)
+    assert any("[gpu-workloads-set-memory-limits]" in p for p in problems)
 
 
 def test_every_alert_has_its_runbook() -> None:

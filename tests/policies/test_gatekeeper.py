@@ -14,48 +14,36 @@ from typing import Any
 import pytest
 import yaml
 
+from mlops import admission
 from tests.conftest import REPO
 
 POLICIES = REPO / "manifests" / "policies"
 
 
-class Policy:
-    def __init__(self, file: str) -> None:
-        from opa_bindings import OpaEngine
-
-        template, constraint = list(yaml.safe_load_all((POLICIES / file).read_text()))
-        self.rego: str = template["spec"]["targets"][0]["rego"]
-        self.package = self.rego.split("package ", 1)[1].split()[0]
-        self.parameters: dict[str, Any] = constraint["spec"].get("parameters", {})
-        self.kind = constraint["kind"]
-        assert template["spec"]["crd"]["spec"]["names"]["kind"] == self.kind
-        self.engine = OpaEngine()
-        self.engine.add_policy(f"{self.package}.rego", self.rego)
-
-    def violations(self, obj: dict[str, Any], parameters: dict[str, Any] | None = None) -> list[str]:
-        review = {"review": {"object": obj, "kind": {"kind": obj["kind"]}}, "parameters": parameters or self.parameters}
-        result = self.engine.eval_document(f"{self.package}.violation", review)
-        return sorted(v["msg"] for v in result)
+def _policy(file: str) -> admission.Policy:
+    rule = admission.policy(POLICIES / file)
+    assert rule.template["spec"]["crd"]["spec"]["names"]["kind"] == rule.constraint["kind"]
+    return rule
 
 
 @pytest.fixture(scope="module")
-def gpu() -> Iterator[Policy]:
-    yield Policy("gpu-memory-limit.yaml")
+def gpu() -> Iterator[admission.Policy]:
+    yield _policy("gpu-memory-limit.yaml")
 
 
 @pytest.fixture(scope="module")
-def promotion() -> Iterator[Policy]:
-    yield Policy("promotion-guard.yaml")
+def promotion() -> Iterator[admission.Policy]:
+    yield _policy("promotion-guard.yaml")
 
 
 @pytest.fixture(scope="module")
-def registries() -> Iterator[Policy]:
-    yield Policy("allowed-registries.yaml")
+def registries() -> Iterator[admission.Policy]:
+    yield _policy("allowed-registries.yaml")
 
 
 @pytest.fixture(scope="module")
-def credentials() -> Iterator[Policy]:
-    yield Policy("no-literal-credentials.yaml")
+def credentials() -> Iterator[admission.Policy]:
+    yield _policy("no-literal-credentials.yaml")
 
 
 def pod(container: dict[str, Any]) -> dict[str, Any]:
@@ -92,18 +80,18 @@ GPU_WITH_MEMORY = {"resources": {"limits": {"nvidia.com/gpu": "1", "memory": "16
 
 
 @pytest.mark.parametrize("make", [pod, deployment, workflow])
-def test_gpu_without_memory_limit_is_denied(gpu: Policy, make: Any) -> None:
+def test_gpu_without_memory_limit_is_denied(gpu: admission.Policy, make: Any) -> None:
     denied = gpu.violations(make(GPU_NO_MEMORY))
     assert len(denied) == 1 and "sets no memory limit" in denied[0]
 
 
 @pytest.mark.parametrize("make", [pod, deployment, workflow])
-def test_gpu_with_memory_limit_and_cpu_only_are_allowed(gpu: Policy, make: Any) -> None:
+def test_gpu_with_memory_limit_and_cpu_only_are_allowed(gpu: admission.Policy, make: Any) -> None:
     assert gpu.violations(make(GPU_WITH_MEMORY)) == []
     assert gpu.violations(make({"resources": {"limits": {"cpu": "1"}}})) == []
 
 
-def test_gpu_in_requests_only_counts_too(gpu: Policy) -> None:
+def test_gpu_in_requests_only_counts_too(gpu: admission.Policy) -> None:
     assert gpu.violations(pod({"resources": {"requests": {"nvidia.com/gpu": "1"}}}))
 
 
@@ -131,18 +119,18 @@ EVIDENCE = {
 }
 
 
-def test_production_service_with_all_evidence_is_allowed(promotion: Policy) -> None:
+def test_production_service_with_all_evidence_is_allowed(promotion: admission.Policy) -> None:
     assert promotion.violations(inference_service(**EVIDENCE)) == []
 
 
 @pytest.mark.parametrize("missing", ["model_card_url", "signed_off_by", "mlflow_run_id", "holdout_metric"])
-def test_missing_evidence_is_named(promotion: Policy, missing: str) -> None:
+def test_missing_evidence_is_named(promotion: admission.Policy, missing: str) -> None:
     evidence = {k: v for k, v in EVIDENCE.items() if k != missing}
     denied = promotion.violations(inference_service(**evidence))
     assert any(missing.replace("_", "-") in message for message in denied), denied
 
 
-def test_low_auc_bad_run_id_and_missing_auc_are_denied(promotion: Policy) -> None:
+def test_low_auc_bad_run_id_and_missing_auc_are_denied(promotion: admission.Policy) -> None:
     assert "below the required 0.85" in promotion.violations(inference_service(**{**EVIDENCE, "holdout_auc": "0.8"}))[0]
     assert (
         "not a 32-character hex"
@@ -153,7 +141,7 @@ def test_low_auc_bad_run_id_and_missing_auc_are_denied(promotion: Policy) -> Non
     assert "needs mlops.private-platform.io/holdout-auc" in promotion.violations(inference_service(**no_auc))[0]
 
 
-def test_regressor_is_held_to_its_error_bound(promotion: Policy) -> None:
+def test_regressor_is_held_to_its_error_bound(promotion: admission.Policy) -> None:
     forecast = {**{k: v for k, v in EVIDENCE.items() if k != "holdout_auc"}, "holdout_metric": "mape"}
     assert promotion.violations(inference_service(**{**forecast, "holdout_score": "0.2"})) == []
     assert (
@@ -161,14 +149,14 @@ def test_regressor_is_held_to_its_error_bound(promotion: Policy) -> None:
     )
 
 
-def test_staging_services_are_not_gated(promotion: Policy) -> None:
+def test_staging_services_are_not_gated(promotion: admission.Policy) -> None:
     staging = inference_service()
     staging["metadata"]["labels"]["mlops.private-platform.io/stage"] = "staging"
     assert promotion.violations(staging) == []
 
 
 @pytest.mark.parametrize("make", [pod, deployment, workflow])
-def test_images_only_from_the_internal_registry(registries: Policy, make: Any) -> None:
+def test_images_only_from_the_internal_registry(registries: admission.Policy, make: Any) -> None:
     assert registries.violations(make({})) == []
     outside = make({})
     text = yaml.safe_dump(outside).replace("registry.mlops.internal/x:1", "docker.io/library/python:3.11")
@@ -177,7 +165,7 @@ def test_images_only_from_the_internal_registry(registries: Policy, make: Any) -
 
 
 @pytest.mark.parametrize("make", [pod, deployment, workflow])
-def test_literal_credentials_are_denied_secret_refs_allowed(credentials: Policy, make: Any) -> None:
+def test_literal_credentials_are_denied_secret_refs_allowed(credentials: admission.Policy, make: Any) -> None:
     literal = make({"env": [{"name": "AWS_SECRET_ACCESS_KEY", "value": "hunter2"}]})
     assert "AWS_SECRET_ACCESS_KEY as a literal value" in credentials.violations(literal)[0]
     by_reference = make(
@@ -193,12 +181,12 @@ def test_literal_credentials_are_denied_secret_refs_allowed(credentials: Policy,
 
 
 def test_our_rendered_pipelines_comply_with_the_platform_policies(
-    gpu: Policy, registries: Policy, credentials: Policy
+    gpu: admission.Policy, registries: admission.Policy, credentials: admission.Policy
 ) -> None:
     for name in ("fraud", "forecast"):
         template = yaml.safe_load((REPO / "pipelines" / name / "golden" / "workflow-template.yaml").read_text())
         for policy in (gpu, registries, credentials):
-            assert policy.violations(template) == [], (name, policy.kind)
+            assert policy.violations(template) == [], (name, policy.name)
         stripped = copy.deepcopy(template)
         for t in stripped["spec"]["templates"]:
             if "container" in t:
@@ -206,7 +194,9 @@ def test_our_rendered_pipelines_comply_with_the_platform_policies(
         assert gpu.violations(stripped), "the policy must catch a GPU step without a memory limit"
 
 
-def test_a_promoted_service_from_the_pipeline_passes_once_signed_off(promotion: Policy, tmp_path: Path) -> None:
+def test_a_promoted_service_from_the_pipeline_passes_once_signed_off(
+    promotion: admission.Policy, tmp_path: Path
+) -> None:
     from components.promote import render_inference_service
 
     registration = {
@@ -233,7 +223,7 @@ def test_a_promoted_service_from_the_pipeline_passes_once_signed_off(promotion: 
     assert promotion.violations(signed) == []
 
 
-def test_forecast_tenant_gpu_deployment_without_memory_limit_is_rejected(gpu: Policy) -> None:
+def test_forecast_tenant_gpu_deployment_without_memory_limit_is_rejected(gpu: admission.Policy) -> None:
     """The tenant namespace is inside the constraint's reach, and the rule denies the Deployment."""
     from mlops.lint import render
 
@@ -253,3 +243,36 @@ def test_forecast_tenant_gpu_deployment_without_memory_limit_is_rejected(gpu: Po
     assert len(denied) == 1 and "sets no memory limit" in denied[0]
     trainer["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] = "24Gi"
     assert gpu.violations(trainer) == []
+
+
+def test_gpu_inference_service_without_memory_limit_is_denied(gpu: admission.Policy) -> None:
+    service = {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "fraud", "namespace": "fraud"},
+        "spec": {"predictor": {"model": {"modelFormat": {"name": "triton"},
+                                         "resources": {"limits": {"nvidia.com/gpu": "1", "memory": "4Gi"}}}}},
+    }
+    assert gpu.matches(service) and gpu.violations(service) == []
+    no_limit = copy.deepcopy(service)
+    del no_limit["spec"]["predictor"]["model"]["resources"]["limits"]["memory"]
+    assert gpu.violations(no_limit) == [
+        'container "predictor model" requests nvidia.com/gpu but sets no memory limit: add resources.limits.memory'
+    ]
+    sidecar = copy.deepcopy(service)
+    gpu_container = {"name": "features", "resources": {"requests": {"nvidia.com/gpu": 1}}}
+    sidecar["spec"]["transformer"] = {"containers": [gpu_container]}
+    assert gpu.violations(sidecar) == [
+        'container "features" requests nvidia.com/gpu but sets no memory limit: add resources.limits.memory'
+    ]
+
+
+def test_policy_set_names_the_constraint_and_respects_match_kinds() -> None:
+    policies = admission.PolicySet()
+    pod_with_gpu = pod({"resources": {"limits": {"nvidia.com/gpu": "1"}}})
+    assert policies.violations(pod_with_gpu) == [
+        '[gpu-workloads-set-memory-limits] container "c" requests nvidia.com/gpu but sets no memory limit: '
+        "add resources.limits.memory"
+    ]
+    config_map = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"password": "hunter2"}}
+    assert policies.violations(config_map) == []
