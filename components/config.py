@@ -87,6 +87,16 @@ class PromoteSettings(_Settings):
     gpu: bool = True
     memory_limit: str = "4Gi"
     signed_off_by: str = ""
+    min_replicas: int = Field(1, ge=1, description="Warm replicas (Knative minScale): never 0 for a GPU model.")
+    container_concurrency: int = Field(
+        8, ge=0, description="In-flight requests per replica before Knative routes to another (0: unlimited)."
+    )
+    readiness_initial_delay_seconds: int | None = Field(
+        None, ge=0, description="Readiness delay; unset: twice the load time `mlops serve` measured, else 60 s."
+    )
+    deployment_mode: Literal["Serverless", "RawDeployment"] = Field(
+        "Serverless", description="KServe mode; canaries need Serverless (Raw ignores canaryTrafficPercent)."
+    )
 
 
 class ScheduleSettings(_Settings):

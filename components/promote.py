@@ -13,6 +13,7 @@ Applying it to a cluster is the CLI's job, not this step's.
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 import tempfile
@@ -52,23 +53,70 @@ def _publish(repository: Path, serving_root: str, model_name: str, version: int,
     return artifacts.local_path(target).as_uri()
 
 
+READINESS_PATH = "/v2/health/ready"
+TRITON_HTTP_PORT = 8080  # the serving image's --http-port
+UNMEASURED_READINESS_DELAY_S = 60
+SERVERLESS, RAW_DEPLOYMENT = "Serverless", "RawDeployment"
+
+
+def readiness_delay(configured: int | None, load_seconds: float | None) -> int:
+    """The readiness probe's initial delay: as configured, else twice the load time `mlops serve`
+    measured (at least 5 s), else a conservative minute."""
+    if configured is not None:
+        return configured
+    if load_seconds is not None:
+        return max(5, math.ceil(2 * load_seconds))
+    return UNMEASURED_READINESS_DELAY_S
+
+
+def check_traffic_split(deployment_mode: str, canary_percent: int | None) -> None:
+    """KServe ignores canaryTrafficPercent in RawDeployment mode (kserve#5335, kserve#4074): the
+    new version would silently take all traffic. Refuse instead."""
+    if deployment_mode not in (SERVERLESS, RAW_DEPLOYMENT):
+        choices = f"use {SERVERLESS} or {RAW_DEPLOYMENT}"
+        raise ComponentError(STEP, f"unknown deployment mode {deployment_mode!r}", choices)
+    if deployment_mode == RAW_DEPLOYMENT and canary_percent is not None and 0 < canary_percent < 100:
+        raise ComponentError(
+            STEP,
+            f"a {canary_percent}% canary needs KServe's Serverless (Knative) mode; in {RAW_DEPLOYMENT} mode KServe "
+            "ignores canaryTrafficPercent and the new version would take 100% of traffic at once",
+            "run this InferenceService in Serverless mode (promote.deployment_mode: Serverless, Knative installed), "
+            "or roll out at 100% (--promote) after testing the version elsewhere",
+        )
+
+
+def check_replicas(min_replicas: int, gpu: bool) -> None:
+    """A GPU model that scales to zero answers its first request after minutes (model load)."""
+    if gpu and min_replicas < 1:
+        raise ComponentError(
+            STEP,
+            f"a GPU InferenceService must keep a warm replica (min_replicas {min_replicas})",
+            "set promote.min_replicas to 1 or more",
+        )
+
+
 def render_inference_service(
     registration: dict[str, Any],
     *,
     storage_uri: str,
     namespace: str,
-    canary_percent: int,
+    canary_percent: int | None,
     signed_off_by: str,
     stage: str,
     runtime: str,
     gpu: bool,
     memory_limit: str,
     min_replicas: int = 1,
+    container_concurrency: int | None = None,
+    readiness_initial_delay_seconds: int | None = None,
+    deployment_mode: str = SERVERLESS,
 ) -> dict[str, Any]:
+    """The InferenceService for one registered version. canary_percent None leaves traffic to
+    KServe's default (the latest revision takes all); an empty memory_limit sets none (which
+    the GPU admission rule then refuses)."""
     name = registration["model_name"]
     annotations = {
-        "serving.kserve.io/deploymentMode": "Serverless",
-        "serving.knative.dev/minScale": str(max(min_replicas, 1)),
+        "serving.kserve.io/deploymentMode": deployment_mode,
         annotation("holdout-metric"): registration["gate"]["metric"],
         annotation("holdout-score"): f"{registration['gate']['value']:.6f}",
         annotation("model-card-url"): registration["model_card_uri"],
@@ -76,24 +124,38 @@ def render_inference_service(
         annotation("artifact-sha256"): registration["artifact_sha256"],
         annotation("registered-model"): f"{name}/{registration['version']}",
     }
+    if deployment_mode == SERVERLESS:
+        annotations["serving.knative.dev/minScale"] = str(max(min_replicas, 1))
     if "roc_auc" in registration["holdout_metrics"]:
         annotations[annotation("holdout-auc")] = f"{registration['holdout_metrics']['roc_auc']:.6f}"
     if signed_off_by:
         annotations[annotation("signed-off-by")] = signed_off_by
-    limits: dict[str, str] = {"cpu": "2", "memory": memory_limit}
+    limits: dict[str, str] = {"cpu": "2"}
+    requests: dict[str, str] = {"cpu": "1"}
+    if memory_limit:
+        limits["memory"] = requests["memory"] = memory_limit
     if gpu:
         limits["nvidia.com/gpu"] = "1"
-    predictor: dict[str, Any] = {
-        "minReplicas": max(min_replicas, 1),
-        "canaryTrafficPercent": canary_percent,
-        "model": {
-            "modelFormat": {"name": "triton"},
-            "runtime": runtime,
-            "protocolVersion": "v2",
-            "storageUri": storage_uri,
-            "resources": {"requests": {"cpu": "1", "memory": memory_limit}, "limits": limits},
-        },
+    model: dict[str, Any] = {
+        "modelFormat": {"name": "triton"},
+        "runtime": runtime,
+        "protocolVersion": "v2",
+        "storageUri": storage_uri,
+        "resources": {"requests": requests, "limits": limits},
     }
+    if readiness_initial_delay_seconds is not None:
+        model["readinessProbe"] = {
+            "httpGet": {"path": READINESS_PATH, "port": TRITON_HTTP_PORT},
+            "initialDelaySeconds": readiness_initial_delay_seconds,
+            "periodSeconds": 5,
+            "failureThreshold": 3,
+        }
+    predictor: dict[str, Any] = {"minReplicas": max(min_replicas, 1)}
+    if canary_percent is not None:
+        predictor["canaryTrafficPercent"] = canary_percent
+    if container_concurrency is not None:
+        predictor["containerConcurrency"] = container_concurrency
+    predictor["model"] = model
     if gpu:
         predictor["nodeSelector"] = {"mlops.private-platform.io/pool": "inference-gpu"}
         predictor["tolerations"] = [{"key": "kserve-gpu", "operator": "Exists", "effect": "NoSchedule"}]
@@ -114,6 +176,45 @@ def render_inference_service(
     }
 
 
+def publish_repository(
+    reg: dict[str, Any],
+    model_bytes: bytes,
+    serving_root: str,
+    *,
+    gpu: bool,
+    decision_threshold: float = 0.5,
+    copy_to: str | None = None,
+) -> str:
+    """Write the version's Triton repository (checked: config and Treelite) and publish it,
+    write-once, under <serving_root>/<model>/v<version>-<sha12>; returns the storage URI."""
+    with tempfile.TemporaryDirectory() as tmp:
+        repository = Path(tmp) / "repository"
+        try:
+            write_repository(
+                repository,
+                reg["model_name"],
+                int(reg["version"]),
+                reg["model_format"],
+                model_bytes,
+                len(reg["features"]),
+                gpu=gpu,
+                threshold=decision_threshold,
+                regression=reg.get("objective") == "regression",
+            )
+        except RepositoryError as error:
+            raise ComponentError(
+                STEP,
+                f"the Triton repository for {reg['model_name']} v{reg['version']} would not load: {error}",
+                "a config error is a bug in the repository template (report it with the model format); "
+                "a model Treelite refuses needs an XGBoost/Treelite pairing the serving image's FIL accepts",
+            ) from error
+        storage_uri = _publish(repository, serving_root, reg["model_name"], int(reg["version"]), reg["artifact_sha256"])
+        if copy_to is not None:
+            with artifacts.atomic_dir(copy_to) as out:
+                shutil.copytree(repository, out, dirs_exist_ok=True)
+    return storage_uri
+
+
 def promote(
     registration: str,
     model: str,
@@ -129,6 +230,10 @@ def promote(
     gpu: bool = True,
     memory_limit: str = "4Gi",
     decision_threshold: float = 0.5,
+    min_replicas: int = 1,
+    container_concurrency: int = 8,
+    readiness_initial_delay_seconds: int | None = None,
+    deployment_mode: str = SERVERLESS,
 ) -> dict[str, Any]:
     """Render the Triton repository and the InferenceService for a registered version."""
     reg = artifacts.read_json(registration)
@@ -138,6 +243,8 @@ def promote(
             f"canary percent must be 1..100, got {canary_percent}",
             "set promote.canary_percent in the pipeline config (100 means full rollout)",
         )
+    check_traffic_split(deployment_mode, canary_percent)
+    check_replicas(min_replicas, gpu)
     if not RUN_ID.match(reg.get("run_id", "")):
         raise ComponentError(
             STEP,
@@ -160,30 +267,9 @@ def promote(
             "pass the model that register registered",
         )
     root = serving_root or (mlops_home() / "serving").as_uri()
-    with tempfile.TemporaryDirectory() as tmp:
-        repository = Path(tmp) / "repository"
-        try:
-            write_repository(
-                repository,
-                reg["model_name"],
-                int(reg["version"]),
-                reg["model_format"],
-                model_bytes,
-                len(reg["features"]),
-                gpu=gpu,
-                threshold=decision_threshold,
-                regression=reg.get("objective") == "regression",
-            )
-        except RepositoryError as error:
-            raise ComponentError(
-                STEP,
-                f"the Triton repository for {reg['model_name']} v{reg['version']} would not load: {error}",
-                "a config error is a bug in the repository template (report it with the model format); "
-                "a model Treelite refuses needs an XGBoost/Treelite pairing the serving image's FIL accepts",
-            ) from error
-        storage_uri = _publish(repository, root, reg["model_name"], int(reg["version"]), reg["artifact_sha256"])
-        with artifacts.atomic_dir(model_repository_out) as out:
-            shutil.copytree(repository, out, dirs_exist_ok=True)
+    storage_uri = publish_repository(
+        reg, model_bytes, root, gpu=gpu, decision_threshold=decision_threshold, copy_to=model_repository_out
+    )
     service = render_inference_service(
         reg,
         storage_uri=storage_uri,
@@ -194,6 +280,14 @@ def promote(
         runtime=runtime,
         gpu=gpu,
         memory_limit=memory_limit,
+        min_replicas=min_replicas,
+        container_concurrency=container_concurrency,
+        readiness_initial_delay_seconds=readiness_delay(
+            None if readiness_initial_delay_seconds is None or readiness_initial_delay_seconds < 0
+            else readiness_initial_delay_seconds,
+            reg.get("load_seconds"),
+        ),
+        deployment_mode=deployment_mode,
     )
     artifacts.write_bytes(inference_service_out, yaml.safe_dump(service, sort_keys=False).encode())
     return {

@@ -164,6 +164,10 @@ def promote(
     gpu: bool,
     memory_limit: str,
     decision_threshold: float,
+    min_replicas: int,
+    container_concurrency: int,
+    readiness_initial_delay_seconds: int,
+    deployment_mode: str,
     inference_service: Output[Artifact],
     model_repository: Output[Artifact],
 ) -> None:
@@ -184,6 +188,10 @@ def promote(
         gpu=gpu,
         memory_limit=memory_limit,
         decision_threshold=decision_threshold,
+        min_replicas=min_replicas,
+        container_concurrency=container_concurrency,
+        readiness_initial_delay_seconds=readiness_initial_delay_seconds,  # < 0: from the measured load time
+        deployment_mode=deployment_mode,
     )
 
 

@@ -146,6 +146,15 @@ def step_parameters(cfg: PipelineConfig, run: Mapping[str, Any], package: str) -
             "gpu": cfg.promote.gpu,
             "memory_limit": cfg.promote.memory_limit,
             "decision_threshold": cfg.evaluate.decision_threshold,
+            "min_replicas": cfg.promote.min_replicas,
+            "container_concurrency": cfg.promote.container_concurrency,
+            # -1: derive from the measured model load time (orchestrator parameters are not nullable)
+            "readiness_initial_delay_seconds": _or_minus_one(cfg.promote.readiness_initial_delay_seconds),
+            "deployment_mode": cfg.promote.deployment_mode,
         },
         "notify": {"owner": cfg.owner, "pipeline": cfg.pipeline, "model_name": cfg.register_.model_name},
     }
+
+
+def _or_minus_one(value: int | None) -> int:
+    return -1 if value is None else value
