@@ -41,18 +41,24 @@ def client(uri: str | None = None) -> Any:
     return _client(tracking_uri(uri))
 
 
-def resolve_version(mlflow: Any, model: str, *, version: int | None = None, alias: str | None = None) -> int:
-    """The version number a --version or --alias names; errors list what exists."""
+def registered_model(mlflow: Any, model: str) -> Any:
     from mlflow.exceptions import MlflowException
 
     try:
-        registered = mlflow.get_registered_model(model)
+        return mlflow.get_registered_model(model)
     except MlflowException as error:
         raise ComponentError(
             STEP,
             f"no registered model {model!r} in the registry at {tracking_uri()}",
             "check the model name and MLFLOW_TRACKING_URI; `mlops run <pipeline>` registers one",
         ) from error
+
+
+def resolve_version(mlflow: Any, model: str, *, version: int | None = None, alias: str | None = None) -> int:
+    """The version number a --version or --alias names; errors list what exists."""
+    from mlflow.exceptions import MlflowException
+
+    registered = registered_model(mlflow, model)
     if version is not None:
         try:
             mlflow.get_model_version(model, str(version))
@@ -109,6 +115,7 @@ def load_registration(mlflow: Any, model: str, version: int) -> tuple[dict[str, 
         "holdout_metrics": {k: v for k, v in scores.items() if isinstance(v, float)},
         "features": metadata["features"],
         "load_seconds": float(record.tags[LOAD_SECONDS_TAG]) if LOAD_SECONDS_TAG in record.tags else None,
+        "pipeline": record.tags.get("pipeline", ""),
     }
     return registration, model_bytes
 
@@ -149,5 +156,5 @@ def append_history(mlflow: Any, model: str, entry: HistoryEntry) -> str:
 
 
 def history(mlflow: Any, model: str) -> list[HistoryEntry]:
-    tags = mlflow.get_registered_model(model).tags or {}
+    tags = registered_model(mlflow, model).tags or {}
     return [HistoryEntry.from_json(tags[key]) for key in sorted(k for k in tags if k.startswith(HISTORY_PREFIX))]

@@ -557,6 +557,74 @@ def _serve(args: argparse.Namespace) -> int:
         server.stop()
 
 
+def _promote(args: argparse.Namespace) -> int:
+    from components import registry
+    from mlops import kube, rollout
+
+    actions = [name for name, on in (("canary", args.canary is not None), ("promote", args.promote),
+                                     ("rollback", args.rollback)) if on]
+    if len(actions) != 1:
+        raise ComponentError("promote", "choose exactly one of --canary N, --promote, --rollback",
+                             f"e.g. mlops promote {args.model} --canary 10")
+    mlflow = registry.client()
+    registry.registered_model(mlflow, args.model)
+    cfg = rollout.settings_for(
+        mlflow, args.model, args.version, Path(args.config) if args.config else None, args.pipeline
+    )
+    if args.dry_run:
+        target = rollout.Target(kind="dry-run", folder=Path(args.out) if args.out else None)
+    elif args.out:
+        target = rollout.Target(kind="gitops", folder=Path(args.out))
+    else:
+        path = kube.kubeconfig_path(args.kubeconfig)
+        if path is None:
+            raise ComponentError(
+                "promote",
+                "no kubeconfig (--kubeconfig, $KUBECONFIG or ~/.kube/config) and neither --out nor --dry-run",
+                "point at the cluster, or write the manifest for GitOps with --out DIR, or preview with --dry-run",
+            )
+        target = rollout.Target(kind="kubernetes", cluster=kube.Cluster.from_kubeconfig(path, args.context))
+    request = rollout.Request(
+        action=actions[0],
+        model=args.model,
+        settings=cfg.promote,
+        version=args.version,
+        alias=args.alias,
+        percent=args.canary,
+        stage=args.stage,
+        signed_off_by=args.signed_off_by,
+        reason=args.reason or "",
+        serving_root=args.serving_root,
+        policies=Path(args.policies) if args.policies else rollout.POLICY_DIR,
+        decision_threshold=cfg.evaluate.decision_threshold,
+    )
+    outcome = rollout.execute(request, target)
+    report = sys.stderr if target.kind == "dry-run" and not args.out else sys.stdout
+    print(f"{args.model}: before: {outcome.before.describe()}", file=report)
+    if outcome.entry is None:
+        print(f"{args.model}: dry run: admitted by every policy; nothing applied, recorded or moved", file=report)
+        return 0
+    print(f"{args.model}: {outcome.action} applied ({outcome.applied})", file=report)
+    print(f"{args.model}: now: {outcome.after.describe()}; aliases "
+          + ", ".join(f"{k}->v{v}" for k, v in sorted(outcome.aliases.items())), file=report)
+    return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    from components import registry
+    from mlops import rollout
+
+    mlflow = registry.client()
+    entries = registry.history(mlflow, args.model)
+    if not entries:
+        print(f"{args.model}: no serving history yet (mlops promote {args.model} --promote starts it)")
+        return 0
+    for line in rollout.render_history(entries):
+        print(line)
+    print(f"now: {rollout.ServingState.replay(entries).describe()}")
+    return 0
+
+
 def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server", help="Argo server host:port or URL (default: $ARGO_SERVER)")
     parser.add_argument("--namespace", help="namespace (default: $ARGO_NAMESPACE, then the pipeline's)")
@@ -702,6 +770,37 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--detach", action="store_true", help="leave it running; stop with --stop")
     serve.add_argument("--stop", action="store_true", help="stop the server started with --detach")
     serve.set_defaults(handler=_serve)
+
+    promote = sub.add_parser(
+        "promote", help="canary, promote or roll back a registered model on KServe, admission-checked first"
+    )
+    promote.add_argument("model", help="registered model name (the InferenceService name)")
+    promote.add_argument("--canary", type=int, metavar="PERCENT", help="send PERCENT (1-99) of traffic to the version")
+    promote.add_argument(
+        "--promote", action="store_true", help="send 100%% to the canary (or --version); champion moves"
+    )
+    promote.add_argument("--rollback", action="store_true", help="all traffic back to the previous revision")
+    chosen = promote.add_mutually_exclusive_group()
+    chosen.add_argument("--version", type=int, help="the version to canary or promote (default: alias challenger)")
+    chosen.add_argument("--alias", help="the alias naming that version")
+    promote.add_argument("--reason", help="why, for the history")
+    promote.add_argument("--signed-off-by", help="who signed off (production needs it; default: the config's)")
+    promote.add_argument("--stage", choices=["staging", "production"], help="default: the pipeline config's")
+    promote.add_argument("--pipeline", help="whose promote settings (default: the pipeline that registered it)")
+    promote.add_argument("--config", help="a pipeline config file to take the settings from")
+    promote.add_argument(
+        "--serving-root", help="where Triton repositories are published (default: $MLOPS_SERVING_ROOT)"
+    )
+    promote.add_argument("--policies", help="Gatekeeper policy folder (default: manifests/policies)")
+    promote.add_argument("--kubeconfig", help="default: $KUBECONFIG, then ~/.kube/config")
+    promote.add_argument("--context", help="kubeconfig context (default: the current one)")
+    promote.add_argument("--out", help="GitOps: write the manifest under DIR/<namespace>/ instead of applying it")
+    promote.add_argument("--dry-run", action="store_true", help="render and admission-check only; change nothing")
+    promote.set_defaults(handler=_promote)
+
+    history = sub.add_parser("history", help="which version served when: every canary, promotion and rollback")
+    history.add_argument("model")
+    history.set_defaults(handler=_history)
     return parser
 
 

@@ -99,13 +99,20 @@ def test_feature_count_mismatch_is_caught(trained: dict[str, Path]) -> None:
 def test_python_repository_layout(trained: dict[str, Path], tmp_path: Path) -> None:
     metadata = json.loads(trained["metadata"].read_text())
     folder = write_python_repository(
-        tmp_path, "fraud", 3, "xgboost_json", trained["model"].read_bytes(), metadata["features"],
+        tmp_path,
+        "fraud",
+        3,
+        "xgboost_json",
+        trained["model"].read_bytes(),
+        metadata["features"],
         max_queue_delay_us=200,
     )
     config = parse_config((folder / "config.pbtxt").read_text())
     assert config.backend == "python" and config.dynamic_batching.max_queue_delay_microseconds == 200
     assert sorted(p.name for p in (folder / "3").iterdir()) == ["metadata.json", "model.json", "model.py"]
     assert json.loads((folder / "3" / "metadata.json").read_text())["features"] == metadata["features"]
-    assert np.array_equal(np.frombuffer((folder / "3" / "model.json").read_bytes(), np.uint8),
-                          np.frombuffer(trained["model"].read_bytes(), np.uint8))
+    assert np.array_equal(
+        np.frombuffer((folder / "3" / "model.json").read_bytes(), np.uint8),
+        np.frombuffer(trained["model"].read_bytes(), np.uint8),
+    )
     assert "dynamic_batching" not in python_config_pbtxt("fraud", 3)

@@ -74,8 +74,9 @@ def registry_home(
     )
     registrations = {
         "fraud-xgb": _register(home, trained, evaluated["metrics"], "fraud-xgb"),
-        "fraud-mlp": _register(home, {"model": mlp / "model", "metadata": mlp / "metadata.json"}, mlp / "metrics.json",
-                               "fraud-mlp"),
+        "fraud-mlp": _register(
+            home, {"model": mlp / "model", "metadata": mlp / "metadata.json"}, mlp / "metrics.json", "fraud-mlp"
+        ),
     }
     previous = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{home}/mlflow.db"
@@ -98,7 +99,10 @@ def served(
 ) -> Iterator[tuple[LocalTriton, dict[str, Any]]]:
     name = request.param
     server, registration = serve_registered(
-        name, root=registry_home["home"] / f"serve-{name}", alias="challenger", port_base=free_port_base(3),
+        name,
+        root=registry_home["home"] / f"serve-{name}",
+        alias="challenger",
+        port_base=free_port_base(3),
         max_queue_delay_us=100,
     )
     try:
@@ -182,8 +186,20 @@ def test_cli_serve_detached_then_stop(registry_home: dict[str, Any], tmp_path: P
 
     port = free_port_base(3)
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{registry_home['home']}/mlflow.db"}
-    command = [sys.executable, "-m", "mlops.cli", "serve", "fraud-xgb", "--version", "1", "--detach",
-               "--port-base", str(port), "--dir", str(tmp_path / "srv")]
+    command = [
+        sys.executable,
+        "-m",
+        "mlops.cli",
+        "serve",
+        "fraud-xgb",
+        "--version",
+        "1",
+        "--detach",
+        "--port-base",
+        str(port),
+        "--dir",
+        str(tmp_path / "srv"),
+    ]
     started = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
     try:
         assert started.returncode == 0, started.stderr
@@ -192,7 +208,13 @@ def test_cli_serve_detached_then_stop(registry_home: dict[str, Any], tmp_path: P
         again = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
         assert again.returncode == 2 and "already runs" in again.stderr
     finally:
-        stop = subprocess.run([sys.executable, "-m", "mlops.cli", "serve", "fraud-xgb", "--stop", "--dir",
-                               str(tmp_path / "srv")], capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
+        stop = subprocess.run(
+            [sys.executable, "-m", "mlops.cli", "serve", "fraud-xgb", "--stop", "--dir", str(tmp_path / "srv")],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=env,
+            timeout=120,
+        )
     assert "stopped the server" in stop.stdout
     assert not (tmp_path / "srv" / "triton.pid").exists()

@@ -1,0 +1,114 @@
+"""The few Kubernetes calls promote makes, through the official Python client.
+
+Read the live InferenceService and KServe's default deployment mode; create or replace an
+InferenceService. Nothing else: the manifests are rendered and admitted before they get here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from components.errors import ComponentError
+
+GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
+KSERVE_NAMESPACE = "kserve"
+KSERVE_CONFIG = "inferenceservice-config"
+
+
+def kubeconfig_path(explicit: str | None = None) -> Path | None:
+    """--kubeconfig, else the first file of $KUBECONFIG, else ~/.kube/config; None if none exists."""
+    candidates = [explicit] if explicit else []
+    if not explicit and os.environ.get("KUBECONFIG"):
+        candidates += os.environ["KUBECONFIG"].split(os.pathsep)
+    if not explicit:
+        candidates.append(str(Path.home() / ".kube" / "config"))
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    if explicit:
+        raise ComponentError("promote", f"no kubeconfig at {explicit}", "pass an existing --kubeconfig")
+    return None
+
+
+@dataclass(kw_only=True)
+class Cluster:
+    api: Any
+    """kubernetes.client.ApiClient"""
+    context: str
+
+    @classmethod
+    def from_kubeconfig(cls, path: Path, context: str | None = None) -> Cluster:
+        from kubernetes import config
+
+        contexts, active = config.list_kube_config_contexts(config_file=str(path))
+        chosen = context or (active or {}).get("name", "")
+        if context and context not in [c["name"] for c in contexts]:
+            raise ComponentError(
+                "promote", f"no context {context!r} in {path}", "pick one of `kubectl config get-contexts`"
+            )
+        return cls(api=config.new_client_from_config(config_file=str(path), context=chosen or None), context=chosen)
+
+    def _custom(self) -> Any:
+        from kubernetes import client
+
+        return client.CustomObjectsApi(self.api)
+
+    def _fail(self, what: str, error: Any) -> ComponentError:
+        return ComponentError(
+            "promote",
+            f"the Kubernetes API ({self.context}) refused to {what}: {error.status} {error.reason}",
+            "check the kubeconfig context and that your account may get/create/update inferenceservices there",
+        )
+
+    def get_inference_service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            found: dict[str, Any] = self._custom().get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+            return found
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise self._fail(f"read InferenceService {namespace}/{name}", error) from error
+
+    def default_deployment_mode(self) -> str | None:
+        """KServe's cluster-wide default (inferenceservice-config, key deploy), if readable."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            config_map = client.CoreV1Api(self.api).read_namespaced_config_map(KSERVE_CONFIG, KSERVE_NAMESPACE)
+        except ApiException:
+            return None
+        deploy = json.loads((config_map.data or {}).get("deploy", "{}"))
+        mode = deploy.get("defaultDeploymentMode")
+        return str(mode) if mode else None
+
+    def deployment_mode(self, live: dict[str, Any] | None) -> str | None:
+        """The mode a service runs in: its own annotation, else the cluster default."""
+        if live is not None:
+            mode = live.get("metadata", {}).get("annotations", {}).get("serving.kserve.io/deploymentMode")
+            if mode:
+                return str(mode)
+        return self.default_deployment_mode()
+
+    def apply(self, service: dict[str, Any]) -> str:
+        """Create the InferenceService, or replace it (keeping the live resourceVersion)."""
+        from kubernetes.client.exceptions import ApiException
+
+        namespace, name = service["metadata"]["namespace"], service["metadata"]["name"]
+        live = self.get_inference_service(namespace, name)
+        try:
+            if live is None:
+                self._custom().create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, service)
+                return "created"
+            metadata = {**service["metadata"], "resourceVersion": live["metadata"]["resourceVersion"]}
+            body = {**service, "metadata": metadata}
+            self._custom().replace_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, body)
+            return "replaced"
+        except ApiException as error:
+            raise self._fail(f"apply InferenceService {namespace}/{name}", error) from error

@@ -1,0 +1,339 @@
+"""`mlops promote`: the canary lifecycle of a registered model on KServe.
+
+    --canary N   the new version takes N% through canaryTrafficPercent; the previous revision
+                 keeps the rest (alias `canary` marks it)
+    --promote    the new version takes 100%; alias `champion` moves to it
+    --rollback   during a canary: canaryTrafficPercent 0, all traffic back on the previous
+                 revision, which never stopped serving; after a promotion: the previous champion
+                 is rolled out again and the alias moves back
+
+Every step, in this order: work out the serving state from the registry's history; render the
+InferenceService; evaluate it with the platform's Gatekeeper policies on the real Rego engine
+(refuse with Gatekeeper's own message: a bad promotion never leaves the laptop); apply it
+(Kubernetes API, or a GitOps folder, or nowhere with --dry-run); then record the history entry
+and move the aliases. A failure before the apply changes nothing anywhere.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from components import registry
+from components.config import PromoteSettings
+from components.errors import ComponentError
+from components.platform import serving_root as configured_serving_root
+from components.promote import (
+    RAW_DEPLOYMENT,
+    annotation,
+    check_replicas,
+    check_traffic_split,
+    publish_repository,
+    readiness_delay,
+    render_inference_service,
+)
+from mlops.admission import POLICY_DIR, PolicySet
+
+STEP = "promote"
+ACTIONS = ("canary", "promote", "rollback")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServingState:
+    """Who serves what, replayed from the history entries."""
+
+    champion: int | None = None
+    canary: int | None = None
+    canary_percent: int = 0
+    earlier_champions: tuple[int, ...] = ()
+    """Champions replaced by a promotion, oldest first: what --rollback after a promotion restores."""
+
+    @classmethod
+    def replay(cls, entries: list[registry.HistoryEntry]) -> ServingState:
+        champion: int | None = None
+        canary: int | None = None
+        percent = 0
+        earlier: list[int] = []
+        for entry in entries:
+            if entry.action == "canary":
+                canary, percent = entry.to_version, entry.traffic_percent
+            elif entry.action == "promote":
+                if champion is not None and champion != entry.to_version:
+                    earlier.append(champion)
+                champion, canary, percent = entry.to_version, None, 0
+            elif entry.action == "rollback":
+                if canary is not None:
+                    canary, percent = None, 0
+                else:
+                    champion = entry.to_version
+                    if earlier and earlier[-1] == entry.to_version:
+                        earlier.pop()
+        return cls(champion=champion, canary=canary, canary_percent=percent, earlier_champions=tuple(earlier))
+
+    def describe(self) -> str:
+        if self.champion is None:
+            return "nothing serves yet"
+        text = f"v{self.champion} serves"
+        if self.canary is not None:
+            text += f" {100 - self.canary_percent}%, canary v{self.canary} {self.canary_percent}%"
+        return text
+
+
+@dataclass(kw_only=True)
+class Target:
+    """Where the rendered service goes. kind: kubernetes | gitops | dry-run."""
+
+    kind: str
+    cluster: Any = None
+    folder: Path | None = None
+
+    def live(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.cluster.get_inference_service(namespace, name) if self.kind == "kubernetes" else None
+
+    def apply(self, service: dict[str, Any]) -> str:
+        text = yaml.safe_dump(service, sort_keys=False)
+        if self.kind == "kubernetes":
+            return f"kubernetes:{self.cluster.context}:{self.cluster.apply(service)}"
+        if self.kind == "gitops":
+            assert self.folder is not None
+            name = f"{service['metadata']['name']}.inferenceservice.yaml"
+            path = self.folder / service["metadata"]["namespace"] / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(f".{path.name}.partial")
+            partial.write_text(text)
+            os.replace(partial, path)
+            return f"gitops:{path}"
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            (self.folder / f"{service['metadata']['name']}.inferenceservice.yaml").write_text(text)
+        else:
+            print(text, end="")
+        return "dry-run"
+
+
+@dataclass(kw_only=True)
+class Request:
+    """What the user asked for, with the pipeline's promote settings."""
+
+    action: str
+    model: str
+    settings: PromoteSettings
+    version: int | None = None
+    alias: str | None = None
+    percent: int | None = None
+    stage: str | None = None
+    signed_off_by: str | None = None
+    reason: str = ""
+    serving_root: str | None = None
+    policies: Path = POLICY_DIR
+    decision_threshold: float = 0.5
+
+
+@dataclass(kw_only=True)
+class Outcome:
+    action: str
+    before: ServingState
+    after: ServingState
+    service: dict[str, Any]
+    applied: str
+    entry: registry.HistoryEntry | None
+    aliases: dict[str, int] = field(default_factory=dict)
+
+
+def _refuse(problem: str, fix: str) -> ComponentError:
+    return ComponentError(STEP, problem, fix)
+
+
+def _candidate(mlflow: Any, request: Request, state: ServingState) -> int:
+    if request.action == "rollback":
+        if request.version is not None or request.alias is not None:
+            raise _refuse("--rollback takes no --version or --alias", "it always returns to the previous revision")
+        if state.canary is not None:
+            assert state.champion is not None
+            return state.champion
+        if not state.earlier_champions:
+            raise _refuse(
+                f"{request.model}: nothing to roll back to ({state.describe()}; no earlier champion in the history)",
+                f"see `mlops history {request.model}`; roll forward with --canary/--promote --version N",
+            )
+        return state.earlier_champions[-1]
+    if request.action == "promote" and state.canary is not None:
+        if request.version is not None and request.version != state.canary:
+            raise _refuse(
+                f"v{state.canary} is in canary; promoting v{request.version} instead would skip it",
+                "promote the canary (no --version), or --rollback it first",
+            )
+        return state.canary
+    if request.version is None and request.alias is None and request.action == "promote" and state.champion is None:
+        return registry.resolve_version(mlflow, request.model, alias=registry.CHALLENGER)
+    return registry.resolve_version(mlflow, request.model, version=request.version, alias=request.alias)
+
+
+def _check_transition(request: Request, state: ServingState, version: int) -> None:
+    if request.action == "canary":
+        if state.champion is None:
+            raise _refuse(
+                f"nothing serves {request.model} yet: a canary needs a previous revision to split traffic with",
+                f"roll out the first version at 100%: mlops promote {request.model} --promote --version {version}",
+            )
+        if version == state.champion:
+            raise _refuse(f"v{version} already serves {request.model} as champion", "pick the new version to canary")
+        if state.canary is not None and state.canary != version:
+            raise _refuse(
+                f"v{state.canary} is already in canary at {state.canary_percent}%",
+                "promote it or --rollback it before starting another canary",
+            )
+        if request.percent is None or not 1 <= request.percent <= 99:
+            raise _refuse(
+                f"canary percent must be 1..99, got {request.percent}", "use --promote to send 100% to the new version"
+            )
+    if request.action == "promote" and state.canary is None and version == state.champion:
+        raise _refuse(f"v{version} already serves {request.model} at 100%", "nothing to promote")
+
+
+def _traffic(request: Request, state: ServingState) -> tuple[int, int | None]:
+    """(canaryTrafficPercent to render, share the target version gets)."""
+    if request.action == "canary":
+        assert request.percent is not None
+        return request.percent, request.percent
+    if request.action == "rollback" and state.canary is not None:
+        return 0, 100  # the canary revision stays rendered, with 0%: KServe routes all to the previous one
+    return 100, 100
+
+
+def execute(request: Request, target: Target) -> Outcome:
+    settings = request.settings
+    mlflow = registry.client()
+    before = ServingState.replay(registry.history(mlflow, request.model))
+    version = _candidate(mlflow, request, before)
+    _check_transition(request, before, version)
+    canary_percent, share = _traffic(request, before)
+    # during a canary rollback the rendered spec stays the canary's, at 0%
+    rendered_version = before.canary if (request.action == "rollback" and before.canary is not None) else version
+    assert rendered_version is not None
+
+    namespace = settings.namespace
+    live = target.live(namespace, request.model)
+    mode = settings.deployment_mode
+    if target.kind == "kubernetes":
+        mode = target.cluster.deployment_mode(live) or mode
+        live_version = (live or {}).get("metadata", {}).get("labels", {}).get(annotation("model-version"))
+        expected = before.canary if before.canary is not None else before.champion
+        if live is not None and live_version is not None and expected is not None and int(live_version) != expected:
+            raise _refuse(
+                f"the cluster serves {request.model} v{live_version}, but the registry history says v{expected}: "
+                "it was changed outside mlops",
+                f"check `mlops history {request.model}` and kubectl; record the truth with --promote --version "
+                f"{live_version} --reason 'reconcile'",
+            )
+    check_traffic_split(mode, canary_percent if request.action == "canary" else None)
+    check_replicas(settings.min_replicas, settings.gpu)
+
+    registration, model_bytes = registry.load_registration(mlflow, request.model, rendered_version)
+    root = request.serving_root or configured_serving_root(_default_serving_root())
+    storage_uri = publish_repository(
+        registration, model_bytes, root, gpu=settings.gpu, decision_threshold=request.decision_threshold
+    )
+    service = render_inference_service(
+        registration,
+        storage_uri=storage_uri,
+        namespace=namespace,
+        canary_percent=canary_percent,
+        signed_off_by=request.signed_off_by if request.signed_off_by is not None else settings.signed_off_by,
+        stage=request.stage or settings.stage,
+        runtime=settings.runtime,
+        gpu=settings.gpu,
+        memory_limit=settings.memory_limit,
+        min_replicas=settings.min_replicas,
+        container_concurrency=settings.container_concurrency,
+        readiness_initial_delay_seconds=readiness_delay(
+            settings.readiness_initial_delay_seconds, registration.get("load_seconds")
+        ),
+        deployment_mode=mode,
+    )
+    service["metadata"]["annotations"][annotation("rollout")] = f"{request.action} v{version}" + (
+        f" at {share}%" if request.action == "canary" else ""
+    )
+
+    denied = PolicySet(request.policies).violations(service)
+    if denied:
+        raise _refuse(
+            f"admission would deny InferenceService {namespace}/{request.model} (v{rendered_version}):\n  "
+            + "\n  ".join(denied),
+            "fix what each line names (the evidence annotations come from the registry; --signed-off-by adds "
+            "the sign-off); nothing was applied, recorded or moved",
+        )
+
+    applied = target.apply(service)
+    if target.kind == "dry-run":
+        return Outcome(action=request.action, before=before, after=before, service=service, applied=applied, entry=None)
+
+    from_version = before.champion if request.action != "rollback" else (before.canary or before.champion)
+    entry = registry.HistoryEntry(
+        action=request.action,
+        to_version=version,
+        from_version=from_version,
+        traffic_percent=share or 100,
+        who=registry.who(),
+        reason=request.reason,
+        namespace=namespace,
+        applied=applied,
+    )
+    registry.append_history(mlflow, request.model, entry)
+    moved = _move_aliases(mlflow, request.model, request.action, version, before)
+    after = ServingState.replay(registry.history(mlflow, request.model))
+    return Outcome(
+        action=request.action, before=before, after=after, service=service, applied=applied, entry=entry, aliases=moved
+    )
+
+
+def _move_aliases(mlflow: Any, model: str, action: str, version: int, before: ServingState) -> dict[str, int]:
+    if action == "canary":
+        mlflow.set_registered_model_alias(model, registry.CANARY, str(version))
+    elif action == "promote" or before.canary is None:  # a promotion, or a rollback after one
+        mlflow.set_registered_model_alias(model, registry.CHAMPION, str(version))
+    if action in ("promote", "rollback") and registry.CANARY in registry.aliases(mlflow, model):
+        mlflow.delete_registered_model_alias(model, registry.CANARY)
+    return registry.aliases(mlflow, model)
+
+
+def _default_serving_root() -> str:
+    from components.environment import mlops_home
+
+    return (mlops_home() / "serving").as_uri()
+
+
+def settings_for(mlflow: Any, model: str, version: int | None, config: Path | None, pipeline: str | None) -> Any:
+    """The promote settings of the pipeline that registered the model (from the version's tag),
+    or of --pipeline / --config."""
+    from pipelines.local import declaration
+
+    name = pipeline
+    if name is None:
+        number = version
+        if number is None:
+            known = registry.aliases(mlflow, model)
+            number = next((known[a] for a in (registry.CHAMPION, registry.CHALLENGER) if a in known), None)
+        if number is not None:
+            name = mlflow.get_model_version(model, str(number)).tags.get("pipeline")
+    if not name:
+        raise _refuse(f"cannot tell which pipeline {model} belongs to", "pass --pipeline NAME (or --config FILE)")
+    return declaration(name).config(config)
+
+
+def render_history(entries: list[registry.HistoryEntry]) -> list[str]:
+    lines = [f"{'when (UTC)':<25} {'action':<8} {'from':>5} {'to':>5} {'traffic':>7}  {'who':<16} applied / reason"]
+    for e in entries:
+        source = f"v{e.from_version}" if e.from_version is not None else "-"
+        lines.append(
+            f"{e.at:<25} {e.action:<8} {source:>5} {'v' + str(e.to_version):>5} {str(e.traffic_percent) + '%':>7}  "
+            f"{e.who:<16} {e.applied}" + (f" / {e.reason}" if e.reason else "")
+        )
+    return lines
+
+
+__all__ = ["ACTIONS", "RAW_DEPLOYMENT", "Outcome", "Request", "ServingState", "Target", "execute", "render_history"]

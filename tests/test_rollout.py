@@ -1,0 +1,425 @@
+"""`mlops promote` / `mlops history`: the canary lifecycle against a real MLflow registry (embedded
+store), the platform's Gatekeeper policies on the real OPA engine, and the KServe CRD schema.
+The only stand-in is the Kubernetes API (no cluster here): a small HTTP server that speaks the
+three calls promote makes, reached through the real kubernetes client; tests using it say so."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import jsonschema
+import pytest
+import yaml
+
+from components import registry
+from components.errors import ComponentError
+from components.register import register
+from mlops.cli import main
+from tests.conftest import FEATURES
+
+MODEL = "fraud-detector"
+
+
+@pytest.fixture(scope="module")
+def three_versions(tmp_path_factory: pytest.TempPathFactory, materialized: dict[str, Any]) -> dict[str, Any]:
+    """Three registered versions of one model (different boosting rounds, so different bytes)."""
+    from components.evaluate import evaluate
+    from components.train import train
+
+    home = tmp_path_factory.mktemp("rollout")
+    uri = f"sqlite:///{home}/mlflow.db"
+    for rounds in (20, 30, 40):
+        out = home / f"r{rounds}"
+        train(
+            str(materialized["train"]),
+            str(out / "model"),
+            str(out / "metadata.json"),
+            model_type="xgboost",
+            features=FEATURES,
+            label_column="is_fraud",
+            params={"num_boost_round": rounds},
+        )
+        evaluate(
+            str(out / "model"),
+            str(out / "metadata.json"),
+            str(materialized["holdout"]),
+            str(out / "metrics.json"),
+            str(out / "roc.png"),
+            str(out / "pr.png"),
+            threshold=0.7,
+        )
+        register(
+            str(out / "model"),
+            str(out / "metadata.json"),
+            str(out / "metrics.json"),
+            str(out / "reg.json"),
+            str(out / "card.md"),
+            model_name=MODEL,
+            tracking_uri=uri,
+            artifact_root=(home / "artifacts").as_uri(),
+            pipeline="fraud",
+        )
+    return {"home": home, "uri": uri}
+
+
+@pytest.fixture()
+def lifecycle(three_versions: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """A fresh history for each test: the registry is shared, the history tags are cleared."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", three_versions["uri"])
+    monkeypatch.setenv("MLOPS_SERVING_ROOT", (tmp_path / "serving").as_uri())
+    monkeypatch.setenv("MLOPS_USER", "alice@bank.internal")
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.kube/config
+    mlflow = registry.client()
+    for key in list(mlflow.get_registered_model(MODEL).tags):
+        if key.startswith(registry.HISTORY_PREFIX):
+            mlflow.delete_registered_model_tag(MODEL, key)
+    for alias in (registry.CHAMPION, registry.CANARY):
+        if alias in registry.aliases(mlflow, MODEL):
+            mlflow.delete_registered_model_alias(MODEL, alias)
+    return {"mlflow": mlflow, "gitops": tmp_path / "gitops", "tmp": tmp_path}
+
+
+def _promote(lifecycle: dict[str, Any], *flags: str, capsys: pytest.CaptureFixture[str] | None = None) -> int:
+    return main(["promote", MODEL, "--out", str(lifecycle["gitops"]), *flags])
+
+
+def _manifest(lifecycle: dict[str, Any]) -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(
+        (lifecycle["gitops"] / "fraud" / f"{MODEL}.inferenceservice.yaml").read_text()
+    )
+    return loaded
+
+
+def _kserve_schema(schemas_dir: Path) -> dict[str, Any]:
+    crd = yaml.safe_load((schemas_dir / "kserve_serving.kserve.io_inferenceservices.full.yaml").read_text())
+    schema: dict[str, Any] = next(v for v in crd["spec"]["versions"] if v["name"] == "v1beta1")["schema"][
+        "openAPIV3Schema"
+    ]
+    return schema
+
+
+def _served(manifest: dict[str, Any]) -> tuple[int, int]:
+    return int(manifest["metadata"]["labels"]["mlops.private-platform.io/model-version"]), int(
+        manifest["spec"]["predictor"]["canaryTrafficPercent"]
+    )
+
+
+def test_full_lifecycle_manifests_aliases_and_history(
+    lifecycle: dict[str, Any], schemas_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mlflow, schema = lifecycle["mlflow"], _kserve_schema(schemas_dir)
+
+    assert _promote(lifecycle, "--canary", "10", "--version", "2") == 2  # nothing serves yet
+    assert "needs a previous revision" in capsys.readouterr().err
+
+    assert _promote(lifecycle, "--promote", "--version", "1", "--reason", "first rollout") == 0
+    first = _manifest(lifecycle)
+    jsonschema.validate(first, schema)
+    assert _served(first) == (1, 100)
+    assert registry.aliases(mlflow, MODEL)[registry.CHAMPION] == 1
+
+    assert _promote(lifecycle, "--canary", "10", "--version", "2") == 0
+    canary = _manifest(lifecycle)
+    jsonschema.validate(canary, schema)
+    assert _served(canary) == (2, 10)
+    assert canary["spec"]["predictor"]["model"]["storageUri"].split("/")[-1].startswith("v2-")
+    assert canary["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Serverless"
+    assert canary["metadata"]["annotations"]["serving.knative.dev/minScale"] == "1"
+    assert canary["spec"]["predictor"]["containerConcurrency"] == 8
+    assert canary["spec"]["predictor"]["model"]["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert registry.aliases(mlflow, MODEL) == {registry.CANARY: 2, registry.CHAMPION: 1, registry.CHALLENGER: 3}
+    assert "v1 serves 90%, canary v2 10%" in capsys.readouterr().out
+
+    assert _promote(lifecycle, "--canary", "10", "--version", "3") == 2
+    assert "v2 is already in canary at 10%" in capsys.readouterr().err
+    assert _promote(lifecycle, "--canary", "50", "--version", "2") == 0  # ramp the same canary
+    assert _served(_manifest(lifecycle)) == (2, 50)
+
+    assert _promote(lifecycle, "--rollback", "--reason", "p99 up 40%") == 0
+    rolled = _manifest(lifecycle)
+    jsonschema.validate(rolled, schema)
+    assert _served(rolled) == (2, 0)  # the canary's revision keeps 0%: all traffic on v1's, which never stopped
+    assert registry.CANARY not in registry.aliases(mlflow, MODEL)
+    assert registry.aliases(mlflow, MODEL)[registry.CHAMPION] == 1
+
+    assert _promote(lifecycle, "--canary", "10", "--version", "2") == 0
+    assert _promote(lifecycle, "--promote") == 0  # promotes the canary
+    assert _served(_manifest(lifecycle)) == (2, 100)
+    assert registry.aliases(mlflow, MODEL)[registry.CHAMPION] == 2 and registry.CANARY not in registry.aliases(
+        mlflow, MODEL
+    )
+
+    assert _promote(lifecycle, "--rollback", "--reason", "complaints") == 0  # after a promotion
+    back = _manifest(lifecycle)
+    assert _served(back) == (1, 100)
+    assert registry.aliases(mlflow, MODEL)[registry.CHAMPION] == 1
+
+    assert _promote(lifecycle, "--rollback") == 2
+    assert "nothing to roll back to" in capsys.readouterr().err
+
+    entries = registry.history(mlflow, MODEL)
+    assert [(e.action, e.from_version, e.to_version, e.traffic_percent) for e in entries] == [
+        ("promote", None, 1, 100),
+        ("canary", 1, 2, 10),
+        ("canary", 1, 2, 50),
+        ("rollback", 2, 1, 100),
+        ("canary", 1, 2, 10),
+        ("promote", 1, 2, 100),
+        ("rollback", 2, 1, 100),
+    ]
+    assert {e.who for e in entries} == {"alice@bank.internal"}
+    assert entries[3].reason == "p99 up 40%" and entries[0].applied.startswith("gitops:")
+    capsys.readouterr()
+    assert main(["history", MODEL]) == 0
+    shown = capsys.readouterr().out
+    assert shown.count("\n") == len(entries) + 2 and "p99 up 40%" in shown and shown.strip().endswith("now: v1 serves")
+
+
+def test_raw_deployment_mode_refuses_a_canary_and_records_nothing(
+    lifecycle: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _config(tmp_path, deployment_mode="RawDeployment")
+    assert _promote(lifecycle, "--promote", "--version", "1", "--config", str(config)) == 0
+    before = (registry.history(lifecycle["mlflow"], MODEL), _manifest(lifecycle))
+    assert _promote(lifecycle, "--canary", "10", "--version", "2", "--config", str(config)) == 2
+    error = capsys.readouterr().err
+    assert "needs KServe's Serverless (Knative) mode" in error and "ignores canaryTrafficPercent" in error
+    assert (registry.history(lifecycle["mlflow"], MODEL), _manifest(lifecycle)) == before
+    assert registry.CANARY not in registry.aliases(lifecycle["mlflow"], MODEL)
+    # a full rollout needs no traffic split, so it is allowed in RawDeployment mode
+    assert _promote(lifecycle, "--promote", "--version", "2", "--config", str(config)) == 0
+    assert "minScale" not in json.dumps(_manifest(lifecycle)["metadata"]["annotations"])
+
+
+def _config(tmp_path: Path, **promote: Any) -> Path:
+    from pipelines.fraud.pipeline import FOLDER
+
+    document = yaml.safe_load((FOLDER / "config.yaml").read_text())
+    document["promote"].update(promote)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def test_admission_stops_bad_production_promotions_before_anything_changes(
+    lifecycle: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlops.admission import POLICY_DIR
+
+    # The small test set's models score AUC ~0.8; a copy of the policies with a lower bar lets the
+    # other rules be seen one at a time. The shipped bar (0.85) is exercised last.
+    lenient = tmp_path / "policies"
+    lenient.mkdir()
+    for file in POLICY_DIR.glob("*.yaml"):
+        (lenient / file.name).write_text(file.read_text().replace("minHoldoutAuc: 0.85", "minHoldoutAuc: 0.5"))
+    production = ("--stage", "production", "--policies", str(lenient))
+    assert _promote(lifecycle, "--promote", "--version", "1", *production, "--signed-off-by", "bob") == 0
+    state = (
+        registry.history(lifecycle["mlflow"], MODEL),
+        registry.aliases(lifecycle["mlflow"], MODEL),
+        _manifest(lifecycle),
+    )
+    capsys.readouterr()
+
+    assert _promote(lifecycle, "--canary", "10", "--version", "2", *production, "--signed-off-by", "") == 2
+    error = capsys.readouterr().err
+    assert "admission would deny InferenceService fraud/fraud-detector (v2)" in error
+    assert (
+        "[production-promotion-evidence] promotion blocked: missing annotation mlops.private-platform.io/signed-off-by"
+    ) in error
+
+    no_memory = _config(tmp_path, memory_limit="")
+    assert (
+        _promote(
+            lifecycle,
+            "--canary",
+            "10",
+            "--version",
+            "2",
+            *production,
+            "--signed-off-by",
+            "bob",
+            "--config",
+            str(no_memory),
+        )
+        == 2
+    )
+    assert (
+        '[gpu-workloads-set-memory-limits] container "predictor model" requests nvidia.com/gpu but sets no memory'
+        in capsys.readouterr().err
+    )
+
+    assert (
+        _promote(lifecycle, "--canary", "10", "--version", "2", "--stage", "production", "--signed-off-by", "bob") == 2
+    )
+    error = capsys.readouterr().err
+    assert "promotion blocked: holdout AUC 0." in error and "is below the required 0.85" in error
+
+    assert (
+        registry.history(lifecycle["mlflow"], MODEL),
+        registry.aliases(lifecycle["mlflow"], MODEL),
+        _manifest(lifecycle),
+    ) == state
+    assert _promote(lifecycle, "--canary", "10", "--version", "2", *production, "--signed-off-by", "bob") == 0
+    assert _served(_manifest(lifecycle)) == (2, 10)
+
+
+def test_dry_run_renders_and_admits_but_changes_nothing(
+    lifecycle: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["promote", MODEL, "--promote", "--version", "1", "--dry-run"]) == 0
+    captured = capsys.readouterr()
+    assert yaml.safe_load(captured.out)["kind"] == "InferenceService"
+    assert "nothing applied, recorded or moved" in captured.err
+    assert registry.history(lifecycle["mlflow"], MODEL) == []
+    assert registry.CHAMPION not in registry.aliases(lifecycle["mlflow"], MODEL)
+
+
+def test_without_a_cluster_or_out_folder_promote_says_what_to_do(
+    lifecycle: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["promote", MODEL, "--promote", "--version", "1"]) == 2
+    assert "no kubeconfig" in capsys.readouterr().err
+    assert main(["promote", "no-such-model", "--promote", "--out", str(lifecycle["gitops"])]) == 2
+    assert "no registered model 'no-such-model'" in capsys.readouterr().err
+
+
+class FakeKubernetesApi(BaseHTTPRequestHandler):
+    """Stand-in for the Kubernetes API server (no cluster can run here): InferenceService
+    get/create/replace and KServe's inferenceservice-config, kept in memory."""
+
+    objects: ClassVar[dict[str, dict[str, Any]]] = {}
+    deploy_config: ClassVar[dict[str, Any]] = {"defaultDeploymentMode": "Serverless"}
+    calls: ClassVar[list[str]] = []
+
+    def _send(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self) -> dict[str, Any]:
+        loaded: dict[str, Any] = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        return loaded
+
+    def do_GET(self) -> None:
+        self.calls.append(f"GET {self.path}")
+        if self.path == "/api/v1/namespaces/kserve/configmaps/inferenceservice-config":
+            self._send(
+                200,
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": "inferenceservice-config"},
+                    "data": {"deploy": json.dumps(self.deploy_config)},
+                },
+            )
+        elif self.path in self.objects:
+            self._send(200, self.objects[self.path])
+        else:
+            self._send(404, {"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404})
+
+    def do_POST(self) -> None:
+        self.calls.append(f"POST {self.path}")
+        body = self._body()
+        body["metadata"]["resourceVersion"] = "1"
+        self.objects[f"{self.path}/{body['metadata']['name']}"] = body
+        self._send(201, body)
+
+    def do_PUT(self) -> None:
+        self.calls.append(f"PUT {self.path}")
+        body = self._body()
+        if body["metadata"].get("resourceVersion") != self.objects[self.path]["metadata"]["resourceVersion"]:
+            self._send(409, {"kind": "Status", "status": "Failure", "reason": "Conflict", "code": 409})
+            return
+        body["metadata"]["resourceVersion"] = str(int(body["metadata"]["resourceVersion"]) + 1)
+        self.objects[self.path] = body
+        self._send(200, body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture()
+def fake_cluster(tmp_path: Path) -> Iterator[tuple[Path, type[FakeKubernetesApi]]]:
+    FakeKubernetesApi.objects, FakeKubernetesApi.calls = {}, []
+    FakeKubernetesApi.deploy_config = {"defaultDeploymentMode": "Serverless"}
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeKubernetesApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "onprem",
+                "clusters": [{"name": "onprem", "cluster": {"server": f"http://127.0.0.1:{server.server_port}"}}],
+                "users": [{"name": "alice", "user": {"token": "t"}}],
+                "contexts": [{"name": "onprem", "context": {"cluster": "onprem", "user": "alice"}}],
+            }
+        )
+    )
+    yield kubeconfig, FakeKubernetesApi
+    server.shutdown()
+
+
+PATH = "/apis/serving.kserve.io/v1beta1/namespaces/fraud/inferenceservices"
+
+
+def test_applies_through_the_kubernetes_client_against_a_fake_api_server(
+    lifecycle: dict[str, Any], fake_cluster: tuple[Path, type[FakeKubernetesApi]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    kubeconfig, api = fake_cluster
+    assert main(["promote", MODEL, "--promote", "--version", "1", "--kubeconfig", str(kubeconfig)]) == 0
+    assert f"POST {PATH}" in api.calls and api.objects[f"{PATH}/{MODEL}"]["metadata"]["resourceVersion"] == "1"
+    assert main(["promote", MODEL, "--canary", "25", "--version", "2", "--kubeconfig", str(kubeconfig)]) == 0
+    assert f"PUT {PATH}/{MODEL}" in api.calls
+    live = api.objects[f"{PATH}/{MODEL}"]
+    assert _served(live) == (2, 25) and live["metadata"]["resourceVersion"] == "2"
+    entries = registry.history(lifecycle["mlflow"], MODEL)
+    assert [e.applied for e in entries] == ["kubernetes:onprem:created", "kubernetes:onprem:replaced"]
+
+
+def test_cluster_in_raw_deployment_mode_refuses_the_canary_fake_api_server(
+    lifecycle: dict[str, Any], fake_cluster: tuple[Path, type[FakeKubernetesApi]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    kubeconfig, api = fake_cluster
+    api.deploy_config = {"defaultDeploymentMode": "RawDeployment"}
+    assert main(["promote", MODEL, "--promote", "--version", "1", "--kubeconfig", str(kubeconfig)]) == 0
+    live = api.objects[f"{PATH}/{MODEL}"]
+    assert live["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
+    puts = len([c for c in api.calls if c.startswith("PUT")])
+    assert main(["promote", MODEL, "--canary", "10", "--version", "2", "--kubeconfig", str(kubeconfig)]) == 2
+    assert "ignores canaryTrafficPercent" in capsys.readouterr().err
+    assert (
+        len([c for c in api.calls if c.startswith("PUT")]) == puts
+        and len(registry.history(lifecycle["mlflow"], MODEL)) == 1
+    )
+
+
+def test_drift_between_cluster_and_history_is_refused_fake_api_server(
+    lifecycle: dict[str, Any], fake_cluster: tuple[Path, type[FakeKubernetesApi]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    kubeconfig, api = fake_cluster
+    assert main(["promote", MODEL, "--promote", "--version", "1", "--kubeconfig", str(kubeconfig)]) == 0
+    api.objects[f"{PATH}/{MODEL}"]["metadata"]["labels"]["mlops.private-platform.io/model-version"] = (
+        "3"  # kubectl edit
+    )
+    assert main(["promote", MODEL, "--canary", "10", "--version", "2", "--kubeconfig", str(kubeconfig)]) == 2
+    assert "the cluster serves fraud-detector v3, but the registry history says v1" in capsys.readouterr().err
+
+
+def test_history_of_an_unknown_model_is_a_clear_error(
+    lifecycle: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(ComponentError, match="no registered model"):
+        registry.history(lifecycle["mlflow"], "nope")
+    assert main(["history", "nope"]) == 2
