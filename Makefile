@@ -59,6 +59,7 @@ lint: install
 bench: install serving-env services-install  ## step timings, engine overhead, feature store and registry on real services
 	$(BIN)/python benchmarks/bench.py
 	$(BIN)/python benchmarks/platform_bench.py
+	$(BIN)/python benchmarks/serving_bench.py
 
 gpu-check: install  ## train both model types on the GPU and the CPU, print throughput side by side
 	$(BIN)/python benchmarks/gpu_check.py

@@ -49,8 +49,9 @@ def load_predictor(model_path: str | os.PathLike[str], metadata: dict[str, Any])
         booster.set_param({"device": "cpu", "nthread": os.cpu_count() or 1})
 
         def predict_xgb(features: np.ndarray) -> np.ndarray:
-            matrix = xgb.DMatrix(features, feature_names=metadata["features"])
-            return np.asarray(booster.predict(matrix), dtype=np.float64)
+            # inplace_predict skips building a DMatrix: several times faster for a few rows;
+            # the columns are in metadata["features"] order, as the caller promises
+            return np.asarray(booster.inplace_predict(features), dtype=np.float64)
 
         return predict_xgb
     if model_format == "torchscript":

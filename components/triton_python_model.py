@@ -28,10 +28,10 @@ class TritonPythonModel:
             booster = xgb.Booster()
             booster.load_model(bytearray((folder / "model.json").read_bytes()))
             booster.set_param({"device": "cpu", "nthread": threads})
-            names = metadata["features"]
 
             def predict(features: np.ndarray) -> np.ndarray:
-                return np.asarray(booster.predict(xgb.DMatrix(features, feature_names=names)))
+                # columns arrive in metadata["features"] order (the config's INPUT__0 contract)
+                return np.asarray(booster.inplace_predict(features))
 
         elif metadata["format"] == "torchscript":
             import torch
