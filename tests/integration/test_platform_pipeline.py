@@ -93,3 +93,64 @@ def test_scoring_path_reads_what_the_feast_sdk_reads(
     found = OnlineFeatureReader(store, "fraud_model_v1").get(rows)
     assert found == expected.to_dict()
     assert found["amount_avg_7d"][-1] is None
+
+
+def test_serve_and_promote_from_the_platform_registry(
+    stack: Stack, platform_run: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The model bytes come out of S3 through the MLflow server into a real Triton; the serving
+    history lands in PostgreSQL beside the versions; the repository is published to s3://models."""
+    import numpy as np
+    import tritonclient.http as httpclient
+
+    from devstack.process import free_port_base
+    from tests.integration.conftest import mlops
+
+    registration = platform_run["registration"]
+    name, version = registration["model_name"], registration["version"]
+    env = {**platform_run["env"], "MLOPS_USER": "oncall@bank.internal"}
+    port = free_port_base(3)
+    folder = tmp_path_factory.mktemp("platform-serve")
+    served = mlops(
+        env, "serve", name, "--version", str(version), "--detach", "--port-base", str(port), "--dir", str(folder)
+    )
+    try:
+        assert served.returncode == 0, served.stdout + served.stderr
+        rows = np.zeros((2, len(registration["features"])), dtype=np.float32)
+        client = httpclient.InferenceServerClient(f"127.0.0.1:{port}")
+        tensor = httpclient.InferInput("INPUT__0", list(rows.shape), "FP32")
+        tensor.set_data_from_numpy(rows)
+        scores = client.infer(name, [tensor]).as_numpy("OUTPUT__0")
+        assert scores.shape == (2, 1) and 0.0 <= float(scores[0, 0]) <= 1.0
+    finally:
+        mlops(env, "serve", name, "--stop", "--dir", str(folder))
+
+    gitops = tmp_path_factory.mktemp("platform-gitops")
+    promoted = mlops(
+        env, "promote", name, "--promote", "--version", str(version), "--reason", "first rollout", "--out", str(gitops)
+    )
+    assert promoted.returncode == 0, promoted.stdout + promoted.stderr
+    history = query(
+        stack,
+        "mlflow",
+        "select key, value from registered_model_tags where name = %s and key like 'mlops.history.%%'",
+        name,
+    )
+    assert len(history) == 1 and '"who": "oncall@bank.internal"' in history[0][1]
+    load = query(
+        stack,
+        "mlflow",
+        "select value from model_version_tags where name = %s and version = %s and key = %s",
+        name,
+        version,
+        "mlops.serving.load_seconds",
+    )
+    assert load and float(load[0][0]) > 0
+    shown = mlops(env, "history", name)
+    assert (
+        shown.returncode == 0
+        and "first rollout" in shown.stdout
+        and shown.stdout.strip().endswith(f"v{version} serves")
+    )
+    manifest = (gitops / "fraud" / f"{name}.inferenceservice.yaml").read_text()
+    assert f"storageUri: s3://models/{name}/v{version}-{registration['artifact_sha256'][:12]}" in manifest
