@@ -6,6 +6,7 @@ per session where later tests only read their outputs.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -109,3 +110,30 @@ def evaluated(
         threshold=0.7,
     )
     return {"metrics": root / "metrics.json", "roc": root / "roc.png", "pr": root / "pr.png"}
+
+
+def train_evaluate_register(
+    materialized: dict[str, Any],
+    out: Path,
+    registry_home: Path,
+    *,
+    model_name: str,
+    model_type: str = "xgboost",
+    params: dict[str, Any] | None = None,
+    threshold: float = 0.7,
+) -> dict[str, Any]:
+    """One more registered version, made by the real steps: for tests that need several."""
+    from components.evaluate import evaluate
+    from components.register import register
+    from components.train import train
+
+    model, metadata, metrics = out / "model", out / "metadata.json", out / "metrics.json"
+    train(str(materialized["train"]), str(model), str(metadata), model_type=model_type, features=FEATURES,
+          label_column="is_fraud", params=params or {})  # fmt: skip
+    evaluate(str(model), str(metadata), str(materialized["holdout"]), str(metrics), str(out / "roc.png"),
+             str(out / "pr.png"), threshold=threshold)  # fmt: skip
+    register(str(model), str(metadata), str(metrics), str(out / "registration.json"), str(out / "card.md"),
+             model_name=model_name, tracking_uri=f"sqlite:///{registry_home}/mlflow.db",
+             artifact_root=(registry_home / "artifacts").as_uri(), pipeline="fraud")  # fmt: skip
+    registration: dict[str, Any] = json.loads((out / "registration.json").read_text())
+    return {"model": model, "metadata": metadata, "metrics": metrics, "registration": registration}

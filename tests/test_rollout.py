@@ -18,9 +18,8 @@ import yaml
 
 from components import registry
 from components.errors import ComponentError
-from components.register import register
 from mlops.cli import main
-from tests.conftest import FEATURES
+from tests.conftest import train_evaluate_register
 
 MODEL = "fraud-detector"
 
@@ -28,42 +27,12 @@ MODEL = "fraud-detector"
 @pytest.fixture(scope="module")
 def three_versions(tmp_path_factory: pytest.TempPathFactory, materialized: dict[str, Any]) -> dict[str, Any]:
     """Three registered versions of one model (different boosting rounds, so different bytes)."""
-    from components.evaluate import evaluate
-    from components.train import train
-
     home = tmp_path_factory.mktemp("rollout")
-    uri = f"sqlite:///{home}/mlflow.db"
     for rounds in (20, 30, 40):
-        out = home / f"r{rounds}"
-        train(
-            str(materialized["train"]),
-            str(out / "model"),
-            str(out / "metadata.json"),
-            model_type="xgboost",
-            features=FEATURES,
-            label_column="is_fraud",
-            params={"num_boost_round": rounds},
+        train_evaluate_register(
+            materialized, home / f"r{rounds}", home, model_name=MODEL, params={"num_boost_round": rounds}
         )
-        evaluate(
-            str(out / "model"),
-            str(out / "metadata.json"),
-            str(materialized["holdout"]),
-            str(out / "metrics.json"),
-            str(out / "roc.png"),
-            str(out / "pr.png"),
-            threshold=0.7,
-        )
-        register(
-            str(out / "model"),
-            str(out / "metadata.json"),
-            str(out / "metrics.json"),
-            str(out / "reg.json"),
-            str(out / "card.md"),
-            model_name=MODEL,
-            tracking_uri=uri,
-            artifact_root=(home / "artifacts").as_uri(),
-            pipeline="fraud",
-        )
+    uri = f"sqlite:///{home}/mlflow.db"
     return {"home": home, "uri": uri}
 
 

@@ -18,74 +18,33 @@ import pytest
 
 from components.errors import ComponentError
 from components.models import load_predictor
-from components.register import register
 from devstack.process import free_port_base
 from devstack.triton import LocalTriton, serve_registered
-from tests.conftest import FEATURES, REPO
+from tests.conftest import FEATURES, REPO, train_evaluate_register
 
 pytestmark = pytest.mark.integration
 
 
-def _register(home: Path, model: dict[str, Path], metrics: Path, name: str) -> dict[str, Any]:
-    register(
-        str(model["model"]),
-        str(model["metadata"]),
-        str(metrics),
-        str(home / f"{name}.json"),
-        str(home / f"{name}.md"),
-        model_name=name,
-        tracking_uri=f"sqlite:///{home}/mlflow.db",
-        artifact_root=(home / "artifacts").as_uri(),
-        pipeline="fraud",
-    )
-    registration: dict[str, Any] = json.loads((home / f"{name}.json").read_text())
-    return registration
-
-
 @pytest.fixture(scope="module")
 def registry_home(
-    tmp_path_factory: pytest.TempPathFactory,
-    trained: dict[str, Path],
-    evaluated: dict[str, Path],
-    materialized: dict[str, Any],
+    tmp_path_factory: pytest.TempPathFactory, materialized: dict[str, Any]
 ) -> Iterator[dict[str, Any]]:
-    from components.evaluate import evaluate
-    from components.train import train
-
     home = tmp_path_factory.mktemp("serving-registry")
-    mlp = home / "mlp"
-    train(
-        str(materialized["train"]),
-        str(mlp / "model"),
-        str(mlp / "metadata.json"),
-        model_type="pytorch_mlp",
-        features=FEATURES,
-        label_column="is_fraud",
-        params={"epochs": 3},
+    xgb = train_evaluate_register(
+        materialized, home / "xgb", home, model_name="fraud-xgb", params={"num_boost_round": 60}
     )
-    evaluate(
-        str(mlp / "model"),
-        str(mlp / "metadata.json"),
-        str(materialized["holdout"]),
-        str(mlp / "metrics.json"),
-        str(mlp / "roc.png"),
-        str(mlp / "pr.png"),
+    mlp = train_evaluate_register(
+        materialized, home / "mlp", home, model_name="fraud-mlp", model_type="pytorch_mlp", params={"epochs": 3},
         threshold=0.5,
-    )
-    registrations = {
-        "fraud-xgb": _register(home, trained, evaluated["metrics"], "fraud-xgb"),
-        "fraud-mlp": _register(
-            home, {"model": mlp / "model", "metadata": mlp / "metadata.json"}, mlp / "metrics.json", "fraud-mlp"
-        ),
-    }
+    )  # fmt: skip
     previous = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{home}/mlflow.db"
     holdout = pd.read_parquet(materialized["holdout"])[FEATURES].to_numpy(dtype=np.float32)[:200]
     yield {
         "home": home,
-        "registrations": registrations,
+        "registrations": {"fraud-xgb": xgb["registration"], "fraud-mlp": mlp["registration"]},
         "holdout": holdout,
-        "models": {"fraud-xgb": trained, "fraud-mlp": {"model": mlp / "model", "metadata": mlp / "metadata.json"}},
+        "models": {"fraud-xgb": xgb, "fraud-mlp": mlp},
     }
     if previous is None:
         os.environ.pop("MLFLOW_TRACKING_URI", None)
