@@ -264,8 +264,9 @@ def execute(request: Request, target: Target) -> Outcome:
         raise _refuse(
             f"admission would deny InferenceService {namespace}/{request.model} (v{rendered_version}):\n  "
             + "\n  ".join(denied),
-            "fix what each line names (the evidence annotations come from the registry; --signed-off-by adds "
-            "the sign-off); nothing was applied, recorded or moved",
+            "change what each line names (evidence annotations come from the registry, the sign-off from "
+            "--signed-off-by or promote.signed_off_by, resources from the promote config); "
+            "nothing was applied, recorded or moved",
         )
 
     applied = target.apply(service)
