@@ -35,7 +35,8 @@ def in_process(raw: Path, home: Path, cfg: Any) -> dict[str, float]:
     from components.evaluate import evaluate
     from components.materialize import materialize
     from components.promote import promote
-    from components.register import embedded_artifact_root, embedded_tracking_uri, register
+    from components.register import register
+    from components.services import embedded_artifact_root, embedded_tracking_uri
     from components.train import train
     from components.validate import validate
     from pipelines.fraud import pipeline as fraud
@@ -51,7 +52,6 @@ def in_process(raw: Path, home: Path, cfg: Any) -> dict[str, float]:
         lambda: materialize(
             str(raw),
             str(fraud.FOLDER / m.feature_repo),
-            str(home / "feast" / m.project),
             str(out / "train_set"),
             str(out / "holdout_set"),
             project=m.project,

@@ -3,7 +3,7 @@
 Starts its own PostgreSQL, PgBouncer, Redis, S3 and MLflow on free ports, then measures, in
 one run on the same servers and data:
 1. materialize 1M rows / 100k entities into Redis: Feast's stock settings vs the platform's
-   (components.platform.feast_store_config), rows of offline data per second; both must leave
+   (components.services.feast_store_config), rows of offline data per second; both must leave
    identical values online;
 2. online lookup p50/p99 for 1 and 100 entities: the scoring path (components.online) vs a
    raw redis-py HMGET pipeline of the same keys and fields, with the Feast SDK for reference;
@@ -63,7 +63,7 @@ def ratio(value: float, baseline: float) -> str:
 
 
 def materialize_bench(home: Path, source: Path, frame: pd.DataFrame) -> None:
-    from components import online_writer, platform
+    from components import online_writer, services
     from components.materialize import apply_repo, open_store
     from components.online import OnlineFeatureReader
 
@@ -74,11 +74,11 @@ def materialize_bench(home: Path, source: Path, frame: pd.DataFrame) -> None:
     for label in ("stock", "pull_latest", "platform"):
         project = f"bench_{label}"
         directory = home / "feast" / project
-        config = platform.feast_store_config(directory, project)
+        config = services.feast_store_config(project)
         assert config is not None
         if label == "stock":
             config.pop("materialization_config", None)
-        store = open_store(directory, project, config)
+        store = open_store(project, directory, config)
         apply_repo(store, FEATURE_REPO, str(source))
         view = store.get_feature_view(VIEW)
         started = time.perf_counter()
@@ -119,7 +119,7 @@ def lookup_bench(home: Path, frame: pd.DataFrame, stack: Stack, iterations: int)
     from components.materialize import open_store
     from components.online import OnlineFeatureReader
 
-    store = open_store(home / "feast" / "bench_platform", "bench_platform")  # written by the platform writer
+    store = open_store("bench_platform", home / "feast" / "bench_platform")  # written by the platform writer
     reader = OnlineFeatureReader(store, SERVICE)
     service = store.get_feature_service(SERVICE)
     raw = redis.Redis(host="127.0.0.1", port=stack.ports.redis)

@@ -2,16 +2,27 @@
 
 A half-written artifact is worse than none: a retried step or a downstream reader must see
 either the old bytes or the new ones. Local writes go to a temporary file in the same folder
-and are renamed into place; S3 writes are single PUTs, which the object store makes atomic.
+and are renamed into place; a folder is swapped with its replacement in one rename (Linux's
+RENAME_EXCHANGE), so a reader never finds it missing. S3 writes complete atomically (a PUT,
+or a multipart upload that only becomes visible when completed).
+
+A writer killed mid-write leaves debris: a temporary file, or an incomplete multipart upload.
+The next writer of the same target removes it (temporary names carry the host and pid, so a
+live writer's file is never touched; a key has one writer at a time, the retry after the
+attempt that died), and a bucket lifecycle rule (`AbortIncompleteMultipartUpload`, in
+manifests/ and the devstack) aborts what no later writer comes back for.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,7 +46,7 @@ def local_path(uri: str | os.PathLike[str]) -> Path:
     return Path(text)
 
 
-def _s3_client() -> Any:
+def s3_client() -> Any:
     """A boto3 S3 client that honours the platform's endpoint conventions.
 
     Private object stores (MinIO, SeaweedFS, Ceph RGW) need an explicit endpoint and
@@ -65,11 +76,60 @@ def _split_s3(uri: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.lstrip("/")
 
 
+def _writer_tag() -> str:
+    """Who writes a temporary file: host and pid, so a later writer can tell a dead one's debris."""
+    return f"{socket.gethostname().replace('.', '_')}-{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_debris(final: Path) -> list[Path]:
+    """Remove what writers of `final` that died on this host left beside it; returns what went.
+
+    Only names this module makes (`.<name>.<host>-<pid>.<random>...`) are candidates, and only
+    when that pid no longer runs here; another host's files are left to it.
+    """
+    host = socket.gethostname().replace(".", "_")
+    removed: list[Path] = []
+    if not final.parent.is_dir():
+        return removed
+    for candidate in final.parent.glob(f".{final.name}.{host}-*"):
+        tag = candidate.name[len(final.name) + 2 :].split(".", 1)[0]
+        pid_text = tag.rpartition("-")[2]
+        if not pid_text.isdigit() or _pid_alive(int(pid_text)):
+            continue
+        if candidate.is_dir() and not candidate.is_symlink():
+            shutil.rmtree(candidate, ignore_errors=True)
+        else:
+            candidate.unlink(missing_ok=True)
+        removed.append(candidate)
+    return removed
+
+
+def abort_stale_uploads(client: Any, bucket: str, key: str) -> int:
+    """Abort incomplete multipart uploads of exactly `key`: the debris of an attempt that died."""
+    aborted = 0
+    listing = client.list_multipart_uploads(Bucket=bucket, Prefix=key)
+    for upload in listing.get("Uploads", []):
+        if upload["Key"] == key:
+            client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload["UploadId"])
+            aborted += 1
+    return aborted
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
     """Yield a temporary local path; on success it becomes `target` in one step.
 
-    For an S3 target the temporary file is uploaded with one PUT. On error nothing is left
+    For an S3 target the temporary file is uploaded once complete. On error nothing is left
     at `target`, and any previous content there is untouched.
     """
     text = str(target)
@@ -78,11 +138,14 @@ def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Pa
             tmp_path = Path(tmp) / ("artifact" + suffix)
             yield tmp_path
             bucket, key = _split_s3(text)
-            _s3_client().upload_file(str(tmp_path), bucket, key)
+            client = s3_client()
+            abort_stale_uploads(client, bucket, key)
+            client.upload_file(str(tmp_path), bucket, key)
         return
     final = local_path(text)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp" + suffix, dir=final.parent)
+    sweep_debris(final)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.{_writer_tag()}.", suffix=".tmp" + suffix, dir=final.parent)
     os.close(fd)
     tmp_path = Path(tmp_name)
     try:
@@ -93,17 +156,44 @@ def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Pa
             tmp_path.unlink()
 
 
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def exchange(first: Path, second: Path) -> bool:
+    """Swap two paths in one atomic rename (Linux renameat2 RENAME_EXCHANGE); False where the
+    kernel, libc or filesystem cannot, so the caller falls back."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), str(first), None, str(second))
+
+
 @contextlib.contextmanager
 def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary folder; on success it replaces `target` whole (local paths only)."""
+    """Yield a temporary folder; on success it replaces `target` whole (local paths only).
+
+    The swap is one rename: readers see the old folder or the new one, never none.
+    """
     final = local_path(target)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    sweep_debris(final)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{_writer_tag()}.", dir=final.parent))
     try:
         yield tmp
-        if final.exists():
-            old = final.with_name(f".{final.name}.old-{os.getpid()}")
-            os.replace(final, old)
+        if final.exists() and exchange(tmp, final):
+            shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the previous folder
+        elif final.exists():
+            old = final.with_name(f".{final.name}.{_writer_tag()}.old")
+            os.replace(final, old)  # no exchange here: a brief moment without the folder
             os.replace(tmp, final)
             shutil.rmtree(old, ignore_errors=True)
         else:
@@ -133,7 +223,7 @@ def exists(uri: str | os.PathLike[str]) -> bool:
     if is_s3(text):
         bucket, key = _split_s3(text)
         try:
-            _s3_client().head_object(Bucket=bucket, Key=key)
+            s3_client().head_object(Bucket=bucket, Key=key)
         except Exception:
             return False
         return True
@@ -150,7 +240,7 @@ def fetched(uri: str | os.PathLike[str]) -> Iterator[Path]:
     bucket, key = _split_s3(text)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / Path(key).name
-        _s3_client().download_file(bucket, key, str(path))
+        s3_client().download_file(bucket, key, str(path))
         yield path
 
 

@@ -110,20 +110,26 @@ class ScheduleSettings(_Settings):
 
 
 class ClusterSettings(_Settings):
-    """Where the pipeline runs on the cluster: what a platform team sets once per tenant."""
+    """Where the pipeline runs on the cluster: what a platform team sets once per tenant.
+
+    Where the services are is not here: every pod reads it from its namespace's
+    `mlops-platform` ConfigMap (components/settings.py), so a fork never copies an endpoint.
+    """
 
     namespace: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     team: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     service_account: str = "pipeline-runner"
     artifact_repository_key: str = Field("default-v1", description="Key in the artifact-repositories ConfigMap.")
     active_deadline_seconds: int = Field(8 * 3600, ge=60)
-    raw_data: str = Field(description="The dataset's URI on the cluster (s3://...).")
-    feast_store_dir: str = "/work/.mlops/feast"
-    tracking_uri: str = "http://mlflow.mlops.svc.cluster.local:5000"
-    serving_root: str = "s3://models"
-    s3_endpoint: str = "http://minio.storage.svc.cluster.local:9000"
-    s3_credentials_secret: str = Field("mlops-s3-credentials", description="Secret with keys access-key, secret-key.")
-    mlflow_credentials_secret: str = Field("mlops-mlflow-credentials", description="Secret with username, password.")
+    raw_data: str = Field(description="The dataset's URI on the cluster (s3://...), the default of the raw-data input.")
+    s3_credentials_secret: str = Field("tenant-s3-credentials", description="Secret with access-key, secret-key.")
+    mlflow_credentials_secret: str = Field("tenant-mlflow-credentials", description="Secret with username, password.")
+    feast_credentials_secret: str = Field(
+        "tenant-feast-credentials", description="Secret with the Feast registry role's password."
+    )
+    redis_credentials_secret: str = Field(
+        "tenant-redis-credentials", description="Secret with the Redis online store's password."
+    )
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
 
 

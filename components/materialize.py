@@ -10,20 +10,26 @@ step:
    time into train and holdout (the holdout is the most recent slice, as in production);
 3. materializes into the online store from the last watermark (the first run backfills from
    the data's start; later runs only move the watermark forward).
+
+The offline store outlives the step: the validated data is written once per run to
+<offline root>/<project>/<run id>/ (s3://feast-offline/<tenant>/... on the platform), and the
+registry's source points there, so `mlops materialize --rebuild` works from any fresh process.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import sys
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import yaml
 
-from components import artifacts, platform
+from components import artifacts, s3_filesystem, services
+from components.environment import mlops_home
 from components.errors import ComponentError
 from components.tabular import read_parquet, require_columns
 
@@ -44,17 +50,29 @@ def embedded_store_config(store_dir: Path, project: str) -> dict[str, Any]:
     }
 
 
-def open_store(store_dir: str | os.PathLike[str], project: str, store_config: dict[str, Any] | None = None) -> Any:
-    """Write feature_store.yaml into store_dir (so the `feast` CLI works there too) and open it."""
+def store_directory(project: str, store_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The folder of feature_store.yaml: the embedded stores themselves on a laptop; on the
+    platform only that file (every store is a service), so any scratch folder will do."""
+    return Path(store_dir) if store_dir else mlops_home() / "feast" / project
+
+
+def run_key(run_id: str = "") -> str:
+    """The run's key in the offline store: the orchestrator's run id, else a UTC time and a nonce."""
+    if run_id:
+        return run_id
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def open_store(
+    project: str, store_dir: str | os.PathLike[str] | None = None, store_config: dict[str, Any] | None = None
+) -> Any:
+    """Write feature_store.yaml (so the `feast` CLI works in that folder too) and open the store."""
     from feast import FeatureStore
 
-    directory = Path(store_dir)
+    s3_filesystem.register()
+    directory = store_directory(project, store_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    config = (
-        store_config
-        or platform.feast_store_config(directory, project)
-        or embedded_store_config(directory, project)
-    )
+    config = store_config or services.feast_store_config(project) or embedded_store_config(directory, project)
     artifacts.write_bytes(directory / "feature_store.yaml", yaml.safe_dump(config, sort_keys=False).encode())
     return FeatureStore(repo_path=str(directory))
 
@@ -92,8 +110,20 @@ def apply_repo(store: Any, feature_repo: str | os.PathLike[str], source_uri: str
         *contents.feature_views,
         *contents.feature_services,
     ]
+    _point_s3_sources_at_the_platform(objects)
     store.apply(objects)
     return [obj.name for obj in objects if not obj.name.startswith("__")]
+
+
+def _point_s3_sources_at_the_platform(objects: list[Any]) -> None:
+    """File sources on S3 read through the platform's endpoint, recorded in the registry with them
+    (a team's feature repo names its data, not where the object store is)."""
+    endpoint = services.settings().s3_endpoint
+    sources = [obj for obj in objects if hasattr(obj, "file_options")]
+    sources += [obj.batch_source for obj in objects if hasattr(getattr(obj, "batch_source", None), "file_options")]
+    for source in sources:
+        if artifacts.is_s3(source.file_options.uri) and endpoint and not source.file_options.s3_endpoint_override:
+            source.file_options.s3_endpoint_override = endpoint
 
 
 def _feature_names(store: Any, feature_service: str) -> list[str]:
@@ -160,10 +190,14 @@ def _materialize_online(store: Any, frame: pd.DataFrame, timestamp: str, entity:
     }
 
 
+def offline_location(project: str, run_id: str) -> str:
+    """Where one run's validated data lives in the offline store."""
+    return f"{services.offline_root(STEP).rstrip('/')}/{project}/{run_id}/{project}_events.parquet"
+
+
 def materialize(
     dataset: str,
     feature_repo: str,
-    store_dir: str,
     train_out: str,
     holdout_out: str,
     *,
@@ -174,6 +208,8 @@ def materialize(
     label_column: str,
     request_features: list[str],
     holdout_fraction: float = 0.2,
+    run_id: str = "",
+    store_dir: str | None = None,
     store_config: dict[str, Any] | None = None,
     offline_uri: str | None = None,
 ) -> dict[str, Any]:
@@ -201,10 +237,10 @@ def materialize(
             "store event times as timezone-aware UTC timestamps",
         )
 
-    store_path = Path(store_dir)
-    offline = offline_uri or str(store_path / "offline" / f"{project}_events.parquet")
+    key = run_key(run_id)
+    offline = offline_uri or offline_location(project, key)
+    store = open_store(project, store_dir, store_config)
     artifacts.write_parquet(offline, frame)
-    store = open_store(store_path, project, store_config)
     applied = apply_repo(store, feature_repo, offline)
     features = _feature_names(store, feature_service)
 
@@ -236,26 +272,27 @@ def materialize(
         "holdout_rows": len(holdout),
         "holdout_starts": holdout[timestamp_column].min().isoformat(),
         "offline_uri": offline,
+        "run_id": key,
         **online,
     }
 
 
 def online_features(
-    store_dir: str,
     project: str,
     feature_service: str,
     entity_rows: list[dict[str, Any]],
+    store_dir: str | None = None,
     store_config: dict[str, Any] | None = None,
 ) -> dict[str, list[Any]]:
     """Read features for entities from the online store (what a scoring service does)."""
-    store = open_store(store_dir, project, store_config)
+    store = open_store(project, store_dir, store_config)
     result: dict[str, list[Any]] = store.get_online_features(
         features=store.get_feature_service(feature_service), entity_rows=entity_rows
     ).to_dict()
     return result
 
 
-def rebuild_online(store_dir: str, project: str, since: datetime | None = None) -> dict[str, Any]:
+def rebuild_online(project: str, since: datetime | None = None, store_dir: str | None = None) -> dict[str, Any]:
     """Refill the online store from the offline store, whatever it holds now (a wiped Redis).
 
     Each online feature view is materialized over its offline source's whole time range (or
@@ -264,7 +301,7 @@ def rebuild_online(store_dir: str, project: str, since: datetime | None = None) 
     """
     import pyarrow.parquet as pq
 
-    store = open_store(store_dir, project)
+    store = open_store(project, store_dir)
     views = [view for view in store.list_feature_views() if view.online]
     if not views:
         raise ComponentError(
@@ -293,5 +330,7 @@ def rebuild_online(store_dir: str, project: str, since: datetime | None = None) 
         start = since or times.min().to_pydatetime()
         end = times.max().to_pydatetime() + timedelta(microseconds=1)
         _write_online(store, view, start, end)
-        rebuilt.append({"view": view.name, "from": start.isoformat(), "to": end.isoformat(), "rows": len(times)})
+        rebuilt.append(
+            {"view": view.name, "from": start.isoformat(), "to": end.isoformat(), "rows": len(times), "source": path}
+        )
     return {"step": STEP, "project": project, "rebuilt": rebuilt}

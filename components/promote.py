@@ -22,8 +22,7 @@ from typing import Any
 
 import yaml
 
-from components import artifacts
-from components.environment import mlops_home
+from components import artifacts, services
 from components.errors import ComponentError
 from components.triton import RepositoryError, model_file_name, write_repository
 
@@ -266,7 +265,7 @@ def promote(
             "the model artifact does not match the registration's sha256",
             "pass the model that register registered",
         )
-    root = serving_root or (mlops_home() / "serving").as_uri()
+    root = serving_root or services.serving_root(STEP)
     storage_uri = publish_repository(
         reg, model_bytes, root, gpu=gpu, decision_threshold=decision_threshold, copy_to=model_repository_out
     )

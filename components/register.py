@@ -17,28 +17,19 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from components import artifacts, platform
-from components.environment import mlops_home
-from components.errors import ComponentError
+from components import artifacts, services
+from components.errors import ComponentError, TransientError, transient_reason
 from components.model_card import render_model_card
+from components.settings import apply_client_caps
 
 STEP = "register"
 HASH_TAG = "artifact_sha256"
 MODEL_FILENAMES = {"xgboost_json": "model.json", "torchscript": "model.pt"}
-
-
-def embedded_tracking_uri(home: Path | None = None) -> str:
-    return f"sqlite:///{(home or mlops_home()) / 'mlflow' / 'mlflow.db'}"
-
-
-def embedded_artifact_root(home: Path | None = None) -> str:
-    return ((home or mlops_home()) / "mlflow" / "artifacts").as_uri()
 
 
 def _client(tracking_uri: str) -> Any:
@@ -46,7 +37,7 @@ def _client(tracking_uri: str) -> Any:
 
     if tracking_uri.startswith("sqlite:///"):
         Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    platform.apply_client_defaults()
+    apply_client_caps()
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
@@ -160,10 +151,8 @@ def register(
     """Register the model artifact (idempotent by its sha256); write the registration JSON."""
     from mlflow.exceptions import MlflowException
 
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or embedded_tracking_uri()
-    root = (
-        artifact_root if artifact_root is not None else (embedded_artifact_root() if uri.startswith("sqlite") else None)
-    )
+    uri = services.tracking_uri(STEP, tracking_uri)
+    root = services.artifact_root(STEP, uri, artifact_root)
     meta = artifacts.read_json(model_metadata)
     scores = artifacts.read_json(metrics)
     if not scores.get("passed"):
@@ -187,7 +176,7 @@ def register(
             "model_type": meta["model_type"],
             **({"git_commit": git_commit} if git_commit else {}),
         }
-        platform.check_tracking_server(STEP, uri)
+        services.check_tracking_server(STEP, uri)
         try:
             with _writer_lock(uri):
                 client = _client(uri)
@@ -207,13 +196,14 @@ def register(
                     alias,
                 )
         except MlflowException as error:
-            raise ComponentError(
+            failure = TransientError if transient_reason(error) else ComponentError
+            raise failure(
                 STEP,
                 f"MLflow at {uri} refused the registration: {error.message}",
                 "check MLFLOW_TRACKING_URI, credentials and the server log",
             ) from error
         except OSError as error:
-            raise ComponentError(
+            raise TransientError(
                 STEP,
                 f"could not reach MLflow at {uri}: {error}",
                 "check that the tracking server is up and MLFLOW_TRACKING_URI is right",
@@ -273,7 +263,7 @@ def _register_locked(
         client.set_registered_model_alias(model_name, alias, winner.version)
         return {"version": winner.version, "reused": True}
     experiment_id = _experiment_id(client, experiment, root)
-    platform.check_s3_artifacts(STEP, str(client.get_experiment(experiment_id).artifact_location))
+    services.check_s3_artifacts(STEP, str(client.get_experiment(experiment_id).artifact_location))
     run_id, source, card_uri = _log_run(client, experiment_id, model_path, meta, scores, tags, pipeline)
     mine = client.create_model_version(
         model_name,

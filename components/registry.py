@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components import artifacts
+from components import artifacts, services
 from components.errors import ComponentError
-from components.register import HASH_TAG, MODEL_FILENAMES, _client, embedded_tracking_uri
+from components.register import HASH_TAG, MODEL_FILENAMES, _client
 
 STEP = "registry"
 HISTORY_PREFIX = "mlops.history."
@@ -34,7 +34,7 @@ CHALLENGER = "challenger"
 
 
 def tracking_uri(explicit: str | None = None) -> str:
-    return explicit or os.environ.get("MLFLOW_TRACKING_URI") or embedded_tracking_uri()
+    return services.tracking_uri(STEP, explicit)
 
 
 def client(uri: str | None = None) -> Any:

@@ -20,14 +20,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from components.buckets import BUCKETS
 from components.errors import ComponentError
-from components.platform import CLIENT_DEFAULTS
+from components.settings import PlatformSettings, environment
 from devstack import process
 
 SERVICES = ("postgres", "pgbouncer", "redis", "s3", "mlflow")
 DEFAULT_PORT_BASE = 15400
 PORT_SPAN = 24
-BUCKETS = ("mlflow-artifacts", "models", "pipeline-artifacts", "feast-offline")
 DATABASES = ("mlflow", "mlflow_auth", "feast", "offline")
 MLFLOW_ADMIN = "admin"
 DB_USER = "mlops"
@@ -110,26 +110,35 @@ class Stack:
     def tracking_uri(self) -> str:
         return f"http://127.0.0.1:{self.ports.mlflow}"
 
-    def environment(self) -> dict[str, str]:
-        """The platform profile: what a client needs to run the pipeline on these services."""
+    def settings(self) -> PlatformSettings:
+        """The platform profile on these services: what a pod's ConfigMap says on a cluster."""
+        return PlatformSettings(
+            profile="platform",
+            tracking_uri=self.tracking_uri,
+            mlflow_artifact_root="s3://mlflow-artifacts",
+            s3_endpoint=self.s3_endpoint,
+            feast_registry_url=f"postgresql+psycopg://{DB_USER}@127.0.0.1:{self.ports.pgbouncer}/feast",
+            feast_redis=f"127.0.0.1:{self.ports.redis}",
+            offline_store_uri="s3://feast-offline",
+            serving_root="s3://models",
+        )
+
+    def credentials(self) -> dict[str, str]:
+        """What a pod's Secrets hold on a cluster (components.settings.SECRET_VARIABLES)."""
         return {
-            "MLOPS_PROFILE": "platform",
-            "MLFLOW_TRACKING_URI": self.tracking_uri,
-            "MLFLOW_S3_ENDPOINT_URL": self.s3_endpoint,
             "AWS_ACCESS_KEY_ID": self.access_key,
             "AWS_SECRET_ACCESS_KEY": self.secret_key,
-            "AWS_DEFAULT_REGION": "us-east-1",
-            **CLIENT_DEFAULTS,  # the components' own caps, written out for the user's shell
-            "MLOPS_FEAST_REGISTRY_URL": self.database_url("feast"),
-            "MLOPS_FEAST_REDIS": f"127.0.0.1:{self.ports.redis}",
-            "MLOPS_SERVING_ROOT": "s3://models",
-            "MLOPS_MLFLOW_ARTIFACT_ROOT": "s3://mlflow-artifacts",
+            "MLOPS_FEAST_REGISTRY_PASSWORD": DB_PASSWORD,
             **(
                 {"MLFLOW_TRACKING_USERNAME": MLFLOW_ADMIN, "MLFLOW_TRACKING_PASSWORD": self.admin_password}
                 if self.mlflow_auth
                 else {}
             ),
         }
+
+    def environment(self) -> dict[str, str]:
+        """The platform profile: what a client needs to run the pipeline on these services."""
+        return {**environment(self.settings()), **self.credentials()}
 
     # --- lifecycle ---------------------------------------------------------------------------
     def up(self, services: tuple[str, ...] = SERVICES, *, echo: bool = False) -> dict[str, float]:
@@ -412,7 +421,11 @@ class Stack:
                 client.head_bucket(Bucket=bucket)
             return True
 
-        return process.wait_until(buckets_exist, what="SeaweedFS S3", log=self.log("s3"), pid=pid, timeout=60)
+        seconds = process.wait_until(buckets_exist, what="SeaweedFS S3", log=self.log("s3"), pid=pid, timeout=60)
+        from components import buckets
+
+        buckets.ensure(client)  # the lifecycle the cluster's bucket-setup Job applies
+        return seconds
 
     # --- MLflow --------------------------------------------------------------------------------
     def _start_mlflow(self) -> float:

@@ -201,17 +201,22 @@ def add_tenant(stack: Stack, name: str) -> Tenant:
 
 def tenant_environment(stack: Stack, tenant: Tenant) -> dict[str, str]:
     """What a member of the tenant gets: its own keys, user and databases, nobody else's."""
-    env = stack.environment()
-    env.update(
-        {
-            "AWS_ACCESS_KEY_ID": tenant.access_key,
-            "AWS_SECRET_ACCESS_KEY": tenant.secret_key,
-            "MLFLOW_TRACKING_USERNAME": tenant.name,
-            "MLFLOW_TRACKING_PASSWORD": tenant.password,
-            "MLOPS_FEAST_REGISTRY_URL": f"postgresql+psycopg://{tenant.name}:{tenant.password}"
-            f"@127.0.0.1:{stack.ports.pgbouncer}/feast_{tenant.name}",
-            "MLOPS_SERVING_ROOT": f"s3://models/{tenant.name}",
-            "MLOPS_MLFLOW_ARTIFACT_ROOT": f"s3://mlflow-artifacts/{tenant.name}",
+    from components.settings import environment
+
+    name = tenant.name
+    settings = stack.settings().model_copy(
+        update={
+            "feast_registry_url": f"postgresql+psycopg://{name}@127.0.0.1:{stack.ports.pgbouncer}/feast_{name}",
+            "serving_root": f"s3://models/{name}",
+            "mlflow_artifact_root": f"s3://mlflow-artifacts/{name}",
+            "offline_store_uri": f"s3://feast-offline/{name}",
         }
     )
-    return env
+    return {
+        **environment(settings),
+        "AWS_ACCESS_KEY_ID": tenant.access_key,
+        "AWS_SECRET_ACCESS_KEY": tenant.secret_key,
+        "MLFLOW_TRACKING_USERNAME": name,
+        "MLFLOW_TRACKING_PASSWORD": tenant.password,
+        "MLOPS_FEAST_REGISTRY_PASSWORD": tenant.password,
+    }

@@ -84,9 +84,11 @@ def _add_step_parsers(subparsers: Any) -> None:
 
 
 def _run_step(args: argparse.Namespace) -> int:
+    """One component, as a task runs it: same summary line, same exit codes, same in-step retries."""
+    from pipelines.runtime import run_step
+
     kwargs = {k: v for k, v in vars(args).items() if k not in ("handler", "target", "command", "step")}
-    summary = _component(args.target)(**kwargs)
-    print(json.dumps(summary, default=str, sort_keys=True))
+    run_step(args.target, **kwargs)
     return 0
 
 
@@ -156,7 +158,9 @@ def _run_pipeline(args: argparse.Namespace) -> int:
         seconds = time.perf_counter() - started
         result = json.loads(result_path.read_text()) if result_path.exists() else {"ok": False, "outputs": {}}
     _print_summary(args.pipeline, result, progress, seconds, log_path)
-    return 0 if code == 0 and result.get("ok") else 1
+    if code == 0 and result.get("ok"):
+        return 0
+    return progress.failure_exit_code or 1  # the failed step's class: 2 permanent, 75 transient
 
 
 def _print_summary(pipeline: str, result: dict[str, Any], progress: Any, seconds: float, log_path: Path) -> None:
@@ -210,6 +214,14 @@ def _print_summary(pipeline: str, result: dict[str, Any], progress: Any, seconds
     print(f"  log          {log_path}")
 
 
+def _buckets(args: argparse.Namespace) -> int:
+    from components import artifacts, buckets
+
+    ensured = buckets.ensure(artifacts.s3_client())
+    print(json.dumps({"buckets": ensured, "lifecycle": buckets.LIFECYCLE["Rules"]}))
+    return 0
+
+
 def _compile(args: argparse.Namespace) -> int:
     from pipelines.golden import write_renderings
     from pipelines.local import declaration, git_commit
@@ -231,7 +243,7 @@ def _pairs(values: list[str] | None, flag: str) -> dict[str, str]:
 
 
 def _task(args: argparse.Namespace) -> int:
-    from pipelines.runtime import PERMANENT_FAILURE_EXIT_CODE
+    from components.errors import PERMANENT_EXIT_CODE
     from pipelines.task import run_task
 
     try:
@@ -245,7 +257,7 @@ def _task(args: argparse.Namespace) -> int:
     except SystemExit as stop:
         if isinstance(stop.code, str):
             print(f"error: {stop.code}", file=sys.stderr)
-            return PERMANENT_FAILURE_EXIT_CODE
+            return PERMANENT_EXIT_CODE
         raise
     return 0
 
@@ -426,7 +438,6 @@ def _dev(args: argparse.Namespace) -> int:
 
 
 def _materialize(args: argparse.Namespace) -> int:
-    from components.environment import mlops_home
     from components.materialize import rebuild_online
     from pipelines.local import declaration
 
@@ -438,11 +449,11 @@ def _materialize(args: argparse.Namespace) -> int:
             "nothing to do without --rebuild (the pipeline's materialize step moves the online store forward)",
             f"mlops materialize {args.pipeline} --rebuild",
         )
-    store_dir = Path(args.store_dir) if args.store_dir else mlops_home() / "feast" / project
     started = time.perf_counter()
-    summary = rebuild_online(str(store_dir), project)
+    summary = rebuild_online(project, store_dir=args.store_dir)
     for view in summary["rebuilt"]:
-        print(f"rebuilt {view['view']}: {view['rows']} offline rows from {view['from']} to {view['to']}")
+        span = f"{view['from']} to {view['to']}"
+        print(f"rebuilt {view['view']}: {view['rows']} offline rows, {span}, from {view['source']}")
     print(f"online store of {project} rebuilt in {time.perf_counter() - started:.1f} s")
     return 0
 
@@ -664,6 +675,10 @@ def build_parser() -> argparse.ArgumentParser:
     step = sub.add_parser("step", help="run one component, as a pipeline task does")
     _add_step_parsers(step.add_subparsers(dest="step", required=True))
 
+    buckets = sub.add_parser("buckets", help="create the platform buckets and their lifecycle (platform admins)")
+    buckets.add_argument("action", choices=["ensure"])
+    buckets.set_defaults(handler=_buckets)
+
     compile_ = sub.add_parser("compile", help="render a pipeline for an orchestrator")
     compile_.add_argument("pipeline")
     compile_.add_argument("--target", choices=["argo", "kfp"], default="argo")
@@ -805,12 +820,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from components.errors import classify
+
     args = build_parser().parse_args(argv)
     try:
         code: int = args.handler(args)
-    except ComponentError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except Exception as error:
+        failure = classify(error, getattr(args, "command", None) or "mlops")
+        if failure is None:
+            raise
+        print(f"error: {failure}", file=sys.stderr)
+        return failure.exit_code
     return code
 
 

@@ -44,6 +44,32 @@ class Context:
 # --- client environment -----------------------------------------------------------------------
 
 
+def check_platform_settings(ctx: Context) -> Finding:
+    """In the platform profile every setting a step reads must be there: a pod would fail on it."""
+    from components.errors import ComponentError
+    from components.settings import CONFIGMAP, PlatformSettings, from_environment, variable_of
+
+    name = "platform-settings"
+    try:
+        settings = from_environment(ctx.env)
+    except ComponentError as error:
+        return Finding(name, FAIL, error.problem, error.fix)
+    if not settings.is_platform:
+        return Finding(
+            name, SKIP, "embedded profile: unset stores live under $MLOPS_HOME (MLOPS_PROFILE=platform to check)"
+        )
+    fields = [field for field in PlatformSettings.model_fields if field not in ("profile", "client_caps")]
+    missing = [variable_of(field) for field in fields if not getattr(settings, field)]
+    if missing:
+        return Finding(
+            name,
+            FAIL,
+            f"the platform profile is missing {', '.join(missing)}: steps stop on the first one they need",
+            f'add them to the {CONFIGMAP} ConfigMap (cluster) or eval "$(mlops dev env)" (laptop)',
+        )
+    return Finding(name, OK, f"all {len(fields)} platform settings set")
+
+
 def check_s3_endpoint(ctx: Context) -> Finding:
     name = "s3-endpoint"
     uses_s3 = ctx.env.get("MLOPS_PROFILE") == "platform" or ctx.env.get("MLOPS_MLFLOW_ARTIFACT_ROOT", "").startswith(
@@ -108,7 +134,7 @@ def check_tracking_artifacts(ctx: Context) -> Finding:
     """The classic half-outage: runs log fine, then every model upload fails."""
     from components.environment import temporary_env
     from components.errors import ComponentError
-    from components.platform import check_s3_artifacts, check_tracking_server
+    from components.services import check_s3_artifacts, check_tracking_server
 
     name = "tracking-artifacts"
     uri = ctx.env.get("MLFLOW_TRACKING_URI", "")
@@ -144,7 +170,11 @@ def _default_artifact_root(uri: str) -> str:
 
 
 def _postgres_url(ctx: Context) -> str:
-    url = ctx.env.get("MLOPS_DOCTOR_POSTGRES_URL") or ctx.env.get("MLOPS_FEAST_REGISTRY_URL", "")
+    from components.services import with_password
+
+    url = ctx.env.get("MLOPS_DOCTOR_POSTGRES_URL") or with_password(
+        ctx.env.get("MLOPS_FEAST_REGISTRY_URL", ""), ctx.env.get("MLOPS_FEAST_REGISTRY_PASSWORD", "")
+    )
     return url.replace("postgresql+psycopg2://", "postgresql://").replace("postgresql+psycopg://", "postgresql://")
 
 
@@ -310,8 +340,10 @@ def check_gpu_min_scale(ctx: Context) -> Finding:
     for isvc in _isvcs(ctx):
         predictor = (isvc.get("spec") or {}).get("predictor") or {}
         annotations = (isvc.get("metadata") or {}).get("annotations") or {}
-        minimum = predictor.get("minReplicas", annotations.get("serving.knative.dev/minScale", annotations.get(
-            "autoscaling.knative.dev/minScale", 1)))
+        minimum = predictor.get(
+            "minReplicas",
+            annotations.get("serving.knative.dev/minScale", annotations.get("autoscaling.knative.dev/minScale", 1)),
+        )
         if _isvc_uses_gpu(isvc) and int(minimum) < 1:
             cold.append(_name(isvc))
     if cold:
@@ -377,6 +409,7 @@ def check_artifact_repositories(ctx: Context) -> Finding:
 
 
 LIVE_CHECKS = (
+    check_platform_settings,
     check_s3_endpoint,
     check_s3_signature,
     check_metadata_timeout,

@@ -31,6 +31,7 @@ CRD_FILES = {
     ("argoproj.io", "WorkflowTemplate"): "argo_argoproj.io_workflowtemplates.full.yaml",
     ("argoproj.io", "CronWorkflow"): "argo_argoproj.io_cronworkflows.full.yaml",
     ("serving.kserve.io", "ClusterServingRuntime"): "kserve_serving.kserve.io_clusterservingruntimes.yaml",
+    ("serving.kserve.io", "ServingRuntime"): "kserve_serving.kserve.io_servingruntimes.yaml",
 }
 EXCEPTIONS_FILE = Path(__file__).resolve().parents[1] / "manifests" / "lint-exceptions.yaml"
 

@@ -14,6 +14,7 @@ from typing import IO
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 EXECUTING = re.compile(r"Executing task '([\w-]+)'")
 FINISHED = re.compile(r"Task '([\w-]+)' finished with status (\w+)")
+FAILURE_CLASS = re.compile(r"failure: (\w+) \(exit (\d+)")
 
 
 class StepProgress:
@@ -24,6 +25,8 @@ class StepProgress:
         self.started: dict[str, float] = {}
         self.summaries: dict[str, dict[str, object]] = {}
         self.errors: list[str] = []
+        self.failure_exit_code: int | None = None
+        """The exit code of the failed step's class (components/errors.py), when it printed one."""
         self._in_error = False
 
     def feed(self, raw: str) -> None:
@@ -53,6 +56,8 @@ class StepProgress:
             self._in_error = True
             self.errors.append(text.removeprefix("ERROR "))
             return
+        if match := FAILURE_CLASS.search(text):
+            self.failure_exit_code = int(match.group(2))
         if self._in_error:
             if text and not text.startswith("[KFP") and not text.startswith("Traceback"):
                 self.errors.append(text)

@@ -23,10 +23,9 @@ from typing import Any
 
 import yaml
 
-from components import registry
+from components import registry, services
 from components.config import PromoteSettings
 from components.errors import ComponentError
-from components.platform import serving_root as configured_serving_root
 from components.promote import (
     RAW_DEPLOYMENT,
     annotation,
@@ -234,7 +233,7 @@ def execute(request: Request, target: Target) -> Outcome:
     check_replicas(settings.min_replicas, settings.gpu)
 
     registration, model_bytes = registry.load_registration(mlflow, request.model, rendered_version)
-    root = request.serving_root or configured_serving_root(_default_serving_root())
+    root = request.serving_root or services.serving_root("promote")
     storage_uri = publish_repository(
         registration, model_bytes, root, gpu=settings.gpu, decision_threshold=request.decision_threshold
     )
@@ -300,12 +299,6 @@ def _move_aliases(mlflow: Any, model: str, action: str, version: int, before: Se
     if action in ("promote", "rollback") and registry.CANARY in registry.aliases(mlflow, model):
         mlflow.delete_registered_model_alias(model, registry.CANARY)
     return registry.aliases(mlflow, model)
-
-
-def _default_serving_root() -> str:
-    from components.environment import mlops_home
-
-    return (mlops_home() / "serving").as_uri()
 
 
 def settings_for(mlflow: Any, model: str, version: int | None, config: Path | None, pipeline: str | None) -> Any:

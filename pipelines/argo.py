@@ -6,9 +6,12 @@ not Hera runner scripts, because the image already holds the code: the rendered 
 no function source, reads the same in `argo get` as in review, and runs with the image alone.
 
 Argo-specific choices, each closing a known trap:
-- retryStrategy per step from its retry class, with `expression` skipping exit code 2 (bad
-  data or config: retrying cannot fix it), `backoff.cap` per wait, and `backoff.maxDuration`
+- retryStrategy per step from its retry class, with `expression` skipping the permanent
+  failure's exit code (2: bad data or config, components/errors.py) while transient failures
+  (75) and unexpected ones (1) are retried; `backoff.cap` per wait, and `backoff.maxDuration`
   set to the whole retry window (it includes pod start-up, argo-workflows#2260);
+- every container gets the namespace's `mlops-platform` ConfigMap through `envFrom` and its
+  credentials from Secrets (pipelines/cluster.py): no endpoint or local path in the YAML;
 - artifacts go through the platform's `artifactRepositoryRef`, passed between tasks by key;
 - an exit handler notifies the owner when the run did not succeed;
 - the CronWorkflow sets `startingDeadlineSeconds`, or runs missed while the controller was
@@ -34,14 +37,15 @@ from hera.workflows import (
 from hera.workflows import models as m
 
 from components.config import PipelineConfig
-from pipelines.cluster import plain_environment, run_inputs, secret_environment
-from pipelines.kfp import RUN_INPUTS
+from components.errors import PERMANENT_EXIT_CODE
+from components.settings import CONFIGMAP
+from pipelines.cluster import RUN_INPUTS, TRAINING_POOL, run_inputs, secret_environment
 from pipelines.spec import PipelineSpec, Step
 
 LABEL = "mlops.private-platform.io"
-PERMANENT_FAILURE = "asInt(lastRetry.exitCode) != 2"
+PERMANENT_FAILURE = f"asInt(lastRetry.exitCode) != {PERMANENT_EXIT_CODE}"
 IN, OUT = "/work/in", "/work/out"
-TRAINING_POOL = {"mlops.private-platform.io/pool": "training-gpu"}
+RUN_ID = "{{workflow.name}}"
 
 
 def _argo_name(name: str) -> str:
@@ -78,15 +82,16 @@ def _resources(step: Step) -> m.ResourceRequirements:
     return m.ResourceRequirements(limits=limits, requests=dict(limits))
 
 
+PLATFORM_SETTINGS = [m.EnvFromSource(config_map_ref=m.ConfigMapEnvSource(name=CONFIGMAP))]
+
+
 def _environment(cfg: PipelineConfig) -> list[m.EnvVar]:
-    plain = [m.EnvVar(name=name, value=value) for name, value in plain_environment(cfg).items()]
-    secrets = [
+    return [
         m.EnvVar(
             name=ref.env, value_from=m.EnvVarSource(secret_key_ref=m.SecretKeySelector(name=ref.secret, key=ref.key))
         )
         for ref in secret_environment(cfg)
     ]
-    return plain + secrets
 
 
 def _is_parameter(spec: PipelineSpec, reference: str) -> bool:
@@ -111,6 +116,7 @@ def _container(spec: PipelineSpec, step: Step, parameters: dict[str, Any], cfg: 
         + [Parameter(name=_argo_name(name)) for name in plain + parameter_inputs],
         outputs=[Artifact(name=name, path=f"{OUT}/{name}") for name in step.outputs]
         + [Parameter(name=name, value_from=m.ValueFrom(path=f"{OUT}/{name}")) for name in step.parameters_out],
+        env_from=PLATFORM_SETTINGS,
         env=_environment(cfg),
         resources=_resources(step),
         retry_strategy=retry_strategy(step),
@@ -156,7 +162,7 @@ def _labels(cfg: PipelineConfig, spec: PipelineSpec, git_sha: str) -> dict[str, 
 def workflow_template(
     spec: PipelineSpec, cfg: PipelineConfig, declaration: ModuleType, *, git_sha: str = ""
 ) -> WorkflowTemplate:
-    run = {name: f"{{{{workflow.parameters.{_argo_name(name)}}}}}" for name in RUN_INPUTS}
+    run = {name: f"{{{{workflow.parameters.{_argo_name(name)}}}}}" for name in RUN_INPUTS} | {"run_id": RUN_ID}
     parameters = declaration.step_parameters(cfg, run)
     failure_notice = Container(
         name="notify-failure",
@@ -177,6 +183,7 @@ def workflow_template(
             "{{workflow.failures}}",
         ],
         outputs=[Artifact(name="notice", path=f"{OUT}/notice")],
+        env_from=PLATFORM_SETTINGS,
         env=_environment(cfg),
         resources=m.ResourceRequirements(limits={"cpu": m.Quantity("500m"), "memory": m.Quantity("512Mi")}),
         retry_strategy=m.RetryStrategy(limit=m.IntOrString(2), retry_policy="Always"),

@@ -1,9 +1,11 @@
-"""What every task of a pipeline gets on the cluster: environment, Secrets by reference, inputs.
+"""What every task of a pipeline gets on the cluster, for both renderers: settings, Secrets, inputs.
 
-Credentials are never literals in rendered YAML: they are Secret references (Argo
-`secretKeyRef`, KFP through kfp-kubernetes). The plain settings close the failures the design
-module lists: no S3 endpoint (clients assume public AWS), signature v2, boto3 waiting on a
-metadata service that does not exist, and MLflow retrying a broken store for minutes.
+- Settings: the namespace's `mlops-platform` ConfigMap, whole (`envFrom` on Argo, key by key
+  through kfp-kubernetes on KFP). Its data is `components.settings.environment()` of the
+  cluster's settings, rendered into manifests/ for each pipelines namespace by
+  `platform_configmap` (`make golden`), so a pod and `mlops dev env` get the same variables.
+- Credentials: Secret references, never literals in rendered YAML.
+- Inputs: the few a submit may set (`mlops submit -p`); none of them is a path on a disk.
 """
 
 from __future__ import annotations
@@ -12,6 +14,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from components.config import PipelineConfig
+from components.settings import CONFIGMAP, PlatformSettings, environment
+
+RUN_INPUTS = ("raw_data", "git_commit", "gate_threshold")
+"""Pipeline inputs every reference pipeline takes; the platform's locations come from the ConfigMap."""
+
+TRAINING_POOL = {"mlops.private-platform.io/pool": "training-gpu"}
+"""Node selector of GPU steps: the training nodes, never the inference pool."""
+
+PLATFORM_NAMESPACE = "mlops"
+STORAGE_NAMESPACE = "storage"
+SHARED_PIPELINES_NAMESPACE = "mlops-pipelines"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -21,39 +34,54 @@ class SecretRef:
     key: str
 
 
-def plain_environment(cfg: PipelineConfig) -> dict[str, str]:
+def cluster_settings(tenant: str = "") -> PlatformSettings:
+    """The platform as a pod in a pipelines namespace sees it: in-cluster DNS names, the tenant's
+    own prefix in each bucket and its own Feast registry database and role (the shared namespace
+    uses the buckets' roots and the platform's `feast` role)."""
+    prefix = f"/{tenant}" if tenant else ""
+    role, database = (tenant, f"feast_{tenant}") if tenant else ("feast", "feast_registry")
+    return PlatformSettings(
+        profile="platform",
+        tracking_uri=f"http://mlflow.{PLATFORM_NAMESPACE}.svc.cluster.local:5000",
+        mlflow_artifact_root=f"s3://mlflow-artifacts{prefix}",
+        s3_endpoint=f"http://minio.{STORAGE_NAMESPACE}.svc.cluster.local:9000",
+        feast_registry_url=f"postgresql+psycopg://{role}@pgbouncer.{PLATFORM_NAMESPACE}.svc.cluster.local:5432/{database}",
+        feast_redis=f"redis.{PLATFORM_NAMESPACE}.svc.cluster.local:6379",
+        offline_store_uri=f"s3://feast-offline{prefix}",
+        serving_root=f"s3://models{prefix}",
+    )
+
+
+def platform_configmap(namespace: str, settings: PlatformSettings) -> dict[str, Any]:
+    """The `mlops-platform` ConfigMap of one pipelines namespace."""
     return {
-        "MLFLOW_S3_ENDPOINT_URL": cfg.cluster.s3_endpoint,
-        "AWS_ENDPOINT_URL": cfg.cluster.s3_endpoint,
-        "S3_SIGNATURE_VERSION": "s3v4",
-        "AWS_METADATA_SERVICE_TIMEOUT": "1",
-        "AWS_METADATA_SERVICE_NUM_ATTEMPTS": "1",
-        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-        "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "GX_ANALYTICS_ENABLED": "false",
-        "MLOPS_HOME": "/work/.mlops",
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": CONFIGMAP,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/part-of": "private-mlops"},
+            "annotations": {
+                "mlops.private-platform.io/generated-by": "make golden (pipelines/cluster.py: platform_configmap)"
+            },
+        },
+        "data": dict(sorted(environment(settings).items())),
     }
 
 
 def secret_environment(cfg: PipelineConfig) -> list[SecretRef]:
-    s3, mlflow = cfg.cluster.s3_credentials_secret, cfg.cluster.mlflow_credentials_secret
+    """Every credential a step may read (components.settings.SECRET_VARIABLES), by Secret and key."""
+    cluster = cfg.cluster
     return [
-        SecretRef(env="AWS_ACCESS_KEY_ID", secret=s3, key="access-key"),
-        SecretRef(env="AWS_SECRET_ACCESS_KEY", secret=s3, key="secret-key"),
-        SecretRef(env="MLFLOW_TRACKING_USERNAME", secret=mlflow, key="username"),
-        SecretRef(env="MLFLOW_TRACKING_PASSWORD", secret=mlflow, key="password"),
+        SecretRef(env="AWS_ACCESS_KEY_ID", secret=cluster.s3_credentials_secret, key="access-key"),
+        SecretRef(env="AWS_SECRET_ACCESS_KEY", secret=cluster.s3_credentials_secret, key="secret-key"),
+        SecretRef(env="MLFLOW_TRACKING_USERNAME", secret=cluster.mlflow_credentials_secret, key="username"),
+        SecretRef(env="MLFLOW_TRACKING_PASSWORD", secret=cluster.mlflow_credentials_secret, key="password"),
+        SecretRef(env="MLOPS_FEAST_REGISTRY_PASSWORD", secret=cluster.feast_credentials_secret, key="password"),
+        SecretRef(env="MLOPS_FEAST_REDIS_PASSWORD", secret=cluster.redis_credentials_secret, key="password"),
     ]
 
 
 def run_inputs(cfg: PipelineConfig) -> dict[str, Any]:
     """Defaults of the pipeline inputs on the cluster (a submit may override each)."""
-    return {
-        "raw_data": cfg.cluster.raw_data,
-        "feast_store_dir": f"{cfg.cluster.feast_store_dir.rstrip('/')}/{cfg.materialize.project}",
-        "tracking_uri": cfg.cluster.tracking_uri,
-        "artifact_root": "",
-        "serving_root": cfg.cluster.serving_root,
-        "git_commit": "",
-        "gate_threshold": cfg.evaluate.threshold,
-    }
+    return {"raw_data": cfg.cluster.raw_data, "git_commit": "", "gate_threshold": cfg.evaluate.threshold}

@@ -2,6 +2,13 @@
 
 Everything about a step (retry, resources, caching, condition, image) is read from the
 declaration; this module only translates.
+
+Retries: KFP's retry policy cannot tell exit codes apart, so a task-level retry would repeat a
+permanent failure (bad data, a gate refusal) as often as a transient one, and on the GPU
+step burn accelerator hours doing it. The safe side, for every step: no task-level retry, and
+the step's own runtime (pipelines/runtime.py) retries only its transient failures, in the
+pod, with the declared backoff (MLOPS_STEP_RETRY). A pod lost whole (evicted, OOM-killed) is
+not retried on KFP; on Argo the retryStrategy covers it.
 """
 
 from __future__ import annotations
@@ -15,38 +22,21 @@ from typing import Any
 from kfp import dsl
 
 from components.config import PipelineConfig
+from pipelines.cluster import RUN_INPUTS, TRAINING_POOL, run_inputs
 from pipelines.kfp_components import OPS
+from pipelines.runtime import STEP_RETRY_VARIABLE
 from pipelines.spec import PipelineSpec, Step
-
-RUN_INPUTS = (
-    "raw_data",
-    "feast_store_dir",
-    "tracking_uri",
-    "artifact_root",
-    "serving_root",
-    "git_commit",
-    "gate_threshold",
-)
-"""Pipeline inputs every reference pipeline takes: where the run's data and stores are."""
-
-
-def _seconds(value: int) -> str:
-    return f"{value}s"
 
 
 def apply_policies(task: Any, step: Step, *, retries: bool = True) -> None:
     """Set retry, resources, caching and name from the declaration.
 
+    Retries run inside the step, for transient failures only (see the module's docstring).
     `retries=False` (local runs by default) keeps a failing step from waiting out its
     backoffs on a laptop; compiled IR always carries the declared policy.
     """
-    retry = step.retry
-    task.set_retry(
-        num_retries=retry.limit if retries else 0,
-        backoff_duration=_seconds(retry.backoff_seconds),
-        backoff_factor=float(retry.factor),
-        backoff_max_duration=_seconds(retry.max_backoff_seconds),
-    )
+    if retries:
+        task.set_env_variable(STEP_RETRY_VARIABLE, step.retry.to_json())
     task.set_cpu_limit(step.resources.cpu)
     task.set_memory_limit(step.resources.memory)
     if step.resources.gpu:
@@ -69,11 +59,10 @@ def apply_cluster_environment(task: Any, step: Step, cfg: PipelineConfig) -> Non
     """Settings as env, credentials from Secrets via kfp-kubernetes, GPU steps on the training pool."""
     from kfp import kubernetes
 
-    from pipelines.argo import TRAINING_POOL
-    from pipelines.cluster import plain_environment, secret_environment
+    from components.settings import CONFIGMAP, configmap_keys
+    from pipelines.cluster import secret_environment
 
-    for name, value in plain_environment(cfg).items():
-        task.set_env_variable(name, value)
+    kubernetes.use_config_map_as_env(task, config_map_name=CONFIGMAP, config_map_key_to_env=_identity(configmap_keys()))
     by_secret: dict[str, dict[str, str]] = {}
     for ref in secret_environment(cfg):
         by_secret.setdefault(ref.secret, {})[ref.key] = ref.env
@@ -83,6 +72,10 @@ def apply_cluster_environment(task: Any, step: Step, cfg: PipelineConfig) -> Non
         for key, value in TRAINING_POOL.items():
             kubernetes.add_node_selector(task, label_key=key, label_value=value)
         kubernetes.add_toleration(task, key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")
+
+
+def _identity(keys: set[str]) -> dict[str, str]:
+    return {key: key for key in sorted(keys)}
 
 
 def build_pipeline(
@@ -96,7 +89,7 @@ def build_pipeline(
     ops = _components(spec)
 
     def body(*args: Any, **kwargs: Any) -> None:
-        run = {**dict(zip(RUN_INPUTS, args, strict=False)), **kwargs}
+        run = {**dict(zip(RUN_INPUTS, args, strict=False)), **kwargs, "run_id": dsl.PIPELINE_JOB_NAME_PLACEHOLDER}
         parameters = declaration.step_parameters(cfg, run)
         tasks: dict[str, Any] = {}
 
@@ -123,13 +116,7 @@ def build_pipeline(
                     for step in branches[False]:
                         create(step)
 
-    defaults = {
-        "git_commit": "",
-        "gate_threshold": cfg.evaluate.threshold,
-        "artifact_root": "",
-        "serving_root": "",
-        "tracking_uri": "",
-    }
+    defaults = run_inputs(cfg) if cluster else {"git_commit": "", "gate_threshold": cfg.evaluate.threshold}
     parameters = [
         inspect.Parameter(
             name,

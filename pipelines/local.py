@@ -19,8 +19,6 @@ from typing import Any
 
 from components.config import PipelineConfig
 from components.environment import mlops_home
-from components.platform import serving_root
-from components.register import embedded_artifact_root, embedded_tracking_uri
 
 
 def available_pipelines() -> tuple[str, ...]:
@@ -83,16 +81,10 @@ class LocalRun:
         return step in self.outputs
 
 
-def run_inputs(cfg: PipelineConfig, home: Path, raw_data: Path, name: str) -> dict[str, Any]:
-    return {
-        "raw_data": str(raw_data),
-        "feast_store_dir": str(home / "feast" / cfg.materialize.project),
-        "tracking_uri": os.environ.get("MLFLOW_TRACKING_URI") or embedded_tracking_uri(home),
-        "artifact_root": "" if os.environ.get("MLFLOW_TRACKING_URI") else embedded_artifact_root(home),
-        "serving_root": serving_root((home / "serving").as_uri()),
-        "git_commit": git_commit(),
-        "gate_threshold": cfg.evaluate.threshold,
-    }
+def run_inputs(cfg: PipelineConfig, raw_data: Path) -> dict[str, Any]:
+    """The pipeline inputs of a local run; the stores come from the platform settings (the
+    environment, else $MLOPS_HOME), exactly as in a pod."""
+    return {"raw_data": str(raw_data), "git_commit": git_commit(), "gate_threshold": cfg.evaluate.threshold}
 
 
 def run_local(
@@ -118,7 +110,7 @@ def run_local(
     before = set(pipeline_root.iterdir())
     started = time.perf_counter()
     try:
-        pipeline(**run_inputs(cfg, root, data, name))
+        pipeline(**run_inputs(cfg, data))
     finally:
         seconds = time.perf_counter() - started
     run_dirs = sorted(set(pipeline_root.iterdir()) - before, key=lambda p: p.stat().st_mtime)

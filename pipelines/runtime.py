@@ -1,20 +1,27 @@
 """What a step needs at run time inside the orchestrator: resolve pipeline resources, call the
-component, print its one-line JSON summary, and turn a ComponentError into a clean exit.
+component, print its one-line JSON summary, and end with the exit code of its failure class.
 
 Orchestrator-specific wrappers (KFP ops, Argo containers) call only this, so every engine
-reports a failure the same way: the problem and the fix, not a traceback.
+reports a failure the same way: the problem, the fix, and whether a retry can help
+(components/errors.py derives the exit code: 2 permanent, 75 transient, 1 unexpected).
+
+Where the engine cannot tell exit codes apart (KFP), the step retries its own transient
+failures: MLOPS_STEP_RETRY holds the step's declared retry policy, and a permanent failure
+ends the step at once.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
+import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-PERMANENT_FAILURE_EXIT_CODE = 2
+STEP_RETRY_VARIABLE = "MLOPS_STEP_RETRY"
 
 
 def resource(reference: str) -> str:
@@ -30,18 +37,43 @@ def call_component(target: str, /, **kwargs: Any) -> dict[str, Any]:
     return result
 
 
+def _in_step_retries() -> Any:
+    from pipelines.spec import RetryPolicy
+
+    text = os.environ.get(STEP_RETRY_VARIABLE, "")
+    return RetryPolicy.from_json(text) if text else None
+
+
 def run_step(target: str, /, **kwargs: Any) -> dict[str, Any]:
-    """Call the component; on a ComponentError print problem and fix, and exit 2.
+    """Call the component; on a failure print problem, fix and class, and exit with its code.
 
-    Exit 2 marks a failure that retrying cannot fix (bad data, bad config); an unexpected
-    exception keeps Python's exit 1 and its traceback, which may be transient.
+    An exception no component explained and that is no known service failure keeps Python's
+    traceback and exit 1, which Argo retries (it may be transient).
     """
-    from components.errors import ComponentError
+    from components.errors import classify
 
-    try:
-        summary = call_component(target, **kwargs)
-    except ComponentError as error:
-        print(f"ERROR {error}", file=sys.stderr, flush=True)
-        raise SystemExit(PERMANENT_FAILURE_EXIT_CODE) from None
+    step = target.partition(":")[2]
+    policy = _in_step_retries()
+    attempt = 0
+    while True:
+        try:
+            summary = call_component(target, **kwargs)
+            break
+        except Exception as error:
+            failure = classify(error, step)
+            if failure is None:
+                raise
+            if failure.retryable and policy is not None and attempt < policy.limit:
+                attempt += 1
+                wait = policy.wait_before(attempt)
+                print(
+                    f"RETRY {attempt}/{policy.limit} in {wait}s ({policy.name}): {failure.problem}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                time.sleep(wait)
+                continue
+            print(f"ERROR {failure}", file=sys.stderr, flush=True)
+            raise SystemExit(failure.exit_code) from None
     print(json.dumps(summary, default=str, sort_keys=True), flush=True)
     return summary

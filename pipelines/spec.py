@@ -7,8 +7,9 @@ these declarations, and a test checks that they agree.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
 
 RetryOn = Literal["Always", "OnFailure", "OnError", "OnTransientError"]
 
@@ -31,6 +32,18 @@ class RetryPolicy:
     max_duration_seconds: int
     """Cap on the whole retry window. Argo counts pod start-up inside it (argo-workflows#2260),
     so it is set from the step's expected run time plus every backoff, not from the backoffs alone."""
+
+    def wait_before(self, retry: int) -> int:
+        """Seconds to wait before retry number `retry` (1-based): the backoff, grown and capped."""
+        return min(self.backoff_seconds * self.factor ** (retry - 1), self.max_backoff_seconds)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> RetryPolicy:
+        data: dict[str, Any] = json.loads(text)
+        return cls(**data)
 
 
 IO_BOUND = RetryPolicy(

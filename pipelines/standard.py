@@ -95,8 +95,9 @@ def training_pipeline(
 def step_parameters(cfg: PipelineConfig, run: Mapping[str, Any], package: str) -> dict[str, dict[str, Any]]:
     """Plain (non-artifact) arguments of each step, from the config and the run's inputs.
 
-    `run` holds the pipeline inputs (raw_data, feast_store_dir, tracking_uri, ...), which
-    are placeholders when rendering for a cluster and values in a local run.
+    `run` holds the pipeline inputs (pipelines.cluster.RUN_INPUTS) and the engine's run id,
+    placeholders when rendering and values in a local run. Where the stores are is no
+    argument: each step reads it from the platform settings (components/settings.py).
     """
     m = cfg.materialize
     return {
@@ -104,7 +105,7 @@ def step_parameters(cfg: PipelineConfig, run: Mapping[str, Any], package: str) -
         "materialize": {
             "raw_data": run["raw_data"],
             "feature_repo": f"{package}/{m.feature_repo}",
-            "store_dir": run["feast_store_dir"],
+            "run_id": run["run_id"],
             "project": m.project,
             "feature_service": m.feature_service,
             "entity_column": m.entity_column,
@@ -128,8 +129,6 @@ def step_parameters(cfg: PipelineConfig, run: Mapping[str, Any], package: str) -
         },
         "register": {
             "model_name": cfg.register_.model_name,
-            "tracking_uri": run["tracking_uri"],
-            "artifact_root": run["artifact_root"],
             "experiment": cfg.register_.experiment,
             "pipeline": cfg.pipeline,
             "git_commit": run["git_commit"],
@@ -139,7 +138,6 @@ def step_parameters(cfg: PipelineConfig, run: Mapping[str, Any], package: str) -
         "promote": {
             "namespace": cfg.promote.namespace,
             "canary_percent": cfg.promote.canary_percent,
-            "serving_root": run["serving_root"],
             "signed_off_by": cfg.promote.signed_off_by,
             "stage": cfg.promote.stage,
             "runtime": cfg.promote.runtime,

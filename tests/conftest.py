@@ -62,9 +62,9 @@ def materialized(tmp_path_factory: pytest.TempPathFactory, raw_dataset: Path) ->
     summary = materialize(
         str(raw_dataset),
         str(FEATURE_REPO),
-        str(root / "store"),
         str(root / "train.parquet"),
         str(root / "holdout.parquet"),
+        store_dir=str(root / "store"),
         **MATERIALIZE_SETTINGS,
     )
     return {

@@ -101,12 +101,12 @@ def test_bad_data_stops_at_validate_and_writes_nothing_downstream(tmp_path: Path
     frame.to_parquet(tmp_path / "bad.parquet")
     home = tmp_path / "home"
     result = mlops(home, "--data", str(tmp_path / "bad.parquet"))
-    assert result.returncode == 1
+    assert result.returncode == 2, "mlops run exits with the failing step's class code, as mlops step does"
     assert "expect_column_values_to_not_be_null on column 'is_fraud' — 5 rows" in result.stdout
     assert "fix:" in result.stdout
     run = latest_run(home)
     assert [p.name for p in run.iterdir() if p.is_dir()] == ["validate"]
-    assert not (home / "feast").exists() and not (home / "mlflow").exists()
+    assert not (home / "feast").exists() and not (home / "mlflow").exists() and not (home / "offline").exists()
 
 
 def test_unknown_model_type_in_config_is_refused_before_any_step(tmp_path: Path) -> None:

@@ -33,7 +33,9 @@ def test_online_store_serves_each_users_latest_values(materialized: dict[str, An
     raw = pd.read_parquet(raw_dataset).sort_values("event_timestamp")
     latest = raw.groupby("user_id").tail(1).set_index("user_id")
     users = [int(u) for u in latest.index[:25]]
-    served = online_features(str(materialized["store"]), "fraud", "fraud_model_v1", [{"user_id": u} for u in users])
+    served = online_features(
+        "fraud", "fraud_model_v1", [{"user_id": u} for u in users], store_dir=str(materialized["store"])
+    )
     for index, user in enumerate(users):
         assert served["txn_count_24h"][index] == latest.loc[user, "txn_count_24h"]
         assert served["amount_avg_7d"][index] == pytest.approx(latest.loc[user, "amount_avg_7d"])
@@ -45,9 +47,15 @@ def test_second_run_moves_the_watermark_only_for_new_data(tmp_path: Path, raw_da
     first_part = tmp_path / "first.parquet"
     raw.iloc[:6000].to_parquet(first_part, index=False)
     out = [str(tmp_path / "t.parquet"), str(tmp_path / "h.parquet")]
-    first = materialize(str(first_part), str(FEATURE_REPO), str(tmp_path / "store"), *out, **MATERIALIZE_SETTINGS)
-    again = materialize(str(first_part), str(FEATURE_REPO), str(tmp_path / "store"), *out, **MATERIALIZE_SETTINGS)
-    grown = materialize(str(raw_dataset), str(FEATURE_REPO), str(tmp_path / "store"), *out, **MATERIALIZE_SETTINGS)
+    first = materialize(
+        str(first_part), str(FEATURE_REPO), *out, store_dir=str(tmp_path / "store"), **MATERIALIZE_SETTINGS
+    )
+    again = materialize(
+        str(first_part), str(FEATURE_REPO), *out, store_dir=str(tmp_path / "store"), **MATERIALIZE_SETTINGS
+    )
+    grown = materialize(
+        str(raw_dataset), str(FEATURE_REPO), *out, store_dir=str(tmp_path / "store"), **MATERIALIZE_SETTINGS
+    )
     assert first["online_rows_in_window"] == 6000
     assert again["online_rows_in_window"] == 0
     assert grown["window_start"] == first["watermark"]
@@ -63,9 +71,9 @@ def test_nulls_in_the_label_stop_before_anything_is_written(raw_dataset: Path, t
         materialize(
             str(tmp_path / "bad.parquet"),
             str(FEATURE_REPO),
-            str(tmp_path / "store"),
             str(tmp_path / "t.parquet"),
             str(tmp_path / "h.parquet"),
+            store_dir=str(tmp_path / "store"),
             **MATERIALIZE_SETTINGS,
         )
     assert not (tmp_path / "t.parquet").exists() and not (tmp_path / "store").exists()
@@ -77,9 +85,9 @@ def test_missing_request_feature_is_named(raw_dataset: Path, tmp_path: Path) -> 
         materialize(
             str(tmp_path / "bad.parquet"),
             str(FEATURE_REPO),
-            str(tmp_path / "store"),
             str(tmp_path / "t.parquet"),
             str(tmp_path / "h.parquet"),
+            store_dir=str(tmp_path / "store"),
             **MATERIALIZE_SETTINGS,
         )
     assert not (tmp_path / "t.parquet").exists()
@@ -91,7 +99,7 @@ def test_applying_the_repo_again_in_one_process_takes_the_new_source(tmp_path: P
 
     paths = []
     for name in ("first", "second"):
-        store = open_store(tmp_path / name, "fraud")
+        store = open_store("fraud", tmp_path / name)
         apply_repo(store, FEATURE_REPO, str(tmp_path / f"{name}.parquet"))
         paths.append(store.get_feature_view("user_transaction_stats").batch_source.path)
     assert paths == [str(tmp_path / "first.parquet"), str(tmp_path / "second.parquet")]

@@ -22,6 +22,7 @@ from mlops.doctor import (
     Context,
     check_clock_skew,
     check_metadata_timeout,
+    check_platform_settings,
     check_postgres_connections,
     check_redis_memory,
     check_s3_endpoint,
@@ -40,15 +41,19 @@ def context(stack: Stack, **changes: str) -> Context:
 
 def test_a_healthy_platform_passes_every_live_check(stack: Stack) -> None:
     findings = {finding.check: finding for finding in diagnose(context(stack))}
-    live = ["s3-endpoint", "s3-signature", "aws-metadata-timeout", "tracking-artifacts"]
+    live = ["platform-settings", "s3-endpoint", "s3-signature", "aws-metadata-timeout", "tracking-artifacts"]
     live += ["postgres-connections", "redis-memory", "clock-skew"]
     assert {name: findings[name].status for name in live} == dict.fromkeys(live, OK)
 
 
 def test_missing_s3_endpoint(stack: Stack) -> None:
-    finding = check_s3_endpoint(context(stack, MLFLOW_S3_ENDPOINT_URL=""))
+    no_endpoint = {"MLFLOW_S3_ENDPOINT_URL": "", "AWS_ENDPOINT_URL": "", "FSSPEC_S3_ENDPOINT_URL": ""}
+    finding = check_s3_endpoint(context(stack, **no_endpoint))
     assert finding.status == FAIL
     assert "MLFLOW_S3_ENDPOINT_URL is not set" in finding.detail and "MLFLOW_S3_ENDPOINT_URL" in finding.fix
+    settings = check_platform_settings(context(stack, **no_endpoint))
+    assert settings.status == FAIL and "MLFLOW_S3_ENDPOINT_URL" in settings.detail
+    assert "mlops-platform ConfigMap" in settings.fix
 
 
 def test_signature_v2_in_the_aws_config(stack: Stack, tmp_path: Path) -> None:

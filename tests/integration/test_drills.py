@@ -27,6 +27,7 @@ import pytest
 import redis
 
 from devstack.stack import DB_PASSWORD, DB_USER, Stack
+from pipelines.spec import IDEMPOTENT_WRITE
 from tests.conftest import REPO
 from tests.integration.conftest import mlops, platform_env
 
@@ -38,7 +39,7 @@ def online_values(platform_run: dict[str, Any], users: list[int]) -> dict[str, l
     code = (
         "import json, sys; from components.materialize import online_features;"
         "users = json.loads(sys.argv[2]);"
-        "print(json.dumps(online_features(sys.argv[1], 'fraud', 'fraud_model_v1', [{'user_id': u} for u in users])))"
+        "print(json.dumps(online_features('fraud', 'fraud_model_v1', [{'user_id': u} for u in users], sys.argv[1])))"
     )
     store_dir = str(platform_run["home"] / "feast" / "fraud")
     result = subprocess.run(
@@ -81,7 +82,9 @@ def register_args(platform_run: dict[str, Any], out: Path, model_name: str) -> l
 # --- Redis wiped --------------------------------------------------------------------------------
 
 
-def test_wiped_redis_is_rebuilt_from_the_offline_store(stack: Stack, platform_run: dict[str, Any]) -> None:
+def test_wiped_redis_is_rebuilt_from_the_offline_store(
+    stack: Stack, platform_run: dict[str, Any], tmp_path: Path
+) -> None:
     train = pd.read_parquet(platform_run["run_dir"] / "materialize" / "train_set")
     users = [int(user) for user in train["user_id"].drop_duplicates().sample(20, random_state=3)]
     before = online_values(platform_run, users)
@@ -91,19 +94,26 @@ def test_wiped_redis_is_rebuilt_from_the_offline_store(stack: Stack, platform_ru
     lost = online_values(platform_run, users)
     assert all(value is None for value in lost["amount_avg_7d"]), "FLUSHALL should have emptied the online store"
 
-    rebuilt = mlops(platform_run["env"], "materialize", "fraud", "--rebuild")
+    # From a fresh process with an empty MLOPS_HOME: the offline store and the registry are the platform's.
+    empty_home = tmp_path / "empty-home"
+    rebuilt = mlops(platform_env(stack, empty_home), "materialize", "fraud", "--rebuild")
     assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
     assert "rebuilt user_transaction_stats" in rebuilt.stdout
+    assert "from s3://feast-offline/fraud/" in rebuilt.stdout
     assert online_values(platform_run, users) == before
 
 
 # --- MLflow down --------------------------------------------------------------------------------
 
 
-def test_tracking_server_down_leaves_serving_intact_and_registration_fails_fast(
+def test_tracking_server_down_leaves_serving_intact_and_registration_is_retried_until_it_is_back(
     stack: Stack, platform_run: dict[str, Any], tmp_path: Path
 ) -> None:
+    """The tracking server is down when register starts: serving is untouched, the step fails in
+    seconds as transient (exit 75, never 2), its retry class retries it, and once the server is
+    back the retry registers the model, exactly once."""
     import xgboost as xgb
+    from mlflow import MlflowClient
 
     registration = platform_run["registration"]
     service_yaml = (platform_run["run_dir"] / "promote" / "inference_service").read_text()
@@ -113,6 +123,7 @@ def test_tracking_server_down_leaves_serving_intact_and_registration_fails_fast(
     rows = xgb.DMatrix(holdout[registration["features"]].astype("float32")[:500])
     trained = xgb.Booster()
     trained.load_model(bytearray((platform_run["run_dir"] / "train" / "model").read_bytes()))
+    model_name = "fraud-detector-retried"
 
     stack.down(("mlflow",))
     try:
@@ -124,17 +135,40 @@ def test_tracking_server_down_leaves_serving_intact_and_registration_fails_fast(
         served.load_model(bytearray(body))
         assert (served.predict(rows) == trained.predict(rows)).all()
 
+        # One attempt, as Argo runs it: transient, in seconds, nothing written.
         started = time.monotonic()
-        result = mlops(platform_run["env"], *register_args(platform_run, tmp_path, "fraud-detector"))
+        result = mlops(platform_run["env"], *register_args(platform_run, tmp_path / "once", model_name))
         seconds = time.monotonic() - started
         print(f"\nregister with the tracking server down failed in {seconds:.1f} s")
-        assert result.returncode == 2, result.stdout + result.stderr
+        assert result.returncode == 75, result.stdout + result.stderr
         assert f"MLflow tracking server at {stack.tracking_uri}" in result.stderr
-        assert "MLFLOW_TRACKING_URI" in result.stderr
-        assert seconds < 15
-        assert not (tmp_path / "registration.json").exists()
+        assert "failure: transient (exit 75" in result.stderr and "MLFLOW_TRACKING_URI" in result.stderr
+        assert not (tmp_path / "once" / "registration.json").exists()
+
+        # The step's retry class (idempotent-write, short waits here) rides the outage out: the
+        # server comes back after the first failed attempt, during the backoff.
+        policy = {**json.loads(IDEMPOTENT_WRITE.to_json()), "backoff_seconds": 5, "max_backoff_seconds": 20}
+        retried = subprocess.Popen(
+            [sys.executable, "-m", "mlops.cli", *register_args(platform_run, tmp_path / "retried", model_name)],
+            cwd=REPO,
+            env={**platform_run["env"], "MLOPS_STEP_RETRY": json.dumps(policy)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert retried.stderr is not None
+        before_retry = [retried.stderr.readline() for _ in range(1)]
+        while not before_retry[-1].startswith("RETRY ") and before_retry[-1] and len(before_retry) < 200:
+            before_retry.append(retried.stderr.readline())
+        assert before_retry[-1].startswith("RETRY 1/4"), "".join(before_retry)
+        assert "MLflow tracking server" in before_retry[-1]
     finally:
         stack.up(("mlflow",))
+    out, err = retried.communicate(timeout=300)
+    assert retried.returncode == 0, "".join(before_retry) + err
+    assert json.loads(out.strip().splitlines()[-1])["version"] == 1
+    versions = MlflowClient(tracking_uri=stack.tracking_uri).search_model_versions(f"name='{model_name}'")
+    assert len(versions) == 1
 
 
 # --- S3 misconfigured -------------------------------------------------------------------------------
@@ -179,27 +213,28 @@ try:
     register(**args)
     outcome = {"error": None}
 except ComponentError as error:
-    outcome = {"error": str(error)}
+    outcome = {"error": str(error), "kind": error.kind}
 outcome["seconds"] = time.monotonic() - started
 print(json.dumps(outcome))
 """
 
 
 @pytest.mark.parametrize(
-    ("case", "names"),
+    ("case", "names", "kind"),
     [
-        ("no-endpoint", ["MLFLOW_S3_ENDPOINT_URL is not set"]),
-        ("wrong-keys", ["rejected the credentials", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]),
-        ("s3-500", ["answered 500", "MLFLOW_S3_ENDPOINT_URL"]),
+        ("no-endpoint", ["MLFLOW_S3_ENDPOINT_URL is not set"], "permanent"),
+        ("wrong-keys", ["rejected the credentials", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"], "permanent"),
+        ("s3-500", ["answered 500", "MLFLOW_S3_ENDPOINT_URL"], "transient"),
     ],
 )
 def test_s3_misconfiguration_fails_in_seconds_naming_what_to_set(
-    platform_run: dict[str, Any], tmp_path: Path, failing_s3: str, case: str, names: list[str]
+    platform_run: dict[str, Any], tmp_path: Path, failing_s3: str, case: str, names: list[str], kind: str
 ) -> None:
     overrides = {
-        "no-endpoint": {"MLFLOW_S3_ENDPOINT_URL": ""},
+        # boto3 reads AWS_ENDPOINT_URL too (and s3fs FSSPEC_S3_ENDPOINT_URL): a missing endpoint lacks all three
+        "no-endpoint": {"MLFLOW_S3_ENDPOINT_URL": "", "AWS_ENDPOINT_URL": "", "FSSPEC_S3_ENDPOINT_URL": ""},
         "wrong-keys": {"AWS_SECRET_ACCESS_KEY": "not-the-secret"},
-        "s3-500": {"MLFLOW_S3_ENDPOINT_URL": failing_s3},
+        "s3-500": {"MLFLOW_S3_ENDPOINT_URL": failing_s3, "AWS_ENDPOINT_URL": failing_s3},
     }[case]
     env = {**platform_run["env"], **overrides}
     env = {key: value for key, value in env.items() if value}
@@ -229,6 +264,7 @@ def test_s3_misconfiguration_fails_in_seconds_naming_what_to_set(
     assert outcome["error"] is not None, "the misconfigured client registered anyway"
     for name in names:
         assert name in outcome["error"]
+    assert outcome["kind"] == kind, "bad config is permanent (never retried); a failing store is transient"
     assert outcome["seconds"] < 5, f"{case} took {outcome['seconds']:.1f} s to fail"
     assert not (tmp_path / "registration.json").exists()
 
@@ -349,3 +385,26 @@ def test_writer_killed_mid_upload_leaves_the_previous_object(stack: Stack, platf
     os.kill(writer.pid, signal.SIGKILL)
     writer.wait(timeout=30)
     assert client.get_object(Bucket="pipeline-artifacts", Key=key)["Body"].read() == b"previous model"
+    uploads = client.list_multipart_uploads(Bucket="pipeline-artifacts", Prefix=key).get("Uploads", [])
+    assert [upload["Key"] for upload in uploads] == [key], "the kill left an incomplete upload behind"
+
+    # The retry (the next writer of the key) aborts the dead attempt's upload and writes whole.
+    code = "import sys; from components import artifacts; artifacts.write_bytes(sys.argv[1], b'new')"
+    rewrite = subprocess.run(
+        [sys.executable, "-c", code, f"s3://pipeline-artifacts/{key}"],
+        cwd=REPO,
+        env=platform_env(stack, platform_run["home"]),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert rewrite.returncode == 0, rewrite.stderr
+    assert client.get_object(Bucket="pipeline-artifacts", Key=key)["Body"].read() == b"new"
+    assert client.list_multipart_uploads(Bucket="pipeline-artifacts", Prefix=key).get("Uploads", []) == []
+    # What nobody writes again, the bucket's lifecycle aborts (SeaweedFS stores the rule; its
+    # one-day clock cannot be waited out in a test).
+    from components.buckets import BUCKETS, has_lifecycle
+
+    assert all(has_lifecycle(client, bucket) for bucket in BUCKETS)
+    ensured = mlops(platform_env(stack, platform_run["home"]), "buckets", "ensure")  # the cluster Job's command
+    assert ensured.returncode == 0 and json.loads(ensured.stdout)["buckets"] == list(BUCKETS), ensured.stderr

@@ -57,7 +57,7 @@ def test_columnar_writer_matches_feast_byte_for_byte(
 
     stores = {}
     for project in ("eq_feast", "eq_fast"):
-        store = open_store(tmp_path / project, project)
+        store = open_store(project, tmp_path / project)
         apply_repo(store, FEATURE_REPO, str(source))
         stores[project] = store
     view = stores["eq_fast"].get_feature_view("user_transaction_stats")

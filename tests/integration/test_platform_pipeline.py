@@ -70,9 +70,7 @@ def test_feast_registry_is_in_postgresql_and_features_in_redis(
         monkeypatch.setenv(key, value)
     train = pd.read_parquet(platform_run["run_dir"] / "materialize" / "train_set")
     users = [int(user) for user in train["user_id"].drop_duplicates().head(5)]
-    found = online_features(
-        str(platform_run["home"] / "feast" / "fraud"), "fraud", "fraud_model_v1", [{"user_id": u} for u in users]
-    )
+    found = online_features("fraud", "fraud_model_v1", [{"user_id": u} for u in users])
     assert found["user_id"] == users
     assert all(value is not None for value in found["txn_count_24h"])
 
@@ -85,7 +83,7 @@ def test_scoring_path_reads_what_the_feast_sdk_reads(
 
     for key, value in platform_run["env"].items():
         monkeypatch.setenv(key, value)
-    store = open_store(platform_run["home"] / "feast" / "fraud", "fraud")
+    store = open_store("fraud")
     train = pd.read_parquet(platform_run["run_dir"] / "materialize" / "train_set")
     rows = [{"user_id": int(user)} for user in train["user_id"].drop_duplicates().head(300)]
     rows.append({"user_id": 10**12})  # unknown entity: None, as the SDK answers

@@ -13,6 +13,7 @@ from mlops.lint import lint, render
 from tests.conftest import REPO
 
 MANIFESTS = REPO / "manifests"
+LABEL = "mlops.private-platform.io"
 ALERTS = {
     "KServeHighErrorRate",
     "KServeLatencyOverSLO",
@@ -37,7 +38,18 @@ def test_every_overlay_renders_and_validates_with_no_findings(schemas_dir: Path)
     skipped: list[str] = []
     checked, findings = lint(MANIFESTS, report=skipped.append)
     assert findings == [] and checked > 80
-    assert all("ClusterServingRuntime" in line for line in skipped)
+    assert skipped == [], "every kind has a schema now: nothing may be skipped"
+
+
+def test_the_serving_runtime_is_validated_against_kserves_crd(schemas_dir: Path, tmp_path: Path) -> None:
+    """The ClusterServingRuntime exception is gone: a typo in the runtime is a finding."""
+    runtime = (MANIFESTS / "base" / "serving" / "triton-runtime.yaml").read_text()
+    (tmp_path / "kustomization.yaml").write_text("resources: [runtime.yaml]\n")
+    (tmp_path / "runtime.yaml").write_text(runtime)
+    assert lint(tmp_path, report=lambda line: None)[1] == []  # positive control: the shipped runtime is valid
+    (tmp_path / "runtime.yaml").write_text(runtime.replace("protocolVersions:", "protocolVersions: 2\n  x:"))
+    _checked, findings = lint(tmp_path, report=lambda line: None)
+    assert any("ClusterServingRuntime" in f.obj and "protocolVersions" in f.problem for f in findings), findings
 
 
 def test_lint_fails_on_a_typo_and_on_an_unknown_kind(schemas_dir: Path, tmp_path: Path) -> None:
@@ -146,23 +158,95 @@ def test_artifact_repository_and_default_deny(overlays: dict[str, list[dict[str,
         for o in objects
         if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "default-deny"
     }
-    assert denies == {"mlops", "storage"}
-
+    assert denies == {"mlops", "storage", "mlops-pipelines"}
 
 
 def test_feast_configmap_matches_the_platform_profile_the_components_use(monkeypatch: pytest.MonkeyPatch) -> None:
     """The CronJob's feature_store.yaml and the steps' must agree on how they reach the stores."""
-    from components.platform import feast_store_config
+    from components.services import feast_store_config
 
     documents = yaml.safe_load_all((REPO / "manifests" / "base" / "feast" / "feast.yaml").read_text())
     configmap = next(doc for doc in documents if doc and doc["kind"] == "ConfigMap")
     shipped = yaml.safe_load(configmap["data"]["feature_store.yaml"])
-    monkeypatch.setenv("MLOPS_FEAST_REGISTRY_URL", "postgresql+psycopg://u:p@pgbouncer:5432/feast")
+    monkeypatch.setenv("MLOPS_FEAST_REGISTRY_URL", "postgresql+psycopg://u@pgbouncer:5432/feast")
     monkeypatch.setenv("MLOPS_FEAST_REDIS", "redis:6379")
-    profile = feast_store_config(Path("/nonexistent"), "fraud")
+    profile = feast_store_config("fraud")
     assert profile is not None
     assert shipped["registry"]["registry_type"] == profile["registry"]["registry_type"]
     assert shipped["registry"]["sqlalchemy_config_kwargs"] == profile["registry"]["sqlalchemy_config_kwargs"]
     assert shipped["materialization_config"] == profile["materialization_config"]
     assert shipped["online_store"]["type"] == profile["online_store"]["type"]
     assert shipped["entity_key_serialization_version"] == profile["entity_key_serialization_version"]
+
+
+TENANTS = sorted(p.parent.name for p in (MANIFESTS / "tenants").glob("*/namespace.yaml"))
+PROCESS_LOCAL = {
+    "MLOPS_HOME": "the embedded profile's folder (a pod's is scratch: nothing is kept there)",
+    "MLOPS_FEAST_SOURCE_URI": "set by materialize itself for the feature repo it imports",
+    "MLOPS_STEP_RETRY": "the step's retry policy, rendered per task on KFP",
+    "MLOPS_USER": "who a CLI user is, for the serving history",
+    "MLOPS_SERVING_THREADS": "the local Triton's python backend",
+    "MLOPS_SERVING_VENV": "the local Triton's environment",
+    "MLOPS_SCHEMAS_DIR": "mlops lint on a laptop",
+    "MLOPS_SERVICES_DIR": "mlops dev on a laptop",
+    "MLOPS_PROFILE": "read through the settings model like every ConfigMap key",
+}
+
+
+def test_each_pipelines_namespace_gets_the_platform_configmap_with_exactly_the_keys_steps_read(
+    overlays: dict[str, list[dict[str, Any]]],
+) -> None:
+    from components.settings import CONFIGMAP, configmap_keys, environment
+    from pipelines.cluster import cluster_settings
+
+    rendered = {name: objects for name, objects in overlays.items()}
+    rendered |= {f"tenant {t}": render(MANIFESTS / "tenants" / t) for t in TENANTS}
+    for target, objects in rendered.items():
+        namespaces = [
+            o["metadata"]["name"]
+            for o in objects
+            if o["kind"] == "Namespace" and o["metadata"].get("labels", {}).get(f"{LABEL}/role") == "pipelines"
+        ]
+        assert namespaces, target
+        for namespace in namespaces:
+            configmap = next(
+                o for o in objects
+                if o["kind"] == "ConfigMap" and o["metadata"]["name"] == CONFIGMAP
+                and o["metadata"]["namespace"] == namespace
+            )  # fmt: skip
+            assert set(configmap["data"]) == configmap_keys(), f"{target}/{namespace}"
+            tenant = "" if namespace == "mlops-pipelines" else namespace
+            assert configmap["data"] == environment(cluster_settings(tenant))
+            assert configmap["data"]["MLOPS_PROFILE"] == "platform"
+            if tenant:
+                assert configmap["data"]["MLOPS_SERVING_ROOT"] == f"s3://models/{tenant}"
+                assert configmap["data"]["MLOPS_OFFLINE_STORE_URI"] == f"s3://feast-offline/{tenant}"
+
+
+def test_every_variable_the_code_reads_is_a_configmap_key_a_secret_or_process_local() -> None:
+    """A step cannot come to depend on a variable the cluster never sets: each name in the code is
+    declared in the settings model (ConfigMap), in SECRET_VARIABLES, or here as process-local."""
+    from components.settings import SECRET_VARIABLES, configmap_keys
+
+    named = re.compile(r"[\"'](MLOPS_[A-Z0-9_]+|MLFLOW_[A-Z0-9_]+|AWS_[A-Z0-9_]+)[\"']")
+    found: dict[str, str] = {}
+    for folder in ("components", "pipelines"):
+        for source in (REPO / folder).rglob("*.py"):
+            for name in named.findall(source.read_text()):
+                found.setdefault(name, str(source.relative_to(REPO)))
+    known = configmap_keys() | set(SECRET_VARIABLES) | set(PROCESS_LOCAL)
+    unknown = {name: where for name, where in found.items() if name not in known}
+    assert unknown == {}, "declare these in components/settings.py (ConfigMap or Secret) or PROCESS_LOCAL"
+
+
+def test_generated_manifests_are_in_step_with_the_settings_model() -> None:
+    from pipelines.golden import manifest_drift
+
+    assert manifest_drift() == [], "run `make golden` and review the diff"
+
+
+def test_bucket_setup_job_applies_the_declared_buckets(overlays: dict[str, list[dict[str, Any]]]) -> None:
+    for objects in overlays.values():
+        job = find(objects, "Job", "bucket-setup")
+        container = job["spec"]["template"]["spec"]["containers"][0]
+        assert container["command"] == ["mlops", "buckets", "ensure"]

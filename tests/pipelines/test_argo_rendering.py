@@ -15,6 +15,7 @@ import pytest
 from pipelines.argo import render
 from pipelines.fraud import pipeline as fraud
 from pipelines.golden import drift
+from pipelines.spec import RetryPolicy
 from tests.conftest import REPO
 from tests.pipelines.test_kfp_rendering import closure, flatten
 
@@ -79,11 +80,11 @@ def test_argo_and_kfp_dags_agree(rendered: dict[str, dict[str, Any]], tmp_path: 
     assert closure(argo_edges) == closure(kfp_edges)
     for name, task in argo.items():
         body = task["template_body"]
-        strategy, policy = body["retryStrategy"], kfp[name]["retry"]
-        assert int(strategy["limit"]) == policy["maxRetryCount"]
-        assert strategy["backoff"]["duration"] == policy["backoffDuration"]
-        assert float(strategy["backoff"]["factor"]) == policy["backoffFactor"]
-        assert strategy["backoff"]["cap"] == policy["backoffMaxDuration"]
+        strategy, policy = body["retryStrategy"], RetryPolicy.from_json(kfp[name]["env"]["MLOPS_STEP_RETRY"])
+        assert int(strategy["limit"]) == policy.limit
+        assert strategy["backoff"]["duration"] == f"{policy.backoff_seconds}s"
+        assert float(strategy["backoff"]["factor"]) == policy.factor
+        assert strategy["backoff"]["cap"] == f"{policy.max_backoff_seconds}s"
         limits, resources = body["container"]["resources"]["limits"], kfp[name]["resources"]
         assert limits["memory"] == resources["resourceMemoryLimit"] and limits["cpu"] == resources["resourceCpuLimit"]
         assert limits.get("nvidia.com/gpu") == resources.get("accelerator", {}).get("resourceCount")
@@ -136,12 +137,22 @@ def test_cron_workflow_never_silently_skips(rendered: dict[str, dict[str, Any]])
     assert spec["workflowSpec"]["workflowTemplateRef"] == {"name": "fraud"}
 
 
-def test_no_literal_credentials(rendered: dict[str, dict[str, Any]]) -> None:
-    secretish = re.compile(r"(KEY|SECRET|PASSWORD|TOKEN|USERNAME)", re.IGNORECASE)
-    for template in rendered["WorkflowTemplate"]["spec"]["templates"]:
-        for env in template.get("container", {}).get("env", []):
-            if secretish.search(env["name"]) and env["name"] != "AWS_METADATA_SERVICE_TIMEOUT":
-                assert "value" not in env and "secretKeyRef" in env["valueFrom"], env["name"]
+def test_settings_from_the_configmap_credentials_from_secrets(rendered: dict[str, dict[str, Any]]) -> None:
+    """Every container: the whole mlops-platform ConfigMap, each credential from a Secret, no literal
+    value at all (no endpoint, no embedded store, no local path), and no input that names a path."""
+    from components.settings import SECRET_VARIABLES
+
+    containers = [t["container"] for t in rendered["WorkflowTemplate"]["spec"]["templates"] if "container" in t]
+    assert len(containers) == len(fraud.SPEC.steps) + 1  # the steps and the exit handler's notice
+    for container in containers:
+        assert container["envFrom"] == [{"configMapRef": {"name": "mlops-platform"}}]
+        assert {env["name"] for env in container["env"]} == set(SECRET_VARIABLES)
+        for env in container["env"]:
+            assert "value" not in env and "secretKeyRef" in env["valueFrom"], env["name"]
+        assert "/work/.mlops" not in json.dumps(container) and "sqlite" not in json.dumps(container)
+    parameters = rendered["WorkflowTemplate"]["spec"]["arguments"]["parameters"]
+    assert [p["name"] for p in parameters] == ["raw-data", "git-commit", "gate-threshold"]
+    assert parameters[0]["value"].startswith("s3://")
 
 
 @pytest.mark.parametrize("name", ["fraud", "forecast"])
@@ -153,20 +164,13 @@ def test_argo_dag_runs_through_mlops_task_without_an_argo_server(
     rendered: dict[str, dict[str, Any]], tmp_path: Path, raw_dataset: Path
 ) -> None:
     """No Argo controller can run here: this interprets the rendered DAG the way the controller would
-    (dependencies, `when`, parameter and artifact passing) and runs each container's real command."""
+    (dependencies, `when`, parameter and artifact passing) and runs each container's real command in
+    this machine's environment, on the embedded profile. The same DAG in real containers on the real
+    services, with nothing shared but the platform, is tests/integration/test_cluster_fidelity.py."""
     template = rendered["WorkflowTemplate"]
     workflow_parameters = {p["name"]: p["value"] for p in template["spec"]["arguments"]["parameters"]}
     home = tmp_path / "home"
-    workflow_parameters.update(
-        {
-            "raw-data": str(raw_dataset),
-            "feast-store-dir": str(home / "feast" / "fraud"),
-            "tracking-uri": f"sqlite:///{home}/mlflow/mlflow.db",
-            "artifact-root": (home / "artifacts").as_uri(),
-            "serving-root": (home / "serving").as_uri(),
-            "gate-threshold": "0.6",
-        }
-    )
+    workflow_parameters.update({"raw-data": str(raw_dataset), "gate-threshold": "0.6"})
     tasks = dag_tasks(template)
     outputs: dict[str, dict[str, str]] = {}
     done: list[str] = []
@@ -175,6 +179,7 @@ def test_argo_dag_runs_through_mlops_task_without_an_argo_server(
         return re.sub(r"\{\{([^}]+)\}\}", lambda match: scope[match.group(1)], text)
 
     global_scope = {f"workflow.parameters.{k}": v for k, v in workflow_parameters.items()}
+    global_scope["workflow.name"] = "fraud-abc12"
     while len(done) < len(tasks):
         ready = [n for n, t in tasks.items() if n not in done and set(t.get("dependencies", [])) <= set(done)]
         assert ready, "the DAG has a cycle or a missing dependency"

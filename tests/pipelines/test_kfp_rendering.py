@@ -50,6 +50,7 @@ def flatten(ir: dict[str, Any]) -> dict[str, dict[str, Any]]:
                 "deps": set(deps),
                 "conditions": conditions,
                 "retry": task.get("retryPolicy"),
+                "env": {e["name"]: e["value"] for e in executors[executor]["container"].get("env", [])},
                 "resources": executors[executor]["container"].get("resources", {}),
                 "image": executors[executor]["container"]["image"],
                 "caching": task.get("cachingOptions", {}).get("enableCache", False),
@@ -91,16 +92,23 @@ def test_conditions_branch_on_the_gate(ir: dict[str, Any]) -> None:
             assert rendered == [f"!({passed})"]
 
 
-def test_retry_policies_resources_image_and_caching_match(ir: dict[str, Any]) -> None:
+def test_kfp_never_retries_a_permanent_failure(ir: dict[str, Any]) -> None:
+    """KFP's retryPolicy cannot tell exit codes apart: no step carries one, and each step gets its
+    declared policy for the in-step retries of transient failures only (pipelines/runtime.py)."""
+    from pipelines.runtime import STEP_RETRY_VARIABLE
+    from pipelines.spec import RetryPolicy
+
     tasks = flatten(ir)
     for step in fraud.SPEC.steps:
         task = tasks[step.name]
-        assert task["retry"] == {
-            "maxRetryCount": step.retry.limit,
-            "backoffDuration": f"{step.retry.backoff_seconds}s",
-            "backoffFactor": float(step.retry.factor),
-            "backoffMaxDuration": f"{step.retry.max_backoff_seconds}s",
-        }, step.name
+        assert task["retry"] is None, f"{step.name}: a task-level retry would repeat permanent failures"
+        assert RetryPolicy.from_json(task["env"][STEP_RETRY_VARIABLE]) == step.retry, step.name
+
+
+def test_resources_image_and_caching_match(ir: dict[str, Any]) -> None:
+    tasks = flatten(ir)
+    for step in fraud.SPEC.steps:
+        task = tasks[step.name]
         resources = task["resources"]
         assert resources["resourceMemoryLimit"] == step.resources.memory
         assert resources["resourceCpuLimit"] == step.resources.cpu
@@ -130,7 +138,9 @@ def test_components_never_import_orchestrators() -> None:
         assert not forbidden.search(source.read_text()), f"{source.name} imports an orchestrator or the CLI"
 
 
-def test_credentials_reach_tasks_from_secrets_never_literals(ir: dict[str, Any], platform: dict[str, Any]) -> None:
+def test_settings_from_the_configmap_and_credentials_from_secrets(ir: dict[str, Any], platform: dict[str, Any]) -> None:
+    from components.settings import CONFIGMAP, SECRET_VARIABLES, configmap_keys
+
     cfg = fraud.config()
     assert set(platform) == set(ir["deploymentSpec"]["executors"])
     for executor, settings in platform.items():
@@ -140,8 +150,11 @@ def test_credentials_reach_tasks_from_secrets_never_literals(ir: dict[str, Any],
             "MLFLOW_TRACKING_USERNAME",
             "MLFLOW_TRACKING_PASSWORD",
         }
+        assert set().union(*secrets.values()) == set(SECRET_VARIABLES)
+        (configmap,) = settings["configMapAsEnv"]
+        assert configmap["configMapName"] == CONFIGMAP
+        assert {k["configMapKey"] for k in configmap["keyToEnv"]} == configmap_keys()
         env = {e["name"]: e["value"] for e in ir["deploymentSpec"]["executors"][executor]["container"].get("env", [])}
-        assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_TRACKING_PASSWORD"} & set(env)
-        assert env["MLFLOW_S3_ENDPOINT_URL"] == cfg.cluster.s3_endpoint and env["AWS_METADATA_SERVICE_TIMEOUT"] == "1"
+        assert set(env) == {"MLOPS_STEP_RETRY"}, "no endpoint, path or credential is a literal in the IR"
     gpu = [name for name, settings in platform.items() if "nodeSelector" in settings]
     assert gpu == ["exec-train"]

@@ -1,0 +1,47 @@
+"""The platform's buckets and their lifecycle, declared once: the devstack applies them at start and
+the cluster's `bucket-setup` Job (manifests/base/object-store) runs `mlops buckets ensure`.
+
+The one rule: incomplete multipart uploads are aborted a day after they start. A writer killed
+mid-upload leaves its parts stored and billed but invisible; the next writer of the same key
+aborts them (components/artifacts.py), and this rule catches the keys nobody writes again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+BUCKETS = ("mlflow-artifacts", "models", "pipeline-artifacts", "feast-offline")
+ABORT_INCOMPLETE_UPLOADS_AFTER_DAYS = 1
+LIFECYCLE: dict[str, Any] = {
+    "Rules": [
+        {
+            "ID": "abort-incomplete-multipart-uploads",
+            "Status": "Enabled",
+            "Filter": {"Prefix": ""},
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": ABORT_INCOMPLETE_UPLOADS_AFTER_DAYS},
+        }
+    ]
+}
+
+
+def ensure(client: Any, buckets: tuple[str, ...] = BUCKETS) -> list[str]:
+    """Create what is missing and put the lifecycle on every bucket (idempotent); returns the buckets."""
+    from botocore.exceptions import ClientError
+
+    for bucket in buckets:
+        try:
+            client.head_bucket(Bucket=bucket)
+        except ClientError:
+            client.create_bucket(Bucket=bucket)
+        client.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration=LIFECYCLE)
+    return list(buckets)
+
+
+def has_lifecycle(client: Any, bucket: str) -> bool:
+    rules = client.get_bucket_lifecycle_configuration(Bucket=bucket).get("Rules", [])
+    return any(
+        rule.get("Status") == "Enabled"
+        and rule.get("AbortIncompleteMultipartUpload", {}).get("DaysAfterInitiation")
+        == ABORT_INCOMPLETE_UPLOADS_AFTER_DAYS
+        for rule in rules
+    )
