@@ -94,6 +94,12 @@ class PromoteSettings(_Settings):
     readiness_initial_delay_seconds: int | None = Field(
         None, ge=0, description="Readiness delay; unset: twice the load time `mlops serve` measured, else 60 s."
     )
+    service_account: str = Field(
+        "model-puller",
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description="The predictor's ServiceAccount: its annotated Secret lets KServe's storage initializer read"
+        " the model from the tenant's serving prefix (manifests/tenants/*/model-puller.yaml).",
+    )
     deployment_mode: Literal["Serverless", "RawDeployment"] = Field(
         "Serverless", description="KServe mode; canaries need Serverless (Raw ignores canaryTrafficPercent)."
     )

@@ -56,6 +56,7 @@ READINESS_PATH = "/v2/health/ready"
 TRITON_HTTP_PORT = 8080  # the serving image's --http-port
 UNMEASURED_READINESS_DELAY_S = 60
 SERVERLESS, RAW_DEPLOYMENT = "Serverless", "RawDeployment"
+MODEL_PULLER = "model-puller"
 
 
 def readiness_delay(configured: int | None, load_seconds: float | None) -> int:
@@ -109,6 +110,7 @@ def render_inference_service(
     container_concurrency: int | None = None,
     readiness_initial_delay_seconds: int | None = None,
     deployment_mode: str = SERVERLESS,
+    service_account: str = MODEL_PULLER,
 ) -> dict[str, Any]:
     """The InferenceService for one registered version. canary_percent None leaves traffic to
     KServe's default (the latest revision takes all); an empty memory_limit sets none (which
@@ -149,7 +151,9 @@ def render_inference_service(
             "periodSeconds": 5,
             "failureThreshold": 3,
         }
-    predictor: dict[str, Any] = {"minReplicas": max(min_replicas, 1)}
+    # The ServiceAccount's annotated Secret is how KServe's storage initializer gets the endpoint
+    # and the read-only key for storageUri; without it the model never downloads.
+    predictor: dict[str, Any] = {"minReplicas": max(min_replicas, 1), "serviceAccountName": service_account}
     if canary_percent is not None:
         predictor["canaryTrafficPercent"] = canary_percent
     if container_concurrency is not None:
@@ -233,6 +237,7 @@ def promote(
     container_concurrency: int = 8,
     readiness_initial_delay_seconds: int | None = None,
     deployment_mode: str = SERVERLESS,
+    service_account: str = MODEL_PULLER,
 ) -> dict[str, Any]:
     """Render the Triton repository and the InferenceService for a registered version."""
     reg = artifacts.read_json(registration)
@@ -287,6 +292,7 @@ def promote(
             reg.get("load_seconds"),
         ),
         deployment_mode=deployment_mode,
+        service_account=service_account,
     )
     artifacts.write_bytes(inference_service_out, yaml.safe_dump(service, sort_keys=False).encode())
     return {

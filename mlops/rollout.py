@@ -249,6 +249,7 @@ def execute(request: Request, target: Target) -> Outcome:
         memory_limit=settings.memory_limit,
         min_replicas=settings.min_replicas,
         container_concurrency=settings.container_concurrency,
+        service_account=settings.service_account,
         readiness_initial_delay_seconds=readiness_delay(
             settings.readiness_initial_delay_seconds, registration.get("load_seconds")
         ),

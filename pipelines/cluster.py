@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from components.config import PipelineConfig
 from components.settings import CONFIGMAP, PlatformSettings, environment
@@ -67,6 +68,47 @@ def platform_configmap(namespace: str, settings: PlatformSettings) -> dict[str, 
         },
         "data": dict(sorted(environment(settings).items())),
     }
+
+
+MODEL_PULLER_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+"""The data keys of the model puller's Secret (KServe's inferenceservice-config credentials.s3)."""
+
+
+def model_puller(
+    namespace: str, settings: PlatformSettings, service_account: str = "model-puller"
+) -> list[dict[str, Any]]:
+    """The predictor's ServiceAccount and its Secret, annotated the way KServe's storage initializer
+    reads an S3 endpoint. The Secret's data (MODEL_PULLER_SECRET_KEYS) is the tenant's read-only
+    key on its serving prefix; the platform team adds it, so no key is ever in a manifest."""
+    endpoint = urlsplit(settings.s3_endpoint)
+    secret = f"{service_account}-s3"
+    https = endpoint.scheme == "https"
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": secret,
+                "namespace": namespace,
+                "labels": {"app.kubernetes.io/part-of": "private-mlops"},
+                "annotations": {
+                    "serving.kserve.io/s3-endpoint": endpoint.netloc,
+                    "serving.kserve.io/s3-usehttps": "1" if https else "0",
+                    "serving.kserve.io/s3-verifyssl": "1" if https else "0",
+                    "serving.kserve.io/s3-region": settings.s3_region,
+                    "mlops.private-platform.io/keys": f"{', '.join(MODEL_PULLER_SECRET_KEYS)}: read-only on "
+                    f"{settings.serving_root}/*, added by the platform team",
+                },
+            },
+            "type": "Opaque",
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": service_account, "namespace": namespace},
+            "secrets": [{"name": secret}],
+        },
+    ]
 
 
 def secret_environment(cfg: PipelineConfig) -> list[SecretRef]:

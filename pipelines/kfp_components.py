@@ -163,6 +163,7 @@ def promote(
     container_concurrency: int,
     readiness_initial_delay_seconds: int,
     deployment_mode: str,
+    service_account: str,
     inference_service: Output[Artifact],
     model_repository: Output[Artifact],
 ) -> None:
@@ -186,6 +187,7 @@ def promote(
         container_concurrency=container_concurrency,
         readiness_initial_delay_seconds=readiness_initial_delay_seconds,  # < 0: from the measured load time
         deployment_mode=deployment_mode,
+        service_account=service_account,
     )
 
 

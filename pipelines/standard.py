@@ -149,6 +149,7 @@ def step_parameters(cfg: PipelineConfig, run: Mapping[str, Any], package: str) -
             # -1: derive from the measured model load time (orchestrator parameters are not nullable)
             "readiness_initial_delay_seconds": _or_minus_one(cfg.promote.readiness_initial_delay_seconds),
             "deployment_mode": cfg.promote.deployment_mode,
+            "service_account": cfg.promote.service_account,
         },
         "notify": {"owner": cfg.owner, "pipeline": cfg.pipeline, "model_name": cfg.register_.model_name},
     }

@@ -69,6 +69,7 @@ def test_inference_service_is_valid_against_the_kserve_crd(
     assert predictor["canaryTrafficPercent"] == 10
     assert predictor["model"]["resources"]["limits"]["memory"] == "4Gi"
     assert predictor["model"]["storageUri"].endswith(f"v{reg['version']}-{reg['artifact_sha256'][:12]}")
+    assert predictor["serviceAccountName"] == "model-puller", "the storage initializer's credentials come from it"
 
 
 def test_model_repository_layout_and_config_parse(registration: Path, trained: dict[str, Path], tmp_path: Path) -> None:

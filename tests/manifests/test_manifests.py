@@ -250,3 +250,24 @@ def test_bucket_setup_job_applies_the_declared_buckets(overlays: dict[str, list[
         job = find(objects, "Job", "bucket-setup")
         container = job["spec"]["template"]["spec"]["containers"][0]
         assert container["command"] == ["mlops", "buckets", "ensure"]
+
+
+def test_each_tenant_has_the_predictors_service_account_with_an_annotated_secret() -> None:
+    """KServe's storage initializer reads storageUri with the credentials of the predictor's
+    ServiceAccount: the account promote renders must exist in the tenant's namespace, with a
+    Secret annotated with the same endpoint the tenant's pods use, and no key in the manifest."""
+    from components.config import load_config
+    from pipelines.cluster import MODEL_PULLER_SECRET_KEYS
+
+    for pipeline in ("fraud", "forecast"):
+        cfg = load_config(REPO / "pipelines" / pipeline / "config.yaml")
+        objects = render(MANIFESTS / "tenants" / cfg.promote.namespace)
+        account = find(objects, "ServiceAccount", cfg.promote.service_account)
+        (secret_name,) = [entry["name"] for entry in account["secrets"]]
+        secret = find(objects, "Secret", secret_name)
+        configmap = find(objects, "ConfigMap", "mlops-platform")
+        notes = secret["metadata"]["annotations"]
+        assert f"http://{notes['serving.kserve.io/s3-endpoint']}" == configmap["data"]["MLFLOW_S3_ENDPOINT_URL"]
+        assert notes["serving.kserve.io/s3-usehttps"] == "0" and notes["serving.kserve.io/s3-region"]
+        assert "data" not in secret and "stringData" not in secret
+        assert all(key in notes["mlops.private-platform.io/keys"] for key in MODEL_PULLER_SECRET_KEYS)
