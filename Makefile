@@ -6,6 +6,10 @@ STAMP  := $(VENV)/.installed-stamp
 # The local Triton's own environment: nvidia-pytriton bundles a real tritonserver and needs numpy<2.
 SERVING_VENV  := .venv-serving
 SERVING_STAMP := $(SERVING_VENV)/.installed-stamp
+# KServe's storage initializer (kserve-storage), in its own environment as in its own container:
+# the fidelity test downloads the promoted model with it, as the predictor's init container does.
+STORAGE_INIT_VENV  := .venv-storage-initializer
+STORAGE_INIT_STAMP := $(STORAGE_INIT_VENV)/.installed-stamp
 # The real OPA engine for policy tests. Its wheel declares Python >= 3.14 but works on 3.11,
 # so it is installed on its own, pinned, without dependency resolution.
 OPA_BINDINGS := opa-golib-python-bindings==0.4.4
@@ -15,7 +19,7 @@ export GX_ANALYTICS_ENABLED := false
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: services services-down services-install
-.PHONY: serving-env
+.PHONY: serving-env storage-initializer-env
 .PHONY: install demo test test-unit test-integration test-e2e lint manifests bench gpu-check compile golden lock clean images images-setup image-component image-train-gpu image-triton
 
 $(STAMP): pyproject.toml constraints.txt
@@ -35,18 +39,27 @@ $(SERVING_STAMP): serving-constraints.txt
 	$(SERVING_VENV)/bin/pip check
 	touch $(SERVING_STAMP)
 
+$(STORAGE_INIT_STAMP): storage-initializer-constraints.txt
+	$(PYTHON) -m venv $(STORAGE_INIT_VENV)
+	$(STORAGE_INIT_VENV)/bin/pip install -q --upgrade pip
+	$(STORAGE_INIT_VENV)/bin/pip install -q -c storage-initializer-constraints.txt kserve-storage
+	$(STORAGE_INIT_VENV)/bin/pip check
+	touch $(STORAGE_INIT_STAMP)
+
+storage-initializer-env: $(STORAGE_INIT_STAMP)  ## kserve-storage, the code KServe's storage-initializer container runs
+
 serving-env: $(SERVING_STAMP)  ## the local Triton (nvidia-pytriton's tritonserver) and what its python backend loads models with
 
 demo: install  ## the reference fraud pipeline, end to end, on embedded defaults under $MLOPS_HOME (./.mlops)
 	$(BIN)/mlops run fraud
 
-test: install serving-env lint images-setup services-install  ## lint, type-check, unit, integration (real services), end-to-end and image tests
+test: install serving-env storage-initializer-env lint images-setup services-install  ## lint, type-check, unit, integration (real services), end-to-end and image tests
 	$(BIN)/pytest -q
 
 test-unit: install
 	$(BIN)/pytest -q -m "not e2e and not integration and not image"
 
-test-integration: install serving-env services-install  ## the pipeline and the failure drills on real services the tests start
+test-integration: install serving-env storage-initializer-env images-setup services-install  ## the pipeline and the failure drills on real services the tests start
 	$(BIN)/pytest -q -m integration
 
 test-e2e: install

@@ -221,11 +221,16 @@ def write_parquet(target: str | os.PathLike[str], frame: pd.DataFrame) -> None:
 def exists(uri: str | os.PathLike[str]) -> bool:
     text = str(uri)
     if is_s3(text):
+        from botocore.exceptions import ClientError
+
         bucket, key = _split_s3(text)
         try:
             s3_client().head_object(Bucket=bucket, Key=key)
-        except Exception:
-            return False
+        except ClientError as error:
+            status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+            if status == 404 or error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise  # a store that fails or refuses is not "no such object" (components.errors classifies it)
         return True
     return local_path(text).exists()
 

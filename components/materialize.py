@@ -18,6 +18,7 @@ registry's source points there, so `mlops materialize --rebuild` works from any 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import sys
@@ -97,7 +98,14 @@ def apply_repo(store: Any, feature_repo: str | os.PathLike[str], source_uri: str
         if file and Path(file).resolve().is_relative_to(root):
             del sys.modules[name]
     try:
-        contents = parse_repo(repo_path)
+        # Feast names each module by its path relative to the working directory (as `feast apply`
+        # run inside the repo does), so parse from the repo itself, wherever it is installed.
+        with contextlib.chdir(root):
+            sys.path.insert(0, str(root))
+            try:
+                contents = parse_repo(root)
+            finally:
+                sys.path.remove(str(root))
     except Exception as error:
         raise ComponentError(
             STEP,

@@ -61,6 +61,9 @@ class Stack:
     ports: Ports = field(default_factory=lambda: Ports.from_base(DEFAULT_PORT_BASE))
     access_key: str = "mlops-dev"
     secret_key: str = "mlops-dev-secret"
+    # KServe's storage initializer reads models with this key: Read and List on the models bucket only.
+    puller_access_key: str = field(default_factory=lambda: "puller-" + secrets.token_hex(6))
+    puller_secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     max_connections: int = 100
     pool_size: int = 20
     redis_maxmemory: str = "512mb"
@@ -368,18 +371,25 @@ class Stack:
             config=Config(signature_version="s3v4", retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10),
         )
 
+    def s3_identities(self) -> list[dict[str, Any]]:
+        """The platform's own S3 identities: the admin, and the read-only model puller."""
+        return [
+            {
+                "name": "platform-admin",
+                "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            },
+            {
+                "name": "model-puller",
+                "credentials": [{"accessKey": self.puller_access_key, "secretKey": self.puller_secret_key}],
+                "actions": ["Read:models", "List:models"],
+            },
+        ]
+
     def _start_s3(self) -> float:
         folder = self.folder("s3")
         (folder / "data").mkdir(parents=True, exist_ok=True)
-        identities = {
-            "identities": [
-                {
-                    "name": "platform-admin",
-                    "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
-                    "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                }
-            ]
-        }
+        identities = {"identities": self.s3_identities()}
         if not (folder / "s3.json").exists():  # tenants (devstack.tenants) add their identities here
             (folder / "s3.json").write_text(json.dumps(identities, indent=2))
         weed = Path(sys.executable).parent / "weed"

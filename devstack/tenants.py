@@ -69,13 +69,7 @@ def s3_actions(name: str, broadened: bool = False) -> list[str]:
 
 def write_s3_identities(stack: Stack, broadened: frozenset[str] = frozenset()) -> None:
     """Rewrite the S3 server's identities (admin plus every tenant) and restart it to load them."""
-    identities: list[dict[str, Any]] = [
-        {
-            "name": "platform-admin",
-            "credentials": [{"accessKey": stack.access_key, "secretKey": stack.secret_key}],
-            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-        }
-    ]
+    identities = stack.s3_identities()
     for tenant in load_tenants(stack).values():
         identities.append(
             {

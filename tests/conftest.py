@@ -36,6 +36,29 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
+COMPONENT_IMAGE = "localhost/private-mlops/component:test"
+
+
+@pytest.fixture(scope="session")
+def component_image() -> str:
+    """The CPU component image, built once per session from this checkout (images/build.sh)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("podman") is None:
+        pytest.fail("podman is not installed: run `make images-setup` (make test does) before this test")
+    built = subprocess.run(
+        ["bash", "images/build.sh", "component", COMPONENT_IMAGE],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=3000,
+        check=False,
+    )
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    return COMPONENT_IMAGE
+
+
 @pytest.fixture(scope="session")
 def schemas_dir() -> Path:
     """Upstream schemas, from MLOPS_SCHEMAS_DIR (.ci/run sets it) or the shared folder beside the repo."""

@@ -5,32 +5,17 @@ Containerfile and build script."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
-
 pytestmark = pytest.mark.image
-TAG = "localhost/private-mlops/component:test"
 
 
 @pytest.fixture(scope="module")
-def image() -> str:
-    if shutil.which("podman") is None:
-        pytest.fail("podman is not installed: run `make images-setup` (make test does) before this test")
-    built = subprocess.run(
-        ["bash", "images/build.sh", "component", TAG],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=3000,
-        check=False,
-    )
-    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
-    return TAG
+def image(component_image: str) -> str:
+    return component_image
 
 
 def test_component_image_runs_validate_on_a_sample(image: str, tmp_path: Path) -> None:
@@ -46,6 +31,7 @@ def test_component_image_runs_validate_on_a_sample(image: str, tmp_path: Path) -
             "-v",
             f"{tmp_path}:/data:Z",
             image,
+            "mlops",
             "step",
             "validate",
             "--dataset",
@@ -77,6 +63,7 @@ def test_component_image_refuses_bad_input_with_exit_2(image: str, tmp_path: Pat
             "-v",
             f"{tmp_path}:/data:Z",
             image,
+            "mlops",
             "step",
             "validate",
             "--dataset",

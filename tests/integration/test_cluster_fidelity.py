@@ -1,0 +1,434 @@
+"""The fidelity run: the compiled WorkflowTemplate, executed the way Argo executes it, in real
+containers of the component image, on the real services of `mlops dev up`.
+
+Nothing is shared between steps but the platform: each task is its own podman container with
+exactly the template's command, args and env; settings come from the mlops-platform ConfigMap
+(its data made by the same function as the cluster's, with the loopback stack's addresses) and
+credentials from the Secrets the template names; artifacts travel through S3 under the
+artifact repository's keyFormat. Workflow parameters are set only as `mlops submit -p` would.
+
+The stand-in here is Argo's controller and executor (tests/integration/argo_test_harness.py): no
+Kubernetes runs on this machine. Scenarios (one run each, assertions sharing it):
+- happy path with a transient fault: MLflow is stopped before register and started again
+  during its backoff; the retry strategy rides it out and yields exactly one version;
+- the gate failing: notify runs, nothing is registered;
+- a permanent fault: bad data stops the DAG at validate with exit 2, never retried;
+- the predictor's pull: KServe's storage initializer code (kserve-storage) downloads the
+  promoted repository with the settings the rendered ServiceAccount and Secret give, and the
+  local Triton scores a row from it;
+- the same steps from the KFP IR through kfp.local's DockerRunner on podman's Docker API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+
+from components.settings import PlatformSettings, environment
+from devstack.stack import Stack
+from mlops.lint import render as kustomize
+from pipelines.cluster import model_puller, secret_environment
+from tests.conftest import REPO
+from tests.integration.argo_test_harness import ArgoTestHarness, Attempt, WorkflowRun
+
+pytestmark = [pytest.mark.integration, pytest.mark.image]
+
+TENANT = "fraud"
+ROWS = 12_000
+FORK = {  # a fork changes configuration, not components: its own names on the shared test stack
+    "register.model_name": "fraud-fidelity",
+    "register.experiment": "fraud-fidelity",
+    "materialize.project": "fraud_fidelity",
+}
+
+
+def loopback_settings(stack: Stack, tenant: str) -> PlatformSettings:
+    """The tenant's ConfigMap with the loopback stack's addresses (pipelines.cluster.cluster_settings
+    shape: the tenant's own prefix in each bucket)."""
+    return stack.settings().model_copy(
+        update={
+            "mlflow_artifact_root": f"s3://mlflow-artifacts/{tenant}",
+            "offline_store_uri": f"s3://feast-offline/{tenant}",
+            "serving_root": f"s3://models/{tenant}",
+        }
+    )
+
+
+def loopback_secrets(stack: Stack, cfg: Any) -> dict[str, dict[str, str]]:
+    """The Secrets the template references, filled in from the stack's credentials."""
+    values = {**stack.credentials(), "MLOPS_FEAST_REDIS_PASSWORD": "", "MLFLOW_TRACKING_USERNAME": ""}
+    values.setdefault("MLFLOW_TRACKING_PASSWORD", "")
+    store: dict[str, dict[str, str]] = {}
+    for ref in secret_environment(cfg):
+        store.setdefault(ref.secret, {})[ref.key] = values[ref.env]
+    return store
+
+
+def artifact_repository(namespace: str) -> dict[str, Any]:
+    """The `s3` block of the tenant's artifact-repositories ConfigMap, as rendered by kustomize."""
+    objects = kustomize(REPO / "manifests" / "tenants" / namespace)
+    configmap = next(
+        o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "artifact-repositories"
+    )
+    key = configmap["metadata"]["annotations"]["workflows.argoproj.io/default-artifact-repository"]
+    repository: dict[str, Any] = yaml.safe_load(configmap["data"][key])["s3"]
+    return repository
+
+
+@pytest.fixture(scope="module")
+def fidelity(stack: Stack, component_image: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    from pipelines.argo import render
+    from pipelines.fraud import pipeline as fraud
+    from pipelines.fraud.data import generate
+
+    cfg = fraud.config().with_overrides(FORK)
+    template = render(fraud.SPEC, cfg, fraud)["WorkflowTemplate"]
+    admin = stack.s3_client()
+    bucket, _, key = cfg.cluster.raw_data.removeprefix("s3://").partition("/")
+    if bucket not in [b["Name"] for b in admin.list_buckets()["Buckets"]]:
+        admin.create_bucket(Bucket=bucket)
+    data = tmp_path_factory.mktemp("fidelity-data")
+    generate(ROWS, 5).to_parquet(data / "latest.parquet", index=False)
+    admin.upload_file(str(data / "latest.parquet"), bucket, key)
+    settings = loopback_settings(stack, TENANT)
+    harness = ArgoTestHarness(
+        template=template,
+        images={fraud.SPEC.image: component_image},
+        configmaps={"mlops-platform": environment(settings)},
+        secrets=loopback_secrets(stack, cfg),
+        artifact_repository=artifact_repository(TENANT),
+        s3_client=admin,
+        namespace=TENANT,
+    )
+    return {"cfg": cfg, "harness": harness, "settings": settings, "bucket": bucket, "key": key, "data": data}
+
+
+def versions(stack: Stack, model: str) -> list[Any]:
+    from mlflow import MlflowClient
+
+    return list(MlflowClient(tracking_uri=stack.tracking_uri).search_model_versions(f"name='{model}'"))
+
+
+@pytest.fixture(scope="module")
+def happy_run(stack: Stack, fidelity: dict[str, Any]) -> Iterator[WorkflowRun]:
+    """One run, MLflow stopped before register's first attempt and started during its backoff."""
+    restarted: list[threading.Thread] = []
+
+    def outage(task: str, attempt: int, result: Attempt | None) -> None:
+        if task != "register":
+            return
+        if attempt == 1 and result is None:
+            stack.down(("mlflow",))
+        elif attempt == 1 and result is not None:
+            thread = threading.Thread(target=stack.up, args=(("mlflow",),))
+            thread.start()
+            restarted.append(thread)
+
+    harness: ArgoTestHarness = fidelity["harness"]
+    harness.hook = outage
+    try:
+        yield harness.run()
+    finally:
+        harness.hook = None
+        for thread in restarted:
+            thread.join()
+        stack.up(("mlflow",))
+
+
+def test_happy_path_rides_out_a_tracking_server_outage_with_one_version(
+    stack: Stack, fidelity: dict[str, Any], happy_run: WorkflowRun
+) -> None:
+    nodes = happy_run.nodes
+    assert happy_run.phase == "Succeeded", {
+        n: (v.phase, [a.stderr_tail[-800:] for a in v.attempts]) for n, v in nodes.items()
+    }
+    assert {name: node.phase for name, node in nodes.items()} == {
+        "validate": "Succeeded",
+        "materialize": "Succeeded",
+        "train": "Succeeded",
+        "evaluate": "Succeeded",
+        "register": "Succeeded",
+        "promote": "Succeeded",
+        "notify": "Omitted",
+    }
+    register = nodes["register"]
+    codes = [attempt.exit_code for attempt in register.attempts]
+    assert codes[0] == 75 and codes[-1] == 0 and all(code == 75 for code in codes[:-1]), codes
+    assert "failure: transient (exit 75" in register.attempts[0].stderr_tail
+    assert all(len(node.attempts) == 1 for name, node in nodes.items() if name not in ("register", "notify"))
+    assert happy_run.exit_handler is not None and happy_run.exit_handler.phase == "Omitted"
+    model = fidelity["cfg"].register_.model_name
+    (version,) = versions(stack, model)
+    assert version.source.startswith(f"s3://mlflow-artifacts/{TENANT}/"), version.source
+
+
+def test_happy_path_left_features_in_redis_the_model_in_s3_and_the_repository_under_the_serving_root(
+    stack: Stack, fidelity: dict[str, Any], happy_run: WorkflowRun, tmp_path: Path
+) -> None:
+    import hashlib
+
+    cfg = fidelity["cfg"]
+    admin = stack.s3_client()
+    # the offline store: this run's validated data, keyed by project and by run (the workflow's name)
+    offline = admin.list_objects_v2(Bucket="feast-offline", Prefix=f"{TENANT}/{cfg.materialize.project}/")
+    assert [item["Key"] for item in offline.get("Contents", [])] == [
+        f"{TENANT}/{cfg.materialize.project}/{happy_run.name}/{cfg.materialize.project}_events.parquet"
+    ]
+    # the online store, read as a scoring service would, from a process with an empty MLOPS_HOME
+    users = pd.read_parquet(fidelity["data"] / "latest.parquet")["user_id"].drop_duplicates().head(10).tolist()
+    code = (
+        "import json, sys; from components.materialize import online_features;"
+        "print(json.dumps(online_features(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]))))"
+    )
+    env = {
+        **os.environ,
+        **environment(fidelity["settings"]),
+        **stack.credentials(),
+        "MLOPS_HOME": str(tmp_path / "empty"),
+    }
+    read = subprocess.run(
+        [sys.executable, "-c", code, cfg.materialize.project, cfg.materialize.feature_service,
+         json.dumps([{"user_id": int(u)} for u in users])],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert read.returncode == 0, read.stderr[-2000:]
+    features = json.loads(read.stdout.strip().splitlines()[-1])
+    assert all(value is not None for value in features["txn_count_24h"])
+    # the model's bytes in S3, the version's sha256
+    (version,) = versions(stack, cfg.register_.model_name)
+    source_key = version.source.removeprefix("s3://mlflow-artifacts/") + "/model.json"
+    body = admin.get_object(Bucket="mlflow-artifacts", Key=source_key)["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == version.tags["artifact_sha256"]
+    # the serving repository under the tenant's serving root
+    served = admin.list_objects_v2(Bucket="models", Prefix=f"{TENANT}/{cfg.register_.model_name}/")
+    keys = [item["Key"] for item in served.get("Contents", [])]
+    assert any(key.endswith(f"/{cfg.register_.model_name}/config.pbtxt") for key in keys), keys
+    # every task's artifacts went through the artifact repository, keyed as its keyFormat says
+    listed = admin.list_objects_v2(Bucket="pipeline-artifacts", Prefix=f"{TENANT}/{happy_run.name}/")
+    assert len(listed.get("Contents", [])) >= 12
+    assert all(node.pod.startswith(happy_run.name) for node in happy_run.nodes.values() if node.pod)
+
+
+def test_the_gate_failing_runs_notify_and_registers_nothing(stack: Stack, fidelity: dict[str, Any]) -> None:
+    model = fidelity["cfg"].register_.model_name
+    before = len(versions(stack, model))
+    run = fidelity["harness"].run({"gate-threshold": "0.999"})
+    phases = {name: node.phase for name, node in run.nodes.items()}
+    assert phases["evaluate"] == "Succeeded" and run.nodes["evaluate"].parameters["passed"] == "false"
+    assert phases["register"] == phases["promote"] == "Omitted"
+    assert phases["notify"] == "Succeeded" and run.phase == "Succeeded"
+    assert len(versions(stack, model)) == before
+
+
+def test_bad_data_stops_at_validate_with_exit_2_and_is_never_retried(stack: Stack, fidelity: dict[str, Any]) -> None:
+    frame = pd.read_parquet(fidelity["data"] / "latest.parquet")
+    frame["is_fraud"] = frame["is_fraud"].astype(float)
+    frame.loc[frame.index[:7], "is_fraud"] = None
+    frame.to_parquet(fidelity["data"] / "bad.parquet", index=False)
+    bad_key = fidelity["key"].replace("latest", "bad")
+    stack.s3_client().upload_file(str(fidelity["data"] / "bad.parquet"), fidelity["bucket"], bad_key)
+    run = fidelity["harness"].run({"raw-data": f"s3://{fidelity['bucket']}/{bad_key}"})
+    validate = run.nodes["validate"]
+    assert validate.phase == "Failed" and [a.exit_code for a in validate.attempts] == [2]
+    assert "expect_column_values_to_not_be_null on column 'is_fraud'" in validate.attempts[0].stderr_tail
+    assert all(run.nodes[name].phase == "Skipped" for name in ("materialize", "train", "evaluate"))
+    assert run.phase == "Failed"
+    assert run.exit_handler is not None and run.exit_handler.phase == "Succeeded"
+
+
+# --- the predictor pulls its model ------------------------------------------------------------------
+
+
+def storage_initializer_environment(secret: dict[str, Any], data: dict[str, str]) -> dict[str, str]:
+    """What KServe's controller gives the storage-initializer container for a ServiceAccount's S3
+    Secret (pkg/credentials/s3: BuildSecretEnvs and BuildS3EnvVars), re-stated here as test code."""
+    notes = secret["metadata"]["annotations"]
+    prefix = "serving.kserve.io/"
+    env = {"AWS_ACCESS_KEY_ID": data["AWS_ACCESS_KEY_ID"], "AWS_SECRET_ACCESS_KEY": data["AWS_SECRET_ACCESS_KEY"]}
+    if f"{prefix}s3-endpoint" in notes:
+        endpoint = notes[f"{prefix}s3-endpoint"]
+        scheme = "https"
+        if f"{prefix}s3-usehttps" in notes:
+            env["S3_USE_HTTPS"] = notes[f"{prefix}s3-usehttps"]
+            scheme = "http" if notes[f"{prefix}s3-usehttps"] == "0" else "https"
+        env["S3_ENDPOINT"] = endpoint
+        env["AWS_ENDPOINT_URL"] = f"{scheme}://{endpoint}"
+    if f"{prefix}s3-verifyssl" in notes:
+        env["S3_VERIFY_SSL"] = notes[f"{prefix}s3-verifyssl"]
+    if f"{prefix}s3-region" in notes:
+        env["AWS_DEFAULT_REGION"] = notes[f"{prefix}s3-region"]
+    return env
+
+
+STORAGE_INITIALIZER = REPO / ".venv-storage-initializer" / "bin" / "python"
+
+
+def test_the_predictor_pulls_the_promoted_model_with_its_service_account_and_triton_scores_it(
+    stack: Stack, fidelity: dict[str, Any], happy_run: WorkflowRun, tmp_path: Path
+) -> None:
+    import numpy as np
+    import tritonclient.http as triton_http
+    import xgboost as xgb
+
+    from components.triton import write_python_repository
+    from devstack import process
+    from devstack.triton import LocalTriton
+
+    if not STORAGE_INITIALIZER.exists():
+        pytest.fail("no storage initializer environment: run `make storage-initializer-env` (make test does)")
+    cfg = fidelity["cfg"]
+    service = yaml.safe_load(_artifact_text(fidelity, happy_run, "promote", "inference_service"))
+    predictor = service["spec"]["predictor"]
+    account = next(o for o in model_puller(TENANT, fidelity["settings"]) if o["kind"] == "ServiceAccount")
+    assert predictor["serviceAccountName"] == account["metadata"]["name"]
+    (secret_name,) = [entry["name"] for entry in account["secrets"]]
+    secret = next(o for o in model_puller(TENANT, fidelity["settings"]) if o["metadata"]["name"] == secret_name)
+    keys = {"AWS_ACCESS_KEY_ID": stack.puller_access_key, "AWS_SECRET_ACCESS_KEY": stack.puller_secret_key}
+    puller = stack.s3_client(stack.puller_access_key, stack.puller_secret_key)
+    with pytest.raises(Exception, match=r"AccessDenied|403"):  # read-only: the puller cannot write
+        puller.put_object(Bucket="models", Key=f"{TENANT}/forged/config.pbtxt", Body=b"x")
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), **storage_initializer_environment(secret, keys)}
+    storage_uri = predictor["model"]["storageUri"]
+    download = subprocess.run(
+        [str(STORAGE_INITIALIZER), "-c",
+         "import sys; from kserve_storage import Storage; print(Storage.download(sys.argv[1], sys.argv[2]))",
+         storage_uri, str(tmp_path / "mnt-models")],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert download.returncode == 0, download.stderr[-3000:]
+    model = cfg.register_.model_name
+    downloaded = tmp_path / "mnt-models" / model
+    assert (downloaded / "config.pbtxt").is_file()
+    model_file = next(p for p in (downloaded / "1").iterdir() if p.is_file())
+    (version,) = versions(stack, model)
+    import hashlib
+
+    assert hashlib.sha256(model_file.read_bytes()).hexdigest() == version.tags["artifact_sha256"]
+
+    # The local Triton (python backend, standing in for FIL here) serves exactly those bytes.
+    registration = json.loads(_artifact_text(fidelity, happy_run, "register", "registration"))
+    repository = tmp_path / "repository"
+    write_python_repository(repository, model, 1, registration["model_format"], model_file.read_bytes(),
+                            registration["features"], objective=registration["objective"])  # fmt: skip
+    base = process.free_port_base(3)
+    server = LocalTriton(root=tmp_path / "triton", repository=repository, http_port=base, grpc_port=base + 1,
+                         metrics_port=base + 2, model_name=model)  # fmt: skip
+    server.start()
+    try:
+        frame = pd.read_parquet(fidelity["data"] / "latest.parquet")
+        row = frame[registration["features"]].astype("float32").to_numpy()[:1]
+        client = triton_http.InferenceServerClient(server.http_url)
+        tensor = triton_http.InferInput("INPUT__0", list(row.shape), "FP32")
+        tensor.set_data_from_numpy(row)
+        scored = client.infer(model, [tensor]).as_numpy("OUTPUT__0")
+        booster = xgb.Booster()
+        booster.load_model(bytearray(model_file.read_bytes()))
+        expected = booster.inplace_predict(row)
+        assert np.allclose(np.ravel(scored), np.ravel(expected), atol=1e-6)
+    finally:
+        server.stop()
+
+
+def _artifact_text(fidelity: dict[str, Any], run: WorkflowRun, task: str, artifact: str) -> str:
+    import io
+    import tarfile
+
+    body = (
+        fidelity["harness"]
+        .s3_client.get_object(Bucket="pipeline-artifacts", Key=run.nodes[task].artifact_keys[artifact])["Body"]
+        .read()
+    )
+    with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as archive:
+        member = next(m for m in archive.getmembers() if m.isfile())
+        extracted = archive.extractfile(member)
+        assert extracted is not None
+        return extracted.read().decode()
+
+
+# --- the same steps from the KFP IR --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def podman_docker_api(
+    stack: Stack, fidelity: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """podman's Docker-compatible API for kfp.local's DockerRunner. kfp.local ignores the IR's
+    Kubernetes platform spec (configMapAsEnv, secretAsEnv), which a kubelet would apply; here the
+    engine applies it instead: the service's containers.conf gives every container the ConfigMap's
+    and the Secrets' variables, and the task's own env (MLOPS_STEP_RETRY) comes on top."""
+    folder = tmp_path_factory.mktemp("podman-api")
+    variables = {**fidelity["harness"].configmaps["mlops-platform"]}
+    for ref in secret_environment(fidelity["cfg"]):
+        variables[ref.env] = fidelity["harness"].secrets[ref.secret][ref.key]
+    system = Path("/etc/containers/containers.conf")
+    base = system.read_text() if system.exists() else ""
+    env_line = "env = [" + ", ".join(json.dumps(f"{k}={v}") for k, v in sorted(variables.items())) + "]\n"
+    conf = (
+        base.replace("[containers]\n", "[containers]\n" + env_line, 1)
+        if "[containers]" in base
+        else ("[containers]\n" + env_line + base)
+    )
+    (folder / "containers.conf").write_text(conf)
+    socket = folder / "podman.sock"
+    service = subprocess.Popen(
+        ["podman", "system", "service", "--time=0", f"unix://{socket}"],
+        env={**os.environ, "CONTAINERS_CONF": str(folder / "containers.conf")},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not socket.exists():
+            assert time.monotonic() < deadline and service.poll() is None, "podman system service did not start"
+            time.sleep(0.1)
+        yield f"unix://{socket}"
+    finally:
+        service.terminate()
+        service.wait(timeout=30)
+
+
+def test_the_kfp_ir_runs_through_kfp_locals_docker_runner_on_podman(
+    stack: Stack,
+    fidelity: dict[str, Any],
+    happy_run: WorkflowRun,
+    podman_docker_api: str,
+    component_image: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from kfp import components, local
+
+    from pipelines.fraud import pipeline as fraud
+    from pipelines.kfp import compile_ir
+
+    cfg = fidelity["cfg"]
+    ir = tmp_path / "fraud-ir.yaml"
+    compile_ir(fraud.SPEC, cfg, fraud, str(ir), cluster=True)
+    subprocess.run(["podman", "tag", component_image, fraud.SPEC.image], check=True)  # the registry mirror
+    monkeypatch.setenv("DOCKER_HOST", podman_docker_api)
+    root = tmp_path / "pipeline-root"
+    root.mkdir()
+    root.chmod(0o777)  # DockerRunner mounts it into the containers, which run as 65532
+    local.init(runner=local.DockerRunner(network_mode="host"), pipeline_root=str(root), raise_on_error=True)
+    pipeline = components.load_component_from_file(str(ir))
+    started = time.monotonic()
+    pipeline()  # the IR's own defaults: raw_data from the cluster config, as a submit without -p
+    print(f"\nKFP IR through DockerRunner on podman: {time.monotonic() - started:.1f} s")
+    (run_dir,) = [p for p in root.iterdir() if p.is_dir()]
+    registration = json.loads((run_dir / "register" / "registration").read_text())
+    (version,) = versions(stack, cfg.register_.model_name)
+    assert registration["version"] == int(version.version) and registration["reused"] is True, (
+        "the same data and seed give the same artifact: the KFP run reuses the Argo run's version"
+    )
+    assert not (run_dir / "notify").exists()
