@@ -69,10 +69,11 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy components pipelines mlops devstack
 
-bench: install serving-env services-install  ## step timings, engine overhead, feature store and registry on real services
+bench: install serving-env services-install images-setup  ## step timings, engine overhead, feature store and registry on real services, steps as pods
 	$(BIN)/python benchmarks/bench.py
 	$(BIN)/python benchmarks/platform_bench.py
 	$(BIN)/python benchmarks/serving_bench.py
+	$(BIN)/python benchmarks/fidelity_bench.py
 
 gpu-check: install  ## train both model types on the GPU and the CPU, print throughput side by side
 	$(BIN)/python benchmarks/gpu_check.py

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.errors import ComponentError
+from components.errors import ComponentError, TransientError
 
 GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 KSERVE_NAMESPACE = "kserve"
@@ -58,7 +58,8 @@ class Cluster:
         return client.CustomObjectsApi(self.api)
 
     def _fail(self, what: str, error: Any) -> ComponentError:
-        return ComponentError(
+        failure = TransientError if error.status >= 500 or error.status in (0, 429) else ComponentError
+        return failure(
             "promote",
             f"the Kubernetes API ({self.context}) refused to {what}: {error.status} {error.reason}",
             "check the kubeconfig context and that your account may get/create/update inferenceservices there",
@@ -96,12 +97,16 @@ class Cluster:
                 return str(mode)
         return self.default_deployment_mode()
 
-    def apply(self, service: dict[str, Any]) -> str:
-        """Create the InferenceService, or replace it (keeping the live resourceVersion)."""
+    def apply(self, service: dict[str, Any], live: dict[str, Any] | None) -> str:
+        """Create the InferenceService, or replace exactly the `live` version the caller checked.
+
+        The replace carries that version's resourceVersion: if anyone changed the service after
+        the check (a concurrent promotion), the API server answers 409 and nothing is written,
+        instead of silently overwriting what the check never saw.
+        """
         from kubernetes.client.exceptions import ApiException
 
         namespace, name = service["metadata"]["namespace"], service["metadata"]["name"]
-        live = self.get_inference_service(namespace, name)
         try:
             if live is None:
                 self._custom().create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, service)
@@ -111,4 +116,11 @@ class Cluster:
             self._custom().replace_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, body)
             return "replaced"
         except ApiException as error:
+            if error.status == 409:
+                raise ComponentError(
+                    "promote",
+                    f"InferenceService {namespace}/{name} changed after it was checked ({error.reason}): another "
+                    "promotion or an edit landed in between; nothing was applied, recorded or moved",
+                    f"look at `mlops history {name}` and the live service, then run the promotion again",
+                ) from error
             raise self._fail(f"apply InferenceService {namespace}/{name}", error) from error

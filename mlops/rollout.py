@@ -93,10 +93,11 @@ class Target:
     def live(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.cluster.get_inference_service(namespace, name) if self.kind == "kubernetes" else None
 
-    def apply(self, service: dict[str, Any]) -> str:
+    def apply(self, service: dict[str, Any], live: dict[str, Any] | None = None) -> str:
+        """Write the service; on a cluster, over exactly the `live` version that was checked."""
         text = yaml.safe_dump(service, sort_keys=False)
         if self.kind == "kubernetes":
-            return f"kubernetes:{self.cluster.context}:{self.cluster.apply(service)}"
+            return f"kubernetes:{self.cluster.context}:{self.cluster.apply(service, live)}"
         if self.kind == "gitops":
             assert self.folder is not None
             name = f"{service['metadata']['name']}.inferenceservice.yaml"
@@ -269,7 +270,7 @@ def execute(request: Request, target: Target) -> Outcome:
             "nothing was applied, recorded or moved",
         )
 
-    applied = target.apply(service)
+    applied = target.apply(service, live)
     if target.kind == "dry-run":
         return Outcome(action=request.action, before=before, after=before, service=service, applied=applied, entry=None)
 

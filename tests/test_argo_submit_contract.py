@@ -1,7 +1,10 @@
 """Contract tests of `mlops submit|status|schedule` against a recording stand-in for the Argo server.
 
 No Argo server can run here. The stand-in speaks the Argo REST API paths and error shapes the
-client relies on, records each request, and scripts phase changes for --wait.
+client relies on, records each request, and scripts phase changes for --wait. Every request body
+is validated against its definition in Argo's JSON schema (WorkflowCreateRequest,
+WorkflowTemplateCreateRequest/UpdateRequest, CreateCronWorkflowRequest/UpdateCronWorkflowRequest,
+from $MLOPS_SCHEMAS_DIR) and refused with 400, naming the field, as the server's gateway would.
 """
 
 from __future__ import annotations
@@ -20,8 +23,37 @@ from mlops.cli import main
 TOKEN = "good-token"
 
 
+REQUEST_DEFINITIONS = {
+    ("POST", "workflows"): "WorkflowCreateRequest",
+    ("POST", "workflow-templates"): "WorkflowTemplateCreateRequest",
+    ("PUT", "workflow-templates"): "WorkflowTemplateUpdateRequest",
+    ("POST", "cron-workflows"): "CreateCronWorkflowRequest",
+    ("PUT", "cron-workflows"): "UpdateCronWorkflowRequest",
+}
+
+
+def request_problem(schema: dict[str, Any], method: str, kind: str, body: Any) -> str | None:
+    """Why Argo would refuse this request body, or None. The schema does not reject unknown
+    fields, so top-level keys are checked against the definition's properties as well."""
+    import jsonschema
+
+    name = REQUEST_DEFINITIONS.get((method, kind))
+    if name is None:
+        return None
+    definition = schema["definitions"][f"io.argoproj.workflow.v1alpha1.{name}"]
+    unknown = sorted(set(body or {}) - set(definition["properties"]))
+    if unknown:
+        return f"{name}: unknown field(s) {unknown}"
+    validator = jsonschema.Draft4Validator({"$ref": f"#/definitions/io.argoproj.workflow.v1alpha1.{name}", **schema})
+    error = jsonschema.exceptions.best_match(validator.iter_errors(body))
+    if error is not None:
+        return f"{name}: {'.'.join(str(p) for p in error.absolute_path)}: {error.message[:200]}"
+    return None
+
+
 class FakeArgo:
-    def __init__(self) -> None:
+    def __init__(self, schema: dict[str, Any]) -> None:
+        self.schema = schema
         self.requests: list[dict[str, Any]] = []
         self.templates: dict[str, dict[str, Any]] = {}
         self.crons: dict[str, dict[str, Any]] = {}
@@ -100,6 +132,8 @@ def _handler(state: FakeArgo) -> type[BaseHTTPRequestHandler]:
                 return self._reply(401, {"code": 16, "message": "token not valid"})
             parts = self.path.strip("/").split("/")  # api v1 <kind> <ns> [name]
             kind, namespace, name = parts[2], parts[3], parts[4] if len(parts) > 4 else None
+            if problem := request_problem(state.schema, method, kind, body):
+                return self._reply(400, {"code": 3, "message": problem})
             if namespace not in state.namespaces:
                 return self._reply(404, {"code": 5, "message": f'namespaces "{namespace}" not found'})
             if kind == "workflows" and method == "POST":
@@ -145,9 +179,15 @@ def _handler(state: FakeArgo) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+@pytest.fixture(scope="module")
+def argo_schema(schemas_dir: Path) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((schemas_dir / "argo-workflows-v4.1.2.intorstring.schema.json").read_text())
+    return loaded
+
+
 @pytest.fixture
-def argo(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeArgo]:
-    state = FakeArgo()
+def argo(monkeypatch: pytest.MonkeyPatch, argo_schema: dict[str, Any]) -> Iterator[FakeArgo]:
+    state = FakeArgo(argo_schema)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -276,3 +316,26 @@ def test_contract_token_from_kubeconfig(argo: FakeArgo, monkeypatch: pytest.Monk
     monkeypatch.setenv("ARGO_TOKEN", "wrong")
     assert main(["submit", "fraud", "--token-from", "kubeconfig"]) == 0
     assert argo.requests[-1]["auth"] == f"Bearer {TOKEN}"
+
+
+def test_the_stand_in_refuses_a_request_its_schema_refuses(argo: FakeArgo) -> None:
+    """The validation is real: a malformed create (a string where Argo wants an object, an unknown
+    top-level field) is refused with 400 naming the field, while the client's requests pass."""
+    import os
+    import urllib.error
+    import urllib.request
+
+    url = f"http://{os.environ['ARGO_SERVER']}/api/v1/workflows/fraud"
+    for body, named in (
+        ({"namespace": "fraud", "workflow": {"metadata": {"generateName": "x-"}, "spec": "oops"}}, "spec"),
+        ({"namespace": "fraud", "workflow": {"metadata": {}}, "dryRun": True}, "dryRun"),
+    ):
+        request = urllib.request.Request(
+            url,
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=5)
+        assert refused.value.code == 400 and named in refused.value.read().decode()

@@ -261,11 +261,16 @@ def test_without_a_cluster_or_out_folder_promote_says_what_to_do(
 
 class FakeKubernetesApi(BaseHTTPRequestHandler):
     """Stand-in for the Kubernetes API server (no cluster can run here): InferenceService
-    get/create/replace and KServe's inferenceservice-config, kept in memory."""
+    get/create/replace and KServe's inferenceservice-config, kept in memory. Like the real one it
+    validates every POST and PUT body against the InferenceService CRD's schema (422 Invalid),
+    and refuses a replace whose resourceVersion is stale (409 Conflict). `edits_after_read`
+    plays a concurrent writer that changes the object right after the client's next read."""
 
     objects: ClassVar[dict[str, dict[str, Any]]] = {}
     deploy_config: ClassVar[dict[str, Any]] = {"defaultDeploymentMode": "Serverless"}
     calls: ClassVar[list[str]] = []
+    schema: ClassVar[dict[str, Any]] = {}
+    edits_after_read: ClassVar[int] = 0
 
     def _send(self, status: int, body: dict[str, Any]) -> None:
         data = json.dumps(body).encode()
@@ -293,12 +298,29 @@ class FakeKubernetesApi(BaseHTTPRequestHandler):
             )
         elif self.path in self.objects:
             self._send(200, self.objects[self.path])
+            if FakeKubernetesApi.edits_after_read > 0:  # someone else's kubectl edit lands now
+                FakeKubernetesApi.edits_after_read -= 1
+                live = self.objects[self.path]["metadata"]
+                live["resourceVersion"] = str(int(live["resourceVersion"]) + 1)
         else:
             self._send(404, {"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404})
+
+    def _invalid(self, body: dict[str, Any]) -> bool:
+        import jsonschema
+
+        error = jsonschema.exceptions.best_match(jsonschema.Draft7Validator(self.schema).iter_errors(body))
+        if error is None:
+            return False
+        where = ".".join(str(p) for p in error.absolute_path)
+        self._send(422, {"kind": "Status", "status": "Failure", "reason": "Invalid", "code": 422,
+                         "message": f"InferenceService is invalid: {where}: {error.message[:200]}"})  # fmt: skip
+        return True
 
     def do_POST(self) -> None:
         self.calls.append(f"POST {self.path}")
         body = self._body()
+        if self._invalid(body):
+            return
         body["metadata"]["resourceVersion"] = "1"
         self.objects[f"{self.path}/{body['metadata']['name']}"] = body
         self._send(201, body)
@@ -306,6 +328,8 @@ class FakeKubernetesApi(BaseHTTPRequestHandler):
     def do_PUT(self) -> None:
         self.calls.append(f"PUT {self.path}")
         body = self._body()
+        if self._invalid(body):
+            return
         if body["metadata"].get("resourceVersion") != self.objects[self.path]["metadata"]["resourceVersion"]:
             self._send(409, {"kind": "Status", "status": "Failure", "reason": "Conflict", "code": 409})
             return
@@ -318,8 +342,9 @@ class FakeKubernetesApi(BaseHTTPRequestHandler):
 
 
 @pytest.fixture()
-def fake_cluster(tmp_path: Path) -> Iterator[tuple[Path, type[FakeKubernetesApi]]]:
+def fake_cluster(tmp_path: Path, schemas_dir: Path) -> Iterator[tuple[Path, type[FakeKubernetesApi]]]:
     FakeKubernetesApi.objects, FakeKubernetesApi.calls = {}, []
+    FakeKubernetesApi.schema, FakeKubernetesApi.edits_after_read = _kserve_schema(schemas_dir), 0
     FakeKubernetesApi.deploy_config = {"defaultDeploymentMode": "Serverless"}
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeKubernetesApi)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -392,3 +417,36 @@ def test_history_of_an_unknown_model_is_a_clear_error(
     with pytest.raises(ComponentError, match="no registered model"):
         registry.history(lifecycle["mlflow"], "nope")
     assert main(["history", "nope"]) == 2
+
+
+def test_a_promotion_that_lands_between_the_check_and_the_apply_is_refused_not_overwritten_fake_api_server(
+    lifecycle: dict[str, Any], fake_cluster: tuple[Path, type[FakeKubernetesApi]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    kubeconfig, api = fake_cluster
+    assert main(["promote", MODEL, "--promote", "--version", "1", "--kubeconfig", str(kubeconfig)]) == 0
+    history = len(registry.history(lifecycle["mlflow"], MODEL))
+    api.edits_after_read = 1  # a concurrent edit right after promote reads the live service
+    assert main(["promote", MODEL, "--canary", "10", "--version", "2", "--kubeconfig", str(kubeconfig)]) == 2
+    assert "changed after it was checked" in capsys.readouterr().err
+    live = api.objects[f"{PATH}/{MODEL}"]
+    assert live["metadata"]["labels"]["mlops.private-platform.io/model-version"] == "1"
+    assert live["metadata"]["resourceVersion"] == "2", "the concurrent write survives; ours was refused"
+    assert len(registry.history(lifecycle["mlflow"], MODEL)) == history, "nothing recorded"
+
+
+def test_the_stand_in_validates_what_it_is_sent_against_the_crd_fake_api_server(
+    fake_cluster: tuple[Path, type[FakeKubernetesApi]],
+) -> None:
+    """Positive control above (every rendered service is accepted); here a body the CRD refuses."""
+    from mlops.kube import Cluster
+
+    kubeconfig, api = fake_cluster
+    broken = {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": MODEL, "namespace": "fraud"},
+        "spec": {"predictor": {"minReplicas": "one", "model": {"modelFormat": {"name": "triton"}}}},
+    }
+    with pytest.raises(ComponentError, match="422"):
+        Cluster.from_kubeconfig(kubeconfig).apply(broken, None)
+    assert f"{PATH}/{MODEL}" not in api.objects
