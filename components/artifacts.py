@@ -81,7 +81,8 @@ def _writer_tag() -> str:
     return f"{socket.gethostname().replace('.', '_')}-{os.getpid()}"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this host (signal 0: no signal is sent)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -104,7 +105,7 @@ def sweep_debris(final: Path) -> list[Path]:
     for candidate in final.parent.glob(f".{final.name}.{host}-*"):
         tag = candidate.name[len(final.name) + 2 :].split(".", 1)[0]
         pid_text = tag.rpartition("-")[2]
-        if not pid_text.isdigit() or _pid_alive(int(pid_text)):
+        if not pid_text.isdigit() or pid_alive(int(pid_text)):
             continue
         if candidate.is_dir() and not candidate.is_symlink():
             shutil.rmtree(candidate, ignore_errors=True)

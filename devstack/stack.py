@@ -512,6 +512,10 @@ class Stack:
             env["MLFLOW_AUTH_CONFIG_PATH"] = str(config)
             env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = self.admin_password + "-csrf"
             argv += ["--app-name", "basic-auth"]
+        # A server stopped a moment ago may still hold its port while its workers exit.
+        deadline = time.monotonic() + 30
+        while not process.port_free(self.ports.mlflow) and time.monotonic() < deadline:
+            time.sleep(0.2)
         pid = process.start(argv, self.log("mlflow"), self.pid_file("mlflow"), env=env)
 
         def healthy() -> bool:

@@ -197,8 +197,10 @@ class ArgoTestHarness:
                 argv += ["--user", str(user)]
             for mount, source in volumes.items():
                 argv += ["-v", f"{source}:{mount}"]
-            for key, value in env.items():
-                argv += ["-e", f"{key}={value}"]
+            env_file = Path(scratch) / "env"  # not on the command line, where `ps` would show the Secrets
+            env_file.write_text("".join(f"{key}={value}\n" for key, value in env.items()))
+            env_file.chmod(0o600)
+            argv += ["--env-file", str(env_file)]
             command = [_substitute(part, local) for part in container.get("command", [])]
             args = [_substitute(part, local) for part in container.get("args", [])]
             argv += ["--entrypoint", command[0], self.images.get(container["image"], container["image"])]

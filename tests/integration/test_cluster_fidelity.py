@@ -45,7 +45,8 @@ from tests.integration.argo_test_harness import ArgoTestHarness, Attempt, Workfl
 pytestmark = [pytest.mark.integration, pytest.mark.image]
 
 TENANT = "fraud"
-ROWS = 12_000
+ROWS = 20_000
+GATE = "0.6"  # as `mlops submit -p gate-threshold=0.6`: the happy path must not hang on a near miss
 FORK = {  # a fork changes configuration, not components: its own names on the shared test stack
     "register.model_name": "fraud-fidelity",
     "register.experiment": "fraud-fidelity",
@@ -138,7 +139,7 @@ def happy_run(stack: Stack, fidelity: dict[str, Any]) -> Iterator[WorkflowRun]:
     harness: ArgoTestHarness = fidelity["harness"]
     harness.hook = outage
     try:
-        yield harness.run()
+        yield harness.run({"gate-threshold": GATE})
     finally:
         harness.hook = None
         for thread in restarted:
@@ -423,7 +424,7 @@ def test_the_kfp_ir_runs_through_kfp_locals_docker_runner_on_podman(
     local.init(runner=local.DockerRunner(network_mode="host"), pipeline_root=str(root), raise_on_error=True)
     pipeline = components.load_component_from_file(str(ir))
     started = time.monotonic()
-    pipeline()  # the IR's own defaults: raw_data from the cluster config, as a submit without -p
+    pipeline(gate_threshold=float(GATE))  # raw_data: the IR's default, the cluster config's
     print(f"\nKFP IR through DockerRunner on podman: {time.monotonic() - started:.1f} s")
     (run_dir,) = [p for p in root.iterdir() if p.is_dir()]
     registration = json.loads((run_dir / "register" / "registration").read_text())
