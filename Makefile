@@ -73,6 +73,7 @@ bench: install serving-env services-install images-setup  ## step timings, engin
 	$(BIN)/python benchmarks/bench.py
 	$(BIN)/python benchmarks/platform_bench.py
 	$(BIN)/python benchmarks/serving_bench.py
+	$(BIN)/python benchmarks/offline_store_bench.py
 	$(BIN)/python benchmarks/fidelity_bench.py
 
 gpu-check: install  ## train both model types on the GPU and the CPU, print throughput side by side

@@ -1,0 +1,155 @@
+"""make bench (offline store): where a run's validated data lives so that it outlives the pod.
+
+Two of Feast's offline stores on the same data and the same feature definitions (the fraud
+pipeline's entity, view and service), on real services it starts itself:
+1. Parquet in S3 (Feast's file store, reading S3 through pyarrow: components/s3_filesystem.py),
+   what the platform uses: one upload, then the point-in-time join;
+2. Feast's PostgreSQL offline store: the rows COPYed into a table, then the join in SQL.
+Each prints the time to store the run's data and the time of the training set's point-in-time
+join (the materialize step's chunking), and the two training sets must be equal row for row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from devstack import process  # noqa: E402
+from devstack.stack import DB_PASSWORD, DB_USER, PORT_SPAN, Ports, Stack  # noqa: E402
+
+COLUMNS = ["user_id", "event_timestamp", "txn_count_1h", "txn_count_24h", "amount_avg_7d", "seconds_since_last_txn"]
+
+
+def definitions(source: Any) -> list[Any]:
+    """The fraud pipeline's definitions (pipelines/fraud/feature_repo) over another source."""
+    from feast import Entity, FeatureService, FeatureView, Field, ValueType
+    from feast.types import Float64, Int64
+
+    user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
+    view = FeatureView(
+        name="user_transaction_stats",
+        entities=[user],
+        ttl=timedelta(days=30),
+        schema=[
+            Field(name="txn_count_1h", dtype=Int64),
+            Field(name="txn_count_24h", dtype=Int64),
+            Field(name="amount_avg_7d", dtype=Float64),
+            Field(name="seconds_since_last_txn", dtype=Float64),
+        ],
+        source=source,
+        online=False,
+    )
+    return [user, source, view, FeatureService(name="fraud_model_v1", features=[view])]
+
+
+def training_set(store: Any, frame: pd.DataFrame) -> tuple[pd.DataFrame, float]:
+    from components.materialize import _historical
+
+    entity_df = frame[["user_id", "event_timestamp", "is_fraud"]].sort_values("event_timestamp", kind="stable")
+    started = time.perf_counter()
+    joined = _historical(store, entity_df, "fraud_model_v1")
+    seconds = time.perf_counter() - started
+    ordered = joined.sort_values(["event_timestamp", "user_id"], kind="stable").reset_index(drop=True)
+    return ordered[[*COLUMNS, "is_fraud"]], seconds
+
+
+def parquet_in_s3(stack: Stack, frame: pd.DataFrame, folder: Path) -> tuple[pd.DataFrame, float, float]:
+    from feast import FileSource
+
+    from components import artifacts
+    from components.environment import temporary_env
+    from components.materialize import open_store
+    from components.settings import environment
+
+    with temporary_env({**environment(stack.settings()), **stack.credentials()}):
+        started = time.perf_counter()
+        uri = "s3://feast-offline/bench/run-1/events.parquet"
+        artifacts.write_parquet(uri, frame)
+        stored = time.perf_counter() - started
+        store = open_store("bench_file", folder / "file", {
+            "project": "bench_file", "provider": "local", "registry": str(folder / "file" / "registry.db"),
+            "online_store": {"type": "sqlite", "path": str(folder / "file" / "online.db")},
+            "offline_store": {"type": "file"}, "entity_key_serialization_version": 3,
+        })  # fmt: skip
+        source = FileSource(name="transactions", path=uri, timestamp_field="event_timestamp",
+                            s3_endpoint_override=stack.s3_endpoint)  # fmt: skip
+        store.apply(definitions(source))
+        joined, seconds = training_set(store, frame)
+    return joined, stored, seconds
+
+
+def postgres_table(stack: Stack, frame: pd.DataFrame, folder: Path) -> tuple[pd.DataFrame, float, float]:
+    import psycopg
+    from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
+
+    from components.materialize import open_store
+
+    table = "bench_events"
+    started = time.perf_counter()
+    with psycopg.connect(host="127.0.0.1", port=stack.ports.postgres, dbname="offline", user=DB_USER,
+                         password=DB_PASSWORD, autocommit=True) as connection:  # fmt: skip
+        connection.execute(f"drop table if exists {table}")
+        connection.execute(
+            f"create table {table} (user_id bigint, event_timestamp timestamptz, txn_count_1h bigint,"
+            " txn_count_24h bigint, amount_avg_7d double precision, seconds_since_last_txn double precision)"
+        )
+        with connection.cursor().copy(f"copy {table} ({', '.join(COLUMNS)}) from stdin") as copy:
+            for row in frame[COLUMNS].itertuples(index=False):
+                copy.write_row(row)
+        connection.execute(f"create index on {table} (user_id, event_timestamp)")
+        connection.execute(f"analyze {table}")
+    stored = time.perf_counter() - started
+    postgres = {"host": "127.0.0.1", "port": stack.ports.postgres, "database": "offline", "db_schema": "public",
+                "user": DB_USER, "password": DB_PASSWORD, "sslmode": "disable"}  # fmt: skip
+    store = open_store("bench_pg", folder / "pg", {
+        "project": "bench_pg", "provider": "local", "registry": str(folder / "pg" / "registry.db"),
+        "online_store": {"type": "sqlite", "path": str(folder / "pg" / "online.db")},
+        "offline_store": {"type": "postgres", **postgres}, "entity_key_serialization_version": 3,
+    })  # fmt: skip
+    store.apply(definitions(PostgreSQLSource(name="transactions", table=table, timestamp_field="event_timestamp")))
+    joined, seconds = training_set(store, frame)
+    return joined, stored, seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=200_000)
+    args = parser.parse_args(argv)
+
+    from pipelines.fraud.data import generate
+
+    frame = generate(args.rows, 7)
+    root = Path(tempfile.mkdtemp(prefix="mlops-bench-offline-"))
+    root.chmod(0o755)
+    stack = Stack(root=root / "services", ports=Ports.from_base(process.free_port_base(PORT_SPAN)))
+    try:
+        stack.up(("postgres", "pgbouncer", "s3"))
+        file_set, file_store, file_join = parquet_in_s3(stack, frame, root)
+        pg_set, pg_store, pg_join = postgres_table(stack, frame, root)
+    finally:
+        stack.down()
+        shutil.rmtree(root, ignore_errors=True)
+    pd.testing.assert_frame_equal(file_set, pg_set, check_dtype=False, check_exact=False, rtol=1e-9)
+    print(f"offline store for one run, {args.rows:,} rows: store the data, then the training set's point-in-time join")
+    print(f"  {'store':<34} {'write':>8} {'join':>8} {'total':>8}")
+    file_total, pg_total = file_store + file_join, pg_store + pg_join
+    print(f"  {'Parquet in S3 (file store)':<34} {file_store:7.2f}s {file_join:7.2f}s {file_total:7.2f}s  (baseline)")
+    print(f"  {'PostgreSQL offline store':<34} {pg_store:7.2f}s {pg_join:7.2f}s {pg_total:7.2f}s  "
+          f"{pg_total / file_total:5.2f}x")  # fmt: skip
+    print("  the two training sets are equal row for row")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,176 @@
+"""`mlops compile`, `submit`, `status`, `schedule`: a pipeline rendered for Argo or KFP, and sent to an Argo server."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from components.errors import ComponentError
+from mlops.cli.common import pairs
+
+
+def register(sub: Any, argv: list[str]) -> None:
+    compile_ = sub.add_parser("compile", help="render a pipeline for an orchestrator")
+    compile_.add_argument("pipeline")
+    compile_.add_argument("--target", choices=["argo", "kfp"], default="argo")
+    compile_.add_argument("--out", default="build")
+    compile_.set_defaults(handler=_compile)
+
+    submit = sub.add_parser("submit", help="submit a pipeline to an Argo server (settings as for the argo CLI)")
+    submit.add_argument("pipeline")
+    submit.add_argument("-p", "--parameter", action="append", metavar="KEY=VALUE", help="override a pipeline input")
+    submit.add_argument("--wait", action="store_true", help="follow the run; exit non-zero unless it succeeds")
+    submit.add_argument("--dry-run", action="store_true", help="print what would be sent, send nothing")
+    submit.add_argument("--install-template", action="store_true", help="create or update the WorkflowTemplate first")
+    submit.add_argument("--poll-seconds", type=float, default=5.0)
+    _add_server_flags(submit)
+    submit.set_defaults(handler=_submit)
+
+    status = sub.add_parser("status", help="a workflow as the controller lowered it: nodes, artifact keys, resources")
+    status.add_argument("workflow")
+    status.add_argument("--json", action="store_true")
+    _add_server_flags(status)
+    status.set_defaults(handler=_status)
+
+    schedule = sub.add_parser("schedule", help="create or update the pipeline's nightly CronWorkflow")
+    schedule.add_argument("pipeline")
+    schedule.add_argument("--cron", help="schedule (default: cluster.schedule.cron in the config)")
+    schedule.add_argument("--timezone", help="IANA timezone (default: cluster.schedule.timezone)")
+    schedule.add_argument("--dry-run", action="store_true")
+    _add_server_flags(schedule)
+    schedule.set_defaults(handler=_schedule)
+
+
+def _add_server_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--server", help="Argo server host:port or URL (default: $ARGO_SERVER)")
+    parser.add_argument("--namespace", help="namespace (default: $ARGO_NAMESPACE, then the pipeline's)")
+    parser.add_argument(
+        "--token-from",
+        choices=["argo", "kubeconfig"],
+        help="take the token from `argo auth token` or the kubeconfig instead of $ARGO_TOKEN",
+    )
+    parser.add_argument(
+        "--insecure-skip-verify",
+        action="store_true",
+        help="skip TLS verification (default: $ARGO_INSECURE_SKIP_VERIFY)",
+    )
+
+
+def _compile(args: argparse.Namespace) -> int:
+    from pipelines.golden import write_renderings
+    from pipelines.local import declaration, git_commit
+
+    module = declaration(args.pipeline)
+    written = write_renderings(args.pipeline, module, Path(args.out), targets=[args.target], git_sha=git_commit())
+    print(json.dumps({"target": args.target, "written": [str(p) for p in written]}))
+    return 0
+
+
+def _connection(args: argparse.Namespace, default_namespace: str | None = None) -> Any:
+    from mlops.argo_client import connect
+
+    return connect(
+        server=args.server,
+        token=None,
+        namespace=args.namespace,
+        insecure_skip_verify=True if args.insecure_skip_verify else None,
+        token_from=args.token_from,
+        default_namespace=default_namespace,
+    )
+
+
+def _submit_parameters(values: list[str] | None) -> dict[str, str]:
+    from pipelines.cluster import RUN_INPUTS
+
+    declared = {name.replace("_", "-") for name in RUN_INPUTS}
+    given = {key.replace("_", "-"): value for key, value in pairs(values, "-p").items()}
+    unknown = sorted(set(given) - declared)
+    if unknown:
+        raise ComponentError(
+            "submit", f"parameter(s) {unknown} are not declared by the pipeline", f"use one of {sorted(declared)}"
+        )
+    return given
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from mlops import argo_client
+    from pipelines.argo import render, workflow
+    from pipelines.local import declaration, git_commit
+
+    module = declaration(args.pipeline)
+    cfg = module.config()
+    parameters = _submit_parameters(args.parameter)
+    sha = git_commit()
+    run = workflow(module.SPEC, cfg, git_sha=sha, parameters=parameters).to_dict()
+    template = render(module.SPEC, cfg, module, git_sha=sha)["WorkflowTemplate"]
+    if args.dry_run:
+        connection = None
+        with contextlib.suppress(ComponentError):  # a dry run needs no server
+            connection = _connection(args, cfg.cluster.namespace)
+        namespace = connection.namespace if connection else args.namespace or cfg.cluster.namespace
+        plan = []
+        if args.install_template:
+            plan.append(
+                {"method": "POST", "path": f"/api/v1/workflow-templates/{namespace}", "body": {"template": template}}
+            )
+        plan.append({"method": "POST", "path": f"/api/v1/workflows/{namespace}", "body": {"workflow": run}})
+        print(json.dumps({"connection": connection.redacted() if connection else None, "requests": plan}, indent=2))
+        return 0
+    connection = _connection(args, cfg.cluster.namespace)
+    if args.install_template:
+        outcome = argo_client.upsert(connection, "WorkflowTemplate", template)
+        print(f"WorkflowTemplate {args.pipeline} {outcome} in {connection.namespace}")
+    name = argo_client.submit(connection, run)
+    print(f"submitted {name} in {connection.namespace}: {argo_client.ui_link(connection, name)}")
+    if not args.wait:
+        return 0
+    final = argo_client.wait(connection, name, poll_seconds=args.poll_seconds)
+    print(f"\n{'step':<16} {'phase':<10} resourcesDuration")
+    for step, phase, resources in argo_client.chargeback(final):
+        print(f"{step:<16} {phase:<10} " + ", ".join(f"{k}={v}" for k, v in sorted(resources.items())))
+    phase = final.get("status", {}).get("phase")
+    if phase != "Succeeded":
+        print(
+            f"{name} ended {phase}: {final.get('status', {}).get('message', '')}  (mlops status {name})",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from mlops import argo_client
+
+    connection = _connection(args)
+    document = argo_client.get_workflow(connection, args.workflow)
+    if args.json:
+        print(json.dumps(argo_client.node_rows(document), indent=2))
+    else:
+        print(argo_client.format_status(document))
+    return 0
+
+
+def _schedule(args: argparse.Namespace) -> int:
+    from mlops import argo_client
+    from pipelines.argo import cron_workflow
+    from pipelines.local import declaration, git_commit
+
+    module = declaration(args.pipeline)
+    cfg = module.config()
+    document = cron_workflow(module.SPEC, cfg, git_sha=git_commit(), cron=args.cron, timezone=args.timezone).to_dict()
+    if args.dry_run:
+        print(json.dumps(document, indent=2))
+        return 0
+    connection = _connection(args, cfg.cluster.namespace)
+    outcome = argo_client.upsert(connection, "CronWorkflow", document)
+    spec = document["spec"]
+    print(
+        f"CronWorkflow {document['metadata']['name']} {outcome} in {connection.namespace}: "
+        f"{spec['schedules'][0]} ({spec['timezone']}), concurrency {spec['concurrencyPolicy']}, "
+        f"catches up missed runs within {spec['startingDeadlineSeconds']}s"
+    )
+    return 0

@@ -1,0 +1,128 @@
+"""`mlops dev`, `tenant`, `isolation-check`, `buckets`: the services on loopback, their tenants, the buckets."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+from pathlib import Path
+from typing import Any
+
+from components.errors import ComponentError
+
+
+def register(sub: Any, argv: list[str]) -> None:
+    dev = sub.add_parser("dev", help="start, stop or show the platform services on loopback (PostgreSQL, ...)")
+    dev.add_argument("action", choices=["up", "down", "status", "env"])
+    dev.add_argument("--dir", help="data, logs and pid files (default: $MLOPS_SERVICES_DIR or $MLOPS_HOME/services)")
+    dev.add_argument("--port-base", type=int, help="first port; services take base..base+24 (default 15400)")
+    dev.add_argument("--services", help="comma-separated subset of postgres,pgbouncer,redis,s3,mlflow")
+    dev.add_argument(
+        "--tenancy", action="store_true", help="run MLflow's basic-auth app (NO_PERMISSIONS by default) for tenants"
+    )
+    dev.set_defaults(handler=_dev)
+
+    tenant = sub.add_parser("tenant", help="provision a tenant on the loopback services (S3, PostgreSQL, MLflow)")
+    tenant.add_argument("action", choices=["add", "env", "list"])
+    tenant.add_argument("name", nargs="?", default="")
+    tenant.add_argument("--dir", help="the services folder (default: $MLOPS_SERVICES_DIR or $MLOPS_HOME/services)")
+    tenant.add_argument("--port-base", type=int, help=argparse.SUPPRESS)
+    tenant.set_defaults(handler=_tenant)
+
+    isolation = sub.add_parser("isolation-check", help="try every path from one tenant into another's data")
+    isolation.add_argument("--as", dest="as_", required=True, help="the curious tenant")
+    isolation.add_argument("--target", required=True, help="the tenant whose data must stay out of reach")
+    isolation.add_argument("--dir", help="the services folder (default: $MLOPS_SERVICES_DIR or $MLOPS_HOME/services)")
+    isolation.add_argument("--port-base", type=int, help=argparse.SUPPRESS)
+    isolation.set_defaults(handler=_isolation_check)
+
+    buckets = sub.add_parser("buckets", help="create the platform buckets and their lifecycle (platform admins)")
+    buckets.add_argument("action", choices=["ensure"])
+    buckets.set_defaults(handler=_buckets)
+
+
+def _stack(args: argparse.Namespace) -> Any:
+    from devstack.stack import DEFAULT_PORT_BASE, Ports, Stack, default_root
+
+    root = Path(args.dir) if args.dir else default_root()
+    existing = Stack.load(root)
+    tenancy = bool(getattr(args, "tenancy", False))
+    if existing is not None and args.port_base is None:
+        if tenancy and not existing.mlflow_auth:
+            existing.mlflow_auth = True
+        return existing
+    return Stack(root=root, ports=Ports.from_base(args.port_base or DEFAULT_PORT_BASE), mlflow_auth=tenancy)
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from devstack.stack import SERVICES
+
+    stack = _stack(args)
+    services = tuple(args.services.split(",")) if args.services else SERVICES
+    unknown = sorted(set(services) - set(SERVICES))
+    if unknown:
+        raise ComponentError("dev", f"unknown services {unknown}", f"choose from {list(SERVICES)}")
+    if args.action == "up":
+        print(f"platform services under {stack.root}")
+        stack.up(services, echo=True)
+        print(f'use them: eval "$(mlops dev env --dir {stack.root})"; then `mlops run fraud` runs on them')
+    elif args.action == "down":
+        stopped = stack.down(services)
+        print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+    elif args.action == "env":
+        for key, value in stack.environment().items():
+            print(f"export {key}={shlex.quote(value)}")
+    else:
+        rows = stack.status()
+        for row in rows:
+            state = "running" if row["running"] else "stopped"
+            print(f"{row['service']:<10} {state:<8} pid {row['pid'] or '-':<8} {row['address']}  log {row['log']}")
+        return 0 if all(row["running"] for row in rows if row["service"] in services) else 1
+    return 0
+
+
+def _tenant(args: argparse.Namespace) -> int:
+    from devstack.tenants import add_tenant, get_tenant, load_tenants, tenant_environment
+
+    stack = _stack(args)
+    if args.action in ("add", "env") and not args.name:
+        raise ComponentError("tenant", f"`mlops tenant {args.action}` needs a tenant name", "mlops tenant add fraud")
+    if args.action == "add":
+        tenant = add_tenant(stack, args.name)
+        print(
+            f"tenant {tenant.name}: S3 key {tenant.access_key} (prefix <bucket>/{tenant.name}/),"
+            f" PostgreSQL role {tenant.name} (database feast_{tenant.name}, schema offline.{tenant.name}),"
+            f" MLflow user {tenant.name} (experiment {tenant.name})"
+        )
+        print(f'use it: eval "$(mlops tenant env {tenant.name} --dir {stack.root})"')
+    elif args.action == "env":
+        for key, value in tenant_environment(stack, get_tenant(stack, args.name)).items():
+            print(f"export {key}={shlex.quote(value)}")
+    else:
+        for name in load_tenants(stack):
+            print(name)
+    return 0
+
+
+def _isolation_check(args: argparse.Namespace) -> int:
+    from devstack.tenants import get_tenant
+    from mlops.isolation import DENIED, check
+
+    stack = _stack(args)
+    attempts = check(stack, get_tenant(stack, args.as_), get_tenant(stack, args.target))
+    width = max(len(attempt.path) for attempt in attempts)
+    print(f"{'path':<{width}}  expected  observed  detail")
+    for attempt in attempts:
+        print(f"{attempt.path:<{width}}  {attempt.expected:<8}  {attempt.observed:<8}  {attempt.detail}")
+    bad = [attempt for attempt in attempts if attempt.observed != DENIED]
+    denied = len(attempts) - len(bad)
+    print(f"{len(attempts)} paths from {args.as_} into {args.target}: {denied} denied, {len(bad)} not")
+    return 1 if bad else 0
+
+
+def _buckets(args: argparse.Namespace) -> int:
+    from components import artifacts, buckets
+
+    ensured = buckets.ensure(artifacts.s3_client())
+    print(json.dumps({"buckets": ensured, "lifecycle": buckets.LIFECYCLE["Rules"]}))
+    return 0

@@ -1,0 +1,285 @@
+"""`mlops run`, `step`, `task`, `materialize`: a pipeline or one of its steps, here or in a task's container."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import tempfile
+import time
+import typing
+from pathlib import Path
+from typing import Any
+
+from components.errors import ComponentError
+from mlops.cli.common import pairs
+
+
+def register(sub: Any, argv: list[str]) -> None:
+    run = sub.add_parser("run", help="run a reference pipeline locally through kfp.local on embedded defaults")
+    run.add_argument("pipeline")
+    run.add_argument("--rows", type=int, help="rows of synthetic data (config: data.rows)")
+    run.add_argument("--seed", type=int, help="seed of the synthetic data (config: data.seed)")
+    run.add_argument("--data", help="a Parquet dataset to use instead of synthetic data")
+    run.add_argument("--model-type", choices=["xgboost", "pytorch_mlp"])
+    run.add_argument("--gate-threshold", type=float, help="the gate's threshold (config: evaluate.threshold)")
+    run.add_argument("--min-auc", type=float, help="same as --gate-threshold, for pipelines gated on roc_auc")
+    run.add_argument("--config", help="a config.yaml to use instead of the pipeline's own")
+    run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. train.seed=1")
+    run.add_argument("--home", help="state folder (default: $MLOPS_HOME or ./.mlops)")
+    run.add_argument(
+        "--retries", action="store_true", help="apply each step's declared retry policy locally (default: fail fast)"
+    )
+    run.add_argument("--verbose", action="store_true", help="print kfp.local's whole output, not just progress")
+    run.set_defaults(handler=_run_pipeline)
+
+    step = sub.add_parser("step", help="run one component, as a pipeline task does")
+    if argv[:1] == ["step"]:  # the flags come from the components' signatures: import them only for `step`
+        _add_step_parsers(step.add_subparsers(dest="step", required=True))
+
+    task = sub.add_parser("task", help="run one step of a declared pipeline in a container (Argo templates call this)")
+    task.add_argument("pipeline")
+    task.add_argument("step")
+    task.add_argument("--input", action="append", metavar="NAME=PATH", help="an input artifact's local path")
+    task.add_argument("--param", action="append", metavar="NAME=VALUE", help="a parameter, as text")
+    task.add_argument("--outputs-dir", required=True, help="where output artifacts and parameters are written")
+    task.set_defaults(handler=_task)
+
+    materialize = sub.add_parser("materialize", help="rebuild a pipeline's online store from its offline store")
+    materialize.add_argument("pipeline")
+    materialize.add_argument("--rebuild", action="store_true", help="refill the online store (after a Redis loss)")
+    materialize.add_argument("--store-dir", help="the Feast store folder (default: $MLOPS_HOME/feast/<project>)")
+    materialize.set_defaults(handler=_materialize)
+
+
+def _component(target: str) -> Any:
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _flag_type(annotation: Any) -> tuple[Any, str]:
+    """argparse type and metavar for a component parameter's annotation."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    base = args[0] if typing.get_origin(annotation) in (typing.Union, __import__("types").UnionType) else annotation
+    if typing.get_origin(base) is list:
+        return (lambda text: [item for item in text.split(",") if item]), "A,B,..."
+    if base is dict or typing.get_origin(base) is dict:
+        return json.loads, "JSON"
+    if base in (int, float):
+        return base, base.__name__.upper()
+    return str, "VALUE"
+
+
+def steps() -> dict[str, str]:
+    """`mlops step` names -> component targets: every step a pipeline declares (the KFP op table,
+    pipelines/kfp_components.py), and the exit handler's notice."""
+    from pipelines.kfp_components import OPS
+
+    targets = [*OPS, "components.notify:notify_failure"]
+    return {target.partition(":")[2].replace("_", "-"): target for target in targets}
+
+
+def _add_step_parsers(subparsers: Any) -> None:
+    import inspect
+
+    for name, target in steps().items():
+        function = _component(target)
+        hints = typing.get_type_hints(function)
+        doc = (function.__doc__ or "").strip().splitlines()[0] if function.__doc__ else ""
+        parser = subparsers.add_parser(name, help=doc, description=doc)
+        for parameter in inspect.signature(function).parameters.values():
+            flag = "--" + parameter.name.replace("_", "-")
+            annotation = hints.get(parameter.name, str)
+            required = parameter.default is inspect.Parameter.empty
+            if annotation is bool:
+                parser.add_argument(
+                    flag,
+                    dest=parameter.name,
+                    action=argparse.BooleanOptionalAction,
+                    default=None if required else parameter.default,
+                    required=required,
+                )
+                continue
+            convert, metavar = _flag_type(annotation)
+            parser.add_argument(
+                flag,
+                dest=parameter.name,
+                type=convert,
+                metavar=metavar,
+                required=required,
+                default=None if required else parameter.default,
+            )
+        parser.set_defaults(handler=_run_step, target=target)
+
+
+def _run_step(args: argparse.Namespace) -> int:
+    """One component, as a task runs it: same summary line, same exit codes, same in-step retries."""
+    from pipelines.runtime import run_step
+
+    kwargs = {k: v for k, v in vars(args).items() if k not in ("handler", "target", "command", "step")}
+    run_step(args.target, **kwargs)
+    return 0
+
+
+def _parse_overrides(items: list[str]) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for pair in items:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ComponentError(
+                "run", f"--set {pair!r} is not key=value", "write e.g. --set train.model_type=pytorch_mlp"
+            )
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    return overrides
+
+
+def _run_pipeline(args: argparse.Namespace) -> int:
+    import os
+
+    from components.environment import mlops_home
+    from mlops.progress import StepProgress, run_streaming
+    from pipelines.local import declaration
+
+    if args.home:
+        os.environ["MLOPS_HOME"] = str(Path(args.home).resolve())
+    home = mlops_home()
+    module = declaration(args.pipeline)
+    overrides = _parse_overrides(args.set or [])
+    for flag, key in (
+        ("rows", "data.rows"),
+        ("seed", "data.seed"),
+        ("model_type", "train.model_type"),
+        ("min_auc", "evaluate.threshold"),
+        ("gate_threshold", "evaluate.threshold"),
+    ):
+        if getattr(args, flag) is not None:
+            overrides[key] = getattr(args, flag)
+    cfg = module.config(Path(args.config) if args.config else None)
+    if overrides:
+        cfg = cfg.with_overrides(overrides)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    log_path = home / "logs" / f"{args.pipeline}-{stamp}.log"
+    data_note = args.data or f"synthetic, {cfg.data.rows} rows, seed {cfg.data.seed}"
+    retry_note = "declared retry policies" if args.retries else "no retries: fail fast (--retries to apply them)"
+    print(f"{args.pipeline}: running on embedded defaults under {home} ({data_note}; {retry_note})")
+    progress = StepProgress(lambda line: print(line, flush=True))
+    with tempfile.TemporaryDirectory() as tmp:
+        result_path = Path(tmp) / "result.json"
+        command = [
+            sys.executable,
+            "-m",
+            "pipelines.local",
+            args.pipeline,
+            "--config-json",
+            json.dumps(cfg.model_dump(by_alias=True)),
+            "--result",
+            str(result_path),
+        ]
+        if args.data:
+            command += ["--data", str(Path(args.data).resolve())]
+        if args.retries:
+            command.append("--retries")
+        started = time.perf_counter()
+        code = run_streaming(command, log_path, progress, args.verbose)
+        seconds = time.perf_counter() - started
+        result = json.loads(result_path.read_text()) if result_path.exists() else {"ok": False, "outputs": {}}
+    _print_summary(args.pipeline, result, progress, seconds, log_path)
+    if code == 0 and result.get("ok"):
+        return 0
+    return progress.failure_exit_code or 1  # the failed step's class: 2 permanent, 75 transient
+
+
+def _print_summary(pipeline: str, result: dict[str, Any], progress: Any, seconds: float, log_path: Path) -> None:
+    s = progress.summaries
+    outputs = result.get("outputs", {})
+    status = "SUCCESS" if result.get("ok") else "FAILED"
+    print(f"\n{pipeline}: {status} in {seconds:.1f}s")
+    if "validate" in s:
+        v = s["validate"]
+        print(f"  validation   passed: {v['evaluated_expectations']} expectations on {v['rows']} rows")
+    if "materialize" in s:
+        m = s["materialize"]
+        print(
+            f"  materialize  {m['training_rows']} training / {m['holdout_rows']} holdout rows; online store: "
+            f"{m['online_rows_in_window']} rows, {m['online_entities_written']} entities (watermark {m['watermark']})"
+        )
+    if "train" in s:
+        t = s["train"]
+        print(
+            f"  train        {t['model_type']} on {t['device']}: {t['training_rows']} rows in {t['train_seconds']}s "
+            f"({t['rows_per_second']:.0f} rows/s)"
+        )
+    if "evaluate" in s:
+        e = s["evaluate"]
+        verdict = "passed" if e["passed"] else "FAILED"
+        shown = ("roc_auc", "pr_auc", "log_loss", "rmse", "mae", "mape", "r2")
+        numbers = ", ".join(f"{key} {e[key]:.4f}" for key in shown if key in e)
+        direction = ">=" if e["gate_metric"] in ("roc_auc", "pr_auc", "r2") else "<="
+        print(f"  evaluate     {numbers}; gate {e['gate_metric']} {direction} {e['threshold']}: {verdict}")
+    if "register" in s:
+        r = s["register"]
+        how = "reused (same artifact sha256)" if r["reused"] else "new"
+        print(f"  register     {r['model_name']} version {r['version']} ({how}), alias {r['alias']}")
+    if "promote" in s:
+        p = s["promote"]
+        print(
+            f"  promote      InferenceService ({p['canary_percent']}% canary): "
+            f"{outputs.get('promote', {}).get('inference_service')}"
+        )
+        print(f"               Triton model repository: {outputs.get('promote', {}).get('model_repository')}")
+        print(f"               storageUri: {p['storage_uri']}")
+    if "notify" in s:
+        n = s["notify"]
+        print(
+            f"  notify       gate failed ({n['metric']} {n['value']:.4f} vs {n['threshold']}): nothing registered; "
+            f"notice for {n['owner']}: {outputs.get('notify', {}).get('notice_markdown')}"
+        )
+    if not result.get("ok") and progress.errors:
+        print("  error        " + "\n               ".join(progress.errors))
+    print(f"  outputs      {result.get('run_dir', '-')}")
+    print(f"  log          {log_path}")
+
+
+def _task(args: argparse.Namespace) -> int:
+    from components.errors import PERMANENT_EXIT_CODE
+    from pipelines.task import run_task
+
+    try:
+        run_task(
+            args.pipeline,
+            args.step,
+            pairs(args.input, "--input"),
+            pairs(args.param, "--param"),
+            Path(args.outputs_dir),
+        )
+    except SystemExit as stop:
+        if isinstance(stop.code, str):
+            print(f"error: {stop.code}", file=sys.stderr)
+            return PERMANENT_EXIT_CODE
+        raise
+    return 0
+
+
+def _materialize(args: argparse.Namespace) -> int:
+    from components.materialize import rebuild_online
+    from pipelines.local import declaration
+
+    module = declaration(args.pipeline)
+    project = module.config().materialize.project
+    if not args.rebuild:
+        raise ComponentError(
+            "materialize",
+            "nothing to do without --rebuild (the pipeline's materialize step moves the online store forward)",
+            f"mlops materialize {args.pipeline} --rebuild",
+        )
+    started = time.perf_counter()
+    summary = rebuild_online(project, store_dir=args.store_dir)
+    for view in summary["rebuilt"]:
+        span = f"{view['from']} to {view['to']}"
+        print(f"rebuilt {view['view']}: {view['rows']} offline rows, {span}, from {view['source']}")
+    print(f"online store of {project} rebuilt in {time.perf_counter() - started:.1f} s")
+    return 0

@@ -1,0 +1,189 @@
+"""`mlops serve`, `promote`, `history`: a registered version on the local Triton, and its canary lifecycle on KServe."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from components.errors import ComponentError
+
+
+def register(sub: Any, argv: list[str]) -> None:
+    serve = sub.add_parser("serve", help="serve a registered model version on a local Triton (HTTP and gRPC, loopback)")
+    serve.add_argument("model", help="registered model name")
+    which = serve.add_mutually_exclusive_group()
+    which.add_argument("--version", type=int, help="version number")
+    which.add_argument("--alias", help="alias, e.g. champion (default: challenger, the latest that passed its gate)")
+    serve.add_argument("--port-base", type=int, default=18000, help="HTTP port; gRPC +1, metrics +2 (default 18000)")
+    serve.add_argument("--dir", help="repository, log and pid file (default: $MLOPS_HOME/serve/<model>)")
+    serve.add_argument("--instances", type=int, default=1, help="model instances (instance_group count)")
+    serve.add_argument("--max-batch-size", type=int, default=64)
+    serve.add_argument("--dynamic-batching-us", type=int, help="enable dynamic batching with this max queue delay")
+    serve.add_argument("--threads", type=int, default=1, help="scoring threads per instance")
+    serve.add_argument("--detach", action="store_true", help="leave it running; stop with --stop")
+    serve.add_argument("--stop", action="store_true", help="stop the server started with --detach")
+    serve.set_defaults(handler=_serve)
+
+    promote = sub.add_parser(
+        "promote", help="canary, promote or roll back a registered model on KServe, admission-checked first"
+    )
+    promote.add_argument("model", help="registered model name (the InferenceService name)")
+    promote.add_argument("--canary", type=int, metavar="PERCENT", help="send PERCENT (1-99) of traffic to the version")
+    promote.add_argument(
+        "--promote", action="store_true", help="send 100%% to the canary (or --version); champion moves"
+    )
+    promote.add_argument("--rollback", action="store_true", help="all traffic back to the previous revision")
+    chosen = promote.add_mutually_exclusive_group()
+    chosen.add_argument("--version", type=int, help="the version to canary or promote (default: alias challenger)")
+    chosen.add_argument("--alias", help="the alias naming that version")
+    promote.add_argument("--reason", help="why, for the history")
+    promote.add_argument("--signed-off-by", help="who signed off (production needs it; default: the config's)")
+    promote.add_argument("--stage", choices=["staging", "production"], help="default: the pipeline config's")
+    promote.add_argument("--pipeline", help="whose promote settings (default: the pipeline that registered it)")
+    promote.add_argument("--config", help="a pipeline config file to take the settings from")
+    promote.add_argument(
+        "--serving-root", help="where Triton repositories are published (default: $MLOPS_SERVING_ROOT)"
+    )
+    promote.add_argument("--policies", help="Gatekeeper policy folder (default: manifests/policies)")
+    promote.add_argument("--kubeconfig", help="default: $KUBECONFIG, then ~/.kube/config")
+    promote.add_argument("--context", help="kubeconfig context (default: the current one)")
+    promote.add_argument("--out", help="GitOps: write the manifest under DIR/<namespace>/ instead of applying it")
+    promote.add_argument("--dry-run", action="store_true", help="render and admission-check only; change nothing")
+    promote.set_defaults(handler=_promote)
+
+    history = sub.add_parser("history", help="which version served when: every canary, promotion and rollback")
+    history.add_argument("model")
+    history.set_defaults(handler=_history)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from components.environment import mlops_home
+    from devstack import process
+    from devstack.triton import serve_registered
+
+    root = Path(args.dir) if args.dir else mlops_home() / "serve" / args.model
+    pid_file = root / "triton.pid"
+    if args.stop:
+        stopped = process.stop(pid_file, grace_seconds=10.0)
+        print(f"{args.model}: {'stopped the server' if stopped else 'no server was running'} under {root}")
+        return 0
+    if process.alive(process.read_pid(pid_file)):
+        raise ComponentError(
+            "serve", f"a server already runs from {root}", f"mlops serve {args.model} --stop, or pass another --dir"
+        )
+    server, registration = serve_registered(
+        args.model,
+        root=root,
+        version=args.version,
+        alias=args.alias,
+        port_base=args.port_base,
+        instance_count=args.instances,
+        max_batch_size=args.max_batch_size,
+        max_queue_delay_us=args.dynamic_batching_us,
+        threads=args.threads,
+    )
+    where = server.describe()
+    print(
+        f"serving {args.model} v{registration['version']} ({registration['model_format']}, "
+        f"{len(registration['features'])} FP32 features, sha256 {registration['artifact_sha256'][:12]}) "
+        f"ready in {registration['load_seconds']:.1f} s"
+    )
+    for key in ("http", "grpc", "metrics", "log"):
+        print(f"  {key:<8} {where[key]}")
+    features = registration["features"]
+    print(f"  inputs   INPUT__0 [n, {len(features)}] FP32 in order: {', '.join(features)}")
+    score = "value" if registration["objective"] == "regression" else "P(positive)"
+    print(f"  output   OUTPUT__0 [n, 1] FP32: {score}")
+    if args.detach:
+        print(f"stop it with: mlops serve {args.model} --stop" + (f" --dir {args.dir}" if args.dir else ""))
+        return 0
+    print("Ctrl-C stops it")
+    try:
+        while process.alive(server.pid):
+            time.sleep(1.0)
+        print(f"error: tritonserver exited; read {server.log}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        server.stop()
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from components import registry
+    from mlops import kube, rollout
+
+    actions = [
+        name
+        for name, on in (("canary", args.canary is not None), ("promote", args.promote), ("rollback", args.rollback))
+        if on
+    ]
+    if len(actions) != 1:
+        raise ComponentError(
+            "promote",
+            "choose exactly one of --canary N, --promote, --rollback",
+            f"e.g. mlops promote {args.model} --canary 10",
+        )
+    mlflow = registry.client()
+    registry.registered_model(mlflow, args.model)
+    cfg = rollout.settings_for(
+        mlflow, args.model, args.version, Path(args.config) if args.config else None, args.pipeline
+    )
+    if args.dry_run:
+        target = rollout.Target(kind="dry-run", folder=Path(args.out) if args.out else None)
+    elif args.out:
+        target = rollout.Target(kind="gitops", folder=Path(args.out))
+    else:
+        path = kube.kubeconfig_path(args.kubeconfig)
+        if path is None:
+            raise ComponentError(
+                "promote",
+                "no kubeconfig (--kubeconfig, $KUBECONFIG or ~/.kube/config) and neither --out nor --dry-run",
+                "point at the cluster, or write the manifest for GitOps with --out DIR, or preview with --dry-run",
+            )
+        target = rollout.Target(kind="kubernetes", cluster=kube.Cluster.from_kubeconfig(path, args.context))
+    request = rollout.Request(
+        action=actions[0],
+        model=args.model,
+        settings=cfg.promote,
+        version=args.version,
+        alias=args.alias,
+        percent=args.canary,
+        stage=args.stage,
+        signed_off_by=args.signed_off_by,
+        reason=args.reason or "",
+        serving_root=args.serving_root,
+        policies=Path(args.policies) if args.policies else rollout.POLICY_DIR,
+        decision_threshold=cfg.evaluate.decision_threshold,
+    )
+    outcome = rollout.execute(request, target)
+    report = sys.stderr if target.kind == "dry-run" and not args.out else sys.stdout
+    print(f"{args.model}: before: {outcome.before.describe()}", file=report)
+    if outcome.entry is None:
+        print(f"{args.model}: dry run: admitted by every policy; nothing applied, recorded or moved", file=report)
+        return 0
+    print(f"{args.model}: {outcome.action} applied ({outcome.applied})", file=report)
+    print(
+        f"{args.model}: now: {outcome.after.describe()}; aliases "
+        + ", ".join(f"{k}->v{v}" for k, v in sorted(outcome.aliases.items())),
+        file=report,
+    )
+    return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    from components import registry
+    from mlops import rollout
+
+    mlflow = registry.client()
+    entries = registry.history(mlflow, args.model)
+    if not entries:
+        print(f"{args.model}: no serving history yet (mlops promote {args.model} --promote starts it)")
+        return 0
+    for line in rollout.render_history(entries):
+        print(line)
+    print(f"now: {rollout.ServingState.replay(entries).describe()}")
+    return 0
