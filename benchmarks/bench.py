@@ -45,13 +45,17 @@ def in_process(raw: Path, home: Path, cfg: Any) -> dict[str, float]:
     out = home / "steps"
     m = cfg.materialize
     times: dict[str, float] = {}
-    timed("validate", times, lambda: validate(str(raw), str(fraud.FOLDER / cfg.validate_.suite), str(out / "report")))
+    timed(
+        "validate",
+        times,
+        lambda: validate(str(raw), str(fraud.DECLARATION.folder / cfg.validate_.suite), str(out / "report")),
+    )
     summary = timed(
         "materialize",
         times,
         lambda: materialize(
             str(raw),
-            str(fraud.FOLDER / m.feature_repo),
+            str(fraud.DECLARATION.folder / m.feature_repo),
             str(out / "train_set"),
             str(out / "holdout_set"),
             project=m.project,
@@ -132,7 +136,7 @@ def main() -> int:
     from pipelines.fraud import pipeline as fraud
     from pipelines.fraud.data import generate
 
-    cfg = fraud.config().with_overrides({"data.rows": args.rows, "data.seed": args.seed})
+    cfg = fraud.DECLARATION.config().with_overrides({"data.rows": args.rows, "data.seed": args.seed})
     with tempfile.TemporaryDirectory(prefix="mlops-bench-") as tmp:
         root = Path(tmp)
         raw = root / "raw.parquet"

@@ -54,15 +54,15 @@ def harness_times(stack: Stack, rows: int, image: str, data: Path) -> tuple[dict
     from tests.integration.argo_test_harness import ArgoTestHarness
     from tests.integration.test_cluster_fidelity import artifact_repository, loopback_secrets, loopback_settings
 
-    cfg = fraud.config().with_overrides({"materialize.project": "bench_argo"})
+    cfg = fraud.DECLARATION.config().with_overrides({"materialize.project": "bench_argo"})
     admin = stack.s3_client()
     bucket, _, key = cfg.cluster.raw_data.removeprefix("s3://").partition("/")
     admin.create_bucket(Bucket=bucket)
     generate(rows, cfg.data.seed).to_parquet(data, index=False)
     admin.upload_file(str(data), bucket, key)
     harness = ArgoTestHarness(
-        template=render(fraud.SPEC, cfg, fraud)["WorkflowTemplate"],
-        images={fraud.SPEC.image: image},
+        template=render(fraud.DECLARATION, cfg)["WorkflowTemplate"],
+        images={fraud.DECLARATION.spec.image: image},
         configmaps={"mlops-platform": environment(loopback_settings(stack, "fraud"))},
         secrets=loopback_secrets(stack, cfg),
         artifact_repository=artifact_repository("fraud"),

@@ -21,7 +21,6 @@ Argo-specific choices, each closing a known trap:
 from __future__ import annotations
 
 import json
-from types import ModuleType
 from typing import Any
 
 from hera.workflows import (
@@ -39,7 +38,8 @@ from hera.workflows import models as m
 from components.config import PipelineConfig
 from components.errors import PERMANENT_EXIT_CODE
 from components.settings import CONFIGMAP
-from pipelines.cluster import RUN_INPUTS, TRAINING_POOL, run_inputs, secret_environment
+from pipelines.cluster import TRAINING_POOL, secret_environment
+from pipelines.declaration import PipelineDeclaration, RunInputs
 from pipelines.spec import PipelineSpec, Step
 
 LABEL = "mlops.private-platform.io"
@@ -148,8 +148,8 @@ def _task(spec: PipelineSpec, step: Step, template: Container, parameters: dict[
 
 
 def _workflow_arguments(cfg: PipelineConfig) -> list[Parameter]:
-    defaults = run_inputs(cfg)
-    return [Parameter(name=_argo_name(name), value=_value(defaults[name])) for name in RUN_INPUTS]
+    defaults = RunInputs.on_cluster(cfg).as_dict()
+    return [Parameter(name=_argo_name(name), value=_value(defaults[name])) for name in RunInputs.names()]
 
 
 def _labels(cfg: PipelineConfig, spec: PipelineSpec, git_sha: str) -> dict[str, str]:
@@ -159,10 +159,9 @@ def _labels(cfg: PipelineConfig, spec: PipelineSpec, git_sha: str) -> dict[str, 
     return labels
 
 
-def workflow_template(
-    spec: PipelineSpec, cfg: PipelineConfig, declaration: ModuleType, *, git_sha: str = ""
-) -> WorkflowTemplate:
-    run = {name: f"{{{{workflow.parameters.{_argo_name(name)}}}}}" for name in RUN_INPUTS} | {"run_id": RUN_ID}
+def workflow_template(declaration: PipelineDeclaration, cfg: PipelineConfig, *, git_sha: str = "") -> WorkflowTemplate:
+    spec = declaration.spec
+    run = {name: f"{{{{workflow.parameters.{_argo_name(name)}}}}}" for name in RunInputs.names()} | {"run_id": RUN_ID}
     parameters = declaration.step_parameters(cfg, run)
     failure_notice = Container(
         name="notify-failure",
@@ -216,9 +215,14 @@ def workflow_template(
 
 
 def workflow(
-    spec: PipelineSpec, cfg: PipelineConfig, *, git_sha: str = "", parameters: dict[str, str] | None = None
+    declaration: PipelineDeclaration,
+    cfg: PipelineConfig,
+    *,
+    git_sha: str = "",
+    parameters: dict[str, str] | None = None,
 ) -> Workflow:
     """A run of the WorkflowTemplate by reference; parameters override the template's defaults."""
+    spec = declaration.spec
     return Workflow(
         generate_name=f"{spec.name}-",
         namespace=cfg.cluster.namespace,
@@ -229,9 +233,14 @@ def workflow(
 
 
 def cron_workflow(
-    spec: PipelineSpec, cfg: PipelineConfig, *, git_sha: str = "", cron: str | None = None, timezone: str | None = None
+    declaration: PipelineDeclaration,
+    cfg: PipelineConfig,
+    *,
+    git_sha: str = "",
+    cron: str | None = None,
+    timezone: str | None = None,
 ) -> CronWorkflow:
-    schedule = cfg.cluster.schedule
+    spec, schedule = declaration.spec, cfg.cluster.schedule
     return CronWorkflow(
         name=f"{spec.name}-nightly",
         namespace=cfg.cluster.namespace,
@@ -246,12 +255,10 @@ def cron_workflow(
     )
 
 
-def render(
-    spec: PipelineSpec, cfg: PipelineConfig, declaration: ModuleType, *, git_sha: str = ""
-) -> dict[str, dict[str, Any]]:
+def render(declaration: PipelineDeclaration, cfg: PipelineConfig, *, git_sha: str = "") -> dict[str, dict[str, Any]]:
     """The three objects as plain dicts, keyed by kind."""
     return {
-        "WorkflowTemplate": workflow_template(spec, cfg, declaration, git_sha=git_sha).to_dict(),
-        "Workflow": workflow(spec, cfg, git_sha=git_sha).to_dict(),
-        "CronWorkflow": cron_workflow(spec, cfg, git_sha=git_sha).to_dict(),
+        "WorkflowTemplate": workflow_template(declaration, cfg, git_sha=git_sha).to_dict(),
+        "Workflow": workflow(declaration, cfg, git_sha=git_sha).to_dict(),
+        "CronWorkflow": cron_workflow(declaration, cfg, git_sha=git_sha).to_dict(),
     }

@@ -5,7 +5,7 @@
   cluster's settings, rendered into manifests/ for each pipelines namespace by
   `platform_configmap` (`make golden`), so a pod and `mlops dev env` get the same variables.
 - Credentials: Secret references, never literals in rendered YAML.
-- Inputs: the few a submit may set (`mlops submit -p`); none of them is a path on a disk.
+- Inputs: the few a submit may set (pipelines.declaration.RunInputs); none is a path on a disk.
 """
 
 from __future__ import annotations
@@ -16,9 +16,6 @@ from urllib.parse import urlsplit
 
 from components.config import PipelineConfig
 from components.settings import CONFIGMAP, PlatformSettings, environment
-
-RUN_INPUTS = ("raw_data", "git_commit", "gate_threshold")
-"""Pipeline inputs every reference pipeline takes; the platform's locations come from the ConfigMap."""
 
 TRAINING_POOL = {"mlops.private-platform.io/pool": "training-gpu"}
 """Node selector of GPU steps: the training nodes, never the inference pool."""
@@ -123,7 +120,3 @@ def secret_environment(cfg: PipelineConfig) -> list[SecretRef]:
         SecretRef(env="MLOPS_FEAST_REDIS_PASSWORD", secret=cluster.redis_credentials_secret, key="password"),
     ]
 
-
-def run_inputs(cfg: PipelineConfig) -> dict[str, Any]:
-    """Defaults of the pipeline inputs on the cluster (a submit may override each)."""
-    return {"raw_data": cfg.cluster.raw_data, "git_commit": "", "gate_threshold": cfg.evaluate.threshold}

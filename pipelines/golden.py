@@ -11,9 +11,10 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from types import ModuleType
 
 import yaml
+
+from pipelines.declaration import PipelineDeclaration
 
 ARGO_FILES = {
     "WorkflowTemplate": "workflow-template.yaml",
@@ -28,22 +29,27 @@ def _dump(document: dict[str, object]) -> str:
 
 
 def write_renderings(
-    name: str, module: ModuleType, out: Path, *, targets: Iterable[str] = ("argo", "kfp"), git_sha: str = ""
+    name: str,
+    declaration: PipelineDeclaration,
+    out: Path,
+    *,
+    targets: Iterable[str] = ("argo", "kfp"),
+    git_sha: str = "",
 ) -> list[Path]:
     from pipelines.argo import render
     from pipelines.kfp import compile_ir
 
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    cfg = module.config()
+    cfg = declaration.config()
     if "argo" in targets:
-        for kind, document in render(module.SPEC, cfg, module, git_sha=git_sha).items():
+        for kind, document in render(declaration, cfg, git_sha=git_sha).items():
             path = out / ARGO_FILES[kind]
             path.write_text(_dump(document))
             written.append(path)
     if "kfp" in targets:
         path = out / KFP_FILE
-        compile_ir(module.SPEC, cfg, module, str(path), cluster=True)
+        compile_ir(declaration, cfg, str(path), cluster=True)
         written.append(path)
     return written
 

@@ -16,13 +16,13 @@ from __future__ import annotations
 import contextlib
 import inspect
 from collections.abc import Callable, Iterator
-from types import ModuleType
 from typing import Any
 
 from kfp import dsl
 
 from components.config import PipelineConfig
-from pipelines.cluster import RUN_INPUTS, TRAINING_POOL, run_inputs
+from pipelines.cluster import TRAINING_POOL
+from pipelines.declaration import PipelineDeclaration, RunInputs
 from pipelines.kfp_components import OPS
 from pipelines.runtime import STEP_RETRY_VARIABLE
 from pipelines.spec import PipelineSpec, Step
@@ -79,17 +79,19 @@ def _identity(keys: set[str]) -> dict[str, str]:
 
 
 def build_pipeline(
-    spec: PipelineSpec, cfg: PipelineConfig, declaration: ModuleType, *, retries: bool = True, cluster: bool = False
+    declaration: PipelineDeclaration, cfg: PipelineConfig, *, retries: bool = True, cluster: bool = False
 ) -> Callable[..., Any]:
     """The KFP pipeline function of `spec`, with plain arguments taken from `declaration`.
 
     `cluster=True` renders for Kubeflow: cluster defaults for the run inputs and each task's
     environment and Secrets; local runs leave both out.
     """
+    spec = declaration.spec
     ops = _components(spec)
+    names = RunInputs.names()
 
     def body(*args: Any, **kwargs: Any) -> None:
-        run = {**dict(zip(RUN_INPUTS, args, strict=False)), **kwargs, "run_id": dsl.PIPELINE_JOB_NAME_PLACEHOLDER}
+        run = {**dict(zip(names, args, strict=False)), **kwargs, "run_id": dsl.PIPELINE_JOB_NAME_PLACEHOLDER}
         parameters = declaration.step_parameters(cfg, run)
         tasks: dict[str, Any] = {}
 
@@ -116,15 +118,17 @@ def build_pipeline(
                     for step in branches[False]:
                         create(step)
 
-    defaults = run_inputs(cfg) if cluster else {"git_commit": "", "gate_threshold": cfg.evaluate.threshold}
+    defaults = RunInputs.on_cluster(cfg).as_dict()
+    if not cluster:  # a local run names its data; the cluster's URI is no default here
+        defaults.pop("raw_data")
     parameters = [
         inspect.Parameter(
             name,
             inspect.Parameter.POSITIONAL_OR_KEYWORD,
-            annotation=float if name == "gate_threshold" else str,
+            annotation=annotation,
             **({"default": defaults[name]} if name in defaults else {}),
         )
-        for name in RUN_INPUTS
+        for name, annotation in RunInputs.types().items()
     ]
     body.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     body.__annotations__ = {p.name: p.annotation for p in parameters}
@@ -153,8 +157,8 @@ def _branch(gate: Any, value: bool, *, first: bool) -> Iterator[None]:
 
 
 def compile_ir(
-    spec: PipelineSpec, cfg: PipelineConfig, declaration: ModuleType, package_path: str, *, cluster: bool = True
+    declaration: PipelineDeclaration, cfg: PipelineConfig, package_path: str, *, cluster: bool = True
 ) -> None:
     from kfp import compiler
 
-    compiler.Compiler().compile(build_pipeline(spec, cfg, declaration, cluster=cluster), package_path=package_path)
+    compiler.Compiler().compile(build_pipeline(declaration, cfg, cluster=cluster), package_path=package_path)

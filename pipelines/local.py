@@ -14,11 +14,11 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from components.config import PipelineConfig
 from components.environment import mlops_home
+from pipelines.declaration import PipelineDeclaration
 
 
 def available_pipelines() -> tuple[str, ...]:
@@ -26,14 +26,15 @@ def available_pipelines() -> tuple[str, ...]:
     return tuple(sorted(path.parent.name for path in Path(__file__).parent.glob("*/pipeline.py")))
 
 
-def declaration(name: str) -> ModuleType:
+def declaration(name: str) -> PipelineDeclaration:
     if name not in available_pipelines():
         from components.errors import ComponentError
 
         raise ComponentError(
             "run", f"unknown pipeline {name!r}", f"choose one of {list(available_pipelines())}, or `mlops new {name}`"
         )
-    return importlib.import_module(f"pipelines.{name}.pipeline")
+    found: PipelineDeclaration = importlib.import_module(f"pipelines.{name}.pipeline").DECLARATION
+    return found
 
 
 def git_commit(start: Path | None = None) -> str:
@@ -99,14 +100,14 @@ def run_local(
 
     from pipelines.kfp import build_pipeline
 
-    module = declaration(name)
+    pipeline_declaration = declaration(name)
     root = (home or mlops_home()).resolve()
     os.environ["MLOPS_HOME"] = str(root)
     data = raw_data or synthetic_dataset(name, cfg, root)
     pipeline_root = root / "kfp-runs"
     pipeline_root.mkdir(parents=True, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root), raise_on_error=True)
-    pipeline = build_pipeline(module.SPEC, cfg, module, retries=retries)
+    pipeline = build_pipeline(pipeline_declaration, cfg, retries=retries)
     before = set(pipeline_root.iterdir())
     started = time.perf_counter()
     try:
@@ -116,7 +117,7 @@ def run_local(
     run_dirs = sorted(set(pipeline_root.iterdir()) - before, key=lambda p: p.stat().st_mtime)
     run_dir = run_dirs[-1] if run_dirs else pipeline_root
     result = LocalRun(pipeline=name, run_dir=run_dir, seconds=seconds)
-    for step in module.SPEC.steps:
+    for step in pipeline_declaration.spec.steps:
         task_dir = run_dir / step.name
         if task_dir.is_dir():
             result.outputs[step.name] = {output: task_dir / output for output in step.outputs}
@@ -146,8 +147,7 @@ def _main(argv: list[str] | None = None) -> int:
         pipeline_root = mlops_home() / "kfp-runs"
         runs = sorted(pipeline_root.iterdir(), key=lambda p: p.stat().st_mtime) if pipeline_root.exists() else []
         run = LocalRun(pipeline=args.name, run_dir=runs[-1] if runs else pipeline_root, seconds=0.0)
-        module = declaration(args.name)
-        for step in module.SPEC.steps:
+        for step in declaration(args.name).spec.steps:
             if (run.run_dir / step.name).is_dir():
                 run.outputs[step.name] = {o: run.run_dir / step.name / o for o in step.outputs}
     outcome.update(

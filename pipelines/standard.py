@@ -1,9 +1,9 @@
 """The standard training DAG every reference pipeline declares: validate, materialize, train,
 evaluate, then register and promote when the gate passes, or notify when it fails.
 
-A pipeline module names itself and its config; the steps, their wiring, retry classes and
-resources are declared here once. A pipeline that needs a different shape declares its own
-PipelineSpec from pipelines.spec instead.
+A pipeline module names itself and its package (`standard_pipeline`); the steps, their wiring,
+retry classes and resources are declared here once. A pipeline that needs a different shape
+builds its own PipelineDeclaration from a PipelineSpec of its own.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from components.config import PipelineConfig
+from pipelines.declaration import PipelineDeclaration
 from pipelines.spec import GPU_COMPUTE, IDEMPOTENT_WRITE, IO_BOUND, ROLLOUT, Condition, PipelineSpec, Resources, Step
 
 IMAGE = "registry.mlops.internal/private-mlops/components-python3.11:0.1.0"
@@ -90,6 +91,14 @@ def training_pipeline(
             ),
         ),
     )
+
+
+def standard_pipeline(
+    *, name: str, description: str, package: str, image: str = IMAGE, train_resources: Resources = TRAIN_ON_ONE_GPU
+) -> PipelineDeclaration:
+    """A pipeline on the standard DAG: its name, what it is for, and the package of its files."""
+    spec = training_pipeline(name=name, description=description, image=image, train_resources=train_resources)
+    return PipelineDeclaration(spec=spec, package=package, parameters=step_parameters)
 
 
 def step_parameters(cfg: PipelineConfig, run: Mapping[str, Any], package: str) -> dict[str, dict[str, Any]]:

@@ -57,7 +57,7 @@ def run_task(
 ) -> None:
     from pipelines.local import declaration
 
-    step = declaration(pipeline).SPEC.step(step_name)
+    step = declaration(pipeline).spec.step(step_name)
     op = OPS[step.component]
     outputs_dir.mkdir(parents=True, exist_ok=True)
     kwargs: dict[str, Any] = {}

@@ -167,9 +167,9 @@ def test_raw_deployment_mode_refuses_a_canary_and_records_nothing(
 
 
 def _config(tmp_path: Path, **promote: Any) -> Path:
-    from pipelines.fraud.pipeline import FOLDER
+    from pipelines.fraud.pipeline import DECLARATION
 
-    document = yaml.safe_load((FOLDER / "config.yaml").read_text())
+    document = yaml.safe_load((DECLARATION.folder / "config.yaml").read_text())
     document["promote"].update(promote)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(document))

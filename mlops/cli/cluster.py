@@ -64,8 +64,9 @@ def _compile(args: argparse.Namespace) -> int:
     from pipelines.golden import write_renderings
     from pipelines.local import declaration, git_commit
 
-    module = declaration(args.pipeline)
-    written = write_renderings(args.pipeline, module, Path(args.out), targets=[args.target], git_sha=git_commit())
+    written = write_renderings(
+        args.pipeline, declaration(args.pipeline), Path(args.out), targets=[args.target], git_sha=git_commit()
+    )
     print(json.dumps({"target": args.target, "written": [str(p) for p in written]}))
     return 0
 
@@ -84,9 +85,9 @@ def _connection(args: argparse.Namespace, default_namespace: str | None = None) 
 
 
 def _submit_parameters(values: list[str] | None) -> dict[str, str]:
-    from pipelines.cluster import RUN_INPUTS
+    from pipelines.declaration import RunInputs
 
-    declared = {name.replace("_", "-") for name in RUN_INPUTS}
+    declared = {name.replace("_", "-") for name in RunInputs.names()}
     given = {key.replace("_", "-"): value for key, value in pairs(values, "-p").items()}
     unknown = sorted(set(given) - declared)
     if unknown:
@@ -101,12 +102,12 @@ def _submit(args: argparse.Namespace) -> int:
     from pipelines.argo import render, workflow
     from pipelines.local import declaration, git_commit
 
-    module = declaration(args.pipeline)
-    cfg = module.config()
+    pipeline = declaration(args.pipeline)
+    cfg = pipeline.config()
     parameters = _submit_parameters(args.parameter)
     sha = git_commit()
-    run = workflow(module.SPEC, cfg, git_sha=sha, parameters=parameters).to_dict()
-    template = render(module.SPEC, cfg, module, git_sha=sha)["WorkflowTemplate"]
+    run = workflow(pipeline, cfg, git_sha=sha, parameters=parameters).to_dict()
+    template = render(pipeline, cfg, git_sha=sha)["WorkflowTemplate"]
     if args.dry_run:
         connection = None
         with contextlib.suppress(ComponentError):  # a dry run needs no server
@@ -159,9 +160,9 @@ def _schedule(args: argparse.Namespace) -> int:
     from pipelines.argo import cron_workflow
     from pipelines.local import declaration, git_commit
 
-    module = declaration(args.pipeline)
-    cfg = module.config()
-    document = cron_workflow(module.SPEC, cfg, git_sha=git_commit(), cron=args.cron, timezone=args.timezone).to_dict()
+    pipeline = declaration(args.pipeline)
+    cfg = pipeline.config()
+    document = cron_workflow(pipeline, cfg, git_sha=git_commit(), cron=args.cron, timezone=args.timezone).to_dict()
     if args.dry_run:
         print(json.dumps(document, indent=2))
         return 0

@@ -147,7 +147,7 @@ def _run_pipeline(args: argparse.Namespace) -> int:
     if args.home:
         os.environ["MLOPS_HOME"] = str(Path(args.home).resolve())
     home = mlops_home()
-    module = declaration(args.pipeline)
+    pipeline = declaration(args.pipeline)
     overrides = _parse_overrides(args.set or [])
     for flag, key in (
         ("rows", "data.rows"),
@@ -158,7 +158,7 @@ def _run_pipeline(args: argparse.Namespace) -> int:
     ):
         if getattr(args, flag) is not None:
             overrides[key] = getattr(args, flag)
-    cfg = module.config(Path(args.config) if args.config else None)
+    cfg = pipeline.config(Path(args.config) if args.config else None)
     if overrides:
         cfg = cfg.with_overrides(overrides)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -268,8 +268,7 @@ def _materialize(args: argparse.Namespace) -> int:
     from components.materialize import rebuild_online
     from pipelines.local import declaration
 
-    module = declaration(args.pipeline)
-    project = module.config().materialize.project
+    project = declaration(args.pipeline).config().materialize.project
     if not args.rebuild:
         raise ComponentError(
             "materialize",

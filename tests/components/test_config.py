@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from components.errors import ComponentError
-from pipelines.fraud import pipeline
+from pipelines.fraud.pipeline import DECLARATION as pipeline
 
 
 def test_reference_config_loads() -> None:
@@ -20,7 +20,7 @@ def test_unknown_model_type_and_bad_threshold_name_their_fields() -> None:
 
 
 def test_unknown_field_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    text = (pipeline.FOLDER / "config.yaml").read_text().replace("  seed: 42", "  seed: 42\n  sed: 1")
+    text = (pipeline.folder / "config.yaml").read_text().replace("  seed: 42", "  seed: 42\n  sed: 1")
     (tmp_path / "config.yaml").write_text(text)
     with pytest.raises(ComponentError, match=r"train\.sed: Extra inputs are not permitted"):
         pipeline.config(tmp_path / "config.yaml")

@@ -93,8 +93,8 @@ def fidelity(stack: Stack, component_image: str, tmp_path_factory: pytest.TempPa
     from pipelines.fraud import pipeline as fraud
     from pipelines.fraud.data import generate
 
-    cfg = fraud.config().with_overrides(FORK)
-    template = render(fraud.SPEC, cfg, fraud)["WorkflowTemplate"]
+    cfg = fraud.DECLARATION.config().with_overrides(FORK)
+    template = render(fraud.DECLARATION, cfg)["WorkflowTemplate"]
     admin = stack.s3_client()
     bucket, _, key = cfg.cluster.raw_data.removeprefix("s3://").partition("/")
     if bucket not in [b["Name"] for b in admin.list_buckets()["Buckets"]]:
@@ -105,7 +105,7 @@ def fidelity(stack: Stack, component_image: str, tmp_path_factory: pytest.TempPa
     settings = loopback_settings(stack, TENANT)
     harness = ArgoTestHarness(
         template=template,
-        images={fraud.SPEC.image: component_image},
+        images={fraud.DECLARATION.spec.image: component_image},
         configmaps={"mlops-platform": environment(settings)},
         secrets=loopback_secrets(stack, cfg),
         artifact_repository=artifact_repository(TENANT),
@@ -415,8 +415,8 @@ def test_the_kfp_ir_runs_through_kfp_locals_docker_runner_on_podman(
 
     cfg = fidelity["cfg"]
     ir = tmp_path / "fraud-ir.yaml"
-    compile_ir(fraud.SPEC, cfg, fraud, str(ir), cluster=True)
-    subprocess.run(["podman", "tag", component_image, fraud.SPEC.image], check=True)  # the registry mirror
+    compile_ir(fraud.DECLARATION, cfg, str(ir), cluster=True)
+    subprocess.run(["podman", "tag", component_image, fraud.DECLARATION.spec.image], check=True)  # the registry mirror
     monkeypatch.setenv("DOCKER_HOST", podman_docker_api)
     root = tmp_path / "pipeline-root"
     root.mkdir()

@@ -24,7 +24,7 @@ KINDS = ("WorkflowTemplate", "Workflow", "CronWorkflow")
 
 @pytest.fixture(scope="module")
 def rendered() -> dict[str, dict[str, Any]]:
-    return render(fraud.SPEC, fraud.config(), fraud)
+    return render(fraud.DECLARATION, fraud.DECLARATION.config())
 
 
 def dag_tasks(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -69,7 +69,7 @@ def test_round_trips_through_heras_generated_models(rendered: dict[str, dict[str
 def test_argo_and_kfp_dags_agree(rendered: dict[str, dict[str, Any]], tmp_path: Path) -> None:
     from pipelines.kfp import compile_ir
 
-    compile_ir(fraud.SPEC, fraud.config(), fraud, str(tmp_path / "ir.yaml"))
+    compile_ir(fraud.DECLARATION, fraud.DECLARATION.config(), str(tmp_path / "ir.yaml"))
     import yaml
 
     kfp = flatten(next(yaml.safe_load_all((tmp_path / "ir.yaml").read_text())))
@@ -98,7 +98,7 @@ def test_argo_and_kfp_dags_agree(rendered: dict[str, dict[str, Any]], tmp_path: 
 
 def test_retry_window_and_permanent_failures(rendered: dict[str, dict[str, Any]]) -> None:
     for name, task in dag_tasks(rendered["WorkflowTemplate"]).items():
-        step = fraud.SPEC.step(name)
+        step = fraud.DECLARATION.spec.step(name)
         strategy = task["template_body"]["retryStrategy"]
         assert strategy["retryPolicy"] == step.retry.retry_on
         assert strategy["expression"] == "asInt(lastRetry.exitCode) != 2"
@@ -112,7 +112,7 @@ def test_retry_window_and_permanent_failures(rendered: dict[str, dict[str, Any]]
 
 def test_workflow_template_platform_settings(rendered: dict[str, dict[str, Any]]) -> None:
     spec = rendered["WorkflowTemplate"]["spec"]
-    cfg = fraud.config()
+    cfg = fraud.DECLARATION.config()
     assert spec["artifactRepositoryRef"] == {
         "configMap": "artifact-repositories",
         "key": cfg.cluster.artifact_repository_key,
@@ -143,7 +143,7 @@ def test_settings_from_the_configmap_credentials_from_secrets(rendered: dict[str
     from components.settings import SECRET_VARIABLES
 
     containers = [t["container"] for t in rendered["WorkflowTemplate"]["spec"]["templates"] if "container" in t]
-    assert len(containers) == len(fraud.SPEC.steps) + 1  # the steps and the exit handler's notice
+    assert len(containers) == len(fraud.DECLARATION.spec.steps) + 1  # the steps and the exit handler's notice
     for container in containers:
         assert container["envFrom"] == [{"configMapRef": {"name": "mlops-platform"}}]
         assert {env["name"] for env in container["env"]} == set(SECRET_VARIABLES)

@@ -16,7 +16,7 @@ from pipelines.kfp import compile_ir
 @pytest.fixture(scope="module")
 def ir(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     path = tmp_path_factory.mktemp("ir") / "fraud.yaml"
-    compile_ir(fraud.SPEC, fraud.config(), fraud, str(path))
+    compile_ir(fraud.DECLARATION, fraud.DECLARATION.config(), str(path))
     document: dict[str, Any] = next(yaml.safe_load_all(path.read_text()))
     return document
 
@@ -24,7 +24,7 @@ def ir(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     path = tmp_path_factory.mktemp("ir") / "fraud.yaml"
-    compile_ir(fraud.SPEC, fraud.config(), fraud, str(path))
+    compile_ir(fraud.DECLARATION, fraud.DECLARATION.config(), str(path))
     documents = list(yaml.safe_load_all(path.read_text()))
     assert len(documents) == 2, "kfp-kubernetes writes the platform spec as a second document"
     spec: dict[str, Any] = documents[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
@@ -71,18 +71,18 @@ def closure(edges: set[tuple[str, str]]) -> set[tuple[str, str]]:
 
 def test_same_steps_and_edges_as_the_declaration(ir: dict[str, Any]) -> None:
     tasks = flatten(ir)
-    assert set(tasks) == {step.name for step in fraud.SPEC.steps}
+    assert set(tasks) == {step.name for step in fraud.DECLARATION.spec.steps}
     rendered_edges = {(dep, name) for name, task in tasks.items() for dep in task["deps"]}
     # KFP makes an If/Else group wait on every task whose output is used anywhere inside it, so a
     # branch may carry an edge the declaration implies only transitively; the orderings must agree.
-    assert fraud.SPEC.edges() <= rendered_edges
-    assert closure(rendered_edges) == closure(fraud.SPEC.edges())
+    assert fraud.DECLARATION.spec.edges() <= rendered_edges
+    assert closure(rendered_edges) == closure(fraud.DECLARATION.spec.edges())
 
 
 def test_conditions_branch_on_the_gate(ir: dict[str, Any]) -> None:
     tasks = flatten(ir)
     passed = "inputs.parameter_values['pipelinechannel--evaluate-passed'] == true"
-    for step in fraud.SPEC.steps:
+    for step in fraud.DECLARATION.spec.steps:
         rendered = tasks[step.name]["conditions"]
         if step.when is None:
             assert rendered == []
@@ -99,7 +99,7 @@ def test_kfp_never_retries_a_permanent_failure(ir: dict[str, Any]) -> None:
     from pipelines.spec import RetryPolicy
 
     tasks = flatten(ir)
-    for step in fraud.SPEC.steps:
+    for step in fraud.DECLARATION.spec.steps:
         task = tasks[step.name]
         assert task["retry"] is None, f"{step.name}: a task-level retry would repeat permanent failures"
         assert RetryPolicy.from_json(task["env"][STEP_RETRY_VARIABLE]) == step.retry, step.name
@@ -107,7 +107,7 @@ def test_kfp_never_retries_a_permanent_failure(ir: dict[str, Any]) -> None:
 
 def test_resources_image_and_caching_match(ir: dict[str, Any]) -> None:
     tasks = flatten(ir)
-    for step in fraud.SPEC.steps:
+    for step in fraud.DECLARATION.spec.steps:
         task = tasks[step.name]
         resources = task["resources"]
         assert resources["resourceMemoryLimit"] == step.resources.memory
@@ -117,13 +117,13 @@ def test_resources_image_and_caching_match(ir: dict[str, Any]) -> None:
             assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
         else:
             assert "accelerator" not in resources
-        assert task["image"] == fraud.SPEC.image
+        assert task["image"] == fraud.DECLARATION.spec.image
         assert task["caching"] == step.caching
 
 
 def test_design_retry_classes() -> None:
     """The design module's policy: I/O steps retry hard, GPU steps once on failure."""
-    by_name = {step.name: step for step in fraud.SPEC.steps}
+    by_name = {step.name: step for step in fraud.DECLARATION.spec.steps}
     assert by_name["validate"].retry.limit == by_name["materialize"].retry.limit == 5
     assert by_name["train"].retry.limit == by_name["evaluate"].retry.limit == 1
     assert by_name["train"].retry.retry_on == "OnFailure"
@@ -141,7 +141,7 @@ def test_components_never_import_orchestrators() -> None:
 def test_settings_from_the_configmap_and_credentials_from_secrets(ir: dict[str, Any], platform: dict[str, Any]) -> None:
     from components.settings import CONFIGMAP, SECRET_VARIABLES, configmap_keys
 
-    cfg = fraud.config()
+    cfg = fraud.DECLARATION.config()
     assert set(platform) == set(ir["deploymentSpec"]["executors"])
     for executor, settings in platform.items():
         secrets = {entry["secretName"]: {k["envVar"] for k in entry["keyToEnv"]} for entry in settings["secretAsEnv"]}
