@@ -78,7 +78,11 @@ def test_run_registers_then_rerun_reuses_the_version(tmp_path: Path) -> None:
         "kfp-workspace",
         "serving",
         "logs",
+        "offline",
     }
+    # the offline store keeps each run's validated data, keyed by project and run
+    offline_runs = sorted((tmp_path / "offline" / "fraud").iterdir())
+    assert len(offline_runs) == 2 and all((run / "fraud_events.parquet").is_file() for run in offline_runs)
 
 
 def test_failing_gate_notifies_and_registers_nothing(tmp_path: Path) -> None:

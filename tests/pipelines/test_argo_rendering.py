@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +13,6 @@ from pipelines.argo import render
 from pipelines.fraud import pipeline as fraud
 from pipelines.golden import drift
 from pipelines.spec import RetryPolicy
-from tests.conftest import REPO
 from tests.pipelines.test_kfp_rendering import closure, flatten
 
 KINDS = ("WorkflowTemplate", "Workflow", "CronWorkflow")
@@ -158,72 +154,3 @@ def test_settings_from_the_configmap_credentials_from_secrets(rendered: dict[str
 @pytest.mark.parametrize("name", ["fraud", "forecast"])
 def test_goldens_are_in_step_with_the_declaration(name: str) -> None:
     assert drift(name) == [], "rendered YAML changed: run `make golden` and review the diff"
-
-
-def test_argo_dag_runs_through_mlops_task_without_an_argo_server(
-    rendered: dict[str, dict[str, Any]], tmp_path: Path, raw_dataset: Path
-) -> None:
-    """No Argo controller can run here: this interprets the rendered DAG the way the controller would
-    (dependencies, `when`, parameter and artifact passing) and runs each container's real command in
-    this machine's environment, on the embedded profile. The same DAG in real containers on the real
-    services, with nothing shared but the platform, is tests/integration/test_cluster_fidelity.py."""
-    template = rendered["WorkflowTemplate"]
-    workflow_parameters = {p["name"]: p["value"] for p in template["spec"]["arguments"]["parameters"]}
-    home = tmp_path / "home"
-    workflow_parameters.update({"raw-data": str(raw_dataset), "gate-threshold": "0.6"})
-    tasks = dag_tasks(template)
-    outputs: dict[str, dict[str, str]] = {}
-    done: list[str] = []
-
-    def substitute(text: str, scope: dict[str, str]) -> str:
-        return re.sub(r"\{\{([^}]+)\}\}", lambda match: scope[match.group(1)], text)
-
-    global_scope = {f"workflow.parameters.{k}": v for k, v in workflow_parameters.items()}
-    global_scope["workflow.name"] = "fraud-abc12"
-    while len(done) < len(tasks):
-        ready = [n for n, t in tasks.items() if n not in done and set(t.get("dependencies", [])) <= set(done)]
-        assert ready, "the DAG has a cycle or a missing dependency"
-        for name in ready:
-            task, body = tasks[name], tasks[name]["template_body"]
-            scope = dict(global_scope)
-            for source, values in outputs.items():
-                scope.update({f"tasks.{source}.outputs.parameters.{k}": v for k, v in values.items()})
-            done.append(name)
-            if "when" in task:
-                left, _, right = substitute(task["when"], scope).partition(" == ")
-                if left.strip() != right.strip():
-                    continue
-            arguments = task.get("arguments", {})
-            inputs = {p["name"]: substitute(p["value"], scope) for p in arguments.get("parameters", [])}
-            artifact_paths = {
-                a["name"]: str(tmp_path / "artifacts" / a["from"].split(".")[1] / a["from"].split(".")[-1].rstrip("}"))
-                for a in arguments.get("artifacts", [])
-            }
-            local_args = []
-            for arg in body["container"]["args"]:
-                arg = substitute(arg, {f"inputs.parameters.{k}": v for k, v in inputs.items()})
-                if arg.startswith("--input="):
-                    key = arg.split("=")[1]
-                    arg = f"--input={key}={artifact_paths[key]}"
-                if arg.startswith("--outputs-dir="):
-                    arg = f"--outputs-dir={tmp_path / 'artifacts' / name}"
-                local_args.append(arg)
-            command = [sys.executable, "-m", "mlops.cli", *body["container"]["command"][1:], *local_args]
-            result = subprocess.run(
-                command,
-                cwd=REPO,
-                capture_output=True,
-                text=True,
-                timeout=600,
-                check=False,
-                env={**__import__("os").environ, "MLOPS_HOME": str(home)},
-            )
-            assert result.returncode == 0, f"{name}: {result.stderr[-3000:]}"
-            out_dir = tmp_path / "artifacts" / name
-            outputs[name] = {
-                p["name"]: (out_dir / p["name"]).read_text() for p in body.get("outputs", {}).get("parameters", [])
-            }
-    assert outputs["evaluate"]["passed"] == "true"
-    assert json.loads(outputs["materialize"]["features"])[0] == "amount"
-    assert (tmp_path / "artifacts" / "promote" / "inference_service").exists()
-    assert not (tmp_path / "artifacts" / "notify").exists()
