@@ -10,12 +10,13 @@ and precision-recall curves for a classifier, predicted-vs-actual and residuals 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from components import artifacts
 from components.errors import ComponentError
+from components.handoffs import Gate, HoldoutMetrics, read_training_metadata
 from components.models import load_predictor
 from components.tabular import read_parquet, require_columns
 
@@ -143,7 +144,7 @@ def evaluate(
         )
     if not artifacts.exists(model):
         raise ComponentError(STEP, f"model artifact not found at {model}", "run train first, or fix the path")
-    metadata = artifacts.read_json(model_metadata)
+    metadata = read_training_metadata(model_metadata)
     objective = metadata.get("objective", "binary")
     if gate_metric not in METRICS_BY_OBJECTIVE[objective]:
         raise ComponentError(
@@ -175,23 +176,23 @@ def evaluate(
     value = float(metrics[gate_metric])
     higher = gate_metric in HIGHER_IS_BETTER
     passed = bool(not math.isnan(value) and (value >= threshold if higher else value <= threshold))
-    metrics.update(
-        {
-            "objective": objective,
-            "holdout_rows": len(actual),
-            "gate": {
-                "metric": gate_metric,
-                "value": value,
-                "threshold": threshold,
-                "direction": ">=" if higher else "<=",
-                "passed": passed,
-            },
-            "passed": passed,
-            "model_sha256": metadata.get("model_sha256"),
-            "holdout_data_sha256": artifacts.sha256_uri(holdout_set),
-        }
-    )
-    artifacts.write_json(metrics_out, metrics)
+    gate: Gate = {
+        "metric": gate_metric,
+        "value": value,
+        "threshold": threshold,
+        "direction": ">=" if higher else "<=",
+        "passed": passed,
+    }
+    document: HoldoutMetrics = {
+        "objective": objective,
+        "holdout_rows": len(actual),
+        "gate": gate,
+        "passed": passed,
+        "model_sha256": metadata.get("model_sha256"),
+        "holdout_data_sha256": artifacts.sha256_uri(holdout_set),
+    }
+    document.update(cast(HoldoutMetrics, metrics))  # the objective's metrics, computed above
+    artifacts.write_json(metrics_out, document)
     summary_keys = ("roc_auc", "pr_auc", "log_loss") if objective == "binary" else ("rmse", "mae", "mape", "r2")
     return {
         "step": STEP,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
+
+from components.handoffs import HoldoutMetrics, TrainingMetadata
 
 METRIC_ORDER = ("roc_auc", "pr_auc", "log_loss", "precision", "recall", "rmse", "mae", "mape", "r2")
 
 
-def _label_summary(metadata: dict[str, Any]) -> str:
+def _label_summary(metadata: TrainingMetadata) -> str:
     if metadata.get("objective", "binary") == "binary":
         return f"positive rate {metadata['positive_rate']:.4f}"
     return f"mean target {metadata['label_mean']:.4f}"
@@ -18,14 +20,15 @@ def render_model_card(
     model_name: str,
     version: str,
     card: dict[str, Any],
-    metadata: dict[str, Any],
-    metrics: dict[str, Any],
+    metadata: TrainingMetadata,
+    metrics: HoldoutMetrics,
     run_id: str,
     pipeline: str,
     git_commit: str | None,
 ) -> str:
     """Markdown: purpose, data window and hash, features, metrics, threshold, known limits."""
     window = metadata.get("data_window") or ["unknown", "unknown"]
+    by_name = cast(dict[str, Any], metrics)
     matrix = metrics.get("confusion_matrix", {})
     gate = metrics["gate"]
     limits = card.get("known_limits") or ["None recorded: the owner must list them before production."]
@@ -52,7 +55,7 @@ def render_model_card(
         "## Holdout metrics",
         "| metric | value |",
         "|---|---|",
-        *[f"| {name} | {metrics[name]:.4f} |" for name in METRIC_ORDER if name in metrics],
+        *[f"| {name} | {by_name[name]:.4f} |" for name in METRIC_ORDER if name in by_name],
         "",
         *(
             [

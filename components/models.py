@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
+
+from components.handoffs import TrainingMetadata
 
 MODEL_TYPES = ("xgboost", "pytorch_mlp")
 OBJECTIVES = ("binary", "regression")
@@ -36,7 +37,7 @@ def resolve_device(requested: str) -> str:
     return requested
 
 
-def load_predictor(model_path: str | os.PathLike[str], metadata: dict[str, Any]) -> Predictor:
+def load_predictor(model_path: str | os.PathLike[str], metadata: TrainingMetadata) -> Predictor:
     """A function from an (n, features) float32 array to the prediction: the positive-class
     probability for a binary objective, the predicted value for regression."""
     model_format = metadata["format"]
@@ -57,13 +58,13 @@ def load_predictor(model_path: str | os.PathLike[str], metadata: dict[str, Any])
     if model_format == "torchscript":
         import torch
 
-        module = torch.jit.load(str(model_path), map_location="cpu")
+        module = torch.jit.load(str(model_path), map_location="cpu")  # type: ignore[no-untyped-call]
         module.eval()
 
         def predict_torch(features: np.ndarray) -> np.ndarray:
             with torch.no_grad():
                 output = module(torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)))
-            return output.numpy().reshape(-1).astype(np.float64)
+            return np.asarray(output.numpy().reshape(-1), dtype=np.float64)
 
         return predict_torch
     raise ValueError(f"unknown model format {model_format!r}")

@@ -24,6 +24,7 @@ import yaml
 
 from components import artifacts, services
 from components.errors import ComponentError
+from components.handoffs import PromoteResult, Registration, read_registration
 from components.triton import RepositoryError, model_file_name, write_repository
 
 STEP = "promote"
@@ -96,7 +97,7 @@ def check_replicas(min_replicas: int, gpu: bool) -> None:
 
 
 def render_inference_service(
-    registration: dict[str, Any],
+    registration: Registration,
     *,
     storage_uri: str,
     namespace: str,
@@ -180,7 +181,7 @@ def render_inference_service(
 
 
 def publish_repository(
-    reg: dict[str, Any],
+    reg: Registration,
     model_bytes: bytes,
     serving_root: str,
     *,
@@ -238,9 +239,9 @@ def promote(
     readiness_initial_delay_seconds: int | None = None,
     deployment_mode: str = SERVERLESS,
     service_account: str = MODEL_PULLER,
-) -> dict[str, Any]:
+) -> PromoteResult:
     """Render the Triton repository and the InferenceService for a registered version."""
-    reg = artifacts.read_json(registration)
+    reg = read_registration(registration)
     if not 1 <= canary_percent <= 100:
         raise ComponentError(
             STEP,

@@ -24,6 +24,13 @@ from typing import Any
 
 from components import artifacts, services
 from components.errors import ComponentError, TransientError, transient_reason
+from components.handoffs import (
+    HoldoutMetrics,
+    Registration,
+    TrainingMetadata,
+    read_holdout_metrics,
+    read_training_metadata,
+)
 from components.model_card import render_model_card
 from components.settings import apply_client_caps
 
@@ -96,8 +103,8 @@ def _log_run(
     client: Any,
     experiment_id: str,
     model_path: Path,
-    metadata: dict[str, Any],
-    metrics: dict[str, Any],
+    metadata: TrainingMetadata,
+    metrics: HoldoutMetrics,
     tags: dict[str, str],
     pipeline: str,
 ) -> tuple[str, str, str]:
@@ -107,9 +114,9 @@ def _log_run(
     try:
         for key, value in _flat_params({**metadata["params"], "model_type": metadata["model_type"]}).items():
             client.log_param(run_id, key, value[:6000])
-        for key, value in metrics.items():
-            if isinstance(value, int | float) and not isinstance(value, bool) and key != "holdout_rows":
-                client.log_metric(run_id, f"holdout_{key}", float(value))
+        for name, number in metrics.items():
+            if isinstance(number, int | float) and not isinstance(number, bool) and name != "holdout_rows":
+                client.log_metric(run_id, f"holdout_{name}", float(number))
         client.log_metric(run_id, "train_rows_per_second", float(metadata["rows_per_second"]))
         with tempfile.TemporaryDirectory() as tmp:
             bundle = Path(tmp) / "model"
@@ -127,7 +134,7 @@ def _log_run(
     return run_id, f"{base}/model", f"{base}/model_card.md"
 
 
-def _gate_text(scores: dict[str, Any]) -> str:
+def _gate_text(scores: HoldoutMetrics) -> str:
     gate = scores.get("gate") or {}
     return f"{gate.get('metric')} {gate.get('value')}, required {gate.get('direction')} {gate.get('threshold')}"
 
@@ -153,8 +160,8 @@ def register(
 
     uri = services.tracking_uri(STEP, tracking_uri)
     root = services.artifact_root(STEP, uri, artifact_root)
-    meta = artifacts.read_json(model_metadata)
-    scores = artifacts.read_json(metrics)
+    meta = read_training_metadata(model_metadata)
+    scores = read_holdout_metrics(metrics)
     if not scores.get("passed"):
         raise ComponentError(
             STEP,
@@ -220,7 +227,7 @@ def register(
         git_commit=git_commit,
     )
     artifacts.write_bytes(model_card_out, card_text.encode())
-    registration = {
+    registration: Registration = {
         "model_name": model_name,
         "version": int(version.version),
         "reused": outcome["reused"],
@@ -238,7 +245,14 @@ def register(
         "features": meta["features"],
     }
     artifacts.write_json(registration_out, registration)
-    return {"step": STEP, **{k: registration[k] for k in ("model_name", "version", "reused", "run_id", "alias")}}
+    return {
+        "step": STEP,
+        "model_name": model_name,
+        "version": registration["version"],
+        "reused": outcome["reused"],
+        "run_id": version.run_id,
+        "alias": alias,
+    }
 
 
 def _register_locked(
@@ -246,8 +260,8 @@ def _register_locked(
     uri: str,
     root: str | None,
     model_path: Path,
-    meta: dict[str, Any],
-    scores: dict[str, Any],
+    meta: TrainingMetadata,
+    scores: HoldoutMetrics,
     tags: dict[str, str],
     model_name: str,
     experiment: str,

@@ -23,6 +23,7 @@ from typing import Any
 
 from components import artifacts, services
 from components.errors import ComponentError
+from components.handoffs import Registration
 from components.register import HASH_TAG, MODEL_FILENAMES, _client
 
 STEP = "registry"
@@ -84,7 +85,7 @@ def _download_text(mlflow: Any, run_id: str, path: str) -> str:
         return Path(mlflow.download_artifacts(run_id, path, tmp)).read_text()
 
 
-def load_registration(mlflow: Any, model: str, version: int) -> tuple[dict[str, Any], bytes]:
+def load_registration(mlflow: Any, model: str, version: int) -> tuple[Registration, bytes]:
     """The registration JSON register wrote for this version, rebuilt from the registry, and
     the model bytes (checked against the version's sha256 tag)."""
     record = mlflow.get_model_version(model, str(version))
@@ -101,7 +102,7 @@ def load_registration(mlflow: Any, model: str, version: int) -> tuple[dict[str, 
             f"{record.tags.get(HASH_TAG)}",
             "the artifact store was changed after registration; re-register from the pipeline",
         )
-    registration = {
+    registration: Registration = {
         "model_name": model,
         "version": int(version),
         "run_id": record.run_id,

@@ -99,7 +99,8 @@ def scaled_mlp(
             self.net = nn.Sequential(*layers)
 
         def logits(self, features: torch.Tensor) -> torch.Tensor:
-            return self.net((features - self.mean) / self.std)
+            result: torch.Tensor = self.net((features - self.mean) / self.std)
+            return result
 
         def forward(self, features: torch.Tensor) -> torch.Tensor:
             if self.regression:

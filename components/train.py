@@ -17,6 +17,7 @@ import pandas as pd
 
 from components import artifacts
 from components.errors import ComponentError
+from components.handoffs import TrainingMetadata
 from components.models import FORMATS, MODEL_TYPES, OBJECTIVES, resolve_device
 from components.tabular import read_parquet, require_columns
 from components.torchscript_export import export_torchscript, scaled_mlp
@@ -209,7 +210,7 @@ def train(
         if not timestamps.empty
         else None
     )
-    metadata = {
+    metadata: TrainingMetadata = {
         "model_type": model_type,
         "objective": objective,
         "format": FORMATS[model_type],

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
+import triton_python_backend_utils as pb_utils
 
 
 class TritonPythonModel:
@@ -37,12 +37,12 @@ class TritonPythonModel:
             import torch
 
             torch.set_num_threads(threads)
-            module = torch.jit.load(str(folder / "model.pt"), map_location="cpu")
+            module = torch.jit.load(str(folder / "model.pt"), map_location="cpu")  # type: ignore[no-untyped-call]
             module.eval()
 
             def predict(features: np.ndarray) -> np.ndarray:
                 with torch.no_grad():
-                    return module(torch.from_numpy(np.ascontiguousarray(features))).numpy()
+                    return np.asarray(module(torch.from_numpy(np.ascontiguousarray(features))).numpy())
 
         else:
             raise ValueError(f"unknown model format {metadata['format']!r}")

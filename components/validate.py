@@ -126,7 +126,8 @@ def validate(dataset: str, suite_path: str, report_path: str) -> dict[str, Any]:
         gx.Checkpoint(name=STEP, validation_definitions=[definition], result_format={"result_format": "SUMMARY"})
     )
     outcome = checkpoint.run(batch_parameters={"dataframe": frame})
-    results = [r for run in outcome.run_results.values() for r in run.to_json_dict()["results"]]
+    reports = [run.to_json_dict() for run in outcome.run_results.values()]  # type: ignore[no-untyped-call]
+    results = [r for report in reports for r in report["results"]]
     columns = set(frame.columns)
     failures = [_failure(r, columns) for r in results if not r["success"]]
     failures.sort(key=lambda failure: "missing" not in failure.get("error", ""))

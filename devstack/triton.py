@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from components.errors import ComponentError
+from components.handoffs import Registration
 from devstack import process
 
 STEP = "serve"
@@ -181,7 +182,7 @@ def serve_registered(
     threads: int = 1,
     tracking_uri: str | None = None,
     record_load_time: bool = True,
-) -> tuple[LocalTriton, dict[str, Any]]:
+) -> tuple[LocalTriton, Registration]:
     """Resolve a registered version, lay out its python-backend repository from the artifact
     store (sha256-checked) and start Triton over it. The measured load time is tagged on the
     version, where promote reads it to size the readiness probe."""

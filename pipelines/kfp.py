@@ -133,7 +133,8 @@ def build_pipeline(
     body.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     body.__annotations__ = {p.name: p.annotation for p in parameters}
     body.__name__ = spec.name
-    return dsl.pipeline(name=spec.name, description=spec.description)(body)
+    pipeline: Callable[..., Any] = dsl.pipeline(name=spec.name, description=spec.description)(body)
+    return pipeline
 
 
 def _branches(spec: PipelineSpec) -> dict[tuple[str, str], dict[bool, list[Step]]]:

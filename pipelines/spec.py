@@ -35,7 +35,8 @@ class RetryPolicy:
 
     def wait_before(self, retry: int) -> int:
         """Seconds to wait before retry number `retry` (1-based): the backoff, grown and capped."""
-        return min(self.backoff_seconds * self.factor ** (retry - 1), self.max_backoff_seconds)
+        grown: int = self.backoff_seconds * self.factor ** (retry - 1)
+        return min(grown, self.max_backoff_seconds)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
