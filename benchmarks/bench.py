@@ -120,8 +120,7 @@ def in_process(raw: Path, home: Path, cfg: Any) -> dict[str, float]:
             str(out / "model"),
             str(out / "isvc.yaml"),
             str(out / "repository"),
-            namespace=cfg.promote.namespace,
-            canary_percent=cfg.promote.canary_percent,
+            settings=cfg.promote,
         ),
     )
     return times

@@ -8,7 +8,7 @@ the run before any step starts, with the field's path in the message.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -180,6 +180,19 @@ def _explain(error: ValidationError, source: str) -> ComponentError:
         f"pipeline config {source} is invalid:\n" + "\n".join(lines),
         "correct the fields named above; each step's settings are documented in components/config.py",
     )
+
+
+SettingsModel = TypeVar("SettingsModel", bound=BaseModel)
+
+
+def parse_settings(model: type[SettingsModel], data: Any, step: str) -> SettingsModel:
+    """A step's settings from a plain mapping (a task's JSON parameter), refused by field if invalid."""
+    if isinstance(data, model):
+        return data
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise _explain(error, f"of the {step} step") from error
 
 
 def parse_config(data: Any, source: str) -> PipelineConfig:

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from components import artifacts, services
+from components.config import PromoteSettings
 from components.errors import ComponentError
 from components.handoffs import PromoteResult, Registration, read_registration
 from components.triton import RepositoryError, model_file_name, write_repository
@@ -100,22 +101,23 @@ def render_inference_service(
     registration: Registration,
     *,
     storage_uri: str,
-    namespace: str,
+    settings: PromoteSettings,
     canary_percent: int | None,
-    signed_off_by: str,
-    stage: str,
-    runtime: str,
-    gpu: bool,
-    memory_limit: str,
-    min_replicas: int = 1,
-    container_concurrency: int | None = None,
     readiness_initial_delay_seconds: int | None = None,
-    deployment_mode: str = SERVERLESS,
-    service_account: str = MODEL_PULLER,
 ) -> dict[str, Any]:
-    """The InferenceService for one registered version. canary_percent None leaves traffic to
-    KServe's default (the latest revision takes all); an empty memory_limit sets none (which
-    the GPU admission rule then refuses)."""
+    """The InferenceService for one registered version, everything else from the promote settings.
+
+    canary_percent None leaves traffic to KServe's default (the latest revision takes all); an
+    empty memory_limit sets none (which the GPU admission rule then refuses)."""
+    namespace, signed_off_by, stage = settings.namespace, settings.signed_off_by, settings.stage
+    runtime, gpu, memory_limit, min_replicas = (
+        settings.runtime,
+        settings.gpu,
+        settings.memory_limit,
+        settings.min_replicas,
+    )
+    container_concurrency, deployment_mode = settings.container_concurrency, settings.deployment_mode
+    service_account = settings.service_account
     name = registration["model_name"]
     annotations = {
         "serving.kserve.io/deploymentMode": deployment_mode,
@@ -225,31 +227,21 @@ def promote(
     inference_service_out: str,
     model_repository_out: str,
     *,
-    namespace: str,
-    canary_percent: int,
-    serving_root: str | None = None,
-    signed_off_by: str = "",
-    stage: str = "staging",
-    runtime: str = "triton-fil",
-    gpu: bool = True,
-    memory_limit: str = "4Gi",
+    settings: PromoteSettings,
     decision_threshold: float = 0.5,
-    min_replicas: int = 1,
-    container_concurrency: int = 8,
-    readiness_initial_delay_seconds: int | None = None,
-    deployment_mode: str = SERVERLESS,
-    service_account: str = MODEL_PULLER,
+    serving_root: str | None = None,
 ) -> PromoteResult:
     """Render the Triton repository and the InferenceService for a registered version."""
     reg = read_registration(registration)
+    canary_percent, stage, gpu = settings.canary_percent, settings.stage, settings.gpu
     if not 1 <= canary_percent <= 100:
         raise ComponentError(
             STEP,
             f"canary percent must be 1..100, got {canary_percent}",
             "set promote.canary_percent in the pipeline config (100 means full rollout)",
         )
-    check_traffic_split(deployment_mode, canary_percent)
-    check_replicas(min_replicas, gpu)
+    check_traffic_split(settings.deployment_mode, canary_percent)
+    check_replicas(settings.min_replicas, gpu)
     if not RUN_ID.match(reg.get("run_id", "")):
         raise ComponentError(
             STEP,
@@ -278,28 +270,17 @@ def promote(
     service = render_inference_service(
         reg,
         storage_uri=storage_uri,
-        namespace=namespace,
+        settings=settings,
         canary_percent=canary_percent,
-        signed_off_by=signed_off_by,
-        stage=stage,
-        runtime=runtime,
-        gpu=gpu,
-        memory_limit=memory_limit,
-        min_replicas=min_replicas,
-        container_concurrency=container_concurrency,
         readiness_initial_delay_seconds=readiness_delay(
-            None if readiness_initial_delay_seconds is None or readiness_initial_delay_seconds < 0
-            else readiness_initial_delay_seconds,
-            reg.get("load_seconds"),
+            settings.readiness_initial_delay_seconds, reg.get("load_seconds")
         ),
-        deployment_mode=deployment_mode,
-        service_account=service_account,
     )
     artifacts.write_bytes(inference_service_out, yaml.safe_dump(service, sort_keys=False).encode())
     return {
         "step": STEP,
         "inference_service": reg["model_name"],
-        "namespace": namespace,
+        "namespace": settings.namespace,
         "canary_percent": canary_percent,
         "storage_uri": storage_uri,
         "model_file": f"{reg['model_name']}/{reg['version']}/{model_file_name(reg['model_format'])}",

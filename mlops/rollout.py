@@ -238,23 +238,19 @@ def execute(request: Request, target: Target) -> Outcome:
     storage_uri = publish_repository(
         registration, model_bytes, root, gpu=settings.gpu, decision_threshold=request.decision_threshold
     )
+    requested = {
+        "signed_off_by": request.signed_off_by if request.signed_off_by is not None else settings.signed_off_by,
+        "stage": request.stage or settings.stage,
+        "deployment_mode": mode,
+    }
     service = render_inference_service(
         registration,
         storage_uri=storage_uri,
-        namespace=namespace,
+        settings=settings.model_copy(update=requested),
         canary_percent=canary_percent,
-        signed_off_by=request.signed_off_by if request.signed_off_by is not None else settings.signed_off_by,
-        stage=request.stage or settings.stage,
-        runtime=settings.runtime,
-        gpu=settings.gpu,
-        memory_limit=settings.memory_limit,
-        min_replicas=settings.min_replicas,
-        container_concurrency=settings.container_concurrency,
-        service_account=settings.service_account,
         readiness_initial_delay_seconds=readiness_delay(
             settings.readiness_initial_delay_seconds, registration.get("load_seconds")
         ),
-        deployment_mode=mode,
     )
     service["metadata"]["annotations"][annotation("rollout")] = f"{request.action} v{version}" + (
         f" at {share}%" if request.action == "canary" else ""

@@ -151,22 +151,12 @@ def register(
 def promote(
     registration: Input[Artifact],
     model: Input[Model],
-    namespace: str,
-    canary_percent: int,
-    signed_off_by: str,
-    stage: str,
-    runtime: str,
-    gpu: bool,
-    memory_limit: str,
+    settings: dict,
     decision_threshold: float,
-    min_replicas: int,
-    container_concurrency: int,
-    readiness_initial_delay_seconds: int,
-    deployment_mode: str,
-    service_account: str,
     inference_service: Output[Artifact],
     model_repository: Output[Artifact],
 ) -> None:
+    from components.config import PromoteSettings, parse_settings
     from pipelines.runtime import run_step
 
     run_step(
@@ -175,19 +165,8 @@ def promote(
         model=model.path,
         inference_service_out=inference_service.path,
         model_repository_out=model_repository.path,
-        namespace=namespace,
-        canary_percent=canary_percent,
-        signed_off_by=signed_off_by,
-        stage=stage,
-        runtime=runtime,
-        gpu=gpu,
-        memory_limit=memory_limit,
+        settings=parse_settings(PromoteSettings, settings, "promote"),
         decision_threshold=decision_threshold,
-        min_replicas=min_replicas,
-        container_concurrency=container_concurrency,
-        readiness_initial_delay_seconds=readiness_initial_delay_seconds,  # < 0: from the measured load time
-        deployment_mode=deployment_mode,
-        service_account=service_account,
     )
 
 

@@ -144,25 +144,10 @@ def step_parameters(cfg: PipelineConfig, run: Mapping[str, Any], package: str) -
             "alias": cfg.register_.alias,
             "card": cfg.model_card.model_dump(),
         },
+        # unset settings are left out (KFP parameters cannot be null); the model fills in its defaults
         "promote": {
-            "namespace": cfg.promote.namespace,
-            "canary_percent": cfg.promote.canary_percent,
-            "signed_off_by": cfg.promote.signed_off_by,
-            "stage": cfg.promote.stage,
-            "runtime": cfg.promote.runtime,
-            "gpu": cfg.promote.gpu,
-            "memory_limit": cfg.promote.memory_limit,
+            "settings": cfg.promote.model_dump(exclude_none=True),
             "decision_threshold": cfg.evaluate.decision_threshold,
-            "min_replicas": cfg.promote.min_replicas,
-            "container_concurrency": cfg.promote.container_concurrency,
-            # -1: derive from the measured model load time (orchestrator parameters are not nullable)
-            "readiness_initial_delay_seconds": _or_minus_one(cfg.promote.readiness_initial_delay_seconds),
-            "deployment_mode": cfg.promote.deployment_mode,
-            "service_account": cfg.promote.service_account,
         },
         "notify": {"owner": cfg.owner, "pipeline": cfg.pipeline, "model_name": cfg.register_.model_name},
     }
-
-
-def _or_minus_one(value: int | None) -> int:
-    return -1 if value is None else value

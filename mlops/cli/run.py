@@ -66,6 +66,10 @@ def _flag_type(annotation: Any) -> tuple[Any, str]:
         return (lambda text: [item for item in text.split(",") if item]), "A,B,..."
     if base is dict or typing.get_origin(base) is dict:
         return json.loads, "JSON"
+    from pydantic import BaseModel
+
+    if isinstance(base, type) and issubclass(base, BaseModel):  # a step's settings model, as JSON
+        return base.model_validate_json, "JSON"
     if base in (int, float):
         return base, base.__name__.upper()
     return str, "VALUE"

@@ -8,6 +8,7 @@ import jsonschema
 import pytest
 import yaml
 
+from components.config import PromoteSettings, parse_settings
 from components.errors import ComponentError
 from components.promote import annotation, promote
 from components.register import register
@@ -48,10 +49,8 @@ def test_inference_service_is_valid_against_the_kserve_crd(
         str(trained["model"]),
         str(tmp_path / "isvc.yaml"),
         str(tmp_path / "repo"),
-        namespace="fraud",
-        canary_percent=10,
+        settings=PromoteSettings(namespace="fraud", canary_percent=10, signed_off_by="alice@bank.internal"),
         serving_root=(tmp_path / "serving").as_uri(),
-        signed_off_by="alice@bank.internal",
     )
     service = yaml.safe_load((tmp_path / "isvc.yaml").read_text())
     jsonschema.validate(service, _crd_schema(schemas_dir))
@@ -78,8 +77,7 @@ def test_model_repository_layout_and_config_parse(registration: Path, trained: d
         str(trained["model"]),
         str(tmp_path / "isvc.yaml"),
         str(tmp_path / "repo"),
-        namespace="fraud",
-        canary_percent=25,
+        settings=PromoteSettings(namespace="fraud", canary_percent=25),
         serving_root=(tmp_path / "serving").as_uri(),
     )
     reg = json.loads(registration.read_text())
@@ -95,8 +93,7 @@ def test_model_repository_layout_and_config_parse(registration: Path, trained: d
         str(trained["model"]),
         str(tmp_path / "isvc2.yaml"),
         str(tmp_path / "repo2"),
-        namespace="fraud",
-        canary_percent=25,
+        settings=PromoteSettings(namespace="fraud", canary_percent=25),
         serving_root=(tmp_path / "serving").as_uri(),
     )
     assert (published / "fraud-detector" / "config.pbtxt").stat().st_mtime_ns == before  # write-once
@@ -112,15 +109,8 @@ def test_torchscript_config_parses_and_a_bad_one_does_not() -> None:
 def test_bad_canary_percent_and_wrong_model_are_refused(
     registration: Path, trained: dict[str, Path], tmp_path: Path
 ) -> None:
-    with pytest.raises(ComponentError, match=r"canary percent must be 1\.\.100"):
-        promote(
-            str(registration),
-            str(trained["model"]),
-            str(tmp_path / "isvc.yaml"),
-            str(tmp_path / "repo"),
-            namespace="fraud",
-            canary_percent=0,
-        )
+    with pytest.raises(ComponentError, match=r"promote\.canary_percent|canary_percent: Input should be"):
+        parse_settings(PromoteSettings, {"namespace": "fraud", "canary_percent": 0}, "promote")
     (tmp_path / "other").write_bytes(b"{}")
     with pytest.raises(ComponentError, match="does not match the registration"):
         promote(
@@ -128,7 +118,6 @@ def test_bad_canary_percent_and_wrong_model_are_refused(
             str(tmp_path / "other"),
             str(tmp_path / "isvc.yaml"),
             str(tmp_path / "repo"),
-            namespace="fraud",
-            canary_percent=10,
+            settings=PromoteSettings(namespace="fraud", canary_percent=10),
         )
     assert not (tmp_path / "isvc.yaml").exists() and not (tmp_path / "repo").exists()

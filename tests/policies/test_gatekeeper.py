@@ -208,18 +208,14 @@ def test_a_promoted_service_from_the_pipeline_passes_once_signed_off(
         "gate": {"metric": "roc_auc", "value": 0.91},
         "holdout_metrics": {"roc_auc": 0.91},
     }
-    kwargs: dict[str, Any] = {
-        "storage_uri": "s3://models/x",
-        "namespace": "fraud",
-        "canary_percent": 10,
-        "stage": "production",
-        "runtime": "triton-fil",
-        "gpu": True,
-        "memory_limit": "4Gi",
-    }
-    unsigned = render_inference_service(registration, signed_off_by="", **kwargs)
+    from components.config import PromoteSettings
+
+    production = PromoteSettings(namespace="fraud", stage="production", gpu=True, memory_limit="4Gi")
+    kwargs: dict[str, Any] = {"storage_uri": "s3://models/x", "canary_percent": 10}
+    unsigned = render_inference_service(registration, settings=production, **kwargs)
     assert any("signed-off-by" in m for m in promotion.violations(unsigned))
-    signed = render_inference_service(registration, signed_off_by="alice@bank.internal", **kwargs)
+    signed_off = production.model_copy(update={"signed_off_by": "alice@bank.internal"})
+    signed = render_inference_service(registration, settings=signed_off, **kwargs)
     assert promotion.violations(signed) == []
 
 
