@@ -39,6 +39,7 @@ from components.config import PipelineConfig
 from components.errors import PERMANENT_EXIT_CODE
 from components.settings import CONFIGMAP
 from pipelines.cluster import TRAINING_POOL, secret_environment
+from pipelines.contract import StepContract, check, is_parameter
 from pipelines.declaration import PipelineDeclaration, RunInputs
 from pipelines.spec import PipelineSpec, Step
 
@@ -46,6 +47,7 @@ LABEL = "mlops.private-platform.io"
 PERMANENT_FAILURE = f"asInt(lastRetry.exitCode) != {PERMANENT_EXIT_CODE}"
 IN, OUT = "/work/in", "/work/out"
 RUN_ID = "{{workflow.name}}"
+Contracts = dict[str, StepContract]
 
 
 def _argo_name(name: str) -> str:
@@ -94,14 +96,11 @@ def _environment(cfg: PipelineConfig) -> list[m.EnvVar]:
     ]
 
 
-def _is_parameter(spec: PipelineSpec, reference: str) -> bool:
-    source, output = reference.split(".")
-    return output in spec.step(source).parameters_out
-
-
-def _container(spec: PipelineSpec, step: Step, parameters: dict[str, Any], cfg: PipelineConfig) -> Container:
-    artifact_inputs = [name for name, ref in step.inputs.items() if not _is_parameter(spec, ref)]
-    parameter_inputs = [name for name, ref in step.inputs.items() if _is_parameter(spec, ref)]
+def _container(
+    spec: PipelineSpec, step: Step, parameters: dict[str, Any], cfg: PipelineConfig, contracts: Contracts
+) -> Container:
+    artifact_inputs = [name for name, ref in step.inputs.items() if not is_parameter(contracts, ref)]
+    parameter_inputs = [name for name, ref in step.inputs.items() if is_parameter(contracts, ref)]
     plain = list(parameters)
     args = [f"--input={name}={IN}/{name}" for name in artifact_inputs]
     args += [f"--param={name}={{{{inputs.parameters.{_argo_name(name)}}}}}" for name in plain + parameter_inputs]
@@ -114,8 +113,11 @@ def _container(spec: PipelineSpec, step: Step, parameters: dict[str, Any], cfg: 
         args=args,
         inputs=[Artifact(name=name, path=f"{IN}/{name}") for name in artifact_inputs]
         + [Parameter(name=_argo_name(name)) for name in plain + parameter_inputs],
-        outputs=[Artifact(name=name, path=f"{OUT}/{name}") for name in step.outputs]
-        + [Parameter(name=name, value_from=m.ValueFrom(path=f"{OUT}/{name}")) for name in step.parameters_out],
+        outputs=[Artifact(name=name, path=f"{OUT}/{name}") for name in contracts[step.name].artifact_outputs]
+        + [
+            Parameter(name=name, value_from=m.ValueFrom(path=f"{OUT}/{name}"))
+            for name in contracts[step.name].parameter_outputs
+        ],
         env_from=PLATFORM_SETTINGS,
         env=_environment(cfg),
         resources=_resources(step),
@@ -126,13 +128,13 @@ def _container(spec: PipelineSpec, step: Step, parameters: dict[str, Any], cfg: 
     )
 
 
-def _task(spec: PipelineSpec, step: Step, template: Container, parameters: dict[str, Any]) -> Task:
+def _task(step: Step, template: Container, parameters: dict[str, Any], contracts: Contracts) -> Task:
     arguments: list[Parameter | m.Artifact] = [
         Parameter(name=_argo_name(name), value=_value(value)) for name, value in parameters.items()
     ]
     for name, reference in step.inputs.items():
         source, output = reference.split(".")
-        if _is_parameter(spec, reference):
+        if is_parameter(contracts, reference):
             arguments.append(
                 Parameter(name=_argo_name(name), value=f"{{{{tasks.{source}.outputs.parameters.{output}}}}}")
             )
@@ -163,6 +165,7 @@ def workflow_template(declaration: PipelineDeclaration, cfg: PipelineConfig, *, 
     spec = declaration.spec
     run = {name: f"{{{{workflow.parameters.{_argo_name(name)}}}}}" for name in RunInputs.names()} | {"run_id": RUN_ID}
     parameters = declaration.step_parameters(cfg, run)
+    contracts = check(spec.steps, parameters)
     failure_notice = Container(
         name="notify-failure",
         image=spec.image,
@@ -205,10 +208,10 @@ def workflow_template(declaration: PipelineDeclaration, cfg: PipelineConfig, *, 
         pod_metadata=m.Metadata(labels=_labels(cfg, spec, git_sha)),
         security_context=m.PodSecurityContext(run_as_non_root=True, run_as_user=65532, fs_group=65532),
     ) as template:
-        containers = {step.name: _container(spec, step, parameters[step.name], cfg) for step in spec.steps}
+        containers = {step.name: _container(spec, step, parameters[step.name], cfg, contracts) for step in spec.steps}
         with DAG(name="pipeline"):
             for step in spec.steps:
-                _task(spec, step, containers[step.name], parameters[step.name])
+                _task(step, containers[step.name], parameters[step.name], contracts)
         with DAG(name="exit-handler"):
             Task(name="notify-failure", template=failure_notice, when="{{workflow.status}} != Succeeded")
     return template

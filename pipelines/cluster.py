@@ -119,4 +119,3 @@ def secret_environment(cfg: PipelineConfig) -> list[SecretRef]:
         SecretRef(env="MLOPS_FEAST_REGISTRY_PASSWORD", secret=cluster.feast_credentials_secret, key="password"),
         SecretRef(env="MLOPS_FEAST_REDIS_PASSWORD", secret=cluster.redis_credentials_secret, key="password"),
     ]
-

@@ -22,6 +22,7 @@ from kfp import dsl
 
 from components.config import PipelineConfig
 from pipelines.cluster import TRAINING_POOL
+from pipelines.contract import check
 from pipelines.declaration import PipelineDeclaration, RunInputs
 from pipelines.kfp_components import OPS
 from pipelines.runtime import STEP_RETRY_VARIABLE
@@ -93,6 +94,7 @@ def build_pipeline(
     def body(*args: Any, **kwargs: Any) -> None:
         run = {**dict(zip(names, args, strict=False)), **kwargs, "run_id": dsl.PIPELINE_JOB_NAME_PLACEHOLDER}
         parameters = declaration.step_parameters(cfg, run)
+        check(spec.steps, parameters)
         tasks: dict[str, Any] = {}
 
         def create(step: Step) -> None:

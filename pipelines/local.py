@@ -19,6 +19,7 @@ from typing import Any
 from components.config import PipelineConfig
 from components.environment import mlops_home
 from pipelines.declaration import PipelineDeclaration
+from pipelines.spec import Step
 
 
 def available_pipelines() -> tuple[str, ...]:
@@ -82,6 +83,12 @@ class LocalRun:
         return step in self.outputs
 
 
+def _artifact_outputs(step: Step) -> tuple[str, ...]:
+    from pipelines.contract import contract_of
+
+    return contract_of(step.component).artifact_outputs
+
+
 def run_inputs(cfg: PipelineConfig, raw_data: Path) -> dict[str, Any]:
     """The pipeline inputs of a local run; the stores come from the platform settings (the
     environment, else $MLOPS_HOME), exactly as in a pod."""
@@ -120,7 +127,7 @@ def run_local(
     for step in pipeline_declaration.spec.steps:
         task_dir = run_dir / step.name
         if task_dir.is_dir():
-            result.outputs[step.name] = {output: task_dir / output for output in step.outputs}
+            result.outputs[step.name] = {output: task_dir / output for output in _artifact_outputs(step)}
     return result
 
 
@@ -149,7 +156,7 @@ def _main(argv: list[str] | None = None) -> int:
         run = LocalRun(pipeline=args.name, run_dir=runs[-1] if runs else pipeline_root, seconds=0.0)
         for step in declaration(args.name).spec.steps:
             if (run.run_dir / step.name).is_dir():
-                run.outputs[step.name] = {o: run.run_dir / step.name / o for o in step.outputs}
+                run.outputs[step.name] = {o: run.run_dir / step.name / o for o in _artifact_outputs(step)}
     outcome.update(
         {
             "run_dir": str(run.run_dir),

@@ -115,11 +115,8 @@ class Step:
     component: str
     """The component function, as module:function under components/."""
     inputs: dict[str, str] = field(default_factory=dict)
-    """Inputs from upstream outputs, artifacts or parameters: input name -> "step.output"."""
-    outputs: tuple[str, ...] = ()
-    """Artifact outputs, by name."""
-    parameters_out: tuple[str, ...] = ()
-    """Parameter outputs other steps branch on or consume."""
+    """Inputs from upstream outputs, artifacts or parameters: input name -> "step.output". What
+    the step takes and gives is its op's signature (pipelines/contract.py), not written here."""
     after: tuple[str, ...] = ()
     """Ordering-only dependencies beyond those the inputs imply."""
     retry: RetryPolicy

@@ -1,0 +1,81 @@
+"""One contract per step: the KFP op's signature. An input added in one place only is refused by
+name when the pipeline is rendered, and every other view of a step is derived from the op."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kfp.dsl import Artifact, Input, Model, Output
+
+from pipelines.argo import render
+from pipelines.contract import check, contract_of
+from pipelines.fraud.pipeline import DECLARATION as FRAUD
+from pipelines.kfp_components import OPS
+
+
+def _check(declaration: Any = FRAUD, **changed: dict[str, Any]) -> None:
+    cfg = declaration.config()
+    run = {"raw_data": "s3://d", "git_commit": "", "gate_threshold": 0.5, "run_id": "r"}
+    parameters = declaration.step_parameters(cfg, run) | changed
+    check(declaration.spec.steps, parameters)
+
+
+def test_both_reference_pipelines_agree_with_their_contracts() -> None:
+    from pipelines.forecast.pipeline import DECLARATION as FORECAST
+
+    _check(FRAUD)
+    _check(FORECAST)
+
+
+def promote_with_a_new_input(
+    registration: Input[Artifact],
+    model: Input[Model],
+    settings: dict,
+    decision_threshold: float,
+    max_replicas: int,
+    inference_service: Output[Artifact],
+    model_repository: Output[Artifact],
+) -> None:
+    """promote's op with one more parameter, as a contributor would add it."""
+
+
+def test_an_input_added_to_the_op_only_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(OPS, "components.promote:promote", promote_with_a_new_input)
+    with pytest.raises(ValueError, match="promote: parameter 'max_replicas': the op takes it but step_parameters"):
+        _check()
+    with pytest.raises(ValueError, match="max_replicas"):
+        render(FRAUD, FRAUD.config())  # the renderers check before they render
+
+
+def test_an_input_given_by_step_parameters_only_is_refused_by_name() -> None:
+    parameters = FRAUD.step_parameters(FRAUD.config(), {"raw_data": "", "git_commit": "", "gate_threshold": 0.5,
+                                                        "run_id": ""})  # fmt: skip
+    with pytest.raises(ValueError, match="notify: parameter 'channel': step_parameters gives it but the op does not"):
+        _check(notify={**parameters["notify"], "channel": "#fraud-oncall"})
+
+
+def test_wiring_to_an_output_a_step_does_not_make_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
+    steps = tuple(
+        replace(step, inputs={**step.inputs, "model": "train.weights"}) if step.name == "evaluate" else step
+        for step in FRAUD.spec.steps
+    )
+    spec = replace(FRAUD.spec, steps=steps)
+    with pytest.raises(ValueError, match=r"evaluate\.model is wired to train\.weights, which train.s op does not"):
+        _check(replace(FRAUD, spec=spec))
+
+
+def test_every_view_of_a_step_is_derived_from_its_op() -> None:
+    from mlops.cli.run import steps
+
+    rendered = render(FRAUD, FRAUD.config())["WorkflowTemplate"]["spec"]["templates"]
+    templates = {t["name"]: t for t in rendered}
+    for step in FRAUD.spec.steps:
+        contract = contract_of(step.component)
+        outputs = templates[step.name]["outputs"]
+        assert [a["name"] for a in outputs.get("artifacts", [])] == list(contract.artifact_outputs)
+        assert [p["name"] for p in outputs.get("parameters", [])] == list(contract.parameter_outputs)
+        assert "kfp_metrics" not in contract.artifact_outputs  # KFP's UI only: no file for Argo
+    assert set(steps()) == {step.name for step in FRAUD.spec.steps} | {"notify-failure"}
