@@ -9,36 +9,35 @@ this machine has no cluster. A check that cannot run says why (SKIP), never pass
 from __future__ import annotations
 
 import email.utils
-import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-OK, WARN, FAIL, SKIP = "ok", "warn", "FAIL", "skip"
-GPU = "nvidia.com/gpu"
-ARTIFACT_REPOSITORIES = "artifact-repositories"
+from mlops.doctor_manifests import (
+    MANIFEST_CHECKS,
+    check_artifact_repositories,
+    check_canary_mode,
+    check_gpu_memory_limits,
+    check_gpu_min_scale,
+)
+from mlops.findings import FAIL, OK, SKIP, WARN, Context, Finding
+
 SKEW_WARN_SECONDS = 60.0
 SKEW_FAIL_SECONDS = 600.0  # S3 rejects signatures beyond 15 minutes (RequestTimeTooSkewed)
-
-
-@dataclass(frozen=True)
-class Finding:
-    check: str
-    status: str
-    detail: str
-    fix: str = ""
-
-
-@dataclass
-class Context:
-    """What the checks read: the environment, optional manifests, the planned load."""
-
-    env: dict[str, str]
-    objects: list[dict[str, Any]]
-    planned_writers: int = 50
-    now: Callable[[], float] = time.time
+__all__ = [
+    "FAIL",
+    "OK",
+    "SKIP",
+    "WARN",
+    "Context",
+    "Finding",
+    "check_artifact_repositories",
+    "check_canary_mode",
+    "check_gpu_memory_limits",
+    "check_gpu_min_scale",
+    "diagnose",
+    "load_objects",
+]
 
 
 # --- client environment -----------------------------------------------------------------------
@@ -271,143 +270,6 @@ def check_clock_skew(ctx: Context) -> Finding:
     return Finding(name, OK, f"clock within {abs(skew):.0f} s of S3")
 
 
-# --- manifests ---------------------------------------------------------------------------------------
-
-
-def _pod_specs(obj: dict[str, Any]) -> Iterable[dict[str, Any]]:
-    kind, spec = obj.get("kind"), obj.get("spec") or {}
-    if kind == "Pod":
-        yield spec
-    elif kind in ("Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet"):
-        yield (spec.get("template") or {}).get("spec") or {}
-    elif kind == "CronJob":
-        yield ((spec.get("jobTemplate") or {}).get("spec") or {}).get("template", {}).get("spec") or {}
-    elif kind in ("Workflow", "WorkflowTemplate", "CronWorkflow"):
-        workflow = spec.get("workflowSpec", spec) if kind == "CronWorkflow" else spec
-        for template in workflow.get("templates") or []:
-            containers = [c for c in [template.get("container"), template.get("script")] if c]
-            if containers:
-                yield {"containers": containers}
-
-
-def _name(obj: dict[str, Any]) -> str:
-    meta = obj.get("metadata") or {}
-    return f"{obj.get('kind')}/{meta.get('namespace', '-')}/{meta.get('name')}"
-
-
-def _needs_objects(name: str, ctx: Context) -> Finding | None:
-    if not ctx.objects:
-        return Finding(name, SKIP, "no manifests given (--manifests PATH)")
-    return None
-
-
-def check_gpu_memory_limits(ctx: Context) -> Finding:
-    name = "gpu-memory-limit"
-    if skipped := _needs_objects(name, ctx):
-        return skipped
-    offenders = []
-    for obj in ctx.objects:
-        for spec in _pod_specs(obj):
-            for container in [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]:
-                resources = container.get("resources") or {}
-                wants_gpu = GPU in (resources.get("limits") or {}) or GPU in (resources.get("requests") or {})
-                if wants_gpu and "memory" not in (resources.get("limits") or {}):
-                    offenders.append(f"{_name(obj)}:{container.get('name', '?')}")
-    if offenders:
-        return Finding(
-            name,
-            FAIL,
-            f"GPU containers without a memory limit: {', '.join(offenders)}; one leak takes the node down",
-            "set resources.limits.memory on every container that requests nvidia.com/gpu (Gatekeeper enforces it)",
-        )
-    return Finding(name, OK, "every GPU container has a memory limit")
-
-
-def _isvcs(ctx: Context) -> list[dict[str, Any]]:
-    return [obj for obj in ctx.objects if obj.get("kind") == "InferenceService"]
-
-
-def _isvc_uses_gpu(isvc: dict[str, Any]) -> bool:
-    text = str((isvc.get("spec") or {}).get("predictor") or {})
-    return GPU in text
-
-
-def check_gpu_min_scale(ctx: Context) -> Finding:
-    name = "gpu-min-scale"
-    if skipped := _needs_objects(name, ctx):
-        return skipped
-    cold = []
-    for isvc in _isvcs(ctx):
-        predictor = (isvc.get("spec") or {}).get("predictor") or {}
-        annotations = (isvc.get("metadata") or {}).get("annotations") or {}
-        minimum = predictor.get(
-            "minReplicas",
-            annotations.get("serving.knative.dev/minScale", annotations.get("autoscaling.knative.dev/minScale", 1)),
-        )
-        if _isvc_uses_gpu(isvc) and int(minimum) < 1:
-            cold.append(_name(isvc))
-    if cold:
-        return Finding(
-            name,
-            FAIL,
-            f"GPU InferenceServices that scale to zero: {', '.join(cold)}; the first request waits minutes"
-            " for a node, a pull and a model load",
-            "set spec.predictor.minReplicas: 1 (and serving.knative.dev/minScale: '1') on GPU services",
-        )
-    return Finding(name, OK, f"{len(_isvcs(ctx))} InferenceServices; none on GPU scales to zero")
-
-
-def check_canary_mode(ctx: Context) -> Finding:
-    name = "canary-deployment-mode"
-    if skipped := _needs_objects(name, ctx):
-        return skipped
-    ignored = []
-    for isvc in _isvcs(ctx):
-        annotations = (isvc.get("metadata") or {}).get("annotations") or {}
-        mode = annotations.get("serving.kserve.io/deploymentMode", "Serverless")
-        canary = ((isvc.get("spec") or {}).get("predictor") or {}).get("canaryTrafficPercent")
-        if canary is not None and mode in ("RawDeployment", "Standard"):
-            ignored.append(f"{_name(isvc)} ({canary}%)")
-    if ignored:
-        return Finding(
-            name,
-            FAIL,
-            f"canaryTrafficPercent in RawDeployment mode, which KServe ignores silently: {', '.join(ignored)}",
-            "use Serverless (Knative) mode for canaries, or drop canaryTrafficPercent and roll out by replicas",
-        )
-    return Finding(name, OK, "no canary is configured in RawDeployment mode")
-
-
-def check_artifact_repositories(ctx: Context) -> Finding:
-    name = "argo-artifact-repository"
-    if skipped := _needs_objects(name, ctx):
-        return skipped
-    have = {
-        (obj.get("metadata") or {}).get("namespace")
-        for obj in ctx.objects
-        if obj.get("kind") == "ConfigMap" and (obj.get("metadata") or {}).get("name") == ARTIFACT_REPOSITORIES
-    }
-    need: dict[str, str] = {}
-    for obj in ctx.objects:
-        kind, meta = obj.get("kind"), obj.get("metadata") or {}
-        namespace = meta.get("namespace")
-        runs_workflows = kind in ("Workflow", "WorkflowTemplate", "CronWorkflow") or (
-            kind == "ServiceAccount" and meta.get("name") == "pipeline-runner"
-        )
-        if runs_workflows and namespace and namespace not in have:
-            need.setdefault(namespace, _name(obj))
-    if need:
-        where = ", ".join(f"{ns} (for {who})" for ns, who in sorted(need.items()))
-        return Finding(
-            name,
-            FAIL,
-            f"namespaces that run workflows without the {ARTIFACT_REPOSITORIES} ConfigMap: {where};"
-            " their steps fail on the first output artifact",
-            f"add the {ARTIFACT_REPOSITORIES} ConfigMap to each namespace (manifests/base/argo shows one)",
-        )
-    return Finding(name, OK, f"{ARTIFACT_REPOSITORIES} present wherever workflows run")
-
-
 LIVE_CHECKS = (
     check_platform_settings,
     check_s3_endpoint,
@@ -418,7 +280,6 @@ LIVE_CHECKS = (
     check_redis_memory,
     check_clock_skew,
 )
-MANIFEST_CHECKS = (check_gpu_memory_limits, check_gpu_min_scale, check_canary_mode, check_artifact_repositories)
 
 
 def load_objects(path: Path) -> list[dict[str, Any]]:
