@@ -1,1 +1,2 @@
-"""The `mlops` command line: thin over pipelines and components."""
+"""The `mlops` command line and the operator's tools (submit, promote, doctor, lint, isolation-check):
+thin over pipelines and components, which never import it."""
