@@ -86,22 +86,15 @@ def check(steps: Any, plain_arguments: Mapping[str, Mapping[str, Any]]) -> dict[
             if output not in made:
                 problems.append(f"{step.name}.{name} is wired to {reference}, which {source}'s op does not output")
         wired_parameters = {name for name, ref in step.inputs.items() if is_parameter(contracts, ref)}
-        wired_artifacts = set(step.inputs) - wired_parameters
         given = set(plain_arguments.get(step.name, {})) | wired_parameters
-        for name in sorted(set(contract.artifact_inputs) ^ wired_artifacts):
-            where = (
-                "the op takes it but the DAG wires nothing to it"
-                if name in contract.artifact_inputs
-                else ("the DAG wires it but the op does not take it")
-            )
-            problems.append(f"{step.name}: artifact input {name!r}: {where}")
-        for name in sorted(set(contract.parameter_inputs) ^ given):
-            where = (
-                "the op takes it but step_parameters gives none"
-                if name in contract.parameter_inputs
-                else ("step_parameters gives it but the op does not take it")
-            )
-            problems.append(f"{step.name}: parameter {name!r}: {where}")
+        for kind, taken, supplied, source_name in (
+            ("artifact input", contract.artifact_inputs, set(step.inputs) - wired_parameters, "the DAG"),
+            ("parameter", contract.parameter_inputs, given, "step_parameters"),
+        ):
+            for name in sorted(set(taken) ^ supplied):
+                missing, extra = f"the op takes it but {source_name} gives none", f"{source_name} gives it but"
+                where = missing if name in taken else f"{extra} the op does not take it"
+                problems.append(f"{step.name}: {kind} {name!r}: {where}")
     if problems:
         raise ValueError(
             "the declaration disagrees with the steps' contracts (pipelines/kfp_components.py):\n  "

@@ -24,64 +24,30 @@ TRAIN_ON_ONE_GPU = Resources(cpu="4", memory="16Gi", gpu=1)
 def training_pipeline(
     *, name: str, description: str, image: str = IMAGE, train_resources: Resources = TRAIN_ON_ONE_GPU
 ) -> PipelineSpec:
-    return PipelineSpec(
-        name=name,
-        description=description,
-        image=image,
-        steps=(
-            Step(
-                name="validate",
-                component="components.validate:validate",
-                retry=IO_BOUND,
-                resources=Resources(cpu="2", memory="4Gi"),
-            ),
-            Step(
-                name="materialize",
-                component="components.materialize:materialize",
-                after=("validate",),
-                retry=IO_BOUND,
-                resources=Resources(cpu="2", memory="8Gi"),
-            ),
-            Step(
-                name="train",
-                component="components.train:train",
-                inputs={"train_set": "materialize.train_set", "features": "materialize.features"},
-                retry=GPU_COMPUTE,
-                resources=train_resources,
-            ),
-            Step(
-                name="evaluate",
-                component="components.evaluate:evaluate",
-                inputs={"model": "train.model", "metadata": "train.metadata", "holdout_set": "materialize.holdout_set"},
-                retry=GPU_COMPUTE,
-                resources=Resources(cpu="2", memory="8Gi"),
-            ),
-            Step(
-                name="register",
-                component="components.register:register",
-                inputs={"model": "train.model", "metadata": "train.metadata", "metrics": "evaluate.metrics"},
-                when=GATE_PASSED,
-                retry=IDEMPOTENT_WRITE,
-                resources=Resources(cpu="1", memory="2Gi"),
-            ),
-            Step(
-                name="promote",
-                component="components.promote:promote",
-                inputs={"registration": "register.registration", "model": "train.model"},
-                when=GATE_PASSED,
-                retry=ROLLOUT,
-                resources=Resources(cpu="1", memory="1Gi"),
-            ),
-            Step(
-                name="notify",
-                component="components.notify:notify",
-                inputs={"metrics": "evaluate.metrics"},
-                when=GATE_FAILED,
-                retry=ROLLOUT,
-                resources=Resources(cpu="1", memory="512Mi"),
-            ),
-        ),
+    # A step a paragraph: component, wiring, condition, retry class, resources.
+    # fmt: off
+    steps = (
+        Step(name="validate", component="components.validate:validate",
+             retry=IO_BOUND, resources=Resources(cpu="2", memory="4Gi")),
+        Step(name="materialize", component="components.materialize:materialize", after=("validate",),
+             retry=IO_BOUND, resources=Resources(cpu="2", memory="8Gi")),
+        Step(name="train", component="components.train:train",
+             inputs={"train_set": "materialize.train_set", "features": "materialize.features"},
+             retry=GPU_COMPUTE, resources=train_resources),
+        Step(name="evaluate", component="components.evaluate:evaluate",
+             inputs={"model": "train.model", "metadata": "train.metadata", "holdout_set": "materialize.holdout_set"},
+             retry=GPU_COMPUTE, resources=Resources(cpu="2", memory="8Gi")),
+        Step(name="register", component="components.register:register",
+             inputs={"model": "train.model", "metadata": "train.metadata", "metrics": "evaluate.metrics"},
+             when=GATE_PASSED, retry=IDEMPOTENT_WRITE, resources=Resources(cpu="1", memory="2Gi")),
+        Step(name="promote", component="components.promote:promote",
+             inputs={"registration": "register.registration", "model": "train.model"},
+             when=GATE_PASSED, retry=ROLLOUT, resources=Resources(cpu="1", memory="1Gi")),
+        Step(name="notify", component="components.notify:notify", inputs={"metrics": "evaluate.metrics"},
+             when=GATE_FAILED, retry=ROLLOUT, resources=Resources(cpu="1", memory="512Mi")),
     )
+    # fmt: on
+    return PipelineSpec(name=name, description=description, image=image, steps=steps)
 
 
 def standard_pipeline(
