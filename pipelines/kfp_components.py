@@ -1,5 +1,9 @@
 """KFP v2 lightweight components, one per step, each a thin shell over `pipelines.runtime`.
 
+Each op's signature is its step's contract (pipelines/contract.py reads it). A step's settings
+travel as one `settings` object, its section of the pipeline config, validated by the settings
+model on arrival (components/config.py): a setting is declared once, there.
+
 KFP serialises each function's source into the IR and runs it alone, so every import lives
 inside the function. The component image has this package installed, so the functions reach
 components through it; locally the same happens in the current environment.
@@ -21,18 +25,14 @@ def materialize(
     raw_data: str,
     feature_repo: str,
     run_id: str,
-    project: str,
-    feature_service: str,
-    entity_column: str,
-    timestamp_column: str,
-    label_column: str,
-    request_features: list,
-    holdout_fraction: float,
+    settings: dict,
     train_set: Output[Dataset],
     holdout_set: Output[Dataset],
 ) -> NamedTuple("Outputs", [("features", list)]):  # type: ignore[valid-type]
+    from components.config import MaterializeSettings, parse_settings
     from pipelines.runtime import resource, run_step
 
+    chosen = parse_settings(MaterializeSettings, settings, "materialize")
     summary = run_step(
         "components.materialize:materialize",
         dataset=raw_data,
@@ -40,13 +40,7 @@ def materialize(
         run_id=run_id,
         train_out=train_set.path,
         holdout_out=holdout_set.path,
-        project=project,
-        feature_service=feature_service,
-        entity_column=entity_column,
-        timestamp_column=timestamp_column,
-        label_column=label_column,
-        request_features=request_features,
-        holdout_fraction=holdout_fraction,
+        **chosen.model_dump(exclude={"feature_repo"}),
     )
     train_set.metadata["rows"] = summary["training_rows"]
     holdout_set.metadata["rows"] = summary["holdout_rows"]
@@ -56,15 +50,12 @@ def materialize(
 def train(
     train_set: Input[Dataset],
     features: list,
-    model_type: str,
     label_column: str,
-    params: dict,
-    seed: int,
-    device: str,
-    objective: str,
+    settings: dict,
     model: Output[Model],
     metadata: Output[Artifact],
 ) -> None:
+    from components.config import TrainSettings, parse_settings
     from pipelines.runtime import run_step
 
     summary = run_step(
@@ -72,13 +63,9 @@ def train(
         train_set=train_set.path,
         model_out=model.path,
         metadata_out=metadata.path,
-        model_type=model_type,
         features=features,
         label_column=label_column,
-        params=params,
-        seed=seed,
-        device=device,
-        objective=objective,
+        **parse_settings(TrainSettings, settings, "train").model_dump(),
     )
     model.metadata.update({"sha256": summary["model_sha256"], "device": summary["device"]})
 
@@ -87,9 +74,8 @@ def evaluate(
     model: Input[Model],
     metadata: Input[Artifact],
     holdout_set: Input[Dataset],
-    gate_metric: str,
+    settings: dict,
     threshold: float,
-    decision_threshold: float,
     metrics: Output[Artifact],
     quality_plot: Output[Artifact],
     error_plot: Output[Artifact],
@@ -97,8 +83,11 @@ def evaluate(
 ) -> NamedTuple(  # type: ignore[valid-type]
     "Outputs", [("passed", bool), ("gate_value", float)]
 ):
+    from components.config import EvaluateSettings, parse_settings
     from pipelines.runtime import run_step
 
+    # the threshold is the run's (gate-threshold); the rest is the config's
+    chosen = parse_settings(EvaluateSettings, {**settings, "threshold": threshold}, "evaluate")
     summary = run_step(
         "components.evaluate:evaluate",
         model=model.path,
@@ -107,29 +96,26 @@ def evaluate(
         metrics_out=metrics.path,
         quality_plot_png=quality_plot.path,
         error_plot_png=error_plot.path,
-        gate_metric=gate_metric,
-        threshold=threshold,
-        decision_threshold=decision_threshold,
+        **chosen.model_dump(),
     )
     for key, value in summary.items():
         if isinstance(value, float) and key != "threshold":
             kfp_metrics.log_metric(key, value)
-    return (summary["passed"], summary[gate_metric])  # type: ignore[return-value]
+    return (summary["passed"], summary[chosen.gate_metric])  # type: ignore[return-value]
 
 
 def register(
     model: Input[Model],
     metadata: Input[Artifact],
     metrics: Input[Artifact],
-    model_name: str,
-    experiment: str,
+    settings: dict,
+    card: dict,
     pipeline: str,
     git_commit: str,
-    alias: str,
-    card: dict,
     registration: Output[Artifact],
     model_card: Output[Markdown],
 ) -> None:
+    from components.config import RegisterSettings, parse_settings
     from pipelines.runtime import run_step
 
     run_step(
@@ -139,12 +125,10 @@ def register(
         metrics=metrics.path,
         registration_out=registration.path,
         model_card_out=model_card.path,
-        model_name=model_name,
-        experiment=experiment,
         pipeline=pipeline,
         git_commit=git_commit or None,
         card=card,
-        alias=alias,
+        **parse_settings(RegisterSettings, settings, "register").model_dump(),
     )
 
 

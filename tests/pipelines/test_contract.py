@@ -79,3 +79,27 @@ def test_every_view_of_a_step_is_derived_from_its_op() -> None:
         assert [p["name"] for p in outputs.get("parameters", [])] == list(contract.parameter_outputs)
         assert "kfp_metrics" not in contract.artifact_outputs  # KFP's UI only: no file for Argo
     assert set(steps()) == {step.name for step in FRAUD.spec.steps} | {"notify-failure"}
+
+
+@pytest.mark.parametrize(
+    ("component", "section"),
+    [
+        ("components.materialize:materialize", "materialize"),
+        ("components.train:train", "train"),
+        ("components.evaluate:evaluate", "evaluate"),
+        ("components.register:register", "register_"),
+    ],
+)
+def test_every_field_of_a_steps_settings_reaches_its_component(component: str, section: str) -> None:
+    """The ops pass a step's settings model as keyword arguments: a field the component does not
+    take (a setting added to the model only) fails here, naming it."""
+    import importlib
+    import inspect
+
+    from components.config import PipelineConfig
+
+    model = PipelineConfig.model_fields[section].annotation
+    assert model is not None
+    module, _, name = component.partition(":")
+    taken = set(inspect.signature(getattr(importlib.import_module(module), name)).parameters)
+    assert set(model.model_fields) - taken == set()
