@@ -9,6 +9,7 @@ hand-offs, services) and must not import pipelines, mlops, devstack, kfp or hera
 (tests/test_architecture.py holds every module to it).
 """
 
-from components.environment import apply_airgap_defaults
+from components.environment import apply_airgap_defaults, filter_mlflow_plugins
 
 apply_airgap_defaults()
+filter_mlflow_plugins()

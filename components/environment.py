@@ -11,6 +11,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 AIRGAP_DEFAULTS: dict[str, str] = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -27,6 +28,32 @@ def apply_airgap_defaults() -> None:
     """Set each telemetry switch to off unless the environment already decides."""
     for key, value in AIRGAP_DEFAULTS.items():
         os.environ.setdefault(key, value)
+
+
+FOREIGN_MLFLOW_PLUGINS = {"mlflow.request_header_provider": ("feast.",)}
+"""MLflow client plugins other packages register that no step may load. Feast's header provider
+(1) imports Feast and, through it, torch into every process that imports MLflow: 3 s become 17 s
+here; (2) sends the pod's Kubernetes ServiceAccount token to the tracking server as a bearer
+token, a credential the tracking server has no business holding."""
+
+
+def filter_mlflow_plugins() -> None:
+    """Hide FOREIGN_MLFLOW_PLUGINS from MLflow's entry-point lookups (idempotent; other groups untouched)."""
+    import importlib.metadata as metadata
+
+    if getattr(metadata.entry_points, "_mlops_filtered", False):
+        return
+    original = metadata.entry_points
+
+    def entry_points(**params: Any) -> Any:
+        found: Any = original(**params)
+        refused = FOREIGN_MLFLOW_PLUGINS.get(str(params.get("group", "")))
+        if not refused:
+            return found
+        return metadata.EntryPoints(ep for ep in found if not ep.value.startswith(refused))
+
+    entry_points._mlops_filtered = True  # type: ignore[attr-defined]
+    setattr(metadata, "entry_points", entry_points)  # noqa: B010  (the module attribute MLflow looks up)
 
 
 def mlops_home() -> Path:

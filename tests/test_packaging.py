@@ -8,6 +8,7 @@ libraries fail proves the compile path never reaches them.
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 import tomllib
@@ -98,3 +99,30 @@ def test_every_imported_module_is_declared_in_pyproject() -> None:
         if not names & declared:
             missing[module] = f"{where} (distribution {sorted(names) or '?'})"
     assert missing == {}, "declare these in pyproject.toml"
+
+
+def test_mlflow_clients_load_no_foreign_plugin(tmp_path: Path) -> None:
+    """Feast registers an MLflow request-header plugin; loading it imports Feast and torch into every
+    MLflow process (about 14 s here) and would send a pod's ServiceAccount token to the tracking
+    server. The register step's process and `mlops history` must load neither."""
+    feast_plugins = [ep.name for ep in metadata.distribution("feast").entry_points if ep.group.startswith("mlflow.")]
+    assert feast_plugins, "positive control: Feast does register an MLflow plugin in this environment"
+    code = (
+        "import json, sys; import components; from components.register import _client;"
+        f"_client('sqlite:///{tmp_path}/mlflow.db');"
+        "import mlflow.tracking.request_header.registry as r; from mlflow import MlflowClient;"
+        "print(json.dumps({m: m in sys.modules for m in ('torch', 'feast', 'great_expectations')}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {
+        "torch": False,
+        "feast": False,
+        "great_expectations": False,
+    }
+    history = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "mlops.cli", "history", "--help"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in history.stderr.splitlines() if "|" in line}
+    assert history.returncode == 0 and not imported & {"torch", "feast", "great_expectations"}
