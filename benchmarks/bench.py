@@ -58,13 +58,7 @@ def in_process(raw: Path, home: Path, cfg: Any) -> dict[str, float]:
             str(fraud.DECLARATION.folder / m.feature_repo),
             str(out / "train_set"),
             str(out / "holdout_set"),
-            project=m.project,
-            feature_service=m.feature_service,
-            entity_column=m.entity_column,
-            timestamp_column=m.timestamp_column,
-            label_column=m.label_column,
-            request_features=list(m.request_features),
-            holdout_fraction=m.holdout_fraction,
+            settings=m,
         ),
     )
     timed(
@@ -74,12 +68,9 @@ def in_process(raw: Path, home: Path, cfg: Any) -> dict[str, float]:
             str(out / "train_set"),
             str(out / "model"),
             str(out / "metadata"),
-            model_type=cfg.train.model_type,
             features=summary["features"],
             label_column=m.label_column,
-            params=dict(cfg.train.params),
-            seed=cfg.train.seed,
-            device=cfg.train.device,
+            settings=cfg.train,
         ),
     )
     timed(
@@ -92,7 +83,7 @@ def in_process(raw: Path, home: Path, cfg: Any) -> dict[str, float]:
             str(out / "metrics"),
             str(out / "roc.png"),
             str(out / "pr.png"),
-            min_auc=cfg.evaluate.min_auc,
+            settings=cfg.evaluate,
         ),
     )
     timed(
@@ -104,10 +95,9 @@ def in_process(raw: Path, home: Path, cfg: Any) -> dict[str, float]:
             str(out / "metrics"),
             str(out / "registration"),
             str(out / "card.md"),
-            model_name=cfg.register_.model_name,
+            settings=cfg.register_,
             tracking_uri=embedded_tracking_uri(home),
             artifact_root=embedded_artifact_root(home),
-            experiment=cfg.register_.experiment,
             pipeline=cfg.pipeline,
             card=cfg.model_card.model_dump(),
         ),

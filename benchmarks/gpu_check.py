@@ -21,6 +21,7 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=3, help="MLP epochs")
     args = parser.parse_args()
 
+    from components.config import TrainSettings
     from components.models import gpu_visible
     from components.train import train
     from pipelines.fraud.data import generate
@@ -59,11 +60,11 @@ def main() -> int:
                     str(data),
                     f"{tmp}/{model_type}-{device}",
                     f"{tmp}/{model_type}-{device}.json",
-                    model_type=model_type,
                     features=features,
                     label_column="is_fraud",
-                    params=params,
-                    device=device,
+                    settings=TrainSettings.model_validate(
+                        {"model_type": model_type, "params": params, "device": device}
+                    ),
                 )
                 results.setdefault(model_type, {})[device] = summary["rows_per_second"]
                 print(

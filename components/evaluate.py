@@ -15,6 +15,7 @@ from typing import Any, cast
 import numpy as np
 
 from components import artifacts
+from components.config import EvaluateSettings
 from components.errors import ComponentError
 from components.handoffs import Gate, HoldoutMetrics, read_training_metadata
 from components.models import load_predictor
@@ -121,27 +122,11 @@ def evaluate(
     quality_plot_png: str,
     error_plot_png: str,
     *,
-    threshold: float,
-    gate_metric: str = "roc_auc",
-    decision_threshold: float = 0.5,
+    settings: EvaluateSettings,
 ) -> dict[str, Any]:
-    """Compute holdout metrics and the gate `gate_metric` vs `threshold`; write metrics JSON and two PNGs."""
-    if gate_metric not in HIGHER_IS_BETTER | LOWER_IS_BETTER:
-        raise ComponentError(
-            STEP, f"unknown gate metric {gate_metric!r}", f"use one of {sorted(HIGHER_IS_BETTER | LOWER_IS_BETTER)}"
-        )
-    if gate_metric in {"roc_auc", "pr_auc"} and not 0.0 <= threshold <= 1.0:
-        raise ComponentError(
-            STEP,
-            f"the {gate_metric} threshold must lie in [0, 1], got {threshold}",
-            "set evaluate.threshold in the config",
-        )
-    if not 0.0 < decision_threshold < 1.0:
-        raise ComponentError(
-            STEP,
-            f"decision_threshold must lie in (0, 1), got {decision_threshold}",
-            "set evaluate.decision_threshold in the config",
-        )
+    """Compute holdout metrics and the gate (`settings.gate_metric` vs `settings.threshold`); write
+    metrics JSON and two PNGs. The settings model has already refused thresholds out of range."""
+    gate_metric, threshold, decision_threshold = settings.gate_metric, settings.threshold, settings.decision_threshold
     if not artifacts.exists(model):
         raise ComponentError(STEP, f"model artifact not found at {model}", "run train first, or fix the path")
     metadata = read_training_metadata(model_metadata)

@@ -30,6 +30,7 @@ import pandas as pd
 import yaml
 
 from components import artifacts, s3_filesystem, services
+from components.config import MaterializeSettings
 from components.environment import mlops_home
 from components.errors import ComponentError
 from components.tabular import read_parquet, require_columns
@@ -209,25 +210,20 @@ def materialize(
     train_out: str,
     holdout_out: str,
     *,
-    project: str,
-    feature_service: str,
-    entity_column: str,
-    timestamp_column: str,
-    label_column: str,
-    request_features: list[str],
-    holdout_fraction: float = 0.2,
+    settings: MaterializeSettings,
     run_id: str = "",
     store_dir: str | None = None,
     store_config: dict[str, Any] | None = None,
     offline_uri: str | None = None,
 ) -> dict[str, Any]:
-    """Publish `dataset` to the feature store and write the train and holdout Parquet sets."""
-    if not 0.0 < holdout_fraction < 0.9:
-        raise ComponentError(
-            STEP,
-            f"holdout_fraction must be in (0, 0.9), got {holdout_fraction}",
-            "set a fraction such as 0.2 in the pipeline config",
-        )
+    """Publish `dataset` to the feature store and write the train and holdout Parquet sets.
+
+    `feature_repo` is the resolved folder of `settings.feature_repo` (the caller knows where the
+    pipeline's package lives); the rest of what to publish is the config's materialize section.
+    """
+    project, feature_service, holdout_fraction = settings.project, settings.feature_service, settings.holdout_fraction
+    entity_column, timestamp_column = settings.entity_column, settings.timestamp_column
+    label_column, request_features = settings.label_column, list(settings.request_features)
     frame = read_parquet(STEP, dataset, "validated dataset")
     require_columns(
         STEP, frame, [entity_column, timestamp_column, label_column, *request_features], "validated dataset"

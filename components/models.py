@@ -14,8 +14,6 @@ import numpy as np
 
 from components.handoffs import TrainingMetadata
 
-MODEL_TYPES = ("xgboost", "pytorch_mlp")
-OBJECTIVES = ("binary", "regression")
 FORMATS = {"xgboost": "xgboost_json", "pytorch_mlp": "torchscript"}
 
 Predictor = Callable[[np.ndarray], np.ndarray]

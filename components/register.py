@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from components import artifacts, services
+from components.config import RegisterSettings
 from components.errors import ComponentError, TransientError, transient_reason
 from components.handoffs import (
     HoldoutMetrics,
@@ -146,18 +147,21 @@ def register(
     registration_out: str,
     model_card_out: str,
     *,
-    model_name: str,
-    tracking_uri: str | None = None,
-    artifact_root: str | None = None,
-    experiment: str | None = None,
+    settings: RegisterSettings,
     pipeline: str = "unknown",
     git_commit: str | None = None,
     card: dict[str, Any] | None = None,
-    alias: str = "challenger",
+    tracking_uri: str | None = None,
+    artifact_root: str | None = None,
 ) -> dict[str, Any]:
-    """Register the model artifact (idempotent by its sha256); write the registration JSON."""
+    """Register the model artifact (idempotent by its sha256); write the registration JSON.
+
+    Where MLflow is comes from the platform settings (components/settings.py) unless a test
+    passes `tracking_uri`/`artifact_root`; what to register as is the config's register section.
+    """
     from mlflow.exceptions import MlflowException
 
+    model_name, alias = settings.model_name, settings.alias
     uri = services.tracking_uri(STEP, tracking_uri)
     root = services.artifact_root(STEP, uri, artifact_root)
     meta = read_training_metadata(model_metadata)
@@ -196,7 +200,7 @@ def register(
                     scores,
                     tags,
                     model_name,
-                    experiment or pipeline,
+                    settings.experiment,
                     card or {},
                     pipeline,
                     git_commit,

@@ -16,9 +16,10 @@ import numpy as np
 import pandas as pd
 
 from components import artifacts
+from components.config import TrainSettings
 from components.errors import ComponentError
 from components.handoffs import TrainingMetadata
-from components.models import FORMATS, MODEL_TYPES, OBJECTIVES, resolve_device
+from components.models import FORMATS, resolve_device
 from components.tabular import read_parquet, require_columns
 from components.torchscript_export import export_torchscript, scaled_mlp
 
@@ -172,32 +173,20 @@ def train(
     model_out: str,
     metadata_out: str,
     *,
-    model_type: str,
     features: list[str],
     label_column: str,
-    params: dict[str, Any] | None = None,
-    seed: int = 42,
-    device: str = "auto",
-    objective: str = "binary",
+    settings: TrainSettings,
 ) -> dict[str, Any]:
-    """Fit `model_type` on `train_set`; write the model file and its metadata JSON.
+    """Fit `settings.model_type` on `train_set`; write the model file and its metadata JSON.
 
-    `objective` is binary (a probability of the positive class) or regression (a number).
+    `features` and `label_column` come from the materialize step; the rest is the config's train
+    section. The objective is binary (a probability of the positive class) or regression (a number).
     """
-    if objective not in OBJECTIVES:
-        raise ComponentError(STEP, f"unknown objective {objective!r}", f"use one of {list(OBJECTIVES)}")
-    if model_type not in MODEL_TYPES:
-        raise ComponentError(
-            STEP,
-            f"unknown model type {model_type!r}",
-            f"set train.model_type in the pipeline config to one of {list(MODEL_TYPES)}",
-        )
-    if device not in ("auto", "cpu", "cuda"):
-        raise ComponentError(STEP, f"unknown device {device!r}", "use auto, cpu or cuda")
+    model_type, objective, seed, device = settings.model_type, settings.objective, settings.seed, settings.device
     chosen = resolve_device(device)
     frame = read_parquet(STEP, train_set, "training set")
     x, y = _matrix(frame, features, label_column, objective)
-    params = _restore_integers(params or {})
+    params = _restore_integers(dict(settings.params))
     started = time.perf_counter()
     if model_type == "xgboost":
         used, passes = _train_xgboost(x, y, features, params or {}, seed, chosen, model_out, objective)

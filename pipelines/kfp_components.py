@@ -32,15 +32,14 @@ def materialize(
     from components.config import MaterializeSettings, parse_settings
     from pipelines.runtime import resource, run_step
 
-    chosen = parse_settings(MaterializeSettings, settings, "materialize")
     summary = run_step(
         "components.materialize:materialize",
-        dataset=raw_data,
-        feature_repo=resource(feature_repo),
+        raw_data,
+        resource(feature_repo),
+        train_set.path,
+        holdout_set.path,
+        settings=parse_settings(MaterializeSettings, settings, "materialize"),
         run_id=run_id,
-        train_out=train_set.path,
-        holdout_out=holdout_set.path,
-        **chosen.model_dump(exclude={"feature_repo"}),
     )
     train_set.metadata["rows"] = summary["training_rows"]
     holdout_set.metadata["rows"] = summary["holdout_rows"]
@@ -60,12 +59,12 @@ def train(
 
     summary = run_step(
         "components.train:train",
-        train_set=train_set.path,
-        model_out=model.path,
-        metadata_out=metadata.path,
+        train_set.path,
+        model.path,
+        metadata.path,
         features=features,
         label_column=label_column,
-        **parse_settings(TrainSettings, settings, "train").model_dump(),
+        settings=parse_settings(TrainSettings, settings, "train"),
     )
     model.metadata.update({"sha256": summary["model_sha256"], "device": summary["device"]})
 
@@ -90,13 +89,13 @@ def evaluate(
     chosen = parse_settings(EvaluateSettings, {**settings, "threshold": threshold}, "evaluate")
     summary = run_step(
         "components.evaluate:evaluate",
-        model=model.path,
-        model_metadata=metadata.path,
-        holdout_set=holdout_set.path,
-        metrics_out=metrics.path,
-        quality_plot_png=quality_plot.path,
-        error_plot_png=error_plot.path,
-        **chosen.model_dump(),
+        model.path,
+        metadata.path,
+        holdout_set.path,
+        metrics.path,
+        quality_plot.path,
+        error_plot.path,
+        settings=chosen,
     )
     for key, value in summary.items():
         if isinstance(value, float) and key != "threshold":
@@ -120,15 +119,15 @@ def register(
 
     run_step(
         "components.register:register",
-        model=model.path,
-        model_metadata=metadata.path,
-        metrics=metrics.path,
-        registration_out=registration.path,
-        model_card_out=model_card.path,
+        model.path,
+        metadata.path,
+        metrics.path,
+        registration.path,
+        model_card.path,
+        settings=parse_settings(RegisterSettings, settings, "register"),
         pipeline=pipeline,
         git_commit=git_commit or None,
         card=card,
-        **parse_settings(RegisterSettings, settings, "register").model_dump(),
     )
 
 
@@ -145,10 +144,10 @@ def promote(
 
     run_step(
         "components.promote:promote",
-        registration=registration.path,
-        model=model.path,
-        inference_service_out=inference_service.path,
-        model_repository_out=model_repository.path,
+        registration.path,
+        model.path,
+        inference_service.path,
+        model_repository.path,
         settings=parse_settings(PromoteSettings, settings, "promote"),
         decision_threshold=decision_threshold,
     )

@@ -30,10 +30,10 @@ def resource(reference: str) -> str:
     return str(Path(str(resources.files(package))) / relative)
 
 
-def call_component(target: str, /, **kwargs: Any) -> dict[str, Any]:
+def call_component(target: str, /, *args: Any, **kwargs: Any) -> dict[str, Any]:
     module_name, _, function_name = target.partition(":")
     function = getattr(importlib.import_module(module_name), function_name)
-    result: dict[str, Any] = function(**kwargs)
+    result: dict[str, Any] = function(*args, **kwargs)
     return result
 
 
@@ -44,7 +44,7 @@ def _in_step_retries() -> Any:
     return RetryPolicy.from_json(text) if text else None
 
 
-def run_step(target: str, /, **kwargs: Any) -> dict[str, Any]:
+def run_step(target: str, /, *args: Any, **kwargs: Any) -> dict[str, Any]:
     """Call the component; on a failure print problem, fix and class, and exit with its code.
 
     An exception no component explained and that is no known service failure keeps Python's
@@ -57,7 +57,7 @@ def run_step(target: str, /, **kwargs: Any) -> dict[str, Any]:
     attempt = 0
     while True:
         try:
-            summary = call_component(target, **kwargs)
+            summary = call_component(target, *args, **kwargs)
             break
         except Exception as error:
             failure = classify(error, step)

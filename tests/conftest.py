@@ -13,18 +13,20 @@ from typing import Any
 
 import pytest
 
+from components.config import EvaluateSettings, MaterializeSettings, RegisterSettings, TrainSettings
+
 REPO = Path(__file__).resolve().parents[1]
 FRAUD = REPO / "pipelines" / "fraud"
 SUITE = FRAUD / "expectations.json"
 FEATURE_REPO = FRAUD / "feature_repo"
-MATERIALIZE_SETTINGS: dict[str, Any] = {
-    "project": "fraud",
-    "feature_service": "fraud_model_v1",
-    "entity_column": "user_id",
-    "timestamp_column": "event_timestamp",
-    "label_column": "is_fraud",
-    "request_features": ["amount", "merchant_category"],
-}
+MATERIALIZE_SETTINGS = MaterializeSettings(
+    project="fraud",
+    feature_service="fraud_model_v1",
+    entity_column="user_id",
+    timestamp_column="event_timestamp",
+    label_column="is_fraud",
+    request_features=["amount", "merchant_category"],
+)
 FEATURES = ["amount", "merchant_category", "txn_count_1h", "txn_count_24h", "amount_avg_7d", "seconds_since_last_txn"]
 
 
@@ -88,7 +90,7 @@ def materialized(tmp_path_factory: pytest.TempPathFactory, raw_dataset: Path) ->
         str(root / "train.parquet"),
         str(root / "holdout.parquet"),
         store_dir=str(root / "store"),
-        **MATERIALIZE_SETTINGS,
+        settings=MATERIALIZE_SETTINGS,
     )
     return {
         "root": root,
@@ -108,10 +110,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory, materialized: dict[str, An
         str(materialized["train"]),
         str(root / "model"),
         str(root / "metadata.json"),
-        model_type="xgboost",
         features=FEATURES,
         label_column="is_fraud",
-        params={"num_boost_round": 60},
+        settings=TrainSettings(model_type="xgboost", params={"num_boost_round": 60}),
     )
     return {"model": root / "model", "metadata": root / "metadata.json"}
 
@@ -130,7 +131,7 @@ def evaluated(
         str(root / "metrics.json"),
         str(root / "roc.png"),
         str(root / "pr.png"),
-        threshold=0.7,
+        settings=EvaluateSettings(threshold=0.7),
     )
     return {"metrics": root / "metrics.json", "roc": root / "roc.png", "pr": root / "pr.png"}
 
@@ -151,12 +152,13 @@ def train_evaluate_register(
     from components.train import train
 
     model, metadata, metrics = out / "model", out / "metadata.json", out / "metrics.json"
-    train(str(materialized["train"]), str(model), str(metadata), model_type=model_type, features=FEATURES,
-          label_column="is_fraud", params=params or {})  # fmt: skip
+    train(str(materialized["train"]), str(model), str(metadata), features=FEATURES, label_column="is_fraud",
+          settings=TrainSettings(model_type=model_type, params=params or {}))  # fmt: skip
     evaluate(str(model), str(metadata), str(materialized["holdout"]), str(metrics), str(out / "roc.png"),
-             str(out / "pr.png"), threshold=threshold)  # fmt: skip
+             str(out / "pr.png"), settings=EvaluateSettings(threshold=threshold))  # fmt: skip
     register(str(model), str(metadata), str(metrics), str(out / "registration.json"), str(out / "card.md"),
-             model_name=model_name, tracking_uri=f"sqlite:///{registry_home}/mlflow.db",
+             settings=RegisterSettings(model_name=model_name, experiment="fraud"),
+             tracking_uri=f"sqlite:///{registry_home}/mlflow.db",
              artifact_root=(registry_home / "artifacts").as_uri(), pipeline="fraud")  # fmt: skip
     registration: dict[str, Any] = json.loads((out / "registration.json").read_text())
     return {"model": model, "metadata": metadata, "metrics": metrics, "registration": registration}

@@ -45,15 +45,16 @@ def test_step_error_names_problem_and_fix(tmp_path: Path) -> None:
         str(tmp_path / "m"),
         "--metadata-out",
         str(tmp_path / "m.json"),
-        "--model-type",
-        "lightgbm",
+        "--settings",
+        '{"model_type": "lightgbm"}',
         "--features",
         "a,b",
         "--label-column",
         "y",
     )
     assert result.returncode == 2
-    assert "unknown model type 'lightgbm'" in result.stderr and "fix:" in result.stderr
+    assert "model_type: Input should be 'xgboost' or 'pytorch_mlp' (got 'lightgbm')" in result.stderr
+    assert "fix:" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "m").exists()
 

@@ -66,13 +66,18 @@ def _flag_type(annotation: Any) -> tuple[Any, str]:
         return (lambda text: [item for item in text.split(",") if item]), "A,B,..."
     if base is dict or typing.get_origin(base) is dict:
         return json.loads, "JSON"
-    from pydantic import BaseModel
-
-    if isinstance(base, type) and issubclass(base, BaseModel):  # a step's settings model, as JSON
-        return base.model_validate_json, "JSON"
+    if _settings_model(base) is not None:  # a step's settings model, as JSON; parsed in _run_step
+        return json.loads, "JSON"
     if base in (int, float):
         return base, base.__name__.upper()
     return str, "VALUE"
+
+
+def _settings_model(annotation: Any) -> Any:
+    """The pydantic model a component parameter is annotated with, else None."""
+    from pydantic import BaseModel
+
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
 
 
 def steps() -> dict[str, str]:
@@ -119,9 +124,15 @@ def _add_step_parsers(subparsers: Any) -> None:
 
 def _run_step(args: argparse.Namespace) -> int:
     """One component, as a task runs it: same summary line, same exit codes, same in-step retries."""
+    from components.config import parse_settings
     from pipelines.runtime import run_step
 
     kwargs = {k: v for k, v in vars(args).items() if k not in ("handler", "target", "command", "step")}
+    step = args.target.partition(":")[2]
+    for name, annotation in typing.get_type_hints(_component(args.target)).items():
+        model = _settings_model(annotation)
+        if model is not None and kwargs.get(name) is not None:  # refused by field, with the fix, exit 2
+            kwargs[name] = parse_settings(model, kwargs[name], step)
     run_step(args.target, **kwargs)
     return 0
 

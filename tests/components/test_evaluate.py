@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from components.config import EvaluateSettings, parse_settings
 from components.errors import ComponentError
 from components.evaluate import evaluate
 
@@ -29,7 +30,7 @@ def test_gate_fails_above_the_models_auc(
         str(tmp_path / "m.json"),
         str(tmp_path / "r.png"),
         str(tmp_path / "p.png"),
-        threshold=0.999,
+        settings=EvaluateSettings(threshold=0.999),
     )
     assert summary["passed"] is False and summary["roc_auc"] < 0.999
 
@@ -37,7 +38,7 @@ def test_gate_fails_above_the_models_auc(
 def test_bad_threshold_is_refused_before_any_output(
     trained: dict[str, Path], materialized: dict[str, Any], tmp_path: Path
 ) -> None:
-    with pytest.raises(ComponentError, match=r"roc_auc threshold must lie in \[0, 1\]"):
+    with pytest.raises(ComponentError, match=r"threshold for roc_auc must lie in \[0, 1\], got 1.5"):
         evaluate(
             str(trained["model"]),
             str(trained["metadata"]),
@@ -45,6 +46,6 @@ def test_bad_threshold_is_refused_before_any_output(
             str(tmp_path / "m.json"),
             str(tmp_path / "r.png"),
             str(tmp_path / "p.png"),
-            threshold=1.5,
+            settings=parse_settings(EvaluateSettings, {"threshold": 1.5}, "evaluate"),
         )
     assert list(tmp_path.iterdir()) == []

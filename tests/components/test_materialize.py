@@ -48,13 +48,13 @@ def test_second_run_moves_the_watermark_only_for_new_data(tmp_path: Path, raw_da
     raw.iloc[:6000].to_parquet(first_part, index=False)
     out = [str(tmp_path / "t.parquet"), str(tmp_path / "h.parquet")]
     first = materialize(
-        str(first_part), str(FEATURE_REPO), *out, store_dir=str(tmp_path / "store"), **MATERIALIZE_SETTINGS
+        str(first_part), str(FEATURE_REPO), *out, store_dir=str(tmp_path / "store"), settings=MATERIALIZE_SETTINGS
     )
     again = materialize(
-        str(first_part), str(FEATURE_REPO), *out, store_dir=str(tmp_path / "store"), **MATERIALIZE_SETTINGS
+        str(first_part), str(FEATURE_REPO), *out, store_dir=str(tmp_path / "store"), settings=MATERIALIZE_SETTINGS
     )
     grown = materialize(
-        str(raw_dataset), str(FEATURE_REPO), *out, store_dir=str(tmp_path / "store"), **MATERIALIZE_SETTINGS
+        str(raw_dataset), str(FEATURE_REPO), *out, store_dir=str(tmp_path / "store"), settings=MATERIALIZE_SETTINGS
     )
     assert first["online_rows_in_window"] == 6000
     assert again["online_rows_in_window"] == 0
@@ -74,7 +74,7 @@ def test_nulls_in_the_label_stop_before_anything_is_written(raw_dataset: Path, t
             str(tmp_path / "t.parquet"),
             str(tmp_path / "h.parquet"),
             store_dir=str(tmp_path / "store"),
-            **MATERIALIZE_SETTINGS,
+            settings=MATERIALIZE_SETTINGS,
         )
     assert not (tmp_path / "t.parquet").exists() and not (tmp_path / "store").exists()
 
@@ -88,7 +88,7 @@ def test_missing_request_feature_is_named(raw_dataset: Path, tmp_path: Path) -> 
             str(tmp_path / "t.parquet"),
             str(tmp_path / "h.parquet"),
             store_dir=str(tmp_path / "store"),
-            **MATERIALIZE_SETTINGS,
+            settings=MATERIALIZE_SETTINGS,
         )
     assert not (tmp_path / "t.parquet").exists()
 

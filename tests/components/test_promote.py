@@ -8,7 +8,7 @@ import jsonschema
 import pytest
 import yaml
 
-from components.config import PromoteSettings, parse_settings
+from components.config import PromoteSettings, RegisterSettings, parse_settings
 from components.errors import ComponentError
 from components.promote import annotation, promote
 from components.register import register
@@ -26,7 +26,7 @@ def registration(
         str(evaluated["metrics"]),
         str(home / "reg.json"),
         str(home / "card.md"),
-        model_name="fraud-detector",
+        settings=RegisterSettings(model_name="fraud-detector", experiment="fraud"),
         tracking_uri=f"sqlite:///{home}/mlflow.db",
         artifact_root=(home / "artifacts").as_uri(),
         pipeline="fraud",

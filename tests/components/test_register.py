@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from components.config import RegisterSettings
 from components.errors import ComponentError
 from components.register import register
 from tests.conftest import REPO
@@ -19,7 +20,7 @@ def _register(trained: dict[str, Path], evaluated: dict[str, Path], out: Path, h
         str(evaluated["metrics"]),
         str(out / "registration.json"),
         str(out / "card.md"),
-        model_name="fraud-test",
+        settings=RegisterSettings(model_name="fraud-test", experiment="fraud"),
         tracking_uri=f"sqlite:///{home}/mlflow.db",
         artifact_root=(home / "artifacts").as_uri(),
         pipeline="fraud",

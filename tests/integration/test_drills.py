@@ -70,12 +70,10 @@ def register_args(platform_run: dict[str, Any], out: Path, model_name: str) -> l
         str(out / "registration.json"),
         "--model-card-out",
         str(out / "model_card.md"),
-        "--model-name",
-        model_name,
+        "--settings",
+        json.dumps({"model_name": model_name, "experiment": "fraud-drills"}),
         "--pipeline",
         "fraud",
-        "--experiment",
-        "fraud-drills",
     ]
 
 
@@ -205,12 +203,13 @@ def failing_s3() -> Iterator[str]:
 TIMED_REGISTER = """
 import json, sys, time
 from components.errors import ComponentError
+from components.config import RegisterSettings
 from components.register import register
 import mlflow.tracking.request_header.registry  # imports (Feast's MLflow plugin, ~10 s here) before the clock
 args = json.loads(sys.argv[1])
 started = time.monotonic()
 try:
-    register(**args)
+    register(**{**args, "settings": RegisterSettings(**args["settings"])})
     outcome = {"error": None}
 except ComponentError as error:
     outcome = {"error": str(error), "kind": error.kind}
@@ -245,9 +244,8 @@ def test_s3_misconfiguration_fails_in_seconds_naming_what_to_set(
         "metrics": str(run_dir / "evaluate" / "metrics"),
         "registration_out": str(tmp_path / "registration.json"),
         "model_card_out": str(tmp_path / "model_card.md"),
-        "model_name": f"drill-{case}",
+        "settings": {"model_name": f"drill-{case}", "experiment": f"fraud-drill-{case}"},
         "pipeline": "fraud",
-        "experiment": f"fraud-drill-{case}",
     }
     result = subprocess.run(
         [sys.executable, "-c", TIMED_REGISTER, json.dumps(args)],

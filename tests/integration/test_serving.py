@@ -26,9 +26,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def registry_home(
-    tmp_path_factory: pytest.TempPathFactory, materialized: dict[str, Any]
-) -> Iterator[dict[str, Any]]:
+def registry_home(tmp_path_factory: pytest.TempPathFactory, materialized: dict[str, Any]) -> Iterator[dict[str, Any]]:
     home = tmp_path_factory.mktemp("serving-registry")
     xgb = train_evaluate_register(
         materialized, home / "xgb", home, model_name="fraud-xgb", params={"num_boost_round": 60}

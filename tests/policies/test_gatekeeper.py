@@ -246,8 +246,14 @@ def test_gpu_inference_service_without_memory_limit_is_denied(gpu: admission.Pol
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
         "metadata": {"name": "fraud", "namespace": "fraud"},
-        "spec": {"predictor": {"model": {"modelFormat": {"name": "triton"},
-                                         "resources": {"limits": {"nvidia.com/gpu": "1", "memory": "4Gi"}}}}},
+        "spec": {
+            "predictor": {
+                "model": {
+                    "modelFormat": {"name": "triton"},
+                    "resources": {"limits": {"nvidia.com/gpu": "1", "memory": "4Gi"}},
+                }
+            }
+        },
     }
     assert gpu.matches(service) and gpu.violations(service) == []
     no_limit = copy.deepcopy(service)
