@@ -16,7 +16,6 @@ import shutil
 import sys
 import tempfile
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,24 +32,19 @@ COLUMNS = ["user_id", "event_timestamp", "txn_count_1h", "txn_count_24h", "amoun
 
 def definitions(source: Any) -> list[Any]:
     """The fraud pipeline's definitions (pipelines/fraud/feature_repo) over another source."""
-    from feast import Entity, FeatureService, FeatureView, Field, ValueType
-    from feast.types import Float64, Int64
+    from feast import FeatureService, FeatureView, Field
 
-    user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
+    from pipelines.fraud.feature_repo import fraud_features as fraud
+
     view = FeatureView(
-        name="user_transaction_stats",
-        entities=[user],
-        ttl=timedelta(days=30),
-        schema=[
-            Field(name="txn_count_1h", dtype=Int64),
-            Field(name="txn_count_24h", dtype=Int64),
-            Field(name="amount_avg_7d", dtype=Float64),
-            Field(name="seconds_since_last_txn", dtype=Float64),
-        ],
+        name=fraud.user_transaction_stats.name,
+        entities=[fraud.user],
+        ttl=fraud.user_transaction_stats.ttl,
+        schema=[Field(name=name, dtype=dtype) for name, dtype in fraud.USER_TRANSACTION_FEATURES.items()],
         source=source,
         online=False,
     )
-    return [user, source, view, FeatureService(name="fraud_model_v1", features=[view])]
+    return [fraud.user, source, view, FeatureService(name=fraud.fraud_model_v1.name, features=[view])]
 
 
 def training_set(store: Any, frame: pd.DataFrame) -> tuple[pd.DataFrame, float]:

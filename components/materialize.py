@@ -33,10 +33,10 @@ from components import artifacts, s3_filesystem, services
 from components.config import MaterializeSettings
 from components.environment import mlops_home
 from components.errors import ComponentError
+from components.feature_definitions import SOURCE_URI_VARIABLE
 from components.tabular import read_parquet, require_columns
 
 STEP = "materialize"
-SOURCE_URI_VARIABLE = "MLOPS_FEAST_SOURCE_URI"
 HISTORICAL_CHUNK_ROWS = 100_000
 
 

@@ -2,7 +2,9 @@
 
 Each op's signature is its step's contract (pipelines/contract.py reads it). A step's settings
 travel as one `settings` object, its section of the pipeline config, validated by the settings
-model on arrival (components/config.py): a setting is declared once, there.
+model on arrival (pipelines/runtime.py reads the component's annotation): a setting is declared
+once, in components/config.py. Artifacts reach the
+component as file paths, in the order of its positional parameters.
 
 KFP serialises each function's source into the IR and runs it alone, so every import lives
 inside the function. The component image has this package installed, so the functions reach
@@ -29,16 +31,14 @@ def materialize(
     train_set: Output[Dataset],
     holdout_set: Output[Dataset],
 ) -> NamedTuple("Outputs", [("features", list)]):  # type: ignore[valid-type]
-    from components.config import MaterializeSettings, parse_settings
     from pipelines.runtime import resource, run_step
 
     summary = run_step(
         "components.materialize:materialize",
         raw_data,
         resource(feature_repo),
-        train_set.path,
-        holdout_set.path,
-        settings=parse_settings(MaterializeSettings, settings, "materialize"),
+        *(a.path for a in (train_set, holdout_set)),
+        settings=settings,
         run_id=run_id,
     )
     train_set.metadata["rows"] = summary["training_rows"]
@@ -54,17 +54,14 @@ def train(
     model: Output[Model],
     metadata: Output[Artifact],
 ) -> None:
-    from components.config import TrainSettings, parse_settings
     from pipelines.runtime import run_step
 
     summary = run_step(
         "components.train:train",
-        train_set.path,
-        model.path,
-        metadata.path,
+        *(a.path for a in (train_set, model, metadata)),
         features=features,
         label_column=label_column,
-        settings=parse_settings(TrainSettings, settings, "train"),
+        settings=settings,
     )
     model.metadata.update({"sha256": summary["model_sha256"], "device": summary["device"]})
 
@@ -82,25 +79,17 @@ def evaluate(
 ) -> NamedTuple(  # type: ignore[valid-type]
     "Outputs", [("passed", bool), ("gate_value", float)]
 ):
-    from components.config import EvaluateSettings, parse_settings
     from pipelines.runtime import run_step
 
-    # the threshold is the run's (gate-threshold); the rest is the config's
-    chosen = parse_settings(EvaluateSettings, {**settings, "threshold": threshold}, "evaluate")
     summary = run_step(
         "components.evaluate:evaluate",
-        model.path,
-        metadata.path,
-        holdout_set.path,
-        metrics.path,
-        quality_plot.path,
-        error_plot.path,
-        settings=chosen,
+        *(a.path for a in (model, metadata, holdout_set, metrics, quality_plot, error_plot)),
+        settings={**settings, "threshold": threshold},  # the threshold is the run's (gate-threshold)
     )
     for key, value in summary.items():
         if isinstance(value, float) and key != "threshold":
             kfp_metrics.log_metric(key, value)
-    return (summary["passed"], summary[chosen.gate_metric])  # type: ignore[return-value]
+    return (summary["passed"], summary[summary["gate_metric"]])  # type: ignore[return-value]
 
 
 def register(
@@ -114,17 +103,12 @@ def register(
     registration: Output[Artifact],
     model_card: Output[Markdown],
 ) -> None:
-    from components.config import RegisterSettings, parse_settings
     from pipelines.runtime import run_step
 
     run_step(
         "components.register:register",
-        model.path,
-        metadata.path,
-        metrics.path,
-        registration.path,
-        model_card.path,
-        settings=parse_settings(RegisterSettings, settings, "register"),
+        *(a.path for a in (model, metadata, metrics, registration, model_card)),
+        settings=settings,
         pipeline=pipeline,
         git_commit=git_commit or None,
         card=card,
@@ -139,16 +123,12 @@ def promote(
     inference_service: Output[Artifact],
     model_repository: Output[Artifact],
 ) -> None:
-    from components.config import PromoteSettings, parse_settings
     from pipelines.runtime import run_step
 
     run_step(
         "components.promote:promote",
-        registration.path,
-        model.path,
-        inference_service.path,
-        model_repository.path,
-        settings=parse_settings(PromoteSettings, settings, "promote"),
+        *(a.path for a in (registration, model, inference_service, model_repository)),
+        settings=settings,
         decision_threshold=decision_threshold,
     )
 

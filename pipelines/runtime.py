@@ -30,10 +30,32 @@ def resource(reference: str) -> str:
     return str(Path(str(resources.files(package))) / relative)
 
 
-def call_component(target: str, /, *args: Any, **kwargs: Any) -> dict[str, Any]:
+def component(target: str) -> Any:
+    """'components.train:train' -> the function."""
     module_name, _, function_name = target.partition(":")
-    function = getattr(importlib.import_module(module_name), function_name)
-    result: dict[str, Any] = function(*args, **kwargs)
+    return getattr(importlib.import_module(module_name), function_name)
+
+
+def parse_settings_arguments(target: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Arguments as they arrive from a task or the command line, with each one the component
+    annotates with a settings model (its config section, as JSON or a mapping) parsed into it:
+    a bad field is refused by name, permanently (exit 2), before the component starts."""
+    import typing
+
+    from pydantic import BaseModel
+
+    from components.config import parse_settings
+
+    parsed = dict(kwargs)
+    step = target.partition(":")[2]
+    for name, annotation in typing.get_type_hints(component(target)).items():
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel) and parsed.get(name) is not None:
+            parsed[name] = parse_settings(annotation, parsed[name], step)
+    return parsed
+
+
+def call_component(target: str, /, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    result: dict[str, Any] = component(target)(*args, **parse_settings_arguments(target, kwargs))
     return result
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 import tempfile
@@ -53,11 +52,6 @@ def register(sub: Any, argv: list[str]) -> None:
     materialize.set_defaults(handler=_materialize)
 
 
-def _component(target: str) -> Any:
-    module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
 def _flag_type(annotation: Any) -> tuple[Any, str]:
     """argparse type and metavar for a component parameter's annotation."""
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
@@ -66,18 +60,11 @@ def _flag_type(annotation: Any) -> tuple[Any, str]:
         return (lambda text: [item for item in text.split(",") if item]), "A,B,..."
     if base is dict or typing.get_origin(base) is dict:
         return json.loads, "JSON"
-    if _settings_model(base) is not None:  # a step's settings model, as JSON; parsed in _run_step
-        return json.loads, "JSON"
+    if isinstance(base, type) and issubclass(base, __import__("pydantic").BaseModel):
+        return json.loads, "JSON"  # a step's settings model: run_step parses it, refused by field
     if base in (int, float):
         return base, base.__name__.upper()
     return str, "VALUE"
-
-
-def _settings_model(annotation: Any) -> Any:
-    """The pydantic model a component parameter is annotated with, else None."""
-    from pydantic import BaseModel
-
-    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
 
 
 def steps() -> dict[str, str]:
@@ -92,8 +79,10 @@ def steps() -> dict[str, str]:
 def _add_step_parsers(subparsers: Any) -> None:
     import inspect
 
+    from pipelines.runtime import component
+
     for name, target in steps().items():
-        function = _component(target)
+        function = component(target)
         hints = typing.get_type_hints(function)
         doc = (function.__doc__ or "").strip().splitlines()[0] if function.__doc__ else ""
         parser = subparsers.add_parser(name, help=doc, description=doc)
@@ -124,15 +113,9 @@ def _add_step_parsers(subparsers: Any) -> None:
 
 def _run_step(args: argparse.Namespace) -> int:
     """One component, as a task runs it: same summary line, same exit codes, same in-step retries."""
-    from components.config import parse_settings
     from pipelines.runtime import run_step
 
     kwargs = {k: v for k, v in vars(args).items() if k not in ("handler", "target", "command", "step")}
-    step = args.target.partition(":")[2]
-    for name, annotation in typing.get_type_hints(_component(args.target)).items():
-        model = _settings_model(annotation)
-        if model is not None and kwargs.get(name) is not None:  # refused by field, with the fix, exit 2
-            kwargs[name] = parse_settings(model, kwargs[name], step)
     run_step(args.target, **kwargs)
     return 0
 
