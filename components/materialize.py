@@ -41,13 +41,19 @@ HISTORICAL_CHUNK_ROWS = 100_000
 
 
 def embedded_store_config(store_dir: Path, project: str) -> dict[str, Any]:
-    """Laptop defaults: file offline store, sqlite online store, file registry, all in store_dir."""
+    """Laptop defaults: DuckDB offline store, sqlite online store, file registry, all in store_dir.
+
+    DuckDB runs Feast's point-in-time join 4x faster than the file (Dask) store on 1M rows, with
+    the same training set (benchmarks/bench.py, tests/components/test_point_in_time.py). The
+    platform keeps the file store for s3:// sources: DuckDB reads S3 only through its httpfs
+    extension, which it downloads at run time, and a private cluster's pods cannot."""
+    offline_root = services.offline_root(STEP)
     return {
         "project": project,
         "provider": "local",
         "registry": str(store_dir / "registry.db"),
         "online_store": {"type": "sqlite", "path": str(store_dir / "online.db")},
-        "offline_store": {"type": "file"},
+        "offline_store": {"type": "file" if offline_root.startswith("s3://") else "duckdb"},
         "entity_key_serialization_version": 3,
     }
 
@@ -148,13 +154,16 @@ def _feature_names(store: Any, feature_service: str) -> list[str]:
 
 
 def _historical(store: Any, entity_df: pd.DataFrame, feature_service: str) -> pd.DataFrame:
-    """Point-in-time join in time-ordered chunks.
+    """Point-in-time join: in one query on DuckDB, in time-ordered chunks on the file store.
 
     The file offline store joins each entity row with every source row of the same entity
     inside the TTL window; one pass over a million events needs tens of GB. Time-ordered
-    chunks bound each join by the chunk's span plus the TTL.
+    chunks bound each join by the chunk's span plus the TTL. DuckDB plans the join itself.
     """
     service = store.get_feature_service(feature_service)
+    if store.config.offline_store.type != "file":
+        joined: pd.DataFrame = store.get_historical_features(entity_df=entity_df, features=service).to_df()
+        return joined
     parts = [
         store.get_historical_features(
             entity_df=entity_df.iloc[start : start + HISTORICAL_CHUNK_ROWS], features=service
