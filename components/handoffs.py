@@ -41,7 +41,9 @@ class TrainingMetadata(TypedDict):
     model_sha256: str
     train_seconds: float
     rows_per_second: float
-    """Rows times passes (boosting rounds or epochs) per second."""
+    """Training rows per second of training (rows / train_seconds)."""
+    row_passes_per_second: float
+    """Rows times passes (boosting rounds or epochs) per second: the throughput of the fit itself."""
     passes: int
     python: str
 

@@ -215,7 +215,8 @@ def train(
         "data_window": window,
         "model_sha256": artifacts.sha256_uri(model_out),
         "train_seconds": round(seconds, 3),
-        "rows_per_second": round(len(y) * passes / max(seconds, 1e-9), 1),
+        "rows_per_second": round(len(y) / max(seconds, 1e-9), 1),
+        "row_passes_per_second": round(len(y) * passes / max(seconds, 1e-9), 1),
         "passes": passes,
         "python": platform.python_version(),
     }
@@ -224,6 +225,15 @@ def train(
         "step": STEP,
         **{
             k: metadata[k]
-            for k in ("model_type", "device", "training_rows", "train_seconds", "rows_per_second", "model_sha256")
+            for k in (
+                "model_type",
+                "device",
+                "training_rows",
+                "train_seconds",
+                "rows_per_second",
+                "passes",
+                "row_passes_per_second",
+                "model_sha256",
+            )
         },
     }

@@ -209,7 +209,8 @@ def _print_summary(pipeline: str, result: dict[str, Any], progress: Any, seconds
         t = s["train"]
         print(
             f"  train        {t['model_type']} on {t['device']}: {t['training_rows']} rows in {t['train_seconds']}s "
-            f"({t['rows_per_second']:.0f} rows/s)"
+            f"({t['rows_per_second']:,.0f} rows/s; {t.get('passes', 1)} passes, "
+            f"{t.get('row_passes_per_second', 0):,.0f} row-passes/s)"
         )
     if "evaluate" in s:
         e = s["evaluate"]

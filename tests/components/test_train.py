@@ -32,7 +32,10 @@ def test_xgboost_metadata_records_what_registration_and_serving_need(
     assert metadata["features"] == FEATURES
     assert metadata["format"] == "xgboost_json" and metadata["device"] == "cpu"
     assert metadata["params"]["tree_method"] == "hist"
-    assert len(metadata["training_data_sha256"]) == 64 and metadata["rows_per_second"] > 0
+    assert len(metadata["training_data_sha256"]) == 64
+    # rows/s are rows (not rows x rounds) per second; the fit's throughput is named as such
+    assert metadata["passes"] == 60
+    assert metadata["row_passes_per_second"] == pytest.approx(metadata["rows_per_second"] * 60, rel=0.01)
     assert metadata["training_rows"] == materialized["summary"]["training_rows"]
 
 
