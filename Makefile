@@ -67,7 +67,7 @@ test-e2e: install
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/mypy components pipelines mlops devstack
+	$(BIN)/mypy components pipelines mlops devstack benchmarks
 
 bench: install serving-env services-install images-setup  ## step timings, engine overhead, feature store and registry on real services, steps as pods
 	$(BIN)/python benchmarks/bench.py

@@ -120,12 +120,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--gate-threshold", type=float, help="the gate's threshold (default: the config's)")
     args = parser.parse_args()
 
     from pipelines.fraud import pipeline as fraud
     from pipelines.fraud.data import generate
 
-    cfg = fraud.DECLARATION.config().with_overrides({"data.rows": args.rows, "data.seed": args.seed})
+    overrides: dict[str, Any] = {"data.rows": args.rows, "data.seed": args.seed}
+    if args.gate_threshold is not None:  # tiny smoke runs train models too weak for the real gate
+        overrides["evaluate.threshold"] = args.gate_threshold
+    cfg = fraud.DECLARATION.config().with_overrides(overrides)
     with tempfile.TemporaryDirectory(prefix="mlops-bench-") as tmp:
         root = Path(tmp)
         raw = root / "raw.parquet"
@@ -141,7 +145,10 @@ def main() -> int:
         env = {**os.environ, "MLOPS_HOME": str(root / "kfp-local")}
         started = time.perf_counter()
         done = subprocess.run(
-            [sys.executable, "-m", "mlops.cli", "run", "fraud", "--data", str(raw), "--rows", str(args.rows)],
+            [
+                *(sys.executable, "-m", "mlops.cli", "run", "fraud", "--data", str(raw), "--rows", str(args.rows)),
+                *("--gate-threshold", str(cfg.evaluate.threshold)),
+            ],
             cwd=REPO,
             env=env,
             capture_output=True,

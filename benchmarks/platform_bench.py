@@ -88,7 +88,8 @@ def materialize_bench(home: Path, source: Path, frame: pd.DataFrame) -> None:
             store.materialize(start_date=start, end_date=end, feature_views=[VIEW])
         timings[label] = time.perf_counter() - started
         readers[label] = OnlineFeatureReader(store, SERVICE)
-    sample = [{"user_id": int(user)} for user in frame["user_id"].drop_duplicates().sample(5000, random_state=1)]
+    entities = frame["user_id"].drop_duplicates()
+    sample = [{"user_id": int(user)} for user in entities.sample(min(5000, len(entities)), random_state=1)]
     expected = readers["stock"].get(sample)
     identical = all(readers[label].get(sample) == expected for label in ("pull_latest", "platform"))
     rows = len(frame)
@@ -123,7 +124,8 @@ def lookup_bench(home: Path, frame: pd.DataFrame, stack: Stack, iterations: int)
     reader = OnlineFeatureReader(store, SERVICE)
     service = store.get_feature_service(SERVICE)
     raw = redis.Redis(host="127.0.0.1", port=stack.ports.redis)
-    users = frame["user_id"].drop_duplicates().sample(5000, random_state=2).tolist()
+    entities = frame["user_id"].drop_duplicates()
+    users = entities.sample(min(5000, len(entities)), random_state=2).tolist()
     print(f"online lookup through the scoring path vs raw HMGET of the same keys ({iterations} calls each)")
     for count in (1, 100):
         batches = [[{"user_id": int(u)} for u in users[i : i + count]] for i in range(0, count * 50, count)]
@@ -168,6 +170,7 @@ def registry_bench(home: Path, stack: Stack) -> None:
     from mlflow import MlflowClient
     from mlflow.entities import Metric
 
+    from components.config import RegisterSettings
     from components.register import register
 
     model_dir = home / "model"
@@ -176,15 +179,16 @@ def registry_bench(home: Path, stack: Stack) -> None:
     script = (
         "import sys; from pathlib import Path; from pipelines.fraud.data import generate;"
         "from components.train import train; from components.evaluate import evaluate;"
+        "from components.config import EvaluateSettings, TrainSettings;"
         "out = Path(sys.argv[1]); frame = generate(6000, 3);"
         "frame.iloc[:4800].to_parquet(out / 'train.parquet');"
         "frame.iloc[4800:].to_parquet(out / 'hold.parquet');"
         "features = ['amount', 'merchant_category', 'txn_count_1h', 'txn_count_24h', 'amount_avg_7d',"
         " 'seconds_since_last_txn'];"
-        "train(str(out / 'train.parquet'), str(out / 'model'), str(out / 'metadata'), model_type='xgboost',"
-        " features=features, label_column='is_fraud', params={}, seed=1, device='cpu');"
+        "train(str(out / 'train.parquet'), str(out / 'model'), str(out / 'metadata'), features=features,"
+        " label_column='is_fraud', settings=TrainSettings(seed=1, device='cpu'));"
         "evaluate(str(out / 'model'), str(out / 'metadata'), str(out / 'hold.parquet'), str(out / 'metrics'),"
-        " str(out / 'q.png'), str(out / 'e.png'), gate_metric='roc_auc', threshold=0.0)"
+        " str(out / 'q.png'), str(out / 'e.png'), settings=EvaluateSettings(threshold=0.0))"
     )
     subprocess.run([sys.executable, "-c", script, str(model_dir)], cwd=REPO, check=True, capture_output=True)
 
@@ -195,7 +199,7 @@ def registry_bench(home: Path, stack: Stack) -> None:
             str(model_dir / "metrics"),
             str(model_dir / "registration.json"),
             str(model_dir / "card.md"),
-            model_name="bench-model",
+            settings=RegisterSettings(model_name="bench-model", experiment="bench"),
             tracking_uri=stack.tracking_uri,
             pipeline="bench",
         )

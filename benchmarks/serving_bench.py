@@ -21,13 +21,14 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from components.handoffs import TrainingMetadata  # noqa: E402
 from components.models import load_predictor  # noqa: E402
 from components.triton import write_python_repository  # noqa: E402
 from devstack.process import free_port_base  # noqa: E402
@@ -132,7 +133,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         model_bytes, data = train_model(folder)
-        predict = load_predictor(folder / "model.json", {"format": "xgboost_json", "features": FEATURES})
+        # load_predictor reads the format and the objective of the training metadata, nothing else
+        metadata = cast(TrainingMetadata, {"format": "xgboost_json", "objective": "binary", "features": FEATURES})
+        predict = load_predictor(folder / "model.json", metadata)
         one, batch = data[:1], data[:BATCH]
         base_p50, base_p99 = percentiles(time_calls(lambda: predict(one), args.requests))
         base_rows = throughput([lambda: predict(batch)], args.seconds)

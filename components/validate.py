@@ -105,8 +105,11 @@ def validate(dataset: str, suite_path: str, report_path: str) -> dict[str, Any]:
     frame = read_parquet(STEP, dataset, "raw dataset")
 
     import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
+    # GX draws a tqdm bar per validation on stderr: noise in task logs, the CLI and benchmarks
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
     batch = (
         context.data_sources.add_pandas("pipeline")
         .add_dataframe_asset("raw")

@@ -1,0 +1,56 @@
+"""Benchmarks that cannot rot: each `make bench` script runs here on tiny inputs, once, and must
+print its table. The figures are not asserted (they mean nothing at this size); that the code
+still runs against today's components, services and images is."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.integration
+
+# script, tiny arguments, a line of the table it prints at the end
+SMOKE = {
+    "bench.py": (["--rows", "3000", "--gate-threshold", "0"], "engine overhead"),
+    "platform_bench.py": (["--rows", "4000", "--entities", "400", "--iterations", "30"], "one log_batch call"),
+    "serving_bench.py": (["--requests", "30", "--seconds", "0.3"], '"serving"'),
+    "offline_store_bench.py": (["--rows", "3000"], "equal row for row"),
+}
+PROGRESS_BAR = ("Calculating Metrics", "it/s]")
+
+
+def _run(script: str, arguments: list[str], home: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MLOPS_HOME": str(home)}
+    return subprocess.run(
+        [sys.executable, f"benchmarks/{script}", *arguments],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("script", sorted(SMOKE))
+def test_benchmark_runs_on_tiny_inputs_and_prints_its_table(script: str, tmp_path: Path) -> None:
+    arguments, last_table_line = SMOKE[script]
+    done = _run(script, arguments, tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert last_table_line in done.stdout, done.stdout[-3000:]
+    assert not any(bar in done.stdout + done.stderr for bar in PROGRESS_BAR), "a progress bar leaked into the output"
+
+
+@pytest.mark.image
+def test_fidelity_benchmark_runs_on_tiny_inputs(component_image: str, tmp_path: Path) -> None:
+    done = _run("fidelity_bench.py", ["--rows", "3000", "--image", component_image], tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "whole run" in done.stdout
+
+
+def test_gpu_check_says_it_did_not_run_without_a_gpu(tmp_path: Path) -> None:
+    """No GPU here: CPU figures, a line saying so, and exit 1 (the check did not do its job)."""
+    done = _run("gpu_check.py", ["--rows", "3000", "--rounds", "5", "--epochs", "1"], tmp_path)
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "row-passes/s" in done.stdout and "no CUDA device is visible" in done.stdout
