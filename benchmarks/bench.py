@@ -1,15 +1,22 @@
-"""make bench: each step's time on 1M rows in-process, then the whole pipeline through kfp.local.
+"""make bench: each step in-process at 100k and 1M rows (10M with BENCH_10M=1), then the whole
+pipeline through kfp.local at the largest size below 10M.
+
+Per step and size: seconds, peak RSS (sampled every 20 ms) and seconds per million rows, so the
+slope from one size to the next shows whether cost grows linearly. Data generation is not
+counted. Each size runs in a fresh interpreter, so a step's first-use imports land in its time;
+they are also measured on their own: the top-level packages a step imported first, imported
+again in a fresh process.
 
 The engine's overhead is the local run's wall time minus the same steps called in-process,
 measured in the same invocation on the same data; it is printed beside the in-process total
-as a ratio. Each kfp.local task is a fresh Python process that imports its libraries again
-(GX, Feast, MLflow, torch), which is most of the overhead and is also what a pod pays on the
-cluster.
+as a ratio. Each kfp.local task is a fresh Python process that imports its libraries again,
+which is most of the overhead and is also what a pod pays on the cluster.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -23,15 +30,56 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 
 
-def timed(label: str, results: dict[str, float], call: Callable[[], Any]) -> Any:
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def timed(label: str, results: dict[str, dict[str, Any]], call: Callable[[], Any]) -> Any:
+    """Run one step; record its seconds, its peak RSS and the top-level packages it imported first."""
+    import threading
+
+    peak = [_rss_bytes()]
+    running = threading.Event()
+    running.set()
+
+    def sample() -> None:
+        while running.is_set():
+            peak[0] = max(peak[0], _rss_bytes())
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    before = {name.partition(".")[0] for name in sys.modules}
+    sampler.start()
     started = time.perf_counter()
-    value = call()
-    results[label] = time.perf_counter() - started
-    print(f"  {label:<12} {results[label]:8.2f} s", flush=True)
+    try:
+        value = call()
+    finally:
+        seconds = time.perf_counter() - started
+        running.clear()
+        sampler.join()
+    imported = sorted({name.partition(".")[0] for name in sys.modules} - before - {"__main__"})
+    results[label] = {"seconds": seconds, "peak_rss_mb": max(peak[0], _rss_bytes()) / 2**20, "imported": imported}
+    print(f"  {label:<12} {seconds:8.2f} s  peak RSS {results[label]['peak_rss_mb']:7.0f} MB", flush=True)
     return value
 
 
-def in_process(raw: Path, home: Path, cfg: Any) -> dict[str, float]:
+def import_seconds(packages: list[str]) -> float:
+    """Seconds a fresh interpreter takes to import `packages` (what a step's pod pays for them)."""
+    if not packages:
+        return 0.0
+    code = (  # private and script modules (__mp_main__, the feature repo) are not importable on their own
+        "import contextlib, importlib, time; started = time.perf_counter()\n"
+        f"for name in {[name for name in packages if not name.startswith('_')]!r}:\n"
+        "    with contextlib.suppress(ImportError):\n"
+        "        importlib.import_module(name)\n"
+        "print(time.perf_counter() - started)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=False)
+    return float(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else float("nan")
+
+
+def in_process(raw: Path, home: Path, cfg: Any) -> dict[str, dict[str, Any]]:
     from components.evaluate import evaluate
     from components.materialize import materialize
     from components.promote import promote
@@ -44,7 +92,7 @@ def in_process(raw: Path, home: Path, cfg: Any) -> dict[str, float]:
     os.environ["MLOPS_HOME"] = str(home)
     out = home / "steps"
     m = cfg.materialize
-    times: dict[str, float] = {}
+    times: dict[str, dict[str, Any]] = {}
     timed(
         "validate",
         times,
@@ -116,37 +164,82 @@ def in_process(raw: Path, home: Path, cfg: Any) -> dict[str, float]:
     return times
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--gate-threshold", type=float, help="the gate's threshold (default: the config's)")
-    args = parser.parse_args()
+def steps_at(rows: int, seed: int, gate_threshold: float | None, keep: Path | None) -> dict[str, dict[str, Any]]:
+    """The in-process steps on `rows` rows, in a fresh interpreter (this script with --steps-only)."""
+    command = [sys.executable, __file__, "--steps-only", "--rows", str(rows), "--seed", str(seed)]
+    if gate_threshold is not None:
+        command += ["--gate-threshold", str(gate_threshold)]
+    if keep is not None:
+        command += ["--keep", str(keep)]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
+    print("\n".join(line for line in done.stdout.splitlines() if not line.startswith("{")), flush=True)
+    if done.returncode != 0:
+        raise SystemExit(f"the steps failed at {rows:,} rows:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    result: dict[str, dict[str, Any]] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
+
+def _config(rows: int, seed: int, gate_threshold: float | None) -> Any:
     from pipelines.fraud import pipeline as fraud
+
+    overrides: dict[str, Any] = {"data.rows": rows, "data.seed": seed}
+    if gate_threshold is not None:  # tiny smoke runs train models too weak for the real gate
+        overrides["evaluate.threshold"] = gate_threshold
+    return fraud.DECLARATION.config().with_overrides(overrides)
+
+
+def _steps_only(args: argparse.Namespace) -> int:
     from pipelines.fraud.data import generate
 
-    overrides: dict[str, Any] = {"data.rows": args.rows, "data.seed": args.seed}
-    if args.gate_threshold is not None:  # tiny smoke runs train models too weak for the real gate
-        overrides["evaluate.threshold"] = args.gate_threshold
-    cfg = fraud.DECLARATION.config().with_overrides(overrides)
+    cfg = _config(args.rows, args.seed, args.gate_threshold)
+    with tempfile.TemporaryDirectory(prefix="mlops-bench-") as tmp:
+        root = Path(tmp)
+        raw = args.keep or root / "raw.parquet"
+        started = time.perf_counter()
+        generate(args.rows, args.seed).to_parquet(raw, index=False)
+        print(
+            f"{args.rows:,} rows (generated in {time.perf_counter() - started:.1f} s, not counted), steps in-process:"
+        )
+        steps = in_process(raw, root / "in-process", cfg)
+    print(json.dumps(steps))
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--sizes",
+        default="100000,1000000" + (",10000000" if os.environ.get("BENCH_10M") == "1" else ""),
+        help="row counts of the scaling table (BENCH_10M=1 adds 10M)",
+    )
+    parser.add_argument("--rows", type=int, help="one size only (same as --sizes N)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--gate-threshold", type=float, help="the gate's threshold (default: the config's)")
+    parser.add_argument("--steps-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--keep", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.steps_only:
+        return _steps_only(args)
+
+    sizes = [args.rows] if args.rows else [int(size) for size in args.sizes.split(",")]
+    engine_rows = max([size for size in sizes if size < 10_000_000] or sizes)
+    cfg = _config(engine_rows, args.seed, args.gate_threshold)
+    table: dict[int, dict[str, dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="mlops-bench-") as tmp:
         root = Path(tmp)
         raw = root / "raw.parquet"
-        started = time.perf_counter()
-        generate(args.rows, args.seed).to_parquet(raw, index=False)
-        print(f"fraud benchmark: {args.rows:,} rows (generated in {time.perf_counter() - started:.1f} s, not counted)")
-
-        print("steps called in-process (one interpreter, libraries imported once):")
-        steps = in_process(raw, root / "in-process", cfg)
+        for size in sizes:
+            print(f"fraud benchmark, {size:,} rows", flush=True)
+            table[size] = steps_at(size, args.seed, args.gate_threshold, raw if size == engine_rows else None)
+        steps = {name: figures["seconds"] for name, figures in table[engine_rows].items()}
         steps_total = sum(steps.values())
 
-        print("the same pipeline through kfp.local (one process per task):")
+        print(f"the same pipeline through kfp.local (one process per task), {engine_rows:,} rows:")
         env = {**os.environ, "MLOPS_HOME": str(root / "kfp-local")}
         started = time.perf_counter()
         done = subprocess.run(
             [
-                *(sys.executable, "-m", "mlops.cli", "run", "fraud", "--data", str(raw), "--rows", str(args.rows)),
+                *(sys.executable, "-m", "mlops.cli", "run", "fraud", "--data", str(raw), "--rows", str(engine_rows)),
                 *("--gate-threshold", str(cfg.evaluate.threshold)),
             ],
             cwd=REPO,
@@ -161,24 +254,48 @@ def main() -> int:
             print(done.stdout[-3000:], done.stderr[-3000:])
             return 1
 
+    first_imports = {name: import_seconds(figures["imported"]) for name, figures in table[sizes[0]].items()}
+    print("\nscaling: seconds, peak RSS and seconds per million rows, per step (data generation excluded)")
+    header = "".join(f" {f'{size:,} rows':>30}" for size in sizes)
+    print(f"  {'step':<12}{header} {'imports':>8}")
+    for name in table[sizes[0]]:
+        cells = ""
+        for size in sizes:
+            figures = table[size][name]
+            per_million = figures["seconds"] / size * 1e6
+            cells += f" {figures['seconds']:8.2f}s {figures['peak_rss_mb']:6.0f}MB {per_million:8.2f}s/M"
+        print(f"  {name:<12}{cells} {first_imports[name]:7.2f}s")
+    for smaller, larger in itertools.pairwise(sizes):
+        small = sum(f["seconds"] for f in table[smaller].values()) / smaller
+        large = sum(f["seconds"] for f in table[larger].values()) / larger
+        print(f"  time per row at {larger:,} is {large / small:.2f}x that at {smaller:,} (1.00x: linear)")
+
     overhead = local_total - steps_total
-    print("\nresults")
-    print(f"  {'step':<12} {'seconds':>8} {'share':>7}")
-    for name, seconds in steps.items():
-        print(f"  {name:<12} {seconds:8.2f} {seconds / steps_total:7.1%}")
-    print(f"  {'in-process':<12} {steps_total:8.2f}   (baseline)")
-    print(f"  {'kfp.local':<12} {local_total:8.2f}   ratio {local_total / steps_total:.2f}x the baseline")
-    print(f"  engine overhead {overhead:.2f} s ({overhead / local_total:.1%} of the local run)")
+    tasks = len(steps)
+    print(f"\nthe engine, {engine_rows:,} rows")
+    print(f"  {'in-process':<12} {steps_total:8.2f} s  (baseline)")
+    print(f"  {'kfp.local':<12} {local_total:8.2f} s  ratio {local_total / steps_total:.2f}x the baseline")
+    share = overhead / local_total
+    print(f"  engine overhead {overhead:.2f} s ({share:.1%} of the local run), {overhead / tasks:.2f} s per task")
     print(
         json.dumps(
             {
-                "rows": args.rows,
-                "steps_seconds": {k: round(v, 3) for k, v in steps.items()},
+                "sizes": {
+                    str(size): {
+                        name: {key: value for key, value in figures.items() if key != "imported"}
+                        for name, figures in table[size].items()
+                    }
+                    for size in sizes
+                },
+                "import_seconds": first_imports,
+                "engine_rows": engine_rows,
                 "in_process_seconds": round(steps_total, 3),
                 "kfp_local_seconds": round(local_total, 3),
                 "ratio": round(local_total / steps_total, 3),
                 "overhead_seconds": round(overhead, 3),
-            }
+                "overhead_per_task_seconds": round(overhead / tasks, 3),
+            },
+            default=lambda value: round(value, 3) if isinstance(value, float) else value,
         )
     )
     return 0

@@ -9,7 +9,8 @@ hand-offs, services) and must not import pipelines, mlops, devstack, kfp or hera
 (tests/test_architecture.py holds every module to it).
 """
 
-from components.environment import apply_airgap_defaults, filter_mlflow_plugins
+from components.environment import apply_airgap_defaults, defer_feast_torch_import, filter_mlflow_plugins
 
 apply_airgap_defaults()
 filter_mlflow_plugins()
+defer_feast_torch_import()

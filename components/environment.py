@@ -56,6 +56,29 @@ def filter_mlflow_plugins() -> None:
     setattr(metadata, "entry_points", entry_points)  # noqa: B010  (the module attribute MLflow looks up)
 
 
+def defer_feast_torch_import() -> None:
+    """Feast imports torch as Feast is imported (feast/torch_wrapper.py), for tensor outputs no
+    step asks for: about 2 s in every process that touches Feast. Stand in for that module with
+    one of the same API that imports torch when `get_torch()` is first called (idempotent; does
+    nothing once Feast is imported)."""
+    import sys
+    import types
+
+    if "feast" in sys.modules or "feast.torch_wrapper" in sys.modules:
+        return
+    lazy = types.ModuleType("feast.torch_wrapper", "Feast's torch wrapper, importing torch on first use.")
+
+    def get_torch() -> Any:
+        import torch
+
+        lazy.TORCH_AVAILABLE = True  # type: ignore[attr-defined]
+        return torch
+
+    lazy.get_torch = get_torch  # type: ignore[attr-defined]
+    lazy.TORCH_AVAILABLE = False  # type: ignore[attr-defined]
+    sys.modules["feast.torch_wrapper"] = lazy
+
+
 def mlops_home() -> Path:
     """The one folder that holds all state of local runs (`$MLOPS_HOME`, default `./.mlops`)."""
     return Path(os.environ.get("MLOPS_HOME", ".mlops")).resolve()

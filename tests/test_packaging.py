@@ -126,3 +126,18 @@ def test_mlflow_clients_load_no_foreign_plugin(tmp_path: Path) -> None:
     )  # fmt: skip
     imported = {line.split("|")[-1].strip().split(".")[0] for line in history.stderr.splitlines() if "|" in line}
     assert history.returncode == 0 and not imported & {"torch", "feast", "great_expectations"}
+
+
+def test_feast_processes_do_not_import_torch_until_asked() -> None:
+    """Feast imports torch as it is imported (~2 s) for tensor outputs no step uses; components
+    stands in a lazy wrapper. Positive control: torch still comes when Feast asks for it."""
+    code = (
+        "import json, sys; import components; from feast import FeatureStore;"
+        "import feast.infra.offline_stores.duckdb, feast.infra.offline_stores.dask;"
+        "before = 'torch' in sys.modules; from feast.torch_wrapper import get_torch; version = get_torch().__version__;"
+        "print(json.dumps({'before': before, 'after': 'torch' in sys.modules, 'version': version}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    assert outcome["before"] is False and outcome["after"] is True and outcome["version"].startswith("2.")
