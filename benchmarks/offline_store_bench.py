@@ -1,12 +1,14 @@
 """make bench (offline store): where a run's validated data lives so that it outlives the pod.
 
-Two of Feast's offline stores on the same data and the same feature definitions (the fraud
+Three of Feast's offline stores on the same data and the same feature definitions (the fraud
 pipeline's entity, view and service), on real services it starts itself:
 1. Parquet in S3 (Feast's file store, reading S3 through pyarrow: components/s3_filesystem.py),
    what the platform uses: one upload, then the point-in-time join;
-2. Feast's PostgreSQL offline store: the rows COPYed into a table, then the join in SQL.
+2. Feast's PostgreSQL offline store: the rows COPYed into a table, then the join in SQL;
+3. Feast's DuckDB store on local Parquet, what a laptop run uses;
+and the floor: the same join as one DuckDB ASOF JOIN with the view's TTL, outside Feast.
 Each prints the time to store the run's data and the time of the training set's point-in-time
-join (the materialize step's chunking), and the two training sets must be equal row for row.
+join (the materialize step's), and the training sets must be equal row for row.
 """
 
 from __future__ import annotations
@@ -116,6 +118,47 @@ def postgres_table(stack: Stack, frame: pd.DataFrame, folder: Path) -> tuple[pd.
     return joined, stored, seconds
 
 
+def duckdb_local(frame: pd.DataFrame, folder: Path) -> tuple[pd.DataFrame, float, float]:
+    from feast import FileSource
+
+    from components import artifacts
+    from components.materialize import embedded_store_config, open_store
+
+    started = time.perf_counter()
+    path = folder / "duckdb" / "events.parquet"
+    artifacts.write_parquet(str(path), frame)
+    stored = time.perf_counter() - started
+    config = {**embedded_store_config(folder / "duckdb", "bench_duckdb"), "offline_store": {"type": "duckdb"}}
+    store = open_store("bench_duckdb", folder / "duckdb", config)
+    store.apply(definitions(FileSource(name="transactions", path=str(path), timestamp_field="event_timestamp")))
+    joined, seconds = training_set(store, frame)
+    return joined, stored, seconds
+
+
+def duckdb_asof_floor(folder: Path) -> tuple[pd.DataFrame, float]:
+    """The same point-in-time join without Feast: one ASOF JOIN, nulls past the 30-day TTL."""
+    import duckdb
+
+    path = folder / "duckdb" / "events.parquet"
+    features = ", ".join(f"case when f.event_timestamp >= e.event_timestamp - interval 30 days then f.{c} end as {c}"
+                         for c in COLUMNS[2:])  # fmt: skip
+    query = (
+        f"select e.user_id, e.event_timestamp, {features}, e.is_fraud"
+        f" from (select user_id, event_timestamp, is_fraud from '{path}') e"
+        f" asof left join (select {', '.join(COLUMNS)} from '{path}') f"
+        " on e.user_id = f.user_id and e.event_timestamp >= f.event_timestamp"
+    )
+    connection = duckdb.connect()
+    connection.execute("set TimeZone = 'UTC'")
+    started = time.perf_counter()
+    joined = connection.sql(query).df()
+    seconds = time.perf_counter() - started
+    stamps = joined["event_timestamp"]
+    joined["event_timestamp"] = stamps.dt.tz_localize("UTC") if stamps.dt.tz is None else stamps.dt.tz_convert("UTC")
+    ordered = joined.sort_values(["event_timestamp", "user_id"], kind="stable").reset_index(drop=True)
+    return ordered[[*COLUMNS, "is_fraud"]], seconds
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000)
@@ -131,17 +174,25 @@ def main(argv: list[str] | None = None) -> int:
         stack.up(("postgres", "pgbouncer", "s3"))
         file_set, file_store, file_join = parquet_in_s3(stack, frame, root)
         pg_set, pg_store, pg_join = postgres_table(stack, frame, root)
+        duck_set, duck_store, duck_join = duckdb_local(frame, root)
+        floor_set, floor_join = duckdb_asof_floor(root)
     finally:
         stack.down()
         shutil.rmtree(root, ignore_errors=True)
-    pd.testing.assert_frame_equal(file_set, pg_set, check_dtype=False, check_exact=False, rtol=1e-9)
+    for other in (pg_set, duck_set, floor_set):
+        pd.testing.assert_frame_equal(file_set, other, check_dtype=False, check_exact=False, rtol=1e-9)
     print(f"offline store for one run, {args.rows:,} rows: store the data, then the training set's point-in-time join")
     print(f"  {'store':<34} {'write':>8} {'join':>8} {'total':>8}")
     file_total, pg_total = file_store + file_join, pg_store + pg_join
     print(f"  {'Parquet in S3 (file store)':<34} {file_store:7.2f}s {file_join:7.2f}s {file_total:7.2f}s  (baseline)")
     print(f"  {'PostgreSQL offline store':<34} {pg_store:7.2f}s {pg_join:7.2f}s {pg_total:7.2f}s  "
           f"{pg_total / file_total:5.2f}x")  # fmt: skip
-    print("  the two training sets are equal row for row")
+    duck_total = duck_store + duck_join
+    print(f"  {'DuckDB store, local Parquet':<34} {duck_store:7.2f}s {duck_join:7.2f}s {duck_total:7.2f}s  "
+          f"{duck_total / file_total:5.2f}x")  # fmt: skip
+    floor_ratio = floor_join / file_join
+    print(f"  {'floor: one DuckDB ASOF JOIN':<34} {'':>8} {floor_join:7.2f}s {'':>8}  join {floor_ratio:5.2f}x")
+    print("  the training sets are equal row for row")
     return 0
 
 
