@@ -5,6 +5,10 @@ artifact in B's experiment, a registered model with an alias, a table in B's sch
 A, with A's own credentials only, it tries to read, list, write and delete each of them. Each
 path is DENIED (refused, or filtered out of a listing) or LEAK (A saw or changed B's data);
 an attempt that fails for another reason is ERROR, which proves nothing and fails the check.
+
+Positive controls come first: A reads and writes its own data on every surface (OK). An
+authentication failure is never DENIED: with broken credentials every path would be refused,
+and a check that counted that as isolation would pass without testing anything.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-DENIED, LEAK, ERROR = "DENIED", "LEAK", "ERROR"
+DENIED, LEAK, ERROR, OK = "DENIED", "LEAK", "ERROR", "OK"
+AUTHENTICATION_FAILED = "authentication failed: the attacker's own credentials do not work, so this proves nothing"
 
 
 @dataclass(frozen=True)
@@ -109,25 +114,83 @@ def _attempt(path: str, call: Callable[[], str]) -> Attempt:
         return Attempt(path, DENIED, DENIED, str(denied))
     except ClientError as error:
         code = str(error.response.get("Error", {}).get("Code", ""))
-        if code in ("AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+        if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            return Attempt(path, DENIED, ERROR, f"S3 {code}: {AUTHENTICATION_FAILED}")
+        if code in ("AccessDenied", "403", "Forbidden"):
             return Attempt(path, DENIED, DENIED, f"S3 {code}")
         return Attempt(path, DENIED, ERROR, f"S3 {code}: {error}")
     except MlflowException as error:
         text = str(error)
+        if "UNAUTHENTICATED" in text or "401" in text:
+            return Attempt(path, DENIED, ERROR, f"MLflow 401: {AUTHENTICATION_FAILED}")
         if "PERMISSION_DENIED" in text or "403" in text or "Permission denied" in text:
             return Attempt(path, DENIED, DENIED, "MLflow 403 PERMISSION_DENIED")
         return Attempt(path, DENIED, ERROR, f"MLflow: {text[:160]}")
     except Exception as error:
         text = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-        if "permission denied" in text.lower() or "password authentication failed" in text.lower():
+        if "password authentication failed" in text.lower():
+            return Attempt(path, DENIED, ERROR, f"PostgreSQL: {AUTHENTICATION_FAILED}")
+        if "permission denied" in text.lower():
             return Attempt(path, DENIED, DENIED, f"PostgreSQL: {text[:160]}")
         return Attempt(path, DENIED, ERROR, f"{type(error).__name__}: {text[:160]}")
     return Attempt(path, DENIED, LEAK, leak)
 
 
+def controls(stack: Any, tenant: Any) -> list[Attempt]:
+    """Positive controls: the tenant uses its own data on every surface the probes attack."""
+    s3 = _s3(stack, tenant)
+    key = f"{tenant.name}/isolation-control/{int(time.time())}.txt"
+
+    def s3_own() -> str:
+        s3.put_object(Bucket="models", Key=key, Body=b"own bytes")
+        body = s3.get_object(Bucket="models", Key=key)["Body"].read()
+        listed = s3.list_objects_v2(Bucket="models", Prefix=f"{tenant.name}/isolation-control/").get("Contents", [])
+        s3.delete_object(Bucket="models", Key=key)
+        if body != b"own bytes" or not listed:
+            raise RuntimeError(f"own object read back {body!r}, listing {len(listed)} keys")
+        return "PUT, GET, LIST and DELETE in its own prefix"
+
+    def mlflow_own() -> str:
+        client = _mlflow(stack)
+        experiment = client.get_experiment_by_name(tenant.name)
+        if experiment is None:
+            raise RuntimeError(f"its own experiment {tenant.name} is not visible")
+        run = client.create_run(experiment.experiment_id, tags={"isolation": "control"})
+        client.log_metric(run.info.run_id, "control", 1.0)
+        client.delete_run(run.info.run_id)
+        return f"created, logged to and deleted a run in experiment {tenant.name}"
+
+    def postgres_own() -> str:
+        with _pg(stack, tenant, "offline") as connection:
+            connection.execute(f"create table if not exists {tenant.name}.isolation_control (x int)")
+            connection.execute(f"select count(*) from {tenant.name}.isolation_control")
+        return f"created and read a table in schema {tenant.name}"
+
+    def feast_own() -> str:
+        with _pg(stack, tenant, f"feast_{tenant.name}") as connection:
+            connection.execute("select 1")
+        return f"connected to its Feast registry database feast_{tenant.name}"
+
+    attempts = []
+    with _as(tenant):
+        for path, call in (
+            ("own: s3 objects in own prefix", s3_own),
+            ("own: mlflow runs in own experiment", mlflow_own),
+            ("own: postgres own schema", postgres_own),
+            ("own: feast own registry db", feast_own),
+        ):
+            attempted = _attempt(path, call)
+            observed = OK if attempted.observed == LEAK else ERROR  # a control's success reads as "got in"
+            detail = attempted.detail if observed == OK else f"{attempted.detail} (the control failed)"
+            attempts.append(Attempt(path, OK, observed, detail))
+    return attempts
+
+
 def check(stack: Any, attacker: Any, target: Any) -> list[Attempt]:
+    """The positive controls, then every probe; a row passes when observed == expected."""
     from urllib.parse import urlparse
 
+    own = controls(stack, attacker)
     with _as(target):
         planted = seed(stack, target)
     s3 = _s3(stack, attacker)
@@ -150,7 +213,8 @@ def check(stack: Any, attacker: Any, target: Any) -> list[Attempt]:
         return f"listed {len(keys)} keys under s3://models/{prefix}"
 
     def s3_list_bucket() -> str:
-        keys = [item["Key"] for item in s3.list_objects_v2(Bucket="models").get("Contents", [])]
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket="models")  # every page, not the first 1,000
+        keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
         seen = [key for key in keys if key.startswith(prefix)]
         if not seen:
             raise Denied("the bucket listing shows none of the target's keys")
@@ -230,4 +294,4 @@ def check(stack: Any, attacker: Any, target: Any) -> list[Attempt]:
         ("s3 DELETE target object", s3_delete),  # last: a leak here removes what the others look at
     ]
     with _as(attacker):
-        return [_attempt(path, call) for path, call in probes]
+        return own + [_attempt(path, call) for path, call in probes]

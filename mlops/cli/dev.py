@@ -106,7 +106,7 @@ def _tenant(args: argparse.Namespace) -> int:
 
 def _isolation_check(args: argparse.Namespace) -> int:
     from devstack.tenants import get_tenant
-    from mlops.isolation import DENIED, check
+    from mlops.isolation import DENIED, OK, check
 
     stack = _stack(args)
     attempts = check(stack, get_tenant(stack, args.as_), get_tenant(stack, args.target))
@@ -114,9 +114,13 @@ def _isolation_check(args: argparse.Namespace) -> int:
     print(f"{'path':<{width}}  expected  observed  detail")
     for attempt in attempts:
         print(f"{attempt.path:<{width}}  {attempt.expected:<8}  {attempt.observed:<8}  {attempt.detail}")
-    bad = [attempt for attempt in attempts if attempt.observed != DENIED]
-    denied = len(attempts) - len(bad)
-    print(f"{len(attempts)} paths from {args.as_} into {args.target}: {denied} denied, {len(bad)} not")
+    bad = [attempt for attempt in attempts if attempt.observed != attempt.expected]
+    denied = sum(attempt.observed == DENIED for attempt in attempts)
+    own = sum(attempt.observed == OK for attempt in attempts)
+    print(
+        f"{len(attempts)} paths from {args.as_} into {args.target}: {own} own controls OK, {denied} denied,"
+        f" {len(bad)} not as expected"
+    )
     return 1 if bad else 0
 
 

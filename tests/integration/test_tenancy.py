@@ -17,7 +17,7 @@ import pytest
 from devstack import process
 from devstack.stack import PORT_SPAN, Ports, Stack
 from devstack.tenants import add_tenant, get_tenant, write_s3_identities
-from mlops.isolation import DENIED, LEAK, check
+from mlops.isolation import DENIED, ERROR, LEAK, OK, check
 from tests.integration.conftest import mlops
 
 pytestmark = pytest.mark.integration
@@ -40,7 +40,11 @@ def shared() -> Iterator[Stack]:
 
 
 def observed(stack: Stack, attacker: str, target: str) -> dict[str, str]:
-    return {a.path: a.observed for a in check(stack, get_tenant(stack, attacker), get_tenant(stack, target))}
+    """The probes' outcomes; the positive controls must all be OK for them to mean anything."""
+    attempts = check(stack, get_tenant(stack, attacker), get_tenant(stack, target))
+    own = {a.path: a.observed for a in attempts if a.expected == OK}
+    assert own and set(own.values()) == {OK}, own
+    return {a.path: a.observed for a in attempts if a.expected != OK}
 
 
 @pytest.mark.parametrize(("attacker", "target"), [("pricing", "fraud"), ("fraud", "forecast")])
@@ -48,6 +52,23 @@ def test_every_path_into_another_tenant_is_denied(shared: Stack, attacker: str, 
     outcome = observed(shared, attacker, target)
     assert len(outcome) == 13
     assert outcome == dict.fromkeys(outcome, DENIED)
+
+
+def test_broken_attacker_credentials_are_errors_not_denials(shared: Stack) -> None:
+    """With keys that do not work every path is refused; the check must say it proved nothing."""
+    import dataclasses
+    import os
+
+    broken = dataclasses.replace(get_tenant(shared, "pricing"), secret_key="not-the-secret", password="not-it")
+    attempts = check(shared, broken, get_tenant(shared, "fraud"))
+    controls = [a for a in attempts if a.expected == OK]
+    assert controls and all(a.observed == ERROR for a in controls), controls
+    s3_paths = [a for a in attempts if a.path.startswith("s3 ")]
+    assert s3_paths and all(a.observed == ERROR and "authentication failed" in a.detail for a in s3_paths), s3_paths
+    assert all(a.observed != DENIED for a in attempts if a.path.startswith(("postgres", "feast"))), attempts
+    # the command refuses an attacker that is no tenant at all rather than report its paths denied
+    arguments = ["isolation-check", "--as", "nobody", "--target", "fraud", "--dir", str(shared.root)]
+    assert mlops(dict(os.environ), *arguments).returncode != 0
 
 
 def test_adding_a_tenant_again_keeps_its_keys_and_its_isolation(shared: Stack) -> None:
@@ -62,7 +83,7 @@ def test_the_cli_prints_the_table_and_exits_zero(shared: Stack) -> None:
     arguments = ["isolation-check", "--as", "forecast", "--target", "pricing", "--dir", str(shared.root)]
     result = mlops(dict(os.environ), *arguments)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "13 paths from forecast into pricing: 13 denied, 0 not" in result.stdout
+    assert "17 paths from forecast into pricing: 4 own controls OK, 13 denied, 0 not as expected" in result.stdout
 
 
 def test_a_broadened_s3_policy_is_reported_as_leaks(shared: Stack) -> None:
