@@ -36,21 +36,27 @@ def component(target: str) -> Any:
     return getattr(importlib.import_module(module_name), function_name)
 
 
+def settings_model(annotation: Any) -> Any:
+    """The pydantic settings model a component parameter is annotated with, else None."""
+    from pydantic import BaseModel
+
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
 def parse_settings_arguments(target: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     """Arguments as they arrive from a task or the command line, with each one the component
     annotates with a settings model (its config section, as JSON or a mapping) parsed into it:
     a bad field is refused by name, permanently (exit 2), before the component starts."""
     import typing
 
-    from pydantic import BaseModel
-
     from components.config import parse_settings
 
     parsed = dict(kwargs)
     step = target.partition(":")[2]
     for name, annotation in typing.get_type_hints(component(target)).items():
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel) and parsed.get(name) is not None:
-            parsed[name] = parse_settings(annotation, parsed[name], step)
+        model = settings_model(annotation)
+        if model is not None and parsed.get(name) is not None:
+            parsed[name] = parse_settings(model, parsed[name], step)
     return parsed
 
 

@@ -60,7 +60,9 @@ def _flag_type(annotation: Any) -> tuple[Any, str]:
         return (lambda text: [item for item in text.split(",") if item]), "A,B,..."
     if base is dict or typing.get_origin(base) is dict:
         return json.loads, "JSON"
-    if isinstance(base, type) and issubclass(base, __import__("pydantic").BaseModel):
+    from pipelines.runtime import settings_model
+
+    if settings_model(base) is not None:
         return json.loads, "JSON"  # a step's settings model: run_step parses it, refused by field
     if base in (int, float):
         return base, base.__name__.upper()
