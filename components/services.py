@@ -140,7 +140,9 @@ def check_s3_artifacts(step: str, location: str, timeout: float = 3.0) -> None:
 
     Without MLFLOW_S3_ENDPOINT_URL boto3 goes to AWS, which a private network answers with a
     long hang; wrong keys or a failing store would surface deep inside MLflow after retries.
-    One HeadBucket with a short timeout and no retries classifies all three.
+    One LIST of the location's own prefix (at most one key), with a short timeout and no retries,
+    classifies all three. Not HeadBucket: a tenant's key may use its prefix and nothing else of
+    the bucket, and HeadBucket is a bucket-wide request it is rightly refused.
     """
     if not location.startswith("s3://"):
         return
@@ -156,7 +158,8 @@ def check_s3_artifacts(step: str, location: str, timeout: float = 3.0) -> None:
             f"artifacts go to {location}, but MLFLOW_S3_ENDPOINT_URL is not set, so the client would try AWS",
             "set MLFLOW_S3_ENDPOINT_URL to the platform's S3 endpoint (e.g. http://minio.storage.svc:9000)",
         )
-    bucket = urlparse(location).netloc
+    parsed = urlparse(location)
+    bucket, prefix = parsed.netloc, parsed.path.strip("/")
     # A fresh session: the default one caches the credentials it first found.
     client = boto3.session.Session().client(
         "s3",
@@ -169,7 +172,7 @@ def check_s3_artifacts(step: str, location: str, timeout: float = 3.0) -> None:
         ),
     )
     try:
-        client.head_bucket(Bucket=bucket)
+        client.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/" if prefix else "", MaxKeys=1)
     except NoCredentialsError as error:
         raise ComponentError(
             step,
@@ -182,8 +185,9 @@ def check_s3_artifacts(step: str, location: str, timeout: float = 3.0) -> None:
         if status in (401, 403) or code in ("SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied", "403"):
             raise ComponentError(
                 step,
-                f"S3 at {endpoint} rejected the credentials for bucket {bucket!r} ({code or status})",
-                "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, and that the key may use this bucket",
+                f"S3 at {endpoint} rejected the credentials for {location!r} ({code or status})",
+                "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, and that the key may list and write this prefix"
+                " (a tenant's key covers s3://<bucket>/<tenant>/ only: MLOPS_MLFLOW_ARTIFACT_ROOT must be inside it)",
             ) from error
         if status == 404 or code in ("404", "NoSuchBucket"):
             raise ComponentError(

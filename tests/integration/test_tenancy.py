@@ -7,6 +7,7 @@ tenant is broadened to whole buckets or MLflow's default permission is the shipp
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ import pytest
 
 from devstack import process
 from devstack.stack import PORT_SPAN, Ports, Stack
-from devstack.tenants import add_tenant, get_tenant, write_s3_identities
+from devstack.tenants import add_tenant, get_tenant, tenant_environment, write_s3_identities
 from mlops.isolation import DENIED, ERROR, LEAK, OK, check
 from tests.integration.conftest import mlops
 
@@ -30,13 +31,46 @@ def shared() -> Iterator[Stack]:
     root.chmod(0o755)
     stack = Stack(root=root, ports=Ports.from_base(process.free_port_base(PORT_SPAN)), mlflow_auth=True)
     try:
-        stack.up(("postgres", "pgbouncer", "s3", "mlflow"))
+        stack.up()
         for name in TENANTS:
             add_tenant(stack, name)
         yield stack
     finally:
         stack.down()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def as_tenant(stack: Stack, name: str, home: Path) -> dict[str, str]:
+    """Only what `eval "$(mlops tenant env <name>)"` gives: no platform variable leaks in from here."""
+    inherited = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("AWS_", "MLFLOW_", "MLOPS_", "FSSPEC_", "FEAST_"))
+    }
+    return {**inherited, **tenant_environment(stack, get_tenant(stack, name)), "MLOPS_HOME": str(home)}
+
+
+@pytest.mark.parametrize(
+    ("tenant", "pipeline", "model"),
+    [("fraud", "fraud", "fraud-detector"), ("forecast", "forecast", "demand-forecaster")],
+)
+def test_a_tenant_runs_its_own_pipeline_with_its_own_credentials_only(
+    shared: Stack, tmp_path: Path, tenant: str, pipeline: str, model: str
+) -> None:
+    """The positive control the tenancy rests on: the whole pipeline, as the tenant, end to end."""
+    result = mlops(as_tenant(shared, tenant, tmp_path), "run", pipeline, "--rows", "8000")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{model} version 1 (new)" in result.stdout, result.stdout
+    assert f"storageUri: s3://models/{tenant}/{model}/v1-" in result.stdout, result.stdout
+    # everything it wrote is inside its own prefixes, and the registry holds it under its name
+    admin = shared.s3_client()
+    for bucket in ("mlflow-artifacts", "models"):
+        keys = [
+            o["Key"]
+            for page in admin.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+            for o in page.get("Contents", [])
+        ]
+        assert any(key.startswith(f"{tenant}/") for key in keys), (bucket, keys[:5])
 
 
 def observed(stack: Stack, attacker: str, target: str) -> dict[str, str]:
