@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from devstack import process  # noqa: E402
-from devstack.stack import DB_PASSWORD, DB_USER, PORT_SPAN, Ports, Stack  # noqa: E402
+from devstack.stack import DB_USER, PORT_SPAN, Ports, Stack  # noqa: E402
 
 COLUMNS = ["user_id", "event_timestamp", "txn_count_1h", "txn_count_24h", "amount_avg_7d", "seconds_since_last_txn"]
 
@@ -94,7 +94,7 @@ def postgres_table(stack: Stack, frame: pd.DataFrame, folder: Path) -> tuple[pd.
     table = "bench_events"
     started = time.perf_counter()
     with psycopg.connect(host="127.0.0.1", port=stack.ports.postgres, dbname="offline", user=DB_USER,
-                         password=DB_PASSWORD, autocommit=True) as connection:  # fmt: skip
+                         password=stack.db_password, autocommit=True) as connection:  # fmt: skip
         connection.execute(f"drop table if exists {table}")
         connection.execute(
             f"create table {table} (user_id bigint, event_timestamp timestamptz, txn_count_1h bigint,"
@@ -107,7 +107,7 @@ def postgres_table(stack: Stack, frame: pd.DataFrame, folder: Path) -> tuple[pd.
         connection.execute(f"analyze {table}")
     stored = time.perf_counter() - started
     postgres = {"host": "127.0.0.1", "port": stack.ports.postgres, "database": "offline", "db_schema": "public",
-                "user": DB_USER, "password": DB_PASSWORD, "sslmode": "disable"}  # fmt: skip
+                "user": DB_USER, "password": stack.db_password, "sslmode": "disable"}  # fmt: skip
     store = open_store("bench_pg", folder / "pg", {
         "project": "bench_pg", "provider": "local", "registry": str(folder / "pg" / "registry.db"),
         "online_store": {"type": "sqlite", "path": str(folder / "pg" / "online.db")},

@@ -95,11 +95,49 @@ def find_binary(name: str, *extra_dirs: str) -> str:
     )
 
 
-def read_pid(pid_file: Path) -> int | None:
+def start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (/proc/<pid>/stat field 22), or None.
+
+    A pid is reused once its process exits; the pair (pid, start time) is not.
+    """
     try:
-        return int(pid_file.read_text().split()[0])
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the command name (field 2) is in parentheses and may hold spaces; count from after it
+    fields = stat.rsplit(")", 1)[-1].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def read_pid(pid_file: Path) -> int | None:
+    """The pid in `pid_file` if that process is still the one we started, else None.
+
+    The file holds "<pid> <start time>". A process whose start time differs took over a reused
+    pid: it is not ours, and `stop` must never signal its group. A file from an older version
+    holds only the pid; it is trusted only if that process leads its own session, as ours do.
+    """
+    try:
+        fields = pid_file.read_text().split()
+        pid = int(fields[0])
     except (OSError, ValueError, IndexError):
         return None
+    if len(fields) > 1:
+        return pid if start_time(pid) == fields[1] else None
+    try:
+        return pid if os.getsid(pid) == pid else None
+    except OSError:
+        return None
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file that holds secrets: mode 0600 from the first byte, in a 0700 folder, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(text)
+    os.replace(temporary, path)
 
 
 def alive(pid: int | None) -> bool:
@@ -130,7 +168,7 @@ def start(
             cwd=cwd,
             start_new_session=True,
         )
-    pid_file.write_text(f"{process.pid}\n")
+    pid_file.write_text(f"{process.pid} {start_time(process.pid) or ''}\n")
     return process.pid
 
 

@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,8 @@ PORT_SPAN = 24
 DATABASES = ("mlflow", "mlflow_auth", "feast", "offline")
 MLFLOW_ADMIN = "admin"
 DB_USER = "mlops"
-DB_PASSWORD = "mlops-dev"  # loopback development stack only; the cluster reads Secrets
+# What stacks started before the secrets were generated per stack used; kept for loading them.
+LEGACY_DB_PASSWORD = "mlops-dev"
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,10 @@ class Stack:
 
     root: Path
     ports: Ports = field(default_factory=lambda: Ports.from_base(DEFAULT_PORT_BASE))
-    access_key: str = "mlops-dev"
-    secret_key: str = "mlops-dev-secret"
+    # Generated per stack and kept in stack.json (0600): a key that every checkout knows is no key.
+    access_key: str = field(default_factory=lambda: "admin-" + secrets.token_hex(6))
+    secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    db_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     # KServe's storage initializer reads models with this key: Read and List on the models bucket only.
     puller_access_key: str = field(default_factory=lambda: "puller-" + secrets.token_hex(6))
     puller_secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
@@ -89,7 +92,9 @@ class Stack:
 
     def save(self) -> None:
         state = {k: v for k, v in asdict(self).items() if k != "root"}
-        self.state_file.write_text(json.dumps(state, indent=2))
+        process.write_private(self.state_file, json.dumps(state, indent=2))
+        # When we are root the service user must still reach its own folders below: traverse only.
+        self.root.chmod(0o711 if process.running_as_root() else 0o700)
 
     @classmethod
     def load(cls, root: Path) -> Stack | None:
@@ -98,12 +103,24 @@ class Stack:
         except (OSError, ValueError):
             return None
         state["ports"] = Ports(**state["ports"])
+        state.setdefault("db_password", LEGACY_DB_PASSWORD)
         return cls(root=root, **state)
+
+    def moved_to(self, ports: Ports) -> Stack:
+        """The same stack (data, keys, passwords) on other ports; only while nothing runs."""
+        running = [service for service in SERVICES if self.running(service)]
+        if running and ports != self.ports:
+            raise ComponentError(
+                "dev",
+                f"the stack under {self.root} is running on ports from {self.ports.postgres} ({', '.join(running)})",
+                "mlops dev down first, then mlops dev up --port-base N",
+            )
+        return replace(self, ports=ports)
 
     # --- addresses ---------------------------------------------------------------------------
     def database_url(self, database: str, *, through_pgbouncer: bool = True, driver: str = "postgresql+psycopg") -> str:
         port = self.ports.pgbouncer if through_pgbouncer else self.ports.postgres
-        return f"{driver}://{DB_USER}:{DB_PASSWORD}@127.0.0.1:{port}/{database}"
+        return f"{driver}://{DB_USER}:{self.db_password}@127.0.0.1:{port}/{database}"
 
     @property
     def s3_endpoint(self) -> str:
@@ -131,7 +148,7 @@ class Stack:
         return {
             "AWS_ACCESS_KEY_ID": self.access_key,
             "AWS_SECRET_ACCESS_KEY": self.secret_key,
-            "MLOPS_FEAST_REGISTRY_PASSWORD": DB_PASSWORD,
+            "MLOPS_FEAST_REGISTRY_PASSWORD": self.db_password,
             **(
                 {"MLFLOW_TRACKING_USERNAME": MLFLOW_ADMIN, "MLFLOW_TRACKING_PASSWORD": self.admin_password}
                 if self.mlflow_auth
@@ -206,6 +223,8 @@ class Stack:
         data = self.folder("postgres") / "data"
         sockets = self.folder("postgres") / "sockets"
         sockets.mkdir(parents=True, exist_ok=True)
+        # The socket trusts whoever reaches it (setup runs through it): only the service user may.
+        sockets.chmod(0o700)
         if not (data / "PG_VERSION").exists():
             data.mkdir(parents=True, exist_ok=True)
             process.give_to_service_user(self.folder("postgres"))
@@ -274,7 +293,7 @@ class Stack:
             port=port or self.ports.postgres,
             dbname=database,
             user=user,
-            password=DB_PASSWORD,
+            password=self.db_password,
             autocommit=True,
             connect_timeout=3,
         ) as connection:
@@ -284,7 +303,7 @@ class Stack:
     def _provision_databases(self) -> None:
         """The role and databases the platform expects, created once (idempotent)."""
         if not self._sql("postgres", f"select 1 from pg_roles where rolname = '{DB_USER}'", superuser=True):
-            self._sql("postgres", f"create role {DB_USER} login password '{DB_PASSWORD}'", superuser=True)
+            self._sql("postgres", f"create role {DB_USER} login password '{self.db_password}'", superuser=True)
         for database in DATABASES:
             if not self._sql("postgres", f"select 1 from pg_database where datname = '{database}'", superuser=True):
                 self._sql("postgres", f"create database {database} owner {DB_USER}", superuser=True)
@@ -293,7 +312,7 @@ class Stack:
     def _start_pgbouncer(self) -> float:
         folder = self.folder("pgbouncer")
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "userlist.txt").write_text(f'"{DB_USER}" "{DB_PASSWORD}"\n')
+        process.write_private(folder / "userlist.txt", f'"{DB_USER}" "{self.db_password}"\n')
         (folder / "pgbouncer.ini").write_text(
             "\n".join(
                 [
@@ -391,7 +410,8 @@ class Stack:
         (folder / "data").mkdir(parents=True, exist_ok=True)
         identities = {"identities": self.s3_identities()}
         if not (folder / "s3.json").exists():  # tenants (devstack.tenants) add their identities here
-            (folder / "s3.json").write_text(json.dumps(identities, indent=2))
+            process.write_private(folder / "s3.json", json.dumps(identities, indent=2))
+        folder.chmod(0o700)
         weed = Path(sys.executable).parent / "weed"
         binary = str(weed) if weed.exists() else process.find_binary("weed")
         p = self.ports
@@ -492,8 +512,8 @@ class Stack:
         ]
         if self.mlflow_auth:
             config = self.folder("mlflow") / "basic_auth.ini"
-            config.parent.mkdir(parents=True, exist_ok=True)
-            config.write_text(
+            process.write_private(
+                config,
                 "\n".join(
                     [
                         "[mlflow]",
@@ -506,9 +526,8 @@ class Stack:
                         "grant_default_workspace_access = false",
                         "",
                     ]
-                )
+                ),
             )
-            config.chmod(0o600)
             env["MLFLOW_AUTH_CONFIG_PATH"] = str(config)
             env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = self.admin_password + "-csrf"
             argv += ["--app-name", "basic-auth"]

@@ -78,9 +78,7 @@ def write_s3_identities(stack: Stack, broadened: frozenset[str] = frozenset()) -
                 "actions": s3_actions(tenant.name, tenant.name in broadened),
             }
         )
-    config = stack.folder("s3") / "s3.json"
-    config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(json.dumps({"identities": identities}, indent=2))
+    process.write_private(stack.folder("s3") / "s3.json", json.dumps({"identities": identities}, indent=2))
     if stack.running("s3"):  # weed reads its identities at start
         stack.down(("s3",))
         stack.up(("s3",))
@@ -111,11 +109,11 @@ def _provision_postgres(stack: Stack, tenant: Tenant) -> None:
 
 def _reload_pgbouncer(stack: Stack, tenants: dict[str, Tenant]) -> None:
     """Add the tenants to PgBouncer's users, each capped, and reload it (SIGHUP)."""
-    from devstack.stack import DB_PASSWORD, DB_USER
+    from devstack.stack import DB_USER
 
     folder = stack.folder("pgbouncer")
-    lines = [f'"{DB_USER}" "{DB_PASSWORD}"', *(f'"{t.name}" "{t.password}"' for t in tenants.values())]
-    (folder / "userlist.txt").write_text("\n".join(lines) + "\n")
+    lines = [f'"{DB_USER}" "{stack.db_password}"', *(f'"{t.name}" "{t.password}"' for t in tenants.values())]
+    process.write_private(folder / "userlist.txt", "\n".join(lines) + "\n")
     ini = folder / "pgbouncer.ini"
     text = ini.read_text().split("[users]")[0].rstrip() + "\n[users]\n"
     text += "".join(f"{t.name} = max_user_connections={TENANT_SERVER_CONNECTIONS}\n" for t in tenants.values())
@@ -184,8 +182,7 @@ def add_tenant(stack: Stack, name: str) -> Tenant:
         tenant = Tenant(**json.loads(file.read_text()))
     else:
         tenant = Tenant(name, f"{name}-{secrets.token_hex(6)}", secrets.token_urlsafe(24), secrets.token_urlsafe(18))
-        file.write_text(json.dumps(asdict(tenant), indent=2))
-        file.chmod(0o600)
+        process.write_private(file, json.dumps(asdict(tenant), indent=2))
     write_s3_identities(stack)
     _provision_postgres(stack, tenant)
     _reload_pgbouncer(stack, load_tenants(stack))

@@ -47,10 +47,11 @@ def _stack(args: argparse.Namespace) -> Any:
     root = Path(args.dir) if args.dir else default_root()
     existing = Stack.load(root)
     tenancy = bool(getattr(args, "tenancy", False))
-    if existing is not None and args.port_base is None:
+    if existing is not None:
         if tenancy and not existing.mlflow_auth:
             existing.mlflow_auth = True
-        return existing
+        # another port base moves the stack, never regenerates its keys and passwords
+        return existing if args.port_base is None else existing.moved_to(Ports.from_base(args.port_base))
     return Stack(root=root, ports=Ports.from_base(args.port_base or DEFAULT_PORT_BASE), mlflow_auth=tenancy)
 
 

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 
 from devstack import process
-from devstack.stack import DB_PASSWORD, DB_USER, PORT_SPAN, Ports, Stack
+from devstack.stack import DB_USER, PORT_SPAN, Ports, Stack
 from tests.conftest import REPO
 
 PIPELINE_ROWS = "20000"
@@ -81,7 +81,7 @@ def small_postgres() -> Iterator[Stack]:
     try:
         small.up(("postgres", "pgbouncer"))
         with psycopg.connect(
-            host="127.0.0.1", port=small.ports.postgres, dbname="feast", user=DB_USER, password=DB_PASSWORD
+            host="127.0.0.1", port=small.ports.postgres, dbname="feast", user=DB_USER, password=small.db_password
         ) as connection:
             connection.execute("create table if not exists writes (writer int, at timestamptz default now())")
         yield small

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import redis
 
-from devstack.stack import DB_PASSWORD, DB_USER, Stack
+from devstack.stack import DB_USER, Stack
 from mlops.doctor import (
     FAIL,
     OK,
@@ -84,8 +84,8 @@ def test_tracking_server_unreachable(stack: Stack) -> None:
 
 
 def test_few_connections_without_pgbouncer_and_the_same_through_it(small_postgres: Stack) -> None:
-    direct = f"postgresql://{DB_USER}:{DB_PASSWORD}@127.0.0.1:{small_postgres.ports.postgres}/feast"
-    pooled = f"postgresql://{DB_USER}:{DB_PASSWORD}@127.0.0.1:{small_postgres.ports.pgbouncer}/feast"
+    direct = f"postgresql://{DB_USER}:{small_postgres.db_password}@127.0.0.1:{small_postgres.ports.postgres}/feast"
+    pooled = f"postgresql://{DB_USER}:{small_postgres.db_password}@127.0.0.1:{small_postgres.ports.pgbouncer}/feast"
     exposed = check_postgres_connections(
         Context(env={"MLOPS_DOCTOR_POSTGRES_URL": direct}, objects=[], planned_writers=30)
     )

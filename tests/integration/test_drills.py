@@ -26,7 +26,7 @@ import psycopg
 import pytest
 import redis
 
-from devstack.stack import DB_PASSWORD, DB_USER, Stack
+from devstack.stack import DB_USER, Stack
 from pipelines.spec import IDEMPOTENT_WRITE
 from tests.conftest import REPO
 from tests.integration.conftest import mlops, platform_env
@@ -311,7 +311,7 @@ def test_sixteen_processes_registering_one_artifact_make_one_version(
 # --- connection exhaustion, with and without PgBouncer --------------------------------------------
 
 
-def _parallel_writers(port: int, writers: int) -> tuple[int, list[str]]:
+def _parallel_writers(port: int, writers: int, password: str) -> tuple[int, list[str]]:
     """`writers` threads, each holding a connection through one transaction of 0.5 s."""
     errors: list[str] = []
     done = []
@@ -325,7 +325,7 @@ def _parallel_writers(port: int, writers: int) -> tuple[int, list[str]]:
                 port=port,
                 dbname="feast",
                 user=DB_USER,
-                password=DB_PASSWORD,
+                password=password,
                 connect_timeout=30,
                 prepare_threshold=None,
             ) as connection:
@@ -345,14 +345,14 @@ def _parallel_writers(port: int, writers: int) -> tuple[int, list[str]]:
 
 
 def test_more_writers_than_connections_fail_without_pgbouncer(small_postgres: Stack) -> None:
-    succeeded, errors = _parallel_writers(small_postgres.ports.postgres, 30)
+    succeeded, errors = _parallel_writers(small_postgres.ports.postgres, 30, small_postgres.db_password)
     assert errors, "30 direct writers against max_connections=10 should have been refused"
     assert all("too many clients" in e or "remaining connection slots" in e for e in errors), errors[:3]
     assert succeeded + len(errors) == 30
 
 
 def test_pgbouncer_queues_the_same_writers_and_all_succeed(small_postgres: Stack) -> None:
-    succeeded, errors = _parallel_writers(small_postgres.ports.pgbouncer, 30)
+    succeeded, errors = _parallel_writers(small_postgres.ports.pgbouncer, 30, small_postgres.db_password)
     assert errors == []
     assert succeeded == 30
 

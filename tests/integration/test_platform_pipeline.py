@@ -15,14 +15,14 @@ import pandas as pd
 import psycopg
 import pytest
 
-from devstack.stack import DB_PASSWORD, DB_USER, Stack
+from devstack.stack import DB_USER, Stack
 
 pytestmark = pytest.mark.integration
 
 
 def query(stack: Stack, database: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
     with psycopg.connect(
-        host="127.0.0.1", port=stack.ports.postgres, dbname=database, user=DB_USER, password=DB_PASSWORD
+        host="127.0.0.1", port=stack.ports.postgres, dbname=database, user=DB_USER, password=stack.db_password
     ) as connection:
         return connection.execute(sql, params).fetchall()
 

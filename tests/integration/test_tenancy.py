@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -146,3 +148,46 @@ def test_mlflow_default_permission_read_is_reported_as_leaks(shared: Stack) -> N
     for path in ("mlflow get target run", "mlflow search target runs", "mlflow read target model"):
         assert outcome[path] == LEAK, outcome
     assert outcome["s3 GET target object"] == DENIED
+
+
+def test_secrets_files_on_a_running_stack_are_private(shared: Stack) -> None:
+    files = [
+        shared.state_file,
+        shared.folder("pgbouncer") / "userlist.txt",
+        shared.folder("s3") / "s3.json",
+        shared.folder("mlflow") / "basic_auth.ini",
+        *sorted((shared.root / "tenants").glob("*.json")),
+    ]
+    assert len(files) == 4 + len(TENANTS)
+    for file in files:
+        assert stat.S_IMODE(file.stat().st_mode) == 0o600, file
+        if file.parent != shared.root:
+            assert stat.S_IMODE(file.parent.stat().st_mode) == 0o700, file.parent
+    assert stat.S_IMODE(shared.root.stat().st_mode) & 0o066 == 0
+    assert stat.S_IMODE((shared.folder("postgres") / "sockets").stat().st_mode) == 0o700
+
+
+def test_the_well_known_development_credentials_open_nothing(shared: Stack) -> None:
+    """Positive control first: the stack's own generated credentials work; the old fixed ones do not."""
+    import psycopg
+    from botocore.exceptions import ClientError
+
+    own = {"host": "127.0.0.1", "port": shared.ports.postgres, "dbname": "feast", "user": "mlops", "connect_timeout": 3}
+    with psycopg.connect(**own, password=shared.db_password) as connection:
+        assert connection.execute("select 1").fetchone() == (1,)
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(**own, password="mlops-dev")
+    assert shared.s3_client().list_buckets()["Buckets"]
+    with pytest.raises(ClientError, match="InvalidAccessKeyId"):
+        shared.s3_client("mlops-dev", "mlops-dev-secret").list_buckets()
+
+
+@pytest.mark.skipif(not process.running_as_root(), reason="a second local user needs root to switch to (CI is root)")
+def test_another_local_user_cannot_use_the_trusted_postgres_socket(shared: Stack) -> None:
+    sockets = str(shared.folder("postgres") / "sockets")
+    query = [process.find_binary("psql", "/usr/lib/postgresql/*/bin"), "-h", sockets, "-p", str(shared.ports.postgres)]
+    query += ["-U", "postgres", "-d", "postgres", "-tAc", "select current_user"]
+    own = subprocess.run(query, capture_output=True, text=True, check=False)
+    assert own.returncode == 0 and own.stdout.strip() == "postgres", own.stderr  # the stack itself: setup path
+    other = subprocess.run(["runuser", "-u", "nobody", "--", *query], capture_output=True, text=True, check=False)
+    assert other.returncode != 0 and "Permission denied" in other.stderr, other.stdout + other.stderr
