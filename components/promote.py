@@ -30,8 +30,8 @@ from components.triton import RepositoryError, model_file_name, write_repository
 
 STEP = "promote"
 ANNOTATION_PREFIX = "mlops.private-platform.io"
-RUN_ID = re.compile(r"^[a-f0-9]{32}$")
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+RUN_ID = re.compile(r"[a-f0-9]{32}")  # always fullmatch: "$" also matches before a final newline
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
 def annotation(name: str) -> str:
@@ -242,13 +242,13 @@ def promote(
         )
     check_traffic_split(settings.deployment_mode, canary_percent)
     check_replicas(settings.min_replicas, gpu)
-    if not RUN_ID.match(reg.get("run_id", "")):
+    if not RUN_ID.fullmatch(reg.get("run_id", "")):
         raise ComponentError(
             STEP,
             f"registration carries run id {reg.get('run_id')!r}, not 32 hex characters",
             "pass the registration JSON written by register",
         )
-    if not DNS_LABEL.match(reg["model_name"]) or len(reg["model_name"]) > 45:
+    if not DNS_LABEL.fullmatch(reg["model_name"]) or len(reg["model_name"]) > 45:
         raise ComponentError(
             STEP,
             f"model name {reg['model_name']!r} is not a valid InferenceService name",

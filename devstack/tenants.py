@@ -26,7 +26,12 @@ from components.errors import ComponentError
 from devstack import process
 from devstack.stack import BUCKETS, Stack
 
-NAME = re.compile(r"^[a-z][a-z0-9]{1,30}$")
+NAME = re.compile(r"[a-z][a-z0-9]{1,30}")  # always fullmatch: "$" also matches before a final newline
+# Names the services already give a meaning: MLflow's admin user, PostgreSQL's superuser and
+# built-in schema and templates, the platform's own role and databases, Redis's default user.
+RESERVED = frozenset(
+    {"admin", "postgres", "mlops", "public", "template0", "template1", "mlflow", "feast", "offline", "default", "root"}
+)
 S3_ACTIONS = ("Read", "Write", "List", "Tagging")
 TENANT_SERVER_CONNECTIONS = 5
 
@@ -163,11 +168,51 @@ def _provision_mlflow(stack: Stack, tenant: Tenant) -> None:
                 raise
 
 
-def add_tenant(stack: Stack, name: str) -> Tenant:
-    if not NAME.match(name):
+def check_name(name: str) -> None:
+    """A tenant name becomes a PostgreSQL role, an MLflow user, an S3 identity and a key prefix."""
+    if not NAME.fullmatch(name):
         raise ComponentError(
             "tenant", f"tenant name {name!r} is not a lowercase identifier", "use 2-31 letters and digits, e.g. fraud"
         )
+    if name in RESERVED or name.startswith("pg"):
+        raise ComponentError(
+            "tenant",
+            f"tenant name {name!r} is reserved: a service already uses it for its own administration",
+            "pick the team's name, e.g. fraud or pricing",
+        )
+
+
+def _refuse_taken(stack: Stack, name: str) -> None:
+    """A new tenant's name must be free on every service: else someone already holds what it would get."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.server.auth.client import AuthServiceClient
+
+    holders = []
+    if _superuser(stack, "postgres", f"select 1 from pg_roles where rolname = '{name}'"):
+        holders.append(f"a PostgreSQL role {name!r}")
+    admin = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": stack.admin_password}
+    with temporary_env(admin):
+        from mlflow import MlflowClient
+
+        try:
+            AuthServiceClient(stack.tracking_uri).get_user(name)
+            holders.append(f"an MLflow user {name!r}")
+        except MlflowException as error:
+            if "RESOURCE_DOES_NOT_EXIST" not in str(error.error_code):
+                raise
+        experiment = MlflowClient(tracking_uri=stack.tracking_uri).get_experiment_by_name(name)
+        if experiment is not None:
+            holders.append(f"an MLflow experiment {name!r} (id {experiment.experiment_id}) that another user created")
+    if holders:
+        raise ComponentError(
+            "tenant",
+            f"tenant name {name!r} is already taken: {'; '.join(holders)}",
+            "pick another name, or have the platform admin remove what holds it (a squatter keeps MANAGE on it)",
+        )
+
+
+def add_tenant(stack: Stack, name: str) -> Tenant:
+    check_name(name)
     for service in ("postgres", "pgbouncer", "s3", "mlflow"):
         if not stack.running(service):
             raise ComponentError("tenant", f"{service} is not running under {stack.root}", "mlops dev up first")
@@ -181,6 +226,7 @@ def add_tenant(stack: Stack, name: str) -> Tenant:
     if file.exists():
         tenant = Tenant(**json.loads(file.read_text()))
     else:
+        _refuse_taken(stack, name)
         tenant = Tenant(name, f"{name}-{secrets.token_hex(6)}", secrets.token_urlsafe(24), secrets.token_urlsafe(18))
         process.write_private(file, json.dumps(asdict(tenant), indent=2))
     write_s3_identities(stack)

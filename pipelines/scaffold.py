@@ -8,26 +8,49 @@ repos must not share one), and renders the new pipeline's golden files.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
+import sys
 from pathlib import Path
 
 from components.errors import ComponentError
 
-NAME = re.compile(r"^[a-z][a-z0-9]{1,30}$")
+NAME = re.compile(r"[a-z][a-z0-9]{1,30}")  # always fullmatch: "$" also matches before a final newline
 PIPELINES_DIR = Path(__file__).parent
+
+
+def shadowed_module(name: str, root: Path = PIPELINES_DIR) -> str | None:
+    """What a new package `pipelines.<name>` would hide or be hidden by, or None.
+
+    A pipeline folder is a Python package beside the library's own modules (`mlops new runtime`
+    once replaced pipelines/runtime.py for every step), and its name is imported bare by Feast.
+    """
+    if (root / f"{name}.py").exists() or (root / name).is_dir():
+        return f"pipelines/{name}: a module of this library (or a pipeline) already has that name"
+    if name in sys.stdlib_module_names:
+        return f"the standard-library module {name!r}"
+    if importlib.util.find_spec(name) is not None:
+        return f"the installed module {name!r}"
+    return None
 
 
 def scaffold(name: str, source: str = "fraud", root: Path = PIPELINES_DIR) -> Path:
     from ruamel.yaml import YAML
 
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise ComponentError(
             "new",
             f"pipeline name {name!r} is not lowercase letters and digits (2-31, letter first)",
             "pick a name such as churn or pricing2: it becomes a Python package, a Feast project and Kubernetes names",
         )
     origin, target = root / source, root / name
+    if not target.exists() and (collision := shadowed_module(name, root)):
+        raise ComponentError(
+            "new",
+            f"pipeline name {name!r} collides with {collision}",
+            f"pick another name, e.g. {name}pipeline or team{name}",
+        )
     if not (origin / "pipeline.py").is_file():
         raise ComponentError("new", f"no pipeline {source!r} to copy from", "use --from fraud or --from forecast")
     if target.exists():

@@ -191,3 +191,25 @@ def test_another_local_user_cannot_use_the_trusted_postgres_socket(shared: Stack
     assert own.returncode == 0 and own.stdout.strip() == "postgres", own.stderr  # the stack itself: setup path
     other = subprocess.run(["runuser", "-u", "nobody", "--", *query], capture_output=True, text=True, check=False)
     assert other.returncode != 0 and "Permission denied" in other.stderr, other.stdout + other.stderr
+
+
+def test_reserved_and_squatted_tenant_names_are_refused(shared: Stack) -> None:
+    """`tenant add admin` reset MLflow's admin password; a squatter kept MANAGE on the experiment it made."""
+    from mlflow import MlflowClient
+
+    from components.environment import temporary_env
+    from components.errors import ComponentError
+
+    for reserved in ("admin", "postgres"):
+        with pytest.raises(ComponentError, match="reserved"):
+            add_tenant(shared, reserved)
+    admin = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": shared.admin_password}
+    with temporary_env(admin):
+        assert MlflowClient(tracking_uri=shared.tracking_uri).search_experiments()  # the admin still gets in
+    pricing = get_tenant(shared, "pricing")
+    pricing_env = {"MLFLOW_TRACKING_USERNAME": "pricing", "MLFLOW_TRACKING_PASSWORD": pricing.password}
+    with temporary_env(pricing_env):
+        MlflowClient(tracking_uri=shared.tracking_uri).create_experiment("payments")  # before the team arrives
+    with pytest.raises(ComponentError, match=r"experiment 'payments'.*another user"):
+        add_tenant(shared, "payments")
+    assert not (shared.root / "tenants" / "payments.json").exists()

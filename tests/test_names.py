@@ -1,0 +1,72 @@
+"""Names that become packages, roles, users and key prefixes: checked whole, and never a name already in use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from components.errors import ComponentError
+from devstack.tenants import check_name
+from pipelines.scaffold import scaffold
+
+
+@pytest.mark.parametrize("name", ["fraud", "pricing2", "team7"])
+def test_a_plain_tenant_name_is_accepted(name: str) -> None:
+    check_name(name)
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("fraud\n", "not a lowercase identifier"),  # "$" matched before the newline
+        ("Fraud", "not a lowercase identifier"),
+        ("fr-aud", "not a lowercase identifier"),
+        ("admin", "reserved"),  # MLflow's admin: `tenant add admin` reset its password
+        ("postgres", "reserved"),  # the superuser: `tenant add postgres` gave a superuser login
+        ("mlops", "reserved"),
+        ("default", "reserved"),
+        ("pgsql", "reserved"),
+    ],
+)
+def test_a_tenant_name_that_is_malformed_or_reserved_is_refused(name: str, reason: str) -> None:
+    with pytest.raises(ComponentError, match=reason):
+        check_name(name)
+
+
+def _pipelines_root(tmp_path: Path) -> Path:
+    """A copy of the layout `mlops new` writes into: a source pipeline and the library's modules."""
+    import shutil
+
+    from pipelines.scaffold import PIPELINES_DIR
+
+    root = tmp_path / "pipelines"
+    shutil.copytree(PIPELINES_DIR / "fraud", root / "fraud", ignore=shutil.ignore_patterns("golden", "__pycache__"))
+    for module in PIPELINES_DIR.glob("*.py"):
+        shutil.copy(module, root / module.name)
+    return root
+
+
+@pytest.mark.parametrize(
+    ("name", "collision"),
+    [
+        ("runtime", "pipelines/runtime"),  # `mlops new runtime` broke every step
+        ("task", "pipelines/task"),
+        ("json", "standard-library"),
+        ("pandas", "installed module"),
+        ("churn\n", "not lowercase letters"),
+    ],
+)
+def test_a_pipeline_name_that_shadows_a_module_is_refused(tmp_path: Path, name: str, collision: str) -> None:
+    root = _pipelines_root(tmp_path)
+    before = sorted(path.name for path in root.iterdir())
+    with pytest.raises(ComponentError, match=collision):
+        scaffold(name, "fraud", root=root)
+    assert sorted(path.name for path in root.iterdir()) == before  # nothing half-written
+
+
+def test_promote_checks_names_whole() -> None:
+    from components.promote import DNS_LABEL, RUN_ID
+
+    assert RUN_ID.fullmatch("a" * 32) and not RUN_ID.fullmatch("a" * 32 + "\n")
+    assert DNS_LABEL.fullmatch("fraud-detector") and not DNS_LABEL.fullmatch("fraud-detector\n")
