@@ -19,7 +19,7 @@ _DOUBLE = struct.Struct("<d")
 
 
 def _redis_client(connection_string: str) -> Any:
-    """A redis-py client from Feast's `host:port[,password=...,ssl=true,db=N]` string."""
+    """A redis-py client from Feast's `host:port[,username=...,password=...,ssl=true,db=N]` string."""
     import redis
 
     address, *options = connection_string.split(",")
@@ -29,6 +29,7 @@ def _redis_client(connection_string: str) -> Any:
         host=host or "localhost",
         port=int(port or 6379),
         db=int(settings.get("db", 0)),
+        username=settings.get("username") or None,
         password=settings.get("password") or None,
         ssl=settings.get("ssl", "false").lower() == "true",
         socket_timeout=float(settings.get("socket_timeout", 2.0)),

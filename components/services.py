@@ -70,6 +70,20 @@ def with_password(url: str, password: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def redis_connection_string(address: str, username: str = "", password: str | None = None) -> str:
+    """Feast's `host:port[,username=...][,password=...]`; the password from its Secret's variable."""
+    password = os.environ.get("MLOPS_FEAST_REDIS_PASSWORD", "") if password is None else password
+    options = [f"username={username}"] * bool(username) + [f"password={password}"] * bool(password)
+    return ",".join([address, *options])
+
+
+def redacted(connection_string: str) -> str:
+    """A connection string fit to print: the password's value replaced."""
+    return ",".join(
+        "password=***" if option.startswith("password=") else option for option in connection_string.split(",")
+    )
+
+
 def feast_store_config(project: str, step: str = "materialize") -> dict[str, Any] | None:
     """feature_store.yaml for the platform (SQL registry, Redis online store), or None for embedded.
 
@@ -84,9 +98,7 @@ def feast_store_config(project: str, step: str = "materialize") -> dict[str, Any
     registry = with_password(
         strict.require("feast_registry_url", step), os.environ.get("MLOPS_FEAST_REGISTRY_PASSWORD", "")
     )
-    redis = strict.require("feast_redis", step)
-    redis_password = os.environ.get("MLOPS_FEAST_REDIS_PASSWORD", "")
-    connection = f"{redis},password={redis_password}" if redis_password else redis
+    connection = redis_connection_string(strict.require("feast_redis", step), strict.feast_redis_username)
     return {
         "project": project,
         "provider": "local",

@@ -87,6 +87,11 @@ class PlatformSettings(BaseModel):
     feast_redis: str = Field(
         "", description="Feast's Redis online store, host:port.", json_schema_extra=_env("MLOPS_FEAST_REDIS")
     )
+    feast_redis_username: str = Field(
+        "",
+        description="The Redis ACL user of the tenant's online store (empty: Redis's default user).",
+        json_schema_extra=_env("MLOPS_FEAST_REDIS_USERNAME"),
+    )
     offline_store_uri: str = Field(
         "",
         description="Root of the offline store: validated data as Parquet, at <root>/<project>/<run>/.",

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,8 @@ class Stack:
     access_key: str = field(default_factory=lambda: "admin-" + secrets.token_hex(6))
     secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     db_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+    # The platform's user on each tenant's Redis (the tenant's own user may not administer it).
+    redis_admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     # KServe's storage initializer reads models with this key: Read and List on the models bucket only.
     puller_access_key: str = field(default_factory=lambda: "puller-" + secrets.token_hex(6))
     puller_secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
@@ -177,11 +180,17 @@ class Stack:
             timings[service] = getattr(self, f"_start_{service}")()
             if echo:
                 print(f"  {service:<10} up in {timings[service]:5.1f} s  {self.address(service)}", flush=True)
+        if "redis" in services:
+            self._start_tenant_redis()
         return timings
 
     def down(self, services: tuple[str, ...] = SERVICES) -> list[str]:
         """Stop in reverse order by pid; PostgreSQL gets SIGINT (fast shutdown), weed a short grace."""
         stopped = []
+        if "redis" in services:
+            for config in self.tenant_redis_configs():
+                if process.stop(self.pid_file(config.parent.name)):
+                    stopped.append(config.parent.name)
         for service in reversed(SERVICES):
             if service not in services:
                 continue
@@ -349,32 +358,60 @@ class Stack:
 
     # --- Redis ---------------------------------------------------------------------------------
     def _start_redis(self) -> float:
+        return self._start_redis_instance(
+            "redis", ["--port", str(self.ports.redis), "--maxmemory", self.redis_maxmemory], self._redis_ping()
+        )
+
+    def _start_tenant_redis(self) -> None:
+        """Each tenant's own online store (devstack.tenants) that is not running yet."""
+        for config in self.tenant_redis_configs():
+            service = config.parent.name
+            if not self.running(service):
+                self._start_redis_instance(service, [str(config)], self._redis_ping(config))
+
+    def tenant_redis_configs(self) -> list[Path]:
+        """The tenants' own Redis instances: `<root>/redis-<tenant>/redis.conf`, written at tenant add."""
+        return sorted(self.root.glob("redis-*/redis.conf"))
+
+    def _redis_ping(self, config: Path | None = None) -> Callable[[], bool]:
         import redis
 
-        folder = self.folder("redis")
+        if config is None:
+            client = redis.Redis(host="127.0.0.1", port=self.ports.redis, socket_connect_timeout=1)
+        else:  # a tenant's instance: only the platform's admin user may ping it unasked
+            port = next(int(line.split()[1]) for line in config.read_text().splitlines() if line.startswith("port "))
+            client = redis.Redis(
+                host="127.0.0.1",
+                port=port,
+                username="admin",
+                password=self.redis_admin_password,
+                socket_connect_timeout=1,
+            )
+        return lambda: bool(client.ping())
+
+    def _start_redis_instance(self, service: str, arguments: list[str], ping: Callable[[], bool]) -> float:
+        """One redis-server: no snapshots, an evicting memory limit, loopback only; `arguments` first."""
+        folder = self.folder(service)
         folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o700)
         argv = [
             process.find_binary("redis-server"),
+            *arguments,
             "--bind",
             "127.0.0.1",
-            "--port",
-            str(self.ports.redis),
             "--dir",
             str(folder),
             "--save",
             "",
             "--appendonly",
             "no",
-            "--maxmemory",
-            self.redis_maxmemory,
             "--maxmemory-policy",
             "allkeys-lru",
             "--daemonize",
             "no",
         ]
-        pid = process.start(argv, self.log("redis"), self.pid_file("redis"))
-        client = redis.Redis(host="127.0.0.1", port=self.ports.redis, socket_connect_timeout=1)
-        return process.wait_until(lambda: bool(client.ping()), what="Redis", log=self.log("redis"), pid=pid, timeout=30)
+        pid = process.start(argv, self.log(service), self.pid_file(service))
+        return process.wait_until(ping, what=f"Redis ({service})", log=self.log(service), pid=pid, timeout=30)
 
     # --- S3 (SeaweedFS) ------------------------------------------------------------------------
     def s3_client(self, access_key: str | None = None, secret_key: str | None = None) -> Any:

@@ -5,6 +5,8 @@
 - PostgreSQL: a login role, a Feast registry database `feast_<name>` that only it may connect
   to, and a schema `<name>` in the shared `offline` database that only it may use; PgBouncer
   knows the role and caps its server connections, so one tenant cannot drain the pool;
+- Redis: an instance of its own (port, memory limit), whose only users are the tenant (its keys,
+  no administration: FLUSHALL, CONFIG, SHUTDOWN, ... refused) and the platform's admin;
 - MLflow (basic-auth app, default permission NO_PERMISSIONS): a user, and an experiment
   `<name>` (artifacts under `s3://mlflow-artifacts/<name>/`) on which it has MANAGE.
 Credentials are generated once and kept in `<stack>/tenants/<name>.json` (mode 0600).
@@ -17,14 +19,14 @@ import os
 import re
 import secrets
 import signal
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from components.environment import temporary_env
 from components.errors import ComponentError
 from devstack import process
-from devstack.stack import BUCKETS, Stack
+from devstack.stack import BUCKETS, PORT_SPAN, Stack
 
 NAME = re.compile(r"[a-z][a-z0-9]{1,30}")  # always fullmatch: "$" also matches before a final newline
 # Names the services already give a meaning: MLflow's admin user, PostgreSQL's superuser and
@@ -34,6 +36,12 @@ RESERVED = frozenset(
 )
 S3_ACTIONS = ("Read", "Write", "List", "Tagging")
 TENANT_SERVER_CONNECTIONS = 5
+# Each tenant's online store is a Redis of its own: Feast's keys end with the project name, so no
+# ACL key pattern can be exact (`~*fraud` also matches project `xfraud`). Its memory is its own.
+TENANT_REDIS_MAXMEMORY = "128mb"
+# The tenant's user may read and write its keys and nothing that administers the instance:
+# FLUSHALL/FLUSHDB, CONFIG, SHUTDOWN, DEBUG, KEYS, ACL, CLIENT KILL, MONITOR, ... (@admin, @dangerous).
+TENANT_REDIS_RULES = "~* &* +@all -@admin -@dangerous"
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,7 @@ class Tenant:
     access_key: str
     secret_key: str
     password: str
+    redis_port: int = 0  # its own Redis instance (0: not given one yet, an older tenant file)
 
 
 def _folder(stack: Stack) -> Any:
@@ -87,6 +96,55 @@ def write_s3_identities(stack: Stack, broadened: frozenset[str] = frozenset()) -
     if stack.running("s3"):  # weed reads its identities at start
         stack.down(("s3",))
         stack.up(("s3",))
+
+
+def _redis_acl(stack: Stack, tenant: Tenant, broadened: bool = False) -> str:
+    rules = "~* &* +@all" if broadened else TENANT_REDIS_RULES
+    return (
+        "user default off\n"
+        f"user admin on >{stack.redis_admin_password} ~* &* +@all\n"
+        f"user {tenant.name} on >{tenant.password} {rules}\n"
+    )
+
+
+def write_redis_acl(stack: Stack, tenant: Tenant, broadened: bool = False) -> None:
+    """Write the tenant instance's users and, if it runs, make it load them (ACL LOAD as admin)."""
+    import redis
+
+    folder = stack.folder(f"redis-{tenant.name}")
+    process.write_private(folder / "users.acl", _redis_acl(stack, tenant, broadened))
+    if stack.running(f"redis-{tenant.name}"):
+        admin = redis.Redis(
+            host="127.0.0.1", port=tenant.redis_port, username="admin", password=stack.redis_admin_password
+        )
+        admin.execute_command("ACL", "LOAD")
+
+
+def _provision_redis(stack: Stack, tenant: Tenant) -> Tenant:
+    """The tenant's own Redis: a port of its own, its ACL user, its memory limit; started now."""
+    if not tenant.redis_port:
+        taken = {port for other in load_tenants(stack).values() for port in (other.redis_port,)}
+        taken |= set(range(stack.ports.postgres, stack.ports.postgres + PORT_SPAN))
+        port = next(
+            port
+            for port in range(stack.ports.postgres + PORT_SPAN, 60_000)
+            if port not in taken and process.port_free(port)
+        )
+        tenant = replace(tenant, redis_port=port)
+        process.write_private(_folder(stack) / f"{tenant.name}.json", json.dumps(asdict(tenant), indent=2))
+    folder = stack.folder(f"redis-{tenant.name}")
+    write_redis_acl(stack, tenant)
+    config = "\n".join(
+        [
+            f"port {tenant.redis_port}",
+            f"aclfile {folder / 'users.acl'}",
+            f"maxmemory {TENANT_REDIS_MAXMEMORY}",
+            "",
+        ]
+    )
+    process.write_private(folder / "redis.conf", config)
+    stack.up(("redis",))  # starts the instances that are not running, this one included
+    return tenant
 
 
 def _superuser(stack: Stack, database: str, statement: str) -> Any:
@@ -213,7 +271,7 @@ def _refuse_taken(stack: Stack, name: str) -> None:
 
 def add_tenant(stack: Stack, name: str) -> Tenant:
     check_name(name)
-    for service in ("postgres", "pgbouncer", "s3", "mlflow"):
+    for service in ("postgres", "pgbouncer", "redis", "s3", "mlflow"):
         if not stack.running(service):
             raise ComponentError("tenant", f"{service} is not running under {stack.root}", "mlops dev up first")
     if not stack.mlflow_auth:
@@ -230,6 +288,7 @@ def add_tenant(stack: Stack, name: str) -> Tenant:
         tenant = Tenant(name, f"{name}-{secrets.token_hex(6)}", secrets.token_urlsafe(24), secrets.token_urlsafe(18))
         process.write_private(file, json.dumps(asdict(tenant), indent=2))
     write_s3_identities(stack)
+    tenant = _provision_redis(stack, tenant)
     _provision_postgres(stack, tenant)
     _reload_pgbouncer(stack, load_tenants(stack))
     _provision_mlflow(stack, tenant)
@@ -247,6 +306,7 @@ def tenant_environment(stack: Stack, tenant: Tenant) -> dict[str, str]:
             "serving_root": f"s3://models/{name}",
             "mlflow_artifact_root": f"s3://mlflow-artifacts/{name}",
             "offline_store_uri": f"s3://feast-offline/{name}",
+            "feast_redis": f"127.0.0.1:{tenant.redis_port}",
         }
     )
     return {
@@ -256,4 +316,6 @@ def tenant_environment(stack: Stack, tenant: Tenant) -> dict[str, str]:
         "MLFLOW_TRACKING_USERNAME": name,
         "MLFLOW_TRACKING_PASSWORD": tenant.password,
         "MLOPS_FEAST_REGISTRY_PASSWORD": tenant.password,
+        "MLOPS_FEAST_REDIS_USERNAME": name,
+        "MLOPS_FEAST_REDIS_PASSWORD": tenant.password,
     }

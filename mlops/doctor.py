@@ -217,14 +217,31 @@ def check_redis_memory(ctx: Context) -> Finding:
     address = ctx.env.get("MLOPS_FEAST_REDIS", "")
     if not address:
         return Finding(name, SKIP, "no Redis online store configured (MLOPS_FEAST_REDIS)")
-    from components.online import _redis_client
+    import redis
 
+    from components.online import _redis_client
+    from components.services import redacted, redis_connection_string
+
+    connection = redis_connection_string(
+        address, ctx.env.get("MLOPS_FEAST_REDIS_USERNAME", ""), ctx.env.get("MLOPS_FEAST_REDIS_PASSWORD", "")
+    )
+    address = redacted(address)  # never print a password someone put in the address
     try:
-        client = _redis_client(address)
+        client = _redis_client(connection)
         maxmemory = int(client.config_get("maxmemory")["maxmemory"])
         policy = str(client.config_get("maxmemory-policy")["maxmemory-policy"])
+    except redis.exceptions.NoPermissionError:
+        return Finding(
+            name,
+            SKIP,
+            f"the Redis user at {address} may not read CONFIG: a tenant's user administers nothing,"
+            " the platform sets its memory limit",
+        )
     except Exception as error:
-        return Finding(name, FAIL, f"Redis at {address} did not answer: {error}", "check MLOPS_FEAST_REDIS and the pod")
+        problem = redacted(str(error))
+        return Finding(
+            name, FAIL, f"Redis at {address} did not answer: {problem}", "check MLOPS_FEAST_REDIS and the pod"
+        )
     if maxmemory == 0:
         return Finding(
             name,

@@ -1,7 +1,8 @@
 """`mlops isolation-check --as A --target B`: try every path a curious member of A has into B.
 
 First, as B, it leaves something to find: an object under B's S3 prefixes, a run with an
-artifact in B's experiment, a registered model with an alias, a table in B's schema. Then, as
+artifact in B's experiment, a registered model with an alias, a table in B's schema, a key in
+B's online store (Redis). Then, as
 A, with A's own credentials only, it tries to read, list, write and delete each of them. Each
 path is DENIED (refused, or filtered out of a listing) or LEAK (A saw or changed B's data);
 an attempt that fails for another reason is ERROR, which proves nothing and fails the check.
@@ -51,6 +52,26 @@ def _mlflow(stack: Any) -> Any:
     return MlflowClient(tracking_uri=stack.tracking_uri, registry_uri=stack.tracking_uri)
 
 
+def _redis(stack: Any, tenant: Any, on: Any = None, *, username: str | None = None) -> Any:
+    """A client of `on`'s Redis (default: the tenant's own) with the tenant's user and password."""
+    import redis
+
+    store = on or tenant
+    return redis.Redis(
+        host="127.0.0.1",
+        port=store.redis_port,
+        username=tenant.name if username is None else username or None,
+        password=tenant.password if username != "" else None,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+    )
+
+
+def _redis_key(project: str) -> bytes:
+    """A key shaped like Feast's (serialized entity key + project), for an entity no pipeline uses."""
+    return b"isolation-probe-entity" + project.encode()
+
+
 def _pg(stack: Any, tenant: Any, database: str) -> Any:
     import psycopg
 
@@ -93,6 +114,7 @@ def seed(stack: Any, target: Any) -> dict[str, Any]:
     with _pg(stack, target, "offline") as connection:
         connection.execute(f"create table if not exists {target.name}.probe (secret text)")
         connection.execute(f"insert into {target.name}.probe values ('target row')")
+    _redis(stack, target).hset(_redis_key(target.name), mapping={"_ts:probe": b"target's timestamp"})
     return {
         "key": key,
         "run_id": run.info.run_id,
@@ -105,6 +127,7 @@ def seed(stack: Any, target: Any) -> dict[str, Any]:
 
 def _attempt(path: str, call: Callable[[], str]) -> Attempt:
     """Run one probe: it returns a LEAK's description, or raises; classify the raise."""
+    import redis
     from botocore.exceptions import ClientError
     from mlflow.exceptions import MlflowException
 
@@ -112,6 +135,10 @@ def _attempt(path: str, call: Callable[[], str]) -> Attempt:
         leak = call()
     except Denied as denied:
         return Attempt(path, DENIED, DENIED, str(denied))
+    except redis.exceptions.AuthenticationError as error:
+        return Attempt(path, DENIED, ERROR, f"Redis {str(error)[:60]}: {AUTHENTICATION_FAILED}")
+    except redis.exceptions.NoPermissionError as error:
+        return Attempt(path, DENIED, DENIED, f"Redis {str(error)[:100]}")
     except ClientError as error:
         code = str(error.response.get("Error", {}).get("Code", ""))
         if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch"):
@@ -171,10 +198,21 @@ def controls(stack: Any, tenant: Any) -> list[Attempt]:
             connection.execute("select 1")
         return f"connected to its Feast registry database feast_{tenant.name}"
 
+    def redis_own() -> str:
+        client = _redis(stack, tenant)
+        key = _redis_key(tenant.name) + b"-control"
+        client.hset(key, mapping={"_ts:control": b"1"})
+        read = client.hget(key, "_ts:control")
+        client.delete(key)
+        if read != b"1":
+            raise RuntimeError(f"own key read back {read!r}")
+        return f"HSET, HGET and DEL in its own online store (127.0.0.1:{tenant.redis_port})"
+
     attempts = []
     with _as(tenant):
         for path, call in (
             ("own: s3 objects in own prefix", s3_own),
+            ("own: redis own online store", redis_own),
             ("own: mlflow runs in own experiment", mlflow_own),
             ("own: postgres own schema", postgres_own),
             ("own: feast own registry db", feast_own),
@@ -278,6 +316,38 @@ def check(stack: Any, attacker: Any, target: Any) -> list[Attempt]:
             connection.close()
         return f"read {len(rows)} rows of {target.name}.probe"
 
+    import redis
+
+    own_redis = any(a.path == "own: redis own online store" and a.observed == OK for a in own)
+
+    def redis_target_store() -> str:
+        """Into the target's instance: as the attacker's user, then as the default user."""
+        for username in (None, ""):
+            try:
+                keys = _redis(stack, attacker, on=target, username=username).scan(count=100)[1]
+            except redis.exceptions.AuthenticationError:
+                if not own_redis:
+                    raise  # the attacker's credentials proved nothing: ERROR, not DENIED
+                continue
+            return f"SCAN of the target's store as {username or attacker.name!r} listed {len(keys)} keys"
+        raise Denied("the target's store knows neither the attacker's user nor an open default user")
+
+    def redis_poison() -> str:
+        """`--set materialize.project=<target>`: a far-future `_ts:` under the target's project's keys."""
+        key = _redis_key(target.name)
+        _redis(stack, attacker).hset(key, mapping={"_ts:probe": b"far future"})
+        if _redis(stack, target).hget(key, "_ts:probe") != b"far future":
+            raise Denied("written into the attacker's own store only; the target's keys are untouched")
+        return "the target's online store now holds the attacker's far-future timestamp"
+
+    def redis_flushall() -> str:
+        _redis(stack, attacker).flushall()
+        return "FLUSHALL ran on the store the attacker reaches"
+
+    def redis_config_set() -> str:
+        _redis(stack, attacker).config_set("maxmemory-samples", 5)  # the default: harmless if it leaks
+        return "CONFIG SET ran: the attacker can change the store's memory limit and policy"
+
     probes: list[tuple[str, Callable[[], str]]] = [
         ("s3 GET target object", s3_get),
         ("s3 PUT into target prefix", s3_put),
@@ -291,6 +361,10 @@ def check(stack: Any, attacker: Any, target: Any) -> list[Attempt]:
         ("mlflow move target alias", move_alias),
         ("feast target registry db", feast_registry),
         ("postgres target schema", offline_schema),
+        ("redis SCAN target store", redis_target_store),
+        ("redis write target project keys", redis_poison),
+        ("redis CONFIG SET", redis_config_set),
+        ("redis FLUSHALL", redis_flushall),
         ("s3 DELETE target object", s3_delete),  # last: a leak here removes what the others look at
     ]
     with _as(attacker):

@@ -19,7 +19,7 @@ import pytest
 
 from devstack import process
 from devstack.stack import PORT_SPAN, Ports, Stack
-from devstack.tenants import add_tenant, get_tenant, tenant_environment, write_s3_identities
+from devstack.tenants import add_tenant, get_tenant, tenant_environment, write_redis_acl, write_s3_identities
 from mlops.isolation import DENIED, ERROR, LEAK, OK, check
 from tests.integration.conftest import mlops
 
@@ -86,7 +86,7 @@ def observed(stack: Stack, attacker: str, target: str) -> dict[str, str]:
 @pytest.mark.parametrize(("attacker", "target"), [("pricing", "fraud"), ("fraud", "forecast")])
 def test_every_path_into_another_tenant_is_denied(shared: Stack, attacker: str, target: str) -> None:
     outcome = observed(shared, attacker, target)
-    assert len(outcome) == 13
+    assert len(outcome) == 17
     assert outcome == dict.fromkeys(outcome, DENIED)
 
 
@@ -119,7 +119,7 @@ def test_the_cli_prints_the_table_and_exits_zero(shared: Stack) -> None:
     arguments = ["isolation-check", "--as", "forecast", "--target", "pricing", "--dir", str(shared.root)]
     result = mlops(dict(os.environ), *arguments)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "17 paths from forecast into pricing: 4 own controls OK, 13 denied, 0 not as expected" in result.stdout
+    assert "22 paths from forecast into pricing: 5 own controls OK, 17 denied, 0 not as expected" in result.stdout
 
 
 def test_a_broadened_s3_policy_is_reported_as_leaks(shared: Stack) -> None:
@@ -213,3 +213,37 @@ def test_reserved_and_squatted_tenant_names_are_refused(shared: Stack) -> None:
     with pytest.raises(ComponentError, match=r"experiment 'payments'.*another user"):
         add_tenant(shared, "payments")
     assert not (shared.root / "tenants" / "payments.json").exists()
+
+
+def test_a_redis_user_allowed_to_administer_is_reported_as_leaks(shared: Stack) -> None:
+    pricing = get_tenant(shared, "pricing")
+    write_redis_acl(shared, pricing, broadened=True)  # "+@all": what a tenant user got before
+    try:
+        outcome = observed(shared, "pricing", "fraud")
+    finally:
+        write_redis_acl(shared, pricing)
+    assert outcome["redis CONFIG SET"] == LEAK and outcome["redis FLUSHALL"] == LEAK, outcome
+    assert outcome["redis SCAN target store"] == DENIED
+    assert set(observed(shared, "pricing", "fraud").values()) == {DENIED}
+
+
+def test_one_redis_shared_by_two_tenants_is_reported_as_leaks(shared: Stack) -> None:
+    """The design before each tenant had its own instance: one keyspace, Feast's keys told apart by suffix only."""
+    import dataclasses
+
+    fraud, pricing = get_tenant(shared, "fraud"), get_tenant(shared, "pricing")
+    acl = shared.folder("redis-fraud") / "users.acl"
+    acl.write_text(acl.read_text() + f"user pricing on >{pricing.password} ~* &* +@all -@admin -@dangerous\n")
+    import redis
+
+    redis.Redis(port=fraud.redis_port, username="admin", password=shared.redis_admin_password).execute_command(
+        "ACL", "LOAD"
+    )
+    try:
+        attempts = check(shared, dataclasses.replace(pricing, redis_port=fraud.redis_port), fraud)
+    finally:
+        write_redis_acl(shared, fraud)
+    outcome = {a.path: a.observed for a in attempts}
+    assert outcome["own: redis own online store"] == OK, outcome
+    assert outcome["redis SCAN target store"] == LEAK, outcome
+    assert outcome["redis write target project keys"] == LEAK, outcome
