@@ -45,6 +45,9 @@ def cluster_settings(tenant: str = "") -> PlatformSettings:
         s3_endpoint=f"http://minio.{STORAGE_NAMESPACE}.svc.cluster.local:9000",
         feast_registry_url=f"postgresql+psycopg://{role}@pgbouncer.{PLATFORM_NAMESPACE}.svc.cluster.local:5432/{database}",
         feast_redis=f"redis.{PLATFORM_NAMESPACE}.svc.cluster.local:6379",
+        # The cluster's Redis has one password (requirepass: the `default` user); a user per
+        # tenant, as the loopback stack gives, is not rendered here yet.
+        feast_redis_username="default",
         offline_store_uri=f"s3://feast-offline{prefix}",
         serving_root=f"s3://models{prefix}",
     )
