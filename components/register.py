@@ -6,7 +6,8 @@ step, a re-run on the same data, or two runs racing each other all end on one mo
 2. Else log a run (model file, metadata, metrics, model card) and create the version with
    its tags in the same call, so the tag is committed with the version.
 3. Then converge: list the versions with that hash; the lowest version wins, and a writer
-   that lost the race deletes its own version and run. Versions are numbered in commit order,
+   that lost the race deletes its own versions and its run, never a run the winner uses (a
+   retried create can make two versions of one run). Versions are numbered in commit order,
    so every writer agrees on the winner. On the embedded store a file lock also serialises
    writers.
 The alias `challenger` points at the winner (aliases, not the deprecated stages).
@@ -292,11 +293,18 @@ def _register_locked(
     )
     contenders = _versions_with_hash(client, model_name, tags[HASH_TAG])
     winner = contenders[0] if contenders else mine
-    if int(winner.version) != int(mine.version):
-        client.delete_model_version(model_name, mine.version)
+    # Remove only what this writer made and nobody keeps: its versions other than the winner (a
+    # retried POST can create two from one call), and its run only if the winner is not on it.
+    extras = {int(v.version) for v in contenders[1:] if v.run_id == run_id}
+    if winner.run_id != run_id:
+        extras.add(int(mine.version))
+    for version in sorted(extras):
+        client.delete_model_version(model_name, str(version))
+    if winner.run_id != run_id:
         client.delete_run(run_id)
         client.set_registered_model_alias(model_name, alias, winner.version)
         return {"version": winner.version, "reused": True}
+    mine = winner  # this run's first version, even when a retry made a second
     card_text = render_model_card(
         model_name=model_name,
         version=str(mine.version),

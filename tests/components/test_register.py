@@ -101,3 +101,33 @@ def test_metadata_from_another_model_is_refused(
     (tmp_path / "meta.json").write_text(json.dumps(metadata))
     with pytest.raises(ComponentError, match="do not match the metadata"):
         _register({"model": trained["model"], "metadata": tmp_path / "meta.json"}, evaluated, tmp_path / "o", tmp_path)
+
+
+def test_a_retried_create_never_deletes_the_run_the_surviving_version_uses(
+    trained: dict[str, Path], evaluated: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault injection on the real store: the first create commits, its answer is lost, the retry creates again.
+
+    Before, the writer saw two versions with its hash, took itself for the loser and deleted its
+    run, which the surviving version 1 still pointed at (`mlflow gc` would purge its artifacts).
+    """
+    from mlflow import MlflowClient
+
+    real = MlflowClient.create_model_version
+
+    def created_twice(self: MlflowClient, *args: object, **kwargs: object) -> object:
+        real(self, *args, **kwargs)  # committed on the server; the response never arrived
+        return real(self, *args, **kwargs)  # MLflow's client retries the POST
+
+    monkeypatch.setattr(MlflowClient, "create_model_version", created_twice)
+    outcome = _register(trained, evaluated, tmp_path / "one", tmp_path)
+    monkeypatch.undo()
+    assert (outcome["version"], outcome["reused"]) == (1, False)
+    assert _versions(tmp_path) == ["1"]
+    client = MlflowClient(
+        tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", registry_uri=f"sqlite:///{tmp_path}/mlflow.db"
+    )
+    version = client.get_model_version("fraud-test", "1")
+    assert client.get_run(version.run_id).info.lifecycle_stage == "active"
+    assert str(client.get_model_version_by_alias("fraud-test", "challenger").version) == "1"
+    assert "model_card.md" in {a.path for a in client.list_artifacts(version.run_id)}
