@@ -155,6 +155,30 @@ def test_staging_services_are_not_gated(promotion: admission.Policy) -> None:
     assert promotion.violations(staging) == []
 
 
+def test_a_service_without_a_stage_label_is_gated_as_production(promotion: admission.Policy) -> None:
+    """Leaving the label off once skipped every check; only a declared non-production stage is ungated."""
+    unlabelled = inference_service()
+    del unlabelled["metadata"]["labels"]["mlops.private-platform.io/stage"]
+    assert any("missing annotation" in message for message in promotion.violations(unlabelled))
+    unlabelled["metadata"]["annotations"] = inference_service(**EVIDENCE)["metadata"]["annotations"]
+    assert promotion.violations(unlabelled) == []  # the positive control: with its evidence it passes
+    typo = inference_service()
+    typo["metadata"]["labels"]["mlops.private-platform.io/stage"] = "prodution"
+    assert promotion.violations(typo)
+
+
+def test_a_gate_metric_without_a_declared_bound_is_denied(promotion: admission.Policy) -> None:
+    """`holdout-metric: accuracy` with 0.01 was admitted: no rule knew accuracy."""
+    plain = {k: v for k, v in EVIDENCE.items() if k != "holdout_auc"}
+    denied = promotion.violations(inference_service(**{**plain, "holdout_metric": "accuracy", "holdout_score": "0.01"}))
+    assert any('holdout metric "accuracy" has no bound' in message for message in denied), denied
+    assert (
+        promotion.violations(inference_service(**{**plain, "holdout_metric": "pr_auc", "holdout_score": "0.7"})) == []
+    )
+    low = promotion.violations(inference_service(**{**plain, "holdout_metric": "pr_auc", "holdout_score": "0.1"}))
+    assert any("below the required 0.5" in message for message in low), low
+
+
 @pytest.mark.parametrize("make", [pod, deployment, workflow])
 def test_images_only_from_the_internal_registry(registries: admission.Policy, make: Any) -> None:
     assert registries.violations(make({})) == []
