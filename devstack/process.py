@@ -11,7 +11,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from components.errors import ComponentError
@@ -153,8 +153,18 @@ def alive(pid: int | None) -> bool:
     return True
 
 
+def merged_environment(env: Mapping[str, str | None] | None) -> dict[str, str]:
+    """This process's environment with `env` over it; a None value removes the variable."""
+    merged: dict[str, str | None] = {**os.environ, **(env or {})}
+    return {key: value for key, value in merged.items() if value is not None}
+
+
 def start(
-    argv: list[str], log: Path, pid_file: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+    argv: list[str],
+    log: Path,
+    pid_file: Path,
+    env: Mapping[str, str | None] | None = None,
+    cwd: Path | None = None,
 ) -> int:
     """Start a server in its own session (so its workers die with it); returns the pid."""
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -164,7 +174,7 @@ def start(
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})},
+            env=merged_environment(env),
             cwd=cwd,
             start_new_session=True,
         )

@@ -77,6 +77,9 @@ class Stack:
     # The basic-auth app: users, per-experiment and per-model permissions (multi-tenant stacks).
     mlflow_auth: bool = False
     mlflow_default_permission: str = "NO_PERMISSIONS"
+    # Give the tracking server the admin S3 key, as the platform once did: only to prove that
+    # isolation-check catches the confused deputy it makes (tests/integration/test_tenancy.py).
+    mlflow_server_s3_key: bool = False
     admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
 
     # --- files -------------------------------------------------------------------------------
@@ -498,10 +501,18 @@ class Stack:
     def _start_mlflow(self) -> float:
         import urllib.request
 
-        env = {
+        env: dict[str, str | None] = {
             "MLFLOW_S3_ENDPOINT_URL": self.s3_endpoint,
-            "AWS_ACCESS_KEY_ID": self.access_key,
-            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            # No S3 key at all: in direct mode (--no-serve-artifacts) clients move artifacts with
+            # their own keys. A key here would make the server a confused deputy: a tenant's own
+            # model version whose source points at another tenant's prefix, downloaded through
+            # /model-versions/get-artifact, streamed that tenant's object (mlops isolation-check).
+            **NO_AWS_CREDENTIALS,
+            **(
+                {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
+                if self.mlflow_server_s3_key
+                else {}
+            ),
             "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_METADATA_SERVICE_TIMEOUT": "1",
             "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -522,7 +533,7 @@ class Stack:
             ],
             capture_output=True,
             text=True,
-            env={**os.environ, **env},
+            env=process.merged_environment(env),
             check=False,
         )
         if migrate.returncode != 0:
@@ -580,6 +591,18 @@ class Stack:
 
         process.wait_until(healthy, what="MLflow server", log=self.log("mlflow"), pid=pid, timeout=120)
         return time.monotonic() - started
+
+
+NO_AWS_CREDENTIALS: dict[str, str | None] = {
+    # None: removed from the inherited environment; botocore then finds no file and no metadata
+    "AWS_ACCESS_KEY_ID": None,
+    "AWS_SECRET_ACCESS_KEY": None,
+    "AWS_SESSION_TOKEN": None,
+    "AWS_PROFILE": None,
+    "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+    "AWS_CONFIG_FILE": "/dev/null",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
 
 
 def default_root() -> Path:

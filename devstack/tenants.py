@@ -36,6 +36,9 @@ RESERVED = frozenset(
 )
 S3_ACTIONS = ("Read", "Write", "List", "Tagging")
 TENANT_SERVER_CONNECTIONS = 5
+# Direct connections (a notebook, psql) bypass PgBouncer's per-user cap; the role's own limit
+# keeps one tenant from taking every slot of max_connections.
+TENANT_CONNECTION_LIMIT = 10
 # Each tenant's online store is a Redis of its own: Feast's keys end with the project name, so no
 # ACL key pattern can be exact (`~*fraud` also matches project `xfraud`). Its memory is its own.
 TENANT_REDIS_MAXMEMORY = "128mb"
@@ -155,7 +158,11 @@ def _provision_postgres(stack: Stack, tenant: Tenant) -> None:
     name = tenant.name
     exists = _superuser(stack, "postgres", f"select 1 from pg_roles where rolname = '{name}'")
     verb = "alter" if exists else "create"
-    _superuser(stack, "postgres", f"{verb} role {name} login password '{tenant.password}'")
+    _superuser(
+        stack,
+        "postgres",
+        f"{verb} role {name} login password '{tenant.password}' connection limit {TENANT_CONNECTION_LIMIT}",
+    )
     # Every database is closed to PUBLIC: a role connects only where it is let in.
     databases = [row[0] for row in _superuser(stack, "postgres", "select datname from pg_database where datallowconn")]
     for database in databases:

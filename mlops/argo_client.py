@@ -20,10 +20,13 @@ from typing import Any
 
 import yaml
 
-from components.errors import ComponentError
+from components.errors import ComponentError, TransientError
 
 TERMINAL = ("Succeeded", "Failed", "Error")
 BEARER = re.compile(r"^(\s*bearer\s+)+", re.IGNORECASE)
+# (connect, read) seconds for every request to the Argo server: Hera sets none, so a server that
+# accepts and never answers (a stuck port-forward, an overloaded API) hung `mlops submit` forever.
+REQUEST_TIMEOUT = (5.0, 60.0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,11 +137,27 @@ def connect(
     )
 
 
+def _session_with_timeout() -> Any:
+    """A requests session whose every request has REQUEST_TIMEOUT unless the caller sets one."""
+    import requests
+
+    class TimeoutSession(requests.Session):
+        def request(self, *args: Any, **kwargs: Any) -> Any:
+            kwargs.setdefault("timeout", REQUEST_TIMEOUT)
+            return super().request(*args, **kwargs)
+
+    return TimeoutSession()
+
+
 def _service(connection: Connection) -> Any:
     from hera.workflows import WorkflowsService
 
     return WorkflowsService(
-        host=connection.url, token=connection.token, namespace=connection.namespace, verify_ssl=connection.verify_ssl
+        host=connection.url,
+        token=connection.token,
+        namespace=connection.namespace,
+        verify_ssl=connection.verify_ssl,
+        session=_session_with_timeout(),
     )
 
 
@@ -174,11 +193,11 @@ def explain(error: Exception, connection: Connection, action: str) -> ComponentE
             "install it: `mlops submit <pipeline> --install-template`, or apply "
             "`mlops compile <pipeline> --target argo` output with kubectl/GitOps",
         )
-    if isinstance(error, OSError) or "Connection" in type(error).__name__:
-        return ComponentError(
+    if isinstance(error, OSError) or "Connection" in type(error).__name__ or "Timeout" in type(error).__name__:
+        return TransientError(
             "submit",
             f"{action}: cannot reach the Argo server at {connection.url} ({text[:200]})",
-            "check ARGO_SERVER, ARGO_SECURE (http vs https) and the network path (port-forward?)",
+            "check ARGO_SERVER, ARGO_SECURE (http vs https) and the network path (port-forward?); then retry",
         )
     return ComponentError(
         "submit",

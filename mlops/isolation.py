@@ -55,9 +55,12 @@ def _mlflow(stack: Any) -> Any:
 def _redis(stack: Any, tenant: Any, on: Any = None, *, username: str | None = None) -> Any:
     """A client of `on`'s Redis (default: the tenant's own) with the tenant's user and password."""
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
     store = on or tenant
     return redis.Redis(
+        retry=Retry(NoBackoff(), 0),  # a refused login is an answer, not an outage to wait out
         host="127.0.0.1",
         port=store.redis_port,
         username=tenant.name if username is None else username or None,
@@ -291,6 +294,29 @@ def check(stack: Any, attacker: Any, target: Any) -> list[Attempt]:
         mlflow.set_registered_model_alias(planted["model"], "champion", planted["version"])
         return "moved the target's champion alias"
 
+    def mlflow_deputy() -> str:
+        """A version of A's own model whose source is B's prefix, then the server's artifact download.
+
+        The tracking server reads artifacts with its own S3 key; if it holds one that reaches B's
+        prefix, it streams B's object to anyone who may read A's model (a confused deputy).
+        """
+        import requests
+
+        name = f"{attacker.name}-deputy-probe"
+        if not mlflow.search_registered_models(f"name = '{name}'"):
+            mlflow.create_registered_model(name)
+        directory, _, file = planted["key"].rpartition("/")
+        version = mlflow.create_model_version(name, source=f"s3://models/{directory}")
+        response = requests.get(
+            f"{stack.tracking_uri}/model-versions/get-artifact",
+            params={"name": name, "version": version.version, "path": file},
+            auth=(attacker.name, attacker.password),
+            timeout=30,
+        )
+        if response.status_code == 200 and response.content == b"target's model bytes":
+            return f"the tracking server streamed s3://models/{planted['key']} through version {version.version}"
+        raise Denied(f"the tracking server answered HTTP {response.status_code} without the target's bytes")
+
     def feast_registry() -> str:
         with _pg(stack, attacker, f"feast_{target.name}") as connection:
             connection.execute("select 1")
@@ -348,6 +374,31 @@ def check(stack: Any, attacker: Any, target: Any) -> list[Attempt]:
         _redis(stack, attacker).config_set("maxmemory-samples", 5)  # the default: harmless if it leaks
         return "CONFIG SET ran: the attacker can change the store's memory limit and policy"
 
+    def connection_exhaustion() -> str:
+        """Hold as many direct connections as PostgreSQL gives A, then see whether B still gets one."""
+        import psycopg
+
+        held: list[Any] = []
+        stopped_by = ""
+        try:
+            for _ in range(stack.max_connections):
+                try:
+                    held.append(_pg(stack, attacker, "offline"))
+                except psycopg.OperationalError as error:
+                    stopped_by = " ".join(str(error).split())
+                    break
+            try:
+                with _pg(stack, target, "offline") as connection:
+                    connection.execute("select 1")
+            except psycopg.OperationalError as error:
+                return f"holding {len(held)} connections, A starved the target: {str(error).strip()[-80:]}"
+        finally:
+            for connection in held:
+                connection.close()
+        if "too many connections for role" in stopped_by:
+            raise Denied(f"the role's connection limit stopped it at {len(held)}; the target still connects")
+        return f"held {len(held)} connections ({stopped_by[-100:] or 'no limit met'}); the target got in this time"
+
     probes: list[tuple[str, Callable[[], str]]] = [
         ("s3 GET target object", s3_get),
         ("s3 PUT into target prefix", s3_put),
@@ -359,8 +410,10 @@ def check(stack: Any, attacker: Any, target: Any) -> list[Attempt]:
         ("mlflow log to target run", log_to_run),
         ("mlflow read target model", read_model),
         ("mlflow move target alias", move_alias),
+        ("mlflow artifact via own version (deputy)", mlflow_deputy),
         ("feast target registry db", feast_registry),
         ("postgres target schema", offline_schema),
+        ("postgres connection exhaustion", connection_exhaustion),
         ("redis SCAN target store", redis_target_store),
         ("redis write target project keys", redis_poison),
         ("redis CONFIG SET", redis_config_set),

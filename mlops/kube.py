@@ -17,6 +17,8 @@ from components.errors import ComponentError, TransientError
 GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 KSERVE_NAMESPACE = "kserve"
 KSERVE_CONFIG = "inferenceservice-config"
+# (connect, read) seconds for every API call: the client's default is to wait forever.
+REQUEST_TIMEOUT = (5.0, 30.0)
 
 
 def kubeconfig_path(explicit: str | None = None) -> Path | None:
@@ -65,25 +67,40 @@ class Cluster:
             "check the kubeconfig context and that your account may get/create/update inferenceservices there",
         )
 
+    def _unreachable(self, what: str, error: Exception) -> TransientError:
+        return TransientError(
+            "promote",
+            f"the Kubernetes API ({self.context}) did not answer to {what}: {type(error).__name__}",
+            "check the cluster's API server and the kubeconfig's server address, then retry",
+        )
+
     def get_inference_service(self, namespace: str, name: str) -> dict[str, Any] | None:
         from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
 
         try:
-            found: dict[str, Any] = self._custom().get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+            found: dict[str, Any] = self._custom().get_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, _request_timeout=REQUEST_TIMEOUT
+            )
             return found
         except ApiException as error:
             if error.status == 404:
                 return None
             raise self._fail(f"read InferenceService {namespace}/{name}", error) from error
+        except HTTPError as error:
+            raise self._unreachable(f"read InferenceService {namespace}/{name}", error) from error
 
     def default_deployment_mode(self) -> str | None:
         """KServe's cluster-wide default (inferenceservice-config, key deploy), if readable."""
         from kubernetes import client
         from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
 
         try:
-            config_map = client.CoreV1Api(self.api).read_namespaced_config_map(KSERVE_CONFIG, KSERVE_NAMESPACE)
-        except ApiException:
+            config_map = client.CoreV1Api(self.api).read_namespaced_config_map(
+                KSERVE_CONFIG, KSERVE_NAMESPACE, _request_timeout=REQUEST_TIMEOUT
+            )
+        except (ApiException, HTTPError):
             return None
         deploy = json.loads((config_map.data or {}).get("deploy", "{}"))
         mode = deploy.get("defaultDeploymentMode")
@@ -105,15 +122,20 @@ class Cluster:
         instead of silently overwriting what the check never saw.
         """
         from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
 
         namespace, name = service["metadata"]["namespace"], service["metadata"]["name"]
         try:
             if live is None:
-                self._custom().create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, service)
+                self._custom().create_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL, service, _request_timeout=REQUEST_TIMEOUT
+                )
                 return "created"
             metadata = {**service["metadata"], "resourceVersion": live["metadata"]["resourceVersion"]}
             body = {**service, "metadata": metadata}
-            self._custom().replace_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, body)
+            self._custom().replace_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, body, _request_timeout=REQUEST_TIMEOUT
+            )
             return "replaced"
         except ApiException as error:
             if error.status == 409:
@@ -124,3 +146,5 @@ class Cluster:
                     f"look at `mlops history {name}` and the live service, then run the promotion again",
                 ) from error
             raise self._fail(f"apply InferenceService {namespace}/{name}", error) from error
+        except HTTPError as error:
+            raise self._unreachable(f"apply InferenceService {namespace}/{name}", error) from error

@@ -86,7 +86,7 @@ def observed(stack: Stack, attacker: str, target: str) -> dict[str, str]:
 @pytest.mark.parametrize(("attacker", "target"), [("pricing", "fraud"), ("fraud", "forecast")])
 def test_every_path_into_another_tenant_is_denied(shared: Stack, attacker: str, target: str) -> None:
     outcome = observed(shared, attacker, target)
-    assert len(outcome) == 17
+    assert len(outcome) == 19
     assert outcome == dict.fromkeys(outcome, DENIED)
 
 
@@ -119,7 +119,7 @@ def test_the_cli_prints_the_table_and_exits_zero(shared: Stack) -> None:
     arguments = ["isolation-check", "--as", "forecast", "--target", "pricing", "--dir", str(shared.root)]
     result = mlops(dict(os.environ), *arguments)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "22 paths from forecast into pricing: 5 own controls OK, 17 denied, 0 not as expected" in result.stdout
+    assert "24 paths from forecast into pricing: 5 own controls OK, 19 denied, 0 not as expected" in result.stdout
 
 
 def test_a_broadened_s3_policy_is_reported_as_leaks(shared: Stack) -> None:
@@ -135,18 +135,20 @@ def test_a_broadened_s3_policy_is_reported_as_leaks(shared: Stack) -> None:
     assert set(observed(shared, "pricing", "fraud").values()) == {DENIED}
 
 
-def test_mlflow_default_permission_read_is_reported_as_leaks(shared: Stack) -> None:
+def test_a_tracking_server_as_mlflow_ships_it_is_reported_as_leaks(shared: Stack) -> None:
+    """Default permission READ (MLflow's default) and an S3 key on the server (a confused deputy)."""
     shared.down(("mlflow",))
-    shared.mlflow_default_permission = "READ"  # what MLflow ships
+    shared.mlflow_default_permission, shared.mlflow_server_s3_key = "READ", True
     shared.up(("mlflow",))
     try:
         outcome = observed(shared, "pricing", "fraud")
     finally:
         shared.down(("mlflow",))
-        shared.mlflow_default_permission = "NO_PERMISSIONS"
+        shared.mlflow_default_permission, shared.mlflow_server_s3_key = "NO_PERMISSIONS", False
         shared.up(("mlflow",))
     for path in ("mlflow get target run", "mlflow search target runs", "mlflow read target model"):
         assert outcome[path] == LEAK, outcome
+    assert outcome["mlflow artifact via own version (deputy)"] == LEAK, outcome
     assert outcome["s3 GET target object"] == DENIED
 
 
@@ -247,3 +249,16 @@ def test_one_redis_shared_by_two_tenants_is_reported_as_leaks(shared: Stack) -> 
     assert outcome["own: redis own online store"] == OK, outcome
     assert outcome["redis SCAN target store"] == LEAK, outcome
     assert outcome["redis write target project keys"] == LEAK, outcome
+
+
+def test_a_role_without_a_connection_limit_is_reported_as_a_leak(shared: Stack) -> None:
+    """PgBouncer caps a tenant's pooled connections; a direct connection bypassed it until roles had a limit."""
+    from devstack.tenants import TENANT_CONNECTION_LIMIT
+
+    shared._sql("postgres", "alter role pricing connection limit -1", superuser=True)
+    try:
+        outcome = observed(shared, "pricing", "fraud")
+    finally:
+        shared._sql("postgres", f"alter role pricing connection limit {TENANT_CONNECTION_LIMIT}", superuser=True)
+    assert outcome["postgres connection exhaustion"] == LEAK, outcome
+    assert outcome["postgres target schema"] == DENIED

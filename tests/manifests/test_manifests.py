@@ -122,6 +122,17 @@ def test_mlflow_goes_through_pgbouncer_in_transaction_mode(overlays: dict[str, l
     assert "pool_mode = transaction" in find(objects, "ConfigMap", "pgbouncer")["data"]["pgbouncer.ini"]
 
 
+def test_the_tracking_server_holds_no_s3_key(overlays: dict[str, list[dict[str, Any]]]) -> None:
+    """In direct mode a key on the server only makes it a confused deputy (docs/tenancy.md)."""
+    for name, objects in overlays.items():
+        server = find(objects, "Deployment", "mlflow")["spec"]["template"]["spec"]["containers"][0]
+        variables = {env["name"]: env for env in server["env"]}
+        assert "--no-serve-artifacts" in server["args"], name
+        assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"} & set(variables), name
+        assert not server.get("envFrom"), name
+        assert variables["AWS_EC2_METADATA_DISABLED"]["value"] == "true", name
+
+
 def test_prod_is_highly_available_and_dev_is_small(overlays: dict[str, list[dict[str, Any]]]) -> None:
     prod, dev = overlays["prod"], overlays["dev"]
     assert find(prod, "Cluster", "mlops-postgres")["spec"]["instances"] == 3
