@@ -8,6 +8,7 @@ with it; `mlops promote` refuses an InferenceService with the message Gatekeeper
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,21 @@ import yaml
 from components.errors import ComponentError
 
 POLICY_DIR = Path(__file__).resolve().parents[1] / "manifests" / "policies"
+WORKLOAD_LIBRARY = POLICY_DIR / "lib" / "workloads.rego"
+WORKLOAD_KINDS = [
+    {"apiGroups": [""], "kinds": ["Pod"]},
+    {"apiGroups": ["apps"], "kinds": ["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"]},
+    {"apiGroups": ["batch"], "kinds": ["Job", "CronJob"]},
+    {
+        "apiGroups": ["argoproj.io"],
+        "kinds": ["Workflow", "WorkflowTemplate", "ClusterWorkflowTemplate", "CronWorkflow"],
+    },
+    {"apiGroups": ["serving.kserve.io"], "kinds": ["InferenceService"]},
+]
+"""Every kind lib.workloads reads pod specs out of; a workload policy's Constraint matches all of them."""
 
 
-def _engine(rego: str, package: str) -> Any:
+def _engine(rego: str, package: str, libraries: list[str] | None = None) -> Any:
     try:
         from opa_bindings import OpaEngine
     except ImportError as error:
@@ -29,6 +42,8 @@ def _engine(rego: str, package: str) -> Any:
             "make install (it installs opa-golib-python-bindings with --no-deps --ignore-requires-python)",
         ) from error
     engine = OpaEngine()
+    for index, library in enumerate(libraries or []):
+        engine.add_policy(f"{package}.lib{index}.rego", library)
     engine.add_policy(f"{package}.rego", rego)
     return engine
 
@@ -47,9 +62,10 @@ class Policy:
     package: str = field(init=False)
 
     def __post_init__(self) -> None:
-        rego: str = self.template["spec"]["targets"][0]["rego"]
+        target = self.template["spec"]["targets"][0]
+        rego: str = target["rego"]
         self.package = rego.split("package ", 1)[1].split()[0]
-        self.engine = _engine(rego, self.package)
+        self.engine = _engine(rego, self.package, list(target.get("libs", [])))
 
     @property
     def name(self) -> str:
@@ -132,3 +148,62 @@ class PolicySet:
             if rule.matches(obj) and rule.constraint["spec"].get("enforcementAction", "deny") == "deny":
                 found += [f"[{rule.name}] {message}" for message in rule.violations(obj)]
         return found
+
+
+def _flow_entry(entry: dict[str, list[str]]) -> Any:
+    """A match.kinds entry written as `{apiGroups: [...], kinds: [...]}` on one line, as by hand."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    mapping = CommentedMap()
+    for key, values in entry.items():
+        sequence = CommentedSeq(values)
+        sequence.fa.set_flow_style()
+        mapping[key] = sequence
+    mapping.fa.set_flow_style()
+    return mapping
+
+
+def sync_workload_library(directory: Path = POLICY_DIR, *, write: bool = True) -> list[Path]:
+    """Copy lib/workloads.rego into every template that imports it, and WORKLOAD_KINDS into its
+    Constraint's match (Gatekeeper has no shared libraries across templates). Returns the files
+    that were out of date; with write=False only reports them (the golden test)."""
+    import io
+
+    from ruamel.yaml import YAML
+    from ruamel.yaml.scalarstring import LiteralScalarString
+
+    library = WORKLOAD_LIBRARY.read_text()
+    handler = YAML()
+    handler.preserve_quotes = True
+    handler.width = 4096
+    handler.indent(mapping=2, sequence=4, offset=2)
+    stale = []
+    for file in sorted(directory.glob("*.yaml")):
+        documents = list(handler.load_all(file.read_text()))
+        changed = False
+        for document in documents:
+            if document and document.get("kind") == "ConstraintTemplate":
+                target = document["spec"]["targets"][0]
+                uses = "data.lib.workloads" in target["rego"]
+                if uses and list(target.get("libs", [])) != [library]:
+                    target["libs"] = [LiteralScalarString(library)]
+                    changed = True
+            elif document and str(document.get("apiVersion", "")).startswith("constraints.gatekeeper.sh/"):
+                template = next(d for d in documents if d and d.get("kind") == "ConstraintTemplate")
+                if "data.lib.workloads" in template["spec"]["targets"][0]["rego"]:
+                    match = document["spec"].setdefault("match", {})
+                    if json.loads(json.dumps(match.get("kinds"))) != WORKLOAD_KINDS:
+                        match["kinds"] = [_flow_entry(entry) for entry in WORKLOAD_KINDS]
+                        changed = True
+        if changed:
+            stale.append(file)
+            if write:
+                out = io.StringIO()
+                handler.dump_all(documents, out)
+                file.write_text(out.getvalue())
+    return stale
+
+
+if __name__ == "__main__":  # make golden: bring every workload policy in step with lib/workloads.rego
+    for stale_file in sync_workload_library():
+        print(stale_file)

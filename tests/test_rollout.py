@@ -220,7 +220,7 @@ def test_admission_stops_bad_production_promotions_before_anything_changes(
         == 2
     )
     assert (
-        '[gpu-workloads-set-memory-limits] container "predictor model" requests nvidia.com/gpu but sets no memory'
+        "[gpu-workloads-set-memory-limits] predictor.model requests nvidia.com/gpu but sets no memory"
         in capsys.readouterr().err
     )
 

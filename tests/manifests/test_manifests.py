@@ -133,6 +133,21 @@ def test_the_tracking_server_holds_no_s3_key(overlays: dict[str, list[dict[str, 
         assert variables["AWS_EC2_METADATA_DISABLED"]["value"] == "true", name
 
 
+def test_every_pipelines_namespace_enforces_pod_security(overlays: dict[str, list[dict[str, Any]]]) -> None:
+    """A team that can create Workflows must not get a privileged or host-namespace pod onto a node."""
+    rendered = {**overlays, **{f"tenant {t}": render(MANIFESTS / "tenants" / t) for t in TENANTS}}
+    for target, objects in rendered.items():
+        namespaces = [
+            o for o in objects
+            if o["kind"] == "Namespace" and o["metadata"].get("labels", {}).get(f"{LABEL}/role") == "pipelines"
+        ]  # fmt: skip
+        assert namespaces, target
+        for namespace in namespaces:
+            labels = namespace["metadata"]["labels"]
+            assert labels.get("pod-security.kubernetes.io/enforce") in ("baseline", "restricted"), (target, labels)
+            assert labels.get("pod-security.kubernetes.io/warn") == "restricted", (target, labels)
+
+
 def test_prod_is_highly_available_and_dev_is_small(overlays: dict[str, list[dict[str, Any]]]) -> None:
     prod, dev = overlays["prod"], overlays["dev"]
     assert find(prod, "Cluster", "mlops-postgres")["spec"]["instances"] == 3

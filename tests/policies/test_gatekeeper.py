@@ -283,7 +283,7 @@ def test_gpu_inference_service_without_memory_limit_is_denied(gpu: admission.Pol
     no_limit = copy.deepcopy(service)
     del no_limit["spec"]["predictor"]["model"]["resources"]["limits"]["memory"]
     assert gpu.violations(no_limit) == [
-        'container "predictor model" requests nvidia.com/gpu but sets no memory limit: add resources.limits.memory'
+        "predictor.model requests nvidia.com/gpu but sets no memory limit: add resources.limits.memory"
     ]
     sidecar = copy.deepcopy(service)
     gpu_container = {"name": "features", "resources": {"requests": {"nvidia.com/gpu": 1}}}
@@ -302,3 +302,18 @@ def test_policy_set_names_the_constraint_and_respects_match_kinds() -> None:
     ]
     config_map = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"password": "hunter2"}}
     assert policies.violations(config_map) == []
+
+
+def test_every_workload_policy_carries_the_current_workload_library() -> None:
+    """lib/workloads.rego is the one list of pod-spec locations; `make golden` copies it into each template."""
+    assert admission.sync_workload_library(write=False) == []
+    importing = [
+        p for p in admission.load_policies() if "data.lib.workloads" in p.template["spec"]["targets"][0]["rego"]
+    ]
+    assert {p.name for p in importing} >= {
+        "internal-registry-only",
+        "credentials-from-secrets-only",
+        "gpu-workloads-set-memory-limits",
+        "no-node-access",
+        "restricted-priority-and-gpu-nodes",
+    }

@@ -1,0 +1,214 @@
+"""Every place a pod spec or a container can hide, against every workload policy (real OPA engine).
+
+Each location gets a positive control (an allowed container or pod there is admitted, so the
+test would notice a policy that denies everything) and an attack (the forbidden one there is
+denied). Before lib.workloads, each policy had its own partial list: initContainers,
+ephemeralContainers, Argo sidecars, containerSet and podSpecPatch, CronWorkflows and KServe's
+framework specs were admitted with outside images, literal credentials or host access.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from mlops import admission
+from tests.conftest import REPO
+
+POLICIES = REPO / "manifests" / "policies"
+INTERNAL = "registry.mlops.internal/private-mlops/components:1"
+OUTSIDE = "docker.io/attacker/miner:latest"
+
+
+def _policy(file: str) -> admission.Policy:
+    return admission.policy(POLICIES / file)
+
+
+def _pod_spec(field: str, container: dict[str, Any]) -> dict[str, Any]:
+    return {"containers": [{"name": "main", "image": INTERNAL}], field: [{"name": "x", **container}]}
+
+
+def _workflow(kind: str, template: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    body = {"entrypoint": "main", "templates": [{"name": "main", **template}], **spec}
+    if kind == "CronWorkflow":
+        body = {"schedule": "0 2 * * *", "workflowSpec": body}
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": kind,
+        "metadata": {"name": "w", "namespace": "fraud"},
+        "spec": body,
+    }
+
+
+def _service(component: str, part: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "s", "namespace": "fraud", "labels": {"mlops.private-platform.io/stage": "staging"}},
+        "spec": {"predictor": {"model": {"modelFormat": {"name": "triton"}}}, component: part}
+        if component != "predictor"
+        else {"predictor": part},
+    }
+
+
+def _workload(kind: str, pod: dict[str, Any]) -> dict[str, Any]:
+    groups = {"Pod": "v1", "Deployment": "apps/v1", "StatefulSet": "apps/v1", "Job": "batch/v1", "CronJob": "batch/v1"}
+    spec: dict[str, Any] = pod
+    if kind in ("Deployment", "StatefulSet", "Job"):
+        spec = {"template": {"spec": pod}}
+    elif kind == "CronJob":
+        spec = {"schedule": "0 2 * * *", "jobTemplate": {"spec": {"template": {"spec": pod}}}}
+    return {"apiVersion": groups[kind], "kind": kind, "metadata": {"name": "p", "namespace": "fraud"}, "spec": spec}
+
+
+Place = Callable[[dict[str, Any]], dict[str, Any]]
+
+CONTAINER_LOCATIONS: dict[str, Place] = {
+    "Pod containers": lambda c: _workload("Pod", {"containers": [{"name": "x", **c}]}),
+    "Pod initContainers": lambda c: _workload("Pod", _pod_spec("initContainers", c)),
+    "Pod ephemeralContainers": lambda c: _workload("Pod", _pod_spec("ephemeralContainers", c)),
+    "Deployment initContainers": lambda c: _workload("Deployment", _pod_spec("initContainers", c)),
+    "StatefulSet containers": lambda c: _workload("StatefulSet", {"containers": [{"name": "x", **c}]}),
+    "Job initContainers": lambda c: _workload("Job", _pod_spec("initContainers", c)),
+    "CronJob containers": lambda c: _workload("CronJob", {"containers": [{"name": "x", **c}]}),
+    "Workflow container": lambda c: _workflow("Workflow", {"container": c}),
+    "Workflow script": lambda c: _workflow("Workflow", {"script": {"source": "print(1)", **c}}),
+    "Workflow initContainers": lambda c: _workflow(
+        "Workflow", {"container": {"image": INTERNAL}, "initContainers": [{"name": "x", **c}]}
+    ),
+    "Workflow sidecars": lambda c: _workflow(
+        "Workflow", {"container": {"image": INTERNAL}, "sidecars": [{"name": "x", **c}]}
+    ),
+    "Workflow containerSet": lambda c: _workflow("Workflow", {"containerSet": {"containers": [{"name": "x", **c}]}}),
+    "Workflow template podSpecPatch": lambda c: _workflow(
+        "Workflow",
+        {"container": {"image": INTERNAL}, "podSpecPatch": json.dumps({"containers": [{"name": "main", **c}]})},
+    ),
+    "Workflow spec podSpecPatch (YAML)": lambda c: _workflow(
+        "Workflow",
+        {"container": {"image": INTERNAL}},
+        podSpecPatch="initContainers:\n  - name: x\n" + "".join(f"    {k}: {json.dumps(v)}\n" for k, v in c.items()),
+    ),
+    "Workflow templateDefaults": lambda c: _workflow(
+        "Workflow", {"container": {"image": INTERNAL}}, templateDefaults={"container": c}
+    ),
+    "WorkflowTemplate container": lambda c: _workflow("WorkflowTemplate", {"container": c}),
+    "ClusterWorkflowTemplate container": lambda c: _workflow("ClusterWorkflowTemplate", {"container": c}),
+    "CronWorkflow container": lambda c: _workflow("CronWorkflow", {"container": c}),
+    "CronWorkflow sidecars": lambda c: _workflow(
+        "CronWorkflow", {"container": {"image": INTERNAL}, "sidecars": [{"name": "x", **c}]}
+    ),
+    "InferenceService predictor containers": lambda c: _service("predictor", {"containers": [{"name": "x", **c}]}),
+    "InferenceService predictor.triton": lambda c: _service("predictor", {"triton": {"storageUri": "s3://m/1", **c}}),
+    "InferenceService predictor initContainers": lambda c: _service(
+        "predictor", {"model": {"modelFormat": {"name": "triton"}}, "initContainers": [{"name": "x", **c}]}
+    ),
+    "InferenceService transformer containers": lambda c: _service("transformer", {"containers": [{"name": "x", **c}]}),
+    "InferenceService explainer containers": lambda c: _service("explainer", {"containers": [{"name": "x", **c}]}),
+}
+
+POD_LOCATIONS: dict[str, Place] = {
+    "Pod": lambda p: _workload("Pod", {"containers": [{"name": "x", "image": INTERNAL}], **p}),
+    "Deployment": lambda p: _workload("Deployment", {"containers": [{"name": "x", "image": INTERNAL}], **p}),
+    "CronJob": lambda p: _workload("CronJob", {"containers": [{"name": "x", "image": INTERNAL}], **p}),
+    "Workflow spec": lambda p: _workflow("Workflow", {"container": {"image": INTERNAL}}, **p),
+    "Workflow podSpecPatch": lambda p: _workflow(
+        "Workflow", {"container": {"image": INTERNAL}, "podSpecPatch": json.dumps(p)}
+    ),
+    "CronWorkflow spec": lambda p: _workflow("CronWorkflow", {"container": {"image": INTERNAL}}, **p),
+    "InferenceService predictor": lambda p: _service("predictor", {"model": {"modelFormat": {"name": "triton"}}, **p}),
+    "InferenceService transformer": lambda p: _service(
+        "transformer", {"containers": [{"name": "x", "image": INTERNAL}], **p}
+    ),
+}
+
+
+def _admitted(rule: admission.Policy, obj: dict[str, Any]) -> list[str]:
+    assert rule.matches(obj), f"{rule.name} does not match {obj['kind']}"
+    return rule.violations(obj)
+
+
+@pytest.mark.parametrize("location", list(CONTAINER_LOCATIONS))
+def test_images_from_outside_are_denied_in_every_location(location: str) -> None:
+    registries = _policy("allowed-registries.yaml")
+    place = CONTAINER_LOCATIONS[location]
+    assert _admitted(registries, place({"image": INTERNAL})) == []
+    denied = _admitted(registries, place({"image": OUTSIDE}))
+    assert denied and OUTSIDE in denied[0], (location, denied)
+
+
+@pytest.mark.parametrize("location", list(CONTAINER_LOCATIONS))
+def test_literal_credentials_and_dsns_are_denied_in_every_location(location: str) -> None:
+    credentials = _policy("no-literal-credentials.yaml")
+    place = CONTAINER_LOCATIONS[location]
+    from_secret = {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}}
+    assert _admitted(credentials, place({"image": INTERNAL, "env": [from_secret]})) == []
+    literal = _admitted(credentials, place({"image": INTERNAL, "env": [{"name": "DB_PASSWORD", "value": "hunter2"}]}))
+    assert any("DB_PASSWORD as a literal value" in m for m in literal), (location, literal)
+    dsn = {"name": "FEATURE_STORE", "value": "postgresql://feast:hunter2@pgbouncer:5432/feast"}
+    assert any("URL with a password" in m for m in _admitted(credentials, place({"image": INTERNAL, "env": [dsn]})))
+    no_password = {"name": "FEATURE_STORE", "value": "postgresql://feast@pgbouncer:5432/feast"}
+    assert _admitted(credentials, place({"image": INTERNAL, "env": [no_password]})) == []
+
+
+@pytest.mark.parametrize("location", list(CONTAINER_LOCATIONS))
+def test_privileged_and_escalating_containers_are_denied_in_every_location(location: str) -> None:
+    security = _policy("pod-security.yaml")
+    place = CONTAINER_LOCATIONS[location]
+    hardened = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}}
+    assert _admitted(security, place({"image": INTERNAL, "securityContext": hardened})) == []
+    assert any(
+        "runs privileged" in m
+        for m in _admitted(security, place({"image": INTERNAL, "securityContext": {"privileged": True}}))
+    )
+    adds = _admitted(security, place({"image": INTERNAL, "securityContext": {"capabilities": {"add": ["SYS_ADMIN"]}}}))
+    assert any("adds capability SYS_ADMIN" in m for m in adds), adds
+
+
+@pytest.mark.parametrize("location", list(CONTAINER_LOCATIONS))
+@pytest.mark.parametrize("accelerator", ["nvidia.com/gpu", "nvidia.com/mig-1g.10gb"])
+def test_gpus_and_mig_slices_without_a_memory_limit_are_denied_in_every_location(
+    location: str, accelerator: str
+) -> None:
+    gpu = _policy("gpu-memory-limit.yaml")
+    place = CONTAINER_LOCATIONS[location]
+    bounded = {"image": INTERNAL, "resources": {"limits": {accelerator: "1", "memory": "16Gi"}}}
+    assert _admitted(gpu, place(bounded)) == []
+    unbounded = {"image": INTERNAL, "resources": {"limits": {accelerator: "1"}}}
+    assert any(f"requests {accelerator}" in m for m in _admitted(gpu, place(unbounded)))
+
+
+@pytest.mark.parametrize("location", list(POD_LOCATIONS))
+def test_host_namespaces_and_host_paths_are_denied_in_every_pod_location(location: str) -> None:
+    security = _policy("pod-security.yaml")
+    place = POD_LOCATIONS[location]
+    assert _admitted(security, place({"volumes": [{"name": "scratch", "emptyDir": {}}]})) == []
+    for field in ("hostNetwork", "hostPID", "hostIPC"):
+        assert any(f"sets {field}" in m for m in _admitted(security, place({field: True}))), (location, field)
+    host = _admitted(security, place({"volumes": [{"name": "root", "hostPath": {"path": "/"}}]}))
+    assert any('mounts hostPath "/"' in m for m in host), (location, host)
+
+
+@pytest.mark.parametrize("location", list(POD_LOCATIONS))
+def test_restricted_priority_and_gpu_tolerations_only_where_allowed(location: str) -> None:
+    scheduling = _policy("restricted-scheduling.yaml")
+    place = POD_LOCATIONS[location]
+    serving = location.startswith("InferenceService")
+    priority = _admitted(scheduling, place({"priorityClassName": "production-inference"}))
+    assert (priority == []) == serving, (location, priority)  # a production service, never a pipeline pod
+    assert _admitted(scheduling, place({"priorityClassName": "default-batch"})) == []
+    gpu_key = "kserve-gpu" if serving else "nvidia.com/gpu"
+    own = {"tolerations": [{"key": gpu_key, "operator": "Exists", "effect": "NoSchedule"}]}
+    if location == "Deployment":  # a long-running GPU holder must be an InferenceService
+        assert any(f"may not tolerate {gpu_key}" in m for m in _admitted(scheduling, place(own)))
+        return
+    assert _admitted(scheduling, place(own)) == []
+    elsewhere = place(own)
+    elsewhere["metadata"]["namespace"] = "sandbox"
+    assert any(f"may not tolerate {gpu_key}" in m for m in _admitted(scheduling, elsewhere))
+    everything = _admitted(scheduling, place({"tolerations": [{"operator": "Exists"}]}))
+    wrong_key = "nvidia.com/gpu" if serving else "kserve-gpu"
+    assert any(f"may not tolerate {wrong_key}" in m for m in everything), (location, everything)
