@@ -80,6 +80,9 @@ class Stack:
     # Give the tracking server the admin S3 key, as the platform once did: only to prove that
     # isolation-check catches the confused deputy it makes (tests/integration/test_tenancy.py).
     mlflow_server_s3_key: bool = False
+    # SeaweedFS in a network namespace of its own, S3 published through a Unix socket
+    # (devstack.private_network); False only to show what the side doors give away.
+    s3_private_network: bool = True
     admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
 
     # --- files -------------------------------------------------------------------------------
@@ -452,6 +455,9 @@ class Stack:
         if not (folder / "s3.json").exists():  # tenants (devstack.tenants) add their identities here
             process.write_private(folder / "s3.json", json.dumps(identities, indent=2))
         folder.chmod(0o700)
+        from devstack.seaweed_security import write_security
+
+        write_security(folder)  # JWT on the HTTP side doors, mutual TLS on gRPC (weed reads it from cwd)
         weed = Path(sys.executable).parent / "weed"
         binary = str(weed) if weed.exists() else process.find_binary("weed")
         p = self.ports
@@ -479,9 +485,29 @@ class Stack:
             "-admin.ui=false",
             f"-debug.port={p.weed(8)}",
             "-webdav=false",
+            "-master.telemetry=false",
             f"-s3.config={folder / 's3.json'}",
             f"-bucket={','.join(BUCKETS)}",
         ]
+        from devstack import private_network
+
+        if self.s3_private_network and private_network.available():
+            # weed's master, volume, filer and admin ports in a network of their own; only S3 is published
+            argv = [
+                sys.executable,
+                "-m",
+                "devstack.private_network",
+                f"--listen=127.0.0.1:{p.s3}",
+                f"--socket={folder / 's3.sock'}",
+                "--",
+                *argv,
+            ]
+        elif self.s3_private_network:
+            print(
+                "warning: no user namespaces here (unshare --user --net failed): SeaweedFS's master,"
+                " volume and filer ports stay on the host's loopback, where any local user reaches them",
+                file=sys.stderr,
+            )
         pid = process.start(argv, self.log("s3"), self.pid_file("s3"), cwd=folder)
         client = self.s3_client()
 

@@ -2,8 +2,8 @@
 
 `mlops tenant add <name>` provisions, idempotently:
 - S3: an access key whose identity may Read, Write, List and Tag only `<bucket>/<name>/*`;
-- PostgreSQL: a login role, a Feast registry database `feast_<name>` that only it may connect
-  to, and a schema `<name>` in the shared `offline` database that only it may use; PgBouncer
+- PostgreSQL: a login role with a connection limit, and two databases only it may connect to:
+  its Feast registry `feast_<name>` and its offline tables `offline_<name>` (schema `<name>`); PgBouncer
   knows the role and caps its server connections, so one tenant cannot drain the pool;
 - Redis: an instance of its own (port, memory limit), whose only users are the tenant (its keys,
   no administration: FLUSHALL, CONFIG, SHUTDOWN, ... refused) and the platform's admin;
@@ -168,13 +168,20 @@ def _provision_postgres(stack: Stack, tenant: Tenant) -> None:
     for database in databases:
         if database not in ("postgres", "template1"):
             _superuser(stack, "postgres", f"revoke connect on database {database} from public")
-    registry = f"feast_{name}"
-    if not _superuser(stack, "postgres", f"select 1 from pg_database where datname = '{registry}'"):
-        _superuser(stack, "postgres", f"create database {registry} owner {name}")
-    _superuser(stack, "postgres", f"revoke connect on database {registry} from public")
-    _superuser(stack, "postgres", f"grant connect on database offline to {name}")
-    _superuser(stack, "offline", f"create schema if not exists {name} authorization {name}")
-    _superuser(stack, "offline", f"revoke all on schema {name} from public")
+    # A database of its own for each use, not a schema in a shared one: within one database
+    # pg_class and pg_attribute show every schema's table and column names to every role.
+    for database in (f"feast_{name}", offline_database(name)):
+        if not _superuser(stack, "postgres", f"select 1 from pg_database where datname = '{database}'"):
+            _superuser(stack, "postgres", f"create database {database} owner {name}")
+        _superuser(stack, "postgres", f"revoke connect on database {database} from public")
+    _superuser(stack, offline_database(name), f"create schema if not exists {name} authorization {name}")
+    _superuser(stack, offline_database(name), f"revoke all on schema {name} from public")
+    _superuser(stack, "postgres", f"revoke connect on database offline from {name}")  # the shared one, before
+
+
+def offline_database(name: str) -> str:
+    """The tenant's offline tables: database offline_<name>, schema <name>."""
+    return f"offline_{name}"
 
 
 def _reload_pgbouncer(stack: Stack, tenants: dict[str, Tenant]) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 DENIED, LEAK, ERROR, OK = "DENIED", "LEAK", "ERROR", "OK"
 AUTHENTICATION_FAILED = "authentication failed: the attacker's own credentials do not work, so this proves nothing"
@@ -75,6 +75,12 @@ def _redis_key(project: str) -> bytes:
     return b"isolation-probe-entity" + project.encode()
 
 
+def _offline(tenant: Any) -> str:
+    from devstack.tenants import offline_database
+
+    return offline_database(tenant.name)
+
+
 def _pg(stack: Any, tenant: Any, database: str) -> Any:
     import psycopg
 
@@ -114,7 +120,7 @@ def seed(stack: Any, target: Any) -> dict[str, Any]:
             raise
     version = client.create_model_version(model, source=f"{run.info.artifact_uri}/weights.bin", run_id=run.info.run_id)
     client.set_registered_model_alias(model, "champion", version.version)
-    with _pg(stack, target, "offline") as connection:
+    with _pg(stack, target, _offline(target)) as connection:
         connection.execute(f"create table if not exists {target.name}.probe (secret text)")
         connection.execute(f"insert into {target.name}.probe values ('target row')")
     _redis(stack, target).hset(_redis_key(target.name), mapping={"_ts:probe": b"target's timestamp"})
@@ -191,7 +197,7 @@ def controls(stack: Any, tenant: Any) -> list[Attempt]:
         return f"created, logged to and deleted a run in experiment {tenant.name}"
 
     def postgres_own() -> str:
-        with _pg(stack, tenant, "offline") as connection:
+        with _pg(stack, tenant, _offline(tenant)) as connection:
             connection.execute(f"create table if not exists {tenant.name}.isolation_control (x int)")
             connection.execute(f"select count(*) from {tenant.name}.isolation_control")
         return f"created and read a table in schema {tenant.name}"
@@ -268,6 +274,120 @@ def check(stack: Any, attacker: Any, target: Any) -> list[Attempt]:
             raise Denied("delete answered but the object is still there")
         return f"deleted s3://models/{planted['key']}"
 
+    def s3_denied(reason: str, error: Exception | None = None) -> NoReturn:
+        """Some refusals look alike for a denial and a bad signature (a bodiless HEAD 403, a
+        presigned URL, a '..' key): the same attacker asking for a missing key of its own tells
+        them apart (404 with working credentials)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            s3.head_object(Bucket="models", Key=f"{attacker.name}/isolation-probe-missing")
+        except ClientError as own:
+            if own.response.get("Error", {}).get("Code") != "404":
+                refused = {"Code": "SignatureDoesNotMatch", "Message": "a request for its own key is refused too"}
+                raise ClientError({"Error": refused}, "HeadObject") from error
+        raise Denied(reason) from error
+
+    def s3_head() -> str:
+        from botocore.exceptions import ClientError
+
+        try:
+            head = s3.head_object(Bucket="models", Key=planted["key"])
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "403":
+                raise
+            s3_denied("S3 403 (its own prefix answers HEAD)", error)
+        return f"HEAD showed the target object's size ({head['ContentLength']} bytes) and ETag"
+
+    def s3_list_v1() -> str:
+        keys = [item["Key"] for item in s3.list_objects(Bucket="models", Prefix=prefix).get("Contents", [])]
+        if not keys:
+            raise Denied("ListObjects (v1) returned nothing of the target's")
+        return f"ListObjects (v1) listed {len(keys)} of the target's keys"
+
+    def s3_list_versions() -> str:
+        listed = s3.list_object_versions(Bucket="models", Prefix=prefix)
+        keys = [item["Key"] for item in listed.get("Versions", []) + listed.get("DeleteMarkers", [])]
+        if not keys:
+            raise Denied("ListObjectVersions returned nothing of the target's")
+        return f"ListObjectVersions listed {len(keys)} of the target's keys"
+
+    def s3_copy_out() -> str:
+        """CopyObject into A's own prefix, with B's object as the source: a read through a write."""
+        copy = f"{attacker.name}/isolation-copied-from-{target.name}.txt"
+        s3.copy_object(Bucket="models", Key=copy, CopySource={"Bucket": "models", "Key": planted["key"]})
+        body = s3.get_object(Bucket="models", Key=copy)["Body"].read()
+        s3.delete_object(Bucket="models", Key=copy)
+        return f"copied the target's object into its own prefix ({len(body)} bytes)"
+
+    def s3_upload_part_copy() -> str:
+        copy = f"{attacker.name}/isolation-part-copied-from-{target.name}.txt"
+        upload = s3.create_multipart_upload(Bucket="models", Key=copy)["UploadId"]
+        try:
+            part = s3.upload_part_copy(
+                Bucket="models",
+                Key=copy,
+                UploadId=upload,
+                PartNumber=1,
+                CopySource={"Bucket": "models", "Key": planted["key"]},
+            )
+        finally:
+            s3.abort_multipart_upload(Bucket="models", Key=copy, UploadId=upload)
+        return f"UploadPartCopy read the target's object into a part ({part['CopyPartResult'].get('ETag')})"
+
+    def s3_multipart_into() -> str:
+        key = f"{prefix}multipart-by-{attacker.name}.txt"
+        upload = s3.create_multipart_upload(Bucket="models", Key=key)["UploadId"]
+        etag = s3.upload_part(Bucket="models", Key=key, UploadId=upload, PartNumber=1, Body=b"x")["ETag"]
+        parts = {"Parts": [{"ETag": etag, "PartNumber": 1}]}
+        s3.complete_multipart_upload(Bucket="models", Key=key, UploadId=upload, MultipartUpload=parts)
+        return f"completed a multipart upload into s3://models/{key}"
+
+    def s3_dot_dot() -> str:
+        """Keys that climb out of A's prefix: read B's object, and write next to it."""
+        from botocore.exceptions import ClientError
+
+        refusals = ("NoSuchKey", "AccessDenied", "403", "404", "InvalidRequest", "InvalidArgument", "InvalidObjectName")
+        climbing = f"{attacker.name}/../{planted['key']}"
+        try:
+            body = s3.get_object(Bucket="models", Key=climbing)["Body"].read()
+            return f"GET {climbing!r} returned the target's object ({len(body)} bytes)"
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code", "") not in refusals:
+                raise
+        written = f"{attacker.name}/../{target.name}/dot-dot-by-{attacker.name}.txt"
+        try:
+            s3.put_object(Bucket="models", Key=written, Body=b"x")
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            if code in refusals:
+                s3_denied(f"the server refused keys with '..' ({code})", error)
+            raise
+        landed = _s3(stack, target).list_objects_v2(Bucket="models", Prefix=f"{target.name}/dot-dot-by-")
+        s3.delete_object(Bucket="models", Key=written)
+        if landed.get("Contents"):
+            return f"PUT {written!r} landed in the target's prefix"
+        s3_denied("the climbing key stayed a literal key under the attacker's own prefix")
+
+    def s3_presigned() -> str:
+        import requests
+
+        url = s3.generate_presigned_url("get_object", Params={"Bucket": "models", "Key": planted["key"]}, ExpiresIn=60)
+        response = requests.get(url, timeout=10)
+        if response.status_code == 200:
+            return (
+                f"a URL presigned with the attacker's key fetched the target's object ({len(response.content)} bytes)"
+            )
+        s3_denied(f"the presigned URL answered HTTP {response.status_code}")
+
+    def s3_multi_delete() -> str:
+        answer = s3.delete_objects(Bucket="models", Delete={"Objects": [{"Key": planted["key"]}]})
+        still = _s3(stack, target).list_objects_v2(Bucket="models", Prefix=planted["key"]).get("Contents", [])
+        if still:
+            codes = sorted({error.get("Code", "") for error in answer.get("Errors", [])})
+            raise Denied(f"multi-delete left the object in place ({', '.join(codes) or 'no error reported'})")
+        return f"multi-delete removed s3://models/{planted['key']}"
+
     def artifact_download() -> str:
         body = s3.get_object(Bucket=artifact.netloc, Key=artifact.path.lstrip("/"))["Body"].read()
         return f"downloaded the target's run artifact ({len(body)} bytes)"
@@ -294,6 +414,53 @@ def check(stack: Any, attacker: Any, target: Any) -> list[Attempt]:
         mlflow.set_registered_model_alias(planted["model"], "champion", planted["version"])
         return "moved the target's champion alias"
 
+    def get_by_alias() -> str:
+        version = mlflow.get_model_version_by_alias(planted["model"], "champion")
+        return f"resolved the target's champion alias to version {version.version}"
+
+    def search_models() -> str:
+        names = [m.name for m in mlflow.search_registered_models(f"name = '{planted['model']}'")]
+        if not names:
+            raise Denied("the search answered without the target's model")
+        return f"registered-model search listed {names}"
+
+    def search_versions() -> str:
+        found = mlflow.search_model_versions(f"name = '{planted['model']}'")
+        if not found:
+            raise Denied("the version search answered without the target's versions")
+        return f"version search listed {len(found)} of the target's versions"
+
+    def search_experiments() -> str:
+        names = [e.name for e in mlflow.search_experiments(filter_string=f"name = '{target.name}'")]
+        if not names:
+            raise Denied("the experiment search answered without the target's experiment")
+        return f"experiment search listed {names}"
+
+    def forge_history() -> str:
+        """A forged promotion record on the target's model (what `mlops history` reads)."""
+        mlflow.set_registered_model_tag(planted["model"], "mlops.history.9999999999", "forged promotion")
+        return "wrote a mlops.history tag on the target's registered model"
+
+    def forge_version_tag() -> str:
+        mlflow.set_model_version_tag(planted["model"], planted["version"], "artifact_sha256", "0" * 64)
+        return "rewrote the target version's artifact_sha256 tag"
+
+    def delete_alias() -> str:
+        mlflow.delete_registered_model_alias(planted["model"], "champion")
+        return "deleted the target's champion alias"
+
+    def rename_model() -> str:
+        mlflow.rename_registered_model(planted["model"], f"{planted['model']}-renamed-by-{attacker.name}")
+        return "renamed the target's registered model"
+
+    def delete_version() -> str:
+        mlflow.delete_model_version(planted["model"], planted["version"])
+        return "deleted the target's model version"
+
+    def delete_run() -> str:
+        mlflow.delete_run(planted["run_id"])
+        return "deleted the target's run"
+
     def mlflow_deputy() -> str:
         """A version of A's own model whose source is B's prefix, then the server's artifact download.
 
@@ -317,6 +484,33 @@ def check(stack: Any, attacker: Any, target: Any) -> list[Attempt]:
             return f"the tracking server streamed s3://models/{planted['key']} through version {version.version}"
         raise Denied(f"the tracking server answered HTTP {response.status_code} without the target's bytes")
 
+    def seaweed_master() -> str:
+        """SeaweedFS's master answers HTTP with no key at all; its /col/delete drops a bucket's
+        volumes, every tenant's objects at once. Only asked for its status here."""
+        import requests
+
+        url = f"http://127.0.0.1:{stack.ports.weed(0)}/dir/status"
+        try:
+            response = requests.get(url, timeout=5)
+        except requests.ConnectionError as error:
+            raise Denied("the master's port is not reachable from here (weed runs in a network of its own)") from error
+        if response.status_code == 200:
+            return f"{url} answered without a key: its /col/delete would drop every tenant's objects"
+        raise Denied(f"the master answered HTTP {response.status_code}")
+
+    def seaweed_filer() -> str:
+        """The filer's HTTP port serves every object by path, outside the S3 identities."""
+        import requests
+
+        url = f"http://127.0.0.1:{stack.ports.weed(4)}/buckets/models/{planted['key']}"
+        try:
+            response = requests.get(url, timeout=5)
+        except requests.ConnectionError as error:
+            raise Denied("the filer's port is not reachable from here (weed runs in a network of its own)") from error
+        if response.status_code == 200:
+            return f"the filer served s3://models/{planted['key']} ({len(response.content)} bytes) without a key"
+        raise Denied(f"the filer answered HTTP {response.status_code} (it wants a token signed with the stack's key)")
+
     def feast_registry() -> str:
         with _pg(stack, attacker, f"feast_{target.name}") as connection:
             connection.execute("select 1")
@@ -329,7 +523,7 @@ def check(stack: Any, attacker: Any, target: Any) -> list[Attempt]:
         connection = psycopg2.connect(
             host="127.0.0.1",
             port=stack.ports.postgres,
-            dbname="offline",
+            dbname=_offline(target),
             user=attacker.name,
             password=attacker.password,
             connect_timeout=3,
@@ -374,6 +568,19 @@ def check(stack: Any, attacker: Any, target: Any) -> list[Attempt]:
         _redis(stack, attacker).config_set("maxmemory-samples", 5)  # the default: harmless if it leaks
         return "CONFIG SET ran: the attacker can change the store's memory limit and policy"
 
+    def catalog_metadata() -> str:
+        """From A's own database, the catalogs (pg_class, pg_attribute) that every role may read."""
+        with _pg(stack, attacker, _offline(attacker)) as connection:
+            rows = connection.execute(
+                "select n.nspname, c.relname, a.attname from pg_attribute a"
+                " join pg_class c on a.attrelid = c.oid join pg_namespace n on c.relnamespace = n.oid"
+                " where n.nspname = %s and a.attnum > 0",
+                (target.name,),
+            ).fetchall()
+        if not rows:
+            raise Denied("the catalogs A can read hold nothing of the target's tables")
+        return f"the catalogs name the target's tables and columns: {sorted({f'{r[0]}.{r[1]}.{r[2]}' for r in rows})}"
+
     def connection_exhaustion() -> str:
         """Hold as many direct connections as PostgreSQL gives A, then see whether B still gets one."""
         import psycopg
@@ -383,12 +590,12 @@ def check(stack: Any, attacker: Any, target: Any) -> list[Attempt]:
         try:
             for _ in range(stack.max_connections):
                 try:
-                    held.append(_pg(stack, attacker, "offline"))
+                    held.append(_pg(stack, attacker, _offline(attacker)))
                 except psycopg.OperationalError as error:
                     stopped_by = " ".join(str(error).split())
                     break
             try:
-                with _pg(stack, target, "offline") as connection:
+                with _pg(stack, target, _offline(target)) as connection:
                     connection.execute("select 1")
             except psycopg.OperationalError as error:
                 return f"holding {len(held)} connections, A starved the target: {str(error).strip()[-80:]}"
@@ -405,19 +612,41 @@ def check(stack: Any, attacker: Any, target: Any) -> list[Attempt]:
         ("s3 LIST target prefix", s3_list),
         ("s3 LIST whole bucket", s3_list_bucket),
         ("s3 GET target run artifact", artifact_download),
+        ("s3 HEAD target object", s3_head),
+        ("s3 LIST v1 target prefix", s3_list_v1),
+        ("s3 LIST object versions", s3_list_versions),
+        ("s3 COPY target object out", s3_copy_out),
+        ("s3 UploadPartCopy from target", s3_upload_part_copy),
+        ("s3 multipart upload into target prefix", s3_multipart_into),
+        ("s3 ../ keys across prefixes", s3_dot_dot),
+        ("s3 presigned GET target object", s3_presigned),
         ("mlflow get target run", get_run),
         ("mlflow search target runs", search_runs),
         ("mlflow log to target run", log_to_run),
         ("mlflow read target model", read_model),
         ("mlflow move target alias", move_alias),
+        ("mlflow get target model by alias", get_by_alias),
+        ("mlflow search registered models", search_models),
+        ("mlflow search model versions", search_versions),
+        ("mlflow search experiments", search_experiments),
+        ("mlflow forge target history tag", forge_history),
+        ("mlflow rewrite target version tag", forge_version_tag),
+        ("mlflow delete target alias", delete_alias),
+        ("mlflow rename target model", rename_model),
+        ("mlflow delete target version", delete_version),
+        ("mlflow delete target run", delete_run),
         ("mlflow artifact via own version (deputy)", mlflow_deputy),
+        ("seaweedfs master admin API (side door)", seaweed_master),
+        ("seaweedfs filer GET target object (side door)", seaweed_filer),
         ("feast target registry db", feast_registry),
         ("postgres target schema", offline_schema),
+        ("postgres target catalog metadata", catalog_metadata),
         ("postgres connection exhaustion", connection_exhaustion),
         ("redis SCAN target store", redis_target_store),
         ("redis write target project keys", redis_poison),
         ("redis CONFIG SET", redis_config_set),
         ("redis FLUSHALL", redis_flushall),
+        ("s3 multi-delete target object", s3_multi_delete),
         ("s3 DELETE target object", s3_delete),  # last: a leak here removes what the others look at
     ]
     with _as(attacker):

@@ -92,7 +92,7 @@ def _tenant(args: argparse.Namespace) -> int:
         tenant = add_tenant(stack, args.name)
         print(
             f"tenant {tenant.name}: S3 key {tenant.access_key} (prefix <bucket>/{tenant.name}/),"
-            f" PostgreSQL role {tenant.name} (database feast_{tenant.name}, schema offline.{tenant.name}),"
+            f" PostgreSQL role {tenant.name} (databases feast_{tenant.name} and offline_{tenant.name}),"
             f" MLflow user {tenant.name} (experiment {tenant.name})"
         )
         print(f'use it: eval "$(mlops tenant env {tenant.name} --dir {stack.root})"')

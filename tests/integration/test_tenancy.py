@@ -86,7 +86,7 @@ def observed(stack: Stack, attacker: str, target: str) -> dict[str, str]:
 @pytest.mark.parametrize(("attacker", "target"), [("pricing", "fraud"), ("fraud", "forecast")])
 def test_every_path_into_another_tenant_is_denied(shared: Stack, attacker: str, target: str) -> None:
     outcome = observed(shared, attacker, target)
-    assert len(outcome) == 19
+    assert len(outcome) == 41
     assert outcome == dict.fromkeys(outcome, DENIED)
 
 
@@ -100,8 +100,10 @@ def test_broken_attacker_credentials_are_errors_not_denials(shared: Stack) -> No
     controls = [a for a in attempts if a.expected == OK]
     assert controls and all(a.observed == ERROR for a in controls), controls
     s3_paths = [a for a in attempts if a.path.startswith("s3 ")]
-    assert s3_paths and all(a.observed == ERROR and "authentication failed" in a.detail for a in s3_paths), s3_paths
-    assert all(a.observed != DENIED for a in attempts if a.path.startswith(("postgres", "feast"))), attempts
+    assert s3_paths
+    proved_nothing = [a for a in s3_paths if a.observed != ERROR or "authentication failed" not in a.detail]
+    assert not proved_nothing, proved_nothing
+    assert not [a for a in attempts if a.path.startswith(("postgres", "feast")) and a.observed == DENIED]
     # the command refuses an attacker that is no tenant at all rather than report its paths denied
     arguments = ["isolation-check", "--as", "nobody", "--target", "fraud", "--dir", str(shared.root)]
     assert mlops(dict(os.environ), *arguments).returncode != 0
@@ -119,7 +121,7 @@ def test_the_cli_prints_the_table_and_exits_zero(shared: Stack) -> None:
     arguments = ["isolation-check", "--as", "forecast", "--target", "pricing", "--dir", str(shared.root)]
     result = mlops(dict(os.environ), *arguments)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "24 paths from forecast into pricing: 5 own controls OK, 19 denied, 0 not as expected" in result.stdout
+    assert "46 paths from forecast into pricing: 5 own controls OK, 41 denied, 0 not as expected" in result.stdout
 
 
 def test_a_broadened_s3_policy_is_reported_as_leaks(shared: Stack) -> None:
@@ -128,8 +130,19 @@ def test_a_broadened_s3_policy_is_reported_as_leaks(shared: Stack) -> None:
         outcome = observed(shared, "pricing", "fraud")
     finally:
         write_s3_identities(shared)
-    for path in ("s3 GET target object", "s3 LIST target prefix", "s3 PUT into target prefix"):
-        assert outcome[path] == LEAK, outcome
+    for path in (
+        "s3 GET target object",
+        "s3 LIST target prefix",
+        "s3 PUT into target prefix",
+        "s3 HEAD target object",
+        "s3 LIST v1 target prefix",
+        "s3 COPY target object out",
+        "s3 UploadPartCopy from target",
+        "s3 multipart upload into target prefix",
+        "s3 presigned GET target object",
+        "s3 multi-delete target object",
+    ):
+        assert outcome[path] == LEAK, (path, outcome)
     assert outcome["s3 DELETE target object"] == LEAK, outcome
     assert outcome["mlflow get target run"] == DENIED
     assert set(observed(shared, "pricing", "fraud").values()) == {DENIED}
@@ -146,8 +159,17 @@ def test_a_tracking_server_as_mlflow_ships_it_is_reported_as_leaks(shared: Stack
         shared.down(("mlflow",))
         shared.mlflow_default_permission, shared.mlflow_server_s3_key = "NO_PERMISSIONS", False
         shared.up(("mlflow",))
-    for path in ("mlflow get target run", "mlflow search target runs", "mlflow read target model"):
-        assert outcome[path] == LEAK, outcome
+    for path in (
+        "mlflow get target run",
+        "mlflow search target runs",
+        "mlflow read target model",
+        "mlflow get target model by alias",
+        "mlflow search registered models",
+        "mlflow search model versions",
+        "mlflow search experiments",
+    ):
+        assert outcome[path] == LEAK, (path, outcome)
+    assert outcome["mlflow forge target history tag"] == DENIED  # READ never writes
     assert outcome["mlflow artifact via own version (deputy)"] == LEAK, outcome
     assert outcome["s3 GET target object"] == DENIED
 
@@ -262,3 +284,75 @@ def test_a_role_without_a_connection_limit_is_reported_as_a_leak(shared: Stack) 
         shared._sql("postgres", f"alter role pricing connection limit {TENANT_CONNECTION_LIMIT}", superuser=True)
     assert outcome["postgres connection exhaustion"] == LEAK, outcome
     assert outcome["postgres target schema"] == DENIED
+
+
+def test_a_target_schema_in_a_database_the_attacker_reaches_is_reported_as_a_leak(shared: Stack) -> None:
+    """Schemas in one shared `offline` database: the catalogs named every tenant's tables and columns."""
+    database = "offline_pricing"
+    shared._sql(database, "create schema if not exists fraud", superuser=True)
+    shared._sql(database, "create table if not exists fraud.probe (secret text)", superuser=True)
+    shared._sql(database, "revoke all on schema fraud from public", superuser=True)
+    try:
+        outcome = observed(shared, "pricing", "fraud")
+    finally:
+        shared._sql(database, "drop schema fraud cascade", superuser=True)
+    assert outcome["postgres target catalog metadata"] == LEAK, outcome
+    assert outcome["postgres target schema"] == DENIED
+
+
+def _filer_token(stack: Stack) -> str:
+    """A read token for the filer, signed with the stack's own key (what weed's S3 gateway holds)."""
+    import base64
+    import hashlib
+    import hmac
+    import json
+    import time
+    import tomllib
+
+    key = tomllib.loads((stack.folder("s3") / "security.toml").read_text())["jwt"]["filer_signing"]["read"]["key"]
+
+    def encoded(data: bytes) -> bytes:
+        return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+    header = encoded(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    claims = encoded(json.dumps({"exp": int(time.time()) + 30}).encode())
+    signature = encoded(hmac.new(key.encode(), header + b"." + claims, hashlib.sha256).digest())
+    return (header + b"." + claims + b"." + signature).decode()
+
+
+def test_seaweedfs_on_the_host_loopback_is_reported_as_a_leak(shared: Stack) -> None:
+    """weed's master, volume and filer ports on the shared loopback: the master answers anyone.
+
+    The filer and volume ports still want a token signed with the stack's key (security.toml):
+    with one, the filer serves the object (the control), without one it refuses.
+    """
+    import boto3
+    import requests
+
+    shared.down(("s3",))
+    shared.s3_private_network = False
+    try:
+        shared.up(("s3",))
+        outcome = observed(shared, "pricing", "fraud")
+        key = "fraud/side-door-control.txt"
+        fraud = get_tenant(shared, "fraud")
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=shared.s3_endpoint,
+            aws_access_key_id=fraud.access_key,
+            aws_secret_access_key=fraud.secret_key,
+            region_name="us-east-1",
+        )
+        s3.put_object(Bucket="models", Key=key, Body=b"fraud's bytes")
+        url = f"http://127.0.0.1:{shared.ports.weed(4)}/buckets/models/{key}"
+        signed = requests.get(url, headers={"Authorization": f"Bearer {_filer_token(shared)}"}, timeout=5)
+        unsigned = requests.get(url, timeout=5)
+    finally:
+        shared.down(("s3",))
+        shared.s3_private_network = True
+        shared.up(("s3",))
+    assert outcome["seaweedfs master admin API (side door)"] == LEAK, outcome
+    assert (signed.status_code, signed.content) == (200, b"fraud's bytes")
+    assert unsigned.status_code == 401
+    assert outcome["seaweedfs filer GET target object (side door)"] == DENIED
+    assert set(observed(shared, "pricing", "fraud").values()) == {DENIED}
