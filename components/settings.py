@@ -36,6 +36,11 @@ CLIENT_CAPS: dict[str, str] = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
 }
 
+TENANT_CONNECTION_LIMIT = 10
+"""Direct PostgreSQL connections a tenant's role may hold, on the cluster and the loopback stack:
+PgBouncer caps only the pooled ones, and a role with no limit could take every slot of
+max_connections from the platform and the other tenants."""
+
 SECRET_VARIABLES: dict[str, str] = {
     "AWS_ACCESS_KEY_ID": "the tenant's S3 access key",
     "AWS_SECRET_ACCESS_KEY": "the tenant's S3 secret key",

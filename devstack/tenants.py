@@ -25,6 +25,7 @@ from typing import Any
 
 from components.environment import temporary_env
 from components.errors import ComponentError
+from components.settings import TENANT_CONNECTION_LIMIT  # the cluster's roles get the same limit
 from devstack import process
 from devstack.stack import BUCKETS, PORT_SPAN, Stack
 
@@ -36,9 +37,6 @@ RESERVED = frozenset(
 )
 S3_ACTIONS = ("Read", "Write", "List", "Tagging")
 TENANT_SERVER_CONNECTIONS = 5
-# Direct connections (a notebook, psql) bypass PgBouncer's per-user cap; the role's own limit
-# keeps one tenant from taking every slot of max_connections.
-TENANT_CONNECTION_LIMIT = 10
 # Each tenant's online store is a Redis of its own: Feast's keys end with the project name, so no
 # ACL key pattern can be exact (`~*fraud` also matches project `xfraud`). Its memory is its own.
 TENANT_REDIS_MAXMEMORY = "128mb"

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from components.config import PipelineConfig
-from components.settings import CONFIGMAP, PlatformSettings, environment
+from components.settings import CONFIGMAP, TENANT_CONNECTION_LIMIT, PlatformSettings, environment
 
 TRAINING_POOL = {"mlops.private-platform.io/pool": "training-gpu"}
 """Node selector of GPU steps: the training nodes, never the inference pool."""
@@ -67,6 +67,38 @@ def platform_configmap(namespace: str, settings: PlatformSettings) -> dict[str, 
             },
         },
         "data": dict(sorted(environment(settings).items())),
+    }
+
+
+POSTGRES_CLUSTER = "mlops-postgres"
+
+
+def postgres_roles(tenants: list[str]) -> dict[str, Any]:
+    """A patch of the CloudNativePG Cluster with every login role it manages: the platform's
+    `feast` and one per tenant (the role its Feast registry URL names), each tenant's with a
+    connection limit. The passwords are Secrets `<role>-db-credentials` (basic-auth, in the
+    platform namespace) that the platform team creates; the tenant's pods get the same password
+    in their own namespace's feast credentials Secret."""
+    roles: list[dict[str, Any]] = [
+        {"name": "feast", "ensure": "present", "login": True, "passwordSecret": {"name": "feast-db-credentials"}}
+    ]
+    for tenant in tenants:
+        roles.append(
+            {
+                "name": tenant,
+                "ensure": "present",
+                "login": True,
+                "inherit": False,
+                "connectionLimit": TENANT_CONNECTION_LIMIT,
+                "comment": f"tenant {tenant}: its Feast registry database feast_{tenant}",
+                "passwordSecret": {"name": f"{tenant}-db-credentials"},
+            }
+        )
+    return {
+        "apiVersion": "postgresql.cnpg.io/v1",
+        "kind": "Cluster",
+        "metadata": {"name": POSTGRES_CLUSTER, "namespace": PLATFORM_NAMESPACE},
+        "spec": {"managed": {"roles": roles}},
     }
 
 

@@ -297,3 +297,65 @@ def test_each_tenant_has_the_predictors_service_account_with_an_annotated_secret
         assert notes["serving.kserve.io/s3-usehttps"] == "0" and notes["serving.kserve.io/s3-region"]
         assert "data" not in secret and "stringData" not in secret
         assert all(key in notes["mlops.private-platform.io/keys"] for key in MODEL_PULLER_SECRET_KEYS)
+
+
+def test_every_registry_url_names_a_managed_role_and_tenant_roles_have_a_connection_limit(
+    overlays: dict[str, list[dict[str, Any]]],
+) -> None:
+    """A tenant's ConfigMap names role <tenant>; the Cluster must create it, with a cap on direct
+    connections (PgBouncer's per-user cap does not see a psql that goes around it)."""
+    from urllib.parse import urlsplit
+
+    from components.settings import CONFIGMAP, TENANT_CONNECTION_LIMIT
+
+    users = {"feast"}
+    for tenant in TENANTS:
+        configmap = find(render(MANIFESTS / "tenants" / tenant), "ConfigMap", CONFIGMAP)
+        users.add(urlsplit(configmap["data"]["MLOPS_FEAST_REGISTRY_URL"]).username or "")
+    for name, objects in overlays.items():
+        roles = {r["name"]: r for r in find(objects, "Cluster", "mlops-postgres")["spec"]["managed"]["roles"]}
+        assert users == set(roles), name
+        for tenant in TENANTS:
+            assert roles[tenant]["connectionLimit"] == TENANT_CONNECTION_LIMIT, (name, tenant)
+            assert roles[tenant]["inherit"] is False
+            assert roles[tenant]["passwordSecret"] == {"name": f"{tenant}-db-credentials"}
+
+
+def test_tenant_pipelines_use_their_namespaces_own_secrets_and_members_cannot_read_secrets() -> None:
+    """The platform's own Secrets (mlops-s3-credentials, ...) live in the platform's namespaces:
+    a tenant's pods can mount only Secrets of their own namespace, and the tenant's objects and
+    the rendered pipelines name only the tenant-* ones. Members may not read Secrets at all."""
+    from pipelines.golden import golden_dir
+
+    def secret_names(node: Any) -> set[str]:
+        found: set[str] = set()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("secretKeyRef", "accessKeySecret", "secretKeySecret") and isinstance(value, dict):
+                    found.add(value["name"])
+                elif key == "secretName" and isinstance(value, str):
+                    found.add(value)
+                else:
+                    found |= secret_names(value)
+        elif isinstance(node, list):
+            for item in node:
+                found |= secret_names(item)
+        return found
+
+    rendered = [
+        list(yaml.safe_load_all(path.read_text()))
+        for name in ("fraud", "forecast")
+        for path in golden_dir(name).glob("*.yaml")
+    ]
+    assert secret_names(rendered) == {
+        "tenant-s3-credentials", "tenant-mlflow-credentials", "tenant-feast-credentials", "tenant-redis-credentials"
+    }  # fmt: skip
+    for tenant in TENANTS:
+        objects = render(MANIFESTS / "tenants" / tenant)
+        for document in objects:
+            repository = document.get("data", {}).get("default-v1")
+            names = secret_names(yaml.safe_load(repository) if repository else document)
+            assert all(name.startswith(("tenant-", "model-puller")) for name in names), (tenant, names)
+        for role in (o for o in objects if o["kind"] == "Role"):
+            for rule in role["rules"]:
+                assert "secrets" not in rule.get("resources", []), (tenant, role["metadata"]["name"])
