@@ -49,6 +49,16 @@ IN, OUT = "/work/in", "/work/out"
 RUN_ID = "{{workflow.name}}"
 Contracts = dict[str, StepContract]
 
+# What Pod Security's `restricted` profile asks of a pod and of each container: non-root, the
+# runtime's default seccomp profile, no privilege escalation, every capability dropped. Argo's
+# own init and wait containers get the same from the controller (manifests/base/argo).
+RESTRICTED_POD = m.PodSecurityContext(
+    run_as_non_root=True, run_as_user=65532, fs_group=65532, seccomp_profile=m.SeccompProfile(type="RuntimeDefault")
+)
+RESTRICTED_CONTAINER = m.SecurityContext(
+    allow_privilege_escalation=False, capabilities=m.Capabilities(drop=["ALL"]), run_as_non_root=True
+)
+
 
 def _argo_name(name: str) -> str:
     return name.replace("_", "-")
@@ -125,6 +135,7 @@ def _container(
         node_selector=TRAINING_POOL if gpu else None,
         tolerations=[m.Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")] if gpu else None,
         labels={f"{LABEL}/step": step.name, f"{LABEL}/retry-class": step.retry.name},
+        security_context=RESTRICTED_CONTAINER,
     )
 
 
@@ -189,6 +200,7 @@ def workflow_template(declaration: PipelineDeclaration, cfg: PipelineConfig, *, 
         env=_environment(cfg),
         resources=m.ResourceRequirements(limits={"cpu": m.Quantity("500m"), "memory": m.Quantity("512Mi")}),
         retry_strategy=m.RetryStrategy(limit=m.IntOrString(2), retry_policy="Always"),
+        security_context=RESTRICTED_CONTAINER,
     )
     with WorkflowTemplate(
         name=spec.name,
@@ -206,7 +218,7 @@ def workflow_template(declaration: PipelineDeclaration, cfg: PipelineConfig, *, 
         pod_gc=m.PodGC(strategy="OnPodSuccess", delete_delay_duration="10m"),
         ttl_strategy=m.TTLStrategy(seconds_after_success=7 * 86400, seconds_after_failure=14 * 86400),
         pod_metadata=m.Metadata(labels=_labels(cfg, spec, git_sha)),
-        security_context=m.PodSecurityContext(run_as_non_root=True, run_as_user=65532, fs_group=65532),
+        security_context=RESTRICTED_POD,
     ) as template:
         containers = {step.name: _container(spec, step, parameters[step.name], cfg, contracts) for step in spec.steps}
         with DAG(name="pipeline"):

@@ -154,3 +154,35 @@ def test_settings_from_the_configmap_credentials_from_secrets(rendered: dict[str
 @pytest.mark.parametrize("name", ["fraud", "forecast"])
 def test_goldens_are_in_step_with_the_declaration(name: str) -> None:
     assert drift(name) == [], "rendered YAML changed: run `make golden` and review the diff"
+
+
+def test_every_step_pod_meets_pod_security_restricted(rendered: dict[str, dict[str, Any]]) -> None:
+    """What the `restricted` profile checks (kubernetes.io/docs/concepts/security/pod-security-standards),
+    on every container template and on Argo's own executor containers, so a namespace can enforce it."""
+    import yaml
+
+    from tests.conftest import REPO
+
+    spec = rendered["WorkflowTemplate"]["spec"]
+    pod = spec["securityContext"]
+    assert pod["runAsNonRoot"] is True and pod["runAsUser"] != 0
+    assert pod["seccompProfile"] == {"type": "RuntimeDefault"}
+    containers = [t for t in spec["templates"] if "container" in t]
+    assert len(containers) >= 7  # six steps and the failure notice
+    for template in containers:
+        context = template["container"].get("securityContext", {})
+        assert context.get("allowPrivilegeEscalation") is False, template["name"]
+        assert context.get("capabilities", {}).get("drop") == ["ALL"], template["name"]
+        assert not context.get("capabilities", {}).get("add"), template["name"]
+        assert context.get("privileged") in (None, False) and context.get("runAsUser") != 0, template["name"]
+    controller = next(
+        d for d in yaml.safe_load_all((REPO / "manifests/base/argo/argo.yaml").read_text())
+        if d and d["metadata"]["name"] == "workflow-controller-configmap"
+    )  # fmt: skip
+    executor = yaml.safe_load(controller["data"]["executor"])["securityContext"]
+    assert executor == {
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
