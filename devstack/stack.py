@@ -80,6 +80,9 @@ class Stack:
     # Give the tracking server the admin S3 key, as the platform once did: only to prove that
     # isolation-check catches the confused deputy it makes (tests/integration/test_tenancy.py).
     mlflow_server_s3_key: bool = False
+    # Tenants create MLflow names only in their own namespace (devstack.mlflow_names); False only
+    # to show the name squatting MLflow's auth app allows.
+    mlflow_tenant_names: bool = True
     # SeaweedFS in a network namespace of its own, S3 published through a Unix socket
     # (devstack.private_network); False only to show what the side doors give away.
     s3_private_network: bool = True
@@ -585,6 +588,14 @@ class Stack:
             str(self.mlflow_workers),
         ]
         if self.mlflow_auth:
+            from devstack import mlflow_names
+
+            # MLflow's own authentication; with tenant_names, plus each user's name namespace
+            authorization_function = (
+                mlflow_names.AUTHORIZATION_FUNCTION
+                if self.mlflow_tenant_names
+                else "mlflow.server.auth:authenticate_request_basic_auth"
+            )
             config = self.folder("mlflow") / "basic_auth.ini"
             process.write_private(
                 config,
@@ -596,7 +607,7 @@ class Stack:
                         f"database_uri = {self.database_url('mlflow_auth', driver='postgresql+psycopg2')}",
                         f"admin_username = {MLFLOW_ADMIN}",
                         f"admin_password = {self.admin_password}",
-                        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth",
+                        f"authorization_function = {authorization_function}",
                         "grant_default_workspace_access = false",
                         "",
                     ]

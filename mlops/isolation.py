@@ -453,6 +453,20 @@ def check(stack: Any, attacker: Any, target: Any) -> list[Attempt]:
         mlflow.rename_registered_model(planted["model"], f"{planted['model']}-renamed-by-{attacker.name}")
         return "renamed the target's registered model"
 
+    def squat_model_name() -> str:
+        """A registered model in the target's namespace: its creator gets MANAGE, and the target's
+        own register then fails on it with 403 (name squatting)."""
+        name = f"{target.name}-squatted-by-{attacker.name}-{int(time.time())}"
+        mlflow.create_registered_model(name)
+        mlflow.delete_registered_model(name)
+        return f"created (then deleted) registered model {name!r} in the target's namespace"
+
+    def squat_experiment_name() -> str:
+        name = f"{target.name}-squatted-by-{attacker.name}-{int(time.time())}"
+        experiment_id = mlflow.create_experiment(name)
+        mlflow.delete_experiment(experiment_id)
+        return f"created experiment {name!r} in the target's namespace"
+
     def delete_version() -> str:
         mlflow.delete_model_version(planted["model"], planted["version"])
         return "deleted the target's model version"
@@ -632,6 +646,8 @@ def check(stack: Any, attacker: Any, target: Any) -> list[Attempt]:
         ("mlflow forge target history tag", forge_history),
         ("mlflow rewrite target version tag", forge_version_tag),
         ("mlflow delete target alias", delete_alias),
+        ("mlflow squat a model name in target's namespace", squat_model_name),
+        ("mlflow squat an experiment name in target's namespace", squat_experiment_name),
         ("mlflow rename target model", rename_model),
         ("mlflow delete target version", delete_version),
         ("mlflow delete target run", delete_run),

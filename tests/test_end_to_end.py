@@ -134,13 +134,13 @@ def test_forecast_regression_pipeline_passes_its_mape_gate(tmp_path: Path) -> No
     result = run_pipeline(tmp_path, "forecast", "--rows", "18000")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "gate mape <= 0.25: passed" in result.stdout
-    assert "demand-forecaster version 1 (new)" in result.stdout
+    assert "forecast-demand version 1 (new)" in result.stdout
     run = latest_run(tmp_path)
     metrics = json.loads((run / "evaluate" / "metrics").read_text())
     assert metrics["objective"] == "regression" and 0 < metrics["mape"] <= 0.25 and metrics["r2"] > 0.5
     service = yaml.safe_load((run / "promote" / "inference_service").read_text())
     assert service["metadata"]["annotations"]["mlops.private-platform.io/holdout-metric"] == "mape"
-    config = (run / "promote" / "model_repository" / "demand-forecaster" / "config.pbtxt").read_text()
+    config = (run / "promote" / "model_repository" / "forecast-demand" / "config.pbtxt").read_text()
     assert "pytorch_libtorch" in config and "dims: [ 1 ]" in config
 
 

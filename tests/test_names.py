@@ -70,3 +70,18 @@ def test_promote_checks_names_whole() -> None:
 
     assert RUN_ID.fullmatch("a" * 32) and not RUN_ID.fullmatch("a" * 32 + "\n")
     assert DNS_LABEL.fullmatch("fraud-detector") and not DNS_LABEL.fullmatch("fraud-detector\n")
+
+
+def test_mlflow_names_belong_to_the_tenant_whose_name_starts_them() -> None:
+    from devstack.mlflow_names import named_by, owns
+
+    assert owns("fraud", "fraud") and owns("fraud", "fraud-detector")
+    assert not owns("pricing", "fraud-detector") and not owns("fraud", "fraudx-model") and not owns("fraud", "fraudx")
+    api = "/api/2.0/mlflow"
+    assert named_by("POST", f"{api}/registered-models/create", {"name": "fraud-detector"}) == "fraud-detector"
+    assert named_by("POST", "/ajax-api/2.0/mlflow/experiments/create", {"name": "x"}) == "x"
+    assert named_by("POST", f"{api}/registered-models/rename", {"name": "a", "new_name": "b"}) == "b"
+    assert named_by("POST", f"{api}/experiments/update", {"experiment_id": "1", "new_name": "c"}) == "c"
+    assert named_by("POST", f"{api}/experiments/update", {"experiment_id": "1"}) is None
+    assert named_by("GET", f"{api}/registered-models/get", {"name": "fraud-detector"}) is None
+    assert named_by("POST", f"{api}/runs/create", {"experiment_id": "1"}) is None

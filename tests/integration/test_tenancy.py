@@ -54,7 +54,7 @@ def as_tenant(stack: Stack, name: str, home: Path) -> dict[str, str]:
 
 @pytest.mark.parametrize(
     ("tenant", "pipeline", "model"),
-    [("fraud", "fraud", "fraud-detector"), ("forecast", "forecast", "demand-forecaster")],
+    [("fraud", "fraud", "fraud-detector"), ("forecast", "forecast", "forecast-demand")],
 )
 def test_a_tenant_runs_its_own_pipeline_with_its_own_credentials_only(
     shared: Stack, tmp_path: Path, tenant: str, pipeline: str, model: str
@@ -86,7 +86,7 @@ def observed(stack: Stack, attacker: str, target: str) -> dict[str, str]:
 @pytest.mark.parametrize(("attacker", "target"), [("pricing", "fraud"), ("fraud", "forecast")])
 def test_every_path_into_another_tenant_is_denied(shared: Stack, attacker: str, target: str) -> None:
     outcome = observed(shared, attacker, target)
-    assert len(outcome) == 41
+    assert len(outcome) == 43
     assert outcome == dict.fromkeys(outcome, DENIED)
 
 
@@ -121,7 +121,7 @@ def test_the_cli_prints_the_table_and_exits_zero(shared: Stack) -> None:
     arguments = ["isolation-check", "--as", "forecast", "--target", "pricing", "--dir", str(shared.root)]
     result = mlops(dict(os.environ), *arguments)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "46 paths from forecast into pricing: 5 own controls OK, 41 denied, 0 not as expected" in result.stdout
+    assert "48 paths from forecast into pricing: 5 own controls OK, 43 denied, 0 not as expected" in result.stdout
 
 
 def test_a_broadened_s3_policy_is_reported_as_leaks(shared: Stack) -> None:
@@ -149,16 +149,32 @@ def test_a_broadened_s3_policy_is_reported_as_leaks(shared: Stack) -> None:
 
 
 def test_a_tracking_server_as_mlflow_ships_it_is_reported_as_leaks(shared: Stack) -> None:
-    """Default permission READ (MLflow's default) and an S3 key on the server (a confused deputy)."""
+    """Default permission READ (MLflow's default), an S3 key on the server (a confused deputy), and
+    MLflow's own authentication, which lets any user create any name (squatting)."""
+    from mlflow import MlflowClient
+
+    from components.environment import temporary_env
+    from components.errors import ComponentError
+
     shared.down(("mlflow",))
-    shared.mlflow_default_permission, shared.mlflow_server_s3_key = "READ", True
+    shared.mlflow_default_permission, shared.mlflow_server_s3_key, shared.mlflow_tenant_names = "READ", True, False
     shared.up(("mlflow",))
     try:
         outcome = observed(shared, "pricing", "fraud")
+        # a name squatted before its team arrives: `tenant add` refuses it rather than share it
+        pricing = get_tenant(shared, "pricing")
+        with temporary_env({"MLFLOW_TRACKING_USERNAME": "pricing", "MLFLOW_TRACKING_PASSWORD": pricing.password}):
+            MlflowClient(tracking_uri=shared.tracking_uri).create_experiment("payments")
+        with pytest.raises(ComponentError, match=r"experiment 'payments'.*another user"):
+            add_tenant(shared, "payments")
+        assert not (shared.root / "tenants" / "payments.json").exists()
     finally:
         shared.down(("mlflow",))
         shared.mlflow_default_permission, shared.mlflow_server_s3_key = "NO_PERMISSIONS", False
+        shared.mlflow_tenant_names = True
         shared.up(("mlflow",))
+    assert outcome["mlflow squat a model name in target's namespace"] == LEAK, outcome
+    assert outcome["mlflow squat an experiment name in target's namespace"] == LEAK, outcome
     for path in (
         "mlflow get target run",
         "mlflow search target runs",
@@ -230,13 +246,16 @@ def test_reserved_and_squatted_tenant_names_are_refused(shared: Stack) -> None:
     admin = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": shared.admin_password}
     with temporary_env(admin):
         assert MlflowClient(tracking_uri=shared.tracking_uri).search_experiments()  # the admin still gets in
+    # a tenant cannot squat a future team's name: it creates names only in its own namespace
     pricing = get_tenant(shared, "pricing")
     pricing_env = {"MLFLOW_TRACKING_USERNAME": "pricing", "MLFLOW_TRACKING_PASSWORD": pricing.password}
     with temporary_env(pricing_env):
-        MlflowClient(tracking_uri=shared.tracking_uri).create_experiment("payments")  # before the team arrives
-    with pytest.raises(ComponentError, match=r"experiment 'payments'.*another user"):
-        add_tenant(shared, "payments")
-    assert not (shared.root / "tenants" / "payments.json").exists()
+        client = MlflowClient(tracking_uri=shared.tracking_uri)
+        with pytest.raises(Exception, match=r"PERMISSION_DENIED|403") as refused:
+            client.create_experiment("payments")
+        assert "'pricing-<something>'" in str(refused.value)  # the message names the fix
+        client.delete_experiment(client.create_experiment(f"pricing-own-{os.getpid()}"))  # its own: allowed
+    # squatted while the rule was off (as MLflow ships): see test_a_tracking_server_as_mlflow_ships_it...
 
 
 def test_a_redis_user_allowed_to_administer_is_reported_as_leaks(shared: Stack) -> None:
