@@ -41,6 +41,12 @@ TENANT_CONNECTION_LIMIT = 10
 PgBouncer caps only the pooled ones, and a role with no limit could take every slot of
 max_connections from the platform and the other tenants."""
 
+TENANT_REDIS_RULES = "~* &* +@all -@admin -@dangerous"
+"""A tenant's user on its own Redis, on the cluster and the loopback stack: its keys, and nothing
+that administers the instance (FLUSHALL/FLUSHDB, CONFIG, SHUTDOWN, DEBUG, KEYS, ACL, CLIENT KILL,
+MONITOR, ...: @admin and @dangerous). A Redis per tenant, because Feast's keys end with the
+project name and no ACL key pattern can be exact (`~*fraud` also matches project `xfraud`)."""
+
 SECRET_VARIABLES: dict[str, str] = {
     "AWS_ACCESS_KEY_ID": "the tenant's S3 access key",
     "AWS_SECRET_ACCESS_KEY": "the tenant's S3 secret key",

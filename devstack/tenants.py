@@ -25,7 +25,7 @@ from typing import Any
 
 from components.environment import temporary_env
 from components.errors import ComponentError
-from components.settings import TENANT_CONNECTION_LIMIT  # the cluster's roles get the same limit
+from components.settings import TENANT_CONNECTION_LIMIT, TENANT_REDIS_RULES  # the same on the cluster
 from devstack import process
 from devstack.stack import BUCKETS, PORT_SPAN, Stack
 
@@ -37,12 +37,8 @@ RESERVED = frozenset(
 )
 S3_ACTIONS = ("Read", "Write", "List", "Tagging")
 TENANT_SERVER_CONNECTIONS = 5
-# Each tenant's online store is a Redis of its own: Feast's keys end with the project name, so no
-# ACL key pattern can be exact (`~*fraud` also matches project `xfraud`). Its memory is its own.
+# Each tenant's online store is a Redis of its own (components.settings.TENANT_REDIS_RULES).
 TENANT_REDIS_MAXMEMORY = "128mb"
-# The tenant's user may read and write its keys and nothing that administers the instance:
-# FLUSHALL/FLUSHDB, CONFIG, SHUTDOWN, DEBUG, KEYS, ACL, CLIENT KILL, MONITOR, ... (@admin, @dangerous).
-TENANT_REDIS_RULES = "~* &* +@all -@admin -@dangerous"
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from components.config import PipelineConfig
-from components.settings import CONFIGMAP, TENANT_CONNECTION_LIMIT, PlatformSettings, environment
+from components.settings import (
+    CONFIGMAP,
+    TENANT_CONNECTION_LIMIT,
+    TENANT_REDIS_RULES,
+    PlatformSettings,
+    environment,
+)
 
 TRAINING_POOL = {"mlops.private-platform.io/pool": "training-gpu"}
 """Node selector of GPU steps: the training nodes, never the inference pool."""
@@ -44,10 +50,10 @@ def cluster_settings(tenant: str = "") -> PlatformSettings:
         mlflow_artifact_root=f"s3://mlflow-artifacts{prefix}",
         s3_endpoint=f"http://minio.{STORAGE_NAMESPACE}.svc.cluster.local:9000",
         feast_registry_url=f"postgresql+psycopg://{role}@pgbouncer.{PLATFORM_NAMESPACE}.svc.cluster.local:5432/{database}",
-        feast_redis=f"redis.{PLATFORM_NAMESPACE}.svc.cluster.local:6379",
-        # The cluster's Redis has one password (requirepass: the `default` user); a user per
-        # tenant, as the loopback stack gives, is not rendered here yet.
-        feast_redis_username="default",
+        # A tenant's online store is its own Redis in its namespace (tenant_redis), as user <tenant>;
+        # the shared namespace uses the platform's, whose one password is the `default` user's.
+        feast_redis=f"redis.{tenant or PLATFORM_NAMESPACE}.svc.cluster.local:6379",
+        feast_redis_username=tenant or "default",
         offline_store_uri=f"s3://feast-offline{prefix}",
         serving_root=f"s3://models{prefix}",
     )
@@ -100,6 +106,133 @@ def postgres_roles(tenants: list[str]) -> dict[str, Any]:
         "metadata": {"name": POSTGRES_CLUSTER, "namespace": PLATFORM_NAMESPACE},
         "spec": {"managed": {"roles": roles}},
     }
+
+
+TENANT_REDIS_IMAGE = "registry.mlops.internal/mirror/redis:7.2"
+TENANT_REDIS_MAXMEMORY = "1gb"  # below the container's limit, so it evicts (allkeys-lru) rather than dies
+
+# The users file, written at each start from the tenant's password (its Secret) and the one rule
+# line: `default` off, the tenant's user by the password's sha256, no other user. Nobody
+# administers it by command; the platform changes it through this manifest and a restart.
+_WRITE_ACL = """set -eu
+umask 077
+hash=$(printf '%s' "$REDIS_PASSWORD" | sha256sum | cut -d' ' -f1)
+printf 'user default off\\nuser %s on #%s %s\\n' "$TENANT" "$hash" "$(cat /etc/redis/tenant-rules)" > /acl/users.acl
+"""
+
+
+def tenant_redis(tenant: str) -> list[dict[str, Any]]:
+    """A tenant's own online store in its namespace: a Redis whose one user is the tenant, denied
+    administration (TENANT_REDIS_RULES), with its own memory, reachable from its namespace only.
+    The password is `tenant-redis-credentials` (key `password`), the Secret its pipelines read."""
+    labels = {"app.kubernetes.io/name": "redis", "app.kubernetes.io/part-of": "private-mlops"}
+
+    def restricted() -> dict[str, Any]:
+        return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True}
+
+    password = {
+        "name": "REDIS_PASSWORD",
+        "valueFrom": {"secretKeyRef": {"name": "tenant-redis-credentials", "key": "password"}},
+    }
+    config = "\n".join(
+        [
+            "aclfile /acl/users.acl",
+            f"maxmemory {TENANT_REDIS_MAXMEMORY}",
+            "maxmemory-policy allkeys-lru",
+            'save ""',
+            "appendonly no",
+            "protected-mode yes",
+            "",
+        ]
+    )
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "tenant-redis", "namespace": tenant, "labels": dict(labels)},
+            "data": {"redis.conf": config, "tenant-rules": TENANT_REDIS_RULES, "write-acl.sh": _WRITE_ACL},
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": {"name": "redis", "namespace": tenant, "labels": dict(labels)},
+            "spec": {
+                "serviceName": "redis",
+                "replicas": 1,
+                "selector": {"matchLabels": {"app.kubernetes.io/name": "redis"}},
+                "template": {
+                    "metadata": {"labels": dict(labels)},
+                    "spec": {
+                        "automountServiceAccountToken": False,
+                        "securityContext": {
+                            "runAsNonRoot": True,
+                            "runAsUser": 999,
+                            "fsGroup": 999,
+                            "seccompProfile": {"type": "RuntimeDefault"},
+                        },
+                        "initContainers": [
+                            {
+                                "name": "users",
+                                "image": TENANT_REDIS_IMAGE,
+                                "command": ["sh", "/etc/redis/write-acl.sh"],
+                                "env": [{"name": "TENANT", "value": tenant}, password],
+                                "securityContext": restricted(),
+                                "resources": {
+                                    "requests": {"cpu": "10m", "memory": "16Mi"},
+                                    "limits": {"memory": "32Mi"},
+                                },
+                                "volumeMounts": [
+                                    {"name": "config", "mountPath": "/etc/redis"},
+                                    {"name": "acl", "mountPath": "/acl"},
+                                ],
+                            }
+                        ],
+                        "containers": [
+                            {
+                                "name": "redis",
+                                "image": TENANT_REDIS_IMAGE,
+                                "command": ["redis-server", "/etc/redis/redis.conf"],
+                                "ports": [{"name": "redis", "containerPort": 6379}],
+                                "readinessProbe": {"tcpSocket": {"port": 6379}},
+                                "securityContext": restricted(),
+                                "resources": {
+                                    "requests": {"cpu": "250m", "memory": "1536Mi"},
+                                    "limits": {"memory": "1536Mi"},
+                                },
+                                "volumeMounts": [
+                                    {"name": "config", "mountPath": "/etc/redis"},
+                                    {"name": "acl", "mountPath": "/acl"},
+                                ],
+                            }
+                        ],
+                        "volumes": [
+                            {"name": "config", "configMap": {"name": "tenant-redis"}},
+                            {"name": "acl", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+                        ],
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "redis", "namespace": tenant, "labels": dict(labels)},
+            "spec": {
+                "selector": {"app.kubernetes.io/name": "redis"},
+                "ports": [{"name": "redis", "port": 6379, "targetPort": 6379}],
+            },
+        },
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "redis-from-own-namespace", "namespace": tenant},
+            "spec": {
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "redis"}},
+                "policyTypes": ["Ingress"],
+                "ingress": [{"from": [{"podSelector": {}}], "ports": [{"protocol": "TCP", "port": 6379}]}],
+            },
+        },
+    ]
 
 
 MODEL_PULLER_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")

@@ -108,7 +108,10 @@ def endpoints(name: str, namespaces: dict[str, dict[str, str]], only: str | None
     declared = FLOWS["endpoints"][name]
     if "address" in declared:
         return [Address(declared["address"])]
-    names = pipelines_namespaces(namespaces) if declared["namespace"] == "{pipelines}" else [declared["namespace"]]
+    names = {
+        "{pipelines}": pipelines_namespaces(namespaces),
+        "{tenants}": [ns for ns in pipelines_namespaces(namespaces) if ns != "mlops-pipelines"],
+    }.get(declared["namespace"], [declared["namespace"]])
     return [Pod(ns, dict(declared["labels"]), namespaces[ns]) for ns in names if only in (None, ns)]
 
 
@@ -149,6 +152,9 @@ def test_tenants_reach_neither_each_other_nor_the_databases(
                 for port in (8012, 8080, 9000, 5000, 443):
                     if evaluator.allowed(source, target, port):
                         leaks.append(f"{source_name}@{source_ns} -> {target_name}@{target_ns}:{port}")
+            (redis,) = endpoints("tenant-redis", namespaces, target_ns)
+            if evaluator.allowed(source, redis, 6379):
+                leaks.append(f"{source_name}@{source_ns} -> redis@{target_ns} (another tenant's online store)")
     for tenant in tenants:
         for name in ("pipeline-pod", "predictor"):
             (source,) = endpoints(name, namespaces, tenant)
@@ -156,6 +162,9 @@ def test_tenants_reach_neither_each_other_nor_the_databases(
             for port in (5432, 8000):
                 if evaluator.allowed(source, postgres, port):
                     leaks.append(f"{name}@{tenant} -> postgres:{port} (the pool is the only way in)")
+            (platform_redis,) = endpoints("redis", namespaces)
+            if evaluator.allowed(source, platform_redis, 6379):
+                leaks.append(f"{name}@{tenant} -> the platform's redis (each tenant has its own)")
             (minio,) = endpoints("minio", namespaces)
             if evaluator.allowed(source, minio, 9001):
                 leaks.append(f"{name}@{tenant} -> minio console")

@@ -1,0 +1,86 @@
+"""The cluster's per-tenant Redis, as rendered (pipelines.cluster.tenant_redis), on a real redis-server.
+
+No Kubernetes here: the test runs the rendered init container's script and the rendered
+redis.conf, with the volume paths moved into a temporary folder, and then attacks the server
+the way a pod in the tenant's namespace could.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from devstack import process
+from pipelines.cluster import tenant_redis
+
+pytestmark = pytest.mark.integration
+PASSWORD = "fraud-online-store-password"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    root = tmp_path_factory.mktemp("tenant-redis")
+    etc, acl = root / "etc", root / "acl"
+    etc.mkdir()
+    acl.mkdir()
+    data = tenant_redis("fraud")[0]["data"]
+    for name, text in data.items():
+        (etc / name).write_text(text.replace("/etc/redis", str(etc)).replace("/acl/", f"{acl}/"))
+    environment = {"PATH": os.environ["PATH"], "TENANT": "fraud", "REDIS_PASSWORD": PASSWORD}
+    subprocess.run(["sh", str(etc / "write-acl.sh")], env=environment, check=True)
+    assert stat.S_IMODE((acl / "users.acl").stat().st_mode) == 0o600
+    assert PASSWORD not in (acl / "users.acl").read_text()  # only its sha256
+    port = process.free_port_base(1)
+    config = etc / "redis.conf"
+    config.write_text(config.read_text() + f"port {port}\nbind 127.0.0.1\ndir {root}\n")
+    pid_file = root / "redis.pid"
+    pid = process.start([process.find_binary("redis-server"), str(config)], root / "redis.log", pid_file)
+    process.wait_until(
+        lambda: bool(redis.Redis(port=port, username="fraud", password=PASSWORD).ping()),
+        what="tenant redis",
+        log=root / "redis.log",
+        pid=pid,
+        timeout=30,
+    )
+    yield port
+    process.stop(pid_file)
+
+
+def test_the_tenant_uses_its_store(server: int) -> None:
+    """The positive control: what Feast's online writes and reads need."""
+    client = redis.Redis(port=server, username="fraud", password=PASSWORD)
+    client.hset(b"entity\x00fraud", mapping={b"_ts:transactions": b"1", b"feature": b"0.5"})
+    assert client.hget(b"entity\x00fraud", b"feature") == b"0.5"
+    assert client.delete(b"entity\x00fraud") == 1
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("FLUSHALL",), ("FLUSHDB",), ("CONFIG", "SET", "maxmemory", "0"), ("CONFIG", "GET", "*"), ("SHUTDOWN",),
+     ("ACL", "LIST"), ("KEYS", "*"), ("SAVE",), ("MONITOR",), ("CLIENT", "KILL", "TYPE", "normal")],
+)  # fmt: skip
+def test_the_tenant_cannot_administer_its_store(server: int, command: tuple[str, ...]) -> None:
+    client = redis.Redis(port=server, username="fraud", password=PASSWORD)
+    assert client.ping()  # authenticated: the refusal below is a permission, not a login failure
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        client.execute_command(*command)
+
+
+def test_nobody_else_gets_in(server: int) -> None:
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    def login(**credentials: str) -> None:  # a refused login is an answer: no retries
+        redis.Redis(port=server, retry=Retry(NoBackoff(), 0), **credentials).ping()  # type: ignore[arg-type]
+
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        login()  # the default user is off
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        login(username="fraud", password="not-it")
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        login(username="default", password=PASSWORD)
