@@ -36,6 +36,10 @@ CLIENT_CAPS: dict[str, str] = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
 }
 
+EMPTY_MEANS_DEFAULT = frozenset({"feast_redis_username"})
+"""Platform settings whose empty value has a meaning (Redis's default user), so a platform
+profile is complete without them."""
+
 TENANT_CONNECTION_LIMIT = 10
 """Direct PostgreSQL connections a tenant's role may hold, on the cluster and the loopback stack:
 PgBouncer caps only the pooled ones, and a role with no limit could take every slot of

@@ -46,7 +46,13 @@ __all__ = [
 def check_platform_settings(ctx: Context) -> Finding:
     """In the platform profile every setting a step reads must be there: a pod would fail on it."""
     from components.errors import ComponentError
-    from components.settings import CONFIGMAP, PlatformSettings, from_environment, variable_of
+    from components.settings import (
+        CONFIGMAP,
+        EMPTY_MEANS_DEFAULT,
+        PlatformSettings,
+        from_environment,
+        variable_of,
+    )
 
     name = "platform-settings"
     try:
@@ -57,7 +63,11 @@ def check_platform_settings(ctx: Context) -> Finding:
         return Finding(
             name, SKIP, "embedded profile: unset stores live under $MLOPS_HOME (MLOPS_PROFILE=platform to check)"
         )
-    fields = [field for field in PlatformSettings.model_fields if field not in ("profile", "client_caps")]
+    fields = [
+        field
+        for field in PlatformSettings.model_fields
+        if field not in ("profile", "client_caps") and field not in EMPTY_MEANS_DEFAULT
+    ]
     missing = [variable_of(field) for field in fields if not getattr(settings, field)]
     if missing:
         return Finding(
