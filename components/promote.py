@@ -56,6 +56,7 @@ def _publish(repository: Path, serving_root: str, model_name: str, version: int,
 
 READINESS_PATH = "/v2/health/ready"
 TRITON_HTTP_PORT = 8080  # the serving image's --http-port
+TRITON_UID = 1000  # triton-server in NGC 24.x; any non-root uid works (world-readable server, model volume by fsGroup)
 UNMEASURED_READINESS_DELAY_S = 60
 SERVERLESS, RAW_DEPLOYMENT = "Serverless", "RawDeployment"
 MODEL_PULLER = "model-puller"
@@ -146,6 +147,7 @@ def render_inference_service(
         "protocolVersion": "v2",
         "storageUri": storage_uri,
         "resources": {"requests": requests, "limits": limits},
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
     }
     if readiness_initial_delay_seconds is not None:
         model["readinessProbe"] = {
@@ -156,7 +158,19 @@ def render_inference_service(
         }
     # The ServiceAccount's annotated Secret is how KServe's storage initializer gets the endpoint
     # and the read-only key for storageUri; without it the model never downloads.
-    predictor: dict[str, Any] = {"minReplicas": max(min_replicas, 1), "serviceAccountName": service_account}
+    predictor: dict[str, Any] = {
+        "minReplicas": max(min_replicas, 1),
+        "serviceAccountName": service_account,
+        # Pod Security `restricted`, which the serving namespaces enforce. A numeric user: the
+        # Triton image's USER is a name (triton-server, uid 1000), which runAsNonRoot cannot verify.
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": TRITON_UID,
+            "runAsGroup": TRITON_UID,
+            "fsGroup": TRITON_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
     if canary_percent is not None:
         predictor["canaryTrafficPercent"] = canary_percent
     if container_concurrency is not None:

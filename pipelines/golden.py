@@ -24,8 +24,21 @@ ARGO_FILES = {
 KFP_FILE = "kfp-pipeline.yaml"
 
 
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings as literal blocks, whatever else was imported: Hera registers the same
+    representer on yaml's SafeDumper when it loads, so without our own the output of one file
+    depended on whether a pipeline had been rendered first."""
+
+
+def _literal_blocks(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|" if "\n" in data else None)
+
+
+_Dumper.add_representer(str, _literal_blocks)
+
+
 def _dump(document: dict[str, object]) -> str:
-    return yaml.safe_dump(document, sort_keys=False, width=120)
+    return yaml.dump(document, Dumper=_Dumper, sort_keys=False, width=120)
 
 
 def write_renderings(

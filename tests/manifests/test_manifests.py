@@ -38,7 +38,8 @@ def test_every_overlay_renders_and_validates_with_no_findings(schemas_dir: Path)
     skipped: list[str] = []
     checked, findings = lint(MANIFESTS, report=skipped.append)
     assert findings == [] and checked > 80
-    assert skipped == [], "every kind has a schema now: nothing may be skipped"
+    # Only the kinds lint-exceptions.yaml names (each with how it is checked instead), nothing else
+    assert skipped and all("ClusterStorageContainer/-/default" in line for line in skipped), skipped
 
 
 def test_the_serving_runtime_is_validated_against_kserves_crd(schemas_dir: Path, tmp_path: Path) -> None:
@@ -144,7 +145,7 @@ def test_every_pipelines_namespace_enforces_pod_security(overlays: dict[str, lis
         assert namespaces, target
         for namespace in namespaces:
             labels = namespace["metadata"]["labels"]
-            assert labels.get("pod-security.kubernetes.io/enforce") in ("baseline", "restricted"), (target, labels)
+            assert labels.get("pod-security.kubernetes.io/enforce") == "restricted", (target, labels)
             assert labels.get("pod-security.kubernetes.io/warn") == "restricted", (target, labels)
 
 
@@ -359,3 +360,74 @@ def test_tenant_pipelines_use_their_namespaces_own_secrets_and_members_cannot_re
         for role in (o for o in objects if o["kind"] == "Role"):
             for rule in role["rules"]:
                 assert "secrets" not in rule.get("resources", []), (tenant, role["metadata"]["name"])
+
+
+ALLOWED_VOLUMES = {
+    "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret"
+}  # fmt: skip
+
+
+def restricted_violations(pod: dict[str, Any], containers: list[dict[str, Any]]) -> list[str]:
+    """Pod Security Standards, `restricted` (kubernetes.io/docs/concepts/security/pod-security-standards)."""
+    found = []
+    pod_context = pod.get("securityContext", {})
+    for volume in pod.get("volumes", []):
+        kinds = set(volume) - {"name"}
+        if not kinds <= ALLOWED_VOLUMES:
+            found.append(f"volume {volume['name']}: {sorted(kinds)}")
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        if pod.get(key):
+            found.append(key)
+    for container in containers:
+        name, context = container.get("name", "?"), container.get("securityContext", {})
+        if context.get("runAsNonRoot", pod_context.get("runAsNonRoot")) is not True:
+            found.append(f"{name}: runAsNonRoot")
+        if context.get("runAsUser", pod_context.get("runAsUser")) == 0:
+            found.append(f"{name}: runAsUser 0")
+        seccomp = context.get("seccompProfile", pod_context.get("seccompProfile", {})).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            found.append(f"{name}: seccompProfile {seccomp}")
+        if context.get("allowPrivilegeEscalation") is not False:
+            found.append(f"{name}: allowPrivilegeEscalation")
+        if "ALL" not in context.get("capabilities", {}).get("drop", []):
+            found.append(f"{name}: capabilities.drop ALL")
+        if set(context.get("capabilities", {}).get("add", [])) - {"NET_BIND_SERVICE"}:
+            found.append(f"{name}: capabilities.add")
+        if context.get("privileged") or any(p.get("hostPort") for p in container.get("ports", [])):
+            found.append(f"{name}: privileged or hostPort")
+    return found
+
+
+def test_serving_pods_meet_pod_security_restricted(overlays: dict[str, list[dict[str, Any]]]) -> None:
+    """Every pipelines namespace enforces restricted, and it also hosts the predictors (Triton plus
+    KServe's storage initializer) and the tenant's Redis: each of them must pass it."""
+    import kubernetes_validate
+
+    from components.config import PromoteSettings
+    from components.promote import render_inference_service
+
+    registration = {
+        "model_name": "fraud-detector",
+        "version": 3,
+        "run_id": "0123456789abcdef0123456789abcdef",
+        "artifact_sha256": "a" * 64,
+        "model_card_uri": "s3://mlflow/card.md",
+        "gate": {"metric": "roc_auc", "value": 0.91},
+        "holdout_metrics": {"roc_auc": 0.91},
+    }
+    service = render_inference_service(
+        registration, settings=PromoteSettings(namespace="fraud"), storage_uri="s3://models/x", canary_percent=10
+    )
+    predictor = service["spec"]["predictor"]
+    storage = find(overlays["prod"], "ClusterStorageContainer", "default")["spec"]["container"]
+    # KServe builds the predictor pod from the predictor's pod fields, the model container and
+    # the storage initializer; the pod-level fields come from the predictor.
+    pod = {key: value for key, value in predictor.items() if key in ("securityContext", "volumes")}
+    assert restricted_violations(pod, [{**predictor["model"], "name": "kserve-container"}, storage]) == []
+    wrapped = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}, "spec": {"containers": [storage]}}
+    kubernetes_validate.validate(wrapped, "1.31", strict=True)  # the container is a valid core/v1 Container
+    for tenant in TENANTS:
+        redis = find(render(MANIFESTS / "tenants" / tenant), "StatefulSet", "redis")["spec"]["template"]["spec"]
+        assert restricted_violations(redis, redis["containers"] + redis["initContainers"]) == [], tenant
+    # the check itself: a model container as KServe's runtime ships it fails
+    assert restricted_violations({}, [{"name": "kserve-container"}])
