@@ -108,6 +108,102 @@ def postgres_roles(tenants: list[str]) -> dict[str, Any]:
     }
 
 
+POSTGRES_IMAGE = "registry.mlops.internal/mirror/cloudnative-pg/postgresql:15.10"
+POSTGRES_UID = 26  # the postgres user of CloudNativePG's images
+PLATFORM_DATABASES = {"mlflow": "mlflow", "feast_registry": "feast"}  # database: the role that uses it
+
+
+def tenant_database_sql(tenants: list[str]) -> str:
+    """psql input that makes each tenant's Feast registry database, owned by its role, and closes
+    every database to PUBLIC, so a role connects only where it is let in. Idempotent."""
+    lines = ["\\set ON_ERROR_STOP on"]
+    for database, role in PLATFORM_DATABASES.items():
+        lines += [
+            f"GRANT CONNECT ON DATABASE {database} TO {role};",
+            f"REVOKE CONNECT ON DATABASE {database} FROM PUBLIC;",
+        ]
+    for tenant in tenants:
+        database = f"feast_{tenant}"
+        lines += [
+            f"SELECT format('CREATE DATABASE %I OWNER %I', '{database}', '{tenant}')"
+            f" WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{database}')\\gexec",
+            f"ALTER DATABASE {database} OWNER TO {tenant};",
+            f"REVOKE CONNECT ON DATABASE {database} FROM PUBLIC;",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def tenant_databases(tenants: list[str]) -> list[dict[str, Any]]:
+    """A Job that runs tenant_database_sql as the cluster's superuser, after CloudNativePG has made
+    the roles (postgres_roles; until then it fails and is retried). Its name carries a hash of
+    its SQL: a Job's pod template is immutable, so a new tenant makes a new Job."""
+    import hashlib
+
+    sql = tenant_database_sql(tenants)
+    name = f"tenant-databases-{hashlib.sha256(sql.encode()).hexdigest()[:8]}"
+    labels = {"app.kubernetes.io/name": "tenant-databases", "app.kubernetes.io/part-of": "private-mlops"}
+    superuser = f"{POSTGRES_CLUSTER}-superuser"  # CloudNativePG's, with enableSuperuserAccess
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": PLATFORM_NAMESPACE, "labels": dict(labels)},
+            "data": {"tenants.sql": sql},
+        },
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": name, "namespace": PLATFORM_NAMESPACE, "labels": dict(labels)},
+            "spec": {
+                "backoffLimit": 10,
+                "ttlSecondsAfterFinished": 86400,
+                "template": {
+                    "metadata": {"labels": dict(labels)},
+                    "spec": {
+                        "restartPolicy": "OnFailure",
+                        "automountServiceAccountToken": False,
+                        "securityContext": {
+                            "runAsNonRoot": True,
+                            "runAsUser": POSTGRES_UID,
+                            "seccompProfile": {"type": "RuntimeDefault"},
+                        },
+                        "containers": [
+                            {
+                                "name": "psql",
+                                "image": POSTGRES_IMAGE,
+                                "command": ["psql", "--no-psqlrc", "--file=/sql/tenants.sql"],
+                                "env": [
+                                    {"name": "PGHOST", "value": f"{POSTGRES_CLUSTER}-rw.{PLATFORM_NAMESPACE}.svc"},
+                                    {"name": "PGDATABASE", "value": "postgres"},
+                                    {"name": "PGSSLMODE", "value": "require"},
+                                    {
+                                        "name": "PGUSER",
+                                        "valueFrom": {"secretKeyRef": {"name": superuser, "key": "username"}},
+                                    },
+                                    {
+                                        "name": "PGPASSWORD",
+                                        "valueFrom": {"secretKeyRef": {"name": superuser, "key": "password"}},
+                                    },
+                                ],
+                                "securityContext": {
+                                    "allowPrivilegeEscalation": False,
+                                    "capabilities": {"drop": ["ALL"]},
+                                },
+                                "resources": {
+                                    "requests": {"cpu": "50m", "memory": "64Mi"},
+                                    "limits": {"memory": "128Mi"},
+                                },
+                                "volumeMounts": [{"name": "sql", "mountPath": "/sql", "readOnly": True}],
+                            }
+                        ],
+                        "volumes": [{"name": "sql", "configMap": {"name": name}}],
+                    },
+                },
+            },
+        },
+    ]
+
+
 TENANT_REDIS_IMAGE = "registry.mlops.internal/mirror/redis:7.2"
 TENANT_REDIS_MAXMEMORY = "1gb"  # below the container's limit, so it evicts (allkeys-lru) rather than dies
 

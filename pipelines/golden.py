@@ -71,6 +71,7 @@ MANIFESTS = Path(__file__).resolve().parents[1] / "manifests"
 PLATFORM_CONFIGMAP_FILE = "mlops-platform.yaml"
 MODEL_PULLER_FILE = "model-puller.yaml"
 TENANT_REDIS_FILE = "redis.yaml"  # each tenant's own online store
+TENANT_DATABASES_FILE = "tenant-databases.yaml"  # the Job that makes each tenant's registry database
 POSTGRES_ROLES_FILE = "roles.yaml"  # a patch of the CloudNativePG Cluster (base/kustomization.yaml)
 
 
@@ -84,6 +85,7 @@ def platform_manifests(manifests: Path = MANIFESTS) -> dict[Path, str]:
         model_puller,
         platform_configmap,
         postgres_roles,
+        tenant_databases,
         tenant_redis,
     )
 
@@ -100,8 +102,11 @@ def platform_manifests(manifests: Path = MANIFESTS) -> dict[Path, str]:
         if tenant:
             redis = tenant_redis(tenant)
             rendered[folder / TENANT_REDIS_FILE] = header + "---\n".join(_dump(document) for document in redis)
-    rendered[manifests / "base" / "postgres" / POSTGRES_ROLES_FILE] = header + _dump(
-        postgres_roles([tenant for _, tenant in folders.values() if tenant])
+    tenants = [tenant for _, tenant in folders.values() if tenant]
+    rendered[manifests / "base" / "postgres" / POSTGRES_ROLES_FILE] = header + _dump(postgres_roles(tenants))
+    databases = tenant_databases(tenants)
+    rendered[manifests / "base" / "postgres" / TENANT_DATABASES_FILE] = header + "---\n".join(
+        _dump(document) for document in databases
     )
     return rendered
 
