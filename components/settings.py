@@ -45,6 +45,10 @@ TENANT_CONNECTION_LIMIT = 10
 PgBouncer caps only the pooled ones, and a role with no limit could take every slot of
 max_connections from the platform and the other tenants."""
 
+TENANT_SERVER_CONNECTIONS = 5
+"""PgBouncer's server connections per tenant role (max_user_connections), on the cluster and the
+loopback stack: one tenant's burst cannot take the whole pool."""
+
 TENANT_REDIS_RULES = "~* &* +@all -@admin -@dangerous"
 """A tenant's user on its own Redis, on the cluster and the loopback stack: its keys, and nothing
 that administers the instance (FLUSHALL/FLUSHDB, CONFIG, SHUTDOWN, DEBUG, KEYS, ACL, CLIENT KILL,

@@ -25,7 +25,11 @@ from typing import Any
 
 from components.environment import temporary_env
 from components.errors import ComponentError
-from components.settings import TENANT_CONNECTION_LIMIT, TENANT_REDIS_RULES  # the same on the cluster
+from components.settings import (  # the same on the cluster
+    TENANT_CONNECTION_LIMIT,
+    TENANT_REDIS_RULES,
+    TENANT_SERVER_CONNECTIONS,
+)
 from devstack import process
 from devstack.stack import BUCKETS, PORT_SPAN, Stack
 
@@ -36,7 +40,6 @@ RESERVED = frozenset(
     {"admin", "postgres", "mlops", "public", "template0", "template1", "mlflow", "feast", "offline", "default", "root"}
 )
 S3_ACTIONS = ("Read", "Write", "List", "Tagging")
-TENANT_SERVER_CONNECTIONS = 5
 # Each tenant's online store is a Redis of its own (components.settings.TENANT_REDIS_RULES).
 TENANT_REDIS_MAXMEMORY = "128mb"
 

@@ -19,6 +19,7 @@ from components.settings import (
     CONFIGMAP,
     TENANT_CONNECTION_LIMIT,
     TENANT_REDIS_RULES,
+    TENANT_SERVER_CONNECTIONS,
     PlatformSettings,
     environment,
 )
@@ -105,6 +106,36 @@ def postgres_roles(tenants: list[str]) -> dict[str, Any]:
         "kind": "Cluster",
         "metadata": {"name": POSTGRES_CLUSTER, "namespace": PLATFORM_NAMESPACE},
         "spec": {"managed": {"roles": roles}},
+    }
+
+
+PGBOUNCER_SETTINGS = {
+    "listen_addr": "0.0.0.0",
+    "listen_port": "5432",
+    "pool_mode": "transaction",
+    "max_client_conn": "2000",
+    "default_pool_size": "20",
+    "reserve_pool_size": "5",
+    "server_reset_query": "DISCARD ALL",
+    "auth_type": "scram-sha-256",
+    "auth_file": "/etc/pgbouncer/userlist/userlist.txt",
+    "ignore_startup_parameters": "extra_float_digits,options",
+}
+
+
+def pgbouncer_config(tenants: list[str]) -> dict[str, Any]:
+    """PgBouncer's ConfigMap: the platform's databases and each tenant's registry (a database it
+    does not list, it does not route), and each tenant role's cap on server connections."""
+    server = f"host={POSTGRES_CLUSTER}-rw.{PLATFORM_NAMESPACE}.svc port=5432"
+    databases = [*PLATFORM_DATABASES, *(f"feast_{tenant}" for tenant in tenants)]
+    lines = ["[databases]", *(f"{database} = {server} dbname={database}" for database in databases)]
+    lines += ["[pgbouncer]", *(f"{key} = {value}" for key, value in PGBOUNCER_SETTINGS.items())]
+    lines += ["[users]", *(f"{tenant} = max_user_connections={TENANT_SERVER_CONNECTIONS}" for tenant in tenants)]
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "pgbouncer", "namespace": PLATFORM_NAMESPACE},
+        "data": {"pgbouncer.ini": "\n".join(lines) + "\n"},
     }
 
 

@@ -307,15 +307,23 @@ def test_every_registry_url_names_a_managed_role_and_tenant_roles_have_a_connect
     connections (PgBouncer's per-user cap does not see a psql that goes around it)."""
     from urllib.parse import urlsplit
 
-    from components.settings import CONFIGMAP, TENANT_CONNECTION_LIMIT
+    from components.settings import CONFIGMAP, TENANT_CONNECTION_LIMIT, TENANT_SERVER_CONNECTIONS
 
-    users = {"feast"}
+    users, databases = {"feast"}, {"feast_registry"}
     for tenant in TENANTS:
         configmap = find(render(MANIFESTS / "tenants" / tenant), "ConfigMap", CONFIGMAP)
-        users.add(urlsplit(configmap["data"]["MLOPS_FEAST_REGISTRY_URL"]).username or "")
+        url = urlsplit(configmap["data"]["MLOPS_FEAST_REGISTRY_URL"])
+        users.add(url.username or "")
+        databases.add(url.path.lstrip("/"))
     for name, objects in overlays.items():
         roles = {r["name"]: r for r in find(objects, "Cluster", "mlops-postgres")["spec"]["managed"]["roles"]}
         assert users == set(roles), name
+        # PgBouncer routes only the databases it lists, and caps each tenant's server connections
+        ini = find(objects, "ConfigMap", "pgbouncer")["data"]["pgbouncer.ini"]
+        routed = {line.split(" = ")[0] for line in ini.split("[pgbouncer]")[0].splitlines()[1:]}
+        assert databases <= routed, (name, databases - routed)
+        caps = ini.split("[users]")[1].split()
+        assert all(f"{tenant}=max_user_connections={TENANT_SERVER_CONNECTIONS}" in "".join(caps) for tenant in TENANTS)
         for tenant in TENANTS:
             assert roles[tenant]["connectionLimit"] == TENANT_CONNECTION_LIMIT, (name, tenant)
             assert roles[tenant]["inherit"] is False
