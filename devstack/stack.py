@@ -80,7 +80,7 @@ class Stack:
     # Give the tracking server the admin S3 key, as the platform once did: only to prove that
     # isolation-check catches the confused deputy it makes (tests/integration/test_tenancy.py).
     mlflow_server_s3_key: bool = False
-    # Tenants create MLflow names only in their own namespace (devstack.mlflow_names); False only
+    # Tenants create MLflow names only in their own namespace (components.tracking_auth); False only
     # to show the name squatting MLflow's auth app allows.
     mlflow_tenant_names: bool = True
     # SeaweedFS in a network namespace of its own, S3 published through a Unix socket
@@ -588,31 +588,25 @@ class Stack:
             str(self.mlflow_workers),
         ]
         if self.mlflow_auth:
-            from devstack import mlflow_names
+            from components.tracking_auth import auth_config
 
-            # MLflow's own authentication; with tenant_names, plus each user's name namespace
-            authorization_function = (
-                mlflow_names.AUTHORIZATION_FUNCTION
-                if self.mlflow_tenant_names
-                else "mlflow.server.auth:authenticate_request_basic_auth"
+            # The cluster's file (pipelines.cluster.mlflow_auth_config): no password in it (libpq
+            # reads PGPASSWORD), the admin from the environment.
+            database = self.database_url("mlflow_auth", driver="postgresql+psycopg2").replace(
+                f":{self.db_password}@", "@"
             )
             config = self.folder("mlflow") / "basic_auth.ini"
             process.write_private(
                 config,
-                "\n".join(
-                    [
-                        "[mlflow]",
-                        # MLflow ships READ: every user would read every tenant's runs.
-                        f"default_permission = {self.mlflow_default_permission}",
-                        f"database_uri = {self.database_url('mlflow_auth', driver='postgresql+psycopg2')}",
-                        f"admin_username = {MLFLOW_ADMIN}",
-                        f"admin_password = {self.admin_password}",
-                        f"authorization_function = {authorization_function}",
-                        "grant_default_workspace_access = false",
-                        "",
-                    ]
+                auth_config(
+                    database,
+                    default_permission=self.mlflow_default_permission,
+                    tenant_names=self.mlflow_tenant_names,
                 ),
             )
+            env["PGPASSWORD"] = self.db_password
+            env["MLFLOW_AUTH_ADMIN_USERNAME"] = MLFLOW_ADMIN
+            env["MLFLOW_AUTH_ADMIN_PASSWORD"] = self.admin_password
             env["MLFLOW_AUTH_CONFIG_PATH"] = str(config)
             env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = self.admin_password + "-csrf"
             argv += ["--app-name", "basic-auth"]

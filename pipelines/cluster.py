@@ -109,6 +109,25 @@ def postgres_roles(tenants: list[str]) -> dict[str, Any]:
     }
 
 
+MLFLOW_AUTH_CONFIG = "mlflow-auth"
+
+
+def mlflow_auth_config() -> dict[str, Any]:
+    """The tracking server's basic_auth.ini (components.tracking_auth.auth_config, as on a laptop):
+    NO_PERMISSIONS by default, each tenant's names in its own namespace, its users in the
+    mlflow_auth database through PgBouncer. No secret in it: libpq reads PGPASSWORD, and the admin
+    comes from MLFLOW_AUTH_ADMIN_USERNAME and _PASSWORD, both from Secrets."""
+    from components.tracking_auth import auth_config
+
+    database = f"postgresql+psycopg2://mlflow@pgbouncer.{PLATFORM_NAMESPACE}.svc:5432/mlflow_auth"
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": MLFLOW_AUTH_CONFIG, "namespace": PLATFORM_NAMESPACE},
+        "data": {"basic_auth.ini": auth_config(database)},
+    }
+
+
 PGBOUNCER_SETTINGS = {
     "listen_addr": "0.0.0.0",
     "listen_port": "5432",
@@ -141,7 +160,7 @@ def pgbouncer_config(tenants: list[str]) -> dict[str, Any]:
 
 POSTGRES_IMAGE = "registry.mlops.internal/mirror/cloudnative-pg/postgresql:15.10"
 POSTGRES_UID = 26  # the postgres user of CloudNativePG's images
-PLATFORM_DATABASES = {"mlflow": "mlflow", "feast_registry": "feast"}  # database: the role that uses it
+PLATFORM_DATABASES = {"mlflow": "mlflow", "mlflow_auth": "mlflow", "feast_registry": "feast"}  # database: its role
 
 
 def tenant_database_sql(tenants: list[str]) -> str:
@@ -150,6 +169,8 @@ def tenant_database_sql(tenants: list[str]) -> str:
     lines = ["\\set ON_ERROR_STOP on"]
     for database, role in PLATFORM_DATABASES.items():
         lines += [
+            f"SELECT format('CREATE DATABASE %I OWNER %I', '{database}', '{role}')"
+            f" WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{database}')\\gexec",
             f"GRANT CONNECT ON DATABASE {database} TO {role};",
             f"REVOKE CONNECT ON DATABASE {database} FROM PUBLIC;",
         ]

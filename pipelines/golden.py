@@ -71,6 +71,7 @@ MANIFESTS = Path(__file__).resolve().parents[1] / "manifests"
 PLATFORM_CONFIGMAP_FILE = "mlops-platform.yaml"
 MODEL_PULLER_FILE = "model-puller.yaml"
 TENANT_REDIS_FILE = "redis.yaml"  # each tenant's own online store
+MLFLOW_AUTH_FILE = "auth-config.yaml"  # the tracking server's basic_auth.ini
 PGBOUNCER_CONFIG_FILE = "pgbouncer-config.yaml"  # which databases it routes, each tenant's cap
 TENANT_DATABASES_FILE = "tenant-databases.yaml"  # the Job that makes each tenant's registry database
 POSTGRES_ROLES_FILE = "roles.yaml"  # a patch of the CloudNativePG Cluster (base/kustomization.yaml)
@@ -83,6 +84,7 @@ def platform_manifests(manifests: Path = MANIFESTS) -> dict[Path, str]:
     from pipelines.cluster import (
         SHARED_PIPELINES_NAMESPACE,
         cluster_settings,
+        mlflow_auth_config,
         model_puller,
         pgbouncer_config,
         platform_configmap,
@@ -106,6 +108,7 @@ def platform_manifests(manifests: Path = MANIFESTS) -> dict[Path, str]:
             rendered[folder / TENANT_REDIS_FILE] = header + "---\n".join(_dump(document) for document in redis)
     tenants = [tenant for _, tenant in folders.values() if tenant]
     rendered[manifests / "base" / "postgres" / POSTGRES_ROLES_FILE] = header + _dump(postgres_roles(tenants))
+    rendered[manifests / "base" / "mlflow" / MLFLOW_AUTH_FILE] = header + _dump(mlflow_auth_config())
     rendered[manifests / "base" / "postgres" / PGBOUNCER_CONFIG_FILE] = header + _dump(pgbouncer_config(tenants))
     databases = tenant_databases(tenants)
     rendered[manifests / "base" / "postgres" / TENANT_DATABASES_FILE] = header + "---\n".join(

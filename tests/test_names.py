@@ -73,7 +73,7 @@ def test_promote_checks_names_whole() -> None:
 
 
 def test_mlflow_names_belong_to_the_tenant_whose_name_starts_them() -> None:
-    from devstack.mlflow_names import named_by, owns
+    from components.tracking_auth import named_by, owns
 
     assert owns("fraud", "fraud") and owns("fraud", "fraud-detector")
     assert not owns("pricing", "fraud-detector") and not owns("fraud", "fraudx-model") and not owns("fraud", "fraudx")

@@ -439,3 +439,38 @@ def test_serving_pods_meet_pod_security_restricted(overlays: dict[str, list[dict
         assert restricted_violations(redis, redis["containers"] + redis["initContainers"]) == [], tenant
     # the check itself: a model container as KServe's runtime ships it fails
     assert restricted_violations({}, [{"name": "kserve-container"}])
+
+
+def test_the_tracking_server_runs_the_auth_app_with_the_laptops_rules(
+    overlays: dict[str, list[dict[str, Any]]],
+) -> None:
+    """Without the auth app every tenant read and wrote every other's runs and models on the cluster;
+    with it as MLflow ships, READ by default and any name for anyone. The server runs from the
+    component image because the name rule (components.tracking_auth) is in it."""
+    import configparser
+    import importlib
+
+    from components.tracking_auth import AUTHORIZATION_FUNCTION, auth_config
+    from pipelines.standard import IMAGE
+
+    for name, objects in overlays.items():
+        deployment = find(objects, "Deployment", "mlflow")["spec"]["template"]["spec"]
+        (server,) = deployment["containers"]
+        assert server["image"] == IMAGE and "--app-name=basic-auth" in server["args"], name
+        env = {variable["name"]: variable for variable in server["env"]}
+        path = Path(env["MLFLOW_AUTH_CONFIG_PATH"]["value"])
+        mount = next(m for m in server["volumeMounts"] if path.parent == Path(m["mountPath"]))
+        volume = next(v for v in deployment["volumes"] if v["name"] == mount["name"])
+        ini = find(objects, "ConfigMap", volume["configMap"]["name"])["data"][path.name]
+        config = configparser.ConfigParser()
+        config.read_string(ini)
+        assert config["mlflow"]["default_permission"] == "NO_PERMISSIONS"
+        assert config["mlflow"]["authorization_function"] == AUTHORIZATION_FUNCTION
+        module, function = AUTHORIZATION_FUNCTION.split(":")
+        assert callable(getattr(importlib.import_module(module), function))
+        assert ini == auth_config(config["mlflow"]["database_uri"])  # the laptop's file, the same function
+        assert ":" not in config["mlflow"]["database_uri"].split("//")[1].split("@")[0]  # no password in it
+        for secret in ("PGPASSWORD", "MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD"):
+            assert "secretKeyRef" in env[secret]["valueFrom"], secret
+        ini_routed = find(objects, "ConfigMap", "pgbouncer")["data"]["pgbouncer.ini"]
+        assert "\nmlflow_auth = " in ini_routed  # the auth database, through the pool

@@ -1,4 +1,9 @@
-"""Each tenant creates MLflow names in its own namespace only: `<tenant>` or `<tenant>-...`.
+"""The tracking server's auth configuration, and its rule that each tenant creates MLflow names
+in its own namespace only: `<tenant>` or `<tenant>-...`.
+
+This module runs inside the tracking server (MLflow's basic-auth app imports
+`authenticate_owning_names`): on the cluster the server runs from the component image, on a
+laptop from the same environment (devstack). `auth_config` writes the one basic_auth.ini both use.
 
 MLflow's basic-auth app lets any user create a registered model or an experiment of any name,
 and the creator gets MANAGE on it. So pricing could create `fraud-detector` before fraud's first
@@ -13,7 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-AUTHORIZATION_FUNCTION = "devstack.mlflow_names:authenticate_owning_names"
+AUTHORIZATION_FUNCTION = "components.tracking_auth:authenticate_owning_names"
+MLFLOW_AUTHENTICATION_ONLY = "mlflow.server.auth:authenticate_request_basic_auth"
 
 # (route suffix, the body field that names what is created) for the POSTs that create or rename
 NAMING_ROUTES = (
@@ -22,6 +28,21 @@ NAMING_ROUTES = (
     ("/mlflow/experiments/create", "name"),
     ("/mlflow/experiments/update", "new_name"),
 )
+
+
+def auth_config(database_uri: str, *, default_permission: str = "NO_PERMISSIONS", tenant_names: bool = True) -> str:
+    """basic_auth.ini. The admin comes from MLFLOW_AUTH_ADMIN_USERNAME and _PASSWORD (Secrets),
+    never from this file; `database_uri` may leave its password to libpq's PGPASSWORD.
+    MLflow ships default_permission READ: every user would read every tenant's runs."""
+    function = AUTHORIZATION_FUNCTION if tenant_names else MLFLOW_AUTHENTICATION_ONLY
+    lines = [
+        "[mlflow]",
+        f"default_permission = {default_permission}",
+        f"database_uri = {database_uri}",
+        f"authorization_function = {function}",
+        "grant_default_workspace_access = false",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def owns(user: str, name: str) -> bool:
