@@ -489,6 +489,7 @@ class Stack:
             f"-debug.port={p.weed(8)}",
             "-webdav=false",
             "-master.telemetry=false",
+            "-s3.iam=false",  # its embedded IAM API (users, access keys) on the S3 port: not used here
             f"-s3.config={folder / 's3.json'}",
             f"-bucket={','.join(BUCKETS)}",
         ]

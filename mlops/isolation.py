@@ -380,6 +380,29 @@ def check(stack: Any, attacker: Any, target: Any) -> list[Attempt]:
             )
         s3_denied(f"the presigned URL answered HTTP {response.status_code}")
 
+    def s3_iam_users() -> str:
+        """SeaweedFS serves an IAM API on the S3 port: users and their access keys."""
+        import boto3
+        from botocore.exceptions import ClientError
+        from botocore.parsers import ResponseParserError
+
+        iam = boto3.client(
+            "iam",
+            endpoint_url=stack.s3_endpoint,
+            aws_access_key_id=attacker.access_key,
+            aws_secret_access_key=attacker.secret_key,
+            region_name="us-east-1",
+        )
+        try:
+            keys = iam.list_access_keys(UserName=target.name)["AccessKeyMetadata"]
+        except ClientError as error:
+            s3_denied(f"the IAM API refused ({error.response['ResponseMetadata']['HTTPStatusCode']})", error)
+        except ResponseParserError as error:  # no IAM API on this port: the S3 server's own answer
+            s3_denied("no IAM API on the S3 port", error)
+        if any(key.get("UserName") == target.name for key in keys):
+            return f"the IAM API listed the target's access key ids ({len(keys)})"
+        s3_denied("the IAM API answered without the target's keys")
+
     def s3_multi_delete() -> str:
         answer = s3.delete_objects(Bucket="models", Delete={"Objects": [{"Key": planted["key"]}]})
         still = _s3(stack, target).list_objects_v2(Bucket="models", Prefix=planted["key"]).get("Contents", [])
@@ -634,6 +657,7 @@ def check(stack: Any, attacker: Any, target: Any) -> list[Attempt]:
         ("s3 multipart upload into target prefix", s3_multipart_into),
         ("s3 ../ keys across prefixes", s3_dot_dot),
         ("s3 presigned GET target object", s3_presigned),
+        ("s3 IAM API: the target's access keys", s3_iam_users),
         ("mlflow get target run", get_run),
         ("mlflow search target runs", search_runs),
         ("mlflow log to target run", log_to_run),
