@@ -14,6 +14,7 @@ from pipelines.fraud import pipeline as fraud
 from pipelines.golden import drift
 from pipelines.spec import RetryPolicy
 from tests.pipelines.test_kfp_rendering import closure, flatten
+from tests.pod_security import restricted_violations
 
 KINDS = ("WorkflowTemplate", "Workflow", "CronWorkflow")
 
@@ -167,14 +168,9 @@ def test_every_step_pod_meets_pod_security_restricted(rendered: dict[str, dict[s
     pod = spec["securityContext"]
     assert pod["runAsNonRoot"] is True and pod["runAsUser"] != 0
     assert pod["seccompProfile"] == {"type": "RuntimeDefault"}
-    containers = [t for t in spec["templates"] if "container" in t]
+    containers = [{**t["container"], "name": t["name"]} for t in spec["templates"] if "container" in t]
     assert len(containers) >= 7  # six steps and the failure notice
-    for template in containers:
-        context = template["container"].get("securityContext", {})
-        assert context.get("allowPrivilegeEscalation") is False, template["name"]
-        assert context.get("capabilities", {}).get("drop") == ["ALL"], template["name"]
-        assert not context.get("capabilities", {}).get("add"), template["name"]
-        assert context.get("privileged") in (None, False) and context.get("runAsUser") != 0, template["name"]
+    assert restricted_violations(spec, containers) == []
     controller = next(
         d for d in yaml.safe_load_all((REPO / "manifests/base/argo/argo.yaml").read_text())
         if d and d["metadata"]["name"] == "workflow-controller-configmap"
