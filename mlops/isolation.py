@@ -521,32 +521,30 @@ def check(stack: Any, attacker: Any, target: Any) -> list[Attempt]:
             return f"the tracking server streamed s3://models/{planted['key']} through version {version.version}"
         raise Denied(f"the tracking server answered HTTP {response.status_code} without the target's bytes")
 
+    def side_door(port: int, path: str, what: str) -> Any:
+        """GET on one of weed's own HTTP ports, with no key; unreachable or refused is Denied."""
+        import requests
+
+        try:
+            response = requests.get(f"http://127.0.0.1:{port}{path}", timeout=5)
+        except requests.ConnectionError as error:
+            raise Denied(f"the {what}'s port is not reachable from here (weed runs in a network of its own)") from error
+        if response.status_code != 200:
+            raise Denied(
+                f"the {what} answered HTTP {response.status_code} (it wants a token signed with the stack's key)"
+            )
+        return response
+
     def seaweed_master() -> str:
         """SeaweedFS's master answers HTTP with no key at all; its /col/delete drops a bucket's
         volumes, every tenant's objects at once. Only asked for its status here."""
-        import requests
-
-        url = f"http://127.0.0.1:{stack.ports.weed(0)}/dir/status"
-        try:
-            response = requests.get(url, timeout=5)
-        except requests.ConnectionError as error:
-            raise Denied("the master's port is not reachable from here (weed runs in a network of its own)") from error
-        if response.status_code == 200:
-            return f"{url} answered without a key: its /col/delete would drop every tenant's objects"
-        raise Denied(f"the master answered HTTP {response.status_code}")
+        side_door(stack.ports.weed(0), "/dir/status", "master")
+        return "the master's /dir/status answered without a key: its /col/delete would drop every tenant's objects"
 
     def seaweed_filer() -> str:
         """The filer's HTTP port serves every object by path, outside the S3 identities."""
-        import requests
-
-        url = f"http://127.0.0.1:{stack.ports.weed(4)}/buckets/models/{planted['key']}"
-        try:
-            response = requests.get(url, timeout=5)
-        except requests.ConnectionError as error:
-            raise Denied("the filer's port is not reachable from here (weed runs in a network of its own)") from error
-        if response.status_code == 200:
-            return f"the filer served s3://models/{planted['key']} ({len(response.content)} bytes) without a key"
-        raise Denied(f"the filer answered HTTP {response.status_code} (it wants a token signed with the stack's key)")
+        response = side_door(stack.ports.weed(4), f"/buckets/models/{planted['key']}", "filer")
+        return f"the filer served s3://models/{planted['key']} ({len(response.content)} bytes) without a key"
 
     def feast_registry() -> str:
         with _pg(stack, attacker, f"feast_{target.name}") as connection:

@@ -39,6 +39,16 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 COMPONENT_IMAGE = "localhost/private-mlops/component:test"
+# What register hands promote, for tests that render an InferenceService without training one.
+REGISTRATION = {
+    "model_name": "fraud-detector",
+    "version": 3,
+    "run_id": "0123456789abcdef0123456789abcdef",
+    "artifact_sha256": "a" * 64,
+    "model_card_uri": "s3://mlflow/card.md",
+    "gate": {"metric": "roc_auc", "value": 0.91},
+    "holdout_metrics": {"roc_auc": 0.91},
+}
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from mlops.lint import lint, render
-from tests.conftest import REPO
+from tests.conftest import REGISTRATION, REPO
 from tests.pod_security import restricted_violations
 
 MANIFESTS = REPO / "manifests"
@@ -379,15 +379,7 @@ def test_serving_pods_meet_pod_security_restricted(overlays: dict[str, list[dict
     from components.config import PromoteSettings
     from components.promote import render_inference_service
 
-    registration = {
-        "model_name": "fraud-detector",
-        "version": 3,
-        "run_id": "0123456789abcdef0123456789abcdef",
-        "artifact_sha256": "a" * 64,
-        "model_card_uri": "s3://mlflow/card.md",
-        "gate": {"metric": "roc_auc", "value": 0.91},
-        "holdout_metrics": {"roc_auc": 0.91},
-    }
+    registration = dict(REGISTRATION)
     service = render_inference_service(
         registration, settings=PromoteSettings(namespace="fraud"), storage_uri="s3://models/x", canary_percent=10
     )

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from mlops import admission
-from tests.conftest import REPO
+from tests.conftest import REGISTRATION, REPO
 
 POLICIES = REPO / "manifests" / "policies"
 
@@ -223,15 +223,7 @@ def test_a_promoted_service_from_the_pipeline_passes_once_signed_off(
 ) -> None:
     from components.promote import render_inference_service
 
-    registration = {
-        "model_name": "fraud-detector",
-        "version": 3,
-        "run_id": "0123456789abcdef0123456789abcdef",
-        "artifact_sha256": "a" * 64,
-        "model_card_uri": "s3://mlflow/card.md",
-        "gate": {"metric": "roc_auc", "value": 0.91},
-        "holdout_metrics": {"roc_auc": 0.91},
-    }
+    registration = dict(REGISTRATION)
     from components.config import PromoteSettings
 
     production = PromoteSettings(namespace="fraud", stage="production", gpu=True, memory_limit="4Gi")
