@@ -172,3 +172,22 @@ def train_evaluate_register(
              artifact_root=(registry_home / "artifacts").as_uri(), pipeline="fraud")  # fmt: skip
     registration: dict[str, Any] = json.loads((out / "registration.json").read_text())
     return {"model": model, "metadata": metadata, "metrics": metrics, "registration": registration}
+
+
+def write_kubeconfig(path: Path, port: int) -> Path:
+    """A kubeconfig whose one context points at a loopback API server on `port` (a token user)."""
+    import yaml
+
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "onprem",
+                "clusters": [{"name": "onprem", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+                "users": [{"name": "alice", "user": {"token": "t"}}],
+                "contexts": [{"name": "onprem", "context": {"cluster": "onprem", "user": "alice"}}],
+            }
+        )
+    )
+    return path

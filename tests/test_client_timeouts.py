@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from components.errors import TransientError
+from tests.conftest import write_kubeconfig
 
 
 @pytest.fixture()
@@ -51,19 +51,7 @@ def test_mock_silent_kubernetes_api_fails_transiently_within_the_timeout(
     from mlops import kube
 
     monkeypatch.setattr(kube, "REQUEST_TIMEOUT", (1.0, 1.0))
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "current-context": "onprem",
-                "clusters": [{"name": "onprem", "cluster": {"server": f"http://127.0.0.1:{silent_server}"}}],
-                "users": [{"name": "alice", "user": {"token": "t"}}],
-                "contexts": [{"name": "onprem", "context": {"cluster": "onprem", "user": "alice"}}],
-            }
-        )
-    )
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", silent_server)
     cluster = kube.Cluster.from_kubeconfig(kubeconfig)
     cluster.api.configuration.retries = 0  # the client's own retries would multiply the wait
     started = time.monotonic()

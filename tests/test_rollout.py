@@ -19,7 +19,7 @@ import yaml
 from components import registry
 from components.errors import ComponentError
 from mlops.cli import main
-from tests.conftest import train_evaluate_register
+from tests.conftest import train_evaluate_register, write_kubeconfig
 
 MODEL = "fraud-detector"
 
@@ -348,19 +348,7 @@ def fake_cluster(tmp_path: Path, schemas_dir: Path) -> Iterator[tuple[Path, type
     FakeKubernetesApi.deploy_config = {"defaultDeploymentMode": "Serverless"}
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeKubernetesApi)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "current-context": "onprem",
-                "clusters": [{"name": "onprem", "cluster": {"server": f"http://127.0.0.1:{server.server_port}"}}],
-                "users": [{"name": "alice", "user": {"token": "t"}}],
-                "contexts": [{"name": "onprem", "context": {"cluster": "onprem", "user": "alice"}}],
-            }
-        )
-    )
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", server.server_port)
     yield kubeconfig, FakeKubernetesApi
     server.shutdown()
 
