@@ -423,12 +423,13 @@ class Stack:
         return process.wait_until(ping, what=f"Redis ({service})", log=self.log(service), pid=pid, timeout=30)
 
     # --- S3 (SeaweedFS) ------------------------------------------------------------------------
-    def s3_client(self, access_key: str | None = None, secret_key: str | None = None) -> Any:
+    def s3_client(self, access_key: str | None = None, secret_key: str | None = None, *, service: str = "s3") -> Any:
+        """A client of the S3 port (`service="iam"`: SeaweedFS's IAM API on the same port)."""
         import boto3
         from botocore.config import Config
 
         return boto3.client(
-            "s3",
+            service,
             endpoint_url=self.s3_endpoint,
             aws_access_key_id=access_key or self.access_key,
             aws_secret_access_key=secret_key or self.secret_key,

@@ -382,17 +382,10 @@ def check(stack: Any, attacker: Any, target: Any) -> list[Attempt]:
 
     def s3_iam_users() -> str:
         """SeaweedFS serves an IAM API on the S3 port: users and their access keys."""
-        import boto3
         from botocore.exceptions import ClientError
         from botocore.parsers import ResponseParserError
 
-        iam = boto3.client(
-            "iam",
-            endpoint_url=stack.s3_endpoint,
-            aws_access_key_id=attacker.access_key,
-            aws_secret_access_key=attacker.secret_key,
-            region_name="us-east-1",
-        )
+        iam = stack.s3_client(attacker.access_key, attacker.secret_key, service="iam")
         try:
             keys = iam.list_access_keys(UserName=target.name)["AccessKeyMetadata"]
         except ClientError as error:

@@ -345,7 +345,6 @@ def test_seaweedfs_on_the_host_loopback_is_reported_as_a_leak(shared: Stack) -> 
     The filer and volume ports still want a token signed with the stack's key (security.toml):
     with one, the filer serves the object (the control), without one it refuses.
     """
-    import boto3
     import requests
 
     shared.down(("s3",))
@@ -355,13 +354,7 @@ def test_seaweedfs_on_the_host_loopback_is_reported_as_a_leak(shared: Stack) -> 
         outcome = observed(shared, "pricing", "fraud")
         key = "fraud/side-door-control.txt"
         fraud = get_tenant(shared, "fraud")
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=shared.s3_endpoint,
-            aws_access_key_id=fraud.access_key,
-            aws_secret_access_key=fraud.secret_key,
-            region_name="us-east-1",
-        )
+        s3 = shared.s3_client(fraud.access_key, fraud.secret_key)
         s3.put_object(Bucket="models", Key=key, Body=b"fraud's bytes")
         url = f"http://127.0.0.1:{shared.ports.weed(4)}/buckets/models/{key}"
         signed = requests.get(url, headers={"Authorization": f"Bearer {_filer_token(shared)}"}, timeout=5)
