@@ -73,6 +73,33 @@ class RegisterSettings(_Settings):
     alias: str = "challenger"
 
 
+_DURATION = r"^[1-9][0-9]*[hd]$"
+
+
+def duration_seconds(text: str) -> int:
+    """Seconds in a duration such as `30d` or `36h` (the format DriftSettings.max_model_age takes)."""
+    return int(text[:-1]) * (86400 if text.endswith("d") else 3600)
+
+
+class DriftSettings(_Settings):
+    """The nightly question: is the data the champion scores still the data it was trained on?"""
+
+    categorical_features: list[str] = Field(
+        default_factory=list,
+        description="Features tested with chi-squared; every other feature of the model with Kolmogorov-Smirnov.",
+    )
+    p_value_threshold: float = Field(
+        0.05, gt=0.0, lt=1.0, description="A feature drifts when its test's p-value falls below this."
+    )
+    drift_share: float = Field(
+        0.3, gt=0.0, le=1.0, description="The data drifts when at least this share of the features drift."
+    )
+    max_model_age: str = Field(
+        "30d", pattern=_DURATION, description="Retrain a champion older than this even without drift (30d, 36h)."
+    )
+    plotted_features: int = Field(4, ge=1, le=12, description="The most drifted features drawn in the PNG.")
+
+
 class ModelCardSettings(_Settings):
     purpose: str
     owner: str
@@ -149,6 +176,7 @@ class PipelineConfig(_Settings):
     evaluate: EvaluateSettings = EvaluateSettings()
     register_: RegisterSettings = Field(alias="register")
     model_card: ModelCardSettings
+    drift: DriftSettings = DriftSettings()
     promote: PromoteSettings
     cluster: ClusterSettings
 

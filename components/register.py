@@ -11,6 +11,8 @@ step, a re-run on the same data, or two runs racing each other all end on one mo
    so every writer agrees on the winner. On the embedded store a file lock also serialises
    writers.
 The alias `challenger` points at the winner (aliases, not the deprecated stages).
+The run also keeps the model's features of its training set (`reference/training_set.parquet`):
+the reference the drift step compares the data a champion scores with (components/drift.py).
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ from components.settings import apply_client_caps
 STEP = "register"
 HASH_TAG = "artifact_sha256"
 MODEL_FILENAMES = {"xgboost_json": "model.json", "torchscript": "model.pt"}
+REFERENCE_ARTIFACT = "reference/training_set.parquet"
+"""Where on a version's run the drift step finds the data the model was trained on."""
 
 
 def _client(tracking_uri: str) -> Any:
@@ -109,6 +113,7 @@ def _log_run(
     metrics: HoldoutMetrics,
     tags: dict[str, str],
     pipeline: str,
+    train_set: str | None = None,
 ) -> tuple[str, str, str]:
     """Log the run and its artifacts; returns (run_id, model source URI, model card URI)."""
     run = client.create_run(experiment_id, tags={**tags, "mlflow.runName": f"{pipeline}-{tags[HASH_TAG][:12]}"})
@@ -128,12 +133,26 @@ def _log_run(
             client.log_artifacts(run_id, str(bundle), "model")
             (Path(tmp) / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
             client.log_artifact(run_id, str(Path(tmp) / "metrics.json"))
+            if train_set is not None:
+                _log_reference(client, run_id, train_set, metadata["features"], Path(tmp))
         client.set_terminated(run_id, "FINISHED")
     except Exception:
         client.set_terminated(run_id, "FAILED")
         raise
     base = run.info.artifact_uri.rstrip("/")
     return run_id, f"{base}/model", f"{base}/model_card.md"
+
+
+def _log_reference(client: Any, run_id: str, train_set: str, features: list[str], scratch: Path) -> None:
+    """The training set's feature columns, the drift step's reference for this version."""
+    from components.tabular import read_parquet, require_columns
+
+    frame = read_parquet(STEP, train_set, "training set")
+    require_columns(STEP, frame, features, "training set")
+    folder = scratch / Path(REFERENCE_ARTIFACT).parent
+    folder.mkdir(exist_ok=True)
+    frame[features].to_parquet(folder / Path(REFERENCE_ARTIFACT).name, index=False)
+    client.log_artifact(run_id, str(folder / Path(REFERENCE_ARTIFACT).name), str(Path(REFERENCE_ARTIFACT).parent))
 
 
 def _gate_text(scores: HoldoutMetrics) -> str:
@@ -152,10 +171,14 @@ def register(
     pipeline: str = "unknown",
     git_commit: str | None = None,
     card: dict[str, Any] | None = None,
+    train_set: str | None = None,
     tracking_uri: str | None = None,
     artifact_root: str | None = None,
 ) -> dict[str, Any]:
     """Register the model artifact (idempotent by its sha256); write the registration JSON.
+
+    `train_set`, the Parquet the model was trained on, is kept on the run as the drift step's
+    reference (its feature columns only).
 
     Where MLflow is comes from the platform settings (components/settings.py) unless a test
     passes `tracking_uri`/`artifact_root`; what to register as is the config's register section.
@@ -206,6 +229,7 @@ def register(
                     pipeline,
                     git_commit,
                     alias,
+                    train_set,
                 )
         except MlflowException as error:
             failure = TransientError if transient_reason(error) else ComponentError
@@ -274,6 +298,7 @@ def _register_locked(
     pipeline: str,
     git_commit: str | None,
     alias: str,
+    train_set: str | None = None,
 ) -> dict[str, Any]:
     _ensure_registered_model(client, model_name, f"Registered by the {pipeline} pipeline.")
     existing = _versions_with_hash(client, model_name, tags[HASH_TAG])
@@ -283,7 +308,7 @@ def _register_locked(
         return {"version": winner.version, "reused": True}
     experiment_id = _experiment_id(client, experiment, root)
     services.check_s3_artifacts(STEP, str(client.get_experiment(experiment_id).artifact_location))
-    run_id, source, card_uri = _log_run(client, experiment_id, model_path, meta, scores, tags, pipeline)
+    run_id, source, card_uri = _log_run(client, experiment_id, model_path, meta, scores, tags, pipeline, train_set)
     mine = client.create_model_version(
         model_name,
         source=source,

@@ -36,7 +36,7 @@ CLIENT_CAPS: dict[str, str] = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
 }
 
-EMPTY_MEANS_DEFAULT = frozenset({"feast_redis_username"})
+EMPTY_MEANS_DEFAULT = frozenset({"feast_redis_username", "pushgateway_url"})
 """Platform settings whose empty value has a meaning (Redis's default user), so a platform
 profile is complete without them."""
 
@@ -120,6 +120,11 @@ class PlatformSettings(BaseModel):
         "",
         description="Where promote publishes Triton model repositories (s3://models/<tenant>).",
         json_schema_extra=_env("MLOPS_SERVING_ROOT"),
+    )
+    pushgateway_url: str = Field(
+        "",
+        description="The Prometheus Pushgateway the drift step pushes its figures to (empty: no push).",
+        json_schema_extra=_env("MLOPS_PUSHGATEWAY_URL"),
     )
     client_caps: dict[str, str] = Field(
         default_factory=lambda: dict(CLIENT_CAPS),

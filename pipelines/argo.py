@@ -15,7 +15,10 @@ Argo-specific choices, each closing a known trap:
 - artifacts go through the platform's `artifactRepositoryRef`, passed between tasks by key;
 - an exit handler notifies the owner when the run did not succeed;
 - the CronWorkflow sets `startingDeadlineSeconds`, or runs missed while the controller was
-  down are silently skipped (argo-workflows#9632), and `concurrencyPolicy: Forbid`.
+  down are silently skipped (argo-workflows#9632), and `concurrencyPolicy: Forbid`; a mutex per
+  pipeline serialises the nightly with manual submits, and the drift step's dedupe key keeps
+  a second run of the same night from training again;
+- the drift step's figures are template metrics (gauges) as well as pushed to the Pushgateway.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from hera.workflows import (
     Artifact,
     Container,
     CronWorkflow,
+    Gauge,
+    Label,
     Parameter,
     Task,
     Workflow,
@@ -106,6 +111,43 @@ def _environment(cfg: PipelineConfig) -> list[m.EnvVar]:
     ]
 
 
+def template_metrics(spec: PipelineSpec, step: Step, cfg: PipelineConfig, contracts: Contracts) -> list[Gauge] | None:
+    """The drift figures as Argo template metrics too (the Pushgateway is the other path): gauges
+    of the step's output parameters, labelled like the pushed series. Argo adds its own
+    `argo_workflows_` prefix to custom metric names on export."""
+    outputs = set(contracts[step.name].parameter_outputs)
+    if not {"drift_share", "drifted_features", "champion_version"} <= outputs:
+        return None
+    labels = [
+        Label(key="pipeline", value=spec.name),
+        Label(key="model", value=cfg.register_.model_name),
+        Label(key="version", value="{{outputs.parameters.champion_version}}"),
+    ]
+    return [
+        Gauge(
+            name="mlops_drift_share",
+            help="Share of the model's features that drifted.",
+            labels=labels,
+            realtime=False,
+            value="{{outputs.parameters.drift_share}}",
+        ),
+        Gauge(
+            name="mlops_drift_share_threshold",
+            help="The drift share at or above which the pipeline retrains.",
+            labels=labels,
+            realtime=False,
+            value=str(cfg.drift.drift_share),
+        ),
+        Gauge(
+            name="mlops_drift_features_drifted",
+            help="How many of the model's features drifted.",
+            labels=labels,
+            realtime=False,
+            value="{{outputs.parameters.drifted_features}}",
+        ),
+    ]
+
+
 def _container(
     spec: PipelineSpec, step: Step, parameters: dict[str, Any], cfg: PipelineConfig, contracts: Contracts
 ) -> Container:
@@ -136,6 +178,7 @@ def _container(
         tolerations=[m.Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")] if gpu else None,
         labels={f"{LABEL}/step": step.name, f"{LABEL}/retry-class": step.retry.name},
         security_context=RESTRICTED_CONTAINER,
+        metrics=template_metrics(spec, step, cfg, contracts),
     )
 
 
@@ -151,10 +194,10 @@ def _task(step: Step, template: Container, parameters: dict[str, Any], contracts
             )
         else:
             arguments.append(m.Artifact(name=name, from_=f"{{{{tasks.{source}.outputs.artifacts.{output}}}}}"))
-    when = None
-    if step.when is not None:
-        expected = "true" if step.when.equals else "false"
-        when = f"{{{{tasks.{step.when.step}.outputs.parameters.{step.when.output}}}}} == {expected}"
+    clauses = [
+        f"{{{{tasks.{c.step}.outputs.parameters.{c.output}}}}} == {'true' if c.equals else 'false'}" for c in step.when
+    ]
+    when = " && ".join(clauses) or None
     return Task(
         name=step.name, template=template, arguments=arguments, dependencies=list(step.upstream()) or None, when=when
     )
@@ -219,6 +262,9 @@ def workflow_template(declaration: PipelineDeclaration, cfg: PipelineConfig, *, 
         ttl_strategy=m.TTLStrategy(seconds_after_success=7 * 86400, seconds_after_failure=14 * 86400),
         pod_metadata=m.Metadata(labels=_labels(cfg, spec, git_sha)),
         security_context=RESTRICTED_POD,
+        # one run of a pipeline at a time, whoever started it (the nightly, a manual submit): the
+        # second waits, then its drift step finds the night's retrain claimed and skips training
+        synchronization=m.Synchronization(mutexes=[m.Mutex(name=f"{spec.name}-retrain")]),
     ) as template:
         containers = {step.name: _container(spec, step, parameters[step.name], cfg, contracts) for step in spec.steps}
         with DAG(name="pipeline"):

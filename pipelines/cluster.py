@@ -30,6 +30,7 @@ TRAINING_POOL = {"mlops.private-platform.io/pool": "training-gpu"}
 PLATFORM_NAMESPACE = "mlops"
 STORAGE_NAMESPACE = "storage"
 SHARED_PIPELINES_NAMESPACE = "mlops-pipelines"
+MONITORING_NAMESPACE = "monitoring"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,6 +58,7 @@ def cluster_settings(tenant: str = "") -> PlatformSettings:
         feast_redis_username=tenant or "default",
         offline_store_uri=f"s3://feast-offline{prefix}",
         serving_root=f"s3://models{prefix}",
+        pushgateway_url=f"http://pushgateway.{MONITORING_NAMESPACE}.svc.cluster.local:9091",
     )
 
 

@@ -31,6 +31,8 @@ class RunInputs:
     """The commit the run's code came from, recorded with the model."""
     gate_threshold: float
     """The evaluate gate's threshold (default: the config's evaluate.threshold)."""
+    force_retrain: bool = False
+    """Train even when the drift step finds no reason to (`mlops submit --force-retrain`)."""
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

@@ -107,18 +107,7 @@ def build_pipeline(
                 apply_cluster_environment(task, step, cfg)
             tasks[step.name] = task
 
-        for step in spec.steps:
-            if step.when is None:
-                create(step)
-        for (source, output), branches in _branches(spec).items():
-            gate = tasks[source].outputs[output]
-            with _branch(gate, True, first=True):
-                for step in branches.get(True, []):
-                    create(step)
-            if branches.get(False):
-                with _branch(gate, False, first=not branches.get(True)):
-                    for step in branches[False]:
-                        create(step)
+        _place(list(spec.steps), 0, tasks, create)
 
     defaults = RunInputs.on_cluster(cfg).as_dict()
     if not cluster:  # a local run names its data; the cluster's URI is no default here
@@ -139,20 +128,32 @@ def build_pipeline(
     return pipeline
 
 
-def _branches(spec: PipelineSpec) -> dict[tuple[str, str], dict[bool, list[Step]]]:
+def _place(steps: list[Step], depth: int, tasks: dict[str, Any], create: Callable[[Step], None]) -> None:
+    """Create the steps whose conditions all hold at this depth, then nest one dsl.If (and its
+    dsl.Else) per condition at the next depth, in declaration order."""
+    for step in steps:
+        if len(step.when) == depth:
+            create(step)
     grouped: dict[tuple[str, str], dict[bool, list[Step]]] = {}
-    for step in spec.steps:
-        if step.when is not None:
-            key = (step.when.step, step.when.output)
-            grouped.setdefault(key, {}).setdefault(step.when.equals, []).append(step)
-    return grouped
+    for step in steps:
+        if len(step.when) > depth:
+            condition = step.when[depth]
+            grouped.setdefault((condition.step, condition.output), {}).setdefault(condition.equals, []).append(step)
+    for (source, output), branches in grouped.items():
+        gate = tasks[source].outputs[output]
+        if branches.get(True):
+            with _branch(gate, True, output, first=True):
+                _place(branches[True], depth + 1, tasks, create)
+        if branches.get(False):
+            with _branch(gate, False, output, first=not branches.get(True)):
+                _place(branches[False], depth + 1, tasks, create)
 
 
 @contextlib.contextmanager
-def _branch(gate: Any, value: bool, *, first: bool) -> Iterator[None]:
+def _branch(gate: Any, value: bool, output: str, *, first: bool) -> Iterator[None]:
     """dsl.If for the first branch of a gate, dsl.Else for the other."""
     if first:
-        with dsl.If(gate == value, name=f"{'passed' if value else 'failed'}"):
+        with dsl.If(gate == value, name=output if value else f"not-{output}"):
             yield
     else:
         with dsl.Else(name="otherwise"):

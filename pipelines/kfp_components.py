@@ -14,7 +14,7 @@ components through it; locally the same happens in the current environment.
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 
 def validate(raw_data: str, suite: str, report: Output[Artifact]) -> None:
@@ -44,6 +44,62 @@ def materialize(
     train_set.metadata["rows"] = summary["training_rows"]
     holdout_set.metadata["rows"] = summary["holdout_rows"]
     return (summary["features"],)  # type: ignore[return-value]
+
+
+def drift(
+    current_data: str,
+    settings: dict,
+    pipeline: str,
+    model_name: str,
+    experiment: str,
+    namespace: str,
+    timezone: str,
+    force_retrain: bool,
+    run_id: str,
+    drift_table: Output[Artifact],
+    drift_report: Output[HTML],
+    drift_plot: Output[Artifact],
+) -> NamedTuple(  # type: ignore[valid-type]
+    "Outputs",
+    [
+        ("retrain", bool),
+        ("reason", str),
+        ("drift_share", float),
+        ("drifted_features", int),
+        ("champion_version", int),
+        ("retrain_key", str),
+    ],
+):
+    from pipelines.runtime import run_step
+
+    summary = run_step(
+        "components.drift:drift",
+        current_data,
+        *(a.path for a in (drift_table, drift_report, drift_plot)),
+        settings=settings,
+        pipeline=pipeline,
+        model_name=model_name,
+        experiment=experiment,
+        namespace=namespace,
+        timezone=timezone,
+        force_retrain=force_retrain,
+        run_id=run_id,
+    )
+    print(("retrain: " if summary["retrain"] else "") + summary["reason"])
+    return (  # type: ignore[return-value]
+        summary["retrain"],
+        summary["reason"],
+        summary["drift_share"],
+        summary["drifted_features"],
+        summary["champion_version"],
+        summary["retrain_key"],
+    )
+
+
+def hold(reason: str) -> None:
+    from pipelines.runtime import run_step
+
+    run_step("components.drift:hold", reason=reason)
 
 
 def train(
@@ -96,6 +152,7 @@ def register(
     model: Input[Model],
     metadata: Input[Artifact],
     metrics: Input[Artifact],
+    train_set: Input[Dataset],
     settings: dict,
     card: dict,
     pipeline: str,
@@ -112,6 +169,7 @@ def register(
         pipeline=pipeline,
         git_commit=git_commit or None,
         card=card,
+        train_set=train_set.path,
     )
 
 
@@ -157,6 +215,8 @@ def notify(
 OPS: dict[str, Callable[..., Any]] = {
     "components.validate:validate": validate,
     "components.materialize:materialize": materialize,
+    "components.drift:drift": drift,
+    "components.drift:hold": hold,
     "components.train:train": train,
     "components.evaluate:evaluate": evaluate,
     "components.register:register": register,

@@ -89,14 +89,26 @@ def _artifact_outputs(step: Step) -> tuple[str, ...]:
     return contract_of(step.component).artifact_outputs
 
 
-def run_inputs(cfg: PipelineConfig, raw_data: Path) -> dict[str, Any]:
+def run_inputs(cfg: PipelineConfig, raw_data: Path, *, force_retrain: bool = True) -> dict[str, Any]:
     """The pipeline inputs of a local run; the stores come from the platform settings (the
-    environment, else $MLOPS_HOME), exactly as in a pod."""
-    return {"raw_data": str(raw_data), "git_commit": git_commit(), "gate_threshold": cfg.evaluate.threshold}
+    environment, else $MLOPS_HOME), exactly as in a pod. A laptop run trains unless asked to
+    let the drift step decide (`mlops run --if-needed`), as the nightly does."""
+    return {
+        "raw_data": str(raw_data),
+        "git_commit": git_commit(),
+        "gate_threshold": cfg.evaluate.threshold,
+        "force_retrain": force_retrain,
+    }
 
 
 def run_local(
-    name: str, cfg: PipelineConfig, *, raw_data: Path | None = None, home: Path | None = None, retries: bool = False
+    name: str,
+    cfg: PipelineConfig,
+    *,
+    raw_data: Path | None = None,
+    home: Path | None = None,
+    retries: bool = False,
+    force_retrain: bool = True,
 ) -> LocalRun:
     """Run the pipeline through kfp.local; raises RuntimeError naming the failed task.
 
@@ -118,7 +130,7 @@ def run_local(
     before = set(pipeline_root.iterdir())
     started = time.perf_counter()
     try:
-        pipeline(**run_inputs(cfg, data))
+        pipeline(**run_inputs(cfg, data, force_retrain=force_retrain))
     finally:
         seconds = time.perf_counter() - started
     run_dirs = sorted(set(pipeline_root.iterdir()) - before, key=lambda p: p.stat().st_mtime)
@@ -143,11 +155,18 @@ def _main(argv: list[str] | None = None) -> int:
     parser.add_argument("--result", required=True)
     parser.add_argument("--data")
     parser.add_argument("--retries", action="store_true")
+    parser.add_argument("--if-needed", action="store_true")
     args = parser.parse_args(argv)
     cfg = parse_config(json.loads(args.config_json), source="--config-json")
     outcome: dict[str, Any] = {"ok": False}
     try:
-        run = run_local(args.name, cfg, raw_data=Path(args.data) if args.data else None, retries=args.retries)
+        run = run_local(
+            args.name,
+            cfg,
+            raw_data=Path(args.data) if args.data else None,
+            retries=args.retries,
+            force_retrain=not args.if_needed,
+        )
         outcome = {"ok": True}
     except RuntimeError as error:
         outcome = {"ok": False, "error": str(error)}

@@ -106,12 +106,14 @@ class Step:
     resources: Resources
     caching: bool = False
     """Reuse a previous result for identical inputs; off for steps that write to shared stores."""
-    when: Condition | None = None
+    when: tuple[Condition, ...] = ()
+    """Run only when every condition holds, outermost first: KFP nests one dsl.If per condition,
+    Argo joins them with &&. A step below a conditional one repeats its conditions, so a
+    skipped step's dependents are skipped too (Argo would run them otherwise)."""
 
     def upstream(self) -> tuple[str, ...]:
         sources = {reference.split(".")[0] for reference in self.inputs.values()}
-        if self.when is not None:
-            sources.add(self.when.step)
+        sources.update(condition.step for condition in self.when)
         return tuple(sorted(sources | set(self.after)))
 
 

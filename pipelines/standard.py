@@ -1,5 +1,7 @@
-"""The standard training DAG every reference pipeline declares: validate, materialize, train,
-evaluate, then register and promote when the gate passes, or notify when it fails.
+"""The standard training DAG every reference pipeline declares: validate, then drift beside
+materialize; train and evaluate only when drift decides to retrain (drift, age, or forced),
+else `hold` ends the run with "no retrain needed" and the reason;
+then register and promote when the gate passes, or notify when it fails.
 
 A pipeline module names itself and its package (`standard_pipeline`); the steps, their wiring,
 retry classes and resources are declared here once. A pipeline that needs a different shape
@@ -16,6 +18,8 @@ from pipelines.declaration import PipelineDeclaration
 from pipelines.spec import GPU_COMPUTE, IDEMPOTENT_WRITE, IO_BOUND, ROLLOUT, Condition, PipelineSpec, Resources, Step
 
 IMAGE = "registry.mlops.internal/private-mlops/components-python3.11:0.1.0"
+RETRAIN = Condition(step="drift", output="retrain", equals=True)
+NO_RETRAIN = Condition(step="drift", output="retrain", equals=False)
 GATE_PASSED = Condition(step="evaluate", output="passed", equals=True)
 GATE_FAILED = Condition(step="evaluate", output="passed", equals=False)
 TRAIN_ON_ONE_GPU = Resources(cpu="4", memory="16Gi", gpu=1)
@@ -29,22 +33,28 @@ def training_pipeline(
     steps = (
         Step(name="validate", component="components.validate:validate",
              retry=IO_BOUND, resources=Resources(cpu="2", memory="4Gi")),
+        # the online store is refreshed every night, retrain or not
         Step(name="materialize", component="components.materialize:materialize", after=("validate",),
              retry=IO_BOUND, resources=Resources(cpu="2", memory="8Gi")),
+        Step(name="drift", component="components.drift:drift", after=("validate",),
+             retry=IO_BOUND, resources=Resources(cpu="2", memory="8Gi")),
+        Step(name="hold", component="components.drift:hold", inputs={"reason": "drift.reason"}, after=("materialize",),
+             when=(NO_RETRAIN,), retry=ROLLOUT, resources=Resources(cpu="100m", memory="128Mi")),
         Step(name="train", component="components.train:train",
              inputs={"train_set": "materialize.train_set", "features": "materialize.features"},
-             retry=GPU_COMPUTE, resources=train_resources),
+             when=(RETRAIN,), retry=GPU_COMPUTE, resources=train_resources),
         Step(name="evaluate", component="components.evaluate:evaluate",
              inputs={"model": "train.model", "metadata": "train.metadata", "holdout_set": "materialize.holdout_set"},
-             retry=GPU_COMPUTE, resources=Resources(cpu="2", memory="8Gi")),
+             when=(RETRAIN,), retry=GPU_COMPUTE, resources=Resources(cpu="2", memory="8Gi")),
         Step(name="register", component="components.register:register",
-             inputs={"model": "train.model", "metadata": "train.metadata", "metrics": "evaluate.metrics"},
-             when=GATE_PASSED, retry=IDEMPOTENT_WRITE, resources=Resources(cpu="1", memory="2Gi")),
+             inputs={"model": "train.model", "metadata": "train.metadata", "metrics": "evaluate.metrics",
+                     "train_set": "materialize.train_set"},
+             when=(RETRAIN, GATE_PASSED), retry=IDEMPOTENT_WRITE, resources=Resources(cpu="1", memory="2Gi")),
         Step(name="promote", component="components.promote:promote",
              inputs={"registration": "register.registration", "model": "train.model"},
-             when=GATE_PASSED, retry=ROLLOUT, resources=Resources(cpu="1", memory="1Gi")),
+             when=(RETRAIN, GATE_PASSED), retry=ROLLOUT, resources=Resources(cpu="1", memory="1Gi")),
         Step(name="notify", component="components.notify:notify", inputs={"metrics": "evaluate.metrics"},
-             when=GATE_FAILED, retry=ROLLOUT, resources=Resources(cpu="1", memory="512Mi")),
+             when=(RETRAIN, GATE_FAILED), retry=ROLLOUT, resources=Resources(cpu="1", memory="512Mi")),
     )
     # fmt: on
     return PipelineSpec(name=name, description=description, image=image, steps=steps)
@@ -68,12 +78,24 @@ def step_parameters(cfg: PipelineConfig, run: Mapping[str, Any], package: str) -
     m = cfg.materialize
     return {
         "validate": {"raw_data": run["raw_data"], "suite": f"{package}/{cfg.validate_.suite}"},
+        "drift": {
+            "current_data": run["raw_data"],
+            "settings": cfg.drift.model_dump(),
+            "pipeline": cfg.pipeline,
+            "model_name": cfg.register_.model_name,
+            "experiment": cfg.register_.experiment,
+            "namespace": cfg.cluster.namespace,
+            "timezone": cfg.cluster.schedule.timezone,
+            "force_retrain": run["force_retrain"],
+            "run_id": run["run_id"],
+        },
         "materialize": {
             "raw_data": run["raw_data"],
             "feature_repo": f"{package}/{m.feature_repo}",
             "run_id": run["run_id"],
             "settings": m.model_dump(exclude={"feature_repo"}),
         },
+        "hold": {},
         "train": {"label_column": m.label_column, "settings": cfg.train.model_dump()},
         # the threshold is a run input (gate-threshold); the rest of the section comes whole
         "evaluate": {"settings": cfg.evaluate.model_dump(exclude={"threshold"}), "threshold": run["gate_threshold"]},

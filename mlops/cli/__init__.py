@@ -6,6 +6,7 @@ One module per command group, each owning its parsers and handlers (kfp/cli's la
     cluster.py   compile, submit, status, schedule rendering for Argo/KFP, the Argo server
     dev.py       dev, tenant, isolation-check, buckets  the loopback services, tenants, buckets
     serving.py   serve, promote, history           the local Triton, the canary lifecycle on KServe
+    monitoring.py drift                            the data a file holds against the champion's training set
     checks.py    lint, doctor                      manifests and live configuration
     scaffold.py  new, data                         a new pipeline folder, synthetic data
 
@@ -22,7 +23,7 @@ import sys
 
 import components  # noqa: F401  (applies the air-gapped defaults before anything else loads)
 
-GROUPS = ("run", "cluster", "dev", "serving", "checks", "scaffold")
+GROUPS = ("run", "cluster", "dev", "serving", "monitoring", "checks", "scaffold")
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:

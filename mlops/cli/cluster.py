@@ -23,6 +23,11 @@ def register(sub: Any, argv: list[str]) -> None:
     submit = sub.add_parser("submit", help="submit a pipeline to an Argo server (settings as for the argo CLI)")
     submit.add_argument("pipeline")
     submit.add_argument("-p", "--parameter", action="append", metavar="KEY=VALUE", help="override a pipeline input")
+    submit.add_argument(
+        "--force-retrain",
+        action="store_true",
+        help="train even when the drift step finds no drift and the champion is young (-p force-retrain=true)",
+    )
     submit.add_argument("--wait", action="store_true", help="follow the run; exit non-zero unless it succeeds")
     submit.add_argument("--dry-run", action="store_true", help="print what would be sent, send nothing")
     submit.add_argument("--install-template", action="store_true", help="create or update the WorkflowTemplate first")
@@ -105,6 +110,8 @@ def _submit(args: argparse.Namespace) -> int:
     pipeline = declaration(args.pipeline)
     cfg = pipeline.config()
     parameters = _submit_parameters(args.parameter)
+    if args.force_retrain:
+        parameters["force-retrain"] = "true"
     sha = git_commit()
     run = workflow(pipeline, cfg, git_sha=sha, parameters=parameters).to_dict()
     template = render(pipeline, cfg, git_sha=sha)["WorkflowTemplate"]

@@ -30,6 +30,12 @@ def register(sub: Any, argv: list[str]) -> None:
     run.add_argument(
         "--retries", action="store_true", help="apply each step's declared retry policy locally (default: fail fast)"
     )
+    run.add_argument(
+        "--if-needed",
+        action="store_true",
+        help="train only when the drift step finds a reason (drift, the champion's age), as the nightly does;"
+        " default: a local run always trains",
+    )
     run.add_argument("--verbose", action="store_true", help="print kfp.local's whole output, not just progress")
     run.set_defaults(handler=_run_pipeline)
 
@@ -183,6 +189,8 @@ def _run_pipeline(args: argparse.Namespace) -> int:
             command += ["--data", str(Path(args.data).resolve())]
         if args.retries:
             command.append("--retries")
+        if args.if_needed:
+            command.append("--if-needed")
         started = time.perf_counter()
         code = run_streaming(command, log_path, progress, args.verbose)
         seconds = time.perf_counter() - started
@@ -201,6 +209,9 @@ def _print_summary(pipeline: str, result: dict[str, Any], progress: Any, seconds
     if "validate" in s:
         v = s["validate"]
         print(f"  validation   passed: {v['evaluated_expectations']} expectations on {v['rows']} rows")
+    if "drift" in s:
+        d = s["drift"]
+        print(f"  drift        {'retrain: ' if d['retrain'] else ''}{d['reason']}")
     if "materialize" in s:
         m = s["materialize"]
         print(

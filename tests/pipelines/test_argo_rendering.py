@@ -13,7 +13,7 @@ from pipelines.argo import render
 from pipelines.fraud import pipeline as fraud
 from pipelines.golden import drift
 from pipelines.spec import RetryPolicy
-from tests.pipelines.test_kfp_rendering import closure, flatten
+from tests.pipelines.test_kfp_rendering import closure, flatten, kfp_condition
 from tests.pod_security import restricted_violations
 
 KINDS = ("WorkflowTemplate", "Workflow", "CronWorkflow")
@@ -86,11 +86,12 @@ def test_argo_and_kfp_dags_agree(rendered: dict[str, dict[str, Any]], tmp_path: 
         assert limits["memory"] == resources["resourceMemoryLimit"] and limits["cpu"] == resources["resourceCpuLimit"]
         assert limits.get("nvidia.com/gpu") == resources.get("accelerator", {}).get("resourceCount")
         when = task.get("when")
-        if kfp[name]["conditions"]:
-            negated = kfp[name]["conditions"][0].startswith("!(")
-            assert when == f"{{{{tasks.evaluate.outputs.parameters.passed}}}} == {'false' if negated else 'true'}"
-        else:
-            assert when is None
+        conditions = fraud.DECLARATION.spec.step(name).when
+        assert kfp[name]["conditions"] == [kfp_condition(c) for c in conditions]
+        expected = [
+            f"{{{{tasks.{c.step}.outputs.parameters.{c.output}}}}} == {str(c.equals).lower()}" for c in conditions
+        ]
+        assert when == (" && ".join(expected) or None)
 
 
 def test_retry_window_and_permanent_failures(rendered: dict[str, dict[str, Any]]) -> None:
@@ -148,7 +149,7 @@ def test_settings_from_the_configmap_credentials_from_secrets(rendered: dict[str
             assert "value" not in env and "secretKeyRef" in env["valueFrom"], env["name"]
         assert "/work/.mlops" not in json.dumps(container) and "sqlite" not in json.dumps(container)
     parameters = rendered["WorkflowTemplate"]["spec"]["arguments"]["parameters"]
-    assert [p["name"] for p in parameters] == ["raw-data", "git-commit", "gate-threshold"]
+    assert [p["name"] for p in parameters] == ["raw-data", "git-commit", "gate-threshold", "force-retrain"]
     assert parameters[0]["value"].startswith("s3://")
 
 

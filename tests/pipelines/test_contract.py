@@ -16,7 +16,7 @@ from pipelines.kfp_components import OPS
 
 def _check(declaration: Any = FRAUD, **changed: dict[str, Any]) -> None:
     cfg = declaration.config()
-    run = {"raw_data": "s3://d", "git_commit": "", "gate_threshold": 0.5, "run_id": "r"}
+    run = {"raw_data": "s3://d", "git_commit": "", "gate_threshold": 0.5, "force_retrain": False, "run_id": "r"}
     parameters = declaration.step_parameters(cfg, run) | changed
     check(declaration.spec.steps, parameters)
 
@@ -50,7 +50,7 @@ def test_an_input_added_to_the_op_only_is_refused_by_name(monkeypatch: pytest.Mo
 
 def test_an_input_given_by_step_parameters_only_is_refused_by_name() -> None:
     parameters = FRAUD.step_parameters(FRAUD.config(), {"raw_data": "", "git_commit": "", "gate_threshold": 0.5,
-                                                        "run_id": ""})  # fmt: skip
+                                                        "force_retrain": False, "run_id": ""})  # fmt: skip
     with pytest.raises(ValueError, match="notify: parameter 'channel': step_parameters gives it but the op does not"):
         _check(notify={**parameters["notify"], "channel": "#fraud-oncall"})
 
@@ -74,7 +74,7 @@ def test_every_view_of_a_step_is_derived_from_its_op() -> None:
     templates = {t["name"]: t for t in rendered}
     for step in FRAUD.spec.steps:
         contract = contract_of(step.component)
-        outputs = templates[step.name]["outputs"]
+        outputs = templates[step.name].get("outputs", {})
         assert [a["name"] for a in outputs.get("artifacts", [])] == list(contract.artifact_outputs)
         assert [p["name"] for p in outputs.get("parameters", [])] == list(contract.parameter_outputs)
         assert "kfp_metrics" not in contract.artifact_outputs  # KFP's UI only: no file for Argo

@@ -11,6 +11,7 @@ import yaml
 
 from pipelines.fraud import pipeline as fraud
 from pipelines.kfp import compile_ir
+from pipelines.spec import Condition
 
 
 @pytest.fixture(scope="module")
@@ -79,17 +80,23 @@ def test_same_steps_and_edges_as_the_declaration(ir: dict[str, Any]) -> None:
     assert closure(rendered_edges) == closure(fraud.DECLARATION.spec.edges())
 
 
-def test_conditions_branch_on_the_gate(ir: dict[str, Any]) -> None:
+def kfp_condition(condition: Condition) -> str:
+    """How KFP writes a declared condition: dsl.If's test, or its negation for dsl.Else."""
+    test = f"inputs.parameter_values['pipelinechannel--{condition.step}-{condition.output}'] == true"
+    return test if condition.equals else f"!({test})"
+
+
+def test_conditions_nest_one_group_per_declared_condition(ir: dict[str, Any]) -> None:
+    """The drift decision, then the gate: train and evaluate under retrain, register and promote
+    under retrain and a passed gate, notify under retrain and a failed one, hold otherwise."""
     tasks = flatten(ir)
-    passed = "inputs.parameter_values['pipelinechannel--evaluate-passed'] == true"
     for step in fraud.DECLARATION.spec.steps:
-        rendered = tasks[step.name]["conditions"]
-        if step.when is None:
-            assert rendered == []
-        elif step.when.equals:
-            assert rendered == [passed]
-        else:
-            assert rendered == [f"!({passed})"]
+        assert tasks[step.name]["conditions"] == [kfp_condition(c) for c in step.when], step.name
+    assert tasks["register"]["conditions"] == [
+        "inputs.parameter_values['pipelinechannel--drift-retrain'] == true",
+        "inputs.parameter_values['pipelinechannel--evaluate-passed'] == true",
+    ]
+    assert tasks["hold"]["conditions"] == ["!(inputs.parameter_values['pipelinechannel--drift-retrain'] == true)"]
 
 
 def test_kfp_never_retries_a_permanent_failure(ir: dict[str, Any]) -> None:

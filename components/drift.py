@@ -1,0 +1,546 @@
+"""drift: is the data the champion scores still the data it was trained on, and must we retrain?
+
+1. The reference comes from the registry: the `champion` alias (or a given version) -> its
+   run -> the training set register kept there (reference/training_set.parquet).
+2. Evidently's DataDriftPreset tests each of the model's features with the methods set
+   explicitly, Kolmogorov-Smirnov for numeric features and chi-squared for categorical ones
+   (above 1,000 rows its default would switch to Wasserstein and Jensen-Shannon).
+3. The table (statistic, p-value and verdict per feature, the drift share, the decision), the
+   HTML report and a PNG of the most drifted features are written atomically and logged to a
+   monitoring run in the pipeline's MLflow experiment; the figures go to the Pushgateway.
+4. The decision: retrain when forced, when nothing serves yet, when the data drifted, or when
+   the champion is older than max_model_age; a retrain already claimed for the same night
+   (the dedupe key, a tag on the monitoring run) is not started twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+
+from components import artifacts, registry, services
+from components.config import DriftSettings, duration_seconds
+from components.errors import ComponentError, TransientError
+from components.register import REFERENCE_ARTIFACT, _experiment_id
+
+STEP = "drift"
+os.environ.setdefault("DO_NOT_TRACK", "1")  # Evidently sends usage telemetry unless told not to
+
+# The metrics, Prometheus-style. Labels: namespace, pipeline, model, version (+ feature, method
+# on the per-feature ones). Bounded: one push group per (namespace, pipeline, model) replaces the
+# previous night's whole, so an old version's series leave when the next push lands.
+JOB = "mlops-drift"
+METRICS = {
+    "mlops_drift_share": "Share of the model's features whose drift test rejects the reference distribution.",
+    "mlops_drift_share_threshold": "The drift share at or above which the pipeline retrains (drift.drift_share).",
+    "mlops_drift_detected": "1 when the drift share reached the threshold, else 0.",
+    "mlops_feature_drift_p_value": "p-value of the feature's drift test (KS or chi-squared).",
+    "mlops_feature_drift_statistic": "The feature's test statistic: KS distance, or chi-squared.",
+    "mlops_drift_current_rows": "Rows in the compared window.",
+    "mlops_champion_age_seconds": "Age of the compared version, from its registration.",
+    "mlops_drift_last_run_timestamp_seconds": "When the drift step last pushed (the nightly's heartbeat).",
+}
+
+
+class NoChampion(ComponentError):
+    """Nothing serves yet: a run without a champion trains one; `mlops drift` refuses."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeatureDrift:
+    feature: str
+    method: str  # ks | chisquare
+    statistic: float | None  # None: infinite (a category the reference never saw)
+    p_value: float
+    drifted: bool
+    new_categories: list[Any] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DriftResult:
+    features: list[FeatureDrift]
+    drift_share: float
+    threshold: float
+    detected: bool
+    current_rows: int
+    reference_rows: int
+    snapshot: Any = field(repr=False, compare=False)
+
+    def most_drifted(self, count: int) -> list[FeatureDrift]:
+        return sorted(self.features, key=lambda f: (np.nan_to_num(f.p_value, nan=-1.0), f.feature))[:count]
+
+    def summary(self) -> str:
+        drifted = [f.feature for f in self.features if f.drifted]
+        share = f"{len(drifted)} of {len(self.features)} features drifted ({self.drift_share:.0%}"
+        relation = ">=" if self.detected else "<"
+        return f"{share} {relation} {self.threshold:.0%}){': ' + ', '.join(drifted) if drifted else ''}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Reference:
+    model: str
+    version: int
+    run_id: str
+    registered_at: dt.datetime
+    features: list[str]
+    frame: pd.DataFrame = field(repr=False)
+
+    def age_seconds(self, now: dt.datetime) -> float:
+        return (now - self.registered_at).total_seconds()
+
+
+def find_reference(mlflow: Any, model: str, version: int | None = None) -> Reference:
+    """The champion's (or `version`'s) training set, through the registry alone."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        registered = mlflow.get_registered_model(model)
+    except MlflowException as error:
+        if services.settings().is_platform and "RESOURCE_DOES_NOT_EXIST" not in str(error.error_code):
+            raise
+        raise NoChampion(
+            STEP, f"no registered model {model!r} at {registry.tracking_uri()}", "run the pipeline to register one"
+        ) from error
+    if version is None:
+        aliases = dict(registered.aliases or {})
+        if registry.CHAMPION not in aliases:
+            known = ", ".join(f"{k}->v{v}" for k, v in sorted(aliases.items())) or "none"
+            raise NoChampion(
+                STEP,
+                f"{model} has no champion to compare with (aliases: {known})",
+                f"promote a version (`mlops promote {model} --promote --version N`) or pass --reference-version N",
+            )
+        version = int(aliases[registry.CHAMPION])
+    try:
+        record = mlflow.get_model_version(model, str(version))
+    except MlflowException as error:
+        raise ComponentError(STEP, f"{model} has no version {version}", "pick one of its versions") from error
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = Path(mlflow.download_artifacts(record.run_id, REFERENCE_ARTIFACT, tmp))
+        except (MlflowException, OSError) as error:
+            if isinstance(error, OSError) and not isinstance(error, FileNotFoundError):
+                raise TransientError(
+                    STEP, f"could not fetch {model} v{version}'s reference: {error}", "check the artifact store"
+                ) from error
+            raise ComponentError(
+                STEP,
+                f"{model} v{version} (run {record.run_id}) has no training set artifact at {REFERENCE_ARTIFACT}",
+                "it was registered before drift monitoring kept one: retrain it "
+                "(`mlops submit <pipeline> --force-retrain`), or compare with a newer --reference-version",
+            ) from error
+        frame = pd.read_parquet(local)
+    registered_at = dt.datetime.fromtimestamp(record.creation_timestamp / 1000, tz=dt.UTC)
+    return Reference(
+        model=model,
+        version=version,
+        run_id=record.run_id,
+        registered_at=registered_at,
+        features=list(frame.columns),
+        frame=frame,
+    )
+
+
+def read_current(uri: str) -> pd.DataFrame:
+    """The window to compare: Parquet (or CSV, for `mlops drift --current file.csv`)."""
+    from components.tabular import read_parquet
+
+    if str(uri).endswith(".csv"):
+        if not artifacts.exists(uri):
+            raise ComponentError(STEP, f"current data not found at {uri}", "check the path")
+        with artifacts.fetched(uri) as path:
+            frame = pd.read_csv(path)
+        if frame.empty:
+            raise ComponentError(STEP, f"current data at {uri} has no rows", "the window selected nothing")
+        return frame
+    return read_parquet(STEP, uri, "current data")
+
+
+def _check_columns(current: pd.DataFrame, features: list[str], categorical: list[str]) -> None:
+    missing = [name for name in features if name not in current.columns]
+    if missing:
+        raise ComponentError(
+            STEP,
+            f"the current data lacks the model's feature(s) {missing}; it has {sorted(current.columns)}",
+            "compare data of the shape the model scores: the raw dataset the pipeline validates",
+        )
+    unknown = [name for name in categorical if name not in features]
+    if unknown:
+        raise ComponentError(
+            STEP,
+            f"drift.categorical_features names {unknown}, which the model does not use (features: {features})",
+            "list only the model's features in drift.categorical_features",
+        )
+    empty = [name for name in features if current[name].notna().sum() == 0]
+    if empty:
+        raise ComponentError(
+            STEP,
+            f"feature(s) {empty} have no values in the current window",
+            "the extract lost the column's values: check the upstream export",
+        )
+
+
+def _statistic(method: str, reference: pd.Series, current: pd.Series) -> tuple[float | None, list[Any]]:
+    """The test statistic Evidently's p-value comes from (Evidently reports only the p-value)."""
+    from scipy import stats
+
+    ref, cur = reference.dropna(), current.dropna()
+    if method == "ks":
+        return float(stats.ks_2samp(ref.to_numpy(), cur.to_numpy()).statistic), []
+    ref_counts, cur_counts = ref.value_counts(), cur.value_counts()
+    new = sorted(set(cur_counts.index) - set(ref_counts.index), key=str)
+    if new:
+        return None, [v.item() if hasattr(v, "item") else v for v in new]
+    expected = ref_counts * (len(cur) / len(ref))
+    observed = cur_counts.reindex(expected.index, fill_value=0)
+    return float((((observed - expected) ** 2) / expected).sum()), []
+
+
+def compare(
+    reference: pd.DataFrame, current: pd.DataFrame, *, features: list[str], settings: DriftSettings
+) -> DriftResult:
+    """Evidently's DataDriftPreset over `features`, KS and chi-squared set explicitly."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    categorical = [name for name in features if name in settings.categorical_features]
+    numeric = [name for name in features if name not in categorical]
+    _check_columns(current, features, categorical)
+    definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
+    preset = DataDriftPreset(
+        columns=features,
+        num_method="ks",
+        cat_method="chisquare",
+        threshold=settings.p_value_threshold,
+        drift_share=settings.drift_share,
+        include_tests=False,
+    )
+    snapshot = Report([preset]).run(
+        Dataset.from_pandas(current[features], data_definition=definition),
+        Dataset.from_pandas(reference[features], data_definition=definition),
+    )
+    p_values: dict[str, tuple[str, float]] = {}
+    for metric in snapshot.dict()["metrics"]:
+        config = metric["config"]
+        if config["type"].endswith(":ValueDrift"):
+            p_values[config["column"]] = (config["method"], float(metric["value"]))
+    results = []
+    for name in features:
+        method, p_value = p_values[name]
+        statistic, new = _statistic(method, reference[name], current[name])
+        drifted = bool(math.isnan(p_value) or p_value < settings.p_value_threshold)
+        results.append(
+            FeatureDrift(
+                feature=name, method=method, statistic=statistic, p_value=p_value, drifted=drifted, new_categories=new
+            )
+        )
+    share = sum(f.drifted for f in results) / len(results)
+    return DriftResult(
+        features=results,
+        drift_share=share,
+        threshold=settings.drift_share,
+        detected=share >= settings.drift_share,
+        current_rows=len(current),
+        reference_rows=len(reference),
+        snapshot=snapshot,
+    )
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) or math.isinf(value) else value
+
+
+def table(result: DriftResult | None, decision: dict[str, Any], reference: Reference | None) -> dict[str, Any]:
+    """The JSON the step writes: per feature, the share, and the decision with its reason."""
+    out: dict[str, Any] = {"decision": decision}
+    if reference is not None:
+        out["reference"] = {"model": reference.model, "version": reference.version, "run_id": reference.run_id}
+    if result is not None:
+        out |= {
+            "drift_share": result.drift_share,
+            "threshold": result.threshold,
+            "detected": result.detected,
+            "current_rows": result.current_rows,
+            "reference_rows": result.reference_rows,
+            "features": [
+                {**asdict(f), "statistic": _finite(f.statistic), "p_value": _finite(f.p_value)} for f in result.features
+            ],
+        }
+    return out
+
+
+def write_plot(
+    result: DriftResult | None, reference: Reference | None, current: pd.DataFrame | None, out: str, count: int
+) -> None:
+    """The most drifted features, reference against current: histograms, or category shares."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with artifacts.atomic_path(out, suffix=".png") as tmp:
+        if result is None or reference is None or current is None:
+            figure, axis = plt.subplots(figsize=(6, 2))
+            axis.axis("off")
+            axis.text(0.5, 0.5, "no champion to compare with", ha="center", va="center")
+        else:
+            chosen = result.most_drifted(count)
+            figure, axes = plt.subplots(1, len(chosen), figsize=(4 * len(chosen), 3.2), squeeze=False)
+            for axis, feature in zip(axes[0], chosen, strict=True):
+                ref, cur = reference.frame[feature.feature].dropna(), current[feature.feature].dropna()
+                if feature.method == "chisquare":
+                    shares = pd.DataFrame(
+                        {"reference": ref.value_counts(normalize=True), "current": cur.value_counts(normalize=True)}
+                    ).fillna(0.0)
+                    shares.sort_index().plot.bar(ax=axis, width=0.8)
+                else:
+                    low, high = np.nanquantile(np.concatenate([ref.to_numpy(), cur.to_numpy()]), [0.005, 0.995])
+                    bins = np.linspace(low, high, 40) if high > low else 10
+                    axis.hist(ref, bins=bins, density=True, alpha=0.5, label="reference")
+                    axis.hist(cur, bins=bins, density=True, alpha=0.5, label="current")
+                    axis.legend()
+                axis.set_title(f"{feature.feature}\n{feature.method} p={feature.p_value:.2g}", fontsize=9)
+            figure.tight_layout()
+        figure.savefig(tmp, format="png", dpi=80)
+        plt.close(figure)
+
+
+def write_report(result: DriftResult | None, out: str, reason: str) -> None:
+    with artifacts.atomic_path(out, suffix=".html") as tmp:
+        if result is None:
+            tmp.write_text(f"<html><body><h1>Drift</h1><p>{reason}</p></body></html>\n")
+        else:
+            result.snapshot.save_html(str(tmp))
+
+
+def retrain_key(pipeline: str, now: dt.datetime, timezone: str) -> str:
+    """One retrain per pipeline and night: the night's date where the schedule runs."""
+    return f"{pipeline}@{now.astimezone(ZoneInfo(timezone)).date().isoformat()}"
+
+
+def _claimed(mlflow: Any, experiment_id: str, key: str, run_id: str) -> str | None:
+    """The workflow that already decided to retrain for `key`; a retry of this step is not another."""
+    query = f"tags.`mlops.retrain_key` = '{key}' and tags.`mlops.decision` = 'retrain'"
+    if run_id:
+        query += f" and tags.`mlops.workflow` != '{run_id}'"
+    runs = mlflow.search_runs([experiment_id], filter_string=query, max_results=1)
+    return str(runs[0].data.tags.get("mlops.workflow", runs[0].info.run_id)) if runs else None
+
+
+def decide(
+    *,
+    result: DriftResult | None,
+    reference: Reference | None,
+    settings: DriftSettings,
+    force: bool,
+    now: dt.datetime,
+    claimed_by: str | None,
+    key: str,
+) -> dict[str, Any]:
+    """retrain or not, and the reason a person reads in the run's outputs."""
+    if force:
+        return {"retrain": True, "reason": "retrain forced (--force-retrain)", "key": key}
+    reasons = []
+    if reference is None:
+        reasons.append("no champion yet: nothing serves, so train one")
+    else:
+        age = reference.age_seconds(now)
+        if result is not None and result.detected:
+            reasons.append(f"drift: {result.summary()}")
+        if age > duration_seconds(settings.max_model_age):
+            reasons.append(
+                f"champion v{reference.version} is {age / 86400:.1f} days old (max_model_age {settings.max_model_age})"
+            )
+    if reasons and claimed_by is not None:
+        return {
+            "retrain": False,
+            "reason": f"no retrain needed: {key} was already retrained by {claimed_by}",
+            "key": key,
+        }
+    if reasons:
+        return {"retrain": True, "reason": "; ".join(reasons), "key": key}
+    assert reference is not None and result is not None
+    age_days = reference.age_seconds(now) / 86400
+    return {
+        "retrain": False,
+        "reason": f"no retrain needed: {result.summary()}; champion v{reference.version} is {age_days:.1f} days old "
+        f"(max_model_age {settings.max_model_age})",
+        "key": key,
+    }
+
+
+def push_metrics(
+    url: str,
+    result: DriftResult,
+    reference: Reference,
+    *,
+    namespace: str,
+    pipeline: str,
+    now: dt.datetime,
+) -> None:
+    """The figures to the Pushgateway, one group per (namespace, pipeline, model), replaced whole."""
+    from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
+
+    collectors = CollectorRegistry()
+    base = ["pipeline", "model", "version"]
+    gauges = {
+        name: Gauge(name, help_text, base + (["feature", "method"] if "_feature_" in name else []), registry=collectors)
+        for name, help_text in METRICS.items()
+    }
+    labels = {"pipeline": pipeline, "model": reference.model, "version": str(reference.version)}
+    gauges["mlops_drift_share"].labels(**labels).set(result.drift_share)
+    gauges["mlops_drift_share_threshold"].labels(**labels).set(result.threshold)
+    gauges["mlops_drift_detected"].labels(**labels).set(1.0 if result.detected else 0.0)
+    gauges["mlops_drift_current_rows"].labels(**labels).set(result.current_rows)
+    gauges["mlops_champion_age_seconds"].labels(**labels).set(reference.age_seconds(now))
+    gauges["mlops_drift_last_run_timestamp_seconds"].labels(**labels).set(now.timestamp())
+    for feature in result.features:
+        extra = {**labels, "feature": feature.feature, "method": feature.method}
+        gauges["mlops_feature_drift_p_value"].labels(**extra).set(feature.p_value)
+        statistic = math.inf if feature.statistic is None else feature.statistic
+        gauges["mlops_feature_drift_statistic"].labels(**extra).set(statistic)
+    grouping = {"namespace": namespace, "pipeline": pipeline, "model": reference.model}
+    try:
+        push_to_gateway(url, job=JOB, grouping_key=grouping, registry=collectors, timeout=10)
+    except OSError as error:  # URLError and connection errors are OSErrors
+        raise TransientError(
+            STEP, f"the Pushgateway at {url} did not take the drift figures: {error}", "check the Pushgateway"
+        ) from error
+
+
+def _log_monitoring_run(
+    mlflow: Any,
+    experiment_id: str,
+    *,
+    files: dict[str, str],
+    result: DriftResult | None,
+    reference: Reference | None,
+    decision: dict[str, Any],
+    pipeline: str,
+    run_id: str,
+) -> str:
+    """A run per drift check in the pipeline's experiment: its figures, files and decision."""
+    tags = {
+        "mlflow.runName": f"drift-{run_id or time.strftime('%Y%m%dT%H%M%S')}",
+        "mlops.monitoring": "drift",
+        "mlops.pipeline": pipeline,
+        "mlops.workflow": run_id or "local",
+        "mlops.retrain_key": decision["key"],
+        "mlops.decision": "retrain" if decision["retrain"] else "skip",
+        "mlops.reason": decision["reason"][:5000],
+    }
+    if reference is not None:
+        tags |= {"mlops.model": reference.model, "mlops.champion_version": str(reference.version)}
+    run = mlflow.create_run(experiment_id, tags=tags)
+    try:
+        if result is not None:
+            mlflow.log_metric(run.info.run_id, "drift_share", result.drift_share)
+            for feature in result.features:
+                if not math.isnan(feature.p_value):
+                    mlflow.log_metric(run.info.run_id, f"p_value_{feature.feature}", feature.p_value)
+        for path in files.values():
+            if Path(path).is_file():
+                mlflow.log_artifact(run.info.run_id, path, "drift")
+        mlflow.set_terminated(run.info.run_id, "FINISHED")
+    except Exception:
+        mlflow.set_terminated(run.info.run_id, "FAILED")
+        raise
+    return str(run.info.run_id)
+
+
+def check(
+    current_data: str, *, settings: DriftSettings, model_name: str, reference_version: int | None = None
+) -> tuple[Reference, pd.DataFrame, DriftResult]:
+    """`mlops drift`: the champion's (or a version's) reference against a file; NoChampion if none."""
+    current = read_current(current_data)
+    reference = find_reference(registry.client(), model_name, reference_version)
+    return reference, current, compare(reference.frame, current, features=reference.features, settings=settings)
+
+
+def drift(
+    current_data: str,
+    table_out: str,
+    report_out: str,
+    plot_out: str,
+    *,
+    settings: DriftSettings,
+    pipeline: str,
+    model_name: str,
+    experiment: str,
+    namespace: str = "default",
+    timezone: str = "UTC",
+    force_retrain: bool = False,
+    run_id: str = "",
+    reference_version: int | None = None,
+    now: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """The pipeline's drift step: compare, write, log, push, and decide whether to retrain."""
+    now = now or dt.datetime.now(dt.UTC)
+    current = read_current(current_data)
+    mlflow = registry.client()
+    reference: Reference | None
+    try:
+        reference = find_reference(mlflow, model_name, reference_version)
+    except NoChampion:
+        if reference_version is not None:
+            raise
+        reference = None
+    result = None
+    if reference is not None:
+        result = compare(reference.frame, current, features=reference.features, settings=settings)
+    key = retrain_key(pipeline, now, timezone)
+    experiment_id = _experiment_id(mlflow, experiment, services.artifact_root(STEP, registry.tracking_uri()))
+    claimed_by = None if force_retrain else _claimed(mlflow, experiment_id, key, run_id)
+    decision = decide(
+        result=result,
+        reference=reference,
+        settings=settings,
+        force=force_retrain,
+        now=now,
+        claimed_by=claimed_by,
+        key=key,
+    )
+    artifacts.write_json(table_out, table(result, decision, reference))
+    write_report(result, report_out, decision["reason"])
+    write_plot(result, reference, current, plot_out, settings.plotted_features)
+    monitoring_run = _log_monitoring_run(
+        mlflow,
+        experiment_id,
+        files={"table": table_out, "report": report_out, "plot": plot_out},
+        result=result,
+        reference=reference,
+        decision=decision,
+        pipeline=pipeline,
+        run_id=run_id,
+    )
+    url = services.settings().pushgateway_url
+    if url and result is not None and reference is not None:
+        push_metrics(url, result, reference, namespace=namespace, pipeline=pipeline, now=now)
+    return {
+        "step": STEP,
+        "retrain": decision["retrain"],
+        "reason": decision["reason"],
+        "retrain_key": key,
+        "drift_share": result.drift_share if result is not None else 0.0,
+        "detected": bool(result is not None and result.detected),
+        "drifted_features": sum(f.drifted for f in result.features) if result is not None else 0,
+        "champion_version": reference.version if reference is not None else 0,
+        "monitoring_run": monitoring_run,
+        "pushed": bool(url and result is not None),
+    }
+
+
+def hold(reason: str) -> dict[str, Any]:
+    """The end of a run that does not retrain: the champion keeps serving, and the reason is said."""
+    print(f"no retrain needed: the champion keeps serving ({reason.removeprefix('no retrain needed: ')})")
+    return {"step": "hold", "retrain": False, "reason": reason}
