@@ -16,6 +16,10 @@ from tests.pod_security import restricted_violations
 MANIFESTS = REPO / "manifests"
 LABEL = "mlops.private-platform.io"
 ALERTS = {
+    "ModelDriftDetected",
+    "DriftMetricsMissing",
+    "DriftMetricsAbsent",
+    "DriftPValueNaN",
     "KServeHighErrorRate",
     "KServeLatencyOverSLO",
     "GPUMemoryNearLimit",
