@@ -1,0 +1,115 @@
+"""Who an alert pages: the model's owner for what the model's data and pipeline do, on-call for the platform.
+
+One routing model, rendered twice: as each tenant's `AlertmanagerConfig` (the Prometheus
+Operator scopes it to the tenant's namespace) and as a plain alertmanager.yml for the loopback
+Alertmanager that `mlops dev up --monitoring` and the tests start. The rules
+(manifests/monitoring/prometheus-rules.yaml) label each alert `owner: model-owner` or
+`owner: platform`; a model-owner alert that names a pipeline goes to that pipeline's `owner`
+(its config.yaml), everything else to the platform's on-call receiver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from components.config import PipelineConfig
+
+ONCALL = "platform-oncall"
+ONCALL_SECRET = {"name": "platform-oncall-webhook", "key": "url"}
+"""The on-call pager's webhook URL, a Secret in each tenant namespace (the platform team sets it)."""
+GROUP_BY = ["alertname", "pipeline", "model"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class OwnerRoute:
+    pipeline: str
+    owner: str
+    namespace: str
+
+    @property
+    def receiver(self) -> str:
+        return f"{self.pipeline}-owner"
+
+    @property
+    def matchers(self) -> dict[str, str]:
+        return {"owner": "model-owner", "pipeline": self.pipeline}
+
+
+def owner_routes(configs: Iterable[PipelineConfig]) -> list[OwnerRoute]:
+    return sorted(
+        (OwnerRoute(pipeline=c.pipeline, owner=c.owner, namespace=c.cluster.namespace) for c in configs),
+        key=lambda route: route.pipeline,
+    )
+
+
+def alertmanager_config(tenant: str, configs: Iterable[PipelineConfig]) -> dict[str, Any]:
+    """The tenant's AlertmanagerConfig: its pipelines' owners by email, the rest to on-call."""
+    routes = [route for route in owner_routes(configs) if route.namespace == tenant]
+    return {
+        "apiVersion": "monitoring.coreos.com/v1alpha1",
+        "kind": "AlertmanagerConfig",
+        "metadata": {
+            "name": "mlops-alert-routing",
+            "namespace": tenant,
+            "labels": {"alertmanagerConfig": "mlops"},
+            "annotations": {"mlops.private-platform.io/generated-by": "make golden (pipelines/alerting.py)"},
+        },
+        "spec": {
+            "route": {
+                "receiver": ONCALL,
+                "groupBy": GROUP_BY,
+                "groupWait": "30s",
+                "groupInterval": "5m",
+                "repeatInterval": "12h",
+                "routes": [
+                    {
+                        "receiver": route.receiver,
+                        "matchers": [{"name": k, "value": v} for k, v in route.matchers.items()],  # equality
+                        "repeatInterval": "24h",  # drift is a daily fact: once a day is enough
+                    }
+                    for route in routes
+                ],
+            },
+            "receivers": [
+                {"name": ONCALL, "webhookConfigs": [{"urlSecret": dict(ONCALL_SECRET), "sendResolved": True}]},
+                *(
+                    {"name": route.receiver, "emailConfigs": [{"to": route.owner, "sendResolved": True}]}
+                    for route in routes
+                ),
+            ],
+        },
+    }
+
+
+def alertmanager_yaml(configs: Iterable[PipelineConfig], webhook_url: str, *, group_wait: str = "1s") -> dict[str, Any]:
+    """The same routes for a plain Alertmanager on a laptop: every receiver is `webhook_url`, the
+    owner's with `?owner=<address>` so what arrives says whom the cluster would have mailed."""
+    routes = owner_routes(configs)
+
+    def webhook(owner: str = "") -> dict[str, Any]:
+        url = f"{webhook_url}?owner={quote(owner)}" if owner else webhook_url
+        return {"webhook_configs": [{"url": url, "send_resolved": True}]} if webhook_url else {}
+
+    return {
+        "route": {
+            "receiver": ONCALL,
+            "group_by": GROUP_BY,
+            "group_wait": group_wait,
+            "group_interval": "5s",
+            "repeat_interval": "12h",
+            "routes": [
+                {
+                    "receiver": route.receiver,
+                    "matchers": [f'{k}="{v}"' for k, v in route.matchers.items()],
+                }
+                for route in routes
+            ],
+        },
+        "receivers": [
+            {"name": ONCALL, **webhook()},
+            *({"name": route.receiver, **webhook(route.owner)} for route in routes),
+        ],
+    }
