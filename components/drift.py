@@ -328,9 +328,12 @@ def retrain_key(pipeline: str, now: dt.datetime, timezone: str) -> str:
     return f"{pipeline}@{now.astimezone(ZoneInfo(timezone)).date().isoformat()}"
 
 
-def _claimed(mlflow: Any, experiment_id: str, key: str, run_id: str) -> str | None:
-    """The workflow that already decided to retrain for `key`; a retry of this step is not another."""
+def _claimed(mlflow: Any, experiment_id: str, key: str, run_id: str, since: dt.datetime | None) -> str | None:
+    """The workflow that already decided to retrain for `key` since the champion was registered
+    (a retrain from before it cannot have answered its drift); a retry of this step is not another."""
     query = f"tags.`mlops.retrain_key` = '{key}' and tags.`mlops.decision` = 'retrain'"
+    if since is not None:
+        query += f" and attributes.start_time > {int(since.timestamp() * 1000)}"
     if run_id:
         query += f" and tags.`mlops.workflow` != '{run_id}'"
     runs = mlflow.search_runs([experiment_id], filter_string=query, max_results=1)
@@ -482,10 +485,9 @@ def drift(
     force_retrain: bool = False,
     run_id: str = "",
     reference_version: int | None = None,
-    now: dt.datetime | None = None,
 ) -> dict[str, Any]:
     """The pipeline's drift step: compare, write, log, push, and decide whether to retrain."""
-    now = now or dt.datetime.now(dt.UTC)
+    now = dt.datetime.now(dt.UTC)
     current = read_current(current_data)
     mlflow = registry.client()
     reference: Reference | None
@@ -500,7 +502,11 @@ def drift(
         result = compare(reference.frame, current, features=reference.features, settings=settings)
     key = retrain_key(pipeline, now, timezone)
     experiment_id = _experiment_id(mlflow, experiment, services.artifact_root(STEP, registry.tracking_uri()))
-    claimed_by = None if force_retrain else _claimed(mlflow, experiment_id, key, run_id)
+    claimed_by = (
+        None
+        if force_retrain
+        else _claimed(mlflow, experiment_id, key, run_id, reference.registered_at if reference else None)
+    )
     decision = decide(
         result=result,
         reference=reference,

@@ -87,6 +87,10 @@ class Stack:
     # (devstack.private_network); False only to show what the side doors give away.
     s3_private_network: bool = True
     admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+    # Prometheus, Pushgateway and Alertmanager beside the stack (`mlops dev up --monitoring`), on
+    # ports base+5..base+7; alerts go to this webhook, if any (devstack.monitoring).
+    monitoring: bool = False
+    alert_webhook: str = ""
 
     # --- files -------------------------------------------------------------------------------
     def folder(self, service: str) -> Path:
@@ -153,7 +157,28 @@ class Stack:
             feast_redis=f"127.0.0.1:{self.ports.redis}",
             offline_store_uri="s3://feast-offline",
             serving_root="s3://models",
+            pushgateway_url=self.monitoring_services().url("pushgateway") if self.monitoring else "",
         )
+
+    def monitoring_services(self) -> Any:
+        """This stack's Prometheus, Pushgateway and Alertmanager (devstack.monitoring.Monitoring)."""
+        from devstack.monitoring import for_pipelines
+        from pipelines.local import available_pipelines
+
+        return for_pipelines(
+            self.root / "monitoring", self.ports.postgres + 5, available_pipelines(), self.alert_webhook
+        )
+
+    def up_monitoring(self, *, echo: bool = False) -> dict[str, float]:
+        self.monitoring = True
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.save()
+        services = self.monitoring_services()
+        timings: dict[str, float] = services.up()
+        if echo:
+            for service, seconds in timings.items():
+                print(f"  {service:<12} up in {seconds:5.1f} s  {services.url(service)}", flush=True)
+        return timings
 
     def credentials(self) -> dict[str, str]:
         """What a pod's Secrets hold on a cluster (components.settings.SECRET_VARIABLES)."""
@@ -196,6 +221,8 @@ class Stack:
     def down(self, services: tuple[str, ...] = SERVICES) -> list[str]:
         """Stop in reverse order by pid; PostgreSQL gets SIGINT (fast shutdown), weed a short grace."""
         stopped = []
+        if self.monitoring and set(services) == set(SERVICES):
+            stopped += self.monitoring_services().down()
         if "redis" in services:
             for config in self.tenant_redis_configs():
                 if process.stop(self.pid_file(config.parent.name)):

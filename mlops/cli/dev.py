@@ -20,6 +20,12 @@ def register(sub: Any, argv: list[str]) -> None:
     dev.add_argument(
         "--tenancy", action="store_true", help="run MLflow's basic-auth app (NO_PERMISSIONS by default) for tenants"
     )
+    dev.add_argument(
+        "--monitoring",
+        action="store_true",
+        help="also Prometheus, Pushgateway and Alertmanager (Debian's), with the platform's rules and alert routes",
+    )
+    dev.add_argument("--alert-webhook", help="with --monitoring: where Alertmanager posts (default: nowhere)")
     dev.set_defaults(handler=_dev)
 
     tenant = sub.add_parser("tenant", help="provision a tenant on the loopback services (S3, PostgreSQL, MLflow)")
@@ -66,6 +72,10 @@ def _dev(args: argparse.Namespace) -> int:
     if args.action == "up":
         print(f"platform services under {stack.root}")
         stack.up(services, echo=True)
+        if args.monitoring:
+            if args.alert_webhook is not None:
+                stack.alert_webhook = args.alert_webhook
+            stack.up_monitoring(echo=True)
         print(f'use them: eval "$(mlops dev env --dir {stack.root})"; then `mlops run fraud` runs on them')
     elif args.action == "down":
         stopped = stack.down(services)

@@ -1,0 +1,212 @@
+"""Drift, end to end on real Prometheus, Pushgateway and Alertmanager (Debian's, on loopback).
+
+The session's fraud run on the platform services (platform_run) registered a version; it is made
+champion here (the canary lifecycle has its own tests). Then the drift step, as a pipeline task
+runs it (`mlops step drift`), compares two windows with the champion's training set:
+- an undrifted control (a sample of the same transactions): no retrain, no alert;
+- a drifted window (`amount` up 60%, 40% of the rows moved to risky merchant categories): the
+  figures reach Prometheus through the Pushgateway, ModelDriftDetected fires, and Alertmanager
+  posts it to the owner's route (the fraud config's `owner`) on a loopback webhook.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+
+from devstack import process
+from devstack.monitoring import Monitoring
+from devstack.stack import Stack
+from pipelines.local import declaration
+from tests.integration.conftest import mlops
+
+pytestmark = pytest.mark.integration
+FRAUD = declaration("fraud").config()
+
+
+class Webhook:
+    """A loopback receiver that keeps what Alertmanager posts, with the query it was posted to."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.received.append({"query": parse_qs(urlparse(self.path).query), "body": body})
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/alerts"
+
+
+@pytest.fixture(scope="module")
+def monitoring(stack: Stack) -> Iterator[tuple[Monitoring, Webhook]]:
+    webhook = Webhook()
+    services = Monitoring(
+        root=stack.root / "monitoring-test",
+        port_base=process.free_port_base(3),
+        configs=(FRAUD,),
+        webhook_url=webhook.url,
+    )
+    try:
+        services.up()
+        yield services, webhook
+    finally:
+        services.down()
+        webhook.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def champion(platform_run: dict[str, Any]) -> Iterator[int]:
+    from mlflow import MlflowClient
+
+    registration = platform_run["registration"]
+    client = MlflowClient(platform_run["env"]["MLFLOW_TRACKING_URI"])
+    client.set_registered_model_alias(registration["model_name"], "champion", str(registration["version"]))
+    try:
+        yield int(registration["version"])
+    finally:  # leave the registry as the other tests found it
+        client.delete_registered_model_alias(registration["model_name"], "champion")
+
+
+def windows(platform_run: dict[str, Any], out: Path) -> dict[str, Path]:
+    raw = max((platform_run["home"] / "data" / "fraud").glob("raw-*.parquet"), key=lambda p: p.stat().st_mtime)
+    control = pd.read_parquet(raw).sample(5000, random_state=3)
+    rng = np.random.default_rng(5)
+    drifted = control.copy()
+    drifted["amount"] = (drifted["amount"] * 1.6).round(2)
+    moved = rng.random(len(drifted)) < 0.4
+    drifted.loc[moved, "merchant_category"] = rng.choice([4, 7, 11], int(moved.sum()))
+    paths = {"control": out / "control.parquet", "drifted": out / "drifted.parquet"}
+    control.to_parquet(paths["control"], index=False)
+    drifted.to_parquet(paths["drifted"], index=False)
+    return paths
+
+
+def drift_step(
+    platform_run: dict[str, Any], pushgateway: str, current: Path, out: Path, run_id: str, *extra: str
+) -> Any:
+    env = {**platform_run["env"], "MLOPS_PUSHGATEWAY_URL": pushgateway}
+    out.mkdir(parents=True, exist_ok=True)
+    return mlops(
+        env, "step", "drift", "--current-data", str(current),
+        "--table-out", str(out / "table.json"), "--report-out", str(out / "report.html"),
+        "--plot-out", str(out / "plot.png"), "--settings", json.dumps(FRAUD.drift.model_dump()),
+        "--pipeline", "fraud", "--model-name", FRAUD.register_.model_name, "--experiment", FRAUD.register_.experiment,
+        "--namespace", FRAUD.cluster.namespace, "--run-id", run_id, *extra,
+    )  # fmt: skip
+
+
+def summary(result: Any) -> dict[str, Any]:
+    assert result.returncode == 0, result.stdout + result.stderr
+    line = next(line for line in reversed(result.stdout.splitlines()) if line.startswith("{"))
+    parsed: dict[str, Any] = json.loads(line)
+    return parsed
+
+
+def query(monitoring: Monitoring, promql: str) -> list[dict[str, Any]]:
+    answer = requests.get(monitoring.url("prometheus") + "/api/v1/query", params={"query": promql}, timeout=5).json()
+    assert answer["status"] == "success", answer
+    result: list[dict[str, Any]] = answer["data"]["result"]
+    return result
+
+
+def wait_for(what: str, check: Any, timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.5)
+    raise AssertionError(f"no {what} after {timeout:.0f} s")
+
+
+def firing(monitoring: Monitoring) -> list[dict[str, Any]]:
+    alerts = requests.get(monitoring.url("prometheus") + "/api/v1/alerts", timeout=5).json()["data"]["alerts"]
+    return [a for a in alerts if a["labels"]["alertname"] == "ModelDriftDetected" and a["state"] == "firing"]
+
+
+def test_drift_reaches_prometheus_and_pages_the_owner_and_the_control_does_not(
+    stack: Stack,
+    platform_run: dict[str, Any],
+    champion: int,
+    monitoring: tuple[Monitoring, Webhook],
+    tmp_path: Path,
+) -> None:
+    services, webhook = monitoring
+    paths = windows(platform_run, tmp_path)
+    pushgateway = services.url("pushgateway")
+
+    # the control first: figures arrive, nothing fires, nothing is posted
+    control = summary(drift_step(platform_run, pushgateway, paths["control"], tmp_path / "control", "wf-control"))
+    assert control["retrain"] is False and control["reason"].startswith("no retrain needed: 0 of 6 features")
+    assert control["champion_version"] == champion and control["pushed"] is True
+    shares = wait_for("control figures", lambda: query(services, 'mlops_drift_share{pipeline="fraud"}'))
+    assert float(shares[0]["value"][1]) == 0.0
+    time.sleep(4)  # several scrape, evaluation and group_wait rounds (1 s each)
+    assert firing(services) == [] and webhook.received == []
+
+    # the drifted window
+    drifted = summary(drift_step(platform_run, pushgateway, paths["drifted"], tmp_path / "drifted", "wf-drifted"))
+    assert drifted["retrain"] is True and drifted["reason"].startswith("drift: 2 of 6 features drifted")
+    table = json.loads((tmp_path / "drifted" / "table.json").read_text())
+    verdicts = {f["feature"]: (f["method"], f["drifted"]) for f in table["features"]}
+    assert verdicts["amount"] == ("ks", True) and verdicts["merchant_category"] == ("chisquare", True)
+    assert (tmp_path / "drifted" / "plot.png").read_bytes()[:4] == b"\x89PNG"
+    assert "<html" in (tmp_path / "drifted" / "report.html").read_text()[:2000].lower()
+
+    series = wait_for(
+        "drifted figures",
+        lambda: [s for s in query(services, 'mlops_drift_share{pipeline="fraud"}') if float(s["value"][1]) > 0],
+    )
+    labels = series[0]["metric"]
+    assert labels["namespace"] == "fraud" and labels["model"] == FRAUD.register_.model_name
+    assert labels["version"] == str(champion)  # honor_labels kept what the step pushed
+    p_values = query(services, 'mlops_feature_drift_p_value{pipeline="fraud", feature="amount"}')
+    assert float(p_values[0]["value"][1]) < FRAUD.drift.p_value_threshold
+
+    alert = wait_for("ModelDriftDetected firing", lambda: firing(services))[0]
+    assert alert["labels"]["owner"] == "model-owner" and alert["labels"]["pipeline"] == "fraud"
+    post = wait_for("the owner's notification", lambda: webhook.received)[0]
+    assert post["body"]["receiver"] == "fraud-owner"
+    assert post["query"]["owner"] == [FRAUD.owner]
+    assert post["body"]["alerts"][0]["labels"]["alertname"] == "ModelDriftDetected"
+    assert "drifted from its training data" in post["body"]["alerts"][0]["annotations"]["summary"]
+
+
+def test_a_second_trigger_the_same_night_does_not_retrain(
+    platform_run: dict[str, Any], champion: int, monitoring: tuple[Monitoring, Webhook], tmp_path: Path
+) -> None:
+    """The drifted window claimed tonight's retrain (the test above); another workflow skips,
+    a retry of the same workflow does not, and --force-retrain always trains."""
+    services, _ = monitoring
+    paths = windows(platform_run, tmp_path)
+    pushgateway = services.url("pushgateway")
+    first = summary(drift_step(platform_run, pushgateway, paths["drifted"], tmp_path / "a", "wf-night-1"))
+    claimant = "wf-night-1" if first["retrain"] else first["reason"].split("already retrained by ")[1]
+    again = summary(drift_step(platform_run, pushgateway, paths["drifted"], tmp_path / "b", "wf-night-2"))
+    assert again["retrain"] is False and f"was already retrained by {claimant}" in again["reason"]
+    retry = summary(drift_step(platform_run, pushgateway, paths["drifted"], tmp_path / "c", claimant))
+    assert retry["retrain"] is True  # the claimant's own retried step decides as before
+    forced = summary(
+        drift_step(platform_run, pushgateway, paths["control"], tmp_path / "d", "wf-forced", "--force-retrain")
+    )
+    assert forced["retrain"] is True and forced["reason"] == "retrain forced (--force-retrain)"
