@@ -16,6 +16,7 @@ OPA_BINDINGS := opa-golib-python-bindings==0.4.4
 
 export MLFLOW_DISABLE_TELEMETRY := true
 export GX_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: services services-down services-install
@@ -83,10 +84,14 @@ compile: install  ## render each reference pipeline for Argo and Kubeflow into b
 	$(BIN)/mlops compile fraud --target argo --out build/fraud
 	$(BIN)/mlops compile fraud --target kfp --out build/fraud
 
-services-install:  ## PostgreSQL 15, PgBouncer and Redis 7 from Debian, when missing (the tests start their own instances)
-	@if ! command -v redis-server >/dev/null || ! command -v pgbouncer >/dev/null || ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then \
-	  echo "installing postgresql redis-server pgbouncer (apt)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server pgbouncer >/dev/null; \
+services-install:  ## PostgreSQL 15, PgBouncer, Redis 7, Prometheus (+promtool), Pushgateway, Alertmanager from Debian, when missing (the tests start their own)
+	@if ! command -v redis-server >/dev/null || ! command -v pgbouncer >/dev/null || ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 \
+	  || ! command -v promtool >/dev/null || ! command -v prometheus-pushgateway >/dev/null || ! command -v prometheus-alertmanager >/dev/null; then \
+	  echo "installing postgresql redis-server pgbouncer prometheus prometheus-pushgateway prometheus-alertmanager (apt)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    postgresql redis-server pgbouncer prometheus prometheus-pushgateway prometheus-alertmanager >/dev/null; \
+	  for unit in prometheus prometheus-pushgateway prometheus-alertmanager prometheus-node-exporter; do \
+	    (service $$unit stop || true) >/dev/null 2>&1; done; \
 	fi
 
 services: install services-install  ## start PostgreSQL, PgBouncer, Redis, S3 (SeaweedFS) and MLflow on loopback under .mlops/services

@@ -213,9 +213,9 @@ def compare(
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
+    _check_columns(current, features, settings.categorical_features)
     categorical = [name for name in features if name in settings.categorical_features]
     numeric = [name for name in features if name not in categorical]
-    _check_columns(current, features, categorical)
     definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
     preset = DataDriftPreset(
         columns=features,

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,6 +25,7 @@ def _promtool() -> str:
     return found
 
 
+@pytest.mark.integration  # Debian's promtool, installed by `make test` (services-install)
 def test_promtool_passes_every_rule_test(tmp_path: Path) -> None:
     document = yaml.safe_load(RULES.read_text())
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": document["spec"]["groups"]}, sort_keys=False))
@@ -36,6 +38,7 @@ def test_promtool_passes_every_rule_test(tmp_path: Path) -> None:
     assert tested.returncode == 0, tested.stdout + tested.stderr
 
 
+@pytest.mark.integration
 def test_promtool_fails_a_wrong_expectation(tmp_path: Path) -> None:
     """The negative control: the same harness fails when an expectation is wrong."""
     document = yaml.safe_load(RULES.read_text())
