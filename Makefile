@@ -76,6 +76,7 @@ bench: install serving-env services-install images-setup  ## step timings, engin
 	$(BIN)/python benchmarks/serving_bench.py
 	$(BIN)/python benchmarks/offline_store_bench.py
 	$(BIN)/python benchmarks/fidelity_bench.py
+	$(BIN)/python benchmarks/drift_bench.py
 
 gpu-check: install  ## train both model types on the GPU and the CPU, print throughput side by side
 	$(BIN)/python benchmarks/gpu_check.py

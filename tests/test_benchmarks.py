@@ -21,6 +21,7 @@ SMOKE = {
     "platform_bench.py": (["--rows", "4000", "--entities", "400", "--iterations", "30"], "one log_batch call"),
     "serving_bench.py": (["--requests", "30", "--seconds", "0.3"], '"serving"'),
     "offline_store_bench.py": (["--rows", "3000"], "equal row for row"),
+    "drift_bench.py": (["--rows", "3000"], "x floor"),
 }
 PROGRESS_BAR = ("Calculating Metrics", "it/s]")
 
