@@ -88,9 +88,8 @@ class Stack:
     s3_private_network: bool = True
     admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     # Prometheus, Pushgateway and Alertmanager beside the stack (`mlops dev up --monitoring`), on
-    # ports base+5..base+7; alerts go to this webhook, if any (devstack.monitoring).
+    # ports base+5..base+7 (devstack.monitoring).
     monitoring: bool = False
-    alert_webhook: str = ""
 
     # --- files -------------------------------------------------------------------------------
     def folder(self, service: str) -> Path:
@@ -160,20 +159,21 @@ class Stack:
             pushgateway_url=self.monitoring_services().url("pushgateway") if self.monitoring else "",
         )
 
-    def monitoring_services(self) -> Any:
+    def monitoring_services(self, alert_routing: dict[str, Any] | None = None) -> Any:
         """This stack's Prometheus, Pushgateway and Alertmanager (devstack.monitoring.Monitoring)."""
-        from devstack.monitoring import for_pipelines
-        from pipelines.local import available_pipelines
+        from devstack.monitoring import Monitoring
 
-        return for_pipelines(
-            self.root / "monitoring", self.ports.postgres + 5, available_pipelines(), self.alert_webhook
-        )
+        services = Monitoring(root=self.root / "monitoring", port_base=self.ports.postgres + 5)
+        if alert_routing is not None:
+            services.alert_routing = alert_routing
+        return services
 
-    def up_monitoring(self, *, echo: bool = False) -> dict[str, float]:
+    def up_monitoring(self, alert_routing: dict[str, Any], *, echo: bool = False) -> dict[str, float]:
+        """Start them with these routes (pipelines.alerting.alertmanager_yaml renders the platform's)."""
         self.monitoring = True
         self.root.mkdir(parents=True, exist_ok=True)
         self.save()
-        services = self.monitoring_services()
+        services = self.monitoring_services(alert_routing)
         timings: dict[str, float] = services.up()
         if echo:
             for service, seconds in timings.items():

@@ -73,9 +73,11 @@ def _dev(args: argparse.Namespace) -> int:
         print(f"platform services under {stack.root}")
         stack.up(services, echo=True)
         if args.monitoring:
-            if args.alert_webhook is not None:
-                stack.alert_webhook = args.alert_webhook
-            stack.up_monitoring(echo=True)
+            from pipelines.alerting import alertmanager_yaml
+            from pipelines.local import available_pipelines, declaration
+
+            configs = [declaration(name).config() for name in available_pipelines()]
+            stack.up_monitoring(alertmanager_yaml(configs, args.alert_webhook or ""), echo=True)
         print(f'use them: eval "$(mlops dev env --dir {stack.root})"; then `mlops run fraud` runs on them')
     elif args.action == "down":
         stopped = stack.down(services)

@@ -28,6 +28,7 @@ import requests
 from devstack import process
 from devstack.monitoring import Monitoring
 from devstack.stack import Stack
+from pipelines.alerting import alertmanager_yaml
 from pipelines.local import declaration
 from tests.integration.conftest import mlops
 
@@ -63,8 +64,7 @@ def monitoring(stack: Stack) -> Iterator[tuple[Monitoring, Webhook]]:
     services = Monitoring(
         root=stack.root / "monitoring-test",
         port_base=process.free_port_base(3),
-        configs=(FRAUD,),
-        webhook_url=webhook.url,
+        alert_routing=alertmanager_yaml((FRAUD,), webhook.url),
     )
     try:
         services.up()
