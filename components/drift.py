@@ -352,7 +352,7 @@ def decide(
 ) -> dict[str, Any]:
     """retrain or not, and the reason a person reads in the run's outputs."""
     if force:
-        return {"retrain": True, "reason": "retrain forced (--force-retrain)", "key": key}
+        return {"retrain": True, "reason": "retrain forced (--force-retrain)", "key": key, "claim": "forced"}
     reasons = []
     if reference is None:
         reasons.append("no champion yet: nothing serves, so train one")
@@ -439,7 +439,8 @@ def _log_monitoring_run(
         "mlops.pipeline": pipeline,
         "mlops.workflow": run_id or "local",
         "mlops.retrain_key": decision["key"],
-        "mlops.decision": "retrain" if decision["retrain"] else "skip",
+        # a forced run is outside the nightly's bookkeeping: it trains, but claims no night
+        "mlops.decision": decision.get("claim", "retrain" if decision["retrain"] else "skip"),
         "mlops.reason": decision["reason"][:5000],
     }
     if reference is not None:

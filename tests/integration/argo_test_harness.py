@@ -276,7 +276,9 @@ def _substitute(text: str, scope: dict[str, str]) -> str:
 
 
 def _when(expression: str) -> bool:
-    """The `when` forms the renderer writes: `A == B` and `A != B` on plain strings."""
+    """The `when` forms the renderer writes: `A == B` and `A != B` on plain strings, joined by &&."""
+    if " && " in expression:
+        return all(_when(clause) for clause in expression.split(" && "))
     for operator in (" == ", " != "):
         if operator in expression:
             left, right = (side.strip() for side in expression.split(operator, 1))

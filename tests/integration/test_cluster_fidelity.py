@@ -157,6 +157,8 @@ def test_happy_path_rides_out_a_tracking_server_outage_with_one_version(
     assert {name: node.phase for name, node in nodes.items()} == {
         "validate": "Succeeded",
         "materialize": "Succeeded",
+        "drift": "Succeeded",  # no champion yet: train one
+        "hold": "Omitted",
         "train": "Succeeded",
         "evaluate": "Succeeded",
         "register": "Succeeded",
@@ -167,7 +169,9 @@ def test_happy_path_rides_out_a_tracking_server_outage_with_one_version(
     codes = [attempt.exit_code for attempt in register.attempts]
     assert codes[0] == 75 and codes[-1] == 0 and all(code == 75 for code in codes[:-1]), codes
     assert "failure: transient (exit 75" in register.attempts[0].stderr_tail
-    assert all(len(node.attempts) == 1 for name, node in nodes.items() if name not in ("register", "notify"))
+    assert all(len(node.attempts) == 1 for name, node in nodes.items() if name not in ("register", "notify", "hold"))
+    assert nodes["drift"].parameters["retrain"] == "true"
+    assert nodes["drift"].parameters["reason"].startswith("no champion yet")
     assert happy_run.exit_handler is not None and happy_run.exit_handler.phase == "Omitted"
     model = fidelity["cfg"].register_.model_name
     (version,) = versions(stack, model)
@@ -224,7 +228,8 @@ def test_happy_path_left_features_in_redis_the_model_in_s3_and_the_repository_un
 def test_the_gate_failing_runs_notify_and_registers_nothing(stack: Stack, fidelity: dict[str, Any]) -> None:
     model = fidelity["cfg"].register_.model_name
     before = len(versions(stack, model))
-    run = fidelity["harness"].run({"gate-threshold": "0.999"})
+    # forced: the happy run claimed tonight's retrain, so the drift step would hold otherwise
+    run = fidelity["harness"].run({"gate-threshold": "0.999", "force-retrain": "true"})
     phases = {name: node.phase for name, node in run.nodes.items()}
     assert phases["evaluate"] == "Succeeded" and run.nodes["evaluate"].parameters["passed"] == "false"
     assert phases["register"] == phases["promote"] == "Omitted"
@@ -424,7 +429,8 @@ def test_the_kfp_ir_runs_through_kfp_locals_docker_runner_on_podman(
     local.init(runner=local.DockerRunner(network_mode="host"), pipeline_root=str(root), raise_on_error=True)
     pipeline = components.load_component_from_file(str(ir))
     started = time.monotonic()
-    pipeline(gate_threshold=float(GATE))  # raw_data: the IR's default, the cluster config's
+    # raw_data: the IR's default, the cluster config's; forced, as the happy run claimed tonight's retrain
+    pipeline(gate_threshold=float(GATE), force_retrain=True)
     print(f"\nKFP IR through DockerRunner on podman: {time.monotonic() - started:.1f} s")
     (run_dir,) = [p for p in root.iterdir() if p.is_dir()]
     registration = json.loads((run_dir / "register" / "registration").read_text())
