@@ -84,6 +84,29 @@ def test_run_registers_then_rerun_reuses_the_version(tmp_path: Path) -> None:
     offline_runs = sorted((tmp_path / "offline" / "fraud").iterdir())
     assert len(offline_runs) == 2 and all((run / "fraud_events.parquet").is_file() for run in offline_runs)
 
+    # As the nightly decides (--if-needed), once v1 is champion: the same data holds, drifted data trains.
+    from mlflow import MlflowClient
+
+    database = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
+    MlflowClient(database, registry_uri=database).set_registered_model_alias("fraud-detector", "champion", "1")
+    held = mlops(tmp_path, "--rows", ROWS, "--if-needed")
+    assert held.returncode == 0, held.stdout + held.stderr
+    assert "drift        no retrain needed: 0 of 6 features drifted" in held.stdout
+    run = latest_run(tmp_path)
+    assert (run / "hold").is_dir() and not (run / "train").exists() and not (run / "register").exists()
+    assert json.loads((run / "drift" / "drift_table").read_text())["reference"]["version"] == 1
+
+    raw = pd.read_parquet(next((tmp_path / "data" / "fraud").glob("raw-*.parquet")))
+    raw["amount"] = (raw["amount"] * 1.6).round(2)
+    raw.loc[raw.index % 5 < 2, "merchant_category"] = 7
+    raw.to_parquet(tmp_path / "drifted.parquet", index=False)
+    retrained = mlops(tmp_path, "--data", str(tmp_path / "drifted.parquet"), "--if-needed")
+    assert retrained.returncode == 0, retrained.stdout + retrained.stderr
+    assert "drift        retrain: drift: 2 of 6 features drifted" in retrained.stdout
+    run = latest_run(tmp_path)
+    assert (run / "train").is_dir() and not (run / "hold").exists()
+    assert registered_versions(tmp_path) == [1, 2]
+
 
 def test_failing_gate_notifies_and_registers_nothing(tmp_path: Path) -> None:
     result = mlops(tmp_path, "--rows", ROWS, "--min-auc", "0.999")
