@@ -13,6 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+IMAGE_VARIABLE = "MLOPS_IMAGE"
+"""The component image a pod runs, set by the Argo and KFP renderings (absent on a laptop); the
+lineage records it (components/lineage.py)."""
+
 AIRGAP_DEFAULTS: dict[str, str] = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "GX_ANALYTICS_ENABLED": "false",

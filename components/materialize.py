@@ -153,6 +153,32 @@ def _feature_names(store: Any, feature_service: str) -> list[str]:
     return [field.name for projection in service.feature_view_projections for field in projection.features]
 
 
+def feature_service_definition(store: Any, feature_service: str) -> dict[str, Any]:
+    """What the feature service serves, without what changes per run (timestamps, the source's
+    path): its projections, and each view's entities, TTL and typed fields. Its sha256 is the
+    lineage's record of the feature definitions."""
+    from google.protobuf.json_format import MessageToDict
+
+    service = store.get_feature_service(feature_service)
+    views = []
+    for projection in service.feature_view_projections:
+        view = store.get_feature_view(projection.name)
+        views.append(
+            {
+                "name": view.name,
+                "entities": sorted(view.entities),
+                "ttl_seconds": int(view.ttl.total_seconds()) if view.ttl else None,
+                "fields": sorted([field.name, str(field.dtype)] for field in view.schema),
+            }
+        )
+    spec = MessageToDict(service.to_proto().spec, preserving_proto_field_name=True)
+    spec.pop("description", None)
+    for projection in spec.get("features", []):  # the sources point at this run's offline data
+        projection.pop("batch_source", None)
+        projection.pop("stream_source", None)
+    return {"service": spec, "views": views}
+
+
 def _historical(store: Any, entity_df: pd.DataFrame, feature_service: str) -> pd.DataFrame:
     """Point-in-time join: in one query on DuckDB, in time-ordered chunks on the file store.
 
@@ -224,8 +250,12 @@ def materialize(
     store_dir: str | None = None,
     store_config: dict[str, Any] | None = None,
     offline_uri: str | None = None,
+    lineage_out: str | None = None,
 ) -> dict[str, Any]:
     """Publish `dataset` to the feature store and write the train and holdout Parquet sets.
+
+    `lineage_out` receives what the sets were made from (components/lineage.py): the dataset's
+    source and digest, the feature service's definition and the point-in-time join's settings.
 
     `feature_repo` is the resolved folder of `settings.feature_repo` (the caller knows where the
     pipeline's package lives); the rest of what to publish is the config's materialize section.
@@ -233,7 +263,9 @@ def materialize(
     project, feature_service, holdout_fraction = settings.project, settings.feature_service, settings.holdout_fraction
     entity_column, timestamp_column = settings.entity_column, settings.timestamp_column
     label_column, request_features = settings.label_column, list(settings.request_features)
-    frame = read_parquet(STEP, dataset, "validated dataset")
+    from components import lineage
+
+    frame = read_parquet(STEP, lineage.data_location(dataset), "validated dataset")
     require_columns(
         STEP, frame, [entity_column, timestamp_column, label_column, *request_features], "validated dataset"
     )
@@ -275,6 +307,33 @@ def materialize(
     artifacts.write_parquet(holdout_out, holdout)
 
     online = _materialize_online(store, frame, timestamp_column, entity_column)
+    if lineage_out is not None:
+        definition = feature_service_definition(store, feature_service)
+        artifacts.write_json(
+            lineage_out,
+            {
+                "datasets": [
+                    lineage.describe(dataset, frame, "raw"),
+                    lineage.describe(train_out, train, "training"),
+                    lineage.describe(holdout_out, holdout, "holdout"),
+                ],
+                "feature_service": {
+                    "name": feature_service,
+                    "sha256": lineage.canonical_sha256(definition),
+                    "definition": definition,
+                },
+                "point_in_time": {
+                    "entity_column": entity_column,
+                    "timestamp_column": timestamp_column,
+                    "label_column": label_column,
+                    "request_features": request_features,
+                    "holdout_fraction": holdout_fraction,
+                    "split": "by time: the latest holdout_fraction of rows is the holdout",
+                    "missing_features": "filled with 0",
+                },
+                "offline_uri": offline,
+            },
+        )
     return {
         "step": STEP,
         "project": project,

@@ -114,6 +114,7 @@ def _log_run(
     tags: dict[str, str],
     pipeline: str,
     train_set: str | None = None,
+    provenance: dict[str, Any] | None = None,
 ) -> tuple[str, str, str]:
     """Log the run and its artifacts; returns (run_id, model source URI, model card URI)."""
     run = client.create_run(experiment_id, tags={**tags, "mlflow.runName": f"{pipeline}-{tags[HASH_TAG][:12]}"})
@@ -135,6 +136,19 @@ def _log_run(
             client.log_artifact(run_id, str(Path(tmp) / "metrics.json"))
             if train_set is not None:
                 _log_reference(client, run_id, train_set, metadata["features"], Path(tmp))
+            if provenance and provenance.get("lineage"):
+                from components import lineage
+
+                lineage.record_on_run(
+                    client,
+                    run_id,
+                    materialized=artifacts.read_json(provenance["lineage"]),
+                    suite_path=provenance.get("suite_path"),
+                    config=provenance.get("config"),
+                    git_commit=tags.get("git_commit"),
+                    model_sha256=tags[HASH_TAG],
+                    scratch=Path(tmp),
+                )
         client.set_terminated(run_id, "FINISHED")
     except Exception:
         client.set_terminated(run_id, "FAILED")
@@ -172,13 +186,17 @@ def register(
     git_commit: str | None = None,
     card: dict[str, Any] | None = None,
     train_set: str | None = None,
+    lineage: str | None = None,
+    suite_path: str | None = None,
+    config: dict[str, Any] | None = None,
     tracking_uri: str | None = None,
     artifact_root: str | None = None,
 ) -> dict[str, Any]:
     """Register the model artifact (idempotent by its sha256); write the registration JSON.
 
     `train_set`, the Parquet the model was trained on, is kept on the run as the drift step's
-    reference (its feature columns only).
+    reference (its feature columns only). `lineage` (materialize's record of the datasets and
+    features), `suite_path` and `config` complete the run's lineage (components/lineage.py).
 
     Where MLflow is comes from the platform settings (components/settings.py) unless a test
     passes `tracking_uri`/`artifact_root`; what to register as is the config's register section.
@@ -230,6 +248,7 @@ def register(
                     git_commit,
                     alias,
                     train_set,
+                    {"lineage": lineage, "suite_path": suite_path, "config": config},
                 )
         except MlflowException as error:
             failure = TransientError if transient_reason(error) else ComponentError
@@ -299,6 +318,7 @@ def _register_locked(
     git_commit: str | None,
     alias: str,
     train_set: str | None = None,
+    provenance: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     _ensure_registered_model(client, model_name, f"Registered by the {pipeline} pipeline.")
     existing = _versions_with_hash(client, model_name, tags[HASH_TAG])
@@ -308,7 +328,9 @@ def _register_locked(
         return {"version": winner.version, "reused": True}
     experiment_id = _experiment_id(client, experiment, root)
     services.check_s3_artifacts(STEP, str(client.get_experiment(experiment_id).artifact_location))
-    run_id, source, card_uri = _log_run(client, experiment_id, model_path, meta, scores, tags, pipeline, train_set)
+    run_id, source, card_uri = _log_run(
+        client, experiment_id, model_path, meta, scores, tags, pipeline, train_set, provenance
+    )
     mine = client.create_model_version(
         model_name,
         source=source,

@@ -102,7 +102,9 @@ def validate(dataset: str, suite_path: str, report_path: str) -> dict[str, Any]:
     report is still written so the failure can be inspected.
     """
     suite_definition = load_suite(suite_path)
-    frame = read_parquet(STEP, dataset, "raw dataset")
+    from components.lineage import data_location
+
+    frame = read_parquet(STEP, data_location(dataset), "raw dataset")
 
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig

@@ -41,6 +41,7 @@ from hera.workflows import (
 from hera.workflows import models as m
 
 from components.config import PipelineConfig
+from components.environment import IMAGE_VARIABLE
 from components.errors import PERMANENT_EXIT_CODE
 from components.settings import CONFIGMAP
 from pipelines.cluster import TRAINING_POOL, secret_environment
@@ -171,7 +172,7 @@ def _container(
             for name in contracts[step.name].parameter_outputs
         ],
         env_from=PLATFORM_SETTINGS,
-        env=_environment(cfg),
+        env=[*_environment(cfg), m.EnvVar(name=IMAGE_VARIABLE, value=spec.image)],  # the lineage records it
         resources=_resources(step),
         retry_strategy=retry_strategy(step),
         node_selector=TRAINING_POOL if gpu else None,

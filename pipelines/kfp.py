@@ -21,6 +21,7 @@ from typing import Any
 from kfp import dsl
 
 from components.config import PipelineConfig
+from components.environment import IMAGE_VARIABLE
 from pipelines.cluster import TRAINING_POOL
 from pipelines.contract import check
 from pipelines.declaration import PipelineDeclaration, RunInputs
@@ -105,6 +106,7 @@ def build_pipeline(
             apply_policies(task, step, retries=retries)
             if cluster:
                 apply_cluster_environment(task, step, cfg)
+                task.set_env_variable(IMAGE_VARIABLE, spec.image)  # the lineage records it
             tasks[step.name] = task
 
         _place(list(spec.steps), 0, tasks, create)

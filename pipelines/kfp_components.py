@@ -30,6 +30,7 @@ def materialize(
     settings: dict,
     train_set: Output[Dataset],
     holdout_set: Output[Dataset],
+    lineage: Output[Artifact],
 ) -> NamedTuple("Outputs", [("features", list)]):  # type: ignore[valid-type]
     from pipelines.runtime import resource, run_step
 
@@ -40,6 +41,7 @@ def materialize(
         *(a.path for a in (train_set, holdout_set)),
         settings=settings,
         run_id=run_id,
+        lineage_out=lineage.path,
     )
     train_set.metadata["rows"] = summary["training_rows"]
     holdout_set.metadata["rows"] = summary["holdout_rows"]
@@ -153,14 +155,17 @@ def register(
     metadata: Input[Artifact],
     metrics: Input[Artifact],
     train_set: Input[Dataset],
+    lineage: Input[Artifact],
     settings: dict,
     card: dict,
     pipeline: str,
     git_commit: str,
+    suite: str,
+    config: dict,
     registration: Output[Artifact],
     model_card: Output[Markdown],
 ) -> None:
-    from pipelines.runtime import run_step
+    from pipelines.runtime import resource, run_step
 
     run_step(
         "components.register:register",
@@ -170,6 +175,9 @@ def register(
         git_commit=git_commit or None,
         card=card,
         train_set=train_set.path,
+        lineage=lineage.path,
+        suite_path=resource(suite),
+        config=config,
     )
 
 

@@ -48,7 +48,7 @@ def training_pipeline(
              when=(RETRAIN,), retry=GPU_COMPUTE, resources=Resources(cpu="2", memory="8Gi")),
         Step(name="register", component="components.register:register",
              inputs={"model": "train.model", "metadata": "train.metadata", "metrics": "evaluate.metrics",
-                     "train_set": "materialize.train_set"},
+                     "train_set": "materialize.train_set", "lineage": "materialize.lineage"},
              when=(RETRAIN, GATE_PASSED), retry=IDEMPOTENT_WRITE, resources=Resources(cpu="1", memory="2Gi")),
         Step(name="promote", component="components.promote:promote",
              inputs={"registration": "register.registration", "model": "train.model"},
@@ -104,6 +104,9 @@ def step_parameters(cfg: PipelineConfig, run: Mapping[str, Any], package: str) -
             "card": cfg.model_card.model_dump(),
             "pipeline": cfg.pipeline,
             "git_commit": run["git_commit"],
+            # what the lineage records: the suite by hash, the config whole (components/lineage.py)
+            "suite": f"{package}/{cfg.validate_.suite}",
+            "config": cfg.model_dump(by_alias=True, mode="json", exclude_none=True),
         },
         # unset settings are left out (KFP parameters cannot be null); the model fills in its defaults
         "promote": {

@@ -162,6 +162,7 @@ def test_settings_from_the_configmap_and_credentials_from_secrets(ir: dict[str, 
         assert configmap["configMapName"] == CONFIGMAP
         assert {k["configMapKey"] for k in configmap["keyToEnv"]} == configmap_keys()
         env = {e["name"]: e["value"] for e in ir["deploymentSpec"]["executors"][executor]["container"].get("env", [])}
-        assert set(env) == {"MLOPS_STEP_RETRY"}, "no endpoint, path or credential is a literal in the IR"
+        assert set(env) == {"MLOPS_STEP_RETRY", "MLOPS_IMAGE"}, "no endpoint, path or credential is a literal in the IR"
+        assert env["MLOPS_IMAGE"] == fraud.DECLARATION.spec.image  # what the lineage records
     gpu = [name for name, settings in platform.items() if "nodeSelector" in settings]
     assert gpu == ["exec-train"]

@@ -1,0 +1,128 @@
+"""Train a registered version again from its recorded lineage, and say whether the bytes match.
+
+1. Read the version's lineage from the registry (components/lineage.py wrote it at register).
+2. Fetch the source dataset by its recorded URI and check its digest before any use: changed
+   or missing bytes stop here with the recorded and found digests.
+3. Run validate -> materialize -> train with the recorded config, on a scratch feature store
+   (nothing reaches the platform's stores, nothing is registered).
+4. Compare the new model's sha256 with the registered one: REPRODUCED, or DIFFERENT with what
+   differs (packages, commit, image, the training set's digest, the feature definitions).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+STEP = "reproduce"
+
+
+@dataclass
+class Reproduction:
+    model: str
+    version: int
+    registered_sha256: str
+    reproduced_sha256: str
+    differences: list[str] = field(default_factory=list)
+
+    @property
+    def same(self) -> bool:
+        return self.registered_sha256 == self.reproduced_sha256
+
+
+def _recorded_documents(mlflow: Any, run_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    from components.errors import ComponentError
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            document = json.loads(Path(mlflow.download_artifacts(run_id, "lineage/lineage.json", tmp)).read_text())
+            config = json.loads(Path(mlflow.download_artifacts(run_id, "lineage/config.json", tmp)).read_text())
+        except Exception as error:
+            raise ComponentError(
+                STEP,
+                f"run {run_id} has no lineage record to reproduce from",
+                "only versions registered with lineage (this release on) can be reproduced",
+            ) from error
+    return document, config
+
+
+def reproduce(model: str, *, version: int | None = None, alias: str | None = None) -> Reproduction:
+    from components import lineage, registry
+    from components.config import parse_config
+    from components.errors import ComponentError
+    from components.materialize import embedded_store_config, materialize
+    from components.register import HASH_TAG
+    from components.train import train
+    from components.validate import validate
+    from pipelines.local import declaration, git_commit
+
+    mlflow = registry.client()
+    number = registry.resolve_version(mlflow, model, version=version, alias=alias)
+    record = mlflow.get_model_version(model, str(number))
+    document, config_data = _recorded_documents(mlflow, record.run_id)
+    cfg = parse_config(config_data, source=f"{model} v{number}'s recorded config")
+    if lineage.canonical_sha256(config_data) != (document.get("config") or {}).get("sha256"):
+        raise ComponentError(STEP, f"{model} v{number}'s recorded config does not match its hash", "re-register it")
+    raw = next(d for d in document["datasets"] if d["name"] == "raw")
+    lineage.verify(raw)  # refuses changed or missing bytes before anything runs
+    pipeline = declaration(cfg.pipeline)
+    folder = pipeline.folder
+    with tempfile.TemporaryDirectory(prefix="mlops-reproduce-") as tmp:
+        scratch = Path(tmp)
+        validate(raw["source"], str(folder / cfg.validate_.suite), str(scratch / "validation.json"))
+        store = scratch / "feast"
+        summary = materialize(
+            raw["source"],
+            str(folder / cfg.materialize.feature_repo),
+            str(scratch / "train.parquet"),
+            str(scratch / "holdout.parquet"),
+            settings=cfg.materialize,
+            run_id="reproduce",
+            store_dir=str(store),
+            store_config=embedded_store_config(store, cfg.materialize.project),
+            offline_uri=str(scratch / "offline" / "events.parquet"),
+            lineage_out=str(scratch / "lineage.json"),
+        )
+        trained = train(
+            str(scratch / "train.parquet"),
+            str(scratch / "model"),
+            str(scratch / "metadata.json"),
+            features=summary["features"],
+            label_column=cfg.materialize.label_column,
+            settings=cfg.train,
+        )
+        fresh = json.loads((scratch / "lineage.json").read_text())
+    result = Reproduction(
+        model=model,
+        version=number,
+        registered_sha256=record.tags.get(HASH_TAG, ""),
+        reproduced_sha256=trained["model_sha256"],
+    )
+    differences = result.differences
+    recorded_sets = {d["name"]: d["digest"] for d in document["datasets"]}
+    for dataset in fresh["datasets"]:
+        if dataset["name"] != "raw" and recorded_sets.get(dataset["name"]) != dataset["digest"]:
+            differences.append(
+                f"{dataset['name']} set digest {dataset['digest'][:12]}, recorded "
+                f"{str(recorded_sets.get(dataset['name']))[:12]}"
+            )
+    if fresh["feature_service"]["sha256"] != document["feature_service"]["sha256"]:
+        differences.append("the feature service's definition changed in the pipeline's feature repo")
+    suite = lineage.file_sha256(folder / cfg.validate_.suite)
+    if suite != (document.get("suite") or {}).get("sha256"):
+        differences.append("the GX suite changed (validation passed with today's suite)")
+    recorded_packages, packages = document.get("packages") or {}, lineage.package_versions()
+    for name in sorted(set(recorded_packages) | set(packages)):
+        if recorded_packages.get(name) != packages.get(name):
+            differences.append(f"package {name}: recorded {recorded_packages.get(name)}, here {packages.get(name)}")
+    commit = git_commit()
+    if document.get("git_commit") and commit and document["git_commit"] != commit:
+        differences.append(f"code: recorded commit {document['git_commit'][:12]}, here {commit[:12]}")
+    image = lineage.image().get("reference", "")
+    recorded_image = (document.get("image") or {}).get("reference", "")
+    if recorded_image != image:
+        differences.append(f"image: recorded {recorded_image or 'none (a laptop)'}, here {image or 'none (a laptop)'}")
+    return result
