@@ -152,9 +152,12 @@ def find_reference(mlflow: Any, model: str, version: int | None = None) -> Refer
 
 
 def read_current(uri: str) -> pd.DataFrame:
-    """The window to compare: Parquet (or CSV, for `mlops drift --current file.csv`)."""
+    """The window to compare: Parquet (or CSV, for `mlops drift --current file.csv`), or the data
+    a DVC pointer names."""
+    from components.lineage import data_location
     from components.tabular import read_parquet
 
+    uri = data_location(uri)
     if str(uri).endswith(".csv"):
         if not artifacts.exists(uri):
             raise ComponentError(STEP, f"current data not found at {uri}", "check the path")

@@ -189,3 +189,59 @@ def test_a_freshly_scaffolded_pipeline_runs_unchanged(tmp_path: Path) -> None:
         assert f"{name}-model version 1 (new)" in result.stdout
     finally:
         shutil.rmtree(target, ignore_errors=True)
+
+
+def test_lineage_of_a_dvc_tracked_dataset_reads_back_and_reproduces_and_tampering_is_refused(tmp_path: Path) -> None:
+    import hashlib
+
+    from pipelines.fraud.data import generate
+
+    data = tmp_path / "transactions.parquet"
+    generate(int(ROWS), 7).to_parquet(data, index=False)
+    md5 = hashlib.md5(data.read_bytes(), usedforsecurity=False).hexdigest()
+    pointer = tmp_path / "transactions.parquet.dvc"  # what `dvc add` writes
+    pointer.write_text(
+        f"outs:\n- md5: {md5}\n  size: {data.stat().st_size}\n  hash: md5\n  path: transactions.parquet\n"
+    )
+    run = mlops(tmp_path / "home", "--data", str(pointer))
+    assert run.returncode == 0, run.stdout + run.stderr
+
+    env = {**os.environ, "MLOPS_HOME": str(tmp_path / "home")}
+    env.pop("MLFLOW_TRACKING_URI", None)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "mlops.cli", *args], cwd=REPO, env=env, capture_output=True,
+                              text=True, timeout=900, check=False)  # fmt: skip
+
+    shown = cli("lineage", "fraud-detector", "--alias", "challenger", "--json")
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    chain = json.loads(shown.stdout)
+    datasets = {d["context"]: d for d in chain["datasets"]}
+    assert set(datasets) == {"source", "training", "holdout"}
+    assert datasets["source"]["source"] == str(pointer) and datasets["source"]["digest"] == md5
+    assert datasets["source"]["digest_kind"] == "dvc-md5" and datasets["source"]["dvc"]["path"] == data.name
+    assert datasets["source"]["rows"] == int(ROWS)
+    assert len(chain["feature_service"]["sha256"]) == 64 and chain["feature_service"]["name"] == "fraud_model_v1"
+    assert chain["point_in_time"]["entity_column"] == "user_id"
+    assert len(chain["suite"]["sha256"]) == 64 and len(chain["config"]["sha256"]) == 64
+    assert chain["git_commit"] and {"mlflow", "feast", "xgboost-cpu"} <= set(chain["packages"])
+    assert cli("lineage", "fraud-detector").stdout.startswith("fraud-detector v1 (alias challenger)")
+
+    reproduced = cli("reproduce", "fraud-detector", "--version", "1")
+    assert reproduced.returncode == 0 and "REPRODUCED" in reproduced.stdout, reproduced.stdout + reproduced.stderr
+    versions = registered_versions(tmp_path / "home")
+    assert versions == [1]  # reproduce registers nothing
+
+    data.write_bytes(data.read_bytes()[:100] + bytes([data.read_bytes()[100] ^ 1]) + data.read_bytes()[101:])
+    tampered = cli("reproduce", "fraud-detector", "--version", "1")
+    assert tampered.returncode == 2 and "has changed: dvc-md5" in tampered.stderr, tampered.stdout + tampered.stderr
+
+
+def test_a_pytorch_mlp_reproduces_byte_for_byte(tmp_path: Path) -> None:
+    run = mlops(tmp_path, "--rows", ROWS, "--model-type", "pytorch_mlp")
+    assert run.returncode == 0, run.stdout + run.stderr
+    env = {**os.environ, "MLOPS_HOME": str(tmp_path)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    command = [sys.executable, "-m", "mlops.cli", "reproduce", "fraud-detector", "--version", "1"]
+    reproduced = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False)
+    assert reproduced.returncode == 0 and "REPRODUCED" in reproduced.stdout, reproduced.stdout + reproduced.stderr
