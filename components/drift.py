@@ -103,14 +103,14 @@ def find_reference(mlflow: Any, model: str, version: int | None = None) -> Refer
     """The champion's (or `version`'s) training set, through the registry alone."""
     from mlflow.exceptions import MlflowException
 
-    try:
-        registered = mlflow.get_registered_model(model)
-    except MlflowException as error:
-        if services.settings().is_platform and "RESOURCE_DOES_NOT_EXIST" not in str(error.error_code):
-            raise
+    # a search, not a get: on a multi-tenant server a tenant's model that does not exist yet is
+    # denied rather than missing, and a search lists only what the caller may read
+    found = mlflow.search_registered_models(filter_string=f"name = '{model}'", max_results=1)
+    if not found:
         raise NoChampion(
             STEP, f"no registered model {model!r} at {registry.tracking_uri()}", "run the pipeline to register one"
-        ) from error
+        )
+    registered = found[0]
     if version is None:
         aliases = dict(registered.aliases or {})
         if registry.CHAMPION not in aliases:

@@ -13,6 +13,8 @@ Argo-specific choices, each closing a known trap:
 - every container gets the namespace's `mlops-platform` ConfigMap through `envFrom` and its
   credentials from Secrets (pipelines/cluster.py): no endpoint or local path in the YAML;
 - artifacts go through the platform's `artifactRepositoryRef`, passed between tasks by key;
+- `depends` on each upstream's `.Succeeded` (not `dependencies`), so a task below a skipped one
+  is Omitted rather than left to resolve outputs that were never made;
 - an exit handler notifies the owner when the run did not succeed;
 - the CronWorkflow sets `startingDeadlineSeconds`, or runs missed while the controller was
   down are silently skipped (argo-workflows#9632), and `concurrencyPolicy: Forbid`; a mutex per
@@ -183,6 +185,14 @@ def _container(
     )
 
 
+def depends(step: Step) -> str | None:
+    """`a.Succeeded && b.Succeeded`: run only after every upstream step succeeded. Not the legacy
+    `dependencies`, under which a task whose upstream was skipped by its `when` still runs and
+    evaluates its own `when`, which then names outputs the skipped task never made (register's
+    `evaluate.passed` on a night drift held) and fails the workflow. Here it is Omitted instead."""
+    return " && ".join(f"{name}.Succeeded" for name in step.upstream()) or None
+
+
 def _task(step: Step, template: Container, parameters: dict[str, Any], contracts: Contracts) -> Task:
     arguments: list[Parameter | m.Artifact] = [
         Parameter(name=_argo_name(name), value=_value(value)) for name, value in parameters.items()
@@ -199,9 +209,7 @@ def _task(step: Step, template: Container, parameters: dict[str, Any], contracts
         f"{{{{tasks.{c.step}.outputs.parameters.{c.output}}}}} == {'true' if c.equals else 'false'}" for c in step.when
     ]
     when = " && ".join(clauses) or None
-    return Task(
-        name=step.name, template=template, arguments=arguments, dependencies=list(step.upstream()) or None, when=when
-    )
+    return Task(name=step.name, template=template, arguments=arguments, depends=depends(step), when=when)
 
 
 def _workflow_arguments(cfg: PipelineConfig) -> list[Parameter]:

@@ -2,7 +2,8 @@
 task in its own podman container, so the fidelity test can see what a cluster would see.
 
 What it does as Argo's controller and executor do, from the rendered YAML alone:
-- walks the DAG: `dependencies`, `when` (after substituting task outputs), the exit handler;
+- walks the DAG: `depends` (`a.Succeeded && b.Succeeded`: false makes the task Omitted), `when`
+  (after substituting task outputs; false makes it Skipped), the exit handler;
 - substitutes `{{workflow.*}}`, `{{inputs.parameters.*}}` and `{{tasks.*.outputs.parameters.*}}`;
 - runs each task in a fresh container of the template's image, with exactly its command, args,
   env (`secretKeyRef` resolved from the Secrets given), `envFrom` (the ConfigMap given), user,
@@ -45,7 +46,7 @@ class Attempt:
 @dataclass
 class Node:
     name: str
-    phase: str = "Pending"  # Succeeded, Failed, Omitted (when false), Skipped (upstream failed)
+    phase: str = "Pending"  # Succeeded, Failed, Skipped (its when was false), Omitted (depends false)
     pod: str = ""
     attempts: list[Attempt] = field(default_factory=list)
     parameters: dict[str, str] = field(default_factory=dict)
@@ -95,7 +96,7 @@ class ArgoTestHarness:
         scope = {f"workflow.parameters.{k}": v for k, v in {**declared, **(parameters or {})}.items()}
         scope |= {"workflow.name": name, "workflow.namespace": self.namespace}
         nodes = self._run_dag(templates[spec["entrypoint"]]["dag"]["tasks"], templates, scope, name)
-        phase = "Succeeded" if all(n.phase in ("Succeeded", "Omitted") for n in nodes.values()) else "Failed"
+        phase = "Succeeded" if all(n.phase in ("Succeeded", "Skipped", "Omitted") for n in nodes.values()) else "Failed"
         exit_node = None
         if spec.get("onExit"):
             failures = ", ".join(n.name for n in nodes.values() if n.phase == "Failed")
@@ -110,22 +111,21 @@ class ArgoTestHarness:
         nodes = {task["name"]: Node(task["name"]) for task in tasks}
         pending = list(tasks)
         while pending:
-            ready = [t for t in pending if all(nodes[d].phase != "Pending" for d in t.get("dependencies", []))]
+            ready = [t for t in pending if all(nodes[d].phase != "Pending" for d in _depends(t))]
             if not ready:
                 raise ValueError("the DAG has a cycle or a dependency on a missing task")
             for task in ready:
                 pending.remove(task)
                 node = nodes[task["name"]]
-                upstream = [nodes[d] for d in task.get("dependencies", [])]
-                if any(n.phase in ("Failed", "Skipped") for n in upstream):
-                    node.phase = "Skipped"  # Argo's default depends logic: a failed dependency stops the branch
+                if any(nodes[d].phase != "Succeeded" for d in _depends(task)):
+                    node.phase = "Omitted"  # Argo: a false `depends` omits the task, its `when` unread
                     continue
                 task_scope = dict(scope)
                 for other in nodes.values():
                     for key, value in other.parameters.items():
                         task_scope[f"tasks.{other.name}.outputs.parameters.{key}"] = value
                 if "when" in task and not _when(_substitute(task["when"], task_scope)):
-                    node.phase = "Omitted"
+                    node.phase = "Skipped"  # Argo: a false `when` skips the task
                     continue
                 self._run_task(task, templates[task["template"]], task_scope, nodes, node, workflow)
         return nodes
@@ -273,6 +273,14 @@ def _substitute(text: str, scope: dict[str, str]) -> str:
         return scope[match.group(1)]
 
     return PLACEHOLDER.sub(value, text)
+
+
+def _depends(task: dict[str, Any]) -> list[str]:
+    """The upstream tasks of the only `depends` form the renderer writes: `a.Succeeded && b.Succeeded`."""
+    clauses = task.get("depends", "").split(" && ") if task.get("depends") else []
+    if any(not clause.endswith(".Succeeded") for clause in clauses):
+        raise ValueError(f"unsupported depends expression {task['depends']!r}")
+    return [clause.removesuffix(".Succeeded") for clause in clauses]
 
 
 def _when(expression: str) -> bool:

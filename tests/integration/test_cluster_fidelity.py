@@ -158,12 +158,12 @@ def test_happy_path_rides_out_a_tracking_server_outage_with_one_version(
         "validate": "Succeeded",
         "materialize": "Succeeded",
         "drift": "Succeeded",  # no champion yet: train one
-        "hold": "Omitted",
+        "hold": "Skipped",  # its `when` (retrain == false) was false
         "train": "Succeeded",
         "evaluate": "Succeeded",
         "register": "Succeeded",
         "promote": "Succeeded",
-        "notify": "Omitted",
+        "notify": "Skipped",
     }
     register = nodes["register"]
     codes = [attempt.exit_code for attempt in register.attempts]
@@ -172,7 +172,7 @@ def test_happy_path_rides_out_a_tracking_server_outage_with_one_version(
     assert all(len(node.attempts) == 1 for name, node in nodes.items() if name not in ("register", "notify", "hold"))
     assert nodes["drift"].parameters["retrain"] == "true"
     assert nodes["drift"].parameters["reason"].startswith("no champion yet")
-    assert happy_run.exit_handler is not None and happy_run.exit_handler.phase == "Omitted"
+    assert happy_run.exit_handler is not None and happy_run.exit_handler.phase == "Skipped"
     model = fidelity["cfg"].register_.model_name
     (version,) = versions(stack, model)
     assert version.source.startswith(f"s3://mlflow-artifacts/{TENANT}/"), version.source
@@ -232,7 +232,7 @@ def test_the_gate_failing_runs_notify_and_registers_nothing(stack: Stack, fideli
     run = fidelity["harness"].run({"gate-threshold": "0.999", "force-retrain": "true"})
     phases = {name: node.phase for name, node in run.nodes.items()}
     assert phases["evaluate"] == "Succeeded" and run.nodes["evaluate"].parameters["passed"] == "false"
-    assert phases["register"] == phases["promote"] == "Omitted"
+    assert phases["register"] == phases["promote"] == "Skipped"
     assert phases["notify"] == "Succeeded" and run.phase == "Succeeded"
     assert len(versions(stack, model)) == before
 
@@ -248,7 +248,7 @@ def test_bad_data_stops_at_validate_with_exit_2_and_is_never_retried(stack: Stac
     validate = run.nodes["validate"]
     assert validate.phase == "Failed" and [a.exit_code for a in validate.attempts] == [2]
     assert "expect_column_values_to_not_be_null on column 'is_fraud'" in validate.attempts[0].stderr_tail
-    assert all(run.nodes[name].phase == "Skipped" for name in ("materialize", "train", "evaluate"))
+    assert all(run.nodes[name].phase == "Omitted" for name in ("materialize", "drift", "train", "evaluate"))
     assert run.phase == "Failed"
     assert run.exit_handler is not None and run.exit_handler.phase == "Succeeded"
 

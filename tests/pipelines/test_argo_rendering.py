@@ -72,7 +72,14 @@ def test_argo_and_kfp_dags_agree(rendered: dict[str, dict[str, Any]], tmp_path: 
     kfp = flatten(next(yaml.safe_load_all((tmp_path / "ir.yaml").read_text())))
     argo = dag_tasks(rendered["WorkflowTemplate"])
     assert set(argo) == set(kfp)
-    argo_edges = {(dep, name) for name, task in argo.items() for dep in task.get("dependencies", [])}
+    argo_edges = {
+        (clause.removesuffix(".Succeeded"), name)
+        for name, task in argo.items()
+        for clause in (task["depends"].split(" && ") if task.get("depends") else [])
+    }
+    assert all(
+        c.endswith(".Succeeded") for t in argo.values() for c in (t.get("depends") or "x.Succeeded").split(" && ")
+    )
     kfp_edges = {(dep, name) for name, task in kfp.items() for dep in task["deps"]}
     assert closure(argo_edges) == closure(kfp_edges)
     for name, task in argo.items():
