@@ -240,7 +240,7 @@ def main() -> int:
         done = subprocess.run(
             [
                 *(sys.executable, "-m", "mlops.cli", "run", "fraud", "--data", str(raw), "--rows", str(engine_rows)),
-                *("--gate-threshold", str(cfg.evaluate.threshold)),
+                *("--gate-threshold", str(cfg.evaluate.threshold), "--no-cache"),
             ],
             cwd=REPO,
             env=env,

@@ -36,7 +36,7 @@ def kfp_local_times(stack: Stack, rows: int, home: Path) -> tuple[dict[str, floa
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "mlops.cli", "run", "fraud", "--rows", str(rows),
-         "--set", "materialize.project=bench_kfp"],
+         "--set", "materialize.project=bench_kfp", "--no-cache"],
         cwd=REPO, env=env, capture_output=True, text=True, check=False, timeout=3600,
     )  # fmt: skip
     total = time.perf_counter() - started

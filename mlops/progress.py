@@ -14,6 +14,7 @@ from typing import IO
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 EXECUTING = re.compile(r"Executing task '([\w-]+)'")
 FINISHED = re.compile(r"Task '([\w-]+)' finished with status (\w+)")
+CACHE_HIT = re.compile(r"Task ([\w-]+) cache hit \(key=(\w+)\)")
 FAILURE_CLASS = re.compile(r"failure: (\w+) \(exit (\d+)")
 
 
@@ -25,6 +26,8 @@ class StepProgress:
         self.started: dict[str, float] = {}
         self.summaries: dict[str, dict[str, object]] = {}
         self.errors: list[str] = []
+        self.cached: set[str] = set()
+        """Steps kfp.local answered from its cache (same key: data digest, arguments, code)."""
         self.failure_exit_code: int | None = None
         """The exit code of the failed step's class (components/errors.py), when it printed one."""
         self._in_error = False
@@ -37,6 +40,10 @@ class StepProgress:
             self.errors = []
             self._in_error = False
             self.emit(f"  ... {match.group(1)}")
+            return
+        if match := CACHE_HIT.search(line):
+            self.cached.add(match.group(1))
+            self.emit(f"  ok   {match.group(1):<12}    -    cached: inputs unchanged (data digest, arguments, code)")
             return
         if match := FINISHED.search(line):
             step, status = match.groups()

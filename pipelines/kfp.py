@@ -44,7 +44,9 @@ def apply_policies(task: Any, step: Step, *, retries: bool = True) -> None:
     if step.resources.gpu:
         task.set_accelerator_type("nvidia.com/gpu")
         task.set_accelerator_limit(step.resources.gpu)
-    task.set_caching_options(step.caching)
+    # KFP's own key is the inputs as written: an unchanged URI over new bytes would hit. Only a
+    # key built from the data's digest may enable the cache (build_pipeline's cache_keys).
+    task.set_caching_options(False)
     task.set_display_name(step.name)
 
 
@@ -81,12 +83,18 @@ def _identity(keys: set[str]) -> dict[str, str]:
 
 
 def build_pipeline(
-    declaration: PipelineDeclaration, cfg: PipelineConfig, *, retries: bool = True, cluster: bool = False
+    declaration: PipelineDeclaration,
+    cfg: PipelineConfig,
+    *,
+    retries: bool = True,
+    cluster: bool = False,
+    cache_keys: dict[str, str] | None = None,
 ) -> Callable[..., Any]:
     """The KFP pipeline function of `spec`, with plain arguments taken from `declaration`.
 
     `cluster=True` renders for Kubeflow: cluster defaults for the run inputs and each task's
-    environment and Secrets; local runs leave both out.
+    environment and Secrets; local runs leave both out. `cache_keys` (pipelines/caching.py)
+    turns on the cache of the steps it names, each under its own key.
     """
     spec = declaration.spec
     ops = _components(spec)
@@ -104,6 +112,8 @@ def build_pipeline(
             for name in step.after:
                 task.after(tasks[name])
             apply_policies(task, step, retries=retries)
+            if cache_keys and step.name in cache_keys:
+                task.set_caching_options(True, cache_key=cache_keys[step.name])
             if cluster:
                 apply_cluster_environment(task, step, cfg)
                 task.set_env_variable(IMAGE_VARIABLE, spec.image)  # the lineage records it

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import os
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,13 +111,14 @@ def run_local(
     home: Path | None = None,
     retries: bool = False,
     force_retrain: bool = True,
+    cache: bool = True,
 ) -> LocalRun:
     """Run the pipeline through kfp.local; raises RuntimeError naming the failed task.
 
     kfp.local retries every failure, including a deterministic data error, so local runs fail
     fast unless `retries` asks for the declared policies.
     """
-    from kfp import local
+    from kfp import dsl, local
 
     from pipelines.kfp import build_pipeline
 
@@ -125,12 +128,25 @@ def run_local(
     data = raw_data or synthetic_dataset(name, cfg, root)
     pipeline_root = root / "kfp-runs"
     pipeline_root.mkdir(parents=True, exist_ok=True)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root), raise_on_error=True)
-    pipeline = build_pipeline(pipeline_declaration, cfg, retries=retries)
+    inputs = run_inputs(cfg, data, force_retrain=force_retrain)
+    cache_keys = None
+    if cache:
+        from pipelines.caching import step_keys
+
+        parameters = pipeline_declaration.step_parameters(cfg, {**inputs, "run_id": dsl.PIPELINE_JOB_NAME_PLACEHOLDER})
+        cache_keys = step_keys(pipeline_declaration, parameters, str(data))
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(pipeline_root),
+        raise_on_error=True,
+        enable_caching=cache,
+        cache_root=str(root / "kfp-cache"),
+    )
+    pipeline = build_pipeline(pipeline_declaration, cfg, retries=retries, cache_keys=cache_keys)
     before = set(pipeline_root.iterdir())
     started = time.perf_counter()
     try:
-        pipeline(**run_inputs(cfg, data, force_retrain=force_retrain))
+        pipeline(**inputs)
     finally:
         seconds = time.perf_counter() - started
     run_dirs = sorted(set(pipeline_root.iterdir()) - before, key=lambda p: p.stat().st_mtime)
@@ -141,6 +157,21 @@ def run_local(
         if task_dir.is_dir():
             result.outputs[step.name] = {output: task_dir / output for output in _artifact_outputs(step)}
     return result
+
+
+class _CacheHits(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "cache hit" in record.getMessage()
+
+
+def _report_cache_hits() -> None:
+    """kfp.local says a task was served from its cache only through the root logger at INFO;
+    pass those lines (and only those) to the output `mlops run` reads."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.addFilter(_CacheHits())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
 
 
 def _main(argv: list[str] | None = None) -> int:
@@ -156,8 +187,10 @@ def _main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data")
     parser.add_argument("--retries", action="store_true")
     parser.add_argument("--if-needed", action="store_true")
+    parser.add_argument("--no-cache", action="store_true")
     args = parser.parse_args(argv)
     cfg = parse_config(json.loads(args.config_json), source="--config-json")
+    _report_cache_hits()
     outcome: dict[str, Any] = {"ok": False}
     try:
         run = run_local(
@@ -166,6 +199,7 @@ def _main(argv: list[str] | None = None) -> int:
             raw_data=Path(args.data) if args.data else None,
             retries=args.retries,
             force_retrain=not args.if_needed,
+            cache=not args.no_cache,
         )
         outcome = {"ok": True}
     except RuntimeError as error:

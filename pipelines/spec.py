@@ -105,7 +105,9 @@ class Step:
     retry: RetryPolicy
     resources: Resources
     caching: bool = False
-    """Reuse a previous result for identical inputs; off for steps that write to shared stores."""
+    """Reuse a previous result when the step's cache key is unchanged (pipelines/caching.py: the
+    data's digest, the step's arguments, the code, the image); off for steps that read or write
+    the registry, whose state is no input."""
     when: tuple[Condition, ...] = ()
     """Run only when every condition holds, outermost first: KFP nests one dsl.If per condition,
     Argo joins them with &&. A step below a conditional one repeats its conditions, so a

@@ -31,10 +31,10 @@ def training_pipeline(
     # A step a paragraph: component, wiring, condition, retry class, resources.
     # fmt: off
     steps = (
-        Step(name="validate", component="components.validate:validate",
+        Step(name="validate", component="components.validate:validate", caching=True,
              retry=IO_BOUND, resources=Resources(cpu="2", memory="4Gi")),
         # the online store is refreshed every night, retrain or not
-        Step(name="materialize", component="components.materialize:materialize", after=("validate",),
+        Step(name="materialize", component="components.materialize:materialize", after=("validate",), caching=True,
              retry=IO_BOUND, resources=Resources(cpu="2", memory="8Gi")),
         Step(name="drift", component="components.drift:drift", after=("validate",),
              retry=IO_BOUND, resources=Resources(cpu="2", memory="8Gi")),
@@ -42,10 +42,10 @@ def training_pipeline(
              when=(NO_RETRAIN,), retry=ROLLOUT, resources=Resources(cpu="100m", memory="128Mi")),
         Step(name="train", component="components.train:train",
              inputs={"train_set": "materialize.train_set", "features": "materialize.features"},
-             when=(RETRAIN,), retry=GPU_COMPUTE, resources=train_resources),
+             when=(RETRAIN,), caching=True, retry=GPU_COMPUTE, resources=train_resources),
         Step(name="evaluate", component="components.evaluate:evaluate",
              inputs={"model": "train.model", "metadata": "train.metadata", "holdout_set": "materialize.holdout_set"},
-             when=(RETRAIN,), retry=GPU_COMPUTE, resources=Resources(cpu="2", memory="8Gi")),
+             when=(RETRAIN,), caching=True, retry=GPU_COMPUTE, resources=Resources(cpu="2", memory="8Gi")),
         Step(name="register", component="components.register:register",
              inputs={"model": "train.model", "metadata": "train.metadata", "metrics": "evaluate.metrics",
                      "train_set": "materialize.train_set", "lineage": "materialize.lineage"},

@@ -68,6 +68,15 @@ def test_run_registers_then_rerun_reuses_the_version(tmp_path: Path) -> None:
     second = mlops(tmp_path, "--rows", ROWS)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "fraud-detector version 1 (reused (same artifact sha256))" in second.stdout
+    # the same data, config and code: every step before register is answered from the cache
+    cached = {line.split()[1] for line in second.stdout.splitlines() if "cached: inputs unchanged" in line}
+    assert cached == {"validate", "materialize", "train", "evaluate"}, second.stdout
+    assert "  ... validate" not in second.stdout and "  ... register" in second.stdout
+    # a config change re-runs from the first step it affects (evaluate's decision threshold)
+    changed = mlops(tmp_path, "--rows", ROWS, "--set", "evaluate.decision_threshold=0.4")
+    assert changed.returncode == 0, changed.stdout + changed.stderr
+    cached = {line.split()[1] for line in changed.stdout.splitlines() if "cached: inputs unchanged" in line}
+    assert cached == {"validate", "materialize", "train"} and "  ... evaluate" in changed.stdout
     assert registered_versions(tmp_path) == [1]
     # every piece of state stayed under MLOPS_HOME
     assert {p.name for p in tmp_path.iterdir()} <= {
@@ -75,14 +84,16 @@ def test_run_registers_then_rerun_reuses_the_version(tmp_path: Path) -> None:
         "feast",
         "mlflow",
         "kfp-runs",
+        "kfp-cache",
         "kfp-workspace",
         "serving",
         "logs",
         "offline",
     }
-    # the offline store keeps each run's validated data, keyed by project and run
+    # the offline store keeps each run's validated data, keyed by project and run (the cached
+    # runs wrote none: their data was already there)
     offline_runs = sorted((tmp_path / "offline" / "fraud").iterdir())
-    assert len(offline_runs) == 2 and all((run / "fraud_events.parquet").is_file() for run in offline_runs)
+    assert len(offline_runs) == 1 and all((run / "fraud_events.parquet").is_file() for run in offline_runs)
 
     # As the nightly decides (--if-needed), once v1 is champion: the same data holds, drifted data trains.
     from mlflow import MlflowClient
@@ -102,6 +113,7 @@ def test_run_registers_then_rerun_reuses_the_version(tmp_path: Path) -> None:
     raw.to_parquet(tmp_path / "drifted.parquet", index=False)
     retrained = mlops(tmp_path, "--data", str(tmp_path / "drifted.parquet"), "--if-needed")
     assert retrained.returncode == 0, retrained.stdout + retrained.stderr
+    assert "cached" not in retrained.stdout  # new bytes: every step runs
     assert "drift        retrain: drift: 2 of 6 features drifted" in retrained.stdout
     run = latest_run(tmp_path)
     assert (run / "train").is_dir() and not (run / "hold").exists()

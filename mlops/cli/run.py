@@ -36,6 +36,11 @@ def register(sub: Any, argv: list[str]) -> None:
         help="train only when the drift step finds a reason (drift, the champion's age), as the nightly does;"
         " default: a local run always trains",
     )
+    run.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="run every step, even those whose cache key (data digest, arguments, code) is unchanged",
+    )
     run.add_argument("--verbose", action="store_true", help="print kfp.local's whole output, not just progress")
     run.set_defaults(handler=_run_pipeline)
 
@@ -191,6 +196,8 @@ def _run_pipeline(args: argparse.Namespace) -> int:
             command.append("--retries")
         if args.if_needed:
             command.append("--if-needed")
+        if args.no_cache:
+            command.append("--no-cache")
         started = time.perf_counter()
         code = run_streaming(command, log_path, progress, args.verbose)
         seconds = time.perf_counter() - started
@@ -250,6 +257,9 @@ def _print_summary(pipeline: str, result: dict[str, Any], progress: Any, seconds
             f"  notify       gate failed ({n['metric']} {n['value']:.4f} vs {n['threshold']}): nothing registered; "
             f"notice for {n['owner']}: {outputs.get('notify', {}).get('notice_markdown')}"
         )
+    if progress.cached:
+        steps = ", ".join(sorted(progress.cached))
+        print(f"  cached       {steps}: same data digest, arguments and code as a run before (--no-cache runs them)")
     if not result.get("ok") and progress.errors:
         print("  error        " + "\n               ".join(progress.errors))
     print(f"  outputs      {result.get('run_dir', '-')}")

@@ -1,0 +1,77 @@
+"""Step cache keys: a step whose inputs are unchanged is not run again.
+
+A step's key is the sha256 of what its result depends on, and of nothing else:
+- the data's digest (the sha256 of the dataset's bytes, or the md5 a DVC pointer records), never
+  its path: the same path with new bytes is new data;
+- the step's own arguments (its section of the config), the keys of the steps it reads from, and
+  the code (a fingerprint of components/ and pipelines/, so an uncommitted edit counts), the image
+  and the package versions;
+- the platform's non-secret settings, so a run against other stores does not reuse a result
+  written into the old ones.
+Only steps declared `caching=True` get a key (pipelines/standard.py: validate, materialize, train,
+evaluate); drift reads the registry, register and promote write to it, so they always run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pipelines.declaration import PipelineDeclaration
+
+ROOTS = ("components", "pipelines")
+SUFFIXES = {".py", ".json", ".yaml", ".yml"}
+
+
+def code_fingerprint() -> str:
+    """sha256 over the source of components/ and pipelines/ (paths and bytes, in a fixed order)."""
+    repo = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for root in ROOTS:
+        for path in sorted((repo / root).rglob("*")):
+            if path.suffix in SUFFIXES and "__pycache__" not in path.parts and "golden" not in path.parts:
+                digest.update(str(path.relative_to(repo)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def data_digest(uri: str) -> str:
+    from components import lineage
+
+    if uri.endswith(".dvc"):
+        return "dvc-md5:" + str(lineage.read_dvc_pointer(uri)["md5"])
+    return "sha256:" + lineage.file_sha256(uri)
+
+
+def step_keys(
+    declaration: PipelineDeclaration, parameters: Mapping[str, Mapping[str, Any]], raw_data: str
+) -> dict[str, str]:
+    """The cache key of each cacheable step of one run."""
+    from components import lineage
+    from components.environment import IMAGE_VARIABLE
+    from components.settings import environment, from_environment
+
+    base = {
+        "data": data_digest(raw_data),
+        "code": code_fingerprint(),
+        "image": os.environ.get(IMAGE_VARIABLE, ""),
+        "packages": lineage.package_versions(),
+        "platform": environment(from_environment()),
+    }
+    keys: dict[str, str] = {}
+    for step in declaration.spec.steps:
+        if not step.caching:
+            continue
+        upstream = {name: keys.get(name, "not cached") for name in step.upstream()}
+        keys[step.name] = lineage.canonical_sha256(
+            {
+                "base": base,
+                "step": step.name,
+                "component": step.component,
+                "parameters": parameters[step.name],
+                "upstream": upstream,
+            }
+        )
+    return keys
