@@ -136,6 +136,14 @@ def verify(record: DatasetRecord) -> str:
     return location
 
 
+def data_digest(uri: str) -> str:
+    """One word naming a dataset's bytes, usable in cache keys and ConfigMap keys:
+    `sha256-<hex>` of the bytes, or `dvc-md5-<hex>` for a DVC pointer."""
+    if uri.endswith(".dvc"):
+        return "dvc-md5-" + str(read_dvc_pointer(uri)["md5"])
+    return "sha256-" + file_sha256(uri)
+
+
 def package_versions() -> dict[str, str]:
     found = {}
     for name in PACKAGES:

@@ -102,7 +102,7 @@ def validate(dataset: str, suite_path: str, report_path: str) -> dict[str, Any]:
     report is still written so the failure can be inspected.
     """
     suite_definition = load_suite(suite_path)
-    from components.lineage import data_location
+    from components.lineage import data_digest, data_location
 
     frame = read_parquet(STEP, data_location(dataset), "raw dataset")
 
@@ -143,6 +143,7 @@ def validate(dataset: str, suite_path: str, report_path: str) -> dict[str, Any]:
         "suite": suite_definition["name"],
         "rows": len(frame),
         "evaluated_expectations": len(results),
+        "data_digest": data_digest(dataset),  # what the cache keys of the steps after it start from
         "failed_expectations": failures,
     }
     artifacts.write_json(report_path, summary)

@@ -25,7 +25,9 @@ Argo-specific choices, each closing a known trap:
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from typing import Any
 
 from hera.workflows import (
@@ -114,6 +116,65 @@ def _environment(cfg: PipelineConfig) -> list[m.EnvVar]:
     ]
 
 
+CACHE_CONFIGMAP = "mlops-step-cache"
+"""Argo's memoization cache in each pipelines namespace (rendered into manifests/ by make golden)."""
+CACHE_MAX_AGE = "720h"
+RUN_INPUT = re.compile(r"\{\{workflow\.parameters\.([\w-]+)\}\}")
+
+
+def step_cache(namespace: str) -> dict[str, Any]:
+    """The ConfigMap Argo's controller keeps memoized step outputs in, one per pipelines namespace."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": CACHE_CONFIGMAP,
+            "namespace": namespace,
+            "labels": {"workflows.argoproj.io/configmap-type": "Cache", "app.kubernetes.io/part-of": "private-mlops"},
+            "annotations": {
+                "mlops.private-platform.io/generated-by": "make golden (pipelines/argo.py: step_cache)",
+                "mlops.private-platform.io/keys": "<step>-<arguments sha>-<data digest>-<commit>[-<run inputs>]",
+            },
+        },
+        "data": {},
+    }
+
+
+def _ancestors(spec: PipelineSpec, step: Step) -> list[Step]:
+    seen: dict[str, Step] = {}
+    pending = list(step.upstream())
+    while pending:
+        name = pending.pop()
+        if name not in seen:
+            seen[name] = spec.step(name)
+            pending.extend(seen[name].upstream())
+    return [seen[name] for name in sorted(seen)]
+
+
+def cache_key(
+    spec: PipelineSpec, step: Step, parameters: dict[str, dict[str, Any]], contracts: Contracts
+) -> str | None:
+    """The memoization key of a cacheable step, the same facts as a local run's (pipelines/caching.py):
+    the data's digest (an output of the step that read the data), the commit, the run inputs the
+    step reads, and a hash of its own and its ancestors' components and arguments and the image.
+    The URI of the data is not in it: new bytes at the same URI are new data."""
+    digest_steps = [name for name, contract in contracts.items() if "data_digest" in contract.parameter_outputs]
+    lineage = [step, *_ancestors(spec, step)]
+    if not step.caching or not digest_steps or not any(s.name == digest_steps[0] for s in lineage[1:]):
+        return None
+    static = {s.name: {"component": s.component, "parameters": parameters[s.name]} for s in lineage}
+    text = json.dumps({"steps": static, "image": spec.image}, sort_keys=True)
+    inputs = sorted(set(RUN_INPUT.findall(json.dumps(parameters[step.name]))) - {"raw-data", "git-commit"})
+    parts = [
+        step.name,
+        hashlib.sha256(text.encode()).hexdigest()[:16],
+        f"{{{{tasks.{digest_steps[0]}.outputs.parameters.data_digest}}}}",
+        "{{workflow.parameters.git-commit}}",
+        *(f"{{{{workflow.parameters.{name}}}}}" for name in inputs),
+    ]
+    return "-".join(parts)
+
+
 def template_metrics(spec: PipelineSpec, step: Step, cfg: PipelineConfig, contracts: Contracts) -> list[Gauge] | None:
     """The drift figures as Argo template metrics too (the Pushgateway is the other path): gauges
     of the step's output parameters, labelled like the pushed series. Argo adds its own
@@ -152,7 +213,13 @@ def template_metrics(spec: PipelineSpec, step: Step, cfg: PipelineConfig, contra
 
 
 def _container(
-    spec: PipelineSpec, step: Step, parameters: dict[str, Any], cfg: PipelineConfig, contracts: Contracts
+    spec: PipelineSpec,
+    step: Step,
+    parameters: dict[str, Any],
+    cfg: PipelineConfig,
+    contracts: Contracts,
+    *,
+    memoized: bool = False,
 ) -> Container:
     artifact_inputs = [name for name, ref in step.inputs.items() if not is_parameter(contracts, ref)]
     parameter_inputs = [name for name, ref in step.inputs.items() if is_parameter(contracts, ref)]
@@ -167,7 +234,15 @@ def _container(
         command=["mlops", "task", spec.name, step.name],
         args=args,
         inputs=[Artifact(name=name, path=f"{IN}/{name}") for name in artifact_inputs]
-        + [Parameter(name=_argo_name(name)) for name in plain + parameter_inputs],
+        + [Parameter(name=_argo_name(name)) for name in plain + parameter_inputs]
+        + ([Parameter(name="cache-key")] if memoized else []),
+        memoize=m.Memoize(
+            key="{{inputs.parameters.cache-key}}",
+            max_age=CACHE_MAX_AGE,
+            cache=m.Cache(config_map=m.LocalObjectReference(name=CACHE_CONFIGMAP)),
+        )
+        if memoized
+        else None,
         outputs=[Artifact(name=name, path=f"{OUT}/{name}") for name in contracts[step.name].artifact_outputs]
         + [
             Parameter(name=name, value_from=m.ValueFrom(path=f"{OUT}/{name}"))
@@ -193,10 +268,14 @@ def depends(step: Step) -> str | None:
     return " && ".join(f"{name}.Succeeded" for name in step.upstream()) or None
 
 
-def _task(step: Step, template: Container, parameters: dict[str, Any], contracts: Contracts) -> Task:
+def _task(
+    step: Step, template: Container, parameters: dict[str, Any], contracts: Contracts, key: str | None = None
+) -> Task:
     arguments: list[Parameter | m.Artifact] = [
         Parameter(name=_argo_name(name), value=_value(value)) for name, value in parameters.items()
     ]
+    if key is not None:
+        arguments.append(Parameter(name="cache-key", value=key))
     for name, reference in step.inputs.items():
         source, output = reference.split(".")
         if is_parameter(contracts, reference):
@@ -275,10 +354,16 @@ def workflow_template(declaration: PipelineDeclaration, cfg: PipelineConfig, *, 
         # second waits, then its drift step finds the night's retrain claimed and skips training
         synchronization=m.Synchronization(mutexes=[m.Mutex(name=f"{spec.name}-retrain")]),
     ) as template:
-        containers = {step.name: _container(spec, step, parameters[step.name], cfg, contracts) for step in spec.steps}
+        keys = {step.name: cache_key(spec, step, parameters, contracts) for step in spec.steps}
+        containers = {
+            step.name: _container(
+                spec, step, parameters[step.name], cfg, contracts, memoized=keys[step.name] is not None
+            )
+            for step in spec.steps
+        }
         with DAG(name="pipeline"):
             for step in spec.steps:
-                _task(step, containers[step.name], parameters[step.name], contracts)
+                _task(step, containers[step.name], parameters[step.name], contracts, keys[step.name])
         with DAG(name="exit-handler"):
             Task(name="notify-failure", template=failure_notice, when="{{workflow.status}} != Succeeded")
     return template

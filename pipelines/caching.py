@@ -37,14 +37,6 @@ def code_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def data_digest(uri: str) -> str:
-    from components import lineage
-
-    if uri.endswith(".dvc"):
-        return "dvc-md5:" + str(lineage.read_dvc_pointer(uri)["md5"])
-    return "sha256:" + lineage.file_sha256(uri)
-
-
 def step_keys(
     declaration: PipelineDeclaration, parameters: Mapping[str, Mapping[str, Any]], raw_data: str
 ) -> dict[str, str]:
@@ -54,7 +46,7 @@ def step_keys(
     from components.settings import environment, from_environment
 
     base = {
-        "data": data_digest(raw_data),
+        "data": lineage.data_digest(raw_data),
         "code": code_fingerprint(),
         "image": os.environ.get(IMAGE_VARIABLE, ""),
         "packages": lineage.package_versions(),

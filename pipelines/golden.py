@@ -76,6 +76,7 @@ PGBOUNCER_CONFIG_FILE = "pgbouncer-config.yaml"  # which databases it routes, ea
 TENANT_DATABASES_FILE = "tenant-databases.yaml"  # the Job that makes each tenant's registry database
 POSTGRES_ROLES_FILE = "roles.yaml"  # a patch of the CloudNativePG Cluster (base/kustomization.yaml)
 ALERT_ROUTING_FILE = "alertmanager-config.yaml"  # a tenant's alert routing: its owners, then on-call
+STEP_CACHE_FILE = "step-cache.yaml"  # Argo's memoization cache of the namespace's pipelines
 
 
 def platform_manifests(manifests: Path = MANIFESTS) -> dict[Path, str]:
@@ -83,6 +84,7 @@ def platform_manifests(manifests: Path = MANIFESTS) -> dict[Path, str]:
     tenant's beside its kustomization): the mlops-platform ConfigMap and the model puller; and the
     PostgreSQL roles of the platform and of every tenant (base/postgres/roles.yaml)."""
     from pipelines.alerting import alertmanager_config
+    from pipelines.argo import step_cache
     from pipelines.cluster import (
         SHARED_PIPELINES_NAMESPACE,
         cluster_settings,
@@ -105,6 +107,7 @@ def platform_manifests(manifests: Path = MANIFESTS) -> dict[Path, str]:
     for namespace, (folder, tenant) in folders.items():
         settings = cluster_settings(tenant)
         rendered[folder / PLATFORM_CONFIGMAP_FILE] = header + _dump(platform_configmap(namespace, settings))
+        rendered[folder / STEP_CACHE_FILE] = header + _dump(step_cache(namespace))
         puller = model_puller(namespace, settings)
         rendered[folder / MODEL_PULLER_FILE] = header + "---\n".join(_dump(document) for document in puller)
         if tenant:

@@ -17,10 +17,13 @@ from typing import Any, NamedTuple
 from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 
-def validate(raw_data: str, suite: str, report: Output[Artifact]) -> None:
+def validate(raw_data: str, suite: str, report: Output[Artifact]) -> NamedTuple("Outputs", [("data_digest", str)]):  # type: ignore[valid-type]
     from pipelines.runtime import resource, run_step
 
-    run_step("components.validate:validate", dataset=raw_data, suite_path=resource(suite), report_path=report.path)
+    summary = run_step(
+        "components.validate:validate", dataset=raw_data, suite_path=resource(suite), report_path=report.path
+    )
+    return (summary["data_digest"],)  # type: ignore[return-value]
 
 
 def materialize(

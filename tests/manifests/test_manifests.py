@@ -216,6 +216,7 @@ PROCESS_LOCAL = {
     "MLOPS_HOME": "the embedded profile's folder (a pod's is scratch: nothing is kept there)",
     "MLOPS_FEAST_SOURCE_URI": "set by materialize itself for the feature repo it imports",
     "MLOPS_STEP_RETRY": "the step's retry policy, rendered per task on KFP",
+    "MLOPS_IMAGE": "the component image, rendered per task on Argo and KFP for the lineage",
     "MLOPS_USER": "who a CLI user is, for the serving history",
     "MLOPS_SERVING_THREADS": "the local Triton's python backend",
     "MLOPS_SERVING_VENV": "the local Triton's environment",

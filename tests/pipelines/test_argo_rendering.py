@@ -192,3 +192,30 @@ def test_every_step_pod_meets_pod_security_restricted(rendered: dict[str, dict[s
         "capabilities": {"drop": ["ALL"]},
         "seccompProfile": {"type": "RuntimeDefault"},
     }
+
+
+def test_cacheable_steps_are_memoized_by_the_datas_digest_not_its_uri(rendered: dict[str, dict[str, Any]]) -> None:
+    """The same key as a local run's: the digest validate computed of the bytes it read, the
+    commit, the run inputs the step reads, a hash of the arguments of it and its ancestors."""
+    tasks = dag_tasks(rendered["WorkflowTemplate"])
+    memoized = {name for name, task in tasks.items() if "memoize" in task["template_body"]}
+    assert memoized == {"materialize", "train", "evaluate"}  # validate computes the digest; the rest touch the registry
+    for name in memoized:
+        memoize = tasks[name]["template_body"]["memoize"]
+        assert memoize["key"] == "{{inputs.parameters.cache-key}}"
+        assert memoize["cache"] == {"configMap": {"name": "mlops-step-cache"}}
+        key = next(p["value"] for p in tasks[name]["arguments"]["parameters"] if p["name"] == "cache-key")
+        assert "{{tasks.validate.outputs.parameters.data_digest}}" in key and "raw-data" not in key
+    evaluate = next(p["value"] for p in tasks["evaluate"]["arguments"]["parameters"] if p["name"] == "cache-key")
+    assert evaluate.endswith("-{{workflow.parameters.gate-threshold}}")  # a run input it reads
+
+
+def test_each_pipelines_namespace_has_the_memoization_cache() -> None:
+    import yaml
+
+    from tests.conftest import REPO
+
+    for folder in ("manifests/base/platform", *(f"manifests/tenants/{t}" for t in ("fraud", "forecast", "pricing"))):
+        cache = yaml.safe_load((REPO / folder / "step-cache.yaml").read_text())
+        assert cache["metadata"]["name"] == "mlops-step-cache"
+        assert cache["metadata"]["labels"]["workflows.argoproj.io/configmap-type"] == "Cache"
