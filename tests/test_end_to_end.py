@@ -199,6 +199,15 @@ def test_a_freshly_scaffolded_pipeline_runs_unchanged(tmp_path: Path) -> None:
         result = run_pipeline(tmp_path, name, "--rows", ROWS)
         assert result.returncode == 0, result.stdout + result.stderr
         assert f"{name}-model version 1 (new)" in result.stdout
+        # the fork records the same lineage as the pipeline it came from
+        env = {**os.environ, "MLOPS_HOME": str(tmp_path)}
+        env.pop("MLFLOW_TRACKING_URI", None)
+        shown = subprocess.run([sys.executable, "-m", "mlops.cli", "lineage", f"{name}-model", "--json"], cwd=REPO,
+                               env=env, capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+        assert shown.returncode == 0, shown.stdout + shown.stderr
+        chain = json.loads(shown.stdout)
+        assert {d["context"] for d in chain["datasets"]} == {"source", "training", "holdout"}
+        assert len(chain["feature_service"]["sha256"]) == 64 and len(chain["config"]["sha256"]) == 64
     finally:
         shutil.rmtree(target, ignore_errors=True)
 
