@@ -5,6 +5,7 @@ called directly on the same columns, nothing else.
 Rows printed:
   floor            scipy alone: 8 two-sample KS tests, 2 chi-squared tests on contingency tables
   evidently        DataDriftPreset (KS / chi-squared set explicitly) + our statistics: drift.compare
+                   (one preset per group of features, a group per core, in threads)
   step (local)     compare + the table, the HTML report and the PNG, written as the step writes them
 The goal (docs/performance.md): the step at 1M x 1M within 10 s on 2 cores. Importing Evidently is
 a one-time cost of each step's process and is printed on its own line.

@@ -194,3 +194,25 @@ def test_mlops_drift_exits_0_3_or_2(
     assert "DRIFT: " in out and "amount" in out
     assert (tmp_path / "report" / "report.html").stat().st_size > 1000
     assert main([*arguments, "--current", str(tmp_path / "missing.parquet")]) == 2
+
+
+def test_parallel_groups_give_the_same_figures_and_one_report(
+    materialized: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Large windows test feature groups in parallel threads: the same p-values and statistics as
+    one preset over every feature, and one HTML page holding each group's report."""
+    reference = pd.read_parquet(materialized["train"])
+    current = shifted(reference.sample(2000, random_state=1))
+    monkeypatch.setenv("MLOPS_DRIFT_THREADS", "1")
+    whole = drift.compare(reference, current, features=FEATURES, settings=SETTINGS)
+    monkeypatch.setenv("MLOPS_DRIFT_THREADS", "2")
+    grouped = drift.compare(reference, current, features=FEATURES, settings=SETTINGS)
+    assert len(whole.snapshots) == 1 and len(grouped.snapshots) == 2
+    assert [(f.feature, f.method, f.drifted) for f in grouped.features] == [
+        (f.feature, f.method, f.drifted) for f in whole.features
+    ]
+    for one, other in zip(whole.features, grouped.features, strict=True):
+        assert one.p_value == pytest.approx(other.p_value) and one.statistic == pytest.approx(other.statistic)
+    drift.write_report(grouped, str(tmp_path / "report.html"), grouped.summary())
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("<iframe") == 2 and "Data drift: 2 of 6 features drifted" in page
