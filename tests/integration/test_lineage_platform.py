@@ -61,3 +61,14 @@ def test_a_lakefs_object_is_recorded_with_its_commit_and_read_back(
     assert json.loads(read.dataset.source)["uri"] == uri and read.dataset.source_type == "s3"
     assert json.loads(read.dataset.profile)["digest"] == record["digest"]
     assert [t.value for t in read.tags if t.key == "mlflow.data.context"] == ["source"]
+
+
+def test_mlops_reproduce_retrains_the_platform_version_byte_for_byte(platform_run: dict[str, Any]) -> None:
+    """On the platform profile: the record read through the tracking server, the data checked by its
+    digest, the retraining on a scratch store (the platform's stores untouched), the same bytes."""
+    registration = platform_run["registration"]
+    done = mlops(
+        platform_run["env"], "reproduce", registration["model_name"], "--version", str(registration["version"])
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "REPRODUCED" in done.stdout and registration["artifact_sha256"] in done.stdout
