@@ -30,7 +30,7 @@ import pandas as pd
 
 from components import artifacts, registry, services
 from components.config import DriftSettings, duration_seconds
-from components.errors import ComponentError, TransientError
+from components.errors import ComponentError, TransientError, transient_reason
 from components.register import REFERENCE_ARTIFACT, _experiment_id
 
 STEP = "drift"
@@ -130,7 +130,8 @@ def find_reference(mlflow: Any, model: str, version: int | None = None) -> Refer
         try:
             local = Path(mlflow.download_artifacts(record.run_id, REFERENCE_ARTIFACT, tmp))
         except (MlflowException, OSError) as error:
-            if isinstance(error, OSError) and not isinstance(error, FileNotFoundError):
+            unreachable = isinstance(error, OSError) and not isinstance(error, FileNotFoundError)
+            if unreachable or transient_reason(error):  # the store is down or failing: a retry may pass
                 raise TransientError(
                     STEP, f"could not fetch {model} v{version}'s reference: {error}", "check the artifact store"
                 ) from error
