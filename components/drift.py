@@ -157,18 +157,9 @@ def read_current(uri: str) -> pd.DataFrame:
     """The window to compare: Parquet (or CSV, for `mlops drift --current file.csv`), or the data
     a DVC pointer names."""
     from components.lineage import data_location
-    from components.tabular import read_parquet
+    from components.tabular import read_table
 
-    uri = data_location(uri)
-    if str(uri).endswith(".csv"):
-        if not artifacts.exists(uri):
-            raise ComponentError(STEP, f"current data not found at {uri}", "check the path")
-        with artifacts.fetched(uri) as path:
-            frame = pd.read_csv(path)
-        if frame.empty:
-            raise ComponentError(STEP, f"current data at {uri} has no rows", "the window selected nothing")
-        return frame
-    return read_parquet(STEP, uri, "current data")
+    return read_table(STEP, data_location(uri), "current data").frame
 
 
 def _check_columns(current: pd.DataFrame, features: list[str], categorical: list[str]) -> None:

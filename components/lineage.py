@@ -91,20 +91,57 @@ def dvc_md5(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def describe(uri: str, frame: pd.DataFrame | None, name: str) -> DatasetRecord:
-    """The record of one dataset as it was read; `frame` gives its schema and rows."""
+def describe(uri: str, frame: pd.DataFrame | None, name: str, *, sha256: str = "") -> DatasetRecord:
+    """The record of one dataset as it was read; `frame` gives its schema and rows, `sha256` the
+    digest of the bytes when the caller hashed them while reading (read_dataset)."""
     record: DatasetRecord = {"name": name, "source": uri}
     if uri.endswith(".dvc"):
         pointer = read_dvc_pointer(uri)
         record |= {"digest": pointer["md5"], "digest_kind": "dvc-md5", "dvc": pointer}
     else:
-        record |= {"digest": file_sha256(uri), "digest_kind": "sha256"}
+        record |= {"digest": sha256 or file_sha256(uri), "digest_kind": "sha256"}
         lakefs = LAKEFS_COMMIT.match(uri)
         if lakefs:
             record["lakefs"] = {"repository": lakefs["repository"], "commit": lakefs["commit"], "path": lakefs["path"]}
     if frame is not None:
         record |= {"rows": len(frame), "schema": {str(c): str(t) for c, t in frame.dtypes.items()}}
     return record
+
+
+def digest_word(record: DatasetRecord) -> str:
+    """The record's digest as one word (data_digest's form): `sha256-<hex>` or `dvc-md5-<hex>`."""
+    return f"{record['digest_kind']}-{record['digest']}"
+
+
+def read_dataset(
+    step: str, uri: str, what: str, name: str, *, expected: str = ""
+) -> tuple[pd.DataFrame, DatasetRecord]:
+    """Read a dataset once: the frame, and its record with the digest of exactly the bytes parsed.
+
+    A DVC pointer's data must still be what the pointer records; `expected` (a data_digest word,
+    what an upstream step read) must match too, so a step never works on bytes other than those
+    validated. Both refusals are permanent: the bytes will not change back on a retry.
+    """
+    from components.tabular import read_table
+
+    pointer = read_dvc_pointer(uri) if uri.endswith(".dvc") else None
+    table = read_table(step, data_location(uri), what, hash_with="md5" if pointer else "sha256")
+    if pointer and table.digest != pointer["md5"]:
+        raise ComponentError(
+            step,
+            f"{what} at {data_location(uri)} has md5 {table.digest[:12]}, but its pointer {uri} records "
+            f"{pointer['md5'][:12]}",
+            "`dvc checkout` (or `dvc pull`) the data its pointer names, or `dvc add` it again if it is new data",
+        )
+    record = describe(uri, table.frame, name, sha256="" if pointer else table.digest)
+    if expected and digest_word(record) != expected:
+        raise ComponentError(
+            step,
+            f"{what} at {uri} changed during the run: an earlier step read {expected[:19]}, this one "
+            f"{digest_word(record)[:19]}",
+            "something rewrote the data mid-run; write each extract to a new URI (or a lakeFS commit) and run again",
+        )
+    return table.frame, record
 
 
 def data_location(uri: str) -> str:
@@ -139,9 +176,7 @@ def verify(record: DatasetRecord) -> str:
 def data_digest(uri: str) -> str:
     """One word naming a dataset's bytes, usable in cache keys and ConfigMap keys:
     `sha256-<hex>` of the bytes, or `dvc-md5-<hex>` for a DVC pointer."""
-    if uri.endswith(".dvc"):
-        return "dvc-md5-" + str(read_dvc_pointer(uri)["md5"])
-    return "sha256-" + file_sha256(uri)
+    return digest_word(describe(uri, None, "data"))
 
 
 def package_versions() -> dict[str, str]:

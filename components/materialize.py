@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ from components.config import MaterializeSettings
 from components.environment import mlops_home
 from components.errors import ComponentError
 from components.feature_definitions import SOURCE_URI_VARIABLE
-from components.tabular import read_parquet, require_columns
+from components.tabular import require_columns
 
 STEP = "materialize"
 HISTORICAL_CHUNK_ROWS = 100_000
@@ -62,13 +61,6 @@ def store_directory(project: str, store_dir: str | os.PathLike[str] | None = Non
     """The folder of feature_store.yaml: the embedded stores themselves on a laptop; on the
     platform only that file (every store is a service), so any scratch folder will do."""
     return Path(store_dir) if store_dir else mlops_home() / "feast" / project
-
-
-def run_key(run_id: str = "") -> str:
-    """The run's key in the offline store: the orchestrator's run id, else a UTC time and a nonce."""
-    if run_id:
-        return run_id
-    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
 def open_store(
@@ -234,9 +226,10 @@ def _materialize_online(store: Any, frame: pd.DataFrame, timestamp: str, entity:
     }
 
 
-def offline_location(project: str, run_id: str) -> str:
-    """Where one run's validated data lives in the offline store."""
-    return f"{services.offline_root(STEP).rstrip('/')}/{project}/{run_id}/{project}_events.parquet"
+def offline_location(project: str, data_digest: str) -> str:
+    """Where validated data lives in the offline store: addressed by its digest, so the same bytes
+    land at the same place whichever run wrote them (a cached materialize points at it too)."""
+    return f"{services.offline_root(STEP).rstrip('/')}/{project}/{data_digest}/{project}_events.parquet"
 
 
 def materialize(
@@ -246,7 +239,7 @@ def materialize(
     holdout_out: str,
     *,
     settings: MaterializeSettings,
-    run_id: str = "",
+    data_digest: str = "",
     store_dir: str | None = None,
     store_config: dict[str, Any] | None = None,
     offline_uri: str | None = None,
@@ -254,8 +247,10 @@ def materialize(
 ) -> dict[str, Any]:
     """Publish `dataset` to the feature store and write the train and holdout Parquet sets.
 
-    `lineage_out` receives what the sets were made from (components/lineage.py): the dataset's
-    source and digest, the feature service's definition and the point-in-time join's settings.
+    `data_digest` is what validate read (its output of that name): bytes that differ now are
+    refused, so the sets are made from the validated data. `lineage_out` receives what the sets
+    were made from (components/lineage.py): the dataset's source and digest, the feature
+    service's definition and the point-in-time join's settings.
 
     `feature_repo` is the resolved folder of `settings.feature_repo` (the caller knows where the
     pipeline's package lives); the rest of what to publish is the config's materialize section.
@@ -265,7 +260,7 @@ def materialize(
     label_column, request_features = settings.label_column, list(settings.request_features)
     from components import lineage
 
-    frame = read_parquet(STEP, lineage.data_location(dataset), "validated dataset")
+    frame, source = lineage.read_dataset(STEP, dataset, "validated dataset", "raw", expected=data_digest)
     require_columns(
         STEP, frame, [entity_column, timestamp_column, label_column, *request_features], "validated dataset"
     )
@@ -282,8 +277,7 @@ def materialize(
             "store event times as timezone-aware UTC timestamps",
         )
 
-    key = run_key(run_id)
-    offline = offline_uri or offline_location(project, key)
+    offline = offline_uri or offline_location(project, lineage.digest_word(source))
     store = open_store(project, store_dir, store_config)
     artifacts.write_parquet(offline, frame)
     applied = apply_repo(store, feature_repo, offline)
@@ -313,7 +307,7 @@ def materialize(
             lineage_out,
             {
                 "datasets": [
-                    lineage.describe(dataset, frame, "raw"),
+                    source,
                     lineage.describe(train_out, train, "training"),
                     lineage.describe(holdout_out, holdout, "holdout"),
                 ],
@@ -344,7 +338,7 @@ def materialize(
         "holdout_rows": len(holdout),
         "holdout_starts": holdout[timestamp_column].min().isoformat(),
         "offline_uri": offline,
-        "run_id": key,
+        "data_digest": lineage.digest_word(source),
         **online,
     }
 

@@ -14,7 +14,6 @@ from typing import Any
 
 from components import artifacts
 from components.errors import ComponentError
-from components.tabular import read_parquet
 
 STEP = "validate"
 SAMPLE_VALUES = 5
@@ -102,9 +101,9 @@ def validate(dataset: str, suite_path: str, report_path: str) -> dict[str, Any]:
     report is still written so the failure can be inspected.
     """
     suite_definition = load_suite(suite_path)
-    from components.lineage import data_digest, data_location
+    from components.lineage import digest_word, read_dataset
 
-    frame = read_parquet(STEP, data_location(dataset), "raw dataset")
+    frame, record = read_dataset(STEP, dataset, "raw dataset", "raw")
 
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -143,7 +142,7 @@ def validate(dataset: str, suite_path: str, report_path: str) -> dict[str, Any]:
         "suite": suite_definition["name"],
         "rows": len(frame),
         "evaluated_expectations": len(results),
-        "data_digest": data_digest(dataset),  # what the cache keys of the steps after it start from
+        "data_digest": digest_word(record),  # what later steps check, and the cache keys start from
         "failed_expectations": failures,
     }
     artifacts.write_json(report_path, summary)

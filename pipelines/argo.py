@@ -48,6 +48,7 @@ from components.config import PipelineConfig
 from components.environment import IMAGE_VARIABLE
 from components.errors import PERMANENT_EXIT_CODE
 from components.settings import CONFIGMAP
+from pipelines.caching import DIGEST_OUTPUT, ancestors, cluster_digest_source
 from pipelines.cluster import TRAINING_POOL, secret_environment
 from pipelines.contract import StepContract, check, is_parameter
 from pipelines.declaration import PipelineDeclaration, RunInputs
@@ -140,17 +141,6 @@ def step_cache(namespace: str) -> dict[str, Any]:
     }
 
 
-def _ancestors(spec: PipelineSpec, step: Step) -> list[Step]:
-    seen: dict[str, Step] = {}
-    pending = list(step.upstream())
-    while pending:
-        name = pending.pop()
-        if name not in seen:
-            seen[name] = spec.step(name)
-            pending.extend(seen[name].upstream())
-    return [seen[name] for name in sorted(seen)]
-
-
 def cache_key(
     spec: PipelineSpec, step: Step, parameters: dict[str, dict[str, Any]], contracts: Contracts
 ) -> str | None:
@@ -158,17 +148,17 @@ def cache_key(
     the data's digest (an output of the step that read the data), the commit, the run inputs the
     step reads, and a hash of its own and its ancestors' components and arguments and the image.
     The URI of the data is not in it: new bytes at the same URI are new data."""
-    digest_steps = [name for name, contract in contracts.items() if "data_digest" in contract.parameter_outputs]
-    lineage = [step, *_ancestors(spec, step)]
-    if not step.caching or not digest_steps or not any(s.name == digest_steps[0] for s in lineage[1:]):
+    source = cluster_digest_source(spec, step, contracts)
+    if source is None:
         return None
+    lineage = [step, *ancestors(spec, step)]
     static = {s.name: {"component": s.component, "parameters": parameters[s.name]} for s in lineage}
     text = json.dumps({"steps": static, "image": spec.image}, sort_keys=True)
     inputs = sorted(set(RUN_INPUT.findall(json.dumps(parameters[step.name]))) - {"raw-data", "git-commit"})
     parts = [
         step.name,
         hashlib.sha256(text.encode()).hexdigest()[:16],
-        f"{{{{tasks.{digest_steps[0]}.outputs.parameters.data_digest}}}}",
+        f"{{{{tasks.{source}.outputs.parameters.{DIGEST_OUTPUT}}}}}",
         "{{workflow.parameters.git-commit}}",
         *(f"{{{{workflow.parameters.{name}}}}}" for name in inputs),
     ]

@@ -10,6 +10,11 @@ A step's key is the sha256 of what its result depends on, and of nothing else:
   written into the old ones.
 Only steps declared `caching=True` get a key (pipelines/standard.py: validate, materialize, train,
 evaluate); drift reads the registry, register and promote write to it, so they always run.
+
+On a cluster the data's digest is known only once a run has read the data: there the step that
+reports `data_digest` (validate) always runs, and a cacheable step is cached only downstream of
+it (`cluster_cached`), its key built from that output at run time (Argo's memoize key, KFP's
+fingerprint of the inputs).
 """
 
 from __future__ import annotations
@@ -18,12 +23,18 @@ import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipelines.declaration import PipelineDeclaration
+from pipelines.spec import PipelineSpec, Step
+
+if TYPE_CHECKING:
+    from pipelines.contract import StepContract
 
 ROOTS = ("components", "pipelines")
 SUFFIXES = {".py", ".json", ".yaml", ".yml"}
+DIGEST_OUTPUT = "data_digest"
+"""The output naming the bytes a run read (validate's): what cluster cache keys start from."""
 
 
 def code_fingerprint() -> str:
@@ -67,3 +78,26 @@ def step_keys(
             }
         )
     return keys
+
+
+def ancestors(spec: PipelineSpec, step: Step) -> list[Step]:
+    """Every step `step` waits on, directly or not, in name order."""
+    seen: dict[str, Step] = {}
+    pending = list(step.upstream())
+    while pending:
+        name = pending.pop()
+        if name not in seen:
+            seen[name] = spec.step(name)
+            pending.extend(seen[name].upstream())
+    return [seen[name] for name in sorted(seen)]
+
+
+def cluster_digest_source(spec: PipelineSpec, step: Step, contracts: Mapping[str, StepContract]) -> str | None:
+    """The step whose `data_digest` output keys `step`'s cache on a cluster, or None when `step` is
+    not cached there: not declared cacheable, or not downstream of the step that reads the data
+    (its only key would be the data's URI, and new bytes at an old URI would hit)."""
+    sources = [name for name, contract in contracts.items() if DIGEST_OUTPUT in contract.parameter_outputs]
+    if not step.caching or not sources:
+        return None
+    upstream = {s.name for s in ancestors(spec, step)}
+    return sources[0] if sources[0] in upstream else None

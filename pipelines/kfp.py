@@ -22,6 +22,7 @@ from kfp import dsl
 
 from components.config import PipelineConfig
 from components.environment import IMAGE_VARIABLE
+from pipelines.caching import cluster_digest_source
 from pipelines.cluster import TRAINING_POOL
 from pipelines.contract import check
 from pipelines.declaration import PipelineDeclaration, RunInputs
@@ -45,7 +46,7 @@ def apply_policies(task: Any, step: Step, *, retries: bool = True) -> None:
         task.set_accelerator_type("nvidia.com/gpu")
         task.set_accelerator_limit(step.resources.gpu)
     # KFP's own key is the inputs as written: an unchanged URI over new bytes would hit. Only a
-    # key built from the data's digest may enable the cache (build_pipeline's cache_keys).
+    # key that carries the data's digest may enable the cache (build_pipeline).
     task.set_caching_options(False)
     task.set_display_name(step.name)
 
@@ -94,7 +95,12 @@ def build_pipeline(
 
     `cluster=True` renders for Kubeflow: cluster defaults for the run inputs and each task's
     environment and Secrets; local runs leave both out. `cache_keys` (pipelines/caching.py)
-    turns on the cache of the steps it names, each under its own key.
+    turns on the cache of the steps it names, each under its own key (a local run knows the
+    data's digest before it starts). On Kubeflow the cache is KFP's own: its fingerprint of a
+    task is the values of its input parameters, the names of its input artifacts, its image and
+    command. A step downstream of validate takes validate's `data_digest` among its inputs (or an
+    artifact made from them), so new bytes at an old URI miss and unchanged bytes hit; the run id
+    is nobody's input there. validate itself, whose only key would be the URI, always runs.
     """
     spec = declaration.spec
     ops = _components(spec)
@@ -103,7 +109,7 @@ def build_pipeline(
     def body(*args: Any, **kwargs: Any) -> None:
         run = {**dict(zip(names, args, strict=False)), **kwargs, "run_id": dsl.PIPELINE_JOB_NAME_PLACEHOLDER}
         parameters = declaration.step_parameters(cfg, run)
-        check(spec.steps, parameters)
+        contracts = check(spec.steps, parameters)
         tasks: dict[str, Any] = {}
 
         def create(step: Step) -> None:
@@ -114,6 +120,8 @@ def build_pipeline(
             apply_policies(task, step, retries=retries)
             if cache_keys and step.name in cache_keys:
                 task.set_caching_options(True, cache_key=cache_keys[step.name])
+            elif cluster and cluster_digest_source(spec, step, contracts):
+                task.set_caching_options(True)
             if cluster:
                 apply_cluster_environment(task, step, cfg)
                 task.set_env_variable(IMAGE_VARIABLE, spec.image)  # the lineage records it

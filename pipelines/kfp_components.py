@@ -29,7 +29,7 @@ def validate(raw_data: str, suite: str, report: Output[Artifact]) -> NamedTuple(
 def materialize(
     raw_data: str,
     feature_repo: str,
-    run_id: str,
+    data_digest: str,
     settings: dict,
     train_set: Output[Dataset],
     holdout_set: Output[Dataset],
@@ -43,7 +43,7 @@ def materialize(
         resource(feature_repo),
         *(a.path for a in (train_set, holdout_set)),
         settings=settings,
-        run_id=run_id,
+        data_digest=data_digest,
         lineage_out=lineage.path,
     )
     train_set.metadata["rows"] = summary["training_rows"]

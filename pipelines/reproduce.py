@@ -72,7 +72,7 @@ def reproduce(model: str, *, version: int | None = None, alias: str | None = Non
     folder = pipeline.folder
     with tempfile.TemporaryDirectory(prefix="mlops-reproduce-") as tmp:
         scratch = Path(tmp)
-        validate(raw["source"], str(folder / cfg.validate_.suite), str(scratch / "validation.json"))
+        validated = validate(raw["source"], str(folder / cfg.validate_.suite), str(scratch / "validation.json"))
         store = scratch / "feast"
         summary = materialize(
             raw["source"],
@@ -80,7 +80,7 @@ def reproduce(model: str, *, version: int | None = None, alias: str | None = Non
             str(scratch / "train.parquet"),
             str(scratch / "holdout.parquet"),
             settings=cfg.materialize,
-            run_id="reproduce",
+            data_digest=validated["data_digest"],
             store_dir=str(store),
             store_config=embedded_store_config(store, cfg.materialize.project),
             offline_uri=str(scratch / "offline" / "events.parquet"),

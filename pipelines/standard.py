@@ -33,8 +33,9 @@ def training_pipeline(
     steps = (
         Step(name="validate", component="components.validate:validate", caching=True,
              retry=IO_BOUND, resources=Resources(cpu="2", memory="4Gi")),
-        # the online store is refreshed every night, retrain or not
-        Step(name="materialize", component="components.materialize:materialize", after=("validate",), caching=True,
+        # the online store is refreshed every night, retrain or not; from the bytes validate read
+        Step(name="materialize", component="components.materialize:materialize",
+             inputs={"data_digest": "validate.data_digest"}, caching=True,
              retry=IO_BOUND, resources=Resources(cpu="2", memory="8Gi")),
         Step(name="drift", component="components.drift:drift", after=("validate",),
              retry=IO_BOUND, resources=Resources(cpu="2", memory="8Gi")),
@@ -92,7 +93,6 @@ def step_parameters(cfg: PipelineConfig, run: Mapping[str, Any], package: str) -
         "materialize": {
             "raw_data": run["raw_data"],
             "feature_repo": f"{package}/{m.feature_repo}",
-            "run_id": run["run_id"],
             "settings": m.model_dump(exclude={"feature_repo"}),
         },
         "hold": {},

@@ -53,6 +53,39 @@ def test_a_dvc_pointer_is_described_by_the_md5_dvc_recorded(tmp_path: Path) -> N
         lineage.describe(str(tmp_path / "broken.dvc"), None, "raw")
 
 
+def test_a_dataset_is_read_once_and_recorded_as_read(tmp_path: Path) -> None:
+    """read_dataset hashes the bytes it parses: the record names exactly what the step used."""
+    path, frame = _dataset(tmp_path)
+    read, record = lineage.read_dataset("validate", str(path), "raw dataset", "raw")
+    pd.testing.assert_frame_equal(read, frame)
+    assert record == lineage.describe(str(path), frame, "raw")
+    assert lineage.digest_word(record) == lineage.data_digest(str(path)) == f"sha256-{record['digest']}"
+
+
+def test_bytes_other_than_an_earlier_step_read_are_refused(tmp_path: Path) -> None:
+    """materialize gets validate's digest: data rewritten between the two steps is not used."""
+    path, _ = _dataset(tmp_path)
+    validated = lineage.data_digest(str(path))
+    lineage.read_dataset("materialize", str(path), "validated dataset", "raw", expected=validated)  # control
+    pd.DataFrame({"user_id": [9], "amount": [9.5]}).to_parquet(path, index=False)
+    with pytest.raises(ComponentError, match="changed during the run") as refused:
+        lineage.read_dataset("materialize", str(path), "validated dataset", "raw", expected=validated)
+    assert refused.value.step == "materialize"
+
+
+def test_dvc_data_that_no_longer_matches_its_pointer_is_refused(tmp_path: Path) -> None:
+    path, frame = _dataset(tmp_path)
+    md5 = hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+    pointer = tmp_path / "data.parquet.dvc"
+    pointer.write_text(f"outs:\n- md5: {md5}\n  path: data.parquet\n")
+    _, record = lineage.read_dataset("validate", str(pointer), "raw dataset", "raw")  # control
+    assert lineage.digest_word(record) == f"dvc-md5-{md5}"
+    frame.assign(amount=frame["amount"] + 1).to_parquet(path, index=False)
+    with pytest.raises(ComponentError, match=r"but its pointer .* records") as refused:
+        lineage.read_dataset("validate", str(pointer), "raw dataset", "raw")
+    assert "dvc checkout" in refused.value.fix
+
+
 def test_a_lakefs_gateway_uri_keeps_its_commit() -> None:
     match = lineage.LAKEFS_COMMIT.match(f"s3://fraud-lake/{COMMIT}/transactions/2026-11-30.parquet")
     assert match and match["repository"] == "fraud-lake" and match["commit"] == COMMIT

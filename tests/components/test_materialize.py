@@ -58,6 +58,9 @@ def test_second_run_moves_the_watermark_only_for_new_data(tmp_path: Path, raw_da
     )
     assert first["online_rows_in_window"] == 6000
     assert again["online_rows_in_window"] == 0
+    # the offline copy is addressed by the data's digest: the same bytes, the same place
+    assert first["offline_uri"] == again["offline_uri"] != grown["offline_uri"]
+    assert first["data_digest"] in first["offline_uri"] and grown["data_digest"] in grown["offline_uri"]
     assert grown["window_start"] == first["watermark"]
     assert grown["online_rows_in_window"] == 2000
 
@@ -77,6 +80,23 @@ def test_nulls_in_the_label_stop_before_anything_is_written(raw_dataset: Path, t
             settings=MATERIALIZE_SETTINGS,
         )
     assert not (tmp_path / "t.parquet").exists() and not (tmp_path / "store").exists()
+
+
+def test_data_other_than_validate_read_is_refused_before_anything_is_written(raw_dataset: Path, tmp_path: Path) -> None:
+    from components.lineage import data_digest
+
+    arguments = (str(raw_dataset), str(FEATURE_REPO), str(tmp_path / "t.parquet"), str(tmp_path / "h.parquet"))
+    validated = "sha256-" + "0" * 64  # what validate read: not these bytes
+    with pytest.raises(ComponentError, match="changed during the run"):
+        materialize(*arguments, store_dir=str(tmp_path / "store"), settings=MATERIALIZE_SETTINGS, data_digest=validated)
+    assert not (tmp_path / "t.parquet").exists() and not (tmp_path / "store").exists()
+    summary = materialize(  # positive control: the digest validate would report
+        *arguments,
+        store_dir=str(tmp_path / "store"),
+        settings=MATERIALIZE_SETTINGS,
+        data_digest=data_digest(str(raw_dataset)),
+    )
+    assert summary["data_digest"] == data_digest(str(raw_dataset))
 
 
 def test_missing_request_feature_is_named(raw_dataset: Path, tmp_path: Path) -> None:

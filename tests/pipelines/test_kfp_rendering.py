@@ -125,9 +125,38 @@ def test_resources_image_and_caching_match(ir: dict[str, Any]) -> None:
         else:
             assert "accelerator" not in resources
         assert task["image"] == fraud.DECLARATION.spec.image
-        # compiled IR caches nothing: KFP's own key is the inputs as written, and an unchanged URI
-        # over new bytes would hit; only local runs key the cache by the data's digest
-        assert task["caching"] is False
+
+
+def test_kfp_caches_only_steps_whose_inputs_carry_the_data_digest(ir: dict[str, Any]) -> None:
+    """KFP's fingerprint of a task is its input parameter values, its input artifacts' names, its
+    image and command (backend/src/v2/cacheutils). validate's only key would be the data's URI,
+    so it always runs; materialize takes validate's `data_digest` as an input, and train and
+    evaluate take materialize's artifacts: new bytes at an old URI miss, unchanged bytes hit.
+    Steps that read or write the registry never cache."""
+    tasks = flatten(ir)
+    cached = {name for name, task in tasks.items() if task["caching"]}
+    assert cached == {"materialize", "train", "evaluate"}
+    root = ir["root"]["dag"]["tasks"]
+    wired = root["materialize"]["inputs"]["parameters"]["data_digest"]["taskOutputParameter"]
+    assert wired == {"outputParameterKey": "data_digest", "producerTask": "validate"}
+
+
+def test_no_cached_kfp_task_takes_a_value_that_changes_every_run(ir: dict[str, Any]) -> None:
+    """A run id or job name among a cached task's inputs would make every fingerprint new, and
+    the cache would never hit: each input is a constant, a run input or an upstream output."""
+    per_run = re.compile(r"\{\{\$\.pipeline_(job_name|job_resource_name|job_uuid|task_name|task_uuid)\}\}")
+
+    def tasks_of(dag: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        found = {}
+        for name, task in dag["tasks"].items():
+            component = ir["components"][task["componentRef"]["name"]]
+            found |= tasks_of(component["dag"]) if "dag" in component else {name: task}
+        return found
+
+    for name, task in tasks_of(ir["root"]["dag"]).items():
+        if task.get("cachingOptions", {}).get("enableCache"):
+            assert not per_run.search(yaml.safe_dump(task.get("inputs", {}))), name
+    assert per_run.search(yaml.safe_dump(tasks_of(ir["root"]["dag"])["drift"]["inputs"])), "positive control"
 
 
 def test_design_retry_classes() -> None:
