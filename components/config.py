@@ -42,12 +42,38 @@ class MaterializeSettings(_Settings):
     holdout_fraction: float = Field(0.2, gt=0.0, lt=0.9)
 
 
+RUNTIME_OF_MODEL = {"xgboost": "xgboost-distributed", "pytorch_mlp": "torch-distributed"}
+"""The Kubeflow Trainer ClusterTrainingRuntime each model type trains on when distributed."""
+
+
+class DistributedSettings(_Settings):
+    """Training across N processes (N pods on the cluster), on an existing engine's runtime."""
+
+    workers: int = Field(ge=2, le=64, description="Processes (on the cluster: nodes of the TrainJob), each on a shard.")
+    runtime: Literal["torch-distributed", "xgboost-distributed"] = Field(
+        description="The Kubeflow Trainer runtime: torch-distributed (DDP) for pytorch_mlp, xgboost-distributed "
+        "(the collective) for xgboost."
+    )
+
+
 class TrainSettings(_Settings):
     model_type: Literal["xgboost", "pytorch_mlp"] = "xgboost"
     objective: Literal["binary", "regression"] = "binary"
     seed: int = 42
     device: Literal["auto", "cpu", "cuda"] = "auto"
     params: dict[str, Any] = Field(default_factory=dict)
+    distributed: DistributedSettings | None = Field(
+        None, description="Unset: one process. Set: N workers, each on its shard of the training set."
+    )
+
+    @model_validator(mode="after")
+    def _runtime_fits_the_model(self) -> TrainSettings:
+        wanted = RUNTIME_OF_MODEL[self.model_type]
+        if self.distributed is not None and self.distributed.runtime != wanted:
+            raise ValueError(
+                f"distributed.runtime {self.distributed.runtime} cannot train {self.model_type}: use {wanted}"
+            )
+        return self
 
 
 class EvaluateSettings(_Settings):

@@ -46,6 +46,8 @@ class TrainingMetadata(TypedDict):
     """Rows times passes (boosting rounds or epochs) per second: the throughput of the fit itself."""
     passes: int
     python: str
+    distributed: NotRequired[dict[str, Any]]
+    """Trained by several workers: {"runtime": torch-distributed | xgboost-distributed, "workers": N}."""
 
 
 class ConfusionMatrix(TypedDict):

@@ -9,18 +9,20 @@ is what makes registration by artifact hash idempotent.
 from __future__ import annotations
 
 import platform
+import sys
 import time
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from components import artifacts
+from components import artifacts, distributed
 from components.config import TrainSettings
+from components.distributed import World
 from components.errors import ComponentError
 from components.handoffs import TrainingMetadata
 from components.models import FORMATS, resolve_device
-from components.tabular import read_parquet, require_columns
+from components.tabular import require_columns
 from components.torchscript_export import export_torchscript, scaled_mlp
 
 STEP = "train"
@@ -46,7 +48,11 @@ def _restore_integers(value: Any) -> Any:
     return value
 
 
-def _matrix(frame: pd.DataFrame, features: list[str], label: str, objective: str) -> tuple[np.ndarray, np.ndarray]:
+def _matrix(
+    frame: pd.DataFrame, features: list[str], label: str, objective: str, *, whole: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Features and labels as float32 arrays, after checking them; `whole=False` for one worker's
+    shard, where one class alone is fine (both classes are then checked over all shards)."""
     require_columns(STEP, frame, [*features, label], "training set")
     non_numeric = [f for f in features if not pd.api.types.is_numeric_dtype(frame[f])]
     if non_numeric:
@@ -76,11 +82,22 @@ def _matrix(frame: pd.DataFrame, features: list[str], label: str, objective: str
             f"label column '{label}' holds {sorted(values)[:5]}, not 0/1",
             "binary classification needs 0/1 labels",
         )
-    if len(values) < 2:
-        raise ComponentError(
-            STEP, f"label column '{label}' has a single class", "the training window needs both classes"
-        )
+    if whole and len(values) < 2:
+        _single_class(label)
     return frame[features].to_numpy(dtype=np.float32), labels.to_numpy(dtype=np.float32)
+
+
+def _single_class(label: str) -> None:
+    raise ComponentError(STEP, f"label column '{label}' has a single class", "the training window needs both classes")
+
+
+def _label_totals(y: np.ndarray, objective: str, label: str, world: World, reduce: Any) -> tuple[float, float, float]:
+    """Rows, label sum and label square sum over every worker's shard (this shard's alone in
+    one process): what the class weight, the positive rate and the target scaling come from."""
+    rows, total, squares = (float(v) for v in reduce(np.array([len(y), y.sum(), np.square(y).sum()]), world))
+    if objective == "binary" and (total == 0 or total == rows):
+        _single_class(label)
+    return rows, total, squares
 
 
 def _train_xgboost(
@@ -92,38 +109,55 @@ def _train_xgboost(
     device: str,
     model_path: str,
     objective: str,
-) -> tuple[dict[str, Any], int]:
+    world: World = distributed.SINGLE,
+    label: str = "label",
+) -> tuple[dict[str, Any], int, tuple[float, float, float]]:
+    """Train with `hist`; across workers through XGBoost's collective, each on its shard (the
+    histograms are summed over the workers, so every worker ends with the same trees)."""
     import xgboost as xgb
 
     settings = {**XGBOOST_DEFAULTS, **params}
     rounds = int(settings.pop("num_boost_round"))
-    positives = float(y.sum())
-    task: dict[str, Any] = (
-        {"objective": "reg:squarederror", "eval_metric": "rmse"}
-        if objective == "regression"
-        else {
-            "objective": "binary:logistic",
-            "eval_metric": "aucpr",
-            "scale_pos_weight": (len(y) - positives) / max(positives, 1.0),
+    with distributed.xgboost_collective(world):
+        totals = _label_totals(y, objective, label, world, distributed.xgboost_sum)
+        rows, positives = totals[0], totals[1]
+        task: dict[str, Any] = (
+            {"objective": "reg:squarederror", "eval_metric": "rmse"}
+            if objective == "regression"
+            else {
+                "objective": "binary:logistic",
+                "eval_metric": "aucpr",
+                "scale_pos_weight": (rows - positives) / max(positives, 1.0),
+            }
+        )
+        booster_params = {
+            **task,
+            "tree_method": "hist",
+            "device": device,
+            "seed": seed,
+            **{key: value for key, value in settings.items()},
         }
-    )
-    booster_params = {
-        **task,
-        "tree_method": "hist",
-        "device": device,
-        "seed": seed,
-        **{key: value for key, value in settings.items()},
-    }
-    matrix = xgb.QuantileDMatrix(x, label=y, feature_names=features)
-    booster = xgb.train(booster_params, matrix, num_boost_round=rounds)
-    with artifacts.atomic_path(model_path, suffix=".json") as tmp:
-        booster.save_model(str(tmp))
-    return {**booster_params, "num_boost_round": rounds}, rounds
+        matrix = xgb.QuantileDMatrix(x, label=y, feature_names=features)
+        booster = xgb.train(booster_params, matrix, num_boost_round=rounds)
+        if world.leader:
+            with artifacts.atomic_path(model_path, suffix=".json") as tmp:
+                booster.save_model(str(tmp))
+    return {**booster_params, "num_boost_round": rounds}, rounds, totals
 
 
 def _train_mlp(
-    x: np.ndarray, y: np.ndarray, params: dict[str, Any], seed: int, device: str, model_path: str, objective: str
-) -> tuple[dict[str, Any], int]:
+    x: np.ndarray,
+    y: np.ndarray,
+    params: dict[str, Any],
+    seed: int,
+    device: str,
+    model_path: str,
+    objective: str,
+    world: World = distributed.SINGLE,
+    label: str = "label",
+) -> tuple[dict[str, Any], int, tuple[float, float, float]]:
+    """Train the MLP; across workers with DistributedDataParallel, each on its shard with a
+    1/N share of the batch, so a step sees the single process's batch size in all."""
     import torch
     from torch import nn
 
@@ -131,41 +165,84 @@ def _train_mlp(
     torch.manual_seed(seed)
     np.random.seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
-    mean = x.mean(axis=0)
-    std = x.std(axis=0) + 1e-6
+    with distributed.torch_process_group(world, device) as device:
+        totals = _label_totals(y, objective, label, world, distributed.torch_sum)
+        rows, label_sum, label_squares = totals
+        if world.size == 1:
+            mean = x.mean(axis=0)
+            std = x.std(axis=0) + 1e-6
+        else:  # the scaling of the whole training set, from every shard's sums
+            sums = distributed.torch_sum(
+                np.concatenate([x.sum(axis=0, dtype=np.float64), np.square(x, dtype=np.float64).sum(axis=0)]), world
+            )
+            width = x.shape[1]
+            mean64 = sums[:width] / rows
+            mean = mean64.astype(np.float32)
+            std = (np.sqrt(np.maximum(sums[width:] / rows - mean64**2, 0.0)) + 1e-6).astype(np.float32)
 
-    regression = objective == "regression"
-    target_mean = float(y.mean()) if regression else 0.0
-    target_std = float(y.std() + 1e-6) if regression else 1.0
-    model = scaled_mlp(mean, std, list(settings["hidden"]), regression, target_mean, target_std).to(device)
-    positives = float(y.sum())
-    loss_fn: nn.Module = (
-        nn.MSELoss()
-        if regression
-        else nn.BCEWithLogitsLoss(pos_weight=torch.tensor([(len(y) - positives) / max(positives, 1.0)], device=device))
+        regression = objective == "regression"
+        target_mean = label_sum / rows if regression else 0.0
+        target_std = float(np.sqrt(max(label_squares / rows - target_mean**2, 0.0)) + 1e-6) if regression else 1.0
+        if world.size == 1 and regression:  # the single process's figures, bit for bit as before
+            target_mean, target_std = float(y.mean()), float(y.std() + 1e-6)
+        model = scaled_mlp(mean, std, list(settings["hidden"]), regression, target_mean, target_std).to(device)
+        positives = label_sum if world.size > 1 else float(y.sum())
+        loss_fn: nn.Module = (
+            nn.MSELoss()
+            if regression
+            else nn.BCEWithLogitsLoss(
+                pos_weight=torch.tensor([(rows - positives) / max(positives, 1.0)], device=device)
+            )
+        )
+        y = (y - target_mean) / target_std
+        step_module, joined = _data_parallel(model, world, device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=float(settings["learning_rate"]))
+        features = torch.from_numpy(x).to(device)
+        labels = torch.from_numpy(y).reshape(-1, 1).to(device)
+        generator = torch.Generator(device="cpu").manual_seed(seed + world.rank)
+        batch = max(1, int(settings["batch_size"]) // world.size)
+        epochs = int(settings["epochs"])
+        model.train()
+        with joined:
+            for _ in range(epochs):
+                order = torch.randperm(len(y), generator=generator).to(device)
+                for start in range(0, len(y), batch):
+                    index = order[start : start + batch]
+                    optimizer.zero_grad()
+                    loss = loss_fn(step_module(features[index]), labels[index])
+                    loss.backward()
+                    optimizer.step()
+        model.eval()
+        if world.leader:
+            export_torchscript(
+                {"state": model.to("cpu").state_dict(), "hidden": list(settings["hidden"]), "regression": regression},
+                model_path,
+            )
+    return {**settings, "device": device, "seed": seed}, epochs, totals
+
+
+def _data_parallel(model: Any, world: World, device: str) -> tuple[Any, Any]:
+    """What a training step calls (the model's logits; wrapped in DDP across workers, which
+    averages the gradients) and the context that lets shards of unequal size finish together."""
+    import contextlib
+
+    if world.size == 1:
+        return model.logits, contextlib.nullcontext()
+    from torch import nn
+    from torch.nn.parallel import DistributedDataParallel
+
+    class Logits(nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, features: Any) -> Any:
+            return self.inner.logits(features)
+
+    wrapped = DistributedDataParallel(
+        Logits(model), device_ids=[world.local_rank] if device.startswith("cuda") else None
     )
-    y = (y - target_mean) / target_std
-    optimizer = torch.optim.Adam(model.parameters(), lr=float(settings["learning_rate"]))
-    features = torch.from_numpy(x).to(device)
-    labels = torch.from_numpy(y).reshape(-1, 1).to(device)
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    batch = int(settings["batch_size"])
-    epochs = int(settings["epochs"])
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(y), generator=generator).to(device)
-        for start in range(0, len(y), batch):
-            index = order[start : start + batch]
-            optimizer.zero_grad()
-            loss = loss_fn(model.logits(features[index]), labels[index])
-            loss.backward()
-            optimizer.step()
-    model.eval()
-    export_torchscript(
-        {"state": model.to("cpu").state_dict(), "hidden": list(settings["hidden"]), "regression": regression},
-        model_path,
-    )
-    return {**settings, "device": device, "seed": seed}, epochs
+    return wrapped, wrapped.join()
 
 
 def train(
@@ -183,22 +260,24 @@ def train(
     section. The objective is binary (a probability of the positive class) or regression (a number).
     """
     model_type, objective, seed, device = settings.model_type, settings.objective, settings.seed, settings.device
+    world = distributed.current_world()
+    if settings.distributed is not None and world.size == 1:
+        return _launch(train_set, model_out, metadata_out, features, label_column, settings)
     chosen = resolve_device(device)
-    frame = read_parquet(STEP, train_set, "training set")
-    x, y = _matrix(frame, features, label_column, objective)
+    frame = distributed.read_shard(train_set, world, "training set")
+    x, y = _matrix(frame, features, label_column, objective, whole=world.size == 1)
     params = _restore_integers(dict(settings.params))
     started = time.perf_counter()
     if model_type == "xgboost":
-        used, passes = _train_xgboost(x, y, features, params or {}, seed, chosen, model_out, objective)
+        used, passes, totals = _train_xgboost(
+            x, y, features, params or {}, seed, chosen, model_out, objective, world, label_column
+        )
     else:
-        used, passes = _train_mlp(x, y, params or {}, seed, chosen, model_out, objective)
+        used, passes, totals = _train_mlp(x, y, params or {}, seed, chosen, model_out, objective, world, label_column)
     seconds = time.perf_counter() - started
-    timestamps = frame.select_dtypes(include=["datetimetz", "datetime"])
-    window = (
-        [timestamps.iloc[:, 0].min().isoformat(), timestamps.iloc[:, 0].max().isoformat()]
-        if not timestamps.empty
-        else None
-    )
+    rows, label_sum = int(totals[0]), totals[1]
+    if not world.leader:  # the leader writes the model and the metadata
+        return {"step": STEP, "worker": world.rank, "workers": world.size, "shard_rows": len(y)}
     metadata: TrainingMetadata = {
         "model_type": model_type,
         "objective": objective,
@@ -208,32 +287,61 @@ def train(
         "params": used,
         "seed": seed,
         "device": chosen,
-        "training_rows": len(y),
-        "positive_rate": float(y.mean()) if objective == "binary" else None,
-        "label_mean": float(y.mean()),
+        "training_rows": rows,
+        "positive_rate": label_sum / rows if objective == "binary" else None,
+        "label_mean": label_sum / rows,
         "training_data_sha256": artifacts.sha256_uri(train_set),
-        "data_window": window,
+        "data_window": _window(frame if world.size == 1 else None, train_set),
         "model_sha256": artifacts.sha256_uri(model_out),
         "train_seconds": round(seconds, 3),
-        "rows_per_second": round(len(y) / max(seconds, 1e-9), 1),
-        "row_passes_per_second": round(len(y) * passes / max(seconds, 1e-9), 1),
+        "rows_per_second": round(rows / max(seconds, 1e-9), 1),
+        "row_passes_per_second": round(rows * passes / max(seconds, 1e-9), 1),
         "passes": passes,
         "python": platform.python_version(),
     }
+    if world.size > 1:
+        metadata["distributed"] = {"runtime": world.runtime, "workers": world.size}
     artifacts.write_json(metadata_out, metadata)
+    return _summary(metadata)
+
+
+def _summary(metadata: TrainingMetadata) -> dict[str, Any]:
+    keys = ("model_type", "device", "training_rows", "train_seconds", "rows_per_second", "passes")
     return {
         "step": STEP,
-        **{
-            k: metadata[k]
-            for k in (
-                "model_type",
-                "device",
-                "training_rows",
-                "train_seconds",
-                "rows_per_second",
-                "passes",
-                "row_passes_per_second",
-                "model_sha256",
-            )
-        },
+        **{k: metadata[k] for k in (*keys, "row_passes_per_second", "model_sha256")},  # type: ignore[literal-required]
+        **({"distributed": metadata["distributed"]} if "distributed" in metadata else {}),
     }
+
+
+def _window(frame: pd.DataFrame | None, train_set: str) -> list[str] | None:
+    """The first and last event time of the training set (of the whole set: a worker's frame is
+    its shard, so the leader then reads the time column alone)."""
+    if frame is None:
+        import pyarrow.parquet as pq
+
+        with artifacts.fetched(train_set) as path:
+            schema = pq.read_schema(path)
+            columns = [field.name for field in schema if str(field.type).startswith("timestamp")]
+            frame = pd.read_parquet(path, columns=columns[:1])
+    timestamps = frame.select_dtypes(include=["datetimetz", "datetime"])
+    if timestamps.empty:
+        return None
+    return [timestamps.iloc[:, 0].min().isoformat(), timestamps.iloc[:, 0].max().isoformat()]
+
+
+def _launch(
+    train_set: str, model_out: str, metadata_out: str, features: list[str], label_column: str, settings: TrainSettings
+) -> dict[str, Any]:
+    """Train as `settings.distributed` workers on this machine, started as the cluster's runtime
+    starts them (components/distributed.py), each running this same step's command."""
+    assert settings.distributed is not None
+    command = [
+        sys.executable, "-m", "mlops.cli", "step", "train",
+        "--train-set", train_set, "--model-out", model_out, "--metadata-out", metadata_out,
+        "--features", ",".join(features), "--label-column", label_column,
+        "--settings", settings.model_dump_json(),
+    ]  # fmt: skip
+    distributed.launch(settings.distributed, command)
+    metadata: TrainingMetadata = artifacts.read_json(metadata_out)
+    return _summary(metadata)

@@ -155,6 +155,7 @@ def train_evaluate_register(
     model_type: str = "xgboost",
     params: dict[str, Any] | None = None,
     threshold: float = 0.7,
+    distributed: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One more registered version, made by the real steps: for tests that need several."""
     from components.evaluate import evaluate
@@ -163,7 +164,7 @@ def train_evaluate_register(
 
     model, metadata, metrics = out / "model", out / "metadata.json", out / "metrics.json"
     train(str(materialized["train"]), str(model), str(metadata), features=FEATURES, label_column="is_fraud",
-          settings=TrainSettings(model_type=model_type, params=params or {}))  # fmt: skip
+          settings=TrainSettings(model_type=model_type, params=params or {}, distributed=distributed))  # fmt: skip
     evaluate(str(model), str(metadata), str(materialized["holdout"]), str(metrics), str(out / "roc.png"),
              str(out / "pr.png"), settings=EvaluateSettings(threshold=threshold))  # fmt: skip
     register(str(model), str(metadata), str(metrics), str(out / "registration.json"), str(out / "card.md"),

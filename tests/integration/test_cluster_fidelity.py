@@ -185,10 +185,11 @@ def test_happy_path_left_features_in_redis_the_model_in_s3_and_the_repository_un
 
     cfg = fidelity["cfg"]
     admin = stack.s3_client()
-    # the offline store: this run's validated data, keyed by project and by run (the workflow's name)
+    # the offline store: the validated data, keyed by project and by the digest of its bytes
     offline = admin.list_objects_v2(Bucket="feast-offline", Prefix=f"{TENANT}/{cfg.materialize.project}/")
+    digest = hashlib.sha256((fidelity["data"] / "latest.parquet").read_bytes()).hexdigest()
     assert [item["Key"] for item in offline.get("Contents", [])] == [
-        f"{TENANT}/{cfg.materialize.project}/{happy_run.name}/{cfg.materialize.project}_events.parquet"
+        f"{TENANT}/{cfg.materialize.project}/sha256-{digest}/{cfg.materialize.project}_events.parquet"
     ]
     # the online store, read as a scoring service would, from a process with an empty MLOPS_HOME
     users = pd.read_parquet(fidelity["data"] / "latest.parquet")["user_id"].drop_duplicates().head(10).tolist()

@@ -1,0 +1,128 @@
+"""Training across processes, started as Kubeflow Trainer's runtimes start it, on this machine's CPU.
+
+Two workers each, on the shared 8,000-row fraud training set: DDP through torchrun with gloo
+(the `PET_*` variables), and XGBoost's collective with a RabitTracker (the `DMLC_*` variables).
+Each trains once per session; the assertions share the runs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from components import distributed
+from components.config import EvaluateSettings, TrainSettings
+from components.distributed import World
+from components.errors import ComponentError
+from tests.conftest import FEATURES, train_evaluate_register
+
+RUNTIMES = {"xgboost": "xgboost-distributed", "pytorch_mlp": "torch-distributed"}
+SMALL = {"xgboost": {"num_boost_round": 60}, "pytorch_mlp": {"epochs": 4}}
+
+
+def _train_and_score(materialized: dict[str, Any], out: Path, model_type: str, workers: int) -> dict[str, Any]:
+    from components.evaluate import evaluate
+    from components.train import train
+
+    out.mkdir(parents=True, exist_ok=True)
+    settings = TrainSettings(
+        model_type=model_type,
+        device="cpu",
+        params=SMALL[model_type],
+        distributed={"workers": workers, "runtime": RUNTIMES[model_type]} if workers > 1 else None,
+    )
+    summary = train(str(materialized["train"]), str(out / "model"), str(out / "metadata.json"),
+                    features=FEATURES, label_column="is_fraud", settings=settings)  # fmt: skip
+    metrics = evaluate(str(out / "model"), str(out / "metadata.json"), str(materialized["holdout"]),
+                       str(out / "metrics.json"), str(out / "q.png"), str(out / "e.png"),
+                       settings=EvaluateSettings(threshold=0.5))  # fmt: skip
+    return {"summary": summary, "metrics": metrics, "metadata": json.loads((out / "metadata.json").read_text())}
+
+
+@pytest.fixture(scope="module", params=["xgboost", "pytorch_mlp"])
+def trainings(
+    request: pytest.FixtureRequest, materialized: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """One model type trained by one process, and by two workers twice (determinism)."""
+    root = tmp_path_factory.mktemp(f"distributed-{request.param}")
+    return {
+        "model_type": request.param,
+        "single": _train_and_score(materialized, root / "single", request.param, 1),
+        "two": _train_and_score(materialized, root / "two", request.param, 2),
+        "again": _train_and_score(materialized, root / "again", request.param, 2),
+    }
+
+
+def test_two_workers_score_within_a_hundredth_of_one_process(trainings: dict[str, Any]) -> None:
+    single, two = trainings["single"], trainings["two"]
+    assert two["metadata"]["distributed"] == {"runtime": RUNTIMES[trainings["model_type"]], "workers": 2}
+    assert "distributed" not in single["metadata"]
+    assert two["metadata"]["training_rows"] == single["metadata"]["training_rows"]  # every row, once
+    assert two["metadata"]["data_window"] == single["metadata"]["data_window"]
+    assert two["metadata"]["positive_rate"] == pytest.approx(single["metadata"]["positive_rate"])
+    assert abs(two["metrics"]["roc_auc"] - single["metrics"]["roc_auc"]) <= 0.01, (two["metrics"], single["metrics"])
+
+
+def test_two_workers_give_the_same_model_bytes_each_time(trainings: dict[str, Any]) -> None:
+    """Registration is by artifact sha256: a rerun must reuse the version, distributed or not."""
+    two, again, single = trainings["two"], trainings["again"], trainings["single"]
+    assert two["summary"]["model_sha256"] == again["summary"]["model_sha256"] == two["metadata"]["model_sha256"]
+    assert two["summary"]["model_sha256"] != single["summary"]["model_sha256"]  # the shards did train apart
+
+
+def test_a_distributed_model_registers_by_its_sha256(materialized: dict[str, Any], tmp_path: Path) -> None:
+    two = {"workers": 2, "runtime": "xgboost-distributed"}
+    first = train_evaluate_register(materialized, tmp_path / "a", tmp_path, model_name="fraud-distributed",
+                                    params=SMALL["xgboost"], distributed=two)  # fmt: skip
+    again = train_evaluate_register(materialized, tmp_path / "b", tmp_path, model_name="fraud-distributed",
+                                    params=SMALL["xgboost"], distributed=two)  # fmt: skip
+    sha = json.loads(first["metadata"].read_text())["model_sha256"]
+    assert first["registration"]["artifact_sha256"] == sha
+    assert again["registration"]["version"] == first["registration"]["version"]  # the same bytes: reused
+
+
+def test_a_permanent_failure_in_the_workers_stays_permanent(materialized: dict[str, Any], tmp_path: Path) -> None:
+    from components.train import train
+
+    settings = TrainSettings(model_type="xgboost", distributed={"workers": 2, "runtime": "xgboost-distributed"})
+    with pytest.raises(ComponentError, match="lacks column") as refused:
+        train(str(materialized["train"]), str(tmp_path / "model"), str(tmp_path / "metadata.json"),
+              features=[*FEATURES, "no_such_feature"], label_column="is_fraud", settings=settings)  # fmt: skip
+    assert "exited [2, 2]" in refused.value.problem
+    assert not (tmp_path / "model").exists() and not (tmp_path / "metadata.json").exists()
+
+
+def test_the_runtime_must_fit_the_model_type() -> None:
+    with pytest.raises(ValueError, match="torch-distributed cannot train xgboost: use xgboost-distributed"):
+        TrainSettings(model_type="xgboost", distributed={"workers": 2, "runtime": "torch-distributed"})
+    with pytest.raises(ValueError, match="greater than or equal to 2"):
+        TrainSettings(model_type="xgboost", distributed={"workers": 1, "runtime": "xgboost-distributed"})
+
+
+def test_the_world_is_read_from_what_each_runtime_injects() -> None:
+    assert distributed.current_world({}) == distributed.SINGLE
+    torchrun = {"RANK": "1", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "29500"}
+    assert distributed.current_world(torchrun) == World("torch-distributed", 1, 4, 1)
+    dmlc = {"DMLC_TRACKER_URI": "trainjob-node-0-0.trainjob", "DMLC_TRACKER_PORT": "9091", "DMLC_TASK_ID": "2",
+            "DMLC_NUM_WORKER": "3"}  # fmt: skip
+    assert distributed.current_world(dmlc) == World("xgboost-distributed", 2, 3)
+    assert (
+        distributed.tracker_host("127.0.0.1") == "127.0.0.1"
+        and distributed.tracker_host(dmlc["DMLC_TRACKER_URI"]) == "0.0.0.0"
+    )
+
+
+def test_shards_cover_every_row_once_and_read_only_their_rows(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"row": range(1003), "value": [float(i) for i in range(1003)]})
+    frame.to_parquet(tmp_path / "set.parquet", index=False, row_group_size=100)
+    for size in (1, 2, 3, 7):
+        shards = [distributed.read_shard(str(tmp_path / "set.parquet"), World("x", rank, size), "set")
+                  for rank in range(size)]  # fmt: skip
+        assert pd.concat(shards)["row"].tolist() == list(range(1003)), size
+        assert max(len(s) for s in shards) - min(len(s) for s in shards) <= 1
+    with pytest.raises(ComponentError, match="got no rows"):
+        distributed.read_shard(str(tmp_path / "set.parquet"), World("x", 1003, 1004), "set")
