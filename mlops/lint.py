@@ -33,6 +33,9 @@ CRD_FILES = {
     ("argoproj.io", "CronWorkflow"): "argo_argoproj.io_cronworkflows.full.yaml",
     ("serving.kserve.io", "ClusterServingRuntime"): "kserve_serving.kserve.io_clusterservingruntimes.yaml",
     ("serving.kserve.io", "ServingRuntime"): "kserve_serving.kserve.io_servingruntimes.yaml",
+    ("trainer.kubeflow.org", "TrainJob"): "trainer_trainer.kubeflow.org_trainjobs.yaml",
+    ("trainer.kubeflow.org", "ClusterTrainingRuntime"): "trainer_trainer.kubeflow.org_clustertrainingruntimes.yaml",
+    ("ray.io", "RayJob"): "kuberay_ray.io_rayjobs.yaml",
 }
 EXCEPTIONS_FILE = Path(__file__).resolve().parents[1] / "manifests" / "lint-exceptions.yaml"
 
@@ -102,14 +105,39 @@ def _python_patterns(node: Any) -> Any:
 
 
 def _check(obj: Any, schema: dict[str, Any]) -> str | None:
-    """The first schema violation, as `path: message`, or None."""
+    """The first schema violation, as `path: message`, or None; a field the schema does not know
+    is one too (the API server would prune it without a word: a misspelt field silently lost)."""
     import jsonschema
 
     validator = jsonschema.validators.validator_for(schema)(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(obj))
-    if error is None:
-        return None
-    return f"{'/'.join(str(p) for p in error.absolute_path)}: {error.message[:300]}"
+    if error is not None:
+        return f"{'/'.join(str(p) for p in error.absolute_path)}: {error.message[:300]}"
+    unknown = unknown_fields(obj, schema)
+    return f"{unknown[0]}: field not in the schema" if unknown else None
+
+
+def unknown_fields(obj: Any, schema: dict[str, Any], path: str = "") -> list[str]:
+    """Paths of fields a structural (CRD) schema does not declare, where it declares its fields."""
+    if isinstance(obj, dict):
+        properties = schema.get("properties")
+        extra = schema.get("additionalProperties")
+        if schema.get("x-kubernetes-preserve-unknown-fields") or (properties is None and extra is None):
+            return []
+        found = []
+        for key, value in obj.items():
+            child = (properties or {}).get(key)
+            if child is None and isinstance(extra, dict):
+                child = extra
+            if child is None:
+                if not (path == "" and key in ("apiVersion", "kind", "metadata", "status")):
+                    found.append(f"{path}/{key}")
+                continue
+            found += unknown_fields(value, child, f"{path}/{key}")
+        return found
+    if isinstance(obj, list) and isinstance(schema.get("items"), dict):
+        return [p for index, item in enumerate(obj) for p in unknown_fields(item, schema["items"], f"{path}/{index}")]
+    return []
 
 
 @cache

@@ -77,6 +77,7 @@ TENANT_DATABASES_FILE = "tenant-databases.yaml"  # the Job that makes each tenan
 POSTGRES_ROLES_FILE = "roles.yaml"  # a patch of the CloudNativePG Cluster (base/kustomization.yaml)
 ALERT_ROUTING_FILE = "alertmanager-config.yaml"  # a tenant's alert routing: its owners, then on-call
 STEP_CACHE_FILE = "step-cache.yaml"  # Argo's memoization cache of the namespace's pipelines
+TRAINING_RUNTIMES_FILE = "training-runtimes.yaml"  # Kubeflow Trainer's runtimes distributed training runs on
 
 
 def platform_manifests(manifests: Path = MANIFESTS) -> dict[Path, str]:
@@ -117,6 +118,12 @@ def platform_manifests(manifests: Path = MANIFESTS) -> dict[Path, str]:
     tenants = [tenant for _, tenant in folders.values() if tenant]
     rendered[manifests / "base" / "postgres" / POSTGRES_ROLES_FILE] = header + _dump(postgres_roles(tenants))
     rendered[manifests / "base" / "mlflow" / MLFLOW_AUTH_FILE] = header + _dump(mlflow_auth_config())
+    from pipelines.standard import IMAGE
+    from pipelines.trainer import RUNTIMES, cluster_training_runtime
+
+    rendered[manifests / "base" / "trainer" / TRAINING_RUNTIMES_FILE] = header + "---\n".join(
+        _dump(cluster_training_runtime(runtime, IMAGE)) for runtime in RUNTIMES
+    )
     rendered[manifests / "base" / "postgres" / PGBOUNCER_CONFIG_FILE] = header + _dump(pgbouncer_config(tenants))
     databases = tenant_databases(tenants)
     rendered[manifests / "base" / "postgres" / TENANT_DATABASES_FILE] = header + "---\n".join(

@@ -96,7 +96,7 @@ def step_parameters(cfg: PipelineConfig, run: Mapping[str, Any], package: str) -
             "settings": m.model_dump(exclude={"feature_repo"}),
         },
         "hold": {},
-        "train": {"label_column": m.label_column, "settings": cfg.train.model_dump()},
+        "train": {"label_column": m.label_column, "settings": cfg.train.model_dump(exclude_none=True)},
         # the threshold is a run input (gate-threshold); the rest of the section comes whole
         "evaluate": {"settings": cfg.evaluate.model_dump(exclude={"threshold"}), "threshold": run["gate_threshold"]},
         "register": {
