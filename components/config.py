@@ -126,6 +126,42 @@ class DriftSettings(_Settings):
     plotted_features: int = Field(4, ge=1, le=12, description="The most drifted features drawn in the PNG.")
 
 
+class SearchRange(_Settings):
+    """One hyperparameter's range: integers or floats between low and high (log-uniform with
+    `log`), or one of `choices`."""
+
+    type: Literal["int", "float", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: list[str | int | float | bool] | None = None
+
+    @model_validator(mode="after")
+    def _bounded(self) -> SearchRange:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical range needs `choices`")
+        elif self.low is None or self.high is None or self.low >= self.high:
+            raise ValueError(f"an {self.type} range needs low < high, got low={self.low} high={self.high}")
+        elif self.log and self.low <= 0:
+            raise ValueError("a log range needs low > 0")
+        return self
+
+
+class TuneSettings(_Settings):
+    """A hyperparameter search over `train.params`: Optuna on a laptop, Katib on the cluster."""
+
+    algorithm: Literal["tpe", "random"] = Field("tpe", description="Optuna's sampler locally, Katib's on the cluster.")
+    trials: int = Field(20, ge=1, le=1000, description="Trials in all (Katib: maxTrialCount).")
+    parallel: int = Field(2, ge=1, le=64, description="Trials at once (Katib: parallelTrialCount).")
+    max_failed: int = Field(
+        3, ge=0, description="Failed trials after which the search stops (Katib: maxFailedTrialCount)."
+    )
+    space: dict[str, SearchRange] = Field(
+        default_factory=dict, description="train.params names and their ranges; the rest of train.params stays fixed."
+    )
+
+
 class ModelCardSettings(_Settings):
     purpose: str
     owner: str
@@ -203,6 +239,7 @@ class PipelineConfig(_Settings):
     register_: RegisterSettings = Field(alias="register")
     model_card: ModelCardSettings
     drift: DriftSettings = DriftSettings()
+    tune: TuneSettings = TuneSettings()
     promote: PromoteSettings
     cluster: ClusterSettings
 

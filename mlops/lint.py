@@ -37,6 +37,8 @@ CRD_FILES = {
     ("trainer.kubeflow.org", "ClusterTrainingRuntime"): "trainer_trainer.kubeflow.org_clustertrainingruntimes.yaml",
     ("ray.io", "RayJob"): "kuberay_ray.io_rayjobs.yaml",
 }
+SWAGGER_FILES = {("kubeflow.org", "Experiment"): ("katib_v1beta1.swagger.json", "v1beta1.Experiment")}
+"""Kinds whose CRD carries no field schema: their schema is the project's swagger definition."""
 EXCEPTIONS_FILE = Path(__file__).resolve().parents[1] / "manifests" / "lint-exceptions.yaml"
 
 
@@ -73,8 +75,9 @@ def render(kustomization: Path) -> list[dict[str, Any]]:
 
 
 def targets(path: Path) -> list[Path]:
-    """The kustomizations to render: the path itself, or each overlay and tenant under it."""
-    if (path / "kustomization.yaml").exists():
+    """The kustomizations to render: the path itself, or each overlay and tenant under it; or a
+    rendered YAML file (`mlops tune --katib`'s Experiment, a TrainJob)."""
+    if path.is_file() or (path / "kustomization.yaml").exists():
         return [path]
     overlays = sorted(p.parent for p in path.glob("overlays/*/kustomization.yaml"))
     overlays += sorted(p.parent for p in path.glob("tenants/*/kustomization.yaml") if p.parent.name != "base")
@@ -153,6 +156,41 @@ def _crd_schema(group: str, kind: str, version: str) -> dict[str, Any] | None:
     return None
 
 
+@cache
+def _swagger_schema(group: str, kind: str) -> dict[str, Any] | None:
+    """A JSON schema of `kind` from its swagger definitions, references inlined (objects the swagger
+    leaves untyped, such as a Katib trial's spec, accept anything: they are checked on their own)."""
+    import json
+
+    entry = SWAGGER_FILES.get((group, kind))
+    if entry is None or not (schemas_dir() / entry[0]).exists():
+        return None
+    definitions = json.loads((schemas_dir() / entry[0]).read_text())["definitions"]
+
+    def inline(node: Any, depth: int = 0) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                target = definitions.get(node["$ref"].rsplit("/", 1)[-1])
+                if target is None or depth > 30:
+                    return {}  # a type the swagger does not define (ObjectMeta, Unstructured): open
+                return inline(target, depth + 1)
+            return {key: inline(value, depth) for key, value in node.items() if key != "default"}
+        if isinstance(node, list):
+            return [inline(item, depth) for item in node]
+        return node
+
+    schema: dict[str, Any] = inline(definitions[entry[1]])
+    return schema
+
+
+def _embedded_workloads(obj: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Objects a custom resource carries whole, as the swagger leaves them untyped: a Katib trial's Job."""
+    if obj.get("kind") == "Experiment" and obj.get("apiVersion", "").startswith("kubeflow.org/"):
+        trial = obj.get("spec", {}).get("trialTemplate", {}).get("trialSpec")
+        return [("/spec/trialTemplate/trialSpec", trial)] if isinstance(trial, dict) else []
+    return []
+
+
 def _name(obj: dict[str, Any]) -> str:
     meta = obj.get("metadata", {})
     return f"{obj.get('kind')}/{meta.get('namespace', '-')}/{meta.get('name')}"
@@ -171,9 +209,12 @@ def _validate_one(obj: dict[str, Any], templates: dict[str, dict[str, Any]]) -> 
         schema = template["spec"]["crd"]["spec"].get("validation", {}).get("openAPIV3Schema", {})
         problem = _check(obj.get("spec", {}).get("parameters", {}), schema)
         return f"parameters: {problem}" if problem else None
-    schema = _crd_schema(group, kind, version)
+    schema = _crd_schema(group, kind, version) or _swagger_schema(group, kind)
     if schema is not None:
-        return _check(obj, schema)
+        problem = _check(obj, schema)
+        for where, embedded in _embedded_workloads(obj):
+            problem = problem or _prefixed(where, _validate_one(embedded, templates))
+        return problem
     try:
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
     except kubernetes_validate.SchemaNotFoundError:
@@ -181,6 +222,10 @@ def _validate_one(obj: dict[str, Any], templates: dict[str, dict[str, Any]]) -> 
     except kubernetes_validate.ValidationError as error:
         return f"{'/'.join(str(p) for p in error.path)}: {error.message[:300]}"
     return None
+
+
+def _prefixed(where: str, problem: str | None) -> str | None:
+    return f"{where}: {problem}" if problem else None
 
 
 def exceptions() -> dict[tuple[str, str], str]:
@@ -195,7 +240,7 @@ def lint(path: Path, report: Any = print) -> tuple[int, list[Finding]]:
     findings: list[Finding] = []
     checked = 0
     for target in targets(path):
-        objects = render(target)
+        objects = [doc for doc in yaml.safe_load_all(target.read_text()) if doc] if target.is_file() else render(target)
         templates = {o["metadata"]["name"]: o for o in objects if o.get("kind") == "ConstraintTemplate"}
         for obj in objects:
             checked += 1

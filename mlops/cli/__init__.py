@@ -7,7 +7,8 @@ One module per command group, each owning its parsers and handlers (kfp/cli's la
     dev.py       dev, tenant, isolation-check, buckets  the loopback services, tenants, buckets
     serving.py   serve, promote, history           the local Triton, the canary lifecycle on KServe
     monitoring.py drift                            the data a file holds against the champion's training set
-    lineage.py   lineage                           what a model version was made from
+    lineage.py   lineage, reproduce                what a model version was made from
+    tune.py      tune, tune-trial                  a hyperparameter search: Optuna here, Katib there
     checks.py    lint, doctor                      manifests and live configuration
     scaffold.py  new, data                         a new pipeline folder, synthetic data
 
@@ -24,7 +25,7 @@ import sys
 
 import components  # noqa: F401  (applies the air-gapped defaults before anything else loads)
 
-GROUPS = ("run", "cluster", "dev", "serving", "monitoring", "lineage", "checks", "scaffold")
+GROUPS = ("run", "cluster", "dev", "serving", "monitoring", "lineage", "tune", "checks", "scaffold")
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
