@@ -89,7 +89,14 @@ def postgres_roles(tenants: list[str]) -> dict[str, Any]:
     platform namespace) that the platform team creates; the tenant's pods get the same password
     in their own namespace's feast credentials Secret."""
     roles: list[dict[str, Any]] = [
-        {"name": "feast", "ensure": "present", "login": True, "passwordSecret": {"name": "feast-db-credentials"}}
+        {"name": "feast", "ensure": "present", "login": True, "passwordSecret": {"name": "feast-db-credentials"}},
+        {
+            "name": "katib",
+            "ensure": "present",
+            "login": True,
+            "comment": "Katib's DB manager, through PgBouncer (manifests/katib/)",
+            "passwordSecret": {"name": "katib-db-credentials"},
+        },
     ]
     for tenant in tenants:
         roles.append(
@@ -141,6 +148,10 @@ PGBOUNCER_SETTINGS = {
     "auth_type": "scram-sha-256",
     "auth_file": "/etc/pgbouncer/userlist/userlist.txt",
     "ignore_startup_parameters": "extra_float_digits,options",
+    # Katib's DB manager prepares its statements (lib/pq through database/sql): in transaction
+    # pooling PgBouncer (>= 1.21) must track them, or the next transaction meets a server
+    # connection that never saw the statement ("prepared statement ... does not exist")
+    "max_prepared_statements": "200",
 }
 
 
@@ -162,7 +173,8 @@ def pgbouncer_config(tenants: list[str]) -> dict[str, Any]:
 
 POSTGRES_IMAGE = "registry.mlops.internal/mirror/cloudnative-pg/postgresql:15.10"
 POSTGRES_UID = 26  # the postgres user of CloudNativePG's images
-PLATFORM_DATABASES = {"mlflow": "mlflow", "mlflow_auth": "mlflow", "feast_registry": "feast"}  # database: its role
+PLATFORM_DATABASES = {"mlflow": "mlflow", "mlflow_auth": "mlflow", "feast_registry": "feast", "katib": "katib"}
+"""Each platform database and its owning role; katib holds Katib's trial observations."""
 
 
 def tenant_database_sql(tenants: list[str]) -> str:

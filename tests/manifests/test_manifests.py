@@ -317,6 +317,12 @@ def test_every_registry_url_names_a_managed_role_and_tenant_roles_have_a_connect
     from components.settings import CONFIGMAP, TENANT_CONNECTION_LIMIT, TENANT_SERVER_CONNECTIONS
 
     users, databases = {"feast"}, {"feast_registry"}
+    # Katib's DB manager, by the names its patch gives it (manifests/katib/db-manager-patch.yaml)
+    patch = yaml.safe_load((MANIFESTS / "katib" / "db-manager-patch.yaml").read_text())
+    katib_env = {e["name"]: e.get("value") for e in patch["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert katib_env["KATIB_POSTGRESQL_DB_HOST"] == "pgbouncer.mlops.svc" and katib_env["DB_NAME"] == "postgres"
+    users.add(katib_env["DB_USER"])
+    databases.add(katib_env["KATIB_POSTGRESQL_DB_DATABASE"])
     for tenant in TENANTS:
         configmap = find(render(MANIFESTS / "tenants" / tenant), "ConfigMap", CONFIGMAP)
         url = urlsplit(configmap["data"]["MLOPS_FEAST_REGISTRY_URL"])
@@ -329,6 +335,8 @@ def test_every_registry_url_names_a_managed_role_and_tenant_roles_have_a_connect
         ini = find(objects, "ConfigMap", "pgbouncer")["data"]["pgbouncer.ini"]
         routed = {line.split(" = ")[0] for line in ini.split("[pgbouncer]")[0].splitlines()[1:]}
         assert databases <= routed, (name, databases - routed)
+        # Katib prepares statements: in transaction pooling PgBouncer must track them
+        assert "max_prepared_statements = 200" in ini.split("[pgbouncer]")[1], name
         caps = ini.split("[users]")[1].split()
         assert all(f"{tenant}=max_user_connections={TENANT_SERVER_CONNECTIONS}" in "".join(caps) for tenant in TENANTS)
         for tenant in TENANTS:
