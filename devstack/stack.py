@@ -74,6 +74,9 @@ class Stack:
     pool_size: int = 20
     redis_maxmemory: str = "512mb"
     mlflow_workers: int = 1
+    # The tracking server's database connections through PgBouncer (the platform's way); False
+    # only to show the connection storm a parallel sweep makes without it (tests/integration).
+    mlflow_through_pgbouncer: bool = True
     # The basic-auth app: users, per-experiment and per-model permissions (multi-tenant stacks).
     mlflow_auth: bool = False
     mlflow_default_permission: str = "NO_PERMISSIONS"
@@ -605,7 +608,7 @@ class Stack:
             # psycopg2, not psycopg 3: psycopg 3 prepares repeated statements on the server,
             # and PgBouncer 1.18 in transaction pooling sends the next transaction to another
             # server connection ("prepared statement _pg3_0 already exists").
-            self.database_url("mlflow", driver="postgresql+psycopg2"),
+            self.database_url("mlflow", driver="postgresql+psycopg2", through_pgbouncer=self.mlflow_through_pgbouncer),
             "--default-artifact-root",
             "s3://mlflow-artifacts/",
             "--no-serve-artifacts",

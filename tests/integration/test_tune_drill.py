@@ -1,0 +1,80 @@
+"""The connection storm of a parallel sweep: 8 trials at once logging to the platform's MLflow
+server on a PostgreSQL with few connections. Straight to PostgreSQL the tracking server's
+workers run out of connections and trials fail; through PgBouncer (transaction pooling, 3 server
+connections) the same sweep commits every trial. Katib's DB manager meets the same storm, and
+the platform routes it the same way (manifests/katib/)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devstack import process
+from devstack.stack import PORT_SPAN, Ports, Stack
+from tests.integration.conftest import mlops, platform_env
+
+pytestmark = pytest.mark.integration
+
+TRIALS = "8"
+REFUSED = ("too many clients", "remaining connection slots")
+
+
+@pytest.fixture(scope="module")
+def starved() -> Iterator[Stack]:
+    """max_connections=10 (7 for applications), a tracking server of 4 workers, each with its own
+    connection pool, straight to PostgreSQL; PgBouncer beside it, pooling 3 server connections."""
+    root = Path(tempfile.mkdtemp(prefix="mlops-sweep-"))
+    root.chmod(0o755)
+    stack = Stack(
+        root=root,
+        ports=Ports.from_base(process.free_port_base(PORT_SPAN)),
+        max_connections=10,
+        pool_size=3,
+        mlflow_workers=4,
+        mlflow_through_pgbouncer=False,
+    )
+    try:
+        stack.up(("postgres", "pgbouncer", "s3", "mlflow"))
+        yield stack
+    finally:
+        stack.down()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _sweep(stack: Stack, home: Path) -> tuple[int, str]:
+    # no client retries: a refused request shows as the failed trial it is, not as a slow one
+    env = platform_env(stack, home, MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="60")
+    rounds = 'tune.space.num_boost_round={"type": "int", "low": 10, "high": 40}'
+    done = mlops(env, "tune", "fraud", "--trials", TRIALS, "--parallel", TRIALS, "--rows", "3000",
+                 "--set", rounds, "--out", str(home), timeout=900)  # fmt: skip
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_a_parallel_sweep_exhausts_direct_connections_and_commits_through_pgbouncer(
+    starved: Stack, tmp_path: Path
+) -> None:
+    from mlflow import MlflowClient
+
+    code, output = _sweep(starved, tmp_path / "direct")
+    server_log = starved.log("mlflow").read_text(errors="replace")
+    assert any(word in server_log for word in REFUSED), (server_log[-2000:], output[-2000:])
+    # trials failed (exit 1), or the search itself lost the tracking server (75: transient)
+    assert code in (1, 75) and "Trial" in output and "failed" in output, output[-3000:]
+
+    starved.down(("mlflow",))
+    starved.mlflow_through_pgbouncer = True
+    starved.log("mlflow").write_text("")
+    starved.up(("mlflow",))
+    code, output = _sweep(starved, tmp_path / "pooled")
+    assert code == 0, output[-3000:]
+    assert not any(word in starved.log("mlflow").read_text(errors="replace") for word in REFUSED)
+    parent = next(line.split()[-1] for line in output.splitlines() if "MLflow parent run" in line)
+    client = MlflowClient(tracking_uri=starved.tracking_uri)
+    run = client.get_run(parent)
+    children = client.search_runs([run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent}'")
+    assert len(children) == int(TRIALS) and {child.info.status for child in children} == {"FINISHED"}
+    assert all("roc_auc" in child.data.metrics for child in children)
