@@ -225,19 +225,24 @@ def xgboost_sum(values: np.ndarray, world: World) -> np.ndarray:
 
 @contextmanager
 def torch_process_group(world: World, device: str) -> Iterator[str]:
-    """Join torch's process group of `world` (gloo on the CPU, NCCL on GPUs); yields the device
-    this worker trains on."""
+    """Join torch's process group of `world`; yields the device this worker trains on. NCCL when
+    each worker has a GPU of its own, gloo on the CPU and when workers share a GPU (NCCL refuses
+    two ranks on one device: the GPU check runs 2 workers on its one GPU)."""
     if world.size == 1:
         yield device
         return
     import torch
     import torch.distributed as dist
 
-    gpu = device.startswith("cuda")
-    if gpu:
-        torch.cuda.set_device(world.local_rank)
-        device = f"cuda:{world.local_rank}"
-    dist.init_process_group(backend="nccl" if gpu else "gloo")
+    backend = "gloo"
+    if device.startswith("cuda"):
+        count = torch.cuda.device_count()
+        index = world.local_rank % count
+        torch.cuda.set_device(index)
+        device = f"cuda:{index}"
+        if int(os.environ.get("LOCAL_WORLD_SIZE", str(world.size))) <= count:
+            backend = "nccl"
+    dist.init_process_group(backend=backend)
     try:
         yield device
     finally:

@@ -239,9 +239,10 @@ def _data_parallel(model: Any, world: World, device: str) -> tuple[Any, Any]:
         def forward(self, features: Any) -> Any:
             return self.inner.logits(features)
 
-    wrapped = DistributedDataParallel(
-        Logits(model), device_ids=[world.local_rank] if device.startswith("cuda") else None
-    )
+    import torch
+
+    index = torch.device(device).index
+    wrapped = DistributedDataParallel(Logits(model), device_ids=[index] if index is not None else None)
     return wrapped, wrapped.join()
 
 

@@ -4,6 +4,7 @@ still runs against today's components, services and images is."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -50,8 +51,16 @@ def test_fidelity_benchmark_runs_on_tiny_inputs(component_image: str, tmp_path: 
     assert "whole run" in done.stdout
 
 
-def test_gpu_check_says_it_did_not_run_without_a_gpu(tmp_path: Path) -> None:
-    """No GPU here: CPU figures, a line saying so, and exit 1 (the check did not do its job)."""
-    done = _run("gpu_check.py", ["--rows", "3000", "--rounds", "5", "--epochs", "1"], tmp_path)
+def test_gpu_check_runs_its_cpu_path_and_says_it_did_not_run_without_a_gpu(tmp_path: Path) -> None:
+    """No GPU here: `make gpu-check`'s script trains the MLP on the CPU, one process and two (DDP
+    through torchrun, as on the GPU machine), writes its JSON, says so, and exits 1."""
+    done = subprocess.run(
+        ["bash", "benchmarks/gpu_check.sh", "--rows", "3000", "--ddp-rows", "3000", "--epochs", "1",
+         "--out", str(tmp_path)],
+        cwd=REPO, env={**os.environ, "MLOPS_HOME": str(tmp_path)}, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "row-passes/s" in done.stdout and "no CUDA device is visible" in done.stdout
+    assert "no CUDA device is visible" in done.stdout and "DDP x2 cpu" in done.stdout
+    figures = json.loads((tmp_path / "gpu-check.json").read_text())
+    runs = {(run["model_type"], run["workers"]) for run in figures["runs"]}
+    assert {("pytorch_mlp", 1), ("pytorch_mlp", 2), ("xgboost", 1)} <= runs and figures["gpu"] is None

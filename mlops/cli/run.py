@@ -46,7 +46,8 @@ def register(sub: Any, argv: list[str]) -> None:
 
     step = sub.add_parser("step", help="run one component, as a pipeline task does")
     if argv[:1] == ["step"]:  # the flags come from the components' signatures: import them only for `step`
-        _add_step_parsers(step.add_subparsers(dest="step", required=True))
+        named = argv[1] if len(argv) > 1 and not argv[1].startswith("-") else None
+        _add_step_parsers(step.add_subparsers(dest="step", required=True), named)
 
     task = sub.add_parser("task", help="run one step of a declared pipeline in a container (Argo templates call this)")
     task.add_argument("pipeline")
@@ -81,20 +82,27 @@ def _flag_type(annotation: Any) -> tuple[Any, str]:
 
 
 def steps() -> dict[str, str]:
-    """`mlops step` names -> component targets: every step a pipeline declares (the KFP op table,
-    pipelines/kfp_components.py), and the exit handler's notice."""
-    from pipelines.kfp_components import OPS
+    """`mlops step` names -> component targets: every component a pipeline declares, and the exit
+    handler's notice. Read from the declarations, not the KFP op table, so a worker that has no
+    KFP (a TrainJob's node, the GPU check's machine) runs `mlops step train` all the same."""
+    from pipelines.local import available_pipelines, declaration
 
-    targets = [*OPS, "components.notify:notify_failure"]
+    declared = {step.component for name in available_pipelines() for step in declaration(name).spec.steps}
+    targets = [*sorted(declared), "components.notify:notify_failure"]
     return {target.partition(":")[2].replace("_", "-"): target for target in targets}
 
 
-def _add_step_parsers(subparsers: Any) -> None:
+def _add_step_parsers(subparsers: Any, named: str | None = None) -> None:
+    """A parser per step; with `named`, only that step's component is imported for its flags (a
+    TrainJob node running `mlops step train` needs neither Feast nor MLflow), the rest are listed."""
     import inspect
 
     from pipelines.runtime import component
 
     for name, target in steps().items():
+        if named is not None and name != named:
+            subparsers.add_parser(name, help=target)
+            continue
         function = component(target)
         hints = typing.get_type_hints(function)
         doc = (function.__doc__ or "").strip().splitlines()[0] if function.__doc__ else ""
