@@ -77,6 +77,7 @@ bench: install serving-env services-install images-setup  ## step timings, engin
 	$(BIN)/python benchmarks/offline_store_bench.py
 	$(BIN)/python benchmarks/fidelity_bench.py
 	$(BIN)/python benchmarks/drift_bench.py
+	$(BIN)/python benchmarks/scale_bench.py
 
 gpu-check:  ## the train step's GPU paths (1M, 10M rows; 2-process DDP) beside the CPU; runs on the lent GPU machine as it is
 	bash benchmarks/gpu_check.sh

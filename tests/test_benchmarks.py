@@ -23,6 +23,7 @@ SMOKE = {
     "serving_bench.py": (["--requests", "30", "--seconds", "0.3"], '"serving"'),
     "offline_store_bench.py": (["--rows", "3000"], "equal row for row"),
     "drift_bench.py": (["--rows", "3000"], "x floor"),
+    "scale_bench.py": (["--rows", "3000", "--trials", "2", "--tune-rows", "3000"], "trials/min"),
 }
 PROGRESS_BAR = ("Calculating Metrics", "it/s]")
 
