@@ -235,8 +235,10 @@ def _print_summary(pipeline: str, result: dict[str, Any], progress: Any, seconds
         )
     if "train" in s:
         t = s["train"]
+        spread = t.get("distributed")
+        where = f"{t['device']}, {spread['workers']} {spread['runtime']} workers" if spread else t["device"]
         print(
-            f"  train        {t['model_type']} on {t['device']}: {t['training_rows']} rows in {t['train_seconds']}s "
+            f"  train        {t['model_type']} on {where}: {t['training_rows']} rows in {t['train_seconds']}s "
             f"({t['rows_per_second']:,.0f} rows/s; {t.get('passes', 1)} passes, "
             f"{t.get('row_passes_per_second', 0):,.0f} row-passes/s)"
         )
