@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-BUCKETS = ("mlflow-artifacts", "models", "pipeline-artifacts", "feast-offline")
+PIPELINE_ARTIFACTS = "pipeline-artifacts"
+"""Argo's artifact repository (each tenant's keys under <namespace>/); a TrainJob's nodes read and
+write their handed-over files there too (pipelines/argo.py)."""
+BUCKETS = ("mlflow-artifacts", "models", PIPELINE_ARTIFACTS, "feast-offline")
 ABORT_INCOMPLETE_UPLOADS_AFTER_DAYS = 1
 LIFECYCLE: dict[str, Any] = {
     "Rules": [

@@ -38,12 +38,15 @@ from hera.workflows import (
     Gauge,
     Label,
     Parameter,
+    Resource,
+    S3Artifact,
     Task,
     Workflow,
     WorkflowTemplate,
 )
 from hera.workflows import models as m
 
+from components.buckets import PIPELINE_ARTIFACTS
 from components.config import PipelineConfig
 from components.environment import IMAGE_VARIABLE
 from components.errors import PERMANENT_EXIT_CODE
@@ -210,6 +213,7 @@ def _container(
     contracts: Contracts,
     *,
     memoized: bool = False,
+    stored: dict[str, str] | None = None,
 ) -> Container:
     artifact_inputs = [name for name, ref in step.inputs.items() if not is_parameter(contracts, ref)]
     parameter_inputs = [name for name, ref in step.inputs.items() if is_parameter(contracts, ref)]
@@ -233,7 +237,7 @@ def _container(
         )
         if memoized
         else None,
-        outputs=[Artifact(name=name, path=f"{OUT}/{name}") for name in contracts[step.name].artifact_outputs]
+        outputs=[_output_artifact(name, (stored or {}).get(name)) for name in contracts[step.name].artifact_outputs]
         + [
             Parameter(name=name, value_from=m.ValueFrom(path=f"{OUT}/{name}"))
             for name in contracts[step.name].parameter_outputs
@@ -250,6 +254,106 @@ def _container(
     )
 
 
+TRAIN_COMPONENT = "components.train:train"
+TRAINJOB_SUCCEEDED = "status.jobsStatus.0.succeeded > 0"
+TRAINJOB_FAILED = "status.jobsStatus.0.failed > 0"
+"""The TrainJob's one replicated job (`node`, the platform's runtimes have no other) finished or
+failed; Argo's conditions are label selectors over JSON paths, so no query into `conditions`."""
+
+
+def distributed_train(cfg: PipelineConfig, step: Step) -> bool:
+    """Whether `step` trains as a Kubeflow Trainer TrainJob (train.distributed is set)."""
+    return step.component == TRAIN_COMPONENT and cfg.train.distributed is not None
+
+
+def _key(path: str) -> str:
+    """A key in the workflow's artifact repository, where the tenant's own key pair reaches."""
+    return f"{{{{workflow.namespace}}}}/{path}"
+
+
+def _repository_uri(key: str) -> str:
+    return f"s3://{PIPELINE_ARTIFACTS}/{key}"
+
+
+def trainjob_handoffs(spec: PipelineSpec, cfg: PipelineConfig, keys: dict[str, str | None]) -> dict[str, str]:
+    """What a TrainJob's nodes read and write, by `step.output`, at its key in the artifact
+    repository. A TrainJob's pods get no orchestrator artifacts: the training set is stored
+    unpacked at a key both sides derive (addressed by materialize's cache key when it has one, so a
+    memoized materialize's set is found where an earlier run left it), and rank 0 writes the model
+    and its metadata where the steps after it fetch them. As seen from the DAG's tasks."""
+    found: dict[str, str] = {}
+    for step in spec.steps:
+        if not distributed_train(cfg, step):
+            continue
+        source = step.inputs["train_set"].split(".")[0]
+        where = f"sets/{keys[source]}" if keys.get(source) else f"{{{{workflow.name}}}}/{source}"
+        found[step.inputs["train_set"]] = _key(f"{where}/train_set.parquet")
+        found[f"{step.name}.model"] = _key(f"{{{{workflow.name}}}}/{step.name}/model")
+        found[f"{step.name}.metadata"] = _key(f"{{{{workflow.name}}}}/{step.name}/metadata.json")
+    return found
+
+
+def stored_outputs(step: Step, handoffs: dict[str, str], memoized: bool) -> dict[str, str]:
+    """`step`'s output artifacts a TrainJob reads, by name, at their key as seen from inside the
+    step's own template (its cache key is an input parameter there)."""
+    stored = {}
+    for reference in handoffs:
+        source, output = reference.split(".")
+        if source == step.name:
+            where = "sets/{{inputs.parameters.cache-key}}" if memoized else f"{{{{workflow.name}}}}/{source}"
+            stored[output] = _key(f"{where}/{output}.parquet")
+    return stored
+
+
+def _train_job_template(spec: PipelineSpec, step: Step, cfg: PipelineConfig, handed: dict[str, str]) -> Resource:
+    """The train step as a TrainJob: created by a resource template, watched until its nodes finish."""
+    import yaml
+
+    from pipelines.trainer import train_job
+
+    job = train_job(
+        spec,
+        step,
+        cfg,
+        name="",
+        namespace="{{workflow.namespace}}",
+        train_set="{{inputs.parameters.train-set}}",
+        model_out=_repository_uri(handed[f"{step.name}.model"]),
+        metadata_out=_repository_uri(handed[f"{step.name}.metadata"]),
+        features="{{inputs.parameters.features}}",
+    )
+    metadata = job["metadata"]
+    metadata.pop("name")
+    metadata["generateName"] = "{{workflow.name}}-" + step.name + "-"  # a retry creates a new one
+    return Resource(
+        name=step.name,
+        action="create",
+        set_owner_reference=True,
+        success_condition=TRAINJOB_SUCCEEDED,
+        failure_condition=TRAINJOB_FAILED,
+        manifest=yaml.safe_dump(job, sort_keys=False),
+        inputs=[Parameter(name="train-set"), Parameter(name="features")],
+        retry_strategy=retry_strategy(step),
+    )
+
+
+def _train_job_task(step: Step, template: Resource, handed: dict[str, str]) -> Task:
+    features = step.inputs["features"].split(".")
+    arguments = [
+        Parameter(name="train-set", value=_repository_uri(handed[step.inputs["train_set"]])),
+        Parameter(name="features", value=f"{{{{tasks.{features[0]}.outputs.parameters.{features[1]}}}}}"),
+    ]
+    return Task(name=step.name, template=template, arguments=arguments, depends=depends(step), when=_when(step))
+
+
+def _output_artifact(name: str, key: str | None) -> Artifact | S3Artifact:
+    """An output artifact: packed where the repository's keyFormat puts it, or, when a TrainJob
+    reads it, stored as the file it is at `key`."""
+    if key is None:
+        return Artifact(name=name, path=f"{OUT}/{name}")
+    return S3Artifact(name=name, path=f"{OUT}/{name}", key=key, archive=m.ArchiveStrategy(none=m.NoneStrategy()))
+
+
 def depends(step: Step) -> str | None:
     """`a.Succeeded && b.Succeeded`: run only after every upstream step succeeded. Not the legacy
     `dependencies`, under which a task whose upstream was skipped by its `when` still runs and
@@ -258,8 +362,20 @@ def depends(step: Step) -> str | None:
     return " && ".join(f"{name}.Succeeded" for name in step.upstream()) or None
 
 
+def _when(step: Step) -> str | None:
+    clauses = [
+        f"{{{{tasks.{c.step}.outputs.parameters.{c.output}}}}} == {'true' if c.equals else 'false'}" for c in step.when
+    ]
+    return " && ".join(clauses) or None
+
+
 def _task(
-    step: Step, template: Container, parameters: dict[str, Any], contracts: Contracts, key: str | None = None
+    step: Step,
+    template: Container,
+    parameters: dict[str, Any],
+    contracts: Contracts,
+    key: str | None = None,
+    written_by_trainjob: dict[str, str] | None = None,
 ) -> Task:
     arguments: list[Parameter | m.Artifact] = [
         Parameter(name=_argo_name(name), value=_value(value)) for name, value in parameters.items()
@@ -272,13 +388,12 @@ def _task(
             arguments.append(
                 Parameter(name=_argo_name(name), value=f"{{{{tasks.{source}.outputs.parameters.{output}}}}}")
             )
+        elif written_by_trainjob and reference in written_by_trainjob:
+            # written by a TrainJob's rank 0, not by an Argo pod: fetched by its key
+            arguments.append(m.Artifact(name=name, s3=m.S3Artifact(key=written_by_trainjob[reference])))
         else:
             arguments.append(m.Artifact(name=name, from_=f"{{{{tasks.{source}.outputs.artifacts.{output}}}}}"))
-    clauses = [
-        f"{{{{tasks.{c.step}.outputs.parameters.{c.output}}}}} == {'true' if c.equals else 'false'}" for c in step.when
-    ]
-    when = " && ".join(clauses) or None
-    return Task(name=step.name, template=template, arguments=arguments, depends=depends(step), when=when)
+    return Task(name=step.name, template=template, arguments=arguments, depends=depends(step), when=_when(step))
 
 
 def _workflow_arguments(cfg: PipelineConfig) -> list[Parameter]:
@@ -345,15 +460,31 @@ def workflow_template(declaration: PipelineDeclaration, cfg: PipelineConfig, *, 
         synchronization=m.Synchronization(mutexes=[m.Mutex(name=f"{spec.name}-retrain")]),
     ) as template:
         keys = {step.name: cache_key(spec, step, parameters, contracts) for step in spec.steps}
-        containers = {
-            step.name: _container(
-                spec, step, parameters[step.name], cfg, contracts, memoized=keys[step.name] is not None
+        trainjobs = {step.name for step in spec.steps if distributed_train(cfg, step)}
+        keys.update({name: None for name in trainjobs})  # a TrainJob is not memoized
+        handoffs = trainjob_handoffs(spec, cfg, keys)
+        written = {ref: key for ref, key in handoffs.items() if ref.split(".")[0] in trainjobs}
+        templates: dict[str, Container | Resource] = {
+            step.name: _train_job_template(spec, step, cfg, handoffs)
+            if step.name in trainjobs
+            else _container(
+                spec,
+                step,
+                parameters[step.name],
+                cfg,
+                contracts,
+                memoized=keys[step.name] is not None,
+                stored=stored_outputs(step, handoffs, keys[step.name] is not None),
             )
             for step in spec.steps
         }
         with DAG(name="pipeline"):
             for step in spec.steps:
-                _task(step, containers[step.name], parameters[step.name], contracts, keys[step.name])
+                template_of = templates[step.name]
+                if isinstance(template_of, Resource):
+                    _train_job_task(step, template_of, handoffs)
+                else:
+                    _task(step, template_of, parameters[step.name], contracts, keys[step.name], written)
         with DAG(name="exit-handler"):
             Task(name="notify-failure", template=failure_notice, when="{{workflow.status}} != Succeeded")
     return template

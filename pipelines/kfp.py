@@ -103,6 +103,15 @@ def build_pipeline(
     is nobody's input there. validate itself, whose only key would be the URI, always runs.
     """
     spec = declaration.spec
+    if cluster and cfg.train.distributed is not None:
+        from components.errors import ComponentError
+
+        raise ComponentError(
+            "compile",
+            f"{spec.name}: train.distributed renders a Kubeflow Trainer TrainJob on Argo only; the KFP IR would "
+            "train its N workers inside one pod",
+            f"mlops compile {spec.name} --target argo (or unset train.distributed for Kubeflow Pipelines)",
+        )
     ops = _components(spec)
     names = RunInputs.names()
 

@@ -68,8 +68,8 @@ def _flag_type(annotation: Any) -> tuple[Any, str]:
     """argparse type and metavar for a component parameter's annotation."""
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     base = args[0] if typing.get_origin(annotation) in (typing.Union, __import__("types").UnionType) else annotation
-    if typing.get_origin(base) is list:
-        return (lambda text: [item for item in text.split(",") if item]), "A,B,..."
+    if typing.get_origin(base) is list:  # a,b,c; or a JSON array, as an orchestrator passes an output list
+        return (lambda text: json.loads(text) if text.startswith("[") else [i for i in text.split(",") if i]), "A,B,..."
     if base is dict or typing.get_origin(base) is dict:
         return json.loads, "JSON"
     from pipelines.runtime import settings_model

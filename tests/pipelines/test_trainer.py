@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import re
 from typing import Any
 
 import pytest
@@ -89,3 +90,95 @@ def test_a_single_process_config_renders_no_train_job() -> None:
     spec = fraud.DECLARATION.spec
     with pytest.raises(ValueError, match=r"train\.distributed is not set"):
         train_job(spec, spec.step("train"), fraud.DECLARATION.config(), name="x", namespace="y", features="a", **URIS)
+
+
+# --- the Argo WorkflowTemplate of a distributed pipeline ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def distributed_template() -> dict[str, Any]:
+    from pipelines.argo import render
+
+    cfg = fraud.DECLARATION.config().with_overrides(CONFIGS["pytorch_mlp"])
+    template: dict[str, Any] = render(fraud.DECLARATION, cfg)["WorkflowTemplate"]
+    return template
+
+
+def _templates(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {t["name"]: t for t in template["spec"]["templates"]}
+
+
+def _tasks(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {t["name"]: t for t in _templates(template)["pipeline"]["dag"]["tasks"]}
+
+
+def test_the_distributed_workflow_template_is_valid_argo(distributed_template: dict[str, Any]) -> None:
+    schema = _crd_schema("argoproj.io", "WorkflowTemplate", "v1alpha1")
+    assert schema is not None and _check(distributed_template, schema) is None
+
+
+def test_argo_creates_the_train_job_and_waits_on_its_nodes(distributed_template: dict[str, Any]) -> None:
+    resource = _templates(distributed_template)["train"]["resource"]
+    assert resource["action"] == "create" and resource["setOwnerReference"] is True
+    assert resource["successCondition"] == "status.jobsStatus.0.succeeded > 0"
+    assert resource["failureCondition"] == "status.jobsStatus.0.failed > 0"
+    job = yaml.safe_load(resource["manifest"])
+    assert job["metadata"]["generateName"] == "{{workflow.name}}-train-"  # a retry creates a new one
+    job["metadata"]["name"] = "fraud-abc12-train-x7k2p"  # what the API server makes of generateName
+    del job["metadata"]["generateName"]
+    assert _check(job, _schema("TrainJob")) is None
+    assert job["spec"]["trainer"]["command"][:5] == ["torchrun", "--no-python", "mlops", "step", "train"]
+    # the one runtime job the conditions index: the platform's runtimes have only `node`
+    runtimes = yaml.safe_load_all((MANIFESTS / "base" / "trainer" / TRAINING_RUNTIMES_FILE).read_text())
+    assert all(len(r["spec"]["template"]["spec"]["replicatedJobs"]) == 1 for r in runtimes)
+
+
+def _resolve(text: str, values: dict[str, str]) -> str:
+    return re.sub(r"\{\{([^}]+)\}\}", lambda match: values.get(match.group(1), match.group(0)), text)
+
+
+def test_the_train_job_reads_the_set_materialize_stores_and_writes_what_the_next_steps_fetch(
+    distributed_template: dict[str, Any],
+) -> None:
+    """Both sides of each handover derive the same artifact repository key."""
+    templates, tasks = _templates(distributed_template), _tasks(distributed_template)
+    run = {"workflow.namespace": "fraud", "workflow.name": "fraud-abc12", "workflow.parameters.git-commit": "c0ffee",
+           "tasks.validate.outputs.parameters.data_digest": "sha256-" + "a" * 64}  # fmt: skip
+    cache_key = next(p["value"] for p in tasks["materialize"]["arguments"]["parameters"] if p["name"] == "cache-key")
+    inside = run | {"inputs.parameters.cache-key": _resolve(cache_key, run)}
+    stored = next(a for a in templates["materialize"]["outputs"]["artifacts"] if a["name"] == "train_set")
+    assert stored["archive"] == {"none": {}}  # the Parquet file itself, not a tarball
+    read = next(p["value"] for p in tasks["train"]["arguments"]["parameters"] if p["name"] == "train-set")
+    assert _resolve(read, run) == "s3://pipeline-artifacts/" + _resolve(stored["s3"]["key"], inside)
+
+    command = yaml.safe_load(templates["train"]["resource"]["manifest"])["spec"]["trainer"]["command"]
+    written = {flag: _resolve(command[command.index(flag) + 1], run) for flag in ("--model-out", "--metadata-out")}
+    for consumer in ("evaluate", "register", "promote"):
+        fetched = {a["name"]: a for a in tasks[consumer]["arguments"]["artifacts"]}
+        assert "s3://pipeline-artifacts/" + _resolve(fetched["model"]["s3"]["key"], run) == written["--model-out"]
+        if "metadata" in fetched:
+            assert (
+                "s3://pipeline-artifacts/" + _resolve(fetched["metadata"]["s3"]["key"], run)
+                == written["--metadata-out"]
+            )
+    assert "memoize" not in templates["train"]  # a TrainJob is not memoized; materialize still is
+    assert "memoize" in templates["materialize"]
+
+
+def test_kfp_refuses_a_distributed_pipeline_rather_than_train_it_in_one_pod(tmp_path: Any) -> None:
+    from components.errors import ComponentError
+    from pipelines.kfp import compile_ir
+
+    cfg = fraud.DECLARATION.config().with_overrides(CONFIGS["xgboost"])
+    with pytest.raises(ComponentError, match="TrainJob on Argo only"):
+        compile_ir(fraud.DECLARATION, cfg, str(tmp_path / "ir.yaml"))
+
+
+def test_the_features_an_orchestrator_passes_as_json_parse_as_the_list() -> None:
+    from mlops.cli import build_parser
+
+    argv = ["step", "train", "--train-set", "t", "--model-out", "m", "--metadata-out", "d",
+            "--features", '["amount", "txn_count_1h"]', "--label-column", "is_fraud", "--settings", "{}"]  # fmt: skip
+    assert build_parser(argv).parse_args(argv).features == ["amount", "txn_count_1h"]
+    argv[argv.index("--features") + 1] = "amount,txn_count_1h"
+    assert build_parser(argv).parse_args(argv).features == ["amount", "txn_count_1h"]
