@@ -164,6 +164,7 @@ def cache_key(
         f"{{{{tasks.{source}.outputs.parameters.{DIGEST_OUTPUT}}}}}",
         "{{workflow.parameters.git-commit}}",
         *(f"{{{{workflow.parameters.{name}}}}}" for name in inputs),
+        "{{workflow.parameters.cache-salt}}",  # `mlops submit --no-cache`: a new one runs everything again
     ]
     return "-".join(parts)
 

@@ -33,6 +33,9 @@ class RunInputs:
     """The evaluate gate's threshold (default: the config's evaluate.threshold)."""
     force_retrain: bool = False
     """Train even when the drift step finds no reason to (`mlops submit --force-retrain`)."""
+    cache_salt: str = ""
+    """Part of every memoized step's cache key: a new value runs every step again
+    (`mlops submit --no-cache` sets a fresh one); empty, unchanged inputs reuse results."""
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

@@ -224,6 +224,22 @@ def test_contract_submit_sends_one_bearer_prefix_to_the_namespaced_endpoint(
     assert "fraud-x7k2p" in out and "/workflows/fraud/fraud-x7k2p" in out
 
 
+def test_contract_no_cache_sends_a_fresh_cache_salt_each_time(argo: FakeArgo) -> None:
+    """Every memoized step's key ends in the cache-salt input: a new one runs every step again."""
+    argo.templates["fraud"] = {"metadata": {"name": "fraud"}}
+    salts = []
+    for _ in range(2):
+        assert main(["submit", "fraud", "--no-cache"]) == 0
+        parameters = {
+            p["name"]: p["value"] for p in argo.requests[-1]["body"]["workflow"]["spec"]["arguments"]["parameters"]
+        }
+        salts.append(parameters["cache-salt"])
+    assert len(set(salts)) == 2 and all(len(salt) == 12 for salt in salts)
+    assert main(["submit", "fraud"]) == 0  # control: without --no-cache the template's empty salt stands
+    sent = argo.requests[-1]["body"]["workflow"]["spec"].get("arguments", {}).get("parameters", [])
+    assert "cache-salt" not in {p["name"] for p in sent}
+
+
 def test_contract_namespace_from_environment_and_flag(argo: FakeArgo, monkeypatch: pytest.MonkeyPatch) -> None:
     argo.templates["fraud"] = {"metadata": {"name": "fraud"}}
     monkeypatch.setenv("ARGO_NAMESPACE", "team-b")

@@ -28,6 +28,11 @@ def register(sub: Any, argv: list[str]) -> None:
         action="store_true",
         help="train even when the drift step finds no drift and the champion is young (-p force-retrain=true)",
     )
+    submit.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="run every step, even those whose inputs are unchanged (a fresh -p cache-salt=...)",
+    )
     submit.add_argument("--wait", action="store_true", help="follow the run; exit non-zero unless it succeeds")
     submit.add_argument("--dry-run", action="store_true", help="print what would be sent, send nothing")
     submit.add_argument("--install-template", action="store_true", help="create or update the WorkflowTemplate first")
@@ -112,6 +117,10 @@ def _submit(args: argparse.Namespace) -> int:
     parameters = _submit_parameters(args.parameter)
     if args.force_retrain:
         parameters["force-retrain"] = "true"
+    if args.no_cache:
+        import secrets
+
+        parameters["cache-salt"] = secrets.token_hex(6)
     sha = git_commit()
     run = workflow(pipeline, cfg, git_sha=sha, parameters=parameters).to_dict()
     template = render(pipeline, cfg, git_sha=sha)["WorkflowTemplate"]

@@ -158,7 +158,13 @@ def test_settings_from_the_configmap_credentials_from_secrets(rendered: dict[str
             assert "value" not in env and "secretKeyRef" in env["valueFrom"], env["name"]
         assert "/work/.mlops" not in json.dumps(container) and "sqlite" not in json.dumps(container)
     parameters = rendered["WorkflowTemplate"]["spec"]["arguments"]["parameters"]
-    assert [p["name"] for p in parameters] == ["raw-data", "git-commit", "gate-threshold", "force-retrain"]
+    assert [p["name"] for p in parameters] == [
+        "raw-data",
+        "git-commit",
+        "gate-threshold",
+        "force-retrain",
+        "cache-salt",
+    ]
     assert parameters[0]["value"].startswith("s3://")
 
 
@@ -206,8 +212,9 @@ def test_cacheable_steps_are_memoized_by_the_datas_digest_not_its_uri(rendered: 
         assert memoize["cache"] == {"configMap": {"name": "mlops-step-cache"}}
         key = next(p["value"] for p in tasks[name]["arguments"]["parameters"] if p["name"] == "cache-key")
         assert "{{tasks.validate.outputs.parameters.data_digest}}" in key and "raw-data" not in key
+        assert key.endswith("-{{workflow.parameters.cache-salt}}")  # `mlops submit --no-cache` sets a new one
     evaluate = next(p["value"] for p in tasks["evaluate"]["arguments"]["parameters"] if p["name"] == "cache-key")
-    assert evaluate.endswith("-{{workflow.parameters.gate-threshold}}")  # a run input it reads
+    assert "-{{workflow.parameters.gate-threshold}}-" in evaluate  # a run input it reads
 
 
 def test_each_pipelines_namespace_has_the_memoization_cache() -> None:
