@@ -8,15 +8,17 @@ is what makes registration by artifact hash idempotent.
 
 from __future__ import annotations
 
+import json
+import os
 import platform
 import sys
 import time
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 
-from components import artifacts, distributed
+from components import artifacts, distributed, trainjob
 from components.config import TrainSettings
 from components.distributed import World
 from components.errors import ComponentError
@@ -263,6 +265,10 @@ def train(
     model_type, objective, seed, device = settings.model_type, settings.objective, settings.seed, settings.device
     world = distributed.current_world()
     if settings.distributed is not None and world.size == 1:
+        template = os.environ.get(trainjob.TEMPLATE_VARIABLE)
+        if template:  # a Kubeflow Pipelines task: this step launches the TrainJob and waits on it
+            launched = trainjob.launch(json.loads(template), train_set, model_out, metadata_out, features)
+            return _summary(cast(TrainingMetadata, launched))
         return _launch(train_set, model_out, metadata_out, features, label_column, settings)
     chosen = resolve_device(device)
     frame = distributed.read_shard(train_set, world, "training set")

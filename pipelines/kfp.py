@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,6 +23,7 @@ from kfp import dsl
 
 from components.config import PipelineConfig
 from components.environment import IMAGE_VARIABLE
+from components.trainjob import TEMPLATE_VARIABLE
 from pipelines.caching import cluster_digest_source
 from pipelines.cluster import TRAINING_POOL
 from pipelines.contract import check
@@ -29,6 +31,7 @@ from pipelines.declaration import PipelineDeclaration, RunInputs
 from pipelines.kfp_components import OPS
 from pipelines.runtime import STEP_RETRY_VARIABLE
 from pipelines.spec import PipelineSpec, Step
+from pipelines.trainer import launcher_template
 
 
 def apply_policies(task: Any, step: Step, *, retries: bool = True) -> None:
@@ -103,15 +106,6 @@ def build_pipeline(
     is nobody's input there. validate itself, whose only key would be the URI, always runs.
     """
     spec = declaration.spec
-    if cluster and cfg.train.distributed is not None:
-        from components.errors import ComponentError
-
-        raise ComponentError(
-            "compile",
-            f"{spec.name}: train.distributed renders a Kubeflow Trainer TrainJob on Argo only; the KFP IR would "
-            "train its N workers inside one pod",
-            f"mlops compile {spec.name} --target argo (or unset train.distributed for Kubeflow Pipelines)",
-        )
     ops = _components(spec)
     names = RunInputs.names()
 
@@ -134,6 +128,9 @@ def build_pipeline(
             if cluster:
                 apply_cluster_environment(task, step, cfg)
                 task.set_env_variable(IMAGE_VARIABLE, spec.image)  # the lineage records it
+                if step.component == "components.train:train" and cfg.train.distributed is not None:
+                    # KFP has no resource template: the train task launches the TrainJob itself
+                    task.set_env_variable(TEMPLATE_VARIABLE, json.dumps(launcher_template(spec, step, cfg)))
             tasks[step.name] = task
 
         _place(list(spec.steps), 0, tasks, create)

@@ -152,3 +152,26 @@ def train_job(
             },
         },
     }
+
+
+def launcher_template(spec: PipelineSpec, step: Step, cfg: PipelineConfig) -> dict[str, Any]:
+    """The TrainJob a Kubeflow Pipelines train task launches (components/trainjob.py): named by
+    the API server (`generateName`), in the task's own namespace, the URIs left as placeholders
+    the running step fills."""
+    from components import trainjob
+
+    job = train_job(
+        spec,
+        step,
+        cfg,
+        name="",
+        namespace="",
+        train_set=trainjob.TRAIN_SET,
+        model_out=trainjob.MODEL_OUT,
+        metadata_out=trainjob.METADATA_OUT,
+        features=trainjob.FEATURES,
+    )
+    metadata = job["metadata"]
+    del metadata["name"], metadata["namespace"]
+    metadata["generateName"] = f"{spec.name}-{step.name}-"
+    return job

@@ -165,13 +165,31 @@ def test_the_train_job_reads_the_set_materialize_stores_and_writes_what_the_next
     assert "memoize" in templates["materialize"]
 
 
-def test_kfp_refuses_a_distributed_pipeline_rather_than_train_it_in_one_pod(tmp_path: Any) -> None:
-    from components.errors import ComponentError
+def test_the_kfp_train_task_carries_the_train_job_it_launches(tmp_path: Any) -> None:
+    """KFP's IR has no resource template: the train task launches the TrainJob (components/trainjob.py)
+    from the manifest it carries, valid once the API server names it and the step fills the URIs."""
+    import json
+
+    from components import trainjob
     from pipelines.kfp import compile_ir
 
     cfg = fraud.DECLARATION.config().with_overrides(CONFIGS["xgboost"])
-    with pytest.raises(ComponentError, match="TrainJob on Argo only"):
-        compile_ir(fraud.DECLARATION, cfg, str(tmp_path / "ir.yaml"))
+    compile_ir(fraud.DECLARATION, cfg, str(tmp_path / "ir.yaml"))
+    ir = next(yaml.safe_load_all((tmp_path / "ir.yaml").read_text()))
+    executors = ir["deploymentSpec"]["executors"]
+    carried = {
+        label: {e["name"]: e["value"] for e in executor["container"].get("env", [])}.get(trainjob.TEMPLATE_VARIABLE)
+        for label, executor in executors.items()
+    }
+    (label,) = [label for label, value in carried.items() if value]
+    assert label == "exec-train"
+    uris = {trainjob.TRAIN_SET: "s3://a/t", trainjob.MODEL_OUT: "s3://a/m", trainjob.METADATA_OUT: "s3://a/d",
+            trainjob.FEATURES: "x,y"}  # fmt: skip
+    job = trainjob.fill(json.loads(carried[label]), uris)
+    assert job["metadata"].pop("generateName") == "fraud-train-"
+    job["metadata"] |= {"name": "fraud-train-x7k2p", "namespace": "fraud"}
+    assert _check(job, _schema("TrainJob")) is None
+    assert "@" not in json.dumps(job["spec"]["trainer"]["command"])  # every placeholder filled
 
 
 def test_the_features_an_orchestrator_passes_as_json_parse_as_the_list() -> None:

@@ -1,0 +1,120 @@
+"""A TrainJob launched from inside the train step: how Kubeflow Pipelines runs a distributed train.
+
+Argo creates the TrainJob itself (a resource template, pipelines/argo.py); a KFP IR has no such
+template, so there the train step is the launcher, as KFP's own launcher components are:
+
+    stage the training set -> create the TrainJob -> watch its node job -> fetch model + metadata
+
+The TrainJob's manifest comes rendered (pipelines/trainer.py, through `TEMPLATE_VARIABLE`), with
+placeholders for the URIs, which only the running step knows. Its nodes get no KFP artifacts, so
+the set is staged in the artifact repository's bucket under the tenant's prefix (the namespace),
+rank 0 writes model and metadata beside it, and the step fetches them as its own outputs, after
+checking the model's bytes against the sha256 its metadata records.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+from components import artifacts
+from components.buckets import PIPELINE_ARTIFACTS
+from components.errors import ComponentError, TransientError
+
+STEP = "train"
+TEMPLATE_VARIABLE = "MLOPS_TRAINJOB_TEMPLATE"
+"""The rendered TrainJob (JSON) a Kubeflow Pipelines train task carries; absent elsewhere."""
+TRAIN_SET, MODEL_OUT, METADATA_OUT, FEATURES = "@TRAIN_SET@", "@MODEL_OUT@", "@METADATA_OUT@", "@FEATURES@"
+GROUP, VERSION, PLURAL = "trainer.kubeflow.org", "v1alpha1", "trainjobs"
+NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+TIMEOUT_SECONDS = 24 * 3600
+
+
+def fill(template: dict[str, Any], values: dict[str, str]) -> dict[str, Any]:
+    """The manifest with each placeholder of its trainer command replaced."""
+    job: dict[str, Any] = json.loads(json.dumps(template))
+    trainer = job["spec"]["trainer"]
+    trainer["command"] = [values.get(part, part) for part in trainer["command"]]
+    return job
+
+
+def _namespace(job: dict[str, Any]) -> str:
+    given = job.get("metadata", {}).get("namespace")
+    if given:
+        return str(given)
+    if NAMESPACE_FILE.exists():
+        return NAMESPACE_FILE.read_text().strip()
+    raise ComponentError(
+        STEP, "no namespace for the TrainJob", "run the step in a pod, or set the manifest's namespace"
+    )
+
+
+def _api() -> Any:
+    from kubernetes import client, config
+
+    config.load_incluster_config()
+    return client.CustomObjectsApi()
+
+
+def node_job(job: dict[str, Any]) -> dict[str, Any]:
+    """The status of the TrainJob's one replicated job (`node`; the platform's runtimes have no other)."""
+    statuses = job.get("status", {}).get("jobsStatus") or []
+    return next((s for s in statuses if s.get("name") == "node"), statuses[0] if statuses else {})
+
+
+def launch(
+    template: dict[str, Any],
+    train_set: str,
+    model_out: str,
+    metadata_out: str,
+    features: list[str],
+    *,
+    api: Any = None,
+    staging_root: str | None = None,
+    poll_seconds: float = 10.0,
+    timeout_seconds: float = TIMEOUT_SECONDS,
+) -> dict[str, Any]:
+    """Stage, create, watch, fetch; returns the metadata rank 0 wrote."""
+    api = api if api is not None else _api()
+    namespace = _namespace(template)
+    root = (staging_root or f"s3://{PIPELINE_ARTIFACTS}/{namespace}/trainjobs").rstrip("/")
+    staging = f"{root}/{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}"
+    with open(train_set, "rb") as handle:  # the step's input, a local file
+        artifacts.write_bytes(f"{staging}/train_set.parquet", handle.read())
+    uris = {TRAIN_SET: f"{staging}/train_set.parquet", MODEL_OUT: f"{staging}/model",
+            METADATA_OUT: f"{staging}/metadata.json", FEATURES: ",".join(features)}  # fmt: skip
+    job = fill(template, uris)
+    job["metadata"]["namespace"] = namespace
+    created = api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, job)
+    name = created["metadata"]["name"]
+    print(f"TrainJob {namespace}/{name}: {job['spec']['trainer']['numNodes']} nodes, staged at {staging}", flush=True)
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        current = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        status = node_job(current)
+        if int(status.get("failed") or 0) > 0:
+            raise TransientError(
+                STEP,
+                f"TrainJob {namespace}/{name} failed: {json.dumps(current.get('status', {}))[:1500]}",
+                f"read its nodes' logs: kubectl -n {namespace} logs -l trainer.kubeflow.org/trainjob-name={name}",
+            )
+        if int(status.get("succeeded") or 0) > 0:
+            break
+        if time.monotonic() > deadline:
+            raise TransientError(STEP, f"TrainJob {namespace}/{name} did not finish in {timeout_seconds:.0f} s",
+                                 "check its nodes: pending on GPUs? kubectl describe trainjob")  # fmt: skip
+        time.sleep(poll_seconds)
+    model, metadata = artifacts.read_bytes(uris[MODEL_OUT]), artifacts.read_json(uris[METADATA_OUT])
+    if artifacts.sha256_file_bytes(model) != metadata.get("model_sha256"):
+        raise ComponentError(
+            STEP,
+            f"the model TrainJob {name} wrote does not match the sha256 its metadata records",
+            "a node wrote over another's output: check that only rank 0 writes (components/train.py)",
+        )
+    artifacts.write_bytes(model_out, model)
+    artifacts.write_json(metadata_out, metadata)
+    result: dict[str, Any] = metadata
+    return result
