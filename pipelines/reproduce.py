@@ -53,11 +53,10 @@ def reproduce(model: str, *, version: int | None = None, alias: str | None = Non
     from components import lineage, registry
     from components.config import parse_config
     from components.errors import ComponentError
-    from components.materialize import embedded_store_config, materialize
     from components.register import HASH_TAG
     from components.train import train
-    from components.validate import validate
     from pipelines.local import declaration, git_commit
+    from pipelines.scratch_sets import make_sets
 
     mlflow = registry.client()
     number = registry.resolve_version(mlflow, model, version=version, alias=alias)
@@ -72,29 +71,16 @@ def reproduce(model: str, *, version: int | None = None, alias: str | None = Non
     folder = pipeline.folder
     with tempfile.TemporaryDirectory(prefix="mlops-reproduce-") as tmp:
         scratch = Path(tmp)
-        validated = validate(raw["source"], str(folder / cfg.validate_.suite), str(scratch / "validation.json"))
-        store = scratch / "feast"
-        summary = materialize(
-            raw["source"],
-            str(folder / cfg.materialize.feature_repo),
-            str(scratch / "train.parquet"),
-            str(scratch / "holdout.parquet"),
-            settings=cfg.materialize,
-            data_digest=validated["data_digest"],
-            store_dir=str(store),
-            store_config=embedded_store_config(store, cfg.materialize.project),
-            offline_uri=str(scratch / "offline" / "events.parquet"),
-            lineage_out=str(scratch / "lineage.json"),
-        )
+        sets = make_sets(pipeline, cfg, raw["source"], scratch)
         trained = train(
-            str(scratch / "train.parquet"),
+            sets.train_set,
             str(scratch / "model"),
             str(scratch / "metadata.json"),
-            features=summary["features"],
+            features=sets.features,
             label_column=cfg.materialize.label_column,
             settings=cfg.train,
         )
-        fresh = json.loads((scratch / "lineage.json").read_text())
+        fresh = json.loads(Path(sets.lineage).read_text())
     result = Reproduction(
         model=model,
         version=number,

@@ -26,6 +26,7 @@ import yaml
 
 from components.config import PipelineConfig, SearchRange
 from pipelines.declaration import PipelineDeclaration
+from pipelines.scratch_sets import Sets, make_sets
 
 STEP = "tune"
 GREATER_IS_BETTER = frozenset({"roc_auc", "pr_auc", "r2"})
@@ -46,38 +47,6 @@ def sample(trial: Any, space: dict[str, SearchRange]) -> dict[str, Any]:
         else:
             point[name] = trial.suggest_float(name, float(bounds.low or 0), float(bounds.high or 0), log=bounds.log)
     return point
-
-
-@dataclass(frozen=True)
-class Sets:
-    """What every trial reads: the point-in-time training and holdout sets, made once."""
-
-    train_set: str
-    holdout_set: str
-    features: list[str]
-
-
-def prepare(declaration: PipelineDeclaration, cfg: PipelineConfig, data: str, scratch: Path) -> Sets:
-    """Validate the data and make the sets, with an embedded feature store in `scratch` (a search
-    never moves the platform's online store)."""
-    from components.materialize import embedded_store_config, materialize
-    from components.validate import validate
-
-    folder = declaration.folder
-    validated = validate(data, str(folder / cfg.validate_.suite), str(scratch / "validation.json"))
-    store = scratch / "feast"
-    summary = materialize(
-        data,
-        str(folder / cfg.materialize.feature_repo),
-        str(scratch / "train.parquet"),
-        str(scratch / "holdout.parquet"),
-        settings=cfg.materialize,
-        data_digest=validated["data_digest"],
-        store_dir=str(store),
-        store_config=embedded_store_config(store, cfg.materialize.project),
-        offline_uri=str(scratch / "offline" / "events.parquet"),
-    )
-    return Sets(str(scratch / "train.parquet"), str(scratch / "holdout.parquet"), list(summary["features"]))
 
 
 def run_trial(
@@ -163,7 +132,7 @@ def tune(
     lock = threading.Lock()
     with tempfile.TemporaryDirectory(prefix="mlops-tune-") as tmp:
         scratch = Path(tmp)
-        sets = prepare(declaration, cfg, data, scratch)
+        sets = make_sets(declaration, cfg, data, scratch)
 
         def objective(trial: Any) -> float:
             point = sample(trial, settings.space)

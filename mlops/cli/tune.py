@@ -105,7 +105,8 @@ def _trial(args: argparse.Namespace) -> int:
 
     from components import artifacts
     from pipelines.local import declaration
-    from pipelines.tune import Sets, run_trial
+    from pipelines.scratch_sets import Sets
+    from pipelines.tune import run_trial
 
     cfg = declaration(args.pipeline).config()
     params: dict[str, Any] = {}
@@ -118,7 +119,7 @@ def _trial(args: argparse.Namespace) -> int:
     with artifacts.fetched(args.train_set) as path:
         columns = pq.read_schema(path).names
     features = [c for c in columns if c not in (m.timestamp_column, m.entity_column, m.label_column)]
-    sets = Sets(train_set=args.train_set, holdout_set=args.holdout_set, features=features)
+    sets = Sets(train_set=args.train_set, holdout_set=args.holdout_set, features=features, lineage="")
     with tempfile.TemporaryDirectory(prefix="mlops-trial-") as tmp:
         run_trial(cfg, params, sets, Path(args.out) if args.out else Path(tmp), report=True)
     return 0
