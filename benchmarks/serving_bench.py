@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from components.handoffs import TrainingMetadata  # noqa: E402
 from components.models import load_predictor  # noqa: E402
-from components.triton import write_python_repository  # noqa: E402
+from components.triton import tensor_contract, write_python_repository  # noqa: E402
 from devstack.process import free_port_base  # noqa: E402
 from devstack.triton import LocalTriton  # noqa: E402
 
@@ -45,7 +45,8 @@ VARIANTS = (
 )
 
 
-FLOOR_MODEL = """
+TENSORS = tensor_contract("xgboost_json")  # the cluster's FIL tensors, which the local server exposes
+FLOOR_MODEL = f"""
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
@@ -54,8 +55,9 @@ class TritonPythonModel:
     def execute(self, requests):
         return [
             pb_utils.InferenceResponse([pb_utils.Tensor(
-                "OUTPUT__0",
-                np.zeros((pb_utils.get_input_tensor_by_name(r, "INPUT__0").as_numpy().shape[0], 1), np.float32),
+                "{TENSORS.output}",
+                np.zeros((pb_utils.get_input_tensor_by_name(r, "{TENSORS.input}").as_numpy().shape[0],
+                          {TENSORS.output_width}), np.float32),
             )])
             for r in requests
         ]
@@ -114,9 +116,9 @@ def throughput(calls: list[Callable[[], Any]], seconds: float) -> float:
 
 
 def infer_call(module: Any, client: Any, rows: np.ndarray) -> Callable[[], Any]:
-    tensor = module.InferInput("INPUT__0", list(rows.shape), "FP32")
+    tensor = module.InferInput(TENSORS.input, list(rows.shape), "FP32")
     tensor.set_data_from_numpy(rows)
-    output = module.InferRequestedOutput("OUTPUT__0")
+    output = module.InferRequestedOutput(TENSORS.output)
     return lambda: client.infer("fraud", [tensor], outputs=[output])
 
 
@@ -169,7 +171,7 @@ def main() -> int:
                 ):
                     single = infer_call(module, module.InferenceServerClient(url), one)
                     expected = predict(one)[0]
-                    got = float(single().as_numpy("OUTPUT__0")[0, 0])
+                    got = float(TENSORS.scores(single().as_numpy(TENSORS.output))[0])
                     assert label == FLOOR or abs(got - expected) < 1e-6, (got, expected)
                     p50, p99 = percentiles(time_calls(single, args.requests))
                     rows_1 = throughput([infer_call(module, module.InferenceServerClient(url), batch)], args.seconds)

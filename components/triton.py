@@ -4,7 +4,8 @@ Cluster repositories (the GPU serving image):
 - XGBoost goes to the FIL backend (GPU forest inference), as XGBoost JSON or UBJSON;
 - TorchScript goes to the libtorch backend.
 Local repositories (`mlops serve`, the CPU tritonserver bundled by nvidia-pytriton) use the
-python backend, which loads the same artifact with the same library the pipeline trained it with.
+python backend, which loads the same artifact with the same library the pipeline trained it with,
+behind exactly the cluster's tensors (`tensor_contract`): names, FP32, dims.
 
 Every config.pbtxt is parsed back into Triton's own ModelConfig protobuf and then checked for
 what protobuf cannot see (the backend's free-string parameters, tensor names, batching), so a
@@ -19,6 +20,7 @@ import json
 import re
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,37 @@ PYTHON_MODEL_FILES = {"xgboost_json": "model.json", "torchscript": "model.pt"}
 
 class RepositoryError(ValueError):
     """A model repository Triton would refuse or misread; the message names the field."""
+
+
+@dataclass(frozen=True)
+class TensorContract:
+    """What a client sends and reads back: one tensor in, one out, FP32. The cluster's backend
+    decides it, and the local server exposes exactly the same, so a client tested on a laptop
+    works against production."""
+
+    input: str
+    output: str
+    output_width: int
+    """FIL classifiers answer both class probabilities [P(0), P(1)]; everything else one value."""
+
+    def scores(self, output: Any) -> Any:
+        """The score per row (the positive-class probability, or the value) from the output tensor."""
+        import numpy as np
+
+        values = np.asarray(output).reshape(-1, self.output_width)
+        return values[:, -1]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"input": self.input, "output": self.output, "output_width": self.output_width}
+
+
+def tensor_contract(model_format: str, *, regression: bool = False) -> TensorContract:
+    """The tensors of a model format as the cluster serves it: FIL for XGBoost, libtorch for TorchScript."""
+    if model_format in FIL_MODEL_FILES:
+        return TensorContract("input__0", "output__0", 1 if regression else 2)
+    if model_format == "torchscript":
+        return TensorContract("INPUT__0", "OUTPUT__0", 1)  # libtorch addresses tensors by position
+    raise RepositoryError(f"no Triton repository layout for model format {model_format!r}")
 
 
 def _parameters(parameters: dict[str, str]) -> str:
@@ -70,6 +103,8 @@ def config_pbtxt(
     probabilities ([2]); a regressor's, one value."""
     kind = "KIND_GPU" if gpu else "KIND_CPU"
     head = f'name: "{model_name}"\n'
+    contract = tensor_contract(model_format, regression=regression)
+    tensors = _tensors("input", contract.input, n_features) + _tensors("output", contract.output, contract.output_width)
     tail = f"instance_group [ {{ kind: {kind} count: {instance_count} }} ]\n" + _batching(max_queue_delay_us)
     if model_format in FIL_MODEL_FILES:
         parameters = (
@@ -83,22 +118,9 @@ def config_pbtxt(
                 "storage_type": "AUTO",
             }
         )
-        return (
-            head
-            + f'backend: "fil"\nmax_batch_size: {max_batch_size}\n'
-            + _tensors("input", "input__0", n_features)
-            + _tensors("output", "output__0", 1 if regression else 2)
-            + tail
-            + _parameters(parameters)
-        )
+        return head + f'backend: "fil"\nmax_batch_size: {max_batch_size}\n' + tensors + tail + _parameters(parameters)
     if model_format == "torchscript":
-        return (
-            head
-            + f'platform: "pytorch_libtorch"\nmax_batch_size: {max_batch_size}\n'
-            + _tensors("input", "INPUT__0", n_features)
-            + _tensors("output", "OUTPUT__0", 1)
-            + tail
-        )
+        return head + f'platform: "pytorch_libtorch"\nmax_batch_size: {max_batch_size}\n' + tensors + tail
     raise RepositoryError(f"no Triton repository layout for model format {model_format!r}")
 
 
@@ -106,15 +128,17 @@ def python_config_pbtxt(
     model_name: str,
     n_features: int,
     *,
+    contract: TensorContract = TensorContract("INPUT__0", "OUTPUT__0", 1),
     max_batch_size: int = 64,
     instance_count: int = 1,
     max_queue_delay_us: int | None = None,
 ) -> str:
-    """The local repository's config: the python backend, one FP32 score per row."""
+    """The local repository's config: the python backend, with the tensors of `contract` (the
+    cluster's, for a model the pipeline trained)."""
     return (
         f'name: "{model_name}"\nbackend: "python"\nmax_batch_size: {max_batch_size}\n'
-        + _tensors("input", "INPUT__0", n_features)
-        + _tensors("output", "OUTPUT__0", 1)
+        + _tensors("input", contract.input, n_features)
+        + _tensors("output", contract.output, contract.output_width)
         + f"instance_group [ {{ kind: KIND_CPU count: {instance_count} }} ]\n"
         + _batching(max_queue_delay_us)
     )
@@ -282,9 +306,11 @@ def write_python_repository(
     <root>/<model>/{config.pbtxt, <version>/{model.py, model file, metadata.json}}."""
     if model_format not in PYTHON_MODEL_FILES:
         raise RepositoryError(f"the local server cannot load model format {model_format!r}")
+    contract = tensor_contract(model_format, regression=objective == "regression")
     text = python_config_pbtxt(
         model_name,
         len(features),
+        contract=contract,
         max_batch_size=max_batch_size,
         instance_count=instance_count,
         max_queue_delay_us=max_queue_delay_us,
@@ -296,6 +322,6 @@ def write_python_repository(
     (folder / "config.pbtxt").write_text(text)
     shutil.copyfile(PYTHON_MODEL_SOURCE, version_dir / "model.py")
     (version_dir / PYTHON_MODEL_FILES[model_format]).write_bytes(model_bytes)
-    metadata = {"format": model_format, "features": features, "objective": objective}
+    metadata = {"format": model_format, "features": features, "objective": objective, "tensors": contract.as_json()}
     (version_dir / "metadata.json").write_text(json.dumps(metadata, indent=2))
     return folder

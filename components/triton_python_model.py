@@ -2,8 +2,10 @@
 
 Copied into <repository>/<model>/<version>/model.py; it runs inside tritonserver's python stub,
 in the serving environment (numpy<2), so it imports nothing from this package. It scores
-exactly as components.models.load_predictor does: the positive-class probability for a binary
-objective, the value for regression, one FP32 per row.
+exactly as components.models.load_predictor does, behind the tensors the cluster's backend has
+(metadata.json's "tensors", components.triton.tensor_contract): FIL's input__0 and output__0 with
+both class probabilities [P(0), P(1)] for a classifier; libtorch's INPUT__0 and OUTPUT__0 with
+one value per row.
 """
 
 from __future__ import annotations
@@ -47,15 +49,19 @@ class TritonPythonModel:
         else:
             raise ValueError(f"unknown model format {metadata['format']!r}")
         self.predict = predict
+        tensors = metadata.get("tensors", {"input": "INPUT__0", "output": "OUTPUT__0", "output_width": 1})
+        self.input, self.output, self.width = tensors["input"], tensors["output"], int(tensors["output_width"])
 
     def execute(self, requests: list[Any]) -> list[Any]:
         # Dynamic batching hands several requests over at once: score them as one matrix.
-        inputs = [pb_utils.get_input_tensor_by_name(request, "INPUT__0").as_numpy() for request in requests]
+        inputs = [pb_utils.get_input_tensor_by_name(request, self.input).as_numpy() for request in requests]
         scores = self.predict(np.concatenate(inputs).astype(np.float32, copy=False)).reshape(-1, 1).astype(np.float32)
+        if self.width == 2:  # as FIL answers a classifier: both class probabilities
+            scores = np.hstack([1.0 - scores, scores]).astype(np.float32)
         responses = []
         start = 0
         for block in inputs:
             end = start + len(block)
-            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUTPUT__0", scores[start:end])]))
+            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor(self.output, scores[start:end])]))
             start = end
         return responses

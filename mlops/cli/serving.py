@@ -93,10 +93,15 @@ def _serve(args: argparse.Namespace) -> int:
     )
     for key in ("http", "grpc", "metrics", "log"):
         print(f"  {key:<8} {where[key]}")
+    from components.triton import tensor_contract
+
     features = registration["features"]
-    print(f"  inputs   INPUT__0 [n, {len(features)}] FP32 in order: {', '.join(features)}")
-    score = "value" if registration["objective"] == "regression" else "P(positive)"
-    print(f"  output   OUTPUT__0 [n, 1] FP32: {score}")
+    regression = registration["objective"] == "regression"
+    tensors = tensor_contract(registration["model_format"], regression=regression)  # the cluster's, exactly
+    print(f"  inputs   {tensors.input} [n, {len(features)}] FP32 in order: {', '.join(features)}")
+    score = "value" if regression else "P(positive)"
+    width = "[P(negative), P(positive)]" if tensors.output_width == 2 else score
+    print(f"  output   {tensors.output} [n, {tensors.output_width}] FP32: {width}")
     if args.detach:
         print(f"stop it with: mlops serve {args.model} --stop" + (f" --dir {args.dir}" if args.dir else ""))
         return 0

@@ -116,3 +116,32 @@ def test_python_repository_layout(trained: dict[str, Path], tmp_path: Path) -> N
         np.frombuffer(trained["model"].read_bytes(), np.uint8),
     )
     assert "dynamic_batching" not in python_config_pbtxt("fraud", 3)
+
+
+@pytest.mark.parametrize(
+    ("model_format", "objective"),
+    [
+        ("xgboost_json", "binary"),
+        ("xgboost_json", "regression"),
+        ("torchscript", "binary"),
+        ("torchscript", "regression"),
+    ],
+)
+def test_the_local_repository_exposes_the_published_configs_tensors(
+    tmp_path: Path, model_format: str, objective: str
+) -> None:
+    """One tensor contract: what `mlops serve` answers a client is what the cluster's FIL or
+    libtorch model answers it (names, dtype, dims), so a client tested locally works in production."""
+    regression = objective == "regression"
+    published = parse_config(config_pbtxt("m", model_format, 6, gpu=True, regression=regression))
+    folder = write_python_repository(tmp_path, "m", 1, model_format, b"model", [f"f{i}" for i in range(6)],
+                                     objective=objective)  # fmt: skip
+    local = parse_config((folder / "config.pbtxt").read_text())
+
+    def tensors(section: object) -> list[tuple[str, int, list[int]]]:
+        return [(t.name, t.data_type, list(t.dims)) for t in section]  # type: ignore[attr-defined]
+
+    assert tensors(local.input) == tensors(published.input) and tensors(local.output) == tensors(published.output)
+    carried = json.loads((folder / "1" / "metadata.json").read_text())["tensors"]
+    assert (carried["input"], carried["output"]) == (published.input[0].name, published.output[0].name)
+    assert carried["output_width"] == published.output[0].dims[0]

@@ -36,6 +36,7 @@ import pytest
 import yaml
 
 from components.settings import PlatformSettings, environment
+from components.triton import tensor_contract
 from devstack.stack import Stack
 from mlops.lint import render as kustomize
 from pipelines.cluster import model_puller, secret_environment
@@ -337,9 +338,10 @@ def test_the_predictor_pulls_the_promoted_model_with_its_service_account_and_tri
         frame = pd.read_parquet(fidelity["data"] / "latest.parquet")
         row = frame[registration["features"]].astype("float32").to_numpy()[:1]
         client = triton_http.InferenceServerClient(server.http_url)
-        tensor = triton_http.InferInput("INPUT__0", list(row.shape), "FP32")
+        tensors = tensor_contract(registration["model_format"], regression=registration["objective"] == "regression")
+        tensor = triton_http.InferInput(tensors.input, list(row.shape), "FP32")
         tensor.set_data_from_numpy(row)
-        scored = client.infer(model, [tensor]).as_numpy("OUTPUT__0")
+        scored = tensors.scores(client.infer(model, [tensor]).as_numpy(tensors.output))
         booster = xgb.Booster()
         booster.load_model(bytearray(model_file.read_bytes()))
         expected = booster.inplace_predict(row)

@@ -114,10 +114,14 @@ def test_serve_and_promote_from_the_platform_registry(
         assert served.returncode == 0, served.stdout + served.stderr
         rows = np.zeros((2, len(registration["features"])), dtype=np.float32)
         client = httpclient.InferenceServerClient(f"127.0.0.1:{port}")
-        tensor = httpclient.InferInput("INPUT__0", list(rows.shape), "FP32")
+        from components.triton import tensor_contract
+
+        tensors = tensor_contract(registration["model_format"])  # the cluster's FIL tensors, locally too
+        tensor = httpclient.InferInput(tensors.input, list(rows.shape), "FP32")
         tensor.set_data_from_numpy(rows)
-        scores = client.infer(name, [tensor]).as_numpy("OUTPUT__0")
-        assert scores.shape == (2, 1) and 0.0 <= float(scores[0, 0]) <= 1.0
+        output = client.infer(name, [tensor]).as_numpy(tensors.output)
+        assert output.shape == (2, 2) and np.allclose(output.sum(axis=1), 1.0, atol=1e-6)
+        assert 0.0 <= float(tensors.scores(output)[0]) <= 1.0
     finally:
         mlops(env, "serve", name, "--stop", "--dir", str(folder))
 

@@ -74,7 +74,20 @@ def _expected(registry_home: dict[str, Any], name: str, rows: np.ndarray) -> np.
     return load_predictor(model["model"], metadata)(rows).astype(np.float32)
 
 
-def test_live_ready_and_metadata_over_http_and_grpc(served: tuple[LocalTriton, dict[str, Any]]) -> None:
+def _published(registration: dict[str, Any]) -> Any:
+    """The config promote publishes for the cluster (FIL for XGBoost, libtorch for TorchScript)."""
+    from components.triton import config_pbtxt, parse_config
+
+    text = config_pbtxt(registration["model_name"], registration["model_format"], len(registration["features"]),
+                        gpu=True, regression=registration["objective"] == "regression")  # fmt: skip
+    return parse_config(text)
+
+
+def test_the_local_server_exposes_the_clusters_tensors_exactly_standing_in_for_fil_and_libtorch(
+    served: tuple[LocalTriton, dict[str, Any]],
+) -> None:
+    """A client tested against `mlops serve` works against production: the python backend here
+    stands in for FIL (XGBoost) and libtorch (TorchScript) behind the same names, dtypes, dims."""
     import tritonclient.grpc as grpcclient
     import tritonclient.http as httpclient
 
@@ -85,10 +98,18 @@ def test_live_ready_and_metadata_over_http_and_grpc(served: tuple[LocalTriton, d
     assert grpc.is_server_live() and grpc.is_server_ready() and grpc.is_model_ready(server.model_name)
     metadata = http.get_model_metadata(server.model_name)
     assert metadata["versions"] == [str(registration["version"])]
-    assert metadata["inputs"] == [{"name": "INPUT__0", "datatype": "FP32", "shape": [-1, len(FEATURES)]}]
-    assert metadata["outputs"] == [{"name": "OUTPUT__0", "datatype": "FP32", "shape": [-1, 1]}]
+    published = _published(registration)
+
+    def tensors(section: Any) -> list[dict[str, Any]]:
+        return [{"name": t.name, "datatype": "FP32", "shape": [-1, *t.dims]} for t in section]
+
+    assert metadata["inputs"] == tensors(published.input) and metadata["outputs"] == tensors(published.output)
     grpc_metadata = grpc.get_model_metadata(server.model_name, as_json=True)
-    assert grpc_metadata["inputs"][0]["name"] == "INPUT__0" and grpc_metadata["inputs"][0]["datatype"] == "FP32"
+    assert [i["name"] for i in grpc_metadata["inputs"]] == [t.name for t in published.input]
+    expected_names = (
+        ("input__0", "output__0") if registration["model_format"] == "xgboost_json" else ("INPUT__0", "OUTPUT__0")
+    )
+    assert (published.input[0].name, published.output[0].name) == expected_names
 
 
 def test_scores_equal_the_in_process_prediction(
@@ -97,19 +118,22 @@ def test_scores_equal_the_in_process_prediction(
     import tritonclient.grpc as grpcclient
     import tritonclient.http as httpclient
 
-    server, _ = served
+    from components.triton import tensor_contract
+
+    server, registration = served
+    contract = tensor_contract(registration["model_format"], regression=registration["objective"] == "regression")
     rows: np.ndarray = registry_home["holdout"]
     expected = _expected(registry_home, server.model_name, rows)
     for module, url in ((httpclient, server.http_url), (grpcclient, server.grpc_url)):
         client = module.InferenceServerClient(url)
         for start, size in ((0, 1), (0, 64), (64, 64), (128, 37)):
             batch = rows[start : start + size]
-            tensor = module.InferInput("INPUT__0", list(batch.shape), "FP32")
+            tensor = module.InferInput(contract.input, list(batch.shape), "FP32")
             tensor.set_data_from_numpy(batch)
-            got = client.infer(server.model_name, [tensor]).as_numpy("OUTPUT__0")
-            assert got.shape == (size, 1)
-            np.testing.assert_allclose(got[:, 0], expected[start : start + size], rtol=1e-6, atol=1e-7)
-        oversized = module.InferInput("INPUT__0", [65, rows.shape[1]], "FP32")
+            got = client.infer(server.model_name, [tensor]).as_numpy(contract.output)
+            assert got.shape == (size, contract.output_width)
+            np.testing.assert_allclose(contract.scores(got), expected[start : start + size], rtol=1e-6, atol=1e-7)
+        oversized = module.InferInput(contract.input, [65, rows.shape[1]], "FP32")
         oversized.set_data_from_numpy(rows[:65])
         with pytest.raises(Exception, match="batch-size must be <= 64"):
             client.infer(server.model_name, [oversized])
