@@ -140,6 +140,18 @@ class OnlineFeatureReader:
             commands.extend((encode(row) + project, fields) for row in entity_rows)
         return commands
 
+    def location(self, entity_row: dict[str, Any], feature: str) -> tuple[bytes, bytes | str]:
+        """Where one entity's feature lives in Redis: its hash key and field (for drills and repair)."""
+        for join_keys, types, features, fields in self._views:
+            if feature in features:
+                key = _key_encoder(join_keys, types, self._key_version)(entity_row) + self._project
+                return key, fields[features.index(feature)]
+        raise ComponentError(STEP, f"no feature {feature!r} in the feature service", f"one of {self.features}")
+
+    @property
+    def client(self) -> Any:
+        return self._client
+
     def get(self, entity_rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
         missing = [key for key in self.join_keys if any(key not in row for row in entity_rows)]
         if missing:

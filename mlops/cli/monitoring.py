@@ -1,4 +1,5 @@
-"""`mlops drift`: the data a file holds against the champion's training set, as the nightly compares it."""
+"""`mlops drift`: the data a file holds against the champion's training set, as the nightly compares it;
+`mlops skew-check`: the features the scoring path reads now against what training saw."""
 
 from __future__ import annotations
 
@@ -25,6 +26,19 @@ def register(sub: Any, argv: list[str]) -> None:
         "--push", action="store_true", help="push the figures to the Pushgateway (MLOPS_PUSHGATEWAY_URL) as well"
     )
     drift.set_defaults(handler=_drift)
+
+    skew = sub.add_parser(
+        "skew-check",
+        help="online features (as scoring reads them) against Feast's point-in-time offline features, and the "
+        "model's score both ways; exit 0 in step, 1 skew, 2 bad input",
+    )
+    skew.add_argument("pipeline")
+    skew.add_argument("--alias", default="challenger", help="the model version by alias (default: challenger)")
+    skew.add_argument("--version", type=int, help="the model version by number")
+    skew.add_argument("--sample", type=int, default=200, help="entities to check, each at its latest event")
+    skew.add_argument("--tolerance", type=float, default=1e-9, help="relative tolerance of a float feature")
+    skew.add_argument("--store-dir", help="the feature store folder (default: the profile's)")
+    skew.set_defaults(handler=_skew)
 
 
 def _number(value: float | None) -> str:
@@ -77,3 +91,49 @@ def _drift(args: argparse.Namespace) -> int:
         drift.push_metrics(url, result, reference, namespace=cfg.cluster.namespace, pipeline=cfg.pipeline, now=now)
         print(f"pushed to {url}")
     return DRIFT_EXIT_CODE if result.detected else 0
+
+
+def _skew(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from components import registry, skew
+    from components.materialize import open_store
+    from components.models import load_predictor
+    from pipelines.local import declaration
+
+    cfg = declaration(args.pipeline).config()
+    m = cfg.materialize
+    mlflow = registry.client()
+    model = cfg.register_.model_name
+    number = registry.resolve_version(mlflow, model, version=args.version, alias=None if args.version else args.alias)
+    registration, model_bytes = registry.load_registration(mlflow, model, number)
+    with tempfile.TemporaryDirectory(prefix="mlops-skew-") as tmp:
+        path = Path(tmp) / registration["model_file"]
+        path.write_bytes(model_bytes)
+        metadata: Any = {"format": registration["model_format"], "objective": registration["objective"],
+                         "features": registration["features"]}  # fmt: skip
+        predict = load_predictor(path, metadata)
+        report = skew.check(
+            open_store(m.project, args.store_dir),
+            m.feature_service,
+            entity_column=m.entity_column,
+            timestamp_column=m.timestamp_column,
+            model_features=registration["features"],
+            predict=predict,
+            sample=args.sample,
+            tolerance=args.tolerance,
+        )
+    print(f"{model} v{number}, feature service {report.feature_service} ({report.project}): {report.entities} entities,"
+          f" each at its latest event")  # fmt: skip
+    for name in report.features:
+        found = next((s for s in report.skewed if s.feature == name), None)
+        verdict = f"SKEW in {found.mismatches} of {report.entities}, e.g. {found.examples[0]}" if found else "in step"
+        print(f"  {name:<28} {verdict}")
+    if report.missing_online:
+        print(f"  {report.missing_online} entities have no online features (not materialized, or expired)")
+    print(f"  score, online vs offline vector: max difference {report.score_max_difference:.3g}")
+    if report.passed:
+        print("in step: online features equal the point-in-time features training used")
+        return 0
+    print("SKEW: re-materialize the online store (mlops materialize --rebuild) or retrain on the edited views")
+    return 1

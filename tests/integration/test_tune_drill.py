@@ -47,7 +47,7 @@ def starved() -> Iterator[Stack]:
 
 def _sweep(stack: Stack, home: Path) -> tuple[int, str]:
     # no client retries: a refused request shows as the failed trial it is, not as a slow one
-    env = platform_env(stack, home, MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="60")
+    env = platform_env(stack, home, MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="20")
     rounds = 'tune.space.num_boost_round={"type": "int", "low": 10, "high": 40}'
     done = mlops(env, "tune", "fraud", "--trials", TRIALS, "--parallel", TRIALS, "--rows", "3000",
                  "--set", rounds, "--out", str(home), timeout=900)  # fmt: skip
