@@ -194,6 +194,21 @@ class PromoteSettings(_Settings):
     )
 
 
+class ScoringSettings(_Settings):
+    """The request path: entity keys and request features in, the model's input vector out."""
+
+    unknown_entity: Literal["defaults", "reject"] = Field(
+        "defaults",
+        description="An entity the online store holds nothing for: score it on the defaults (flagged in the"
+        " response), or reject it (404).",
+    )
+    defaults: dict[str, float] = Field(
+        default_factory=dict,
+        description="A stored feature's value when the entity has none; unlisted: 0.0, what training filled"
+        " missing features with (materialize).",
+    )
+
+
 class ScheduleSettings(_Settings):
     cron: str = Field("0 2 * * *", description="Nightly retraining schedule (CronWorkflow schedules).")
     timezone: str = "UTC"
@@ -240,6 +255,7 @@ class PipelineConfig(_Settings):
     model_card: ModelCardSettings
     drift: DriftSettings = DriftSettings()
     tune: TuneSettings = TuneSettings()
+    scoring: ScoringSettings = ScoringSettings()
     promote: PromoteSettings
     cluster: ClusterSettings
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from components.config import ScoringSettings
 from components.errors import ComponentError
 
 STEP = "skew-check"
@@ -74,37 +75,34 @@ def latest_events(store: Any, feature_service: str, entity_column: str, timestam
     return frame.sort_values(timestamp_column, kind="stable").groupby(entity_column, sort=False).tail(1)
 
 
-def online_values(store: Any, feature_service: str, rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    """The scoring path's read: the pipelined HMGET on Redis, Feast's SDK on any other store."""
-    if getattr(store.config.online_store, "type", "") == "redis":
-        from components.online import OnlineFeatureReader
-
-        return OnlineFeatureReader(store, feature_service).get(rows)
-    result: dict[str, list[Any]] = store.get_online_features(
-        features=store.get_feature_service(feature_service), entity_rows=rows
-    ).to_dict()
-    return result
-
-
 def check(
     store: Any,
     feature_service: str,
     *,
     entity_column: str,
     timestamp_column: str,
+    request_features: list[str],
     model_features: list[str],
     predict: Any,
+    settings: ScoringSettings | None = None,
     sample: int = 200,
     tolerance: float = 1e-9,
     seed: int = 0,
 ) -> SkewReport:
-    """Compare online with point-in-time offline features, and the model's score both ways."""
+    """Compare what the request path joins (components/scoring.py, the transformer's own code)
+    with the point-in-time offline features, and the model's score both ways."""
+    from components.scoring import RequestJoiner, online_reader
+
     latest = latest_events(store, feature_service, entity_column, timestamp_column)
     if latest.empty:
         raise ComponentError(STEP, "the offline store holds no rows", "run the pipeline's materialize step first")
     sampled = latest.sample(n=min(sample, len(latest)), random_state=seed).reset_index(drop=True)
-    online = online_values(store, feature_service, [{entity_column: row} for row in sampled[entity_column].tolist()])
-    service_features = [name for name in online if name != entity_column]
+    joiner = RequestJoiner(online_reader(store, feature_service), model_features=model_features,
+                           entity_column=entity_column, request_features=request_features,
+                           settings=settings or ScoringSettings())  # fmt: skip
+    rows = [{key: _plain(value) for key, value in row.items()}
+            for row in sampled[[entity_column, *request_features]].to_dict("records")]  # fmt: skip
+    joined = joiner.join(rows)
     entity_df = sampled[[entity_column, timestamp_column]]
     offline = (
         store.get_historical_features(entity_df=entity_df, features=store.get_feature_service(feature_service))
@@ -114,35 +112,36 @@ def check(
         .reset_index()
     )
     skewed: list[FeatureSkew] = []
-    missing = sum(all(online[name][i] is None for name in service_features) for i in range(len(sampled)))
-    for name in service_features:
+    for name in joiner.stored_features:
         found = FeatureSkew(name, 0)
         for index in range(len(sampled)):
-            served, trained = online[name][index], offline[name].iloc[index]
-            trained = None if pd.isna(trained) else trained.item() if hasattr(trained, "item") else trained
+            served, trained = joined.stored[name][index], _plain(offline[name].iloc[index])
             if not _equal(served, trained, tolerance):
                 found.mismatches += 1
                 if len(found.examples) < 3:
-                    found.examples.append({entity_column: sampled[entity_column].iloc[index].item(),
-                                           "online": served, "offline": trained})  # fmt: skip
+                    found.examples.append({entity_column: rows[index][entity_column], "online": served,
+                                           "offline": trained})  # fmt: skip
         if found.mismatches:
             skewed.append(found)
-
-    def vector(values: dict[str, Any]) -> np.ndarray:
-        columns = []
-        for name in model_features:
-            column = values[name] if name in values else sampled[name].tolist()  # request features come with the call
-            columns.append([0.0 if v is None or (isinstance(v, float) and math.isnan(v)) else float(v) for v in column])
-        return np.asarray(columns, dtype=np.float32).T
-
-    offline_values = {name: offline[name].tolist() for name in service_features}
-    scores = np.abs(predict(vector(online)) - predict(vector(offline_values)))
+    training = {
+        name: [0.0 if _plain(v) is None else float(v) for v in offline[name]] for name in joiner.stored_features
+    }
+    training |= {name: joined.values[name] for name in model_features if name in request_features}
+    offline_matrix = np.asarray([training[name] for name in model_features], dtype=np.float32).T
+    scores = np.abs(predict(joined.matrix) - predict(np.ascontiguousarray(offline_matrix)))
     return SkewReport(
         project=store.config.project,
         feature_service=feature_service,
         entities=len(sampled),
-        features=service_features,
+        features=joiner.stored_features,
         skewed=skewed,
         score_max_difference=float(scores.max()) if len(scores) else 0.0,
-        missing_online=int(missing),
+        missing_online=sum(joined.unknown),
     )
+
+
+def _plain(value: Any) -> Any:
+    """A numpy or pandas scalar as plain Python; NaN and NA as None."""
+    if value is None or (not isinstance(value, str | bytes) and pd.isna(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value

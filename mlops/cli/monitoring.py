@@ -118,8 +118,10 @@ def _skew(args: argparse.Namespace) -> int:
             m.feature_service,
             entity_column=m.entity_column,
             timestamp_column=m.timestamp_column,
+            request_features=m.request_features,
             model_features=registration["features"],
             predict=predict,
+            settings=cfg.scoring,
             sample=args.sample,
             tolerance=args.tolerance,
         )

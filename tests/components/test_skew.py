@@ -33,6 +33,7 @@ def _check(store_dir: Path, trained: dict[str, Path]) -> skew.SkewReport:
         "fraud_model_v1",
         entity_column=MATERIALIZE_SETTINGS.entity_column,
         timestamp_column=MATERIALIZE_SETTINGS.timestamp_column,
+        request_features=MATERIALIZE_SETTINGS.request_features,
         model_features=FEATURES,
         predict=load_predictor(trained["model"], metadata),
         sample=60,

@@ -1,0 +1,133 @@
+"""The request path's join: entity keys and request features in, the model's input matrix out.
+
+    {"user_id": 42, "amount": 310.5, "merchant_category": 7}
+        -> the feature service's online values for user 42 (Redis: one pipelined HMGET)
+        -> [amount, merchant_category, txn_count_1h, ...] in the order the model's metadata records
+
+The column order comes from the model's own metadata, never from a second list, and the stored
+features from the same Feast feature service the training set was joined with: that is where
+training/serving skew would otherwise come from. The scoring transformer and `mlops skew-check`
+both go through this one class.
+
+Errors a caller can act on: a missing or non-numeric request feature (400, naming it), an entity
+the store holds nothing for when the config says reject (404), the online store unreachable
+(transient: 503, the caller retries).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from components.config import ScoringSettings
+from components.errors import ComponentError
+
+STEP = "scoring"
+
+
+class RequestError(ComponentError):
+    """The request itself is wrong: the caller must fix it (HTTP 400)."""
+
+    http_status: ClassVar[int] = 400
+
+
+class UnknownEntity(ComponentError):
+    """The online store holds nothing for an entity and the config says reject (HTTP 404)."""
+
+    http_status: ClassVar[int] = 404
+
+
+@dataclass
+class Joined:
+    matrix: np.ndarray
+    """float32 [rows, model features], in the model's order."""
+    values: dict[str, list[Any]]
+    """Each model feature's values as used (stored values after defaults, request values)."""
+    stored: dict[str, list[Any]]
+    """The stored features as the online store returned them, before defaults (None: absent)."""
+    unknown: list[bool]
+    """Rows whose entity the online store holds nothing for (scored on the defaults)."""
+
+
+class SdkReader:
+    """Feast's SDK read, for online stores other than Redis (the laptop's sqlite)."""
+
+    def __init__(self, store: Any, feature_service: str) -> None:
+        self._store, self._service = store, store.get_feature_service(feature_service)
+        self.features = [f.name for p in self._service.feature_view_projections for f in p.features]
+
+    def get(self, entity_rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+        result: dict[str, list[Any]] = self._store.get_online_features(
+            features=self._service, entity_rows=entity_rows
+        ).to_dict()
+        return result
+
+
+def online_reader(store: Any, feature_service: str) -> Any:
+    """The scoring path's reader: the pipelined HMGET on Redis, Feast's SDK on any other store."""
+    if getattr(store.config.online_store, "type", "") == "redis":
+        from components.online import OnlineFeatureReader
+
+        return OnlineFeatureReader(store, feature_service)
+    return SdkReader(store, feature_service)
+
+
+class RequestJoiner:
+    def __init__(
+        self,
+        reader: Any,
+        *,
+        model_features: list[str],
+        entity_column: str,
+        request_features: list[str],
+        settings: ScoringSettings,
+    ) -> None:
+        self.reader, self.entity_column, self.settings = reader, entity_column, settings
+        self.model_features, self.request_features = list(model_features), list(request_features)
+        self.stored_features = [name for name in model_features if name not in request_features]
+        unserved = [name for name in self.stored_features if name not in reader.features]
+        if unserved:
+            raise ComponentError(
+                STEP,
+                f"the model needs {unserved}, which neither the request ({request_features}) nor the feature "
+                f"service ({reader.features}) provides",
+                "serve the model with the feature service it was trained with (the pipeline's materialize section)",
+            )
+
+    def _request_value(self, row: dict[str, Any], name: str, index: int) -> float:
+        if name not in row or row[name] is None:
+            raise RequestError(STEP, f"row {index} lacks request feature {name!r}", f"send {name} with every row")
+        value = row[name]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise RequestError(STEP, f"row {index}: {name}={value!r} is not a number", f"send {name} as a number")
+        return float(value)
+
+    def join(self, rows: list[dict[str, Any]]) -> Joined:
+        if not rows:
+            raise RequestError(STEP, "the request holds no rows", "send at least one instance")
+        for index, row in enumerate(rows):
+            if row.get(self.entity_column) is None:
+                raise RequestError(STEP, f"row {index} lacks the entity key {self.entity_column!r}",
+                                   f"send {self.entity_column} with every row")  # fmt: skip
+        requested = {name: [self._request_value(row, name, i) for i, row in enumerate(rows)]
+                     for name in self.request_features if name in self.model_features}  # fmt: skip
+        found = self.reader.get([{self.entity_column: row[self.entity_column]} for row in rows])
+        stored = {name: list(found[name]) for name in self.stored_features}
+        unknown = [all(stored[name][i] is None for name in self.stored_features) for i in range(len(rows))]
+        if any(unknown) and self.settings.unknown_entity == "reject":
+            missing = [rows[i][self.entity_column] for i, flag in enumerate(unknown) if flag]
+            raise UnknownEntity(STEP, f"no online features for {self.entity_column} {missing[:10]}",
+                                "materialize the entity first, or set scoring.unknown_entity: defaults")  # fmt: skip
+        values: dict[str, list[Any]] = dict(requested)
+        for name, column in stored.items():
+            default = self.settings.defaults.get(name, 0.0)
+            values[name] = [default if _absent(v) else v for v in column]
+        matrix = np.asarray([values[name] for name in self.model_features], dtype=np.float32).T
+        return Joined(matrix=np.ascontiguousarray(matrix), values=values, stored=stored, unknown=unknown)
+
+
+def _absent(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))

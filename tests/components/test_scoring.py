@@ -1,0 +1,73 @@
+"""The request path's join on the laptop's stores: entity keys and request features in, the model's
+matrix out, in the order its metadata records; and the errors a caller can act on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from components.config import ScoringSettings
+from components.errors import ComponentError
+from components.materialize import open_store
+from components.models import load_predictor
+from components.scoring import RequestError, RequestJoiner, UnknownEntity, online_reader
+from tests.conftest import FEATURES, MATERIALIZE_SETTINGS
+
+
+def _joiner(materialized: dict[str, Any], features: list[str] = FEATURES, **settings: Any) -> RequestJoiner:
+    store = open_store("fraud", materialized["store"])
+    return RequestJoiner(online_reader(store, "fraud_model_v1"), model_features=features, entity_column="user_id",
+                         request_features=MATERIALIZE_SETTINGS.request_features,
+                         settings=ScoringSettings(**settings))  # fmt: skip
+
+
+def _latest(raw_dataset: Path) -> pd.DataFrame:
+    raw = pd.read_parquet(raw_dataset).sort_values("event_timestamp")
+    return raw.groupby("user_id").tail(1).head(20)
+
+
+def test_the_joined_matrix_follows_the_models_order_and_scores_as_training(
+    materialized: dict[str, Any], raw_dataset: Path, trained: dict[str, Path]
+) -> None:
+    latest = _latest(raw_dataset)
+    rows = [{"user_id": int(r.user_id), "amount": float(r.amount), "merchant_category": int(r.merchant_category)}
+            for r in latest.itertuples()]  # fmt: skip
+    joined = _joiner(materialized).join(rows)
+    assert joined.matrix.dtype == np.float32 and joined.matrix.shape == (20, len(FEATURES)) and not any(joined.unknown)
+    expected = latest[FEATURES].to_numpy(dtype=np.float32)  # the raw data holds what was materialized
+    np.testing.assert_allclose(joined.matrix, expected, rtol=1e-6)
+    reordered = list(reversed(FEATURES))  # another model's order: the matrix follows it
+    np.testing.assert_allclose(_joiner(materialized, reordered).join(rows).matrix, expected[:, ::-1], rtol=1e-6)
+    predict = load_predictor(trained["model"], json.loads(trained["metadata"].read_text()))
+    np.testing.assert_allclose(predict(joined.matrix), predict(expected), rtol=1e-6)
+
+
+def test_a_missing_or_non_numeric_request_feature_is_a_400_naming_it(materialized: dict[str, Any]) -> None:
+    joiner = _joiner(materialized)
+    with pytest.raises(RequestError, match="row 1 lacks request feature 'merchant_category'") as missing:
+        joiner.join([{"user_id": 1, "amount": 3.0, "merchant_category": 2}, {"user_id": 2, "amount": 4.0}])
+    assert missing.value.http_status == 400 and missing.value.exit_code == 2
+    with pytest.raises(RequestError, match="amount='310' is not a number"):
+        joiner.join([{"user_id": 1, "amount": "310", "merchant_category": 2}])
+    with pytest.raises(RequestError, match="lacks the entity key 'user_id'"):
+        joiner.join([{"amount": 3.0, "merchant_category": 2}])
+
+
+def test_an_unknown_entity_is_scored_on_the_defaults_and_flagged_or_rejected(materialized: dict[str, Any]) -> None:
+    row = {"user_id": 10**9, "amount": 12.0, "merchant_category": 3}  # never materialized
+    joined = _joiner(materialized, defaults={"txn_count_1h": 1.0}).join([row])
+    assert joined.unknown == [True] and joined.stored["txn_count_24h"] == [None]
+    assert joined.values["txn_count_1h"] == [1.0] and joined.values["txn_count_24h"] == [0.0]  # 0: as training filled
+    with pytest.raises(UnknownEntity, match=r"no online features for user_id \[1000000000\]") as rejected:
+        _joiner(materialized, unknown_entity="reject").join([row])
+    assert rejected.value.http_status == 404
+
+
+def test_a_model_needing_a_feature_nobody_provides_is_refused_at_start(materialized: dict[str, Any]) -> None:
+    with pytest.raises(ComponentError, match=r"the model needs \['card_age_days'\]"):
+        _joiner(materialized, [*FEATURES, "card_age_days"])
