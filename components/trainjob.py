@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from components import artifacts
 from components.buckets import PIPELINE_ARTIFACTS
 from components.errors import ComponentError, TransientError
 
@@ -78,6 +77,8 @@ def launch(
     timeout_seconds: float = TIMEOUT_SECONDS,
 ) -> dict[str, Any]:
     """Stage, create, watch, fetch; returns the metadata rank 0 wrote."""
+    from components import artifacts  # here: `mlops compile` imports this module, never pandas
+
     api = api if api is not None else _api()
     namespace = _namespace(template)
     root = (staging_root or f"s3://{PIPELINE_ARTIFACTS}/{namespace}/trainjobs").rstrip("/")
