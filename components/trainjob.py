@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -83,8 +84,9 @@ def launch(
     namespace = _namespace(template)
     root = (staging_root or f"s3://{PIPELINE_ARTIFACTS}/{namespace}/trainjobs").rstrip("/")
     staging = f"{root}/{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}"
-    with open(train_set, "rb") as handle:  # the step's input, a local file
-        artifacts.write_bytes(f"{staging}/train_set.parquet", handle.read())
+    # the step's input, a local file: copied, never held in memory (the set a TrainJob exists for is large)
+    with artifacts.atomic_path(f"{staging}/train_set.parquet", suffix=".parquet") as copy:
+        shutil.copyfile(train_set, copy)
     uris = {TRAIN_SET: f"{staging}/train_set.parquet", MODEL_OUT: f"{staging}/model",
             METADATA_OUT: f"{staging}/metadata.json", FEATURES: ",".join(features)}  # fmt: skip
     job = fill(template, uris)
