@@ -107,7 +107,7 @@ def tune(
     import optuna
 
     from components import registry, services
-    from components.errors import ComponentError
+    from components.errors import ComponentError, TransientError, classify
     from components.register import _experiment_id
 
     settings = cfg.tune
@@ -136,16 +136,17 @@ def tune(
 
         def objective(trial: Any) -> float:
             point = sample(trial, settings.space)
-            child = mlflow.create_run(
-                experiment,
-                run_name=f"trial-{trial.number}",
-                tags={
-                    "mlflow.parentRunId": parent,
-                    "mlops.pipeline": cfg.pipeline,
-                    "mlops.tune.trial": str(trial.number),
-                },
-            ).info.run_id
+            child = None
             try:
+                child = mlflow.create_run(
+                    experiment,
+                    run_name=f"trial-{trial.number}",
+                    tags={
+                        "mlflow.parentRunId": parent,
+                        "mlops.pipeline": cfg.pipeline,
+                        "mlops.tune.trial": str(trial.number),
+                    },
+                ).info.run_id
                 for name, value in point.items():
                     mlflow.log_param(child, name, value)
                 result = run_trial(cfg, point, sets, scratch / f"trial-{trial.number}")
@@ -154,12 +155,13 @@ def tune(
                 mlflow.set_tag(child, "mlops.model_sha256", result["model_sha256"])
                 mlflow.set_terminated(child, "FINISHED")
             except Exception as error:
+                failure = classify(error, STEP)
                 with lock:
-                    records.append(
-                        {"number": trial.number, "params": point, "state": "FAIL", "error": str(error)[:500]}
-                    )
-                with contextlib.suppress(Exception):  # the tracking server itself may be what failed
-                    mlflow.set_terminated(child, "FAILED")
+                    records.append({"number": trial.number, "params": point, "state": "FAIL", "error": str(error)[:500],
+                                    "retryable": bool(failure and failure.retryable)})  # fmt: skip
+                if child is not None:
+                    with contextlib.suppress(Exception):  # the tracking server itself may be what failed
+                        mlflow.set_terminated(child, "FAILED")
                 raise
             value = float(result["metrics"][metric])
             with lock:
@@ -178,7 +180,10 @@ def tune(
     complete = [trial for trial in study.trials if trial.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
         failures = "; ".join(sorted({record.get("error", "?")[:200] for record in records}))
-        mlflow.set_terminated(parent, "FAILED")
+        with contextlib.suppress(Exception):  # the tracking server may be what failed
+            mlflow.set_terminated(parent, "FAILED")
+        if records and all(record.get("retryable") for record in records):  # a service failed every trial
+            raise TransientError(STEP, f"all {trials} trials failed: {failures}", "check the service; run again")
         raise ComponentError(STEP, f"all {trials} trials failed: {failures}", "fix what the trials' errors name")
     best = study.best_trial
     best_value = float(best.value if best.value is not None else "nan")
