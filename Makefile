@@ -6,6 +6,10 @@ STAMP  := $(VENV)/.installed-stamp
 # The local Triton's own environment: nvidia-pytriton bundles a real tritonserver and needs numpy<2.
 SERVING_VENV  := .venv-serving
 SERVING_STAMP := $(SERVING_VENV)/.installed-stamp
+# The scoring transformer (components/transformer.py): KServe's Python ModelServer, Feast's Redis reader
+# and tritonclient, in their own environment as in their own image layer (kserve pins psutil<6).
+TRANSFORMER_VENV  := .venv-transformer
+TRANSFORMER_STAMP := $(TRANSFORMER_VENV)/.installed-stamp
 # KServe's storage initializer (kserve-storage), in its own environment as in its own container:
 # the fidelity test downloads the promoted model with it, as the predictor's init container does.
 STORAGE_INIT_VENV  := .venv-storage-initializer
@@ -20,7 +24,7 @@ export DO_NOT_TRACK := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: services services-down services-install
-.PHONY: serving-env storage-initializer-env
+.PHONY: serving-env storage-initializer-env transformer-env
 .PHONY: install demo test test-unit test-integration test-e2e lint manifests bench gpu-check gpu-wheels compile golden lock clean images images-setup image-component image-train-gpu image-triton
 
 $(STAMP): pyproject.toml constraints.txt
@@ -47,6 +51,15 @@ $(STORAGE_INIT_STAMP): storage-initializer-constraints.txt
 	$(STORAGE_INIT_VENV)/bin/pip check
 	touch $(STORAGE_INIT_STAMP)
 
+$(TRANSFORMER_STAMP): transformer-constraints.txt
+	$(PYTHON) -m venv $(TRANSFORMER_VENV)
+	$(TRANSFORMER_VENV)/bin/pip install -q --upgrade pip
+	$(TRANSFORMER_VENV)/bin/pip install -q -c transformer-constraints.txt kserve 'feast[redis,postgres]' 'tritonclient[grpc]' 'psycopg[binary]' pyarrow
+	$(TRANSFORMER_VENV)/bin/pip check
+	touch $(TRANSFORMER_STAMP)
+
+transformer-env: $(TRANSFORMER_STAMP)  ## the scoring transformer's environment (kserve 0.21, Feast's Redis reader, tritonclient)
+
 storage-initializer-env: $(STORAGE_INIT_STAMP)  ## kserve-storage, the code KServe's storage-initializer container runs
 
 serving-env: $(SERVING_STAMP)  ## the local Triton (nvidia-pytriton's tritonserver) and what its python backend loads models with
@@ -54,13 +67,13 @@ serving-env: $(SERVING_STAMP)  ## the local Triton (nvidia-pytriton's tritonserv
 demo: install  ## the reference fraud pipeline, end to end, on embedded defaults under $MLOPS_HOME (./.mlops)
 	$(BIN)/mlops run fraud
 
-test: install serving-env storage-initializer-env lint images-setup services-install  ## lint, type-check, unit, integration (real services), end-to-end and image tests
+test: install serving-env transformer-env storage-initializer-env lint images-setup services-install  ## lint, type-check, unit, integration (real services), end-to-end and image tests
 	$(BIN)/pytest -q --durations=15
 
 test-unit: install
 	$(BIN)/pytest -q -m "not e2e and not integration and not image"
 
-test-integration: install serving-env storage-initializer-env images-setup services-install  ## the pipeline and the failure drills on real services the tests start
+test-integration: install serving-env transformer-env storage-initializer-env images-setup services-install  ## the pipeline and the failure drills on real services the tests start
 	$(BIN)/pytest -q -m integration
 
 test-e2e: install
@@ -70,7 +83,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy components pipelines mlops devstack benchmarks
 
-bench: install serving-env services-install images-setup  ## step timings, engine overhead, feature store and registry on real services, steps as pods
+bench: install serving-env transformer-env services-install images-setup  ## step timings, engine overhead, feature store and registry on real services, steps as pods
 	$(BIN)/python benchmarks/bench.py
 	$(BIN)/python benchmarks/platform_bench.py
 	$(BIN)/python benchmarks/serving_bench.py

@@ -216,7 +216,7 @@ def publish_repository(
                 int(reg["version"]),
                 reg["model_format"],
                 model_bytes,
-                len(reg["features"]),
+                reg["features"],
                 gpu=gpu,
                 threshold=decision_threshold,
                 regression=reg.get("objective") == "regression",

@@ -20,6 +20,7 @@ import json
 import re
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,39 @@ def _batching(max_queue_delay_us: int | None) -> str:
     return f"dynamic_batching {{ max_queue_delay_microseconds: {max_queue_delay_us} }}\n"
 
 
+FEATURES_PARAMETER = "mlops_features"
+"""The config parameter that records the model's input columns, in order (a JSON list). Backends
+ignore parameters they do not read; the scoring transformer reads it from the predictor it calls,
+so the column order always comes from the model being served, never from a second list."""
+
+
+def _pbtxt_string(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _features_parameter(features: Sequence[str]) -> dict[str, str]:
+    return {FEATURES_PARAMETER: _pbtxt_string(json.dumps(list(features)))}
+
+
+def features_of(config: Any) -> list[str]:
+    """The model's input columns, in order, from a parsed config (its `mlops_features` parameter)."""
+    text = _string_parameter(config, FEATURES_PARAMETER)
+    if text is None:
+        raise RepositoryError(
+            f"model {config.name or '?'} records no {FEATURES_PARAMETER} parameter: its column order is unknown"
+        )
+    features = json.loads(text)
+    width = list(config.input[0].dims)[-1] if config.input else None
+    if not isinstance(features, list) or len(features) != width:
+        raise RepositoryError(f"model {config.name}: {FEATURES_PARAMETER} lists {features!r}, the input has {width}")
+    return [str(name) for name in features]
+
+
+def contract_of(config: Any) -> TensorContract:
+    """The tensor contract a parsed config declares (what the transformer sends and reads back)."""
+    return TensorContract(config.input[0].name, config.output[0].name, int(list(config.output[0].dims)[-1]))
+
+
 def _tensors(section: str, name: str, dims: int) -> str:
     return f'{section} [\n  {{ name: "{name}" data_type: TYPE_FP32 dims: [ {dims} ] }}\n]\n'
 
@@ -90,7 +124,7 @@ def _tensors(section: str, name: str, dims: int) -> str:
 def config_pbtxt(
     model_name: str,
     model_format: str,
-    n_features: int,
+    features: Sequence[str],
     *,
     gpu: bool,
     max_batch_size: int = 8192,
@@ -100,11 +134,12 @@ def config_pbtxt(
     max_queue_delay_us: int | None = 100,
 ) -> str:
     """The cluster repository's config. A classifier's FIL model returns both class
-    probabilities ([2]); a regressor's, one value."""
+    probabilities ([2]); a regressor's, one value. The feature names ride along as a parameter."""
     kind = "KIND_GPU" if gpu else "KIND_CPU"
     head = f'name: "{model_name}"\n'
     contract = tensor_contract(model_format, regression=regression)
-    tensors = _tensors("input", contract.input, n_features) + _tensors("output", contract.output, contract.output_width)
+    tensors = _tensors("input", contract.input, len(features))
+    tensors += _tensors("output", contract.output, contract.output_width)
     tail = f"instance_group [ {{ kind: {kind} count: {instance_count} }} ]\n" + _batching(max_queue_delay_us)
     if model_format in FIL_MODEL_FILES:
         parameters = (
@@ -118,15 +153,17 @@ def config_pbtxt(
                 "storage_type": "AUTO",
             }
         )
+        parameters |= _features_parameter(features)
         return head + f'backend: "fil"\nmax_batch_size: {max_batch_size}\n' + tensors + tail + _parameters(parameters)
     if model_format == "torchscript":
-        return head + f'platform: "pytorch_libtorch"\nmax_batch_size: {max_batch_size}\n' + tensors + tail
+        platform = f'platform: "pytorch_libtorch"\nmax_batch_size: {max_batch_size}\n'
+        return head + platform + tensors + tail + _parameters(_features_parameter(features))
     raise RepositoryError(f"no Triton repository layout for model format {model_format!r}")
 
 
 def python_config_pbtxt(
     model_name: str,
-    n_features: int,
+    features: Sequence[str],
     *,
     contract: TensorContract = TensorContract("INPUT__0", "OUTPUT__0", 1),
     max_batch_size: int = 64,
@@ -137,10 +174,11 @@ def python_config_pbtxt(
     cluster's, for a model the pipeline trained)."""
     return (
         f'name: "{model_name}"\nbackend: "python"\nmax_batch_size: {max_batch_size}\n'
-        + _tensors("input", contract.input, n_features)
+        + _tensors("input", contract.input, len(features))
         + _tensors("output", contract.output, contract.output_width)
         + f"instance_group [ {{ kind: KIND_CPU count: {instance_count} }} ]\n"
         + _batching(max_queue_delay_us)
+        + _parameters(_features_parameter(features))
     )
 
 
@@ -271,17 +309,17 @@ def write_repository(
     version: int,
     model_format: str,
     model_bytes: bytes,
-    n_features: int,
+    features: Sequence[str],
     *,
     gpu: bool,
     threshold: float = 0.5,
     regression: bool = False,
 ) -> Path:
     """Lay out <root>/<model_name>/{config.pbtxt, <version>/<model file>}; returns the model folder."""
-    text = config_pbtxt(model_name, model_format, n_features, gpu=gpu, threshold=threshold, regression=regression)
+    text = config_pbtxt(model_name, model_format, features, gpu=gpu, threshold=threshold, regression=regression)
     parse_config(text)
     if model_format in FIL_MODEL_FILES:
-        check_fil_loadable(model_bytes, model_format, n_features)
+        check_fil_loadable(model_bytes, model_format, len(features))
     folder = root / model_name
     (folder / str(version)).mkdir(parents=True, exist_ok=True)
     (folder / "config.pbtxt").write_text(text)
@@ -309,7 +347,7 @@ def write_python_repository(
     contract = tensor_contract(model_format, regression=objective == "regression")
     text = python_config_pbtxt(
         model_name,
-        len(features),
+        features,
         contract=contract,
         max_batch_size=max_batch_size,
         instance_count=instance_count,

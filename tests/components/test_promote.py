@@ -100,10 +100,12 @@ def test_model_repository_layout_and_config_parse(registration: Path, trained: d
 
 
 def test_torchscript_config_parses_and_a_bad_one_does_not() -> None:
-    config = parse_config(config_pbtxt("m", "torchscript", 6, gpu=True))
+    config = parse_config(config_pbtxt("m", "torchscript", [f"f{i}" for i in range(6)], gpu=True))
     assert config.platform == "pytorch_libtorch" and config.input[0].name == "INPUT__0"
     with pytest.raises(Exception, match="KIND_TPU"):
-        parse_config(config_pbtxt("m", "torchscript", 6, gpu=True).replace("KIND_GPU", "KIND_TPU"))
+        parse_config(
+            config_pbtxt("m", "torchscript", [f"f{i}" for i in range(6)], gpu=True).replace("KIND_GPU", "KIND_TPU")
+        )
 
 
 def test_bad_canary_percent_and_wrong_model_are_refused(

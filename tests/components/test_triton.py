@@ -13,19 +13,27 @@ from components.triton import (
     RepositoryError,
     check_fil_loadable,
     config_pbtxt,
+    contract_of,
+    features_of,
     parse_config,
     python_config_pbtxt,
     write_python_repository,
     write_repository,
 )
 
+FEATURES = ["amount", "merchant_category", "txn_count_1h", "txn_sum_1h", "distinct_merchants_24h", "age_days", "g"]
+
+
+def names(count: int) -> list[str]:
+    return FEATURES[:count]
+
 
 def test_fil_classifier_and_regressor_configs_parse_with_their_output_shapes() -> None:
-    classifier = parse_config(config_pbtxt("fraud", "xgboost_json", 7, gpu=True))
+    classifier = parse_config(config_pbtxt("fraud", "xgboost_json", names(7), gpu=True))
     assert classifier.backend == "fil" and list(classifier.output[0].dims) == [2]
     assert classifier.parameters["predict_proba"].string_value == "true"
     assert classifier.instance_group[0].kind == classifier.instance_group[0].KIND_GPU
-    regressor = parse_config(config_pbtxt("demand", "xgboost_ubj", 5, gpu=False, regression=True))
+    regressor = parse_config(config_pbtxt("demand", "xgboost_ubj", names(5), gpu=False, regression=True))
     assert list(regressor.output[0].dims) == [1]
     assert regressor.parameters["model_type"].string_value == "xgboost_ubj"
 
@@ -46,14 +54,14 @@ def test_fil_classifier_and_regressor_configs_parse_with_their_output_shapes() -
     ],
 )
 def test_fil_config_mistakes_are_named(edit: tuple[str, str], message: str) -> None:
-    text = config_pbtxt("fraud", "xgboost_json", 7, gpu=True)
+    text = config_pbtxt("fraud", "xgboost_json", names(7), gpu=True)
     assert edit[0] in text
     with pytest.raises(RepositoryError, match=message):
         parse_config(text.replace(*edit))
 
 
 def test_libtorch_tensors_must_carry_their_index() -> None:
-    text = config_pbtxt("m", "torchscript", 6, gpu=True)
+    text = config_pbtxt("m", "torchscript", names(6), gpu=True)
     assert parse_config(text).platform == "pytorch_libtorch"
     with pytest.raises(RepositoryError, match="must be named <name>__<index>"):
         parse_config(text.replace("OUTPUT__0", "score"))
@@ -61,7 +69,7 @@ def test_libtorch_tensors_must_carry_their_index() -> None:
 
 def test_unknown_format_is_refused() -> None:
     with pytest.raises(RepositoryError, match="onnx"):
-        config_pbtxt("m", "onnx", 3, gpu=False)
+        config_pbtxt("m", "onnx", names(3), gpu=False)
 
 
 def test_trained_xgboost_model_loads_in_treelite_and_scores_as_xgboost(trained: dict[str, Path]) -> None:
@@ -84,7 +92,7 @@ def test_a_model_treelite_cannot_parse_stops_the_repository(trained: dict[str, P
     model = json.loads(trained["model"].read_bytes())
     model["learner"]["gradient_booster"]["model"]["trees"][0]["left_children"] = [7, 7]  # a forest FIL would refuse
     broken = json.dumps(model).encode()
-    features = len(json.loads(trained["metadata"].read_text())["features"])
+    features = json.loads(trained["metadata"].read_text())["features"]
     with pytest.raises(RepositoryError, match="FIL would refuse it"):
         write_repository(tmp_path, "fraud", 1, "xgboost_json", broken, features, gpu=True)
     assert not (tmp_path / "fraud").exists()
@@ -115,7 +123,7 @@ def test_python_repository_layout(trained: dict[str, Path], tmp_path: Path) -> N
         np.frombuffer((folder / "3" / "model.json").read_bytes(), np.uint8),
         np.frombuffer(trained["model"].read_bytes(), np.uint8),
     )
-    assert "dynamic_batching" not in python_config_pbtxt("fraud", 3)
+    assert "dynamic_batching" not in python_config_pbtxt("fraud", names(3))
 
 
 @pytest.mark.parametrize(
@@ -133,8 +141,8 @@ def test_the_local_repository_exposes_the_published_configs_tensors(
     """One tensor contract: what `mlops serve` answers a client is what the cluster's FIL or
     libtorch model answers it (names, dtype, dims), so a client tested locally works in production."""
     regression = objective == "regression"
-    published = parse_config(config_pbtxt("m", model_format, 6, gpu=True, regression=regression))
-    folder = write_python_repository(tmp_path, "m", 1, model_format, b"model", [f"f{i}" for i in range(6)],
+    published = parse_config(config_pbtxt("m", model_format, names(6), gpu=True, regression=regression))
+    folder = write_python_repository(tmp_path, "m", 1, model_format, b"model", names(6),
                                      objective=objective)  # fmt: skip
     local = parse_config((folder / "config.pbtxt").read_text())
 
@@ -145,3 +153,16 @@ def test_the_local_repository_exposes_the_published_configs_tensors(
     carried = json.loads((folder / "1" / "metadata.json").read_text())["tensors"]
     assert (carried["input"], carried["output"]) == (published.input[0].name, published.output[0].name)
     assert carried["output_width"] == published.output[0].dims[0]
+    # The column order travels with the model, in both configs: the transformer reads it from its predictor.
+    assert features_of(local) == features_of(published) == names(6)
+    assert contract_of(local) == contract_of(published)
+
+
+def test_a_config_without_its_column_order_or_with_a_wrong_one_is_named() -> None:
+    text = config_pbtxt("fraud", "xgboost_json", names(3), gpu=True)
+    assert features_of(parse_config(text)) == names(3)  # positive control
+    without = "\n".join(line for line in text.splitlines() if "mlops_features" not in line)
+    with pytest.raises(RepositoryError, match="records no mlops_features"):
+        features_of(parse_config(without.replace('"AUTO" } },', '"AUTO" } }')))
+    with pytest.raises(RepositoryError, match="the input has 4"):
+        features_of(parse_config(text.replace("dims: [ 3 ]", "dims: [ 4 ]")))

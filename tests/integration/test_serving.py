@@ -78,7 +78,7 @@ def _published(registration: dict[str, Any]) -> Any:
     """The config promote publishes for the cluster (FIL for XGBoost, libtorch for TorchScript)."""
     from components.triton import config_pbtxt, parse_config
 
-    text = config_pbtxt(registration["model_name"], registration["model_format"], len(registration["features"]),
+    text = config_pbtxt(registration["model_name"], registration["model_format"], registration["features"],
                         gpu=True, regression=registration["objective"] == "regression")  # fmt: skip
     return parse_config(text)
 

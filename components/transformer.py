@@ -1,0 +1,395 @@
+"""The scoring transformer: one call scores a transaction, with its online features.
+
+    client --V1/V2, HTTP or gRPC--> transformer --one pipelined HMGET--> Redis
+                                         |
+                                         +--gRPC V2 (input__0 [n, k] FP32)--> Triton predictor
+
+It runs as KServe's Python ModelServer (`kserve` 0.21, what KServe's own transformers run), as the
+InferenceService's `transformer` component, or beside the local Triton (`mlops serve --with-features`).
+Everything it needs is resolved once, at start: the feature service's Redis layout (the same Feast
+definitions the training set was joined with) and, from the predictor itself, the model's column
+order and tensors (the `mlops_features` parameter of the config it serves). Per request it touches
+Redis and Triton, nothing else: never MLflow, PostgreSQL or object storage.
+
+Requests, single or batched:
+    V1  {"instances": [{"user_id": 42, "amount": 310.5, "merchant_category": 7}], "explain": true}
+        (a bare {"user_id": ...} object is one instance)
+    V2  one input per column (user_id INT64 [n], amount FP32 [n], ...); parameters {"explain": true}
+Answers: the score per row, whether the entity was unknown (scored on the configured defaults) and,
+with explain, the feature values used. Errors: a missing or non-numeric request feature 400, an
+unknown entity under `scoring.unknown_entity: reject` 404, Redis or Triton unreachable 503 (transient).
+
+This module runs in the transformer's own environment (`make transformer-env`, the image's
+/opt/transformer): kserve pins psutil<6, which the pipeline's stack does not resolve with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from kserve import Model, ModelServer, model_server
+from kserve.errors import InvalidInput, ModelNotFound, ServerNotReady
+from kserve.protocol.grpc.grpc_predict_v2_pb2 import ModelInferRequest
+from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
+
+from components.config import ScoringSettings
+from components.errors import ComponentError, transient_reason
+from components.scoring import RequestError, RequestJoiner, UnknownEntity, online_reader
+from components.triton import RepositoryError, TensorContract, contract_of, features_of
+
+STEP = "transformer"
+log = logging.getLogger(__name__)
+
+
+class BadRequest(InvalidInput):
+    """400 over HTTP, INVALID_ARGUMENT over gRPC."""
+
+
+class EntityNotFound(ModelNotFound):
+    """404 over HTTP, NOT_FOUND over gRPC: KServe's handlers answer any ModelNotFound so."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+class Unavailable(ServerNotReady):
+    """503 over HTTP, UNAVAILABLE over gRPC: Redis or Triton did not answer; the caller retries."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = self.error_msg = reason
+
+
+def _message(error: ComponentError) -> str:
+    return f"{error.problem}; fix: {error.fix}"
+
+
+def store_config(project: str, store_dir: str | None) -> dict[str, Any]:
+    """feature_store.yaml for the request path: the platform's (the mlops-platform ConfigMap's
+    Redis and registry) or a local store's file, with the offline store reduced to `file`: the
+    request path never reads offline data, and the transformer's image carries no DuckDB."""
+    from components import services
+
+    config = services.feast_store_config(project, STEP)
+    if config is None:
+        if not store_dir:
+            raise ComponentError(
+                STEP,
+                f"no platform Feast settings (MLOPS_FEAST_REDIS) and no --feature-store-dir for project {project}",
+                "on the cluster, load the mlops-platform ConfigMap; locally pass the store folder "
+                "($MLOPS_HOME/feast/<project>)",
+            )
+        path = Path(store_dir) / "feature_store.yaml"
+        if not path.exists():
+            raise ComponentError(STEP, f"{path} does not exist", "run the pipeline (its materialize step) first")
+        config = yaml.safe_load(path.read_text())
+    config["offline_store"] = {"type": "file"}
+    config.pop("materialization_config", None)
+    return config
+
+
+def open_online_store(project: str, store_dir: str | None) -> Any:
+    from feast import FeatureStore
+
+    folder = Path(tempfile.mkdtemp(prefix="mlops-transformer-"))
+    (folder / "feature_store.yaml").write_text(yaml.safe_dump(store_config(project, store_dir), sort_keys=False))
+    return FeatureStore(repo_path=str(folder))
+
+
+@dataclass(frozen=True)
+class PredictorModel:
+    """What the predictor serves, read from its own config: columns in order, tensors, batch limit."""
+
+    features: list[str]
+    contract: TensorContract
+    max_batch_size: int
+
+
+def _model_config_class() -> Any:
+    """Triton's ModelConfig message, loaded from tritonclient's model_config_pb2 file alone: the
+    tritonclient.grpc package registers Triton's service protos, whose names (inference.*) collide
+    with KServe's own V2 protos in protobuf's default pool ("duplicate symbol")."""
+    import importlib.util
+    import sys
+
+    name = "mlops_triton_model_config_pb2"
+    if name not in sys.modules:
+        package = importlib.util.find_spec("tritonclient")
+        assert package is not None and package.submodule_search_locations
+        path = Path(package.submodule_search_locations[0]) / "grpc" / "model_config_pb2.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+    return sys.modules[name].ModelConfig
+
+
+def _length_delimited(tag: int, payload: bytes) -> bytes:
+    size, length = bytearray(), len(payload)
+    while True:
+        size.append((length & 0x7F) | (0x80 if length > 0x7F else 0))
+        length >>= 7
+        if not length:
+            return bytes([tag]) + bytes(size) + payload
+
+
+def fetch_model_config(channel: Any, model_name: str, timeout: float = 5.0) -> Any:
+    """The predictor's ModelConfig over Triton's gRPC ModelConfig call (KServe's V2 protocol has none)."""
+    call = channel.unary_unary("/inference.GRPCInferenceService/ModelConfig")
+    reply: bytes = call(_length_delimited(0x0A, model_name.encode()), timeout=timeout)  # ModelConfigRequest.name
+    # ModelConfigResponse is one field, config (1): its bytes follow the tag and length.
+    position, length, shift = 1, 0, 0
+    while True:
+        byte = reply[position]
+        length |= (byte & 0x7F) << shift
+        position, shift = position + 1, shift + 7
+        if not byte & 0x80:
+            break
+    return _model_config_class().FromString(reply[position : position + length])
+
+
+def describe_predictor(grpc_url: str, model_name: str, *, wait_seconds: float = 600.0) -> PredictorModel:
+    """Ask the Triton predictor for the model's config, waiting while it loads (on a cluster the
+    transformer and the predictor start independently; the transformer is not ready before it)."""
+    import grpc
+
+    from components.triton import validate_config
+
+    deadline, last = time.monotonic() + wait_seconds, ""
+    with grpc.insecure_channel(grpc_url) as channel:
+        while True:
+            try:
+                config = fetch_model_config(channel, model_name)
+                break
+            except grpc.RpcError as error:  # not up, or the model still loading: wait until the deadline
+                last = f"{error.code().name}: {error.details()}"
+            if time.monotonic() > deadline:
+                raise ComponentError(
+                    STEP,
+                    f"the predictor at {grpc_url} did not serve {model_name} within {wait_seconds:.0f} s ({last})",
+                    "check the predictor's pod log; --predictor_host must be its gRPC host:port",
+                )
+            time.sleep(0.5)
+    problems = validate_config(config)  # the same checks promote ran on the published config
+    if problems:
+        raise ComponentError(STEP, f"the predictor's config for {model_name}: {'; '.join(problems)}",
+                             "promote the model again (mlops promote) so its repository is republished")  # fmt: skip
+    try:
+        features, contract = features_of(config), contract_of(config)
+    except RepositoryError as error:
+        raise ComponentError(STEP, str(error), "promote the model with this version of private-mlops") from error
+    return PredictorModel(
+        features=features,
+        contract=contract,
+        max_batch_size=max(int(config.max_batch_size), 1),
+    )
+
+
+def _rows_from_v1(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
+    explain = bool(payload.get("explain", False))
+    if "instances" in payload:
+        instances = payload["instances"]
+        if not isinstance(instances, list) or not all(isinstance(row, dict) for row in instances):
+            raise BadRequest('"instances" must be a list of objects, e.g. [{"user_id": 42, "amount": 310.5}]')
+        return instances, explain
+    return [{key: value for key, value in payload.items() if key != "explain"}], explain
+
+
+def _rows_from_v2(request: InferRequest) -> tuple[list[dict[str, Any]], bool]:
+    columns: dict[str, list[Any]] = {}
+    for tensor in request.inputs:
+        values = tensor.as_numpy().reshape(-1)
+        columns[tensor.name] = [v.decode() if isinstance(v, bytes) else v for v in values.tolist()]
+    lengths = {name: len(values) for name, values in columns.items()}
+    if len(set(lengths.values())) > 1:
+        raise BadRequest(f"the V2 inputs differ in length {lengths}; send one value per row in every input")
+    count = next(iter(lengths.values()), 0)
+    rows = [{name: values[index] for name, values in columns.items()} for index in range(count)]
+    parameters = request.parameters or {}
+    explain = parameters.get("explain", False)
+    return rows, bool(getattr(explain, "bool_param", explain))
+
+
+@dataclass
+class Scoring:
+    """One request between preprocess and predict: the joined rows and how to answer."""
+
+    request_id: str
+    matrix: np.ndarray
+    values: dict[str, list[Any]]
+    unknown: list[bool]
+    explain: bool
+    v2: bool
+    grpc: bool = False
+    """Answer in raw tensor bytes (what gRPC clients such as tritonclient read), not JSON lists."""
+
+
+class ScoringTransformer(Model):
+    def __init__(
+        self,
+        name: str,
+        *,
+        predictor_grpc: str,
+        project: str,
+        feature_service: str,
+        entity_column: str,
+        request_features: list[str],
+        settings: ScoringSettings,
+        store_dir: str | None = None,
+        wait_seconds: float = 600.0,
+    ) -> None:
+        super().__init__(name)
+        self.predictor_grpc, self.project, self.feature_service = predictor_grpc, project, feature_service
+        self.entity_column, self.request_features, self.settings = entity_column, request_features, settings
+        self.store_dir, self.wait_seconds = store_dir, wait_seconds
+        self.model: PredictorModel | None = None
+        self.joiner: RequestJoiner | None = None
+
+    def load(self) -> bool:
+        self.model = describe_predictor(self.predictor_grpc, self.name, wait_seconds=self.wait_seconds)
+        store = open_online_store(self.project, self.store_dir)
+        self.joiner = RequestJoiner(
+            online_reader(store, self.feature_service),
+            model_features=self.model.features,
+            entity_column=self.entity_column,
+            request_features=self.request_features,
+            settings=self.settings,
+        )
+        log.info("scoring %s: columns %s, feature service %s", self.name, self.model.features, self.feature_service)
+        self.ready = True
+        return True
+
+    def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Scoring:
+        assert self.joiner is not None
+        v2 = isinstance(payload, InferRequest | ModelInferRequest)
+        if isinstance(payload, ModelInferRequest):
+            payload = InferRequest.from_grpc(payload)
+        if isinstance(payload, bytes | str):  # a V1 body sent without Content-Type: application/json
+            try:
+                payload = json.loads(payload)
+            except ValueError as error:
+                raise BadRequest(f"the request body is not JSON ({error}); send a JSON object") from error
+        if v2:
+            rows, explain = _rows_from_v2(payload)
+            request_id = payload.id or str(uuid.uuid4())
+        elif isinstance(payload, dict):
+            rows, explain = _rows_from_v1(payload)
+            request_id = (headers or {}).get("x-request-id") or str(uuid.uuid4())
+        else:
+            raise BadRequest('send a JSON object: {"instances": [{...}]} (V1) or a V2 inference request')
+        try:
+            joined = self.joiner.join(rows)
+        except RequestError as error:
+            raise BadRequest(_message(error)) from error
+        except UnknownEntity as error:
+            raise EntityNotFound(_message(error)) from error
+        except Exception as error:
+            reason = transient_reason(error)
+            if reason is None:
+                raise
+            raise Unavailable(f"the online store did not answer ({reason}); retry") from error
+        grpc = bool(getattr(payload, "from_grpc", False))
+        return Scoring(request_id, joined.matrix, joined.values, joined.unknown, explain, v2, grpc)
+
+    async def predict(self, payload: Any, headers: dict[str, str] | None = None, response_headers: Any = None) -> Any:
+        assert self.model is not None and isinstance(payload, Scoring)
+        chunks = [await self._score(payload.matrix[start : start + self.model.max_batch_size], payload.request_id)
+                  for start in range(0, len(payload.matrix), self.model.max_batch_size)]  # fmt: skip
+        score = np.concatenate([scores for scores, _version in chunks]).astype(np.float32)
+        version = chunks[0][1]
+        if payload.v2:
+            return self._v2_response(payload, score, version)
+        answer: dict[str, Any] = {"predictions": score.tolist(), "unknown_entity": payload.unknown,
+                                  "model_version": version}  # fmt: skip
+        if payload.explain:
+            answer["features"] = [{name: payload.values[name][row] for name in self.model.features}
+                                  for row in range(len(score))]  # fmt: skip
+        return answer
+
+    async def _score(self, matrix: np.ndarray, request_id: str) -> tuple[np.ndarray, str]:
+        assert self.model is not None
+        tensor = InferInput(self.model.contract.input, list(matrix.shape), "FP32")
+        tensor.set_data_from_numpy(np.ascontiguousarray(matrix, dtype=np.float32), binary_data=True)
+        request = InferRequest(model_name=self.name, infer_inputs=[tensor], request_id=request_id)
+        try:
+            response = await self._grpc_predict(request)
+        except Exception as error:  # the predictor did not answer: transient for the caller
+            raise Unavailable(f"the predictor did not answer ({type(error).__name__}: {error}); retry") from error
+        output = next((o for o in response.outputs if o.name == self.model.contract.output), None)
+        if output is None:
+            raise Unavailable(f"the predictor answered without {self.model.contract.output}")
+        scores: np.ndarray = self.model.contract.scores(output.as_numpy())
+        return scores, str(response.model_version or "")
+
+    def _v2_response(self, payload: Scoring, score: np.ndarray, version: str) -> InferResponse:
+        assert self.model is not None
+        columns: list[tuple[str, np.ndarray]] = [("score", score), ("unknown_entity", np.asarray(payload.unknown))]
+        if payload.explain:
+            columns += [(name, np.asarray(payload.values[name], dtype=np.float32)) for name in self.model.features]
+        outputs = []
+        for name, values in columns:
+            datatype = "BOOL" if values.dtype == np.bool_ else "FP32"
+            if payload.grpc:
+                output = InferOutput(name, [len(values)], datatype)
+                output.set_data_from_numpy(values, binary_data=True)
+            else:
+                output = InferOutput(name, [len(values)], datatype, data=values.tolist())
+            outputs.append(output)
+        return InferResponse(response_id=payload.request_id, model_name=self.name, infer_outputs=outputs,
+                             model_version=version, from_grpc=payload.grpc)  # fmt: skip
+
+    async def postprocess(
+        self, result: Any, headers: dict[str, str] | None = None, response_headers: Any = None
+    ) -> Any:
+        return result
+
+
+def parser() -> argparse.ArgumentParser:
+    """KServe's own flags (--model_name, --predictor_host, --http_port, --grpc_port, which the
+    controller sets) plus what to join."""
+    parent = argparse.ArgumentParser(parents=[model_server.parser], add_help=False)
+    parent.add_argument("--feature-project", required=True, help="the Feast project")
+    parent.add_argument("--feature-service", required=True, help="the feature service the model was trained on")
+    parent.add_argument("--entity-column", required=True, help="the entity key requests carry, e.g. user_id")
+    parent.add_argument("--request-features", default="", help="comma-separated features the request carries")
+    parent.add_argument("--scoring", default="{}", help="the pipeline's scoring section, as JSON")
+    parent.add_argument("--feature-store-dir", help="a local store's folder (default: the platform's, from env)")
+    parent.add_argument("--predictor-wait-seconds", type=float, default=600.0)
+    return parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, _ = parser().parse_known_args(argv)
+    try:
+        settings = ScoringSettings.model_validate(json.loads(args.scoring))
+        transformer = ScoringTransformer(
+            args.model_name,
+            predictor_grpc=args.predictor_host,
+            project=args.feature_project,
+            feature_service=args.feature_service,
+            entity_column=args.entity_column,
+            request_features=[name for name in args.request_features.split(",") if name],
+            settings=settings,
+            store_dir=args.feature_store_dir,
+            wait_seconds=args.predictor_wait_seconds,
+        )
+        transformer.load()
+    except ComponentError as error:
+        print(f"error: {error}", flush=True)
+        return error.exit_code
+    ModelServer(enable_grpc=True).start([transformer])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,126 @@
+"""The scoring transformer on loopback, beside the local Triton (`mlops serve --with-features`).
+
+The same module the cluster runs (components/transformer.py, KServe's ModelServer), started from
+its own environment (`make transformer-env`: kserve pins psutil<6, the pipeline's stack does not
+resolve with it), as the InferenceService's transformer container runs from its own image layer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from components.errors import ComponentError
+from devstack import process
+
+STEP = "serve"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def transformer_venv() -> Path:
+    """The transformer's environment: $MLOPS_TRANSFORMER_VENV, else .venv-transformer beside the package."""
+    venv = Path(os.environ.get("MLOPS_TRANSFORMER_VENV") or REPO_ROOT / ".venv-transformer")
+    if not (venv / "bin" / "python").exists():
+        raise ComponentError(
+            STEP,
+            f"no transformer environment at {venv}",
+            "run `make transformer-env` (or point MLOPS_TRANSFORMER_VENV at a venv built from "
+            "transformer-constraints.txt)",
+        )
+    return venv
+
+
+def _ready(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=1.0) as response:  # loopback only
+        return int(response.status) == 200
+
+
+@dataclass(kw_only=True)
+class LocalTransformer:
+    """One KServe ModelServer process running the scoring transformer, on 127.0.0.1."""
+
+    root: Path
+    """Run folder: transformer.log, transformer.pid."""
+    model_name: str
+    predictor_grpc: str
+    """The Triton predictor's gRPC host:port."""
+    http_port: int
+    grpc_port: int
+    project: str
+    feature_service: str
+    entity_column: str
+    request_features: list[str]
+    scoring: dict[str, Any] = field(default_factory=dict)
+    """The pipeline's scoring section (unknown_entity, defaults)."""
+    store_dir: Path | None = None
+    """A local store's folder; ignored where the platform's Feast settings are in the environment."""
+    env: dict[str, str | None] = field(default_factory=dict)
+    """Overrides of the inherited environment (a drill points MLOPS_FEAST_REDIS elsewhere)."""
+    name: str = "transformer"
+    pid: int | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def log(self) -> Path:
+        return self.root / f"{self.name}.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.root / f"{self.name}.pid"
+
+    def argv(self) -> list[str]:
+        argv = [
+            str(transformer_venv() / "bin" / "python"),
+            "-m",
+            "components.transformer",
+            f"--model_name={self.model_name}",
+            f"--predictor_host={self.predictor_grpc}",
+            "--predictor_protocol=grpc-v2",
+            f"--http_port={self.http_port}",
+            f"--grpc_port={self.grpc_port}",
+            f"--feature-project={self.project}",
+            f"--feature-service={self.feature_service}",
+            f"--entity-column={self.entity_column}",
+            f"--request-features={','.join(self.request_features)}",
+            f"--scoring={json.dumps(self.scoring)}",
+            "--predictor-wait-seconds=60",
+        ]
+        if self.store_dir is not None:
+            argv.append(f"--feature-store-dir={self.store_dir}")
+        return argv
+
+    def start(self, timeout: float = 120.0) -> float:
+        """Start it; returns seconds until it answers ready (it reads the predictor's config first)."""
+        for port in (self.http_port, self.grpc_port):
+            if not process.port_free(port):
+                raise ComponentError(STEP, f"port {port} on 127.0.0.1 is taken", "pass other ports (--port-base)")
+        env: dict[str, str | None] = {"PYTHONPATH": str(REPO_ROOT), "VIRTUAL_ENV": None, **self.env}
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.pid = process.start(self.argv(), self.log, self.pid_file, env=env, cwd=self.root)
+        ready = f"{self.http_url}/v2/models/{self.model_name}/ready"
+        return process.wait_until(lambda: _ready(ready), what="the scoring transformer", log=self.log,
+                                  pid=self.pid, timeout=timeout)  # fmt: skip
+
+    def stop(self) -> bool:
+        return process.stop(self.pid_file, grace_seconds=10.0)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "http": self.http_url,
+            "grpc": self.grpc_url,
+            "v1": f"{self.http_url}/v1/models/{self.model_name}:predict",
+            "v2": f"{self.http_url}/v2/models/{self.model_name}/infer",
+            "log": str(self.log),
+            "pid": self.pid,
+        }
