@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -23,9 +24,29 @@ def register(sub: Any, argv: list[str]) -> None:
     serve.add_argument("--max-batch-size", type=int, default=64)
     serve.add_argument("--dynamic-batching-us", type=int, help="enable dynamic batching with this max queue delay")
     serve.add_argument("--threads", type=int, default=1, help="scoring threads per instance")
+    serve.add_argument(
+        "--with-features",
+        action="store_true",
+        help="start the scoring transformer too (HTTP +3, gRPC +4): entity keys and request features in, the "
+        "online features joined from the feature store, the score out",
+    )
+    serve.add_argument("--pipeline", help="whose feature service and scoring settings (default: the registering one)")
     serve.add_argument("--detach", action="store_true", help="leave it running; stop with --stop")
     serve.add_argument("--stop", action="store_true", help="stop the server started with --detach")
     serve.set_defaults(handler=_serve)
+
+    score = sub.add_parser(
+        "score",
+        help="score one or more requests on the scoring transformer (mlops serve --with-features): "
+        "the score per row and, with --explain, the features used",
+    )
+    score.add_argument("model", help="registered model name")
+    score.add_argument("request", help='JSON: one object, e.g. \'{"user_id": 42, "amount": 310.5}\', or a list of them')
+    score.add_argument("--explain", action="store_true", help="print the feature values the model scored")
+    score.add_argument("--port-base", type=int, default=18000, help="the port base `mlops serve` used (default 18000)")
+    score.add_argument("--url", help="a transformer elsewhere, e.g. the InferenceService's URL (default: loopback)")
+    score.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the answer")
+    score.set_defaults(handler=_score)
 
     promote = sub.add_parser(
         "promote", help="canary, promote or roll back a registered model on KServe, admission-checked first"
@@ -67,8 +88,11 @@ def _serve(args: argparse.Namespace) -> int:
     root = Path(args.dir) if args.dir else mlops_home() / "serve" / args.model
     pid_file = root / "triton.pid"
     if args.stop:
+        transformer_stopped = process.stop(root / "transformer.pid", grace_seconds=10.0)
         stopped = process.stop(pid_file, grace_seconds=10.0)
-        print(f"{args.model}: {'stopped the server' if stopped else 'no server was running'} under {root}")
+        what = "the server" + (" and the transformer" if transformer_stopped else "")
+        done = stopped or transformer_stopped
+        print(f"{args.model}: {'stopped ' + what if done else 'no server was running'} under {root}")
         return 0
     if process.alive(process.read_pid(pid_file)):
         raise ComponentError(
@@ -102,19 +126,112 @@ def _serve(args: argparse.Namespace) -> int:
     score = "value" if regression else "P(positive)"
     width = "[P(negative), P(positive)]" if tensors.output_width == 2 else score
     print(f"  output   {tensors.output} [n, {tensors.output_width}] FP32: {width}")
+    transformer = None
+    if args.with_features:
+        try:
+            transformer = _start_transformer(args, root, server.grpc_url, registration)
+        except BaseException:
+            server.stop()
+            raise
     if args.detach:
         print(f"stop it with: mlops serve {args.model} --stop" + (f" --dir {args.dir}" if args.dir else ""))
         return 0
     print("Ctrl-C stops it")
     try:
-        while process.alive(server.pid):
+        while process.alive(server.pid) and (transformer is None or process.alive(transformer.pid)):
             time.sleep(1.0)
-        print(f"error: tritonserver exited; read {server.log}", file=sys.stderr)
+        failed = server.log if not process.alive(server.pid) else transformer.log if transformer else server.log
+        print(f"error: a server exited; read {failed}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0
     finally:
+        if transformer is not None:
+            transformer.stop()
         server.stop()
+
+
+def _start_transformer(args: argparse.Namespace, root: Path, predictor_grpc: str, registration: Any) -> Any:
+    """The scoring transformer beside the local Triton, on the pipeline's feature service."""
+    from components.materialize import store_directory
+    from devstack.transformer import LocalTransformer
+    from pipelines.local import declaration
+
+    pipeline = args.pipeline or registration.get("pipeline")
+    if not pipeline:
+        raise ComponentError(
+            "serve",
+            f"{args.model} v{registration['version']} records no pipeline, so its feature service is unknown",
+            f"name it: mlops serve {args.model} --with-features --pipeline <name>",
+        )
+    cfg = declaration(pipeline).config()
+    m = cfg.materialize
+    transformer = LocalTransformer(
+        root=root,
+        model_name=args.model,
+        predictor_grpc=predictor_grpc,
+        http_port=args.port_base + 3,
+        grpc_port=args.port_base + 4,
+        project=m.project,
+        feature_service=m.feature_service,
+        entity_column=m.entity_column,
+        request_features=list(m.request_features),
+        scoring=cfg.scoring.model_dump(),
+        store_dir=store_directory(m.project),
+    )
+    seconds = transformer.start()
+    where = transformer.describe()
+    print(f"scoring transformer ({pipeline}: feature service {m.feature_service}, entity {m.entity_column}, "
+          f"request features {', '.join(m.request_features)}) ready in {seconds:.1f} s")  # fmt: skip
+    for key in ("v1", "v2", "grpc", "log"):
+        print(f"  {key:<8} {where[key]}")
+    example = {m.entity_column: 42, **{name: 1.0 for name in m.request_features}}
+    port = "" if args.port_base == 18000 else f" --port-base {args.port_base}"
+    print(f"  try      mlops score {args.model} '{json.dumps(example)}' --explain{port}")
+    return transformer
+
+
+def _score(args: argparse.Namespace) -> int:
+    import urllib.error
+    import urllib.request
+
+    from components.errors import TransientError
+
+    try:
+        request = json.loads(args.request)
+    except ValueError as error:
+        fix = 'e.g. \'{"user_id": 42, "amount": 310.5}\''
+        raise ComponentError("score", f"the request is not JSON: {error}", fix) from error
+    rows = request if isinstance(request, list) else [request]
+    if not rows or not all(isinstance(row, dict) for row in rows):
+        raise ComponentError("score", "the request must be a JSON object or a list of objects",
+                             'e.g. \'[{"user_id": 42, "amount": 310.5}, {"user_id": 7, "amount": 12}]\'')  # fmt: skip
+    base = (args.url or f"http://127.0.0.1:{args.port_base + 3}").rstrip("/")
+    url = f"{base}/v1/models/{args.model}:predict"
+    body = json.dumps({"instances": rows, "explain": args.explain}).encode()
+    http = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(http, timeout=args.timeout) as response:
+            answer = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        message = json.loads(error.read() or b"{}").get("error", error.reason)
+        if error.code >= 500:
+            raise TransientError("score", f"the transformer answered {error.code}: {message}",
+                                 "retry; if it persists, read the transformer's log") from error  # fmt: skip
+        raise ComponentError("score", f"the transformer answered {error.code}: {message}",
+                             "fix the request as the message says") from error  # fmt: skip
+    except (urllib.error.URLError, OSError) as error:
+        raise TransientError("score", f"no scoring transformer answers at {base} ({error})",
+                             f"start one: mlops serve {args.model} --with-features") from error  # fmt: skip
+    version = answer.get("model_version", "?")
+    for index, (row, score) in enumerate(zip(rows, answer["predictions"], strict=True)):
+        unknown = answer.get("unknown_entity", [False] * len(rows))[index]
+        flag = "  (unknown entity: scored on the configured defaults)" if unknown else ""
+        print(f"{json.dumps(row)}  score {score:.6f}  ({args.model} v{version}){flag}")
+        if args.explain:
+            for name, value in answer["features"][index].items():
+                print(f"    {name:<28} {value}")
+    return 0
 
 
 def _promote(args: argparse.Namespace) -> int:
