@@ -1,0 +1,237 @@
+"""The request path end to end, on real servers: after `mlops run fraud` on the platform profile,
+`mlops serve fraud-detector --with-features` starts the local Triton and the scoring transformer
+(KServe's ModelServer) against the platform's Redis. A request of entity key plus request features
+is scored over HTTP (V1 and V2) and gRPC (V2), single and batched, and every score must equal the
+in-process prediction of the trained artifact on the vector this test joins itself from Redis.
+Then the errors: a missing request feature (400 / INVALID_ARGUMENT), an unknown entity (flagged
+under `defaults`, 404 under `reject`), Redis unreachable (503 / UNAVAILABLE, `mlops score` exit 75)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from devstack.process import free_port_base
+from devstack.transformer import LocalTransformer
+from tests.integration.conftest import mlops
+
+pytestmark = pytest.mark.integration
+
+MODEL = "fraud-detector"
+UNKNOWN_USER = 987_654_321
+
+
+def _post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=20) as response:
+            return int(response.status), json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return int(error.code), json.loads(error.read() or b"{}")
+
+
+@pytest.fixture(scope="module")
+def scoring(platform_run: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    from components.environment import temporary_env
+    from components.materialize import open_store
+    from components.models import load_predictor
+    from components.online import OnlineFeatureReader
+    from components.skew import latest_events
+    from pipelines.fraud import pipeline as fraud
+
+    env, run_dir = platform_run["env"], platform_run["run_dir"]
+    root = tmp_path_factory.mktemp("scoring-path")
+    port_base = free_port_base(5)
+    started = mlops(env, "serve", MODEL, "--with-features", "--detach", "--port-base", str(port_base),
+                    "--dir", str(root))  # fmt: skip
+    assert started.returncode == 0, started.stdout + started.stderr
+    metadata = json.loads((run_dir / "train" / "metadata").read_text())
+    predict = load_predictor(run_dir / "train" / "model", metadata)
+    cfg = fraud.DECLARATION.config()
+    m = cfg.materialize
+    with temporary_env({k: v for k, v in env.items() if k.startswith(("MLOPS_", "AWS_", "FEAST"))}):
+        store = open_store(m.project)
+        users = latest_events(store, m.feature_service, m.entity_column, m.timestamp_column)[m.entity_column]
+        reader = OnlineFeatureReader(store, m.feature_service)
+        sample = [int(u) for u in users.sample(n=64, random_state=1)]
+        stored = reader.get([{m.entity_column: u} for u in sample])
+    rng = np.random.default_rng(7)
+    rows = [
+        {
+            m.entity_column: user,
+            "amount": round(float(rng.uniform(1, 900)), 2),
+            "merchant_category": int(rng.integers(0, 12)),
+        }
+        for user in sample
+    ]
+    # The vector joined here, independently of the transformer: request values, then Redis's, in
+    # the order the model's metadata records.
+    vectors = np.asarray(
+        [
+            [row[name] if name in row else stored[name][i] for name in metadata["features"]]
+            for i, row in enumerate(rows)
+        ],
+        dtype=np.float32,
+    )
+    try:
+        yield {
+            "env": env,
+            "root": root,
+            "port_base": port_base,
+            "http": f"http://127.0.0.1:{port_base + 3}",
+            "grpc": f"127.0.0.1:{port_base + 4}",
+            "triton_grpc": f"127.0.0.1:{port_base + 1}",
+            "rows": rows,
+            "expected": np.asarray(predict(vectors), dtype=np.float32),
+            "vectors": vectors,
+            "features": metadata["features"],
+            "predict": predict,
+            "config": cfg,
+        }
+    finally:
+        mlops(env, "serve", MODEL, "--stop", "--dir", str(root))
+
+
+def test_scores_over_http_v1_single_and_batched_equal_in_process_predict(scoring: dict[str, Any]) -> None:
+    url = f"{scoring['http']}/v1/models/{MODEL}:predict"
+    status, single = _post(url, {"instances": scoring["rows"][:1], "explain": True})
+    assert status == 200, single
+    assert single["predictions"] == pytest.approx(scoring["expected"][:1].tolist(), abs=1e-6)
+    assert single["unknown_entity"] == [False]
+    used = single["features"][0]
+    assert list(used) == scoring["features"]  # the model's column order, from the predictor's config
+    assert [used[name] for name in scoring["features"]] == pytest.approx(scoring["vectors"][0].tolist(), rel=1e-6)
+    status, batch = _post(url, {"instances": scoring["rows"]})
+    assert status == 200, batch
+    assert batch["predictions"] == pytest.approx(scoring["expected"].tolist(), abs=1e-6)
+    assert "features" not in batch  # explain is opt-in
+
+
+def test_scores_over_http_v2_and_grpc_v2_equal_in_process_predict(scoring: dict[str, Any]) -> None:
+    import tritonclient.grpc as triton_grpc
+
+    rows = scoring["rows"]
+    columns = {
+        "user_id": np.asarray([r["user_id"] for r in rows], dtype=np.int64),
+        "amount": np.asarray([r["amount"] for r in rows], dtype=np.float32),
+        "merchant_category": np.asarray([r["merchant_category"] for r in rows], dtype=np.int64),
+    }
+    kinds = {np.dtype(np.int64): "INT64", np.dtype(np.float32): "FP32"}
+    body = {"inputs": [{"name": k, "shape": [len(v)], "datatype": kinds[v.dtype], "data": v.tolist()}
+                       for k, v in columns.items()]}  # fmt: skip
+    status, answer = _post(f"{scoring['http']}/v2/models/{MODEL}/infer", body)
+    assert status == 200, answer
+    outputs = {o["name"]: o["data"] for o in answer["outputs"]}
+    # A V2 REST client sends FP32 amounts: the transformer joins what it received, as the model
+    # would be served, so compare with the float32-rounded request.
+    assert outputs["score"] == pytest.approx(scoring["expected"].tolist(), abs=1e-5)
+    assert outputs["unknown_entity"] == [False] * len(rows)
+
+    client = triton_grpc.InferenceServerClient(scoring["grpc"])
+    inputs = []
+    for name, values in columns.items():
+        tensor = triton_grpc.InferInput(name, [len(values)], kinds[values.dtype])
+        tensor.set_data_from_numpy(values)
+        inputs.append(tensor)
+    single = client.infer(MODEL, [_first(t, columns) for t in inputs], parameters={"explain": True})
+    assert single.as_numpy("score").tolist() == pytest.approx(scoring["expected"][:1].tolist(), abs=1e-5)
+    assert single.as_numpy("amount_avg_7d").tolist() == pytest.approx([scoring["vectors"][0][4]], rel=1e-6)
+    batched = client.infer(MODEL, inputs)
+    assert batched.as_numpy("score").tolist() == pytest.approx(scoring["expected"].tolist(), abs=1e-5)
+    with pytest.raises(triton_grpc.InferenceServerException) as refused:
+        client.infer(MODEL, [t for t in inputs if t.name() != "amount"])
+    assert refused.value.status() == "StatusCode.INVALID_ARGUMENT" and "amount" in str(refused.value.message())
+
+
+def _first(tensor: Any, columns: dict[str, np.ndarray]) -> Any:
+    import tritonclient.grpc as triton_grpc
+
+    values = columns[tensor.name()][:1]
+    single = triton_grpc.InferInput(tensor.name(), [1], tensor.datatype())
+    single.set_data_from_numpy(values)
+    return single
+
+
+def test_a_missing_request_feature_is_400_naming_it(scoring: dict[str, Any]) -> None:
+    row = {key: value for key, value in scoring["rows"][0].items() if key != "merchant_category"}
+    status, answer = _post(f"{scoring['http']}/v1/models/{MODEL}:predict", {"instances": [row]})
+    assert status == 400 and "merchant_category" in answer["error"], answer
+    status, answer = _post(f"{scoring['http']}/v1/models/{MODEL}:predict",
+                           {"instances": [{**scoring["rows"][0], "amount": "lots"}]})  # fmt: skip
+    assert status == 400 and "amount='lots' is not a number" in answer["error"], answer
+
+
+def test_an_unknown_entity_scores_on_the_defaults_flagged(scoring: dict[str, Any]) -> None:
+    known, unknown = scoring["rows"][0], {**scoring["rows"][0], "user_id": UNKNOWN_USER}
+    status, answer = _post(f"{scoring['http']}/v1/models/{MODEL}:predict", {"instances": [known, unknown]})
+    assert status == 200, answer
+    assert answer["unknown_entity"] == [False, True]
+    defaults = scoring["config"].scoring.defaults
+    vector = [[unknown[name] if name in unknown else defaults.get(name, 0.0) for name in scoring["features"]]]
+    expected = scoring["predict"](np.asarray(vector, dtype=np.float32))
+    assert answer["predictions"][1] == pytest.approx(float(expected[0]), abs=1e-6)
+
+
+def _transformer(context: dict[str, Any], name: str, **kwargs: Any) -> LocalTransformer:
+    m = context["config"].materialize
+    base = free_port_base(2)
+    http, grpc = base, base + 1
+    return LocalTransformer(root=context["root"], name=name, model_name=MODEL, predictor_grpc=context["triton_grpc"],
+                            http_port=http, grpc_port=grpc, project=m.project, feature_service=m.feature_service,
+                            entity_column=m.entity_column, request_features=list(m.request_features),
+                            **kwargs)  # fmt: skip
+
+
+def test_reject_answers_404_for_an_unknown_entity_and_200_for_a_known_one(scoring: dict[str, Any]) -> None:
+    from components.environment import temporary_env
+
+    with temporary_env(_platform(scoring)):
+        transformer = _transformer(scoring, "transformer-reject", scoring={"unknown_entity": "reject"})
+        transformer.start()
+    try:
+        url = f"{transformer.http_url}/v1/models/{MODEL}:predict"
+        status, answer = _post(url, {"instances": scoring["rows"][:1]})
+        assert status == 200 and answer["predictions"] == pytest.approx(scoring["expected"][:1].tolist(), abs=1e-6)
+        status, answer = _post(url, {"instances": [{**scoring["rows"][0], "user_id": UNKNOWN_USER}]})
+        assert status == 404 and str(UNKNOWN_USER) in answer["error"], answer
+    finally:
+        transformer.stop()
+
+
+def test_redis_unreachable_is_503_and_mlops_score_exits_transient(scoring: dict[str, Any]) -> None:
+    from components.environment import temporary_env
+
+    dead_port = free_port_base(1)  # nothing listens there
+    with temporary_env(_platform(scoring)):
+        transformer = _transformer(scoring, "transformer-no-redis", env={"MLOPS_FEAST_REDIS": f"127.0.0.1:{dead_port}"})
+        transformer.start()
+    try:
+        status, answer = _post(f"{transformer.http_url}/v1/models/{MODEL}:predict", {"instances": scoring["rows"][:1]})
+        assert status == 503 and "online store did not answer" in answer["error"], answer
+        scored = mlops(scoring["env"], "score", MODEL, json.dumps(scoring["rows"][0]), "--url", transformer.http_url)
+        assert scored.returncode == 75, scored.stdout + scored.stderr
+        assert "503" in scored.stderr and "transient" in scored.stderr
+    finally:
+        transformer.stop()
+
+
+def test_mlops_score_prints_the_score_and_the_features(scoring: dict[str, Any]) -> None:
+    row = scoring["rows"][0]
+    scored = mlops(
+        scoring["env"], "score", MODEL, json.dumps(row), "--explain", "--port-base", str(scoring["port_base"])
+    )
+    assert scored.returncode == 0, scored.stdout + scored.stderr
+    assert f"score {float(scoring['expected'][0]):.6f}" in scored.stdout
+    assert all(name in scored.stdout for name in scoring["features"])
+
+
+def _platform(scoring: dict[str, Any]) -> dict[str, str]:
+    return {k: v for k, v in scoring["env"].items() if k.startswith(("MLOPS_", "AWS_", "FEAST"))}
