@@ -192,6 +192,11 @@ class PromoteSettings(_Settings):
     deployment_mode: Literal["Serverless", "RawDeployment"] = Field(
         "Serverless", description="KServe mode; canaries need Serverless (Raw ignores canaryTrafficPercent)."
     )
+    transformer: bool = Field(
+        True,
+        description="Put the scoring transformer in front of the predictor (entity keys and request features in,"
+        " online features joined from Redis): the InferenceService's `transformer` component.",
+    )
 
 
 class ScoringSettings(_Settings):
@@ -207,6 +212,20 @@ class ScoringSettings(_Settings):
         description="A stored feature's value when the entity has none; unlisted: 0.0, what training filled"
         " missing features with (materialize).",
     )
+
+
+class TransformerSettings(_Settings):
+    """The scoring transformer's wiring, derived from a pipeline's materialize, scoring and cluster
+    sections and its image (`transformer_settings`): never a second copy written by hand."""
+
+    image: str = Field(description="The component image: its /opt/transformer environment runs the transformer.")
+    project: str
+    feature_service: str
+    entity_column: str
+    request_features: list[str]
+    scoring: ScoringSettings = ScoringSettings()
+    feast_credentials_secret: str
+    redis_credentials_secret: str
 
 
 class ScheduleSettings(_Settings):
@@ -271,6 +290,21 @@ class PipelineConfig(_Settings):
                 cursor = cursor.setdefault(key, {})
             cursor[leaf] = value
         return parse_config(data, source="overrides")
+
+
+def transformer_settings(cfg: PipelineConfig, image: str) -> TransformerSettings:
+    """What promote renders the scoring transformer from: the feature service the model was trained on."""
+    m = cfg.materialize
+    return TransformerSettings(
+        image=image,
+        project=m.project,
+        feature_service=m.feature_service,
+        entity_column=m.entity_column,
+        request_features=list(m.request_features),
+        scoring=cfg.scoring,
+        feast_credentials_secret=cfg.cluster.feast_credentials_secret,
+        redis_credentials_secret=cfg.cluster.redis_credentials_secret,
+    )
 
 
 def _explain(error: ValidationError, source: str) -> ComponentError:

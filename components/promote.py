@@ -13,6 +13,7 @@ Applying it to a cluster is the CLI's job, not this step's.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import shutil
@@ -23,7 +24,7 @@ from typing import Any
 import yaml
 
 from components import artifacts, services
-from components.config import PromoteSettings
+from components.config import PromoteSettings, TransformerSettings
 from components.errors import ComponentError
 from components.handoffs import PromoteResult, Registration, read_registration
 from components.triton import RepositoryError, model_file_name, write_repository
@@ -60,6 +61,11 @@ TRITON_UID = 1000  # triton-server in NGC 24.x; any non-root uid works (world-re
 UNMEASURED_READINESS_DELAY_S = 60
 SERVERLESS, RAW_DEPLOYMENT = "Serverless", "RawDeployment"
 MODEL_PULLER = "model-puller"
+TRITON_GRPC_PORT = 9000  # the serving image's --grpc-port: the transformer calls the predictor there
+TRANSFORMER_PORT = 8080  # KServe passes --http_port=8080 to a transformer container
+TRANSFORMER_PYTHON = "/opt/transformer/bin/python"  # the component image's transformer environment
+COMPONENT_UID = 65532  # the component image's user (images/component/Containerfile)
+PLATFORM_CONFIGMAP = "mlops-platform"
 
 
 def readiness_delay(configured: int | None, load_seconds: float | None) -> int:
@@ -98,6 +104,55 @@ def check_replicas(min_replicas: int, gpu: bool) -> None:
         )
 
 
+def render_transformer(model_name: str, transformer: TransformerSettings, settings: PromoteSettings) -> dict[str, Any]:
+    """The InferenceService's `transformer`: the component image's scoring transformer
+    (components/transformer.py). KServe adds --model_name, --predictor_host and --http_port; the
+    rest says which feature service to join. Where Redis and the Feast registry are comes from the
+    namespace's mlops-platform ConfigMap, their passwords from Secrets, as for every step."""
+    args = [
+        "--predictor_protocol=grpc-v2",
+        f"--feature-project={transformer.project}",
+        f"--feature-service={transformer.feature_service}",
+        f"--entity-column={transformer.entity_column}",
+        f"--request-features={','.join(transformer.request_features)}",
+        f"--scoring={json.dumps(transformer.scoring.model_dump(mode='json'), sort_keys=True)}",
+    ]
+    secrets = {
+        "MLOPS_FEAST_REGISTRY_PASSWORD": transformer.feast_credentials_secret,
+        "MLOPS_FEAST_REDIS_PASSWORD": transformer.redis_credentials_secret,
+    }
+    container = {
+        "name": "kserve-container",
+        "image": transformer.image,
+        "command": [TRANSFORMER_PYTHON, "-m", "components.transformer"],
+        "args": args,
+        "envFrom": [{"configMapRef": {"name": PLATFORM_CONFIGMAP}}],
+        "env": [
+            {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": "password"}}}
+            for name, secret in secrets.items()
+        ],
+        # Ready only once it has read the predictor's config and resolved the feature service.
+        "readinessProbe": {
+            "httpGet": {"path": f"/v2/models/{model_name}/ready", "port": TRANSFORMER_PORT},
+            "initialDelaySeconds": 5,
+            "periodSeconds": 5,
+            "failureThreshold": 3,
+        },
+        "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+    }
+    return {
+        "minReplicas": max(settings.min_replicas, 1),
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": COMPONENT_UID,
+            "runAsGroup": COMPONENT_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+    }
+
+
 def render_inference_service(
     registration: Registration,
     *,
@@ -105,11 +160,15 @@ def render_inference_service(
     settings: PromoteSettings,
     canary_percent: int | None,
     readiness_initial_delay_seconds: int | None = None,
+    transformer: TransformerSettings | None = None,
 ) -> dict[str, Any]:
     """The InferenceService for one registered version, everything else from the promote settings.
 
     canary_percent None leaves traffic to KServe's default (the latest revision takes all); an
-    empty memory_limit sets none (which the GPU admission rule then refuses)."""
+    empty memory_limit sets none (which the GPU admission rule then refuses). With a transformer
+    (and promote.transformer on), the predictor is reached over gRPC (h2c, Triton's 9000) and
+    probed there with gRPC's health protocol, which Triton answers."""
+    with_transformer = transformer is not None and settings.transformer
     namespace, signed_off_by, stage = settings.namespace, settings.signed_off_by, settings.stage
     runtime, gpu, memory_limit, min_replicas = (
         settings.runtime,
@@ -149,9 +208,17 @@ def render_inference_service(
         "resources": {"requests": requests, "limits": limits},
         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
     }
+    if with_transformer:
+        # Knative exposes one port per container: h2c, so the transformer's gRPC calls reach Triton.
+        model["ports"] = [{"name": "h2c", "containerPort": TRITON_GRPC_PORT, "protocol": "TCP"}]
     if readiness_initial_delay_seconds is not None:
+        check: dict[str, Any] = (
+            {"grpc": {"port": TRITON_GRPC_PORT}}
+            if with_transformer
+            else {"httpGet": {"path": READINESS_PATH, "port": TRITON_HTTP_PORT}}
+        )
         model["readinessProbe"] = {
-            "httpGet": {"path": READINESS_PATH, "port": TRITON_HTTP_PORT},
+            **check,
             "initialDelaySeconds": readiness_initial_delay_seconds,
             "periodSeconds": 5,
             "failureThreshold": 3,
@@ -180,6 +247,9 @@ def render_inference_service(
         predictor["nodeSelector"] = {"mlops.private-platform.io/pool": "inference-gpu"}
         predictor["tolerations"] = [{"key": "kserve-gpu", "operator": "Exists", "effect": "NoSchedule"}]
         predictor["priorityClassName"] = "production-inference"
+    spec: dict[str, Any] = {"predictor": predictor}
+    if with_transformer and transformer is not None:
+        spec["transformer"] = render_transformer(name, transformer, settings)
     return {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
@@ -192,7 +262,7 @@ def render_inference_service(
             },
             "annotations": annotations,
         },
-        "spec": {"predictor": predictor},
+        "spec": spec,
     }
 
 
@@ -244,8 +314,10 @@ def promote(
     settings: PromoteSettings,
     decision_threshold: float = 0.5,
     serving_root: str | None = None,
+    transformer: dict[str, Any] | None = None,
 ) -> PromoteResult:
-    """Render the Triton repository and the InferenceService for a registered version."""
+    """Render the Triton repository and the InferenceService for a registered version (with the
+    scoring transformer the pipeline describes, `components.config.transformer_settings`)."""
     reg = read_registration(registration)
     canary_percent, stage, gpu = settings.canary_percent, settings.stage, settings.gpu
     if not 1 <= canary_percent <= 100:
@@ -289,6 +361,7 @@ def promote(
         readiness_initial_delay_seconds=readiness_delay(
             settings.readiness_initial_delay_seconds, reg.get("load_seconds")
         ),
+        transformer=TransformerSettings.model_validate(transformer) if transformer else None,
     )
     artifacts.write_bytes(inference_service_out, yaml.safe_dump(service, sort_keys=False).encode())
     return {

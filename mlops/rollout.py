@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from components import registry, services
-from components.config import PromoteSettings
+from components.config import PromoteSettings, TransformerSettings
 from components.errors import ComponentError
 from components.promote import (
     RAW_DEPLOYMENT,
@@ -131,6 +131,8 @@ class Request:
     serving_root: str | None = None
     policies: Path = POLICY_DIR
     decision_threshold: float = 0.5
+    transformer: TransformerSettings | None = None
+    """The scoring transformer in front of the predictor (components.config.transformer_settings)."""
 
 
 @dataclass(kw_only=True)
@@ -251,6 +253,7 @@ def execute(request: Request, target: Target) -> Outcome:
         readiness_initial_delay_seconds=readiness_delay(
             settings.readiness_initial_delay_seconds, registration.get("load_seconds")
         ),
+        transformer=request.transformer,
     )
     service["metadata"]["annotations"][annotation("rollout")] = f"{request.action} v{version}" + (
         f" at {share}%" if request.action == "canary" else ""

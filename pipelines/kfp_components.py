@@ -196,6 +196,7 @@ def promote(
     model: Input[Model],
     settings: dict,
     decision_threshold: float,
+    transformer: dict,
     inference_service: Output[Artifact],
     model_repository: Output[Artifact],
 ) -> None:
@@ -206,6 +207,7 @@ def promote(
         *(a.path for a in (registration, model, inference_service, model_repository)),
         settings=settings,
         decision_threshold=decision_threshold,
+        transformer=transformer,
     )
 
 

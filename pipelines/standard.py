@@ -10,10 +10,11 @@ builds its own PipelineDeclaration from a PipelineSpec of its own.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
-from components.config import PipelineConfig
+from components.config import PipelineConfig, transformer_settings
 from pipelines.declaration import PipelineDeclaration
 from pipelines.spec import GPU_COMPUTE, IDEMPOTENT_WRITE, IO_BOUND, ROLLOUT, Condition, PipelineSpec, Resources, Step
 
@@ -66,10 +67,12 @@ def standard_pipeline(
 ) -> PipelineDeclaration:
     """A pipeline on the standard DAG: its name, what it is for, and the package of its files."""
     spec = training_pipeline(name=name, description=description, image=image, train_resources=train_resources)
-    return PipelineDeclaration(spec=spec, package=package, parameters=step_parameters)
+    return PipelineDeclaration(spec=spec, package=package, parameters=functools.partial(step_parameters, image=image))
 
 
-def step_parameters(cfg: PipelineConfig, run: Mapping[str, Any], package: str) -> dict[str, dict[str, Any]]:
+def step_parameters(
+    cfg: PipelineConfig, run: Mapping[str, Any], package: str, *, image: str = IMAGE
+) -> dict[str, dict[str, Any]]:
     """Plain (non-artifact) arguments of each step, from the config and the run's inputs.
 
     `run` holds the pipeline inputs (pipelines.cluster.RUN_INPUTS) and the engine's run id,
@@ -112,6 +115,8 @@ def step_parameters(cfg: PipelineConfig, run: Mapping[str, Any], package: str) -
         "promote": {
             "settings": cfg.promote.model_dump(exclude_none=True),
             "decision_threshold": cfg.evaluate.decision_threshold,
+            # the scoring transformer joins the feature service this pipeline trains on
+            "transformer": transformer_settings(cfg, image).model_dump(mode="json"),
         },
         "notify": {"owner": cfg.owner, "pipeline": cfg.pipeline, "model_name": cfg.register_.model_name},
     }

@@ -37,7 +37,17 @@ runpy.run_module("mlops.cli", run_name="__main__")
 NOT_DECLARED = {
     "triton_python_backend_utils": "provided by Triton's python backend to the model it loads",
     "opa_bindings": "the real OPA engine, installed pinned by the Makefile (its wheel declares Python >= 3.14)",
+    "kserve": "the scoring transformer's own environment (transformer-constraints.txt): kserve pins psutil<6",
 }
+
+
+def test_the_transformer_environment_pins_what_the_transformer_imports() -> None:
+    pins = dict(
+        line.split("==", 1) for line in (REPO / "transformer-constraints.txt").read_text().splitlines() if "==" in line
+    )
+    assert pins["kserve"] == "0.21.0"
+    for distribution in ("feast", "redis", "tritonclient", "grpcio", "pydantic", "PyYAML", "numpy", "psycopg"):
+        assert distribution in pins, f"transformer-constraints.txt lacks {distribution}"
 
 
 @pytest.mark.parametrize(

@@ -101,7 +101,10 @@ def test_full_lifecycle_manifests_aliases_and_history(
     assert canary["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Serverless"
     assert canary["metadata"]["annotations"]["serving.knative.dev/minScale"] == "1"
     assert canary["spec"]["predictor"]["containerConcurrency"] == 8
-    assert canary["spec"]["predictor"]["model"]["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    # The scoring transformer fronts the predictor and reaches it over gRPC (h2c), where it is probed too.
+    assert canary["spec"]["predictor"]["model"]["readinessProbe"]["grpc"] == {"port": 9000}
+    assert canary["spec"]["predictor"]["model"]["ports"] == [{"name": "h2c", "containerPort": 9000, "protocol": "TCP"}]
+    assert "--feature-service=fraud_model_v1" in canary["spec"]["transformer"]["containers"][0]["args"]
     assert registry.aliases(mlflow, MODEL) == {registry.CANARY: 2, registry.CHAMPION: 1, registry.CHALLENGER: 3}
     assert "v1 serves 90%, canary v2 10%" in capsys.readouterr().out
 

@@ -236,7 +236,9 @@ def _score(args: argparse.Namespace) -> int:
 
 def _promote(args: argparse.Namespace) -> int:
     from components import registry
+    from components.config import transformer_settings
     from mlops import kube, rollout
+    from pipelines.local import declaration
 
     actions = [
         name
@@ -280,6 +282,7 @@ def _promote(args: argparse.Namespace) -> int:
         serving_root=args.serving_root,
         policies=Path(args.policies) if args.policies else rollout.POLICY_DIR,
         decision_threshold=cfg.evaluate.decision_threshold,
+        transformer=transformer_settings(cfg, declaration(cfg.pipeline).spec.image),
     )
     outcome = rollout.execute(request, target)
     report = sys.stderr if target.kind == "dry-run" and not args.out else sys.stdout

@@ -69,6 +69,40 @@ def test_inference_service_is_valid_against_the_kserve_crd(
     assert predictor["model"]["resources"]["limits"]["memory"] == "4Gi"
     assert predictor["model"]["storageUri"].endswith(f"v{reg['version']}-{reg['artifact_sha256'][:12]}")
     assert predictor["serviceAccountName"] == "model-puller", "the storage initializer's credentials come from it"
+    assert "transformer" not in service["spec"]  # none described: the predictor alone, probed over HTTP
+    assert predictor["model"]["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+
+
+def test_the_pipelines_transformer_is_rendered_in_front_of_the_predictor(
+    registration: Path, trained: dict[str, Path], tmp_path: Path, schemas_dir: Path
+) -> None:
+    from components.config import transformer_settings
+    from pipelines.fraud import pipeline as fraud
+
+    cfg = fraud.DECLARATION.config()
+    described = transformer_settings(cfg, "registry.mlops.internal/private-mlops/components:1").model_dump(mode="json")
+    promote(str(registration), str(trained["model"]), str(tmp_path / "isvc.yaml"), str(tmp_path / "repo"),
+            settings=PromoteSettings(namespace="fraud"), serving_root=(tmp_path / "serving").as_uri(),
+            transformer=described)  # fmt: skip
+    service = yaml.safe_load((tmp_path / "isvc.yaml").read_text())
+    jsonschema.validate(service, _crd_schema(schemas_dir))
+    (container,) = service["spec"]["transformer"]["containers"]
+    assert container["image"] == "registry.mlops.internal/private-mlops/components:1"
+    assert container["command"] == ["/opt/transformer/bin/python", "-m", "components.transformer"]
+    expected = {"--feature-service=fraud_model_v1", "--entity-column=user_id", "--predictor_protocol=grpc-v2",
+                "--request-features=amount,merchant_category"}  # fmt: skip
+    assert expected <= set(container["args"])
+    assert container["envFrom"] == [{"configMapRef": {"name": "mlops-platform"}}]  # Redis and registry endpoints
+    assert {e["name"] for e in container["env"]} == {"MLOPS_FEAST_REGISTRY_PASSWORD", "MLOPS_FEAST_REDIS_PASSWORD"}
+    assert all("secretKeyRef" in e["valueFrom"] for e in container["env"])
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/models/fraud-detector/ready"
+    model = service["spec"]["predictor"]["model"]
+    assert model["ports"] == [{"name": "h2c", "containerPort": 9000, "protocol": "TCP"}]
+    assert model["readinessProbe"]["grpc"] == {"port": 9000}
+    off = PromoteSettings(namespace="fraud", transformer=False)
+    promote(str(registration), str(trained["model"]), str(tmp_path / "off.yaml"), str(tmp_path / "repo-off"),
+            settings=off, serving_root=(tmp_path / "serving").as_uri(), transformer=described)  # fmt: skip
+    assert "transformer" not in yaml.safe_load((tmp_path / "off.yaml").read_text())["spec"]
 
 
 def test_model_repository_layout_and_config_parse(registration: Path, trained: dict[str, Path], tmp_path: Path) -> None:

@@ -309,3 +309,41 @@ def test_every_workload_policy_carries_the_current_workload_library() -> None:
         "no-node-access",
         "restricted-priority-and-gpu-nodes",
     }
+
+
+def _with_transformer() -> dict[str, Any]:
+    from components.config import transformer_settings
+    from components.promote import render_inference_service
+    from pipelines.fraud import pipeline as fraud
+
+    cfg = fraud.DECLARATION.config()
+    settings = cfg.promote.model_copy(update={"signed_off_by": "alice@bank.internal"})
+    return render_inference_service(
+        dict(REGISTRATION),  # type: ignore[arg-type]
+        storage_uri="s3://models/x",
+        settings=settings,
+        canary_percent=10,
+        transformer=transformer_settings(cfg, fraud.DECLARATION.spec.image),
+    )
+
+
+@pytest.mark.parametrize(
+    ("edit", "policy", "message"),
+    [
+        (lambda c: c.update(image="docker.io/someone/transformer:latest"), "allowed-registries.yaml", "transformer"),
+        (lambda c: c["env"].append({"name": "MLOPS_FEAST_REDIS_PASSWORD", "value": "hunter2"}),
+         "no-literal-credentials.yaml", "MLOPS_FEAST_REDIS_PASSWORD as a literal"),
+        (lambda c: c["securityContext"].update(privileged=True), "pod-security.yaml", "runs privileged"),
+    ],
+)  # fmt: skip
+def test_the_transformer_is_admitted_as_rendered_and_held_to_every_rule(edit: Any, policy: str, message: str) -> None:
+    """The scoring transformer is a workload like the predictor: admitted as promote renders it
+    (positive control, every policy), denied once it pulls from elsewhere, carries a password in
+    clear or runs privileged."""
+    service = _with_transformer()
+    assert service["spec"]["transformer"]["containers"][0]["image"].startswith("registry.mlops.internal/")
+    assert admission.PolicySet(POLICIES).violations(service) == []
+    attacked = copy.deepcopy(service)
+    edit(attacked["spec"]["transformer"]["containers"][0])
+    denied = _policy(policy).violations(attacked)
+    assert denied and any(message in line for line in denied), denied
