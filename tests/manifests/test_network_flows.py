@@ -145,8 +145,8 @@ def test_tenants_reach_neither_each_other_nor_the_databases(
     tenants = [ns for ns in pipelines_namespaces(namespaces) if ns != "mlops-pipelines"]
     leaks = []
     for source_ns, target_ns in itertools.permutations(tenants, 2):
-        for source_name in ("pipeline-pod", "predictor"):
-            for target_name in ("pipeline-pod", "predictor"):
+        for source_name in ("pipeline-pod", "predictor", "transformer"):
+            for target_name in ("pipeline-pod", "predictor", "transformer"):
                 (source,) = endpoints(source_name, namespaces, source_ns)
                 (target,) = endpoints(target_name, namespaces, target_ns)
                 for port in (8012, 8080, 9000, 5000, 443):
@@ -156,7 +156,7 @@ def test_tenants_reach_neither_each_other_nor_the_databases(
             if evaluator.allowed(source, redis, 6379):
                 leaks.append(f"{source_name}@{source_ns} -> redis@{target_ns} (another tenant's online store)")
     for tenant in tenants:
-        for name in ("pipeline-pod", "predictor"):
+        for name in ("pipeline-pod", "predictor", "transformer"):
             (source,) = endpoints(name, namespaces, tenant)
             (postgres,) = endpoints("postgres", namespaces)
             for port in (5432, 8000):
