@@ -43,7 +43,7 @@ from kserve.protocol.grpc.grpc_predict_v2_pb2 import ModelInferRequest
 from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
 
 from components.config import ScoringSettings
-from components.errors import ComponentError, transient_reason
+from components.errors import ComponentError, TransientError, transient_reason
 from components.scoring import RequestError, RequestJoiner, UnknownEntity, online_reader
 from components.triton import RepositoryError, TensorContract, contract_of, features_of
 
@@ -174,7 +174,7 @@ def describe_predictor(grpc_url: str, model_name: str, *, wait_seconds: float = 
             except grpc.RpcError as error:  # not up, or the model still loading: wait until the deadline
                 last = f"{error.code().name}: {error.details()}"
             if time.monotonic() > deadline:
-                raise ComponentError(
+                raise TransientError(
                     STEP,
                     f"the predictor at {grpc_url} did not serve {model_name} within {wait_seconds:.0f} s ({last})",
                     "check the predictor's pod log; --predictor_host must be its gRPC host:port",
@@ -357,7 +357,9 @@ class ScoringTransformer(Model):
 def parser() -> argparse.ArgumentParser:
     """KServe's own flags (--model_name, --predictor_host, --http_port, --grpc_port, which the
     controller sets) plus what to join."""
-    parent = argparse.ArgumentParser(parents=[model_server.parser], add_help=False)
+    parent = argparse.ArgumentParser(
+        parents=[model_server.parser], description="The scoring transformer (KServe ModelServer)."
+    )
     parent.add_argument("--feature-project", required=True, help="the Feast project")
     parent.add_argument("--feature-service", required=True, help="the feature service the model was trained on")
     parent.add_argument("--entity-column", required=True, help="the entity key requests carry, e.g. user_id")

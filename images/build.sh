@@ -17,7 +17,7 @@ engine="${ENGINE:-$(command -v podman || command -v docker || true)}"
 
 context="build/images/${name}"
 rm -rf "$context" && mkdir -p "$context/wheels"
-cp -r components pipelines mlops pyproject.toml README.md constraints.txt "$context/"
+cp -r components pipelines mlops pyproject.toml README.md constraints.txt transformer-constraints.txt "$context/"
 find "$context" -name __pycache__ -prune -exec rm -rf {} +
 rm -rf "$context"/pipelines/*/feature_repo/data
 cp "${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}" "$context/ca-bundle.crt"

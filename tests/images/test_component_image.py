@@ -80,3 +80,31 @@ def test_component_image_refuses_bad_input_with_exit_2(image: str, tmp_path: Pat
     )
     assert run.returncode == 2 and "fix:" in run.stderr
     assert not (tmp_path / "report.json").exists()
+
+
+def test_the_transformer_command_promote_renders_starts_in_the_image(image: str) -> None:
+    """The InferenceService's transformer runs the command promote renders, from this image's own
+    /opt/transformer environment (kserve pins psutil<6, apart from the pipeline's stack). With no
+    predictor to read the model's columns from, it stops with exit 75 (transient: the pod restarts
+    until its predictor is up), naming what it waited for."""
+    from components.config import transformer_settings
+    from components.promote import render_transformer
+    from pipelines.fraud import pipeline as fraud
+
+    cfg = fraud.DECLARATION.config()
+    (container,) = render_transformer("fraud-detector", transformer_settings(cfg, image), cfg.promote)["containers"]
+    # what KServe's controller adds to a transformer's arguments
+    kserve_args = ["--model_name=fraud-detector", "--predictor_host=127.0.0.1:1", "--http_port=8080"]
+    run = subprocess.run(
+        ["podman", "run", "--rm", "--network=none", image, *container["command"], *container["args"], *kserve_args,
+         "--predictor-wait-seconds=1"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert run.returncode == 75, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "the predictor at 127.0.0.1:1 did not serve fraud-detector" in run.stdout + run.stderr
+    versions = subprocess.run(
+        ["podman", "run", "--rm", image, container["command"][0], "-c",
+         "import importlib.metadata as m; print(m.version('kserve'), m.version('psutil'), m.version('feast'))"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert versions.stdout.split() == ["0.21.0", "5.9.8", "0.67.0"], versions.stdout + versions.stderr
