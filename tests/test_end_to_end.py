@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -163,6 +164,37 @@ def test_pytorch_mlp_pipeline_serves_torchscript(tmp_path: Path) -> None:
     assert "pytorch_libtorch" in (repository / "config.pbtxt").read_text()
     assert (repository / "1" / "model.pt").read_bytes() == (run / "train" / "model").read_bytes()
     assert pd.read_parquet(run / "materialize" / "holdout_set").shape[0] == int(ROWS) // 5
+
+    # The request path on the laptop's embedded stores (sqlite online store, Feast's SDK read),
+    # behind libtorch's tensors: serve with features, then score one request.
+    from components.models import load_predictor
+    from devstack.process import free_port_base
+
+    env = {**os.environ, "MLOPS_HOME": str(tmp_path)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    port_base = str(free_port_base(5))
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "mlops.cli", *args], cwd=REPO, env=env, capture_output=True,
+                              text=True, timeout=300, check=False)  # fmt: skip
+
+    served = cli("serve", "fraud-detector", "--with-features", "--detach", "--port-base", port_base)
+    try:
+        assert served.returncode == 0, served.stdout + served.stderr
+        assert "scoring transformer (fraud: feature service fraud_model_v1" in served.stdout
+        user = int(pd.read_parquet(run / "materialize" / "holdout_set")["user_id"].iloc[0])
+        request = json.dumps({"user_id": user, "amount": 120.0, "merchant_category": 3})
+        scored = cli("score", "fraud-detector", request, "--explain", "--port-base", port_base)
+        assert scored.returncode == 0, scored.stdout + scored.stderr
+        lines = scored.stdout.splitlines()
+        used = {line.split()[0]: float(line.split()[1]) for line in lines[1:]}
+        metadata = json.loads((run / "train" / "metadata").read_text())
+        assert list(used) == metadata["features"] and "unknown entity" not in lines[0]
+        vector = np.asarray([[used[name] for name in metadata["features"]]], dtype=np.float32)
+        expected = float(load_predictor(run / "train" / "model", metadata)(vector)[0])
+        assert f"score {expected:.6f}" in lines[0]
+    finally:
+        cli("serve", "fraud-detector", "--stop")
 
 
 def test_forecast_regression_pipeline_passes_its_mape_gate(tmp_path: Path) -> None:
