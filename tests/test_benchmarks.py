@@ -21,6 +21,7 @@ SMOKE = {
     "bench.py": (["--sizes", "3000", "--gate-threshold", "0"], "s per task"),
     "platform_bench.py": (["--rows", "4000", "--entities", "400", "--iterations", "30"], "one log_batch call"),
     "serving_bench.py": (["--requests", "30", "--seconds", "0.3"], '"serving"'),
+    "request_path_bench.py": (["--rows", "3000", "--requests", "30"], '"request_path"'),
     "offline_store_bench.py": (["--rows", "3000"], "equal row for row"),
     "drift_bench.py": (["--rows", "3000"], "x floor"),
     "scale_bench.py": (["--rows", "3000", "--trials", "2", "--tune-rows", "3000"], "trials/min"),
