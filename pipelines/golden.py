@@ -132,14 +132,27 @@ def platform_manifests(manifests: Path = MANIFESTS) -> dict[Path, str]:
     return rendered
 
 
-def golden_dir(name: str) -> Path:
-    return Path(__file__).parent / name / "golden"
+def golden_dir(reference: str) -> Path:
+    """Beside the pipeline's declaration: <package folder>/golden (a name or a folder, as every command)."""
+    from pipelines.local import declaration
+
+    return declaration(reference).folder / "golden"
+
+
+def reference_pipelines() -> tuple[str, ...]:
+    """The installed pipelines whose package lives in this library (what its `make golden` rewrites)."""
+    from pipelines.local import available_pipelines, declaration
+
+    here = Path(__file__).resolve().parent
+    return tuple(name for name in available_pipelines() if declaration(name).folder.resolve().parent == here)
 
 
 def regenerate(names: Iterable[str]) -> list[Path]:
     from pipelines.local import declaration
 
-    written = [path for name in names for path in write_renderings(name, declaration(name), golden_dir(name))]
+    written = [
+        path for name in names for path in write_renderings(declaration(name).name, declaration(name), golden_dir(name))
+    ]
     for path, text in platform_manifests().items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
@@ -161,7 +174,7 @@ def drift(name: str) -> list[str]:
     from pipelines.local import declaration
 
     with tempfile.TemporaryDirectory() as tmp:
-        fresh = write_renderings(name, declaration(name), Path(tmp))
+        fresh = write_renderings(declaration(name).name, declaration(name), Path(tmp))
         return [
             p.name
             for p in fresh
@@ -170,7 +183,5 @@ def drift(name: str) -> list[str]:
 
 
 if __name__ == "__main__":
-    from pipelines.local import available_pipelines
-
-    for path in regenerate(available_pipelines()):
+    for path in regenerate(reference_pipelines()):
         print(path)

@@ -25,19 +25,17 @@ from pipelines.spec import Step
 
 
 def available_pipelines() -> tuple[str, ...]:
-    """Every folder under pipelines/ with a pipeline.py declaration (a fork adds one by existing)."""
-    return tuple(sorted(path.parent.name for path in Path(__file__).parent.glob("*/pipeline.py")))
+    """Every installed pipeline: the reference ones and any team package that registers one."""
+    from pipelines.discovery import available_pipelines as registered
+
+    return registered()
 
 
-def declaration(name: str) -> PipelineDeclaration:
-    if name not in available_pipelines():
-        from components.errors import ComponentError
+def declaration(reference: str) -> PipelineDeclaration:
+    """A pipeline by registered name or by package folder (pipelines/discovery.py)."""
+    from pipelines.discovery import declaration as find
 
-        raise ComponentError(
-            "run", f"unknown pipeline {name!r}", f"choose one of {list(available_pipelines())}, or `mlops new {name}`"
-        )
-    found: PipelineDeclaration = importlib.import_module(f"pipelines.{name}.pipeline").DECLARATION
-    return found
+    return find(reference)
 
 
 def git_commit(start: Path | None = None) -> str:
@@ -56,13 +54,14 @@ def git_commit(start: Path | None = None) -> str:
     return out.stdout.strip() if out.returncode == 0 else ""
 
 
-def synthetic_dataset(name: str, cfg: PipelineConfig, home: Path) -> Path:
+def synthetic_dataset(reference: str, cfg: PipelineConfig, home: Path) -> Path:
     """The pipeline's synthetic dataset for (rows, seed), generated once and kept under home."""
-    path = home / "data" / name / f"raw-{cfg.data.rows}-{cfg.data.seed}.parquet"
+    pipeline = declaration(reference)
+    path = home / "data" / pipeline.name / f"raw-{cfg.data.rows}-{cfg.data.seed}.parquet"
     if not path.exists():
         from components import artifacts
 
-        data = importlib.import_module(f"pipelines.{name}.data")
+        data = importlib.import_module(f"{pipeline.package}.data")
         artifacts.write_parquet(path, data.generate(cfg.data.rows, cfg.data.seed))
     return path
 
@@ -151,7 +150,7 @@ def run_local(
         seconds = time.perf_counter() - started
     run_dirs = sorted(set(pipeline_root.iterdir()) - before, key=lambda p: p.stat().st_mtime)
     run_dir = run_dirs[-1] if run_dirs else pipeline_root
-    result = LocalRun(pipeline=name, run_dir=run_dir, seconds=seconds)
+    result = LocalRun(pipeline=pipeline_declaration.name, run_dir=run_dir, seconds=seconds)
     for step in pipeline_declaration.spec.steps:
         task_dir = run_dir / step.name
         if task_dir.is_dir():

@@ -1,9 +1,15 @@
-"""`mlops new <name> --from fraud`: a new pipeline folder that runs locally unchanged.
+"""`mlops new <name> --from fraud --out DIR`: a team's pipeline as a project of its own.
 
-The copy keeps the source's config comments (ruamel round-trip) and renames what must be
-unique per pipeline: the pipeline and Feast project names, the registered model, the
-namespaces, the Feast definitions module (Feast imports repo files by module name, so two
-repos must not share one), and renders the new pipeline's golden files.
+The project depends on this library at its exact version and holds only what a team changes:
+the package `<name>_pipeline/` (declaration, config.yaml, the GE suite, the Feast repo, the data
+loader, golden YAML), a pyproject.toml that registers the pipeline (entry-point group
+private_mlops.pipelines), the library's pinned constraints, a Makefile, a Containerfile that
+layers the package on this library's component image, a CI workflow and a test. It runs as
+written (`make demo`) on the source pipeline's synthetic data.
+
+The config copy keeps the source's comments (ruamel round-trip) and renames what must be unique
+per pipeline: the pipeline and Feast project names, the registered model, the namespaces, the
+Feast definitions module (Feast imports repo files by module name).
 """
 
 from __future__ import annotations
@@ -35,71 +41,127 @@ def shadowed_module(name: str, root: Path = PIPELINES_DIR) -> str | None:
     return None
 
 
-def scaffold(name: str, source: str = "fraud", root: Path = PIPELINES_DIR) -> Path:
-    from ruamel.yaml import YAML
-
+def _check_name(name: str, out: Path) -> str:
     if not NAME.fullmatch(name):
         raise ComponentError(
             "new",
             f"pipeline name {name!r} is not lowercase letters and digits (2-31, letter first)",
             "pick a name such as churn or pricing2: it becomes a Python package, a Feast project and Kubernetes names",
         )
-    origin, target = root / source, root / name
-    if not target.exists() and (collision := shadowed_module(name, root)):
-        raise ComponentError(
-            "new",
-            f"pipeline name {name!r} collides with {collision}",
-            f"pick another name, e.g. {name}pipeline or team{name}",
-        )
-    if not (origin / "pipeline.py").is_file():
-        raise ComponentError("new", f"no pipeline {source!r} to copy from", "use --from fraud or --from forecast")
-    if target.exists():
-        raise ComponentError("new", f"{target} already exists", "choose another name, or delete the folder first")
-    shutil.copytree(origin, target, ignore=shutil.ignore_patterns("golden", "__pycache__", "data", "*.pyc"))
+    package = f"{name}_pipeline"
+    for candidate in (name, package):
+        collision = shadowed_module(candidate)
+        if collision:
+            raise ComponentError("new", f"pipeline name {name!r} collides with {collision}",
+                                 f"pick another name, e.g. {name}model or team{name}")  # fmt: skip
+    if out.exists() and any(out.iterdir()):
+        raise ComponentError("new", f"{out} exists and is not empty", "choose another --out, or delete the folder")
+    return package
+
+
+def _copy_package(source: str, name: str, package_dir: Path) -> None:
+    from ruamel.yaml import YAML
+
+    from pipelines.local import declaration
+
+    origin = declaration(source).folder
+    if not (origin / "config.yaml").is_file():
+        raise ComponentError("new", f"pipeline {source!r} has no config.yaml to copy", "use --from fraud or forecast")
+    shutil.copytree(origin, package_dir, ignore=shutil.ignore_patterns("golden", "__pycache__", "data", "*.pyc"))
+    for module in (package_dir / "feature_repo").glob(f"{source}_*.py"):
+        module.rename(module.with_name(module.name.replace(f"{source}_", f"{name}_", 1)))
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    config_path = package_dir / "config.yaml"
+    config = yaml.load(config_path.read_text())
+    config["pipeline"] = name
+    config["materialize"]["project"] = name
+    config["register"]["model_name"] = f"{name}-model"
+    config["register"]["experiment"] = name
+    config["promote"]["namespace"] = name
+    config["cluster"]["namespace"] = name
+    config["cluster"]["team"] = name
+    config["cluster"]["raw_data"] = f"s3://{name}-data/latest.parquet"
+    with open(config_path, "w") as handle:
+        yaml.dump(config, handle)
+    (package_dir / "README.md").unlink(missing_ok=True)
+    (package_dir / "__init__.py").write_text(f'"""The {name} pipeline (scaffolded from {source})."""\n')
+
+
+def _library_pins() -> str:
+    """The versions this library runs on here, pinned: the team installs exactly what it was tested with."""
+    from importlib import metadata
+
+    pins = {}
+    for distribution in metadata.distributions():
+        name = distribution.metadata["Name"]
+        if not name or name.lower().replace("_", "-") == "private-mlops":
+            continue
+        direct = distribution.read_text("direct_url.json") or ""
+        if "dir_info" in direct:
+            continue  # installed from a folder (a checkout, editable or not), not a release
+        pins[name.lower()] = distribution.version
+    return "".join(f"{name}=={version}\n" for name, version in sorted(pins.items()))
+
+
+TEMPLATES = Path(__file__).with_name("project_template")
+# template -> where it goes in the project ($package is the pipeline package)
+PROJECT_FILES = {
+    "pyproject.toml.tmpl": "pyproject.toml",
+    "Makefile.tmpl": "Makefile",
+    "Containerfile.tmpl": "Containerfile",
+    "README.md.tmpl": "README.md",
+    "gitignore.tmpl": ".gitignore",
+    "ci.yml.tmpl": ".github/workflows/ci.yml",
+    "test_pipeline.py.tmpl": "tests/test_pipeline.py",
+    "pipeline.py.tmpl": "$package/pipeline.py",
+}
+
+
+def scaffold_project(name: str, out: Path, source: str = "fraud") -> Path:
+    """Write the standalone project; returns its folder. Nothing is left behind on failure."""
+    from importlib import metadata
+    from string import Template
+
+    from pipelines.standard import IMAGE
+
+    out = out.resolve()
+    package = _check_name(name, out)
+    version = metadata.version("private-mlops")
+    values = {
+        "name": name,
+        "package": package,
+        "source": source,
+        "version": version,
+        "image": f"registry.mlops.internal/{name}/{name}-pipeline:0.1.0",
+        "component_image": f"{IMAGE.rsplit(':', 1)[0]}:{version}",
+    }
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
     try:
-        for module in (target / "feature_repo").glob(f"{source}_*.py"):
-            module.rename(module.with_name(module.name.replace(f"{source}_", f"{name}_", 1)))
-        yaml = YAML()
-        yaml.preserve_quotes = True
-        config_path = target / "config.yaml"
-        config = yaml.load(config_path.read_text())
-        config["pipeline"] = name
-        config["materialize"]["project"] = name
-        config["register"]["model_name"] = f"{name}-model"
-        config["register"]["experiment"] = name
-        config["promote"]["namespace"] = name
-        config["cluster"]["namespace"] = name
-        config["cluster"]["team"] = name
-        config["cluster"]["raw_data"] = f"s3://{name}-data/latest.parquet"
-        with open(config_path, "w") as handle:
-            yaml.dump(config, handle)
-        declaration = target / "pipeline.py"
-        text = declaration.read_text().replace(f'name="{source}"', f'name="{name}"')
-        text = text.replace(f'"pipelines.{source}"', f'"pipelines.{name}"')
-        declaration.write_text(
-            f'"""The {name} pipeline, scaffolded from {source}: edit config.yaml, the suite and the '
-            f'feature repo."""\n\n' + text.split('"""', 2)[2].lstrip("\n")
+        _copy_package(source, name, out / package)
+        for template, relative in PROJECT_FILES.items():
+            path = out / Template(relative).substitute(values)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(Template((TEMPLATES / template).read_text()).substitute(values))
+        (out / "constraints.txt").write_text(
+            f"# The versions private-mlops {version} was installed with when `mlops new` ran (pip install -c).\n"
+            "# Upgrading the library: bump private-mlops in pyproject.toml, take the new release's constraints,\n"
+            "# run `make golden` and review the diff.\n" + _library_pins()
         )
-        (target / "README.md").write_text(
-            f"# The {name} pipeline\n\nScaffolded from `{source}` by `mlops new {name} --from {source}`; it runs as is "
-            f"(`mlops run {name}`) on {source}'s synthetic data. Make it yours:\n\n"
-            "1. `config.yaml`: owner, label and features under `materialize`, model and objective under `train`, "
-            "the gate under `evaluate`, names and namespaces.\n"
-            "2. `expectations.json`: the Great Expectations suite your raw data must pass.\n"
-            f"3. `feature_repo/{name}_features.py`: your entity, source and feature view.\n"
-            "4. `data.py`: a generator or loader of your data, or run with `--data file.parquet`.\n"
-            "5. `make golden` and review the rendered Argo and KFP YAML in `golden/`.\n\n"
-            "Components stay untouched: if a step cannot do what you need, file an issue for the component library.\n"
-        )
-        (target / "__init__.py").write_text(f'"""The {name} pipeline (scaffolded from {source})."""\n')
-        import importlib
+        from pipelines.golden import write_renderings
+        from pipelines.local import declaration
 
-        importlib.invalidate_caches()
-        from pipelines.golden import golden_dir, write_renderings
-        from pipelines.local import declaration as load
-
-        write_renderings(name, load(name), golden_dir(name))
+        pipeline = declaration(str(out / package))
+        write_renderings(pipeline.name, pipeline, out / package / "golden")
     except Exception:
-        shutil.rmtree(target, ignore_errors=True)
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        else:
+            for child in list(out.iterdir()):
+                if child.is_dir():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink()
         raise
-    return target
+    return out

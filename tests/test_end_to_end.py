@@ -211,37 +211,29 @@ def test_forecast_regression_pipeline_passes_its_mape_gate(tmp_path: Path) -> No
     assert "pytorch_libtorch" in config and "dims: [ 1 ]" in config
 
 
-def test_a_freshly_scaffolded_pipeline_runs_unchanged(tmp_path: Path) -> None:
-    import shutil
-
-    name = f"scaffold{os.getpid()}"
-    target = REPO / "pipelines" / name
-    try:
-        created = subprocess.run(
-            [sys.executable, "-m", "mlops.cli", "new", name, "--from", "fraud"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert created.returncode == 0, created.stderr
-        assert (target / "feature_repo" / f"{name}_features.py").exists()
-        assert (target / "golden" / "workflow-template.yaml").exists()
-        result = run_pipeline(tmp_path, name, "--rows", ROWS)
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert f"{name}-model version 1 (new)" in result.stdout
-        # the fork records the same lineage as the pipeline it came from
-        env = {**os.environ, "MLOPS_HOME": str(tmp_path)}
-        env.pop("MLFLOW_TRACKING_URI", None)
-        shown = subprocess.run([sys.executable, "-m", "mlops.cli", "lineage", f"{name}-model", "--json"], cwd=REPO,
-                               env=env, capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
-        assert shown.returncode == 0, shown.stdout + shown.stderr
-        chain = json.loads(shown.stdout)
-        assert {d["context"] for d in chain["datasets"]} == {"source", "training", "holdout"}
-        assert len(chain["feature_service"]["sha256"]) == 64 and len(chain["config"]["sha256"]) == 64
-    finally:
-        shutil.rmtree(target, ignore_errors=True)
+def test_a_freshly_scaffolded_project_runs_by_path_uninstalled(tmp_path: Path) -> None:
+    """`mlops new churn --out DIR` writes a project of its own; its package folder runs as it is
+    (`mlops run DIR/churn_pipeline`), with nothing installed, and records the same lineage."""
+    project = tmp_path / "churn-pipeline"
+    command = [sys.executable, "-m", "mlops.cli", "new", "churn", "--from", "fraud", "--out", str(project)]
+    created = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert created.returncode == 0, created.stdout + created.stderr
+    package = project / "churn_pipeline"
+    assert (package / "feature_repo" / "churn_features.py").exists()
+    assert (package / "golden" / "workflow-template.yaml").exists()
+    assert not (REPO / "pipelines" / "churn").exists()  # nothing written into the library
+    result = run_pipeline(tmp_path / "home", str(package), "--rows", ROWS)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "churn-model version 1 (new)" in result.stdout
+    # the fork records the same lineage as the pipeline it came from
+    env = {**os.environ, "MLOPS_HOME": str(tmp_path / "home")}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    shown = subprocess.run([sys.executable, "-m", "mlops.cli", "lineage", "churn-model", "--json"], cwd=REPO,
+                           env=env, capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    chain = json.loads(shown.stdout)
+    assert {d["context"] for d in chain["datasets"]} == {"source", "training", "holdout"}
+    assert len(chain["feature_service"]["sha256"]) == 64 and len(chain["config"]["sha256"]) == 64
 
 
 def test_lineage_of_a_dvc_tracked_dataset_reads_back_and_reproduces_and_tampering_is_refused(tmp_path: Path) -> None:

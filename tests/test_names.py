@@ -8,7 +8,7 @@ import pytest
 
 from components.errors import ComponentError
 from devstack.tenants import check_name
-from pipelines.scaffold import scaffold
+from pipelines.scaffold import scaffold_project
 
 
 @pytest.mark.parametrize("name", ["fraud", "pricing2", "team7"])
@@ -34,35 +34,30 @@ def test_a_tenant_name_that_is_malformed_or_reserved_is_refused(name: str, reaso
         check_name(name)
 
 
-def _pipelines_root(tmp_path: Path) -> Path:
-    """A copy of the layout `mlops new` writes into: a source pipeline and the library's modules."""
-    import shutil
-
-    from pipelines.scaffold import PIPELINES_DIR
-
-    root = tmp_path / "pipelines"
-    shutil.copytree(PIPELINES_DIR / "fraud", root / "fraud", ignore=shutil.ignore_patterns("golden", "__pycache__"))
-    for module in PIPELINES_DIR.glob("*.py"):
-        shutil.copy(module, root / module.name)
-    return root
-
-
 @pytest.mark.parametrize(
     ("name", "collision"),
     [
-        ("runtime", "pipelines/runtime"),  # `mlops new runtime` broke every step
+        ("runtime", "pipelines/runtime"),  # `mlops new runtime` once broke every step
         ("task", "pipelines/task"),
+        ("pipelines", "installed module 'pipelines'"),  # a team package may never shadow the library's
         ("json", "standard-library"),
         ("pandas", "installed module"),
         ("churn\n", "not lowercase letters"),
     ],
 )
 def test_a_pipeline_name_that_shadows_a_module_is_refused(tmp_path: Path, name: str, collision: str) -> None:
-    root = _pipelines_root(tmp_path)
-    before = sorted(path.name for path in root.iterdir())
+    out = tmp_path / "project"
     with pytest.raises(ComponentError, match=collision):
-        scaffold(name, "fraud", root=root)
-    assert sorted(path.name for path in root.iterdir()) == before  # nothing half-written
+        scaffold_project(name, out)
+    assert not out.exists()  # nothing half-written
+
+
+def test_an_existing_project_folder_is_never_overwritten(tmp_path: Path) -> None:
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "notes.md").write_text("mine")
+    with pytest.raises(ComponentError, match="not empty"):
+        scaffold_project("churn", tmp_path / "project")
+    assert (tmp_path / "project" / "notes.md").read_text() == "mine"
 
 
 def test_promote_checks_names_whole() -> None:

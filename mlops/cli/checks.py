@@ -10,6 +10,9 @@ from typing import Any
 def register(sub: Any, argv: list[str]) -> None:
     lint = sub.add_parser("lint", help="render every kustomize overlay and validate every object and policy")
     lint.add_argument("path", nargs="?", default="manifests")
+    lint.add_argument(
+        "--pipeline", help="lint a pipeline's rendered Argo objects instead (a registered name or a package folder)"
+    )
     lint.set_defaults(handler=_lint)
 
     doctor = sub.add_parser("doctor", help="check the live configuration and endpoints for known failures, with fixes")
@@ -22,9 +25,22 @@ def register(sub: Any, argv: list[str]) -> None:
 
 
 def _lint(args: argparse.Namespace) -> int:
+    import tempfile
+
     from mlops.lint import lint
 
-    checked, findings = lint(Path(args.path))
+    with tempfile.TemporaryDirectory(prefix="mlops-lint-") as tmp:
+        paths = [Path(args.path)]
+        if args.pipeline:
+            from pipelines.golden import write_renderings
+            from pipelines.local import declaration
+
+            pipeline = declaration(args.pipeline)
+            paths = write_renderings(pipeline.name, pipeline, Path(tmp), targets=["argo"])
+        checked, findings = 0, list[Any]()
+        for path in paths:
+            count, found = lint(path)
+            checked, findings = checked + count, findings + found
     for finding in findings:
         print(f"FAIL {finding}")
     print(f"{checked} objects checked, {len(findings)} findings")

@@ -20,6 +20,14 @@ def register(sub: Any, argv: list[str]) -> None:
     compile_.add_argument("--out", default="build")
     compile_.set_defaults(handler=_compile)
 
+    golden = sub.add_parser(
+        "golden",
+        help="write a pipeline's golden Argo and KFP YAML beside its declaration, or --check that they are current",
+    )
+    golden.add_argument("pipeline", help="a registered name or a package folder (./churn_pipeline)")
+    golden.add_argument("--check", action="store_true", help="change nothing; exit 1 naming each stale file")
+    golden.set_defaults(handler=_golden)
+
     submit = sub.add_parser("submit", help="submit a pipeline to an Argo server (settings as for the argo CLI)")
     submit.add_argument("pipeline")
     submit.add_argument("-p", "--parameter", action="append", metavar="KEY=VALUE", help="override a pipeline input")
@@ -74,10 +82,27 @@ def _compile(args: argparse.Namespace) -> int:
     from pipelines.golden import write_renderings
     from pipelines.local import declaration, git_commit
 
-    written = write_renderings(
-        args.pipeline, declaration(args.pipeline), Path(args.out), targets=[args.target], git_sha=git_commit()
-    )
+    pipeline = declaration(args.pipeline)
+    written = write_renderings(pipeline.name, pipeline, Path(args.out), targets=[args.target], git_sha=git_commit())
     print(json.dumps({"target": args.target, "written": [str(p) for p in written]}))
+    return 0
+
+
+def _golden(args: argparse.Namespace) -> int:
+    from pipelines.golden import drift, golden_dir, write_renderings
+    from pipelines.local import declaration
+
+    pipeline, folder = declaration(args.pipeline), golden_dir(args.pipeline)
+    if args.check:
+        stale = drift(args.pipeline)
+        if stale:
+            print(f"{pipeline.name}: golden files out of date in {folder}: {', '.join(stale)}")
+            print(f"  run `mlops golden {args.pipeline}` and review the diff (a library upgrade shows up here)")
+            return 1
+        print(f"{pipeline.name}: golden files in {folder} match a fresh rendering")
+        return 0
+    for path in write_renderings(pipeline.name, pipeline, folder):
+        print(path)
     return 0
 
 

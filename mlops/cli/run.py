@@ -161,6 +161,7 @@ def _run_pipeline(args: argparse.Namespace) -> int:
 
     from components.environment import mlops_home
     from mlops.progress import StepProgress, run_streaming
+    from pipelines.discovery import canonical
     from pipelines.local import declaration
 
     if args.home:
@@ -181,10 +182,10 @@ def _run_pipeline(args: argparse.Namespace) -> int:
     if overrides:
         cfg = cfg.with_overrides(overrides)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    log_path = home / "logs" / f"{args.pipeline}-{stamp}.log"
+    log_path = home / "logs" / f"{pipeline.name}-{stamp}.log"
     data_note = args.data or f"synthetic, {cfg.data.rows} rows, seed {cfg.data.seed}"
     retry_note = "declared retry policies" if args.retries else "no retries: fail fast (--retries to apply them)"
-    print(f"{args.pipeline}: running on embedded defaults under {home} ({data_note}; {retry_note})")
+    print(f"{pipeline.name}: running on embedded defaults under {home} ({data_note}; {retry_note})")
     progress = StepProgress(lambda line: print(line, flush=True))
     with tempfile.TemporaryDirectory() as tmp:
         result_path = Path(tmp) / "result.json"
@@ -192,7 +193,7 @@ def _run_pipeline(args: argparse.Namespace) -> int:
             sys.executable,
             "-m",
             "pipelines.local",
-            args.pipeline,
+            canonical(args.pipeline),  # a folder as an absolute path: the child resolves it the same
             "--config-json",
             json.dumps(cfg.model_dump(by_alias=True)),
             "--result",
@@ -210,7 +211,7 @@ def _run_pipeline(args: argparse.Namespace) -> int:
         code = run_streaming(command, log_path, progress, args.verbose)
         seconds = time.perf_counter() - started
         result = json.loads(result_path.read_text()) if result_path.exists() else {"ok": False, "outputs": {}}
-    _print_summary(args.pipeline, result, progress, seconds, log_path)
+    _print_summary(pipeline.name, result, progress, seconds, log_path)
     if code == 0 and result.get("ok"):
         return 0
     return progress.failure_exit_code or 1  # the failed step's class: 2 permanent, 75 transient

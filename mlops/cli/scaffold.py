@@ -9,9 +9,12 @@ from typing import Any
 
 
 def register(sub: Any, argv: list[str]) -> None:
-    new = sub.add_parser("new", help="scaffold a new pipeline folder from a reference pipeline")
-    new.add_argument("name")
+    new = sub.add_parser(
+        "new", help="a team's pipeline as a project of its own, on this library's pinned version and component image"
+    )
+    new.add_argument("name", help="lowercase letters and digits; the package is <name>_pipeline")
     new.add_argument("--from", dest="source", default="fraud", help="the pipeline to copy (default: fraud)")
+    new.add_argument("--out", required=True, help="the project folder to create, e.g. ../churn-pipeline")
     new.set_defaults(handler=_new)
 
     data = sub.add_parser("data", help="write a pipeline's synthetic dataset")
@@ -23,17 +26,22 @@ def register(sub: Any, argv: list[str]) -> None:
 
 
 def _new(args: argparse.Namespace) -> int:
-    from pipelines.scaffold import scaffold
+    from pathlib import Path
 
-    target = scaffold(args.name, source=args.source)
-    print(json.dumps({"created": str(target), "next": f"mlops run {args.name}"}))
+    from pipelines.scaffold import scaffold_project
+
+    target = scaffold_project(args.name, Path(args.out), source=args.source)
+    print(f"created {target}: the {args.name} pipeline (package {args.name}_pipeline) on this library's pinned version")
+    print(f"  cd {target} && make demo     # install, then run it end to end")
+    print(f"  mlops run {target}/{args.name}_pipeline   # or run the folder as it is, uninstalled")
     return 0
 
 
 def _data(args: argparse.Namespace) -> int:
     from components import artifacts
+    from pipelines.local import declaration
 
-    data = importlib.import_module(f"pipelines.{args.pipeline}.data")
+    data = importlib.import_module(f"{declaration(args.pipeline).package}.data")
     frame = data.generate(args.rows, args.seed)
     artifacts.write_parquet(args.out, frame)
     label = "is_fraud" if "is_fraud" in frame else frame.columns[-1]
