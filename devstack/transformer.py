@@ -105,12 +105,28 @@ class LocalTransformer:
         for port in (self.http_port, self.grpc_port):
             if not process.port_free(port):
                 raise ComponentError(STEP, f"port {port} on 127.0.0.1 is taken", "pass other ports (--port-base)")
-        env: dict[str, str | None] = {"PYTHONPATH": str(REPO_ROOT), "VIRTUAL_ENV": None, **self.env}
         self.root.mkdir(parents=True, exist_ok=True)
+        env: dict[str, str | None] = {"PYTHONPATH": str(self._components_only()), "VIRTUAL_ENV": None, **self.env}
         self.pid = process.start(self.argv(), self.log, self.pid_file, env=env, cwd=self.root)
         ready = f"{self.http_url}/v2/models/{self.model_name}/ready"
         return process.wait_until(lambda: _ready(ready), what="the scoring transformer", log=self.log,
                                   pid=self.pid, timeout=timeout)  # fmt: skip
+
+    def _components_only(self) -> Path:
+        """A folder holding only a link to this package's `components`: the transformer's
+        environment imports it, and nothing else of the pipeline's environment (a checkout's root
+        or an installed site-packages would put psutil 7 and the rest in front of its pins)."""
+        import components
+
+        folder = self.root / "pythonpath"
+        folder.mkdir(parents=True, exist_ok=True)
+        link = folder / "components"
+        target = Path(components.__file__).resolve().parent
+        if link.is_symlink() and link.resolve() != target:
+            link.unlink()
+        if not link.exists():
+            link.symlink_to(target)
+        return folder
 
     def stop(self) -> bool:
         return process.stop(self.pid_file, grace_seconds=10.0)

@@ -37,19 +37,20 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                   str(root / "wheels"), str(REPO)], cwd=root)  # fmt: skip
     assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
     (wheel,) = (root / "wheels").glob("private_mlops-*.whl")
-    project = root / "churn-pipeline"
-    created = _run(
-        [sys.executable, "-m", "mlops.cli", "new", "churn", "--from", "fraud", "--out", str(project)], cwd=root
-    )
-    assert created.returncode == 0, created.stdout + created.stderr
     venv = root / "venv"
     assert _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=root).returncode == 0
     site = venv / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
     (site / "_reuse_pinned_packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     python = str(venv / "bin" / "python")
+    pip = [python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation"]
+    installed = _run([*pip, str(wheel)], cwd=root)
+    assert installed.returncode == 0, installed.stdout[-2000:] + installed.stderr[-2000:]
+    # the wheel's own `mlops new`, outside the repository: templates and the fraud package ship in it
+    project = root / "churn-pipeline"
+    created = _run([str(venv / "bin" / "mlops"), "new", "churn", "--from", "fraud", "--out", str(project)], cwd=root)
+    assert created.returncode == 0, created.stdout + created.stderr
     # the team's package editable, as its Makefile installs it: golden/ is the working copy's
-    installed = _run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", str(wheel),
-                      "-e", str(project)], cwd=root)  # fmt: skip
+    installed = _run([*pip, "-e", str(project)], cwd=root)
     assert installed.returncode == 0, installed.stdout[-2000:] + installed.stderr[-2000:]
     env = {**os.environ, "MLOPS_HOME": str(root / "home"), "PATH": f"{venv / 'bin'}:{os.environ['PATH']}"}
     env.pop("MLFLOW_TRACKING_URI", None)
