@@ -68,10 +68,7 @@ def _from_folder(reference: str) -> PipelineDeclaration:
     if top in sys.stdlib_module_names:
         raise ComponentError("pipeline", f"a pipeline package named {top!r} would shadow the standard library's",
                              "rename the folder (mlops new names it <name>_pipeline)")  # fmt: skip
-    try:
-        loaded = importlib.import_module(top) if top in sys.modules or top == "pipelines" else None
-    except ImportError:
-        loaded = None
+    loaded = sys.modules.get(top)  # `pipelines` always is: this module belongs to it
     where = Path(str(getattr(loaded, "__file__", "") or "")).resolve().parent if loaded else None
     if loaded is not None and where != root / top:
         raise ComponentError(

@@ -150,9 +150,10 @@ def reference_pipelines() -> tuple[str, ...]:
 def regenerate(names: Iterable[str]) -> list[Path]:
     from pipelines.local import declaration
 
-    written = [
-        path for name in names for path in write_renderings(declaration(name).name, declaration(name), golden_dir(name))
-    ]
+    written: list[Path] = []
+    for name in names:
+        pipeline = declaration(name)
+        written += write_renderings(pipeline.name, pipeline, golden_dir(name))
     for path, text in platform_manifests().items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
@@ -174,7 +175,8 @@ def drift(name: str) -> list[str]:
     from pipelines.local import declaration
 
     with tempfile.TemporaryDirectory() as tmp:
-        fresh = write_renderings(declaration(name).name, declaration(name), Path(tmp))
+        pipeline = declaration(name)
+        fresh = write_renderings(pipeline.name, pipeline, Path(tmp))
         return [
             p.name
             for p in fresh
