@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -98,11 +97,12 @@ def store_config(project: str, store_dir: str | None) -> dict[str, Any]:
 
 
 def open_online_store(project: str, store_dir: str | None) -> Any:
+    """The store from its config alone: nothing is written (the container's filesystem may be read-only)."""
     from feast import FeatureStore
+    from feast.repo_config import RepoConfig
 
-    folder = Path(tempfile.mkdtemp(prefix="mlops-transformer-"))
-    (folder / "feature_store.yaml").write_text(yaml.safe_dump(store_config(project, store_dir), sort_keys=False))
-    return FeatureStore(repo_path=str(folder))
+    repo = Path(store_dir) if store_dir else Path.cwd()
+    return FeatureStore(config=RepoConfig(repo_path=repo, **store_config(project, store_dir)))
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,21 @@ STEP = "dev"
 SERVICE_USER = "postgres"
 
 
+def companion_venv(variable: str, default: Path, make_target: str, contents: str) -> Path:
+    """A server's own environment (the local Triton's, the transformer's): $variable, else
+    `default`; a missing one is named with the make target that builds it."""
+    from components.errors import ComponentError
+
+    venv = Path(os.environ.get(variable) or default)
+    if not (venv / "bin" / "python").exists():
+        raise ComponentError(
+            "serve",
+            f"no {make_target} environment at {venv}",
+            f"run `make {make_target}` (or point {variable} at a venv with {contents})",
+        )
+    return venv
+
+
 def port_free(port: int) -> bool:
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -8,7 +8,6 @@ resolve with it), as the InferenceService's transformer container runs from its 
 from __future__ import annotations
 
 import json
-import os
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,15 +22,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def transformer_venv() -> Path:
     """The transformer's environment: $MLOPS_TRANSFORMER_VENV, else .venv-transformer beside the package."""
-    venv = Path(os.environ.get("MLOPS_TRANSFORMER_VENV") or REPO_ROOT / ".venv-transformer")
-    if not (venv / "bin" / "python").exists():
-        raise ComponentError(
-            STEP,
-            f"no transformer environment at {venv}",
-            "run `make transformer-env` (or point MLOPS_TRANSFORMER_VENV at a venv built from "
-            "transformer-constraints.txt)",
-        )
-    return venv
+    return process.companion_venv("MLOPS_TRANSFORMER_VENV", REPO_ROOT / ".venv-transformer", "transformer-env",
+                                  "what transformer-constraints.txt pins")  # fmt: skip
 
 
 def _ready(url: str) -> bool:

@@ -33,15 +33,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def serving_venv() -> Path:
     """The serving environment: $MLOPS_SERVING_VENV, else .venv-serving beside the package."""
-    venv = Path(os.environ.get("MLOPS_SERVING_VENV") or REPO_ROOT / ".venv-serving")
-    if not (venv / "bin" / "python").exists():
-        raise ComponentError(
-            STEP,
-            f"no serving environment at {venv}",
-            "run `make serving-env` (or point MLOPS_SERVING_VENV at a venv with nvidia-pytriton, numpy<2, "
-            "xgboost-cpu and torch from serving-constraints.txt)",
-        )
-    return venv
+    contents = "nvidia-pytriton, numpy<2, xgboost-cpu and torch from serving-constraints.txt"
+    return process.companion_venv("MLOPS_SERVING_VENV", REPO_ROOT / ".venv-serving", "serving-env", contents)
 
 
 def _interpreter_facts(venv: Path) -> dict[str, str]:

@@ -9,6 +9,7 @@ under `defaults`, 404 under `reject`), Redis unreachable (503 / UNAVAILABLE, `ml
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -214,8 +215,11 @@ def test_redis_unreachable_is_503_and_mlops_score_exits_transient(scoring: dict[
         transformer = _transformer(scoring, "transformer-no-redis", env={"MLOPS_FEAST_REDIS": f"127.0.0.1:{dead_port}"})
         transformer.start()
     try:
+        started = time.monotonic()
         status, answer = _post(f"{transformer.http_url}/v1/models/{MODEL}:predict", {"instances": scoring["rows"][:1]})
         assert status == 503 and "online store did not answer" in answer["error"], answer
+        # fails fast: redis-py's default retries would hold the request ~9 s against a dead port
+        assert time.monotonic() - started < 3.0
         scored = mlops(scoring["env"], "score", MODEL, json.dumps(scoring["rows"][0]), "--url", transformer.http_url)
         assert scored.returncode == 75, scored.stdout + scored.stderr
         assert "503" in scored.stderr and "transient" in scored.stderr
