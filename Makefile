@@ -96,10 +96,13 @@ bench: install serving-env transformer-env services-install images-setup  ## ste
 gpu-check:  ## the train step's GPU paths (1M, 10M rows; 2-process DDP) beside the CPU; runs on the lent GPU machine as it is
 	bash benchmarks/gpu_check.sh
 
-gpu-wheels: install  ## the wheels the GPU machine lacks (pydantic, for Python 3.12), into .whl/gpu-check, to carry there
-	rm -rf .whl/gpu-check
-	$(BIN)/pip download -q --only-binary=:all: --python-version 3.12 --implementation cp \
-	  --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 -c constraints.txt -d .whl/gpu-check pydantic
+GPU_PYTHON_VERSION ?= 3.12
+GPU_WHEELS ?= .whl/gpu-check
+gpu-wheels: install  ## the wheels the GPU machine lacks (benchmarks/gpu-carry.txt, for its Python 3.12), into .whl/gpu-check, to carry there
+	rm -rf $(GPU_WHEELS)
+	$(BIN)/pip download -q --only-binary=:all: --python-version $(GPU_PYTHON_VERSION) --implementation cp \
+	  --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 -c constraints.txt -d $(GPU_WHEELS) \
+	  $$(grep -v '^#' benchmarks/gpu-carry.txt | cut -d' ' -f1)
 
 compile: install  ## render each reference pipeline for Argo and Kubeflow into build/
 	$(BIN)/mlops compile fraud --target argo --out build/fraud

@@ -83,11 +83,11 @@ def main() -> int:
         "cpu_cores": os.cpu_count(),
         "runs": [],
     }
-    xgboost_cuda = False
+    xgboost_installed, xgboost_cuda = False, False
     try:
         import xgboost
 
-        xgboost_cuda = bool(xgboost.build_info().get("USE_CUDA"))
+        xgboost_installed, xgboost_cuda = True, bool(xgboost.build_info().get("USE_CUDA"))
     except ImportError:
         pass
     print(f"python {figures['python']}, torch {figures['torch']}, {figures['gpu'] or 'no GPU'}, "
@@ -98,7 +98,7 @@ def main() -> int:
             data = folder / f"train-{rows}.parquet"
             synthetic(rows).to_parquet(data, index=False)
             plans = [("pytorch_mlp", {"params": mlp})]
-            if xgboost_cuda or not gpu:
+            if xgboost_installed and (xgboost_cuda or not gpu):
                 plans.append(("xgboost", {"params": {"num_boost_round": args.rounds, "max_depth": 6}}))
             for model_type, extra in plans:
                 baseline = None
@@ -120,7 +120,9 @@ def main() -> int:
                 print(line(f"pytorch_mlp {rows:,} rows DDP x2 {device}", result, None)
                       + f"  {result['row_passes_per_second'] / single['row_passes_per_second']:6.2f}x one process",
                       flush=True)  # fmt: skip
-    if gpu and not xgboost_cuda:
+    if not xgboost_installed:
+        print("xgboost: not installed here (its wheel is too large to carry): the images' train-gpu image has it")
+    elif gpu and not xgboost_cuda:
         print("xgboost: no CUDA build here (its wheel is too large to carry): the images' train-gpu image has it")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -53,16 +53,66 @@ def test_fidelity_benchmark_runs_on_tiny_inputs(component_image: str, tmp_path: 
     assert "whole run" in done.stdout
 
 
-def test_gpu_check_runs_its_cpu_path_and_says_it_did_not_run_without_a_gpu(tmp_path: Path) -> None:
-    """No GPU here: `make gpu-check`'s script trains the MLP on the CPU, one process and two (DDP
-    through torchrun, as on the GPU machine), writes its JSON, says so, and exits 1."""
-    done = subprocess.run(
-        ["bash", "benchmarks/gpu_check.sh", "--rows", "3000", "--ddp-rows", "3000", "--epochs", "1",
-         "--out", str(tmp_path)],
-        cwd=REPO, env={**os.environ, "MLOPS_HOME": str(tmp_path)}, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+# What the lent GPU machine's own Python holds (benchmarks/gpu_check.sh): these and what they need.
+GPU_MACHINE_PACKAGES = ("torch", "numpy", "pandas", "pyarrow", "scikit-learn")
+
+
+def _bare_site(folder: Path) -> Path:
+    """A site folder holding only the GPU machine's packages and their dependencies, as links into
+    this venv (their metadata says which files are theirs): nothing else of the pinned stack."""
+    import re
+    from importlib import metadata
+
+    folder.mkdir()
+    wanted, seen = list(GPU_MACHINE_PACKAGES), set[str]()
+    while wanted:
+        name = re.sub(r"[-_.]+", "-", wanted.pop()).lower()
+        if name in seen:
+            continue
+        seen.add(name)
+        dist = metadata.distribution(name)
+        for requirement in dist.requires or []:
+            if "extra ==" not in requirement:
+                wanted.append(re.split(r"[ ;<>=!~\[(]", requirement, maxsplit=1)[0])
+        for file in dist.files or []:
+            top = file.parts[0]
+            if top.startswith("..") or top == "__pycache__" or (folder / top).exists():
+                continue
+            source = Path(str(dist.locate_file(top)))
+            if source.exists():
+                (folder / top).symlink_to(source)
+    return folder
+
+
+def test_gpu_check_runs_in_a_bare_venv_with_only_the_carried_wheels_and_says_it_had_no_gpu(tmp_path: Path) -> None:
+    """Issue 33: on the lent GPU machine (its own Python with torch, numpy, pandas, pyarrow and
+    scikit-learn, nothing else) the check stopped at `import yaml`: `make gpu-wheels` carried
+    pydantic alone. Here a venv holding only those packages gets the wheels `make gpu-wheels`
+    downloads (for this Python), and `make gpu-check`'s script trains the MLP on the CPU, one
+    process and two (DDP through torchrun, as on the GPU machine), writes its JSON, says it saw no
+    GPU, and exits 1. Without the carried wheels it names what is missing and exits 2."""
+    venv = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    purelib = subprocess.run([str(venv / "bin/python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                             capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    (Path(purelib) / "gpu-machine.pth").write_text(str(_bare_site(tmp_path / "machine")) + "\n")
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    wheels = tmp_path / "wheels"
+    subprocess.run(["make", "-s", "gpu-wheels", f"GPU_WHEELS={wheels}", f"GPU_PYTHON_VERSION={version}"],
+                   cwd=REPO, check=True, capture_output=True, text=True, timeout=600)  # fmt: skip
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env |= {"MLOPS_HOME": str(tmp_path), "PYTHON": str(venv / "bin/python"), "PATH": f"{venv / 'bin'}:{env['PATH']}"}
+    arguments = ["--rows", "3000", "--ddp-rows", "3000", "--epochs", "1", "--out", str(tmp_path)]
+
+    lacking = subprocess.run(["bash", "benchmarks/gpu_check.sh", *arguments], cwd=REPO, capture_output=True,
+                             text=True, timeout=600, env={**env, "GPU_WHEELS": str(tmp_path / "none")})  # fmt: skip
+    assert lacking.returncode == 2 and "lacks pydantic PyYAML" in lacking.stderr, lacking.stderr[-3000:]
+
+    done = subprocess.run(["bash", "benchmarks/gpu_check.sh", *arguments], cwd=REPO, capture_output=True,
+                          text=True, timeout=600, env={**env, "GPU_WHEELS": str(wheels)})  # fmt: skip
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
     assert "no CUDA device is visible" in done.stdout and "DDP x2 cpu" in done.stdout
     figures = json.loads((tmp_path / "gpu-check.json").read_text())
     runs = {(run["model_type"], run["workers"]) for run in figures["runs"]}
-    assert {("pytorch_mlp", 1), ("pytorch_mlp", 2), ("xgboost", 1)} <= runs and figures["gpu"] is None
+    assert {("pytorch_mlp", 1), ("pytorch_mlp", 2)} <= runs and figures["gpu"] is None
+    assert "xgboost: not installed here" in done.stdout  # the machine has none: said, not a crash
