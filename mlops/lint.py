@@ -110,37 +110,72 @@ def _python_patterns(node: Any) -> Any:
 def _check(obj: Any, schema: dict[str, Any]) -> str | None:
     """The first schema violation, as `path: message`, or None; a field the schema does not know
     is one too (the API server would prune it without a word: a misspelt field silently lost)."""
-    import jsonschema
-
-    validator = jsonschema.validators.validator_for(schema)(schema)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(obj))
-    if error is not None:
-        return f"{'/'.join(str(p) for p in error.absolute_path)}: {error.message[:300]}"
+    problem = schema_problem(obj, schema)
+    if problem is not None:
+        return problem
     unknown = unknown_fields(obj, schema)
     return f"{unknown[0]}: field not in the schema" if unknown else None
 
 
+def schema_problem(obj: Any, schema: dict[str, Any]) -> str | None:
+    """The first violation of the schema itself (types, enums, required, patterns), unknown fields aside."""
+    import jsonschema
+
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(obj))
+    return f"{'/'.join(str(p) for p in error.absolute_path)}: {error.message[:300]}" if error is not None else None
+
+
 def unknown_fields(obj: Any, schema: dict[str, Any], path: str = "") -> list[str]:
     """Paths of fields a structural (CRD) schema does not declare, where it declares its fields."""
+    return [path + "".join(f"/{part}" for part in found) for found in unknown_field_paths(obj, schema, bool(path))]
+
+
+def unknown_field_paths(obj: Any, schema: dict[str, Any], nested: bool = False) -> list[tuple[str | int, ...]]:
+    """The same as key tuples (a key may hold a `/`): what an API server prunes from a custom object
+    unless its request asks for strict field validation (then it refuses the object, naming them)."""
     if isinstance(obj, dict):
         properties = schema.get("properties")
         extra = schema.get("additionalProperties")
         if schema.get("x-kubernetes-preserve-unknown-fields") or (properties is None and extra is None):
             return []
-        found = []
+        found: list[tuple[str | int, ...]] = []
         for key, value in obj.items():
             child = (properties or {}).get(key)
             if child is None and isinstance(extra, dict):
                 child = extra
             if child is None:
-                if not (path == "" and key in ("apiVersion", "kind", "metadata", "status")):
-                    found.append(f"{path}/{key}")
+                if nested or key not in ("apiVersion", "kind", "metadata", "status"):
+                    found.append((key,))
                 continue
-            found += unknown_fields(value, child, f"{path}/{key}")
+            found += [(key, *rest) for rest in unknown_field_paths(value, child, True)]
         return found
     if isinstance(obj, list) and isinstance(schema.get("items"), dict):
-        return [p for index, item in enumerate(obj) for p in unknown_fields(item, schema["items"], f"{path}/{index}")]
+        return [
+            (index, *rest)
+            for index, item in enumerate(obj)
+            for rest in unknown_field_paths(item, schema["items"], True)
+        ]
     return []
+
+
+def crd_schema(api_version: str, kind: str) -> dict[str, Any]:
+    """The schema the strict checker holds `kind` to (its upstream CRD in the schema folder): the one
+    loader for lint, the tests and the test-side stand-ins for the API server."""
+    group, _, version = api_version.rpartition("/")
+    schema = _crd_schema(group, kind, version)
+    if schema is None:
+        raise ComponentError(
+            "lint",
+            f"no CRD schema for {api_version} {kind} in {schemas_dir()}",
+            "add its CRD file to the schema folder (MLOPS_SCHEMAS_DIR) and name it in mlops.lint.CRD_FILES",
+        )
+    return schema
+
+
+def check(obj: dict[str, Any]) -> str | None:
+    """What `mlops lint` says of one object (schema, unknown fields, embedded workloads), or None."""
+    return _validate_one(obj, {})
 
 
 @cache
