@@ -173,7 +173,11 @@ def _wait(process: subprocess.Popen[bytes]) -> int:
 
 def _worker_failure(settings: DistributedSettings, codes: list[int], output: str) -> Exception:
     """The workers' failure, with its class: a permanent one stays permanent (exit 2, never retried)."""
-    tail = "\n".join(output.strip().splitlines()[-25:])
+    lines = output.strip().splitlines()
+    # a worker's own `error: ...` line (the CLI's or argparse's) comes before torchrun's summary,
+    # which alone fills the tail: name it first
+    errors = list(dict.fromkeys(line.strip() for line in lines if "error:" in line and "error_file" not in line))
+    tail = "\n".join([*errors[:5], *lines[-25:]])
     problem = f"{settings.workers} {settings.runtime} workers exited {codes}:\n{tail}"
     if "failure: permanent" in output:
         return ComponentError(STEP, problem, "fix what the worker's error names; a retry gives the same answer")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -90,7 +91,9 @@ def test_gpu_check_runs_in_a_bare_venv_with_only_the_carried_wheels_and_says_it_
     pydantic alone. Here a venv holding only those packages gets the wheels `make gpu-wheels`
     downloads (for this Python), and `make gpu-check`'s script trains the MLP on the CPU, one
     process and two (DDP through torchrun, as on the GPU machine), writes its JSON, says it saw no
-    GPU, and exits 1. Without the carried wheels it names what is missing and exits 2."""
+    GPU, and exits 1. Without the carried wheels it names what is missing and exits 2. It runs in a
+    copy of the working tree, as the machine does: there the DDP workers' `mlops step train` was
+    refused, because no installed entry point declared a pipeline."""
     venv = tmp_path / "bare"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     purelib = subprocess.run([str(venv / "bin/python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
@@ -104,11 +107,21 @@ def test_gpu_check_runs_in_a_bare_venv_with_only_the_carried_wheels_and_says_it_
     env |= {"MLOPS_HOME": str(tmp_path), "PYTHON": str(venv / "bin/python"), "PATH": f"{venv / 'bin'}:{env['PATH']}"}
     arguments = ["--rows", "3000", "--ddp-rows", "3000", "--epochs", "1", "--out", str(tmp_path)]
 
-    lacking = subprocess.run(["bash", "benchmarks/gpu_check.sh", *arguments], cwd=REPO, capture_output=True,
+    # the machine gets a copy of the working tree (tracked and untracked files, nothing ignored):
+    # no egg-info, so no entry point registers a pipeline there
+    tree = tmp_path / "tree"
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, capture_output=True,
+                            check=True).stdout.decode().split("\0")  # fmt: skip
+    for name in filter(None, listed):
+        if (REPO / name).is_file():
+            (tree / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, tree / name)
+
+    lacking = subprocess.run(["bash", "benchmarks/gpu_check.sh", *arguments], cwd=tree, capture_output=True,
                              text=True, timeout=600, env={**env, "GPU_WHEELS": str(tmp_path / "none")})  # fmt: skip
     assert lacking.returncode == 2 and "lacks pydantic PyYAML" in lacking.stderr, lacking.stderr[-3000:]
 
-    done = subprocess.run(["bash", "benchmarks/gpu_check.sh", *arguments], cwd=REPO, capture_output=True,
+    done = subprocess.run(["bash", "benchmarks/gpu_check.sh", *arguments], cwd=tree, capture_output=True,
                           text=True, timeout=600, env={**env, "GPU_WHEELS": str(wheels)})  # fmt: skip
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
     assert "no CUDA device is visible" in done.stdout and "DDP x2 cpu" in done.stdout

@@ -82,12 +82,16 @@ def _flag_type(annotation: Any) -> tuple[Any, str]:
 
 
 def steps() -> dict[str, str]:
-    """`mlops step` names -> component targets: every component a pipeline declares, and the exit
-    handler's notice. Read from the declarations, not the KFP op table, so a worker that has no
-    KFP (a TrainJob's node, the GPU check's machine) runs `mlops step train` all the same."""
+    """`mlops step` names -> component targets: every component the library's standard pipeline or
+    an installed pipeline declares, and the exit handler's notice. Read from the declarations, not
+    the KFP op table, so a worker that has no KFP (a TrainJob's node, the GPU check's machine) runs
+    `mlops step train` all the same; and the standard steps without any installed entry point, so
+    a checkout that is only on the path (the GPU machine's copy of the tree) has them too."""
     from pipelines.local import available_pipelines, declaration
+    from pipelines.standard import training_pipeline
 
-    declared = {step.component for name in available_pipelines() for step in declaration(name).spec.steps}
+    declared = {step.component for step in training_pipeline(name="standard", description="").steps}
+    declared |= {step.component for name in available_pipelines() for step in declaration(name).spec.steps}
     targets = [*sorted(declared), "components.notify:notify_failure"]
     return {target.partition(":")[2].replace("_", "-"): target for target in targets}
 

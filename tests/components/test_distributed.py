@@ -126,3 +126,17 @@ def test_shards_cover_every_row_once_and_read_only_their_rows(tmp_path: Path) ->
         assert max(len(s) for s in shards) - min(len(s) for s in shards) <= 1
     with pytest.raises(ComponentError, match="got no rows"):
         distributed.read_shard(str(tmp_path / "set.parquet"), World("x", 1003, 1004), "set")
+
+
+def test_a_worker_failure_names_the_workers_own_error_line_above_torchruns_summary() -> None:
+    """On the lent GPU machine a DDP worker exited 2 and the message showed only torchrun's 25-line
+    summary (SIGTERM to its peer, `error_file: <N/A>`): the worker's own `error: ...` line, with
+    its fix, was further up and cut. The failure now names it first, and keeps its class."""
+    from components.config import DistributedSettings
+    from components.distributed import _worker_failure
+
+    own = "error: train (failure: permanent): worker 1 of 2 got no rows of the training set: use fewer workers"
+    output = "\n".join(["[rank1]: starting", own, *(f"torchrun summary line {n}" for n in range(40))])
+    failure = _worker_failure(DistributedSettings(workers=2, runtime="torch-distributed"), [1], output)
+    assert isinstance(failure, ComponentError) and own in str(failure)
+    assert "torchrun summary line 39" in str(failure) and "torchrun summary line 5\n" not in str(failure)
