@@ -97,6 +97,13 @@ def postgres_roles(tenants: list[str]) -> dict[str, Any]:
             "comment": "Katib's DB manager, through PgBouncer (manifests/katib/)",
             "passwordSecret": {"name": "katib-db-credentials"},
         },
+        {
+            "name": "argo",
+            "ensure": "present",
+            "login": True,
+            "comment": "Argo's workflow archive, through PgBouncer (pipelines/argo_settings.py)",
+            "passwordSecret": {"name": "argo-db-credentials"},
+        },
     ]
     for tenant in tenants:
         roles.append(
@@ -153,6 +160,13 @@ PGBOUNCER_SETTINGS = {
     # connection that never saw the statement ("prepared statement ... does not exist")
     "max_prepared_statements": "200",
 }
+PGBOUNCER_DATABASE_OPTIONS = {"argo": "pool_mode=session"}
+"""Per-database settings that differ from PGBOUNCER_SETTINGS. Argo's archive (lib/pq through upper/db)
+sends each parameterised query as Parse+Describe+Sync, then Bind+Execute+Sync on the unnamed
+statement: in transaction pooling the server connection goes back to the pool at the first Sync,
+and PgBouncer tracks only named statements (max_prepared_statements), so the Bind can reach a
+server that never parsed it. In session pooling each of the controller's few connections keeps
+its server (argo_settings.ARCHIVE_POOL caps them)."""
 
 
 def pgbouncer_config(tenants: list[str]) -> dict[str, Any]:
@@ -160,7 +174,10 @@ def pgbouncer_config(tenants: list[str]) -> dict[str, Any]:
     does not list, it does not route), and each tenant role's cap on server connections."""
     server = f"host={POSTGRES_CLUSTER}-rw.{PLATFORM_NAMESPACE}.svc port=5432"
     databases = [*PLATFORM_DATABASES, *(f"feast_{tenant}" for tenant in tenants)]
-    lines = ["[databases]", *(f"{database} = {server} dbname={database}" for database in databases)]
+    lines = ["[databases]"]
+    for database in databases:
+        options = PGBOUNCER_DATABASE_OPTIONS.get(database)
+        lines.append(f"{database} = {server} dbname={database}" + (f" {options}" if options else ""))
     lines += ["[pgbouncer]", *(f"{key} = {value}" for key, value in PGBOUNCER_SETTINGS.items())]
     lines += ["[users]", *(f"{tenant} = max_user_connections={TENANT_SERVER_CONNECTIONS}" for tenant in tenants)]
     return {
@@ -173,8 +190,15 @@ def pgbouncer_config(tenants: list[str]) -> dict[str, Any]:
 
 POSTGRES_IMAGE = "registry.mlops.internal/mirror/cloudnative-pg/postgresql:15.10"
 POSTGRES_UID = 26  # the postgres user of CloudNativePG's images
-PLATFORM_DATABASES = {"mlflow": "mlflow", "mlflow_auth": "mlflow", "feast_registry": "feast", "katib": "katib"}
-"""Each platform database and its owning role; katib holds Katib's trial observations."""
+PLATFORM_DATABASES = {
+    "mlflow": "mlflow",
+    "mlflow_auth": "mlflow",
+    "feast_registry": "feast",
+    "katib": "katib",
+    "argo": "argo",
+}
+"""Each platform database and its owning role; katib holds Katib's trial observations, argo Argo's
+workflow archive (the run history that outlives a Workflow's TTL)."""
 
 
 def tenant_database_sql(tenants: list[str]) -> str:

@@ -78,6 +78,7 @@ POSTGRES_ROLES_FILE = "roles.yaml"  # a patch of the CloudNativePG Cluster (base
 ALERT_ROUTING_FILE = "alertmanager-config.yaml"  # a tenant's alert routing: its owners, then on-call
 STEP_CACHE_FILE = "step-cache.yaml"  # Argo's memoization cache of the namespace's pipelines
 TRAINING_RUNTIMES_FILE = "training-runtimes.yaml"  # Kubeflow Trainer's runtimes distributed training runs on
+ARGO_CONTROLLER_FILE = "controller-config.yaml"  # the platform's keys of Argo's controller ConfigMap (server-side)
 
 
 def platform_manifests(manifests: Path = MANIFESTS) -> dict[Path, str]:
@@ -125,6 +126,11 @@ def platform_manifests(manifests: Path = MANIFESTS) -> dict[Path, str]:
         _dump(cluster_training_runtime(runtime, IMAGE)) for runtime in RUNTIMES
     )
     rendered[manifests / "base" / "postgres" / PGBOUNCER_CONFIG_FILE] = header + _dump(pgbouncer_config(tenants))
+    from pipelines.argo_settings import controller_config
+
+    rendered[manifests / "base" / "argo" / ARGO_CONTROLLER_FILE] = header.replace(
+        "pipelines/cluster.py", "pipelines/argo_settings.py"
+    ) + _dump(controller_config())
     databases = tenant_databases(tenants)
     rendered[manifests / "base" / "postgres" / TENANT_DATABASES_FILE] = header + "---\n".join(
         _dump(document) for document in databases

@@ -324,6 +324,10 @@ def test_every_registry_url_names_a_managed_role_and_tenant_roles_have_a_connect
     assert katib_env["KATIB_POSTGRESQL_DB_HOST"] == "pgbouncer.mlops.svc" and katib_env["DB_NAME"] == "postgres"
     users.add(katib_env["DB_USER"])
     databases.add(katib_env["KATIB_POSTGRESQL_DB_DATABASE"])
+    # Argo's workflow archive, as the controller's config names it (the role is its Secret's <role>-db-credentials)
+    archive = yaml.safe_load(find(overlays["dev"], "ConfigMap", "workflow-controller-configmap")["data"]["persistence"])
+    users.add(archive["postgresql"]["userNameSecret"]["name"].removesuffix("-db-credentials"))
+    databases.add(archive["postgresql"]["database"])
     for tenant in TENANTS:
         configmap = find(render(MANIFESTS / "tenants" / tenant), "ConfigMap", CONFIGMAP)
         url = urlsplit(configmap["data"]["MLOPS_FEAST_REGISTRY_URL"])

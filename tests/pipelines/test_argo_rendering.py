@@ -187,10 +187,8 @@ def test_every_step_pod_meets_pod_security_restricted(rendered: dict[str, dict[s
     containers = [{**t["container"], "name": t["name"]} for t in spec["templates"] if "container" in t]
     assert len(containers) >= 7  # six steps and the failure notice
     assert restricted_violations(spec, containers) == []
-    controller = next(
-        d for d in yaml.safe_load_all((REPO / "manifests/base/argo/argo.yaml").read_text())
-        if d and d["metadata"]["name"] == "workflow-controller-configmap"
-    )  # fmt: skip
+    controller = yaml.safe_load((REPO / "manifests/base/argo/controller-config.yaml").read_text())
+    assert controller["metadata"]["name"] == "workflow-controller-configmap"
     executor = yaml.safe_load(controller["data"]["executor"])["securityContext"]
     assert executor == {
         "runAsNonRoot": True,
