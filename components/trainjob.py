@@ -59,6 +59,41 @@ def _api() -> Any:
     return client.CustomObjectsApi()
 
 
+def terminal(job: dict[str, Any]) -> dict[str, Any] | None:
+    """The TrainJob's terminal condition, Complete or Failed (Trainer copies JobSet's), once True."""
+    for condition in job.get("status", {}).get("conditions") or []:
+        if condition.get("type") in ("Complete", "Failed") and condition.get("status") == "True":
+            found: dict[str, Any] = condition
+            return found
+    return None
+
+
+def _create(api: Any, namespace: str, job: dict[str, Any]) -> dict[str, Any]:
+    """Create it with strict field validation: a field the Trainer CRD does not declare is refused,
+    not pruned without a word (a misspelt setting would silently train with the runtime's default)."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        created: dict[str, Any] = api.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, job, field_validation="Strict"
+        )
+    except ApiException as error:
+        try:
+            message = json.loads(error.body).get("message") or error.body
+        except (TypeError, ValueError, AttributeError):
+            message = error.body
+        problem = f"the API server refused the TrainJob ({error.status} {error.reason}): {message}"
+        if error.status is not None and 400 <= error.status < 500 and error.status != 429:
+            raise ComponentError(
+                STEP,
+                problem,
+                "render it from the platform's ClusterTrainingRuntimes (pipelines/trainer.py) and "
+                "check the runner's RBAC on trainjobs; `mlops lint FILE` validates a rendered TrainJob",
+            ) from error
+        raise TransientError(STEP, problem, "retry: the API server was unavailable or throttled") from error
+    return created
+
+
 def node_job(job: dict[str, Any]) -> dict[str, Any]:
     """The status of the TrainJob's one replicated job (`node`; the platform's runtimes have no other)."""
     statuses = job.get("status", {}).get("jobsStatus") or []
@@ -91,20 +126,20 @@ def launch(
             METADATA_OUT: f"{staging}/metadata.json", FEATURES: ",".join(features)}  # fmt: skip
     job = fill(template, uris)
     job["metadata"]["namespace"] = namespace
-    created = api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, job)
+    created = _create(api, namespace, job)
     name = created["metadata"]["name"]
     print(f"TrainJob {namespace}/{name}: {job['spec']['trainer']['numNodes']} nodes, staged at {staging}", flush=True)
     deadline = time.monotonic() + timeout_seconds
     while True:
         current = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-        status = node_job(current)
-        if int(status.get("failed") or 0) > 0:
+        status, condition = node_job(current), terminal(current)
+        if (condition or {}).get("type") == "Failed" or (condition is None and int(status.get("failed") or 0) > 0):
             raise TransientError(
                 STEP,
                 f"TrainJob {namespace}/{name} failed: {json.dumps(current.get('status', {}))[:1500]}",
                 f"read its nodes' logs: kubectl -n {namespace} logs -l trainer.kubeflow.org/trainjob-name={name}",
             )
-        if int(status.get("succeeded") or 0) > 0:
+        if (condition or {}).get("type") == "Complete" or (condition is None and int(status.get("succeeded") or 0) > 0):
             break
         if time.monotonic() > deadline:
             raise TransientError(STEP, f"TrainJob {namespace}/{name} did not finish in {timeout_seconds:.0f} s",

@@ -61,11 +61,15 @@ class Cluster:
 
     def _fail(self, what: str, error: Any) -> ComponentError:
         failure = TransientError if error.status >= 500 or error.status in (0, 429) else ComponentError
-        return failure(
-            "promote",
-            f"the Kubernetes API ({self.context}) refused to {what}: {error.status} {error.reason}",
-            "check the kubeconfig context and that your account may get/create/update inferenceservices there",
-        )
+        try:  # the server's own words: which field, which rule
+            said = f": {json.loads(error.body)['message']}"
+        except (TypeError, ValueError, KeyError):
+            said = ""
+        fix = "check the kubeconfig context and that your account may get/create/update inferenceservices there"
+        if error.status in (400, 422):
+            fix = "the rendered InferenceService breaks the cluster's CRD: run `mlops lint` on it and fix what it names"
+        return failure("promote", f"the Kubernetes API ({self.context}) refused to {what}: {error.status} "
+                       f"{error.reason}{said}", fix)  # fmt: skip
 
     def _unreachable(self, what: str, error: Exception) -> TransientError:
         return TransientError(
@@ -127,14 +131,27 @@ class Cluster:
         namespace, name = service["metadata"]["namespace"], service["metadata"]["name"]
         try:
             if live is None:
-                self._custom().create_namespaced_custom_object(
-                    GROUP, VERSION, namespace, PLURAL, service, _request_timeout=REQUEST_TIMEOUT
+                self._custom().create_namespaced_custom_object(  # Strict: an unknown field is refused, not pruned
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    PLURAL,
+                    service,
+                    field_validation="Strict",
+                    _request_timeout=REQUEST_TIMEOUT,
                 )
                 return "created"
             metadata = {**service["metadata"], "resourceVersion": live["metadata"]["resourceVersion"]}
             body = {**service, "metadata": metadata}
             self._custom().replace_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, name, body, _request_timeout=REQUEST_TIMEOUT
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                body,
+                field_validation="Strict",
+                _request_timeout=REQUEST_TIMEOUT,
             )
             return "replaced"
         except ApiException as error:

@@ -1,25 +1,27 @@
 """`mlops promote` / `mlops history`: the canary lifecycle against a real MLflow registry (embedded
 store), the platform's Gatekeeper policies on the real OPA engine, and the KServe CRD schema.
-The only stand-in is the Kubernetes API (no cluster here): a small HTTP server that speaks the
-three calls promote makes, reached through the real kubernetes client; tests using it say so."""
+The only stand-in is the Kubernetes API (no cluster here): tests/kubernetes_api_stand_in.py, an
+HTTP server that speaks the calls promote makes and admits each body as the real server does
+(mlops lint's strict checker), reached through the real kubernetes client; tests using it say so."""
 
 from __future__ import annotations
 
 import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
-import jsonschema
 import pytest
 import yaml
 
 from components import registry
 from components.errors import ComponentError
+from mlops import lint
 from mlops.cli import main
 from tests.conftest import train_evaluate_register, write_kubeconfig
+from tests.kubernetes_api_stand_in import InferenceServiceApi
 
 MODEL = "fraud-detector"
 
@@ -65,14 +67,6 @@ def _manifest(lifecycle: dict[str, Any]) -> dict[str, Any]:
     return loaded
 
 
-def _kserve_schema(schemas_dir: Path) -> dict[str, Any]:
-    crd = yaml.safe_load((schemas_dir / "kserve_serving.kserve.io_inferenceservices.full.yaml").read_text())
-    schema: dict[str, Any] = next(v for v in crd["spec"]["versions"] if v["name"] == "v1beta1")["schema"][
-        "openAPIV3Schema"
-    ]
-    return schema
-
-
 def _served(manifest: dict[str, Any]) -> tuple[int, int]:
     return int(manifest["metadata"]["labels"]["mlops.private-platform.io/model-version"]), int(
         manifest["spec"]["predictor"]["canaryTrafficPercent"]
@@ -82,20 +76,20 @@ def _served(manifest: dict[str, Any]) -> tuple[int, int]:
 def test_full_lifecycle_manifests_aliases_and_history(
     lifecycle: dict[str, Any], schemas_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    mlflow, schema = lifecycle["mlflow"], _kserve_schema(schemas_dir)
+    mlflow = lifecycle["mlflow"]
 
     assert _promote(lifecycle, "--canary", "10", "--version", "2") == 2  # nothing serves yet
     assert "needs a previous revision" in capsys.readouterr().err
 
     assert _promote(lifecycle, "--promote", "--version", "1", "--reason", "first rollout") == 0
     first = _manifest(lifecycle)
-    jsonschema.validate(first, schema)
+    assert lint.check(first) is None  # mlops lint's strict checker: the KServe CRD, unknown fields too
     assert _served(first) == (1, 100)
     assert registry.aliases(mlflow, MODEL)[registry.CHAMPION] == 1
 
     assert _promote(lifecycle, "--canary", "10", "--version", "2") == 0
     canary = _manifest(lifecycle)
-    jsonschema.validate(canary, schema)
+    assert lint.check(canary) is None  # mlops lint's strict checker: the KServe CRD, unknown fields too
     assert _served(canary) == (2, 10)
     assert canary["spec"]["predictor"]["model"]["storageUri"].split("/")[-1].startswith("v2-")
     assert canary["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Serverless"
@@ -115,7 +109,7 @@ def test_full_lifecycle_manifests_aliases_and_history(
 
     assert _promote(lifecycle, "--rollback", "--reason", "p99 up 40%") == 0
     rolled = _manifest(lifecycle)
-    jsonschema.validate(rolled, schema)
+    assert lint.check(rolled) is None  # mlops lint's strict checker: the KServe CRD, unknown fields too
     assert _served(rolled) == (2, 0)  # the canary's revision keeps 0%: all traffic on v1's, which never stopped
     assert registry.CANARY not in registry.aliases(mlflow, MODEL)
     assert registry.aliases(mlflow, MODEL)[registry.CHAMPION] == 1
@@ -262,107 +256,26 @@ def test_without_a_cluster_or_out_folder_promote_says_what_to_do(
     assert "no registered model 'no-such-model'" in capsys.readouterr().err
 
 
-class FakeKubernetesApi(BaseHTTPRequestHandler):
-    """Stand-in for the Kubernetes API server (no cluster can run here): InferenceService
-    get/create/replace and KServe's inferenceservice-config, kept in memory. Like the real one it
-    validates every POST and PUT body against the InferenceService CRD's schema (422 Invalid),
-    and refuses a replace whose resourceVersion is stale (409 Conflict). `edits_after_read`
-    plays a concurrent writer that changes the object right after the client's next read."""
-
-    objects: ClassVar[dict[str, dict[str, Any]]] = {}
-    deploy_config: ClassVar[dict[str, Any]] = {"defaultDeploymentMode": "Serverless"}
-    calls: ClassVar[list[str]] = []
-    schema: ClassVar[dict[str, Any]] = {}
-    edits_after_read: ClassVar[int] = 0
-
-    def _send(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _body(self) -> dict[str, Any]:
-        loaded: dict[str, Any] = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        return loaded
-
-    def do_GET(self) -> None:
-        self.calls.append(f"GET {self.path}")
-        if self.path == "/api/v1/namespaces/kserve/configmaps/inferenceservice-config":
-            self._send(
-                200,
-                {
-                    "apiVersion": "v1",
-                    "kind": "ConfigMap",
-                    "metadata": {"name": "inferenceservice-config"},
-                    "data": {"deploy": json.dumps(self.deploy_config)},
-                },
-            )
-        elif self.path in self.objects:
-            self._send(200, self.objects[self.path])
-            if FakeKubernetesApi.edits_after_read > 0:  # someone else's kubectl edit lands now
-                FakeKubernetesApi.edits_after_read -= 1
-                live = self.objects[self.path]["metadata"]
-                live["resourceVersion"] = str(int(live["resourceVersion"]) + 1)
-        else:
-            self._send(404, {"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404})
-
-    def _invalid(self, body: dict[str, Any]) -> bool:
-        import jsonschema
-
-        error = jsonschema.exceptions.best_match(jsonschema.Draft7Validator(self.schema).iter_errors(body))
-        if error is None:
-            return False
-        where = ".".join(str(p) for p in error.absolute_path)
-        self._send(422, {"kind": "Status", "status": "Failure", "reason": "Invalid", "code": 422,
-                         "message": f"InferenceService is invalid: {where}: {error.message[:200]}"})  # fmt: skip
-        return True
-
-    def do_POST(self) -> None:
-        self.calls.append(f"POST {self.path}")
-        body = self._body()
-        if self._invalid(body):
-            return
-        body["metadata"]["resourceVersion"] = "1"
-        self.objects[f"{self.path}/{body['metadata']['name']}"] = body
-        self._send(201, body)
-
-    def do_PUT(self) -> None:
-        self.calls.append(f"PUT {self.path}")
-        body = self._body()
-        if self._invalid(body):
-            return
-        if body["metadata"].get("resourceVersion") != self.objects[self.path]["metadata"]["resourceVersion"]:
-            self._send(409, {"kind": "Status", "status": "Failure", "reason": "Conflict", "code": 409})
-            return
-        body["metadata"]["resourceVersion"] = str(int(body["metadata"]["resourceVersion"]) + 1)
-        self.objects[self.path] = body
-        self._send(200, body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture()
-def fake_cluster(tmp_path: Path, schemas_dir: Path) -> Iterator[tuple[Path, type[FakeKubernetesApi]]]:
-    FakeKubernetesApi.objects, FakeKubernetesApi.calls = {}, []
-    FakeKubernetesApi.schema, FakeKubernetesApi.edits_after_read = _kserve_schema(schemas_dir), 0
-    FakeKubernetesApi.deploy_config = {"defaultDeploymentMode": "Serverless"}
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeKubernetesApi)
+def cluster_stand_in(tmp_path: Path, schemas_dir: Path) -> Iterator[tuple[Path, type[InferenceServiceApi]]]:
+    """The API server stand-in (tests/kubernetes_api_stand_in.py) behind a kubeconfig."""
+    InferenceServiceApi.reset()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), InferenceServiceApi)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", server.server_port)
-    yield kubeconfig, FakeKubernetesApi
+    yield kubeconfig, InferenceServiceApi
     server.shutdown()
 
 
 PATH = "/apis/serving.kserve.io/v1beta1/namespaces/fraud/inferenceservices"
 
 
-def test_applies_through_the_kubernetes_client_against_a_fake_api_server(
-    lifecycle: dict[str, Any], fake_cluster: tuple[Path, type[FakeKubernetesApi]], capsys: pytest.CaptureFixture[str]
+def test_applies_through_the_kubernetes_client_against_a_api_server_stand_in(
+    lifecycle: dict[str, Any],
+    cluster_stand_in: tuple[Path, type[InferenceServiceApi]],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    kubeconfig, api = fake_cluster
+    kubeconfig, api = cluster_stand_in
     assert main(["promote", MODEL, "--promote", "--version", "1", "--kubeconfig", str(kubeconfig)]) == 0
     assert f"POST {PATH}" in api.calls and api.objects[f"{PATH}/{MODEL}"]["metadata"]["resourceVersion"] == "1"
     assert main(["promote", MODEL, "--canary", "25", "--version", "2", "--kubeconfig", str(kubeconfig)]) == 0
@@ -373,10 +286,12 @@ def test_applies_through_the_kubernetes_client_against_a_fake_api_server(
     assert [e.applied for e in entries] == ["kubernetes:onprem:created", "kubernetes:onprem:replaced"]
 
 
-def test_cluster_in_raw_deployment_mode_refuses_the_canary_fake_api_server(
-    lifecycle: dict[str, Any], fake_cluster: tuple[Path, type[FakeKubernetesApi]], capsys: pytest.CaptureFixture[str]
+def test_cluster_in_raw_deployment_mode_refuses_the_canary_api_server_stand_in(
+    lifecycle: dict[str, Any],
+    cluster_stand_in: tuple[Path, type[InferenceServiceApi]],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    kubeconfig, api = fake_cluster
+    kubeconfig, api = cluster_stand_in
     api.deploy_config = {"defaultDeploymentMode": "RawDeployment"}
     assert main(["promote", MODEL, "--promote", "--version", "1", "--kubeconfig", str(kubeconfig)]) == 0
     live = api.objects[f"{PATH}/{MODEL}"]
@@ -390,10 +305,12 @@ def test_cluster_in_raw_deployment_mode_refuses_the_canary_fake_api_server(
     )
 
 
-def test_drift_between_cluster_and_history_is_refused_fake_api_server(
-    lifecycle: dict[str, Any], fake_cluster: tuple[Path, type[FakeKubernetesApi]], capsys: pytest.CaptureFixture[str]
+def test_drift_between_cluster_and_history_is_refused_api_server_stand_in(
+    lifecycle: dict[str, Any],
+    cluster_stand_in: tuple[Path, type[InferenceServiceApi]],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    kubeconfig, api = fake_cluster
+    kubeconfig, api = cluster_stand_in
     assert main(["promote", MODEL, "--promote", "--version", "1", "--kubeconfig", str(kubeconfig)]) == 0
     api.objects[f"{PATH}/{MODEL}"]["metadata"]["labels"]["mlops.private-platform.io/model-version"] = (
         "3"  # kubectl edit
@@ -410,10 +327,12 @@ def test_history_of_an_unknown_model_is_a_clear_error(
     assert main(["history", "nope"]) == 2
 
 
-def test_a_promotion_that_lands_between_the_check_and_the_apply_is_refused_not_overwritten_fake_api_server(
-    lifecycle: dict[str, Any], fake_cluster: tuple[Path, type[FakeKubernetesApi]], capsys: pytest.CaptureFixture[str]
+def test_a_promotion_that_lands_between_the_check_and_the_apply_is_refused_not_overwritten_api_server_stand_in(
+    lifecycle: dict[str, Any],
+    cluster_stand_in: tuple[Path, type[InferenceServiceApi]],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    kubeconfig, api = fake_cluster
+    kubeconfig, api = cluster_stand_in
     assert main(["promote", MODEL, "--promote", "--version", "1", "--kubeconfig", str(kubeconfig)]) == 0
     history = len(registry.history(lifecycle["mlflow"], MODEL))
     api.edits_after_read = 1  # a concurrent edit right after promote reads the live service
@@ -425,19 +344,40 @@ def test_a_promotion_that_lands_between_the_check_and_the_apply_is_refused_not_o
     assert len(registry.history(lifecycle["mlflow"], MODEL)) == history, "nothing recorded"
 
 
-def test_the_stand_in_validates_what_it_is_sent_against_the_crd_fake_api_server(
-    fake_cluster: tuple[Path, type[FakeKubernetesApi]],
+def test_the_stand_in_validates_what_it_is_sent_against_the_crd_api_server_stand_in(
+    cluster_stand_in: tuple[Path, type[InferenceServiceApi]],
 ) -> None:
     """Positive control above (every rendered service is accepted); here a body the CRD refuses."""
     from mlops.kube import Cluster
 
-    kubeconfig, api = fake_cluster
+    kubeconfig, api = cluster_stand_in
     broken = {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
         "metadata": {"name": MODEL, "namespace": "fraud"},
         "spec": {"predictor": {"minReplicas": "one", "model": {"modelFormat": {"name": "triton"}}}},
     }
-    with pytest.raises(ComponentError, match="422"):
+    with pytest.raises(ComponentError, match=r"422 Unprocessable Entity: .*spec\.predictor\.minReplicas"):
         Cluster.from_kubeconfig(kubeconfig).apply(broken, None)
     assert f"{PATH}/{MODEL}" not in api.objects
+
+
+def test_a_field_the_crd_does_not_declare_is_refused_not_stored_api_server_stand_in(
+    lifecycle: dict[str, Any], cluster_stand_in: tuple[Path, type[InferenceServiceApi]]
+) -> None:
+    """issue 28: the stand-in validated with plain jsonschema, so an unknown field passed and was
+    stored. A real API server prunes it (the default, fieldValidation=Warn) or, as mlops promote now
+    asks, refuses it (Strict). Control: the same service without the field is created."""
+    from mlops.kube import Cluster
+
+    kubeconfig, api = cluster_stand_in
+    assert main(["promote", MODEL, "--promote", "--version", "1", "--dry-run", "--out", str(lifecycle["tmp"])]) == 0
+    service = yaml.safe_load((lifecycle["tmp"] / f"{MODEL}.inferenceservice.yaml").read_text())
+    misspelt = json.loads(json.dumps(service))
+    misspelt["spec"]["predictor"]["model"]["storageUrl"] = "s3://elsewhere/model"
+    refusal = r'strict decoding error: unknown field "spec\.predictor\.model\.storageUrl"'
+    with pytest.raises(ComponentError, match=refusal):
+        Cluster.from_kubeconfig(kubeconfig).apply(misspelt, None)
+    assert f"{PATH}/{MODEL}" not in api.objects and api.calls == [f"POST {PATH}"]
+    assert Cluster.from_kubeconfig(kubeconfig).apply(service, None) == "created"
+    assert api.objects[f"{PATH}/{MODEL}"]["spec"] == service["spec"]

@@ -4,7 +4,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 import yaml
 
@@ -13,6 +12,7 @@ from components.errors import ComponentError
 from components.promote import annotation, promote
 from components.register import register
 from components.triton import config_pbtxt, parse_config
+from mlops import lint
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +34,11 @@ def registration(
     return home / "reg.json"
 
 
-def _crd_schema(schemas_dir: Path) -> dict[str, Any]:
-    crd = yaml.safe_load((schemas_dir / "kserve_serving.kserve.io_inferenceservices.full.yaml").read_text())
-    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1beta1")
-    schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
-    return schema
+def _strictly_valid(service: dict[str, Any]) -> None:
+    """Held to what `mlops lint` holds it to (the KServe CRD, and no field it does not declare: an API
+    server would prune one without a word), not plain jsonschema, which lets unknown fields pass."""
+    problem = lint.check(service)
+    assert problem is None, problem
 
 
 def test_inference_service_is_valid_against_the_kserve_crd(
@@ -53,7 +53,7 @@ def test_inference_service_is_valid_against_the_kserve_crd(
         serving_root=(tmp_path / "serving").as_uri(),
     )
     service = yaml.safe_load((tmp_path / "isvc.yaml").read_text())
-    jsonschema.validate(service, _crd_schema(schemas_dir))
+    _strictly_valid(service)
     reg = json.loads(registration.read_text())
     notes = service["metadata"]["annotations"]
     assert notes["serving.knative.dev/minScale"] == "1"
@@ -85,7 +85,7 @@ def test_the_pipelines_transformer_is_rendered_in_front_of_the_predictor(
             settings=PromoteSettings(namespace="fraud"), serving_root=(tmp_path / "serving").as_uri(),
             transformer=described)  # fmt: skip
     service = yaml.safe_load((tmp_path / "isvc.yaml").read_text())
-    jsonschema.validate(service, _crd_schema(schemas_dir))
+    _strictly_valid(service)
     (container,) = service["spec"]["transformer"]["containers"]
     assert container["image"] == "registry.mlops.internal/private-mlops/components:1"
     assert container["command"] == ["/opt/transformer/bin/python", "-m", "components.transformer"]
@@ -157,3 +157,20 @@ def test_bad_canary_percent_and_wrong_model_are_refused(
             settings=PromoteSettings(namespace="fraud", canary_percent=10),
         )
     assert not (tmp_path / "isvc.yaml").exists() and not (tmp_path / "repo").exists()
+
+
+def test_the_strict_check_refuses_a_field_the_kserve_crd_does_not_declare(
+    registration: Path, trained: dict[str, Path], tmp_path: Path, schemas_dir: Path
+) -> None:
+    """issue 28: these tests validated with plain jsonschema, which passes an unknown field (a real
+    API server prunes it, so a misspelt setting is silently lost). Control: the rendered service
+    passes; broken on purpose with a misspelt field, plain jsonschema still passes it, the check does not."""
+    import jsonschema
+
+    promote(str(registration), str(trained["model"]), str(tmp_path / "isvc.yaml"), str(tmp_path / "repo"),
+            settings=PromoteSettings(namespace="fraud"), serving_root=(tmp_path / "serving").as_uri())  # fmt: skip
+    service = yaml.safe_load((tmp_path / "isvc.yaml").read_text())
+    _strictly_valid(service)
+    service["spec"]["predictor"]["canaryTrafficPercnt"] = 10
+    jsonschema.validate(service, lint.crd_schema(service["apiVersion"], service["kind"]))  # what the tests did
+    assert lint.check(service) == "/spec/predictor/canaryTrafficPercnt: field not in the schema"

@@ -1,15 +1,18 @@
 """The train step as Kubeflow Pipelines runs it distributed: it launches a TrainJob and waits.
 
 No Kubernetes runs here: a stand-in for the API server's custom-objects calls plays Kubeflow
-Trainer, and runs the TrainJob's nodes as the runtime would, on this machine (the runtime's
-variables, each node the TrainJob's own command). Everything else is real: the staging in an
-object store path, the command the rendering wrote, the training, the fetch and its check.
+Trainer (tests/kubernetes_api_stand_in.py: bodies held to the Trainer CRD, status moving from none
+to active to Complete or Failed as Trainer reports it), and runs the TrainJob's nodes as the
+runtime would, on this machine (the runtime's variables, each node the TrainJob's own command).
+Everything else is real: the staging in an object store path, the command the rendering wrote,
+the training, the fetch and its check.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,40 +26,27 @@ from components.errors import ComponentError, TransientError
 from pipelines.fraud import pipeline as fraud
 from pipelines.trainer import LAUNCHER, launcher_template
 from tests.conftest import FEATURES
+from tests.kubernetes_api_stand_in import TrainerStandIn
 
 
-class StandInTrainer:
-    """create/get of trainjobs, as the API server answers them once Trainer has run the nodes."""
+def _nodes(*, fail: bool = False, tamper: bool = False) -> Callable[[dict[str, Any]], bool]:
+    """What the runtime's nodes do, run here: the TrainJob's own command on each node, with the
+    runtime's variables (components.distributed); `fail` plays a node that exits non-zero."""
 
-    def __init__(self, *, fail: bool = False, tamper: bool = False) -> None:
-        self.jobs: dict[str, dict[str, Any]] = {}
-        self.fail, self.tamper = fail, tamper
-
-    def create_namespaced_custom_object(
-        self, group: str, version: str, namespace: str, plural: str, body: dict
-    ) -> dict:
-        assert (group, version, plural) == ("trainer.kubeflow.org", "v1alpha1", "trainjobs")
-        job = json.loads(json.dumps(body))
-        job["metadata"]["name"] = job["metadata"].pop("generateName") + "x7k2p"
-        trainer = job["spec"]["trainer"]
-        runtime = job["spec"]["runtimeRef"]["name"]
+    def run(job: dict[str, Any]) -> bool:
+        trainer, runtime = job["spec"]["trainer"], job["spec"]["runtimeRef"]["name"]
         command = trainer["command"][len(LAUNCHER[runtime]) :]
         assert command[:3] == ["mlops", "step", "train"]
-        status = {"name": "node", "succeeded": 1, "failed": 0}
-        if self.fail:
-            status = {"name": "node", "succeeded": 0, "failed": 1}
-        else:
-            settings = DistributedSettings(workers=trainer["numNodes"], runtime=runtime)
-            distributed.launch(settings, [sys.executable, "-m", "mlops.cli", *command[1:]])
-            if self.tamper:
-                model = command[command.index("--model-out") + 1]
-                Path(model).write_bytes(Path(model).read_bytes() + b" ")
-        job["status"] = {"jobsStatus": [status]}
-        self.jobs[job["metadata"]["name"]] = job
-        return job
+        if fail:
+            return False
+        settings = DistributedSettings(workers=trainer["numNodes"], runtime=runtime)
+        distributed.launch(settings, [sys.executable, "-m", "mlops.cli", *command[1:]])
+        if tamper:
+            model = command[command.index("--model-out") + 1]
+            Path(model).write_bytes(Path(model).read_bytes() + b" ")
+        return True
 
-    def get_namespaced_custom_object(self, group: str, version: str, namespace: str, plural: str, name: str) -> dict:
-        return self.jobs[name]
+    return run
 
 
 def _template(model_type: str, runtime: str) -> dict[str, Any]:
@@ -81,7 +71,7 @@ def test_the_train_step_launches_its_train_job_with_a_stand_in_for_the_kubernete
 
     template = _template(model_type, runtime)
     monkeypatch.setenv(trainjob.TEMPLATE_VARIABLE, json.dumps(template))
-    api = StandInTrainer()
+    api = TrainerStandIn(_nodes())
     monkeypatch.setattr(trainjob, "_api", lambda: api)
     settings = TrainSettings.model_validate(json.loads(template["spec"]["trainer"]["command"][-1]))
     original = trainjob.launch
@@ -98,23 +88,55 @@ def test_the_train_step_launches_its_train_job_with_a_stand_in_for_the_kubernete
     assert metadata["training_rows"] == len(pd.read_parquet(materialized["train"]))
     assert sha256_uri(str(tmp_path / "model")) == metadata["model_sha256"] == summary["model_sha256"]
     (job,) = api.jobs.values()
+    # issue 28: the stand-in reported success as soon as the job was created, so the polling never ran
+    assert api.seen[job["metadata"]["name"]] == ["none", "active", "Complete"]
     command = job["spec"]["trainer"]["command"]
     assert command[command.index("--features") + 1] == ",".join(FEATURES)
     assert command[command.index("--train-set") + 1].startswith(str(tmp_path / "staging"))
 
 
 def test_a_failed_train_job_is_reported_with_where_to_look(materialized: dict[str, Any], tmp_path: Path) -> None:
+    """issue 28: the failure comes as Trainer reports it, after the job was seen running."""
+    api = TrainerStandIn(_nodes(fail=True))
     with pytest.raises(TransientError, match="failed") as failed:
         trainjob.launch(_template("xgboost", "xgboost-distributed"), str(materialized["train"]), str(tmp_path / "m"),
-                        str(tmp_path / "d"), FEATURES, api=StandInTrainer(fail=True), staging_root=str(tmp_path),
+                        str(tmp_path / "d"), FEATURES, api=api, staging_root=str(tmp_path),
                         poll_seconds=0)  # fmt: skip
     assert "trainer.kubeflow.org/trainjob-name=fraud-train-x7k2p" in failed.value.fix
+    assert "FailedJobs" in failed.value.problem and api.seen["fraud-train-x7k2p"] == ["none", "active", "Failed"]
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize(
+    ("edit", "refusal"),
+    [
+        (
+            lambda job: job["spec"]["trainer"].update(numNode=4),
+            'strict decoding error: unknown field "spec.trainer.numNode"',
+        ),
+        (lambda job: job["spec"]["trainer"].update(numNodes="two"), "422 Invalid"),
+        (lambda job: job["spec"]["runtimeRef"].update(name="mpi-distributed"), "must be created before the TrainJob"),
+    ],
+    ids=["unknown-field", "wrong-type", "unknown-runtime"],
+)
+def test_a_train_job_the_api_server_refuses_fails_the_step_before_anything_runs(
+    materialized: dict[str, Any], tmp_path: Path, edit: Callable[[dict[str, Any]], None], refusal: str
+) -> None:
+    """issue 28: the TrainJob stand-in stored any body; now it is held to the Trainer CRD (strict,
+    as the launcher asks) and to the runtimes the platform renders. The test above is the control."""
+    template = _template("xgboost", "xgboost-distributed")
+    edit(template)
+    api = TrainerStandIn(_nodes())
+    with pytest.raises(ComponentError, match="refused the TrainJob") as refused:
+        trainjob.launch(template, str(materialized["train"]), str(tmp_path / "m"), str(tmp_path / "d"), FEATURES,
+                        api=api, staging_root=str(tmp_path), poll_seconds=0)  # fmt: skip
+    assert refusal in str(refused.value) and not isinstance(refused.value, TransientError)
+    assert api.jobs == {} and not (tmp_path / "m").exists()
 
 
 def test_a_model_that_does_not_match_its_metadata_is_refused(materialized: dict[str, Any], tmp_path: Path) -> None:
     with pytest.raises(ComponentError, match="does not match the sha256"):
         trainjob.launch(_template("xgboost", "xgboost-distributed"), str(materialized["train"]), str(tmp_path / "m"),
-                        str(tmp_path / "d"), FEATURES, api=StandInTrainer(tamper=True), staging_root=str(tmp_path),
-                        poll_seconds=0)  # fmt: skip
+                        str(tmp_path / "d"), FEATURES, api=TrainerStandIn(_nodes(tamper=True)),
+                        staging_root=str(tmp_path), poll_seconds=0)  # fmt: skip
     assert not (tmp_path / "m").exists()

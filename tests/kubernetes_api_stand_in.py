@@ -1,0 +1,232 @@
+"""Stand-ins for the Kubernetes API server and Kubeflow Trainer (no cluster runs here).
+
+A custom object is admitted as the real API server admits one of a CRD with a structural schema
+(apiextensions-apiserver, Kubernetes >= 1.27, where server-side field validation is GA), held to
+the upstream CRD through `mlops lint`'s own strict checker (mlops.lint.crd_schema, one loader):
+
+- a field the schema does not declare (outside `x-kubernetes-preserve-unknown-fields`) is refused
+  with 400 BadRequest ("strict decoding error: unknown field") when the request asks
+  `fieldValidation=Strict`; otherwise it is pruned before the object is stored, with a
+  `Warning: 299` header (`Warn`, the server's default) or silently (`Ignore`);
+- the pruned object is validated against the schema: a violation is 422 Invalid;
+- `status` in a create or replace body is dropped: the status subresource owns it.
+
+`InferenceServiceApi` serves that over HTTP to the real kubernetes client (`mlops promote`);
+`TrainerStandIn` answers the custom-objects calls components/trainjob.py makes, and moves a
+TrainJob's status the way Kubeflow Trainer v2 does, read by read.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler
+from typing import Any, ClassVar
+from urllib.parse import parse_qs, urlsplit
+
+from mlops import lint
+from pipelines.trainer import RUNTIMES
+
+
+class Refused(Exception):
+    """What the API server answers instead of storing the object."""
+
+    def __init__(self, code: int, reason: str, message: str) -> None:
+        super().__init__(f"{code} {reason}: {message}")
+        self.code, self.reason, self.message = code, reason, message
+
+    def status(self) -> dict[str, Any]:
+        return {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": self.reason,
+                "code": self.code, "message": self.message}  # fmt: skip
+
+
+def _dotted(path: tuple[str | int, ...]) -> str:
+    return ".".join(f"[{p}]" if isinstance(p, int) else p for p in path).replace(".[", "[")
+
+
+def _delete(obj: Any, path: tuple[str | int, ...]) -> None:
+    for part in path[:-1]:
+        obj = obj[part]
+    del obj[path[-1]]
+
+
+def admit(body: dict[str, Any], field_validation: str | None = None) -> tuple[dict[str, Any], list[str]]:
+    """(the object as the server would store it, the warnings it would send), or Refused."""
+    kind, api_version = body.get("kind", ""), body.get("apiVersion", "")
+    name = body.get("metadata", {}).get("name") or body.get("metadata", {}).get("generateName", "")
+    schema = lint.crd_schema(api_version, kind)
+    stored: dict[str, Any] = json.loads(json.dumps(body))
+    stored.pop("status", None)
+    unknown = lint.unknown_field_paths(stored, schema)
+    if unknown and field_validation == "Strict":
+        fields = ", ".join(f'unknown field "{_dotted(p)}"' for p in unknown)
+        raise Refused(400, "BadRequest", f"{kind} in version {api_version.rpartition('/')[2]!r} cannot be handled "
+                      f"as a {kind}: strict decoding error: {fields}")  # fmt: skip
+    for path in unknown:
+        _delete(stored, path)
+    problem = lint.schema_problem(stored, schema)
+    if problem is not None:
+        where, _, message = problem.partition(": ")
+        group = api_version.rpartition("/")[0]
+        raise Refused(422, "Invalid", f'{kind}.{group} "{name}" is invalid: {where.replace("/", ".")}: {message}')
+    warnings = [] if field_validation == "Ignore" else [f'unknown field "{_dotted(p)}"' for p in unknown]
+    return stored, warnings
+
+
+class InferenceServiceApi(BaseHTTPRequestHandler):
+    """InferenceService get/create/replace and KServe's inferenceservice-config, kept in memory,
+    each body admitted as above; a replace whose resourceVersion is stale is 409 Conflict.
+    `edits_after_read` plays a concurrent writer that changes the object right after the client's
+    next read. Class attributes hold the state: reset them before each server (the fixture does)."""
+
+    objects: ClassVar[dict[str, dict[str, Any]]] = {}
+    deploy_config: ClassVar[dict[str, Any]] = {"defaultDeploymentMode": "Serverless"}
+    calls: ClassVar[list[str]] = []
+    warnings: ClassVar[list[str]] = []
+    edits_after_read: ClassVar[int] = 0
+
+    @classmethod
+    def reset(cls) -> None:
+        cls.objects, cls.calls, cls.warnings, cls.edits_after_read = {}, [], [], 0
+        cls.deploy_config = {"defaultDeploymentMode": "Serverless"}
+
+    def _send(self, status: int, body: dict[str, Any], warnings: list[str] | None = None) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for warning in warnings or []:
+            self.send_header("Warning", f'299 - "{warning}"')
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _request(self) -> tuple[str, str | None]:
+        url = urlsplit(self.path)
+        return url.path, (parse_qs(url.query).get("fieldValidation") or [None])[0]
+
+    def do_GET(self) -> None:
+        path, _ = self._request()
+        self.calls.append(f"GET {path}")
+        if path == "/api/v1/namespaces/kserve/configmaps/inferenceservice-config":
+            self._send(200, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "inferenceservice-config"},
+                             "data": {"deploy": json.dumps(self.deploy_config)}})  # fmt: skip
+        elif path in self.objects:
+            self._send(200, self.objects[path])
+            if InferenceServiceApi.edits_after_read > 0:  # someone else's kubectl edit lands now
+                InferenceServiceApi.edits_after_read -= 1
+                live = self.objects[path]["metadata"]
+                live["resourceVersion"] = str(int(live["resourceVersion"]) + 1)
+        else:
+            self._send(404, Refused(404, "NotFound", f"{path} not found").status())
+
+    def _admitted(self) -> tuple[str, dict[str, Any], list[str]] | None:
+        path, field_validation = self._request()
+        self.calls.append(f"{self.command} {path}")
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        try:
+            stored, warnings = admit(body, field_validation)
+        except Refused as refused:
+            self._send(refused.code, refused.status())
+            return None
+        InferenceServiceApi.warnings += warnings
+        return path, stored, warnings
+
+    def do_POST(self) -> None:
+        admitted = self._admitted()
+        if admitted is None:
+            return
+        path, stored, warnings = admitted
+        stored["metadata"]["resourceVersion"] = "1"
+        self.objects[f"{path}/{stored['metadata']['name']}"] = stored
+        self._send(201, stored, warnings)
+
+    def do_PUT(self) -> None:
+        admitted = self._admitted()
+        if admitted is None:
+            return
+        path, stored, warnings = admitted
+        if stored["metadata"].get("resourceVersion") != self.objects[path]["metadata"]["resourceVersion"]:
+            self._send(409, Refused(409, "Conflict", "the object has been modified").status())
+            return
+        stored["metadata"]["resourceVersion"] = str(int(stored["metadata"]["resourceVersion"]) + 1)
+        self.objects[path] = stored
+        self._send(200, stored, warnings)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+COMPLETE = ("Complete", "AllJobsCompleted", "jobset completed successfully")
+FAILED = ("Failed", "FailedJobs", "jobset failed due to one or more job failures")
+"""Trainer copies JobSet's terminal condition onto the TrainJob, renaming only its type."""
+
+
+class TrainerStandIn:
+    """create/get of trainjobs as the API server answers them while Kubeflow Trainer runs the job.
+
+    Created: admitted as above (the launcher asks for strict field validation), and its runtime
+    must exist, as Trainer's webhook requires: the platform's are those pipelines/trainer.py
+    renders. Then, read by read: no status (the controller has not reconciled yet); the `node` job
+    active (here `run_nodes(job)` runs the nodes to the end and says whether they succeeded); the
+    terminal condition, Complete or Failed, with the job counts. Each status it reports is held to
+    the CRD's status schema too."""
+
+    def __init__(self, run_nodes: Callable[[dict[str, Any]], bool], runtimes: tuple[str, ...] = RUNTIMES) -> None:
+        self.run_nodes, self.runtimes = run_nodes, runtimes
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.seen: dict[str, list[str]] = {}
+        """Per job, the phase each read returned: none, active, Complete or Failed."""
+        self._succeeded: dict[str, bool] = {}
+
+    def create_namespaced_custom_object(
+        self, group: str, version: str, namespace: str, plural: str, body: dict[str, Any], **options: Any
+    ) -> dict[str, Any]:
+        from kubernetes.client.exceptions import ApiException
+
+        assert (group, version, plural) == ("trainer.kubeflow.org", "v1alpha1", "trainjobs")
+        try:
+            job, _ = admit(body, options.get("field_validation"))
+            runtime = job["spec"]["runtimeRef"]["name"]
+            if runtime not in self.runtimes:
+                raise Refused(422, "Invalid", f'admission webhook denied the request: spec.runtimeRef: Invalid value: '
+                              f'"{runtime}": specified clusterTrainingRuntime must be created before the TrainJob is '
+                              "created")  # fmt: skip
+        except Refused as refused:
+            error = ApiException(status=refused.code, reason=refused.reason)
+            error.body = json.dumps(refused.status())
+            raise error from refused
+        meta = job["metadata"]
+        meta["name"] = meta.get("name") or meta.pop("generateName") + "x7k2p"
+        meta.pop("generateName", None)
+        meta["namespace"] = namespace
+        self.jobs[meta["name"]], self.seen[meta["name"]] = job, []
+        return job
+
+    def get_namespaced_custom_object(
+        self, group: str, version: str, namespace: str, plural: str, name: str, **options: Any
+    ) -> dict[str, Any]:
+        job, seen = self.jobs[name], self.seen[name]
+        if not seen:
+            seen.append("none")
+            return json.loads(json.dumps(job))
+        if seen[-1] == "none":
+            job["status"] = {"jobsStatus": [_counts(active=1, ready=1)]}
+            self._succeeded[name] = self.run_nodes(job)
+            seen.append("active")
+        elif seen[-1] == "active":
+            kind, reason, message = COMPLETE if self._succeeded[name] else FAILED
+            counts = _counts(succeeded=1) if self._succeeded[name] else _counts(failed=1)
+            condition = {"type": kind, "status": "True", "reason": reason, "message": message,
+                         "lastTransitionTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}  # fmt: skip
+            job["status"] = {"conditions": [condition], "jobsStatus": [counts]}
+            seen.append(kind)
+        else:
+            seen.append(seen[-1])
+        problem = lint.schema_problem(job, lint.crd_schema(job["apiVersion"], job["kind"]))
+        assert problem is None, f"the stand-in's own status breaks the CRD: {problem}"
+        return json.loads(json.dumps(job))
+
+
+def _counts(**given: int) -> dict[str, Any]:
+    return {"name": "node", **{k: given.get(k, 0) for k in ("active", "ready", "succeeded", "failed", "suspended")}}
