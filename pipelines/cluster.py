@@ -23,6 +23,7 @@ from components.settings import (
     PlatformSettings,
     environment,
 )
+from pipelines.platform_services import PUSHGATEWAY
 
 TRAINING_POOL = {"mlops.private-platform.io/pool": "training-gpu"}
 """Node selector of GPU steps: the training nodes, never the inference pool."""
@@ -58,7 +59,7 @@ def cluster_settings(tenant: str = "") -> PlatformSettings:
         feast_redis_username=tenant or "default",
         offline_store_uri=f"s3://feast-offline{prefix}",
         serving_root=f"s3://models{prefix}",
-        pushgateway_url=f"http://pushgateway.{MONITORING_NAMESPACE}.svc.cluster.local:9091",
+        pushgateway_url=PUSHGATEWAY.url,
     )
 
 

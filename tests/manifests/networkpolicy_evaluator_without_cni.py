@@ -3,7 +3,7 @@
 This is what a CNI enforces, reduced to what the platform's policies use: a flow from pod A to
 pod B (or an address) on a port is allowed when A's egress allows it and B's ingress allows it.
 A direction is open for a pod until a policy of that type selects it (then only its rules
-allow); `policyTypes` defaults to Ingress, plus Egress when egress rules exist; peers are
+allow); `policyTypes` defaults to Ingress, plus Egress when the egress list is non-empty; peers are
 podSelector (the policy's namespace), namespaceSelector (with an optional podSelector) and
 ipBlock; an absent `from`/`to` or `ports` means any. Named ports are refused, not guessed.
 """
@@ -84,8 +84,10 @@ def _port_matches(ports: list[dict[str, Any]] | None, port: int, protocol: str) 
 
 
 def _types(policy: dict[str, Any]) -> list[str]:
+    """The policy's types: as listed, or (unset) Ingress, plus Egress when it has egress rules: an
+    empty `egress: []` without policyTypes leaves egress open, as the API server defaults it."""
     spec = policy["spec"]
-    return spec.get("policyTypes") or (["Ingress", "Egress"] if "egress" in spec else ["Ingress"])
+    return spec.get("policyTypes") or (["Ingress", "Egress"] if spec.get("egress") else ["Ingress"])
 
 
 @dataclass

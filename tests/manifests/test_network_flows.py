@@ -1,21 +1,33 @@
 """The rendered NetworkPolicies let the platform work and nothing else.
 
-Every flow in manifests/base/network/required-flows.yaml is allowed in every overlay with every
-tenant, and every flow from one tenant into another, or from a tenant to the databases
-directly, is denied. No CNI runs here: the evaluator (networkpolicy_evaluator_without_cni.py)
-is test code, checked first on small policies whose answers are known.
+Every flow the platform needs is allowed in every overlay with every tenant: the rows of
+manifests/base/network/required-flows.yaml, and the rows the code already knows, derived here:
+each endpoint in a pipelines namespace's `mlops-platform` ConfigMap (to a Service the manifests
+render in that namespace, with that port) and each TrainJob runtime's rendezvous. Every flow from
+one tenant into another, or from a tenant to the databases directly, is denied on every port the
+rendered objects and the flows name. No CNI runs here: the evaluator
+(networkpolicy_evaluator_without_cni.py) is test code, checked first on small policies whose
+answers are known.
 """
 
 from __future__ import annotations
 
 import itertools
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
+from components.settings import CONFIGMAP
 from mlops.lint import render
+from pipelines.cluster import cluster_settings
+from pipelines.platform_services import PUSHGATEWAY
+from pipelines.standard import IMAGE
+from pipelines.trainer import FRAMEWORK, RUNTIMES, cluster_training_runtime
 from tests.conftest import REPO
 from tests.manifests.networkpolicy_evaluator_without_cni import Address, Endpoint, Evaluator, Pod
 
@@ -81,10 +93,38 @@ def test_evaluator_ip_blocks_ranges_and_expressions() -> None:
     assert evaluator.allowed(A_DB, Address("192.168.0.1"), 1), "a pod no egress policy selects is open"
 
 
+def test_evaluator_policy_types_default_to_egress_only_for_a_non_empty_egress_list() -> None:
+    """issue 28: the evaluator added Egress whenever the key `egress` existed; Kubernetes, with
+    policyTypes unset, adds it only when the egress list is non-empty."""
+    missing = Evaluator([policy("a", {"podSelector": {}})])
+    assert missing.allowed(A, B, 80), "no egress key: Ingress only, the pod's egress stays open"
+    assert not missing.allowed(B, A, 80), "... and its ingress is closed"
+    empty = Evaluator([policy("a", {"podSelector": {}, "egress": []})])
+    assert empty.allowed(A, B, 80), "egress: [] without policyTypes: still Ingress only"
+    dns_only = Evaluator([policy("a", {"podSelector": {}, "egress": [{"ports": [{"protocol": "UDP", "port": 53}]}]})])
+    assert not dns_only.allowed(A, B, 80) and dns_only.allowed(A, B, 53, "UDP"), "a non-empty list makes it Egress"
+    explicit = Evaluator([policy("a", {"podSelector": {}, "policyTypes": ["Ingress", "Egress"], "egress": []})])
+    assert not explicit.allowed(A, B, 80), "explicit policyTypes with an empty list: egress denied"
+    egress_only = Evaluator([policy("a", {"podSelector": {}, "policyTypes": ["Egress"]})])
+    assert not egress_only.allowed(A, B, 80) and egress_only.allowed(B, A, 80), "explicit Egress only: ingress open"
+
+
 # --- the platform ----------------------------------------------------------------------------------
 
+PIPELINE_POD = FLOWS["endpoints"]["pipeline-pod"]["labels"]
+JOBSET = "jobset.sigs.k8s.io"
 
-def cluster(overlay: str) -> tuple[Evaluator, dict[str, dict[str, str]]]:
+
+@dataclass(frozen=True)
+class Cluster:
+    """One overlay with every tenant, as rendered: the objects, the policies and each namespace's labels."""
+
+    objects: list[dict[str, Any]]
+    evaluator: Evaluator
+    namespaces: dict[str, dict[str, str]]
+
+
+def cluster(overlay: str) -> Cluster:
     objects = render(MANIFESTS / "overlays" / overlay)
     for tenant in TENANTS:
         objects += render(MANIFESTS / "tenants" / tenant)
@@ -97,7 +137,7 @@ def cluster(overlay: str) -> tuple[Evaluator, dict[str, dict[str, str]]]:
         name = endpoint.get("namespace", "")
         if name and not name.startswith("{"):
             namespaces.setdefault(name, {NAME: name})  # the cluster's and the operators' namespaces
-    return Evaluator([o for o in objects if o["kind"] == "NetworkPolicy"]), namespaces
+    return Cluster(objects, Evaluator([o for o in objects if o["kind"] == "NetworkPolicy"]), namespaces)
 
 
 def pipelines_namespaces(namespaces: dict[str, dict[str, str]]) -> list[str]:
@@ -115,13 +155,24 @@ def endpoints(name: str, namespaces: dict[str, dict[str, str]], only: str | None
     return [Pod(ns, dict(declared["labels"]), namespaces[ns]) for ns in names if only in (None, ns)]
 
 
+def trainjob_nodes() -> dict[str, dict[str, str]]:
+    """Each runtime's node pod labels, from the ClusterTrainingRuntime pipelines/trainer.py renders:
+    JobSet labels every pod with its JobSet's and its replicated job's names."""
+    nodes = {}
+    for runtime in RUNTIMES:
+        for job in cluster_training_runtime(runtime, IMAGE)["spec"]["template"]["spec"]["replicatedJobs"]:
+            pod_labels = job["template"]["spec"]["template"].get("metadata", {}).get("labels", {})
+            nodes[runtime] = {f"{JOBSET}/jobset-name": "any", f"{JOBSET}/replicatedjob-name": job["name"], **pod_labels}
+    return nodes
+
+
 @pytest.fixture(scope="module", params=["dev", "prod"])
-def platform(request: pytest.FixtureRequest, schemas_dir: Path) -> tuple[Evaluator, dict[str, dict[str, str]]]:
+def platform(request: pytest.FixtureRequest, schemas_dir: Path) -> Cluster:
     return cluster(request.param)
 
 
-def test_every_required_flow_is_allowed(platform: tuple[Evaluator, dict[str, dict[str, str]]]) -> None:
-    evaluator, namespaces = platform
+def test_every_required_flow_is_allowed(platform: Cluster) -> None:
+    evaluator, namespaces = platform.evaluator, platform.namespaces
     assert len(pipelines_namespaces(namespaces)) == len(TENANTS) + 1  # each tenant and mlops-pipelines
     blocked = []
     for flow in FLOWS["flows"]:
@@ -138,34 +189,251 @@ def test_every_required_flow_is_allowed(platform: tuple[Evaluator, dict[str, dic
     assert blocked == []
 
 
-def test_tenants_reach_neither_each_other_nor_the_databases(
-    platform: tuple[Evaluator, dict[str, dict[str, str]]],
-) -> None:
-    evaluator, namespaces = platform
+def test_kubeflow_and_knative_reach_what_runs_in_a_tenant_namespace(platform: Cluster) -> None:
+    """issue 28: tenant namespaces denied every flow Katib, Kubeflow Pipelines and Knative's
+    autoscaler need, so every KFP run there failed at its first task. The rows are required, and
+    the same pods of another namespace stay out."""
+    evaluator, namespaces = platform.evaluator, platform.namespaces
+    rows = [("katib-trial", "katib-db-manager", 6789), ("katib-controller", "katib-suggestion", 6789),
+            ("kfp-task-pod", "kfp-api-server", 8887), ("kfp-task-pod", "kfp-api-server", 8888),
+            ("kfp-task-pod", "ml-metadata", 8080), ("knative-autoscaler", "predictor", 9090)]  # fmt: skip
+    declared = {(flow["from"], flow["to"], flow["port"]) for flow in FLOWS["flows"]}
+    assert set(rows) <= declared, "each is a row of required-flows.yaml"
+    for tenant in TENANTS:
+        for source_name, target_name, port in rows:
+            (source,) = endpoints(source_name, namespaces, tenant) or endpoints(source_name, namespaces)
+            (target,) = endpoints(target_name, namespaces, tenant) or endpoints(target_name, namespaces)
+            assert evaluator.allowed(source, target, port), f"{source_name}@{tenant} -> {target_name}:{port}"
+    (trial,) = endpoints("katib-trial", namespaces, TENANTS[0])
+    (other_trial,) = endpoints("katib-trial", namespaces, TENANTS[1])
+    assert not evaluator.allowed(trial, other_trial, 6789), "a trial is no DB manager to another tenant"
+
+
+def test_trainjob_nodes_meet_on_their_runtimes_port_in_their_own_namespace_only(platform: Cluster) -> None:
+    """issue 28: no flow let TrainJob nodes reach each other (torchrun's rendezvous, XGBoost's
+    tracker, then the collectives' peer links). Each runtime pipelines/trainer.py renders has its
+    rendezvous port, and its nodes, labelled as JobSet labels them, meet on it."""
+    rendezvous, peer = FLOWS["trainjob"]["rendezvous"], FLOWS["trainjob"]["peer-port"]
+    assert set(rendezvous) == {FRAMEWORK[runtime] for runtime in RUNTIMES}, "a runtime without its rendezvous port"
+    evaluator, namespaces = platform.evaluator, platform.namespaces
+    for runtime, labels in trainjob_nodes().items():
+        for namespace in pipelines_namespaces(namespaces):
+            node = Pod(namespace, labels, namespaces[namespace])
+            for port in (rendezvous[FRAMEWORK[runtime]], peer):
+                assert evaluator.allowed(node, node, port), f"{runtime} nodes in {namespace} on {port}"
+        one, other = (Pod(ns, labels, namespaces[ns]) for ns in TENANTS[:2])
+        assert not evaluator.allowed(one, other, rendezvous[FRAMEWORK[runtime]]), "across tenants"
+        stranger = Pod(TENANTS[0], PIPELINE_POD, namespaces[TENANTS[0]])
+        assert not evaluator.allowed(stranger, one, rendezvous[FRAMEWORK[runtime]]), "a step pod is no node"
+
+
+# --- flows derived from each pipelines namespace's mlops-platform ConfigMap ------------------------
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job"}
+
+
+def configmap_endpoints(data: dict[str, str]) -> list[tuple[str, str, int]]:
+    """(key, host, port) of every endpoint a value names: a URL with a host, or host:port. An s3://
+    URI names a bucket, not a host."""
+    found = []
+    for key, value in sorted(data.items()):
+        if "://" in value:
+            parts = urlsplit(value)
+            if parts.scheme == "s3" or not parts.hostname:
+                continue
+            port = parts.port or DEFAULT_PORTS.get(parts.scheme)
+            assert port is not None, f"{key}: {value} names no port and {parts.scheme} has no default"
+            found.append((key, parts.hostname, port))
+        elif re.fullmatch(r"[a-z0-9.-]+\.[a-z]+:\d+", value):
+            host, port_text = value.rsplit(":", 1)
+            found.append((key, host, int(port_text)))
+    return found
+
+
+def named(obj: dict[str, Any]) -> tuple[str, str]:
+    return obj["metadata"]["name"], obj["metadata"].get("namespace", "")
+
+
+def pod_templates(objects: list[dict[str, Any]], namespace: str) -> list[dict[str, Any]]:
+    return [
+        obj["spec"]["template"]
+        for obj in objects
+        if obj["kind"] in WORKLOADS and obj["metadata"].get("namespace") == namespace
+    ]
+
+
+def target_port(entry: dict[str, Any], template: dict[str, Any]) -> int:
+    """The pod port a Service port sends to: targetPort, by number or by the container port's name."""
+    target = entry.get("targetPort", entry["port"])
+    if isinstance(target, int):
+        return target
+    for container in template["spec"]["containers"]:
+        for port in container.get("ports", []):
+            if port.get("name") == target:
+                return int(port["containerPort"])
+    raise AssertionError(f"targetPort {target!r} names no container port")
+
+
+def service_problems(platform: Cluster, namespace: str, data: dict[str, str]) -> list[str]:
+    """What keeps a pipeline pod of `namespace` from each endpoint in `data`: no such Service, no
+    such port, no pod behind it, or a NetworkPolicy."""
+    source = Pod(namespace, PIPELINE_POD, platform.namespaces[namespace])
+    services = [obj for obj in platform.objects if obj["kind"] == "Service"]
+    problems = []
+    for key, host, port in configmap_endpoints(data):
+        parts = host.split(".")
+        if len(parts) < 3 or parts[2] != "svc":
+            problems.append(f"{namespace} {key}: {host} is not a Service's cluster name (<name>.<namespace>.svc)")
+            continue
+        name, service_namespace = parts[0], parts[1]
+        service = next((s for s in services if named(s) == (name, service_namespace)), None)
+        if service is None:
+            elsewhere = sorted(named(s)[1] for s in services if named(s)[0] == name)
+            where = f"no Service {name} in namespace {service_namespace} (rendered in: {elsewhere})"
+            problems.append(f"{namespace} {key}: {where}")
+            continue
+        entry = next((p for p in service["spec"].get("ports", []) if p["port"] == port), None)
+        if entry is None:
+            problems.append(f"{namespace} {key}: Service {service_namespace}/{name} has no port {port}")
+            continue
+        selector = service["spec"].get("selector") or {}
+        behind = [t for t in pod_templates(platform.objects, service_namespace)
+                  if selector and selector.items() <= t["metadata"].get("labels", {}).items()]  # fmt: skip
+        if not behind:
+            problems.append(f"{namespace} {key}: Service {service_namespace}/{name} selects no rendered pod")
+        for template in behind:
+            pod_port = target_port(entry, template)
+            destination = Pod(service_namespace, template["metadata"]["labels"], platform.namespaces[service_namespace])
+            if not platform.evaluator.allowed(source, destination, pod_port):
+                problems.append(f"{namespace} {key}: pipeline pods -> {service_namespace}/{name}:{pod_port} denied")
+    return problems
+
+
+def platform_configmap(platform: Cluster, namespace: str) -> dict[str, str]:
+    (configmap,) = [o for o in platform.objects if o["kind"] == "ConfigMap" and named(o) == (CONFIGMAP, namespace)]
+    data: dict[str, str] = configmap["data"]
+    return data
+
+
+def test_every_endpoint_in_the_platform_configmaps_is_a_service_the_pipelines_reach(platform: Cluster) -> None:
+    """issue 28: the Pushgateway. Each endpoint of each pipelines namespace's mlops-platform
+    ConfigMap is a required flow from that namespace's pipeline pods to the Service it names, which
+    the manifests must render in that namespace with that port. MLOPS_PUSHGATEWAY_URL named
+    `pushgateway.monitoring.svc` while the Pushgateway runs in `mlops`: every drift push failed."""
+    problems, reached = [], set()
+    for namespace in pipelines_namespaces(platform.namespaces):
+        data = platform_configmap(platform, namespace)
+        reached |= {key for key, _, _ in configmap_endpoints(data)}
+        problems += service_problems(platform, namespace, data)
+    expected = {"MLFLOW_TRACKING_URI", "AWS_ENDPOINT_URL", "MLOPS_FEAST_REDIS", "MLOPS_FEAST_REGISTRY_URL"}
+    assert expected | {"MLOPS_PUSHGATEWAY_URL"} <= reached, "the derivation finds the endpoints at all"
+    assert problems == []
+
+
+def test_the_derived_flow_check_names_a_missing_service_port_or_policy(platform: Cluster) -> None:
+    """issue 28: the check above, broken on purpose: the old Pushgateway URL, a port the Service
+    lacks, a host outside the cluster and a pipelines namespace without its egress policy."""
+    tenant = TENANTS[0]
+    data = platform_configmap(platform, tenant)
+    assert service_problems(platform, tenant, data) == []
+    old = {**data, "MLOPS_PUSHGATEWAY_URL": "http://pushgateway.monitoring.svc.cluster.local:9091"}
+    assert service_problems(platform, tenant, old) == [
+        f"{tenant} MLOPS_PUSHGATEWAY_URL: no Service pushgateway in namespace monitoring (rendered in: ['mlops'])"
+    ]
+    wrong_port = {**data, "MLFLOW_TRACKING_URI": "http://mlflow.mlops.svc.cluster.local:5001"}
+    assert service_problems(platform, tenant, wrong_port) == [
+        f"{tenant} MLFLOW_TRACKING_URI: Service mlops/mlflow has no port 5001"
+    ]
+    outside = {**data, "AWS_ENDPOINT_URL": "https://s3.example.com"}
+    assert service_problems(platform, tenant, outside) == [
+        f"{tenant} AWS_ENDPOINT_URL: s3.example.com is not a Service's cluster name (<name>.<namespace>.svc)"
+    ]
+    without = [p for p in platform.evaluator.policies if named(p) != ("allow-platform-egress", tenant)]
+    closed = Cluster(platform.objects, Evaluator(without), platform.namespaces)
+    denied = service_problems(closed, tenant, data)
+    assert f"{tenant} MLOPS_PUSHGATEWAY_URL: pipeline pods -> mlops/pushgateway:9091 denied" in denied
+    assert len(denied) == len(configmap_endpoints(data)), "every endpoint needs that policy"
+
+
+def test_the_pushgateway_url_is_rendered_from_the_service_it_names(platform: Cluster) -> None:
+    """issue 28: one source for the Pushgateway's name, namespace and port: the ConfigMaps render
+    PUSHGATEWAY's URL, and the manifests render that Service."""
+    assert {cluster_settings(tenant).pushgateway_url for tenant in ["", *TENANTS]} == {PUSHGATEWAY.url}
+    address = (PUSHGATEWAY.name, PUSHGATEWAY.namespace)
+    (service,) = [o for o in platform.objects if o["kind"] == "Service" and named(o) == address]
+    assert PUSHGATEWAY.port in {port["port"] for port in service["spec"]["ports"]}
+
+
+# --- and nothing else --------------------------------------------------------------------------------
+
+
+def probed_ports(platform: Cluster) -> list[int]:
+    """Every port the rendered Services, containers, policies, ConfigMaps and the flows name."""
+    ports: set[int] = {flow["port"] for flow in FLOWS["flows"]}
+    ports |= {*FLOWS["trainjob"]["rendezvous"].values(), FLOWS["trainjob"]["peer-port"]}
+
+    def walk(node: Any, kind: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if (
+                    isinstance(value, int)
+                    and not isinstance(value, bool)
+                    and (
+                        key == "containerPort"
+                        or (kind in {"Service", "NetworkPolicy"} and key in {"port", "targetPort"})
+                    )
+                ):
+                    ports.add(value)
+                walk(value, kind)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, kind)
+
+    for obj in platform.objects:
+        walk(obj, obj["kind"])
+        if obj["kind"] == "ConfigMap" and obj["metadata"]["name"] == CONFIGMAP:
+            ports |= {port for _, _, port in configmap_endpoints(obj["data"])}
+    return sorted(ports)
+
+
+def tenant_pods(namespaces: dict[str, dict[str, str]], tenant: str) -> dict[str, Pod]:
+    pods = {}
+    for name in ("pipeline-pod", "predictor", "transformer", "katib-trial", "katib-suggestion", "kfp-task-pod"):
+        (pod,) = endpoints(name, namespaces, tenant)
+        assert isinstance(pod, Pod)
+        pods[name] = pod
+    for runtime, labels in trainjob_nodes().items():
+        pods[f"{runtime} node"] = Pod(tenant, labels, namespaces[tenant])
+    return pods
+
+
+def test_tenants_reach_neither_each_other_nor_the_databases(platform: Cluster) -> None:
+    """issue 28: the leak test probed a fixed list of ports; it probes every port the rendered
+    objects and the flows name."""
+    evaluator, namespaces = platform.evaluator, platform.namespaces
+    ports = probed_ports(platform)
+    assert {5432, 6379, 9000, 9090, 9091, 29500, 8887} <= set(ports), "the derivation finds the ports at all"
     tenants = [ns for ns in pipelines_namespaces(namespaces) if ns != "mlops-pipelines"]
     leaks = []
     for source_ns, target_ns in itertools.permutations(tenants, 2):
-        for source_name in ("pipeline-pod", "predictor", "transformer"):
-            for target_name in ("pipeline-pod", "predictor", "transformer"):
-                (source,) = endpoints(source_name, namespaces, source_ns)
-                (target,) = endpoints(target_name, namespaces, target_ns)
-                for port in (8012, 8080, 9000, 5000, 443):
-                    if evaluator.allowed(source, target, port):
-                        leaks.append(f"{source_name}@{source_ns} -> {target_name}@{target_ns}:{port}")
-            (redis,) = endpoints("tenant-redis", namespaces, target_ns)
-            if evaluator.allowed(source, redis, 6379):
+        targets = tenant_pods(namespaces, target_ns)
+        (redis,) = endpoints("tenant-redis", namespaces, target_ns)
+        for source_name, source in tenant_pods(namespaces, source_ns).items():
+            for (target_name, target), port in itertools.product(targets.items(), ports):
+                if evaluator.allowed(source, target, port):
+                    leaks.append(f"{source_name}@{source_ns} -> {target_name}@{target_ns}:{port}")
+            if any(evaluator.allowed(source, redis, port) for port in ports):
                 leaks.append(f"{source_name}@{source_ns} -> redis@{target_ns} (another tenant's online store)")
+    (postgres,) = endpoints("postgres", namespaces)
+    (platform_redis,) = endpoints("redis", namespaces)
+    (minio,) = endpoints("minio", namespaces)
     for tenant in tenants:
-        for name in ("pipeline-pod", "predictor", "transformer"):
-            (source,) = endpoints(name, namespaces, tenant)
-            (postgres,) = endpoints("postgres", namespaces)
-            for port in (5432, 8000):
-                if evaluator.allowed(source, postgres, port):
-                    leaks.append(f"{name}@{tenant} -> postgres:{port} (the pool is the only way in)")
-            (platform_redis,) = endpoints("redis", namespaces)
-            if evaluator.allowed(source, platform_redis, 6379):
+        for name, source in tenant_pods(namespaces, tenant).items():
+            leaks += [f"{name}@{tenant} -> postgres:{port} (the pool is the only way in)"
+                      for port in ports if evaluator.allowed(source, postgres, port)]  # fmt: skip
+            if any(evaluator.allowed(source, platform_redis, port) for port in ports):
                 leaks.append(f"{name}@{tenant} -> the platform's redis (each tenant has its own)")
-            (minio,) = endpoints("minio", namespaces)
             if evaluator.allowed(source, minio, 9001):
                 leaks.append(f"{name}@{tenant} -> minio console")
     assert leaks == []

@@ -1,0 +1,36 @@
+"""Where a platform Service lives on the cluster, stated once: its name, namespace and port.
+
+A URL in a pipelines namespace's `mlops-platform` ConfigMap is rendered from these (through
+pipelines.cluster.cluster_settings), and tests/manifests/test_network_flows.py checks each URL the
+ConfigMap holds against the Service the manifests render and the NetworkPolicies that must let a
+pipeline pod reach it. A URL written by hand once named `pushgateway.monitoring.svc` while the
+Pushgateway ran in namespace `mlops` (issue 28): every drift push failed, transiently, until the
+nightly gave up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceAddress:
+    """One Service: what a pod in any namespace dials to reach it."""
+
+    name: str
+    namespace: str
+    port: int
+    scheme: str = "http"
+
+    @property
+    def host(self) -> str:
+        return f"{self.name}.{self.namespace}.svc.cluster.local"
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}"
+
+
+PUSHGATEWAY = ServiceAddress(name="pushgateway", namespace="mlops", port=9091)
+"""The drift step's Pushgateway (manifests/monitoring/pushgateway.yaml): in the platform namespace,
+beside the services the pipelines already reach, not in the cluster's monitoring namespace."""
