@@ -1,7 +1,9 @@
 """`mlops promote`: the canary lifecycle of a registered model on KServe.
 
     --canary N   the new version takes N% through canaryTrafficPercent; the previous revision
-                 keeps the rest (alias `canary` marks it)
+                 keeps the rest (alias `canary` marks it). With no action flag, a canary at the
+                 pipeline config's promote.canary_percent (the CLI resolves the share; --canary
+                 overrides it). A canary without --version/--alias while one is live ramps it.
     --promote    the new version takes 100%; alias `champion` moves to it
     --rollback   during a canary: canaryTrafficPercent 0, all traffic back on the previous
                  revision, which never stopped serving; after a promotion: the previous champion
@@ -163,6 +165,8 @@ def _candidate(mlflow: Any, request: Request, state: ServingState) -> int:
                 f"see `mlops history {request.model}`; roll forward with --canary/--promote --version N",
             )
         return state.earlier_champions[-1]
+    if request.action == "canary" and state.canary is not None and request.version is None and request.alias is None:
+        return state.canary  # ramp the live canary (`mlops promote M --canary 50`)
     if request.action == "promote" and state.canary is not None:
         if request.version is not None and request.version != state.canary:
             raise _refuse(

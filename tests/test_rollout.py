@@ -173,6 +173,33 @@ def _config(tmp_path: Path, **promote: Any) -> Path:
     return path
 
 
+def test_promote_takes_the_canary_share_from_the_pipeline_config_unless_a_flag_overrides_it(
+    lifecycle: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """issue 28: promote.canary_percent was never read by mlops promote, which required --canary N, so
+    the ModelDriftDetected runbook's `mlops promote <model> --version N` failed."""
+    from pipelines.fraud.pipeline import DECLARATION
+
+    share = DECLARATION.config().promote.canary_percent
+    assert _promote(lifecycle, "--promote", "--version", "1") == 0
+    assert _promote(lifecycle, "--version", "2") == 0  # the runbook's line
+    assert _served(_manifest(lifecycle)) == (2, share)
+    assert f"canary share {share}%: promote.canary_percent of pipeline fraud" in capsys.readouterr().err
+    ramped = _config(tmp_path, canary_percent=share + 15)
+    assert _promote(lifecycle, "--version", "2", "--config", str(ramped)) == 0  # another config's share
+    assert _served(_manifest(lifecycle)) == (2, share + 15)
+    assert _promote(lifecycle, "--canary", "40") == 0  # the flag overrides; no --version ramps the live canary
+    assert _served(_manifest(lifecycle)) == (2, 40)
+    assert [(e.action, e.to_version, e.traffic_percent) for e in registry.history(lifecycle["mlflow"], MODEL)] == [
+        ("promote", 1, 100), ("canary", 2, share), ("canary", 2, share + 15), ("canary", 2, 40)
+    ]  # fmt: skip
+    capsys.readouterr()
+    assert _promote(lifecycle, "--version", "2", "--config", str(_config(tmp_path, canary_percent=100))) == 2
+    assert "canary percent must be 1..99, got 100" in capsys.readouterr().err
+    assert _promote(lifecycle, "--canary", "10", "--promote") == 2
+    assert "choose at most one of --canary N, --promote, --rollback" in capsys.readouterr().err
+
+
 def test_admission_stops_bad_production_promotions_before_anything_changes(
     lifecycle: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -49,10 +49,20 @@ def register(sub: Any, argv: list[str]) -> None:
     score.set_defaults(handler=_score)
 
     promote = sub.add_parser(
-        "promote", help="canary, promote or roll back a registered model on KServe, admission-checked first"
+        "promote",
+        help="canary, promote or roll back a registered model on KServe, admission-checked first",
+        description="With none of --canary, --promote, --rollback: a canary of the version (--version, --alias, "
+        "default alias challenger) at the canary share of the pipeline that registered it (promote.canary_percent "
+        "in its config.yaml; --pipeline or --config name another). While a canary is live, a canary without "
+        "--version ramps it. Every change is admission-checked, applied, then recorded (mlops history).",
     )
     promote.add_argument("model", help="registered model name (the InferenceService name)")
-    promote.add_argument("--canary", type=int, metavar="PERCENT", help="send PERCENT (1-99) of traffic to the version")
+    promote.add_argument(
+        "--canary",
+        type=int,
+        metavar="PERCENT",
+        help="send PERCENT (1-99) of traffic to the version, overriding the pipeline config's promote.canary_percent",
+    )
     promote.add_argument(
         "--promote", action="store_true", help="send 100%% to the canary (or --version); champion moves"
     )
@@ -63,7 +73,11 @@ def register(sub: Any, argv: list[str]) -> None:
     promote.add_argument("--reason", help="why, for the history")
     promote.add_argument("--signed-off-by", help="who signed off (production needs it; default: the config's)")
     promote.add_argument("--stage", choices=["staging", "production"], help="default: the pipeline config's")
-    promote.add_argument("--pipeline", help="whose promote settings (default: the pipeline that registered it)")
+    promote.add_argument(
+        "--pipeline",
+        help="whose promote settings, canary share included (default: the pipeline that registered the version, "
+        "from its `pipeline` tag; without --version, that of the champion, else the challenger)",
+    )
     promote.add_argument("--config", help="a pipeline config file to take the settings from")
     promote.add_argument(
         "--serving-root", help="where Triton repositories are published (default: $MLOPS_SERVING_ROOT)"
@@ -73,7 +87,7 @@ def register(sub: Any, argv: list[str]) -> None:
     promote.add_argument("--context", help="kubeconfig context (default: the current one)")
     promote.add_argument("--out", help="GitOps: write the manifest under DIR/<namespace>/ instead of applying it")
     promote.add_argument("--dry-run", action="store_true", help="render and admission-check only; change nothing")
-    promote.set_defaults(handler=_promote)
+    promote.set_defaults(handler=_promote, validate=validate_promote)
 
     history = sub.add_parser("history", help="which version served when: every canary, promotion and rollback")
     history.add_argument("model")
@@ -234,23 +248,38 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
+def validate_promote(args: argparse.Namespace) -> str:
+    """The action the flags ask for, or the refusal, from the flags alone: no registry, cluster or
+    file is touched (tests/test_docs_commands.py calls it on every documented command line)."""
+    chosen = [
+        name
+        for name, on in (("canary", args.canary is not None), ("promote", args.promote), ("rollback", args.rollback))
+        if on
+    ]
+    if len(chosen) > 1:
+        raise ComponentError(
+            "promote",
+            f"choose at most one of --canary N, --promote, --rollback (got {', '.join('--' + c for c in chosen)})",
+            f"e.g. mlops promote {args.model} --version N: a canary at the pipeline's promote.canary_percent",
+        )
+    if args.canary is not None and not 1 <= args.canary <= 99:
+        raise ComponentError(
+            "promote", f"--canary must be 1..99, got {args.canary}", "use --promote to send 100% to the version"
+        )
+    if args.rollback and (args.version is not None or args.alias is not None):
+        raise ComponentError(
+            "promote", "--rollback takes no --version or --alias", "it returns to the previous revision"
+        )
+    return chosen[0] if chosen else "canary"
+
+
 def _promote(args: argparse.Namespace) -> int:
     from components import registry
     from components.config import transformer_settings
     from mlops import kube, rollout
     from pipelines.local import declaration
 
-    actions = [
-        name
-        for name, on in (("canary", args.canary is not None), ("promote", args.promote), ("rollback", args.rollback))
-        if on
-    ]
-    if len(actions) != 1:
-        raise ComponentError(
-            "promote",
-            "choose exactly one of --canary N, --promote, --rollback",
-            f"e.g. mlops promote {args.model} --canary 10",
-        )
+    action = validate_promote(args)
     mlflow = registry.client()
     registry.registered_model(mlflow, args.model)
     cfg = rollout.settings_for(
@@ -269,13 +298,18 @@ def _promote(args: argparse.Namespace) -> int:
                 "point at the cluster, or write the manifest for GitOps with --out DIR, or preview with --dry-run",
             )
         target = rollout.Target(kind="kubernetes", cluster=kube.Cluster.from_kubeconfig(path, args.context))
+    percent = args.canary
+    if action == "canary" and percent is None:
+        percent = cfg.promote.canary_percent
+        print(f"{args.model}: canary share {percent}%: promote.canary_percent of pipeline {cfg.pipeline} "
+              "(--canary N overrides it)", file=sys.stderr)  # fmt: skip
     request = rollout.Request(
-        action=actions[0],
+        action=action,
         model=args.model,
         settings=cfg.promote,
         version=args.version,
         alias=args.alias,
-        percent=args.canary,
+        percent=percent,
         stage=args.stage,
         signed_off_by=args.signed_off_by,
         reason=args.reason or "",
