@@ -1,17 +1,87 @@
-"""notify: tell the model owner that a candidate failed its gate, instead of shipping it.
+"""notify: tell the model owner that a candidate failed its gate, or that a run failed.
 
-The notice is a file (Markdown for people, JSON for machines) so the pipeline's outputs hold
-it whatever the delivery channel; on the cluster the exit handler forwards it to the owner.
+Two notices: `notify` (a DAG step, when the gate refuses the candidate; the workflow still ends
+Succeeded, so nothing else would tell anyone) and `notify_failure` (the exit handler, when the
+run did not succeed). Each is written first as a file (JSON for machines, Markdown for people)
+so the run's outputs hold it whatever happens next, then delivered to the owner through
+Alertmanager: a gauge pushed on the tenant's own push path, the Pushgateway the drift step
+already pushes to (MLOPS_PUSHGATEWAY_URL), which Prometheus scrapes with honor_labels, and a
+rule (PipelineGateFailed, PipelineRunFailed in manifests/monitoring/prometheus-rules.yaml)
+labels it `owner: model-owner` with its namespace and pipeline, so the tenant's
+AlertmanagerConfig routes it to the pipeline's owner (pipelines/alerting.py).
+
+Why a pushed metric and a rule, not a POST to Alertmanager's /api/v2/alerts:
+- reachability: tenant pods already reach the Pushgateway (the drift step's required flow);
+  Alertmanager would need a new flow from every tenant namespace into the monitoring one;
+- forging: Alertmanager's API has no per-tenant authorisation, so any pod that can post an
+  alert can post one for another tenant's namespace and pipeline, and the same API creates
+  and expires silences. Pushes go through one path that can be restricted per tenant (issue
+  29 scopes each tenant's pushes to its own namespace's groups), and the rule adds the owner;
+- resolve and expiry: an alert posted to Alertmanager resolves by itself after its
+  `resolve_timeout` (5 minutes) unless it is posted again. Here one push group per (namespace,
+  pipeline, kind) holds the last notice; the rule fires while it is under 24 hours old, and the
+  next notice of that kind replaces the group, so the old alert resolves and the new one fires.
+
+Delivery failures: no Pushgateway answering, a timeout or a 5xx is transient (exit 75: the
+step's retry class retries it); a 4xx refusal (a push the gateway or its proxy forbids) is
+permanent. An empty MLOPS_PUSHGATEWAY_URL (a laptop without `mlops dev up --monitoring`)
+writes the notice and delivers nothing, as the drift step pushes nothing.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
-from components import artifacts
+from components import artifacts, services
+from components.errors import ComponentError, TransientError
 
 STEP = "notify"
+JOB = "mlops-notice"
+GATE_FAILED = "mlops_gate_failed_timestamp_seconds"
+RUN_FAILED = "mlops_run_failed_timestamp_seconds"
+HELP = {
+    GATE_FAILED: "When the pipeline's candidate last failed its gate (nothing was registered or promoted).",
+    RUN_FAILED: "When a run of the pipeline last ended Failed or Error (the exit handler's notice).",
+}
+KIND = {GATE_FAILED: "gate-failed", RUN_FAILED: "run-failed"}
+"""The push group's `kind`: a gate failure and a run failure do not replace each other."""
+
+
+def deliver(metric: str, labels: dict[str, str], *, namespace: str, pipeline: str, at: datetime, step: str) -> str:
+    """Push the notice's gauge to the Pushgateway; the URL it went to, or "" with none configured.
+
+    One group per (namespace, pipeline, kind), replaced whole by the next notice of its kind."""
+    url = services.settings().pushgateway_url
+    if not url:
+        return ""
+    from urllib.error import HTTPError
+
+    from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
+
+    collectors = CollectorRegistry()
+    Gauge(metric, HELP[metric], list(labels), registry=collectors).labels(**labels).set(at.timestamp())
+    grouping = {"namespace": namespace, "pipeline": pipeline, "kind": KIND[metric]}
+    try:
+        push_to_gateway(url, job=JOB, grouping_key=grouping, registry=collectors, timeout=10)
+    except HTTPError as error:
+        if 400 <= error.code < 500 and error.code != 429:
+            raise ComponentError(
+                step,
+                f"the Pushgateway at {url} refused the owner's notice (HTTP {error.code}: {error.reason})",
+                f"check that namespace {namespace} may push group {grouping} (the notice file is in the run's outputs)",
+            ) from error
+        raise TransientError(
+            step, f"the Pushgateway at {url} did not take the owner's notice: {error}", "check the Pushgateway"
+        ) from error
+    except OSError as error:  # URLError and connection errors are OSErrors
+        raise TransientError(
+            step,
+            f"the Pushgateway at {url} did not take the owner's notice: {error}",
+            "check the Pushgateway (MLOPS_PUSHGATEWAY_URL in the namespace's mlops-platform ConfigMap)",
+        ) from error
+    return url
 
 
 def notify(
@@ -22,13 +92,17 @@ def notify(
     owner: str,
     pipeline: str,
     model_name: str,
+    namespace: str = "",
     run_name: str = "",
 ) -> dict[str, Any]:
+    """Gate refused the candidate: write the notice, then deliver it to the owner through Alertmanager."""
     scores = artifacts.read_json(metrics)
     gate = scores["gate"]
+    at = datetime.now(UTC)
     notice = {
         "kind": "gate-failed",
         "owner": owner,
+        "namespace": namespace,
         "pipeline": pipeline,
         "model_name": model_name,
         "run": run_name,
@@ -38,7 +112,7 @@ def notify(
         "direction": gate["direction"],
         "holdout_rows": scores["holdout_rows"],
         "model_sha256": scores.get("model_sha256"),
-        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "at": at.isoformat(timespec="seconds"),
         "action": "nothing was registered or promoted; the serving model is unchanged",
     }
     text = (
@@ -52,43 +126,69 @@ def notify(
     )
     artifacts.write_json(notice_out, notice)
     artifacts.write_bytes(notice_markdown_out, text.encode())
+    labels = {"model": model_name, "run": run_name, "metric": str(gate["metric"])}
+    delivered = deliver(GATE_FAILED, labels, namespace=namespace, pipeline=pipeline, at=at, step=STEP)
     return {
         "step": STEP,
         "owner": owner,
         "metric": gate["metric"],
         "value": gate["value"],
         "threshold": gate["threshold"],
+        "delivered": delivered,
     }
 
 
+def failed_nodes(failures: str) -> list[dict[str, Any]]:
+    """Argo's `{{workflow.failures}}`: a JSON list of failed nodes; anything else kept as a message."""
+    try:
+        nodes = json.loads(failures) if failures.strip() else []
+    except json.JSONDecodeError:
+        nodes = [{"message": failures}]
+    if not isinstance(nodes, list):
+        nodes = [{"message": failures}]
+    return [
+        {key: node.get(key) for key in ("displayName", "templateName", "phase", "message", "podName") if key in node}
+        for node in nodes
+        if isinstance(node, dict)
+    ]
+
+
 def notify_failure(
-    notice_out: str, *, pipeline: str, owner: str, workflow: str, status: str, failures: str = ""
+    notice_out: str,
+    *,
+    pipeline: str,
+    owner: str,
+    workflow: str,
+    status: str,
+    failures: str = "",
+    namespace: str = "",
 ) -> dict[str, Any]:
     """Exit handler: tell the owner the run failed, which steps, and the first thing to check.
 
     `failures` is Argo's `{{workflow.failures}}` (a JSON list of failed nodes) when available.
     """
-    import json
-
-    try:
-        nodes = json.loads(failures) if failures.strip() else []
-    except json.JSONDecodeError:
-        nodes = [{"message": failures}]
-    failed = [
-        {key: node.get(key) for key in ("displayName", "templateName", "phase", "message", "podName") if key in node}
-        for node in nodes
-        if isinstance(node, dict)
-    ]
+    failed = failed_nodes(failures)
+    at = datetime.now(UTC)
     notice = {
         "kind": "run-failed",
+        "namespace": namespace,
         "pipeline": pipeline,
         "owner": owner,
         "workflow": workflow,
         "status": status,
         "failed_steps": failed,
-        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "at": at.isoformat(timespec="seconds"),
         "first_check": f"mlops status {workflow}  (node tree, artifact keys, exit codes)",
         "serving": "unchanged: promote never ran or left the previous revision serving",
     }
     artifacts.write_json(notice_out, notice)
-    return {"step": "notify-failure", "workflow": workflow, "status": status, "failed_steps": len(failed)}
+    steps = sorted({str(node.get("displayName") or node.get("templateName") or "") for node in failed} - {""})
+    labels = {"workflow": workflow, "status": status, "failed_steps": ",".join(steps)}
+    delivered = deliver(RUN_FAILED, labels, namespace=namespace, pipeline=pipeline, at=at, step="notify-failure")
+    return {
+        "step": "notify-failure",
+        "workflow": workflow,
+        "status": status,
+        "failed_steps": len(failed),
+        "delivered": delivered,
+    }

@@ -15,7 +15,8 @@ Argo-specific choices, each closing a known trap:
 - artifacts go through the platform's `artifactRepositoryRef`, passed between tasks by key;
 - `depends` on each upstream's `.Succeeded` (not `dependencies`), so a task below a skipped one
   is Omitted rather than left to resolve outputs that were never made;
-- an exit handler notifies the owner when the run did not succeed;
+- an exit handler notifies the owner when the run did not succeed (components/notify.py), and
+  the controller counts the failed run by pipeline (a workflow metric) in case it could not;
 - the CronWorkflow sets `startingDeadlineSeconds`, or runs missed while the controller was
   down are silently skipped (argo-workflows#9632), and `concurrencyPolicy: Forbid`; a mutex per
   pipeline serialises the nightly with manual submits, and the drift step's dedupe key keeps
@@ -34,6 +35,7 @@ from hera.workflows import (
     DAG,
     Artifact,
     Container,
+    Counter,
     CronWorkflow,
     Gauge,
     Label,
@@ -409,6 +411,26 @@ def _labels(cfg: PipelineConfig, spec: PipelineSpec, git_sha: str) -> dict[str, 
     return labels
 
 
+RUN_FAILED_METRIC = "mlops_pipeline_runs_failed"
+"""The controller counts a run that did not succeed, by namespace and pipeline (its own
+`argo_workflows_total_count` names no pipeline); exported as `argo_workflows_<name>`, it is what
+ArgoWorkflowFailed reads when the exit handler's notice did not arrive."""
+
+
+def run_failed_metric(pipeline: str) -> Counter:
+    return Counter(
+        name=RUN_FAILED_METRIC,
+        help="Runs of the pipeline that ended Failed or Error, counted by the workflow controller.",
+        labels=[
+            Label(key="namespace", value="{{workflow.namespace}}"),
+            Label(key="pipeline", value=pipeline),
+            Label(key="status", value="{{workflow.status}}"),
+        ],
+        when="{{workflow.status}} != Succeeded",
+        value="1",
+    )
+
+
 def workflow_template(declaration: PipelineDeclaration, cfg: PipelineConfig, *, git_sha: str = "") -> WorkflowTemplate:
     spec = declaration.spec
     run = {name: f"{{{{workflow.parameters.{_argo_name(name)}}}}}" for name in RunInputs.names()} | {"run_id": RUN_ID}
@@ -431,6 +453,8 @@ def workflow_template(declaration: PipelineDeclaration, cfg: PipelineConfig, *, 
             "{{workflow.status}}",
             "--failures",
             "{{workflow.failures}}",
+            "--namespace",
+            cfg.cluster.namespace,
         ],
         outputs=[Artifact(name="notice", path=f"{OUT}/notice")],
         env_from=PLATFORM_SETTINGS,
@@ -459,6 +483,7 @@ def workflow_template(declaration: PipelineDeclaration, cfg: PipelineConfig, *, 
         # one run of a pipeline at a time, whoever started it (the nightly, a manual submit): the
         # second waits, then its drift step finds the night's retrain claimed and skips training
         synchronization=m.Synchronization(mutexes=[m.Mutex(name=f"{spec.name}-retrain")]),
+        metrics=[run_failed_metric(spec.name)],
     ) as template:
         keys = {step.name: cache_key(spec, step, parameters, contracts) for step in spec.steps}
         trainjobs = {step.name for step in spec.steps if distributed_train(cfg, step)}

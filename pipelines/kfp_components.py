@@ -216,6 +216,8 @@ def notify(
     owner: str,
     pipeline: str,
     model_name: str,
+    namespace: str,
+    run_name: str,
     notice: Output[Artifact],
     notice_markdown: Output[Markdown],
 ) -> None:
@@ -229,6 +231,8 @@ def notify(
         owner=owner,
         pipeline=pipeline,
         model_name=model_name,
+        namespace=namespace,
+        run_name=run_name,
     )
 
 

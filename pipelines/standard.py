@@ -118,5 +118,12 @@ def step_parameters(
             # the scoring transformer joins the feature service this pipeline trains on
             "transformer": transformer_settings(cfg, image).model_dump(mode="json"),
         },
-        "notify": {"owner": cfg.owner, "pipeline": cfg.pipeline, "model_name": cfg.register_.model_name},
+        # the notice is pushed in the tenant's namespace's group, naming the run it is about
+        "notify": {
+            "owner": cfg.owner,
+            "pipeline": cfg.pipeline,
+            "model_name": cfg.register_.model_name,
+            "namespace": cfg.cluster.namespace,
+            "run_name": run["run_id"],
+        },
     }

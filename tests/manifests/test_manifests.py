@@ -16,6 +16,8 @@ from tests.pod_security import restricted_violations
 MANIFESTS = REPO / "manifests"
 LABEL = "mlops.private-platform.io"
 ALERTS = {
+    "PipelineGateFailed",
+    "PipelineRunFailed",
     "ModelDriftDetected",
     "DriftMetricsMissing",
     "DriftMetricsAbsent",

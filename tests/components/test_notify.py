@@ -1,0 +1,176 @@
+"""The owner's notices (components/notify.py): written as files first, then pushed for Alertmanager.
+
+Issue 28 ("nobody is told"): notify wrote the gate-failure notice and the exit handler's
+run-failure notice to files and delivered neither. Here the push is received by a loopback
+recorder (it answers what the test tells it to, and keeps each request); the real Pushgateway,
+Prometheus and Alertmanager take the same pushes in tests/integration/test_drift_monitoring.py.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from components import notify
+from components.errors import TRANSIENT_EXIT_CODE, ComponentError, TransientError
+
+REPO = Path(__file__).resolve().parents[2]
+SCORES = {
+    "gate": {"metric": "roc_auc", "value": 0.61, "threshold": 0.8, "direction": ">="},
+    "holdout_rows": 2000,
+    "model_sha256": "ab" * 32,
+}
+# Argo's {{workflow.failures}}: a JSON list of the failed nodes
+FAILURES = json.dumps(
+    [
+        {"displayName": "train", "templateName": "train", "phase": "Failed", "message": "exit code 2",
+         "podName": "fraud-x7k2p-train-1"},
+        {"displayName": "materialize", "templateName": "materialize", "phase": "Error", "message": "pod deleted"},
+    ]
+)  # fmt: skip
+
+
+class PushRecorder:
+    """A loopback HTTP server in the Pushgateway's place: answers `status`, keeps each request."""
+
+    def __init__(self) -> None:
+        self.status = 200
+        self.requests: list[dict[str, Any]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_PUT(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                outer.requests.append({"method": "PUT", "path": self.path, "body": body.decode()})
+                self.send_response(outer.status)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+
+@pytest.fixture
+def gateway(monkeypatch: pytest.MonkeyPatch) -> Iterator[PushRecorder]:
+    recorder = PushRecorder()
+    monkeypatch.setenv("MLOPS_PUSHGATEWAY_URL", recorder.url)
+    yield recorder
+    recorder.server.shutdown()
+
+
+def closed_port() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"
+
+
+def gate_failed(tmp_path: Path) -> dict[str, Any]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps(SCORES))
+    return notify.notify(
+        str(metrics), str(tmp_path / "notice"), str(tmp_path / "notice.md"),
+        owner="fraud-ml-oncall@bank.internal", pipeline="fraud", model_name="fraud-detector",
+        namespace="fraud", run_name="fraud-x7k2p",
+    )  # fmt: skip
+
+
+def test_a_gate_failure_is_pushed_in_the_tenants_group_after_its_file(tmp_path: Path, gateway: PushRecorder) -> None:
+    """issue 28: the gate-failure notice was a file nobody received (the workflow still ends
+    Succeeded, so no alert fired either): it is now pushed, labelled for the owner's route."""
+    summary = gate_failed(tmp_path)
+    notice = json.loads((tmp_path / "notice").read_text())
+    assert notice["kind"] == "gate-failed" and notice["namespace"] == "fraud" and notice["run"] == "fraud-x7k2p"
+    assert "did not pass its gate" in (tmp_path / "notice.md").read_text()
+    assert summary["delivered"] == gateway.url
+    [push] = gateway.requests
+    # one group per (namespace, pipeline, kind): the next gate failure replaces this one
+    assert push["path"] == "/metrics/job/mlops-notice/kind/gate-failed/namespace/fraud/pipeline/fraud"
+    line = next(line for line in push["body"].splitlines() if line.startswith(notify.GATE_FAILED + "{"))
+    assert 'model="fraud-detector"' in line and 'run="fraud-x7k2p"' in line and 'metric="roc_auc"' in line
+    assert abs(float(line.split()[-1]) - time.time()) < 60  # when, in seconds
+
+
+def test_a_run_failure_names_argos_failed_nodes(tmp_path: Path, gateway: PushRecorder) -> None:
+    """issue 28: the exit handler's run-failure notice was a file nobody received."""
+    summary = notify.notify_failure(
+        str(tmp_path / "notice"), pipeline="fraud", owner="fraud-ml-oncall@bank.internal",
+        workflow="fraud-x7k2p", status="Failed", failures=FAILURES, namespace="fraud",
+    )  # fmt: skip
+    notice = json.loads((tmp_path / "notice").read_text())
+    assert [node["displayName"] for node in notice["failed_steps"]] == ["train", "materialize"]
+    assert summary["failed_steps"] == 2 and summary["delivered"] == gateway.url
+    [push] = gateway.requests
+    assert push["path"] == "/metrics/job/mlops-notice/kind/run-failed/namespace/fraud/pipeline/fraud"
+    line = next(line for line in push["body"].splitlines() if line.startswith(notify.RUN_FAILED + "{"))
+    assert 'failed_steps="materialize,train"' in line and 'status="Failed"' in line
+    assert 'workflow="fraud-x7k2p"' in line
+
+
+def test_no_pushgateway_configured_writes_the_notice_and_delivers_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The control: a laptop without monitoring (empty MLOPS_PUSHGATEWAY_URL), as the drift step."""
+    monkeypatch.delenv("MLOPS_PUSHGATEWAY_URL", raising=False)
+    assert gate_failed(tmp_path)["delivered"] == ""
+    assert json.loads((tmp_path / "notice").read_text())["kind"] == "gate-failed"
+
+
+def test_an_unreachable_or_failing_pushgateway_is_transient_and_the_file_is_written_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gateway: PushRecorder
+) -> None:
+    gateway.status = 503
+    with pytest.raises(TransientError, match="did not take the owner's notice"):
+        gate_failed(tmp_path / "a")
+    assert json.loads((tmp_path / "a" / "notice").read_text())["kind"] == "gate-failed"
+    monkeypatch.setenv("MLOPS_PUSHGATEWAY_URL", closed_port())
+    with pytest.raises(TransientError, match="MLOPS_PUSHGATEWAY_URL"):
+        gate_failed(tmp_path / "b")
+    assert (tmp_path / "b" / "notice.md").exists()
+
+
+def test_a_refused_push_is_permanent(tmp_path: Path, gateway: PushRecorder) -> None:
+    """A 403 (a push the tenant may not make) does not pass on retry: exit 2, saying whose group."""
+    gateway.status = 403
+    with pytest.raises(ComponentError, match="refused the owner's notice") as refused:
+        gate_failed(tmp_path)
+    assert not isinstance(refused.value, TransientError)
+    assert "namespace fraud" in str(refused.value)
+
+
+def test_the_exit_handlers_command_exits_75_when_the_pushgateway_is_down(tmp_path: Path) -> None:
+    """As the exit handler's retry strategy sees it: `mlops step notify-failure` exits 75 (retried)."""
+    import os
+
+    env = {**os.environ, "MLOPS_PUSHGATEWAY_URL": closed_port()}
+    result = subprocess.run(
+        [sys.executable, "-m", "mlops.cli", "step", "notify-failure", "--notice-out", str(tmp_path / "notice"),
+         "--pipeline", "fraud", "--owner", "o@x", "--workflow", "fraud-1", "--status", "Failed",
+         "--failures", FAILURES, "--namespace", "fraud"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == TRANSIENT_EXIT_CODE, result.stdout + result.stderr
+    assert json.loads((tmp_path / "notice").read_text())["workflow"] == "fraud-1"
+
+
+def test_argos_failures_parse_and_anything_else_is_kept_as_a_message() -> None:
+    assert notify.failed_nodes("") == []
+    assert notify.failed_nodes("train failed") == [{"message": "train failed"}]
+    assert notify.failed_nodes('{"not": "a list"}') == [{"message": '{"not": "a list"}'}]
+    assert notify.failed_nodes(FAILURES)[0] == {
+        "displayName": "train", "templateName": "train", "phase": "Failed", "message": "exit code 2",
+        "podName": "fraud-x7k2p-train-1",
+    }  # fmt: skip
