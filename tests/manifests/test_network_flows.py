@@ -408,32 +408,54 @@ def tenant_pods(namespaces: dict[str, dict[str, str]], tenant: str) -> dict[str,
     return pods
 
 
-def test_tenants_reach_neither_each_other_nor_the_databases(platform: Cluster) -> None:
-    """issue 28: the leak test probed a fixed list of ports; it probes every port the rendered
-    objects and the flows name."""
-    evaluator, namespaces = platform.evaluator, platform.namespaces
-    ports = probed_ports(platform)
-    assert {5432, 6379, 9000, 9090, 9091, 29500, 8887} <= set(ports), "the derivation finds the ports at all"
+def leaks(evaluator: Evaluator, namespaces: dict[str, dict[str, str]], ports: list[int]) -> list[str]:
+    """Every flow from one tenant's pods into another's, or to the databases directly, allowed on a port."""
     tenants = [ns for ns in pipelines_namespaces(namespaces) if ns != "mlops-pipelines"]
-    leaks = []
+    found = []
     for source_ns, target_ns in itertools.permutations(tenants, 2):
         targets = tenant_pods(namespaces, target_ns)
         (redis,) = endpoints("tenant-redis", namespaces, target_ns)
         for source_name, source in tenant_pods(namespaces, source_ns).items():
             for (target_name, target), port in itertools.product(targets.items(), ports):
                 if evaluator.allowed(source, target, port):
-                    leaks.append(f"{source_name}@{source_ns} -> {target_name}@{target_ns}:{port}")
+                    found.append(f"{source_name}@{source_ns} -> {target_name}@{target_ns}:{port}")
             if any(evaluator.allowed(source, redis, port) for port in ports):
-                leaks.append(f"{source_name}@{source_ns} -> redis@{target_ns} (another tenant's online store)")
+                found.append(f"{source_name}@{source_ns} -> redis@{target_ns} (another tenant's online store)")
     (postgres,) = endpoints("postgres", namespaces)
     (platform_redis,) = endpoints("redis", namespaces)
     (minio,) = endpoints("minio", namespaces)
     for tenant in tenants:
         for name, source in tenant_pods(namespaces, tenant).items():
-            leaks += [f"{name}@{tenant} -> postgres:{port} (the pool is the only way in)"
+            found += [f"{name}@{tenant} -> postgres:{port} (the pool is the only way in)"
                       for port in ports if evaluator.allowed(source, postgres, port)]  # fmt: skip
             if any(evaluator.allowed(source, platform_redis, port) for port in ports):
-                leaks.append(f"{name}@{tenant} -> the platform's redis (each tenant has its own)")
+                found.append(f"{name}@{tenant} -> the platform's redis (each tenant has its own)")
             if evaluator.allowed(source, minio, 9001):
-                leaks.append(f"{name}@{tenant} -> minio console")
-    assert leaks == []
+                found.append(f"{name}@{tenant} -> minio console")
+    return found
+
+
+def test_tenants_reach_neither_each_other_nor_the_databases(platform: Cluster) -> None:
+    """issue 28: the leak test probed a fixed list of ports; it probes every port the rendered
+    objects and the flows name."""
+    ports = probed_ports(platform)
+    assert {5432, 6379, 9000, 9090, 9091, 29500, 8887} <= set(ports), "the derivation finds the ports at all"
+    assert leaks(platform.evaluator, platform.namespaces, ports) == []
+
+
+def test_the_leak_check_sees_trainjob_nodes_opened_to_every_namespace(platform: Cluster) -> None:
+    """issue 28: the leak check, broken on purpose: the TrainJob nodes' policy with its peers
+    widened to every namespace lets one tenant's nodes reach another's on the rendezvous ports."""
+    widened = []
+    for original in platform.evaluator.policies:
+        if original["metadata"]["name"] == "allow-trainjob-nodes":
+            spec = yaml.safe_load(yaml.safe_dump(original["spec"]))
+            for rule, peers in (*((r, "from") for r in spec["ingress"]), *((r, "to") for r in spec["egress"])):
+                rule[peers] = [{**peer, "namespaceSelector": {}} for peer in rule[peers]]
+            original = {**original, "spec": spec}
+        widened.append(original)
+    one, other = TENANTS[:2]
+    found = leaks(Evaluator(widened), platform.namespaces, probed_ports(platform))
+    assert f"torch-distributed node@{one} -> torch-distributed node@{other}:29500" in found
+    assert f"xgboost-distributed node@{other} -> xgboost-distributed node@{one}:9091" in found
+    assert all(" node@" in line.split(" -> ")[0] and " node@" in line.split(" -> ")[1] for line in found), found[:5]
