@@ -1,4 +1,5 @@
-"""Drift, end to end on real Prometheus, Pushgateway and Alertmanager (Debian's, on loopback).
+"""Drift and the owner's notices, end to end on real Prometheus, Pushgateway and Alertmanager
+(Debian's, on loopback).
 
 The session's fraud run on the platform services (platform_run) registered a version; it is made
 champion here (the canary lifecycle has its own tests). Then the drift step, as a pipeline task
@@ -7,11 +8,15 @@ runs it (`mlops step drift`), compares two windows with the champion's training 
 - a drifted window (`amount` up 60%, 40% of the rows moved to risky merchant categories): the
   figures reach Prometheus through the Pushgateway, ModelDriftDetected fires, and Alertmanager
   posts it to the owner's route (the fraud config's `owner`) on a loopback webhook.
+Then a gate fails and a step fails: the notify step and the exit handler run as the rendered
+WorkflowTemplate calls them, with the environment its steps get (the tenant's ConfigMap, the
+Pushgateway on loopback), and both notices reach the owner's receiver.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -59,10 +64,12 @@ class Webhook:
 
 
 @pytest.fixture(scope="module")
-def monitoring(stack: Stack) -> Iterator[tuple[Monitoring, Webhook]]:
+def monitoring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Monitoring, Webhook]]:
+    """Prometheus, the Pushgateway and Alertmanager on loopback, routed as the fraud tenant's
+    AlertmanagerConfig routes (pipelines/alerting.py), each receiver this module's webhook."""
     webhook = Webhook()
     services = Monitoring(
-        root=stack.root / "monitoring-test",
+        root=tmp_path_factory.mktemp("monitoring-test"),
         port_base=process.free_port_base(3),
         alert_routing=alertmanager_yaml((FRAUD,), webhook.url),
     )
@@ -210,3 +217,72 @@ def test_a_second_trigger_the_same_night_does_not_retrain(
         drift_step(platform_run, pushgateway, paths["control"], tmp_path / "d", "wf-forced", "--force-retrain")
     )
     assert forced["retrain"] is True and forced["reason"] == "retrain forced (--force-retrain)"
+
+
+def owner_posts(webhook: Webhook, alertname: str) -> list[dict[str, Any]]:
+    return [
+        post
+        for post in webhook.received
+        if any(alert["labels"]["alertname"] == alertname for alert in post["body"]["alerts"])
+    ]
+
+
+def test_a_failed_gate_and_a_failed_step_reach_the_owner(
+    monitoring: tuple[Monitoring, Webhook], tmp_path: Path
+) -> None:
+    """issue 28 ("nobody is told"): the gate-failure and run-failure notices were files nobody
+    received, and a failed gate ends the workflow Succeeded, so no alert fired either. Each step
+    runs with the flags the rendered WorkflowTemplate gives it and the environment of the tenant's
+    mlops-platform ConfigMap (cluster_settings, the Pushgateway on loopback); each notice reaches
+    the owner's receiver through Prometheus's rule and Alertmanager's routes."""
+    from components.settings import environment
+    from pipelines.argo import render
+    from pipelines.cluster import cluster_settings
+    from pipelines.declaration import RunInputs
+
+    services, webhook = monitoring
+    fraud = declaration("fraud")
+    settings = cluster_settings(FRAUD.cluster.namespace).model_copy(
+        update={"pushgateway_url": services.url("pushgateway")}
+    )
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MLOPS_")} | environment(settings)
+
+    # the gate fails: notify with the parameters the pipeline passes it
+    run = RunInputs.on_cluster(FRAUD).as_dict() | {"run_id": "fraud-e2e-gate"}
+    parameters = fraud.step_parameters(FRAUD, run)["notify"]
+    (tmp_path / "metrics.json").write_text(json.dumps({
+        "gate": {"metric": "roc_auc", "value": 0.61, "threshold": 0.8, "direction": ">="},
+        "holdout_rows": 2000, "model_sha256": "ab" * 32,
+    }))  # fmt: skip
+    flags = [item for name, value in parameters.items() for item in (f"--{name.replace('_', '-')}", str(value))]
+    gate = mlops(
+        env, "step", "notify", "--metrics", str(tmp_path / "metrics.json"),
+        "--notice-out", str(tmp_path / "gate" / "notice"),
+        "--notice-markdown-out", str(tmp_path / "gate" / "notice.md"), *flags,
+    )  # fmt: skip
+    assert summary(gate)["delivered"] == services.url("pushgateway")
+
+    # a step fails: the exit handler's command as rendered, with Argo's values for its variables
+    template = render(fraud, FRAUD)["WorkflowTemplate"]
+    handler = next(t for t in template["spec"]["templates"] if t["name"] == "notify-failure")["container"]
+    failures = [{"displayName": "train", "templateName": "train", "phase": "Failed", "message": "exit code 2"}]
+    argo = {
+        "{{workflow.name}}": "fraud-e2e-run",
+        "{{workflow.status}}": "Failed",
+        "{{workflow.failures}}": json.dumps(failures),
+        "/work/out/notice": str(tmp_path / "run" / "notice"),
+    }
+    failed = mlops(env, *handler["command"][1:], *(argo.get(arg, arg) for arg in handler["args"]))
+    assert summary(failed)["delivered"] == services.url("pushgateway")
+
+    gate_post = wait_for("the gate notice at the owner's receiver", lambda: owner_posts(webhook, "PipelineGateFailed"))
+    run_post = wait_for("the run notice at the owner's receiver", lambda: owner_posts(webhook, "PipelineRunFailed"))
+    for post in (gate_post[0], run_post[0]):
+        assert post["body"]["receiver"] == "fraud-owner" and post["query"]["owner"] == [FRAUD.owner]
+        labels = post["body"]["alerts"][0]["labels"]
+        assert labels["owner"] == "model-owner" and labels["pipeline"] == FRAUD.pipeline
+        assert labels["namespace"] == FRAUD.cluster.namespace
+    assert gate_post[0]["body"]["alerts"][0]["labels"]["run"] == "fraud-e2e-gate"
+    run_alert = run_post[0]["body"]["alerts"][0]
+    assert run_alert["labels"]["workflow"] == "fraud-e2e-run" and run_alert["labels"]["failed_steps"] == "train"
+    assert json.loads((tmp_path / "run" / "notice").read_text())["failed_steps"][0]["displayName"] == "train"
