@@ -2,15 +2,15 @@
 
 A reference is a Secret name, and a key where one is read: env `secretKeyRef`, envFrom
 `secretRef`, a secret volume (its items' keys), Argo's artifact repository (`accessKeySecret`,
-`secretKeySecret`), a KServe ServiceAccount's `secrets` (the keys the storage initializer reads),
-CloudNativePG's `passwordSecret` and initdb `secret` (basic-auth: username, password), and the
-Secrets kfp-kubernetes puts in a KFP pipeline's platform spec. They are collected from every
-overlay and tenant as `kubectl kustomize` renders them, from the Katib patch, from each
-reference pipeline's goldens (the Workflows and KFP IR `make golden` writes, in the namespace
-they run in) and from the InferenceService promote renders for it (predictor and transformer).
-Each resolves to a rendered Secret holding the key, or to a row of
-manifests/out-of-band-secrets.yaml, the table docs/install.md shows the platform engineer; a row
-nothing references is stale.
+`secretKeySecret`) and archive (`userNameSecret`, `passwordSecret`), a KServe ServiceAccount's
+`secrets` (the keys the storage initializer reads), CloudNativePG's `passwordSecret` and initdb
+`secret` (basic-auth: username, password), and the Secrets kfp-kubernetes puts in a KFP
+pipeline's platform spec. They are collected from every overlay and tenant as `kubectl
+kustomize` renders them, from the Katib patch, from each reference pipeline's goldens (the
+Workflows and KFP IR `make golden` writes, in the namespace they run in) and from the
+InferenceService promote renders for it (predictor and transformer). Each resolves to a rendered
+Secret holding the key, or to a row of manifests/out-of-band-secrets.yaml, the table
+docs/install.md shows the platform engineer; a row nothing references is stale.
 """
 
 from __future__ import annotations
@@ -62,14 +62,14 @@ def references(obj: dict[str, Any], namespace: str, where: str) -> Iterator[Refe
             yield Reference(namespace, ref["name"], ref["key"], where)
         if isinstance(ref := node.get("secretRef"), dict):
             yield Reference(namespace, ref["name"], None, where)
-        for field in ("accessKeySecret", "secretKeySecret", "sessionTokenSecret"):
-            if isinstance(ref := node.get(field), dict):
+        for field in ("accessKeySecret", "secretKeySecret", "sessionTokenSecret", "userNameSecret", "passwordSecret"):
+            if isinstance(ref := node.get(field), dict) and "key" in ref:  # Argo's (artifacts, persistence)
                 yield Reference(namespace, ref["name"], ref["key"], where)
         secret = node.get("secret")  # a volume (secretName) or a projected volume's source (name)
         if isinstance(secret, dict) and id(secret) not in basic_auth:
             keys = [item["key"] for item in secret.get("items", [])] or [None]
             yield from (Reference(namespace, secret.get("secretName") or secret["name"], key, where) for key in keys)
-        if isinstance(ref := node.get("passwordSecret"), dict):
+        if isinstance(ref := node.get("passwordSecret"), dict) and "key" not in ref:  # CloudNativePG's roles
             yield from (Reference(namespace, ref["name"], key, where) for key in BASIC_AUTH)
         for entry in node.get("secretAsEnv") or []:
             yield from (Reference(namespace, entry["secretName"], m["secretKey"], where) for m in entry["keyToEnv"])
@@ -243,13 +243,21 @@ def test_references_are_read_from_every_place_a_pod_names_a_secret() -> None:
         "managed": {"roles": [{"name": "r", "passwordSecret": {"name": "role"}}]}}}  # fmt: skip
     repository = "s3:\n  accessKeySecret: {name: s3, key: id}\n  secretKeySecret: {name: s3, key: secret}\n"
     configmap = {"kind": "ConfigMap", "metadata": {"name": "artifact-repositories"}, "data": {"default-v1": repository}}
+    persistence = "postgresql:\n  userNameSecret: {name: db, key: user}\n  passwordSecret: {name: db, key: pass}\n"
+    controller = {"kind": "ConfigMap", "metadata": {"name": "workflow-controller-configmap"},
+                  "data": {"persistence": persistence}}  # fmt: skip
     account = {"kind": "ServiceAccount", "metadata": {"name": "puller"}, "secrets": [{"name": "pull"}]}
     ir = {"platforms": {"kubernetes": {"deploymentSpec": {"executors": {"e": {
         "secretAsEnv": [{"secretName": "kfp", "keyToEnv": [{"secretKey": "x", "envVar": "X"}]}],
         "secretAsVolume": [{"secretName": "kfp-volume", "mountPath": "/s"}]}}}}}}  # fmt: skip
-    found = {(r.name, r.key) for obj in (pod, cluster, configmap, account, ir) for r in references(obj, "ns", "t")}
+    found = {
+        (r.name, r.key)
+        for obj in (pod, cluster, configmap, controller, account, ir)
+        for r in references(obj, "ns", "t")
+    }
     assert found == {
         ("env", "a"), ("whole", None), ("vol", "k"), ("proj", None), ("owner", "username"), ("owner", "password"),
-        ("role", "username"), ("role", "password"), ("s3", "id"), ("s3", "secret"), ("kfp", "x"),
+        ("role", "username"), ("role", "password"), ("s3", "id"), ("s3", "secret"), ("db", "user"), ("db", "pass"),
+        ("kfp", "x"),
         ("kfp-volume", None), *(("pull", key) for key in MODEL_PULLER_SECRET_KEYS),
     }  # fmt: skip
