@@ -28,9 +28,9 @@ from pipelines.caching import cluster_digest_source
 from pipelines.cluster import TRAINING_POOL
 from pipelines.contract import check
 from pipelines.declaration import PipelineDeclaration, RunInputs
-from pipelines.kfp_components import OPS
+from pipelines.kfp_components import OPS, notify_failure
 from pipelines.runtime import STEP_RETRY_VARIABLE
-from pipelines.spec import PipelineSpec, Step
+from pipelines.spec import ROLLOUT, PipelineSpec, Step
 from pipelines.trainer import launcher_template
 
 
@@ -80,6 +80,23 @@ def apply_cluster_environment(task: Any, step: Step, cfg: PipelineConfig) -> Non
         for key, value in TRAINING_POOL.items():
             kubernetes.add_node_selector(task, label_key=key, label_value=value)
         kubernetes.add_toleration(task, key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")
+
+
+def _failure_notice(spec: PipelineSpec, cfg: PipelineConfig) -> Any:
+    """The exit handler's task: the same notice, for the same owner, as Argo's (pipelines/argo.py)."""
+    from kfp import kubernetes
+
+    from components.settings import CONFIGMAP, configmap_keys
+
+    op = dsl.component(notify_failure, base_image=spec.image, install_kfp_package=False)
+    task = op(pipeline=spec.name, owner=cfg.owner, namespace=cfg.cluster.namespace)
+    task.set_display_name("notify-failure")
+    task.set_caching_options(False)
+    task.set_cpu_limit("500m")
+    task.set_memory_limit("512Mi")
+    task.set_env_variable(STEP_RETRY_VARIABLE, ROLLOUT.to_json())  # an unreachable Pushgateway is retried
+    kubernetes.use_config_map_as_env(task, config_map_name=CONFIGMAP, config_map_key_to_env=_identity(configmap_keys()))
+    return task
 
 
 def _identity(keys: set[str]) -> dict[str, str]:
@@ -133,7 +150,11 @@ def build_pipeline(
                     task.set_env_variable(TEMPLATE_VARIABLE, json.dumps(launcher_template(spec, step, cfg)))
             tasks[step.name] = task
 
-        _place(list(spec.steps), 0, tasks, create)
+        if not cluster:  # a local run reports its own failure (`mlops run` names the step)
+            _place(list(spec.steps), 0, tasks, create)
+            return
+        with dsl.ExitHandler(exit_task=_failure_notice(spec, cfg), name="notify-on-exit"):
+            _place(list(spec.steps), 0, tasks, create)
 
     defaults = RunInputs.on_cluster(cfg).as_dict()
     if not cluster:  # a local run names its data; the cluster's URI is no default here

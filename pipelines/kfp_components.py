@@ -14,7 +14,7 @@ components through it; locally the same happens in the current environment.
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output, PipelineTaskFinalStatus
 
 
 def validate(raw_data: str, suite: str, report: Output[Artifact]) -> NamedTuple("Outputs", [("data_digest", str)]):  # type: ignore[valid-type]
@@ -233,6 +233,32 @@ def notify(
         model_name=model_name,
         namespace=namespace,
         run_name=run_name,
+    )
+
+
+def notify_failure(
+    final_status: PipelineTaskFinalStatus, pipeline: str, owner: str, namespace: str, notice: Output[Artifact]
+) -> None:
+    """The exit handler (dsl.ExitHandler, pipelines/kfp.py): it runs after every run; one that did
+    not succeed is the owner's notice, as Argo's exit handler sends it (components.notify)."""
+    import json
+
+    from pipelines.runtime import run_step
+
+    if final_status.state == "SUCCEEDED":
+        with open(notice.path, "w") as out:  # an output with no file is a failed upload
+            json.dump({"kind": "none", "status": final_status.state}, out)
+        return
+    failed = [{"displayName": final_status.pipeline_task_name, "message": final_status.error_message or ""}]
+    run_step(
+        "components.notify:notify_failure",
+        notice_out=notice.path,
+        pipeline=pipeline,
+        owner=owner,
+        workflow=final_status.pipeline_job_resource_name.rsplit("/", 1)[-1],
+        status=final_status.state,
+        failures=json.dumps(failed),
+        namespace=namespace,
     )
 
 

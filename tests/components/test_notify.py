@@ -174,3 +174,52 @@ def test_argos_failures_parse_and_anything_else_is_kept_as_a_message() -> None:
         "displayName": "train", "templateName": "train", "phase": "Failed", "message": "exit code 2",
         "podName": "fraud-x7k2p-train-1",
     }  # fmt: skip
+
+
+class _Output:
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+
+def test_kubeflows_exit_handler_sends_the_same_notice(tmp_path: Path, gateway: PushRecorder) -> None:
+    """issue 28: a Kubeflow run had no exit handler at all. The IR's exit task (pipelines/kfp.py)
+    gets the values Argo's exit handler gets; a failed run pushes the run-failed notice, a run
+    that succeeded writes a placeholder and pushes nothing."""
+    from kfp.dsl import PipelineTaskFinalStatus
+
+    from pipelines.argo import render
+    from pipelines.kfp import build_pipeline
+    from pipelines.kfp_components import notify_failure
+    from pipelines.local import declaration
+
+    fraud = declaration("fraud")
+    cfg = fraud.config()
+    handler = next(
+        t for t in render(fraud, cfg)["WorkflowTemplate"]["spec"]["templates"] if t["name"] == "notify-failure"
+    )["container"]["args"]
+    argo = {handler[i].removeprefix("--"): handler[i + 1] for i in range(0, len(handler), 2)}
+    ir = build_pipeline(fraud, cfg, cluster=True).pipeline_spec
+    exit_task = ir.root.dag.tasks["notify-failure"]
+    kfp = {
+        name: value.runtime_value.constant.string_value
+        for name, value in exit_task.inputs.parameters.items()
+        if name != "final_status"  # the orchestrator fills it in
+    }
+    assert {name: argo[name] for name in ("pipeline", "owner", "namespace")} == kfp
+
+    def final(state: str) -> PipelineTaskFinalStatus:
+        return PipelineTaskFinalStatus(
+            state=state,
+            pipeline_job_resource_name="projects/p/locations/l/pipelineJobs/fraud-20261204",
+            pipeline_task_name="exit-handler-1",
+            error_code=None if state == "SUCCEEDED" else 9,
+            error_message=None if state == "SUCCEEDED" else "task train failed",
+        )
+
+    notify_failure(final("SUCCEEDED"), **kfp, notice=_Output(tmp_path / "ok"))
+    assert json.loads((tmp_path / "ok").read_text())["kind"] == "none" and gateway.requests == []
+    notify_failure(final("FAILED"), **kfp, notice=_Output(tmp_path / "failed"))
+    notice = json.loads((tmp_path / "failed").read_text())
+    assert notice["workflow"] == "fraud-20261204" and notice["failed_steps"][0]["message"] == "task train failed"
+    [push] = gateway.requests
+    assert push["path"].startswith("/metrics/job/mlops-notice/kind/run-failed/namespace/fraud/pipeline/fraud")

@@ -71,6 +71,8 @@ def test_argo_and_kfp_dags_agree(rendered: dict[str, dict[str, Any]], tmp_path: 
 
     kfp = flatten(next(yaml.safe_load_all((tmp_path / "ir.yaml").read_text())))
     argo = dag_tasks(rendered["WorkflowTemplate"])
+    assert kfp.pop("notify-failure")["deps"] == {"exit-handler-1"}  # both notify the owner on exit
+    assert rendered["WorkflowTemplate"]["spec"]["onExit"] == "exit-handler"
     assert set(argo) == set(kfp)
     argo_edges = {
         (clause.removesuffix(".Succeeded"), name)

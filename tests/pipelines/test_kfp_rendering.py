@@ -72,6 +72,8 @@ def closure(edges: set[tuple[str, str]]) -> set[tuple[str, str]]:
 
 def test_same_steps_and_edges_as_the_declaration(ir: dict[str, Any]) -> None:
     tasks = flatten(ir)
+    exit_notice = tasks.pop("notify-failure")  # the exit handler: after the whole run, however it ended
+    assert exit_notice["deps"] == {"exit-handler-1"}
     assert set(tasks) == {step.name for step in fraud.DECLARATION.spec.steps}
     rendered_edges = {(dep, name) for name, task in tasks.items() for dep in task["deps"]}
     # KFP makes an If/Else group wait on every task whose output is used anywhere inside it, so a
@@ -136,7 +138,7 @@ def test_kfp_caches_only_steps_whose_inputs_carry_the_data_digest(ir: dict[str, 
     tasks = flatten(ir)
     cached = {name for name, task in tasks.items() if task["caching"]}
     assert cached == {"materialize", "train", "evaluate"}
-    root = ir["root"]["dag"]["tasks"]
+    root = ir["components"]["comp-exit-handler-1"]["dag"]["tasks"]  # the run, inside its exit handler
     wired = root["materialize"]["inputs"]["parameters"]["data_digest"]["taskOutputParameter"]
     assert wired == {"outputParameterKey": "data_digest", "producerTask": "validate"}
 
@@ -181,6 +183,10 @@ def test_settings_from_the_configmap_and_credentials_from_secrets(ir: dict[str, 
 
     cfg = fraud.DECLARATION.config()
     assert set(platform) == set(ir["deploymentSpec"]["executors"])
+    # the exit handler's notice reads the settings (the Pushgateway) and no credential
+    platform = dict(platform)
+    exit_notice = platform.pop("exec-notify-failure")
+    assert "secretAsEnv" not in exit_notice and exit_notice["configMapAsEnv"][0]["configMapName"] == CONFIGMAP
     for executor, settings in platform.items():
         secrets = {entry["secretName"]: {k["envVar"] for k in entry["keyToEnv"]} for entry in settings["secretAsEnv"]}
         assert secrets[cfg.cluster.s3_credentials_secret] == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
