@@ -1,0 +1,332 @@
+"""Every journey of tests/cluster/journeys.py, through each check a real cluster would make, in order.
+
+A journey's request is authorized by RBAC (tests/cluster/rbac_evaluator_without_apiserver.py, on
+the rendered manifests of each overlay with every tenant); an object it creates is admitted by the
+installed Gatekeeper policies on the real OPA engine (mlops.admission) and validated against its
+upstream schema as strictly as `mlops lint` does (mlops.lint.check); a hop its pod makes is allowed
+by the rendered NetworkPolicies (tests/manifests/networkpolicy_evaluator_without_cni.py). A
+failure names the check that refused it: RBAC, admission, schema or network.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mlops import admission
+from mlops.lint import check, render
+from tests.cluster.journeys import (
+    REPO,
+    Journey,
+    argo_server_requests,
+    client_journeys,
+    denial_rows,
+    identities,
+    readme_token_identity,
+    runner_rows,
+)
+from tests.cluster.rbac_evaluator_without_apiserver import Identity, Rbac
+from tests.manifests.networkpolicy_evaluator_without_cni import Address, Evaluator, Pod
+
+MANIFESTS = REPO / "manifests"
+TENANTS = sorted(p.parent.name for p in (MANIFESTS / "tenants").glob("*/namespace.yaml"))
+FLOWS = yaml.safe_load((MANIFESTS / "base" / "network" / "required-flows.yaml").read_text())
+NAME = "kubernetes.io/metadata.name"
+API_SERVER_PORT = 443
+README = (REPO / "README.md").read_text()
+
+
+@dataclass(frozen=True)
+class Platform:
+    """One overlay with every tenant, as rendered, and what each check reads of it."""
+
+    overlay: str
+    objects: list[dict[str, Any]]
+    rbac: Rbac
+    policies: list[admission.Policy]
+    network: Evaluator
+    namespaces: dict[str, dict[str, str]]
+
+
+def installed_policies(objects: list[dict[str, Any]]) -> list[admission.Policy]:
+    """The Gatekeeper policies the overlay installs: each rendered Constraint with its rendered template."""
+    templates = {t["spec"]["crd"]["spec"]["names"]["kind"]: t for t in objects if t.get("kind") == "ConstraintTemplate"}
+    constraints = [o for o in objects if o.get("apiVersion", "").startswith("constraints.gatekeeper.sh/")]
+    # a Constraint whose template is not rendered has no CRD to be created with: nothing enforces it
+    # (tests/manifests holds every policy file to being rendered by both overlays)
+    return [
+        admission.Policy(template=templates[c["kind"]], constraint=c) for c in constraints if c["kind"] in templates
+    ]
+
+
+@pytest.fixture(scope="module", params=["dev", "prod"])
+def platform(request: pytest.FixtureRequest, schemas_dir: Path) -> Platform:
+    objects = render(MANIFESTS / "overlays" / request.param)
+    for tenant in TENANTS:
+        objects += render(MANIFESTS / "tenants" / tenant)
+    namespaces = {
+        o["metadata"]["name"]: {**o["metadata"].get("labels", {}), NAME: o["metadata"]["name"]}
+        for o in objects
+        if o["kind"] == "Namespace"
+    }
+    for endpoint in FLOWS["endpoints"].values():
+        name = endpoint.get("namespace", "")
+        if name and not name.startswith("{"):
+            namespaces.setdefault(name, {NAME: name})
+    network = Evaluator([o for o in objects if o["kind"] == "NetworkPolicy"])
+    return Platform(request.param, objects, Rbac.of(objects), installed_policies(objects), network, namespaces)
+
+
+# --- the member's Argo traffic, recorded from the real CLI ------------------------------------------
+@pytest.fixture(scope="module")
+def argo_traffic(schemas_dir: Path) -> Iterator[list[dict[str, Any]]]:
+    """What `mlops submit --install-template` (twice: create, then update), `submit --wait`,
+    `status` and `schedule` (twice) send to the Argo server, per tenant namespace, recorded by the
+    contract tests' stand-in (which validates each body against Argo's schema)."""
+    import json
+    from http.server import ThreadingHTTPServer
+
+    from mlops.cli import main
+    from tests.test_argo_submit_contract import TOKEN, FakeArgo, _handler
+
+    state = FakeArgo(json.loads((schemas_dir / "argo-workflows-v4.1.2.intorstring.schema.json").read_text()))
+    state.namespaces = set(TENANTS)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    patch = pytest.MonkeyPatch()
+    patch.setenv("ARGO_SERVER", f"http://127.0.0.1:{server.server_address[1]}")
+    patch.setenv("ARGO_TOKEN", TOKEN)
+    try:
+        for tenant in TENANTS:
+            state.phases = ["Succeeded"]
+            state.templates.clear()
+            state.crons.clear()
+            ns = ["--namespace", tenant]
+            for argv in (
+                ["submit", "fraud", "--install-template", *ns],
+                ["submit", "fraud", "--install-template", "--wait", "--poll-seconds", "0", *ns],
+                ["status", "fraud-x7k2p", *ns],
+                ["schedule", "fraud", *ns],
+                ["schedule", "fraud", *ns],
+            ):
+                assert main(argv) == 0, f"mlops {' '.join(argv)} failed against the recording Argo server"
+        yield state.requests
+    finally:
+        patch.undo()
+        server.shutdown()
+
+
+def artifact_secret(platform: Platform, tenant: str) -> str:
+    """The credentials Secret of the tenant's default artifact repository (what the server's driver reads)."""
+    config = next(
+        o
+        for o in platform.objects
+        if o["kind"] == "ConfigMap"
+        and o["metadata"]["name"] == "artifact-repositories"
+        and o["metadata"].get("namespace") == tenant
+    )
+    key = config["metadata"]["annotations"]["workflows.argoproj.io/default-artifact-repository"]
+    return str(yaml.safe_load(config["data"][key])["s3"]["accessKeySecret"]["name"])
+
+
+def in_namespace(obj: dict[str, Any] | None, namespace: str) -> dict[str, Any] | None:
+    if obj is None:
+        return None
+    placed = copy.deepcopy(obj)
+    placed.setdefault("metadata", {})["namespace"] = namespace
+    if "generateName" in placed["metadata"] and "name" not in placed["metadata"]:
+        placed["metadata"]["name"] = placed["metadata"]["generateName"] + "x7k2p"
+    return placed
+
+
+def member_argo_journeys(platform: Platform, traffic: list[dict[str, Any]], tenant: str) -> list[Journey]:
+    from tests.cluster.journeys import ARGO_UI_CALLS
+
+    secret = artifact_secret(platform, tenant)
+    calls = [(r["method"], r["path"], r["body"], "mlops submit|status|schedule") for r in traffic]
+    calls += [(method, "/" + path.format(ns=tenant), None, why) for method, path, why in ARGO_UI_CALLS]
+    rows = []
+    for method, path, body, why in calls:
+        if f"/{tenant}" not in path:
+            continue
+        for request, created in argo_server_requests(method, path, body, secret):
+            if request.namespace != tenant:
+                continue
+            obj = in_namespace(created, tenant)
+            rows.append(Journey("token", request, f"{why}: {method} {path.split('?')[0]}", creates=obj))
+    return rows
+
+
+def trainjob_of(tenant: str) -> dict[str, Any]:
+    """The TrainJob the runner creates for a distributed train step (pipelines/trainer.py renders it
+    for Argo's resource template and for the launcher alike), in the tenant's namespace."""
+    from pipelines.fraud.pipeline import DECLARATION
+    from pipelines.trainer import train_job
+
+    cfg = DECLARATION.config().with_overrides({"train.distributed": {"workers": 2, "runtime": "xgboost-distributed"}})
+    spec = DECLARATION.spec
+    uris = {"train_set": "s3://staging/t.parquet", "model_out": "s3://staging/m", "metadata_out": "s3://staging/m.json"}
+    return train_job(spec, spec.step("train"), cfg, name="fraud-train", namespace=tenant, features="a,b", **uris)
+
+
+def promote_objects(tenant: str) -> dict[str, Any]:
+    from components.config import transformer_settings
+    from components.promote import render_inference_service
+    from pipelines.local import declaration
+    from tests.conftest import REGISTRATION
+
+    pipeline = declaration("fraud")
+    cfg = pipeline.config()
+    settings = cfg.promote.model_copy(update={"namespace": tenant})
+    return render_inference_service(
+        dict(REGISTRATION),  # type: ignore[arg-type]
+        storage_uri="s3://models/x",
+        settings=settings,
+        canary_percent=10,
+        transformer=transformer_settings(cfg, pipeline.spec.image),
+    )
+
+
+def runner_name(traffic: list[dict[str, Any]]) -> str:
+    template = next(r["body"]["template"] for r in traffic if r["path"].startswith("/api/v1/workflow-templates/"))
+    return str(template["spec"]["serviceAccountName"])
+
+
+def journeys(
+    platform: Platform, traffic: list[dict[str, Any]], tenant: str
+) -> tuple[dict[str, Identity], list[Journey]]:
+    who = identities(tenant, runner_name(traffic))
+    who["token"], minting = readme_token_identity(README, tenant, who["member"])
+    rows = minting + member_argo_journeys(platform, traffic, tenant)
+    service = promote_objects(tenant)
+    for row in client_journeys(REPO / "mlops" / "kube.py", "member", tenant, "mlops promote / rollback", None):
+        creates = service if row.request.verb in ("create", "update") else None
+        rows.append(Journey(row.who, row.request, row.why, creates=creates, tolerated=row.tolerated))
+    trainjob = trainjob_of(tenant)
+    for row in client_journeys(REPO / "components" / "trainjob.py", "runner", tenant, "the TrainJob launcher", None):
+        creates = trainjob if row.request.verb == "create" else None
+        rows.append(Journey(row.who, row.request, row.why, creates=creates, hop=("pipeline-pod", "api-server")))
+    rows += runner_rows(tenant, trainjob)
+    other = next(t for t in TENANTS if t != tenant)
+    platform_namespaces = sorted(
+        {ns for ns, labels in platform.namespaces.items() if ns not in TENANTS} - {"kube-system"}
+    )
+    allowed_member = [
+        Journey("member", r.request, r.why) for r in rows if r.who in ("member", "token") and r.allowed
+    ]  # what the member does directly or through the Argo server: refused in another tenant
+    rows += denial_rows(tenant, other, platform_namespaces, allowed_member)
+    return who, list(dict.fromkeys(rows))  # one row per distinct request
+
+
+# --- the checks -------------------------------------------------------------------------------------
+def endpoint(platform: Platform, name: str, tenant: str) -> Pod | Address:
+    declared = FLOWS["endpoints"][name]
+    if "address" in declared:
+        return Address(declared["address"])
+    namespace = tenant if declared["namespace"].startswith("{") else declared["namespace"]
+    return Pod(namespace, dict(declared["labels"]), platform.namespaces[namespace])
+
+
+def refusal(platform: Platform, who: Identity, journey: Journey, tenant: str) -> str | None:
+    """Which check refuses the journey, in the order a cluster makes them, and why; None if none does."""
+    if not platform.rbac.allows(who, journey.request):
+        return f"RBAC: {who} may not {journey.request}"
+    obj = journey.creates
+    if obj is not None:
+        denied = [
+            f"[{p.name}] {m}"
+            for p in platform.policies
+            if p.matches(obj) and p.constraint["spec"].get("enforcementAction", "deny") == "deny"
+            for m in p.violations(obj)
+        ]
+        if denied:
+            return f"admission: {obj['kind']} {obj['metadata'].get('name')}: {denied}"
+        problem = check(obj)
+        if problem:
+            return f"schema: {obj['kind']} {obj['metadata'].get('name')}: {problem}"
+    if journey.hop is not None:
+        source, target = (endpoint(platform, n, tenant) for n in journey.hop)
+        if not platform.network.allowed(source, target, API_SERVER_PORT):
+            return f"network: {journey.hop[0]} -> {journey.hop[1]}:{API_SERVER_PORT} in {tenant}"
+    return None
+
+
+@pytest.mark.parametrize("tenant", TENANTS)
+def test_every_journey_passes_every_check_and_every_denial_is_refused(
+    platform: Platform, argo_traffic: list[dict[str, Any]], tenant: str
+) -> None:
+    """issue 28: the README's submit recipe was refused (a member may not mint the runner's token,
+    and the runner may not create Workflows), and members could not promote through a kubeconfig
+    (no rights on InferenceServices). Each row says which check refuses it."""
+    who, rows = journeys(platform, argo_traffic, tenant)
+    failures = []
+    for journey in rows:
+        refused = refusal(platform, who[journey.who], journey, tenant)
+        if journey.allowed and refused and not journey.tolerated:
+            failures.append(f"{journey}\n    refused by {refused}")
+        elif not journey.allowed and refused is None:
+            failures.append(f"{journey}\n    must be refused, and every check lets it through")
+    assert not failures, f"{platform.overlay}, tenant {tenant}:\n" + "\n".join(failures)
+    verbs = {(j.who, j.request.verb, j.request.resource) for j in rows if j.allowed}
+    for needed in (
+        ("token", "create", "workflows"),
+        ("token", "update", "workflowtemplates"),
+        ("token", "create", "cronworkflows"),
+        ("token", "get", "pods"),
+        ("member", "update", "inferenceservices"),
+        ("runner", "create", "trainjobs"),
+    ):
+        assert needed in verbs, f"the journeys lost {needed}: the derivation broke"
+
+
+def test_the_checks_name_the_one_that_refuses(platform: Platform, argo_traffic: list[dict[str, Any]]) -> None:
+    """Broken on purpose, one check at a time: each refusal names its check."""
+    tenant = TENANTS[0]
+    who, rows = journeys(platform, argo_traffic, tenant)
+    submit = next(
+        j for j in rows if j.who == "token" and j.request.verb == "create" and j.request.resource == "workflows"
+    )
+    assert refusal(platform, who["token"], submit, tenant) is None, "positive control"
+    stranger = Identity("mallory", frozenset({"system:authenticated"}))
+    assert (refusal(platform, stranger, submit, tenant) or "").startswith("RBAC:")
+    assert submit.creates is not None
+    foreign = copy.deepcopy(submit.creates)
+    templates = foreign["spec"].get("templates") or [{"name": "x", "container": {}}]
+    foreign["spec"]["templates"] = templates
+    templates[0]["container"] = {**templates[0].get("container", {}), "image": "docker.io/evil/miner:latest"}
+    broken = Journey("token", submit.request, "a foreign image", creates=foreign)
+    assert (refusal(platform, who["token"], broken, tenant) or "").startswith("admission:")
+    unknown = copy.deepcopy(submit.creates)
+    unknown["spec"]["serviceAcountName"] = "typo"
+    assert (
+        refusal(platform, who["token"], Journey("token", submit.request, "typo", creates=unknown), tenant) or ""
+    ).startswith("schema:")
+    closed = Platform(
+        platform.overlay,
+        platform.objects,
+        platform.rbac,
+        platform.policies,
+        Evaluator(
+            [*(p for p in platform.network.policies if p["metadata"].get("namespace") != tenant), deny_all(tenant)]
+        ),
+        platform.namespaces,
+    )
+    report = next(j for j in rows if j.who == "runner" and j.request.resource == "workflowtaskresults")
+    assert refusal(platform, who["runner"], report, tenant) is None
+    assert (refusal(closed, who["runner"], report, tenant) or "").startswith("network:")
+
+
+def deny_all(namespace: str) -> dict[str, Any]:
+    """The namespace's policies replaced by a default deny of egress: its pods reach nothing."""
+    return {
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "broken-on-purpose", "namespace": namespace},
+        "spec": {"podSelector": {}, "policyTypes": ["Egress"]},
+    }
