@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.cluster.rbac_evaluator_without_apiserver import Identity, Request, person, service_account
+from tests.manifests.networkpolicy_evaluator_without_cni import Address, Pod
 
 REPO = Path(__file__).resolve().parents[2]
 ARGO = "argoproj.io"
@@ -35,7 +36,8 @@ ARGO = "argoproj.io"
 class Journey:
     who: str
     """a role name: member, runner, other-member, token (the README's), platform:<ns>:<sa>"""
-    request: Request
+    request: Request | None
+    """None for a journey that is only a network hop (a store the workload talks to)"""
     why: str
     allowed: bool = True
     creates: dict[str, Any] | None = field(default=None, compare=False, hash=False)
@@ -43,9 +45,11 @@ class Journey:
     """(from, to) endpoint names of manifests/base/network/required-flows.yaml, port from PORTS"""
     tolerated: bool = False
     """the code carries on when refused (a fallback), so a refusal is allowed but reported"""
+    flow: tuple[Pod | Address, Pod | Address, int] | None = field(default=None, compare=False, hash=False)
+    """a hop between resolved endpoints (from the rendered workloads and Services), with its port"""
 
     def __str__(self) -> str:
-        return f"{self.who}: {self.request} ({self.why})"
+        return f"{self.who}: {self.request or 'connects'} ({self.why})"
 
 
 # --- the Argo server, acting as its caller ----------------------------------------------------------

@@ -13,15 +13,12 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from mlops import admission
-from mlops.lint import check, render
 from tests.cluster.journeys import (
     REPO,
     Journey,
@@ -32,56 +29,10 @@ from tests.cluster.journeys import (
     readme_token_identity,
     runner_rows,
 )
-from tests.cluster.rbac_evaluator_without_apiserver import Identity, Rbac
-from tests.manifests.networkpolicy_evaluator_without_cni import Address, Evaluator, Pod
+from tests.cluster.rbac_evaluator_without_apiserver import Identity
+from tests.cluster.rendered_platform import TENANTS, Platform, closed, refusal
 
-MANIFESTS = REPO / "manifests"
-TENANTS = sorted(p.parent.name for p in (MANIFESTS / "tenants").glob("*/namespace.yaml"))
-FLOWS = yaml.safe_load((MANIFESTS / "base" / "network" / "required-flows.yaml").read_text())
-NAME = "kubernetes.io/metadata.name"
-API_SERVER_PORT = 443
 README = (REPO / "README.md").read_text()
-
-
-@dataclass(frozen=True)
-class Platform:
-    """One overlay with every tenant, as rendered, and what each check reads of it."""
-
-    overlay: str
-    objects: list[dict[str, Any]]
-    rbac: Rbac
-    policies: list[admission.Policy]
-    network: Evaluator
-    namespaces: dict[str, dict[str, str]]
-
-
-def installed_policies(objects: list[dict[str, Any]]) -> list[admission.Policy]:
-    """The Gatekeeper policies the overlay installs: each rendered Constraint with its rendered template."""
-    templates = {t["spec"]["crd"]["spec"]["names"]["kind"]: t for t in objects if t.get("kind") == "ConstraintTemplate"}
-    constraints = [o for o in objects if o.get("apiVersion", "").startswith("constraints.gatekeeper.sh/")]
-    # a Constraint whose template is not rendered has no CRD to be created with: nothing enforces it
-    # (tests/manifests holds every policy file to being rendered by both overlays)
-    return [
-        admission.Policy(template=templates[c["kind"]], constraint=c) for c in constraints if c["kind"] in templates
-    ]
-
-
-@pytest.fixture(scope="module", params=["dev", "prod"])
-def platform(request: pytest.FixtureRequest, schemas_dir: Path) -> Platform:
-    objects = render(MANIFESTS / "overlays" / request.param)
-    for tenant in TENANTS:
-        objects += render(MANIFESTS / "tenants" / tenant)
-    namespaces = {
-        o["metadata"]["name"]: {**o["metadata"].get("labels", {}), NAME: o["metadata"]["name"]}
-        for o in objects
-        if o["kind"] == "Namespace"
-    }
-    for endpoint in FLOWS["endpoints"].values():
-        name = endpoint.get("namespace", "")
-        if name and not name.startswith("{"):
-            namespaces.setdefault(name, {NAME: name})
-    network = Evaluator([o for o in objects if o["kind"] == "NetworkPolicy"])
-    return Platform(request.param, objects, Rbac.of(objects), installed_policies(objects), network, namespaces)
 
 
 # --- the member's Argo traffic, recorded from the real CLI ------------------------------------------
@@ -225,39 +176,6 @@ def journeys(
     return who, list(dict.fromkeys(rows))  # one row per distinct request
 
 
-# --- the checks -------------------------------------------------------------------------------------
-def endpoint(platform: Platform, name: str, tenant: str) -> Pod | Address:
-    declared = FLOWS["endpoints"][name]
-    if "address" in declared:
-        return Address(declared["address"])
-    namespace = tenant if declared["namespace"].startswith("{") else declared["namespace"]
-    return Pod(namespace, dict(declared["labels"]), platform.namespaces[namespace])
-
-
-def refusal(platform: Platform, who: Identity, journey: Journey, tenant: str) -> str | None:
-    """Which check refuses the journey, in the order a cluster makes them, and why; None if none does."""
-    if not platform.rbac.allows(who, journey.request):
-        return f"RBAC: {who} may not {journey.request}"
-    obj = journey.creates
-    if obj is not None:
-        denied = [
-            f"[{p.name}] {m}"
-            for p in platform.policies
-            if p.matches(obj) and p.constraint["spec"].get("enforcementAction", "deny") == "deny"
-            for m in p.violations(obj)
-        ]
-        if denied:
-            return f"admission: {obj['kind']} {obj['metadata'].get('name')}: {denied}"
-        problem = check(obj)
-        if problem:
-            return f"schema: {obj['kind']} {obj['metadata'].get('name')}: {problem}"
-    if journey.hop is not None:
-        source, target = (endpoint(platform, n, tenant) for n in journey.hop)
-        if not platform.network.allowed(source, target, API_SERVER_PORT):
-            return f"network: {journey.hop[0]} -> {journey.hop[1]}:{API_SERVER_PORT} in {tenant}"
-    return None
-
-
 @pytest.mark.parametrize("tenant", TENANTS)
 def test_every_journey_passes_every_check_and_every_denial_is_refused(
     platform: Platform, argo_traffic: list[dict[str, Any]], tenant: str
@@ -308,25 +226,6 @@ def test_the_checks_name_the_one_that_refuses(platform: Platform, argo_traffic: 
     assert (
         refusal(platform, who["token"], Journey("token", submit.request, "typo", creates=unknown), tenant) or ""
     ).startswith("schema:")
-    closed = Platform(
-        platform.overlay,
-        platform.objects,
-        platform.rbac,
-        platform.policies,
-        Evaluator(
-            [*(p for p in platform.network.policies if p["metadata"].get("namespace") != tenant), deny_all(tenant)]
-        ),
-        platform.namespaces,
-    )
     report = next(j for j in rows if j.who == "runner" and j.request.resource == "workflowtaskresults")
     assert refusal(platform, who["runner"], report, tenant) is None
-    assert (refusal(closed, who["runner"], report, tenant) or "").startswith("network:")
-
-
-def deny_all(namespace: str) -> dict[str, Any]:
-    """The namespace's policies replaced by a default deny of egress: its pods reach nothing."""
-    return {
-        "kind": "NetworkPolicy",
-        "metadata": {"name": "broken-on-purpose", "namespace": namespace},
-        "spec": {"podSelector": {}, "policyTypes": ["Egress"]},
-    }
+    assert (refusal(closed(platform, tenant), who["runner"], report, tenant) or "").startswith("network:")
