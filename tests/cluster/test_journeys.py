@@ -29,10 +29,11 @@ from tests.cluster.journeys import (
     readme_token_identity,
     runner_rows,
 )
-from tests.cluster.rbac_evaluator_without_apiserver import Identity
+from tests.cluster.rbac_evaluator_without_apiserver import Identity, Request, service_account
 from tests.cluster.rendered_platform import TENANTS, Platform, closed, refusal
 
 README = (REPO / "README.md").read_text()
+ROLE = "mlops.private-platform.io/role"
 
 
 # --- the member's Argo traffic, recorded from the real CLI ------------------------------------------
@@ -150,6 +151,28 @@ def runner_name(traffic: list[dict[str, Any]]) -> str:
     return str(template["spec"]["serviceAccountName"])
 
 
+def runner_journeys(namespace: str) -> list[Journey]:
+    """The runner as the TrainJob launcher (its source's client calls), Argo's executor and resource
+    template (runner_rows), and refused every Secret."""
+    trainjob = trainjob_of(namespace)
+    rows = []
+    launcher = client_journeys(REPO / "components" / "trainjob.py", "runner", namespace, "the TrainJob launcher", None)
+    for row in launcher:
+        creates = trainjob if row.request is not None and row.request.verb == "create" else None
+        rows.append(Journey(row.who, row.request, row.why, creates=creates, hop=("pipeline-pod", "api-server")))
+    rows += runner_rows(namespace, trainjob)
+    rows += [
+        Journey("runner", Request(verb, "secrets", namespace=namespace, name=name), "the runner reads no Secret", False)
+        for verb, name in (
+            ("get", "tenant-s3-credentials"),
+            ("get", "mlops-s3-credentials"),
+            ("list", ""),
+            ("watch", ""),
+        )
+    ]
+    return rows
+
+
 def journeys(
     platform: Platform, traffic: list[dict[str, Any]], tenant: str
 ) -> tuple[dict[str, Identity], list[Journey]]:
@@ -160,11 +183,7 @@ def journeys(
     for row in client_journeys(REPO / "mlops" / "kube.py", "member", tenant, "mlops promote / rollback", None):
         creates = service if row.request.verb in ("create", "update") else None
         rows.append(Journey(row.who, row.request, row.why, creates=creates, tolerated=row.tolerated))
-    trainjob = trainjob_of(tenant)
-    for row in client_journeys(REPO / "components" / "trainjob.py", "runner", tenant, "the TrainJob launcher", None):
-        creates = trainjob if row.request.verb == "create" else None
-        rows.append(Journey(row.who, row.request, row.why, creates=creates, hop=("pipeline-pod", "api-server")))
-    rows += runner_rows(tenant, trainjob)
+    rows += runner_journeys(tenant)
     other = next(t for t in TENANTS if t != tenant)
     platform_namespaces = sorted(
         {ns for ns, labels in platform.namespaces.items() if ns not in TENANTS} - {"kube-system"}
@@ -229,3 +248,55 @@ def test_the_checks_name_the_one_that_refuses(platform: Platform, argo_traffic: 
     report = next(j for j in rows if j.who == "runner" and j.request.resource == "workflowtaskresults")
     assert refusal(platform, who["runner"], report, tenant) is None
     assert (refusal(closed(platform, tenant), who["runner"], report, tenant) or "").startswith("network:")
+
+
+def pipelines_namespaces(platform: Platform) -> list[str]:
+    return sorted(ns for ns, labels in platform.namespaces.items() if labels.get(ROLE) == "pipelines")
+
+
+def test_the_runner_does_its_job_in_every_pipelines_namespace_and_holds_nothing_more(
+    platform: Platform, argo_traffic: list[dict[str, Any]]
+) -> None:
+    """issue 28: the runner does what Argo's executor and the TrainJob launcher do, in each tenant's
+    namespace and the shared one, and every rule bound to it is one a journey needs (the shared
+    namespace's runner could create no TrainJob, and held the pod rights Argo < 3.4 needed)."""
+    runner = runner_name(argo_traffic)
+    namespaces = pipelines_namespaces(platform)
+    assert set(TENANTS) < set(namespaces)
+    failures = []
+    for namespace in namespaces:
+        who = service_account(namespace, runner)
+        rows = runner_journeys(namespace)
+        for journey in rows:
+            refused = refusal(platform, who, journey, namespace)
+            if journey.allowed and refused:
+                failures.append(f"{namespace}: {journey}\n    refused by {refused}")
+            elif not journey.allowed and refused is None:
+                failures.append(f"{namespace}: {journey}\n    must be refused, and every check lets it through")
+        needed = [j.request for j in rows if j.allowed and j.request is not None]
+        for rule in bound_rules(platform, who, namespace):
+            for verb in rule.get("verbs", []):
+                for resource in rule.get("resources", []):
+                    name, _, sub = resource.partition("/")
+                    used = any(
+                        r.verb == verb and r.resource == name and r.subresource == sub and r.group in rule["apiGroups"]
+                        for r in needed
+                    )
+                    if not used:
+                        failures.append(f"{namespace}: the runner may {verb} {resource}, which no journey needs")
+    assert not failures, f"{platform.overlay}:\n" + "\n".join(failures)
+
+
+def bound_rules(platform: Platform, who: Identity, namespace: str) -> list[dict[str, Any]]:
+    """Every rule of every Role or ClusterRole bound to `who` in `namespace` (the bootstrap roles aside)."""
+    rules = []
+    for binding in platform.rbac.role_bindings:
+        if binding["metadata"].get("namespace") != namespace:
+            continue
+        if any(platform.rbac._subject_matches(s, who, namespace) for s in binding.get("subjects") or []):
+            ref = binding["roleRef"]
+            if ref["kind"] == "Role":
+                rules += platform.rbac.roles.get((namespace, ref["name"]), [])
+            else:
+                rules += platform.rbac.cluster_role_rules(ref["name"])
+    return rules
