@@ -196,6 +196,13 @@ def _caught_api_errors(tree: ast.Module) -> set[int]:
     return lines
 
 
+def _literal(node: ast.expr, constants: dict[str, str]) -> str | None:
+    """A string argument's value: a literal, or a module constant; None when only known at run time."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    return constants.get(node.id) if isinstance(node, ast.Name) else None
+
+
 def client_calls(module: Path) -> list[ClientCall]:
     """Every kubernetes-client call (CustomObjectsApi, CoreV1Api) a module makes, read from its source."""
     tree = ast.parse(module.read_text())
@@ -207,7 +214,7 @@ def client_calls(module: Path) -> list[ClientCall]:
         found = CLIENT_METHOD.match(node.func.attr)
         if not found or not (found[2] or found[3] in ("custom_object", "cluster_custom_object")):
             continue
-        args = [constants.get(a.id) if isinstance(a, ast.Name) else None for a in node.args]
+        args = [_literal(a, constants) for a in node.args]
         if found[3] == "custom_object":
             group, resource, subresource, namespace, name = args[0] or "?", args[3] or "?", "", args[2], None
         else:

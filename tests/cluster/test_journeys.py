@@ -300,3 +300,58 @@ def bound_rules(platform: Platform, who: Identity, namespace: str) -> list[dict[
             else:
                 rules += platform.rbac.cluster_role_rules(ref["name"])
     return rules
+
+
+def test_a_refusal_the_code_tolerates_is_the_one_it_falls_back_from(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The only tolerated row: promote reads KServe's default deployment mode, which members may not
+    (kserve's namespace is the operator's); refused, it uses the mode the service renders."""
+    from kubernetes.client import ApiClient, CoreV1Api
+    from kubernetes.client.exceptions import ApiException
+
+    from mlops.kube import Cluster
+    from tests.cluster.journeys import client_calls
+
+    caught = [(c.verb, c.resource, c.namespace, c.name) for c in client_calls(REPO / "mlops" / "kube.py") if c.caught]
+    assert caught == [("get", "configmaps", "kserve", "inferenceservice-config")]
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise ApiException(status=403, reason="Forbidden")
+
+    monkeypatch.setattr(CoreV1Api, "read_namespaced_config_map", refuse)
+    assert Cluster(api=ApiClient(), context="test").default_deployment_mode() is None
+
+
+def test_the_derivations_read_what_the_code_calls(tmp_path: Path) -> None:
+    """client_calls on known source, and an Argo route nobody described fails instead of passing."""
+    from tests.cluster.journeys import argo_server_requests, client_calls
+
+    module = tmp_path / "calls.py"
+    module.write_text(
+        'GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"\n'
+        'NS = "kserve"\n'
+        "def f(api, core, ns, name):\n"
+        "    api.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, {})\n"
+        "    api.patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name, {})\n"
+        "    core.read_namespaced_pod_log(name, ns)\n"
+        "    try:\n"
+        '        core.read_namespaced_secret("s", NS)\n'
+        "    except ApiException:\n"
+        "        return None\n"
+        "    api.get_something_else()\n"
+    )
+    found = [(c.verb, c.group, c.resource, c.subresource, c.namespace, c.name, c.caught) for c in client_calls(module)]
+    assert found == [
+        ("create", "serving.kserve.io", "inferenceservices", "", None, None, False),
+        ("patch", "serving.kserve.io", "inferenceservices", "", None, None, False),
+        ("get", "", "pods", "log", None, None, False),
+        ("get", "", "secrets", "", "kserve", "s", True),
+    ]
+    with pytest.raises(AssertionError, match="ARGO_SERVER_ROUTES"):
+        argo_server_requests("DELETE", "/api/v1/workflows/fraud/x", None, "s")
+    made = argo_server_requests(
+        "POST", "/api/v1/workflows/fraud", {"workflow": {"spec": {"workflowTemplateRef": {"name": "t"}}}}, "s"
+    )
+    assert [str(r) for r, _ in made] == [
+        "get workflowtemplates.argoproj.io t in fraud",
+        "create workflows.argoproj.io in fraud",
+    ]
