@@ -56,8 +56,9 @@ def load(overlay: str) -> Platform:
         for o in objects
         if o["kind"] == "Namespace"
     }
-    for endpoint in FLOWS["endpoints"].values():
-        name = endpoint.get("namespace", "")
+    # the operators' and the cluster's namespaces: named by the flows, or holding a rendered object
+    named = [e.get("namespace", "") for e in FLOWS["endpoints"].values()]
+    for name in [*named, *(o["metadata"].get("namespace", "") for o in objects)]:
         if name and not name.startswith("{"):
             namespaces.setdefault(name, {NAME: name})
     network = Evaluator([o for o in objects if o["kind"] == "NetworkPolicy"])

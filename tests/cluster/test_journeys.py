@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from tests.cluster.journeys import (
+    README_TOKEN,
     REPO,
     Journey,
     argo_server_requests,
@@ -174,10 +175,10 @@ def runner_journeys(namespace: str) -> list[Journey]:
 
 
 def journeys(
-    platform: Platform, traffic: list[dict[str, Any]], tenant: str
+    platform: Platform, traffic: list[dict[str, Any]], tenant: str, readme: str = README
 ) -> tuple[dict[str, Identity], list[Journey]]:
     who = identities(tenant, runner_name(traffic))
-    who["token"], minting = readme_token_identity(README, tenant, who["member"])
+    who["token"], minting = readme_token_identity(readme, tenant, who["member"])
     rows = minting + member_argo_journeys(platform, traffic, tenant)
     service = promote_objects(tenant)
     for row in client_journeys(REPO / "mlops" / "kube.py", "member", tenant, "mlops promote / rollback", None):
@@ -355,3 +356,24 @@ def test_the_derivations_read_what_the_code_calls(tmp_path: Path) -> None:
         "get workflowtemplates.argoproj.io t in fraud",
         "create workflows.argoproj.io in fraud",
     ]
+
+
+def test_the_readme_recipe_before_issue_28_is_refused_where_the_finding_says(
+    platform: Platform, argo_traffic: list[dict[str, Any]]
+) -> None:
+    """issue 28: `kubectl -n fraud create token pipeline-runner` needs serviceaccounts/token, which
+    members are not granted, and even with it the runner's token may not create a Workflow."""
+    recipe = README_TOKEN.search(README)
+    assert recipe, "the README sets no ARGO_TOKEN"
+    before = README.replace(recipe.group(0), 'export ARGO_TOKEN="$(kubectl -n fraud create token pipeline-runner)"')
+    tenant = "fraud" if "fraud" in TENANTS else TENANTS[0]
+    who, rows = journeys(platform, argo_traffic, tenant, readme=before)
+    assert who["token"].user == f"system:serviceaccount:{tenant}:pipeline-runner"
+    refused = {
+        (j.who, j.request.verb, j.request.resource, j.request.subresource): refusal(platform, who[j.who], j, tenant)
+        for j in rows
+        if j.allowed and j.request is not None
+    }
+    assert (refused[("member", "create", "serviceaccounts", "token")] or "").startswith("RBAC:")
+    assert (refused[("token", "create", "workflows", "")] or "").startswith("RBAC:")
+    assert refused[("member", "update", "inferenceservices", "")] is None, "promote is the member's own"
