@@ -52,13 +52,39 @@ class Finding:
         return f"{self.source}: {self.obj}: {self.problem}"
 
 
+def crd_name(group: str, kind: str) -> str:
+    """The CustomResourceDefinition's name on a cluster (<plural>.<group>; every kind lint reads
+    pluralises with an s)."""
+    return f"{kind.lower()}s.{group}"
+
+
+def export_command(group: str, kind: str, folder: str = "$MLOPS_SCHEMAS_DIR") -> str:
+    """How a platform engineer gets the schema lint reads for `kind` from the cluster's own CRD."""
+    return f"kubectl get crd {crd_name(group, kind)} -o yaml > {folder}/{CRD_FILES[(group, kind)]}"
+
+
+def needed_schemas() -> list[str]:
+    """Every file lint reads from the schema folder, each with where it comes from."""
+    needed = [export_command(group, kind) for group, kind in CRD_FILES]
+    needed += [
+        f"{file} (the {kind} CRD has no field schema: the project's swagger, Katib's pkg/apis/v1beta1/swagger.json)"
+        for (_group, kind), (file, _definition) in SWAGGER_FILES.items()
+    ]
+    return needed
+
+
 def schemas_dir() -> Path:
-    path = Path(os.environ.get("MLOPS_SCHEMAS_DIR") or Path(__file__).resolve().parents[2] / "shared" / "schemas")
+    named = os.environ.get("MLOPS_SCHEMAS_DIR")
+    path = Path(named or Path(__file__).resolve().parents[2] / "shared" / "schemas")
     if not path.is_dir():
+        source = f"MLOPS_SCHEMAS_DIR names {path}" if named else f"MLOPS_SCHEMAS_DIR is not set and its default {path}"
         raise ComponentError(
             "lint",
-            f"no schema folder at {path}",
-            "set MLOPS_SCHEMAS_DIR to the folder of upstream CRD schemas (../shared/schemas)",
+            f"no schema folder: {source} is not a folder. lint validates each custom kind against its CRD's"
+            " schema, from these files in that folder (one per kind the manifests use):\n  "
+            + "\n  ".join(needed_schemas()),
+            "export them from the cluster you install on (the commands above, docs/install.md), then"
+            " `export MLOPS_SCHEMAS_DIR=<that folder>` and run again",
         )
     return path
 
@@ -245,6 +271,10 @@ def _validate_one(obj: dict[str, Any], templates: dict[str, dict[str, Any]]) -> 
         problem = _check(obj.get("spec", {}).get("parameters", {}), schema)
         return f"parameters: {problem}" if problem else None
     schema = _crd_schema(group, kind, version) or _swagger_schema(group, kind)
+    file = CRD_FILES.get((group, kind))
+    if schema is None and file and not (schemas_dir() / file).is_file():
+        export = export_command(group, kind, str(schemas_dir()))
+        return f"no schema for {api} {kind}: {schemas_dir() / file} is missing (export it: {export})"
     if schema is not None:
         problem = _check(obj, schema)
         for where, embedded in _embedded_workloads(obj):

@@ -42,7 +42,8 @@ ARCHIVE_SECRET = f"{ARCHIVE_ROLE}-db-credentials"
 """kubernetes.io/basic-auth (username, password): in the platform namespace for CloudNativePG's
 managed role, and the same in Argo's namespace, where the controller and the server read it."""
 ARCHIVE_CLIENTS = ("workflow-controller", "argo-server")
-"""The processes that open the archive: each holds up to maxOpenConns server connections."""
+"""The processes that open the archive, one replica each: each holds up to maxOpenConns server
+connections (more argo-server replicas need a larger pool_size on PgBouncer's argo route)."""
 ARCHIVE_POOL = {"maxIdleConns": 2, "maxOpenConns": 8}
 """In session pooling (PGBOUNCER_DATABASE_OPTIONS) each client connection holds a server one, so
 both clients together stay within PgBouncer's default_pool_size."""
