@@ -48,6 +48,12 @@ class Journey:
     flow: tuple[Pod | Address, Pod | Address, int] | None = field(default=None, compare=False, hash=False)
     """a hop between resolved endpoints (from the rendered workloads and Services), with its port"""
 
+    @property
+    def api(self) -> Request:
+        """The API request, for a journey that makes one."""
+        assert self.request is not None, f"{self.why}: a network hop, no API request"
+        return self.request
+
     def __str__(self) -> str:
         return f"{self.who}: {self.request or 'connects'} ({self.why})"
 
@@ -273,14 +279,12 @@ def denial_rows(
     rows = [
         Journey(
             "member",
-            Request(
-                j.request.verb, j.request.resource, j.request.group, j.request.subresource, other_tenant, j.request.name
-            ),
+            Request(j.api.verb, j.api.resource, j.api.group, j.api.subresource, other_tenant, j.api.name),
             f"a {tenant} member in {other_tenant}: {j.why}",
             allowed=False,
         )
         for j in allowed
-        if j.who == "member" and j.request.namespace == tenant
+        if j.who == "member" and j.api.namespace == tenant
     ]
     rows += [
         Journey(

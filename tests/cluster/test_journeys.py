@@ -159,7 +159,7 @@ def runner_journeys(namespace: str) -> list[Journey]:
     rows = []
     launcher = client_journeys(REPO / "components" / "trainjob.py", "runner", namespace, "the TrainJob launcher", None)
     for row in launcher:
-        creates = trainjob if row.request is not None and row.request.verb == "create" else None
+        creates = trainjob if row.api.verb == "create" else None
         rows.append(Journey(row.who, row.request, row.why, creates=creates, hop=("pipeline-pod", "api-server")))
     rows += runner_rows(namespace, trainjob)
     rows += [
@@ -182,7 +182,7 @@ def journeys(
     rows = minting + member_argo_journeys(platform, traffic, tenant)
     service = promote_objects(tenant)
     for row in client_journeys(REPO / "mlops" / "kube.py", "member", tenant, "mlops promote / rollback", None):
-        creates = service if row.request.verb in ("create", "update") else None
+        creates = service if row.api.verb in ("create", "update") else None
         rows.append(Journey(row.who, row.request, row.why, creates=creates, tolerated=row.tolerated))
     rows += runner_journeys(tenant)
     other = next(t for t in TENANTS if t != tenant)
@@ -212,7 +212,7 @@ def test_every_journey_passes_every_check_and_every_denial_is_refused(
         elif not journey.allowed and refused is None:
             failures.append(f"{journey}\n    must be refused, and every check lets it through")
     assert not failures, f"{platform.overlay}, tenant {tenant}:\n" + "\n".join(failures)
-    verbs = {(j.who, j.request.verb, j.request.resource) for j in rows if j.allowed}
+    verbs = {(j.who, j.api.verb, j.api.resource) for j in rows if j.allowed}
     for needed in (
         ("token", "create", "workflows"),
         ("token", "update", "workflowtemplates"),
@@ -228,9 +228,7 @@ def test_the_checks_name_the_one_that_refuses(platform: Platform, argo_traffic: 
     """Broken on purpose, one check at a time: each refusal names its check."""
     tenant = TENANTS[0]
     who, rows = journeys(platform, argo_traffic, tenant)
-    submit = next(
-        j for j in rows if j.who == "token" and j.request.verb == "create" and j.request.resource == "workflows"
-    )
+    submit = next(j for j in rows if j.who == "token" and j.api.verb == "create" and j.api.resource == "workflows")
     assert refusal(platform, who["token"], submit, tenant) is None, "positive control"
     stranger = Identity("mallory", frozenset({"system:authenticated"}))
     assert (refusal(platform, stranger, submit, tenant) or "").startswith("RBAC:")
@@ -246,7 +244,7 @@ def test_the_checks_name_the_one_that_refuses(platform: Platform, argo_traffic: 
     assert (
         refusal(platform, who["token"], Journey("token", submit.request, "typo", creates=unknown), tenant) or ""
     ).startswith("schema:")
-    report = next(j for j in rows if j.who == "runner" and j.request.resource == "workflowtaskresults")
+    report = next(j for j in rows if j.who == "runner" and j.api.resource == "workflowtaskresults")
     assert refusal(platform, who["runner"], report, tenant) is None
     assert (refusal(closed(platform, tenant), who["runner"], report, tenant) or "").startswith("network:")
 
@@ -370,7 +368,7 @@ def test_the_readme_recipe_before_issue_28_is_refused_where_the_finding_says(
     who, rows = journeys(platform, argo_traffic, tenant, readme=before)
     assert who["token"].user == f"system:serviceaccount:{tenant}:pipeline-runner"
     refused = {
-        (j.who, j.request.verb, j.request.resource, j.request.subresource): refusal(platform, who[j.who], j, tenant)
+        (j.who, j.api.verb, j.api.resource, j.api.subresource): refusal(platform, who[j.who], j, tenant)
         for j in rows
         if j.allowed and j.request is not None
     }
