@@ -132,6 +132,10 @@ def request_info(method: str, url: str) -> Request:
     if method == "GET":
         watching = query.get("watch", ["false"])[0] in ("true", "1")
         verb = "get" if name else ("watch" if watching else "list")
+        for term in ",".join(query.get("fieldSelector", [])).split(",") if not name else []:
+            key, _, value = term.partition("=")  # `kubectl get NAME -w`: a list and watch of one name
+            if key == "metadata.name" and value.lstrip("="):
+                name = value.lstrip("=")
     elif method == "DELETE" and not name:
         verb = "deletecollection"
     else:

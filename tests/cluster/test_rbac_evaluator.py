@@ -189,6 +189,16 @@ KSERVE, CORE = "serving.kserve.io", ""
         ("DELETE", "/api/v1/namespaces/fraud/pods", Request("deletecollection", "pods", namespace="fraud")),
         ("GET", "/api/v1/namespaces/fraud", Request("get", "namespaces", namespace="fraud", name="fraud")),
         ("GET", "/api/v1/nodes", Request("list", "nodes")),
+        (
+            "GET",
+            f"{ARGO}?fieldSelector=metadata.name%3Drun-1&watch=true",
+            Request("watch", "workflows", "argoproj.io", namespace="fraud", name="run-1"),
+        ),
+        (
+            "GET",
+            f"{ARGO}?fieldSelector=metadata.name!%3Drun-1",
+            Request("list", "workflows", "argoproj.io", namespace="fraud"),
+        ),
         ("GET", "/healthz", Request("get", path="/healthz")),
     ],
 )
