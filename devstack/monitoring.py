@@ -88,7 +88,10 @@ class Monitoring:
         binary = process.find_binary(BINARIES[service])
         listen = f"--web.listen-address=127.0.0.1:{self.ports[service]}"
         if service == "pushgateway":
-            return [binary, listen]
+            # its own file, as the cluster's has (manifests/monitoring/pushgateway.yaml): Debian's
+            # default, /var/lib/prometheus/pushgateway.data, is one file for every instance on the
+            # machine, so each started with what any earlier one was pushed
+            return [binary, listen, f"--persistence.file={self.root / 'pushgateway.data'}"]
         if service == "alertmanager":
             return [
                 binary,
