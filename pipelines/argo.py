@@ -16,7 +16,7 @@ Argo-specific choices, each closing a known trap:
 - `depends` on each upstream's `.Succeeded` (not `dependencies`), so a task below a skipped one
   is Omitted rather than left to resolve outputs that were never made;
 - an exit handler notifies the owner when the run did not succeed (components/notify.py), and
-  the controller counts the failed run by pipeline (a workflow metric) in case it could not;
+  the controller counts the failed run by pipeline (pipelines/argo_metrics.py) in case it could not;
 - the CronWorkflow sets `startingDeadlineSeconds`, or runs missed while the controller was
   down are silently skipped (argo-workflows#9632), and `concurrencyPolicy: Forbid`; a mutex per
   pipeline serialises the nightly with manual submits, and the drift step's dedupe key keeps
@@ -35,10 +35,7 @@ from hera.workflows import (
     DAG,
     Artifact,
     Container,
-    Counter,
     CronWorkflow,
-    Gauge,
-    Label,
     Parameter,
     Resource,
     S3Artifact,
@@ -53,6 +50,7 @@ from components.config import PipelineConfig
 from components.environment import IMAGE_VARIABLE
 from components.errors import PERMANENT_EXIT_CODE
 from components.settings import CONFIGMAP
+from pipelines.argo_metrics import run_failed_metric, template_metrics
 from pipelines.caching import DIGEST_OUTPUT, ancestors, cluster_digest_source
 from pipelines.cluster import TRAINING_POOL, secret_environment
 from pipelines.contract import StepContract, check, is_parameter
@@ -169,43 +167,6 @@ def cache_key(
         "{{workflow.parameters.cache-salt}}",  # `mlops submit --no-cache`: a new one runs everything again
     ]
     return "-".join(parts)
-
-
-def template_metrics(spec: PipelineSpec, step: Step, cfg: PipelineConfig, contracts: Contracts) -> list[Gauge] | None:
-    """The drift figures as Argo template metrics too (the Pushgateway is the other path): gauges
-    of the step's output parameters, labelled like the pushed series. Argo adds its own
-    `argo_workflows_` prefix to custom metric names on export."""
-    outputs = set(contracts[step.name].parameter_outputs)
-    if not {"drift_share", "drifted_features", "champion_version"} <= outputs:
-        return None
-    labels = [
-        Label(key="pipeline", value=spec.name),
-        Label(key="model", value=cfg.register_.model_name),
-        Label(key="version", value="{{outputs.parameters.champion_version}}"),
-    ]
-    return [
-        Gauge(
-            name="mlops_drift_share",
-            help="Share of the model's features that drifted.",
-            labels=labels,
-            realtime=False,
-            value="{{outputs.parameters.drift_share}}",
-        ),
-        Gauge(
-            name="mlops_drift_share_threshold",
-            help="The drift share at or above which the pipeline retrains.",
-            labels=labels,
-            realtime=False,
-            value=str(cfg.drift.drift_share),
-        ),
-        Gauge(
-            name="mlops_drift_features_drifted",
-            help="How many of the model's features drifted.",
-            labels=labels,
-            realtime=False,
-            value="{{outputs.parameters.drifted_features}}",
-        ),
-    ]
 
 
 def _container(
@@ -411,51 +372,19 @@ def _labels(cfg: PipelineConfig, spec: PipelineSpec, git_sha: str) -> dict[str, 
     return labels
 
 
-RUN_FAILED_METRIC = "mlops_pipeline_runs_failed"
-"""The controller counts a run that did not succeed, by namespace and pipeline (its own
-`argo_workflows_total_count` names no pipeline); exported as `argo_workflows_<name>`, it is what
-ArgoWorkflowFailed reads when the exit handler's notice did not arrive."""
-
-
-def run_failed_metric(pipeline: str) -> Counter:
-    return Counter(
-        name=RUN_FAILED_METRIC,
-        help="Runs of the pipeline that ended Failed or Error, counted by the workflow controller.",
-        labels=[
-            Label(key="namespace", value="{{workflow.namespace}}"),
-            Label(key="pipeline", value=pipeline),
-            Label(key="status", value="{{workflow.status}}"),
-        ],
-        when="{{workflow.status}} != Succeeded",
-        value="1",
-    )
-
-
 def workflow_template(declaration: PipelineDeclaration, cfg: PipelineConfig, *, git_sha: str = "") -> WorkflowTemplate:
     spec = declaration.spec
     run = {name: f"{{{{workflow.parameters.{_argo_name(name)}}}}}" for name in RunInputs.names()} | {"run_id": RUN_ID}
     parameters = declaration.step_parameters(cfg, run)
     contracts = check(spec.steps, parameters)
+    notice = ["--notice-out", f"{OUT}/notice", "--pipeline", spec.name, "--owner", cfg.owner,
+              "--workflow", "{{workflow.name}}", "--status", "{{workflow.status}}",
+              "--failures", "{{workflow.failures}}", "--namespace", cfg.cluster.namespace]  # fmt: skip
     failure_notice = Container(
         name="notify-failure",
         image=spec.image,
         command=["mlops", "step", "notify-failure"],
-        args=[
-            "--notice-out",
-            f"{OUT}/notice",
-            "--pipeline",
-            spec.name,
-            "--owner",
-            cfg.owner,
-            "--workflow",
-            "{{workflow.name}}",
-            "--status",
-            "{{workflow.status}}",
-            "--failures",
-            "{{workflow.failures}}",
-            "--namespace",
-            cfg.cluster.namespace,
-        ],
+        args=notice,
         outputs=[Artifact(name="notice", path=f"{OUT}/notice")],
         env_from=PLATFORM_SETTINGS,
         env=_environment(cfg),

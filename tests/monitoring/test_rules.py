@@ -117,7 +117,7 @@ def test_the_rules_read_what_the_notices_and_the_workflow_metric_push() -> None:
     """The metric names have one source each: the notices' gauges (components/notify.py) and the
     WorkflowTemplate's run counter (pipelines/argo.py), which Argo exports as argo_workflows_<name>."""
     from components import notify
-    from pipelines.argo import RUN_FAILED_METRIC
+    from pipelines.argo_metrics import RUN_FAILED_METRIC
 
     rules = yaml.safe_load(RULES.read_text())
     expr = {rule["alert"]: rule["expr"] for group in rules["spec"]["groups"] for rule in group["rules"]}
