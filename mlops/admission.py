@@ -28,6 +28,9 @@ WORKLOAD_KINDS = [
         "kinds": ["Workflow", "WorkflowTemplate", "ClusterWorkflowTemplate", "CronWorkflow"],
     },
     {"apiGroups": ["serving.kserve.io"], "kinds": ["InferenceService"]},
+    {"apiGroups": ["trainer.kubeflow.org"], "kinds": ["TrainJob", "TrainingRuntime", "ClusterTrainingRuntime"]},
+    {"apiGroups": ["jobset.x-k8s.io"], "kinds": ["JobSet"]},
+    {"apiGroups": ["kubeflow.org"], "kinds": ["Experiment", "Trial"]},
 ]
 """Every kind lib.workloads reads pod specs out of; a workload policy's Constraint matches all of them."""
 
@@ -50,6 +53,15 @@ def _engine(rego: str, package: str, libraries: list[str] | None = None) -> Any:
 
 def _group(api_version: str) -> str:
     return api_version.split("/", 1)[0] if "/" in api_version else ""
+
+
+def _glob(pattern: str, name: str) -> bool:
+    """Gatekeeper's namespace wildcard: `kube-*` (prefix), `*-system` (suffix) or an exact name."""
+    if pattern.endswith("*"):
+        return name.startswith(pattern[:-1])
+    if pattern.startswith("*"):
+        return name.endswith(pattern[1:])
+    return name == pattern
 
 
 @dataclass(kw_only=True)
@@ -76,34 +88,43 @@ class Policy:
         return dict(self.constraint["spec"].get("parameters", {}))
 
     def matches(self, obj: dict[str, Any]) -> bool:
-        """Gatekeeper's match.kinds and match.namespaces / excludedNamespaces."""
+        """Gatekeeper's match.kinds and match.namespaces / excludedNamespaces: a Namespace is
+        matched by its name, a cluster-scoped object by neither list (Gatekeeper cannot
+        disqualify it), names by a leading or trailing `*` glob."""
         match = self.constraint["spec"].get("match", {})
         group, kind = _group(obj.get("apiVersion", "")), obj.get("kind", "")
         kinds = match.get("kinds")
         if kinds and not any(self._kind_matches(entry, group, kind) for entry in kinds):
             return False
-        namespace = obj.get("metadata", {}).get("namespace", "")
-        if match.get("namespaces") and namespace not in match["namespaces"]:
+        metadata = obj.get("metadata", {})
+        namespace = metadata.get("name", "") if kind == "Namespace" and not group else metadata.get("namespace", "")
+        if not namespace:
+            return True
+        if match.get("namespaces") and not any(_glob(p, namespace) for p in match["namespaces"]):
             return False
-        return namespace not in match.get("excludedNamespaces", [])
+        return not any(_glob(p, namespace) for p in match.get("excludedNamespaces", []))
 
     @staticmethod
     def _kind_matches(entry: dict[str, Any], group: str, kind: str) -> bool:
         groups = entry.get("apiGroups", [""])
         return kind in entry.get("kinds", []) and ("*" in groups or group in groups)
 
-    def violations(self, obj: dict[str, Any], parameters: dict[str, Any] | None = None) -> list[str]:
+    def violations(
+        self, obj: dict[str, Any], parameters: dict[str, Any] | None = None, *, user: str | None = None
+    ) -> list[str]:
+        """What the rule denies; `user` is the requester (review.userInfo.username), None for a
+        review with no request (Gatekeeper's audit, gator)."""
         version = obj.get("apiVersion", "").rsplit("/", 1)[-1]
-        review = {
-            "review": {
-                "object": obj,
-                "kind": {"group": _group(obj.get("apiVersion", "")), "version": version, "kind": obj.get("kind")},
-                "namespace": obj.get("metadata", {}).get("namespace", ""),
-                "name": obj.get("metadata", {}).get("name", ""),
-                "operation": "CREATE",
-            },
-            "parameters": self.parameters if parameters is None else parameters,
+        request: dict[str, Any] = {
+            "object": obj,
+            "kind": {"group": _group(obj.get("apiVersion", "")), "version": version, "kind": obj.get("kind")},
+            "namespace": obj.get("metadata", {}).get("namespace", ""),
+            "name": obj.get("metadata", {}).get("name", ""),
+            "operation": "CREATE",
         }
+        if user is not None:
+            request["userInfo"] = {"username": user}
+        review = {"review": request, "parameters": self.parameters if parameters is None else parameters}
         return sorted(v["msg"] for v in self.engine.eval_document(f"{self.package}.violation", review))
 
 
@@ -112,6 +133,11 @@ def load_policies(directory: Path = POLICY_DIR) -> list[Policy]:
     if not directory.is_dir():
         raise ComponentError("admission", f"no policy folder at {directory}", "pass --policies manifests/policies")
     documents = [d for file in sorted(directory.glob("*.yaml")) for d in yaml.safe_load_all(file.read_text()) if d]
+    return policies_of(documents, str(directory))
+
+
+def policies_of(documents: list[dict[str, Any]], where: str = "the rendered manifests") -> list[Policy]:
+    """Every (ConstraintTemplate, Constraint) pair among rendered objects (an overlay's, as installed)."""
     templates = {
         t["spec"]["crd"]["spec"]["names"]["kind"]: t for t in documents if t.get("kind") == "ConstraintTemplate"
     }
@@ -122,31 +148,38 @@ def load_policies(directory: Path = POLICY_DIR) -> list[Policy]:
             raise ComponentError(
                 "admission",
                 f"constraint {constraint['metadata']['name']} of kind {constraint['kind']} has no ConstraintTemplate",
-                f"add the template to {directory}",
+                f"add the template to {where}",
             )
         policies.append(Policy(template=templates[constraint["kind"]], constraint=constraint))
     return policies
 
 
 def policy(file: Path) -> Policy:
-    """The single policy a file declares (for tests of one rule)."""
+    """The single policy a file declares (for tests of one rule); its Constraint may live in a file
+    of its own beside it (a rendered one: manifests/policies/restricted-scheduling-constraint.yaml)."""
     documents = [d for d in yaml.safe_load_all(file.read_text()) if d]
     template = next(d for d in documents if d.get("kind") == "ConstraintTemplate")
-    constraint = next(d for d in documents if d.get("apiVersion", "").startswith("constraints.gatekeeper.sh/"))
+    kind = template["spec"]["crd"]["spec"]["names"]["kind"]
+    siblings = [d for other in sorted(file.parent.glob("*.yaml")) for d in yaml.safe_load_all(other.read_text()) if d]
+    constraint = next(
+        d
+        for d in documents + siblings
+        if d.get("apiVersion", "").startswith("constraints.gatekeeper.sh/") and d["kind"] == kind
+    )
     return Policy(template=template, constraint=constraint)
 
 
 class PolicySet:
     """All of the platform's policies; `violations` says what Gatekeeper would deny, and why."""
 
-    def __init__(self, directory: Path = POLICY_DIR) -> None:
-        self.policies = load_policies(directory)
+    def __init__(self, directory: Path = POLICY_DIR, *, policies: list[Policy] | None = None) -> None:
+        self.policies = load_policies(directory) if policies is None else policies
 
-    def violations(self, obj: dict[str, Any]) -> list[str]:
+    def violations(self, obj: dict[str, Any], *, user: str | None = None) -> list[str]:
         found = []
         for rule in self.policies:
             if rule.matches(obj) and rule.constraint["spec"].get("enforcementAction", "deny") == "deny":
-                found += [f"[{rule.name}] {message}" for message in rule.violations(obj)]
+                found += [f"[{rule.name}] {message}" for message in rule.violations(obj, user=user)]
         return found
 
 
@@ -178,6 +211,12 @@ def sync_workload_library(directory: Path = POLICY_DIR, *, write: bool = True) -
     handler.width = 4096
     handler.indent(mapping=2, sequence=4, offset=2)
     stale = []
+    rego = {  # each template's rego by its Constraint kind, whichever file holds the Constraint
+        d["spec"]["crd"]["spec"]["names"]["kind"]: d["spec"]["targets"][0]["rego"]
+        for file in sorted(directory.glob("*.yaml"))
+        for d in yaml.safe_load_all(file.read_text())
+        if d and d.get("kind") == "ConstraintTemplate"
+    }
     for file in sorted(directory.glob("*.yaml")):
         documents = list(handler.load_all(file.read_text()))
         changed = False
@@ -188,13 +227,15 @@ def sync_workload_library(directory: Path = POLICY_DIR, *, write: bool = True) -
                 if uses and list(target.get("libs", [])) != [library]:
                     target["libs"] = [LiteralScalarString(library)]
                     changed = True
-            elif document and str(document.get("apiVersion", "")).startswith("constraints.gatekeeper.sh/"):
-                template = next(d for d in documents if d and d.get("kind") == "ConstraintTemplate")
-                if "data.lib.workloads" in template["spec"]["targets"][0]["rego"]:
-                    match = document["spec"].setdefault("match", {})
-                    if json.loads(json.dumps(match.get("kinds"))) != WORKLOAD_KINDS:
-                        match["kinds"] = [_flow_entry(entry) for entry in WORKLOAD_KINDS]
-                        changed = True
+            elif (
+                document
+                and str(document.get("apiVersion", "")).startswith("constraints.gatekeeper.sh/")
+                and "data.lib.workloads" in rego.get(str(document["kind"]), "")
+            ):
+                match = document["spec"].setdefault("match", {})
+                if json.loads(json.dumps(match.get("kinds"))) != WORKLOAD_KINDS:
+                    match["kinds"] = [_flow_entry(entry) for entry in WORKLOAD_KINDS]
+                    changed = True
         if changed:
             stale.append(file)
             if write:

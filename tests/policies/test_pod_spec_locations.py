@@ -5,6 +5,10 @@ test would notice a policy that denies everything) and an attack (the forbidden 
 denied). Before lib.workloads, each policy had its own partial list: initContainers,
 ephemeralContainers, Argo sidecars, containerSet and podSpecPatch, CronWorkflows and KServe's
 framework specs were admitted with outside images, literal credentials or host access.
+
+issue 28: neither pod-security nor restricted-scheduling covered Kubeflow Trainer (TrainJob, its
+runtime patches and the runtimes, the JobSet it makes) or Katib (an Experiment's trial template,
+a Trial's runSpec, the custom metrics collector): each is a location here now.
 """
 
 from __future__ import annotations
@@ -64,6 +68,53 @@ def _workload(kind: str, pod: dict[str, Any]) -> dict[str, Any]:
     return {"apiVersion": groups[kind], "kind": kind, "metadata": {"name": "p", "namespace": "fraud"}, "spec": spec}
 
 
+def _replicated(pod: dict[str, Any]) -> dict[str, Any]:
+    """A JobSet spec of one replicated job running `pod` (Trainer's runtimes and patches carry one)."""
+    return {"replicatedJobs": [{"name": "node", "template": {"spec": {"template": {"spec": pod}}}}]}
+
+
+def _trainer(kind: str, pod: dict[str, Any]) -> dict[str, Any]:
+    metadata = {"name": "t"} if kind.startswith("Cluster") else {"name": "t", "namespace": "fraud"}
+    if kind == "JobSet":
+        return {"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": kind, "metadata": metadata, "spec": _replicated(pod)}
+    spec: dict[str, Any] = {"template": {"spec": _replicated(pod)}}
+    if kind == "TrainJob":
+        patch = {"manager": "mlops", "trainingRuntimeSpec": spec}
+        spec = {"runtimeRef": {"name": "torch-distributed"}, "runtimePatches": [patch]}
+    return {"apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": kind, "metadata": metadata, "spec": spec}
+
+
+def _overrides(override: dict[str, Any]) -> dict[str, Any]:
+    """A TrainJob of an earlier Trainer release, overriding its runtime's pods in podSpecOverrides."""
+    job = _trainer("TrainJob", {})
+    job["spec"] = {"runtimeRef": {"name": "torch-distributed"}, "podSpecOverrides": [override]}
+    return job
+
+
+def _katib(kind: str, run: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    """An Experiment whose trial template is `run`, or a Trial whose runSpec is `run`."""
+    body = {"trialTemplate": {"trialSpec": run}} if kind == "Experiment" else {"runSpec": run}
+    return {
+        "apiVersion": "kubeflow.org/v1beta1",
+        "kind": kind,
+        "metadata": {"name": "k", "namespace": "fraud"},
+        "spec": {**body, **spec},
+    }
+
+
+def _job(pod: dict[str, Any]) -> dict[str, Any]:
+    job = _workload("Job", pod)
+    del job["metadata"]
+    return job
+
+
+def _collector(container: dict[str, Any]) -> dict[str, Any]:
+    collector = {"collector": {"kind": "Custom", "customCollector": {"name": "collector", **container}}}
+    return _katib(
+        "Experiment", _job({"containers": [{"name": "x", "image": INTERNAL}]}), metricsCollectorSpec=collector
+    )
+
+
 Place = Callable[[dict[str, Any]], dict[str, Any]]
 
 CONTAINER_LOCATIONS: dict[str, Place] = {
@@ -108,6 +159,21 @@ CONTAINER_LOCATIONS: dict[str, Place] = {
     ),
     "InferenceService transformer containers": lambda c: _service("transformer", {"containers": [{"name": "x", **c}]}),
     "InferenceService explainer containers": lambda c: _service("explainer", {"containers": [{"name": "x", **c}]}),
+    "TrainJob runtimePatches containers": lambda c: _trainer("TrainJob", {"containers": [{"name": "node", **c}]}),
+    "TrainJob runtimePatches initContainers": lambda c: _trainer("TrainJob", _pod_spec("initContainers", c)),
+    "TrainJob podSpecOverrides containers": lambda c: _overrides({"containers": [{"name": "node", **c}]}),
+    "TrainingRuntime containers": lambda c: _trainer("TrainingRuntime", {"containers": [{"name": "node", **c}]}),
+    "ClusterTrainingRuntime initContainers": lambda c: _trainer(
+        "ClusterTrainingRuntime", _pod_spec("initContainers", c)
+    ),
+    "JobSet containers": lambda c: _trainer("JobSet", {"containers": [{"name": "x", **c}]}),
+    "Experiment trialSpec Job containers": lambda c: _katib("Experiment", _job({"containers": [{"name": "x", **c}]})),
+    "Experiment trialSpec TrainJob": lambda c: _katib(
+        "Experiment", _trainer("TrainJob", {"containers": [{"name": "n", **c}]})
+    ),
+    "Experiment trialSpec Workflow container": lambda c: _katib("Experiment", _workflow("Workflow", {"container": c})),
+    "Experiment custom metrics collector": _collector,
+    "Trial runSpec Job initContainers": lambda c: _katib("Trial", _job(_pod_spec("initContainers", c))),
 }
 
 POD_LOCATIONS: dict[str, Place] = {
@@ -123,6 +189,19 @@ POD_LOCATIONS: dict[str, Place] = {
     "InferenceService transformer": lambda p: _service(
         "transformer", {"containers": [{"name": "x", "image": INTERNAL}], **p}
     ),
+    "TrainJob runtimePatches": lambda p: _trainer("TrainJob", {"containers": [{"name": "node"}], **p}),
+    "TrainJob podSpecOverrides": lambda p: _overrides({"targetJobs": [{"name": "node"}], **p}),
+    "TrainingRuntime": lambda p: _trainer(
+        "TrainingRuntime", {"containers": [{"name": "node", "image": INTERNAL}], **p}
+    ),
+    "JobSet": lambda p: _trainer("JobSet", {"containers": [{"name": "x", "image": INTERNAL}], **p}),
+    "Experiment trialSpec Job": lambda p: _katib(
+        "Experiment", _job({"containers": [{"name": "x", "image": INTERNAL}], **p})
+    ),
+    "Experiment trialSpec Workflow": lambda p: _katib(
+        "Experiment", _workflow("Workflow", {"container": {"image": INTERNAL}}, **p)
+    ),
+    "Trial runSpec Job": lambda p: _katib("Trial", _job({"containers": [{"name": "x", "image": INTERNAL}], **p})),
 }
 
 

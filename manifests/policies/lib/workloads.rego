@@ -12,58 +12,131 @@ kind := obj.kind
 
 namespace := object.get(obj.metadata, "namespace", object.get(input.review, "namespace", ""))
 
+# generateName when the name is not chosen yet (a Workflow's resource template, a Katib trial):
+# a message naming an undefined name would drop the violation with it
+name := object.get(obj.metadata, "name", object.get(obj.metadata, "generateName", ""))
+
+# The objects whose pod specs this one carries: itself, and the object Katib makes of a trial
+# template (an Experiment's trialSpec, a Trial's runSpec: a Job, a TrainJob, a Workflow...).
+# Each pod spec below is kept with the kind of the object it sits in ("of"), for policies that
+# judge a pod by what makes it (restricted-scheduling).
+objects contains obj
+
+objects contains obj.spec.trialTemplate.trialSpec if kind == "Experiment"
+
+objects contains obj.spec.runSpec if kind == "Trial"
+
 # Pod specs: a Pod, a workload's template, a CronJob's job template, each KServe component
-# (its containers are inline), and Argo's podSpecPatch (YAML or JSON text) anywhere.
-pod_specs contains obj.spec if kind == "Pod"
+# (its containers are inline), a JobSet's and a Trainer runtime's replicated jobs, a TrainJob's
+# patches of its runtime's pods, and Argo's podSpecPatch (YAML or JSON text) anywhere.
+located contains {"of": o.kind, "spec": o.spec} if {
+	some o in objects
+	o.kind == "Pod"
+}
 
-pod_specs contains obj.spec.template.spec if kind in {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
+located contains {"of": o.kind, "spec": o.spec.template.spec} if {
+	some o in objects
+	o.kind in {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
+}
 
-pod_specs contains obj.spec.jobTemplate.spec.template.spec if kind == "CronJob"
+located contains {"of": o.kind, "spec": o.spec.jobTemplate.spec.template.spec} if {
+	some o in objects
+	o.kind == "CronJob"
+}
 
-pod_specs contains component if {
-	kind == "InferenceService"
+located contains {"of": o.kind, "spec": o.spec[name]} if {
+	some o in objects
+	o.kind == "InferenceService"
 	some name in inference_components
-	component := obj.spec[name]
 }
 
-pod_specs contains patch if {
-	some text in pod_spec_patches
-	patch := yaml.unmarshal(text)
+located contains {"of": o.kind, "spec": job.template.spec.template.spec} if {
+	some o in objects
+	some job in object.get(o, ["spec", "replicatedJobs"], [])
+	o.kind == "JobSet"
 }
+
+located contains {"of": o.kind, "spec": job.template.spec.template.spec} if {
+	some o in objects
+	o.kind in {"TrainingRuntime", "ClusterTrainingRuntime"}
+	some job in object.get(o, ["spec", "template", "spec", "replicatedJobs"], [])
+}
+
+located contains {"of": o.kind, "spec": job.template.spec.template.spec} if {
+	some o in objects
+	o.kind == "TrainJob"
+	some patch in object.get(o, ["spec", "runtimePatches"], [])
+	some job in object.get(patch, ["trainingRuntimeSpec", "template", "spec", "replicatedJobs"], [])
+}
+
+# Earlier Trainer releases override the runtime's pods in podSpecOverrides (a pod spec each) or
+# podTemplateOverrides (a template each); the API server prunes what its CRD does not declare,
+# but a cluster on such a release keeps them.
+located contains {"of": o.kind, "spec": override} if {
+	some o in objects
+	o.kind == "TrainJob"
+	some override in object.get(o, ["spec", "podSpecOverrides"], [])
+}
+
+located contains {"of": o.kind, "spec": override.spec} if {
+	some o in objects
+	o.kind == "TrainJob"
+	some override in object.get(o, ["spec", "podTemplateOverrides"], [])
+}
+
+located contains {"of": entry.of, "spec": patch} if {
+	some entry in pod_spec_patches
+	patch := yaml.unmarshal(entry.text)
+}
+
+pod_specs contains entry.spec if some entry in located
 
 inference_components := {"predictor", "transformer", "explainer"}
 
-workflow_specs contains obj.spec if kind in {"Workflow", "WorkflowTemplate", "ClusterWorkflowTemplate"}
-
-workflow_specs contains obj.spec.workflowSpec if kind == "CronWorkflow"
-
-templates contains template if {
-	some spec in workflow_specs
-	some template in object.get(spec, "templates", [])
+workflows contains {"of": o.kind, "spec": o.spec} if {
+	some o in objects
+	o.kind in {"Workflow", "WorkflowTemplate", "ClusterWorkflowTemplate"}
 }
 
-templates contains spec.templateDefaults if {
-	some spec in workflow_specs
-	spec.templateDefaults
+workflows contains {"of": o.kind, "spec": o.spec.workflowSpec} if {
+	some o in objects
+	o.kind == "CronWorkflow"
 }
 
-pod_spec_patches contains spec.podSpecPatch if {
-	some spec in workflow_specs
-	spec.podSpecPatch
+workflow_specs contains entry.spec if some entry in workflows
+
+workflow_templates contains {"of": entry.of, "template": template} if {
+	some entry in workflows
+	some template in object.get(entry.spec, "templates", [])
 }
 
-pod_spec_patches contains template.podSpecPatch if {
-	some template in templates
-	template.podSpecPatch
+workflow_templates contains {"of": entry.of, "template": entry.spec.templateDefaults} if {
+	some entry in workflows
+	entry.spec.templateDefaults
+}
+
+templates contains entry.template if some entry in workflow_templates
+
+pod_spec_patches contains {"of": entry.of, "text": entry.spec.podSpecPatch} if {
+	some entry in workflows
+	entry.spec.podSpecPatch
+}
+
+pod_spec_patches contains {"of": entry.of, "text": entry.template.podSpecPatch} if {
+	some entry in workflow_templates
+	entry.template.podSpecPatch
 }
 
 # Pod-level settings (hostNetwork, volumes, tolerations, priorityClassName, securityContext):
-# pod specs, an Argo workflow's spec (every pod it makes) and each Argo template (its own pod).
-pod_level contains spec if some spec in pod_specs
+# pod specs, an Argo workflow's spec (every pod it makes) and each Argo template (its own pod),
+# each with the kind of the object it sits in.
+pod_level_of contains entry if some entry in located
 
-pod_level contains spec if some spec in workflow_specs
+pod_level_of contains entry if some entry in workflows
 
-pod_level contains template if some template in templates
+pod_level_of contains {"of": entry.of, "spec": entry.template} if some entry in workflow_templates
+
+pod_level contains entry.spec if some entry in pod_level_of
 
 # Every container, with where it was found: {"where": text, "container": object}.
 container_fields := {
@@ -92,13 +165,38 @@ containers contains {"where": sprintf("template %q containerSet container %q", [
 
 # KServe's model specs (predictor.model, predictor.triton, ...) are containers under a framework key.
 containers contains {"where": sprintf("%s.%s", [name, framework]), "container": spec} if {
-	kind == "InferenceService"
+	some o in objects
+	o.kind == "InferenceService"
 	some name in inference_components
-	some framework, spec in object.get(obj.spec, name, {})
+	some framework, spec in object.get(o.spec, name, {})
 	framework in model_frameworks
 }
 
 model_frameworks := {
 	"model", "triton", "sklearn", "xgboost", "tensorflow", "pytorch", "onnx",
 	"huggingface", "lightgbm", "paddle", "pmml", "alibi", "art",
+}
+
+# A TrainJob's trainer is the runtime's node container with this image, command, env and
+# resourcesPerNode; its dataset and model initializers add env to theirs.
+containers contains {"where": "trainer", "container": container} if {
+	some o in objects
+	o.kind == "TrainJob"
+	trainer := o.spec.trainer
+	resources := {"resources": object.get(trainer, "resourcesPerNode", {})}
+	container := object.union(object.remove(trainer, {"resourcesPerNode"}), resources)
+}
+
+containers contains {"where": sprintf("%s initializer", [name]), "container": initializer} if {
+	some o in objects
+	o.kind == "TrainJob"
+	some name, initializer in object.get(o, ["spec", "initializer"], {})
+}
+
+# Katib's custom metrics collector is a container Katib adds to each trial's pods.
+containers contains {"where": "metrics collector", "container": collector} if {
+	some o in objects
+	some path in [["spec", "metricsCollectorSpec"], ["spec", "metricsCollector"]]
+	collector := object.get(o, array.concat(path, ["collector", "customCollector"]), null)
+	collector != null
 }
