@@ -163,10 +163,17 @@ def cache_key(
         hashlib.sha256(text.encode()).hexdigest()[:16],
         f"{{{{tasks.{source}.outputs.parameters.{DIGEST_OUTPUT}}}}}",
         "{{workflow.parameters.git-commit}}",
-        *(f"{{{{workflow.parameters.{name}}}}}" for name in inputs),
+        *(run_input_word(name) for name in inputs),
         "{{workflow.parameters.cache-salt}}",  # `mlops submit --no-cache`: a new one runs everything again
     ]
     return "-".join(parts)
+
+
+def run_input_word(name: str) -> str:
+    """A run input as a word Argo's memoization cache accepts: it refuses a key outside
+    `[a-zA-Z0-9][-a-zA-Z0-9]*` ("invalid cache key", the node errors), so a value such as a gate
+    threshold of 0.85 enters the key as the first 16 hex digits of its sha256 (an expression tag)."""
+    return f"{{{{=sprig.trunc(16, sprig.sha256sum(workflow.parameters['{name}']))}}}}"
 
 
 def _container(

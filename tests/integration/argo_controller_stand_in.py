@@ -1,27 +1,40 @@
-"""Test code, not a product engine: run a rendered WorkflowTemplate the way Argo executes it, each
-task in its own podman container, so the fidelity test can see what a cluster would see.
+"""Test code standing in for Argo's workflow controller and executor (no Kubernetes runs here):
+it runs a rendered WorkflowTemplate the way Argo would, each attempt of each task in its own
+container, so the fidelity test sees what a cluster would see, and refuses what Argo refuses.
 
-What it does as Argo's controller and executor do, from the rendered YAML alone:
-- walks the DAG: `depends` (`a.Succeeded && b.Succeeded`: false makes the task Omitted), `when`
-  (after substituting task outputs; false makes it Skipped), the exit handler;
-- substitutes `{{workflow.*}}`, `{{inputs.parameters.*}}` and `{{tasks.*.outputs.parameters.*}}`;
-- runs each task in a fresh container of the template's image, with exactly its command, args,
-  env (`secretKeyRef` resolved from the Secrets given), `envFrom` (the ConfigMap given), user,
-  and nothing else: no shared disk, no MLOPS_HOME from outside;
-- artifacts: each output path is tarred and gzipped (Argo's default archive) and uploaded to S3
-  under the artifact repository's `keyFormat` + `/<artifact>.tgz`; each input artifact is
-  downloaded from there and unpacked at its path before the container starts;
-- retryStrategy: `limit`, `expression` (the only form rendered, `asInt(lastRetry.exitCode) != N`),
-  and the backoff (`duration` × `factor`^n, capped by `cap`), waited for real.
+From the rendered YAML alone, as Argo 3.x does (workflow/controller/operator.go, dag.go, cache/):
+- the DAG: `depends` (`a.Succeeded && b.Succeeded`; false omits the task), `when` (after
+  substituting task outputs; false skips it), then the `onExit` handler;
+- substitution: `{{workflow.*}}`, task outputs, and `{{inputs.parameters.*}}` of the inputs the
+  template declares only: a reference to an undeclared input is refused before anything runs
+  (Argo's validation), a declared input no task supplies is "was not supplied";
+- `{{workflow.failures}}`: Argo's JSON list of every Failed or Error node (the DAG, each retry
+  node and each attempt), with displayName, message, templateName, phase, podName, finishedAt;
+- each attempt is a pod: exactly the template's command, args, env (`secretKeyRef` from the
+  Secrets given), `envFrom` (the ConfigMap given) and user, and one emptyDir per artifact folder;
+- artifacts: each output path is tarred and gzipped and uploaded under the repository's
+  keyFormat + `/<artifact>.tgz`; a missing output artifact or parameter that is not optional
+  makes the attempt Error, as the wait container's failure to save outputs does;
+- retryStrategy as processNodeRetries orders it: `backoff.maxDuration` (from the first attempt's
+  start; a backoff past it stops early; the pod's deadline is what is left of it), `retryPolicy`
+  (Always, OnFailure, OnError, OnTransientError; with none, Always when an expression is set,
+  else OnFailure), `limit`, then `expression` (the only form rendered:
+  `asInt(lastRetry.exitCode) != N`); backoff `duration` x `factor`^n capped by `cap`;
+- memoize: the key must match the cache's own rule (`[a-zA-Z0-9][-a-zA-Z0-9]*`, checked when the
+  entry is loaded: else the node is Error "invalid cache key") and the ConfigMap key rules
+  (`[-._a-zA-Z0-9]+`, at most 253 characters, when it is stored); a hit younger than maxAge
+  gives the stored outputs without a pod.
 
-What it does not do: schedule pods, enforce resources, or talk to Kubernetes. Image names are
-mapped to locally built tags, as a registry mirror would.
+It does not schedule pods, enforce resources, or talk to Kubernetes. Images are mapped to local
+tags, as a registry mirror would. The pod launcher is a parameter: podman for the fidelity test,
+a Python function for the stand-in's own tests (tests/integration/test_argo_controller_stand_in.py).
+The rules themselves, as pure functions, are in argo_controller_stand_in_rules.py.
 """
 
 from __future__ import annotations
 
 import io
-import re
+import json
 import secrets
 import subprocess
 import tarfile
@@ -29,28 +42,100 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-PLACEHOLDER = re.compile(r"\{\{\s*([^}]+?)\s*\}\}")
-EXPRESSION = re.compile(r"^asInt\(lastRetry\.exitCode\) != (\d+)$")
+from tests.integration.argo_controller_stand_in_rules import (
+    CACHE_KEY,
+    CONFIGMAP_KEY,
+    CONFIGMAP_KEY_MAX,
+    RETRY_POLICIES,
+    TRANSIENT_MESSAGES,
+    backoff_seconds,
+    depends,
+    duration,
+    failed_nodes,
+    permanent_exit_code,
+    pod_name,
+    substitute,
+    validate_inputs,
+    when,
+)
+
+DEADLINE_MESSAGE = "Pod was active on the node longer than the specified deadline"
+
+
+@dataclass(frozen=True)
+class Pod:
+    """What a launcher starts: one attempt of one task."""
+
+    name: str
+    image: str
+    argv: list[str]
+    env: dict[str, str]
+    user: int | None
+    volumes: dict[str, Path]
+    """Mount path in the container -> folder on this machine."""
+    deadline_seconds: float | None
+    """What is left of backoff.maxDuration (Argo sets it as the pod's activeDeadlineSeconds)."""
+
+
+Launcher = Callable[[Pod], tuple[int | None, str]]
+"""Runs a pod: its main container's exit code (None: killed at its deadline) and its log tail."""
+
+
+def podman_launcher(engine: str = "podman") -> Launcher:
+    def launch(pod: Pod) -> tuple[int | None, str]:
+        argv = [engine, "run", "--rm", "--name", pod.name, "--network", "host"]
+        if pod.user is not None:
+            argv += ["--user", str(pod.user)]
+        for mount, source in pod.volumes.items():
+            argv += ["-v", f"{source}:{mount}"]
+        with tempfile.TemporaryDirectory(prefix=f"{pod.name}-env-") as folder:
+            env_file = Path(folder) / "env"  # not on the command line, where `ps` would show the Secrets
+            env_file.write_text("".join(f"{key}={value}\n" for key, value in pod.env.items()))
+            env_file.chmod(0o600)
+            argv += ["--env-file", str(env_file), "--entrypoint", pod.argv[0], pod.image, *pod.argv[1:]]
+            try:
+                done = subprocess.run(
+                    argv, capture_output=True, text=True, timeout=pod.deadline_seconds or 1800, check=False
+                )
+            except subprocess.TimeoutExpired as expired:
+                subprocess.run([engine, "kill", pod.name], capture_output=True, check=False)
+                return None, str(expired.stdout or "")[-4000:]
+        return done.returncode, (done.stdout + done.stderr)[-4000:]
+
+    return launch
 
 
 @dataclass
 class Attempt:
-    exit_code: int
+    exit_code: int | None
     seconds: float
     stderr_tail: str
+    phase: str = "Succeeded"
+    """Succeeded, Failed (the main container failed) or Error (its outputs could not be saved)."""
+    message: str = ""
+    pod: str = ""
+    finished_at: str = ""
 
 
 @dataclass
 class Node:
     name: str
-    phase: str = "Pending"  # Succeeded, Failed, Skipped (its when was false), Omitted (depends false)
+    template: str = ""
+    phase: str = "Pending"  # Succeeded, Failed, Error, Skipped (its when was false), Omitted (depends false)
+    message: str = ""
     pod: str = ""
     attempts: list[Attempt] = field(default_factory=list)
     parameters: dict[str, str] = field(default_factory=dict)
     artifact_keys: dict[str, str] = field(default_factory=dict)
+    memoized: bool = False
+    """Its outputs came from the memoization cache: no pod ran."""
+    retried: bool = False
+    """Its template has a retryStrategy: Argo makes a retry node with one child per attempt."""
+    finished_at: str = ""
 
 
 @dataclass
@@ -59,9 +144,8 @@ class WorkflowRun:
     phase: str
     nodes: dict[str, Node]
     exit_handler: Node | None
-
-    def ran(self, name: str) -> bool:
-        return self.nodes[name].phase in ("Succeeded", "Failed")
+    failures: str
+    """The `{{workflow.failures}}` the exit handler was given."""
 
 
 Hook = Callable[[str, int, Attempt | None], None]
@@ -69,7 +153,7 @@ Hook = Callable[[str, int, Attempt | None], None]
 
 
 @dataclass
-class ArgoTestHarness:
+class ArgoControllerStandIn:
     template: dict[str, Any]
     """The rendered WorkflowTemplate, as a dict."""
     images: dict[str, str]
@@ -81,13 +165,17 @@ class ArgoTestHarness:
     s3_client: Any
     namespace: str
     hook: Hook | None = None
-    engine: str = "podman"
-    timings: list[tuple[str, float]] = field(default_factory=list)
+    launcher: Launcher = field(default_factory=podman_launcher)
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+    cache: dict[str, dict[str, tuple[float, dict[str, str], dict[str, str]]]] = field(default_factory=dict)
+    """Memoization ConfigMaps: name -> key -> (stored at, output parameters, artifact keys)."""
 
     # --- the workflow -------------------------------------------------------------------------
     def run(self, parameters: dict[str, str] | None = None) -> WorkflowRun:
         spec = self.template["spec"]
         templates = {t["name"]: t for t in spec["templates"]}
+        validate_inputs(templates)
         declared = {p["name"]: str(p.get("value", "")) for p in spec["arguments"]["parameters"]}
         unknown = set(parameters or {}) - set(declared)
         if unknown:
@@ -96,41 +184,42 @@ class ArgoTestHarness:
         scope = {f"workflow.parameters.{k}": v for k, v in {**declared, **(parameters or {})}.items()}
         scope |= {"workflow.name": name, "workflow.namespace": self.namespace}
         nodes = self._run_dag(templates[spec["entrypoint"]]["dag"]["tasks"], templates, scope, name)
-        phase = "Succeeded" if all(n.phase in ("Succeeded", "Skipped", "Omitted") for n in nodes.values()) else "Failed"
+        unsuccessful = [n.phase for n in nodes.values() if n.phase in ("Failed", "Error")]
+        phase = unsuccessful[0] if unsuccessful else "Succeeded"
+        failures = json.dumps(failed_nodes(name, spec["entrypoint"], phase, nodes.values(), self._now()))
         exit_node = None
         if spec.get("onExit"):
-            failures = ", ".join(n.name for n in nodes.values() if n.phase == "Failed")
             exit_scope = scope | {"workflow.status": phase, "workflow.failures": failures}
             exit_nodes = self._run_dag(templates[spec["onExit"]]["dag"]["tasks"], templates, exit_scope, name)
             exit_node = next(iter(exit_nodes.values()))
-        return WorkflowRun(name=name, phase=phase, nodes=nodes, exit_handler=exit_node)
+        return WorkflowRun(name=name, phase=phase, nodes=nodes, exit_handler=exit_node, failures=failures)
 
     def _run_dag(
         self, tasks: list[dict[str, Any]], templates: dict[str, Any], scope: dict[str, str], workflow: str
     ) -> dict[str, Node]:
-        nodes = {task["name"]: Node(task["name"]) for task in tasks}
+        nodes = {task["name"]: Node(task["name"], template=task["template"]) for task in tasks}
         pending = list(tasks)
         while pending:
-            ready = [t for t in pending if all(nodes[d].phase != "Pending" for d in _depends(t))]
+            ready = [t for t in pending if all(nodes[d].phase != "Pending" for d in depends(t))]
             if not ready:
                 raise ValueError("the DAG has a cycle or a dependency on a missing task")
             for task in ready:
                 pending.remove(task)
                 node = nodes[task["name"]]
-                if any(nodes[d].phase != "Succeeded" for d in _depends(task)):
+                if any(nodes[d].phase != "Succeeded" for d in depends(task)):
                     node.phase = "Omitted"  # Argo: a false `depends` omits the task, its `when` unread
                     continue
                 task_scope = dict(scope)
                 for other in nodes.values():
                     for key, value in other.parameters.items():
                         task_scope[f"tasks.{other.name}.outputs.parameters.{key}"] = value
-                if "when" in task and not _when(_substitute(task["when"], task_scope)):
+                if "when" in task and not when(substitute(task["when"], task_scope)):
                     node.phase = "Skipped"  # Argo: a false `when` skips the task
                     continue
                 self._run_task(task, templates[task["template"]], task_scope, nodes, node, workflow)
         return nodes
 
-    # --- one task: a pod per attempt ------------------------------------------------------------
+    # --- one task: memoization, then a pod per attempt ------------------------------------------
     def _run_task(
         self,
         task: dict[str, Any],
@@ -140,34 +229,115 @@ class ArgoTestHarness:
         node: Node,
         workflow: str,
     ) -> None:
+        inputs, artifact_keys = self._inputs(task, template, scope, nodes)
+        local = scope | {f"inputs.parameters.{k}": v for k, v in inputs.items()}
+        memoize = template.get("memoize")
+        key = substitute(memoize["key"], local) if memoize else ""
+        if memoize:
+            if not CACHE_KEY.fullmatch(key):
+                node.phase, node.message = "Error", f"invalid cache key: {key}"
+                return
+            stored = self.cache.get(memoize["cache"]["configMap"]["name"], {}).get(key)
+            if stored and self.clock() - stored[0] <= duration(memoize.get("maxAge", "0s")):
+                node.phase, node.memoized = "Succeeded", True
+                node.parameters, node.artifact_keys = dict(stored[1]), dict(stored[2])
+                return
+        self._attempts(task, template, inputs, artifact_keys, scope, node, workflow)
+        if memoize and node.phase == "Succeeded":
+            if len(key) > CONFIGMAP_KEY_MAX or not CONFIGMAP_KEY.fullmatch(key):
+                node.phase = "Error"  # the ConfigMap update is refused: Argo marks the node Error
+                node.message = f"error creating cache entry: {key!r} is not a valid ConfigMap key"
+                return
+            entries = self.cache.setdefault(memoize["cache"]["configMap"]["name"], {})
+            entries[key] = (self.clock(), dict(node.parameters), dict(node.artifact_keys))
+
+    def _inputs(
+        self, task: dict[str, Any], template: dict[str, Any], scope: dict[str, str], nodes: dict[str, Node]
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """Only the inputs the template declares, each supplied by the task or by its default."""
         arguments = task.get("arguments", {})
-        inputs = {p["name"]: _substitute(str(p["value"]), scope) for p in arguments.get("parameters", [])}
+        given = {p["name"]: p for p in arguments.get("parameters", [])}
+        inputs = {}
+        for declared in template.get("inputs", {}).get("parameters", []):
+            if declared["name"] in given:
+                inputs[declared["name"]] = substitute(str(given[declared["name"]]["value"]), scope)
+            elif "value" in declared or "default" in declared:
+                inputs[declared["name"]] = str(declared.get("value", declared.get("default")))
+            else:
+                raise ValueError(f"{task['name']}: inputs.parameters.{declared['name']} was not supplied")
         artifact_keys = {}
-        for artifact in arguments.get("artifacts", []):
-            source, _, output = artifact["from"].strip("{} ").removeprefix("tasks.").partition(".outputs.artifacts.")
-            artifact_keys[artifact["name"]] = nodes[source].artifact_keys[output]
-        strategy = template.get("retryStrategy", {})
-        limit = int(strategy.get("limit", 0))
-        permanent = _permanent_exit_code(strategy.get("expression"))
-        attempt_number = 0
+        supplied = {a["name"]: a for a in arguments.get("artifacts", [])}
+        for declared in template.get("inputs", {}).get("artifacts", []):
+            if declared["name"] not in supplied:
+                if declared.get("optional"):
+                    continue
+                raise ValueError(f"{task['name']}: inputs.artifacts.{declared['name']} was not supplied")
+            reference = supplied[declared["name"]]["from"].strip("{} ").removeprefix("tasks.")
+            source, _, output = reference.partition(".outputs.artifacts.")
+            artifact_keys[declared["name"]] = nodes[source].artifact_keys[output]
+        return inputs, artifact_keys
+
+    def _attempts(
+        self,
+        task: dict[str, Any],
+        template: dict[str, Any],
+        inputs: dict[str, str],
+        artifact_keys: dict[str, str],
+        scope: dict[str, str],
+        node: Node,
+        workflow: str,
+    ) -> None:
+        """Argo's processNodeRetries, in its order: maxDuration, the backoff, the policy, the limit,
+        the expression. The node takes the last attempt's phase and the reason it stopped."""
+        strategy = template.get("retryStrategy")
+        node.retried = strategy is not None
+        strategy = strategy or {}
+        backoff = strategy.get("backoff", {})
+        limit = int(strategy["limit"]) if "limit" in strategy else None
+        policy = strategy.get("retryPolicy") or ("Always" if strategy.get("expression") else "OnFailure")
+        if policy not in (*RETRY_POLICIES, "OnTransientError"):
+            raise ValueError(f"{policy} is not a valid RetryPolicy")
+        permanent = permanent_exit_code(strategy.get("expression"))
+        started = self.clock()
+        deadline = started + duration(backoff["maxDuration"]) if "maxDuration" in backoff else None
         while True:
-            attempt_number += 1
-            node.pod = f"{workflow}-{template['name']}-{secrets.token_hex(4)}"
+            number = len(node.attempts) + 1
+            pod_node = f"{workflow}.{task['name']}" + (f"({number - 1})" if node.retried else "")
+            node.pod = pod_name(workflow, pod_node, template["name"])
             if self.hook:
-                self.hook(node.name, attempt_number, None)
-            attempt, outputs = self._attempt(template, inputs, artifact_keys, scope, node.pod)
+                self.hook(node.name, number, None)
+            remaining = None if deadline is None else max(deadline - self.clock(), 0.0)
+            attempt, outputs = self._attempt(template, inputs, artifact_keys, scope, node.pod, remaining)
             node.attempts.append(attempt)
             if self.hook:
-                self.hook(node.name, attempt_number, attempt)
-            if attempt.exit_code == 0:
-                node.phase = "Succeeded"
+                self.hook(node.name, number, attempt)
+            node.finished_at = attempt.finished_at
+            if attempt.phase == "Succeeded":
+                node.phase, node.message = "Succeeded", ""
                 node.parameters, node.artifact_keys = outputs
                 return
-            retryable = permanent is None or attempt.exit_code != permanent
-            if attempt_number > limit or not retryable:
-                node.phase = "Failed"
+            node.phase, node.message = attempt.phase, attempt.message
+            if not strategy:
                 return
-            time.sleep(_backoff_seconds(strategy.get("backoff", {}), attempt_number))
+            wait = backoff_seconds(backoff, number)
+            if deadline is not None and self.clock() > deadline:
+                node.message = "Max duration limit exceeded"
+                return
+            if deadline is not None and self.clock() + wait > deadline:
+                node.message = "Backoff would exceed max duration limit"
+                return
+            on_failed, on_error = RETRY_POLICIES.get(policy, (False, False))
+            if policy == "OnTransientError" and TRANSIENT_MESSAGES.search(attempt.message):
+                on_failed = on_error = True
+            if (attempt.phase == "Failed" and not on_failed) or (attempt.phase == "Error" and not on_error):
+                return
+            if limit is not None and number > limit:
+                node.message = "No more retries left"
+                return
+            if permanent is not None and attempt.exit_code == permanent:
+                node.message = "retryStrategy.expression evaluated to false"
+                return
+            self.sleep(wait)
 
     def _attempt(
         self,
@@ -176,49 +346,56 @@ class ArgoTestHarness:
         artifact_keys: dict[str, str],
         scope: dict[str, str],
         pod: str,
+        deadline_seconds: float | None,
     ) -> tuple[Attempt, tuple[dict[str, str], dict[str, str]]]:
         container = template["container"]
         local = scope | {f"inputs.parameters.{k}": v for k, v in inputs.items()} | {"pod.name": pod}
+        outputs = template.get("outputs", {})
         with tempfile.TemporaryDirectory(prefix=f"{pod}-") as scratch:
             volumes: dict[str, Path] = {}  # one emptyDir per artifact folder, as the executor mounts
             for artifact in template.get("inputs", {}).get("artifacts", []):
-                target = self._volume(volumes, Path(scratch), artifact["path"])
-                self._download(artifact_keys[artifact["name"]], target / Path(artifact["path"]).name)
-            for artifact in template.get("outputs", {}).get("artifacts", []):
-                self._volume(volumes, Path(scratch), artifact["path"])
-            for parameter in template.get("outputs", {}).get("parameters", []):
-                self._volume(volumes, Path(scratch), parameter["valueFrom"]["path"])
-            env = self._environment(container)
-            argv = [self.engine, "run", "--rm", "--name", pod, "--network", "host"]
-            user = template.get("securityContext", {}).get("runAsUser") or self.template["spec"].get(
-                "securityContext", {}
-            ).get("runAsUser")
-            if user is not None:
-                argv += ["--user", str(user)]
-            for mount, source in volumes.items():
-                argv += ["-v", f"{source}:{mount}"]
-            env_file = Path(scratch) / "env"  # not on the command line, where `ps` would show the Secrets
-            env_file.write_text("".join(f"{key}={value}\n" for key, value in env.items()))
-            env_file.chmod(0o600)
-            argv += ["--env-file", str(env_file)]
-            command = [_substitute(part, local) for part in container.get("command", [])]
-            args = [_substitute(part, local) for part in container.get("args", [])]
-            argv += ["--entrypoint", command[0], self.images.get(container["image"], container["image"])]
-            argv += command[1:] + args
+                if artifact["name"] in artifact_keys:
+                    target = self._volume(volumes, Path(scratch), artifact["path"])
+                    self._download(artifact_keys[artifact["name"]], target / Path(artifact["path"]).name)
+            for path in [a["path"] for a in outputs.get("artifacts", [])] + [
+                p["valueFrom"]["path"] for p in outputs.get("parameters", [])
+            ]:
+                self._volume(volumes, Path(scratch), path)
+            user = template.get("securityContext", {}).get("runAsUser")
+            if user is None:
+                user = self.template["spec"].get("securityContext", {}).get("runAsUser")
+            argv = [substitute(part, local) for part in [*container.get("command", []), *container.get("args", [])]]
+            image = self.images.get(container["image"], container["image"])
             started = time.monotonic()
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=1800, check=False)
-            seconds = time.monotonic() - started
-            self.timings.append((template["name"], seconds))
-            attempt = Attempt(done.returncode, seconds, (done.stdout + done.stderr)[-4000:])
-            if done.returncode != 0:
+            exit_code, log = self.launcher(
+                Pod(pod, image, argv, self._environment(container), user, volumes, deadline_seconds)
+            )
+            attempt = Attempt(exit_code, time.monotonic() - started, log, pod=pod, finished_at=self._now())
+            if exit_code != 0:
+                attempt.phase = "Failed"
+                attempt.message = DEADLINE_MESSAGE if exit_code is None else f"main: Error (exit code {exit_code})"
+                return attempt, ({}, {})
+            missing = [
+                path
+                for path, optional in [(a["path"], a.get("optional", False)) for a in outputs.get("artifacts", [])]
+                + [(p["valueFrom"]["path"], "default" in p["valueFrom"]) for p in outputs.get("parameters", [])]
+                if not optional and not self._in_volume(volumes, path).exists()
+            ]
+            if missing:  # the wait container cannot save the outputs: the node is Error
+                attempt.phase = "Error"
+                attempt.message = f"failed to save outputs: open {missing[0]}: no such file or directory"
                 return attempt, ({}, {})
             parameters = {
-                p["name"]: self._in_volume(volumes, p["valueFrom"]["path"]).read_text()
-                for p in template.get("outputs", {}).get("parameters", [])
+                p["name"]: (
+                    self._in_volume(volumes, p["valueFrom"]["path"]).read_text()
+                    if self._in_volume(volumes, p["valueFrom"]["path"]).exists()
+                    else str(p["valueFrom"]["default"])
+                )
+                for p in outputs.get("parameters", [])
             }
             keys = {}
-            prefix = _substitute(self.artifact_repository["keyFormat"], local)
-            for artifact in template.get("outputs", {}).get("artifacts", []):
+            prefix = substitute(self.artifact_repository["keyFormat"], local)
+            for artifact in outputs.get("artifacts", []):
                 produced = self._in_volume(volumes, artifact["path"])
                 if produced.exists():
                     keys[artifact["name"]] = self._upload(produced, f"{prefix}/{artifact['name']}.tgz")
@@ -231,10 +408,15 @@ class ArgoTestHarness:
         for entry in container.get("env", []):
             if "value" in entry:
                 env[entry["name"]] = entry["value"]
-            else:
-                ref = entry["valueFrom"]["secretKeyRef"]
-                env[entry["name"]] = self.secrets[ref["name"]][ref["key"]]
+                continue
+            ref = entry["valueFrom"]["secretKeyRef"]
+            if ref["key"] not in self.secrets.get(ref["name"], {}):
+                raise KeyError(f"CreateContainerConfigError: couldn't find key {ref['key']} in Secret {ref['name']}")
+            env[entry["name"]] = self.secrets[ref["name"]][ref["key"]]
         return env
+
+    def _now(self) -> str:
+        return datetime.fromtimestamp(self.clock(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     @staticmethod
     def _volume(volumes: dict[str, Path], scratch: Path, path: str) -> Path:
@@ -264,54 +446,3 @@ class ArgoTestHarness:
             archive.extractall(target.parent, filter="data")
         for extracted in [target, *target.rglob("*")] if target.is_dir() else [target]:
             extracted.chmod(0o777 if extracted.is_dir() else 0o666)
-
-
-def _substitute(text: str, scope: dict[str, str]) -> str:
-    def value(match: re.Match[str]) -> str:
-        if match.group(1) not in scope:
-            raise KeyError(f"unresolved placeholder {match.group(0)} in {text!r}")
-        return scope[match.group(1)]
-
-    return PLACEHOLDER.sub(value, text)
-
-
-def _depends(task: dict[str, Any]) -> list[str]:
-    """The upstream tasks of the only `depends` form the renderer writes: `a.Succeeded && b.Succeeded`."""
-    clauses = task.get("depends", "").split(" && ") if task.get("depends") else []
-    if any(not clause.endswith(".Succeeded") for clause in clauses):
-        raise ValueError(f"unsupported depends expression {task['depends']!r}")
-    return [clause.removesuffix(".Succeeded") for clause in clauses]
-
-
-def _when(expression: str) -> bool:
-    """The `when` forms the renderer writes: `A == B` and `A != B` on plain strings, joined by &&."""
-    if " && " in expression:
-        return all(_when(clause) for clause in expression.split(" && "))
-    for operator in (" == ", " != "):
-        if operator in expression:
-            left, right = (side.strip() for side in expression.split(operator, 1))
-            return (left == right) == (operator == " == ")
-    raise ValueError(f"unsupported when expression {expression!r}")
-
-
-def _permanent_exit_code(expression: str | None) -> int | None:
-    if expression is None:
-        return None
-    match = EXPRESSION.match(expression)
-    if match is None:
-        raise ValueError(f"unsupported retry expression {expression!r}")
-    return int(match.group(1))
-
-
-def _duration(text: str) -> float:
-    match = re.fullmatch(r"(\d+)([smh]?)", str(text))
-    if match is None:
-        raise ValueError(f"unsupported duration {text!r}")
-    return int(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
-
-
-def _backoff_seconds(backoff: dict[str, Any], attempt_number: int) -> float:
-    if not backoff:
-        return 0.0
-    wait = _duration(backoff.get("duration", "0")) * float(backoff.get("factor", 1)) ** (attempt_number - 1)
-    return min(wait, _duration(backoff["cap"])) if "cap" in backoff else wait
