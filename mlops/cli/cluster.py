@@ -1,4 +1,8 @@
-"""`mlops compile`, `submit`, `status`, `schedule`: a pipeline rendered for Argo or KFP, and sent to an Argo server."""
+"""`mlops compile`, `submit`, `status`, `schedule`: a pipeline rendered for Argo or KFP, and sent to its server.
+
+`--engine argo` (the default) speaks to the Argo server (mlops/argo_client.py); `--engine kfp` to
+Kubeflow Pipelines through kfp.Client (mlops/kfp_client.py), with the same run inputs.
+"""
 
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ def register(sub: Any, argv: list[str]) -> None:
     golden.add_argument("--check", action="store_true", help="change nothing; exit 1 naming each stale file")
     golden.set_defaults(handler=_golden)
 
-    submit = sub.add_parser("submit", help="submit a pipeline to an Argo server (settings as for the argo CLI)")
+    submit = sub.add_parser("submit", help="submit a pipeline to an Argo server, or Kubeflow Pipelines (--engine kfp)")
     submit.add_argument("pipeline")
     submit.add_argument("-p", "--parameter", action="append", metavar="KEY=VALUE", help="override a pipeline input")
     submit.add_argument(
@@ -48,13 +52,17 @@ def register(sub: Any, argv: list[str]) -> None:
     _add_server_flags(submit)
     submit.set_defaults(handler=_submit)
 
-    status = sub.add_parser("status", help="a workflow as the controller lowered it: nodes, artifact keys, resources")
-    status.add_argument("workflow")
+    status = sub.add_parser("status", help="a workflow as the controller lowered it (or a KFP run: state, tasks)")
+    status.add_argument("workflow", help="the Argo workflow's name, or the KFP run's id with --engine kfp")
     status.add_argument("--json", action="store_true")
+    status.add_argument("--wait", action="store_true", help="follow it; exit 0 on success, 1 on failure")
+    status.add_argument("--poll-seconds", type=float, default=5.0)
     _add_server_flags(status)
     status.set_defaults(handler=_status)
 
-    schedule = sub.add_parser("schedule", help="create or update the pipeline's nightly CronWorkflow")
+    schedule = sub.add_parser(
+        "schedule", help="create or update the pipeline's nightly CronWorkflow (or KFP recurring run, --engine kfp)"
+    )
     schedule.add_argument("pipeline")
     schedule.add_argument("--cron", help="schedule (default: cluster.schedule.cron in the config)")
     schedule.add_argument("--timezone", help="IANA timezone (default: cluster.schedule.timezone)")
@@ -64,12 +72,23 @@ def register(sub: Any, argv: list[str]) -> None:
 
 
 def _add_server_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--server", help="Argo server host:port or URL (default: $ARGO_SERVER)")
-    parser.add_argument("--namespace", help="namespace (default: $ARGO_NAMESPACE, then the pipeline's)")
+    parser.add_argument(
+        "--engine",
+        choices=["argo", "kfp"],
+        default="argo",
+        help="the orchestrator: Argo Workflows, or Kubeflow Pipelines through kfp.Client",
+    )
+    parser.add_argument(
+        "--server",
+        help="Argo server host:port or URL (default: $ARGO_SERVER); with --engine kfp the KFP API ($KFP_HOST)",
+    )
+    parser.add_argument(
+        "--namespace", help="namespace (default: $ARGO_NAMESPACE or, for kfp, $KFP_NAMESPACE; then the pipeline's)"
+    )
     parser.add_argument(
         "--token-from",
         choices=["argo", "kubeconfig"],
-        help="take the token from `argo auth token` or the kubeconfig instead of $ARGO_TOKEN",
+        help="take the token from `argo auth token` or the kubeconfig instead of $ARGO_TOKEN ($KFP_TOKEN for kfp)",
     )
     parser.add_argument(
         "--insecure-skip-verify",
@@ -147,6 +166,10 @@ def _submit(args: argparse.Namespace) -> int:
 
         parameters["cache-salt"] = secrets.token_hex(6)
     sha = git_commit()
+    if args.engine == "kfp":
+        from mlops.cli.kfp_engine import submit
+
+        return submit(args, pipeline, cfg, parameters, sha)
     run = workflow(pipeline, cfg, git_sha=sha, parameters=parameters).to_dict()
     template = render(pipeline, cfg, git_sha=sha)["WorkflowTemplate"]
     if args.dry_run:
@@ -187,7 +210,15 @@ def _submit(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from mlops import argo_client
 
+    if args.engine == "kfp":
+        from mlops.cli.kfp_engine import status
+
+        return status(args)
     connection = _connection(args)
+    if args.wait:
+        final = argo_client.wait(connection, args.workflow, poll_seconds=args.poll_seconds)
+        print(argo_client.format_status(final))
+        return 0 if final.get("status", {}).get("phase") == "Succeeded" else 1
     document = argo_client.get_workflow(connection, args.workflow)
     if args.json:
         print(json.dumps(argo_client.node_rows(document), indent=2))
@@ -203,6 +234,10 @@ def _schedule(args: argparse.Namespace) -> int:
 
     pipeline = declaration(args.pipeline)
     cfg = pipeline.config()
+    if args.engine == "kfp":
+        from mlops.cli.kfp_engine import schedule
+
+        return schedule(args, pipeline, cfg, git_commit())
     document = cron_workflow(pipeline, cfg, git_sha=git_commit(), cron=args.cron, timezone=args.timezone).to_dict()
     if args.dry_run:
         print(json.dumps(document, indent=2))
