@@ -95,6 +95,36 @@ def test_stand_in_refuses_a_recurring_run_with_a_five_field_cron_and_a_run_with_
     assert kfp_api.handle("POST", "/apis/v2beta1/runs", {}, b"{}", {"Content-Type": "application/json"})[0] == 401
 
 
+def test_stand_in_parses_the_multipart_upload_and_loads_it_with_kfps_loader(
+    kfp_api: KfpApiStandIn, tmp_path: Any
+) -> None:
+    """A compiled IR is accepted through kfp.Client's own multipart upload; a YAML that is not a
+    PipelineSpec is refused with 400, and the run's tasks come from the uploaded IR."""
+    from mlops import kfp_client
+    from pipelines.kfp import compile_ir
+    from pipelines.local import declaration
+
+    pipeline = declaration("fraud")
+    good, bad = tmp_path / "fraud.yaml", tmp_path / "not-a-pipeline.yaml"
+    compile_ir(pipeline, pipeline.config(), str(good), cluster=True)
+    bad.write_text("apiVersion: argoproj.io/v1alpha1\nkind: Workflow\n")
+    connection = kfp_client.connect(server=kfp_api.url, namespace="fraud")
+    kfp = kfp_client.client(connection)
+    uploaded = kfp.upload_pipeline(str(good), pipeline_name="fraud", namespace="fraud")
+    assert kfp_api.pipelines[uploaded.pipeline_id]["namespace"] == "fraud"
+    with pytest.raises(Exception, match="invalid pipeline spec") as refused:
+        kfp.upload_pipeline_version(str(bad), "v2", pipeline_id=uploaded.pipeline_id)
+    assert getattr(refused.value, "status", None) == 400
+    version = next(iter(kfp_api.versions))
+    experiment = kfp.create_experiment("fraud", namespace="fraud").experiment_id
+    run = kfp.run_pipeline(experiment, "r", pipeline_id=uploaded.pipeline_id, version_id=version)
+    kfp_api.fail_runs = True
+    states = [kfp.get_run(run.run_id).state for _ in range(4)]
+    assert states == ["PENDING", "RUNNING", "FAILED", "FAILED"]
+    tasks = {t.display_name: t.state for t in kfp.get_run(run.run_id).run_details.task_details}
+    assert {"train", "evaluate", "notify-failure"} <= set(tasks) and "FAILED" in tasks.values()
+
+
 # --- submit ------------------------------------------------------------------------------------
 
 
@@ -163,6 +193,7 @@ def test_unreachable_server_exits_75(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("KFP_HOST", f"http://127.0.0.1:{port}")
     assert main(["status", "some-run", "--engine", "kfp", "--wait", "--namespace", "fraud"]) == 75
+    assert main(["status", "some-run", "--engine", "kfp"]) == 75  # namespace kubeflow: kfp.Client probes healthz
 
 
 def test_unauthorized_names_the_fix(kfp_api: KfpApiStandIn, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
