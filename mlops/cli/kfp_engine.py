@@ -82,6 +82,10 @@ def submit(
     from mlops import kfp_client
 
     typed = kfp_client.run_parameters(parameters, git_sha=git_sha)
+    if args.install_template:
+        print(
+            "--install-template has nothing to install on KFP: every submit uploads or versions the IR", file=sys.stderr
+        )
     with _compiled(pipeline, cfg, git_sha) as upload:
         name = f"{pipeline.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
         if args.dry_run:
