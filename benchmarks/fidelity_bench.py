@@ -2,8 +2,9 @@
 
 Starts its own PostgreSQL, PgBouncer, Redis, S3 and MLflow on free ports, builds the component
 image (images/build.sh), then runs the fraud pipeline twice on the same data:
-1. the compiled WorkflowTemplate through the Argo test harness (tests/integration/
-   argo_test_harness.py): a fresh podman container per step, artifacts through S3;
+1. the compiled WorkflowTemplate through the Argo controller stand-in (tests/integration/
+   argo_controller_stand_in.py), as tenant fraud: a fresh podman container per step, artifacts
+   through S3;
 2. `mlops run fraud` through kfp.local's SubprocessRunner, in this environment.
 Per step it prints both times and their ratio: the difference is the container's start, the
 imports in a fresh interpreter, and the artifacts' trip through S3, the figure to keep low.
@@ -47,34 +48,40 @@ def kfp_local_times(stack: Stack, rows: int, home: Path) -> tuple[dict[str, floa
 
 
 def harness_times(stack: Stack, rows: int, image: str, data: Path) -> tuple[dict[str, float], float]:
-    from components.settings import environment
+    from devstack.tenants import add_tenant
     from pipelines.argo import render
     from pipelines.fraud import pipeline as fraud
     from pipelines.fraud.data import generate
-    from tests.integration.argo_test_harness import ArgoTestHarness
-    from tests.integration.test_cluster_fidelity import artifact_repository, loopback_secrets, loopback_settings
+    from tests.integration.argo_controller_stand_in import ArgoControllerStandIn
+    from tests.integration.fidelity_tenant import (
+        RAW,
+        TENANT,
+        artifact_repository,
+        loopback_configmap,
+        tenant_secrets,
+    )
 
+    tenant = add_tenant(stack, TENANT)
     cfg = fraud.DECLARATION.config().with_overrides({"materialize.project": "bench_argo"})
-    admin = stack.s3_client()
-    bucket, _, key = cfg.cluster.raw_data.removeprefix("s3://").partition("/")
-    admin.create_bucket(Bucket=bucket)
+    bucket, _, key = RAW.removeprefix("s3://").partition("/")
     generate(rows, cfg.data.seed).to_parquet(data, index=False)
-    admin.upload_file(str(data), bucket, key)
-    harness = ArgoTestHarness(
+    stack.s3_client().upload_file(str(data), bucket, key)
+    stack.up_monitoring({"route": {"receiver": "none"}, "receivers": [{"name": "none"}]})
+    harness = ArgoControllerStandIn(
         template=render(fraud.DECLARATION, cfg)["WorkflowTemplate"],
         images={fraud.DECLARATION.spec.image: image},
-        configmaps={"mlops-platform": environment(loopback_settings(stack, "fraud"))},
-        secrets=loopback_secrets(stack, cfg),
-        artifact_repository=artifact_repository("fraud"),
-        s3_client=admin,
-        namespace="fraud",
+        configmaps={"mlops-platform": loopback_configmap(stack, tenant)},
+        secrets=tenant_secrets(tenant),
+        artifact_repository=artifact_repository(TENANT),
+        s3_client=stack.s3_client(tenant.access_key, tenant.secret_key),
+        namespace=TENANT,
     )
     started = time.perf_counter()
-    run = harness.run()
+    run = harness.run({"raw-data": RAW})
     total = time.perf_counter() - started
     if run.phase != "Succeeded":
-        failed = [n for n in run.nodes.values() if n.phase == "Failed"]
-        raise SystemExit(f"fidelity run failed: {failed[0].name}: {failed[0].attempts[-1].stderr_tail[-2000:]}")
+        failed = [n for n in run.nodes.values() if n.phase in ("Failed", "Error")]
+        raise SystemExit(f"fidelity run failed: {failed[0].name}: {failed[0].message}")
     return {name: sum(a.seconds for a in node.attempts) for name, node in run.nodes.items() if node.attempts}, total
 
 
@@ -90,12 +97,13 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run(["bash", "images/build.sh", "component", IMAGE], cwd=REPO, check=True, capture_output=True)
     root = Path(tempfile.mkdtemp(prefix="mlops-bench-fidelity-"))
     root.chmod(0o755)
-    stack = Stack(root=root, ports=Ports.from_base(process.free_port_base(PORT_SPAN)))
+    stack = Stack(root=root, ports=Ports.from_base(process.free_port_base(PORT_SPAN)), mlflow_auth=True)
     try:
         stack.up(echo=True)
         argo, argo_total = harness_times(stack, args.rows, image, root / "raw.parquet")
         local, local_total = kfp_local_times(stack, args.rows, root / "home")
     finally:
+        stack.monitoring_services().down()
         stack.down()
         shutil.rmtree(root, ignore_errors=True)
     print(f"\neach step as a pod (Argo harness, podman) vs kfp.local, {args.rows:,} rows, same services")

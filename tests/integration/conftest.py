@@ -42,6 +42,23 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def tenancy_stack() -> Iterator[Stack]:
+    """The stack of `mlops dev up --tenancy`: MLflow's basic-auth app, default permission
+    NO_PERMISSIONS. Each module adds the tenants it needs (devstack.tenants.add_tenant, idempotent):
+    the tenancy tests and the fidelity run, which runs as tenant fraud, share it."""
+    root = Path(tempfile.mkdtemp(prefix="mlops-tenancy-"))
+    root.chmod(0o755)
+    services = Stack(root=root, ports=Ports.from_base(process.free_port_base(PORT_SPAN)), mlflow_auth=True)
+    try:
+        services.up()
+        yield services
+    finally:
+        services.monitoring_services().down()
+        services.down()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def platform_env(stack: Stack, home: Path, **overrides: str) -> dict[str, str]:
     """The environment a user gets from `eval "$(mlops dev env)"`, with one MLOPS_HOME."""
     env = {**os.environ, **stack.environment(), "MLOPS_HOME": str(home), **overrides}

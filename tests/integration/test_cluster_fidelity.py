@@ -1,18 +1,25 @@
 """The fidelity run: the compiled WorkflowTemplate, executed the way Argo executes it, in real
-containers of the component image, on the real services of `mlops dev up`.
+containers of the component image, on the real services of `mlops dev up --tenancy`, as tenant
+fraud.
 
 Nothing is shared between steps but the platform: each task is its own podman container with
-exactly the template's command, args and env; settings come from the mlops-platform ConfigMap
-(its data made by the same function as the cluster's, with the loopback stack's addresses) and
-credentials from the Secrets the template names; artifacts travel through S3 under the
-artifact repository's keyFormat. Workflow parameters are set only as `mlops submit -p` would.
+exactly the template's command, args and env. Its settings are the tenant's mlops-platform
+ConfigMap as the cluster renders it (pipelines.cluster.cluster_settings("fraud") through
+platform_configmap), each in-cluster Service address rewritten to the loopback port of the
+service that plays it. Its credentials are the tenant's Secrets as the platform team creates
+them, written out below as data: the tenant's prefix-scoped S3 key, its Redis ACL user, its
+PostgreSQL role and its MLflow user (basic-auth on). Artifacts travel through S3 under the
+artifact repository's keyFormat, with the tenant's key. Workflow parameters are set only as
+`mlops submit -p` would.
 
-The stand-in here is Argo's controller and executor (tests/integration/argo_test_harness.py): no
-Kubernetes runs on this machine. Scenarios (one run each, assertions sharing it):
+The stand-in here is Argo's controller and executor (tests/integration/argo_controller_stand_in.py,
+strict: missing outputs, undeclared inputs, retryPolicy, maxDuration, memoize keys, Argo's JSON
+`{{workflow.failures}}`): no Kubernetes runs on this machine. Scenarios (one run each):
 - happy path with a transient fault: MLflow is stopped before register and started again
   during its backoff; the retry strategy rides it out and yields exactly one version;
-- the gate failing: notify runs, nothing is registered;
-- a permanent fault: bad data stops the DAG at validate with exit 2, never retried;
+- the gate failing: notify runs, nothing is registered; materialize and train are memoized;
+- a permanent fault: bad data stops the DAG at validate with exit 2, never retried, and the exit
+  handler's notice, from Argo's JSON failures, names the failed step;
 - the predictor's pull: KServe's storage initializer code (kserve-storage) downloads the
   promoted repository with the settings the rendered ServiceAccount and Secret give, and the
   local Triton scores a row from it;
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -35,17 +43,24 @@ import pandas as pd
 import pytest
 import yaml
 
-from components.settings import PlatformSettings, environment
+from components.environment import temporary_env
 from components.triton import tensor_contract
 from devstack.stack import Stack
-from mlops.lint import render as kustomize
-from pipelines.cluster import model_puller, secret_environment
+from devstack.tenants import Tenant, add_tenant, tenant_environment
+from pipelines.cluster import cluster_settings, model_puller, secret_environment
 from tests.conftest import REPO
-from tests.integration.argo_test_harness import ArgoTestHarness, Attempt, WorkflowRun
+from tests.integration.argo_controller_stand_in import ArgoControllerStandIn, Attempt, WorkflowRun
+from tests.integration.fidelity_tenant import (
+    RAW,
+    TENANT,
+    artifact_repository,
+    loopback_configmap,
+    storage_initializer_environment,
+    tenant_secrets,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.image]
 
-TENANT = "fraud"
 ROWS = 20_000
 GATE = "0.6"  # as `mlops submit -p gate-threshold=0.6`: the happy path must not hang on a near miss
 FORK = {  # a fork changes configuration, not components: its own names on the shared test stack
@@ -55,76 +70,59 @@ FORK = {  # a fork changes configuration, not components: its own names on the s
 }
 
 
-def loopback_settings(stack: Stack, tenant: str) -> PlatformSettings:
-    """The tenant's ConfigMap with the loopback stack's addresses (pipelines.cluster.cluster_settings
-    shape: the tenant's own prefix in each bucket)."""
-    return stack.settings().model_copy(
-        update={
-            "mlflow_artifact_root": f"s3://mlflow-artifacts/{tenant}",
-            "offline_store_uri": f"s3://feast-offline/{tenant}",
-            "serving_root": f"s3://models/{tenant}",
-        }
-    )
-
-
-def loopback_secrets(stack: Stack, cfg: Any) -> dict[str, dict[str, str]]:
-    """The Secrets the template references, filled in from the stack's credentials."""
-    values = {**stack.credentials(), "MLOPS_FEAST_REDIS_PASSWORD": "", "MLFLOW_TRACKING_USERNAME": ""}
-    values.setdefault("MLFLOW_TRACKING_PASSWORD", "")
-    store: dict[str, dict[str, str]] = {}
-    for ref in secret_environment(cfg):
-        store.setdefault(ref.secret, {})[ref.key] = values[ref.env]
-    return store
-
-
-def artifact_repository(namespace: str) -> dict[str, Any]:
-    """The `s3` block of the tenant's artifact-repositories ConfigMap, as rendered by kustomize."""
-    objects = kustomize(REPO / "manifests" / "tenants" / namespace)
-    configmap = next(
-        o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "artifact-repositories"
-    )
-    key = configmap["metadata"]["annotations"]["workflows.argoproj.io/default-artifact-repository"]
-    repository: dict[str, Any] = yaml.safe_load(configmap["data"][key])["s3"]
-    return repository
-
-
 @pytest.fixture(scope="module")
-def fidelity(stack: Stack, component_image: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def fidelity(
+    tenancy_stack: Stack, component_image: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
     from pipelines.argo import render
     from pipelines.fraud import pipeline as fraud
     from pipelines.fraud.data import generate
 
+    stack = tenancy_stack
+    # the notices' Pushgateway (what reaches it is checked here, so Alertmanager routes nowhere)
+    stack.up_monitoring({"route": {"receiver": "none"}, "receivers": [{"name": "none"}]})
+    tenant = add_tenant(stack, TENANT)  # as `mlops tenant add fraud` (idempotent: the tenancy tests share it)
     cfg = fraud.DECLARATION.config().with_overrides(FORK)
     template = render(fraud.DECLARATION, cfg)["WorkflowTemplate"]
-    admin = stack.s3_client()
-    bucket, _, key = cfg.cluster.raw_data.removeprefix("s3://").partition("/")
-    if bucket not in [b["Name"] for b in admin.list_buckets()["Buckets"]]:
-        admin.create_bucket(Bucket=bucket)
     data = tmp_path_factory.mktemp("fidelity-data")
     generate(ROWS, 5).to_parquet(data / "latest.parquet", index=False)
-    admin.upload_file(str(data / "latest.parquet"), bucket, key)
-    settings = loopback_settings(stack, TENANT)
-    harness = ArgoTestHarness(
+    bucket, _, key = RAW.removeprefix("s3://").partition("/")
+    stack.s3_client().upload_file(str(data / "latest.parquet"), bucket, key)
+    configmap = loopback_configmap(stack, tenant)
+    runner = ArgoControllerStandIn(
         template=template,
         images={fraud.DECLARATION.spec.image: component_image},
-        configmaps={"mlops-platform": environment(settings)},
-        secrets=loopback_secrets(stack, cfg),
+        configmaps={"mlops-platform": configmap},
+        secrets=tenant_secrets(tenant),
         artifact_repository=artifact_repository(TENANT),
-        s3_client=admin,
+        s3_client=stack.s3_client(tenant.access_key, tenant.secret_key),
         namespace=TENANT,
     )
-    return {"cfg": cfg, "harness": harness, "settings": settings, "bucket": bucket, "key": key, "data": data}
+    try:
+        yield {
+            "cfg": cfg, "harness": runner, "configmap": configmap, "tenant": tenant, "stack": stack,
+            "bucket": bucket, "key": key, "data": data,
+        }  # fmt: skip
+    finally:
+        stack.monitoring_services().down()
+        stack.monitoring = False
+        stack.save()
 
 
-def versions(stack: Stack, model: str) -> list[Any]:
+def versions(fidelity: dict[str, Any], model: str) -> list[Any]:
+    """The model's versions, read as the tenant (MLflow's basic-auth app is on)."""
     from mlflow import MlflowClient
 
-    return list(MlflowClient(tracking_uri=stack.tracking_uri).search_model_versions(f"name='{model}'"))
+    tenant: Tenant = fidelity["tenant"]
+    with temporary_env({"MLFLOW_TRACKING_USERNAME": tenant.name, "MLFLOW_TRACKING_PASSWORD": tenant.password}):
+        client = MlflowClient(tracking_uri=fidelity["stack"].tracking_uri)
+        return list(client.search_model_versions(f"name='{model}'"))
 
 
 @pytest.fixture(scope="module")
-def happy_run(stack: Stack, fidelity: dict[str, Any]) -> Iterator[WorkflowRun]:
+def happy_run(fidelity: dict[str, Any]) -> Iterator[WorkflowRun]:
     """One run, MLflow stopped before register's first attempt and started during its backoff."""
+    stack: Stack = fidelity["stack"]
     restarted: list[threading.Thread] = []
 
     def outage(task: str, attempt: int, result: Attempt | None) -> None:
@@ -137,10 +135,10 @@ def happy_run(stack: Stack, fidelity: dict[str, Any]) -> Iterator[WorkflowRun]:
             thread.start()
             restarted.append(thread)
 
-    harness: ArgoTestHarness = fidelity["harness"]
+    harness: ArgoControllerStandIn = fidelity["harness"]
     harness.hook = outage
     try:
-        yield harness.run({"gate-threshold": GATE})
+        yield harness.run({"gate-threshold": GATE, "raw-data": RAW})
     finally:
         harness.hook = None
         for thread in restarted:
@@ -149,11 +147,11 @@ def happy_run(stack: Stack, fidelity: dict[str, Any]) -> Iterator[WorkflowRun]:
 
 
 def test_happy_path_rides_out_a_tracking_server_outage_with_one_version(
-    stack: Stack, fidelity: dict[str, Any], happy_run: WorkflowRun
+    fidelity: dict[str, Any], happy_run: WorkflowRun
 ) -> None:
     nodes = happy_run.nodes
     assert happy_run.phase == "Succeeded", {
-        n: (v.phase, [a.stderr_tail[-800:] for a in v.attempts]) for n, v in nodes.items()
+        n: (v.phase, v.message, [a.stderr_tail[-800:] for a in v.attempts]) for n, v in nodes.items()
     }
     assert {name: node.phase for name, node in nodes.items()} == {
         "validate": "Succeeded",
@@ -175,16 +173,40 @@ def test_happy_path_rides_out_a_tracking_server_outage_with_one_version(
     assert nodes["drift"].parameters["reason"].startswith("no champion yet")
     assert happy_run.exit_handler is not None and happy_run.exit_handler.phase == "Skipped"
     model = fidelity["cfg"].register_.model_name
-    (version,) = versions(stack, model)
+    (version,) = versions(fidelity, model)
     assert version.source.startswith(f"s3://mlflow-artifacts/{TENANT}/"), version.source
 
 
+def test_happy_path_stored_exactly_the_declared_artifacts_under_the_keyformat(
+    fidelity: dict[str, Any], happy_run: WorkflowRun
+) -> None:
+    """issue 28: the harness skipped a missing output artifact; now every step that ran stored
+    exactly the artifacts its template declares, each where the repository's keyFormat says."""
+    templates = {t["name"]: t for t in fidelity["harness"].template["spec"]["templates"]}
+    ran = {name: node for name, node in happy_run.nodes.items() if node.phase == "Succeeded"}
+    for name, node in ran.items():
+        declared = {a["name"] for a in templates[node.template].get("outputs", {}).get("artifacts", [])}
+        assert set(node.artifact_keys) == declared, name
+    expected = {
+        f"{TENANT}/{happy_run.name}/{node.pod}/{artifact}.tgz"
+        for node in ran.values()
+        for artifact in node.artifact_keys
+    }
+    assert {key for node in ran.values() for key in node.artifact_keys.values()} == expected
+    admin = fidelity["stack"].s3_client()
+    pages = admin.get_paginator("list_objects_v2").paginate(
+        Bucket="pipeline-artifacts", Prefix=f"{TENANT}/{happy_run.name}/"
+    )
+    assert {item["Key"] for page in pages for item in page.get("Contents", [])} == expected
+
+
 def test_happy_path_left_features_in_redis_the_model_in_s3_and_the_repository_under_the_serving_root(
-    stack: Stack, fidelity: dict[str, Any], happy_run: WorkflowRun, tmp_path: Path
+    fidelity: dict[str, Any], happy_run: WorkflowRun, tmp_path: Path
 ) -> None:
     import hashlib
 
     cfg = fidelity["cfg"]
+    stack: Stack = fidelity["stack"]
     admin = stack.s3_client()
     # the offline store: the validated data, keyed by project and by the digest of its bytes
     offline = admin.list_objects_v2(Bucket="feast-offline", Prefix=f"{TENANT}/{cfg.materialize.project}/")
@@ -192,18 +214,14 @@ def test_happy_path_left_features_in_redis_the_model_in_s3_and_the_repository_un
     assert [item["Key"] for item in offline.get("Contents", [])] == [
         f"{TENANT}/{cfg.materialize.project}/sha256-{digest}/{cfg.materialize.project}_events.parquet"
     ]
-    # the online store, read as a scoring service would, from a process with an empty MLOPS_HOME
+    # the online store, read as the tenant's scoring service would, from a process with an empty MLOPS_HOME
     users = pd.read_parquet(fidelity["data"] / "latest.parquet")["user_id"].drop_duplicates().head(10).tolist()
     code = (
         "import json, sys; from components.materialize import online_features;"
         "print(json.dumps(online_features(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]))))"
     )
-    env = {
-        **os.environ,
-        **environment(fidelity["settings"]),
-        **stack.credentials(),
-        "MLOPS_HOME": str(tmp_path / "empty"),
-    }
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLFLOW_", "MLOPS_", "FSSPEC_"))}
+    env = {**inherited, **tenant_environment(stack, fidelity["tenant"]), "MLOPS_HOME": str(tmp_path / "empty")}
     read = subprocess.run(
         [sys.executable, "-c", code, cfg.materialize.project, cfg.materialize.feature_service,
          json.dumps([{"user_id": int(u)} for u in users])],
@@ -213,7 +231,7 @@ def test_happy_path_left_features_in_redis_the_model_in_s3_and_the_repository_un
     features = json.loads(read.stdout.strip().splitlines()[-1])
     assert all(value is not None for value in features["txn_count_24h"])
     # the model's bytes in S3, the version's sha256
-    (version,) = versions(stack, cfg.register_.model_name)
+    (version,) = versions(fidelity, cfg.register_.model_name)
     source_key = version.source.removeprefix("s3://mlflow-artifacts/") + "/model.json"
     body = admin.get_object(Bucket="mlflow-artifacts", Key=source_key)["Body"].read()
     assert hashlib.sha256(body).hexdigest() == version.tags["artifact_sha256"]
@@ -221,70 +239,65 @@ def test_happy_path_left_features_in_redis_the_model_in_s3_and_the_repository_un
     served = admin.list_objects_v2(Bucket="models", Prefix=f"{TENANT}/{cfg.register_.model_name}/")
     keys = [item["Key"] for item in served.get("Contents", [])]
     assert any(key.endswith(f"/{cfg.register_.model_name}/config.pbtxt") for key in keys), keys
-    # every task's artifacts went through the artifact repository, keyed as its keyFormat says
-    listed = admin.list_objects_v2(Bucket="pipeline-artifacts", Prefix=f"{TENANT}/{happy_run.name}/")
-    assert len(listed.get("Contents", [])) >= 12
     assert all(node.pod.startswith(happy_run.name) for node in happy_run.nodes.values() if node.pod)
 
 
-def test_the_gate_failing_runs_notify_and_registers_nothing(stack: Stack, fidelity: dict[str, Any]) -> None:
+def test_the_gate_failing_runs_notify_and_registers_nothing(fidelity: dict[str, Any], happy_run: WorkflowRun) -> None:
     model = fidelity["cfg"].register_.model_name
-    before = len(versions(stack, model))
+    before = len(versions(fidelity, model))
     # forced: the happy run claimed tonight's retrain, so the drift step would hold otherwise
-    run = fidelity["harness"].run({"gate-threshold": "0.999", "force-retrain": "true"})
+    run = fidelity["harness"].run({"gate-threshold": "0.999", "force-retrain": "true", "raw-data": RAW})
     phases = {name: node.phase for name, node in run.nodes.items()}
-    assert phases["evaluate"] == "Succeeded" and run.nodes["evaluate"].parameters["passed"] == "false"
+    assert phases["evaluate"] == "Succeeded" and run.nodes["evaluate"].parameters["passed"] == "false", run.nodes[
+        "evaluate"
+    ].message
+    # the same data, commit and arguments: Argo's cache gives materialize's and train's outputs, no pod
+    assert run.nodes["materialize"].memoized and run.nodes["train"].memoized
+    assert not run.nodes["evaluate"].memoized  # its key holds the gate threshold
     assert phases["register"] == "Skipped"  # its when: the gate failed
     assert phases["promote"] == "Omitted"  # it depends on register.Succeeded
     assert phases["notify"] == "Succeeded" and run.phase == "Succeeded"
-    assert len(versions(stack, model)) == before
+    assert len(versions(fidelity, model)) == before
 
 
-def test_bad_data_stops_at_validate_with_exit_2_and_is_never_retried(stack: Stack, fidelity: dict[str, Any]) -> None:
+def test_bad_data_stops_at_validate_with_exit_2_and_the_owner_is_told_which_step(fidelity: dict[str, Any]) -> None:
+    """issue 28: {{workflow.failures}} was passed comma-joined, so notify's parsing of Argo's JSON
+    never ran; now the exit handler gets Argo's JSON and its notice names the failed step."""
     frame = pd.read_parquet(fidelity["data"] / "latest.parquet")
     frame["is_fraud"] = frame["is_fraud"].astype(float)
     frame.loc[frame.index[:7], "is_fraud"] = None
     frame.to_parquet(fidelity["data"] / "bad.parquet", index=False)
     bad_key = fidelity["key"].replace("latest", "bad")
-    stack.s3_client().upload_file(str(fidelity["data"] / "bad.parquet"), fidelity["bucket"], bad_key)
+    fidelity["stack"].s3_client().upload_file(str(fidelity["data"] / "bad.parquet"), fidelity["bucket"], bad_key)
     run = fidelity["harness"].run({"raw-data": f"s3://{fidelity['bucket']}/{bad_key}"})
     validate = run.nodes["validate"]
     assert validate.phase == "Failed" and [a.exit_code for a in validate.attempts] == [2]
+    assert validate.message == "retryStrategy.expression evaluated to false"
     assert "expect_column_values_to_not_be_null on column 'is_fraud'" in validate.attempts[0].stderr_tail
     assert all(run.nodes[name].phase == "Omitted" for name in ("materialize", "drift", "train", "evaluate"))
     assert run.phase == "Failed"
-    assert run.exit_handler is not None and run.exit_handler.phase == "Succeeded"
+    handler = run.exit_handler
+    assert handler is not None and handler.phase == "Succeeded", handler and handler.attempts[-1].stderr_tail
+    notice = json.loads(_artifact_text(fidelity, handler.artifact_keys["notice"]))
+    assert notice["status"] == "Failed" and notice["workflow"] == run.name
+    failed = {(step["displayName"], step["templateName"], step["phase"]) for step in notice["failed_steps"]}
+    assert ("validate", "validate", "Failed") in failed, notice["failed_steps"]
+    # and it reached the tenant's Pushgateway, labelled with the step
+    import requests
+
+    pushed = requests.get(fidelity["configmap"]["MLOPS_PUSHGATEWAY_URL"] + "/metrics", timeout=10).text
+    line = next(row for row in pushed.splitlines() if f'workflow="{run.name}"' in row and not row.startswith("#"))
+    assert re.search(r'failed_steps="[^"]*\bvalidate\b', line), line
 
 
 # --- the predictor pulls its model ------------------------------------------------------------------
-
-
-def storage_initializer_environment(secret: dict[str, Any], data: dict[str, str]) -> dict[str, str]:
-    """What KServe's controller gives the storage-initializer container for a ServiceAccount's S3
-    Secret (pkg/credentials/s3: BuildSecretEnvs and BuildS3EnvVars), re-stated here as test code."""
-    notes = secret["metadata"]["annotations"]
-    prefix = "serving.kserve.io/"
-    env = {"AWS_ACCESS_KEY_ID": data["AWS_ACCESS_KEY_ID"], "AWS_SECRET_ACCESS_KEY": data["AWS_SECRET_ACCESS_KEY"]}
-    if f"{prefix}s3-endpoint" in notes:
-        endpoint = notes[f"{prefix}s3-endpoint"]
-        scheme = "https"
-        if f"{prefix}s3-usehttps" in notes:
-            env["S3_USE_HTTPS"] = notes[f"{prefix}s3-usehttps"]
-            scheme = "http" if notes[f"{prefix}s3-usehttps"] == "0" else "https"
-        env["S3_ENDPOINT"] = endpoint
-        env["AWS_ENDPOINT_URL"] = f"{scheme}://{endpoint}"
-    if f"{prefix}s3-verifyssl" in notes:
-        env["S3_VERIFY_SSL"] = notes[f"{prefix}s3-verifyssl"]
-    if f"{prefix}s3-region" in notes:
-        env["AWS_DEFAULT_REGION"] = notes[f"{prefix}s3-region"]
-    return env
 
 
 STORAGE_INITIALIZER = REPO / ".venv-storage-initializer" / "bin" / "python"
 
 
 def test_the_predictor_pulls_the_promoted_model_with_its_service_account_and_triton_scores_it(
-    stack: Stack, fidelity: dict[str, Any], happy_run: WorkflowRun, tmp_path: Path
+    fidelity: dict[str, Any], happy_run: WorkflowRun, tmp_path: Path
 ) -> None:
     import numpy as np
     import tritonclient.http as triton_http
@@ -297,12 +310,15 @@ def test_the_predictor_pulls_the_promoted_model_with_its_service_account_and_tri
     if not STORAGE_INITIALIZER.exists():
         pytest.fail("no storage initializer environment: run `make storage-initializer-env` (make test does)")
     cfg = fidelity["cfg"]
-    service = yaml.safe_load(_artifact_text(fidelity, happy_run, "promote", "inference_service"))
+    stack: Stack = fidelity["stack"]
+    service = yaml.safe_load(_artifact_text(fidelity, happy_run.nodes["promote"].artifact_keys["inference_service"]))
     predictor = service["spec"]["predictor"]
-    account = next(o for o in model_puller(TENANT, fidelity["settings"]) if o["kind"] == "ServiceAccount")
+    # the tenant's puller objects as rendered, with the loopback S3 the ConfigMap's rewrite names
+    settings = cluster_settings(TENANT).model_copy(update={"s3_endpoint": fidelity["configmap"]["AWS_ENDPOINT_URL"]})
+    account = next(o for o in model_puller(TENANT, settings) if o["kind"] == "ServiceAccount")
     assert predictor["serviceAccountName"] == account["metadata"]["name"]
     (secret_name,) = [entry["name"] for entry in account["secrets"]]
-    secret = next(o for o in model_puller(TENANT, fidelity["settings"]) if o["metadata"]["name"] == secret_name)
+    secret = next(o for o in model_puller(TENANT, settings) if o["metadata"]["name"] == secret_name)
     keys = {"AWS_ACCESS_KEY_ID": stack.puller_access_key, "AWS_SECRET_ACCESS_KEY": stack.puller_secret_key}
     puller = stack.s3_client(stack.puller_access_key, stack.puller_secret_key)
     with pytest.raises(Exception, match=r"AccessDenied|403"):  # read-only: the puller cannot write
@@ -320,13 +336,13 @@ def test_the_predictor_pulls_the_promoted_model_with_its_service_account_and_tri
     downloaded = tmp_path / "mnt-models" / model
     assert (downloaded / "config.pbtxt").is_file()
     model_file = next(p for p in (downloaded / "1").iterdir() if p.is_file())
-    (version,) = versions(stack, model)
+    (version,) = versions(fidelity, model)
     import hashlib
 
     assert hashlib.sha256(model_file.read_bytes()).hexdigest() == version.tags["artifact_sha256"]
 
     # The local Triton (python backend, standing in for FIL here) serves exactly those bytes.
-    registration = json.loads(_artifact_text(fidelity, happy_run, "register", "registration"))
+    registration = json.loads(_artifact_text(fidelity, happy_run.nodes["register"].artifact_keys["registration"]))
     repository = tmp_path / "repository"
     write_python_repository(repository, model, 1, registration["model_format"], model_file.read_bytes(),
                             registration["features"], objective=registration["objective"])  # fmt: skip
@@ -350,15 +366,11 @@ def test_the_predictor_pulls_the_promoted_model_with_its_service_account_and_tri
         server.stop()
 
 
-def _artifact_text(fidelity: dict[str, Any], run: WorkflowRun, task: str, artifact: str) -> str:
+def _artifact_text(fidelity: dict[str, Any], key: str) -> str:
     import io
     import tarfile
 
-    body = (
-        fidelity["harness"]
-        .s3_client.get_object(Bucket="pipeline-artifacts", Key=run.nodes[task].artifact_keys[artifact])["Body"]
-        .read()
-    )
+    body = fidelity["harness"].s3_client.get_object(Bucket="pipeline-artifacts", Key=key)["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as archive:
         member = next(m for m in archive.getmembers() if m.isfile())
         extracted = archive.extractfile(member)
@@ -370,9 +382,7 @@ def _artifact_text(fidelity: dict[str, Any], run: WorkflowRun, task: str, artifa
 
 
 @pytest.fixture(scope="module")
-def podman_docker_api(
-    stack: Stack, fidelity: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
+def podman_docker_api(fidelity: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """podman's Docker-compatible API for kfp.local's DockerRunner. kfp.local ignores the IR's
     Kubernetes platform spec (configMapAsEnv, secretAsEnv), which a kubelet would apply; here the
     engine applies it instead: the service's containers.conf gives every container the ConfigMap's
@@ -409,7 +419,6 @@ def podman_docker_api(
 
 
 def test_the_kfp_ir_runs_through_kfp_locals_docker_runner_on_podman(
-    stack: Stack,
     fidelity: dict[str, Any],
     happy_run: WorkflowRun,
     podman_docker_api: str,
@@ -433,12 +442,12 @@ def test_the_kfp_ir_runs_through_kfp_locals_docker_runner_on_podman(
     local.init(runner=local.DockerRunner(network_mode="host"), pipeline_root=str(root), raise_on_error=True)
     pipeline = components.load_component_from_file(str(ir))
     started = time.monotonic()
-    # raw_data: the IR's default, the cluster config's; forced, as the happy run claimed tonight's retrain
-    pipeline(gate_threshold=float(GATE), force_retrain=True)
+    # the tenant's copy of the night's data; forced, as the happy run claimed tonight's retrain
+    pipeline(gate_threshold=float(GATE), force_retrain=True, raw_data=RAW)
     print(f"\nKFP IR through DockerRunner on podman: {time.monotonic() - started:.1f} s")
     (run_dir,) = [p for p in root.iterdir() if p.is_dir()]
     registration = json.loads((run_dir / "register" / "registration").read_text())
-    (version,) = versions(stack, cfg.register_.model_name)
+    (version,) = versions(fidelity, cfg.register_.model_name)
     assert registration["version"] == int(version.version) and registration["reused"] is True, (
         "the same data and seed give the same artifact: the KFP run reuses the Argo run's version"
     )

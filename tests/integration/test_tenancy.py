@@ -8,17 +8,14 @@ tenant is broadened to whole buckets or MLflow's default permission is the shipp
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import subprocess
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from devstack import process
-from devstack.stack import PORT_SPAN, Ports, Stack
+from devstack.stack import Stack
 from devstack.tenants import add_tenant, get_tenant, tenant_environment, write_redis_acl, write_s3_identities
 from mlops.isolation import DENIED, ERROR, LEAK, OK, check
 from tests.integration.conftest import mlops
@@ -28,18 +25,11 @@ TENANTS = ("fraud", "pricing", "forecast")
 
 
 @pytest.fixture(scope="module")
-def shared() -> Iterator[Stack]:
-    root = Path(tempfile.mkdtemp(prefix="mlops-tenancy-"))
-    root.chmod(0o755)
-    stack = Stack(root=root, ports=Ports.from_base(process.free_port_base(PORT_SPAN)), mlflow_auth=True)
-    try:
-        stack.up()
-        for name in TENANTS:
-            add_tenant(stack, name)
-        yield stack
-    finally:
-        stack.down()
-        shutil.rmtree(root, ignore_errors=True)
+def shared(tenancy_stack: Stack) -> Stack:
+    """The session's tenancy stack (tests/integration/conftest.py), every declared tenant on it."""
+    for name in TENANTS:
+        add_tenant(tenancy_stack, name)
+    return tenancy_stack
 
 
 def as_tenant(stack: Stack, name: str, home: Path) -> dict[str, str]:
