@@ -31,6 +31,7 @@ writes the notice and delivers nothing, as the drift step pushes nothing.
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -144,6 +145,8 @@ def failed_nodes(failures: str) -> list[dict[str, Any]]:
         nodes = json.loads(failures) if failures.strip() else []
     except json.JSONDecodeError:
         nodes = [{"message": failures}]
+    if nodes is None:  # Argo passes `null` when no node failed (a workflow-level error)
+        nodes = []
     if not isinstance(nodes, list):
         nodes = [{"message": failures}]
     return [
@@ -151,6 +154,13 @@ def failed_nodes(failures: str) -> list[dict[str, Any]]:
         for node in nodes
         if isinstance(node, dict)
     ]
+
+
+def failed_step_names(failed: list[dict[str, Any]], workflow: str) -> list[str]:
+    """The steps that failed, once each: Argo lists the workflow's own DAG node and every failed
+    attempt (`train(0)`, `train(1)`) beside the task itself."""
+    names = {str(node.get("displayName") or node.get("templateName") or "") for node in failed}
+    return sorted({re.sub(r"\(\d+\)$", "", name) for name in names} - {"", workflow})
 
 
 def notify_failure(
@@ -182,7 +192,7 @@ def notify_failure(
         "serving": "unchanged: promote never ran or left the previous revision serving",
     }
     artifacts.write_json(notice_out, notice)
-    steps = sorted({str(node.get("displayName") or node.get("templateName") or "") for node in failed} - {""})
+    steps = failed_step_names(failed, workflow)
     labels = {"workflow": workflow, "status": status, "failed_steps": ",".join(steps)}
     delivered = deliver(RUN_FAILED, labels, namespace=namespace, pipeline=pipeline, at=at, step="notify-failure")
     return {

@@ -223,3 +223,18 @@ def test_kubeflows_exit_handler_sends_the_same_notice(tmp_path: Path, gateway: P
     assert notice["workflow"] == "fraud-20261204" and notice["failed_steps"][0]["message"] == "task train failed"
     [push] = gateway.requests
     assert push["path"].startswith("/metrics/job/mlops-notice/kind/run-failed/namespace/fraud/pipeline/fraud")
+
+
+def test_the_failed_steps_label_names_each_step_once_not_the_dag_or_its_attempts() -> None:
+    """Issue 28 (fidelity, Argo's JSON failures): `{{workflow.failures}}` lists the workflow's own
+    DAG node and each failed attempt beside the task, so the label read `fraud-ab12cd,validate,
+    validate(0)`; and Argo passes `null` when no node failed, which became a bogus message."""
+    from components.notify import failed_nodes, failed_step_names
+
+    failures = (
+        '[{"displayName": "fraud-ab12cd", "templateName": "fraud", "phase": "Failed"},'
+        ' {"displayName": "validate", "templateName": "validate", "phase": "Failed"},'
+        ' {"displayName": "validate(0)", "templateName": "validate", "phase": "Failed"}]'
+    )
+    assert failed_step_names(failed_nodes(failures), "fraud-ab12cd") == ["validate"]
+    assert failed_nodes("null") == []
