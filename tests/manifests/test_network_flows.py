@@ -1,11 +1,10 @@
 """The rendered NetworkPolicies let the platform work and nothing else.
 
-Every flow the platform needs is allowed in every overlay with every tenant: the rows of
-manifests/base/network/required-flows.yaml, and the rows the code already knows, derived here:
-each endpoint in a pipelines namespace's `mlops-platform` ConfigMap (to a Service the manifests
-render in that namespace, with that port) and each TrainJob runtime's rendezvous. Every flow from
-one tenant into another, or from a tenant to the databases directly, is denied on every port the
-rendered objects and the flows name. No CNI runs here: the evaluator
+Every flow in manifests/base/network/required-flows.yaml is allowed in every overlay with every
+tenant, with the rows no code derives (TrainJob nodes, Katib, Kubeflow Pipelines, Knative's
+autoscaler); the rows the code already knows are derived in test_derived_flows.py. Every flow
+from one tenant into another, or from a tenant to the databases directly, is denied on every port
+the rendered objects and the flows name. No CNI runs here: the evaluator
 (networkpolicy_evaluator_without_cni.py) is test code, checked first on small policies whose
 answers are known.
 """
@@ -13,30 +12,27 @@ answers are known.
 from __future__ import annotations
 
 import itertools
-import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
 from components.settings import CONFIGMAP
-from mlops.lint import render
-from pipelines.cluster import cluster_settings
-from pipelines.platform_services import PUSHGATEWAY
-from pipelines.standard import IMAGE
-from pipelines.trainer import FRAMEWORK, RUNTIMES, cluster_training_runtime
-from tests.conftest import REPO
-from tests.manifests.networkpolicy_evaluator_without_cni import Address, Endpoint, Evaluator, Pod
-
-MANIFESTS = REPO / "manifests"
-FLOWS = yaml.safe_load((MANIFESTS / "base" / "network" / "required-flows.yaml").read_text())
-TENANTS = sorted(p.parent.name for p in (MANIFESTS / "tenants").glob("*/namespace.yaml"))
-ROLE = "mlops.private-platform.io/role"
-NAME = "kubernetes.io/metadata.name"
-
+from pipelines.trainer import FRAMEWORK, RUNTIMES
+from tests.manifests.network_platform import (
+    FLOWS,
+    NAME,
+    PIPELINE_POD,
+    TENANTS,
+    Cluster,
+    cluster,
+    configmap_endpoints,
+    endpoints,
+    pipelines_namespaces,
+    trainjob_nodes,
+)
+from tests.manifests.networkpolicy_evaluator_without_cni import Address, Evaluator, Pod
 
 # --- the evaluator, on policies whose answers are known ------------------------------------------
 
@@ -111,60 +107,6 @@ def test_evaluator_policy_types_default_to_egress_only_for_a_non_empty_egress_li
 
 # --- the platform ----------------------------------------------------------------------------------
 
-PIPELINE_POD = FLOWS["endpoints"]["pipeline-pod"]["labels"]
-JOBSET = "jobset.sigs.k8s.io"
-
-
-@dataclass(frozen=True)
-class Cluster:
-    """One overlay with every tenant, as rendered: the objects, the policies and each namespace's labels."""
-
-    objects: list[dict[str, Any]]
-    evaluator: Evaluator
-    namespaces: dict[str, dict[str, str]]
-
-
-def cluster(overlay: str) -> Cluster:
-    objects = render(MANIFESTS / "overlays" / overlay)
-    for tenant in TENANTS:
-        objects += render(MANIFESTS / "tenants" / tenant)
-    namespaces: dict[str, dict[str, str]] = {}
-    for obj in objects:
-        if obj["kind"] == "Namespace":
-            name = obj["metadata"]["name"]
-            namespaces[name] = {**obj["metadata"].get("labels", {}), NAME: name}
-    for endpoint in FLOWS["endpoints"].values():
-        name = endpoint.get("namespace", "")
-        if name and not name.startswith("{"):
-            namespaces.setdefault(name, {NAME: name})  # the cluster's and the operators' namespaces
-    return Cluster(objects, Evaluator([o for o in objects if o["kind"] == "NetworkPolicy"]), namespaces)
-
-
-def pipelines_namespaces(namespaces: dict[str, dict[str, str]]) -> list[str]:
-    return sorted(name for name, labels in namespaces.items() if labels.get(ROLE) == "pipelines")
-
-
-def endpoints(name: str, namespaces: dict[str, dict[str, str]], only: str | None = None) -> list[Endpoint]:
-    declared = FLOWS["endpoints"][name]
-    if "address" in declared:
-        return [Address(declared["address"])]
-    names = {
-        "{pipelines}": pipelines_namespaces(namespaces),
-        "{tenants}": [ns for ns in pipelines_namespaces(namespaces) if ns != "mlops-pipelines"],
-    }.get(declared["namespace"], [declared["namespace"]])
-    return [Pod(ns, dict(declared["labels"]), namespaces[ns]) for ns in names if only in (None, ns)]
-
-
-def trainjob_nodes() -> dict[str, dict[str, str]]:
-    """Each runtime's node pod labels, from the ClusterTrainingRuntime pipelines/trainer.py renders:
-    JobSet labels every pod with its JobSet's and its replicated job's names."""
-    nodes = {}
-    for runtime in RUNTIMES:
-        for job in cluster_training_runtime(runtime, IMAGE)["spec"]["template"]["spec"]["replicatedJobs"]:
-            pod_labels = job["template"]["spec"]["template"].get("metadata", {}).get("labels", {})
-            nodes[runtime] = {f"{JOBSET}/jobset-name": "any", f"{JOBSET}/replicatedjob-name": job["name"], **pod_labels}
-    return nodes
-
 
 @pytest.fixture(scope="module", params=["dev", "prod"])
 def platform(request: pytest.FixtureRequest, schemas_dir: Path) -> Cluster:
@@ -225,144 +167,6 @@ def test_trainjob_nodes_meet_on_their_runtimes_port_in_their_own_namespace_only(
         assert not evaluator.allowed(one, other, rendezvous[FRAMEWORK[runtime]]), "across tenants"
         stranger = Pod(TENANTS[0], PIPELINE_POD, namespaces[TENANTS[0]])
         assert not evaluator.allowed(stranger, one, rendezvous[FRAMEWORK[runtime]]), "a step pod is no node"
-
-
-# --- flows derived from each pipelines namespace's mlops-platform ConfigMap ------------------------
-
-DEFAULT_PORTS = {"http": 80, "https": 443}
-WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job"}
-
-
-def configmap_endpoints(data: dict[str, str]) -> list[tuple[str, str, int]]:
-    """(key, host, port) of every endpoint a value names: a URL with a host, or host:port. An s3://
-    URI names a bucket, not a host."""
-    found = []
-    for key, value in sorted(data.items()):
-        if "://" in value:
-            parts = urlsplit(value)
-            if parts.scheme == "s3" or not parts.hostname:
-                continue
-            port = parts.port or DEFAULT_PORTS.get(parts.scheme)
-            assert port is not None, f"{key}: {value} names no port and {parts.scheme} has no default"
-            found.append((key, parts.hostname, port))
-        elif re.fullmatch(r"[a-z0-9.-]+\.[a-z]+:\d+", value):
-            host, port_text = value.rsplit(":", 1)
-            found.append((key, host, int(port_text)))
-    return found
-
-
-def named(obj: dict[str, Any]) -> tuple[str, str]:
-    return obj["metadata"]["name"], obj["metadata"].get("namespace", "")
-
-
-def pod_templates(objects: list[dict[str, Any]], namespace: str) -> list[dict[str, Any]]:
-    return [
-        obj["spec"]["template"]
-        for obj in objects
-        if obj["kind"] in WORKLOADS and obj["metadata"].get("namespace") == namespace
-    ]
-
-
-def target_port(entry: dict[str, Any], template: dict[str, Any]) -> int:
-    """The pod port a Service port sends to: targetPort, by number or by the container port's name."""
-    target = entry.get("targetPort", entry["port"])
-    if isinstance(target, int):
-        return target
-    for container in template["spec"]["containers"]:
-        for port in container.get("ports", []):
-            if port.get("name") == target:
-                return int(port["containerPort"])
-    raise AssertionError(f"targetPort {target!r} names no container port")
-
-
-def service_problems(platform: Cluster, namespace: str, data: dict[str, str]) -> list[str]:
-    """What keeps a pipeline pod of `namespace` from each endpoint in `data`: no such Service, no
-    such port, no pod behind it, or a NetworkPolicy."""
-    source = Pod(namespace, PIPELINE_POD, platform.namespaces[namespace])
-    services = [obj for obj in platform.objects if obj["kind"] == "Service"]
-    problems = []
-    for key, host, port in configmap_endpoints(data):
-        parts = host.split(".")
-        if len(parts) < 3 or parts[2] != "svc":
-            problems.append(f"{namespace} {key}: {host} is not a Service's cluster name (<name>.<namespace>.svc)")
-            continue
-        name, service_namespace = parts[0], parts[1]
-        service = next((s for s in services if named(s) == (name, service_namespace)), None)
-        if service is None:
-            elsewhere = sorted(named(s)[1] for s in services if named(s)[0] == name)
-            where = f"no Service {name} in namespace {service_namespace} (rendered in: {elsewhere})"
-            problems.append(f"{namespace} {key}: {where}")
-            continue
-        entry = next((p for p in service["spec"].get("ports", []) if p["port"] == port), None)
-        if entry is None:
-            problems.append(f"{namespace} {key}: Service {service_namespace}/{name} has no port {port}")
-            continue
-        selector = service["spec"].get("selector") or {}
-        behind = [t for t in pod_templates(platform.objects, service_namespace)
-                  if selector and selector.items() <= t["metadata"].get("labels", {}).items()]  # fmt: skip
-        if not behind:
-            problems.append(f"{namespace} {key}: Service {service_namespace}/{name} selects no rendered pod")
-        for template in behind:
-            pod_port = target_port(entry, template)
-            destination = Pod(service_namespace, template["metadata"]["labels"], platform.namespaces[service_namespace])
-            if not platform.evaluator.allowed(source, destination, pod_port):
-                problems.append(f"{namespace} {key}: pipeline pods -> {service_namespace}/{name}:{pod_port} denied")
-    return problems
-
-
-def platform_configmap(platform: Cluster, namespace: str) -> dict[str, str]:
-    (configmap,) = [o for o in platform.objects if o["kind"] == "ConfigMap" and named(o) == (CONFIGMAP, namespace)]
-    data: dict[str, str] = configmap["data"]
-    return data
-
-
-def test_every_endpoint_in_the_platform_configmaps_is_a_service_the_pipelines_reach(platform: Cluster) -> None:
-    """issue 28: the Pushgateway. Each endpoint of each pipelines namespace's mlops-platform
-    ConfigMap is a required flow from that namespace's pipeline pods to the Service it names, which
-    the manifests must render in that namespace with that port. MLOPS_PUSHGATEWAY_URL named
-    `pushgateway.monitoring.svc` while the Pushgateway runs in `mlops`: every drift push failed."""
-    problems, reached = [], set()
-    for namespace in pipelines_namespaces(platform.namespaces):
-        data = platform_configmap(platform, namespace)
-        reached |= {key for key, _, _ in configmap_endpoints(data)}
-        problems += service_problems(platform, namespace, data)
-    expected = {"MLFLOW_TRACKING_URI", "AWS_ENDPOINT_URL", "MLOPS_FEAST_REDIS", "MLOPS_FEAST_REGISTRY_URL"}
-    assert expected | {"MLOPS_PUSHGATEWAY_URL"} <= reached, "the derivation finds the endpoints at all"
-    assert problems == []
-
-
-def test_the_derived_flow_check_names_a_missing_service_port_or_policy(platform: Cluster) -> None:
-    """issue 28: the check above, broken on purpose: the old Pushgateway URL, a port the Service
-    lacks, a host outside the cluster and a pipelines namespace without its egress policy."""
-    tenant = TENANTS[0]
-    data = platform_configmap(platform, tenant)
-    assert service_problems(platform, tenant, data) == []
-    old = {**data, "MLOPS_PUSHGATEWAY_URL": "http://pushgateway.monitoring.svc.cluster.local:9091"}
-    assert service_problems(platform, tenant, old) == [
-        f"{tenant} MLOPS_PUSHGATEWAY_URL: no Service pushgateway in namespace monitoring (rendered in: ['mlops'])"
-    ]
-    wrong_port = {**data, "MLFLOW_TRACKING_URI": "http://mlflow.mlops.svc.cluster.local:5001"}
-    assert service_problems(platform, tenant, wrong_port) == [
-        f"{tenant} MLFLOW_TRACKING_URI: Service mlops/mlflow has no port 5001"
-    ]
-    outside = {**data, "AWS_ENDPOINT_URL": "https://s3.example.com"}
-    assert service_problems(platform, tenant, outside) == [
-        f"{tenant} AWS_ENDPOINT_URL: s3.example.com is not a Service's cluster name (<name>.<namespace>.svc)"
-    ]
-    without = [p for p in platform.evaluator.policies if named(p) != ("allow-platform-egress", tenant)]
-    closed = Cluster(platform.objects, Evaluator(without), platform.namespaces)
-    denied = service_problems(closed, tenant, data)
-    assert f"{tenant} MLOPS_PUSHGATEWAY_URL: pipeline pods -> mlops/pushgateway:9091 denied" in denied
-    assert len(denied) == len(configmap_endpoints(data)), "every endpoint needs that policy"
-
-
-def test_the_pushgateway_url_is_rendered_from_the_service_it_names(platform: Cluster) -> None:
-    """issue 28: one source for the Pushgateway's name, namespace and port: the ConfigMaps render
-    PUSHGATEWAY's URL, and the manifests render that Service."""
-    assert {cluster_settings(tenant).pushgateway_url for tenant in ["", *TENANTS]} == {PUSHGATEWAY.url}
-    address = (PUSHGATEWAY.name, PUSHGATEWAY.namespace)
-    (service,) = [o for o in platform.objects if o["kind"] == "Service" and named(o) == address]
-    assert PUSHGATEWAY.port in {port["port"] for port in service["spec"]["ports"]}
 
 
 # --- and nothing else --------------------------------------------------------------------------------
