@@ -12,10 +12,19 @@ takes its authentication function from `basic_auth.ini` (`authorization_function
 authenticates exactly as MLflow's does, then refuses a create or rename whose new name is
 outside the user's namespace. The platform's admin is not limited. Tenant names hold no '-'
 (devstack.tenants.NAME), so `fraud-` can never be the start of another tenant's namespace.
+
+The server holds no object-store credentials (a confused deputy otherwise), so an artifact it is
+asked to stream (`/model-versions/get-artifact` for a version whose source points elsewhere,
+`/get-artifact`) ends in botocore's NoCredentialsError or AccessDenied, which MLflow answers with
+a 500 that pages on-call (MLflowServerErrors). `guard_rights` wraps every view once, so a request
+the server cannot serve for lack of rights answers 403 (404 where the object is not there),
+naming the rule; any other failure stays a 500.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 AUTHORIZATION_FUNCTION = "components.tracking_auth:authenticate_owning_names"
@@ -60,12 +69,62 @@ def named_by(method: str, path: str, body: dict[str, Any]) -> str | None:
     return None
 
 
+# botocore's error codes for "these credentials may not" and for "there is nothing there"
+DENIED_CODES = frozenset({"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"})
+MISSING_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "404"})
+NO_RIGHTS_RULE = (
+    "the tracking server streams artifacts only from stores it holds rights to, and it holds none of a"
+    " tenant's: download the model with your own credentials from the version's source"
+)
+
+
+def rights_status(error: BaseException) -> int | None:
+    """403 for an object-store error that means no rights, 404 for one that means no object, else None."""
+    from botocore.exceptions import ClientError, NoCredentialsError, PartialCredentialsError
+
+    if isinstance(error, NoCredentialsError | PartialCredentialsError):
+        return 403
+    if isinstance(error, ClientError):
+        code = str(error.response.get("Error", {}).get("Code", ""))
+        return 403 if code in DENIED_CODES else 404 if code in MISSING_CODES else None
+    return None
+
+
+def _guarded(view: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(view)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        from flask import jsonify, make_response
+
+        try:
+            return view(*args, **kwargs)
+        except Exception as error:
+            status = rights_status(error)
+            if status is None:
+                raise
+            code = "PERMISSION_DENIED" if status == 403 else "RESOURCE_DOES_NOT_EXIST"
+            return make_response(jsonify(error_code=code, message=NO_RIGHTS_RULE), status)
+
+    guarded.__mlops_rights_guard__ = True  # type: ignore[attr-defined]
+    return guarded
+
+
+def guard_rights(app: Any) -> None:
+    """Wrap each of the app's views (once) so that lacking rights answers 403/404, never 500.
+
+    Error handlers cannot be added once the app has served (Flask's setup methods refuse), and the
+    auth app gives no earlier hook; replacing a view in `view_functions` is allowed at any time."""
+    for endpoint, view in list(app.view_functions.items()):
+        if not getattr(view, "__mlops_rights_guard__", False):
+            app.view_functions[endpoint] = _guarded(view)
+
+
 def authenticate_owning_names() -> Any:
     """MLflow's basic authentication, then the namespace rule (a 403 Response when broken)."""
-    from flask import jsonify, make_response, request
+    from flask import current_app, jsonify, make_response, request
     from mlflow.server.auth import auth_config, authenticate_request_basic_auth
     from werkzeug.datastructures import Authorization
 
+    guard_rights(current_app)
     authorization = authenticate_request_basic_auth()
     if not isinstance(authorization, Authorization) or authorization.username == auth_config.admin_username:
         return authorization

@@ -588,13 +588,15 @@ class Stack:
             [
                 sys.executable,
                 "-c",
-                "import sys; from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as S;"
-                " S(sys.argv[1], 's3://mlflow-artifacts')",
-                self.database_url("mlflow", through_pgbouncer=False),
+                "import os; from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as S;"
+                " S(os.environ['MLOPS_MIGRATE_DATABASE_URL'], 's3://mlflow-artifacts')",
             ],
             capture_output=True,
             text=True,
-            env=process.merged_environment(env),
+            # issue 29: the URL holds the password, so it travels in the environment, never on argv.
+            env=process.merged_environment(
+                {**env, "MLOPS_MIGRATE_DATABASE_URL": self.database_url("mlflow", through_pgbouncer=False)}
+            ),
             check=False,
         )
         if migrate.returncode != 0:
@@ -608,7 +610,11 @@ class Stack:
             # psycopg2, not psycopg 3: psycopg 3 prepares repeated statements on the server,
             # and PgBouncer 1.18 in transaction pooling sends the next transaction to another
             # server connection ("prepared statement _pg3_0 already exists").
-            self.database_url("mlflow", driver="postgresql+psycopg2", through_pgbouncer=self.mlflow_through_pgbouncer),
+            # issue 29: no password on the command line (every local user reads /proc/*/cmdline):
+            # libpq takes it from PGPASSWORD, set below for both databases (the same role).
+            self.database_url(
+                "mlflow", driver="postgresql+psycopg2", through_pgbouncer=self.mlflow_through_pgbouncer
+            ).replace(f":{self.db_password}@", "@"),
             "--default-artifact-root",
             "s3://mlflow-artifacts/",
             "--no-serve-artifacts",
@@ -619,6 +625,7 @@ class Stack:
             "--workers",
             str(self.mlflow_workers),
         ]
+        env["PGPASSWORD"] = self.db_password
         if self.mlflow_auth:
             from components.tracking_auth import auth_config
 
@@ -636,7 +643,6 @@ class Stack:
                     tenant_names=self.mlflow_tenant_names,
                 ),
             )
-            env["PGPASSWORD"] = self.db_password
             env["MLFLOW_AUTH_ADMIN_USERNAME"] = MLFLOW_ADMIN
             env["MLFLOW_AUTH_ADMIN_PASSWORD"] = self.admin_password
             env["MLFLOW_AUTH_CONFIG_PATH"] = str(config)
