@@ -10,6 +10,12 @@ written (`make demo`) on the source pipeline's synthetic data.
 The config copy keeps the source's comments (ruamel round-trip) and renames what must be unique
 per pipeline: the pipeline and Feast project names, the registered model, the namespaces, the
 Feast definitions module (Feast imports repo files by module name).
+
+The project installs only from the index it declares (`mlops new --index-url`, by default the
+index-url of pip's configuration here), with hashes: requirements.lock pins every package with
+its sha256 (`make lock` writes it from pip's install report, lock.py), the venv installs it with
+`--require-hashes`, and the package itself with `--no-index`. A public index that serves a
+package named private-mlops (dependency confusion) is never asked, and a changed file is refused.
 """
 
 from __future__ import annotations
@@ -104,6 +110,48 @@ def _library_pins() -> str:
     return "".join(f"{name}=={version}\n" for name, version in sorted(pins.items()))
 
 
+INDEX_SCHEMES = ("https", "http", "file")
+
+
+def configured_index_url() -> str | None:
+    """The index pip installs from here: PIP_INDEX_URL, else an `index-url` in `pip config list`.
+
+    extra-index-url is never taken: an extra index beside the default one is how a public
+    package shadows a private one."""
+    import os
+    import subprocess
+
+    if os.environ.get("PIP_INDEX_URL", "").strip():
+        return os.environ["PIP_INDEX_URL"].strip().split()[0]
+    listed = subprocess.run(
+        [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, check=False, timeout=60
+    )
+    for line in listed.stdout.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip().endswith(".index-url") and value.strip("'\" "):
+            return value.strip().strip("'\"").split()[0]
+    return None
+
+
+def index_url_for(requested: str | None) -> str:
+    """The index the project declares: --index-url, else pip's configured one; refused if neither."""
+    from urllib.parse import urlsplit
+
+    url = requested or configured_index_url()
+    if not url:
+        raise ComponentError(
+            "new",
+            "no package index to bind the project to: --index-url was not given and pip here has no"
+            " index-url (PIP_INDEX_URL or `pip config`), and PyPI must not serve private-mlops",
+            "pass --index-url https://<your team's index>/simple",
+        )
+    if urlsplit(url).scheme not in INDEX_SCHEMES or any(c.isspace() or c in "'\"$`\\" for c in url):
+        raise ComponentError(
+            "new", f"--index-url {url!r} is not an https, http or file URL", "pass e.g. https://pypi.internal/simple"
+        )
+    return url
+
+
 TEMPLATES = Path(__file__).with_name("project_template")
 # template -> where it goes in the project ($package is the pipeline package)
 PROJECT_FILES = {
@@ -115,10 +163,11 @@ PROJECT_FILES = {
     "ci.yml.tmpl": ".github/workflows/ci.yml",
     "test_pipeline.py.tmpl": "tests/test_pipeline.py",
     "pipeline.py.tmpl": "$package/pipeline.py",
+    "lock.py.tmpl": "lock.py",
 }
 
 
-def scaffold_project(name: str, out: Path, source: str = "fraud") -> Path:
+def scaffold_project(name: str, out: Path, source: str = "fraud", index_url: str | None = None) -> Path:
     """Write the standalone project; returns its folder. Nothing is left behind on failure."""
     from importlib import metadata
     from string import Template
@@ -127,12 +176,14 @@ def scaffold_project(name: str, out: Path, source: str = "fraud") -> Path:
 
     out = out.resolve()
     package = _check_name(name, out)
+    index = index_url_for(index_url)
     version = metadata.version("private-mlops")
     values = {
         "name": name,
         "package": package,
         "source": source,
         "version": version,
+        "index_url": index,
         "image": f"registry.mlops.internal/{name}/{name}-pipeline:0.1.0",
         "component_image": f"{IMAGE.rsplit(':', 1)[0]}:{version}",
     }

@@ -80,3 +80,22 @@ def test_mlflow_names_belong_to_the_tenant_whose_name_starts_them() -> None:
     assert named_by("POST", f"{api}/experiments/update", {"experiment_id": "1"}) is None
     assert named_by("GET", f"{api}/registered-models/get", {"name": "fraud-detector"}) is None
     assert named_by("POST", f"{api}/runs/create", {"experiment_id": "1"}) is None
+
+
+def test_the_tracking_server_answers_lack_of_rights_with_403_or_404() -> None:
+    """issue 29: botocore's no-rights errors map to 403, a missing object to 404, anything else
+    stays an error (None: still a 500, which is a real fault worth paging on)."""
+    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+    from components.tracking_auth import rights_status
+
+    def client_error(code: str) -> ClientError:
+        return ClientError({"Error": {"Code": code, "Message": "m"}}, "GetObject")
+
+    assert rights_status(client_error("NoSuchKey")) == 404
+    assert rights_status(NoCredentialsError()) == 403
+    assert rights_status(client_error("AccessDenied")) == 403
+    assert rights_status(client_error("InvalidAccessKeyId")) == 403
+    assert rights_status(client_error("InternalError")) is None
+    assert rights_status(EndpointConnectionError(endpoint_url="http://x")) is None
+    assert rights_status(ValueError("x")) is None

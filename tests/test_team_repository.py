@@ -47,7 +47,9 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     assert installed.returncode == 0, installed.stdout[-2000:] + installed.stderr[-2000:]
     # the wheel's own `mlops new`, outside the repository: templates and the fraud package ship in it
     project = root / "churn-pipeline"
-    created = _run([str(venv / "bin" / "mlops"), "new", "churn", "--from", "fraud", "--out", str(project)], cwd=root)
+    # bound to an index this test controls (issue 29: never the default PyPI); nothing installs from it here
+    new = [str(venv / "bin" / "mlops"), "new", "churn", "--from", "fraud", "--out", str(project)]
+    created = _run([*new, "--index-url", (root / "wheels").as_uri()], cwd=root)
     assert created.returncode == 0, created.stdout + created.stderr
     # the team's package editable, as its Makefile installs it: golden/ is the working copy's
     installed = _run([*pip, "-e", str(project)], cwd=root)

@@ -15,6 +15,11 @@ def register(sub: Any, argv: list[str]) -> None:
     new.add_argument("name", help="lowercase letters and digits; the package is <name>_pipeline")
     new.add_argument("--from", dest="source", default="fraud", help="the pipeline to copy (default: fraud)")
     new.add_argument("--out", required=True, help="the project folder to create, e.g. ../churn-pipeline")
+    new.add_argument(
+        "--index-url",
+        help="the package index the project installs from, with hashes (its Makefile and CI); default: pip's"
+        " index-url here (PIP_INDEX_URL or `pip config`), refused when there is none (never PyPI)",
+    )
     new.set_defaults(handler=_new)
 
     data = sub.add_parser("data", help="write a pipeline's synthetic dataset")
@@ -30,8 +35,9 @@ def _new(args: argparse.Namespace) -> int:
 
     from pipelines.scaffold import scaffold_project
 
-    target = scaffold_project(args.name, Path(args.out), source=args.source)
+    target = scaffold_project(args.name, Path(args.out), source=args.source, index_url=args.index_url)
     print(f"created {target}: the {args.name} pipeline (package {args.name}_pipeline) on this library's pinned version")
+    print(f"  cd {target} && make lock     # requirements.lock: every package pinned with its sha256; commit it")
     print(f"  cd {target} && make demo     # install, then run it end to end")
     print(f"  mlops run {target}/{args.name}_pipeline   # or run the folder as it is, uninstalled")
     return 0
