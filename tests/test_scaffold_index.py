@@ -28,30 +28,35 @@ from pipelines import scaffold
 from pipelines.scaffold import TEMPLATES, scaffold_project
 
 INDEX = "https://pypi.team.internal/simple"
-PIP_INSTALL = re.compile(r"\bpip(3)?\s+install\b|-m\s+pip\s+install\b")
+PIP_INSTALL = re.compile(r"\bpip(3)?\s+(--isolated\s+)?install\b")
 
 
 def unbound_installs(text: str) -> list[str]:
     """The pip install lines (continuations joined) that may ask an index other than the project's."""
-    lines = re.sub(r"\\\n\s*", " ", text).splitlines()
+    joined = re.sub(r"\\\n\s*", " ", text).splitlines()
+    lines = [line for line in joined if not line.lstrip().startswith("#")]
     bad = [line for line in lines if "--extra-index-url" in line or "PIP_EXTRA_INDEX_URL" in line]
     for line in lines:
         if not PIP_INSTALL.search(line) or "--no-index" in line:
             continue
-        if "--index-url" not in line or not ({"--require-hashes", "--dry-run"} & set(line.split())):
-            bad.append(line.strip())
+        words = set(line.split())
+        if "--index-url" not in words or not ({"--require-hashes", "--dry-run"} & words):
+            bad.append(line.strip())  # no index named, or no hashes checked
+        elif not {"PIP_CONFIG_FILE=/dev/null", "--isolated"} <= words:
+            bad.append(line.strip())  # pip.conf or PIP_EXTRA_INDEX_URL could add an index beside it
     return bad
 
 
 def test_the_install_check_sees_an_unbound_line() -> None:
     """Positive control, then the pre-fix Makefile line, an extra index, and a hashless index line."""
-    assert (
-        unbound_installs("\t$(BIN)/pip install -q --index-url $(INDEX_URL) --require-hashes -r requirements.lock") == []
-    )
+    bound = "PIP_CONFIG_FILE=/dev/null $(BIN)/pip --isolated install -q --index-url $(INDEX_URL) --require-hashes"
+    assert unbound_installs(f"\t{bound} -r requirements.lock") == []
+    assert unbound_installs("\t$(BIN)/pip install -q --index-url $(INDEX_URL) --require-hashes -r requirements.lock")
     assert unbound_installs("RUN pip install -q --no-index --no-deps /opt/x \\\n && pip check") == []
     assert unbound_installs("\t$(BIN)/pip install -q -c constraints.txt -e '.[test]'")  # before the fix
     assert unbound_installs("pip install --index-url https://i/simple --extra-index-url https://pypi.org/simple x")
     assert unbound_installs("python -m pip install --index-url https://i/simple private-mlops==1")
+    assert unbound_installs("PIP_CONFIG_FILE=/dev/null pip --isolated install --index-url https://i/simple x==1")
     assert unbound_installs("RUN pip install -q \\\n  private-mlops")
 
 
