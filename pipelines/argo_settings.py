@@ -12,8 +12,9 @@ apply reports, never a silent overwrite (docs/install.md, "Argo's settings").
 - workflowDefaults: how long a finished Workflow stays in Kubernetes (ttlStrategy) and podGC.
 - persistence: the workflow archive in PostgreSQL, through PgBouncer, kept ARCHIVE_TTL_DAYS,
   longer than any Workflow's TTL, so the run history an auditor asks for outlives the objects.
-- executor: the security context Argo's own init and wait containers run with, so a pipelines
-  namespace can enforce the `restricted` Pod Security profile.
+- executor: the image (mirrored, so the allowed-registries policy admits Argo's own init and wait
+  containers: Argo's default is quay.io/argoproj/argoexec) and the security context they run
+  with, so a pipelines namespace can enforce the `restricted` Pod Security profile.
 - namespaceParallelism: one tenant's burst cannot hold every running slot.
 """
 
@@ -27,6 +28,9 @@ from pipelines.cluster import PGBOUNCER_SETTINGS, PLATFORM_DATABASES, PLATFORM_N
 
 ARGO_NAMESPACE = "argo"
 CONTROLLER_CONFIGMAP = "workflow-controller-configmap"
+ARGOEXEC_IMAGE = "registry.mlops.internal/mirror/argoproj/argoexec:v4.1.2"
+"""Argo's executor (init and wait containers of every step pod), from the platform's mirror: the
+version of the Argo the CRDs in docs/install.md come from."""
 FIELD_MANAGER = "private-mlops"
 """The field manager docs/install.md applies with (`kubectl apply --server-side --field-manager`)."""
 
@@ -86,6 +90,7 @@ def controller_config() -> dict[str, Any]:
         "workflowDefaults": _yaml({"spec": {"ttlStrategy": dict(WORKFLOW_TTL), "podGC": {"strategy": "OnPodSuccess"}}}),
         "executor": _yaml(
             {
+                "image": ARGOEXEC_IMAGE,
                 "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
                 "securityContext": {
                     "runAsNonRoot": True,

@@ -223,3 +223,18 @@ def test_the_archives_secret_is_created_out_of_band_where_it_is_read() -> None:
     rows = {(row["namespace"], row["name"]): set(row["keys"]) for row in listed}
     for namespace in (ARGO_NAMESPACE, PLATFORM_NAMESPACE):
         assert rows.get((namespace, ARCHIVE_SECRET), set()) >= {"username", "password"}, namespace
+
+
+def test_argos_own_containers_come_from_a_registry_the_platform_admits(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    """issue 28 (admission the platform passes itself): no executor image was set, so Argo's init
+    and wait containers came from quay.io/argoproj/argoexec, and `internal-registry-only` (which
+    matches every Pod) would refuse every step pod. The executor image is the mirrored one, and a
+    registry outside the rendered Constraint's list is seen."""
+    for name, objects in rendered.items():
+        constraint = next(o for o in objects if o["kind"] == "K8sAllowedRegistries")
+        registries = constraint["spec"]["parameters"]["registries"]
+        image = yaml.safe_load(controller(objects)["data"]["executor"]).get("image", "quay.io/argoproj/argoexec")
+        assert any(image.startswith(prefix) for prefix in registries), (name, image, registries)
+        assert not any("quay.io/argoproj/argoexec:v4.1.2".startswith(prefix) for prefix in registries)
