@@ -160,6 +160,12 @@ class OnlineFeatureReader:
         raise ComponentError(STEP, f"no feature {feature!r} in the feature service", f"one of {self.features}")
 
     @property
+    def entity_types(self) -> dict[str, str]:
+        """Each join key's Feast value type by name (INT64, STRING, ...): the request path checks ids
+        against it before encoding them."""
+        return {key: kind.name for _keys, types, _f, _h in self._views for key, kind in types.items()}
+
+    @property
     def client(self) -> Any:
         return self._client
 

@@ -58,6 +58,9 @@ class SdkReader:
     def __init__(self, store: Any, feature_service: str) -> None:
         self._store, self._service = store, store.get_feature_service(feature_service)
         self.features = [f.name for p in self._service.feature_view_projections for f in p.features]
+        views = [store.get_feature_view(p.name) for p in self._service.feature_view_projections]
+        self.entity_types = {c.name: c.dtype.to_value_type().name for v in views for c in v.entity_columns}
+        """Each join key's Feast value type by name: ids are checked against it before the read."""
 
     def get(self, entity_rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
         result: dict[str, list[Any]] = self._store.get_online_features(
@@ -112,6 +115,9 @@ class RequestJoiner:
             if row.get(self.entity_column) is None:
                 raise RequestError(STEP, f"row {index} lacks the entity key {self.entity_column!r}",
                                    f"send {self.entity_column} with every row")  # fmt: skip
+            kind = getattr(self.reader, "entity_types", {}).get(self.entity_column)
+            if kind is not None:
+                check_entity_id(self.entity_column, row[self.entity_column], kind, index)
         requested = {name: [self._request_value(row, name, i) for i, row in enumerate(rows)]
                      for name in self.request_features if name in self.model_features}  # fmt: skip
         found = self.reader.get([{self.entity_column: row[self.entity_column]} for row in rows])
@@ -127,6 +133,36 @@ class RequestJoiner:
             values[name] = [default if _absent(v) else v for v in column]
         matrix = np.asarray([values[name] for name in self.model_features], dtype=np.float32).T
         return Joined(matrix=np.ascontiguousarray(matrix), values=values, stored=stored, unknown=unknown)
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MAX_STRING_ID = 256
+
+
+def _excerpt(value: Any) -> str:
+    """A short, printable excerpt of a caller's value: never the raw input at length."""
+    text = repr(value)
+    text = "".join(c if c.isprintable() and c.isascii() else "?" for c in text)
+    return text[:32] + ("..." if len(text) > 32 else "")
+
+
+def check_entity_id(field: str, value: Any, kind: str, index: int) -> None:
+    """Refuses (400) an entity id that does not fit the Feast entity's value type: issue 29 found
+    `"abc"` or 2**64 for an INT64 entity ended in a 500 inside the key encoder."""
+    if kind == "INT64":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise RequestError(STEP, f"row {index}: {field} must be an integer (got {type(value).__name__})",
+                               f"send {field} as a JSON integer")  # fmt: skip
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise RequestError(STEP, f"row {index}: {field}={_excerpt(value)} is outside int64",
+                               f"send {field} between {INT64_MIN} and {INT64_MAX}")  # fmt: skip
+    elif kind == "STRING":
+        if not isinstance(value, str):
+            raise RequestError(STEP, f"row {index}: {field} must be a string (got {type(value).__name__})",
+                               f"send {field} as a JSON string")  # fmt: skip
+        if len(value) > MAX_STRING_ID:
+            raise RequestError(STEP, f"row {index}: {field} is longer than {MAX_STRING_ID} characters",
+                               f"send {field} of at most {MAX_STRING_ID} characters")  # fmt: skip
 
 
 def _absent(value: Any) -> bool:

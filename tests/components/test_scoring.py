@@ -71,3 +71,36 @@ def test_an_unknown_entity_is_scored_on_the_defaults_and_flagged_or_rejected(mat
 def test_a_model_needing_a_feature_nobody_provides_is_refused_at_start(materialized: dict[str, Any]) -> None:
     with pytest.raises(ComponentError, match=r"the model needs \['card_age_days'\]"):
         _joiner(materialized, [*FEATURES, "card_age_days"])
+
+
+@pytest.mark.parametrize(
+    ("value", "rule"),
+    [("abc", "must be an integer"), (2**64, "outside int64"), (-(2**63) - 1, "outside int64"), (True, "integer"),
+     (1.5, "integer"), ({"a": [1]}, "integer"), (None, "lacks the entity key")],
+)  # fmt: skip
+def test_wrong_entity_ids_are_400_naming_the_field(materialized: dict[str, Any], value: Any, rule: str) -> None:
+    """issue 29: an entity id of "abc" or of 2**64 or more answered 500 (components/online.py)."""
+    joiner = _joiner(materialized)
+    assert joiner.reader.entity_types == {"user_id": "INT64"}
+    with pytest.raises(RequestError) as caught:
+        joiner.join([{"user_id": value, "amount": 1.0, "merchant_category": 1}])
+    assert "user_id" in str(caught.value) and rule in str(caught.value)
+
+
+def test_in_range_entity_ids_still_join(materialized: dict[str, Any]) -> None:
+    """issue 29: the bounds themselves are valid ids (an unknown entity, not a 400)."""
+    joiner = _joiner(materialized, unknown_entity="defaults")
+    for value in (-(2**63), 2**63 - 1):
+        assert joiner.join([{"user_id": value, "amount": 1.0, "merchant_category": 1}]).unknown == [True]
+
+
+def test_error_excerpts_are_short_and_printable() -> None:
+    """issue 29: error messages must not echo the raw input at length."""
+    from components.scoring import check_entity_id
+
+    with pytest.raises(RequestError) as caught:
+        check_entity_id("user_id", 10**400, "INT64", 0)
+    assert len(str(caught.value.problem)) < 120
+    with pytest.raises(RequestError) as caught:
+        check_entity_id("merchant", "\x00" * 10_000, "STRING", 3)
+    assert "\x00" not in str(caught.value) and "256" in str(caught.value)
