@@ -212,6 +212,13 @@ class ScoringSettings(_Settings):
         description="A stored feature's value when the entity has none; unlisted: 0.0, what training filled"
         " missing features with (materialize).",
     )
+    max_rows: int = Field(
+        1000,
+        ge=1,
+        le=100_000,
+        description="Most rows one request may score; past it the transformer answers 400 naming this setting"
+        " (issue 29: one unbounded request could fill the transformer's memory).",
+    )
 
 
 class TransformerSettings(_Settings):

@@ -111,6 +111,9 @@ class RequestJoiner:
     def join(self, rows: list[dict[str, Any]]) -> Joined:
         if not rows:
             raise RequestError(STEP, "the request holds no rows", "send at least one instance")
+        if len(rows) > self.settings.max_rows:
+            raise RequestError(STEP, f"the request holds {len(rows)} rows, over the limit of {self.settings.max_rows}",
+                               "split the request, or raise scoring.max_rows in the pipeline config")  # fmt: skip
         for index, row in enumerate(rows):
             if row.get(self.entity_column) is None:
                 raise RequestError(STEP, f"row {index} lacks the entity key {self.entity_column!r}",

@@ -104,3 +104,12 @@ def test_error_excerpts_are_short_and_printable() -> None:
     with pytest.raises(RequestError) as caught:
         check_entity_id("merchant", "\x00" * 10_000, "STRING", 3)
     assert "\x00" not in str(caught.value) and "256" in str(caught.value)
+
+
+def test_too_many_rows_is_a_400_naming_the_limit(materialized: dict[str, Any]) -> None:
+    """issue 29: there was no limit on rows per request; past scoring.max_rows it is a 400 naming it."""
+    row = {"user_id": 1, "amount": 1.0, "merchant_category": 1}
+    joiner = _joiner(materialized, max_rows=3)
+    assert len(joiner.join([row] * 3).unknown) == 3
+    with pytest.raises(RequestError, match=r"(?s)4 rows, over the limit of 3.*scoring\.max_rows"):
+        joiner.join([row] * 4)
