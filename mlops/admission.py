@@ -16,23 +16,10 @@ from typing import Any
 import yaml
 
 from components.errors import ComponentError
+from pipelines.workload_kinds import WORKLOAD_KINDS  # one list, in the lower layer; re-exported here
 
 POLICY_DIR = Path(__file__).resolve().parents[1] / "manifests" / "policies"
 WORKLOAD_LIBRARY = POLICY_DIR / "lib" / "workloads.rego"
-WORKLOAD_KINDS = [
-    {"apiGroups": [""], "kinds": ["Pod"]},
-    {"apiGroups": ["apps"], "kinds": ["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"]},
-    {"apiGroups": ["batch"], "kinds": ["Job", "CronJob"]},
-    {
-        "apiGroups": ["argoproj.io"],
-        "kinds": ["Workflow", "WorkflowTemplate", "ClusterWorkflowTemplate", "CronWorkflow"],
-    },
-    {"apiGroups": ["serving.kserve.io"], "kinds": ["InferenceService"]},
-    {"apiGroups": ["trainer.kubeflow.org"], "kinds": ["TrainJob", "TrainingRuntime", "ClusterTrainingRuntime"]},
-    {"apiGroups": ["jobset.x-k8s.io"], "kinds": ["JobSet"]},
-    {"apiGroups": ["kubeflow.org"], "kinds": ["Experiment", "Trial"]},
-]
-"""Every kind lib.workloads reads pod specs out of; a workload policy's Constraint matches all of them."""
 
 
 def _engine(rego: str, package: str, libraries: list[str] | None = None) -> Any:

@@ -5,7 +5,10 @@ Operator scopes it to the tenant's namespace) and as a plain alertmanager.yml fo
 Alertmanager that `mlops dev up --monitoring` and the tests start. The rules
 (manifests/monitoring/prometheus-rules.yaml) label each alert `owner: model-owner` or
 `owner: platform`; a model-owner alert that names a pipeline goes to that pipeline's `owner`
-(its config.yaml), everything else to the platform's on-call receiver.
+(its config.yaml, or manifests/tenants/tenants.yaml for a pipeline a team keeps in its own
+repository), a model-owner alert of a tenant's namespace that no pipeline route catches (a
+pipeline the platform has not seen) to the tenant's declared owner, everything else to the
+platform's on-call receiver.
 """
 
 from __future__ import annotations
@@ -38,16 +41,44 @@ class OwnerRoute:
         return {"owner": "model-owner", "pipeline": self.pipeline}
 
 
-def owner_routes(configs: Iterable[PipelineConfig]) -> list[OwnerRoute]:
-    return sorted(
-        (OwnerRoute(pipeline=c.pipeline, owner=c.owner, namespace=c.cluster.namespace) for c in configs),
-        key=lambda route: route.pipeline,
-    )
+@dataclass(frozen=True, kw_only=True)
+class TenantOwnerRoute:
+    """The catch-all after the pipelines' routes: a model-owner alert of the tenant's namespace
+    whose pipeline has no route of its own goes to the owner declared with the tenant."""
+
+    tenant: str
+    owner: str
+
+    @property
+    def receiver(self) -> str:
+        return f"{self.tenant}-tenant-owner"
+
+    @property
+    def matchers(self) -> dict[str, str]:
+        return {"owner": "model-owner", "namespace": self.tenant}
 
 
-def alertmanager_config(tenant: str, configs: Iterable[PipelineConfig]) -> dict[str, Any]:
-    """The tenant's AlertmanagerConfig: its pipelines' owners by email, the rest to on-call."""
-    routes = [route for route in owner_routes(configs) if route.namespace == tenant]
+def owner_routes(configs: Iterable[PipelineConfig], declared: Iterable[OwnerRoute] = ()) -> list[OwnerRoute]:
+    """One route per pipeline: the installed ones' from their configs, then the declared ones (a
+    team's own repository) whose name no installed pipeline takes."""
+    found = {c.pipeline: OwnerRoute(pipeline=c.pipeline, owner=c.owner, namespace=c.cluster.namespace) for c in configs}
+    for route in declared:
+        found.setdefault(route.pipeline, route)
+    return [found[name] for name in sorted(found)]
+
+
+def alertmanager_config(
+    tenant: str,
+    configs: Iterable[PipelineConfig],
+    *,
+    owner: str = "",
+    declared: Iterable[OwnerRoute] = (),
+) -> dict[str, Any]:
+    """The tenant's AlertmanagerConfig: its pipelines' owners by email, then (with `owner`) the
+    tenant's owner for its namespace's other model-owner alerts, the rest to on-call."""
+    routes = [route for route in owner_routes(configs, declared) if route.namespace == tenant]
+    catch_all = [TenantOwnerRoute(tenant=tenant, owner=owner)] if owner else []
+    every: list[OwnerRoute | TenantOwnerRoute] = [*routes, *catch_all]
     return {
         "apiVersion": "monitoring.coreos.com/v1alpha1",
         "kind": "AlertmanagerConfig",
@@ -70,24 +101,32 @@ def alertmanager_config(tenant: str, configs: Iterable[PipelineConfig]) -> dict[
                         "matchers": [{"name": k, "value": v} for k, v in route.matchers.items()],  # equality
                         "repeatInterval": "24h",  # drift is a daily fact: once a day is enough
                     }
-                    for route in routes
+                    for route in every
                 ],
             },
             "receivers": [
                 {"name": ONCALL, "webhookConfigs": [{"urlSecret": dict(ONCALL_SECRET), "sendResolved": True}]},
                 *(
                     {"name": route.receiver, "emailConfigs": [{"to": route.owner, "sendResolved": True}]}
-                    for route in routes
+                    for route in every
                 ),
             ],
         },
     }
 
 
-def alertmanager_yaml(configs: Iterable[PipelineConfig], webhook_url: str, *, group_wait: str = "1s") -> dict[str, Any]:
+def alertmanager_yaml(
+    configs: Iterable[PipelineConfig],
+    webhook_url: str,
+    *,
+    group_wait: str = "1s",
+    tenants: Iterable[TenantOwnerRoute] = (),
+    declared: Iterable[OwnerRoute] = (),
+) -> dict[str, Any]:
     """The same routes for a plain Alertmanager on a laptop: every receiver is `webhook_url`, the
-    owner's with `?owner=<address>` so what arrives says whom the cluster would have mailed."""
-    routes = owner_routes(configs)
+    owner's with `?owner=<address>` so what arrives says whom the cluster would have mailed; each
+    tenant's catch-all after every pipeline's route."""
+    routes: list[OwnerRoute | TenantOwnerRoute] = [*owner_routes(configs, declared), *tenants]
 
     def webhook(owner: str = "") -> dict[str, Any]:
         url = f"{webhook_url}?owner={quote(owner)}" if owner else webhook_url

@@ -28,11 +28,24 @@ def register(sub: Any, argv: list[str]) -> None:
     dev.add_argument("--alert-webhook", help="with --monitoring: where Alertmanager posts (default: nowhere)")
     dev.set_defaults(handler=_dev)
 
-    tenant = sub.add_parser("tenant", help="provision a tenant on the loopback services (S3, PostgreSQL, MLflow)")
+    tenant = sub.add_parser(
+        "tenant",
+        help="provision a tenant on the loopback services (S3, PostgreSQL, MLflow), or declare one for the cluster",
+    )
     tenant.add_argument("action", choices=["add", "env", "list"])
     tenant.add_argument("name", nargs="?", default="")
     tenant.add_argument("--dir", help="the services folder (default: $MLOPS_SERVICES_DIR or $MLOPS_HOME/services)")
     tenant.add_argument("--port-base", type=int, help=argparse.SUPPRESS)
+    cluster = tenant.add_argument_group("--cluster: declare it in manifests/tenants/tenants.yaml, then `make golden`")
+    cluster.add_argument("--cluster", action="store_true", help="the cluster's tenant declaration, not the loopback")
+    cluster.add_argument("--owner", default="", help="the team's alert address (its namespace's catch-all route)")
+    cluster.add_argument("--gpu", action="store_true", help="may use the GPU nodes (restricted-scheduling)")
+    cluster.add_argument("--cpu", help="quota requests.cpu (default 32)")
+    cluster.add_argument("--memory", help="quota requests.memory (default 128Gi)")
+    cluster.add_argument("--memory-limit", help="quota limits.memory (default 192Gi)")
+    cluster.add_argument("--gpu-quota", type=int, help="quota requests.nvidia.com/gpu (default 4 with --gpu, else 0)")
+    cluster.add_argument("--pods", type=int, help="quota pods (default 100)")
+    cluster.add_argument("--manifests", help="the manifests folder (default: this checkout's manifests/)")
     tenant.set_defaults(handler=_tenant)
 
     isolation = sub.add_parser("isolation-check", help="try every path from one tenant into another's data")
@@ -73,11 +86,12 @@ def _dev(args: argparse.Namespace) -> int:
         print(f"platform services under {stack.root}")
         stack.up(services, echo=True)
         if args.monitoring:
-            from pipelines.alerting import alertmanager_yaml
+            from pipelines.golden import MANIFESTS
             from pipelines.local import available_pipelines, declaration
+            from pipelines.tenancy import loopback_alertmanager
 
             configs = [declaration(name).config() for name in available_pipelines()]
-            stack.up_monitoring(alertmanager_yaml(configs, args.alert_webhook or ""), echo=True)
+            stack.up_monitoring(loopback_alertmanager(configs, args.alert_webhook or "", MANIFESTS), echo=True)
         print(f'use them: eval "$(mlops dev env --dir {stack.root})"; then `mlops run fraud` runs on them')
     elif args.action == "down":
         stopped = stack.down(services)
@@ -94,9 +108,33 @@ def _dev(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cluster_tenant(args: argparse.Namespace) -> int:
+    """`mlops tenant add|list --cluster`: the declaration every tenant's manifests are rendered from."""
+    from pipelines import tenancy
+    from pipelines.golden import MANIFESTS
+
+    manifests = Path(args.manifests) if args.manifests else MANIFESTS
+    if args.action == "list":
+        for declared in tenancy.load(manifests).tenants:
+            print(f"{declared.name}  owner {declared.owner}  gpu {'yes' if declared.gpu else 'no'}")
+        return 0
+    if args.action != "add" or not args.name:
+        raise ComponentError(
+            "tenant", "`--cluster` declares or lists tenants", "mlops tenant add NAME --cluster --owner EMAIL"
+        )
+    quota = {"cpu": args.cpu, "memory": args.memory, "memory_limit": args.memory_limit, "pods": args.pods}
+    declared = tenancy.declare(args.name, args.owner, gpu=args.gpu, gpu_quota=args.gpu_quota, **quota)
+    path = tenancy.add(manifests, declared)
+    print(f"tenant {declared.name} declared in {path} (owner {declared.owner}, gpu {'yes' if declared.gpu else 'no'})")
+    print("render its manifests and commit both: make golden && git add manifests/ (the golden check fails until then)")
+    return 0
+
+
 def _tenant(args: argparse.Namespace) -> int:
     from devstack.tenants import add_tenant, get_tenant, load_tenants, tenant_environment
 
+    if args.cluster:
+        return _cluster_tenant(args)
     stack = _stack(args)
     if args.action in ("add", "env") and not args.name:
         raise ComponentError("tenant", f"`mlops tenant {args.action}` needs a tenant name", "mlops tenant add fraud")

@@ -18,10 +18,12 @@ from devstack import process
 from devstack.stack import Stack
 from devstack.tenants import add_tenant, get_tenant, tenant_environment, write_redis_acl, write_s3_identities
 from mlops.isolation import DENIED, ERROR, LEAK, OK, check
+from pipelines.tenancy import load as load_tenants
+from tests.conftest import REPO
 from tests.integration.conftest import mlops
 
 pytestmark = pytest.mark.integration
-TENANTS = ("fraud", "pricing", "forecast")
+TENANTS = tuple(load_tenants(REPO / "manifests").names)  # manifests/tenants/tenants.yaml, the cluster's too
 
 
 @pytest.fixture(scope="module")

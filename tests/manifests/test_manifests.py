@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from mlops.lint import lint, render
+from pipelines.tenancy import load as load_tenants
 from tests.conftest import REGISTRATION, REPO
 from tests.pod_security import restricted_violations
 
@@ -195,25 +196,7 @@ def test_artifact_repository_and_default_deny(overlays: dict[str, list[dict[str,
     assert denies == {"mlops", "storage", "mlops-pipelines"}
 
 
-def test_feast_configmap_matches_the_platform_profile_the_components_use(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The CronJob's feature_store.yaml and the steps' must agree on how they reach the stores."""
-    from components.services import feast_store_config
-
-    documents = yaml.safe_load_all((REPO / "manifests" / "base" / "feast" / "feast.yaml").read_text())
-    configmap = next(doc for doc in documents if doc and doc["kind"] == "ConfigMap")
-    shipped = yaml.safe_load(configmap["data"]["feature_store.yaml"])
-    monkeypatch.setenv("MLOPS_FEAST_REGISTRY_URL", "postgresql+psycopg://u@pgbouncer:5432/feast")
-    monkeypatch.setenv("MLOPS_FEAST_REDIS", "redis:6379")
-    profile = feast_store_config("fraud")
-    assert profile is not None
-    assert shipped["registry"]["registry_type"] == profile["registry"]["registry_type"]
-    assert shipped["registry"]["sqlalchemy_config_kwargs"] == profile["registry"]["sqlalchemy_config_kwargs"]
-    assert shipped["materialization_config"] == profile["materialization_config"]
-    assert shipped["online_store"]["type"] == profile["online_store"]["type"]
-    assert shipped["entity_key_serialization_version"] == profile["entity_key_serialization_version"]
-
-
-TENANTS = sorted(p.parent.name for p in (MANIFESTS / "tenants").glob("*/namespace.yaml"))
+TENANTS = sorted(load_tenants(MANIFESTS).names)  # manifests/tenants/tenants.yaml
 PROCESS_LOCAL = {
     "MLOPS_HOME": "the embedded profile's folder (a pod's is scratch: nothing is kept there)",
     "MLOPS_FEAST_SOURCE_URI": "set by materialize itself for the feature repo it imports",
@@ -355,7 +338,8 @@ def test_every_registry_url_names_a_managed_role_and_tenant_roles_have_a_connect
 def test_tenant_pipelines_use_their_namespaces_own_secrets_and_members_cannot_read_secrets() -> None:
     """The platform's own Secrets (mlops-s3-credentials, ...) live in the platform's namespaces:
     a tenant's pods can mount only Secrets of their own namespace, and the tenant's objects and
-    the rendered pipelines name only the tenant-* ones. Members may not read Secrets at all."""
+    the rendered pipelines name only the tenant-* ones. Members read no Secret but their
+    tenant's own S3 key, by name."""
     from pipelines.golden import golden_dir
 
     def secret_names(node: Any) -> set[str]:
