@@ -108,10 +108,12 @@ class RequestJoiner:
             raise RequestError(STEP, f"row {index}: {name}={value!r} is not a number", f"send {name} as a number")
         return float(value)
 
-    def join(self, rows: list[dict[str, Any]]) -> Joined:
+    def join(self, rows: list[dict[str, Any]], *, request: bool = True) -> Joined:
+        """The model's matrix for `rows`; a request (the transformer's) is held to scoring.max_rows,
+        a batch the platform joins itself (mlops skew-check) is not."""
         if not rows:
             raise RequestError(STEP, "the request holds no rows", "send at least one instance")
-        if len(rows) > self.settings.max_rows:
+        if request and len(rows) > self.settings.max_rows:
             raise RequestError(STEP, f"the request holds {len(rows)} rows, over the limit of {self.settings.max_rows}",
                                "split the request, or raise scoring.max_rows in the pipeline config")  # fmt: skip
         for index, row in enumerate(rows):

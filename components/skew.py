@@ -102,7 +102,7 @@ def check(
                            settings=settings or ScoringSettings())  # fmt: skip
     rows = [{key: _plain(value) for key, value in row.items()}
             for row in sampled[[entity_column, *request_features]].to_dict("records")]  # fmt: skip
-    joined = joiner.join(rows)
+    joined = joiner.join(rows, request=False)  # a batch of the platform's own, not a request
     entity_df = sampled[[entity_column, timestamp_column]]
     offline = (
         store.get_historical_features(entity_df=entity_df, features=store.get_feature_service(feature_service))

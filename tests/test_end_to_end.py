@@ -215,7 +215,10 @@ def test_a_freshly_scaffolded_project_runs_by_path_uninstalled(tmp_path: Path) -
     """`mlops new churn --out DIR` writes a project of its own; its package folder runs as it is
     (`mlops run DIR/churn_pipeline`), with nothing installed, and records the same lineage."""
     project = tmp_path / "churn-pipeline"
-    command = [sys.executable, "-m", "mlops.cli", "new", "churn", "--from", "fraud", "--out", str(project)]
+    (tmp_path / "index").mkdir()
+    index = (tmp_path / "index").as_uri()  # the project binds to an index; this run installs nothing from it
+    command = [sys.executable, "-m", "mlops.cli", "new", "churn", "--from", "fraud", "--out", str(project),
+               "--index-url", index]  # fmt: skip
     created = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
     assert created.returncode == 0, created.stdout + created.stderr
     package = project / "churn_pipeline"
