@@ -8,16 +8,21 @@ the run before any step starts, with the field's path in the message.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from components.errors import ComponentError
 
 
 class _Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+Caller = Annotated[str, StringConstraints(pattern=rf"^{_DNS_LABEL}/(\*|[a-z0-9]([-.a-z0-9]*[a-z0-9])?)$")]
+"""A caller of a served model, `<namespace>/<serviceaccount>` or `<namespace>/*` (Istio principals)."""
 
 
 class DataSettings(_Settings):
@@ -197,6 +202,29 @@ class PromoteSettings(_Settings):
         description="Put the scoring transformer in front of the predictor (entity keys and request features in,"
         " online features joined from Redis): the InferenceService's `transformer` component.",
     )
+    expose: bool = Field(
+        False,
+        description="Serve outside the cluster through the ingress gateway; unset, the InferenceService is"
+        " cluster-local (networking.knative.dev/visibility), reachable only from inside the mesh (issue 29).",
+    )
+    callers: list[Caller] = Field(
+        default_factory=list,
+        description="Who else may score the model, as `<namespace>/<serviceaccount>` (`<namespace>/*`: any"
+        " account there); the tenant's own namespace always may. Rendered into the InferenceService's Istio"
+        " AuthorizationPolicy (issue 29: the shared proxies must not carry another tenant's requests).",
+    )
+
+
+class ExplainSettings(_Settings):
+    """Who may see the stored feature values a score used (explain): nobody, unless the config says so."""
+
+    enabled: bool = Field(False, description="Answer explain requests at all; off, they get 403 naming this setting.")
+    callers: list[Caller] = Field(
+        default_factory=list,
+        description="Who may ask for explanations, as `<namespace>/<serviceaccount>` (`<namespace>/*`: any account"
+        " there); rendered into the AuthorizationPolicy's explain rule. Empty with enabled: the tenant's own"
+        " namespace only.",
+    )
 
 
 class ScoringSettings(_Settings):
@@ -219,6 +247,7 @@ class ScoringSettings(_Settings):
         description="Most rows one request may score; past it the transformer answers 400 naming this setting"
         " (issue 29: one unbounded request could fill the transformer's memory).",
     )
+    explain: ExplainSettings = ExplainSettings()
 
 
 class TransformerSettings(_Settings):
