@@ -26,9 +26,7 @@ Argo-specific choices, each closing a known trap:
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 from typing import Any
 
 from hera.workflows import (
@@ -45,17 +43,23 @@ from hera.workflows import (
 )
 from hera.workflows import models as m
 
-from components.buckets import PIPELINE_ARTIFACTS
 from components.config import PipelineConfig
 from components.environment import IMAGE_VARIABLE
 from components.errors import PERMANENT_EXIT_CODE
 from components.settings import CONFIGMAP
 from pipelines.argo_metrics import run_failed_metric, template_metrics
-from pipelines.caching import DIGEST_OUTPUT, ancestors, cluster_digest_source
+from pipelines.caching import CACHE_CONFIGMAP, CACHE_MAX_AGE, cache_key
 from pipelines.cluster import TRAINING_POOL, secret_environment
 from pipelines.contract import StepContract, check, is_parameter
 from pipelines.declaration import PipelineDeclaration, RunInputs
 from pipelines.spec import PipelineSpec, Step
+from pipelines.trainer import (
+    argo_resource_template,
+    argo_task,
+    distributed_train,
+    stored_outputs,
+    trainjob_handoffs,
+)
 
 LABEL = "mlops.private-platform.io"
 PERMANENT_FAILURE = f"asInt(lastRetry.exitCode) != {PERMANENT_EXIT_CODE}"
@@ -120,12 +124,6 @@ def _environment(cfg: PipelineConfig) -> list[m.EnvVar]:
     ]
 
 
-CACHE_CONFIGMAP = "mlops-step-cache"
-"""Argo's memoization cache in each pipelines namespace (rendered into manifests/ by make golden)."""
-CACHE_MAX_AGE = "720h"
-RUN_INPUT = re.compile(r"\{\{workflow\.parameters\.([\w-]+)\}\}")
-
-
 def step_cache(namespace: str) -> dict[str, Any]:
     """The ConfigMap Argo's controller keeps memoized step outputs in, one per pipelines namespace."""
     return {
@@ -142,38 +140,6 @@ def step_cache(namespace: str) -> dict[str, Any]:
         },
         "data": {},
     }
-
-
-def cache_key(
-    spec: PipelineSpec, step: Step, parameters: dict[str, dict[str, Any]], contracts: Contracts
-) -> str | None:
-    """The memoization key of a cacheable step, the same facts as a local run's (pipelines/caching.py):
-    the data's digest (an output of the step that read the data), the commit, the run inputs the
-    step reads, and a hash of its own and its ancestors' components and arguments and the image.
-    The URI of the data is not in it: new bytes at the same URI are new data."""
-    source = cluster_digest_source(spec, step, contracts)
-    if source is None:
-        return None
-    lineage = [step, *ancestors(spec, step)]
-    static = {s.name: {"component": s.component, "parameters": parameters[s.name]} for s in lineage}
-    text = json.dumps({"steps": static, "image": spec.image}, sort_keys=True)
-    inputs = sorted(set(RUN_INPUT.findall(json.dumps(parameters[step.name]))) - {"raw-data", "git-commit"})
-    parts = [
-        step.name,
-        hashlib.sha256(text.encode()).hexdigest()[:16],
-        f"{{{{tasks.{source}.outputs.parameters.{DIGEST_OUTPUT}}}}}",
-        "{{workflow.parameters.git-commit}}",
-        *(run_input_word(name) for name in inputs),
-        "{{workflow.parameters.cache-salt}}",  # `mlops submit --no-cache`: a new one runs everything again
-    ]
-    return "-".join(parts)
-
-
-def run_input_word(name: str) -> str:
-    """A run input as a word Argo's memoization cache accepts: it refuses a key outside
-    `[a-zA-Z0-9][-a-zA-Z0-9]*` ("invalid cache key", the node errors), so a value such as a gate
-    threshold of 0.85 enters the key as the first 16 hex digits of its sha256 (an expression tag)."""
-    return f"{{{{=sprig.trunc(16, sprig.sha256sum(workflow.parameters['{name}']))}}}}"
 
 
 def _container(
@@ -223,98 +189,6 @@ def _container(
         security_context=RESTRICTED_CONTAINER,
         metrics=template_metrics(spec, step, cfg, contracts),
     )
-
-
-TRAIN_COMPONENT = "components.train:train"
-TRAINJOB_SUCCEEDED = "status.jobsStatus.0.succeeded > 0"
-TRAINJOB_FAILED = "status.jobsStatus.0.failed > 0"
-"""The TrainJob's one replicated job (`node`, the platform's runtimes have no other) finished or
-failed; Argo's conditions are label selectors over JSON paths, so no query into `conditions`."""
-
-
-def distributed_train(cfg: PipelineConfig, step: Step) -> bool:
-    """Whether `step` trains as a Kubeflow Trainer TrainJob (train.distributed is set)."""
-    return step.component == TRAIN_COMPONENT and cfg.train.distributed is not None
-
-
-def _key(path: str) -> str:
-    """A key in the workflow's artifact repository, where the tenant's own key pair reaches."""
-    return f"{{{{workflow.namespace}}}}/{path}"
-
-
-def _repository_uri(key: str) -> str:
-    return f"s3://{PIPELINE_ARTIFACTS}/{key}"
-
-
-def trainjob_handoffs(spec: PipelineSpec, cfg: PipelineConfig, keys: dict[str, str | None]) -> dict[str, str]:
-    """What a TrainJob's nodes read and write, by `step.output`, at its key in the artifact
-    repository. A TrainJob's pods get no orchestrator artifacts: the training set is stored
-    unpacked at a key both sides derive (addressed by materialize's cache key when it has one, so a
-    memoized materialize's set is found where an earlier run left it), and rank 0 writes the model
-    and its metadata where the steps after it fetch them. As seen from the DAG's tasks."""
-    found: dict[str, str] = {}
-    for step in spec.steps:
-        if not distributed_train(cfg, step):
-            continue
-        source = step.inputs["train_set"].split(".")[0]
-        where = f"sets/{keys[source]}" if keys.get(source) else f"{{{{workflow.name}}}}/{source}"
-        found[step.inputs["train_set"]] = _key(f"{where}/train_set.parquet")
-        found[f"{step.name}.model"] = _key(f"{{{{workflow.name}}}}/{step.name}/model")
-        found[f"{step.name}.metadata"] = _key(f"{{{{workflow.name}}}}/{step.name}/metadata.json")
-    return found
-
-
-def stored_outputs(step: Step, handoffs: dict[str, str], memoized: bool) -> dict[str, str]:
-    """`step`'s output artifacts a TrainJob reads, by name, at their key as seen from inside the
-    step's own template (its cache key is an input parameter there)."""
-    stored = {}
-    for reference in handoffs:
-        source, output = reference.split(".")
-        if source == step.name:
-            where = "sets/{{inputs.parameters.cache-key}}" if memoized else f"{{{{workflow.name}}}}/{source}"
-            stored[output] = _key(f"{where}/{output}.parquet")
-    return stored
-
-
-def _train_job_template(spec: PipelineSpec, step: Step, cfg: PipelineConfig, handed: dict[str, str]) -> Resource:
-    """The train step as a TrainJob: created by a resource template, watched until its nodes finish."""
-    import yaml
-
-    from pipelines.trainer import train_job
-
-    job = train_job(
-        spec,
-        step,
-        cfg,
-        name="",
-        namespace="{{workflow.namespace}}",
-        train_set="{{inputs.parameters.train-set}}",
-        model_out=_repository_uri(handed[f"{step.name}.model"]),
-        metadata_out=_repository_uri(handed[f"{step.name}.metadata"]),
-        features="{{inputs.parameters.features}}",
-    )
-    metadata = job["metadata"]
-    metadata.pop("name")
-    metadata["generateName"] = "{{workflow.name}}-" + step.name + "-"  # a retry creates a new one
-    return Resource(
-        name=step.name,
-        action="create",
-        set_owner_reference=True,
-        success_condition=TRAINJOB_SUCCEEDED,
-        failure_condition=TRAINJOB_FAILED,
-        manifest=yaml.safe_dump(job, sort_keys=False),
-        inputs=[Parameter(name="train-set"), Parameter(name="features")],
-        retry_strategy=retry_strategy(step),
-    )
-
-
-def _train_job_task(step: Step, template: Resource, handed: dict[str, str]) -> Task:
-    features = step.inputs["features"].split(".")
-    arguments = [
-        Parameter(name="train-set", value=_repository_uri(handed[step.inputs["train_set"]])),
-        Parameter(name="features", value=f"{{{{tasks.{features[0]}.outputs.parameters.{features[1]}}}}}"),
-    ]
-    return Task(name=step.name, template=template, arguments=arguments, depends=depends(step), when=_when(step))
 
 
 def _output_artifact(name: str, key: str | None) -> Artifact | S3Artifact:
@@ -427,7 +301,7 @@ def workflow_template(declaration: PipelineDeclaration, cfg: PipelineConfig, *, 
         handoffs = trainjob_handoffs(spec, cfg, keys)
         written = {ref: key for ref, key in handoffs.items() if ref.split(".")[0] in trainjobs}
         templates: dict[str, Container | Resource] = {
-            step.name: _train_job_template(spec, step, cfg, handoffs)
+            step.name: argo_resource_template(spec, step, cfg, handoffs, retry_strategy(step))
             if step.name in trainjobs
             else _container(
                 spec,
@@ -444,7 +318,7 @@ def workflow_template(declaration: PipelineDeclaration, cfg: PipelineConfig, *, 
             for step in spec.steps:
                 template_of = templates[step.name]
                 if isinstance(template_of, Resource):
-                    _train_job_task(step, template_of, handoffs)
+                    argo_task(step, template_of, handoffs, depends=depends(step), when=_when(step))
                 else:
                     _task(step, template_of, parameters[step.name], contracts, keys[step.name], written)
         with DAG(name="exit-handler"):

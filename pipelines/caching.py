@@ -20,7 +20,9 @@ fingerprint of the inputs).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -101,3 +103,41 @@ def cluster_digest_source(spec: PipelineSpec, step: Step, contracts: Mapping[str
         return None
     upstream = {s.name for s in ancestors(spec, step)}
     return sources[0] if sources[0] in upstream else None
+
+
+CACHE_CONFIGMAP = "mlops-step-cache"
+"""Argo's memoization cache in each pipelines namespace (rendered into manifests/ by make golden)."""
+CACHE_MAX_AGE = "720h"
+RUN_INPUT = re.compile(r"\{\{workflow\.parameters\.([\w-]+)\}\}")
+
+
+def cache_key(
+    spec: PipelineSpec, step: Step, parameters: Mapping[str, Mapping[str, Any]], contracts: Mapping[str, StepContract]
+) -> str | None:
+    """The memoization key of a cacheable step, the same facts as a local run's (step_keys):
+    the data's digest (an output of the step that read the data), the commit, the run inputs the
+    step reads, and a hash of its own and its ancestors' components and arguments and the image.
+    The URI of the data is not in it: new bytes at the same URI are new data."""
+    source = cluster_digest_source(spec, step, contracts)
+    if source is None:
+        return None
+    lineage = [step, *ancestors(spec, step)]
+    static = {s.name: {"component": s.component, "parameters": parameters[s.name]} for s in lineage}
+    text = json.dumps({"steps": static, "image": spec.image}, sort_keys=True)
+    inputs = sorted(set(RUN_INPUT.findall(json.dumps(parameters[step.name]))) - {"raw-data", "git-commit"})
+    parts = [
+        step.name,
+        hashlib.sha256(text.encode()).hexdigest()[:16],
+        f"{{{{tasks.{source}.outputs.parameters.{DIGEST_OUTPUT}}}}}",
+        "{{workflow.parameters.git-commit}}",
+        *(run_input_word(name) for name in inputs),
+        "{{workflow.parameters.cache-salt}}",  # `mlops submit --no-cache`: a new one runs everything again
+    ]
+    return "-".join(parts)
+
+
+def run_input_word(name: str) -> str:
+    """A run input as a word Argo's memoization cache accepts: it refuses a key outside
+    `[a-zA-Z0-9][-a-zA-Z0-9]*` ("invalid cache key", the node errors), so a value such as a gate
+    threshold of 0.85 enters the key as the first 16 hex digits of its sha256 (an expression tag)."""
+    return f"{{{{=sprig.trunc(16, sprig.sha256sum(workflow.parameters['{name}']))}}}}"

@@ -12,6 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from hera.workflows import Parameter, Resource, Task
+from hera.workflows import models as m
+
+from components.buckets import PIPELINE_ARTIFACTS
 from components.config import PipelineConfig
 from components.environment import IMAGE_VARIABLE
 from pipelines.cluster import secret_environment
@@ -175,3 +179,98 @@ def launcher_template(spec: PipelineSpec, step: Step, cfg: PipelineConfig) -> di
     del metadata["name"], metadata["namespace"]
     metadata["generateName"] = f"{spec.name}-{step.name}-"
     return job
+
+
+TRAIN_COMPONENT = "components.train:train"
+TRAINJOB_SUCCEEDED = "status.jobsStatus.0.succeeded > 0"
+TRAINJOB_FAILED = "status.jobsStatus.0.failed > 0"
+"""The TrainJob's one replicated job (`node`, the platform's runtimes have no other) finished or
+failed; Argo's conditions are label selectors over JSON paths, so no query into `conditions`."""
+
+
+def distributed_train(cfg: PipelineConfig, step: Step) -> bool:
+    """Whether `step` trains as a Kubeflow Trainer TrainJob (train.distributed is set)."""
+    return step.component == TRAIN_COMPONENT and cfg.train.distributed is not None
+
+
+def artifact_key(path: str) -> str:
+    """A key in the workflow's artifact repository, where the tenant's own key pair reaches."""
+    return f"{{{{workflow.namespace}}}}/{path}"
+
+
+def repository_uri(key: str) -> str:
+    return f"s3://{PIPELINE_ARTIFACTS}/{key}"
+
+
+def trainjob_handoffs(spec: PipelineSpec, cfg: PipelineConfig, keys: dict[str, str | None]) -> dict[str, str]:
+    """What a TrainJob's nodes read and write, by `step.output`, at its key in the artifact
+    repository. A TrainJob's pods get no orchestrator artifacts: the training set is stored
+    unpacked at a key both sides derive (addressed by materialize's cache key when it has one, so a
+    memoized materialize's set is found where an earlier run left it), and rank 0 writes the model
+    and its metadata where the steps after it fetch them. As seen from the DAG's tasks."""
+    found: dict[str, str] = {}
+    for step in spec.steps:
+        if not distributed_train(cfg, step):
+            continue
+        source = step.inputs["train_set"].split(".")[0]
+        where = f"sets/{keys[source]}" if keys.get(source) else f"{{{{workflow.name}}}}/{source}"
+        found[step.inputs["train_set"]] = artifact_key(f"{where}/train_set.parquet")
+        found[f"{step.name}.model"] = artifact_key(f"{{{{workflow.name}}}}/{step.name}/model")
+        found[f"{step.name}.metadata"] = artifact_key(f"{{{{workflow.name}}}}/{step.name}/metadata.json")
+    return found
+
+
+def stored_outputs(step: Step, handoffs: dict[str, str], memoized: bool) -> dict[str, str]:
+    """`step`'s output artifacts a TrainJob reads, by name, at their key as seen from inside the
+    step's own template (its cache key is an input parameter there)."""
+    stored = {}
+    for reference in handoffs:
+        source, output = reference.split(".")
+        if source == step.name:
+            where = "sets/{{inputs.parameters.cache-key}}" if memoized else f"{{{{workflow.name}}}}/{source}"
+            stored[output] = artifact_key(f"{where}/{output}.parquet")
+    return stored
+
+
+def argo_resource_template(
+    spec: PipelineSpec, step: Step, cfg: PipelineConfig, handed: dict[str, str], retry: m.RetryStrategy
+) -> Resource:
+    """The train step as a TrainJob: created by an Argo resource template, watched until its nodes
+    finish; `retry` is the step's retryStrategy (pipelines/argo.py)."""
+    import yaml
+
+    job = train_job(
+        spec,
+        step,
+        cfg,
+        name="",
+        namespace="{{workflow.namespace}}",
+        train_set="{{inputs.parameters.train-set}}",
+        model_out=repository_uri(handed[f"{step.name}.model"]),
+        metadata_out=repository_uri(handed[f"{step.name}.metadata"]),
+        features="{{inputs.parameters.features}}",
+    )
+    metadata = job["metadata"]
+    metadata.pop("name")
+    metadata["generateName"] = "{{workflow.name}}-" + step.name + "-"  # a retry creates a new one
+    return Resource(
+        name=step.name,
+        action="create",
+        set_owner_reference=True,
+        success_condition=TRAINJOB_SUCCEEDED,
+        failure_condition=TRAINJOB_FAILED,
+        manifest=yaml.safe_dump(job, sort_keys=False),
+        inputs=[Parameter(name="train-set"), Parameter(name="features")],
+        retry_strategy=retry,
+    )
+
+
+def argo_task(step: Step, template: Resource, handed: dict[str, str], *, depends: str | None, when: str | None) -> Task:
+    """The DAG task that runs the TrainJob's resource template, `depends`/`when` as pipelines/argo.py
+    writes them for every task."""
+    features = step.inputs["features"].split(".")
+    arguments = [
+        Parameter(name="train-set", value=repository_uri(handed[step.inputs["train_set"]])),
+        Parameter(name="features", value=f"{{{{tasks.{features[0]}.outputs.parameters.{features[1]}}}}}"),
+    ]
+    return Task(name=step.name, template=template, arguments=arguments, depends=depends, when=when)
