@@ -30,26 +30,12 @@ import pandas as pd
 
 from components import artifacts, registry, services
 from components.config import DriftSettings, duration_seconds
+from components.drift_metrics import push_metrics
 from components.errors import ComponentError, TransientError, transient_reason
 from components.register import REFERENCE_ARTIFACT, _experiment_id
 
 STEP = "drift"
 os.environ.setdefault("DO_NOT_TRACK", "1")  # Evidently sends usage telemetry unless told not to
-
-# The metrics, Prometheus-style. Labels: namespace, pipeline, model, version (+ feature, method
-# on the per-feature ones). Bounded: one push group per (namespace, pipeline, model) replaces the
-# previous night's whole, so an old version's series leave when the next push lands.
-JOB = "mlops-drift"
-METRICS = {
-    "mlops_drift_share": "Share of the model's features whose drift test rejects the reference distribution.",
-    "mlops_drift_share_threshold": "The drift share at or above which the pipeline retrains (drift.drift_share).",
-    "mlops_drift_detected": "1 when the drift share reached the threshold, else 0.",
-    "mlops_feature_drift_p_value": "p-value of the feature's drift test (KS or chi-squared).",
-    "mlops_feature_drift_statistic": "The feature's test statistic: KS distance, or chi-squared.",
-    "mlops_drift_current_rows": "Rows in the compared window.",
-    "mlops_champion_age_seconds": "Age of the compared version, from its registration.",
-    "mlops_drift_last_run_timestamp_seconds": "When the drift step last pushed (the nightly's heartbeat).",
-}
 
 
 class NoChampion(ComponentError):
@@ -438,45 +424,6 @@ def decide(
     }
 
 
-def push_metrics(
-    url: str,
-    result: DriftResult,
-    reference: Reference,
-    *,
-    namespace: str,
-    pipeline: str,
-    now: dt.datetime,
-) -> None:
-    """The figures to the Pushgateway, one group per (namespace, pipeline, model), replaced whole."""
-    from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
-
-    collectors = CollectorRegistry()
-    base = ["pipeline", "model", "version"]
-    gauges = {
-        name: Gauge(name, help_text, base + (["feature", "method"] if "_feature_" in name else []), registry=collectors)
-        for name, help_text in METRICS.items()
-    }
-    labels = {"pipeline": pipeline, "model": reference.model, "version": str(reference.version)}
-    gauges["mlops_drift_share"].labels(**labels).set(result.drift_share)
-    gauges["mlops_drift_share_threshold"].labels(**labels).set(result.threshold)
-    gauges["mlops_drift_detected"].labels(**labels).set(1.0 if result.detected else 0.0)
-    gauges["mlops_drift_current_rows"].labels(**labels).set(result.current_rows)
-    gauges["mlops_champion_age_seconds"].labels(**labels).set(reference.age_seconds(now))
-    gauges["mlops_drift_last_run_timestamp_seconds"].labels(**labels).set(now.timestamp())
-    for feature in result.features:
-        extra = {**labels, "feature": feature.feature, "method": feature.method}
-        gauges["mlops_feature_drift_p_value"].labels(**extra).set(feature.p_value)
-        statistic = math.inf if feature.statistic is None else feature.statistic
-        gauges["mlops_feature_drift_statistic"].labels(**extra).set(statistic)
-    grouping = {"namespace": namespace, "pipeline": pipeline, "model": reference.model}
-    try:
-        push_to_gateway(url, job=JOB, grouping_key=grouping, registry=collectors, timeout=10)
-    except OSError as error:  # URLError and connection errors are OSErrors
-        raise TransientError(
-            STEP, f"the Pushgateway at {url} did not take the drift figures: {error}", "check the Pushgateway"
-        ) from error
-
-
 def _log_monitoring_run(
     mlflow: Any,
     experiment_id: str,
@@ -543,7 +490,10 @@ def drift(
     run_id: str = "",
     reference_version: int | None = None,
 ) -> dict[str, Any]:
-    """The pipeline's drift step: compare, write, log, push, and decide whether to retrain."""
+    """The pipeline's drift step: compare, write, log, push, and decide whether to retrain.
+
+    `namespace` (the run's, from the renderers) is not pushed: the namespace's own Pushgateway is
+    scraped with its namespace (issue 29), so a pushed one could only forge another tenant's."""
     now = dt.datetime.now(dt.UTC)
     current = read_current(current_data)
     mlflow = registry.client()
@@ -588,7 +538,7 @@ def drift(
     )
     url = services.settings().pushgateway_url
     if url and result is not None and reference is not None:
-        push_metrics(url, result, reference, namespace=namespace, pipeline=pipeline, now=now)
+        push_metrics(url, result, reference, pipeline=pipeline, now=now)
     return {
         "step": STEP,
         "retrain": decision["retrain"],

@@ -4,23 +4,26 @@ Two notices: `notify` (a DAG step, when the gate refuses the candidate; the work
 Succeeded, so nothing else would tell anyone) and `notify_failure` (the exit handler, when the
 run did not succeed). Each is written first as a file (JSON for machines, Markdown for people)
 so the run's outputs hold it whatever happens next, then delivered to the owner through
-Alertmanager: a gauge pushed on the tenant's own push path, the Pushgateway the drift step
-already pushes to (MLOPS_PUSHGATEWAY_URL), which Prometheus scrapes with honor_labels, and a
-rule (PipelineGateFailed, PipelineRunFailed in manifests/monitoring/prometheus-rules.yaml)
-labels it `owner: model-owner` with its namespace and pipeline, so the tenant's
-AlertmanagerConfig routes it to the pipeline's owner (pipelines/alerting.py).
+Alertmanager: a gauge pushed to the namespace's own Pushgateway, the one the drift step
+already pushes to (MLOPS_PUSHGATEWAY_URL, pipelines/tenant_monitoring.py), which Prometheus
+scrapes without honor_labels, setting `namespace` from where the Pushgateway runs; a rule
+(PipelineGateFailed, PipelineRunFailed in manifests/monitoring/prometheus-rules.yaml) labels it
+`owner: model-owner` with that namespace and the pipeline, so the tenant's AlertmanagerConfig
+routes it to the pipeline's owner (pipelines/alerting.py). The push carries no `namespace`
+(issue 29: a pushed one chose whose owner was paged).
 
 Why a pushed metric and a rule, not a POST to Alertmanager's /api/v2/alerts:
 - reachability: tenant pods already reach the Pushgateway (the drift step's required flow);
   Alertmanager would need a new flow from every tenant namespace into the monitoring one;
 - forging: Alertmanager's API has no per-tenant authorisation, so any pod that can post an
   alert can post one for another tenant's namespace and pipeline, and the same API creates
-  and expires silences. Pushes go through one path that can be restricted per tenant (issue
-  29 scopes each tenant's pushes to its own namespace's groups), and the rule adds the owner;
+  and expires silences. Each tenant pushes only to the Pushgateway in its own namespace (issue
+  29), whose scrape fixes the namespace, and the rule adds the owner;
 - resolve and expiry: an alert posted to Alertmanager resolves by itself after its
-  `resolve_timeout` (5 minutes) unless it is posted again. Here one push group per (namespace,
-  pipeline, kind) holds the last notice; the rule fires while it is under 24 hours old, and the
-  next notice of that kind replaces the group, so the old alert resolves and the new one fires.
+  `resolve_timeout` (5 minutes) unless it is posted again. Here one push group per (pipeline,
+  kind) in the namespace's Pushgateway holds the last notice; the rule fires while it is under
+  24 hours old, and the next notice of that kind replaces the group, so the old alert resolves
+  and the new one fires.
 
 Delivery failures: no Pushgateway answering, a timeout or a 5xx is transient (exit 75: the
 step's retry class retries it); a 4xx refusal (a push the gateway or its proxy forbids) is
@@ -53,7 +56,8 @@ KIND = {GATE_FAILED: "gate-failed", RUN_FAILED: "run-failed"}
 def deliver(metric: str, labels: dict[str, str], *, namespace: str, pipeline: str, at: datetime, step: str) -> str:
     """Push the notice's gauge to the Pushgateway; the URL it went to, or "" with none configured.
 
-    One group per (namespace, pipeline, kind), replaced whole by the next notice of its kind."""
+    One group per (pipeline, kind) in the namespace's own Pushgateway, replaced whole by the next
+    notice of its kind; no `namespace` in the group (the scrape sets it from the target)."""
     url = services.settings().pushgateway_url
     if not url:
         return ""
@@ -63,7 +67,7 @@ def deliver(metric: str, labels: dict[str, str], *, namespace: str, pipeline: st
 
     collectors = CollectorRegistry()
     Gauge(metric, HELP[metric], list(labels), registry=collectors).labels(**labels).set(at.timestamp())
-    grouping = {"namespace": namespace, "pipeline": pipeline, "kind": KIND[metric]}
+    grouping = {"pipeline": pipeline, "kind": KIND[metric]}
     try:
         push_to_gateway(url, job=JOB, grouping_key=grouping, registry=collectors, timeout=10)
     except HTTPError as error:

@@ -5,7 +5,7 @@ pipelines.cluster.cluster_settings), and tests/manifests/test_network_flows.py c
 ConfigMap holds against the Service the manifests render and the NetworkPolicies that must let a
 pipeline pod reach it. A URL written by hand once named `pushgateway.monitoring.svc` while the
 Pushgateway ran in namespace `mlops` (issue 28): every drift push failed, transiently, until the
-nightly gave up.
+nightly gave up. The Pushgateway is now one per pipelines namespace (`pushgateway`, issue 29).
 """
 
 from __future__ import annotations
@@ -31,6 +31,17 @@ class ServiceAddress:
         return f"{self.scheme}://{self.host}:{self.port}"
 
 
-PUSHGATEWAY = ServiceAddress(name="pushgateway", namespace="mlops", port=9091)
-"""The drift step's Pushgateway (manifests/monitoring/pushgateway.yaml): in the platform namespace,
-beside the services the pipelines already reach, not in the cluster's monitoring namespace."""
+PUSHGATEWAY_NAME = "pushgateway"
+PUSHGATEWAY_PORT = 9091
+
+
+def pushgateway(namespace: str) -> ServiceAddress:
+    """The Pushgateway of one pipelines namespace (issue 29): each tenant, and the shared
+    mlops-pipelines namespace, pushes only to its own, in its own namespace, which Prometheus scrapes
+    with that namespace (pipelines/tenant_monitoring.py renders it). The one shared Pushgateway in
+    `mlops` it replaces took any tenant's push for any namespace."""
+    return ServiceAddress(name=PUSHGATEWAY_NAME, namespace=namespace, port=PUSHGATEWAY_PORT)
+
+
+PUSHGATEWAY = ServiceAddress(name=PUSHGATEWAY_NAME, namespace="mlops", port=PUSHGATEWAY_PORT)
+"""The shared Pushgateway, until the per-namespace ones replace it in the manifests."""

@@ -50,7 +50,7 @@ def _number(value: float | None) -> str:
 def _drift(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from components import artifacts, drift, services
+    from components import artifacts, drift, drift_metrics, services
     from components.environment import mlops_home
     from components.errors import ComponentError
     from pipelines.local import declaration
@@ -88,7 +88,7 @@ def _drift(args: argparse.Namespace) -> int:
         if not url:
             raise ComponentError("drift", "--push without a Pushgateway", "set MLOPS_PUSHGATEWAY_URL")
         now = dt.datetime.now(dt.UTC)
-        drift.push_metrics(url, result, reference, namespace=cfg.cluster.namespace, pipeline=cfg.pipeline, now=now)
+        drift_metrics.push_metrics(url, result, reference, pipeline=cfg.pipeline, now=now)
         print(f"pushed to {url}")
     return DRIFT_EXIT_CODE if result.detected else 0
 

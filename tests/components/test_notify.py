@@ -97,8 +97,9 @@ def test_a_gate_failure_is_pushed_in_the_tenants_group_after_its_file(tmp_path: 
     assert "did not pass its gate" in (tmp_path / "notice.md").read_text()
     assert summary["delivered"] == gateway.url
     [push] = gateway.requests
-    # one group per (namespace, pipeline, kind): the next gate failure replaces this one
-    assert push["path"] == "/metrics/job/mlops-notice/kind/gate-failed/namespace/fraud/pipeline/fraud"
+    # one group per (pipeline, kind) in the namespace's own Pushgateway, no pushed namespace (issue 29):
+    # the next gate failure replaces this one
+    assert push["path"] == "/metrics/job/mlops-notice/kind/gate-failed/pipeline/fraud"
     line = next(line for line in push["body"].splitlines() if line.startswith(notify.GATE_FAILED + "{"))
     assert 'model="fraud-detector"' in line and 'run="fraud-x7k2p"' in line and 'metric="roc_auc"' in line
     assert abs(float(line.split()[-1]) - time.time()) < 60  # when, in seconds
@@ -114,7 +115,7 @@ def test_a_run_failure_names_argos_failed_nodes(tmp_path: Path, gateway: PushRec
     assert [node["displayName"] for node in notice["failed_steps"]] == ["train", "materialize"]
     assert summary["failed_steps"] == 2 and summary["delivered"] == gateway.url
     [push] = gateway.requests
-    assert push["path"] == "/metrics/job/mlops-notice/kind/run-failed/namespace/fraud/pipeline/fraud"
+    assert push["path"] == "/metrics/job/mlops-notice/kind/run-failed/pipeline/fraud"
     line = next(line for line in push["body"].splitlines() if line.startswith(notify.RUN_FAILED + "{"))
     assert 'failed_steps="materialize,train"' in line and 'status="Failed"' in line
     assert 'workflow="fraud-x7k2p"' in line
@@ -222,7 +223,7 @@ def test_kubeflows_exit_handler_sends_the_same_notice(tmp_path: Path, gateway: P
     notice = json.loads((tmp_path / "failed").read_text())
     assert notice["workflow"] == "fraud-20261204" and notice["failed_steps"][0]["message"] == "task train failed"
     [push] = gateway.requests
-    assert push["path"].startswith("/metrics/job/mlops-notice/kind/run-failed/namespace/fraud/pipeline/fraud")
+    assert push["path"].startswith("/metrics/job/mlops-notice/kind/run-failed/pipeline/fraud")
 
 
 def test_the_failed_steps_label_names_each_step_once_not_the_dag_or_its_attempts() -> None:

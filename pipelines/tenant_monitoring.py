@@ -1,0 +1,255 @@
+"""Each pipelines namespace's own Pushgateway, and the scrape that makes its series unforgeable.
+
+Issue 29: one Pushgateway in `mlops` took pushes from every tenant, Prometheus kept the pushed
+labels (honor_labels) and the drift step put `namespace` in its grouping key, which the caller
+chooses. A pricing pod could push `mlops_drift_share 1` for namespace fraud (ModelDriftDetected
+paged fraud's owner), push 0 or DELETE fraud's group to hide real drift, or push `job` and
+`namespace` labels that fed or masked platform alerts.
+
+The choice: **each tenant pushes only to its own Pushgateway, in its own namespace**, rendered
+here per tenant from manifests/tenants/tenants.yaml (and one for the shared mlops-pipelines
+namespace), rather than an authenticating proxy in front of one shared gateway. Why:
+- no new shared component on the alert path to write, run and keep patched: the Pushgateway is
+  the stock one, and nothing that all tenants share stands between a push and its scrape;
+- the NetworkPolicy rendered here admits only pods of the same namespace (serving pods aside)
+  and Prometheus, so one tenant's pushes, DELETEs or a full disk (its own emptyDir) cannot touch
+  another tenant's groups;
+- the scrape takes `namespace` from where the target runs (honorLabels false, and a relabeling
+  from `__meta_kubernetes_namespace`), so no label a tenant pushes can move an alert to another
+  team: a pushed `namespace`, `job` or `instance` becomes `exported_*`, which is dropped;
+- only the `mlops_*` families the platform defines are kept (components/drift_metrics.py and
+  components/notify.py, the one source), so a push of `argo_workflows_*`, `kube_*` or
+  `revision_request_*` cannot feed or mask CronWorkflowMissedSchedule, FeastMaterializationStale
+  or KServeHighErrorRate.
+
+A ServiceMonitor, not a PodMonitor: the scrape goes through the same Service (name and port from
+pipelines.platform_services.pushgateway) that the ConfigMap's MLOPS_PUSHGATEWAY_URL names, so the
+object pushed to and the object scraped are one, and its namespaceSelector pins the namespace.
+Tenants' RBAC (manifests/tenants/base/tenant.yaml) creates no ServiceMonitors, Services or
+NetworkPolicies, so a tenant cannot add a scrape with honorLabels of its own.
+
+The relabel rules are in one place, `target_relabelings` and `metric_relabelings`, rendered for
+the Prometheus Operator (camelCase) and for a plain Prometheus scrape config (snake_case, what
+`prometheus_scrape_config` returns for the loopback stack of `mlops dev up --monitoring --tenancy`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from components import drift_metrics, notify
+from pipelines.cluster import MONITORING_NAMESPACE
+from pipelines.platform_services import PUSHGATEWAY_NAME, PUSHGATEWAY_PORT, ServiceAddress, pushgateway
+
+PUSHGATEWAY_FILE = "pushgateway.yaml"  # beside each tenant's kustomization, and in base/platform/
+IMAGE = "registry.mlops.internal/mirror/prom/pushgateway:v1.11.1"
+SCRAPE_JOB = "mlops-pushgateway"
+"""The `job` of every series scraped from a namespace's Pushgateway; a pushed `job` becomes
+`exported_job` and is dropped."""
+LABELS = {"app.kubernetes.io/name": PUSHGATEWAY_NAME, "app.kubernetes.io/part-of": "private-mlops"}
+
+
+@dataclass(frozen=True)
+class PodEndpoint:
+    namespace: str
+    labels: dict[str, str]
+
+
+PROMETHEUS = PodEndpoint(MONITORING_NAMESPACE, {"app.kubernetes.io/name": "prometheus"})
+"""Who scrapes: the Prometheus Operator's Prometheus pods (it labels them app.kubernetes.io/name:
+prometheus) in the cluster's monitoring namespace (pipelines.cluster.MONITORING_NAMESPACE);
+manifests/base/network/required-flows.yaml's `prometheus` endpoint is held to this."""
+SERVING_POD = "serving.kserve.io/inferenceservice"
+"""Serving pods push nothing (issue 29: least privilege); every other pod of the namespace may."""
+SAMPLE_LIMIT = 20000
+"""Series one namespace's scrape may return after the keep-list; past it the scrape fails, and only
+that namespace's figures go stale (its own DriftMetricsMissing), never another's."""
+DROPPED_LABELS = "exported_.+"
+"""What honorLabels false makes of a pushed `namespace`, `job` or `instance`: dropped, so no rule
+or route can match a label the pusher chose in place of the scrape's own."""
+
+
+def pushed_families() -> tuple[str, ...]:
+    """Every metric family the platform pushes: the drift figures and the owner's notices."""
+    return tuple(sorted({*drift_metrics.METRICS, *notify.HELP}))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Relabel:
+    """One relabel rule, renderable for the Prometheus Operator and for a plain Prometheus."""
+
+    action: str
+    source_labels: tuple[str, ...] = ()
+    target_label: str = ""
+    regex: str = ""
+    replacement: str = ""
+
+    def _fields(self) -> list[tuple[str, str, Any]]:
+        return [
+            ("sourceLabels", "source_labels", list(self.source_labels) if self.source_labels else None),
+            ("targetLabel", "target_label", self.target_label or None),
+            ("regex", "regex", self.regex or None),
+            ("replacement", "replacement", self.replacement or None),
+            ("action", "action", self.action),
+        ]
+
+    def operator(self) -> dict[str, Any]:
+        """As a ServiceMonitor's RelabelConfig."""
+        return {camel: value for camel, _, value in self._fields() if value is not None}
+
+    def prometheus(self) -> dict[str, Any]:
+        """As a prometheus.yml relabel_configs / metric_relabel_configs entry."""
+        return {snake: value for _, snake, value in self._fields() if value is not None}
+
+
+def target_relabelings() -> list[Relabel]:
+    """Before the scrape: `namespace` is the target's own, `job` the fixed SCRAPE_JOB."""
+    return [
+        Relabel(action="replace", source_labels=("__meta_kubernetes_namespace",), target_label="namespace"),
+        Relabel(action="replace", target_label="job", replacement=SCRAPE_JOB),
+    ]
+
+
+def metric_relabelings() -> list[Relabel]:
+    """After the scrape: keep only the platform's families; drop every pushed label honorLabels
+    false renamed (exported_namespace, exported_job, exported_instance)."""
+    families = "|".join(re.escape(name) for name in pushed_families())
+    return [
+        Relabel(action="keep", source_labels=("__name__",), regex=f"({families})"),
+        Relabel(action="labeldrop", regex=DROPPED_LABELS),
+    ]
+
+
+def prometheus_scrape_config(namespace: str, target: str, **extra: Any) -> dict[str, Any]:
+    """One namespace's Pushgateway as a plain Prometheus scrape job (the loopback stack): the same
+    rules, with `namespace` set on the static target (no Kubernetes discovery there); `extra`
+    (basic_auth, ...) is added as given."""
+    return {
+        "job_name": f"{SCRAPE_JOB}-{namespace}",
+        "honor_labels": False,
+        "static_configs": [{"targets": [target], "labels": {"namespace": namespace}}],
+        "relabel_configs": [rule.prometheus() for rule in target_relabelings() if rule.target_label != "namespace"],
+        "metric_relabel_configs": [rule.prometheus() for rule in metric_relabelings()],
+        "sample_limit": SAMPLE_LIMIT,
+        **extra,
+    }
+
+
+def _deployment(address: ServiceAddress) -> dict[str, Any]:
+    restricted = {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+    }
+    probe = {"path": "/-/ready", "port": address.port}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": address.name, "namespace": address.namespace, "labels": dict(LABELS)},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app.kubernetes.io/name": address.name}},
+            "template": {
+                "metadata": {"labels": dict(LABELS)},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 65534,
+                        "fsGroup": 65534,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [
+                        {
+                            "name": "pushgateway",
+                            "image": IMAGE,
+                            # the groups survive a restart (else DriftMetricsMissing fires for every pipeline)
+                            "args": ["--persistence.file=/data/pushgateway.db", "--persistence.interval=1m"],
+                            "ports": [{"name": "http", "containerPort": address.port}],
+                            "readinessProbe": {"httpGet": probe},
+                            "livenessProbe": {"httpGet": {**probe, "path": "/-/healthy"}},
+                            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+                            "securityContext": restricted,
+                            "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                        }
+                    ],
+                    "volumes": [{"name": "data", "emptyDir": {"sizeLimit": "256Mi"}}],
+                },
+            },
+        },
+    }
+
+
+def _network_policies(address: ServiceAddress) -> list[dict[str, Any]]:
+    """In: the namespace's own non-serving pods and Prometheus; out: those pods to it."""
+    pushers = {"podSelector": {"matchExpressions": [{"key": SERVING_POD, "operator": "DoesNotExist"}]}}
+    port = [{"protocol": "TCP", "port": address.port}]
+    prometheus = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": PROMETHEUS.namespace}},
+        "podSelector": {"matchLabels": dict(PROMETHEUS.labels)},
+    }
+    selector = {"matchLabels": {"app.kubernetes.io/name": address.name}}
+    return [
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "pushgateway-from-own-namespace", "namespace": address.namespace},
+            "spec": {
+                "podSelector": selector,
+                "policyTypes": ["Ingress", "Egress"],
+                "ingress": [{"from": [pushers, prometheus], "ports": port}],
+                "egress": [],
+            },
+        },
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "allow-egress-to-own-pushgateway", "namespace": address.namespace},
+            "spec": {
+                "podSelector": pushers["podSelector"],
+                "policyTypes": ["Egress"],
+                "egress": [{"to": [{"podSelector": selector}], "ports": port}],
+            },
+        },
+    ]
+
+
+def service_monitor(address: ServiceAddress) -> dict[str, Any]:
+    """The scrape of one namespace's Pushgateway, with the relabelings above."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": {"name": address.name, "namespace": address.namespace, "labels": dict(LABELS)},
+        "spec": {
+            "selector": {"matchLabels": {"app.kubernetes.io/name": address.name}},
+            "namespaceSelector": {"matchNames": [address.namespace]},
+            "sampleLimit": SAMPLE_LIMIT,
+            "endpoints": [
+                {
+                    "port": "http",
+                    "interval": "30s",
+                    "honorLabels": False,
+                    "relabelings": [rule.operator() for rule in target_relabelings()],
+                    "metricRelabelings": [rule.operator() for rule in metric_relabelings()],
+                }
+            ],
+        },
+    }
+
+
+def namespace_pushgateway(namespace: str) -> list[dict[str, Any]]:
+    """What `make golden` writes to a pipelines namespace's pushgateway.yaml."""
+    address = pushgateway(namespace)
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": address.name, "namespace": namespace, "labels": dict(LABELS)},
+        "spec": {
+            "selector": {"app.kubernetes.io/name": address.name},
+            "ports": [{"name": "http", "port": address.port, "targetPort": PUSHGATEWAY_PORT}],
+        },
+    }
+    return [_deployment(address), service, *_network_policies(address), service_monitor(address)]
