@@ -10,6 +10,7 @@ and precision-recall curves for a classifier, predicted-vs-actual and residuals 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -114,6 +115,20 @@ def _regression_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, 
     }
 
 
+def _scored_sha256(model_path: Path, recorded: str | None, expected: str) -> str:
+    """The sha256 of the model file about to be scored, after checking it against what train
+    recorded in the metadata and what the caller expects (train's `model_sha256` output)."""
+    found = artifacts.sha256_file(model_path)
+    for claim, source in ((recorded, "the metadata records"), (expected, "train reported (model_sha256)")):
+        if claim and claim != found:
+            raise ComponentError(
+                STEP,
+                f"the model file has sha256 {found}, but {source} {claim}",
+                "pass the model and metadata of one train run; rerun train if the file was replaced",
+            )
+    return found
+
+
 def evaluate(
     model: str,
     model_metadata: str,
@@ -123,9 +138,14 @@ def evaluate(
     error_plot_png: str,
     *,
     settings: EvaluateSettings,
+    model_sha256: str = "",
 ) -> dict[str, Any]:
     """Compute holdout metrics and the gate (`settings.gate_metric` vs `settings.threshold`); write
-    metrics JSON and two PNGs. The settings model has already refused thresholds out of range."""
+    metrics JSON and two PNGs. The settings model has already refused thresholds out of range.
+
+    The metrics record the sha256 of the model bytes scored; bytes that are not the ones the
+    metadata records, or not `model_sha256` (train's output, which this step's cache key holds on
+    a cluster), are refused, so the result cached under a key always describes the model it names."""
     gate_metric, threshold, decision_threshold = settings.gate_metric, settings.threshold, settings.decision_threshold
     if not artifacts.exists(model):
         raise ComponentError(STEP, f"model artifact not found at {model}", "run train first, or fix the path")
@@ -143,6 +163,7 @@ def evaluate(
     require_columns(STEP, frame, [*features, label], "holdout set")
     actual = frame[label].to_numpy(dtype=np.float64)
     with artifacts.fetched(model) as model_path:
+        scored = _scored_sha256(model_path, metadata.get("model_sha256"), model_sha256)
         predict = load_predictor(model_path, metadata)
         scores = predict(frame[features].to_numpy(dtype=np.float32))
     if not np.all(np.isfinite(scores)):
@@ -173,7 +194,7 @@ def evaluate(
         "holdout_rows": len(actual),
         "gate": gate,
         "passed": passed,
-        "model_sha256": metadata.get("model_sha256"),
+        "model_sha256": scored,  # of the bytes scored: register refuses any other model
         "holdout_data_sha256": artifacts.sha256_uri(holdout_set),
     }
     document.update(cast(HoldoutMetrics, metrics))  # the objective's metrics, computed above

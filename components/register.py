@@ -169,6 +169,21 @@ def _log_reference(client: Any, run_id: str, train_set: str, features: list[str]
     client.log_artifact(run_id, str(folder / Path(REFERENCE_ARTIFACT).name), str(Path(REFERENCE_ARTIFACT).parent))
 
 
+def _require_scored(sha: str, scores: HoldoutMetrics) -> None:
+    """The gate guards the bytes it scored: a model whose sha256 is not the `model_sha256` in
+    evaluate's metrics (another train run's output, a file swapped after evaluate, a cached
+    evaluate result of an earlier model) passed no gate, whatever its metadata says."""
+    scored = scores.get("model_sha256")
+    if scored != sha:
+        raise ComponentError(
+            STEP,
+            f"the model to register (sha256 {sha}) is not the model evaluate scored "
+            f"(sha256 {scored or 'not recorded'}): its gate result says nothing about these bytes",
+            "rerun evaluate on this model (its metrics record the sha256 of the bytes scored), "
+            "then register with that evaluate's metrics",
+        )
+
+
 def _gate_text(scores: HoldoutMetrics) -> str:
     gate = scores.get("gate") or {}
     return f"{gate.get('metric')} {gate.get('value')}, required {gate.get('direction')} {gate.get('threshold')}"
@@ -216,6 +231,7 @@ def register(
         )
     with artifacts.fetched(model) as model_path:
         sha = artifacts.sha256_file(model_path)
+        _require_scored(sha, scores)
         if meta.get("model_sha256") != sha:
             raise ComponentError(
                 STEP,

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -131,3 +132,40 @@ def test_a_retried_create_never_deletes_the_run_the_surviving_version_uses(
     assert client.get_run(version.run_id).info.lifecycle_stage == "active"
     assert str(client.get_model_version_by_alias("fraud-test", "challenger").version) == "1"
     assert "model_card.md" in {a.path for a in client.list_artifacts(version.run_id)}
+
+
+def test_a_model_other_than_the_one_evaluate_scored_is_refused(
+    trained: dict[str, Path], evaluated: dict[str, Path], materialized: dict[str, Any], tmp_path: Path
+) -> None:
+    """issue 29: register compared the model with train's metadata only, never with the
+    `model_sha256` evaluate scored, so a model swapped (with its own metadata) between evaluate and
+    register, or a rerun's model beside a cached evaluate, was registered on another model's gate."""
+    from components.config import TrainSettings
+    from components.errors import PERMANENT_EXIT_CODE
+    from components.train import train
+    from tests.conftest import FEATURES
+
+    # positive control: the bytes evaluate scored register
+    assert _register(trained, evaluated, tmp_path / "same", tmp_path)["version"] == 1
+    # the forbidden path: another train run's model and metadata, consistent with each other
+    other = {"model": tmp_path / "other" / "model", "metadata": tmp_path / "other" / "metadata.json"}
+    train(
+        str(materialized["train"]),
+        str(other["model"]),
+        str(other["metadata"]),
+        features=FEATURES,
+        label_column="is_fraud",
+        settings=TrainSettings(model_type="xgboost", params={"num_boost_round": 5}),
+    )
+    scored = json.loads(evaluated["metrics"].read_text())["model_sha256"]
+    swapped = json.loads(other["metadata"].read_text())["model_sha256"]
+    assert scored != swapped
+    with pytest.raises(ComponentError, match="is not the model evaluate scored") as refused:
+        _register(other, evaluated, tmp_path / "swapped", tmp_path)
+    assert refused.value.exit_code == PERMANENT_EXIT_CODE
+    assert scored in str(refused.value) and swapped in str(refused.value) and "rerun evaluate" in str(refused.value)
+    assert not (tmp_path / "swapped").exists() and _versions(tmp_path) == ["1"]
+    # the control broken on purpose: metrics that claim the swapped bytes let them through
+    claimed = json.loads(evaluated["metrics"].read_text()) | {"model_sha256": swapped}
+    (tmp_path / "claimed.json").write_text(json.dumps(claimed))
+    assert _register(other, {"metrics": tmp_path / "claimed.json"}, tmp_path / "claimed", tmp_path)["version"] == 2
