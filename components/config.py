@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from components.errors import ComponentError
+from components.readonly import reader_secret
 
 
 class _Settings(BaseModel):
@@ -260,8 +261,14 @@ class TransformerSettings(_Settings):
     entity_column: str
     request_features: list[str]
     scoring: ScoringSettings = ScoringSettings()
-    feast_credentials_secret: str
-    redis_credentials_secret: str
+    feast_credentials_secret: str = Field(
+        description="The reader Secret of the Feast registry (username, password): a role that may only SELECT"
+        " the tenant's registry, never its owner (issue 29; components/readonly.py)."
+    )
+    redis_credentials_secret: str = Field(
+        description="The reader Secret of the online store (username, password): a Redis user that may only"
+        " read hashes, never the tenant's read-write user (issue 29; components/readonly.py)."
+    )
 
 
 class ScheduleSettings(_Settings):
@@ -338,8 +345,8 @@ def transformer_settings(cfg: PipelineConfig, image: str) -> TransformerSettings
         entity_column=m.entity_column,
         request_features=list(m.request_features),
         scoring=cfg.scoring,
-        feast_credentials_secret=cfg.cluster.feast_credentials_secret,
-        redis_credentials_secret=cfg.cluster.redis_credentials_secret,
+        feast_credentials_secret=reader_secret(cfg.cluster.feast_credentials_secret),
+        redis_credentials_secret=reader_secret(cfg.cluster.redis_credentials_secret),
     )
 
 

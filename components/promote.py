@@ -27,6 +27,7 @@ from components import artifacts, services
 from components.config import PromoteSettings, TransformerSettings
 from components.errors import ComponentError
 from components.handoffs import PromoteResult, Registration, read_registration
+from components.readonly import READER_VARIABLES
 from components.triton import RepositoryError, model_file_name, write_repository
 
 STEP = "promote"
@@ -108,7 +109,8 @@ def render_transformer(model_name: str, transformer: TransformerSettings, settin
     """The InferenceService's `transformer`: the component image's scoring transformer
     (components/transformer.py). KServe adds --model_name, --predictor_host and --http_port; the
     rest says which feature service to join. Where Redis and the Feast registry are comes from the
-    namespace's mlops-platform ConfigMap, their passwords from Secrets, as for every step."""
+    namespace's mlops-platform ConfigMap; who it logs in as, from the reader Secrets (username and
+    password each, over the ConfigMap's Redis user): it reads, never writes (issue 29)."""
     args = [
         "--predictor_protocol=grpc-v2",
         f"--feature-project={transformer.project}",
@@ -117,10 +119,8 @@ def render_transformer(model_name: str, transformer: TransformerSettings, settin
         f"--request-features={','.join(transformer.request_features)}",
         f"--scoring={json.dumps(transformer.scoring.model_dump(mode='json'), sort_keys=True)}",
     ]
-    secrets = {
-        "MLOPS_FEAST_REGISTRY_PASSWORD": transformer.feast_credentials_secret,
-        "MLOPS_FEAST_REDIS_PASSWORD": transformer.redis_credentials_secret,
-    }
+    reader = {"registry": transformer.feast_credentials_secret, "redis": transformer.redis_credentials_secret}
+    secrets = {name: (reader[store], key) for name, (store, key) in READER_VARIABLES.items()}
     container = {
         "name": "kserve-container",
         "image": transformer.image,
@@ -128,8 +128,8 @@ def render_transformer(model_name: str, transformer: TransformerSettings, settin
         "args": args,
         "envFrom": [{"configMapRef": {"name": PLATFORM_CONFIGMAP}}],
         "env": [
-            {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": "password"}}}
-            for name, secret in secrets.items()
+            {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+            for name, (secret, key) in secrets.items()
         ],
         # Ready only once it has read the predictor's config and resolved the feature service.
         "readinessProbe": {

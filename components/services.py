@@ -59,14 +59,15 @@ def offline_root(step: str = "materialize") -> str:
     return settings().require("offline_store_uri", step) or str(mlops_home() / "offline")
 
 
-def with_password(url: str, password: str) -> str:
-    if not password:
-        return url
+def with_password(url: str, password: str, username: str = "") -> str:
+    """The URL with the password from its Secret; `username` replaces the URL's (the transformer's
+    reader role, components/readonly.py, over the ConfigMap's registry URL)."""
     parts = urlsplit(url)
-    if parts.password or not parts.username:
+    if not (password or username) or parts.password or not parts.username:
         return url
     host = parts.hostname or ""
-    netloc = f"{parts.username}:{password}@{host}" + (f":{parts.port}" if parts.port else "")
+    userinfo = (username or parts.username) + (f":{password}" if password else "")
+    netloc = f"{userinfo}@{host}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit(parts._replace(netloc=netloc))
 
 
@@ -96,7 +97,9 @@ def feast_store_config(project: str, step: str = "materialize") -> dict[str, Any
         return None
     strict = current.model_copy(update={"profile": "platform"})
     registry = with_password(
-        strict.require("feast_registry_url", step), os.environ.get("MLOPS_FEAST_REGISTRY_PASSWORD", "")
+        strict.require("feast_registry_url", step),
+        os.environ.get("MLOPS_FEAST_REGISTRY_PASSWORD", ""),
+        os.environ.get("MLOPS_FEAST_REGISTRY_USERNAME", ""),
     )
     connection = redis_connection_string(strict.require("feast_redis", step), strict.feast_redis_username)
     return {

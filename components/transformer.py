@@ -93,6 +93,10 @@ def store_config(project: str, store_dir: str | None) -> dict[str, Any]:
         config = yaml.safe_load(path.read_text())
     config["offline_store"] = {"type": "file"}
     config.pop("materialization_config", None)
+    registry = config.get("registry")
+    if isinstance(registry, dict) and registry.get("registry_type") == "sql":
+        # Its reader role may only SELECT (components/readonly.py): check the tables, never create one.
+        registry["schema_mode"] = "verify"
     return config
 
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from components.config import PipelineConfig
+from components.config import ClusterSettings, PipelineConfig
+from components.readonly import READER_REDIS_RULES, reader_database_secret, reader_grants, reader_name, reader_secret
 from components.settings import (
     CONFIGMAP,
     TENANT_CONNECTION_LIMIT,
@@ -118,6 +119,10 @@ def postgres_roles(tenants: list[str]) -> dict[str, Any]:
                 "passwordSecret": {"name": f"{tenant}-db-credentials"},
             }
         )
+        comment = f"tenant {tenant}'s scoring transformer: SELECT on feast_{tenant} (components/readonly.py)"
+        secret = {"name": reader_database_secret(tenant)}
+        reader = {"name": reader_name(tenant), "comment": comment, "passwordSecret": secret}
+        roles.append({**roles[-1], **reader})  # as capped as the tenant's role
     return {
         "apiVersion": "postgresql.cnpg.io/v1",
         "kind": "Cluster",
@@ -221,6 +226,8 @@ def tenant_database_sql(tenants: list[str]) -> str:
             f"ALTER DATABASE {database} OWNER TO {tenant};",
             f"REVOKE CONNECT ON DATABASE {database} FROM PUBLIC;",
         ]
+        anywhere, inside = reader_grants(tenant, database)  # the transformer's role reads, nothing more
+        lines += [*anywhere, f"\\connect {database}", *inside, "\\connect postgres"]
     return "\n".join(lines) + "\n"
 
 
@@ -298,29 +305,37 @@ def tenant_databases(tenants: list[str]) -> list[dict[str, Any]]:
 TENANT_REDIS_IMAGE = "registry.mlops.internal/mirror/redis:7.2"
 TENANT_REDIS_MAXMEMORY = "1gb"  # below the container's limit, so it evicts (allkeys-lru) rather than dies
 
-# The users file, written at each start from the tenant's password (its Secret) and the one rule
-# line: `default` off, the tenant's user by the password's sha256, no other user. Nobody
-# administers it by command; the platform changes it through this manifest and a restart.
+# The users file, written at each start from the passwords (their Secrets) and the rule lines:
+# `default` off, the tenant's user and its read-only reader (the scoring transformer's,
+# components/readonly.py) by their passwords' sha256, no other user. Nobody administers it by
+# command; the platform changes it through this manifest and a restart.
 _WRITE_ACL = """set -eu
 umask 077
 hash=$(printf '%s' "$REDIS_PASSWORD" | sha256sum | cut -d' ' -f1)
-printf 'user default off\\nuser %s on #%s %s\\n' "$TENANT" "$hash" "$(cat /etc/redis/tenant-rules)" > /acl/users.acl
+reader_hash=$(printf '%s' "$READER_PASSWORD" | sha256sum | cut -d' ' -f1)
+printf 'user default off\\nuser %s on #%s %s\\nuser %s on #%s %s\\n' \\
+  "$TENANT" "$hash" "$(cat /etc/redis/tenant-rules)" "$READER" "$reader_hash" "$(cat /etc/redis/reader-rules)" \\
+  > /acl/users.acl
 """
 
 
 def tenant_redis(tenant: str) -> list[dict[str, Any]]:
-    """A tenant's own online store in its namespace: a Redis whose one user is the tenant, denied
-    administration (TENANT_REDIS_RULES), with its own memory, reachable from its namespace only.
-    The password is `tenant-redis-credentials` (key `password`), the Secret its pipelines read."""
+    """A tenant's own online store in its namespace: a Redis whose users are the tenant, denied
+    administration (TENANT_REDIS_RULES), and its reader, which may only read hashes (the scoring
+    transformer's, READER_REDIS_RULES), with its own memory, reachable from its namespace only.
+    The passwords are `tenant-redis-credentials` (key `password`), the Secret its pipelines read,
+    and the reader's `tenant-redis-reader-credentials` (key `password`), the transformer's."""
     labels = {"app.kubernetes.io/name": "redis", "app.kubernetes.io/part-of": "private-mlops"}
+    secret = str(ClusterSettings.model_fields["redis_credentials_secret"].default)
 
     def restricted() -> dict[str, Any]:
         return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True}
 
-    password = {
-        "name": "REDIS_PASSWORD",
-        "valueFrom": {"secretKeyRef": {"name": "tenant-redis-credentials", "key": "password"}},
-    }
+    password = {"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": secret, "key": "password"}}}
+    reader = [
+        {"name": "READER", "value": reader_name(tenant)},
+        {"name": "READER_PASSWORD", "valueFrom": {"secretKeyRef": {"name": reader_secret(secret), "key": "password"}}},
+    ]
     config = "\n".join(
         [
             "aclfile /acl/users.acl",
@@ -337,7 +352,12 @@ def tenant_redis(tenant: str) -> list[dict[str, Any]]:
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {"name": "tenant-redis", "namespace": tenant, "labels": dict(labels)},
-            "data": {"redis.conf": config, "tenant-rules": TENANT_REDIS_RULES, "write-acl.sh": _WRITE_ACL},
+            "data": {
+                "redis.conf": config,
+                "tenant-rules": TENANT_REDIS_RULES,
+                "reader-rules": READER_REDIS_RULES,
+                "write-acl.sh": _WRITE_ACL,
+            },
         },
         {
             "apiVersion": "apps/v1",
@@ -362,7 +382,7 @@ def tenant_redis(tenant: str) -> list[dict[str, Any]]:
                                 "name": "users",
                                 "image": TENANT_REDIS_IMAGE,
                                 "command": ["sh", "/etc/redis/write-acl.sh"],
-                                "env": [{"name": "TENANT", "value": tenant}, password],
+                                "env": [{"name": "TENANT", "value": tenant}, password, *reader],
                                 "securityContext": restricted(),
                                 "resources": {
                                     "requests": {"cpu": "10m", "memory": "16Mi"},

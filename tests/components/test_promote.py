@@ -93,8 +93,15 @@ def test_the_pipelines_transformer_is_rendered_in_front_of_the_predictor(
                 "--request-features=amount,merchant_category"}  # fmt: skip
     assert expected <= set(container["args"])
     assert container["envFrom"] == [{"configMapRef": {"name": "mlops-platform"}}]  # Redis and registry endpoints
-    assert {e["name"] for e in container["env"]} == {"MLOPS_FEAST_REGISTRY_PASSWORD", "MLOPS_FEAST_REDIS_PASSWORD"}
-    assert all("secretKeyRef" in e["valueFrom"] for e in container["env"])
+    # issue 29: it logs in as the tenant's readers (username and password each), never its read-write identities
+    logins = {e["name"]: (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
+              for e in container["env"]}  # fmt: skip
+    assert logins == {
+        "MLOPS_FEAST_REGISTRY_USERNAME": ("tenant-feast-reader-credentials", "username"),
+        "MLOPS_FEAST_REGISTRY_PASSWORD": ("tenant-feast-reader-credentials", "password"),
+        "MLOPS_FEAST_REDIS_USERNAME": ("tenant-redis-reader-credentials", "username"),
+        "MLOPS_FEAST_REDIS_PASSWORD": ("tenant-redis-reader-credentials", "password"),
+    }
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/models/fraud-detector/ready"
     model = service["spec"]["predictor"]["model"]
     assert model["ports"] == [{"name": "h2c", "containerPort": 9000, "protocol": "TCP"}]

@@ -16,6 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from components.readonly import reader_name
 from devstack import process
 from devstack.stack import PORT_SPAN, Ports, Stack
 from pipelines.cluster import postgres_roles, tenant_databases
@@ -85,6 +86,33 @@ def test_each_tenant_gets_its_registry_database_and_only_its_own(postgres: Stack
     for role, database in (("pricing", "feast_fraud"), ("fraud", "feast_registry"), ("fraud", "mlflow")):
         with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
             connect(postgres, role, database)
+
+
+def test_the_transformers_reader_role_selects_the_registry_and_writes_nothing(postgres: Stack) -> None:
+    """issue 29: the transformer logged in as the role that owns the tenant's Feast registry. Its
+    reader role SELECTs the registry's tables, also those the tenant's pipelines make after the
+    Job ran (default privileges), first (positive control); INSERT, UPDATE, DELETE, DROP and
+    CREATE are refused, and so is another tenant's registry; the owner's own write, the control
+    broken on purpose, goes through, so the refusals are the reader's grants."""
+    assert run_the_job(postgres).returncode == 0
+    reader = reader_name("fraud")
+    with connect(postgres, "fraud", "feast_fraud") as owner:  # as Feast's registry makes its tables
+        owner.execute("create table if not exists feature_services (name text primary key, proto bytea)")
+        owner.execute("insert into feature_services values ('fraud_model_v1', '\\x01') on conflict do nothing")
+    with connect(postgres, reader, "feast_fraud") as connection:
+        rows = connection.execute("select name from feature_services").fetchall()
+        assert rows == [("fraud_model_v1",)]
+    for statement in ("insert into feature_services values ('forged', '\\x02')",
+                      "update feature_services set proto = '\\x03'", "delete from feature_services",
+                      "drop table feature_services", "create table planted (id int)"):  # fmt: skip
+        refused = pytest.raises(psycopg.errors.InsufficientPrivilege)
+        with connect(postgres, reader, "feast_fraud") as connection, refused:
+            connection.execute(statement)
+    with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
+        connect(postgres, reader, "feast_pricing")
+    with connect(postgres, "fraud", "feast_fraud") as owner:
+        owner.execute("update feature_services set proto = '\\x04'")
+        assert owner.execute("select count(*) from feature_services where proto = '\\x04'").fetchone() == (1,)
 
 
 def test_a_failed_statement_fails_the_job(postgres: Stack) -> None:
