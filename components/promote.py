@@ -28,6 +28,7 @@ from components.config import PromoteSettings, TransformerSettings
 from components.errors import ComponentError
 from components.handoffs import PromoteResult, Registration, read_registration
 from components.readonly import READER_VARIABLES
+from components.serving_authorization import TARGET_BURST_CAPACITY, visibility_labels
 from components.triton import RepositoryError, model_file_name, write_repository
 
 STEP = "promote"
@@ -190,6 +191,9 @@ def render_inference_service(
     }
     if deployment_mode == SERVERLESS:
         annotations["serving.knative.dev/minScale"] = str(max(min_replicas, 1))
+        # with a warm replica, keeps Knative's shared activator out of the request path (issue 29):
+        # components/serving_authorization.py
+        annotations[TARGET_BURST_CAPACITY] = "0"
     if "roc_auc" in registration["holdout_metrics"]:
         annotations[annotation("holdout-auc")] = f"{registration['holdout_metrics']['roc_auc']:.6f}"
     if signed_off_by:
@@ -259,6 +263,7 @@ def render_inference_service(
             "labels": {
                 annotation("stage"): stage,
                 annotation("model-version"): str(registration["version"]),
+                **visibility_labels(settings),
             },
             "annotations": annotations,
         },

@@ -58,6 +58,9 @@ def test_inference_service_is_valid_against_the_kserve_crd(
     notes = service["metadata"]["annotations"]
     assert notes["serving.knative.dev/minScale"] == "1"
     assert notes["serving.kserve.io/deploymentMode"] == "Serverless"
+    # issue 29: cluster-local unless promote.expose, and Knative's activator out of the request path
+    assert service["metadata"]["labels"]["networking.knative.dev/visibility"] == "cluster-local"
+    assert notes["autoscaling.knative.dev/target-burst-capacity"] == "0"
     assert notes[annotation("mlflow-run-id")] == reg["run_id"] and len(reg["run_id"]) == 32
     assert float(notes[annotation("holdout-auc")]) == pytest.approx(reg["holdout_metrics"]["roc_auc"])
     assert notes[annotation("holdout-metric")] == "roc_auc"
