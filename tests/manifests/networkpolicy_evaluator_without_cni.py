@@ -5,7 +5,8 @@ pod B (or an address) on a port is allowed when A's egress allows it and B's ing
 A direction is open for a pod until a policy of that type selects it (then only its rules
 allow); `policyTypes` defaults to Ingress, plus Egress when the egress list is non-empty; peers are
 podSelector (the policy's namespace), namespaceSelector (with an optional podSelector) and
-ipBlock; an absent `from`/`to` or `ports` means any. Named ports are refused, not guessed.
+ipBlock; an absent `from`/`to` or `ports` means any. Named ports are refused, not guessed. A path
+through a shared proxy is two flows (`allowed_via`).
 """
 
 from __future__ import annotations
@@ -125,3 +126,11 @@ class Evaluator:
             destination, "Ingress", source, port, protocol
         )
         return egress and ingress
+
+    def allowed_via(
+        self, source: Endpoint, proxy: Pod, proxy_port: int, destination: Endpoint, port: int, protocol: str = "TCP"
+    ) -> bool:
+        """A path through a shared proxy (Knative's activator, an Istio gateway) as two hops: the
+        source reaches the proxy and the proxy reaches the destination. The network alone: whom the
+        proxy relays for is the authorization's question (istio_authorization_evaluator_without_istiod.py)."""
+        return self.allowed(source, proxy, proxy_port, protocol) and self.allowed(proxy, destination, port, protocol)

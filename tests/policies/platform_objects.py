@@ -11,9 +11,6 @@ request creates it.
 
 from __future__ import annotations
 
-import copy
-import functools
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,18 +38,6 @@ class Rendered:
         metadata = self.obj.get("metadata", {})
         ident = metadata.get("name") or metadata.get("generateName", "")
         return f"{self.obj['kind']} {metadata.get('namespace', '-')}/{ident} ({self.source})"
-
-
-def _rendered_once(render: Callable[[], list[Rendered]]) -> Callable[[], list[Rendered]]:
-    """`render` runs once per test session (rendering is most of these tests' time); each caller
-    gets its own copy to edit."""
-    cached = functools.cache(render)
-
-    @functools.wraps(render)
-    def fresh() -> list[Rendered]:
-        return copy.deepcopy(cached())
-
-    return fresh
 
 
 def has_pod_template(obj: dict[str, Any]) -> bool:
@@ -83,7 +68,6 @@ def _pipelines() -> list[Any]:
     return [declaration(name) for name in reference_pipelines()]
 
 
-@_rendered_once
 def golden_objects() -> list[Rendered]:
     from pipelines.golden import golden_dir
 
@@ -96,7 +80,6 @@ def golden_objects() -> list[Rendered]:
     return found
 
 
-@_rendered_once
 def train_jobs() -> list[Rendered]:
     """The TrainJob each reference pipeline's WorkflowTemplate creates (a resource template) when
     its config trains distributed, in the pipeline's namespace: each model type on its runtime;
@@ -125,7 +108,6 @@ def train_jobs() -> list[Rendered]:
     return found
 
 
-@_rendered_once
 def experiments() -> list[Rendered]:
     """The Katib Experiment `mlops tune --katib` renders for each reference pipeline that declares
     a search space (one without has nothing to tune)."""
@@ -142,7 +124,6 @@ def experiments() -> list[Rendered]:
     return found
 
 
-@_rendered_once
 def inference_services() -> list[Rendered]:
     """What `mlops promote` renders for each reference pipeline: staging, and production signed
     off, each with the scoring transformer."""

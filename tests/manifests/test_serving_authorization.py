@@ -1,0 +1,301 @@
+"""Only the right callers reach a tenant's model, directly or through the shared serving proxies.
+
+issue 29: any pod labelled `component: transformer` reached Knative's activator and Istio's
+gateways, every InferenceService admitted those proxies, and they route by Host, so pricing reached
+fraud's transformer (and, with explain, fraud's stored features); nothing checked more than one
+hop. Here the network (the rendered NetworkPolicies, with what promote renders beside each
+InferenceService) and the authorization (the AuthorizationPolicy promote renders) are evaluated
+together on every path, through the activator and the gateways as hops. No CNI and no Istio run
+here: both evaluators are test code, checked first on cases whose answers Istio's and
+Kubernetes' documentation give.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from components.config import ExplainSettings, TransformerSettings, transformer_settings
+from components.promote import render_inference_service
+from components.serving_authorization import (
+    INGRESS_GATEWAY_PRINCIPAL,
+    ISVC_LABEL,
+    KIND,
+    VISIBILITY_LABEL,
+    render_network_policy,
+    serving_objects,
+)
+from mlops import lint
+from mlops.lint import render
+from tests.conftest import REGISTRATION
+from tests.manifests.istio_authorization_evaluator_without_istiod import (
+    Authorization,
+    Caller,
+    Identity,
+    Mesh,
+    Proxy,
+    Request,
+    matches,
+)
+from tests.manifests.network_platform import FLOWS, MANIFESTS, NAME, TENANTS
+from tests.manifests.networkpolicy_evaluator_without_cni import Evaluator, Pod
+
+# --- the authorization evaluator, on cases Istio's reference answers -------------------------------
+
+WEB = Pod("a", {"app": "web"}, {NAME: "a"})
+ALICE, BOB = Identity("a", "alice"), Identity("b", "bob")
+
+
+def authz(namespace: str, spec: dict[str, Any], selector: dict[str, str] | None = None) -> dict[str, Any]:
+    if selector is not None:
+        spec = {**spec, "selector": {"matchLabels": selector}}
+    return {"kind": "AuthorizationPolicy", "metadata": {"name": "p", "namespace": namespace}, "spec": spec}
+
+
+def test_no_policy_allows_everything_and_one_allow_policy_denies_what_it_does_not_name() -> None:
+    assert Authorization([]).allowed(WEB, Request(None, "/anything"))
+    only_alice = authz("a", {"action": "ALLOW", "rules": [{"from": [{"source": {"principals": [ALICE.principal]}}]}]})
+    assert Authorization([only_alice]).allowed(WEB, Request(ALICE, "/x"))
+    assert not Authorization([only_alice]).allowed(WEB, Request(BOB, "/x")), "default deny once an ALLOW applies"
+    assert not Authorization([authz("a", {})]).allowed(WEB, Request(ALICE, "/x")), "spec {} is allow-nothing"
+    assert Authorization([authz("a", {"rules": [{}]})]).allowed(WEB, Request(None, "/x")), "an empty rule matches all"
+
+
+def test_deny_wins_over_allow_and_a_policy_applies_only_where_its_selector_matches() -> None:
+    allow_all = authz("a", {"action": "ALLOW", "rules": [{}]})
+    deny_admin = authz("a", {"action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/admin*"]}}]}]})
+    assert not Authorization([allow_all, deny_admin]).allowed(WEB, Request(ALICE, "/admin/users"))
+    assert Authorization([allow_all, deny_admin]).allowed(WEB, Request(ALICE, "/public"))
+    elsewhere = authz("a", {}, selector={"app": "db"})
+    assert Authorization([elsewhere]).allowed(WEB, Request(ALICE, "/x")), "selects another workload"
+    other_namespace = authz("b", {})
+    assert Authorization([other_namespace]).allowed(WEB, Request(ALICE, "/x"))
+    assert not Authorization([authz("istio-system", {})]).allowed(WEB, Request(ALICE, "/x")), (
+        "root namespace: mesh-wide"
+    )
+
+
+def test_sources_namespaces_principals_and_plaintext() -> None:
+    rule = {"from": [{"source": {"namespaces": ["a"]}}, {"source": {"principals": [BOB.principal]}}]}
+    policy = Authorization([authz("a", {"rules": [rule]})])
+    assert policy.allowed(WEB, Request(ALICE, "/x")) and policy.allowed(WEB, Request(BOB, "/x")), "from entries OR"
+    assert not policy.allowed(WEB, Request(Identity("c", "bob"), "/x"))
+    assert not policy.allowed(WEB, Request(None, "/x")), "no mTLS, no namespace or principal to match"
+    both = Authorization(
+        [authz("a", {"rules": [{"from": [{"source": {"namespaces": ["b"], "principals": ["*/sa/x"]}}]}]})]
+    )
+    assert not both.allowed(WEB, Request(BOB, "/x")), "fields of one source AND"
+    assert both.allowed(WEB, Request(Identity("b", "x"), "/x"))
+    not_b = Authorization([authz("a", {"rules": [{"from": [{"source": {"notNamespaces": ["b"]}}]}]})])
+    assert not_b.allowed(WEB, Request(ALICE, "/x")) and not not_b.allowed(WEB, Request(BOB, "/x"))
+
+
+def test_paths_exact_prefix_suffix_presence_and_not_paths() -> None:
+    assert matches("/v1/m:predict", "/v1/m:predict") and not matches("/v1/m:predict", "/v1/m:explain")
+    assert matches("/v2/*", "/v2/models/m/infer") and not matches("/v2/*", "/v1/models/m")
+    assert matches("*:explain", "/v1/models/m:explain") and not matches("*:explain", "/v1/models/m%3Aexplain")
+    assert matches("*", "/anything")
+    rule = {"to": [{"operation": {"paths": ["/v1/*"], "notPaths": ["*:explain"]}}]}
+    policy = Authorization([authz("a", {"rules": [rule]})])
+    assert policy.allowed(WEB, Request(ALICE, "/v1/models/m:predict"))
+    assert not policy.allowed(WEB, Request(ALICE, "/v1/models/m:explain"))
+    assert not policy.allowed(WEB, Request(ALICE, "/v2/models/m/infer"))
+    with pytest.raises(ValueError, match="when"):
+        Authorization([authz("a", {"rules": [{"when": [{"key": "request.headers[x]"}]}]})]).allowed(
+            WEB, Request(None, "/")
+        )
+
+
+def test_a_relayed_request_carries_the_proxys_identity() -> None:
+    """Through a proxy the workload sees the proxy, not the caller: admitting the proxy admits all."""
+    proxy = Proxy("activator", Pod("knative-serving", {"app": "activator"}, {NAME: "knative-serving"}), 8012,
+                  Identity("knative-serving", "controller"))  # fmt: skip
+    only_a = Authorization([authz("a", {"rules": [{"from": [{"source": {"namespaces": ["a"]}}]}]})])
+    caller = Caller(Pod("a", {}, {NAME: "a"}), "alice")
+    mesh = Mesh(Evaluator([]), only_a)
+    assert mesh.reaches(caller, WEB, 8012, "/x") and not mesh.reaches(caller, WEB, 8012, "/x", via=proxy)
+    deputy = Authorization([authz("a", {"rules": [{"from": [{"source": {"namespaces": ["a", "knative-serving"]}}]}]})])
+    stranger = Caller(Pod("z", {}, {NAME: "z"}), "eve")
+    assert Mesh(Evaluator([]), deputy).reaches(stranger, WEB, 8012, "/x", via=proxy), "the confused deputy"
+
+
+# --- what promote renders for fraud, on the rendered platform ---------------------------------------
+
+MODEL = str(REGISTRATION["model_name"])
+
+
+def _fraud(
+    callers: list[str] | None = None, explain: ExplainSettings | None = None, expose: bool = False
+) -> list[dict[str, Any]]:
+    from pipelines.fraud import pipeline as fraud
+
+    cfg = fraud.DECLARATION.config()
+    settings = cfg.promote.model_copy(update={"callers": callers or [], "expose": expose})
+    described: TransformerSettings = transformer_settings(cfg, fraud.DECLARATION.spec.image)
+    if explain is not None:
+        described = described.model_copy(update={"scoring": described.scoring.model_copy(update={"explain": explain})})
+    service = render_inference_service(
+        dict(REGISTRATION),  # type: ignore[arg-type]
+        storage_uri="s3://models/fraud/x/1",
+        settings=settings,
+        canary_percent=10,
+        transformer=described,
+    )
+    return serving_objects(service, settings, described)
+
+
+@functools.cache
+def _tenants() -> tuple[list[dict[str, Any]], dict[str, dict[str, str]]]:
+    """Every tenant's rendered NetworkPolicies and each tenant namespace's labels (the serving paths
+    run between tenant namespaces and the operators' namespaces, which the platform leaves open)."""
+    objects = [o for tenant in TENANTS for o in render(MANIFESTS / "tenants" / tenant)]
+    namespaces = {o["metadata"]["name"]: {**o["metadata"].get("labels", {}), NAME: o["metadata"]["name"]}
+                  for o in objects if o["kind"] == "Namespace"}  # fmt: skip
+    return [o for o in objects if o["kind"] == "NetworkPolicy"], namespaces
+
+
+def _mesh(rendered: list[dict[str, Any]]) -> Mesh:
+    network = [*_tenants()[0], *(o for o in rendered if o["kind"] == "NetworkPolicy")]
+    return Mesh(Evaluator(network), Authorization([o for o in rendered if o["kind"] == KIND]))
+
+
+def _pod(namespace: str, labels: dict[str, str]) -> Pod:
+    return Pod(namespace, labels, _tenants()[1].get(namespace, {NAME: namespace}))
+
+
+PREDICT, INFER, EXPLAIN = f"/v1/models/{MODEL}:predict", f"/v2/models/{MODEL}/infer", f"/v1/models/{MODEL}:explain"
+FORGED = {ISVC_LABEL: MODEL, "component": "transformer"}  # what a pricing Workflow could set on its pods
+
+
+@dataclass(frozen=True)
+class Parties:
+    """fraud's serving pods, its callers, and pricing's pods (one plain, one with the forged label)."""
+
+    transformer: Pod
+    predictor: Pod
+    fraud_app: Caller
+    checkout: Caller
+    payments_other: Caller
+    pricing: tuple[Caller, ...]
+
+
+@functools.cache
+def _parties() -> Parties:
+    return Parties(
+        transformer=_pod("fraud", {ISVC_LABEL: MODEL, "component": "transformer"}),
+        predictor=_pod("fraud", {ISVC_LABEL: MODEL, "component": "predictor"}),
+        fraud_app=Caller(_pod("fraud", {"app": "fraud-scorer"}), "default"),
+        checkout=Caller(_pod("payments", {"app": "checkout"}), "checkout"),
+        payments_other=Caller(_pod("payments", {"app": "batch"}), "batch"),
+        pricing=tuple(Caller(_pod("pricing", labels), "pipeline-runner") for labels in ({"app": "x"}, FORGED)),
+    )
+
+
+def _proxies() -> list[Proxy]:
+    """The shared proxies as hops: the activator as required-flows.yaml names it; the ingress and the
+    cluster-local gateway (net-istio's knative-local-gateway runs on the gateway pods, port 8081)
+    as promote's rendered NetworkPolicy admits the gateway for an exposed model."""
+    activator = FLOWS["endpoints"]["knative-activator"]
+    (exposed,) = [p for p in render_network_policy(_fraud(expose=True)[0], _settings(expose=True))["spec"]["ingress"]]
+    (gateway_peer,) = [p for p in exposed["from"] if "podSelector" in p]
+    gateway = _pod(gateway_peer["namespaceSelector"]["matchLabels"][NAME], gateway_peer["podSelector"]["matchLabels"])
+    gateway_identity = Identity(gateway.namespace, INGRESS_GATEWAY_PRINCIPAL.rsplit("/", 1)[1])
+    return [
+        Proxy("activator", _pod(activator["namespace"], activator["labels"]), 8012,
+              Identity(activator["namespace"], "controller")),
+        Proxy("ingress-gateway", gateway, 8080, gateway_identity),
+        Proxy("cluster-local-gateway", gateway, 8081, gateway_identity),
+    ]  # fmt: skip
+
+
+def _settings(**update: Any) -> Any:
+    from pipelines.fraud import pipeline as fraud
+
+    return fraud.DECLARATION.config().promote.model_copy(update=update)
+
+
+def test_the_rendered_policy_is_valid_against_istios_crd_and_the_service_is_cluster_local(schemas_dir: Path) -> None:
+    service, policy, network = _fraud(callers=["payments/checkout", "audit/*"])
+    crd = yaml.safe_load((schemas_dir / "istio_security.istio.io_authorizationpolicies.yaml").read_text())
+    (v1,) = [v for v in crd["spec"]["versions"] if v["name"] == policy["apiVersion"].split("/")[1]]
+    schema = v1["schema"]["openAPIV3Schema"]
+    assert lint.schema_problem(policy, schema) is None and lint.unknown_fields(policy, schema) == []
+    assert policy["spec"]["selector"]["matchLabels"] == {ISVC_LABEL: MODEL}
+    assert service["metadata"]["labels"][VISIBILITY_LABEL] == "cluster-local"
+    assert service["metadata"]["annotations"]["autoscaling.knative.dev/target-burst-capacity"] == "0"
+    (rule,) = network["spec"]["ingress"]
+    assert rule["from"][0]["namespaceSelector"]["matchExpressions"][0]["values"] == ["audit", "fraud", "payments"]
+    exposed, exposed_policy, _ = _fraud(expose=True)
+    assert VISIBILITY_LABEL not in exposed["metadata"]["labels"]
+    assert INGRESS_GATEWAY_PRINCIPAL in yaml.safe_dump(exposed_policy)
+
+
+def test_fraud_and_its_named_callers_score_and_nobody_else_does_even_through_the_proxies() -> None:
+    """issue 29: pricing reached fraud's transformer through the activator or a gateway (Host routing).
+    Positive control first: fraud's own pods and the caller promote.callers names score fraud's model."""
+    p = _parties()
+    mesh = _mesh(_fraud(callers=["payments/checkout"]))
+    for caller in (p.fraud_app, p.checkout):
+        assert mesh.reaches(caller, p.transformer, 8012, PREDICT), caller
+        assert mesh.reaches(caller, p.transformer, 8012, INFER), caller
+    assert mesh.reaches(p.fraud_app, p.predictor, 8012, INFER)
+    assert mesh.reaches(
+        Caller(p.transformer, "default"), p.predictor, 8012, "/inference.GRPCInferenceService/ModelInfer"
+    )
+    # forbidden: another account in the named caller's namespace, and pricing, forged label or not,
+    # directly or through any shared proxy, to the transformer or the predictor
+    assert not mesh.reaches(p.payments_other, p.transformer, 8012, PREDICT)
+    for caller in p.pricing:
+        for workload in (p.transformer, p.predictor):
+            for path in (PREDICT, INFER):
+                assert not mesh.reaches(caller, workload, 8012, path), (caller, workload)
+                for proxy in _proxies():
+                    assert not mesh.reaches(caller, workload, 8012, path, via=proxy), (caller, proxy.name)
+                    assert not mesh.network.allowed(caller.pod, proxy.pod, proxy.port), (caller, proxy.name)
+    # the activator still probes and is scraped, on those paths only
+    activator = _proxies()[0]
+    assert mesh.authorization.allowed(p.transformer, Request(activator.identity, "/healthz"))
+    assert not mesh.authorization.allowed(p.transformer, Request(activator.identity, PREDICT))
+
+
+def test_explain_is_off_unless_enabled_and_then_only_for_the_callers_it_names() -> None:
+    """issue 29: explain needed no permission, even inside one tenant; pricing could read fraud's features."""
+    p = _parties()
+    enabled = _mesh(_fraud(explain=ExplainSettings(enabled=True)))
+    assert enabled.reaches(p.fraud_app, p.transformer, 8012, EXPLAIN), "positive control: the tenant's own namespace"
+    for caller in p.pricing:
+        assert not enabled.reaches(caller, p.transformer, 8012, EXPLAIN)
+    named = _mesh(
+        _fraud(callers=["payments/checkout"], explain=ExplainSettings(enabled=True, callers=["audit/analyst"]))
+    )
+    analyst = Caller(_pod("audit", {"app": "notebook"}), "analyst")
+    assert named.reaches(analyst, p.transformer, 8012, EXPLAIN)
+    assert not named.reaches(analyst, p.transformer, 8012, PREDICT), "explain callers do not score"
+    assert not named.reaches(p.checkout, p.transformer, 8012, EXPLAIN) and not named.reaches(
+        p.fraud_app, p.transformer, 8012, EXPLAIN
+    )
+    off = _mesh(_fraud(callers=["payments/checkout"]))
+    for caller in (p.fraud_app, p.checkout):
+        assert off.reaches(caller, p.transformer, 8012, PREDICT)
+        assert not off.reaches(caller, p.transformer, 8012, EXPLAIN)
+        assert not off.reaches(caller, p.transformer, 8012, f"/v1/models/{MODEL}%3Aexplain"), "no encoded bypass"
+
+
+def test_broken_control_without_the_authorization_policy_the_evaluator_sees_the_leak() -> None:
+    """Broken on purpose: drop the AuthorizationPolicy from what promote renders. The network alone
+    cannot tell callers apart by account or by path, nor the activator's relay from its probe."""
+    p = _parties()
+    rendered = _fraud(callers=["payments/checkout"])
+    assert not _mesh(rendered).reaches(p.payments_other, p.transformer, 8012, PREDICT)
+    without = _mesh([o for o in rendered if o["kind"] != KIND])
+    assert without.reaches(p.payments_other, p.transformer, 8012, PREDICT), "LEAK: any account of a caller namespace"
+    assert without.reaches(p.fraud_app, p.transformer, 8012, EXPLAIN), "LEAK: explain with it off"
+    stranger = Caller(_pod("apps", {"app": "anything"}), "default")  # a namespace with no NetworkPolicy
+    activator = _proxies()[0]
+    assert not _mesh(rendered).reaches(stranger, p.transformer, 8012, PREDICT, via=activator)
+    assert without.reaches(stranger, p.transformer, 8012, PREDICT, via=activator), "LEAK: the activator as deputy"
