@@ -232,6 +232,8 @@ def sync_workload_library(directory: Path = POLICY_DIR, *, write: bool = True) -
     return stale
 
 
-if __name__ == "__main__":  # make golden: bring every workload policy in step with lib/workloads.rego
-    for stale_file in sync_workload_library():
+if __name__ == "__main__":  # make golden: workload policies in step with lib/workloads.rego, parameters with theirs
+    from mlops.admission_parameters import sync_parameters
+
+    for stale_file in sync_workload_library() + sync_parameters(POLICY_DIR):
         print(stale_file)

@@ -11,6 +11,9 @@ request creates it.
 
 from __future__ import annotations
 
+import copy
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +41,18 @@ class Rendered:
         metadata = self.obj.get("metadata", {})
         ident = metadata.get("name") or metadata.get("generateName", "")
         return f"{self.obj['kind']} {metadata.get('namespace', '-')}/{ident} ({self.source})"
+
+
+def _rendered_once(render: Callable[[], list[Rendered]]) -> Callable[[], list[Rendered]]:
+    """`render` runs once per test session (rendering is most of these tests' time); each caller
+    gets its own copy to edit."""
+    cached = functools.cache(render)
+
+    @functools.wraps(render)
+    def fresh() -> list[Rendered]:
+        return copy.deepcopy(cached())
+
+    return fresh
 
 
 def has_pod_template(obj: dict[str, Any]) -> bool:
@@ -68,6 +83,7 @@ def _pipelines() -> list[Any]:
     return [declaration(name) for name in reference_pipelines()]
 
 
+@_rendered_once
 def golden_objects() -> list[Rendered]:
     from pipelines.golden import golden_dir
 
@@ -80,6 +96,7 @@ def golden_objects() -> list[Rendered]:
     return found
 
 
+@_rendered_once
 def train_jobs() -> list[Rendered]:
     """The TrainJob each reference pipeline's WorkflowTemplate creates (a resource template) when
     its config trains distributed, in the pipeline's namespace: each model type on its runtime;
@@ -108,6 +125,7 @@ def train_jobs() -> list[Rendered]:
     return found
 
 
+@_rendered_once
 def experiments() -> list[Rendered]:
     """The Katib Experiment `mlops tune --katib` renders for each reference pipeline that declares
     a search space (one without has nothing to tune)."""
@@ -124,6 +142,7 @@ def experiments() -> list[Rendered]:
     return found
 
 
+@_rendered_once
 def inference_services() -> list[Rendered]:
     """What `mlops promote` renders for each reference pipeline: staging, and production signed
     off, each with the scoring transformer."""

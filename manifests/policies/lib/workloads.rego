@@ -200,3 +200,39 @@ containers contains {"where": "metrics collector", "container": collector} if {
 	collector := object.get(o, array.concat(path, ["collector", "customCollector"]), null)
 	collector != null
 }
+
+# KServe's own pods: labelled with their InferenceService, controlled by the object that makes
+# them, and created by that object's controller (each row: the kind, its controlling owner's
+# group/kind, the users whose requests create it; a Constraint may pass its own as servedBy). The
+# label alone proves nothing (a Workflow's pod may carry it); a Workflow pod is created by Argo's
+# controller and owned by its Workflow. Gatekeeper's audit and gator review stored objects with no
+# request: there the owner and the label are the evidence.
+served_by := object.get(input.parameters, "servedBy", [
+	{"kind": "Deployment", "owner": "serving.kserve.io/InferenceService",
+	 "users": ["system:serviceaccount:kserve:kserve-controller-manager"]},
+	{"kind": "Deployment", "owner": "serving.knative.dev/Revision",
+	 "users": ["system:serviceaccount:knative-serving:controller"]},
+	{"kind": "ReplicaSet", "owner": "apps/Deployment",
+	 "users": ["system:serviceaccount:kube-system:deployment-controller", "system:kube-controller-manager"]},
+	{"kind": "Pod", "owner": "apps/ReplicaSet",
+	 "users": ["system:serviceaccount:kube-system:replicaset-controller", "system:kube-controller-manager"]},
+])
+
+served_by_kserve if {
+	object.get(obj.metadata, ["labels", "serving.kserve.io/inferenceservice"], "") != ""
+	some row in served_by
+	row.kind == kind
+	some owner in object.get(obj.metadata, "ownerReferences", [])
+	object.get(owner, "controller", false) == true
+	sprintf("%s/%s", [api_group(owner.apiVersion), owner.kind]) == row.owner
+	requested_by(row.users)
+}
+
+api_group(api_version) := parts[0] if {
+	parts := split(api_version, "/")
+	count(parts) == 2
+} else := ""
+
+requested_by(users) if input.review.userInfo.username in users
+
+requested_by(_) if not input.review.userInfo

@@ -1,0 +1,175 @@
+"""The parameters of the Constraints whose facts live elsewhere, rendered from where they live.
+
+`make golden` (python -m mlops.admission) writes them into manifests/policies, and a test fails
+when a committed Constraint drifts from them, so each fact has one source:
+
+- serving-labels-from-serving-controllers-only: the labels the network trusts as a serving pod's.
+  The serving pods the required flows name (manifests/base/network/required-flows.yaml: the
+  endpoints labelled in KServe's domain, `component: predictor` and `component: transformer`), and
+  the pod labels the tenant NetworkPolicies (manifests/tenants/network, which the shared pipelines
+  namespace reuses) trust to reach or be reached by the serving proxies (a policy with a peer in a
+  serving system namespace, and the same-namespace peers of the pods it selects). A label key with
+  a domain reserves its whole domain (`serving.kserve.io/`), as do KServe's and Knative's own.
+- trainjobs-on-platform-runtimes: the ClusterTrainingRuntimes the platform renders
+  (pipelines/trainer.py, manifests/base/trainer/training-runtimes.yaml).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+MANIFESTS = Path(__file__).resolve().parents[1] / "manifests"
+TENANT_NETWORK_POLICIES = MANIFESTS / "tenants" / "network" / "network-policies.yaml"
+REQUIRED_FLOWS = MANIFESTS / "base" / "network" / "required-flows.yaml"
+
+SERVING_SYSTEM_NAMESPACES = ("knative-serving", "istio-system", "kserve")
+"""Where the serving controllers and proxies run: their own pods carry Knative's and KServe's labels
+(so the serving-labels Constraint leaves these namespaces out), and a tenant NetworkPolicy with a
+peer here is a serving path."""
+
+SERVING_LABEL_DOMAINS = ("serving.kserve.io/", "serving.knative.dev/")
+"""The label domains KServe and Knative set on the pods they make for an InferenceService."""
+
+NEVER_MATCHED_NAMESPACES = ("kube-system", "gatekeeper-system")
+
+
+def _peers(policy: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = policy.get("spec", {})
+    rules = [*spec.get("ingress", []), *spec.get("egress", [])]
+    return [peer for rule in rules for peer in [*rule.get("from", []), *rule.get("to", [])]]
+
+
+def _in_serving_namespace(peer: dict[str, Any]) -> bool:
+    names = peer.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
+    return names in SERVING_SYSTEM_NAMESPACES
+
+
+def _selector_labels(selector: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """(key, value) the selector requires; value None for a key it requires with any value (Exists)."""
+    found: list[tuple[str, str | None]] = [(k, str(v)) for k, v in selector.get("matchLabels", {}).items()]
+    for expression in selector.get("matchExpressions", []):
+        if expression.get("operator") == "In":
+            found += [(expression["key"], str(v)) for v in expression.get("values", [])]
+        elif expression.get("operator") == "Exists":
+            found.append((expression["key"], None))
+    return found
+
+
+def serving_labels(policies: Iterable[dict[str, Any]]) -> list[tuple[str, str | None]]:
+    """The labels the NetworkPolicies trust as serving pods', as (key, value or None for any)."""
+    policies = [p for p in policies if p and p.get("kind") == "NetworkPolicy"]
+    serving = [p for p in policies if any(_in_serving_namespace(peer) for peer in _peers(p))]
+    found = {label for p in serving for label in _selector_labels(p["spec"].get("podSelector", {}))}
+    while True:  # same-namespace peers of a serving pod's policy, and what their policies trust back
+        more = {
+            label
+            for p in policies
+            if set(_selector_labels(p["spec"].get("podSelector", {}))) & found
+            for peer in _peers(p)
+            if "podSelector" in peer and "namespaceSelector" not in peer
+            for label in _selector_labels(peer["podSelector"])
+        }
+        if more <= found:
+            return sorted(found, key=lambda label: (label[0], label[1] or ""))
+        found |= more
+
+
+def serving_endpoints(required_flows: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """The labels of the serving pods the required flows name (an endpoint labelled in KServe's or
+    Knative's domain: the predictor, the transformer), as (key, value or None for `any`)."""
+    found = set()
+    for endpoint in required_flows.get("endpoints", {}).values():
+        labels = endpoint.get("labels", {})
+        if any(str(key).startswith(SERVING_LABEL_DOMAINS) for key in labels):
+            found |= {(str(k), None if v == "any" else str(v)) for k, v in labels.items()}
+    return sorted(found, key=lambda label: (label[0], label[1] or ""))
+
+
+def serving_labels_parameters(
+    network_policies: Path = TENANT_NETWORK_POLICIES, required_flows: Path = REQUIRED_FLOWS
+) -> dict[str, Any]:
+    """The K8sServingLabels Constraint's parameters: exact labels, whole keys and label domains."""
+    labels = serving_labels(d for d in yaml.safe_load_all(network_policies.read_text()) if d)
+    labels += serving_endpoints(yaml.safe_load(required_flows.read_text()))
+    keys = sorted({key for key, value in labels if value is None})
+    domains = {key.split("/", 1)[0] + "/" for key, _ in labels if "/" in key}
+    values: dict[str, list[str]] = {}
+    for key, value in labels:
+        if value is not None and key not in keys and not any(key.startswith(d) for d in domains):
+            values.setdefault(key, []).append(value)
+    return {
+        "labels": [{"key": key, "values": sorted(set(v))} for key, v in sorted(values.items())],
+        "keys": [key for key in keys if not any(key.startswith(d) for d in domains)],
+        "domains": sorted(domains | set(SERVING_LABEL_DOMAINS)),
+    }
+
+
+def trainjob_parameters() -> dict[str, Any]:
+    """The K8sTrainJobRuntime Constraint's parameters: the platform's runtimes, as rendered."""
+    from pipelines.standard import IMAGE
+    from pipelines.trainer import RUNTIMES, cluster_training_runtime
+
+    rendered = [cluster_training_runtime(runtime, IMAGE) for runtime in RUNTIMES]
+    return {
+        "runtimes": [
+            {"apiGroup": r["apiVersion"].split("/", 1)[0], "kind": r["kind"], "name": r["metadata"]["name"]}
+            for r in rendered
+        ],
+        # what a TrainJob's runtimePatches may set on the runtime's pods: its containers' env
+        "patchablePodFields": ["containers", "initContainers"],
+        "patchableContainerFields": ["env", "name"],
+    }
+
+
+def _excluded_serving_namespaces() -> list[str]:
+    return [*NEVER_MATCHED_NAMESPACES, *SERVING_SYSTEM_NAMESPACES]
+
+
+GENERATED: dict[str, dict[str, Callable[[], Any]]] = {
+    "serving-labels-from-serving-controllers-only": {
+        "parameters": serving_labels_parameters,
+        "excludedNamespaces": _excluded_serving_namespaces,
+    },
+    "trainjobs-on-platform-runtimes": {"parameters": trainjob_parameters},
+}
+"""Each generated Constraint (by name): its spec fields (`parameters`, or a `match` field) and
+what renders them."""
+
+
+def sync_parameters(directory: Path, *, write: bool = True) -> list[Path]:
+    """Bring each generated Constraint's fields in step with their sources; the files that were out
+    of date (with write=False only reported: the golden test)."""
+    import json
+
+    from ruamel.yaml import YAML
+
+    handler = YAML()
+    handler.preserve_quotes = True
+    handler.width = 4096
+    handler.indent(mapping=2, sequence=4, offset=2)
+    stale = []
+    for file in sorted(directory.glob("*.yaml")):
+        documents = list(handler.load_all(file.read_text()))
+        changed = False
+        for document in documents:
+            name = str((document or {}).get("metadata", {}).get("name", ""))
+            if not str((document or {}).get("apiVersion", "")).startswith("constraints.gatekeeper.sh/"):
+                continue
+            for field, render in GENERATED.get(name, {}).items():
+                parent = document["spec"] if field == "parameters" else document["spec"].setdefault("match", {})
+                wanted = render()
+                if json.loads(json.dumps(parent.get(field))) != wanted:
+                    parent[field] = wanted
+                    changed = True
+        if changed:
+            stale.append(file)
+            if write:
+                out = io.StringIO()
+                handler.dump_all(documents, out)
+                file.write_text(out.getvalue())
+    return stale
