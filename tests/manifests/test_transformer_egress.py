@@ -1,0 +1,82 @@
+"""issue 29: the scoring transformer reaches only what a request needs.
+
+`allow-platform-egress` selected every pod of a pipelines namespace, so the transformer, which
+serves requests, also reached MLflow, MinIO and the Pushgateway, against required-flows.yaml's
+"never". The transformer's rows of required-flows.yaml are allowed (its predictor, its Redis, the
+pool, DNS: the positive control), each row of its `forbidden` section is denied, and the old
+select-all rule, put back on purpose, shows those flows open: the check sees the leak. Evaluated
+with the test-side evaluator (networkpolicy_evaluator_without_cni.py) on every overlay with every
+tenant as kustomize renders them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.manifests.network_platform import FLOWS, Cluster, cluster, endpoints, pipelines_namespaces
+from tests.manifests.networkpolicy_evaluator_without_cni import Evaluator
+
+TRANSFORMERS = {"transformer", "tenant-transformer", "shared-transformer"}
+
+
+@pytest.fixture(scope="module", params=["dev", "prod"])
+def platform(request: pytest.FixtureRequest, schemas_dir: Path) -> Cluster:
+    return cluster(request.param)
+
+
+Flow = tuple[str, Any, Any, dict[str, Any]]
+
+
+def flows(rows: list[dict[str, Any]], namespaces: dict[str, dict[str, str]]) -> Iterator[Flow]:
+    """(name, source, target, row) of each row between each pair of its endpoints; a {pipelines}
+    endpoint pairs with its own namespace only."""
+    pipelines = set(pipelines_namespaces(namespaces))
+    for row in rows:
+        for source in endpoints(row["from"], namespaces):
+            for target in endpoints(row["to"], namespaces):
+                ends = (getattr(source, "namespace", ""), getattr(target, "namespace", ""))
+                if set(ends) <= pipelines and ends[0] != ends[1]:
+                    continue
+                yield f"{row['from']}@{ends[0]} -> {row['to']}@{ends[1]}:{row['port']}", source, target, row
+
+
+def opened(evaluator: Evaluator, rows: list[dict[str, Any]], namespaces: dict[str, dict[str, str]]) -> list[str]:
+    """The names of the flows the policies allow."""
+    return [
+        name
+        for name, source, target, row in flows(rows, namespaces)
+        if evaluator.allowed(source, target, row["port"], row.get("protocol", "TCP"))
+    ]
+
+
+def test_the_transformer_reaches_its_predictor_redis_pool_and_dns_and_nothing_else(platform: Cluster) -> None:
+    """The positive control first: every row from a transformer is allowed. Then every forbidden
+    row (MLflow, MinIO, a Pushgateway, PostgreSQL) is denied, in every pipelines namespace."""
+    needed = [row for row in FLOWS["flows"] if row["from"] in TRANSFORMERS]
+    assert {row["to"] for row in needed} >= {"predictor", "tenant-redis", "kube-dns"}, "the rows are there at all"
+    every = [name for name, *_ in flows(needed, platform.namespaces)]
+    assert len(every) >= len(needed) and opened(platform.evaluator, needed, platform.namespaces) == every
+    forbidden = FLOWS["forbidden"]
+    assert {row["to"] for row in forbidden} >= {"mlflow", "minio", "pushgateway", "postgres"}
+    assert {row["from"] for row in forbidden} <= TRANSFORMERS
+    assert opened(platform.evaluator, forbidden, platform.namespaces) == []
+
+
+def test_the_old_select_all_platform_egress_shows_the_leak(platform: Cluster) -> None:
+    """The control broken on purpose: allow-platform-egress selecting every pod again, as before
+    the fix, opens the transformer's way to MLflow and MinIO in every pipelines namespace."""
+    policies = [
+        {**policy, "spec": {**policy["spec"], "podSelector": {}}}
+        if policy["metadata"]["name"] == "allow-platform-egress"
+        else policy
+        for policy in platform.evaluator.policies
+    ]
+    assert len(policies) == len(platform.evaluator.policies)
+    leaked = opened(Evaluator(policies), FLOWS["forbidden"], platform.namespaces)
+    for namespace in pipelines_namespaces(platform.namespaces):
+        assert f"transformer@{namespace} -> mlflow@mlops:5000" in leaked, leaked
+        assert f"transformer@{namespace} -> minio@storage:9000" in leaked, leaked
