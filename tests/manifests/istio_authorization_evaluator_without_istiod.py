@@ -2,8 +2,8 @@
 
 What a sidecar (or a gateway) enforces, reduced to what the platform's policies use, from Istio's
 reference (https://istio.io/latest/docs/reference/config/security/authorization-policy/):
-- the policies that apply to a workload are those of its namespace whose `selector` matches its
-  labels (no selector: all of them) and the root namespace's (istio-system) without a selector;
+- the policies that apply to a workload are those of its namespace and of the root namespace
+  (istio-system: mesh-wide) whose `selector` matches its labels (no selector: every workload);
 - DENY first: any matching DENY rule denies; then, with no ALLOW policy applying, allow; with one
   or more, allow only when a rule of one of them matches (default deny). A policy with no rules
   matches nothing (`spec: {}` is allow-nothing); a rule with neither `from` nor `to` matches all;
@@ -116,8 +116,9 @@ class Authorization:
             namespace = policy["metadata"].get("namespace")
             selector = (policy.get("spec") or {}).get("selector")
             labels = (selector or {}).get("matchLabels") or {}
-            mine = namespace == workload.namespace and all(workload.labels.get(k) == v for k, v in labels.items())
-            if mine or (namespace == ROOT_NAMESPACE and selector is None):
+            if namespace in (workload.namespace, ROOT_NAMESPACE) and all(
+                workload.labels.get(k) == v for k, v in labels.items()
+            ):
                 found.append(policy)
         return found
 

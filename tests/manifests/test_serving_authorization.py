@@ -78,6 +78,9 @@ def test_deny_wins_over_allow_and_a_policy_applies_only_where_its_selector_match
     assert not Authorization([authz("istio-system", {})]).allowed(WEB, Request(ALICE, "/x")), (
         "root namespace: mesh-wide"
     )
+    root_elsewhere = authz("istio-system", {}, selector={"app": "db"})
+    assert Authorization([root_elsewhere]).allowed(WEB, Request(ALICE, "/x")), "mesh-wide, for what it selects"
+    assert not Authorization([root_elsewhere]).allowed(Pod("c", {"app": "db"}, {NAME: "c"}), Request(ALICE, "/x"))
 
 
 def test_sources_namespaces_principals_and_plaintext() -> None:
