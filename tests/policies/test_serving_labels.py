@@ -134,8 +134,10 @@ def _at(where: str) -> Any:
             spec["templates"][0].setdefault("metadata", {}).setdefault("labels", {}).update(FORGED)
         elif where == "templateDefaults":
             spec["templateDefaults"] = {"metadata": {"labels": dict(FORGED)}}
-        else:  # an Argo parameter that fills in the value when the controller makes the pod
+        elif where == "parameter":  # an Argo parameter that fills in the value when the controller makes the pod
             spec["templates"][0].setdefault("metadata", {})["labels"] = {"component": "{{inputs.parameters.role}}"}
+        else:  # ... or the key
+            spec["templates"][0].setdefault("metadata", {})["labels"] = {"{{inputs.parameters.key}}": "transformer"}
 
     return edit
 
@@ -143,7 +145,8 @@ def _at(where: str) -> Any:
 @pytest.mark.parametrize(
     ("where", "said"),
     [("podMetadata", "(spec.podMetadata)"), ("template", '(template "validate" metadata)'),
-     ("templateDefaults", "(spec.templateDefaults.metadata)"), ("parameter", "component={{inputs.parameters.role}}")],
+     ("templateDefaults", "(spec.templateDefaults.metadata)"), ("parameter", "component={{inputs.parameters.role}}"),
+     ("parameter key", "{{inputs.parameters.key}}=transformer")],
 )  # fmt: skip
 def test_a_pricing_workflow_labelling_its_pods_transformer_is_refused(
     labels: admission.Policy, where: str, said: str
@@ -156,7 +159,7 @@ def test_a_pricing_workflow_labelling_its_pods_transformer_is_refused(
     _at(where)(workflow)
     denied = _denied(labels, workflow, "system:serviceaccount:pricing:pipeline-runner")
     assert len(denied) == 1 and said in denied[0] and denied[0].endswith(FIX), denied
-    assert denied[0].startswith('Workflow pricing- in namespace "pricing": label component='), denied
+    assert denied[0].startswith('Workflow pricing- in namespace "pricing": label '), denied
 
 
 @pytest.mark.parametrize(
