@@ -9,14 +9,18 @@ features from the same Feast feature service the training set was joined with: t
 training/serving skew would otherwise come from. The scoring transformer and `mlops skew-check`
 both go through this one class.
 
-Errors a caller can act on: a missing or non-numeric request feature (400, naming it), an entity
-the store holds nothing for when the config says reject (404), the online store unreachable
-(transient: 503, the caller retries).
+Errors a caller can act on: a missing, non-numeric or non-finite request feature (400, naming it and
+the rule, never echoing the value), an entity the store holds nothing for when the config says reject
+(404, naming the rows), the online store unreachable (transient: 503, the caller retries).
+`OffLoopJoiner` runs the join on a bounded pool of worker threads, so a server's event loop keeps
+answering while one large request waits on the store (issue 29).
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -26,6 +30,7 @@ from components.config import ScoringSettings
 from components.errors import ComponentError
 
 STEP = "scoring"
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class RequestError(ComponentError):
@@ -105,8 +110,13 @@ class RequestJoiner:
             raise RequestError(STEP, f"row {index} lacks request feature {name!r}", f"send {name} with every row")
         value = row[name]
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise RequestError(STEP, f"row {index}: {name}={value!r} is not a number", f"send {name} as a number")
-        return float(value)
+            raise RequestError(STEP, f"row {index}: {name} is not a number (got {type(value).__name__})",
+                               f"send {name} as a number")  # fmt: skip
+        number = float(value) if isinstance(value, float) or abs(value) <= FLOAT32_MAX else math.inf
+        if not math.isfinite(number) or abs(number) > FLOAT32_MAX:
+            raise RequestError(STEP, f"row {index}: {name} is not a finite float32 number",
+                               f"send {name} between {-FLOAT32_MAX:.4g} and {FLOAT32_MAX:.4g}")  # fmt: skip
+        return number
 
     def join(self, rows: list[dict[str, Any]], *, request: bool = True) -> Joined:
         """The model's matrix for `rows`; a request (the transformer's) is held to scoring.max_rows,
@@ -129,8 +139,8 @@ class RequestJoiner:
         stored = {name: list(found[name]) for name in self.stored_features}
         unknown = [all(stored[name][i] is None for name in self.stored_features) for i in range(len(rows))]
         if any(unknown) and self.settings.unknown_entity == "reject":
-            missing = [rows[i][self.entity_column] for i, flag in enumerate(unknown) if flag]
-            raise UnknownEntity(STEP, f"no online features for {self.entity_column} {missing[:10]}",
+            missing = [i for i, flag in enumerate(unknown) if flag]
+            raise UnknownEntity(STEP, f"no online features for the {self.entity_column} of rows {missing[:10]}",
                                 "materialize the entity first, or set scoring.unknown_entity: defaults")  # fmt: skip
         values: dict[str, list[Any]] = dict(requested)
         for name, column in stored.items():
@@ -144,13 +154,6 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_STRING_ID = 256
 
 
-def _excerpt(value: Any) -> str:
-    """A short, printable excerpt of a caller's value: never the raw input at length."""
-    text = repr(value)
-    text = "".join(c if c.isprintable() and c.isascii() else "?" for c in text)
-    return text[:32] + ("..." if len(text) > 32 else "")
-
-
 def check_entity_id(field: str, value: Any, kind: str, index: int) -> None:
     """Refuses (400) an entity id that does not fit the Feast entity's value type: issue 29 found
     `"abc"` or 2**64 for an INT64 entity ended in a 500 inside the key encoder."""
@@ -159,7 +162,7 @@ def check_entity_id(field: str, value: Any, kind: str, index: int) -> None:
             raise RequestError(STEP, f"row {index}: {field} must be an integer (got {type(value).__name__})",
                                f"send {field} as a JSON integer")  # fmt: skip
         if not INT64_MIN <= value <= INT64_MAX:
-            raise RequestError(STEP, f"row {index}: {field}={_excerpt(value)} is outside int64",
+            raise RequestError(STEP, f"row {index}: {field} is outside int64",
                                f"send {field} between {INT64_MIN} and {INT64_MAX}")  # fmt: skip
     elif kind == "STRING":
         if not isinstance(value, str):
@@ -172,3 +175,17 @@ def check_entity_id(field: str, value: Any, kind: str, index: int) -> None:
 
 def _absent(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+class OffLoopJoiner:
+    """The join, off the event loop: at most `settings.max_concurrent_joins` run at once, each on a
+    worker thread, and the others wait their turn without blocking the loop. Issue 29: the join ran on
+    the event loop, so one large request stalled every other request the server held."""
+
+    def __init__(self, joiner: RequestJoiner) -> None:
+        self.joiner = joiner
+        self._pool = ThreadPoolExecutor(joiner.settings.max_concurrent_joins, thread_name_prefix="join")
+
+    async def join(self, rows: list[dict[str, Any]]) -> Joined:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self.joiner.join, rows)

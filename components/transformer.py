@@ -12,12 +12,19 @@ order and tensors (the `mlops_features` parameter of the config it serves). Per 
 Redis and Triton, nothing else: never MLflow, PostgreSQL or object storage.
 
 Requests, single or batched:
-    V1  {"instances": [{"user_id": 42, "amount": 310.5, "merchant_category": 7}], "explain": true}
+    V1  POST /v1/models/<name>:predict {"instances": [{"user_id": 42, "amount": 310.5, "merchant_category": 7}]}
         (a bare {"user_id": ...} object is one instance)
-    V2  one input per column (user_id INT64 [n], amount FP32 [n], ...); parameters {"explain": true}
-Answers: the score per row, whether the entity was unknown (scored on the configured defaults) and,
-with explain, the feature values used. Errors: a missing or non-numeric request feature 400, an
-unknown entity under `scoring.unknown_entity: reject` 404, Redis or Triton unreachable 503 (transient).
+    V2  one input per column (user_id INT64 [n], amount FP32 [n], ...), REST or gRPC
+Answers: the score per row and whether the entity was unknown (scored on the configured defaults).
+The feature values used come only from KServe's V1 explain verb, `POST /v1/models/<name>:explain`
+(same body), and only when `scoring.explain.enabled`: off, it answers 403 naming that setting; a
+predict body asking for explain (V1 "explain", V2 parameters.explain) answers 400 naming the route, so
+the AuthorizationPolicy's `*:explain` rule is the one door to stored features (issue 29).
+Errors name the field and the rule, never the value sent or a dependency's own message: a missing,
+non-numeric or out-of-range field 400, a body over `scoring.max_body_bytes` 400 (before it is
+parsed; gRPC: RESOURCE_EXHAUSTED), an unknown entity under `scoring.unknown_entity: reject` 404, Redis
+or Triton unreachable 503 with a fixed message and the request id, the cause logged in full here.
+The join runs on a bounded pool of threads (components.scoring.OffLoopJoiner), off the event loop.
 
 This module runs in the transformer's own environment (`make transformer-env`, the image's
 /opt/transformer): kserve pins psutil<6, which the pipeline's stack does not resolve with.
@@ -28,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -43,7 +51,9 @@ from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, In
 
 from components.config import ScoringSettings
 from components.errors import ComponentError, TransientError, transient_reason
-from components.scoring import RequestError, RequestJoiner, UnknownEntity, online_reader
+from components.readonly import read_only_registry
+from components.request_guard import EXPLAIN_OFF
+from components.scoring import OffLoopJoiner, RequestError, RequestJoiner, UnknownEntity, online_reader
 from components.triton import RepositoryError, TensorContract, contract_of, features_of
 
 STEP = "transformer"
@@ -68,8 +78,27 @@ class Unavailable(ServerNotReady):
         self.reason = self.error_msg = reason
 
 
+class ExplainOff(Exception):
+    """The explain verb while scoring.explain.enabled is off: 403 (components.request_guard refuses it
+    first, by path; this is the same rule where the verb itself is reached)."""
+
+
 def _message(error: ComponentError) -> str:
     return f"{error.problem}; fix: {error.fix}"
+
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+EXPLAIN_IN_BODY = (
+    "explain is not a predict option; fix: send the same body to POST /v1/models/<name>:explain "
+    "(open to the callers scoring.explain.callers names, when scoring.explain.enabled)"
+)
+
+
+def request_id_of(candidate: Any) -> str:
+    """The caller's request id when it is a plain token, else a fresh one: an error answer carries it,
+    and the server's log holds the cause under it, so it must never carry the caller's bytes."""
+    text = candidate if isinstance(candidate, str) else ""
+    return text if _REQUEST_ID.match(text) else str(uuid.uuid4())
 
 
 def store_config(project: str, store_dir: str | None) -> dict[str, Any]:
@@ -93,10 +122,7 @@ def store_config(project: str, store_dir: str | None) -> dict[str, Any]:
         config = yaml.safe_load(path.read_text())
     config["offline_store"] = {"type": "file"}
     config.pop("materialization_config", None)
-    registry = config.get("registry")
-    if isinstance(registry, dict) and registry.get("registry_type") == "sql":
-        # Its reader role may only SELECT (components/readonly.py): check the tables, never create one.
-        registry["schema_mode"] = "verify"
+    read_only_registry(config)  # it logs in as the tenant's reader, which may only SELECT
     return config
 
 
@@ -199,29 +225,44 @@ def describe_predictor(grpc_url: str, model_name: str, *, wait_seconds: float = 
     )
 
 
-def _rows_from_v1(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
-    explain = bool(payload.get("explain", False))
+def _asks_explain(value: Any) -> bool:
+    return value is not None and getattr(value, "bool_param", value) is not False
+
+
+def _rows_from_v1(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    if _asks_explain(payload.get("explain")):
+        raise BadRequest(EXPLAIN_IN_BODY)
     if "instances" in payload:
         instances = payload["instances"]
         if not isinstance(instances, list) or not all(isinstance(row, dict) for row in instances):
             raise BadRequest('"instances" must be a list of objects, e.g. [{"user_id": 42, "amount": 310.5}]')
-        return instances, explain
-    return [{key: value for key, value in payload.items() if key != "explain"}], explain
+        return instances
+    return [{key: value for key, value in payload.items() if key != "explain"}]
 
 
-def _rows_from_v2(request: InferRequest) -> tuple[list[dict[str, Any]], bool]:
+def _rows_from_v2(request: InferRequest) -> list[dict[str, Any]]:
+    if _asks_explain((request.parameters or {}).get("explain")):
+        raise BadRequest(EXPLAIN_IN_BODY)
     columns: dict[str, list[Any]] = {}
     for tensor in request.inputs:
-        values = tensor.as_numpy().reshape(-1)
-        columns[tensor.name] = [v.decode() if isinstance(v, bytes) else v for v in values.tolist()]
-    lengths = {name: len(values) for name, values in columns.items()}
+        try:
+            values = tensor.as_numpy().reshape(-1)
+        except Exception as error:  # numpy's or KServe's complaint names the data: keep it in the log only
+            log.info("V2 input %r not decodable: %s", tensor.name, error)
+            raise BadRequest(f"V2 input {_name(tensor.name)} does not hold its shape and datatype; fix: send "
+                             "shape [n] and one value of the datatype per row") from error  # fmt: skip
+        columns[str(tensor.name)] = [v.decode(errors="replace") if isinstance(v, bytes) else v for v in values.tolist()]
+    lengths = {_name(name): len(values) for name, values in columns.items()}
     if len(set(lengths.values())) > 1:
         raise BadRequest(f"the V2 inputs differ in length {lengths}; send one value per row in every input")
     count = next(iter(lengths.values()), 0)
-    rows = [{name: values[index] for name, values in columns.items()} for index in range(count)]
-    parameters = request.parameters or {}
-    explain = parameters.get("explain", False)
-    return rows, bool(getattr(explain, "bool_param", explain))
+    return [{name: values[index] for name, values in columns.items()} for index in range(count)]
+
+
+def _name(name: Any) -> str:
+    """An input's name as an error may show it: short and printable (it is the caller's text)."""
+    text = "".join(c if c.isascii() and c.isprintable() else "?" for c in str(name))
+    return repr(text[:40] + ("..." if len(text) > 40 else ""))
 
 
 @dataclass
@@ -257,53 +298,69 @@ class ScoringTransformer(Model):
         self.entity_column, self.request_features, self.settings = entity_column, request_features, settings
         self.store_dir, self.wait_seconds = store_dir, wait_seconds
         self.model: PredictorModel | None = None
-        self.joiner: RequestJoiner | None = None
+        self.joiner: OffLoopJoiner | None = None
 
     def load(self) -> bool:
         self.model = describe_predictor(self.predictor_grpc, self.name, wait_seconds=self.wait_seconds)
         store = open_online_store(self.project, self.store_dir)
-        self.joiner = RequestJoiner(
-            online_reader(store, self.feature_service),
-            model_features=self.model.features,
-            entity_column=self.entity_column,
-            request_features=self.request_features,
-            settings=self.settings,
+        self.joiner = OffLoopJoiner(
+            RequestJoiner(
+                online_reader(store, self.feature_service),
+                model_features=self.model.features,
+                entity_column=self.entity_column,
+                request_features=self.request_features,
+                settings=self.settings,
+            )
         )
         log.info("scoring %s: columns %s, feature service %s", self.name, self.model.features, self.feature_service)
         self.ready = True
         return True
 
-    def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Scoring:
+    async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Scoring:
         assert self.joiner is not None
         v2 = isinstance(payload, InferRequest | ModelInferRequest)
         if isinstance(payload, ModelInferRequest):
-            payload = InferRequest.from_grpc(payload)
+            try:
+                payload = InferRequest.from_grpc(payload)
+            except Exception as error:
+                log.info("gRPC request not decodable: %s", error)
+                raise BadRequest("the gRPC inputs do not hold their shapes and datatypes; fix: send shape [n] "
+                                 "and n values of the datatype per input") from error  # fmt: skip
         if isinstance(payload, bytes | str):  # a V1 body sent without Content-Type: application/json
             try:
                 payload = json.loads(payload)
-            except ValueError as error:
-                raise BadRequest(f"the request body is not JSON ({error}); send a JSON object") from error
+            except (ValueError, RecursionError) as error:
+                raise BadRequest("the request body is not JSON; fix: send a JSON object") from error
         if v2:
-            rows, explain = _rows_from_v2(payload)
-            request_id = payload.id or str(uuid.uuid4())
+            rows = _rows_from_v2(payload)
+            request_id = request_id_of(payload.id)
         elif isinstance(payload, dict):
-            rows, explain = _rows_from_v1(payload)
-            request_id = (headers or {}).get("x-request-id") or str(uuid.uuid4())
+            rows = _rows_from_v1(payload)
+            request_id = request_id_of((headers or {}).get("x-request-id"))
         else:
             raise BadRequest('send a JSON object: {"instances": [{...}]} (V1) or a V2 inference request')
         try:
-            joined = self.joiner.join(rows)
+            joined = await self.joiner.join(rows)
         except RequestError as error:
             raise BadRequest(_message(error)) from error
         except UnknownEntity as error:
             raise EntityNotFound(_message(error)) from error
         except Exception as error:
-            reason = transient_reason(error)
-            if reason is None:
+            if transient_reason(error) is None:
+                log.exception("request %s: the join failed", request_id)
                 raise
-            raise Unavailable(f"the online store did not answer ({reason}); retry") from error
+            log.error("request %s: the online store did not answer", request_id, exc_info=error)
+            raise Unavailable(f"the online store (Redis) did not answer; retry (request id {request_id})") from error
         grpc = bool(getattr(payload, "from_grpc", False))
-        return Scoring(request_id, joined.matrix, joined.values, joined.unknown, explain, v2, grpc)
+        return Scoring(request_id, joined.matrix, joined.values, joined.unknown, False, v2, grpc)
+
+    async def explain(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
+        """KServe's explain verb (`POST /v1/models/<name>:explain`): the score and the feature values used."""
+        if not self.settings.explain.enabled:
+            raise ExplainOff(EXPLAIN_OFF)
+        assert isinstance(payload, Scoring)
+        payload.explain = True
+        return await self.predict(payload, headers)
 
     async def predict(self, payload: Any, headers: dict[str, str] | None = None, response_headers: Any = None) -> Any:
         assert self.model is not None and isinstance(payload, Scoring)
@@ -328,10 +385,13 @@ class ScoringTransformer(Model):
         try:
             response = await self._grpc_predict(request)
         except Exception as error:  # the predictor did not answer: transient for the caller
-            raise Unavailable(f"the predictor did not answer ({type(error).__name__}: {error}); retry") from error
+            log.error("request %s: the predictor did not answer", request_id, exc_info=error)
+            raise Unavailable(f"the predictor (Triton) did not answer; retry (request id {request_id})") from error
         output = next((o for o in response.outputs if o.name == self.model.contract.output), None)
         if output is None:
-            raise Unavailable(f"the predictor answered without {self.model.contract.output}")
+            log.error("request %s: the predictor answered without %s", request_id, self.model.contract.output)
+            raise Unavailable(f"the predictor (Triton) answered without its score output; retry (request id "
+                              f"{request_id})")  # fmt: skip
         scores: np.ndarray = self.model.contract.scores(output.as_numpy())
         return scores, str(response.model_version or "")
 
@@ -356,6 +416,42 @@ class ScoringTransformer(Model):
         self, result: Any, headers: dict[str, str] | None = None, response_headers: Any = None
     ) -> Any:
         return result
+
+
+def install_guards(settings: ScoringSettings) -> None:
+    """The request limits on KServe's own servers, before they start: the RequestGuard middleware on its
+    FastAPI app (body size, explain while off, repository routes), 400 instead of FastAPI's 422 (which
+    echoes the input) for a V2 body off the protocol's schema, 403 for the explain verb while off, and
+    gRPC's receive limit at scoring.max_body_bytes (past it, RESOURCE_EXHAUSTED before any parsing)."""
+    from fastapi import Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    from components.request_guard import RequestGuard
+
+    async def invalid_body(_: Request, error: Exception) -> JSONResponse:
+        where = [".".join(str(part) for part in problem.get("loc", ()))
+                 for problem in getattr(error, "errors", list)()[:3]]  # fmt: skip
+        return JSONResponse({"error": f"the request does not follow the V2 inference protocol at "
+                                      f"{', '.join(_name(w) for w in where)}; fix: send inputs of name, shape, "
+                                      "datatype and data"}, status_code=400)  # fmt: skip
+
+    async def explain_off(_: Request, error: Exception) -> JSONResponse:
+        return JSONResponse({"error": str(error)}, status_code=403)
+
+    async def http_error(_: Request, error: Exception) -> JSONResponse:  # FastAPI's own, e.g. an unparsable body
+        status = int(getattr(error, "status_code", 400))
+        return JSONResponse({"error": f"{getattr(error, 'detail', 'bad request')}; fix: send a JSON body of "
+                                      "the V1 or V2 protocol"}, status_code=status)  # fmt: skip
+
+    model_server.app.add_middleware(
+        RequestGuard, max_body_bytes=settings.max_body_bytes, explain_enabled=settings.explain.enabled
+    )
+    model_server.app.add_exception_handler(RequestValidationError, invalid_body)
+    model_server.app.add_exception_handler(ExplainOff, explain_off)
+    model_server.app.add_exception_handler(StarletteHTTPException, http_error)
+    model_server.args.grpc_max_receive_message_length = settings.max_body_bytes
 
 
 def parser() -> argparse.ArgumentParser:
@@ -393,6 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     except ComponentError as error:
         print(f"error: {error}", flush=True)
         return error.exit_code
+    install_guards(settings)
     ModelServer(enable_grpc=True).start([transformer])
     return 0
 

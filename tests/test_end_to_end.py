@@ -178,7 +178,7 @@ def test_pytorch_mlp_pipeline_serves_torchscript(tmp_path: Path) -> None:
         return subprocess.run([sys.executable, "-m", "mlops.cli", *args], cwd=REPO, env=env, capture_output=True,
                               text=True, timeout=300, check=False)  # fmt: skip
 
-    served = cli("serve", "fraud-detector", "--with-features", "--detach", "--port-base", port_base)
+    served = cli("serve", "fraud-detector", "--with-features", "--explain", "--detach", "--port-base", port_base)
     try:
         assert served.returncode == 0, served.stdout + served.stderr
         assert "scoring transformer (fraud: feature service fraud_model_v1" in served.stdout

@@ -31,6 +31,12 @@ def register(sub: Any, argv: list[str]) -> None:
         "online features joined from the feature store, the score out",
     )
     serve.add_argument("--pipeline", help="whose feature service and scoring settings (default: the registering one)")
+    serve.add_argument(
+        "--explain",
+        action="store_true",
+        help="with --with-features: the loopback transformer answers the explain verb (mlops score --explain) even "
+        "where the pipeline's scoring.explain.enabled is off; on the cluster only that setting decides",
+    )
     serve.add_argument("--detach", action="store_true", help="leave it running; stop with --stop")
     serve.add_argument("--stop", action="store_true", help="stop the server started with --detach")
     serve.set_defaults(handler=_serve)
@@ -42,7 +48,12 @@ def register(sub: Any, argv: list[str]) -> None:
     )
     score.add_argument("model", help="registered model name")
     score.add_argument("request", help='JSON: one object, e.g. \'{"user_id": 42, "amount": 310.5}\', or a list of them')
-    score.add_argument("--explain", action="store_true", help="print the feature values the model scored")
+    score.add_argument(
+        "--explain",
+        action="store_true",
+        help="ask KServe's explain verb (:explain) for the feature values the model scored; the transformer "
+        "answers it only with scoring.explain.enabled, to the callers scoring.explain.callers names",
+    )
     score.add_argument("--port-base", type=int, default=18000, help="the port base `mlops serve` used (default 18000)")
     score.add_argument("--url", help="a transformer elsewhere, e.g. the InferenceService's URL (default: loopback)")
     score.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the answer")
@@ -99,6 +110,9 @@ def _serve(args: argparse.Namespace) -> int:
     from devstack import process
     from devstack.triton import serve_registered
 
+    if args.explain and not args.with_features:
+        raise ComponentError("serve", "--explain needs --with-features: only the scoring transformer explains",
+                             f"mlops serve {args.model} --with-features --explain")  # fmt: skip
     root = Path(args.dir) if args.dir else mlops_home() / "serve" / args.model
     pid_file = root / "triton.pid"
     if args.stop:
@@ -180,6 +194,8 @@ def _start_transformer(args: argparse.Namespace, root: Path, predictor_grpc: str
         )
     cfg = declaration(pipeline).config()
     m = cfg.materialize
+    scoring = cfg.scoring.model_dump()
+    scoring["explain"]["enabled"] = bool(scoring["explain"]["enabled"] or args.explain)
     transformer = LocalTransformer(
         root=root,
         model_name=args.model,
@@ -190,7 +206,7 @@ def _start_transformer(args: argparse.Namespace, root: Path, predictor_grpc: str
         feature_service=m.feature_service,
         entity_column=m.entity_column,
         request_features=list(m.request_features),
-        scoring=cfg.scoring.model_dump(),
+        scoring=scoring,
         store_dir=store_directory(m.project),
     )
     seconds = transformer.start()
@@ -201,7 +217,8 @@ def _start_transformer(args: argparse.Namespace, root: Path, predictor_grpc: str
         print(f"  {key:<8} {where[key]}")
     example = {m.entity_column: 42, **{name: 1.0 for name in m.request_features}}
     port = "" if args.port_base == 18000 else f" --port-base {args.port_base}"
-    print(f"  try      mlops score {args.model} '{json.dumps(example)}' --explain{port}")
+    explain = " --explain" if scoring["explain"]["enabled"] else ""  # off: the transformer answers explain 403
+    print(f"  try      mlops score {args.model} '{json.dumps(example)}'{explain}{port}")
     return transformer
 
 
@@ -221,8 +238,8 @@ def _score(args: argparse.Namespace) -> int:
         raise ComponentError("score", "the request must be a JSON object or a list of objects",
                              'e.g. \'[{"user_id": 42, "amount": 310.5}, {"user_id": 7, "amount": 12}]\'')  # fmt: skip
     base = (args.url or f"http://127.0.0.1:{args.port_base + 3}").rstrip("/")
-    url = f"{base}/v1/models/{args.model}:predict"
-    body = json.dumps({"instances": rows, "explain": args.explain}).encode()
+    url = f"{base}/v1/models/{args.model}:{'explain' if args.explain else 'predict'}"
+    body = json.dumps({"instances": rows}).encode()
     http = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
     try:
         with urllib.request.urlopen(http, timeout=args.timeout) as response:

@@ -4,7 +4,9 @@
 is scored over HTTP (V1 and V2) and gRPC (V2), single and batched, and every score must equal the
 in-process prediction of the trained artifact on the vector this test joins itself from Redis.
 Then the errors: a missing request feature (400 / INVALID_ARGUMENT), an unknown entity (flagged
-under `defaults`, 404 under `reject`), Redis unreachable (503 / UNAVAILABLE, `mlops score` exit 75)."""
+under `defaults`, 404 under `reject`), Redis unreachable (503 / UNAVAILABLE, `mlops score` exit 75),
+explain only on the `:explain` verb and only where the config enables it (issue 29), and generated
+bodies (Hypothesis, tests/integration/transformer_fuzz.py) that all get 200, 400, 403 or 404."""
 
 from __future__ import annotations
 
@@ -28,10 +30,11 @@ MODEL = "fraud-detector"
 UNKNOWN_USER = 987_654_321
 
 
-def _post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+def _post(url: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
     request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
-    )
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json", **(headers or {})},
+        method="POST",
+    )  # fmt: skip
     try:
         with urllib.request.urlopen(request, timeout=20) as response:
             return int(response.status), json.loads(response.read())
@@ -103,17 +106,74 @@ def scoring(platform_run: dict[str, Any], tmp_path_factory: pytest.TempPathFacto
 
 def test_scores_over_http_v1_single_and_batched_equal_in_process_predict(scoring: dict[str, Any]) -> None:
     url = f"{scoring['http']}/v1/models/{MODEL}:predict"
-    status, single = _post(url, {"instances": scoring["rows"][:1], "explain": True})
+    status, single = _post(url, {"instances": scoring["rows"][:1]})
     assert status == 200, single
     assert single["predictions"] == pytest.approx(scoring["expected"][:1].tolist(), abs=1e-6)
-    assert single["unknown_entity"] == [False]
-    used = single["features"][0]
-    assert list(used) == scoring["features"]  # the model's column order, from the predictor's config
-    assert [used[name] for name in scoring["features"]] == pytest.approx(scoring["vectors"][0].tolist(), rel=1e-6)
+    assert single["unknown_entity"] == [False] and "features" not in single
     status, batch = _post(url, {"instances": scoring["rows"]})
     assert status == 200, batch
     assert batch["predictions"] == pytest.approx(scoring["expected"].tolist(), abs=1e-6)
-    assert "features" not in batch  # explain is opt-in
+
+
+def test_explain_is_only_the_explain_verb_and_off_by_default(scoring: dict[str, Any]) -> None:
+    """issue 29: `"explain": true` on predict returned stored features to any caller. Now a predict
+    body asking for explain is 400 naming the :explain route (the one path the AuthorizationPolicy
+    limits to scoring.explain.callers), and that route answers 403 naming scoring.explain.enabled
+    while the config leaves it off (fraud's does)."""
+    assert not scoring["config"].scoring.explain.enabled
+    status, answer = _post(f"{scoring['http']}/v1/models/{MODEL}:predict", {"instances": scoring["rows"][:1]})
+    assert status == 200 and "features" not in answer  # positive control
+    status, answer = _post(f"{scoring['http']}/v1/models/{MODEL}:predict",
+                           {"instances": scoring["rows"][:1], "explain": True})  # fmt: skip
+    assert status == 400 and ":explain" in answer["error"] and "features" not in answer, answer
+    status, answer = _post(f"{scoring['http']}/v1/models/{MODEL}:explain", {"instances": scoring["rows"][:1]})
+    assert status == 403 and "scoring.explain.enabled" in answer["error"] and "features" not in answer, answer
+    scored = mlops(scoring["env"], "score", MODEL, json.dumps(scoring["rows"][0]), "--explain", "--port-base",
+                   str(scoring["port_base"]))  # fmt: skip
+    assert scored.returncode == 2 and "403" in scored.stderr and "scoring.explain.enabled" in scored.stderr
+
+
+def test_generated_bodies_are_answered_200_400_403_or_404(scoring: dict[str, Any]) -> None:
+    """issue 29: bad input answered 500 (which pages on-call) and errors echoed the input. Hypothesis
+    sends V1 and V2 bodies, valid and not, to the running transformer; every answer must be one a
+    caller can act on, naming no internals and echoing no value."""
+    from tests.integration.transformer_fuzz import check_answers
+
+    m = scoring["config"].materialize
+    sent = check_answers(scoring["http"], MODEL, m.entity_column, list(m.request_features),
+                         scoring["config"].scoring.max_body_bytes)  # fmt: skip
+    assert sent >= 200
+    status, answer = _post(f"{scoring['http']}/v1/models/{MODEL}:predict", {"instances": scoring["rows"][:2]})
+    assert status == 200 and len(answer["predictions"]) == 2  # still serving after all of them
+
+
+def test_bodies_past_max_body_bytes_are_refused_on_http_and_grpc(scoring: dict[str, Any]) -> None:
+    """issue 29: no limit on body size. Over HTTP a body past scoring.max_body_bytes is 400 naming the
+    setting; over gRPC the server's receive limit is the same number (RESOURCE_EXHAUSTED)."""
+    import tritonclient.grpc as triton_grpc
+
+    limit = scoring["config"].scoring.max_body_bytes
+    row = scoring["rows"][0]
+    within = {"instances": [row] * 10}
+    status, answer = _post(f"{scoring['http']}/v1/models/{MODEL}:predict", within)
+    assert status == 200, answer  # positive control
+    oversized = {"instances": [row], "padding": "x" * limit}
+    status, answer = _post(f"{scoring['http']}/v1/models/{MODEL}:predict", oversized)
+    assert status == 400 and "scoring.max_body_bytes" in answer["error"], answer
+    client = triton_grpc.InferenceServerClient(scoring["grpc"])
+    user = triton_grpc.InferInput("user_id", [1], "INT64")
+    user.set_data_from_numpy(np.asarray([row["user_id"]], dtype=np.int64))
+    amount = triton_grpc.InferInput("amount", [1], "FP32")
+    amount.set_data_from_numpy(np.asarray([row["amount"]], dtype=np.float32))
+    category = triton_grpc.InferInput("merchant_category", [1], "INT64")
+    category.set_data_from_numpy(np.asarray([row["merchant_category"]], dtype=np.int64))
+    scored = client.infer(MODEL, [user, amount, category])
+    assert scored.as_numpy("score").tolist() == pytest.approx(scoring["expected"][:1].tolist(), abs=1e-5)
+    padding = triton_grpc.InferInput("padding", [limit // 8 + 1], "INT64")
+    padding.set_data_from_numpy(np.zeros(limit // 8 + 1, dtype=np.int64))
+    with pytest.raises(triton_grpc.InferenceServerException) as refused:
+        client.infer(MODEL, [user, amount, category, padding])
+    assert refused.value.status() == "StatusCode.RESOURCE_EXHAUSTED", refused.value
 
 
 def test_scores_over_http_v2_and_grpc_v2_equal_in_process_predict(scoring: dict[str, Any]) -> None:
@@ -142,9 +202,12 @@ def test_scores_over_http_v2_and_grpc_v2_equal_in_process_predict(scoring: dict[
         tensor = triton_grpc.InferInput(name, [len(values)], kinds[values.dtype])
         tensor.set_data_from_numpy(values)
         inputs.append(tensor)
-    single = client.infer(MODEL, [_first(t, columns) for t in inputs], parameters={"explain": True})
+    single = client.infer(MODEL, [_first(t, columns) for t in inputs])
     assert single.as_numpy("score").tolist() == pytest.approx(scoring["expected"][:1].tolist(), abs=1e-5)
-    assert single.as_numpy("amount_avg_7d").tolist() == pytest.approx([scoring["vectors"][0][4]], rel=1e-6)
+    assert single.as_numpy("amount_avg_7d") is None  # stored features only on the :explain verb
+    with pytest.raises(triton_grpc.InferenceServerException) as explaining:
+        client.infer(MODEL, [_first(t, columns) for t in inputs], parameters={"explain": True})
+    assert explaining.value.status() == "StatusCode.INVALID_ARGUMENT" and ":explain" in str(explaining.value.message())
     batched = client.infer(MODEL, inputs)
     assert batched.as_numpy("score").tolist() == pytest.approx(scoring["expected"].tolist(), abs=1e-5)
     with pytest.raises(triton_grpc.InferenceServerException) as refused:
@@ -167,7 +230,8 @@ def test_a_missing_request_feature_is_400_naming_it(scoring: dict[str, Any]) -> 
     assert status == 400 and "merchant_category" in answer["error"], answer
     status, answer = _post(f"{scoring['http']}/v1/models/{MODEL}:predict",
                            {"instances": [{**scoring["rows"][0], "amount": "lots"}]})  # fmt: skip
-    assert status == 400 and "amount='lots' is not a number" in answer["error"], answer
+    assert status == 400 and "amount is not a number" in answer["error"], answer
+    assert "lots" not in answer["error"]  # issue 29: the field and the rule, never the value sent
 
 
 def test_an_unknown_entity_scores_on_the_defaults_flagged(scoring: dict[str, Any]) -> None:
@@ -191,18 +255,37 @@ def _transformer(context: dict[str, Any], name: str, **kwargs: Any) -> LocalTran
                             **kwargs)  # fmt: skip
 
 
-def test_reject_answers_404_for_an_unknown_entity_and_200_for_a_known_one(scoring: dict[str, Any]) -> None:
+def test_reject_404s_an_unknown_entity_and_explain_answers_where_enabled(scoring: dict[str, Any]) -> None:
+    """A transformer whose config rejects unknown entities and enables explain: 200 for a known entity,
+    404 naming the row (never the id sent, issue 29) for an unknown one; the :explain verb returns the
+    feature values used, in the model's order; a predict body asking for explain is still 400."""
     from components.environment import temporary_env
 
     with temporary_env(_platform(scoring)):
-        transformer = _transformer(scoring, "transformer-reject", scoring={"unknown_entity": "reject"})
+        transformer = _transformer(scoring, "transformer-reject",
+                                   scoring={"unknown_entity": "reject", "explain": {"enabled": True}})  # fmt: skip
         transformer.start()
     try:
         url = f"{transformer.http_url}/v1/models/{MODEL}:predict"
         status, answer = _post(url, {"instances": scoring["rows"][:1]})
         assert status == 200 and answer["predictions"] == pytest.approx(scoring["expected"][:1].tolist(), abs=1e-6)
-        status, answer = _post(url, {"instances": [{**scoring["rows"][0], "user_id": UNKNOWN_USER}]})
-        assert status == 404 and str(UNKNOWN_USER) in answer["error"], answer
+        assert "features" not in answer
+        status, answer = _post(
+            url, {"instances": [scoring["rows"][0], {**scoring["rows"][0], "user_id": UNKNOWN_USER}]}
+        )
+        assert status == 404 and "rows [1]" in answer["error"] and str(UNKNOWN_USER) not in answer["error"], answer
+        status, explained = _post(url.replace(":predict", ":explain"), {"instances": scoring["rows"][:1]})
+        assert status == 200, explained
+        assert explained["predictions"] == pytest.approx(scoring["expected"][:1].tolist(), abs=1e-6)
+        used = explained["features"][0]
+        assert list(used) == scoring["features"]  # the model's column order, from the predictor's config
+        assert [used[name] for name in scoring["features"]] == pytest.approx(scoring["vectors"][0].tolist(), rel=1e-6)
+        status, answer = _post(url, {"instances": scoring["rows"][:1], "explain": True})
+        assert status == 400 and ":explain" in answer["error"], answer
+        scored = mlops(scoring["env"], "score", MODEL, json.dumps(scoring["rows"][0]), "--explain", "--url",
+                       transformer.http_url)  # fmt: skip
+        assert scored.returncode == 0, scored.stdout + scored.stderr
+        assert all(name in scored.stdout for name in scoring["features"])
     finally:
         transformer.stop()
 
@@ -216,8 +299,12 @@ def test_redis_unreachable_is_503_and_mlops_score_exits_transient(scoring: dict[
         transformer.start()
     try:
         started = time.monotonic()
-        status, answer = _post(f"{transformer.http_url}/v1/models/{MODEL}:predict", {"instances": scoring["rows"][:1]})
-        assert status == 503 and "online store did not answer" in answer["error"], answer
+        status, answer = _post(f"{transformer.http_url}/v1/models/{MODEL}:predict", {"instances": scoring["rows"][:1]},
+                               {"x-request-id": "drill-redis-1"})  # fmt: skip
+        assert status == 503 and "online store (Redis) did not answer" in answer["error"], answer
+        # issue 29: a fixed message naming the dependency and the request id; the cause only in the log
+        assert "request id drill-redis-1" in answer["error"] and str(dead_port) not in answer["error"]
+        assert "Error" not in answer["error"] and str(dead_port) in transformer.log.read_text()
         # fails fast: redis-py's default retries would hold the request ~9 s against a dead port
         assert time.monotonic() - started < 3.0
         scored = mlops(scoring["env"], "score", MODEL, json.dumps(scoring["rows"][0]), "--url", transformer.http_url)
@@ -227,14 +314,12 @@ def test_redis_unreachable_is_503_and_mlops_score_exits_transient(scoring: dict[
         transformer.stop()
 
 
-def test_mlops_score_prints_the_score_and_the_features(scoring: dict[str, Any]) -> None:
+def test_mlops_score_prints_the_score(scoring: dict[str, Any]) -> None:
     row = scoring["rows"][0]
-    scored = mlops(
-        scoring["env"], "score", MODEL, json.dumps(row), "--explain", "--port-base", str(scoring["port_base"])
-    )
+    scored = mlops(scoring["env"], "score", MODEL, json.dumps(row), "--port-base", str(scoring["port_base"]))
     assert scored.returncode == 0, scored.stdout + scored.stderr
     assert f"score {float(scoring['expected'][0]):.6f}" in scored.stdout
-    assert all(name in scored.stdout for name in scoring["features"])
+    assert not any(name in scored.stdout for name in scoring["features"] if name not in row)
 
 
 def _platform(scoring: dict[str, Any]) -> dict[str, str]:

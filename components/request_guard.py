@@ -1,0 +1,107 @@
+"""The scoring transformer's front door: what a request may be before KServe's handlers parse it.
+
+A plain ASGI middleware (no framework import, so it is tested without the transformer's environment),
+installed on KServe's FastAPI app ahead of every route (components/transformer.py). Issue 29:
+
+- A body larger than `scoring.max_body_bytes` answers 400 naming that setting, before anything parses
+  it: a declared Content-Length over the limit is refused unread; a chunked body is counted as it
+  arrives and refused as soon as it passes the limit. Nothing reaches the app's JSON parser unbounded.
+- The explain verb (`POST /v1/models/<name>:explain`, the only route that returns stored features;
+  the rendered AuthorizationPolicy admits only `scoring.explain.callers` to `*:explain`) answers 403
+  naming `scoring.explain.enabled` while explain is off, before the body is read.
+- KServe's model-repository routes (`/v2/repository/...`: load and unload) answer 403: any caller of
+  the transformer could otherwise unload the model it serves.
+
+Answers are JSON `{"error": ...}`, as KServe's own handlers write them, and never echo the request.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+EXPLAIN_SUFFIX = ":explain"
+REPOSITORY_PREFIX = "/v2/repository/"
+
+
+def too_large(limit: int) -> str:
+    return (
+        f"the request body is larger than {limit} bytes (scoring.max_body_bytes); fix: split the request, "
+        "or raise scoring.max_body_bytes (and scoring.max_rows) in the pipeline config"
+    )
+
+
+EXPLAIN_OFF = (
+    "explain is off for this model (scoring.explain.enabled is false); fix: score without explain on "
+    ":predict, or set scoring.explain.enabled and scoring.explain.callers in the pipeline config"
+)
+REPOSITORY_OFF = "the model repository is not served here; fix: deploy a model through mlops promote"
+
+
+class RequestGuard:
+    """Refuses oversized bodies (400), explain while it is off (403) and repository calls (403)."""
+
+    def __init__(self, app: App, *, max_body_bytes: int, explain_enabled: bool) -> None:
+        self.app, self.max_body_bytes, self.explain_enabled = app, max_body_bytes, explain_enabled
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = str(scope.get("path", ""))
+        if path.startswith(REPOSITORY_PREFIX):
+            await answer(send, 403, REPOSITORY_OFF)
+            return
+        if path.endswith(EXPLAIN_SUFFIX) and not self.explain_enabled:
+            await answer(send, 403, EXPLAIN_OFF)
+            return
+        declared = _content_length(scope)
+        if declared is None:
+            await answer(send, 400, "the Content-Length header is not a non-negative integer; fix: send a valid one")
+            return
+        if declared > self.max_body_bytes:
+            await answer(send, 400, too_large(self.max_body_bytes))
+            return
+        body, more = bytearray(), True
+        while more:  # the whole body, counted as it arrives (a chunked body declares no length)
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away: nothing to answer
+                return
+            body += message.get("body", b"")
+            more = bool(message.get("more_body", False))
+            if len(body) > self.max_body_bytes:
+                await answer(send, 400, too_large(self.max_body_bytes))
+                return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()  # after the body: a disconnect, when it comes
+            replayed = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    """The declared length, 0 when none is declared, None when the header is not a length."""
+    for name, value in scope.get("headers", []):
+        if name.lower() == b"content-length":
+            text = value.decode("latin-1").strip()
+            return int(text) if text.isdigit() and len(text) <= 18 else None
+    return 0
+
+
+async def answer(send: Send, status: int, error: str) -> None:
+    body = json.dumps({"error": error}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
