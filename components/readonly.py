@@ -16,6 +16,7 @@ owns the tenant's registry. It now logs in as the tenant's reader, made from wha
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 READER_REDIS_RULES = "resetchannels %R~* -@all +hmget +hget +hgetall +ping"
 """The reader's ACL rule on its tenant's Redis: read access to keys (`%R~*`: even a command it
@@ -75,3 +76,12 @@ def local_transformer_environment(environment: Mapping[str, str]) -> dict[str, s
     """The reader's credentials as the local transformer reads them, from `environment`'s
     MLOPS_READER_* variables (empty when none is set: a stack without tenants)."""
     return {name: environment[local_variable(name)] for name in READER_VARIABLES if local_variable(name) in environment}
+
+
+def read_only_registry(config: dict[str, Any]) -> dict[str, Any]:
+    """feature_store.yaml for the reader: a SQL registry's tables are checked, never created
+    (Feast's schema_mode `verify`), since its role may only SELECT."""
+    registry = config.get("registry")
+    if isinstance(registry, dict) and registry.get("registry_type") == "sql":
+        registry["schema_mode"] = "verify"
+    return config
