@@ -26,6 +26,7 @@ CRD_FILES = {
     ("postgresql.cnpg.io", "Cluster"): "cnpg_postgresql.cnpg.io_clusters.yaml",
     ("monitoring.coreos.com", "PrometheusRule"): "promop_monitoring.coreos.com_prometheusrules.yaml",
     ("monitoring.coreos.com", "AlertmanagerConfig"): "promop_monitoring.coreos.com_alertmanagerconfigs.yaml",
+    ("monitoring.coreos.com", "ServiceMonitor"): "promop_monitoring.coreos.com_servicemonitors.yaml",
     ("templates.gatekeeper.sh", "ConstraintTemplate"): "gatekeeper_constrainttemplate-crd.yaml",
     ("serving.kserve.io", "InferenceService"): "kserve_serving.kserve.io_inferenceservices.full.yaml",
     ("argoproj.io", "Workflow"): "argo_argoproj.io_workflows.full.yaml",

@@ -38,7 +38,10 @@ class OwnerRoute:
 
     @property
     def matchers(self) -> dict[str, str]:
-        return {"owner": "model-owner", "pipeline": self.pipeline}
+        """The pipeline's name and its namespace (issue 29): a pipeline label is the pusher's
+        choice, the namespace the scrape's (pipelines/tenant_monitoring.py), so a series pushed
+        in pricing's namespace with `pipeline="fraud"` never matches fraud's owner's route."""
+        return {"owner": "model-owner", "pipeline": self.pipeline, "namespace": self.namespace}
 
 
 @dataclass(frozen=True, kw_only=True)

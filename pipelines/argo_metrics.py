@@ -2,8 +2,9 @@
 
 Two kinds, both exported by the controller with its `argo_workflows_` prefix (and, for counters,
 no `_total` suffix: Argo's Prometheus exporter is built WithoutCounterSuffixes):
-- the drift step's figures as template metrics, gauges labelled like the series the step pushes
-  to the Pushgateway (components/drift.py), which carries the per-feature ones too;
+- the drift step's figures as template metrics, gauges named and labelled like the series the
+  step pushes to its namespace's Pushgateway (components/drift_metrics.py, the one table of names),
+  which carries the per-feature ones too;
 - the WorkflowTemplate's run counter: runs that did not succeed, by namespace and pipeline (Argo's
   own `argo_workflows_total_count` names no pipeline), which ArgoWorkflowFailed reads when the exit
   handler's notice (components/notify.py) did not arrive.
@@ -14,6 +15,7 @@ from __future__ import annotations
 from hera.workflows import Counter, Gauge, Label
 
 from components.config import PipelineConfig
+from components.drift_metrics import FEATURES_DRIFTED, SHARE, THRESHOLD
 from pipelines.contract import StepContract
 from pipelines.spec import PipelineSpec, Step
 
@@ -35,21 +37,21 @@ def template_metrics(
     ]
     return [
         Gauge(
-            name="mlops_drift_share",
+            name=SHARE,
             help="Share of the model's features that drifted.",
             labels=labels,
             realtime=False,
             value="{{outputs.parameters.drift_share}}",
         ),
         Gauge(
-            name="mlops_drift_share_threshold",
+            name=THRESHOLD,
             help="The drift share at or above which the pipeline retrains.",
             labels=labels,
             realtime=False,
             value=str(cfg.drift.drift_share),
         ),
         Gauge(
-            name="mlops_drift_features_drifted",
+            name=FEATURES_DRIFTED,
             help="How many of the model's features drifted.",
             labels=labels,
             realtime=False,

@@ -24,7 +24,7 @@ from components.settings import (
     PlatformSettings,
     environment,
 )
-from pipelines.platform_services import PUSHGATEWAY
+from pipelines.platform_services import pushgateway
 
 TRAINING_POOL = {"mlops.private-platform.io/pool": "training-gpu"}
 """Node selector of GPU steps: the training nodes, never the inference pool."""
@@ -60,7 +60,7 @@ def cluster_settings(tenant: str = "") -> PlatformSettings:
         feast_redis_username=tenant or "default",
         offline_store_uri=f"s3://feast-offline{prefix}",
         serving_root=f"s3://models{prefix}",
-        pushgateway_url=PUSHGATEWAY.url,
+        pushgateway_url=pushgateway(tenant or SHARED_PIPELINES_NAMESPACE).url,  # its own (issue 29)
     )
 
 

@@ -41,7 +41,3 @@ def pushgateway(namespace: str) -> ServiceAddress:
     with that namespace (pipelines/tenant_monitoring.py renders it). The one shared Pushgateway in
     `mlops` it replaces took any tenant's push for any namespace."""
     return ServiceAddress(name=PUSHGATEWAY_NAME, namespace=namespace, port=PUSHGATEWAY_PORT)
-
-
-PUSHGATEWAY = ServiceAddress(name=PUSHGATEWAY_NAME, namespace="mlops", port=PUSHGATEWAY_PORT)
-"""The shared Pushgateway, until the per-namespace ones replace it in the manifests."""

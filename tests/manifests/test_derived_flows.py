@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from components.settings import CONFIGMAP
-from pipelines.cluster import cluster_settings
-from pipelines.platform_services import PUSHGATEWAY
+from pipelines.cluster import SHARED_PIPELINES_NAMESPACE, cluster_settings
+from pipelines.platform_services import pushgateway
 from tests.manifests.network_platform import (
     FLOWS,
     PIPELINE_POD,
@@ -27,6 +27,7 @@ from tests.manifests.network_platform import (
     Cluster,
     cluster,
     configmap_endpoints,
+    endpoints,
     named,
     pipelines_namespaces,
     pod_templates,
@@ -159,8 +160,9 @@ def test_the_derived_flow_check_names_a_missing_service_port_or_policy(platform:
     data = platform_configmap(platform, tenant)
     assert service_problems(platform, tenant, data) == []
     old = {**data, "MLOPS_PUSHGATEWAY_URL": "http://pushgateway.monitoring.svc.cluster.local:9091"}
+    everywhere = pipelines_namespaces(platform.namespaces)
     assert service_problems(platform, tenant, old) == [
-        f"{tenant} MLOPS_PUSHGATEWAY_URL: no Service pushgateway in namespace monitoring (rendered in: ['mlops'])"
+        f"{tenant} MLOPS_PUSHGATEWAY_URL: no Service pushgateway in namespace monitoring (rendered in: {everywhere})"
     ]
     wrong_port = {**data, "MLFLOW_TRACKING_URI": "http://mlflow.mlops.svc.cluster.local:5001"}
     assert service_problems(platform, tenant, wrong_port) == [
@@ -170,17 +172,65 @@ def test_the_derived_flow_check_names_a_missing_service_port_or_policy(platform:
     assert service_problems(platform, tenant, outside) == [
         f"{tenant} AWS_ENDPOINT_URL: s3.example.com is not a Service's cluster name (<name>.<namespace>.svc)"
     ]
-    without = [p for p in platform.evaluator.policies if named(p) != ("allow-platform-egress", tenant)]
+    egress = {("allow-platform-egress", tenant), ("allow-egress-to-own-pushgateway", tenant)}
+    egress.add(("allow-own-pgbouncer-egress", tenant))  # its own PgBouncer (pipelines/tenant_pooler.py)
+    without = [p for p in platform.evaluator.policies if named(p) not in egress]
     closed = Cluster(platform.objects, Evaluator(without), platform.namespaces)
     denied = service_problems(closed, tenant, data)
-    assert f"{tenant} MLOPS_PUSHGATEWAY_URL: pipeline pods -> mlops/pushgateway:9091 denied" in denied
+    assert f"{tenant} MLOPS_PUSHGATEWAY_URL: pipeline pods -> {tenant}/pushgateway:9091 denied" in denied
     assert len(denied) == len(configmap_endpoints(data)), "every endpoint needs that policy"
 
 
 def test_the_pushgateway_url_is_rendered_from_the_service_it_names(platform: Cluster) -> None:
-    """issue 28: one source for the Pushgateway's name, namespace and port: the ConfigMaps render
-    PUSHGATEWAY's URL, and the manifests render that Service."""
-    assert {cluster_settings(tenant).pushgateway_url for tenant in ["", *TENANTS]} == {PUSHGATEWAY.url}
-    address = (PUSHGATEWAY.name, PUSHGATEWAY.namespace)
-    (service,) = [o for o in platform.objects if o["kind"] == "Service" and named(o) == address]
-    assert PUSHGATEWAY.port in {port["port"] for port in service["spec"]["ports"]}
+    """issue 28, then 29: one source for the Pushgateway's name, namespace and port
+    (pipelines.platform_services.pushgateway): each pipelines namespace's ConfigMap names its own
+    namespace's Pushgateway, and the manifests render that Service there; none is left in `mlops`."""
+    for namespace in pipelines_namespaces(platform.namespaces):
+        tenant = "" if namespace == SHARED_PIPELINES_NAMESPACE else namespace
+        address = pushgateway(namespace)
+        assert cluster_settings(tenant).pushgateway_url == address.url
+        (service,) = [o for o in platform.objects if o["kind"] == "Service" and named(o) == (address.name, namespace)]
+        assert address.port in {port["port"] for port in service["spec"]["ports"]}
+    assert not [o for o in platform.objects if named(o) == ("pushgateway", "mlops")], "the shared one is gone"
+
+
+def pushgateway_flows(evaluator: Evaluator, namespaces: dict[str, dict[str, str]]) -> dict[str, bool]:
+    """Who reaches which namespace's Pushgateway on its port: each pipelines namespace's pipeline
+    pod to every namespace's Pushgateway, and Prometheus to each."""
+    (prometheus,) = endpoints("prometheus", namespaces)
+    port = pushgateway("any").port
+    flows = {}
+    for target_ns in pipelines_namespaces(namespaces):
+        (gateway,) = endpoints("pushgateway", namespaces, target_ns)
+        flows[f"prometheus -> {target_ns}"] = evaluator.allowed(prometheus, gateway, port)
+        for source_ns in pipelines_namespaces(namespaces):
+            (pod,) = endpoints("pipeline-pod", namespaces, source_ns)
+            flows[f"{source_ns} -> {target_ns}"] = evaluator.allowed(pod, gateway, port)
+    return flows
+
+
+def test_a_tenant_reaches_only_its_own_pushgateway(platform: Cluster) -> None:
+    """issue 29 (forged and suppressed alerts): every pipelines namespace pushed to one shared
+    Pushgateway, so a pricing pod could push, or DELETE, fraud's drift group. Positive control
+    first: fraud's pipeline pod and Prometheus reach fraud's Pushgateway; then the forbidden flow:
+    pricing's pod does not, nor does any namespace reach another's; then the policies broken on
+    purpose (the old shared gateway's rule: every pipelines namespace admitted) and the check
+    sees the leak."""
+    flows = pushgateway_flows(platform.evaluator, platform.namespaces)
+    assert flows["fraud -> fraud"] and flows["prometheus -> fraud"]
+    assert not flows["pricing -> fraud"]
+    names = pipelines_namespaces(platform.namespaces)
+    assert {key for key, allowed in flows.items() if allowed} == {
+        *(f"{ns} -> {ns}" for ns in names),
+        *(f"prometheus -> {ns}" for ns in names),
+    }
+    opened = []
+    pipelines = {"namespaceSelector": {"matchLabels": {ROLE: "pipelines"}}, "podSelector": {}}
+    gateway = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "pushgateway"}}}
+    for policy in platform.evaluator.policies:
+        if policy["metadata"]["name"] == "pushgateway-from-own-namespace":
+            policy = {**policy, "spec": {**policy["spec"], "ingress": [{"from": [pipelines]}]}}
+        elif policy["metadata"]["name"] == "allow-egress-to-own-pushgateway":
+            policy = {**policy, "spec": {**policy["spec"], "egress": [{"to": [{**pipelines, **gateway}]}]}}
+        opened.append(policy)
+    assert pushgateway_flows(Evaluator(opened), platform.namespaces)["pricing -> fraud"]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from pipelines.alerting import ONCALL, alertmanager_config, alertmanager_yaml
 from pipelines.local import available_pipelines, declaration
+from tests.monitoring.alertmanager_merge_without_operator import ROOT, merge, receivers
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,6 +34,7 @@ def test_the_fraud_tenant_mails_its_owner_and_pages_oncall_for_the_rest(schemas_
     assert route["routes"][0]["matchers"] == [
         {"name": "owner", "value": "model-owner"},
         {"name": "pipeline", "value": "fraud"},
+        {"name": "namespace", "value": "fraud"},
     ]
     receivers = {r["name"]: r for r in document["spec"]["receivers"]}
     assert receivers["fraud-owner"]["emailConfigs"][0]["to"] == fraud.owner
@@ -51,7 +54,73 @@ def test_the_committed_routing_is_the_rendered_one() -> None:
 def test_the_loopback_alertmanager_gets_the_same_routes() -> None:
     native = alertmanager_yaml(_configs(), "http://127.0.0.1:1/hook")
     routes = {r["receiver"]: r["matchers"] for r in native["route"]["routes"]}
-    assert routes["fraud-owner"] == ['owner="model-owner"', 'pipeline="fraud"']
+    assert routes["fraud-owner"] == ['owner="model-owner"', 'pipeline="fraud"', 'namespace="fraud"']
     hooks = {r["name"]: r["webhook_configs"][0]["url"] for r in native["receivers"]}
     assert hooks["fraud-owner"] == "http://127.0.0.1:1/hook?owner=fraud-ml-oncall%40bank.internal"
     assert hooks[ONCALL] == "http://127.0.0.1:1/hook"
+
+
+def _rendered_routing() -> list[dict]:  # type: ignore[type-arg]
+    from pipelines.tenancy import alert_routing, load
+
+    return [alert_routing(tenant, _configs()) for tenant in load(REPO / "manifests").tenants]
+
+
+def _drift_alert(group: str) -> dict[str, str]:
+    """ModelDriftDetected as a promtool case of tests/monitoring/prometheus-rules.test.yaml raises it."""
+    tests = yaml.safe_load((REPO / "tests" / "monitoring" / "prometheus-rules.test.yaml").read_text())
+    case = next(
+        case
+        for test in tests["tests"]
+        if test["name"] == group
+        for case in test["alert_rule_test"]
+        if case["alertname"] == "ModelDriftDetected"
+    )
+    return {"alertname": "ModelDriftDetected", **case["exp_alerts"][0]["exp_labels"]}
+
+
+@pytest.mark.integration  # Debian's amtool (prometheus-alertmanager), installed by `make test`
+def test_the_operator_merge_stand_in_scopes_each_tenant_to_its_namespace(tmp_path: Path) -> None:
+    """The stand-in for the operator's merge, on a case whose answer is known."""
+    config = {
+        "metadata": {"name": "r", "namespace": "a"},
+        "spec": {"route": {"receiver": "x", "routes": []}, "receivers": [{"name": "x"}]},
+    }
+    assert receivers(merge([config]), {"namespace": "a"}, tmp_path) == ["a/r/x"]
+    assert receivers(merge([config]), {"namespace": "b"}, tmp_path) == [ROOT]
+    assert receivers(merge([config], scoped=False), {"namespace": "b"}, tmp_path) == ["a/r/x"]
+
+
+@pytest.mark.integration
+def test_drift_scraped_from_pricing_pages_pricings_owner_never_frauds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """issue 29 (forged alerts): a pricing pod pushed fraud's drift labels, and ModelDriftDetected
+    paged fraud's owner. Scraped from pricing's own Pushgateway the alert carries
+    namespace="pricing" (the promtool case "a drift push forged in pricing's namespace"), and every
+    tenant's rendered AlertmanagerConfig, merged as the operator merges them and routed by
+    Alertmanager's own router, sends it to pricing's owner only. Positive control first: fraud's
+    own drift pages fraud's owner. Then the routes broken on purpose (pipeline matchers without
+    the namespace, an operator that does not scope by namespace): the forged alert reaches fraud."""
+    from pipelines.alerting import OwnerRoute
+    from pipelines.tenancy import load
+
+    merged = merge(_rendered_routing())
+    fraud = receivers(merged, _drift_alert("drift, as the drift step pushes it"), tmp_path)
+    assert fraud == ["fraud/mlops-alert-routing/fraud-owner"]
+    forged = _drift_alert("a drift push forged in pricing's namespace")
+    assert forged["namespace"] == "pricing" and forged["pipeline"] == "fraud"
+    routed = receivers(merged, forged, tmp_path)
+    assert routed and all(receiver.startswith("pricing/") for receiver in routed), routed
+    owners = {
+        f"pricing/{config['metadata']['name']}/{receiver['name']}": receiver["emailConfigs"][0]["to"]
+        for config in _rendered_routing()
+        if config["metadata"]["namespace"] == "pricing"
+        for receiver in config["spec"]["receivers"]
+        if "emailConfigs" in receiver
+    }
+    (pricing_owner,) = [t.owner for t in load(REPO / "manifests").tenants if t.name == "pricing"]
+    assert [owners.get(receiver) for receiver in routed] == [pricing_owner]
+    monkeypatch.setattr(OwnerRoute, "matchers", property(lambda r: {"owner": "model-owner", "pipeline": r.pipeline}))
+    broken = receivers(merge(_rendered_routing(), scoped=False), forged, tmp_path)
+    assert "fraud/mlops-alert-routing/fraud-owner" in broken

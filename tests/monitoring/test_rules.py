@@ -124,3 +124,83 @@ def test_the_rules_read_what_the_notices_and_the_workflow_metric_push() -> None:
     assert notify.GATE_FAILED in expr["PipelineGateFailed"]
     assert notify.RUN_FAILED in expr["PipelineRunFailed"] and notify.RUN_FAILED in expr["ArgoWorkflowFailed"]
     assert f"argo_workflows_{RUN_FAILED_METRIC}" in expr["ArgoWorkflowFailed"]
+
+
+def _run_promtool(
+    tmp_path: Path, groups: list[dict[str, Any]], tests: dict[str, Any]
+) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests, sort_keys=False))
+    return subprocess.run([_promtool(), "test", "rules", "tests.yaml"], cwd=tmp_path, capture_output=True, text=True)
+
+
+def _only(tests: dict[str, Any], *names: str) -> dict[str, Any]:
+    return {**tests, "tests": [test for test in tests["tests"] if test["name"] in names]}
+
+
+@pytest.mark.integration
+def test_pushed_series_neither_fake_nor_mask_the_platforms_alerts(tmp_path: Path) -> None:
+    """issue 29: pushed `job` and `namespace` labels could fake or mask platform alerts. The
+    platform's rules select every exporter's series with job!=<the Pushgateway scrape's job>
+    (pipelines/tenant_monitoring.py: SCRAPE_JOB), besides the scrape keeping only mlops_* families.
+    Positive control: promtool passes the cases with forged series beside the real ones; then the
+    same rules with that selector removed (as before the fix): the forged series fake pricing's
+    KServeHighErrorRate and FeastMaterializationStale, and mask fraud's CronWorkflowMissedSchedule."""
+    from pipelines.tenant_monitoring import SCRAPE_JOB
+
+    document = yaml.safe_load(RULES.read_text())
+    tests = _only(yaml.safe_load(TESTS.read_text()), "serving and data", "pipelines", "a nightly that stops triggering")
+    assert _run_promtool(tmp_path, document["spec"]["groups"], tests).returncode == 0
+    selector = f'job!="{SCRAPE_JOB}"'
+    exprs = {rule["alert"]: rule["expr"] for group in document["spec"]["groups"] for rule in group["rules"]}
+    for alert in ("KServeHighErrorRate", "FeastMaterializationStale", "CronWorkflowMissedSchedule"):
+        assert selector in exprs[alert], f"{alert} selects the platform exporter's series"
+    stripped = RULES.read_text().replace(f", {selector}", "").replace(f"{{{selector}}}", "")
+    unfiltered = yaml.safe_load(stripped)
+    assert not [rule for group in unfiltered["spec"]["groups"] for rule in group["rules"] if selector in rule["expr"]]
+    tested = _run_promtool(tmp_path, unfiltered["spec"]["groups"], tests)
+    failed = tested.stdout + tested.stderr
+    assert tested.returncode != 0
+    for alert in ("KServeHighErrorRate", "FeastMaterializationStale", "CronWorkflowMissedSchedule"):
+        assert f"alertname: {alert}," in failed, failed
+
+
+@pytest.mark.integration
+def test_drift_metrics_missing_fires_when_the_series_disappear(tmp_path: Path) -> None:
+    """issue 29: a pricing pod could DELETE fraud's drift group after fraud's nightly, and
+    DriftMetricsMissing (last push over 26 hours old) cannot fire for a series that is gone. The
+    second rule of that name fires for a heartbeat seen within 14 days and absent now. Positive
+    control: promtool passes the case where fraud's group disappears at 61m; the rules without
+    that rule (as before the fix) fail it."""
+    document = yaml.safe_load(RULES.read_text())
+    tests = _only(yaml.safe_load(TESTS.read_text()), "drift figures that disappear")
+    assert _run_promtool(tmp_path, document["spec"]["groups"], tests).returncode == 0
+    groups = document["spec"]["groups"]
+    for group in groups:
+        group["rules"] = [rule for rule in group["rules"] if "max_over_time" not in rule["expr"]]
+    tested = _run_promtool(tmp_path, groups, tests)
+    assert tested.returncode != 0 and "alertname: DriftMetricsMissing," in tested.stdout + tested.stderr
+
+
+def test_every_pushed_family_is_read_from_the_pushgateway_scrape_only() -> None:
+    """issue 29: each rule reads a pushed family (pipelines/tenant_monitoring.py: pushed_families)
+    only as the namespace's Pushgateway scrape stores it (job=SCRAPE_JOB, its namespace the
+    Pushgateway's), never from another scrape that might keep a pushed `namespace`. The control:
+    the check names a selector without the job."""
+    import re
+
+    from pipelines.tenant_monitoring import SCRAPE_JOB, pushed_families
+
+    def unscoped(text: str) -> list[str]:
+        found = []
+        for family in pushed_families():
+            for match in re.finditer(rf"\b{family}\b(\{{[^}}]*\}})?", text):
+                if f'job="{SCRAPE_JOB}"' not in (match.group(1) or ""):
+                    found.append(match.group(0))
+        return found
+
+    text = RULES.read_text()
+    exprs = "\n".join(rule["expr"] for group in yaml.safe_load(text)["spec"]["groups"] for rule in group["rules"])
+    assert unscoped(exprs) == []
+    assert any(family in exprs for family in pushed_families())
+    assert unscoped("max by (namespace) (mlops_drift_share)") == ["mlops_drift_share"]
