@@ -23,7 +23,8 @@ def register(sub: Any, argv: list[str]) -> None:
     dev.add_argument(
         "--monitoring",
         action="store_true",
-        help="also Prometheus, Pushgateway and Alertmanager (Debian's), with the platform's rules and alert routes",
+        help="also Prometheus, Pushgateway and Alertmanager (Debian's), with the platform's rules and alert routes;"
+        " with --tenancy one Pushgateway per tenant behind the tenant's password, scraped as the cluster does",
     )
     dev.add_argument("--alert-webhook", help="with --monitoring: where Alertmanager posts (default: nowhere)")
     dev.set_defaults(handler=_dev)
@@ -53,6 +54,12 @@ def register(sub: Any, argv: list[str]) -> None:
     isolation.add_argument("--target", required=True, help="the tenant whose data must stay out of reach")
     isolation.add_argument("--dir", help="the services folder (default: $MLOPS_SERVICES_DIR or $MLOPS_HOME/services)")
     isolation.add_argument("--port-base", type=int, help=argparse.SUPPRESS)
+    isolation.add_argument(
+        "--surface",
+        action="append",
+        dest="surfaces",
+        help="try only this surface (repeatable; default: every running one): s3, online-store, tracking, ...",
+    )
     isolation.set_defaults(handler=_isolation_check)
 
     buckets = sub.add_parser("buckets", help="create the platform buckets and their lifecycle (platform admins)")
@@ -91,21 +98,48 @@ def _dev(args: argparse.Namespace) -> int:
             from pipelines.tenancy import loopback_alertmanager
 
             configs = [declaration(name).config() for name in available_pipelines()]
-            stack.up_monitoring(loopback_alertmanager(configs, args.alert_webhook or "", MANIFESTS), echo=True)
+            routing = loopback_alertmanager(configs, args.alert_webhook or "", MANIFESTS)
+            if stack.mlflow_auth:  # --tenancy: the cluster's arrangement, a Pushgateway per tenant
+                _up_tenant_monitoring(stack, routing)
+            else:
+                stack.up_monitoring(routing, echo=True)
         print(f'use them: eval "$(mlops dev env --dir {stack.root})"; then `mlops run fraud` runs on them')
     elif args.action == "down":
         stopped = stack.down(services)
+        if set(services) == set(SERVICES):
+            from devstack import tenant_monitoring
+
+            stopped += tenant_monitoring.down(stack)
         print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
     elif args.action == "env":
         for key, value in stack.environment().items():
             print(f"export {key}={shlex.quote(value)}")
     else:
-        rows = stack.status()
+        from devstack import tenant_pgbouncer
+
+        # each tenant's own PgBouncer belongs to the pgbouncer service
+        tenant_rows = tenant_pgbouncer.rows(stack) if "pgbouncer" in services else []
+        rows = stack.status() + tenant_rows
         for row in rows:
             state = "running" if row["running"] else "stopped"
             print(f"{row['service']:<10} {state:<8} pid {row['pid'] or '-':<8} {row['address']}  log {row['log']}")
-        return 0 if all(row["running"] for row in rows if row["service"] in services) else 1
+        return 0 if all(row["running"] for row in rows if row["service"] in services or row in tenant_rows) else 1
     return 0
+
+
+def _up_tenant_monitoring(stack: Any, routing: dict[str, Any]) -> None:
+    """A Pushgateway for each declared tenant (manifests/tenants/tenants.yaml, when this checkout
+    has it) and each tenant added on this stack, scraped with pipelines.tenant_monitoring's rules."""
+    from devstack import tenant_monitoring
+    from devstack.tenants import load_tenants
+    from pipelines.golden import MANIFESTS
+    from pipelines.tenancy import TENANTS_FILE, load
+    from pipelines.tenant_monitoring import prometheus_scrape_config
+
+    declared = [t.name for t in load(MANIFESTS).tenants] if (MANIFESTS / "tenants" / TENANTS_FILE).is_file() else []
+    names = tuple(dict.fromkeys([*declared, *load_tenants(stack)]))
+    tenant_monitoring.up(stack, names, prometheus_scrape_config, routing, echo=True)
+    print(f'  each tenant pushes to its own: eval "$(mlops tenant env NAME --dir {stack.root})"')
 
 
 def _cluster_tenant(args: argparse.Namespace) -> int:
@@ -131,6 +165,7 @@ def _cluster_tenant(args: argparse.Namespace) -> int:
 
 
 def _tenant(args: argparse.Namespace) -> int:
+    from devstack import tenant_monitoring
     from devstack.tenants import add_tenant, get_tenant, load_tenants, tenant_environment
 
     if args.cluster:
@@ -145,9 +180,18 @@ def _tenant(args: argparse.Namespace) -> int:
             f" PostgreSQL role {tenant.name} (databases feast_{tenant.name} and offline_{tenant.name}),"
             f" MLflow user {tenant.name} (experiment {tenant.name})"
         )
+        from pipelines.tenant_monitoring import prometheus_scrape_config
+
+        gateway = tenant_monitoring.add(stack, tenant.name, prometheus_scrape_config)
+        if gateway is not None:
+            print(
+                f"tenant {tenant.name}: its own Pushgateway {gateway.url} (user {tenant.name}),"
+                f" scraped as namespace {tenant.name}"
+            )
         print(f'use it: eval "$(mlops tenant env {tenant.name} --dir {stack.root})"')
     elif args.action == "env":
-        for key, value in tenant_environment(stack, get_tenant(stack, args.name)).items():
+        own = tenant_environment(stack, get_tenant(stack, args.name)) | tenant_monitoring.environment(stack, args.name)
+        for key, value in own.items():
             print(f"export {key}={shlex.quote(value)}")
     else:
         for name in load_tenants(stack):
@@ -157,10 +201,14 @@ def _tenant(args: argparse.Namespace) -> int:
 
 def _isolation_check(args: argparse.Namespace) -> int:
     from devstack.tenants import get_tenant
-    from mlops.isolation import DENIED, OK, check
+    from mlops.isolation import DENIED, OK, SURFACES, check, not_tried
 
+    known = [surface.name for surface in SURFACES]
+    unknown = sorted(set(args.surfaces or ()) - set(known))
+    if unknown:
+        raise ComponentError("isolation-check", f"unknown surface(s) {unknown}", f"choose from {', '.join(known)}")
     stack = _stack(args)
-    attempts = check(stack, get_tenant(stack, args.as_), get_tenant(stack, args.target))
+    attempts = check(stack, get_tenant(stack, args.as_), get_tenant(stack, args.target), args.surfaces)
     width = max(len(attempt.path) for attempt in attempts)
     print(f"{'path':<{width}}  expected  observed  detail")
     for attempt in attempts:
@@ -172,6 +220,8 @@ def _isolation_check(args: argparse.Namespace) -> int:
         f"{len(attempts)} paths from {args.as_} into {args.target}: {own} own controls OK, {denied} denied,"
         f" {len(bad)} not as expected"
     )
+    for surface, reason in not_tried(stack, args.surfaces).items():
+        print(f"not tried: {surface} ({reason})")
     return 1 if bad else 0
 
 
