@@ -24,7 +24,7 @@ from typing import Any
 from components.buckets import BUCKETS
 from components.errors import ComponentError
 from components.settings import PlatformSettings, environment
-from devstack import process
+from devstack import process, tenant_pgbouncer
 
 SERVICES = ("postgres", "pgbouncer", "redis", "s3", "mlflow")
 DEFAULT_PORT_BASE = 15400
@@ -219,17 +219,17 @@ class Stack:
                 print(f"  {service:<10} up in {timings[service]:5.1f} s  {self.address(service)}", flush=True)
         if "redis" in services:
             self._start_tenant_redis()
-        return timings
+        return timings | (tenant_pgbouncer.start_all(self) if "pgbouncer" in services else {})
 
     def down(self, services: tuple[str, ...] = SERVICES) -> list[str]:
         """Stop in reverse order by pid; PostgreSQL gets SIGINT (fast shutdown), weed a short grace."""
         stopped = []
         if self.monitoring and set(services) == set(SERVICES):
             stopped += self.monitoring_services().down()
-        if "redis" in services:
-            for config in self.tenant_redis_configs():
-                if process.stop(self.pid_file(config.parent.name)):
-                    stopped.append(config.parent.name)
+        stopped += tenant_pgbouncer.stop_all(self) if "pgbouncer" in services else []  # the tenants' own
+        for config in self.tenant_redis_configs() if "redis" in services else []:
+            if process.stop(self.pid_file(config.parent.name)):
+                stopped.append(config.parent.name)
         for service in reversed(SERVICES):
             if service not in services:
                 continue

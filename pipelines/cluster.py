@@ -20,7 +20,6 @@ from components.settings import (
     CONFIGMAP,
     TENANT_CONNECTION_LIMIT,
     TENANT_REDIS_RULES,
-    TENANT_SERVER_CONNECTIONS,
     PlatformSettings,
     environment,
 )
@@ -46,14 +45,17 @@ def cluster_settings(tenant: str = "") -> PlatformSettings:
     """The platform as a pod in a pipelines namespace sees it: in-cluster DNS names, the tenant's
     own prefix in each bucket and its own Feast registry database and role (the shared namespace
     uses the buckets' roots and the platform's `feast` role)."""
+    from pipelines.tenant_pooler import pooler_host  # a tenant's own PgBouncer (issue 29), the platform's else
+
     prefix = f"/{tenant}" if tenant else ""
     role, database = (tenant, f"feast_{tenant}") if tenant else ("feast", "feast_registry")
+    pooler = pooler_host(tenant) if tenant else f"pgbouncer.{PLATFORM_NAMESPACE}.svc.cluster.local"
     return PlatformSettings(
         profile="platform",
         tracking_uri=f"http://mlflow.{PLATFORM_NAMESPACE}.svc.cluster.local:5000",
         mlflow_artifact_root=f"s3://mlflow-artifacts{prefix}",
         s3_endpoint=f"http://minio.{STORAGE_NAMESPACE}.svc.cluster.local:9000",
-        feast_registry_url=f"postgresql+psycopg://{role}@pgbouncer.{PLATFORM_NAMESPACE}.svc.cluster.local:5432/{database}",
+        feast_registry_url=f"postgresql+psycopg://{role}@{pooler}:5432/{database}",
         # A tenant's online store is its own Redis in its namespace (tenant_redis), as user <tenant>;
         # the shared namespace uses the platform's, whose one password is the `default` user's.
         feast_redis=f"redis.{tenant or PLATFORM_NAMESPACE}.svc.cluster.local:6379",
@@ -175,17 +177,16 @@ server that never parsed it. In session pooling each of the controller's few con
 its server (argo_settings.ARCHIVE_POOL caps them)."""
 
 
-def pgbouncer_config(tenants: list[str]) -> dict[str, Any]:
-    """PgBouncer's ConfigMap: the platform's databases and each tenant's registry (a database it
-    does not list, it does not route), and each tenant role's cap on server connections."""
+def pgbouncer_config() -> dict[str, Any]:
+    """The platform's PgBouncer's ConfigMap: the platform's databases only (a database it does not
+    list, it does not route). Each tenant's registry goes through a PgBouncer of its own, whose
+    client slots no other tenant can take (pipelines/tenant_pooler.py, issue 29)."""
     server = f"host={POSTGRES_CLUSTER}-rw.{PLATFORM_NAMESPACE}.svc port=5432"
-    databases = [*PLATFORM_DATABASES, *(f"feast_{tenant}" for tenant in tenants)]
     lines = ["[databases]"]
-    for database in databases:
+    for database in PLATFORM_DATABASES:
         options = PGBOUNCER_DATABASE_OPTIONS.get(database)
         lines.append(f"{database} = {server} dbname={database}" + (f" {options}" if options else ""))
     lines += ["[pgbouncer]", *(f"{key} = {value}" for key, value in PGBOUNCER_SETTINGS.items())]
-    lines += ["[users]", *(f"{tenant} = max_user_connections={TENANT_SERVER_CONNECTIONS}" for tenant in tenants)]
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",

@@ -74,6 +74,8 @@ TENANT_REDIS_FILE = "redis.yaml"  # each tenant's own online store
 MLFLOW_AUTH_FILE = "auth-config.yaml"  # the tracking server's basic_auth.ini
 PGBOUNCER_CONFIG_FILE = "pgbouncer-config.yaml"  # which databases it routes, each tenant's cap
 TENANT_DATABASES_FILE = "tenant-databases.yaml"  # the Job that makes each tenant's registry database
+TENANT_POOLERS_FILE = "tenant-poolers.yaml"  # each tenant's own PgBouncer (pipelines/tenant_pooler.py)
+TENANT_POOLER_EGRESS_FILE = "pgbouncer-egress.yaml"  # a tenant's pods out to its own PgBouncer
 POSTGRES_ROLES_FILE = "roles.yaml"  # a patch of the CloudNativePG Cluster (base/kustomization.yaml)
 ALERT_ROUTING_FILE = "alertmanager-config.yaml"  # a tenant's alert routing: its owners, then on-call
 STEP_CACHE_FILE = "step-cache.yaml"  # Argo's memoization cache of the namespace's pipelines
@@ -110,6 +112,7 @@ def platform_manifests(manifests: Path = MANIFESTS) -> dict[Path, str]:
     for tenant in sorted(declared.names):
         folders[tenant] = (manifests / "tenants" / tenant, tenant)
     tenant_files = [PLATFORM_CONFIGMAP_FILE, STEP_CACHE_FILE, MODEL_PULLER_FILE, TENANT_REDIS_FILE, ALERT_ROUTING_FILE]
+    tenant_files.append(TENANT_POOLER_EGRESS_FILE)
     tenant_files.append(PUSHGATEWAY_FILE)  # each pipelines namespace's own (issue 29)
     monitoring_header = header.replace("pipelines/cluster.py", "pipelines/tenant_monitoring.py")
     rendered: dict[Path, str] = tenant_manifests(manifests, declared, configs, _dump, tenant_files)
@@ -134,7 +137,8 @@ def platform_manifests(manifests: Path = MANIFESTS) -> dict[Path, str]:
     rendered[manifests / "base" / "trainer" / TRAINING_RUNTIMES_FILE] = header + "---\n".join(
         _dump(cluster_training_runtime(runtime, IMAGE)) for runtime in RUNTIMES
     )
-    rendered[manifests / "base" / "postgres" / PGBOUNCER_CONFIG_FILE] = header + _dump(pgbouncer_config(tenants))
+    rendered[manifests / "base" / "postgres" / PGBOUNCER_CONFIG_FILE] = header + _dump(pgbouncer_config())
+    rendered.update(_tenant_poolers(manifests, header, {name: owners[name].quota.pods for name in tenants}))
     from pipelines.argo_settings import controller_config
 
     rendered[manifests / "base" / "argo" / ARGO_CONTROLLER_FILE] = header.replace(
@@ -144,6 +148,20 @@ def platform_manifests(manifests: Path = MANIFESTS) -> dict[Path, str]:
     rendered[manifests / "base" / "postgres" / TENANT_DATABASES_FILE] = header + "---\n".join(
         _dump(document) for document in databases
     )
+    return rendered
+
+
+def _tenant_poolers(manifests: Path, header: str, pods: dict[str, int]) -> dict[Path, str]:
+    """Each tenant's own PgBouncer in the platform namespace, and its pods' way out to it (issue 29)."""
+    from pipelines.tenant_pooler import postgres_from_tenant_poolers, tenant_pooler, tenant_pooler_egress
+
+    header = header.replace("pipelines/cluster.py", "pipelines/tenant_pooler.py")
+    poolers = [document for tenant in sorted(pods) for document in tenant_pooler(tenant, pods[tenant])]
+    poolers.append(postgres_from_tenant_poolers())
+    rendered = {manifests / "base" / "postgres" / TENANT_POOLERS_FILE: header + "---\n".join(map(_dump, poolers))}
+    for tenant in pods:
+        egress = tenant_pooler_egress(tenant)
+        rendered[manifests / "tenants" / tenant / TENANT_POOLER_EGRESS_FILE] = header + _dump(egress)
     return rendered
 
 

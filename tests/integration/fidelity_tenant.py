@@ -15,6 +15,7 @@ from devstack.stack import Stack
 from devstack.tenants import Tenant
 from mlops.lint import render as kustomize
 from pipelines.cluster import cluster_settings, platform_configmap
+from pipelines.tenant_pooler import pooler_name
 from tests.conftest import REPO
 
 TENANT = "fraud"
@@ -44,7 +45,7 @@ def loopback_configmap(stack: Stack, tenant: Tenant) -> dict[str, str]:
     players = {
         "minio": stack.ports.s3,
         "mlflow": stack.ports.mlflow,
-        "pgbouncer": stack.ports.pgbouncer,
+        pooler_name(TENANT): tenant.pgbouncer_port,  # the tenant's own PgBouncer (issue 29)
         "redis": tenant.redis_port,
         "pushgateway": stack.monitoring_services().ports["pushgateway"],
     }

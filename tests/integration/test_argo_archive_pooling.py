@@ -115,7 +115,7 @@ def test_the_rendered_pgbouncer_routes_argo_with_these_options() -> None:
     """What the test ran is what the cluster gets: the rendered ini carries the same options."""
     from pipelines.cluster import pgbouncer_config
 
-    ini = pgbouncer_config([])["data"]["pgbouncer.ini"]
+    ini = pgbouncer_config()["data"]["pgbouncer.ini"]
     route = next(line for line in ini.splitlines() if line.startswith("argo = "))
     assert route.endswith(f"dbname=argo {PGBOUNCER_DATABASE_OPTIONS['argo']}")
     assert f"pool_mode = {PGBOUNCER_SETTINGS['pool_mode']}" in ini and PGBOUNCER_SETTINGS["pool_mode"] == "transaction"

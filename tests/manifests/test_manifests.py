@@ -313,22 +313,28 @@ def test_every_registry_url_names_a_managed_role_and_tenant_roles_have_a_connect
     archive = yaml.safe_load(find(overlays["dev"], "ConfigMap", "workflow-controller-configmap")["data"]["persistence"])
     users.add(archive["postgresql"]["userNameSecret"]["name"].removesuffix("-db-credentials"))
     databases.add(archive["postgresql"]["database"])
+    platform_databases, pools = set(databases), {}
     for tenant in TENANTS:
         configmap = find(render(MANIFESTS / "tenants" / tenant), "ConfigMap", CONFIGMAP)
         url = urlsplit(configmap["data"]["MLOPS_FEAST_REGISTRY_URL"])
         users.add(url.username or "")
         databases.add(url.path.lstrip("/"))
+        pools[tenant] = (str(url.hostname).split(".")[0], url.path.lstrip("/"))  # its own PgBouncer (issue 29)
     for name, objects in overlays.items():
         roles = {r["name"]: r for r in find(objects, "Cluster", "mlops-postgres")["spec"]["managed"]["roles"]}
         assert users == set(roles), name
-        # PgBouncer routes only the databases it lists, and caps each tenant's server connections
+        # PgBouncer routes only the databases it lists: the platform's the platform's, each
+        # tenant's own its registry only, capping the tenant's server connections
         ini = find(objects, "ConfigMap", "pgbouncer")["data"]["pgbouncer.ini"]
         routed = {line.split(" = ")[0] for line in ini.split("[pgbouncer]")[0].splitlines()[1:]}
-        assert databases <= routed, (name, databases - routed)
+        assert platform_databases <= routed, (name, platform_databases - routed)
+        assert not {database for _, database in pools.values()} & routed, name
         # Katib prepares statements: in transaction pooling PgBouncer must track them
         assert "max_prepared_statements = 200" in ini.split("[pgbouncer]")[1], name
-        caps = ini.split("[users]")[1].split()
-        assert all(f"{tenant}=max_user_connections={TENANT_SERVER_CONNECTIONS}" in "".join(caps) for tenant in TENANTS)
+        for tenant, (pool, database) in pools.items():
+            pool_ini = find(objects, "ConfigMap", pool)["data"]["pgbouncer.ini"]
+            assert {line.split(" = ")[0] for line in pool_ini.split("[pgbouncer]")[0].splitlines()[1:]} == {database}
+            assert f"{tenant} = max_user_connections={TENANT_SERVER_CONNECTIONS}" in pool_ini.split("[users]")[1]
         for tenant in TENANTS:
             assert roles[tenant]["connectionLimit"] == TENANT_CONNECTION_LIMIT, (name, tenant)
             assert roles[tenant]["inherit"] is False

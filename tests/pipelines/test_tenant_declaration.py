@@ -85,7 +85,10 @@ def test_a_tenant_added_once_is_rendered_everywhere_that_names_tenants(tmp_path:
         assert f"tenants/payments/{file}" in rendered, file
     roles = yaml.safe_load(rendered["base/postgres/roles.yaml"].split("\n", 1)[1])
     assert "payments" in {role["name"] for role in roles["spec"]["managed"]["roles"]}
-    assert "feast_payments" in rendered["base/postgres/pgbouncer-config.yaml"]
+    # its own PgBouncer (issue 29), which the platform's no longer routes for it
+    assert "dbname=feast_payments" in rendered["base/postgres/tenant-poolers.yaml"]
+    assert "feast_payments" not in rendered["base/postgres/pgbouncer-config.yaml"]
+    assert "tenants/payments/pgbouncer-egress.yaml" in rendered
     assert "feast_payments" in rendered["base/postgres/tenant-databases.yaml"]
     assert "payments-ml@bank.internal" in rendered["tenants/payments/alertmanager-config.yaml"]
     constraint = yaml.safe_load(rendered["policies/restricted-scheduling-constraint.yaml"].split("\n", 1)[1])

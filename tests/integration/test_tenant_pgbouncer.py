@@ -1,0 +1,125 @@
+"""Issue 29, "one tenant can fill the shared PgBouncer's client slots": each tenant has a PgBouncer
+of its own (devstack.tenant_pgbouncer), so pricing holding every client socket its pooler allows
+leaves fraud's registry, and the platform's MLflow, connecting.
+
+On the session's tenancy stack (tests/integration/conftest.py `tenancy_stack`, the tenants of
+manifests/tenants/tenants.yaml on it), through the endpoints `mlops tenant env` gives each tenant.
+Positive control first (fraud queries its registry through its pooler), then the starvation path
+(pricing holds every slot; fraud still connects), then the control broken on purpose (fraud sent
+to pricing's pooler is refused with PgBouncer's max_client_conn answer: the test sees starvation
+when it happens). Before the fix every tenant's registry URL named the one platform PgBouncer
+(max_client_conn 1000), so pricing's cap and the two endpoints below could not hold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+
+from components.tenant_pool import LOOPBACK_CLIENT_CONNECTIONS, MAX_CLIENT_CONN_REFUSAL
+from devstack.stack import DB_USER, Stack
+from devstack.tenants import Tenant, add_tenant, get_tenant, tenant_environment
+from pipelines.tenancy import load as load_tenants
+from tests.conftest import REPO
+from tests.integration.conftest import mlops, platform_env
+
+pytestmark = pytest.mark.integration
+TENANTS = tuple(load_tenants(REPO / "manifests").names)
+
+
+@pytest.fixture(scope="module")
+def shared(tenancy_stack: Stack) -> Stack:
+    """The session's tenancy stack, every declared tenant on it (add_tenant is idempotent)."""
+    for name in TENANTS:
+        add_tenant(tenancy_stack, name)
+    return tenancy_stack
+
+
+def registry(stack: Stack, tenant: Tenant, *, port: int | None = None) -> psycopg.Connection[Any]:
+    """A connection to the tenant's Feast registry as `mlops tenant env` names it (or on `port`)."""
+    url = urlsplit(tenant_environment(stack, tenant)["MLOPS_FEAST_REGISTRY_URL"])
+    return psycopg.connect(
+        host=url.hostname,
+        port=port or url.port,
+        dbname=url.path.lstrip("/"),
+        user=url.username,
+        password=tenant.password,
+        connect_timeout=5,
+        autocommit=True,
+    )
+
+
+@pytest.fixture
+def pricing_holds_every_slot(shared: Stack) -> Iterator[tuple[int, str]]:
+    """Pricing opens client connections through its own pooler until it is refused, and holds them."""
+    pricing = get_tenant(shared, "pricing")
+    held: list[psycopg.Connection[Any]] = []
+    refusal = ""
+    try:
+        for _ in range(LOOPBACK_CLIENT_CONNECTIONS + 5):
+            try:
+                held.append(registry(shared, pricing))
+            except psycopg.OperationalError as error:
+                refusal = str(error)
+                break
+        yield len(held), refusal
+    finally:
+        for connection in held:
+            connection.close()
+
+
+def test_each_tenant_registry_url_names_its_own_pooler(shared: Stack) -> None:
+    """fraud and pricing each reach their registry through a PgBouncer that is neither the other's
+    nor the platform's (before the fix all three were the platform's port)."""
+    ports = {name: urlsplit(tenant_environment(shared, get_tenant(shared, name))["MLOPS_FEAST_REGISTRY_URL"]).port
+             for name in TENANTS}  # fmt: skip
+    assert len(set(ports.values())) == len(TENANTS), ports
+    assert shared.ports.pgbouncer not in ports.values(), ports
+    assert all(port == get_tenant(shared, name).pgbouncer_port for name, port in ports.items()), ports
+
+
+def test_fraud_still_connects_while_pricing_holds_every_socket_it_may(
+    shared: Stack, pricing_holds_every_slot: tuple[int, str]
+) -> None:
+    """issue 29: one tenant can fill the shared PgBouncer's client slots."""
+    fraud, pricing = get_tenant(shared, "fraud"), get_tenant(shared, "pricing")
+    held, refusal = pricing_holds_every_slot
+    # pricing got exactly its slots, and the next one was PgBouncer's max_client_conn refusal
+    assert held == LOOPBACK_CLIENT_CONNECTIONS, (held, refusal)
+    assert MAX_CLIENT_CONN_REFUSAL in refusal, refusal
+    # positive control and the starvation path: fraud queries its registry through its own pooler
+    with registry(shared, fraud) as connection:
+        row = connection.execute("select current_database(), current_user").fetchone()
+    assert row == ("feast_fraud", "fraud"), row
+    # the platform's PgBouncer (MLflow's backend) still serves the platform's role
+    assert shared._sql("mlflow", "select 1", port=shared.ports.pgbouncer) == [(1,)]
+    # broken control: fraud sent to pricing's pooler meets the starvation the test looks for
+    with pytest.raises(psycopg.OperationalError, match=r"max_client_conn"):
+        registry(shared, fraud, port=pricing.pgbouncer_port)
+
+
+def test_a_pooler_admits_its_own_tenant_only(shared: Stack) -> None:
+    """With free slots, pricing's pooler still refuses fraud's role, and the platform's refuses both
+    tenants (a tenant's sockets belong on its own pooler). Positive control: each on its own."""
+    fraud, pricing = get_tenant(shared, "fraud"), get_tenant(shared, "pricing")
+    for tenant in (fraud, pricing):
+        with registry(shared, tenant) as connection:
+            assert connection.execute("select 1").fetchone() == (1,)
+    for tenant, port in ((fraud, pricing.pgbouncer_port), (pricing, shared.ports.pgbouncer)):
+        with pytest.raises(psycopg.OperationalError, match=r"SASL authentication failed|no such database"):
+            registry(shared, tenant, port=port)
+    # the platform's role still goes through the platform's PgBouncer
+    assert shared._sql("mlflow", f"select current_user = '{DB_USER}'", port=shared.ports.pgbouncer) == [(True,)]
+
+
+def test_dev_status_lists_each_tenant_pooler(shared: Stack, tmp_path: Any) -> None:
+    """`mlops dev status` shows every tenant's PgBouncer as part of the pgbouncer service."""
+    result = mlops(platform_env(shared, tmp_path), "dev", "status", "--dir", str(shared.root), timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in TENANTS:
+        port = get_tenant(shared, name).pgbouncer_port
+        assert f"tenant-pgbouncer-{name}" in result.stdout and f"127.0.0.1:{port}" in result.stdout, result.stdout
