@@ -7,9 +7,10 @@ only (client caps per user or database need PgBouncer 1.24). So the platform's P
 Argo's archive, the shared mlops-pipelines namespace), and each tenant gets a PgBouncer of its own
 in the platform namespace, `pgbouncer-<tenant>`:
 
-- it routes only the tenant's Feast registry database and admits only the tenant's role, whose
-  password its init container writes from `<tenant>-db-credentials` (the Secret CloudNativePG
-  sets the role's password from, pipelines/cluster.py: postgres_roles), so no new Secret;
+- it routes only the tenant's Feast registry database and admits only the tenant's role and its
+  reader (the transformer's, components/readonly.py), whose passwords its init container writes
+  from the Secrets CloudNativePG sets the roles' passwords from (pipelines/cluster.py:
+  postgres_roles), so no new Secret;
 - its `max_client_conn` is the tenant's quota.pods times components.tenant_pool.CLIENTS_PER_POD,
   its server connections the role's cap (components.settings.TENANT_SERVER_CONNECTIONS);
 - its NetworkPolicy admits the tenant's namespace only (by the Namespace's tenant label, which
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from components.readonly import reader_database_secret, reader_name
 from components.tenant_pool import client_connections, tenant_pgbouncer_ini
 from pipelines.cluster import PLATFORM_NAMESPACE, POSTGRES_CLUSTER, POSTGRES_IMAGE
 
@@ -39,11 +41,13 @@ POOLER_APP = "tenant-pgbouncer"
 TENANT_LABEL = "mlops.private-platform.io/tenant"
 USERLIST = "/etc/pgbouncer/userlist/userlist.txt"
 
-# The users file, written at each start from the role's password (its Secret): the tenant's
-# role only. PgBouncer authenticates the client with SCRAM against it, then PostgreSQL with it.
+# The users file, written at each start from the roles' passwords (their Secrets): the tenant's
+# role and its reader (the scoring transformer's, components/readonly.py), no other. PgBouncer
+# authenticates the client with SCRAM against it, then PostgreSQL with it.
 _WRITE_USERLIST = """set -eu
 umask 077
-printf '"%s" "%s"\\n' "$TENANT" "$PGPASSWORD" > /etc/pgbouncer/userlist/userlist.txt
+printf '"%s" "%s"\\n"%s" "%s"\\n' "$TENANT" "$PGPASSWORD" "$READER" "$READER_PASSWORD" \\
+  > /etc/pgbouncer/userlist/userlist.txt
 """
 
 
@@ -84,6 +88,9 @@ def tenant_pooler(tenant: str, pods: int) -> list[dict[str, Any]]:
     def restricted() -> dict[str, Any]:
         return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True}
 
+    def password(variable: str, secret: str) -> dict[str, Any]:
+        return {"name": variable, "valueFrom": {"secretKeyRef": {"name": secret, "key": "password"}}}
+
     userlist = {"name": "userlist", "mountPath": "/etc/pgbouncer/userlist"}
     return [
         {
@@ -116,12 +123,9 @@ def tenant_pooler(tenant: str, pods: int) -> list[dict[str, Any]]:
                                 "command": ["sh", "/etc/pgbouncer/write-userlist.sh"],
                                 "env": [
                                     {"name": "TENANT", "value": tenant},
-                                    {
-                                        "name": "PGPASSWORD",
-                                        "valueFrom": {
-                                            "secretKeyRef": {"name": f"{tenant}-db-credentials", "key": "password"}
-                                        },
-                                    },
+                                    password("PGPASSWORD", f"{tenant}-db-credentials"),
+                                    {"name": "READER", "value": reader_name(tenant)},
+                                    password("READER_PASSWORD", reader_database_secret(tenant)),
                                 ],
                                 "securityContext": restricted(),
                                 "resources": {

@@ -10,6 +10,8 @@ forbidden paths (another tenant's pooler, the platform's), then each control bro
 
 from __future__ import annotations
 
+import stat
+import subprocess
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,6 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from components.readonly import reader_name
 from components.settings import CONFIGMAP
 from components.tenant_pool import CLIENTS_PER_POD, registry_database
 from pipelines.cluster import PLATFORM_NAMESPACE, SHARED_PIPELINES_NAMESPACE, pgbouncer_config, postgres_roles
@@ -86,8 +89,10 @@ def test_each_tenant_has_a_pooler_of_its_own_sized_from_its_declaration(platform
         assert [line.split(" = ")[0] for line in ini["users"]] == [tenant]
         pod = find(platform.objects, "Deployment", name, PLATFORM_NAMESPACE)["spec"]["template"]["spec"]
         (init,) = pod["initContainers"]
-        secret = {e["name"]: e for e in init["env"]}["PGPASSWORD"]["valueFrom"]["secretKeyRef"]
-        assert secret == {"name": roles[tenant]["passwordSecret"]["name"], "key": "password"}
+        env = {e["name"]: e.get("value") or e["valueFrom"]["secretKeyRef"] for e in init["env"]}
+        for user, variable in ((env["TENANT"], "PGPASSWORD"), (env["READER"], "READER_PASSWORD")):
+            assert env[variable] == {"name": roles[user]["passwordSecret"]["name"], "key": "password"}
+        assert (env["TENANT"], env["READER"]) == (tenant, reader_name(tenant))  # the transformer's role too
         (container,) = pod["containers"]
         assert container["image"] == PGBOUNCER_IMAGE
         service = find(platform.objects, "Service", name, PLATFORM_NAMESPACE)
@@ -96,6 +101,19 @@ def test_each_tenant_has_a_pooler_of_its_own_sized_from_its_declaration(platform
         assert find(platform.objects, "Namespace", tenant, "")["metadata"]["labels"][TENANT_LABEL] == tenant
     platform_pool = find(platform.objects, "Deployment", "pgbouncer", PLATFORM_NAMESPACE)
     assert platform_pool["spec"]["template"]["spec"]["containers"][0]["image"] == PGBOUNCER_IMAGE
+
+
+def test_the_pooler_writes_a_userlist_of_its_tenant_and_reader_only(tmp_path: Path) -> None:
+    """The init container's script, run as rendered (its path moved into tmp_path): one line per
+    role, each with the password of its Secret, nothing else."""
+    configmap, deployment = tenant_pooler("fraud", 3)[:2]
+    script = configmap["data"]["write-userlist.sh"].replace("/etc/pgbouncer/userlist", str(tmp_path))
+    (init,) = deployment["spec"]["template"]["spec"]["initContainers"]
+    env = {e["name"]: e.get("value", f"secret-of-{e['name']}") for e in init["env"]}
+    subprocess.run(["sh", "-c", script], env=env, check=True)
+    written = (tmp_path / "userlist.txt").read_text()
+    assert written == '"fraud" "secret-of-PGPASSWORD"\n"fraud_reader" "secret-of-READER_PASSWORD"\n'
+    assert stat.S_IMODE((tmp_path / "userlist.txt").stat().st_mode) == 0o600
 
 
 def test_the_platforms_pgbouncer_routes_the_platforms_databases_only() -> None:
