@@ -3,17 +3,21 @@
 The same module the cluster runs (components/transformer.py, KServe's ModelServer), started from
 its own environment (`make transformer-env`: kserve pins psutil<6, the pipeline's stack does not
 resolve with it), as the InferenceService's transformer container runs from its own image layer.
+Like the container, it logs in to Redis and the registry as the tenant's reader when the
+environment holds one (`mlops tenant env`'s MLOPS_READER_*, components/readonly.py).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from components.errors import ComponentError
+from components.readonly import local_transformer_environment
 from devstack import process
 
 STEP = "serve"
@@ -98,7 +102,9 @@ class LocalTransformer:
             if not process.port_free(port):
                 raise ComponentError(STEP, f"port {port} on 127.0.0.1 is taken", "pass other ports (--port-base)")
         self.root.mkdir(parents=True, exist_ok=True)
-        env: dict[str, str | None] = {"PYTHONPATH": str(self._components_only()), "VIRTUAL_ENV": None, **self.env}
+        reader = local_transformer_environment(os.environ)  # a tenant's reader over its read-write identities
+        env: dict[str, str | None] = {"PYTHONPATH": str(self._components_only()), "VIRTUAL_ENV": None, **reader}
+        env.update(self.env)
         self.pid = process.start(self.argv(), self.log, self.pid_file, env=env, cwd=self.root)
         ready = f"{self.http_url}/v2/models/{self.model_name}/ready"
         return process.wait_until(lambda: _ready(ready), what="the scoring transformer", log=self.log,
