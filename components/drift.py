@@ -35,7 +35,8 @@ from components.errors import ComponentError, TransientError, transient_reason
 from components.register import REFERENCE_ARTIFACT, _experiment_id
 
 STEP = "drift"
-os.environ.setdefault("DO_NOT_TRACK", "1")  # Evidently sends usage telemetry unless told not to
+# Evidently's usage telemetry is off through DO_NOT_TRACK, which components/__init__.py sets
+# (components.environment.AIRGAP_DEFAULTS) unless the environment decides; no step sets it itself.
 
 
 class NoChampion(ComponentError):
