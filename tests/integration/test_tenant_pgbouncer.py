@@ -123,3 +123,19 @@ def test_dev_status_lists_each_tenant_pooler(shared: Stack, tmp_path: Any) -> No
     for name in TENANTS:
         port = get_tenant(shared, name).pgbouncer_port
         assert f"tenant-pgbouncer-{name}" in result.stdout and f"127.0.0.1:{port}" in result.stdout, result.stdout
+
+
+def test_doctor_checks_postgres_through_the_tenants_own_pooler(
+    shared: Stack, pricing_holds_every_slot: tuple[int, str]
+) -> None:
+    """`mlops doctor`'s postgres-connections check, with a tenant's environment, goes through that
+    tenant's pooler: fraud's passes while pricing holds every slot of its own, and pricing's names
+    the refusal (the check sees a starved pooler)."""
+    from mlops.doctor import check_postgres_connections
+    from mlops.findings import FAIL, OK, Context
+
+    fraud, pricing = get_tenant(shared, "fraud"), get_tenant(shared, "pricing")
+    found = check_postgres_connections(Context(env=tenant_environment(shared, fraud), objects=[]))
+    assert found.status == OK and f"through a pooler on :{fraud.pgbouncer_port}" in found.detail, found
+    starved = check_postgres_connections(Context(env=tenant_environment(shared, pricing), objects=[]))
+    assert starved.status == FAIL and "max_client_conn" in starved.detail, starved
