@@ -13,6 +13,7 @@ lists them (`rows`).
 from __future__ import annotations
 
 import os
+import re
 import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,6 +62,14 @@ def write(stack: Stack, tenant: str, port: int, users: dict[str, str]) -> None:
     process.give_to_service_user(folder)
 
 
+def point_at_postgres(stack: Stack, config: Path) -> None:
+    """Route the pooler to the stack's PostgreSQL as it is now: the stack may have moved since the
+    file was written (`mlops dev down`, then `mlops dev up --port-base N`)."""
+    server = f"host=127.0.0.1 port={stack.ports.postgres}"
+    process.write_private(config, re.sub(r"host=127\.0\.0\.1 port=\d+", server, config.read_text()))
+    process.give_to_service_user(config.parent)
+
+
 def start(stack: Stack, tenant: str) -> float:
     """Start the tenant's pooler, or make a running one reread its files (SIGHUP)."""
     name = service(tenant)
@@ -72,6 +81,7 @@ def start(stack: Stack, tenant: str) -> float:
         for target in _children(pid) or [pid]:
             os.kill(target, signal.SIGHUP)
         return 0.0
+    point_at_postgres(stack, config)
     stack.log(name).touch()
     process.give_to_service_user(stack.log(name))
     argv = process.as_service_user([process.find_binary("pgbouncer", "/usr/sbin"), str(config)])
