@@ -177,7 +177,8 @@ def _tenant(args: argparse.Namespace) -> int:
         tenant = add_tenant(stack, args.name)
         print(
             f"tenant {tenant.name}: S3 key {tenant.access_key} (prefix <bucket>/{tenant.name}/),"
-            f" PostgreSQL role {tenant.name} (databases feast_{tenant.name} and offline_{tenant.name}),"
+            f" PostgreSQL role {tenant.name} (databases feast_{tenant.name} and offline_{tenant.name};"
+            f" its own PgBouncer 127.0.0.1:{tenant.pgbouncer_port}),"
             f" MLflow user {tenant.name} (experiment {tenant.name})"
         )
         from pipelines.tenant_monitoring import prometheus_scrape_config
