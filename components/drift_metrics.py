@@ -18,6 +18,7 @@ import datetime as dt
 import math
 from typing import TYPE_CHECKING
 
+from components import pushgateway_client
 from components.errors import TransientError
 
 if TYPE_CHECKING:
@@ -72,7 +73,14 @@ def push_metrics(url: str, result: DriftResult, reference: Reference, *, pipelin
         statistic = math.inf if feature.statistic is None else feature.statistic
         gauges["mlops_feature_drift_statistic"].labels(**extra).set(statistic)
     try:
-        push_to_gateway(url, job=JOB, grouping_key=grouping(pipeline, reference.model), registry=collectors, timeout=10)
+        push_to_gateway(
+            url,
+            job=JOB,
+            grouping_key=grouping(pipeline, reference.model),
+            registry=collectors,
+            timeout=10,
+            handler=pushgateway_client.handler(),  # the tenant's credentials on loopback
+        )
     except OSError as error:  # URLError and connection errors are OSErrors
         raise TransientError(
             STEP,

@@ -38,7 +38,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from components import artifacts, services
+from components import artifacts, pushgateway_client, services
 from components.errors import ComponentError, TransientError
 
 STEP = "notify"
@@ -69,7 +69,14 @@ def deliver(metric: str, labels: dict[str, str], *, namespace: str, pipeline: st
     Gauge(metric, HELP[metric], list(labels), registry=collectors).labels(**labels).set(at.timestamp())
     grouping = {"pipeline": pipeline, "kind": KIND[metric]}
     try:
-        push_to_gateway(url, job=JOB, grouping_key=grouping, registry=collectors, timeout=10)
+        push_to_gateway(
+            url,
+            job=JOB,
+            grouping_key=grouping,
+            registry=collectors,
+            timeout=10,
+            handler=pushgateway_client.handler(),  # the tenant's credentials on loopback
+        )
     except HTTPError as error:
         if 400 <= error.code < 500 and error.code != 429:
             raise ComponentError(

@@ -65,6 +65,13 @@ SECRET_VARIABLES: dict[str, str] = {
 }
 """Credentials: from Secrets on the cluster, never in the ConfigMap or the rendered YAML."""
 
+PUSHGATEWAY_CREDENTIALS = ("MLOPS_PUSHGATEWAY_USERNAME", "MLOPS_PUSHGATEWAY_PASSWORD")
+"""Basic auth for the tenant's own Pushgateway, on loopback only (`mlops tenant env` sets them;
+components/pushgateway_client.py sends them). On the cluster no ConfigMap or Secret carries them:
+each tenant's Pushgateway runs in its namespace and a NetworkPolicy admits only that namespace
+(pipelines/tenant_monitoring.py); on loopback, where no NetworkPolicy exists, the password is what
+keeps pricing off fraud's gateway (issue 29). Unset, a push goes without credentials."""
+
 
 def _env(name: str) -> Any:
     return {"env": name}

@@ -210,6 +210,9 @@ PROCESS_LOCAL = {
     "MLOPS_SCHEMAS_DIR": "mlops lint on a laptop",
     "MLOPS_SERVICES_DIR": "mlops dev on a laptop",
     "MLOPS_PROFILE": "read through the settings model like every ConfigMap key",
+    # components.settings.PUSHGATEWAY_CREDENTIALS: the cluster's per-namespace Pushgateway needs none
+    "MLOPS_PUSHGATEWAY_USERNAME": "the tenant's loopback Pushgateway user (mlops tenant env)",
+    "MLOPS_PUSHGATEWAY_PASSWORD": "the tenant's loopback Pushgateway password (mlops tenant env)",
 }
 
 

@@ -1,0 +1,55 @@
+"""How a step pushes to its Pushgateway: with the tenant's basic-auth credentials when it has them.
+
+The drift figures (components/drift_metrics.py) and the owner's notices (components/notify.py)
+both go through `handler()`. On the cluster the environment holds no credentials and the push goes
+plain: each tenant's Pushgateway runs in the tenant's own namespace, where a NetworkPolicy admits
+only that namespace's pods (pipelines/tenant_monitoring.py). On loopback nothing keeps one tenant's
+process off another's port, so each tenant's Pushgateway asks for basic auth
+(devstack/tenant_pushgateways.py) and `mlops tenant env NAME` gives the tenant its own user and
+password in the environment (components.settings.PUSHGATEWAY_CREDENTIALS), never on a command line.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from components.errors import ComponentError
+from components.settings import PUSHGATEWAY_CREDENTIALS
+
+Handler = Callable[..., Callable[[], None]]
+"""prometheus_client's push handler: (url, method, timeout, headers, data) -> a callable that sends."""
+
+
+def credentials(env: Mapping[str, str] | None = None) -> tuple[str, str] | None:
+    """The (user, password) the environment gives for pushes, or None when it gives none."""
+    source = os.environ if env is None else env
+    username, password = (source.get(name, "") for name in PUSHGATEWAY_CREDENTIALS)
+    if not username and not password:
+        return None
+    if not (username and password):
+        missing = PUSHGATEWAY_CREDENTIALS[1] if username else PUSHGATEWAY_CREDENTIALS[0]
+        raise ComponentError(
+            "pushgateway",
+            f"{missing} is not set while the other Pushgateway credential is",
+            'set both from the tenant\'s environment (eval "$(mlops tenant env NAME)"), or neither',
+        )
+    return username, password
+
+
+def handler(env: Mapping[str, str] | None = None) -> Handler:
+    """The push handler for push_to_gateway/delete_from_gateway: basic auth with the tenant's
+    credentials when the environment holds them, else prometheus_client's plain one."""
+    from prometheus_client.exposition import basic_auth_handler, default_handler
+
+    found = credentials(env)
+    if found is None:
+        plain: Handler = default_handler
+        return plain
+    username, password = found
+
+    def authenticated(url: str, method: str, timeout: float | None, headers: list[Any], data: bytes) -> Any:
+        return basic_auth_handler(url, method, timeout, headers, data, username, password)
+
+    return authenticated

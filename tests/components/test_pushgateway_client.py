@@ -1,0 +1,65 @@
+"""components/pushgateway_client.py: pushes carry the tenant's basic-auth credentials when the
+environment holds them (the loopback's per-tenant Pushgateways ask for them, issue 29), and go
+plain when it holds none (the cluster's, admitted by NetworkPolicy)."""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
+
+from components import pushgateway_client
+from components.errors import ComponentError
+from components.settings import PUSHGATEWAY_CREDENTIALS
+
+USER, PASSWORD = PUSHGATEWAY_CREDENTIALS
+
+
+@pytest.fixture
+def gateway() -> Iterator[tuple[str, list[str | None]]]:
+    """A loopback stand-in that records each push's Authorization header."""
+    seen: list[str | None] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_PUT(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append(self.headers.get("Authorization"))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", seen
+    finally:
+        server.shutdown()
+
+
+def push(url: str, env: dict[str, str]) -> None:
+    registry = CollectorRegistry()
+    Gauge("mlops_probe", "probe", registry=registry).set(1)
+    push_to_gateway(url, job="probe", registry=registry, handler=pushgateway_client.handler(env))
+
+
+def test_a_push_carries_the_tenants_credentials_and_none_without_them(
+    gateway: tuple[str, list[str | None]],
+) -> None:
+    url, seen = gateway
+    push(url, {})
+    push(url, {USER: "pricing", PASSWORD: "s3cret"})
+    assert seen[0] is None, "no credentials in the environment: a plain push (the cluster's)"
+    assert seen[1] == "Basic " + base64.b64encode(b"pricing:s3cret").decode()
+
+
+def test_one_credential_without_the_other_is_refused_naming_the_missing_one() -> None:
+    with pytest.raises(ComponentError) as refused:
+        pushgateway_client.handler({USER: "pricing"})
+    assert PASSWORD in str(refused.value) and "mlops tenant env" in str(refused.value)
