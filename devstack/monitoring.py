@@ -4,19 +4,31 @@ What `mlops dev up --monitoring` and the tests start beside a stack, configured 
 sources as the cluster: the rule groups of manifests/monitoring/prometheus-rules.yaml, and the
 alert routes the caller renders with pipelines/alerting.py (each receiver a webhook here, where
 the cluster mails the owner; devstack sits below pipelines, so it takes them as data).
-Prometheus scrapes the Pushgateway with honor_labels, as the cluster's must, and evaluates every
-second so a test sees an alert within seconds.
+Prometheus evaluates every second so a test sees an alert within seconds.
+
+Two arrangements:
+- one Pushgateway, scraped with honor_labels (`mlops dev up --monitoring`: one team's laptop,
+  whose pushes are all its own);
+- with `tenants` (`mlops dev up --monitoring --tenancy`), the cluster's since issue 29: one
+  Pushgateway per tenant behind the tenant's password, each scraped as its own target with
+  `namespace: <tenant>`, honor_labels false and the cluster's keep-list of `mlops_*` families
+  (devstack/tenant_pushgateways.py), and no shared one, so no tenant can push for another.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from devstack import process
+from components.errors import ComponentError
+from devstack import process, tenant_pushgateways
+from devstack.tenant_pushgateways import Gateway, ScrapeConfig
 
 SERVICES = ("pushgateway", "alertmanager", "prometheus")
 RULES = Path(__file__).resolve().parents[1] / "manifests" / "monitoring" / "prometheus-rules.yaml"
@@ -42,6 +54,13 @@ class Monitoring:
     )
     """alertmanager.yml's routes and receivers (pipelines.alerting.alertmanager_yaml)."""
     interval: str = "1s"
+    tenants: tuple[str, ...] = ()
+    """With tenants: one authenticated Pushgateway each (devstack/tenant_pushgateways.py), no shared one."""
+    tenant_scrape: ScrapeConfig | None = None
+    """With tenants: the scrape job of one tenant's gateway, the cluster's rules
+    (pipelines.tenant_monitoring.prometheus_scrape_config), handed down as data."""
+    gateway_first_port: int = 0
+    """Where the tenants' gateways' ports are looked for (0: right after the three above)."""
 
     @property
     def ports(self) -> dict[str, int]:
@@ -59,7 +78,36 @@ class Monitoring:
     def running(self, service: str) -> bool:
         return process.alive(process.read_pid(self.pid_file(service)))
 
-    def _write_configs(self) -> None:
+    @property
+    def tenancy(self) -> bool:
+        return bool(self.tenants)
+
+    def gateways(self) -> list[Gateway]:
+        """The tenants' gateways (generated on first use: port, passwords, web config)."""
+        first = self.gateway_first_port or self.port_base + len(SERVICES)
+        return tenant_pushgateways.ensure(self.root, self.tenants, first)
+
+    def gateway(self, tenant: str) -> Gateway:
+        return next(gateway for gateway in self.gateways() if gateway.tenant == tenant)
+
+    def _scrape_configs(self) -> list[dict[str, Any]]:
+        if self.tenancy:
+            if self.tenant_scrape is None:
+                raise ComponentError(
+                    "dev",
+                    "the tenants' Pushgateways need the cluster's scrape rules to be scraped with",
+                    "pass tenant_scrape=pipelines.tenant_monitoring.prometheus_scrape_config (mlops dev up does)",
+                )
+            return tenant_pushgateways.scrape_configs(self.root, self.gateways(), self.tenant_scrape)
+        return [
+            {
+                "job_name": "pushgateway",
+                "honor_labels": True,
+                "static_configs": [{"targets": [f"127.0.0.1:{self.ports['pushgateway']}"]}],
+            }
+        ]
+
+    def _write_prometheus_config(self) -> None:
         (self.root / "prometheus.yml").write_text(
             yaml.safe_dump(
                 {
@@ -70,19 +118,71 @@ class Monitoring:
                             {"static_configs": [{"targets": [f"127.0.0.1:{self.ports['alertmanager']}"]}]}
                         ]
                     },
-                    "scrape_configs": [
-                        {
-                            "job_name": "pushgateway",
-                            "honor_labels": True,
-                            "static_configs": [{"targets": [f"127.0.0.1:{self.ports['pushgateway']}"]}],
-                        }
-                    ],
+                    "scrape_configs": self._scrape_configs(),
                 },
                 sort_keys=False,
             )
         )
+
+    def _write_configs(self) -> None:
+        self._write_prometheus_config()
         (self.root / "rules.yaml").write_text(yaml.safe_dump(rule_groups(), sort_keys=False))
         (self.root / "alertmanager.yml").write_text(yaml.safe_dump(self.alert_routing, sort_keys=False))
+
+    def reload_prometheus(self) -> None:
+        """Rewrite prometheus.yml (the scrape, the tenants' gateways) and wait until Prometheus runs it."""
+        self._write_prometheus_config()
+        pid = process.read_pid(self.pid_file("prometheus"))
+        if not process.alive(pid):
+            return
+        assert pid is not None
+        wanted = _scrape_summary(yaml.safe_load((self.root / "prometheus.yml").read_text()))
+        os.kill(pid, signal.SIGHUP)
+        # and Alertmanager is found again: an alert that fires before that is dropped, and resent
+        # only a minute later (Prometheus's resend delay)
+        process.wait_until(
+            lambda: _scrape_summary(self._loaded_config()) == wanted and self._alertmanagers() > 0,
+            what="prometheus's configuration reload",
+            log=self.log("prometheus"),
+            pid=pid,
+            timeout=30,
+        )
+
+    def _alertmanagers(self) -> int:
+        """How many Alertmanagers Prometheus sends its alerts to now."""
+        import requests
+
+        answer = requests.get(self.url("prometheus") + "/api/v1/alertmanagers", timeout=5).json()
+        return len(answer["data"]["activeAlertmanagers"])
+
+    def _loaded_config(self) -> dict[str, Any]:
+        """The configuration Prometheus runs now (its status API)."""
+        import requests
+
+        answer = requests.get(self.url("prometheus") + "/api/v1/status/config", timeout=5).json()
+        loaded: dict[str, Any] = yaml.safe_load(answer["data"]["yaml"])
+        return loaded
+
+    def starts(self) -> list[tuple[str, list[str], Callable[[], bool]]]:
+        """(service, argv, readiness check) in start order: the gateways, Alertmanager, Prometheus."""
+        import requests
+
+        def ready(url: str, auth: tuple[str, str] | None = None) -> Callable[[], bool]:
+            return lambda: bool(requests.get(url + "/-/ready", auth=auth, timeout=1).status_code == 200)
+
+        binary = process.find_binary(BINARIES["pushgateway"])
+        if self.tenancy:
+            starts = [
+                (
+                    gateway.service,
+                    tenant_pushgateways.argv(binary, self.root, gateway),
+                    ready(gateway.url, (tenant_pushgateways.SCRAPER, gateway.scrape_password)),
+                )
+                for gateway in self.gateways()
+            ]
+        else:
+            starts = [("pushgateway", self._argv("pushgateway"), ready(self.url("pushgateway")))]
+        return starts + [(service, self._argv(service), ready(self.url(service))) for service in SERVICES[1:]]
 
     def _argv(self, service: str) -> list[str]:
         binary = process.find_binary(BINARIES[service])
@@ -108,31 +208,30 @@ class Monitoring:
         ]
 
     def up(self) -> dict[str, float]:
-        """Start what is not running (Pushgateway, Alertmanager, then Prometheus); seconds to ready."""
-        import requests
-
+        """Start what is not running (the Pushgateways, Alertmanager, then Prometheus); seconds to ready."""
         for folder in ("run", "logs"):
             (self.root / folder).mkdir(parents=True, exist_ok=True)
         self._write_configs()
         timings: dict[str, float] = {}
-        for service in SERVICES:
-            if self.running(service):
-                timings[service] = 0.0
-                continue
-            pid = process.start(self._argv(service), self.log(service), self.pid_file(service), cwd=self.root)
-            ready = self.url(service) + "/-/ready"
-
-            def answers(url: str = ready) -> bool:
-                return bool(requests.get(url, timeout=1).status_code == 200)
-
-            timings[service] = process.wait_until(
-                answers,
-                what=service,
-                log=self.log(service),
-                pid=pid,
-                timeout=60,
-            )
+        for service, argv, ready in self.starts():
+            timings[service] = 0.0 if self.running(service) else self.start(service, argv, ready)
         return timings
 
+    def start(self, service: str, argv: list[str], ready: Callable[[], bool]) -> float:
+        """Start one service and wait until it answers; seconds to ready."""
+        for folder in ("run", "logs"):
+            (self.root / folder).mkdir(parents=True, exist_ok=True)
+        pid = process.start(argv, self.log(service), self.pid_file(service), cwd=self.root)
+        return process.wait_until(ready, what=service, log=self.log(service), pid=pid, timeout=60)
+
     def down(self) -> list[str]:
-        return [service for service in reversed(SERVICES) if process.stop(self.pid_file(service))]
+        """Stop Prometheus, Alertmanager and every Pushgateway this root started (a tenant's too)."""
+        gateways = sorted(pid.stem for pid in (self.root / "run").glob("pushgateway*.pid"))
+        return [
+            service for service in ["prometheus", "alertmanager", *gateways] if process.stop(self.pid_file(service))
+        ]
+
+
+def _scrape_summary(config: dict[str, Any]) -> list[tuple[str, bool]]:
+    """What a reload must have changed: the scrape jobs and whether each honors pushed labels."""
+    return sorted((job["job_name"], bool(job.get("honor_labels", False))) for job in config.get("scrape_configs", []))
