@@ -255,39 +255,82 @@ def _transformer(context: dict[str, Any], name: str, **kwargs: Any) -> LocalTran
                             **kwargs)  # fmt: skip
 
 
-def test_reject_404s_an_unknown_entity_and_explain_answers_where_enabled(scoring: dict[str, Any]) -> None:
+@pytest.fixture(scope="module")
+def guarded(scoring: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """A second transformer: its config rejects unknown entities and enables explain, and it reads the
+    real Redis through a proxy that lets a large pipeline through 16 KiB every 0.3 s
+    (tests/integration/redis_delay_proxy.py)."""
+    from components.environment import temporary_env
+    from tests.integration.redis_delay_proxy import RedisDelayProxy
+
+    proxy = RedisDelayProxy(scoring["env"]["MLOPS_FEAST_REDIS"], large_bytes=16_000, delay=0.3)
+    with temporary_env(_platform(scoring)):
+        transformer = _transformer(scoring, "transformer-reject",
+                                   scoring={"unknown_entity": "reject", "explain": {"enabled": True}},
+                                   env={"MLOPS_FEAST_REDIS": proxy.address})  # fmt: skip
+        transformer.start()
+    try:
+        yield {"transformer": transformer, "proxy": proxy}
+    finally:
+        transformer.stop()
+        proxy.close()
+
+
+def test_reject_404s_an_unknown_entity_and_explain_answers_where_enabled(
+    scoring: dict[str, Any], guarded: dict[str, Any]
+) -> None:
     """A transformer whose config rejects unknown entities and enables explain: 200 for a known entity,
     404 naming the row (never the id sent, issue 29) for an unknown one; the :explain verb returns the
     feature values used, in the model's order; a predict body asking for explain is still 400."""
-    from components.environment import temporary_env
+    transformer = guarded["transformer"]
+    url = f"{transformer.http_url}/v1/models/{MODEL}:predict"
+    status, answer = _post(url, {"instances": scoring["rows"][:1]})
+    assert status == 200 and answer["predictions"] == pytest.approx(scoring["expected"][:1].tolist(), abs=1e-6)
+    assert "features" not in answer
+    status, answer = _post(url, {"instances": [scoring["rows"][0], {**scoring["rows"][0], "user_id": UNKNOWN_USER}]})
+    assert status == 404 and "rows [1]" in answer["error"] and str(UNKNOWN_USER) not in answer["error"], answer
+    status, explained = _post(url.replace(":predict", ":explain"), {"instances": scoring["rows"][:1]})
+    assert status == 200, explained
+    assert explained["predictions"] == pytest.approx(scoring["expected"][:1].tolist(), abs=1e-6)
+    used = explained["features"][0]
+    assert list(used) == scoring["features"]  # the model's column order, from the predictor's config
+    assert [used[name] for name in scoring["features"]] == pytest.approx(scoring["vectors"][0].tolist(), rel=1e-6)
+    status, answer = _post(url, {"instances": scoring["rows"][:1], "explain": True})
+    assert status == 400 and ":explain" in answer["error"], answer
+    scored = mlops(scoring["env"], "score", MODEL, json.dumps(scoring["rows"][0]), "--explain", "--url",
+                   transformer.http_url)  # fmt: skip
+    assert scored.returncode == 0, scored.stdout + scored.stderr
+    assert all(name in scored.stdout for name in scoring["features"])
 
-    with temporary_env(_platform(scoring)):
-        transformer = _transformer(scoring, "transformer-reject",
-                                   scoring={"unknown_entity": "reject", "explain": {"enabled": True}})  # fmt: skip
-        transformer.start()
-    try:
-        url = f"{transformer.http_url}/v1/models/{MODEL}:predict"
-        status, answer = _post(url, {"instances": scoring["rows"][:1]})
-        assert status == 200 and answer["predictions"] == pytest.approx(scoring["expected"][:1].tolist(), abs=1e-6)
-        assert "features" not in answer
-        status, answer = _post(
-            url, {"instances": [scoring["rows"][0], {**scoring["rows"][0], "user_id": UNKNOWN_USER}]}
-        )
-        assert status == 404 and "rows [1]" in answer["error"] and str(UNKNOWN_USER) not in answer["error"], answer
-        status, explained = _post(url.replace(":predict", ":explain"), {"instances": scoring["rows"][:1]})
-        assert status == 200, explained
-        assert explained["predictions"] == pytest.approx(scoring["expected"][:1].tolist(), abs=1e-6)
-        used = explained["features"][0]
-        assert list(used) == scoring["features"]  # the model's column order, from the predictor's config
-        assert [used[name] for name in scoring["features"]] == pytest.approx(scoring["vectors"][0].tolist(), rel=1e-6)
-        status, answer = _post(url, {"instances": scoring["rows"][:1], "explain": True})
-        assert status == 400 and ":explain" in answer["error"], answer
-        scored = mlops(scoring["env"], "score", MODEL, json.dumps(scoring["rows"][0]), "--explain", "--url",
-                       transformer.http_url)  # fmt: skip
-        assert scored.returncode == 0, scored.stdout + scored.stderr
-        assert all(name in scored.stdout for name in scoring["features"])
-    finally:
-        transformer.stop()
+
+def test_a_small_request_is_answered_while_a_large_one_is_joining(
+    scoring: dict[str, Any], guarded: dict[str, Any]
+) -> None:
+    """issue 29: the join ran on the event loop, so one large request stalled every other. The proxy
+    trickles the large request's pipeline to Redis over seconds; a one-row request sent meanwhile must
+    come back while the large one is still joining (on the loop it would wait for it), and the large
+    one must still be answered."""
+    import threading
+
+    url = f"{guarded['transformer'].http_url}/v1/models/{MODEL}:predict"
+    proxy, large = guarded["proxy"], {}
+    rows = (scoring["rows"] * 16)[: scoring["config"].scoring.max_rows]
+    proxy.large_seen.clear()
+    started = time.monotonic()
+    worker = threading.Thread(target=lambda: large.update(answer=_post(url, {"instances": rows}),
+                                                          seconds=time.monotonic() - started))  # fmt: skip
+    worker.start()
+    assert proxy.large_seen.wait(timeout=30), "the large request's pipeline never reached Redis"
+    asked = time.monotonic()
+    status, small = _post(url, {"instances": scoring["rows"][:1]})
+    answered_in = time.monotonic() - asked
+    still_joining = worker.is_alive()
+    worker.join(timeout=60)
+    assert status == 200 and small["predictions"] == pytest.approx(scoring["expected"][:1].tolist(), abs=1e-6)
+    assert answered_in < 2.0 and still_joining, (answered_in, still_joining)
+    status, answer = large["answer"]
+    assert status == 200 and len(answer["predictions"]) == len(rows), answer
+    assert large["seconds"] >= 1.2 and proxy.delayed >= 4, (large["seconds"], proxy.delayed)  # really held
 
 
 def test_redis_unreachable_is_503_and_mlops_score_exits_transient(scoring: dict[str, Any]) -> None:
