@@ -263,21 +263,6 @@ class ScoringSettings(_Settings):
         description="Online-store joins running at once, each on a worker thread off the event loop; more wait their"
         " turn, so one large request cannot stall the others (issue 29).",
     )
-    max_body_bytes: int = Field(
-        1 << 20,
-        ge=4096,
-        le=64 << 20,
-        description="Largest request body (HTTP) or message (gRPC) the transformer reads; past it, 400 naming this"
-        " setting, before the body is parsed. Default 1 MiB: max_rows (1000) rows of a V1 instance, an entity id"
-        " and a few request features, stay under ~1 KiB each with room to spare; raise it with max_rows.",
-    )
-    max_concurrent_joins: int = Field(
-        4,
-        ge=1,
-        le=64,
-        description="Online-store joins running at once, each on a worker thread off the event loop; more wait their"
-        " turn, so one large request cannot stall the others (issue 29).",
-    )
     explain: ExplainSettings = ExplainSettings()
 
 
