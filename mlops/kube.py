@@ -1,7 +1,10 @@
 """The few Kubernetes calls promote makes, through the official Python client.
 
 Read the live InferenceService and KServe's default deployment mode; create or replace an
-InferenceService. Nothing else: the manifests are rendered and admitted before they get here.
+InferenceService, and the Istio AuthorizationPolicy and NetworkPolicy that say who may call it
+(components/serving_authorization.py, issue 29). Nothing else: the manifests are rendered and
+admitted before they get here. Every write asks for strict field validation and replaces exactly
+the version it read (409 Conflict otherwise), and every failure says whether a retry can help.
 """
 
 from __future__ import annotations
@@ -15,6 +18,10 @@ from typing import Any
 from components.errors import ComponentError, TransientError
 
 GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
+ISTIO_GROUP, ISTIO_VERSION, AUTHORIZATION_PLURAL = "security.istio.io", "v1", "authorizationpolicies"
+AUTHORIZATION_KINDS = ("AuthorizationPolicy", "NetworkPolicy")
+PLURALS = {"InferenceService": PLURAL, "AuthorizationPolicy": AUTHORIZATION_PLURAL, "NetworkPolicy": "networkpolicies"}
+"""What promote applies beside the InferenceService (components.serving_authorization.serving_objects)."""
 KSERVE_NAMESPACE = "kserve"
 KSERVE_CONFIG = "inferenceservice-config"
 # (connect, read) seconds for every API call: the client's default is to wait forever.
@@ -59,15 +66,18 @@ class Cluster:
 
         return client.CustomObjectsApi(self.api)
 
-    def _fail(self, what: str, error: Any) -> ComponentError:
+    def _fail(self, what: str, error: Any, kind: str = "InferenceService") -> ComponentError:
         failure = TransientError if error.status >= 500 or error.status in (0, 429) else ComponentError
         try:  # the server's own words: which field, which rule
             said = f": {json.loads(error.body)['message']}"
         except (TypeError, ValueError, KeyError):
             said = ""
-        fix = "check the kubeconfig context and that your account may get/create/update inferenceservices there"
+        fix = (
+            f"check the kubeconfig context and that your account may get/create/update {PLURALS[kind]} there "
+            "(the tenant's pipeline-submitter Role grants it)"
+        )
         if error.status in (400, 422):
-            fix = "the rendered InferenceService breaks the cluster's CRD: run `mlops lint` on it and fix what it names"
+            fix = f"the rendered {kind} breaks the cluster's schema: run `mlops lint` on it and fix what it names"
         return failure("promote", f"the Kubernetes API ({self.context}) refused to {what}: {error.status} "
                        f"{error.reason}{said}", fix)  # fmt: skip
 
@@ -165,3 +175,67 @@ class Cluster:
             raise self._fail(f"apply InferenceService {namespace}/{name}", error) from error
         except HTTPError as error:
             raise self._unreachable(f"apply InferenceService {namespace}/{name}", error) from error
+
+    def live_version(self, kind: str, namespace: str, name: str) -> str | None:
+        """The resourceVersion of the live AuthorizationPolicy or NetworkPolicy, None if there is none."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        try:
+            if kind == "NetworkPolicy":
+                found = client.NetworkingV1Api(self.api).read_namespaced_network_policy(
+                    name, namespace, _request_timeout=REQUEST_TIMEOUT
+                )
+                return str(found.metadata.resource_version)
+            policy = self._custom().get_namespaced_custom_object(
+                ISTIO_GROUP, ISTIO_VERSION, namespace, AUTHORIZATION_PLURAL, name, _request_timeout=REQUEST_TIMEOUT
+            )
+            return str(policy["metadata"]["resourceVersion"])
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise self._fail(f"read {kind} {namespace}/{name}", error, kind) from error
+        except HTTPError as error:
+            raise self._unreachable(f"read {kind} {namespace}/{name}", error) from error
+
+    def apply_authorization(self, obj: dict[str, Any]) -> str:
+        """Create the AuthorizationPolicy or NetworkPolicy beside an InferenceService, or replace the
+        version just read (its resourceVersion: a concurrent writer makes it 409, nothing written)."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        kind, namespace, name = obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"]
+        if kind not in AUTHORIZATION_KINDS:
+            raise ComponentError("promote", f"promote applies no {kind} beside a model", "report it: a bug")
+        live = self.live_version(kind, namespace, name)
+        network = client.NetworkingV1Api(self.api)
+        strict: dict[str, Any] = {"field_validation": "Strict", "_request_timeout": REQUEST_TIMEOUT}
+        body = obj if live is None else {**obj, "metadata": {**obj["metadata"], "resourceVersion": live}}
+        try:
+            if kind == "NetworkPolicy" and live is None:
+                network.create_namespaced_network_policy(namespace, body, **strict)
+            elif kind == "NetworkPolicy":
+                network.replace_namespaced_network_policy(name, namespace, body, **strict)
+            elif live is None:
+                self._custom().create_namespaced_custom_object(
+                    ISTIO_GROUP, ISTIO_VERSION, namespace, AUTHORIZATION_PLURAL, body, **strict
+                )
+            else:
+                self._custom().replace_namespaced_custom_object(
+                    ISTIO_GROUP, ISTIO_VERSION, namespace, AUTHORIZATION_PLURAL, name, body, **strict
+                )
+            return "created" if live is None else "replaced"
+        except ApiException as error:
+            if error.status == 409:
+                raise ComponentError(
+                    "promote",
+                    f"{kind} {namespace}/{name} changed while promote applied it ({error.reason}): another "
+                    "promotion or an edit landed in between; the InferenceService was not applied, nothing "
+                    "was recorded or moved",
+                    f"look at `kubectl -n {namespace} get {kind.lower()} {name} -o yaml`, then run the promotion again",
+                ) from error
+            raise self._fail(f"apply {kind} {namespace}/{name}", error, kind) from error
+        except HTTPError as error:
+            raise self._unreachable(f"apply {kind} {namespace}/{name}", error) from error

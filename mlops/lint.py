@@ -37,6 +37,7 @@ CRD_FILES = {
     ("trainer.kubeflow.org", "TrainJob"): "trainer_trainer.kubeflow.org_trainjobs.yaml",
     ("trainer.kubeflow.org", "ClusterTrainingRuntime"): "trainer_trainer.kubeflow.org_clustertrainingruntimes.yaml",
     ("ray.io", "RayJob"): "kuberay_ray.io_rayjobs.yaml",
+    ("security.istio.io", "AuthorizationPolicy"): "istio_security.istio.io_authorizationpolicies.yaml",
 }
 SWAGGER_FILES = {("kubeflow.org", "Experiment"): ("katib_v1beta1.swagger.json", "v1beta1.Experiment")}
 """Kinds whose CRD carries no field schema: their schema is the project's swagger definition."""
@@ -55,8 +56,9 @@ class Finding:
 
 def crd_name(group: str, kind: str) -> str:
     """The CustomResourceDefinition's name on a cluster (<plural>.<group>; every kind lint reads
-    pluralises with an s)."""
-    return f"{kind.lower()}s.{group}"
+    pluralises with an s, or a final y with ies: authorizationpolicies)."""
+    singular = kind.lower()
+    return f"{singular[:-1]}ies.{group}" if singular.endswith("y") else f"{singular}s.{group}"
 
 
 def export_command(group: str, kind: str, folder: str = "$MLOPS_SCHEMAS_DIR") -> str:

@@ -11,9 +11,11 @@
 
 Every step, in this order: work out the serving state from the registry's history; render the
 InferenceService; evaluate it with the platform's Gatekeeper policies on the real Rego engine
-(refuse with Gatekeeper's own message: a bad promotion never leaves the laptop); apply it
-(Kubernetes API, or a GitOps folder, or nowhere with --dry-run); then record the history entry
-and move the aliases. A failure before the apply changes nothing anywhere.
+(refuse with Gatekeeper's own message: a bad promotion never leaves the laptop); apply it with
+who may call it, its Istio AuthorizationPolicy and NetworkPolicy (issue 29,
+components/serving_authorization.py; Kubernetes API, or a GitOps folder, or nowhere with
+--dry-run, which prints the three documents); then record the history entry and move the
+aliases. A failure before the apply changes nothing anywhere.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from components.promote import (
     readiness_delay,
     render_inference_service,
 )
+from components.serving_authorization import serving_objects
 from mlops.admission import POLICY_DIR, PolicySet
 
 STEP = "promote"
@@ -95,26 +98,37 @@ class Target:
     def live(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.cluster.get_inference_service(namespace, name) if self.kind == "kubernetes" else None
 
-    def apply(self, service: dict[str, Any], live: dict[str, Any] | None = None) -> str:
-        """Write the service; on a cluster, over exactly the `live` version that was checked."""
-        text = yaml.safe_dump(service, sort_keys=False)
+    def apply(self, objects: list[dict[str, Any]], live: dict[str, Any] | None = None) -> str:
+        """Write the InferenceService (objects[0]) and who may call it (the AuthorizationPolicy and
+        NetworkPolicy after it, components.serving_authorization.serving_objects). On a cluster the
+        authorization goes first, so a new service never runs a moment without it, and the service
+        replaces exactly the `live` version that was checked. Returns where the service went."""
+        service, authorization = objects[0], objects[1:]
         if self.kind == "kubernetes":
+            for obj in authorization:
+                self.cluster.apply_authorization(obj)
             return f"kubernetes:{self.cluster.context}:{self.cluster.apply(service, live)}"
         if self.kind == "gitops":
             assert self.folder is not None
-            name = f"{service['metadata']['name']}.inferenceservice.yaml"
-            path = self.folder / service["metadata"]["namespace"] / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_name(f".{path.name}.partial")
-            partial.write_text(text)
-            os.replace(partial, path)
-            return f"gitops:{path}"
+            for obj in authorization:
+                self._write(self.folder / obj["metadata"]["namespace"], obj)
+            return f"gitops:{self._write(self.folder / service['metadata']['namespace'], service)}"
         if self.folder is not None:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            (self.folder / f"{service['metadata']['name']}.inferenceservice.yaml").write_text(text)
+            for obj in objects:
+                self._write(self.folder, obj)
         else:
-            print(text, end="")
+            print("---\n".join(yaml.safe_dump(obj, sort_keys=False) for obj in objects), end="")
         return "dry-run"
+
+    @staticmethod
+    def _write(folder: Path, obj: dict[str, Any]) -> Path:
+        """`<folder>/<name>.<kind>.yaml`, atomically (a GitOps agent never reads half a file)."""
+        path = folder / f"{obj['metadata']['name']}.{obj['kind'].lower()}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.partial")
+        partial.write_text(yaml.safe_dump(obj, sort_keys=False))
+        os.replace(partial, path)
+        return path
 
 
 @dataclass(kw_only=True)
@@ -249,10 +263,11 @@ def execute(request: Request, target: Target) -> Outcome:
         "stage": request.stage or settings.stage,
         "deployment_mode": mode,
     }
+    rendered = settings.model_copy(update=requested)
     service = render_inference_service(
         registration,
         storage_uri=storage_uri,
-        settings=settings.model_copy(update=requested),
+        settings=rendered,
         canary_percent=canary_percent,
         readiness_initial_delay_seconds=readiness_delay(
             settings.readiness_initial_delay_seconds, registration.get("load_seconds")
@@ -273,7 +288,7 @@ def execute(request: Request, target: Target) -> Outcome:
             "nothing was applied, recorded or moved",
         )
 
-    applied = target.apply(service, live)
+    applied = target.apply(serving_objects(service, rendered, request.transformer), live)
     if target.kind == "dry-run":
         return Outcome(action=request.action, before=before, after=before, service=service, applied=applied, entry=None)
 

@@ -11,7 +11,12 @@ the upstream CRD through `mlops lint`'s own strict checker (mlops.lint.crd_schem
 - the pruned object is validated against the schema: a violation is 422 Invalid;
 - `status` in a create or replace body is dropped: the status subresource owns it.
 
-`InferenceServiceApi` serves that over HTTP to the real kubernetes client (`mlops promote`);
+A built-in kind (promote's NetworkPolicy) is held the same way to Kubernetes' own schema
+(kubernetes-validate's strict and plain schemas at mlops.lint.KUBERNETES_VERSION): the strict
+decoder refuses an unknown field with the same 400, otherwise it is dropped with the warning.
+
+`InferenceServiceApi` serves that over HTTP to the real kubernetes client (`mlops promote`: the
+InferenceService, its AuthorizationPolicy and its NetworkPolicy);
 `TrainerStandIn` answers the custom-objects calls components/trainjob.py makes, and moves a
 TrainJob's status the way Kubeflow Trainer v2 does, read by read.
 """
@@ -19,6 +24,7 @@ TrainJob's status the way Kubeflow Trainer v2 does, read by read.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
@@ -51,21 +57,56 @@ def _delete(obj: Any, path: tuple[str | int, ...]) -> None:
     del obj[path[-1]]
 
 
+BUILT_IN = {("networking.k8s.io/v1", "NetworkPolicy")}
+"""Built-in kinds the stand-in serves (promote's NetworkPolicy), held to Kubernetes' own OpenAPI
+schema at mlops.lint.KUBERNETES_VERSION through kubernetes-validate, the schema `mlops lint` uses."""
+
+
+def _built_in_unknown(obj: dict[str, Any]) -> list[tuple[str | int, ...]]:
+    """Fields Kubernetes' schema does not declare, found as the strict schema's additionalProperties
+    errors one at a time (a copy is pruned as it goes, so every one is named)."""
+    import kubernetes_validate
+
+    copy, found = json.loads(json.dumps(obj)), []
+    while True:
+        try:
+            kubernetes_validate.validate(copy, lint.KUBERNETES_VERSION, strict=True)
+            return found
+        except kubernetes_validate.ValidationError as error:
+            if error.validator != "additionalProperties":
+                return found  # a value the schema refuses: the non-strict check names it
+            parent: tuple[str | int, ...] = tuple(error.path)
+            for key in re.findall(r"'([^']+)'", error.message.split("(", 1)[1]):
+                found.append((*parent, key))
+                _delete(copy, (*parent, key))
+
+
+def _built_in_problem(obj: dict[str, Any]) -> str | None:
+    import kubernetes_validate
+
+    try:
+        kubernetes_validate.validate(obj, lint.KUBERNETES_VERSION, strict=False)
+    except kubernetes_validate.ValidationError as error:
+        return f"{'/'.join(str(p) for p in error.path)}: {error.message[:300]}"
+    return None
+
+
 def admit(body: dict[str, Any], field_validation: str | None = None) -> tuple[dict[str, Any], list[str]]:
     """(the object as the server would store it, the warnings it would send), or Refused."""
     kind, api_version = body.get("kind", ""), body.get("apiVersion", "")
     name = body.get("metadata", {}).get("name") or body.get("metadata", {}).get("generateName", "")
-    schema = lint.crd_schema(api_version, kind)
+    built_in = (api_version, kind) in BUILT_IN
+    schema = {} if built_in else lint.crd_schema(api_version, kind)
     stored: dict[str, Any] = json.loads(json.dumps(body))
     stored.pop("status", None)
-    unknown = lint.unknown_field_paths(stored, schema)
+    unknown = _built_in_unknown(stored) if built_in else lint.unknown_field_paths(stored, schema)
     if unknown and field_validation == "Strict":
         fields = ", ".join(f'unknown field "{_dotted(p)}"' for p in unknown)
         raise Refused(400, "BadRequest", f"{kind} in version {api_version.rpartition('/')[2]!r} cannot be handled "
                       f"as a {kind}: strict decoding error: {fields}")  # fmt: skip
     for path in unknown:
         _delete(stored, path)
-    problem = lint.schema_problem(stored, schema)
+    problem = _built_in_problem(stored) if built_in else lint.schema_problem(stored, schema)
     if problem is not None:
         where, _, message = problem.partition(": ")
         group = api_version.rpartition("/")[0]
@@ -74,9 +115,29 @@ def admit(body: dict[str, Any], field_validation: str | None = None) -> tuple[di
     return stored, warnings
 
 
+SERVED = {
+    "/apis/serving.kserve.io/v1beta1/": "InferenceService",
+    "/apis/security.istio.io/v1/": "AuthorizationPolicy",
+    "/apis/networking.k8s.io/v1/": "NetworkPolicy",
+}
+"""The collections the stand-in serves (`<prefix>namespaces/<ns>/<plural>`), each with its kind."""
+
+
+def _kind_of(path: str) -> str | None:
+    """The kind a collection or object path holds, as the API server's routing decides it."""
+    for prefix, kind in SERVED.items():
+        rest = path.removeprefix(prefix).split("/")
+        plural = kind.lower()[:-1] + "ies" if kind.endswith("y") else kind.lower() + "s"
+        if path.startswith(prefix) and len(rest) in (3, 4) and rest[0] == "namespaces" and rest[2] == plural:
+            return kind
+    return None
+
+
 class InferenceServiceApi(BaseHTTPRequestHandler):
-    """InferenceService get/create/replace and KServe's inferenceservice-config, kept in memory,
-    each body admitted as above; a replace whose resourceVersion is stale is 409 Conflict.
+    """get/create/replace of InferenceServices, AuthorizationPolicies and NetworkPolicies (what
+    promote applies, SERVED) and KServe's inferenceservice-config, kept in memory, each body
+    admitted as above; a body of another kind than its path's is 400, a replace of an object that
+    does not exist 404, a replace whose resourceVersion is stale is 409 Conflict.
     `edits_after_read` plays a concurrent writer that changes the object right after the client's
     next read. Class attributes hold the state: reset them before each server (the fixture does)."""
 
@@ -85,10 +146,13 @@ class InferenceServiceApi(BaseHTTPRequestHandler):
     calls: ClassVar[list[str]] = []
     warnings: ClassVar[list[str]] = []
     edits_after_read: ClassVar[int] = 0
+    forbidden: ClassVar[set[str]] = set()
+    """Kinds the caller's RBAC does not cover: each request for one is 403 Forbidden."""
 
     @classmethod
     def reset(cls) -> None:
         cls.objects, cls.calls, cls.warnings, cls.edits_after_read = {}, [], [], 0
+        cls.forbidden = set()
         cls.deploy_config = {"defaultDeploymentMode": "Serverless"}
 
     def _send(self, status: int, body: dict[str, Any], warnings: list[str] | None = None) -> None:
@@ -108,7 +172,9 @@ class InferenceServiceApi(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         path, _ = self._request()
         self.calls.append(f"GET {path}")
-        if path == "/api/v1/namespaces/kserve/configmaps/inferenceservice-config":
+        if _kind_of(path) in self.forbidden:
+            self._send(403, Refused(403, "Forbidden", f"cannot get {path}").status())
+        elif path == "/api/v1/namespaces/kserve/configmaps/inferenceservice-config":
             self._send(200, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "inferenceservice-config"},
                              "data": {"deploy": json.dumps(self.deploy_config)}})  # fmt: skip
         elif path in self.objects:
@@ -125,6 +191,13 @@ class InferenceServiceApi(BaseHTTPRequestHandler):
         self.calls.append(f"{self.command} {path}")
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         try:
+            kind = _kind_of(path)
+            if kind in self.forbidden:
+                raise Refused(403, "Forbidden", f"cannot {self.command} {path}")
+            if kind is None or (self.command == "PUT" and path not in self.objects):
+                raise Refused(404, "NotFound", f"{path} not found")
+            if body.get("kind") != kind:
+                raise Refused(400, "BadRequest", f"the body's kind {body.get('kind')!r} is not {kind}, as {path} is")
             stored, warnings = admit(body, field_validation)
         except Refused as refused:
             self._send(refused.code, refused.status())

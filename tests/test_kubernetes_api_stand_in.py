@@ -76,3 +76,50 @@ def test_the_trainer_stand_in_moves_status_as_trainer_does_and_holds_it_to_the_c
         (condition,) = reads[2]["status"]["conditions"]
         assert (condition["type"], condition["status"]) == (last, "True") and reads[3] == reads[2]
         assert api.seen[name] == ["none", "active", last, last]
+
+
+def _network_policy(**rule: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "m-callers", "namespace": "fraud"},
+        "spec": {"podSelector": {"matchLabels": {"serving.kserve.io/inferenceservice": "m"}},
+                 "policyTypes": ["Ingress"], "ingress": [{"ports": [{"protocol": "TCP", "port": 8012}], **rule}]},
+    }  # fmt: skip
+
+
+def _authorization_policy(**rule: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "security.istio.io/v1",
+        "kind": "AuthorizationPolicy",
+        "metadata": {"name": "m-callers", "namespace": "fraud"},
+        "spec": {"action": "ALLOW", "selector": {"matchLabels": {"serving.kserve.io/inferenceservice": "m"}},
+                 "rules": [{"from": [{"source": {"namespaces": ["fraud"]}}], **rule}]},
+    }  # fmt: skip
+
+
+def test_promotes_authorization_kinds_are_held_to_their_schemas_unknown_fields_refused_when_strict(
+    schemas_dir: Path,
+) -> None:
+    """issue 29: promote now applies an Istio AuthorizationPolicy (its CRD schema from the schema
+    folder) and a NetworkPolicy (Kubernetes' own schema) beside each InferenceService. Positive
+    controls first; then a misspelt field, refused under Strict as the real decoder refuses it and
+    pruned with a warning otherwise; then a value each schema refuses, 422."""
+    for body in (_network_policy(), _authorization_policy()):
+        stored, warnings = admit(body, "Strict")
+        assert warnings == [] and stored == body
+    misspelt = _network_policy(form=[{"podSelector": {}}])  # `from` misspelt
+    with pytest.raises(Refused, match=r'NetworkPolicy .*strict decoding error: unknown field "spec\.ingress\[0\]\.form"'):
+        admit(misspelt, "Strict")
+    stored, warnings = admit(misspelt)
+    assert "form" not in stored["spec"]["ingress"][0] and warnings == ['unknown field "spec.ingress[0].form"']
+    typo = _authorization_policy(when_=[{"key": "request.headers[x]", "values": ["1"]}])
+    with pytest.raises(Refused, match=r'strict decoding error: unknown field "spec\.rules\[0\]\.when_"') as refused:
+        admit(typo, "Strict")
+    assert refused.value.code == 400
+    with pytest.raises(Refused, match=r'NetworkPolicy\.networking\.k8s\.io "m-callers" is invalid: spec\.podSelector'):
+        admit({**_network_policy(), "spec": {**_network_policy()["spec"], "podSelector": "all"}}, "Strict")
+    bad_action = _authorization_policy()
+    bad_action["spec"]["action"] = "PERMIT"
+    with pytest.raises(Refused, match=r'AuthorizationPolicy\.security\.istio\.io "m-callers" is invalid: spec\.action'):
+        admit(bad_action)

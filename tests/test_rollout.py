@@ -84,6 +84,9 @@ def test_full_lifecycle_manifests_aliases_and_history(
     assert _promote(lifecycle, "--promote", "--version", "1", "--reason", "first rollout") == 0
     first = _manifest(lifecycle)
     assert lint.check(first) is None  # mlops lint's strict checker: the KServe CRD, unknown fields too
+    for kind in ("authorizationpolicy", "networkpolicy"):  # issue 29: who may call it, beside it for Argo CD
+        beside = yaml.safe_load((lifecycle["gitops"] / "fraud" / f"{MODEL}-callers.{kind}.yaml").read_text())
+        assert beside["kind"].lower() == kind and lint.check(beside) is None
     assert _served(first) == (1, 100)
     assert registry.aliases(mlflow, MODEL)[registry.CHAMPION] == 1
 
@@ -266,9 +269,19 @@ def test_admission_stops_bad_production_promotions_before_anything_changes(
 def test_dry_run_renders_and_admits_but_changes_nothing(
     lifecycle: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """issue 29: promote rendered and applied the InferenceService alone, never who may call it; the
+    dry run prints the three documents promote applies, the service first."""
+    from components.serving_authorization import ISVC_LABEL
+
     assert main(["promote", MODEL, "--promote", "--version", "1", "--dry-run"]) == 0
     captured = capsys.readouterr()
-    assert yaml.safe_load(captured.out)["kind"] == "InferenceService"
+    documents = list(yaml.safe_load_all(captured.out))
+    assert [d["kind"] for d in documents] == ["InferenceService", "AuthorizationPolicy", "NetworkPolicy"]
+    for document in documents[1:]:
+        assert document["metadata"]["namespace"] == "fraud"
+        assert lint.check(document) is None, document["kind"]  # the Istio CRD / Kubernetes' schema, strictly
+    assert documents[1]["spec"]["selector"]["matchLabels"] == {ISVC_LABEL: MODEL}
+    assert documents[2]["spec"]["podSelector"]["matchLabels"] == {ISVC_LABEL: MODEL}
     assert "nothing applied, recorded or moved" in captured.err
     assert registry.history(lifecycle["mlflow"], MODEL) == []
     assert registry.CHAMPION not in registry.aliases(lifecycle["mlflow"], MODEL)
@@ -295,6 +308,8 @@ def cluster_stand_in(tmp_path: Path, schemas_dir: Path) -> Iterator[tuple[Path, 
 
 
 PATH = "/apis/serving.kserve.io/v1beta1/namespaces/fraud/inferenceservices"
+AUTHORIZATION = "/apis/security.istio.io/v1/namespaces/fraud/authorizationpolicies"
+NETWORK = "/apis/networking.k8s.io/v1/namespaces/fraud/networkpolicies"
 
 
 def test_applies_through_the_kubernetes_client_against_a_api_server_stand_in(
@@ -302,11 +317,22 @@ def test_applies_through_the_kubernetes_client_against_a_api_server_stand_in(
     cluster_stand_in: tuple[Path, type[InferenceServiceApi]],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """issue 29: promote applied the InferenceService alone; now its AuthorizationPolicy and
+    NetworkPolicy go first (a new service never runs without them), created, then replaced."""
     kubeconfig, api = cluster_stand_in
     assert main(["promote", MODEL, "--promote", "--version", "1", "--kubeconfig", str(kubeconfig)]) == 0
     assert f"POST {PATH}" in api.calls and api.objects[f"{PATH}/{MODEL}"]["metadata"]["resourceVersion"] == "1"
+    writes = [c for c in api.calls if c.startswith(("POST", "PUT"))]
+    assert writes == [f"POST {AUTHORIZATION}", f"POST {NETWORK}", f"POST {PATH}"]
+    policy = api.objects[f"{AUTHORIZATION}/{MODEL}-callers"]
+    assert policy["spec"]["action"] == "ALLOW" and policy["spec"]["rules"][0]["from"][0]["source"]["namespaces"][0] == (
+        "fraud"
+    )
+    assert api.objects[f"{NETWORK}/{MODEL}-callers"]["spec"]["policyTypes"] == ["Ingress"]
     assert main(["promote", MODEL, "--canary", "25", "--version", "2", "--kubeconfig", str(kubeconfig)]) == 0
     assert f"PUT {PATH}/{MODEL}" in api.calls
+    assert f"PUT {AUTHORIZATION}/{MODEL}-callers" in api.calls and f"PUT {NETWORK}/{MODEL}-callers" in api.calls
+    assert api.objects[f"{NETWORK}/{MODEL}-callers"]["metadata"]["resourceVersion"] == "2"
     live = api.objects[f"{PATH}/{MODEL}"]
     assert _served(live) == (2, 25) and live["metadata"]["resourceVersion"] == "2"
     entries = registry.history(lifecycle["mlflow"], MODEL)
@@ -408,3 +434,24 @@ def test_a_field_the_crd_does_not_declare_is_refused_not_stored_api_server_stand
     assert f"{PATH}/{MODEL}" not in api.objects and api.calls == [f"POST {PATH}"]
     assert Cluster.from_kubeconfig(kubeconfig).apply(service, None) == "created"
     assert api.objects[f"{PATH}/{MODEL}"]["spec"] == service["spec"]
+
+
+def test_a_refused_authorization_leaves_the_service_unapplied_and_nothing_recorded_api_server_stand_in(
+    lifecycle: dict[str, Any],
+    cluster_stand_in: tuple[Path, type[InferenceServiceApi]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """issue 29: the model must never serve without who may call it. Where the caller's RBAC does not
+    cover AuthorizationPolicies, promote stops before the InferenceService, exit 2 naming the Role;
+    the control: the same promotion with the rights goes through."""
+    kubeconfig, api = cluster_stand_in
+    api.forbidden = {"AuthorizationPolicy"}
+    assert main(["promote", MODEL, "--promote", "--version", "1", "--kubeconfig", str(kubeconfig)]) == 2
+    error = capsys.readouterr().err
+    assert "refused to read AuthorizationPolicy fraud/fraud-detector-callers: 403" in error
+    assert "may get/create/update authorizationpolicies there (the tenant's pipeline-submitter Role" in error
+    assert not [c for c in api.calls if c.startswith(("POST", "PUT"))] and api.objects == {}
+    assert registry.history(lifecycle["mlflow"], MODEL) == []
+    api.forbidden = set()
+    assert main(["promote", MODEL, "--promote", "--version", "1", "--kubeconfig", str(kubeconfig)]) == 0
+    assert f"{PATH}/{MODEL}" in api.objects and len(registry.history(lifecycle["mlflow"], MODEL)) == 1

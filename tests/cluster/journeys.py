@@ -159,7 +159,10 @@ CORE_KINDS = {
     "pod": ("pods", ""),
     "pod_log": ("pods", "log"),
     "service_account_token": ("serviceaccounts", "token"),
+    "network_policy": ("networkpolicies", ""),
 }
+KIND_GROUPS = {"network_policy": "networking.k8s.io"}
+"""The API group of a typed client's kind outside the core group (NetworkingV1Api for promote's NetworkPolicy)."""
 
 
 @dataclass(frozen=True)
@@ -225,7 +228,11 @@ def client_calls(module: Path) -> list[ClientCall]:
             group, resource, subresource, namespace, name = args[0] or "?", args[3] or "?", "", args[2], None
         else:
             resource, subresource = CORE_KINDS.get(found[3], (found[3], ""))
-            group, name, namespace = "", args[0] if args else None, args[1] if len(args) > 1 else None
+            group, name, namespace = (
+                KIND_GROUPS.get(found[3], ""),
+                args[0] if args else None,
+                args[1] if len(args) > 1 else None,
+            )
         calls.append(
             ClientCall(
                 CLIENT_VERBS[found[1]],

@@ -129,22 +129,27 @@ def trainjob_of(tenant: str) -> dict[str, Any]:
     return train_job(spec, spec.step("train"), cfg, name="fraud-train", namespace=tenant, features="a,b", **uris)
 
 
-def promote_objects(tenant: str) -> dict[str, Any]:
+def promote_objects(tenant: str) -> list[dict[str, Any]]:
+    """What `mlops promote` applies in the tenant's namespace: the InferenceService, its
+    AuthorizationPolicy and its NetworkPolicy (components.serving_authorization.serving_objects)."""
     from components.config import transformer_settings
     from components.promote import render_inference_service
+    from components.serving_authorization import serving_objects
     from pipelines.local import declaration
     from tests.conftest import REGISTRATION
 
     pipeline = declaration("fraud")
     cfg = pipeline.config()
     settings = cfg.promote.model_copy(update={"namespace": tenant})
-    return render_inference_service(
+    transformer = transformer_settings(cfg, pipeline.spec.image)
+    service = render_inference_service(
         dict(REGISTRATION),  # type: ignore[arg-type]
         storage_uri="s3://models/x",
         settings=settings,
         canary_percent=10,
-        transformer=transformer_settings(cfg, pipeline.spec.image),
+        transformer=transformer,
     )
+    return serving_objects(service, settings, transformer)
 
 
 def runner_name(traffic: list[dict[str, Any]]) -> str:
@@ -180,9 +185,11 @@ def journeys(
     who = identities(tenant, runner_name(traffic))
     who["token"], minting = readme_token_identity(readme, tenant, who["member"])
     rows = minting + member_argo_journeys(platform, traffic, tenant)
-    service = promote_objects(tenant)
+    from mlops.kube import PLURALS
+
+    applied = {PLURALS[obj["kind"]]: obj for obj in promote_objects(tenant)}  # issue 29: and who may call it
     for row in client_journeys(REPO / "mlops" / "kube.py", "member", tenant, "mlops promote / rollback", None):
-        creates = service if row.api.verb in ("create", "update") else None
+        creates = applied[row.api.resource] if row.api.verb in ("create", "update") else None
         rows.append(Journey(row.who, row.request, row.why, creates=creates, tolerated=row.tolerated))
     rows += runner_journeys(tenant)
     other = next(t for t in TENANTS if t != tenant)
@@ -219,6 +226,8 @@ def test_every_journey_passes_every_check_and_every_denial_is_refused(
         ("token", "create", "cronworkflows"),
         ("token", "get", "pods"),
         ("member", "update", "inferenceservices"),
+        ("member", "create", "authorizationpolicies"),
+        ("member", "update", "networkpolicies"),
         ("runner", "create", "trainjobs"),
     ):
         assert needed in verbs, f"the journeys lost {needed}: the derivation broke"
