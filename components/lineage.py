@@ -144,6 +144,37 @@ def read_dataset(
     return table.frame, record
 
 
+def recorded_digest(lineage_uri: str | os.PathLike[str], name: str) -> str:
+    """The digest materialize's lineage record (its `lineage` output) holds for dataset `name`."""
+    document = artifacts.read_json(lineage_uri)
+    for record in document.get("datasets", []):
+        if record.get("name") == name:
+            return str(record["digest"])
+    raise ComponentError(
+        STEP,
+        f"the lineage record at {lineage_uri} holds no dataset named {name!r}",
+        "pass the lineage output of the materialize step that wrote the sets",
+    )
+
+
+def require_recorded(step: str, uri: str, what: str, recorded: str) -> str:
+    """The sha256 of the bytes at `uri`, after checking it is the digest the lineage recorded.
+
+    A set handed from one step to another by a key the tenant's own credentials can write (the
+    TrainJob's training set) could be rewritten between them: a step trains on exactly the bytes
+    materialize recorded, or refuses (permanent: the same bytes are there on a retry)."""
+    found = artifacts.sha256_uri(uri)
+    if found != recorded:
+        raise ComponentError(
+            step,
+            f"the {what} at {uri} has sha256 {found}, but materialize's lineage record holds {recorded}: "
+            "it was rewritten after materialize wrote it",
+            "run again with a fresh cache (mlops submit --no-cache) so materialize writes and records the set "
+            "anew; nothing else may write under the run's sets/ prefix",
+        )
+    return found
+
+
 def data_location(uri: str) -> str:
     """Where the bytes are: the data beside a DVC pointer, else the URI itself."""
     if not uri.endswith(".dvc"):

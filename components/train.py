@@ -256,20 +256,29 @@ def train(
     features: list[str],
     label_column: str,
     settings: TrainSettings,
+    train_set_sha256: str = "",
 ) -> dict[str, Any]:
     """Fit `settings.model_type` on `train_set`; write the model file and its metadata JSON.
 
     `features` and `label_column` come from the materialize step; the rest is the config's train
     section. The objective is binary (a probability of the positive class) or regression (a number).
+    `train_set_sha256` is the digest materialize's lineage record holds for the set: every worker
+    refuses a set with other bytes (components/lineage.py: require_recorded).
     """
     model_type, objective, seed, device = settings.model_type, settings.objective, settings.seed, settings.device
     world = distributed.current_world()
+    if train_set_sha256:
+        from components.lineage import require_recorded
+
+        require_recorded(STEP, train_set, "training set", train_set_sha256)
     if settings.distributed is not None and world.size == 1:
         template = os.environ.get(trainjob.TEMPLATE_VARIABLE)
         if template:  # a Kubeflow Pipelines task: this step launches the TrainJob and waits on it
-            launched = trainjob.launch(json.loads(template), train_set, model_out, metadata_out, features)
+            launched = trainjob.launch(
+                json.loads(template), train_set, model_out, metadata_out, features, train_set_sha256=train_set_sha256
+            )
             return _summary(cast(TrainingMetadata, launched))
-        return _launch(train_set, model_out, metadata_out, features, label_column, settings)
+        return _launch(train_set, model_out, metadata_out, features, label_column, settings, train_set_sha256)
     chosen = resolve_device(device)
     frame = distributed.read_shard(train_set, world, "training set")
     x, y = _matrix(frame, features, label_column, objective, whole=world.size == 1)
@@ -338,7 +347,13 @@ def _window(frame: pd.DataFrame | None, train_set: str) -> list[str] | None:
 
 
 def _launch(
-    train_set: str, model_out: str, metadata_out: str, features: list[str], label_column: str, settings: TrainSettings
+    train_set: str,
+    model_out: str,
+    metadata_out: str,
+    features: list[str],
+    label_column: str,
+    settings: TrainSettings,
+    train_set_sha256: str = "",
 ) -> dict[str, Any]:
     """Train as `settings.distributed` workers on this machine, started as the cluster's runtime
     starts them (components/distributed.py), each running this same step's command."""
@@ -348,6 +363,7 @@ def _launch(
         "--train-set", train_set, "--model-out", model_out, "--metadata-out", metadata_out,
         "--features", ",".join(features), "--label-column", label_column,
         "--settings", settings.model_dump_json(),
+        *(["--train-set-sha256", train_set_sha256] if train_set_sha256 else []),
     ]  # fmt: skip
     distributed.launch(settings.distributed, command)
     metadata: TrainingMetadata = artifacts.read_json(metadata_out)

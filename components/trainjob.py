@@ -28,6 +28,8 @@ STEP = "train"
 TEMPLATE_VARIABLE = "MLOPS_TRAINJOB_TEMPLATE"
 """The rendered TrainJob (JSON) a Kubeflow Pipelines train task carries; absent elsewhere."""
 TRAIN_SET, MODEL_OUT, METADATA_OUT, FEATURES = "@TRAIN_SET@", "@MODEL_OUT@", "@METADATA_OUT@", "@FEATURES@"
+TRAIN_SET_SHA256 = "@TRAIN_SET_SHA256@"
+"""The digest materialize's lineage record holds for the set: each node refuses other bytes."""
 GROUP, VERSION, PLURAL = "trainer.kubeflow.org", "v1alpha1", "trainjobs"
 NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 TIMEOUT_SECONDS = 24 * 3600
@@ -111,8 +113,10 @@ def launch(
     staging_root: str | None = None,
     poll_seconds: float = 10.0,
     timeout_seconds: float = TIMEOUT_SECONDS,
+    train_set_sha256: str = "",
 ) -> dict[str, Any]:
-    """Stage, create, watch, fetch; returns the metadata rank 0 wrote."""
+    """Stage, create, watch, fetch; returns the metadata rank 0 wrote. The nodes check the staged
+    set against `train_set_sha256` (materialize's record), as the step checked its own input."""
     from components import artifacts  # here: `mlops compile` imports this module, never pandas
 
     api = api if api is not None else _api()
@@ -123,7 +127,8 @@ def launch(
     with artifacts.atomic_path(f"{staging}/train_set.parquet", suffix=".parquet") as copy:
         shutil.copyfile(train_set, copy)
     uris = {TRAIN_SET: f"{staging}/train_set.parquet", MODEL_OUT: f"{staging}/model",
-            METADATA_OUT: f"{staging}/metadata.json", FEATURES: ",".join(features)}  # fmt: skip
+            METADATA_OUT: f"{staging}/metadata.json", FEATURES: ",".join(features),
+            TRAIN_SET_SHA256: train_set_sha256 or artifacts.sha256_file(train_set)}  # fmt: skip
     job = fill(template, uris)
     job["metadata"]["namespace"] = namespace
     created = _create(api, namespace, job)

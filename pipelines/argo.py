@@ -135,7 +135,9 @@ def step_cache(namespace: str) -> dict[str, Any]:
             "labels": {"workflows.argoproj.io/configmap-type": "Cache", "app.kubernetes.io/part-of": "private-mlops"},
             "annotations": {
                 "mlops.private-platform.io/generated-by": "make golden (pipelines/argo.py: step_cache)",
-                "mlops.private-platform.io/keys": "<step>-<arguments sha>-<data digest>-<commit>[-<run inputs>]",
+                "mlops.private-platform.io/keys": (
+                    "<step>-<arguments sha>-<namespace>-<data digest>[-<artifact digests>]-<commit>[-<run inputs>]-<salt>"
+                ),
             },
         },
         "data": {},
@@ -214,6 +216,10 @@ def _when(step: Step) -> str | None:
     return " && ".join(clauses) or None
 
 
+def _sources(handoffs: dict[str, str]) -> set[str]:
+    return {reference.split(".")[0] for reference in handoffs}
+
+
 def _task(
     step: Step,
     template: Container,
@@ -229,7 +235,10 @@ def _task(
         arguments.append(Parameter(name="cache-key", value=key))
     for name, reference in step.inputs.items():
         source, output = reference.split(".")
-        if is_parameter(contracts, reference):
+        if is_parameter(contracts, reference) and written_by_trainjob and source in _sources(written_by_trainjob):
+            # a TrainJob reports no parameters: the step checks the bytes against the metadata alone
+            arguments.append(Parameter(name=_argo_name(name), value=""))
+        elif is_parameter(contracts, reference):
             arguments.append(
                 Parameter(name=_argo_name(name), value=f"{{{{tasks.{source}.outputs.parameters.{output}}}}}")
             )
@@ -295,9 +304,12 @@ def workflow_template(declaration: PipelineDeclaration, cfg: PipelineConfig, *, 
         synchronization=m.Synchronization(mutexes=[m.Mutex(name=f"{spec.name}-retrain")]),
         metrics=[run_failed_metric(spec.name)],
     ) as template:
-        keys = {step.name: cache_key(spec, step, parameters, contracts) for step in spec.steps}
-        trainjobs = {step.name for step in spec.steps if distributed_train(cfg, step)}
-        keys.update({name: None for name in trainjobs})  # a TrainJob is not memoized
+        trainjobs = frozenset(step.name for step in spec.steps if distributed_train(cfg, step))
+        # a TrainJob is not memoized, nor is a step that reads what it made (its key could not name the bytes)
+        keys = {
+            step.name: None if step.name in trainjobs else cache_key(spec, step, parameters, contracts, trainjobs)
+            for step in spec.steps
+        }
         handoffs = trainjob_handoffs(spec, cfg, keys)
         written = {ref: key for ref, key in handoffs.items() if ref.split(".")[0] in trainjobs}
         templates: dict[str, Container | Resource] = {

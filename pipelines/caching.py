@@ -37,6 +37,11 @@ ROOTS = ("components", "pipelines")
 SUFFIXES = {".py", ".json", ".yaml", ".yml"}
 DIGEST_OUTPUT = "data_digest"
 """The output naming the bytes a run read (validate's): what cluster cache keys start from."""
+SHA256_SUFFIX = "_sha256"
+"""An output ending so is the sha256 of an artifact the step made or read (train's model_sha256):
+a step that takes it holds it in its key."""
+NAMESPACE = "{{workflow.namespace}}"
+"""The tenant, in every memoized step's key."""
 
 
 def code_fingerprint() -> str:
@@ -112,23 +117,34 @@ RUN_INPUT = re.compile(r"\{\{workflow\.parameters\.([\w-]+)\}\}")
 
 
 def cache_key(
-    spec: PipelineSpec, step: Step, parameters: Mapping[str, Mapping[str, Any]], contracts: Mapping[str, StepContract]
+    spec: PipelineSpec,
+    step: Step,
+    parameters: Mapping[str, Mapping[str, Any]],
+    contracts: Mapping[str, StepContract],
+    unkeyed: frozenset[str] = frozenset(),
 ) -> str | None:
     """The memoization key of a cacheable step, the same facts as a local run's (step_keys):
-    the data's digest (an output of the step that read the data), the commit, the run inputs the
-    step reads, and a hash of its own and its ancestors' components and arguments and the image.
-    The URI of the data is not in it: new bytes at the same URI are new data."""
+    the tenant (the workflow's namespace), the data's digest (an output of the step that read the
+    data), the digest of each artifact an upstream step reports with it (`*_sha256` outputs such as
+    train's `model_sha256`: evaluate's result is of the model's bytes, not of train's arguments),
+    the commit, the run inputs the step reads, and a hash of its own and its ancestors' components
+    and arguments and the image. The URI of the data is not in it: new bytes at the same URI are
+    new data. `unkeyed` names steps that are not memoized (a TrainJob): a step that reads what one
+    made is not memoized either, as its key could not name the bytes that step makes anew."""
     source = cluster_digest_source(spec, step, contracts)
-    if source is None:
+    if source is None or any(ref.split(".")[0] in unkeyed for ref in step.inputs.values()):
         return None
     lineage = [step, *ancestors(spec, step)]
     static = {s.name: {"component": s.component, "parameters": parameters[s.name]} for s in lineage}
     text = json.dumps({"steps": static, "image": spec.image}, sort_keys=True)
     inputs = sorted(set(RUN_INPUT.findall(json.dumps(parameters[step.name]))) - {"raw-data", "git-commit"})
+    digests = sorted(ref for ref in step.inputs.values() if ref.endswith(SHA256_SUFFIX) and ref in reported(contracts))
     parts = [
         step.name,
         hashlib.sha256(text.encode()).hexdigest()[:16],
+        NAMESPACE,
         f"{{{{tasks.{source}.outputs.parameters.{DIGEST_OUTPUT}}}}}",
+        *(output_digest_word(ref) for ref in digests),
         "{{workflow.parameters.git-commit}}",
         *(run_input_word(name) for name in inputs),
         "{{workflow.parameters.cache-salt}}",  # `mlops submit --no-cache`: a new one runs everything again
@@ -141,3 +157,40 @@ def run_input_word(name: str) -> str:
     `[a-zA-Z0-9][-a-zA-Z0-9]*` ("invalid cache key", the node errors), so a value such as a gate
     threshold of 0.85 enters the key as the first 16 hex digits of its sha256 (an expression tag)."""
     return f"{{{{=sprig.trunc(16, sprig.sha256sum(workflow.parameters['{name}']))}}}}"
+
+
+def reported(contracts: Mapping[str, StepContract]) -> set[str]:
+    """Every `step.output` a step reports as a parameter."""
+    return {f"{name}.{output}" for name, contract in contracts.items() for output in contract.parameter_outputs}
+
+
+def output_digest_word(reference: str) -> str:
+    """An upstream step's reported sha256 (`step.output`) as a key word: its first 16 hex digits
+    (an expression tag, so the key stays within a ConfigMap key's 253 characters)."""
+    source, output = reference.split(".")
+    return f"{{{{=sprig.trunc(16, tasks.{source}.outputs.parameters.{output})}}}}"
+
+
+NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def require_namespace(step: str, namespace: str, namespace_file: Path = NAMESPACE_FILE) -> None:
+    """Refuse to run a cached step anywhere but in the tenant its cache key names.
+
+    KFP's fingerprint holds the `namespace` argument as rendered, not the namespace a run is in:
+    a pipeline compiled for fraud and run by pricing would store results under fraud's
+    fingerprints. A step that refuses to run there stores nothing, so an entry that names a tenant
+    was made in that tenant's namespace. In a pod the namespace is the service account's; a local
+    run, with no such file, is nobody else's."""
+    if not namespace_file.exists():
+        return
+    actual = namespace_file.read_text().strip()
+    if actual != namespace:
+        from components.errors import ComponentError
+
+        raise ComponentError(
+            step,
+            f"this step was compiled for namespace {namespace!r} (its cache key names that tenant) but runs in "
+            f"{actual!r}",
+            f"compile the pipeline with cluster.namespace: {actual} (mlops compile) and submit that",
+        )

@@ -1,6 +1,10 @@
 """KFP v2 lightweight components, one per step, each a thin shell over `pipelines.runtime`.
 
-Each op's signature is its step's contract (pipelines/contract.py reads it). A step's settings
+Each op's signature is its step's contract (pipelines/contract.py reads it). A step whose result
+is cached on a cluster takes the tenant's `namespace` as an argument, so KFP's fingerprint of it
+(the values of its input parameters) names the tenant, and refuses to run anywhere else
+(pipelines/caching.py: require_namespace); evaluate takes train's `model_sha256`, so its
+fingerprint names the bytes it scores. A step's settings
 travel as one `settings` object, its section of the pipeline config, validated by the settings
 model on arrival (pipelines/runtime.py reads the component's annotation): a setting is declared
 once, in components/config.py. Artifacts reach the
@@ -31,12 +35,16 @@ def materialize(
     feature_repo: str,
     data_digest: str,
     settings: dict,
+    namespace: str,
     train_set: Output[Dataset],
     holdout_set: Output[Dataset],
     lineage: Output[Artifact],
-) -> NamedTuple("Outputs", [("features", list)]):  # type: ignore[valid-type]
+) -> NamedTuple("Outputs", [("features", list), ("train_set_sha256", str)]):  # type: ignore[valid-type]
+    from components.lineage import recorded_digest
+    from pipelines.caching import require_namespace
     from pipelines.runtime import resource, run_step
 
+    require_namespace("materialize", namespace)
     summary = run_step(
         "components.materialize:materialize",
         raw_data,
@@ -48,7 +56,8 @@ def materialize(
     )
     train_set.metadata["rows"] = summary["training_rows"]
     holdout_set.metadata["rows"] = summary["holdout_rows"]
-    return (summary["features"],)  # type: ignore[return-value]
+    # train checks the set it reads against this, the digest the lineage record holds
+    return (summary["features"], recorded_digest(lineage.path, "training"))  # type: ignore[return-value]
 
 
 def drift(
@@ -110,29 +119,37 @@ def hold(reason: str) -> None:
 def train(
     train_set: Input[Dataset],
     features: list,
+    train_set_sha256: str,
     label_column: str,
     settings: dict,
+    namespace: str,
     model: Output[Model],
     metadata: Output[Artifact],
-) -> None:
+) -> NamedTuple("Outputs", [("model_sha256", str)]):  # type: ignore[valid-type]
+    from pipelines.caching import require_namespace
     from pipelines.runtime import run_step
 
+    require_namespace("train", namespace)
     summary = run_step(
         "components.train:train",
         *(a.path for a in (train_set, model, metadata)),
         features=features,
         label_column=label_column,
         settings=settings,
+        train_set_sha256=train_set_sha256,
     )
     model.metadata.update({"sha256": summary["model_sha256"], "device": summary["device"]})
+    return (summary["model_sha256"],)  # type: ignore[return-value]
 
 
 def evaluate(
     model: Input[Model],
     metadata: Input[Artifact],
     holdout_set: Input[Dataset],
+    model_sha256: str,
     settings: dict,
     threshold: float,
+    namespace: str,
     metrics: Output[Artifact],
     quality_plot: Output[Artifact],
     error_plot: Output[Artifact],
@@ -140,12 +157,15 @@ def evaluate(
 ) -> NamedTuple(  # type: ignore[valid-type]
     "Outputs", [("passed", bool), ("gate_value", float)]
 ):
+    from pipelines.caching import require_namespace
     from pipelines.runtime import run_step
 
+    require_namespace("evaluate", namespace)
     summary = run_step(
         "components.evaluate:evaluate",
         *(a.path for a in (model, metadata, holdout_set, metrics, quality_plot, error_plot)),
         settings={**settings, "threshold": threshold},  # the threshold is the run's (gate-threshold)
+        model_sha256=model_sha256,  # train's; in this step's cache key, so checked against the bytes
     )
     for key, value in summary.items():
         if isinstance(value, float) and key != "threshold":

@@ -43,10 +43,12 @@ def training_pipeline(
         Step(name="hold", component="components.drift:hold", inputs={"reason": "drift.reason"}, after=("materialize",),
              when=(NO_RETRAIN,), retry=ROLLOUT, resources=Resources(cpu="100m", memory="128Mi")),
         Step(name="train", component="components.train:train",
-             inputs={"train_set": "materialize.train_set", "features": "materialize.features"},
+             inputs={"train_set": "materialize.train_set", "features": "materialize.features",
+                     "train_set_sha256": "materialize.train_set_sha256"},
              when=(RETRAIN,), caching=True, retry=GPU_COMPUTE, resources=train_resources),
         Step(name="evaluate", component="components.evaluate:evaluate",
-             inputs={"model": "train.model", "metadata": "train.metadata", "holdout_set": "materialize.holdout_set"},
+             inputs={"model": "train.model", "metadata": "train.metadata", "holdout_set": "materialize.holdout_set",
+                     "model_sha256": "train.model_sha256"},
              when=(RETRAIN,), caching=True, retry=GPU_COMPUTE, resources=Resources(cpu="2", memory="8Gi")),
         Step(name="register", component="components.register:register",
              inputs={"model": "train.model", "metadata": "train.metadata", "metrics": "evaluate.metrics",
@@ -97,11 +99,20 @@ def step_parameters(
             "raw_data": run["raw_data"],
             "feature_repo": f"{package}/{m.feature_repo}",
             "settings": m.model_dump(exclude={"feature_repo"}),
+            "namespace": cfg.cluster.namespace,  # the tenant, in every cached step's key (pipelines/caching.py)
         },
         "hold": {},
-        "train": {"label_column": m.label_column, "settings": cfg.train.model_dump(exclude_none=True)},
+        "train": {
+            "label_column": m.label_column,
+            "settings": cfg.train.model_dump(exclude_none=True),
+            "namespace": cfg.cluster.namespace,
+        },
         # the threshold is a run input (gate-threshold); the rest of the section comes whole
-        "evaluate": {"settings": cfg.evaluate.model_dump(exclude={"threshold"}), "threshold": run["gate_threshold"]},
+        "evaluate": {
+            "settings": cfg.evaluate.model_dump(exclude={"threshold"}),
+            "threshold": run["gate_threshold"],
+            "namespace": cfg.cluster.namespace,
+        },
         "register": {
             "settings": cfg.register_.model_dump(),
             "card": cfg.model_card.model_dump(),

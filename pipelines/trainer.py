@@ -93,14 +93,22 @@ def _environment(cfg: PipelineConfig, image: str) -> list[dict[str, Any]]:
 
 
 def train_command(
-    cfg: PipelineConfig, *, train_set: str, model_out: str, metadata_out: str, features: str
+    cfg: PipelineConfig,
+    *,
+    train_set: str,
+    model_out: str,
+    metadata_out: str,
+    features: str,
+    train_set_sha256: str = "",
 ) -> list[str]:
-    """The train step's command, as `mlops step train` runs it in a pod or on a laptop."""
+    """The train step's command, as `mlops step train` runs it in a pod or on a laptop; with
+    `train_set_sha256` (materialize's record of the set) each node refuses other bytes."""
     return [
         "mlops", "step", "train",
         "--train-set", train_set, "--model-out", model_out, "--metadata-out", metadata_out,
         "--features", features, "--label-column", cfg.materialize.label_column,
         "--settings", cfg.train.model_dump_json(),
+        *(["--train-set-sha256", train_set_sha256] if train_set_sha256 else []),
     ]  # fmt: skip
 
 
@@ -115,6 +123,7 @@ def train_job(
     model_out: str,
     metadata_out: str,
     features: str,
+    train_set_sha256: str = "",
 ) -> dict[str, Any]:
     """The TrainJob of `step` under `cfg.train.distributed`: N nodes of the declared resources.
 
@@ -127,7 +136,14 @@ def train_job(
     limits = {"cpu": step.resources.cpu, "memory": step.resources.memory}
     if step.resources.gpu:
         limits["nvidia.com/gpu"] = str(step.resources.gpu)
-    command = train_command(cfg, train_set=train_set, model_out=model_out, metadata_out=metadata_out, features=features)
+    command = train_command(
+        cfg,
+        train_set=train_set,
+        model_out=model_out,
+        metadata_out=metadata_out,
+        features=features,
+        train_set_sha256=train_set_sha256,
+    )
     return {
         "apiVersion": API_VERSION,
         "kind": "TrainJob",
@@ -174,6 +190,7 @@ def launcher_template(spec: PipelineSpec, step: Step, cfg: PipelineConfig) -> di
         model_out=trainjob.MODEL_OUT,
         metadata_out=trainjob.METADATA_OUT,
         features=trainjob.FEATURES,
+        train_set_sha256=trainjob.TRAIN_SET_SHA256,
     )
     metadata = job["metadata"]
     del metadata["name"], metadata["namespace"]
@@ -249,6 +266,7 @@ def argo_resource_template(
         model_out=repository_uri(handed[f"{step.name}.model"]),
         metadata_out=repository_uri(handed[f"{step.name}.metadata"]),
         features="{{inputs.parameters.features}}",
+        train_set_sha256="{{inputs.parameters.train-set-sha256}}",
     )
     metadata = job["metadata"]
     metadata.pop("name")
@@ -260,7 +278,7 @@ def argo_resource_template(
         success_condition=TRAINJOB_SUCCEEDED,
         failure_condition=TRAINJOB_FAILED,
         manifest=yaml.safe_dump(job, sort_keys=False),
-        inputs=[Parameter(name="train-set"), Parameter(name="features")],
+        inputs=[Parameter(name="train-set"), Parameter(name="features"), Parameter(name="train-set-sha256")],
         retry_strategy=retry,
     )
 
@@ -268,9 +286,15 @@ def argo_resource_template(
 def argo_task(step: Step, template: Resource, handed: dict[str, str], *, depends: str | None, when: str | None) -> Task:
     """The DAG task that runs the TrainJob's resource template, `depends`/`when` as pipelines/argo.py
     writes them for every task."""
-    features = step.inputs["features"].split(".")
+
+    def output(name: str) -> str:
+        source, field = step.inputs[name].split(".")
+        return f"{{{{tasks.{source}.outputs.parameters.{field}}}}}"
+
     arguments = [
         Parameter(name="train-set", value=repository_uri(handed[step.inputs["train_set"]])),
-        Parameter(name="features", value=f"{{{{tasks.{features[0]}.outputs.parameters.{features[1]}}}}}"),
+        Parameter(name="features", value=output("features")),
+        # materialize's record of the set: the nodes refuse a set rewritten at its fixed key
+        Parameter(name="train-set-sha256", value=output("train_set_sha256")),
     ]
     return Task(name=step.name, template=template, arguments=arguments, depends=depends, when=when)

@@ -119,3 +119,37 @@ def test_cuda_device_rule_falls_back_to_cpu_without_a_gpu() -> None:
 
     assert resolve_device("auto") == ("cuda" if gpu_visible() else "cpu")
     assert resolve_device("cpu") == "cpu"
+
+
+def test_a_training_set_rewritten_after_materialize_is_refused(materialized: dict[str, Any], tmp_path: Path) -> None:
+    """issue 29: the TrainJob's training set sits at a fixed key the tenant's own key can overwrite,
+    and train never compared it with materialize's lineage record: now each worker does, exit 2."""
+    import shutil
+
+    from components import lineage
+
+    train_set = tmp_path / "sets" / "train_set.parquet"
+    train_set.parent.mkdir()
+    shutil.copyfile(materialized["train"], train_set)
+    record = {"datasets": [lineage.describe(str(train_set), None, "training")]}  # as materialize records it
+    (tmp_path / "lineage.json").write_text(json.dumps(record))
+    recorded = lineage.recorded_digest(tmp_path / "lineage.json", "training")
+    settings = TrainSettings(model_type="xgboost", params={"num_boost_round": 5})
+
+    def run(out: str) -> dict[str, Any]:
+        folder = tmp_path / out
+        return train(str(train_set), str(folder / "model"), str(folder / "metadata.json"),
+                     features=FEATURES, label_column="is_fraud", settings=settings,
+                     train_set_sha256=recorded)  # fmt: skip
+
+    assert run("same")["model_sha256"]  # positive control: the recorded bytes train
+    frame = pd.read_parquet(train_set)
+    frame.iloc[1:].to_parquet(train_set, index=False)  # rewritten at the same key: one row fewer
+    with pytest.raises(ComponentError, match="materialize's lineage record holds") as refused:
+        run("rewritten")
+    found = lineage.file_sha256(train_set)
+    assert refused.value.exit_code == 2 and recorded in str(refused.value) and found in str(refused.value)
+    assert "--no-cache" in str(refused.value) and not (tmp_path / "rewritten").exists()
+    # the control broken on purpose: without the record the rewritten set trains
+    assert train(str(train_set), str(tmp_path / "x" / "model"), str(tmp_path / "x" / "metadata.json"),
+                 features=FEATURES, label_column="is_fraud", settings=settings)["model_sha256"]  # fmt: skip

@@ -73,7 +73,8 @@ def test_the_train_step_launches_its_train_job_with_a_stand_in_for_the_kubernete
     monkeypatch.setenv(trainjob.TEMPLATE_VARIABLE, json.dumps(template))
     api = TrainerStandIn(_nodes())
     monkeypatch.setattr(trainjob, "_api", lambda: api)
-    settings = TrainSettings.model_validate(json.loads(template["spec"]["trainer"]["command"][-1]))
+    command = template["spec"]["trainer"]["command"]
+    settings = TrainSettings.model_validate(json.loads(command[command.index("--settings") + 1]))
     original = trainjob.launch
     monkeypatch.setattr(
         trainjob, "launch", lambda *a, **k: original(*a, **k, staging_root=str(tmp_path / "staging"), poll_seconds=0)
@@ -93,6 +94,8 @@ def test_the_train_step_launches_its_train_job_with_a_stand_in_for_the_kubernete
     command = job["spec"]["trainer"]["command"]
     assert command[command.index("--features") + 1] == ",".join(FEATURES)
     assert command[command.index("--train-set") + 1].startswith(str(tmp_path / "staging"))
+    # issue 29: each node checks the staged set against the digest the step checked its input with
+    assert command[command.index("--train-set-sha256") + 1] == sha256_uri(str(materialized["train"]))
 
 
 def test_a_failed_train_job_is_reported_with_where_to_look(materialized: dict[str, Any], tmp_path: Path) -> None:

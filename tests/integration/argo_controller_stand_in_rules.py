@@ -10,6 +10,8 @@ from typing import Any
 PLACEHOLDER = re.compile(r"\{\{\s*([^}]+?)\s*\}\}")
 EXPRESSION = re.compile(r"^asInt\(lastRetry\.exitCode\) != (\d+)$")
 SHA256_TAG = re.compile(r"=sprig\.trunc\((\d+), sprig\.sha256sum\(workflow\.parameters\['([\w-]+)'\]\)\)")
+TRUNC_TAG = re.compile(r"=sprig\.trunc\((\d+), (tasks\.\w+\.outputs\.parameters\.\w+)\)")
+"""`=sprig.trunc(N, tasks.<task>.outputs.parameters.<name>)` (pipelines.caching.output_digest_word)."""
 CACHE_KEY = re.compile(r"[a-zA-Z0-9][-a-zA-Z0-9]*")  # workflow/controller/cache: cacheKeyRegex
 CONFIGMAP_KEY = re.compile(r"[-._a-zA-Z0-9]+")  # k8s IsConfigMapKey
 CONFIGMAP_KEY_MAX = 253
@@ -84,10 +86,16 @@ def substitute(text: str, scope: dict[str, str]) -> str:
 
 
 def expression_tag(tag: str, scope: dict[str, str]) -> str:
-    """`=sprig.trunc(N, sprig.sha256sum(workflow.parameters['name']))` (pipelines.argo.run_input_word),
-    evaluated as expr with sprig does: the first N hex digits of the value's sha256."""
+    """`=sprig.trunc(N, sprig.sha256sum(workflow.parameters['name']))` (pipelines.caching.run_input_word),
+    evaluated as expr with sprig does: the first N hex digits of the value's sha256; and
+    `=sprig.trunc(N, tasks.<task>.outputs.parameters.<name>)`: the output's first N characters."""
     import hashlib
 
+    truncated = TRUNC_TAG.fullmatch(tag)
+    if truncated is not None:  # expr resolves the dotted name in the task's scope; sprig.trunc cuts it
+        if truncated.group(2) not in scope:
+            raise KeyError(f"unresolved variable {truncated.group(2)} in {{{{{tag}}}}}")
+        return scope[truncated.group(2)][: int(truncated.group(1))]
     match = SHA256_TAG.fullmatch(tag)
     if match is None:
         raise ValueError(f"unsupported expression tag {{{{{tag}}}}}")

@@ -256,6 +256,9 @@ def test_every_rendered_memoize_key_is_one_argos_cache_accepts(pipeline: str) ->
         "workflow.parameters.git-commit": "0f" * 20,
         "workflow.parameters.cache-salt": tokens.token_hex(6),  # what `mlops submit --no-cache` sets
         "tasks.validate.outputs.parameters.data_digest": "sha256-" + "e3" * 32,
+        "workflow.namespace": "n" * 63,  # the longest namespace Kubernetes allows
+        "tasks.materialize.outputs.parameters.train_set_sha256": "ab" * 32,
+        "tasks.train.outputs.parameters.model_sha256": "cd" * 32,
     }
     dag = next(t for t in spec["templates"] if t["name"] == spec["entrypoint"])["dag"]["tasks"]
     keys = {

@@ -39,3 +39,84 @@ def test_a_config_change_re_keys_from_the_first_step_it_affects(tmp_path: Path) 
 
 def test_the_code_fingerprint_is_stable() -> None:
     assert code_fingerprint() == code_fingerprint() and len(code_fingerprint()) == 64
+
+
+def _rendered_keys(cfg: object = None) -> dict[str, str]:
+    """Each memoized task's cache-key argument in the rendered fraud WorkflowTemplate."""
+    from pipelines.argo import render
+
+    template = render(FRAUD, cfg or FRAUD.config())["WorkflowTemplate"]  # type: ignore[arg-type]
+    spec = template["spec"]
+    dag = next(t for t in spec["templates"] if t["name"] == spec["entrypoint"])["dag"]["tasks"]
+    return {
+        task["name"]: argument["value"]
+        for task in dag
+        for argument in task.get("arguments", {}).get("parameters", [])
+        if argument["name"] == "cache-key"
+    }
+
+
+def _scope(namespace: str, model: str) -> dict[str, str]:
+    return {
+        "workflow.parameters.git-commit": "0f" * 20,
+        "workflow.parameters.cache-salt": "",
+        "workflow.parameters.gate-threshold": "0.85",
+        "tasks.validate.outputs.parameters.data_digest": "sha256-" + "e3" * 32,
+        "tasks.materialize.outputs.parameters.train_set_sha256": "ab" * 32,
+        "tasks.train.outputs.parameters.model_sha256": model,
+        "workflow.namespace": namespace,
+    }
+
+
+def test_evaluates_key_names_the_model_bytes_and_every_key_the_tenant() -> None:
+    """issue 29: evaluate was memoized on a key without the model, so a rerun whose train made new
+    bytes reused the old evaluate result; and no key named the tenant. Keys as Argo's controller
+    substitutes them (the stand-in's rules): same model and tenant hit, another model or tenant misses."""
+    from tests.integration.argo_controller_stand_in_rules import substitute
+
+    keys = _rendered_keys()
+    assert set(keys) == {"materialize", "train", "evaluate"}
+
+    def resolved(namespace: str, model: str) -> dict[str, str]:
+        return {name: substitute(key, _scope(namespace, model)) for name, key in keys.items()}
+
+    first = resolved("fraud", "1" * 64)
+    assert resolved("fraud", "1" * 64) == first  # positive control: a rerun on the same bytes hits
+    retrained = resolved("fraud", "2" * 64)
+    assert retrained["evaluate"] != first["evaluate"]  # new model bytes: evaluate runs again
+    assert retrained["train"] == first["train"] and retrained["materialize"] == first["materialize"]
+    other = resolved("pricing", "1" * 64)
+    assert all(other[name] != first[name] for name in keys)  # another tenant never shares an entry
+    # the control broken on purpose: the key as rendered before (no model, no namespace) hits across both
+    old = (
+        keys["evaluate"]
+        .replace("-{{workflow.namespace}}", "")
+        .replace("-{{=sprig.trunc(16, tasks.train.outputs.parameters.model_sha256)}}", "")
+    )
+    assert substitute(old, _scope("fraud", "1" * 64)) == substitute(old, _scope("pricing", "2" * 64))
+
+
+def test_a_step_that_reads_a_trainjobs_output_is_not_memoized() -> None:
+    """issue 29: with train.distributed the TrainJob is not memoized and reports no model_sha256, so
+    evaluate, which reads its model, could only be keyed without the bytes: it is not memoized."""
+    cfg = FRAUD.config().with_overrides({"train.distributed": {"runtime": "xgboost-distributed", "workers": 2}})
+    keys = _rendered_keys(cfg)
+    assert set(keys) == {"materialize"}  # train (a TrainJob) and evaluate (reads its model) run every time
+    assert set(_rendered_keys()) == {"materialize", "train", "evaluate"}  # in one pod all three are memoized
+
+
+def test_a_cached_step_refuses_to_run_outside_the_tenant_its_key_names(tmp_path: Path) -> None:
+    """issue 29: KFP's fingerprint carried no tenant; now it holds the `namespace` argument, and a step
+    compiled for one tenant refuses to run (and so to store a result) in another's namespace."""
+    import pytest
+
+    from components.errors import ComponentError
+    from pipelines.caching import require_namespace
+
+    served = tmp_path / "namespace"
+    served.write_text("fraud\n")
+    require_namespace("train", "fraud", served)  # positive control
+    require_namespace("train", "pricing", tmp_path / "absent")  # a local run: no service account
+    with pytest.raises(ComponentError, match="compiled for namespace 'pricing'") as refused:
+        require_namespace("train", "pricing", served)
+    assert refused.value.exit_code == 2 and "cluster.namespace: fraud" in str(refused.value)

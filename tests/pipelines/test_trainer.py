@@ -38,7 +38,16 @@ def _schema(kind: str) -> dict[str, Any]:
 def _job(model_type: str) -> dict[str, Any]:
     cfg = fraud.DECLARATION.config().with_overrides(CONFIGS[model_type])
     spec = fraud.DECLARATION.spec
-    return train_job(spec, spec.step("train"), cfg, name="fraud-train", namespace="team-a", features="a,b", **URIS)
+    return train_job(
+        spec,
+        spec.step("train"),
+        cfg,
+        name="fraud-train",
+        namespace="team-a",
+        features="a,b",
+        train_set_sha256="ab" * 32,
+        **URIS,
+    )
 
 
 @pytest.mark.parametrize("model_type", sorted(CONFIGS))
@@ -184,7 +193,7 @@ def test_the_kfp_train_task_carries_the_train_job_it_launches(tmp_path: Any) -> 
     (label,) = [label for label, value in carried.items() if value]
     assert label == "exec-train"
     uris = {trainjob.TRAIN_SET: "s3://a/t", trainjob.MODEL_OUT: "s3://a/m", trainjob.METADATA_OUT: "s3://a/d",
-            trainjob.FEATURES: "x,y"}  # fmt: skip
+            trainjob.FEATURES: "x,y", trainjob.TRAIN_SET_SHA256: "ab" * 32}  # fmt: skip
     job = trainjob.fill(json.loads(carried[label]), uris)
     assert job["metadata"].pop("generateName") == "fraud-train-"
     job["metadata"] |= {"name": "fraud-train-x7k2p", "namespace": "fraud"}
