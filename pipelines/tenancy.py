@@ -38,6 +38,8 @@ CONSTRAINT_FILE = "restricted-scheduling-constraint.yaml"  # manifests/policies/
 FEAST_CRONJOB_FILE = "feast-materialize.yaml"
 QUOTA_FILE = "quota.yaml"
 NAMESPACE_FILE = "namespace.yaml"
+ISTIO_INJECTION = {"istio-injection": "enabled"}
+"""Istio's namespace label for automatic sidecar injection (https://istio.io/latest/docs/setup/additional-setup/sidecar-injection/)."""
 KUSTOMIZATION_FILE = "kustomization.yaml"
 MEMBERS_GROUP = "tenant-members"
 """The Group subject of tenants/base's RoleBindings, replaced by `<tenant>-members` in each tenant."""
@@ -311,7 +313,11 @@ def tenant_pipelines(tenant: Tenant, configs: Iterable[PipelineConfig]) -> list[
 def namespace(tenant: Tenant) -> dict[str, Any]:
     """The Namespace: a pipelines namespace (the platform's policies admit it by role), Pod
     Security's restricted profile enforced on every pod (Gatekeeper, manifests/policies/, covers
-    the Workflows and InferenceServices before any pod exists)."""
+    the Workflows and InferenceServices before any pod exists), and Istio's sidecar in every pod
+    (ISTIO_INJECTION): the AuthorizationPolicy promote renders for each model admits callers by
+    their mTLS identity (components/serving_authorization.py, issue 29), which only a pod with a
+    sidecar has and only a sidecar enforces. Restricted holds because the install puts Istio's
+    CNI plugin, not the NET_ADMIN init container, in charge of the redirect (docs/install.md)."""
     restricted = {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn", "audit")}
     return {
         "apiVersion": "v1",
@@ -323,6 +329,7 @@ def namespace(tenant: Tenant) -> dict[str, Any]:
                 "mlops.private-platform.io/tenant": tenant.name,
                 **restricted,
                 "pod-security.kubernetes.io/enforce-version": "latest",
+                **ISTIO_INJECTION,
             },
             "annotations": {"mlops.private-platform.io/owner": tenant.owner},
         },
