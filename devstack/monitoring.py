@@ -59,6 +59,8 @@ class Monitoring:
     tenant_scrape: ScrapeConfig | None = None
     """With tenants: the scrape job of one tenant's gateway, the cluster's rules
     (pipelines.tenant_monitoring.prometheus_scrape_config), handed down as data."""
+    tenant_passwords: dict[str, str] = field(default_factory=dict)
+    """The passwords of the tenants provisioned on the stack: each pushes with its own."""
     gateway_first_port: int = 0
     """Where the tenants' gateways' ports are looked for (0: right after the three above)."""
 
@@ -85,7 +87,7 @@ class Monitoring:
     def gateways(self) -> list[Gateway]:
         """The tenants' gateways (generated on first use: port, passwords, web config)."""
         first = self.gateway_first_port or self.port_base + len(SERVICES)
-        return tenant_pushgateways.ensure(self.root, self.tenants, first)
+        return tenant_pushgateways.ensure(self.root, self.tenants, first, self.tenant_passwords)
 
     def gateway(self, tenant: str) -> Gateway:
         return next(gateway for gateway in self.gateways() if gateway.tenant == tenant)

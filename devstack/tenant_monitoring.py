@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from devstack import tenant_pushgateways
 from devstack.monitoring import Monitoring
 from devstack.stack import PORT_SPAN, Stack
 from devstack.tenant_pushgateways import Gateway, ScrapeConfig
@@ -41,7 +42,10 @@ def tenants(stack: Stack) -> tuple[str, ...]:
 
 
 def services(stack: Stack, names: tuple[str, ...], scrape: ScrapeConfig | None = None) -> Monitoring:
+    from devstack.tenants import load_tenants
+
     return Monitoring(
+        tenant_passwords={tenant.name: tenant.password for tenant in load_tenants(stack).values()},
         root=stack.root / "monitoring",
         port_base=stack.ports.postgres + MONITORING_OFFSET,
         tenants=names,
@@ -85,10 +89,10 @@ def add(stack: Stack, name: str, scrape: ScrapeConfig) -> Gateway | None:
 
 
 def environment(stack: Stack, name: str) -> dict[str, str]:
-    """The tenant's own gateway (URL, user, password), or {} when it has none."""
-    if name not in tenants(stack):
-        return {}
-    return services(stack, tenants(stack)).gateway(name).environment()
+    """The tenant's own gateway (URL, user, password), or {} when it has none; reads only (the
+    gateways are written by `up` and `add`)."""
+    gateway = tenant_pushgateways.load(stack.root / "monitoring").get(name)
+    return gateway.environment() if gateway is not None and name in tenants(stack) else {}
 
 
 def down(stack: Stack) -> list[str]:

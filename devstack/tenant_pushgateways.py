@@ -13,15 +13,17 @@ pipelines.tenant_monitoring.prometheus_scrape_config, which the caller passes in
 below pipelines, tests/test_architecture.py).
 
 Each gateway's port and passwords are generated once and kept in `<monitoring>/gateways/<tenant>.json`
-(mode 0600); the tenant's environment (`mlops tenant env NAME`) carries the URL, user and password.
+(mode 0600); a tenant provisioned on the stack (`mlops tenant add`) pushes with its own password,
+the one it has everywhere else. The tenant's environment (`mlops tenant env NAME`) carries the URL,
+user and password.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -71,13 +73,22 @@ def load(root: Path) -> dict[str, Gateway]:
     return found
 
 
-def ensure(root: Path, tenants: tuple[str, ...], first_port: int) -> list[Gateway]:
+def ensure(
+    root: Path, tenants: tuple[str, ...], first_port: int, passwords: Mapping[str, str] | None = None
+) -> list[Gateway]:
     """Each tenant's gateway, generating the missing ones: a free port at or above `first_port`
-    that no other gateway holds, two passwords; writes each one's web config (bcrypt hashes)."""
+    that no other gateway holds, two passwords; writes each one's web config (bcrypt hashes).
+    A tenant provisioned on the stack (`passwords`) pushes with its one password, as it logs in
+    everywhere else; the gateway reads its web config on each request, so no restart is needed."""
     known = load(root)
     gateways = []
     for tenant in tenants:
         gateway = known.get(tenant)
+        wanted = (passwords or {}).get(tenant)
+        if gateway is not None and wanted and gateway.password != wanted:
+            gateway = replace(gateway, password=wanted)
+            process.write_private(folder(root) / f"{tenant}.json", json.dumps(asdict(gateway), indent=2))
+            known[tenant] = gateway
         if gateway is None:
             taken = {other.port for other in known.values()}
             port = next(
@@ -85,7 +96,7 @@ def ensure(root: Path, tenants: tuple[str, ...], first_port: int) -> list[Gatewa
                 for port in range(first_port, first_port + PORT_SEARCH)
                 if port not in taken and process.port_free(port)
             )
-            gateway = Gateway(tenant, port, secrets.token_urlsafe(18), secrets.token_urlsafe(18))
+            gateway = Gateway(tenant, port, wanted or secrets.token_urlsafe(18), secrets.token_urlsafe(18))
             process.write_private(folder(root) / f"{tenant}.json", json.dumps(asdict(gateway), indent=2))
             known[tenant] = gateway
         _write_web_config(root, gateway)

@@ -11,6 +11,10 @@ runs it (`mlops step drift`), compares two windows with the champion's training 
 Then a gate fails and a step fails: the notify step and the exit handler run as the rendered
 WorkflowTemplate calls them, with the environment its steps get (the tenant's ConfigMap, the
 Pushgateway on loopback), and both notices reach the owner's receiver.
+Monitoring runs as `mlops dev up --monitoring --tenancy` runs it (devstack/tenant_monitoring.py):
+one Pushgateway per declared tenant behind the tenant's password, each scraped as the cluster's
+ServiceMonitor scrapes (pipelines.tenant_monitoring); fraud pushes to its own with its own
+credentials, and a last test pushes as pricing with fraud's labels (issue 29).
 """
 
 from __future__ import annotations
@@ -30,11 +34,15 @@ import pandas as pd
 import pytest
 import requests
 
+from components.drift_metrics import METRICS
 from devstack import process
 from devstack.monitoring import Monitoring
 from devstack.stack import Stack
-from pipelines.alerting import alertmanager_yaml
+from devstack.tenant_pushgateways import Gateway
+from pipelines.golden import MANIFESTS
 from pipelines.local import declaration
+from pipelines.tenancy import load, loopback_alertmanager
+from pipelines.tenant_monitoring import SCRAPE_JOB, prometheus_scrape_config
 from tests.integration.conftest import mlops
 
 pytestmark = pytest.mark.integration
@@ -65,13 +73,16 @@ class Webhook:
 
 @pytest.fixture(scope="module")
 def monitoring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Monitoring, Webhook]]:
-    """Prometheus, the Pushgateway and Alertmanager on loopback, routed as the fraud tenant's
-    AlertmanagerConfig routes (pipelines/alerting.py), each receiver this module's webhook."""
+    """Prometheus, a Pushgateway per declared tenant (manifests/tenants/tenants.yaml) and
+    Alertmanager on loopback, routed as the tenants' AlertmanagerConfigs route (pipelines/alerting.py:
+    the fraud pipeline's owner, each tenant's catch-all), each receiver this module's webhook."""
     webhook = Webhook()
     services = Monitoring(
         root=tmp_path_factory.mktemp("monitoring-test"),
         port_base=process.free_port_base(3),
-        alert_routing=alertmanager_yaml((FRAUD,), webhook.url),
+        alert_routing=loopback_alertmanager((FRAUD,), webhook.url, MANIFESTS),
+        tenants=tuple(tenant.name for tenant in load(MANIFESTS).tenants),
+        tenant_scrape=prometheus_scrape_config,
     )
     try:
         services.up()
@@ -109,9 +120,9 @@ def windows(platform_run: dict[str, Any], out: Path) -> dict[str, Path]:
 
 
 def drift_step(
-    platform_run: dict[str, Any], pushgateway: str, current: Path, out: Path, run_id: str, *extra: str
+    platform_run: dict[str, Any], pushgateway: Gateway, current: Path, out: Path, run_id: str, *extra: str
 ) -> Any:
-    env = {**platform_run["env"], "MLOPS_PUSHGATEWAY_URL": pushgateway}
+    env = {**platform_run["env"], **pushgateway.environment()}  # fraud's own gateway and credentials
     out.mkdir(parents=True, exist_ok=True)
     return mlops(
         env, "step", "drift", "--current-data", str(current),
@@ -160,7 +171,7 @@ def test_drift_reaches_prometheus_and_pages_the_owner_and_the_control_does_not(
 ) -> None:
     services, webhook = monitoring
     paths = windows(platform_run, tmp_path)
-    pushgateway = services.url("pushgateway")
+    pushgateway = services.gateway(FRAUD.cluster.namespace)
 
     # the control first: figures arrive, nothing fires, nothing is posted
     control = summary(drift_step(platform_run, pushgateway, paths["control"], tmp_path / "control", "wf-control"))
@@ -186,7 +197,7 @@ def test_drift_reaches_prometheus_and_pages_the_owner_and_the_control_does_not(
     )
     labels = series[0]["metric"]
     assert labels["namespace"] == "fraud" and labels["model"] == FRAUD.register_.model_name
-    assert labels["version"] == str(champion)  # honor_labels kept what the step pushed
+    assert labels["version"] == str(champion)  # a label the scrape does not set stays as pushed
     p_values = query(services, 'mlops_feature_drift_p_value{pipeline="fraud", feature="amount"}')
     assert float(p_values[0]["value"][1]) < FRAUD.drift.p_value_threshold
 
@@ -206,7 +217,7 @@ def test_a_second_trigger_the_same_night_does_not_retrain(
     a retry of the same workflow does not, and --force-retrain always trains."""
     services, _ = monitoring
     paths = windows(platform_run, tmp_path)
-    pushgateway = services.url("pushgateway")
+    pushgateway = services.gateway(FRAUD.cluster.namespace)
     first = summary(drift_step(platform_run, pushgateway, paths["drifted"], tmp_path / "a", "wf-night-1"))
     claimant = "wf-night-1" if first["retrain"] else first["reason"].split("already retrained by ")[1]
     again = summary(drift_step(platform_run, pushgateway, paths["drifted"], tmp_path / "b", "wf-night-2"))
@@ -242,10 +253,10 @@ def test_a_failed_gate_and_a_failed_step_reach_the_owner(
 
     services, webhook = monitoring
     fraud = declaration("fraud")
-    settings = cluster_settings(FRAUD.cluster.namespace).model_copy(
-        update={"pushgateway_url": services.url("pushgateway")}
-    )
-    env = {key: value for key, value in os.environ.items() if not key.startswith("MLOPS_")} | environment(settings)
+    own = services.gateway(FRAUD.cluster.namespace)  # the namespace's own Pushgateway, fraud's credentials
+    settings = cluster_settings(FRAUD.cluster.namespace).model_copy(update={"pushgateway_url": own.url})
+    inherited = {key: value for key, value in os.environ.items() if not key.startswith("MLOPS_")}
+    env = inherited | environment(settings) | own.environment()
 
     # the gate fails: notify with the parameters the pipeline passes it
     run = RunInputs.on_cluster(FRAUD).as_dict() | {"run_id": "fraud-e2e-gate"}
@@ -260,7 +271,7 @@ def test_a_failed_gate_and_a_failed_step_reach_the_owner(
         "--notice-out", str(tmp_path / "gate" / "notice"),
         "--notice-markdown-out", str(tmp_path / "gate" / "notice.md"), *flags,
     )  # fmt: skip
-    assert summary(gate)["delivered"] == services.url("pushgateway")
+    assert summary(gate)["delivered"] == own.url
 
     # a step fails: the exit handler's command as rendered, with Argo's values for its variables
     template = render(fraud, FRAUD)["WorkflowTemplate"]
@@ -273,7 +284,7 @@ def test_a_failed_gate_and_a_failed_step_reach_the_owner(
         "/work/out/notice": str(tmp_path / "run" / "notice"),
     }
     failed = mlops(env, *handler["command"][1:], *(argo.get(arg, arg) for arg in handler["args"]))
-    assert summary(failed)["delivered"] == services.url("pushgateway")
+    assert summary(failed)["delivered"] == own.url
 
     gate_post = wait_for("the gate notice at the owner's receiver", lambda: owner_posts(webhook, "PipelineGateFailed"))
     run_post = wait_for("the run notice at the owner's receiver", lambda: owner_posts(webhook, "PipelineRunFailed"))
@@ -286,3 +297,83 @@ def test_a_failed_gate_and_a_failed_step_reach_the_owner(
     run_alert = run_post[0]["body"]["alerts"][0]
     assert run_alert["labels"]["workflow"] == "fraud-e2e-run" and run_alert["labels"]["failed_steps"] == "train"
     assert json.loads((tmp_path / "run" / "notice").read_text())["failed_steps"][0]["displayName"] == "train"
+
+
+FORGED_GROUP = f"/metrics/job/{SCRAPE_JOB}/namespace/{FRAUD.cluster.namespace}/pipeline/{FRAUD.pipeline}"
+"""The group issue 29's forgery pushes: fraud's namespace and pipeline in the path, under the job name
+the pushed-figure rules select."""
+CONTROL_GROUP = f"/metrics/job/isolation-control/pipeline/{FRAUD.pipeline}"
+
+
+def push_drift(gateway: Gateway, user: str, password: str, group: str, version: str) -> int:
+    """`mlops_drift_share 1` over a 0.3 threshold with fraud's labels (pipeline, model), with the
+    drift step's own HELP texts (a Pushgateway refuses a family whose HELP differs from what it
+    holds). The HTTP status."""
+    labels = f'pipeline="{FRAUD.pipeline}",model="{FRAUD.register_.model_name}",version="{version}"'
+    body = "".join(
+        f"# HELP {name} {METRICS[name]}\n# TYPE {name} gauge\n{name}{{{labels}}} {value}\n"
+        for name, value in (("mlops_drift_share", 1), ("mlops_drift_share_threshold", 0.3))
+    )
+    answer = requests.put(gateway.url + group, data=body, auth=(user, password) if user else None, timeout=5)
+    return answer.status_code
+
+
+def paged(webhook: Webhook, version: str) -> list[tuple[str, str, dict[str, str]]]:
+    """(receiver, owner, labels) of each firing alert posted for the drift figures of `version`."""
+    return [
+        (post["body"]["receiver"], post["query"].get("owner", [""])[0], alert["labels"])
+        for post in list(webhook.received)
+        for alert in post["body"]["alerts"]
+        if alert["labels"].get("version") == version and alert["status"] == "firing"
+    ]
+
+
+def test_a_push_as_pricing_with_frauds_labels_pages_pricing_and_never_fraud(
+    monitoring: tuple[Monitoring, Webhook],
+) -> None:
+    """issue 29 (forged alerts): on the shared Pushgateway, scraped with honor_labels, pricing
+    pushed `mlops_drift_share 1` under namespace fraud and ModelDriftDetected paged fraud's owner.
+    Now each tenant has its own gateway behind its own password, scraped with `namespace` set from
+    the target, and the routes match the namespace: fraud's push pages fraud's owner (the control;
+    the drift step's own push did above), pricing's forged one is refused at fraud's gateway and,
+    on its own, pages pricing's owner only. Scraped with honor_labels, the same push reaches
+    fraud's owner: the test sees the leak when the control is broken."""
+    services, webhook = monitoring
+    fraud, pricing = services.gateway("fraud"), services.gateway("pricing")
+    owners = {tenant.name: tenant.owner for tenant in load(MANIFESTS).tenants}
+    try:
+        # positive control: fraud's push on its own gateway, with its own password, pages fraud's owner
+        assert push_drift(fraud, "fraud", fraud.password, CONTROL_GROUP, "control") == 200
+        receiver, owner, labels = wait_for("fraud's alert at fraud's owner", lambda: paged(webhook, "control"))[0]
+        assert (receiver, owner, labels["namespace"]) == ("fraud-owner", FRAUD.owner, "fraud")
+
+        # the forgery: fraud's gateway refuses pricing (its password, or none); pricing's own takes it
+        # (under the scrape's own job name, which the pushed-figure rules select)
+        assert push_drift(fraud, "pricing", pricing.password, FORGED_GROUP, "forged") == 401
+        assert push_drift(fraud, "", "", FORGED_GROUP, "forged") == 401
+        assert push_drift(pricing, "pricing", pricing.password, FORGED_GROUP, "forged") == 200
+        series = wait_for("the forged series", lambda: query(services, 'mlops_drift_share{version="forged"}'))
+        assert series[0]["metric"]["namespace"] == "pricing" and "exported_namespace" not in series[0]["metric"]
+        wait_for("the forged alert at pricing's owner", lambda: paged(webhook, "forged"))
+        time.sleep(6)  # a group_interval (5 s) more: any other route's notification would be here by now
+        assert {(receiver, owner) for receiver, owner, _ in paged(webhook, "forged")} == {
+            ("pricing-tenant-owner", owners["pricing"])
+        }
+        assert all(labels["namespace"] == "pricing" for _, _, labels in paged(webhook, "forged"))
+
+        # the control broken on purpose: a scrape that honors pushed labels lets the forgery page fraud
+        services.tenant_scrape = lambda namespace, target: {
+            **prometheus_scrape_config(namespace, target),
+            "honor_labels": True,
+        }
+        services.reload_prometheus()
+        assert push_drift(pricing, "pricing", pricing.password, FORGED_GROUP, "leak") == 200
+        leaked = wait_for(
+            "the leak at fraud's owner", lambda: [p for p in paged(webhook, "leak") if p[0] == "fraud-owner"]
+        )
+        assert ("fraud-owner", FRAUD.owner) in {(receiver, owner) for receiver, owner, _ in leaked}
+    finally:
+        services.tenant_scrape = prometheus_scrape_config
+        services.reload_prometheus()
+        for gateway, group in ((fraud, CONTROL_GROUP), (pricing, FORGED_GROUP)):
+            requests.delete(gateway.url + group, auth=(gateway.tenant, gateway.password), timeout=5)
