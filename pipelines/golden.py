@@ -114,6 +114,9 @@ def platform_manifests(manifests: Path = MANIFESTS) -> dict[Path, str]:
     tenant_files = [PLATFORM_CONFIGMAP_FILE, STEP_CACHE_FILE, MODEL_PULLER_FILE, TENANT_REDIS_FILE, ALERT_ROUTING_FILE]
     tenant_files.append(TENANT_POOLER_EGRESS_FILE)
     tenant_files.append(PUSHGATEWAY_FILE)  # each pipelines namespace's own (issue 29)
+    from pipelines.kfp_launcher import KFP_LAUNCHER_FILE, kfp_launcher
+
+    tenant_files.append(KFP_LAUNCHER_FILE)  # each tenant's own KFP pipeline root (issue 29)
     monitoring_header = header.replace("pipelines/cluster.py", "pipelines/tenant_monitoring.py")
     rendered: dict[Path, str] = tenant_manifests(manifests, declared, configs, _dump, tenant_files)
     for namespace, (folder, tenant) in folders.items():
@@ -128,6 +131,8 @@ def platform_manifests(manifests: Path = MANIFESTS) -> dict[Path, str]:
             redis = tenant_redis(tenant)
             rendered[folder / TENANT_REDIS_FILE] = header + "---\n".join(_dump(document) for document in redis)
             rendered[folder / ALERT_ROUTING_FILE] = header + _dump(alert_routing(owners[tenant], configs))
+            launcher_header = header.replace("pipelines/cluster.py", "pipelines/kfp_launcher.py")
+            rendered[folder / KFP_LAUNCHER_FILE] = launcher_header + _dump(kfp_launcher(tenant))
     tenants = [tenant for _, tenant in folders.values() if tenant]
     rendered[manifests / "base" / "postgres" / POSTGRES_ROLES_FILE] = header + _dump(postgres_roles(tenants))
     rendered[manifests / "base" / "mlflow" / MLFLOW_AUTH_FILE] = header + _dump(mlflow_auth_config())
