@@ -219,3 +219,24 @@ def test_the_guide_applies_server_side_as_the_platforms_field_manager() -> None:
     assert len(applies) >= 4
     assert all(f"--server-side --field-manager={FIELD_MANAGER} -k manifests/" in c for c in applies), applies
     assert f"IMAGE={IMAGE}" in commands  # the live doctor runs the component image the pipelines run
+
+
+def test_the_guides_gatekeeper_row_names_every_constraint_the_platform_installs() -> None:
+    """issue 29: the Gatekeeper row named four of the policies and not serving-labels or
+    trainjob-runtimes, so an install that left them out looked complete. The row is checked against
+    the Constraints `manifests/policies` renders; control: a name the row lacks is seen."""
+    from mlops.lint import render
+
+    constraints = {
+        obj["metadata"]["name"]
+        for obj in render(REPO / "manifests" / "policies")
+        if obj["apiVersion"].startswith("constraints.gatekeeper.sh/")
+    }
+    row = next(line for line in GUIDE.read_text().splitlines() if line.startswith("| Gatekeeper |"))
+
+    def undocumented(row: str) -> set[str]:
+        return constraints - set(re.findall(r"`([a-z0-9-]+)`", row))
+
+    assert {"serving-labels-from-serving-controllers-only", "trainjobs-on-platform-runtimes"} <= constraints
+    assert undocumented(row) == set()
+    assert undocumented(row.replace("`trainjobs-on-platform-runtimes`", "")) == {"trainjobs-on-platform-runtimes"}
