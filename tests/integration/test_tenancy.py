@@ -30,9 +30,15 @@ CONTROLS = len({path for surface in SURFACES for path, _ in surface.own})  # a s
 
 @pytest.fixture(scope="module")
 def shared(tenancy_stack: Stack) -> Stack:
-    """The session's tenancy stack (tests/integration/conftest.py), every declared tenant on it."""
+    """The session's tenancy stack (tests/integration/conftest.py), every declared tenant on it,
+    with per-tenant monitoring (`mlops dev up --tenancy --monitoring`) so every surface is tried."""
+    from devstack import tenant_monitoring
+    from pipelines.tenant_monitoring import prometheus_scrape_config
+
     for name in TENANTS:
         add_tenant(tenancy_stack, name)
+    nowhere = {"route": {"receiver": "none"}, "receivers": [{"name": "none"}]}
+    tenant_monitoring.up(tenancy_stack, TENANTS, prometheus_scrape_config, nowhere)
     return tenancy_stack
 
 
