@@ -28,7 +28,7 @@ from components.config import PromoteSettings, TransformerSettings
 from components.errors import ComponentError
 from components.handoffs import PromoteResult, Registration, read_registration
 from components.readonly import READER_VARIABLES
-from components.serving_authorization import TARGET_BURST_CAPACITY, visibility_labels
+from components.serving_authorization import TARGET_BURST_CAPACITY, serving_objects, visibility_labels
 from components.triton import RepositoryError, model_file_name, write_repository
 
 STEP = "promote"
@@ -315,6 +315,7 @@ def promote(
     model: str,
     inference_service_out: str,
     model_repository_out: str,
+    serving_authorization_out: str | None = None,
     *,
     settings: PromoteSettings,
     decision_threshold: float = 0.5,
@@ -322,7 +323,9 @@ def promote(
     transformer: dict[str, Any] | None = None,
 ) -> PromoteResult:
     """Render the Triton repository and the InferenceService for a registered version (with the
-    scoring transformer the pipeline describes, `components.config.transformer_settings`)."""
+    scoring transformer the pipeline describes, `components.config.transformer_settings`), and who
+    may call it: its AuthorizationPolicy and NetworkPolicy, two YAML documents in
+    `serving_authorization_out`, applied with the service (issue 29, serving_authorization)."""
     reg = read_registration(registration)
     canary_percent, stage, gpu = settings.canary_percent, settings.stage, settings.gpu
     if not 1 <= canary_percent <= 100:
@@ -358,6 +361,7 @@ def promote(
     storage_uri = publish_repository(
         reg, model_bytes, root, gpu=gpu, decision_threshold=decision_threshold, copy_to=model_repository_out
     )
+    described = TransformerSettings.model_validate(transformer) if transformer else None
     service = render_inference_service(
         reg,
         storage_uri=storage_uri,
@@ -366,9 +370,13 @@ def promote(
         readiness_initial_delay_seconds=readiness_delay(
             settings.readiness_initial_delay_seconds, reg.get("load_seconds")
         ),
-        transformer=TransformerSettings.model_validate(transformer) if transformer else None,
+        transformer=described,
     )
     artifacts.write_bytes(inference_service_out, yaml.safe_dump(service, sort_keys=False).encode())
+    if serving_authorization_out is not None:
+        callers = serving_objects(service, settings, described)[1:]
+        text = "---\n".join(yaml.safe_dump(obj, sort_keys=False) for obj in callers)
+        artifacts.write_bytes(serving_authorization_out, text.encode())
     return {
         "step": STEP,
         "inference_service": reg["model_name"],

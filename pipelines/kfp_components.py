@@ -219,12 +219,13 @@ def promote(
     transformer: dict,
     inference_service: Output[Artifact],
     model_repository: Output[Artifact],
+    serving_authorization: Output[Artifact],
 ) -> None:
     from pipelines.runtime import run_step
 
     run_step(
         "components.promote:promote",
-        *(a.path for a in (registration, model, inference_service, model_repository)),
+        *(a.path for a in (registration, model, inference_service, model_repository, serving_authorization)),
         settings=settings,
         decision_threshold=decision_threshold,
         transformer=transformer,

@@ -109,7 +109,9 @@ def test_promotes_authorization_kinds_are_held_to_their_schemas_unknown_fields_r
         stored, warnings = admit(body, "Strict")
         assert warnings == [] and stored == body
     misspelt = _network_policy(form=[{"podSelector": {}}])  # `from` misspelt
-    with pytest.raises(Refused, match=r'NetworkPolicy .*strict decoding error: unknown field "spec\.ingress\[0\]\.form"'):
+    with pytest.raises(
+        Refused, match=r'NetworkPolicy .*strict decoding error: unknown field "spec\.ingress\[0\]\.form"'
+    ):
         admit(misspelt, "Strict")
     stored, warnings = admit(misspelt)
     assert "form" not in stored["spec"]["ingress"][0] and warnings == ['unknown field "spec.ingress[0].form"']

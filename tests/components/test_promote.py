@@ -49,11 +49,18 @@ def test_inference_service_is_valid_against_the_kserve_crd(
         str(trained["model"]),
         str(tmp_path / "isvc.yaml"),
         str(tmp_path / "repo"),
+        str(tmp_path / "authorization.yaml"),
         settings=PromoteSettings(namespace="fraud", canary_percent=10, signed_off_by="alice@bank.internal"),
         serving_root=(tmp_path / "serving").as_uri(),
     )
     service = yaml.safe_load((tmp_path / "isvc.yaml").read_text())
     _strictly_valid(service)
+    # issue 29: the step wrote the InferenceService alone; who may call it is its own output now
+    callers = list(yaml.safe_load_all((tmp_path / "authorization.yaml").read_text()))
+    assert [c["kind"] for c in callers] == ["AuthorizationPolicy", "NetworkPolicy"]
+    for obj in callers:
+        _strictly_valid(obj)
+        assert obj["metadata"]["namespace"] == "fraud" and obj["metadata"]["name"] == "fraud-detector-callers"
     reg = json.loads(registration.read_text())
     notes = service["metadata"]["annotations"]
     assert notes["serving.knative.dev/minScale"] == "1"
