@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
-from mlops.isolation import online_store, postgres, pushgateway, s3, side_doors, tracking
+from mlops.isolation import online_store, pgbouncer, postgres, pushgateway, s3, side_doors, tracking
 from mlops.isolation.outcomes import ERROR, LEAK, OK, Attempt, classify
 from mlops.isolation.scene import Scene, as_tenant, seed
 
@@ -54,6 +54,7 @@ SURFACES: tuple[Surface, ...] = (
     Surface("tracking", tracking.OWN, tracking.PROBES),
     Surface("side-doors", s3.OWN, side_doors.PROBES),  # the object store's other ports: its control
     Surface("postgres", postgres.OWN, postgres.PROBES),
+    Surface("pgbouncer", pgbouncer.OWN, pgbouncer.PROBES, available=pgbouncer.available),  # each tenant's own
     Surface("pushgateway", pushgateway.OWN, pushgateway.PROBES, available=pushgateway.available),
 )
 

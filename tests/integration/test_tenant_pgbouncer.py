@@ -139,3 +139,30 @@ def test_doctor_checks_postgres_through_the_tenants_own_pooler(
     assert found.status == OK and f"through a pooler on :{fraud.pgbouncer_port}" in found.detail, found
     starved = check_postgres_connections(Context(env=tenant_environment(shared, pricing), objects=[]))
     assert starved.status == FAIL and "max_client_conn" in starved.detail, starved
+
+
+def test_isolation_check_row_pricing_holds_every_socket_it_may_fraud_still_connects(shared: Stack) -> None:
+    """issue 29: `mlops isolation-check --as pricing --target fraud` tries the starvation path. Its
+    positive control (pricing queries its own registry through its own PgBouncer) is OK and the
+    path DENIED; broken on purpose (fraud's registry reached through pricing's PgBouncer, as when
+    both shared one) the same probe reports LEAK."""
+    from dataclasses import replace
+    from functools import partial
+
+    from mlops.isolation import DENIED, ERROR, LEAK, OK, Scene, check
+    from mlops.isolation.outcomes import classify
+    from mlops.isolation.pgbouncer import PROBES, hold_every_slot
+
+    fraud, pricing = get_tenant(shared, "fraud"), get_tenant(shared, "pricing")
+    rows = {row.path: row for row in check(shared, pricing, fraud, surfaces=["pgbouncer"])}
+    assert rows["own: registry through its own pgbouncer"].observed == OK, rows
+    (path, _probe), *_ = PROBES
+    assert (rows[path].expected, rows[path].observed) == (DENIED, DENIED), rows[path]
+    assert f"held {LOOPBACK_CLIENT_CONNECTIONS} client sockets" in rows[path].detail, rows[path]
+    shared_pool = Scene(shared, pricing, replace(fraud, pgbouncer_port=pricing.pgbouncer_port), {})
+    broken = classify(path, partial(hold_every_slot, shared_pool))
+    assert broken.observed == LEAK and MAX_CLIENT_CONN_REFUSAL in broken.detail, broken
+    # an attacker whose own login fails held nothing: that proves nothing, never DENIED
+    locked_out = Scene(shared, replace(pricing, password="not-it"), fraud, {})
+    unproven = classify(path, partial(hold_every_slot, locked_out))
+    assert unproven.observed == ERROR and "authentication failed" in unproven.detail, unproven
