@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
-from mlops.isolation import online_store, pgbouncer, postgres, pushgateway, s3, side_doors, tracking
+from mlops.isolation import gate, online_store, pgbouncer, postgres, pushgateway, s3, side_doors, tracking
 from mlops.isolation.outcomes import ERROR, LEAK, OK, Attempt, classify
 from mlops.isolation.scene import Scene, as_tenant, seed
 
@@ -52,6 +52,7 @@ SURFACES: tuple[Surface, ...] = (
     Surface("s3", s3.OWN, s3.PROBES, last=s3.LAST),
     Surface("online-store", online_store.OWN, online_store.PROBES),
     Surface("tracking", tracking.OWN, tracking.PROBES),
+    Surface("gate", gate.OWN, gate.PROBES),  # register takes only the bytes evaluate scored (issue 29)
     Surface("side-doors", s3.OWN, side_doors.PROBES),  # the object store's other ports: its control
     Surface("postgres", postgres.OWN, postgres.PROBES),
     Surface("pgbouncer", pgbouncer.OWN, pgbouncer.PROBES, available=pgbouncer.available),  # each tenant's own
