@@ -44,3 +44,17 @@ def test_every_tenant_namespace_gets_istios_sidecar() -> None:
     broken = namespace(declared.tenants[0])
     del broken["metadata"]["labels"]["istio-injection"]
     assert uninjected([broken]) == [declared.tenants[0].name]
+
+
+def test_every_pipelines_namespace_of_each_overlay_gets_istios_sidecar() -> None:
+    """issue 29: the shared mlops-pipelines namespace serves models too (the platform's own), and was
+    not labelled either. Every Namespace the overlays render with the pipelines role is injected."""
+    for overlay in ("dev", "prod"):
+        pipelines = [
+            obj
+            for obj in render(MANIFESTS / "overlays" / overlay)
+            if obj["kind"] == "Namespace"
+            and obj["metadata"].get("labels", {}).get("mlops.private-platform.io/role") == "pipelines"
+        ]
+        assert "mlops-pipelines" in [n["metadata"]["name"] for n in pipelines], overlay
+        assert uninjected(pipelines) == [], overlay
