@@ -18,7 +18,17 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
-from mlops.isolation import gate, online_store, pgbouncer, postgres, pushgateway, s3, side_doors, tracking
+from mlops.isolation import (
+    gate,
+    online_store,
+    pgbouncer,
+    postgres,
+    pushgateway,
+    s3,
+    side_doors,
+    tracking,
+    transformer_reader,
+)
 from mlops.isolation.outcomes import ERROR, LEAK, OK, Attempt, classify
 from mlops.isolation.scene import Scene, as_tenant, seed
 
@@ -55,6 +65,7 @@ SURFACES: tuple[Surface, ...] = (
     Surface("gate", gate.OWN, gate.PROBES),  # register takes only the bytes evaluate scored (issue 29)
     Surface("side-doors", s3.OWN, side_doors.PROBES),  # the object store's other ports: its control
     Surface("postgres", postgres.OWN, postgres.PROBES),
+    Surface("transformer", transformer_reader.OWN, transformer_reader.PROBES),  # its reader (issue 29)
     Surface("pgbouncer", pgbouncer.OWN, pgbouncer.PROBES, available=pgbouncer.available),  # each tenant's own
     Surface("pushgateway", pushgateway.OWN, pushgateway.PROBES, available=pushgateway.available),
 )

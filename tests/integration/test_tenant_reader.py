@@ -113,3 +113,29 @@ def test_the_reader_writes_nothing_where_the_tenant_still_does(published: dict[s
     with registry(env, TENANT, tenant.password) as connection:
         updated = connection.execute("update feature_services set last_updated_timestamp = last_updated_timestamp")
         assert updated.rowcount == 1
+
+
+def test_the_isolation_check_finds_the_transformers_writes_denied_and_a_widened_reader_leaking(
+    tenancy_stack: Stack, published: dict[str, Any]
+) -> None:
+    """issue 29's row of `mlops isolation-check` (mlops/isolation/transformer_reader.py): its
+    positive controls (the reader reads its store and registry) are OK and its writes DENIED; the
+    reader widened on purpose (every Redis command, INSERT on the registry) reads LEAK on both."""
+    from devstack.tenants import write_redis_acl
+    from mlops.isolation import DENIED, LEAK, OK, check
+    from mlops.isolation.transformer_reader import CONTROL_TABLE, OWN, PROBES
+
+    fraud, pricing = published["tenant"], add_tenant(tenancy_stack, "pricing")
+    controls, probes = [path for path, _ in OWN], [path for path, _ in PROBES]
+    rows = {attempt.path: attempt.observed for attempt in check(tenancy_stack, fraud, pricing, ["transformer"])}
+    assert rows == {**dict.fromkeys(controls, OK), **dict.fromkeys(probes, DENIED)}, rows
+    admin = redis.Redis(port=fraud.redis_port, username="admin", password=tenancy_stack.redis_admin_password)
+    admin.execute_command("ACL", "SETUSER", reader_name(TENANT), "~*", "+@all")
+    tenancy_stack._sql(f"feast_{TENANT}", f"grant insert on {CONTROL_TABLE} to {reader_name(TENANT)}", superuser=True)
+    try:
+        widened = {attempt.path: attempt.observed for attempt in check(tenancy_stack, fraud, pricing, ["transformer"])}
+    finally:
+        write_redis_acl(tenancy_stack, fraud)
+        revoke = f"revoke insert on {CONTROL_TABLE} from {reader_name(TENANT)}"
+        tenancy_stack._sql(f"feast_{TENANT}", revoke, superuser=True)
+    assert widened == {**dict.fromkeys(controls, OK), **dict.fromkeys(probes, LEAK)}, widened
