@@ -20,7 +20,10 @@ pytestmark = pytest.mark.integration
 # script, tiny arguments, a line of the table it prints at the end
 SMOKE = {
     "bench.py": (["--sizes", "3000", "--gate-threshold", "0"], "s per task"),
-    "platform_bench.py": (["--rows", "4000", "--entities", "400", "--iterations", "30"], "one log_batch call"),
+    "platform_bench.py": (
+        ["--rows", "4000", "--entities", "400", "--iterations", "30", "--metrics", "50"],
+        "one log_batch call",
+    ),
     "serving_bench.py": (["--requests", "30", "--seconds", "0.3"], '"serving"'),
     "request_path_bench.py": (["--rows", "3000", "--requests", "30"], '"request_path"'),
     "offline_store_bench.py": (["--rows", "3000"], "equal row for row"),
