@@ -3,8 +3,10 @@
 `mlops tenant add <name>` provisions, idempotently:
 - S3: an access key whose identity may Read, Write, List and Tag only `<bucket>/<name>/*`;
 - PostgreSQL: a login role with a connection limit, and two databases only it may connect to:
-  its Feast registry `feast_<name>` and its offline tables `offline_<name>` (schema `<name>`); PgBouncer
-  knows the role and caps its server connections, so one tenant cannot drain the pool;
+  its Feast registry `feast_<name>` and its offline tables `offline_<name>` (schema `<name>`);
+- PgBouncer: one of its own (devstack.tenant_pgbouncer: its port, its registry database, its role,
+  its server connections capped, few client slots), so one tenant cannot take another's client
+  slots or the platform's (issue 29); the platform's PgBouncer knows the platform's role only;
 - Redis: an instance of its own (port, memory limit), whose only users are the tenant (its keys,
   no administration: FLUSHALL, CONFIG, SHUTDOWN, ... refused), its reader and the platform's admin;
 - the scoring transformer's reader (components/readonly.py): a Redis user that may only read
@@ -32,7 +34,6 @@ from components.readonly import READER_REDIS_RULES, READER_VARIABLES, local_vari
 from components.settings import (  # the same on the cluster
     TENANT_CONNECTION_LIMIT,
     TENANT_REDIS_RULES,
-    TENANT_SERVER_CONNECTIONS,
 )
 from devstack import process
 from devstack.stack import BUCKETS, PORT_SPAN, Stack
@@ -56,6 +57,7 @@ class Tenant:
     password: str
     reader_password: str = ""  # the transformer's read-only identity ("": an older tenant file, given one at add)
     redis_port: int = 0  # its own Redis instance (0: not given one yet, an older tenant file)
+    pgbouncer_port: int = 0  # its own PgBouncer (devstack.tenant_pgbouncer; 0: not given one yet)
 
 
 def _folder(stack: Stack) -> Any:
@@ -129,14 +131,7 @@ def write_redis_acl(stack: Stack, tenant: Tenant, broadened: bool = False) -> No
 def _provision_redis(stack: Stack, tenant: Tenant) -> Tenant:
     """The tenant's own Redis: a port of its own, its ACL user, its memory limit; started now."""
     if not tenant.redis_port:
-        taken = {port for other in load_tenants(stack).values() for port in (other.redis_port,)}
-        taken |= set(range(stack.ports.postgres, stack.ports.postgres + PORT_SPAN))
-        port = next(
-            port
-            for port in range(stack.ports.postgres + PORT_SPAN, 60_000)
-            if port not in taken and process.port_free(port)
-        )
-        tenant = replace(tenant, redis_port=port)
+        tenant = replace(tenant, redis_port=_free_port(stack))
         process.write_private(_folder(stack) / f"{tenant.name}.json", json.dumps(asdict(tenant), indent=2))
     folder = stack.folder(f"redis-{tenant.name}")
     write_redis_acl(stack, tenant)
@@ -151,6 +146,14 @@ def _provision_redis(stack: Stack, tenant: Tenant) -> Tenant:
     process.write_private(folder / "redis.conf", config)
     stack.up(("redis",))  # starts the instances that are not running, this one included
     return tenant
+
+
+def _free_port(stack: Stack) -> int:
+    """A loopback port for a tenant's own service: above the stack's span, no tenant's yet."""
+    taken = {port for other in load_tenants(stack).values() for port in (other.redis_port, other.pgbouncer_port)}
+    taken |= set(range(stack.ports.postgres, stack.ports.postgres + PORT_SPAN))
+    above = range(stack.ports.postgres + PORT_SPAN, 60_000)
+    return next(port for port in above if port not in taken and process.port_free(port))
 
 
 def _superuser(stack: Stack, database: str, statement: str) -> Any:
@@ -202,20 +205,29 @@ def offline_database(name: str) -> str:
     return f"offline_{name}"
 
 
-def _reload_pgbouncer(stack: Stack, tenants: dict[str, Tenant]) -> None:
-    """Add the tenants to PgBouncer's users, each capped, and reload it (SIGHUP)."""
+def _provision_pgbouncer(stack: Stack, tenant: Tenant) -> Tenant:
+    """The tenant's own PgBouncer (devstack.tenant_pgbouncer): a port of its own, its role only;
+    started now, or made to reread its users."""
+    from devstack import tenant_pgbouncer
+
+    if not tenant.pgbouncer_port:
+        tenant = replace(tenant, pgbouncer_port=_free_port(stack))
+        process.write_private(_folder(stack) / f"{tenant.name}.json", json.dumps(asdict(tenant), indent=2))
+    users = {tenant.name: tenant.password, reader_name(tenant.name): tenant.reader_password}  # and its transformer
+    tenant_pgbouncer.write(stack, tenant.name, tenant.pgbouncer_port, users)
+    tenant_pgbouncer.start(stack, tenant.name)
+    return tenant
+
+
+def _reload_pgbouncer(stack: Stack) -> None:
+    """The platform's PgBouncer knows the platform's role only (a tenant has its own PgBouncer,
+    _provision_pgbouncer): drop any tenant an older stack added, and reload it (SIGHUP)."""
     from devstack.stack import DB_USER
 
     folder = stack.folder("pgbouncer")
-    users = {DB_USER: stack.db_password}
-    for t in tenants.values():  # each tenant's role and its transformer's reader
-        users |= {t.name: t.password, reader_name(t.name): t.reader_password}
-    lines = [f'"{user}" "{password}"' for user, password in users.items()]
-    process.write_private(folder / "userlist.txt", "\n".join(lines) + "\n")
+    process.write_private(folder / "userlist.txt", f'"{DB_USER}" "{stack.db_password}"\n')
     ini = folder / "pgbouncer.ini"
-    text = ini.read_text().split("[users]")[0].rstrip() + "\n[users]\n"
-    text += "".join(f"{t.name} = max_user_connections={TENANT_SERVER_CONNECTIONS}\n" for t in tenants.values())
-    ini.write_text(text)
+    ini.write_text(ini.read_text().split("[users]")[0].rstrip() + "\n")
     process.give_to_service_user(folder)
     pid = process.read_pid(stack.pid_file("pgbouncer"))
     if process.alive(pid):
@@ -328,7 +340,8 @@ def add_tenant(stack: Stack, name: str) -> Tenant:
     write_s3_identities(stack)
     tenant = _provision_redis(stack, tenant)
     _provision_postgres(stack, tenant)
-    _reload_pgbouncer(stack, load_tenants(stack))
+    tenant = _provision_pgbouncer(stack, tenant)
+    _reload_pgbouncer(stack)
     _provision_mlflow(stack, tenant)
     return tenant
 
@@ -340,7 +353,7 @@ def tenant_environment(stack: Stack, tenant: Tenant) -> dict[str, str]:
     name = tenant.name
     settings = stack.settings().model_copy(
         update={
-            "feast_registry_url": f"postgresql+psycopg://{name}@127.0.0.1:{stack.ports.pgbouncer}/feast_{name}",
+            "feast_registry_url": f"postgresql+psycopg://{name}@127.0.0.1:{tenant.pgbouncer_port}/feast_{name}",
             "serving_root": f"s3://models/{name}",
             "mlflow_artifact_root": f"s3://mlflow-artifacts/{name}",
             "offline_store_uri": f"s3://feast-offline/{name}",
