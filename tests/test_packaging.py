@@ -38,6 +38,8 @@ NOT_DECLARED = {
     "triton_python_backend_utils": "provided by Triton's python backend to the model it loads",
     "opa_bindings": "the real OPA engine, installed pinned by the Makefile (its wheel declares Python >= 3.14)",
     "kserve": "the scoring transformer's own environment (transformer-constraints.txt): kserve pins psutil<6",
+    "fastapi": "KServe's model server, in the transformer's own environment (the request guard's handlers)",
+    "starlette": "under FastAPI, in the transformer's own environment (the request guard's handlers)",
 }
 
 
@@ -46,7 +48,8 @@ def test_the_transformer_environment_pins_what_the_transformer_imports() -> None
         line.split("==", 1) for line in (REPO / "transformer-constraints.txt").read_text().splitlines() if "==" in line
     )
     assert pins["kserve"] == "0.21.0"
-    for distribution in ("feast", "redis", "tritonclient", "grpcio", "pydantic", "PyYAML", "numpy", "psycopg"):
+    transformer_side = ("feast", "redis", "tritonclient", "grpcio", "pydantic", "PyYAML", "numpy", "psycopg")
+    for distribution in (*transformer_side, "fastapi", "starlette"):
         assert distribution in pins, f"transformer-constraints.txt lacks {distribution}"
 
 

@@ -303,6 +303,7 @@ def test_every_registry_url_names_a_managed_role_and_tenant_roles_have_a_connect
     connections (PgBouncer's per-user cap does not see a psql that goes around it)."""
     from urllib.parse import urlsplit
 
+    from components.readonly import reader_name
     from components.settings import CONFIGMAP, TENANT_CONNECTION_LIMIT, TENANT_SERVER_CONNECTIONS
 
     users, databases = {"feast"}, {"feast_registry"}
@@ -323,6 +324,7 @@ def test_every_registry_url_names_a_managed_role_and_tenant_roles_have_a_connect
         users.add(url.username or "")
         databases.add(url.path.lstrip("/"))
         pools[tenant] = (str(url.hostname).split(".")[0], url.path.lstrip("/"))  # its own PgBouncer (issue 29)
+    users |= {reader_name(tenant) for tenant in TENANTS}  # each tenant's transformer reads as its reader (issue 29)
     for name, objects in overlays.items():
         roles = {r["name"]: r for r in find(objects, "Cluster", "mlops-postgres")["spec"]["managed"]["roles"]}
         assert users == set(roles), name
