@@ -19,7 +19,6 @@ import math
 from typing import TYPE_CHECKING
 
 from components import pushgateway_client
-from components.errors import TransientError
 
 if TYPE_CHECKING:
     from components.drift import DriftResult, Reference
@@ -52,7 +51,7 @@ def grouping(pipeline: str, model: str) -> dict[str, str]:
 
 def push_metrics(url: str, result: DriftResult, reference: Reference, *, pipeline: str, now: dt.datetime) -> None:
     """The figures to the namespace's Pushgateway, one group per (pipeline, model), replaced whole."""
-    from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
+    from prometheus_client import CollectorRegistry, Gauge
 
     collectors = CollectorRegistry()
     base = ["pipeline", "model", "version"]
@@ -72,18 +71,6 @@ def push_metrics(url: str, result: DriftResult, reference: Reference, *, pipelin
         gauges["mlops_feature_drift_p_value"].labels(**extra).set(feature.p_value)
         statistic = math.inf if feature.statistic is None else feature.statistic
         gauges["mlops_feature_drift_statistic"].labels(**extra).set(statistic)
-    try:
-        push_to_gateway(
-            url,
-            job=JOB,
-            grouping_key=grouping(pipeline, reference.model),
-            registry=collectors,
-            timeout=10,
-            handler=pushgateway_client.handler(),  # the tenant's credentials on loopback
-        )
-    except OSError as error:  # URLError and connection errors are OSErrors
-        raise TransientError(
-            STEP,
-            f"the Pushgateway at {url} did not take the drift figures: {error}",
-            "check the namespace's Pushgateway (MLOPS_PUSHGATEWAY_URL in its mlops-platform ConfigMap)",
-        ) from error
+    pushgateway_client.push(
+        STEP, url, job=JOB, grouping=grouping(pipeline, reference.model), registry=collectors, what="the drift figures"
+    )

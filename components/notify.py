@@ -39,7 +39,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from components import artifacts, pushgateway_client, services
-from components.errors import ComponentError, TransientError
 
 STEP = "notify"
 JOB = "mlops-notice"
@@ -61,38 +60,12 @@ def deliver(metric: str, labels: dict[str, str], *, namespace: str, pipeline: st
     url = services.settings().pushgateway_url
     if not url:
         return ""
-    from urllib.error import HTTPError
-
-    from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
+    from prometheus_client import CollectorRegistry, Gauge
 
     collectors = CollectorRegistry()
     Gauge(metric, HELP[metric], list(labels), registry=collectors).labels(**labels).set(at.timestamp())
     grouping = {"pipeline": pipeline, "kind": KIND[metric]}
-    try:
-        push_to_gateway(
-            url,
-            job=JOB,
-            grouping_key=grouping,
-            registry=collectors,
-            timeout=10,
-            handler=pushgateway_client.handler(),  # the tenant's credentials on loopback
-        )
-    except HTTPError as error:
-        if 400 <= error.code < 500 and error.code != 429:
-            raise ComponentError(
-                step,
-                f"the Pushgateway at {url} refused the owner's notice (HTTP {error.code}: {error.reason})",
-                f"check that namespace {namespace} may push group {grouping} (the notice file is in the run's outputs)",
-            ) from error
-        raise TransientError(
-            step, f"the Pushgateway at {url} did not take the owner's notice: {error}", "check the Pushgateway"
-        ) from error
-    except OSError as error:  # URLError and connection errors are OSErrors
-        raise TransientError(
-            step,
-            f"the Pushgateway at {url} did not take the owner's notice: {error}",
-            "check the Pushgateway (MLOPS_PUSHGATEWAY_URL in the namespace's mlops-platform ConfigMap)",
-        ) from error
+    pushgateway_client.push(step, url, job=JOB, grouping=grouping, registry=collectors, what="the owner's notice")
     return url
 
 

@@ -53,3 +53,34 @@ def handler(env: Mapping[str, str] | None = None) -> Handler:
         return basic_auth_handler(url, method, timeout, headers, data, username, password)
 
     return authenticated
+
+
+def push(step: str, url: str, *, job: str, grouping: dict[str, str], registry: Any, what: str) -> None:
+    """Push one group with the tenant's credentials, each failure with its retry class: a refusal
+    (4xx but 429: bad credentials, another tenant's gateway, a clashing HELP text) is permanent
+    (exit 2) and names the group; an unreachable or overloaded gateway is transient (exit 75)."""
+    from urllib.error import HTTPError
+
+    from prometheus_client import push_to_gateway
+
+    from components.errors import TransientError
+
+    try:
+        push_to_gateway(url, job=job, grouping_key=grouping, registry=registry, timeout=10, handler=handler())
+    except HTTPError as error:
+        if 400 <= error.code < 500 and error.code != 429:
+            raise ComponentError(
+                step,
+                f"the Pushgateway at {url} refused {what} (HTTP {error.code}: {error.reason})",
+                f"check that this namespace's credentials may push group {grouping} to its own Pushgateway"
+                " (MLOPS_PUSHGATEWAY_URL; on loopback `mlops tenant env NAME` gives both)",
+            ) from error
+        raise TransientError(
+            step, f"the Pushgateway at {url} did not take {what}: {error}", "check the Pushgateway"
+        ) from error
+    except OSError as error:  # URLError and connection errors are OSErrors
+        raise TransientError(
+            step,
+            f"the Pushgateway at {url} did not take {what}: {error}",
+            "check the namespace's Pushgateway (MLOPS_PUSHGATEWAY_URL in its mlops-platform ConfigMap)",
+        ) from error

@@ -149,7 +149,7 @@ def test_a_refused_push_is_permanent(tmp_path: Path, gateway: PushRecorder) -> N
     with pytest.raises(ComponentError, match="refused the owner's notice") as refused:
         gate_failed(tmp_path)
     assert not isinstance(refused.value, TransientError)
-    assert "namespace fraud" in str(refused.value)
+    assert "group {'pipeline': 'fraud'" in str(refused.value)  # whose group, and the fix
 
 
 def test_the_exit_handlers_command_exits_75_when_the_pushgateway_is_down(tmp_path: Path) -> None:

@@ -63,3 +63,34 @@ def test_one_credential_without_the_other_is_refused_naming_the_missing_one() ->
     with pytest.raises(ComponentError) as refused:
         pushgateway_client.handler({USER: "pricing"})
     assert PASSWORD in str(refused.value) and "mlops tenant env" in str(refused.value)
+
+
+@pytest.mark.parametrize(("status", "transient"), [(401, False), (403, False), (400, False), (429, True), (503, True)])
+def test_a_refused_push_is_permanent_and_an_overloaded_gateway_transient(status: int, transient: bool) -> None:
+    """Issue 29: a 401 from another tenant's (or its own, misconfigured) gateway was retried as
+    transient by the drift step; drift and notify now share one push with one classification."""
+    from components.errors import TransientError
+
+    class Refusing(BaseHTTPRequestHandler):
+        def do_PUT(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(status)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    registry = CollectorRegistry()
+    Gauge("mlops_drift_share", "share", registry=registry).set(0.5)
+    try:
+        with pytest.raises(ComponentError, match=f"HTTP {status}|did not take") as refused:
+            pushgateway_client.push(
+                "drift", f"http://127.0.0.1:{server.server_port}", job="j", grouping={"pipeline": "fraud"},
+                registry=registry, what="the drift figures",
+            )  # fmt: skip
+    finally:
+        server.shutdown()
+    assert isinstance(refused.value, TransientError) is transient, refused.value
+    assert "the drift figures" in str(refused.value)
