@@ -136,7 +136,8 @@ def step_cache(namespace: str) -> dict[str, Any]:
             "annotations": {
                 "mlops.private-platform.io/generated-by": "make golden (pipelines/argo.py: step_cache)",
                 "mlops.private-platform.io/keys": (
-                    "<step>-<arguments sha>-<namespace>-<data digest>[-<artifact digests>]-<commit>[-<run inputs>]-<salt>"
+                    "<step>-<arguments sha>-<namespace>-<data digest>[-<artifact digests>]-<commit>"
+                    "[-<run inputs>]-<salt>"
                 ),
             },
         },
