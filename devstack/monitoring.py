@@ -6,9 +6,15 @@ alert routes the caller renders with pipelines/alerting.py (each receiver a webh
 the cluster mails the owner; devstack sits below pipelines, so it takes them as data).
 Prometheus evaluates every second so a test sees an alert within seconds.
 
-Two arrangements:
-- one Pushgateway, scraped with honor_labels (`mlops dev up --monitoring`: one team's laptop,
-  whose pushes are all its own);
+Two arrangements, both scraped with the cluster's rules (pipelines.tenant_monitoring, handed down
+as `tenant_scrape`: honor_labels false, `job` the fixed SCRAPE_JOB, only the `mlops_*` families),
+so the alert rules' `job="mlops-pushgateway"` selectors match here as they do on the cluster:
+- one unauthenticated Pushgateway (`mlops dev up --monitoring`: one team's laptop, whose pushes
+  are all its own), scraped as namespace LAPTOP_NAMESPACE; the owners' routes there match on the
+  pipeline alone (`laptop_routing`), since every pipeline on the laptop pushes to that one gateway
+  (one MLOPS_PUSHGATEWAY_URL) whatever its cluster namespace. Issue 29: this gateway was scraped with
+  honor_labels, so its series kept the pushed `job="mlops-drift"` and no namespace once pushes
+  stopped carrying one, and no alert rule or owner route matched: nothing paged on a laptop;
 - with `tenants` (`mlops dev up --monitoring --tenancy`), the cluster's since issue 29: one
   Pushgateway per tenant behind the tenant's password, each scraped as its own target with
   `namespace: <tenant>`, honor_labels false and the cluster's keep-list of `mlops_*` families
@@ -31,6 +37,8 @@ from devstack import process, tenant_pushgateways
 from devstack.tenant_pushgateways import Gateway, ScrapeConfig
 
 SERVICES = ("pushgateway", "alertmanager", "prometheus")
+LAPTOP_NAMESPACE = "laptop"
+"""The `namespace` the laptop's one Pushgateway is scraped as (no tenant's: the laptop is one team's)."""
 RULES = Path(__file__).resolve().parents[1] / "manifests" / "monitoring" / "prometheus-rules.yaml"
 BINARIES = {
     "pushgateway": "prometheus-pushgateway",
@@ -57,8 +65,9 @@ class Monitoring:
     tenants: tuple[str, ...] = ()
     """With tenants: one authenticated Pushgateway each (devstack/tenant_pushgateways.py), no shared one."""
     tenant_scrape: ScrapeConfig | None = None
-    """With tenants: the scrape job of one tenant's gateway, the cluster's rules
-    (pipelines.tenant_monitoring.prometheus_scrape_config), handed down as data."""
+    """The scrape job of one namespace's gateway, the cluster's rules
+    (pipelines.tenant_monitoring.prometheus_scrape_config), handed down as data. Without tenants and
+    without it, the one gateway is not scraped at all (for callers that read the gateway itself)."""
     tenant_passwords: dict[str, str] = field(default_factory=dict)
     """The passwords of the tenants provisioned on the stack: each pushes with its own."""
     gateway_first_port: int = 0
@@ -101,13 +110,9 @@ class Monitoring:
                     "pass tenant_scrape=pipelines.tenant_monitoring.prometheus_scrape_config (mlops dev up does)",
                 )
             return tenant_pushgateways.scrape_configs(self.root, self.gateways(), self.tenant_scrape)
-        return [
-            {
-                "job_name": "pushgateway",
-                "honor_labels": True,
-                "static_configs": [{"targets": [f"127.0.0.1:{self.ports['pushgateway']}"]}],
-            }
-        ]
+        if self.tenant_scrape is None:
+            return []
+        return [self.tenant_scrape(LAPTOP_NAMESPACE, f"127.0.0.1:{self.ports['pushgateway']}")]
 
     def _write_prometheus_config(self) -> None:
         (self.root / "prometheus.yml").write_text(
@@ -129,7 +134,8 @@ class Monitoring:
     def _write_configs(self) -> None:
         self._write_prometheus_config()
         (self.root / "rules.yaml").write_text(yaml.safe_dump(rule_groups(), sort_keys=False))
-        (self.root / "alertmanager.yml").write_text(yaml.safe_dump(self.alert_routing, sort_keys=False))
+        routing = self.alert_routing if self.tenancy else laptop_routing(self.alert_routing)
+        (self.root / "alertmanager.yml").write_text(yaml.safe_dump(routing, sort_keys=False))
 
     def reload_prometheus(self) -> None:
         """Rewrite prometheus.yml (the scrape, the tenants' gateways) and wait until Prometheus runs it."""
@@ -232,6 +238,22 @@ class Monitoring:
         return [
             service for service in ["prometheus", "alertmanager", *gateways] if process.stop(self.pid_file(service))
         ]
+
+
+def laptop_routing(routing: dict[str, Any]) -> dict[str, Any]:
+    """The routes for the laptop's one gateway: a pipeline's owner route without its `namespace`
+    matcher (every series there is namespace LAPTOP_NAMESPACE); the other routes (on-call, a
+    tenant's catch-all) as given. The trade-off: on a laptop a push labelled `pipeline="fraud"`
+    pages fraud's owner whoever pushed it, which is the laptop's one team; on the cluster, and with
+    `--tenancy`, the namespace comes from the gateway pushed to and is matched as well."""
+    route = routing.get("route", {})
+
+    def laptop(matchers: list[str]) -> list[str]:
+        by_pipeline = any(matcher.startswith("pipeline=") for matcher in matchers)
+        return [m for m in matchers if not (by_pipeline and m.startswith("namespace="))]
+
+    routes = [{**r, "matchers": laptop(list(r.get("matchers", [])))} for r in route.get("routes", [])]
+    return {**routing, "route": {**route, "routes": routes}} if "routes" in route else routing
 
 
 def _scrape_summary(config: dict[str, Any]) -> list[tuple[str, bool]]:

@@ -162,21 +162,21 @@ class Stack:
             pushgateway_url=self.monitoring_services().url("pushgateway") if self.monitoring else "",
         )
 
-    def monitoring_services(self, alert_routing: dict[str, Any] | None = None) -> Any:
+    def monitoring_services(self, alert_routing: dict[str, Any] | None = None, scrape: Any = None) -> Any:
         """This stack's Prometheus, Pushgateway and Alertmanager (devstack.monitoring.Monitoring)."""
         from devstack.monitoring import Monitoring
 
-        services = Monitoring(root=self.root / "monitoring", port_base=self.ports.postgres + 5)
+        services = Monitoring(root=self.root / "monitoring", port_base=self.ports.postgres + 5, tenant_scrape=scrape)
         if alert_routing is not None:
             services.alert_routing = alert_routing
         return services
 
-    def up_monitoring(self, alert_routing: dict[str, Any], *, echo: bool = False) -> dict[str, float]:
-        """Start them with these routes (pipelines.alerting.alertmanager_yaml renders the platform's)."""
+    def up_monitoring(self, routing: dict[str, Any], scrape: Any = None, *, echo: bool = False) -> dict[str, float]:
+        """Start them: these routes, the gateway scraped by `scrape` (Monitoring.tenant_scrape; None: not at all)."""
         self.monitoring = True
         self.root.mkdir(parents=True, exist_ok=True)
         self.save()
-        services = self.monitoring_services(alert_routing)
+        services = self.monitoring_services(routing, scrape)
         timings: dict[str, float] = services.up()
         if echo:
             for service, seconds in timings.items():

@@ -101,8 +101,10 @@ def _dev(args: argparse.Namespace) -> int:
             routing = loopback_alertmanager(configs, args.alert_webhook or "", MANIFESTS)
             if stack.mlflow_auth:  # --tenancy: the cluster's arrangement, a Pushgateway per tenant
                 _up_tenant_monitoring(stack, routing)
-            else:
-                stack.up_monitoring(routing, echo=True)
+            else:  # one team's laptop: one gateway, scraped as the cluster scrapes (issue 29)
+                from pipelines.tenant_monitoring import prometheus_scrape_config
+
+                stack.up_monitoring(routing, prometheus_scrape_config, echo=True)
         print(f'use them: eval "$(mlops dev env --dir {stack.root})"; then `mlops run fraud` runs on them')
     elif args.action == "down":
         stopped = stack.down(services)

@@ -1,5 +1,5 @@
 """The loopback Pushgateway (devstack/monitoring.py) starts empty and keeps its own state; with
-tenants, each tenant's takes only the tenant's own password.
+tenants, each tenant's takes only the tenant's own password; without, a drift push pages its owner.
 
 Issue 28's end-to-end test found it: Debian's prometheus-pushgateway defaults to
 --persistence.file=/var/lib/prometheus/pushgateway.data, one file for every instance on the
@@ -9,14 +9,27 @@ which fire for a day, reached the next run's "nothing is posted" control).
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 import requests
 
+from components import drift_metrics
 from devstack import process, tenant_pushgateways
-from devstack.monitoring import Monitoring
+from devstack.monitoring import LAPTOP_NAMESPACE, Monitoring
 from devstack.tenant_pushgateways import Gateway
+from pipelines.golden import MANIFESTS
+from pipelines.local import available_pipelines, declaration
+from pipelines.tenancy import loopback_alertmanager
+from pipelines.tenant_monitoring import prometheus_scrape_config
 
 pytestmark = pytest.mark.integration  # Debian's prometheus-pushgateway, installed by `make test`
 
@@ -85,3 +98,64 @@ def test_each_tenants_gateway_takes_only_its_own_password_which_no_command_line_
         assert {gateway.tenant: gateway for gateway in services.gateways()} == gateways
     finally:
         services.down()
+
+
+def _webhook() -> tuple[ThreadingHTTPServer, list[dict[str, Any]]]:
+    """A loopback receiver keeping what Alertmanager posts, with the query it was posted to."""
+    received: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            received.append({"owner": parse_qs(urlparse(self.path).query).get("owner", [""])[0], "body": body})
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, received
+
+
+def test_without_tenancy_a_drift_push_fires_and_pages_the_pipelines_owner(tmp_path: Path) -> None:
+    """issue 29: `mlops dev up --monitoring` without --tenancy must page as the cluster does. Pushes
+    carry no namespace now and the rules select `job="mlops-pushgateway"`, while the laptop's one
+    gateway was scraped with honor_labels (series kept job="mlops-drift", no namespace): nothing
+    matched and nothing paged. Here the gateway is scraped with the cluster's rules, handed down as
+    `mlops dev up` does, and the routes of every available pipeline are those it renders: fraud's
+    drift push (the drift step's own push_metrics) fires ModelDriftDetected, which reaches fraud's
+    owner and no other pipeline's."""
+    configs = [declaration(name).config() for name in available_pipelines()]
+    fraud = next(config for config in configs if config.pipeline == "fraud")
+    others = {config.owner for config in configs} - {fraud.owner}
+    assert others, "the control needs another pipeline's owner who must not be paged"
+    server, received = _webhook()
+    url = f"http://127.0.0.1:{server.server_port}/alerts"
+    services = Monitoring(
+        root=tmp_path,
+        port_base=process.free_port_base(3),
+        alert_routing=loopback_alertmanager(configs, url, MANIFESTS),
+        tenant_scrape=prometheus_scrape_config,
+    )
+    try:
+        services.up()
+        now = dt.datetime.now(dt.UTC)
+        feature = SimpleNamespace(feature="amount", method="ks", p_value=0.001, statistic=0.4)
+        result = SimpleNamespace(drift_share=0.5, threshold=0.3, detected=True, current_rows=100, features=[feature])
+        reference = SimpleNamespace(model=fraud.register_.model_name, version=3, age_seconds=lambda _: 60.0)
+        drift_metrics.push_metrics(services.url("pushgateway"), result, reference, pipeline="fraud", now=now)  # type: ignore[arg-type]
+
+        deadline = time.monotonic() + 45
+        while time.monotonic() < deadline and not any(r["owner"] == fraud.owner for r in received):
+            time.sleep(0.5)
+        paged = [r for r in received if r["owner"] == fraud.owner]
+        assert paged, f"fraud's owner was not paged; received {received}"
+        alerts = [alert["labels"] for r in paged for alert in r["body"]["alerts"]]
+        assert {"alertname": "ModelDriftDetected", "pipeline": "fraud"}.items() <= alerts[0].items()
+        assert alerts[0]["namespace"] == LAPTOP_NAMESPACE  # the scrape's, and job is SCRAPE_JOB (the rule matched)
+        assert not [r for r in received if r["owner"] in others], "another pipeline's owner was paged"
+    finally:
+        services.down()
+        server.shutdown()
