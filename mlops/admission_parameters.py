@@ -12,6 +12,10 @@ when a committed Constraint drifts from them, so each fact has one source:
   a domain reserves its whole domain (`serving.kserve.io/`), as do KServe's and Knative's own.
 - trainjobs-on-platform-runtimes: the ClusterTrainingRuntimes the platform renders
   (pipelines/trainer.py, manifests/base/trainer/training-runtimes.yaml).
+- tenant-network-objects-as-promote-renders: the shape components/serving_authorization.py
+  renders (its label, name suffix, policy types, ports, action, read off a rendered pair), the
+  names of the policies the platform ships in the tenant namespaces (manifests/tenants), and the
+  tenant namespaces (manifests/tenants/tenants.yaml).
 """
 
 from __future__ import annotations
@@ -126,6 +130,52 @@ def trainjob_parameters() -> dict[str, Any]:
     }
 
 
+PLATFORM_DEPLOYERS: dict[str, list[str]] = {
+    "users": [],
+    "groups": ["system:masters", "kubeadm:cluster-admins"],
+}
+"""Who applies manifests/ (docs/install.md: `kubectl apply --server-side -k` with cluster-admin
+credentials, kubeadm's groups): the requesters the tenant-network-objects Constraint leaves alone.
+Change it to your cluster's. Never a GitOps controller that also syncs a tenant's `mlops promote
+--out` folder (it would carry the tenant's objects past the Constraint): give each tenant's
+Argo CD Application its own identity (Argo CD's sync impersonation) or name a controller that
+applies only the platform."""
+
+
+def tenant_network_parameters(manifests: Path = MANIFESTS) -> dict[str, Any]:
+    """The K8sTenantNetworkObjects Constraint's parameters, read off the pair promote renders."""
+    from components.config import PromoteSettings
+    from components.serving_authorization import NAMESPACE_NAME, render_authorization_policy, render_network_policy
+
+    service = {"metadata": {"name": "model", "namespace": "tenant"}}
+    settings = PromoteSettings(namespace="tenant")
+    network = render_network_policy(service, settings)
+    authorization = render_authorization_policy(service, settings)
+    (label,) = network["spec"]["podSelector"]["matchLabels"]
+    shipped = {
+        str(d["metadata"]["name"])
+        for path in sorted((manifests / "tenants").rglob("*.yaml"))
+        for d in yaml.safe_load_all(path.read_text())
+        if isinstance(d, dict) and d.get("kind") in ("NetworkPolicy", "AuthorizationPolicy")
+    }
+    return {
+        "deployers": PLATFORM_DEPLOYERS,
+        "inferenceServiceLabel": label,
+        "nameSuffix": network["metadata"]["name"].removeprefix("model"),
+        "namespaceLabel": NAMESPACE_NAME,
+        "policyTypes": network["spec"]["policyTypes"],
+        "ports": sorted({p["port"] for rule in network["spec"]["ingress"] for p in rule["ports"]}),
+        "action": authorization["spec"]["action"],
+        "shippedNames": sorted(shipped),
+    }
+
+
+def _tenant_namespaces() -> list[str]:
+    from pipelines.tenancy import load
+
+    return load(MANIFESTS).names
+
+
 def _excluded_serving_namespaces() -> list[str]:
     return [*NEVER_MATCHED_NAMESPACES, *SERVING_SYSTEM_NAMESPACES]
 
@@ -136,6 +186,10 @@ GENERATED: dict[str, dict[str, Callable[[], Any]]] = {
         "excludedNamespaces": _excluded_serving_namespaces,
     },
     "trainjobs-on-platform-runtimes": {"parameters": trainjob_parameters},
+    "tenant-network-objects-as-promote-renders": {
+        "parameters": tenant_network_parameters,
+        "namespaces": _tenant_namespaces,
+    },
 }
 """Each generated Constraint (by name): its spec fields (`parameters`, or a `match` field) and
 what renders them."""

@@ -21,6 +21,7 @@ import yaml
 
 from mlops import admission
 from tests.policies.platform_objects import MANIFESTS, OVERLAYS, Rendered, overlay_objects, platform_objects
+from tests.policies.test_tenant_network_objects import promoted
 
 POLICIES = MANIFESTS / "policies"
 
@@ -40,7 +41,8 @@ def overlays() -> Iterator[dict[str, list[dict[str, Any]]]]:
 
 @pytest.fixture(scope="module")
 def rendered(overlays: dict[str, list[dict[str, Any]]]) -> Iterator[list[Rendered]]:
-    yield platform_objects(overlays)
+    # with the NetworkPolicy and AuthorizationPolicy promote writes beside each model (issue 29)
+    yield platform_objects(overlays) + promoted()
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +71,8 @@ def test_every_policy_under_manifests_policies_is_installed_by_both_overlays(
         [d for file in sorted(POLICIES.glob("*.yaml")) for d in yaml.safe_load_all(file.read_text()) if d]
     )
     assert {"no-node-access", "restricted-priority-and-gpu-nodes", "serving-labels-from-serving-controllers-only",
-            "trainjobs-on-platform-runtimes"} <= {name for _kind, name in files}  # fmt: skip
+            "trainjobs-on-platform-runtimes", "tenant-network-objects-as-promote-renders"} <= {
+        name for _kind, name in files}  # fmt: skip
     for name in OVERLAYS:
         installed = _policy_documents(overlays[name])
         assert installed == files, (
