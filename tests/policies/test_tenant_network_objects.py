@@ -84,15 +84,18 @@ def promoted() -> list[Rendered]:
     return copy.deepcopy(list(_promoted()))
 
 
-def _review(obj: dict[str, Any], user: str | None, groups: list[str] | None = None, **params: Any) -> list[str]:
-    """The rule on a CREATE by `user` (None: Gatekeeper's audit, no requester) in `groups`."""
+def _review(
+    obj: dict[str, Any], user: str | None, groups: list[str] | None = None, old: dict[str, Any] | None = None
+) -> list[str]:
+    """The rule on a CREATE (an UPDATE of `old`) by `user` (None: Gatekeeper's audit) in `groups`."""
     rule = _policy()
     assert rule.matches(obj), obj["metadata"]
     request: dict[str, Any] = {"object": obj, "operation": "CREATE", "namespace": obj["metadata"]["namespace"]}
+    if old is not None:
+        request.update(operation="UPDATE", oldObject=old)
     if user is not None:
         request["userInfo"] = {"username": user, "groups": groups or []}
-    parameters = {**rule.parameters, **params}
-    found = rule.engine.eval_document(f"{rule.package}.violation", {"review": request, "parameters": parameters})
+    found = rule.engine.eval_document(f"{rule.package}.violation", {"review": request, "parameters": rule.parameters})
     return sorted(v["msg"] for v in found)
 
 
@@ -227,6 +230,22 @@ def test_a_member_widening_the_network_or_the_callers_is_refused(case: int) -> N
     name, obj, said = cases[case]
     denied = _review(obj, MEMBER)
     assert denied and any(said in m and FIX in m for m in denied), (name, denied)
+
+
+def test_a_member_updating_the_shipped_default_deny_or_its_own_policy_wider_is_refused() -> None:
+    """issue 29: an UPDATE is judged as a CREATE: the shipped default-deny rewritten to admit all
+    egress is refused to a member (admitted as the deployer applies it); a member's own `-callers`
+    NetworkPolicy updated in place to carry egress is refused, updated as promote renders it is not."""
+    (default_deny,) = [o for o in _shipped() if o["metadata"]["name"] == "default-deny"]
+    opened = copy.deepcopy(default_deny)
+    opened["spec"]["egress"] = [{}]
+    assert _review(default_deny, "alice", ["system:masters"], old=default_deny) == []
+    assert any("its name is the platform's (default-deny)" in m for m in _review(opened, MEMBER, old=default_deny))
+    network = _fraud_network_policy()
+    assert _review(network, MEMBER, old=network) == []
+    wider = copy.deepcopy(network)
+    wider["spec"]["egress"] = [{}]
+    assert any("may not carry egress rules" in m for m in _review(wider, MEMBER, old=network))
 
 
 def test_the_audit_sees_a_stored_widening_but_leaves_the_shipped_names_alone() -> None:
