@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     import evidently  # noqa: F401  (the one-time import, timed on its own)
 
-    from components import drift
+    from components import drift, drift_report
     from components.config import DriftSettings
 
     import_seconds = time.perf_counter() - started
@@ -94,9 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         from components import artifacts
 
-        artifacts.write_json(Path(tmp) / "table.json", drift.table(result, decision, reference_info))
-        drift.write_report(result, str(Path(tmp) / "report.html"), decision["reason"])
-        drift.write_plot(result, reference_info, current, str(Path(tmp) / "plot.png"), settings.plotted_features)
+        artifacts.write_json(Path(tmp) / "table.json", drift_report.table(result, decision, reference_info))
+        drift_report.write_report(result, str(Path(tmp) / "report.html"), decision["reason"])
+        drift_report.write_plot(result, reference_info, current, str(Path(tmp) / "plot.png"), settings.plotted_features)
         step_seconds = time.perf_counter() - started
 
     cores = len(os.sched_getaffinity(0))

@@ -50,7 +50,7 @@ def _number(value: float | None) -> str:
 def _drift(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from components import artifacts, drift, drift_metrics, services
+    from components import artifacts, drift, drift_metrics, drift_report, services
     from components.environment import mlops_home
     from components.errors import ComponentError
     from pipelines.local import declaration
@@ -65,9 +65,9 @@ def _drift(args: argparse.Namespace) -> int:
         raise ComponentError("drift", error.problem, error.fix) from error
     out = Path(args.out) if args.out else mlops_home() / "drift" / f"{args.pipeline}-{time.strftime('%Y%m%d-%H%M%S')}"
     decision = {"retrain": result.detected, "reason": result.summary(), "key": ""}
-    artifacts.write_json(out / "drift.json", drift.table(result, decision, reference))
-    drift.write_report(result, str(out / "report.html"), result.summary())
-    drift.write_plot(result, reference, current, str(out / "drifted_features.png"), cfg.drift.plotted_features)
+    artifacts.write_json(out / "drift.json", drift_report.table(result, decision, reference))
+    drift_report.write_report(result, str(out / "report.html"), result.summary())
+    drift_report.write_plot(result, reference, current, str(out / "drifted_features.png"), cfg.drift.plotted_features)
     print(
         f"{model} v{reference.version} (run {reference.run_id}): {result.reference_rows} reference rows, "
         f"{result.current_rows} current rows"

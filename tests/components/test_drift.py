@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from components import drift
+from components import drift, drift_report
 from components.config import DriftSettings, RegisterSettings
 from components.errors import ComponentError
 from tests.conftest import FEATURES
@@ -213,6 +213,6 @@ def test_parallel_groups_give_the_same_figures_and_one_report(
     ]
     for one, other in zip(whole.features, grouped.features, strict=True):
         assert one.p_value == pytest.approx(other.p_value) and one.statistic == pytest.approx(other.statistic)
-    drift.write_report(grouped, str(tmp_path / "report.html"), grouped.summary())
+    drift_report.write_report(grouped, str(tmp_path / "report.html"), grouped.summary())
     page = (tmp_path / "report.html").read_text()
     assert page.count("<iframe") == 2 and "Data drift: 2 of 6 features drifted" in page
