@@ -1,5 +1,6 @@
 """`mlops run fraud` end to end, as a user runs it: real GX, Feast, XGBoost/PyTorch, MLflow (sqlite),
-through kfp.local's SubprocessRunner. Each test has its own MLOPS_HOME, i.e. a fresh platform."""
+through kfp.local's SubprocessRunner. Each test has its own MLOPS_HOME, i.e. a fresh platform, but for
+the two PyTorch tests, which read one run (the module fixture pytorch_run)."""
 
 from __future__ import annotations
 
@@ -156,10 +157,20 @@ def test_unknown_model_type_in_config_is_refused_before_any_step(tmp_path: Path)
     assert not (tmp_path / "kfp-runs").exists()
 
 
-def test_pytorch_mlp_pipeline_serves_torchscript(tmp_path: Path) -> None:
-    result = mlops(tmp_path, "--rows", ROWS, "--model-type", "pytorch_mlp", "--min-auc", "0.6")
+@pytest.fixture(scope="module")
+def pytorch_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """One `mlops run fraud --model-type pytorch_mlp` (its MLOPS_HOME and its run folder), which the
+    TorchScript serving test and the byte-for-byte reproduce test both read: one pipeline run
+    fewer in the suite (each run is ~45 s)."""
+    home = tmp_path_factory.mktemp("pytorch-home")
+    result = mlops(home, "--rows", ROWS, "--model-type", "pytorch_mlp", "--min-auc", "0.6")
     assert result.returncode == 0, result.stdout + result.stderr
-    run = latest_run(tmp_path)
+    assert "fraud-detector version 1 (new)" in result.stdout
+    return home, latest_run(home)
+
+
+def test_pytorch_mlp_pipeline_serves_torchscript(pytorch_run: tuple[Path, Path]) -> None:
+    tmp_path, run = pytorch_run
     repository = run / "promote" / "model_repository" / "fraud-detector"
     assert "pytorch_libtorch" in (repository / "config.pbtxt").read_text()
     assert (repository / "1" / "model.pt").read_bytes() == (run / "train" / "model").read_bytes()
@@ -285,9 +296,8 @@ def test_lineage_of_a_dvc_tracked_dataset_reads_back_and_reproduces_and_tamperin
     assert tampered.returncode == 2 and "has changed: dvc-md5" in tampered.stderr, tampered.stdout + tampered.stderr
 
 
-def test_a_pytorch_mlp_reproduces_byte_for_byte(tmp_path: Path) -> None:
-    run = mlops(tmp_path, "--rows", ROWS, "--model-type", "pytorch_mlp")
-    assert run.returncode == 0, run.stdout + run.stderr
+def test_a_pytorch_mlp_reproduces_byte_for_byte(pytorch_run: tuple[Path, Path]) -> None:
+    tmp_path, _ = pytorch_run
     env = {**os.environ, "MLOPS_HOME": str(tmp_path)}
     env.pop("MLFLOW_TRACKING_URI", None)
     command = [sys.executable, "-m", "mlops.cli", "reproduce", "fraud-detector", "--version", "1"]
