@@ -29,7 +29,7 @@ from devstack.tenant_pushgateways import Gateway
 from pipelines.golden import MANIFESTS
 from pipelines.local import available_pipelines, declaration
 from pipelines.tenancy import loopback_alertmanager
-from pipelines.tenant_monitoring import prometheus_scrape_config
+from pipelines.tenant_monitoring import SCRAPE_JOB, prometheus_scrape_config
 
 pytestmark = pytest.mark.integration  # Debian's prometheus-pushgateway, installed by `make test`
 
@@ -133,10 +133,11 @@ def test_without_tenancy_a_drift_push_fires_and_pages_the_pipelines_owner(tmp_pa
     assert others, "the control needs another pipeline's owner who must not be paged"
     server, received = _webhook()
     url = f"http://127.0.0.1:{server.server_port}/alerts"
+    routing = loopback_alertmanager(configs, url, MANIFESTS)
     services = Monitoring(
         root=tmp_path,
         port_base=process.free_port_base(3),
-        alert_routing=loopback_alertmanager(configs, url, MANIFESTS),
+        alert_routing=routing,
         tenant_scrape=prometheus_scrape_config,
     )
     try:
@@ -154,7 +155,15 @@ def test_without_tenancy_a_drift_push_fires_and_pages_the_pipelines_owner(tmp_pa
         assert paged, f"fraud's owner was not paged; received {received}"
         alerts = [alert["labels"] for r in paged for alert in r["body"]["alerts"]]
         assert {"alertname": "ModelDriftDetected", "pipeline": "fraud"}.items() <= alerts[0].items()
-        assert alerts[0]["namespace"] == LAPTOP_NAMESPACE  # the scrape's, and job is SCRAPE_JOB (the rule matched)
+        assert alerts[0]["namespace"] == LAPTOP_NAMESPACE  # the scrape's
+        promql = {"query": 'mlops_drift_detected{pipeline="fraud"}'}
+        answer = requests.get(services.url("prometheus") + "/api/v1/query", params=promql, timeout=5).json()
+        series = answer["data"]["result"]
+        assert series and all(
+            (s["metric"]["job"], s["metric"]["namespace"]) == (SCRAPE_JOB, LAPTOP_NAMESPACE) for s in series
+        ), series  # the job the rules select, set by the scrape, not the pushed one
+        # a group_interval more (and a second): any other route's notification would be here by now
+        time.sleep(float(routing["route"]["group_interval"].removesuffix("s")) + 1)
         assert not [r for r in received if r["owner"] in others], "another pipeline's owner was paged"
     finally:
         services.down()
