@@ -10,6 +10,7 @@ import yaml
 from components.config import PromoteSettings, RegisterSettings, parse_settings
 from components.errors import ComponentError
 from components.promote import annotation, promote
+from components.readonly import reader_secret
 from components.register import register
 from components.triton import config_pbtxt, parse_config
 from mlops import lint
@@ -106,12 +107,18 @@ def test_the_pipelines_transformer_is_rendered_in_front_of_the_predictor(
     # issue 29: it logs in as the tenant's readers (username and password each), never its read-write identities
     logins = {e["name"]: (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
               for e in container["env"]}  # fmt: skip
+    feast, redis = (
+        reader_secret(cfg.cluster.feast_credentials_secret),
+        reader_secret(cfg.cluster.redis_credentials_secret),
+    )
     assert logins == {
-        "MLOPS_FEAST_REGISTRY_USERNAME": ("tenant-feast-reader-credentials", "username"),
-        "MLOPS_FEAST_REGISTRY_PASSWORD": ("tenant-feast-reader-credentials", "password"),
-        "MLOPS_FEAST_REDIS_USERNAME": ("tenant-redis-reader-credentials", "username"),
-        "MLOPS_FEAST_REDIS_PASSWORD": ("tenant-redis-reader-credentials", "password"),
+        "MLOPS_FEAST_REGISTRY_USERNAME": (feast, "username"),
+        "MLOPS_FEAST_REGISTRY_PASSWORD": (feast, "password"),
+        "MLOPS_FEAST_REDIS_USERNAME": (redis, "username"),
+        "MLOPS_FEAST_REDIS_PASSWORD": (redis, "password"),
     }
+    read_write = {cfg.cluster.feast_credentials_secret, cfg.cluster.redis_credentials_secret}
+    assert not {name for name, _key in logins.values()} & read_write
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/models/fraud-detector/ready"
     model = service["spec"]["predictor"]["model"]
     assert model["ports"] == [{"name": "h2c", "containerPort": 9000, "protocol": "TCP"}]
