@@ -19,13 +19,14 @@ def test_a_tenant_pooler_follows_the_stack_to_new_ports(tmp_path: Path) -> None:
     tenant_pgbouncer.write(stack, "fraud", 15999, {"fraud": "pw", "fraud_reader": "rpw"})
     (config,) = tenant_pgbouncer.configs(stack)
     ini = config.read_text()
-    assert "feast_fraud = host=127.0.0.1 port=15400 dbname=feast_fraud\n[pgbouncer]" in ini
+    assert f"feast_fraud = host=127.0.0.1 port={stack.ports.postgres} dbname=feast_fraud\n[pgbouncer]" in ini
     assert f"max_client_conn = {LOOPBACK_CLIENT_CONNECTIONS}\n" in ini and "listen_port = 15999\n" in ini
     userlist = config.parent / "userlist.txt"
     assert userlist.read_text() == '"fraud" "pw"\n"fraud_reader" "rpw"\n'
     assert stat.S_IMODE(userlist.stat().st_mode) == 0o600
     moved = Stack(root=tmp_path, ports=Ports.from_base(16400))
     tenant_pgbouncer.point_at_postgres(moved, config)
-    assert "feast_fraud = host=127.0.0.1 port=16400 dbname=feast_fraud\n" in config.read_text()
+    assert moved.ports.postgres != stack.ports.postgres
+    assert f"feast_fraud = host=127.0.0.1 port={moved.ports.postgres} dbname=feast_fraud\n" in config.read_text()
     assert [row["service"] for row in tenant_pgbouncer.rows(moved)] == ["tenant-pgbouncer-fraud"]
     assert tenant_pgbouncer.rows(moved)[0]["address"].startswith("127.0.0.1:15999 ")
