@@ -141,8 +141,15 @@ def test_generated_bodies_are_answered_200_400_403_or_404(scoring: dict[str, Any
 
     m = scoring["config"].materialize
     sent = check_answers(scoring["http"], MODEL, m.entity_column, list(m.request_features),
-                         scoring["config"].scoring.max_body_bytes)  # fmt: skip
-    assert sent >= 200
+                         scoring["config"].scoring.max_body_bytes, scoring["rows"])  # fmt: skip
+    assert len(sent) >= 200
+    statuses = [status for _route, _expected, status in sent]
+    assert {200, 400} <= set(statuses), sorted(set(statuses))  # answers that vary with the body
+    assert [status for _route, expected, status in sent if expected is not None] == [
+        expected for _route, expected, _status in sent if expected is not None
+    ]  # rows known to score got 200, malformed and oversized bodies 400 (each also checked as sent)
+    assert {expected for _route, expected, _status in sent} >= {200, 400}  # both kinds were drawn
+    assert ("v2", 200, 200) in sent  # a V2 body scored, not only refused
     status, answer = _post(f"{scoring['http']}/v1/models/{MODEL}:predict", {"instances": scoring["rows"][:2]})
     assert status == 200 and len(answer["predictions"]) == 2  # still serving after all of them
 

@@ -116,26 +116,51 @@ def check_answer(status: int, answer: bytes, body: bytes) -> None:
         assert all(isinstance(v, float) and math.isfinite(v) for v in values), (scores, body[:300])
 
 
-def check_answers(url: str, model: str, entity: str, request_features: list[str], max_body_bytes: int) -> int:
-    """Sends generated bodies to the transformer at `url`; returns how many it sent."""
+def valid_v1(rows: list[dict[str, Any]]) -> st.SearchStrategy[bytes]:
+    """V1 bodies of rows known to score (the fixture's): each must be answered 200."""
+    return st.lists(st.sampled_from(rows), min_size=1, max_size=5).map(lambda chosen: _dumps({"instances": chosen}))
+
+
+def valid_v2(rows: list[dict[str, Any]]) -> st.SearchStrategy[bytes]:
+    """The same rows as a V2 request, one tensor per column (INT64 for ints, FP32 for floats): 200."""
+
+    def body(chosen: list[dict[str, Any]]) -> bytes:
+        inputs = [{"name": name, "shape": [len(chosen)], "data": [row[name] for row in chosen],
+                   "datatype": "INT64" if isinstance(chosen[0][name], int) else "FP32"}
+                  for name in chosen[0]]  # fmt: skip
+        return _dumps({"inputs": inputs})
+
+    return st.lists(st.sampled_from(rows), min_size=1, max_size=5).map(body)
+
+
+def check_answers(
+    url: str, model: str, entity: str, request_features: list[str], max_body_bytes: int, rows: list[dict[str, Any]]
+) -> list[tuple[str, int | None, int]]:
+    """Sends generated bodies to the transformer at `url`; returns (route, expected, status) per body sent.
+    `expected` is 200 for bodies of `rows` (known to score), 400 for malformed JSON and bodies past
+    `max_body_bytes`, None for the generated ones (valid or not by chance: any answer in ALLOWED)."""
     client, sent = Client(url), []
     routes = {"v1": f"/v1/models/{model}:predict", "v2": f"/v2/models/{model}/infer",
               "explain": f"/v1/models/{model}:explain"}  # fmt: skip
+    oversized = st.integers(1, 3).map(lambda k: b" " * (max_body_bytes + k))
     bodies = st.one_of(
-        st.tuples(st.sampled_from(["v1", "explain"]), v1_bodies(entity, request_features)),
-        st.tuples(st.just("v2"), v2_bodies(entity, request_features)),
-        st.tuples(st.sampled_from(["v1", "v2"]), _MALFORMED),
-        st.tuples(st.sampled_from(["v1", "v2"]), st.integers(1, 3).map(lambda k: b" " * (max_body_bytes + k))),
+        st.tuples(st.sampled_from(["v1", "explain"]), st.none(), v1_bodies(entity, request_features)),
+        st.tuples(st.just("v2"), st.none(), v2_bodies(entity, request_features)),
+        st.tuples(st.just("v1"), st.just(200), valid_v1(rows)),
+        st.tuples(st.just("v2"), st.just(200), valid_v2(rows)),
+        st.tuples(st.sampled_from(["v1", "v2"]), st.just(400), _MALFORMED),
+        st.tuples(st.sampled_from(["v1", "v2"]), st.just(400), oversized),
     )
 
     @settings(max_examples=300, deadline=None, derandomize=True, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])  # fmt: skip
     @given(bodies)
-    def one(case: tuple[str, bytes]) -> None:
-        route, body = case
+    def one(case: tuple[str, int | None, bytes]) -> None:
+        route, expected, body = case
         status, answer = client.post(routes[route], body)
         check_answer(status, answer, body)
-        sent.append(status)
+        assert expected in (None, status), (route, expected, status, answer[:300], body[:300])
+        sent.append((route, expected, status))
 
     one()
-    return len(sent)
+    return sent
