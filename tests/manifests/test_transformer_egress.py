@@ -67,16 +67,33 @@ def test_the_transformer_reaches_its_predictor_redis_pool_and_dns_and_nothing_el
 
 
 def test_the_old_select_all_platform_egress_shows_the_leak(platform: Cluster) -> None:
-    """The control broken on purpose: allow-platform-egress selecting every pod again, as before
-    the fix, opens the transformer's way to MLflow and MinIO in every pipelines namespace."""
-    policies = [
+    """The control broken on purpose, for each row of required-flows.yaml's `forbidden`. With no
+    NetworkPolicy at all every row is open from every pipelines namespace: the check sees each one.
+    allow-platform-egress selecting every pod again, as before the fix, opens exactly the rows that
+    rule's egress names on its own (MLflow and MinIO), whole, in every pipelines namespace; the
+    others (a Pushgateway, PostgreSQL) stay closed by their targets' ingress."""
+    forbidden, namespaces = FLOWS["forbidden"], pipelines_namespaces(platform.namespaces)
+    by_row = {row["to"]: [name for name, *_ in flows([row], platform.namespaces)] for row in forbidden}
+    assert len(by_row) == len(forbidden) and all(len(names) == len(namespaces) for names in by_row.values())
+    every = [name for names in by_row.values() for name in names]
+    assert opened(Evaluator([]), forbidden, platform.namespaces) == every
+
+    def open_rows(evaluator: Evaluator) -> set[str]:
+        found = set(opened(evaluator, forbidden, platform.namespaces))
+        assert all(set(names) <= found or not set(names) & found for names in by_row.values()), found  # whole
+        return {to for to, names in by_row.items() if set(names) <= found}
+
+    old_rules = [
         {**policy, "spec": {**policy["spec"], "podSelector": {}}}
+        for policy in platform.evaluator.policies
         if policy["metadata"]["name"] == "allow-platform-egress"
-        else policy
+    ]
+    assert len(old_rules) == len(namespaces)
+    named = open_rows(Evaluator(old_rules))  # what the old rule admits, with nothing else in the way
+    assert named and named < set(by_row), named
+    policies = [
+        next((old for old in old_rules if old["metadata"] == policy["metadata"]), policy)
         for policy in platform.evaluator.policies
     ]
-    assert len(policies) == len(platform.evaluator.policies)
-    leaked = opened(Evaluator(policies), FLOWS["forbidden"], platform.namespaces)
-    for namespace in pipelines_namespaces(platform.namespaces):
-        assert f"transformer@{namespace} -> mlflow@mlops:5000" in leaked, leaked
-        assert f"transformer@{namespace} -> minio@storage:9000" in leaked, leaked
+    assert len(policies) == len(platform.evaluator.policies) and sum(p in old_rules for p in policies) == len(old_rules)
+    assert open_rows(Evaluator(policies)) == named
