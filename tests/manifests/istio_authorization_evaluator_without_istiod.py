@@ -12,7 +12,17 @@ reference (https://istio.io/latest/docs/reference/config/security/authorization-
 - strings match exactly, or by prefix (`abc*`), suffix (`*abc`) or presence (`*`);
 - a principal (`<trust-domain>/ns/<ns>/sa/<sa>`) and a namespace are known only over mTLS: a
   request from outside the mesh matches no `principals` or `namespaces` value.
-CUSTOM and AUDIT actions and `when` conditions are refused, not guessed.
+- an empty list is an unset field (istiod skips a field whose lists are empty: `namespaces: []`
+  matches every source); what istiod's validation rejects is refused here too: `from: []`,
+  `to: []`, a source or operation with no values, an empty-string value, DENY without rules.
+CUSTOM and AUDIT actions, `when` conditions, spec fields other than selector/action/rules
+(targetRef, targetRefs, provider) and fields this list does not name are refused, not guessed.
+
+Only a sidecar enforces and only a sidecar speaks mTLS (`has_sidecar`: the namespace label
+pipelines.tenancy.ISTIO_INJECTION or the pod's `sidecar.istio.io/inject`): a workload without one
+enforces nothing (`Authorization.allowed` is True), and a caller without one sends plaintext, so
+no `namespaces` or `principals` value matches it. An Istio gateway is an Envoy itself: it
+enforces and relays over mTLS whatever its namespace's labels (`Proxy.gateway`).
 
 `Mesh` joins it with the NetworkPolicy evaluator for paths through a shared proxy (Knative's
 activator, Istio's ingress and cluster-local gateways): a relayed request arrives with the proxy's
@@ -25,10 +35,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pipelines.tenancy import ISTIO_INJECTION
 from tests.manifests.networkpolicy_evaluator_without_cni import Evaluator, Pod
 
 ROOT_NAMESPACE = "istio-system"
 TRUST_DOMAIN = "cluster.local"
+POD_INJECTION = "sidecar.istio.io/inject"
+REVISION = "istio.io/rev"
+
+
+def has_sidecar(pod: Pod) -> bool:
+    """Whether Istio's injector gives `pod` a sidecar, by the logic of "Controlling the injection
+    policy" (https://istio.io/latest/docs/setup/additional-setup/sidecar-injection/): either label
+    disabled (namespace `istio-injection: disabled`, pod `sidecar.istio.io/inject: "false"`), no;
+    either enabled, yes; neither, no (`enableNamespacesByDefault` is off by default). Revision
+    labels (`istio.io/rev`) are refused, not guessed."""
+    if REVISION in pod.labels or REVISION in pod.namespace_labels:
+        raise ValueError(f"{REVISION}: the evaluator does not model revision-based injection")
+    ((key, enabled),) = ISTIO_INJECTION.items()
+    namespace, own = pod.namespace_labels.get(key), pod.labels.get(POD_INJECTION)
+    if namespace == "disabled" or own == "false":
+        return False
+    return namespace == enabled or own == "true"
 
 
 @dataclass(frozen=True)
@@ -63,21 +91,33 @@ def matches(pattern: str, value: str) -> bool:
 
 
 def _field(spec: dict[str, Any], name: str, value: str | None) -> bool:
-    """One field and its `not` twin: the value must match one of `name` (if set) and none of `notName`."""
-    wanted, refused = spec.get(name), spec.get("not" + name[0].upper() + name[1:])
-    if wanted is not None and (value is None or not any(matches(p, value) for p in wanted)):
+    """One field and its `not` twin: the value must match one of `name` (if set) and none of
+    `notName`. An empty list is unset, as istiod reads it (model.go skips a field with no values)."""
+    wanted, refused = spec.get(name) or [], spec.get("not" + name[0].upper() + name[1:]) or []
+    if "" in wanted or "" in refused:
+        raise ValueError(f"an empty value in {name}: istiod rejects the policy")
+    if wanted and (value is None or not any(matches(p, value) for p in wanted)):
         return False
-    return not (refused is not None and value is not None and any(matches(p, value) for p in refused))
+    return not (value is not None and any(matches(p, value) for p in refused))
 
 
 SOURCE_FIELDS = {"namespaces", "principals", "notNamespaces", "notPrincipals"}
 OPERATION_FIELDS = {"paths", "notPaths", "methods", "notMethods", "hosts", "notHosts"}
+SPEC_FIELDS = {"selector", "action", "rules"}
+RULE_FIELDS = {"from", "to", "when"}
+
+
+def _checked(entry: dict[str, Any], fields: set[str], what: str) -> None:
+    """Fields the evaluator does not model are refused; one with no values is what istiod rejects."""
+    unknown = set(entry) - fields
+    if unknown:
+        raise ValueError(f"{what} fields {sorted(unknown)}: the evaluator does not model them")
+    if not any(entry.values()):
+        raise ValueError(f"`{what}` must not be empty: istiod rejects the policy")
 
 
 def _source_matches(source: dict[str, Any], request: Request) -> bool:
-    unknown = set(source) - SOURCE_FIELDS
-    if unknown:
-        raise ValueError(f"source fields {sorted(unknown)}: the evaluator does not model them")
+    _checked(source, SOURCE_FIELDS, "from.source")
     identity = request.source
     namespace = identity.namespace if identity else None
     principal = identity.principal if identity else None
@@ -85,9 +125,7 @@ def _source_matches(source: dict[str, Any], request: Request) -> bool:
 
 
 def _operation_matches(operation: dict[str, Any], request: Request) -> bool:
-    unknown = set(operation) - OPERATION_FIELDS
-    if unknown:
-        raise ValueError(f"operation fields {sorted(unknown)}: the evaluator does not model them")
+    _checked(operation, OPERATION_FIELDS, "to.operation")
     return (
         _field(operation, "paths", request.path)
         and _field(operation, "methods", request.method)
@@ -96,11 +134,16 @@ def _operation_matches(operation: dict[str, Any], request: Request) -> bool:
 
 
 def _rule_matches(rule: dict[str, Any], request: Request) -> bool:
+    if set(rule) - RULE_FIELDS:
+        raise ValueError(f"rule fields {sorted(set(rule) - RULE_FIELDS)}: the evaluator does not model them")
     if "when" in rule:
         raise ValueError("`when` conditions: the evaluator does not model them")
+    for key in ("from", "to"):
+        if key in rule and not rule[key]:
+            raise ValueError(f"`{key}` must not be empty: istiod rejects the policy")
     sources, operations = rule.get("from"), rule.get("to")
-    from_ok = not sources or any(_source_matches(s.get("source", {}), request) for s in sources)
-    to_ok = not operations or any(_operation_matches(o.get("operation", {}), request) for o in operations)
+    from_ok = not sources or any(_source_matches(s.get("source") or {}, request) for s in sources)
+    to_ok = not operations or any(_operation_matches(o.get("operation") or {}, request) for o in operations)
     return from_ok and to_ok
 
 
@@ -113,9 +156,13 @@ class Authorization:
     def applying(self, workload: Pod) -> list[dict[str, Any]]:
         found = []
         for policy in self.policies:
+            spec = policy.get("spec") or {}
+            if set(spec) - SPEC_FIELDS:
+                raise ValueError(f"spec fields {sorted(set(spec) - SPEC_FIELDS)}: the evaluator does not model them")
+            if set(spec.get("selector") or {}) - {"matchLabels"}:
+                raise ValueError("a WorkloadSelector has matchLabels only")
             namespace = policy["metadata"].get("namespace")
-            selector = (policy.get("spec") or {}).get("selector")
-            labels = (selector or {}).get("matchLabels") or {}
+            labels = (spec.get("selector") or {}).get("matchLabels") or {}
             if namespace in (workload.namespace, ROOT_NAMESPACE) and all(
                 workload.labels.get(k) == v for k, v in labels.items()
             ):
@@ -123,11 +170,19 @@ class Authorization:
         return found
 
     def allowed(self, workload: Pod, request: Request) -> bool:
+        """What reaches `workload`: everything without a sidecar (nothing enforces), else its decision."""
+        return not has_sidecar(workload) or self.decides(workload, request)
+
+    def decides(self, workload: Pod, request: Request) -> bool:
+        """What the Envoy in front of `workload` (its sidecar, or a gateway itself) decides."""
         by_action: dict[str, list[dict[str, Any]]] = {"ALLOW": [], "DENY": []}
         for policy in self.applying(workload):
-            action = (policy.get("spec") or {}).get("action", "ALLOW")
+            spec = policy.get("spec") or {}
+            action = spec.get("action", "ALLOW")
             if action not in by_action:
                 raise ValueError(f"action {action}: the evaluator models ALLOW and DENY only")
+            if action == "DENY" and spec.get("rules") is None:
+                raise ValueError("DENY without `rules`: istiod rejects the policy")
             by_action[action].append(policy)
 
         def any_rule(policies: list[dict[str, Any]]) -> bool:
@@ -140,12 +195,27 @@ class Authorization:
 
 @dataclass(frozen=True)
 class Proxy:
-    """A shared proxy as a hop: its pod, the port callers reach it on, the identity it relays with."""
+    """A shared proxy as a hop: its pod, the port callers reach it on, the identity it relays with.
+    `gateway`: an Istio gateway, an Envoy itself, in the mesh whatever its namespace's labels; any
+    other proxy (Knative's activator) enforces and relays over mTLS only with a sidecar."""
 
     name: str
     pod: Pod
     port: int
     identity: Identity
+    gateway: bool = False
+
+    @property
+    def in_mesh(self) -> bool:
+        return self.gateway or has_sidecar(self.pod)
+
+    def admits(self, authorization: Authorization, request: Request) -> bool:
+        """Whether the proxy passes `request` on: its own policies decide, if it enforces at all."""
+        return authorization.decides(self.pod, request) if self.in_mesh else True
+
+    @property
+    def relays_as(self) -> Identity | None:
+        return self.identity if self.in_mesh else None
 
 
 @dataclass(frozen=True)
@@ -154,8 +224,9 @@ class Caller:
     service_account: str
 
     @property
-    def identity(self) -> Identity:
-        return Identity(self.pod.namespace, self.service_account)
+    def identity(self) -> Identity | None:
+        """Its mTLS identity, which only a sidecar presents: without one the request is plaintext."""
+        return Identity(self.pod.namespace, self.service_account) if has_sidecar(self.pod) else None
 
 
 @dataclass(frozen=True)
@@ -173,6 +244,6 @@ class Mesh:
             )
         return (
             self.network.allowed_via(caller.pod, via.pod, via.port, workload, port)
-            and self.authorization.allowed(via.pod, Request(caller.identity, path))
-            and self.authorization.allowed(workload, Request(via.identity, path))
+            and via.admits(self.authorization, Request(caller.identity, path))
+            and self.authorization.allowed(workload, Request(via.relays_as, path))
         )

@@ -105,6 +105,27 @@ def test_evaluator_policy_types_default_to_egress_only_for_a_non_empty_egress_li
     assert not egress_only.allowed(A, B, 80) and egress_only.allowed(B, A, 80), "explicit Egress only: ingress open"
 
 
+def test_evaluator_a_path_through_a_proxy_is_two_flows_and_needs_both() -> None:
+    """allowed_via: the source reaches the proxy on the proxy's port, and the proxy reaches the
+    destination on its port; either hop closed closes the path, whatever the other allows."""
+    proxy = Pod("p", {"app": "proxy"}, {NAME: "p"})
+
+    def admits(namespace: str, peer: str, port: int) -> dict[str, Any]:
+        only = {"from": [{"namespaceSelector": {"matchLabels": {NAME: peer}}}], "ports": [{"port": port}]}
+        return policy(namespace, {"podSelector": {}, "ingress": [only]})
+
+    both = Evaluator([admits("p", "a", 8012), admits("b", "p", 80)])
+    assert both.allowed_via(A, proxy, 8012, B, 80), "both hops open"
+    assert not both.allowed(A, B, 80), "... while the direct flow is closed: two flows, not one"
+    assert not both.allowed_via(A, proxy, 8080, B, 80), "the proxy's port is the first hop's"
+    second_closed = Evaluator([admits("p", "a", 8012), admits("b", "a", 80)])
+    assert second_closed.allowed(A, proxy, 8012) and not second_closed.allowed(proxy, B, 80)
+    assert not second_closed.allowed_via(A, proxy, 8012, B, 80), "source to proxy open, proxy to destination closed"
+    first_closed = Evaluator([admits("p", "b", 8012), admits("b", "p", 80)])
+    assert not first_closed.allowed(A, proxy, 8012) and first_closed.allowed(proxy, B, 80)
+    assert not first_closed.allowed_via(A, proxy, 8012, B, 80), "source to proxy closed, proxy to destination open"
+
+
 # --- the platform ----------------------------------------------------------------------------------
 
 

@@ -32,6 +32,7 @@ from components.serving_authorization import (
 )
 from mlops import lint
 from mlops.lint import render
+from pipelines.tenancy import ISTIO_INJECTION
 from tests.conftest import REGISTRATION
 from tests.manifests.istio_authorization_evaluator_without_istiod import (
     Authorization,
@@ -40,6 +41,7 @@ from tests.manifests.istio_authorization_evaluator_without_istiod import (
     Mesh,
     Proxy,
     Request,
+    has_sidecar,
     matches,
 )
 from tests.manifests.network_platform import FLOWS, MANIFESTS, NAME, TENANTS
@@ -47,7 +49,7 @@ from tests.manifests.networkpolicy_evaluator_without_cni import Evaluator, Pod
 
 # --- the authorization evaluator, on cases Istio's reference answers -------------------------------
 
-WEB = Pod("a", {"app": "web"}, {NAME: "a"})
+WEB = Pod("a", {"app": "web"}, {NAME: "a", **ISTIO_INJECTION})  # in the mesh: its sidecar enforces
 ALICE, BOB = Identity("a", "alice"), Identity("b", "bob")
 
 
@@ -80,7 +82,8 @@ def test_deny_wins_over_allow_and_a_policy_applies_only_where_its_selector_match
     )
     root_elsewhere = authz("istio-system", {}, selector={"app": "db"})
     assert Authorization([root_elsewhere]).allowed(WEB, Request(ALICE, "/x")), "mesh-wide, for what it selects"
-    assert not Authorization([root_elsewhere]).allowed(Pod("c", {"app": "db"}, {NAME: "c"}), Request(ALICE, "/x"))
+    db = Pod("c", {"app": "db"}, {NAME: "c", **ISTIO_INJECTION})
+    assert not Authorization([root_elsewhere]).allowed(db, Request(ALICE, "/x"))
 
 
 def test_sources_namespaces_principals_and_plaintext() -> None:
@@ -114,17 +117,99 @@ def test_paths_exact_prefix_suffix_presence_and_not_paths() -> None:
         )
 
 
+def test_an_empty_list_is_an_unset_field_and_what_istiod_rejects_is_refused() -> None:
+    """istiod's model skips a field whose lists are empty (pilot/pkg/security/authz/model/model.go,
+    insertFront), so `namespaces: []` beside another field constrains nothing; its validation
+    rejects a source or operation with no values, `from: []`, `to: []` and empty strings."""
+    empty_beside = {"from": [{"source": {"namespaces": [], "principals": [BOB.principal]}}]}
+    policy = Authorization([authz("a", {"rules": [empty_beside]})])
+    assert policy.allowed(WEB, Request(BOB, "/x")), "namespaces: [] does not match nothing"
+    assert not policy.allowed(WEB, Request(ALICE, "/x")), "... and the principal still decides"
+    not_empty = Authorization(
+        [authz("a", {"rules": [{"from": [{"source": {"notNamespaces": [], "namespaces": ["a"]}}]}]})]
+    )
+    assert not_empty.allowed(WEB, Request(ALICE, "/x")), "notNamespaces: [] excludes nothing"
+    rejected: list[dict[str, Any]] = [
+        {"from": [{"source": {"namespaces": []}}]},
+        {"from": [{}]},
+        {"from": []},
+        {"to": []},
+        {"to": [{"operation": {"paths": []}}]},
+        {"to": [{"operation": {"paths": [""]}}]},
+    ]
+    for rule in rejected:
+        with pytest.raises(ValueError, match="istiod rejects"):
+            Authorization([authz("a", {"rules": [rule]})]).allowed(WEB, Request(ALICE, "/x"))
+    with pytest.raises(ValueError, match="istiod rejects"):
+        Authorization([authz("a", {"action": "DENY"})]).allowed(WEB, Request(ALICE, "/x"))
+
+
+def test_spec_fields_the_evaluator_does_not_model_are_refused_not_read_as_no_selector() -> None:
+    """A policy bound by targetRef(s) applies to a Gateway or Service, not to every workload of
+    its namespace: read as selector-less it would deny (or admit) the wrong pods."""
+    for extra in (
+        {"targetRef": {"kind": "Gateway", "name": "g"}},
+        {"targetRefs": [{"kind": "Service", "name": "s"}]},
+        {"provider": {"name": "ext-authz"}},
+        {"selector": {"matchExpressions": [{"key": "app", "operator": "Exists"}]}},
+    ):
+        with pytest.raises(ValueError, match=r"does not model|matchLabels only"):
+            Authorization([authz("a", {"rules": [{}], **extra})]).allowed(WEB, Request(ALICE, "/x"))
+    with pytest.raises(ValueError, match="does not model"):
+        Authorization([authz("a", {"rules": [{"from": [{"source": {"ipBlocks": ["10.0.0.0/8"]}}]}]})]).allowed(
+            WEB, Request(ALICE, "/x")
+        )
+
+
+def test_only_a_sidecar_enforces_and_only_a_sidecar_has_an_identity() -> None:
+    """Istio's injection logic (either label disabled: no sidecar; either enabled: one; neither:
+    none). A caller without a sidecar sends plaintext: no namespace, no principal. A workload
+    without one enforces nothing."""
+    ns = {NAME: "a", **ISTIO_INJECTION}
+    assert has_sidecar(Pod("a", {}, ns)) and not has_sidecar(Pod("a", {}, {NAME: "a"}))
+    assert not has_sidecar(Pod("a", {"sidecar.istio.io/inject": "false"}, ns)), "the pod opts out"
+    assert has_sidecar(Pod("a", {"sidecar.istio.io/inject": "true"}, {NAME: "a"})), "the pod opts in"
+    assert not has_sidecar(Pod("a", {"sidecar.istio.io/inject": "true"}, {NAME: "a", "istio-injection": "disabled"}))
+    with pytest.raises(ValueError, match="revision"):
+        has_sidecar(Pod("a", {}, {NAME: "a", "istio.io/rev": "canary"}))
+    only_a = Authorization([authz("a", {"rules": [{"from": [{"source": {"namespaces": ["a"]}}]}]})])
+    mesh = Mesh(Evaluator([]), only_a)
+    assert mesh.reaches(Caller(Pod("a", {}, ns), "alice"), WEB, 8012, "/x"), "positive control: over mTLS"
+    plaintext = Caller(Pod("a", {}, {NAME: "a"}), "alice")
+    assert plaintext.identity is None
+    assert not mesh.reaches(plaintext, WEB, 8012, "/x"), "same namespace, no sidecar: the namespace rule does not match"
+    unenforced = Pod("a", {"app": "web"}, {NAME: "a"})
+    assert not only_a.allowed(WEB, Request(BOB, "/x")) and only_a.allowed(unenforced, Request(BOB, "/x"))
+    assert mesh.reaches(Caller(Pod("b", {}, {NAME: "b"}), "bob"), unenforced, 8012, "/x"), "no sidecar, no policy"
+
+
 def test_a_relayed_request_carries_the_proxys_identity() -> None:
     """Through a proxy the workload sees the proxy, not the caller: admitting the proxy admits all."""
-    proxy = Proxy("activator", Pod("knative-serving", {"app": "activator"}, {NAME: "knative-serving"}), 8012,
+    knative = {NAME: "knative-serving", **ISTIO_INJECTION}
+    proxy = Proxy("activator", Pod("knative-serving", {"app": "activator"}, knative), 8012,
                   Identity("knative-serving", "controller"))  # fmt: skip
     only_a = Authorization([authz("a", {"rules": [{"from": [{"source": {"namespaces": ["a"]}}]}]})])
-    caller = Caller(Pod("a", {}, {NAME: "a"}), "alice")
+    caller = Caller(Pod("a", {}, {NAME: "a", **ISTIO_INJECTION}), "alice")
     mesh = Mesh(Evaluator([]), only_a)
     assert mesh.reaches(caller, WEB, 8012, "/x") and not mesh.reaches(caller, WEB, 8012, "/x", via=proxy)
     deputy = Authorization([authz("a", {"rules": [{"from": [{"source": {"namespaces": ["a", "knative-serving"]}}]}]})])
     stranger = Caller(Pod("z", {}, {NAME: "z"}), "eve")
     assert Mesh(Evaluator([]), deputy).reaches(stranger, WEB, 8012, "/x", via=proxy), "the confused deputy"
+    bare = Proxy("activator", Pod("knative-serving", {"app": "activator"}, {NAME: "knative-serving"}), 8012,
+                 proxy.identity)  # fmt: skip
+    assert not Mesh(Evaluator([]), deputy).reaches(stranger, WEB, 8012, "/x", via=bare), (
+        "no sidecar: it relays plaintext"
+    )
+    gateway = Proxy("gateway", Pod("istio-system", {"app": "gw"}, {NAME: "istio-system"}), 8080,
+                    Identity("istio-system", "gw"), gateway=True)  # fmt: skip
+    only_gw = Authorization([authz("a", {"rules": [{"from": [{"source": {"namespaces": ["istio-system"]}}]}]})])
+    assert Mesh(Evaluator([]), only_gw).reaches(stranger, WEB, 8012, "/x", via=gateway), "a gateway is Envoy: mTLS"
+    gateway_closed = Authorization([authz("istio-system", {"rules": [{"from": [{"source": {"namespaces": ["a"]}}]}]},
+                                          selector={"app": "gw"})])  # fmt: skip
+    assert not Mesh(Evaluator([]), gateway_closed).reaches(stranger, WEB, 8012, "/x", via=gateway), (
+        "a gateway enforces its own policies, whatever its namespace's labels"
+    )
+    assert Mesh(Evaluator([]), gateway_closed).reaches(caller, WEB, 8012, "/x", via=gateway)
 
 
 # --- what promote renders for fraud, on the rendered platform ---------------------------------------
@@ -167,8 +252,22 @@ def _mesh(rendered: list[dict[str, Any]]) -> Mesh:
     return Mesh(Evaluator(network), Authorization([o for o in rendered if o["kind"] == KIND]))
 
 
+OUTSIDE_TENANTS = {
+    "payments": ISTIO_INJECTION,  # the callers promote.callers names run in the mesh (docs/serving.md)
+    "audit": ISTIO_INJECTION,
+    "knative-serving": ISTIO_INJECTION,  # docs/install.md: Knative's page on authorization policies asks it
+}
+"""The labels of the namespaces outside the rendered tenants: istio-system (the gateways, Envoys
+themselves) and apps (a namespace outside the mesh) carry none."""
+
+
 def _pod(namespace: str, labels: dict[str, str]) -> Pod:
-    return Pod(namespace, labels, _tenants()[1].get(namespace, {NAME: namespace}))
+    return Pod(namespace, labels, _tenants()[1].get(namespace, {**OUTSIDE_TENANTS.get(namespace, {}), NAME: namespace}))
+
+
+def _without_sidecars(pod: Pod) -> Pod:
+    """The pod as it runs once its namespace lost Istio's injection label."""
+    return Pod(pod.namespace, pod.labels, {k: v for k, v in pod.namespace_labels.items() if k not in ISTIO_INJECTION})
 
 
 PREDICT, INFER, EXPLAIN = f"/v1/models/{MODEL}:predict", f"/v2/models/{MODEL}/infer", f"/v1/models/{MODEL}:explain"
@@ -211,8 +310,8 @@ def _proxies() -> list[Proxy]:
     return [
         Proxy("activator", _pod(activator["namespace"], activator["labels"]), 8012,
               Identity(activator["namespace"], "controller")),
-        Proxy("ingress-gateway", gateway, 8080, gateway_identity),
-        Proxy("cluster-local-gateway", gateway, 8081, gateway_identity),
+        Proxy("ingress-gateway", gateway, 8080, gateway_identity, gateway=True),
+        Proxy("cluster-local-gateway", gateway, 8081, gateway_identity, gateway=True),
     ]  # fmt: skip
 
 
@@ -242,6 +341,7 @@ def test_fraud_and_its_named_callers_score_and_nobody_else_does_even_through_the
     """issue 29: pricing reached fraud's transformer through the activator or a gateway (Host routing).
     Positive control first: fraud's own pods and the caller promote.callers names score fraud's model."""
     p = _parties()
+    assert all(has_sidecar(pod) for pod in (p.transformer, p.predictor, p.fraud_app.pod, p.checkout.pod))
     mesh = _mesh(_fraud(callers=["payments/checkout"]))
     for caller in (p.fraud_app, p.checkout):
         assert mesh.reaches(caller, p.transformer, 8012, PREDICT), caller
@@ -302,3 +402,38 @@ def test_broken_control_without_the_authorization_policy_the_evaluator_sees_the_
     activator = _proxies()[0]
     assert not _mesh(rendered).reaches(stranger, p.transformer, 8012, PREDICT, via=activator)
     assert without.reaches(stranger, p.transformer, 8012, PREDICT, via=activator), "LEAK: the activator as deputy"
+    # the gateways' hops: an exposed model's NetworkPolicy admits the gateway pods, so past them
+    # only the AuthorizationPolicy stands between a stranger and explain (scoring is the exposure)
+    exposed = _fraud(
+        callers=["payments/checkout"], explain=ExplainSettings(enabled=True, callers=["audit/analyst"]), expose=True
+    )
+    exposed_without = _mesh([o for o in exposed if o["kind"] != KIND])
+    for gateway in _proxies()[1:]:
+        assert _mesh(exposed).network.allowed_via(stranger.pod, gateway.pod, gateway.port, p.transformer, 8012)
+        assert _mesh(exposed).reaches(stranger, p.transformer, 8012, PREDICT, via=gateway), "positive control: exposed"
+        assert not _mesh(exposed).reaches(stranger, p.transformer, 8012, EXPLAIN, via=gateway), gateway.name
+        assert exposed_without.reaches(stranger, p.transformer, 8012, EXPLAIN, via=gateway), f"LEAK: {gateway.name}"
+
+
+def test_broken_control_a_namespace_without_istio_injection_enforces_nothing_and_its_callers_fail_closed() -> None:
+    """Broken on purpose: a namespace loses `istio-injection: enabled` (pipelines.tenancy). Its pods
+    run without a sidecar: fraud's then enforce nothing, so whoever the network lets through scores
+    and explains; a named caller without one sends plaintext, which no rule admits. (pricing is
+    stopped by the network before any of this: the forbidden paths above hold without the policy.)"""
+    p = _parties()
+    mesh = _mesh(_fraud(callers=["payments/checkout"]))
+    stranger = Caller(_pod("apps", {"app": "anything"}), "default")
+    activator = _proxies()[0]
+    bare = _without_sidecars(p.transformer)
+    assert not has_sidecar(bare) and not has_sidecar(stranger.pod)
+    for caller, via in ((p.payments_other, None), (stranger, activator)):
+        assert not mesh.reaches(caller, p.transformer, 8012, PREDICT, via=via), "positive control: enforced"
+        assert mesh.reaches(caller, bare, 8012, PREDICT, via=via), "LEAK: fraud without its sidecars"
+        assert mesh.reaches(caller, bare, 8012, EXPLAIN, via=via), "LEAK: explain, off, unenforced"
+    plaintext = Caller(_without_sidecars(p.checkout.pod), p.checkout.service_account)
+    assert mesh.network.allowed(plaintext.pod, p.transformer, 8012) and plaintext.identity is None
+    assert mesh.reaches(p.checkout, p.transformer, 8012, PREDICT), "positive control: the named caller, in the mesh"
+    assert not mesh.reaches(plaintext, p.transformer, 8012, PREDICT), "the named caller without a sidecar"
+    assert not mesh.reaches(Caller(_without_sidecars(p.fraud_app.pod), "default"), p.transformer, 8012, PREDICT), (
+        "fraud's own namespace rule matches no plaintext caller"
+    )
