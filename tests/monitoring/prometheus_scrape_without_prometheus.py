@@ -1,63 +1,139 @@
-"""Test-only: what Prometheus stores of one scraped sample, reduced to what the Pushgateway scrape
-uses, because the cluster's Prometheus does not run here (the loopback stack runs a real one).
+"""Test-only: what Prometheus stores of one scraped sample, and the scrape config the Prometheus
+Operator writes for a ServiceMonitor, reduced to what the Pushgateway scrape uses, because neither
+runs here (the loopback stack runs a real Prometheus, without the operator).
 
-Prometheus's order (scrape/scrape.go): the target's labels come from its discovered labels
-through `relabel_configs` (`instance` defaults to `__address__`, then every `__`-prefixed label
-goes); each scraped sample then takes the target's labels: with honor_labels false a sample label
-the target also has is kept as `exported_<name>` (when not empty) and the target's value wins,
-with honor_labels true the sample's wins; `metric_relabel_configs` run last. Relabel actions:
-replace, keep, drop, labeldrop, labelkeep, with Prometheus's defaults (separator `;`, regex
-`(.*)`, replacement `$1`) and fully anchored regexes (Go's RE2; the rules here use its common
-subset with Python's `re`).
+The operator (pkg/prometheus/promcfg.go, generateServiceMonitorConfig), for one endpoint of a
+ServiceMonitor with the default `endpoints` discovery role, writes `relabel_configs` in this order:
+`job` saved as `__tmp_prometheus_job_name`; a `keep` per `selector.matchLabels` entry (and per
+matchExpression); a `keep` on the endpoint's port name; `node`/`pod` from the endpoint's target;
+`namespace`, `service`, `pod`, `container` from the discovered meta labels; a `drop` of Failed or
+Succeeded pods; `targetLabels`, `podTargetLabels`; `job` from the Service's name (then from
+`jobLabel`, when set); `endpoint` from the port name; THEN the endpoint's own `relabelings`; then
+the sharding rules (one shard here: they keep every target). `metricRelabelings` become
+`metric_relabel_configs` as they are. Fields of a ServiceMonitor this does not model raise.
+
+Prometheus's order (scrape/target.go, scrape/scrape.go): a target's labels are its discovered
+labels with `job` defaulting to the job name, through `relabel_configs`; `__meta_*` labels go,
+`instance` defaults to `__address__`, and no `__`-prefixed label reaches a sample. Each scraped
+sample then takes the target's labels: with honor_labels false a sample label the target also has
+is kept as `exported_<name>` (`exported_exported_<name>` if that is taken, ...) only when it is not
+empty, and the target's value wins; with honor_labels true a label the sample has (even empty)
+wins. `metric_relabel_configs` run last, and an empty label is no label (labels.Builder, and the
+TSDB drops empty values). Relabel actions: replace, keep, drop, labeldrop, labelkeep, lowercase,
+uppercase, keepequal, dropequal, hashmod, with Prometheus's defaults (separator `;`, regex `(.*)`,
+replacement `$1`), regexes fully anchored as `^(?s:...)$`, and Go's template expansion (`$1`,
+`${1}`, `$name`, `$$`). The regexes are Go's RE2; the rules here use its common subset with
+Python's `re`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
 Labels = dict[str, str]
 
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_RELABEL_KEYS = {"source_labels", "separator", "target_label", "regex", "modulus", "replacement", "action"}
 
-def _expand(replacement: str, match: re.Match[str]) -> str:
-    return re.sub(r"\$\{?(\d+)\}?", lambda m: match.group(int(m.group(1))) or "", replacement)
+
+def _expand(template: str, match: re.Match[str]) -> str:
+    """Go's regexp.Expand: `$$` is `$`, `$name`/`${name}` a group by number or name (the longest
+    run of letters, digits and `_`), unknown or unmatched groups are empty, a bad `$` is literal."""
+    out, i = [], 0
+    while i < len(template):
+        char = template[i]
+        if char != "$" or i + 1 == len(template):
+            out.append(char)
+            i += 1
+            continue
+        if template[i + 1] == "$":
+            out.append("$")
+            i += 2
+            continue
+        braced = template[i + 1] == "{"
+        found = re.match(r"\{([A-Za-z0-9_]+)\}" if braced else r"[A-Za-z0-9_]+", template[i + 1 :])
+        if not found:
+            out.append("$")
+            i += 1
+            continue
+        name = found.group(1) if braced else found.group(0)
+        i += 1 + found.end()
+        if name.isdigit():
+            index = int(name)
+            out.append((match.group(index) or "") if index <= (match.re.groups or 0) else "")
+        else:
+            out.append((match.group(name) or "") if name in match.re.groupindex else "")
+    return "".join(out)
+
+
+def _set(labels: Labels, name: str, value: str) -> None:
+    """labels.Builder.Set: an empty value deletes."""
+    if value:
+        labels[name] = value
+    else:
+        labels.pop(name, None)
 
 
 def relabel(labels: Labels, rules: list[dict[str, Any]]) -> Labels | None:
     """prometheus.yml relabel rules (snake_case) on a label set; None when a rule drops it."""
-    labels = dict(labels)
+    labels = {k: v for k, v in labels.items() if v}
     for rule in rules:
+        unknown = set(rule) - _RELABEL_KEYS
+        if unknown:
+            raise ValueError(f"relabel fields {sorted(unknown)}: not in this stand-in")
         action = rule.get("action", "replace").lower()
-        regex = re.compile(f"^(?:{rule.get('regex', '(.*)')})$")
+        regex_text = rule.get("regex", "(.*)")
+        regex = re.compile(f"(?s:{regex_text})")
         value = rule.get("separator", ";").join(labels.get(name, "") for name in rule.get("source_labels", []))
-        if action == "keep" and not regex.match(value):
+        target = rule.get("target_label", "")
+        replacement = rule.get("replacement", "$1")
+        if action == "keep" and not regex.fullmatch(value):
             return None
-        if action == "drop" and regex.match(value):
+        if action == "drop" and regex.fullmatch(value):
+            return None
+        if action == "keepequal" and labels.get(target, "") != value:
+            return None
+        if action == "dropequal" and labels.get(target, "") == value:
             return None
         if action == "labeldrop":
-            labels = {k: v for k, v in labels.items() if not regex.match(k)}
+            labels = {k: v for k, v in labels.items() if not regex.fullmatch(k)}
         elif action == "labelkeep":
-            labels = {k: v for k, v in labels.items() if regex.match(k)}
+            labels = {k: v for k, v in labels.items() if regex.fullmatch(k)}
+        elif action == "lowercase":
+            _set(labels, target, value.lower())
+        elif action == "uppercase":
+            _set(labels, target, value.upper())
+        elif action == "hashmod":
+            digest = hashlib.md5(value.encode(), usedforsecurity=False).digest()
+            _set(labels, target, str(int.from_bytes(digest[8:], "big") % int(rule["modulus"])))
         elif action == "replace":
-            match = regex.match(value)
+            if value == "" and regex_text == "(.*)" and "$" not in target + replacement:
+                _set(labels, target, replacement)  # Prometheus's fast path
+                continue
+            match = regex.fullmatch(value)
             if match:
-                target = _expand(rule["target_label"], match)
-                result = _expand(rule.get("replacement", "$1"), match)
-                if result:
-                    labels[target] = result
-                else:
-                    labels.pop(target, None)
-        elif action not in {"keep", "drop"}:
+                name = _expand(target, match)
+                if _NAME.fullmatch(name):  # an invalid target name: no change
+                    _set(labels, name, _expand(replacement, match))
+        elif action not in {"keep", "drop", "keepequal", "dropequal"}:
             raise ValueError(f"relabel action {action!r}: not in this stand-in")
     return labels
 
 
-def target_labels(discovered: Labels, relabel_configs: list[dict[str, Any]]) -> Labels | None:
-    labels = relabel(discovered, relabel_configs)
-    if labels is None:
+def target_labels(discovered: Labels, relabel_configs: list[dict[str, Any]], *, job_name: str = "") -> Labels | None:
+    """A target's public labels: `job` defaults to the job name, then `relabel_configs`."""
+    labels = dict(discovered)
+    if job_name and not labels.get("job"):
+        labels["job"] = job_name
+    relabeled = relabel(labels, relabel_configs)
+    if relabeled is None:
         return None
-    labels.setdefault("instance", labels.get("__address__", ""))
-    return {k: v for k, v in labels.items() if not k.startswith("__")}
+    assert relabeled.get("__address__"), "Prometheus refuses a target without __address__"
+    relabeled = {k: v for k, v in relabeled.items() if not k.startswith("__meta_")}
+    relabeled.setdefault("instance", relabeled["__address__"])
+    return {k: v for k, v in relabeled.items() if not k.startswith("__")}
 
 
 def stored(
@@ -65,11 +141,171 @@ def stored(
 ) -> Labels | None:
     """The labels Prometheus stores for one scraped sample (`__name__` included), or None if dropped."""
     labels = dict(sample)
-    for name, value in target.items():
-        if honor_labels:
-            labels.setdefault(name, value)
-            continue
-        if labels.get(name):
-            labels[f"exported_{name}"] = labels[name]
-        labels[name] = value
-    return relabel(labels, metric_relabel_configs)
+    if honor_labels:
+        for name, value in target.items():
+            if name not in sample:
+                _set(labels, name, value)
+    else:
+        conflicts = [(name, sample[name]) for name in target if sample.get(name)]
+        for name, value in target.items():
+            _set(labels, name, value)
+        for name, value in sorted(conflicts, key=lambda c: len(c[0])):
+            exported = name
+            while True:
+                exported = "exported_" + exported
+                if not labels.get(exported):
+                    labels[exported] = value
+                    break
+    result = relabel(labels, metric_relabel_configs)
+    return None if not result else {k: v for k, v in result.items() if v}
+
+
+def _sanitize(name: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9_]", "_", name)
+
+
+def _operator_relabel(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A ServiceMonitor's RelabelConfigs as the operator writes them (generateRelabelConfig)."""
+    keys = {"sourceLabels": "source_labels", "separator": "separator", "targetLabel": "target_label"}
+    keys |= {"regex": "regex", "modulus": "modulus", "replacement": "replacement", "action": "action"}
+    converted = []
+    for rule in rules:
+        unknown = set(rule) - set(keys)
+        if unknown:
+            raise ValueError(f"RelabelConfig fields {sorted(unknown)}: not in this stand-in")
+        out = {keys[k]: v for k, v in rule.items() if v not in ("", None, [])}
+        if "action" in out:
+            out["action"] = out["action"].lower()
+        converted.append(out)
+    return converted
+
+
+_SPEC_KEYS = {
+    "selector",
+    "namespaceSelector",
+    "endpoints",
+    "sampleLimit",
+    "jobLabel",
+    "targetLabels",
+    "podTargetLabels",
+}
+_ENDPOINT_KEYS = {"port", "interval", "scrapeTimeout", "honorLabels", "relabelings", "metricRelabelings"}
+
+
+def service_monitor_scrape(monitor: dict[str, Any], index: int = 0) -> dict[str, Any]:
+    """The scrape config the operator writes for endpoint `index` of `monitor` (endpoints role,
+    one shard, no scrape class, no enforced namespace label): job_name, honor_labels,
+    relabel_configs, metric_relabel_configs, and the namespaces it discovers in."""
+    spec, meta = monitor["spec"], monitor["metadata"]
+    unknown = set(spec) - _SPEC_KEYS
+    if unknown:
+        raise ValueError(f"ServiceMonitor fields {sorted(unknown)}: not in this stand-in")
+    endpoint = spec["endpoints"][index]
+    unknown = set(endpoint) - _ENDPOINT_KEYS
+    if unknown:
+        raise ValueError(f"endpoint fields {sorted(unknown)}: not in this stand-in")
+    selector = spec.get("selector", {})
+    rules: list[dict[str, Any]] = [{"source_labels": ["job"], "target_label": "__tmp_prometheus_job_name"}]
+    for key in sorted(selector.get("matchLabels", {})):
+        present = [
+            f"__meta_kubernetes_service_label_{_sanitize(key)}",
+            f"__meta_kubernetes_service_labelpresent_{_sanitize(key)}",
+        ]
+        rules.append({"action": "keep", "source_labels": present, "regex": f"({selector['matchLabels'][key]});true"})
+    for expression in selector.get("matchExpressions", []):
+        label = f"__meta_kubernetes_service_label_{_sanitize(expression['key'])}"
+        exists = f"__meta_kubernetes_service_labelpresent_{_sanitize(expression['key'])}"
+        values = f"({'|'.join(expression.get('values', []))});true"
+        rules.append(
+            {
+                "In": {"action": "keep", "source_labels": [label, exists], "regex": values},
+                "NotIn": {"action": "drop", "source_labels": [label, exists], "regex": values},
+                "Exists": {"action": "keep", "source_labels": [exists], "regex": "true"},
+                "DoesNotExist": {"action": "drop", "source_labels": [exists], "regex": "true"},
+            }[expression["operator"]]
+        )
+    if "port" not in endpoint:
+        raise ValueError("an endpoint without `port` (targetPort): not in this stand-in")
+    rules.append(
+        {"action": "keep", "source_labels": ["__meta_kubernetes_endpoint_port_name"], "regex": endpoint["port"]}
+    )
+    kind = ["__meta_kubernetes_endpoint_address_target_kind", "__meta_kubernetes_endpoint_address_target_name"]
+    rules += [
+        {"source_labels": kind, "separator": ";", "regex": "Node;(.*)", "replacement": "${1}", "target_label": "node"},
+        {"source_labels": kind, "separator": ";", "regex": "Pod;(.*)", "replacement": "${1}", "target_label": "pod"},
+        {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+        {"source_labels": ["__meta_kubernetes_service_name"], "target_label": "service"},
+        {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+        {"source_labels": ["__meta_kubernetes_pod_container_name"], "target_label": "container"},
+        {"action": "drop", "source_labels": ["__meta_kubernetes_pod_phase"], "regex": "(Failed|Succeeded)"},
+    ]
+    for prefix, names in (("service", spec.get("targetLabels", [])), ("pod", spec.get("podTargetLabels", []))):
+        for name in names:
+            source = [f"__meta_kubernetes_{prefix}_label_{_sanitize(name)}"]
+            rules.append(
+                {"source_labels": source, "target_label": _sanitize(name), "regex": "(.+)", "replacement": "${1}"}
+            )
+    rules.append({"source_labels": ["__meta_kubernetes_service_name"], "target_label": "job", "replacement": "${1}"})
+    if spec.get("jobLabel"):
+        source = [f"__meta_kubernetes_service_label_{_sanitize(spec['jobLabel'])}"]
+        rules.append({"source_labels": source, "target_label": "job", "regex": "(.+)", "replacement": "${1}"})
+    rules.append({"target_label": "endpoint", "replacement": endpoint["port"]})
+    rules += _operator_relabel(endpoint.get("relabelings", []))
+    rules += [  # one shard: $(SHARD) is 0 and the modulus 1
+        {
+            "source_labels": ["__address__", "__tmp_hash"],
+            "target_label": "__tmp_hash",
+            "regex": "(.+);",
+            "replacement": "$1",
+            "action": "replace",
+        },
+        {"source_labels": ["__tmp_hash"], "target_label": "__tmp_hash", "modulus": 1, "action": "hashmod"},
+        {"source_labels": ["__tmp_hash", "__tmp_disable_sharding"], "regex": "0;|.+;.+", "action": "keep"},
+    ]
+    selected = spec.get("namespaceSelector", {})
+    if selected.get("any"):
+        raise ValueError("namespaceSelector any: not in this stand-in")
+    return {
+        "job_name": f"serviceMonitor/{meta['namespace']}/{meta['name']}/{index}",
+        "honor_labels": bool(endpoint.get("honorLabels", False)),
+        "relabel_configs": rules,
+        "metric_relabel_configs": _operator_relabel(endpoint.get("metricRelabelings", [])),
+        "namespaces": selected.get("matchNames") or [meta["namespace"]],
+    }
+
+
+def endpoints_target(service: dict[str, Any], *, address: str, port: str, pod: str, container: str) -> Labels:
+    """The labels Kubernetes `endpoints` discovery gives one ready Pod endpoint of `service`
+    (the subset the rules above read)."""
+    meta = service["metadata"]
+    labels = {
+        "__address__": address,
+        "__meta_kubernetes_namespace": meta["namespace"],
+        "__meta_kubernetes_service_name": meta["name"],
+        "__meta_kubernetes_endpoint_port_name": port,
+        "__meta_kubernetes_endpoint_ready": "true",
+        "__meta_kubernetes_endpoint_address_target_kind": "Pod",
+        "__meta_kubernetes_endpoint_address_target_name": pod,
+        "__meta_kubernetes_pod_name": pod,
+        "__meta_kubernetes_pod_container_name": container,
+        "__meta_kubernetes_pod_phase": "Running",
+    }
+    for key, value in meta.get("labels", {}).items():
+        labels[f"__meta_kubernetes_service_label_{_sanitize(key)}"] = value
+        labels[f"__meta_kubernetes_service_labelpresent_{_sanitize(key)}"] = "true"
+    return labels
+
+
+def scrape(
+    monitor: dict[str, Any], discovered: Labels, samples: list[Labels], *, honor_labels: bool | None = None
+) -> list[Labels | None]:
+    """What Prometheus stores of `samples` scraped from the target `discovered` by `monitor`'s first
+    endpoint; `honor_labels` overrides the endpoint's (a control broken on purpose)."""
+    config = service_monitor_scrape(monitor)
+    if discovered["__meta_kubernetes_namespace"] not in config["namespaces"]:
+        return [None for _ in samples]
+    target = target_labels(discovered, config["relabel_configs"], job_name=config["job_name"])
+    if target is None:
+        return [None for _ in samples]
+    honor = config["honor_labels"] if honor_labels is None else honor_labels
+    return [stored(sample, target, config["metric_relabel_configs"], honor_labels=honor) for sample in samples]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -81,7 +82,9 @@ def _drift_alert(group: str) -> dict[str, str]:
 
 @pytest.mark.integration  # Debian's amtool (prometheus-alertmanager), installed by `make test`
 def test_the_operator_merge_stand_in_scopes_each_tenant_to_its_namespace(tmp_path: Path) -> None:
-    """The stand-in for the operator's merge, on a case whose answer is known."""
+    """The stand-in for the operator's merge, on cases whose answers are known: the namespace
+    matcher and `continue` on each config's top route, nested child routes with their own
+    receivers, match types and `continue`, and fields it does not model refused."""
     config = {
         "metadata": {"name": "r", "namespace": "a"},
         "spec": {"route": {"receiver": "x", "routes": []}, "receivers": [{"name": "x"}]},
@@ -89,6 +92,55 @@ def test_the_operator_merge_stand_in_scopes_each_tenant_to_its_namespace(tmp_pat
     assert receivers(merge([config]), {"namespace": "a"}, tmp_path) == ["a/r/x"]
     assert receivers(merge([config]), {"namespace": "b"}, tmp_path) == [ROOT]
     assert receivers(merge([config], scoped=False), {"namespace": "b"}, tmp_path) == ["a/r/x"]
+    team = {"name": "team", "value": "ml|data", "matchType": "=~"}
+    nested: dict[str, Any] = {
+        "metadata": {"name": "n", "namespace": "a"},
+        "spec": {
+            "route": {
+                "receiver": "x",
+                "groupBy": ["alertname"],
+                "routes": [
+                    {
+                        "receiver": "y",
+                        "matchers": [team],
+                        "continue": True,
+                        "routes": [
+                            {"receiver": "z", "matchers": [{"name": "severity", "value": "page", "matchType": "!="}]},
+                        ],
+                    },
+                    {"receiver": "w", "matchers": [{"name": "owner", "value": "model-owner"}]},
+                ],
+            },
+            "receivers": [{"name": name} for name in "xyzw"],
+        },
+    }
+    merged = merge([nested])
+    (top,) = merged["route"]["routes"]
+    assert top["matchers"] == ['namespace="a"'] and top["continue"] is True and top["group_by"] == ["alertname"]
+    assert top["routes"][0]["matchers"] == ['team=~"ml|data"'] and top["routes"][0]["continue"] is True
+    routed = {
+        "a team=ml warning, y's child": ({"namespace": "a", "team": "ml", "severity": "warning"}, ["a/n/z"]),
+        "a team=ml page: y": ({"namespace": "a", "team": "ml", "severity": "page"}, ["a/n/y"]),
+        "a team=mlx (anchored): x": ({"namespace": "a", "team": "mlx"}, ["a/n/x"]),
+        "a team=data model-owner: y, continue, w": (
+            {"namespace": "a", "team": "data", "severity": "page", "owner": "model-owner"},
+            ["a/n/y", "a/n/w"],
+        ),
+        "b team=ml: root": ({"namespace": "b", "team": "ml"}, [ROOT]),
+    }
+    for case, (labels, expected) in routed.items():
+        assert receivers(merged, labels, tmp_path) == expected, case
+    regex = {**nested, "spec": {**nested["spec"], "route": {"receiver": "x", "routes": [
+        {"receiver": "y", "matchers": [{"name": "team", "value": "ml.*", "regex": True}]},
+    ]}}}  # fmt: skip
+    assert merge([regex])["route"]["routes"][0]["routes"][0]["matchers"] == ['team=~"ml.*"']
+    for broken in ({"muteTimeIntervals": ["night"]}, {"matchers": [{**team, "matchType": "=="}]}):
+        refused = {
+            **nested,
+            "spec": {**nested["spec"], "route": {"receiver": "x", "routes": [{"receiver": "y", **broken}]}},
+        }
+        with pytest.raises(ValueError):
+            merge([refused])
 
 
 @pytest.mark.integration
