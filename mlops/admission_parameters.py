@@ -16,6 +16,9 @@ when a committed Constraint drifts from them, so each fact has one source:
   renders (its label, name suffix, policy types, ports, action, read off a rendered pair), the
   names of the policies the platform ships in the tenant namespaces (manifests/tenants), and the
   tenant namespaces (manifests/tenants/tenants.yaml).
+- workflow-metrics-label-their-own-namespace: the metric labels the owners' routes match on
+  (pipelines/alerting.py) that the platform's own run counter fills from the workflow itself
+  (pipelines/argo_metrics.py: `namespace: {{workflow.namespace}}`), each with that one value.
 """
 
 from __future__ import annotations
@@ -170,6 +173,30 @@ def tenant_network_parameters(manifests: Path = MANIFESTS) -> dict[str, Any]:
     }
 
 
+def workflow_metric_label_parameters() -> dict[str, Any]:
+    """The K8sWorkflowMetricLabels Constraint's parameters: each label of the rendered run counter
+    that the owners' routes match on and whose value Argo fills from the workflow (`{{workflow.`),
+    with that value; any other value would let an author route an alert to another namespace."""
+    from hera.workflows import Label
+
+    from pipelines.alerting import OwnerRoute
+    from pipelines.argo_metrics import run_failed_metric
+
+    routed = OwnerRoute(pipeline="p", owner="o", namespace="n").matchers
+    labels = [label for label in run_failed_metric("p").labels or [] if isinstance(label, Label)]
+    return {
+        "reservedLabels": [
+            {"key": label.key, "value": label.value}
+            for label in labels
+            if label.key in routed and label.value.startswith("{{workflow.")
+        ]
+    }
+
+
+def _never_matched_namespaces() -> list[str]:
+    return list(NEVER_MATCHED_NAMESPACES)
+
+
 def _tenant_namespaces() -> list[str]:
     from pipelines.tenancy import load
 
@@ -189,6 +216,10 @@ GENERATED: dict[str, dict[str, Callable[[], Any]]] = {
     "tenant-network-objects-as-promote-renders": {
         "parameters": tenant_network_parameters,
         "namespaces": _tenant_namespaces,
+    },
+    "workflow-metrics-label-their-own-namespace": {
+        "parameters": workflow_metric_label_parameters,
+        "excludedNamespaces": _never_matched_namespaces,
     },
 }
 """Each generated Constraint (by name): its spec fields (`parameters`, or a `match` field) and

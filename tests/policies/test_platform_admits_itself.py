@@ -71,7 +71,8 @@ def test_every_policy_under_manifests_policies_is_installed_by_both_overlays(
         [d for file in sorted(POLICIES.glob("*.yaml")) for d in yaml.safe_load_all(file.read_text()) if d]
     )
     assert {"no-node-access", "restricted-priority-and-gpu-nodes", "serving-labels-from-serving-controllers-only",
-            "trainjobs-on-platform-runtimes", "tenant-network-objects-as-promote-renders"} <= {
+            "trainjobs-on-platform-runtimes", "tenant-network-objects-as-promote-renders",
+            "workflow-metrics-label-their-own-namespace"} <= {
         name for _kind, name in files}  # fmt: skip
     for name in OVERLAYS:
         installed = _policy_documents(overlays[name])
