@@ -13,8 +13,8 @@ evaluate); drift reads the registry, register and promote write to it, so they a
 
 On a cluster the data's digest is known only once a run has read the data: there the step that
 reports `data_digest` (validate) always runs, and a cacheable step is cached only downstream of
-it (`cluster_cached`), its key built from that output at run time (Argo's memoize key, KFP's
-fingerprint of the inputs).
+it (`cluster_cached`), its key built from that output at run time (Argo's memoize key). KFP's
+cluster cache is off: it lives in ML Metadata, which every tenant's pods reach (pipelines/kfp.py).
 """
 
 from __future__ import annotations
@@ -172,25 +172,47 @@ def output_digest_word(reference: str) -> str:
 
 
 NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+NAMESPACE_VARIABLE = "MLOPS_POD_NAMESPACE"
+"""The pod's namespace from the downward API (`metadata.namespace`), set on every task the KFP
+render places on a cluster (pipelines/kfp.py): known even where no service account token is mounted."""
+IN_POD_VARIABLE = "KUBERNETES_SERVICE_HOST"
+"""Set by the kubelet in every pod: a step that sees it runs on a cluster, not in a local run."""
 
 
-def require_namespace(step: str, namespace: str, namespace_file: Path = NAMESPACE_FILE) -> None:
-    """Refuse to run a cached step anywhere but in the tenant its cache key names.
+def require_namespace(
+    step: str,
+    namespace: str,
+    namespace_file: Path = NAMESPACE_FILE,
+    environ: Mapping[str, str] | None = None,
+) -> None:
+    """Refuse to run a step compiled for one tenant anywhere but in that tenant's namespace.
 
-    KFP's fingerprint holds the `namespace` argument as rendered, not the namespace a run is in:
-    a pipeline compiled for fraud and run by pricing would store results under fraud's
-    fingerprints. A step that refuses to run there stores nothing, so an entry that names a tenant
-    was made in that tenant's namespace. In a pod the namespace is the service account's; a local
-    run, with no such file, is nobody else's."""
-    if not namespace_file.exists():
-        return
-    actual = namespace_file.read_text().strip()
-    if actual != namespace:
-        from components.errors import ComponentError
+    The `namespace` argument is the tenant the pipeline was compiled for, not the namespace a run
+    is in: a pipeline compiled for fraud and run by pricing would write under fraud's name. The pod
+    learns its namespace from the downward API (NAMESPACE_VARIABLE), else from its service
+    account's namespace file. A pod that can learn neither (automountServiceAccountToken: false on
+    an IR without the variable) is refused, exit 2, rather than trusted: issue 29 review finding 11.
+    A local run (no kubelet variables, no service account) is nobody else's and runs."""
+    from components.errors import ComponentError
 
+    env = os.environ if environ is None else environ
+    actual = env.get(NAMESPACE_VARIABLE, "").strip()
+    if not actual and namespace_file.exists():
+        actual = namespace_file.read_text().strip()
+    if not actual:
+        if IN_POD_VARIABLE not in env:
+            return
         raise ComponentError(
             step,
-            f"this step was compiled for namespace {namespace!r} (its cache key names that tenant) but runs in "
-            f"{actual!r}",
+            f"this step was compiled for namespace {namespace!r} but cannot learn the namespace its pod runs in "
+            f"(no {NAMESPACE_VARIABLE} and no {namespace_file})",
+            f"compile the pipeline again with this release (mlops compile), whose tasks set {NAMESPACE_VARIABLE} "
+            f"from the downward API, and submit that (a local run inside a pod: export "
+            f"{NAMESPACE_VARIABLE}=<namespace>)",
+        )
+    if actual != namespace:
+        raise ComponentError(
+            step,
+            f"this step was compiled for namespace {namespace!r} but runs in {actual!r}",
             f"compile the pipeline with cluster.namespace: {actual} (mlops compile) and submit that",
         )

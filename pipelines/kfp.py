@@ -1,7 +1,15 @@
 """Render a PipelineSpec into a KFP v2 pipeline: compile it to IR, or run it with kfp.local.
 
-Everything about a step (retry, resources, caching, condition, image) is read from the
-declaration; this module only translates.
+Everything about a step (retry, resources, condition, image) is read from the declaration; this
+module only translates.
+
+Caching: off for every task compiled for a cluster. KFP keeps its cache in ML Metadata, which has
+no authentication and no per-namespace separation, and every tenant's Workflow pods must reach it
+(KFP's driver and launcher run there): pricing's pods could rewrite a cached execution of fraud's,
+and on a hit KFP's driver hands fraud those outputs by execution id without running the step (issue
+29 review finding 2). On a cluster, use the Argo engine to reuse results: its memoization cache is a
+ConfigMap in the tenant's own namespace (pipelines/caching.py). Local runs (kfp.local) keep their
+cache, under the user's own directory.
 
 Retries: KFP's retry policy cannot tell exit codes apart, so a task-level retry would repeat a
 permanent failure (bad data, a gate refusal) as often as a transient one, and on the GPU
@@ -24,7 +32,7 @@ from kfp import dsl
 from components.config import PipelineConfig
 from components.environment import IMAGE_VARIABLE
 from components.trainjob import TEMPLATE_VARIABLE
-from pipelines.caching import cluster_digest_source
+from pipelines.caching import NAMESPACE_VARIABLE
 from pipelines.cluster import TRAINING_POOL
 from pipelines.contract import check
 from pipelines.declaration import PipelineDeclaration, RunInputs
@@ -35,7 +43,7 @@ from pipelines.trainer import launcher_template
 
 
 def apply_policies(task: Any, step: Step, *, retries: bool = True) -> None:
-    """Set retry, resources, caching and name from the declaration.
+    """Set retry, resources and name from the declaration, and caching off (see the module's docstring).
 
     Retries run inside the step, for transient failures only (see the module's docstring).
     `retries=False` (local runs by default) keeps a failing step from waiting out its
@@ -48,8 +56,8 @@ def apply_policies(task: Any, step: Step, *, retries: bool = True) -> None:
     if step.resources.gpu:
         task.set_accelerator_type("nvidia.com/gpu")
         task.set_accelerator_limit(step.resources.gpu)
-    # KFP's own key is the inputs as written: an unchanged URI over new bytes would hit. Only a
-    # key that carries the data's digest may enable the cache (build_pipeline).
+    # on a cluster KFP's cache is shared by every tenant (module docstring); only a local run's
+    # own key, which carries the data's digest, may enable it (build_pipeline)
     task.set_caching_options(False)
     task.set_display_name(step.name)
 
@@ -64,7 +72,8 @@ def _components(spec: PipelineSpec) -> dict[str, Any]:
 
 
 def apply_cluster_environment(task: Any, step: Step, cfg: PipelineConfig) -> None:
-    """Settings as env, credentials from Secrets via kfp-kubernetes, GPU steps on the training pool."""
+    """Settings as env, credentials from Secrets via kfp-kubernetes, GPU steps on the training pool,
+    and the pod's namespace from the downward API (require_namespace reads it)."""
     from kfp import kubernetes
 
     from components.settings import CONFIGMAP, configmap_keys
@@ -76,6 +85,7 @@ def apply_cluster_environment(task: Any, step: Step, cfg: PipelineConfig) -> Non
         by_secret.setdefault(ref.secret, {})[ref.key] = ref.env
     for secret, keys in by_secret.items():
         kubernetes.use_secret_as_env(task, secret_name=secret, secret_key_to_env=keys)
+    kubernetes.use_field_path_as_env(task, env_name=NAMESPACE_VARIABLE, field_path="metadata.namespace")
     if step.resources.gpu:
         for key, value in TRAINING_POOL.items():
             kubernetes.add_node_selector(task, label_key=key, label_value=value)
@@ -115,12 +125,9 @@ def build_pipeline(
 
     `cluster=True` renders for Kubeflow: cluster defaults for the run inputs and each task's
     environment and Secrets; local runs leave both out. `cache_keys` (pipelines/caching.py)
-    turns on the cache of the steps it names, each under its own key (a local run knows the
-    data's digest before it starts). On Kubeflow the cache is KFP's own: its fingerprint of a
-    task is the values of its input parameters, the names of its input artifacts, its image and
-    command. A step downstream of validate takes validate's `data_digest` among its inputs (or an
-    artifact made from them), so new bytes at an old URI miss and unchanged bytes hit; the run id
-    is nobody's input there. validate itself, whose only key would be the URI, always runs.
+    turns on kfp.local's cache of the steps it names, each under its own key (a local run knows
+    the data's digest before it starts). On Kubeflow no task is cached: KFP's cache lives in ML
+    Metadata, which every tenant's pods can read and write (the module's docstring).
     """
     spec = declaration.spec
     ops = _components(spec)
@@ -129,7 +136,7 @@ def build_pipeline(
     def body(*args: Any, **kwargs: Any) -> None:
         run = {**dict(zip(names, args, strict=False)), **kwargs, "run_id": dsl.PIPELINE_JOB_NAME_PLACEHOLDER}
         parameters = declaration.step_parameters(cfg, run)
-        contracts = check(spec.steps, parameters)
+        check(spec.steps, parameters)  # the wiring agrees with each op's contract, or ValueError
         tasks: dict[str, Any] = {}
 
         def create(step: Step) -> None:
@@ -138,10 +145,8 @@ def build_pipeline(
             for name in step.after:
                 task.after(tasks[name])
             apply_policies(task, step, retries=retries)
-            if cache_keys and step.name in cache_keys:
+            if cache_keys and step.name in cache_keys and not cluster:
                 task.set_caching_options(True, cache_key=cache_keys[step.name])
-            elif cluster and cluster_digest_source(spec, step, contracts):
-                task.set_caching_options(True)
             if cluster:
                 apply_cluster_environment(task, step, cfg)
                 task.set_env_variable(IMAGE_VARIABLE, spec.image)  # the lineage records it

@@ -1,10 +1,10 @@
 """KFP v2 lightweight components, one per step, each a thin shell over `pipelines.runtime`.
 
-Each op's signature is its step's contract (pipelines/contract.py reads it). A step whose result
-is cached on a cluster takes the tenant's `namespace` as an argument, so KFP's fingerprint of it
-(the values of its input parameters) names the tenant, and refuses to run anywhere else
-(pipelines/caching.py: require_namespace); evaluate takes train's `model_sha256`, so its
-fingerprint names the bytes it scores. A step's settings
+Each op's signature is its step's contract (pipelines/contract.py reads it). materialize, train
+and evaluate take the tenant's `namespace` as an argument and refuse to run anywhere else
+(pipelines/caching.py: require_namespace), so their outputs and kfp.local's cache entries name the
+tenant they were made in (KFP's cluster cache is off: pipelines/kfp.py); evaluate takes train's
+`model_sha256`, so it checks the bytes it scores. A step's settings
 travel as one `settings` object, its section of the pipeline config, validated by the settings
 model on arrival (pipelines/runtime.py reads the component's annotation): a setting is declared
 once, in components/config.py. Artifacts reach the

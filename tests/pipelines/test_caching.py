@@ -106,8 +106,8 @@ def test_a_step_that_reads_a_trainjobs_output_is_not_memoized() -> None:
 
 
 def test_a_cached_step_refuses_to_run_outside_the_tenant_its_key_names(tmp_path: Path) -> None:
-    """issue 29: KFP's fingerprint carried no tenant; now it holds the `namespace` argument, and a step
-    compiled for one tenant refuses to run (and so to store a result) in another's namespace."""
+    """issue 29: a step compiled for one tenant takes its `namespace` as an argument and refuses to run
+    (and so to write under that tenant's name) in another's namespace."""
     import pytest
 
     from components.errors import ComponentError
@@ -115,8 +115,48 @@ def test_a_cached_step_refuses_to_run_outside_the_tenant_its_key_names(tmp_path:
 
     served = tmp_path / "namespace"
     served.write_text("fraud\n")
-    require_namespace("train", "fraud", served)  # positive control
-    require_namespace("train", "pricing", tmp_path / "absent")  # a local run: no service account
+    require_namespace("train", "fraud", served, environ={})  # positive control
+    require_namespace("train", "pricing", tmp_path / "absent", environ={})  # a local run: no pod, no account
     with pytest.raises(ComponentError, match="compiled for namespace 'pricing'") as refused:
-        require_namespace("train", "pricing", served)
+        require_namespace("train", "pricing", served, environ={})
     assert refused.value.exit_code == 2 and "cluster.namespace: fraud" in str(refused.value)
+
+
+def test_a_pod_that_cannot_learn_its_namespace_is_refused(tmp_path: Path) -> None:
+    """issue 29 review finding 11: require_namespace passed when the service account's namespace
+    file was missing (a pod with automountServiceAccountToken: false), so a step compiled for fraud
+    ran unchecked in pricing's pod. A pod (the kubelet sets KUBERNETES_SERVICE_HOST) that can learn
+    its namespace neither from the downward API nor from that file is refused, exit 2, naming the fix."""
+    import pytest
+
+    from components.errors import ComponentError
+    from pipelines.caching import IN_POD_VARIABLE, NAMESPACE_VARIABLE, require_namespace
+
+    absent = tmp_path / "absent"
+    in_pod = {IN_POD_VARIABLE: "10.96.0.1"}
+    require_namespace("train", "fraud", absent, environ={})  # the local run the old check was for still runs
+    with pytest.raises(ComponentError, match="cannot learn the namespace its pod runs in") as refused:
+        require_namespace("train", "fraud", absent, environ=in_pod)
+    assert refused.value.exit_code == 2 and not refused.value.retryable
+    assert f"set {NAMESPACE_VARIABLE}" in refused.value.fix and "mlops compile" in refused.value.fix
+    require_namespace("train", "fraud", absent, environ={**in_pod, NAMESPACE_VARIABLE: "fraud"})  # told, it runs
+
+
+def test_a_pod_learns_its_namespace_from_the_downward_api(tmp_path: Path) -> None:
+    """issue 29 review finding 11: the KFP render sets MLOPS_POD_NAMESPACE from `metadata.namespace`
+    (pipelines/kfp.py), so a pod without a mounted token still knows its namespace; the variable is
+    read before the file, and a mismatch is refused as with the file."""
+    import pytest
+
+    from components.errors import ComponentError
+    from pipelines.caching import IN_POD_VARIABLE, NAMESPACE_VARIABLE, require_namespace
+
+    absent = tmp_path / "absent"
+    require_namespace("train", "fraud", absent, environ={IN_POD_VARIABLE: "x", NAMESPACE_VARIABLE: "fraud"})
+    with pytest.raises(ComponentError, match="runs in 'pricing'") as refused:
+        require_namespace("train", "fraud", absent, environ={IN_POD_VARIABLE: "x", NAMESPACE_VARIABLE: "pricing"})
+    assert refused.value.exit_code == 2
+    served = tmp_path / "namespace"
+    served.write_text("fraud\n")  # the file agrees, the pod's own namespace does not: the variable wins
+    with pytest.raises(ComponentError, match="runs in 'pricing'"):
+        require_namespace("train", "fraud", served, environ={NAMESPACE_VARIABLE: "pricing"})

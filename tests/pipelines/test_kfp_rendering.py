@@ -129,36 +129,46 @@ def test_resources_image_and_caching_match(ir: dict[str, Any]) -> None:
         assert task["image"] == fraud.DECLARATION.spec.image
 
 
-def test_kfp_caches_only_steps_whose_inputs_carry_the_data_digest(ir: dict[str, Any]) -> None:
-    """KFP's fingerprint of a task is its input parameter values, its input artifacts' names, its
-    image and command (backend/src/v2/cacheutils). validate's only key would be the data's URI,
-    so it always runs; materialize takes validate's `data_digest` as an input, and train and
-    evaluate take materialize's artifacts: new bytes at an old URI miss, unchanged bytes hit.
-    Steps that read or write the registry never cache."""
-    tasks = flatten(ir)
-    cached = {name for name, task in tasks.items() if task["caching"]}
-    assert cached == {"materialize", "train", "evaluate"}
-    root = ir["components"]["comp-exit-handler-1"]["dag"]["tasks"]  # the run, inside its exit handler
-    wired = root["materialize"]["inputs"]["parameters"]["data_digest"]["taskOutputParameter"]
-    assert wired == {"outputParameterKey": "data_digest", "producerTask": "validate"}
+def cached_tasks(ir: dict[str, Any]) -> set[str]:
+    """Every task of the IR, at any depth (groups and the exit handler's notice included), whose
+    cachingOptions enable KFP's cache."""
+    found = set()
+    for dag in [ir["root"]["dag"], *(c["dag"] for c in ir["components"].values() if "dag" in c)]:
+        found |= {name for name, task in dag["tasks"].items() if task.get("cachingOptions", {}).get("enableCache")}
+    return found
 
 
-def test_no_cached_kfp_task_takes_a_value_that_changes_every_run(ir: dict[str, Any]) -> None:
-    """A run id or job name among a cached task's inputs would make every fingerprint new, and
-    the cache would never hit: each input is a constant, a run input or an upstream output."""
-    per_run = re.compile(r"\{\{\$\.pipeline_(job_name|job_resource_name|job_uuid|task_name|task_uuid)\}\}")
+def test_no_kfp_task_on_a_cluster_is_cached(ir: dict[str, Any], tmp_path: Path) -> None:
+    """issue 29 review finding 2: KFP's cache lives in ML Metadata, which has no authentication and
+    no per-namespace separation and which every tenant's Workflow pods reach (KFP's driver and
+    launcher run there). pricing could PutExecution over a cached execution of fraud's, and on a hit
+    the driver hands fraud those outputs without running the step. So no task compiled for a cluster
+    enables the cache; the Argo engine memoizes per namespace instead."""
+    from kfp import compiler
 
-    def tasks_of(dag: dict[str, Any]) -> dict[str, dict[str, Any]]:
-        found = {}
-        for name, task in dag["tasks"].items():
-            component = ir["components"][task["componentRef"]["name"]]
-            found |= tasks_of(component["dag"]) if "dag" in component else {name: task}
-        return found
+    from pipelines.kfp import build_pipeline
 
-    for name, task in tasks_of(ir["root"]["dag"]).items():
-        if task.get("cachingOptions", {}).get("enableCache"):
-            assert not per_run.search(yaml.safe_dump(task.get("inputs", {}))), name
-    assert per_run.search(yaml.safe_dump(tasks_of(ir["root"]["dag"])["drift"]["inputs"])), "positive control"
+    assert cached_tasks(ir) == set()
+    for name in ("fraud", "forecast"):  # the committed goldens, as `make golden` writes them
+        golden = Path(__file__).resolve().parents[2] / "pipelines" / name / "golden" / "kfp-pipeline.yaml"
+        assert cached_tasks(next(yaml.safe_load_all(golden.read_text()))) == set(), name
+    # the control broken on purpose: a render that enables the cache (kfp.local's own keys) is seen
+    keyed = build_pipeline(fraud.DECLARATION, fraud.DECLARATION.config(), cache_keys={"train": "k", "evaluate": "k"})
+    compiler.Compiler().compile(keyed, package_path=str(tmp_path / "keyed.yaml"))
+    assert cached_tasks(next(yaml.safe_load_all((tmp_path / "keyed.yaml").read_text()))) == {"train", "evaluate"}
+
+
+def test_a_cluster_render_never_takes_cache_keys() -> None:
+    """issue 29 review finding 2: cache keys are for kfp.local only; with `cluster=True` they
+    enable nothing, so no caller can switch KFP's shared cache back on by passing them."""
+    from pipelines.kfp import build_pipeline
+
+    spec = build_pipeline(
+        fraud.DECLARATION, fraud.DECLARATION.config(), cluster=True, cache_keys={"train": "k"}
+    ).pipeline_spec
+    dags = [spec.root.dag, *(c.dag for c in spec.components.values() if c.HasField("dag"))]
+    tasks = {name: task for dag in dags for name, task in dag.tasks.items()}
+    assert "train" in tasks and not [name for name, task in tasks.items() if task.caching_options.enable_cache]
 
 
 def test_design_retry_classes() -> None:
@@ -201,5 +211,7 @@ def test_settings_from_the_configmap_and_credentials_from_secrets(ir: dict[str, 
         env = {e["name"]: e["value"] for e in ir["deploymentSpec"]["executors"][executor]["container"].get("env", [])}
         assert set(env) == {"MLOPS_STEP_RETRY", "MLOPS_IMAGE"}, "no endpoint, path or credential is a literal in the IR"
         assert env["MLOPS_IMAGE"] == fraud.DECLARATION.spec.image  # what the lineage records
+        # the pod's namespace from the downward API, for require_namespace (issue 29 review finding 11)
+        assert settings["fieldPathAsEnv"] == [{"fieldPath": "metadata.namespace", "name": "MLOPS_POD_NAMESPACE"}]
     gpu = [name for name, settings in platform.items() if "nodeSelector" in settings]
     assert gpu == ["exec-train"]
