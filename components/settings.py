@@ -61,8 +61,6 @@ SECRET_VARIABLES: dict[str, str] = {
     "MLFLOW_TRACKING_USERNAME": "the tenant's MLflow user",
     "MLFLOW_TRACKING_PASSWORD": "the tenant's MLflow password",
     "MLOPS_FEAST_REGISTRY_PASSWORD": "the password of the Feast registry's database role",
-    "MLOPS_FEAST_REGISTRY_USERNAME": "the registry role the scoring transformer logs in as (its reader's Secret;"
-    " components/readonly.py), over the URL's",
     "MLOPS_FEAST_REDIS_PASSWORD": "the Redis online store's password",
 }
 """Credentials: from Secrets on the cluster, never in the ConfigMap or the rendered YAML."""

@@ -250,6 +250,7 @@ def test_each_pipelines_namespace_gets_the_platform_configmap_with_exactly_the_k
 def test_every_variable_the_code_reads_is_a_configmap_key_a_secret_or_process_local() -> None:
     """A step cannot come to depend on a variable the cluster never sets: each name in the code is
     declared in the settings model (ConfigMap), in SECRET_VARIABLES, or here as process-local."""
+    from components.readonly import READER_VARIABLES
     from components.settings import SECRET_VARIABLES, configmap_keys
 
     named = re.compile(r"[\"'](MLOPS_[A-Z0-9_]+|MLFLOW_[A-Z0-9_]+|AWS_[A-Z0-9_]+)[\"']")
@@ -258,7 +259,8 @@ def test_every_variable_the_code_reads_is_a_configmap_key_a_secret_or_process_lo
         for source in (REPO / folder).rglob("*.py"):
             for name in named.findall(source.read_text()):
                 found.setdefault(name, str(source.relative_to(REPO)))
-    known = configmap_keys() | set(SECRET_VARIABLES) | set(PROCESS_LOCAL)
+    # the transformer's reader logs in with READER_VARIABLES, from its reader Secrets (components/readonly.py)
+    known = configmap_keys() | set(SECRET_VARIABLES) | set(READER_VARIABLES) | set(PROCESS_LOCAL)
     unknown = {name: where for name, where in found.items() if name not in known}
     assert unknown == {}, "declare these in components/settings.py (ConfigMap or Secret) or PROCESS_LOCAL"
 
