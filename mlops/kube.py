@@ -169,7 +169,7 @@ class Cluster:
                 raise ComponentError(
                     "promote",
                     f"InferenceService {namespace}/{name} changed after it was checked ({error.reason}): another "
-                    "promotion or an edit landed in between; nothing was applied, recorded or moved",
+                    "promotion or an edit landed in between; the service was not applied, nothing recorded or moved",
                     f"look at `mlops history {name}` and the live service, then run the promotion again",
                 ) from error
             raise self._fail(f"apply InferenceService {namespace}/{name}", error) from error

@@ -11,9 +11,15 @@ the upstream CRD through `mlops lint`'s own strict checker (mlops.lint.crd_schem
 - the pruned object is validated against the schema: a violation is 422 Invalid;
 - `status` in a create or replace body is dropped: the status subresource owns it.
 
+The request around the object is held as the real server holds it: a POST to an object path or a
+PUT to a collection is 405; a body whose namespace is not the URL's is 400 (an empty one takes the
+URL's), a replace whose name is not the URL's 400; a create of a name that exists is 409
+AlreadyExists, a replace of one that does not 404, a replace of a stale resourceVersion 409 Conflict.
+
 A built-in kind (promote's NetworkPolicy) is held the same way to Kubernetes' own schema
 (kubernetes-validate's strict and plain schemas at mlops.lint.KUBERNETES_VERSION): the strict
-decoder refuses an unknown field with the same 400, otherwise it is dropped with the warning.
+decoder refuses an unknown field with the same 400, naming every one (a bad value elsewhere in the
+body hides none), otherwise it is dropped with the warning.
 
 `InferenceServiceApi` serves that over HTTP to the real kubernetes client (`mlops promote`: the
 InferenceService, its AuthorizationPolicy and its NetworkPolicy);
@@ -63,22 +69,36 @@ schema at mlops.lint.KUBERNETES_VERSION through kubernetes-validate, the schema 
 
 
 def _built_in_unknown(obj: dict[str, Any]) -> list[tuple[str | int, ...]]:
-    """Fields Kubernetes' schema does not declare, found as the strict schema's additionalProperties
-    errors one at a time (a copy is pruned as it goes, so every one is named)."""
-    import kubernetes_validate
+    """Fields Kubernetes' schema does not declare, every one of them in the order the body holds them,
+    as the strict decoder names them: the strict schema's additionalProperties errors, all of them
+    (a value the schema refuses elsewhere in the body does not hide them)."""
+    import jsonschema
+    import referencing
+    from kubernetes_validate import utils
 
-    copy, found = json.loads(json.dumps(obj)), []
-    while True:
-        try:
-            kubernetes_validate.validate(copy, lint.KUBERNETES_VERSION, strict=True)
-            return found
-        except kubernetes_validate.ValidationError as error:
-            if error.validator != "additionalProperties":
-                return found  # a value the schema refuses: the non-strict check names it
+    version = [v for v in utils.all_versions() if utils.major_minor(v) <= lint.KUBERNETES_VERSION][-1]
+    folder = f"kubernetes-json-schema/v{version}-local-strict"
+    api_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", obj["apiVersion"])
+    schema = utils.schema_contents(f"{folder}/{obj['kind'].lower()}-{api_version}.json", lint.KUBERNETES_VERSION)
+    definitions = utils.schema_contents(f"{folder}/_definitions.json", lint.KUBERNETES_VERSION)
+    registry = referencing.Resource.from_contents(definitions) @ (
+        referencing.Resource.from_contents(schema) @ referencing.Registry()
+    )
+    found: list[tuple[str | int, ...]] = []
+    for error in jsonschema.Draft202012Validator(schema, registry=registry).iter_errors(obj):
+        if error.validator == "additionalProperties":
             parent: tuple[str | int, ...] = tuple(error.path)
-            for key in re.findall(r"'([^']+)'", error.message.split("(", 1)[1]):
-                found.append((*parent, key))
-                _delete(copy, (*parent, key))
+            found += [(*parent, key) for key in re.findall(r"'([^']+)'", error.message.split("(", 1)[1])]
+    order = list(_paths(obj))
+    return sorted(found, key=order.index)
+
+
+def _paths(obj: Any, at: tuple[str | int, ...] = ()) -> Any:
+    """Every path in a body, depth first, in the order its keys and items come."""
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+    for key, value in items:
+        yield (*at, key)
+        yield from _paths(value, (*at, key))
 
 
 def _built_in_problem(obj: dict[str, Any]) -> str | None:
@@ -91,14 +111,14 @@ def _built_in_problem(obj: dict[str, Any]) -> str | None:
     return None
 
 
-def admit(body: dict[str, Any], field_validation: str | None = None) -> tuple[dict[str, Any], list[str]]:
-    """(the object as the server would store it, the warnings it would send), or Refused."""
+def decode(body: dict[str, Any], field_validation: str | None = None) -> tuple[dict[str, Any], list[str]]:
+    """(the object as decoded, the warnings the server would send), or the strict decoder's 400
+    naming every unknown field: what the server does before it looks at the object's values."""
     kind, api_version = body.get("kind", ""), body.get("apiVersion", "")
-    name = body.get("metadata", {}).get("name") or body.get("metadata", {}).get("generateName", "")
     built_in = (api_version, kind) in BUILT_IN
-    schema = {} if built_in else lint.crd_schema(api_version, kind)
     stored: dict[str, Any] = json.loads(json.dumps(body))
     stored.pop("status", None)
+    schema = {} if built_in else lint.crd_schema(api_version, kind)
     unknown = _built_in_unknown(stored) if built_in else lint.unknown_field_paths(stored, schema)
     if unknown and field_validation == "Strict":
         fields = ", ".join(f'unknown field "{_dotted(p)}"' for p in unknown)
@@ -106,12 +126,27 @@ def admit(body: dict[str, Any], field_validation: str | None = None) -> tuple[di
                       f"as a {kind}: strict decoding error: {fields}")  # fmt: skip
     for path in unknown:
         _delete(stored, path)
-    problem = _built_in_problem(stored) if built_in else lint.schema_problem(stored, schema)
+    return stored, [] if field_validation == "Ignore" else [f'unknown field "{_dotted(p)}"' for p in unknown]
+
+
+def validate(stored: dict[str, Any]) -> None:
+    """A decoded object's values against the schema: 422 Invalid naming the first it refuses."""
+    kind, api_version = stored.get("kind", ""), stored.get("apiVersion", "")
+    name = stored.get("metadata", {}).get("name") or stored.get("metadata", {}).get("generateName", "")
+    if (api_version, kind) in BUILT_IN:
+        problem = _built_in_problem(stored)
+    else:
+        problem = lint.schema_problem(stored, lint.crd_schema(api_version, kind))
     if problem is not None:
         where, _, message = problem.partition(": ")
         group = api_version.rpartition("/")[0]
         raise Refused(422, "Invalid", f'{kind}.{group} "{name}" is invalid: {where.replace("/", ".")}: {message}')
-    warnings = [] if field_validation == "Ignore" else [f'unknown field "{_dotted(p)}"' for p in unknown]
+
+
+def admit(body: dict[str, Any], field_validation: str | None = None) -> tuple[dict[str, Any], list[str]]:
+    """(the object as the server would store it, the warnings it would send), or Refused."""
+    stored, warnings = decode(body, field_validation)
+    validate(stored)
     return stored, warnings
 
 
@@ -123,36 +158,89 @@ SERVED = {
 """The collections the stand-in serves (`<prefix>namespaces/<ns>/<plural>`), each with its kind."""
 
 
-def _kind_of(path: str) -> str | None:
-    """The kind a collection or object path holds, as the API server's routing decides it."""
+def _plural(kind: str) -> str:
+    return kind.lower()[:-1] + "ies" if kind.endswith("y") else kind.lower() + "s"
+
+
+def _route(path: str) -> tuple[str, str, str | None] | None:
+    """(kind, namespace, name) of an object path, (kind, namespace, None) of a collection path, as the
+    API server's routing decides it; None for a path it serves nothing at."""
     for prefix, kind in SERVED.items():
         rest = path.removeprefix(prefix).split("/")
-        plural = kind.lower()[:-1] + "ies" if kind.endswith("y") else kind.lower() + "s"
-        if path.startswith(prefix) and len(rest) in (3, 4) and rest[0] == "namespaces" and rest[2] == plural:
-            return kind
+        if path.startswith(prefix) and len(rest) in (3, 4) and rest[0] == "namespaces" and rest[2] == _plural(kind):
+            return kind, rest[1], rest[3] if len(rest) == 4 else None
     return None
+
+
+def _kind_of(path: str) -> str | None:
+    """The kind a collection or object path holds."""
+    route = _route(path)
+    return route[0] if route else None
+
+
+NOT_ALLOWED = "the server does not allow this method on the requested resource"
+"""A POST to an object path or a PUT to a collection is 405 MethodNotAllowed: the routes are POST on
+the collection and PUT on the object (the generic API server's go-restful router; its service error
+handler writes the Status). The apiextensions server would hand a POST to a custom resource's
+object path to its create handler, which ignores the URL's name: no client means that, so the
+stand-in refuses it for every kind, as for the built-in ones."""
+
+
+def route_of(method: str, path: str, body: dict[str, Any]) -> tuple[str, str, str | None]:
+    """(kind, namespace, name or None) a write to `path` addresses, after the routing's own checks:
+    a path it serves nothing at is 404, a method the path has no route for 405, a body of another
+    kind than the path's 400."""
+    route = _route(path)
+    if route is None:
+        raise Refused(404, "NotFound", f"{path} not found")
+    if (method == "POST") != (route[2] is None):
+        raise Refused(405, "MethodNotAllowed", NOT_ALLOWED)
+    if body.get("kind") != route[0]:
+        raise Refused(400, "BadRequest", f"the body's kind {body.get('kind')!r} is not {route[0]}, as {path} is")
+    return route
+
+
+def addressed(stored: dict[str, Any], namespace: str, name: str | None) -> None:
+    """The decoded object held to the request's URL, as the create and update handlers hold it after
+    decoding: an empty namespace takes the URL's, another one is 400; on a replace (`name`), a
+    name other than the URL's is 400; on a create, no name nor generateName is 422."""
+    metadata = stored.setdefault("metadata", {})
+    if metadata.setdefault("namespace", namespace) != namespace:
+        raise Refused(400, "BadRequest", "the namespace of the provided object does not match the namespace sent on "
+                      "the request")  # fmt: skip
+    if name is not None and metadata.get("name", "") != name:
+        raise Refused(400, "BadRequest", f"the name of the object ({metadata.get('name', '')}) does not match the name "
+                      f"on the URL ({name})")  # fmt: skip
+    if name is None and not metadata.get("name") and not metadata.get("generateName"):
+        kind, group = stored.get("kind", ""), stored.get("apiVersion", "").rpartition("/")[0]
+        raise Refused(422, "Invalid", f'{kind}.{group} "" is invalid: metadata.name: Required value: name or '
+                      "generateName is required")  # fmt: skip
 
 
 class InferenceServiceApi(BaseHTTPRequestHandler):
     """get/create/replace of InferenceServices, AuthorizationPolicies and NetworkPolicies (what
     promote applies, SERVED) and KServe's inferenceservice-config, kept in memory, each body
-    admitted as above; a body of another kind than its path's is 400, a replace of an object that
-    does not exist 404, a replace whose resourceVersion is stale is 409 Conflict.
+    addressed and admitted as above; a create of a name that exists is 409 AlreadyExists, a replace
+    of an object that does not exist 404, a replace whose resourceVersion is stale 409 Conflict.
     `edits_after_read` plays a concurrent writer that changes the object right after the client's
-    next read. Class attributes hold the state: reset them before each server (the fixture does)."""
+    next read; `created_after_read` one that creates an object right after the client's next read of
+    its path found none. Class attributes hold the state: reset them before each server (the fixture
+    does)."""
 
     objects: ClassVar[dict[str, dict[str, Any]]] = {}
     deploy_config: ClassVar[dict[str, Any]] = {"defaultDeploymentMode": "Serverless"}
     calls: ClassVar[list[str]] = []
     warnings: ClassVar[list[str]] = []
     edits_after_read: ClassVar[int] = 0
+    created_after_read: ClassVar[dict[str, dict[str, Any]]] = {}
+    """Object path: what another writer creates there right after a read of that path is 404."""
     forbidden: ClassVar[set[str]] = set()
     """Kinds the caller's RBAC does not cover: each request for one is 403 Forbidden."""
 
     @classmethod
     def reset(cls) -> None:
         cls.objects, cls.calls, cls.warnings, cls.edits_after_read = {}, [], [], 0
-        cls.forbidden = set()
+        cls.forbidden, cls.created_after_read = set(), {}
         cls.deploy_config = {"defaultDeploymentMode": "Serverless"}
 
     def _send(self, status: int, body: dict[str, Any], warnings: list[str] | None = None) -> None:
@@ -167,7 +255,7 @@ class InferenceServiceApi(BaseHTTPRequestHandler):
 
     def _request(self) -> tuple[str, str | None]:
         url = urlsplit(self.path)
-        return url.path, (parse_qs(url.query).get("fieldValidation") or [None])[0]
+        return url.path, next(iter(parse_qs(url.query).get("fieldValidation", [])), None)
 
     def do_GET(self) -> None:
         path, _ = self._request()
@@ -185,20 +273,31 @@ class InferenceServiceApi(BaseHTTPRequestHandler):
                 live["resourceVersion"] = str(int(live["resourceVersion"]) + 1)
         else:
             self._send(404, Refused(404, "NotFound", f"{path} not found").status())
+            if path in self.created_after_read:  # someone else's create lands now
+                self.objects[path] = {**self.created_after_read.pop(path)}
+                self.objects[path]["metadata"] = {**self.objects[path]["metadata"], "resourceVersion": "1"}
 
     def _admitted(self) -> tuple[str, dict[str, Any], list[str]] | None:
         path, field_validation = self._request()
         self.calls.append(f"{self.command} {path}")
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         try:
-            kind = _kind_of(path)
-            if kind in self.forbidden:
+            if _kind_of(path) in self.forbidden:
                 raise Refused(403, "Forbidden", f"cannot {self.command} {path}")
-            if kind is None or (self.command == "PUT" and path not in self.objects):
+            _, namespace, name = route_of(self.command, path, body)
+            stored, warnings = decode(body, field_validation)
+            addressed(stored, namespace, name)
+            if self.command == "PUT" and path not in self.objects:
                 raise Refused(404, "NotFound", f"{path} not found")
-            if body.get("kind") != kind:
-                raise Refused(400, "BadRequest", f"the body's kind {body.get('kind')!r} is not {kind}, as {path} is")
-            stored, warnings = admit(body, field_validation)
+            validate(stored)
+            if self.command == "POST":
+                meta = stored["metadata"]
+                meta["name"] = meta.get("name") or meta.get("generateName", "") + "x7k2p"
+                meta.pop("generateName", None)
+                if f"{path}/{meta['name']}" in self.objects:
+                    group = stored["apiVersion"].rpartition("/")[0]
+                    raise Refused(409, "AlreadyExists", f'{path.rpartition("/")[2]}.{group} "{meta["name"]}" '
+                                  "already exists")  # fmt: skip
         except Refused as refused:
             self._send(refused.code, refused.status())
             return None

@@ -4,12 +4,17 @@ whose answer is known, so the tests that lean on it (promote, the TrainJob launc
 
 from __future__ import annotations
 
+import json
+import threading
+from collections.abc import Iterator
+from http.client import HTTPConnection
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.kubernetes_api_stand_in import Refused, TrainerStandIn, admit
+from tests.kubernetes_api_stand_in import InferenceServiceApi, Refused, TrainerStandIn, admit
 
 
 def _service(**predictor: Any) -> dict[str, Any]:
@@ -125,3 +130,105 @@ def test_promotes_authorization_kinds_are_held_to_their_schemas_unknown_fields_r
     bad_action["spec"]["action"] = "PERMIT"
     with pytest.raises(Refused, match=r'AuthorizationPolicy\.security\.istio\.io "m-callers" is invalid: spec\.action'):
         admit(bad_action)
+
+
+def test_every_unknown_field_is_named_even_beside_a_value_the_schema_refuses(schemas_dir: Path) -> None:
+    """The strict decoder names every unknown field ('strict decoding error: unknown field "a",
+    unknown field "b"'), before any value is validated: a NetworkPolicy with two misspelt fields and
+    a podSelector that is no object is 400 naming both, not 422. The stand-in stopped at the first
+    schema error that was not an unknown field, so the second went unnamed and the answer was 422.
+    Control: without Strict the two are pruned and the bad value is 422, as the server answers."""
+    body = _network_policy(form=[{"podSelector": {}}])
+    body["spec"] |= {"podSelector": "all", "policyType": ["Ingress"]}  # `policyTypes` misspelt too
+    named = r'unknown field "spec\.ingress\[0\]\.form", unknown field "spec\.policyType"$'
+    with pytest.raises(Refused, match=r"strict decoding error: " + named) as refused:
+        admit(body, "Strict")
+    assert refused.value.code == 400
+    with pytest.raises(Refused, match=r'NetworkPolicy\.networking\.k8s\.io "m-callers" is invalid: spec\.podSelector'):
+        admit(body)
+
+
+@pytest.fixture()
+def api(schemas_dir: Path) -> Iterator[HTTPConnection]:
+    """The HTTP stand-in, reached with raw requests: the kubernetes client never sends the wrong ones."""
+    InferenceServiceApi.reset()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), InferenceServiceApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield HTTPConnection("127.0.0.1", server.server_port, timeout=30)
+    server.shutdown()
+
+
+NETWORK = "/apis/networking.k8s.io/v1/namespaces/fraud/networkpolicies"
+SERVICES = "/apis/serving.kserve.io/v1beta1/namespaces/fraud/inferenceservices"
+
+
+def _send(api: HTTPConnection, method: str, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    api.request(method, f"{path}?fieldValidation=Strict", json.dumps(body), {"Content-Type": "application/json"})
+    response = api.getresponse()
+    answer: dict[str, Any] = json.loads(response.read())
+    return response.status, answer
+
+
+def test_a_create_of_a_name_that_exists_is_409_already_exists_and_the_live_object_stays(
+    api: HTTPConnection,
+) -> None:
+    """The real server answers a create of an existing name 409 AlreadyExists
+    ('networkpolicies.networking.k8s.io "m-callers" already exists'); the stand-in overwrote it.
+    Control: the first create is 201."""
+    for body in (_network_policy(), _service()):
+        path = NETWORK if body["kind"] == "NetworkPolicy" else SERVICES
+        assert _send(api, "POST", path, body)[0] == 201
+        live = json.loads(json.dumps(InferenceServiceApi.objects[f"{path}/{body['metadata']['name']}"]))
+        again = json.loads(json.dumps(body))
+        again["metadata"]["labels"] = {"second": "writer"}
+        code, status = _send(api, "POST", path, again)
+        resource = path.rpartition("/")[2] + "." + body["apiVersion"].rpartition("/")[0]
+        assert (code, status["reason"]) == (409, "AlreadyExists")
+        assert status["message"] == f'{resource} "{body["metadata"]["name"]}" already exists'
+        assert InferenceServiceApi.objects[f"{path}/{body['metadata']['name']}"] == live
+
+
+def test_a_body_whose_namespace_or_name_is_not_the_urls_is_400(api: HTTPConnection) -> None:
+    """The create and update handlers hold the decoded object to the URL: another namespace is 400
+    ('the namespace of the provided object does not match the namespace sent on the request'), an
+    empty one takes the URL's; a replace whose name is not the URL's is 400 ('the name of the object
+    (x) does not match the name on the URL (y)'). The stand-in stored either under the URL's path."""
+    elsewhere = _network_policy()
+    elsewhere["metadata"]["namespace"] = "payments"
+    code, status = _send(api, "POST", NETWORK, elsewhere)
+    assert (code, status["reason"]) == (400, "BadRequest") and InferenceServiceApi.objects == {}
+    assert status["message"] == "the namespace of the provided object does not match the namespace sent on the request"
+    unset = _network_policy()
+    del unset["metadata"]["namespace"]
+    assert _send(api, "POST", NETWORK, unset)[0] == 201  # control: the URL's namespace fills it
+    live = InferenceServiceApi.objects[f"{NETWORK}/m-callers"]
+    assert live["metadata"]["namespace"] == "fraud"
+    renamed = _network_policy()
+    renamed["metadata"] |= {"name": "other-callers", "resourceVersion": "1"}
+    code, status = _send(api, "PUT", f"{NETWORK}/m-callers", renamed)
+    assert (code, status["reason"]) == (400, "BadRequest")
+    assert status["message"] == "the name of the object (other-callers) does not match the name on the URL (m-callers)"
+    moved = _network_policy()
+    moved["metadata"] |= {"namespace": "payments", "resourceVersion": "1"}
+    code, status = _send(api, "PUT", f"{NETWORK}/m-callers", moved)
+    assert (code, status["message"]) == (400, "the namespace of the provided object does not match the namespace "
+                                         "sent on the request")  # fmt: skip
+    assert InferenceServiceApi.objects[f"{NETWORK}/m-callers"] == live
+    same = _network_policy()
+    same["metadata"]["resourceVersion"] = "1"
+    assert _send(api, "PUT", f"{NETWORK}/m-callers", same)[0] == 200  # control: the replace the URL names
+
+
+def test_a_post_to_an_object_path_or_a_put_to_a_collection_is_405(api: HTTPConnection) -> None:
+    """The routes are POST on the collection and PUT on the object; the server answers anything else
+    405 MethodNotAllowed ('the server does not allow this method on the requested resource'). The
+    stand-in created the body's name whatever object path it was posted to."""
+    code, status = _send(api, "POST", f"{NETWORK}/m-callers", _network_policy())
+    assert (code, status["reason"]) == (405, "MethodNotAllowed") and InferenceServiceApi.objects == {}
+    assert status["message"] == "the server does not allow this method on the requested resource"
+    assert _send(api, "POST", f"{SERVICES}/m", _service())[0] == 405
+    assert _send(api, "POST", NETWORK, _network_policy())[0] == 201  # control: the collection
+    replaced = _network_policy()
+    replaced["metadata"]["resourceVersion"] = "1"
+    assert _send(api, "PUT", NETWORK, replaced)[0] == 405
+    assert _send(api, "PUT", f"{NETWORK}/m-callers", replaced)[0] == 200  # control: the object

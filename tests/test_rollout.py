@@ -448,10 +448,51 @@ def test_a_refused_authorization_leaves_the_service_unapplied_and_nothing_record
     api.forbidden = {"AuthorizationPolicy"}
     assert main(["promote", MODEL, "--promote", "--version", "1", "--kubeconfig", str(kubeconfig)]) == 2
     error = capsys.readouterr().err
-    assert "refused to read AuthorizationPolicy fraud/fraud-detector-callers: 403" in error
+    assert f"refused to read AuthorizationPolicy fraud/{MODEL}-callers: 403" in error
     assert "may get/create/update authorizationpolicies there (the tenant's pipeline-submitter Role" in error
     assert not [c for c in api.calls if c.startswith(("POST", "PUT"))] and api.objects == {}
     assert registry.history(lifecycle["mlflow"], MODEL) == []
     api.forbidden = set()
     assert main(["promote", MODEL, "--promote", "--version", "1", "--kubeconfig", str(kubeconfig)]) == 0
     assert f"{PATH}/{MODEL}" in api.objects and len(registry.history(lifecycle["mlflow"], MODEL)) == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "kind", "said"),
+    [
+        (f"{PATH}/{MODEL}", "InferenceService", f"InferenceService fraud/{MODEL} changed after it was checked"),
+        (f"{AUTHORIZATION}/{MODEL}-callers", "AuthorizationPolicy", f"AuthorizationPolicy fraud/{MODEL}-callers "
+         "changed while promote applied it"),
+        (f"{NETWORK}/{MODEL}-callers", "NetworkPolicy", f"NetworkPolicy fraud/{MODEL}-callers changed while "
+         "promote applied it"),
+    ],
+)  # fmt: skip
+def test_an_object_created_between_the_read_and_the_create_is_refused_not_overwritten_api_server_stand_in(
+    lifecycle: dict[str, Any],
+    cluster_stand_in: tuple[Path, type[InferenceServiceApi]],
+    capsys: pytest.CaptureFixture[str],
+    path: str,
+    kind: str,
+    said: str,
+) -> None:
+    """promote reads each object, finds none and creates it; another writer's create in between makes
+    the real API server answer 409 AlreadyExists (the stand-in overwrote it). mlops/kube.py's 409
+    branch then stops the promotion, a permanent failure (exit 2, no retry), and the other writer's
+    object stays as it was; nothing is recorded. Control: the same promotion, no one in between."""
+    kubeconfig, api = cluster_stand_in
+    theirs = {"apiVersion": "x/v1", "kind": kind, "metadata": {"name": path.rpartition("/")[2], "namespace": "fraud",
+              "labels": {"written-by": "someone-else"}}, "spec": {}}  # fmt: skip
+    api.created_after_read = {path: theirs}
+    assert main(["promote", MODEL, "--promote", "--version", "1", "--kubeconfig", str(kubeconfig)]) == 2
+    error = capsys.readouterr().err
+    assert f"{said} (Conflict): another promotion or an edit landed in between" in error
+    assert "failure: permanent (exit 2" in error and f"POST {path.rpartition('/')[0]}" in api.calls
+    if kind == "InferenceService":  # its policies went first and stay: the message must not say nothing was applied
+        assert "the service was not applied, nothing recorded or moved" in error
+        assert f"{AUTHORIZATION}/{MODEL}-callers" in api.objects and f"{NETWORK}/{MODEL}-callers" in api.objects
+    assert api.objects[path]["metadata"]["labels"] == {"written-by": "someone-else"}, "theirs, not overwritten"
+    assert f"{PATH}/{MODEL}" not in api.objects or kind == "InferenceService", "the service waits for its policies"
+    assert registry.history(lifecycle["mlflow"], MODEL) == []
+    api.reset()
+    assert main(["promote", MODEL, "--promote", "--version", "1", "--kubeconfig", str(kubeconfig)]) == 0
+    assert api.objects[f"{PATH}/{MODEL}"]["metadata"]["resourceVersion"] == "1"
