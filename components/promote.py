@@ -68,6 +68,16 @@ TRANSFORMER_PORT = 8080  # KServe passes --http_port=8080 to a transformer conta
 TRANSFORMER_PYTHON = "/opt/transformer/bin/python"  # the component image's transformer environment
 COMPONENT_UID = 65532  # the component image's user (images/component/Containerfile)
 PLATFORM_CONFIGMAP = "mlops-platform"
+TRANSFORMER_MEMORY_GIB = 1  # the transformer container's memory limit
+
+
+def transformer_concurrency(transformer: TransformerSettings, settings: PromoteSettings) -> int:
+    """The transformer's containerConcurrency (issue 29 review, finding 10): it buffers each request
+    body whole (components/request_guard.py, up to scoring.max_body_bytes), so in-flight requests
+    are held to what fits in half its memory limit (the rest: the server, the parsed rows, the
+    join), and to promote.container_concurrency when that is set (0 is Knative's unlimited)."""
+    fits = max(1, (TRANSFORMER_MEMORY_GIB << 30) // 2 // transformer.scoring.max_body_bytes)
+    return min(fits, settings.container_concurrency) if settings.container_concurrency else fits
 
 
 def readiness_delay(configured: int | None, load_seconds: float | None) -> int:
@@ -139,11 +149,15 @@ def render_transformer(model_name: str, transformer: TransformerSettings, settin
             "periodSeconds": 5,
             "failureThreshold": 3,
         },
-        "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
+        "resources": {
+            "requests": {"cpu": "500m", "memory": "512Mi"},
+            "limits": {"cpu": "1", "memory": f"{TRANSFORMER_MEMORY_GIB}Gi"},
+        },
         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
     }
     return {
         "minReplicas": max(settings.min_replicas, 1),
+        "containerConcurrency": transformer_concurrency(transformer, settings),
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": COMPONENT_UID,

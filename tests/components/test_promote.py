@@ -198,3 +198,23 @@ def test_the_strict_check_refuses_a_field_the_kserve_crd_does_not_declare(
     service["spec"]["predictor"]["canaryTrafficPercnt"] = 10
     jsonschema.validate(service, lint.crd_schema(service["apiVersion"], service["kind"]))  # what the tests did
     assert lint.check(service) == "/spec/predictor/canaryTrafficPercnt: field not in the schema"
+
+
+def test_the_transformer_holds_no_more_bodies_than_half_its_memory_limit() -> None:
+    """issue 29 review, finding 10: the transformer had no containerConcurrency, and each request
+    buffers up to scoring.max_body_bytes, so ~1000 parallel 1 MiB bodies exceeded its 1 Gi."""
+    from components.config import ScoringSettings, TransformerSettings
+    from components.promote import TRANSFORMER_MEMORY_GIB, transformer_concurrency
+
+    def transformer(max_body_bytes: int) -> TransformerSettings:
+        scoring = ScoringSettings(max_body_bytes=max_body_bytes)
+        return TransformerSettings.model_construct(scoring=scoring)
+
+    half = (TRANSFORMER_MEMORY_GIB << 30) // 2
+    unlimited = PromoteSettings(namespace="fraud", container_concurrency=0)
+    assert transformer_concurrency(transformer(1 << 20), unlimited) * (1 << 20) <= half
+    assert transformer_concurrency(transformer(64 << 20), unlimited) == half // (64 << 20)
+    # promote.container_concurrency, when set, caps it further; never above what fits
+    assert transformer_concurrency(transformer(1 << 20), PromoteSettings(namespace="fraud")) == 8
+    # broken control: one more body than the bound would pass half the limit
+    assert (transformer_concurrency(transformer(1 << 20), unlimited) + 1) * (1 << 20) > half
