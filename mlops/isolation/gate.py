@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
 __all__ = ["OWN", "PROBES", "model_name"]
 
+REGISTER = ("-m", "mlops.cli", "step", "register")
+"""How the row runs register: the pipeline's own step command, in a process of its own."""
+
 REFUSAL = "is not the model evaluate scored"
 """How register refuses bytes other than the scored ones (components/register.py)."""
 
@@ -60,23 +63,38 @@ def _write(folder: Path, name: str, model: bytes, scored: bytes) -> dict[str, st
     return {key: str(path) for key, path in paths.items()}
 
 
-def _register(stack: Stack, tenant: Tenant, files: dict[str, str], out: Path) -> dict[str, Any]:
-    """register as the tenant's pipeline runs it: the tenant's own environment, nobody else's."""
+def _register(stack: Stack, tenant: Tenant, files: dict[str, str], out: Path) -> tuple[int, str]:
+    """register as the tenant's pipeline step runs it: `mlops step register` in a process of its
+    own whose environment is the tenant's and nobody else's (as in the tenant's pod). In-process,
+    MLflow's cached S3 client (keyed without the credentials) kept whichever identity first used
+    the endpoint, so the check's answer depended on what ran before it. Returns (exit code, output)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
     from components.config import RegisterSettings
-    from components.environment import temporary_env
-    from components.register import register
     from devstack.tenants import tenant_environment
 
-    with temporary_env(tenant_environment(stack, tenant)):
-        return register(
-            files["model"],
-            files["metadata"],
-            files["metrics"],
-            str(out / "registration.json"),
-            str(out / "card.md"),
-            settings=RegisterSettings(model_name=model_name(tenant), experiment=tenant.name),
-            pipeline="isolation-check",
-        )
+    platform = ("AWS_", "MLFLOW_", "MLOPS_", "FSSPEC_", "FEAST_")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(platform)}
+    env |= tenant_environment(stack, tenant)
+    settings = RegisterSettings(model_name=model_name(tenant), experiment=tenant.name)
+    done = subprocess.run(
+        [sys.executable, *REGISTER, "--model", files["model"],
+         "--model-metadata", files["metadata"], "--metrics", files["metrics"],
+         "--registration-out", str(out / "registration.json"), "--model-card-out", str(out / "card.md"),
+         "--settings", json.dumps(settings.model_dump(mode="json")), "--pipeline", "isolation-check"],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    return done.returncode, done.stdout + done.stderr
+
+
+def _registered(out: Path) -> dict[str, Any]:
+    import json
+
+    summary: dict[str, Any] = json.loads((out / "registration.json").read_text())
+    return summary
 
 
 def scored_bytes(tenant: Tenant) -> bytes:
@@ -88,23 +106,26 @@ def own_gate(stack: Stack, tenant: Tenant) -> str:
     scored = scored_bytes(tenant)
     with tempfile.TemporaryDirectory(prefix="isolation-gate-") as folder:
         files = _write(Path(folder), "scored", scored, scored)
-        summary = _register(stack, tenant, files, Path(folder) / "out")
+        out = Path(folder) / "out"
+        code, output = _register(stack, tenant, files, out)
+        if code != 0:
+            raise RuntimeError(f"register exited {code}: {output.strip()[-300:]}")
+        summary = _registered(out)
     return f"registered the scored bytes as {summary['model_name']} version {summary['version']}"
 
 
 def swapped_model(scene: Scene) -> str:
     """Bytes other than the scored ones, with metadata that matches them, beside evaluate's metrics."""
-    from components.errors import ComponentError
-
     scored = scored_bytes(scene.attacker)
     with tempfile.TemporaryDirectory(prefix="isolation-gate-") as folder:
         files = _write(Path(folder), "swapped", scored + b"swapped after evaluate\n", scored)
-        try:
-            summary = _register(scene.stack, scene.attacker, files, Path(folder) / "out")
-        except ComponentError as error:
-            if REFUSAL in str(error):
-                raise Denied("register refused bytes evaluate never scored") from error
-            raise
+        out = Path(folder) / "out"
+        code, output = _register(scene.stack, scene.attacker, files, out)
+        if code == 2 and REFUSAL in output:
+            raise Denied("register refused bytes evaluate never scored (exit 2)")
+        if code != 0:
+            raise RuntimeError(f"register exited {code}: {output.strip()[-300:]}")
+        summary = _registered(out)
     return f"registered bytes evaluate never scored as version {summary['version']}"
 
 

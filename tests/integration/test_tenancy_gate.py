@@ -26,12 +26,17 @@ def test_a_model_swapped_after_evaluate_is_not_registered(
     scored. Positive control first: the scored bytes register in the tenant's own registry (OK);
     the swapped bytes are refused (DENIED); with register's check removed, the control broken on
     purpose, the same row says LEAK."""
-    from components import register
+    from mlops.isolation import gate
 
     observed = rows(tenancy_stack)
     assert observed == {
         "gate register the model evaluate scored": (OK, OK),
         "gate register a model swapped after evaluate": (DENIED, DENIED),
     }, observed
-    monkeypatch.setattr(register, "_require_scored", lambda sha, scores: None)  # what register did before
+    # what register did before: the step's process runs with the check removed
+    broken = (
+        "import sys; from components import register; register._require_scored = lambda sha, scores: None;"
+        " from mlops.cli import main; sys.exit(main(['step', 'register', *sys.argv[1:]]))"
+    )
+    monkeypatch.setattr(gate, "REGISTER", ("-c", broken))
     assert rows(tenancy_stack)["gate register a model swapped after evaluate"] == (DENIED, LEAK)
