@@ -96,12 +96,15 @@ def test_the_reader_writes_nothing_where_the_tenant_still_does(published: dict[s
     DROP on the registry, are refused to the reader; then the tenant's own identities, the broken
     control, write both stores, so the test can tell a refusal from a store that takes nothing."""
     env, tenant, key, field = published["env"], published["tenant"], published["key"], published["field"]
+    service, project = published["service"], published["project"]
     for command in [("HSET", key, field, b"forged"), ("DEL", key), ("FLUSHALL",), ("CONFIG", "SET", "maxmemory", "0"),
                     ("SET", b"planted", b"1"), ("KEYS", "*")]:  # fmt: skip
         with pytest.raises(redis.exceptions.NoPermissionError):
             reader_redis(tenant).execute_command(*command)
     with registry(env, reader_name(TENANT), tenant.reader_password) as connection:
-        assert connection.execute("select count(*) from feature_services").fetchone() == (1,)
+        mine = "where feature_service_name = %s and project_id = %s"  # other tests publish beside it
+        found = connection.execute(f"select count(*) from feature_services {mine}", (service, project))
+        assert found.fetchone() == (1,), "the reader reads the service the tenant published"
         for statement in ("insert into feature_services (feature_service_name, project_id) values ('forged', 'x')",
                           "update feature_services set last_updated_timestamp = 0", "delete from feature_services",
                           "drop table feature_services", "create table planted (id int)"):  # fmt: skip
@@ -111,7 +114,8 @@ def test_the_reader_writes_nothing_where_the_tenant_still_does(published: dict[s
     own = redis.Redis(port=tenant.redis_port, username=TENANT, password=tenant.password)
     assert own.hset(key, field, b"\x29" + struct.pack("<d", VALUE)) == 0  # the tenant's user writes
     with registry(env, TENANT, tenant.password) as connection:
-        updated = connection.execute("update feature_services set last_updated_timestamp = last_updated_timestamp")
+        touch = "update feature_services set last_updated_timestamp = last_updated_timestamp"
+        updated = connection.execute(f"{touch} {mine}", (service, project))
         assert updated.rowcount == 1
 
 
