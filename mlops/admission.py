@@ -18,6 +18,17 @@ import yaml
 from components.errors import ComponentError
 from pipelines.workload_kinds import WORKLOAD_KINDS  # one list, in the lower layer; re-exported here
 
+__all__ = [
+    "POLICY_DIR",
+    "WORKLOAD_LIBRARY",
+    "Policy",
+    "PolicySet",
+    "load_policies",
+    "policies_of",
+    "policy",
+    "sync_workload_library",
+]
+
 POLICY_DIR = Path(__file__).resolve().parents[1] / "manifests" / "policies"
 WORKLOAD_LIBRARY = POLICY_DIR / "lib" / "workloads.rego"
 

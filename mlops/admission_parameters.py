@@ -30,6 +30,24 @@ from typing import Any
 
 import yaml
 
+__all__ = [
+    "GENERATED",
+    "MANIFESTS",
+    "NEVER_MATCHED_NAMESPACES",
+    "PLATFORM_DEPLOYERS",
+    "REQUIRED_FLOWS",
+    "SERVING_LABEL_DOMAINS",
+    "SERVING_SYSTEM_NAMESPACES",
+    "TENANT_NETWORK_POLICIES",
+    "serving_endpoints",
+    "serving_labels",
+    "serving_labels_parameters",
+    "sync_parameters",
+    "tenant_network_parameters",
+    "trainjob_parameters",
+    "workflow_metric_label_parameters",
+]
+
 MANIFESTS = Path(__file__).resolve().parents[1] / "manifests"
 TENANT_NETWORK_POLICIES = MANIFESTS / "tenants" / "network" / "network-policies.yaml"
 REQUIRED_FLOWS = MANIFESTS / "base" / "network" / "required-flows.yaml"

@@ -22,6 +22,26 @@ import yaml
 
 from components.errors import ComponentError, TransientError
 
+__all__ = [
+    "BEARER",
+    "REQUEST_TIMEOUT",
+    "TERMINAL",
+    "Connection",
+    "chargeback",
+    "connect",
+    "explain",
+    "format_status",
+    "get_workflow",
+    "node_rows",
+    "normalise_token",
+    "submit",
+    "token_from_argo_cli",
+    "token_from_kubeconfig",
+    "ui_link",
+    "upsert",
+    "wait",
+]
+
 TERMINAL = ("Succeeded", "Failed", "Error")
 BEARER = re.compile(r"^(\s*bearer\s+)+", re.IGNORECASE)
 # (connect, read) seconds for every request to the Argo server: Hera sets none, so a server that

@@ -10,6 +10,16 @@ from typing import Any
 
 from mlops.findings import FAIL, OK, SKIP, Context, Finding
 
+__all__ = [
+    "ARTIFACT_REPOSITORIES",
+    "GPU",
+    "MANIFEST_CHECKS",
+    "check_artifact_repositories",
+    "check_canary_mode",
+    "check_gpu_memory_limits",
+    "check_gpu_min_scale",
+]
+
 GPU = "nvidia.com/gpu"
 ARTIFACT_REPOSITORIES = "artifact-repositories"
 

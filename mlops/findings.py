@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+__all__ = ["FAIL", "OK", "SKIP", "WARN", "Context", "Finding"]
+
 OK, WARN, FAIL, SKIP = "ok", "warn", "FAIL", "skip"
 
 

@@ -37,6 +37,29 @@ from typing import Any
 from components.errors import ComponentError, TransientError
 from mlops.argo_client import normalise_token, token_from_kubeconfig
 
+__all__ = [
+    "CONTROLLER_TIMEZONE",
+    "FILTER_EQUALS",
+    "REQUEST_TIMEOUT",
+    "TERMINAL",
+    "Connection",
+    "Upload",
+    "client",
+    "connect",
+    "create_run",
+    "ensure_experiment",
+    "ensure_recurring_run",
+    "ensure_version",
+    "explain",
+    "format_run",
+    "get_run",
+    "ir_digest",
+    "kfp_cron",
+    "run_parameters",
+    "version_name",
+    "wait",
+]
+
 TERMINAL = ("SUCCEEDED", "SKIPPED", "FAILED", "CANCELED")
 REQUEST_TIMEOUT = (5.0, 60.0)
 """(connect, read) seconds for every request: kfp_server_api sets none, so a stuck port-forward hung."""

@@ -17,6 +17,16 @@ from typing import Any
 
 from components.errors import ComponentError, TransientError
 
+__all__ = [
+    "AUTHORIZATION_KINDS",
+    "KSERVE_CONFIG",
+    "KSERVE_NAMESPACE",
+    "PLURALS",
+    "REQUEST_TIMEOUT",
+    "Cluster",
+    "kubeconfig_path",
+]
+
 GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 ISTIO_GROUP, ISTIO_VERSION, AUTHORIZATION_PLURAL = "security.istio.io", "v1", "authorizationpolicies"
 AUTHORIZATION_KINDS = ("AuthorizationPolicy", "NetworkPolicy")

@@ -21,6 +21,27 @@ import yaml
 from components.errors import ComponentError
 from mlops.admission import PolicySet
 
+__all__ = [
+    "CRD_FILES",
+    "EXCEPTIONS_FILE",
+    "KUBERNETES_VERSION",
+    "SWAGGER_FILES",
+    "Finding",
+    "check",
+    "crd_name",
+    "crd_schema",
+    "exceptions",
+    "export_command",
+    "lint",
+    "needed_schemas",
+    "render",
+    "schema_problem",
+    "schemas_dir",
+    "targets",
+    "unknown_field_paths",
+    "unknown_fields",
+]
+
 KUBERNETES_VERSION = "1.32"
 CRD_FILES = {
     ("postgresql.cnpg.io", "Cluster"): "cnpg_postgresql.cnpg.io_clusters.yaml",

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+__all__ = ["ANSI", "CACHE_HIT", "EXECUTING", "FAILURE_CLASS", "FINISHED", "StepProgress", "run_streaming"]
+
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 EXECUTING = re.compile(r"Executing task '([\w-]+)'")
 FINISHED = re.compile(r"Task '([\w-]+)' finished with status (\w+)")

@@ -350,4 +350,15 @@ def render_history(entries: list[registry.HistoryEntry]) -> list[str]:
     return lines
 
 
-__all__ = ["ACTIONS", "RAW_DEPLOYMENT", "Outcome", "Request", "ServingState", "Target", "execute", "render_history"]
+__all__ = [
+    "ACTIONS",
+    "POLICY_DIR",
+    "RAW_DEPLOYMENT",
+    "Outcome",
+    "Request",
+    "ServingState",
+    "Target",
+    "execute",
+    "render_history",
+    "settings_for",
+]

@@ -20,6 +20,17 @@ from urllib.parse import quote
 
 from components.config import PipelineConfig
 
+__all__ = [
+    "GROUP_BY",
+    "ONCALL",
+    "ONCALL_SECRET",
+    "OwnerRoute",
+    "TenantOwnerRoute",
+    "alertmanager_config",
+    "alertmanager_yaml",
+    "owner_routes",
+]
+
 ONCALL = "platform-oncall"
 ONCALL_SECRET = {"name": "platform-oncall-webhook", "key": "url"}
 """The on-call pager's webhook URL, a Secret in each tenant namespace (the platform team sets it)."""

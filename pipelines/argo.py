@@ -61,6 +61,23 @@ from pipelines.trainer import (
     trainjob_handoffs,
 )
 
+__all__ = [
+    "LABEL",
+    "PERMANENT_FAILURE",
+    "PLATFORM_SETTINGS",
+    "RESTRICTED_CONTAINER",
+    "RESTRICTED_POD",
+    "RUN_ID",
+    "Contracts",
+    "cron_workflow",
+    "depends",
+    "render",
+    "retry_strategy",
+    "step_cache",
+    "workflow",
+    "workflow_template",
+]
+
 LABEL = "mlops.private-platform.io"
 PERMANENT_FAILURE = f"asInt(lastRetry.exitCode) != {PERMANENT_EXIT_CODE}"
 IN, OUT = "/work/in", "/work/out"

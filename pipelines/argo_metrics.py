@@ -19,6 +19,8 @@ from components.drift_metrics import FEATURES_DRIFTED, SHARE, THRESHOLD
 from pipelines.contract import StepContract
 from pipelines.spec import PipelineSpec, Step
 
+__all__ = ["RUN_FAILED_METRIC", "run_failed_metric", "template_metrics"]
+
 RUN_FAILED_METRIC = "mlops_pipeline_runs_failed"
 
 

@@ -26,6 +26,24 @@ import yaml
 
 from pipelines.cluster import PGBOUNCER_SETTINGS, PLATFORM_DATABASES, PLATFORM_NAMESPACE
 
+__all__ = [
+    "ARCHIVE_CLIENTS",
+    "ARCHIVE_DATABASE",
+    "ARCHIVE_POOL",
+    "ARCHIVE_ROLE",
+    "ARCHIVE_SECRET",
+    "ARCHIVE_TTL_DAYS",
+    "ARGOEXEC_IMAGE",
+    "ARGO_NAMESPACE",
+    "CONTROLLER_CONFIGMAP",
+    "DAY",
+    "FIELD_MANAGER",
+    "PLATFORM_KEYS",
+    "WORKFLOW_TTL",
+    "archive_persistence",
+    "controller_config",
+]
+
 ARGO_NAMESPACE = "argo"
 CONTROLLER_CONFIGMAP = "workflow-controller-configmap"
 ARGOEXEC_IMAGE = "registry.mlops.internal/mirror/argoproj/argoexec:v4.1.2"

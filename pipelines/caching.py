@@ -33,6 +33,29 @@ from pipelines.spec import PipelineSpec, Step
 if TYPE_CHECKING:
     from pipelines.contract import StepContract
 
+__all__ = [
+    "CACHE_CONFIGMAP",
+    "CACHE_MAX_AGE",
+    "DIGEST_OUTPUT",
+    "IN_POD_VARIABLE",
+    "NAMESPACE",
+    "NAMESPACE_FILE",
+    "NAMESPACE_VARIABLE",
+    "ROOTS",
+    "RUN_INPUT",
+    "SHA256_SUFFIX",
+    "SUFFIXES",
+    "ancestors",
+    "cache_key",
+    "cluster_digest_source",
+    "code_fingerprint",
+    "output_digest_word",
+    "reported",
+    "require_namespace",
+    "run_input_word",
+    "step_keys",
+]
+
 ROOTS = ("components", "pipelines")
 SUFFIXES = {".py", ".json", ".yaml", ".yml"}
 DIGEST_OUTPUT = "data_digest"

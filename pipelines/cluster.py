@@ -25,6 +25,35 @@ from components.settings import (
 )
 from pipelines.platform_services import pushgateway
 
+__all__ = [
+    "MLFLOW_AUTH_CONFIG",
+    "MODEL_PULLER_SECRET_KEYS",
+    "MONITORING_NAMESPACE",
+    "PGBOUNCER_DATABASE_OPTIONS",
+    "PGBOUNCER_SETTINGS",
+    "PLATFORM_DATABASES",
+    "PLATFORM_NAMESPACE",
+    "POSTGRES_CLUSTER",
+    "POSTGRES_IMAGE",
+    "POSTGRES_UID",
+    "SHARED_PIPELINES_NAMESPACE",
+    "STORAGE_NAMESPACE",
+    "TENANT_REDIS_IMAGE",
+    "TENANT_REDIS_MAXMEMORY",
+    "TRAINING_POOL",
+    "SecretRef",
+    "cluster_settings",
+    "mlflow_auth_config",
+    "model_puller",
+    "pgbouncer_config",
+    "platform_configmap",
+    "postgres_roles",
+    "secret_environment",
+    "tenant_database_sql",
+    "tenant_databases",
+    "tenant_redis",
+]
+
 TRAINING_POOL = {"mlops.private-platform.io/pool": "training-gpu"}
 """Node selector of GPU steps: the training nodes, never the inference pool."""
 

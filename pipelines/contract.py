@@ -20,6 +20,8 @@ from kfp.dsl.types import type_annotations
 
 from pipelines.kfp_components import OPS
 
+__all__ = ["KFP_ONLY_OUTPUTS", "StepContract", "check", "contract_of", "is_parameter"]
+
 KFP_ONLY_OUTPUTS = (dsl.Metrics,)
 """Outputs only KFP's UI reads (logged metrics): no file for Argo to collect."""
 

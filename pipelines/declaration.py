@@ -18,6 +18,8 @@ from typing import Any
 from components.config import PipelineConfig, load_config
 from pipelines.spec import PipelineSpec
 
+__all__ = ["PipelineDeclaration", "RunInputs", "StepParameters"]
+
 StepParameters = Callable[[PipelineConfig, Mapping[str, Any], str], dict[str, dict[str, Any]]]
 
 

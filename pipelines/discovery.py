@@ -21,6 +21,8 @@ from pathlib import Path
 from components.errors import ComponentError
 from pipelines.declaration import PipelineDeclaration
 
+__all__ = ["ENTRY_POINT_GROUP", "available_pipelines", "canonical", "declaration", "is_path", "registered"]
+
 ENTRY_POINT_GROUP = "private_mlops.pipelines"
 
 

@@ -16,6 +16,32 @@ import yaml
 
 from pipelines.declaration import PipelineDeclaration
 
+__all__ = [
+    "ALERT_ROUTING_FILE",
+    "ARGO_CONTROLLER_FILE",
+    "ARGO_FILES",
+    "KFP_FILE",
+    "MANIFESTS",
+    "MLFLOW_AUTH_FILE",
+    "MODEL_PULLER_FILE",
+    "PGBOUNCER_CONFIG_FILE",
+    "PLATFORM_CONFIGMAP_FILE",
+    "POSTGRES_ROLES_FILE",
+    "STEP_CACHE_FILE",
+    "TENANT_DATABASES_FILE",
+    "TENANT_POOLERS_FILE",
+    "TENANT_POOLER_EGRESS_FILE",
+    "TENANT_REDIS_FILE",
+    "TRAINING_RUNTIMES_FILE",
+    "drift",
+    "golden_dir",
+    "manifest_drift",
+    "platform_manifests",
+    "reference_pipelines",
+    "regenerate",
+    "write_renderings",
+]
+
 ARGO_FILES = {
     "WorkflowTemplate": "workflow-template.yaml",
     "Workflow": "workflow.yaml",

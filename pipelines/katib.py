@@ -16,6 +16,8 @@ from pipelines.cluster import TRAINING_POOL, secret_environment
 from pipelines.spec import PipelineSpec
 from pipelines.tune import direction
 
+__all__ = ["API_VERSION", "PARAMETER_TYPES", "RESTRICTED", "experiment"]
+
 API_VERSION = "kubeflow.org/v1beta1"
 PARAMETER_TYPES = {"int": "int", "float": "double", "categorical": "categorical"}
 RESTRICTED = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True}

@@ -41,6 +41,8 @@ from pipelines.runtime import STEP_RETRY_VARIABLE
 from pipelines.spec import ROLLOUT, PipelineSpec, Step
 from pipelines.trainer import launcher_template
 
+__all__ = ["apply_cluster_environment", "apply_policies", "build_pipeline", "compile_ir"]
+
 
 def apply_policies(task: Any, step: Step, *, retries: bool = True) -> None:
     """Set retry, resources and name from the declaration, and caching off (see the module's docstring).

@@ -20,6 +20,20 @@ from typing import Any, NamedTuple
 
 from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output, PipelineTaskFinalStatus
 
+__all__ = [
+    "OPS",
+    "drift",
+    "evaluate",
+    "hold",
+    "materialize",
+    "notify",
+    "notify_failure",
+    "promote",
+    "register",
+    "train",
+    "validate",
+]
+
 
 def validate(raw_data: str, suite: str, report: Output[Artifact]) -> NamedTuple("Outputs", [("data_digest", str)]):  # type: ignore[valid-type]
     from pipelines.runtime import resource, run_step

@@ -27,6 +27,8 @@ import yaml
 from components.buckets import PIPELINE_ARTIFACTS
 from components.config import ClusterSettings
 
+__all__ = ["KFP_LAUNCHER", "KFP_LAUNCHER_FILE", "ROOT_FOLDER", "kfp_launcher", "pipeline_root"]
+
 KFP_LAUNCHER = "kfp-launcher"
 KFP_LAUNCHER_FILE = "kfp-launcher.yaml"
 ROOT_FOLDER = "kfp"

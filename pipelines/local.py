@@ -23,6 +23,16 @@ from components.environment import mlops_home
 from pipelines.declaration import PipelineDeclaration
 from pipelines.spec import Step
 
+__all__ = [
+    "LocalRun",
+    "available_pipelines",
+    "declaration",
+    "git_commit",
+    "run_inputs",
+    "run_local",
+    "synthetic_dataset",
+]
+
 
 def available_pipelines() -> tuple[str, ...]:
     """Every installed pipeline: the reference ones and any team package that registers one."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+__all__ = ["PUSHGATEWAY_NAME", "PUSHGATEWAY_PORT", "ServiceAddress", "pushgateway"]
+
 
 @dataclass(frozen=True, kw_only=True)
 class ServiceAddress:

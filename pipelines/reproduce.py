@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+__all__ = ["STEP", "Reproduction", "reproduce"]
+
 STEP = "reproduce"
 
 

@@ -21,6 +21,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+__all__ = [
+    "STEP_RETRY_VARIABLE",
+    "call_component",
+    "component",
+    "parse_settings_arguments",
+    "resource",
+    "run_step",
+    "settings_model",
+]
+
 STEP_RETRY_VARIABLE = "MLOPS_STEP_RETRY"
 
 

@@ -28,6 +28,18 @@ from pathlib import Path
 
 from components.errors import ComponentError
 
+__all__ = [
+    "INDEX_SCHEMES",
+    "NAME",
+    "PIPELINES_DIR",
+    "PROJECT_FILES",
+    "TEMPLATES",
+    "configured_index_url",
+    "index_url_for",
+    "scaffold_project",
+    "shadowed_module",
+]
+
 NAME = re.compile(r"[a-z][a-z0-9]{1,30}")  # always fullmatch: "$" also matches before a final newline
 PIPELINES_DIR = Path(__file__).parent
 

@@ -13,6 +13,8 @@ from pathlib import Path
 from components.config import PipelineConfig
 from pipelines.declaration import PipelineDeclaration
 
+__all__ = ["Sets", "make_sets"]
+
 
 @dataclass(frozen=True)
 class Sets:

@@ -11,6 +11,19 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+__all__ = [
+    "GPU_COMPUTE",
+    "IDEMPOTENT_WRITE",
+    "IO_BOUND",
+    "ROLLOUT",
+    "Condition",
+    "PipelineSpec",
+    "Resources",
+    "RetryOn",
+    "RetryPolicy",
+    "Step",
+]
+
 RetryOn = Literal["Always", "OnFailure", "OnError", "OnTransientError"]
 
 

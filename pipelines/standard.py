@@ -18,6 +18,18 @@ from components.config import PipelineConfig, transformer_settings
 from pipelines.declaration import PipelineDeclaration
 from pipelines.spec import GPU_COMPUTE, IDEMPOTENT_WRITE, IO_BOUND, ROLLOUT, Condition, PipelineSpec, Resources, Step
 
+__all__ = [
+    "GATE_FAILED",
+    "GATE_PASSED",
+    "IMAGE",
+    "NO_RETRAIN",
+    "RETRAIN",
+    "TRAIN_ON_ONE_GPU",
+    "standard_pipeline",
+    "step_parameters",
+    "training_pipeline",
+]
+
 IMAGE = "registry.mlops.internal/private-mlops/components-python3.11:0.1.0"
 RETRAIN = Condition(step="drift", output="retrain", equals=True)
 NO_RETRAIN = Condition(step="drift", output="retrain", equals=False)

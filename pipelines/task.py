@@ -19,6 +19,8 @@ from kfp.dsl.types import type_annotations
 
 from pipelines.kfp_components import OPS
 
+__all__ = ["PathArtifact", "run_task"]
+
 
 class PathArtifact:
     """What an op needs of a KFP artifact: a local path and a metadata dict."""

@@ -32,6 +32,45 @@ from components.errors import ComponentError
 from pipelines.tenant_feast import feast_cronjob
 from pipelines.workload_kinds import WORKLOAD_KINDS
 
+__all__ = [
+    "CONSTRAINT_FILE",
+    "DNS_LABEL",
+    "EMAIL",
+    "FEAST_CRONJOB_FILE",
+    "HEADER",
+    "ISTIO_INJECTION",
+    "KUBERNETES_NAMESPACES",
+    "KUSTOMIZATION_FILE",
+    "MEMBERS_GROUP",
+    "NAMESPACE_FILE",
+    "OPERATOR_NAMESPACES",
+    "QUANTITY",
+    "QUOTA_FILE",
+    "SCHEDULING_PRIORITY_CLASSES",
+    "SCHEDULING_TOLERATIONS",
+    "SQL_NAME",
+    "STEP",
+    "TENANTS_FILE",
+    "DeclaredPipeline",
+    "Quota",
+    "Tenant",
+    "TenantDeclaration",
+    "TenantPipeline",
+    "add",
+    "alert_routing",
+    "declare",
+    "kustomization",
+    "load",
+    "loopback_alertmanager",
+    "namespace",
+    "platform_namespaces",
+    "quota",
+    "restricted_scheduling_constraint",
+    "tenant_manifests",
+    "tenant_pipelines",
+    "validate",
+]
+
 STEP = "tenant"
 TENANTS_FILE = "tenants.yaml"
 CONSTRAINT_FILE = "restricted-scheduling-constraint.yaml"  # manifests/policies/, rendered from the declaration

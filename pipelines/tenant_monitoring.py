@@ -43,6 +43,25 @@ from components import drift_metrics, notify
 from pipelines.cluster import MONITORING_NAMESPACE
 from pipelines.platform_services import PUSHGATEWAY_NAME, PUSHGATEWAY_PORT, ServiceAddress, pushgateway
 
+__all__ = [
+    "DROPPED_LABELS",
+    "IMAGE",
+    "LABELS",
+    "PROMETHEUS",
+    "PUSHGATEWAY_FILE",
+    "SAMPLE_LIMIT",
+    "SCRAPE_JOB",
+    "SERVING_POD",
+    "PodEndpoint",
+    "Relabel",
+    "metric_relabelings",
+    "namespace_pushgateway",
+    "prometheus_scrape_config",
+    "pushed_families",
+    "service_monitor",
+    "target_relabelings",
+]
+
 PUSHGATEWAY_FILE = "pushgateway.yaml"  # beside each tenant's kustomization, and in base/platform/
 IMAGE = "registry.mlops.internal/mirror/prom/pushgateway:v1.11.1"
 SCRAPE_JOB = "mlops-pushgateway"

@@ -32,6 +32,23 @@ from components.readonly import reader_database_secret, reader_name
 from components.tenant_pool import client_connections, tenant_pgbouncer_ini
 from pipelines.cluster import PLATFORM_NAMESPACE, POSTGRES_CLUSTER, POSTGRES_IMAGE
 
+__all__ = [
+    "NAME_LABEL",
+    "PGBOUNCER_IMAGE",
+    "PGBOUNCER_UID",
+    "POOLER_APP",
+    "PORT",
+    "TENANT_LABEL",
+    "USERLIST",
+    "pooler_host",
+    "pooler_ini",
+    "pooler_labels",
+    "pooler_name",
+    "postgres_from_tenant_poolers",
+    "tenant_pooler",
+    "tenant_pooler_egress",
+]
+
 PGBOUNCER_IMAGE = "registry.mlops.internal/mirror/pgbouncer/pgbouncer:1.23.1"
 """The platform's PgBouncer image (manifests/base/postgres/pgbouncer.yaml; a test holds them equal)."""
 PGBOUNCER_UID = 70

@@ -21,6 +21,29 @@ from components.environment import IMAGE_VARIABLE
 from pipelines.cluster import secret_environment
 from pipelines.spec import PipelineSpec, Step
 
+__all__ = [
+    "API_VERSION",
+    "FRAMEWORK",
+    "GPU_TOLERATION",
+    "LAUNCHER",
+    "RESTRICTED",
+    "RUNTIMES",
+    "TRAINJOB_FAILED",
+    "TRAINJOB_SUCCEEDED",
+    "TRAIN_COMPONENT",
+    "argo_resource_template",
+    "argo_task",
+    "artifact_key",
+    "cluster_training_runtime",
+    "distributed_train",
+    "launcher_template",
+    "repository_uri",
+    "stored_outputs",
+    "train_command",
+    "train_job",
+    "trainjob_handoffs",
+]
+
 API_VERSION = "trainer.kubeflow.org/v1alpha1"
 RUNTIMES = ("torch-distributed", "xgboost-distributed")
 LAUNCHER = {"torch-distributed": ["torchrun", "--no-python"], "xgboost-distributed": []}

@@ -28,6 +28,8 @@ from components.config import PipelineConfig, SearchRange
 from pipelines.declaration import PipelineDeclaration
 from pipelines.scratch_sets import Sets, make_sets
 
+__all__ = ["GREATER_IS_BETTER", "STEP", "Tuning", "config_patch", "direction", "run_trial", "sample", "tune"]
+
 STEP = "tune"
 GREATER_IS_BETTER = frozenset({"roc_auc", "pr_auc", "r2"})
 

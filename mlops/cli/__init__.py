@@ -25,6 +25,8 @@ import sys
 
 import components  # noqa: F401  (applies the air-gapped defaults before anything else loads)
 
+__all__ = ["GROUPS", "build_parser", "main"]
+
 GROUPS = ("run", "cluster", "dev", "serving", "monitoring", "lineage", "tune", "checks", "scaffold")
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from components.errors import ComponentError
 
+__all__ = ["pairs"]
+
 
 def pairs(values: list[str] | None, flag: str) -> dict[str, str]:
     """`--flag a=1 --flag b=2` as {a: 1, b: 2}; a value without `=` is refused, naming the flag."""

@@ -20,6 +20,8 @@ from components.config import PipelineConfig
 from components.errors import ComponentError
 from pipelines.declaration import PipelineDeclaration
 
+__all__ = ["schedule", "status", "submit"]
+
 
 def _connection(args: argparse.Namespace, default_namespace: str | None = None) -> Any:
     from mlops import kfp_client

@@ -17,6 +17,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+__all__ = [
+    "DEFAULT_START",
+    "FEATURE_COLUMNS",
+    "MERCHANT_CATEGORIES",
+    "RISKY_CATEGORIES",
+    "WINDOW_DAYS",
+    "data_window",
+    "generate",
+    "main",
+]
+
 WINDOW_DAYS = 90
 MERCHANT_CATEGORIES = 15
 RISKY_CATEGORIES = np.array([4, 7, 11])  # electronics, gift cards, online gaming

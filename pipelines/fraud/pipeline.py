@@ -7,6 +7,8 @@ Argo, never repeated here.
 
 from pipelines.standard import standard_pipeline
 
+__all__ = ["DECLARATION"]
+
 DECLARATION = standard_pipeline(
     name="fraud",
     description="Card-fraud model: validate, materialize, train, evaluate, then register and canary, or notify.",
