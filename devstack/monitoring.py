@@ -36,6 +36,8 @@ from components.errors import ComponentError
 from devstack import process, tenant_pushgateways
 from devstack.tenant_pushgateways import Gateway, ScrapeConfig
 
+__all__ = ["BINARIES", "LAPTOP_NAMESPACE", "RULES", "SERVICES", "Monitoring", "laptop_routing", "rule_groups"]
+
 SERVICES = ("pushgateway", "alertmanager", "prometheus")
 LAPTOP_NAMESPACE = "laptop"
 """The `namespace` the laptop's one Pushgateway is scraped as (no tenant's: the laptop is one team's)."""

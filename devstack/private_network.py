@@ -29,6 +29,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+__all__ = ["UNSHARE", "available", "main"]
+
 UNSHARE = ("unshare", "--user", "--map-root-user", "--net")
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 

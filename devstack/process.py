@@ -16,6 +16,28 @@ from pathlib import Path
 
 from components.errors import ComponentError
 
+__all__ = [
+    "SERVICE_USER",
+    "STEP",
+    "alive",
+    "as_service_user",
+    "companion_venv",
+    "find_binary",
+    "free_port_base",
+    "give_to_service_user",
+    "merged_environment",
+    "port_free",
+    "port_open",
+    "read_pid",
+    "running_as_root",
+    "start",
+    "start_time",
+    "stop",
+    "tail",
+    "wait_until",
+    "write_private",
+]
+
 STEP = "dev"
 # PostgreSQL and PgBouncer refuse to run as root; when we are root they run as this user.
 SERVICE_USER = "postgres"

@@ -20,6 +20,8 @@ from pathlib import Path
 
 from devstack import process
 
+__all__ = ["GRPC_COMPONENTS", "JWT_SECTIONS", "write_security"]
+
 GRPC_COMPONENTS = ("master", "volume", "filer", "s3", "admin", "worker", "msg_broker", "msg_agent", "mq", "client")
 JWT_SECTIONS = ("jwt.signing", "jwt.signing.read", "jwt.filer_signing", "jwt.filer_signing.read")
 

@@ -25,6 +25,8 @@ from devstack.monitoring import Monitoring
 from devstack.stack import PORT_SPAN, Stack
 from devstack.tenant_pushgateways import Gateway, ScrapeConfig
 
+__all__ = ["GATEWAY_OFFSET", "MONITORING_OFFSET", "add", "down", "environment", "services", "tenants", "up"]
+
 GATEWAY_OFFSET = PORT_SPAN + 200
 MONITORING_OFFSET = 5  # Prometheus, Pushgateway, Alertmanager: base+5..base+7 (devstack.stack)
 

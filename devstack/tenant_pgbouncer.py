@@ -24,6 +24,8 @@ from devstack import process
 if TYPE_CHECKING:
     from devstack.stack import Stack
 
+__all__ = ["PREFIX", "configs", "point_at_postgres", "rows", "service", "start", "start_all", "stop_all", "write"]
+
 PREFIX = "tenant-pgbouncer-"
 """A tenant pooler's service name, folder and pid file: `tenant-pgbouncer-<tenant>`."""
 

@@ -32,6 +32,21 @@ import yaml
 from components.settings import PUSHGATEWAY_CREDENTIALS
 from devstack import process
 
+__all__ = [
+    "BCRYPT_ROUNDS",
+    "PORT_SEARCH",
+    "SCRAPER",
+    "Gateway",
+    "ScrapeConfig",
+    "argv",
+    "ensure",
+    "folder",
+    "load",
+    "scrape_configs",
+    "scrape_password_file",
+    "web_config_file",
+]
+
 SCRAPER = "prometheus"
 """Prometheus's own user on every tenant's gateway (it scrapes; a tenant's user pushes)."""
 BCRYPT_ROUNDS = 10

@@ -38,6 +38,24 @@ from components.settings import (  # the same on the cluster
 from devstack import process
 from devstack.stack import BUCKETS, PORT_SPAN, Stack
 
+__all__ = [
+    "NAME",
+    "RESERVED",
+    "S3_ACTIONS",
+    "TENANT_REDIS_MAXMEMORY",
+    "Tenant",
+    "add_tenant",
+    "check_name",
+    "get_tenant",
+    "load_tenants",
+    "offline_database",
+    "reader_environment",
+    "s3_actions",
+    "tenant_environment",
+    "write_redis_acl",
+    "write_s3_identities",
+]
+
 NAME = re.compile(r"[a-z][a-z0-9]{1,30}")  # always fullmatch: "$" also matches before a final newline
 # Names the services already give a meaning: MLflow's admin user, PostgreSQL's superuser and
 # built-in schema and templates, the platform's own role and databases, Redis's default user.

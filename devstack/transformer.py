@@ -20,6 +20,8 @@ from components.errors import ComponentError
 from components.readonly import local_transformer_environment
 from devstack import process
 
+__all__ = ["REPO_ROOT", "STEP", "LocalTransformer", "transformer_venv"]
+
 STEP = "serve"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -27,6 +27,8 @@ from components.errors import ComponentError
 from components.handoffs import Registration
 from devstack import process
 
+__all__ = ["DEFAULT_PORT_BASE", "REPO_ROOT", "STEP", "LocalTriton", "serve_registered", "serving_venv"]
+
 STEP = "serve"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
