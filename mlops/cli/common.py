@@ -1,10 +1,13 @@
-"""What several command groups share: NAME=VALUE pairs from repeated flags."""
+"""What several command groups share: NAME=VALUE pairs from repeated flags, and `--set` config overrides."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from components.errors import ComponentError
 
-__all__ = ["pairs"]
+__all__ = ["config_overrides", "pairs"]
 
 
 def pairs(values: list[str] | None, flag: str) -> dict[str, str]:
@@ -15,4 +18,20 @@ def pairs(values: list[str] | None, flag: str) -> dict[str, str]:
         if not sep:
             raise ComponentError("task", f"{flag} {item!r} is not NAME=VALUE", f"write {flag} name=value")
         found[key] = value
+    return found
+
+
+def config_overrides(items: list[str]) -> dict[str, Any]:
+    """`--set train.seed=1 --set train.model_type=xgboost` as config overrides; a value that parses as JSON is JSON."""
+    found: dict[str, Any] = {}
+    for pair in items:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ComponentError(
+                "run", f"--set {pair!r} is not key=value", "write e.g. --set train.model_type=pytorch_mlp"
+            )
+        try:
+            found[key] = json.loads(value)
+        except json.JSONDecodeError:
+            found[key] = value
     return found

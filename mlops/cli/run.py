@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from components.errors import ComponentError
-from mlops.cli.common import pairs
+from mlops.cli.common import config_overrides, pairs
 
 
 def register(sub: Any, argv: list[str]) -> None:
@@ -145,21 +145,6 @@ def _run_step(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_overrides(items: list[str]) -> dict[str, Any]:
-    overrides: dict[str, Any] = {}
-    for pair in items:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise ComponentError(
-                "run", f"--set {pair!r} is not key=value", "write e.g. --set train.model_type=pytorch_mlp"
-            )
-        try:
-            overrides[key] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key] = value
-    return overrides
-
-
 def _run_pipeline(args: argparse.Namespace) -> int:
     import os
 
@@ -172,7 +157,7 @@ def _run_pipeline(args: argparse.Namespace) -> int:
         os.environ["MLOPS_HOME"] = str(Path(args.home).resolve())
     home = mlops_home()
     pipeline = declaration(args.pipeline)
-    overrides = _parse_overrides(args.set or [])
+    overrides = config_overrides(args.set or [])
     for flag, key in (
         ("rows", "data.rows"),
         ("seed", "data.seed"),

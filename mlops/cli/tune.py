@@ -44,12 +44,12 @@ def register(sub: Any, argv: list[str]) -> None:
 
 
 def _config(args: argparse.Namespace) -> Any:
-    from mlops.cli.run import _parse_overrides
+    from mlops.cli.common import config_overrides
     from pipelines.local import declaration
 
     pipeline = declaration(args.pipeline)
     cfg = pipeline.config(Path(args.config) if args.config else None)
-    overrides = _parse_overrides(args.set or [])
+    overrides = config_overrides(args.set or [])
     if args.rows is not None:
         overrides["data.rows"] = args.rows
     return pipeline, cfg.with_overrides(overrides) if overrides else cfg
