@@ -6,6 +6,8 @@
   `platform_configmap` (`make golden`), so a pod and `mlops dev env` get the same variables.
 - Credentials: Secret references, never literals in rendered YAML.
 - Inputs: the few a submit may set (pipelines.declaration.RunInputs); none is a path on a disk.
+
+A tenant's own stores (its Redis, its registry database) are pipelines/tenant_stores.py's.
 """
 
 from __future__ import annotations
@@ -14,12 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from components.config import ClusterSettings, PipelineConfig
-from components.readonly import READER_REDIS_RULES, reader_database_secret, reader_grants, reader_name, reader_secret
+from components.config import PipelineConfig
+from components.readonly import reader_database_secret, reader_name
 from components.settings import (
     CONFIGMAP,
     TENANT_CONNECTION_LIMIT,
-    TENANT_REDIS_RULES,
     PlatformSettings,
     environment,
 )
@@ -38,8 +39,6 @@ __all__ = [
     "POSTGRES_UID",
     "SHARED_PIPELINES_NAMESPACE",
     "STORAGE_NAMESPACE",
-    "TENANT_REDIS_IMAGE",
-    "TENANT_REDIS_MAXMEMORY",
     "TRAINING_POOL",
     "SecretRef",
     "cluster_settings",
@@ -49,9 +48,6 @@ __all__ = [
     "platform_configmap",
     "postgres_roles",
     "secret_environment",
-    "tenant_database_sql",
-    "tenant_databases",
-    "tenant_redis",
 ]
 
 TRAINING_POOL = {"mlops.private-platform.io/pool": "training-gpu"}
@@ -235,241 +231,6 @@ PLATFORM_DATABASES = {
 }
 """Each platform database and its owning role; katib holds Katib's trial observations, argo Argo's
 workflow archive (the run history that outlives a Workflow's TTL)."""
-
-
-def tenant_database_sql(tenants: list[str]) -> str:
-    """psql input that makes each tenant's Feast registry database, owned by its role, and closes
-    every database to PUBLIC, so a role connects only where it is let in. Idempotent."""
-    lines = ["\\set ON_ERROR_STOP on"]
-    for database, role in PLATFORM_DATABASES.items():
-        lines += [
-            f"SELECT format('CREATE DATABASE %I OWNER %I', '{database}', '{role}')"
-            f" WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{database}')\\gexec",
-            f"GRANT CONNECT ON DATABASE {database} TO {role};",
-            f"REVOKE CONNECT ON DATABASE {database} FROM PUBLIC;",
-        ]
-    for tenant in tenants:
-        database = f"feast_{tenant}"
-        lines += [
-            f"SELECT format('CREATE DATABASE %I OWNER %I', '{database}', '{tenant}')"
-            f" WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{database}')\\gexec",
-            f"ALTER DATABASE {database} OWNER TO {tenant};",
-            f"REVOKE CONNECT ON DATABASE {database} FROM PUBLIC;",
-        ]
-        anywhere, inside = reader_grants(tenant, database)  # the transformer's role reads, nothing more
-        lines += [*anywhere, f"\\connect {database}", *inside, "\\connect postgres"]
-    return "\n".join(lines) + "\n"
-
-
-def tenant_databases(tenants: list[str]) -> list[dict[str, Any]]:
-    """A Job that runs tenant_database_sql as the cluster's superuser, after CloudNativePG has made
-    the roles (postgres_roles; until then it fails and is retried). Its name carries a hash of
-    its SQL: a Job's pod template is immutable, so a new tenant makes a new Job."""
-    import hashlib
-
-    sql = tenant_database_sql(tenants)
-    name = f"tenant-databases-{hashlib.sha256(sql.encode()).hexdigest()[:8]}"
-    labels = {"app.kubernetes.io/name": "tenant-databases", "app.kubernetes.io/part-of": "private-mlops"}
-    superuser = f"{POSTGRES_CLUSTER}-superuser"  # CloudNativePG's, with enableSuperuserAccess
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": name, "namespace": PLATFORM_NAMESPACE, "labels": dict(labels)},
-            "data": {"tenants.sql": sql},
-        },
-        {
-            "apiVersion": "batch/v1",
-            "kind": "Job",
-            "metadata": {"name": name, "namespace": PLATFORM_NAMESPACE, "labels": dict(labels)},
-            "spec": {
-                "backoffLimit": 10,
-                "ttlSecondsAfterFinished": 86400,
-                "template": {
-                    "metadata": {"labels": dict(labels)},
-                    "spec": {
-                        "restartPolicy": "OnFailure",
-                        "automountServiceAccountToken": False,
-                        "securityContext": {
-                            "runAsNonRoot": True,
-                            "runAsUser": POSTGRES_UID,
-                            "seccompProfile": {"type": "RuntimeDefault"},
-                        },
-                        "containers": [
-                            {
-                                "name": "psql",
-                                "image": POSTGRES_IMAGE,
-                                "command": ["psql", "--no-psqlrc", "--file=/sql/tenants.sql"],
-                                "env": [
-                                    {"name": "PGHOST", "value": f"{POSTGRES_CLUSTER}-rw.{PLATFORM_NAMESPACE}.svc"},
-                                    {"name": "PGDATABASE", "value": "postgres"},
-                                    {"name": "PGSSLMODE", "value": "require"},
-                                    {
-                                        "name": "PGUSER",
-                                        "valueFrom": {"secretKeyRef": {"name": superuser, "key": "username"}},
-                                    },
-                                    {
-                                        "name": "PGPASSWORD",
-                                        "valueFrom": {"secretKeyRef": {"name": superuser, "key": "password"}},
-                                    },
-                                ],
-                                "securityContext": {
-                                    "allowPrivilegeEscalation": False,
-                                    "capabilities": {"drop": ["ALL"]},
-                                },
-                                "resources": {
-                                    "requests": {"cpu": "50m", "memory": "64Mi"},
-                                    "limits": {"memory": "128Mi"},
-                                },
-                                "volumeMounts": [{"name": "sql", "mountPath": "/sql", "readOnly": True}],
-                            }
-                        ],
-                        "volumes": [{"name": "sql", "configMap": {"name": name}}],
-                    },
-                },
-            },
-        },
-    ]
-
-
-TENANT_REDIS_IMAGE = "registry.mlops.internal/mirror/redis:7.2"
-TENANT_REDIS_MAXMEMORY = "1gb"  # below the container's limit, so it evicts (allkeys-lru) rather than dies
-
-# The users file, written at each start from the passwords (their Secrets) and the rule lines:
-# `default` off, the tenant's user and its read-only reader (the scoring transformer's,
-# components/readonly.py) by their passwords' sha256, no other user. Nobody administers it by
-# command; the platform changes it through this manifest and a restart.
-_WRITE_ACL = """set -eu
-umask 077
-hash=$(printf '%s' "$REDIS_PASSWORD" | sha256sum | cut -d' ' -f1)
-reader_hash=$(printf '%s' "$READER_PASSWORD" | sha256sum | cut -d' ' -f1)
-printf 'user default off\\nuser %s on #%s %s\\nuser %s on #%s %s\\n' \\
-  "$TENANT" "$hash" "$(cat /etc/redis/tenant-rules)" "$READER" "$reader_hash" "$(cat /etc/redis/reader-rules)" \\
-  > /acl/users.acl
-"""
-
-
-def tenant_redis(tenant: str) -> list[dict[str, Any]]:
-    """A tenant's own online store in its namespace: a Redis whose users are the tenant, denied
-    administration (TENANT_REDIS_RULES), and its reader, which may only read hashes (the scoring
-    transformer's, READER_REDIS_RULES), with its own memory, reachable from its namespace only.
-    The passwords are `tenant-redis-credentials` (key `password`), the Secret its pipelines read,
-    and the reader's `tenant-redis-reader-credentials` (key `password`), the transformer's."""
-    labels = {"app.kubernetes.io/name": "redis", "app.kubernetes.io/part-of": "private-mlops"}
-    secret = str(ClusterSettings.model_fields["redis_credentials_secret"].default)
-
-    def restricted() -> dict[str, Any]:
-        return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True}
-
-    password = {"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": secret, "key": "password"}}}
-    reader = [
-        {"name": "READER", "value": reader_name(tenant)},
-        {"name": "READER_PASSWORD", "valueFrom": {"secretKeyRef": {"name": reader_secret(secret), "key": "password"}}},
-    ]
-    config = "\n".join(
-        [
-            "aclfile /acl/users.acl",
-            f"maxmemory {TENANT_REDIS_MAXMEMORY}",
-            "maxmemory-policy allkeys-lru",
-            'save ""',
-            "appendonly no",
-            "protected-mode yes",
-            "",
-        ]
-    )
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "tenant-redis", "namespace": tenant, "labels": dict(labels)},
-            "data": {
-                "redis.conf": config,
-                "tenant-rules": TENANT_REDIS_RULES,
-                "reader-rules": READER_REDIS_RULES,
-                "write-acl.sh": _WRITE_ACL,
-            },
-        },
-        {
-            "apiVersion": "apps/v1",
-            "kind": "StatefulSet",
-            "metadata": {"name": "redis", "namespace": tenant, "labels": dict(labels)},
-            "spec": {
-                "serviceName": "redis",
-                "replicas": 1,
-                "selector": {"matchLabels": {"app.kubernetes.io/name": "redis"}},
-                "template": {
-                    "metadata": {"labels": dict(labels)},
-                    "spec": {
-                        "automountServiceAccountToken": False,
-                        "securityContext": {
-                            "runAsNonRoot": True,
-                            "runAsUser": 999,
-                            "fsGroup": 999,
-                            "seccompProfile": {"type": "RuntimeDefault"},
-                        },
-                        "initContainers": [
-                            {
-                                "name": "users",
-                                "image": TENANT_REDIS_IMAGE,
-                                "command": ["sh", "/etc/redis/write-acl.sh"],
-                                "env": [{"name": "TENANT", "value": tenant}, password, *reader],
-                                "securityContext": restricted(),
-                                "resources": {
-                                    "requests": {"cpu": "10m", "memory": "16Mi"},
-                                    "limits": {"memory": "32Mi"},
-                                },
-                                "volumeMounts": [
-                                    {"name": "config", "mountPath": "/etc/redis"},
-                                    {"name": "acl", "mountPath": "/acl"},
-                                ],
-                            }
-                        ],
-                        "containers": [
-                            {
-                                "name": "redis",
-                                "image": TENANT_REDIS_IMAGE,
-                                "command": ["redis-server", "/etc/redis/redis.conf"],
-                                "ports": [{"name": "redis", "containerPort": 6379}],
-                                "readinessProbe": {"tcpSocket": {"port": 6379}},
-                                "securityContext": restricted(),
-                                "resources": {
-                                    "requests": {"cpu": "250m", "memory": "1536Mi"},
-                                    "limits": {"memory": "1536Mi"},
-                                },
-                                "volumeMounts": [
-                                    {"name": "config", "mountPath": "/etc/redis"},
-                                    {"name": "acl", "mountPath": "/acl"},
-                                ],
-                            }
-                        ],
-                        "volumes": [
-                            {"name": "config", "configMap": {"name": "tenant-redis"}},
-                            {"name": "acl", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
-                        ],
-                    },
-                },
-            },
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": "redis", "namespace": tenant, "labels": dict(labels)},
-            "spec": {
-                "selector": {"app.kubernetes.io/name": "redis"},
-                "ports": [{"name": "redis", "port": 6379, "targetPort": 6379}],
-            },
-        },
-        {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "NetworkPolicy",
-            "metadata": {"name": "redis-from-own-namespace", "namespace": tenant},
-            "spec": {
-                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "redis"}},
-                "policyTypes": ["Ingress"],
-                "ingress": [{"from": [{"podSelector": {}}], "ports": [{"protocol": "TCP", "port": 6379}]}],
-            },
-        },
-    ]
 
 
 MODEL_PULLER_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")

@@ -1,4 +1,4 @@
-"""The cluster's tenant-databases Job, as rendered (pipelines.cluster.tenant_databases), on a real PostgreSQL.
+"""The cluster's tenant-databases Job, as rendered (pipelines.tenant_stores.tenant_databases), on a real PostgreSQL.
 
 No Kubernetes here: the test creates the roles CloudNativePG would (postgres_roles), runs the
 Job's psql command on the rendered SQL as the superuser, twice (a retried Job), and then
@@ -19,7 +19,8 @@ import pytest
 from components.readonly import reader_name
 from devstack import process
 from devstack.stack import PORT_SPAN, Ports, Stack
-from pipelines.cluster import postgres_roles, tenant_databases
+from pipelines.cluster import postgres_roles
+from pipelines.tenant_stores import tenant_databases
 
 pytestmark = pytest.mark.integration
 TENANTS = ["fraud", "pricing"]

@@ -1,4 +1,4 @@
-"""The cluster's per-tenant Redis, as rendered (pipelines.cluster.tenant_redis), on a real redis-server.
+"""The cluster's per-tenant Redis, as rendered (pipelines.tenant_stores.tenant_redis), on a real redis-server.
 
 No Kubernetes here: the test runs the rendered init container's script and the rendered
 redis.conf, with the volume paths moved into a temporary folder, and then attacks the server
@@ -17,7 +17,7 @@ import redis
 
 from components.readonly import reader_name
 from devstack import process
-from pipelines.cluster import tenant_redis
+from pipelines.tenant_stores import tenant_redis
 
 pytestmark = pytest.mark.integration
 PASSWORD = "fraud-online-store-password"
