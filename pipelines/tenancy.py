@@ -29,11 +29,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from components.config import ClusterSettings, PipelineConfig
 from components.errors import ComponentError
+from pipelines.scheduling_constraint import (
+    CONSTRAINT_FILE,
+    SCHEDULING_PRIORITY_CLASSES,
+    SCHEDULING_TOLERATIONS,
+    restricted_scheduling_constraint,
+)
 from pipelines.tenant_feast import feast_cronjob
-from pipelines.workload_kinds import WORKLOAD_KINDS
 
 __all__ = [
-    "CONSTRAINT_FILE",
     "DNS_LABEL",
     "EMAIL",
     "FEAST_CRONJOB_FILE",
@@ -46,8 +50,6 @@ __all__ = [
     "OPERATOR_NAMESPACES",
     "QUANTITY",
     "QUOTA_FILE",
-    "SCHEDULING_PRIORITY_CLASSES",
-    "SCHEDULING_TOLERATIONS",
     "SQL_NAME",
     "STEP",
     "TENANTS_FILE",
@@ -65,7 +67,6 @@ __all__ = [
     "namespace",
     "platform_namespaces",
     "quota",
-    "restricted_scheduling_constraint",
     "tenant_manifests",
     "tenant_pipelines",
     "validate",
@@ -73,7 +74,6 @@ __all__ = [
 
 STEP = "tenant"
 TENANTS_FILE = "tenants.yaml"
-CONSTRAINT_FILE = "restricted-scheduling-constraint.yaml"  # manifests/policies/, rendered from the declaration
 FEAST_CRONJOB_FILE = "feast-materialize.yaml"
 QUOTA_FILE = "quota.yaml"
 NAMESPACE_FILE = "namespace.yaml"
@@ -237,7 +237,9 @@ def platform_namespaces(manifests: Path) -> dict[str, str]:
     for row in (*SCHEDULING_PRIORITY_CLASSES, *SCHEDULING_TOLERATIONS):
         for name in row["namespaces"]:
             if not name.startswith("{"):
-                reserved.setdefault(name, "named by the restricted-scheduling Constraint (pipelines/tenancy.py)")
+                reserved.setdefault(
+                    name, "named by the restricted-scheduling Constraint (pipelines/scheduling_constraint.py)"
+                )
     paths = sorted(manifests.rglob("*.yaml"), key=lambda path: (path.name != "namespaces.yaml", path))
     for path in paths:
         relative = path.relative_to(manifests)
@@ -422,49 +424,6 @@ def kustomization(tenant: Tenant, files: list[str], base: Path) -> dict[str, Any
         "namespace": tenant.name,
         "resources": [*files, "../base"],
         "patches": patches,
-    }
-
-
-# The Constraint's rows: who may use the production PriorityClass and the GPU taints, and on which
-# kinds. "{tenants}" stands for every declared tenant, "{gpu-tenants}" for those with gpu: true.
-SCHEDULING_PRIORITY_CLASSES: tuple[dict[str, Any], ...] = (
-    {"name": "production-inference", "namespaces": ["{tenants}", "mlops-serving"], "kinds": ["InferenceService"]},
-)
-SCHEDULING_TOLERATIONS: tuple[dict[str, Any], ...] = (
-    {
-        "key": "nvidia.com/gpu",
-        "namespaces": ["{gpu-tenants}", "mlops-pipelines"],
-        "kinds": ["Workflow", "WorkflowTemplate", "CronWorkflow", "Job", "CronJob", "Pod"],
-    },
-    {"key": "kserve-gpu", "namespaces": ["{gpu-tenants}", "mlops-serving"], "kinds": ["InferenceService"]},
-)
-
-
-def restricted_scheduling_constraint(tenants: Iterable[Tenant]) -> dict[str, Any]:
-    """The K8sRestrictedScheduling Constraint (its template: manifests/policies/restricted-scheduling.yaml)."""
-
-    declared = list(tenants)
-    groups = {"{tenants}": [t.name for t in declared], "{gpu-tenants}": [t.name for t in declared if t.gpu]}
-
-    def rows(template: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [
-            {**row, "namespaces": [n for name in row["namespaces"] for n in groups.get(name, [name])]}
-            for row in template
-        ]
-
-    return {
-        "apiVersion": "constraints.gatekeeper.sh/v1beta1",
-        "kind": "K8sRestrictedScheduling",
-        "metadata": {"name": "restricted-priority-and-gpu-nodes"},
-        "spec": {
-            "enforcementAction": "deny",
-            "parameters": {
-                "priorityClasses": rows(SCHEDULING_PRIORITY_CLASSES),
-                "tolerations": rows(SCHEDULING_TOLERATIONS),
-            },
-            # every kind lib.workloads reads pod specs out of (mlops/admission.py keeps the match in step)
-            "match": {"kinds": WORKLOAD_KINDS},
-        },
     }
 
 
