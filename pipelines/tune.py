@@ -189,14 +189,7 @@ def tune(
         raise ComponentError(STEP, f"all {trials} trials failed: {failures}", "fix what the trials' errors name")
     best = study.best_trial
     best_value = float(best.value if best.value is not None else "nan")
-    patch = config_patch(cfg, dict(best.params))
-    patch_path = out / f"tune-{cfg.pipeline}.patch.yaml"
-    patch_path.write_text(yaml.safe_dump(patch, sort_keys=True))
-    config_path = out / f"tune-{cfg.pipeline}.config.yaml"
-    patched = cfg.with_overrides({"train.params": patch["train"]["params"]})
-    config_path.write_text(
-        yaml.safe_dump(patched.model_dump(by_alias=True, mode="json", exclude_none=True), sort_keys=False)
-    )
+    patch_path, config_path = _write_best(cfg, dict(best.params), out)
     mlflow.log_param(parent, "trials", trials)
     mlflow.log_param(parent, "parallel", parallel)
     for name, value in best.params.items():
@@ -216,3 +209,16 @@ def tune(
         config_path=str(config_path),
         seconds=time.perf_counter() - started,
     )
+
+
+def _write_best(cfg: PipelineConfig, params: dict[str, Any], out: Path) -> tuple[Path, Path]:
+    """The best trial as a config patch (train.params only) and as the whole patched config."""
+    patch = config_patch(cfg, params)
+    patch_path = out / f"tune-{cfg.pipeline}.patch.yaml"
+    patch_path.write_text(yaml.safe_dump(patch, sort_keys=True))
+    config_path = out / f"tune-{cfg.pipeline}.config.yaml"
+    patched = cfg.with_overrides({"train.params": patch["train"]["params"]})
+    config_path.write_text(
+        yaml.safe_dump(patched.model_dump(by_alias=True, mode="json", exclude_none=True), sort_keys=False)
+    )
+    return patch_path, config_path
