@@ -91,6 +91,29 @@ def train_model(folder: Path) -> tuple[bytes, Callable[[np.ndarray], np.ndarray]
     return (folder / "model.json").read_bytes(), load_predictor(folder / "model.json", metadata)
 
 
+def report_one_entity(
+    samples: dict[str, list[float]], requests: int
+) -> tuple[dict[str, tuple[float, float]], float, float]:
+    """Print each part's p50 / p99 and the whole request's against their sum (the floor); return
+    the figures, the floor's p99 and the whole request's p99 as a multiple of it."""
+    figures = {name: percentiles(values) for name, values in samples.items()}
+    floor50 = sum(figures[n][0] for n in ("hmget", "triton", "predict"))
+    floor99 = sum(figures[n][1] for n in ("hmget", "triton", "predict"))
+    print(f"one entity, {requests} requests (p50 / p99 ms)")
+    labels = {
+        "hmget": "raw HMGET (redis-py, same keys and fields)",
+        "triton": "Triton gRPC, same model, one row",
+        "predict": "in-process predict",
+    }
+    for name, label in labels.items():
+        print(f"  {label:<44} {figures[name][0]:7.3f} / {figures[name][1]:7.3f}")
+    print(f"  {'floor (their sum)':<44} {floor50:7.3f} / {floor99:7.3f}  (baseline)")
+    ratio = figures["whole"][1] / floor99
+    print(f"  {'whole request (HTTP V1 -> transformer)':<44} {figures['whole'][0]:7.3f} / "
+          f"{figures['whole'][1]:7.3f}  {ratio:.2f}x floor at p99 (goal <= 1.5x)")  # fmt: skip
+    return figures, floor99, ratio
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=200_000, help="events behind the online features")
@@ -175,21 +198,7 @@ def main(argv: list[str] | None = None) -> int:
                 started = time.perf_counter()
                 call()
                 samples[name].append(time.perf_counter() - started)
-        figures = {name: percentiles(values) for name, values in samples.items()}
-        floor50 = sum(figures[n][0] for n in ("hmget", "triton", "predict"))
-        floor99 = sum(figures[n][1] for n in ("hmget", "triton", "predict"))
-        print(f"one entity, {args.requests} requests (p50 / p99 ms)")
-        labels = {
-            "hmget": "raw HMGET (redis-py, same keys and fields)",
-            "triton": "Triton gRPC, same model, one row",
-            "predict": "in-process predict",
-        }
-        for name, label in labels.items():
-            print(f"  {label:<44} {figures[name][0]:7.3f} / {figures[name][1]:7.3f}")
-        print(f"  {'floor (their sum)':<44} {floor50:7.3f} / {floor99:7.3f}  (baseline)")
-        ratio = figures["whole"][1] / floor99
-        print(f"  {'whole request (HTTP V1 -> transformer)':<44} {figures['whole'][0]:7.3f} / "
-              f"{figures['whole'][1]:7.3f}  {ratio:.2f}x floor at p99 (goal <= 1.5x)")  # fmt: skip
+        figures, floor99, ratio = report_one_entity(samples, args.requests)
 
         batches = [
             [row(users[(i * BATCH + j) % len(users)]) for j in range(BATCH)] for i in range(max(5, args.requests // 40))
