@@ -101,14 +101,6 @@ def tenant_pooler(tenant: str, pods: int) -> list[dict[str, Any]]:
     labels = pooler_labels(tenant)
     selector = {NAME_LABEL: POOLER_APP, TENANT_LABEL: tenant}
     metadata = {"name": name, "namespace": PLATFORM_NAMESPACE, "labels": dict(labels)}
-
-    def restricted() -> dict[str, Any]:
-        return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True}
-
-    def password(variable: str, secret: str) -> dict[str, Any]:
-        return {"name": variable, "valueFrom": {"secretKeyRef": {"name": secret, "key": "password"}}}
-
-    userlist = {"name": "userlist", "mountPath": "/etc/pgbouncer/userlist"}
     return [
         {
             "apiVersion": "v1",
@@ -116,79 +108,7 @@ def tenant_pooler(tenant: str, pods: int) -> list[dict[str, Any]]:
             "metadata": dict(metadata),
             "data": {"pgbouncer.ini": pooler_ini(tenant, pods), "write-userlist.sh": _WRITE_USERLIST},
         },
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": dict(metadata),
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": dict(selector)},
-                "template": {
-                    "metadata": {"labels": dict(labels)},
-                    "spec": {
-                        "automountServiceAccountToken": False,
-                        "securityContext": {
-                            "runAsNonRoot": True,
-                            "runAsUser": PGBOUNCER_UID,
-                            "fsGroup": PGBOUNCER_UID,
-                            "seccompProfile": {"type": "RuntimeDefault"},
-                        },
-                        "initContainers": [
-                            {
-                                "name": "userlist",
-                                "image": POSTGRES_IMAGE,
-                                "command": ["sh", "/etc/pgbouncer/write-userlist.sh"],
-                                "env": [
-                                    {"name": "TENANT", "value": tenant},
-                                    password("PGPASSWORD", f"{tenant}-db-credentials"),
-                                    {"name": "READER", "value": reader_name(tenant)},
-                                    password("READER_PASSWORD", reader_database_secret(tenant)),
-                                ],
-                                "securityContext": restricted(),
-                                "resources": {
-                                    "requests": {"cpu": "10m", "memory": "16Mi"},
-                                    "limits": {"memory": "32Mi"},
-                                },
-                                "volumeMounts": [
-                                    {
-                                        "name": "config",
-                                        "mountPath": "/etc/pgbouncer/write-userlist.sh",
-                                        "subPath": "write-userlist.sh",
-                                    },
-                                    dict(userlist),
-                                ],
-                            }
-                        ],
-                        "containers": [
-                            {
-                                "name": "pgbouncer",
-                                "image": PGBOUNCER_IMAGE,
-                                "args": ["/etc/pgbouncer/pgbouncer.ini"],
-                                "ports": [{"name": "postgres", "containerPort": PORT}],
-                                "readinessProbe": {"tcpSocket": {"port": PORT}},
-                                "securityContext": restricted(),
-                                "resources": {
-                                    "requests": {"cpu": "50m", "memory": "32Mi"},
-                                    "limits": {"memory": "128Mi"},
-                                },
-                                "volumeMounts": [
-                                    {
-                                        "name": "config",
-                                        "mountPath": "/etc/pgbouncer/pgbouncer.ini",
-                                        "subPath": "pgbouncer.ini",
-                                    },
-                                    {**userlist, "readOnly": True},
-                                ],
-                            }
-                        ],
-                        "volumes": [
-                            {"name": "config", "configMap": {"name": name}},
-                            {"name": "userlist", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
-                        ],
-                    },
-                },
-            },
-        },
+        _deployment(tenant, name, metadata, selector),
         {
             "apiVersion": "v1",
             "kind": "Service",
@@ -227,6 +147,93 @@ def tenant_pooler(tenant: str, pods: int) -> list[dict[str, Any]]:
             },
         },
     ]
+
+
+def _deployment(tenant: str, name: str, metadata: dict[str, Any], selector: dict[str, str]) -> dict[str, Any]:
+    """The pooler: an init container writes its userlist (the tenant's and its reader's password
+    hashes) into memory, then PgBouncer serves the tenant's databases; both restricted."""
+    labels = pooler_labels(tenant)
+
+    def restricted() -> dict[str, Any]:
+        return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True}
+
+    def password(variable: str, secret: str) -> dict[str, Any]:
+        return {"name": variable, "valueFrom": {"secretKeyRef": {"name": secret, "key": "password"}}}
+
+    userlist = {"name": "userlist", "mountPath": "/etc/pgbouncer/userlist"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": dict(metadata),
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": dict(selector)},
+            "template": {
+                "metadata": {"labels": dict(labels)},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": PGBOUNCER_UID,
+                        "fsGroup": PGBOUNCER_UID,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "initContainers": [
+                        {
+                            "name": "userlist",
+                            "image": POSTGRES_IMAGE,
+                            "command": ["sh", "/etc/pgbouncer/write-userlist.sh"],
+                            "env": [
+                                {"name": "TENANT", "value": tenant},
+                                password("PGPASSWORD", f"{tenant}-db-credentials"),
+                                {"name": "READER", "value": reader_name(tenant)},
+                                password("READER_PASSWORD", reader_database_secret(tenant)),
+                            ],
+                            "securityContext": restricted(),
+                            "resources": {
+                                "requests": {"cpu": "10m", "memory": "16Mi"},
+                                "limits": {"memory": "32Mi"},
+                            },
+                            "volumeMounts": [
+                                {
+                                    "name": "config",
+                                    "mountPath": "/etc/pgbouncer/write-userlist.sh",
+                                    "subPath": "write-userlist.sh",
+                                },
+                                dict(userlist),
+                            ],
+                        }
+                    ],
+                    "containers": [
+                        {
+                            "name": "pgbouncer",
+                            "image": PGBOUNCER_IMAGE,
+                            "args": ["/etc/pgbouncer/pgbouncer.ini"],
+                            "ports": [{"name": "postgres", "containerPort": PORT}],
+                            "readinessProbe": {"tcpSocket": {"port": PORT}},
+                            "securityContext": restricted(),
+                            "resources": {
+                                "requests": {"cpu": "50m", "memory": "32Mi"},
+                                "limits": {"memory": "128Mi"},
+                            },
+                            "volumeMounts": [
+                                {
+                                    "name": "config",
+                                    "mountPath": "/etc/pgbouncer/pgbouncer.ini",
+                                    "subPath": "pgbouncer.ini",
+                                },
+                                {**userlist, "readOnly": True},
+                            ],
+                        }
+                    ],
+                    "volumes": [
+                        {"name": "config", "configMap": {"name": name}},
+                        {"name": "userlist", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+                    ],
+                },
+            },
+        },
+    }
 
 
 def postgres_from_tenant_poolers() -> dict[str, Any]:
