@@ -4,8 +4,8 @@ A step's key is the sha256 of what its result depends on, and of nothing else:
 - the data's digest (the sha256 of the dataset's bytes, or the md5 a DVC pointer records), never
   its path: the same path with new bytes is new data;
 - the step's own arguments (its section of the config), the keys of the steps it reads from, and
-  the code (a fingerprint of components/ and pipelines/, so an uncommitted edit counts), the image
-  and the package versions;
+  the code (a fingerprint of components/, pipelines/ and mlops/, so an uncommitted edit counts),
+  the image and the package versions;
 - the platform's non-secret settings, so a run against other stores does not reuse a result
   written into the old ones.
 Only steps declared `caching=True` get a key (pipelines/standard.py: validate, materialize, train,
@@ -56,7 +56,8 @@ __all__ = [
     "step_keys",
 ]
 
-ROOTS = ("components", "pipelines")
+ROOTS = ("components", "pipelines", "mlops")
+"""The packages whose source a step's outputs depend on: code_fingerprint reads them all."""
 SUFFIXES = {".py", ".json", ".yaml", ".yml"}
 DIGEST_OUTPUT = "data_digest"
 """The output naming the bytes a run read (validate's): what cluster cache keys start from."""
@@ -67,9 +68,13 @@ NAMESPACE = "{{workflow.namespace}}"
 """The tenant, in every memoized step's key."""
 
 
-def code_fingerprint() -> str:
-    """sha256 over the source of components/ and pipelines/ (paths and bytes, in a fixed order)."""
-    repo = Path(__file__).resolve().parents[1]
+def code_fingerprint(repo: Path | None = None) -> str:
+    """sha256 over the source of ROOTS below `repo` (this checkout by default): paths and bytes, in a
+    fixed order, goldens aside (they are outputs). mlops/ is in on purpose: a distributed train's
+    workers run the step as `python -m mlops.cli step train` (components' train launch), so the CLI's
+    flag parsing is part of what makes a step's outputs. Left out, an edit there would reuse a result
+    the new code would not make (a stale hit); in, an edit to the CLI costs at most one rerun."""
+    repo = repo or Path(__file__).resolve().parents[1]
     digest = hashlib.sha256()
     for root in ROOTS:
         for path in sorted((repo / root).rglob("*")):

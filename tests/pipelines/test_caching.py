@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
-from pipelines.caching import code_fingerprint, step_keys
+from pipelines.caching import SUFFIXES, code_fingerprint, step_keys
 from pipelines.fraud.pipeline import DECLARATION as FRAUD
+from tests.conftest import REPO
 
 
 def _keys(data: Path, **overrides: object) -> dict[str, str]:
@@ -37,8 +39,36 @@ def test_a_config_change_re_keys_from_the_first_step_it_affects(tmp_path: Path) 
     assert before["train"] != after["train"] and before["evaluate"] != after["evaluate"]  # downstream of train
 
 
-def test_the_code_fingerprint_is_stable() -> None:
-    assert code_fingerprint() == code_fingerprint() and len(code_fingerprint()) == 64
+def _fingerprinted_copy(target: Path) -> Path:
+    """The source files a step's outputs depend on (components/, pipelines/ and mlops/), copied below `target`."""
+    for root in ("components", "pipelines", "mlops"):
+        for path in sorted((REPO / root).rglob("*")):
+            if path.is_file() and path.suffix in SUFFIXES and "__pycache__" not in path.parts:
+                copy = target / path.relative_to(REPO)
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, copy)
+    return target
+
+
+def test_an_edit_to_any_fingerprinted_source_gives_a_new_code_key(tmp_path: Path) -> None:
+    """issue 30: this test compared code_fingerprint() with itself, which cannot fail. On a copy of the
+    sources: the untouched copy keys as this checkout does (positive control), and one edited byte in
+    a step's code, in the pipeline code or in the CLI that runs distributed train's workers (mlops/,
+    in on purpose: see code_fingerprint) gives a new key; undone, the key is the old one again."""
+    copy = _fingerprinted_copy(tmp_path)
+    original = code_fingerprint(copy)
+    assert len(original) == 64 and original == code_fingerprint(REPO)
+    step_code = next(p for p in sorted((copy / "components").rglob("train.py")))
+    edited_files = [step_code, copy / "pipelines" / "caching.py", copy / "mlops" / "cli" / "run.py"]
+    for edited in edited_files:
+        text = edited.read_text()
+        edited.write_text(text + "\n# one more line\n")
+        assert code_fingerprint(copy) != original, edited.relative_to(copy)
+        edited.write_text(text)
+        assert code_fingerprint(copy) == original, edited.relative_to(copy)
+    golden = next((copy / "pipelines").rglob("golden/*.yaml"))
+    golden.write_text(golden.read_text() + "# an output, not code\n")
+    assert code_fingerprint(copy) == original  # goldens are what the code renders, not its source
 
 
 def _rendered_keys(cfg: object = None) -> dict[str, str]:
