@@ -32,10 +32,13 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from components.errors import ComponentError, TransientError
 from mlops.argo_client import normalise_token, token_from_kubeconfig
+
+if TYPE_CHECKING:
+    from kfp import Client as KfpClient
 
 __all__ = [
     "CONTROLLER_TIMEZONE",
@@ -113,7 +116,7 @@ def connect(
     )
 
 
-def client(connection: Connection) -> Any:
+def client(connection: Connection) -> KfpClient:
     """kfp.Client for the connection, every request bounded by REQUEST_TIMEOUT."""
     import kfp
 
@@ -263,7 +266,7 @@ def _equals(key: str, value: str) -> str:
     return json.dumps({"predicates": [{"operation": FILTER_EQUALS, "key": key, "stringValue": value}]})
 
 
-def ensure_version(kfp: Any, connection: Connection, upload: Upload) -> tuple[str, str, str]:
+def ensure_version(kfp: KfpClient, connection: Connection, upload: Upload) -> tuple[str, str, str]:
     """(pipeline id, version id, what happened): upload, add a version, or reuse the one already there."""
     found = _call(
         connection,
@@ -307,7 +310,7 @@ def ensure_version(kfp: Any, connection: Connection, upload: Upload) -> tuple[st
     return pipeline_id, added.pipeline_version_id, outcome
 
 
-def ensure_experiment(kfp: Any, connection: Connection, name: str) -> str:
+def ensure_experiment(kfp: KfpClient, connection: Connection, name: str) -> str:
     experiment = _call(
         connection, f"get or create experiment {name}", kfp.create_experiment, name, namespace=connection.namespace
     )
@@ -315,7 +318,7 @@ def ensure_experiment(kfp: Any, connection: Connection, name: str) -> str:
 
 
 def create_run(
-    kfp: Any, connection: Connection, upload: Upload, name: str, parameters: dict[str, Any]
+    kfp: KfpClient, connection: Connection, upload: Upload, name: str, parameters: dict[str, Any]
 ) -> dict[str, Any]:
     pipeline_id, version_id, outcome = ensure_version(kfp, connection, upload)
     experiment = ensure_experiment(kfp, connection, upload.pipeline)
@@ -333,7 +336,7 @@ def create_run(
 
 
 def ensure_recurring_run(
-    kfp: Any, connection: Connection, upload: Upload, name: str, cron: str, parameters: dict[str, Any]
+    kfp: KfpClient, connection: Connection, upload: Upload, name: str, cron: str, parameters: dict[str, Any]
 ) -> dict[str, Any]:
     """Create the nightly recurring run; one of that name on another version or cron is replaced (KFP
     has no update). One run at a time and no backfill, as Argo's Forbid and starting deadline."""
@@ -368,7 +371,7 @@ def ensure_recurring_run(
     return {"recurring_run_id": created.recurring_run_id, "outcome": "created", "pipeline": outcome}
 
 
-def get_run(connection: Connection, run_id: str, kfp: Any = None) -> dict[str, Any]:
+def get_run(connection: Connection, run_id: str, kfp: KfpClient | None = None) -> dict[str, Any]:
     found = _call(connection, f"get run {run_id}", (kfp or client(connection)).get_run, run_id)
     document: dict[str, Any] = found.to_dict()
     return document

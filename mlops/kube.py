@@ -13,9 +13,12 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from components.errors import ComponentError, TransientError
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
 
 __all__ = [
     "AUTHORIZATION_KINDS",
@@ -55,8 +58,7 @@ def kubeconfig_path(explicit: str | None = None) -> Path | None:
 
 @dataclass(kw_only=True)
 class Cluster:
-    api: Any
-    """kubernetes.client.ApiClient"""
+    api: ApiClient
     context: str
 
     @classmethod

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -41,6 +41,12 @@ from components.promote import (
 )
 from components.serving_authorization import serving_objects
 from mlops.admission import POLICY_DIR, PolicySet
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from components.config import PipelineConfig
+    from mlops.kube import Cluster
 
 STEP = "promote"
 ACTIONS = ("canary", "promote", "rollback")
@@ -92,11 +98,17 @@ class Target:
     """Where the rendered service goes. kind: kubernetes | gitops | dry-run."""
 
     kind: str
-    cluster: Any = None
+    cluster: Cluster | None = None
     folder: Path | None = None
 
+    @property
+    def kube(self) -> Cluster:
+        """The cluster of a kubernetes target (the CLI sets it with kind="kubernetes")."""
+        assert self.cluster is not None, "a kubernetes target is made with its cluster"
+        return self.cluster
+
     def live(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.cluster.get_inference_service(namespace, name) if self.kind == "kubernetes" else None
+        return self.kube.get_inference_service(namespace, name) if self.kind == "kubernetes" else None
 
     def apply(self, objects: list[dict[str, Any]], live: dict[str, Any] | None = None) -> str:
         """Write the InferenceService (objects[0]) and who may call it (the AuthorizationPolicy and
@@ -106,8 +118,8 @@ class Target:
         service, authorization = objects[0], objects[1:]
         if self.kind == "kubernetes":
             for obj in authorization:
-                self.cluster.apply_authorization(obj)
-            return f"kubernetes:{self.cluster.context}:{self.cluster.apply(service, live)}"
+                self.kube.apply_authorization(obj)
+            return f"kubernetes:{self.kube.context}:{self.kube.apply(service, live)}"
         if self.kind == "gitops":
             assert self.folder is not None
             for obj in authorization:
@@ -166,7 +178,7 @@ def _refuse(problem: str, fix: str) -> ComponentError:
     return ComponentError(STEP, problem, fix)
 
 
-def _candidate(mlflow: Any, request: Request, state: ServingState) -> int:
+def _candidate(mlflow: MlflowClient, request: Request, state: ServingState) -> int:
     if request.action == "rollback":
         if request.version is not None or request.alias is not None:
             raise _refuse("--rollback takes no --version or --alias", "it always returns to the previous revision")
@@ -238,9 +250,9 @@ def execute(request: Request, target: Target) -> Outcome:
 
     namespace = settings.namespace
     live = target.live(namespace, request.model)
-    mode = settings.deployment_mode
+    mode: str = settings.deployment_mode  # the live service's own mode wins (a cluster may say otherwise)
     if target.kind == "kubernetes":
-        mode = target.cluster.deployment_mode(live) or mode
+        mode = target.kube.deployment_mode(live) or mode
         live_version = (live or {}).get("metadata", {}).get("labels", {}).get(annotation("model-version"))
         expected = before.canary if before.canary is not None else before.champion
         if live is not None and live_version is not None and expected is not None and int(live_version) != expected:
@@ -311,7 +323,7 @@ def execute(request: Request, target: Target) -> Outcome:
     )
 
 
-def _move_aliases(mlflow: Any, model: str, action: str, version: int, before: ServingState) -> dict[str, int]:
+def _move_aliases(mlflow: MlflowClient, model: str, action: str, version: int, before: ServingState) -> dict[str, int]:
     if action == "canary":
         mlflow.set_registered_model_alias(model, registry.CANARY, str(version))
     elif action == "promote" or before.canary is None:  # a promotion, or a rollback after one
@@ -321,7 +333,9 @@ def _move_aliases(mlflow: Any, model: str, action: str, version: int, before: Se
     return registry.aliases(mlflow, model)
 
 
-def settings_for(mlflow: Any, model: str, version: int | None, config: Path | None, pipeline: str | None) -> Any:
+def settings_for(
+    mlflow: MlflowClient, model: str, version: int | None, config: Path | None, pipeline: str | None
+) -> PipelineConfig:
     """The promote settings of the pipeline that registered the model (from the version's tag),
     or of --pipeline / --config."""
     from pipelines.local import declaration

@@ -6,9 +6,12 @@ import argparse
 import json
 import shlex
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from components.errors import ComponentError
+
+if TYPE_CHECKING:
+    from devstack.stack import Stack
 
 
 def register(sub: Any, argv: list[str]) -> None:
@@ -129,7 +132,7 @@ def _dev(args: argparse.Namespace) -> int:
     return 0
 
 
-def _up_tenant_monitoring(stack: Any, routing: dict[str, Any]) -> None:
+def _up_tenant_monitoring(stack: Stack, routing: dict[str, Any]) -> None:
     """A Pushgateway for each declared tenant (manifests/tenants/tenants.yaml, when this checkout
     has it) and each tenant added on this stack, scraped with pipelines.tenant_monitoring's rules."""
     from devstack import tenant_monitoring

@@ -14,16 +14,19 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from components.config import PipelineConfig
 from components.errors import ComponentError
 from pipelines.declaration import PipelineDeclaration
 
+if TYPE_CHECKING:
+    from mlops.kfp_client import Connection
+
 __all__ = ["schedule", "status", "submit"]
 
 
-def _connection(args: argparse.Namespace, default_namespace: str | None = None) -> Any:
+def _connection(args: argparse.Namespace, default_namespace: str | None = None) -> Connection:
     from mlops import kfp_client
 
     return kfp_client.connect(
@@ -105,7 +108,7 @@ def submit(
     return _follow(connection, created["run_id"], args.poll_seconds)
 
 
-def _follow(connection: Any, run_id: str, poll_seconds: float) -> int:
+def _follow(connection: Connection, run_id: str, poll_seconds: float) -> int:
     from mlops import kfp_client
 
     final = kfp_client.wait(connection, run_id, poll_seconds=poll_seconds)

@@ -7,9 +7,13 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from components.errors import ComponentError
+
+if TYPE_CHECKING:
+    from components.handoffs import Registration
+    from devstack.transformer import LocalTransformer
 
 
 def register(sub: Any, argv: list[str]) -> None:
@@ -179,7 +183,9 @@ def _serve(args: argparse.Namespace) -> int:
         server.stop()
 
 
-def _start_transformer(args: argparse.Namespace, root: Path, predictor_grpc: str, registration: Any) -> Any:
+def _start_transformer(
+    args: argparse.Namespace, root: Path, predictor_grpc: str, registration: Registration
+) -> LocalTransformer:
     """The scoring transformer beside the local Triton, on the pipeline's feature service."""
     from components.materialize import store_directory
     from devstack.transformer import LocalTransformer
