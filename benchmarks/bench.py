@@ -25,7 +25,10 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from components.config import PipelineConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -79,7 +82,7 @@ def import_seconds(packages: list[str]) -> float:
     return float(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else float("nan")
 
 
-def in_process(raw: Path, home: Path, cfg: Any) -> dict[str, dict[str, Any]]:
+def in_process(raw: Path, home: Path, cfg: PipelineConfig) -> dict[str, dict[str, Any]]:
     from components.evaluate import evaluate
     from components.materialize import materialize
     from components.promote import promote

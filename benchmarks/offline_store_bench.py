@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -29,10 +29,14 @@ sys.path.insert(0, str(REPO))
 from devstack import process  # noqa: E402
 from devstack.stack import DB_USER, PORT_SPAN, Ports, Stack  # noqa: E402
 
+if TYPE_CHECKING:
+    from feast import FeatureStore
+    from feast.data_source import DataSource
+
 COLUMNS = ["user_id", "event_timestamp", "txn_count_1h", "txn_count_24h", "amount_avg_7d", "seconds_since_last_txn"]
 
 
-def definitions(source: Any) -> list[Any]:
+def definitions(source: DataSource) -> list[Any]:
     """The fraud pipeline's definitions (pipelines/fraud/feature_repo) over another source."""
     from feast import FeatureService, FeatureView, Field
 
@@ -49,7 +53,7 @@ def definitions(source: Any) -> list[Any]:
     return [fraud.user, source, view, FeatureService(name=fraud.fraud_model_v1.name, features=[view])]
 
 
-def training_set(store: Any, frame: pd.DataFrame) -> tuple[pd.DataFrame, float]:
+def training_set(store: FeatureStore, frame: pd.DataFrame) -> tuple[pd.DataFrame, float]:
     from components.materialize import _historical
 
     entity_df = frame[["user_id", "event_timestamp", "is_fraud"]].sort_values("event_timestamp", kind="stable")

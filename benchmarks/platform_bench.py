@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,12 @@ sys.path.insert(0, str(REPO))
 from components import artifacts  # noqa: E402
 from devstack import process  # noqa: E402
 from devstack.stack import PORT_SPAN, Ports, Stack  # noqa: E402
+
+if TYPE_CHECKING:
+    import redis
+    from feast import FeatureService, FeatureStore
+
+    from components.online import OnlineFeatureReader
 
 FEATURE_REPO = REPO / "pipelines" / "fraud" / "feature_repo"
 VIEW = "user_transaction_stats"
@@ -138,7 +144,12 @@ def lookup_bench(home: Path, frame: pd.DataFrame, stack: Stack, iterations: int)
 
 
 def _interleaved(
-    reader: Any, store: Any, service: Any, raw: Any, batches: list[list[dict[str, int]]], calls_each: int
+    reader: OnlineFeatureReader,
+    store: FeatureStore,
+    service: FeatureService,
+    raw: redis.Redis,
+    batches: list[list[dict[str, int]]],
+    calls_each: int,
 ) -> dict[str, list[float]]:
     """Call raw HMGET, the scoring path and the SDK in turn on the same batch, timing each."""
     commands = [reader.redis_commands(batch) for batch in batches]
@@ -146,7 +157,7 @@ def _interleaved(
     def raw_call(index: int) -> None:
         with raw.pipeline(transaction=False) as pipe:
             for key, fields in commands[index]:
-                pipe.hmget(key, fields)
+                pipe.hmget(key, fields)  # type: ignore[arg-type]  # redis-py takes bytes keys too
             pipe.execute()
 
     calls: dict[str, Callable[[int], Any]] = {

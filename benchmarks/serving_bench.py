@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -33,6 +33,12 @@ from components.models import load_predictor  # noqa: E402
 from components.triton import tensor_contract, write_python_repository  # noqa: E402
 from devstack.process import free_port_base  # noqa: E402
 from devstack.triton import LocalTriton  # noqa: E402
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    import tritonclient.grpc
+    import tritonclient.http
 
 FEATURES = ["amount", "merchant_category", "txn_count_1h", "txn_count_24h", "amount_avg_7d", "seconds_since_last_txn"]
 BATCH = 64
@@ -115,7 +121,11 @@ def throughput(calls: list[Callable[[], Any]], seconds: float) -> float:
     return sum(done) / (time.perf_counter() - started)
 
 
-def infer_call(module: Any, client: Any, rows: np.ndarray) -> Callable[[], Any]:
+def infer_call(
+    module: ModuleType,
+    client: tritonclient.http.InferenceServerClient | tritonclient.grpc.InferenceServerClient,
+    rows: np.ndarray,
+) -> Callable[[], Any]:
     tensor = module.InferInput(TENSORS.input, list(rows.shape), "FP32")
     tensor.set_data_from_numpy(rows)
     output = module.InferRequestedOutput(TENSORS.output)

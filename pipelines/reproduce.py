@@ -15,7 +15,10 @@ import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 __all__ = ["STEP", "Reproduction", "reproduce"]
 
@@ -35,7 +38,7 @@ class Reproduction:
         return self.registered_sha256 == self.reproduced_sha256
 
 
-def _recorded_documents(mlflow: Any, run_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def _recorded_documents(mlflow: MlflowClient, run_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
     from components.errors import ComponentError
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -20,13 +20,16 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
 from components.config import PipelineConfig, SearchRange
 from pipelines.declaration import PipelineDeclaration
 from pipelines.scratch_sets import Sets, make_sets
+
+if TYPE_CHECKING:
+    from optuna.trial import Trial
 
 __all__ = ["GREATER_IS_BETTER", "STEP", "Tuning", "config_patch", "direction", "run_trial", "sample", "tune"]
 
@@ -38,11 +41,12 @@ def direction(metric: str) -> Literal["maximize", "minimize"]:
     return "maximize" if metric in GREATER_IS_BETTER else "minimize"
 
 
-def sample(trial: Any, space: dict[str, SearchRange]) -> dict[str, Any]:
+def sample(trial: Trial, space: dict[str, SearchRange]) -> dict[str, Any]:
     """One point of the search space, drawn through Optuna's trial."""
     point: dict[str, Any] = {}
     for name, bounds in sorted(space.items()):
         if bounds.type == "categorical":
+            assert bounds.choices is not None  # SearchRange refuses a categorical range without them
             point[name] = trial.suggest_categorical(name, bounds.choices)
         elif bounds.type == "int":
             point[name] = trial.suggest_int(name, int(bounds.low or 0), int(bounds.high or 0), log=bounds.log)
@@ -136,7 +140,7 @@ def tune(
         scratch = Path(tmp)
         sets = make_sets(declaration, cfg, data, scratch)
 
-        def objective(trial: Any) -> float:
+        def objective(trial: Trial) -> float:
             point = sample(trial, settings.space)
             child = None
             try:
