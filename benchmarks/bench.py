@@ -182,7 +182,7 @@ def steps_at(rows: int, seed: int, gate_threshold: float | None, keep: Path | No
     return result
 
 
-def _config(rows: int, seed: int, gate_threshold: float | None) -> Any:
+def _config(rows: int, seed: int, gate_threshold: float | None) -> PipelineConfig:
     from pipelines.fraud import pipeline as fraud
 
     overrides: dict[str, Any] = {"data.rows": rows, "data.seed": seed}

@@ -11,10 +11,13 @@ import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from components.errors import ComponentError
 from mlops.cli.common import pairs
+
+if TYPE_CHECKING:
+    from mlops.argo_client import Connection
 
 
 def register(sub: Any, argv: list[str]) -> None:
@@ -125,7 +128,7 @@ def _golden(args: argparse.Namespace) -> int:
     return 0
 
 
-def _connection(args: argparse.Namespace, default_namespace: str | None = None) -> Any:
+def _connection(args: argparse.Namespace, default_namespace: str | None = None) -> Connection:
     from mlops.argo_client import connect
 
     return connect(

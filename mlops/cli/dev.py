@@ -70,7 +70,7 @@ def register(sub: Any, argv: list[str]) -> None:
     buckets.set_defaults(handler=_buckets)
 
 
-def _stack(args: argparse.Namespace) -> Any:
+def _stack(args: argparse.Namespace) -> Stack:
     from devstack.stack import DEFAULT_PORT_BASE, Ports, Stack, default_root
 
     root = Path(args.dir) if args.dir else default_root()

@@ -7,9 +7,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlops.cli.common import pairs
+
+if TYPE_CHECKING:
+    from components.config import PipelineConfig
+    from pipelines.declaration import PipelineDeclaration
 
 
 def register(sub: Any, argv: list[str]) -> None:
@@ -43,7 +47,7 @@ def register(sub: Any, argv: list[str]) -> None:
     trial.set_defaults(handler=_trial)
 
 
-def _config(args: argparse.Namespace) -> Any:
+def _config(args: argparse.Namespace) -> tuple[PipelineDeclaration, PipelineConfig]:
     from mlops.cli.common import config_overrides
     from pipelines.local import declaration
 
