@@ -12,7 +12,7 @@ through a shared proxy is two flows (`allowed_via`).
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -96,7 +96,6 @@ class Evaluator:
     """All NetworkPolicies of a cluster; `allowed` answers one flow."""
 
     policies: list[dict[str, Any]]
-    decisions: list[str] = field(default_factory=list)
 
     def _selecting(self, pod: Pod, kind: str) -> list[dict[str, Any]]:
         return [
