@@ -11,11 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from mlops import admission
-from tests.conftest import REPO
+from tests.policies.policy_files import POLICIES
 
 
 def _rule(match: dict[str, Any]) -> admission.Policy:
-    rule = admission.policy(REPO / "manifests" / "policies" / "pod-security.yaml")
+    """pod-security.yaml's policy with `match` for its Constraint's (its own: the shared one stays as installed)."""
+    rule = admission.policy(POLICIES / "pod-security.yaml")
     rule.constraint = {**rule.constraint, "spec": {**rule.constraint["spec"], "match": match}}
     return rule
 

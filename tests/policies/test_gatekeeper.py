@@ -16,34 +16,27 @@ import yaml
 
 from mlops import admission
 from tests.conftest import REGISTRATION, REPO
-
-POLICIES = REPO / "manifests" / "policies"
-
-
-def _policy(file: str) -> admission.Policy:
-    rule = admission.policy(POLICIES / file)
-    assert rule.template["spec"]["crd"]["spec"]["names"]["kind"] == rule.constraint["kind"]
-    return rule
+from tests.policies.policy_files import POLICIES, policy
 
 
 @pytest.fixture(scope="module")
 def gpu() -> Iterator[admission.Policy]:
-    yield _policy("gpu-memory-limit.yaml")
+    yield policy("gpu-memory-limit.yaml")
 
 
 @pytest.fixture(scope="module")
 def promotion() -> Iterator[admission.Policy]:
-    yield _policy("promotion-guard.yaml")
+    yield policy("promotion-guard.yaml")
 
 
 @pytest.fixture(scope="module")
 def registries() -> Iterator[admission.Policy]:
-    yield _policy("allowed-registries.yaml")
+    yield policy("allowed-registries.yaml")
 
 
 @pytest.fixture(scope="module")
 def credentials() -> Iterator[admission.Policy]:
-    yield _policy("no-literal-credentials.yaml")
+    yield policy("no-literal-credentials.yaml")
 
 
 def pod(container: dict[str, Any]) -> dict[str, Any]:
@@ -204,13 +197,29 @@ def test_literal_credentials_are_denied_secret_refs_allowed(credentials: admissi
     assert credentials.violations(by_reference) == []
 
 
+@pytest.mark.parametrize("file", ["serving-labels.yaml", "trainjob-runtimes.yaml", "tenant-network-objects.yaml"])
+def test_the_templates_and_constraints_are_valid_gatekeeper_objects(file: str) -> None:
+    """Each template against Gatekeeper's ConstraintTemplate CRD (MLOPS_SCHEMAS_DIR, mlops lint's
+    strict check), each Constraint's parameters against the schema its template declares, a stray
+    parameter refused (the check sees one). One test for every such file (issue 30: it was written
+    twice, in test_serving_labels.py and test_tenant_network_objects.py)."""
+    from mlops import lint
+    from mlops.lint import _check
+
+    rule = policy(file)
+    assert lint.check(rule.template) is None
+    parameters = rule.template["spec"]["crd"]["spec"]["validation"]["openAPIV3Schema"]
+    assert _check(rule.parameters, parameters) is None
+    assert _check({**rule.parameters, "unknown": True}, parameters) == "/unknown: field not in the schema"
+
+
 def test_our_rendered_pipelines_comply_with_the_platform_policies(
     gpu: admission.Policy, registries: admission.Policy, credentials: admission.Policy
 ) -> None:
     for name in ("fraud", "forecast"):
         template = yaml.safe_load((REPO / "pipelines" / name / "golden" / "workflow-template.yaml").read_text())
-        for policy in (gpu, registries, credentials):
-            assert policy.violations(template) == [], (name, policy.name)
+        for rule in (gpu, registries, credentials):
+            assert rule.violations(template) == [], (name, rule.name)
         stripped = copy.deepcopy(template)
         for t in stripped["spec"]["templates"]:
             if "container" in t:
@@ -243,7 +252,7 @@ def test_forecast_tenant_gpu_deployment_without_memory_limit_is_rejected(gpu: ad
     assert {"kind": "Namespace", "name": "forecast"} in [
         {"kind": o["kind"], "name": o["metadata"]["name"]} for o in tenant if o["kind"] == "Namespace"
     ]
-    documents = yaml.safe_load_all((REPO / "manifests" / "policies" / "gpu-memory-limit.yaml").read_text())
+    documents = yaml.safe_load_all((POLICIES / "gpu-memory-limit.yaml").read_text())
     constraint = next(d for d in documents if d and d["kind"] != "ConstraintTemplate")
     match = constraint["spec"]["match"]
     assert "forecast" not in match.get("excludedNamespaces", [])
@@ -328,7 +337,7 @@ def _with_transformer() -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    ("edit", "policy", "message"),
+    ("edit", "file", "message"),
     [
         (lambda c: c.update(image="docker.io/someone/transformer:latest"), "allowed-registries.yaml", "transformer"),
         (lambda c: c["env"].append({"name": "MLOPS_FEAST_REDIS_PASSWORD", "value": "hunter2"}),
@@ -336,7 +345,7 @@ def _with_transformer() -> dict[str, Any]:
         (lambda c: c["securityContext"].update(privileged=True), "pod-security.yaml", "runs privileged"),
     ],
 )  # fmt: skip
-def test_the_transformer_is_admitted_as_rendered_and_held_to_every_rule(edit: Any, policy: str, message: str) -> None:
+def test_the_transformer_is_admitted_as_rendered_and_held_to_every_rule(edit: Any, file: str, message: str) -> None:
     """The scoring transformer is a workload like the predictor: admitted as promote renders it
     (positive control, every policy), denied once it pulls from elsewhere, carries a password in
     clear or runs privileged."""
@@ -345,5 +354,5 @@ def test_the_transformer_is_admitted_as_rendered_and_held_to_every_rule(edit: An
     assert admission.PolicySet(POLICIES).violations(service) == []
     attacked = copy.deepcopy(service)
     edit(attacked["spec"]["transformer"]["containers"][0])
-    denied = _policy(policy).violations(attacked)
+    denied = policy(file).violations(attacked)
     assert denied and any(message in line for line in denied), denied

@@ -20,15 +20,10 @@ from typing import Any
 import pytest
 
 from mlops import admission
-from tests.conftest import REPO
+from tests.policies.policy_files import policy
 
-POLICIES = REPO / "manifests" / "policies"
 INTERNAL = "registry.mlops.internal/private-mlops/components:1"
 OUTSIDE = "docker.io/attacker/miner:latest"
-
-
-def _policy(file: str) -> admission.Policy:
-    return admission.policy(POLICIES / file)
 
 
 def _pod_spec(field: str, container: dict[str, Any]) -> dict[str, Any]:
@@ -212,7 +207,7 @@ def _admitted(rule: admission.Policy, obj: dict[str, Any]) -> list[str]:
 
 @pytest.mark.parametrize("location", list(CONTAINER_LOCATIONS))
 def test_images_from_outside_are_denied_in_every_location(location: str) -> None:
-    registries = _policy("allowed-registries.yaml")
+    registries = policy("allowed-registries.yaml")
     place = CONTAINER_LOCATIONS[location]
     assert _admitted(registries, place({"image": INTERNAL})) == []
     denied = _admitted(registries, place({"image": OUTSIDE}))
@@ -221,7 +216,7 @@ def test_images_from_outside_are_denied_in_every_location(location: str) -> None
 
 @pytest.mark.parametrize("location", list(CONTAINER_LOCATIONS))
 def test_literal_credentials_and_dsns_are_denied_in_every_location(location: str) -> None:
-    credentials = _policy("no-literal-credentials.yaml")
+    credentials = policy("no-literal-credentials.yaml")
     place = CONTAINER_LOCATIONS[location]
     from_secret = {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}}
     assert _admitted(credentials, place({"image": INTERNAL, "env": [from_secret]})) == []
@@ -235,7 +230,7 @@ def test_literal_credentials_and_dsns_are_denied_in_every_location(location: str
 
 @pytest.mark.parametrize("location", list(CONTAINER_LOCATIONS))
 def test_privileged_and_escalating_containers_are_denied_in_every_location(location: str) -> None:
-    security = _policy("pod-security.yaml")
+    security = policy("pod-security.yaml")
     place = CONTAINER_LOCATIONS[location]
     hardened = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}}
     assert _admitted(security, place({"image": INTERNAL, "securityContext": hardened})) == []
@@ -252,7 +247,7 @@ def test_privileged_and_escalating_containers_are_denied_in_every_location(locat
 def test_gpus_and_mig_slices_without_a_memory_limit_are_denied_in_every_location(
     location: str, accelerator: str
 ) -> None:
-    gpu = _policy("gpu-memory-limit.yaml")
+    gpu = policy("gpu-memory-limit.yaml")
     place = CONTAINER_LOCATIONS[location]
     bounded = {"image": INTERNAL, "resources": {"limits": {accelerator: "1", "memory": "16Gi"}}}
     assert _admitted(gpu, place(bounded)) == []
@@ -262,7 +257,7 @@ def test_gpus_and_mig_slices_without_a_memory_limit_are_denied_in_every_location
 
 @pytest.mark.parametrize("location", list(POD_LOCATIONS))
 def test_host_namespaces_and_host_paths_are_denied_in_every_pod_location(location: str) -> None:
-    security = _policy("pod-security.yaml")
+    security = policy("pod-security.yaml")
     place = POD_LOCATIONS[location]
     assert _admitted(security, place({"volumes": [{"name": "scratch", "emptyDir": {}}]})) == []
     for field in ("hostNetwork", "hostPID", "hostIPC"):
@@ -273,7 +268,7 @@ def test_host_namespaces_and_host_paths_are_denied_in_every_pod_location(locatio
 
 @pytest.mark.parametrize("location", list(POD_LOCATIONS))
 def test_restricted_priority_and_gpu_tolerations_only_where_allowed(location: str) -> None:
-    scheduling = _policy("restricted-scheduling.yaml")
+    scheduling = policy("restricted-scheduling.yaml")
     place = POD_LOCATIONS[location]
     serving = location.startswith("InferenceService")
     priority = _admitted(scheduling, place({"priorityClassName": "production-inference"}))

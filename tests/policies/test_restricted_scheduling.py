@@ -24,15 +24,15 @@ from tests.conftest import REPO
 from tests.policies import controller_objects_without_a_cluster as controllers
 from tests.policies.controller_objects_without_a_cluster import INFERENCE_SERVICE_LABEL, Made
 from tests.policies.platform_objects import experiments, inference_services, train_jobs
+from tests.policies.policy_files import policy
 
-POLICIES = REPO / "manifests" / "policies"
 BASE = REPO / "manifests" / "base"
 PRIORITY = "may not use PriorityClass production-inference"
 
 
 @pytest.fixture(scope="module")
 def scheduling() -> Iterator[admission.Policy]:
-    yield admission.policy(POLICIES / "restricted-scheduling.yaml")
+    yield policy("restricted-scheduling.yaml")
 
 
 def _documents(path: str) -> list[dict[str, Any]]:
@@ -149,7 +149,7 @@ def test_a_cluster_training_runtime_is_judged_where_its_jobs_run(scheduling: adm
     runtimes = _documents("trainer/training-runtimes.yaml")
     for runtime in runtimes:
         assert _denied(scheduling, runtime, "platform-admin") == []
-    security = admission.policy(POLICIES / "pod-security.yaml")
+    security = policy("pod-security.yaml")
     privileged = copy.deepcopy(runtimes[0])
     node = privileged["spec"]["template"]["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]
     assert security.matches(privileged) and security.violations(privileged) == []

@@ -25,8 +25,8 @@ from mlops import admission, admission_parameters
 from tests.conftest import REPO
 from tests.policies import controller_objects_without_a_cluster as controllers
 from tests.policies.platform_objects import Rendered, experiments, golden_objects, inference_services, train_jobs
+from tests.policies.policy_files import POLICIES, policy
 
-POLICIES = REPO / "manifests" / "policies"
 BASE = REPO / "manifests" / "base"
 FORGED = {"component": "transformer"}
 ISVC = controllers.INFERENCE_SERVICE_LABEL
@@ -36,7 +36,7 @@ FIX = "remove the label; to serve a model, promote it (mlops promote)"
 
 @pytest.fixture(scope="module")
 def labels() -> Iterator[admission.Policy]:
-    yield admission.policy(POLICIES / "serving-labels.yaml")
+    yield policy("serving-labels.yaml")
 
 
 @functools.cache
@@ -82,7 +82,7 @@ def test_the_derived_labels_are_the_serving_pods_and_the_constraint_is_in_step()
     assert {"key": "component", "values": ["predictor", "transformer"]} in parameters["labels"]
     assert {"serving.kserve.io/", "serving.knative.dev/"} <= set(parameters["domains"])
     assert admission_parameters.sync_parameters(POLICIES, write=False) == []
-    assert admission.policy(POLICIES / "serving-labels.yaml").parameters == parameters
+    assert policy("serving-labels.yaml").parameters == parameters
 
 
 def test_the_derivation_follows_the_network_policies_and_the_flows_on_known_cases() -> None:
@@ -289,19 +289,3 @@ def test_the_constraint_without_the_derived_label_admits_the_forged_workflow(lab
     parameters = copy.deepcopy(labels.parameters)
     parameters["labels"] = [rule for rule in parameters["labels"] if rule["key"] != "component"]
     assert labels.violations(workflow, parameters, user="pricing-member") == []
-
-
-@pytest.mark.parametrize("file", ["serving-labels.yaml", "trainjob-runtimes.yaml"])
-def test_the_templates_and_constraints_are_valid_gatekeeper_objects(file: str) -> None:
-    """Each template against Gatekeeper's ConstraintTemplate CRD (MLOPS_SCHEMAS_DIR), each
-    Constraint's parameters against the schema its template declares."""
-    from mlops.lint import _check, _crd_schema
-
-    template, constraint = [d for d in yaml.safe_load_all((POLICIES / file).read_text()) if d]
-    schema = _crd_schema("templates.gatekeeper.sh", "ConstraintTemplate", "v1")
-    assert schema is not None and _check(template, schema) is None
-    parameters = template["spec"]["crd"]["spec"]["validation"]["openAPIV3Schema"]
-    assert _check(constraint["spec"]["parameters"], parameters) is None
-    assert constraint["kind"] == template["spec"]["crd"]["spec"]["names"]["kind"]
-    broken = {**constraint["spec"]["parameters"], "unknown": True}
-    assert _check(broken, parameters) == "/unknown: field not in the schema"  # the check sees a stray field

@@ -19,22 +19,16 @@ import functools
 from typing import Any
 
 import pytest
-import yaml
 
 from components.serving_authorization import ISVC_LABEL, serving_objects
 from mlops import admission, admission_parameters
 from tests.conftest import REGISTRATION, REPO
 from tests.policies.platform_objects import Rendered
+from tests.policies.policy_files import POLICIES, policy
 
-POLICIES = REPO / "manifests" / "policies"
 FILE = POLICIES / "tenant-network-objects.yaml"
 MEMBER = "fraud-member"
 FIX = "write it with mlops promote"
-
-
-@functools.cache
-def _policy() -> admission.Policy:
-    return admission.policy(FILE)
 
 
 def _variants() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
@@ -93,7 +87,7 @@ def _review(
 ) -> list[str]:
     """The rule (the shipped one unless given) on a CREATE (an UPDATE of `old`) by `user` (None:
     Gatekeeper's audit) in `groups`."""
-    rule = rule or _policy()
+    rule = rule or policy(FILE.name)
     assert rule.matches(obj), obj["metadata"]
     request: dict[str, Any] = {"object": obj, "operation": "CREATE", "namespace": obj["metadata"]["namespace"]}
     if old is not None:
@@ -128,8 +122,8 @@ def test_the_parameters_are_read_off_what_promote_renders_and_the_constraint_is_
     assert {"default-deny", "allow-platform-egress", "redis-from-own-namespace"} <= set(parameters["shippedNames"])
     assert not any(n.endswith(parameters["nameSuffix"]) for n in parameters["shippedNames"])  # never a promote name
     assert FILE not in admission_parameters.sync_parameters(POLICIES, write=False)
-    assert _policy().parameters == parameters
-    assert _policy().constraint["spec"]["match"]["namespaces"] == load(REPO / "manifests").names
+    assert policy(FILE.name).parameters == parameters
+    assert policy(FILE.name).constraint["spec"]["match"]["namespaces"] == load(REPO / "manifests").names
 
 
 def test_what_promote_renders_and_the_shipped_policies_are_admitted() -> None:
@@ -274,7 +268,7 @@ def test_the_template_without_its_egress_rule_admits_egress_for_everyone() -> No
     network = _fraud_network_policy()
     network["spec"].update(policyTypes=["Ingress", "Egress"], egress=[{}])
     assert _review(network, MEMBER) != []
-    rule = _policy()
+    rule = policy(FILE.name)
     rego = rule.template["spec"]["targets"][0]["rego"]
     start = rego.index('problems contains sprintf("policyTypes must be')
     end = rego.index('problems contains sprintf("ingress rule %d must name who')
@@ -290,25 +284,9 @@ def test_the_template_without_its_egress_rule_admits_egress_for_everyone() -> No
     assert _review(network, MEMBER, rule=broken) == []  # yet the egress goes through
 
 
-def test_the_template_and_constraint_are_valid_gatekeeper_objects() -> None:
-    """The template against Gatekeeper's ConstraintTemplate CRD (MLOPS_SCHEMAS_DIR), the
-    Constraint's parameters against the schema its template declares."""
-    from mlops.lint import _check, _crd_schema
-
-    template, constraint = [d for d in yaml.safe_load_all(FILE.read_text()) if d]
-    schema = _crd_schema("templates.gatekeeper.sh", "ConstraintTemplate", "v1")
-    assert schema is not None and _check(template, schema) is None
-    parameters = template["spec"]["crd"]["spec"]["validation"]["openAPIV3Schema"]
-    assert _check(constraint["spec"]["parameters"], parameters) is None
-    assert constraint["kind"] == template["spec"]["crd"]["spec"]["names"]["kind"]
-    assert (
-        _check({**constraint["spec"]["parameters"], "unknown": True}, parameters) == "/unknown: field not in the schema"
-    )
-
-
 def test_the_policy_reviews_only_the_tenant_namespaces() -> None:
     """Matched by kind and by the tenant namespaces: the shared namespaces' policies are not its."""
     network = _fraud_network_policy()
-    assert _policy().matches(network)
+    assert policy(FILE.name).matches(network)
     network["metadata"]["namespace"] = "mlops-pipelines"
-    assert not _policy().matches(network)
+    assert not policy(FILE.name).matches(network)

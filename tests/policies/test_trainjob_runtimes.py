@@ -20,16 +20,15 @@ import pytest
 
 from mlops import admission, admission_parameters
 from mlops.lint import _check, _crd_schema
-from tests.conftest import REPO
 from tests.policies.platform_objects import Rendered, experiments, train_jobs
+from tests.policies.policy_files import policy
 
-POLICIES = REPO / "manifests" / "policies"
 RUNNER = "system:serviceaccount:pricing:pipeline-runner"
 
 
 @pytest.fixture(scope="module")
 def runtime_rule() -> Iterator[admission.Policy]:
-    yield admission.policy(POLICIES / "trainjob-runtimes.yaml")
+    yield policy("trainjob-runtimes.yaml")
 
 
 @pytest.fixture(scope="module")

@@ -19,16 +19,15 @@ import pytest
 
 from mlops import admission, admission_parameters
 from pipelines.argo_metrics import RUN_FAILED_METRIC
-from tests.conftest import REPO
 from tests.policies.platform_objects import Rendered, golden_objects
+from tests.policies.policy_files import policy
 
-POLICIES = REPO / "manifests" / "policies"
 MEMBER = "alice@pricing.bank.internal"
 
 
 @pytest.fixture(scope="module")
 def rule() -> Iterator[admission.Policy]:
-    yield admission.policy(POLICIES / "workflow-metric-labels.yaml")
+    yield policy("workflow-metric-labels.yaml")
 
 
 @pytest.fixture(scope="module")
