@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from components.settings import configmap_keys
-from mlops.lint import _check, _crd_schema
+from mlops import lint
 from pipelines.fraud import pipeline as fraud
 from pipelines.golden import MANIFESTS, TRAINING_RUNTIMES_FILE
 from pipelines.trainer import train_job
@@ -27,12 +27,6 @@ CONFIGS = {
         "train.distributed": {"workers": 2, "runtime": "torch-distributed"},
     },
 }
-
-
-def _schema(kind: str) -> dict[str, Any]:
-    schema = _crd_schema("trainer.kubeflow.org", kind, "v1alpha1")
-    assert schema is not None, f"no {kind} schema in MLOPS_SCHEMAS_DIR"
-    return schema
 
 
 def _job(model_type: str) -> dict[str, Any]:
@@ -53,7 +47,7 @@ def _job(model_type: str) -> dict[str, Any]:
 @pytest.mark.parametrize("model_type", sorted(CONFIGS))
 def test_the_train_job_is_valid_and_runs_the_train_steps_own_command(model_type: str) -> None:
     job = _job(model_type)
-    assert _check(job, _schema("TrainJob")) is None
+    assert lint.check(job) is None
     trainer = job["spec"]["trainer"]
     step = fraud.DECLARATION.spec.step("train")
     command = trainer["command"]
@@ -76,19 +70,19 @@ def test_the_train_job_is_valid_and_runs_the_train_steps_own_command(model_type:
 
 def test_a_misspelt_field_is_caught_not_pruned() -> None:
     job = copy.deepcopy(_job("pytorch_mlp"))
-    assert _check(job, _schema("TrainJob")) is None  # positive control
+    assert lint.check(job) is None  # positive control
     job["spec"]["trainer"]["numProcsPerNode"] = 1
-    assert _check(job, _schema("TrainJob")) == "/spec/trainer/numProcsPerNode: field not in the schema"
+    assert lint.check(job) == "/spec/trainer/numProcsPerNode: field not in the schema"
     job = copy.deepcopy(_job("xgboost"))
     job["spec"]["trainer"]["numNodes"] = "four"
-    assert "numNodes" in (_check(job, _schema("TrainJob")) or "")
+    assert "numNodes" in (lint.check(job) or "")
 
 
 def test_the_runtimes_in_manifests_are_valid_and_serve_both_model_types() -> None:
     runtimes = list(yaml.safe_load_all((MANIFESTS / "base" / "trainer" / TRAINING_RUNTIMES_FILE).read_text()))
     assert {r["metadata"]["name"] for r in runtimes} == {"torch-distributed", "xgboost-distributed"}
     for runtime in runtimes:
-        assert _check(runtime, _schema("ClusterTrainingRuntime")) is None, runtime["metadata"]["name"]
+        assert lint.check(runtime) is None, runtime["metadata"]["name"]
         pod = runtime["spec"]["template"]["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]
         assert pod["containers"][0]["securityContext"]["allowPrivilegeEscalation"] is False
     for model_type in CONFIGS:
@@ -122,8 +116,7 @@ def _tasks(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_the_distributed_workflow_template_is_valid_argo(distributed_template: dict[str, Any]) -> None:
-    schema = _crd_schema("argoproj.io", "WorkflowTemplate", "v1alpha1")
-    assert schema is not None and _check(distributed_template, schema) is None
+    assert lint.check(distributed_template) is None
 
 
 def test_argo_creates_the_train_job_and_waits_on_its_nodes(distributed_template: dict[str, Any]) -> None:
@@ -135,7 +128,7 @@ def test_argo_creates_the_train_job_and_waits_on_its_nodes(distributed_template:
     assert job["metadata"]["generateName"] == "{{workflow.name}}-train-"  # a retry creates a new one
     job["metadata"]["name"] = "fraud-abc12-train-x7k2p"  # what the API server makes of generateName
     del job["metadata"]["generateName"]
-    assert _check(job, _schema("TrainJob")) is None
+    assert lint.check(job) is None
     assert job["spec"]["trainer"]["command"][:5] == ["torchrun", "--no-python", "mlops", "step", "train"]
     # the one runtime job the conditions index: the platform's runtimes have only `node`
     runtimes = yaml.safe_load_all((MANIFESTS / "base" / "trainer" / TRAINING_RUNTIMES_FILE).read_text())
@@ -197,7 +190,7 @@ def test_the_kfp_train_task_carries_the_train_job_it_launches(tmp_path: Any) -> 
     job = trainjob.fill(json.loads(carried[label]), uris)
     assert job["metadata"].pop("generateName") == "fraud-train-"
     job["metadata"] |= {"name": "fraud-train-x7k2p", "namespace": "fraud"}
-    assert _check(job, _schema("TrainJob")) is None
+    assert lint.check(job) is None
     assert "@" not in json.dumps(job["spec"]["trainer"]["command"])  # every placeholder filled
 
 

@@ -18,8 +18,7 @@ from typing import Any
 
 import pytest
 
-from mlops import admission, admission_parameters
-from mlops.lint import _check, _crd_schema
+from mlops import admission, admission_parameters, lint
 from tests.policies.platform_objects import Rendered, experiments, train_jobs
 from tests.policies.policy_files import policy
 
@@ -34,12 +33,6 @@ def runtime_rule() -> Iterator[admission.Policy]:
 @pytest.fixture(scope="module")
 def jobs() -> Iterator[list[Rendered]]:
     yield train_jobs()
-
-
-def _schema() -> dict[str, Any]:
-    schema = _crd_schema("trainer.kubeflow.org", "TrainJob", "v1alpha1")
-    assert schema is not None, "no TrainJob schema in MLOPS_SCHEMAS_DIR"
-    return schema
 
 
 def _pricing(jobs: list[Rendered]) -> dict[str, Any]:
@@ -75,7 +68,7 @@ def test_the_platforms_trainjobs_and_katib_trials_are_admitted(
     env_only = _pricing(jobs)
     env = [{"name": "MLOPS_LOG_LEVEL", "value": "debug"}]
     env_only["spec"]["runtimePatches"] = _patch({"containers": [{"name": "node", "env": env}]})
-    assert _check(env_only, _schema()) is None
+    assert lint.check(env_only) is None
     assert runtime_rule.violations(env_only, user=RUNNER) == []
 
 
@@ -96,7 +89,7 @@ def test_a_trainjob_naming_a_runtime_that_is_not_the_platforms_is_refused(
     tenant's own), or a runtime of another API group."""
     job = _pricing(jobs)
     job["spec"]["runtimeRef"] = reference
-    assert _check(job, _schema()) is None
+    assert lint.check(job) is None
     denied = runtime_rule.violations(job, user=RUNNER)
     assert len(denied) == 1 and said in denied[0], denied
     assert denied[0].startswith(f'TrainJob {job["metadata"]["name"]} in namespace "pricing": runtimeRef '), denied
@@ -124,7 +117,7 @@ def test_a_trainjob_patching_its_runtimes_pods_beyond_env_is_refused(
     may not set the ServiceAccount, volumes, tolerations, node placement, mounts or security."""
     job = _pricing(jobs)
     job["spec"]["runtimePatches"] = _patch(pod)
-    assert _check(job, _schema()) is None
+    assert lint.check(job) is None
     denied = runtime_rule.violations(job, user=RUNNER)
     assert len(denied) == 1 and f'runtimePatches (pricing) replicated job "node" sets {field}' in denied[0], denied
     assert "which only the platform's runtime decides: remove it" in denied[0], denied
