@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, SUITE
-
-
-def mlops(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mlops.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=600, check=False
-    )
+from tests.cli_runner import mlops
+from tests.conftest import SUITE
 
 
 def test_step_prints_one_json_line(raw_dataset: Path, tmp_path: Path) -> None:

@@ -6,12 +6,11 @@ import json
 import os
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 from devstack import process
 from devstack.stack import Ports, Stack
-from tests.conftest import REPO
+from tests.cli_runner import mlops
 
 
 def _sleeper(*, own_session: bool) -> subprocess.Popen[bytes]:
@@ -71,14 +70,7 @@ def test_another_port_base_moves_the_stack_and_keeps_its_keys(tmp_path: Path) ->
     stack.root.mkdir()
     stack.save()
     env = {**os.environ, "MLOPS_HOME": str(tmp_path / "home")}
-    result = subprocess.run(
-        [sys.executable, "-m", "mlops.cli", "dev", "env", "--dir", str(stack.root), "--port-base", "16400"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = mlops("dev", "env", "--dir", str(stack.root), "--port-base", "16400", env=env)
     assert result.returncode == 0, result.stderr
     printed = dict(line.removeprefix("export ").split("=", 1) for line in result.stdout.splitlines())
     assert printed["AWS_ACCESS_KEY_ID"] == stack.access_key

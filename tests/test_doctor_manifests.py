@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import copy
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ from mlops.doctor import (
     check_gpu_min_scale,
     load_objects,
 )
+from tests.cli_runner import mlops
 from tests.conftest import REPO
 
 GPU_DEPLOYMENT: dict[str, Any] = {
@@ -107,14 +106,7 @@ def test_shipped_overlays_pass_every_manifest_check(overlay: str) -> None:
 def test_doctor_cli_exits_non_zero_and_prints_the_fix(tmp_path: Path) -> None:
     manifest = tmp_path / "bad.yaml"
     manifest.write_text(yaml.safe_dump(GPU_DEPLOYMENT))
-    result = subprocess.run(
-        [sys.executable, "-m", "mlops.cli", "doctor", "--manifests", str(manifest)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
-        check=False,
-    )
+    result = mlops("doctor", "--manifests", str(manifest), env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     assert result.returncode == 1, result.stdout + result.stderr
     assert "FAIL  gpu-memory-limit" in result.stdout
     assert "fix: set resources.limits.memory" in result.stdout

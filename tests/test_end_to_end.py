@@ -4,10 +4,10 @@ the two PyTorch tests, which read one run (the module fixture pytorch_run)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from tests import cli_runner
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.e2e
@@ -25,18 +26,15 @@ def mlops(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return run_pipeline(home, "fraud", *args)
 
 
-def run_pipeline(home: Path, pipeline: str, *args: str) -> subprocess.CompletedProcess[str]:
+def user_env(home: Path) -> dict[str, str]:
+    """A laptop user's environment with `home` as MLOPS_HOME: no tracking server inherited from here."""
     env = {**os.environ, "MLOPS_HOME": str(home)}
     env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run(
-        [sys.executable, "-m", "mlops.cli", "run", pipeline, *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    return env
+
+
+def run_pipeline(home: Path, pipeline: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return cli_runner.mlops("run", pipeline, *args, env=user_env(home), timeout=900)
 
 
 def registered_versions(home: Path) -> list[int]:
@@ -181,13 +179,9 @@ def test_pytorch_mlp_pipeline_serves_torchscript(pytorch_run: tuple[Path, Path])
     from components.models import load_predictor
     from devstack.process import free_port_base
 
-    env = {**os.environ, "MLOPS_HOME": str(tmp_path)}
-    env.pop("MLFLOW_TRACKING_URI", None)
+    env = user_env(tmp_path)
     port_base = str(free_port_base(5))
-
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "mlops.cli", *args], cwd=REPO, env=env, capture_output=True,
-                              text=True, timeout=300, check=False)  # fmt: skip
+    cli = functools.partial(cli_runner.mlops, env=env, timeout=300)
 
     served = cli("serve", "fraud-detector", "--with-features", "--explain", "--detach", "--port-base", port_base)
     try:
@@ -228,9 +222,8 @@ def test_a_freshly_scaffolded_project_runs_by_path_uninstalled(tmp_path: Path) -
     project = tmp_path / "churn-pipeline"
     (tmp_path / "index").mkdir()
     index = (tmp_path / "index").as_uri()  # the project binds to an index; this run installs nothing from it
-    command = [sys.executable, "-m", "mlops.cli", "new", "churn", "--from", "fraud", "--out", str(project),
-               "--index-url", index]  # fmt: skip
-    created = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    created = cli_runner.mlops("new", "churn", "--from", "fraud", "--out", str(project), "--index-url", index,
+                               timeout=300)  # fmt: skip
     assert created.returncode == 0, created.stdout + created.stderr
     package = project / "churn_pipeline"
     assert (package / "feature_repo" / "churn_features.py").exists()
@@ -240,10 +233,7 @@ def test_a_freshly_scaffolded_project_runs_by_path_uninstalled(tmp_path: Path) -
     assert result.returncode == 0, result.stdout + result.stderr
     assert "churn-model version 1 (new)" in result.stdout
     # the fork records the same lineage as the pipeline it came from
-    env = {**os.environ, "MLOPS_HOME": str(tmp_path / "home")}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    shown = subprocess.run([sys.executable, "-m", "mlops.cli", "lineage", "churn-model", "--json"], cwd=REPO,
-                           env=env, capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    shown = cli_runner.mlops("lineage", "churn-model", "--json", env=user_env(tmp_path / "home"), timeout=300)
     assert shown.returncode == 0, shown.stdout + shown.stderr
     chain = json.loads(shown.stdout)
     assert {d["context"] for d in chain["datasets"]} == {"source", "training", "holdout"}
@@ -265,12 +255,7 @@ def test_lineage_of_a_dvc_tracked_dataset_reads_back_and_reproduces_and_tamperin
     run = mlops(tmp_path / "home", "--data", str(pointer))
     assert run.returncode == 0, run.stdout + run.stderr
 
-    env = {**os.environ, "MLOPS_HOME": str(tmp_path / "home")}
-    env.pop("MLFLOW_TRACKING_URI", None)
-
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "mlops.cli", *args], cwd=REPO, env=env, capture_output=True,
-                              text=True, timeout=900, check=False)  # fmt: skip
+    cli = functools.partial(cli_runner.mlops, env=user_env(tmp_path / "home"), timeout=900)
 
     shown = cli("lineage", "fraud-detector", "--alias", "challenger", "--json")
     assert shown.returncode == 0, shown.stdout + shown.stderr
@@ -298,8 +283,5 @@ def test_lineage_of_a_dvc_tracked_dataset_reads_back_and_reproduces_and_tamperin
 
 def test_a_pytorch_mlp_reproduces_byte_for_byte(pytorch_run: tuple[Path, Path]) -> None:
     tmp_path, _ = pytorch_run
-    env = {**os.environ, "MLOPS_HOME": str(tmp_path)}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    command = [sys.executable, "-m", "mlops.cli", "reproduce", "fraud-detector", "--version", "1"]
-    reproduced = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False)
+    reproduced = cli_runner.mlops("reproduce", "fraud-detector", "--version", "1", env=user_env(tmp_path), timeout=900)
     assert reproduced.returncode == 0 and "REPRODUCED" in reproduced.stdout, reproduced.stdout + reproduced.stderr

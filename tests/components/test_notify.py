@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +21,7 @@ import pytest
 
 from components import notify
 from components.errors import TRANSIENT_EXIT_CODE, ComponentError, TransientError
+from tests.cli_runner import mlops
 
 REPO = Path(__file__).resolve().parents[2]
 SCORES = {
@@ -157,12 +156,9 @@ def test_the_exit_handlers_command_exits_75_when_the_pushgateway_is_down(tmp_pat
     import os
 
     env = {**os.environ, "MLOPS_PUSHGATEWAY_URL": closed_port()}
-    result = subprocess.run(
-        [sys.executable, "-m", "mlops.cli", "step", "notify-failure", "--notice-out", str(tmp_path / "notice"),
-         "--pipeline", "fraud", "--owner", "o@x", "--workflow", "fraud-1", "--status", "Failed",
-         "--failures", FAILURES, "--namespace", "fraud"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+    result = mlops("step", "notify-failure", "--notice-out", str(tmp_path / "notice"),
+                   "--pipeline", "fraud", "--owner", "o@x", "--workflow", "fraud-1", "--status", "Failed",
+                   "--failures", FAILURES, "--namespace", "fraud", env=env, timeout=120)  # fmt: skip
     assert result.returncode == TRANSIENT_EXIT_CODE, result.stdout + result.stderr
     assert json.loads((tmp_path / "notice").read_text())["workflow"] == "fraud-1"
 

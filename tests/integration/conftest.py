@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +21,7 @@ import pytest
 
 from devstack import process
 from devstack.stack import DB_USER, PORT_SPAN, Ports, Stack
-from tests.conftest import REPO
+from tests import cli_runner
 
 PIPELINE_ROWS = "20000"
 
@@ -66,15 +65,8 @@ def platform_env(stack: Stack, home: Path, **overrides: str) -> dict[str, str]:
 
 
 def mlops(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mlops.cli", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    """`mlops ARGS` in `env` (platform_env's, as a rule): the tests' one runner, environment first."""
+    return cli_runner.mlops(*args, env=env, timeout=timeout)
 
 
 @pytest.fixture(scope="session")

@@ -5,8 +5,6 @@ tenant appears everywhere from one `mlops tenant add --cluster`, and a bad name 
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,11 +12,7 @@ import yaml
 
 from pipelines.golden import MANIFESTS, platform_manifests
 from pipelines.tenancy import load
-from tests.conftest import REPO
-
-
-def _mlops(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mlops.cli", *args], cwd=REPO, capture_output=True, text=True)
+from tests.cli_runner import mlops
 
 
 def _documents(path: Path) -> list[dict]:  # type: ignore[type-arg]
@@ -58,7 +52,7 @@ def test_a_bad_or_taken_tenant_name_is_refused_and_nothing_is_written(tmp_path: 
     manifests = tmp_path / "manifests"
     shutil.copytree(MANIFESTS, manifests)
     before = (manifests / "tenants" / "tenants.yaml").read_text()
-    done = _mlops("tenant", "add", name, "--cluster", "--owner", "x@bank.internal", "--manifests", str(manifests))
+    done = mlops("tenant", "add", name, "--cluster", "--owner", "x@bank.internal", "--manifests", str(manifests))
     assert done.returncode == 2, done.stdout + done.stderr
     assert says.lower() in done.stderr.lower(), done.stderr
     assert (manifests / "tenants" / "tenants.yaml").read_text() == before
@@ -72,7 +66,7 @@ def test_a_tenant_added_once_is_rendered_everywhere_that_names_tenants(tmp_path:
     manifests are stale (the golden check fails) until that rendering is written."""
     manifests = tmp_path / "manifests"
     shutil.copytree(MANIFESTS, manifests)
-    done = _mlops(
+    done = mlops(
         "tenant", "add", "payments", "--cluster", "--owner", "payments-ml@bank.internal", "--gpu",
         "--manifests", str(manifests),
     )  # fmt: skip

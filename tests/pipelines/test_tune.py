@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from mlops.lint import _validate_one
+from mlops import lint
 from pipelines.fraud import pipeline as fraud
 from pipelines.katib import experiment
 from pipelines.tune import Tuning, tune
+from tests.cli_runner import mlops
 
 SMALL = {"tune.space": {"max_depth": {"type": "int", "low": 2, "high": 6},
                         "learning_rate": {"type": "float", "low": 0.05, "high": 0.3, "log": True},
@@ -66,11 +65,9 @@ def test_the_patch_applies_to_the_config(sweep: tuple[Tuning, str]) -> None:
 
 
 def test_a_trial_runs_as_a_katib_trial_does_and_prints_its_metrics(materialized: dict[str, Any]) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "mlops.cli", "tune-trial", "fraud", "--train-set", str(materialized["train"]),
-         "--holdout-set", str(materialized["holdout"]), "--param", "max_depth=3", "--param", "num_boost_round=20"],
-        capture_output=True, text=True, check=False, timeout=300,
-    )  # fmt: skip
+    done = mlops("tune-trial", "fraud", "--train-set", str(materialized["train"]),
+                 "--holdout-set", str(materialized["holdout"]),
+                 "--param", "max_depth=3", "--param", "num_boost_round=20", timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     lines = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line and " " not in line)
     assert 0.5 < float(lines["roc_auc"]) <= 1.0 and "pr_auc" in lines
@@ -84,7 +81,7 @@ def _experiment() -> dict[str, Any]:
 
 def test_the_katib_experiment_is_valid_against_katibs_swagger() -> None:
     document = _experiment()
-    assert _validate_one(document, {}) is None
+    assert lint.check(document) is None
     cfg = fraud.DECLARATION.config()
     spec = document["spec"]
     assert spec["objective"] == {"type": "maximize", "objectiveMetricName": "roc_auc"}
@@ -116,25 +113,23 @@ def test_the_trial_command_is_mlops_tune_trial_with_each_parameter() -> None:
 def test_a_misspelt_field_in_the_experiment_or_its_trial_job_is_caught() -> None:
     document = copy.deepcopy(_experiment())
     document["spec"]["parallelTrialCounts"] = 2
-    assert _validate_one(document, {}) == "/spec/parallelTrialCounts: field not in the schema"
+    assert lint.check(document) == "/spec/parallelTrialCounts: field not in the schema"
     document = copy.deepcopy(_experiment())
     document["spec"]["maxTrialCount"] = "many"
-    assert "maxTrialCount" in (_validate_one(document, {}) or "")
+    assert "maxTrialCount" in (lint.check(document) or "")
     document = copy.deepcopy(_experiment())
     pod = document["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]
     pod["containers"][0]["imagePullPolicy2"] = "Always"
-    assert (_validate_one(document, {}) or "").startswith("/spec/trialTemplate/trialSpec: ")
+    assert (lint.check(document) or "").startswith("/spec/trialTemplate/trialSpec: ")
 
 
 def test_mlops_lint_checks_a_rendered_experiment(tmp_path: Path) -> None:
     path = tmp_path / "experiment.yaml"
     path.write_text(yaml.safe_dump(_experiment()))
-    done = subprocess.run([sys.executable, "-m", "mlops.cli", "lint", str(path)], capture_output=True, text=True,
-                          check=False, timeout=120)  # fmt: skip
+    done = mlops("lint", str(path), timeout=120)
     assert done.returncode == 0 and "1 objects checked, 0 findings" in done.stdout, done.stdout + done.stderr
     broken = _experiment()
     broken["spec"]["objective"]["objectiveMetricNames"] = ["roc_auc"]
     path.write_text(json.dumps(broken))
-    done = subprocess.run([sys.executable, "-m", "mlops.cli", "lint", str(path)], capture_output=True, text=True,
-                          check=False, timeout=120)  # fmt: skip
+    done = mlops("lint", str(path), timeout=120)
     assert done.returncode != 0 and "objectiveMetricNames: field not in the schema" in done.stdout + done.stderr
