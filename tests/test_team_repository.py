@@ -4,10 +4,10 @@ This library is built into a wheel; `mlops new churn --from fraud --out DIR` wri
 project in a temporary folder outside the repository; both are installed into a fresh venv (the
 wheel and the project with --no-deps: the venv reuses the pinned packages .venv installed from
 constraints.txt through a .pth line, rather than downloading 2.8 GB again). Then, from the
-team's folder, with that venv's `mlops`: the pipeline found by its entry point runs end to end,
-compiles for Argo and KFP into the team's image, keeps its goldens (a change shows up as drift
-until `mlops golden` re-renders it), and its image builds on the component image with podman and
-runs a step of the team's pipeline inside."""
+team's folder, with that venv: the team's own tests run (its goldens are current, and the
+pipeline found by its entry point runs end to end), it compiles for Argo and KFP into the team's
+image, keeps its goldens (a change shows up as drift until `mlops golden` re-renders it), and its
+image builds on the component image with podman and runs a step of the team's pipeline inside."""
 
 from __future__ import annotations
 
@@ -78,16 +78,22 @@ def test_the_project_is_standalone_and_pinned(team: dict[str, Any]) -> None:
     # the library the venv imports is the wheel's, not this checkout
     where = _run([team["python"], "-c", "import pipelines; print(pipelines.__file__)"], cwd=team["root"])
     assert "site-packages" in where.stdout and str(REPO) not in where.stdout, where.stdout + where.stderr
-    # the team's own tests are valid pytest files (they run the same commands as below)
-    collected = _run([team["python"], "-m", "pytest", "--collect-only", "-q", "tests"], cwd=project, env=team["env"])
-    assert "2 tests collected" in collected.stdout, collected.stdout + collected.stderr
+
+
+def _team_tests(team: dict[str, Any], *selection: str) -> subprocess.CompletedProcess[str]:
+    """The team's own tests (pipelines/project_template/test_pipeline.py.tmpl), run as its `make test`
+    runs them: from its folder, with the venv that has the wheel and the project installed."""
+    pytest_ = [team["python"], "-m", "pytest", "-q", "-p", "no:cacheprovider", *selection, "tests"]
+    return _run(pytest_, cwd=team["project"], env=team["env"])
 
 
 def test_the_installed_pipeline_runs_compiles_and_keeps_its_goldens(team: dict[str, Any]) -> None:
+    """issue 30: the team's generated tests were collected, never run. They run here (goldens current,
+    the pipeline end to end: the run this test made itself before), and a failing one fails this test:
+    with the goldens made stale below, the same run fails, and passes again once they are re-rendered."""
     project, env, mlops = team["project"], team["env"], team["mlops"]
-    run = _run([mlops, "run", "churn", "--rows", "8000"], cwd=project, env=env)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert "churn-model version 1 (new)" in run.stdout
+    tested = _team_tests(team)
+    assert tested.returncode == 0 and "2 passed" in tested.stdout, tested.stdout[-3000:] + tested.stderr[-3000:]
 
     out = team["root"] / "compiled"
     for target in ("argo", "kfp"):
@@ -100,12 +106,12 @@ def test_the_installed_pipeline_runs_compiles_and_keeps_its_goldens(team: dict[s
     assert {"validate", "materialize", "train", "evaluate", "register", "promote"} <= tasks
     assert (out / "kfp-pipeline.yaml").is_file()
 
-    check = _run([mlops, "golden", "churn", "--check"], cwd=project, env=env)
-    assert check.returncode == 0, check.stdout + check.stderr
     config = project / "churn_pipeline" / "config.yaml"
     config.write_text(config.read_text().replace("canary_percent: 10", "canary_percent: 25"))
-    stale = _run([mlops, "golden", "churn", "--check"], cwd=project, env=env)
-    assert stale.returncode == 1 and "workflow-template.yaml" in stale.stdout, stale.stdout + stale.stderr
+    # the control broken on purpose: the team's golden test (its `mlops golden --check`) fails, and is seen
+    stale = _team_tests(team, "-k", "golden")
+    assert stale.returncode == 1 and "1 failed" in stale.stdout, stale.stdout[-3000:] + stale.stderr[-3000:]
+    assert "workflow-template.yaml" in stale.stdout, stale.stdout[-3000:]
     assert _run([mlops, "golden", "churn"], cwd=project, env=env).returncode == 0
     assert _run([mlops, "golden", "churn", "--check"], cwd=project, env=env).returncode == 0
 
