@@ -24,6 +24,7 @@ import os
 import re
 import secrets
 import signal
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from devstack.stack import BUCKETS, PORT_SPAN, Stack
 
 __all__ = [
     "NAME",
+    "PLATFORM_PREFIXES",
     "RESERVED",
     "S3_ACTIONS",
     "TENANT_REDIS_MAXMEMORY",
@@ -49,9 +51,11 @@ __all__ = [
     "get_tenant",
     "load_tenants",
     "offline_database",
+    "platform_variables",
     "reader_environment",
     "s3_actions",
     "tenant_environment",
+    "tenant_process_environment",
     "write_redis_acl",
     "write_s3_identities",
 ]
@@ -389,6 +393,23 @@ def tenant_environment(stack: Stack, tenant: Tenant) -> dict[str, str]:
         "MLOPS_FEAST_REDIS_PASSWORD": tenant.password,
         **reader_environment(tenant),
     }
+
+
+PLATFORM_PREFIXES = ("AWS_", "MLFLOW_", "MLOPS_", "FSSPEC_", "FEAST_")
+"""The variables that carry a platform identity or a service's address (what `mlops dev env` and
+`mlops tenant env` set): a tenant's process inherits none of them from whoever starts it."""
+
+
+def platform_variables(env: Mapping[str, str]) -> dict[str, str]:
+    """Only `env`'s platform variables (PLATFORM_PREFIXES)."""
+    return {key: value for key, value in env.items() if key.startswith(PLATFORM_PREFIXES)}
+
+
+def tenant_process_environment(stack: Stack, tenant: Tenant, inherited: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a process of the tenant's, as in its pod: `inherited` with every platform
+    variable dropped (the caller's identity never leaks in), then the tenant's own."""
+    kept = {key: value for key, value in inherited.items() if not key.startswith(PLATFORM_PREFIXES)}
+    return {**kept, **tenant_environment(stack, tenant)}
 
 
 def reader_environment(tenant: Tenant) -> dict[str, str]:

@@ -74,11 +74,9 @@ def _register(stack: Stack, tenant: Tenant, files: dict[str, str], out: Path) ->
     import sys
 
     from components.config import RegisterSettings
-    from devstack.tenants import tenant_environment
+    from devstack.tenants import tenant_process_environment
 
-    platform = ("AWS_", "MLFLOW_", "MLOPS_", "FSSPEC_", "FEAST_")
-    env = {key: value for key, value in os.environ.items() if not key.startswith(platform)}
-    env |= tenant_environment(stack, tenant)
+    env = tenant_process_environment(stack, tenant, os.environ)
     settings = RegisterSettings(model_name=model_name(tenant), experiment=tenant.name)
     done = subprocess.run(
         [sys.executable, *REGISTER, "--model", files["model"],

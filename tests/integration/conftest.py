@@ -21,9 +21,13 @@ import pytest
 
 from devstack import process
 from devstack.stack import DB_USER, PORT_SPAN, Ports, Stack
+from pipelines.tenancy import load as load_tenants
 from tests import cli_runner
+from tests.conftest import REPO
 
 PIPELINE_ROWS = "20000"
+DECLARED_TENANTS = tuple(load_tenants(REPO / "manifests").names)
+"""manifests/tenants/tenants.yaml's tenants, the cluster's too."""
 
 
 @pytest.fixture(scope="session")
@@ -56,6 +60,17 @@ def tenancy_stack() -> Iterator[Stack]:
         services.monitoring_services().down()
         services.down()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def tenants_stack(tenancy_stack: Stack) -> Stack:
+    """The session's tenancy stack with every declared tenant on it (DECLARED_TENANTS; add_tenant is
+    idempotent, so a module that adds one of them itself shares it)."""
+    from devstack.tenants import add_tenant
+
+    for name in DECLARED_TENANTS:
+        add_tenant(tenancy_stack, name)
+    return tenancy_stack
 
 
 def platform_env(stack: Stack, home: Path, **overrides: str) -> dict[str, str]:

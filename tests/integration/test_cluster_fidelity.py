@@ -46,7 +46,7 @@ import yaml
 from components.environment import temporary_env
 from components.triton import tensor_contract
 from devstack.stack import Stack
-from devstack.tenants import Tenant, add_tenant, tenant_environment
+from devstack.tenants import Tenant, add_tenant, tenant_process_environment
 from pipelines.cluster import cluster_settings, model_puller, secret_environment
 from tests.conftest import REPO
 from tests.integration.argo_controller_stand_in import ArgoControllerStandIn, Attempt, WorkflowRun
@@ -220,8 +220,7 @@ def test_happy_path_left_features_in_redis_the_model_in_s3_and_the_repository_un
         "import json, sys; from components.materialize import online_features;"
         "print(json.dumps(online_features(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]))))"
     )
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLFLOW_", "MLOPS_", "FSSPEC_"))}
-    env = {**inherited, **tenant_environment(stack, fidelity["tenant"]), "MLOPS_HOME": str(tmp_path / "empty")}
+    env = {**tenant_process_environment(stack, fidelity["tenant"], os.environ), "MLOPS_HOME": str(tmp_path / "empty")}
     read = subprocess.run(
         [sys.executable, "-c", code, cfg.materialize.project, cfg.materialize.feature_service,
          json.dumps([{"user_id": int(u)} for u in users])],

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from devstack.process import free_port_base
+from devstack.tenants import platform_variables
 from devstack.transformer import LocalTransformer
 from tests.integration.conftest import mlops
 
@@ -61,7 +62,7 @@ def scoring(platform_run: dict[str, Any], tmp_path_factory: pytest.TempPathFacto
     predict = load_predictor(run_dir / "train" / "model", metadata)
     cfg = fraud.DECLARATION.config()
     m = cfg.materialize
-    with temporary_env({k: v for k, v in env.items() if k.startswith(("MLOPS_", "AWS_", "FEAST"))}):
+    with temporary_env(platform_variables(env)):
         store = open_store(m.project)
         users = latest_events(store, m.feature_service, m.entity_column, m.timestamp_column)[m.entity_column]
         reader = OnlineFeatureReader(store, m.feature_service)
@@ -373,4 +374,4 @@ def test_mlops_score_prints_the_score(scoring: dict[str, Any]) -> None:
 
 
 def _platform(scoring: dict[str, Any]) -> dict[str, str]:
-    return {k: v for k, v in scoring["env"].items() if k.startswith(("MLOPS_", "AWS_", "FEAST"))}
+    return platform_variables(scoring["env"])

@@ -19,6 +19,7 @@ def test_skew_check_passes_on_the_platform_run_and_names_an_overwritten_feature(
     from components.environment import temporary_env
     from components.materialize import open_store
     from components.online import OnlineFeatureReader
+    from devstack.tenants import platform_variables
     from pipelines.fraud import pipeline as fraud
 
     env = platform_run["env"]
@@ -27,7 +28,7 @@ def test_skew_check_passes_on_the_platform_run_and_names_an_overwritten_feature(
     assert "in step: online features equal" in passed.stdout and "SKEW" not in passed.stdout
 
     m = fraud.DECLARATION.config().materialize
-    with temporary_env({k: v for k, v in env.items() if k.startswith(("MLOPS_", "AWS_", "FEAST"))}):
+    with temporary_env(platform_variables(env)):
         store = open_store(m.project)
         reader = OnlineFeatureReader(store, m.feature_service)
         user = int(

@@ -16,40 +16,37 @@ import pytest
 
 from devstack import process
 from devstack.stack import Stack
-from devstack.tenants import add_tenant, get_tenant, tenant_environment, write_redis_acl, write_s3_identities
+from devstack.tenants import (
+    add_tenant,
+    get_tenant,
+    tenant_process_environment,
+    write_redis_acl,
+    write_s3_identities,
+)
 from mlops.isolation import DENIED, ERROR, LEAK, OK, SURFACES, check
-from pipelines.tenancy import load as load_tenants
-from tests.conftest import REPO
+from tests.integration.conftest import DECLARED_TENANTS as TENANTS
 from tests.integration.conftest import mlops
 
 pytestmark = pytest.mark.integration
-TENANTS = tuple(load_tenants(REPO / "manifests").names)  # manifests/tenants/tenants.yaml, the cluster's too
 PROBES = sum(len(surface.probes) + len(surface.last) for surface in SURFACES)
 CONTROLS = len({path for surface in SURFACES for path, _ in surface.own})  # a shared control runs once
 
 
 @pytest.fixture(scope="module")
-def shared(tenancy_stack: Stack) -> Stack:
-    """The session's tenancy stack (tests/integration/conftest.py), every declared tenant on it,
-    with per-tenant monitoring (`mlops dev up --tenancy --monitoring`) so every surface is tried."""
+def shared(tenants_stack: Stack) -> Stack:
+    """The session's tenancy stack with every declared tenant (tests/integration/conftest.py), and
+    per-tenant monitoring (`mlops dev up --tenancy --monitoring`) so every surface is tried."""
     from devstack import tenant_monitoring
     from pipelines.tenant_monitoring import prometheus_scrape_config
 
-    for name in TENANTS:
-        add_tenant(tenancy_stack, name)
     nowhere = {"route": {"receiver": "none"}, "receivers": [{"name": "none"}]}
-    tenant_monitoring.up(tenancy_stack, TENANTS, prometheus_scrape_config, nowhere)
-    return tenancy_stack
+    tenant_monitoring.up(tenants_stack, TENANTS, prometheus_scrape_config, nowhere)
+    return tenants_stack
 
 
 def as_tenant(stack: Stack, name: str, home: Path) -> dict[str, str]:
     """Only what `eval "$(mlops tenant env <name>)"` gives: no platform variable leaks in from here."""
-    inherited = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("AWS_", "MLFLOW_", "MLOPS_", "FSSPEC_", "FEAST_"))
-    }
-    return {**inherited, **tenant_environment(stack, get_tenant(stack, name)), "MLOPS_HOME": str(home)}
+    return {**tenant_process_environment(stack, get_tenant(stack, name), os.environ), "MLOPS_HOME": str(home)}
 
 
 @pytest.mark.parametrize(

@@ -14,19 +14,10 @@ from pathlib import Path
 import pytest
 
 from devstack.stack import Stack
-from devstack.tenants import add_tenant, get_tenant
-from pipelines.tenancy import load as load_tenants
-from tests.conftest import REPO
+from devstack.tenants import get_tenant
+from tests.integration.conftest import DECLARED_TENANTS as TENANTS
 
 pytestmark = pytest.mark.integration
-TENANTS = tuple(load_tenants(REPO / "manifests").names)
-
-
-@pytest.fixture(scope="module")
-def shared(tenancy_stack: Stack) -> Stack:
-    for name in TENANTS:
-        add_tenant(tenancy_stack, name)
-    return tenancy_stack
 
 
 def stack_secrets(stack: Stack) -> dict[str, str]:
@@ -77,11 +68,11 @@ def leaks(secrets: dict[str, str], lines: dict[int, str]) -> list[str]:
     return [f"pid {pid}: {what}" for pid, line in lines.items() for what, value in secrets.items() if value in line]
 
 
-def test_no_devstack_process_has_a_password_on_its_command_line(shared: Stack) -> None:
+def test_no_devstack_process_has_a_password_on_its_command_line(tenants_stack: Stack) -> None:
     """issue 29: MLflow's --backend-store-uri (and the schema migration's argv) held the database
     password. Positive control first (the stack's processes are seen, MLflow's workers included),
     then every process on the machine, then a process given a password on purpose is caught."""
-    pid_files = (shared.root / "run").glob("*.pid")
+    pid_files = (tenants_stack.root / "run").glob("*.pid")
     roots = {int(path.read_text().split()[0]) for path in pid_files if path.read_text().strip()}
     stack_pids = descendants(roots)
     lines = command_lines()
@@ -89,25 +80,25 @@ def test_no_devstack_process_has_a_password_on_its_command_line(shared: Stack) -
     for program in ("postgres", "pgbouncer", "redis-server", "weed", "mlflow"):
         assert program in seen, (program, sorted(stack_pids))
     assert "--backend-store-uri" in seen
-    secrets = stack_secrets(shared)
+    secrets = stack_secrets(tenants_stack)
     assert leaks(secrets, lines) == []
-    with subprocess.Popen(["sh", "-c", "sleep 30", "planted", f"--password={shared.db_password}"]) as planted:
+    with subprocess.Popen(["sh", "-c", "sleep 30", "planted", f"--password={tenants_stack.db_password}"]) as planted:
         try:
             assert leaks(secrets, command_lines()) == [f"pid {planted.pid}: db_password"]
         finally:
             planted.kill()
 
 
-def test_an_artifact_the_server_has_no_rights_to_is_403_not_500(shared: Stack) -> None:
+def test_an_artifact_the_server_has_no_rights_to_is_403_not_500(tenants_stack: Stack) -> None:
     """issue 29: GET /model-versions/get-artifact for a version of the tenant's own model whose
     source points at a store the server holds no credentials for ended in NoCredentialsError and a
     500 (MLflowServerErrors pages on-call). Positive control: the same request for a version the
     tenant cannot read is MLflow's own 403; then the no-rights version; then /get-artifact."""
     import requests
 
-    pricing = get_tenant(shared, "pricing")
+    pricing = get_tenant(tenants_stack, "pricing")
     auth = (pricing.name, pricing.password)
-    api = f"{shared.tracking_uri}/api/2.0/mlflow"
+    api = f"{tenants_stack.tracking_uri}/api/2.0/mlflow"
 
     def post(path: str, body: dict[str, str]) -> requests.Response:
         return requests.post(f"{api}/{path}", json=body, auth=auth, timeout=30)
@@ -118,14 +109,14 @@ def test_an_artifact_the_server_has_no_rights_to_is_403_not_500(shared: Stack) -
     assert created.status_code == 200, created.text
     version = created.json()["model_version"]["version"]
     fraud_admin = requests.get(
-        f"{shared.tracking_uri}/model-versions/get-artifact",
+        f"{tenants_stack.tracking_uri}/model-versions/get-artifact",
         params={"name": "fraud-detector", "version": "1", "path": "MLmodel"},
         auth=auth,
         timeout=30,
     )
     assert fraud_admin.status_code in (403, 404), fraud_admin.text
     answer = requests.get(
-        f"{shared.tracking_uri}/model-versions/get-artifact",
+        f"{tenants_stack.tracking_uri}/model-versions/get-artifact",
         params={"name": name, "version": version, "path": "MLmodel"},
         auth=auth,
         timeout=30,
