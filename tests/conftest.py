@@ -131,19 +131,36 @@ def trained(tmp_path_factory: pytest.TempPathFactory, materialized: dict[str, An
 def evaluated(
     tmp_path_factory: pytest.TempPathFactory, trained: dict[str, Path], materialized: dict[str, Any]
 ) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("evaluated")
+    evaluate_into(root, trained["model"], trained["metadata"], materialized["holdout"], EvaluateSettings(threshold=0.7))
+    return {"metrics": root / "metrics.json", "roc": root / "roc.png", "pr": root / "pr.png"}
+
+
+def evaluate_into(
+    out: Path, model: Path, metadata: Path, holdout: Path, settings: EvaluateSettings, **extra: Any
+) -> dict[str, Any]:
+    """The evaluate step on `model`, its outputs in `out` (metrics.json, roc.png, pr.png): the tests'
+    one call of it (issue 30: its eight arguments were written out five times)."""
     from components.evaluate import evaluate
 
-    root = tmp_path_factory.mktemp("evaluated")
-    evaluate(
-        str(trained["model"]),
-        str(trained["metadata"]),
-        str(materialized["holdout"]),
-        str(root / "metrics.json"),
-        str(root / "roc.png"),
-        str(root / "pr.png"),
-        settings=EvaluateSettings(threshold=0.7),
-    )
-    return {"metrics": root / "metrics.json", "roc": root / "roc.png", "pr": root / "pr.png"}
+    return evaluate(str(model), str(metadata), str(holdout), str(out / "metrics.json"), str(out / "roc.png"),
+                    str(out / "pr.png"), settings=settings, **extra)  # fmt: skip
+
+
+def register_into(
+    out: Path, home: Path, model: Path, metadata: Path, metrics: Path, *, model_name: str, **extra: Any
+) -> dict[str, Any]:
+    """The register step, its outputs in `out` (registration.json, card.md), into a sqlite MLflow
+    registry under `home` as pipeline fraud's (issue 30: written out five times)."""
+    from components.register import register
+
+    summary: dict[str, Any] = register(
+        str(model), str(metadata), str(metrics), str(out / "registration.json"), str(out / "card.md"),
+        settings=RegisterSettings(model_name=model_name, experiment="fraud"),
+        tracking_uri=f"sqlite:///{home}/mlflow.db", artifact_root=(home / "artifacts").as_uri(), pipeline="fraud",
+        **extra,
+    )  # fmt: skip
+    return summary
 
 
 def train_evaluate_register(
@@ -158,19 +175,13 @@ def train_evaluate_register(
     distributed: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One more registered version, made by the real steps: for tests that need several."""
-    from components.evaluate import evaluate
-    from components.register import register
     from components.train import train
 
     model, metadata, metrics = out / "model", out / "metadata.json", out / "metrics.json"
     train(str(materialized["train"]), str(model), str(metadata), features=FEATURES, label_column="is_fraud",
           settings=TrainSettings(model_type=model_type, params=params or {}, distributed=distributed))  # fmt: skip
-    evaluate(str(model), str(metadata), str(materialized["holdout"]), str(metrics), str(out / "roc.png"),
-             str(out / "pr.png"), settings=EvaluateSettings(threshold=threshold))  # fmt: skip
-    register(str(model), str(metadata), str(metrics), str(out / "registration.json"), str(out / "card.md"),
-             settings=RegisterSettings(model_name=model_name, experiment="fraud"),
-             tracking_uri=f"sqlite:///{registry_home}/mlflow.db",
-             artifact_root=(registry_home / "artifacts").as_uri(), pipeline="fraud")  # fmt: skip
+    evaluate_into(out, model, metadata, materialized["holdout"], EvaluateSettings(threshold=threshold))
+    register_into(out, registry_home, model, metadata, metrics, model_name=model_name)
     registration: dict[str, Any] = json.loads((out / "registration.json").read_text())
     return {"model": model, "metadata": metadata, "metrics": metrics, "registration": registration}
 

@@ -18,14 +18,13 @@ from components import distributed
 from components.config import EvaluateSettings, TrainSettings
 from components.distributed import World
 from components.errors import ComponentError
-from tests.conftest import FEATURES, train_evaluate_register
+from tests.conftest import FEATURES, evaluate_into, train_evaluate_register
 
 RUNTIMES = {"xgboost": "xgboost-distributed", "pytorch_mlp": "torch-distributed"}
 SMALL = {"xgboost": {"num_boost_round": 60}, "pytorch_mlp": {"epochs": 4}}
 
 
 def _train_and_score(materialized: dict[str, Any], out: Path, model_type: str, workers: int) -> dict[str, Any]:
-    from components.evaluate import evaluate
     from components.train import train
 
     out.mkdir(parents=True, exist_ok=True)
@@ -37,9 +36,9 @@ def _train_and_score(materialized: dict[str, Any], out: Path, model_type: str, w
     )
     summary = train(str(materialized["train"]), str(out / "model"), str(out / "metadata.json"),
                     features=FEATURES, label_column="is_fraud", settings=settings)  # fmt: skip
-    metrics = evaluate(str(out / "model"), str(out / "metadata.json"), str(materialized["holdout"]),
-                       str(out / "metrics.json"), str(out / "q.png"), str(out / "e.png"),
-                       settings=EvaluateSettings(threshold=0.5))  # fmt: skip
+    metrics = evaluate_into(
+        out, out / "model", out / "metadata.json", materialized["holdout"], EvaluateSettings(threshold=0.5)
+    )
     return {"summary": summary, "metrics": metrics, "metadata": json.loads((out / "metadata.json").read_text())}
 
 

@@ -17,9 +17,9 @@ import pytest
 from scipy import stats
 
 from components import drift, drift_report
-from components.config import DriftSettings, RegisterSettings
+from components.config import DriftSettings
 from components.errors import ComponentError
-from tests.conftest import FEATURES
+from tests.conftest import FEATURES, register_into
 
 SETTINGS = DriftSettings(categorical_features=["merchant_category"])
 NOW = dt.datetime(2026, 12, 1, 3, 0, tzinfo=dt.UTC)
@@ -115,13 +115,9 @@ def test_the_decision_and_its_reason(materialized: dict[str, Any]) -> None:
 
 
 def _register(trained: dict[str, Path], evaluated: dict[str, Path], out: Path, home: Path, **extra: Any) -> Any:
-    from components.register import register
-
-    return register(str(trained["model"]), str(trained["metadata"]), str(evaluated["metrics"]),
-                    str(out / "registration.json"), str(out / "card.md"),
-                    settings=RegisterSettings(model_name="drift-model", experiment="fraud"),
-                    tracking_uri=f"sqlite:///{home}/mlflow.db", artifact_root=(home / "artifacts").as_uri(),
-                    pipeline="fraud", **extra)  # fmt: skip
+    return register_into(
+        out, home, trained["model"], trained["metadata"], evaluated["metrics"], model_name="drift-model", **extra
+    )
 
 
 @pytest.fixture()

@@ -8,7 +8,7 @@ import pytest
 
 from components.config import EvaluateSettings, parse_settings
 from components.errors import ComponentError
-from components.evaluate import evaluate
+from tests.conftest import evaluate_into
 
 
 def test_metrics_gate_and_curves(evaluated: dict[str, Path], materialized: dict[str, Any]) -> None:
@@ -23,14 +23,8 @@ def test_metrics_gate_and_curves(evaluated: dict[str, Path], materialized: dict[
 def test_gate_fails_above_the_models_auc(
     trained: dict[str, Path], materialized: dict[str, Any], tmp_path: Path
 ) -> None:
-    summary = evaluate(
-        str(trained["model"]),
-        str(trained["metadata"]),
-        str(materialized["holdout"]),
-        str(tmp_path / "m.json"),
-        str(tmp_path / "r.png"),
-        str(tmp_path / "p.png"),
-        settings=EvaluateSettings(threshold=0.999),
+    summary = evaluate_into(
+        tmp_path, trained["model"], trained["metadata"], materialized["holdout"], EvaluateSettings(threshold=0.999)
     )
     assert summary["passed"] is False and summary["roc_auc"] < 0.999
 
@@ -39,14 +33,12 @@ def test_bad_threshold_is_refused_before_any_output(
     trained: dict[str, Path], materialized: dict[str, Any], tmp_path: Path
 ) -> None:
     with pytest.raises(ComponentError, match=r"threshold for roc_auc must lie in \[0, 1\], got 1.5"):
-        evaluate(
-            str(trained["model"]),
-            str(trained["metadata"]),
-            str(materialized["holdout"]),
-            str(tmp_path / "m.json"),
-            str(tmp_path / "r.png"),
-            str(tmp_path / "p.png"),
-            settings=parse_settings(EvaluateSettings, {"threshold": 1.5}, "evaluate"),
+        evaluate_into(
+            tmp_path,
+            trained["model"],
+            trained["metadata"],
+            materialized["holdout"],
+            parse_settings(EvaluateSettings, {"threshold": 1.5}, "evaluate"),
         )
     assert list(tmp_path.iterdir()) == []
 
@@ -64,14 +56,12 @@ def test_metrics_name_the_bytes_scored_and_other_bytes_are_refused(
     assert scored == hashlib.sha256(trained["model"].read_bytes()).hexdigest() == recorded
 
     def run(model: Path, expected: str = "") -> dict[str, Any]:
-        return evaluate(
-            str(model),
-            str(trained["metadata"]),
-            str(materialized["holdout"]),
-            str(tmp_path / "m.json"),
-            str(tmp_path / "r.png"),
-            str(tmp_path / "p.png"),
-            settings=EvaluateSettings(threshold=0.7),
+        return evaluate_into(
+            tmp_path,
+            model,
+            trained["metadata"],
+            materialized["holdout"],
+            EvaluateSettings(threshold=0.7),
             model_sha256=expected,
         )
 

@@ -7,13 +7,13 @@ from typing import Any
 import pytest
 import yaml
 
-from components.config import PromoteSettings, RegisterSettings, parse_settings
+from components.config import PromoteSettings, parse_settings
 from components.errors import ComponentError
 from components.promote import annotation, promote
 from components.readonly import reader_secret
-from components.register import register
 from components.triton import config_pbtxt, parse_config
 from mlops import lint
+from tests.conftest import register_into
 
 
 @pytest.fixture(scope="module")
@@ -21,18 +21,8 @@ def registration(
     trained: dict[str, Path], evaluated: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
     home = tmp_path_factory.mktemp("registry")
-    register(
-        str(trained["model"]),
-        str(trained["metadata"]),
-        str(evaluated["metrics"]),
-        str(home / "reg.json"),
-        str(home / "card.md"),
-        settings=RegisterSettings(model_name="fraud-detector", experiment="fraud"),
-        tracking_uri=f"sqlite:///{home}/mlflow.db",
-        artifact_root=(home / "artifacts").as_uri(),
-        pipeline="fraud",
-    )
-    return home / "reg.json"
+    register_into(home, home, trained["model"], trained["metadata"], evaluated["metrics"], model_name="fraud-detector")
+    return home / "registration.json"
 
 
 def _strictly_valid(service: dict[str, Any]) -> None:

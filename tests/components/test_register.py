@@ -8,26 +8,15 @@ from typing import Any
 
 import pytest
 
-from components.config import RegisterSettings
 from components.errors import ComponentError
-from components.register import register
-from tests.conftest import REPO
+from tests.conftest import REPO, register_into
 
 
 def _register(trained: dict[str, Path], evaluated: dict[str, Path], out: Path, home: Path) -> dict[str, object]:
-    return register(
-        str(trained["model"]),
-        str(trained["metadata"]),
-        str(evaluated["metrics"]),
-        str(out / "registration.json"),
-        str(out / "card.md"),
-        settings=RegisterSettings(model_name="fraud-test", experiment="fraud"),
-        tracking_uri=f"sqlite:///{home}/mlflow.db",
-        artifact_root=(home / "artifacts").as_uri(),
-        pipeline="fraud",
-        git_commit="abc123",
-        card={"purpose": "tests", "owner": "qa"},
-    )
+    return register_into(
+        out, home, trained["model"], trained["metadata"], evaluated["metrics"],
+        model_name="fraud-test", git_commit="abc123", card={"purpose": "tests", "owner": "qa"},
+    )  # fmt: skip
 
 
 def _versions(home: Path) -> list[str]:
