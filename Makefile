@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 # The local Triton's own environment: nvidia-pytriton bundles a real tritonserver and needs numpy<2.
 SERVING_VENV  := .venv-serving
 SERVING_STAMP := $(SERVING_VENV)/.installed-stamp
-# The scoring transformer (components/transformer.py): KServe's Python ModelServer, Feast's Redis reader
+# The scoring transformer (components/serving/transformer.py): KServe's Python ModelServer, Feast's Redis reader
 # and tritonclient, in their own environment as in their own image layer (kserve pins psutil<6).
 TRANSFORMER_VENV  := .venv-transformer
 TRANSFORMER_STAMP := $(TRANSFORMER_VENV)/.installed-stamp

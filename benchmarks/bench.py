@@ -83,13 +83,13 @@ def import_seconds(packages: list[str]) -> float:
 
 
 def in_process(raw: Path, home: Path, cfg: PipelineConfig) -> dict[str, dict[str, Any]]:
-    from components.evaluate import evaluate
-    from components.materialize import materialize
-    from components.promote import promote
-    from components.register import register
-    from components.services import embedded_artifact_root, embedded_tracking_uri
-    from components.train import train
-    from components.validate import validate
+    from components.platform.services import embedded_artifact_root, embedded_tracking_uri
+    from components.steps.evaluate import evaluate
+    from components.steps.materialize import materialize
+    from components.steps.promote import promote
+    from components.steps.register import register
+    from components.steps.train import train
+    from components.steps.validate import validate
     from pipelines.fraud import pipeline as fraud
 
     os.environ["MLOPS_HOME"] = str(home)

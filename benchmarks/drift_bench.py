@@ -67,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     import evidently  # noqa: F401  (the one-time import, timed on its own)
 
-    from components import drift, drift_report
     from components.config import DriftSettings
+    from components.steps import drift, drift_report
 
     import_seconds = time.perf_counter() - started
     reference, current = frames(args.rows, args.seed)

@@ -43,7 +43,7 @@ def synthetic(rows: int, seed: int = 1) -> Any:
 
 def fit(data: Path, folder: Path, settings: dict[str, Any]) -> dict[str, Any]:
     from components.config import TrainSettings
-    from components.train import train
+    from components.steps.train import train
 
     name = "-".join(str(value) for value in settings.values() if isinstance(value, str))
     started = time.perf_counter()
@@ -71,7 +71,7 @@ def main() -> int:
 
     import torch
 
-    from components.models import gpu_visible
+    from components.steps.model_formats import gpu_visible
 
     gpu = gpu_visible()
     devices = ["cpu", "cuda"] if gpu else ["cpu"]

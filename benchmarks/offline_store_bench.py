@@ -2,7 +2,7 @@
 
 Three of Feast's offline stores on the same data and the same feature definitions (the fraud
 pipeline's entity, view and service), on real services it starts itself:
-1. Parquet in S3 (Feast's file store, reading S3 through pyarrow: components/s3_filesystem.py),
+1. Parquet in S3 (Feast's file store, reading S3 through pyarrow: components/platform/s3_filesystem.py),
    what the platform uses: one upload, then the point-in-time join;
 2. Feast's PostgreSQL offline store: the rows COPYed into a table, then the join in SQL;
 3. Feast's DuckDB store on local Parquet, what a laptop run uses;
@@ -54,7 +54,7 @@ def definitions(source: DataSource) -> list[Any]:
 
 
 def training_set(store: FeatureStore, frame: pd.DataFrame) -> tuple[pd.DataFrame, float]:
-    from components.materialize import _historical
+    from components.steps.materialize import _historical
 
     entity_df = frame[["user_id", "event_timestamp", "is_fraud"]].sort_values("event_timestamp", kind="stable")
     started = time.perf_counter()
@@ -69,8 +69,8 @@ def parquet_in_s3(stack: Stack, frame: pd.DataFrame, folder: Path) -> tuple[pd.D
 
     from components import artifacts
     from components.environment import temporary_env
-    from components.materialize import open_store
-    from components.settings import environment
+    from components.platform.settings import environment
+    from components.steps.materialize import open_store
 
     with temporary_env({**environment(stack.settings()), **stack.credentials()}):
         started = time.perf_counter()
@@ -93,7 +93,7 @@ def postgres_table(stack: Stack, frame: pd.DataFrame, folder: Path) -> tuple[pd.
     import psycopg
     from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
 
-    from components.materialize import open_store
+    from components.steps.materialize import open_store
 
     table = "bench_events"
     started = time.perf_counter()
@@ -126,7 +126,7 @@ def duckdb_local(frame: pd.DataFrame, folder: Path) -> tuple[pd.DataFrame, float
     from feast import FileSource
 
     from components import artifacts
-    from components.materialize import embedded_store_config, open_store
+    from components.steps.materialize import embedded_store_config, open_store
 
     started = time.perf_counter()
     path = folder / "duckdb" / "events.parquet"

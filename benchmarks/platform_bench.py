@@ -3,9 +3,9 @@
 Starts its own PostgreSQL, PgBouncer, Redis, S3 and MLflow on free ports, then measures, in
 one run on the same servers and data:
 1. materialize 1M rows / 100k entities into Redis: Feast's stock settings vs the platform's
-   (components.services.feast_store_config), rows of offline data per second; both must leave
+   (components.platform.services.feast_store_config), rows of offline data per second; both must leave
    identical values online;
-2. online lookup p50/p99 for 1 and 100 entities: the scoring path (components.online) vs a
+2. online lookup p50/p99 for 1 and 100 entities: the scoring path (components.serving.online_reader) vs a
    raw redis-py HMGET pipeline of the same keys and fields, with the Feast SDK for reference;
    the three are interleaved call by call so that noise hits them alike;
 3. registration: a new registration vs an idempotent re-registration of the same artifact;
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     import redis
     from feast import FeatureService, FeatureStore
 
-    from components.online import OnlineFeatureReader
+    from components.serving.online_reader import OnlineFeatureReader
 
 FEATURE_REPO = REPO / "pipelines" / "fraud" / "feature_repo"
 VIEW = "user_transaction_stats"
@@ -69,9 +69,9 @@ def ratio(value: float, baseline: float) -> str:
 
 
 def materialize_bench(home: Path, source: Path, frame: pd.DataFrame) -> None:
-    from components import online_writer, services
-    from components.materialize import apply_repo, open_store
-    from components.online import OnlineFeatureReader
+    from components.platform import online_writer, services
+    from components.serving.online_reader import OnlineFeatureReader
+    from components.steps.materialize import apply_repo, open_store
 
     start = frame["event_timestamp"].min().to_pydatetime()
     end = frame["event_timestamp"].max().to_pydatetime() + timedelta(seconds=1)
@@ -123,8 +123,8 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
 def lookup_bench(home: Path, frame: pd.DataFrame, stack: Stack, iterations: int) -> None:
     import redis
 
-    from components.materialize import open_store
-    from components.online import OnlineFeatureReader
+    from components.serving.online_reader import OnlineFeatureReader
+    from components.steps.materialize import open_store
 
     store = open_store("bench_platform", home / "feast" / "bench_platform")  # written by the platform writer
     reader = OnlineFeatureReader(store, SERVICE)
@@ -182,14 +182,14 @@ def registry_bench(home: Path, stack: Stack, metrics_count: int = 1000) -> None:
     from mlflow.entities import Metric
 
     from components.config import RegisterSettings
-    from components.register import register
+    from components.steps.register import register
 
     model_dir = home / "model"
     model_dir.mkdir(parents=True, exist_ok=True)
     # A real trained model and its metadata, from the train and evaluate components on small data.
     script = (
         "import sys; from pathlib import Path; from pipelines.fraud.data import generate;"
-        "from components.train import train; from components.evaluate import evaluate;"
+        "from components.steps.train import train; from components.steps.evaluate import evaluate;"
         "from components.config import EvaluateSettings, TrainSettings;"
         "out = Path(sys.argv[1]); frame = generate(6000, 3);"
         "frame.iloc[:4800].to_parquet(out / 'train.parquet');"

@@ -30,8 +30,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from components.handoffs import TrainingMetadata  # noqa: E402
-from components.models import load_predictor  # noqa: E402
-from components.triton import tensor_contract, write_python_repository  # noqa: E402
+from components.serving.triton_config import tensor_contract  # noqa: E402
+from components.steps.model_formats import load_predictor  # noqa: E402
+from components.steps.triton_repository import write_python_repository  # noqa: E402
 from devstack import process  # noqa: E402
 from devstack.stack import PORT_SPAN, Ports, Stack  # noqa: E402
 from devstack.transformer import LocalTransformer  # noqa: E402
@@ -54,7 +55,7 @@ def feature_store(home: Path, redis_port: int, rows: int) -> tuple[Any, list[int
     import yaml
 
     from components import artifacts
-    from components.materialize import _materialize_online, apply_repo
+    from components.steps.materialize import _materialize_online, apply_repo
     from pipelines.fraud.data import generate
 
     frame = generate(rows, 11)
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     import redis
     import tritonclient.grpc as grpcclient
 
-    from components.online import OnlineFeatureReader
+    from components.serving.online_reader import OnlineFeatureReader
 
     root = Path(tempfile.mkdtemp(prefix="mlops-bench-request-"))
     root.chmod(0o755)

@@ -31,7 +31,7 @@ def _train(data: Path, folder: Path, model_type: str, workers: int) -> dict[str,
     from gpu_check import FEATURES
 
     from components.config import TrainSettings
-    from components.train import train
+    from components.steps.train import train
 
     settings = TrainSettings(
         model_type=model_type,  # type: ignore[arg-type]

@@ -3,7 +3,7 @@
 The model is the fraud model's shape: XGBoost, 50 trees, 6 FP32 features, served by
 `mlops serve`'s python-backend repository on nvidia-pytriton's tritonserver (CPU).
 Baselines, same process, same model bytes:
-- in-process: components.models.load_predictor, what the pipeline scores with.
+- in-process: components.steps.model_formats.load_predictor, what the pipeline scores with.
 Served, through tritonclient over HTTP and gRPC:
 - single-row latency p50/p99 (one request at a time);
 - 64-row batches, one client (sequential) and four concurrent clients, rows per second.
@@ -29,8 +29,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from components.handoffs import TrainingMetadata  # noqa: E402
-from components.models import load_predictor  # noqa: E402
-from components.triton import tensor_contract, write_python_repository  # noqa: E402
+from components.serving.triton_config import tensor_contract  # noqa: E402
+from components.steps.model_formats import load_predictor  # noqa: E402
+from components.steps.triton_repository import write_python_repository  # noqa: E402
 from devstack.process import free_port_base  # noqa: E402
 from devstack.triton import LocalTriton  # noqa: E402
 
@@ -151,7 +152,7 @@ def main() -> int:
         one, batch = data[:1], data[:BATCH]
         base_p50, base_p99 = percentiles(time_calls(lambda: predict(one), args.requests))
         base_rows = throughput([lambda: predict(batch)], args.seconds)
-        print(f"in-process (components.models.load_predictor), 50 trees, {len(FEATURES)} features")
+        print(f"in-process (components.steps.model_formats.load_predictor), 50 trees, {len(FEATURES)} features")
         print(
             f"  single row p50/p99 {base_p50:.3f}/{base_p99:.3f} ms; 64-row batches {base_rows:,.0f} rows/s  (baseline)"
         )

@@ -1,4 +1,8 @@
-"""Typed settings of each step's contract, and the pipeline config that composes them.
+"""The pipeline's step settings: typed settings of each step's contract, and the config composing them.
+
+What one pipeline's config.yaml sets, step by step. Where the platform's services are (the same for
+every pipeline of a namespace: the mlops-platform ConfigMap and Secrets) is the other settings
+model, components.platform.settings.
 
 A fork of a reference pipeline changes this file's YAML counterpart, never component code.
 Loading validates every field, so an unknown model type or a threshold outside [0, 1] stops
@@ -14,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from components.errors import ComponentError
-from components.readonly import reader_secret
+from components.platform.readonly import reader_secret
 
 
 class _Settings(BaseModel):
@@ -278,11 +282,11 @@ class TransformerSettings(_Settings):
     scoring: ScoringSettings = ScoringSettings()
     feast_credentials_secret: str = Field(
         description="The reader Secret of the Feast registry (username, password): a role that may only SELECT"
-        " the tenant's registry, never its owner (issue 29; components/readonly.py)."
+        " the tenant's registry, never its owner (issue 29; components/platform/readonly.py)."
     )
     redis_credentials_secret: str = Field(
         description="The reader Secret of the online store (username, password): a Redis user that may only"
-        " read hashes, never the tenant's read-write user (issue 29; components/readonly.py)."
+        " read hashes, never the tenant's read-write user (issue 29; components/platform/readonly.py)."
     )
 
 
@@ -300,7 +304,7 @@ class ClusterSettings(_Settings):
     """Where the pipeline runs on the cluster: what a platform team sets once per tenant.
 
     Where the services are is not here: every pod reads it from its namespace's
-    `mlops-platform` ConfigMap (components/settings.py), so a fork never copies an endpoint.
+    `mlops-platform` ConfigMap (components/platform/settings.py), so a fork never copies an endpoint.
     """
 
     namespace: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

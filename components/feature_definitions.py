@@ -1,46 +1,20 @@
-"""What every pipeline's Feast repository declares the same way, written once.
+"""Deprecated: components.feature_definitions moved to components.platform.feature_definitions.
 
-A feature repo (pipelines/<name>/feature_repo) stays Feast's own definitions, which a team
-forks and edits; these helpers hold the two facts the platform owns: where the batch source
-reads (the offline-store location materialize publishes each run to, passed in
-MLOPS_FEAST_SOURCE_URI), and that a view is served online and tagged with its owning team.
+Kept for one release (issue 30): team repositories made by the previous release import it from
+their feature_repo/. It re-exports the same functions and warns, naming the new path.
 """
 
 from __future__ import annotations
 
-import os
-from datetime import timedelta
-from pathlib import Path
-from typing import Any
+import warnings
 
-SOURCE_URI_VARIABLE = "MLOPS_FEAST_SOURCE_URI"
+from components.platform.feature_definitions import SOURCE_URI_VARIABLE, published_source, team_feature_view
 
+__all__ = ["SOURCE_URI_VARIABLE", "published_source", "team_feature_view"]
 
-def published_source(name: str, sample: Path, description: str) -> Any:
-    """The view's batch source: this run's published data (set by materialize), else `sample`
-    (so `feast plan` in the repo folder works on a laptop)."""
-    from feast import FileSource
-
-    return FileSource(
-        name=name,
-        path=os.environ.get(SOURCE_URI_VARIABLE, str(sample)),
-        timestamp_field="event_timestamp",
-        description=description,
-    )
-
-
-def team_feature_view(
-    *, name: str, entity: Any, source: Any, ttl: timedelta, features: dict[str, Any], team: str
-) -> Any:
-    """An online feature view of `features` (name -> Feast type), owned by `team`."""
-    from feast import FeatureView, Field
-
-    return FeatureView(
-        name=name,
-        entities=[entity],
-        ttl=ttl,
-        schema=[Field(name=feature, dtype=dtype) for feature, dtype in features.items()],
-        source=source,
-        online=True,
-        tags={"owner": team, "pipeline": team},
-    )
+warnings.warn(
+    "components.feature_definitions is deprecated and goes in the next release: import "
+    "components.platform.feature_definitions instead",
+    DeprecationWarning,
+    stacklevel=2,
+)

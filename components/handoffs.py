@@ -1,7 +1,7 @@
 """The JSON documents steps hand to each other, typed once for their producers and consumers alike.
 
 train writes TrainingMetadata, evaluate HoldoutMetrics, register a Registration (which
-components.registry also rebuilds from the registry for `mlops serve` and `mlops promote`), and
+components.platform.model_registry also rebuilds from the registry for `mlops serve` and `mlops promote`), and
 promote returns a PromoteResult. mypy checks every key a consumer reads against these.
 """
 

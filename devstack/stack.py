@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from components.buckets import BUCKETS
 from components.errors import ComponentError
-from components.settings import PlatformSettings, environment
+from components.platform.buckets import BUCKETS
+from components.platform.settings import PlatformSettings, environment
 from devstack import process, tenant_pgbouncer
 
 SERVICES = ("postgres", "pgbouncer", "redis", "s3", "mlflow")
@@ -83,7 +83,7 @@ class Stack:
     # Give the tracking server the admin S3 key, as the platform once did: only to prove that
     # isolation-check catches the confused deputy it makes (tests/integration/test_tenancy.py).
     mlflow_server_s3_key: bool = False
-    # Tenants create MLflow names only in their own namespace (components.tracking_auth); False only
+    # Tenants create MLflow names only in their own namespace (components.platform.tracking_auth); False only
     # to show the name squatting MLflow's auth app allows.
     mlflow_tenant_names: bool = True
     # SeaweedFS in a network namespace of its own, S3 published through a Unix socket
@@ -184,7 +184,7 @@ class Stack:
         return timings
 
     def credentials(self) -> dict[str, str]:
-        """What a pod's Secrets hold on a cluster (components.settings.SECRET_VARIABLES)."""
+        """What a pod's Secrets hold on a cluster (components.platform.settings.SECRET_VARIABLES)."""
         return {
             "AWS_ACCESS_KEY_ID": self.access_key,
             "AWS_SECRET_ACCESS_KEY": self.secret_key,
@@ -553,7 +553,7 @@ class Stack:
             return True
 
         seconds = process.wait_until(buckets_exist, what="SeaweedFS S3", log=self.log("s3"), pid=pid, timeout=60)
-        from components import buckets
+        from components.platform import buckets
 
         buckets.ensure(client)  # the lifecycle the cluster's bucket-setup Job applies
         return seconds
@@ -627,7 +627,7 @@ class Stack:
         ]
         env["PGPASSWORD"] = self.db_password
         if self.mlflow_auth:
-            from components.tracking_auth import auth_config
+            from components.platform.tracking_auth import auth_config
 
             # The cluster's file (pipelines.cluster.mlflow_auth_config): no password in it (libpq
             # reads PGPASSWORD), the admin from the environment.

@@ -3,7 +3,7 @@
 `mlops tenant add` gives the tenant a PgBouncer of its own (`<root>/tenant-pgbouncer-<name>/`,
 its own port, kept in the tenant's file): it routes only the tenant's Feast registry database,
 knows only the tenant's role, and has few client slots
-(components.tenant_pool.LOOPBACK_CLIENT_CONNECTIONS). `mlops tenant env` points the tenant's
+(components.platform.tenant_pool.LOOPBACK_CLIENT_CONNECTIONS). `mlops tenant env` points the tenant's
 registry URL at it. However many sockets one tenant holds on its own pooler, another tenant's
 pooler and the platform's PgBouncer (MLflow) keep theirs (issue 29). `mlops dev up` starts the
 tenants' poolers after the platform's PgBouncer, `mlops dev down` stops them, `mlops dev status`
@@ -18,7 +18,7 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from components.tenant_pool import LOOPBACK_CLIENT_CONNECTIONS, tenant_pgbouncer_ini
+from components.platform.tenant_pool import LOOPBACK_CLIENT_CONNECTIONS, tenant_pgbouncer_ini
 from devstack import process
 
 if TYPE_CHECKING:

@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from components.settings import PUSHGATEWAY_CREDENTIALS
+from components.platform.settings import PUSHGATEWAY_CREDENTIALS
 from devstack import process
 
 __all__ = [

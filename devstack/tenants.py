@@ -9,7 +9,7 @@
   slots or the platform's (issue 29); the platform's PgBouncer knows the platform's role only;
 - Redis: an instance of its own (port, memory limit), whose only users are the tenant (its keys,
   no administration: FLUSHALL, CONFIG, SHUTDOWN, ... refused), its reader and the platform's admin;
-- the scoring transformer's reader (components/readonly.py): a Redis user that may only read
+- the scoring transformer's reader (components/platform/readonly.py): a Redis user that may only read
   hashes and a login role that may only SELECT its Feast registry, with a password of its own,
   which `mlops tenant env` exports as MLOPS_READER_* for the local transformer;
 - MLflow (basic-auth app, default permission NO_PERMISSIONS): a user, and an experiment
@@ -31,8 +31,14 @@ from typing import Any
 
 from components.environment import temporary_env
 from components.errors import ComponentError
-from components.readonly import READER_REDIS_RULES, READER_VARIABLES, local_variable, reader_grants, reader_name
-from components.settings import (  # the same on the cluster
+from components.platform.readonly import (
+    READER_REDIS_RULES,
+    READER_VARIABLES,
+    local_variable,
+    reader_grants,
+    reader_name,
+)
+from components.platform.settings import (  # the same on the cluster
     TENANT_CONNECTION_LIMIT,
     TENANT_REDIS_RULES,
 )
@@ -67,7 +73,7 @@ RESERVED = frozenset(
     {"admin", "postgres", "mlops", "public", "template0", "template1", "mlflow", "feast", "offline", "default", "root"}
 )
 S3_ACTIONS = ("Read", "Write", "List", "Tagging")
-# Each tenant's online store is a Redis of its own (components.settings.TENANT_REDIS_RULES).
+# Each tenant's online store is a Redis of its own (components.platform.settings.TENANT_REDIS_RULES).
 TENANT_REDIS_MAXMEMORY = "128mb"
 
 
@@ -210,7 +216,7 @@ def _provision_postgres(stack: Stack, tenant: Tenant) -> None:
 
 def _provision_reader_role(stack: Stack, tenant: Tenant) -> None:
     """The transformer's role: it may connect to the tenant's registry and SELECT there, no more
-    (components.readonly.reader_grants, as the cluster's tenant-databases Job runs them)."""
+    (components.platform.readonly.reader_grants, as the cluster's tenant-databases Job runs them)."""
     reader, database = reader_name(tenant.name), f"feast_{tenant.name}"
     verb = "alter" if _superuser(stack, "postgres", f"select 1 from pg_roles where rolname = '{reader}'") else "create"
     login = f"login noinherit password '{tenant.reader_password}' connection limit {TENANT_CONNECTION_LIMIT}"
@@ -370,7 +376,7 @@ def add_tenant(stack: Stack, name: str) -> Tenant:
 
 def tenant_environment(stack: Stack, tenant: Tenant) -> dict[str, str]:
     """What a member of the tenant gets: its own keys, user and databases, nobody else's."""
-    from components.settings import environment
+    from components.platform.settings import environment
 
     name = tenant.name
     settings = stack.settings().model_copy(
@@ -414,7 +420,7 @@ def tenant_process_environment(stack: Stack, tenant: Tenant, inherited: Mapping[
 
 def reader_environment(tenant: Tenant) -> dict[str, str]:
     """The transformer's read-only identity under the names the local transformer takes it from
-    (components.readonly.local_variable): the pipeline's steps keep the tenant's own."""
+    (components.platform.readonly.local_variable): the pipeline's steps keep the tenant's own."""
     if not tenant.reader_password:
         return {}
     reader = reader_name(tenant.name)

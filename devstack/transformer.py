@@ -1,10 +1,10 @@
 """The scoring transformer on loopback, beside the local Triton (`mlops serve --with-features`).
 
-The same module the cluster runs (components/transformer.py, KServe's ModelServer), started from
+The same module the cluster runs (components/serving/transformer.py, KServe's ModelServer), started from
 its own environment (`make transformer-env`: kserve pins psutil<6, the pipeline's stack does not
 resolve with it), as the InferenceService's transformer container runs from its own image layer.
 Like the container, it logs in to Redis and the registry as the tenant's reader when the
-environment holds one (`mlops tenant env`'s MLOPS_READER_*, components/readonly.py).
+environment holds one (`mlops tenant env`'s MLOPS_READER_*, components/platform/readonly.py).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from components.errors import ComponentError
-from components.readonly import local_transformer_environment
+from components.platform.readonly import local_transformer_environment
 from devstack import process
 
 __all__ = ["REPO_ROOT", "STEP", "LocalTransformer", "transformer_venv"]
@@ -81,7 +81,7 @@ class LocalTransformer:
         argv = [
             str(transformer_venv() / "bin" / "python"),
             "-m",
-            "components.transformer",
+            "components.serving.transformer",
             f"--model_name={self.model_name}",
             f"--predictor_host={self.predictor_grpc}",
             "--predictor_protocol=grpc-v2",

@@ -183,12 +183,12 @@ def serve_registered(
     version, where promote reads it to size the readiness probe."""
     import shutil
 
-    from components import registry
-    from components.triton import write_python_repository
+    from components.platform import model_registry
+    from components.steps.triton_repository import write_python_repository
 
-    mlflow = registry.client(tracking_uri)
-    number = registry.resolve_version(mlflow, model, version=version, alias=alias)
-    registration, model_bytes = registry.load_registration(mlflow, model, number)
+    mlflow = model_registry.client(tracking_uri)
+    number = model_registry.resolve_version(mlflow, model, version=version, alias=alias)
+    registration, model_bytes = model_registry.load_registration(mlflow, model, number)
     repository = root / "repository"
     shutil.rmtree(repository, ignore_errors=True)
     write_python_repository(
@@ -214,5 +214,5 @@ def serve_registered(
     seconds = server.start(threads=threads)
     registration["load_seconds"] = round(seconds, 2)
     if record_load_time:
-        registry.record_load_seconds(mlflow, model, number, seconds)
+        model_registry.record_load_seconds(mlflow, model, number, seconds)
     return server, registration

@@ -12,7 +12,7 @@ when a committed Constraint drifts from them, so each fact has one source:
   a domain reserves its whole domain (`serving.kserve.io/`), as do KServe's and Knative's own.
 - trainjobs-on-platform-runtimes: the ClusterTrainingRuntimes the platform renders
   (pipelines/trainer.py, manifests/base/trainer/training-runtimes.yaml).
-- tenant-network-objects-as-promote-renders: the shape components/serving_authorization.py
+- tenant-network-objects-as-promote-renders: the shape components/steps/serving_authorization.py
   renders (its label, name suffix, policy types, ports, action, read off a rendered pair), the
   names of the policies the platform ships in the tenant namespaces (manifests/tenants), and the
   tenant namespaces (manifests/tenants/tenants.yaml).
@@ -166,7 +166,11 @@ applies only the platform."""
 def tenant_network_parameters(manifests: Path = MANIFESTS) -> dict[str, Any]:
     """The K8sTenantNetworkObjects Constraint's parameters, read off the pair promote renders."""
     from components.config import PromoteSettings
-    from components.serving_authorization import NAMESPACE_NAME, render_authorization_policy, render_network_policy
+    from components.steps.serving_authorization import (
+        NAMESPACE_NAME,
+        render_authorization_policy,
+        render_network_policy,
+    )
 
     service = {"metadata": {"name": "model", "namespace": "tenant"}}
     settings = PromoteSettings(namespace="tenant")

@@ -46,7 +46,7 @@ __all__ = [
 def check_platform_settings(ctx: Context) -> Finding:
     """In the platform profile every setting a step reads must be there: a pod would fail on it."""
     from components.errors import ComponentError
-    from components.settings import (
+    from components.platform.settings import (
         CONFIGMAP,
         EMPTY_MEANS_DEFAULT,
         PlatformSettings,
@@ -143,7 +143,7 @@ def check_tracking_artifacts(ctx: Context) -> Finding:
     """The classic half-outage: runs log fine, then every model upload fails."""
     from components.environment import temporary_env
     from components.errors import ComponentError
-    from components.services import check_s3_artifacts, check_tracking_server
+    from components.platform.services import check_s3_artifacts, check_tracking_server
 
     name = "tracking-artifacts"
     uri = ctx.env.get("MLFLOW_TRACKING_URI", "")
@@ -179,7 +179,7 @@ def _default_artifact_root(uri: str) -> str:
 
 
 def _postgres_url(ctx: Context) -> str:
-    from components.services import with_password
+    from components.platform.services import with_password
 
     url = ctx.env.get("MLOPS_DOCTOR_POSTGRES_URL") or with_password(
         ctx.env.get("MLOPS_FEAST_REGISTRY_URL", ""), ctx.env.get("MLOPS_FEAST_REGISTRY_PASSWORD", "")
@@ -229,8 +229,8 @@ def check_redis_memory(ctx: Context) -> Finding:
         return Finding(name, SKIP, "no Redis online store configured (MLOPS_FEAST_REDIS)")
     import redis
 
-    from components.online import _redis_client
-    from components.services import redacted, redis_connection_string
+    from components.platform.services import redacted, redis_connection_string
+    from components.serving.online_reader import _redis_client
 
     connection = redis_connection_string(
         address, ctx.env.get("MLOPS_FEAST_REDIS_USERNAME", ""), ctx.env.get("MLOPS_FEAST_REDIS_PASSWORD", "")

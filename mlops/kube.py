@@ -2,7 +2,7 @@
 
 Read the live InferenceService and KServe's default deployment mode; create or replace an
 InferenceService, and the Istio AuthorizationPolicy and NetworkPolicy that say who may call it
-(components/serving_authorization.py, issue 29). Nothing else: the manifests are rendered and
+(components/steps/serving_authorization.py, issue 29). Nothing else: the manifests are rendered and
 admitted before they get here. Every write asks for strict field validation and replaces exactly
 the version it read (409 Conflict otherwise), and every failure says whether a retry can help.
 """
@@ -34,7 +34,7 @@ GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 ISTIO_GROUP, ISTIO_VERSION, AUTHORIZATION_PLURAL = "security.istio.io", "v1", "authorizationpolicies"
 AUTHORIZATION_KINDS = ("AuthorizationPolicy", "NetworkPolicy")
 PLURALS = {"InferenceService": PLURAL, "AuthorizationPolicy": AUTHORIZATION_PLURAL, "NetworkPolicy": "networkpolicies"}
-"""What promote applies beside the InferenceService (components.serving_authorization.serving_objects)."""
+"""What promote applies beside the InferenceService (components.steps.serving_authorization.serving_objects)."""
 KSERVE_NAMESPACE = "kserve"
 KSERVE_CONFIG = "inferenceservice-config"
 # (connect, read) seconds for every API call: the client's default is to wait forever.

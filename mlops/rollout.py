@@ -13,7 +13,7 @@ Every step, in this order: work out the serving state from the registry's histor
 InferenceService; evaluate it with the platform's Gatekeeper policies on the real Rego engine
 (refuse with Gatekeeper's own message: a bad promotion never leaves the laptop); apply it with
 who may call it, its Istio AuthorizationPolicy and NetworkPolicy (issue 29,
-components/serving_authorization.py; Kubernetes API, or a GitOps folder, or nowhere with
+components/steps/serving_authorization.py; Kubernetes API, or a GitOps folder, or nowhere with
 --dry-run, which prints the three documents); then record the history entry and move the
 aliases. A failure before the apply changes nothing anywhere.
 """
@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from components import registry, services
 from components.config import PromoteSettings, TransformerSettings
 from components.errors import ComponentError
-from components.promote import (
+from components.platform import model_registry, services
+from components.steps.promote import (
     RAW_DEPLOYMENT,
     annotation,
     check_replicas,
@@ -39,7 +39,7 @@ from components.promote import (
     readiness_delay,
     render_inference_service,
 )
-from components.serving_authorization import serving_objects
+from components.steps.serving_authorization import serving_objects
 from mlops.admission import POLICY_DIR, PolicySet
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ class ServingState:
     """Champions replaced by a promotion, oldest first: what --rollback after a promotion restores."""
 
     @classmethod
-    def replay(cls, entries: list[registry.HistoryEntry]) -> ServingState:
+    def replay(cls, entries: list[model_registry.HistoryEntry]) -> ServingState:
         champion: int | None = None
         canary: int | None = None
         percent = 0
@@ -112,7 +112,7 @@ class Target:
 
     def apply(self, objects: list[dict[str, Any]], live: dict[str, Any] | None = None) -> str:
         """Write the InferenceService (objects[0]) and who may call it (the AuthorizationPolicy and
-        NetworkPolicy after it, components.serving_authorization.serving_objects). On a cluster the
+        NetworkPolicy after it, components.steps.serving_authorization.serving_objects). On a cluster the
         authorization goes first, so a new service never runs a moment without it, and the service
         replaces exactly the `live` version that was checked. Returns where the service went."""
         service, authorization = objects[0], objects[1:]
@@ -170,7 +170,7 @@ class Outcome:
     after: ServingState
     service: dict[str, Any]
     applied: str
-    entry: registry.HistoryEntry | None
+    entry: model_registry.HistoryEntry | None
     aliases: dict[str, int] = field(default_factory=dict)
 
 
@@ -201,8 +201,8 @@ def _candidate(mlflow: MlflowClient, request: Request, state: ServingState) -> i
             )
         return state.canary
     if request.version is None and request.alias is None and request.action == "promote" and state.champion is None:
-        return registry.resolve_version(mlflow, request.model, alias=registry.CHALLENGER)
-    return registry.resolve_version(mlflow, request.model, version=request.version, alias=request.alias)
+        return model_registry.resolve_version(mlflow, request.model, alias=model_registry.CHALLENGER)
+    return model_registry.resolve_version(mlflow, request.model, version=request.version, alias=request.alias)
 
 
 def _check_transition(request: Request, state: ServingState, version: int) -> None:
@@ -239,8 +239,8 @@ def _traffic(request: Request, state: ServingState) -> tuple[int, int | None]:
 
 def execute(request: Request, target: Target) -> Outcome:
     settings = request.settings
-    mlflow = registry.client()
-    before = ServingState.replay(registry.history(mlflow, request.model))
+    mlflow = model_registry.client()
+    before = ServingState.replay(model_registry.history(mlflow, request.model))
     version = _candidate(mlflow, request, before)
     _check_transition(request, before, version)
     canary_percent, share = _traffic(request, before)
@@ -265,7 +265,7 @@ def execute(request: Request, target: Target) -> Outcome:
     check_traffic_split(mode, canary_percent if request.action == "canary" else None)
     check_replicas(settings.min_replicas, settings.gpu)
 
-    registration, model_bytes = registry.load_registration(mlflow, request.model, rendered_version)
+    registration, model_bytes = model_registry.load_registration(mlflow, request.model, rendered_version)
     root = request.serving_root or services.serving_root("promote")
     storage_uri = publish_repository(
         registration, model_bytes, root, gpu=settings.gpu, decision_threshold=request.decision_threshold
@@ -305,19 +305,19 @@ def execute(request: Request, target: Target) -> Outcome:
         return Outcome(action=request.action, before=before, after=before, service=service, applied=applied, entry=None)
 
     from_version = before.champion if request.action != "rollback" else (before.canary or before.champion)
-    entry = registry.HistoryEntry(
+    entry = model_registry.HistoryEntry(
         action=request.action,
         to_version=version,
         from_version=from_version,
         traffic_percent=share or 100,
-        who=registry.who(),
+        who=model_registry.who(),
         reason=request.reason,
         namespace=namespace,
         applied=applied,
     )
-    registry.append_history(mlflow, request.model, entry)
+    model_registry.append_history(mlflow, request.model, entry)
     moved = _move_aliases(mlflow, request.model, request.action, version, before)
-    after = ServingState.replay(registry.history(mlflow, request.model))
+    after = ServingState.replay(model_registry.history(mlflow, request.model))
     return Outcome(
         action=request.action, before=before, after=after, service=service, applied=applied, entry=entry, aliases=moved
     )
@@ -325,12 +325,12 @@ def execute(request: Request, target: Target) -> Outcome:
 
 def _move_aliases(mlflow: MlflowClient, model: str, action: str, version: int, before: ServingState) -> dict[str, int]:
     if action == "canary":
-        mlflow.set_registered_model_alias(model, registry.CANARY, str(version))
+        mlflow.set_registered_model_alias(model, model_registry.CANARY, str(version))
     elif action == "promote" or before.canary is None:  # a promotion, or a rollback after one
-        mlflow.set_registered_model_alias(model, registry.CHAMPION, str(version))
-    if action in ("promote", "rollback") and registry.CANARY in registry.aliases(mlflow, model):
-        mlflow.delete_registered_model_alias(model, registry.CANARY)
-    return registry.aliases(mlflow, model)
+        mlflow.set_registered_model_alias(model, model_registry.CHAMPION, str(version))
+    if action in ("promote", "rollback") and model_registry.CANARY in model_registry.aliases(mlflow, model):
+        mlflow.delete_registered_model_alias(model, model_registry.CANARY)
+    return model_registry.aliases(mlflow, model)
 
 
 def settings_for(
@@ -344,8 +344,8 @@ def settings_for(
     if name is None:
         number = version
         if number is None:
-            known = registry.aliases(mlflow, model)
-            number = next((known[a] for a in (registry.CHAMPION, registry.CHALLENGER) if a in known), None)
+            known = model_registry.aliases(mlflow, model)
+            number = next((known[a] for a in (model_registry.CHAMPION, model_registry.CHALLENGER) if a in known), None)
         if number is not None:
             name = mlflow.get_model_version(model, str(number)).tags.get("pipeline")
     if not name:
@@ -353,7 +353,7 @@ def settings_for(
     return declaration(name).config(config)
 
 
-def render_history(entries: list[registry.HistoryEntry]) -> list[str]:
+def render_history(entries: list[model_registry.HistoryEntry]) -> list[str]:
     lines = [f"{'when (UTC)':<25} {'action':<8} {'from':>5} {'to':>5} {'traffic':>7}  {'who':<16} applied / reason"]
     for e in entries:
         source = f"v{e.from_version}" if e.from_version is not None else "-"

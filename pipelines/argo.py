@@ -15,7 +15,7 @@ Argo-specific choices, each closing a known trap:
 - artifacts go through the platform's `artifactRepositoryRef`, passed between tasks by key;
 - `depends` on each upstream's `.Succeeded` (not `dependencies`), so a task below a skipped one
   is Omitted rather than left to resolve outputs that were never made;
-- an exit handler notifies the owner when the run did not succeed (components/notify.py), and
+- an exit handler notifies the owner when the run did not succeed (components/steps/notify.py), and
   the controller counts the failed run by pipeline (pipelines/argo_metrics.py) in case it could not;
 - the CronWorkflow sets `startingDeadlineSeconds`, or runs missed while the controller was
   down are silently skipped (argo-workflows#9632), and `concurrencyPolicy: Forbid`; a mutex per
@@ -46,7 +46,7 @@ from hera.workflows import models as m
 from components.config import PipelineConfig
 from components.environment import IMAGE_VARIABLE
 from components.errors import PERMANENT_EXIT_CODE
-from components.settings import CONFIGMAP
+from components.platform.settings import CONFIGMAP
 from pipelines.argo_metrics import run_failed_metric, template_metrics
 from pipelines.caching import CACHE_CONFIGMAP, CACHE_MAX_AGE, cache_key
 from pipelines.cluster import TRAINING_POOL, secret_environment

@@ -3,11 +3,11 @@
 Two kinds, both exported by the controller with its `argo_workflows_` prefix (and, for counters,
 no `_total` suffix: Argo's Prometheus exporter is built WithoutCounterSuffixes):
 - the drift step's figures as template metrics, gauges named and labelled like the series the
-  step pushes to its namespace's Pushgateway (components/drift_metrics.py, the one table of names),
+  step pushes to its namespace's Pushgateway (components/steps/drift_metrics.py, the one table of names),
   which carries the per-feature ones too;
 - the WorkflowTemplate's run counter: runs that did not succeed, by namespace and pipeline (Argo's
   own `argo_workflows_total_count` names no pipeline), which ArgoWorkflowFailed reads when the exit
-  handler's notice (components/notify.py) did not arrive.
+  handler's notice (components/steps/notify.py) did not arrive.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 from hera.workflows import Counter, Gauge, Label
 
 from components.config import PipelineConfig
-from components.drift_metrics import FEATURES_DRIFTED, SHARE, THRESHOLD
+from components.steps.drift_metrics import FEATURES_DRIFTED, SHARE, THRESHOLD
 from pipelines.contract import StepContract
 from pipelines.spec import PipelineSpec, Step
 

@@ -89,7 +89,7 @@ def step_keys(
     """The cache key of each cacheable step of one run."""
     from components import lineage
     from components.environment import IMAGE_VARIABLE
-    from components.settings import environment, from_environment
+    from components.platform.settings import environment, from_environment
 
     base = {
         "data": lineage.data_digest(raw_data),

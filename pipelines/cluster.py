@@ -1,7 +1,7 @@
 """What every task of a pipeline gets on the cluster, for both renderers: settings, Secrets, inputs.
 
 - Settings: the namespace's `mlops-platform` ConfigMap, whole (`envFrom` on Argo, key by key
-  through kfp-kubernetes on KFP). Its data is `components.settings.environment()` of the
+  through kfp-kubernetes on KFP). Its data is `components.platform.settings.environment()` of the
   cluster's settings, rendered into manifests/ for each pipelines namespace by
   `platform_configmap` (`make golden`), so a pod and `mlops dev env` get the same variables.
 - Credentials: Secret references, never literals in rendered YAML.
@@ -17,8 +17,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from components.config import PipelineConfig
-from components.readonly import reader_database_secret, reader_name
-from components.settings import (
+from components.platform.readonly import reader_database_secret, reader_name
+from components.platform.settings import (
     CONFIGMAP,
     TENANT_CONNECTION_LIMIT,
     PlatformSettings,
@@ -146,7 +146,7 @@ def postgres_roles(tenants: list[str]) -> dict[str, Any]:
                 "passwordSecret": {"name": f"{tenant}-db-credentials"},
             }
         )
-        comment = f"tenant {tenant}'s scoring transformer: SELECT on feast_{tenant} (components/readonly.py)"
+        comment = f"tenant {tenant}'s scoring transformer: SELECT on feast_{tenant} (components/platform/readonly.py)"
         secret = {"name": reader_database_secret(tenant)}
         reader = {"name": reader_name(tenant), "comment": comment, "passwordSecret": secret}
         roles.append({**roles[-1], **reader})  # as capped as the tenant's role
@@ -162,11 +162,11 @@ MLFLOW_AUTH_CONFIG = "mlflow-auth"
 
 
 def mlflow_auth_config() -> dict[str, Any]:
-    """The tracking server's basic_auth.ini (components.tracking_auth.auth_config, as on a laptop):
+    """The tracking server's basic_auth.ini (components.platform.tracking_auth.auth_config, as on a laptop):
     NO_PERMISSIONS by default, each tenant's names in its own namespace, its users in the
     mlflow_auth database through PgBouncer. No secret in it: libpq reads PGPASSWORD, and the admin
     comes from MLFLOW_AUTH_ADMIN_USERNAME and _PASSWORD, both from Secrets."""
-    from components.tracking_auth import auth_config
+    from components.platform.tracking_auth import auth_config
 
     database = f"postgresql+psycopg2://mlflow@pgbouncer.{PLATFORM_NAMESPACE}.svc:5432/mlflow_auth"
     return {
@@ -275,7 +275,7 @@ def model_puller(
 
 
 def secret_environment(cfg: PipelineConfig) -> list[SecretRef]:
-    """Every credential a step may read (components.settings.SECRET_VARIABLES), by Secret and key."""
+    """Every credential a step may read (components.platform.settings.SECRET_VARIABLES), by Secret and key."""
     cluster = cfg.cluster
     return [
         SecretRef(env="AWS_ACCESS_KEY_ID", secret=cluster.s3_credentials_secret, key="access-key"),

@@ -38,7 +38,7 @@ def experiment(
     spec: PipelineSpec, cfg: PipelineConfig, *, name: str, train_set: str, holdout_set: str
 ) -> dict[str, Any]:
     """The Experiment of `cfg.tune` for the sets at `train_set` and `holdout_set` (object store URIs)."""
-    from components.settings import CONFIGMAP
+    from components.platform.settings import CONFIGMAP
 
     tune, metric = cfg.tune, cfg.evaluate.gate_metric
     if not tune.space:

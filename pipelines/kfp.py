@@ -31,7 +31,7 @@ from kfp import dsl
 
 from components.config import PipelineConfig
 from components.environment import IMAGE_VARIABLE
-from components.trainjob import TEMPLATE_VARIABLE
+from components.steps.trainjob import TEMPLATE_VARIABLE
 from pipelines.caching import NAMESPACE_VARIABLE
 from pipelines.cluster import TRAINING_POOL
 from pipelines.contract import check
@@ -78,7 +78,7 @@ def apply_cluster_environment(task: Any, step: Step, cfg: PipelineConfig) -> Non
     and the pod's namespace from the downward API (require_namespace reads it)."""
     from kfp import kubernetes
 
-    from components.settings import CONFIGMAP, configmap_keys
+    from components.platform.settings import CONFIGMAP, configmap_keys
     from pipelines.cluster import secret_environment
 
     kubernetes.use_config_map_as_env(task, config_map_name=CONFIGMAP, config_map_key_to_env=_identity(configmap_keys()))
@@ -98,7 +98,7 @@ def _failure_notice(spec: PipelineSpec, cfg: PipelineConfig) -> Any:
     """The exit handler's task: the same notice, for the same owner, as Argo's (pipelines/argo.py)."""
     from kfp import kubernetes
 
-    from components.settings import CONFIGMAP, configmap_keys
+    from components.platform.settings import CONFIGMAP, configmap_keys
 
     op = dsl.component(notify_failure, base_image=spec.image, install_kfp_package=False)
     task = op(pipeline=spec.name, owner=cfg.owner, namespace=cfg.cluster.namespace)
@@ -152,7 +152,7 @@ def build_pipeline(
             if cluster:
                 apply_cluster_environment(task, step, cfg)
                 task.set_env_variable(IMAGE_VARIABLE, spec.image)  # the lineage records it
-                if step.component == "components.train:train" and cfg.train.distributed is not None:
+                if step.component == "components.steps.train:train" and cfg.train.distributed is not None:
                     # KFP has no resource template: the train task launches the TrainJob itself
                     task.set_env_variable(TEMPLATE_VARIABLE, json.dumps(launcher_template(spec, step, cfg)))
             tasks[step.name] = task

@@ -39,7 +39,7 @@ def validate(raw_data: str, suite: str, report: Output[Artifact]) -> NamedTuple(
     from pipelines.runtime import resource, run_step
 
     summary = run_step(
-        "components.validate:validate", dataset=raw_data, suite_path=resource(suite), report_path=report.path
+        "components.steps.validate:validate", dataset=raw_data, suite_path=resource(suite), report_path=report.path
     )
     return (summary["data_digest"],)  # type: ignore[return-value]
 
@@ -60,7 +60,7 @@ def materialize(
 
     require_namespace("materialize", namespace)
     summary = run_step(
-        "components.materialize:materialize",
+        "components.steps.materialize:materialize",
         raw_data,
         resource(feature_repo),
         *(a.path for a in (train_set, holdout_set)),
@@ -101,7 +101,7 @@ def drift(
     from pipelines.runtime import run_step
 
     summary = run_step(
-        "components.drift:drift",
+        "components.steps.drift:drift",
         current_data,
         *(a.path for a in (drift_table, drift_report, drift_plot)),
         settings=settings,
@@ -127,7 +127,7 @@ def drift(
 def hold(reason: str) -> None:
     from pipelines.runtime import run_step
 
-    run_step("components.drift:hold", reason=reason)
+    run_step("components.steps.drift:hold", reason=reason)
 
 
 def train(
@@ -145,7 +145,7 @@ def train(
 
     require_namespace("train", namespace)
     summary = run_step(
-        "components.train:train",
+        "components.steps.train:train",
         *(a.path for a in (train_set, model, metadata)),
         features=features,
         label_column=label_column,
@@ -176,7 +176,7 @@ def evaluate(
 
     require_namespace("evaluate", namespace)
     summary = run_step(
-        "components.evaluate:evaluate",
+        "components.steps.evaluate:evaluate",
         *(a.path for a in (model, metadata, holdout_set, metrics, quality_plot, error_plot)),
         settings={**settings, "threshold": threshold},  # the threshold is the run's (gate-threshold)
         model_sha256=model_sha256,  # train's; in this step's cache key, so checked against the bytes
@@ -212,7 +212,7 @@ def register(
     from pipelines.runtime import resource, run_step
 
     run_step(
-        "components.register:register",
+        "components.steps.register:register",
         *(a.path for a in (model, metadata, metrics, registration, model_card)),
         settings=settings,
         pipeline=pipeline,
@@ -238,7 +238,7 @@ def promote(
     from pipelines.runtime import run_step
 
     run_step(
-        "components.promote:promote",
+        "components.steps.promote:promote",
         *(a.path for a in (registration, model, inference_service, model_repository, serving_authorization)),
         settings=settings,
         decision_threshold=decision_threshold,
@@ -259,7 +259,7 @@ def notify(
     from pipelines.runtime import run_step
 
     run_step(
-        "components.notify:notify",
+        "components.steps.notify:notify",
         metrics=metrics.path,
         notice_out=notice.path,
         notice_markdown_out=notice_markdown.path,
@@ -275,7 +275,7 @@ def notify_failure(
     final_status: PipelineTaskFinalStatus, pipeline: str, owner: str, namespace: str, notice: Output[Artifact]
 ) -> None:
     """The exit handler (dsl.ExitHandler, pipelines/kfp.py): it runs after every run; one that did
-    not succeed is the owner's notice, as Argo's exit handler sends it (components.notify)."""
+    not succeed is the owner's notice, as Argo's exit handler sends it (components.steps.notify)."""
     import json
 
     from pipelines.runtime import run_step
@@ -286,7 +286,7 @@ def notify_failure(
         return
     failed = [{"displayName": final_status.pipeline_task_name, "message": final_status.error_message or ""}]
     run_step(
-        "components.notify:notify_failure",
+        "components.steps.notify:notify_failure",
         notice_out=notice.path,
         pipeline=pipeline,
         owner=owner,
@@ -298,13 +298,13 @@ def notify_failure(
 
 
 OPS: dict[str, Callable[..., Any]] = {
-    "components.validate:validate": validate,
-    "components.materialize:materialize": materialize,
-    "components.drift:drift": drift,
-    "components.drift:hold": hold,
-    "components.train:train": train,
-    "components.evaluate:evaluate": evaluate,
-    "components.register:register": register,
-    "components.promote:promote": promote,
-    "components.notify:notify": notify,
+    "components.steps.validate:validate": validate,
+    "components.steps.materialize:materialize": materialize,
+    "components.steps.drift:drift": drift,
+    "components.steps.drift:hold": hold,
+    "components.steps.train:train": train,
+    "components.steps.evaluate:evaluate": evaluate,
+    "components.steps.register:register": register,
+    "components.steps.promote:promote": promote,
+    "components.steps.notify:notify": notify,
 }

@@ -24,8 +24,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from components.buckets import PIPELINE_ARTIFACTS
 from components.config import ClusterSettings
+from components.platform.buckets import PIPELINE_ARTIFACTS
 
 __all__ = ["KFP_LAUNCHER", "KFP_LAUNCHER_FILE", "ROOT_FOLDER", "kfp_launcher", "pipeline_root"]
 

@@ -55,16 +55,17 @@ def _recorded_documents(mlflow: MlflowClient, run_id: str) -> tuple[dict[str, An
 
 
 def reproduce(model: str, *, version: int | None = None, alias: str | None = None) -> Reproduction:
-    from components import lineage, registry
+    from components import lineage
     from components.config import parse_config
     from components.errors import ComponentError
-    from components.register import HASH_TAG
-    from components.train import train
+    from components.platform import model_registry
+    from components.platform.model_registry import HASH_TAG
+    from components.steps.train import train
     from pipelines.local import declaration, git_commit
     from pipelines.scratch_sets import make_sets
 
-    mlflow = registry.client()
-    number = registry.resolve_version(mlflow, model, version=version, alias=alias)
+    mlflow = model_registry.client()
+    number = model_registry.resolve_version(mlflow, model, version=version, alias=alias)
     record = mlflow.get_model_version(model, str(number))
     document, config_data = _recorded_documents(mlflow, record.run_id)
     cfg = parse_config(config_data, source=f"{model} v{number}'s recorded config")

@@ -41,7 +41,7 @@ def resource(reference: str) -> str:
 
 
 def component(target: str) -> Any:
-    """'components.train:train' -> the function."""
+    """'components.steps.train:train' -> the function."""
     module_name, _, function_name = target.partition(":")
     return getattr(importlib.import_module(module_name), function_name)
 

@@ -27,8 +27,8 @@ class Sets:
 
 def make_sets(declaration: PipelineDeclaration, cfg: PipelineConfig, data: str, scratch: Path) -> Sets:
     """The pipeline's validate and materialize steps on `data`, their outputs under `scratch`."""
-    from components.materialize import embedded_store_config, materialize
-    from components.validate import validate
+    from components.steps.materialize import embedded_store_config, materialize
+    from components.steps.validate import validate
 
     folder = declaration.folder
     validated = validate(data, str(folder / cfg.validate_.suite), str(scratch / "validation.json"))

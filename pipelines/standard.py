@@ -44,32 +44,33 @@ def training_pipeline(
     # A step a paragraph: component, wiring, condition, retry class, resources.
     # fmt: off
     steps = (
-        Step(name="validate", component="components.validate:validate", caching=True,
+        Step(name="validate", component="components.steps.validate:validate", caching=True,
              retry=IO_BOUND, resources=Resources(cpu="2", memory="4Gi")),
         # the online store is refreshed every night, retrain or not; from the bytes validate read
-        Step(name="materialize", component="components.materialize:materialize",
+        Step(name="materialize", component="components.steps.materialize:materialize",
              inputs={"data_digest": "validate.data_digest"}, caching=True,
              retry=IO_BOUND, resources=Resources(cpu="2", memory="8Gi")),
-        Step(name="drift", component="components.drift:drift", after=("validate",),
+        Step(name="drift", component="components.steps.drift:drift", after=("validate",),
              retry=IO_BOUND, resources=Resources(cpu="2", memory="8Gi")),
-        Step(name="hold", component="components.drift:hold", inputs={"reason": "drift.reason"}, after=("materialize",),
-             when=(NO_RETRAIN,), retry=ROLLOUT, resources=Resources(cpu="100m", memory="128Mi")),
-        Step(name="train", component="components.train:train",
+        Step(name="hold", component="components.steps.drift:hold", inputs={"reason": "drift.reason"},
+             after=("materialize",), when=(NO_RETRAIN,),
+             retry=ROLLOUT, resources=Resources(cpu="100m", memory="128Mi")),
+        Step(name="train", component="components.steps.train:train",
              inputs={"train_set": "materialize.train_set", "features": "materialize.features",
                      "train_set_sha256": "materialize.train_set_sha256"},
              when=(RETRAIN,), caching=True, retry=GPU_COMPUTE, resources=train_resources),
-        Step(name="evaluate", component="components.evaluate:evaluate",
+        Step(name="evaluate", component="components.steps.evaluate:evaluate",
              inputs={"model": "train.model", "metadata": "train.metadata", "holdout_set": "materialize.holdout_set",
                      "model_sha256": "train.model_sha256"},
              when=(RETRAIN,), caching=True, retry=GPU_COMPUTE, resources=Resources(cpu="2", memory="8Gi")),
-        Step(name="register", component="components.register:register",
+        Step(name="register", component="components.steps.register:register",
              inputs={"model": "train.model", "metadata": "train.metadata", "metrics": "evaluate.metrics",
                      "train_set": "materialize.train_set", "lineage": "materialize.lineage"},
              when=(RETRAIN, GATE_PASSED), retry=IDEMPOTENT_WRITE, resources=Resources(cpu="1", memory="2Gi")),
-        Step(name="promote", component="components.promote:promote",
+        Step(name="promote", component="components.steps.promote:promote",
              inputs={"registration": "register.registration", "model": "train.model"},
              when=(RETRAIN, GATE_PASSED), retry=ROLLOUT, resources=Resources(cpu="1", memory="1Gi")),
-        Step(name="notify", component="components.notify:notify", inputs={"metrics": "evaluate.metrics"},
+        Step(name="notify", component="components.steps.notify:notify", inputs={"metrics": "evaluate.metrics"},
              when=(RETRAIN, GATE_FAILED), retry=ROLLOUT, resources=Resources(cpu="1", memory="512Mi")),
     )
     # fmt: on
@@ -91,7 +92,7 @@ def step_parameters(
 
     `run` holds the pipeline inputs (pipelines.cluster.RUN_INPUTS) and the engine's run id,
     placeholders when rendering and values in a local run. Where the stores are is no
-    argument: each step reads it from the platform settings (components/settings.py).
+    argument: each step reads it from the platform settings (components/platform/settings.py).
     """
     m = cfg.materialize
     return {

@@ -356,7 +356,7 @@ def namespace(tenant: Tenant) -> dict[str, Any]:
     Security's restricted profile enforced on every pod (Gatekeeper, manifests/policies/, covers
     the Workflows and InferenceServices before any pod exists), and Istio's sidecar in every pod
     (ISTIO_INJECTION): the AuthorizationPolicy promote renders for each model admits callers by
-    their mTLS identity (components/serving_authorization.py, issue 29), which only a pod with a
+    their mTLS identity (components/steps/serving_authorization.py, issue 29), which only a pod with a
     sidecar has and only a sidecar enforces. Restricted holds because the install puts Istio's
     CNI plugin, not the NET_ADMIN init container, in charge of the redirect (docs/install.md)."""
     restricted = {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn", "audit")}

@@ -1,7 +1,7 @@
 """A tenant's scheduled Feast refresh: one CronJob per pipeline the tenant runs, in its namespace.
 
 Rendered by pipelines/tenancy.py from the tenant declaration (`make golden`). It runs
-components/feast_refresh.py with the stores of that namespace's `mlops-platform` ConfigMap and the
+components/steps/feast_refresh.py with the stores of that namespace's `mlops-platform` ConfigMap and the
 tenant's own Secrets, the same a step of the pipeline reads, so the online store it refreshes is
 the one the tenant's pipelines and transformer read (the platform-wide CronJob it replaces wrote
 stores no tenant read).
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from components.settings import CONFIGMAP
+from components.platform.settings import CONFIGMAP
 
 if TYPE_CHECKING:
     from pipelines.tenancy import Tenant, TenantPipeline
@@ -31,7 +31,7 @@ secret_environment): its prefix-scoped S3 key, its registry role's and its Redis
 
 
 def feast_cronjob(tenant: Tenant, pipeline: TenantPipeline, image: str) -> dict[str, Any]:
-    """The scheduled refresh of one pipeline's online store (components/feast_refresh.py), in the
+    """The scheduled refresh of one pipeline's online store (components/steps/feast_refresh.py), in the
     tenant's namespace: its stores come from that namespace's `mlops-platform` ConfigMap (registry
     feast_<tenant>, Redis redis.<tenant>.svc, offline store under the tenant's S3 prefix) and its
     Secrets, the same a step of the pipeline reads, so it writes exactly what the pipeline reads."""
@@ -44,7 +44,15 @@ def feast_cronjob(tenant: Tenant, pipeline: TenantPipeline, image: str) -> dict[
         {"name": env, "valueFrom": {"secretKeyRef": {"name": pipeline.secret(field), "key": key}}}
         for env, (field, key) in FEAST_SECRET_FIELDS.items()
     ]
-    command = ["python", "-m", "components.feast_refresh", "--project", pipeline.project, "--store-dir", "/tmp/feast"]
+    command = [
+        "python",
+        "-m",
+        "components.steps.feast_refresh",
+        "--project",
+        pipeline.project,
+        "--store-dir",
+        "/tmp/feast",
+    ]
     container = {
         "name": "materialize",
         "image": image,

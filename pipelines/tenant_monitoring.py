@@ -17,8 +17,8 @@ namespace), rather than an authenticating proxy in front of one shared gateway. 
 - the scrape takes `namespace` from where the target runs (honorLabels false, and a relabeling
   from `__meta_kubernetes_namespace`), so no label a tenant pushes can move an alert to another
   team: a pushed `namespace`, `job` or `instance` becomes `exported_*`, which is dropped;
-- only the `mlops_*` families the platform defines are kept (components/drift_metrics.py and
-  components/notify.py, the one source), so a push of `argo_workflows_*`, `kube_*` or
+- only the `mlops_*` families the platform defines are kept (components/steps/drift_metrics.py and
+  components/steps/notify.py, the one source), so a push of `argo_workflows_*`, `kube_*` or
   `revision_request_*` cannot feed or mask CronWorkflowMissedSchedule, FeastMaterializationStale
   or KServeHighErrorRate.
 
@@ -39,7 +39,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from components import drift_metrics, notify
+from components.steps import drift_metrics, notify
 from pipelines.cluster import MONITORING_NAMESPACE
 from pipelines.platform_services import PUSHGATEWAY_NAME, PUSHGATEWAY_PORT, ServiceAddress, pushgateway
 

@@ -8,17 +8,17 @@ Argo's archive, the shared mlops-pipelines namespace), and each tenant gets a Pg
 in the platform namespace, `pgbouncer-<tenant>`:
 
 - it routes only the tenant's Feast registry database and admits only the tenant's role and its
-  reader (the transformer's, components/readonly.py), whose passwords its init container writes
+  reader (the transformer's, components/platform/readonly.py), whose passwords its init container writes
   from the Secrets CloudNativePG sets the roles' passwords from (pipelines/cluster.py:
   postgres_roles), so no new Secret;
-- its `max_client_conn` is the tenant's quota.pods times components.tenant_pool.CLIENTS_PER_POD,
-  its server connections the role's cap (components.settings.TENANT_SERVER_CONNECTIONS);
+- its `max_client_conn` is the tenant's quota.pods times components.platform.tenant_pool.CLIENTS_PER_POD,
+  its server connections the role's cap (components.platform.settings.TENANT_SERVER_CONNECTIONS);
 - its NetworkPolicy admits the tenant's namespace only (by the Namespace's tenant label, which
   only the platform sets), and a policy in the tenant's namespace
   lets its pods out to it; the tenant's mlops-platform ConfigMap names it (cluster_settings).
 
 The platform's copy of PgBouncer's settings is pipelines/cluster.py (pgbouncer_config); the
-tenant pooler's pgbouncer.ini is components.tenant_pool.tenant_pgbouncer_ini, which the loopback
+tenant pooler's pgbouncer.ini is components.platform.tenant_pool.tenant_pgbouncer_ini, which the loopback
 stack's tenant poolers (devstack/tenant_pgbouncer.py) use too. It is rendered as a Deployment, not a
 CloudNativePG Pooler: the Pooler CRD's schema is not in the schema folder `mlops lint` validates
 against, and the platform's own PgBouncer is a Deployment of the same image.
@@ -28,8 +28,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.readonly import reader_database_secret, reader_name
-from components.tenant_pool import client_connections, tenant_pgbouncer_ini
+from components.platform.readonly import reader_database_secret, reader_name
+from components.platform.tenant_pool import client_connections, tenant_pgbouncer_ini
 from pipelines.cluster import PLATFORM_NAMESPACE, POSTGRES_CLUSTER, POSTGRES_IMAGE
 
 __all__ = [
@@ -59,7 +59,7 @@ TENANT_LABEL = "mlops.private-platform.io/tenant"
 USERLIST = "/etc/pgbouncer/userlist/userlist.txt"
 
 # The users file, written at each start from the roles' passwords (their Secrets): the tenant's
-# role and its reader (the scoring transformer's, components/readonly.py), no other. PgBouncer
+# role and its reader (the scoring transformer's, components/platform/readonly.py), no other. PgBouncer
 # authenticates the client with SCRAM against it, then PostgreSQL with it.
 _WRITE_USERLIST = """set -eu
 umask 077

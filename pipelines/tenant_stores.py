@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from components.config import ClusterSettings
-from components.readonly import READER_REDIS_RULES, reader_grants, reader_name, reader_secret
-from components.settings import TENANT_REDIS_RULES
+from components.platform.readonly import READER_REDIS_RULES, reader_grants, reader_name, reader_secret
+from components.platform.settings import TENANT_REDIS_RULES
 from pipelines.cluster import PLATFORM_DATABASES, PLATFORM_NAMESPACE, POSTGRES_CLUSTER, POSTGRES_IMAGE, POSTGRES_UID
 
 __all__ = ["TENANT_REDIS_IMAGE", "TENANT_REDIS_MAXMEMORY", "tenant_database_sql", "tenant_databases", "tenant_redis"]
@@ -119,7 +119,7 @@ TENANT_REDIS_MAXMEMORY = "1gb"  # below the container's limit, so it evicts (all
 
 # The users file, written at each start from the passwords (their Secrets) and the rule lines:
 # `default` off, the tenant's user and its read-only reader (the scoring transformer's,
-# components/readonly.py) by their passwords' sha256, no other user. Nobody administers it by
+# components/platform/readonly.py) by their passwords' sha256, no other user. Nobody administers it by
 # command; the platform changes it through this manifest and a restart.
 _WRITE_ACL = """set -eu
 umask 077

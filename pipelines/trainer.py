@@ -15,9 +15,9 @@ from typing import Any
 from hera.workflows import Parameter, Resource, Task
 from hera.workflows import models as m
 
-from components.buckets import PIPELINE_ARTIFACTS
 from components.config import PipelineConfig
 from components.environment import IMAGE_VARIABLE
+from components.platform.buckets import PIPELINE_ARTIFACTS
 from pipelines.cluster import secret_environment
 from pipelines.spec import PipelineSpec, Step
 
@@ -102,7 +102,7 @@ def cluster_training_runtime(runtime: str, image: str) -> dict[str, Any]:
 def _environment(cfg: PipelineConfig, image: str) -> list[dict[str, Any]]:
     """The step's environment, key by key (a TrainJob's trainer takes `env`, not `envFrom`): the
     platform settings from the namespace's ConfigMap, credentials from their Secrets."""
-    from components.settings import CONFIGMAP, configmap_keys
+    from components.platform.settings import CONFIGMAP, configmap_keys
 
     settings = [
         {"name": key, "valueFrom": {"configMapKeyRef": {"name": CONFIGMAP, "key": key, "optional": True}}}
@@ -198,10 +198,10 @@ def train_job(
 
 
 def launcher_template(spec: PipelineSpec, step: Step, cfg: PipelineConfig) -> dict[str, Any]:
-    """The TrainJob a Kubeflow Pipelines train task launches (components/trainjob.py): named by
+    """The TrainJob a Kubeflow Pipelines train task launches (components/steps/trainjob.py): named by
     the API server (`generateName`), in the task's own namespace, the URIs left as placeholders
     the running step fills."""
-    from components import trainjob
+    from components.steps import trainjob
 
     job = train_job(
         spec,
@@ -221,7 +221,7 @@ def launcher_template(spec: PipelineSpec, step: Step, cfg: PipelineConfig) -> di
     return job
 
 
-TRAIN_COMPONENT = "components.train:train"
+TRAIN_COMPONENT = "components.steps.train:train"
 TRAINJOB_SUCCEEDED = "status.jobsStatus.0.succeeded > 0"
 TRAINJOB_FAILED = "status.jobsStatus.0.failed > 0"
 """The TrainJob's one replicated job (`node`, the platform's runtimes have no other) finished or

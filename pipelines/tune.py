@@ -60,8 +60,8 @@ def run_trial(
 ) -> dict[str, Any]:
     """Train with `params` laid over train.params, evaluate on the holdout; the holdout metrics.
     `report` prints `<metric>=<value>` lines: what Katib's StdOut metrics collector reads."""
-    from components.evaluate import evaluate
-    from components.train import train
+    from components.steps.evaluate import evaluate
+    from components.steps.train import train
 
     out.mkdir(parents=True, exist_ok=True)
     settings = cfg.train.model_copy(update={"params": {**cfg.train.params, **params}})
@@ -112,9 +112,9 @@ def tune(
     """Run the search; log the parent run and one child run per trial; write the patch."""
     import optuna
 
-    from components import registry, services
     from components.errors import ComponentError, TransientError, classify
-    from components.register import _experiment_id
+    from components.platform import model_registry, services
+    from components.steps.register import _experiment_id
 
     settings = cfg.tune
     if not settings.space:
@@ -125,8 +125,8 @@ def tune(
     parallel = parallel or settings.parallel
     metric = cfg.evaluate.gate_metric
     started = time.perf_counter()
-    mlflow = registry.client(tracking_uri)
-    root = services.artifact_root(STEP, registry.tracking_uri(tracking_uri))
+    mlflow = model_registry.client(tracking_uri)
+    root = services.artifact_root(STEP, model_registry.tracking_uri(tracking_uri))
     experiment = _experiment_id(mlflow, cfg.register_.experiment, root)
     parent = mlflow.create_run(
         experiment,

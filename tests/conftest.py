@@ -91,7 +91,7 @@ def raw_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def materialized(tmp_path_factory: pytest.TempPathFactory, raw_dataset: Path) -> dict[str, Any]:
-    from components.materialize import materialize
+    from components.steps.materialize import materialize
 
     root = tmp_path_factory.mktemp("materialized")
     summary = materialize(
@@ -113,7 +113,7 @@ def materialized(tmp_path_factory: pytest.TempPathFactory, raw_dataset: Path) ->
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory, materialized: dict[str, Any]) -> dict[str, Path]:
-    from components.train import train
+    from components.steps.train import train
 
     root = tmp_path_factory.mktemp("trained")
     train(
@@ -141,7 +141,7 @@ def evaluate_into(
 ) -> dict[str, Any]:
     """The evaluate step on `model`, its outputs in `out` (metrics.json, roc.png, pr.png): the tests'
     one call of it (issue 30: its eight arguments were written out five times)."""
-    from components.evaluate import evaluate
+    from components.steps.evaluate import evaluate
 
     return evaluate(str(model), str(metadata), str(holdout), str(out / "metrics.json"), str(out / "roc.png"),
                     str(out / "pr.png"), settings=settings, **extra)  # fmt: skip
@@ -152,7 +152,7 @@ def register_into(
 ) -> dict[str, Any]:
     """The register step, its outputs in `out` (registration.json, card.md), into a sqlite MLflow
     registry under `home` as pipeline fraud's (issue 30: written out five times)."""
-    from components.register import register
+    from components.steps.register import register
 
     summary: dict[str, Any] = register(
         str(model), str(metadata), str(metrics), str(out / "registration.json"), str(out / "card.md"),
@@ -175,7 +175,7 @@ def train_evaluate_register(
     distributed: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One more registered version, made by the real steps: for tests that need several."""
-    from components.train import train
+    from components.steps.train import train
 
     model, metadata, metrics = out / "model", out / "metadata.json", out / "metrics.json"
     train(str(materialized["train"]), str(model), str(metadata), features=FEATURES, label_column="is_fraud",

@@ -23,7 +23,7 @@ body hides none), otherwise it is dropped with the warning.
 
 `InferenceServiceApi` serves that over HTTP to the real kubernetes client (`mlops promote`: the
 InferenceService, its AuthorizationPolicy and its NetworkPolicy);
-`TrainerStandIn` answers the custom-objects calls components/trainjob.py makes, and moves a
+`TrainerStandIn` answers the custom-objects calls components/steps/trainjob.py makes, and moves a
 TrainJob's status the way Kubeflow Trainer v2 does, read by read.
 """
 

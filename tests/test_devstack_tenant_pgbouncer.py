@@ -6,7 +6,7 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from components.tenant_pool import LOOPBACK_CLIENT_CONNECTIONS
+from components.platform.tenant_pool import LOOPBACK_CLIENT_CONNECTIONS
 from devstack import tenant_pgbouncer
 from devstack.stack import Ports, Stack
 

@@ -176,7 +176,7 @@ def test_pytorch_mlp_pipeline_serves_torchscript(pytorch_run: tuple[Path, Path])
 
     # The request path on the laptop's embedded stores (sqlite online store, Feast's SDK read),
     # behind libtorch's tensors: serve with features, then score one request.
-    from components.models import load_predictor
+    from components.steps.model_formats import load_predictor
     from devstack.process import free_port_base
 
     env = user_env(tmp_path)

@@ -61,14 +61,14 @@ def test_an_existing_project_folder_is_never_overwritten(tmp_path: Path) -> None
 
 
 def test_promote_checks_names_whole() -> None:
-    from components.promote import DNS_LABEL, RUN_ID
+    from components.steps.promote import DNS_LABEL, RUN_ID
 
     assert RUN_ID.fullmatch("a" * 32) and not RUN_ID.fullmatch("a" * 32 + "\n")
     assert DNS_LABEL.fullmatch("fraud-detector") and not DNS_LABEL.fullmatch("fraud-detector\n")
 
 
 def test_mlflow_names_belong_to_the_tenant_whose_name_starts_them() -> None:
-    from components.tracking_auth import named_by, owns
+    from components.platform.tracking_auth import named_by, owns
 
     assert owns("fraud", "fraud") and owns("fraud", "fraud-detector")
     assert not owns("pricing", "fraud-detector") and not owns("fraud", "fraudx-model") and not owns("fraud", "fraudx")
@@ -87,7 +87,7 @@ def test_the_tracking_server_answers_lack_of_rights_with_403_or_404() -> None:
     stays an error (None: still a 500, which is a real fault worth paging on)."""
     from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
-    from components.tracking_auth import rights_status
+    from components.platform.tracking_auth import rights_status
 
     def client_error(code: str) -> ClientError:
         return ClientError({"Error": {"Code": code, "Message": "m"}}, "GetObject")

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from components import registry
 from components.errors import ComponentError
+from components.platform import model_registry
 from mlops import lint
 from mlops.cli import main
 from tests.conftest import train_evaluate_register, write_kubeconfig
@@ -46,12 +46,12 @@ def lifecycle(three_versions: dict[str, Any], tmp_path: Path, monkeypatch: pytes
     monkeypatch.setenv("MLOPS_USER", "alice@bank.internal")
     monkeypatch.delenv("KUBECONFIG", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.kube/config
-    mlflow = registry.client()
+    mlflow = model_registry.client()
     for key in list(mlflow.get_registered_model(MODEL).tags):
-        if key.startswith(registry.HISTORY_PREFIX):
+        if key.startswith(model_registry.HISTORY_PREFIX):
             mlflow.delete_registered_model_tag(MODEL, key)
-    for alias in (registry.CHAMPION, registry.CANARY):
-        if alias in registry.aliases(mlflow, MODEL):
+    for alias in (model_registry.CHAMPION, model_registry.CANARY):
+        if alias in model_registry.aliases(mlflow, MODEL):
             mlflow.delete_registered_model_alias(MODEL, alias)
     return {"mlflow": mlflow, "gitops": tmp_path / "gitops", "tmp": tmp_path}
 
@@ -88,7 +88,7 @@ def test_full_lifecycle_manifests_aliases_and_history(
         beside = yaml.safe_load((lifecycle["gitops"] / "fraud" / f"{MODEL}-callers.{kind}.yaml").read_text())
         assert beside["kind"].lower() == kind and lint.check(beside) is None
     assert _served(first) == (1, 100)
-    assert registry.aliases(mlflow, MODEL)[registry.CHAMPION] == 1
+    assert model_registry.aliases(mlflow, MODEL)[model_registry.CHAMPION] == 1
 
     assert _promote(lifecycle, "--canary", "10", "--version", "2") == 0
     canary = _manifest(lifecycle)
@@ -102,7 +102,11 @@ def test_full_lifecycle_manifests_aliases_and_history(
     assert canary["spec"]["predictor"]["model"]["readinessProbe"]["grpc"] == {"port": 9000}
     assert canary["spec"]["predictor"]["model"]["ports"] == [{"name": "h2c", "containerPort": 9000, "protocol": "TCP"}]
     assert "--feature-service=fraud_model_v1" in canary["spec"]["transformer"]["containers"][0]["args"]
-    assert registry.aliases(mlflow, MODEL) == {registry.CANARY: 2, registry.CHAMPION: 1, registry.CHALLENGER: 3}
+    assert model_registry.aliases(mlflow, MODEL) == {
+        model_registry.CANARY: 2,
+        model_registry.CHAMPION: 1,
+        model_registry.CHALLENGER: 3,
+    }
     assert "v1 serves 90%, canary v2 10%" in capsys.readouterr().out
 
     assert _promote(lifecycle, "--canary", "10", "--version", "3") == 2
@@ -114,25 +118,25 @@ def test_full_lifecycle_manifests_aliases_and_history(
     rolled = _manifest(lifecycle)
     assert lint.check(rolled) is None  # mlops lint's strict checker: the KServe CRD, unknown fields too
     assert _served(rolled) == (2, 0)  # the canary's revision keeps 0%: all traffic on v1's, which never stopped
-    assert registry.CANARY not in registry.aliases(mlflow, MODEL)
-    assert registry.aliases(mlflow, MODEL)[registry.CHAMPION] == 1
+    assert model_registry.CANARY not in model_registry.aliases(mlflow, MODEL)
+    assert model_registry.aliases(mlflow, MODEL)[model_registry.CHAMPION] == 1
 
     assert _promote(lifecycle, "--canary", "10", "--version", "2") == 0
     assert _promote(lifecycle, "--promote") == 0  # promotes the canary
     assert _served(_manifest(lifecycle)) == (2, 100)
-    assert registry.aliases(mlflow, MODEL)[registry.CHAMPION] == 2 and registry.CANARY not in registry.aliases(
-        mlflow, MODEL
-    )
+    assert model_registry.aliases(mlflow, MODEL)[
+        model_registry.CHAMPION
+    ] == 2 and model_registry.CANARY not in model_registry.aliases(mlflow, MODEL)
 
     assert _promote(lifecycle, "--rollback", "--reason", "complaints") == 0  # after a promotion
     back = _manifest(lifecycle)
     assert _served(back) == (1, 100)
-    assert registry.aliases(mlflow, MODEL)[registry.CHAMPION] == 1
+    assert model_registry.aliases(mlflow, MODEL)[model_registry.CHAMPION] == 1
 
     assert _promote(lifecycle, "--rollback") == 2
     assert "nothing to roll back to" in capsys.readouterr().err
 
-    entries = registry.history(mlflow, MODEL)
+    entries = model_registry.history(mlflow, MODEL)
     assert [(e.action, e.from_version, e.to_version, e.traffic_percent) for e in entries] == [
         ("promote", None, 1, 100),
         ("canary", 1, 2, 10),
@@ -155,12 +159,12 @@ def test_raw_deployment_mode_refuses_a_canary_and_records_nothing(
 ) -> None:
     config = _config(tmp_path, deployment_mode="RawDeployment")
     assert _promote(lifecycle, "--promote", "--version", "1", "--config", str(config)) == 0
-    before = (registry.history(lifecycle["mlflow"], MODEL), _manifest(lifecycle))
+    before = (model_registry.history(lifecycle["mlflow"], MODEL), _manifest(lifecycle))
     assert _promote(lifecycle, "--canary", "10", "--version", "2", "--config", str(config)) == 2
     error = capsys.readouterr().err
     assert "needs KServe's Serverless (Knative) mode" in error and "ignores canaryTrafficPercent" in error
-    assert (registry.history(lifecycle["mlflow"], MODEL), _manifest(lifecycle)) == before
-    assert registry.CANARY not in registry.aliases(lifecycle["mlflow"], MODEL)
+    assert (model_registry.history(lifecycle["mlflow"], MODEL), _manifest(lifecycle)) == before
+    assert model_registry.CANARY not in model_registry.aliases(lifecycle["mlflow"], MODEL)
     # a full rollout needs no traffic split, so it is allowed in RawDeployment mode
     assert _promote(lifecycle, "--promote", "--version", "2", "--config", str(config)) == 0
     assert "minScale" not in json.dumps(_manifest(lifecycle)["metadata"]["annotations"])
@@ -193,7 +197,8 @@ def test_promote_takes_the_canary_share_from_the_pipeline_config_unless_a_flag_o
     assert _served(_manifest(lifecycle)) == (2, share + 15)
     assert _promote(lifecycle, "--canary", "40") == 0  # the flag overrides; no --version ramps the live canary
     assert _served(_manifest(lifecycle)) == (2, 40)
-    assert [(e.action, e.to_version, e.traffic_percent) for e in registry.history(lifecycle["mlflow"], MODEL)] == [
+    entries = model_registry.history(lifecycle["mlflow"], MODEL)
+    assert [(e.action, e.to_version, e.traffic_percent) for e in entries] == [
         ("promote", 1, 100), ("canary", 2, share), ("canary", 2, share + 15), ("canary", 2, 40)
     ]  # fmt: skip
     capsys.readouterr()
@@ -217,8 +222,8 @@ def test_admission_stops_bad_production_promotions_before_anything_changes(
     production = ("--stage", "production", "--policies", str(lenient))
     assert _promote(lifecycle, "--promote", "--version", "1", *production, "--signed-off-by", "bob") == 0
     state = (
-        registry.history(lifecycle["mlflow"], MODEL),
-        registry.aliases(lifecycle["mlflow"], MODEL),
+        model_registry.history(lifecycle["mlflow"], MODEL),
+        model_registry.aliases(lifecycle["mlflow"], MODEL),
         _manifest(lifecycle),
     )
     capsys.readouterr()
@@ -258,8 +263,8 @@ def test_admission_stops_bad_production_promotions_before_anything_changes(
     assert "promotion blocked: holdout AUC 0." in error and "is below the required 0.85" in error
 
     assert (
-        registry.history(lifecycle["mlflow"], MODEL),
-        registry.aliases(lifecycle["mlflow"], MODEL),
+        model_registry.history(lifecycle["mlflow"], MODEL),
+        model_registry.aliases(lifecycle["mlflow"], MODEL),
         _manifest(lifecycle),
     ) == state
     assert _promote(lifecycle, "--canary", "10", "--version", "2", *production, "--signed-off-by", "bob") == 0
@@ -271,7 +276,7 @@ def test_dry_run_renders_and_admits_but_changes_nothing(
 ) -> None:
     """issue 29: promote rendered and applied the InferenceService alone, never who may call it; the
     dry run prints the three documents promote applies, the service first."""
-    from components.serving_authorization import ISVC_LABEL
+    from components.steps.serving_authorization import ISVC_LABEL
 
     assert main(["promote", MODEL, "--promote", "--version", "1", "--dry-run"]) == 0
     captured = capsys.readouterr()
@@ -283,8 +288,8 @@ def test_dry_run_renders_and_admits_but_changes_nothing(
     assert documents[1]["spec"]["selector"]["matchLabels"] == {ISVC_LABEL: MODEL}
     assert documents[2]["spec"]["podSelector"]["matchLabels"] == {ISVC_LABEL: MODEL}
     assert "nothing applied, recorded or moved" in captured.err
-    assert registry.history(lifecycle["mlflow"], MODEL) == []
-    assert registry.CHAMPION not in registry.aliases(lifecycle["mlflow"], MODEL)
+    assert model_registry.history(lifecycle["mlflow"], MODEL) == []
+    assert model_registry.CHAMPION not in model_registry.aliases(lifecycle["mlflow"], MODEL)
 
 
 def test_without_a_cluster_or_out_folder_promote_says_what_to_do(
@@ -335,7 +340,7 @@ def test_applies_through_the_kubernetes_client_against_a_api_server_stand_in(
     assert api.objects[f"{NETWORK}/{MODEL}-callers"]["metadata"]["resourceVersion"] == "2"
     live = api.objects[f"{PATH}/{MODEL}"]
     assert _served(live) == (2, 25) and live["metadata"]["resourceVersion"] == "2"
-    entries = registry.history(lifecycle["mlflow"], MODEL)
+    entries = model_registry.history(lifecycle["mlflow"], MODEL)
     assert [e.applied for e in entries] == ["kubernetes:onprem:created", "kubernetes:onprem:replaced"]
 
 
@@ -354,7 +359,7 @@ def test_cluster_in_raw_deployment_mode_refuses_the_canary_api_server_stand_in(
     assert "ignores canaryTrafficPercent" in capsys.readouterr().err
     assert (
         len([c for c in api.calls if c.startswith("PUT")]) == puts
-        and len(registry.history(lifecycle["mlflow"], MODEL)) == 1
+        and len(model_registry.history(lifecycle["mlflow"], MODEL)) == 1
     )
 
 
@@ -376,7 +381,7 @@ def test_history_of_an_unknown_model_is_a_clear_error(
     lifecycle: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(ComponentError, match="no registered model"):
-        registry.history(lifecycle["mlflow"], "nope")
+        model_registry.history(lifecycle["mlflow"], "nope")
     assert main(["history", "nope"]) == 2
 
 
@@ -387,14 +392,14 @@ def test_a_promotion_that_lands_between_the_check_and_the_apply_is_refused_not_o
 ) -> None:
     kubeconfig, api = cluster_stand_in
     assert main(["promote", MODEL, "--promote", "--version", "1", "--kubeconfig", str(kubeconfig)]) == 0
-    history = len(registry.history(lifecycle["mlflow"], MODEL))
+    history = len(model_registry.history(lifecycle["mlflow"], MODEL))
     api.edits_after_read = 1  # a concurrent edit right after promote reads the live service
     assert main(["promote", MODEL, "--canary", "10", "--version", "2", "--kubeconfig", str(kubeconfig)]) == 2
     assert "changed after it was checked" in capsys.readouterr().err
     live = api.objects[f"{PATH}/{MODEL}"]
     assert live["metadata"]["labels"]["mlops.private-platform.io/model-version"] == "1"
     assert live["metadata"]["resourceVersion"] == "2", "the concurrent write survives; ours was refused"
-    assert len(registry.history(lifecycle["mlflow"], MODEL)) == history, "nothing recorded"
+    assert len(model_registry.history(lifecycle["mlflow"], MODEL)) == history, "nothing recorded"
 
 
 def test_the_stand_in_validates_what_it_is_sent_against_the_crd_api_server_stand_in(
@@ -451,10 +456,10 @@ def test_a_refused_authorization_leaves_the_service_unapplied_and_nothing_record
     assert f"refused to read AuthorizationPolicy fraud/{MODEL}-callers: 403" in error
     assert "may get/create/update authorizationpolicies there (the tenant's pipeline-submitter Role" in error
     assert not [c for c in api.calls if c.startswith(("POST", "PUT"))] and api.objects == {}
-    assert registry.history(lifecycle["mlflow"], MODEL) == []
+    assert model_registry.history(lifecycle["mlflow"], MODEL) == []
     api.forbidden = set()
     assert main(["promote", MODEL, "--promote", "--version", "1", "--kubeconfig", str(kubeconfig)]) == 0
-    assert f"{PATH}/{MODEL}" in api.objects and len(registry.history(lifecycle["mlflow"], MODEL)) == 1
+    assert f"{PATH}/{MODEL}" in api.objects and len(model_registry.history(lifecycle["mlflow"], MODEL)) == 1
 
 
 @pytest.mark.parametrize(
@@ -492,7 +497,7 @@ def test_an_object_created_between_the_read_and_the_create_is_refused_not_overwr
         assert f"{AUTHORIZATION}/{MODEL}-callers" in api.objects and f"{NETWORK}/{MODEL}-callers" in api.objects
     assert api.objects[path]["metadata"]["labels"] == {"written-by": "someone-else"}, "theirs, not overwritten"
     assert f"{PATH}/{MODEL}" not in api.objects or kind == "InferenceService", "the service waits for its policies"
-    assert registry.history(lifecycle["mlflow"], MODEL) == []
+    assert model_registry.history(lifecycle["mlflow"], MODEL) == []
     api.reset()
     assert main(["promote", MODEL, "--promote", "--version", "1", "--kubeconfig", str(kubeconfig)]) == 0
     assert api.objects[f"{PATH}/{MODEL}"]["metadata"]["resourceVersion"] == "1"

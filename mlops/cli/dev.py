@@ -232,7 +232,8 @@ def _isolation_check(args: argparse.Namespace) -> int:
 
 
 def _buckets(args: argparse.Namespace) -> int:
-    from components import artifacts, buckets
+    from components import artifacts
+    from components.platform import buckets
 
     ensured = buckets.ensure(artifacts.s3_client())
     print(json.dumps({"buckets": ensured, "lifecycle": buckets.LIFECYCLE["Rules"]}))

@@ -30,12 +30,12 @@ def register(sub: Any, argv: list[str]) -> None:
 
 def read_lineage(model: str, *, version: int | None = None, alias: str | None = None) -> dict[str, Any]:
     """The chain of one version, from the registry alone (embedded store or tracking server)."""
-    from components import registry
     from components.errors import ComponentError
-    from components.register import HASH_TAG
+    from components.platform import model_registry
+    from components.platform.model_registry import HASH_TAG
 
-    mlflow = registry.client()
-    number = registry.resolve_version(mlflow, model, version=version, alias=alias)
+    mlflow = model_registry.client()
+    number = model_registry.resolve_version(mlflow, model, version=version, alias=alias)
     record = mlflow.get_model_version(model, str(number))
     run = mlflow.get_run(record.run_id)
     with tempfile.TemporaryDirectory() as tmp:
@@ -68,7 +68,7 @@ def read_lineage(model: str, *, version: int | None = None, alias: str | None = 
     for dataset in datasets:
         extra = recorded.get(dataset["name"], {})
         dataset |= {key: extra[key] for key in ("lakefs", "dvc") if key in extra}
-    aliases = sorted(name for name, number_ in registry.aliases(mlflow, model).items() if number_ == number)
+    aliases = sorted(name for name, number_ in model_registry.aliases(mlflow, model).items() if number_ == number)
     serving = [
         {
             "action": e.action,
@@ -78,7 +78,7 @@ def read_lineage(model: str, *, version: int | None = None, alias: str | None = 
             "namespace": e.namespace,
             "applied": e.applied,
         }
-        for e in registry.history(mlflow, model)
+        for e in model_registry.history(mlflow, model)
         if e.to_version == number
     ]
     return {

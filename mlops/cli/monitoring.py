@@ -50,9 +50,11 @@ def _number(value: float | None) -> str:
 def _drift(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from components import artifacts, drift, drift_metrics, drift_report, services
+    from components import artifacts
     from components.environment import mlops_home
     from components.errors import ComponentError
+    from components.platform import services
+    from components.steps import drift, drift_metrics, drift_report
     from pipelines.local import declaration
 
     cfg = declaration(args.pipeline).config()
@@ -96,17 +98,20 @@ def _drift(args: argparse.Namespace) -> int:
 def _skew(args: argparse.Namespace) -> int:
     import tempfile
 
-    from components import registry, skew
-    from components.materialize import open_store
-    from components.models import load_predictor
+    from components.platform import model_registry
+    from components.steps import skew
+    from components.steps.materialize import open_store
+    from components.steps.model_formats import load_predictor
     from pipelines.local import declaration
 
     cfg = declaration(args.pipeline).config()
     m = cfg.materialize
-    mlflow = registry.client()
+    mlflow = model_registry.client()
     model = cfg.register_.model_name
-    number = registry.resolve_version(mlflow, model, version=args.version, alias=None if args.version else args.alias)
-    registration, model_bytes = registry.load_registration(mlflow, model, number)
+    number = model_registry.resolve_version(
+        mlflow, model, version=args.version, alias=None if args.version else args.alias
+    )
+    registration, model_bytes = model_registry.load_registration(mlflow, model, number)
     with tempfile.TemporaryDirectory(prefix="mlops-skew-") as tmp:
         path = Path(tmp) / registration["model_file"]
         path.write_bytes(model_bytes)

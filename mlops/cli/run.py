@@ -92,7 +92,7 @@ def steps() -> dict[str, str]:
 
     declared = {step.component for step in training_pipeline(name="standard", description="").steps}
     declared |= {step.component for name in available_pipelines() for step in declaration(name).spec.steps}
-    targets = [*sorted(declared), "components.notify:notify_failure"]
+    targets = [*sorted(declared), "components.steps.notify:notify_failure"]
     return {target.partition(":")[2].replace("_", "-"): target for target in targets}
 
 
@@ -287,7 +287,7 @@ def _task(args: argparse.Namespace) -> int:
 
 
 def _materialize(args: argparse.Namespace) -> int:
-    from components.materialize import rebuild_online
+    from components.steps.materialize import rebuild_online
     from pipelines.local import declaration
 
     project = declaration(args.pipeline).config().materialize.project

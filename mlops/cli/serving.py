@@ -149,7 +149,7 @@ def _serve(args: argparse.Namespace) -> int:
     )
     for key in ("http", "grpc", "metrics", "log"):
         print(f"  {key:<8} {where[key]}")
-    from components.triton import tensor_contract
+    from components.serving.triton_config import tensor_contract
 
     features = registration["features"]
     regression = registration["objective"] == "regression"
@@ -187,7 +187,7 @@ def _start_transformer(
     args: argparse.Namespace, root: Path, predictor_grpc: str, registration: Registration
 ) -> LocalTransformer:
     """The scoring transformer beside the local Triton, on the pipeline's feature service."""
-    from components.materialize import store_directory
+    from components.steps.materialize import store_directory
     from devstack.transformer import LocalTransformer
     from pipelines.local import declaration
 
@@ -297,14 +297,14 @@ def validate_promote(args: argparse.Namespace) -> str:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    from components import registry
     from components.config import transformer_settings
+    from components.platform import model_registry
     from mlops import kube, rollout
     from pipelines.local import declaration
 
     action = validate_promote(args)
-    mlflow = registry.client()
-    registry.registered_model(mlflow, args.model)
+    mlflow = model_registry.client()
+    model_registry.registered_model(mlflow, args.model)
     cfg = rollout.settings_for(
         mlflow, args.model, args.version, Path(args.config) if args.config else None, args.pipeline
     )
@@ -357,11 +357,11 @@ def _promote(args: argparse.Namespace) -> int:
 
 
 def _history(args: argparse.Namespace) -> int:
-    from components import registry
+    from components.platform import model_registry
     from mlops import rollout
 
-    mlflow = registry.client()
-    entries = registry.history(mlflow, args.model)
+    mlflow = model_registry.client()
+    entries = model_registry.history(mlflow, args.model)
     if not entries:
         print(f"{args.model}: no serving history yet (mlops promote {args.model} --promote starts it)")
         return 0

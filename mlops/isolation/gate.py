@@ -33,7 +33,7 @@ REGISTER = ("-m", "mlops.cli", "step", "register")
 """How the row runs register: the pipeline's own step command, in a process of its own."""
 
 REFUSAL = "is not the model evaluate scored"
-"""How register refuses bytes other than the scored ones (components/register.py)."""
+"""How register refuses bytes other than the scored ones (components/steps/register.py)."""
 
 
 def model_name(tenant: Tenant) -> str:

@@ -2,7 +2,7 @@
 
 The target owns an experiment named after it, a run with an artifact, and a registered model
 `<target>-probe` whose `champion` alias points at a version. Each probe tries one MLflow call
-as the attacker; the server's permission layer (components/tracking_auth) must refuse it, or
+as the attacker; the server's permission layer (components/platform/tracking_auth) must refuse it, or
 filter the target's objects out of a search.
 """
 

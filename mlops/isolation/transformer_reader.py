@@ -1,7 +1,7 @@
 """Isolation probes of the scoring transformer's identity: the tenant's reader (issue 29).
 
 The transformer answers requests, so whoever subverts it holds its credentials. They are the
-tenant's reader (components/readonly.py), not the tenant's read-write identities: it reads the
+tenant's reader (components/platform/readonly.py), not the tenant's read-write identities: it reads the
 online store and the Feast registry and writes neither, so a subverted transformer cannot forge
 the features its model scores. The controls read both as the attacker's reader; the probes try
 to write both with it. A tenant added before the reader existed has none (`mlops tenant add
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from components.readonly import reader_name
+from components.platform.readonly import reader_name
 from mlops.isolation.scene import postgres, redis_client, redis_key
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ hop. The rows come from:
   (`--auth-mode=client`); the objects created are the recorded request bodies;
 - the caller the token is: read from the README's recipe (`readme_token_identity`), so the README
   cannot name a token its readers are refused or that cannot submit;
-- `mlops promote` (mlops/kube.py) and the TrainJob launcher (components/trainjob.py): every
+- `mlops promote` (mlops/kube.py) and the TrainJob launcher (components/steps/trainjob.py): every
   kubernetes-client call in those modules, read from their source (`client_calls`);
 - what Argo and kubectl do on the runner's behalf, the UI's routes and the denials: HAND_ROWS and
   the functions below, each citing where the requirement comes from.

@@ -131,10 +131,10 @@ def trainjob_of(tenant: str) -> dict[str, Any]:
 
 def promote_objects(tenant: str) -> list[dict[str, Any]]:
     """What `mlops promote` applies in the tenant's namespace: the InferenceService, its
-    AuthorizationPolicy and its NetworkPolicy (components.serving_authorization.serving_objects)."""
+    AuthorizationPolicy and its NetworkPolicy (components.steps.serving_authorization.serving_objects)."""
     from components.config import transformer_settings
-    from components.promote import render_inference_service
-    from components.serving_authorization import serving_objects
+    from components.steps.promote import render_inference_service
+    from components.steps.serving_authorization import serving_objects
     from pipelines.local import declaration
     from tests.conftest import REGISTRATION
 
@@ -162,7 +162,9 @@ def runner_journeys(namespace: str) -> list[Journey]:
     template (runner_rows), and refused every Secret."""
     trainjob = trainjob_of(namespace)
     rows = []
-    launcher = client_journeys(REPO / "components" / "trainjob.py", "runner", namespace, "the TrainJob launcher", None)
+    launcher = client_journeys(
+        REPO / "components" / "steps" / "trainjob.py", "runner", namespace, "the TrainJob launcher", None
+    )
     for row in launcher:
         creates = trainjob if row.api.verb == "create" else None
         rows.append(Journey(row.who, row.request, row.why, creates=creates, hop=("pipeline-pod", "api-server")))

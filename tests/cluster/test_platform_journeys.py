@@ -24,8 +24,8 @@ HOST = re.compile(
     r"(?:(?P<scheme>[a-z+]+)://)?(?:[^@/\s]*@)?(?P<svc>[a-z0-9-]+)\.(?P<ns>[a-z0-9-]+)\.svc(?:\.cluster\.local)?(?::(?P<port>\d+))?"
 )
 DEFAULT_PORTS = {"http": 80, "https": 443}
-# The environment the Feast refresh opens its stores from (components/feast_refresh.py ->
-# components/materialize.open_store -> components/services.py): registry, Redis, offline store.
+# The environment the Feast refresh opens its stores from (components/steps/feast_refresh.py ->
+# components/steps/materialize.open_store -> components/platform/services.py): registry, Redis, offline store.
 FEAST_REFRESH_KEYS = ("MLOPS_FEAST_REGISTRY_URL", "MLOPS_FEAST_REDIS", "AWS_ENDPOINT_URL")
 CNPG_SERVICES = re.compile(r"^(?P<cluster>.+)-(rw|ro|r)$")  # CloudNativePG's Services of a Cluster
 CNPG_PORT = 5432

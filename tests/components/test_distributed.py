@@ -14,10 +14,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from components import distributed
 from components.config import EvaluateSettings, TrainSettings
-from components.distributed import World
 from components.errors import ComponentError
+from components.steps import distributed
+from components.steps.distributed import World
 from tests.conftest import FEATURES, evaluate_into, train_evaluate_register
 
 RUNTIMES = {"xgboost": "xgboost-distributed", "pytorch_mlp": "torch-distributed"}
@@ -25,7 +25,7 @@ SMALL = {"xgboost": {"num_boost_round": 60}, "pytorch_mlp": {"epochs": 4}}
 
 
 def _train_and_score(materialized: dict[str, Any], out: Path, model_type: str, workers: int) -> dict[str, Any]:
-    from components.train import train
+    from components.steps.train import train
 
     out.mkdir(parents=True, exist_ok=True)
     settings = TrainSettings(
@@ -85,7 +85,7 @@ def test_a_distributed_model_registers_by_its_sha256(materialized: dict[str, Any
 
 
 def test_a_permanent_failure_in_the_workers_stays_permanent(materialized: dict[str, Any], tmp_path: Path) -> None:
-    from components.train import train
+    from components.steps.train import train
 
     settings = TrainSettings(model_type="xgboost", distributed={"workers": 2, "runtime": "xgboost-distributed"})
     with pytest.raises(ComponentError, match="lacks column") as refused:
@@ -132,7 +132,7 @@ def test_a_worker_failure_names_the_workers_own_error_line_above_torchruns_summa
     summary (SIGTERM to its peer, `error_file: <N/A>`): the worker's own `error: ...` line, with
     its fix, was further up and cut. The failure now names it first, and keeps its class."""
     from components.config import DistributedSettings
-    from components.distributed import _worker_failure
+    from components.steps.distributed import _worker_failure
 
     own = "error: train (failure: permanent): worker 1 of 2 got no rows of the training set: use fewer workers"
     output = "\n".join(["[rank1]: starting", own, *(f"torchrun summary line {n}" for n in range(40))])

@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from components import drift, drift_report
 from components.config import DriftSettings
 from components.errors import ComponentError
+from components.steps import drift, drift_report
 from tests.conftest import FEATURES, register_into
 
 SETTINGS = DriftSettings(categorical_features=["merchant_category"])
@@ -135,9 +135,9 @@ def test_the_reference_is_found_through_the_registry_alone(
     registry_home: Path,
     tmp_path: Path,
 ) -> None:
-    from components import registry
+    from components.platform import model_registry
 
-    mlflow = registry.client()
+    mlflow = model_registry.client()
     with pytest.raises(drift.NoChampion, match="no registered model 'drift-model'"):
         drift.find_reference(mlflow, "drift-model")
     summary = _register(trained, evaluated, tmp_path, registry_home, train_set=str(materialized["train"]))
@@ -153,11 +153,11 @@ def test_the_reference_is_found_through_the_registry_alone(
 def test_a_version_registered_without_its_training_set_is_refused(
     trained: dict[str, Path], evaluated: dict[str, Path], registry_home: Path, tmp_path: Path
 ) -> None:
-    from components import registry
+    from components.platform import model_registry
 
     _register(trained, evaluated, tmp_path, registry_home)  # no train_set: as before drift monitoring
     with pytest.raises(ComponentError, match="has no training set artifact") as refused:
-        drift.find_reference(registry.client(), "drift-model", version=1)
+        drift.find_reference(model_registry.client(), "drift-model", version=1)
     assert "--force-retrain" in refused.value.fix
 
 

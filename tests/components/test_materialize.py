@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from components.errors import ComponentError
-from components.materialize import materialize, online_features
+from components.steps.materialize import materialize, online_features
 from tests.conftest import FEATURE_REPO, FEATURES, MATERIALIZE_SETTINGS
 
 
@@ -115,7 +115,7 @@ def test_missing_request_feature_is_named(raw_dataset: Path, tmp_path: Path) -> 
 
 def test_applying_the_repo_again_in_one_process_takes_the_new_source(tmp_path: Path) -> None:
     """parse_repo imports the repo's modules once per process; a second apply must not reuse them."""
-    from components.materialize import apply_repo, open_store
+    from components.steps.materialize import apply_repo, open_store
 
     paths = []
     for name in ("first", "second"):

@@ -1,4 +1,4 @@
-"""The owner's notices (components/notify.py): written as files first, then pushed for Alertmanager.
+"""The owner's notices (components/steps/notify.py): written as files first, then pushed for Alertmanager.
 
 Issue 28 ("nobody is told"): notify wrote the gate-failure notice and the exit handler's
 run-failure notice to files and delivered neither. Here the push is received by a loopback
@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from components import notify
 from components.errors import TRANSIENT_EXIT_CODE, ComponentError, TransientError
+from components.steps import notify
 from tests.cli_runner import mlops
 
 REPO = Path(__file__).resolve().parents[2]
@@ -226,7 +226,7 @@ def test_the_failed_steps_label_names_each_step_once_not_the_dag_or_its_attempts
     """Issue 28 (fidelity, Argo's JSON failures): `{{workflow.failures}}` lists the workflow's own
     DAG node and each failed attempt beside the task, so the label read `fraud-ab12cd,validate,
     validate(0)`; and Argo passes `null` when no node failed, which became a bogus message."""
-    from components.notify import failed_nodes, failed_step_names
+    from components.steps.notify import failed_nodes, failed_step_names
 
     failures = (
         '[{"displayName": "fraud-ab12cd", "templateName": "fraud", "phase": "Failed"},'

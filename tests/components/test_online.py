@@ -8,7 +8,7 @@ from feast.protos.feast.types.EntityKey_pb2 import EntityKey
 from feast.protos.feast.types.Value_pb2 import Value
 from feast.value_type import ValueType
 
-from components.online import _key_encoder, _python_value
+from components.serving.online_reader import _key_encoder, _python_value
 
 
 @pytest.mark.parametrize("user", [0, 1, 127, 128, 2**31, 2**62, -1, -(2**63)])

@@ -1,4 +1,4 @@
-"""The laptop's online store written from columns (components/online_writer.py) against Feast's
+"""The laptop's online store written from columns (components/platform/online_writer.py) against Feast's
 own SQLite materialization: the same rows (entity key, feature, Value bytes, text, event time),
 the same features served, in two overlapping windows and with nulls in the data."""
 
@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.materialize import apply_repo, embedded_store_config, open_store
+from components.steps.materialize import apply_repo, embedded_store_config, open_store
 from tests.conftest import FEATURE_REPO
 
 VIEW = "user_transaction_stats"
@@ -30,7 +30,7 @@ def _rows(store: Any, folder: Path) -> list[tuple[Any, ...]]:
 
 @pytest.fixture(scope="module")
 def written(tmp_path_factory: pytest.TempPathFactory, raw_dataset: Path) -> dict[str, Any]:
-    from components import online_writer
+    from components.platform import online_writer
 
     root = tmp_path_factory.mktemp("sqlite-online")
     frame = pd.read_parquet(raw_dataset)

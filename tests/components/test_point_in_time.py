@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from components.materialize import _historical, apply_repo, embedded_store_config, open_store
+from components.steps.materialize import _historical, apply_repo, embedded_store_config, open_store
 from tests.conftest import FEATURE_REPO
 
 T0 = datetime(2026, 9, 1, tzinfo=UTC)

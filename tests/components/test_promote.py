@@ -9,9 +9,9 @@ import yaml
 
 from components.config import PromoteSettings, parse_settings
 from components.errors import ComponentError
-from components.promote import annotation, promote
-from components.readonly import reader_secret
-from components.triton import config_pbtxt, parse_config
+from components.platform.readonly import reader_secret
+from components.serving.triton_config import config_pbtxt, parse_config
+from components.steps.promote import annotation, promote
 from mlops import lint
 from tests.conftest import register_into
 
@@ -89,7 +89,7 @@ def test_the_pipelines_transformer_is_rendered_in_front_of_the_predictor(
     _strictly_valid(service)
     (container,) = service["spec"]["transformer"]["containers"]
     assert container["image"] == "registry.mlops.internal/private-mlops/components:1"
-    assert container["command"] == ["/opt/transformer/bin/python", "-m", "components.transformer"]
+    assert container["command"] == ["/opt/transformer/bin/python", "-m", "components.serving.transformer"]
     expected = {"--feature-service=fraud_model_v1", "--entity-column=user_id", "--predictor_protocol=grpc-v2",
                 "--request-features=amount,merchant_category"}  # fmt: skip
     assert expected <= set(container["args"])
@@ -194,7 +194,7 @@ def test_the_transformer_holds_no_more_bodies_than_half_its_memory_limit() -> No
     """issue 29 review, finding 10: the transformer had no containerConcurrency, and each request
     buffers up to scoring.max_body_bytes, so ~1000 parallel 1 MiB bodies exceeded its 1 Gi."""
     from components.config import ScoringSettings, TransformerSettings
-    from components.promote import TRANSFORMER_MEMORY_GIB, transformer_concurrency
+    from components.steps.promote import TRANSFORMER_MEMORY_GIB, transformer_concurrency
 
     def transformer(max_body_bytes: int) -> TransformerSettings:
         scoring = ScoringSettings(max_body_bytes=max_body_bytes)

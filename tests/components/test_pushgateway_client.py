@@ -1,4 +1,4 @@
-"""components/pushgateway_client.py: pushes carry the tenant's basic-auth credentials when the
+"""components/platform/pushgateway_client.py: pushes carry the tenant's basic-auth credentials when the
 environment holds them (the loopback's per-tenant Pushgateways ask for them, issue 29), and go
 plain when it holds none (the cluster's, admitted by NetworkPolicy)."""
 
@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
 
-from components import pushgateway_client
 from components.errors import ComponentError
-from components.settings import PUSHGATEWAY_CREDENTIALS
+from components.platform import pushgateway_client
+from components.platform.settings import PUSHGATEWAY_CREDENTIALS
 
 USER, PASSWORD = PUSHGATEWAY_CREDENTIALS
 

@@ -131,7 +131,7 @@ def test_a_model_other_than_the_one_evaluate_scored_is_refused(
     register, or a rerun's model beside a cached evaluate, was registered on another model's gate."""
     from components.config import TrainSettings
     from components.errors import PERMANENT_EXIT_CODE
-    from components.train import train
+    from components.steps.train import train
     from tests.conftest import FEATURES
 
     # positive control: the bytes evaluate scored register

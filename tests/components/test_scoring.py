@@ -13,9 +13,9 @@ import pytest
 
 from components.config import ScoringSettings
 from components.errors import ComponentError
-from components.materialize import open_store
-from components.models import load_predictor
-from components.scoring import RequestError, RequestJoiner, UnknownEntity, online_reader
+from components.serving.scoring import RequestError, RequestJoiner, UnknownEntity, online_reader
+from components.steps.materialize import open_store
+from components.steps.model_formats import load_predictor
 from tests.conftest import FEATURES, MATERIALIZE_SETTINGS
 
 
@@ -83,7 +83,7 @@ def test_a_model_needing_a_feature_nobody_provides_is_refused_at_start(materiali
      (1.5, "integer"), ({"a": [1]}, "integer"), (None, "lacks the entity key")],
 )  # fmt: skip
 def test_wrong_entity_ids_are_400_naming_the_field(materialized: dict[str, Any], value: Any, rule: str) -> None:
-    """issue 29: an entity id of "abc" or of 2**64 or more answered 500 (components/online.py)."""
+    """issue 29: an entity id of "abc" or of 2**64 or more answered 500 (components/serving/online_reader.py)."""
     joiner = _joiner(materialized)
     assert joiner.reader.entity_types == {"user_id": "INT64"}
     with pytest.raises(RequestError) as caught:
@@ -100,7 +100,7 @@ def test_in_range_entity_ids_still_join(materialized: dict[str, Any]) -> None:
 
 def test_errors_name_the_field_and_rule_never_the_value() -> None:
     """issue 29: error messages echoed the input."""
-    from components.scoring import check_entity_id
+    from components.serving.scoring import check_entity_id
 
     with pytest.raises(RequestError) as caught:
         check_entity_id("user_id", 10**400, "INT64", 0)

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from components import services, settings
 from components.errors import TRANSIENT_EXIT_CODE, ComponentError, TransientError
-from components.settings import PlatformSettings, variable_of
+from components.platform import services, settings
+from components.platform.settings import PlatformSettings, variable_of
 
 PLATFORM_VARIABLES = {variable_of(field) for field in PlatformSettings.model_fields if field != "client_caps"}
 

@@ -12,9 +12,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from components import skew
-from components.materialize import apply_repo, open_store
-from components.models import load_predictor
+from components.steps import skew
+from components.steps.materialize import apply_repo, open_store
+from components.steps.model_formats import load_predictor
 from tests.conftest import FEATURE_REPO, FEATURES, MATERIALIZE_SETTINGS
 
 

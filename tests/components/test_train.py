@@ -11,7 +11,7 @@ import pytest
 
 from components.config import TrainSettings, parse_settings
 from components.errors import ComponentError
-from components.train import train
+from components.steps.train import train
 from tests.conftest import FEATURES, REPO
 
 
@@ -50,7 +50,7 @@ def test_same_data_and_seed_give_the_same_model_bytes(materialized: dict[str, An
 def test_torchscript_model_bytes_are_identical_across_processes(materialized: dict[str, Any], tmp_path: Path) -> None:
     """TorchScript embeds a random id and hash-seed-ordered constants; each run here is a new interpreter."""
     code = (
-        "import sys, json; from components.train import train; from components.config import TrainSettings;"
+        "import sys, json; from components.steps.train import train; from components.config import TrainSettings;"
         f"print(json.dumps(train({str(materialized['train'])!r}, sys.argv[1] + '/model', sys.argv[1] + '/meta.json',"
         f" features={FEATURES!r}, label_column='is_fraud',"
         " settings=TrainSettings(model_type='pytorch_mlp', params={'epochs': 2}))))"
@@ -68,7 +68,7 @@ def test_torchscript_model_bytes_are_identical_across_processes(materialized: di
 def test_pytorch_mlp_scores_raw_features(materialized: dict[str, Any], tmp_path: Path) -> None:
     import numpy as np
 
-    from components.models import load_predictor
+    from components.steps.model_formats import load_predictor
 
     _train(materialized, tmp_path, model_type="pytorch_mlp", params={"epochs": 3})
     metadata = json.loads((tmp_path / "metadata.json").read_text())
@@ -115,7 +115,7 @@ def test_non_numeric_feature_and_label_nulls_are_refused(materialized: dict[str,
 
 
 def test_cuda_device_rule_falls_back_to_cpu_without_a_gpu() -> None:
-    from components.models import gpu_visible, resolve_device
+    from components.steps.model_formats import gpu_visible, resolve_device
 
     assert resolve_device("auto") == ("cuda" if gpu_visible() else "cpu")
     assert resolve_device("cpu") == "cpu"

@@ -19,10 +19,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from components import distributed, trainjob
 from components.artifacts import sha256_uri
 from components.config import DistributedSettings, TrainSettings
 from components.errors import ComponentError, TransientError
+from components.steps import distributed, trainjob
 from pipelines.fraud import pipeline as fraud
 from pipelines.trainer import LAUNCHER, launcher_template
 from tests.conftest import FEATURES
@@ -31,7 +31,7 @@ from tests.kubernetes_api_stand_in import TrainerStandIn
 
 def _nodes(*, fail: bool = False, tamper: bool = False) -> Callable[[dict[str, Any]], bool]:
     """What the runtime's nodes do, run here: the TrainJob's own command on each node, with the
-    runtime's variables (components.distributed); `fail` plays a node that exits non-zero."""
+    runtime's variables (components.steps.distributed); `fail` plays a node that exits non-zero."""
 
     def run(job: dict[str, Any]) -> bool:
         trainer, runtime = job["spec"]["trainer"], job["spec"]["runtimeRef"]["name"]
@@ -67,7 +67,7 @@ def _template(model_type: str, runtime: str) -> dict[str, Any]:
 def test_the_train_step_launches_its_train_job_with_a_stand_in_for_the_kubernetes_api(
     materialized: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_type: str, runtime: str
 ) -> None:
-    from components.train import train
+    from components.steps.train import train
 
     template = _template(model_type, runtime)
     monkeypatch.setenv(trainjob.TEMPLATE_VARIABLE, json.dumps(template))

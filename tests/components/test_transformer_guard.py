@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from components.config import ScoringSettings
-from components.request_guard import RequestGuard, answer, too_large
-from components.scoring import OffLoopJoiner, RequestJoiner
+from components.serving.request_guard import RequestGuard, answer, too_large
+from components.serving.scoring import OffLoopJoiner, RequestJoiner
 
 LIMIT = 4096
 

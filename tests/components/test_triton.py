@@ -9,17 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components.triton import (
+from components.serving.triton_config import (
     RepositoryError,
-    check_fil_loadable,
     config_pbtxt,
     contract_of,
     features_of,
     parse_config,
     python_config_pbtxt,
-    write_python_repository,
-    write_repository,
 )
+from components.steps.triton_repository import check_fil_loadable, write_python_repository, write_repository
 
 FEATURES = ["amount", "merchant_category", "txn_count_1h", "txn_sum_1h", "distinct_merchants_24h", "age_days", "g"]
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from components.errors import ComponentError
-from components.validate import validate
+from components.steps.validate import validate
 from tests.conftest import SUITE
 
 

@@ -88,7 +88,7 @@ def test_the_transformer_command_promote_renders_starts_in_the_image(image: str)
     predictor to read the model's columns from, it stops with exit 75 (transient: the pod restarts
     until its predictor is up), naming what it waited for."""
     from components.config import transformer_settings
-    from components.promote import render_transformer
+    from components.steps.promote import render_transformer
     from pipelines.fraud import pipeline as fraud
 
     cfg = fraud.DECLARATION.config()

@@ -44,7 +44,7 @@ import pytest
 import yaml
 
 from components.environment import temporary_env
-from components.triton import tensor_contract
+from components.serving.triton_config import tensor_contract
 from devstack.stack import Stack
 from devstack.tenants import Tenant, add_tenant, tenant_process_environment
 from pipelines.cluster import cluster_settings, model_puller, secret_environment
@@ -217,7 +217,7 @@ def test_happy_path_left_features_in_redis_the_model_in_s3_and_the_repository_un
     # the online store, read as the tenant's scoring service would, from a process with an empty MLOPS_HOME
     users = pd.read_parquet(fidelity["data"] / "latest.parquet")["user_id"].drop_duplicates().head(10).tolist()
     code = (
-        "import json, sys; from components.materialize import online_features;"
+        "import json, sys; from components.steps.materialize import online_features;"
         "print(json.dumps(online_features(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]))))"
     )
     env = {**tenant_process_environment(stack, fidelity["tenant"], os.environ), "MLOPS_HOME": str(tmp_path / "empty")}
@@ -302,7 +302,7 @@ def test_the_predictor_pulls_the_promoted_model_with_its_service_account_and_tri
     import tritonclient.http as triton_http
     import xgboost as xgb
 
-    from components.triton import write_python_repository
+    from components.steps.triton_repository import write_python_repository
     from devstack import process
     from devstack.triton import LocalTriton
 

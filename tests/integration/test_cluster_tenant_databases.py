@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from components.readonly import reader_name
+from components.platform.readonly import reader_name
 from devstack import process
 from devstack.stack import PORT_SPAN, Ports, Stack
 from pipelines.cluster import postgres_roles

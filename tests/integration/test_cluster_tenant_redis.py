@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from components.readonly import reader_name
+from components.platform.readonly import reader_name
 from devstack import process
 from pipelines.tenant_stores import tenant_redis
 
@@ -92,7 +92,7 @@ def test_the_transformers_reader_reads_features_and_writes_nothing(server: int) 
     tenant = redis.Redis(port=server, username="fraud", password=PASSWORD)
     tenant.hset(key, mapping={b"_ts:transactions": b"1", b"feature": b"0.5"})
     try:
-        with reader(server).pipeline(transaction=False) as pipe:  # as components/online.py reads
+        with reader(server).pipeline(transaction=False) as pipe:  # as components/serving/online_reader.py reads
             pipe.hmget(key, [b"feature", b"_ts:transactions"])
             assert pipe.execute() == [[b"0.5", b"1"]]
         assert reader(server).hgetall(key) == {b"_ts:transactions": b"1", b"feature": b"0.5"}

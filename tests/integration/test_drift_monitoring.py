@@ -34,7 +34,7 @@ import pandas as pd
 import pytest
 import requests
 
-from components.drift_metrics import METRICS
+from components.steps.drift_metrics import METRICS
 from devstack import process
 from devstack.monitoring import Monitoring
 from devstack.stack import Stack
@@ -246,7 +246,7 @@ def test_a_failed_gate_and_a_failed_step_reach_the_owner(
     runs with the flags the rendered WorkflowTemplate gives it and the environment of the tenant's
     mlops-platform ConfigMap (cluster_settings, the Pushgateway on loopback); each notice reaches
     the owner's receiver through Prometheus's rule and Alertmanager's routes."""
-    from components.settings import environment
+    from components.platform.settings import environment
     from pipelines.argo import render
     from pipelines.cluster import cluster_settings
     from pipelines.declaration import RunInputs

@@ -37,7 +37,7 @@ pytestmark = pytest.mark.integration
 def online_values(platform_run: dict[str, Any], users: list[int]) -> dict[str, list[Any]]:
     """Read features the way a scoring service does, in a child with the platform environment."""
     code = (
-        "import json, sys; from components.materialize import online_features;"
+        "import json, sys; from components.steps.materialize import online_features;"
         "users = json.loads(sys.argv[2]);"
         "print(json.dumps(online_features('fraud', 'fraud_model_v1', [{'user_id': u} for u in users], sys.argv[1])))"
     )
@@ -209,7 +209,7 @@ TIMED_REGISTER = """
 import json, sys, time
 from components.errors import ComponentError
 from components.config import RegisterSettings
-from components.register import register
+from components.steps.register import register
 import mlflow.tracking.request_header.registry  # imports (Feast's MLflow plugin, ~10 s here) before the clock
 args = json.loads(sys.argv[1])
 started = time.monotonic()
@@ -409,7 +409,7 @@ def test_writer_killed_mid_upload_leaves_the_previous_object(stack: Stack, platf
     assert client.list_multipart_uploads(Bucket="pipeline-artifacts", Prefix=key).get("Uploads", []) == []
     # What nobody writes again, the bucket's lifecycle aborts (SeaweedFS stores the rule; its
     # one-day clock cannot be waited out in a test).
-    from components.buckets import BUCKETS, has_lifecycle
+    from components.platform.buckets import BUCKETS, has_lifecycle
 
     assert all(has_lifecycle(client, bucket) for bucket in BUCKETS)
     ensured = mlops(platform_env(stack, platform_run["home"]), "buckets", "ensure")  # the cluster Job's command

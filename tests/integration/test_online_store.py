@@ -1,7 +1,7 @@
 """The platform's Redis writer leaves exactly the bytes Feast's own materialization leaves.
 
 Same offline data, two projects on one Redis: one materialized by Feast, one by
-components.online_writer, in two overlapping windows (so Feast's only-newer rule is exercised,
+components.platform.online_writer, in two overlapping windows (so Feast's only-newer rule is exercised,
 and NaNs become empty values). Every key's whole hash must be equal, byte for byte.
 """
 
@@ -41,9 +41,9 @@ def offline_frame(rows: int = 30_000, users: int = 3_000) -> pd.DataFrame:
 def test_columnar_writer_matches_feast_byte_for_byte(
     stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from components import online_writer
-    from components.materialize import apply_repo, open_store
-    from components.online import OnlineFeatureReader
+    from components.platform import online_writer
+    from components.serving.online_reader import OnlineFeatureReader
+    from components.steps.materialize import apply_repo, open_store
 
     for key, value in stack.environment().items():
         monkeypatch.setenv(key, value)

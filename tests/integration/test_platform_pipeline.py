@@ -62,7 +62,7 @@ def test_feast_registry_is_in_postgresql_and_features_in_redis(
     views = query(stack, "feast", "select project_id, feature_view_name from feature_views")
     assert ("fraud", "user_transaction_stats") in views
 
-    from components.materialize import online_features
+    from components.steps.materialize import online_features
 
     for key, value in platform_run["env"].items():
         monkeypatch.setenv(key, value)
@@ -76,8 +76,8 @@ def test_feast_registry_is_in_postgresql_and_features_in_redis(
 def test_scoring_path_reads_what_the_feast_sdk_reads(
     stack: Stack, platform_run: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from components.materialize import open_store
-    from components.online import OnlineFeatureReader
+    from components.serving.online_reader import OnlineFeatureReader
+    from components.steps.materialize import open_store
 
     for key, value in platform_run["env"].items():
         monkeypatch.setenv(key, value)
@@ -114,7 +114,7 @@ def test_serve_and_promote_from_the_platform_registry(
         assert served.returncode == 0, served.stdout + served.stderr
         rows = np.zeros((2, len(registration["features"])), dtype=np.float32)
         client = httpclient.InferenceServerClient(f"127.0.0.1:{port}")
-        from components.triton import tensor_contract
+        from components.serving.triton_config import tensor_contract
 
         tensors = tensor_contract(registration["model_format"])  # the cluster's FIL tensors, locally too
         tensor = httpclient.InferInput(tensors.input, list(rows.shape), "FP32")

@@ -46,10 +46,10 @@ def _post(url: str, body: dict[str, Any], headers: dict[str, str] | None = None)
 @pytest.fixture(scope="module")
 def scoring(platform_run: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     from components.environment import temporary_env
-    from components.materialize import open_store
-    from components.models import load_predictor
-    from components.online import OnlineFeatureReader
-    from components.skew import latest_events
+    from components.serving.online_reader import OnlineFeatureReader
+    from components.steps.materialize import open_store
+    from components.steps.model_formats import load_predictor
+    from components.steps.skew import latest_events
     from pipelines.fraud import pipeline as fraud
 
     env, run_dir = platform_run["env"], platform_run["run_dir"]

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from components.errors import ComponentError
-from components.models import load_predictor
+from components.steps.model_formats import load_predictor
 from devstack.process import free_port_base
 from devstack.triton import LocalTriton, serve_registered
 from tests.conftest import FEATURES, REPO, train_evaluate_register
@@ -76,7 +76,7 @@ def _expected(registry_home: dict[str, Any], name: str, rows: np.ndarray) -> np.
 
 def _published(registration: dict[str, Any]) -> Any:
     """The config promote publishes for the cluster (FIL for XGBoost, libtorch for TorchScript)."""
-    from components.triton import config_pbtxt, parse_config
+    from components.serving.triton_config import config_pbtxt, parse_config
 
     text = config_pbtxt(registration["model_name"], registration["model_format"], registration["features"],
                         gpu=True, regression=registration["objective"] == "regression")  # fmt: skip
@@ -118,7 +118,7 @@ def test_scores_equal_the_in_process_prediction(
     import tritonclient.grpc as grpcclient
     import tritonclient.http as httpclient
 
-    from components.triton import tensor_contract
+    from components.serving.triton_config import tensor_contract
 
     server, registration = served
     contract = tensor_contract(registration["model_format"], regression=registration["objective"] == "regression")
@@ -142,11 +142,11 @@ def test_scores_equal_the_in_process_prediction(
 def test_load_time_is_recorded_on_the_version(
     served: tuple[LocalTriton, dict[str, Any]], registry_home: dict[str, Any]
 ) -> None:
-    from components import registry
+    from components.platform import model_registry
 
     server, registration = served
-    record = registry.client().get_model_version(server.model_name, str(registration["version"]))
-    assert 0 < float(record.tags[registry.LOAD_SECONDS_TAG]) < 120
+    record = model_registry.client().get_model_version(server.model_name, str(registration["version"]))
+    assert 0 < float(record.tags[model_registry.LOAD_SECONDS_TAG]) < 120
 
 
 def test_missing_alias_names_the_aliases_that_exist(registry_home: dict[str, Any], tmp_path: Path) -> None:

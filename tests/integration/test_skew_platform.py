@@ -15,10 +15,10 @@ pytestmark = pytest.mark.integration
 
 
 def test_skew_check_passes_on_the_platform_run_and_names_an_overwritten_feature(platform_run: dict[str, Any]) -> None:
-    from components import skew
     from components.environment import temporary_env
-    from components.materialize import open_store
-    from components.online import OnlineFeatureReader
+    from components.serving.online_reader import OnlineFeatureReader
+    from components.steps import skew
+    from components.steps.materialize import open_store
     from devstack.tenants import platform_variables
     from pipelines.fraud import pipeline as fraud
 

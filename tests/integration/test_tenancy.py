@@ -293,7 +293,7 @@ def test_one_redis_shared_by_two_tenants_is_reported_as_leaks(shared: Stack) -> 
 
 def test_a_role_without_a_connection_limit_is_reported_as_a_leak(shared: Stack) -> None:
     """PgBouncer caps a tenant's pooled connections; a direct connection bypassed it until roles had a limit."""
-    from components.settings import TENANT_CONNECTION_LIMIT
+    from components.platform.settings import TENANT_CONNECTION_LIMIT
 
     shared._sql("postgres", "alter role pricing connection limit -1", superuser=True)
     try:

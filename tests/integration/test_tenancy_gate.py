@@ -35,7 +35,7 @@ def test_a_model_swapped_after_evaluate_is_not_registered(
     }, observed
     # what register did before: the step's process runs with the check removed
     broken = (
-        "import sys; from components import register; register._require_scored = lambda sha, scores: None;"
+        "import sys; from components.steps import register; register._require_scored = lambda sha, scores: None;"
         " from mlops.cli import main; sys.exit(main(['step', 'register', *sys.argv[1:]]))"
     )
     monkeypatch.setattr(gate, "REGISTER", ("-c", broken))

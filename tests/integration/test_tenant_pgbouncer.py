@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
-from components.tenant_pool import LOOPBACK_CLIENT_CONNECTIONS, MAX_CLIENT_CONN_REFUSAL
+from components.platform.tenant_pool import LOOPBACK_CLIENT_CONNECTIONS, MAX_CLIENT_CONN_REFUSAL
 from devstack.stack import DB_USER, Stack
 from devstack.tenants import Tenant, get_tenant, tenant_environment
 from tests.integration.conftest import DECLARED_TENANTS as TENANTS

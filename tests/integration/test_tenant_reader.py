@@ -1,7 +1,7 @@
 """issue 29 on the loopback stack: the scoring transformer reads as its tenant's reader, and writes nothing.
 
 The transformer held the tenant's read-write Redis user and the role that owns its Feast registry.
-`mlops tenant add` now also makes the tenant's reader (components/readonly.py: a Redis user that
+`mlops tenant add` now also makes the tenant's reader (components/platform/readonly.py: a Redis user that
 may only read hashes, a role that may only SELECT the registry), and `mlops tenant env` exports
 it as MLOPS_READER_*, which the local transformer takes over the tenant's own. On the tenancy
 stack the tenancy tests share: the tenant publishes its feature service and one entity's feature
@@ -22,7 +22,7 @@ import psycopg
 import pytest
 import redis
 
-from components.readonly import local_transformer_environment, reader_name
+from components.platform.readonly import local_transformer_environment, reader_name
 from devstack.stack import Stack
 from devstack.tenants import Tenant, add_tenant, tenant_environment
 from tests.conftest import REPO
@@ -38,8 +38,8 @@ VALUE = 0.25
 def published(tenancy_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The tenant's feature service in its registry and one entity's feature in its Redis, written as the tenant."""
     from components.environment import temporary_env
-    from components.materialize import apply_repo, open_store
-    from components.online import OnlineFeatureReader
+    from components.serving.online_reader import OnlineFeatureReader
+    from components.steps.materialize import apply_repo, open_store
     from pipelines.fraud import pipeline as fraud
 
     tenant = add_tenant(tenancy_stack, TENANT)  # idempotent: the tenancy tests add it too
@@ -73,9 +73,9 @@ def test_the_transformers_read_path_finds_the_feature_as_the_reader(published: d
     from feast.repo_config import RepoConfig
 
     from components.environment import temporary_env
-    from components.online import OnlineFeatureReader
-    from components.readonly import read_only_registry
-    from components.services import feast_store_config
+    from components.platform.readonly import read_only_registry
+    from components.platform.services import feast_store_config
+    from components.serving.online_reader import OnlineFeatureReader
 
     env, tenant = published["env"], published["tenant"]
     reader = local_transformer_environment(env)

@@ -2,7 +2,7 @@
 the tracking server answers 403 or 404, never 500, to a request it cannot serve for lack of rights.
 
 Both run on the session's tenancy stack (tests/integration/conftest.py `tenancy_stack`, MLflow's
-basic-auth app with components.tracking_auth), with every declared tenant added: PostgreSQL,
+basic-auth app with components.platform.tracking_auth), with every declared tenant added: PostgreSQL,
 PgBouncer, the platform's and each tenant's Redis, SeaweedFS and MLflow with its workers.
 """
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from components.settings import CONFIGMAP
+from components.platform.settings import CONFIGMAP
 from pipelines.cluster import SHARED_PIPELINES_NAMESPACE, cluster_settings
 from pipelines.platform_services import pushgateway
 from tests.manifests.network_platform import (

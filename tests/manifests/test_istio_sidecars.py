@@ -1,6 +1,6 @@
 """Istio's sidecar in every tenant namespace, for the serving authorization promote applies (issue 29).
 
-components/serving_authorization.py admits callers of a model by their mTLS identity (`source.namespaces`,
+components/steps/serving_authorization.py admits callers of a model by their mTLS identity (`source.namespaces`,
 `source.principals`): Istio knows a caller's identity only through its sidecar, and only a sidecar
 beside the model enforces the AuthorizationPolicy. So each tenant namespace, rendered from
 manifests/tenants/tenants.yaml by pipelines/tenancy.py, carries Istio's injection label; the

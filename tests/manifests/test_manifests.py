@@ -211,7 +211,7 @@ PROCESS_LOCAL = {
     "MLOPS_SCHEMAS_DIR": "mlops lint on a laptop",
     "MLOPS_SERVICES_DIR": "mlops dev on a laptop",
     "MLOPS_PROFILE": "read through the settings model like every ConfigMap key",
-    # components.settings.PUSHGATEWAY_CREDENTIALS: the cluster's per-namespace Pushgateway needs none
+    # components.platform.settings.PUSHGATEWAY_CREDENTIALS: the cluster's per-namespace Pushgateway needs none
     "MLOPS_PUSHGATEWAY_USERNAME": "the tenant's loopback Pushgateway user (mlops tenant env)",
     "MLOPS_PUSHGATEWAY_PASSWORD": "the tenant's loopback Pushgateway password (mlops tenant env)",
 }
@@ -220,7 +220,7 @@ PROCESS_LOCAL = {
 def test_each_pipelines_namespace_gets_the_platform_configmap_with_exactly_the_keys_steps_read(
     overlays: dict[str, list[dict[str, Any]]],
 ) -> None:
-    from components.settings import CONFIGMAP, configmap_keys, environment
+    from components.platform.settings import CONFIGMAP, configmap_keys, environment
     from pipelines.cluster import cluster_settings
 
     rendered = {name: objects for name, objects in overlays.items()}
@@ -250,8 +250,8 @@ def test_each_pipelines_namespace_gets_the_platform_configmap_with_exactly_the_k
 def test_every_variable_the_code_reads_is_a_configmap_key_a_secret_or_process_local() -> None:
     """A step cannot come to depend on a variable the cluster never sets: each name in the code is
     declared in the settings model (ConfigMap), in SECRET_VARIABLES, or here as process-local."""
-    from components.readonly import READER_VARIABLES
-    from components.settings import SECRET_VARIABLES, configmap_keys
+    from components.platform.readonly import READER_VARIABLES
+    from components.platform.settings import SECRET_VARIABLES, configmap_keys
 
     named = re.compile(r"[\"'](MLOPS_[A-Z0-9_]+|MLFLOW_[A-Z0-9_]+|AWS_[A-Z0-9_]+)[\"']")
     found: dict[str, str] = {}
@@ -259,10 +259,10 @@ def test_every_variable_the_code_reads_is_a_configmap_key_a_secret_or_process_lo
         for source in (REPO / folder).rglob("*.py"):
             for name in named.findall(source.read_text()):
                 found.setdefault(name, str(source.relative_to(REPO)))
-    # the transformer's reader logs in with READER_VARIABLES, from its reader Secrets (components/readonly.py)
+    # the transformer's reader logs in with READER_VARIABLES, from its reader Secrets (components/platform/readonly.py)
     known = configmap_keys() | set(SECRET_VARIABLES) | set(READER_VARIABLES) | set(PROCESS_LOCAL)
     unknown = {name: where for name, where in found.items() if name not in known}
-    assert unknown == {}, "declare these in components/settings.py (ConfigMap or Secret) or PROCESS_LOCAL"
+    assert unknown == {}, "declare these in components/platform/settings.py (ConfigMap or Secret) or PROCESS_LOCAL"
 
 
 def test_generated_manifests_are_in_step_with_the_settings_model() -> None:
@@ -306,8 +306,8 @@ def test_every_registry_url_names_a_managed_role_and_tenant_roles_have_a_connect
     connections (PgBouncer's per-user cap does not see a psql that goes around it)."""
     from urllib.parse import urlsplit
 
-    from components.readonly import reader_name
-    from components.settings import CONFIGMAP, TENANT_CONNECTION_LIMIT, TENANT_SERVER_CONNECTIONS
+    from components.platform.readonly import reader_name
+    from components.platform.settings import CONFIGMAP, TENANT_CONNECTION_LIMIT, TENANT_SERVER_CONNECTIONS
 
     users, databases = {"feast"}, {"feast_registry"}
     # Katib's DB manager, by the names its patch gives it (manifests/katib/db-manager-patch.yaml)
@@ -401,7 +401,7 @@ def test_serving_pods_meet_pod_security_restricted(overlays: dict[str, list[dict
     import kubernetes_validate
 
     from components.config import PromoteSettings
-    from components.promote import render_inference_service
+    from components.steps.promote import render_inference_service
 
     registration = dict(REGISTRATION)
     service = render_inference_service(
@@ -427,11 +427,11 @@ def test_the_tracking_server_runs_the_auth_app_with_the_laptops_rules(
 ) -> None:
     """Without the auth app every tenant read and wrote every other's runs and models on the cluster;
     with it as MLflow ships, READ by default and any name for anyone. The server runs from the
-    component image because the name rule (components.tracking_auth) is in it."""
+    component image because the name rule (components.platform.tracking_auth) is in it."""
     import configparser
     import importlib
 
-    from components.tracking_auth import AUTHORIZATION_FUNCTION, auth_config
+    from components.platform.tracking_auth import AUTHORIZATION_FUNCTION, auth_config
     from pipelines.standard import IMAGE
 
     for name, objects in overlays.items():

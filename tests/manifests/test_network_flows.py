@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from components.settings import CONFIGMAP
+from components.platform.settings import CONFIGMAP
 from pipelines.trainer import FRAMEWORK, RUNTIMES
 from tests.manifests.network_platform import (
     FLOWS,

@@ -115,7 +115,7 @@ def golden_references() -> list[Reference]:
 def serving_references() -> list[Reference]:
     """Each reference pipeline's InferenceService as promote renders it, with its scoring transformer."""
     from components.config import transformer_settings
-    from components.promote import render_inference_service
+    from components.steps.promote import render_inference_service
     from pipelines.golden import reference_pipelines
     from pipelines.local import declaration
 

@@ -21,8 +21,8 @@ import pytest
 import yaml
 
 from components.config import ExplainSettings, TransformerSettings, transformer_settings
-from components.promote import render_inference_service
-from components.serving_authorization import (
+from components.steps.promote import render_inference_service
+from components.steps.serving_authorization import (
     INGRESS_GATEWAY_PRINCIPAL,
     ISVC_LABEL,
     KIND,

@@ -19,9 +19,9 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from components.readonly import reader_name
-from components.settings import CONFIGMAP
-from components.tenant_pool import CLIENTS_PER_POD, registry_database
+from components.platform.readonly import reader_name
+from components.platform.settings import CONFIGMAP
+from components.platform.tenant_pool import CLIENTS_PER_POD, registry_database
 from pipelines.cluster import PLATFORM_NAMESPACE, SHARED_PIPELINES_NAMESPACE, pgbouncer_config, postgres_roles
 from pipelines.tenancy import load
 from pipelines.tenant_pooler import (

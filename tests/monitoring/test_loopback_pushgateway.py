@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 import requests
 
-from components import drift_metrics
+from components.steps import drift_metrics
 from devstack import process, tenant_pushgateways
 from devstack.monitoring import LAPTOP_NAMESPACE, Monitoring
 from devstack.tenant_pushgateways import Gateway

@@ -115,9 +115,9 @@ def test_every_model_owner_alert_carries_what_the_owners_route_matches() -> None
 
 
 def test_the_rules_read_what_the_notices_and_the_workflow_metric_push() -> None:
-    """The metric names have one source each: the notices' gauges (components/notify.py) and the
+    """The metric names have one source each: the notices' gauges (components/steps/notify.py) and the
     WorkflowTemplate's run counter (pipelines/argo.py), which Argo exports as argo_workflows_<name>."""
-    from components import notify
+    from components.steps import notify
     from pipelines.argo_metrics import RUN_FAILED_METRIC
 
     rules = yaml.safe_load(RULES.read_text())

@@ -191,10 +191,10 @@ def test_the_pushgateway_objects_validate_against_the_operators_crd(schemas_dir:
 
 
 def test_one_source_for_the_families_the_scrape_keeps_and_who_scrapes() -> None:
-    """The keep-list is the families the code pushes (components/drift_metrics.py METRICS and
-    components/notify.py's notices), the loopback scrape uses the same rules, and required-flows'
+    """The keep-list is the families the code pushes (components/steps/drift_metrics.py METRICS and
+    components/steps/notify.py's notices), the loopback scrape uses the same rules, and required-flows'
     `prometheus` endpoint is the one the NetworkPolicy admits."""
-    from components import drift_metrics, notify
+    from components.steps import drift_metrics, notify
 
     assert set(pushed_families()) == {*drift_metrics.METRICS, notify.GATE_FAILED, notify.RUN_FAILED}
     (keep, drop) = metric_relabelings()

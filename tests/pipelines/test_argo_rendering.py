@@ -147,7 +147,7 @@ def test_cron_workflow_never_silently_skips(rendered: dict[str, dict[str, Any]])
 def test_settings_from_the_configmap_credentials_from_secrets(rendered: dict[str, dict[str, Any]]) -> None:
     """Every container: the whole mlops-platform ConfigMap, each credential from a Secret, no literal
     value at all (no endpoint, no embedded store, no local path), and no input that names a path."""
-    from components.settings import SECRET_VARIABLES
+    from components.platform.settings import SECRET_VARIABLES
 
     containers = [t["container"] for t in rendered["WorkflowTemplate"]["spec"]["templates"] if "container" in t]
     assert len(containers) == len(fraud.DECLARATION.spec.steps) + 1  # the steps and the exit handler's notice

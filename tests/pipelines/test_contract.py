@@ -41,7 +41,7 @@ def promote_with_a_new_input(
 
 
 def test_an_input_added_to_the_op_only_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(OPS, "components.promote:promote", promote_with_a_new_input)
+    monkeypatch.setitem(OPS, "components.steps.promote:promote", promote_with_a_new_input)
     with pytest.raises(ValueError, match="promote: parameter 'max_replicas': the op takes it but step_parameters"):
         _check()
     with pytest.raises(ValueError, match="max_replicas"):
@@ -82,7 +82,7 @@ def test_every_view_of_a_step_is_derived_from_its_op() -> None:
 
 
 READ_BY_THE_OP = {"materialize": {"feature_repo"}}  # resolved to a folder in the package by the op
-READ_THROUGH = {"promote": {"components.serving_authorization": "serving_objects"}}
+READ_THROUGH = {"promote": {"components.steps.serving_authorization": "serving_objects"}}
 """Functions a component hands its settings whole to (promote's callers and expose: who may call the
 model, issue 29): if the component calls it, the fields its module reads count as read."""
 
@@ -90,11 +90,11 @@ model, issue 29): if the component calls it, the fields its module reads count a
 @pytest.mark.parametrize(
     ("component", "section"),
     [
-        ("components.materialize:materialize", "materialize"),
-        ("components.train:train", "train"),
-        ("components.evaluate:evaluate", "evaluate"),
-        ("components.register:register", "register_"),
-        ("components.promote:promote", "promote"),
+        ("components.steps.materialize:materialize", "materialize"),
+        ("components.steps.train:train", "train"),
+        ("components.steps.evaluate:evaluate", "evaluate"),
+        ("components.steps.register:register", "register_"),
+        ("components.steps.promote:promote", "promote"),
     ],
 )
 def test_every_field_of_a_steps_settings_reaches_its_component(component: str, section: str) -> None:

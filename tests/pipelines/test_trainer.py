@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from components.settings import configmap_keys
+from components.platform.settings import configmap_keys
 from mlops import lint
 from pipelines.fraud import pipeline as fraud
 from pipelines.golden import MANIFESTS, TRAINING_RUNTIMES_FILE
@@ -58,7 +58,7 @@ def test_the_train_job_is_valid_and_runs_the_train_steps_own_command(model_type:
         assert trainer["numNodes"] == 4 and job["spec"]["runtimeRef"]["name"] == "xgboost-distributed"
     start = command.index("mlops")
     assert command[start : start + 3] == ["mlops", "step", "train"]
-    from components.train import train
+    from components.steps.train import train
 
     flags = {f"--{name.replace('_', '-')}" for name in inspect.signature(train).parameters}
     assert {part for part in command[start + 3 :: 2]} == flags  # every argument of the step, nothing else
@@ -168,11 +168,11 @@ def test_the_train_job_reads_the_set_materialize_stores_and_writes_what_the_next
 
 
 def test_the_kfp_train_task_carries_the_train_job_it_launches(tmp_path: Any) -> None:
-    """KFP's IR has no resource template: the train task launches the TrainJob (components/trainjob.py)
+    """KFP's IR has no resource template: the train task launches the TrainJob (components/steps/trainjob.py)
     from the manifest it carries, valid once the API server names it and the step fills the URIs."""
     import json
 
-    from components import trainjob
+    from components.steps import trainjob
     from pipelines.kfp import compile_ir
 
     cfg = fraud.DECLARATION.config().with_overrides(CONFIGS["xgboost"])

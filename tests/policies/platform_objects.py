@@ -147,7 +147,7 @@ def inference_services() -> list[Rendered]:
     """What `mlops promote` renders for each reference pipeline: staging, and production signed
     off, each with the scoring transformer."""
     from components.config import transformer_settings
-    from components.promote import render_inference_service
+    from components.steps.promote import render_inference_service
 
     found = []
     for pipeline in _pipelines():

@@ -230,7 +230,7 @@ def test_our_rendered_pipelines_comply_with_the_platform_policies(
 def test_a_promoted_service_from_the_pipeline_passes_once_signed_off(
     promotion: admission.Policy, tmp_path: Path
 ) -> None:
-    from components.promote import render_inference_service
+    from components.steps.promote import render_inference_service
 
     registration = dict(REGISTRATION)
     from components.config import PromoteSettings
@@ -322,7 +322,7 @@ def test_every_workload_policy_carries_the_current_workload_library() -> None:
 
 def _with_transformer() -> dict[str, Any]:
     from components.config import transformer_settings
-    from components.promote import render_inference_service
+    from components.steps.promote import render_inference_service
     from pipelines.fraud import pipeline as fraud
 
     cfg = fraud.DECLARATION.config()

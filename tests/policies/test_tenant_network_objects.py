@@ -1,7 +1,7 @@
 """Tenants write only the NetworkPolicy and AuthorizationPolicy promote renders (issue 29), on OPA.
 
 issue 29: `mlops promote` applies, beside each InferenceService, the AuthorizationPolicy and
-NetworkPolicy of components/serving_authorization.py, so the tenant's pipeline-submitter Role may
+NetworkPolicy of components/steps/serving_authorization.py, so the tenant's pipeline-submitter Role may
 create and update both kinds in its namespace. That let a member write `egress: [{}]` (undoing the
 namespace's default-deny egress), rewrite the shipped `default-deny`, or open its models to anyone.
 manifests/policies/tenant-network-objects.yaml admits, in the tenant namespaces and from anyone
@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from components.serving_authorization import ISVC_LABEL, serving_objects
+from components.steps.serving_authorization import ISVC_LABEL, serving_objects
 from mlops import admission, admission_parameters
 from tests.conftest import REGISTRATION, REPO
 from tests.policies.platform_objects import Rendered
@@ -46,7 +46,7 @@ def _variants() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
 @functools.cache
 def _promoted() -> tuple[Rendered, ...]:
     from components.config import transformer_settings
-    from components.promote import render_inference_service
+    from components.steps.promote import render_inference_service
     from pipelines.golden import reference_pipelines
     from pipelines.local import declaration
 

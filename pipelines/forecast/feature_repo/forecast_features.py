@@ -10,7 +10,7 @@ from pathlib import Path
 from feast import Entity, FeatureService, ValueType
 from feast.types import Float64
 
-from components.feature_definitions import published_source, team_feature_view
+from components.platform.feature_definitions import published_source, team_feature_view
 
 store = Entity(name="store", join_keys=["store_id"], value_type=ValueType.INT64, description="A retail store.")
 

@@ -2,7 +2,7 @@
 
 The transaction itself (amount, merchant category) arrives with the scoring request; what the
 online store serves is the user's recent behaviour. The source reads what the materialize step
-published for this run (components/feature_definitions.py), so the same definitions serve a
+published for this run (components/platform/feature_definitions.py), so the same definitions serve a
 laptop and the platform.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 from feast import Entity, FeatureService, ValueType
 from feast.types import Float64, Int64
 
-from components.feature_definitions import published_source, team_feature_view
+from components.platform.feature_definitions import published_source, team_feature_view
 
 user = Entity(
     name="user",

@@ -19,7 +19,7 @@ from components import artifacts
 from components.config import EvaluateSettings
 from components.errors import ComponentError
 from components.handoffs import Gate, HoldoutMetrics, read_training_metadata
-from components.models import load_predictor
+from components.steps.model_formats import load_predictor
 from components.tabular import read_parquet, require_columns
 
 STEP = "evaluate"

@@ -77,7 +77,7 @@ class SdkReader:
 def online_reader(store: Any, feature_service: str) -> Any:
     """The scoring path's reader: the pipelined HMGET on Redis, Feast's SDK on any other store."""
     if getattr(store.config.online_store, "type", "") == "redis":
-        from components.online import OnlineFeatureReader
+        from components.serving.online_reader import OnlineFeatureReader
 
         return OnlineFeatureReader(store, feature_service)
     return SdkReader(store, feature_service)

@@ -1,6 +1,6 @@
 """The drift step's outputs for people: the table (JSON), the HTML report and the PNG of the most drifted features.
 
-Split from components/drift.py (which compares and decides) so that file keeps one job: each is
+Split from components/steps/drift.py (which compares and decides) so that file keeps one job: each is
 written atomically (components.artifacts), from the comparison's result and the decision, and
 the same writers serve the pipeline step, `mlops drift` and the drift benchmark.
 """
@@ -19,7 +19,7 @@ import pandas as pd
 from components import artifacts
 
 if TYPE_CHECKING:
-    from components.drift import DriftResult, Reference
+    from components.steps.drift import DriftResult, Reference
 
 __all__ = ["table", "write_plot", "write_report"]
 

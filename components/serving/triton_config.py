@@ -1,28 +1,26 @@
-"""Triton model repositories for the formats train produces.
+"""Triton model configurations for the formats train produces: written, parsed back, and read.
 
-Cluster repositories (the GPU serving image):
+Cluster configurations (the GPU serving image):
 - XGBoost goes to the FIL backend (GPU forest inference), as XGBoost JSON or UBJSON;
 - TorchScript goes to the libtorch backend.
-Local repositories (`mlops serve`, the CPU tritonserver bundled by nvidia-pytriton) use the
-python backend, which loads the same artifact with the same library the pipeline trained it with,
-behind exactly the cluster's tensors (`tensor_contract`): names, FP32, dims.
+Local configurations (`mlops serve`, the CPU tritonserver bundled by nvidia-pytriton) use the
+python backend (components/serving/triton_stub_model.py) behind exactly the cluster's tensors
+(`tensor_contract`): names, FP32, dims.
 
 Every config.pbtxt is parsed back into Triton's own ModelConfig protobuf and then checked for
 what protobuf cannot see (the backend's free-string parameters, tensor names, batching), so a
-bad repository fails here and not when the server loads it. XGBoost models are also loaded
-with Treelite, the library FIL parses them with: a model file FIL would refuse (the trap of
-fil_backend#311 / treelite#633, newer XGBoost JSON in an older loader) stops promote.
+bad repository fails here and not when the server loads it. The scoring transformer reads the
+predictor's config with the same functions (`features_of`, `contract_of`, `validate_config`), so
+this module runs in the transformer's environment and needs only tritonclient's protobufs: the
+repository writer, which loads models with XGBoost and Treelite, is components.steps.triton_repository.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 FIL_MODEL_FILES = {"xgboost_json": "xgboost.json", "xgboost_ubj": "xgboost.ubj"}
@@ -33,9 +31,6 @@ FIL_PARAMETERS_REQUIRED = ("model_type", "output_class")
 BOOLEAN_STRINGS = {"true", "false"}
 # libtorch addresses tensors by position: names must end in __<index>.
 LIBTORCH_TENSOR_NAME = re.compile(r"^[A-Za-z0-9_]+__\d+$")
-PYTHON_MODEL_SOURCE = Path(__file__).with_name("triton_python_model.py")
-# What the local python-backend model reads beside its model file.
-PYTHON_MODEL_FILES = {"xgboost_json": "model.json", "torchscript": "model.pt"}
 
 
 class RepositoryError(ValueError):
@@ -261,105 +256,3 @@ def parse_config(text: str) -> Any:
     if problems:
         raise RepositoryError(f"model {config.name or '?'}: " + "; ".join(problems))
     return config
-
-
-def check_fil_loadable(model_bytes: bytes, model_format: str, n_features: int, *, rows: int = 256) -> float:
-    """Load an XGBoost model with Treelite, as FIL does, and compare its predictions with
-    XGBoost's own on random rows. Returns the largest absolute difference."""
-    import numpy as np
-    import treelite
-    import xgboost as xgb
-
-    choice = {"xgboost_json": "json", "xgboost_ubj": "ubjson"}[model_format]
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / FIL_MODEL_FILES[model_format]
-        path.write_bytes(model_bytes)
-        try:
-            forest = treelite.frontend.load_xgboost_model(str(path), format_choice=choice)
-        except Exception as error:
-            raise RepositoryError(
-                f"Treelite {treelite.__version__} cannot load this {model_format} model, so FIL would refuse it: "
-                f"{str(error).splitlines()[0]}"
-            ) from error
-        if forest.num_feature != n_features:
-            raise RepositoryError(
-                f"the model expects {forest.num_feature} features, the registration lists {n_features}"
-            )
-        booster = xgb.Booster()
-        booster.load_model(bytearray(model_bytes))
-    features = np.random.default_rng(0).normal(0.0, 3.0, size=(rows, n_features)).astype(np.float32)
-    ours = np.asarray(treelite.gtil.predict(forest, features)).reshape(rows, -1)[:, -1]
-    matrix = xgb.DMatrix(features, feature_names=booster.feature_names)
-    theirs = np.asarray(booster.predict(matrix)).reshape(rows, -1)[:, -1]
-    difference = float(np.max(np.abs(ours - theirs)))
-    if difference > 1e-4:
-        raise RepositoryError(
-            f"Treelite's predictions differ from XGBoost's by {difference:.2e}; FIL would score wrong"
-        )
-    return difference
-
-
-def model_file_name(model_format: str) -> str:
-    return FIL_MODEL_FILES.get(model_format, TORCH_MODEL_FILE)
-
-
-def write_repository(
-    root: Path,
-    model_name: str,
-    version: int,
-    model_format: str,
-    model_bytes: bytes,
-    features: Sequence[str],
-    *,
-    gpu: bool,
-    threshold: float = 0.5,
-    regression: bool = False,
-) -> Path:
-    """Lay out <root>/<model_name>/{config.pbtxt, <version>/<model file>}; returns the model folder."""
-    text = config_pbtxt(model_name, model_format, features, gpu=gpu, threshold=threshold, regression=regression)
-    parse_config(text)
-    if model_format in FIL_MODEL_FILES:
-        check_fil_loadable(model_bytes, model_format, len(features))
-    folder = root / model_name
-    (folder / str(version)).mkdir(parents=True, exist_ok=True)
-    (folder / "config.pbtxt").write_text(text)
-    (folder / str(version) / model_file_name(model_format)).write_bytes(model_bytes)
-    return folder
-
-
-def write_python_repository(
-    root: Path,
-    model_name: str,
-    version: int,
-    model_format: str,
-    model_bytes: bytes,
-    features: list[str],
-    *,
-    objective: str = "binary",
-    max_batch_size: int = 64,
-    instance_count: int = 1,
-    max_queue_delay_us: int | None = None,
-) -> Path:
-    """Lay out a python-backend repository that serves the artifact as the pipeline scores it:
-    <root>/<model>/{config.pbtxt, <version>/{model.py, model file, metadata.json}}."""
-    if model_format not in PYTHON_MODEL_FILES:
-        raise RepositoryError(f"the local server cannot load model format {model_format!r}")
-    contract = tensor_contract(model_format, regression=objective == "regression")
-    text = python_config_pbtxt(
-        model_name,
-        features,
-        contract=contract,
-        max_batch_size=max_batch_size,
-        instance_count=instance_count,
-        max_queue_delay_us=max_queue_delay_us,
-    )
-    parse_config(text)
-    folder = root / model_name
-    version_dir = folder / str(version)
-    version_dir.mkdir(parents=True, exist_ok=True)
-    (folder / "config.pbtxt").write_text(text)
-    shutil.copyfile(PYTHON_MODEL_SOURCE, version_dir / "model.py")
-    (version_dir / PYTHON_MODEL_FILES[model_format]).write_bytes(model_bytes)
-    metadata = {"format": model_format, "features": features, "objective": objective, "tensors": contract.as_json()}
-    (version_dir / "metadata.json").write_text(json.dumps(metadata, indent=2))
-    return folder

@@ -14,7 +14,7 @@ client slots only its own pods can take; the platform's PgBouncer keeps the plat
 
 from __future__ import annotations
 
-from components.settings import TENANT_SERVER_CONNECTIONS
+from components.platform.settings import TENANT_SERVER_CONNECTIONS
 
 CLIENTS_PER_POD = 2
 """Client connections a tenant's pooler admits per pod its quota allows (quota.pods): a step, a

@@ -18,14 +18,15 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from components import artifacts, distributed, trainjob
+from components import artifacts
 from components.config import TrainSettings
-from components.distributed import World
 from components.errors import ComponentError
 from components.handoffs import TrainingMetadata
-from components.models import FORMATS, resolve_device
+from components.steps import distributed, trainjob
+from components.steps.distributed import World
+from components.steps.model_formats import FORMATS, resolve_device
+from components.steps.torchscript_export import export_torchscript, scaled_mlp
 from components.tabular import require_columns
-from components.torchscript_export import export_torchscript, scaled_mlp
 
 STEP = "train"
 XGBOOST_DEFAULTS: dict[str, Any] = {
@@ -356,7 +357,7 @@ def _launch(
     train_set_sha256: str = "",
 ) -> dict[str, Any]:
     """Train as `settings.distributed` workers on this machine, started as the cluster's runtime
-    starts them (components/distributed.py), each running this same step's command."""
+    starts them (components/steps/distributed.py), each running this same step's command."""
     assert settings.distributed is not None
     command = [
         sys.executable, "-m", "mlops.cli", "step", "train",

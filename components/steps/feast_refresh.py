@@ -1,11 +1,11 @@
 """feast_refresh: the scheduled refresh of one Feast project's online store, as each tenant's CronJob runs it.
 
-    python -m components.feast_refresh --project fraud
+    python -m components.steps.feast_refresh --project fraud
 
 Between pipeline runs, each online feature view is materialized from its watermark (the end of
 the last interval written, by the pipeline's materialize step or an earlier refresh) up to now,
 so a row its offline source gained since reaches the online store without a run. The stores are
-the namespace's, resolved exactly as a pipeline step resolves them (components/services.py: the
+the namespace's, resolved exactly as a pipeline step resolves them (components/platform/services.py: the
 `mlops-platform` ConfigMap's registry URL, Redis and offline store, the passwords from the
 tenant's Secrets), so the CronJob (pipelines/tenancy.py: feast_cronjob) never names an endpoint
 of its own. A project whose registry holds no online view yet (the tenant's pipeline has not run)
@@ -26,7 +26,7 @@ STEP = "feast-refresh"
 
 def refresh_online(project: str, store_dir: str | None = None, now: datetime | None = None) -> dict[str, Any]:
     """Materialize every online view of `project` from its watermark to `now`; report each view's interval."""
-    from components.materialize import open_store
+    from components.steps.materialize import open_store
 
     end = now or datetime.now(UTC)
     store = open_store(project, store_dir)
@@ -41,7 +41,7 @@ def refresh_online(project: str, store_dir: str | None = None, now: datetime | N
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m components.feast_refresh", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m components.steps.feast_refresh", description=__doc__)
     parser.add_argument("--project", required=True, help="the Feast project (a pipeline's materialize.project)")
     parser.add_argument("--store-dir", help="a scratch folder for feature_store.yaml (default: $MLOPS_HOME/feast)")
     args = parser.parse_args(argv)

@@ -1,6 +1,6 @@
 """The drift step's figures for Prometheus: the metric families it defines and the push.
 
-Split from components/drift.py (issue 30: the drift check and its publishing apart; drift.py was
+Split from components/steps/drift.py (issue 30: the drift check and its publishing apart; drift.py was
 over 500 lines). This module is light on purpose: pipelines/tenant_monitoring.py reads METRICS to
 render the scrape's keep-list, and pipelines/argo_metrics.py names the same gauges, without
 importing Evidently or pandas.
@@ -18,10 +18,10 @@ import datetime as dt
 import math
 from typing import TYPE_CHECKING
 
-from components import pushgateway_client
+from components.platform import pushgateway_client
 
 if TYPE_CHECKING:
-    from components.drift import DriftResult, Reference
+    from components.steps.drift import DriftResult, Reference
 
 STEP = "drift"
 JOB = "mlops-drift"

@@ -23,13 +23,15 @@ from typing import Any
 
 import yaml
 
-from components import artifacts, services
+from components import artifacts
 from components.config import PromoteSettings, TransformerSettings
 from components.errors import ComponentError
 from components.handoffs import PromoteResult, Registration, read_registration
-from components.readonly import READER_VARIABLES
-from components.serving_authorization import TARGET_BURST_CAPACITY, serving_objects, visibility_labels
-from components.triton import RepositoryError, model_file_name, write_repository
+from components.platform import services
+from components.platform.readonly import READER_VARIABLES
+from components.serving.triton_config import RepositoryError
+from components.steps.serving_authorization import TARGET_BURST_CAPACITY, serving_objects, visibility_labels
+from components.steps.triton_repository import model_file_name, write_repository
 
 STEP = "promote"
 ANNOTATION_PREFIX = "mlops.private-platform.io"
@@ -73,7 +75,7 @@ TRANSFORMER_MEMORY_GIB = 1  # the transformer container's memory limit
 
 def transformer_concurrency(transformer: TransformerSettings, settings: PromoteSettings) -> int:
     """The transformer's containerConcurrency (issue 29 review, finding 10): it buffers each request
-    body whole (components/request_guard.py, up to scoring.max_body_bytes), so in-flight requests
+    body whole (components/serving/request_guard.py, up to scoring.max_body_bytes), so in-flight requests
     are held to what fits in half its memory limit (the rest: the server, the parsed rows, the
     join), and to promote.container_concurrency when that is set (0 is Knative's unlimited)."""
     fits = max(1, (TRANSFORMER_MEMORY_GIB << 30) // 2 // transformer.scoring.max_body_bytes)
@@ -118,7 +120,7 @@ def check_replicas(min_replicas: int, gpu: bool) -> None:
 
 def render_transformer(model_name: str, transformer: TransformerSettings, settings: PromoteSettings) -> dict[str, Any]:
     """The InferenceService's `transformer`: the component image's scoring transformer
-    (components/transformer.py). KServe adds --model_name, --predictor_host and --http_port; the
+    (components/serving/transformer.py). KServe adds --model_name, --predictor_host and --http_port; the
     rest says which feature service to join. Where Redis and the Feast registry are comes from the
     namespace's mlops-platform ConfigMap; who it logs in as, from the reader Secrets (username and
     password each, over the ConfigMap's Redis user): it reads, never writes (issue 29)."""
@@ -135,7 +137,7 @@ def render_transformer(model_name: str, transformer: TransformerSettings, settin
     container = {
         "name": "kserve-container",
         "image": transformer.image,
-        "command": [TRANSFORMER_PYTHON, "-m", "components.transformer"],
+        "command": [TRANSFORMER_PYTHON, "-m", "components.serving.transformer"],
         "args": args,
         "envFrom": [{"configMapRef": {"name": PLATFORM_CONFIGMAP}}],
         "env": [
@@ -206,7 +208,7 @@ def render_inference_service(
     if deployment_mode == SERVERLESS:
         annotations["serving.knative.dev/minScale"] = str(max(min_replicas, 1))
         # with a warm replica, keeps Knative's shared activator out of the request path (issue 29):
-        # components/serving_authorization.py
+        # components/steps/serving_authorization.py
         annotations[TARGET_BURST_CAPACITY] = "0"
     if "roc_auc" in registration["holdout_metrics"]:
         annotations[annotation("holdout-auc")] = f"{registration['holdout_metrics']['roc_auc']:.6f}"

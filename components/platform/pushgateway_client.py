@@ -1,12 +1,12 @@
 """How a step pushes to its Pushgateway: with the tenant's basic-auth credentials when it has them.
 
-The drift figures (components/drift_metrics.py) and the owner's notices (components/notify.py)
+The drift figures (components/steps/drift_metrics.py) and the owner's notices (components/steps/notify.py)
 both go through `handler()`. On the cluster the environment holds no credentials and the push goes
 plain: each tenant's Pushgateway runs in the tenant's own namespace, where a NetworkPolicy admits
 only that namespace's pods (pipelines/tenant_monitoring.py). On loopback nothing keeps one tenant's
 process off another's port, so each tenant's Pushgateway asks for basic auth
 (devstack/tenant_pushgateways.py) and `mlops tenant env NAME` gives the tenant its own user and
-password in the environment (components.settings.PUSHGATEWAY_CREDENTIALS), never on a command line.
+password in the environment (components.platform.settings.PUSHGATEWAY_CREDENTIALS), never on a command line.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from components.errors import ComponentError
-from components.settings import PUSHGATEWAY_CREDENTIALS
+from components.platform.settings import PUSHGATEWAY_CREDENTIALS
 
 Handler = Callable[..., Callable[[], None]]
 """prometheus_client's push handler: (url, method, timeout, headers, data) -> a callable that sends."""

@@ -38,7 +38,8 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from components import artifacts, pushgateway_client, services
+from components import artifacts
+from components.platform import pushgateway_client, services
 
 STEP = "notify"
 JOB = "mlops-notice"

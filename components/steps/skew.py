@@ -3,7 +3,7 @@
 For a sample of entities, each at its latest event in the offline store:
 
     online:  the feature service's values as the scoring path reads them (the pipelined HMGET of
-             components/online.py on Redis; Feast's SDK on the laptop's sqlite store)
+             components/serving/online_reader.py on Redis; Feast's SDK on the laptop's sqlite store)
     offline: Feast's point-in-time join at the same entity and timestamp (what a training set holds)
 
 Each feature is compared within a float tolerance, and the model's score is computed from both
@@ -89,9 +89,9 @@ def check(
     tolerance: float = 1e-9,
     seed: int = 0,
 ) -> SkewReport:
-    """Compare what the request path joins (components/scoring.py, the transformer's own code)
+    """Compare what the request path joins (components/serving/scoring.py, the transformer's own code)
     with the point-in-time offline features, and the model's score both ways."""
-    from components.scoring import RequestJoiner, online_reader
+    from components.serving.scoring import RequestJoiner, online_reader
 
     latest = latest_events(store, feature_service, entity_column, timestamp_column)
     if latest.empty:

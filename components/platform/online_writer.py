@@ -135,7 +135,7 @@ def materialize_view(store: Any, view: Any, start: datetime, end: datetime) -> d
     """Write each entity's latest row in [start, end] online; returns rows read and written."""
     import pyarrow.parquet as pq
 
-    from components.online import _key_encoder
+    from components.serving.online_reader import _key_encoder
 
     config = store.config
     source = view.batch_source
@@ -216,7 +216,7 @@ def _write_redis(
     from feast.infra.online_stores.helpers import _mmh3
     from feast.infra.online_stores.redis import _versioned_fv_name
 
-    from components.online import _redis_client
+    from components.serving.online_reader import _redis_client
 
     config = store.config
     name = _versioned_fv_name(view, config)

@@ -1,7 +1,7 @@
 """The scoring transformer's read-only identity: one source for its Redis rule, role and Secret names.
 
 The transformer serves requests and only ever reads: Redis hashes (one pipelined HMGET per
-request, components/online.py, as Feast's own Redis `online_read`) and the Feast SQL registry
+request, components/serving/online_reader.py, as Feast's own Redis `online_read`) and the Feast SQL registry
 (SELECT). Issue 29 found it logging in as the tenant's read-write Redis user and as the role that
 owns the tenant's registry. It now logs in as the tenant's reader, made from what is here:
 - on the cluster, pipelines/cluster.py writes the reader into each tenant's Redis ACL and

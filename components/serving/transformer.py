@@ -24,7 +24,7 @@ Errors name the field and the rule, never the value sent or a dependency's own m
 non-numeric or out-of-range field 400, a body over `scoring.max_body_bytes` 400 (before it is
 parsed; gRPC: RESOURCE_EXHAUSTED), an unknown entity under `scoring.unknown_entity: reject` 404, Redis
 or Triton unreachable 503 with a fixed message and the request id, the cause logged in full here.
-The join runs on a bounded pool of threads (components.scoring.OffLoopJoiner), off the event loop.
+The join runs on a bounded pool of threads (components.serving.scoring.OffLoopJoiner), off the event loop.
 
 This module runs in the transformer's own environment (`make transformer-env`, the image's
 /opt/transformer): kserve pins psutil<6, which the pipeline's stack does not resolve with.
@@ -51,10 +51,10 @@ from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, In
 
 from components.config import ScoringSettings
 from components.errors import ComponentError, TransientError, transient_reason
-from components.readonly import read_only_registry
-from components.request_guard import EXPLAIN_OFF
-from components.scoring import OffLoopJoiner, RequestError, RequestJoiner, UnknownEntity, online_reader
-from components.triton import RepositoryError, TensorContract, contract_of, features_of
+from components.platform.readonly import read_only_registry
+from components.serving.request_guard import EXPLAIN_OFF
+from components.serving.scoring import OffLoopJoiner, RequestError, RequestJoiner, UnknownEntity, online_reader
+from components.serving.triton_config import RepositoryError, TensorContract, contract_of, features_of
 
 STEP = "transformer"
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ class Unavailable(ServerNotReady):
 
 
 class ExplainOff(Exception):
-    """The explain verb while scoring.explain.enabled is off: 403 (components.request_guard refuses it
+    """The explain verb while scoring.explain.enabled is off: 403 (components.serving.request_guard refuses it
     first, by path; this is the same rule where the verb itself is reached)."""
 
 
@@ -105,7 +105,7 @@ def store_config(project: str, store_dir: str | None) -> dict[str, Any]:
     """feature_store.yaml for the request path: the platform's (the mlops-platform ConfigMap's
     Redis and registry) or a local store's file, with the offline store reduced to `file`: the
     request path never reads offline data, and the transformer's image carries no DuckDB."""
-    from components import services
+    from components.platform import services
 
     config = services.feast_store_config(project, STEP)
     if config is None:
@@ -193,7 +193,7 @@ def describe_predictor(grpc_url: str, model_name: str, *, wait_seconds: float = 
     transformer and the predictor start independently; the transformer is not ready before it)."""
     import grpc
 
-    from components.triton import validate_config
+    from components.serving.triton_config import validate_config
 
     deadline, last = time.monotonic() + wait_seconds, ""
     with grpc.insecure_channel(grpc_url) as channel:
@@ -428,7 +428,7 @@ def install_guards(settings: ScoringSettings) -> None:
     from fastapi.responses import JSONResponse
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
-    from components.request_guard import RequestGuard
+    from components.serving.request_guard import RequestGuard
 
     async def invalid_body(_: Request, error: Exception) -> JSONResponse:
         where = [".".join(str(part) for part in problem.get("loc", ()))

@@ -12,7 +12,7 @@ step, a re-run on the same data, or two runs racing each other all end on one mo
    writers.
 The alias `challenger` points at the winner (aliases, not the deprecated stages).
 The run also keeps the model's features of its training set (`reference/training_set.parquet`):
-the reference the drift step compares the data a champion scores with (components/drift.py).
+the reference the drift step compares the data a champion scores with (components/steps/drift.py).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from components import artifacts, services
+from components import artifacts
 from components.config import RegisterSettings
 from components.errors import ComponentError, TransientError, transient_reason
 from components.handoffs import (
@@ -35,23 +35,13 @@ from components.handoffs import (
     read_holdout_metrics,
     read_training_metadata,
 )
-from components.model_card import render_model_card
-from components.settings import apply_client_caps
+from components.platform import services
+from components.platform.model_registry import HASH_TAG, MODEL_FILENAMES, _client
+from components.steps.model_card import render_model_card
 
 STEP = "register"
-HASH_TAG = "artifact_sha256"
-MODEL_FILENAMES = {"xgboost_json": "model.json", "torchscript": "model.pt"}
 REFERENCE_ARTIFACT = "reference/training_set.parquet"
 """Where on a version's run the drift step finds the data the model was trained on."""
-
-
-def _client(tracking_uri: str) -> Any:
-    from mlflow import MlflowClient
-
-    if tracking_uri.startswith("sqlite:///"):
-        Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    apply_client_caps()
-    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
 @contextlib.contextmanager
@@ -213,7 +203,7 @@ def register(
     reference (its feature columns only). `lineage` (materialize's record of the datasets and
     features), `suite_path` and `config` complete the run's lineage (components/lineage.py).
 
-    Where MLflow is comes from the platform settings (components/settings.py) unless a test
+    Where MLflow is comes from the platform settings (components/platform/settings.py) unless a test
     passes `tracking_uri`/`artifact_root`; what to register as is the config's register section.
     """
     from mlflow.exceptions import MlflowException

@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from components.buckets import PIPELINE_ARTIFACTS
 from components.errors import ComponentError, TransientError
+from components.platform.buckets import PIPELINE_ARTIFACTS
 
 STEP = "train"
 TEMPLATE_VARIABLE = "MLOPS_TRAINJOB_TEMPLATE"
@@ -155,7 +155,7 @@ def launch(
         raise ComponentError(
             STEP,
             f"the model TrainJob {name} wrote does not match the sha256 its metadata records",
-            "a node wrote over another's output: check that only rank 0 writes (components/train.py)",
+            "a node wrote over another's output: check that only rank 0 writes (components/steps/train.py)",
         )
     artifacts.write_bytes(model_out, model)
     artifacts.write_json(metadata_out, metadata)

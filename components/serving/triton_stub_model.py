@@ -2,8 +2,8 @@
 
 Copied into <repository>/<model>/<version>/model.py; it runs inside tritonserver's python stub,
 in the serving environment (numpy<2), so it imports nothing from this package. It scores
-exactly as components.models.load_predictor does, behind the tensors the cluster's backend has
-(metadata.json's "tensors", components.triton.tensor_contract): FIL's input__0 and output__0 with
+exactly as components.steps.model_formats.load_predictor does, behind the tensors the cluster's backend has
+(metadata.json's "tensors", components.serving.triton_config.tensor_contract): FIL's input__0 and output__0 with
 both class probabilities [P(0), P(1)] for a classifier; libtorch's INPUT__0 and OUTPUT__0 with
 one value per row.
 """

@@ -21,10 +21,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components import artifacts, services
+from components import artifacts
 from components.errors import ComponentError
 from components.handoffs import Registration
-from components.register import HASH_TAG, MODEL_FILENAMES, _client
+from components.platform import services
+from components.platform.settings import apply_client_caps
 
 STEP = "registry"
 HISTORY_PREFIX = "mlops.history."
@@ -32,6 +33,17 @@ LOAD_SECONDS_TAG = "mlops.serving.load_seconds"
 CHAMPION = "champion"
 CANARY = "canary"
 CHALLENGER = "challenger"
+HASH_TAG = "artifact_sha256"
+MODEL_FILENAMES = {"xgboost_json": "model.json", "torchscript": "model.pt"}
+
+
+def _client(tracking_uri: str) -> Any:
+    from mlflow import MlflowClient
+
+    if tracking_uri.startswith("sqlite:///"):
+        Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    apply_client_caps()
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
 def tracking_uri(explicit: str | None = None) -> str:

@@ -121,7 +121,7 @@ def export_torchscript(checkpoint: dict[str, Any], model_path: str) -> None:
         torch.save(checkpoint, source)
         environment = {**os.environ, "PYTHONHASHSEED": "0"}
         completed = subprocess.run(
-            [sys.executable, "-m", "components.torchscript_export", str(source), str(target)],
+            [sys.executable, "-m", "components.steps.torchscript_export", str(source), str(target)],
             env=environment,
             capture_output=True,
             text=True,

@@ -1,7 +1,7 @@
 """The scoring transformer's front door: what a request may be before KServe's handlers parse it.
 
 A plain ASGI middleware (no framework import, so it is tested without the transformer's environment),
-installed on KServe's FastAPI app ahead of every route (components/transformer.py). Issue 29:
+installed on KServe's FastAPI app ahead of every route (components/serving/transformer.py). Issue 29:
 
 - A body larger than `scoring.max_body_bytes` answers 400 naming that setting, before anything parses
   it: a declared Content-Length over the limit is refused unread; a chunked body is counted as it

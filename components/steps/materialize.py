@@ -28,11 +28,12 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from components import artifacts, s3_filesystem, services
+from components import artifacts
 from components.config import MaterializeSettings
 from components.environment import mlops_home
 from components.errors import ComponentError
-from components.feature_definitions import SOURCE_URI_VARIABLE
+from components.platform import s3_filesystem, services
+from components.platform.feature_definitions import SOURCE_URI_VARIABLE
 from components.tabular import require_columns
 
 STEP = "materialize"
@@ -193,7 +194,7 @@ def _historical(store: Any, entity_df: pd.DataFrame, feature_service: str) -> pd
 
 def _write_online(store: Any, view: Any, start: datetime, end: datetime) -> None:
     """One view's interval into the online store: the columnar Redis writer where it applies."""
-    from components import online_writer
+    from components.platform import online_writer
 
     if online_writer.supported(store, view):
         online_writer.materialize_view(store, view, start, end)

@@ -19,7 +19,7 @@ from urllib.parse import urlparse, urlsplit, urlunsplit
 
 from components.environment import mlops_home
 from components.errors import ComponentError, TransientError
-from components.settings import PlatformSettings, apply_client_caps, from_environment
+from components.platform.settings import PlatformSettings, apply_client_caps, from_environment
 
 
 def settings() -> PlatformSettings:
@@ -61,7 +61,7 @@ def offline_root(step: str = "materialize") -> str:
 
 def with_password(url: str, password: str, username: str = "") -> str:
     """The URL with the password from its Secret; `username` replaces the URL's (the transformer's
-    reader role, components/readonly.py, over the ConfigMap's registry URL)."""
+    reader role, components/platform/readonly.py, over the ConfigMap's registry URL)."""
     parts = urlsplit(url)
     if not (password or username) or parts.password or not parts.username:
         return url
@@ -113,7 +113,7 @@ def feast_store_config(project: str, step: str = "materialize") -> dict[str, Any
         },
         "online_store": {"type": "redis", "connection_string": connection},
         "offline_store": {"type": "file"},
-        # For views that take Feast's own path (components/online_writer.py covers the common
+        # For views that take Feast's own path (components/platform/online_writer.py covers the common
         # ones): pull each entity's latest row per window instead of every event. Same values
         # online, a tenth of the rows in memory at 10 events per entity; speed unchanged.
         "materialization_config": {"pull_latest_features": True, "online_write_batch_size": 10_000},

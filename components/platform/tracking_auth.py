@@ -27,7 +27,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-AUTHORIZATION_FUNCTION = "components.tracking_auth:authenticate_owning_names"
+AUTHORIZATION_FUNCTION = "components.platform.tracking_auth:authenticate_owning_names"
 MLFLOW_AUTHENTICATION_ONLY = "mlflow.server.auth:authenticate_request_basic_auth"
 
 # (route suffix, the body field that names what is created) for the POSTs that create or rename

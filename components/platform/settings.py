@@ -1,5 +1,8 @@
 """Where the platform's services are: one typed model, turned into environment variables in one place.
 
+These are the platform connection settings, the same for every pipeline of a namespace; what one
+pipeline sets for its steps (its config.yaml) is the other settings model, components.config.
+
 A step reads the platform from its environment. On the cluster that environment comes from the
 `mlops-platform` ConfigMap (`envFrom`, the non-secret settings below) and from Secrets (the
 credentials in `SECRET_VARIABLES`); on a laptop `mlops dev env` prints the same variables for
@@ -67,7 +70,7 @@ SECRET_VARIABLES: dict[str, str] = {
 
 PUSHGATEWAY_CREDENTIALS = ("MLOPS_PUSHGATEWAY_USERNAME", "MLOPS_PUSHGATEWAY_PASSWORD")
 """Basic auth for the tenant's own Pushgateway, on loopback only (`mlops tenant env` sets them;
-components/pushgateway_client.py sends them). On the cluster no ConfigMap or Secret carries them:
+components/platform/pushgateway_client.py sends them). On the cluster no ConfigMap or Secret carries them:
 each tenant's Pushgateway runs in its namespace and a NetworkPolicy admits only that namespace
 (pipelines/tenant_monitoring.py); on loopback, where no NetworkPolicy exists, the password is what
 keeps pricing off fraud's gateway (issue 29). Unset, a push goes without credentials."""

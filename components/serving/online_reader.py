@@ -125,7 +125,7 @@ class OnlineFeatureReader:
             raise ComponentError(
                 STEP,
                 f"the online store of project {config.project!r} is {config.online_store.type!r}, not Redis",
-                "use the platform profile (MLOPS_FEAST_REDIS), or components.materialize.online_features",
+                "use the platform profile (MLOPS_FEAST_REDIS), or components.steps.materialize.online_features",
             )
         self._client = _redis_client(config.online_store.connection_string, fail_fast=True)
         self._project = config.project.encode()

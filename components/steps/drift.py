@@ -28,12 +28,13 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-from components import artifacts, registry, services
+from components import artifacts
 from components.config import DriftSettings, duration_seconds
-from components.drift_metrics import push_metrics
-from components.drift_report import table, write_plot, write_report
 from components.errors import ComponentError, TransientError, transient_reason
-from components.register import REFERENCE_ARTIFACT, _experiment_id
+from components.platform import model_registry, services
+from components.steps.drift_metrics import push_metrics
+from components.steps.drift_report import table, write_plot, write_report
+from components.steps.register import REFERENCE_ARTIFACT, _experiment_id
 
 STEP = "drift"
 # Evidently's usage telemetry is off through DO_NOT_TRACK, which components/__init__.py sets
@@ -97,19 +98,21 @@ def find_reference(mlflow: Any, model: str, version: int | None = None) -> Refer
     found = mlflow.search_registered_models(filter_string=f"name = '{model}'", max_results=1)
     if not found:
         raise NoChampion(
-            STEP, f"no registered model {model!r} at {registry.tracking_uri()}", "run the pipeline to register one"
+            STEP,
+            f"no registered model {model!r} at {model_registry.tracking_uri()}",
+            "run the pipeline to register one",
         )
     registered = found[0]
     if version is None:
         aliases = dict(registered.aliases or {})
-        if registry.CHAMPION not in aliases:
+        if model_registry.CHAMPION not in aliases:
             known = ", ".join(f"{k}->v{v}" for k, v in sorted(aliases.items())) or "none"
             raise NoChampion(
                 STEP,
                 f"{model} has no champion to compare with (aliases: {known})",
                 f"promote a version (`mlops promote {model} --promote --version N`) or pass --reference-version N",
             )
-        version = int(aliases[registry.CHAMPION])
+        version = int(aliases[model_registry.CHAMPION])
     try:
         record = mlflow.get_model_version(model, str(version))
     except MlflowException as error:
@@ -381,7 +384,7 @@ def check(
 ) -> tuple[Reference, pd.DataFrame, DriftResult]:
     """`mlops drift`: the champion's (or a version's) reference against a file; NoChampion if none."""
     current = read_current(current_data)
-    reference = find_reference(registry.client(), model_name, reference_version)
+    reference = find_reference(model_registry.client(), model_name, reference_version)
     return reference, current, compare(reference.frame, current, features=reference.features, settings=settings)
 
 
@@ -407,7 +410,7 @@ def drift(
     scraped with its namespace (issue 29), so a pushed one could only forge another tenant's."""
     now = dt.datetime.now(dt.UTC)
     current = read_current(current_data)
-    mlflow = registry.client()
+    mlflow = model_registry.client()
     reference: Reference | None
     try:
         reference = find_reference(mlflow, model_name, reference_version)
@@ -419,7 +422,7 @@ def drift(
     if reference is not None:
         result = compare(reference.frame, current, features=reference.features, settings=settings)
     key = retrain_key(pipeline, now, timezone)
-    experiment_id = _experiment_id(mlflow, experiment, services.artifact_root(STEP, registry.tracking_uri()))
+    experiment_id = _experiment_id(mlflow, experiment, services.artifact_root(STEP, model_registry.tracking_uri()))
     claimed_by = (
         None
         if force_retrain
