@@ -11,6 +11,15 @@ from components.steps.materialize import materialize, online_features
 from tests.conftest import FEATURE_REPO, FEATURES, MATERIALIZE_SETTINGS
 
 
+def _materialize(data: Path, out: Path, **extra: Any) -> dict[str, Any]:
+    """The materialize step on `data` with the fraud feature repo, its sets (t.parquet, h.parquet)
+    and its store under `out` (issue 30: its argument list was written six times in this file)."""
+    return materialize(
+        str(data), str(FEATURE_REPO), str(out / "t.parquet"), str(out / "h.parquet"),
+        store_dir=str(out / "store"), settings=MATERIALIZE_SETTINGS, **extra,
+    )  # fmt: skip
+
+
 def test_training_set_is_point_in_time_correct(materialized: dict[str, Any], raw_dataset: Path) -> None:
     raw = pd.read_parquet(raw_dataset)
     both = pd.concat([pd.read_parquet(materialized["train"]), pd.read_parquet(materialized["holdout"])])
@@ -46,16 +55,9 @@ def test_second_run_moves_the_watermark_only_for_new_data(tmp_path: Path, raw_da
     raw = pd.read_parquet(raw_dataset).sort_values("event_timestamp")
     first_part = tmp_path / "first.parquet"
     raw.iloc[:6000].to_parquet(first_part, index=False)
-    out = [str(tmp_path / "t.parquet"), str(tmp_path / "h.parquet")]
-    first = materialize(
-        str(first_part), str(FEATURE_REPO), *out, store_dir=str(tmp_path / "store"), settings=MATERIALIZE_SETTINGS
-    )
-    again = materialize(
-        str(first_part), str(FEATURE_REPO), *out, store_dir=str(tmp_path / "store"), settings=MATERIALIZE_SETTINGS
-    )
-    grown = materialize(
-        str(raw_dataset), str(FEATURE_REPO), *out, store_dir=str(tmp_path / "store"), settings=MATERIALIZE_SETTINGS
-    )
+    first = _materialize(first_part, tmp_path)
+    again = _materialize(first_part, tmp_path)
+    grown = _materialize(raw_dataset, tmp_path)
     assert first["online_rows_in_window"] == 6000
     assert again["online_rows_in_window"] == 0
     # the offline copy is addressed by the data's digest: the same bytes, the same place
@@ -71,45 +73,25 @@ def test_nulls_in_the_label_stop_before_anything_is_written(raw_dataset: Path, t
     frame.loc[frame.index[:3], "is_fraud"] = None
     frame.to_parquet(tmp_path / "bad.parquet", index=False)
     with pytest.raises(ComponentError, match="label column 'is_fraud' has 3 nulls"):
-        materialize(
-            str(tmp_path / "bad.parquet"),
-            str(FEATURE_REPO),
-            str(tmp_path / "t.parquet"),
-            str(tmp_path / "h.parquet"),
-            store_dir=str(tmp_path / "store"),
-            settings=MATERIALIZE_SETTINGS,
-        )
+        _materialize(tmp_path / "bad.parquet", tmp_path)
     assert not (tmp_path / "t.parquet").exists() and not (tmp_path / "store").exists()
 
 
 def test_data_other_than_validate_read_is_refused_before_anything_is_written(raw_dataset: Path, tmp_path: Path) -> None:
     from components.lineage import data_digest
 
-    arguments = (str(raw_dataset), str(FEATURE_REPO), str(tmp_path / "t.parquet"), str(tmp_path / "h.parquet"))
     validated = "sha256-" + "0" * 64  # what validate read: not these bytes
     with pytest.raises(ComponentError, match="changed during the run"):
-        materialize(*arguments, store_dir=str(tmp_path / "store"), settings=MATERIALIZE_SETTINGS, data_digest=validated)
+        _materialize(raw_dataset, tmp_path, data_digest=validated)
     assert not (tmp_path / "t.parquet").exists() and not (tmp_path / "store").exists()
-    summary = materialize(  # positive control: the digest validate would report
-        *arguments,
-        store_dir=str(tmp_path / "store"),
-        settings=MATERIALIZE_SETTINGS,
-        data_digest=data_digest(str(raw_dataset)),
-    )
+    summary = _materialize(raw_dataset, tmp_path, data_digest=data_digest(str(raw_dataset)))  # positive control
     assert summary["data_digest"] == data_digest(str(raw_dataset))
 
 
 def test_missing_request_feature_is_named(raw_dataset: Path, tmp_path: Path) -> None:
     pd.read_parquet(raw_dataset).drop(columns=["merchant_category"]).to_parquet(tmp_path / "bad.parquet")
     with pytest.raises(ComponentError, match=r"lacks column\(s\) \['merchant_category'\]"):
-        materialize(
-            str(tmp_path / "bad.parquet"),
-            str(FEATURE_REPO),
-            str(tmp_path / "t.parquet"),
-            str(tmp_path / "h.parquet"),
-            store_dir=str(tmp_path / "store"),
-            settings=MATERIALIZE_SETTINGS,
-        )
+        _materialize(tmp_path / "bad.parquet", tmp_path)
     assert not (tmp_path / "t.parquet").exists()
 
 

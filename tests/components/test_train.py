@@ -18,11 +18,14 @@ from tests.conftest import FEATURES, REPO
 def _train(materialized: dict[str, Any], out: Path, **overrides: Any) -> dict[str, Any]:
     """Train as the op does: the settings arrive as the config's train section, parsed on arrival."""
     section = {"model_type": "xgboost", "params": {"num_boost_round": 30}, **overrides}
-    settings = parse_settings(TrainSettings, section, "train")
-    return train(
-        str(materialized["train"]), str(out / "model"), str(out / "metadata.json"),
-        features=FEATURES, label_column="is_fraud", settings=settings,
-    )  # fmt: skip
+    return _train_on(materialized["train"], out, parse_settings(TrainSettings, section, "train"))
+
+
+def _train_on(train_set: Path, out: Path, settings: TrainSettings, **extra: Any) -> dict[str, Any]:
+    """The train step on `train_set`, its model and metadata under `out` (issue 30: its argument
+    list was written five times in this file)."""
+    return train(str(train_set), str(out / "model"), str(out / "metadata.json"), features=FEATURES,
+                 label_column="is_fraud", settings=settings, **extra)  # fmt: skip
 
 
 def test_xgboost_metadata_records_what_registration_and_serving_need(
@@ -90,27 +93,13 @@ def test_non_numeric_feature_and_label_nulls_are_refused(materialized: dict[str,
     frame["merchant_category"] = frame["merchant_category"].astype(str)
     frame.to_parquet(tmp_path / "text.parquet")
     with pytest.raises(ComponentError, match="not numeric"):
-        train(
-            str(tmp_path / "text.parquet"),
-            str(tmp_path / "m"),
-            str(tmp_path / "m.json"),
-            features=FEATURES,
-            label_column="is_fraud",
-            settings=TrainSettings(),
-        )
+        _train_on(tmp_path / "text.parquet", tmp_path, TrainSettings())
     frame = pd.read_parquet(materialized["train"])
     frame["is_fraud"] = frame["is_fraud"].astype(float)
     frame.loc[frame.index[:2], "is_fraud"] = None
     frame.to_parquet(tmp_path / "nulls.parquet")
     with pytest.raises(ComponentError, match="has 2 nulls"):
-        train(
-            str(tmp_path / "nulls.parquet"),
-            str(tmp_path / "m"),
-            str(tmp_path / "m.json"),
-            features=FEATURES,
-            label_column="is_fraud",
-            settings=TrainSettings(),
-        )
+        _train_on(tmp_path / "nulls.parquet", tmp_path, TrainSettings())
     assert not (tmp_path / "m").exists() and not (tmp_path / "m.json").exists()
 
 
@@ -137,10 +126,7 @@ def test_a_training_set_rewritten_after_materialize_is_refused(materialized: dic
     settings = TrainSettings(model_type="xgboost", params={"num_boost_round": 5})
 
     def run(out: str) -> dict[str, Any]:
-        folder = tmp_path / out
-        return train(str(train_set), str(folder / "model"), str(folder / "metadata.json"),
-                     features=FEATURES, label_column="is_fraud", settings=settings,
-                     train_set_sha256=recorded)  # fmt: skip
+        return _train_on(train_set, tmp_path / out, settings, train_set_sha256=recorded)
 
     assert run("same")["model_sha256"]  # positive control: the recorded bytes train
     frame = pd.read_parquet(train_set)
@@ -151,5 +137,4 @@ def test_a_training_set_rewritten_after_materialize_is_refused(materialized: dic
     assert refused.value.exit_code == 2 and recorded in str(refused.value) and found in str(refused.value)
     assert "--no-cache" in str(refused.value) and not (tmp_path / "rewritten").exists()
     # the control broken on purpose: without the record the rewritten set trains
-    assert train(str(train_set), str(tmp_path / "x" / "model"), str(tmp_path / "x" / "metadata.json"),
-                 features=FEATURES, label_column="is_fraud", settings=settings)["model_sha256"]  # fmt: skip
+    assert _train_on(train_set, tmp_path / "x", settings)["model_sha256"]
