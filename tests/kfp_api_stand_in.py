@@ -29,12 +29,14 @@ import json
 import re
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import kfp_server_api.models as models
 import yaml
+
+from tests.loopback_http import QuietHandler, start
 
 PREFIX = "/apis/v2beta1"
 REQUIRED = {
@@ -177,10 +179,7 @@ class KfpApiStandIn:
     def start(self) -> KfpApiStandIn:
         stand_in = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def _answer(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
@@ -198,8 +197,7 @@ class KfpApiStandIn:
 
             do_GET = do_POST = do_DELETE = _answer
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = start(Handler)
         return self
 
     def stop(self) -> None:

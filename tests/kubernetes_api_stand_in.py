@@ -33,12 +33,12 @@ import json
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 from mlops import lint
 from pipelines.trainer import RUNTIMES
+from tests.loopback_http import QuietHandler
 
 
 class Refused(Exception):
@@ -217,7 +217,7 @@ def addressed(stored: dict[str, Any], namespace: str, name: str | None) -> None:
                       "generateName is required")  # fmt: skip
 
 
-class InferenceServiceApi(BaseHTTPRequestHandler):
+class InferenceServiceApi(QuietHandler):
     """get/create/replace of InferenceServices, AuthorizationPolicies and NetworkPolicies (what
     promote applies, SERVED) and KServe's inferenceservice-config, kept in memory, each body
     addressed and admitted as above; a create of a name that exists is 409 AlreadyExists, a replace
@@ -324,9 +324,6 @@ class InferenceServiceApi(BaseHTTPRequestHandler):
         stored["metadata"]["resourceVersion"] = str(int(stored["metadata"]["resourceVersion"]) + 1)
         self.objects[path] = stored
         self._send(200, stored, warnings)
-
-    def log_message(self, *args: Any) -> None:
-        pass
 
 
 COMPLETE = ("Complete", "AllJobsCompleted", "jobset completed successfully")

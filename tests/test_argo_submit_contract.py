@@ -10,15 +10,15 @@ from $MLOPS_SCHEMAS_DIR) and refused with 400, naming the field, as the server's
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mlops.cli import main
+from tests.loopback_http import QuietHandler, serving
 
 TOKEN = "good-token"
 
@@ -110,10 +110,7 @@ class FakeArgo:
 
 
 def _handler(state: FakeArgo) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
+    class Handler(QuietHandler):
         def _reply(self, code: int, body: dict[str, Any]) -> None:
             data = json.dumps({k: v for k, v in body.items() if v is not None}).encode()
             self.send_response(code)
@@ -188,15 +185,12 @@ def argo_schema(schemas_dir: Path) -> dict[str, Any]:
 @pytest.fixture
 def argo(monkeypatch: pytest.MonkeyPatch, argo_schema: dict[str, Any]) -> Iterator[FakeArgo]:
     state = FakeArgo(argo_schema)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    monkeypatch.setenv("ARGO_SERVER", f"127.0.0.1:{server.server_address[1]}")
-    monkeypatch.setenv("ARGO_SECURE", "false")
-    monkeypatch.setenv("ARGO_TOKEN", TOKEN)
-    monkeypatch.delenv("ARGO_NAMESPACE", raising=False)
-    yield state
-    server.shutdown()
+    with serving(_handler(state)) as server:
+        monkeypatch.setenv("ARGO_SERVER", f"127.0.0.1:{server.server_address[1]}")
+        monkeypatch.setenv("ARGO_SECURE", "false")
+        monkeypatch.setenv("ARGO_TOKEN", TOKEN)
+        monkeypatch.delenv("ARGO_NAMESPACE", raising=False)
+        yield state
 
 
 @pytest.mark.parametrize("token", [TOKEN, f"Bearer {TOKEN}", f"  Bearer Bearer {TOKEN}\n"])

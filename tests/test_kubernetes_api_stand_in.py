@@ -5,16 +5,15 @@ whose answer is known, so the tests that lean on it (promote, the TrainJob launc
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from http.client import HTTPConnection
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.kubernetes_api_stand_in import InferenceServiceApi, Refused, TrainerStandIn, admit
+from tests.loopback_http import serving
 
 
 def _service(**predictor: Any) -> dict[str, Any]:
@@ -152,10 +151,8 @@ def test_every_unknown_field_is_named_even_beside_a_value_the_schema_refuses(sch
 def api(schemas_dir: Path) -> Iterator[HTTPConnection]:
     """The HTTP stand-in, reached with raw requests: the kubernetes client never sends the wrong ones."""
     InferenceServiceApi.reset()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), InferenceServiceApi)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield HTTPConnection("127.0.0.1", server.server_port, timeout=30)
-    server.shutdown()
+    with serving(InferenceServiceApi) as server:
+        yield HTTPConnection("127.0.0.1", server.server_port, timeout=30)
 
 
 NETWORK = "/apis/networking.k8s.io/v1/namespaces/fraud/networkpolicies"

@@ -7,9 +7,7 @@ HTTP server that speaks the calls promote makes and admits each body as the real
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ from mlops import lint
 from mlops.cli import main
 from tests.conftest import train_evaluate_register, write_kubeconfig
 from tests.kubernetes_api_stand_in import InferenceServiceApi
+from tests.loopback_http import serving
 
 MODEL = "fraud-detector"
 
@@ -305,11 +304,8 @@ def test_without_a_cluster_or_out_folder_promote_says_what_to_do(
 def cluster_stand_in(tmp_path: Path, schemas_dir: Path) -> Iterator[tuple[Path, type[InferenceServiceApi]]]:
     """The API server stand-in (tests/kubernetes_api_stand_in.py) behind a kubeconfig."""
     InferenceServiceApi.reset()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), InferenceServiceApi)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", server.server_port)
-    yield kubeconfig, InferenceServiceApi
-    server.shutdown()
+    with serving(InferenceServiceApi) as server:
+        yield write_kubeconfig(tmp_path / "kubeconfig", server.server_port), InferenceServiceApi
 
 
 PATH = "/apis/serving.kserve.io/v1beta1/namespaces/fraud/inferenceservices"

@@ -11,7 +11,6 @@ failure names the check that refused it: RBAC, admission, schema or network.
 from __future__ import annotations
 
 import copy
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -44,36 +43,34 @@ def argo_traffic(schemas_dir: Path) -> Iterator[list[dict[str, Any]]]:
     `status` and `schedule` (twice) send to the Argo server, per tenant namespace, recorded by the
     contract tests' stand-in (which validates each body against Argo's schema)."""
     import json
-    from http.server import ThreadingHTTPServer
 
     from mlops.cli import main
+    from tests.loopback_http import serving
     from tests.test_argo_submit_contract import TOKEN, FakeArgo, _handler
 
     state = FakeArgo(json.loads((schemas_dir / "argo-workflows-v4.1.2.intorstring.schema.json").read_text()))
     state.namespaces = set(TENANTS)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     patch = pytest.MonkeyPatch()
-    patch.setenv("ARGO_SERVER", f"http://127.0.0.1:{server.server_address[1]}")
-    patch.setenv("ARGO_TOKEN", TOKEN)
-    try:
-        for tenant in TENANTS:
-            state.phases = ["Succeeded"]
-            state.templates.clear()
-            state.crons.clear()
-            ns = ["--namespace", tenant]
-            for argv in (
-                ["submit", "fraud", "--install-template", *ns],
-                ["submit", "fraud", "--install-template", "--wait", "--poll-seconds", "0", *ns],
-                ["status", "fraud-x7k2p", *ns],
-                ["schedule", "fraud", *ns],
-                ["schedule", "fraud", *ns],
-            ):
-                assert main(argv) == 0, f"mlops {' '.join(argv)} failed against the recording Argo server"
-        yield state.requests
-    finally:
-        patch.undo()
-        server.shutdown()
+    with serving(_handler(state)) as server:
+        patch.setenv("ARGO_SERVER", f"http://127.0.0.1:{server.server_address[1]}")
+        patch.setenv("ARGO_TOKEN", TOKEN)
+        try:
+            for tenant in TENANTS:
+                state.phases = ["Succeeded"]
+                state.templates.clear()
+                state.crons.clear()
+                ns = ["--namespace", tenant]
+                for argv in (
+                    ["submit", "fraud", "--install-template", *ns],
+                    ["submit", "fraud", "--install-template", "--wait", "--poll-seconds", "0", *ns],
+                    ["status", "fraud-x7k2p", *ns],
+                    ["schedule", "fraud", *ns],
+                    ["schedule", "fraud", *ns],
+                ):
+                    assert main(argv) == 0, f"mlops {' '.join(argv)} failed against the recording Argo server"
+            yield state.requests
+        finally:
+            patch.undo()
 
 
 def artifact_secret(platform: Platform, tenant: str) -> str:

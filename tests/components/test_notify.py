@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ import pytest
 from components.errors import TRANSIENT_EXIT_CODE, ComponentError, TransientError
 from components.steps import notify
 from tests.cli_runner import mlops
+from tests.loopback_http import QuietHandler, start
 
 REPO = Path(__file__).resolve().parents[2]
 SCORES = {
@@ -47,18 +46,14 @@ class PushRecorder:
         self.requests: list[dict[str, Any]] = []
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_PUT(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 outer.requests.append({"method": "PUT", "path": self.path, "body": body.decode()})
                 self.send_response(outer.status)
                 self.end_headers()
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = start(Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
 
 
@@ -68,6 +63,7 @@ def gateway(monkeypatch: pytest.MonkeyPatch) -> Iterator[PushRecorder]:
     monkeypatch.setenv("MLOPS_PUSHGATEWAY_URL", recorder.url)
     yield recorder
     recorder.server.shutdown()
+    recorder.server.server_close()
 
 
 def closed_port() -> str:

@@ -5,10 +5,7 @@ plain when it holds none (the cluster's, admitted by NetworkPolicy)."""
 from __future__ import annotations
 
 import base64
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
@@ -16,6 +13,7 @@ from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
 from components.errors import ComponentError
 from components.platform import pushgateway_client
 from components.platform.settings import PUSHGATEWAY_CREDENTIALS
+from tests.loopback_http import QuietHandler, serving
 
 USER, PASSWORD = PUSHGATEWAY_CREDENTIALS
 
@@ -25,22 +23,15 @@ def gateway() -> Iterator[tuple[str, list[str | None]]]:
     """A loopback stand-in that records each push's Authorization header."""
     seen: list[str | None] = []
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_PUT(self) -> None:
             self.rfile.read(int(self.headers["Content-Length"]))
             seen.append(self.headers.get("Authorization"))
             self.send_response(200)
             self.end_headers()
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with serving(Handler) as server:
         yield f"http://127.0.0.1:{server.server_port}", seen
-    finally:
-        server.shutdown()
 
 
 def push(url: str, env: dict[str, str]) -> None:
@@ -71,26 +62,18 @@ def test_a_refused_push_is_permanent_and_an_overloaded_gateway_transient(status:
     transient by the drift step; drift and notify now share one push with one classification."""
     from components.errors import TransientError
 
-    class Refusing(BaseHTTPRequestHandler):
+    class Refusing(QuietHandler):
         def do_PUT(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
             self.send_response(status)
             self.end_headers()
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     registry = CollectorRegistry()
     Gauge("mlops_drift_share", "share", registry=registry).set(0.5)
-    try:
-        with pytest.raises(ComponentError, match=f"HTTP {status}|did not take") as refused:
-            pushgateway_client.push(
-                "drift", f"http://127.0.0.1:{server.server_port}", job="j", grouping={"pipeline": "fraud"},
-                registry=registry, what="the drift figures",
-            )  # fmt: skip
-    finally:
-        server.shutdown()
+    with serving(Refusing) as server, pytest.raises(ComponentError, match=f"HTTP {status}|did not take") as refused:
+        pushgateway_client.push(
+            "drift", f"http://127.0.0.1:{server.server_port}", job="j", grouping={"pipeline": "fraud"},
+            registry=registry, what="the drift figures",
+        )  # fmt: skip
     assert isinstance(refused.value, TransientError) is transient, refused.value
     assert "the drift figures" in str(refused.value)

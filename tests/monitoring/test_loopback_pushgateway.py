@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -30,6 +29,7 @@ from pipelines.golden import MANIFESTS
 from pipelines.local import available_pipelines, declaration
 from pipelines.tenancy import loopback_alertmanager
 from pipelines.tenant_monitoring import SCRAPE_JOB, prometheus_scrape_config
+from tests.loopback_http import QuietHandler, start
 
 pytestmark = pytest.mark.integration  # Debian's prometheus-pushgateway, installed by `make test`
 
@@ -104,19 +104,14 @@ def _webhook() -> tuple[ThreadingHTTPServer, list[dict[str, Any]]]:
     """A loopback receiver keeping what Alertmanager posts, with the query it was posted to."""
     received: list[dict[str, Any]] = []
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             received.append({"owner": parse_qs(urlparse(self.path).query).get("owner", [""])[0], "body": body})
             self.send_response(200)
             self.end_headers()
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, received
+    return start(Handler), received
 
 
 def test_without_tenancy_a_drift_push_fires_and_pages_the_pipelines_owner(tmp_path: Path) -> None:
