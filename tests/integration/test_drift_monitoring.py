@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -44,6 +42,7 @@ from pipelines.local import declaration
 from pipelines.tenancy import load, loopback_alertmanager
 from pipelines.tenant_monitoring import SCRAPE_JOB, prometheus_scrape_config
 from tests.integration.conftest import mlops
+from tests.loopback_http import QuietHandler, start
 
 pytestmark = pytest.mark.integration
 FRAUD = declaration("fraud").config()
@@ -56,18 +55,14 @@ class Webhook:
         self.received: list[dict[str, Any]] = []
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 outer.received.append({"query": parse_qs(urlparse(self.path).query), "body": body})
                 self.send_response(200)
                 self.end_headers()
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = start(Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/alerts"
 
 

@@ -9,7 +9,6 @@ kill drill is tests/components/test_kill_mid_write.py.)
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
 import os
 import signal
@@ -30,6 +29,7 @@ from devstack.stack import DB_USER, Stack
 from pipelines.spec import IDEMPOTENT_WRITE
 from tests.conftest import REPO
 from tests.integration.conftest import mlops, platform_env
+from tests.loopback_http import QuietHandler, serving
 
 pytestmark = pytest.mark.integration
 
@@ -177,7 +177,7 @@ def test_tracking_server_down_leaves_serving_intact_and_registration_is_retried_
 # --- S3 misconfigured -------------------------------------------------------------------------------
 
 
-class _Failing(http.server.BaseHTTPRequestHandler):
+class _Failing(QuietHandler):
     """An S3 endpoint in trouble: every request answers 500 InternalError."""
 
     def _fail(self) -> None:
@@ -191,18 +191,11 @@ class _Failing(http.server.BaseHTTPRequestHandler):
 
     do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _fail
 
-    def log_message(self, *args: Any) -> None:
-        pass
-
 
 @pytest.fixture()
 def failing_s3() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Failing)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with serving(_Failing) as server:
         yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
 
 
 TIMED_REGISTER = """
