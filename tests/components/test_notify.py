@@ -22,7 +22,6 @@ from components.steps import notify
 from tests.cli_runner import mlops
 from tests.loopback_http import QuietHandler, start
 
-REPO = Path(__file__).resolve().parents[2]
 SCORES = {
     "gate": {"metric": "roc_auc", "value": 0.61, "threshold": 0.8, "direction": ">="},
     "holdout_rows": 2000,
