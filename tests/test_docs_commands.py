@@ -36,8 +36,8 @@ from pathlib import Path
 import pytest
 
 from components.errors import ComponentError
+from tests.conftest import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 PLACEHOLDERS = {
     "<model>": "fraud-detector",
     "M": "fraud-detector",

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from tests.cluster.rbac_evaluator_without_apiserver import Identity, Request, person, service_account
+from tests.conftest import REPO
 from tests.manifests.networkpolicy_evaluator_without_cni import Address, Pod
 
-REPO = Path(__file__).resolve().parents[2]
 ARGO = "argoproj.io"
 
 

@@ -10,9 +10,8 @@ import yaml
 
 from pipelines.alerting import ONCALL, alertmanager_config, alertmanager_yaml
 from pipelines.local import available_pipelines, declaration
+from tests.conftest import REPO
 from tests.monitoring.alertmanager_merge_without_operator import ROOT, merge, receivers
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _configs() -> list:  # type: ignore[type-arg]

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.conftest import REPO
+
 RULES = REPO / "manifests" / "monitoring" / "prometheus-rules.yaml"
 TESTS = Path(__file__).parent / "prometheus-rules.test.yaml"
 

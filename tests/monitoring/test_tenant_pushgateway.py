@@ -21,6 +21,7 @@ from pipelines.tenant_monitoring import (
     pushed_families,
     service_monitor,
 )
+from tests.conftest import REPO
 from tests.monitoring.prometheus_scrape_without_prometheus import (
     endpoints_target,
     relabel,
@@ -30,7 +31,6 @@ from tests.monitoring.prometheus_scrape_without_prometheus import (
     target_labels,
 )
 
-REPO = Path(__file__).resolve().parents[2]
 PROMTOOL_CASES = Path(__file__).parent / "prometheus-rules.test.yaml"
 
 

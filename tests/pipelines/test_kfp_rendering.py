@@ -12,6 +12,7 @@ import yaml
 from pipelines.fraud import pipeline as fraud
 from pipelines.kfp import compile_ir
 from pipelines.spec import Condition
+from tests.conftest import REPO
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +151,7 @@ def test_no_kfp_task_on_a_cluster_is_cached(ir: dict[str, Any], tmp_path: Path) 
 
     assert cached_tasks(ir) == set()
     for name in ("fraud", "forecast"):  # the committed goldens, as `make golden` writes them
-        golden = Path(__file__).resolve().parents[2] / "pipelines" / name / "golden" / "kfp-pipeline.yaml"
+        golden = REPO / "pipelines" / name / "golden" / "kfp-pipeline.yaml"
         assert cached_tasks(next(yaml.safe_load_all(golden.read_text()))) == set(), name
     # the control broken on purpose: a render that enables the cache (kfp.local's own keys) is seen
     keyed = build_pipeline(fraud.DECLARATION, fraud.DECLARATION.config(), cache_keys={"train": "k", "evaluate": "k"})
@@ -182,7 +183,7 @@ def test_design_retry_classes() -> None:
 
 
 def test_components_never_import_orchestrators() -> None:
-    root = Path(__file__).resolve().parents[2] / "components"
+    root = REPO / "components"
     forbidden = re.compile(r"^\s*(from|import)\s+(kfp|hera|pipelines|mlops)\b", re.MULTILINE)
     for source in root.rglob("*.py"):
         assert not forbidden.search(source.read_text()), f"{source.name} imports an orchestrator or the CLI"
