@@ -9,6 +9,7 @@ with it; `mlops promote` refuses an InferenceService with the message Gatekeeper
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ __all__ = [
     "policies_of",
     "policy",
     "sync_workload_library",
+    "write_back",
 ]
 
 POLICY_DIR = Path(__file__).resolve().parents[1] / "manifests" / "policies"
@@ -194,53 +196,62 @@ def _flow_entry(entry: dict[str, list[str]]) -> Any:
     return mapping
 
 
-def sync_workload_library(directory: Path = POLICY_DIR, *, write: bool = True) -> list[Path]:
-    """Copy lib/workloads.rego into every template that imports it, and WORKLOAD_KINDS into its
-    Constraint's match (Gatekeeper has no shared libraries across templates). Returns the files
-    that were out of date; with write=False only reports them (the golden test)."""
+def write_back(directory: Path, update: Callable[[Any], bool], *, write: bool = True) -> list[Path]:
+    """Round-trip every YAML file in `directory` through ruamel (comments, quotes, flow style and
+    the house indent kept), call `update` on each of its documents (True: it changed that document
+    in place), and write back the files a document changed. Returns those files; with write=False
+    only reports them (the golden tests). The one writer of generated policy fields."""
     import io
 
     from ruamel.yaml import YAML
-    from ruamel.yaml.scalarstring import LiteralScalarString
 
-    library = WORKLOAD_LIBRARY.read_text()
     handler = YAML()
     handler.preserve_quotes = True
     handler.width = 4096
     handler.indent(mapping=2, sequence=4, offset=2)
     stale = []
-    rego = {  # each template's rego by its Constraint kind, whichever file holds the Constraint
-        d["spec"]["crd"]["spec"]["names"]["kind"]: d["spec"]["targets"][0]["rego"]
-        for file in sorted(directory.glob("*.yaml"))
-        for d in yaml.safe_load_all(file.read_text())
-        if d and d.get("kind") == "ConstraintTemplate"
-    }
     for file in sorted(directory.glob("*.yaml")):
         documents = list(handler.load_all(file.read_text()))
-        changed = False
-        for document in documents:
-            if document and document.get("kind") == "ConstraintTemplate":
-                target = document["spec"]["targets"][0]
-                uses = "data.lib.workloads" in target["rego"]
-                if uses and list(target.get("libs", [])) != [library]:
-                    target["libs"] = [LiteralScalarString(library)]
-                    changed = True
-            elif (
-                document
-                and str(document.get("apiVersion", "")).startswith("constraints.gatekeeper.sh/")
-                and "data.lib.workloads" in rego.get(str(document["kind"]), "")
-            ):
-                match = document["spec"].setdefault("match", {})
-                if json.loads(json.dumps(match.get("kinds"))) != WORKLOAD_KINDS:
-                    match["kinds"] = [_flow_entry(entry) for entry in WORKLOAD_KINDS]
-                    changed = True
-        if changed:
+        changed = [update(document) for document in documents if document]
+        if any(changed):
             stale.append(file)
             if write:
                 out = io.StringIO()
                 handler.dump_all(documents, out)
                 file.write_text(out.getvalue())
     return stale
+
+
+def sync_workload_library(directory: Path = POLICY_DIR, *, write: bool = True) -> list[Path]:
+    """Copy lib/workloads.rego into every template that imports it, and WORKLOAD_KINDS into its
+    Constraint's match (Gatekeeper has no shared libraries across templates). Returns the files
+    that were out of date; with write=False only reports them (the golden test)."""
+    from ruamel.yaml.scalarstring import LiteralScalarString
+
+    library = WORKLOAD_LIBRARY.read_text()
+    rego = {  # each template's rego by its Constraint kind, whichever file holds the Constraint
+        d["spec"]["crd"]["spec"]["names"]["kind"]: d["spec"]["targets"][0]["rego"]
+        for file in sorted(directory.glob("*.yaml"))
+        for d in yaml.safe_load_all(file.read_text())
+        if d and d.get("kind") == "ConstraintTemplate"
+    }
+
+    def update(document: Any) -> bool:
+        if document.get("kind") == "ConstraintTemplate":
+            target = document["spec"]["targets"][0]
+            if "data.lib.workloads" in target["rego"] and list(target.get("libs", [])) != [library]:
+                target["libs"] = [LiteralScalarString(library)]
+                return True
+        elif str(document.get("apiVersion", "")).startswith("constraints.gatekeeper.sh/") and (
+            "data.lib.workloads" in rego.get(str(document["kind"]), "")
+        ):
+            match = document["spec"].setdefault("match", {})
+            if json.loads(json.dumps(match.get("kinds"))) != WORKLOAD_KINDS:
+                match["kinds"] = [_flow_entry(entry) for entry in WORKLOAD_KINDS]
+                return True
+        return False
+
+    return write_back(directory, update, write=write)
 
 
 if __name__ == "__main__":  # make golden: workload policies in step with lib/workloads.rego, parameters with theirs

@@ -23,12 +23,13 @@ when a committed Constraint drifts from them, so each fact has one source:
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from mlops.admission import write_back
 
 __all__ = [
     "GENERATED",
@@ -253,30 +254,16 @@ def sync_parameters(directory: Path, *, write: bool = True) -> list[Path]:
     of date (with write=False only reported: the golden test)."""
     import json
 
-    from ruamel.yaml import YAML
-
-    handler = YAML()
-    handler.preserve_quotes = True
-    handler.width = 4096
-    handler.indent(mapping=2, sequence=4, offset=2)
-    stale = []
-    for file in sorted(directory.glob("*.yaml")):
-        documents = list(handler.load_all(file.read_text()))
+    def update(document: Any) -> bool:
+        if not str(document.get("apiVersion", "")).startswith("constraints.gatekeeper.sh/"):
+            return False
         changed = False
-        for document in documents:
-            name = str((document or {}).get("metadata", {}).get("name", ""))
-            if not str((document or {}).get("apiVersion", "")).startswith("constraints.gatekeeper.sh/"):
-                continue
-            for field, render in GENERATED.get(name, {}).items():
-                parent = document["spec"] if field == "parameters" else document["spec"].setdefault("match", {})
-                wanted = render()
-                if json.loads(json.dumps(parent.get(field))) != wanted:
-                    parent[field] = wanted
-                    changed = True
-        if changed:
-            stale.append(file)
-            if write:
-                out = io.StringIO()
-                handler.dump_all(documents, out)
-                file.write_text(out.getvalue())
-    return stale
+        for field, render in GENERATED.get(str(document.get("metadata", {}).get("name", "")), {}).items():
+            parent = document["spec"] if field == "parameters" else document["spec"].setdefault("match", {})
+            wanted = render()
+            if json.loads(json.dumps(parent.get(field))) != wanted:
+                parent[field] = wanted
+                changed = True
+        return changed
+
+    return write_back(directory, update, write=write)
