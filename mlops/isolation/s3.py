@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from devstack.tenants import Tenant
     from mlops.isolation.scene import Scene
 
-__all__ = ["LAST", "OWN", "PROBES"]
+__all__ = ["LAST", "OWN", "PROBES", "listed"]
 
 BUCKET = "models"
 
@@ -62,20 +62,26 @@ def put(scene: Scene) -> str:
     return f"wrote into s3://models/{scene.prefix}"
 
 
+def listed(what: str, keys: list[str], prefix: str) -> str:
+    """A listing probe's verdict: DENIED when the listing shows none of the target's keys (those
+    under its prefix), else what leaked. The one rule of the four listing probes."""
+    seen = [key for key in keys if key.startswith(prefix)]
+    if not seen:
+        raise Denied(f"{what} returned nothing of the target's")
+    return f"{what} listed {len(seen)} of the target's keys under s3://{BUCKET}/{prefix}"
+
+
 def list_prefix(scene: Scene) -> str:
-    keys = [item["Key"] for item in scene.s3.list_objects_v2(Bucket=BUCKET, Prefix=scene.prefix).get("Contents", [])]
-    if not keys:
-        raise Denied("listing returned nothing of the target's")
-    return f"listed {len(keys)} keys under s3://models/{scene.prefix}"
+    listing = scene.s3.list_objects_v2(Bucket=BUCKET, Prefix=scene.prefix)
+    return listed(
+        "ListObjectsV2 of the target's prefix", [item["Key"] for item in listing.get("Contents", [])], scene.prefix
+    )
 
 
 def list_bucket(scene: Scene) -> str:
     pages = scene.s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET)  # every page, not the first 1,000
     keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
-    seen = [key for key in keys if key.startswith(scene.prefix)]
-    if not seen:
-        raise Denied("the bucket listing shows none of the target's keys")
-    return f"bucket listing shows {len(seen)} of the target's keys"
+    return listed("ListObjectsV2 of the whole bucket", keys, scene.prefix)
 
 
 def run_artifact(scene: Scene) -> str:
@@ -97,18 +103,14 @@ def head(scene: Scene) -> str:
 
 
 def list_v1(scene: Scene) -> str:
-    keys = [item["Key"] for item in scene.s3.list_objects(Bucket=BUCKET, Prefix=scene.prefix).get("Contents", [])]
-    if not keys:
-        raise Denied("ListObjects (v1) returned nothing of the target's")
-    return f"ListObjects (v1) listed {len(keys)} of the target's keys"
+    listing = scene.s3.list_objects(Bucket=BUCKET, Prefix=scene.prefix)
+    return listed("ListObjects (v1)", [item["Key"] for item in listing.get("Contents", [])], scene.prefix)
 
 
 def list_versions(scene: Scene) -> str:
-    listed = scene.s3.list_object_versions(Bucket=BUCKET, Prefix=scene.prefix)
-    keys = [item["Key"] for item in listed.get("Versions", []) + listed.get("DeleteMarkers", [])]
-    if not keys:
-        raise Denied("ListObjectVersions returned nothing of the target's")
-    return f"ListObjectVersions listed {len(keys)} of the target's keys"
+    listing = scene.s3.list_object_versions(Bucket=BUCKET, Prefix=scene.prefix)
+    keys = [item["Key"] for item in listing.get("Versions", []) + listing.get("DeleteMarkers", [])]
+    return listed("ListObjectVersions", keys, scene.prefix)
 
 
 def copy_out(scene: Scene) -> str:
