@@ -30,6 +30,15 @@ Caller = Annotated[str, StringConstraints(pattern=rf"^{_DNS_LABEL}/(\*|[a-z0-9](
 """A caller of a served model, `<namespace>/<serviceaccount>` or `<namespace>/*` (Istio principals)."""
 
 
+def callers_field(who: str, then: str) -> Any:
+    """The one declaration of a `list[Caller]` setting (promote's callers, explain's): none by
+    default, and a description that names the format once: `<who>, as <format>; <then>`."""
+    return Field(
+        default_factory=list,
+        description=f"{who}, as `<namespace>/<serviceaccount>` (`<namespace>/*`: any account there); {then}",
+    )
+
+
 class DataSettings(_Settings):
     rows: int = Field(50_000, ge=100, description="Rows of the synthetic dataset for local runs.")
     seed: int = Field(7, description="Seed of the synthetic dataset.")
@@ -212,11 +221,10 @@ class PromoteSettings(_Settings):
         description="Serve outside the cluster through the ingress gateway; unset, the InferenceService is"
         " cluster-local (networking.knative.dev/visibility), reachable only from inside the mesh (issue 29).",
     )
-    callers: list[Caller] = Field(
-        default_factory=list,
-        description="Who else may score the model, as `<namespace>/<serviceaccount>` (`<namespace>/*`: any"
-        " account there); the tenant's own namespace always may. Rendered into the InferenceService's Istio"
-        " AuthorizationPolicy (issue 29: the shared proxies must not carry another tenant's requests).",
+    callers: list[Caller] = callers_field(
+        "Who else may score the model",
+        "the tenant's own namespace always may. Rendered into the InferenceService's Istio AuthorizationPolicy"
+        " (issue 29: the shared proxies must not carry another tenant's requests).",
     )
 
 
@@ -224,11 +232,9 @@ class ExplainSettings(_Settings):
     """Who may see the stored feature values a score used (explain): nobody, unless the config says so."""
 
     enabled: bool = Field(False, description="Answer explain requests at all; off, they get 403 naming this setting.")
-    callers: list[Caller] = Field(
-        default_factory=list,
-        description="Who may ask for explanations, as `<namespace>/<serviceaccount>` (`<namespace>/*`: any account"
-        " there); rendered into the AuthorizationPolicy's explain rule. Empty with enabled: the tenant's own"
-        " namespace only.",
+    callers: list[Caller] = callers_field(
+        "Who may ask for explanations",
+        "rendered into the AuthorizationPolicy's explain rule. Empty with enabled: the tenant's own namespace only.",
     )
 
 
