@@ -43,6 +43,8 @@ from components.platform.settings import (  # the same on the cluster
     TENANT_REDIS_RULES,
 )
 from devstack import process
+from devstack.pgbouncer import write_userlist
+from devstack.postgres import run_sql
 from devstack.stack import BUCKETS, PORT_SPAN, Stack
 
 __all__ = [
@@ -185,7 +187,7 @@ def _free_port(stack: Stack) -> int:
 
 
 def _superuser(stack: Stack, database: str, statement: str) -> Any:
-    return stack._sql(database, statement, superuser=True)
+    return run_sql(stack, database, statement, superuser=True)
 
 
 def _provision_postgres(stack: Stack, tenant: Tenant) -> None:
@@ -250,10 +252,8 @@ def _provision_pgbouncer(stack: Stack, tenant: Tenant) -> Tenant:
 def _reload_pgbouncer(stack: Stack) -> None:
     """The platform's PgBouncer knows the platform's role only (a tenant has its own PgBouncer,
     _provision_pgbouncer): drop any tenant an older stack added, and reload it (SIGHUP)."""
-    from devstack.stack import DB_USER
-
     folder = stack.folder("pgbouncer")
-    process.write_private(folder / "userlist.txt", f'"{DB_USER}" "{stack.db_password}"\n')
+    write_userlist(stack)
     ini = folder / "pgbouncer.ini"
     ini.write_text(ini.read_text().split("[users]")[0].rstrip() + "\n")
     process.give_to_service_user(folder)

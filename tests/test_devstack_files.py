@@ -6,10 +6,14 @@ import json
 import os
 import stat
 import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from devstack import process
-from devstack.stack import Ports, Stack
+import pytest
+
+from devstack import process, stack
+from devstack.stack import LAUNCHERS, SERVICES, Ports, Stack
 from tests.cli_runner import mlops
 
 
@@ -77,3 +81,38 @@ def test_another_port_base_moves_the_stack_and_keeps_its_keys(tmp_path: Path) ->
     assert printed["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:16404"
     assert printed["MLFLOW_TRACKING_PASSWORD"] == stack.admin_password
     assert json.loads(stack.state_file.read_text())["admin_password"] == stack.admin_password
+
+
+def test_up_starts_each_service_through_its_launcher_module_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """issue 30 item 3: stack.py held the five launchers as private methods next to the description;
+    each is now a function in a module of its own, and up dispatches through LAUNCHERS in order."""
+    for service, launcher in LAUNCHERS.items():
+        module = sys.modules[launcher.__module__]
+        assert module.__name__ not in ("devstack.stack", __name__) and module.__doc__, service
+    assert SERVICES == ("postgres", "pgbouncer", "redis", "s3", "mlflow")  # dependency order, as before
+    assert not [name for name in vars(Stack) if name.startswith("_start_") or name in ("_sql", "_pg_bin")]
+
+    started: list[tuple[str, Stack]] = []
+
+    def recording(service: str) -> Callable[[Stack], float]:
+        def launch(launched: Stack) -> float:
+            started.append((service, launched))
+            return 1.5
+
+        return launch
+
+    monkeypatch.setattr(stack, "LAUNCHERS", {service: recording(service) for service in SERVICES})
+    services = Stack(root=tmp_path / "services")
+    services.root.mkdir()
+    (services.root / "run").mkdir()
+    pid = process.start(["sleep", "60"], tmp_path / "s3.log", services.pid_file("s3"))  # s3 already runs
+    try:
+        timings = services.up(("postgres", "s3", "mlflow"))
+    finally:
+        process.stop(services.pid_file("s3"), grace_seconds=5)
+    assert started == [("postgres", services), ("mlflow", services)], "a running service is left alone"
+    assert timings == {"postgres": 1.5, "s3": 0.0, "mlflow": 1.5}
+    assert not process.alive(pid)
+    assert Stack.load(services.root) == services  # the state file up writes, as before

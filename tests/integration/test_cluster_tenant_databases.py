@@ -18,6 +18,7 @@ import pytest
 
 from components.platform.readonly import reader_name
 from devstack import process
+from devstack.postgres import run_sql
 from devstack.stack import PORT_SPAN, Ports, Stack
 from pipelines.cluster import postgres_roles
 from pipelines.tenant_stores import tenant_databases
@@ -35,10 +36,10 @@ def postgres() -> Iterator[Stack]:
         for role in postgres_roles(TENANTS)["spec"]["managed"]["roles"]:  # what CloudNativePG makes
             limit = role.get("connectionLimit", -1)
             statement = f"create role {role['name']} login password 'pw-{role['name']}' connection limit {limit}"
-            stack._sql("postgres", statement, superuser=True)
-        stack._sql("postgres", "create database feast_registry", superuser=True)  # the Cluster's postInitSQL
-        stack._sql("postgres", "create role mlflow login password 'pw-mlflow'", superuser=True)  # its initdb owner
-        stack._sql("postgres", "alter database mlflow owner to mlflow", superuser=True)
+            run_sql(stack, "postgres", statement, superuser=True)
+        run_sql(stack, "postgres", "create database feast_registry", superuser=True)  # the Cluster's postInitSQL
+        run_sql(stack, "postgres", "create role mlflow login password 'pw-mlflow'", superuser=True)  # its initdb owner
+        run_sql(stack, "postgres", "alter database mlflow owner to mlflow", superuser=True)
         yield stack
     finally:
         stack.down()
@@ -73,7 +74,8 @@ def test_each_tenant_gets_its_registry_database_and_only_its_own(postgres: Stack
         result = run_the_job(postgres)
         assert result.returncode == 0, (attempt, result.stderr)
     owners = dict(
-        postgres._sql(
+        run_sql(
+            postgres,
             "postgres",
             "select datname, pg_get_userbyid(datdba) from pg_database where datname like 'feast_%'",
             superuser=True,
@@ -118,10 +120,10 @@ def test_the_transformers_reader_role_selects_the_registry_and_writes_nothing(po
 
 def test_a_failed_statement_fails_the_job(postgres: Stack) -> None:
     """ON_ERROR_STOP: a missing role must fail the Job (and Kubernetes retries it), not pass silently."""
-    postgres._sql("postgres", "alter role pricing rename to pricing_gone", superuser=True)
+    run_sql(postgres, "postgres", "alter role pricing rename to pricing_gone", superuser=True)
     try:
-        postgres._sql("postgres", "drop database if exists feast_pricing", superuser=True)
+        run_sql(postgres, "postgres", "drop database if exists feast_pricing", superuser=True)
         result = run_the_job(postgres)
     finally:
-        postgres._sql("postgres", "alter role pricing_gone rename to pricing", superuser=True)
+        run_sql(postgres, "postgres", "alter role pricing_gone rename to pricing", superuser=True)
     assert result.returncode != 0 and 'role "pricing" does not exist' in result.stderr

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from devstack import process
+from devstack.postgres import run_sql
 from devstack.stack import Stack
 from devstack.tenants import (
     add_tenant,
@@ -295,11 +296,11 @@ def test_a_role_without_a_connection_limit_is_reported_as_a_leak(shared: Stack) 
     """PgBouncer caps a tenant's pooled connections; a direct connection bypassed it until roles had a limit."""
     from components.platform.settings import TENANT_CONNECTION_LIMIT
 
-    shared._sql("postgres", "alter role pricing connection limit -1", superuser=True)
+    run_sql(shared, "postgres", "alter role pricing connection limit -1", superuser=True)
     try:
         outcome = observed(shared, "pricing", "fraud", "postgres")
     finally:
-        shared._sql("postgres", f"alter role pricing connection limit {TENANT_CONNECTION_LIMIT}", superuser=True)
+        run_sql(shared, "postgres", f"alter role pricing connection limit {TENANT_CONNECTION_LIMIT}", superuser=True)
     assert outcome["postgres connection exhaustion"] == LEAK, outcome
     assert outcome["postgres target schema"] == DENIED
 
@@ -307,13 +308,13 @@ def test_a_role_without_a_connection_limit_is_reported_as_a_leak(shared: Stack) 
 def test_a_target_schema_in_a_database_the_attacker_reaches_is_reported_as_a_leak(shared: Stack) -> None:
     """Schemas in one shared `offline` database: the catalogs named every tenant's tables and columns."""
     database = "offline_pricing"
-    shared._sql(database, "create schema if not exists fraud", superuser=True)
-    shared._sql(database, "create table if not exists fraud.probe (secret text)", superuser=True)
-    shared._sql(database, "revoke all on schema fraud from public", superuser=True)
+    run_sql(shared, database, "create schema if not exists fraud", superuser=True)
+    run_sql(shared, database, "create table if not exists fraud.probe (secret text)", superuser=True)
+    run_sql(shared, database, "revoke all on schema fraud from public", superuser=True)
     try:
         outcome = observed(shared, "pricing", "fraud", "postgres")
     finally:
-        shared._sql(database, "drop schema fraud cascade", superuser=True)
+        run_sql(shared, database, "drop schema fraud cascade", superuser=True)
     assert outcome["postgres target catalog metadata"] == LEAK, outcome
     assert outcome["postgres target schema"] == DENIED
 

@@ -21,6 +21,7 @@ import psycopg
 import pytest
 
 from components.platform.tenant_pool import LOOPBACK_CLIENT_CONNECTIONS, MAX_CLIENT_CONN_REFUSAL
+from devstack.postgres import run_sql
 from devstack.stack import DB_USER, Stack
 from devstack.tenants import Tenant, get_tenant, tenant_environment
 from tests.integration.conftest import DECLARED_TENANTS as TENANTS
@@ -86,7 +87,7 @@ def test_fraud_still_connects_while_pricing_holds_every_socket_it_may(
         row = connection.execute("select current_database(), current_user").fetchone()
     assert row == ("feast_fraud", "fraud"), row
     # the platform's PgBouncer (MLflow's backend) still serves the platform's role
-    assert tenants_stack._sql("mlflow", "select 1", port=tenants_stack.ports.pgbouncer) == [(1,)]
+    assert run_sql(tenants_stack, "mlflow", "select 1", port=tenants_stack.ports.pgbouncer) == [(1,)]
     # broken control: fraud sent to pricing's pooler meets the starvation the test looks for
     with pytest.raises(psycopg.OperationalError, match=r"max_client_conn"):
         registry(tenants_stack, fraud, port=pricing.pgbouncer_port)
@@ -103,9 +104,9 @@ def test_a_pooler_admits_its_own_tenant_only(tenants_stack: Stack) -> None:
         with pytest.raises(psycopg.OperationalError, match=r"SASL authentication failed|no such database"):
             registry(tenants_stack, tenant, port=port)
     # the platform's role still goes through the platform's PgBouncer
-    assert tenants_stack._sql("mlflow", f"select current_user = '{DB_USER}'", port=tenants_stack.ports.pgbouncer) == [
-        (True,)
-    ]
+    assert run_sql(
+        tenants_stack, "mlflow", f"select current_user = '{DB_USER}'", port=tenants_stack.ports.pgbouncer
+    ) == [(True,)]
 
 
 def test_dev_status_lists_each_tenant_pooler(tenants_stack: Stack, tmp_path: Any) -> None:

@@ -23,6 +23,7 @@ import pytest
 import redis
 
 from components.platform.readonly import local_transformer_environment, reader_name
+from devstack.postgres import run_sql
 from devstack.stack import Stack
 from devstack.tenants import Tenant, add_tenant, tenant_environment
 from tests.conftest import REPO
@@ -135,11 +136,13 @@ def test_the_isolation_check_finds_the_transformers_writes_denied_and_a_widened_
     assert rows == {**dict.fromkeys(controls, OK), **dict.fromkeys(probes, DENIED)}, rows
     admin = redis.Redis(port=fraud.redis_port, username="admin", password=tenancy_stack.redis_admin_password)
     admin.execute_command("ACL", "SETUSER", reader_name(TENANT), "~*", "+@all")
-    tenancy_stack._sql(f"feast_{TENANT}", f"grant insert on {CONTROL_TABLE} to {reader_name(TENANT)}", superuser=True)
+    run_sql(
+        tenancy_stack, f"feast_{TENANT}", f"grant insert on {CONTROL_TABLE} to {reader_name(TENANT)}", superuser=True
+    )
     try:
         widened = {attempt.path: attempt.observed for attempt in check(tenancy_stack, fraud, pricing, ["transformer"])}
     finally:
         write_redis_acl(tenancy_stack, fraud)
         revoke = f"revoke insert on {CONTROL_TABLE} from {reader_name(TENANT)}"
-        tenancy_stack._sql(f"feast_{TENANT}", revoke, superuser=True)
+        run_sql(tenancy_stack, f"feast_{TENANT}", revoke, superuser=True)
     assert widened == {**dict.fromkeys(controls, OK), **dict.fromkeys(probes, LEAK)}, widened
