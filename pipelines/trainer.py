@@ -18,6 +18,7 @@ from hera.workflows import models as m
 from components.config import PipelineConfig
 from components.environment import IMAGE_VARIABLE
 from components.platform.buckets import PIPELINE_ARTIFACTS
+from components.steps.train_arguments import TrainArguments
 from pipelines.cluster import secret_environment
 from pipelines.spec import PipelineSpec, Step
 
@@ -126,13 +127,9 @@ def train_command(
 ) -> list[str]:
     """The train step's command, as `mlops step train` runs it in a pod or on a laptop; with
     `train_set_sha256` (materialize's record of the set) each node refuses other bytes."""
-    return [
-        "mlops", "step", "train",
-        "--train-set", train_set, "--model-out", model_out, "--metadata-out", metadata_out,
-        "--features", features, "--label-column", cfg.materialize.label_column,
-        "--settings", cfg.train.model_dump_json(),
-        *(["--train-set-sha256", train_set_sha256] if train_set_sha256 else []),
-    ]  # fmt: skip
+    label, settings = cfg.materialize.label_column, cfg.train
+    split = tuple(features.split(","))  # joined again as given: `features` may be a placeholder
+    return TrainArguments(train_set, model_out, metadata_out, split, label, settings, train_set_sha256).command("mlops")
 
 
 def train_job(

@@ -26,6 +26,7 @@ from components.steps import distributed, trainjob
 from components.steps.distributed import World
 from components.steps.model_formats import FORMATS, resolve_device
 from components.steps.torchscript_export import export_torchscript, scaled_mlp
+from components.steps.train_arguments import TrainArguments
 from components.tabular import require_columns
 
 STEP = "train"
@@ -279,7 +280,8 @@ def train(
                 json.loads(template), train_set, model_out, metadata_out, features, train_set_sha256=train_set_sha256
             )
             return _summary(cast(TrainingMetadata, launched))
-        return _launch(train_set, model_out, metadata_out, features, label_column, settings, train_set_sha256)
+        arguments = (train_set, model_out, metadata_out, tuple(features), label_column, settings, train_set_sha256)
+        return _launch(TrainArguments(*arguments))
     chosen = resolve_device(device)
     frame = distributed.read_shard(train_set, world, "training set")
     x, y = _matrix(frame, features, label_column, objective, whole=world.size == 1)
@@ -347,25 +349,10 @@ def _window(frame: pd.DataFrame | None, train_set: str) -> list[str] | None:
     return [timestamps.iloc[:, 0].min().isoformat(), timestamps.iloc[:, 0].max().isoformat()]
 
 
-def _launch(
-    train_set: str,
-    model_out: str,
-    metadata_out: str,
-    features: list[str],
-    label_column: str,
-    settings: TrainSettings,
-    train_set_sha256: str = "",
-) -> dict[str, Any]:
+def _launch(arguments: TrainArguments) -> dict[str, Any]:
     """Train as `settings.distributed` workers on this machine, started as the cluster's runtime
     starts them (components/steps/distributed.py), each running this same step's command."""
-    assert settings.distributed is not None
-    command = [
-        sys.executable, "-m", "mlops.cli", "step", "train",
-        "--train-set", train_set, "--model-out", model_out, "--metadata-out", metadata_out,
-        "--features", ",".join(features), "--label-column", label_column,
-        "--settings", settings.model_dump_json(),
-        *(["--train-set-sha256", train_set_sha256] if train_set_sha256 else []),
-    ]  # fmt: skip
-    distributed.launch(settings.distributed, command)
-    metadata: TrainingMetadata = artifacts.read_json(metadata_out)
+    assert arguments.settings.distributed is not None
+    distributed.launch(arguments.settings.distributed, arguments.command(sys.executable, "-m", "mlops.cli"))
+    metadata: TrainingMetadata = artifacts.read_json(arguments.metadata_out)
     return _summary(metadata)
