@@ -54,11 +54,11 @@ def definitions(source: DataSource) -> list[Any]:
 
 
 def training_set(store: FeatureStore, frame: pd.DataFrame) -> tuple[pd.DataFrame, float]:
-    from components.steps.materialize import _historical
+    from components.steps.materialize import historical_features
 
     entity_df = frame[["user_id", "event_timestamp", "is_fraud"]].sort_values("event_timestamp", kind="stable")
     started = time.perf_counter()
-    joined = _historical(store, entity_df, "fraud_model_v1")
+    joined = historical_features(store, entity_df, "fraud_model_v1")
     seconds = time.perf_counter() - started
     ordered = joined.sort_values(["event_timestamp", "user_id"], kind="stable").reset_index(drop=True)
     return ordered[[*COLUMNS, "is_fraud"]], seconds

@@ -55,7 +55,7 @@ def feature_store(home: Path, redis_port: int, rows: int) -> tuple[Any, list[int
     import yaml
 
     from components import artifacts
-    from components.steps.materialize import _materialize_online, apply_repo
+    from components.steps.materialize import apply_repo, materialize_online
     from pipelines.fraud.data import generate
 
     frame = generate(rows, 11)
@@ -76,7 +76,7 @@ def feature_store(home: Path, redis_port: int, rows: int) -> tuple[Any, list[int
 
     store = FeatureStore(repo_path=str(directory))
     apply_repo(store, REPO / "pipelines" / "fraud" / "feature_repo", str(source))
-    _materialize_online(store, frame, "event_timestamp", ENTITY)
+    materialize_online(store, frame, "event_timestamp", ENTITY)
     return store, [int(u) for u in frame[ENTITY].drop_duplicates().sample(n=2000, random_state=3, replace=True)]
 
 

@@ -230,14 +230,14 @@ def check_redis_memory(ctx: Context) -> Finding:
     import redis
 
     from components.platform.services import redacted, redis_connection_string
-    from components.serving.online_reader import _redis_client
+    from components.serving.online_reader import redis_client
 
     connection = redis_connection_string(
         address, ctx.env.get("MLOPS_FEAST_REDIS_USERNAME", ""), ctx.env.get("MLOPS_FEAST_REDIS_PASSWORD", "")
     )
     address = redacted(address)  # never print a password someone put in the address
     try:
-        client = _redis_client(connection)
+        client = redis_client(connection)
         maxmemory = int(client.config_get("maxmemory")["maxmemory"])
         policy = str(client.config_get("maxmemory-policy")["maxmemory-policy"])
     except redis.exceptions.NoPermissionError:

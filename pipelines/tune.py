@@ -114,7 +114,6 @@ def tune(
 
     from components.errors import ComponentError, TransientError, classify
     from components.platform import model_registry, services
-    from components.steps.register import _experiment_id
 
     settings = cfg.tune
     if not settings.space:
@@ -127,7 +126,7 @@ def tune(
     started = time.perf_counter()
     mlflow = model_registry.client(tracking_uri)
     root = services.artifact_root(STEP, model_registry.tracking_uri(tracking_uri))
-    experiment = _experiment_id(mlflow, cfg.register_.experiment, root)
+    experiment = model_registry.experiment_id(mlflow, cfg.register_.experiment, root)
     parent = mlflow.create_run(
         experiment,
         run_name=f"tune-{cfg.pipeline}",

@@ -121,8 +121,8 @@ def test_mlflow_clients_load_no_foreign_plugin(tmp_path: Path) -> None:
     feast_plugins = [ep.name for ep in metadata.distribution("feast").entry_points if ep.group.startswith("mlflow.")]
     assert feast_plugins, "positive control: Feast does register an MLflow plugin in this environment"
     code = (
-        "import json, sys; import components; from components.platform.model_registry import _client;"
-        f"_client('sqlite:///{tmp_path}/mlflow.db');"
+        "import json, sys; import components; from components.platform.model_registry import client_at;"
+        f"client_at('sqlite:///{tmp_path}/mlflow.db');"
         "import mlflow.tracking.request_header.registry as r; from mlflow import MlflowClient;"
         "print(json.dumps({m: m in sys.modules for m in ('torch', 'feast', 'great_expectations')}))"
     )

@@ -37,7 +37,9 @@ HASH_TAG = "artifact_sha256"
 MODEL_FILENAMES = {"xgboost_json": "model.json", "torchscript": "model.pt"}
 
 
-def _client(tracking_uri: str) -> Any:
+def client_at(tracking_uri: str) -> Any:
+    """An MLflow client of the tracking server and registry at `tracking_uri`, as given (`client`
+    resolves it first); a local sqlite registry's folder is made."""
     from mlflow import MlflowClient
 
     if tracking_uri.startswith("sqlite:///"):
@@ -46,12 +48,28 @@ def _client(tracking_uri: str) -> Any:
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
+def experiment_id(client: Any, experiment: str, artifact_root: str | None) -> str:
+    """The experiment's id, made (with its artifacts under `artifact_root`) when it is new; a
+    concurrent maker's is taken."""
+    existing = client.get_experiment_by_name(experiment)
+    if existing is not None:
+        return str(existing.experiment_id)
+    try:
+        location = f"{artifact_root.rstrip('/')}/{experiment}" if artifact_root else None
+        return str(client.create_experiment(experiment, artifact_location=location))
+    except Exception:
+        existing = client.get_experiment_by_name(experiment)  # created concurrently
+        if existing is None:
+            raise
+        return str(existing.experiment_id)
+
+
 def tracking_uri(explicit: str | None = None) -> str:
     return services.tracking_uri(STEP, explicit)
 
 
 def client(uri: str | None = None) -> Any:
-    return _client(tracking_uri(uri))
+    return client_at(tracking_uri(uri))
 
 
 def registered_model(mlflow: Any, model: str) -> Any:

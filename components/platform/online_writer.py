@@ -135,7 +135,7 @@ def materialize_view(store: Any, view: Any, start: datetime, end: datetime) -> d
     """Write each entity's latest row in [start, end] online; returns rows read and written."""
     import pyarrow.parquet as pq
 
-    from components.serving.online_reader import _key_encoder
+    from components.serving.online_reader import key_encoder
 
     config = store.config
     source = view.batch_source
@@ -159,7 +159,7 @@ def materialize_view(store: Any, view: Any, start: datetime, end: datetime) -> d
     latest = window.sort_values(order, kind="stable").drop_duplicates(join.name, keep="last")
     read = len(window)
 
-    encode_key = _key_encoder([join.name], {join.name: join_type}, config.entity_key_serialization_version)
+    encode_key = key_encoder([join.name], {join.name: join_type}, config.entity_key_serialization_version)
     entity_keys = [encode_key({join.name: value}) for value in latest[join.name].tolist()]
     stamps = latest[timestamp]
     if stamps.dt.tz is None:
@@ -216,7 +216,7 @@ def _write_redis(
     from feast.infra.online_stores.helpers import _mmh3
     from feast.infra.online_stores.redis import _versioned_fv_name
 
-    from components.serving.online_reader import _redis_client
+    from components.serving.online_reader import redis_client
 
     config = store.config
     name = _versioned_fv_name(view, config)
@@ -225,7 +225,7 @@ def _write_redis(
     project = config.project.encode()
     keys = [key + project for key in entity_keys]
 
-    client = _redis_client(config.online_store.connection_string)
+    client = redis_client(config.online_store.connection_string)
     ttl = config.online_store.key_ttl_seconds
     written = 0
     for begin in range(0, len(keys), CHUNK):

@@ -18,7 +18,7 @@ STEP = "online"
 _DOUBLE = struct.Struct("<d")
 
 
-def _redis_client(connection_string: str, *, fail_fast: bool = False) -> Any:
+def redis_client(connection_string: str, *, fail_fast: bool = False) -> Any:
     """A redis-py client from Feast's `host:port[,username=...,password=...,ssl=true,db=N]` string.
 
     fail_fast: the scoring path's client. redis-py retries a refused connection three times with
@@ -75,7 +75,7 @@ def _python_value(raw: bytes) -> Any:
     return list(found.val) if kind.endswith("_list_val") else found
 
 
-def _key_encoder(join_keys: list[str], types: dict[str, Any], version: int) -> Any:
+def key_encoder(join_keys: list[str], types: dict[str, Any], version: int) -> Any:
     """Feast's entity-key bytes (serialization v3) for a row, without building protos.
 
     Layout: key count, then each sorted join key as (STRING, length, utf-8), then each value
@@ -127,7 +127,7 @@ class OnlineFeatureReader:
                 f"the online store of project {config.project!r} is {config.online_store.type!r}, not Redis",
                 "use the platform profile (MLOPS_FEAST_REDIS), or components.steps.materialize.online_features",
             )
-        self._client = _redis_client(config.online_store.connection_string, fail_fast=True)
+        self._client = redis_client(config.online_store.connection_string, fail_fast=True)
         self._project = config.project.encode()
         self._key_version = config.entity_key_serialization_version
         service = store.get_feature_service(feature_service)
@@ -146,7 +146,7 @@ class OnlineFeatureReader:
         """The (key, fields) HMGETs a lookup sends: exactly what Feast's Redis store reads."""
         commands: list[tuple[bytes, list[bytes | str]]] = []
         for join_keys, types, _features, fields in self._views:
-            encode = _key_encoder(join_keys, types, self._key_version)
+            encode = key_encoder(join_keys, types, self._key_version)
             project = self._project
             commands.extend((encode(row) + project, fields) for row in entity_rows)
         return commands
@@ -155,7 +155,7 @@ class OnlineFeatureReader:
         """Where one entity's feature lives in Redis: its hash key and field (for drills and repair)."""
         for join_keys, types, features, fields in self._views:
             if feature in features:
-                key = _key_encoder(join_keys, types, self._key_version)(entity_row) + self._project
+                key = key_encoder(join_keys, types, self._key_version)(entity_row) + self._project
                 return key, fields[features.index(feature)]
         raise ComponentError(STEP, f"no feature {feature!r} in the feature service", f"one of {self.features}")
 

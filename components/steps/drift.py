@@ -34,7 +34,7 @@ from components.errors import ComponentError, TransientError, transient_reason
 from components.platform import model_registry, services
 from components.steps.drift_metrics import push_metrics
 from components.steps.drift_report import table, write_plot, write_report
-from components.steps.register import REFERENCE_ARTIFACT, _experiment_id
+from components.steps.register import REFERENCE_ARTIFACT
 
 STEP = "drift"
 # Evidently's usage telemetry is off through DO_NOT_TRACK, which components/__init__.py sets
@@ -422,7 +422,9 @@ def drift(
     if reference is not None:
         result = compare(reference.frame, current, features=reference.features, settings=settings)
     key = retrain_key(pipeline, now, timezone)
-    experiment_id = _experiment_id(mlflow, experiment, services.artifact_root(STEP, model_registry.tracking_uri()))
+    experiment_id = model_registry.experiment_id(
+        mlflow, experiment, services.artifact_root(STEP, model_registry.tracking_uri())
+    )
     claimed_by = (
         None
         if force_retrain

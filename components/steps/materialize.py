@@ -172,7 +172,7 @@ def feature_service_definition(store: Any, feature_service: str) -> dict[str, An
     return {"service": spec, "views": views}
 
 
-def _historical(store: Any, entity_df: pd.DataFrame, feature_service: str) -> pd.DataFrame:
+def historical_features(store: Any, entity_df: pd.DataFrame, feature_service: str) -> pd.DataFrame:
     """Point-in-time join: in one query on DuckDB, in time-ordered chunks on the file store.
 
     The file offline store joins each entity row with every source row of the same entity
@@ -202,7 +202,7 @@ def _write_online(store: Any, view: Any, start: datetime, end: datetime) -> None
         store.materialize(start_date=start, end_date=end, feature_views=[view.name])
 
 
-def _materialize_online(store: Any, frame: pd.DataFrame, timestamp: str, entity: str) -> dict[str, Any]:
+def materialize_online(store: Any, frame: pd.DataFrame, timestamp: str, entity: str) -> dict[str, Any]:
     """Move the online store's watermark to the data's end; report what the interval held."""
     end = frame[timestamp].max().to_pydatetime() + timedelta(microseconds=1)
     views = [view for view in store.list_feature_views() if view.online]
@@ -285,7 +285,7 @@ def materialize(
     features = _feature_names(store, feature_service)
 
     entity_df = frame[[entity_column, timestamp_column, label_column, *request_features]]
-    joined = _historical(store, entity_df.sort_values(timestamp_column, kind="stable"), feature_service)
+    joined = historical_features(store, entity_df.sort_values(timestamp_column, kind="stable"), feature_service)
     require_columns(STEP, joined, features, "the historical retrieval (check the feature view's schema)")
     columns = [timestamp_column, entity_column, *request_features, *features, label_column]
     joined = joined[columns].sort_values([timestamp_column, entity_column], kind="stable").reset_index(drop=True)
@@ -301,7 +301,7 @@ def materialize(
     artifacts.write_parquet(train_out, train)
     artifacts.write_parquet(holdout_out, holdout)
 
-    online = _materialize_online(store, frame, timestamp_column, entity_column)
+    online = materialize_online(store, frame, timestamp_column, entity_column)
     if lineage_out is not None:
         definition = feature_service_definition(store, feature_service)
         artifacts.write_json(

@@ -35,8 +35,8 @@ from components.handoffs import (
     read_holdout_metrics,
     read_training_metadata,
 )
-from components.platform import services
-from components.platform.model_registry import HASH_TAG, MODEL_FILENAMES, _client
+from components.platform import model_registry, services
+from components.platform.model_registry import HASH_TAG, MODEL_FILENAMES, client_at
 from components.steps.model_card import render_model_card
 
 STEP = "register"
@@ -65,20 +65,6 @@ def _writer_lock(tracking_uri: str) -> Iterator[None]:
 def _versions_with_hash(client: Any, model_name: str, sha: str) -> list[Any]:
     found = client.search_model_versions(f"name='{model_name}' and tags.{HASH_TAG}='{sha}'")
     return sorted(found, key=lambda version: int(version.version))
-
-
-def _experiment_id(client: Any, experiment: str, artifact_root: str | None) -> str:
-    existing = client.get_experiment_by_name(experiment)
-    if existing is not None:
-        return str(existing.experiment_id)
-    try:
-        location = f"{artifact_root.rstrip('/')}/{experiment}" if artifact_root else None
-        return str(client.create_experiment(experiment, artifact_location=location))
-    except Exception:
-        existing = client.get_experiment_by_name(experiment)  # created concurrently
-        if existing is None:
-            raise
-        return str(existing.experiment_id)
 
 
 def _ensure_registered_model(client: Any, model_name: str, description: str) -> None:
@@ -238,7 +224,7 @@ def register(
         services.check_tracking_server(STEP, uri)
         try:
             with _writer_lock(uri):
-                client = _client(uri)
+                client = client_at(uri)
                 outcome = _register_locked(
                     client,
                     uri,
@@ -332,7 +318,7 @@ def _register_locked(
         winner = existing[0]
         client.set_registered_model_alias(model_name, alias, winner.version)
         return {"version": winner.version, "reused": True}
-    experiment_id = _experiment_id(client, experiment, root)
+    experiment_id = model_registry.experiment_id(client, experiment, root)
     services.check_s3_artifacts(STEP, str(client.get_experiment(experiment_id).artifact_location))
     run_id, source, card_uri = _log_run(
         client, experiment_id, model_path, meta, scores, tags, pipeline, train_set, provenance

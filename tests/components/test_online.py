@@ -8,12 +8,12 @@ from feast.protos.feast.types.EntityKey_pb2 import EntityKey
 from feast.protos.feast.types.Value_pb2 import Value
 from feast.value_type import ValueType
 
-from components.serving.online_reader import _key_encoder, _python_value
+from components.serving.online_reader import _python_value, key_encoder
 
 
 @pytest.mark.parametrize("user", [0, 1, 127, 128, 2**31, 2**62, -1, -(2**63)])
 def test_int64_entity_keys_match_feast(user: int) -> None:
-    encode = _key_encoder(["user_id"], {"user_id": ValueType.INT64}, 3)
+    encode = key_encoder(["user_id"], {"user_id": ValueType.INT64}, 3)
     expected = serialize_entity_key(
         EntityKey(join_keys=["user_id"], entity_values=[Value(int64_val=user)]), entity_key_serialization_version=3
     )
@@ -22,7 +22,7 @@ def test_int64_entity_keys_match_feast(user: int) -> None:
 
 @pytest.mark.parametrize("merchant", ["", "m-42", "çafé"])
 def test_string_entity_keys_match_feast(merchant: str) -> None:
-    encode = _key_encoder(["merchant"], {"merchant": ValueType.STRING}, 3)
+    encode = key_encoder(["merchant"], {"merchant": ValueType.STRING}, 3)
     key = EntityKey(join_keys=["merchant"], entity_values=[Value(string_val=merchant)])
     expected = serialize_entity_key(key, entity_key_serialization_version=3)
     assert encode({"merchant": merchant}) == expected
@@ -30,7 +30,7 @@ def test_string_entity_keys_match_feast(merchant: str) -> None:
 
 def test_compound_keys_go_through_feasts_serializer() -> None:
     types = {"user_id": ValueType.INT64, "merchant": ValueType.STRING}
-    encode = _key_encoder(["user_id", "merchant"], types, 3)
+    encode = key_encoder(["user_id", "merchant"], types, 3)
     expected = serialize_entity_key(
         EntityKey(join_keys=["user_id", "merchant"], entity_values=[Value(int64_val=7), Value(string_val="m")]),
         entity_key_serialization_version=3,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from components.steps.materialize import _historical, apply_repo, embedded_store_config, open_store
+from components.steps.materialize import apply_repo, embedded_store_config, historical_features, open_store
 from tests.conftest import FEATURE_REPO
 
 T0 = datetime(2026, 9, 1, tzinfo=UTC)
@@ -74,7 +74,7 @@ def joined(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pd.DataFrame]:
         config = {**embedded_store_config(root / kind, "fraud"), "offline_store": {"type": kind}}
         store = open_store("fraud", root / kind, config)
         apply_repo(store, FEATURE_REPO, str(source))
-        frame = _historical(store, LABELS.sort_values("event_timestamp", kind="stable"), "fraud_model_v1")
+        frame = historical_features(store, LABELS.sort_values("event_timestamp", kind="stable"), "fraud_model_v1")
         frame["event_timestamp"] = frame["event_timestamp"].astype("datetime64[ns, UTC]")
         out[kind] = frame.sort_values(["event_timestamp", "user_id"]).reset_index(drop=True)[
             ["user_id", "event_timestamp", "is_fraud", *FEATURES]
