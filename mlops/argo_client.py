@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ __all__ = [
     "chargeback",
     "connect",
     "explain",
+    "follow",
     "format_status",
     "get_workflow",
     "node_rows",
@@ -317,22 +319,41 @@ def wait(
     connection: Connection, name: str, *, poll_seconds: float = 5.0, timeout_seconds: float = 86400, report: Any = print
 ) -> dict[str, Any]:
     """Follow the workflow until it ends; reports each phase change; returns the final object."""
+
+    def phase() -> tuple[dict[str, Any], str]:
+        document = get_workflow(connection, name)
+        return document, document.get("status", {}).get("phase") or "Pending"
+
+    hint = f"follow it with `mlops status {name}` or in the UI"
+    return follow(
+        name, phase, TERMINAL, hint, poll_seconds=poll_seconds, timeout_seconds=timeout_seconds, report=report
+    )
+
+
+def follow(
+    name: str,
+    read: Callable[[], tuple[dict[str, Any], str]],
+    terminal: Collection[str],
+    hint: str,
+    *,
+    poll_seconds: float,
+    timeout_seconds: float,
+    report: Any = print,
+) -> dict[str, Any]:
+    """Poll `read` (the run's document and its state) until the state is terminal, reporting each
+    change as `<name>: <state>`; returns the final document. Past `timeout_seconds` the error
+    names the state and `hint`, how to follow the run from there. Argo's wait and KFP's."""
     deadline = time.monotonic() + timeout_seconds
     last = None
     while True:
-        document = get_workflow(connection, name)
-        phase = document.get("status", {}).get("phase") or "Pending"
-        if phase != last:
-            report(f"{name}: {phase}")
-            last = phase
-        if phase in TERMINAL:
+        document, state = read()
+        if state != last:
+            report(f"{name}: {state}")
+            last = state
+        if state in terminal:
             return document
         if time.monotonic() > deadline:
-            raise ComponentError(
-                "submit",
-                f"{name} still {phase} after {timeout_seconds:.0f}s",
-                f"follow it with `mlops status {name}` or in the UI",
-            )
+            raise ComponentError("submit", f"{name} still {state} after {timeout_seconds:.0f}s", hint)
         time.sleep(poll_seconds)
 
 

@@ -28,14 +28,13 @@ import hashlib
 import io
 import json
 import os
-import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from components.errors import ComponentError, TransientError
-from mlops.argo_client import normalise_token, token_from_kubeconfig
+from mlops.argo_client import follow, normalise_token, token_from_kubeconfig
 
 if TYPE_CHECKING:
     from kfp import Client as KfpClient
@@ -387,23 +386,15 @@ def wait(
 ) -> dict[str, Any]:
     """Follow the run until a terminal state, reporting each change; returns the final run."""
     kfp = client(connection)
-    deadline = time.monotonic() + timeout_seconds
-    last = None
-    while True:
+
+    def state() -> tuple[dict[str, Any], str]:
         document = get_run(connection, run_id, kfp)
-        state = document.get("state") or "PENDING"
-        if state != last:
-            report(f"{run_id}: {state}")
-            last = state
-        if state in TERMINAL:
-            return document
-        if time.monotonic() > deadline:
-            raise ComponentError(
-                "submit",
-                f"{run_id} still {state} after {timeout_seconds:.0f}s",
-                f"follow it with `mlops status {run_id} --engine kfp` or in the KFP UI",
-            )
-        time.sleep(poll_seconds)
+        return document, document.get("state") or "PENDING"
+
+    hint = f"follow it with `mlops status {run_id} --engine kfp` or in the KFP UI"
+    return follow(
+        run_id, state, TERMINAL, hint, poll_seconds=poll_seconds, timeout_seconds=timeout_seconds, report=report
+    )
 
 
 def format_run(document: dict[str, Any]) -> str:
