@@ -267,10 +267,27 @@ def register(
         git_commit=git_commit,
     )
     artifacts.write_bytes(model_card_out, card_text.encode())
-    registration: Registration = {
+    registration = _registration(version, bool(outcome["reused"]), meta, scores, sha, alias, uri)
+    artifacts.write_json(registration_out, registration)
+    return {
+        "step": STEP,
         "model_name": model_name,
-        "version": int(version.version),
+        "version": registration["version"],
         "reused": outcome["reused"],
+        "run_id": version.run_id,
+        "alias": alias,
+    }
+
+
+def _registration(
+    version: Any, reused: bool, meta: TrainingMetadata, scores: HoldoutMetrics, sha: str, alias: str, uri: str
+) -> Registration:
+    """The registration JSON the next steps read (components/handoffs.py): the version, where its
+    model file is and what it is, its gate and holdout metrics, and the features it takes."""
+    return {
+        "model_name": version.name,
+        "version": int(version.version),
+        "reused": reused,
         "run_id": version.run_id,
         "source": version.source,
         "model_file": MODEL_FILENAMES[meta["format"]],
@@ -283,15 +300,6 @@ def register(
         "gate": scores["gate"],
         "holdout_metrics": {k: v for k, v in scores.items() if isinstance(v, float)},
         "features": meta["features"],
-    }
-    artifacts.write_json(registration_out, registration)
-    return {
-        "step": STEP,
-        "model_name": model_name,
-        "version": registration["version"],
-        "reused": outcome["reused"],
-        "run_id": version.run_id,
-        "alias": alias,
     }
 
 
