@@ -144,6 +144,7 @@ manifests: install  ## render every overlay and validate every object, kind and 
 golden: install  ## regenerate the committed golden YAML beside each pipeline; review the diff
 	$(BIN)/python -m pipelines.golden
 	$(BIN)/python -m mlops.admission
+	$(BIN)/python -m mlops.docs_index
 
 lock:  ## re-resolve pyproject.toml's dependencies (every extra) into constraints.txt in a scratch venv
 	rm -rf .lock-venv

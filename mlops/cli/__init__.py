@@ -1,16 +1,26 @@
 """`mlops`: the command line. Thin by design: parsing and printing here, the work in pipelines/ and components/.
 
-One module per command group, each owning its parsers and handlers (kfp/cli's layout):
+One module per command group, each owning its parsers and handlers (kfp/cli's layout); the table is
+generated from the code by `python -m mlops.docs_index`: cli
 
-    run.py       run, step, task, materialize      a pipeline or one step, here or in a task's container
-    cluster.py   compile, submit, status, schedule rendering for Argo/KFP, the Argo server
-    dev.py       dev, tenant, isolation-check, buckets  the loopback services, tenants, buckets
-    serving.py   serve, promote, history           the local Triton, the canary lifecycle on KServe
-    monitoring.py drift                            the data a file holds against the champion's training set
-    lineage.py   lineage, reproduce                what a model version was made from
-    tune.py      tune, tune-trial                  a hyperparameter search: Optuna here, Katib there
-    checks.py    lint, doctor                      manifests and live configuration
-    scaffold.py  new, data                         a new pipeline folder, synthetic data
+    run.py         run, step, task, materialize
+                   a pipeline or one of its steps, here or in a task's container
+    cluster.py     compile, golden, submit, status, schedule
+                   a pipeline rendered for Argo or KFP, sent to its server
+    dev.py         dev, tenant, isolation-check, buckets
+                   the services on loopback, their tenants, the buckets
+    serving.py     serve, score, promote, history
+                   a version on the local Triton, and its canary on KServe
+    monitoring.py  drift, skew-check
+                   data and features now against what the champion was trained on
+    lineage.py     lineage, reproduce
+                   a registered (or serving) model back to its data, features, code and image
+    tune.py        tune, tune-trial
+                   a hyperparameter search (Optuna here, Katib there), and one Katib trial
+    checks.py      lint, doctor
+                   the manifests and the live configuration, checked against the platform's known failures
+    scaffold.py    new, data
+                   a new pipeline folder from a reference one, and a pipeline's synthetic dataset
 
 Building the parser imports these modules only (each imports its libraries inside its handlers),
 and `mlops step`'s flags, derived from the components' signatures, are built only for `mlops step`.

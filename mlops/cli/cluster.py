@@ -1,4 +1,4 @@
-"""`mlops compile`, `submit`, `status`, `schedule`: a pipeline rendered for Argo or KFP, and sent to its server.
+"""`mlops compile`, `golden`, `submit`, `status`, `schedule`: a pipeline rendered for Argo or KFP, sent to its server.
 
 `--engine argo` (the default) speaks to the Argo server (mlops/argo_client.py); `--engine kfp` to
 Kubeflow Pipelines through kfp.Client (mlops/kfp_client.py), with the same run inputs.

@@ -1,4 +1,7 @@
-"""`mlops lineage`: from a registered (or serving) model back to its data, features, code and image."""
+"""`mlops lineage`, `reproduce`: a registered (or serving) model back to its data, features, code and image.
+
+`mlops reproduce` trains the version again from that lineage and says whether it came out the same.
+"""
 
 from __future__ import annotations
 

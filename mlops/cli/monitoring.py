@@ -1,5 +1,8 @@
-"""`mlops drift`: the data a file holds against the champion's training set, as the nightly compares it;
-`mlops skew-check`: the features the scoring path reads now against what training saw."""
+"""`mlops drift`, `skew-check`: data and features now against what the champion was trained on.
+
+`mlops drift`: the data a file holds against the champion's training set, as the nightly compares it;
+`mlops skew-check`: the features the scoring path reads now against what training saw.
+"""
 
 from __future__ import annotations
 

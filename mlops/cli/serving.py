@@ -1,4 +1,4 @@
-"""`mlops serve`, `promote`, `history`: a registered version on the local Triton, and its canary lifecycle on KServe."""
+"""`mlops serve`, `score`, `promote`, `history`: a version on the local Triton, and its canary on KServe."""
 
 from __future__ import annotations
 

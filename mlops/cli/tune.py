@@ -1,5 +1,8 @@
-"""`mlops tune`: a hyperparameter search with Optuna here, or its Katib Experiment for the cluster;
-`mlops tune-trial`: one trial, as a Katib trial's Job runs it."""
+"""`mlops tune`, `tune-trial`: a hyperparameter search (Optuna here, Katib there), and one Katib trial.
+
+`mlops tune`: a hyperparameter search with Optuna here, or its Katib Experiment for the cluster;
+`mlops tune-trial`: one trial, as a Katib trial's Job runs it.
+"""
 
 from __future__ import annotations
 
