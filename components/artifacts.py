@@ -31,6 +31,29 @@ from urllib.parse import urlparse
 
 import pandas as pd
 
+__all__ = [
+    "CHUNK",
+    "abort_stale_uploads",
+    "atomic_dir",
+    "atomic_path",
+    "exchange",
+    "exists",
+    "fetched",
+    "is_s3",
+    "local_path",
+    "pid_alive",
+    "read_bytes",
+    "read_json",
+    "s3_client",
+    "sha256_file",
+    "sha256_file_bytes",
+    "sha256_uri",
+    "sweep_debris",
+    "write_bytes",
+    "write_json",
+    "write_parquet",
+]
+
 CHUNK = 1 << 20
 
 

@@ -20,6 +20,36 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from components.errors import ComponentError
 from components.platform.readonly import reader_secret
 
+__all__ = [
+    "RUNTIME_OF_MODEL",
+    "Caller",
+    "ClusterSettings",
+    "DataSettings",
+    "DistributedSettings",
+    "DriftSettings",
+    "EvaluateSettings",
+    "ExplainSettings",
+    "MaterializeSettings",
+    "ModelCardSettings",
+    "PipelineConfig",
+    "PromoteSettings",
+    "RegisterSettings",
+    "ScheduleSettings",
+    "ScoringSettings",
+    "SearchRange",
+    "SettingsModel",
+    "TrainSettings",
+    "TransformerSettings",
+    "TuneSettings",
+    "ValidateSettings",
+    "callers_field",
+    "duration_seconds",
+    "load_config",
+    "parse_config",
+    "parse_settings",
+    "transformer_settings",
+]
+
 
 class _Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -13,6 +13,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+__all__ = [
+    "AIRGAP_DEFAULTS",
+    "FOREIGN_MLFLOW_PLUGINS",
+    "IMAGE_VARIABLE",
+    "apply_airgap_defaults",
+    "defer_feast_torch_import",
+    "filter_mlflow_plugins",
+    "mlops_home",
+    "temporary_env",
+]
+
 IMAGE_VARIABLE = "MLOPS_IMAGE"
 """The component image a pod runs, set by the Argo and KFP renderings (absent on a laptop); the
 lineage records it (components/lineage.py)."""

@@ -17,6 +17,17 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+__all__ = [
+    "PERMANENT_EXIT_CODE",
+    "TRANSIENT_EXIT_CODE",
+    "UNEXPECTED_EXIT_CODE",
+    "ComponentError",
+    "TransientError",
+    "classify",
+    "exit_code_for",
+    "transient_reason",
+]
+
 PERMANENT_EXIT_CODE = 2
 TRANSIENT_EXIT_CODE = 75
 UNEXPECTED_EXIT_CODE = 1

@@ -12,6 +12,18 @@ from typing import Any, NotRequired, TypedDict, cast
 
 from components import artifacts
 
+__all__ = [
+    "ConfusionMatrix",
+    "Gate",
+    "HoldoutMetrics",
+    "PromoteResult",
+    "Registration",
+    "TrainingMetadata",
+    "read_holdout_metrics",
+    "read_registration",
+    "read_training_metadata",
+]
+
 
 class Gate(TypedDict):
     metric: str

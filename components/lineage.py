@@ -28,6 +28,30 @@ from components import artifacts
 from components.environment import IMAGE_VARIABLE
 from components.errors import ComponentError
 
+__all__ = [
+    "CONTEXTS",
+    "LAKEFS_COMMIT",
+    "PACKAGES",
+    "STEP",
+    "DatasetRecord",
+    "canonical_sha256",
+    "data_digest",
+    "data_location",
+    "describe",
+    "digest_word",
+    "dvc_md5",
+    "file_sha256",
+    "image",
+    "log_datasets",
+    "package_versions",
+    "read_dataset",
+    "read_dvc_pointer",
+    "record_on_run",
+    "recorded_digest",
+    "require_recorded",
+    "verify",
+]
+
 STEP = "lineage"
 LAKEFS_COMMIT = re.compile(r"^s3://(?P<repository>[^/]+)/(?P<commit>[0-9a-f]{64})/(?P<path>.+)$")
 PACKAGES = (

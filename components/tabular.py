@@ -13,6 +13,8 @@ import pyarrow as pa
 from components import artifacts
 from components.errors import ComponentError
 
+__all__ = ["Table", "read_parquet", "read_table", "require_columns"]
+
 
 def read_parquet(step: str, uri: str | os.PathLike[str], what: str) -> pd.DataFrame:
     """Read a Parquet dataset, turning each way it can be unusable into a ComponentError."""

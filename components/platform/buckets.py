@@ -10,6 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
+__all__ = [
+    "ABORT_INCOMPLETE_UPLOADS_AFTER_DAYS",
+    "BUCKETS",
+    "LIFECYCLE",
+    "PIPELINE_ARTIFACTS",
+    "ensure",
+    "has_lifecycle",
+]
+
 PIPELINE_ARTIFACTS = "pipeline-artifacts"
 """Argo's artifact repository (each tenant's keys under <namespace>/); a TrainJob's nodes read and
 write their handed-over files there too (pipelines/argo.py)."""

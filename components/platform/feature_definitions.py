@@ -13,6 +13,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+__all__ = ["SOURCE_URI_VARIABLE", "published_source", "team_feature_view"]
+
 SOURCE_URI_VARIABLE = "MLOPS_FEAST_SOURCE_URI"
 
 

@@ -27,6 +27,30 @@ from components.handoffs import Registration
 from components.platform import services
 from components.platform.settings import apply_client_caps
 
+__all__ = [
+    "CANARY",
+    "CHALLENGER",
+    "CHAMPION",
+    "HASH_TAG",
+    "HISTORY_PREFIX",
+    "LOAD_SECONDS_TAG",
+    "MODEL_FILENAMES",
+    "STEP",
+    "HistoryEntry",
+    "aliases",
+    "append_history",
+    "client",
+    "client_at",
+    "experiment_id",
+    "history",
+    "load_registration",
+    "record_load_seconds",
+    "registered_model",
+    "resolve_version",
+    "tracking_uri",
+    "who",
+]
+
 STEP = "registry"
 HISTORY_PREFIX = "mlops.history."
 LOAD_SECONDS_TAG = "mlops.serving.load_seconds"

@@ -35,6 +35,8 @@ import pandas as pd
 
 from components import artifacts
 
+__all__ = ["CHUNK", "materialize_view", "supported"]
+
 CHUNK = 5_000
 _SUPPORTED_JOIN = ("INT64", "STRING")
 _TAGS = {"INT64": 0x20, "INT32": 0x18, "DOUBLE": 0x29, "FLOAT": 0x35, "STRING": 0x12, "BOOL": 0x38}

@@ -18,6 +18,8 @@ from typing import Any
 from components.errors import ComponentError
 from components.platform.settings import PUSHGATEWAY_CREDENTIALS
 
+__all__ = ["Handler", "credentials", "handler", "push"]
+
 Handler = Callable[..., Callable[[], None]]
 """prometheus_client's push handler: (url, method, timeout, headers, data) -> a callable that sends."""
 

@@ -18,6 +18,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+__all__ = [
+    "READER_REDIS_RULES",
+    "READER_VARIABLES",
+    "local_transformer_environment",
+    "local_variable",
+    "read_only_registry",
+    "reader_database_secret",
+    "reader_grants",
+    "reader_name",
+    "reader_secret",
+]
+
 READER_REDIS_RULES = "resetchannels %R~* -@all +hmget +hget +hgetall +ping"
 """The reader's ACL rule on its tenant's Redis: read access to keys (`%R~*`: even a command it
 held could not write) and the hash reads Feast's online path uses; nothing else: no write, no

@@ -15,6 +15,8 @@ from typing import Any
 
 from fsspec.implementations.arrow import ArrowFSWrapper
 
+__all__ = ["ArrowS3FileSystem", "register"]
+
 
 class ArrowS3FileSystem(ArrowFSWrapper):  # type: ignore[misc]
     """What dask needs of s3fs, over pyarrow.fs.S3FileSystem; takes s3fs's keyword arguments."""

@@ -21,6 +21,22 @@ from components.environment import mlops_home
 from components.errors import ComponentError, TransientError
 from components.platform.settings import PlatformSettings, apply_client_caps, from_environment
 
+__all__ = [
+    "artifact_root",
+    "check_s3_artifacts",
+    "check_tracking_server",
+    "embedded_artifact_root",
+    "embedded_tracking_uri",
+    "feast_store_config",
+    "offline_root",
+    "redacted",
+    "redis_connection_string",
+    "serving_root",
+    "settings",
+    "tracking_uri",
+    "with_password",
+]
+
 
 def settings() -> PlatformSettings:
     return from_environment()

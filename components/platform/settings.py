@@ -24,6 +24,23 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from components.errors import ComponentError
 
+__all__ = [
+    "CLIENT_CAPS",
+    "CONFIGMAP",
+    "EMPTY_MEANS_DEFAULT",
+    "PUSHGATEWAY_CREDENTIALS",
+    "SECRET_VARIABLES",
+    "TENANT_CONNECTION_LIMIT",
+    "TENANT_REDIS_RULES",
+    "TENANT_SERVER_CONNECTIONS",
+    "PlatformSettings",
+    "apply_client_caps",
+    "configmap_keys",
+    "environment",
+    "from_environment",
+    "variable_of",
+]
+
 CONFIGMAP = "mlops-platform"
 """The ConfigMap each pipelines namespace holds; every step gets it through `envFrom`."""
 

@@ -16,6 +16,15 @@ from __future__ import annotations
 
 from components.platform.settings import TENANT_SERVER_CONNECTIONS
 
+__all__ = [
+    "CLIENTS_PER_POD",
+    "LOOPBACK_CLIENT_CONNECTIONS",
+    "MAX_CLIENT_CONN_REFUSAL",
+    "client_connections",
+    "registry_database",
+    "tenant_pgbouncer_ini",
+]
+
 CLIENTS_PER_POD = 2
 """Client connections a tenant's pooler admits per pod its quota allows (quota.pods): a step, a
 Feast CronJob or a transformer holds one registry connection at a time (SQLAlchemy's pool keeps

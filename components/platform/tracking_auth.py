@@ -27,6 +27,21 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+__all__ = [
+    "AUTHORIZATION_FUNCTION",
+    "DENIED_CODES",
+    "MISSING_CODES",
+    "MLFLOW_AUTHENTICATION_ONLY",
+    "NAMING_ROUTES",
+    "NO_RIGHTS_RULE",
+    "auth_config",
+    "authenticate_owning_names",
+    "guard_rights",
+    "named_by",
+    "owns",
+    "rights_status",
+]
+
 AUTHORIZATION_FUNCTION = "components.platform.tracking_auth:authenticate_owning_names"
 MLFLOW_AUTHENTICATION_ONLY = "mlflow.server.auth:authenticate_request_basic_auth"
 

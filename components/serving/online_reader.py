@@ -14,6 +14,8 @@ from typing import Any
 
 from components.errors import ComponentError
 
+__all__ = ["STEP", "OnlineFeatureReader", "key_encoder", "redis_client"]
+
 STEP = "online"
 _DOUBLE = struct.Struct("<d")
 

@@ -21,6 +21,21 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+__all__ = [
+    "EXPLAIN_OFF",
+    "EXPLAIN_SUFFIX",
+    "REPOSITORY_OFF",
+    "REPOSITORY_PREFIX",
+    "App",
+    "Message",
+    "Receive",
+    "RequestGuard",
+    "Scope",
+    "Send",
+    "answer",
+    "too_large",
+]
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]

@@ -29,6 +29,20 @@ import numpy as np
 from components.config import ScoringSettings
 from components.errors import ComponentError
 
+__all__ = [
+    "FLOAT32_MAX",
+    "MAX_STRING_ID",
+    "STEP",
+    "Joined",
+    "OffLoopJoiner",
+    "RequestError",
+    "RequestJoiner",
+    "SdkReader",
+    "UnknownEntity",
+    "check_entity_id",
+    "online_reader",
+]
+
 STEP = "scoring"
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 

@@ -23,6 +23,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+__all__ = [
+    "BOOLEAN_STRINGS",
+    "FEATURES_PARAMETER",
+    "FIL_MODEL_FILES",
+    "FIL_MODEL_TYPES",
+    "FIL_PARAMETERS_REQUIRED",
+    "FIL_STORAGE_TYPES",
+    "LIBTORCH_TENSOR_NAME",
+    "TORCH_MODEL_FILE",
+    "RepositoryError",
+    "TensorContract",
+    "config_pbtxt",
+    "contract_of",
+    "features_of",
+    "parse_config",
+    "python_config_pbtxt",
+    "tensor_contract",
+    "validate_config",
+]
+
 FIL_MODEL_FILES = {"xgboost_json": "xgboost.json", "xgboost_ubj": "xgboost.ubj"}
 TORCH_MODEL_FILE = "model.pt"
 FIL_MODEL_TYPES = {"xgboost", "xgboost_json", "xgboost_ubj", "lightgbm", "treelite_checkpoint"}

@@ -32,6 +32,26 @@ import numpy as np
 from components.config import DistributedSettings
 from components.errors import ComponentError, TransientError
 
+__all__ = [
+    "LAUNCH_TIMEOUT_SECONDS",
+    "SINGLE",
+    "STEP",
+    "TORCH_RUNTIME_VARIABLES",
+    "WORKER_OWN_VARIABLES",
+    "XGBOOST_RUNTIME_VARIABLES",
+    "World",
+    "current_world",
+    "free_port",
+    "launch",
+    "read_shard",
+    "shard_bounds",
+    "torch_process_group",
+    "torch_sum",
+    "tracker_host",
+    "xgboost_collective",
+    "xgboost_sum",
+]
+
 STEP = "train"
 TORCH_RUNTIME_VARIABLES = ("PET_NNODES", "PET_NPROC_PER_NODE", "PET_NODE_RANK", "PET_MASTER_ADDR", "PET_MASTER_PORT")
 XGBOOST_RUNTIME_VARIABLES = ("DMLC_TRACKER_URI", "DMLC_TRACKER_PORT", "DMLC_TASK_ID", "DMLC_NUM_WORKER")

@@ -36,6 +36,24 @@ from components.steps.drift_metrics import push_metrics
 from components.steps.drift_report import table, write_plot, write_report
 from components.steps.register import REFERENCE_ARTIFACT
 
+__all__ = [
+    "PARALLEL_ROWS",
+    "STEP",
+    "THREADS_VARIABLE",
+    "DriftResult",
+    "FeatureDrift",
+    "NoChampion",
+    "Reference",
+    "check",
+    "compare",
+    "decide",
+    "drift",
+    "find_reference",
+    "hold",
+    "read_current",
+    "retrain_key",
+]
+
 STEP = "drift"
 # Evidently's usage telemetry is off through DO_NOT_TRACK, which components/__init__.py sets
 # (components.environment.AIRGAP_DEFAULTS) unless the environment decides; no step sets it itself.

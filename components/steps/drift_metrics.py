@@ -23,6 +23,8 @@ from components.platform import pushgateway_client
 if TYPE_CHECKING:
     from components.steps.drift import DriftResult, Reference
 
+__all__ = ["FEATURES_DRIFTED", "JOB", "METRICS", "SHARE", "STEP", "THRESHOLD", "grouping", "push_metrics"]
+
 STEP = "drift"
 JOB = "mlops-drift"
 # The metrics, Prometheus-style. Labels: pipeline, model, version (+ feature, method on the

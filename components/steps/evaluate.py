@@ -22,6 +22,8 @@ from components.handoffs import Gate, HoldoutMetrics, read_training_metadata
 from components.steps.model_formats import load_predictor
 from components.tabular import read_parquet, require_columns
 
+__all__ = ["HIGHER_IS_BETTER", "LOWER_IS_BETTER", "METRICS_BY_OBJECTIVE", "STEP", "evaluate"]
+
 STEP = "evaluate"
 HIGHER_IS_BETTER = {"roc_auc", "pr_auc", "r2"}
 LOWER_IS_BETTER = {"log_loss", "rmse", "mae", "mape"}

@@ -36,6 +36,22 @@ from components.platform import s3_filesystem, services
 from components.platform.feature_definitions import SOURCE_URI_VARIABLE
 from components.tabular import require_columns
 
+__all__ = [
+    "HISTORICAL_CHUNK_ROWS",
+    "STEP",
+    "apply_repo",
+    "embedded_store_config",
+    "feature_service_definition",
+    "historical_features",
+    "materialize",
+    "materialize_online",
+    "offline_location",
+    "online_features",
+    "open_store",
+    "rebuild_online",
+    "store_directory",
+]
+
 STEP = "materialize"
 HISTORICAL_CHUNK_ROWS = 100_000
 

@@ -6,6 +6,8 @@ from typing import Any, cast
 
 from components.handoffs import HoldoutMetrics, TrainingMetadata
 
+__all__ = ["METRIC_ORDER", "render_model_card"]
+
 METRIC_ORDER = ("roc_auc", "pr_auc", "log_loss", "precision", "recall", "rmse", "mae", "mape", "r2")
 
 

@@ -14,6 +14,8 @@ import numpy as np
 
 from components.handoffs import TrainingMetadata
 
+__all__ = ["FORMATS", "Predictor", "gpu_visible", "load_predictor", "resolve_device"]
+
 FORMATS = {"xgboost": "xgboost_json", "pytorch_mlp": "torchscript"}
 
 Predictor = Callable[[np.ndarray], np.ndarray]

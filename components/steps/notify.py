@@ -41,6 +41,20 @@ from typing import Any
 from components import artifacts
 from components.platform import pushgateway_client, services
 
+__all__ = [
+    "GATE_FAILED",
+    "HELP",
+    "JOB",
+    "KIND",
+    "RUN_FAILED",
+    "STEP",
+    "deliver",
+    "failed_nodes",
+    "failed_step_names",
+    "notify",
+    "notify_failure",
+]
+
 STEP = "notify"
 JOB = "mlops-notice"
 GATE_FAILED = "mlops_gate_failed_timestamp_seconds"

@@ -39,6 +39,8 @@ from components.platform import model_registry, services
 from components.platform.model_registry import HASH_TAG, MODEL_FILENAMES, client_at
 from components.steps.model_card import render_model_card
 
+__all__ = ["REFERENCE_ARTIFACT", "STEP", "register"]
+
 STEP = "register"
 REFERENCE_ARTIFACT = "reference/training_set.parquet"
 """Where on a version's run the drift step finds the data the model was trained on."""

@@ -51,6 +51,30 @@ from typing import Any
 
 from components.config import ExplainSettings, PromoteSettings, TransformerSettings
 
+__all__ = [
+    "API_VERSION",
+    "CLUSTER_LOCAL",
+    "INGRESS_GATEWAY_PRINCIPAL",
+    "ISVC_LABEL",
+    "KIND",
+    "KNATIVE_NAMESPACE",
+    "KNATIVE_SYSTEM_PATHS",
+    "NAMESPACE_NAME",
+    "SERVING_PORTS",
+    "TARGET_BURST_CAPACITY",
+    "TRITON_GRPC_SERVICE",
+    "TRUST_DOMAIN",
+    "VISIBILITY_LABEL",
+    "explain_paths",
+    "principal",
+    "render_authorization_policy",
+    "render_network_policy",
+    "scoring_paths",
+    "serving_objects",
+    "sources",
+    "visibility_labels",
+]
+
 API_VERSION = "security.istio.io/v1"
 KIND = "AuthorizationPolicy"
 TRUST_DOMAIN = "cluster.local"

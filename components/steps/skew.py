@@ -24,6 +24,14 @@ import pandas as pd
 from components.config import ScoringSettings
 from components.errors import ComponentError
 
+__all__ = [
+    "STEP",
+    "FeatureSkew",
+    "SkewReport",
+    "check",
+    "latest_events",
+]
+
 STEP = "skew-check"
 
 

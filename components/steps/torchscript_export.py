@@ -23,6 +23,8 @@ import numpy as np
 
 from components import artifacts
 
+__all__ = ["canonical_torchscript", "export_torchscript", "scaled_mlp"]
+
 
 def canonical_torchscript(raw: bytes) -> bytes:
     """The same TorchScript archive with its per-process `serialization_id` made content-derived.

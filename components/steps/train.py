@@ -29,6 +29,8 @@ from components.steps.torchscript_export import export_torchscript, scaled_mlp
 from components.steps.train_arguments import TrainArguments
 from components.tabular import require_columns
 
+__all__ = ["MLP_DEFAULTS", "STEP", "XGBOOST_DEFAULTS", "train"]
+
 STEP = "train"
 XGBOOST_DEFAULTS: dict[str, Any] = {
     "num_boost_round": 200,

@@ -24,6 +24,22 @@ from typing import Any
 from components.errors import ComponentError, TransientError
 from components.platform.buckets import PIPELINE_ARTIFACTS
 
+__all__ = [
+    "FEATURES",
+    "METADATA_OUT",
+    "MODEL_OUT",
+    "NAMESPACE_FILE",
+    "STEP",
+    "TEMPLATE_VARIABLE",
+    "TIMEOUT_SECONDS",
+    "TRAIN_SET",
+    "TRAIN_SET_SHA256",
+    "fill",
+    "launch",
+    "node_job",
+    "terminal",
+]
+
 STEP = "train"
 TEMPLATE_VARIABLE = "MLOPS_TRAINJOB_TEMPLATE"
 """The rendered TrainJob (JSON) a Kubeflow Pipelines train task carries; absent elsewhere."""

@@ -30,6 +30,15 @@ from components.serving.triton_config import (
     tensor_contract,
 )
 
+__all__ = [
+    "PYTHON_MODEL_FILES",
+    "PYTHON_MODEL_SOURCE",
+    "check_fil_loadable",
+    "model_file_name",
+    "write_python_repository",
+    "write_repository",
+]
+
 PYTHON_MODEL_SOURCE = Path(__file__).resolve().parents[1] / "serving" / "triton_stub_model.py"
 """The python backend's model.py, from the serving room (it runs inside Triton's python stub)."""
 

@@ -15,6 +15,8 @@ from typing import Any
 from components import artifacts
 from components.errors import ComponentError
 
+__all__ = ["SAMPLE_VALUES", "STEP", "load_suite", "validate"]
+
 STEP = "validate"
 SAMPLE_VALUES = 5
 
