@@ -33,6 +33,34 @@ from components.serving.triton_config import RepositoryError
 from components.steps.serving_authorization import TARGET_BURST_CAPACITY, serving_objects, visibility_labels
 from components.steps.triton_repository import model_file_name, write_repository
 
+__all__ = [
+    "ANNOTATION_PREFIX",
+    "COMPONENT_UID",
+    "DNS_LABEL",
+    "MODEL_PULLER",
+    "PLATFORM_CONFIGMAP",
+    "RAW_DEPLOYMENT",
+    "READINESS_PATH",
+    "RUN_ID",
+    "STEP",
+    "TRANSFORMER_MEMORY_GIB",
+    "TRANSFORMER_PORT",
+    "TRANSFORMER_PYTHON",
+    "TRITON_GRPC_PORT",
+    "TRITON_HTTP_PORT",
+    "TRITON_UID",
+    "UNMEASURED_READINESS_DELAY_S",
+    "annotation",
+    "check_replicas",
+    "check_traffic_split",
+    "promote",
+    "publish_repository",
+    "readiness_delay",
+    "render_inference_service",
+    "render_transformer",
+    "transformer_concurrency",
+]
+
 STEP = "promote"
 ANNOTATION_PREFIX = "mlops.private-platform.io"
 RUN_ID = re.compile(r"[a-f0-9]{32}")  # always fullmatch: "$" also matches before a final newline
