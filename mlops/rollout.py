@@ -36,7 +36,6 @@ from components.steps.promote import (
     check_replicas,
     check_traffic_split,
     publish_repository,
-    readiness_delay,
     render_inference_service,
 )
 from components.steps.serving_authorization import serving_objects
@@ -281,9 +280,7 @@ def execute(request: Request, target: Target) -> Outcome:
         storage_uri=storage_uri,
         settings=rendered,
         canary_percent=canary_percent,
-        readiness_initial_delay_seconds=readiness_delay(
-            settings.readiness_initial_delay_seconds, registration.get("load_seconds")
-        ),
+        probe_readiness=True,
         transformer=request.transformer,
     )
     service["metadata"]["annotations"][annotation("rollout")] = f"{request.action} v{version}" + (

@@ -204,7 +204,7 @@ def render_inference_service(
     storage_uri: str,
     settings: PromoteSettings,
     canary_percent: int | None,
-    readiness_initial_delay_seconds: int | None = None,
+    probe_readiness: bool = False,
     transformer: TransformerSettings | None = None,
 ) -> dict[str, Any]:
     """The InferenceService for one registered version, everything else from the promote settings.
@@ -212,7 +212,9 @@ def render_inference_service(
     canary_percent None leaves traffic to KServe's default (the latest revision takes all); an
     empty memory_limit sets none (which the GPU admission rule then refuses). With a transformer
     (and promote.transformer on), the predictor is reached over gRPC (h2c, Triton's 9000) and
-    probed there with gRPC's health protocol, which Triton answers."""
+    probed there with gRPC's health protocol, which Triton answers. With `probe_readiness` (what
+    promote and rollout apply), that readiness probe waits `readiness_delay`: the configured delay,
+    else one from the load time `mlops serve` measured and the registration records."""
     with_transformer = transformer is not None and settings.transformer
     namespace, signed_off_by, stage = settings.namespace, settings.signed_off_by, settings.stage
     runtime, gpu, memory_limit, min_replicas = (
@@ -259,7 +261,7 @@ def render_inference_service(
     if with_transformer:
         # Knative exposes one port per container: h2c, so the transformer's gRPC calls reach Triton.
         model["ports"] = [{"name": "h2c", "containerPort": TRITON_GRPC_PORT, "protocol": "TCP"}]
-    if readiness_initial_delay_seconds is not None:
+    if probe_readiness:  # after the configured delay, else one from the load time `mlops serve` measured
         check: dict[str, Any] = (
             {"grpc": {"port": TRITON_GRPC_PORT}}
             if with_transformer
@@ -267,7 +269,9 @@ def render_inference_service(
         )
         model["readinessProbe"] = {
             **check,
-            "initialDelaySeconds": readiness_initial_delay_seconds,
+            "initialDelaySeconds": readiness_delay(
+                settings.readiness_initial_delay_seconds, registration.get("load_seconds")
+            ),
             "periodSeconds": 5,
             "failureThreshold": 3,
         }
@@ -411,9 +415,7 @@ def promote(
         storage_uri=storage_uri,
         settings=settings,
         canary_percent=canary_percent,
-        readiness_initial_delay_seconds=readiness_delay(
-            settings.readiness_initial_delay_seconds, reg.get("load_seconds")
-        ),
+        probe_readiness=True,
         transformer=described,
     )
     artifacts.write_bytes(inference_service_out, yaml.safe_dump(service, sort_keys=False).encode())
