@@ -42,6 +42,7 @@ from typing import Any
 from components.steps import drift_metrics, notify
 from pipelines.cluster import MONITORING_NAMESPACE
 from pipelines.platform_services import PUSHGATEWAY_NAME, PUSHGATEWAY_PORT, ServiceAddress, pushgateway
+from pipelines.pod_security import restricted_container, restricted_pod
 
 __all__ = [
     "DROPPED_LABELS",
@@ -157,12 +158,6 @@ def prometheus_scrape_config(namespace: str, target: str, **extra: Any) -> dict[
 
 
 def _deployment(address: ServiceAddress) -> dict[str, Any]:
-    restricted = {
-        "allowPrivilegeEscalation": False,
-        "capabilities": {"drop": ["ALL"]},
-        "readOnlyRootFilesystem": True,
-        "runAsNonRoot": True,
-    }
     probe = {"path": "/-/ready", "port": address.port}
     return {
         "apiVersion": "apps/v1",
@@ -175,12 +170,7 @@ def _deployment(address: ServiceAddress) -> dict[str, Any]:
                 "metadata": {"labels": dict(LABELS)},
                 "spec": {
                     "automountServiceAccountToken": False,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": 65534,
-                        "fsGroup": 65534,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
+                    "securityContext": restricted_pod(65534),  # nobody
                     "containers": [
                         {
                             "name": "pushgateway",
@@ -191,7 +181,7 @@ def _deployment(address: ServiceAddress) -> dict[str, Any]:
                             "readinessProbe": {"httpGet": probe},
                             "livenessProbe": {"httpGet": {**probe, "path": "/-/healthy"}},
                             "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
-                            "securityContext": restricted,
+                            "securityContext": restricted_container(readOnlyRootFilesystem=True),
                             "volumeMounts": [{"name": "data", "mountPath": "/data"}],
                         }
                     ],

@@ -31,6 +31,7 @@ from typing import Any
 from components.platform.readonly import reader_database_secret, reader_name
 from components.platform.tenant_pool import client_connections, tenant_pgbouncer_ini
 from pipelines.cluster import PLATFORM_NAMESPACE, POSTGRES_CLUSTER, POSTGRES_IMAGE
+from pipelines.pod_security import restricted_container, restricted_pod
 
 __all__ = [
     "NAME_LABEL",
@@ -154,9 +155,6 @@ def _deployment(tenant: str, name: str, metadata: dict[str, Any], selector: dict
     hashes) into memory, then PgBouncer serves the tenant's databases; both restricted."""
     labels = pooler_labels(tenant)
 
-    def restricted() -> dict[str, Any]:
-        return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True}
-
     def password(variable: str, secret: str) -> dict[str, Any]:
         return {"name": variable, "valueFrom": {"secretKeyRef": {"name": secret, "key": "password"}}}
 
@@ -172,12 +170,7 @@ def _deployment(tenant: str, name: str, metadata: dict[str, Any], selector: dict
                 "metadata": {"labels": dict(labels)},
                 "spec": {
                     "automountServiceAccountToken": False,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": PGBOUNCER_UID,
-                        "fsGroup": PGBOUNCER_UID,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
+                    "securityContext": restricted_pod(PGBOUNCER_UID),
                     "initContainers": [
                         {
                             "name": "userlist",
@@ -189,7 +182,7 @@ def _deployment(tenant: str, name: str, metadata: dict[str, Any], selector: dict
                                 {"name": "READER", "value": reader_name(tenant)},
                                 password("READER_PASSWORD", reader_database_secret(tenant)),
                             ],
-                            "securityContext": restricted(),
+                            "securityContext": restricted_container(),
                             "resources": {
                                 "requests": {"cpu": "10m", "memory": "16Mi"},
                                 "limits": {"memory": "32Mi"},
@@ -211,7 +204,7 @@ def _deployment(tenant: str, name: str, metadata: dict[str, Any], selector: dict
                             "args": ["/etc/pgbouncer/pgbouncer.ini"],
                             "ports": [{"name": "postgres", "containerPort": PORT}],
                             "readinessProbe": {"tcpSocket": {"port": PORT}},
-                            "securityContext": restricted(),
+                            "securityContext": restricted_container(),
                             "resources": {
                                 "requests": {"cpu": "50m", "memory": "32Mi"},
                                 "limits": {"memory": "128Mi"},

@@ -15,6 +15,7 @@ from components.config import ClusterSettings
 from components.platform.readonly import READER_REDIS_RULES, reader_grants, reader_name, reader_secret
 from components.platform.settings import TENANT_REDIS_RULES
 from pipelines.cluster import PLATFORM_DATABASES, PLATFORM_NAMESPACE, POSTGRES_CLUSTER, POSTGRES_IMAGE, POSTGRES_UID
+from pipelines.pod_security import restricted_container, restricted_pod
 
 __all__ = ["TENANT_REDIS_IMAGE", "TENANT_REDIS_MAXMEMORY", "tenant_database_sql", "tenant_databases", "tenant_redis"]
 
@@ -116,6 +117,8 @@ def tenant_databases(tenants: list[str]) -> list[dict[str, Any]]:
 
 TENANT_REDIS_IMAGE = "registry.mlops.internal/mirror/redis:7.2"
 TENANT_REDIS_MAXMEMORY = "1gb"  # below the container's limit, so it evicts (allkeys-lru) rather than dies
+REDIS_UID = 999
+"""The redis image's own user (and the group that owns its volumes)."""
 
 # The users file, written at each start from the passwords (their Secrets) and the rule lines:
 # `default` off, the tenant's user and its read-only reader (the scoring transformer's,
@@ -197,9 +200,6 @@ def _redis_statefulset(tenant: str, labels: dict[str, str], env: list[dict[str, 
     """The tenant's Redis: an init container writes the users file from `env` (the passwords), then
     redis-server reads it; both restricted, its memory its own, the users file in memory only."""
 
-    def restricted() -> dict[str, Any]:
-        return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True}
-
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
@@ -212,19 +212,14 @@ def _redis_statefulset(tenant: str, labels: dict[str, str], env: list[dict[str, 
                 "metadata": {"labels": dict(labels)},
                 "spec": {
                     "automountServiceAccountToken": False,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": 999,
-                        "fsGroup": 999,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
+                    "securityContext": restricted_pod(REDIS_UID),
                     "initContainers": [
                         {
                             "name": "users",
                             "image": TENANT_REDIS_IMAGE,
                             "command": ["sh", "/etc/redis/write-acl.sh"],
                             "env": env,
-                            "securityContext": restricted(),
+                            "securityContext": restricted_container(),
                             "resources": {
                                 "requests": {"cpu": "10m", "memory": "16Mi"},
                                 "limits": {"memory": "32Mi"},
@@ -242,7 +237,7 @@ def _redis_statefulset(tenant: str, labels: dict[str, str], env: list[dict[str, 
                             "command": ["redis-server", "/etc/redis/redis.conf"],
                             "ports": [{"name": "redis", "containerPort": 6379}],
                             "readinessProbe": {"tcpSocket": {"port": 6379}},
-                            "securityContext": restricted(),
+                            "securityContext": restricted_container(),
                             "resources": {
                                 "requests": {"cpu": "250m", "memory": "1536Mi"},
                                 "limits": {"memory": "1536Mi"},
