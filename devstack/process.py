@@ -21,6 +21,7 @@ __all__ = [
     "STEP",
     "alive",
     "as_service_user",
+    "children",
     "companion_venv",
     "find_binary",
     "free_port_base",
@@ -29,6 +30,7 @@ __all__ = [
     "port_free",
     "port_open",
     "read_pid",
+    "reload",
     "running_as_root",
     "start",
     "start_time",
@@ -188,6 +190,28 @@ def alive(pid: int | None) -> bool:
         if done == pid:
             return False
     return True
+
+
+def reload(pid_file: Path) -> bool:
+    """Make the running service of `pid_file` reread its files (SIGHUP); False when none runs.
+    When we are root the pid file holds runuser's pid (as_service_user), and the service is its
+    child: the children get the signal, else the process itself."""
+    pid = read_pid(pid_file)
+    if not alive(pid):
+        return False
+    assert pid is not None
+    for target in children(pid) or [pid]:
+        os.kill(target, signal.SIGHUP)
+    return True
+
+
+def children(pid: int) -> list[int]:
+    """The pids of `pid`'s child processes (Linux /proc); none when it has none or is gone."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(child) for child in text.split()]
 
 
 def merged_environment(env: Mapping[str, str | None] | None) -> dict[str, str]:

@@ -12,9 +12,7 @@ lists them (`rows`).
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -76,12 +74,7 @@ def start(stack: Stack, tenant: str) -> float:
     """Start the tenant's pooler, or make a running one reread its files (SIGHUP)."""
     name = service(tenant)
     config = stack.folder(name) / "pgbouncer.ini"
-    pid = process.read_pid(stack.pid_file(name))
-    if process.alive(pid):
-        assert pid is not None
-        # The pid file holds runuser's pid when we are root; pgbouncer is its child.
-        for target in _children(pid) or [pid]:
-            os.kill(target, signal.SIGHUP)
+    if process.reload(stack.pid_file(name)):
         return 0.0
     point_at_postgres(stack, config)
     stack.log(name).touch()
@@ -117,11 +110,3 @@ def rows(stack: Stack) -> list[dict[str, Any]]:
         }
         for config in configs(stack)
     ]
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(child) for child in text.split()]

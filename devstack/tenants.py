@@ -20,13 +20,10 @@ Credentials are generated once and kept in `<stack>/tenants/<name>.json` (mode 0
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
-import signal
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from components.environment import temporary_env
@@ -257,20 +254,7 @@ def _reload_pgbouncer(stack: Stack) -> None:
     ini = folder / "pgbouncer.ini"
     ini.write_text(ini.read_text().split("[users]")[0].rstrip() + "\n")
     process.give_to_service_user(folder)
-    pid = process.read_pid(stack.pid_file("pgbouncer"))
-    if process.alive(pid):
-        assert pid is not None
-        # The pid file holds runuser's pid when we are root; pgbouncer is its child.
-        for target in _children(pid) or [pid]:
-            os.kill(target, signal.SIGHUP)
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(child) for child in text.split()]
+    process.reload(stack.pid_file("pgbouncer"))
 
 
 def _provision_mlflow(stack: Stack, tenant: Tenant) -> None:
