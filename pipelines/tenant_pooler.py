@@ -26,7 +26,7 @@ against, and the platform's own PgBouncer is a Deployment of the same image.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from components.platform.readonly import reader_database_secret, reader_name
 from components.platform.tenant_pool import client_connections, tenant_pgbouncer_ini
@@ -41,6 +41,7 @@ __all__ = [
     "PORT",
     "TENANT_LABEL",
     "USERLIST",
+    "network_policy",
     "pooler_host",
     "pooler_ini",
     "pooler_labels",
@@ -229,46 +230,42 @@ def _deployment(tenant: str, name: str, metadata: dict[str, Any], selector: dict
     }
 
 
-def postgres_from_tenant_poolers() -> dict[str, Any]:
-    """The CloudNativePG instances admit the tenants' poolers (the platform's PgBouncer has its own
-    rule, manifests/base/network/network-policies.yaml: postgres-instances)."""
+def network_policy(
+    name: str,
+    namespace: str,
+    pods: dict[str, str],
+    direction: Literal["Ingress", "Egress"],
+    peers: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """A NetworkPolicy on `pods` (all of the namespace's when empty) that allows one direction
+    only, to or from `peers`, on the pooler's port: both sides of the flows the poolers add."""
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": {"name": "postgres-from-tenant-poolers", "namespace": PLATFORM_NAMESPACE},
+        "metadata": {"name": name, "namespace": namespace},
         "spec": {
-            "podSelector": {"matchLabels": {"cnpg.io/cluster": POSTGRES_CLUSTER}},
-            "policyTypes": ["Ingress"],
-            "ingress": [
-                {
-                    "from": [{"podSelector": {"matchLabels": {NAME_LABEL: POOLER_APP}}}],
-                    "ports": [{"protocol": "TCP", "port": PORT}],
-                }
+            "podSelector": {"matchLabels": dict(pods)} if pods else {},
+            "policyTypes": [direction],
+            direction.lower(): [
+                {"from" if direction == "Ingress" else "to": peers, "ports": [{"protocol": "TCP", "port": PORT}]}
             ],
         },
     }
+
+
+def postgres_from_tenant_poolers() -> dict[str, Any]:
+    """The CloudNativePG instances admit the tenants' poolers (the platform's PgBouncer has its own
+    rule, manifests/base/network/network-policies.yaml: postgres-instances)."""
+    poolers = [{"podSelector": {"matchLabels": {NAME_LABEL: POOLER_APP}}}]
+    postgres = {"cnpg.io/cluster": POSTGRES_CLUSTER}
+    return network_policy("postgres-from-tenant-poolers", PLATFORM_NAMESPACE, postgres, "Ingress", poolers)
 
 
 def tenant_pooler_egress(tenant: str) -> dict[str, Any]:
     """In the tenant's namespace: its pods may reach its own pooler (and no other tenant's, whose
     policy admits only that tenant's namespace)."""
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": {"name": "allow-own-pgbouncer-egress", "namespace": tenant},
-        "spec": {
-            "podSelector": {},
-            "policyTypes": ["Egress"],
-            "egress": [
-                {
-                    "to": [
-                        {
-                            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": PLATFORM_NAMESPACE}},
-                            "podSelector": {"matchLabels": {NAME_LABEL: POOLER_APP, TENANT_LABEL: tenant}},
-                        }
-                    ],
-                    "ports": [{"protocol": "TCP", "port": PORT}],
-                }
-            ],
-        },
+    pooler = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": PLATFORM_NAMESPACE}},
+        "podSelector": {"matchLabels": {NAME_LABEL: POOLER_APP, TENANT_LABEL: tenant}},
     }
+    return network_policy("allow-own-pgbouncer-egress", tenant, {}, "Egress", [pooler])
