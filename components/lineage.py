@@ -19,7 +19,7 @@ import os
 import re
 from importlib import metadata
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import pandas as pd
 import yaml
@@ -27,6 +27,9 @@ import yaml
 from components import artifacts
 from components.environment import IMAGE_VARIABLE
 from components.errors import ComponentError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 __all__ = [
     "CONTEXTS",
@@ -285,7 +288,7 @@ def _recorded(base: Any) -> Any:
     return RecordedDataset
 
 
-def log_datasets(client: Any, run_id: str, records: list[DatasetRecord]) -> None:
+def log_datasets(client: MlflowClient, run_id: str, records: list[DatasetRecord]) -> None:
     """Each dataset on the run through MLflow's dataset API (MetaDataset, one input per context)."""
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
@@ -311,7 +314,7 @@ def log_datasets(client: Any, run_id: str, records: list[DatasetRecord]) -> None
 
 
 def record_on_run(
-    client: Any,
+    client: MlflowClient,
     run_id: str,
     *,
     materialized: dict[str, Any],

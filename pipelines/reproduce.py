@@ -67,7 +67,7 @@ def reproduce(model: str, *, version: int | None = None, alias: str | None = Non
     mlflow = model_registry.client()
     number = model_registry.resolve_version(mlflow, model, version=version, alias=alias)
     record = mlflow.get_model_version(model, str(number))
-    document, config_data = _recorded_documents(mlflow, record.run_id)
+    document, config_data = _recorded_documents(mlflow, model_registry.run_id_of(record))
     cfg = parse_config(config_data, source=f"{model} v{number}'s recorded config")
     if lineage.canonical_sha256(config_data) != (document.get("config") or {}).get("sha256"):
         raise ComponentError(STEP, f"{model} v{number}'s recorded config does not match its hash", "re-register it")

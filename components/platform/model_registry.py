@@ -19,13 +19,17 @@ import secrets
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from components import artifacts
 from components.errors import ComponentError
 from components.handoffs import Registration
 from components.platform import services
 from components.platform.settings import apply_client_caps
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
 
 __all__ = [
     "CANARY",
@@ -47,6 +51,7 @@ __all__ = [
     "record_load_seconds",
     "registered_model",
     "resolve_version",
+    "run_id_of",
     "tracking_uri",
     "who",
 ]
@@ -61,7 +66,7 @@ HASH_TAG = "artifact_sha256"
 MODEL_FILENAMES = {"xgboost_json": "model.json", "torchscript": "model.pt"}
 
 
-def client_at(tracking_uri: str) -> Any:
+def client_at(tracking_uri: str) -> MlflowClient:
     """An MLflow client of the tracking server and registry at `tracking_uri`, as given (`client`
     resolves it first); a local sqlite registry's folder is made."""
     from mlflow import MlflowClient
@@ -72,7 +77,7 @@ def client_at(tracking_uri: str) -> Any:
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
-def experiment_id(client: Any, experiment: str, artifact_root: str | None) -> str:
+def experiment_id(client: MlflowClient, experiment: str, artifact_root: str | None) -> str:
     """The experiment's id, made (with its artifacts under `artifact_root`) when it is new; a
     concurrent maker's is taken."""
     existing = client.get_experiment_by_name(experiment)
@@ -92,11 +97,11 @@ def tracking_uri(explicit: str | None = None) -> str:
     return services.tracking_uri(STEP, explicit)
 
 
-def client(uri: str | None = None) -> Any:
+def client(uri: str | None = None) -> MlflowClient:
     return client_at(tracking_uri(uri))
 
 
-def registered_model(mlflow: Any, model: str) -> Any:
+def registered_model(mlflow: MlflowClient, model: str) -> Any:
     from mlflow.exceptions import MlflowException
 
     try:
@@ -109,7 +114,7 @@ def registered_model(mlflow: Any, model: str) -> Any:
         ) from error
 
 
-def resolve_version(mlflow: Any, model: str, *, version: int | None = None, alias: str | None = None) -> int:
+def resolve_version(mlflow: MlflowClient, model: str, *, version: int | None = None, alias: str | None = None) -> int:
     """The version number a --version or --alias names; errors list what exists."""
     from mlflow.exceptions import MlflowException
 
@@ -130,24 +135,36 @@ def resolve_version(mlflow: Any, model: str, *, version: int | None = None, alia
     return int(aliases[name])
 
 
-def aliases(mlflow: Any, model: str) -> dict[str, int]:
+def aliases(mlflow: MlflowClient, model: str) -> dict[str, int]:
     return {name: int(number) for name, number in (mlflow.get_registered_model(model).aliases or {}).items()}
 
 
-def _download_text(mlflow: Any, run_id: str, path: str) -> str:
+def run_id_of(version: ModelVersion) -> str:
+    """The run that registered `version`: every version the register step makes has one."""
+    if not version.run_id:
+        raise ComponentError(
+            STEP,
+            f"{version.name} v{version.version} has no run: it was not registered by the register step",
+            "register the model through its pipeline (`mlops run <pipeline>`), or pick another version",
+        )
+    return version.run_id
+
+
+def _download_text(mlflow: MlflowClient, run_id: str, path: str) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         return Path(mlflow.download_artifacts(run_id, path, tmp)).read_text()
 
 
-def load_registration(mlflow: Any, model: str, version: int) -> tuple[Registration, bytes]:
+def load_registration(mlflow: MlflowClient, model: str, version: int) -> tuple[Registration, bytes]:
     """The registration JSON register wrote for this version, rebuilt from the registry, and
     the model bytes (checked against the version's sha256 tag)."""
     record = mlflow.get_model_version(model, str(version))
-    metadata = json.loads(_download_text(mlflow, record.run_id, "model/metadata.json"))
-    scores = json.loads(_download_text(mlflow, record.run_id, "metrics.json"))
+    run_id = run_id_of(record)
+    metadata = json.loads(_download_text(mlflow, run_id, "model/metadata.json"))
+    scores = json.loads(_download_text(mlflow, run_id, "metrics.json"))
     model_file = MODEL_FILENAMES[metadata["format"]]
     with tempfile.TemporaryDirectory() as tmp:
-        model_bytes = Path(mlflow.download_artifacts(record.run_id, f"model/{model_file}", tmp)).read_bytes()
+        model_bytes = Path(mlflow.download_artifacts(run_id, f"model/{model_file}", tmp)).read_bytes()
     sha = artifacts.sha256_file_bytes(model_bytes)
     if sha != record.tags.get(HASH_TAG):
         raise ComponentError(
@@ -159,8 +176,8 @@ def load_registration(mlflow: Any, model: str, version: int) -> tuple[Registrati
     registration: Registration = {
         "model_name": model,
         "version": int(version),
-        "run_id": record.run_id,
-        "source": record.source,
+        "run_id": run_id,
+        "source": record.source or "",
         "model_file": model_file,
         "model_format": metadata["format"],
         "objective": metadata.get("objective", "binary"),
@@ -175,7 +192,7 @@ def load_registration(mlflow: Any, model: str, version: int) -> tuple[Registrati
     return registration, model_bytes
 
 
-def record_load_seconds(mlflow: Any, model: str, version: int, seconds: float) -> None:
+def record_load_seconds(mlflow: MlflowClient, model: str, version: int, seconds: float) -> None:
     """The measured time from server start to model READY; promote sizes readiness probes by it."""
     mlflow.set_model_version_tag(model, str(version), LOAD_SECONDS_TAG, f"{seconds:.2f}")
 
@@ -203,13 +220,13 @@ class HistoryEntry:
         return cls(**json.loads(text))
 
 
-def append_history(mlflow: Any, model: str, entry: HistoryEntry) -> str:
+def append_history(mlflow: MlflowClient, model: str, entry: HistoryEntry) -> str:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
     key = f"{HISTORY_PREFIX}{stamp}-{secrets.token_hex(3)}"
     mlflow.set_registered_model_tag(model, key, json.dumps(asdict(entry), sort_keys=True))
     return key
 
 
-def history(mlflow: Any, model: str) -> list[HistoryEntry]:
+def history(mlflow: MlflowClient, model: str) -> list[HistoryEntry]:
     tags = registered_model(mlflow, model).tags or {}
     return [HistoryEntry.from_json(tags[key]) for key in sorted(k for k in tags if k.startswith(HISTORY_PREFIX))]

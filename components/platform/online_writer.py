@@ -28,12 +28,16 @@ from __future__ import annotations
 
 import struct
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
 
 from components import artifacts
+
+if TYPE_CHECKING:
+    from feast import FeatureStore, FeatureView, FileSource
+    from feast.infra.online_stores.sqlite import SqliteOnlineStore
 
 __all__ = ["CHUNK", "materialize_view", "supported"]
 
@@ -110,7 +114,7 @@ def _text(kind: str, values: pd.Series) -> list[str | None]:
     return [None if gone else str(v) for v, gone in zip(python, missing, strict=True)]
 
 
-def supported(store: Any, view: Any) -> bool:
+def supported(store: FeatureStore, view: FeatureView) -> bool:
     """Whether this writer reproduces Feast's bytes for the view (else use store.materialize)."""
     config = store.config
     kind = getattr(config.online_store, "type", "")
@@ -133,14 +137,14 @@ def supported(store: Any, view: Any) -> bool:
     return all(field.dtype.to_value_type().name in _TAGS for field in view.features)
 
 
-def materialize_view(store: Any, view: Any, start: datetime, end: datetime) -> dict[str, int]:
+def materialize_view(store: FeatureStore, view: FeatureView, start: datetime, end: datetime) -> dict[str, int]:
     """Write each entity's latest row in [start, end] online; returns rows read and written."""
     import pyarrow.parquet as pq
 
     from components.serving.online_reader import key_encoder
 
     config = store.config
-    source = view.batch_source
+    source = cast("FileSource", view.batch_source)  # supported(): a source with a path, no field mapping
     join = view.entity_columns[0]
     join_type = join.dtype.to_value_type()
     timestamp, created = source.timestamp_field, source.created_timestamp_column or None
@@ -180,8 +184,8 @@ def materialize_view(store: Any, view: Any, start: datetime, end: datetime) -> d
 
 
 def _write_sqlite(
-    store: Any,
-    view: Any,
+    store: FeatureStore,
+    view: FeatureView,
     entity_keys: list[bytes],
     names: list[str],
     encoded: list[list[bytes]],
@@ -199,7 +203,8 @@ def _write_sqlite(
         for index, key in enumerate(entity_keys)
         for name, column, text in zip(names, encoded, texts, strict=True)
     )
-    connection = store._get_provider().online_store._get_conn(config)
+    online = cast("SqliteOnlineStore", store._get_provider().online_store)  # supported(): type sqlite
+    connection = online._get_conn(config)
     with connection:
         connection.executemany(
             f"INSERT INTO {table} (entity_key, feature_name, value, value_text, event_ts, created_ts)"
@@ -212,7 +217,12 @@ def _write_sqlite(
 
 
 def _write_redis(
-    store: Any, view: Any, entity_keys: list[bytes], encoded: list[list[bytes]], nanos: list[int], names: list[str]
+    store: FeatureStore,
+    view: FeatureView,
+    entity_keys: list[bytes],
+    encoded: list[list[bytes]],
+    nanos: list[int],
+    names: list[str],
 ) -> int:
     """Feast's Redis hashes, only where the event is newer than what is stored (Feast's rule)."""
     from feast.infra.online_stores.helpers import _mmh3

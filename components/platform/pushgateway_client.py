@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from components.errors import ComponentError
 from components.platform.settings import PUSHGATEWAY_CREDENTIALS
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 __all__ = ["Handler", "credentials", "handler", "push"]
 
@@ -57,7 +60,7 @@ def handler(env: Mapping[str, str] | None = None) -> Handler:
     return authenticated
 
 
-def push(step: str, url: str, *, job: str, grouping: dict[str, str], registry: Any, what: str) -> None:
+def push(step: str, url: str, *, job: str, grouping: dict[str, str], registry: CollectorRegistry, what: str) -> None:
     """Push one group with the tenant's credentials, each failure with its retry class: a refusal
     (4xx but 429: bad credentials, another tenant's gateway, a clashing HELP text) is permanent
     (exit 2) and names the group; an unreachable or overloaded gateway is transient (exit 75)."""

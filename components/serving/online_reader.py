@@ -10,9 +10,12 @@ registry and reads exactly the bytes Feast wrote: same definitions, same keys, n
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from components.errors import ComponentError
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
 
 __all__ = ["STEP", "OnlineFeatureReader", "key_encoder", "redis_client"]
 
@@ -118,7 +121,7 @@ def key_encoder(join_keys: list[str], types: dict[str, Any], version: int) -> An
 class OnlineFeatureReader:
     """Reads one feature service's features for entity rows; output as Feast's `to_dict()`."""
 
-    def __init__(self, store: Any, feature_service: str) -> None:
+    def __init__(self, store: FeatureStore, feature_service: str) -> None:
         from feast.infra.online_stores.helpers import _mmh3
         from feast.infra.online_stores.redis import _versioned_fv_name
 

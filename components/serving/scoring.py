@@ -22,12 +22,15 @@ import asyncio
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from components.config import ScoringSettings
 from components.errors import ComponentError
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
 
 __all__ = [
     "FLOAT32_MAX",
@@ -74,7 +77,7 @@ class Joined:
 class SdkReader:
     """Feast's SDK read, for online stores other than Redis (the laptop's sqlite)."""
 
-    def __init__(self, store: Any, feature_service: str) -> None:
+    def __init__(self, store: FeatureStore, feature_service: str) -> None:
         self._store, self._service = store, store.get_feature_service(feature_service)
         self.features = [f.name for p in self._service.feature_view_projections for f in p.features]
         views = [store.get_feature_view(p.name) for p in self._service.feature_view_projections]
@@ -88,7 +91,7 @@ class SdkReader:
         return result
 
 
-def online_reader(store: Any, feature_service: str) -> Any:
+def online_reader(store: FeatureStore, feature_service: str) -> Any:
     """The scoring path's reader: the pipelined HMGET on Redis, Feast's SDK on any other store."""
     if getattr(store.config.online_store, "type", "") == "redis":
         from components.serving.online_reader import OnlineFeatureReader

@@ -22,7 +22,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -35,6 +35,9 @@ from components.platform import model_registry, services
 from components.steps.drift_metrics import push_metrics
 from components.steps.drift_report import table, write_plot, write_report
 from components.steps.register import REFERENCE_ARTIFACT
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 __all__ = [
     "PARALLEL_ROWS",
@@ -107,7 +110,7 @@ class Reference:
         return (now - self.registered_at).total_seconds()
 
 
-def find_reference(mlflow: Any, model: str, version: int | None = None) -> Reference:
+def find_reference(mlflow: MlflowClient, model: str, version: int | None = None) -> Reference:
     """The champion's (or `version`'s) training set, through the registry alone."""
     from mlflow.exceptions import MlflowException
 
@@ -135,9 +138,10 @@ def find_reference(mlflow: Any, model: str, version: int | None = None) -> Refer
         record = mlflow.get_model_version(model, str(version))
     except MlflowException as error:
         raise ComponentError(STEP, f"{model} has no version {version}", "pick one of its versions") from error
+    run_id = model_registry.run_id_of(record)
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            local = Path(mlflow.download_artifacts(record.run_id, REFERENCE_ARTIFACT, tmp))
+            local = Path(mlflow.download_artifacts(run_id, REFERENCE_ARTIFACT, tmp))
         except (MlflowException, OSError) as error:
             unreachable = isinstance(error, OSError) and not isinstance(error, FileNotFoundError)
             if unreachable or transient_reason(error):  # the store is down or failing: a retry may pass
@@ -146,7 +150,7 @@ def find_reference(mlflow: Any, model: str, version: int | None = None) -> Refer
                 ) from error
             raise ComponentError(
                 STEP,
-                f"{model} v{version} (run {record.run_id}) has no training set artifact at {REFERENCE_ARTIFACT}",
+                f"{model} v{version} (run {run_id}) has no training set artifact at {REFERENCE_ARTIFACT}",
                 "it was registered before drift monitoring kept one: retrain it "
                 "(`mlops submit <pipeline> --force-retrain`), or compare with a newer --reference-version",
             ) from error
@@ -155,7 +159,7 @@ def find_reference(mlflow: Any, model: str, version: int | None = None) -> Refer
     return Reference(
         model=model,
         version=version,
-        run_id=record.run_id,
+        run_id=run_id,
         registered_at=registered_at,
         features=list(frame.columns),
         frame=frame,
@@ -302,7 +306,7 @@ def retrain_key(pipeline: str, now: dt.datetime, timezone: str) -> str:
     return f"{pipeline}@{now.astimezone(ZoneInfo(timezone)).date().isoformat()}"
 
 
-def _claimed(mlflow: Any, experiment_id: str, key: str, run_id: str, since: dt.datetime | None) -> str | None:
+def _claimed(mlflow: MlflowClient, experiment_id: str, key: str, run_id: str, since: dt.datetime | None) -> str | None:
     """The workflow that already decided to retrain for `key` since the champion was registered
     (a retrain from before it cannot have answered its drift); a retry of this step is not another."""
     query = f"tags.`mlops.retrain_key` = '{key}' and tags.`mlops.decision` = 'retrain'"
@@ -357,7 +361,7 @@ def decide(
 
 
 def _log_monitoring_run(
-    mlflow: Any,
+    mlflow: MlflowClient,
     experiment_id: str,
     *,
     files: dict[str, str],

@@ -23,7 +23,7 @@ import os
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import yaml
@@ -35,6 +35,9 @@ from components.errors import ComponentError
 from components.platform import s3_filesystem, services
 from components.platform.feature_definitions import SOURCE_URI_VARIABLE
 from components.tabular import require_columns
+
+if TYPE_CHECKING:
+    from feast import FeatureStore, FeatureView
 
 __all__ = [
     "HISTORICAL_CHUNK_ROWS",
@@ -94,7 +97,7 @@ def open_store(
     return FeatureStore(repo_path=str(directory))
 
 
-def apply_repo(store: Any, feature_repo: str | os.PathLike[str], source_uri: str) -> list[str]:
+def apply_repo(store: FeatureStore, feature_repo: str | os.PathLike[str], source_uri: str) -> list[str]:
     """Register the repo's objects exactly as `feast apply` parses them; returns their names."""
     from feast.repo_operations import parse_repo
 
@@ -150,7 +153,7 @@ def _point_s3_sources_at_the_platform(objects: list[Any]) -> None:
             source.file_options.s3_endpoint_override = endpoint
 
 
-def _feature_names(store: Any, feature_service: str) -> list[str]:
+def _feature_names(store: FeatureStore, feature_service: str) -> list[str]:
     try:
         service = store.get_feature_service(feature_service)
     except Exception as error:
@@ -162,7 +165,7 @@ def _feature_names(store: Any, feature_service: str) -> list[str]:
     return [field.name for projection in service.feature_view_projections for field in projection.features]
 
 
-def feature_service_definition(store: Any, feature_service: str) -> dict[str, Any]:
+def feature_service_definition(store: FeatureStore, feature_service: str) -> dict[str, Any]:
     """What the feature service serves, without what changes per run (timestamps, the source's
     path): its projections, and each view's entities, TTL and typed fields. Its sha256 is the
     lineage's record of the feature definitions."""
@@ -188,7 +191,7 @@ def feature_service_definition(store: Any, feature_service: str) -> dict[str, An
     return {"service": spec, "views": views}
 
 
-def historical_features(store: Any, entity_df: pd.DataFrame, feature_service: str) -> pd.DataFrame:
+def historical_features(store: FeatureStore, entity_df: pd.DataFrame, feature_service: str) -> pd.DataFrame:
     """Point-in-time join: in one query on DuckDB, in time-ordered chunks on the file store.
 
     The file offline store joins each entity row with every source row of the same entity
@@ -208,7 +211,7 @@ def historical_features(store: Any, entity_df: pd.DataFrame, feature_service: st
     return pd.concat(parts, ignore_index=True)
 
 
-def _write_online(store: Any, view: Any, start: datetime, end: datetime) -> None:
+def _write_online(store: FeatureStore, view: FeatureView, start: datetime, end: datetime) -> None:
     """One view's interval into the online store: the columnar Redis writer where it applies."""
     from components.platform import online_writer
 
@@ -218,7 +221,7 @@ def _write_online(store: Any, view: Any, start: datetime, end: datetime) -> None
         store.materialize(start_date=start, end_date=end, feature_views=[view.name])
 
 
-def materialize_online(store: Any, frame: pd.DataFrame, timestamp: str, entity: str) -> dict[str, Any]:
+def materialize_online(store: FeatureStore, frame: pd.DataFrame, timestamp: str, entity: str) -> dict[str, Any]:
     """Move the online store's watermark to the data's end; report what the interval held."""
     end = frame[timestamp].max().to_pydatetime() + timedelta(microseconds=1)
     views = [view for view in store.list_feature_views() if view.online]

@@ -23,7 +23,7 @@ import json
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from components import artifacts
 from components.config import RegisterSettings
@@ -38,6 +38,9 @@ from components.handoffs import (
 from components.platform import model_registry, services
 from components.platform.model_registry import HASH_TAG, MODEL_FILENAMES, client_at
 from components.steps.model_card import render_model_card
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 __all__ = ["REFERENCE_ARTIFACT", "STEP", "register"]
 
@@ -64,12 +67,12 @@ def _writer_lock(tracking_uri: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _versions_with_hash(client: Any, model_name: str, sha: str) -> list[Any]:
+def _versions_with_hash(client: MlflowClient, model_name: str, sha: str) -> list[Any]:
     found = client.search_model_versions(f"name='{model_name}' and tags.{HASH_TAG}='{sha}'")
     return sorted(found, key=lambda version: int(version.version))
 
 
-def _ensure_registered_model(client: Any, model_name: str, description: str) -> None:
+def _ensure_registered_model(client: MlflowClient, model_name: str, description: str) -> None:
     from mlflow.exceptions import MlflowException
 
     try:
@@ -84,7 +87,7 @@ def _flat_params(params: dict[str, Any]) -> dict[str, str]:
 
 
 def _log_run(
-    client: Any,
+    client: MlflowClient,
     experiment_id: str,
     model_path: Path,
     metadata: TrainingMetadata,
@@ -135,7 +138,7 @@ def _log_run(
     return run_id, f"{base}/model", f"{base}/model_card.md"
 
 
-def _log_reference(client: Any, run_id: str, train_set: str, features: list[str], scratch: Path) -> None:
+def _log_reference(client: MlflowClient, run_id: str, train_set: str, features: list[str], scratch: Path) -> None:
     """The training set's feature columns, the drift step's reference for this version."""
     from components.tabular import read_parquet, require_columns
 
@@ -264,7 +267,7 @@ def register(
         card=card or {},
         metadata=meta,
         metrics=scores,
-        run_id=version.run_id,
+        run_id=model_registry.run_id_of(version),
         pipeline=pipeline,
         git_commit=git_commit,
     )
@@ -306,7 +309,7 @@ def _registration(
 
 
 def _register_locked(
-    client: Any,
+    client: MlflowClient,
     uri: str,
     root: str | None,
     model_path: Path,

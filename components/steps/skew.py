@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from components.config import ScoringSettings
 from components.errors import ComponentError
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
 
 __all__ = [
     "STEP",
@@ -69,7 +72,7 @@ def _equal(a: Any, b: Any, tolerance: float) -> bool:
         return bool(a == b)
 
 
-def latest_events(store: Any, feature_service: str, entity_column: str, timestamp_column: str) -> pd.DataFrame:
+def latest_events(store: FeatureStore, feature_service: str, entity_column: str, timestamp_column: str) -> pd.DataFrame:
     """Each entity's latest row in the offline data the feature service's views read."""
     from components import artifacts
 
@@ -84,7 +87,7 @@ def latest_events(store: Any, feature_service: str, entity_column: str, timestam
 
 
 def check(
-    store: Any,
+    store: FeatureStore,
     feature_service: str,
     *,
     entity_column: str,

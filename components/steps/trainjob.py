@@ -19,10 +19,13 @@ import secrets
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from components.errors import ComponentError, TransientError
 from components.platform.buckets import PIPELINE_ARTIFACTS
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
 
 __all__ = [
     "FEATURES",
@@ -70,7 +73,7 @@ def _namespace(job: dict[str, Any]) -> str:
     )
 
 
-def _api() -> Any:
+def _api() -> ApiClient:
     from kubernetes import client, config
 
     config.load_incluster_config()
@@ -86,7 +89,7 @@ def terminal(job: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def _create(api: Any, namespace: str, job: dict[str, Any]) -> dict[str, Any]:
+def _create(api: ApiClient, namespace: str, job: dict[str, Any]) -> dict[str, Any]:
     """Create it with strict field validation: a field the Trainer CRD does not declare is refused,
     not pruned without a word (a misspelt setting would silently train with the runtime's default)."""
     from kubernetes.client.exceptions import ApiException
@@ -125,7 +128,7 @@ def launch(
     metadata_out: str,
     features: list[str],
     *,
-    api: Any = None,
+    api: ApiClient | None = None,
     staging_root: str | None = None,
     poll_seconds: float = 10.0,
     timeout_seconds: float = TIMEOUT_SECONDS,

@@ -40,20 +40,19 @@ def read_lineage(model: str, *, version: int | None = None, alias: str | None = 
     mlflow = model_registry.client()
     number = model_registry.resolve_version(mlflow, model, version=version, alias=alias)
     record = mlflow.get_model_version(model, str(number))
-    run = mlflow.get_run(record.run_id)
+    run_id = model_registry.run_id_of(record)
+    run = mlflow.get_run(run_id)
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            document = json.loads(
-                Path(mlflow.download_artifacts(record.run_id, "lineage/lineage.json", tmp)).read_text()
-            )
+            document = json.loads(Path(mlflow.download_artifacts(run_id, "lineage/lineage.json", tmp)).read_text())
         except Exception as error:
             raise ComponentError(
                 "lineage",
-                f"{model} v{number} (run {record.run_id}) has no lineage record",
+                f"{model} v{number} (run {run_id}) has no lineage record",
                 "it was registered before lineage was recorded: retrain it with `mlops run` or `mlops submit`",
             ) from error
     datasets = []
-    for entry in run.inputs.dataset_inputs:
+    for entry in run.inputs.dataset_inputs if run.inputs else []:
         profile = json.loads(entry.dataset.profile or "{}")
         context = next((t.value for t in entry.tags if t.key == "mlflow.data.context"), "")
         source = json.loads(entry.dataset.source).get("uri", entry.dataset.source)
