@@ -225,7 +225,7 @@ def test_the_guides_gatekeeper_row_names_every_constraint_the_platform_installs(
     """issue 29: the Gatekeeper row named four of the policies and not serving-labels or
     trainjob-runtimes, so an install that left them out looked complete. The row is checked against
     the Constraints `manifests/policies` renders; control: a name the row lacks is seen."""
-    from mlops.lint import render
+    from tests.rendered_manifests import render
 
     constraints = {
         obj["metadata"]["name"]

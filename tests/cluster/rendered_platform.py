@@ -12,10 +12,11 @@ from typing import Any
 import yaml
 
 from mlops import admission
-from mlops.lint import check, render
+from mlops.lint import check
 from tests.cluster.journeys import REPO, Journey
 from tests.cluster.rbac_evaluator_without_apiserver import Identity, Rbac
 from tests.manifests.networkpolicy_evaluator_without_cni import Address, Evaluator, Pod
+from tests.rendered_manifests import render
 
 MANIFESTS = REPO / "manifests"
 TENANTS = sorted(p.parent.name for p in (MANIFESTS / "tenants").glob("*/namespace.yaml"))

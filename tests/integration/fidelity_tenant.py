@@ -13,10 +13,10 @@ import yaml
 
 from devstack.stack import Stack
 from devstack.tenants import Tenant
-from mlops.lint import render as kustomize
 from pipelines.cluster import cluster_settings, platform_configmap
 from pipelines.tenant_pooler import pooler_name
 from tests.conftest import REPO
+from tests.rendered_manifests import render as kustomize
 
 TENANT = "fraud"
 RAW = "s3://feast-offline/fraud/raw/latest.parquet"

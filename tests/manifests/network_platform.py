@@ -17,11 +17,11 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from mlops.lint import render
 from pipelines.standard import IMAGE
 from pipelines.trainer import RUNTIMES, cluster_training_runtime
 from tests.conftest import REPO
 from tests.manifests.networkpolicy_evaluator_without_cni import Address, Endpoint, Evaluator, Pod
+from tests.rendered_manifests import render
 
 MANIFESTS = REPO / "manifests"
 FLOWS = yaml.safe_load((MANIFESTS / "base" / "network" / "required-flows.yaml").read_text())

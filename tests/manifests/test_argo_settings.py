@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from mlops.lint import render
 from tests.conftest import REPO
+from tests.rendered_manifests import render
 
 MANIFESTS = REPO / "manifests"
 OVERLAYS = ("dev", "prod")

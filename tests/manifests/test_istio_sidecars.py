@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlops.lint import render
 from pipelines.tenancy import ISTIO_INJECTION, load, namespace
 from tests.conftest import REPO
+from tests.rendered_manifests import render
 
 MANIFESTS = REPO / "manifests"
 

@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 import yaml
 
-from mlops.lint import lint, render
+from mlops.lint import lint
 from pipelines.tenancy import load as load_tenants
 from tests.conftest import REGISTRATION, REPO
 from tests.pod_security import restricted_violations
+from tests.rendered_manifests import render
 
 MANIFESTS = REPO / "manifests"
 LABEL = "mlops.private-platform.io"

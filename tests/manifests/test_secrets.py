@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 import yaml
 
-from mlops.lint import render
 from pipelines.cluster import MODEL_PULLER_SECRET_KEYS, SHARED_PIPELINES_NAMESPACE
 from tests.conftest import REGISTRATION, REPO
+from tests.rendered_manifests import render
 
 MANIFESTS = REPO / "manifests"
 OUT_OF_BAND = MANIFESTS / "out-of-band-secrets.yaml"

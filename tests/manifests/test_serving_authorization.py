@@ -31,7 +31,6 @@ from components.steps.serving_authorization import (
     serving_objects,
 )
 from mlops import lint
-from mlops.lint import render
 from pipelines.tenancy import ISTIO_INJECTION
 from tests.conftest import REGISTRATION
 from tests.manifests.istio_authorization_evaluator_without_istiod import (
@@ -46,6 +45,7 @@ from tests.manifests.istio_authorization_evaluator_without_istiod import (
 )
 from tests.manifests.network_platform import FLOWS, MANIFESTS, NAME, TENANTS
 from tests.manifests.networkpolicy_evaluator_without_cni import Evaluator, Pod
+from tests.rendered_manifests import render
 
 # --- the authorization evaluator, on cases Istio's reference answers -------------------------------
 

@@ -63,14 +63,14 @@ def has_pod_template(obj: dict[str, Any]) -> bool:
 
 
 def overlay_objects() -> dict[str, list[dict[str, Any]]]:
-    from mlops.lint import render
+    from tests.rendered_manifests import render
 
     return {name: render(MANIFESTS / "overlays" / name) for name in OVERLAYS}
 
 
 def tenant_objects() -> dict[str, list[dict[str, Any]]]:
     """Each tenant's folder (the folders with a Namespace of their own), rendered."""
-    from mlops.lint import render
+    from tests.rendered_manifests import render
 
     folders = sorted(p.parent for p in (MANIFESTS / "tenants").glob("*/namespace.yaml"))
     return {folder.name: render(folder) for folder in folders}

@@ -246,7 +246,7 @@ def test_a_promoted_service_from_the_pipeline_passes_once_signed_off(
 
 def test_forecast_tenant_gpu_deployment_without_memory_limit_is_rejected(gpu: admission.Policy) -> None:
     """The tenant namespace is inside the constraint's reach, and the rule denies the Deployment."""
-    from mlops.lint import render
+    from tests.rendered_manifests import render
 
     tenant = render(REPO / "manifests" / "tenants" / "forecast")
     assert {"kind": "Namespace", "name": "forecast"} in [

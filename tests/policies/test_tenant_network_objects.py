@@ -107,7 +107,7 @@ def _fraud_authorization_policy() -> dict[str, Any]:
 
 
 def _shipped() -> list[dict[str, Any]]:
-    from mlops.lint import render
+    from tests.rendered_manifests import render
 
     return [o for o in render(REPO / "manifests" / "tenants" / "fraud") if o["kind"] == "NetworkPolicy"]
 
