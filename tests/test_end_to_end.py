@@ -51,8 +51,19 @@ def latest_run(home: Path) -> Path:
     return max((home / "kfp-runs").iterdir(), key=lambda p: p.stat().st_mtime)
 
 
-def test_run_registers_then_rerun_reuses_the_version(tmp_path: Path) -> None:
-    first = mlops(tmp_path, "--rows", ROWS)
+@pytest.fixture(scope="module")
+def fraud_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """One fresh `mlops run fraud` (its MLOPS_HOME and its output), which the rerun test continues
+    and the failing-gate test reruns with a stricter gate: its validate, materialize and train come
+    from this run's cache, so the gate's scenario costs evaluate and notify, not a pipeline."""
+    home = tmp_path_factory.mktemp("fraud-home")
+    return home, mlops(home, "--rows", ROWS)
+
+
+def test_run_registers_then_rerun_reuses_the_version(
+    fraud_home: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    tmp_path, first = fraud_home
     assert first.returncode == 0, first.stdout + first.stderr
     assert "fraud-detector version 1 (new)" in first.stdout
     run = latest_run(tmp_path)
@@ -120,15 +131,18 @@ def test_run_registers_then_rerun_reuses_the_version(tmp_path: Path) -> None:
     assert registered_versions(tmp_path) == [1, 2]
 
 
-def test_failing_gate_notifies_and_registers_nothing(tmp_path: Path) -> None:
-    result = mlops(tmp_path, "--rows", ROWS, "--min-auc", "0.999")
+def test_failing_gate_notifies_and_registers_nothing(fraud_home: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    home, first = fraud_home
+    assert first.returncode == 0, first.stdout + first.stderr
+    before = registered_versions(home)
+    result = mlops(home, "--rows", ROWS, "--min-auc", "0.999")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "gate roc_auc >= 0.999: FAILED" in result.stdout
-    run = latest_run(tmp_path)
+    run = latest_run(home)
     notice = json.loads((run / "notify" / "notice").read_text())
     assert notice["threshold"] == 0.999 and notice["owner"] and notice["value"] < 0.999
     assert not (run / "register").exists() and not (run / "promote").exists()
-    assert registered_versions(tmp_path) == []
+    assert before and registered_versions(home) == before  # the failed gate registered nothing
 
 
 def test_bad_data_stops_at_validate_and_writes_nothing_downstream(tmp_path: Path) -> None:
