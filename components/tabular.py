@@ -67,11 +67,16 @@ def _file_digest(path: Path, algorithm: str) -> str:
     return digest.hexdigest()
 
 
-def require_columns(step: str, frame: pd.DataFrame, columns: list[str], what: str) -> None:
+def require_columns(
+    step: str,
+    frame: pd.DataFrame,
+    columns: list[str],
+    what: str,
+    *,
+    kind: str = "column(s)",
+    fix: str = "add the columns upstream, or change the pipeline config to the columns the data has",
+) -> None:
+    """Refuse (permanently) a frame without every one of `columns`, naming what it lacks and has."""
     missing = [column for column in columns if column not in frame.columns]
     if missing:
-        raise ComponentError(
-            step,
-            f"{what} lacks column(s) {missing}; it has {sorted(frame.columns)}",
-            "add the columns upstream, or change the pipeline config to the columns the data has",
-        )
+        raise ComponentError(step, f"{what} lacks {kind} {missing}; it has {sorted(frame.columns)}", fix)

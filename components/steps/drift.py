@@ -176,13 +176,10 @@ def read_current(uri: str) -> pd.DataFrame:
 
 
 def _check_columns(current: pd.DataFrame, features: list[str], categorical: list[str]) -> None:
-    missing = [name for name in features if name not in current.columns]
-    if missing:
-        raise ComponentError(
-            STEP,
-            f"the current data lacks the model's feature(s) {missing}; it has {sorted(current.columns)}",
-            "compare data of the shape the model scores: the raw dataset the pipeline validates",
-        )
+    from components.tabular import require_columns
+
+    fix = "compare data of the shape the model scores: the raw dataset the pipeline validates"
+    require_columns(STEP, current, features, "the current data", kind="the model's feature(s)", fix=fix)
     unknown = [name for name in categorical if name not in features]
     if unknown:
         raise ComponentError(
