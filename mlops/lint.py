@@ -28,6 +28,7 @@ __all__ = [
     "SWAGGER_FILES",
     "Finding",
     "check",
+    "check_against_schema",
     "crd_name",
     "crd_schema",
     "exceptions",
@@ -157,7 +158,7 @@ def _python_patterns(node: Any) -> Any:
     return node
 
 
-def _check(obj: Any, schema: dict[str, Any]) -> str | None:
+def check_against_schema(obj: Any, schema: dict[str, Any]) -> str | None:
     """The first schema violation, as `path: message`, or None; a field the schema does not know
     is one too (the API server would prune it without a word: a misspelt field silently lost)."""
     problem = schema_problem(obj, schema)
@@ -292,7 +293,7 @@ def _validate_one(obj: dict[str, Any], templates: dict[str, dict[str, Any]]) -> 
         if template is None:
             return f"constraint of kind {kind} has no ConstraintTemplate in this render"
         schema = template["spec"]["crd"]["spec"].get("validation", {}).get("openAPIV3Schema", {})
-        problem = _check(obj.get("spec", {}).get("parameters", {}), schema)
+        problem = check_against_schema(obj.get("spec", {}).get("parameters", {}), schema)
         return f"parameters: {problem}" if problem else None
     schema = _crd_schema(group, kind, version) or _swagger_schema(group, kind)
     file = CRD_FILES.get((group, kind))
@@ -300,7 +301,7 @@ def _validate_one(obj: dict[str, Any], templates: dict[str, dict[str, Any]]) -> 
         export = export_command(group, kind, str(schemas_dir()))
         return f"no schema for {api} {kind}: {schemas_dir() / file} is missing (export it: {export})"
     if schema is not None:
-        problem = _check(obj, schema)
+        problem = check_against_schema(obj, schema)
         for where, embedded in _embedded_workloads(obj):
             problem = problem or _prefixed(where, _validate_one(embedded, templates))
         return problem

@@ -204,13 +204,13 @@ def test_the_templates_and_constraints_are_valid_gatekeeper_objects(file: str) -
     parameter refused (the check sees one). One test for every such file (issue 30: it was written
     twice, in test_serving_labels.py and test_tenant_network_objects.py)."""
     from mlops import lint
-    from mlops.lint import _check
+    from mlops.lint import check_against_schema
 
     rule = policy(file)
     assert lint.check(rule.template) is None
     parameters = rule.template["spec"]["crd"]["spec"]["validation"]["openAPIV3Schema"]
-    assert _check(rule.parameters, parameters) is None
-    assert _check({**rule.parameters, "unknown": True}, parameters) == "/unknown: field not in the schema"
+    assert check_against_schema(rule.parameters, parameters) is None
+    assert check_against_schema({**rule.parameters, "unknown": True}, parameters) == "/unknown: field not in the schema"
 
 
 def test_our_rendered_pipelines_comply_with_the_platform_policies(
