@@ -40,7 +40,7 @@ install: $(STAMP)  ## create .venv and install the pinned stack (constraints.txt
 $(SERVING_STAMP): serving-constraints.txt
 	$(PYTHON) -m venv $(SERVING_VENV)
 	$(SERVING_VENV)/bin/pip install -q --upgrade pip
-	$(SERVING_VENV)/bin/pip install -q -c serving-constraints.txt nvidia-pytriton numpy xgboost-cpu torch
+	$(SERVING_VENV)/bin/pip install -q -c serving-constraints.txt nvidia-pytriton numpy xgboost-cpu torch lightgbm onnxruntime
 	$(SERVING_VENV)/bin/pip check
 	touch $(SERVING_STAMP)
 

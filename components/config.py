@@ -19,6 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from components.errors import ComponentError
 from components.platform.readonly import reader_secret
+from components.resource_settings import ResourceSettings
+from components.train_settings import (
+    RUNTIME_OF_MODEL,
+    DistributedSettings,
+    EvaluateSettings,
+    TrainSettings,
+    check_gate_metric,
+)
 
 __all__ = [
     "RUNTIME_OF_MODEL",
@@ -84,62 +92,19 @@ class MaterializeSettings(_Settings):
     feature_service: str
     entity_column: str
     timestamp_column: str = "event_timestamp"
+    timezone: str | None = Field(
+        None, description="IANA zone naive timestamps were written in (else they are refused): components/raw_data.py."
+    )
     label_column: str
     request_features: list[str] = Field(
         default_factory=list, description="Features that arrive with the scoring request."
     )
     holdout_fraction: float = Field(0.2, gt=0.0, lt=0.9)
-
-
-RUNTIME_OF_MODEL = {"xgboost": "xgboost-distributed", "pytorch_mlp": "torch-distributed"}
-"""The Kubeflow Trainer ClusterTrainingRuntime each model type trains on when distributed."""
-
-
-class DistributedSettings(_Settings):
-    """Training across N processes (N pods on the cluster), on an existing engine's runtime."""
-
-    workers: int = Field(ge=2, le=64, description="Processes (on the cluster: nodes of the TrainJob), each on a shard.")
-    runtime: Literal["torch-distributed", "xgboost-distributed"] = Field(
-        description="The Kubeflow Trainer runtime: torch-distributed (DDP) for pytorch_mlp, xgboost-distributed "
-        "(the collective) for xgboost."
+    fill: dict[str, float] = Field(
+        default_factory=dict,
+        description="Value a feature's missing entries are filled with, per feature (opt-in; an unlisted feature"
+        " with a missing value is refused: docs/data-contract.md).",
     )
-
-
-class TrainSettings(_Settings):
-    model_type: Literal["xgboost", "pytorch_mlp"] = "xgboost"
-    objective: Literal["binary", "regression"] = "binary"
-    seed: int = 42
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    params: dict[str, Any] = Field(default_factory=dict)
-    distributed: DistributedSettings | None = Field(
-        None, description="Unset: one process. Set: N workers, each on its shard of the training set."
-    )
-
-    @model_validator(mode="after")
-    def _runtime_fits_the_model(self) -> TrainSettings:
-        wanted = RUNTIME_OF_MODEL[self.model_type]
-        if self.distributed is not None and self.distributed.runtime != wanted:
-            raise ValueError(
-                f"distributed.runtime {self.distributed.runtime} cannot train {self.model_type}: use {wanted}"
-            )
-        return self
-
-
-class EvaluateSettings(_Settings):
-    gate_metric: Literal["roc_auc", "pr_auc", "rmse", "mae", "mape", "r2"] = Field(
-        "roc_auc",
-        description="The holdout metric the gate compares; AUCs and r2 must reach the threshold, errors stay under it.",
-    )
-    threshold: float = Field(0.85, description="The gate's threshold for gate_metric.")
-    decision_threshold: float = Field(0.5, gt=0.0, lt=1.0)
-
-    @model_validator(mode="after")
-    def _threshold_in_range(self) -> EvaluateSettings:
-        if self.gate_metric in ("roc_auc", "pr_auc") and not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"threshold for {self.gate_metric} must lie in [0, 1], got {self.threshold}")
-        if self.gate_metric in ("rmse", "mae", "mape") and self.threshold <= 0:
-            raise ValueError(f"threshold for {self.gate_metric} must be positive, got {self.threshold}")
-        return self
 
 
 class RegisterSettings(_Settings):
@@ -278,8 +243,8 @@ class ScoringSettings(_Settings):
     )
     defaults: dict[str, float] = Field(
         default_factory=dict,
-        description="A stored feature's value when the entity has none; unlisted: 0.0, what training filled"
-        " missing features with (materialize).",
+        description="A stored feature's value when the entity has none; unlisted: materialize.fill's value for it"
+        " (what training filled it with), else 0.0.",
     )
     max_rows: int = Field(
         1000,
@@ -375,8 +340,14 @@ class PipelineConfig(_Settings):
     scoring: ScoringSettings = ScoringSettings()
     promote: PromoteSettings
     cluster: ClusterSettings
+    resources: ResourceSettings = Field(default_factory=dict)  # components/resource_settings.py
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _gate_fits_the_objective(self) -> PipelineConfig:
+        check_gate_metric(self.train, self.evaluate)
+        return self
 
     def with_overrides(self, overrides: dict[str, Any]) -> PipelineConfig:
         """A copy with dotted-key overrides applied (`train.model_type`: `pytorch_mlp`), revalidated."""
@@ -399,7 +370,7 @@ def transformer_settings(cfg: PipelineConfig, image: str) -> TransformerSettings
         feature_service=m.feature_service,
         entity_column=m.entity_column,
         request_features=list(m.request_features),
-        scoring=cfg.scoring,
+        scoring=cfg.scoring.model_copy(update={"defaults": {**m.fill, **cfg.scoring.defaults}}),
         feast_credentials_secret=reader_secret(cfg.cluster.feast_credentials_secret),
         redis_credentials_secret=reader_secret(cfg.cluster.redis_credentials_secret),
     )

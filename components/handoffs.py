@@ -38,7 +38,7 @@ class TrainingMetadata(TypedDict):
     model_type: str
     objective: str
     format: str
-    """xgboost_json or torchscript: how the model file is read back."""
+    """The model kind's format (xgboost_json, torchscript, lightgbm_text, onnx, ...): how the file is read back."""
     features: list[str]
     """The model's input columns, in order: the tensor contract of serving."""
     label: str
@@ -58,6 +58,8 @@ class TrainingMetadata(TypedDict):
     """Rows times passes (boosting rounds or epochs) per second: the throughput of the fit itself."""
     passes: int
     python: str
+    num_classes: NotRequired[int]
+    """multiclass: k, the model's output width (labels 0..k-1)."""
     distributed: NotRequired[dict[str, Any]]
     """Trained by several workers: {"runtime": torch-distributed | xgboost-distributed, "workers": N}."""
 
@@ -91,6 +93,12 @@ class HoldoutMetrics(TypedDict):
     mape: NotRequired[float]
     r2: NotRequired[float]
     label_mean: NotRequired[float]
+    # multiclass models
+    accuracy: NotRequired[float]
+    macro_f1: NotRequired[float]
+    roc_auc_ovr: NotRequired[float]
+    num_classes: NotRequired[int]
+    class_counts: NotRequired[list[int]]
 
 
 class Registration(TypedDict):

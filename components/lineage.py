@@ -47,6 +47,7 @@ __all__ = [
     "image",
     "log_datasets",
     "package_versions",
+    "raw_sha256",
     "read_dataset",
     "read_dvc_pointer",
     "record_on_run",
@@ -60,8 +61,12 @@ LAKEFS_COMMIT = re.compile(r"^s3://(?P<repository>[^/]+)/(?P<commit>[0-9a-f]{64}
 PACKAGES = (
     "xgboost-cpu",
     "xgboost",
+    "lightgbm",
     "torch",
     "scikit-learn",
+    "skl2onnx",
+    "onnx",
+    "onnxruntime",
     "feast",
     "mlflow",
     "great-expectations",
@@ -95,6 +100,14 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return artifacts.sha256_uri(str(path))
 
 
+def raw_sha256(uri: str) -> str:
+    """The raw data's sha256 as validate records it: a file's bytes, a folder's files
+    (components/raw_data.py raw_digest), so cache keys and reproduce agree with the run."""
+    from components.raw_data import raw_digest
+
+    return raw_digest(uri, step=STEP)
+
+
 def read_dvc_pointer(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The first output a `.dvc` file records: its md5, size and path (relative to the pointer)."""
     try:
@@ -126,7 +139,7 @@ def describe(uri: str, frame: pd.DataFrame | None, name: str, *, sha256: str = "
         pointer = read_dvc_pointer(uri)
         record |= {"digest": pointer["md5"], "digest_kind": "dvc-md5", "dvc": pointer}
     else:
-        record |= {"digest": sha256 or file_sha256(uri), "digest_kind": "sha256"}
+        record |= {"digest": sha256 or raw_sha256(uri), "digest_kind": "sha256"}
         lakefs = LAKEFS_COMMIT.match(uri)
         if lakefs:
             record["lakefs"] = {"repository": lakefs["repository"], "commit": lakefs["commit"], "path": lakefs["path"]}
@@ -214,13 +227,15 @@ def verify(record: DatasetRecord) -> str:
     """The location of the recorded bytes, after checking they are still the recorded ones."""
     source = record["source"]
     location = data_location(source)
-    if not artifacts.exists(location):
+    from components.raw_data import present  # a folder (hive dataset) is present when it holds data files
+
+    if not (artifacts.exists(location) if record["digest_kind"] == "dvc-md5" else present(location)):
         raise ComponentError(
             STEP,
             f"dataset {record['name']!r} is gone from {location}",
             "restore it (from the lakeFS commit or DVC remote recorded) or reproduce from a version whose data exists",
         )
-    found = dvc_md5(location) if record["digest_kind"] == "dvc-md5" else file_sha256(location)
+    found = dvc_md5(location) if record["digest_kind"] == "dvc-md5" else raw_sha256(location)
     if found != record["digest"]:
         raise ComponentError(
             STEP,

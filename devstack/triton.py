@@ -35,7 +35,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def serving_venv() -> Path:
     """The serving environment: $MLOPS_SERVING_VENV, else .venv-serving beside the package."""
-    contents = "nvidia-pytriton, numpy<2, xgboost-cpu and torch from serving-constraints.txt"
+    contents = "nvidia-pytriton, numpy<2, xgboost-cpu, torch, lightgbm and onnxruntime from serving-constraints.txt"
     return process.companion_venv("MLOPS_SERVING_VENV", REPO_ROOT / ".venv-serving", "serving-env", contents)
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "follow",
     "format_status",
     "get_workflow",
+    "memory_limits",
     "node_rows",
     "normalise_token",
     "submit",
@@ -400,8 +401,24 @@ def node_rows(document: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def format_status(document: dict[str, Any]) -> str:
+def memory_limits(document: dict[str, Any]) -> dict[str, str]:
+    """Each template's memory limit, from the workflow's own templates or the WorkflowTemplate it ran."""
     status = document.get("status", {})
+    stored = (status.get("storedWorkflowTemplateSpec") or {}).get("templates") or []
+    templates = [*stored, *(document.get("spec", {}).get("templates") or [])]
+    limits: dict[str, str] = {}
+    for template in templates:
+        memory = (template.get("container") or {}).get("resources", {}).get("limits", {}).get("memory")
+        if memory:
+            limits.setdefault(str(template.get("name", "")), str(memory))
+    return limits
+
+
+def format_status(document: dict[str, Any]) -> str:
+    from pipelines.resources import killed_for_memory, memory_advice
+
+    status = document.get("status", {})
+    limits = memory_limits(document)
     lines = [
         f"{document['metadata']['name']}  phase={status.get('phase', 'Pending')}  "
         f"started={status.get('startedAt', '-')}  finished={status.get('finishedAt', '-')}"
@@ -422,6 +439,9 @@ def format_status(document: dict[str, Any]) -> str:
             lines.append(f"{'  ' * row['depth']}    writes {key}")
         if row["message"]:
             lines.append(f"{'  ' * row['depth']}    message: {row['message']}")
+        if row["type"] == "Pod" and killed_for_memory(row["message"]):  # not retried (pipelines/argo.py)
+            step = row["template"] or row["name"]
+            lines.append(f"{'  ' * row['depth']}    {memory_advice(step, limits.get(step))}")
     return "\n".join(lines)
 
 

@@ -29,6 +29,7 @@ import io
 import json
 import os
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,7 @@ __all__ = [
     "FILTER_EQUALS",
     "REQUEST_TIMEOUT",
     "TERMINAL",
+    "UNRECORDED_REASON",
     "Connection",
     "Upload",
     "client",
@@ -397,7 +399,11 @@ def wait(
     )
 
 
-def format_run(document: dict[str, Any]) -> str:
+def format_run(document: dict[str, Any], memory: Mapping[str, str | None] | None = None) -> str:
+    """The run, a line a task; a task killed for memory names the setting to raise, with its limit
+    when `memory` (step -> limit, from the pipeline's sized spec) has it."""
+    from pipelines.resources import killed_for_memory, memory_advice
+
     lines = [
         f"{document.get('display_name', '')} ({document.get('run_id', '')})  state={document.get('state') or 'PENDING'}"
         f"  created={document.get('created_at') or '-'}  finished={document.get('finished_at') or '-'}"
@@ -407,6 +413,19 @@ def format_run(document: dict[str, Any]) -> str:
     tasks = ((document.get("run_details") or {}).get("task_details")) or []
     for task in sorted(tasks, key=lambda t: (str(t.get("start_time") or ""), t.get("display_name") or "")):
         lines.append(f"- {task.get('display_name')} {task.get('state') or 'PENDING'}")
-        if (task.get("error") or {}).get("message"):
-            lines.append(f"    error: {task['error']['message']}")
+        step, message = str(task.get("display_name") or ""), (task.get("error") or {}).get("message")
+        if message:
+            lines.append(f"    error: {message}")
+        if killed_for_memory(message):  # a pod killed for memory is not retried
+            lines.append(f"    {memory_advice(step, (memory or {}).get(step))}")
+        elif task.get("state") == "FAILED":
+            lines.append(f"    {UNRECORDED_REASON.format(step=step)}")
     return "\n".join(lines)
+
+
+UNRECORDED_REASON = (
+    "KFP does not record why a task's pod ended (kubeflow/pipelines#13192): if its pod shows"
+    " `Reason: OOMKilled` (kubectl describe pod, or the KFP UI's pod tab), raise resources.{step}.memory in config.yaml"
+)
+"""What a failed KFP task is reported with when its error does not say OOMKilled: KFP v2 keeps only
+the launcher's generic error, so the pod's own reason has to be read from Kubernetes."""

@@ -1,4 +1,9 @@
-"""Turn kfp.local's verbose output into one line per step; keep the whole log in a file."""
+"""Turn kfp.local's verbose output into one line per step; keep the whole log in a file.
+
+A step's failure is reported with its cause, never as a bare FAIL: a ComponentError's problem and
+fix (the `ERROR [step]` lines pipelines/runtime.py prints), or, for an exception no component
+explained, its type, its message, where it was raised and the log line its traceback starts at.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,8 @@ EXECUTING = re.compile(r"Executing task '([\w-]+)'")
 FINISHED = re.compile(r"Task '([\w-]+)' finished with status (\w+)")
 CACHE_HIT = re.compile(r"Task ([\w-]+) cache hit \(key=(\w+)\)")
 FAILURE_CLASS = re.compile(r"failure: (\w+) \(exit (\d+)")
+TRACEBACK = "Traceback (most recent call last):"
+FRAME = re.compile(r'^File "(.+)", line (\d+)')
 
 
 class StepProgress:
@@ -33,14 +40,23 @@ class StepProgress:
         self.failure_exit_code: int | None = None
         """The exit code of the failed step's class (components/errors.py), when it printed one."""
         self._in_error = False
+        self.log_path: Path | None = None
+        """The file the stream is written to (run_streaming sets it): failures name its lines."""
+        self.lines = 0
+        """Lines read so far: the number of the log line being read."""
+        self._traceback: _Traceback | None = None
+        self.unexpected: str | None = None
+        """The last traceback's exception, as `unexpected Type: message (raised at ...; traceback at ...)`."""
 
     def feed(self, raw: str) -> None:
+        self.lines += 1
         line = ANSI.sub("", raw.rstrip("\n"))
         text = line.strip()
         if match := EXECUTING.search(line):
             self.started[match.group(1)] = time.perf_counter()
             self.errors = []
             self._in_error = False
+            self._traceback, self.unexpected = None, None
             self.emit(f"  ... {match.group(1)}")
             return
         if match := CACHE_HIT.search(line):
@@ -51,7 +67,9 @@ class StepProgress:
             step, status = match.groups()
             took = time.perf_counter() - self.started.get(step, time.perf_counter())
             mark = "ok  " if status == "SUCCESS" else "FAIL"
-            detail = _brief(self.summaries.get(step, {}))
+            if status != "SUCCESS" and not self.errors and self.unexpected:
+                self.errors = [self.unexpected]
+            detail = _brief(self.summaries.get(step, {})) if status == "SUCCESS" else " ".join(self.errors[:1])
             self.emit(f"  {mark} {step:<12} {took:6.1f}s  {detail}")
             return
         if text.startswith("{") and '"step":' in text:
@@ -60,6 +78,8 @@ class StepProgress:
             except json.JSONDecodeError:
                 return
             self.summaries[str(summary.get("step"))] = summary
+            return
+        if self._read_traceback(line, text):
             return
         if text.startswith("ERROR ["):
             self._in_error = True
@@ -72,6 +92,32 @@ class StepProgress:
                 self.errors.append(text)
             else:
                 self._in_error = False
+
+    def _read_traceback(self, line: str, text: str) -> bool:
+        """Follow a step's traceback: its frames, then its last line (`Type: message`), which
+        becomes the step's error if the step ends in FAILURE with nothing a component explained."""
+        indent = len(line) - len(line.lstrip())
+        if text == TRACEBACK:
+            self._traceback = _Traceback(indent=indent, starts=self.lines)
+            self._in_error = False
+            return True
+        trace = self._traceback
+        if trace is None:
+            return False
+        if match := FRAME.match(text):
+            trace.frame = f"{match.group(1)}:{match.group(2)}"
+        elif text and indent <= trace.indent:
+            where = f"{self.log_path}:{trace.starts}" if self.log_path else f"log line {trace.starts}"
+            self.unexpected = f"unexpected {text} (raised at {trace.frame}; traceback at {where})"
+            self._traceback = None
+        return True
+
+
+class _Traceback:
+    """A traceback being read: how far its lines are indented, its first log line, its last frame."""
+
+    def __init__(self, indent: int, starts: int) -> None:
+        self.indent, self.starts, self.frame = indent, starts, "?"
 
 
 def _brief(summary: dict[str, object]) -> str:
@@ -99,6 +145,7 @@ def run_streaming(
 ) -> int:
     """Run `command`, writing all output to `log_path` and progress (or everything) to `out`."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    progress.log_path = log_path
     with (
         open(log_path, "w") as log,
         subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as child,
@@ -109,4 +156,6 @@ def run_streaming(
             if verbose:
                 out.write(line)
             progress.feed(line)
+        if not progress.errors and progress.unexpected:  # it failed outside any step: still say why
+            progress.errors = [progress.unexpected]
         return child.wait()

@@ -267,8 +267,9 @@ def execute(request: Request, target: Target) -> Outcome:
     registration, model_bytes = model_registry.load_registration(mlflow, request.model, rendered_version)
     root = request.serving_root or services.serving_root("promote")
     storage_uri = publish_repository(
-        registration, model_bytes, root, gpu=settings.gpu, decision_threshold=request.decision_threshold
-    )
+        registration, model_bytes, root, gpu=settings.gpu, decision_threshold=request.decision_threshold,
+        runtime=settings.runtime,
+    )  # fmt: skip
     requested = {
         "signed_off_by": request.signed_off_by if request.signed_off_by is not None else settings.signed_off_by,
         "stage": request.stage or settings.stage,

@@ -52,7 +52,10 @@ from pipelines.caching import CACHE_CONFIGMAP, CACHE_MAX_AGE, cache_key
 from pipelines.cluster import TRAINING_POOL, secret_environment
 from pipelines.contract import StepContract, check, is_parameter
 from pipelines.declaration import PipelineDeclaration, RunInputs
+from pipelines.resources import OOM_KILLED, sized
 from pipelines.spec import PipelineSpec, Step
+from pipelines.team_steps import handoffs as team_handoffs
+from pipelines.team_steps import output_environment
 from pipelines.trainer import (
     argo_resource_template,
     argo_task,
@@ -79,7 +82,11 @@ __all__ = [
 ]
 
 LABEL = "mlops.private-platform.io"
-PERMANENT_FAILURE = f"asInt(lastRetry.exitCode) != {PERMANENT_EXIT_CODE}"
+PERMANENT_FAILURE = (
+    f"asInt(lastRetry.exitCode) != {PERMANENT_EXIT_CODE} && not (lastRetry.message matches '{OOM_KILLED}')"
+)
+"""Retry only what may pass next time: a permanent error (exit 2, components/errors.py) and a pod
+killed for memory (the same limit is hit again; `mlops status` names resources.<step>.memory) are not."""
 IN, OUT = "/work/in", "/work/out"
 RUN_ID = "{{workflow.name}}"
 Contracts = dict[str, StepContract]
@@ -123,9 +130,7 @@ def retry_strategy(step: Step) -> m.RetryStrategy:
 
 
 def _resources(step: Step) -> m.ResourceRequirements:
-    limits = {"cpu": m.Quantity(step.resources.cpu), "memory": m.Quantity(step.resources.memory)}
-    if step.resources.gpu:
-        limits["nvidia.com/gpu"] = m.Quantity(str(step.resources.gpu))
+    limits = {name: m.Quantity(value) for name, value in step.resources.limits().items()}
     return m.ResourceRequirements(limits=limits, requests=dict(limits))
 
 
@@ -170,7 +175,7 @@ def _container(
     contracts: Contracts,
     *,
     memoized: bool = False,
-    stored: dict[str, str] | None = None,
+    stored: dict[str, str],
 ) -> Container:
     artifact_inputs = [name for name, ref in step.inputs.items() if not is_parameter(contracts, ref)]
     parameter_inputs = [name for name, ref in step.inputs.items() if is_parameter(contracts, ref)]
@@ -194,13 +199,14 @@ def _container(
         )
         if memoized
         else None,
-        outputs=[_output_artifact(name, (stored or {}).get(name)) for name in contracts[step.name].artifact_outputs]
+        outputs=[_output_artifact(name, stored.get(name)) for name in contracts[step.name].artifact_outputs]
         + [
             Parameter(name=name, value_from=m.ValueFrom(path=f"{OUT}/{name}"))
             for name in contracts[step.name].parameter_outputs
         ],
         env_from=PLATFORM_SETTINGS,
-        env=[*_environment(cfg), m.EnvVar(name=IMAGE_VARIABLE, value=spec.image)],  # the lineage records it
+        # the lineage records the image; a team step learns where its stored outputs live
+        env=[*_environment(cfg), m.EnvVar(name=IMAGE_VARIABLE, value=spec.image), *output_environment(step, stored)],
         resources=_resources(step),
         retry_strategy=retry_strategy(step),
         node_selector=TRAINING_POOL if gpu else None,
@@ -281,7 +287,7 @@ def _labels(cfg: PipelineConfig, spec: PipelineSpec, git_sha: str) -> dict[str, 
 
 
 def workflow_template(declaration: PipelineDeclaration, cfg: PipelineConfig, *, git_sha: str = "") -> WorkflowTemplate:
-    spec = declaration.spec
+    spec = sized(declaration.spec, cfg)  # config.yaml's resources, checked against admission and quota
     run = {name: f"{{{{workflow.parameters.{_argo_name(name)}}}}}" for name in RunInputs.names()} | {"run_id": RUN_ID}
     parameters = declaration.step_parameters(cfg, run)
     contracts = check(spec.steps, parameters)
@@ -328,7 +334,7 @@ def workflow_template(declaration: PipelineDeclaration, cfg: PipelineConfig, *, 
             step.name: None if step.name in trainjobs else cache_key(spec, step, parameters, contracts, trainjobs)
             for step in spec.steps
         }
-        handoffs = trainjob_handoffs(spec, cfg, keys)
+        handoffs = trainjob_handoffs(spec, cfg, keys) | team_handoffs(spec)
         written = {ref: key for ref, key in handoffs.items() if ref.split(".")[0] in trainjobs}
         templates: dict[str, Container | Resource] = {
             step.name: argo_resource_template(spec, step, cfg, handoffs, retry_strategy(step))

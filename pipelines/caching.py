@@ -5,7 +5,8 @@ A step's key is the sha256 of what its result depends on, and of nothing else:
   its path: the same path with new bytes is new data;
 - the step's own arguments (its section of the config), the keys of the steps it reads from, and
   the code (a fingerprint of components/, pipelines/ and mlops/, so an uncommitted edit counts),
-  the image and the package versions;
+  the image and the package versions; a team's step (pipelines/team_steps.py) adds the source of
+  its own module, which lives outside these roots;
 - the platform's non-secret settings, so a run against other stores does not reuse a result
   written into the old ones.
 Only steps declared `caching=True` get a key (pipelines/standard.py: validate, materialize, train,
@@ -90,6 +91,7 @@ def step_keys(
     from components import lineage
     from components.environment import IMAGE_VARIABLE
     from components.platform.settings import environment, from_environment
+    from pipelines.team_steps import is_team_component, module_fingerprint
 
     base = {
         "data": lineage.data_digest(raw_data),
@@ -103,15 +105,16 @@ def step_keys(
         if not step.caching:
             continue
         upstream = {name: keys.get(name, "not cached") for name in step.upstream()}
-        keys[step.name] = lineage.canonical_sha256(
-            {
-                "base": base,
-                "step": step.name,
-                "component": step.component,
-                "parameters": parameters[step.name],
-                "upstream": upstream,
-            }
-        )
+        facts = {
+            "base": base,
+            "step": step.name,
+            "component": step.component,
+            "parameters": parameters[step.name],
+            "upstream": upstream,
+        }
+        if is_team_component(step.component):  # a team's step: its own module's code too
+            facts["team_code"] = module_fingerprint(step.component)
+        keys[step.name] = lineage.canonical_sha256(facts)
     return keys
 
 

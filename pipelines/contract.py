@@ -42,9 +42,11 @@ def _artifact_class(annotation: Any) -> Any:
 
 
 def contract_of(component: str) -> StepContract:
-    op = OPS.get(component)
-    if op is None:
-        raise ValueError(f"no KFP op for component {component}: add one to pipelines/kfp_components.py OPS")
+    """The contract of a built-in op (OPS), or of a team's step function by its import path
+    ("churn_pipeline.steps:engineer_features", pipelines/team_steps.py), read the same way."""
+    from pipelines.team_steps import load_op
+
+    op = OPS.get(component) or load_op(component)
     artifact_inputs, parameter_inputs, artifact_outputs = [], [], []
     for name, parameter in inspect.signature(op).parameters.items():
         annotation = parameter.annotation

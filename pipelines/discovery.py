@@ -107,6 +107,6 @@ def declaration(reference: str) -> PipelineDeclaration:
             "run",
             f"unknown pipeline {reference!r} (installed: {', '.join(names) or 'none'})",
             f"install the package that registers it (pip install -e DIR), pass its folder (./{reference}_pipeline), "
-            f"or create it: mlops new {reference} --from fraud --out ../{reference}-pipeline",
+            f"or create it: mlops new {reference} --owner YOU@EXAMPLE --from fraud --out ../{reference}-pipeline",
         )
     return _declaration_of(entry.load(), f"entry point {entry.value}")

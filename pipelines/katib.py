@@ -13,6 +13,7 @@ from typing import Any
 
 from components.config import PipelineConfig, SearchRange
 from pipelines.cluster import TRAINING_POOL, secret_environment
+from pipelines.resources import sized
 from pipelines.spec import PipelineSpec
 from pipelines.tune import direction
 
@@ -44,10 +45,8 @@ def experiment(
     if not tune.space:
         raise ValueError(f"{cfg.pipeline}: tune.space is empty; nothing to search")
     names = sorted(tune.space)
-    step = spec.step("train")
-    limits = {"cpu": step.resources.cpu, "memory": step.resources.memory}
-    if step.resources.gpu:
-        limits["nvidia.com/gpu"] = str(step.resources.gpu)
+    step = sized(spec, cfg).step("train")  # each trial: the train step's sizes from config.yaml
+    limits = step.resources.limits()
     command = [
         "mlops", "tune-trial", cfg.pipeline, "--train-set", train_set, "--holdout-set", holdout_set,
         *(part for parameter in names for part in ("--param", f"{parameter}=${{trialParameters.{parameter}}}")),

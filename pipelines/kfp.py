@@ -31,14 +31,17 @@ from kfp import dsl
 
 from components.config import PipelineConfig
 from components.environment import IMAGE_VARIABLE
+from components.errors import ComponentError
 from components.steps.trainjob import TEMPLATE_VARIABLE
 from pipelines.caching import NAMESPACE_VARIABLE
 from pipelines.cluster import TRAINING_POOL
 from pipelines.contract import check
 from pipelines.declaration import PipelineDeclaration, RunInputs
-from pipelines.kfp_components import OPS, notify_failure
+from pipelines.kfp_components import notify_failure
+from pipelines.resources import sized
 from pipelines.runtime import STEP_RETRY_VARIABLE
-from pipelines.spec import ROLLOUT, PipelineSpec, Step
+from pipelines.spec import GPU_RESOURCE, ROLLOUT, PipelineSpec, Step
+from pipelines.team_steps import load_op
 from pipelines.trainer import launcher_template
 
 __all__ = ["apply_cluster_environment", "apply_policies", "build_pipeline", "compile_ir"]
@@ -54,9 +57,10 @@ def apply_policies(task: Any, step: Step, *, retries: bool = True) -> None:
     if retries:
         task.set_env_variable(STEP_RETRY_VARIABLE, step.retry.to_json())
     task.set_cpu_limit(step.resources.cpu)
-    task.set_memory_limit(step.resources.memory)
+    if step.resources.memory is not None:
+        task.set_memory_limit(step.resources.memory)
     if step.resources.gpu:
-        task.set_accelerator_type("nvidia.com/gpu")
+        task.set_accelerator_type(GPU_RESOURCE)
         task.set_accelerator_limit(step.resources.gpu)
     # on a cluster KFP's cache is shared by every tenant (module docstring); only a local run's
     # own key, which carries the data's digest, may enable it (build_pipeline)
@@ -64,12 +68,26 @@ def apply_policies(task: Any, step: Step, *, retries: bool = True) -> None:
     task.set_display_name(step.name)
 
 
+def _no_ephemeral_storage(spec: PipelineSpec) -> None:
+    """KFP 2's tasks take cpu, memory and accelerators but no ephemeral storage (kubeflow/pipelines
+    issue 11137): refuse a size Kubeflow would silently drop, rather than render without it."""
+    for step in spec.steps:
+        if step.resources.ephemeral_storage is not None:
+            raise ComponentError(
+                "config",
+                f"resources.{step.name}.ephemeral_storage is set, and Kubeflow Pipelines 2 cannot give a task "
+                "ephemeral storage (kubeflow/pipelines#11137)",
+                f"remove resources.{step.name}.ephemeral_storage from config.yaml to run on Kubeflow, "
+                "or submit with `--engine argo`, which sets it",
+            )
+
+
 def _components(spec: PipelineSpec) -> dict[str, Any]:
     built: dict[str, Any] = {}
-    for step in spec.steps:
-        if step.component not in OPS:
-            raise ValueError(f"step {step.name}: no KFP op for component {step.component}")
-        built[step.name] = dsl.component(OPS[step.component], base_image=spec.image, install_kfp_package=False)
+    for step in spec.steps:  # a team's step by its import path (pipelines/team_steps.py), in the same image
+        built[step.name] = dsl.component(load_op(step.component), base_image=spec.image, install_kfp_package=False)
+        # the task is named after the step, not the function: a check's notify runs notify's as `notify-<check>`
+        built[step.name].component_spec.name = step.name
     return built
 
 
@@ -131,7 +149,9 @@ def build_pipeline(
     the data's digest before it starts). On Kubeflow no task is cached: KFP's cache lives in ML
     Metadata, which every tenant's pods can read and write (the module's docstring).
     """
-    spec = declaration.spec
+    spec = sized(declaration.spec, cfg)  # config.yaml's resources, checked against admission and quota
+    if cluster:
+        _no_ephemeral_storage(spec)
     ops = _components(spec)
     names = RunInputs.names()
 

@@ -27,6 +27,7 @@ __all__ = [
     "LocalRun",
     "available_pipelines",
     "declaration",
+    "generator",
     "git_commit",
     "run_inputs",
     "run_local",
@@ -71,9 +72,30 @@ def synthetic_dataset(reference: str, cfg: PipelineConfig, home: Path) -> Path:
     if not path.exists():
         from components import artifacts
 
-        data = importlib.import_module(f"{pipeline.package}.data")
-        artifacts.write_parquet(path, data.generate(cfg.data.rows, cfg.data.seed))
+        artifacts.write_parquet(path, generator(pipeline)(cfg.data.rows, cfg.data.seed))
     return path
+
+
+def generator(pipeline: PipelineDeclaration) -> Any:
+    """The package's `data.generate(rows, seed)`: only a run without --data needs it, so a team whose
+    data.py loads real data (or that has none) is refused here, naming --data, not at import."""
+    from components.errors import ComponentError
+
+    module = f"{pipeline.package}.data"
+    try:
+        generate = getattr(importlib.import_module(module), "generate", None)
+    except ModuleNotFoundError as error:
+        if error.name != module:
+            raise
+        generate = None
+    if not callable(generate):
+        raise ComponentError(
+            "data",
+            f"pipeline '{pipeline.name}' has no synthetic data: {module} defines no generate(rows, seed)",
+            f"pass the raw data with `mlops run {pipeline.name} --data FILE`, or add generate(rows, seed) to"
+            " data.py, returning a DataFrame that meets docs/data-contract.md",
+        )
+    return generate
 
 
 @dataclass
@@ -188,6 +210,7 @@ def _main(argv: list[str] | None = None) -> int:
     import argparse
 
     from components.config import parse_config
+    from components.errors import ComponentError
 
     parser = argparse.ArgumentParser()
     parser.add_argument("name")
@@ -211,6 +234,9 @@ def _main(argv: list[str] | None = None) -> int:
             cache=not args.no_cache,
         )
         outcome = {"ok": True}
+    except ComponentError as error:  # before any step ran (no synthetic data): `mlops run` prints it
+        print(f"ERROR {error}", flush=True)
+        return error.exit_code
     except RuntimeError as error:
         outcome = {"ok": False, "error": str(error)}
         pipeline_root = mlops_home() / "kfp-runs"

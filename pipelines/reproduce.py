@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
+    from pipelines.declaration import PipelineDeclaration
+
 __all__ = ["STEP", "Reproduction", "reproduce"]
 
 STEP = "reproduce"
@@ -54,6 +56,28 @@ def _recorded_documents(mlflow: MlflowClient, run_id: str) -> tuple[dict[str, An
     return document, config
 
 
+def _refuse_engineered(pipeline: PipelineDeclaration, version: str, source: str) -> None:
+    """Refuse a pipeline whose materialize reads a team features step's output (issue 31 item 3):
+    the lineage's raw dataset is then the engineered file, not the extract the step read, and
+    reproduce runs validate -> materialize -> train only, so it could rerun neither the step nor
+    the validation the extract passed."""
+    from components.errors import ComponentError
+
+    materialize = next((step for step in pipeline.spec.steps if step.name == "materialize"), None)
+    wire = materialize.inputs.get("raw_data", "") if materialize is not None else ""
+    if "." not in wire:
+        return
+    step = wire.partition(".")[0]
+    raise ComponentError(
+        STEP,
+        f"{version}'s pipeline {pipeline.spec.name} engineers its data in team step {step}: the lineage records "
+        f"{step}'s output ({source}) as the raw dataset, not the extract {step} read, so reproduce can rerun "
+        f"neither {step} nor validate on what the run validated",
+        f"rerun the pipeline on the original extract (mlops run {pipeline.spec.name} --data <extract>) and compare "
+        "the model's sha256 with this version's (mlops lineage shows it)",
+    )
+
+
 def reproduce(model: str, *, version: int | None = None, alias: str | None = None) -> Reproduction:
     from components import lineage
     from components.config import parse_config
@@ -72,8 +96,9 @@ def reproduce(model: str, *, version: int | None = None, alias: str | None = Non
     if lineage.canonical_sha256(config_data) != (document.get("config") or {}).get("sha256"):
         raise ComponentError(STEP, f"{model} v{number}'s recorded config does not match its hash", "re-register it")
     raw = next(d for d in document["datasets"] if d["name"] == "raw")
-    lineage.verify(raw)  # refuses changed or missing bytes before anything runs
     pipeline = declaration(cfg.pipeline)
+    _refuse_engineered(pipeline, f"{model} v{number}", raw["source"])
+    lineage.verify(raw)  # refuses changed or missing bytes before anything runs
     folder = pipeline.folder
     with tempfile.TemporaryDirectory(prefix="mlops-reproduce-") as tmp:
         scratch = Path(tmp)

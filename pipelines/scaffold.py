@@ -16,6 +16,19 @@ index-url of pip's configuration here), with hashes: requirements.lock pins ever
 its sha256 (`make lock` writes it from pip's install report, lock.py), the venv installs it with
 `--require-hashes`, and the package itself with `--no-index`. A public index that serves a
 package named private-mlops (dependency confusion) is never asked, and a changed file is refused.
+
+A new pipeline starts as its own team's, never the source's: `--owner` (required, an email) is
+the pipeline's and the model card's owner, so its alerts page its on-call; the team tag, the
+feature service (`<name>_model_v1`), the suite's name, the registered model and the namespaces
+take the new name; `--model` sets `train.model_type`. What only the team can write is left as a
+`TODO(mlops-new): <what to write>` placeholder (pipelines/placeholders.py): the model card's
+purpose and known limits, and beside the feature names, the label, the entity, the categorical
+features, the GE suite's columns and the data generator. The columns themselves stay the
+source's, because the demo's data.py writes them: the project must run `make demo` end to end on
+synthetic data before the team changes anything, so a placeholder is text (a model-card string,
+a comment, a suite note, a docstring line), never a column the run reads. `mlops new` prints the
+placeholders as its checklist and `mlops lint --pipeline` refuses a pipeline that still holds one:
+both scan the files for the token, so the checklist and the check are one list.
 """
 
 from __future__ import annotations
@@ -25,11 +38,17 @@ import re
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from components.errors import ComponentError
+from components.model_kinds import BUILTIN_KINDS
 
 __all__ = [
+    "CPU_TRAINED",
+    "EMAIL",
     "INDEX_SCHEMES",
+    "MODEL_KINDS",
+    "MODEL_PARAMS",
     "NAME",
     "PIPELINES_DIR",
     "PROJECT_FILES",
@@ -41,6 +60,18 @@ __all__ = [
 ]
 
 NAME = re.compile(r"[a-z][a-z0-9]{1,30}")  # always fullmatch: "$" also matches before a final newline
+EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")  # fullmatch
+MODEL_KINDS = tuple(BUILTIN_KINDS)  # `mlops new --model`: train.model_type, one of the library's kinds
+# train.params of a kind the source's params (tree boosting: rounds, depth, rate) do not fit
+CPU_TRAINED = frozenset({"lightgbm", "sklearn"})
+"""The built-in kinds whose fit runs on CPU only (LightGBM's wheel and scikit-learn): a scaffold for
+them sets resources.train.gpu: 0 instead of the standard DAG's one GPU."""
+MODEL_PARAMS: dict[str, dict[str, Any]] = {
+    "pytorch_mlp": {},
+    # leaves of 5 rows: the demo's 2% positives at `--rows 4000` pass the gate (LightGBM's default is 20)
+    "lightgbm": {"num_boost_round": 200, "max_depth": 6, "learning_rate": 0.1, "min_data_in_leaf": 5},
+    "sklearn": {"estimator": "sklearn.linear_model.LogisticRegression", "estimator_params": {"max_iter": 500}},
+}
 PIPELINES_DIR = Path(__file__).parent
 
 
@@ -77,7 +108,91 @@ def _check_name(name: str, out: Path) -> str:
     return package
 
 
-def _copy_package(source: str, name: str, package_dir: Path) -> None:
+def _check_owner_and_model(owner: str, model: str) -> None:
+    if not EMAIL.fullmatch(owner or ""):
+        raise ComponentError(
+            "new",
+            f"--owner {owner!r} is not an email address",
+            "pass the on-call address that owns the pipeline (its drift alerts and model card name it),"
+            " e.g. --owner churn-oncall@bank.internal",
+        )
+    if model not in MODEL_KINDS:
+        raise ComponentError("new", f"--model {model!r} is not one of {', '.join(MODEL_KINDS)}",
+                             "pick one of them (train.model_type in config.yaml)")  # fmt: skip
+
+
+def _todo(text: str) -> str:
+    from pipelines.placeholders import TOKEN
+
+    return f"{TOKEN} {text}"
+
+
+def _own_config(config: Any, name: str, owner: str, model: str) -> None:
+    """The copied config.yaml made the new team's: its owner and model, placeholders where only it can write."""
+    config["owner"] = owner
+    if model in MODEL_PARAMS and config["train"]["model_type"] != model:
+        config["train"]["params"] = MODEL_PARAMS[model]
+    config["train"]["model_type"] = model
+    tune = config.get("tune")
+    if tune and tune.get("space"):  # the source's ranges name its own params: keep those the new params have
+        for unfit in [key for key in tune["space"] if key not in config["train"]["params"]]:
+            del tune["space"][unfit]
+        if not tune["space"]:
+            tune["space"] = {}
+            tune.yaml_add_eol_comment(
+                f"none of {name}'s train.params yet: list them with ranges before mlops tune", "space"
+            )
+    config["materialize"]["feature_service"] = f"{name}_model_v1"
+    card = config["model_card"]
+    card["owner"] = owner
+    card["purpose"] = _todo(f"what the {name} model scores, when, and what a score decides")
+    card["known_limits"] = [_todo("the data window, populations and inputs the model was not evaluated on")]
+    materialize = config["materialize"]
+    materialize.yaml_add_eol_comment(
+        _todo(f"{name}'s outcome column (the demo data's is {materialize['label_column']})"), "label_column"
+    )
+    materialize.yaml_add_eol_comment(_todo(f"the column keying {name}'s entity"), "entity_column")
+    materialize.yaml_add_eol_comment(
+        _todo(f"{name}'s event-time column (naive times: set materialize.timezone too)"), "timestamp_column"
+    )
+    materialize.yaml_add_eol_comment(_todo(f"the columns {name}'s scoring request carries"), "request_features")
+    if model in CPU_TRAINED:  # no GPU to ask the train pod for: it would hold one idle for the whole fit
+        config["resources"] = {"train": {"gpu": 0}}
+    config["drift"].yaml_add_eol_comment(_todo(f"{name}'s categorical features"), "categorical_features")
+
+
+def _own_files(package_dir: Path, source: str, name: str) -> None:
+    """The feature repo, the GE suite and the data generator: the new name, and placeholders beside the columns."""
+    renames = {
+        f'team="{source}"': f'team="{name}"',
+        f"{source}_model_v1": f"{name}_model_v1",
+        f"the {source} pipeline": f"the {name} pipeline",
+        f"the {source} model": f"the {name} model",
+    }
+    notes = {
+        r"^(\w+ = Entity\()": f"the entity {name} scores and its join key (the demo's, until data.py changes)",
+        r"^(\w+ = team_feature_view\()": f"{name}'s features, computed as of each event (docs/data-contract.md);"
+        " rename them in data.py, expectations.json and config.yaml together",
+    }
+    for module in (package_dir / "feature_repo").glob(f"{name}_*.py"):
+        text = module.read_text()
+        for old, new in renames.items():
+            text = text.replace(old, new)
+        for pattern, what in notes.items():
+            text = re.sub(pattern, f"# {_todo(what)}\n" + r"\1", text, count=1, flags=re.M)
+        module.write_text(text)
+    suite = package_dir / "expectations.json"
+    note = _todo(f"{name}'s columns: the raw data's entity, timestamp, label and features (the demo's are here)")
+    suite.write_text(re.sub(r'^  "name": .*,$', f'  "name": "{name}_raw",\n  "notes": "{note}",',
+                            suite.read_text(), count=1, flags=re.M))  # fmt: skip
+    data = package_dir / "data.py"
+    if data.is_file():
+        text = data.read_text()
+        line = _todo(f"load {name}'s data here (or run with --data FILE); this generator is the demo's.")
+        data.write_text(text.replace('"""', f'"""{line}\n\n', 1))
+
+
+def _copy_package(source: str, name: str, package_dir: Path, owner: str, model: str) -> None:
     from ruamel.yaml import YAML
 
     from pipelines.local import declaration
@@ -90,6 +205,8 @@ def _copy_package(source: str, name: str, package_dir: Path) -> None:
         module.rename(module.with_name(module.name.replace(f"{source}_", f"{name}_", 1)))
     yaml = YAML()
     yaml.preserve_quotes = True
+    yaml.width = 4096  # a placeholder stays on one line: the checklist quotes it whole
+    yaml.indent(mapping=2, sequence=4, offset=2)
     config_path = package_dir / "config.yaml"
     config = yaml.load(config_path.read_text())
     config["pipeline"] = name
@@ -100,8 +217,12 @@ def _copy_package(source: str, name: str, package_dir: Path) -> None:
     config["cluster"]["namespace"] = name
     config["cluster"]["team"] = name
     config["cluster"]["raw_data"] = f"s3://{name}-data/latest.parquet"
+    _own_config(config, name, owner, model)
     with open(config_path, "w") as handle:
         yaml.dump(config, handle)
+    comment = re.compile(rf"^(\s*#.*)\b{source}\b", re.M)  # "# The fraud reference pipeline's ..."
+    config_path.write_text(comment.sub(rf"\g<1>{name}", config_path.read_text()))
+    _own_files(package_dir, source, name)
     (package_dir / "README.md").unlink(missing_ok=True)
     (package_dir / "__init__.py").write_text(f'"""The {name} pipeline (scaffolded from {source})."""\n')
 
@@ -176,10 +297,13 @@ PROJECT_FILES = {
     "test_pipeline.py.tmpl": "tests/test_pipeline.py",
     "pipeline.py.tmpl": "$package/pipeline.py",
     "lock.py.tmpl": "lock.py",
+    "requirements.txt.tmpl": "requirements.txt",
 }
 
 
-def scaffold_project(name: str, out: Path, source: str = "fraud", index_url: str | None = None) -> Path:
+def scaffold_project(
+    name: str, out: Path, source: str = "fraud", index_url: str | None = None, *, owner: str, model: str = "xgboost"
+) -> Path:
     """Write the standalone project; returns its folder. Nothing is left behind on failure."""
     from importlib import metadata
     from string import Template
@@ -187,6 +311,7 @@ def scaffold_project(name: str, out: Path, source: str = "fraud", index_url: str
     from pipelines.standard import IMAGE
 
     out = out.resolve()
+    _check_owner_and_model(owner, model)
     package = _check_name(name, out)
     index = index_url_for(index_url)
     version = metadata.version("private-mlops")
@@ -196,13 +321,15 @@ def scaffold_project(name: str, out: Path, source: str = "fraud", index_url: str
         "source": source,
         "version": version,
         "index_url": index,
+        "owner": owner,
+        "model": model,
         "image": f"registry.mlops.internal/{name}/{name}-pipeline:0.1.0",
         "component_image": f"{IMAGE.rsplit(':', 1)[0]}:{version}",
     }
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
-        _copy_package(source, name, out / package)
+        _copy_package(source, name, out / package, owner, model)
         for template, relative in PROJECT_FILES.items():
             path = out / Template(relative).substitute(values)
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 __all__ = [
     "GPU_COMPUTE",
+    "GPU_RESOURCE",
     "IDEMPOTENT_WRITE",
     "IO_BOUND",
     "ROLLOUT",
@@ -88,12 +89,32 @@ ROLLOUT = RetryPolicy(
 # fmt: on
 
 
+GPU_RESOURCE = "nvidia.com/gpu"
+"""The extended resource a step's GPUs are asked for under, in every rendering."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class Resources:
+    """A step's pod sizes: the declaration's defaults, which config.yaml's `resources` overrides
+    (pipelines/resources.py). Limits and requests are the same, so a pod gets what it is sized for."""
+
     cpu: str
-    memory: str
-    """Memory limit; a GPU step must set one (the admission policy rejects it otherwise)."""
+    memory: str | None = None
+    """Memory limit; a GPU step must set one (the gpu-memory-limit admission policy refuses it otherwise)."""
     gpu: int = 0
+    ephemeral_storage: str | None = None
+    """Local scratch disk; unset leaves it to the namespace's defaults."""
+
+    def limits(self) -> dict[str, str]:
+        """The container's resource limits (and requests), as Kubernetes names them."""
+        limits = {"cpu": self.cpu}
+        if self.memory is not None:
+            limits["memory"] = self.memory
+        if self.gpu:
+            limits[GPU_RESOURCE] = str(self.gpu)
+        if self.ephemeral_storage is not None:
+            limits["ephemeral-storage"] = self.ephemeral_storage
+        return limits
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -17,6 +17,7 @@ from typing import Any
 from components.config import PipelineConfig, transformer_settings
 from pipelines.declaration import PipelineDeclaration
 from pipelines.spec import GPU_COMPUTE, IDEMPOTENT_WRITE, IO_BOUND, ROLLOUT, Condition, PipelineSpec, Resources, Step
+from pipelines.team_steps import TeamStep, declare
 
 __all__ = [
     "GATE_FAILED",
@@ -35,7 +36,20 @@ RETRAIN = Condition(step="drift", output="retrain", equals=True)
 NO_RETRAIN = Condition(step="drift", output="retrain", equals=False)
 GATE_PASSED = Condition(step="evaluate", output="passed", equals=True)
 GATE_FAILED = Condition(step="evaluate", output="passed", equals=False)
-TRAIN_ON_ONE_GPU = Resources(cpu="4", memory="16Gi", gpu=1)
+# Each step's default sizes, from docs/performance.md's table at its largest measured run (10M rows,
+# the scale the nightly is sized for): the step's peak RSS rounded up to a power-of-two Gi with at
+# least 10% headroom. config.yaml's `resources` overrides them (components/resource_settings.py).
+TRAIN_ON_ONE_GPU = Resources(cpu="4", memory="8Gi", gpu=1)  # train (XGBoost) row: 6,328 MB at 10M rows
+VALIDATE = Resources(cpu="2", memory="4Gi")  # validate (GX) row: 3,249 MB at 10M rows
+MATERIALIZE = Resources(cpu="2", memory="16Gi")  # materialize (Feast) row: 14,065 MB at 10M rows
+EVALUATE = Resources(cpu="2", memory="8Gi")  # evaluate row: 5,901 MB at 10M rows
+REGISTER = Resources(cpu="1", memory="8Gi")  # register (MLflow) row: 5,075 MB at 10M rows
+PROMOTE = Resources(cpu="1", memory="8Gi")  # promote row: 5,079 MB at 10M rows
+# Not in the table: drift reads the same data as validate plus the champion's training set
+# (docs/monitoring.md's drift_bench); hold and notify read nothing.
+DRIFT = Resources(cpu="2", memory="8Gi")
+HOLD = Resources(cpu="100m", memory="128Mi")
+NOTIFY = Resources(cpu="1", memory="512Mi")
 
 
 def training_pipeline(
@@ -45,16 +59,16 @@ def training_pipeline(
     # fmt: off
     steps = (
         Step(name="validate", component="components.steps.validate:validate", caching=True,
-             retry=IO_BOUND, resources=Resources(cpu="2", memory="4Gi")),
+             retry=IO_BOUND, resources=VALIDATE),
         # the online store is refreshed every night, retrain or not; from the bytes validate read
         Step(name="materialize", component="components.steps.materialize:materialize",
              inputs={"data_digest": "validate.data_digest"}, caching=True,
-             retry=IO_BOUND, resources=Resources(cpu="2", memory="8Gi")),
+             retry=IO_BOUND, resources=MATERIALIZE),
         Step(name="drift", component="components.steps.drift:drift", after=("validate",),
-             retry=IO_BOUND, resources=Resources(cpu="2", memory="8Gi")),
+             retry=IO_BOUND, resources=DRIFT),
         Step(name="hold", component="components.steps.drift:hold", inputs={"reason": "drift.reason"},
              after=("materialize",), when=(NO_RETRAIN,),
-             retry=ROLLOUT, resources=Resources(cpu="100m", memory="128Mi")),
+             retry=ROLLOUT, resources=HOLD),
         Step(name="train", component="components.steps.train:train",
              inputs={"train_set": "materialize.train_set", "features": "materialize.features",
                      "train_set_sha256": "materialize.train_set_sha256"},
@@ -62,27 +76,36 @@ def training_pipeline(
         Step(name="evaluate", component="components.steps.evaluate:evaluate",
              inputs={"model": "train.model", "metadata": "train.metadata", "holdout_set": "materialize.holdout_set",
                      "model_sha256": "train.model_sha256"},
-             when=(RETRAIN,), caching=True, retry=GPU_COMPUTE, resources=Resources(cpu="2", memory="8Gi")),
+             when=(RETRAIN,), caching=True, retry=GPU_COMPUTE, resources=EVALUATE),
         Step(name="register", component="components.steps.register:register",
              inputs={"model": "train.model", "metadata": "train.metadata", "metrics": "evaluate.metrics",
                      "train_set": "materialize.train_set", "lineage": "materialize.lineage"},
-             when=(RETRAIN, GATE_PASSED), retry=IDEMPOTENT_WRITE, resources=Resources(cpu="1", memory="2Gi")),
+             when=(RETRAIN, GATE_PASSED), retry=IDEMPOTENT_WRITE, resources=REGISTER),
         Step(name="promote", component="components.steps.promote:promote",
              inputs={"registration": "register.registration", "model": "train.model"},
-             when=(RETRAIN, GATE_PASSED), retry=ROLLOUT, resources=Resources(cpu="1", memory="1Gi")),
+             when=(RETRAIN, GATE_PASSED), retry=ROLLOUT, resources=PROMOTE),
         Step(name="notify", component="components.steps.notify:notify", inputs={"metrics": "evaluate.metrics"},
-             when=(RETRAIN, GATE_FAILED), retry=ROLLOUT, resources=Resources(cpu="1", memory="512Mi")),
+             when=(RETRAIN, GATE_FAILED), retry=ROLLOUT, resources=NOTIFY),
     )
     # fmt: on
     return PipelineSpec(name=name, description=description, image=image, steps=steps)
 
 
 def standard_pipeline(
-    *, name: str, description: str, package: str, image: str = IMAGE, train_resources: Resources = TRAIN_ON_ONE_GPU
+    *,
+    name: str,
+    description: str,
+    package: str,
+    image: str = IMAGE,
+    train_resources: Resources = TRAIN_ON_ONE_GPU,
+    team_steps: tuple[TeamStep, ...] = (),
 ) -> PipelineDeclaration:
-    """A pipeline on the standard DAG: its name, what it is for, and the package of its files."""
+    """A pipeline on the standard DAG: its name, what it is for, and the package of its files;
+    `team_steps` inserts the team's own steps (pipelines/team_steps.py: a features step between
+    validate and materialize, a check joining evaluate's gate), refusing wiring that cannot work."""
     spec = training_pipeline(name=name, description=description, image=image, train_resources=train_resources)
-    return PipelineDeclaration(spec=spec, package=package, parameters=functools.partial(step_parameters, image=image))
+    parameters = functools.partial(step_parameters, image=image)
+    return declare(PipelineDeclaration(spec=spec, package=package, parameters=parameters), team_steps)
 
 
 def step_parameters(
@@ -111,7 +134,8 @@ def step_parameters(
         "materialize": {
             "raw_data": run["raw_data"],
             "feature_repo": f"{package}/{m.feature_repo}",
-            "settings": m.model_dump(exclude={"feature_repo"}),
+            # an unset materialize.timezone is left out (KFP parameters cannot be null): goldens unchanged
+            "settings": m.model_dump(exclude={"feature_repo"}, exclude_none=True),
             "namespace": cfg.cluster.namespace,  # the tenant, in every cached step's key (pipelines/caching.py)
         },
         "hold": {},

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import typing
 from pathlib import Path
 from typing import Any
 
 from kfp.dsl.types import type_annotations
 
-from pipelines.kfp_components import OPS
+from pipelines.team_steps import OUTPUT_URIS_VARIABLE, load_op
 
 __all__ = ["PathArtifact", "run_task"]
 
@@ -60,13 +61,16 @@ def run_task(
     from pipelines.local import declaration
 
     step = declaration(pipeline).spec.step(step_name)
-    op = OPS[step.component]
+    op = load_op(step.component)
     outputs_dir.mkdir(parents=True, exist_ok=True)
     kwargs: dict[str, Any] = {}
+    # where Argo stores an output later steps read by URI (a team features step's dataset)
+    stored: dict[str, str] = json.loads(os.environ.get(OUTPUT_URIS_VARIABLE) or "{}")
     for name, parameter in inspect.signature(op).parameters.items():
         annotation = parameter.annotation
         if type_annotations.is_artifact_wrapped_in_Output(annotation):
             kwargs[name] = PathArtifact(outputs_dir / name)
+            kwargs[name].uri = stored.get(name, kwargs[name].uri)
         elif type_annotations.is_artifact_wrapped_in_Input(annotation):
             if name not in inputs:
                 raise SystemExit(f"step {step_name}: input artifact {name!r} not given (--input {name}=PATH)")

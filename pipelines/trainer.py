@@ -20,6 +20,7 @@ from components.environment import IMAGE_VARIABLE
 from components.platform.buckets import PIPELINE_ARTIFACTS
 from components.steps.train_arguments import TrainArguments
 from pipelines.cluster import secret_environment
+from pipelines.resources import step_resources
 from pipelines.spec import PipelineSpec, Step
 
 __all__ = [
@@ -153,9 +154,7 @@ def train_job(
     distributed = cfg.train.distributed
     if distributed is None:
         raise ValueError(f"{spec.name}: train.distributed is not set; the step trains in one pod")
-    limits = {"cpu": step.resources.cpu, "memory": step.resources.memory}
-    if step.resources.gpu:
-        limits["nvidia.com/gpu"] = str(step.resources.gpu)
+    limits = step_resources(step, cfg).limits()  # each node: the train step's sizes from config.yaml
     command = train_command(
         cfg,
         train_set=train_set,

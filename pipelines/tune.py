@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 
 from components.config import PipelineConfig, SearchRange
+from components.train_settings import HIGHER_IS_BETTER
 from pipelines.declaration import PipelineDeclaration
 from pipelines.scratch_sets import Sets, make_sets
 
@@ -34,7 +35,8 @@ if TYPE_CHECKING:
 __all__ = ["GREATER_IS_BETTER", "STEP", "Tuning", "config_patch", "direction", "run_trial", "sample", "tune"]
 
 STEP = "tune"
-GREATER_IS_BETTER = frozenset({"roc_auc", "pr_auc", "r2"})
+GREATER_IS_BETTER = HIGHER_IS_BETTER
+"""The gate metrics a sweep maximizes: the training settings' table, every objective's (multiclass too)."""
 
 
 def direction(metric: str) -> Literal["maximize", "minimize"]:

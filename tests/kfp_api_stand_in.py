@@ -159,6 +159,11 @@ class KfpApiStandIn:
     def __init__(self, *, token: str | None = None, fail_runs: bool = False) -> None:
         self.token = token
         self.fail_runs = fail_runs
+        self.failing_task: str | None = None
+        """The task that fails when fail_runs is set (None: the first); the others are SKIPPED."""
+        self.failure_message = "{task} exited 2 (stand-in failure)"
+        """Its error message (google.rpc.Status.message); a pod killed at its memory limit carries
+        Kubernetes' reason as Argo reports the node: "OOMKilled (exit code 137)"."""
         self.requests: list[dict[str, Any]] = []
         self.pipelines: dict[str, dict[str, Any]] = {}
         self.versions: dict[str, dict[str, Any]] = {}
@@ -364,11 +369,12 @@ class KfpApiStandIn:
         spec = self.specs.get(version)
         tasks = executor_tasks(spec) if spec is not None else []
         details = []
+        failing = self.failing_task or (tasks[0] if tasks else "")
         for index, task in enumerate(tasks):
-            state = run["state"] if run["state"] != "FAILED" or index == 0 else "SKIPPED"
+            state = run["state"] if run["state"] != "FAILED" or task == failing else "SKIPPED"
             detail: dict[str, Any] = {"display_name": task, "task_id": f"{run_id}-{index}", "state": state}
             if state == "FAILED":
-                detail["error"] = {"code": 2, "message": f"{task} exited 2 (stand-in failure)"}
+                detail["error"] = {"code": 2, "message": self.failure_message.format(task=task)}
             details.append(detail)
         run["run_details"] = {"task_details": details}
         if run["state"] == "FAILED":

@@ -45,7 +45,21 @@ def test_the_checker_sees_an_import_positive_control(tmp_path: Path) -> None:
 # --- Rooms inside components/ (issue 30 item 1): each room imports only what runs where it runs. ---
 
 TRAINING_STACK = frozenset(
-    {"xgboost", "torch", "sklearn", "mlflow", "great_expectations", "evidently", "scipy", "matplotlib", "treelite"}
+    {
+        "xgboost",
+        "torch",
+        "sklearn",
+        "mlflow",
+        "great_expectations",
+        "evidently",
+        "scipy",
+        "matplotlib",
+        "treelite",
+        "lightgbm",
+        "skl2onnx",
+        "onnx",
+        "onnxruntime",
+    }
 )
 """What training and the steps need and the transformer's environment (.venv-transformer, the component
 image's /opt/transformer: KServe, Feast, tritonclient) does not hold: importing one there fails."""

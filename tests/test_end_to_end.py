@@ -163,9 +163,13 @@ def test_bad_data_stops_at_validate_and_writes_nothing_downstream(tmp_path: Path
 
 
 def test_unknown_model_type_in_config_is_refused_before_any_step(tmp_path: Path) -> None:
-    result = mlops(tmp_path, "--set", "train.model_type=lightgbm")
+    result = mlops(tmp_path, "--set", "train.model_type=catboost")
     assert result.returncode == 2
-    assert "train.model_type" in result.stderr and "lightgbm" in result.stderr
+    assert (
+        "train.model_type" in result.stderr
+        and "catboost" in result.stderr
+        and "is no installed model kind" in result.stderr
+    )
     assert not (tmp_path / "kfp-runs").exists()
 
 
@@ -237,9 +241,15 @@ def test_a_freshly_scaffolded_project_runs_by_path_uninstalled(tmp_path: Path) -
     (tmp_path / "index").mkdir()
     index = (tmp_path / "index").as_uri()  # the project binds to an index; this run installs nothing from it
     created = cli_runner.mlops("new", "churn", "--from", "fraud", "--out", str(project), "--index-url", index,
-                               timeout=300)  # fmt: skip
+                               "--owner", "churn-oncall@bank.internal", timeout=300)  # fmt: skip
     assert created.returncode == 0, created.stdout + created.stderr
     package = project / "churn_pipeline"
+    # issue 31: the new pipeline is churn's, placeholders where only churn can write, and still runs (below)
+    checklist = [line.split("[ ] ", 1)[1] for line in created.stdout.splitlines() if "[ ] " in line]
+    assert any(item.startswith("churn_pipeline/config.yaml:") and "model scores" in item for item in checklist)
+    linted = cli_runner.mlops("lint", "--pipeline", str(package), timeout=300)
+    assert linted.returncode == 2, linted.stdout + linted.stderr
+    assert all(item.split(": ", 1)[0] in linted.stderr for item in checklist)  # the checklist is what lint refuses
     assert (package / "feature_repo" / "churn_features.py").exists()
     assert (package / "golden" / "workflow-template.yaml").exists()
     assert not (REPO / "pipelines" / "churn").exists()  # nothing written into the library

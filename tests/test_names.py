@@ -48,7 +48,7 @@ def test_a_tenant_name_that_is_malformed_or_reserved_is_refused(name: str, reaso
 def test_a_pipeline_name_that_shadows_a_module_is_refused(tmp_path: Path, name: str, collision: str) -> None:
     out = tmp_path / "project"
     with pytest.raises(ComponentError, match=collision):
-        scaffold_project(name, out)
+        scaffold_project(name, out, owner="team@bank.internal")
     assert not out.exists()  # nothing half-written
 
 
@@ -56,7 +56,7 @@ def test_an_existing_project_folder_is_never_overwritten(tmp_path: Path) -> None
     (tmp_path / "project").mkdir()
     (tmp_path / "project" / "notes.md").write_text("mine")
     with pytest.raises(ComponentError, match="not empty"):
-        scaffold_project("churn", tmp_path / "project")
+        scaffold_project("churn", tmp_path / "project", owner="team@bank.internal")
     assert (tmp_path / "project" / "notes.md").read_text() == "mine"
 
 

@@ -169,6 +169,24 @@ def test_raw_deployment_mode_refuses_a_canary_and_records_nothing(
     assert "minScale" not in json.dumps(_manifest(lifecycle)["metadata"]["annotations"])
 
 
+def test_a_runtime_without_the_models_backend_is_refused_before_anything_is_published(
+    lifecycle: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """issue 31: `mlops promote` published the Triton repository without checking promote.runtime
+    against the config's backend (only the pipeline step did), so a runtime that cannot load the
+    model was found only when the predictor failed to start."""
+    config = _config(tmp_path, runtime="kserve-sklearnserver")
+    assert _promote(lifecycle, "--promote", "--version", "1", "--config", str(config)) == 2
+    error = capsys.readouterr().err
+    assert "promote.runtime 'kserve-sklearnserver' cannot serve this xgboost_json model" in error
+    assert "set promote.runtime: triton-fil" in error
+    assert not (tmp_path / "serving").exists() and not lifecycle["gitops"].exists()
+    assert model_registry.history(lifecycle["mlflow"], MODEL) == []
+    # the control: the shipped runtime publishes
+    assert _promote(lifecycle, "--promote", "--version", "1", "--config", str(_config(tmp_path))) == 0
+    assert (tmp_path / "serving").exists()
+
+
 def _config(tmp_path: Path, **promote: Any) -> Path:
     from pipelines.fraud.pipeline import DECLARATION
 

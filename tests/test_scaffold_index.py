@@ -32,9 +32,11 @@ PIP_INSTALL = re.compile(r"\bpip(3)?\s+(--isolated\s+)?install\b")
 
 
 def unbound_installs(text: str) -> list[str]:
-    """The pip install lines (continuations joined) that may ask an index other than the project's."""
+    """The pip install commands (continuations joined, then split at &&, ||, ;, { and }, so each
+    command of a shell line is judged alone) that may ask an index other than the project's."""
     joined = re.sub(r"\\\n\s*", " ", text).splitlines()
-    lines = [line for line in joined if not line.lstrip().startswith("#")]
+    commands = [part for line in joined for part in re.split(r"&&|\|\||;|(?<!\S)[{}](?!\S)", line)]
+    lines = [line for line in commands if line.strip() and not line.lstrip().startswith("#")]
     bad = [line for line in lines if "--extra-index-url" in line or "PIP_EXTRA_INDEX_URL" in line]
     for line in lines:
         if not PIP_INSTALL.search(line) or "--no-index" in line:
@@ -58,11 +60,20 @@ def test_the_install_check_sees_an_unbound_line() -> None:
     assert unbound_installs("python -m pip install --index-url https://i/simple private-mlops==1")
     assert unbound_installs("PIP_CONFIG_FILE=/dev/null pip --isolated install --index-url https://i/simple x==1")
     assert unbound_installs("RUN pip install -q \\\n  private-mlops")
+    # issue 31: one shell line, two installs: the unbound one is not hidden by the other's --no-index
+    two = "RUN a \\\n && pip install -q --no-deps -r /tmp/team.lock \\\n && pip install -q --no-index /opt/x"
+    assert unbound_installs(two) == ["pip install -q --no-deps -r /tmp/team.lock"]
+    grouped = (
+        "RUN { ! grep -q . t || PIP_CONFIG_FILE=/dev/null pip --isolated install --index-url i --require-hashes -r t; }"
+    )
+    assert unbound_installs(grouped) == []
+    assert unbound_installs(grouped.replace(" --require-hashes", ""))
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return scaffold_project("indexed", tmp_path_factory.mktemp("scaffold") / "indexed", index_url=INDEX)
+    out = tmp_path_factory.mktemp("scaffold") / "indexed"
+    return scaffold_project("indexed", out, index_url=INDEX, owner="indexed-oncall@bank.internal")
 
 
 def test_the_rendered_project_installs_only_from_its_index_with_hashes(project: Path) -> None:
@@ -84,7 +95,7 @@ def test_the_rendered_project_installs_only_from_its_index_with_hashes(project: 
 def test_every_template_that_installs_is_checked() -> None:
     """A new template with a pip install line cannot escape the check above."""
     values = {"name": "x", "package": "x_pipeline", "source": "fraud", "version": "0", "index_url": INDEX,
-              "image": "i", "component_image": "c"}  # fmt: skip
+              "image": "i", "component_image": "c", "owner": "x@bank.internal", "model": "xgboost"}  # fmt: skip
     for template in TEMPLATES.glob("*.tmpl"):
         assert unbound_installs(Template(template.read_text()).substitute(values)) == [], template.name
 
@@ -96,7 +107,7 @@ def test_the_default_index_is_pips_and_none_is_refused(tmp_path: Path, monkeypat
     monkeypatch.delenv("PIP_INDEX_URL")
     monkeypatch.setattr(scaffold, "configured_index_url", lambda: None)
     with pytest.raises(ComponentError, match="--index-url"):
-        scaffold_project("unbound", tmp_path / "p")
+        scaffold_project("unbound", tmp_path / "p", owner="unbound@bank.internal")
     assert not (tmp_path / "p").exists()
     with pytest.raises(ComponentError, match="not an https, http or file URL"):
         scaffold.index_url_for("pypi.org/simple; curl evil")

@@ -3,7 +3,8 @@
 A feature repo (pipelines/<name>/feature_repo) stays Feast's own definitions, which a team
 forks and edits; these helpers hold the two facts the platform owns: where the batch source
 reads (the offline-store location materialize publishes each run to, passed in
-MLOPS_FEAST_SOURCE_URI), and that a view is served online and tagged with its owning team.
+MLOPS_FEAST_SOURCE_URI, and its event-time column, the pipeline's materialize.timestamp_column,
+passed in MLOPS_FEAST_TIMESTAMP_FIELD), and that a view is served online and tagged with its owning team.
 """
 
 from __future__ import annotations
@@ -13,20 +14,25 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SOURCE_URI_VARIABLE", "published_source", "team_feature_view"]
+__all__ = ["SOURCE_URI_VARIABLE", "TIMESTAMP_FIELD_VARIABLE", "published_source", "team_feature_view"]
 
 SOURCE_URI_VARIABLE = "MLOPS_FEAST_SOURCE_URI"
+TIMESTAMP_FIELD_VARIABLE = "MLOPS_FEAST_TIMESTAMP_FIELD"
 
 
 def published_source(name: str, sample: Path, description: str) -> Any:
-    """The view's batch source: this run's published data (set by materialize), else `sample`
-    (so `feast plan` in the repo folder works on a laptop)."""
+    """The view's batch source: this run's published data and its timestamp column (both set by
+    materialize from the pipeline's config), else `sample` and the setting's default (so `feast plan`
+    in the repo folder works on a laptop)."""
     from feast import FileSource
 
+    from components.config import MaterializeSettings
+
+    default = MaterializeSettings.model_fields["timestamp_column"].default
     return FileSource(
         name=name,
         path=os.environ.get(SOURCE_URI_VARIABLE, str(sample)),
-        timestamp_field="event_timestamp",
+        timestamp_field=os.environ.get(TIMESTAMP_FIELD_VARIABLE, default),
         description=description,
     )
 

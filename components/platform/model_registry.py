@@ -63,7 +63,20 @@ CHAMPION = "champion"
 CANARY = "canary"
 CHALLENGER = "challenger"
 HASH_TAG = "artifact_sha256"
-MODEL_FILENAMES = {"xgboost_json": "model.json", "torchscript": "model.pt"}
+
+
+class _ModelFilenames(dict[str, str]):
+    """The artifact's file name in a registered version's model/ folder, by format: the first two
+    formats keep the names their versions were registered under; every other format's is its model
+    kind's `model_file` (components.model_kinds), so a kind a team brings registers too (issue 31)."""
+
+    def __missing__(self, model_format: str) -> str:
+        from components.model_kinds import kind_of_format
+
+        return kind_of_format(model_format).model_file
+
+
+MODEL_FILENAMES = _ModelFilenames({"xgboost_json": "model.json", "torchscript": "model.pt"})
 
 
 def client_at(tracking_uri: str) -> MlflowClient:

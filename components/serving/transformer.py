@@ -15,7 +15,8 @@ Requests, single or batched:
     V1  POST /v1/models/<name>:predict {"instances": [{"user_id": 42, "amount": 310.5, "merchant_category": 7}]}
         (a bare {"user_id": ...} object is one instance)
     V2  one input per column (user_id INT64 [n], amount FP32 [n], ...), REST or gRPC
-Answers: the score per row and whether the entity was unknown (scored on the configured defaults).
+Answers: the score per row and whether the entity was unknown (scored on the configured defaults); a
+multiclass model's k class probabilities and its argmax class (components/serving/answers.py).
 The feature values used come only from KServe's V1 explain verb, `POST /v1/models/<name>:explain`
 (same body), and only when `scoring.explain.enabled`: off, it answers 403 naming that setting; a
 predict body asking for explain (V1 "explain", V2 parameters.explain) answers 400 naming the route, so
@@ -52,6 +53,7 @@ from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, In
 from components.config import ScoringSettings
 from components.errors import ComponentError, TransientError, transient_reason
 from components.platform.readonly import read_only_registry
+from components.serving.answers import v1_answer, v2_columns
 from components.serving.request_guard import EXPLAIN_OFF
 from components.serving.scoring import OffLoopJoiner, RequestError, RequestJoiner, UnknownEntity, online_reader
 from components.serving.triton_config import RepositoryError, TensorContract, contract_of, features_of
@@ -370,8 +372,7 @@ class ScoringTransformer(Model):
         version = chunks[0][1]
         if payload.v2:
             return self._v2_response(payload, score, version)
-        answer: dict[str, Any] = {"predictions": score.tolist(), "unknown_entity": payload.unknown,
-                                  "model_version": version}  # fmt: skip
+        answer = v1_answer(score, payload.unknown, version)  # multiclass: k probabilities and the argmax
         if payload.explain:
             answer["features"] = [{name: payload.values[name][row] for name in self.model.features}
                                   for row in range(len(score))]  # fmt: skip
@@ -397,17 +398,17 @@ class ScoringTransformer(Model):
 
     def _v2_response(self, payload: Scoring, score: np.ndarray, version: str) -> InferResponse:
         assert self.model is not None
-        columns: list[tuple[str, np.ndarray]] = [("score", score), ("unknown_entity", np.asarray(payload.unknown))]
+        columns = v2_columns(score, payload.unknown)  # each output with its own shape: score [n] or [n, k]
         if payload.explain:
             columns += [(name, np.asarray(payload.values[name], dtype=np.float32)) for name in self.model.features]
         outputs = []
         for name, values in columns:
-            datatype = "BOOL" if values.dtype == np.bool_ else "FP32"
+            datatype = {np.dtype(np.bool_): "BOOL", np.dtype(np.int64): "INT64"}.get(values.dtype, "FP32")
             if payload.grpc:
-                output = InferOutput(name, [len(values)], datatype)
+                output = InferOutput(name, list(values.shape), datatype)
                 output.set_data_from_numpy(values, binary_data=True)
             else:
-                output = InferOutput(name, [len(values)], datatype, data=values.tolist())
+                output = InferOutput(name, list(values.shape), datatype, data=values.ravel().tolist())
             outputs.append(output)
         return InferResponse(response_id=payload.request_id, model_name=self.name, infer_outputs=outputs,
                              model_version=version, from_grpc=payload.grpc)  # fmt: skip

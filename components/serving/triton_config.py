@@ -1,8 +1,11 @@
 """Triton model configurations for the formats train produces: written, parsed back, and read.
 
 Cluster configurations (the GPU serving image):
-- XGBoost goes to the FIL backend (GPU forest inference), as XGBoost JSON or UBJSON;
-- TorchScript goes to the libtorch backend.
+- tree models go to the FIL backend (GPU forest inference): XGBoost JSON or UBJSON, LightGBM text;
+- TorchScript goes to the libtorch backend;
+- ONNX (a scikit-learn estimator or Pipeline converted by skl2onnx) goes to the onnxruntime backend,
+  its tensors named as the ONNX graph names them (the repository writer reads them from the file).
+A classifier answers its class probabilities ([2], or [k] for a multiclass model); a regressor one value.
 Local configurations (`mlops serve`, the CPU tritonserver bundled by nvidia-pytriton) use the
 python backend (components/serving/triton_stub_model.py) behind exactly the cluster's tensors
 (`tensor_contract`): names, FP32, dims.
@@ -28,12 +31,17 @@ __all__ = [
     "FEATURES_PARAMETER",
     "FIL_MODEL_FILES",
     "FIL_MODEL_TYPES",
+    "FIL_MODEL_TYPE_OF_FORMAT",
     "FIL_PARAMETERS_REQUIRED",
     "FIL_STORAGE_TYPES",
     "LIBTORCH_TENSOR_NAME",
+    "ONNXRUNTIME_BACKENDS",
+    "ONNX_FORMAT",
+    "ONNX_MODEL_FILE",
     "TORCH_MODEL_FILE",
     "RepositoryError",
     "TensorContract",
+    "backend_of",
     "config_pbtxt",
     "contract_of",
     "features_of",
@@ -43,8 +51,15 @@ __all__ = [
     "validate_config",
 ]
 
-FIL_MODEL_FILES = {"xgboost_json": "xgboost.json", "xgboost_ubj": "xgboost.ubj"}
+FIL_MODEL_FILES = {"xgboost_json": "xgboost.json", "xgboost_ubj": "xgboost.ubj", "lightgbm_text": "model.txt"}
+"""The file FIL reads for each tree format it serves (FIL's default file name per model_type)."""
+FIL_MODEL_TYPE_OF_FORMAT = {"xgboost_json": "xgboost_json", "xgboost_ubj": "xgboost_ubj", "lightgbm_text": "lightgbm"}
+"""FIL's model_type parameter for each of the pipeline's tree formats."""
 TORCH_MODEL_FILE = "model.pt"
+ONNX_FORMAT = "onnx"
+ONNX_MODEL_FILE = "model.onnx"
+ONNXRUNTIME_BACKENDS = {"onnxruntime"}
+ONNXRUNTIME_PLATFORMS = {"onnxruntime_onnx"}
 FIL_MODEL_TYPES = {"xgboost", "xgboost_json", "xgboost_ubj", "lightgbm", "treelite_checkpoint"}
 FIL_STORAGE_TYPES = {"AUTO", "DENSE", "SPARSE", "SPARSE8"}
 FIL_PARAMETERS_REQUIRED = ("model_type", "output_class")
@@ -66,25 +81,43 @@ class TensorContract:
     input: str
     output: str
     output_width: int
-    """FIL classifiers answer both class probabilities [P(0), P(1)]; everything else one value."""
+    """Classifiers on FIL and ONNX answer their class probabilities ([P(0), P(1)], or k of them for
+    a multiclass model); a regressor and a binary TorchScript model one value."""
 
     def scores(self, output: Any) -> Any:
-        """The score per row (the positive-class probability, or the value) from the output tensor."""
+        """The score per row from the output tensor: the positive-class probability, or the value;
+        for a multiclass model (width above 2) every class's probability, one row each."""
         import numpy as np
 
         values = np.asarray(output).reshape(-1, self.output_width)
-        return values[:, -1]
+        return values if self.output_width > 2 else values[:, -1]
 
     def as_json(self) -> dict[str, Any]:
         return {"input": self.input, "output": self.output, "output_width": self.output_width}
 
 
-def tensor_contract(model_format: str, *, regression: bool = False) -> TensorContract:
-    """The tensors of a model format as the cluster serves it: FIL for XGBoost, libtorch for TorchScript."""
+def tensor_contract(
+    model_format: str,
+    *,
+    regression: bool = False,
+    num_classes: int | None = None,
+    graph_names: tuple[str, str] | None = None,
+) -> TensorContract:
+    """The tensors of a model format as the cluster serves it: FIL for tree models, libtorch for
+    TorchScript, onnxruntime for ONNX (whose names are the graph's: `graph_names`, input and output).
+    `num_classes` above 2 is a multiclass model: one probability per class."""
+    multiclass = num_classes is not None and num_classes > 2
+    if multiclass and regression:
+        raise RepositoryError(f"a regressor has no classes, got num_classes={num_classes}")
+    classes = num_classes if multiclass and num_classes is not None else 2
     if model_format in FIL_MODEL_FILES:
-        return TensorContract("input__0", "output__0", 1 if regression else 2)
-    if model_format == "torchscript":
-        return TensorContract("INPUT__0", "OUTPUT__0", 1)  # libtorch addresses tensors by position
+        return TensorContract("input__0", "output__0", 1 if regression else classes)
+    if model_format == "torchscript":  # libtorch addresses tensors by position
+        return TensorContract("INPUT__0", "OUTPUT__0", classes if multiclass else 1)
+    if model_format == ONNX_FORMAT:
+        if graph_names is None:
+            raise RepositoryError("an ONNX model's tensors are named by its graph: pass the graph's input and output")
+        return TensorContract(graph_names[0], graph_names[1], 1 if regression else classes)
     raise RepositoryError(f"no Triton repository layout for model format {model_format!r}")
 
 
@@ -147,21 +180,24 @@ def config_pbtxt(
     regression: bool = False,
     instance_count: int = 1,
     max_queue_delay_us: int | None = 100,
+    num_classes: int | None = None,
+    graph_names: tuple[str, str] | None = None,
 ) -> str:
-    """The cluster repository's config. A classifier's FIL model returns both class
-    probabilities ([2]); a regressor's, one value. The feature names ride along as a parameter."""
+    """The cluster repository's config. A classifier's FIL or ONNX model returns its class
+    probabilities ([2], [k] for k classes); a regressor's, one value. The feature names ride along
+    as a parameter."""
     kind = "KIND_GPU" if gpu else "KIND_CPU"
     head = f'name: "{model_name}"\n'
-    contract = tensor_contract(model_format, regression=regression)
+    contract = tensor_contract(model_format, regression=regression, num_classes=num_classes, graph_names=graph_names)
     tensors = _tensors("input", contract.input, len(features))
     tensors += _tensors("output", contract.output, contract.output_width)
     tail = f"instance_group [ {{ kind: {kind} count: {instance_count} }} ]\n" + _batching(max_queue_delay_us)
     if model_format in FIL_MODEL_FILES:
         parameters = (
-            {"model_type": model_format, "output_class": "false", "storage_type": "AUTO"}
+            {"model_type": FIL_MODEL_TYPE_OF_FORMAT[model_format], "output_class": "false", "storage_type": "AUTO"}
             if regression
             else {
-                "model_type": model_format,
+                "model_type": FIL_MODEL_TYPE_OF_FORMAT[model_format],
                 "predict_proba": "true",
                 "output_class": "true",
                 "threshold": str(threshold),
@@ -173,6 +209,9 @@ def config_pbtxt(
     if model_format == "torchscript":
         platform = f'platform: "pytorch_libtorch"\nmax_batch_size: {max_batch_size}\n'
         return head + platform + tensors + tail + _parameters(_features_parameter(features))
+    if model_format == ONNX_FORMAT:
+        backend = f'backend: "onnxruntime"\nmax_batch_size: {max_batch_size}\n'
+        return head + backend + tensors + tail + _parameters(_features_parameter(features))
     raise RepositoryError(f"no Triton repository layout for model format {model_format!r}")
 
 
@@ -226,10 +265,22 @@ def _fil_problems(config: Any) -> list[str]:
         problems.append("FIL models take exactly one input input__0 and one output output__0")
     proba = _string_parameter(config, "predict_proba") == "true"
     classes = _string_parameter(config, "output_class") == "true"
-    expected = 2 if (proba and classes) else 1
-    if config.output and list(config.output[0].dims) != [expected]:
-        dims = list(config.output[0].dims)
-        problems.append(f"FIL output__0 must have dims [{expected}] for these parameters, got {dims}")
+    dims = list(config.output[0].dims) if config.output else None
+    if proba and classes and dims is not None and (len(dims) != 1 or dims[0] < 2):
+        problems.append(f"FIL output__0 must have dims [2] (or [k] for k classes) for these parameters, got {dims}")
+    if not (proba and classes) and dims is not None and dims != [1]:
+        problems.append(f"FIL output__0 must have dims [1] for these parameters, got {dims}")
+    return problems
+
+
+def _onnxruntime_problems(config: Any) -> list[str]:
+    problems = []
+    if len(config.input) != 1 or len(config.output) != 1:
+        problems.append("the ONNX model serves one input and one output tensor (the one tensor contract)")
+    if config.output and (len(config.output[0].dims) != 1):
+        problems.append(
+            f"ONNX output {config.output[0].name} must be one row of scores, got {list(config.output[0].dims)}"
+        )
     return problems
 
 
@@ -254,11 +305,23 @@ def validate_config(config: Any) -> list[str]:
             problems.append("instance_group count must be at least 1")
     if config.backend == "fil":
         problems.extend(_fil_problems(config))
+    if config.backend in ONNXRUNTIME_BACKENDS or config.platform in ONNXRUNTIME_PLATFORMS:
+        problems.extend(_onnxruntime_problems(config))
     if config.platform == "pytorch_libtorch":
         for tensor in list(config.input) + list(config.output):
             if not LIBTORCH_TENSOR_NAME.match(tensor.name):
                 problems.append(f"libtorch tensor {tensor.name!r} must be named <name>__<index>")
     return problems
+
+
+def backend_of(config: Any) -> str:
+    """The Triton backend a parsed config loads, as a model kind names it (`triton_backend`):
+    fil, pytorch (libtorch), onnxruntime or python."""
+    if config.platform == "pytorch_libtorch":
+        return "pytorch"
+    if config.platform in ONNXRUNTIME_PLATFORMS:
+        return "onnxruntime"
+    return str(config.backend)
 
 
 def parse_config(text: str) -> Any:

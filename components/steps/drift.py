@@ -167,12 +167,12 @@ def find_reference(mlflow: MlflowClient, model: str, version: int | None = None)
 
 
 def read_current(uri: str) -> pd.DataFrame:
-    """The window to compare: Parquet (or CSV, for `mlops drift --current file.csv`), or the data
-    a DVC pointer names."""
+    """The window to compare: a Parquet file, folder or hive dataset (or CSV, for `mlops drift
+    --current file.csv`), or the data a DVC pointer names; its columns as written (components/raw_data.py)."""
     from components.lineage import data_location
-    from components.tabular import read_table
+    from components.raw_data import load_raw
 
-    return read_table(STEP, data_location(uri), "current data").frame
+    return load_raw(data_location(uri), timestamp_column=None, timezone=None, step=STEP, what="current data").frame
 
 
 def _check_columns(current: pd.DataFrame, features: list[str], categorical: list[str]) -> None:

@@ -4,7 +4,8 @@ The gate is deliberately simple and explicit: one metric against one threshold, 
 `passed = roc_auc >= 0.85` for a classifier or `passed = mape <= 0.25` for a forecaster (the
 direction follows from the metric). It is emitted as an output the DAG branches on; every
 number behind it goes to the metrics JSON and two plots go to PNGs a reviewer can open: ROC
-and precision-recall curves for a classifier, predicted-vs-actual and residuals for a regressor.
+and precision-recall curves for a classifier, predicted-vs-actual and residuals for a regressor,
+the confusion matrix and the actual-class probabilities for a multiclass model.
 """
 
 from __future__ import annotations
@@ -21,13 +22,16 @@ from components.errors import ComponentError
 from components.handoffs import Gate, HoldoutMetrics, read_training_metadata
 from components.steps.model_formats import load_predictor
 from components.tabular import read_parquet, require_columns
+from components.train_settings import HIGHER_IS_BETTER, LOWER_IS_BETTER, METRICS_BY_OBJECTIVE
 
-__all__ = ["HIGHER_IS_BETTER", "LOWER_IS_BETTER", "METRICS_BY_OBJECTIVE", "STEP", "evaluate"]
+__all__ = ["HIGHER_IS_BETTER", "LOWER_IS_BETTER", "METRICS_BY_OBJECTIVE", "STEP", "SUMMARY_KEYS", "evaluate"]
 
 STEP = "evaluate"
-HIGHER_IS_BETTER = {"roc_auc", "pr_auc", "r2"}
-LOWER_IS_BETTER = {"log_loss", "rmse", "mae", "mape"}
-METRICS_BY_OBJECTIVE = {"binary": {"roc_auc", "pr_auc", "log_loss"}, "regression": {"rmse", "mae", "mape", "r2"}}
+SUMMARY_KEYS = {
+    "binary": ("roc_auc", "pr_auc", "log_loss"),
+    "regression": ("rmse", "mae", "mape", "r2"),
+    "multiclass": ("accuracy", "macro_f1", "log_loss", "roc_auc_ovr"),
+}
 
 
 def _save(figure: Any, target: str) -> None:
@@ -56,6 +60,32 @@ def _plots_binary(labels: np.ndarray, scores: np.ndarray, quality_png: str, erro
         axis.set_ylabel(ylabel)
         axis.set_title(f"{name}: {title}")
         _save(figure, target)
+
+
+def _plots_multiclass(
+    labels: np.ndarray, probabilities: np.ndarray, quality_png: str, error_png: str, title: str
+) -> None:
+    """The confusion matrix (rows: actual class, columns: predicted) and each class's predicted
+    probability histogram."""
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import confusion_matrix
+
+    k = probabilities.shape[1]
+    matrix = confusion_matrix(labels, probabilities.argmax(axis=1), labels=list(range(k)))
+    figure, axis = plt.subplots(figsize=(5, 4), dpi=100)
+    axis.imshow(matrix, cmap="Blues")
+    axis.set_xlabel("predicted class")
+    axis.set_ylabel("actual class")
+    axis.set_title(f"Confusion matrix: {title}")
+    _save(figure, quality_png)
+    figure, axis = plt.subplots(figsize=(5, 4), dpi=100)
+    for c in range(k):
+        axis.hist(probabilities[labels == c, c], bins=30, alpha=0.5, label=f"class {c}")
+    axis.set_xlabel("probability of the actual class")
+    axis.set_ylabel("rows")
+    axis.legend()
+    axis.set_title(f"Actual-class probability: {title}")
+    _save(figure, error_png)
 
 
 def _plots_regression(actual: np.ndarray, predicted: np.ndarray, quality_png: str, error_png: str, title: str) -> None:
@@ -98,6 +128,34 @@ def _binary_metrics(labels: np.ndarray, scores: np.ndarray, decision_threshold: 
         "precision": round(tp / (tp + fp), 6) if tp + fp else 0.0,
         "recall": round(tp / (tp + fn), 6) if tp + fn else 0.0,
         "holdout_positive_rate": round(float(labels.mean()), 6),
+    }
+
+
+def _multiclass_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, Any]:
+    """Accuracy, macro F1, log loss and one-vs-rest macro ROC AUC of (n, k) class probabilities."""
+    from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
+
+    labels = labels.astype(np.int64)
+    classes = list(range(probabilities.shape[1]))
+    predicted = probabilities.argmax(axis=1)
+    present = np.unique(labels)
+    if len(present) < 2:
+        raise ComponentError(
+            STEP,
+            "the holdout set holds a single label class, so AUC is undefined",
+            "widen the holdout window (materialize.holdout_fraction) or use more data",
+        )
+    clipped = np.clip(probabilities, 1e-7, 1.0)
+    clipped = clipped / clipped.sum(axis=1, keepdims=True)
+    # one-vs-rest over the classes the holdout holds (a class absent there has no AUC)
+    auc = float(np.mean([roc_auc_score(labels == c, probabilities[:, c]) for c in present]))
+    return {
+        "accuracy": round(float(accuracy_score(labels, predicted)), 6),
+        "macro_f1": round(float(f1_score(labels, predicted, labels=classes, average="macro", zero_division=0)), 6),
+        "log_loss": round(float(log_loss(labels, clipped, labels=classes)), 6),
+        "roc_auc_ovr": round(auc, 6),
+        "num_classes": len(classes),
+        "class_counts": [int(np.sum(labels == c)) for c in classes],
     }
 
 
@@ -178,6 +236,9 @@ def evaluate(
     if objective == "binary":
         metrics = _binary_metrics(actual, scores, decision_threshold)
         _plots_binary(actual.astype(np.int64), scores, quality_plot_png, error_plot_png, title)
+    elif objective == "multiclass":
+        metrics = _multiclass_metrics(actual, scores)
+        _plots_multiclass(actual.astype(np.int64), scores, quality_plot_png, error_plot_png, title)
     else:
         metrics = _regression_metrics(actual, scores)
         _plots_regression(actual, scores, quality_plot_png, error_plot_png, title)
@@ -201,10 +262,9 @@ def evaluate(
     }
     document.update(cast(HoldoutMetrics, metrics))  # the objective's metrics, computed above
     artifacts.write_json(metrics_out, document)
-    summary_keys = ("roc_auc", "pr_auc", "log_loss") if objective == "binary" else ("rmse", "mae", "mape", "r2")
     return {
         "step": STEP,
-        **{k: metrics[k] for k in summary_keys},
+        **{k: metrics[k] for k in SUMMARY_KEYS[objective]},
         "gate_metric": gate_metric,
         "threshold": threshold,
         "passed": passed,

@@ -30,10 +30,12 @@ import yaml
 
 from components import artifacts
 from components.config import MaterializeSettings
+from components.data_contract import contract_error, contract_violations, fill_missing
 from components.environment import mlops_home
 from components.errors import ComponentError
 from components.platform import s3_filesystem, services
-from components.platform.feature_definitions import SOURCE_URI_VARIABLE
+from components.platform.feature_definitions import SOURCE_URI_VARIABLE, TIMESTAMP_FIELD_VARIABLE
+from components.raw_data import read_recorded
 from components.tabular import require_columns
 
 if TYPE_CHECKING:
@@ -52,10 +54,13 @@ __all__ = [
     "online_features",
     "open_store",
     "rebuild_online",
+    "repo_definitions",
+    "service_features",
     "store_directory",
 ]
 
 STEP = "materialize"
+DEFAULT_TIMESTAMP: str = MaterializeSettings.model_fields["timestamp_column"].default
 HISTORICAL_CHUNK_ROWS = 100_000
 
 
@@ -97,8 +102,24 @@ def open_store(
     return FeatureStore(repo_path=str(directory))
 
 
-def apply_repo(store: FeatureStore, feature_repo: str | os.PathLike[str], source_uri: str) -> list[str]:
+def apply_repo(
+    store: FeatureStore,
+    feature_repo: str | os.PathLike[str],
+    source_uri: str,
+    timestamp_field: str = DEFAULT_TIMESTAMP,
+) -> list[str]:
     """Register the repo's objects exactly as `feast apply` parses them; returns their names."""
+    objects = repo_definitions(feature_repo, source_uri, timestamp_field)
+    store.apply(objects)
+    return [obj.name for obj in objects if not obj.name.startswith("__")]
+
+
+def repo_definitions(
+    feature_repo: str | os.PathLike[str], source_uri: str, timestamp_field: str = DEFAULT_TIMESTAMP
+) -> list[Any]:
+    """The repo's entities, sources, feature views and services, as `feast apply` parses them,
+    with the published source at `source_uri` and its event time in `timestamp_field`
+    (materialize.timestamp_column); nothing is registered."""
     from feast.repo_operations import parse_repo
 
     repo_path = Path(feature_repo)
@@ -109,6 +130,7 @@ def apply_repo(store: FeatureStore, feature_repo: str | os.PathLike[str], source
             "pass the pipeline's feature_repo folder (entities, sources, feature views)",
         )
     os.environ[SOURCE_URI_VARIABLE] = source_uri
+    os.environ[TIMESTAMP_FIELD_VARIABLE] = timestamp_field
     # parse_repo imports the repo's modules; a module imported earlier in this process would
     # keep the source URI of that earlier call. Forget them so the definitions are read anew.
     root = repo_path.resolve()
@@ -138,8 +160,7 @@ def apply_repo(store: FeatureStore, feature_repo: str | os.PathLike[str], source
         *contents.feature_services,
     ]
     _point_s3_sources_at_the_platform(objects)
-    store.apply(objects)
-    return [obj.name for obj in objects if not obj.name.startswith("__")]
+    return objects
 
 
 def _point_s3_sources_at_the_platform(objects: list[Any]) -> None:
@@ -153,16 +174,18 @@ def _point_s3_sources_at_the_platform(objects: list[Any]) -> None:
             source.file_options.s3_endpoint_override = endpoint
 
 
-def _feature_names(store: FeatureStore, feature_service: str) -> list[str]:
-    try:
-        service = store.get_feature_service(feature_service)
-    except Exception as error:
-        raise ComponentError(
-            STEP,
-            f"feature service '{feature_service}' is not defined in the feature repo",
-            "define it in the repo or set feature_service in the pipeline config",
-        ) from error
-    return [field.name for projection in service.feature_view_projections for field in projection.features]
+def service_features(definitions: list[Any], feature_service: str) -> list[str]:
+    """The feature columns `feature_service` reads, from the repo's parsed definitions."""
+    from feast import FeatureService
+
+    for service in definitions:
+        if isinstance(service, FeatureService) and service.name == feature_service:
+            return [field.name for projection in service.feature_view_projections for field in projection.features]
+    raise ComponentError(
+        STEP,
+        f"feature service '{feature_service}' is not defined in the feature repo",
+        "define it in the repo or set feature_service in the pipeline config",
+    )
 
 
 def feature_service_definition(store: FeatureStore, feature_service: str) -> dict[str, Any]:
@@ -280,35 +303,28 @@ def materialize(
     label_column, request_features = settings.label_column, list(settings.request_features)
     from components import lineage
 
-    frame, source = lineage.read_dataset(STEP, dataset, "validated dataset", "raw", expected=data_digest)
-    require_columns(
-        STEP, frame, [entity_column, timestamp_column, label_column, *request_features], "validated dataset"
-    )
-    if frame[label_column].isna().any():
-        raise ComponentError(
-            STEP,
-            f"label column '{label_column}' has {int(frame[label_column].isna().sum())} nulls",
-            "drop or fix unlabelled rows upstream; validate should have caught this",
-        )
-    if not isinstance(frame[timestamp_column].dtype, pd.DatetimeTZDtype):
-        raise ComponentError(
-            STEP,
-            f"'{timestamp_column}' is {frame[timestamp_column].dtype}, not a UTC timestamp",
-            "store event times as timezone-aware UTC timestamps",
-        )
-
+    # any unit and zone, naive times under settings.timezone, a file or a folder (components/raw_data.py)
+    frame, source = read_recorded(
+        STEP, dataset, "validated dataset", "raw", timestamp_column=timestamp_column, timezone=settings.timezone,
+        expected=data_digest,
+    )  # fmt: skip
     offline = offline_uri or offline_location(project, lineage.digest_word(source))
+    definitions = repo_definitions(feature_repo, offline, timestamp_column)
+    features = service_features(definitions, feature_service)
+    if violations := contract_violations(frame, settings, features):
+        raise contract_error(STEP, violations)  # every violation at once, before anything is written
+
     store = open_store(project, store_dir, store_config)
     artifacts.write_parquet(offline, frame)
-    applied = apply_repo(store, feature_repo, offline)
-    features = _feature_names(store, feature_service)
+    store.apply(definitions)
+    applied = [obj.name for obj in definitions if not obj.name.startswith("__")]
 
     entity_df = frame[[entity_column, timestamp_column, label_column, *request_features]]
     joined = historical_features(store, entity_df.sort_values(timestamp_column, kind="stable"), feature_service)
     require_columns(STEP, joined, features, "the historical retrieval (check the feature view's schema)")
     columns = [timestamp_column, entity_column, *request_features, *features, label_column]
     joined = joined[columns].sort_values([timestamp_column, entity_column], kind="stable").reset_index(drop=True)
-    joined[features] = joined[features].fillna(0)
+    filled = fill_missing(joined, settings, features)  # opt-in per feature: materialize.fill
     cut = int(len(joined) * (1.0 - holdout_fraction))
     train, holdout = joined.iloc[:cut], joined.iloc[cut:]
     if train[label_column].nunique() < 2 or holdout[label_column].nunique() < 2:
@@ -343,7 +359,7 @@ def materialize(
                     "request_features": request_features,
                     "holdout_fraction": holdout_fraction,
                     "split": "by time: the latest holdout_fraction of rows is the holdout",
-                    "missing_features": "filled with 0",
+                    "missing_features": {"filled": filled, "fill": dict(settings.fill)},
                 },
                 "offline_uri": offline,
             },

@@ -8,12 +8,17 @@ from components.handoffs import HoldoutMetrics, TrainingMetadata
 
 __all__ = ["METRIC_ORDER", "render_model_card"]
 
-METRIC_ORDER = ("roc_auc", "pr_auc", "log_loss", "precision", "recall", "rmse", "mae", "mape", "r2")
+METRIC_ORDER = (
+    "roc_auc", "pr_auc", "accuracy", "macro_f1", "roc_auc_ovr", "log_loss", "precision", "recall",
+    "rmse", "mae", "mape", "r2",
+)  # fmt: skip
 
 
 def _label_summary(metadata: TrainingMetadata) -> str:
     if metadata.get("objective", "binary") == "binary":
         return f"positive rate {metadata['positive_rate']:.4f}"
+    if metadata.get("objective") == "multiclass":
+        return f"{metadata['params'].get('num_classes', '?')} classes"
     return f"mean target {metadata['label_mean']:.4f}"
 
 

@@ -27,14 +27,16 @@ from components import artifacts
 from components.config import PromoteSettings, TransformerSettings
 from components.errors import ComponentError
 from components.handoffs import PromoteResult, Registration, read_registration
+from components.model_kinds import kind_of_format
 from components.platform import services
 from components.platform.readonly import READER_VARIABLES
-from components.serving.triton_config import RepositoryError
+from components.serving.triton_config import RepositoryError, backend_of, parse_config
 from components.steps.serving_authorization import TARGET_BURST_CAPACITY, serving_objects, visibility_labels
 from components.steps.triton_repository import model_file_name, write_repository
 
 __all__ = [
     "ANNOTATION_PREFIX",
+    "CLUSTER_BACKENDS",
     "COMPONENT_UID",
     "DNS_LABEL",
     "MODEL_PULLER",
@@ -42,6 +44,7 @@ __all__ = [
     "RAW_DEPLOYMENT",
     "READINESS_PATH",
     "RUN_ID",
+    "SERVING_RUNTIMES",
     "STEP",
     "TRANSFORMER_MEMORY_GIB",
     "TRANSFORMER_PORT",
@@ -52,6 +55,8 @@ __all__ = [
     "UNMEASURED_READINESS_DELAY_S",
     "annotation",
     "check_replicas",
+    "check_runtime",
+    "check_servable",
     "check_traffic_split",
     "promote",
     "publish_repository",
@@ -133,6 +138,50 @@ def check_traffic_split(deployment_mode: str, canary_percent: int | None) -> Non
             "ignores canaryTrafficPercent and the new version would take 100% of traffic at once",
             "run this InferenceService in Serverless mode (promote.deployment_mode: Serverless, Knative installed), "
             "or roll out at 100% (--promote) after testing the version elsewhere",
+        )
+
+
+SERVING_RUNTIMES: dict[str, frozenset[str]] = {"triton-fil": frozenset({"fil", "pytorch", "onnxruntime", "python"})}
+"""Each KServe ClusterServingRuntime the platform ships (manifests/base/serving/, named there) and
+the Triton backends its image carries: triton-fil is the NGC tritonserver, with FIL (XGBoost,
+LightGBM), libtorch (TorchScript), onnxruntime (ONNX) and python. A model kind names its backend
+(components.model_kinds, `triton_backend`); promote.runtime must name a runtime that has it."""
+
+
+def check_runtime(runtime: str, backend: str, model_format: str) -> None:
+    """Refuse, naming promote.runtime, a runtime that cannot load the model's Triton backend."""
+    if backend in SERVING_RUNTIMES.get(runtime, frozenset()):
+        return
+    able = sorted(name for name, backends in SERVING_RUNTIMES.items() if backend in backends)
+    known = f"the platform's runtimes are {sorted(SERVING_RUNTIMES)}"
+    raise ComponentError(
+        STEP,
+        f"promote.runtime {runtime!r} cannot serve this {model_format} model (Triton backend {backend}); {known}",
+        f"set promote.runtime: {' or '.join(able)} in the pipeline's config.yaml"
+        if able
+        else f"no runtime of the platform has the {backend} backend: serve the model through one of "
+        + ", ".join(sorted({b for backends in SERVING_RUNTIMES.values() for b in backends})),
+    )
+
+
+CLUSTER_BACKENDS = ("fil", "pytorch", "onnxruntime")
+"""The backends promote writes a cluster Triton repository for (triton_repository.write_repository)."""
+
+
+def check_servable(model_format: str) -> None:
+    """Refuse a model whose kind is served by a backend promote has no repository for: Triton's
+    python backend would need the kind's package inside the serving image, which has only the library's."""
+    try:
+        kind = kind_of_format(model_format)
+    except ComponentError:
+        return  # no installed kind reads it: write_repository refuses the format itself
+    if kind.triton_backend not in CLUSTER_BACKENDS:
+        raise ComponentError(
+            STEP,
+            f"model kind {kind.name!r} is served by Triton's {kind.triton_backend} backend, which has no cluster "
+            f"repository (the serving image lacks the kind's package); nothing was published",
+            f"save the model in a format a cluster backend reads ({', '.join(CLUSTER_BACKENDS)}): export it to "
+            "ONNX (the sklearn kind's format) or a FIL-readable tree file (XGBoost JSON, LightGBM text)",
         )
 
 
@@ -327,9 +376,12 @@ def publish_repository(
     gpu: bool,
     decision_threshold: float = 0.5,
     copy_to: str | None = None,
+    runtime: str | None = None,
 ) -> str:
-    """Write the version's Triton repository (checked: config and Treelite) and publish it,
-    write-once, under <serving_root>/<model>/v<version>-<sha12>; returns the storage URI."""
+    """Write the version's Triton repository (checked: config and Treelite; with `runtime`, that
+    the runtime has the config's backend) and publish it, write-once, under
+    <serving_root>/<model>/v<version>-<sha12>; returns the storage URI."""
+    check_servable(reg["model_format"])
     with tempfile.TemporaryDirectory() as tmp:
         repository = Path(tmp) / "repository"
         try:
@@ -351,6 +403,9 @@ def publish_repository(
                 "a config error is a bug in the repository template (report it with the model format); "
                 "a model Treelite refuses needs an XGBoost/Treelite pairing the serving image's FIL accepts",
             ) from error
+        if runtime is not None:
+            config = parse_config((repository / reg["model_name"] / "config.pbtxt").read_text())
+            check_runtime(runtime, backend_of(config), reg["model_format"])
         storage_uri = _publish(repository, serving_root, reg["model_name"], int(reg["version"]), reg["artifact_sha256"])
         if copy_to is not None:
             with artifacts.atomic_dir(copy_to) as out:
@@ -407,7 +462,13 @@ def promote(
         )
     root = serving_root or services.serving_root(STEP)
     storage_uri = publish_repository(
-        reg, model_bytes, root, gpu=gpu, decision_threshold=decision_threshold, copy_to=model_repository_out
+        reg,
+        model_bytes,
+        root,
+        gpu=gpu,
+        decision_threshold=decision_threshold,
+        copy_to=model_repository_out,
+        runtime=settings.runtime,
     )
     described = TransformerSettings.model_validate(transformer) if transformer else None
     service = render_inference_service(

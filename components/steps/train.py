@@ -1,9 +1,12 @@
 """train: fit the model on the point-in-time training set.
 
-Two model types, picked in the pipeline config: XGBoost (`hist`, the fast tabular baseline)
-and a PyTorch MLP. Both use the GPU when one is visible (`device="auto"`), else the CPU, and
-both are seeded so the same data and seed give the same model bytes on the same device, which
-is what makes registration by artifact hash idempotent.
+`train.model_type` names a model kind (components/model_kinds.py): XGBoost (`hist`, the fast
+tabular baseline) and a PyTorch MLP, which also train across workers, LightGBM, any scikit-learn
+estimator (saved as ONNX), or a kind a team's package registers. The kind fits and saves; this step
+checks the data, records the metadata serving and registration read, and launches workers. Models
+use the GPU when one is visible (`device="auto"`) and the kind can, else the CPU, and are seeded so
+the same data and seed give the same model bytes on the same device, which is what makes
+registration by artifact hash idempotent.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import os
 import platform
 import sys
 import time
+from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -22,14 +26,15 @@ from components import artifacts
 from components.config import TrainSettings
 from components.errors import ComponentError
 from components.handoffs import TrainingMetadata
+from components.model_kinds import ModelKind, model_kind, require_objective
 from components.steps import distributed, trainjob
 from components.steps.distributed import World
-from components.steps.model_formats import FORMATS, resolve_device
+from components.steps.model_formats import resolve_device
 from components.steps.torchscript_export import export_torchscript, scaled_mlp
 from components.steps.train_arguments import TrainArguments
 from components.tabular import require_columns
 
-__all__ = ["MLP_DEFAULTS", "STEP", "XGBOOST_DEFAULTS", "train"]
+__all__ = ["MLP_DEFAULTS", "STEP", "XGBOOST_DEFAULTS", "train", "train_mlp", "train_xgboost"]
 
 STEP = "train"
 XGBOOST_DEFAULTS: dict[str, Any] = {
@@ -75,6 +80,8 @@ def _matrix(
             f"label column '{label}' has {int(labels.isna().sum())} nulls",
             "label every row upstream; validate should reject unlabelled data",
         )
+    if objective == "multiclass":
+        return frame[features].to_numpy(dtype=np.float32), _class_labels(labels, label, whole)
     if objective == "regression":
         if not pd.api.types.is_numeric_dtype(labels):
             raise ComponentError(
@@ -93,6 +100,20 @@ def _matrix(
     return frame[features].to_numpy(dtype=np.float32), labels.to_numpy(dtype=np.float32)
 
 
+def _class_labels(labels: pd.Series, label: str, whole: bool) -> np.ndarray:
+    """Multiclass labels: integers 0..k-1 (k >= 2 over the whole set)."""
+    values = labels.to_numpy()
+    if not pd.api.types.is_numeric_dtype(labels) or not np.all(np.mod(values, 1) == 0) or values.min() < 0:
+        raise ComponentError(
+            STEP,
+            f"label column '{label}' holds {sorted(set(labels.unique().tolist()))[:5]}, not class indexes 0..k-1",
+            "encode the classes as integers 0..k-1 upstream",
+        )
+    if whole and len(np.unique(values)) < 2:
+        _single_class(label)
+    return np.asarray(values, dtype=np.float32)
+
+
 def _single_class(label: str) -> None:
     raise ComponentError(STEP, f"label column '{label}' has a single class", "the training window needs both classes")
 
@@ -106,7 +127,7 @@ def _label_totals(y: np.ndarray, objective: str, label: str, world: World, reduc
     return rows, total, squares
 
 
-def _train_xgboost(
+def train_xgboost(
     x: np.ndarray,
     y: np.ndarray,
     features: list[str],
@@ -151,7 +172,7 @@ def _train_xgboost(
     return {**booster_params, "num_boost_round": rounds}, rounds, totals
 
 
-def _train_mlp(
+def train_mlp(
     x: np.ndarray,
     y: np.ndarray,
     params: dict[str, Any],
@@ -227,6 +248,38 @@ def _train_mlp(
     return {**settings, "device": device, "seed": seed}, epochs, totals
 
 
+def _fit_kind(
+    kind: ModelKind,
+    x: np.ndarray,
+    y: np.ndarray,
+    params: dict[str, Any],
+    settings: TrainSettings,
+    device: str,
+    model_path: str,
+    label: str,
+) -> tuple[dict[str, Any], int, tuple[float, float, float]]:
+    """Fit and save through the kind's interface (one process: only xgboost and pytorch_mlp have a
+    distributed runtime). Multiclass: k from train.num_classes, else from the labels."""
+    totals = _label_totals(y, settings.objective, label, distributed.SINGLE, lambda values, _world: values)
+    num_classes = None
+    if settings.objective == "multiclass":
+        seen = int(y.max()) + 1
+        num_classes = settings.num_classes or seen
+        if seen > num_classes:
+            raise ComponentError(
+                STEP,
+                f"label column '{label}' holds class {seen - 1}, beyond train.num_classes {num_classes}",
+                "raise train.num_classes or fix the labels",
+            )
+    model = kind.fit(
+        x, y, objective=settings.objective, params=params, seed=settings.seed, device=device, num_classes=num_classes
+    )
+    kind.save(model, Path(model_path))
+    passes = int(params.get("num_boost_round", params.get("epochs", 1)) or 1)
+    used = {**params, "seed": settings.seed, **({"num_classes": num_classes} if num_classes else {})}
+    return used, passes, totals
+
+
 def _data_parallel(model: Any, world: World, device: str) -> tuple[Any, Any]:
     """What a training step calls (the model's logits; wrapped in DDP across workers, which
     averages the gradients) and the context that lets shards of unequal size finish together."""
@@ -265,11 +318,14 @@ def train(
     """Fit `settings.model_type` on `train_set`; write the model file and its metadata JSON.
 
     `features` and `label_column` come from the materialize step; the rest is the config's train
-    section. The objective is binary (a probability of the positive class) or regression (a number).
+    section. The objective is binary (a probability of the positive class), regression (a number) or
+    multiclass (labels 0..k-1, k class probabilities; k is train.num_classes or the labels').
     `train_set_sha256` is the digest materialize's lineage record holds for the set: every worker
     refuses a set with other bytes (components/lineage.py: require_recorded).
     """
     model_type, objective, seed, device = settings.model_type, settings.objective, settings.seed, settings.device
+    kind = model_kind(model_type)
+    require_objective(kind, objective)
     world = distributed.current_world()
     if train_set_sha256:
         from components.lineage import require_recorded
@@ -290,11 +346,13 @@ def train(
     params = _restore_integers(dict(settings.params))
     started = time.perf_counter()
     if model_type == "xgboost":
-        used, passes, totals = _train_xgboost(
+        used, passes, totals = train_xgboost(
             x, y, features, params or {}, seed, chosen, model_out, objective, world, label_column
         )
+    elif model_type == "pytorch_mlp":
+        used, passes, totals = train_mlp(x, y, params or {}, seed, chosen, model_out, objective, world, label_column)
     else:
-        used, passes, totals = _train_mlp(x, y, params or {}, seed, chosen, model_out, objective, world, label_column)
+        used, passes, totals = _fit_kind(kind, x, y, params or {}, settings, chosen, model_out, label_column)
     seconds = time.perf_counter() - started
     rows, label_sum = int(totals[0]), totals[1]
     if not world.leader:  # the leader writes the model and the metadata
@@ -302,7 +360,7 @@ def train(
     metadata: TrainingMetadata = {
         "model_type": model_type,
         "objective": objective,
-        "format": FORMATS[model_type],
+        "format": kind.model_format,
         "features": features,
         "label": label_column,
         "params": used,
@@ -320,6 +378,8 @@ def train(
         "passes": passes,
         "python": platform.python_version(),
     }
+    if objective == "multiclass":
+        metadata["num_classes"] = int(used["num_classes"])
     if world.size > 1:
         metadata["distributed"] = {"runtime": world.runtime, "workers": world.size}
     artifacts.write_json(metadata_out, metadata)

@@ -10,12 +10,15 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from components import artifacts
 from components.errors import ComponentError
 
-__all__ = ["SAMPLE_VALUES", "STEP", "load_suite", "validate"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["SAMPLE_VALUES", "STEP", "describe_failure", "load_suite", "run_suite", "validate"]
 
 STEP = "validate"
 SAMPLE_VALUES = 5
@@ -81,7 +84,8 @@ def _failure(result: dict[str, Any], columns: set[str]) -> dict[str, Any]:
     return entry
 
 
-def _describe(failure: dict[str, Any]) -> str:
+def describe_failure(failure: dict[str, Any]) -> str:
+    """One line naming a failed expectation: its column, how many rows, what was observed."""
     column = failure["kwargs"].get("column")
     where = f" on column '{column}'" if column else ""
     parts = [f"{failure['expectation']}{where}"]
@@ -96,17 +100,11 @@ def _describe(failure: dict[str, Any]) -> str:
     return ": ".join(parts[:1]) + (" — " + "; ".join(parts[1:]) if len(parts) > 1 else "")
 
 
-def validate(dataset: str, suite_path: str, report_path: str) -> dict[str, Any]:
-    """Validate `dataset` (Parquet path or URI) against the suite; write the result JSON.
-
-    Raises ComponentError naming each failed expectation when the data does not pass; the
-    report is still written so the failure can be inspected.
-    """
-    suite_definition = load_suite(suite_path)
-    from components.lineage import digest_word, read_dataset
-
-    frame, record = read_dataset(STEP, dataset, "raw dataset", "raw")
-
+def run_suite(
+    frame: pd.DataFrame, suite_definition: dict[str, Any], suite_path: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Run the suite on `frame` in an ephemeral GX context: every result, and the failed ones
+    (each named by `describe_failure`), missing columns first. validate and `mlops check-data` share it."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -137,6 +135,24 @@ def validate(dataset: str, suite_path: str, report_path: str) -> dict[str, Any]:
     columns = set(frame.columns)
     failures = [_failure(r, columns) for r in results if not r["success"]]
     failures.sort(key=lambda failure: "missing" not in failure.get("error", ""))
+    return results, failures
+
+
+def validate(dataset: str, suite_path: str, report_path: str) -> dict[str, Any]:
+    """Validate `dataset` (Parquet path or URI) against the suite; write the result JSON.
+
+    Raises ComponentError naming each failed expectation when the data does not pass; the
+    report is still written so the failure can be inspected.
+    """
+    suite_definition = load_suite(suite_path)
+    from components.lineage import digest_word
+    from components.raw_data import read_recorded
+
+    # a file, a folder or a hive dataset; the suite checks the columns as written (timestamp_column
+    # None): materialize normalizes the timestamps, and both record the same digest (raw_data.py)
+    frame, record = read_recorded(STEP, dataset, "raw dataset", "raw", timestamp_column=None, timezone=None)
+
+    results, failures = run_suite(frame, suite_definition, suite_path)
     summary = {
         "step": STEP,
         "success": not failures,
@@ -149,7 +165,7 @@ def validate(dataset: str, suite_path: str, report_path: str) -> dict[str, Any]:
     }
     artifacts.write_json(report_path, summary)
     if failures:
-        lines = "\n".join(f"  - {_describe(f)}" for f in failures)
+        lines = "\n".join(f"  - {describe_failure(f)}" for f in failures)
         raise ComponentError(
             STEP,
             f"{len(failures)} of {len(results)} expectations failed on {dataset}:\n{lines}",

@@ -19,6 +19,8 @@ generated from the code by `python -m mlops.docs_index`: cli
                    a hyperparameter search (Optuna here, Katib there), and one Katib trial
     checks.py      lint, doctor
                    the manifests and the live configuration, checked against the platform's known failures
+    inputs.py      check-data
+                   a raw file checked against a pipeline's suite and data contract before a run
     scaffold.py    new, data
                    a new pipeline folder from a reference one, and a pipeline's synthetic dataset
 
@@ -37,7 +39,7 @@ import components  # noqa: F401  (applies the air-gapped defaults before anythin
 
 __all__ = ["GROUPS", "build_parser", "main"]
 
-GROUPS = ("run", "cluster", "dev", "serving", "monitoring", "lineage", "tune", "checks", "scaffold")
+GROUPS = ("run", "cluster", "dev", "serving", "monitoring", "lineage", "tune", "checks", "inputs", "scaffold")
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:

@@ -36,6 +36,9 @@ def _lint(args: argparse.Namespace) -> int:
             from pipelines.local import declaration
 
             pipeline = declaration(args.pipeline)
+            from pipelines.placeholders import refuse_placeholders
+
+            refuse_placeholders(pipeline.name, pipeline.folder)  # exit 2 while a `mlops new` placeholder is left
             paths = write_renderings(pipeline.name, pipeline, Path(tmp), targets=["argo"])
         checked, findings = 0, list[Any]()
         for path in paths:

@@ -105,14 +105,20 @@ def submit(
     )
     if not args.wait:
         return 0
-    return _follow(connection, created["run_id"], args.poll_seconds)
+    from pipelines.resources import sized
+
+    memory = {step.name: step.resources.memory for step in sized(pipeline.spec, cfg).steps}
+    return _follow(connection, created["run_id"], args.poll_seconds, memory)
 
 
-def _follow(connection: Connection, run_id: str, poll_seconds: float) -> int:
+def _follow(
+    connection: Connection, run_id: str, poll_seconds: float, memory: dict[str, str | None] | None = None
+) -> int:
+    """Wait for the run and print it; `memory` (each step's limit) goes into a killed-for-memory line."""
     from mlops import kfp_client
 
     final = kfp_client.wait(connection, run_id, poll_seconds=poll_seconds)
-    print(kfp_client.format_run(final))
+    print(kfp_client.format_run(final, memory))
     if final.get("state") != "SUCCEEDED":
         print(f"{run_id} ended {final.get('state')}  (mlops status {run_id} --engine kfp)", file=sys.stderr)
         return 1

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from components.errors import ComponentError
+from components.model_kinds import installed_kinds
+from components.train_settings import HIGHER_IS_BETTER
 from mlops.cli.common import config_overrides, pairs
 
 
@@ -21,7 +23,7 @@ def register(sub: Any, argv: list[str]) -> None:
     run.add_argument("--rows", type=int, help="rows of synthetic data (config: data.rows)")
     run.add_argument("--seed", type=int, help="seed of the synthetic data (config: data.seed)")
     run.add_argument("--data", help="a Parquet dataset to use instead of synthetic data")
-    run.add_argument("--model-type", choices=["xgboost", "pytorch_mlp"])
+    run.add_argument("--model-type", choices=installed_kinds(), help="a model kind (config: train.model_type)")
     run.add_argument("--gate-threshold", type=float, help="the gate's threshold (config: evaluate.threshold)")
     run.add_argument("--min-auc", type=float, help="same as --gate-threshold, for pipelines gated on roc_auc")
     run.add_argument("--config", help="a config.yaml to use instead of the pipeline's own")
@@ -44,7 +46,7 @@ def register(sub: Any, argv: list[str]) -> None:
     run.add_argument("--verbose", action="store_true", help="print kfp.local's whole output, not just progress")
     run.set_defaults(handler=_run_pipeline)
 
-    step = sub.add_parser("step", help="run one component, as a pipeline task does")
+    step = sub.add_parser("step", help="run one component, as a pipeline task does", epilog=TEAM_STEPS_RUN)
     if argv[:1] == ["step"]:  # the flags come from the components' signatures: import them only for `step`
         named = argv[1] if len(argv) > 1 and not argv[1].startswith("-") else None
         _add_step_parsers(step.add_subparsers(dest="step", required=True), named)
@@ -92,8 +94,34 @@ def steps() -> dict[str, str]:
 
     declared = {step.component for step in training_pipeline(name="standard", description="").steps}
     declared |= {step.component for name in available_pipelines() for step in declaration(name).spec.steps}
-    targets = [*sorted(declared), "components.steps.notify:notify_failure"]
+    targets = [*sorted(c for c in declared if _library_component(c)), "components.steps.notify:notify_failure"]
     return {target.partition(":")[2].replace("_", "-"): target for target in targets}
+
+
+TEAM_STEPS_RUN = "a team's own steps (team_steps= in its pipeline.py) run with `mlops task <pipeline> <step>`"
+
+
+def _library_component(component: str) -> bool:
+    """A built-in op lives in the library's components package; a team step in the team's own, and
+    `mlops step` cannot run it: its arguments are wired by the declaration (`mlops task` reads them)."""
+    return component.startswith("components.")
+
+
+def team_steps() -> dict[str, str]:
+    """Each installed pipeline's team steps: step name -> the pipeline that declares it."""
+    from pipelines.local import available_pipelines, declaration
+
+    return {step.name: name for name in available_pipelines() for step in declaration(name).spec.steps
+            if not _library_component(step.component)}  # fmt: skip
+
+
+def _team_step(args: argparse.Namespace) -> int:
+    raise ComponentError(
+        "step",
+        f"{args.step} is a team step of pipeline {args.pipeline}, which `mlops step` does not run",
+        f"run it as its pipeline does: mlops task {args.pipeline} {args.step} --input NAME=PATH "
+        "--param NAME=VALUE --outputs-dir DIR (mlops task --help)",
+    )
 
 
 def _add_step_parsers(subparsers: Any, named: str | None = None) -> None:
@@ -103,7 +131,8 @@ def _add_step_parsers(subparsers: Any, named: str | None = None) -> None:
 
     from pipelines.runtime import component
 
-    for name, target in steps().items():
+    library = steps()
+    for name, target in library.items():
         if named is not None and name != named:
             subparsers.add_parser(name, help=target)
             continue
@@ -134,6 +163,11 @@ def _add_step_parsers(subparsers: Any, named: str | None = None) -> None:
                 default=None if required else parameter.default,
             )
         parser.set_defaults(handler=_run_step, target=target)
+    pipeline = team_steps().get(named) if named is not None and named not in library else None
+    if pipeline is not None:  # a team step named: refused naming `mlops task`, whatever its flags
+        team = subparsers.add_parser(named, help=TEAM_STEPS_RUN, prefix_chars="\0")  # any flags are its words
+        team.add_argument("arguments", nargs="*")
+        team.set_defaults(handler=_team_step, pipeline=pipeline)
 
 
 def _run_step(args: argparse.Namespace) -> int:
@@ -235,9 +269,9 @@ def _print_summary(pipeline: str, result: dict[str, Any], progress: Any, seconds
     if "evaluate" in s:
         e = s["evaluate"]
         verdict = "passed" if e["passed"] else "FAILED"
-        shown = ("roc_auc", "pr_auc", "log_loss", "rmse", "mae", "mape", "r2")
+        shown = ("roc_auc", "pr_auc", "accuracy", "macro_f1", "roc_auc_ovr", "log_loss", "rmse", "mae", "mape", "r2")
         numbers = ", ".join(f"{key} {e[key]:.4f}" for key in shown if key in e)
-        direction = ">=" if e["gate_metric"] in ("roc_auc", "pr_auc", "r2") else "<="
+        direction = ">=" if e["gate_metric"] in HIGHER_IS_BETTER else "<="
         print(f"  evaluate     {numbers}; gate {e['gate_metric']} {direction} {e['threshold']}: {verdict}")
     if "register" in s:
         r = s["register"]

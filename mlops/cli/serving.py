@@ -264,7 +264,13 @@ def _score(args: argparse.Namespace) -> int:
     for index, (row, score) in enumerate(zip(rows, answer["predictions"], strict=True)):
         unknown = answer.get("unknown_entity", [False] * len(rows))[index]
         flag = "  (unknown entity: scored on the configured defaults)" if unknown else ""
-        print(f"{json.dumps(row)}  score {score:.6f}  ({args.model} v{version}){flag}")
+        classes = answer.get("predicted_class")  # a multiclass model: k probabilities and the argmax per row
+        shown = (
+            f"class {classes[index]}  probabilities [{', '.join(f'{p:.6f}' for p in score)}]"
+            if classes is not None
+            else f"score {score:.6f}"
+        )
+        print(f"{json.dumps(row)}  {shown}  ({args.model} v{version}){flag}")
         if args.explain:
             for name, value in answer["features"][index].items():
                 print(f"    {name:<28} {value}")

@@ -13,9 +13,9 @@ def test_reference_config_loads() -> None:
 
 def test_unknown_model_type_and_bad_threshold_name_their_fields() -> None:
     with pytest.raises(ComponentError) as caught:
-        pipeline.config().with_overrides({"train.model_type": "lightgbm", "evaluate.threshold": 2})
+        pipeline.config().with_overrides({"train.model_type": "catboost", "evaluate.threshold": 2})
     message = str(caught.value)
-    assert "train.model_type" in message and "lightgbm" in message
+    assert "train.model_type" in message and "'catboost' is no installed model kind" in message
     assert "evaluate" in message and "threshold for roc_auc must lie in [0, 1]" in message
 
 

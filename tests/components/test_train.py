@@ -82,9 +82,9 @@ def test_pytorch_mlp_scores_raw_features(materialized: dict[str, Any], tmp_path:
 
 
 def test_unknown_model_type_names_the_choices_and_writes_nothing(materialized: dict[str, Any], tmp_path: Path) -> None:
-    refusal = r"model_type: Input should be 'xgboost' or 'pytorch_mlp' \(got 'lightgbm'\)"
+    refusal = r"model_type 'catboost' is no installed model kind \(installed: lightgbm, pytorch_mlp, sklearn, xgboost"
     with pytest.raises(ComponentError, match=refusal):
-        _train(materialized, tmp_path, model_type="lightgbm")
+        _train(materialized, tmp_path, model_type="catboost")
     assert list(tmp_path.iterdir()) == []
 
 

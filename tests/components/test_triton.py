@@ -66,8 +66,8 @@ def test_libtorch_tensors_must_carry_their_index() -> None:
 
 
 def test_unknown_format_is_refused() -> None:
-    with pytest.raises(RepositoryError, match="onnx"):
-        config_pbtxt("m", "onnx", names(3), gpu=False)
+    with pytest.raises(RepositoryError, match="pmml"):
+        config_pbtxt("m", "pmml", names(3), gpu=False)
 
 
 def test_trained_xgboost_model_loads_in_treelite_and_scores_as_xgboost(trained: dict[str, Path]) -> None:

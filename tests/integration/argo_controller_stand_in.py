@@ -19,7 +19,9 @@ From the rendered YAML alone, as Argo 3.x does (workflow/controller/operator.go,
   start; a backoff past it stops early; the pod's deadline is what is left of it), `retryPolicy`
   (Always, OnFailure, OnError, OnTransientError; with none, Always when an expression is set,
   else OnFailure), `limit`, then `expression` (the only form rendered:
-  `asInt(lastRetry.exitCode) != N`); backoff `duration` x `factor`^n capped by `cap`;
+  `asInt(lastRetry.exitCode) != N && not (lastRetry.message matches 'OOMKilled')`; a launcher
+  exit of 137 stands for a pod OOMKilled at its limit, node message `OOMKilled (exit code 137)`);
+  backoff `duration` x `factor`^n capped by `cap`;
 - memoize: the key must match the cache's own rule (`[a-zA-Z0-9][-a-zA-Z0-9]*`, checked when the
   entry is loaded: else the node is Error "invalid cache key") and the ConfigMap key rules
   (`[-._a-zA-Z0-9]+`, at most 253 characters, when it is stored); a hit younger than maxAge
@@ -50,13 +52,14 @@ from tests.integration.argo_controller_stand_in_rules import (
     CACHE_KEY,
     CONFIGMAP_KEY,
     CONFIGMAP_KEY_MAX,
+    OOM_EXIT_CODE,
     RETRY_POLICIES,
     TRANSIENT_MESSAGES,
     backoff_seconds,
     depends,
     duration,
+    expression_retries,
     failed_nodes,
-    permanent_exit_code,
     pod_name,
     substitute,
     validate_inputs,
@@ -297,7 +300,6 @@ class ArgoControllerStandIn:
         policy = strategy.get("retryPolicy") or ("Always" if strategy.get("expression") else "OnFailure")
         if policy not in (*RETRY_POLICIES, "OnTransientError"):
             raise ValueError(f"{policy} is not a valid RetryPolicy")
-        permanent = permanent_exit_code(strategy.get("expression"))
         started = self.clock()
         deadline = started + duration(backoff["maxDuration"]) if "maxDuration" in backoff else None
         while True:
@@ -334,7 +336,7 @@ class ArgoControllerStandIn:
             if limit is not None and number > limit:
                 node.message = "No more retries left"
                 return
-            if permanent is not None and attempt.exit_code == permanent:
+            if not expression_retries(strategy.get("expression"), attempt.exit_code, attempt.message):
                 node.message = "retryStrategy.expression evaluated to false"
                 return
             self.sleep(wait)
@@ -373,7 +375,13 @@ class ArgoControllerStandIn:
             attempt = Attempt(exit_code, time.monotonic() - started, log, pod=pod, finished_at=self._now())
             if exit_code != 0:
                 attempt.phase = "Failed"
-                attempt.message = DEADLINE_MESSAGE if exit_code is None else f"main: Error (exit code {exit_code})"
+                attempt.message = (
+                    DEADLINE_MESSAGE
+                    if exit_code is None
+                    else f"OOMKilled (exit code {exit_code})"
+                    if exit_code == OOM_EXIT_CODE
+                    else f"main: Error (exit code {exit_code})"
+                )
                 return attempt, ({}, {})
             missing = [
                 path

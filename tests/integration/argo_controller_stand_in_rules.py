@@ -8,7 +8,8 @@ import re
 from typing import Any
 
 PLACEHOLDER = re.compile(r"\{\{\s*([^}]+?)\s*\}\}")
-EXPRESSION = re.compile(r"^asInt\(lastRetry\.exitCode\) != (\d+)$")
+EXPRESSION = re.compile(r"^asInt\(lastRetry\.exitCode\) != (\d+)(?: && not \(lastRetry\.message matches '([^']+)'\))?$")
+"""`asInt(lastRetry.exitCode) != N`, optionally `&& not (lastRetry.message matches 'RE')` (Argo 3.5+)."""
 SHA256_TAG = re.compile(r"=sprig\.trunc\((\d+), sprig\.sha256sum\(workflow\.parameters\['([\w-]+)'\]\)\)")
 TRUNC_TAG = re.compile(r"=sprig\.trunc\((\d+), (tasks\.\w+\.outputs\.parameters\.\w+)\)")
 """`=sprig.trunc(N, tasks.<task>.outputs.parameters.<name>)` (pipelines.caching.output_digest_word)."""
@@ -122,13 +123,22 @@ def when(expression: str) -> bool:
     raise ValueError(f"unsupported when expression {expression!r}")
 
 
-def permanent_exit_code(expression: str | None) -> int | None:
+def expression_retries(expression: str | None, exit_code: int | None, message: str) -> bool:
+    """The retry expression's value for the last attempt (Argo: lastRetry.exitCode, lastRetry.message)."""
     if expression is None:
-        return None
+        return True
     match = EXPRESSION.match(expression)
     if match is None:
         raise ValueError(f"unsupported retry expression {expression!r}")
-    return int(match.group(1))
+    if exit_code == int(match.group(1)):
+        return False
+    return match.group(2) is None or re.search(match.group(2), message) is None
+
+
+OOM_EXIT_CODE = 137
+"""A pod whose main container the kernel killed at its memory limit: Argo's node message is
+`OOMKilled (exit code 137)` (the container's terminated reason and code); the stand-in's launcher
+reports it by exiting 137."""
 
 
 def duration(text: str) -> float:

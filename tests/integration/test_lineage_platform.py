@@ -72,3 +72,40 @@ def test_mlops_reproduce_retrains_the_platform_version_byte_for_byte(platform_ru
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "REPRODUCED" in done.stdout and registration["artifact_sha256"] in done.stdout
+
+
+def test_a_hive_dataset_on_the_object_store_reads_digests_and_verifies_as_on_disk(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """issue 31: an s3:// hive-partitioned extract on the real (loopback) object store reads as the same
+    folder on disk, with the same digest; `mlops reproduce`'s check (lineage.verify) found such a folder
+    "gone" (a HEAD on the prefix, not a listing) and refused every reproduction of it."""
+    from components import lineage
+    from components.errors import ComponentError
+    from components.raw_data import raw_digest, read_raw
+
+    frame = pd.DataFrame({"user_id": range(48), "amount": [float(i) for i in range(48)]})
+    frame["event_timestamp"] = pd.date_range("2026-12-01", periods=48, freq="h", tz="UTC").astype("datetime64[ns, UTC]")
+    frame["date"] = frame["event_timestamp"].dt.strftime("%Y-%m-%d")
+    local = tmp_path / "extract"
+    frame.to_parquet(local, partition_cols=["date"], index=False)
+    for key, value in stack.environment().items():
+        monkeypatch.setenv(key, value)
+    client = stack.s3_client()
+    client.create_bucket(Bucket="churn-extracts")
+    for path in sorted(p for p in local.rglob("*") if p.is_file()):
+        client.upload_file(str(path), "churn-extracts", f"nightly/{path.relative_to(local).as_posix()}")
+    uri = "s3://churn-extracts/nightly"
+    read = read_raw(uri, timestamp_column="event_timestamp", timezone=None, step="test")
+    assert str(read["event_timestamp"].dtype) == "datetime64[us, UTC]" and len(read) == 48
+    assert sorted(read["date"].unique()) == ["2026-12-01", "2026-12-02"]
+    assert raw_digest(uri) == raw_digest(str(local))
+    record = lineage.describe(uri, read, "raw")
+    assert lineage.verify(record) == uri
+    client.delete_object(
+        Bucket="churn-extracts", Key=client.list_objects_v2(Bucket="churn-extracts")["Contents"][0]["Key"]
+    )
+    with pytest.raises(ComponentError, match="has changed"):
+        lineage.verify(record)
+    with pytest.raises(ComponentError, match="is gone from s3://churn-extracts/elsewhere"):
+        lineage.verify({**record, "source": "s3://churn-extracts/elsewhere"})

@@ -25,6 +25,15 @@ from tests.conftest import FEATURES, REPO, train_evaluate_register
 pytestmark = pytest.mark.integration
 
 
+def scaled_logistic_regression() -> Any:
+    """A team's scikit-learn Pipeline, named by import path in train.params.estimator (issue 31)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
+
+
 @pytest.fixture(scope="module")
 def registry_home(tmp_path_factory: pytest.TempPathFactory, materialized: dict[str, Any]) -> Iterator[dict[str, Any]]:
     home = tmp_path_factory.mktemp("serving-registry")
@@ -35,14 +44,24 @@ def registry_home(tmp_path_factory: pytest.TempPathFactory, materialized: dict[s
         materialized, home / "mlp", home, model_name="fraud-mlp", model_type="pytorch_mlp", params={"epochs": 3},
         threshold=0.5,
     )  # fmt: skip
+    lgbm = train_evaluate_register(
+        materialized, home / "lgbm", home, model_name="fraud-lgbm", model_type="lightgbm",
+        params={"num_boost_round": 40}, threshold=0.5,
+    )  # fmt: skip
+    pipeline = f"{__name__}:scaled_logistic_regression"
+    sklearn = train_evaluate_register(
+        materialized, home / "sklearn", home, model_name="fraud-sklearn", model_type="sklearn",
+        params={"estimator": pipeline}, threshold=0.5,
+    )  # fmt: skip
     previous = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{home}/mlflow.db"
+    models = {"fraud-xgb": xgb, "fraud-mlp": mlp, "fraud-lgbm": lgbm, "fraud-sklearn": sklearn}
     holdout = pd.read_parquet(materialized["holdout"])[FEATURES].to_numpy(dtype=np.float32)[:200]
     yield {
         "home": home,
-        "registrations": {"fraud-xgb": xgb["registration"], "fraud-mlp": mlp["registration"]},
+        "registrations": {name: model["registration"] for name, model in models.items()},
         "holdout": holdout,
-        "models": {"fraud-xgb": xgb, "fraud-mlp": mlp},
+        "models": models,
     }
     if previous is None:
         os.environ.pop("MLFLOW_TRACKING_URI", None)
@@ -50,7 +69,7 @@ def registry_home(tmp_path_factory: pytest.TempPathFactory, materialized: dict[s
         os.environ["MLFLOW_TRACKING_URI"] = previous
 
 
-@pytest.fixture(scope="module", params=["fraud-xgb", "fraud-mlp"])
+@pytest.fixture(scope="module", params=["fraud-xgb", "fraud-mlp", "fraud-lgbm", "fraud-sklearn"])
 def served(
     request: pytest.FixtureRequest, registry_home: dict[str, Any]
 ) -> Iterator[tuple[LocalTriton, dict[str, Any]]]:
@@ -74,20 +93,26 @@ def _expected(registry_home: dict[str, Any], name: str, rows: np.ndarray) -> np.
     return load_predictor(model["model"], metadata)(rows).astype(np.float32)
 
 
-def _published(registration: dict[str, Any]) -> Any:
-    """The config promote publishes for the cluster (FIL for XGBoost, libtorch for TorchScript)."""
-    from components.serving.triton_config import config_pbtxt, parse_config
+def _published(registry_home: dict[str, Any], registration: dict[str, Any]) -> Any:
+    """The config promote publishes for the cluster (FIL for XGBoost and LightGBM, libtorch for
+    TorchScript, onnxruntime for ONNX), written from the registered artifact as promote writes it."""
+    from components.serving.triton_config import parse_config
+    from components.steps.triton_repository import write_repository
 
-    text = config_pbtxt(registration["model_name"], registration["model_format"], registration["features"],
-                        gpu=True, regression=registration["objective"] == "regression")  # fmt: skip
-    return parse_config(text)
+    name = registration["model_name"]
+    folder = write_repository(registry_home["home"] / "published" / name, name, registration["version"],
+                              registration["model_format"], Path(registry_home["models"][name]["model"]).read_bytes(),
+                              registration["features"], gpu=True,
+                              regression=registration["objective"] == "regression")  # fmt: skip
+    return parse_config((folder / "config.pbtxt").read_text())
 
 
 def test_the_local_server_exposes_the_clusters_tensors_exactly_standing_in_for_fil_and_libtorch(
-    served: tuple[LocalTriton, dict[str, Any]],
+    served: tuple[LocalTriton, dict[str, Any]], registry_home: dict[str, Any]
 ) -> None:
     """A client tested against `mlops serve` works against production: the python backend here
-    stands in for FIL (XGBoost) and libtorch (TorchScript) behind the same names, dtypes, dims."""
+    stands in for FIL (XGBoost, LightGBM), libtorch (TorchScript) and onnxruntime (ONNX) behind
+    the same names, dtypes, dims."""
     import tritonclient.grpc as grpcclient
     import tritonclient.http as httpclient
 
@@ -98,7 +123,7 @@ def test_the_local_server_exposes_the_clusters_tensors_exactly_standing_in_for_f
     assert grpc.is_server_live() and grpc.is_server_ready() and grpc.is_model_ready(server.model_name)
     metadata = http.get_model_metadata(server.model_name)
     assert metadata["versions"] == [str(registration["version"])]
-    published = _published(registration)
+    published = _published(registry_home, registration)
 
     def tensors(section: Any) -> list[dict[str, Any]]:
         return [{"name": t.name, "datatype": "FP32", "shape": [-1, *t.dims]} for t in section]
@@ -106,10 +131,14 @@ def test_the_local_server_exposes_the_clusters_tensors_exactly_standing_in_for_f
     assert metadata["inputs"] == tensors(published.input) and metadata["outputs"] == tensors(published.output)
     grpc_metadata = grpc.get_model_metadata(server.model_name, as_json=True)
     assert [i["name"] for i in grpc_metadata["inputs"]] == [t.name for t in published.input]
-    expected_names = (
-        ("input__0", "output__0") if registration["model_format"] == "xgboost_json" else ("INPUT__0", "OUTPUT__0")
-    )
-    assert (published.input[0].name, published.output[0].name) == expected_names
+    fil, libtorch = ("input__0", "output__0"), ("INPUT__0", "OUTPUT__0")
+    expected_names = {
+        "xgboost_json": fil,
+        "lightgbm_text": fil,
+        "torchscript": libtorch,
+        "onnx": ("X", "probabilities"),
+    }
+    assert (published.input[0].name, published.output[0].name) == expected_names[registration["model_format"]]
 
 
 def test_scores_equal_the_in_process_prediction(
@@ -118,10 +147,10 @@ def test_scores_equal_the_in_process_prediction(
     import tritonclient.grpc as grpcclient
     import tritonclient.http as httpclient
 
-    from components.serving.triton_config import tensor_contract
+    from components.serving.triton_config import contract_of
 
     server, registration = served
-    contract = tensor_contract(registration["model_format"], regression=registration["objective"] == "regression")
+    contract = contract_of(_published(registry_home, registration))
     rows: np.ndarray = registry_home["holdout"]
     expected = _expected(registry_home, server.model_name, rows)
     for module, url in ((httpclient, server.http_url), (grpcclient, server.grpc_url)):

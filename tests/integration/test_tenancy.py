@@ -8,6 +8,7 @@ tenant is broadened to whole buckets or MLflow's default permission is the shipp
 from __future__ import annotations
 
 import os
+import re
 import stat
 import subprocess
 from pathlib import Path
@@ -99,8 +100,12 @@ def test_every_path_into_another_tenant_is_denied(
 ) -> None:
     if (attacker, target) == ("pricing", "fraud"):
         outcome = request.getfixturevalue("pricing_into_fraud")[2]
-    else:
-        outcome = observed(shared, attacker, target)
+    else:  # the CLI's check, read from its table: one whole check for this test and the CLI's
+        assert (attacker, target) == ("fraud", "forecast")
+        rows = request.getfixturevalue("fraud_into_forecast_by_cli")[1]
+        own = {path: seen for path, (expected, seen) in rows.items() if expected == OK}
+        assert own and set(own.values()) == {OK}, own  # the positive controls, as observed() asserts
+        outcome = {path: seen for path, (expected, seen) in rows.items() if expected != OK}
     assert len(outcome) == PROBES and PROBES >= 44, outcome  # every registered probe ran
     assert outcome == dict.fromkeys(outcome, DENIED)
 
@@ -132,14 +137,39 @@ def test_adding_a_tenant_again_keeps_its_keys_and_its_isolation(
     assert outcome and set(outcome.values()) == {DENIED}
 
 
-def test_the_cli_prints_the_table_and_exits_zero(shared: Stack) -> None:
-    import os
+def table_rows(stdout: str) -> dict[str, tuple[str, str]]:
+    """isolation-check's table read back: {path: (expected, observed)}, by the header's columns."""
+    lines = stdout.splitlines()
+    start = next(index for index, line in enumerate(lines) if line.startswith("path ") and "  expected  " in line)
+    width = lines[start].index("  expected  ")
+    rows: dict[str, tuple[str, str]] = {}
+    for line in lines[start + 1 :]:
+        if re.match(r"\d+ paths from ", line):
+            return rows
+        expected, seen = line[width:].split()[:2]
+        rows[line[:width].rstrip()] = (expected, seen)
+    raise AssertionError(f"no summary line after the table:\n{stdout[-3000:]}")
 
-    arguments = ["isolation-check", "--as", "forecast", "--target", "pricing", "--dir", str(shared.root)]
+
+@pytest.fixture(scope="module")
+def fraud_into_forecast_by_cli(shared: Stack) -> tuple[subprocess.CompletedProcess[str], dict[str, tuple[str, str]]]:
+    """`mlops isolation-check --as fraud --target forecast` run once, its output and its table's rows:
+    the CLI test reads the output, the denied-paths test (fraud into forecast) the rows, instead of
+    a whole check each (most of each test's time; the suite's time budget)."""
+    arguments = ["isolation-check", "--as", "fraud", "--target", "forecast", "--dir", str(shared.root)]
     result = mlops(dict(os.environ), *arguments)
+    assert "paths from fraud into forecast" in result.stdout, result.stdout + result.stderr
+    return result, table_rows(result.stdout)
+
+
+def test_the_cli_prints_the_table_and_exits_zero(
+    fraud_into_forecast_by_cli: tuple[subprocess.CompletedProcess[str], dict[str, tuple[str, str]]],
+) -> None:
+    result, rows = fraud_into_forecast_by_cli
     assert result.returncode == 0, result.stdout + result.stderr
-    summary = f"{CONTROLS + PROBES} paths from forecast into pricing: {CONTROLS} own controls OK, {PROBES} denied"
+    summary = f"{CONTROLS + PROBES} paths from fraud into forecast: {CONTROLS} own controls OK, {PROBES} denied"
     assert f"{summary}, 0 not as expected" in result.stdout, result.stdout
+    assert len(rows) == CONTROLS + PROBES, rows  # a row per path (the denied-paths test reads them)
 
 
 def test_a_broadened_s3_policy_is_reported_as_leaks(shared: Stack) -> None:

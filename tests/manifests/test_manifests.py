@@ -201,6 +201,8 @@ TENANTS = sorted(load_tenants(MANIFESTS).names)  # manifests/tenants/tenants.yam
 PROCESS_LOCAL = {
     "MLOPS_HOME": "the embedded profile's folder (a pod's is scratch: nothing is kept there)",
     "MLOPS_FEAST_SOURCE_URI": "set by materialize itself for the feature repo it imports",
+    "MLOPS_FEAST_TIMESTAMP_FIELD": "set by materialize itself (materialize.timestamp_column) for the feature repo",
+    "MLOPS_OUTPUT_URIS": "set on a team step's Argo template by the renderer (pipelines/team_steps.py), per step",
     "MLOPS_STEP_RETRY": "the step's retry policy, rendered per task on KFP",
     "MLOPS_IMAGE": "the component image, rendered per task on Argo and KFP for the lineage",
     "MLOPS_DRIFT_THREADS": "an override of the drift step's parallel feature groups (benchmarks, tests)",

@@ -28,7 +28,7 @@ def test_a_folder_is_a_pipeline_too_with_its_parents_package_kept() -> None:
 def test_an_unknown_name_says_how_to_get_it() -> None:
     with pytest.raises(ComponentError, match="unknown pipeline 'churn'") as refused:
         discovery.declaration("churn")
-    assert "mlops new churn --from fraud --out ../churn-pipeline" in refused.value.fix
+    assert "mlops new churn --owner YOU@EXAMPLE --from fraud --out ../churn-pipeline" in refused.value.fix
 
 
 def test_a_folder_without_a_declaration_is_named(tmp_path: Path) -> None:
