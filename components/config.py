@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
+from components.dated_inputs import check_template
 from components.errors import ComponentError
 from components.platform.readonly import reader_secret
 from components.resource_settings import ResourceSettings
@@ -313,7 +314,10 @@ class ClusterSettings(_Settings):
     service_account: str = "pipeline-runner"
     artifact_repository_key: str = Field("default-v1", description="Key in the artifact-repositories ConfigMap.")
     active_deadline_seconds: int = Field(8 * 3600, ge=60)
-    raw_data: str = Field(description="The dataset's URI on the cluster (s3://...), the default of the raw-data input.")
+    raw_data: str = Field(
+        description="The dataset's URI on the cluster (s3://...), the default of the raw-data input; it may be a "
+        "template on the run's logical date, s3://churn-data/{date}/extract.parquet (components/dated_inputs.py)."
+    )
     s3_credentials_secret: str = Field("tenant-s3-credentials", description="Secret with access-key, secret-key.")
     mlflow_credentials_secret: str = Field("tenant-mlflow-credentials", description="Secret with username, password.")
     feast_credentials_secret: str = Field(
@@ -323,6 +327,11 @@ class ClusterSettings(_Settings):
         "tenant-redis-credentials", description="Secret with the Redis online store's password."
     )
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
+
+    @field_validator("raw_data")
+    @classmethod
+    def _dated(cls, value: str) -> str:
+        return check_template(value)  # only the date placeholders: components/dated_inputs.py
 
 
 class PipelineConfig(_Settings):

@@ -364,6 +364,7 @@ def record_on_run(
         "mlops.lineage.feature_service_sha256": (materialized.get("feature_service") or {}).get("sha256", ""),
         "mlops.lineage.data_digest": raw["digest"] if raw else "",
         "mlops.lineage.data_source": raw["source"] if raw else "",
+        "mlops.lineage.logical_date": str(materialized.get("logical_date") or ""),
         "mlops.lineage.image": document["image"].get("reference", ""),
     }
     for key, value in tags.items():

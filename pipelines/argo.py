@@ -71,6 +71,7 @@ __all__ = [
     "RESTRICTED_CONTAINER",
     "RESTRICTED_POD",
     "RUN_ID",
+    "SCHEDULED_TIME",
     "Contracts",
     "cron_workflow",
     "depends",
@@ -380,6 +381,10 @@ def workflow(
     )
 
 
+SCHEDULED_TIME = "{{workflow.scheduledTime}}"
+"""Argo's variable for a CronWorkflow's scheduled time (RFC 3339), set on each workflow it creates."""
+
+
 def cron_workflow(
     declaration: PipelineDeclaration,
     cfg: PipelineConfig,
@@ -400,6 +405,10 @@ def cron_workflow(
         successful_jobs_history_limit=schedule.successful_history,
         failed_jobs_history_limit=schedule.failed_history,
         workflow_template_ref=m.WorkflowTemplateRef(name=spec.name),
+        # the run's logical date is the time it was scheduled for, which Argo's cron controller
+        # substitutes (it also reruns a missed night with that night's time): a dated raw_data
+        # reads that day's extract (components/dated_inputs.py)
+        arguments=[Parameter(name=_argo_name("logical_date"), value=SCHEDULED_TIME)],
     )
 
 

@@ -38,6 +38,10 @@ class RunInputs:
     cache_salt: str = ""
     """Part of every memoized step's cache key: a new value runs every step again
     (`mlops submit --no-cache` sets a fresh one); empty, unchanged inputs reuse results."""
+    logical_date: str = ""
+    """The day the run is about (YYYY-MM-DD or an RFC 3339 time), which fills a dated raw_data
+    (`{date}`: components/dated_inputs.py): the nightly passes its scheduled time, `mlops submit
+    --date` and `mlops backfill` a date; empty for an undated URI."""
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

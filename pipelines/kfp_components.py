@@ -35,17 +35,24 @@ __all__ = [
 ]
 
 
-def validate(raw_data: str, suite: str, report: Output[Artifact]) -> NamedTuple("Outputs", [("data_digest", str)]):  # type: ignore[valid-type]
+def validate(raw_data: str, logical_date: str, suite: str, report: Output[Artifact]) -> NamedTuple(
+    "Outputs", [("data_digest", str)]
+):  # type: ignore[valid-type]
     from pipelines.runtime import resource, run_step
 
     summary = run_step(
-        "components.steps.validate:validate", dataset=raw_data, suite_path=resource(suite), report_path=report.path
+        "components.steps.validate:validate",
+        dataset=raw_data,
+        suite_path=resource(suite),
+        report_path=report.path,
+        logical_date=logical_date,
     )
     return (summary["data_digest"],)  # type: ignore[return-value]
 
 
 def materialize(
     raw_data: str,
+    logical_date: str,
     feature_repo: str,
     data_digest: str,
     settings: dict,
@@ -67,6 +74,7 @@ def materialize(
         settings=settings,
         data_digest=data_digest,
         lineage_out=lineage.path,
+        logical_date=logical_date,
     )
     train_set.metadata["rows"] = summary["training_rows"]
     holdout_set.metadata["rows"] = summary["holdout_rows"]
@@ -76,6 +84,7 @@ def materialize(
 
 def drift(
     current_data: str,
+    logical_date: str,
     settings: dict,
     pipeline: str,
     model_name: str,
@@ -112,6 +121,7 @@ def drift(
         timezone=timezone,
         force_retrain=force_retrain,
         run_id=run_id,
+        logical_date=logical_date,
     )
     print(("retrain: " if summary["retrain"] else "") + summary["reason"])
     return (  # type: ignore[return-value]

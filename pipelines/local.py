@@ -122,7 +122,9 @@ def _artifact_outputs(step: Step) -> tuple[str, ...]:
     return contract_of(step.component).artifact_outputs
 
 
-def run_inputs(cfg: PipelineConfig, raw_data: Path, *, force_retrain: bool = True) -> dict[str, Any]:
+def run_inputs(
+    cfg: PipelineConfig, raw_data: Path, *, force_retrain: bool = True, logical_date: str = ""
+) -> dict[str, Any]:
     """The pipeline inputs of a local run; the stores come from the platform settings (the
     environment, else $MLOPS_HOME), exactly as in a pod. A laptop run trains unless asked to
     let the drift step decide (`mlops run --if-needed`), as the nightly does."""
@@ -131,6 +133,7 @@ def run_inputs(cfg: PipelineConfig, raw_data: Path, *, force_retrain: bool = Tru
         "git_commit": git_commit(),
         "gate_threshold": cfg.evaluate.threshold,
         "force_retrain": force_retrain,
+        "logical_date": logical_date,
     }
 
 
@@ -143,6 +146,7 @@ def run_local(
     retries: bool = False,
     force_retrain: bool = True,
     cache: bool = True,
+    logical_date: str = "",
 ) -> LocalRun:
     """Run the pipeline through kfp.local; raises RuntimeError naming the failed task.
 
@@ -159,7 +163,7 @@ def run_local(
     data = raw_data or synthetic_dataset(name, cfg, root)
     pipeline_root = root / "kfp-runs"
     pipeline_root.mkdir(parents=True, exist_ok=True)
-    inputs = run_inputs(cfg, data, force_retrain=force_retrain)
+    inputs = run_inputs(cfg, data, force_retrain=force_retrain, logical_date=logical_date)
     cache_keys = None
     if cache:
         from pipelines.caching import step_keys
@@ -220,6 +224,7 @@ def _main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retries", action="store_true")
     parser.add_argument("--if-needed", action="store_true")
     parser.add_argument("--no-cache", action="store_true")
+    parser.add_argument("--date", default="")
     args = parser.parse_args(argv)
     cfg = parse_config(json.loads(args.config_json), source="--config-json")
     _report_cache_hits()
@@ -232,6 +237,7 @@ def _main(argv: list[str] | None = None) -> int:
             retries=args.retries,
             force_retrain=not args.if_needed,
             cache=not args.no_cache,
+            logical_date=args.date,
         )
         outcome = {"ok": True}
     except ComponentError as error:  # before any step ran (no synthetic data): `mlops run` prints it

@@ -216,7 +216,7 @@ def _copy_package(source: str, name: str, package_dir: Path, owner: str, model: 
     config["promote"]["namespace"] = name
     config["cluster"]["namespace"] = name
     config["cluster"]["team"] = name
-    config["cluster"]["raw_data"] = f"s3://{name}-data/latest.parquet"
+    config["cluster"]["raw_data"] = f"s3://{name}-data/{{date}}/extract.parquet"  # dated: components/dated_inputs.py
     _own_config(config, name, owner, model)
     with open(config_path, "w") as handle:
         yaml.dump(config, handle)

@@ -119,9 +119,15 @@ def step_parameters(
     """
     m = cfg.materialize
     return {
-        "validate": {"raw_data": run["raw_data"], "suite": f"{package}/{cfg.validate_.suite}"},
+        # the data URI may be dated: each step that reads it fills in the run's logical date
+        "validate": {
+            "raw_data": run["raw_data"],
+            "logical_date": run["logical_date"],
+            "suite": f"{package}/{cfg.validate_.suite}",
+        },
         "drift": {
             "current_data": run["raw_data"],
+            "logical_date": run["logical_date"],
             "settings": cfg.drift.model_dump(),
             "pipeline": cfg.pipeline,
             "model_name": cfg.register_.model_name,
@@ -133,6 +139,7 @@ def step_parameters(
         },
         "materialize": {
             "raw_data": run["raw_data"],
+            "logical_date": run["logical_date"],
             "feature_repo": f"{package}/{m.feature_repo}",
             # an unset materialize.timezone is left out (KFP parameters cannot be null): goldens unchanged
             "settings": m.model_dump(exclude={"feature_repo"}, exclude_none=True),

@@ -422,13 +422,17 @@ def drift(
     force_retrain: bool = False,
     run_id: str = "",
     reference_version: int | None = None,
+    logical_date: str = "",
 ) -> dict[str, Any]:
     """The pipeline's drift step: compare, write, log, push, and decide whether to retrain.
 
+    A dated `current_data` is read for `logical_date` (components/dated_inputs.py).
     `namespace` (the run's, from the renderers) is not pushed: the namespace's own Pushgateway is
     scraped with its namespace (issue 29), so a pushed one could only forge another tenant's."""
+    from components.dated_inputs import resolve
+
     now = dt.datetime.now(dt.UTC)
-    current = read_current(current_data)
+    current = read_current(resolve(current_data, logical_date, step=STEP))
     mlflow = model_registry.client()
     reference: Reference | None
     try:

@@ -287,8 +287,12 @@ def materialize(
     store_config: dict[str, Any] | None = None,
     offline_uri: str | None = None,
     lineage_out: str | None = None,
+    logical_date: str = "",
 ) -> dict[str, Any]:
     """Publish `dataset` to the feature store and write the train and holdout Parquet sets.
+
+    A dataset URI dated with `{date}` is read for `logical_date` (components/dated_inputs.py);
+    the lineage records the URI it resolved to and the date, which `mlops reproduce` reads back.
 
     `data_digest` is what validate read (its output of that name): bytes that differ now are
     refused, so the sets are made from the validated data. `lineage_out` receives what the sets
@@ -302,7 +306,9 @@ def materialize(
     entity_column, timestamp_column = settings.entity_column, settings.timestamp_column
     label_column, request_features = settings.label_column, list(settings.request_features)
     from components import lineage
+    from components.dated_inputs import resolve
 
+    dataset = resolve(dataset, logical_date, step=STEP)
     # any unit and zone, naive times under settings.timezone, a file or a folder (components/raw_data.py)
     frame, source = read_recorded(
         STEP, dataset, "validated dataset", "raw", timestamp_column=timestamp_column, timezone=settings.timezone,
@@ -362,6 +368,7 @@ def materialize(
                     "missing_features": {"filled": filled, "fill": dict(settings.fill)},
                 },
                 "offline_uri": offline,
+                "logical_date": logical_date,
             },
         )
     return {

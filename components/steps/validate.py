@@ -138,15 +138,19 @@ def run_suite(
     return results, failures
 
 
-def validate(dataset: str, suite_path: str, report_path: str) -> dict[str, Any]:
+def validate(dataset: str, suite_path: str, report_path: str, *, logical_date: str = "") -> dict[str, Any]:
     """Validate `dataset` (Parquet path or URI) against the suite; write the result JSON.
 
+    A dataset URI dated with `{date}` is read for `logical_date` (components/dated_inputs.py).
     Raises ComponentError naming each failed expectation when the data does not pass; the
     report is still written so the failure can be inspected.
     """
-    suite_definition = load_suite(suite_path)
+    from components.dated_inputs import resolve
     from components.lineage import digest_word
     from components.raw_data import read_recorded
+
+    dataset = resolve(dataset, logical_date, step=STEP)
+    suite_definition = load_suite(suite_path)
 
     # a file, a folder or a hive dataset; the suite checks the columns as written (timestamp_column
     # None): materialize normalizes the timestamps, and both record the same digest (raw_data.py)
@@ -157,6 +161,7 @@ def validate(dataset: str, suite_path: str, report_path: str) -> dict[str, Any]:
         "step": STEP,
         "success": not failures,
         "dataset": str(dataset),
+        "logical_date": logical_date,
         "suite": suite_definition["name"],
         "rows": len(frame),
         "evaluated_expectations": len(results),

@@ -94,6 +94,7 @@ def read_lineage(model: str, *, version: int | None = None, alias: str | None = 
         "datasets": datasets,
         "feature_service": {k: v for k, v in (document.get("feature_service") or {}).items() if k != "definition"},
         "point_in_time": document.get("point_in_time"),
+        "logical_date": document.get("logical_date") or "",
         "suite": document.get("suite"),
         "config": document.get("config"),
         "git_commit": document.get("git_commit", ""),
@@ -131,6 +132,8 @@ def _lineage(args: argparse.Namespace) -> int:
             f"  data       {dataset['context']:<9} {dataset['source']}  {dataset['digest_kind']} "
             f"{dataset['digest']}{rows}{pinned}"
         )
+    if chain["logical_date"]:  # a dated run: the source above is the URI its date resolved to
+        print(f"  date       {chain['logical_date']} (the run's logical date)")
     features, pit = chain["feature_service"], chain["point_in_time"] or {}
     print(
         f"  features   {features.get('name')} sha256 {features.get('sha256')}; point-in-time on "

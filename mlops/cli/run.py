@@ -22,7 +22,12 @@ def register(sub: Any, argv: list[str]) -> None:
     run.add_argument("pipeline")
     run.add_argument("--rows", type=int, help="rows of synthetic data (config: data.rows)")
     run.add_argument("--seed", type=int, help="seed of the synthetic data (config: data.seed)")
-    run.add_argument("--data", help="a Parquet dataset to use instead of synthetic data")
+    run.add_argument(
+        "--data", help="a Parquet dataset to use instead of synthetic data; may be dated: data/{date}/extract.parquet"
+    )
+    run.add_argument(
+        "--date", help="the run's logical date, YYYY-MM-DD: fills a dated --data and is recorded in the lineage"
+    )
     run.add_argument("--model-type", choices=installed_kinds(), help="a model kind (config: train.model_type)")
     run.add_argument("--gate-threshold", type=float, help="the gate's threshold (config: evaluate.threshold)")
     run.add_argument("--min-auc", type=float, help="same as --gate-threshold, for pipelines gated on roc_auc")
@@ -204,6 +209,9 @@ def _run_pipeline(args: argparse.Namespace) -> int:
     cfg = pipeline.config(Path(args.config) if args.config else None)
     if overrides:
         cfg = cfg.with_overrides(overrides)
+    from components.dated_inputs import logical_date, resolve
+
+    logical_date(args.date or "", step="run")  # a date that is none is refused before anything runs
     stamp = time.strftime("%Y%m%d-%H%M%S")
     log_path = home / "logs" / f"{pipeline.name}-{stamp}.log"
     data_note = args.data or f"synthetic, {cfg.data.rows} rows, seed {cfg.data.seed}"
@@ -223,7 +231,9 @@ def _run_pipeline(args: argparse.Namespace) -> int:
             str(result_path),
         ]
         if args.data:
-            command += ["--data", str(Path(args.data).resolve())]
+            command += ["--data", str(Path(resolve(args.data, args.date or "", step="run")).resolve())]
+        if args.date:
+            command += ["--date", args.date]
         if args.retries:
             command.append("--retries")
         if args.if_needed:

@@ -149,6 +149,22 @@ def test_cron_workflow_never_silently_skips(rendered: dict[str, dict[str, Any]])
     assert spec["workflowSpec"]["workflowTemplateRef"] == {"name": "fraud"}
 
 
+def test_the_nightly_hands_each_run_its_scheduled_time_as_its_logical_date(
+    rendered: dict[str, dict[str, Any]],
+) -> None:
+    """A dated cluster.raw_data ({date}) reads the night's extract: the CronWorkflow passes Argo's
+    scheduled time to the template's logical-date input, which every step reading the data takes."""
+    arguments = rendered["CronWorkflow"]["spec"]["workflowSpec"]["arguments"]["parameters"]
+    assert arguments == [{"name": "logical-date", "value": "{{workflow.scheduledTime}}"}]
+    declared = {p["name"] for p in rendered["WorkflowTemplate"]["spec"]["arguments"]["parameters"]}
+    assert "logical-date" in declared  # else Argo refuses the CronWorkflow's argument
+    tasks = dag_tasks(rendered["WorkflowTemplate"])
+    for step in ("validate", "materialize", "drift"):
+        given = {p["name"]: p["value"] for p in tasks[step]["arguments"]["parameters"]}
+        assert given["logical-date"] == "{{workflow.parameters.logical-date}}", step
+    assert "logical-date" not in json.dumps(tasks["train"]["arguments"])  # train reads the sets, not the URI
+
+
 def test_settings_from_the_configmap_credentials_from_secrets(rendered: dict[str, dict[str, Any]]) -> None:
     """Every container: the whole mlops-platform ConfigMap, each credential from a Secret, no literal
     value at all (no endpoint, no embedded store, no local path), and no input that names a path."""
@@ -171,6 +187,7 @@ def test_settings_from_the_configmap_credentials_from_secrets(rendered: dict[str
         "gate-threshold",
         "force-retrain",
         "cache-salt",
+        "logical-date",
     ]
     assert parameters[0]["value"].startswith("s3://")
 

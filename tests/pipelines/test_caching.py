@@ -12,7 +12,14 @@ from tests.conftest import REPO
 
 def _keys(data: Path, **overrides: object) -> dict[str, str]:
     cfg = FRAUD.config().with_overrides(dict(overrides)) if overrides else FRAUD.config()
-    run = {"raw_data": str(data), "git_commit": "", "gate_threshold": 0.85, "force_retrain": True, "run_id": "r"}
+    run = {
+        "raw_data": str(data),
+        "git_commit": "",
+        "gate_threshold": 0.85,
+        "force_retrain": True,
+        "logical_date": "",
+        "run_id": "r",
+    }
     return step_keys(FRAUD, FRAUD.step_parameters(cfg, run), str(data))
 
 
@@ -90,6 +97,7 @@ def _scope(namespace: str, model: str) -> dict[str, str]:
     return {
         "workflow.parameters.git-commit": "0f" * 20,
         "workflow.parameters.cache-salt": "",
+        "workflow.parameters.logical-date": "2026-12-04",
         "workflow.parameters.gate-threshold": "0.85",
         "tasks.validate.outputs.parameters.data_digest": "sha256-" + "e3" * 32,
         "tasks.materialize.outputs.parameters.train_set_sha256": "ab" * 32,
@@ -124,6 +132,24 @@ def test_evaluates_key_names_the_model_bytes_and_every_key_the_tenant() -> None:
         .replace("-{{=sprig.trunc(16, tasks.train.outputs.parameters.model_sha256)}}", "")
     )
     assert substitute(old, _scope("fraud", "1" * 64)) == substitute(old, _scope("pricing", "2" * 64))
+
+
+def test_a_backfilled_date_hits_its_own_cache_entry_and_no_other_dates() -> None:
+    """A backfill is idempotent: the same date again (same bytes, same code) gives the same keys, so
+    Argo answers it from the cache; another date misses materialize even on the same bytes, since
+    its lineage records the date (components/dated_inputs.py)."""
+    from tests.integration.argo_controller_stand_in_rules import substitute
+
+    keys = _rendered_keys()
+
+    def resolved(day: str) -> dict[str, str]:
+        scope = _scope("fraud", "1" * 64) | {"workflow.parameters.logical-date": day}
+        return {name: substitute(key, scope) for name, key in keys.items()}
+
+    first = resolved("2026-12-01")
+    assert resolved("2026-12-01") == first
+    assert resolved("2026-12-02")["materialize"] != first["materialize"]
+    assert "{{" not in first["materialize"]  # every variable resolved (the stand-in refuses an unknown one)
 
 
 def test_a_step_that_reads_a_trainjobs_output_is_not_memoized() -> None:

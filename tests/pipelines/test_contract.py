@@ -16,7 +16,14 @@ from pipelines.kfp_components import OPS
 
 def _check(declaration: Any = FRAUD, **changed: dict[str, Any]) -> None:
     cfg = declaration.config()
-    run = {"raw_data": "s3://d", "git_commit": "", "gate_threshold": 0.5, "force_retrain": False, "run_id": "r"}
+    run = {
+        "raw_data": "s3://d",
+        "git_commit": "",
+        "gate_threshold": 0.5,
+        "force_retrain": False,
+        "logical_date": "",
+        "run_id": "r",
+    }
     parameters = declaration.step_parameters(cfg, run) | changed
     check(declaration.spec.steps, parameters)
 
@@ -50,7 +57,7 @@ def test_an_input_added_to_the_op_only_is_refused_by_name(monkeypatch: pytest.Mo
 
 def test_an_input_given_by_step_parameters_only_is_refused_by_name() -> None:
     parameters = FRAUD.step_parameters(FRAUD.config(), {"raw_data": "", "git_commit": "", "gate_threshold": 0.5,
-                                                        "force_retrain": False, "run_id": ""})  # fmt: skip
+                                                        "force_retrain": False, "logical_date": "", "run_id": ""})  # fmt: skip
     with pytest.raises(ValueError, match="notify: parameter 'channel': step_parameters gives it but the op does not"):
         _check(notify={**parameters["notify"], "channel": "#fraud-oncall"})
 

@@ -56,7 +56,7 @@ def test_features_step_sits_between_validate_and_materialize(declared: PipelineD
     assert spec.step("materialize").inputs["data_digest"] == "engineer-features.data_digest"
     assert spec.step("drift").inputs["current_data"] == "engineer-features.data_uri"
     parameters = declared.step_parameters(declared.config(), {"raw_data": "s3://in/raw.parquet", "git_commit": "",
-                                          "gate_threshold": 0.8, "force_retrain": False, "run_id": "r"})  # fmt: skip
+                                          "gate_threshold": 0.8, "force_retrain": False, "logical_date": "", "run_id": "r"})  # fmt: skip
     assert parameters["engineer-features"] == {"raw_data": "s3://in/raw.parquet", "numerator": "amount",
                                                "denominator": "amount_avg_7d"}  # fmt: skip
     assert "raw_data" not in parameters["materialize"] and "current_data" not in parameters["drift"]
@@ -210,7 +210,7 @@ def test_team_step_cache_key_follows_its_own_code(tmp_path: Path, raw_dataset: P
     def keys() -> dict[str, str]:
         declared = team_pipeline(team)
         run = {"raw_data": str(raw_dataset), "git_commit": "", "gate_threshold": 0.8, "force_retrain": True,
-               "run_id": "r"}  # fmt: skip
+               "logical_date": "", "run_id": "r"}  # fmt: skip
         return step_keys(declared, declared.step_parameters(declared.config(), run), str(raw_dataset))
 
     first, again = keys(), keys()
