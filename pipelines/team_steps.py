@@ -51,7 +51,7 @@ import functools
 import hashlib
 import inspect
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -348,6 +348,23 @@ def _defaults(component: str) -> dict[str, Any]:
     }
 
 
+def _require_dated_reader(cfg: PipelineConfig, step: Step, taken: Collection[str]) -> None:
+    """A team step given the run's raw_data when cluster.raw_data is dated receives the template, so
+    it must take the run's logical date as well, to fill it (components/dated_inputs.py); refused
+    here, when the declaration's arguments are made, not in the first nightly's pod."""
+    from components.dated_inputs import is_dated
+
+    reads_run_data = DATA_PARAMETER in taken and DATA_PARAMETER not in step.inputs
+    if reads_run_data and "logical_date" not in taken and is_dated(cfg.cluster.raw_data):
+        raise ComponentError(
+            step.name,
+            f"team step {step.name} reads the run's raw_data, which is dated ({cfg.cluster.raw_data}), "
+            "but takes no logical_date to fill it with",
+            "add a `logical_date: str` parameter and read "
+            f"components.dated_inputs.resolve(raw_data, logical_date, step={step.name!r}) (docs/forking.md)",
+        )
+
+
 def team_parameters(
     cfg: PipelineConfig,
     run: Mapping[str, Any],
@@ -365,6 +382,7 @@ def team_parameters(
     arguments = base(cfg, run, package)
     for team in team_steps:
         taken = contract_of(team.component).parameter_inputs
+        _require_dated_reader(cfg, spec.step(team.name), taken)
         given = _defaults(team.component) | {name: run[name] for name in taken if name in run} | team.parameters
         arguments[team.name] = {name: value for name, value in given.items() if name in taken}
         if team.kind == "check":

@@ -39,15 +39,16 @@ from kfp.dsl import Dataset, Output
 
 
 def spend_ratio(
-    raw_data: str, engineered: Output[Dataset]
+    raw_data: str, logical_date: str, engineered: Output[Dataset]
 ) -> NamedTuple("Outputs", [("data_uri", str), ("data_digest", str)]):
     from churn_extras import ratio
 
     from components import artifacts
+    from components.dated_inputs import resolve
     from components.lineage import data_digest
     from components.tabular import read_parquet
 
-    frame = read_parquet("spend-ratio", raw_data, "raw data")
+    frame = read_parquet("spend-ratio", resolve(raw_data, logical_date, step="spend-ratio"), "raw data")
     frame["amount_to_avg_7d"] = ratio(frame["amount"], frame["amount_avg_7d"])
     artifacts.write_parquet(engineered.path, frame)
     return (engineered.uri, data_digest(engineered.path))

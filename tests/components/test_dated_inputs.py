@@ -8,6 +8,8 @@ unknown placeholder at config load, a dated URI with no date, a date that is non
 from __future__ import annotations
 
 import datetime as dt
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -89,3 +91,18 @@ def test_the_config_refuses_what_is_not_a_date_placeholder(bad: str) -> None:
         parse_config(_config_with(bad), source="test")
     message = str(refused.value)
     assert "raw_data" in message and "{date}" in message
+
+
+def test_mlops_run_refuses_a_dated_data_path_without_a_date_before_any_step(tmp_path: Path) -> None:
+    """The CLI checks the date and fills --data before it starts the pipeline: nothing runs, nothing
+    is written under MLOPS_HOME, and the error names the flag."""
+    from tests.cli_runner import mlops
+
+    home = tmp_path / "home"
+    environment = {**os.environ, "MLOPS_HOME": str(home)}
+    template = str(tmp_path / "{date}" / "events.parquet")
+    undated = mlops("run", "fraud", "--data", template, env=environment)
+    assert undated.returncode == 2, undated.stdout + undated.stderr
+    assert "--date" in undated.stdout + undated.stderr and "kfp-runs" not in {p.name for p in home.glob("*")}
+    bad = mlops("run", "fraud", "--data", template, "--date", "12/01/2026", env=environment)
+    assert bad.returncode == 2 and "YYYY-MM-DD" in bad.stdout + bad.stderr

@@ -86,14 +86,24 @@ def mlops(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.C
 
 @pytest.fixture(scope="session")
 def platform_run(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """`mlops run fraud` with the platform profile: nothing but the environment differs."""
+    """`mlops run fraud` with the platform profile: nothing but the environment differs. The data is
+    a dated extract, as upstream lands one a day (`--data .../{date}/events.parquet --date`), so the
+    lineage and reproduce tests read a dated run back (components/dated_inputs.py)."""
     home = tmp_path_factory.mktemp("platform-home")
     env = platform_env(stack, home)
-    result = mlops(env, "run", "fraud", "--rows", PIPELINE_ROWS)
+    extract = home / "extracts" / PLATFORM_RUN_DATE / "events.parquet"
+    written = mlops(env, "data", "fraud", "--rows", PIPELINE_ROWS, "--out", str(extract))
+    assert written.returncode == 0, written.stdout + written.stderr
+    template = str(home / "extracts" / "{date}" / "events.parquet")
+    result = mlops(env, "run", "fraud", "--data", template, "--date", PLATFORM_RUN_DATE)
     assert result.returncode == 0, result.stdout + result.stderr
     run_dir = max((home / "kfp-runs").iterdir(), key=lambda p: p.stat().st_mtime)
     registration = json.loads((run_dir / "register" / "registration").read_text())
     return {"home": home, "env": env, "run_dir": run_dir, "registration": registration, "stdout": result.stdout}
+
+
+PLATFORM_RUN_DATE = "2026-12-01"
+"""The logical date of the platform run's extract."""
 
 
 @pytest.fixture(scope="session")

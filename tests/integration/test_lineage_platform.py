@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from devstack.stack import Stack
-from tests.integration.conftest import mlops
+from tests.integration.conftest import PLATFORM_RUN_DATE, mlops
 
 pytestmark = pytest.mark.integration
 COMMIT = "c0ffee" + "0" * 58
@@ -33,6 +33,13 @@ def test_mlops_lineage_reads_the_platform_run_back(platform_run: dict[str, Any])
     )
     assert {d["context"] for d in chain["datasets"]} == {"source", "training", "holdout"}
     assert chain["feature_service"]["name"] == "fraud_model_v1" and chain["git_commit"]
+    # a dated run: the URI its date resolved to, and the date, which `mlops reproduce` reads back
+    assert chain["logical_date"] == PLATFORM_RUN_DATE
+    assert raw.parent.name == PLATFORM_RUN_DATE and "{date}" not in source["source"]
+    printed = mlops(
+        platform_run["env"], "lineage", registration["model_name"], "--version", str(registration["version"])
+    )
+    assert f"date       {PLATFORM_RUN_DATE}" in printed.stdout, printed.stdout
 
 
 def test_a_lakefs_object_is_recorded_with_its_commit_and_read_back(

@@ -9,23 +9,41 @@ from typing import NamedTuple
 
 from kfp.dsl import Artifact, Dataset, Input, Model, Output
 
-__all__ = ["engineer_features", "fairness", "scale_features"]
+__all__ = ["engineer_features", "fairness", "scale_features", "undated_features"]
 
 
 def engineer_features(
-    raw_data: str, engineered: Output[Dataset], numerator: str = "amount", denominator: str = "amount_avg_7d"
+    raw_data: str,
+    logical_date: str,
+    engineered: Output[Dataset],
+    numerator: str = "amount",
+    denominator: str = "amount_avg_7d",
 ) -> NamedTuple("Outputs", [("data_uri", str), ("data_digest", str)]):  # type: ignore[valid-type]
-    """A features step: the raw data plus one ratio column, the dataset materialize and drift read."""
+    """A features step: the raw data plus one ratio column, the dataset materialize and drift read.
+    A dated raw_data ({date}) is filled with the run's logical date (components/dated_inputs.py)."""
     import numpy as np
 
+    from components import artifacts
+    from components.dated_inputs import resolve
+    from components.lineage import data_digest
+    from components.tabular import read_parquet
+
+    frame = read_parquet("engineer-features", resolve(raw_data, logical_date, step="engineer-features"), "raw data")
+    below = frame[denominator].where(frame[denominator] != 0, np.nan)
+    frame[f"{numerator}_ratio"] = (frame[numerator] / below).fillna(0.0)
+    artifacts.write_parquet(engineered.path, frame)
+    return (engineered.uri, data_digest(engineered.path))  # type: ignore[return-value]
+
+
+def undated_features(raw_data: str, engineered: Output[Dataset]) -> NamedTuple(
+    "Outputs", [("data_uri", str), ("data_digest", str)]
+):  # type: ignore[valid-type]
+    """A features step written before dated inputs: it reads raw_data as given, with no logical date."""
     from components import artifacts
     from components.lineage import data_digest
     from components.tabular import read_parquet
 
-    frame = read_parquet("engineer-features", raw_data, "raw data")
-    below = frame[denominator].where(frame[denominator] != 0, np.nan)
-    frame[f"{numerator}_ratio"] = (frame[numerator] / below).fillna(0.0)
-    artifacts.write_parquet(engineered.path, frame)
+    artifacts.write_parquet(engineered.path, read_parquet("undated-features", raw_data, "raw data"))
     return (engineered.uri, data_digest(engineered.path))  # type: ignore[return-value]
 
 

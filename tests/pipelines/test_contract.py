@@ -56,8 +56,9 @@ def test_an_input_added_to_the_op_only_is_refused_by_name(monkeypatch: pytest.Mo
 
 
 def test_an_input_given_by_step_parameters_only_is_refused_by_name() -> None:
-    parameters = FRAUD.step_parameters(FRAUD.config(), {"raw_data": "", "git_commit": "", "gate_threshold": 0.5,
-                                                        "force_retrain": False, "logical_date": "", "run_id": ""})  # fmt: skip
+    run = {"raw_data": "", "git_commit": "", "gate_threshold": 0.5, "force_retrain": False, "logical_date": "",
+           "run_id": ""}  # fmt: skip
+    parameters = FRAUD.step_parameters(FRAUD.config(), run)
     with pytest.raises(ValueError, match="notify: parameter 'channel': step_parameters gives it but the op does not"):
         _check(notify={**parameters["notify"], "channel": "#fraud-oncall"})
 

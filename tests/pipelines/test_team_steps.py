@@ -55,12 +55,29 @@ def test_features_step_sits_between_validate_and_materialize(declared: PipelineD
     assert spec.step("materialize").inputs["raw_data"] == "engineer-features.data_uri"
     assert spec.step("materialize").inputs["data_digest"] == "engineer-features.data_digest"
     assert spec.step("drift").inputs["current_data"] == "engineer-features.data_uri"
-    parameters = declared.step_parameters(declared.config(), {"raw_data": "s3://in/raw.parquet", "git_commit": "",
-                                          "gate_threshold": 0.8, "force_retrain": False, "logical_date": "", "run_id": "r"})  # fmt: skip
-    assert parameters["engineer-features"] == {"raw_data": "s3://in/raw.parquet", "numerator": "amount",
-                                               "denominator": "amount_avg_7d"}  # fmt: skip
+    run = {"raw_data": "s3://in/raw.parquet", "git_commit": "", "gate_threshold": 0.8, "force_retrain": False,
+           "logical_date": "", "run_id": "r"}  # fmt: skip
+    parameters = declared.step_parameters(declared.config(), run)
+    assert parameters["engineer-features"] == {"raw_data": "s3://in/raw.parquet", "logical_date": "",
+                                               "numerator": "amount", "denominator": "amount_avg_7d"}  # fmt: skip
     assert "raw_data" not in parameters["materialize"] and "current_data" not in parameters["drift"]
     assert parameters["fairness"]["max_gap"] == 0.1
+
+
+def test_a_features_step_given_a_dated_uri_must_take_the_logical_date() -> None:
+    """issue 31 item 6: with cluster.raw_data dated, a features step reading the run's raw_data gets
+    the template; one without a logical_date parameter could not fill it, and is refused naming the
+    fix. Controls: the same step on an undated URI, and a step that takes the date, are accepted."""
+    run = {"raw_data": "s3://in/{date}/raw.parquet", "git_commit": "", "gate_threshold": 0.8,
+           "force_retrain": False, "logical_date": "2026-12-04", "run_id": "r"}  # fmt: skip
+    undated_step = team_pipeline(TeamStep(kind="features", component=f"{EXAMPLE}:undated_features"))
+    dated = undated_step.config().with_overrides({"cluster.raw_data": "s3://in/{date}/raw.parquet"})
+    with pytest.raises(ComponentError, match="takes no logical_date") as refused:
+        undated_step.step_parameters(dated, run)
+    assert "components.dated_inputs.resolve" in str(refused.value)
+    assert "undated-features" in undated_step.step_parameters(undated_step.config(), run)
+    taking = team_pipeline(FEATURES)
+    assert taking.step_parameters(dated, run)["engineer-features"]["logical_date"] == "2026-12-04"
 
 
 def test_check_joins_the_gate_and_notifies_when_it_fails(declared: PipelineDeclaration) -> None:
@@ -243,7 +260,12 @@ def test_argo_task_hands_the_stored_uri_to_the_team_step(
 
     monkeypatch.setattr(pipelines.local, "declaration", lambda name: declared)
     monkeypatch.setenv("MLOPS_OUTPUT_URIS", json.dumps({"engineered": "s3://pipeline-artifacts/t/e.parquet"}))
-    params = {"raw_data": str(raw_dataset), "numerator": "amount", "denominator": "amount_avg_7d"}
+    dated = tmp_path / "extracts" / "2026-12-04" / "raw.parquet"  # the day's extract, named by a dated URI
+    dated.parent.mkdir(parents=True)
+    dated.write_bytes(raw_dataset.read_bytes())
+    template = str(tmp_path / "extracts" / "{date}" / "raw.parquet")
+    params = {"raw_data": template, "logical_date": "2026-12-04T02:00:00+01:00", "numerator": "amount",
+              "denominator": "amount_avg_7d"}  # fmt: skip
     run_task("fraud", "engineer-features", {}, params, tmp_path)
     assert (tmp_path / "data_uri").read_text() == "s3://pipeline-artifacts/t/e.parquet"
     engineered = pd.read_parquet(tmp_path / "engineered")
