@@ -306,9 +306,11 @@ def materialize(
     entity_column, timestamp_column = settings.entity_column, settings.timestamp_column
     label_column, request_features = settings.label_column, list(settings.request_features)
     from components import lineage
+    from components.dated_inputs import logical_date as day_of
     from components.dated_inputs import resolve
 
     dataset = resolve(dataset, logical_date, step=STEP)
+    day = day_of(logical_date, step=STEP)  # recorded as the day (YYYY-MM-DD) its URI was filled with
     # any unit and zone, naive times under settings.timezone, a file or a folder (components/raw_data.py)
     frame, source = read_recorded(
         STEP, dataset, "validated dataset", "raw", timestamp_column=timestamp_column, timezone=settings.timezone,
@@ -368,7 +370,7 @@ def materialize(
                     "missing_features": {"filled": filled, "fill": dict(settings.fill)},
                 },
                 "offline_uri": offline,
-                "logical_date": logical_date,
+                "logical_date": day.isoformat() if day else "",
             },
         )
     return {

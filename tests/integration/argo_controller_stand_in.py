@@ -5,9 +5,10 @@ container, so the fidelity test sees what a cluster would see, and refuses what 
 From the rendered YAML alone, as Argo 3.x does (workflow/controller/operator.go, dag.go, cache/):
 - the DAG: `depends` (`a.Succeeded && b.Succeeded`; false omits the task), `when` (after
   substituting task outputs; false skips it), then the `onExit` handler;
-- substitution: `{{workflow.*}}`, task outputs, and `{{inputs.parameters.*}}` of the inputs the
-  template declares only: a reference to an undeclared input is refused before anything runs
-  (Argo's validation), a declared input no task supplies is "was not supplied";
+- substitution: `{{workflow.*}}` (`{{workflow.scheduledTime}}` only in a CronWorkflow's runs:
+  `run_scheduled`), task outputs, and `{{inputs.parameters.*}}` of the inputs the template
+  declares only: a reference to an undeclared input is refused before anything runs (Argo's
+  validation), a declared input no task supplies is "was not supplied";
 - `{{workflow.failures}}`: Argo's JSON list of every Failed or Error node (the DAG, each retry
   node and each attempt), with displayName, message, templateName, phase, podName, finishedAt;
 - each attempt is a pod: exactly the template's command, args, env (`secretKeyRef` from the
@@ -175,7 +176,21 @@ class ArgoControllerStandIn:
     """Memoization ConfigMaps: name -> key -> (stored at, output parameters, artifact keys)."""
 
     # --- the workflow -------------------------------------------------------------------------
-    def run(self, parameters: dict[str, str] | None = None) -> WorkflowRun:
+    def run_scheduled(
+        self, cron: dict[str, Any], scheduled_time: str, parameters: dict[str, str] | None = None
+    ) -> WorkflowRun:
+        """A run the CronWorkflow makes for `scheduled_time` (RFC 3339), as Argo's cron controller
+        does (workflow/cron/operator.go; `argo submit --from cronworkflow/NAME --scheduled-time T
+        -p ...` by hand): its workflowSpec's arguments, with `{{workflow.scheduledTime}}` (set from
+        the `workflows.argoproj.io/scheduled-time` annotation) substituted, then `parameters`."""
+        spec = cron["spec"]["workflowSpec"]
+        if spec.get("workflowTemplateRef", {}).get("name") != self.template["metadata"]["name"]:
+            raise ValueError(f"the CronWorkflow runs {spec.get('workflowTemplateRef')}, not this template")
+        scope = {"workflow.scheduledTime": scheduled_time}
+        arguments = {p["name"]: substitute(str(p.get("value", "")), scope) for p in spec["arguments"]["parameters"]}
+        return self.run({**arguments, **(parameters or {})}, scheduled_time=scheduled_time)
+
+    def run(self, parameters: dict[str, str] | None = None, *, scheduled_time: str | None = None) -> WorkflowRun:
         spec = self.template["spec"]
         templates = {t["name"]: t for t in spec["templates"]}
         validate_inputs(templates)
@@ -186,6 +201,8 @@ class ArgoControllerStandIn:
         name = f"{self.template['metadata']['name']}-{secrets.token_hex(3)}"
         scope = {f"workflow.parameters.{k}": v for k, v in {**declared, **(parameters or {})}.items()}
         scope |= {"workflow.name": name, "workflow.namespace": self.namespace}
+        if scheduled_time is not None:  # only a CronWorkflow's runs have it
+            scope["workflow.scheduledTime"] = scheduled_time
         nodes = self._run_dag(templates[spec["entrypoint"]]["dag"]["tasks"], templates, scope, name)
         unsuccessful = [n.phase for n in nodes.values() if n.phase in ("Failed", "Error")]
         phase = unsuccessful[0] if unsuccessful else "Succeeded"

@@ -270,3 +270,25 @@ def test_every_rendered_memoize_key_is_one_argos_cache_accepts(pipeline: str) ->
     assert keys, "no memoized step rendered"
     for name, key in keys.items():
         assert CACHE_KEY.fullmatch(key) and CONFIGMAP_KEY.fullmatch(key) and len(key) <= 253, (name, key)
+
+
+def test_a_cron_run_gets_its_scheduled_time_and_a_plain_run_does_not() -> None:
+    """As Argo's cron controller: the CronWorkflow's argument `{{workflow.scheduledTime}}` becomes the
+    run's scheduled time; a run submitted by hand has no such variable, so its input keeps the
+    template's default. A CronWorkflow naming another template is refused."""
+    template = workflow(
+        [{**step("validate", args=["{{inputs.parameters.logical-date}}"]),
+          "inputs": {"parameters": [{"name": "logical-date"}]}}],
+        [{"name": "validate", "template": "validate", "arguments": {"parameters": [
+            {"name": "logical-date", "value": "{{workflow.parameters.logical-date}}"}]}}],
+    )  # fmt: skip
+    template["spec"]["arguments"]["parameters"].append({"name": "logical-date", "value": ""})
+    cron = {"spec": {"workflowSpec": {"workflowTemplateRef": {"name": "demo"}, "arguments": {"parameters": [
+        {"name": "logical-date", "value": "{{workflow.scheduledTime}}"}]}}}}  # fmt: skip
+    runner = stand_in(template, {}, Clock())
+    assert runner.run_scheduled(cron, "2026-12-04T02:00:00+01:00").phase == "Succeeded"
+    assert runner.run().phase == "Succeeded"
+    assert [pod.argv[2:] for pod in runner.pods] == [["2026-12-04T02:00:00+01:00"], [""]]  # type: ignore[attr-defined]
+    cron["spec"]["workflowSpec"]["workflowTemplateRef"]["name"] = "another"
+    with pytest.raises(ValueError, match="not this template"):
+        runner.run_scheduled(cron, "2026-12-04T02:00:00+01:00")
