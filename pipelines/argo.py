@@ -44,6 +44,7 @@ from hera.workflows import (
 from hera.workflows import models as m
 
 from components.config import PipelineConfig
+from components.dated_inputs import logical_date
 from components.environment import IMAGE_VARIABLE
 from components.errors import PERMANENT_EXIT_CODE
 from components.platform.settings import CONFIGMAP
@@ -370,12 +371,18 @@ def workflow(
     git_sha: str = "",
     parameters: dict[str, str] | None = None,
 ) -> Workflow:
-    """A run of the WorkflowTemplate by reference; parameters override the template's defaults."""
+    """A run of the WorkflowTemplate by reference; parameters override the template's defaults.
+    A run with a logical date (`logical-date`, checked here) is labelled with its day, so
+    `argo list -l mlops.private-platform.io/logical-date=2026-12-04` finds a date's runs."""
     spec = declaration.spec
+    labels = _labels(cfg, spec, git_sha)
+    day = logical_date((parameters or {}).get(_argo_name("logical_date"), ""), step="submit")
+    if day is not None:
+        labels[f"{LABEL}/logical-date"] = day.isoformat()
     return Workflow(
         generate_name=f"{spec.name}-",
         namespace=cfg.cluster.namespace,
-        labels=_labels(cfg, spec, git_sha),
+        labels=labels,
         workflow_template_ref=m.WorkflowTemplateRef(name=spec.name),
         arguments=[Parameter(name=name, value=value) for name, value in sorted((parameters or {}).items())] or None,
     )

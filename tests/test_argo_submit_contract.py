@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,15 @@ class FakeArgo:
         self.crons: dict[str, dict[str, Any]] = {}
         self.phases = ["Pending", "Running", "Succeeded"]
         self.namespaces = {"fraud", "team-b"}
+
+    def created(self, workflow: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """The answer to a valid create of `workflow`: the new workflow, Pending."""
+        return 200, self.workflow("fraud-x7k2p", "Pending")
+
+    def read(self, name: str) -> tuple[int, dict[str, Any]]:
+        """The answer to a read of workflow `name`: it, in the next scripted phase."""
+        phase = self.phases.pop(0) if len(self.phases) > 1 else self.phases[0]
+        return 200, self.workflow(name, phase)
 
     def workflow(self, name: str, phase: str) -> dict[str, Any]:
         nodes = {
@@ -134,13 +144,13 @@ def _handler(state: FakeArgo) -> type[BaseHTTPRequestHandler]:
             if namespace not in state.namespaces:
                 return self._reply(404, {"code": 5, "message": f'namespaces "{namespace}" not found'})
             if kind == "workflows" and method == "POST":
-                ref = body["workflow"]["spec"]["workflowTemplateRef"]["name"]
+                workflow = body["workflow"]
+                ref = workflow["spec"]["workflowTemplateRef"]["name"]
                 if ref not in state.templates:
                     return self._reply(400, {"code": 3, "message": f'workflowtemplates.argoproj.io "{ref}" not found'})
-                return self._reply(200, state.workflow("fraud-x7k2p", "Pending"))
+                return self._reply(*state.created(workflow))
             if kind == "workflows" and method == "GET":
-                phase = state.phases.pop(0) if len(state.phases) > 1 else state.phases[0]
-                return self._reply(200, state.workflow(name or "", phase))
+                return self._reply(*state.read(name or ""))
             store, key = (
                 {"workflow-templates": (state.templates, "template"), "cron-workflows": (state.crons, "cronWorkflow")}
             )[kind]
@@ -182,14 +192,21 @@ def argo_schema(schemas_dir: Path) -> dict[str, Any]:
     return loaded
 
 
-@pytest.fixture
-def argo(monkeypatch: pytest.MonkeyPatch, argo_schema: dict[str, Any]) -> Iterator[FakeArgo]:
-    state = FakeArgo(argo_schema)
+@contextmanager
+def argo_server(monkeypatch: pytest.MonkeyPatch, state: FakeArgo) -> Iterator[FakeArgo]:
+    """`state` (a FakeArgo, or one that scripts its answers otherwise) served as the Argo server
+    that the client's environment names, for the block."""
     with serving(_handler(state)) as server:
         monkeypatch.setenv("ARGO_SERVER", f"127.0.0.1:{server.server_address[1]}")
         monkeypatch.setenv("ARGO_SECURE", "false")
         monkeypatch.setenv("ARGO_TOKEN", TOKEN)
         monkeypatch.delenv("ARGO_NAMESPACE", raising=False)
+        yield state
+
+
+@pytest.fixture
+def argo(monkeypatch: pytest.MonkeyPatch, argo_schema: dict[str, Any]) -> Iterator[FakeArgo]:
+    with argo_server(monkeypatch, FakeArgo(argo_schema)) as state:
         yield state
 
 

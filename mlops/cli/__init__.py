@@ -7,6 +7,8 @@ generated from the code by `python -m mlops.docs_index`: cli
                    a pipeline or one of its steps, here or in a task's container
     cluster.py     compile, golden, submit, status, schedule
                    a pipeline rendered for Argo or KFP, sent to its server
+    backfill.py    backfill
+                   a pipeline run once per day of a date range, a few at a time, on Argo or KFP
     dev.py         dev, tenant, isolation-check, buckets
                    the services on loopback, their tenants, the buckets
     serving.py     serve, score, promote, history
@@ -39,7 +41,19 @@ import components  # noqa: F401  (applies the air-gapped defaults before anythin
 
 __all__ = ["GROUPS", "build_parser", "main"]
 
-GROUPS = ("run", "cluster", "dev", "serving", "monitoring", "lineage", "tune", "checks", "inputs", "scaffold")
+GROUPS = (
+    "run",
+    "cluster",
+    "backfill",
+    "dev",
+    "serving",
+    "monitoring",
+    "lineage",
+    "tune",
+    "checks",
+    "inputs",
+    "scaffold",
+)
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:

@@ -19,6 +19,8 @@ from mlops.cli.common import pairs
 if TYPE_CHECKING:
     from mlops.argo_client import Connection
 
+__all__ = ["add_server_flags", "argo_connection", "register"]
+
 
 def register(sub: Any, argv: list[str]) -> None:
     compile_ = sub.add_parser("compile", help="render a pipeline for an orchestrator")
@@ -48,11 +50,17 @@ def register(sub: Any, argv: list[str]) -> None:
         action="store_true",
         help="run every step, even those whose inputs are unchanged (a fresh -p cache-salt=...)",
     )
+    submit.add_argument(
+        "--date",
+        metavar="YYYY-MM-DD",
+        help="the run's logical date, which fills a dated cluster.raw_data (-p logical-date=...); "
+        "the Argo Workflow is labelled with it",
+    )
     submit.add_argument("--wait", action="store_true", help="follow the run; exit non-zero unless it succeeds")
     submit.add_argument("--dry-run", action="store_true", help="print what would be sent, send nothing")
     submit.add_argument("--install-template", action="store_true", help="create or update the WorkflowTemplate first")
     submit.add_argument("--poll-seconds", type=float, default=5.0)
-    _add_server_flags(submit)
+    add_server_flags(submit)
     submit.set_defaults(handler=_submit)
 
     status = sub.add_parser("status", help="a workflow as the controller lowered it (or a KFP run: state, tasks)")
@@ -60,7 +68,7 @@ def register(sub: Any, argv: list[str]) -> None:
     status.add_argument("--json", action="store_true")
     status.add_argument("--wait", action="store_true", help="follow it; exit 0 on success, 1 on failure")
     status.add_argument("--poll-seconds", type=float, default=5.0)
-    _add_server_flags(status)
+    add_server_flags(status)
     status.set_defaults(handler=_status)
 
     schedule = sub.add_parser(
@@ -70,11 +78,11 @@ def register(sub: Any, argv: list[str]) -> None:
     schedule.add_argument("--cron", help="schedule (default: cluster.schedule.cron in the config)")
     schedule.add_argument("--timezone", help="IANA timezone (default: cluster.schedule.timezone)")
     schedule.add_argument("--dry-run", action="store_true")
-    _add_server_flags(schedule)
+    add_server_flags(schedule)
     schedule.set_defaults(handler=_schedule)
 
 
-def _add_server_flags(parser: argparse.ArgumentParser) -> None:
+def add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--engine",
         choices=["argo", "kfp"],
@@ -128,7 +136,7 @@ def _golden(args: argparse.Namespace) -> int:
     return 0
 
 
-def _connection(args: argparse.Namespace, default_namespace: str | None = None) -> Connection:
+def argo_connection(args: argparse.Namespace, default_namespace: str | None = None) -> Connection:
     from mlops.argo_client import connect
 
     return connect(
@@ -154,6 +162,27 @@ def _submit_parameters(values: list[str] | None) -> dict[str, str]:
     return given
 
 
+def _submit_date(text: str | None, given: str | None) -> str | None:
+    """The run input logical-date from `--date` (as YYYY-MM-DD) or `-p logical-date`, checked here
+    rather than in the pod; the two naming different days are refused. None: an undated run."""
+    from components.dated_inputs import logical_date
+
+    if text is None:
+        if given is not None:
+            logical_date(given, step="submit")
+        return given
+    day = logical_date(text, step="submit")
+    if day is None:
+        raise ComponentError("submit", "--date is empty", "pass --date YYYY-MM-DD, or leave it out for an undated run")
+    if given is not None and logical_date(given, step="submit") != day:
+        raise ComponentError(
+            "submit",
+            f"--date {text} and -p logical-date={given} name different days",
+            "pass the date once: --date YYYY-MM-DD",
+        )
+    return day.isoformat()
+
+
 def _submit(args: argparse.Namespace) -> int:
     from mlops import argo_client
     from pipelines.argo import render, workflow
@@ -162,6 +191,9 @@ def _submit(args: argparse.Namespace) -> int:
     pipeline = declaration(args.pipeline)
     cfg = pipeline.config()
     parameters = _submit_parameters(args.parameter)
+    day = _submit_date(args.date, parameters.get("logical-date"))
+    if day is not None:
+        parameters["logical-date"] = day
     if args.force_retrain:
         parameters["force-retrain"] = "true"
     if args.no_cache:
@@ -178,7 +210,7 @@ def _submit(args: argparse.Namespace) -> int:
     if args.dry_run:
         connection = None
         with contextlib.suppress(ComponentError):  # a dry run needs no server
-            connection = _connection(args, cfg.cluster.namespace)
+            connection = argo_connection(args, cfg.cluster.namespace)
         namespace = connection.namespace if connection else args.namespace or cfg.cluster.namespace
         plan = []
         if args.install_template:
@@ -188,7 +220,7 @@ def _submit(args: argparse.Namespace) -> int:
         plan.append({"method": "POST", "path": f"/api/v1/workflows/{namespace}", "body": {"workflow": run}})
         print(json.dumps({"connection": connection.redacted() if connection else None, "requests": plan}, indent=2))
         return 0
-    connection = _connection(args, cfg.cluster.namespace)
+    connection = argo_connection(args, cfg.cluster.namespace)
     if args.install_template:
         outcome = argo_client.upsert(connection, "WorkflowTemplate", template)
         print(f"WorkflowTemplate {args.pipeline} {outcome} in {connection.namespace}")
@@ -217,7 +249,7 @@ def _status(args: argparse.Namespace) -> int:
         from mlops.cli.kfp_engine import status
 
         return status(args)
-    connection = _connection(args)
+    connection = argo_connection(args)
     if args.wait:
         final = argo_client.wait(connection, args.workflow, poll_seconds=args.poll_seconds)
         print(argo_client.format_status(final))
@@ -245,7 +277,7 @@ def _schedule(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(json.dumps(document, indent=2))
         return 0
-    connection = _connection(args, cfg.cluster.namespace)
+    connection = argo_connection(args, cfg.cluster.namespace)
     outcome = argo_client.upsert(connection, "CronWorkflow", document)
     spec = document["spec"]
     print(

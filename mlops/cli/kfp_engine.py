@@ -23,10 +23,10 @@ from pipelines.declaration import PipelineDeclaration
 if TYPE_CHECKING:
     from mlops.kfp_client import Connection
 
-__all__ = ["schedule", "status", "submit"]
+__all__ = ["compiled", "kfp_connection", "schedule", "status", "submit"]
 
 
-def _connection(args: argparse.Namespace, default_namespace: str | None = None) -> Connection:
+def kfp_connection(args: argparse.Namespace, default_namespace: str | None = None) -> Connection:
     from mlops import kfp_client
 
     return kfp_client.connect(
@@ -39,7 +39,7 @@ def _connection(args: argparse.Namespace, default_namespace: str | None = None) 
 
 
 @contextlib.contextmanager
-def _compiled(pipeline: PipelineDeclaration, cfg: PipelineConfig, git_sha: str) -> Iterator[Any]:
+def compiled(pipeline: PipelineDeclaration, cfg: PipelineConfig, git_sha: str) -> Iterator[Any]:
     """The pipeline's cluster IR in a temporary file, as the upload it becomes."""
     from mlops.kfp_client import Upload, version_name
     from pipelines.kfp import compile_ir
@@ -60,7 +60,7 @@ def _dry_run(args: argparse.Namespace, cfg: PipelineConfig, upload: Any, request
 
     connection = None
     with contextlib.suppress(ComponentError):  # a dry run needs no server
-        connection = _connection(args, cfg.cluster.namespace)
+        connection = kfp_connection(args, cfg.cluster.namespace)
     namespace = connection.namespace if connection else args.namespace or cfg.cluster.namespace
     plan = [
         {
@@ -91,12 +91,12 @@ def submit(
         print(
             "--install-template has nothing to install on KFP: every submit uploads or versions the IR", file=sys.stderr
         )
-    with _compiled(pipeline, cfg, git_sha) as upload:
+    with compiled(pipeline, cfg, git_sha) as upload:
         name = f"{pipeline.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
         if args.dry_run:
             run = {"run": "POST /apis/v2beta1/runs", "display_name": name, "runtime_config": {"parameters": typed}}
             return _dry_run(args, cfg, upload, run)
-        connection = _connection(args, cfg.cluster.namespace)
+        connection = kfp_connection(args, cfg.cluster.namespace)
         created = kfp_client.create_run(kfp_client.client(connection), connection, upload, name, typed)
     print(
         f"pipeline {pipeline.name} {created['pipeline']} (version {created['version_id']}); "
@@ -128,7 +128,7 @@ def _follow(
 def status(args: argparse.Namespace) -> int:
     from mlops import kfp_client
 
-    connection = _connection(args)
+    connection = kfp_connection(args)
     if args.wait:
         return _follow(connection, args.workflow, args.poll_seconds)
     document = kfp_client.get_run(connection, args.workflow)
@@ -146,7 +146,7 @@ def schedule(args: argparse.Namespace, pipeline: PipelineDeclaration, cfg: Pipel
     cron = kfp_client.kfp_cron(args.cron or cfg.cluster.schedule.cron, timezone)
     typed = kfp_client.run_parameters({}, git_sha=git_sha)
     name = f"{pipeline.name}-nightly"
-    with _compiled(pipeline, cfg, git_sha) as upload:
+    with compiled(pipeline, cfg, git_sha) as upload:
         if args.dry_run:
             request = {
                 "recurring_run": "POST /apis/v2beta1/recurringruns",
@@ -158,7 +158,7 @@ def schedule(args: argparse.Namespace, pipeline: PipelineDeclaration, cfg: Pipel
                 "runtime_config": {"parameters": typed},
             }
             return _dry_run(args, cfg, upload, request)
-        connection = _connection(args, cfg.cluster.namespace)
+        connection = kfp_connection(args, cfg.cluster.namespace)
         made = kfp_client.ensure_recurring_run(kfp_client.client(connection), connection, upload, name, cron, typed)
     print(
         f"recurring run {name} {made['outcome']} in {connection.namespace} ({made['recurring_run_id']}): "
