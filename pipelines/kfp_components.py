@@ -35,9 +35,12 @@ __all__ = [
 ]
 
 
-def validate(raw_data: str, logical_date: str, suite: str, report: Output[Artifact]) -> NamedTuple(
-    "Outputs", [("data_digest", str)]
-):  # type: ignore[valid-type]
+def validate(
+    raw_data: str,
+    logical_date: str,
+    suite: str,
+    report: Output[Artifact],
+) -> NamedTuple("Outputs", [("data_digest", str)]):  # type: ignore[valid-type]
     from pipelines.runtime import resource, run_step
 
     summary = run_step(
