@@ -247,3 +247,25 @@ def test_argo_status_wait_follows_a_workflow_too(
     assert "fraud-x7k2p: Running" in capsys.readouterr().out
     argo.phases = ["Running", "Failed"]
     assert main(["status", "fraud-x7k2p", "--namespace", "fraud", "--wait", "--poll-seconds", "0"]) == 1
+
+
+def test_schedule_refuses_a_dated_raw_data_a_kfp_recurring_run_cannot_fill(
+    kfp_api: KfpApiStandIn, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """issue 31 item 6: KFP v2 leaves [[ScheduledTime]] unexpanded, so a dated cluster.raw_data would
+    read the same unfilled template each night: refused before anything is sent, naming the ways
+    that work. Control: Argo's CronWorkflow for the same config hands each run its scheduled time."""
+    from pipelines.declaration import PipelineDeclaration
+
+    original = PipelineDeclaration.config
+
+    def dated(self: PipelineDeclaration, path: Any = None) -> Any:
+        return original(self, path).with_overrides({"cluster.raw_data": "s3://fraud-data/{date}/events.parquet"})
+
+    monkeypatch.setattr(PipelineDeclaration, "config", dated)
+    monkeypatch.setenv("KFP_CRON_TIMEZONE", "Europe/Amsterdam")
+    assert main(["schedule", "fraud", "--engine", "kfp"]) == 2
+    err = capsys.readouterr().err
+    assert "kubeflow/pipelines#12494" in err and "--date YYYY-MM-DD" in err and kfp_api.requests == []
+    assert main(["schedule", "fraud", "--dry-run"]) == 0
+    assert "{{workflow.scheduledTime}}" in capsys.readouterr().out

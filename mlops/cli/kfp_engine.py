@@ -140,8 +140,19 @@ def status(args: argparse.Namespace) -> int:
 
 
 def schedule(args: argparse.Namespace, pipeline: PipelineDeclaration, cfg: PipelineConfig, git_sha: str) -> int:
+    from components.dated_inputs import is_dated
     from mlops import kfp_client
 
+    if is_dated(cfg.cluster.raw_data):
+        raise ComponentError(
+            "schedule",
+            f"cluster.raw_data {cfg.cluster.raw_data!r} is dated, and a KFP recurring run cannot hand a v2 run "
+            "its scheduled time: KFP leaves parameter macros such as [[ScheduledTime]] unexpanded for v2 "
+            "pipelines (kubeflow/pipelines#12494), so every night would read the same unfilled template",
+            f"schedule it on Argo (mlops schedule {pipeline.name}: its CronWorkflow passes "
+            f"{{{{workflow.scheduledTime}}}}), or submit each day from your scheduler: "
+            f"mlops submit {pipeline.name} --engine kfp --date YYYY-MM-DD",
+        )
     timezone = args.timezone or cfg.cluster.schedule.timezone
     cron = kfp_client.kfp_cron(args.cron or cfg.cluster.schedule.cron, timezone)
     typed = kfp_client.run_parameters({}, git_sha=git_sha)
