@@ -63,10 +63,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.image]
 
 ROWS = 20_000
 GATE = "0.6"  # as `mlops submit -p gate-threshold=0.6`: the happy path must not hang on a near miss
+SCHEDULED = "2026-12-04T02:00:00+01:00"
+"""The happy run is the nightly of this time: its CronWorkflow hands it `{{workflow.scheduledTime}}`."""
+DATED = "s3://feast-offline/fraud/raw/{date}/events.parquet"
+"""The config's dated cluster.raw_data, which the night's pods fill with its date (2026-12-04)."""
 FORK = {  # a fork changes configuration, not components: its own names on the shared test stack
     "register.model_name": "fraud-fidelity",
     "register.experiment": "fraud-fidelity",
     "materialize.project": "fraud_fidelity",
+    "cluster.raw_data": DATED,
 }
 
 
@@ -83,11 +88,14 @@ def fidelity(
     stack.up_monitoring({"route": {"receiver": "none"}, "receivers": [{"name": "none"}]})
     tenant = add_tenant(stack, TENANT)  # as `mlops tenant add fraud` (idempotent: the tenancy tests share it)
     cfg = fraud.DECLARATION.config().with_overrides(FORK)
-    template = render(fraud.DECLARATION, cfg)["WorkflowTemplate"]
+    rendered = render(fraud.DECLARATION, cfg)
+    template = rendered["WorkflowTemplate"]
     data = tmp_path_factory.mktemp("fidelity-data")
     generate(ROWS, 5).to_parquet(data / "latest.parquet", index=False)
     bucket, _, key = RAW.removeprefix("s3://").partition("/")
     stack.s3_client().upload_file(str(data / "latest.parquet"), bucket, key)
+    night = DATED.replace("{date}", SCHEDULED[:10]).removeprefix(f"s3://{bucket}/")
+    stack.s3_client().upload_file(str(data / "latest.parquet"), bucket, night)  # the night's own extract
     configmap = loopback_configmap(stack, tenant)
     runner = ArgoControllerStandIn(
         template=template,
@@ -101,7 +109,7 @@ def fidelity(
     try:
         yield {
             "cfg": cfg, "harness": runner, "configmap": configmap, "tenant": tenant, "stack": stack,
-            "bucket": bucket, "key": key, "data": data,
+            "bucket": bucket, "key": key, "data": data, "cron": rendered["CronWorkflow"], "night": night,
         }  # fmt: skip
     finally:
         stack.monitoring_services().down()
@@ -117,6 +125,15 @@ def versions(fidelity: dict[str, Any], model: str) -> list[Any]:
     with temporary_env({"MLFLOW_TRACKING_USERNAME": tenant.name, "MLFLOW_TRACKING_PASSWORD": tenant.password}):
         client = MlflowClient(tracking_uri=fidelity["stack"].tracking_uri)
         return list(client.search_model_versions(f"name='{model}'"))
+
+
+def run_tags(fidelity: dict[str, Any], run_id: str) -> dict[str, str]:
+    """The training run's tags (the lineage's), read as the tenant."""
+    from mlflow import MlflowClient
+
+    tenant: Tenant = fidelity["tenant"]
+    with temporary_env({"MLFLOW_TRACKING_USERNAME": tenant.name, "MLFLOW_TRACKING_PASSWORD": tenant.password}):
+        return dict(MlflowClient(tracking_uri=fidelity["stack"].tracking_uri).get_run(run_id).data.tags)
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +155,8 @@ def happy_run(fidelity: dict[str, Any]) -> Iterator[WorkflowRun]:
     harness: ArgoControllerStandIn = fidelity["harness"]
     harness.hook = outage
     try:
-        yield harness.run({"gate-threshold": GATE, "raw-data": RAW})
+        # the nightly, as `argo submit --from cronworkflow/fraud-nightly --scheduled-time ... -p gate-threshold=...`
+        yield harness.run_scheduled(fidelity["cron"], SCHEDULED, {"gate-threshold": GATE})
     finally:
         harness.hook = None
         for thread in restarted:
@@ -175,6 +193,10 @@ def test_happy_path_rides_out_a_tracking_server_outage_with_one_version(
     model = fidelity["cfg"].register_.model_name
     (version,) = versions(fidelity, model)
     assert version.source.startswith(f"s3://mlflow-artifacts/{TENANT}/"), version.source
+    # the night read its own extract: the dated URI filled in the pods, recorded with the day
+    tags = run_tags(fidelity, version.run_id)
+    assert tags["mlops.lineage.data_source"] == f"s3://{fidelity['bucket']}/{fidelity['night']}", tags
+    assert tags["mlops.lineage.logical_date"] == SCHEDULED[:10]
 
 
 def test_happy_path_stored_exactly_the_declared_artifacts_under_the_keyformat(
@@ -244,13 +266,15 @@ def test_happy_path_left_features_in_redis_the_model_in_s3_and_the_repository_un
 def test_the_gate_failing_runs_notify_and_registers_nothing(fidelity: dict[str, Any], happy_run: WorkflowRun) -> None:
     model = fidelity["cfg"].register_.model_name
     before = len(versions(fidelity, model))
-    # forced: the happy run claimed tonight's retrain, so the drift step would hold otherwise
-    run = fidelity["harness"].run({"gate-threshold": "0.999", "force-retrain": "true", "raw-data": RAW})
+    # the same night again (as a backfill of its date would), forced: the happy run claimed tonight's
+    # retrain, so the drift step would hold otherwise
+    again = {"gate-threshold": "0.999", "force-retrain": "true"}
+    run = fidelity["harness"].run_scheduled(fidelity["cron"], SCHEDULED, again)
     phases = {name: node.phase for name, node in run.nodes.items()}
     assert phases["evaluate"] == "Succeeded" and run.nodes["evaluate"].parameters["passed"] == "false", run.nodes[
         "evaluate"
     ].message
-    # the same data, commit and arguments: Argo's cache gives materialize's and train's outputs, no pod
+    # the same date, data, commit and arguments: Argo's cache gives materialize's and train's outputs, no pod
     assert run.nodes["materialize"].memoized and run.nodes["train"].memoized
     assert not run.nodes["evaluate"].memoized  # its key holds the gate threshold
     assert phases["register"] == "Skipped"  # its when: the gate failed
