@@ -258,15 +258,18 @@ def test_the_team_image_layers_on_the_component_image_and_runs_a_step(
                   f"COMPONENT_IMAGE={component_image}", "-t", image, "-f", "Containerfile", "."],
                  cwd=team["project"])  # fmt: skip
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
-    generate(2000, 3).to_parquet(tmp_path / "raw.parquet", index=False)
+    # the day's extract, read through a dated URI as the nightly's pods read it (issue 31 item 6)
+    (tmp_path / "2026-12-04").mkdir()
+    generate(2000, 3).to_parquet(tmp_path / "2026-12-04" / "raw.parquet", index=False)
     tmp_path.chmod(0o777)
+    dated = ["--param=raw_data=/data/{date}/raw.parquet", "--param=logical_date=2026-12-04T02:00:00+01:00"]
     step = _run(["podman", "run", "--rm", "-v", f"{tmp_path}:/data:Z", image, "mlops", "task", "churn", "validate",
-                 "--param=raw_data=/data/raw.parquet", "--param=suite=churn_pipeline/expectations.json",
-                 "--outputs-dir=/data/out"], cwd=tmp_path)  # fmt: skip
+                 *dated, "--param=suite=churn_pipeline/expectations.json", "--outputs-dir=/data/out"],
+                cwd=tmp_path)  # fmt: skip
     assert step.returncode == 0, step.stdout[-3000:] + step.stderr[-3000:]
     # issue 31: the team step runs in the image, importing the extra dependency the image installed
     own = _run(["podman", "run", "--rm", "-v", f"{tmp_path}:/data:Z", image, "mlops", "task", "churn", "spend-ratio",
-                "--param=raw_data=/data/raw.parquet", "--outputs-dir=/data/team"], cwd=tmp_path)  # fmt: skip
+                *dated, "--outputs-dir=/data/team"], cwd=tmp_path)  # fmt: skip
     assert own.returncode == 0, own.stdout[-3000:] + own.stderr[-3000:]
     assert any((tmp_path / "team").iterdir())
     assert (tmp_path / "out").is_dir() and any((tmp_path / "out").iterdir())
