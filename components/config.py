@@ -87,6 +87,14 @@ class ValidateSettings(_Settings):
     suite: str = Field("expectations.json", description="GX suite JSON, relative to the pipeline folder.")
 
 
+_DURATION = r"^[1-9][0-9]*[hd]$"
+
+
+def duration_seconds(text: str) -> int:
+    """Seconds in a duration such as `30d` or `36h` (the format DriftSettings.max_model_age takes)."""
+    return int(text[:-1]) * (86400 if text.endswith("d") else 3600)
+
+
 class MaterializeSettings(_Settings):
     project: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Feast project name.")
     feature_repo: str = Field("feature_repo", description="Feast repo folder, relative to the pipeline folder.")
@@ -106,20 +114,19 @@ class MaterializeSettings(_Settings):
         description="Value a feature's missing entries are filled with, per feature (opt-in; an unlisted feature"
         " with a missing value is refused: docs/data-contract.md).",
     )
+    label_delay: str | None = Field(
+        None,
+        pattern=_DURATION,
+        description="How late labels may arrive (14d, 36h): an event newer than the data's newest event minus this"
+        " may have a null label; it feeds the online store and drift but not training or the holdout. Unset:"
+        " every row needs a label (docs/data-contract.md).",
+    )
 
 
 class RegisterSettings(_Settings):
     model_name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=45)
     experiment: str
     alias: str = "challenger"
-
-
-_DURATION = r"^[1-9][0-9]*[hd]$"
-
-
-def duration_seconds(text: str) -> int:
-    """Seconds in a duration such as `30d` or `36h` (the format DriftSettings.max_model_age takes)."""
-    return int(text[:-1]) * (86400 if text.endswith("d") else 3600)
 
 
 class DriftSettings(_Settings):

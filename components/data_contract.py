@@ -5,7 +5,8 @@ materialize refuses data that breaks it with one permanent ComponentError listin
 (exit 2, never retried); `mlops check-data` prints the same list before a run. The rules:
 
 - the entity, timestamp and label columns are present, and the timestamp is a timestamp;
-- every row has an entity, a timestamp and a label;
+- every row has an entity, a timestamp and a label; with `materialize.label_delay`, an event newer
+  than the data's newest event minus the delay may wait for its label (`unlabelled_recent`);
 - one row per (entity, timestamp), or duplicates that agree on the label;
 - every column of the feature service is in the raw data, computed as of each event;
 - a feature holds no nulls unless `materialize.fill` names a value for it (filling is opt-in).
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from components.config import MaterializeSettings
+from components.config import MaterializeSettings, duration_seconds
 from components.errors import ComponentError
 
 __all__ = [
@@ -29,7 +30,9 @@ __all__ = [
     "contract_error",
     "contract_violations",
     "fill_missing",
+    "label_cutoff",
     "unfilled_nulls",
+    "unlabelled_recent",
 ]
 
 MESSAGES = {
@@ -46,8 +49,15 @@ MESSAGES = {
         "drop those rows upstream: an event without its {kind} cannot be joined to its features or served",
     ),
     "null-label": (
-        "the label column '{column}' is null in {rows} rows",
-        "drop or label those rows upstream: every row needs a label",
+        "the label column '{column}' is null in {rows} rows, e.g. {examples}",
+        "drop or label those rows upstream: every row needs a label (labels that arrive late: set"
+        " materialize.label_delay)",
+    ),
+    "late-label": (
+        "the label column '{column}' is null in {rows} rows older than materialize.label_delay ({delay}: events at"
+        " or before {cutoff}), e.g. {examples}",
+        "label those rows or drop them upstream: only events after the cut-off may wait for their label (or"
+        " lengthen materialize.label_delay)",
     ),
     "conflicting-duplicates": (
         "{pairs} ({entity}, {timestamp}) pairs appear more than once with different labels, e.g. {example}",
@@ -101,14 +111,13 @@ def contract_violations(frame: pd.DataFrame, settings: MaterializeSettings, feat
     for kind, column, setting in required:
         if column not in frame.columns:
             found.append(Violation.of("required-column", column, kind=kind, setting=setting))
-    timestamp, label = settings.timestamp_column, settings.label_column
+    timestamp = settings.timestamp_column
     if timestamp in frame.columns and not pd.api.types.is_datetime64_any_dtype(frame[timestamp]):
         found.append(Violation.of("timestamp-type", timestamp, dtype=frame[timestamp].dtype))
     for kind, column in (("entity", settings.entity_column), ("timestamp", timestamp)):
         if column in frame.columns and (nulls := int(frame[column].isna().sum())):
             found.append(Violation.of("null-key", column, kind=kind, rows=nulls))
-    if label in frame.columns and (nulls := int(frame[label].isna().sum())):
-        found.append(Violation.of("null-label", label, rows=nulls))
+    found.extend(_null_labels(frame, settings))
     found.extend(_conflicting_duplicates(frame, settings))
     for feature in features:
         if feature not in frame.columns:
@@ -119,6 +128,61 @@ def contract_violations(frame: pd.DataFrame, settings: MaterializeSettings, feat
         if feature not in features:
             found.append(Violation.of("unknown-fill", feature, service=settings.feature_service, features=names))
     return found
+
+
+def label_cutoff(frame: pd.DataFrame, settings: MaterializeSettings) -> pd.Timestamp | None:
+    """The newest event time whose label must be known: the data's newest event minus
+    `materialize.label_delay` (measured on the data, not the clock, so a rerun on the same bytes
+    decides the same). None without a delay, or without usable event times to measure from."""
+    column = settings.timestamp_column
+    if settings.label_delay is None or column not in frame.columns:
+        return None
+    if not pd.api.types.is_datetime64_any_dtype(frame[column]) or frame[column].isna().all():
+        return None
+    newest: pd.Timestamp = frame[column].max()
+    return newest - pd.Timedelta(seconds=duration_seconds(settings.label_delay))
+
+
+def unlabelled_recent(frame: pd.DataFrame, settings: MaterializeSettings) -> pd.Series:
+    """Rows whose label may still be unknown: a null label on an event after `label_cutoff`.
+    They feed the offline and online stores, and are left out of training and the holdout."""
+    cutoff = label_cutoff(frame, settings)
+    if cutoff is None or settings.label_column not in frame.columns:
+        return pd.Series(False, index=frame.index)
+    recent: pd.Series = frame[settings.label_column].isna() & (frame[settings.timestamp_column] > cutoff)
+    return recent
+
+
+def _null_labels(frame: pd.DataFrame, settings: MaterializeSettings) -> list[Violation]:
+    """The null labels that may not wait: all of them without a delay, else those up to the cut-off."""
+    label = settings.label_column
+    if label not in frame.columns:
+        return []
+    nulls = frame[label].isna() & ~unlabelled_recent(frame, settings)
+    if not nulls.any():
+        return []
+    examples = _examples(frame[nulls], settings)
+    cutoff = label_cutoff(frame, settings)
+    if cutoff is None:
+        return [Violation.of("null-label", label, rows=int(nulls.sum()), examples=examples)]
+    return [
+        Violation.of(
+            "late-label", label, rows=int(nulls.sum()), delay=settings.label_delay, cutoff=cutoff, examples=examples
+        )
+    ]
+
+
+def _examples(rows: pd.DataFrame, settings: MaterializeSettings, count: int = 3) -> str:
+    """The first `count` rows in event-time order, named by entity and time (by index if either is missing)."""
+    entity, when = settings.entity_column, settings.timestamp_column
+    if not {entity, when} <= set(rows.columns):
+        return ", ".join(f"row {index}" for index in rows.index[:count])
+    first = rows.sort_values(when, kind="stable", na_position="first").head(count)
+    return ", ".join(f"{entity}={_plain(key)!r} at {at}" for key, at in zip(first[entity], first[when], strict=True))
+
+
+def _plain(value: object) -> object:
+    return value.item() if hasattr(value, "item") else value  # 10, not np.int64(10)
 
 
 def _conflicting_duplicates(frame: pd.DataFrame, settings: MaterializeSettings) -> list[Violation]:
@@ -134,8 +198,7 @@ def _conflicting_duplicates(frame: pd.DataFrame, settings: MaterializeSettings) 
     if conflicting.empty:
         return []
     entity, when = conflicting.index[0]
-    entity = entity.item() if hasattr(entity, "item") else entity  # 10, not np.int64(10)
-    example = f"{keys[0]}={entity!r} at {when}"
+    example = f"{keys[0]}={_plain(entity)!r} at {when}"
     return [
         Violation.of(
             "conflicting-duplicates", label, pairs=len(conflicting), entity=keys[0], timestamp=keys[1], example=example

@@ -11,6 +11,10 @@ step:
 3. materializes into the online store from the last watermark (the first run backfills from
    the data's start; later runs only move the watermark forward).
 
+With `materialize.label_delay`, events after the label cut-off (the data's newest event minus
+the delay) may still wait for their label: they go to the offline and online stores with the
+rest, and are left out of the training and holdout sets; the summary and lineage count them.
+
 The offline store outlives the step: the validated data is written once per run to
 <offline root>/<project>/<run id>/ (s3://feast-offline/<tenant>/... on the platform), and the
 registry's source points there, so `mlops materialize --rebuild` works from any fresh process.
@@ -30,7 +34,7 @@ import yaml
 
 from components import artifacts
 from components.config import MaterializeSettings
-from components.data_contract import contract_error, contract_violations, fill_missing
+from components.data_contract import contract_error, contract_violations, fill_missing, label_cutoff, unlabelled_recent
 from components.environment import mlops_home
 from components.errors import ComponentError
 from components.platform import s3_filesystem, services
@@ -327,7 +331,10 @@ def materialize(
     store.apply(definitions)
     applied = [obj.name for obj in definitions if not obj.name.startswith("__")]
 
-    entity_df = frame[[entity_column, timestamp_column, label_column, *request_features]]
+    waiting = unlabelled_recent(frame, settings)  # null labels after the cut-off: served, not trained on
+    cutoff = label_cutoff(frame, settings)
+    late = {"unlabelled_recent_rows": int(waiting.sum()), "label_cutoff": cutoff.isoformat() if cutoff else ""}
+    entity_df = frame.loc[~waiting, [entity_column, timestamp_column, label_column, *request_features]]
     joined = historical_features(store, entity_df.sort_values(timestamp_column, kind="stable"), feature_service)
     require_columns(STEP, joined, features, "the historical retrieval (check the feature view's schema)")
     columns = [timestamp_column, entity_column, *request_features, *features, label_column]
@@ -368,6 +375,8 @@ def materialize(
                     "holdout_fraction": holdout_fraction,
                     "split": "by time: the latest holdout_fraction of rows is the holdout",
                     "missing_features": {"filled": filled, "fill": dict(settings.fill)},
+                    "label_delay": settings.label_delay or "",
+                    **late,
                 },
                 "offline_uri": offline,
                 "logical_date": day.isoformat() if day else "",
@@ -384,6 +393,7 @@ def materialize(
         "holdout_starts": holdout[timestamp_column].min().isoformat(),
         "offline_uri": offline,
         "data_digest": lineage.digest_word(source),
+        **late,
         **online,
     }
 

@@ -140,3 +140,64 @@ def test_the_transformer_defaults_a_filled_feature_to_its_fill_value() -> None:
     cfg = cfg.with_overrides({"scoring.defaults": {"txn_count_1h": 2.0}})
     defaults = transformer_settings(cfg, "image:1").scoring.defaults
     assert defaults == {"amount_avg_7d": -1.0, "txn_count_1h": 2.0}
+
+
+def _late_labels(tmp_path: Path, unit: str) -> pd.DataFrame:
+    """_frame() (one event a minute for 200 minutes) with the label null on its last 50 events,
+    written with timestamps in `unit` and read back as materialize reads it (components/raw_data.py)."""
+    from components.raw_data import read_raw
+
+    frame = _frame()
+    frame["event_timestamp"] = frame["event_timestamp"].astype(f"datetime64[{unit}, UTC]")
+    frame["is_fraud"] = frame["is_fraud"].astype("float64")
+    frame.loc[150:, "is_fraud"] = np.nan
+    path = tmp_path / f"late-{unit}.parquet"
+    frame.to_parquet(path, index=False)
+    return read_raw(str(path), timestamp_column="event_timestamp", timezone=None, step="test")
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "ns"])
+def test_label_delay_lets_the_newest_rows_wait_for_their_label(tmp_path: Path, unit: str) -> None:
+    """issue 32: with materialize.label_delay, a null label on an event newer than (the data's
+    newest event - the delay) is no violation; without it the same rows are refused, named."""
+    frame = _late_labels(tmp_path, unit)
+    delayed = MATERIALIZE_SETTINGS.model_copy(update={"label_delay": "1h"})  # newest 03:19, cut-off 02:19
+    assert contract_violations(frame, delayed, SERVICE) == []
+    (violation,) = contract_violations(frame, MATERIALIZE_SETTINGS, SERVICE)  # the control: every row needs one
+    assert violation.rule == "null-label"
+    assert violation.problem == (
+        "the label column 'is_fraud' is null in 50 rows, e.g. user_id=10 at 2026-01-01 02:30:00+00:00, "
+        "user_id=11 at 2026-01-01 02:31:00+00:00, user_id=12 at 2026-01-01 02:32:00+00:00"
+    )
+    assert "materialize.label_delay" in violation.fix
+
+
+@pytest.mark.parametrize("unit", ["s", "ns"])
+def test_a_null_label_older_than_the_delay_is_refused_naming_the_rows(tmp_path: Path, unit: str) -> None:
+    """issue 32: a null label at or before the cut-off is still refused, with the rows named; the
+    newer ones (after the cut-off) are not counted in it."""
+    frame = _late_labels(tmp_path, unit)
+    frame.loc[[3, 139], "is_fraud"] = np.nan  # 00:03, and 02:19: exactly the cut-off, not newer
+    delayed = MATERIALIZE_SETTINGS.model_copy(update={"label_delay": "1h"})
+    (violation,) = contract_violations(frame, delayed, SERVICE)
+    assert violation.rule == "late-label"
+    assert violation.problem == (
+        "the label column 'is_fraud' is null in 2 rows older than materialize.label_delay (1h: events at or before"
+        " 2026-01-01 02:19:00+00:00), e.g. user_id=3 at 2026-01-01 00:03:00+00:00,"
+        " user_id=19 at 2026-01-01 02:19:00+00:00"
+    )
+    assert contract_violations(frame, delayed.model_copy(update={"label_delay": "4h"}), SERVICE) == []
+
+
+def test_label_delay_is_a_duration() -> None:
+    """issue 32: the delay takes the drift section's duration format (14d, 36h), nothing else."""
+    from pydantic import ValidationError
+
+    from components.config import MaterializeSettings
+
+    fields = MATERIALIZE_SETTINGS.model_dump()
+    assert MaterializeSettings(**{**fields, "label_delay": "14d"}).label_delay == "14d"
+    assert MATERIALIZE_SETTINGS.label_delay is None
+    for wrong in ("14", "2w", "0d", "-1d"):
+        with pytest.raises(ValidationError):
+            MaterializeSettings(**{**fields, "label_delay": wrong})

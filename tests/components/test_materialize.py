@@ -105,3 +105,48 @@ def test_applying_the_repo_again_in_one_process_takes_the_new_source(tmp_path: P
         apply_repo(store, FEATURE_REPO, str(tmp_path / f"{name}.parquet"))
         paths.append(store.get_feature_view("user_transaction_stats").batch_source.path)
     assert paths == [str(tmp_path / "first.parquet"), str(tmp_path / "second.parquet")]
+
+
+def test_label_delay_keeps_recent_unlabelled_rows_out_of_training_and_in_the_online_store(
+    raw_dataset: Path, tmp_path: Path
+) -> None:
+    """issue 32: with materialize.label_delay 14d, the events of the data's last 14 days may wait
+    for their label: they are left out of the train and holdout sets, counted in the summary and the
+    lineage, and still written to the online store. Without the delay the same file is refused."""
+    import json
+
+    frame = pd.read_parquet(raw_dataset)
+    cutoff = frame["event_timestamp"].max() - pd.Timedelta(days=14)
+    recent = frame["event_timestamp"] > cutoff
+    frame["is_fraud"] = frame["is_fraud"].astype("float64").mask(recent)
+    frame.to_parquet(tmp_path / "late.parquet", index=False)
+    with pytest.raises(ComponentError, match=f"the label column 'is_fraud' is null in {int(recent.sum())} rows"):
+        _materialize(tmp_path / "late.parquet", tmp_path / "refused")  # the control: every row needs a label
+
+    delayed = MATERIALIZE_SETTINGS.model_copy(update={"label_delay": "14d"})
+    out, lineage = tmp_path / "out", tmp_path / "lineage.json"
+    summary = materialize(
+        str(tmp_path / "late.parquet"), str(FEATURE_REPO), str(out / "t.parquet"), str(out / "h.parquet"),
+        store_dir=str(out / "store"), settings=delayed, lineage_out=str(lineage),
+    )  # fmt: skip
+    assert 0 < recent.sum() < len(frame) / 2
+    assert summary["unlabelled_recent_rows"] == int(recent.sum())
+    assert pd.Timestamp(summary["label_cutoff"]) == cutoff
+    point_in_time = json.loads(lineage.read_text())["point_in_time"]
+    assert point_in_time["unlabelled_recent_rows"] == int(recent.sum())
+    assert point_in_time["label_cutoff"] == summary["label_cutoff"] and point_in_time["label_delay"] == "14d"
+
+    sets = pd.concat([pd.read_parquet(out / "t.parquet"), pd.read_parquet(out / "h.parquet")])
+    assert len(sets) == summary["training_rows"] + summary["holdout_rows"] == int((~recent).sum())
+    assert sets["event_timestamp"].max() <= cutoff and sets["is_fraud"].notna().all()
+    assert sets["event_timestamp"].min() == frame["event_timestamp"].min()
+
+    latest = frame.sort_values("event_timestamp").groupby("user_id").tail(1).set_index("user_id")
+    waiting = latest[latest["event_timestamp"] > cutoff]  # users whose newest event has no label yet
+    assert len(waiting) >= 5
+    users = [int(user) for user in waiting.index[:10]]
+    served = online_features("fraud", "fraud_model_v1", [{"user_id": u} for u in users], store_dir=str(out / "store"))
+    for index, user in enumerate(users):
+        assert served["txn_count_24h"][index] == waiting.loc[user, "txn_count_24h"]
+        assert served["amount_avg_7d"][index] == pytest.approx(waiting.loc[user, "amount_avg_7d"])
+    assert summary["online_rows_in_window"] == len(frame)
