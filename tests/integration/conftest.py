@@ -99,7 +99,14 @@ def platform_run(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict
     assert result.returncode == 0, result.stdout + result.stderr
     run_dir = max((home / "kfp-runs").iterdir(), key=lambda p: p.stat().st_mtime)
     registration = json.loads((run_dir / "register" / "registration").read_text())
-    return {"home": home, "env": env, "run_dir": run_dir, "registration": registration, "stdout": result.stdout}
+    return {
+        "home": home,
+        "env": env,
+        "run_dir": run_dir,
+        "registration": registration,
+        "stdout": result.stdout,
+        "extract": extract,
+    }
 
 
 PLATFORM_RUN_DATE = "2026-12-01"

@@ -101,8 +101,7 @@ def champion(platform_run: dict[str, Any]) -> Iterator[int]:
 
 
 def windows(platform_run: dict[str, Any], out: Path) -> dict[str, Path]:
-    raw = max((platform_run["home"] / "data" / "fraud").glob("raw-*.parquet"), key=lambda p: p.stat().st_mtime)
-    control = pd.read_parquet(raw).sample(5000, random_state=3)
+    control = pd.read_parquet(platform_run["extract"]).sample(5000, random_state=3)
     rng = np.random.default_rng(5)
     drifted = control.copy()
     drifted["amount"] = (drifted["amount"] * 1.6).round(2)
