@@ -1,0 +1,327 @@
+"""The decision log's sink: what the scoring transformer hands over after each answer, written off the
+request path as Parquet in the object store (issue 32 item 1).
+
+    request path: offer(...) --put_nowait--> bounded queue --> one background thread
+                                                                |  DecisionRecords, one Parquet file
+                                                                |  per (model, version, day) per flush
+                                                                +--> s3://decisions/<namespace>/... or a folder
+                                                                +--> on a failed write: the spill folder
+
+A request never waits for the log and never fails because of it: `offer` is a `put_nowait` of the raw
+material (rows as sent, the feature matrix, scores, version, time); a full queue drops the offer and
+counts its rows. Records are built and serialised on the thread. A batch the destination refuses is
+spilled to a local folder, as the Parquet file it would have been, up to `spill_max_bytes`; spilled
+files are re-sent first once the destination answers again and removed only after their write
+succeeded. Past the bound, records are dropped and counted. Every file appears whole or not at all:
+a local file is written under a temporary name and renamed; an S3 object appears when its upload
+completes.
+
+Metrics (prometheus_client's default registry, which KServe's ModelServer serves at /metrics):
+    mlops_decision_log_records_total{outcome="written"|"spilled"|"dropped"}   records, by what became of them
+    mlops_decision_log_spill_bytes                                            bytes waiting in the spill folder
+
+This module is pyarrow, prometheus_client and the standard library: it runs in the transformer's
+environment (.venv-transformer, the image's /opt/transformer).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from prometheus_client import Counter, Gauge
+
+from components.serving import decision_record
+
+__all__ = [
+    "RECORDS",
+    "SPILL_BYTES",
+    "DecisionLog",
+    "Identity",
+    "Offer",
+    "now",
+    "open_destination",
+    "records_of",
+]
+
+log = logging.getLogger(__name__)
+
+RECORDS = Counter(
+    "mlops_decision_log_records_total",
+    "Decision log records by outcome: written to the destination, spilled to the pod's disk, or dropped"
+    " (queue full, spill folder full, or unbuildable).",
+    ["outcome"],
+)
+SPILL_BYTES = Gauge("mlops_decision_log_spill_bytes", "Bytes of decision log files waiting in the spill folder.")
+_PARTIAL = ".partial-"
+"""A file being written: pyarrow.dataset and the spill scan skip it; renamed into place when whole."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What every record of this transformer shares: who decides, derived once at start."""
+
+    namespace: str
+    model_name: str
+    model_sha256: str
+    serving_role: str
+    revision: str
+    entity_column: str
+    threshold: float | None
+    """Binary models: the threshold the predictor's config records; None for regression and multiclass."""
+
+
+@dataclass(frozen=True)
+class Offer:
+    """One answered request's raw material, as the request path hands it over (nothing converted)."""
+
+    request_id: str
+    decided_at: datetime
+    model_version: str
+    rows: Sequence[Mapping[str, Any]]
+    feature_names: Sequence[str]
+    matrix: Any
+    """n rows of the feature values scored, in feature_names' order (a numpy array or nested lists)."""
+    unknown: Sequence[bool]
+    scores: Any
+    """n scores, or n rows of k class probabilities for a multiclass model."""
+
+
+def _plain(values: Any) -> list[Any]:
+    return list(values.tolist() if hasattr(values, "tolist") else values)
+
+
+def records_of(offer: Offer, identity: Identity) -> list[decision_record.DecisionRecord]:
+    """One DecisionRecord per row: binary, score >= threshold; multiclass, the argmax class (ties to the
+    lower index) with its probability as the score; regression (no threshold), no decision."""
+    matrix, scores = _plain(offer.matrix), _plain(offer.scores)
+    if not len(matrix) == len(scores) == len(offer.rows) == len(offer.unknown):
+        raise ValueError(
+            f"{len(offer.rows)} rows, {len(matrix)} vectors, {len(scores)} scores, {len(offer.unknown)} flags"
+        )
+    records = []
+    for row, (request, vector, score) in enumerate(zip(offer.rows, matrix, scores, strict=True)):
+        threshold, class_scores, decision = identity.threshold, None, None
+        if isinstance(score, list):  # multiclass: k probabilities
+            class_scores = [float(p) for p in score]
+            decision = max(range(len(class_scores)), key=lambda k: (class_scores[k], -k))
+            value: float | None = class_scores[decision]
+            threshold = None
+        else:
+            value = float(score)
+            if threshold is not None:
+                decision = int(value >= threshold)
+        entity = request.get(identity.entity_column)
+        records.append(
+            decision_record.DecisionRecord(
+                request_id=offer.request_id,
+                row=row,
+                decided_at=offer.decided_at,
+                namespace=identity.namespace,
+                model_name=identity.model_name,
+                model_version=offer.model_version,
+                model_sha256=identity.model_sha256,
+                serving_role=identity.serving_role,
+                revision=identity.revision,
+                entity_column=identity.entity_column,
+                entity_id=None if entity is None else str(entity),
+                request=request,
+                feature_names=list(offer.feature_names),
+                feature_values=[float(v) for v in vector],
+                unknown_entity=bool(offer.unknown[row]),
+                score=value,
+                class_scores=class_scores,
+                threshold=threshold,
+                decision=decision,
+            )
+        )
+    return records
+
+
+def open_destination(uri: str) -> tuple[Any, str]:
+    """The filesystem and root path of `uri`: `s3://bucket/prefix/` through pyarrow's S3 client (endpoint and
+    keys from AWS_ENDPOINT_URL / MLFLOW_S3_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, as
+    components/platform/s3_filesystem.py reads them), anything else a local folder."""
+    from pyarrow import fs
+
+    if uri.startswith("s3://"):
+        filesystem = fs.S3FileSystem(
+            access_key=os.environ.get("AWS_ACCESS_KEY_ID"),
+            secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
+            region=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+            endpoint_override=os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("MLFLOW_S3_ENDPOINT_URL"),
+            connect_timeout=5,
+            request_timeout=30,
+        )
+        return filesystem, uri.removeprefix("s3://").rstrip("/")
+    root = Path(uri.removeprefix("file://")).resolve()
+    return fs.LocalFileSystem(), str(root)
+
+
+def _local_put(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{_PARTIAL}{path.name}.{uuid.uuid4().hex}")  # readers skip names starting with .
+    partial.write_bytes(data)
+    partial.replace(path)
+
+
+class DecisionLog:
+    """The sink: `offer` on the request path, everything else on one daemon thread; `close` drains it."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        filesystem: Any,
+        root: str,
+        *,
+        queue_max_records: int = 10_000,
+        batch_records: int = 1_000,
+        flush_seconds: float = 5.0,
+        spill_max_bytes: int = 256 << 20,
+        spill_dir: str | Path = "/tmp/mlops-decision-spill",
+    ) -> None:
+        self.identity, self.filesystem, self.root = identity, filesystem, root.rstrip("/")
+        self.batch_records, self.flush_seconds, self.spill_max_bytes = batch_records, flush_seconds, spill_max_bytes
+        self.spill_dir = Path(spill_dir) / identity.namespace / identity.model_name / identity.serving_role
+        self._queue: queue.Queue[Offer] = queue.Queue(maxsize=max(1, queue_max_records))
+        self._stop = threading.Event()
+        self._local = type(filesystem).__name__ == "LocalFileSystem"
+        self._spilled = sum(path.stat().st_size for path in self._spill_files())  # a restarted pod's leftovers
+        SPILL_BYTES.set(self._spilled)
+        self._thread = threading.Thread(target=self._run, name="decision-log", daemon=True)
+        self._thread.start()
+
+    # --- the request path ---------------------------------------------------------------------------
+    def offer(self, offer: Offer) -> None:
+        """Hand one answered request over; never blocks, never raises (a full queue drops and counts)."""
+        try:
+            self._queue.put_nowait(offer)
+        except queue.Full:
+            RECORDS.labels(outcome="dropped").inc(len(offer.rows))
+        except Exception:  # the log must never fail a request
+            log.exception("decision log: offer dropped")
+            RECORDS.labels(outcome="dropped").inc(len(offer.rows))
+
+    # --- the thread -------------------------------------------------------------------------------
+    def close(self, timeout: float = 30.0) -> None:
+        """Drain the queue, flush, stop the thread (the ModelServer's shutdown calls it through the model's stop)."""
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        pending: list[Offer] = []
+        rows, since = 0, time.monotonic()
+        while True:
+            stopping = self._stop.is_set()
+            try:
+                offer = self._queue.get(timeout=0.0 if stopping else min(0.1, self.flush_seconds))
+                if not pending:
+                    since = time.monotonic()
+                pending.append(offer)
+                rows += len(offer.rows)
+            except queue.Empty:
+                if stopping:
+                    self._flush(pending)
+                    return
+            due = time.monotonic() - since >= self.flush_seconds
+            if rows >= self.batch_records or (pending and due) or (not pending and due and self._spilled):
+                self._flush(pending)
+                pending, rows, since = [], 0, time.monotonic()
+
+    def _flush(self, offers: list[Offer]) -> None:
+        try:
+            files = self._files(offers)
+            sink_up = self._resend()
+            for relative, data, count in files:
+                if sink_up and self._put(relative, data):
+                    RECORDS.labels(outcome="written").inc(count)
+                else:
+                    sink_up = False
+                    self._spill(relative, data, count)
+        except Exception:  # a bug here must not kill the thread: log it, count what was lost
+            log.exception("decision log: a flush failed")
+            RECORDS.labels(outcome="dropped").inc(sum(len(offer.rows) for offer in offers))
+
+    def _files(self, offers: list[Offer]) -> list[tuple[str, bytes, int]]:
+        """Offers as Parquet files, one per (model, version, day): (path under the root, bytes, records)."""
+        groups: dict[tuple[str, str], list[decision_record.DecisionRecord]] = {}
+        for offer in offers:
+            try:
+                built = records_of(offer, self.identity)
+            except Exception:
+                log.exception("decision log: request %s could not be recorded", offer.request_id)
+                RECORDS.labels(outcome="dropped").inc(len(offer.rows))
+                continue
+            for record in built:
+                groups.setdefault((record.model_version, record.day), []).append(record)
+        files = []
+        ns = self.identity.namespace
+        for (version, day), records in groups.items():
+            key = decision_record.file_key(ns, self.identity.model_name, version or "unknown", day)
+            buffer = pa.BufferOutputStream()
+            decision_record.write_file(decision_record.table_of(records), buffer)
+            files.append((key[len(decision_record.prefix(ns)) :], buffer.getvalue().to_pybytes(), len(records)))
+        return files
+
+    def _put(self, relative: str, data: bytes) -> bool:
+        path = f"{self.root}/{relative}"
+        try:
+            if self._local:
+                _local_put(Path(path), data)
+            else:
+                with self.filesystem.open_output_stream(path) as stream:  # the object appears on completion
+                    stream.write(data)
+            return True
+        except Exception as error:
+            log.warning("decision log: writing %s failed (%s); spilling to %s", path, error, self.spill_dir)
+            return False
+
+    def _spill(self, relative: str, data: bytes, count: int) -> None:
+        if self._spilled + len(data) > self.spill_max_bytes:
+            log.error("decision log: the spill folder %s is full (%d of %d bytes): %d records dropped",
+                      self.spill_dir, self._spilled, self.spill_max_bytes, count)  # fmt: skip
+            RECORDS.labels(outcome="dropped").inc(count)
+            return
+        try:
+            _local_put(self.spill_dir / relative, data)
+        except OSError:
+            log.exception("decision log: spilling to %s failed: %d records dropped", self.spill_dir, count)
+            RECORDS.labels(outcome="dropped").inc(count)
+            return
+        self._spilled += len(data)
+        SPILL_BYTES.set(self._spilled)
+        RECORDS.labels(outcome="spilled").inc(count)
+
+    def _spill_files(self) -> list[Path]:
+        if not self.spill_dir.is_dir():
+            return []
+        found = [p for p in self.spill_dir.rglob("*.parquet") if p.is_file() and not p.name.startswith(_PARTIAL)]
+        return sorted(found, key=lambda p: p.stat().st_mtime)
+
+    def _resend(self) -> bool:
+        """Re-send the spilled files, oldest first; False at the first the destination refuses (it is still down)."""
+        for path in self._spill_files():
+            data = path.read_bytes()
+            if not self._put(path.relative_to(self.spill_dir).as_posix(), data):
+                return False
+            path.unlink()
+            self._spilled = max(0, self._spilled - len(data))
+            SPILL_BYTES.set(self._spilled)
+            RECORDS.labels(outcome="written").inc(pq.read_metadata(pa.BufferReader(data)).num_rows)
+        return True
+
+
+def now() -> datetime:
+    """The decision time: when the predictor answered, UTC."""
+    return datetime.now(UTC)
