@@ -4,15 +4,21 @@ the cluster's `bucket-setup` Job (manifests/base/object-store) runs `mlops bucke
 The one rule: incomplete multipart uploads are aborted a day after they start. A writer killed
 mid-upload leaves its parts stored and billed but invisible; the next writer of the same key
 aborts them (components/artifacts.py), and this rule catches the keys nobody writes again.
+No rule expires an object: the decision log (`decisions`, each tenant's keys under <namespace>/,
+components/serving/decision_record.py) is what an audit, a complaint or a regulator asks for
+years later, so a bank keeps it; an expiry is its own decision, never a default here.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from components.serving.decision_record import BUCKET as DECISIONS
+
 __all__ = [
     "ABORT_INCOMPLETE_UPLOADS_AFTER_DAYS",
     "BUCKETS",
+    "DECISIONS",
     "LIFECYCLE",
     "PIPELINE_ARTIFACTS",
     "ensure",
@@ -22,7 +28,9 @@ __all__ = [
 PIPELINE_ARTIFACTS = "pipeline-artifacts"
 """Argo's artifact repository (each tenant's keys under <namespace>/); a TrainJob's nodes read and
 write their handed-over files there too (pipelines/argo.py)."""
-BUCKETS = ("mlflow-artifacts", "models", PIPELINE_ARTIFACTS, "feast-offline")
+BUCKETS = ("mlflow-artifacts", "models", PIPELINE_ARTIFACTS, "feast-offline", DECISIONS)
+"""Every tenant's S3 identity is scoped to `<bucket>/<namespace>/*` in each of these (devstack/tenants.py;
+the cluster's tenant keys alike): the transformer writes the decision log under its own prefix only."""
 ABORT_INCOMPLETE_UPLOADS_AFTER_DAYS = 1
 LIFECYCLE: dict[str, Any] = {
     "Rules": [

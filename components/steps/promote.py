@@ -32,6 +32,7 @@ from components.platform import services
 from components.platform.readonly import READER_VARIABLES
 from components.serving.triton_config import RepositoryError, backend_of, parse_config
 from components.steps.serving_authorization import TARGET_BURST_CAPACITY, serving_objects, visibility_labels
+from components.steps.serving_decisions import decision_log_environment, serving_role
 from components.steps.triton_repository import model_file_name, write_repository
 
 __all__ = [
@@ -195,12 +196,15 @@ def check_replicas(min_replicas: int, gpu: bool) -> None:
         )
 
 
-def render_transformer(model_name: str, transformer: TransformerSettings, settings: PromoteSettings) -> dict[str, Any]:
+def render_transformer(
+    model_name: str, transformer: TransformerSettings, settings: PromoteSettings, role: str = "champion"
+) -> dict[str, Any]:
     """The InferenceService's `transformer`: the component image's scoring transformer
     (components/serving/transformer.py). KServe adds --model_name, --predictor_host and --http_port; the
     rest says which feature service to join. Where Redis and the Feast registry are comes from the
     namespace's mlops-platform ConfigMap; who it logs in as, from the reader Secrets (username and
-    password each, over the ConfigMap's Redis user): it reads, never writes (issue 29)."""
+    password each, over the ConfigMap's Redis user): it reads, never writes (issue 29). Its decision
+    log (issue 32) goes to its tenant's prefix of the decisions bucket: `decision_log_environment`."""
     args = [
         "--predictor_protocol=grpc-v2",
         f"--feature-project={transformer.project}",
@@ -220,7 +224,8 @@ def render_transformer(model_name: str, transformer: TransformerSettings, settin
         "env": [
             {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
             for name, (secret, key) in secrets.items()
-        ],
+        ]
+        + decision_log_environment(role),
         # Ready only once it has read the predictor's config and resolved the feature service.
         "readinessProbe": {
             "httpGet": {"path": f"/v2/models/{model_name}/ready", "port": TRANSFORMER_PORT},
@@ -350,7 +355,7 @@ def render_inference_service(
         predictor["priorityClassName"] = "production-inference"
     spec: dict[str, Any] = {"predictor": predictor}
     if with_transformer and transformer is not None:
-        spec["transformer"] = render_transformer(name, transformer, settings)
+        spec["transformer"] = render_transformer(name, transformer, settings, serving_role(canary_percent))
     return {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",

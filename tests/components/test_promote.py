@@ -96,7 +96,9 @@ def test_the_pipelines_transformer_is_rendered_in_front_of_the_predictor(
     assert container["envFrom"] == [{"configMapRef": {"name": "mlops-platform"}}]  # Redis and registry endpoints
     # issue 29: it logs in as the tenant's readers (username and password each), never its read-write identities
     logins = {e["name"]: (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
-              for e in container["env"]}  # fmt: skip
+              for e in container["env"] if "secretKeyRef" in e.get("valueFrom", {})}  # fmt: skip
+    s3 = logins.pop("AWS_ACCESS_KEY_ID"), logins.pop("AWS_SECRET_ACCESS_KEY")  # its decision log (issue 32)
+    assert s3 == ((cfg.cluster.s3_credentials_secret, "access-key"), (cfg.cluster.s3_credentials_secret, "secret-key"))
     feast, redis = (
         reader_secret(cfg.cluster.feast_credentials_secret),
         reader_secret(cfg.cluster.redis_credentials_secret),
@@ -208,3 +210,40 @@ def test_the_transformer_holds_no_more_bodies_than_half_its_memory_limit() -> No
     assert transformer_concurrency(transformer(1 << 20), PromoteSettings(namespace="fraud")) == 8
     # broken control: one more body than the bound would pass half the limit
     assert (transformer_concurrency(transformer(1 << 20), unlimited) + 1) * (1 << 20) > half
+
+
+def test_the_transformer_is_told_where_to_log_its_decisions_and_in_which_role(schemas_dir: Path) -> None:
+    """issue 32: the decision log's variables are derived, none written by hand: the namespace from
+    the downward API, the URI under it in the decisions bucket (Kubernetes expands $(MLOPS_NAMESPACE),
+    defined before it), canary while the revision takes a share below 100%, else champion."""
+    from components.config import transformer_settings
+    from components.serving.decision_record import BUCKET
+    from components.steps.promote import render_inference_service
+    from components.steps.serving_decisions import decision_log_environment, serving_role
+    from pipelines.fraud import pipeline as fraud
+    from tests.conftest import REGISTRATION
+
+    cfg = fraud.DECLARATION.config()
+    described = transformer_settings(cfg, "image:1")
+
+    def environment(canary_percent: int | None) -> list[dict[str, Any]]:
+        service = render_inference_service(dict(REGISTRATION), storage_uri="s3://models/x",  # type: ignore[arg-type]
+                                           settings=PromoteSettings(namespace="fraud"), canary_percent=canary_percent,
+                                           transformer=described)  # fmt: skip
+        _strictly_valid(service)
+        env: list[dict[str, Any]] = service["spec"]["transformer"]["containers"][0]["env"]
+        return env
+
+    env = environment(10)
+    by_name = {e["name"]: e for e in env}
+    assert by_name["MLOPS_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert by_name["MLOPS_DECISION_LOG_URI"]["value"] == f"s3://{BUCKET}/$(MLOPS_NAMESPACE)/"
+    names = [e["name"] for e in env]
+    assert names.index("MLOPS_NAMESPACE") < names.index("MLOPS_DECISION_LOG_URI")  # else it is not expanded
+    assert by_name["MLOPS_SERVING_ROLE"]["value"] == "canary"
+    assert {e["name"]: e["value"] for e in environment(None) if e["name"] == "MLOPS_SERVING_ROLE"} == {
+        "MLOPS_SERVING_ROLE": "champion"
+    }
+    assert [serving_role(p) for p in (None, 0, 1, 99, 100)] == ["champion", "canary", "canary", "canary", "champion"]
+    with pytest.raises(ComponentError, match="unknown serving role 'shadow'"):
+        decision_log_environment("shadow")
