@@ -1,4 +1,5 @@
 """The platform's own jobs do their jobs: each hop they make is allowed, and they hold no API rights.
+So does each tenant's scoring transformer writing its decision log (issue 32).
 
 The Feast refresh CronJob of each tenant, the tenant-databases Job, bucket-setup and KServe's
 storage initializer (the model-puller ServiceAccount's Secret) reach their stores through the
@@ -138,6 +139,64 @@ def platform_journeys(platform: Platform) -> list[Journey]:
             platform, predictor, [endpoint], "the storage initializer pulls the model", f"{tenant}:model-puller"
         )
     return rows
+
+
+def decision_log_journeys(platform: Platform) -> list[Journey]:
+    """issue 32: each tenant's scoring transformer writes its decision log to the object store. The
+    hop is derived from the InferenceService promote renders: its transformer container's variables
+    (the namespace's ConfigMap, then its own env) name the log's URI and the endpoint it writes to."""
+    from components.config import transformer_settings
+    from components.steps.promote import render_inference_service
+    from pipelines.local import declaration
+    from tests.cluster.rendered_platform import endpoint
+    from tests.conftest import REGISTRATION
+
+    pipeline = declaration("fraud")
+    cfg = pipeline.config()
+    rows = []
+    for tenant in TENANTS:
+        settings = cfg.promote.model_copy(update={"namespace": tenant})
+        service = render_inference_service(dict(REGISTRATION), storage_uri="s3://models/x",  # type: ignore[arg-type]
+                                           settings=settings, canary_percent=10,
+                                           transformer=transformer_settings(cfg, pipeline.spec.image))  # fmt: skip
+        template = {"spec": service["spec"]["transformer"]}
+        env = environment(platform, template, tenant)
+        assert env.get("MLOPS_DECISION_LOG_URI", "").startswith("s3://decisions/"), f"{tenant}: no decision log"
+        source = endpoint(platform, "tenant-transformer", tenant)
+        assert isinstance(source, Pod)
+        account = f"{tenant}:{template['spec'].get('serviceAccountName', 'default')}"
+        rows += hops(platform, source, [env["AWS_ENDPOINT_URL"]], "the transformer writes its decision log", account)
+    return rows
+
+
+def test_the_transformer_writes_its_decision_log(platform: Platform) -> None:
+    """The journey "transformer writes its decision log", in every tenant: allowed as rendered; and
+    allow-transformer-egress without its object-store rule (as before issue 32) refuses it, named as
+    the network refusing, so the journey fails when the flow is missing."""
+    from dataclasses import replace
+
+    from tests.manifests.networkpolicy_evaluator_without_cni import Evaluator
+
+    rows = decision_log_journeys(platform)
+    assert len(rows) == len(TENANTS), rows
+    for row in rows:
+        namespace, name = row.who.split(":")
+        assert refusal(platform, service_account(namespace, name), row, namespace) is None, row
+        assert not platform.rbac.allows(
+            service_account(namespace, name), Request("list", "secrets", namespace=namespace)
+        )
+    without = [
+        {**p, "spec": {**p["spec"], "egress": [e for e in p["spec"]["egress"] if "9000" not in str(e["ports"])]}}
+        if p["metadata"]["name"] == "allow-transformer-egress"
+        else p
+        for p in platform.network.policies
+    ]
+    assert without != platform.network.policies
+    missing = replace(platform, network=Evaluator(without))
+    for row in rows:
+        namespace, name = row.who.split(":")
+        refused = refusal(missing, service_account(namespace, name), row, namespace)
+        assert (refused or "").startswith("network:") and "minio" in (refused or ""), (row, refused)
 
 
 def test_the_platforms_jobs_reach_their_stores_and_hold_no_api_rights(platform: Platform) -> None:

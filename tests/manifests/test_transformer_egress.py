@@ -54,14 +54,15 @@ def opened(evaluator: Evaluator, rows: list[dict[str, Any]], namespaces: dict[st
 
 
 def test_the_transformer_reaches_its_predictor_redis_pool_and_dns_and_nothing_else(platform: Cluster) -> None:
-    """The positive control first: every row from a transformer is allowed. Then every forbidden
-    row (MLflow, MinIO, a Pushgateway, PostgreSQL) is denied, in every pipelines namespace."""
+    """The positive control first: every row from a transformer is allowed (MinIO among them: its
+    decision log, issue 32). Then every forbidden row (MLflow, a Pushgateway, PostgreSQL) is denied,
+    in every pipelines namespace."""
     needed = [row for row in FLOWS["flows"] if row["from"] in TRANSFORMERS]
-    assert {row["to"] for row in needed} >= {"predictor", "tenant-redis", "kube-dns"}, "the rows are there at all"
+    assert {row["to"] for row in needed} >= {"predictor", "tenant-redis", "kube-dns", "minio"}, "the rows are there"
     every = [name for name, *_ in flows(needed, platform.namespaces)]
     assert len(every) >= len(needed) and opened(platform.evaluator, needed, platform.namespaces) == every
     forbidden = FLOWS["forbidden"]
-    assert {row["to"] for row in forbidden} >= {"mlflow", "minio", "pushgateway", "postgres"}
+    assert {row["to"] for row in forbidden} >= {"mlflow", "pushgateway", "postgres"}
     assert {row["from"] for row in forbidden} <= TRANSFORMERS
     assert opened(platform.evaluator, forbidden, platform.namespaces) == []
 
@@ -70,7 +71,7 @@ def test_the_old_select_all_platform_egress_shows_the_leak(platform: Cluster) ->
     """The control broken on purpose, for each row of required-flows.yaml's `forbidden`. With no
     NetworkPolicy at all every row is open from every pipelines namespace: the check sees each one.
     allow-platform-egress selecting every pod again, as before the fix, opens exactly the rows that
-    rule's egress names on its own (MLflow and MinIO), whole, in every pipelines namespace; the
+    rule's egress names on its own (MLflow), whole, in every pipelines namespace; the
     others (a Pushgateway, PostgreSQL) stay closed by their targets' ingress."""
     forbidden, namespaces = FLOWS["forbidden"], pipelines_namespaces(platform.namespaces)
     by_row = {row["to"]: [name for name, *_ in flows([row], platform.namespaces)] for row in forbidden}
