@@ -34,6 +34,7 @@ __all__ = [
     "Caller",
     "ClusterSettings",
     "DataSettings",
+    "DecisionLogSettings",
     "DistributedSettings",
     "DriftSettings",
     "EvaluateSettings",
@@ -241,6 +242,25 @@ class ExplainSettings(_Settings):
     )
 
 
+class DecisionLogSettings(_Settings):
+    """The decision log (components/serving/decision_log.py): one record per scored row, written off the
+    request path; where it goes is the serving environment's MLOPS_DECISION_LOG_URI (docs/serving.md)."""
+
+    enabled: bool = Field(True, description="Log every scored row; off, nothing is queued or written.")
+    queue_max_records: int = Field(
+        10_000, ge=1, le=1_000_000, description="Requests waiting to be written; past it an offer is dropped, counted."
+    )
+    batch_records: int = Field(1_000, ge=1, le=1_000_000, description="Records that trigger a flush (one file).")
+    flush_seconds: float = Field(5.0, gt=0.0, le=3600.0, description="Flush at least this often while records wait.")
+    spill_max_bytes: int = Field(
+        256 << 20,
+        ge=0,
+        description="Bytes of unwritten files kept on the pod's disk while the object store refuses; past it,"
+        ' records are dropped and counted (mlops_decision_log_records_total{outcome="dropped"}).',
+    )
+    spill_dir: str = Field("/tmp/mlops-decision-spill", description="The pod's folder for spilled files.")
+
+
 class ScoringSettings(_Settings):
     """The request path: entity keys and request features in, the model's input vector out."""
 
@@ -277,6 +297,7 @@ class ScoringSettings(_Settings):
         " turn, so one large request cannot stall the others (issue 29).",
     )
     explain: ExplainSettings = ExplainSettings()
+    decision_log: DecisionLogSettings = DecisionLogSettings()
 
 
 class TransformerSettings(_Settings):

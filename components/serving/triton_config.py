@@ -38,6 +38,8 @@ __all__ = [
     "ONNXRUNTIME_BACKENDS",
     "ONNX_FORMAT",
     "ONNX_MODEL_FILE",
+    "SHA256_PARAMETER",
+    "THRESHOLD_PARAMETER",
     "TORCH_MODEL_FILE",
     "RepositoryError",
     "TensorContract",
@@ -47,7 +49,9 @@ __all__ = [
     "features_of",
     "parse_config",
     "python_config_pbtxt",
+    "sha256_of",
     "tensor_contract",
+    "threshold_of",
     "validate_config",
 ]
 
@@ -142,8 +146,52 @@ def _pbtxt_string(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
-def _features_parameter(features: Sequence[str]) -> dict[str, str]:
-    return {FEATURES_PARAMETER: _pbtxt_string(json.dumps(list(features)))}
+SHA256_PARAMETER = "mlops_model_sha256"
+"""The sha256 of the model file the repository serves (the registration's artifact_sha256): the
+decision log records it per decision, read from the predictor's config, never recomputed per request."""
+THRESHOLD_PARAMETER = "mlops_decision_threshold"
+"""A binary model's decision threshold (what promote publishes it with, `evaluate.decision_threshold`):
+the decision log's decision is score >= it. Absent for regression and multiclass models."""
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _features_parameter(
+    features: Sequence[str], model_sha256: str | None = None, decision_threshold: float | None = None
+) -> dict[str, str]:
+    """The parameters the transformer reads back: the column order, and what the decision log records."""
+    parameters = {FEATURES_PARAMETER: _pbtxt_string(json.dumps(list(features)))}
+    if model_sha256 is not None:
+        if not _SHA256.match(model_sha256):
+            raise RepositoryError(f"{SHA256_PARAMETER} {model_sha256!r} is not a sha256 (64 lowercase hex)")
+        parameters[SHA256_PARAMETER] = model_sha256
+    if decision_threshold is not None:
+        if not 0.0 <= decision_threshold <= 1.0:
+            raise RepositoryError(f"{THRESHOLD_PARAMETER} {decision_threshold} is outside [0, 1]")
+        parameters[THRESHOLD_PARAMETER] = repr(float(decision_threshold))
+    return parameters
+
+
+def sha256_of(config: Any) -> str | None:
+    """The served model file's sha256 from a parsed config; None for a repository published before it
+    was recorded (republish it: mlops promote, or restart mlops serve)."""
+    text = _string_parameter(config, SHA256_PARAMETER)
+    if text is not None and not _SHA256.match(text):
+        raise RepositoryError(f"model {config.name}: {SHA256_PARAMETER} {text!r} is not a sha256")
+    return text
+
+
+def threshold_of(config: Any) -> float | None:
+    """A binary model's decision threshold from a parsed config; None where none is recorded."""
+    text = _string_parameter(config, THRESHOLD_PARAMETER)
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError as error:
+        raise RepositoryError(f"model {config.name}: {THRESHOLD_PARAMETER} {text!r} is not a number") from error
+    if not 0.0 <= value <= 1.0:
+        raise RepositoryError(f"model {config.name}: {THRESHOLD_PARAMETER} {value} is outside [0, 1]")
+    return value
 
 
 def features_of(config: Any) -> list[str]:
@@ -182,13 +230,17 @@ def config_pbtxt(
     max_queue_delay_us: int | None = 100,
     num_classes: int | None = None,
     graph_names: tuple[str, str] | None = None,
+    model_sha256: str | None = None,
 ) -> str:
     """The cluster repository's config. A classifier's FIL or ONNX model returns its class
     probabilities ([2], [k] for k classes); a regressor's, one value. The feature names ride along
-    as a parameter."""
+    as a parameter, with the model file's sha256 and, for a binary model, `threshold` as the decision
+    threshold (what the decision log records)."""
     kind = "KIND_GPU" if gpu else "KIND_CPU"
     head = f'name: "{model_name}"\n'
     contract = tensor_contract(model_format, regression=regression, num_classes=num_classes, graph_names=graph_names)
+    binary = not regression and contract.output_width <= 2
+    mlops = _features_parameter(features, model_sha256, threshold if binary else None)
     tensors = _tensors("input", contract.input, len(features))
     tensors += _tensors("output", contract.output, contract.output_width)
     tail = f"instance_group [ {{ kind: {kind} count: {instance_count} }} ]\n" + _batching(max_queue_delay_us)
@@ -204,14 +256,14 @@ def config_pbtxt(
                 "storage_type": "AUTO",
             }
         )
-        parameters |= _features_parameter(features)
+        parameters |= mlops
         return head + f'backend: "fil"\nmax_batch_size: {max_batch_size}\n' + tensors + tail + _parameters(parameters)
     if model_format == "torchscript":
         platform = f'platform: "pytorch_libtorch"\nmax_batch_size: {max_batch_size}\n'
-        return head + platform + tensors + tail + _parameters(_features_parameter(features))
+        return head + platform + tensors + tail + _parameters(mlops)
     if model_format == ONNX_FORMAT:
         backend = f'backend: "onnxruntime"\nmax_batch_size: {max_batch_size}\n'
-        return head + backend + tensors + tail + _parameters(_features_parameter(features))
+        return head + backend + tensors + tail + _parameters(mlops)
     raise RepositoryError(f"no Triton repository layout for model format {model_format!r}")
 
 
@@ -223,16 +275,18 @@ def python_config_pbtxt(
     max_batch_size: int = 64,
     instance_count: int = 1,
     max_queue_delay_us: int | None = None,
+    model_sha256: str | None = None,
+    decision_threshold: float | None = None,
 ) -> str:
     """The local repository's config: the python backend, with the tensors of `contract` (the
-    cluster's, for a model the pipeline trained)."""
+    cluster's, for a model the pipeline trained), and the parameters the decision log reads."""
     return (
         f'name: "{model_name}"\nbackend: "python"\nmax_batch_size: {max_batch_size}\n'
         + _tensors("input", contract.input, len(features))
         + _tensors("output", contract.output, contract.output_width)
         + f"instance_group [ {{ kind: KIND_CPU count: {instance_count} }} ]\n"
         + _batching(max_queue_delay_us)
-        + _parameters(_features_parameter(features))
+        + _parameters(_features_parameter(features, model_sha256, decision_threshold))
     )
 
 

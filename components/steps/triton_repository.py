@@ -16,6 +16,7 @@ from the configuration the transformer reads.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -210,6 +211,7 @@ def write_repository(
         regression=regression,
         num_classes=num_classes,
         graph_names=names,
+        model_sha256=hashlib.sha256(model_bytes).hexdigest(),  # what register records as artifact_sha256
     )
     parse_config(text)
     if model_format in FIL_MODEL_FILES:
@@ -234,9 +236,12 @@ def write_python_repository(
     max_batch_size: int = 64,
     instance_count: int = 1,
     max_queue_delay_us: int | None = None,
+    threshold: float | None = None,
 ) -> Path:
     """Lay out a python-backend repository that serves the artifact as the pipeline scores it:
-    <root>/<model>/{config.pbtxt, <version>/{model.py, model file, metadata.json}}."""
+    <root>/<model>/{config.pbtxt, <version>/{model.py, model file, metadata.json}}. The config records
+    the model file's sha256 and, for a binary model given one, its decision `threshold` (the decision log
+    reads both; without a threshold a binary model's decisions are logged without one)."""
     if model_format not in PYTHON_MODEL_FILES:
         raise RepositoryError(f"the local server cannot load model format {model_format!r}")
     names = onnx_graph_names(model_bytes, len(features)) if model_format == ONNX_FORMAT else None
@@ -252,6 +257,8 @@ def write_python_repository(
         max_batch_size=max_batch_size,
         instance_count=instance_count,
         max_queue_delay_us=max_queue_delay_us,
+        model_sha256=hashlib.sha256(model_bytes).hexdigest(),
+        decision_threshold=threshold if objective == "binary" and contract.output_width <= 2 else None,
     )
     parse_config(text)
     folder = root / model_name

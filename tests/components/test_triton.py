@@ -16,6 +16,8 @@ from components.serving.triton_config import (
     features_of,
     parse_config,
     python_config_pbtxt,
+    sha256_of,
+    threshold_of,
 )
 from components.steps.triton_repository import check_fil_loadable, write_python_repository, write_repository
 
@@ -161,6 +163,37 @@ def test_a_config_without_its_column_order_or_with_a_wrong_one_is_named() -> Non
     assert features_of(parse_config(text)) == names(3)  # positive control
     without = "\n".join(line for line in text.splitlines() if "mlops_features" not in line)
     with pytest.raises(RepositoryError, match="records no mlops_features"):
-        features_of(parse_config(without.replace('"AUTO" } },', '"AUTO" } }')))
+        features_of(parse_config(without))  # the decision threshold follows it: the list stays well-formed
     with pytest.raises(RepositoryError, match="the input has 4"):
         features_of(parse_config(text.replace("dims: [ 3 ]", "dims: [ 4 ]")))
+
+
+def test_configs_record_the_registered_sha256_and_a_binary_models_threshold(
+    trained: dict[str, Path], tmp_path: Path
+) -> None:
+    """issue 32: the decision log records the sha256 register registered (components.artifacts.sha256_file of
+    the model file) and the threshold promote publishes a binary model with, both read from the config."""
+    from components.artifacts import sha256_file
+
+    metadata = json.loads(trained["metadata"].read_text())
+    registered = sha256_file(trained["model"])
+    model_bytes = trained["model"].read_bytes()
+    cluster = write_repository(tmp_path / "cluster", "fraud", 3, "xgboost_json", model_bytes, metadata["features"],
+                               gpu=True, threshold=0.35)  # fmt: skip
+    local = write_python_repository(tmp_path / "local", "fraud", 3, "xgboost_json", model_bytes,
+                                    metadata["features"], threshold=0.35)  # fmt: skip
+    for folder in (cluster, local):
+        config = parse_config((folder / "config.pbtxt").read_text())
+        assert sha256_of(config) == registered and threshold_of(config) == 0.35
+    unset = write_python_repository(tmp_path / "unset", "fraud", 3, "xgboost_json", model_bytes, metadata["features"])
+    assert threshold_of(parse_config((unset / "config.pbtxt").read_text())) is None  # not guessed
+    regressor = parse_config(config_pbtxt("d", "xgboost_json", names(3), gpu=False, regression=True,
+                                          model_sha256=registered))  # fmt: skip
+    multiclass = parse_config(config_pbtxt("c", "xgboost_json", names(3), gpu=False, num_classes=4))
+    assert threshold_of(regressor) is None and threshold_of(multiclass) is None and sha256_of(multiclass) is None
+    old = parse_config(python_config_pbtxt("fraud", names(3)))  # a repository published before issue 32
+    assert sha256_of(old) is None and threshold_of(old) is None
+    with pytest.raises(RepositoryError, match="not a sha256"):
+        config_pbtxt("fraud", "xgboost_json", names(3), gpu=True, model_sha256="abc")
+    with pytest.raises(RepositoryError, match="outside"):
+        python_config_pbtxt("fraud", names(3), decision_threshold=1.5)
