@@ -248,7 +248,10 @@ class DecisionLogSettings(_Settings):
 
     enabled: bool = Field(True, description="Log every scored row; off, nothing is queued or written.")
     queue_max_records: int = Field(
-        10_000, ge=1, le=1_000_000, description="Requests waiting to be written; past it an offer is dropped, counted."
+        10_000,
+        ge=1,
+        le=1_000_000,
+        description="Records waiting to be written; past it a request's rows are dropped, counted.",
     )
     batch_records: int = Field(1_000, ge=1, le=1_000_000, description="Records that trigger a flush (one file).")
     flush_seconds: float = Field(5.0, gt=0.0, le=3600.0, description="Flush at least this often while records wait.")

@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -44,12 +44,18 @@ from prometheus_client import Counter, Gauge
 
 from components.serving import decision_record
 
+if TYPE_CHECKING:
+    from components.config import DecisionLogSettings
+
 __all__ = [
     "RECORDS",
     "SPILL_BYTES",
     "DecisionLog",
     "Identity",
     "Offer",
+    "Refused",
+    "Sink",
+    "from_environment",
     "now",
     "open_destination",
     "records_of",
@@ -194,7 +200,8 @@ class DecisionLog:
         self.identity, self.filesystem, self.root = identity, filesystem, root.rstrip("/")
         self.batch_records, self.flush_seconds, self.spill_max_bytes = batch_records, flush_seconds, spill_max_bytes
         self.spill_dir = Path(spill_dir) / identity.namespace / identity.model_name / identity.serving_role
-        self._queue: queue.Queue[Offer] = queue.Queue(maxsize=max(1, queue_max_records))
+        self._queue: queue.Queue[Offer] = queue.Queue()
+        self._queue_max, self._queued, self._lock = max(1, queue_max_records), 0, threading.Lock()
         self._stop = threading.Event()
         self._local = type(filesystem).__name__ == "LocalFileSystem"
         self._spilled = sum(path.stat().st_size for path in self._spill_files())  # a restarted pod's leftovers
@@ -206,9 +213,15 @@ class DecisionLog:
     def offer(self, offer: Offer) -> None:
         """Hand one answered request over; never blocks, never raises (a full queue drops and counts)."""
         try:
+            count = len(offer.rows)
+            with self._lock:  # bounded in records, not requests: one request may carry max_rows of them
+                full = self._queued + count > self._queue_max
+                if not full:
+                    self._queued += count
+            if full:
+                RECORDS.labels(outcome="dropped").inc(count)
+                return
             self._queue.put_nowait(offer)
-        except queue.Full:
-            RECORDS.labels(outcome="dropped").inc(len(offer.rows))
         except Exception:  # the log must never fail a request
             log.exception("decision log: offer dropped")
             RECORDS.labels(outcome="dropped").inc(len(offer.rows))
@@ -226,6 +239,8 @@ class DecisionLog:
             stopping = self._stop.is_set()
             try:
                 offer = self._queue.get(timeout=0.0 if stopping else min(0.1, self.flush_seconds))
+                with self._lock:
+                    self._queued -= len(offer.rows)
                 if not pending:
                     since = time.monotonic()
                 pending.append(offer)
@@ -320,6 +335,97 @@ class DecisionLog:
             SPILL_BYTES.set(self._spilled)
             RECORDS.labels(outcome="written").inc(pq.read_metadata(pa.BufferReader(data)).num_rows)
         return True
+
+
+class Sink(Protocol):
+    """What the transformer holds: a DecisionLog, or a Refused one."""
+
+    def offer(self, offer: Offer) -> None: ...
+
+    def close(self, timeout: float = 30.0) -> None: ...
+
+
+class Refused:
+    """A log that cannot record truthfully (its model's sha256 is unknown, or a setting is wrong): every
+    offered row is counted as dropped, so the alert on drops fires and names the gap; serving goes on."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def offer(self, offer: Offer) -> None:
+        RECORDS.labels(outcome="dropped").inc(len(offer.rows))
+
+    def close(self, timeout: float = 30.0) -> None:
+        return None
+
+
+URI_VARIABLE = "MLOPS_DECISION_LOG_URI"
+NAMESPACE_VARIABLE = "MLOPS_NAMESPACE"
+ROLE_VARIABLE = "MLOPS_SERVING_ROLE"
+REVISION_VARIABLE = "K_REVISION"
+
+
+def from_environment(
+    model_name: str,
+    entity_column: str,
+    model_sha256: str | None,
+    threshold: float | None,
+    output_width: int,
+    settings: DecisionLogSettings,
+    env: Mapping[str, str] | None = None,
+) -> Sink | None:
+    """The transformer's log, from its settings, its predictor's config and its environment: where
+    (MLOPS_DECISION_LOG_URI; unset, no log, one warning), whose (MLOPS_NAMESPACE, default `local`), which
+    role (MLOPS_SERVING_ROLE, champion or canary) and revision (K_REVISION, Knative's; else `local`).
+    A predictor config without its sha256 (published before issue 32) gives a Refused log: the
+    transformer serves, every row is counted dropped, and the error says to republish."""
+    env = os.environ if env is None else env
+    if not settings.enabled:
+        log.info("decision log: off (scoring.decision_log.enabled is false)")
+        return None
+    uri = env.get(URI_VARIABLE, "")
+    if not uri:
+        log.warning("decision log: off, %s is not set (the InferenceService sets it; mlops serve --with-features"
+                    " sets it to $MLOPS_HOME/decisions/<namespace>/)", URI_VARIABLE)  # fmt: skip
+        return None
+    role = env.get(ROLE_VARIABLE) or "champion"
+    problem = None
+    if model_sha256 is None:
+        problem = (f"the predictor's config for {model_name} records no mlops_model_sha256, so no decision can name"
+                   " the model that made it; fix: republish the repository (mlops promote the version again, or"
+                   " restart mlops serve) with this version of private-mlops")  # fmt: skip
+    elif role not in decision_record.ROLES:
+        problem = f"{ROLE_VARIABLE}={role!r}; fix: set it to one of {', '.join(decision_record.ROLES)}"
+    if problem is not None:
+        log.error("decision log: refusing to record, every scored row is counted dropped: %s", problem)
+        return Refused(problem)
+    assert model_sha256 is not None
+    if threshold is None and output_width == 2:
+        log.warning("decision log: %s records no mlops_decision_threshold: binary decisions are logged with"
+                    " their score and no decision; fix: republish with this version of private-mlops",
+                    model_name)  # fmt: skip
+    identity = Identity(
+        namespace=env.get(NAMESPACE_VARIABLE) or "local",
+        model_name=model_name,
+        model_sha256=model_sha256,
+        serving_role=role,
+        revision=env.get(REVISION_VARIABLE) or "local",
+        entity_column=entity_column,
+        threshold=threshold,
+    )
+    filesystem, root = open_destination(uri)
+    log.info("decision log: %s (%s, %s, revision %s) -> %s", model_name, identity.namespace, role,
+             identity.revision, uri)  # fmt: skip
+    return DecisionLog(
+        identity,
+        filesystem,
+        root,
+        queue_max_records=settings.queue_max_records,
+        batch_records=settings.batch_records,
+        flush_seconds=settings.flush_seconds,
+        spill_max_bytes=settings.spill_max_bytes,
+        spill_dir=settings.spill_dir,
+    )
 
 
 def now() -> datetime:

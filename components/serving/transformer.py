@@ -37,9 +37,8 @@ import argparse
 import json
 import logging
 import re
-import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,14 +50,31 @@ from kserve.protocol.grpc.grpc_predict_v2_pb2 import ModelInferRequest
 from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
 
 from components.config import ScoringSettings
-from components.errors import ComponentError, TransientError, transient_reason
+from components.errors import ComponentError, transient_reason
 from components.platform.readonly import read_only_registry
+from components.serving import decision_log
 from components.serving.answers import v1_answer, v2_columns
+from components.serving.predictor import STEP, PredictorModel, describe_predictor, fetch_model_config
 from components.serving.request_guard import EXPLAIN_OFF
 from components.serving.scoring import OffLoopJoiner, RequestError, RequestJoiner, UnknownEntity, online_reader
-from components.serving.triton_config import RepositoryError, TensorContract, contract_of, features_of
 
-STEP = "transformer"
+__all__ = [
+    "STEP",
+    "BadRequest",
+    "EntityNotFound",
+    "PredictorModel",
+    "Scoring",
+    "ScoringTransformer",
+    "Unavailable",
+    "describe_predictor",
+    "fetch_model_config",
+    "install_guards",
+    "main",
+    "parser",
+    "request_id_of",
+    "store_config",
+]
+
 log = logging.getLogger(__name__)
 
 
@@ -137,96 +153,6 @@ def open_online_store(project: str, store_dir: str | None) -> Any:
     return FeatureStore(config=RepoConfig(repo_path=repo, **store_config(project, store_dir)))
 
 
-@dataclass(frozen=True)
-class PredictorModel:
-    """What the predictor serves, read from its own config: columns in order, tensors, batch limit."""
-
-    features: list[str]
-    contract: TensorContract
-    max_batch_size: int
-
-
-def _model_config_class() -> Any:
-    """Triton's ModelConfig message, loaded from tritonclient's model_config_pb2 file alone: the
-    tritonclient.grpc package registers Triton's service protos, whose names (inference.*) collide
-    with KServe's own V2 protos in protobuf's default pool ("duplicate symbol")."""
-    import importlib.util
-    import sys
-
-    name = "mlops_triton_model_config_pb2"
-    if name not in sys.modules:
-        package = importlib.util.find_spec("tritonclient")
-        assert package is not None and package.submodule_search_locations
-        path = Path(package.submodule_search_locations[0]) / "grpc" / "model_config_pb2.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[name] = module
-    return sys.modules[name].ModelConfig
-
-
-def _length_delimited(tag: int, payload: bytes) -> bytes:
-    size, length = bytearray(), len(payload)
-    while True:
-        size.append((length & 0x7F) | (0x80 if length > 0x7F else 0))
-        length >>= 7
-        if not length:
-            return bytes([tag]) + bytes(size) + payload
-
-
-def fetch_model_config(channel: Any, model_name: str, timeout: float = 5.0) -> Any:
-    """The predictor's ModelConfig over Triton's gRPC ModelConfig call (KServe's V2 protocol has none)."""
-    call = channel.unary_unary("/inference.GRPCInferenceService/ModelConfig")
-    reply: bytes = call(_length_delimited(0x0A, model_name.encode()), timeout=timeout)  # ModelConfigRequest.name
-    # ModelConfigResponse is one field, config (1): its bytes follow the tag and length.
-    position, length, shift = 1, 0, 0
-    while True:
-        byte = reply[position]
-        length |= (byte & 0x7F) << shift
-        position, shift = position + 1, shift + 7
-        if not byte & 0x80:
-            break
-    return _model_config_class().FromString(reply[position : position + length])
-
-
-def describe_predictor(grpc_url: str, model_name: str, *, wait_seconds: float = 600.0) -> PredictorModel:
-    """Ask the Triton predictor for the model's config, waiting while it loads (on a cluster the
-    transformer and the predictor start independently; the transformer is not ready before it)."""
-    import grpc
-
-    from components.serving.triton_config import validate_config
-
-    deadline, last = time.monotonic() + wait_seconds, ""
-    with grpc.insecure_channel(grpc_url) as channel:
-        while True:
-            try:
-                config = fetch_model_config(channel, model_name)
-                break
-            except grpc.RpcError as error:  # not up, or the model still loading: wait until the deadline
-                last = f"{error.code().name}: {error.details()}"
-            if time.monotonic() > deadline:
-                raise TransientError(
-                    STEP,
-                    f"the predictor at {grpc_url} did not serve {model_name} within {wait_seconds:.0f} s ({last})",
-                    "check the predictor's pod log; --predictor_host must be its gRPC host:port",
-                )
-            time.sleep(0.5)
-    problems = validate_config(config)  # the same checks promote ran on the published config
-    if problems:
-        raise ComponentError(STEP, f"the predictor's config for {model_name}: {'; '.join(problems)}",
-                             "promote the model again (mlops promote) so its repository is republished")  # fmt: skip
-    try:
-        features, contract = features_of(config), contract_of(config)
-    except RepositoryError as error:
-        raise ComponentError(STEP, str(error), "promote the model with this version of private-mlops") from error
-    return PredictorModel(
-        features=features,
-        contract=contract,
-        max_batch_size=max(int(config.max_batch_size), 1),
-    )
-
-
 def _asks_explain(value: Any) -> bool:
     return value is not None and getattr(value, "bool_param", value) is not False
 
@@ -279,6 +205,8 @@ class Scoring:
     v2: bool
     grpc: bool = False
     """Answer in raw tensor bytes (what gRPC clients such as tritonclient read), not JSON lists."""
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    """The rows as the caller sent them: the decision log records each with its score."""
 
 
 class ScoringTransformer(Model):
@@ -301,6 +229,7 @@ class ScoringTransformer(Model):
         self.store_dir, self.wait_seconds = store_dir, wait_seconds
         self.model: PredictorModel | None = None
         self.joiner: OffLoopJoiner | None = None
+        self.decision_log: decision_log.Sink | None = None
 
     def load(self) -> bool:
         self.model = describe_predictor(self.predictor_grpc, self.name, wait_seconds=self.wait_seconds)
@@ -315,8 +244,18 @@ class ScoringTransformer(Model):
             )
         )
         log.info("scoring %s: columns %s, feature service %s", self.name, self.model.features, self.feature_service)
+        self.decision_log = decision_log.from_environment(
+            self.name, self.entity_column, self.model.model_sha256, self.model.threshold,
+            self.model.contract.output_width, self.settings.decision_log,
+        )  # fmt: skip
         self.ready = True
         return True
+
+    def stop(self) -> None:
+        """KServe's shutdown (ModelServer.stop on SIGTERM unloads each model): flush the decision log."""
+        if self.decision_log is not None:
+            self.decision_log.close(timeout=8.0)  # inside the pod's and `mlops serve --stop`'s grace period
+        super().stop()
 
     async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Scoring:
         assert self.joiner is not None
@@ -354,7 +293,7 @@ class ScoringTransformer(Model):
             log.error("request %s: the online store did not answer", request_id, exc_info=error)
             raise Unavailable(f"the online store (Redis) did not answer; retry (request id {request_id})") from error
         grpc = bool(getattr(payload, "from_grpc", False))
-        return Scoring(request_id, joined.matrix, joined.values, joined.unknown, False, v2, grpc)
+        return Scoring(request_id, joined.matrix, joined.values, joined.unknown, False, v2, grpc, rows)
 
     async def explain(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
         """KServe's explain verb (`POST /v1/models/<name>:explain`): the score and the feature values used."""
@@ -370,6 +309,11 @@ class ScoringTransformer(Model):
                   for start in range(0, len(payload.matrix), self.model.max_batch_size)]  # fmt: skip
         score = np.concatenate([scores for scores, _version in chunks]).astype(np.float32)
         version = chunks[0][1]
+        if self.decision_log is not None:  # after the answer is computed; a put_nowait, never raises
+            self.decision_log.offer(
+                decision_log.Offer(payload.request_id, decision_log.now(), version, payload.rows,
+                                   self.model.features, payload.matrix, payload.unknown, score)
+            )  # fmt: skip
         if payload.v2:
             return self._v2_response(payload, score, version)
         answer = v1_answer(score, payload.unknown, version)  # multiclass: k probabilities and the argmax

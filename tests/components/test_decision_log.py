@@ -231,3 +231,33 @@ def test_destinations_are_s3_or_a_folder(tmp_path: Path, monkeypatch: pytest.Mon
     assert type(filesystem).__name__ == "S3FileSystem" and root == "decisions/fraud"
     filesystem, root = open_destination(str(tmp_path / "decisions"))
     assert type(filesystem).__name__ == "LocalFileSystem" and root == str(tmp_path / "decisions")
+
+
+def test_the_log_is_derived_from_the_environment_and_refused_without_a_sha256(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from components.config import DecisionLogSettings
+    from components.serving.decision_log import Refused, from_environment
+
+    settings = DecisionLogSettings(spill_dir=str(tmp_path / "spill"), flush_seconds=60)
+    args = ("fraud-detector", "user_id", "d" * 64, 0.4, 2, settings)
+    assert from_environment(*args, env={}) is None  # no destination: off, with a warning
+    assert "MLOPS_DECISION_LOG_URI is not set" in caplog.text
+    off = DecisionLogSettings(enabled=False)
+    assert from_environment(*args[:5], off, env={"MLOPS_DECISION_LOG_URI": str(tmp_path)}) is None
+    env = {"MLOPS_DECISION_LOG_URI": str(tmp_path / "decisions" / "fraud"), "MLOPS_NAMESPACE": "fraud",
+           "MLOPS_SERVING_ROLE": "canary", "K_REVISION": "fraud-detector-predictor-00002"}  # fmt: skip
+    sink = from_environment(*args, env=env)
+    assert isinstance(sink, DecisionLog)
+    assert sink.identity == Identity("fraud", "fraud-detector", "d" * 64, "canary", "fraud-detector-predictor-00002",
+                                     "user_id", 0.4)  # fmt: skip
+    sink.offer(offer("e", rows=1))
+    sink.close()
+    assert len(parts(tmp_path / "decisions" / "fraud")) == 1
+    dropped = count("dropped")
+    refused = from_environment("fraud-detector", "user_id", None, 0.4, 2, settings, env=env)
+    assert isinstance(refused, Refused) and "mlops_model_sha256" in refused.reason and "republish" in refused.reason
+    refused.offer(offer("f", rows=3))  # serving goes on; every row is counted, so the drop alert fires
+    assert count("dropped") - dropped == 3
+    wrong_role = from_environment(*args, env={**env, "MLOPS_SERVING_ROLE": "shadow"})
+    assert isinstance(wrong_role, Refused) and "champion, canary" in wrong_role.reason

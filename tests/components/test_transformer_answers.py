@@ -55,6 +55,18 @@ def test_a_multiclass_model_answers_k_probabilities_and_the_argmax_class() -> No
     regression = _probe([[12.5], [-3.0]])  # a regressor's one value per row
     assert regression["v1"]["predictions"] == [12.5, -3.0] and "predicted_class" not in regression["v1"]
     assert regression["v2"]["score"] == {"shape": [2], "datatype": "FP32", "data": [12.5, -3.0]}
+    # issue 32: every scored row of every protocol is in the decision log, decided per objective
+    ids = ["grpc/0", "grpc/1", "v1/0", "v1/1", "v2/0", "v2/1"]
+    for probed, decisions in ((answered, [1, 0]), (binary, [0, 1]), (regression, [None, None])):
+        logged = probed["logged"]
+        assert [row["decision_id"] for row in logged] == ids
+        assert [row["decision"] for row in logged] == decisions * 3
+        assert [row["entity_id"] for row in logged] == ["0", "1"] * 3
+        assert [row["feature_values"] for row in logged[:2]] == [[0.0, 1.0], [2.0, 3.0]]
+    assert np.allclose([row["class_scores"] for row in answered["logged"][:2]], multiclass)
+    assert [row["score"] for row in binary["logged"][:2]] == pytest.approx([0.1, 0.8])
+    assert {row["threshold"] for row in binary["logged"]} == {0.5}
+    assert [row["score"] for row in regression["logged"][:2]] == [12.5, -3.0]
 
 
 def test_answers_per_objective() -> None:

@@ -1,18 +1,23 @@
 """Run by tests/components/test_transformer_answers.py in the transformer's environment
 (.venv-transformer, where kserve is): drives ScoringTransformer.predict with a Triton stand-in
-that answers a fixed output tensor, for V1, V2 REST and V2 gRPC, and prints what each answered."""
+that answers a fixed output tensor, for V1, V2 REST and V2 gRPC, and prints what each answered and what
+the decision log recorded for each (flushed by the model's stop, as KServe's shutdown calls it)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import sys
+import tempfile
 from typing import Any
 
 import numpy as np
+import pyarrow.dataset as ds
 from kserve.protocol.infer_type import InferOutput, InferResponse
+from pyarrow import fs
 
 from components.config import ScoringSettings
+from components.serving.decision_log import DecisionLog, Identity
 from components.serving.transformer import PredictorModel, Scoring, ScoringTransformer
 from components.serving.triton_config import TensorContract
 
@@ -35,11 +40,15 @@ def answers(output: list[list[float]]) -> dict[str, Any]:
                                      request_features=[], settings=ScoringSettings())  # fmt: skip
     transformer.model = PredictorModel(["a", "b"], TensorContract("input__0", "output__0", values.shape[1]), 8)
     transformer._grpc_predict = Triton(values)  # type: ignore[method-assign]
-    matrix = np.zeros((len(values), 2), dtype=np.float32)
+    matrix = np.arange(len(values) * 2, dtype=np.float32).reshape(len(values), 2)
     result: dict[str, Any] = {}
+    folder = tempfile.mkdtemp(prefix="decision-log-probe-")
+    threshold = 0.5 if values.shape[1] == 2 else None  # a binary model's, as its config would record it
+    identity = Identity("ns", "m", "c" * 64, "champion", "local", "id", threshold)
+    transformer.decision_log = DecisionLog(identity, fs.LocalFileSystem(), folder, spill_dir=f"{folder}-spill")
     for label, v2, grpc in (("v1", False, False), ("v2", True, False), ("grpc", True, True)):
-        scoring = Scoring("r", matrix, {"a": [0.0] * len(values), "b": [0.0] * len(values)},
-                          [False] * len(values), False, v2, grpc)  # fmt: skip
+        scoring = Scoring(label, matrix, {"a": [0.0] * len(values), "b": [0.0] * len(values)},
+                          [False] * len(values), False, v2, grpc, [{"id": i} for i in range(len(values))])  # fmt: skip
         answer = asyncio.run(transformer.predict(scoring))
         if not v2:
             result[label] = answer
@@ -58,6 +67,10 @@ def answers(output: list[list[float]]) -> dict[str, Any]:
                 }
                 for o, raw in zip(packed.outputs, packed.raw_output_contents, strict=True)
             }
+    transformer.stop()  # KServe's shutdown: the log is flushed
+    logged = ds.dataset(folder, format="parquet", partitioning="hive").to_table()
+    columns = ["decision_id", "entity_id", "feature_values", "score", "class_scores", "threshold", "decision"]
+    result["logged"] = sorted(logged.select(columns).to_pylist(), key=lambda row: row["decision_id"])
     return result
 
 
