@@ -19,6 +19,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from mlops.isolation import (
+    decisions,
     gate,
     online_store,
     pgbouncer,
@@ -60,6 +61,7 @@ class Surface:
 
 SURFACES: tuple[Surface, ...] = (
     Surface("s3", s3.OWN, s3.PROBES, last=s3.LAST),
+    Surface("decisions", decisions.OWN, decisions.PROBES),  # the transformers' decision logs (issue 32)
     Surface("online-store", online_store.OWN, online_store.PROBES),
     Surface("tracking", tracking.OWN, tracking.PROBES),
     Surface("gate", gate.OWN, gate.PROBES),  # register takes only the bytes evaluate scored (issue 29)

@@ -175,7 +175,7 @@ def test_the_cli_prints_the_table_and_exits_zero(
 def test_a_broadened_s3_policy_is_reported_as_leaks(shared: Stack) -> None:
     write_s3_identities(shared, frozenset({"pricing"}))  # the refactor that widens a policy
     try:
-        outcome = observed(shared, "pricing", "fraud", "s3", "tracking")
+        outcome = observed(shared, "pricing", "fraud", "s3", "tracking", "decisions")
     finally:
         write_s3_identities(shared)
     for path in (
@@ -192,8 +192,15 @@ def test_a_broadened_s3_policy_is_reported_as_leaks(shared: Stack) -> None:
     ):
         assert outcome[path] == LEAK, (path, outcome)
     assert outcome["s3 DELETE target object"] == LEAK, outcome
+    for path in (  # the decision log (issue 32): another tenant's decisions read, listed, forged
+        "decisions GET target decision file",
+        "decisions PUT into target prefix",
+        "decisions LIST target prefix",
+        "decisions LIST whole bucket",
+    ):
+        assert outcome[path] == LEAK, (path, outcome)
     assert outcome["mlflow get target run"] == DENIED
-    assert set(observed(shared, "pricing", "fraud", "s3").values()) == {DENIED}
+    assert set(observed(shared, "pricing", "fraud", "s3", "decisions").values()) == {DENIED}
 
 
 def test_a_tracking_server_as_mlflow_ships_it_is_reported_as_leaks(shared: Stack) -> None:
