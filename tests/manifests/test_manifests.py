@@ -18,6 +18,8 @@ from tests.rendered_manifests import render
 MANIFESTS = REPO / "manifests"
 LABEL = "mlops.private-platform.io"
 ALERTS = {
+    "DecisionLogDropping",
+    "DecisionLogSpilling",
     "PipelineGateFailed",
     "PipelineRunFailed",
     "ModelDriftDetected",

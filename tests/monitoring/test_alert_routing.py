@@ -173,3 +173,32 @@ def test_drift_scraped_from_pricing_pages_pricings_owner_never_frauds(
     monkeypatch.setattr(OwnerRoute, "matchers", property(lambda r: {"owner": "model-owner", "pipeline": r.pipeline}))
     broken = receivers(merge(_rendered_routing(), scoped=False), forged, tmp_path)
     assert "fraud/mlops-alert-routing/fraud-owner" in broken
+
+
+@pytest.mark.integration
+def test_a_dropping_decision_log_pages_its_tenants_owner(tmp_path: Path) -> None:
+    """issue 32: DecisionLogDropping, as its promtool case raises it (the serving pod's namespace, no
+    pipeline), reaches the owner declared with the tenant through the tenant's catch-all route, in
+    every tenant's rendered AlertmanagerConfig merged as the operator merges them; the same alert
+    from another namespace never reaches fraud's. The control broken on purpose: without the
+    namespace label it goes to the root route, no owner."""
+    from pipelines.tenancy import load
+
+    tests = yaml.safe_load((REPO / "tests" / "monitoring" / "prometheus-rules.test.yaml").read_text())
+    case = next(
+        case
+        for test in tests["tests"]
+        if test["name"] == "decision log"
+        for case in test["alert_rule_test"]
+        if case["alertname"] == "DecisionLogDropping" and case["exp_alerts"]
+    )
+    alert = {"alertname": "DecisionLogDropping", **case["exp_alerts"][0]["exp_labels"]}
+    assert alert["namespace"] == "fraud" and "pipeline" not in alert
+    merged = merge(_rendered_routing())
+    routed = receivers(merged, alert, tmp_path)
+    (fraud,) = [t for t in load(REPO / "manifests").tenants if t.name == "fraud"]
+    assert fraud.owner and routed == ["fraud/mlops-alert-routing/fraud-tenant-owner"], routed
+    elsewhere = receivers(merged, {**alert, "namespace": "pricing"}, tmp_path)
+    assert elsewhere and not any(receiver.startswith("fraud/") for receiver in elsewhere), elsewhere
+    unscoped = {key: value for key, value in alert.items() if key != "namespace"}
+    assert receivers(merged, unscoped, tmp_path) == [ROOT]

@@ -66,12 +66,19 @@ def test_every_alert_is_shown_firing() -> None:
     assert _alerts() == firing, "every rule needs a promtool case where it fires"
 
 
+TENANT_ROUTED = frozenset({"DecisionLogDropping", "DecisionLogSpilling"})
+"""Raised from the serving pods' own series (issue 32: the decision log), which carry their
+namespace and no pipeline: they reach the tenant's owner by its catch-all route (TenantOwnerRoute)."""
+
+
 def _model_owner_alerts_without_routing(rules: dict[str, Any], tests: dict[str, Any]) -> list[str]:
     """Each rule labelled `owner: model-owner` that is never shown firing, or is shown raising a
-    model-owner alert without every label the owner's route matches on (pipelines/alerting.py)."""
-    from pipelines.alerting import OwnerRoute
+    model-owner alert without every label the owner's route matches on (pipelines/alerting.py):
+    the pipeline owner's, or for TENANT_ROUTED the tenant owner's."""
+    from pipelines.alerting import OwnerRoute, TenantOwnerRoute
 
-    routed_by = set(OwnerRoute(pipeline="p", owner="o", namespace="n").matchers) - {"owner"}
+    by_pipeline = set(OwnerRoute(pipeline="p", owner="o", namespace="n").matchers) - {"owner"}
+    by_tenant = set(TenantOwnerRoute(tenant="t", owner="o").matchers) - {"owner"}
     shown: dict[str, list[dict[str, str]]] = {}
     for test in tests["tests"]:
         for case in test.get("alert_rule_test", []):
@@ -85,10 +92,11 @@ def _model_owner_alerts_without_routing(rules: dict[str, Any], tests: dict[str, 
             raised = [labels for labels in shown.get(rule["alert"], []) if labels.get("owner") == "model-owner"]
             if not raised:
                 problems.append(f"{rule['alert']}: no promtool case shows it firing")
+            routed_by = by_tenant if rule["alert"] in TENANT_ROUTED else by_pipeline
             problems += [
                 f"{rule['alert']}: {labels} has no {key}"
                 for labels in raised
-                for key in routed_by
+                for key in sorted(routed_by)
                 if not labels.get(key)
             ]
     return problems
@@ -111,8 +119,24 @@ def test_every_model_owner_alert_carries_what_the_owners_route_matches() -> None
         problem.startswith("ArgoWorkflowFailed:") and problem.endswith("has no pipeline")
         for problem in _model_owner_alerts_without_routing(rules, tests)
     )
+    decisions = next(test for test in tests["tests"] if test["name"] == "decision log")
+    for case in decisions["alert_rule_test"]:
+        for alert in case.get("exp_alerts") or []:
+            alert["exp_labels"].pop("namespace", None)  # a tenant-routed alert without its namespace
+    assert "DecisionLogDropping: " in " ".join(_model_owner_alerts_without_routing(rules, tests))
     unshown = {**tests, "tests": [test for test in tests["tests"] if test["name"] != "pipelines"]}
     assert "PipelineRunFailed: no promtool case shows it firing" in _model_owner_alerts_without_routing(rules, unshown)
+
+
+def test_the_decision_log_rules_read_the_transformers_metrics() -> None:
+    """issue 32: the rules read the sink's own families (components/serving/decision_log.py, the one
+    source), with `dropped` the outcome that pages."""
+    from components.serving.decision_log import RECORDS, SPILL_BYTES
+
+    rules = yaml.safe_load(RULES.read_text())
+    expr = {rule["alert"]: rule["expr"] for group in rules["spec"]["groups"] for rule in group["rules"]}
+    assert f'{RECORDS._name}_total{{outcome="dropped"' in expr["DecisionLogDropping"]
+    assert f"{SPILL_BYTES._name}{{" in expr["DecisionLogSpilling"]
 
 
 def test_the_rules_read_what_the_notices_and_the_workflow_metric_push() -> None:
