@@ -202,6 +202,8 @@ def _start_transformer(
     m = cfg.materialize
     scoring = cfg.scoring.model_dump()
     scoring["explain"]["enabled"] = bool(scoring["explain"]["enabled"] or args.explain)
+    scoring["decision_log"]["spill_dir"] = str(root / "decision-spill")  # beside the server's log, not /tmp
+    decisions = _decision_log_environment(cfg.promote.namespace) if cfg.scoring.decision_log.enabled else {}
     transformer = LocalTransformer(
         root=root,
         model_name=args.model,
@@ -214,6 +216,7 @@ def _start_transformer(
         request_features=list(m.request_features),
         scoring=scoring,
         store_dir=store_directory(m.project),
+        env=dict(decisions),
     )
     seconds = transformer.start()
     where = transformer.describe()
@@ -221,11 +224,33 @@ def _start_transformer(
           f"request features {', '.join(m.request_features)}) ready in {seconds:.1f} s")  # fmt: skip
     for key in ("v1", "v2", "grpc", "log"):
         print(f"  {key:<8} {where[key]}")
+    logged = decisions.get("MLOPS_DECISION_LOG_URI", "nowhere (scoring.decision_log.enabled is false)")
+    print(f"  decisions {logged}")
     example = {m.entity_column: 42, **{name: 1.0 for name in m.request_features}}
     port = "" if args.port_base == 18000 else f" --port-base {args.port_base}"
     explain = " --explain" if scoring["explain"]["enabled"] else ""  # off: the transformer answers explain 403
     print(f"  try      mlops score {args.model} '{json.dumps(example)}'{explain}{port}")
     return transformer
+
+
+def _decision_log_environment(serving_namespace: str) -> dict[str, str]:
+    """Where the local transformer logs decisions (issue 32): the reader's own derivation
+    (components.platform.decisions.decision_log_root): $MLOPS_HOME/decisions/ on the local profile, the
+    tenant's s3://decisions/<namespace>/ on the devstack's S3 under the platform profile; a platform
+    profile that names no tenant logs under the namespace the pipeline serves in (promote.namespace)."""
+    import os
+
+    from components.platform.decisions import NAMESPACE_VARIABLE, decision_log_root
+
+    env = dict(os.environ)
+    try:
+        uri = decision_log_root(env=env)
+    except ComponentError:  # the platform profile without a tenant's prefix: the pipeline's serving namespace
+        env[NAMESPACE_VARIABLE] = serving_namespace
+        uri = decision_log_root(env=env)
+    parts = uri.removeprefix("s3://").strip("/").split("/") if uri.startswith("s3://") else []
+    namespace = env.get(NAMESPACE_VARIABLE) or (parts[1] if len(parts) > 1 else "local")
+    return {"MLOPS_DECISION_LOG_URI": uri, NAMESPACE_VARIABLE: namespace}
 
 
 def _score(args: argparse.Namespace) -> int:
