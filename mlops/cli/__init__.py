@@ -17,6 +17,8 @@ generated from the code by `python -m mlops.docs_index`: cli
                    data and features now against what the champion was trained on
     lineage.py     lineage, reproduce
                    a registered (or serving) model back to its data, features, code and image
+    audit.py       audit, decisions
+                   one logged decision explained and re-scored, and a model's decisions over days
     tune.py        tune, tune-trial
                    a hyperparameter search (Optuna here, Katib there), and one Katib trial
     checks.py      lint, doctor
@@ -49,6 +51,7 @@ GROUPS = (
     "serving",
     "monitoring",
     "lineage",
+    "audit",
     "tune",
     "checks",
     "inputs",
