@@ -6,6 +6,11 @@ is the sum of the parts it cannot avoid: the raw redis-py HMGET of the same keys
 a direct gRPC call to the same Triton model (p99) and the in-process prediction (p99). Goal (issue):
 the whole request's p99 at most 1.5x the floor for one entity; throughput reported for 64 entities.
 
+The decision log (issue 32): a second transformer, the same in every way but with
+MLOPS_DECISION_LOG_URI set (a local folder; the log is on exactly when that variable is set), takes
+the same requests interleaved with the first. Goal: the log adds at most 5% to the whole request's
+p99 (LOG_OVERHEAD_GOAL); the figures and every record it wrote are checked after it stops.
+
 Real services: a Redis the script starts (devstack), the fraud feature repo applied and
 materialized into it, nvidia-pytriton's tritonserver and the transformer from `make transformer-env`.
 """
@@ -43,6 +48,7 @@ REQUEST_FEATURES = ["amount", "merchant_category"]
 FEATURES = [*REQUEST_FEATURES, "txn_count_1h", "txn_count_24h", "amount_avg_7d", "seconds_since_last_txn"]
 BATCH = 64
 TENSORS = tensor_contract("xgboost_json")
+LOG_OVERHEAD_GOAL = 0.05  # the decision log adds at most 5% to the whole request's p99 (issue 32)
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:
@@ -115,6 +121,53 @@ def report_one_entity(
     return figures, floor99, ratio
 
 
+def report_decision_log(figures: dict[str, tuple[float, float]]) -> float:
+    """Print the whole request's p50 / p99 with the decision log on against off, the same requests
+    interleaved, and the goal met or MISSED; return the p99's relative increase."""
+    off, on = figures["whole"], figures["logged"]
+    overhead = on[1] / off[1] - 1
+    verdict = "met" if overhead <= LOG_OVERHEAD_GOAL else "MISSED"
+    print(f"  {'whole request, decision log on':<44} {on[0]:7.3f} / {on[1]:7.3f}  {overhead:+.1%} at p99 "
+          f"(goal: decision log adds at most {LOG_OVERHEAD_GOAL:.0%} to p99: {verdict})")  # fmt: skip
+    return overhead
+
+
+def logged_records(logged: LocalTransformer, folder: Path, scored: int) -> int:
+    """Stop the logged transformer (it flushes what it holds) and count the records of its Parquet
+    files under `folder`: one per row it scored, or the log was not on and the comparison is void."""
+    import pyarrow.parquet as pq
+
+    logged.stop()
+    written = sum(pq.read_metadata(file).num_rows for file in folder.rglob("*.parquet"))
+    assert written == scored, f"the decision log kept {written} of the {scored} rows it scored"
+    print(f"  decision log: {written} records written under {folder} (one per scored row)")
+    return written
+
+
+def rows_per_second(batches: list[list[dict[str, Any]]], call: Callable[[list[dict[str, Any]]], Any]) -> float:
+    started = time.perf_counter()
+    for batch in batches:
+        call(batch)
+    return len(batches) * BATCH / (time.perf_counter() - started)
+
+
+def transformers(root: Path, predictor: str, port: int, decisions: Path) -> tuple[LocalTransformer, LocalTransformer]:
+    """Two transformers alike in all but the decision log: off (MLOPS_DECISION_LOG_URI unset, what
+    turns it off), and on, writing to `decisions`; HTTP on `port` and `port + 2`, gRPC one above each."""
+    common: dict[str, Any] = {
+        "model_name": "fraud", "predictor_grpc": predictor, "project": PROJECT, "feature_service": SERVICE,
+        "entity_column": ENTITY, "request_features": REQUEST_FEATURES,
+        "store_dir": root / "home" / "feast" / PROJECT,
+    }  # fmt: skip
+    env: dict[str, str | None] = {"MLOPS_FEAST_REDIS": None, "MLOPS_FEAST_REGISTRY_URL": None, "MLOPS_PROFILE": None}
+    off = LocalTransformer(root=root / "transformer", http_port=port, grpc_port=port + 1, **common,
+                           env={**env, "MLOPS_DECISION_LOG_URI": None})  # fmt: skip
+    logging = {"MLOPS_DECISION_LOG_URI": f"{decisions}/", "MLOPS_NAMESPACE": "bench"}
+    on = LocalTransformer(root=root / "transformer-logged", http_port=port + 2, grpc_port=port + 3, **common,
+                          name="transformer-logged", env={**env, **logging})  # fmt: skip
+    return off, on
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=200_000, help="events behind the online features")
@@ -136,24 +189,21 @@ def main(argv: list[str] | None = None) -> int:
         model_bytes, predict = train_model(root)
         repository = root / "triton" / "repository"
         write_python_repository(repository, "fraud", 1, "xgboost_json", model_bytes, FEATURES, max_batch_size=256)
-        base = process.free_port_base(5)
+        base = process.free_port_base(7)
         triton = LocalTriton(root=root / "triton", repository=repository, http_port=base, grpc_port=base + 1,
                              metrics_port=base + 2, model_name="fraud")  # fmt: skip
         triton.start()
         servers.append(triton)
-        transformer = LocalTransformer(
-            root=root / "transformer", model_name="fraud", predictor_grpc=triton.grpc_url, http_port=base + 3,
-            grpc_port=base + 4, project=PROJECT, feature_service=SERVICE, entity_column=ENTITY,
-            request_features=REQUEST_FEATURES, store_dir=root / "home" / "feast" / PROJECT,
-            env={"MLOPS_FEAST_REDIS": None, "MLOPS_FEAST_REGISTRY_URL": None, "MLOPS_PROFILE": None},
-        )  # fmt: skip
-        transformer.start()
-        servers.append(transformer)
+        transformer, logged = transformers(root, triton.grpc_url, base + 3, decisions := root / "decisions")
+        for server in (transformer, logged):
+            server.start()
+            servers.append(server)
 
         reader = OnlineFeatureReader(store, SERVICE)
         raw = redis.Redis(host="127.0.0.1", port=stack.ports.redis)
         triton_client = grpcclient.InferenceServerClient(triton.grpc_url)
         connection = http.client.HTTPConnection("127.0.0.1", base + 3)
+        logged_connection = http.client.HTTPConnection("127.0.0.1", base + 5)
         rng = np.random.default_rng(5)
 
         def row(user: int) -> dict[str, Any]:
@@ -170,10 +220,10 @@ def main(argv: list[str] | None = None) -> int:
             tensor.set_data_from_numpy(matrix)
             triton_client.infer("fraud", [tensor])
 
-        def whole(rows: list[dict[str, Any]]) -> list[float]:
+        def whole(rows: list[dict[str, Any]], through: http.client.HTTPConnection = connection) -> list[float]:
             body = json.dumps({"instances": rows})
-            connection.request("POST", "/v1/models/fraud:predict", body, {"Content-Type": "application/json"})
-            response = connection.getresponse()
+            through.request("POST", "/v1/models/fraud:predict", body, {"Content-Type": "application/json"})
+            response = through.getresponse()
             answer = json.loads(response.read())
             assert response.status == 200, answer
             return cast(list[float], answer["predictions"])
@@ -186,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         assert np.allclose(whole(check), predict(vectors), atol=1e-6), "the transformer scores differently"
 
         one_matrix = vectors[:1]
-        samples: dict[str, list[float]] = {"hmget": [], "triton": [], "predict": [], "whole": []}
+        samples: dict[str, list[float]] = {"hmget": [], "triton": [], "predict": [], "whole": [], "logged": []}
         for index in range(args.requests):  # interleaved, so drift in the machine hits every part alike
             request = [row(users[index % len(users)])]
             calls: dict[str, Callable[[], Any]] = {
@@ -194,30 +244,35 @@ def main(argv: list[str] | None = None) -> int:
                 "triton": functools.partial(triton_call, one_matrix),
                 "predict": functools.partial(predict, one_matrix),
                 "whole": functools.partial(whole, request),
+                "logged": functools.partial(whole, request, logged_connection),
             }
+            if index % 2:  # neither transformer always goes first
+                calls = dict(reversed(list(calls.items())))
             for name, call in calls.items():
                 started = time.perf_counter()
                 call()
                 samples[name].append(time.perf_counter() - started)
         figures, floor99, ratio = report_one_entity(samples, args.requests)
+        overhead = report_decision_log(figures)
 
         batches = [
             [row(users[(i * BATCH + j) % len(users)]) for j in range(BATCH)] for i in range(max(5, args.requests // 40))
         ]
-        started = time.perf_counter()
-        for batch in batches:
-            whole(batch)
-        through = len(batches) * BATCH / (time.perf_counter() - started)
-        batch_matrix = vectors
-        started = time.perf_counter()
-        for batch in batches:
+        through = rows_per_second(batches, whole)
+
+        def floor_parts(batch: list[dict[str, Any]]) -> None:
             raw_hmget(batch)
-            triton_call(batch_matrix)
-            predict(batch_matrix)
-        floor_rows = len(batches) * BATCH / (time.perf_counter() - started)
+            triton_call(vectors)
+            predict(vectors)
+
+        floor_rows = rows_per_second(batches, floor_parts)
         print(f"{BATCH} entities per request: {through:,.0f} rows/s through the transformer; the floor's parts in "
               f"turn {floor_rows:,.0f} rows/s ({through / floor_rows:.2f}x)")  # fmt: skip
+        written = logged_records(logged, decisions, args.requests)
         result = {
+            "log_p99_ms": figures["logged"][1],
+            "log_p99_overhead": overhead,
+            "log_records": written,
             "floor_p99_ms": floor99,
             "whole_p50_ms": figures["whole"][0],
             "whole_p99_ms": figures["whole"][1],
