@@ -170,7 +170,8 @@ def test_a_logged_decision_is_audited_to_reproduced_with_its_version_promotion_l
     assert code == 0, out + err
     assert f"{MODEL} v1 as champion" in out
     assert v1["artifact_sha256"] in out and "the same bytes" in out and "MISMATCH" not in out
-    assert "by alice" in out and REASON in out
+    assert "promote v1 to 100%" in out and "by alice" in out and REASON in out
+    assert "(after this decision)" in out  # promoted (in this test) after the logged day: said so
     assert lineage["feature_service"]["sha256"] in out and file_sha256(SUITE) in out and registry["commit"] in out
     assert all(d["digest"] in out for d in lineage["datasets"])
     lines = [line.split("=")[0].split()[-1] for line in out.splitlines() if " = " in line]
@@ -225,6 +226,7 @@ def test_a_decision_logged_with_other_bytes_than_the_registered_ones_is_reported
     code, out, err = mlops(capsys, "audit", foreign.decision_id, "--log", str(registry["log"]))
     assert code == 1, out + err
     assert "SHA256 MISMATCH: the bytes that decided are not the bytes registered as v1" in out
+    assert out.strip().splitlines()[-1].startswith("SHA256 MISMATCH")  # the last word, though the score reproduces
     assert registry["v1"]["artifact_sha256"] in out and registry["v2"]["artifact_sha256"] in out
     assert (
         json.loads(mlops(capsys, "audit", foreign.decision_id, "--log", str(registry["log"]), "--json")[1])[

@@ -181,9 +181,9 @@ def _print_audit(found: dict[str, Any]) -> None:
             print("  serving    no canary or promotion recorded for this version")
             continue
         later = " (after this decision)" if event["after_decision"] else ""
-        print(f"  serving    {event['action']} v{event['from_version']}->v{event['to_version']} to"
-              f" {event['traffic_percent']}% at {event['at']} by {event['who']}: {event['reason'] or '(no reason)'}"
-              f"{later}")  # fmt: skip
+        came = f" (from v{event['from_version']})" if event["from_version"] is not None else ""
+        print(f"  serving    {event['action']} v{event['to_version']}{came} to {event['traffic_percent']}% at"
+              f" {event['at']} by {event['who']}: {event['reason'] or '(no reason)'}{later}")  # fmt: skip
     _print_lineage(found["lineage"])
     print(f"  request    {record['request']}")
     state = "UNKNOWN: scored on the defaults" if record["unknown_entity"] else "known to the online store"
@@ -203,6 +203,9 @@ def _print_audit(found: dict[str, Any]) -> None:
     else:
         print(f"DIFFERENT: logged score {rescored['logged']}, re-scored {rescored['rescored']},"
               f" difference {rescored['difference']}")  # fmt: skip
+    if not found["sha256_matches"]:
+        print(f"SHA256 MISMATCH: logged {model['sha256_logged'][:12]}, registered {model['sha256_registered'][:12]}:"
+              f" the registry cannot vouch for the bytes that made this decision")  # fmt: skip
 
 
 def _audit(args: argparse.Namespace) -> int:
