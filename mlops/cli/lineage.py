@@ -11,6 +11,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+__all__ = ["read_lineage", "register"]
+
 
 def register(sub: Any, argv: list[str]) -> None:
     lineage = sub.add_parser("lineage", help="what a model version was made from: data, features, suite, config, code")
