@@ -269,8 +269,12 @@ def test_every_variable_the_code_reads_is_a_configmap_key_a_secret_or_process_lo
         for source in (REPO / folder).rglob("*.py"):
             for name in named.findall(_without_all(source.read_text())):
                 found.setdefault(name, str(source.relative_to(REPO)))
-    # the transformer's reader logs in with READER_VARIABLES, from its reader Secrets (components/platform/readonly.py)
-    known = configmap_keys() | set(SECRET_VARIABLES) | set(READER_VARIABLES) | set(PROCESS_LOCAL)
+    from components.steps.serving_decisions import decision_log_environment
+
+    # the transformer's reader logs in with READER_VARIABLES, from its reader Secrets (components/platform/readonly.py);
+    # its decision log is named by the variables promote renders into its container (issue 32)
+    logged = {variable["name"] for variable in decision_log_environment("champion")}
+    known = configmap_keys() | set(SECRET_VARIABLES) | set(READER_VARIABLES) | set(PROCESS_LOCAL) | logged
     unknown = {name: where for name, where in found.items() if name not in known}
     assert unknown == {}, "declare these in components/platform/settings.py (ConfigMap or Secret) or PROCESS_LOCAL"
 
