@@ -310,6 +310,39 @@ def test_decisions_prunes_days_filters_a_version_and_sums_like_pandas(
     assert "v2 canary" in out and "UNKNOWN-ENTITY" in out
 
 
+def _overwrite_column(path: Path, column: str) -> None:
+    """Garbage over one column's bytes in a Parquet file (its chunk in the one row group): a reader that
+    reads that column fails; one that reads only the others does not notice."""
+    metadata = pq.ParquetFile(path).metadata.row_group(0)
+    chunk = next(c for c in map(metadata.column, range(metadata.num_columns)) if c.path_in_schema == column)
+    start = chunk.dictionary_page_offset or chunk.data_page_offset
+    data = bytearray(path.read_bytes())
+    data[start : start + chunk.total_compressed_size] = b"\xff" * chunk.total_compressed_size
+    path.write_bytes(bytes(data))
+
+
+def test_finding_a_decision_reads_only_the_id_columns_of_the_files_that_do_not_hold_it(
+    registry: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from components.platform import decisions
+
+    log, honest = tmp_path / "decisions", registry["honest"]
+    shutil.copytree(registry["log"], log)
+    folder = log / f"model={MODEL}" / "version=2" / "date=2026-12-03"
+    before = set(folder.glob("*.parquet"))
+    # another file whose request ids bracket the one asked for: its statistics cannot rule it out
+    others = [r for r in registry["records"] if r.model_version == "2" and r.day == "2026-12-03"][:2]
+    assert others and all(r.request_id != honest.request_id for r in others)
+    write_log(log, [replace(others[0], request_id="req-a"), replace(others[1], request_id="req-z")])
+    (other,) = set(folder.glob("*.parquet")) - before
+    assert "req-a" < honest.request_id < "req-z"
+    _overwrite_column(other, "request")  # a column only a whole record needs
+    code, out, err = mlops(capsys, "audit", honest.decision_id, "--log", str(log))
+    assert code == 0 and out.strip().splitlines()[-1].startswith("REPRODUCED"), out + err
+    with pytest.raises((OSError, pa.ArrowException)):  # positive control: reading that file whole fails
+        decisions.between(str(log), MODEL, "2026-12-03", "2026-12-03", version="2")
+
+
 def _closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
