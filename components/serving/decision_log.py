@@ -32,7 +32,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,7 +40,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from prometheus_client import Counter, Gauge
+from prometheus_client import REGISTRY
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from components.serving import decision_record
 
@@ -48,9 +50,9 @@ if TYPE_CHECKING:
     from components.config import DecisionLogSettings
 
 __all__ = [
-    "RECORDS",
-    "SPILL_BYTES",
+    "METRICS",
     "DecisionLog",
+    "Figures",
     "Identity",
     "Offer",
     "Refused",
@@ -63,13 +65,50 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-RECORDS = Counter(
-    "mlops_decision_log_records_total",
-    "Decision log records by outcome: written to the destination, spilled to the pod's disk, or dropped"
-    " (queue full, spill folder full, or unbuildable).",
-    ["outcome"],
-)
-SPILL_BYTES = Gauge("mlops_decision_log_spill_bytes", "Bytes of decision log files waiting in the spill folder.")
+
+class Figures(Collector):
+    """The log's metrics as one collector on prometheus_client's default registry: plain numbers under a lock,
+    exposed as a counter and a gauge. Not prometheus_client's Counter and Gauge: their values follow
+    PROMETHEUS_MULTIPROC_DIR as it was when prometheus_client was first imported, and Feast sets that
+    variable when it is imported (feast/metrics.py), so in a process that imported Feast first they
+    would write to, or fail on, a folder that is not this process's."""
+
+    OUTCOMES = ("written", "spilled", "dropped")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records = dict.fromkeys(self.OUTCOMES, 0)
+        self._spill_bytes = 0
+
+    def count(self, outcome: str, records: int) -> None:
+        with self._lock:
+            self._records[outcome] += records
+
+    def spill_bytes(self, value: int) -> None:
+        with self._lock:
+            self._spill_bytes = value
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            records, spill = dict(self._records), self._spill_bytes
+        counter = CounterMetricFamily(
+            "mlops_decision_log_records",
+            "Decision log records by outcome: written to the destination, spilled to the pod's disk, or dropped"
+            " (queue full, spill folder full, unbuildable, or a log refused for a config without its sha256).",
+            labels=["outcome"],
+        )
+        for outcome, value in records.items():
+            counter.add_metric([outcome], float(value))
+        yield counter
+        yield GaugeMetricFamily("mlops_decision_log_spill_bytes", "Bytes of decision log files waiting in the spill"
+                                " folder.", value=float(spill))  # fmt: skip
+
+
+METRICS = Figures()
+try:
+    REGISTRY.register(METRICS)
+except ValueError:  # this module imported a second time under another name: the first one's figures stand
+    log.warning("decision log: its metrics are already registered")
 _PARTIAL = ".partial-"
 """A file being written: pyarrow.dataset and the spill scan skip it; renamed into place when whole."""
 
@@ -205,7 +244,7 @@ class DecisionLog:
         self._stop = threading.Event()
         self._local = type(filesystem).__name__ == "LocalFileSystem"
         self._spilled = sum(path.stat().st_size for path in self._spill_files())  # a restarted pod's leftovers
-        SPILL_BYTES.set(self._spilled)
+        METRICS.spill_bytes(self._spilled)
         self._thread = threading.Thread(target=self._run, name="decision-log", daemon=True)
         self._thread.start()
 
@@ -219,12 +258,12 @@ class DecisionLog:
                 if not full:
                     self._queued += count
             if full:
-                RECORDS.labels(outcome="dropped").inc(count)
+                METRICS.count("dropped", count)
                 return
             self._queue.put_nowait(offer)
         except Exception:  # the log must never fail a request
             log.exception("decision log: offer dropped")
-            RECORDS.labels(outcome="dropped").inc(len(offer.rows))
+            METRICS.count("dropped", len(offer.rows))
 
     # --- the thread -------------------------------------------------------------------------------
     def close(self, timeout: float = 30.0) -> None:
@@ -260,13 +299,13 @@ class DecisionLog:
             sink_up = self._resend()
             for relative, data, count in files:
                 if sink_up and self._put(relative, data):
-                    RECORDS.labels(outcome="written").inc(count)
+                    METRICS.count("written", count)
                 else:
                     sink_up = False
                     self._spill(relative, data, count)
         except Exception:  # a bug here must not kill the thread: log it, count what was lost
             log.exception("decision log: a flush failed")
-            RECORDS.labels(outcome="dropped").inc(sum(len(offer.rows) for offer in offers))
+            METRICS.count("dropped", sum(len(offer.rows) for offer in offers))
 
     def _files(self, offers: list[Offer]) -> list[tuple[str, bytes, int]]:
         """Offers as Parquet files, one per (model, version, day): (path under the root, bytes, records)."""
@@ -276,7 +315,7 @@ class DecisionLog:
                 built = records_of(offer, self.identity)
             except Exception:
                 log.exception("decision log: request %s could not be recorded", offer.request_id)
-                RECORDS.labels(outcome="dropped").inc(len(offer.rows))
+                METRICS.count("dropped", len(offer.rows))
                 continue
             for record in built:
                 groups.setdefault((record.model_version, record.day), []).append(record)
@@ -306,17 +345,17 @@ class DecisionLog:
         if self._spilled + len(data) > self.spill_max_bytes:
             log.error("decision log: the spill folder %s is full (%d of %d bytes): %d records dropped",
                       self.spill_dir, self._spilled, self.spill_max_bytes, count)  # fmt: skip
-            RECORDS.labels(outcome="dropped").inc(count)
+            METRICS.count("dropped", count)
             return
         try:
             _local_put(self.spill_dir / relative, data)
         except OSError:
             log.exception("decision log: spilling to %s failed: %d records dropped", self.spill_dir, count)
-            RECORDS.labels(outcome="dropped").inc(count)
+            METRICS.count("dropped", count)
             return
         self._spilled += len(data)
-        SPILL_BYTES.set(self._spilled)
-        RECORDS.labels(outcome="spilled").inc(count)
+        METRICS.spill_bytes(self._spilled)
+        METRICS.count("spilled", count)
 
     def _spill_files(self) -> list[Path]:
         if not self.spill_dir.is_dir():
@@ -332,8 +371,8 @@ class DecisionLog:
                 return False
             path.unlink()
             self._spilled = max(0, self._spilled - len(data))
-            SPILL_BYTES.set(self._spilled)
-            RECORDS.labels(outcome="written").inc(pq.read_metadata(pa.BufferReader(data)).num_rows)
+            METRICS.spill_bytes(self._spilled)
+            METRICS.count("written", pq.read_metadata(pa.BufferReader(data)).num_rows)
         return True
 
 
@@ -353,7 +392,7 @@ class Refused:
         self.reason = reason
 
     def offer(self, offer: Offer) -> None:
-        RECORDS.labels(outcome="dropped").inc(len(offer.rows))
+        METRICS.count("dropped", len(offer.rows))
 
     def close(self, timeout: float = 30.0) -> None:
         return None

@@ -261,3 +261,23 @@ def test_the_log_is_derived_from_the_environment_and_refused_without_a_sha256(
     assert count("dropped") - dropped == 3
     wrong_role = from_environment(*args, env={**env, "MLOPS_SERVING_ROLE": "shadow"})
     assert isinstance(wrong_role, Refused) and "champion, canary" in wrong_role.reason
+
+
+def test_the_metrics_hold_in_a_process_whose_multiprocess_folder_came_and_went() -> None:
+    """Feast sets PROMETHEUS_MULTIPROC_DIR when imported (feast/metrics.py); prometheus_client's own Counter
+    and Gauge then fail once it is unset again (a test's temporary environment). The log's figures must not."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os; os.environ['PROMETHEUS_MULTIPROC_DIR'] = '/nonexistent'\n"
+        "import prometheus_client; del os.environ['PROMETHEUS_MULTIPROC_DIR']\n"
+        "from components.serving.decision_log import METRICS\n"
+        "METRICS.count('dropped', 3); METRICS.spill_bytes(42)\n"
+        "r = prometheus_client.REGISTRY\n"
+        "print(r.get_sample_value('mlops_decision_log_records_total', {'outcome': 'dropped'}),"
+        " r.get_sample_value('mlops_decision_log_spill_bytes'))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["3.0", "42.0"]
