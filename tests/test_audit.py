@@ -343,6 +343,40 @@ def test_finding_a_decision_reads_only_the_id_columns_of_the_files_that_do_not_h
         decisions.between(str(log), MODEL, "2026-12-03", "2026-12-03", version="2")
 
 
+@pytest.mark.parametrize("objective", ["multiclass", "regression"])
+def test_a_multiclass_or_regression_decision_is_rescored_through_its_model_kind(objective: str, tmp_path: Path) -> None:
+    """The re-score goes through the model kind that reads the artifact's format (here LightGBM's, fitted
+    for real): multiclass compares every class probability, regression the value; the logged vector is
+    put back into the model's feature order first (logged here in reverse)."""
+    from components.model_kinds import model_kind
+    from components.platform.decisions import rescore
+    from components.serving.decision_log import Identity, Offer, records_of
+
+    kind = model_kind("lightgbm")
+    names = ["f0", "f1", "f2", "f3"]
+    features = np.random.default_rng(3).normal(size=(400, 4)).astype(np.float32)
+    labels = (features[:, 0] > 0).astype(np.float32) + (features[:, 1] > 0.5) if objective == "multiclass" else (
+        2 * features[:, 0] + features[:, 1])  # fmt: skip
+    model = kind.fit(features, labels.astype(np.float32), objective=objective, params={"num_boost_round": 10},
+                     seed=1, device="cpu", num_classes=3 if objective == "multiclass" else None)  # fmt: skip
+    kind.save(model, tmp_path / kind.model_file)
+    rows = features[:3]
+    offer = Offer("req-k", dt.datetime(2026, 12, 2, tzinfo=dt.UTC), "1", [{"user_id": i} for i in range(3)],
+                  names[::-1], rows[:, ::-1], [False] * 3, kind.predict(model, rows))  # fmt: skip
+    identity = Identity(NAMESPACE, MODEL, "b" * 64, "champion", "local", "user_id", None)
+    record = records_of(offer, identity)[1].as_row()
+    registration = {"model_format": kind.model_format, "features": names}
+    result = rescore(record, registration, (tmp_path / kind.model_file).read_bytes())
+    assert result.reproduced and result.rescored == pytest.approx(record["score"], abs=1e-6)
+    if objective == "multiclass":
+        assert result.class_scores is not None and len(result.class_scores) == 3
+        record["class_scores"] = [p + 0.01 for p in record["class_scores"]]
+    else:
+        record["score"] += 0.01
+    changed = rescore(record, registration, (tmp_path / kind.model_file).read_bytes())
+    assert not changed.reproduced and changed.difference == pytest.approx(0.01, abs=1e-6)
+
+
 def _closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
