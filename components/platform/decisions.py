@@ -116,7 +116,8 @@ def _s3_failure(error: OSError, root: str) -> ComponentError:
     """A pyarrow S3 error as the platform's classes: refused keys or a missing bucket are permanent,
     anything else (no answer, a 5xx, a timeout) transient."""
     text = str(error)
-    if any(mark in text for mark in ("ACCESS_DENIED", "AccessDenied", "403", "InvalidAccessKeyId", "Signature")):
+    refused = ("ACCESS_DENIED", "AccessDenied", "HTTP status 403", "InvalidAccessKeyId", "SignatureDoesNotMatch")
+    if any(mark in text for mark in refused):  # not a bare "403": an endpoint's port may contain it
         return ComponentError(
             STEP,
             f"S3 refused the credentials for the decision log at {root}: {text}",

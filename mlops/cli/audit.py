@@ -80,6 +80,16 @@ def _registry_side(model: str, version: int) -> tuple[dict[str, Any], list[dict[
     return chain, events, registration, model_bytes
 
 
+def _after(at: str, decided_at: Any) -> bool:
+    """Whether a serving event's time (ISO text, UTC) is later than the decision's; unreadable: no."""
+    import datetime as dt
+
+    try:
+        return dt.datetime.fromisoformat(at) > decided_at
+    except (TypeError, ValueError):
+        return False
+
+
 def explain(decision: str, log: str | None = None) -> dict[str, Any]:
     """Everything `mlops audit` says of one decision, as one object."""
     from components.errors import ComponentError
@@ -100,9 +110,8 @@ def explain(decision: str, log: str | None = None) -> dict[str, Any]:
     version = int(logged_version)
     chain, events, registration, model_bytes = _registry_side(model, version)
     result = decisions.rescore(record, registration, model_bytes)
-    decided_at = record["decided_at"].isoformat()
     for event in events:
-        event["after_decision"] = event["at"] > decided_at
+        event["after_decision"] = _after(event["at"], record["decided_at"])
     registered = chain["artifact_sha256"]
     same_bytes = registered == record["model_sha256"]
     verdict = "REPRODUCED" if result.reproduced else "DIFFERENT"
