@@ -55,9 +55,11 @@ def scoring(platform_run: dict[str, Any], tmp_path_factory: pytest.TempPathFacto
     env, run_dir = platform_run["env"], platform_run["run_dir"]
     root = tmp_path_factory.mktemp("scoring-path")
     port_base = free_port_base(5)
+    _decisions_bucket(env)
     started = mlops(env, "serve", MODEL, "--with-features", "--detach", "--port-base", str(port_base),
                     "--dir", str(root))  # fmt: skip
     assert started.returncode == 0, started.stdout + started.stderr
+    assert "decisions s3://decisions/fraud/" in started.stdout, started.stdout  # the pipeline's serving namespace
     metadata = json.loads((run_dir / "train" / "metadata").read_text())
     predict = load_predictor(run_dir / "train" / "model", metadata)
     cfg = fraud.DECLARATION.config()
@@ -100,6 +102,7 @@ def scoring(platform_run: dict[str, Any], tmp_path_factory: pytest.TempPathFacto
             "features": metadata["features"],
             "predict": predict,
             "config": cfg,
+            "registration": platform_run["registration"],
         }
     finally:
         mlops(env, "serve", MODEL, "--stop", "--dir", str(root))
@@ -253,6 +256,81 @@ def test_an_unknown_entity_scores_on_the_defaults_flagged(scoring: dict[str, Any
     assert answer["predictions"][1] == pytest.approx(float(expected[0]), abs=1e-6)
 
 
+def _decisions_bucket(env: dict[str, str]) -> None:
+    """The decisions bucket on the stack's S3 (the platform's bucket list gains it with the cluster's
+    rendering; ensure is idempotent)."""
+    import boto3
+
+    from components.platform import buckets
+
+    client = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                          aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")  # fmt: skip
+    buckets.ensure(client, ("decisions",))
+
+
+def _logged(env: dict[str, str], request_id: str, rows: int, uri: str = "s3://decisions/fraud/") -> list[Any]:
+    """The decision log's records of one request, read back from S3 as the reader does (hive
+    partitions), waiting for the transformer's flush (scoring.decision_log.flush_seconds)."""
+    import pyarrow.dataset as ds
+
+    from components.environment import temporary_env
+    from components.serving.decision_log import open_destination
+
+    deadline = time.monotonic() + 30
+    while True:
+        with temporary_env(platform_variables(env)):
+            filesystem, root = open_destination(uri)
+            try:
+                table = ds.dataset(root, filesystem=filesystem, format="parquet", partitioning="hive").to_table(
+                    filter=ds.field("request_id") == request_id
+                )
+            except (FileNotFoundError, OSError):
+                table = None
+        if table is not None and table.num_rows >= rows:
+            return sorted(table.to_pylist(), key=lambda record: record["row"])
+        assert time.monotonic() < deadline, f"request {request_id}: not in the decision log at {uri}"
+        time.sleep(0.5)
+
+
+def test_every_scored_row_is_in_the_decision_log_with_its_model_features_and_decision(
+    scoring: dict[str, Any],
+) -> None:
+    """issue 32: one record per scored row, in the tenant's prefix of the decisions bucket, naming the
+    registered version and sha256, the feature values the model scored (in its order), the score
+    answered, and the decision at the threshold the model is served with."""
+    rows = [*scoring["rows"][:8], {**scoring["rows"][0], "user_id": UNKNOWN_USER}]
+    status, answer = _post(f"{scoring['http']}/v1/models/{MODEL}:predict", {"instances": rows},
+                           {"x-request-id": "audit-batch-1"})  # fmt: skip
+    assert status == 200, answer
+    logged = _logged(scoring["env"], "audit-batch-1", len(rows))
+    registration = scoring["registration"]
+    threshold = registration["holdout_metrics"]["decision_threshold"]
+    assert [record["decision_id"] for record in logged] == [f"audit-batch-1/{i}" for i in range(len(rows))]
+    for record, row, score in zip(logged, rows, answer["predictions"], strict=True):
+        assert record["model_name"] == MODEL and record["model_version"] == str(registration["version"])
+        assert record["model_sha256"] == registration["artifact_sha256"]
+        assert record["namespace"] == "fraud" and record["serving_role"] == "champion"
+        assert json.loads(record["request"]) == row and record["entity_id"] == str(row["user_id"])
+        assert record["feature_names"] == scoring["features"]
+        assert record["score"] == pytest.approx(score, abs=1e-6)
+    assert [record["feature_values"] for record in logged[:8]] == [
+        pytest.approx(vector.tolist(), rel=1e-6) for vector in scoring["vectors"][:8]
+    ]  # the vector this test joined itself from Redis
+    assert [record["unknown_entity"] for record in logged] == [False] * 8 + [True]
+    with urllib.request.urlopen(f"{scoring['http']}/metrics", timeout=10) as response:  # KServe's /metrics
+        metrics = response.read().decode()
+    written = [
+        line for line in metrics.splitlines() if line.startswith('mlops_decision_log_records_total{outcome="written"}')
+    ]
+    assert written and float(written[0].split()[-1]) >= len(rows), written
+    assert "mlops_decision_log_spill_bytes 0.0" in metrics
+    # the threshold the model is served with: its registration's (devstack/triton.py passes it to the
+    # local repository, promote to the cluster's), and the decision at it
+    assert [(record["threshold"], record["decision"]) for record in logged] == [
+        (threshold, int(record["score"] >= threshold)) for record in logged
+    ]
+
+
 def _transformer(context: dict[str, Any], name: str, **kwargs: Any) -> LocalTransformer:
     m = context["config"].materialize
     base = free_port_base(2)
@@ -274,8 +352,11 @@ def guarded(scoring: dict[str, Any]) -> Iterator[dict[str, Any]]:
     proxy = RedisDelayProxy(scoring["env"]["MLOPS_FEAST_REDIS"], large_bytes=16_000, delay=0.3)
     with temporary_env(_platform(scoring)):
         transformer = _transformer(scoring, "transformer-reject",
-                                   scoring={"unknown_entity": "reject", "explain": {"enabled": True}},
-                                   env={"MLOPS_FEAST_REDIS": proxy.address})  # fmt: skip
+                                   scoring={"unknown_entity": "reject", "explain": {"enabled": True},
+                                            "decision_log": {"flush_seconds": 0.5}},
+                                   env={"MLOPS_FEAST_REDIS": proxy.address, "MLOPS_NAMESPACE": "fraud",
+                                        "MLOPS_DECISION_LOG_URI": "s3://decisions/fraud/",
+                                        "MLOPS_SERVING_ROLE": "canary"})  # fmt: skip
         transformer.start()
     try:
         yield {"transformer": transformer, "proxy": proxy}
@@ -297,12 +378,17 @@ def test_reject_404s_an_unknown_entity_and_explain_answers_where_enabled(
     assert "features" not in answer
     status, answer = _post(url, {"instances": [scoring["rows"][0], {**scoring["rows"][0], "user_id": UNKNOWN_USER}]})
     assert status == 404 and "rows [1]" in answer["error"] and str(UNKNOWN_USER) not in answer["error"], answer
-    status, explained = _post(url.replace(":predict", ":explain"), {"instances": scoring["rows"][:1]})
+    status, explained = _post(url.replace(":predict", ":explain"), {"instances": scoring["rows"][:1]},
+                              {"x-request-id": "explained-1"})  # fmt: skip
     assert status == 200, explained
     assert explained["predictions"] == pytest.approx(scoring["expected"][:1].tolist(), abs=1e-6)
     used = explained["features"][0]
     assert list(used) == scoring["features"]  # the model's column order, from the predictor's config
     assert [used[name] for name in scoring["features"]] == pytest.approx(scoring["vectors"][0].tolist(), rel=1e-6)
+    (record,) = _logged(scoring["env"], "explained-1", 1)  # the explain verb's decision is logged too
+    assert record["feature_names"] == list(used) and record["serving_role"] == "canary"
+    assert record["feature_values"] == pytest.approx(list(used.values()), rel=1e-6)
+    assert record["score"] == pytest.approx(explained["predictions"][0], abs=1e-6)
     status, answer = _post(url, {"instances": scoring["rows"][:1], "explain": True})
     assert status == 400 and ":explain" in answer["error"], answer
     scored = mlops(scoring["env"], "score", MODEL, json.dumps(scoring["rows"][0]), "--explain", "--url",
