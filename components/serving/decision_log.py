@@ -452,19 +452,25 @@ def from_environment(
         entity_column=entity_column,
         threshold=threshold,
     )
-    filesystem, root = open_destination(uri)
+    try:
+        filesystem, root = open_destination(uri)
+        sink = DecisionLog(
+            identity,
+            filesystem,
+            root,
+            queue_max_records=settings.queue_max_records,
+            batch_records=settings.batch_records,
+            flush_seconds=settings.flush_seconds,
+            spill_max_bytes=settings.spill_max_bytes,
+            spill_dir=settings.spill_dir,
+        )
+    except Exception as error:  # the log never stops the transformer from serving
+        problem = f"the decision log at {uri} could not be opened ({error}); fix: check {URI_VARIABLE} and spill_dir"
+        log.error("decision log: refusing to record, every scored row is counted dropped: %s", problem)
+        return Refused(problem)
     log.info("decision log: %s (%s, %s, revision %s) -> %s", model_name, identity.namespace, role,
              identity.revision, uri)  # fmt: skip
-    return DecisionLog(
-        identity,
-        filesystem,
-        root,
-        queue_max_records=settings.queue_max_records,
-        batch_records=settings.batch_records,
-        flush_seconds=settings.flush_seconds,
-        spill_max_bytes=settings.spill_max_bytes,
-        spill_dir=settings.spill_dir,
-    )
+    return sink
 
 
 def now() -> datetime:

@@ -281,3 +281,18 @@ def test_the_metrics_hold_in_a_process_whose_multiprocess_folder_came_and_went()
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["3.0", "42.0"]
+
+
+def test_a_destination_that_cannot_be_opened_refuses_the_log_not_the_transformer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from components.config import DecisionLogSettings
+    from components.serving import decision_log
+
+    def broken(uri: str) -> Any:
+        raise OSError("pyarrow could not build the S3 client")
+
+    monkeypatch.setattr(decision_log, "open_destination", broken)
+    sink = decision_log.from_environment("m", "user_id", "d" * 64, 0.5, 2, DecisionLogSettings(),
+                                         env={"MLOPS_DECISION_LOG_URI": "s3://decisions/fraud/"})  # fmt: skip
+    assert isinstance(sink, decision_log.Refused) and "could not be opened" in sink.reason
