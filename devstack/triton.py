@@ -202,6 +202,7 @@ def serve_registered(
         max_batch_size=max_batch_size,
         instance_count=instance_count,
         max_queue_delay_us=max_queue_delay_us,
+        threshold=registration["holdout_metrics"].get("decision_threshold"),  # the decision log's binary threshold
     )
     server = LocalTriton(
         root=root,

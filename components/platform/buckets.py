@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.serving.decision_record import BUCKET as DECISIONS
-
 __all__ = [
     "ABORT_INCOMPLETE_UPLOADS_AFTER_DAYS",
     "BUCKETS",
@@ -25,6 +23,9 @@ __all__ = [
     "has_lifecycle",
 ]
 
+DECISIONS = "decisions"
+"""The decision log's bucket (components/serving/decision_record.py writes it); named here, where
+the compiler reads the bucket list, so compiling imports no pyarrow."""
 PIPELINE_ARTIFACTS = "pipeline-artifacts"
 """Argo's artifact repository (each tenant's keys under <namespace>/); a TrainJob's nodes read and
 write their handed-over files there too (pipelines/argo.py)."""

@@ -51,6 +51,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "METRICS",
+    "RECORDS",
+    "SPILL_BYTES",
     "DecisionLog",
     "Figures",
     "Identity",
@@ -64,6 +66,11 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+RECORDS = "mlops_decision_log_records"
+"""The records counter's family name (exposed with `_total`); the alert rules read it (manifests/base/monitoring)."""
+SPILL_BYTES = "mlops_decision_log_spill_bytes"
+"""The spill gauge's family name."""
 
 
 class Figures(Collector):
@@ -92,7 +99,7 @@ class Figures(Collector):
         with self._lock:
             records, spill = dict(self._records), self._spill_bytes
         counter = CounterMetricFamily(
-            "mlops_decision_log_records",
+            RECORDS,
             "Decision log records by outcome: written to the destination, spilled to the pod's disk, or dropped"
             " (queue full, spill folder full, unbuildable, or a log refused for a config without its sha256).",
             labels=["outcome"],
@@ -100,7 +107,7 @@ class Figures(Collector):
         for outcome, value in records.items():
             counter.add_metric([outcome], float(value))
         yield counter
-        yield GaugeMetricFamily("mlops_decision_log_spill_bytes", "Bytes of decision log files waiting in the spill"
+        yield GaugeMetricFamily(SPILL_BYTES, "Bytes of decision log files waiting in the spill"
                                 " folder.", value=float(spill))  # fmt: skip
 
 
@@ -425,7 +432,8 @@ def from_environment(
     uri = env.get(URI_VARIABLE, "")
     if not uri:
         log.warning("decision log: off, %s is not set (the InferenceService sets it; mlops serve --with-features"
-                    " sets it to $MLOPS_HOME/decisions/<namespace>/)", URI_VARIABLE)  # fmt: skip
+                    " sets it to $MLOPS_HOME/decisions/ locally, s3://decisions/<namespace>/ on the platform profile)",
+                    URI_VARIABLE)  # fmt: skip
         return None
     role = env.get(ROLE_VARIABLE) or "champion"
     problem = None

@@ -33,6 +33,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from components.platform.buckets import DECISIONS as BUCKET
+
 __all__ = [
     "BUCKET",
     "PARTITIONS",
@@ -52,8 +54,6 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 """Bumped when a field is added; each file records it in its metadata under `mlops.decision_schema`."""
-BUCKET = "decisions"
-"""The bucket the log is written to; each tenant's keys under `<namespace>/` (components/platform/buckets.py)."""
 ROLES = ("champion", "canary")
 """The serving role of the revision that decided: the InferenceService's stable or canary revision."""
 PARTITIONS = ("model", "version", "date")

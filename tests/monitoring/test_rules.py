@@ -135,8 +135,8 @@ def test_the_decision_log_rules_read_the_transformers_metrics() -> None:
 
     rules = yaml.safe_load(RULES.read_text())
     expr = {rule["alert"]: rule["expr"] for group in rules["spec"]["groups"] for rule in group["rules"]}
-    assert f'{RECORDS._name}_total{{outcome="dropped"' in expr["DecisionLogDropping"]
-    assert f"{SPILL_BYTES._name}{{" in expr["DecisionLogSpilling"]
+    assert f'{RECORDS}_total{{outcome="dropped"' in expr["DecisionLogDropping"]
+    assert f"{SPILL_BYTES}{{" in expr["DecisionLogSpilling"]
 
 
 def test_the_rules_read_what_the_notices_and_the_workflow_metric_push() -> None:
