@@ -8,9 +8,10 @@ they are also measured on their own: the top-level packages a step imported firs
 again in a fresh process.
 
 The engine's overhead is the local run's wall time minus the same steps called in-process,
-measured in the same invocation on the same data; it is printed beside the in-process total
-as a ratio. Each kfp.local task is a fresh Python process that imports its libraries again,
-which is most of the overhead and is also what a pod pays on the cluster.
+measured in the same invocation on the same data, for both engines: `warm` (the default: each task
+a child forked from a worker that has the step libraries imported, pipelines/warm_worker.py) and
+`kfp-local` (each task a fresh Python process that imports its libraries again, as a pod does on
+the cluster). Which is faster on this run is printed beside the default.
 """
 
 from __future__ import annotations
@@ -237,25 +238,18 @@ def main() -> int:
         steps = {name: figures["seconds"] for name, figures in table[engine_rows].items()}
         steps_total = sum(steps.values())
 
-        print(f"the same pipeline through kfp.local (one process per task), {engine_rows:,} rows:")
-        env = {**os.environ, "MLOPS_HOME": str(root / "kfp-local")}
-        started = time.perf_counter()
-        done = subprocess.run(
-            [
-                *(sys.executable, "-m", "mlops.cli", "run", "fraud", "--data", str(raw), "--rows", str(engine_rows)),
-                *("--gate-threshold", str(cfg.evaluate.threshold), "--no-cache"),
-            ],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        local_total = time.perf_counter() - started
-        print("\n".join(f"  {line}" for line in done.stdout.splitlines() if line.strip().startswith(("ok", "FAIL"))))
-        if done.returncode != 0:
-            print(done.stdout[-3000:], done.stderr[-3000:])
-            return 1
+        worker_start = _start_warm_worker()
+        totals: dict[str, float] = {}
+        for engine in ENGINES:
+            print(f"the same pipeline, engine {engine} ({ENGINE_NOTES[engine]}), {engine_rows:,} rows:")
+            seconds, done = _engine_run(engine, raw, engine_rows, cfg, root)
+            steps_lines = [line for line in done.stdout.splitlines() if line.strip().startswith(("ok", "FAIL"))]
+            print("\n".join(f"  {line}" for line in steps_lines))
+            if done.returncode != 0:
+                print(done.stdout[-3000:], done.stderr[-3000:])
+                return 1
+            totals[engine] = seconds
+        local_total = totals["warm"]
 
     first_imports = {name: import_seconds(figures["imported"]) for name, figures in table[sizes[0]].items()}
     print("\nscaling: seconds, peak RSS and seconds per million rows, per step (data generation excluded)")
@@ -280,11 +274,14 @@ def main() -> int:
 
     overhead = local_total - steps_total
     tasks = len(steps)
-    print(f"\nthe engine, {engine_rows:,} rows")
+    print(f"\nthe engine, {engine_rows:,} rows (the warm worker started in {worker_start:.1f} s, once per code)")
     print(f"  {'in-process':<12} {steps_total:8.2f} s  (baseline)")
-    print(f"  {'kfp.local':<12} {local_total:8.2f} s  ratio {local_total / steps_total:.2f}x the baseline")
-    share = overhead / local_total
-    print(f"  engine overhead {overhead:.2f} s ({share:.1%} of the local run), {overhead / tasks:.2f} s per task")
+    for engine, seconds in totals.items():
+        extra = seconds - steps_total
+        print(f"  {engine:<12} {seconds:8.2f} s  ratio {seconds / steps_total:.2f}x the baseline, overhead"
+              f" {extra:.2f} s ({extra / seconds:.1%} of the run), {extra / tasks:.2f} s per task")  # fmt: skip
+    faster = min(totals, key=lambda engine: totals[engine])
+    print(f"  faster on this run: {faster} (the default is warm: {'met' if faster == 'warm' else 'MISSED'})")
     _print_goals(table, engine_rows, local_total, overhead / tasks)
     print(
         json.dumps(
@@ -299,7 +296,8 @@ def main() -> int:
                 "import_seconds": first_imports,
                 "engine_rows": engine_rows,
                 "in_process_seconds": round(steps_total, 3),
-                "kfp_local_seconds": round(local_total, 3),
+                "engine_seconds": {engine: round(seconds, 3) for engine, seconds in totals.items()},
+                "warm_worker_start_seconds": round(worker_start, 3),
                 "ratio": round(local_total / steps_total, 3),
                 "overhead_seconds": round(overhead, 3),
                 "overhead_per_task_seconds": round(overhead / tasks, 3),
@@ -310,6 +308,36 @@ def main() -> int:
     return 0
 
 
+ENGINES = ("warm", "kfp-local")
+ENGINE_NOTES = {"warm": "each task a child forked from the warm worker", "kfp-local": "a fresh interpreter per task"}
+
+
+def _start_warm_worker() -> float:
+    """Start (or reach) this code's warm worker, timed: what the first run after an edit pays once."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "from pipelines.warm_worker import connect; connect()"], cwd=REPO, check=True)
+    return time.perf_counter() - started
+
+
+def _engine_run(
+    engine: str, raw: Path, rows: int, cfg: PipelineConfig, root: Path
+) -> tuple[float, subprocess.CompletedProcess[str]]:
+    env = {**os.environ, "MLOPS_HOME": str(root / engine)}
+    started = time.perf_counter()
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "mlops.cli", "run", "fraud", "--data", str(raw), "--rows", str(rows)),
+            *("--gate-threshold", str(cfg.evaluate.threshold), "--no-cache", "--engine", engine),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return time.perf_counter() - started, done
+
+
 GOALS_ROWS = 1_000_000  # the performance goals are stated for 1M rows (docs/performance.md)
 
 
@@ -317,14 +345,14 @@ def _print_goals(table: dict[int, dict[str, dict[str, Any]]], engine_rows: int, 
     """Each goal of docs/performance.md beside this run's figure; a size not run is said so."""
     rows: list[tuple[str, str, str, bool | None]] = []
     at_goal_size = table.get(GOALS_ROWS)
-    whole = (f"{local:.1f} s", local <= 45) if engine_rows == GOALS_ROWS else (f"not run at {GOALS_ROWS:,}", None)
-    rows.append(("mlops run fraud, 1M rows (kfp.local)", whole[0], "<= 45 s", whole[1]))
+    whole = (f"{local:.1f} s", local <= 12) if engine_rows == GOALS_ROWS else (f"not run at {GOALS_ROWS:,}", None)
+    rows.append(("mlops run fraud, 1M rows (warm)", whole[0], "<= 12 s", whole[1]))
     if at_goal_size:
         materialize = at_goal_size["materialize"]["seconds"]
         peak = max(figures["peak_rss_mb"] for figures in at_goal_size.values())
         rows.append(("materialize, 1M rows", f"{materialize:.1f} s", "<= 12 s", materialize <= 12))
         rows.append(("peak RSS, 1M rows", f"{peak:,.0f} MB", "<= 2,048 MB", peak <= 2048))
-    rows.append(("engine overhead per task", f"{per_task:.2f} s", "<= 1.0 s", per_task <= 1.0))
+    rows.append(("engine overhead per task (warm)", f"{per_task:.2f} s", "<= 0.3 s", per_task <= 0.3))
     if at_goal_size and 10_000_000 in table:
         ratio = (sum(f["seconds"] for f in table[10_000_000].values()) / 10_000_000) / (
             sum(f["seconds"] for f in at_goal_size.values()) / GOALS_ROWS

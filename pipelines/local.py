@@ -7,6 +7,7 @@ repositories. A fresh folder is a fresh platform.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
@@ -14,6 +15,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from pipelines.declaration import PipelineDeclaration
 from pipelines.spec import Step
 
 __all__ = [
+    "ENGINES",
     "LocalRun",
     "available_pipelines",
     "declaration",
@@ -147,11 +150,14 @@ def run_local(
     force_retrain: bool = True,
     cache: bool = True,
     logical_date: str = "",
+    engine: str = "warm",
 ) -> LocalRun:
     """Run the pipeline through kfp.local; raises RuntimeError naming the failed task.
 
     kfp.local retries every failure, including a deterministic data error, so local runs fail
-    fast unless `retries` asks for the declared policies.
+    fast unless `retries` asks for the declared policies. `engine`: `warm` runs each task in a child
+    of the environment's warm worker (pipelines/warm_worker.py), `kfp-local` in a fresh interpreter
+    as kfp.local's SubprocessRunner does; a warm worker that cannot start falls back to the latter.
     """
     from kfp import dsl, local
 
@@ -181,7 +187,8 @@ def run_local(
     before = set(pipeline_root.iterdir())
     started = time.perf_counter()
     try:
-        pipeline(**inputs)
+        with _engine(engine):
+            pipeline(**inputs)
     finally:
         seconds = time.perf_counter() - started
     run_dirs = sorted(set(pipeline_root.iterdir()) - before, key=lambda p: p.stat().st_mtime)
@@ -192,6 +199,32 @@ def run_local(
         if task_dir.is_dir():
             result.outputs[step.name] = {output: task_dir / output for output in _artifact_outputs(step)}
     return result
+
+
+ENGINES = ("warm", "kfp-local")
+"""How a local run's tasks start: children of a warm worker (the default: measured faster, docs/
+performance.md), or fresh interpreters as kfp.local's SubprocessRunner starts them."""
+
+
+@contextlib.contextmanager
+def _engine(engine: str) -> Iterator[None]:
+    if engine not in ENGINES:
+        from components.errors import ComponentError
+
+        raise ComponentError("run", f"unknown engine {engine!r}", f"choose one of {', '.join(ENGINES)}")
+    if engine == "kfp-local":
+        yield
+        return
+    from pipelines.warm_worker import WarmUnavailable, connect
+
+    try:
+        worker = connect()
+    except WarmUnavailable as error:
+        print(f"warm worker unavailable ({error}); running each task in a fresh interpreter", flush=True)
+        yield
+        return
+    with worker.installed():
+        yield
 
 
 class _CacheHits(logging.Filter):
@@ -225,6 +258,7 @@ def _main(argv: list[str] | None = None) -> int:
     parser.add_argument("--if-needed", action="store_true")
     parser.add_argument("--no-cache", action="store_true")
     parser.add_argument("--date", default="")
+    parser.add_argument("--engine", choices=ENGINES, default=ENGINES[0])
     args = parser.parse_args(argv)
     cfg = parse_config(json.loads(args.config_json), source="--config-json")
     _report_cache_hits()
@@ -238,6 +272,7 @@ def _main(argv: list[str] | None = None) -> int:
             force_retrain=not args.if_needed,
             cache=not args.no_cache,
             logical_date=args.date,
+            engine=args.engine,
         )
         outcome = {"ok": True}
     except ComponentError as error:  # before any step ran (no synthetic data): `mlops run` prints it

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +32,19 @@ FEATURES = ["amount", "merchant_category", "txn_count_1h", "txn_count_24h", "amo
 
 
 @pytest.fixture(scope="session", autouse=True)
-def isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A session-wide MLOPS_HOME; at the end, the warm workers the session's runs started are stopped
+    (pipelines/warm_worker.py; they would otherwise wait out their idle time)."""
+    import time
+
+    from pipelines.warm_worker import stop_all
+
+    started = time.time()
     home = tmp_path_factory.mktemp("mlops-home")
     os.environ["MLOPS_HOME"] = str(home)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
-    return home
+    yield home
+    stop_all(since=started)
 
 
 COMPONENT_IMAGE = "localhost/private-mlops/component:test"

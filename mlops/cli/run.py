@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -49,6 +50,13 @@ def register(sub: Any, argv: list[str]) -> None:
         help="run every step, even those whose cache key (data digest, arguments, code) is unchanged",
     )
     run.add_argument("--verbose", action="store_true", help="print kfp.local's whole output, not just progress")
+    run.add_argument(
+        "--engine",
+        choices=("warm", "kfp-local"),
+        default=os.environ.get("MLOPS_LOCAL_ENGINE", "warm"),
+        help="how tasks start: children of a warm worker that has the step libraries imported (default), or a"
+        " fresh interpreter each, as kfp.local's SubprocessRunner starts them (env: MLOPS_LOCAL_ENGINE)",
+    )
     run.set_defaults(handler=_run_pipeline)
 
     step = sub.add_parser("step", help="run one component, as a pipeline task does", epilog=TEAM_STEPS_RUN)
@@ -240,6 +248,7 @@ def _run_pipeline(args: argparse.Namespace) -> int:
             command.append("--if-needed")
         if args.no_cache:
             command.append("--no-cache")
+        command += ["--engine", args.engine]
         started = time.perf_counter()
         code = run_streaming(command, log_path, progress, args.verbose)
         seconds = time.perf_counter() - started

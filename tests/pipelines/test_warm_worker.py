@@ -1,0 +1,140 @@
+"""The warm worker (pipelines/warm_worker.py) held to what kfp.local's SubprocessRunner does with
+the same command: a real kfp lightweight component's command, run both ways, must print the same,
+write the same, run its atexit handlers and exit with the same code (0, 2 permanent, 75 transient).
+The worker is started for real (a process listening on a Unix socket) in a private runtime folder,
+with a small preload so it starts in about a second. No `from __future__ import annotations` here:
+kfp reads the component's annotations as types."""
+
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kfp import dsl
+from kfp.local.subprocess_task_handler import replace_python_executable
+
+from pipelines import warm_worker
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def _probe(code: int, seconds: float, out: dsl.OutputPath(str)) -> None:  # type: ignore[valid-type]
+    import atexit
+    import os
+    import sys
+    import time
+    from pathlib import Path
+
+    print("VAR=" + os.environ.get("PROBE_VAR", "<unset>"))
+    print("CANARY=" + os.environ.get("WORKER_ONLY", "<unset>"))
+    print("CWD=" + os.getcwd())
+    print("PATH1=" + sys.path[1])  # [0]: the folder kfp's executor wrote the component to
+    with open(out + ".pid", "w") as pid:
+        pid.write(str(os.getpid()))
+    atexit.register(Path(out + ".atexit").write_text, "ran")
+    time.sleep(seconds)
+    with open(out, "w") as written:
+        written.write(f"code {code}")
+    if code:
+        sys.exit(code)
+
+
+def _command(tmp: Path, code: int, seconds: float = 0.0) -> list[str]:
+    container = _probe.component_spec.implementation.container
+    executor_input = {
+        "inputs": {"parameterValues": {"code": code, "seconds": seconds}},
+        "outputs": {"parameters": {"out": {"outputFile": str(tmp / "out")}}, "outputFile": str(tmp / "executor.json")},
+    }
+    args = [json.dumps(executor_input) if arg == "{{$}}" else arg for arg in container.args]
+    # as kfp.local's SubprocessTaskHandler hands it on: python3 replaced by this interpreter
+    return replace_python_executable([*container.command, *args], sys.executable)
+
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[warm_worker.WarmWorker]:
+    runtime = tmp_path_factory.mktemp("runtime")
+    saved = dict(os.environ)
+    os.environ.update(
+        {"XDG_RUNTIME_DIR": str(runtime), warm_worker.PRELOAD_VARIABLE: "kfp.dsl.executor_main", "WORKER_ONLY": "1"}
+    )
+    try:
+        started = warm_worker.connect(timeout=60)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    yield started
+    os.environ["XDG_RUNTIME_DIR"] = str(runtime)
+    try:
+        assert warm_worker.stop_all(), "the worker wrote no pid file to stop it by"
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.split("=")[0] in ("VAR", "CANARY", "CWD", "PATH1")]
+
+
+@pytest.mark.parametrize("code", [0, 2, 75])
+def test_a_task_in_the_worker_does_what_kfp_locals_subprocess_does(
+    worker: warm_worker.WarmWorker, code: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kfp.local import subprocess_task_handler
+
+    results = {}
+    for name, run in (("kfp-local", subprocess_task_handler.run_local_subprocess), ("warm", worker.run)):
+        folder = tmp_path / name
+        folder.mkdir()
+        assert warm_worker.is_lightweight_command(_command(folder, code))
+        returned = run(full_command=_command(folder, code), env_vars={"PROBE_VAR": name})
+        printed = capsys.readouterr().out
+        results[name] = (returned, _lines(printed), (folder / "out").read_text(), (folder / "out.atexit").read_text())
+    (subprocess_code, subprocess_lines, *subprocess_files), (warm_code, warm_lines, *warm_files) = results.values()
+    assert subprocess_code == warm_code == code
+    assert [line.replace("kfp-local", "warm") for line in subprocess_lines] == warm_lines
+    assert warm_lines[0] == "VAR=warm" and warm_lines[1] == "CANARY=<unset>", warm_lines  # the task's env, whole
+    assert warm_lines[2] == f"CWD={os.getcwd()}" and warm_lines[3] == f"PATH1={os.getcwd()}"
+    assert subprocess_files == warm_files == [f"code {code}", "ran"]
+    pid = int((tmp_path / "warm" / "out.pid").read_text())
+    assert pid != os.getpid() and pid != int((tmp_path / "kfp-local" / "out.pid").read_text())
+
+
+def test_a_client_that_goes_away_takes_its_task_with_it(worker: warm_worker.WarmWorker, tmp_path: Path) -> None:
+    request = {"argv": _command(tmp_path, 0, seconds=60), "env": dict(os.environ), "cwd": os.getcwd()}
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.connect(str(worker.path))
+        payload = json.dumps(request).encode()
+        conn.sendall(warm_worker._HEADER.pack(b"R", len(payload)) + payload)
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "out.pid").exists():
+            assert time.monotonic() < deadline, "the task never started"
+            time.sleep(0.05)
+        pid = int((tmp_path / "out.pid").read_text())
+        os.kill(pid, 0)  # positive control: the task runs while its client is there
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and b"Z" not in Path(f"/proc/{pid}/stat").read_bytes().split(b")")[-1][:3]:
+        assert time.monotonic() < deadline, "the task outlived its client"
+        time.sleep(0.05)
+    assert not (tmp_path / "out").exists()
+
+
+def test_any_other_command_runs_as_kfp_local_runs_it(
+    worker: warm_worker.WarmWorker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    command = ["sh", "-c", f"echo from-a-shell; echo $$ > {tmp_path / 'pid'}; exit 3"]
+    assert not warm_worker.is_lightweight_command(command)
+    assert worker.run(command, {}) == 3
+    assert "from-a-shell" in capsys.readouterr().out
+
+
+def test_a_runtime_folder_others_can_enter_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    folder = tmp_path / f"mlops-warm-{os.getuid()}"
+    folder.mkdir(mode=0o700)
+    assert warm_worker._directory() == folder  # positive control: the user's own 0700 folder is used
+    folder.chmod(0o755)
+    with pytest.raises(warm_worker.WarmUnavailable, match="0700"):
+        warm_worker.connect(timeout=5)
