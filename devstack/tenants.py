@@ -28,6 +28,7 @@ from typing import Any
 
 from components.environment import temporary_env
 from components.errors import ComponentError
+from components.platform.buckets import TENANT_BUCKETS
 from components.platform.readonly import (
     READER_REDIS_RULES,
     READER_VARIABLES,
@@ -42,7 +43,7 @@ from components.platform.settings import (  # the same on the cluster
 from devstack import process
 from devstack.pgbouncer import write_userlist
 from devstack.postgres import run_sql
-from devstack.stack import BUCKETS, PORT_SPAN, Stack
+from devstack.stack import PORT_SPAN, Stack
 
 __all__ = [
     "NAME",
@@ -110,9 +111,10 @@ def get_tenant(stack: Stack, name: str) -> Tenant:
 
 
 def s3_actions(name: str, broadened: bool = False) -> list[str]:
-    """The identity's actions: the tenant's prefix in every bucket (or, broadened, whole buckets)."""
+    """The identity's actions: the tenant's prefix in every tenant bucket (or, broadened, whole buckets);
+    never the database's backup bucket (components/platform/buckets.py BACKUPS), broadened or not."""
     scope = (lambda bucket: bucket) if broadened else (lambda bucket: f"{bucket}/{name}/*")
-    return [f"{action}:{scope(bucket)}" for bucket in BUCKETS for action in S3_ACTIONS]
+    return [f"{action}:{scope(bucket)}" for bucket in TENANT_BUCKETS for action in S3_ACTIONS]
 
 
 def write_s3_identities(stack: Stack, broadened: frozenset[str] = frozenset()) -> None:

@@ -46,6 +46,7 @@ __all__ = [
 KUBERNETES_VERSION = "1.32"
 CRD_FILES = {
     ("postgresql.cnpg.io", "Cluster"): "cnpg_postgresql.cnpg.io_clusters.yaml",
+    ("postgresql.cnpg.io", "ScheduledBackup"): "cnpg_postgresql.cnpg.io_scheduledbackups.yaml",
     ("monitoring.coreos.com", "PrometheusRule"): "promop_monitoring.coreos.com_prometheusrules.yaml",
     ("monitoring.coreos.com", "AlertmanagerConfig"): "promop_monitoring.coreos.com_alertmanagerconfigs.yaml",
     ("monitoring.coreos.com", "ServiceMonitor"): "promop_monitoring.coreos.com_servicemonitors.yaml",

@@ -163,6 +163,11 @@ def platform_manifests(manifests: Path = MANIFESTS) -> dict[Path, str]:
             rendered[folder / KFP_LAUNCHER_FILE] = launcher_header + _dump(kfp_launcher(tenant))
     tenants = [tenant for _, tenant in folders.values() if tenant]
     rendered[manifests / "base" / "postgres" / POSTGRES_ROLES_FILE] = header + _dump(postgres_roles(tenants))
+    from pipelines.backups import BACKUP_FILE, SCHEDULED_BACKUP_FILE, cluster_backup, scheduled_backup
+
+    backups_header = header.replace("pipelines/cluster.py", "pipelines/backups.py")
+    rendered[manifests / "base" / "postgres" / BACKUP_FILE] = backups_header + _dump(cluster_backup())
+    rendered[manifests / "base" / "postgres" / SCHEDULED_BACKUP_FILE] = backups_header + _dump(scheduled_backup())
     rendered[manifests / "base" / "mlflow" / MLFLOW_AUTH_FILE] = header + _dump(mlflow_auth_config())
     from pipelines.standard import IMAGE
     from pipelines.trainer import RUNTIMES, cluster_training_runtime

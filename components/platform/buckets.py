@@ -7,6 +7,11 @@ aborts them (components/artifacts.py), and this rule catches the keys nobody wri
 No rule expires an object: the decision log (`decisions`, each tenant's keys under <namespace>/,
 components/serving/decision_record.py) is what an audit, a complaint or a regulator asks for
 years later, so a bank keeps it; an expiry is its own decision, never a default here.
+
+One bucket is not a tenant's: `postgres-backups`, where CloudNativePG archives the registry's WAL
+and base backups (pipelines/backups.py). Only the database's own backup identity writes it, so it is
+in BUCKETS (created and given the lifecycle like the others) but not in TENANT_BUCKETS, the buckets
+a tenant's S3 identity is scoped into (devstack/tenants.py s3_actions; the cluster's tenant keys alike).
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ from typing import Any
 
 __all__ = [
     "ABORT_INCOMPLETE_UPLOADS_AFTER_DAYS",
+    "BACKUPS",
     "BUCKETS",
     "DECISIONS",
     "LIFECYCLE",
     "PIPELINE_ARTIFACTS",
+    "TENANT_BUCKETS",
     "ensure",
     "has_lifecycle",
 ]
@@ -29,9 +36,14 @@ the compiler reads the bucket list, so compiling imports no pyarrow."""
 PIPELINE_ARTIFACTS = "pipeline-artifacts"
 """Argo's artifact repository (each tenant's keys under <namespace>/); a TrainJob's nodes read and
 write their handed-over files there too (pipelines/argo.py)."""
-BUCKETS = ("mlflow-artifacts", "models", PIPELINE_ARTIFACTS, "feast-offline", DECISIONS)
+BACKUPS = "postgres-backups"
+"""The registry database's WAL archive and base backups (the CNPG Cluster's barmanObjectStore,
+pipelines/backups.py): written by the database's backup identity only, never by a tenant's key."""
+TENANT_BUCKETS = ("mlflow-artifacts", "models", PIPELINE_ARTIFACTS, "feast-offline", DECISIONS)
 """Every tenant's S3 identity is scoped to `<bucket>/<namespace>/*` in each of these (devstack/tenants.py;
 the cluster's tenant keys alike): the transformer writes the decision log under its own prefix only."""
+BUCKETS = (*TENANT_BUCKETS, BACKUPS)
+"""Every bucket of the platform: what the devstack and `mlops buckets ensure` create."""
 ABORT_INCOMPLETE_UPLOADS_AFTER_DAYS = 1
 LIFECYCLE: dict[str, Any] = {
     "Rules": [

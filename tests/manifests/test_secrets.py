@@ -65,6 +65,9 @@ def references(obj: dict[str, Any], namespace: str, where: str) -> Iterator[Refe
         for field in ("accessKeySecret", "secretKeySecret", "sessionTokenSecret", "userNameSecret", "passwordSecret"):
             if isinstance(ref := node.get(field), dict) and "key" in ref:  # Argo's (artifacts, persistence)
                 yield Reference(namespace, ref["name"], ref["key"], where)
+        for field in ("accessKeyId", "secretAccessKey", "sessionToken", "region"):  # CloudNativePG's s3Credentials
+            if isinstance(ref := node.get(field), dict) and "key" in ref:
+                yield Reference(namespace, ref["name"], ref["key"], where)
         secret = node.get("secret")  # a volume (secretName) or a projected volume's source (name)
         if isinstance(secret, dict) and id(secret) not in basic_auth:
             keys = [item["key"] for item in secret.get("items", [])] or [None]

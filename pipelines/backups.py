@@ -1,0 +1,137 @@
+"""The registry database's backups, declared once: CloudNativePG's WAL archive and nightly base backups
+to the object store, and the recovery Cluster that restores them to a point in time (issue 34 item 1).
+
+Why: the CNPG Cluster (manifests/base/postgres/) holds every registered version, alias, serving-history
+entry and lineage record, and every tenant's Feast registry; without a backup a lost volume or a bad
+migration loses them all. What is rendered here (`make golden` writes it beside cluster.yaml):
+- `backup.yaml`, a patch of the Cluster: `spec.backup.barmanObjectStore` (WAL archived continuously,
+  gzip-compressed, with PostgreSQL's archive_timeout of 5 minutes as CNPG sets it: the RPO) to
+  s3://<BACKUPS>/ on the platform's object store (the same endpoint every pod's ConfigMap names,
+  pipelines/cluster.cluster_settings), with its own credentials (BACKUP_SECRET, created out of band:
+  manifests/out-of-band-secrets.yaml) and the retention below;
+- `scheduled-backup.yaml`: a ScheduledBackup, nightly, owned by itself (`backupOwnerReference: self`),
+  so the Backup objects it makes are collected with it, not with the Cluster.
+`recovery_cluster` renders the Cluster a restore creates (`mlops restore-cluster`, docs/recovery.md):
+`bootstrap.recovery` from an `externalClusters` entry naming the same object store and server, to a
+`recoveryTarget.targetTime`; the restored Cluster archives under its own server name, because CNPG
+refuses to archive into a folder that already holds another cluster's WAL.
+
+The one source of the schedule and the retention is this module; the bucket's name is
+components/platform/buckets.py's; the endpoint is cluster_settings'.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from components.platform.buckets import BACKUPS
+from pipelines.cluster import PLATFORM_NAMESPACE, POSTGRES_CLUSTER, POSTGRES_IMAGE, cluster_settings
+
+__all__ = [
+    "BACKUP_FILE",
+    "BACKUP_SCHEDULE",
+    "BACKUP_SECRET",
+    "BACKUP_SECRET_KEYS",
+    "RECOVERY_SOURCE",
+    "RETENTION_POLICY",
+    "SCHEDULED_BACKUP_FILE",
+    "STALE_AFTER_HOURS",
+    "WAL_COMPRESSION",
+    "barman_object_store",
+    "cluster_backup",
+    "destination_path",
+    "recovery_cluster",
+    "scheduled_backup",
+]
+
+BACKUP_FILE = "backup.yaml"  # a patch of the Cluster (base/kustomization.yaml), beside roles.yaml
+SCHEDULED_BACKUP_FILE = "scheduled-backup.yaml"
+BACKUP_SCHEDULE = "0 0 2 * * *"
+"""Nightly at 02:00 UTC. CNPG's schedule has a seconds field first (six fields), unlike a CronJob's."""
+RETENTION_POLICY = "30d"
+"""Base backups and WAL older than the oldest backup still needed for 30 days of recovery are removed."""
+STALE_AFTER_HOURS = 26
+"""PostgresBackupStale fires when no backup succeeded for this long: a nightly schedule plus slack."""
+WAL_COMPRESSION = "gzip"
+BACKUP_SECRET = "postgres-backup-s3-credentials"
+"""The database's own S3 identity, granted the backup bucket only (never a tenant's key)."""
+BACKUP_SECRET_KEYS = ("access-key", "secret-key")
+RECOVERY_SOURCE = "backup-source"
+"""The externalClusters entry a recovery Cluster restores from."""
+
+
+def destination_path() -> str:
+    return f"s3://{BACKUPS}/"
+
+
+def barman_object_store(server_name: str = POSTGRES_CLUSTER) -> dict[str, Any]:
+    """Where the archive is: the backup bucket on the platform's object store, the database's own key.
+    `serverName` is the folder of one cluster's archive under the bucket."""
+    access, secret = BACKUP_SECRET_KEYS
+    return {
+        "destinationPath": destination_path(),
+        "endpointURL": cluster_settings().s3_endpoint,
+        "serverName": server_name,
+        "s3Credentials": {
+            "accessKeyId": {"name": BACKUP_SECRET, "key": access},
+            "secretAccessKey": {"name": BACKUP_SECRET, "key": secret},
+        },
+        "wal": {"compression": WAL_COMPRESSION, "maxParallel": 2},
+        "data": {"compression": WAL_COMPRESSION, "jobs": 2},
+    }
+
+
+def cluster_backup() -> dict[str, Any]:
+    """The patch of the platform's Cluster that turns on WAL archiving and base backups."""
+    return {
+        "apiVersion": "postgresql.cnpg.io/v1",
+        "kind": "Cluster",
+        "metadata": {"name": POSTGRES_CLUSTER, "namespace": PLATFORM_NAMESPACE},
+        "spec": {"backup": {"barmanObjectStore": barman_object_store(), "retentionPolicy": RETENTION_POLICY}},
+    }
+
+
+def scheduled_backup() -> dict[str, Any]:
+    return {
+        "apiVersion": "postgresql.cnpg.io/v1",
+        "kind": "ScheduledBackup",
+        "metadata": {
+            "name": f"{POSTGRES_CLUSTER}-nightly",
+            "namespace": PLATFORM_NAMESPACE,
+            "labels": {"app.kubernetes.io/part-of": "private-mlops"},
+        },
+        "spec": {
+            "schedule": BACKUP_SCHEDULE,
+            "backupOwnerReference": "self",
+            "cluster": {"name": POSTGRES_CLUSTER},
+            "method": "barmanObjectStore",
+            "immediate": True,  # the first base backup at once: WAL alone restores nothing
+        },
+    }
+
+
+def recovery_cluster(
+    target_time: dt.datetime | None, *, name: str = f"{POSTGRES_CLUSTER}-restore", storage: str = "50Gi"
+) -> dict[str, Any]:
+    """A new Cluster restored from the platform Cluster's archive: to `target_time` (aware, rendered in
+    UTC), or to the end of the archived WAL when it is None. It archives under its own name."""
+    recovery: dict[str, Any] = {"source": RECOVERY_SOURCE}
+    if target_time is not None:
+        if target_time.tzinfo is None:
+            raise ValueError("the target time needs a time zone (UTC: 2026-12-05T09:30:00+00:00)")
+        stamp = target_time.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")  # RFC 3339
+        recovery["recoveryTarget"] = {"targetTime": stamp}
+    return {
+        "apiVersion": "postgresql.cnpg.io/v1",
+        "kind": "Cluster",
+        "metadata": {"name": name, "namespace": PLATFORM_NAMESPACE},
+        "spec": {
+            "instances": 1,
+            "imageName": POSTGRES_IMAGE,
+            "storage": {"size": storage},
+            "bootstrap": {"recovery": recovery},
+            "externalClusters": [{"name": RECOVERY_SOURCE, "barmanObjectStore": barman_object_store()}],
+            "backup": {"barmanObjectStore": barman_object_store(name), "retentionPolicy": RETENTION_POLICY},
+        },
+    }

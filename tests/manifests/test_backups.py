@@ -1,0 +1,136 @@
+"""The registry database's backups (issue 34 item 1): the CNPG Cluster's barmanObjectStore and the nightly
+ScheduledBackup as every overlay renders them, the recovery Cluster a restore creates, each validated by
+mlops lint's own checker against the CNPG CRDs in $MLOPS_SCHEMAS_DIR; the names they share derived from
+one place each; and no tenant's S3 identity reaching the backup bucket."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import fnmatch
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from components.platform.buckets import BACKUPS, BUCKETS, TENANT_BUCKETS
+from pipelines import backups
+from pipelines.cluster import POSTGRES_CLUSTER, cluster_settings
+from tests.conftest import REPO
+from tests.rendered_manifests import render
+
+MANIFESTS = REPO / "manifests"
+
+
+@pytest.fixture(scope="module")
+def overlays(schemas_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    return {name: render(MANIFESTS / "overlays" / name) for name in ("dev", "prod")}
+
+
+def _one(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    found = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert len(found) == 1, (kind, name, len(found))
+    return found[0]
+
+
+def test_every_overlay_archives_the_cluster_to_the_backup_bucket_and_backs_it_up_nightly(
+    overlays: dict[str, list[dict[str, Any]]],
+) -> None:
+    from mlops.lint import check
+
+    for name, objects in overlays.items():
+        cluster = _one(objects, "Cluster", POSTGRES_CLUSTER)
+        backup = cluster["spec"]["backup"]
+        store = backup["barmanObjectStore"]
+        assert store["destinationPath"] == f"s3://{BACKUPS}/", name
+        assert store["endpointURL"] == cluster_settings().s3_endpoint  # where every pod reaches the store
+        assert store["wal"]["compression"] == "gzip" and store["serverName"] == POSTGRES_CLUSTER
+        credentials = store["s3Credentials"]
+        assert {credentials["accessKeyId"]["name"], credentials["secretAccessKey"]["name"]} == {backups.BACKUP_SECRET}
+        assert backup["retentionPolicy"] == backups.RETENTION_POLICY
+        assert cluster["spec"]["managed"]["roles"] and cluster["spec"]["bootstrap"]["initdb"]  # merged, not replaced
+        scheduled = _one(objects, "ScheduledBackup", f"{POSTGRES_CLUSTER}-nightly")["spec"]
+        assert scheduled["cluster"] == {"name": POSTGRES_CLUSTER} and scheduled["method"] == "barmanObjectStore"
+        assert scheduled["backupOwnerReference"] == "self" and scheduled["schedule"] == backups.BACKUP_SCHEDULE
+        assert len(scheduled["schedule"].split()) == 6  # CNPG's cron has seconds first: nightly, not every minute
+        for obj in (cluster, _one(objects, "ScheduledBackup", f"{POSTGRES_CLUSTER}-nightly")):
+            assert check(obj) is None, (name, obj["kind"], check(obj))
+
+
+def test_the_crd_check_refuses_a_wrong_backup(overlays: dict[str, list[dict[str, Any]]]) -> None:
+    """The negative controls: the same checker refuses a bad retention, a misspelt field, an unknown owner."""
+    from mlops.lint import check
+
+    cluster = _one(overlays["prod"], "Cluster", POSTGRES_CLUSTER)
+    wrong = copy.deepcopy(cluster)
+    wrong["spec"]["backup"]["retentionPolicy"] = "30 days"
+    assert "retentionPolicy" in str(check(wrong))
+    wrong = copy.deepcopy(cluster)
+    wrong["spec"]["backup"]["barmanObjectStore"]["walCompression"] = "gzip"
+    assert "walCompression" in str(check(wrong))
+    scheduled = copy.deepcopy(_one(overlays["prod"], "ScheduledBackup", f"{POSTGRES_CLUSTER}-nightly"))
+    scheduled["spec"]["backupOwnerReference"] = "me"
+    assert "backupOwnerReference" in str(check(scheduled))
+
+
+def test_the_generated_files_are_the_renderers_output() -> None:
+    folder = MANIFESTS / "base" / "postgres"
+    assert yaml.safe_load((folder / backups.BACKUP_FILE).read_text()) == backups.cluster_backup()
+    assert yaml.safe_load((folder / backups.SCHEDULED_BACKUP_FILE).read_text()) == backups.scheduled_backup()
+    kustomization = yaml.safe_load((MANIFESTS / "base" / "kustomization.yaml").read_text())
+    assert f"postgres/{backups.SCHEDULED_BACKUP_FILE}" in kustomization["resources"]
+    assert {"path": f"postgres/{backups.BACKUP_FILE}"} in kustomization["patches"]
+
+
+def test_the_recovery_cluster_restores_the_same_archive_to_a_point_in_time(schemas_dir: Path) -> None:
+    from mlops.lint import check
+
+    when = dt.datetime(2026, 12, 5, 9, 30, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    restored = backups.recovery_cluster(when)
+    assert check(restored) is None, check(restored)
+    spec = restored["spec"]
+    recovery = spec["bootstrap"]["recovery"]
+    assert recovery["recoveryTarget"] == {"targetTime": "2026-12-05T08:30:00Z"}  # in UTC
+    source = next(c for c in spec["externalClusters"] if c["name"] == recovery["source"])
+    assert source["barmanObjectStore"] == backups.cluster_backup()["spec"]["backup"]["barmanObjectStore"]
+    # it archives under its own name: CNPG refuses a destination holding another cluster's WAL
+    assert spec["backup"]["barmanObjectStore"]["serverName"] == restored["metadata"]["name"] != POSTGRES_CLUSTER
+    assert "recoveryTarget" not in backups.recovery_cluster(None)["spec"]["bootstrap"]["recovery"]  # latest
+    with pytest.raises(ValueError, match="time zone"):
+        backups.recovery_cluster(dt.datetime(2026, 12, 5, 9, 30))
+    wrong = copy.deepcopy(restored)
+    wrong["spec"]["bootstrap"]["recovery"]["recoveryTarget"]["targetTimestamp"] = "x"
+    assert "targetTimestamp" in str(check(wrong))
+
+
+def test_the_backup_secret_is_created_out_of_band_with_the_keys_the_cluster_reads() -> None:
+    rows = yaml.safe_load((MANIFESTS / "out-of-band-secrets.yaml").read_text())["secrets"]
+    row = next(r for r in rows if r["name"] == backups.BACKUP_SECRET)
+    assert row["namespace"] == "mlops" and tuple(row["keys"]) == backups.BACKUP_SECRET_KEYS
+    store = backups.barman_object_store()["s3Credentials"]
+    assert (store["accessKeyId"]["key"], store["secretAccessKey"]["key"]) == backups.BACKUP_SECRET_KEYS
+
+
+def _granted(actions: list[str], verb: str, key: str) -> bool:
+    """Whether SeaweedFS's identity actions allow `verb` on `bucket/key`: `<Verb>:<bucket>/<prefix>/*`
+    under the prefix, `<Verb>:<bucket>` (no slash) the whole bucket."""
+    patterns = [action if "/" in action else f"{action}/*" for action in actions]
+    return any(fnmatch.fnmatchcase(f"{verb}:{key}", pattern) for pattern in patterns)
+
+
+def test_no_tenant_key_reaches_the_backup_bucket() -> None:
+    """The backup bucket is created with the others but is no tenant's: neither a tenant's own prefix in
+    it nor, broadened on purpose (the isolation check's control), the whole bucket."""
+    from devstack.tenants import s3_actions
+
+    assert BACKUPS in BUCKETS and BACKUPS not in TENANT_BUCKETS
+    for tenant in ("fraud", "pricing"):
+        for broadened in (False, True):
+            actions = s3_actions(tenant, broadened=broadened)
+            for verb in ("Read", "Write", "List"):
+                assert not _granted(actions, verb, f"{BACKUPS}/{tenant}/base/x.tar"), (tenant, broadened, verb)
+                assert not _granted(actions, verb, f"{BACKUPS}/{POSTGRES_CLUSTER}/wals/0001"), (tenant, verb)
+        # positive control: the same matcher grants the tenant its own prefix of a tenant bucket
+        assert _granted(s3_actions(tenant), "Write", f"models/{tenant}/fraud-detector/v1/config.pbtxt")
+        assert not _granted(s3_actions(tenant), "Write", "models/other/fraud-detector/v1/config.pbtxt")
