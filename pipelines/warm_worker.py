@@ -92,6 +92,7 @@ IDLE_VARIABLE = "MLOPS_WARM_IDLE_SECONDS"
 _IDLE_DEFAULT = 900
 _START_SECONDS = 180.0
 _COMPONENTS_VARIABLE = "MLOPS_WARM_COMPONENTS"
+_SOCKET_PATH_MAX = 100  # Linux's sun_path holds 108 bytes; the worker binds `<socket>.<pid>` first
 _EXECUTOR = "kfp.dsl.executor_main"
 _HEADER = struct.Struct("!cI")
 
@@ -236,6 +237,8 @@ def connect(timeout: float = _START_SECONDS) -> WarmWorker:
     folder = _directory()
     key = _key()
     path = folder / f"{key}.sock"
+    if len(os.fsencode(f"{path}.{os.getpid()}")) > _SOCKET_PATH_MAX:
+        raise WarmUnavailable(f"{folder} is too deep for a Unix socket's path; set XDG_RUNTIME_DIR to a short folder")
     if _alive(path):
         return WarmWorker(path)
     with open(folder / f"{key}.lock", "w") as lock:

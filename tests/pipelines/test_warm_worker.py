@@ -7,6 +7,7 @@ kfp reads the component's annotations as types."""
 
 import json
 import os
+import shutil
 import socket
 import sys
 import time
@@ -54,8 +55,10 @@ def _command(tmp: Path, code: int, seconds: float = 0.0) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[warm_worker.WarmWorker]:
-    runtime = tmp_path_factory.mktemp("runtime")
+def worker() -> Iterator[warm_worker.WarmWorker]:
+    import tempfile
+
+    runtime = tempfile.mkdtemp(dir="/tmp")  # short: a Unix socket's path holds 108 bytes
     saved = dict(os.environ)
     os.environ.update(
         {"XDG_RUNTIME_DIR": str(runtime), warm_worker.PRELOAD_VARIABLE: "kfp.dsl.executor_main", "WORKER_ONLY": "1"}
@@ -72,6 +75,7 @@ def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[warm_worker.War
     finally:
         os.environ.clear()
         os.environ.update(saved)
+        shutil.rmtree(runtime, ignore_errors=True)
 
 
 def _lines(output: str) -> list[str]:
@@ -137,4 +141,36 @@ def test_a_runtime_folder_others_can_enter_is_refused(tmp_path: Path, monkeypatc
     assert warm_worker._directory() == folder  # positive control: the user's own 0700 folder is used
     folder.chmod(0o755)
     with pytest.raises(warm_worker.WarmUnavailable, match="0700"):
+        warm_worker.connect(timeout=5)
+
+
+def test_new_code_gets_a_new_worker_and_the_old_one_is_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    import pipelines.caching
+
+    runtime = tempfile.mkdtemp(dir="/tmp")  # short: a Unix socket's path holds 108 bytes
+    monkeypatch.setenv("XDG_RUNTIME_DIR", runtime)
+    monkeypatch.setenv(warm_worker.PRELOAD_VARIABLE, "kfp.dsl.executor_main")
+    first = warm_worker.connect(timeout=60)
+    assert warm_worker.connect(timeout=60).path == first.path  # positive control: the same code, the same worker
+    old_pid = int(first.path.with_suffix(".pid").read_text())
+    monkeypatch.setattr(pipelines.caching, "code_fingerprint", lambda repo=None: "an edit")
+    second = warm_worker.connect(timeout=60)
+    try:
+        assert second.path != first.path and second.path.name.split("-")[0] == first.path.name.split("-")[0]
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{old_pid}").exists() and b") Z" not in Path(f"/proc/{old_pid}/stat").read_bytes():
+            assert time.monotonic() < deadline, "the worker for the old code was left running"
+            time.sleep(0.05)
+    finally:
+        warm_worker.stop_all()
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
+def test_a_runtime_folder_too_deep_for_a_socket_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    deep = tmp_path / ("d" * 90)
+    deep.mkdir()
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(deep))
+    with pytest.raises(warm_worker.WarmUnavailable, match="too deep"):
         warm_worker.connect(timeout=5)
