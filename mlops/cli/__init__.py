@@ -27,6 +27,8 @@ generated from the code by `python -m mlops.docs_index`: cli
                    a raw file checked against a pipeline's suite and data contract before a run
     scaffold.py    new, data
                    a new pipeline folder from a reference one, and a pipeline's synthetic dataset
+    recovery.py    verify, restore-cluster
+                   every registered version checked whole, and the registry database restored
 
 Building the parser imports these modules only (each imports its libraries inside its handlers),
 and `mlops step`'s flags, derived from the components' signatures, are built only for `mlops step`.
@@ -56,6 +58,7 @@ GROUPS = (
     "checks",
     "inputs",
     "scaffold",
+    "recovery",
 )
 
 
