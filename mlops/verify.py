@@ -32,6 +32,7 @@ __all__ = [
     "FAILED",
     "MISSING",
     "NOT_PUBLISHED",
+    "NOT_RECORDED",
     "NOT_RETAINED",
     "OK",
     "STEP",
@@ -48,6 +49,8 @@ NOT_RETAINED = "NOT RETAINED"
 """A dataset the lineage names that is no longer where it was read: reported, not a failure."""
 NOT_PUBLISHED = "NOT PUBLISHED"
 """A version never rolled out has no serving copy: reported, not a failure."""
+NOT_RECORDED = "NOT RECORDED"
+"""A version registered before lineage was recorded: no datasets to check, reported, not a failure."""
 FAILED = (MISSING, CORRUPT)
 
 
@@ -102,7 +105,7 @@ def _artifact(mlflow: MlflowClient, record: ModelVersion) -> tuple[Check, str]:
             raise
         return Check("artifact", MISSING, f"{where}'s run {record.run_id} is gone from the tracking store", retrain), ""
     restore = (
-        f"restore the object from the bucket's previous version (docs/recovery.md) so it hashes to {registered}, "
+        f"restore the object (its previous object version, or a copy; docs/recovery.md) so it hashes to {registered}, "
         f"or {retrain}"
     )
     metadata = f"{root}/model/metadata.json"
@@ -150,7 +153,7 @@ def _datasets(model: str, version: int) -> list[Check]:
     try:
         chain = read_lineage(model, version=version)
     except ComponentError as error:
-        return [Check("lineage", NOT_RETAINED, error.problem)]  # registered before lineage was recorded
+        return [Check("lineage", NOT_RECORDED, error.problem)]  # registered before lineage was recorded
     checks = []
     for record in chain["datasets"]:
         what = f"dataset {record['name']}"

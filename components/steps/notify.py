@@ -48,7 +48,10 @@ __all__ = [
     "KIND",
     "RUN_FAILED",
     "STEP",
+    "VERIFY_COMPLETED",
+    "VERIFY_FAILED",
     "deliver",
+    "deliver_verification",
     "failed_nodes",
     "failed_step_names",
     "notify",
@@ -59,11 +62,15 @@ STEP = "notify"
 JOB = "mlops-notice"
 GATE_FAILED = "mlops_gate_failed_timestamp_seconds"
 RUN_FAILED = "mlops_run_failed_timestamp_seconds"
+VERIFY_FAILED = "mlops_registry_verify_failed"
+VERIFY_COMPLETED = "mlops_registry_verify_completed_timestamp_seconds"
 HELP = {
     GATE_FAILED: "When the pipeline's candidate last failed its gate (nothing was registered or promoted).",
     RUN_FAILED: "When a run of the pipeline last ended Failed or Error (the exit handler's notice).",
+    VERIFY_FAILED: "1 for each registered version `mlops verify` last found MISSING or CORRUPT (mlops/verify.py).",
+    VERIFY_COMPLETED: "When `mlops verify --push` last walked the registry to the end.",
 }
-KIND = {GATE_FAILED: "gate-failed", RUN_FAILED: "run-failed"}
+KIND = {GATE_FAILED: "gate-failed", RUN_FAILED: "run-failed", VERIFY_FAILED: "registry-verify"}
 """The push group's `kind`: a gate failure and a run failure do not replace each other."""
 
 
@@ -81,6 +88,25 @@ def deliver(metric: str, labels: dict[str, str], *, namespace: str, pipeline: st
     Gauge(metric, HELP[metric], list(labels), registry=collectors).labels(**labels).set(at.timestamp())
     grouping = {"pipeline": pipeline, "kind": KIND[metric]}
     pushgateway_client.push(step, url, job=JOB, grouping=grouping, registry=collectors, what="the owner's notice")
+    return url
+
+
+def deliver_verification(failed: list[tuple[str, int, str]], *, at: datetime, step: str = "verify") -> str:
+    """Push `mlops verify`'s result: one VERIFY_FAILED series per (model, version, status) not whole, and
+    when the walk ended. One group (kind registry-verify) replaced whole by each run, so a version made
+    whole again stops alerting; "" with no Pushgateway configured."""
+    url = services.settings().pushgateway_url
+    if not url:
+        return ""
+    from prometheus_client import CollectorRegistry, Gauge
+
+    collectors = CollectorRegistry()
+    gauge = Gauge(VERIFY_FAILED, HELP[VERIFY_FAILED], ["model", "version", "status"], registry=collectors)
+    for model, version, status in failed:
+        gauge.labels(model=model, version=str(version), status=status).set(1)
+    Gauge(VERIFY_COMPLETED, HELP[VERIFY_COMPLETED], registry=collectors).set(at.timestamp())
+    grouping = {"kind": KIND[VERIFY_FAILED]}
+    pushgateway_client.push(step, url, job=JOB, grouping=grouping, registry=collectors, what="the registry check")
     return url
 
 

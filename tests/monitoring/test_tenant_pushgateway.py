@@ -196,7 +196,8 @@ def test_one_source_for_the_families_the_scrape_keeps_and_who_scrapes() -> None:
     `prometheus` endpoint is the one the NetworkPolicy admits."""
     from components.steps import drift_metrics, notify
 
-    assert set(pushed_families()) == {*drift_metrics.METRICS, notify.GATE_FAILED, notify.RUN_FAILED}
+    notices = {notify.GATE_FAILED, notify.RUN_FAILED, notify.VERIFY_FAILED, notify.VERIFY_COMPLETED}
+    assert set(pushed_families()) == {*drift_metrics.METRICS, *notices}
     (keep, drop) = metric_relabelings()
     assert all(re.fullmatch(keep.regex, name) for name in pushed_families())
     assert not re.fullmatch(keep.regex, "push_time_seconds") and re.fullmatch(drop.regex, "exported_namespace")
