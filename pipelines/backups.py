@@ -9,6 +9,8 @@ migration loses them all. What is rendered here (`make golden` writes it beside 
   s3://<BACKUPS>/ on the platform's object store (the same endpoint every pod's ConfigMap names,
   pipelines/cluster.cluster_settings), with its own credentials (BACKUP_SECRET, created out of band:
   manifests/out-of-band-secrets.yaml) and the retention below;
+  The patch also turns on the operator's PodMonitor, so Prometheus reads the backup metrics
+  (`cnpg_collector_last_available_backup_timestamp`) that PostgresBackupStale alerts on;
 - `scheduled-backup.yaml`: a ScheduledBackup, nightly, owned by itself (`backupOwnerReference: self`),
   so the Backup objects it makes are collected with it, not with the Cluster.
 `recovery_cluster` renders the Cluster a restore creates (`mlops restore-cluster`, docs/recovery.md):
@@ -88,7 +90,12 @@ def cluster_backup() -> dict[str, Any]:
         "apiVersion": "postgresql.cnpg.io/v1",
         "kind": "Cluster",
         "metadata": {"name": POSTGRES_CLUSTER, "namespace": PLATFORM_NAMESPACE},
-        "spec": {"backup": {"barmanObjectStore": barman_object_store(), "retentionPolicy": RETENTION_POLICY}},
+        "spec": {
+            "backup": {"barmanObjectStore": barman_object_store(), "retentionPolicy": RETENTION_POLICY},
+            # the operator's PodMonitor: Prometheus scrapes each instance's exporter (9187) for
+            # cnpg_collector_last_available_backup_timestamp, which PostgresBackupStale reads
+            "monitoring": {"enablePodMonitor": True},
+        },
     }
 
 

@@ -191,3 +191,16 @@ def test_push_sends_each_failed_version_and_the_end_of_the_walk(
     assert f'mlops_registry_verify_failed{{model="{MODEL}",status="CORRUPT",version="1"}} 1.0' in body
     assert f'mlops_registry_verify_failed{{model="{MODEL}",status="MISSING",version="2"}} 1.0' in body
     assert "mlops_registry_verify_completed_timestamp_seconds " in body and "namespace" not in body
+
+
+def test_the_alerts_read_what_verify_pushes() -> None:
+    """The rules read notify.py's families (the one source); their promtool cases are the "recovery" group."""
+    import yaml
+
+    from components.steps import notify
+    from tests.conftest import REPO
+
+    rules = yaml.safe_load((REPO / "manifests" / "monitoring" / "prometheus-rules.yaml").read_text())
+    expr = {rule["alert"]: rule["expr"] for group in rules["spec"]["groups"] for rule in group["rules"]}
+    assert f"{notify.VERIFY_FAILED}{{" in expr["RegistryVerifyFailed"]
+    assert f"{notify.VERIFY_COMPLETED}{{" in expr["RegistryVerifyStale"]

@@ -134,3 +134,14 @@ def test_no_tenant_key_reaches_the_backup_bucket() -> None:
         # positive control: the same matcher grants the tenant its own prefix of a tenant bucket
         assert _granted(s3_actions(tenant), "Write", f"models/{tenant}/fraud-detector/v1/config.pbtxt")
         assert not _granted(s3_actions(tenant), "Write", "models/other/fraud-detector/v1/config.pbtxt")
+
+
+def test_the_backup_alert_reads_cnpgs_backup_metric_at_the_declared_staleness() -> None:
+    """PostgresBackupStale reads the exporter the Cluster's PodMonitor scrapes, at STALE_AFTER_HOURS; its
+    promtool case (tests/monitoring/prometheus-rules.test.yaml, "recovery") shows it quiet and firing."""
+    rules = yaml.safe_load((MANIFESTS / "monitoring" / "prometheus-rules.yaml").read_text())
+    expr = {rule["alert"]: rule["expr"] for group in rules["spec"]["groups"] for rule in group["rules"]}
+    stale = expr["PostgresBackupStale"]
+    assert "cnpg_collector_last_available_backup_timestamp{" in stale and 'namespace="mlops"' in stale
+    assert stale.endswith(f"> {backups.STALE_AFTER_HOURS} * 3600")
+    assert backups.cluster_backup()["spec"]["monitoring"] == {"enablePodMonitor": True}

@@ -33,6 +33,9 @@ ALERTS = {
     "CronWorkflowMissedSchedule",
     "FeastMaterializationStale",
     "MLflowServerErrors",
+    "PostgresBackupStale",
+    "RegistryVerifyFailed",
+    "RegistryVerifyStale",
 }
 
 
