@@ -14,9 +14,11 @@ migration loses them all. What is rendered here (`make golden` writes it beside 
 - `scheduled-backup.yaml`: a ScheduledBackup, nightly, owned by itself (`backupOwnerReference: self`),
   so the Backup objects it makes are collected with it, not with the Cluster.
 `recovery_cluster` renders the Cluster a restore creates (`mlops restore-cluster`, docs/recovery.md):
-`bootstrap.recovery` from an `externalClusters` entry naming the same object store and server, to a
-`recoveryTarget.targetTime`; the restored Cluster archives under its own server name, because CNPG
-refuses to archive into a folder that already holds another cluster's WAL.
+`bootstrap.recovery` from an `externalClusters` entry naming the same object store and the live
+archive (ARCHIVE_SERVER), to a `recoveryTarget.targetTime`. The restored Cluster archives under a new
+server name (a new generation of the archive), because CNPG refuses to archive into a folder that
+already holds another timeline's WAL ("Expected empty archive"); after a restore ARCHIVE_SERVER is set
+to that name (docs/recovery.md), so the rendered Cluster keeps archiving where the restored one does.
 
 The one source of the schedule and the retention is this module; the bucket's name is
 components/platform/buckets.py's; the endpoint is cluster_settings'.
@@ -31,6 +33,7 @@ from components.platform.buckets import BACKUPS
 from pipelines.cluster import PLATFORM_NAMESPACE, POSTGRES_CLUSTER, POSTGRES_IMAGE, cluster_settings
 
 __all__ = [
+    "ARCHIVE_SERVER",
     "BACKUP_FILE",
     "BACKUP_SCHEDULE",
     "BACKUP_SECRET",
@@ -61,13 +64,16 @@ BACKUP_SECRET = "postgres-backup-s3-credentials"
 BACKUP_SECRET_KEYS = ("access-key", "secret-key")
 RECOVERY_SOURCE = "backup-source"
 """The externalClusters entry a recovery Cluster restores from."""
+ARCHIVE_SERVER = POSTGRES_CLUSTER
+"""The live generation of the archive: its folder under the bucket (barman's serverName). A restore
+starts a new generation; set this to the name `mlops restore-cluster` archived under, then `make golden`."""
 
 
 def destination_path() -> str:
     return f"s3://{BACKUPS}/"
 
 
-def barman_object_store(server_name: str = POSTGRES_CLUSTER) -> dict[str, Any]:
+def barman_object_store(server_name: str = ARCHIVE_SERVER) -> dict[str, Any]:
     """Where the archive is: the backup bucket on the platform's object store, the database's own key.
     `serverName` is the folder of one cluster's archive under the bucket."""
     access, secret = BACKUP_SECRET_KEYS
@@ -119,16 +125,25 @@ def scheduled_backup() -> dict[str, Any]:
 
 
 def recovery_cluster(
-    target_time: dt.datetime | None, *, name: str = f"{POSTGRES_CLUSTER}-restore", storage: str = "50Gi"
+    target_time: dt.datetime | None,
+    *,
+    name: str = POSTGRES_CLUSTER,
+    archive_as: str = "",
+    storage: str = "50Gi",
 ) -> dict[str, Any]:
-    """A new Cluster restored from the platform Cluster's archive: to `target_time` (aware, rendered in
-    UTC), or to the end of the archived WAL when it is None. It archives under its own name."""
+    """A Cluster restored from the live archive (ARCHIVE_SERVER): to `target_time` (aware, rendered in UTC),
+    or to the end of the archived WAL when it is None. By default it takes the platform Cluster's name, so
+    its Services, PgBouncer, the NetworkPolicies and the roles patch apply to it unchanged; it archives as
+    `archive_as` (default: `<name>-<UTC now, to the minute>`), never into the archive it restores from."""
     recovery: dict[str, Any] = {"source": RECOVERY_SOURCE}
     if target_time is not None:
         if target_time.tzinfo is None:
             raise ValueError("the target time needs a time zone (UTC: 2026-12-05T09:30:00+00:00)")
         stamp = target_time.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")  # RFC 3339
         recovery["recoveryTarget"] = {"targetTime": stamp}
+    archive_as = archive_as or f"{name}-{dt.datetime.now(dt.UTC):%Y%m%d%H%M}"
+    if archive_as == ARCHIVE_SERVER:
+        raise ValueError(f"the restored Cluster cannot archive into the archive it restores from ({ARCHIVE_SERVER})")
     return {
         "apiVersion": "postgresql.cnpg.io/v1",
         "kind": "Cluster",
@@ -139,6 +154,6 @@ def recovery_cluster(
             "storage": {"size": storage},
             "bootstrap": {"recovery": recovery},
             "externalClusters": [{"name": RECOVERY_SOURCE, "barmanObjectStore": barman_object_store()}],
-            "backup": {"barmanObjectStore": barman_object_store(name), "retentionPolicy": RETENTION_POLICY},
+            "backup": {"barmanObjectStore": barman_object_store(archive_as), "retentionPolicy": RETENTION_POLICY},
         },
     }

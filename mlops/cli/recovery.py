@@ -41,7 +41,12 @@ def register(sub: Any, argv: list[str]) -> None:
     target = restore.add_mutually_exclusive_group(required=True)
     target.add_argument("--to", metavar="TIME", help="the point in time, ISO 8601 with its zone (2026-12-05T09:30Z)")
     target.add_argument("--latest", action="store_true", help="to the end of the archived WAL")
-    restore.add_argument("--name", default="mlops-postgres-restore", help="the new Cluster's name")
+    restore.add_argument(
+        "--name", default="mlops-postgres", help="the restored Cluster's name (default: the platform's)"
+    )
+    restore.add_argument(
+        "--archive-as", default="", metavar="SERVER", help="its archive's new server name (default: <name>-<UTC now>)"
+    )
     restore.set_defaults(handler=_restore_cluster, validate=_target_time)
 
 
@@ -92,5 +97,11 @@ def _restore_cluster(args: argparse.Namespace) -> int:
 
     from pipelines.backups import recovery_cluster
 
-    print(yaml.safe_dump(recovery_cluster(_target_time(args), name=args.name), sort_keys=False), end="")
+    try:
+        cluster = recovery_cluster(_target_time(args), name=args.name, archive_as=args.archive_as)
+    except ValueError as error:
+        from components.errors import ComponentError
+
+        raise ComponentError("restore-cluster", str(error), "pick another --archive-as (or leave it out)") from error
+    print(yaml.safe_dump(cluster, sort_keys=False), end="")
     return 0

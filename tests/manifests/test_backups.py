@@ -94,11 +94,18 @@ def test_the_recovery_cluster_restores_the_same_archive_to_a_point_in_time(schem
     assert recovery["recoveryTarget"] == {"targetTime": "2026-12-05T08:30:00Z"}  # in UTC
     source = next(c for c in spec["externalClusters"] if c["name"] == recovery["source"])
     assert source["barmanObjectStore"] == backups.cluster_backup()["spec"]["backup"]["barmanObjectStore"]
-    # it archives under its own name: CNPG refuses a destination holding another cluster's WAL
-    assert spec["backup"]["barmanObjectStore"]["serverName"] == restored["metadata"]["name"] != POSTGRES_CLUSTER
+    assert source["barmanObjectStore"]["serverName"] == backups.ARCHIVE_SERVER  # the live generation
+    # it takes the platform's name (its Services, PgBouncer, policies, roles apply) and archives as a new
+    # generation: CNPG refuses a destination holding another timeline's WAL
+    assert restored["metadata"]["name"] == POSTGRES_CLUSTER
+    archived = spec["backup"]["barmanObjectStore"]["serverName"]
+    assert archived.startswith(f"{POSTGRES_CLUSTER}-") and archived != backups.ARCHIVE_SERVER
+    assert backups.recovery_cluster(when, archive_as="g2")["spec"]["backup"]["barmanObjectStore"]["serverName"] == "g2"
     assert "recoveryTarget" not in backups.recovery_cluster(None)["spec"]["bootstrap"]["recovery"]  # latest
     with pytest.raises(ValueError, match="time zone"):
         backups.recovery_cluster(dt.datetime(2026, 12, 5, 9, 30))
+    with pytest.raises(ValueError, match="cannot archive into the archive it restores from"):
+        backups.recovery_cluster(when, archive_as=backups.ARCHIVE_SERVER)
     wrong = copy.deepcopy(restored)
     wrong["spec"]["bootstrap"]["recovery"]["recoveryTarget"]["targetTimestamp"] = "x"
     assert "targetTimestamp" in str(check(wrong))
