@@ -152,3 +152,28 @@ def test_the_backup_alert_reads_cnpgs_backup_metric_at_the_declared_staleness() 
     assert "cnpg_collector_last_available_backup_timestamp{" in stale and 'namespace="mlops"' in stale
     assert stale.endswith(f"> {backups.STALE_AFTER_HOURS} * 3600")
     assert backups.cluster_backup()["spec"]["monitoring"] == {"enablePodMonitor": True}
+
+
+def test_the_restore_command_docs_recovery_gives_prints_a_valid_recovery_cluster(
+    schemas_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/recovery.md's `mlops restore-cluster` line, run as written (without its redirection), prints the
+    recovery Cluster: valid against the CRD, to the documented time, from the live archive."""
+    import shlex
+
+    from mlops.cli import main
+    from mlops.lint import check
+
+    text = (REPO / "docs" / "recovery.md").read_text()
+    [line] = [line.strip() for line in text.splitlines() if line.strip().startswith("mlops restore-cluster")]
+    argv = shlex.split(line.split(" > ")[0])[1:]
+    capsys.readouterr()
+    assert main(argv) == 0
+    restored = yaml.safe_load(capsys.readouterr().out)
+    assert check(restored) is None, check(restored)
+    target = argv[argv.index("--to") + 1]
+    expected = dt.datetime.fromisoformat(target).astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    assert restored["spec"]["bootstrap"]["recovery"]["recoveryTarget"]["targetTime"] == expected
+    assert restored["spec"]["externalClusters"][0]["barmanObjectStore"]["serverName"] == backups.ARCHIVE_SERVER
+    assert main(["restore-cluster", "--to", "2026-12-05T09:30"]) == 2  # no zone: refused, nothing printed
+    assert capsys.readouterr().out == ""
