@@ -226,6 +226,8 @@ class HistoryEntry:
     reason: str = ""
     namespace: str = ""
     applied: str = ""  # how it reached the cluster: kubernetes | gitops:<path>
+    signed_off_by: str = ""  # production: who signed the version off (never its trainer)
+    evidence: dict[str, Any] = field(default_factory=dict)  # what decided it: a canary analysis's figures
     at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
 
     @classmethod
