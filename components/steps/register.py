@@ -225,6 +225,7 @@ def register(
             "pipeline": pipeline,
             "model_type": meta["model_type"],
             **({"git_commit": git_commit} if git_commit else {}),
+            "mlflow.user": model_registry.who(),  # who trained it: production sign-off must be someone else
         }
         services.check_tracking_server(STEP, uri)
         try:
