@@ -38,6 +38,8 @@ from components.steps.promote import (
     publish_repository,
     render_inference_service,
 )
+from components.steps.promote_canary import is_standard, standard_service
+from components.steps.promote_signoff import check_sign_off
 from components.steps.serving_authorization import serving_objects
 from mlops.admission import POLICY_DIR, PolicySet
 
@@ -160,6 +162,8 @@ class Request:
     decision_threshold: float = 0.5
     transformer: TransformerSettings | None = None
     """The scoring transformer in front of the predictor (components.config.transformer_settings)."""
+    evidence: dict[str, Any] | None = None
+    """What decided this step, recorded with it (a canary analysis's figures: mlops promote --analyze)."""
 
 
 @dataclass(kw_only=True)
@@ -264,26 +268,32 @@ def execute(request: Request, target: Target) -> Outcome:
     check_traffic_split(mode, canary_percent if request.action == "canary" else None)
     check_replicas(settings.min_replicas, settings.gpu)
 
-    registration, model_bytes = model_registry.load_registration(mlflow, request.model, rendered_version)
-    root = request.serving_root or services.serving_root("promote")
-    storage_uri = publish_repository(
-        registration, model_bytes, root, gpu=settings.gpu, decision_threshold=request.decision_threshold,
-        runtime=settings.runtime,
-    )  # fmt: skip
     requested = {
         "signed_off_by": request.signed_off_by if request.signed_off_by is not None else settings.signed_off_by,
         "stage": request.stage or settings.stage,
         "deployment_mode": mode,
     }
     rendered = settings.model_copy(update=requested)
-    service = render_inference_service(
-        registration,
-        storage_uri=storage_uri,
-        settings=rendered,
-        canary_percent=canary_percent,
-        probe_readiness=True,
-        transformer=request.transformer,
-    )
+    if rendered.stage == "production" and request.action != "rollback":
+        check_sign_off(mlflow, request.model, version, rendered.signed_off_by)
+    root = request.serving_root or services.serving_root("promote")
+
+    def render(number: int, percent: int | None) -> dict[str, Any]:
+        registration, model_bytes = model_registry.load_registration(mlflow, request.model, number)
+        storage_uri = publish_repository(
+            registration, model_bytes, root, gpu=settings.gpu, decision_threshold=request.decision_threshold,
+            runtime=settings.runtime,
+        )  # fmt: skip
+        return render_inference_service(
+            registration, storage_uri=storage_uri, settings=rendered, canary_percent=percent, probe_readiness=True,
+            transformer=request.transformer,
+        )  # fmt: skip
+
+    if is_standard(mode):  # spec.canary beside the champion's predictor (components/steps/promote_canary.py)
+        rendered_version = version
+        service = standard_service(render, request.action, version, before.champion, request.percent)
+    else:
+        service = render(rendered_version, canary_percent)
     service["metadata"]["annotations"][annotation("rollout")] = f"{request.action} v{version}" + (
         f" at {share}%" if request.action == "canary" else ""
     )
@@ -312,6 +322,8 @@ def execute(request: Request, target: Target) -> Outcome:
         reason=request.reason,
         namespace=namespace,
         applied=applied,
+        signed_off_by=rendered.signed_off_by if rendered.stage == "production" else "",
+        evidence=request.evidence or {},
     )
     model_registry.append_history(mlflow, request.model, entry)
     moved = _move_aliases(mlflow, request.model, request.action, version, before)

@@ -67,39 +67,75 @@ def _manifest(lifecycle: dict[str, Any]) -> dict[str, Any]:
 
 
 def _served(manifest: dict[str, Any]) -> tuple[int, int]:
+    """(version, share) of a Serverless service: the rendered version's canaryTrafficPercent."""
     return int(manifest["metadata"]["labels"]["mlops.private-platform.io/model-version"]), int(
         manifest["spec"]["predictor"]["canaryTrafficPercent"]
     )
 
 
-def test_full_lifecycle_manifests_aliases_and_history(
-    lifecycle: dict[str, Any], schemas_dir: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    mlflow = lifecycle["mlflow"]
+def _standard(manifest: dict[str, Any]) -> tuple[int, list[tuple[int, int]]]:
+    """(stable version, [(canary version, trafficPercent)]) of a Standard-mode service, each version
+    read from its predictor's storageUri (v<version>-<sha12>) and checked against its name."""
+    from components.steps.promote_canary import canary_entries
 
-    assert _promote(lifecycle, "--canary", "10", "--version", "2") == 2  # nothing serves yet
+    def version_of(predictor: dict[str, Any]) -> int:
+        number = int(predictor["model"]["storageUri"].split("/")[-1].split("-")[0].removeprefix("v"))
+        assert predictor["name"] == f"v{number}" and "canaryTrafficPercent" not in predictor
+        return number
+
+    entries = [version_of(e["predictor"]) for e in manifest["spec"].get("canary", [])]
+    shares = [share for _, share in canary_entries(manifest)]
+    return version_of(manifest["spec"]["predictor"]), list(zip(entries, shares, strict=True))
+
+
+MODES = ("Serverless", "RawDeployment")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_full_lifecycle_manifests_aliases_and_history(
+    lifecycle: dict[str, Any], schemas_dir: Path, capsys: pytest.CaptureFixture[str], mode: str
+) -> None:
+    """The lifecycle in both KServe modes: Serverless splits with canaryTrafficPercent (a rollback keeps
+    the canary's revision at 0%); Standard (RawDeployment) with a spec.canary entry beside the champion's
+    predictor (kserve PR #5672): promotion retargets spec.predictor to the canary's, rollback removes it.
+    Every manifest is held to the KServe CRD strictly (mlops lint); aliases and history are the same."""
+    mlflow = lifecycle["mlflow"]
+    serverless = mode == "Serverless"
+    config = ("--config", str(_config(lifecycle["tmp"], deployment_mode=mode)))
+
+    def step(*flags: str) -> int:
+        return _promote(lifecycle, *flags, *config)
+
+    assert step("--canary", "10", "--version", "2") == 2  # nothing serves yet
     assert "needs a previous revision" in capsys.readouterr().err
 
-    assert _promote(lifecycle, "--promote", "--version", "1", "--reason", "first rollout") == 0
+    assert step("--promote", "--version", "1", "--reason", "first rollout") == 0
     first = _manifest(lifecycle)
     assert lint.check(first) is None  # mlops lint's strict checker: the KServe CRD, unknown fields too
     for kind in ("authorizationpolicy", "networkpolicy"):  # issue 29: who may call it, beside it for Argo CD
         beside = yaml.safe_load((lifecycle["gitops"] / "fraud" / f"{MODEL}-callers.{kind}.yaml").read_text())
         assert beside["kind"].lower() == kind and lint.check(beside) is None
-    assert _served(first) == (1, 100)
+    assert (_served(first) == (1, 100)) if serverless else (_standard(first) == (1, []))
     assert model_registry.aliases(mlflow, MODEL)[model_registry.CHAMPION] == 1
 
-    assert _promote(lifecycle, "--canary", "10", "--version", "2") == 0
+    assert step("--canary", "10", "--version", "2") == 0
     canary = _manifest(lifecycle)
     assert lint.check(canary) is None  # mlops lint's strict checker: the KServe CRD, unknown fields too
-    assert _served(canary) == (2, 10)
-    assert canary["spec"]["predictor"]["model"]["storageUri"].split("/")[-1].startswith("v2-")
-    assert canary["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Serverless"
-    assert canary["metadata"]["annotations"]["serving.knative.dev/minScale"] == "1"
-    assert canary["spec"]["predictor"]["containerConcurrency"] == 8
+    annotations = canary["metadata"]["annotations"]
+    assert annotations["serving.kserve.io/deploymentMode"] == mode
+    assert canary["metadata"]["labels"]["mlops.private-platform.io/model-version"] == "2"  # what admission judged
+    if serverless:
+        assert _served(canary) == (2, 10) and annotations["serving.knative.dev/minScale"] == "1"
+        assert canary["spec"]["predictor"]["model"]["storageUri"].split("/")[-1].startswith("v2-")
+        new = canary["spec"]["predictor"]
+    else:
+        assert _standard(canary) == (1, [(2, 10)]) and "serving.knative.dev/minScale" not in annotations
+        assert canary["spec"]["predictor"] == _manifest_predictor(first), "the champion's predictor is unchanged"
+        new = canary["spec"]["canary"][0]["predictor"]
+    assert new["containerConcurrency"] == 8
     # The scoring transformer fronts the predictor and reaches it over gRPC (h2c), where it is probed too.
-    assert canary["spec"]["predictor"]["model"]["readinessProbe"]["grpc"] == {"port": 9000}
-    assert canary["spec"]["predictor"]["model"]["ports"] == [{"name": "h2c", "containerPort": 9000, "protocol": "TCP"}]
+    assert new["model"]["readinessProbe"]["grpc"] == {"port": 9000}
+    assert new["model"]["ports"] == [{"name": "h2c", "containerPort": 9000, "protocol": "TCP"}]
     assert "--feature-service=fraud_model_v1" in canary["spec"]["transformer"]["containers"][0]["args"]
     assert model_registry.aliases(mlflow, MODEL) == {
         model_registry.CANARY: 2,
@@ -108,31 +144,41 @@ def test_full_lifecycle_manifests_aliases_and_history(
     }
     assert "v1 serves 90%, canary v2 10%" in capsys.readouterr().out
 
-    assert _promote(lifecycle, "--canary", "10", "--version", "3") == 2
+    assert step("--canary", "10", "--version", "3") == 2
     assert "v2 is already in canary at 10%" in capsys.readouterr().err
-    assert _promote(lifecycle, "--canary", "50", "--version", "2") == 0  # ramp the same canary
-    assert _served(_manifest(lifecycle)) == (2, 50)
+    assert step("--canary", "50", "--version", "2") == 0  # ramp the same canary
+    ramped = _manifest(lifecycle)
+    assert (_served(ramped) == (2, 50)) if serverless else (_standard(ramped) == (1, [(2, 50)]))
 
-    assert _promote(lifecycle, "--rollback", "--reason", "p99 up 40%") == 0
+    assert step("--rollback", "--reason", "p99 up 40%") == 0
     rolled = _manifest(lifecycle)
     assert lint.check(rolled) is None  # mlops lint's strict checker: the KServe CRD, unknown fields too
-    assert _served(rolled) == (2, 0)  # the canary's revision keeps 0%: all traffic on v1's, which never stopped
+    if serverless:  # the canary's revision keeps 0%: all traffic on v1's, which never stopped
+        assert _served(rolled) == (2, 0)
+    else:  # the entry is removed; v1's predictor never stopped
+        assert _standard(rolled) == (1, []) and rolled["spec"]["predictor"] == _manifest_predictor(first)
     assert model_registry.CANARY not in model_registry.aliases(mlflow, MODEL)
     assert model_registry.aliases(mlflow, MODEL)[model_registry.CHAMPION] == 1
 
-    assert _promote(lifecycle, "--canary", "10", "--version", "2") == 0
-    assert _promote(lifecycle, "--promote") == 0  # promotes the canary
-    assert _served(_manifest(lifecycle)) == (2, 100)
+    assert step("--canary", "10", "--version", "2") == 0
+    entry = _manifest(lifecycle)["spec"].get("canary", [{}])[0].get("predictor")
+    assert step("--promote") == 0  # promotes the canary
+    promoted = _manifest(lifecycle)
+    if serverless:
+        assert _served(promoted) == (2, 100)
+    else:  # retargeted: the canary's own predictor (same name, same spec: KServe keeps its pods)
+        assert _standard(promoted) == (2, []) and promoted["spec"]["predictor"] == entry
+    assert lint.check(promoted) is None
     assert model_registry.aliases(mlflow, MODEL)[
         model_registry.CHAMPION
     ] == 2 and model_registry.CANARY not in model_registry.aliases(mlflow, MODEL)
 
-    assert _promote(lifecycle, "--rollback", "--reason", "complaints") == 0  # after a promotion
+    assert step("--rollback", "--reason", "complaints") == 0  # after a promotion
     back = _manifest(lifecycle)
-    assert _served(back) == (1, 100)
+    assert (_served(back) == (1, 100)) if serverless else (_standard(back) == (1, []))
     assert model_registry.aliases(mlflow, MODEL)[model_registry.CHAMPION] == 1
 
-    assert _promote(lifecycle, "--rollback") == 2
+    assert step("--rollback") == 2
     assert "nothing to roll back to" in capsys.readouterr().err
 
     entries = model_registry.history(mlflow, MODEL)
@@ -153,20 +199,32 @@ def test_full_lifecycle_manifests_aliases_and_history(
     assert shown.count("\n") == len(entries) + 2 and "p99 up 40%" in shown and shown.strip().endswith("now: v1 serves")
 
 
-def test_raw_deployment_mode_refuses_a_canary_and_records_nothing(
-    lifecycle: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    config = _config(tmp_path, deployment_mode="RawDeployment")
-    assert _promote(lifecycle, "--promote", "--version", "1", "--config", str(config)) == 0
-    before = (model_registry.history(lifecycle["mlflow"], MODEL), _manifest(lifecycle))
-    assert _promote(lifecycle, "--canary", "10", "--version", "2", "--config", str(config)) == 2
-    error = capsys.readouterr().err
-    assert "needs KServe's Serverless (Knative) mode" in error and "ignores canaryTrafficPercent" in error
-    assert (model_registry.history(lifecycle["mlflow"], MODEL), _manifest(lifecycle)) == before
-    assert model_registry.CANARY not in model_registry.aliases(lifecycle["mlflow"], MODEL)
-    # a full rollout needs no traffic split, so it is allowed in RawDeployment mode
-    assert _promote(lifecycle, "--promote", "--version", "2", "--config", str(config)) == 0
-    assert "minScale" not in json.dumps(_manifest(lifecycle)["metadata"]["annotations"])
+def _manifest_predictor(manifest: dict[str, Any]) -> dict[str, Any]:
+    predictor: dict[str, Any] = manifest["spec"]["predictor"]
+    return predictor
+
+
+def test_standard_mode_canary_entries_are_checked_by_the_crd_negative_control(lifecycle: dict[str, Any]) -> None:
+    """The CRD check the lifecycle relies on sees a broken spec.canary: an entry without its required
+    trafficPercent, a share over 100, a field the CRD does not declare (control: the rendered one passes)."""
+    from components.steps.promote_canary import with_canary
+
+    base = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+            "metadata": {"name": MODEL, "namespace": "fraud"}}  # fmt: skip
+    predictor = {"model": {"modelFormat": {"name": "triton"}, "storageUri": "s3://models/fraud/v1-abc"}}
+    champion = {**base, "spec": {"predictor": predictor}}
+    canary = {**base, "spec": {"predictor": {**predictor, "canaryTrafficPercent": 10}}}
+    good = with_canary(champion, canary, champion_version=1, canary_version=2, percent=10)
+    assert lint.check(good) is None and "canaryTrafficPercent" not in json.dumps(good)
+    for broken, said in (
+        ({"predictor": good["spec"]["canary"][0]["predictor"]}, "trafficPercent"),
+        ({**good["spec"]["canary"][0], "trafficPercent": 101}, "101"),
+        ({**good["spec"]["canary"][0], "weight": 5}, "weight"),
+    ):
+        problem = lint.check({**good, "spec": {**good["spec"], "canary": [broken]}})
+        assert problem is not None and said in problem, problem
+    with pytest.raises(ComponentError, match=r"canary percent must be 1\.\.99"):
+        with_canary(champion, canary, champion_version=1, canary_version=2, percent=100)
 
 
 def test_a_runtime_without_the_models_backend_is_refused_before_anything_is_published(
@@ -358,23 +416,28 @@ def test_applies_through_the_kubernetes_client_against_a_api_server_stand_in(
     assert [e.applied for e in entries] == ["kubernetes:onprem:created", "kubernetes:onprem:replaced"]
 
 
-def test_cluster_in_raw_deployment_mode_refuses_the_canary_api_server_stand_in(
+def test_cluster_in_raw_deployment_mode_gets_a_spec_canary_api_server_stand_in(
     lifecycle: dict[str, Any],
     cluster_stand_in: tuple[Path, type[InferenceServiceApi]],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """The mode is the cluster's (inferenceservice-config): in RawDeployment the canary goes in as a
+    spec.canary entry the stand-in admits against the CRD strictly; a mode promote does not know is
+    refused with nothing applied or recorded (the negative case)."""
     kubeconfig, api = cluster_stand_in
     api.deploy_config = {"defaultDeploymentMode": "RawDeployment"}
     assert main(["promote", MODEL, "--promote", "--version", "1", "--kubeconfig", str(kubeconfig)]) == 0
     live = api.objects[f"{PATH}/{MODEL}"]
     assert live["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
-    puts = len([c for c in api.calls if c.startswith("PUT")])
-    assert main(["promote", MODEL, "--canary", "10", "--version", "2", "--kubeconfig", str(kubeconfig)]) == 2
-    assert "ignores canaryTrafficPercent" in capsys.readouterr().err
-    assert (
-        len([c for c in api.calls if c.startswith("PUT")]) == puts
-        and len(model_registry.history(lifecycle["mlflow"], MODEL)) == 1
-    )
+    assert main(["promote", MODEL, "--canary", "10", "--version", "2", "--kubeconfig", str(kubeconfig)]) == 0
+    live = api.objects[f"{PATH}/{MODEL}"]
+    assert _standard(live) == (1, [(2, 10)]) and live["metadata"]["resourceVersion"] == "2"
+    api.reset()
+    api.deploy_config = {"defaultDeploymentMode": "ModelMesh"}
+    assert main(["promote", MODEL, "--rollback", "--kubeconfig", str(kubeconfig)]) == 2
+    assert "unknown deployment mode 'ModelMesh'" in capsys.readouterr().err
+    assert not [c for c in api.calls if c.startswith(("POST", "PUT"))]
+    assert len(model_registry.history(lifecycle["mlflow"], MODEL)) == 2
 
 
 def test_drift_between_cluster_and_history_is_refused_api_server_stand_in(

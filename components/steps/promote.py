@@ -4,9 +4,10 @@ Two outputs, both derived from the registration alone:
 - the Triton model repository for the version, published once to a content-addressed,
   write-once location (the immutable artifact the InferenceService points at), and copied
   into the run's output folder for review;
-- the KServe InferenceService: Serverless mode (KServe ignores canaryTrafficPercent in
-  RawDeployment mode), a warm replica (`minScale: "1"`: a GPU model that scales to zero
-  answers its first request after minutes), and the promotion annotations that the admission
+- the KServe InferenceService: in Serverless mode a canary is canaryTrafficPercent; in Standard
+  (RawDeployment) mode, where KServe ignores it, a spec.canary entry (promote_canary); a warm
+  replica (`minScale: "1"`: a GPU model that scales to zero answers its first request after
+  minutes), and the promotion annotations that the admission
   policy checks: holdout AUC, model card URL, MLflow run id and who signed off.
 Applying it to a cluster is the CLI's job, not this step's.
 """
@@ -31,6 +32,7 @@ from components.model_kinds import kind_of_format
 from components.platform import services
 from components.platform.readonly import READER_VARIABLES
 from components.serving.triton_config import RepositoryError, backend_of, parse_config
+from components.steps.promote_canary import STANDARD_MODES, check_step_split, is_standard, stable_service
 from components.steps.serving_authorization import TARGET_BURST_CAPACITY, serving_objects, visibility_labels
 from components.steps.serving_decisions import decision_log_environment, serving_role
 from components.steps.triton_repository import model_file_name, write_repository
@@ -127,19 +129,12 @@ def readiness_delay(configured: int | None, load_seconds: float | None) -> int:
 
 
 def check_traffic_split(deployment_mode: str, canary_percent: int | None) -> None:
-    """KServe ignores canaryTrafficPercent in RawDeployment mode (kserve#5335, kserve#4074): the
-    new version would silently take all traffic. Refuse instead."""
-    if deployment_mode not in (SERVERLESS, RAW_DEPLOYMENT):
+    """Refuse a mode promote cannot render. A canary is `canaryTrafficPercent` in Serverless mode and a
+    `spec.canary` entry in Standard (RawDeployment) mode (components/steps/promote_canary.py: KServe
+    ignores canaryTrafficPercent there, kserve#5335; 0.20 added spec.canary, kserve PR #5672)."""
+    if deployment_mode not in (SERVERLESS, *STANDARD_MODES):
         choices = f"use {SERVERLESS} or {RAW_DEPLOYMENT}"
         raise ComponentError(STEP, f"unknown deployment mode {deployment_mode!r}", choices)
-    if deployment_mode == RAW_DEPLOYMENT and canary_percent is not None and 0 < canary_percent < 100:
-        raise ComponentError(
-            STEP,
-            f"a {canary_percent}% canary needs KServe's Serverless (Knative) mode; in {RAW_DEPLOYMENT} mode KServe "
-            "ignores canaryTrafficPercent and the new version would take 100% of traffic at once",
-            "run this InferenceService in Serverless mode (promote.deployment_mode: Serverless, Knative installed), "
-            "or roll out at 100% (--promote) after testing the version elsewhere",
-        )
 
 
 SERVING_RUNTIMES: dict[str, frozenset[str]] = {"triton-fil": frozenset({"fil", "pytorch", "onnxruntime", "python"})}
@@ -344,7 +339,7 @@ def render_inference_service(
             "seccompProfile": {"type": "RuntimeDefault"},
         },
     }
-    if canary_percent is not None:
+    if canary_percent is not None and not is_standard(deployment_mode):  # ignored there: spec.canary splits
         predictor["canaryTrafficPercent"] = canary_percent
     if container_concurrency is not None:
         predictor["containerConcurrency"] = container_concurrency
@@ -443,6 +438,7 @@ def promote(
             "set promote.canary_percent in the pipeline config (100 means full rollout)",
         )
     check_traffic_split(settings.deployment_mode, canary_percent)
+    check_step_split(settings.deployment_mode, canary_percent)
     check_replicas(settings.min_replicas, gpu)
     if not RUN_ID.fullmatch(reg.get("run_id", "")):
         raise ComponentError(
@@ -484,6 +480,8 @@ def promote(
         probe_readiness=True,
         transformer=described,
     )
+    if is_standard(settings.deployment_mode):
+        service = stable_service(service, int(reg["version"]))
     artifacts.write_bytes(inference_service_out, yaml.safe_dump(service, sort_keys=False).encode())
     if serving_authorization_out is not None:
         callers = serving_objects(service, settings, described)[1:]
