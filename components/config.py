@@ -213,7 +213,9 @@ class PromoteSettings(_Settings):
         " the model from the tenant's serving prefix (manifests/tenants/*/model-puller.yaml).",
     )
     deployment_mode: Literal["Serverless", "RawDeployment"] = Field(
-        "Serverless", description="KServe mode; canaries need Serverless (Raw ignores canaryTrafficPercent)."
+        "Serverless",
+        description="KServe mode: a canary is canaryTrafficPercent in Serverless (Knative), a spec.canary entry"
+        " beside the champion's predictor in RawDeployment (KServe 0.20+, which ignores canaryTrafficPercent).",
     )
     transformer: bool = Field(
         True,
@@ -229,6 +231,37 @@ class PromoteSettings(_Settings):
         "Who else may score the model",
         "the tenant's own namespace always may. Rendered into the InferenceService's Istio AuthorizationPolicy"
         " (issue 29: the shared proxies must not carry another tenant's requests).",
+    )
+    analysis_min_decisions: int = Field(
+        500,
+        ge=1,
+        description="`mlops promote --analyze`: decisions each of the canary and the champion must have made in"
+        " the canary window before a verdict; fewer, and the verdict is wait.",
+    )
+    analysis_max_ks: float = Field(
+        0.1,
+        gt=0.0,
+        le=1.0,
+        description="The largest two-sample Kolmogorov-Smirnov statistic between the canary's and the champion's"
+        " scores that still promotes; above it, roll back.",
+    )
+    analysis_max_psi: float = Field(
+        0.2,
+        gt=0.0,
+        description="The largest population stability index of the canary's scores on the champion's deciles"
+        " that still promotes (0.1-0.2: a moderate shift; above 0.2: a large one); above it, roll back.",
+    )
+    analysis_min_labelled: int = Field(
+        200,
+        ge=1,
+        description="Labelled decisions (mlops outcomes ingest) each version needs before its realized metrics"
+        " count in the verdict; fewer, and they are reported, not judged.",
+    )
+    analysis_max_realized_drop: float = Field(
+        0.02,
+        ge=0.0,
+        description="How much worse the canary's realized metric may be than the champion's and still promote:"
+        " absolute for roc_auc, pr_auc and brier (classifiers), relative for mae (regressors).",
     )
 
 
