@@ -144,6 +144,10 @@ def platform_manifests(manifests: Path = MANIFESTS) -> dict[Path, str]:
     from pipelines.kfp_launcher import KFP_LAUNCHER_FILE, kfp_launcher
 
     tenant_files.append(KFP_LAUNCHER_FILE)  # each tenant's own KFP pipeline root (issue 29)
+    from pipelines.registry_verify import VERIFY_FILE, verify_cron_workflow
+    from pipelines.standard import IMAGE
+
+    tenant_files.append(VERIFY_FILE)  # each tenant's nightly `mlops verify --push` (issue 34)
     monitoring_header = header.replace("pipelines/cluster.py", "pipelines/tenant_monitoring.py")
     stores_header = header.replace("pipelines/cluster.py", "pipelines/tenant_stores.py")
     rendered: dict[Path, str] = tenant_manifests(manifests, declared, configs, _dump, tenant_files)
@@ -161,6 +165,8 @@ def platform_manifests(manifests: Path = MANIFESTS) -> dict[Path, str]:
             rendered[folder / ALERT_ROUTING_FILE] = header + _dump(alert_routing(owners[tenant], configs))
             launcher_header = header.replace("pipelines/cluster.py", "pipelines/kfp_launcher.py")
             rendered[folder / KFP_LAUNCHER_FILE] = launcher_header + _dump(kfp_launcher(tenant))
+            verify_header = header.replace("pipelines/cluster.py", "pipelines/registry_verify.py")
+            rendered[folder / VERIFY_FILE] = verify_header + _dump(verify_cron_workflow(tenant, IMAGE))
     tenants = [tenant for _, tenant in folders.values() if tenant]
     rendered[manifests / "base" / "postgres" / POSTGRES_ROLES_FILE] = header + _dump(postgres_roles(tenants))
     from pipelines.backups import BACKUP_FILE, SCHEDULED_BACKUP_FILE, cluster_backup, scheduled_backup
@@ -169,7 +175,6 @@ def platform_manifests(manifests: Path = MANIFESTS) -> dict[Path, str]:
     rendered[manifests / "base" / "postgres" / BACKUP_FILE] = backups_header + _dump(cluster_backup())
     rendered[manifests / "base" / "postgres" / SCHEDULED_BACKUP_FILE] = backups_header + _dump(scheduled_backup())
     rendered[manifests / "base" / "mlflow" / MLFLOW_AUTH_FILE] = header + _dump(mlflow_auth_config())
-    from pipelines.standard import IMAGE
     from pipelines.trainer import RUNTIMES, cluster_training_runtime
 
     rendered[manifests / "base" / "trainer" / TRAINING_RUNTIMES_FILE] = header + "---\n".join(

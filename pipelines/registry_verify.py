@@ -1,0 +1,100 @@
+"""Each tenant's nightly `mlops verify --push`: a CronWorkflow in its namespace (issue 34 item 4).
+
+Why a CronWorkflow in the tenant's namespace: the check reads what the tenant's own identities may read
+(its MLflow user sees its models, its S3 key its prefixes), and pushes its result to the namespace's own
+Pushgateway (components/steps/notify.py deliver_verification, pipelines/tenant_monitoring.py), whose
+scrape fixes the namespace, so RegistryVerifyFailed names the tenant whose version is not whole. The pod
+is a pipeline pod as the reference pipelines render it (pipelines/argo.py): the component image, the
+`pipeline-runner` ServiceAccount, the namespace's `mlops-platform` ConfigMap and the tenant's S3 and
+MLflow Secrets (pipelines/cluster.py secret_environment's names), restricted pod security. It is
+rendered beside each tenant's kustomization by `make golden` and admitted by the same Gatekeeper
+policies as every other pod the platform renders (tests/policies/test_platform_admits_itself.py).
+
+Exit 1 (a version MISSING or CORRUPT) fails the workflow after the push; only exit 75 (the registry or
+a store not answering) is retried.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from components.config import ClusterSettings
+from components.platform.settings import CONFIGMAP
+
+__all__ = ["SCHEDULE", "VERIFY_FILE", "VERIFY_NAME", "verify_cron_workflow"]
+
+VERIFY_FILE = "registry-verify.yaml"
+VERIFY_NAME = "registry-verify"
+SCHEDULE = "30 4 * * *"
+"""Nightly, in UTC: after the database's base backup (pipelines/backups.py, 02:00 UTC)."""
+_SECRETS = (  # the variable, the ClusterSettings field naming its Secret, the key
+    ("AWS_ACCESS_KEY_ID", "s3_credentials_secret", "access-key"),
+    ("AWS_SECRET_ACCESS_KEY", "s3_credentials_secret", "secret-key"),
+    ("MLFLOW_TRACKING_USERNAME", "mlflow_credentials_secret", "username"),
+    ("MLFLOW_TRACKING_PASSWORD", "mlflow_credentials_secret", "password"),
+)
+
+
+def verify_cron_workflow(tenant: str, image: str) -> dict[str, Any]:
+    """The tenant's nightly registry check."""
+    fields = ClusterSettings.model_fields  # the Secrets' names a tenant's pipeline steps read (secret_environment)
+    env = [
+        {"name": variable, "valueFrom": {"secretKeyRef": {"name": fields[field].default, "key": key}}}
+        for variable, field, key in _SECRETS
+    ]
+    labels = {
+        "app.kubernetes.io/name": VERIFY_NAME,
+        "app.kubernetes.io/part-of": "private-mlops",
+        "mlops.private-platform.io/team": tenant,
+    }
+    container = {
+        "image": image,
+        "command": ["mlops", "verify", "--push"],
+        "envFrom": [{"configMapRef": {"name": CONFIGMAP}}],
+        "env": [{"name": "HOME", "value": "/tmp"}, *env],
+        "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "runAsNonRoot": True,
+        },
+    }
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "CronWorkflow",
+        "metadata": {"name": VERIFY_NAME, "namespace": tenant, "labels": dict(labels)},
+        "spec": {
+            "schedules": [SCHEDULE],
+            "timezone": "UTC",
+            "concurrencyPolicy": "Forbid",
+            "startingDeadlineSeconds": 3600,
+            "successfulJobsHistoryLimit": 3,
+            "failedJobsHistoryLimit": 5,
+            "workflowSpec": {
+                "entrypoint": "verify",
+                "serviceAccountName": "pipeline-runner",
+                "activeDeadlineSeconds": 7200,
+                "podMetadata": {"labels": dict(labels)},
+                "podGC": {"strategy": "OnPodSuccess", "deleteDelayDuration": "10m"},
+                "securityContext": {
+                    "runAsNonRoot": True,
+                    "runAsUser": 65532,
+                    "fsGroup": 65532,
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
+                "ttlStrategy": {"secondsAfterSuccess": 604800, "secondsAfterFailure": 1209600},
+                "templates": [
+                    {
+                        "name": "verify",
+                        "container": container,
+                        "retryStrategy": {
+                            "limit": 3,
+                            "retryPolicy": "Always",
+                            "expression": "asInt(lastRetry.exitCode) == 75",
+                            "backoff": {"duration": "60s", "factor": 2, "cap": "600s"},
+                        },
+                    }
+                ],
+            },
+        },
+    }

@@ -1,0 +1,82 @@
+"""Each tenant's nightly `mlops verify --push` CronWorkflow (pipelines/registry_verify.py, issue 34 item 4), as
+make golden renders it: in step with its renderer, valid against Argo's CRD, a command the CLI accepts, the
+tenant's own Secrets and ConfigMap (with the Pushgateway its result goes to), retried on exit 75 only, and
+admitted by the installed Gatekeeper policies, which refuse it once broken."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pipelines.registry_verify import VERIFY_FILE, VERIFY_NAME, verify_cron_workflow
+from pipelines.standard import IMAGE
+from pipelines.tenancy import load
+from tests.conftest import REPO
+
+MANIFESTS = REPO / "manifests"
+TENANTS = sorted(load(MANIFESTS).names)
+
+
+def _container(cron: dict[str, Any]) -> dict[str, Any]:
+    [template] = cron["spec"]["workflowSpec"]["templates"]
+    container: dict[str, Any] = template["container"]
+    return container
+
+
+def test_every_tenant_runs_its_own_registry_check_nightly() -> None:
+    from mlops.cli import build_parser
+
+    assert {"fraud", "pricing"} <= set(TENANTS)
+    for tenant in TENANTS:
+        folder = MANIFESTS / "tenants" / tenant
+        assert VERIFY_FILE in yaml.safe_load((folder / "kustomization.yaml").read_text())["resources"]
+        cron = yaml.safe_load((folder / VERIFY_FILE).read_text())
+        assert cron == verify_cron_workflow(tenant, IMAGE)  # generated, in step with the renderer
+        assert cron["metadata"]["name"] == VERIFY_NAME and cron["metadata"]["namespace"] == tenant
+        assert len(cron["spec"]["schedules"]) == 1 and cron["spec"]["concurrencyPolicy"] == "Forbid"
+        container = _container(cron)
+        args = build_parser(container["command"][1:]).parse_args(container["command"][1:])
+        assert args.command == "verify" and args.push and args.model is None  # every model the tenant sees
+        assert container["envFrom"] == [{"configMapRef": {"name": "mlops-platform"}}]
+        secrets = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
+        assert secrets["AWS_ACCESS_KEY_ID"] == {"name": "tenant-s3-credentials", "key": "access-key"}
+        assert secrets["MLFLOW_TRACKING_PASSWORD"] == {"name": "tenant-mlflow-credentials", "key": "password"}
+        platform = yaml.safe_load((folder / "mlops-platform.yaml").read_text())["data"]
+        assert platform["MLOPS_PUSHGATEWAY_URL"].startswith(f"http://pushgateway.{tenant}.svc")  # its own gateway
+        assert platform["MLOPS_SERVING_ROOT"] == f"s3://models/{tenant}"  # where its promote publishes
+        [template] = cron["spec"]["workflowSpec"]["templates"]
+        assert template["retryStrategy"]["expression"] == "asInt(lastRetry.exitCode) == 75"  # not 1, not 2
+
+
+def test_the_cron_workflow_validates_against_argos_crd(schemas_dir: Path) -> None:
+    from mlops.lint import check
+
+    cron = verify_cron_workflow("fraud", IMAGE)
+    assert check(cron) is None, check(cron)
+    broken = copy.deepcopy(cron)
+    broken["spec"]["workflowSpec"]["templates"][0]["retryStrategy"]["limits"] = 3
+    assert "limits" in str(check(broken))
+
+
+@pytest.fixture(scope="module")
+def policies(schemas_dir: Path) -> Any:
+    from mlops import admission
+    from tests.policies.platform_objects import overlay_objects
+
+    return admission.PolicySet(policies=admission.policies_of(overlay_objects()["prod"], "overlay prod"))
+
+
+def test_the_installed_policies_admit_it_and_refuse_it_broken(policies: Any) -> None:
+    user = "system:serviceaccount:argo:argo-server"
+    cron = yaml.safe_load((MANIFESTS / "tenants" / "fraud" / VERIFY_FILE).read_text())
+    assert list(policies.violations(cron, user=user)) == []  # positive control
+    foreign = copy.deepcopy(cron)
+    _container(foreign)["image"] = "docker.io/library/python:3.11"
+    assert any("registry" in message for message in policies.violations(foreign, user=user))
+    privileged = copy.deepcopy(cron)
+    _container(privileged)["securityContext"]["privileged"] = True
+    assert list(policies.violations(privileged, user=user))
