@@ -32,12 +32,14 @@ __all__ = [
     "FAILED",
     "MISSING",
     "NOT_PUBLISHED",
+    "NOT_READABLE",
     "NOT_RECORDED",
     "NOT_RETAINED",
     "OK",
     "STEP",
     "Check",
     "VersionReport",
+    "refused",
     "serving_target",
     "verify_registry",
     "verify_version",
@@ -49,6 +51,8 @@ NOT_RETAINED = "NOT RETAINED"
 """A dataset the lineage names that is no longer where it was read: reported, not a failure."""
 NOT_PUBLISHED = "NOT PUBLISHED"
 """A version never rolled out has no serving copy: reported, not a failure."""
+NOT_READABLE = "NOT READABLE"
+"""A dataset outside what this identity may read (a team's raw bucket): reported, not a failure."""
 NOT_RECORDED = "NOT RECORDED"
 """A version registered before lineage was recorded: no datasets to check, reported, not a failure."""
 FAILED = (MISSING, CORRUPT)
@@ -80,6 +84,16 @@ class VersionReport:
             "status": self.status,
             "checks": [vars(check) for check in self.checks],
         }
+
+
+def refused(error: BaseException) -> bool:
+    """Whether an S3 error is the store refusing this identity (403, AccessDenied), not a missing object."""
+    response = getattr(error, "response", None)
+    if not isinstance(response, dict):
+        return False
+    code = str(response.get("Error", {}).get("Code", ""))
+    status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    return status == 403 or code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch")
 
 
 def serving_target(serving_root: str, model: str, version: int, sha: str) -> str:
@@ -162,6 +176,12 @@ def _datasets(model: str, version: int) -> list[Check]:
             there = artifacts.exists(location) if record["digest_kind"] == "dvc-md5" else present(location)
         except ComponentError:  # a DVC pointer that is gone
             there, location = False, record["source"]
+        except Exception as error:
+            if not refused(error):
+                raise
+            detail = f"{record['source']}: this identity may not read it ({error})"
+            checks.append(Check(what, NOT_READABLE, detail, "run mlops verify with a key that may read the data"))
+            continue
         if not there:
             checks.append(Check(what, NOT_RETAINED, f"{location} is no longer there (recorded {record['digest']})"))
             continue
@@ -218,4 +238,14 @@ def verify_registry(model: str | None = None, serving_root: str | None = None) -
             token = page.token
             if not token:
                 break
-    return [verify_version(mlflow, record, root) for name in sorted(names) for record in _versions(mlflow, name)]
+    try:
+        return [verify_version(mlflow, record, root) for name in sorted(names) for record in _versions(mlflow, name)]
+    except Exception as error:
+        if not refused(error):
+            raise
+        raise ComponentError(
+            STEP,
+            f"the object store refused this identity while reading the registry's artifacts: {error}",
+            "run it with the tenant's S3 key (tenant-s3-credentials), which may read its prefixes of "
+            "mlflow-artifacts and models",
+        ) from error
