@@ -86,3 +86,18 @@ def test_a_tenant_key_is_refused_on_the_backup_bucket(s3: tuple[Stack, dict[str,
     body = backup.get_object(Bucket=BACKUPS, Key=base)["Body"].read()
     assert body == b"base"
     assert not _refused(partial(backup.list_objects_v2, Bucket=BACKUPS))
+
+
+@pytest.mark.integration
+def test_mlops_verify_tells_a_refusal_from_a_missing_object(s3: tuple[Stack, dict[str, dict[str, Any]]]) -> None:
+    """mlops/verify.py's `refused`, on the store's own answers: a tenant key on the backup bucket is a
+    refusal (a dataset it may not read is NOT READABLE, not MISSING); a key that does not exist is not."""
+    from mlops.verify import refused
+
+    stack, identities = s3
+    fraud = _client(stack, identities["fraud"])
+    with pytest.raises(ClientError) as denied:
+        fraud.head_object(Bucket=BACKUPS, Key="mlops-postgres/base/x")
+    with pytest.raises(ClientError) as missing:
+        fraud.head_object(Bucket="models", Key="fraud/no-such-object")
+    assert refused(denied.value) and not refused(missing.value)
