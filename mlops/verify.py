@@ -118,6 +118,12 @@ def _artifact(mlflow: MlflowClient, record: ModelVersion) -> tuple[Check, str]:
         if getattr(error, "error_code", "") != "RESOURCE_DOES_NOT_EXIST":
             raise
         return Check("artifact", MISSING, f"{where}'s run {record.run_id} is gone from the tracking store", retrain), ""
+    if "://" in root and not root.startswith(("s3://", "file://")):
+        raise ComponentError(
+            STEP,
+            f"{where}'s artifacts are at {root}, a scheme mlops verify does not read (s3:// or a file path)",
+            "run the tracking server with --no-serve-artifacts and an s3:// artifact root, as the platform does",
+        )
     restore = (
         f"restore the object (its previous object version, or a copy; docs/recovery.md) so it hashes to {registered}, "
         f"or {retrain}"
@@ -194,15 +200,15 @@ def _datasets(model: str, version: int) -> list[Check]:
     return checks
 
 
-def verify_version(mlflow: MlflowClient, record: ModelVersion, serving_root: str) -> VersionReport:
-    from components.platform.model_registry import HASH_TAG, history
+def verify_version(mlflow: MlflowClient, record: ModelVersion, serving_root: str, served: bool) -> VersionReport:
+    """One version's checks; `served`: the serving history rolled it out, so it must have a serving copy."""
+    from components.platform.model_registry import HASH_TAG
 
     version = int(record.version)
     report = VersionReport(record.name, version)
     artifact, model_format = _artifact(mlflow, record)
     report.checks.append(artifact)
     sha = (record.tags or {}).get(HASH_TAG, "")
-    served = any(entry.to_version == version for entry in history(mlflow, record.name))
     if sha and model_format:
         report.checks.append(_serving(record.name, version, sha, model_format, served, serving_root))
     if record.run_id:
@@ -219,6 +225,16 @@ def _versions(mlflow: MlflowClient, model: str) -> list[ModelVersion]:
         token = page.token
         if not token:
             return sorted(found, key=lambda record: int(record.version))
+
+
+def _verify_model(mlflow: MlflowClient, model: str, serving_root: str) -> list[VersionReport]:
+    from components.platform.model_registry import history
+
+    served = {entry.to_version for entry in history(mlflow, model)}
+    return [
+        verify_version(mlflow, record, serving_root, int(record.version) in served)
+        for record in _versions(mlflow, model)
+    ]
 
 
 def verify_registry(model: str | None = None, serving_root: str | None = None) -> list[VersionReport]:
@@ -239,7 +255,7 @@ def verify_registry(model: str | None = None, serving_root: str | None = None) -
             if not token:
                 break
     try:
-        return [verify_version(mlflow, record, root) for name in sorted(names) for record in _versions(mlflow, name)]
+        return [report for name in sorted(names) for report in _verify_model(mlflow, name, root)]
     except Exception as error:
         if not refused(error):
             raise

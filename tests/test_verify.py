@@ -140,6 +140,24 @@ def test_a_changed_serving_copy_is_corrupt(env: dict[str, Any], capsys: pytest.C
     assert f"fix: delete {env['serving'].as_uri()}/{MODEL}/v1-{sha[:12]}/ and publish it again" in out
 
 
+def test_a_served_version_without_its_serving_copy_is_missing(
+    env: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """v1 was promoted (its serving history says so): its copy must be there; v2 never was, and needs none."""
+    sha = env["v1"]["artifact_sha256"]
+    published = env["serving"] / MODEL / f"v1-{sha[:12]}"
+    shutil.move(published, tmp_path / "kept")
+    try:
+        code, out, _ = mlops(capsys, "verify", MODEL, "--json")
+    finally:
+        shutil.move(tmp_path / "kept", published)
+    found = json.loads(out)["versions"][0]
+    serving = next(check for check in found["checks"] if check["what"] == "serving copy")
+    assert code == 1 and found["status"] == "MISSING" and serving["status"] == "MISSING"
+    assert "the serving history rolled v1 out" in serving["detail"]
+    assert f"mlops promote {MODEL} --version 1" in serving["fix"]
+
+
 def test_data_no_longer_retained_is_reported_and_changed_data_is_corrupt(
     env: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
