@@ -102,6 +102,18 @@ def register(sub: Any, argv: list[str]) -> None:
     promote.add_argument("--context", help="kubeconfig context (default: the current one)")
     promote.add_argument("--out", help="GitOps: write the manifest under DIR/<namespace>/ instead of applying it")
     promote.add_argument("--dry-run", action="store_true", help="render and admission-check only; change nothing")
+    promote.add_argument(
+        "--analyze",
+        action="store_true",
+        help="judge the live canary against the champion on the decision log (KS and PSI of the scores, realized "
+        "metrics where labelled) and apply the verdict, promote, rollback or wait, recorded with its evidence; "
+        "with --dry-run, print it only (thresholds: promote.analysis_* in the pipeline config)",
+    )
+    promote.add_argument(
+        "--since", help="--analyze: the window's start, YYYY-MM-DD or ISO time (default: the canary's start)"
+    )
+    promote.add_argument("--log", help="--analyze: the decision log's root (default: as mlops decisions finds it)")
+    promote.add_argument("--json", action="store_true", help="--analyze: the verdict and its evidence as JSON")
     promote.set_defaults(handler=_promote, validate=validate_promote)
 
     history = sub.add_parser("history", help="which version served when: every canary, promotion and rollback")
@@ -310,6 +322,18 @@ def validate_promote(args: argparse.Namespace) -> str:
         for name, on in (("canary", args.canary is not None), ("promote", args.promote), ("rollback", args.rollback))
         if on
     ]
+    if getattr(args, "analyze", False):
+        if chosen or args.version is not None or args.alias is not None:
+            raise ComponentError(
+                "promote",
+                "--analyze judges the live canary and chooses the action itself",
+                f"drop --canary/--promote/--rollback/--version/--alias: mlops promote {args.model} --analyze",
+            )
+        return "analyze"
+    analysis_only = [f for f in ("since", "log", "json") if getattr(args, f, None)]
+    if analysis_only:
+        raise ComponentError("promote", f"--{analysis_only[0]} belongs to --analyze",
+                             f"mlops promote {args.model} --analyze --{analysis_only[0]} ...")  # fmt: skip
     if len(chosen) > 1:
         raise ComponentError(
             "promote",
@@ -358,7 +382,7 @@ def _promote(args: argparse.Namespace) -> int:
         print(f"{args.model}: canary share {percent}%: promote.canary_percent of pipeline {cfg.pipeline} "
               "(--canary N overrides it)", file=sys.stderr)  # fmt: skip
     request = rollout.Request(
-        action=action,
+        action="promote" if action == "analyze" else action,  # --analyze: the verdict's, set by mlops.canary
         model=args.model,
         settings=cfg.promote,
         version=args.version,
@@ -372,6 +396,10 @@ def _promote(args: argparse.Namespace) -> int:
         decision_threshold=cfg.evaluate.decision_threshold,
         transformer=transformer_settings(cfg, declaration(cfg.pipeline).spec.image),
     )
+    if action == "analyze":
+        from mlops import canary
+
+        return canary.run(args.model, request, target, log=args.log, since=args.since, as_json=args.json)
     outcome = rollout.execute(request, target)
     report = sys.stderr if target.kind == "dry-run" and not args.out else sys.stdout
     print(f"{args.model}: before: {outcome.before.describe()}", file=report)
