@@ -45,6 +45,9 @@ def register(sub: Any, argv: list[str]) -> None:
         "--name", default="mlops-postgres", help="the restored Cluster's name (default: the platform's)"
     )
     restore.add_argument(
+        "--storage", default="50Gi", metavar="SIZE", help="its volume, as the overlay sizes the Cluster (default 50Gi)"
+    )
+    restore.add_argument(
         "--archive-as", default="", metavar="SERVER", help="its archive's new server name (default: <name>-<UTC now>)"
     )
     restore.set_defaults(handler=_restore_cluster, validate=_target_time)
@@ -98,7 +101,8 @@ def _restore_cluster(args: argparse.Namespace) -> int:
     from pipelines.backups import recovery_cluster
 
     try:
-        cluster = recovery_cluster(_target_time(args), name=args.name, archive_as=args.archive_as)
+        when = _target_time(args)
+        cluster = recovery_cluster(when, name=args.name, archive_as=args.archive_as, storage=args.storage)
     except ValueError as error:
         from components.errors import ComponentError
 

@@ -175,5 +175,25 @@ def test_the_restore_command_docs_recovery_gives_prints_a_valid_recovery_cluster
     expected = dt.datetime.fromisoformat(target).astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
     assert restored["spec"]["bootstrap"]["recovery"]["recoveryTarget"]["targetTime"] == expected
     assert restored["spec"]["externalClusters"][0]["barmanObjectStore"]["serverName"] == backups.ARCHIVE_SERVER
+    assert restored["spec"]["storage"] == {"size": argv[argv.index("--storage") + 1]}
     assert main(["restore-cluster", "--to", "2026-12-05T09:30"]) == 2  # no zone: refused, nothing printed
     assert capsys.readouterr().out == ""
+
+
+def test_the_recovery_cluster_runs_what_the_platform_cluster_runs(overlays: dict[str, list[dict[str, Any]]]) -> None:
+    """The image of the Cluster it replaces; the base's volume size by default, an overlay's when given, and
+    docs/recovery.md's command gives prod's."""
+    import shlex
+
+    base = yaml.safe_load((MANIFESTS / "base" / "postgres" / "cluster.yaml").read_text())["spec"]
+    restored = backups.recovery_cluster(None)["spec"]
+    assert restored["imageName"] == base["imageName"] and restored["storage"] == base["storage"]
+    for objects in overlays.values():
+        live = _one(objects, "Cluster", POSTGRES_CLUSTER)["spec"]
+        sized = backups.recovery_cluster(None, storage=live["storage"]["size"])["spec"]
+        assert sized["imageName"] == live["imageName"] and sized["storage"] == live["storage"]
+    text = (REPO / "docs" / "recovery.md").read_text()
+    [line] = [line.strip() for line in text.splitlines() if line.strip().startswith("mlops restore-cluster")]
+    argv = shlex.split(line.split(" > ")[0])
+    prod = _one(overlays["prod"], "Cluster", POSTGRES_CLUSTER)["spec"]["storage"]["size"]
+    assert argv[argv.index("--storage") + 1] == prod
