@@ -59,7 +59,7 @@ def verdict_for(
         raise ComponentError(
             STEP,
             f"{model}: no canary is live ({state.describe()}), so there is nothing to analyze",
-            f"start one: mlops promote {model} --canary N --version V",
+            f"start one: mlops promote {model} --canary <percent> --version <version>",
         )
     start = parse_since(since) if since else canary_start(entries, state.canary)
     if start is None:  # a history without the canary's own entry (edited by hand)
