@@ -9,6 +9,12 @@
                  revision, which never stopped serving; after a promotion: the previous champion
                  is rolled out again and the alias moves back
 
+In KServe's Standard (RawDeployment) mode, which ignores canaryTrafficPercent, a canary is a
+spec.canary entry beside the champion's predictor, a promotion retargets spec.predictor to it and a
+rollback removes it (components/steps/promote_canary.py). A production step's sign-off must not be
+the version's trainer (components/steps/promote_signoff.py) and is recorded with the entry, as is a
+canary analysis's evidence (`mlops promote --analyze`, mlops/canary.py).
+
 Every step, in this order: work out the serving state from the registry's history; render the
 InferenceService; evaluate it with the platform's Gatekeeper policies on the real Rego engine
 (refuse with Gatekeeper's own message: a bad promotion never leaves the laptop); apply it with
@@ -369,7 +375,9 @@ def render_history(entries: list[model_registry.HistoryEntry]) -> list[str]:
         source = f"v{e.from_version}" if e.from_version is not None else "-"
         lines.append(
             f"{e.at:<25} {e.action:<8} {source:>5} {'v' + str(e.to_version):>5} {str(e.traffic_percent) + '%':>7}  "
-            f"{e.who:<16} {e.applied}" + (f" / {e.reason}" if e.reason else "")
+            f"{e.who:<16} {e.applied}"
+            + (f" / {e.reason}" if e.reason else "")
+            + (f" / signed off by {e.signed_off_by}" if e.signed_off_by else "")
         )
     return lines
 

@@ -269,6 +269,8 @@ def test_production_sign_off_must_not_be_the_trainer_and_is_recorded(
     entry = _last(registry)
     assert entry.signed_off_by == "bob" and entry.who == "alice@bank.internal"
     assert _manifest(registry)["metadata"]["annotations"]["mlops.private-platform.io/signed-off-by"] == "bob"
+    capsys.readouterr()
+    assert main(["history", MODEL]) == 0 and "signed off by bob" in capsys.readouterr().out
     # a staging step records no sign-off; a rollback needs none
     assert _promote(registry, "--rollback") == 2  # nothing to roll back to, not a sign-off refusal
     assert "nothing to roll back to" in capsys.readouterr().err
