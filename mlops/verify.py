@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from components import artifacts
 from components.errors import ComponentError
@@ -118,7 +119,7 @@ def _artifact(mlflow: MlflowClient, record: ModelVersion) -> tuple[Check, str]:
         if getattr(error, "error_code", "") != "RESOURCE_DOES_NOT_EXIST":
             raise
         return Check("artifact", MISSING, f"{where}'s run {record.run_id} is gone from the tracking store", retrain), ""
-    if "://" in root and not root.startswith(("s3://", "file://")):
+    if urlsplit(root).scheme not in ("", "s3", "file"):  # mlflow-artifacts:/..., a proxied store
         raise ComponentError(
             STEP,
             f"{where}'s artifacts are at {root}, a scheme mlops verify does not read (s3:// or a file path)",

@@ -222,3 +222,23 @@ def test_the_alerts_read_what_verify_pushes() -> None:
     expr = {rule["alert"]: rule["expr"] for group in rules["spec"]["groups"] for rule in group["rules"]}
     assert f"{notify.VERIFY_FAILED}{{" in expr["RegistryVerifyFailed"]
     assert f"{notify.VERIFY_COMPLETED}{{" in expr["RegistryVerifyStale"]
+
+
+def test_artifacts_behind_a_proxied_store_are_refused_not_reported_missing(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A tracking server that serves artifacts itself (`mlflow-artifacts:/`) is not where verify reads bytes:
+    saying MISSING would page for bytes that may well be there. The control: a file store's version is read."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    client = MlflowClient(uri, uri)
+    for name, location in (("proxied", "mlflow-artifacts:/proxied"), ("filed", (tmp_path / "artifacts").as_uri())):
+        run = client.create_run(client.create_experiment(name, artifact_location=location)).info.run_id
+        client.create_registered_model(name)
+        client.create_model_version(name, f"runs:/{run}/model", run_id=run, tags={"artifact_sha256": "a" * 64})
+    code, _, err = mlops(capsys, "verify", "proxied")
+    assert code == 2 and "mlflow-artifacts:/proxied" in err and "--no-serve-artifacts" in err
+    code, out, _ = mlops(capsys, "verify", "filed")
+    assert code == 1 and "filed v1  MISSING" in out and "model/metadata.json is gone" in out
