@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "DIRECTORY_VARIABLE",
     "IDLE_VARIABLE",
     "PRELOAD",
     "PRELOAD_VARIABLE",
@@ -89,6 +90,9 @@ PRELOAD_VARIABLE = "MLOPS_WARM_PRELOAD"
 """A comma-separated list that replaces PRELOAD (part of the worker's key): for a team environment
 with other libraries, or a test that needs a worker quickly."""
 IDLE_VARIABLE = "MLOPS_WARM_IDLE_SECONDS"
+DIRECTORY_VARIABLE = "MLOPS_WARM_DIR"
+"""The folder the workers' sockets live in, instead of `$XDG_RUNTIME_DIR/mlops-warm-<uid>` (held to the
+same checks): a test session keeps its workers apart from another session's, and stops only its own."""
 _IDLE_DEFAULT = 900
 _START_SECONDS = 180.0
 _COMPONENTS_VARIABLE = "MLOPS_WARM_COMPONENTS"
@@ -169,12 +173,27 @@ class WarmWorker:
         finally:
             handler.run_local_subprocess = original
 
+    def _connection(self) -> socket.socket:
+        """A connection to the worker; one that is gone before the task was sent (stopped for newer
+        code, idle, killed) is replaced by this code's worker, started if need be: nothing ran yet."""
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            conn.connect(str(self.path))
+        except (FileNotFoundError, ConnectionRefusedError):
+            conn.close()
+            try:
+                self.path = connect().path
+            except WarmUnavailable as error:
+                raise ConnectionError(f"no worker to replace the one that went away: {error}") from error
+            conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            conn.connect(str(self.path))
+        return conn
+
     def _run(self, full_command: list[str], env_vars: Mapping[str, str] | None) -> int:
         request = {"argv": list(full_command), "env": {**os.environ, **(env_vars or {})}, "cwd": os.getcwd()}
         pending = b""
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-                conn.connect(str(self.path))
+            with self._connection() as conn:
                 _send(conn, b"R", json.dumps(request).encode())
                 while True:
                     kind, payload = _receive(conn)
@@ -195,8 +214,8 @@ class WarmWorker:
 
 
 def _directory() -> Path:
-    base = Path(os.environ.get("XDG_RUNTIME_DIR") or "/tmp")
-    folder = base / f"mlops-warm-{os.getuid()}"
+    named = os.environ.get(DIRECTORY_VARIABLE)
+    folder = Path(named) if named else Path(os.environ.get("XDG_RUNTIME_DIR") or "/tmp") / f"mlops-warm-{os.getuid()}"
     with contextlib.suppress(FileExistsError):
         folder.mkdir(mode=0o700)
     info = folder.lstat()

@@ -33,18 +33,21 @@ FEATURES = ["amount", "merchant_category", "txn_count_1h", "txn_count_24h", "amo
 
 @pytest.fixture(scope="session", autouse=True)
 def isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A session-wide MLOPS_HOME; at the end, the warm workers the session's runs started are stopped
-    (pipelines/warm_worker.py; they would otherwise wait out their idle time)."""
-    import time
+    """A session-wide MLOPS_HOME, and a folder of the session's own for the warm workers its runs start
+    (pipelines/warm_worker.py), stopped at the end: another session's workers are never touched."""
+    import shutil
+    import tempfile
 
-    from pipelines.warm_worker import stop_all
+    from pipelines.warm_worker import DIRECTORY_VARIABLE, stop_all
 
-    started = time.time()
     home = tmp_path_factory.mktemp("mlops-home")
     os.environ["MLOPS_HOME"] = str(home)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
+    workers = tempfile.mkdtemp(dir="/tmp", prefix="mlw-")  # short: a Unix socket's path holds 108 bytes
+    os.environ[DIRECTORY_VARIABLE] = workers
     yield home
-    stop_all(since=started)
+    stop_all()
+    shutil.rmtree(workers, ignore_errors=True)
 
 
 COMPONENT_IMAGE = "localhost/private-mlops/component:test"

@@ -61,7 +61,11 @@ def worker() -> Iterator[warm_worker.WarmWorker]:
     runtime = tempfile.mkdtemp(dir="/tmp")  # short: a Unix socket's path holds 108 bytes
     saved = dict(os.environ)
     os.environ.update(
-        {"XDG_RUNTIME_DIR": str(runtime), warm_worker.PRELOAD_VARIABLE: "kfp.dsl.executor_main", "WORKER_ONLY": "1"}
+        {
+            warm_worker.DIRECTORY_VARIABLE: runtime,
+            warm_worker.PRELOAD_VARIABLE: "kfp.dsl.executor_main",
+            "WORKER_ONLY": "1",
+        }
     )
     try:
         started = warm_worker.connect(timeout=60)
@@ -69,7 +73,7 @@ def worker() -> Iterator[warm_worker.WarmWorker]:
         os.environ.clear()
         os.environ.update(saved)
     yield started
-    os.environ["XDG_RUNTIME_DIR"] = str(runtime)
+    os.environ[warm_worker.DIRECTORY_VARIABLE] = runtime
     try:
         assert warm_worker.stop_all(), "the worker wrote no pid file to stop it by"
     finally:
@@ -135,6 +139,7 @@ def test_any_other_command_runs_as_kfp_local_runs_it(
 
 
 def test_a_runtime_folder_others_can_enter_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(warm_worker.DIRECTORY_VARIABLE, raising=False)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     folder = tmp_path / f"mlops-warm-{os.getuid()}"
     folder.mkdir(mode=0o700)
@@ -150,7 +155,7 @@ def test_new_code_gets_a_new_worker_and_the_old_one_is_stopped(monkeypatch: pyte
     import pipelines.caching
 
     runtime = tempfile.mkdtemp(dir="/tmp")  # short: a Unix socket's path holds 108 bytes
-    monkeypatch.setenv("XDG_RUNTIME_DIR", runtime)
+    monkeypatch.setenv(warm_worker.DIRECTORY_VARIABLE, runtime)
     monkeypatch.setenv(warm_worker.PRELOAD_VARIABLE, "kfp.dsl.executor_main")
     first = warm_worker.connect(timeout=60)
     assert warm_worker.connect(timeout=60).path == first.path  # positive control: the same code, the same worker
@@ -163,6 +168,11 @@ def test_new_code_gets_a_new_worker_and_the_old_one_is_stopped(monkeypatch: pyte
         while Path(f"/proc/{old_pid}").exists() and b") Z" not in Path(f"/proc/{old_pid}/stat").read_bytes():
             assert time.monotonic() < deadline, "the worker for the old code was left running"
             time.sleep(0.05)
+        # a run that held the stopped worker goes on: its next task reaches this code's worker
+        task = Path(runtime) / "task"
+        task.mkdir()
+        assert first.run(_command(task, 0), {"PROBE_VAR": "after"}) == 0
+        assert first.path == second.path and (task / "out").read_text() == "code 0"
     finally:
         warm_worker.stop_all()
         shutil.rmtree(runtime, ignore_errors=True)
@@ -170,7 +180,7 @@ def test_new_code_gets_a_new_worker_and_the_old_one_is_stopped(monkeypatch: pyte
 
 def test_a_runtime_folder_too_deep_for_a_socket_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     deep = tmp_path / ("d" * 90)
-    deep.mkdir()
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(deep))
+    deep.mkdir(mode=0o700)
+    monkeypatch.setenv(warm_worker.DIRECTORY_VARIABLE, str(deep))
     with pytest.raises(warm_worker.WarmUnavailable, match="too deep"):
         warm_worker.connect(timeout=5)
