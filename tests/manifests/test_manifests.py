@@ -222,6 +222,10 @@ PROCESS_LOCAL = {
     # components.platform.settings.PUSHGATEWAY_CREDENTIALS: the cluster's per-namespace Pushgateway needs none
     "MLOPS_PUSHGATEWAY_USERNAME": "the tenant's loopback Pushgateway user (mlops tenant env)",
     "MLOPS_PUSHGATEWAY_PASSWORD": "the tenant's loopback Pushgateway password (mlops tenant env)",
+    "MLOPS_WARM_DIR": "where a laptop's warm workers keep their sockets (pipelines/warm_worker.py; tests)",
+    "MLOPS_WARM_PRELOAD": "what a laptop's warm worker imports (pipelines/warm_worker.py)",
+    "MLOPS_WARM_IDLE_SECONDS": "how long a laptop's warm worker waits for a task (pipelines/warm_worker.py)",
+    "MLOPS_WARM_COMPONENTS": "the components package a warm worker must find, set by its starter",
 }
 
 
