@@ -37,24 +37,20 @@ import contextlib
 import fcntl
 import hashlib
 import importlib
-import io
 import json
 import os
-import runpy
 import selectors
-import shutil
 import signal
 import socket
 import stat
 import struct
 import subprocess
 import sys
-import tempfile
 import time
-import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+
+from pipelines import warm_task
 
 __all__ = [
     "DIRECTORY_VARIABLE",
@@ -97,7 +93,6 @@ _IDLE_DEFAULT = 900
 _START_SECONDS = 180.0
 _COMPONENTS_VARIABLE = "MLOPS_WARM_COMPONENTS"
 _SOCKET_PATH_MAX = 100  # Linux's sun_path holds 108 bytes; the worker binds `<socket>.<pid>` first
-_EXECUTOR = "kfp.dsl.executor_main"
 _HEADER = struct.Struct("!cI")
 
 
@@ -112,7 +107,7 @@ def is_lightweight_command(full_command: Sequence[str]) -> bool:
         return False
     script = full_command[2]
     installs = "pip install" in script or "ensurepip" in script  # a folder named pipelines is no installer
-    return "ephemeral_component.py" in script and _EXECUTOR in script and not installs
+    return "ephemeral_component.py" in script and warm_task.EXECUTOR in script and not installs
 
 
 # ---- framing -------------------------------------------------------------------------------------
@@ -340,53 +335,6 @@ def _preload() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if before.get(key) != value}
 
 
-def _child_path(cwd: str, env: Mapping[str, str], own_pythonpath: Sequence[str]) -> list[str]:
-    """`python3 -m` in `cwd` with `env`: the folder, PYTHONPATH's entries, then the interpreter's own."""
-    extra = [entry for entry in env.get("PYTHONPATH", "").split(os.pathsep) if entry]
-    base = [entry for entry in sys.path[1:] if entry not in own_pythonpath]
-    return [cwd, *extra, *base]
-
-
-def _execute(request: dict[str, Any], added: Mapping[str, str], own_pythonpath: Sequence[str]) -> int:
-    """In the task's child: become the task's process and run kfp's executor on its component."""
-    argv: list[str] = request["argv"]
-    os.chdir(request["cwd"])
-    os.environ.clear()
-    os.environ.update(request["env"])
-    for key, value in added.items():
-        os.environ.setdefault(key, value)
-    os.environ["_KFP_RUNTIME"] = "true"
-    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=True, errors="backslashreplace")
-    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True, errors="backslashreplace")
-    program = Path(tempfile.mkdtemp())
-    (program / "ephemeral_component.py").write_text(argv[3])
-    sys.argv = [_EXECUTOR, "--component_module_path", str(program / "ephemeral_component.py"), *argv[4:]]
-    sys.path[:] = _child_path(request["cwd"], request["env"], own_pythonpath)
-    if "numpy" in sys.modules:  # a fresh interpreter seeds numpy's global generator from the OS; so does each task
-        sys.modules["numpy"].random.seed()
-    code = 0
-    try:
-        runpy.run_module(_EXECUTOR, run_name="__main__", alter_sys=True)
-    except SystemExit as done:
-        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
-        if done.code is not None and not isinstance(done.code, int):
-            print(done.code, file=sys.stderr)
-    except BaseException:  # an interpreter prints it and exits 1
-        traceback.print_exc()
-        code = 1
-    import threading
-
-    with contextlib.suppress(Exception):
-        getattr(threading, "_shutdown")()  # noqa: B009  (wait for non-daemon threads, as at an interpreter's exit)
-    atexit._run_exitfuncs()
-    shutil.rmtree(program, ignore_errors=True)
-    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):  # handlers the libraries bound at import
-        with contextlib.suppress(Exception):
-            if stream is not None:
-                stream.flush()
-    return code
-
-
 def _supervise(conn: socket.socket, added: Mapping[str, str], own_pythonpath: Sequence[str]) -> None:
     """One connection: fork the task's child, stream its output back, then its exit code. A client
     that goes away (killed, timed out) takes the task with it."""
@@ -402,7 +350,7 @@ def _supervise(conn: socket.socket, added: Mapping[str, str], own_pythonpath: Se
         os.dup2(write, 1)
         os.dup2(write, 2)
         os.close(write)
-        os._exit(_execute(request, added, own_pythonpath))
+        os._exit(warm_task.execute(request, added, own_pythonpath))
     os.close(write)
     watch = selectors.DefaultSelector()
     watch.register(read, selectors.EVENT_READ)

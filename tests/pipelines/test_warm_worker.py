@@ -33,6 +33,11 @@ def _probe(code: int, seconds: float, out: dsl.OutputPath(str)) -> None:  # type
     print("CANARY=" + os.environ.get("WORKER_ONLY", "<unset>"))
     print("CWD=" + os.getcwd())
     print("PATH1=" + sys.path[1])  # [0]: the folder kfp's executor wrote the component to
+    import dask.config
+    import fsspec.config
+
+    print("FSSPEC=" + str(fsspec.config.conf.get("s3", {}).get("endpoint_url", "<unset>")))
+    print("DASK=" + str(dask.config.get("temporary-directory")))
     with open(out + ".pid", "w") as pid:
         pid.write(str(os.getpid()))
     atexit.register(Path(out + ".atexit").write_text, "ran")
@@ -63,8 +68,11 @@ def worker() -> Iterator[warm_worker.WarmWorker]:
     os.environ.update(
         {
             warm_worker.DIRECTORY_VARIABLE: runtime,
-            warm_worker.PRELOAD_VARIABLE: "kfp.dsl.executor_main",
+            # fsspec and dask read the environment when imported (Feast and MLflow pull them in)
+            warm_worker.PRELOAD_VARIABLE: "kfp.dsl.executor_main,fsspec,dask.config",
             "WORKER_ONLY": "1",
+            "FSSPEC_S3_ENDPOINT_URL": "http://the-worker-starters-store:1",
+            "DASK_TEMPORARY_DIRECTORY": "/the-worker-starters-folder",
         }
     )
     try:
@@ -83,7 +91,7 @@ def worker() -> Iterator[warm_worker.WarmWorker]:
 
 
 def _lines(output: str) -> list[str]:
-    return [line for line in output.splitlines() if line.split("=")[0] in ("VAR", "CANARY", "CWD", "PATH1")]
+    return [line for line in output.splitlines() if line.split("=")[0] in ("VAR", "CANARY", "CWD", "PATH1", "FSSPEC", "DASK")]
 
 
 @pytest.mark.parametrize("code", [0, 2, 75])
@@ -97,7 +105,8 @@ def test_a_task_in_the_worker_does_what_kfp_locals_subprocess_does(
         folder = tmp_path / name
         folder.mkdir()
         assert warm_worker.is_lightweight_command(_command(folder, code))
-        returned = run(full_command=_command(folder, code), env_vars={"PROBE_VAR": name})
+        task_env = {"PROBE_VAR": name, "FSSPEC_S3_ENDPOINT_URL": f"http://{name}:9", "DASK_TEMPORARY_DIRECTORY": f"/{name}"}
+        returned = run(full_command=_command(folder, code), env_vars=task_env)
         printed = capsys.readouterr().out
         results[name] = (returned, _lines(printed), (folder / "out").read_text(), (folder / "out.atexit").read_text())
     (subprocess_code, subprocess_lines, *subprocess_files), (warm_code, warm_lines, *warm_files) = results.values()
@@ -105,6 +114,8 @@ def test_a_task_in_the_worker_does_what_kfp_locals_subprocess_does(
     assert [line.replace("kfp-local", "warm") for line in subprocess_lines] == warm_lines
     assert warm_lines[0] == "VAR=warm" and warm_lines[1] == "CANARY=<unset>", warm_lines  # the task's env, whole
     assert warm_lines[2] == f"CWD={os.getcwd()}" and warm_lines[3] == f"PATH1={os.getcwd()}"
+    # what a preloaded library read at import comes from the task's environment, not the worker's
+    assert warm_lines[4:] == ["FSSPEC=http://warm:9", "DASK=/warm"], warm_lines
     assert subprocess_files == warm_files == [f"code {code}", "ran"]
     pid = int((tmp_path / "warm" / "out.pid").read_text())
     assert pid != os.getpid() and pid != int((tmp_path / "kfp-local" / "out.pid").read_text())
