@@ -45,9 +45,11 @@ def starved() -> Iterator[Stack]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _sweep(stack: Stack, home: Path) -> tuple[int, str]:
+def _sweep(stack: Stack, home: Path, request_timeout: int) -> tuple[int, str]:
     # no client retries: a refused request shows as the failed trial it is, not as a slow one
-    env = platform_env(stack, home, MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="20")
+    env = platform_env(
+        stack, home, MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT=str(request_timeout)
+    )
     rounds = 'tune.space.num_boost_round={"type": "int", "low": 10, "high": 40}'
     done = mlops(env, "tune", "fraud", "--trials", TRIALS, "--parallel", TRIALS, "--rows", "3000",
                  "--set", rounds, "--out", str(home), timeout=900)  # fmt: skip
@@ -59,7 +61,8 @@ def test_a_parallel_sweep_exhausts_direct_connections_and_commits_through_pgboun
 ) -> None:
     from mlflow import MlflowClient
 
-    code, output = _sweep(starved, tmp_path / "direct")
+    # a request the starved server holds waits for its pool; 5 s is long past a served request's time
+    code, output = _sweep(starved, tmp_path / "direct", request_timeout=5)
     server_log = starved.log("mlflow").read_text(errors="replace")
     assert any(word in server_log for word in REFUSED), (server_log[-2000:], output[-2000:])
     # trials failed (exit 1), or the search itself lost the tracking server (75: transient)
@@ -69,7 +72,7 @@ def test_a_parallel_sweep_exhausts_direct_connections_and_commits_through_pgboun
     starved.mlflow_through_pgbouncer = True
     starved.log("mlflow").write_text("")
     starved.up(("mlflow",))
-    code, output = _sweep(starved, tmp_path / "pooled")
+    code, output = _sweep(starved, tmp_path / "pooled", request_timeout=20)
     assert code == 0, output[-3000:]
     assert not any(word in starved.log("mlflow").read_text(errors="replace") for word in REFUSED)
     parent = next(line.split()[-1] for line in output.splitlines() if "MLflow parent run" in line)
