@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from components.dated_inputs import check_template
 from components.errors import ComponentError
+from components.outcome_settings import OutcomesSettings
 from components.platform.readonly import reader_secret
 from components.resource_settings import ResourceSettings
 from components.train_settings import (
@@ -412,6 +413,7 @@ class PipelineConfig(_Settings):
     tune: TuneSettings = TuneSettings()
     scoring: ScoringSettings = ScoringSettings()
     promote: PromoteSettings
+    outcomes: OutcomesSettings = OutcomesSettings()  # components/outcome_settings.py
     cluster: ClusterSettings
     resources: ResourceSettings = Field(default_factory=dict)  # components/resource_settings.py
 

@@ -19,6 +19,8 @@ generated from the code by `python -m mlops.docs_index`: cli
                    a registered (or serving) model back to its data, features, code and image
     audit.py       audit, decisions
                    one logged decision explained and re-scored, and a model's decisions over days
+    outcomes.py    outcomes
+                   late labels joined to the decision log (ingest), and each version's realized metrics
     tune.py        tune, tune-trial
                    a hyperparameter search (Optuna here, Katib there), and one Katib trial
     checks.py      lint, doctor
@@ -54,6 +56,7 @@ GROUPS = (
     "monitoring",
     "lineage",
     "audit",
+    "outcomes",
     "tune",
     "checks",
     "inputs",

@@ -1,0 +1,137 @@
+"""Realized metrics against the gate: the push that feeds ModelPerformanceDegraded, and the nightly's reason.
+
+Issue 32 item 3. A version that passed its gate on the holdout may decay once it serves; the realized
+metrics (components/platform/outcomes.py `realized`) measure it on late labels, and this module judges
+them against the gate the pipeline holds candidates to (evaluate.gate_metric, evaluate.threshold),
+only with at least outcomes.min_labelled labelled decisions (fewer: noise, reported but not judged).
+
+- `gate_margin(row, metric, threshold)`: the realized gate metric's distance past the threshold, signed
+  so that below zero is worse than the gate (value - threshold for AUCs, threshold - value for errors);
+  None when the version's realized metrics do not include the gate metric (log_loss, r2: not realized).
+- `push(rows, ...)`: through the tenant's own push path (components/platform/pushgateway_client.push,
+  the one notify and the drift figures use, to MLOPS_PUSHGATEWAY_URL), one group per (pipeline,
+  kind=realized-metrics) replaced whole by each push, so a version no longer labelled stops alerting:
+  `mlops_model_realized_<metric>{model,version,role}` per computed metric,
+  `mlops_model_realized_labelled`, and, where the gate metric was realized, `..._gate_margin{metric}` and
+  `..._min_labelled`. The rule (manifests/monitoring/prometheus-rules.yaml) fires on a margin below 0
+  with labelled >= min_labelled; `pipeline` (the group's) routes it to the pipeline's owner.
+- `below_gate(...)`: the nightly's retrain reason "realized <metric> below gate", or None; no log, no
+  outcomes, or too few labels give None and never fail the run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from components.errors import ComponentError
+from components.platform.outcomes import GATE_MARGIN, LABELLED, METRICS, MIN_LABELLED, PREFIX, realized
+from components.train_settings import LOWER_IS_BETTER
+
+__all__ = ["JOB", "KIND", "below_gate", "gate_margin", "push"]
+
+JOB = "mlops-outcomes"
+KIND = "realized-metrics"
+_HELP = {
+    "roc_auc": "ROC AUC of the version's labelled decisions (late outcomes joined to the decision log).",
+    "pr_auc": "Average precision of the version's labelled decisions.",
+    "brier": "Brier score of the version's labelled decisions.",
+    "positive_rate": "Share of the version's labelled decisions whose outcome was positive.",
+    "mae": "Mean absolute error of the version's labelled decisions.",
+    "rmse": "Root mean squared error of the version's labelled decisions.",
+    "mape": "Mean absolute percentage error of the version's labelled decisions (labels with |y| >= 1).",
+    "accuracy": "Accuracy of the version's labelled decisions.",
+}
+
+
+def gate_margin(row: Mapping[str, Any], metric: str, threshold: float) -> float | None:
+    """How far the realized gate metric is past its threshold (below 0: worse than the gate), or None."""
+    value = row.get(metric)
+    if not isinstance(value, int | float):
+        return None
+    return float(threshold - value) if metric in LOWER_IS_BETTER else float(value - threshold)
+
+
+def push(
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    pipeline: str,
+    gate_metric: str,
+    threshold: float,
+    min_labelled: int,
+    step: str = "outcomes",
+) -> str:
+    """Push the realized metrics as gauges; the Pushgateway's URL, or "" with none configured."""
+    from prometheus_client import CollectorRegistry, Gauge
+
+    from components.platform import pushgateway_client, services
+
+    url = services.settings().pushgateway_url
+    if not url:
+        return ""
+    collectors = CollectorRegistry()
+    names = ["model", "version", "role"]
+    gauges = {m: Gauge(PREFIX + m, _HELP[m], names, registry=collectors) for ms in METRICS.values() for m in ms}
+    labelled = Gauge(LABELLED, "Labelled decisions of the version in the window.", names, registry=collectors)
+    margin = Gauge(GATE_MARGIN, "The realized gate metric past its threshold (below 0: worse than the gate).",
+                   [*names, "metric"], registry=collectors)  # fmt: skip
+    least = Gauge(MIN_LABELLED, "Labelled decisions needed before the realized gate metric is judged.", names,
+                  registry=collectors)  # fmt: skip
+    for row in rows:
+        who = {"model": str(row["model"]), "version": str(row["version"]), "role": str(row["role"])}
+        labelled.labels(**who).set(int(row["labelled"]))
+        for metric, gauge in gauges.items():
+            if isinstance(row.get(metric), int | float):
+                gauge.labels(**who).set(float(row[metric]))
+        distance = gate_margin(row, gate_metric, threshold)
+        if distance is not None:
+            margin.labels(**who, metric=gate_metric).set(distance)
+            least.labels(**who).set(min_labelled)
+    grouping = {"pipeline": pipeline, "kind": KIND}
+    pushgateway_client.push(step, url, job=JOB, grouping=grouping, registry=collectors, what="the realized metrics")
+    return url
+
+
+def below_gate(
+    model: str,
+    *,
+    gate_metric: str,
+    threshold: float,
+    min_labelled: int,
+    window_seconds: int,
+    now: dt.datetime,
+    version: int | None = None,
+    root: str | None = None,
+) -> str | None:
+    """The nightly's reason "realized <metric> below gate: ..." when `version` (the champion; None: the
+    newest version with enough labels) has at least `min_labelled` labelled decisions over the trailing
+    window and its realized gate metric is worse than the threshold; else None. No log, no outcomes, an
+    unreadable store or a gate metric that is not realized give None: this check never fails a run."""
+    from components.platform.decisions import decision_log_root
+
+    try:
+        where = decision_log_root(root)
+        since = (now - dt.timedelta(seconds=window_seconds)).isoformat()
+        rows = realized(where, model, since, now.isoformat())
+    except (ComponentError, OSError):
+        return None
+    judged = [
+        r
+        for r in rows
+        if int(r["labelled"]) >= min_labelled
+        and gate_margin(r, gate_metric, threshold) is not None
+        and (version is None or str(r["version"]) == str(version))
+    ]
+    if not judged:
+        return None
+    latest = max(judged, key=lambda r: (str(r["version"]).zfill(12), int(r["labelled"])))
+    distance = gate_margin(latest, gate_metric, threshold)
+    if distance is None or distance >= 0:
+        return None
+    direction = "<=" if gate_metric in LOWER_IS_BETTER else ">="
+    return (
+        f"realized {gate_metric} below gate: v{latest['version']} ({latest['role']}) realized {gate_metric}"
+        f" {latest[gate_metric]:.4f} on {latest['labelled']} labelled decisions, the gate requires"
+        f" {direction} {threshold}"
+    )

@@ -1,0 +1,284 @@
+"""Late outcomes (issue 32 item 3): `mlops outcomes ingest` and `metrics` on a decision log written here.
+
+The log is written as the transformer writes it (decision_record.DecisionRecord, table_of, write_file under
+the hive layout), for the reference pipelines' own configs (fraud: binary; forecast: regression). The
+realized metrics are compared with scikit-learn run directly on the rows this test generated, never with
+figures the module under test produced; each refusal is shown to leave the store untouched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import (
+    average_precision_score,
+    brier_score_loss,
+    mean_absolute_error,
+    mean_absolute_percentage_error,
+    mean_squared_error,
+    roc_auc_score,
+)
+
+from components.config import PipelineConfig, load_config
+from components.errors import ComponentError
+from components.platform import outcomes
+from components.serving.decision_record import DecisionRecord, file_key, table_of, write_file
+from tests.conftest import REPO
+
+FRAUD = load_config(REPO / "pipelines" / "fraud" / "config.yaml")
+FORECAST = load_config(REPO / "pipelines" / "forecast" / "config.yaml")
+DAY = dt.datetime(2026, 12, 3, 9, 0, tzinfo=dt.UTC)
+
+
+def _write_log(
+    root: Path, cfg: PipelineConfig, version: int, role: str, scores: np.ndarray, *, seconds: int = 60,
+    start: dt.datetime = DAY, entity_base: int = 0,
+) -> pd.DataFrame:  # fmt: skip
+    """One request of len(scores) rows by `version` in `role`, a decision every `seconds`, one file per day;
+    the rows as (decision_id, decided_at, entity, score)."""
+    model = cfg.register_.model_name
+    threshold = 0.5 if cfg.train.objective == "binary" else None
+    records = [
+        DecisionRecord(
+            request_id=f"req-v{version}-{role}", row=i, decided_at=start + dt.timedelta(seconds=seconds * i),
+            namespace="fraud", model_name=model, model_version=str(version), model_sha256="ab" * 32,
+            serving_role=role, revision="local", entity_column=cfg.materialize.entity_column,
+            entity_id=str(entity_base + i), request={cfg.materialize.entity_column: entity_base + i},
+            feature_names=["x"], feature_values=[float(s)], unknown_entity=False, score=float(s),
+            threshold=threshold, decision=None if threshold is None else int(s >= threshold),
+        )
+        for i, s in enumerate(scores)
+    ]  # fmt: skip
+    by_day: dict[str, list[DecisionRecord]] = {}
+    for record in records:
+        by_day.setdefault(record.day, []).append(record)
+    for day, batch in by_day.items():
+        where = root / file_key("fraud", model, str(version), day)
+        where.parent.mkdir(parents=True, exist_ok=True)
+        write_file(table_of(batch), str(where))
+    return pd.DataFrame(
+        {"decision_id": [r.decision_id for r in records], "decided_at": [r.decided_at for r in records],
+         "entity": [entity_base + i for i in range(len(records))], "score": [r.score for r in records]}
+    )  # fmt: skip
+
+
+def _root(tmp_path: Path) -> Path:
+    return tmp_path / "decisions" / "fraud"
+
+
+def _stored(root: Path) -> list[str]:
+    folder = Path(outcomes.outcomes_root(str(root)))
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+def _binary_log(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(5)
+    champion = _write_log(root, FRAUD, 1, "champion", rng.uniform(size=80))
+    canary = _write_log(root, FRAUD, 2, "canary", rng.uniform(size=60), seconds=90)
+    champion["label"] = (rng.uniform(size=80) < champion["score"]).astype(int)
+    canary["label"] = (rng.uniform(size=60) < 0.3).astype(int)
+    return champion, canary
+
+
+def test_ingest_by_decision_id_and_realized_metrics_equal_sklearns(tmp_path: Path) -> None:
+    root = _root(tmp_path)
+    champion, canary = _binary_log(root)
+    labelled = pd.concat([champion.iloc[:70], canary])  # 10 of the champion's decisions stay unlabelled
+    strangers = pd.DataFrame({"decision_id": ["req-none/0", "req-none/1"], "label": [1, 0]})
+    file = tmp_path / "labels.parquet"
+    pd.concat([labelled[["decision_id", "label"]], strangers]).rename(columns={"label": "is_fraud"}).to_parquet(file)
+
+    summary = outcomes.ingest(str(root), str(file), FRAUD)
+    assert (summary["outcomes"], summary["joined"], summary["stored"], summary["unmatched"]) == (132, 130, 130, 2)
+    assert summary["stored_in"] == f"{root}/_outcomes/"
+    assert all(name.startswith("model=fraud-detector/version=") for name in _stored(root))
+
+    rows = {
+        (r["version"], r["role"]): r for r in outcomes.realized(str(root), "fraud-detector", "2026-12-03", "2026-12-03")
+    }
+    assert set(rows) == {(1, "champion"), (2, "canary")}
+    for side, frame in (((1, "champion"), champion.iloc[:70]), ((2, "canary"), canary)):
+        y, p = frame["label"].to_numpy(), frame["score"].to_numpy()
+        row = rows[side]
+        assert row["labelled"] == len(frame)
+        assert row["roc_auc"] == pytest.approx(roc_auc_score(y, p))
+        assert row["pr_auc"] == pytest.approx(average_precision_score(y, p))
+        assert row["brier"] == pytest.approx(brier_score_loss(y, p))
+        assert row["positive_rate"] == pytest.approx(y.mean())
+        assert row["reasons"] == {}
+    assert rows[(1, "champion")]["roc_auc"] > rows[(2, "canary")]["roc_auc"] + 0.1  # labels follow v1's scores only
+
+    again = outcomes.ingest(str(root), str(file), FRAUD)  # the same file again counts nothing twice
+    assert (again["stored"], again["already_stored"], again["files"]) == (0, 130, [])
+    assert outcomes.realized(str(root), "fraud-detector", "2026-12-03", "2026-12-03")[0]["labelled"] == 70
+    assert outcomes.realized(str(root), "fraud-detector", "2026-12-04", "2026-12-05") == []
+
+
+def test_the_log_readers_do_not_see_the_outcomes(tmp_path: Path) -> None:
+    """Outcomes live inside the log's root (the same tenant prefix) under `_outcomes`, which the log's
+    dataset discovery skips: `mlops decisions` reads the decisions and nothing else, and audit finds one."""
+    from components.platform import decisions
+
+    root = _root(tmp_path)
+    champion, _ = _binary_log(root)
+    file = tmp_path / "labels.csv"
+    champion[["decision_id", "label"]].rename(columns={"label": "is_fraud"}).to_csv(file, index=False)
+    assert outcomes.ingest(str(root), str(file), FRAUD)["stored"] == 80
+    assert decisions.between(str(root), "fraud-detector", "2026-12-01", "2026-12-09").num_rows == 140
+    found = decisions.find(str(root), champion["decision_id"][3])
+    assert found is not None and found["score"] == pytest.approx(champion["score"][3])
+
+
+def test_ingest_by_entity_and_event_time_for_a_regressor(tmp_path: Path) -> None:
+    root = _root(tmp_path)
+    rng = np.random.default_rng(9)
+    logged = _write_log(root, FORECAST, 4, "champion", rng.uniform(5, 50, size=40), seconds=3600, entity_base=100)
+    actual = logged["score"] + rng.normal(0, 4, size=40)
+    actual[0] = 0.4  # |y| < 1: left out of MAPE, as evaluate leaves it out
+    events = logged["decided_at"] + pd.Timedelta(minutes=7)
+    events[5] = events[5] + pd.Timedelta(hours=3)  # 3 hours from any decision of store 105: joins none
+    file = tmp_path / "demand.csv"
+    pd.DataFrame({"store_id": logged["entity"], "event_timestamp": events.map(lambda t: t.isoformat()),
+                  "demand": actual}).to_csv(file, index=False)  # fmt: skip
+
+    summary = outcomes.ingest(str(root), str(file), FORECAST)
+    assert (summary["joined"], summary["unmatched"]) == (39, 1)
+    assert summary["keyed_by"] == "store_id and event time"
+    [row] = outcomes.realized(str(root), "forecast-demand", "2026-12-03", "2026-12-05")
+    keep = np.arange(40) != 5
+    y, p = actual.to_numpy()[keep], logged["score"].to_numpy()[keep]
+    assert row["labelled"] == 39 and row["version"] == 4 and row["role"] == "champion"
+    assert row["mae"] == pytest.approx(mean_absolute_error(y, p))
+    assert row["rmse"] == pytest.approx(math.sqrt(mean_squared_error(y, p)))
+    big = np.abs(y) >= 1
+    assert row["mape"] == pytest.approx(mean_absolute_percentage_error(y[big], p[big]))
+    assert "roc_auc" not in row
+
+
+def test_a_metric_that_cannot_be_computed_is_none_with_its_reason(tmp_path: Path) -> None:
+    root = _root(tmp_path)
+    champion, _ = _binary_log(root)
+    file = tmp_path / "labels.parquet"
+    pd.DataFrame({"decision_id": champion["decision_id"][:20], "is_fraud": 0}).to_parquet(file)
+    outcomes.ingest(str(root), str(file), FRAUD)
+    one = pd.DataFrame({"decision_id": [f"req-v2-canary/{i}" for i in range(1)], "is_fraud": [1]})
+    one.to_parquet(file)
+    outcomes.ingest(str(root), str(file), FRAUD)
+    rows = {r["version"]: r for r in outcomes.realized(str(root), "fraud-detector", "2026-12-03", "2026-12-03")}
+    assert rows[1]["roc_auc"] is None and rows[1]["pr_auc"] is None
+    assert "one class only" in rows[1]["reasons"]["roc_auc"]
+    assert rows[1]["brier"] == pytest.approx(brier_score_loss(np.zeros(20), champion["score"][:20]))
+    assert rows[2]["labelled"] == 1 and rows[2]["brier"] is None and "fewer than 2" in rows[2]["reasons"]["brier"]
+
+
+def _refused(root: Path, tmp_path: Path, frame: pd.DataFrame, cfg: PipelineConfig = FRAUD) -> str:
+    before = _stored(root)
+    file = tmp_path / "bad.parquet"
+    frame.to_parquet(file)
+    with pytest.raises(ComponentError) as refused:
+        outcomes.ingest(str(root), str(file), cfg)
+    assert _stored(root) == before, "a refused file wrote nothing"
+    assert refused.value.fix
+    return f"{refused.value.problem} | {refused.value.fix}"
+
+
+def test_a_bad_file_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    root = _root(tmp_path)
+    champion, _ = _binary_log(root)
+    ids = champion["decision_id"]
+    assert "no key column: neither 'decision_id' nor both 'user_id' and 'event_timestamp'" in _refused(
+        root, tmp_path, pd.DataFrame({"id": ids[:3], "is_fraud": [0, 1, 0]})
+    )
+    assert "no label column 'is_fraud'" in _refused(root, tmp_path, pd.DataFrame({"decision_id": ids[:3]}))
+    clash = pd.DataFrame({"decision_id": [ids[0], ids[1], ids[0], ids[2]], "is_fraud": [0, 1, 1, 0]})
+    text = _refused(root, tmp_path, clash)
+    assert "1 keys carry different labels" in text and ids[0] in text and ids[1] not in text
+    text = _refused(root, tmp_path, pd.DataFrame({"decision_id": ids[:4], "is_fraud": [0, 2, 1, -1]}))
+    assert "2 labels in column 'is_fraud' are outside the binary label's domain (0 or 1): rows 1, 3" in text
+    assert "outside" in _refused(root, tmp_path, pd.DataFrame({"decision_id": ids[:2], "is_fraud": ["yes", "0"]}))
+    assert "have no decision_id: rows 1" in _refused(
+        root, tmp_path, pd.DataFrame({"decision_id": [ids[0], None], "is_fraud": [0, 1]})
+    )
+    regression = pd.DataFrame({"decision_id": ids[:3], "demand": [1.0, float("inf"), float("nan")]})
+    assert "outside the regression label's domain (a finite number): rows 1, 2" in _refused(
+        root, tmp_path, regression, FORECAST
+    )
+    assert _stored(root) == []
+
+    good = tmp_path / "good.parquet"
+    pd.DataFrame({"decision_id": ids[:5], "is_fraud": [0, 1, 0, 1, 0]}).to_parquet(good)
+    outcomes.ingest(str(root), str(good), FRAUD)
+    text = _refused(root, tmp_path, pd.DataFrame({"decision_id": ids[3:7], "is_fraud": [1, 1, 0, 1]}))
+    assert f"1 decisions already have a different stored outcome: {ids[4]} |" in text
+
+
+def test_the_canary_analysis_judges_by_the_realized_rows(tmp_path: Path) -> None:
+    """The contract with components/steps/canary_analysis.py: its hook is `realized`, and a canary whose
+    scores look like the champion's but whose realized AUC is worse is rolled back on that alone."""
+    import pyarrow.parquet as pq
+
+    from components.config import PromoteSettings
+    from components.steps import canary_analysis
+
+    assert canary_analysis.realized_hook() is outcomes.realized
+    root = _root(tmp_path)
+    rng = np.random.default_rng(3)
+    scores = rng.uniform(size=300)
+    old = _write_log(root, FRAUD, 1, "champion", scores, seconds=10)
+    new = _write_log(root, FRAUD, 2, "canary", scores, seconds=10)  # the same scores: KS 0, PSI 0
+    old["is_fraud"] = (rng.uniform(size=300) < old["score"]).astype(int)
+    new["is_fraud"] = (rng.uniform(size=300) < 0.5).astype(int)
+    file = tmp_path / "labels.parquet"
+    pd.concat([old, new])[["decision_id", "is_fraud"]].to_parquet(file)
+    outcomes.ingest(str(root), str(file), FRAUD)
+
+    table = pq.read_table(root).select(["decided_at", "model_version", "serving_role", "score"])
+    settings = PromoteSettings(namespace="fraud", analysis_min_decisions=200, analysis_min_labelled=200)
+
+    def verdict(realized: Any) -> Any:
+        return canary_analysis.analyze(
+            table, champion=1, canary=2, since=DAY, until=DAY + dt.timedelta(hours=2), settings=settings,
+            realized=realized,
+        )  # fmt: skip
+
+    judged = verdict(lambda: outcomes.realized(str(root), "fraud-detector", "2026-12-03", "2026-12-03"))
+    assert judged.action == "rollback" and judged.evidence["ks"] == 0.0
+    assert any(reason.startswith("realized roc_auc") for reason in judged.reasons)
+    assert judged.evidence["realized"]["canary"]["labelled"] == 300
+    assert verdict(None).action == "promote"  # the control: without the realized rows nothing says roll back
+
+
+def _cli(*args: str) -> int:
+    from mlops.cli import main
+
+    return main(["outcomes", *args])
+
+
+def test_the_cli_ingests_reports_and_refuses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = _root(tmp_path)
+    champion, canary = _binary_log(root)
+    file = tmp_path / "labels.parquet"
+    pd.concat([champion, canary])[["decision_id", "label"]].rename(columns={"label": "is_fraud"}).to_parquet(file)
+    assert _cli("ingest", "fraud", str(file), "--log", str(root)) == 0
+    assert "140 outcomes: 140 joined to decisions, 140 stored" in capsys.readouterr().out
+    assert _cli("metrics", "fraud", "--since", "2026-12-03", "--until", "2026-12-03", "--log", str(root), "--json") == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["model"] == "fraud-detector" and printed["gate"] == {"metric": "roc_auc", "threshold": 0.85}
+    rows = {r["version"]: r for r in printed["rows"]}
+    y, p = champion["label"].to_numpy(), champion["score"].to_numpy()
+    assert rows[1]["roc_auc"] == pytest.approx(roc_auc_score(y, p)) and rows[1]["labelled"] == 80
+    assert _cli("metrics", "fraud-detector", "--since", "2026-12-03", "--until", "2026-12-03", "--log", str(root)) == 0
+    assert "v2 canary" in capsys.readouterr().out
+
+    bad = tmp_path / "bad.parquet"
+    pd.DataFrame({"decision_id": ["x/0"], "is_fraud": [3]}).to_parquet(bad)
+    assert _cli("ingest", "fraud", str(bad), "--log", str(root)) == 2
+    assert "outside the binary label's domain" in capsys.readouterr().err
+    assert _cli("ingest", "fraud", str(tmp_path / "missing.parquet"), "--log", str(root)) == 2
