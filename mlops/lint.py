@@ -50,6 +50,7 @@ CRD_FILES = {
     ("monitoring.coreos.com", "PrometheusRule"): "promop_monitoring.coreos.com_prometheusrules.yaml",
     ("monitoring.coreos.com", "AlertmanagerConfig"): "promop_monitoring.coreos.com_alertmanagerconfigs.yaml",
     ("monitoring.coreos.com", "ServiceMonitor"): "promop_monitoring.coreos.com_servicemonitors.yaml",
+    ("monitoring.coreos.com", "PodMonitor"): "promop_monitoring.coreos.com_podmonitors.yaml",
     ("templates.gatekeeper.sh", "ConstraintTemplate"): "gatekeeper_constrainttemplate-crd.yaml",
     ("serving.kserve.io", "InferenceService"): "kserve_serving.kserve.io_inferenceservices.full.yaml",
     ("argoproj.io", "Workflow"): "argo_argoproj.io_workflows.full.yaml",

@@ -31,15 +31,48 @@ NetworkPolicies, so a tenant cannot add a scrape with honorLabels of its own.
 The relabel rules are in one place, `target_relabelings` and `metric_relabelings`, rendered for
 the Prometheus Operator (camelCase) and for a plain Prometheus scrape config (snake_case, what
 `prometheus_scrape_config` returns for the loopback stack of `mlops dev up --monitoring --tenancy`).
+
+Issue 32: the same namespace's scoring transformers, scraped where they run (`transformer_scrape`).
+Each transformer counts its decision-log records and spilled bytes on its own `/metrics`
+(components/serving/decision_log.py, the one source of the two names), and DecisionLogDropping /
+DecisionLogSpilling read them; before this nothing scraped a serving pod, so neither could fire.
+Per namespace, beside its Pushgateway:
+- a PodMonitor, not a ServiceMonitor: every transformer pod (canary and champion revisions alike)
+  is its own target, and no Service of KServe's or Knative's is the scrape's to rely on. It selects
+  KServe's labels on a transformer's pods, `serving.kserve.io/inferenceservice` (KServe's
+  InferenceServicePodLabelKey) and `component: transformer` (KServiceComponentLabel, kserve
+  pkg/constants/constants.go), and scrapes the container port Knative names `user-port` whatever
+  the container declared (knative.dev/serving pkg/apis/serving/v1 UserPortName, DefaultUserPort
+  8080; KServe starts the transformer with --http_port 8080, components/steps/promote.py
+  TRANSFORMER_PORT). promote renders Serverless by default; a RawDeployment transformer declares no
+  port (promote renders none), so Prometheus finds no target there;
+- the same rules as the Pushgateway's: honorLabels false, `namespace` from where the pod runs,
+  a fixed `job` (TRANSFORMER_SCRAPE_JOB, never SCRAPE_JOB, so the rules' `job!="mlops-pushgateway"`
+  keeps these series), `inference_service` from the pod's KServe label (the rules aggregate by
+  it), every `exported_*` dropped, and only the decision log's two families kept: the alerts need
+  nothing else, and the transformer's other series (Python's, KServe's request histograms) would
+  only cost series no rule reads. A pod of the tenant's labelled as a transformer can at most page
+  or hush its own namespace's owner, as a push to its own Pushgateway can;
+- a NetworkPolicy admitting Prometheus (PROMETHEUS, the same peer the Pushgateway's policy admits)
+  to the transformer's port, and nobody else: the tenants' default deny stays for every other
+  namespace (promote's `<name>-callers` policy admits the service's callers,
+  components/steps/serving_authorization.py).
+Not here: the Istio AuthorizationPolicy promote renders beside each InferenceService (ALLOW, so
+it refuses any request no rule admits) has no rule for Prometheus's GET /metrics on the
+transformer's port; until it has, the sidecar answers the scrape 403 (docs/monitoring.md).
 """
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass
 from typing import Any
 
+from components.serving import decision_log
 from components.steps import drift_metrics, notify
+from components.steps.promote import TRANSFORMER_PORT
+from components.steps.serving_authorization import ISVC_LABEL
 from pipelines.cluster import MONITORING_NAMESPACE
 from pipelines.platform_services import PUSHGATEWAY_NAME, PUSHGATEWAY_PORT, ServiceAddress, pushgateway
 from pipelines.pod_security import restricted_container, restricted_pod
@@ -47,20 +80,32 @@ from pipelines.pod_security import restricted_container, restricted_pod
 __all__ = [
     "DROPPED_LABELS",
     "IMAGE",
+    "INFERENCE_SERVICE",
     "LABELS",
     "PROMETHEUS",
     "PUSHGATEWAY_FILE",
     "SAMPLE_LIMIT",
     "SCRAPE_JOB",
     "SERVING_POD",
+    "TRANSFORMER_MONITOR",
+    "TRANSFORMER_MONITOR_LABELS",
+    "TRANSFORMER_PORT_NAME",
+    "TRANSFORMER_SAMPLE_LIMIT",
+    "TRANSFORMER_SCRAPE_JOB",
+    "TRANSFORMER_SELECTOR",
     "PodEndpoint",
     "Relabel",
     "metric_relabelings",
     "namespace_pushgateway",
+    "prometheus_peer",
     "prometheus_scrape_config",
     "pushed_families",
+    "scraped_decision_families",
     "service_monitor",
     "target_relabelings",
+    "transformer_metrics_policy",
+    "transformer_pod_monitor",
+    "transformer_target_relabelings",
 ]
 
 PUSHGATEWAY_FILE = "pushgateway.yaml"  # beside each tenant's kustomization, and in base/platform/
@@ -91,9 +136,37 @@ DROPPED_LABELS = "exported_.+"
 or route can match a label the pusher chose in place of the scrape's own."""
 
 
+TRANSFORMER_SCRAPE_JOB = "mlops-transformer"
+"""The `job` of every series scraped from a transformer pod: not SCRAPE_JOB, so the rules' selection
+`job!="mlops-pushgateway"` keeps them, and a `job` the transformer exposes is dropped (exported_job)."""
+TRANSFORMER_MONITOR = "transformer-decision-log"
+TRANSFORMER_MONITOR_LABELS = {
+    "app.kubernetes.io/name": TRANSFORMER_MONITOR,
+    "app.kubernetes.io/part-of": "private-mlops",
+}
+TRANSFORMER_PORT_NAME = "user-port"
+"""The name Knative gives the user container's port on every revision's pods (UserPortName)."""
+TRANSFORMER_SELECTOR: dict[str, Any] = {
+    "matchLabels": {"component": "transformer"},
+    "matchExpressions": [{"key": ISVC_LABEL, "operator": "Exists"}],
+}
+"""KServe's labels on an InferenceService's transformer pods (module docstring)."""
+TRANSFORMER_SAMPLE_LIMIT = 100
+"""Series one transformer's scrape may return after the keep-list (four today: three outcomes and
+the spill gauge); past it that pod's scrape fails, and only its own figures go stale."""
+INFERENCE_SERVICE = "inference_service"
+"""The label the decision-log rules aggregate by, from the pod's KServe label."""
+
+
 def pushed_families() -> tuple[str, ...]:
     """Every metric family the platform pushes: the drift figures and the owner's notices."""
     return tuple(sorted({*drift_metrics.METRICS, *notify.HELP}))
+
+
+def scraped_decision_families() -> tuple[str, ...]:
+    """The series names the transformer scrape keeps: the decision log's counter (exposed with
+    `_total`) and its spill gauge, named by components/serving/decision_log.py."""
+    return (f"{decision_log.RECORDS}_total", decision_log.SPILL_BYTES)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,18 +197,28 @@ class Relabel:
         return {snake: value for _, snake, value in self._fields() if value is not None}
 
 
-def target_relabelings() -> list[Relabel]:
-    """Before the scrape: `namespace` is the target's own, `job` the fixed SCRAPE_JOB."""
+def target_relabelings(job: str = SCRAPE_JOB) -> list[Relabel]:
+    """Before the scrape: `namespace` is the target's own, `job` a fixed one (SCRAPE_JOB)."""
     return [
         Relabel(action="replace", source_labels=("__meta_kubernetes_namespace",), target_label="namespace"),
-        Relabel(action="replace", target_label="job", replacement=SCRAPE_JOB),
+        Relabel(action="replace", target_label="job", replacement=job),
     ]
 
 
-def metric_relabelings() -> list[Relabel]:
-    """After the scrape: keep only the platform's families; drop every pushed label honorLabels
-    false renamed (exported_namespace, exported_job, exported_instance)."""
-    families = "|".join(re.escape(name) for name in pushed_families())
+def transformer_target_relabelings() -> list[Relabel]:
+    """The Pushgateway's target rules with the transformer's job, and `inference_service` from the
+    pod's KServe label (Prometheus's `__meta_kubernetes_pod_label_<name>`, `.` and `/` made `_`)."""
+    label = "__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", ISVC_LABEL)
+    return [
+        *target_relabelings(TRANSFORMER_SCRAPE_JOB),
+        Relabel(action="replace", source_labels=(label,), target_label=INFERENCE_SERVICE),
+    ]
+
+
+def metric_relabelings(kept: tuple[str, ...] | None = None) -> list[Relabel]:
+    """After the scrape: keep only the platform's families (`kept`, else every pushed one); drop
+    every label honorLabels false renamed (exported_namespace, exported_job, exported_instance)."""
+    families = "|".join(re.escape(name) for name in (pushed_families() if kept is None else kept))
     return [
         Relabel(action="keep", source_labels=("__name__",), regex=f"({families})"),
         Relabel(action="labeldrop", regex=DROPPED_LABELS),
@@ -192,14 +275,19 @@ def _deployment(address: ServiceAddress) -> dict[str, Any]:
     }
 
 
+def prometheus_peer() -> dict[str, Any]:
+    """Who scrapes, as a NetworkPolicy peer: PROMETHEUS's pods in its namespace."""
+    return {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": PROMETHEUS.namespace}},
+        "podSelector": {"matchLabels": dict(PROMETHEUS.labels)},
+    }
+
+
 def _network_policies(address: ServiceAddress) -> list[dict[str, Any]]:
     """In: the namespace's own non-serving pods and Prometheus; out: those pods to it."""
     pushers = {"podSelector": {"matchExpressions": [{"key": SERVING_POD, "operator": "DoesNotExist"}]}}
     port = [{"protocol": "TCP", "port": address.port}]
-    prometheus = {
-        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": PROMETHEUS.namespace}},
-        "podSelector": {"matchLabels": dict(PROMETHEUS.labels)},
-    }
+    prometheus = prometheus_peer()
     selector = {"matchLabels": {"app.kubernetes.io/name": address.name}}
     return [
         {
@@ -249,8 +337,47 @@ def service_monitor(address: ServiceAddress) -> dict[str, Any]:
     }
 
 
+def transformer_pod_monitor(namespace: str) -> dict[str, Any]:
+    """The scrape of the namespace's transformer pods (module docstring: what, and why only that)."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PodMonitor",
+        "metadata": {"name": TRANSFORMER_MONITOR, "namespace": namespace, "labels": dict(TRANSFORMER_MONITOR_LABELS)},
+        "spec": {
+            "selector": copy.deepcopy(TRANSFORMER_SELECTOR),
+            "namespaceSelector": {"matchNames": [namespace]},
+            "sampleLimit": TRANSFORMER_SAMPLE_LIMIT,
+            "podMetricsEndpoints": [
+                {
+                    "port": TRANSFORMER_PORT_NAME,
+                    "path": "/metrics",
+                    "interval": "30s",
+                    "honorLabels": False,
+                    "relabelings": [rule.operator() for rule in transformer_target_relabelings()],
+                    "metricRelabelings": [rule.operator() for rule in metric_relabelings(scraped_decision_families())],
+                }
+            ],
+        },
+    }
+
+
+def transformer_metrics_policy(namespace: str) -> dict[str, Any]:
+    """Prometheus in to the transformer pods' port (TRANSFORMER_PORT, the one `user-port` names)."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "transformer-metrics-from-prometheus", "namespace": namespace},
+        "spec": {
+            "podSelector": copy.deepcopy(TRANSFORMER_SELECTOR),
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [prometheus_peer()], "ports": [{"protocol": "TCP", "port": TRANSFORMER_PORT}]}],
+        },
+    }
+
+
 def namespace_pushgateway(namespace: str) -> list[dict[str, Any]]:
-    """What `make golden` writes to a pipelines namespace's pushgateway.yaml."""
+    """What `make golden` writes to a pipelines namespace's pushgateway.yaml: its Pushgateway and
+    that scrape, then the scrape of its transformers (issue 32)."""
     address = pushgateway(namespace)
     service = {
         "apiVersion": "v1",
@@ -261,4 +388,11 @@ def namespace_pushgateway(namespace: str) -> list[dict[str, Any]]:
             "ports": [{"name": "http", "port": address.port, "targetPort": PUSHGATEWAY_PORT}],
         },
     }
-    return [_deployment(address), service, *_network_policies(address), service_monitor(address)]
+    return [
+        _deployment(address),
+        service,
+        *_network_policies(address),
+        service_monitor(address),
+        transformer_metrics_policy(namespace),
+        transformer_pod_monitor(namespace),
+    ]

@@ -1,6 +1,7 @@
 """Test-only: what Prometheus stores of one scraped sample, and the scrape config the Prometheus
-Operator writes for a ServiceMonitor, reduced to what the Pushgateway scrape uses, because neither
-runs here (the loopback stack runs a real Prometheus, without the operator).
+Operator writes for a ServiceMonitor or a PodMonitor, reduced to what the Pushgateway's and the
+transformers' scrapes use, because neither runs here (the loopback stack runs a real Prometheus,
+without the operator).
 
 The operator (pkg/prometheus/promcfg.go, generateServiceMonitorConfig), for one endpoint of a
 ServiceMonitor with the default `endpoints` discovery role, writes `relabel_configs` in this order:
@@ -11,6 +12,12 @@ Succeeded pods; `targetLabels`, `podTargetLabels`; `job` from the Service's name
 `jobLabel`, when set); `endpoint` from the port name; THEN the endpoint's own `relabelings`; then
 the sharding rules (one shard here: they keep every target). `metricRelabelings` become
 `metric_relabel_configs` as they are. Fields of a ServiceMonitor this does not model raise.
+For one endpoint of a PodMonitor (generatePodMonitorConfig, `pod` discovery role, the operator's
+v0.93.0 the schema folder's CRD comes from): `job` saved; a `drop` of Failed or Succeeded pods
+(filterRunning unset); a `keep` per selector entry on the pod's labels; a `keep` on the container
+port's name (`port`, else its number for `portNumber`); `namespace`, `container`, `pod`;
+`podTargetLabels`; `job` as `<namespace>/<name>` (then `jobLabel`); `endpoint` the port's name;
+the endpoint's `relabelings`; the sharding rules.
 
 Prometheus's order (scrape/target.go, scrape/scrape.go): a target's labels are its discovered
 labels with `job` defaulting to the job name, through `relabel_configs`; `__meta_*` labels go,
@@ -192,6 +199,44 @@ _SPEC_KEYS = {
 _ENDPOINT_KEYS = {"port", "interval", "scrapeTimeout", "honorLabels", "relabelings", "metricRelabelings"}
 
 
+_ONE_SHARD: list[dict[str, Any]] = [  # one shard: $(SHARD) is 0 and the modulus 1
+    {
+        "source_labels": ["__address__", "__tmp_hash"],
+        "target_label": "__tmp_hash",
+        "regex": "(.+);",
+        "replacement": "$1",
+        "action": "replace",
+    },
+    {"source_labels": ["__tmp_hash"], "target_label": "__tmp_hash", "modulus": 1, "action": "hashmod"},
+    {"source_labels": ["__tmp_hash", "__tmp_disable_sharding"], "regex": "0;|.+;.+", "action": "keep"},
+]
+
+
+def _selector_rules(selector: dict[str, Any], role: str) -> list[dict[str, Any]]:
+    """A monitor's label selector as the operator's keep/drop rules on the discovered `role`'s
+    (service or pod) labels."""
+    rules: list[dict[str, Any]] = []
+    for key in sorted(selector.get("matchLabels", {})):
+        present = [
+            f"__meta_kubernetes_{role}_label_{_sanitize(key)}",
+            f"__meta_kubernetes_{role}_labelpresent_{_sanitize(key)}",
+        ]
+        rules.append({"action": "keep", "source_labels": present, "regex": f"({selector['matchLabels'][key]});true"})
+    for expression in selector.get("matchExpressions", []):
+        label = f"__meta_kubernetes_{role}_label_{_sanitize(expression['key'])}"
+        exists = f"__meta_kubernetes_{role}_labelpresent_{_sanitize(expression['key'])}"
+        values = f"({'|'.join(expression.get('values', []))});true"
+        rules.append(
+            {
+                "In": {"action": "keep", "source_labels": [label, exists], "regex": values},
+                "NotIn": {"action": "drop", "source_labels": [label, exists], "regex": values},
+                "Exists": {"action": "keep", "source_labels": [exists], "regex": "true"},
+                "DoesNotExist": {"action": "drop", "source_labels": [exists], "regex": "true"},
+            }[expression["operator"]]
+        )
+    return rules
+
+
 def service_monitor_scrape(monitor: dict[str, Any], index: int = 0) -> dict[str, Any]:
     """The scrape config the operator writes for endpoint `index` of `monitor` (endpoints role,
     one shard, no scrape class, no enforced namespace label): job_name, honor_labels,
@@ -204,26 +249,8 @@ def service_monitor_scrape(monitor: dict[str, Any], index: int = 0) -> dict[str,
     unknown = set(endpoint) - _ENDPOINT_KEYS
     if unknown:
         raise ValueError(f"endpoint fields {sorted(unknown)}: not in this stand-in")
-    selector = spec.get("selector", {})
     rules: list[dict[str, Any]] = [{"source_labels": ["job"], "target_label": "__tmp_prometheus_job_name"}]
-    for key in sorted(selector.get("matchLabels", {})):
-        present = [
-            f"__meta_kubernetes_service_label_{_sanitize(key)}",
-            f"__meta_kubernetes_service_labelpresent_{_sanitize(key)}",
-        ]
-        rules.append({"action": "keep", "source_labels": present, "regex": f"({selector['matchLabels'][key]});true"})
-    for expression in selector.get("matchExpressions", []):
-        label = f"__meta_kubernetes_service_label_{_sanitize(expression['key'])}"
-        exists = f"__meta_kubernetes_service_labelpresent_{_sanitize(expression['key'])}"
-        values = f"({'|'.join(expression.get('values', []))});true"
-        rules.append(
-            {
-                "In": {"action": "keep", "source_labels": [label, exists], "regex": values},
-                "NotIn": {"action": "drop", "source_labels": [label, exists], "regex": values},
-                "Exists": {"action": "keep", "source_labels": [exists], "regex": "true"},
-                "DoesNotExist": {"action": "drop", "source_labels": [exists], "regex": "true"},
-            }[expression["operator"]]
-        )
+    rules += _selector_rules(spec.get("selector", {}), "service")
     if "port" not in endpoint:
         raise ValueError("an endpoint without `port` (targetPort): not in this stand-in")
     rules.append(
@@ -251,17 +278,7 @@ def service_monitor_scrape(monitor: dict[str, Any], index: int = 0) -> dict[str,
         rules.append({"source_labels": source, "target_label": "job", "regex": "(.+)", "replacement": "${1}"})
     rules.append({"target_label": "endpoint", "replacement": endpoint["port"]})
     rules += _operator_relabel(endpoint.get("relabelings", []))
-    rules += [  # one shard: $(SHARD) is 0 and the modulus 1
-        {
-            "source_labels": ["__address__", "__tmp_hash"],
-            "target_label": "__tmp_hash",
-            "regex": "(.+);",
-            "replacement": "$1",
-            "action": "replace",
-        },
-        {"source_labels": ["__tmp_hash"], "target_label": "__tmp_hash", "modulus": 1, "action": "hashmod"},
-        {"source_labels": ["__tmp_hash", "__tmp_disable_sharding"], "regex": "0;|.+;.+", "action": "keep"},
-    ]
+    rules += _ONE_SHARD
     selected = spec.get("namespaceSelector", {})
     if selected.get("any"):
         raise ValueError("namespaceSelector any: not in this stand-in")
@@ -272,6 +289,91 @@ def service_monitor_scrape(monitor: dict[str, Any], index: int = 0) -> dict[str,
         "metric_relabel_configs": _operator_relabel(endpoint.get("metricRelabelings", [])),
         "namespaces": selected.get("matchNames") or [meta["namespace"]],
     }
+
+
+_POD_SPEC_KEYS = {"selector", "namespaceSelector", "podMetricsEndpoints", "sampleLimit", "jobLabel", "podTargetLabels"}
+_POD_ENDPOINT_KEYS = {"port", "portNumber", "path", "interval", "scrapeTimeout", "honorLabels"}
+_POD_ENDPOINT_KEYS |= {"relabelings", "metricRelabelings"}
+
+
+def pod_monitor_scrape(monitor: dict[str, Any], index: int = 0) -> dict[str, Any]:
+    """The scrape config the operator writes for endpoint `index` of a PodMonitor (pod role, one
+    shard, no scrape class, no enforced namespace label), shaped as service_monitor_scrape's, with
+    the metrics path."""
+    spec, meta = monitor["spec"], monitor["metadata"]
+    unknown = set(spec) - _POD_SPEC_KEYS
+    if unknown:
+        raise ValueError(f"PodMonitor fields {sorted(unknown)}: not in this stand-in")
+    endpoint = spec["podMetricsEndpoints"][index]
+    unknown = set(endpoint) - _POD_ENDPOINT_KEYS
+    if unknown:
+        raise ValueError(f"podMetricsEndpoint fields {sorted(unknown)}: not in this stand-in")
+    rules: list[dict[str, Any]] = [{"source_labels": ["job"], "target_label": "__tmp_prometheus_job_name"}]
+    rules.append({"action": "drop", "source_labels": ["__meta_kubernetes_pod_phase"], "regex": "(Failed|Succeeded)"})
+    rules += _selector_rules(spec.get("selector", {}), "pod")
+    if endpoint.get("port"):
+        rules.append(
+            {
+                "action": "keep",
+                "source_labels": ["__meta_kubernetes_pod_container_port_name"],
+                "regex": endpoint["port"],
+            }
+        )
+    elif endpoint.get("portNumber"):
+        number = str(endpoint["portNumber"])
+        rules.append(
+            {"action": "keep", "source_labels": ["__meta_kubernetes_pod_container_port_number"], "regex": number}
+        )
+    rules += [
+        {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+        {"source_labels": ["__meta_kubernetes_pod_container_name"], "target_label": "container"},
+        {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+    ]
+    for name in spec.get("podTargetLabels", []):
+        source = [f"__meta_kubernetes_pod_label_{_sanitize(name)}"]
+        rules.append({"source_labels": source, "target_label": _sanitize(name), "regex": "(.+)", "replacement": "${1}"})
+    rules.append({"target_label": "job", "replacement": f"{meta['namespace']}/{meta['name']}"})
+    if spec.get("jobLabel"):
+        source = [f"__meta_kubernetes_pod_label_{_sanitize(spec['jobLabel'])}"]
+        rules.append({"source_labels": source, "target_label": "job", "regex": "(.+)", "replacement": "${1}"})
+    if endpoint.get("port"):
+        rules.append({"target_label": "endpoint", "replacement": endpoint["port"]})
+    rules += _operator_relabel(endpoint.get("relabelings", []))
+    rules += _ONE_SHARD
+    selected = spec.get("namespaceSelector", {})
+    if selected.get("any"):
+        raise ValueError("namespaceSelector any: not in this stand-in")
+    return {
+        "job_name": f"podMonitor/{meta['namespace']}/{meta['name']}/{index}",
+        "honor_labels": bool(endpoint.get("honorLabels", False)),
+        "metrics_path": endpoint.get("path") or "/metrics",
+        "relabel_configs": rules,
+        "metric_relabel_configs": _operator_relabel(endpoint.get("metricRelabelings", [])),
+        "namespaces": selected.get("matchNames") or [meta["namespace"]],
+    }
+
+
+def pod_target(pod: dict[str, Any], *, address: str, container: str, port: dict[str, Any] | None) -> Labels:
+    """The labels Kubernetes `pod` discovery gives one container port of a running `pod` (its
+    metadata: namespace, name, labels); `port` None is a container that declares none (Prometheus
+    then makes one target of the container, with no port labels)."""
+    meta = pod["metadata"]
+    labels = {
+        "__address__": f"{address}:{port['containerPort']}" if port else address,
+        "__meta_kubernetes_namespace": meta["namespace"],
+        "__meta_kubernetes_pod_name": meta["name"],
+        "__meta_kubernetes_pod_container_name": container,
+        "__meta_kubernetes_pod_phase": pod.get("phase", "Running"),
+        "__meta_kubernetes_pod_ready": "true",
+    }
+    if port:
+        labels["__meta_kubernetes_pod_container_port_name"] = port.get("name", "")
+        labels["__meta_kubernetes_pod_container_port_number"] = str(port["containerPort"])
+        labels["__meta_kubernetes_pod_container_port_protocol"] = port.get("protocol", "TCP")
+    for key, value in meta.get("labels", {}).items():
+        labels[f"__meta_kubernetes_pod_label_{_sanitize(key)}"] = value
+        labels[f"__meta_kubernetes_pod_labelpresent_{_sanitize(key)}"] = "true"
+    return labels
 
 
 def endpoints_target(service: dict[str, Any], *, address: str, port: str, pod: str, container: str) -> Labels:
@@ -300,8 +402,9 @@ def scrape(
     monitor: dict[str, Any], discovered: Labels, samples: list[Labels], *, honor_labels: bool | None = None
 ) -> list[Labels | None]:
     """What Prometheus stores of `samples` scraped from the target `discovered` by `monitor`'s first
-    endpoint; `honor_labels` overrides the endpoint's (a control broken on purpose)."""
-    config = service_monitor_scrape(monitor)
+    endpoint (a ServiceMonitor's or a PodMonitor's); `honor_labels` overrides the endpoint's (a
+    control broken on purpose)."""
+    config = pod_monitor_scrape(monitor) if monitor.get("kind") == "PodMonitor" else service_monitor_scrape(monitor)
     if discovered["__meta_kubernetes_namespace"] not in config["namespaces"]:
         return [None for _ in samples]
     target = target_labels(discovered, config["relabel_configs"], job_name=config["job_name"])

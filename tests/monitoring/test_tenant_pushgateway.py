@@ -186,7 +186,8 @@ def test_the_pushgateway_objects_validate_against_the_operators_crd(schemas_dir:
     broken = {**document, "spec": {**document["spec"], "endpoints": [{**endpoint, "honorLabels": "no"}]}}
     assert "honorLabels" in str(lint.check(broken))
     assert [o["kind"] for o in namespace_pushgateway("fraud")] == [
-        "Deployment", "Service", "NetworkPolicy", "NetworkPolicy", "ServiceMonitor"
+        "Deployment", "Service", "NetworkPolicy", "NetworkPolicy", "ServiceMonitor",
+        "NetworkPolicy", "PodMonitor",  # the transformers' scrape (tests/monitoring/test_transformer_scrape.py)
     ]  # fmt: skip
 
 
