@@ -282,3 +282,130 @@ def test_the_cli_ingests_reports_and_refuses(tmp_path: Path, capsys: pytest.Capt
     assert _cli("ingest", "fraud", str(bad), "--log", str(root)) == 2
     assert "outside the binary label's domain" in capsys.readouterr().err
     assert _cli("ingest", "fraud", str(tmp_path / "missing.parquet"), "--log", str(root)) == 2
+
+
+def test_an_unreachable_store_is_transient(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "tenant")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    args = ("metrics", "fraud", "--since", "2026-12-03", "--until", "2026-12-03", "--log", "s3://decisions/fraud/")
+    assert _cli(*args) == 75
+    assert "could not be read" in capsys.readouterr().err
+
+
+def test_push_sends_the_realized_metrics_and_the_gate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.loopback_http import QuietHandler, serving
+
+    root = _root(tmp_path)
+    champion, canary = _binary_log(root)
+    file = tmp_path / "labels.parquet"
+    pd.concat([champion, canary])[["decision_id", "label"]].rename(columns={"label": "is_fraud"}).to_parquet(file)
+    outcomes.ingest(str(root), str(file), FRAUD)
+    received: list[tuple[str, str]] = []
+
+    class Gateway(QuietHandler):
+        def do_PUT(self) -> None:
+            received.append((self.path, self.rfile.read(int(self.headers["Content-Length"])).decode()))
+            self.send_response(200)
+            self.end_headers()
+
+    args = ("metrics", "fraud", "--since", "2026-12-03", "--until", "2026-12-03", "--log", str(root), "--push")
+    with serving(Gateway) as server:
+        monkeypatch.setenv("MLOPS_PUSHGATEWAY_URL", f"http://127.0.0.1:{server.server_address[1]}")
+        assert _cli(*args) == 0
+    [(path, body)] = received
+    assert path == "/metrics/job/mlops-outcomes/kind/realized-metrics/pipeline/fraud"  # one group, replaced whole
+    auc = roc_auc_score(champion["label"], champion["score"])
+    series = {line.split(" ")[0]: float(line.split(" ")[1]) for line in body.splitlines() if line.startswith("mlops")}
+    v1 = 'model="fraud-detector",role="champion",version="1"'
+    assert series[f"mlops_model_realized_roc_auc{{{v1}}}"] == pytest.approx(auc)
+    assert series[f"mlops_model_realized_labelled{{{v1}}}"] == 80
+    assert series[f'mlops_model_realized_gate_margin{{metric="roc_auc",{v1}}}'] == pytest.approx(auc - 0.85)
+    assert series[f"mlops_model_realized_min_labelled{{{v1}}}"] == FRAUD.outcomes.min_labelled
+    assert set(name.split("{")[0] for name in series) <= set(outcomes.FAMILIES) and "namespace" not in body
+    assert _cli("metrics", "fraud-detector", "--since", "2026-12-03", "--until", "2026-12-03", "--push") == 2
+    assert "--push needs a pipeline" in capsys.readouterr().err
+
+
+def _labelled_champion(root: Path, tmp_path: Path, follows_score: bool) -> None:
+    """300 decisions of v1 on DAY, labelled; the labels follow the score (AUC well above 0.85) or not."""
+    rng = np.random.default_rng(21)
+    logged = _write_log(root, FRAUD, 1, "champion", rng.uniform(size=300), seconds=60)
+    noise = rng.uniform(size=300)
+    logged["is_fraud"] = ((logged["score"] > 0.5) if follows_score else (noise < 0.5)).astype(int)
+    file = tmp_path / f"labels-{follows_score}.parquet"
+    logged[["decision_id", "is_fraud"]].to_parquet(file)
+    outcomes.ingest(str(root), str(file), FRAUD)
+
+
+def test_the_nightly_gains_a_reason_when_the_realized_gate_metric_is_below_its_gate(tmp_path: Path) -> None:
+    from components.config import DriftSettings
+    from components.platform.outcomes_gate import below_gate
+    from components.steps.drift import DriftResult, Reference, decide
+
+    root, now = _root(tmp_path), DAY + dt.timedelta(days=1)
+
+    def judged(least: int = 200, version: int = 1, threshold: float = 0.85, at: dt.datetime = now) -> str | None:
+        return below_gate("fraud-detector", gate_metric="roc_auc", threshold=threshold, min_labelled=least,
+                          window_seconds=14 * 86400, now=at, version=version, root=str(root))  # fmt: skip
+
+    assert judged() is None  # no log at all
+    _labelled_champion(root, tmp_path, follows_score=False)
+    reason = judged()
+    assert reason is not None and reason.startswith("realized roc_auc below gate: v1 (champion) realized roc_auc 0.")
+    assert "on 300 labelled decisions, the gate requires >= 0.85" in reason
+    assert judged(least=301) is None  # too few labels
+    assert judged(version=2) is None  # another version's
+    assert judged(threshold=0.3) is None  # above its gate
+    assert judged(at=now + dt.timedelta(days=30)) is None  # the window no longer holds those decisions
+
+    reference = Reference(model="fraud-detector", version=1, run_id="r", registered_at=DAY, features=["x"],
+                          frame=pd.DataFrame())  # fmt: skip
+    calm = DriftResult(features=[], drift_share=0.0, threshold=0.3, detected=False, current_rows=10,
+                       reference_rows=10, snapshots=[])  # fmt: skip
+
+    def decided(realized: str | None) -> dict[str, Any]:
+        return decide(result=calm, reference=reference, settings=DriftSettings(), force=False, now=now,
+                      claimed_by=None, key="fraud@2026-12-04", realized=realized)  # fmt: skip
+
+    assert decided(reason) == {"retrain": True, "reason": reason, "key": "fraud@2026-12-04"}
+    assert decided(None)["retrain"] is False  # the control: without it nothing asks for a retrain
+
+
+def test_the_nightly_reads_the_champions_own_gate_from_the_registry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """nightly_reason, as the drift step calls it: the gate from the champion's run (metrics.json, what
+    evaluate wrote), the log from MLOPS_DECISION_LOG_URI; a run without metrics.json gives no reason."""
+    from mlflow import MlflowClient
+
+    from components.platform.outcomes_gate import nightly_reason
+
+    root = _root(tmp_path)
+    _labelled_champion(root, tmp_path, follows_score=False)
+    monkeypatch.setenv("MLOPS_DECISION_LOG_URI", str(root))
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri, uri)
+    experiment = client.create_experiment("fraud", artifact_location=(tmp_path / "artifacts").as_uri())
+    runs = {}
+    for threshold in (0.85, 0.3):
+        run = client.create_run(experiment).info.run_id
+        metrics = tmp_path / "metrics.json"
+        metrics.write_text(json.dumps({"gate": {"metric": "roc_auc", "threshold": threshold, "direction": ">="}}))
+        client.log_artifact(run, str(metrics))
+        runs[threshold] = run
+    bare = client.create_run(experiment).info.run_id
+    now = DAY + dt.timedelta(days=1)
+    reason = nightly_reason(client, "fraud-detector", 1, runs[0.85], now=now)
+    assert reason is not None and "realized roc_auc below gate" in reason
+    assert nightly_reason(client, "fraud-detector", 1, runs[0.3], now=now) is None
+    assert nightly_reason(client, "fraud-detector", 1, bare, now=now) is None

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import math
 import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -44,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from components.errors import ComponentError
+from components.platform.realized_metrics import METRICS, MIN_ROWS, metrics_of
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -70,14 +70,6 @@ __all__ = [
 STEP = "outcomes"
 OUTCOMES_FOLDER = "_outcomes"
 """Beside the log's model=... folders; the leading `_` hides it from the log's readers."""
-MIN_ROWS = 2
-"""Fewer labelled, scored decisions than this: no metric is computed for the group."""
-METRICS: dict[str, tuple[str, ...]] = {
-    "binary": ("roc_auc", "pr_auc", "brier", "positive_rate"),
-    "regression": ("mae", "rmse", "mape"),
-    "multiclass": ("accuracy",),
-}
-"""The realized metrics per objective, each pushed as `mlops_model_realized_<metric>`."""
 PREFIX = "mlops_model_realized_"
 LABELLED = f"{PREFIX}labelled"
 GATE_MARGIN = f"{PREFIX}gate_margin"
@@ -345,6 +337,22 @@ def _write(root: str, model: str, rows: pd.DataFrame) -> list[str]:
     return written
 
 
+def _stored_safely(root: str, model: str, rows: pd.DataFrame) -> list[str]:
+    """_write, a store's refusal permanent and anything else it answers (or not) transient. A failure
+    midway leaves whole files only: the next ingest of the same file stores the rest, skipping those."""
+    from components.errors import TransientError
+
+    try:
+        return _write(root, model, rows)
+    except OSError as error:
+        text, where = str(error), outcomes_root(root)
+        if any(mark in text for mark in ("ACCESS_DENIED", "AccessDenied", "HTTP status 403")):
+            fix = "use the tenant's key: it covers decisions/<tenant>/, where the log is"
+            raise _refuse(f"the store refused writing the outcomes to {where}: {text}", fix) from error
+        fix = "check that the object store is up, then ingest the same file again"
+        raise TransientError(STEP, f"the outcomes could not be written to {where}: {text}", fix) from error
+
+
 def ingest(root: str, labels_file: str, cfg: PipelineConfig, *, now: dt.datetime | None = None) -> dict[str, Any]:
     """Join `labels_file`'s outcomes to the decision log at `root` and store the new ones beside it.
 
@@ -376,7 +384,7 @@ def ingest(root: str, labels_file: str, cfg: PipelineConfig, *, now: dt.datetime
         date=pd.to_datetime(fresh["decided_at"]).dt.strftime("%Y-%m-%d"),
         decision=fresh["decision"].astype("Int64"),
     )
-    written = _write(root, model, fresh) if len(fresh) else []
+    written = _stored_safely(root, model, fresh) if len(fresh) else []
     return {
         "model": model,
         "log": root,
@@ -411,61 +419,6 @@ def _window(since: str, until: str) -> tuple[dt.datetime, dt.datetime]:
     return start, end
 
 
-def _binary(labels: Any, scores: Any) -> tuple[dict[str, float | None], dict[str, str]]:
-    from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
-
-    values: dict[str, float | None] = {"positive_rate": float(labels.mean())}
-    reasons: dict[str, str] = {}
-    if len(set(labels.tolist())) < 2:
-        why = f"the labels hold one class only (all {int(labels[0])}): undefined"
-        values |= {"roc_auc": None, "pr_auc": None}
-        reasons |= {"roc_auc": why, "pr_auc": why}
-    else:
-        values |= {
-            "roc_auc": float(roc_auc_score(labels, scores)),
-            "pr_auc": float(average_precision_score(labels, scores)),
-        }
-    if ((scores < 0) | (scores > 1)).any():
-        values["brier"], reasons["brier"] = None, "a logged score lies outside [0, 1]: not a probability"
-    else:
-        values["brier"] = float(brier_score_loss(labels, scores))
-    return values, reasons
-
-
-def _regression(labels: Any, scores: Any) -> tuple[dict[str, float | None], dict[str, str]]:
-    from sklearn.metrics import mean_absolute_error, mean_absolute_percentage_error, mean_squared_error
-
-    values: dict[str, float | None] = {
-        "mae": float(mean_absolute_error(labels, scores)),
-        "rmse": math.sqrt(float(mean_squared_error(labels, scores))),
-    }
-    reasons: dict[str, str] = {}
-    meaningful = abs(labels) >= 1.0  # as evaluate's MAPE: rows with a meaningful denominator
-    if meaningful.any():
-        values["mape"] = float(mean_absolute_percentage_error(labels[meaningful], scores[meaningful]))
-    else:
-        values["mape"], reasons["mape"] = None, "no label with |value| >= 1: a percentage error is undefined"
-    return values, reasons
-
-
-def _group_metrics(group: pd.DataFrame, objective: str) -> dict[str, Any]:
-    import numpy as np
-
-    names = METRICS.get(objective, ())
-    scored = group[group["score"].notna()] if objective != "multiclass" else group[group["decision"].notna()]
-    labels = scored["label"].to_numpy(dtype="float64")
-    if len(scored) < MIN_ROWS:
-        why = f"{len(scored)} labelled decisions with a score, fewer than {MIN_ROWS}"
-        return {"metrics": dict.fromkeys(names), "reasons": dict.fromkeys(names, why)}
-    if objective == "binary":
-        values, reasons = _binary(labels, scored["score"].to_numpy(dtype="float64"))
-    elif objective == "regression":
-        values, reasons = _regression(labels, scored["score"].to_numpy(dtype="float64"))
-    else:
-        values, reasons = {"accuracy": float(np.mean(scored["decision"].to_numpy(dtype="float64") == labels))}, {}
-    return {"metrics": values, "reasons": reasons}
-
-
 def realized(root: str, model: str, since: str, until: str) -> list[dict[str, Any]]:
     """Per (version, serving role): the labelled decisions made from `since` to `until` and their realized
     metrics (None with a reason where one cannot be computed); [] when none is labelled."""
@@ -478,7 +431,7 @@ def realized(root: str, model: str, since: str, until: str) -> list[dict[str, An
     rows = []
     for (version, role), group in frame.groupby(["model_version", "serving_role"], sort=False):
         objective = str(group["objective"].iloc[-1])
-        computed = _group_metrics(group, objective)
+        computed = metrics_of(group, objective)
         row: dict[str, Any] = {"model": model, "version": int(version) if str(version).isdigit() else version,
                                "role": role, "objective": objective, "labelled": len(group)}  # fmt: skip
         row |= computed["metrics"]

@@ -16,20 +16,26 @@ only with at least outcomes.min_labelled labelled decisions (fewer: noise, repor
   `..._min_labelled`. The rule (manifests/monitoring/prometheus-rules.yaml) fires on a margin below 0
   with labelled >= min_labelled; `pipeline` (the group's) routes it to the pipeline's owner.
 - `below_gate(...)`: the nightly's retrain reason "realized <metric> below gate", or None; no log, no
-  outcomes, or too few labels give None and never fail the run.
+  outcomes, or too few labels give None and never fail the run. `nightly_reason` is what the drift step
+  calls: the champion's own gate (its run's metrics.json) over the trailing `outcomes.window`, judged with
+  `outcomes.min_labelled` labels (the settings' defaults until the drift op is handed the section).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import tempfile
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from components.errors import ComponentError
+from components.outcome_settings import OutcomesSettings
 from components.platform.outcomes import GATE_MARGIN, LABELLED, METRICS, MIN_LABELLED, PREFIX, realized
 from components.train_settings import LOWER_IS_BETTER
 
-__all__ = ["JOB", "KIND", "below_gate", "gate_margin", "push"]
+__all__ = ["JOB", "KIND", "below_gate", "gate_margin", "nightly_reason", "push"]
 
 JOB = "mlops-outcomes"
 KIND = "realized-metrics"
@@ -135,3 +141,23 @@ def below_gate(
         f" {latest[gate_metric]:.4f} on {latest['labelled']} labelled decisions, the gate requires"
         f" {direction} {threshold}"
     )
+
+
+def nightly_reason(
+    mlflow: Any, model: str, version: int, run_id: str, *, now: dt.datetime, settings: OutcomesSettings | None = None
+) -> str | None:
+    """`below_gate` for the champion (`version`, trained by `run_id`), against the gate evaluate held it to
+    (its run's metrics.json), over the outcomes settings' window; None when that gate cannot be read."""
+    from mlflow.exceptions import MlflowException
+
+    from components.config import duration_seconds
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="mlops-gate-") as tmp:
+            gate = json.loads(Path(mlflow.download_artifacts(run_id, "metrics.json", tmp)).read_text())["gate"]
+        metric, threshold = str(gate["metric"]), float(gate["threshold"])
+    except (MlflowException, OSError, KeyError, TypeError, ValueError):
+        return None
+    chosen = settings or OutcomesSettings()
+    return below_gate(model, gate_metric=metric, threshold=threshold, min_labelled=chosen.min_labelled,
+                      window_seconds=duration_seconds(chosen.window), now=now, version=version)  # fmt: skip

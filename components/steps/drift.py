@@ -8,9 +8,10 @@
 3. The table (statistic, p-value and verdict per feature, the drift share, the decision), the
    HTML report and a PNG of the most drifted features are written atomically and logged to a
    monitoring run in the pipeline's MLflow experiment; the figures go to the Pushgateway.
-4. The decision: retrain when forced, when nothing serves yet, when the data drifted, or when
-   the champion is older than max_model_age; a retrain already claimed for the same night
-   (the dedupe key, a tag on the monitoring run) is not started twice.
+4. The decision: retrain when forced, when nothing serves yet, when the data drifted, when the
+   champion is older than max_model_age, or when its realized gate metric on late labels is below
+   its gate (components/platform/outcomes_gate.py; no outcomes: no such reason); a retrain already
+   claimed for the same night (the dedupe key, a tag on the monitoring run) is not started twice.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from components import artifacts
 from components.config import DriftSettings, duration_seconds
 from components.errors import ComponentError, TransientError, transient_reason
 from components.platform import model_registry, services
+from components.platform.outcomes_gate import nightly_reason
 from components.steps.drift_metrics import push_metrics
 from components.steps.drift_report import table, write_plot, write_report
 from components.steps.register import REFERENCE_ARTIFACT
@@ -324,8 +326,10 @@ def decide(
     now: dt.datetime,
     claimed_by: str | None,
     key: str,
+    realized: str | None = None,
 ) -> dict[str, Any]:
-    """retrain or not, and the reason a person reads in the run's outputs."""
+    """retrain or not, and the reason a person reads in the run's outputs (`realized`: the champion's
+    realized gate metric below its gate, components/platform/outcomes_gate.py, else None)."""
     if force:
         return {"retrain": True, "reason": "retrain forced (--force-retrain)", "key": key, "claim": "forced"}
     reasons = []
@@ -339,6 +343,7 @@ def decide(
             reasons.append(
                 f"champion v{reference.version} is {age / 86400:.1f} days old (max_model_age {settings.max_model_age})"
             )
+        reasons += [realized] if realized else []
     if reasons and claimed_by is not None:
         return {
             "retrain": False,
@@ -453,15 +458,11 @@ def drift(
         if force_retrain
         else _claimed(mlflow, experiment_id, key, run_id, reference.registered_at if reference else None)
     )
-    decision = decide(
-        result=result,
-        reference=reference,
-        settings=settings,
-        force=force_retrain,
-        now=now,
-        claimed_by=claimed_by,
-        key=key,
+    realized = (
+        None if reference is None else nightly_reason(mlflow, model_name, reference.version, reference.run_id, now=now)
     )
+    decision = decide(result=result, reference=reference, settings=settings, force=force_retrain, now=now,
+                      claimed_by=claimed_by, key=key, realized=realized)  # fmt: skip
     artifacts.write_json(table_out, table(result, decision, reference))
     write_report(result, report_out, decision["reason"])
     write_plot(result, reference, current, plot_out, settings.plotted_features)
