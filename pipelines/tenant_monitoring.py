@@ -69,7 +69,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from components.serving import decision_log
 from components.steps import drift_metrics, notify
 from components.steps.promote import TRANSFORMER_PORT
 from components.steps.serving_authorization import ISVC_LABEL
@@ -165,7 +164,10 @@ def pushed_families() -> tuple[str, ...]:
 
 def scraped_decision_families() -> tuple[str, ...]:
     """The series names the transformer scrape keeps: the decision log's counter (exposed with
-    `_total`) and its spill gauge, named by components/serving/decision_log.py."""
+    `_total`) and its spill gauge, named by components/serving/decision_log.py (imported here: it
+    loads pyarrow and registers its collector, which rendering manifests needs neither of)."""
+    from components.serving import decision_log
+
     return (f"{decision_log.RECORDS}_total", decision_log.SPILL_BYTES)
 
 
