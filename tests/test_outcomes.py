@@ -409,3 +409,51 @@ def test_the_nightly_reads_the_champions_own_gate_from_the_registry(
     assert reason is not None and "realized roc_auc below gate" in reason
     assert nightly_reason(client, "fraud-detector", 1, runs[0.3], now=now) is None
     assert nightly_reason(client, "fraud-detector", 1, bare, now=now) is None
+
+
+RULES = REPO / "manifests" / "monitoring" / "prometheus-rules.yaml"
+RULE_TESTS = REPO / "tests" / "monitoring" / "prometheus-rules.test.yaml"
+
+
+def _rule_groups(without_the_label_floor: bool = False) -> list[dict[str, Any]]:
+    import yaml
+
+    groups: list[dict[str, Any]] = yaml.safe_load(RULES.read_text())["spec"]["groups"]
+    for group in groups:
+        for rule in group["rules"]:
+            if rule["alert"] == "ModelPerformanceDegraded" and without_the_label_floor:
+                rule["expr"] = rule["expr"].split("and on")[0]
+    return groups
+
+
+def test_the_alert_reads_what_metrics_pushes() -> None:
+    """ModelPerformanceDegraded reads the families outcomes.py names (the one source), from the namespace's
+    Pushgateway scrape only, with the labels the owner's route matches on."""
+    expr = next(r for g in _rule_groups() for r in g["rules"] if r["alert"] == "ModelPerformanceDegraded")["expr"]
+    for family in (outcomes.GATE_MARGIN, outcomes.LABELLED, outcomes.MIN_LABELLED):
+        assert f'{family}{{job="mlops-pushgateway"}}' in expr
+    assert set(outcomes.FAMILIES) >= {outcomes.PREFIX + m for m in ("roc_auc", "pr_auc", "brier", "mae", "rmse")}
+    assert "namespace, pipeline" in expr
+
+
+@pytest.mark.integration  # Debian's promtool, as tests/monitoring/test_rules.py
+def test_the_alerts_promtool_case_fires_only_with_enough_labels(tmp_path: Path) -> None:
+    """The promtool case ("realized metrics on late labels") passes on the rules as they are; the control:
+    the rule without its labelled >= min_labelled floor pages for the canary on 40 labels, and fails it."""
+    import shutil
+    import subprocess
+
+    import yaml
+
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: `make test` installs Debian's prometheus package"
+    tests = yaml.safe_load(RULE_TESTS.read_text())
+    tests["tests"] = [t for t in tests["tests"] if t["name"] == "realized metrics on late labels"]
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests, sort_keys=False))
+    results = []
+    for lax in (False, True):
+        (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": _rule_groups(lax)}, sort_keys=False))
+        run = subprocess.run([promtool, "test", "rules", "tests.yaml"], cwd=tmp_path, capture_output=True, text=True)
+        results.append((run.returncode, run.stdout + run.stderr))
+    assert results[0][0] == 0, results[0][1]
+    assert results[1][0] != 0 and 'version="4"' in results[1][1]
