@@ -98,6 +98,7 @@ def test_ingest_by_decision_id_and_realized_metrics_equal_sklearns(tmp_path: Pat
     summary = outcomes.ingest(str(root), str(file), FRAUD)
     assert (summary["outcomes"], summary["joined"], summary["stored"], summary["unmatched"]) == (132, 130, 130, 2)
     assert summary["stored_in"] == f"{root}/_outcomes/"
+    assert summary["unmatched_examples"] == ["req-none/0", "req-none/1"]
     assert all(name.startswith("model=fraud-detector/version=") for name in _stored(root))
 
     rows = {
@@ -150,6 +151,7 @@ def test_ingest_by_entity_and_event_time_for_a_regressor(tmp_path: Path) -> None
 
     summary = outcomes.ingest(str(root), str(file), FORECAST)
     assert (summary["joined"], summary["unmatched"]) == (39, 1)
+    assert summary["unmatched_examples"] == [f"105@{events[5].isoformat()}"]
     assert summary["keyed_by"] == "store_id and event time"
     [row] = outcomes.realized(str(root), "forecast-demand", "2026-12-03", "2026-12-05")
     keep = np.arange(40) != 5

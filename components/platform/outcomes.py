@@ -35,18 +35,18 @@ whole or not at all: locally to a hidden name renamed into place, on S3 one obje
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import io
 import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
-
-import pyarrow as pa
 
 from components.errors import ComponentError
 from components.platform.realized_metrics import METRICS, MIN_ROWS, metrics_of
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
     from components.config import PipelineConfig
 
@@ -59,12 +59,12 @@ __all__ = [
     "MIN_ROWS",
     "OUTCOMES_FOLDER",
     "PREFIX",
-    "SCHEMA",
     "STEP",
     "ingest",
     "outcomes_root",
     "read_outcomes",
     "realized",
+    "schema",
 ]
 
 STEP = "outcomes"
@@ -85,24 +85,28 @@ _COLUMNS = ("decision_id", "model_version", "serving_role", "decided_at", "score
 _SHOWN = 5
 
 
-SCHEMA = pa.schema(
-    [
-        pa.field("decision_id", pa.string(), nullable=False),
-        pa.field("model_version", pa.string(), nullable=False),
-        pa.field("serving_role", pa.string(), nullable=False),
-        pa.field("decided_at", pa.timestamp("us", tz="UTC"), nullable=False),
-        pa.field("score", pa.float64()),
-        pa.field("decision", pa.int64()),
-        pa.field("label", pa.float64(), nullable=False),
-        pa.field("objective", pa.string(), nullable=False),
-        pa.field("outcome_at", pa.timestamp("us", tz="UTC")),
-        pa.field("ingested_at", pa.timestamp("us", tz="UTC"), nullable=False),
-        pa.field("source", pa.string(), nullable=False),
-    ]
-)
-"""One stored outcome: the decision it judges (id, version, role, time, score, decision, as logged), the
-label, the pipeline's objective, the outcome's event time (when keyed by entity and time), when it was
-ingested and from which file."""
+@functools.cache
+def schema() -> pa.Schema:
+    """One stored outcome: the decision it judges (id, version, role, time, score, decision, as logged), the
+    label, the pipeline's objective, the outcome's event time (when keyed by entity and time), when it was
+    ingested and from which file."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            pa.field("decision_id", pa.string(), nullable=False),
+            pa.field("model_version", pa.string(), nullable=False),
+            pa.field("serving_role", pa.string(), nullable=False),
+            pa.field("decided_at", pa.timestamp("us", tz="UTC"), nullable=False),
+            pa.field("score", pa.float64()),
+            pa.field("decision", pa.int64()),
+            pa.field("label", pa.float64(), nullable=False),
+            pa.field("objective", pa.string(), nullable=False),
+            pa.field("outcome_at", pa.timestamp("us", tz="UTC")),
+            pa.field("ingested_at", pa.timestamp("us", tz="UTC"), nullable=False),
+            pa.field("source", pa.string(), nullable=False),
+        ]
+    )
 
 
 def outcomes_root(log_root: str) -> str:
@@ -272,9 +276,9 @@ def _open_outcomes(root: str) -> Any:
     where = outcomes_root(root)
     filesystem, path = open_destination(where)
     partitioning = ds.partitioning(pa.schema([(name, pa.string()) for name in _PARTITIONS]), flavor="hive")
-    schema = pa.schema([*SCHEMA, *(pa.field(name, pa.string()) for name in _PARTITIONS)])
+    stored = pa.schema([*schema(), *(pa.field(name, pa.string()) for name in _PARTITIONS)])
     try:
-        return ds.dataset(path, schema=schema, filesystem=filesystem, format="parquet", partitioning=partitioning)
+        return ds.dataset(path, schema=stored, filesystem=filesystem, format="parquet", partitioning=partitioning)
     except FileNotFoundError:
         return None
     except OSError:
@@ -289,7 +293,7 @@ def read_outcomes(root: str, model: str) -> pd.DataFrame:
     dataset = _open_outcomes(root)
     columns = [*_COLUMNS, "version", "date"]
     if dataset is None:
-        return SCHEMA.empty_table().to_pandas().assign(version=[], date=[])[columns]
+        return schema().empty_table().to_pandas().assign(version=[], date=[])[columns]
     frame = dataset.to_table(columns=columns, filter=ds.field("model") == model).to_pandas()
     return frame.sort_values("ingested_at").drop_duplicates("decision_id", keep="last").reset_index(drop=True)
 
@@ -319,7 +323,7 @@ def _write(root: str, model: str, rows: pd.DataFrame) -> list[str]:
     local = not root.startswith("s3://")
     written = []
     for (version, day), part in rows.groupby(["model_version", "date"], sort=True):
-        table = pa.Table.from_pandas(part[list(_COLUMNS)], schema=SCHEMA, preserve_index=False)
+        table = pa.Table.from_pandas(part[list(_COLUMNS)], schema=schema(), preserve_index=False)
         buffer = io.BytesIO()
         pq.write_table(table, buffer, compression="zstd")
         folder = f"{base}/model={model}/version={version}/date={day}"
@@ -335,6 +339,14 @@ def _write(root: str, model: str, rows: pd.DataFrame) -> list[str]:
                 stream.write(buffer.getvalue())
         written.append(key)
     return written
+
+
+def _unmatched(outcomes: pd.DataFrame, joined: pd.DataFrame, how: str) -> list[str]:
+    """The keys of the outcomes that joined no decision: `decision_id`, or `entity@time`."""
+    key = ["decision_id"] if how == "id" else ["entity", "outcome_at"]
+    found = set(joined[key].itertuples(index=False, name=None))
+    missing = [k for k in outcomes[key].itertuples(index=False, name=None) if k not in found]
+    return ["@".join(p.isoformat() if hasattr(p, "isoformat") else str(p) for p in k) for k in missing]
 
 
 def _stored_safely(root: str, model: str, rows: pd.DataFrame) -> list[str]:
@@ -372,7 +384,7 @@ def ingest(root: str, labels_file: str, cfg: PipelineConfig, *, now: dt.datetime
         tolerance = dt.timedelta(seconds=duration_seconds(cfg.outcomes.join_tolerance))
         joined = _decisions_near(root, model, outcomes, tolerance)
     joined = joined.reset_index(drop=True)
-    unmatched = len(outcomes) - len(joined)  # each outcome joins at most one decision
+    unmatched = _unmatched(outcomes, joined, how)
     _conflicts(joined, ["decision_id"], "decisions")
     joined = joined.drop_duplicates("decision_id")
     fresh = _against_stored(joined, read_outcomes(root, model))
@@ -394,7 +406,8 @@ def ingest(root: str, labels_file: str, cfg: PipelineConfig, *, now: dt.datetime
         "joined": len(joined),
         "stored": len(fresh),
         "already_stored": len(joined) - len(fresh),
-        "unmatched": unmatched,
+        "unmatched": len(unmatched),
+        "unmatched_examples": unmatched[:_SHOWN],
         "files": written,
     }
 

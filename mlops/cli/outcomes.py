@@ -66,6 +66,9 @@ def _ingest(args: argparse.Namespace) -> int:
         f" {summary['unmatched']} matching no decision (keyed by {summary['keyed_by']}; log {root})"
     )
     print(f"  stored in {summary['stored_in']} ({len(summary['files'])} files)")
+    if summary["unmatched"]:
+        print(f"  matching no decision: {', '.join(summary['unmatched_examples'])}"
+              f"{' and more' if summary['unmatched'] > len(summary['unmatched_examples']) else ''}")  # fmt: skip
     return 0
 
 
