@@ -387,10 +387,12 @@ def test_the_nightly_reads_the_champions_own_gate_from_the_registry(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """nightly_reason, as the drift step calls it: the gate from the champion's run (metrics.json, what
-    evaluate wrote), the log from MLOPS_DECISION_LOG_URI; a run without metrics.json gives no reason."""
+    evaluate wrote), the log from MLOPS_DECISION_LOG_URI, the night's rows pushed; a run without
+    metrics.json gives no reason, and a log without outcomes neither a reason nor a push."""
     from mlflow import MlflowClient
 
     from components.platform.outcomes_gate import nightly_reason
+    from tests.loopback_http import QuietHandler, serving
 
     root = _root(tmp_path)
     _labelled_champion(root, tmp_path, follows_score=False)
@@ -407,10 +409,26 @@ def test_the_nightly_reads_the_champions_own_gate_from_the_registry(
         runs[threshold] = run
     bare = client.create_run(experiment).info.run_id
     now = DAY + dt.timedelta(days=1)
-    reason = nightly_reason(client, "fraud-detector", 1, runs[0.85], now=now)
-    assert reason is not None and "realized roc_auc below gate" in reason
-    assert nightly_reason(client, "fraud-detector", 1, runs[0.3], now=now) is None
-    assert nightly_reason(client, "fraud-detector", 1, bare, now=now) is None
+    received: list[tuple[str, str]] = []
+
+    class Gateway(QuietHandler):
+        def do_PUT(self) -> None:
+            received.append((self.path, self.rfile.read(int(self.headers["Content-Length"])).decode()))
+            self.send_response(200)
+            self.end_headers()
+
+    with serving(Gateway) as server:
+        monkeypatch.setenv("MLOPS_PUSHGATEWAY_URL", f"http://127.0.0.1:{server.server_address[1]}")
+        reason = nightly_reason(client, "fraud-detector", 1, runs[0.85], now=now, pipeline="fraud")
+        assert reason is not None and "realized roc_auc below gate" in reason
+        [(path, body)] = received  # the night's figures, for ModelPerformanceDegraded
+        assert path.endswith("/kind/realized-metrics/pipeline/fraud")
+        assert 'mlops_model_realized_labelled{model="fraud-detector",role="champion",version="1"} 300.0' in body
+        assert nightly_reason(client, "fraud-detector", 1, runs[0.3], now=now) is None
+        assert nightly_reason(client, "fraud-detector", 1, bare, now=now) is None
+        monkeypatch.setenv("MLOPS_DECISION_LOG_URI", str(tmp_path / "no-log"))
+        assert nightly_reason(client, "fraud-detector", 1, runs[0.85], now=now, pipeline="fraud") is None
+    assert len(received) == 1, "nothing labelled: nothing pushed"
 
 
 RULES = REPO / "manifests" / "monitoring" / "prometheus-rules.yaml"

@@ -18,7 +18,8 @@ only with at least outcomes.min_labelled labelled decisions (fewer: noise, repor
 - `below_gate(...)`: the nightly's retrain reason "realized <metric> below gate", or None; no log, no
   outcomes, or too few labels give None and never fail the run. `nightly_reason` is what the drift step
   calls: the champion's own gate (its run's metrics.json) over the trailing `outcomes.window`, judged with
-  `outcomes.min_labelled` labels (the settings' defaults until the drift op is handed the section).
+  `outcomes.min_labelled` labels (the settings' defaults until the drift op is handed the section); it
+  pushes the night's rows too, so the alert's figures stay fresh without anyone running --push.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from components.outcome_settings import OutcomesSettings
 from components.platform.outcomes import GATE_MARGIN, LABELLED, METRICS, MIN_LABELLED, PREFIX, realized
 from components.train_settings import LOWER_IS_BETTER
 
-__all__ = ["JOB", "KIND", "below_gate", "gate_margin", "nightly_reason", "push"]
+__all__ = ["JOB", "KIND", "below_gate", "gate_margin", "judge", "nightly_reason", "push"]
 
 JOB = "mlops-outcomes"
 KIND = "realized-metrics"
@@ -99,29 +100,24 @@ def push(
     return url
 
 
-def below_gate(
-    model: str,
-    *,
-    gate_metric: str,
-    threshold: float,
-    min_labelled: int,
-    window_seconds: int,
-    now: dt.datetime,
-    version: int | None = None,
-    root: str | None = None,
-) -> str | None:
-    """The nightly's reason "realized <metric> below gate: ..." when `version` (the champion; None: the
-    newest version with enough labels) has at least `min_labelled` labelled decisions over the trailing
-    window and its realized gate metric is worse than the threshold; else None. No log, no outcomes, an
-    unreadable store or a gate metric that is not realized give None: this check never fails a run."""
+def _trailing(model: str, window_seconds: int, now: dt.datetime, root: str | None) -> list[dict[str, Any]]:
+    """The realized rows over the trailing window; [] when no log or outcomes can be read."""
     from components.platform.decisions import decision_log_root
 
     try:
         where = decision_log_root(root)
         since = (now - dt.timedelta(seconds=window_seconds)).isoformat()
-        rows = realized(where, model, since, now.isoformat())
+        return realized(where, model, since, now.isoformat())
     except (ComponentError, OSError):
-        return None
+        return []
+
+
+def judge(
+    rows: Sequence[Mapping[str, Any]], *, gate_metric: str, threshold: float, min_labelled: int, version: int | None
+) -> str | None:
+    """ "realized <metric> below gate: ..." when `version` (None: the newest version with enough labels) has
+    at least `min_labelled` labelled decisions in `rows` and its realized gate metric is worse than the
+    threshold; else None (a gate metric that is not realized, log_loss or r2, is never judged)."""
     judged = [
         r
         for r in rows
@@ -143,11 +139,38 @@ def below_gate(
     )
 
 
-def nightly_reason(
-    mlflow: Any, model: str, version: int, run_id: str, *, now: dt.datetime, settings: OutcomesSettings | None = None
+def below_gate(
+    model: str,
+    *,
+    gate_metric: str,
+    threshold: float,
+    min_labelled: int,
+    window_seconds: int,
+    now: dt.datetime,
+    version: int | None = None,
+    root: str | None = None,
 ) -> str | None:
-    """`below_gate` for the champion (`version`, trained by `run_id`), against the gate evaluate held it to
-    (its run's metrics.json), over the outcomes settings' window; None when that gate cannot be read."""
+    """`judge` on the realized rows of the trailing window of the log at `root` (None: where
+    decision_log_root says). No log, no outcomes or an unreadable store give None: it never fails a run."""
+    rows = _trailing(model, window_seconds, now, root)
+    return judge(rows, gate_metric=gate_metric, threshold=threshold, min_labelled=min_labelled, version=version)
+
+
+def nightly_reason(
+    mlflow: Any,
+    model: str,
+    version: int,
+    run_id: str,
+    *,
+    now: dt.datetime,
+    pipeline: str = "",
+    settings: OutcomesSettings | None = None,
+) -> str | None:
+    """What the drift step asks each night: the champion's (`version`, trained by `run_id`) realized gate
+    metric over the trailing `outcomes.window` judged against the gate evaluate held it to (its run's
+    metrics.json); None when that gate cannot be read or nothing is labelled. With `pipeline`, the rows
+    are also pushed (`push`), so ModelPerformanceDegraded sees each night's figures without a person
+    running `mlops outcomes metrics --push`; nothing labelled pushes nothing."""
     from mlflow.exceptions import MlflowException
 
     from components.config import duration_seconds
@@ -159,5 +182,8 @@ def nightly_reason(
     except (MlflowException, OSError, KeyError, TypeError, ValueError):
         return None
     chosen = settings or OutcomesSettings()
-    return below_gate(model, gate_metric=metric, threshold=threshold, min_labelled=chosen.min_labelled,
-                      window_seconds=duration_seconds(chosen.window), now=now, version=version)  # fmt: skip
+    rows = _trailing(model, duration_seconds(chosen.window), now, None)
+    if rows and pipeline:
+        push(rows, pipeline=pipeline, gate_metric=metric, threshold=threshold, min_labelled=chosen.min_labelled,
+             step="drift")  # fmt: skip
+    return judge(rows, gate_metric=metric, threshold=threshold, min_labelled=chosen.min_labelled, version=version)

@@ -458,9 +458,8 @@ def drift(
         if force_retrain
         else _claimed(mlflow, experiment_id, key, run_id, reference.registered_at if reference else None)
     )
-    realized = (
-        None if reference is None else nightly_reason(mlflow, model_name, reference.version, reference.run_id, now=now)
-    )
+    realized = None if reference is None else nightly_reason(
+        mlflow, model_name, reference.version, reference.run_id, now=now, pipeline=pipeline)  # fmt: skip
     decision = decide(result=result, reference=reference, settings=settings, force=force_retrain, now=now,
                       claimed_by=claimed_by, key=key, realized=realized)  # fmt: skip
     artifacts.write_json(table_out, table(result, decision, reference))
