@@ -169,6 +169,7 @@ def tenant_network_parameters(manifests: Path = MANIFESTS) -> dict[str, Any]:
     from components.config import PromoteSettings
     from components.steps.serving_authorization import (
         NAMESPACE_NAME,
+        metrics_scrape_rule,
         render_authorization_policy,
         render_network_policy,
     )
@@ -192,6 +193,8 @@ def tenant_network_parameters(manifests: Path = MANIFESTS) -> dict[str, Any]:
         "policyTypes": network["spec"]["policyTypes"],
         "ports": sorted({p["port"] for rule in network["spec"]["ingress"] for p in rule["ports"]}),
         "action": authorization["spec"]["action"],
+        # the one rule promote renders that names no source: Prometheus's GET /metrics, exactly
+        "openRules": [metrics_scrape_rule()],
         "shippedNames": sorted(shipped),
     }
 

@@ -43,9 +43,10 @@ Per namespace, beside its Pushgateway:
   InferenceServicePodLabelKey) and `component: transformer` (KServiceComponentLabel, kserve
   pkg/constants/constants.go), and scrapes the container port Knative names `user-port` whatever
   the container declared (knative.dev/serving pkg/apis/serving/v1 UserPortName, DefaultUserPort
-  8080; KServe starts the transformer with --http_port 8080, components/steps/promote.py
-  TRANSFORMER_PORT). promote renders Serverless by default; a RawDeployment transformer declares no
-  port (promote renders none), so Prometheus finds no target there;
+  8080; KServe starts the transformer with --http_port 8080, components/steps/serving_authorization.py
+  TRANSFORMER_PORT). In the Standard modes (RawDeployment), where Knative names nothing, promote
+  declares the transformer's port under that same name, so the one PodMonitor finds it in both; the
+  Istio AuthorizationPolicy admits GET /metrics on that port (serving_authorization.metrics_scrape_rule);
 - the same rules as the Pushgateway's: honorLabels false, `namespace` from where the pod runs,
   a fixed `job` (TRANSFORMER_SCRAPE_JOB, never SCRAPE_JOB, so the rules' `job!="mlops-pushgateway"`
   keeps these series), `inference_service` from the pod's KServe label (the rules aggregate by
@@ -70,8 +71,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from components.steps import drift_metrics, notify
-from components.steps.promote import TRANSFORMER_PORT
-from components.steps.serving_authorization import ISVC_LABEL
+from components.steps.serving_authorization import ISVC_LABEL, TRANSFORMER_PORT, TRANSFORMER_PORT_NAME
 from pipelines.cluster import MONITORING_NAMESPACE
 from pipelines.platform_services import PUSHGATEWAY_NAME, PUSHGATEWAY_PORT, ServiceAddress, pushgateway
 from pipelines.pod_security import restricted_container, restricted_pod
@@ -143,8 +143,6 @@ TRANSFORMER_MONITOR_LABELS = {
     "app.kubernetes.io/name": TRANSFORMER_MONITOR,
     "app.kubernetes.io/part-of": "private-mlops",
 }
-TRANSFORMER_PORT_NAME = "user-port"
-"""The name Knative gives the user container's port on every revision's pods (UserPortName)."""
 TRANSFORMER_SELECTOR: dict[str, Any] = {
     "matchLabels": {"component": "transformer"},
     "matchExpressions": [{"key": ISVC_LABEL, "operator": "Exists"}],

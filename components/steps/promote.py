@@ -33,7 +33,13 @@ from components.platform import services
 from components.platform.readonly import READER_VARIABLES
 from components.serving.triton_config import RepositoryError, backend_of, parse_config
 from components.steps.promote_canary import STANDARD_MODES, check_step_split, is_standard, stable_service
-from components.steps.serving_authorization import TARGET_BURST_CAPACITY, serving_objects, visibility_labels
+from components.steps.serving_authorization import (
+    TARGET_BURST_CAPACITY,
+    TRANSFORMER_PORT,
+    TRANSFORMER_PORT_NAME,
+    serving_objects,
+    visibility_labels,
+)
 from components.steps.serving_decisions import decision_log_environment, serving_role
 from components.steps.triton_repository import model_file_name, write_repository
 
@@ -102,7 +108,6 @@ UNMEASURED_READINESS_DELAY_S = 60
 SERVERLESS, RAW_DEPLOYMENT = "Serverless", "RawDeployment"
 MODEL_PULLER = "model-puller"
 TRITON_GRPC_PORT = 9000  # the serving image's --grpc-port: the transformer calls the predictor there
-TRANSFORMER_PORT = 8080  # KServe passes --http_port=8080 to a transformer container
 TRANSFORMER_PYTHON = "/opt/transformer/bin/python"  # the component image's transformer environment
 COMPONENT_UID = 65532  # the component image's user (images/component/Containerfile)
 PLATFORM_CONFIGMAP = "mlops-platform"
@@ -234,6 +239,8 @@ def render_transformer(
         },
         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
     }
+    if is_standard(settings.deployment_mode):  # Knative names the port itself (user-port) and refuses other names
+        container["ports"] = [{"name": TRANSFORMER_PORT_NAME, "containerPort": TRANSFORMER_PORT, "protocol": "TCP"}]
     return {
         "minReplicas": max(settings.min_replicas, 1),
         "containerConcurrency": transformer_concurrency(transformer, settings),

@@ -19,7 +19,10 @@ the service's pods (KServe labels the predictor's and the transformer's with
   for `scoring.explain.callers` (empty: the tenant's own namespace); off, no rule admits it;
 - Knative's system pods (namespace knative-serving): only `/healthz` (probes) and `/metrics` (the
   autoscaler's scrape), the two paths Knative documents for this case
-  (https://knative.dev/docs/serving/istio-authorization/, "Allowing access from system pods by paths").
+  (https://knative.dev/docs/serving/istio-authorization/, "Allowing access from system pods by paths");
+- Prometheus's scrape of the transformer's decision-log metrics: GET `/metrics` on the transformer's
+  port (8080) only, from any source, since Prometheus outside the mesh has no identity to name
+  (metrics_scrape_rule; the NetworkPolicies say who reaches that port).
 
 Why the activator cannot be a confused deputy. A request the activator relays reaches the pod with
 the activator's identity (namespace knative-serving), not the caller's: the same Knative page says
@@ -59,13 +62,17 @@ __all__ = [
     "KIND",
     "KNATIVE_NAMESPACE",
     "KNATIVE_SYSTEM_PATHS",
+    "METRICS_PATH",
     "NAMESPACE_NAME",
     "SERVING_PORTS",
     "TARGET_BURST_CAPACITY",
+    "TRANSFORMER_PORT",
+    "TRANSFORMER_PORT_NAME",
     "TRITON_GRPC_SERVICE",
     "TRUST_DOMAIN",
     "VISIBILITY_LABEL",
     "explain_paths",
+    "metrics_scrape_rule",
     "principal",
     "render_authorization_policy",
     "render_network_policy",
@@ -87,7 +94,12 @@ KNATIVE_SYSTEM_PATHS = ("/healthz", "/metrics")
 INGRESS_GATEWAY_PRINCIPAL = f"{TRUST_DOMAIN}/ns/istio-system/sa/istio-ingressgateway-service-account"
 TRITON_GRPC_SERVICE = "/inference.GRPCInferenceService/*"
 NAMESPACE_NAME = "kubernetes.io/metadata.name"
-SERVING_PORTS = (8012, 8080)  # Knative's queue-proxy (Serverless), the model server (RawDeployment)
+TRANSFORMER_PORT = 8080  # KServe passes --http_port=8080 to a transformer container
+TRANSFORMER_PORT_NAME = "user-port"
+"""The name Knative gives the user container's port on every revision's pods (UserPortName); promote
+names the transformer's port so in the Standard modes too, so one PodMonitor finds it in both."""
+METRICS_PATH = "/metrics"
+SERVING_PORTS = (8012, TRANSFORMER_PORT)  # Knative's queue-proxy (Serverless), the model server (RawDeployment)
 
 
 def principal(caller: str) -> str:
@@ -130,6 +142,16 @@ def explain_paths(model: str) -> list[str]:
     return [f"/v1/models/{model}:explain"]
 
 
+def metrics_scrape_rule() -> dict[str, Any]:
+    """Prometheus's scrape of the transformer's own metrics (pipelines/tenant_monitoring.py's
+    PodMonitor): GET of exactly /metrics on the transformer's port, from any source. Prometheus runs
+    outside the mesh, so its requests arrive in plaintext with no identity a `from` could name; who
+    may open that port at all is the NetworkPolicies' to say (Prometheus, and the callers already
+    admitted to score). Scoring is POST on other paths and never matches; GET /metrics on
+    queue-proxy's port is not admitted by this rule (that one is Knative's, above)."""
+    return {"to": [{"operation": {"methods": ["GET"], "paths": [METRICS_PATH], "ports": [str(TRANSFORMER_PORT)]}}]}
+
+
 def render_authorization_policy(
     service: dict[str, Any], settings: PromoteSettings, transformer: TransformerSettings | None = None
 ) -> dict[str, Any]:
@@ -145,6 +167,8 @@ def render_authorization_policy(
             "to": [{"operation": {"paths": list(KNATIVE_SYSTEM_PATHS)}}],
         },
     ]
+    if settings.transformer and transformer is not None:
+        rules.append(metrics_scrape_rule())
     explain = transformer.scoring.explain if transformer is not None else ExplainSettings()
     if explain.enabled and settings.transformer and transformer is not None:
         explainers = sources(namespace, list(explain.callers), own_namespace=not explain.callers)

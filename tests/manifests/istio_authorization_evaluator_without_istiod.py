@@ -9,7 +9,8 @@ reference (https://istio.io/latest/docs/reference/config/security/authorization-
   matches nothing (`spec: {}` is allow-nothing); a rule with neither `from` nor `to` matches all;
 - within a rule, `from` and `to` must both match; entries of a list are ORed; the fields of one
   source or operation are ANDed, the values of one field ORed, `not*` fields exclude;
-- strings match exactly, or by prefix (`abc*`), suffix (`*abc`) or presence (`*`);
+- strings match exactly, or by prefix (`abc*`), suffix (`*abc`) or presence (`*`); `ports` (and
+  `notPorts`) match the port the request arrives on at the workload, as strings, exactly;
 - a principal (`<trust-domain>/ns/<ns>/sa/<sa>`) and a namespace are known only over mTLS: a
   request from outside the mesh matches no `principals` or `namespaces` value.
 - an empty list is an unset field (istiod skips a field whose lists are empty: `namespaces: []`
@@ -77,6 +78,7 @@ class Request:
     path: str
     method: str = "POST"
     host: str = ""
+    port: int | None = None  # where it arrives at the Envoy deciding; a rule naming ports needs one
 
 
 def matches(pattern: str, value: str) -> bool:
@@ -102,7 +104,7 @@ def _field(spec: dict[str, Any], name: str, value: str | None) -> bool:
 
 
 SOURCE_FIELDS = {"namespaces", "principals", "notNamespaces", "notPrincipals"}
-OPERATION_FIELDS = {"paths", "notPaths", "methods", "notMethods", "hosts", "notHosts"}
+OPERATION_FIELDS = {"paths", "notPaths", "methods", "notMethods", "hosts", "notHosts", "ports", "notPorts"}
 SPEC_FIELDS = {"selector", "action", "rules"}
 RULE_FIELDS = {"from", "to", "when"}
 
@@ -130,6 +132,7 @@ def _operation_matches(operation: dict[str, Any], request: Request) -> bool:
         _field(operation, "paths", request.path)
         and _field(operation, "methods", request.method)
         and _field(operation, "hosts", request.host)
+        and _field(operation, "ports", None if request.port is None else str(request.port))
     )
 
 
@@ -236,14 +239,16 @@ class Mesh:
     network: Evaluator
     authorization: Authorization
 
-    def reaches(self, caller: Caller, workload: Pod, port: int, path: str, via: Proxy | None = None) -> bool:
-        """Whether `caller` gets `path` answered by `workload` on `port`, directly or through `via`."""
+    def reaches(
+        self, caller: Caller, workload: Pod, port: int, path: str, via: Proxy | None = None, method: str = "POST"
+    ) -> bool:
+        """Whether `caller` gets `method path` answered by `workload` on `port`, directly or through `via`."""
         if via is None:
             return self.network.allowed(caller.pod, workload, port) and self.authorization.allowed(
-                workload, Request(caller.identity, path)
+                workload, Request(caller.identity, path, method, port=port)
             )
         return (
             self.network.allowed_via(caller.pod, via.pod, via.port, workload, port)
-            and via.admits(self.authorization, Request(caller.identity, path))
-            and self.authorization.allowed(workload, Request(via.relays_as, path))
+            and via.admits(self.authorization, Request(caller.identity, path, method, port=via.port))
+            and self.authorization.allowed(workload, Request(via.relays_as, path, method, port=port))
         )

@@ -26,7 +26,10 @@ from components.steps.serving_authorization import (
     INGRESS_GATEWAY_PRINCIPAL,
     ISVC_LABEL,
     KIND,
+    METRICS_PATH,
+    TRANSFORMER_PORT,
     VISIBILITY_LABEL,
+    metrics_scrape_rule,
     render_network_policy,
     serving_objects,
 )
@@ -115,6 +118,20 @@ def test_paths_exact_prefix_suffix_presence_and_not_paths() -> None:
         Authorization([authz("a", {"rules": [{"when": [{"key": "request.headers[x]"}]}]})]).allowed(
             WEB, Request(None, "/")
         )
+
+
+def test_methods_and_ports_match_the_request_as_it_arrives() -> None:
+    """Istio's `ports` are the destination port, as strings; a rule naming them matches no other."""
+    rule = {"to": [{"operation": {"methods": ["GET"], "paths": ["/metrics"], "ports": ["8080"]}}]}
+    policy = Authorization([authz("a", {"rules": [rule]})])
+    assert policy.allowed(WEB, Request(None, "/metrics", "GET", port=8080)), "positive control: plaintext, no from"
+    assert not policy.allowed(WEB, Request(None, "/metrics", "GET", port=8012))
+    assert not policy.allowed(WEB, Request(None, "/metrics", "POST", port=8080))
+    assert not policy.allowed(WEB, Request(None, "/metrics", "GET")), "a port the request did not give never matches"
+    not_8012 = Authorization([authz("a", {"rules": [{"to": [{"operation": {"notPorts": ["8012"]}}]}]})])
+    assert not_8012.allowed(WEB, Request(ALICE, "/x", port=8080)) and not not_8012.allowed(
+        WEB, Request(ALICE, "/x", port=8012)
+    )
 
 
 def test_an_empty_list_is_an_unset_field_and_what_istiod_rejects_is_refused() -> None:
@@ -362,6 +379,42 @@ def test_fraud_and_its_named_callers_score_and_nobody_else_does_even_through_the
     activator = _proxies()[0]
     assert mesh.authorization.allowed(p.transformer, Request(activator.identity, "/healthz"))
     assert not mesh.authorization.allowed(p.transformer, Request(activator.identity, PREDICT))
+
+
+def test_prometheus_scrapes_the_transformers_metrics_and_nothing_else() -> None:
+    """issue 32: the tenant's PodMonitor (pipelines/tenant_monitoring.py) scrapes GET /metrics on the
+    transformer's port; Prometheus runs outside the mesh, so it arrives in plaintext. Positive
+    control first; then what the same scrape may not reach; then the rule removed on purpose."""
+    from pipelines.tenant_monitoring import TRANSFORMER_PORT_NAME, transformer_pod_monitor
+
+    p = _parties()
+    prometheus_end = FLOWS["endpoints"]["prometheus"]
+    prometheus = Caller(_pod(prometheus_end["namespace"], prometheus_end["labels"]), "prometheus")
+    assert prometheus.identity is None, "Prometheus runs outside the mesh: plaintext"
+    scraped = transformer_pod_monitor("fraud")["spec"]["podMetricsEndpoints"][0]
+    assert (scraped["port"], scraped["path"]) == (TRANSFORMER_PORT_NAME, METRICS_PATH)
+    rendered = _fraud(callers=["payments/checkout"])
+    mesh = _mesh(rendered)  # every tenant's rendered NetworkPolicies (the scrape's among them) and promote's
+    assert mesh.reaches(prometheus, p.transformer, TRANSFORMER_PORT, METRICS_PATH, method="GET")
+    # forbidden: scoring or explaining from Prometheus, another verb, queue-proxy's port, and pricing's pods
+    assert not mesh.reaches(prometheus, p.transformer, TRANSFORMER_PORT, PREDICT)
+    assert not mesh.reaches(prometheus, p.transformer, TRANSFORMER_PORT, PREDICT, method="GET")
+    assert not mesh.reaches(prometheus, p.transformer, TRANSFORMER_PORT, METRICS_PATH, method="POST")
+    assert not mesh.authorization.allowed(p.transformer, Request(None, METRICS_PATH, "GET", port=8012))
+    for caller in p.pricing:
+        assert not mesh.reaches(caller, p.transformer, TRANSFORMER_PORT, METRICS_PATH, method="GET"), caller
+    # no transformer, no rule: the predictor's policy admits no scrape
+    without_transformer = serving_objects(rendered[0], _settings(transformer=False), None)
+    assert metrics_scrape_rule() not in next(o for o in without_transformer if o["kind"] == KIND)["spec"]["rules"]
+    # broken on purpose: the rule taken out, the scrape is refused (what the PodMonitor met before)
+    policy = next(o for o in rendered if o["kind"] == KIND)
+    cut = {
+        **policy,
+        "spec": {**policy["spec"], "rules": [r for r in policy["spec"]["rules"] if r != metrics_scrape_rule()]},
+    }
+    assert cut["spec"]["rules"] != policy["spec"]["rules"]
+    broken = Mesh(mesh.network, Authorization([cut]))
+    assert not broken.reaches(prometheus, p.transformer, TRANSFORMER_PORT, METRICS_PATH, method="GET")
 
 
 def test_explain_is_off_unless_enabled_and_then_only_for_the_callers_it_names() -> None:

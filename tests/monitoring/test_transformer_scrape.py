@@ -149,20 +149,28 @@ def test_the_transformer_objects_validate_against_the_operators_crd(schemas_dir:
 
 
 def test_the_port_scraped_is_the_transformers_and_the_policy_opens_that_port() -> None:
-    """The PodMonitor's port is the name Knative gives the user container's port; promote renders the
-    transformer with no port of its own, so Knative's default (8080) is the one KServe starts it on
-    (--http_port, TRANSFORMER_PORT), and the NetworkPolicy opens exactly that one. A rendered port
-    of another number would leave the policy opening a port nothing listens on: named here."""
+    """The PodMonitor's port is the name Knative gives the user container's port. In Serverless
+    promote renders the transformer with no port of its own (Knative refuses names other than http1
+    and h2c), so Knative's default (8080) is the one KServe starts it on (--http_port,
+    TRANSFORMER_PORT); in RawDeployment nothing names it, so promote declares it under the same
+    name. The NetworkPolicy opens exactly that one. A rendered port of another number or name
+    would leave the policy opening a port nothing listens on, or the monitor finding no target."""
     from components.config import transformer_settings
     from components.steps.promote import TRANSFORMER_PORT, render_transformer
     from pipelines.local import declaration
 
     pipeline = declaration("fraud")
     cfg = pipeline.config()
-    rendered = render_transformer("fraud-detector", transformer_settings(cfg, pipeline.spec.image), cfg.promote)
-    (container,) = rendered["containers"]
-    declared = [port["containerPort"] for port in container.get("ports", [])] or [KNATIVE_USER_PORT["containerPort"]]
-    assert declared == [TRANSFORMER_PORT] == [KNATIVE_USER_PORT["containerPort"]]
+    described = transformer_settings(cfg, pipeline.spec.image)
+    for mode in ("Serverless", "RawDeployment"):
+        settings = cfg.promote.model_copy(update={"deployment_mode": mode})
+        (container,) = render_transformer("fraud-detector", described, settings)["containers"]
+        ports = container.get("ports") or [KNATIVE_USER_PORT]  # Knative's, when the container names none
+        assert (mode == "Serverless") == ("ports" not in container), mode
+        assert [(port["name"], port["containerPort"]) for port in ports] == [
+            (TRANSFORMER_PORT_NAME, TRANSFORMER_PORT)
+        ], mode
+    assert KNATIVE_USER_PORT["containerPort"] == TRANSFORMER_PORT
     (endpoint,) = transformer_pod_monitor("fraud")["spec"]["podMetricsEndpoints"]
     assert endpoint["port"] == TRANSFORMER_PORT_NAME == KNATIVE_USER_PORT["name"]
     (rule,) = transformer_metrics_policy("fraud")["spec"]["ingress"]

@@ -133,6 +133,14 @@ def test_what_promote_renders_and_the_shipped_policies_are_admitted() -> None:
     rendered = promoted()
     assert {r.source.split(" (")[0] for r in rendered} == {"mlops promote fraud", "mlops promote forecast"}
     assert len(rendered) == 2 * 2 * len(_variants())
+    from components.steps.serving_authorization import metrics_scrape_rule
+
+    scraped = [
+        r
+        for r in rendered
+        if r.obj["kind"] == "AuthorizationPolicy" and metrics_scrape_rule() in r.obj["spec"]["rules"]
+    ]
+    assert scraped, "no rendered policy carries Prometheus's scrape rule: the open rule is not under test"
     for item in rendered:
         assert _review(item.obj, item.user) == [], item.name
         assert _review(item.obj, None) == [], item.name
@@ -195,7 +203,25 @@ def _forbidden() -> list[tuple[str, dict[str, Any], str]]:
         "action must be ALLOW",
     )
     case("DENY", authorization, lambda o: o["spec"].update(action="DENY"), "action must be ALLOW")
-    case("from anyone (rule)", authorization, lambda o: o["spec"]["rules"].append({}), "rule 2 must name who")
+    case("from anyone (rule)", authorization, lambda o: o["spec"]["rules"].append({}), "rule 3 must name who")
+    # Prometheus's open scrape rule, exactly as promote renders it, is admitted (what promote
+    # renders, above); widened by a path or a verb, it admits anyone to more than /metrics
+    scrape = {"to": [{"operation": {"methods": ["GET"], "paths": ["/metrics"], "ports": ["8080"]}}]}
+    assert scrape in admission_parameters.tenant_network_parameters()["openRules"]
+    case(
+        "the scrape rule, any path",
+        authorization,
+        lambda o: o["spec"]["rules"].append({"to": [{"operation": {**scrape["to"][0]["operation"], "paths": ["/*"]}}]}),
+        "rule 3 must name who",
+    )
+    case(
+        "the scrape rule, POST too",
+        authorization,
+        lambda o: o["spec"]["rules"].append(
+            {"to": [{"operation": {**scrape["to"][0]["operation"], "methods": ["GET", "POST"]}}]}
+        ),
+        "rule 3 must name who",
+    )
     case(
         "any principal",
         authorization,
