@@ -203,13 +203,16 @@ def test_a_bad_file_is_refused_before_anything_is_written(tmp_path: Path) -> Non
     text = _refused(root, tmp_path, clash)
     assert "1 keys carry different labels" in text and ids[0] in text and ids[1] not in text
     text = _refused(root, tmp_path, pd.DataFrame({"decision_id": ids[:4], "is_fraud": [0, 2, 1, -1]}))
-    assert "2 labels in column 'is_fraud' are outside the binary label's domain (0 or 1): rows 1, 3" in text
+    assert (
+        "2 labels in column 'is_fraud' are outside the binary label's domain (0 or 1): rows 1, 3 (from 0; values 2, -1)"
+        in text
+    )
     assert "outside" in _refused(root, tmp_path, pd.DataFrame({"decision_id": ids[:2], "is_fraud": ["yes", "0"]}))
-    assert "have no decision_id: rows 1" in _refused(
+    assert "have no decision_id: rows 1 (from 0)" in _refused(
         root, tmp_path, pd.DataFrame({"decision_id": [ids[0], None], "is_fraud": [0, 1]})
     )
     regression = pd.DataFrame({"decision_id": ids[:3], "demand": [1.0, float("inf"), float("nan")]})
-    assert "outside the regression label's domain (a finite number): rows 1, 2" in _refused(
+    assert "outside the regression label's domain (a finite number): rows 1, 2 (from 0" in _refused(
         root, tmp_path, regression, FORECAST
     )
     assert _stored(root) == []

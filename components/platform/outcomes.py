@@ -164,9 +164,10 @@ def _labels(frame: pd.DataFrame, column: str, cfg: PipelineConfig) -> pd.Series:
         bad, domain = ~finite, "a finite number"
     if bad.any():
         rows = frame.index[bad]
+        values_shown = _rows_named([frame[column].iloc[i] for i in rows[:_SHOWN]])
         raise _refuse(
             f"{int(bad.sum())} labels in column '{column}' are outside the {objective} label's domain ({domain}):"
-            f" rows {_rows_named(list(rows))} (values {_rows_named([frame[column].iloc[i] for i in rows[:_SHOWN]])})",
+            f" rows {_rows_named(list(rows))} (from 0; values {values_shown})",
             f"correct or remove those rows; a {objective} label is {domain}",
         )
     return values
@@ -208,7 +209,7 @@ def _keyed(frame: pd.DataFrame, cfg: PipelineConfig, source: str) -> tuple[pd.Da
     empty = frame[key].isna().any(axis=1).to_numpy()
     if empty.any():
         rows = _rows_named(list(frame.index[empty]))
-        raise _refuse(f"{int(empty.sum())} outcomes have no {' or '.join(key)}: rows {rows}",
+        raise _refuse(f"{int(empty.sum())} outcomes have no {' or '.join(key)}: rows {rows} (from 0)",
                       "fill in the key of every row, or remove those rows")  # fmt: skip
     labels = _labels(frame, m.label_column, cfg)
     out = pd.DataFrame({"label": labels})
@@ -231,7 +232,8 @@ _DECIDED = ["decision_id", "model_version", "serving_role", "decided_at", "score
 
 
 def _decisions_by_id(root: str, model: str, ids: list[str]) -> pd.DataFrame:
-    """The model's logged decisions among `ids` (every file of the model read for two columns first)."""
+    """The model's logged decisions among `ids`: the model's files (pruned by its partition, each of a schema
+    version this reader knows), read for the joined columns with the ids as a filter."""
     import pyarrow.dataset as ds
 
     from components.platform.decisions import open_log
