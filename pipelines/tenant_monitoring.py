@@ -156,8 +156,11 @@ INFERENCE_SERVICE = "inference_service"
 
 
 def pushed_families() -> tuple[str, ...]:
-    """Every metric family the platform pushes: the drift figures and the owner's notices."""
-    return tuple(sorted({*drift_metrics.METRICS, *notify.HELP}))
+    """Every metric family the platform pushes: the drift figures, the owner's notices and the
+    realized metrics of late outcomes (components/platform/outcomes.py, ModelPerformanceDegraded)."""
+    from components.platform import outcomes
+
+    return tuple(sorted({*drift_metrics.METRICS, *notify.HELP, *outcomes.FAMILIES}))
 
 
 def scraped_decision_families() -> tuple[str, ...]:

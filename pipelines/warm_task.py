@@ -38,8 +38,7 @@ def _child_path(cwd: str, env: Mapping[str, str], own_pythonpath: Sequence[str])
 
 
 def _reread_fsspec() -> None:
-    import fsspec.config as config
-
+    config = sys.modules["fsspec.config"]
     config.conf.clear()
     folder = os.environ.get("FSSPEC_CONFIG_DIR", os.path.join(os.path.expanduser("~"), ".config/fsspec"))
     config.set_conf_files(folder, config.conf)
@@ -47,9 +46,7 @@ def _reread_fsspec() -> None:
 
 
 def _reread_dask() -> None:
-    import dask.config
-
-    dask.config.refresh()
+    sys.modules["dask.config"].refresh()
 
 
 _IMPORT_TIME_READERS = {"fsspec.config": _reread_fsspec, "dask.config": _reread_dask}

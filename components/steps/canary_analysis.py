@@ -8,7 +8,7 @@ fronts both predictors, so `serving_role` cannot tell them apart; the counts per
 - the score distributions: the two-sample Kolmogorov-Smirnov statistic (scipy.stats.ks_2samp) and the
   population stability index of the canary's scores on the champion's deciles;
 - the realized metrics, where labels exist (`components.platform.outcomes.realized`, per version and
-  role; until that module exists, "no outcomes yet");
+  role; with none labelled, "no outcomes yet");
 - p99 latency and error rate: the decision log records neither, and the transformer's own metrics
   (KServe's request_*_seconds histograms, labelled by model name only; no error counter) cannot tell
   the canary from the champion, so the evidence says "not measured", with why; never a made-up figure.
@@ -130,12 +130,10 @@ def canary_start(entries: Sequence[Any], canary: int) -> dt.datetime | None:
     return start
 
 
-def realized_hook() -> RealizedHook | None:
-    """The outcomes module's `realized`, or None while it does not exist (no outcomes yet)."""
-    try:
-        from components.platform.outcomes import realized  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:
-        return None
+def realized_hook() -> RealizedHook:
+    """The outcomes module's `realized` (components/platform/outcomes.py), imported when judged."""
+    from components.platform.outcomes import realized
+
     hook: RealizedHook = realized
     return hook
 

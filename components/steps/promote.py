@@ -32,14 +32,9 @@ from components.model_kinds import kind_of_format
 from components.platform import services
 from components.platform.readonly import READER_VARIABLES
 from components.serving.triton_config import RepositoryError, backend_of, parse_config
+from components.steps import serving_authorization as authz
 from components.steps.promote_canary import STANDARD_MODES, check_step_split, is_standard, stable_service
-from components.steps.serving_authorization import (
-    TARGET_BURST_CAPACITY,
-    TRANSFORMER_PORT,
-    TRANSFORMER_PORT_NAME,
-    serving_objects,
-    visibility_labels,
-)
+from components.steps.serving_authorization import TARGET_BURST_CAPACITY, serving_objects, visibility_labels
 from components.steps.serving_decisions import decision_log_environment, serving_role
 from components.steps.triton_repository import model_file_name, write_repository
 
@@ -56,7 +51,6 @@ __all__ = [
     "SERVING_RUNTIMES",
     "STEP",
     "TRANSFORMER_MEMORY_GIB",
-    "TRANSFORMER_PORT",
     "TRANSFORMER_PYTHON",
     "TRITON_GRPC_PORT",
     "TRITON_HTTP_PORT",
@@ -228,7 +222,7 @@ def render_transformer(
         + decision_log_environment(role),
         # Ready only once it has read the predictor's config and resolved the feature service.
         "readinessProbe": {
-            "httpGet": {"path": f"/v2/models/{model_name}/ready", "port": TRANSFORMER_PORT},
+            "httpGet": {"path": f"/v2/models/{model_name}/ready", "port": authz.TRANSFORMER_PORT},
             "initialDelaySeconds": 5,
             "periodSeconds": 5,
             "failureThreshold": 3,
@@ -240,7 +234,7 @@ def render_transformer(
         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
     }
     if is_standard(settings.deployment_mode):  # Knative names the port itself (user-port) and refuses other names
-        container["ports"] = [{"name": TRANSFORMER_PORT_NAME, "containerPort": TRANSFORMER_PORT, "protocol": "TCP"}]
+        container["ports"] = [{"name": authz.TRANSFORMER_PORT_NAME, "containerPort": authz.TRANSFORMER_PORT}]
     return {
         "minReplicas": max(settings.min_replicas, 1),
         "containerConcurrency": transformer_concurrency(transformer, settings),

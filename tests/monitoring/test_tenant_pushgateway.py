@@ -193,12 +193,15 @@ def test_the_pushgateway_objects_validate_against_the_operators_crd(schemas_dir:
 
 def test_one_source_for_the_families_the_scrape_keeps_and_who_scrapes() -> None:
     """The keep-list is the families the code pushes (components/steps/drift_metrics.py METRICS and
-    components/steps/notify.py's notices), the loopback scrape uses the same rules, and required-flows'
-    `prometheus` endpoint is the one the NetworkPolicy admits."""
+    components/steps/notify.py's notices, components/platform/outcomes.py's realized metrics), the
+    loopback scrape uses the same rules, and required-flows' `prometheus` endpoint is the one the
+    NetworkPolicy admits."""
+    from components.platform import outcomes
     from components.steps import drift_metrics, notify
 
     notices = {notify.GATE_FAILED, notify.RUN_FAILED, notify.VERIFY_FAILED, notify.VERIFY_COMPLETED}
-    assert set(pushed_families()) == {*drift_metrics.METRICS, *notices}
+    assert outcomes.LABELLED in outcomes.FAMILIES  # what ModelPerformanceDegraded reads is pushed, so kept
+    assert set(pushed_families()) == {*drift_metrics.METRICS, *notices, *outcomes.FAMILIES}
     (keep, drop) = metric_relabelings()
     assert all(re.fullmatch(keep.regex, name) for name in pushed_families())
     assert not re.fullmatch(keep.regex, "push_time_seconds") and re.fullmatch(drop.regex, "exported_namespace")

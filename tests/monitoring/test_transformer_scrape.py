@@ -156,7 +156,8 @@ def test_the_port_scraped_is_the_transformers_and_the_policy_opens_that_port() -
     name. The NetworkPolicy opens exactly that one. A rendered port of another number or name
     would leave the policy opening a port nothing listens on, or the monitor finding no target."""
     from components.config import transformer_settings
-    from components.steps.promote import TRANSFORMER_PORT, render_transformer
+    from components.steps.promote import render_transformer
+    from components.steps.serving_authorization import TRANSFORMER_PORT
     from pipelines.local import declaration
 
     pipeline = declaration("fraud")
@@ -167,8 +168,8 @@ def test_the_port_scraped_is_the_transformers_and_the_policy_opens_that_port() -
         (container,) = render_transformer("fraud-detector", described, settings)["containers"]
         ports = container.get("ports") or [KNATIVE_USER_PORT]  # Knative's, when the container names none
         assert (mode == "Serverless") == ("ports" not in container), mode
-        assert [(port["name"], port["containerPort"]) for port in ports] == [
-            (TRANSFORMER_PORT_NAME, TRANSFORMER_PORT)
+        assert [(port["name"], port["containerPort"], port.get("protocol", "TCP")) for port in ports] == [
+            (TRANSFORMER_PORT_NAME, TRANSFORMER_PORT, "TCP")
         ], mode
     assert KNATIVE_USER_PORT["containerPort"] == TRANSFORMER_PORT
     (endpoint,) = transformer_pod_monitor("fraud")["spec"]["podMetricsEndpoints"]
