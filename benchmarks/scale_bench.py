@@ -50,7 +50,11 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--trials", type=int, default=8, help="trials per tuning measurement")
     parser.add_argument("--tune-rows", type=int, default=20_000, help="rows of the tuning runs' dataset")
+    parser.add_argument("--models", default=",".join(RUNTIMES), help="the model kinds trained (default: both)")
     args = parser.parse_args()
+    models = [m for m in args.models.split(",") if m]
+    if unknown := sorted(set(models) - set(RUNTIMES)):
+        parser.error(f"--models: {', '.join(unknown)} is not one of {', '.join(RUNTIMES)}")
 
     import sys
 
@@ -63,7 +67,7 @@ def main() -> int:
         folder = Path(tmp)
         data = folder / "train.parquet"
         synthetic(args.rows).to_parquet(data, index=False)
-        for model_type in ("xgboost", "pytorch_mlp"):
+        for model_type in models:
             single = _train(data, folder, model_type, 1)
             double = _train(data, folder, model_type, 2)
             for label, result, baseline in (("1 process", single, None), ("2 workers", double, single)):

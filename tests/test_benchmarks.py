@@ -30,7 +30,8 @@ SMOKE = {
     "request_path_bench.py": (["--rows", "3000", "--requests", "30"], "decision log adds at most 5% to p99: "),
     "offline_store_bench.py": (["--rows", "3000"], "equal row for row"),
     "drift_bench.py": (["--rows", "3000"], "x floor"),
-    "scale_bench.py": (["--rows", "3000", "--trials", "2", "--tune-rows", "3000"], "trials/min"),
+    # one model kind: two PyTorch workers against one are run and compared in tests/components/test_distributed.py
+    "scale_bench.py": (["--rows", "3000", "--trials", "2", "--tune-rows", "3000", "--models", "xgboost"], "trials/min"),
 }
 PROGRESS_BAR = ("Calculating Metrics", "it/s]")
 
