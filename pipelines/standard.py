@@ -129,6 +129,7 @@ def step_parameters(
             "current_data": run["raw_data"],
             "logical_date": run["logical_date"],
             "settings": cfg.drift.model_dump(),
+            "outcomes": cfg.outcomes.model_dump(),  # the nightly's realized-metric reason (issue 32)
             "pipeline": cfg.pipeline,
             "model_name": cfg.register_.model_name,
             "experiment": cfg.register_.experiment,

@@ -32,6 +32,7 @@ import pandas as pd
 from components import artifacts
 from components.config import DriftSettings, duration_seconds
 from components.errors import ComponentError, TransientError, transient_reason
+from components.outcome_settings import OutcomesSettings
 from components.platform import model_registry, services
 from components.platform.outcomes_gate import nightly_reason
 from components.steps.drift_metrics import push_metrics
@@ -422,6 +423,7 @@ def drift(
     pipeline: str,
     model_name: str,
     experiment: str,
+    outcomes: OutcomesSettings = OutcomesSettings(),  # noqa: B008  (frozen: one shared default is safe)
     namespace: str = "default",
     timezone: str = "UTC",
     force_retrain: bool = False,
@@ -458,8 +460,8 @@ def drift(
         if force_retrain
         else _claimed(mlflow, experiment_id, key, run_id, reference.registered_at if reference else None)
     )
-    realized = None if reference is None else nightly_reason(
-        mlflow, model_name, reference.version, reference.run_id, now=now, pipeline=pipeline)  # fmt: skip
+    realized = None if reference is None else nightly_reason(mlflow, model_name, reference.version,
+        reference.run_id, now=now, pipeline=pipeline, settings=outcomes)  # fmt: skip
     decision = decide(result=result, reference=reference, settings=settings, force=force_retrain, now=now,
                       claimed_by=claimed_by, key=key, realized=realized)  # fmt: skip
     artifacts.write_json(table_out, table(result, decision, reference))

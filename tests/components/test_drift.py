@@ -212,3 +212,26 @@ def test_parallel_groups_give_the_same_figures_and_one_report(
     drift_report.write_report(grouped, str(tmp_path / "report.html"), grouped.summary())
     page = (tmp_path / "report.html").read_text()
     assert page.count("<iframe") == 2 and "Data drift: 2 of 6 features drifted" in page
+
+
+def test_the_pipelines_outcomes_section_reaches_the_nightlys_realized_reason() -> None:
+    """issue 32: `outcomes.min_labelled` and `outcomes.window` set in a pipeline's config.yaml are
+    what the nightly judges the champion's realized metric with, not the defaults: the rendered
+    drift step carries the section, and the step parses it into the model it hands nightly_reason."""
+    import inspect
+
+    from components.outcome_settings import OutcomesSettings
+    from pipelines.fraud import pipeline as fraud
+    from pipelines.runtime import parse_settings_arguments
+
+    cfg = fraud.DECLARATION.config().with_overrides({"outcomes.min_labelled": 7, "outcomes.window": "3d"})
+    from collections import defaultdict
+
+    run: dict[str, Any] = defaultdict(lambda: "x")  # the run's inputs, as placeholders when rendering
+    rendered = fraud.DECLARATION.parameters(cfg, run, "pipelines.fraud")["drift"]
+    assert rendered["outcomes"] == cfg.outcomes.model_dump() and rendered["outcomes"]["min_labelled"] == 7
+    parsed = parse_settings_arguments("components.steps.drift:drift", {"outcomes": rendered["outcomes"]})
+    assert parsed["outcomes"] == OutcomesSettings(min_labelled=7, window="3d")
+    assert "settings=outcomes" in inspect.getsource(drift.drift)  # what drift hands nightly_reason
+    with pytest.raises(ComponentError, match="min_labeled"):  # a misspelt field is refused by name
+        parse_settings_arguments("components.steps.drift:drift", {"outcomes": {"min_labeled": 7}})
