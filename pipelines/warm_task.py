@@ -62,27 +62,26 @@ def _reread_environment() -> None:
             reread()
 
 
-def execute(request: dict[str, Any], added: Mapping[str, str], own_pythonpath: Sequence[str]) -> int:
-    """In the task's child: become the task's process and run kfp's executor on its component."""
-    argv: list[str] = request["argv"]
+def _become(request: Mapping[str, Any], added: Mapping[str, str], own_pythonpath: Sequence[str]) -> None:
+    """The request's working directory, whole environment, `sys.path` and fresh standard streams."""
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
     for key, value in added.items():
         os.environ.setdefault(key, value)
-    os.environ["_KFP_RUNTIME"] = "true"
     _reread_environment()
     sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=True, errors="backslashreplace")
     sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True, errors="backslashreplace")
-    program = Path(tempfile.mkdtemp())
-    (program / "ephemeral_component.py").write_text(argv[3])
-    sys.argv = [EXECUTOR, "--component_module_path", str(program / "ephemeral_component.py"), *argv[4:]]
     sys.path[:] = _child_path(request["cwd"], request["env"], own_pythonpath)
     if "numpy" in sys.modules:  # a fresh interpreter seeds numpy's global generator from the OS; so does each task
         sys.modules["numpy"].random.seed()
+
+
+def _run_as_main(module: str) -> int:
+    """`python -m module` from here on: its exit code, and an interpreter's end (threads, atexit, flush)."""
     code = 0
     try:
-        runpy.run_module(EXECUTOR, run_name="__main__", alter_sys=True)
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
     except SystemExit as done:
         code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
         if done.code is not None and not isinstance(done.code, int):
@@ -95,9 +94,29 @@ def execute(request: dict[str, Any], added: Mapping[str, str], own_pythonpath: S
     with contextlib.suppress(Exception):
         getattr(threading, "_shutdown")()  # noqa: B009  (wait for non-daemon threads, as at an interpreter's exit)
     atexit._run_exitfuncs()
-    shutil.rmtree(program, ignore_errors=True)
     for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):  # handlers the libraries bound at import
         with contextlib.suppress(Exception):
             if stream is not None:
                 stream.flush()
     return code
+
+
+def execute(request: dict[str, Any], added: Mapping[str, str], own_pythonpath: Sequence[str]) -> int:
+    """In the child: become the request's process and run it. A kfp task (`argv`, the lightweight
+    component's command) runs kfp's executor on its component; a `module` request runs
+    `python -m <module> <args>` (what the tests' CLI runner sends: tests/cli_runner.py)."""
+    _become(request, added, own_pythonpath)
+    if "module" in request:
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_RDONLY), 0)  # no input, as subprocess.run(capture_output=True) gives none
+        sys.argv = [request["module"], *request["args"]]
+        return _run_as_main(str(request["module"]))
+    argv: list[str] = request["argv"]
+    os.environ["_KFP_RUNTIME"] = "true"
+    program = Path(tempfile.mkdtemp())
+    (program / "ephemeral_component.py").write_text(argv[3])
+    sys.argv = [EXECUTOR, "--component_module_path", str(program / "ephemeral_component.py"), *argv[4:]]
+    try:
+        return _run_as_main(EXECUTOR)
+    finally:
+        shutil.rmtree(program, ignore_errors=True)

@@ -168,6 +168,27 @@ class WarmWorker:
         finally:
             handler.run_local_subprocess = original
 
+    def run_module(
+        self, module: str, args: Sequence[str], env: Mapping[str, str], cwd: Path, timeout: float
+    ) -> tuple[int, str, str]:
+        """`python -m module args` in a child of the worker, with `env` (whole) and `cwd`: its exit
+        code, stdout and stderr, as subprocess.run(capture_output=True) gives them. Past `timeout`
+        the connection is closed, which kills the child, and TimeoutError is raised."""
+        request = {"module": module, "args": list(args), "env": dict(env), "cwd": str(cwd), "separate_stderr": True}
+        streams = {b"O": bytearray(), b"E": bytearray()}
+        with self._connection() as conn:
+            conn.settimeout(timeout)
+            try:
+                _send(conn, b"R", json.dumps(request).encode())
+                while True:
+                    kind, payload = _receive(conn)
+                    if kind == b"X":
+                        out, err = (bytes(streams[k]).decode(errors="replace") for k in (b"O", b"E"))
+                        return int(json.loads(payload)["code"]), out, err
+                    streams[kind] += payload
+            except TimeoutError:
+                raise TimeoutError(f"python -m {module} {' '.join(args)} ran past {timeout} s") from None
+
     def _connection(self) -> socket.socket:
         """A connection to the worker; one that is gone before the task was sent (stopped for newer
         code, idle, killed) is replaced by this code's worker, started if need be: nothing ran yet."""
@@ -336,38 +357,46 @@ def _preload() -> dict[str, str]:
 
 
 def _supervise(conn: socket.socket, added: Mapping[str, str], own_pythonpath: Sequence[str]) -> None:
-    """One connection: fork the task's child, stream its output back, then its exit code. A client
-    that goes away (killed, timed out) takes the task with it."""
+    """One connection: fork the request's child, stream its output back (stdout as O, and stderr as
+    E when the request keeps them apart, else both as O), then its exit code. A client that goes
+    away (killed, timed out) takes the child with it."""
     kind, payload = _receive(conn)
     if kind != b"R":
         return
     request = json.loads(payload)
-    read, write = os.pipe()
+    pipes = [os.pipe(), os.pipe()] if request.get("separate_stderr") else [os.pipe()]
     child = os.fork()
     if child == 0:
-        os.close(read)
         conn.close()
-        os.dup2(write, 1)
-        os.dup2(write, 2)
-        os.close(write)
+        for read, _ in pipes:
+            os.close(read)
+        os.dup2(pipes[0][1], 1)
+        os.dup2(pipes[-1][1], 2)
+        for _, write in pipes:
+            os.close(write)
         os._exit(warm_task.execute(request, added, own_pythonpath))
-    os.close(write)
+    for _, write in pipes:
+        os.close(write)
+    kinds = {pipes[0][0]: b"O", pipes[-1][0]: b"E" if len(pipes) == 2 else b"O"}
     watch = selectors.DefaultSelector()
-    watch.register(read, selectors.EVENT_READ)
+    for read in kinds:
+        watch.register(read, selectors.EVENT_READ)
     watch.register(conn, selectors.EVENT_READ)
-    open_output = True
-    while open_output:
+    open_outputs = set(kinds)
+    while open_outputs:
         for ready, _ in watch.select():
             if ready.fileobj is conn:  # the client sends nothing more: readable means it left
                 os.kill(child, signal.SIGKILL)
                 os.waitpid(child, 0)
                 return
+            read = int(ready.fd)
             chunk = os.read(read, 1 << 16)
             if not chunk:
-                open_output = False
-                break
-            _send(conn, b"O", chunk)
-    os.close(read)
+                watch.unregister(read)
+                os.close(read)
+                open_outputs.discard(read)
+                continue
+            _send(conn, kinds[read], chunk)
     _, status = os.waitpid(child, 0)
     _send(conn, b"X", json.dumps({"code": os.waitstatus_to_exitcode(status)}).encode())
 

@@ -91,7 +91,11 @@ def worker() -> Iterator[warm_worker.WarmWorker]:
 
 
 def _lines(output: str) -> list[str]:
-    return [line for line in output.splitlines() if line.split("=")[0] in ("VAR", "CANARY", "CWD", "PATH1", "FSSPEC", "DASK")]
+    return [
+        line
+        for line in output.splitlines()
+        if line.split("=")[0] in ("VAR", "CANARY", "CWD", "PATH1", "FSSPEC", "DASK")
+    ]
 
 
 @pytest.mark.parametrize("code", [0, 2, 75])
@@ -105,7 +109,11 @@ def test_a_task_in_the_worker_does_what_kfp_locals_subprocess_does(
         folder = tmp_path / name
         folder.mkdir()
         assert warm_worker.is_lightweight_command(_command(folder, code))
-        task_env = {"PROBE_VAR": name, "FSSPEC_S3_ENDPOINT_URL": f"http://{name}:9", "DASK_TEMPORARY_DIRECTORY": f"/{name}"}
+        task_env = {
+            "PROBE_VAR": name,
+            "FSSPEC_S3_ENDPOINT_URL": f"http://{name}:9",
+            "DASK_TEMPORARY_DIRECTORY": f"/{name}",
+        }
         returned = run(full_command=_command(folder, code), env_vars=task_env)
         printed = capsys.readouterr().out
         results[name] = (returned, _lines(printed), (folder / "out").read_text(), (folder / "out.atexit").read_text())
@@ -195,3 +203,35 @@ def test_a_runtime_folder_too_deep_for_a_socket_is_refused(tmp_path: Path, monke
     monkeypatch.setenv(warm_worker.DIRECTORY_VARIABLE, str(deep))
     with pytest.raises(warm_worker.WarmUnavailable, match="too deep"):
         warm_worker.connect(timeout=5)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["no-such-command"], ["compile", "no-such-pipeline"]])
+def test_a_module_in_the_worker_answers_as_a_fresh_interpreter(
+    worker: warm_worker.WarmWorker, args: list[str], tmp_path: Path
+) -> None:
+    """What the tests' CLI runner sends (tests/cli_runner.py): `python -m mlops.cli ARGS` in a child,
+    stdout and stderr apart, the exit code, the call's own environment. The same call in a fresh
+    interpreter is the reference, for a success, a usage error and a refusal."""
+    import subprocess
+
+    env = {**os.environ, "MLOPS_HOME": str(tmp_path), "NO_COLOR": "1"}
+    fresh = subprocess.run([sys.executable, "-m", "mlops.cli", *args], env=env, cwd=os.getcwd(),
+                           capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    code, out, err = worker.run_module("mlops.cli", args, env, Path(os.getcwd()), timeout=120)
+    assert (code, out) == (fresh.returncode, fresh.stdout)
+    assert err.replace("\n", " ").split()[-12:] == fresh.stderr.replace("\n", " ").split()[-12:], (err, fresh.stderr)
+    assert (code == 0) == (args == ["--help"]) and (out if code == 0 else err).strip()
+
+
+def test_a_module_past_its_timeout_is_killed(worker: warm_worker.WarmWorker, tmp_path: Path) -> None:
+    marker = tmp_path / "pid"
+    script = f"import os, time; open({str(marker)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
+    (tmp_path / "sleeper.py").write_text(script)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    with pytest.raises(TimeoutError, match="ran past 2"):
+        worker.run_module("sleeper", [], env, tmp_path, timeout=2)
+    pid = int(marker.read_text())
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and b"Z" not in Path(f"/proc/{pid}/stat").read_bytes().split(b")")[-1][:3]:
+        assert time.monotonic() < deadline, "the child outlived its timeout"
+        time.sleep(0.05)
