@@ -429,9 +429,22 @@ def test_the_nightly_reads_the_champions_own_gate_from_the_registry(
         assert 'mlops_model_realized_labelled{model="fraud-detector",role="champion",version="1"} 300.0' in body
         assert nightly_reason(client, "fraud-detector", 1, runs[0.3], now=now) is None
         assert nightly_reason(client, "fraud-detector", 1, bare, now=now) is None
+        # an outcomes file pyarrow refuses: nothing judged, nothing pushed (the figures stay as they were)
+        from components.platform.outcomes import outcomes_root
+
+        broken = Path(outcomes_root(str(root))) / "model=fraud-detector" / "version=1" / "date=2026-12-03"
+        broken.mkdir(parents=True, exist_ok=True)
+        (broken / "part-broken.parquet").write_bytes(b"not parquet")
+        assert nightly_reason(client, "fraud-detector", 1, runs[0.85], now=now, pipeline="fraud") is None
+        assert len(received) == 1, "an unreadable store pushed figures"
         monkeypatch.setenv("MLOPS_DECISION_LOG_URI", str(tmp_path / "no-log"))
         assert nightly_reason(client, "fraud-detector", 1, runs[0.85], now=now, pipeline="fraud") is None
-    assert len(received) == 1, "nothing labelled: nothing pushed"
+    # nothing labelled: an empty group replaces the night before's, so ModelPerformanceDegraded stops
+    assert len(received) == 2 and received[1][0] == received[0][0], received
+    assert (
+        "mlops_model_realized_labelled{" not in received[1][1]
+        and "mlops_model_realized_gate_margin{" not in received[1][1]
+    )
 
 
 RULES = REPO / "manifests" / "monitoring" / "prometheus-rules.yaml"

@@ -100,16 +100,28 @@ def push(
     return url
 
 
-def _trailing(model: str, window_seconds: int, now: dt.datetime, root: str | None) -> list[dict[str, Any]]:
-    """The realized rows over the trailing window; [] when no log or outcomes can be read."""
+def _trailing(model: str, window_seconds: int, now: dt.datetime, root: str | None) -> list[dict[str, Any]] | None:
+    """The realized rows over the trailing window ([] when nothing is labelled); None, said on stderr,
+    when the log or its outcomes cannot be read (a store down, a file pyarrow refuses): not the same
+    answer as "nothing labelled", which clears the pushed figures."""
+    import sys
+
     from components.platform.decisions import decision_log_root
 
     try:
         where = decision_log_root(root)
         since = (now - dt.timedelta(seconds=window_seconds)).isoformat()
         return realized(where, model, since, now.isoformat())
-    except (ComponentError, OSError):
-        return []
+    except (
+        ComponentError,
+        OSError,
+        ValueError,
+        TypeError,
+        KeyError,
+    ) as error:  # pyarrow's ArrowInvalid is a ValueError
+        print(f"realized metrics of {model} not read ({type(error).__name__}: {error}); the nightly judges "
+              "without them and leaves the pushed figures as they were", file=sys.stderr)  # fmt: skip
+        return None
 
 
 def judge(
@@ -153,6 +165,8 @@ def below_gate(
     """`judge` on the realized rows of the trailing window of the log at `root` (None: where
     decision_log_root says). No log, no outcomes or an unreadable store give None: it never fails a run."""
     rows = _trailing(model, window_seconds, now, root)
+    if rows is None:
+        return None
     return judge(rows, gate_metric=gate_metric, threshold=threshold, min_labelled=min_labelled, version=version)
 
 
@@ -170,7 +184,8 @@ def nightly_reason(
     metric over the trailing `outcomes.window` judged against the gate evaluate held it to (its run's
     metrics.json); None when that gate cannot be read or nothing is labelled. With `pipeline`, the rows
     are also pushed (`push`), so ModelPerformanceDegraded sees each night's figures without a person
-    running `mlops outcomes metrics --push`; nothing labelled pushes nothing."""
+    running `mlops outcomes metrics --push`; nothing labelled pushes an empty group (the old figures stop
+    paging), an unreadable store pushes nothing and judges nothing (said on stderr)."""
     from mlflow.exceptions import MlflowException
 
     from components.config import duration_seconds
@@ -183,7 +198,14 @@ def nightly_reason(
         return None
     chosen = settings or OutcomesSettings()
     rows = _trailing(model, duration_seconds(chosen.window), now, None)
-    if rows and pipeline:
-        push(rows, pipeline=pipeline, gate_metric=metric, threshold=threshold, min_labelled=chosen.min_labelled,
-             step="drift")  # fmt: skip
+    if rows is None:
+        return None
+    if pipeline:  # nothing labelled in the window pushes an empty group: yesterday's figures stop paging
+        try:
+            push(rows, pipeline=pipeline, gate_metric=metric, threshold=threshold,
+                 min_labelled=chosen.min_labelled, step="drift")  # fmt: skip
+        except ComponentError as error:
+            import sys
+
+            print(f"realized metrics of {model} not pushed: {error}", file=sys.stderr)
     return judge(rows, gate_metric=metric, threshold=threshold, min_labelled=chosen.min_labelled, version=version)

@@ -78,9 +78,10 @@ def _target(name: str) -> tuple[str, Any]:
     from pipelines.local import declaration
 
     try:
-        cfg = declaration(name).config()
-    except ComponentError:
+        pipeline = declaration(name)
+    except ComponentError:  # no such pipeline: a model's name
         return name, None
+    cfg = pipeline.config()  # a pipeline whose config is broken says so, never passes for a model
     return cfg.register_.model_name, cfg
 
 
