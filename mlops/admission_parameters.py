@@ -193,7 +193,7 @@ def tenant_network_parameters(manifests: Path = MANIFESTS) -> dict[str, Any]:
         "policyTypes": network["spec"]["policyTypes"],
         "ports": sorted({p["port"] for rule in network["spec"]["ingress"] for p in rule["ports"]}),
         "action": authorization["spec"]["action"],
-        # the one rule promote renders that names no source: Prometheus's GET /metrics, exactly
+        # the one rule promote renders naming no namespace or principal: Prometheus's GET /metrics, exactly
         "openRules": [metrics_scrape_rule()],
         "shippedNames": sorted(shipped),
     }

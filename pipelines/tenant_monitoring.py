@@ -71,7 +71,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from components.steps import drift_metrics, notify
-from components.steps.serving_authorization import ISVC_LABEL, TRANSFORMER_PORT, TRANSFORMER_PORT_NAME
+from components.steps.serving_authorization import ISVC_LABEL, METRICS_PATH, TRANSFORMER_PORT, TRANSFORMER_PORT_NAME
 from pipelines.cluster import MONITORING_NAMESPACE
 from pipelines.platform_services import PUSHGATEWAY_NAME, PUSHGATEWAY_PORT, ServiceAddress, pushgateway
 from pipelines.pod_security import restricted_container, restricted_pod
@@ -235,6 +235,7 @@ def prometheus_scrape_config(namespace: str, target: str, **extra: Any) -> dict[
     return {
         "job_name": f"{SCRAPE_JOB}-{namespace}",
         "honor_labels": False,
+        "follow_redirects": False,
         "static_configs": [{"targets": [target], "labels": {"namespace": namespace}}],
         "relabel_configs": [rule.prometheus() for rule in target_relabelings() if rule.target_label != "namespace"],
         "metric_relabel_configs": [rule.prometheus() for rule in metric_relabelings()],
@@ -332,6 +333,7 @@ def service_monitor(address: ServiceAddress) -> dict[str, Any]:
                     "port": "http",
                     "interval": "30s",
                     "honorLabels": False,
+                    "followRedirects": False,  # a target's 3xx never turns the scrape onto another address
                     "relabelings": [rule.operator() for rule in target_relabelings()],
                     "metricRelabelings": [rule.operator() for rule in metric_relabelings()],
                 }
@@ -353,9 +355,12 @@ def transformer_pod_monitor(namespace: str) -> dict[str, Any]:
             "podMetricsEndpoints": [
                 {
                     "port": TRANSFORMER_PORT_NAME,
-                    "path": "/metrics",
+                    "path": METRICS_PATH,
                     "interval": "30s",
                     "honorLabels": False,
+                    # a tenant's pod answering 302 -> another tenant's transformer would get that
+                    # transformer's series stored under its own namespace: no redirect is followed
+                    "followRedirects": False,
                     "relabelings": [rule.operator() for rule in transformer_target_relabelings()],
                     "metricRelabelings": [rule.operator() for rule in metric_relabelings(scraped_decision_families())],
                 }

@@ -21,8 +21,8 @@ the service's pods (KServe labels the predictor's and the transformer's with
   autoscaler's scrape), the two paths Knative documents for this case
   (https://knative.dev/docs/serving/istio-authorization/, "Allowing access from system pods by paths");
 - Prometheus's scrape of the transformer's decision-log metrics: GET `/metrics` on the transformer's
-  port (8080) only, from any source, since Prometheus outside the mesh has no identity to name
-  (metrics_scrape_rule; the NetworkPolicies say who reaches that port).
+  port (8080) only, from plaintext callers only, since Prometheus outside the mesh has no identity
+  to name (metrics_scrape_rule; the NetworkPolicies say who reaches that port).
 
 Why the activator cannot be a confused deputy. A request the activator relays reaches the pod with
 the activator's identity (namespace knative-serving), not the caller's: the same Knative page says
@@ -144,12 +144,17 @@ def explain_paths(model: str) -> list[str]:
 
 def metrics_scrape_rule() -> dict[str, Any]:
     """Prometheus's scrape of the transformer's own metrics (pipelines/tenant_monitoring.py's
-    PodMonitor): GET of exactly /metrics on the transformer's port, from any source. Prometheus runs
-    outside the mesh, so its requests arrive in plaintext with no identity a `from` could name; who
-    may open that port at all is the NetworkPolicies' to say (Prometheus, and the callers already
-    admitted to score). Scoring is POST on other paths and never matches; GET /metrics on
+    PodMonitor): GET of exactly /metrics on the transformer's port, from plaintext callers only
+    (`notPrincipals: ["*"]`: any request with an mTLS identity fails it). Prometheus runs outside the
+    mesh, so its requests carry no identity a `from` could name; a caller in the mesh (another
+    account of a caller namespace, the ingress gateway of an exposed model) always has one, so it
+    gets no more than its scoring rule gives it. Who may open that port at all is the
+    NetworkPolicies' to say. Scoring is POST on other paths and never matches; GET /metrics on
     queue-proxy's port is not admitted by this rule (that one is Knative's, above)."""
-    return {"to": [{"operation": {"methods": ["GET"], "paths": [METRICS_PATH], "ports": [str(TRANSFORMER_PORT)]}}]}
+    return {
+        "from": [{"source": {"notPrincipals": ["*"]}}],
+        "to": [{"operation": {"methods": ["GET"], "paths": [METRICS_PATH], "ports": [str(TRANSFORMER_PORT)]}}],
+    }
 
 
 def render_authorization_policy(

@@ -403,6 +403,16 @@ def test_prometheus_scrapes_the_transformers_metrics_and_nothing_else() -> None:
     assert not mesh.authorization.allowed(p.transformer, Request(None, METRICS_PATH, "GET", port=8012))
     for caller in p.pricing:
         assert not mesh.reaches(caller, p.transformer, TRANSFORMER_PORT, METRICS_PATH, method="GET"), caller
+    # callers in the mesh get no more than scoring: another account of a caller namespace (the
+    # network admits its namespace), and an exposed model's ingress gateway (relaying with its identity)
+    assert mesh.network.allowed(p.payments_other.pod, p.transformer, TRANSFORMER_PORT), "positive control: network"
+    assert not mesh.reaches(p.payments_other, p.transformer, TRANSFORMER_PORT, METRICS_PATH, method="GET")
+    assert not mesh.reaches(p.checkout, p.transformer, TRANSFORMER_PORT, METRICS_PATH, method="GET")
+    exposed = _mesh(_fraud(callers=["payments/checkout"], expose=True))
+    stranger = Caller(_pod("apps", {"app": "anything"}), "default")
+    for gateway in _proxies()[1:]:
+        assert exposed.reaches(stranger, p.transformer, 8012, PREDICT, via=gateway), "positive control: exposed"
+        assert not exposed.reaches(stranger, p.transformer, TRANSFORMER_PORT, METRICS_PATH, via=gateway, method="GET")
     # no transformer, no rule: the predictor's policy admits no scrape
     without_transformer = serving_objects(rendered[0], _settings(transformer=False), None)
     assert metrics_scrape_rule() not in next(o for o in without_transformer if o["kind"] == KIND)["spec"]["rules"]

@@ -196,7 +196,8 @@ _SPEC_KEYS = {
     "targetLabels",
     "podTargetLabels",
 }
-_ENDPOINT_KEYS = {"port", "interval", "scrapeTimeout", "honorLabels", "relabelings", "metricRelabelings"}
+_ENDPOINT_KEYS = {"port", "interval", "scrapeTimeout", "honorLabels", "followRedirects", "relabelings"}
+_ENDPOINT_KEYS |= {"metricRelabelings"}
 
 
 _ONE_SHARD: list[dict[str, Any]] = [  # one shard: $(SHARD) is 0 and the modulus 1
@@ -285,6 +286,8 @@ def service_monitor_scrape(monitor: dict[str, Any], index: int = 0) -> dict[str,
     return {
         "job_name": f"serviceMonitor/{meta['namespace']}/{meta['name']}/{index}",
         "honor_labels": bool(endpoint.get("honorLabels", False)),
+        # the operator writes follow_redirects only when set; Prometheus's default follows them
+        "follow_redirects": bool(endpoint.get("followRedirects", True)),
         "relabel_configs": rules,
         "metric_relabel_configs": _operator_relabel(endpoint.get("metricRelabelings", [])),
         "namespaces": selected.get("matchNames") or [meta["namespace"]],
@@ -292,7 +295,7 @@ def service_monitor_scrape(monitor: dict[str, Any], index: int = 0) -> dict[str,
 
 
 _POD_SPEC_KEYS = {"selector", "namespaceSelector", "podMetricsEndpoints", "sampleLimit", "jobLabel", "podTargetLabels"}
-_POD_ENDPOINT_KEYS = {"port", "portNumber", "path", "interval", "scrapeTimeout", "honorLabels"}
+_POD_ENDPOINT_KEYS = {"port", "portNumber", "path", "interval", "scrapeTimeout", "honorLabels", "followRedirects"}
 _POD_ENDPOINT_KEYS |= {"relabelings", "metricRelabelings"}
 
 
@@ -346,6 +349,7 @@ def pod_monitor_scrape(monitor: dict[str, Any], index: int = 0) -> dict[str, Any
     return {
         "job_name": f"podMonitor/{meta['namespace']}/{meta['name']}/{index}",
         "honor_labels": bool(endpoint.get("honorLabels", False)),
+        "follow_redirects": bool(endpoint.get("followRedirects", True)),
         "metrics_path": endpoint.get("path") or "/metrics",
         "relabel_configs": rules,
         "metric_relabel_configs": _operator_relabel(endpoint.get("metricRelabelings", [])),

@@ -130,6 +130,33 @@ def test_the_pod_monitor_stand_in_on_known_cases() -> None:
     assert relabeled is not None and "endpoint" not in relabeled
     with pytest.raises(ValueError, match="scheme"):
         pod_monitor_scrape({**monitor, "spec": {**monitor["spec"], "podMetricsEndpoints": [{"scheme": "https"}]}})
+    assert config["follow_redirects"] is True  # unset: Prometheus follows a target's 3xx
+    not_followed = {
+        **monitor,
+        "spec": {**monitor["spec"], "podMetricsEndpoints": [{"port": "metrics", "followRedirects": False}]},
+    }
+    assert pod_monitor_scrape(not_followed)["follow_redirects"] is False
+
+
+def test_no_scrape_follows_a_redirect() -> None:
+    """issue 32, an attacker's read: a pricing pod labelled as a transformer answering its scrape with
+    `302 -> <fraud's transformer>:8080/metrics` would have Prometheus fetch fraud's series and store
+    them under pricing's namespace (the scrape NetworkPolicy and the mesh rule admit Prometheus
+    there). Neither the transformers' PodMonitor, the Pushgateways' ServiceMonitor nor the loopback
+    scrape follows one; the stand-in's default (unset) shows what the field prevents."""
+    from pipelines.tenant_monitoring import namespace_pushgateway, prometheus_scrape_config
+    from tests.monitoring.prometheus_scrape_without_prometheus import service_monitor_scrape
+
+    monitors = [o for o in namespace_pushgateway("pricing") if o["kind"] in ("PodMonitor", "ServiceMonitor")]
+    assert {o["kind"] for o in monitors} == {"PodMonitor", "ServiceMonitor"}
+    for monitor in monitors:
+        scrape = pod_monitor_scrape if monitor["kind"] == "PodMonitor" else service_monitor_scrape
+        assert scrape(monitor)["follow_redirects"] is False, monitor["kind"]
+        (endpoint,) = monitor["spec"].get("podMetricsEndpoints") or monitor["spec"]["endpoints"]
+        unset = {k: v for k, v in endpoint.items() if k != "followRedirects"}
+        key = "podMetricsEndpoints" if monitor["kind"] == "PodMonitor" else "endpoints"
+        assert scrape({**monitor, "spec": {**monitor["spec"], key: [unset]}})["follow_redirects"] is True
+    assert prometheus_scrape_config("pricing", "127.0.0.1:9091")["follow_redirects"] is False
 
 
 def test_the_transformer_objects_validate_against_the_operators_crd(schemas_dir: Path) -> None:

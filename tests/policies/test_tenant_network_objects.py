@@ -204,24 +204,27 @@ def _forbidden() -> list[tuple[str, dict[str, Any], str]]:
     )
     case("DENY", authorization, lambda o: o["spec"].update(action="DENY"), "action must be ALLOW")
     case("from anyone (rule)", authorization, lambda o: o["spec"]["rules"].append({}), "rule 3 must name who")
-    # Prometheus's open scrape rule, exactly as promote renders it, is admitted (what promote
-    # renders, above); widened by a path or a verb, it admits anyone to more than /metrics
-    scrape = {"to": [{"operation": {"methods": ["GET"], "paths": ["/metrics"], "ports": ["8080"]}}]}
+    # Prometheus's scrape rule, exactly as promote renders it, is admitted (what promote renders,
+    # above); widened by a path or a verb, or opened to callers with an identity, it is refused
+    from components.steps.serving_authorization import metrics_scrape_rule
+
+    scrape = metrics_scrape_rule()
     assert scrape in admission_parameters.tenant_network_parameters()["openRules"]
-    case(
-        "the scrape rule, any path",
-        authorization,
-        lambda o: o["spec"]["rules"].append({"to": [{"operation": {**scrape["to"][0]["operation"], "paths": ["/*"]}}]}),
-        "rule 3 must name who",
-    )
-    case(
-        "the scrape rule, POST too",
-        authorization,
-        lambda o: o["spec"]["rules"].append(
-            {"to": [{"operation": {**scrape["to"][0]["operation"], "methods": ["GET", "POST"]}}]}
-        ),
-        "rule 3 must name who",
-    )
+    operation = scrape["to"][0]["operation"]
+
+    def widened(**changed: Any) -> dict[str, Any]:
+        return {**scrape, "to": [{"operation": {**operation, **changed}}]}
+
+    case("the scrape rule, any path", authorization, lambda o: o["spec"]["rules"].append(widened(paths=["/*"])),
+         "rule 3 source 0 may name only namespaces and principals")  # fmt: skip
+    case("the scrape rule, POST too", authorization,
+         lambda o: o["spec"]["rules"].append(widened(methods=["GET", "POST"])),
+         "rule 3 source 0 may name only namespaces and principals")  # fmt: skip
+    case("the scrape rule, another port", authorization,
+         lambda o: o["spec"]["rules"].append(widened(ports=["8012"])),
+         "rule 3 source 0 may name only namespaces and principals")  # fmt: skip
+    case("the scrape rule, to mTLS callers too", authorization,
+         lambda o: o["spec"]["rules"].append({"to": scrape["to"]}), "rule 3 must name who")  # fmt: skip
     case(
         "any principal",
         authorization,
