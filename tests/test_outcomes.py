@@ -493,3 +493,16 @@ def test_the_alerts_promtool_case_fires_only_with_enough_labels(tmp_path: Path) 
         results.append((run.returncode, run.stdout + run.stderr))
     assert results[0][0] == 0, results[0][1]
     assert results[1][0] != 0 and 'version="4"' in results[1][1]
+
+
+def test_a_version_or_model_that_is_no_folder_name_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    """The outcomes folder is built from the log's model_version and the model's name: a value that
+    would climb out of `<root>/_outcomes/` (or name no folder) is refused, and nothing is written."""
+    from components.errors import ComponentError
+    from components.platform import outcomes
+
+    row = {"model_version": "1", "date": "2026-12-03"}
+    for model, version in (("fraud-detector", "../../elsewhere"), ("../fraud", "1"), ("fraud-detector", "1/2")):
+        with pytest.raises(ComponentError, match="do not make an outcomes folder"):
+            outcomes._write(str(tmp_path), model, pd.DataFrame([{**row, "model_version": version}]))
+    assert not any(tmp_path.rglob("*.parquet")) and not (tmp_path.parent / "elsewhere").exists()

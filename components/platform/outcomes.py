@@ -37,6 +37,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import io
+import re
 import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -325,6 +326,10 @@ def _write(root: str, model: str, rows: pd.DataFrame) -> list[str]:
     local = not root.startswith("s3://")
     written = []
     for (version, day), part in rows.groupby(["model_version", "date"], sort=True):
+        if not (re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", model) and str(version).isdigit()
+                and re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(day))):  # fmt: skip
+            raise _refuse(f"model {model!r}, version {version!r}, day {day!r} do not make an outcomes folder",
+                          "check the decision log: it names models by name, versions by number")  # fmt: skip
         table = pa.Table.from_pandas(part[list(_COLUMNS)], schema=schema(), preserve_index=False)
         buffer = io.BytesIO()
         pq.write_table(table, buffer, compression="zstd")
