@@ -128,6 +128,9 @@ def _source_matches(source: dict[str, Any], request: Request) -> bool:
 
 def _operation_matches(operation: dict[str, Any], request: Request) -> bool:
     _checked(operation, OPERATION_FIELDS, "to.operation")
+    for field in ("ports", "notPorts"):  # numbers only: istiod rejects a pattern ("80*") or a name
+        if any(not str(port).isdigit() for port in operation.get(field) or []):
+            raise ValueError(f"{field} {operation[field]}: istiod rejects a port that is not a number")
     return (
         _field(operation, "paths", request.path)
         and _field(operation, "methods", request.method)

@@ -128,6 +128,10 @@ def test_methods_and_ports_match_the_request_as_it_arrives() -> None:
     assert not policy.allowed(WEB, Request(None, "/metrics", "GET", port=8012))
     assert not policy.allowed(WEB, Request(None, "/metrics", "POST", port=8080))
     assert not policy.allowed(WEB, Request(None, "/metrics", "GET")), "a port the request did not give never matches"
+    with pytest.raises(ValueError, match="not a number"):
+        Authorization([authz("a", {"rules": [{"to": [{"operation": {"ports": ["80*"]}}]}]})]).allowed(
+            WEB, Request(None, "/", port=8080)
+        )
     not_8012 = Authorization([authz("a", {"rules": [{"to": [{"operation": {"notPorts": ["8012"]}}]}]})])
     assert not_8012.allowed(WEB, Request(ALICE, "/x", port=8080)) and not not_8012.allowed(
         WEB, Request(ALICE, "/x", port=8012)
