@@ -309,3 +309,28 @@ def test_the_pipeline_step_in_standard_mode_renders_one_named_predictor_and_refu
     assert lint.check(service) is None
     predictor = service["spec"]["predictor"]
     assert predictor["name"] == "v1" and "canaryTrafficPercent" not in predictor and "canary" not in service["spec"]
+
+
+def test_an_outcomes_store_that_fails_stops_the_analysis_instead_of_reading_as_no_outcomes(
+    registry: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refused or failing outcomes read is not 'no outcomes yet' (which lets a canary be promoted on
+    its scores alone): the analysis stops with the store's error and records nothing. Positive
+    control: the same log with the store answering records a verdict."""
+    from components.errors import TransientError
+    from components.platform import outcomes
+
+    config = _config(registry["tmp"])
+    log = _canary_with_log(registry, config, _scores(4, 120, shift=0.25))
+    before = len(model_registry.history(registry["mlflow"], MODEL))
+
+    def down(*_: Any) -> Any:
+        raise TransientError("promote", "the decision log's store did not answer", "retry")
+
+    answering = outcomes.realized
+    monkeypatch.setattr(outcomes, "realized", down)
+    assert _promote(registry, "--analyze", "--log", log, "--config", config) == 75
+    assert len(model_registry.history(registry["mlflow"], MODEL)) == before, "a verdict recorded without outcomes"
+    monkeypatch.setattr(outcomes, "realized", answering)
+    assert _promote(registry, "--analyze", "--log", log, "--config", config) == 0
+    assert len(model_registry.history(registry["mlflow"], MODEL)) == before + 1
