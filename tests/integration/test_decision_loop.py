@@ -21,7 +21,11 @@ What is real:
 What is not: there is no cluster, so `mlops promote` writes its manifests to a GitOps folder (--out), and
 publishes repositories to a local folder, not to KServe; the canary's share of traffic is not routed by a
 mesh: in each window the test sends the same batch to the champion's transformer and to the canary's, so
-the two score distributions (KS, PSI) and realized metrics compare the versions on the same requests.
+the two score distributions (KS, PSI) and realized metrics compare the versions on the same requests. In
+the windows the champion's batch goes through a second transformer in front of the same champion Triton,
+started as `mlops serve` starts its own but flushing its log every 0.5 s, not every 5 s (the config's), to
+keep the test short. "Better" is the holdout's verdict (the gate metric, higher than the champion's); on the
+600 labelled requests the analysis judges its realized ROC AUC within promote.analysis_max_realized_drop.
 
 The registry is left as the other integration tests expect it (the challengers registered under their own
 alias, then their versions, aliases and the serving history removed at the end).
@@ -111,19 +115,19 @@ def served(platform_run: dict[str, Any], tmp_path_factory: pytest.TempPathFactor
         for key, value in platform_variables(env).items():  # this process reads the platform as its tools do
             patch.setenv(key, value)
         _decisions_bucket(env)
+        context["challengers"] = background.submit(_challengers, context)
         started = mlops(env, "serve", MODEL, "--with-features", "--detach", "--port-base", str(port_base),
                         "--dir", str(root / "serve"))  # fmt: skip
         try:
             assert started.returncode == 0, started.stdout + started.stderr
             assert f"decisions {LOG}" in started.stdout, started.stdout
-            context["challengers"] = background.submit(_challengers, context)
             context["requests"] = _requests(platform_run["extract"])
             answered = _send(context["url"], context["requests"], "loop-batch")
             context["logged"] = _read_back(env, "loop-batch", answered)
             yield context
         finally:
             background.shutdown(wait=True)
-            _stop_all(context, lambda: mlops(env, "serve", MODEL, "--stop", "--dir", str(root / "serve")))
+            _stop_all(context, [root / "serve" / "transformer.pid", root / "serve" / "triton.pid"])
             _restore_registry(env, context["versions"])
 
 
@@ -261,10 +265,15 @@ def _challengers(context: dict[str, Any]) -> dict[str, Any]:
                 "champion_url": champion.result().http_url}  # fmt: skip
 
 
-def _stop_all(context: dict[str, Any], stop_served: Any) -> None:
-    """Every server this module started, stopped at once (each waits for its process to exit)."""
-    with ThreadPoolExecutor(max_workers=len(context["running"]) + 1) as pool:
-        for done in [pool.submit(server.stop) for server in context["running"]] + [pool.submit(stop_served)]:
+def _stop_all(context: dict[str, Any], served: list[Path]) -> None:
+    """Every server this module started, stopped at once (each stop waits for its process to exit): the
+    challengers' and, by their pid files as `mlops serve --stop` stops them, the served transformer and Triton."""
+    from devstack import process
+
+    stops = [server.stop for server in context["running"]]
+    stops += [lambda pid_file=pid_file: process.stop(pid_file, grace_seconds=10.0) for pid_file in served]
+    with ThreadPoolExecutor(max_workers=len(stops)) as pool:
+        for done in [pool.submit(stop) for stop in stops]:
             done.result()
 
 
