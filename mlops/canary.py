@@ -66,7 +66,7 @@ def verdict_for(
         raise ComponentError(STEP, f"{model}: the history names no start for canary v{state.canary}",
                              "pass --since YYYY-MM-DD")  # fmt: skip
     until = dt.datetime.now(dt.UTC)
-    root = decisions.decision_log_root(log)
+    root = decisions.decision_log_root(log, serving_namespace=settings.namespace)
     table = decisions.between(root, model, start.date().isoformat(), until.date().isoformat())
     hook = realized_hook()
 

@@ -201,8 +201,13 @@ def test_the_default_log_is_under_mlops_home_and_the_platform_profile_names_the_
     assert decision_log_root(env=platform) == "s3://decisions/pricing/"
     assert decision_log_root(env={**platform, "MLOPS_NAMESPACE": "fraud"}) == "s3://decisions/fraud/"
     assert decision_log_root("s3://decisions/other/", env=platform) == "s3://decisions/other/"
+    shared = {"MLOPS_PROFILE": "platform", "MLOPS_SERVING_ROOT": "s3://models"}
     with pytest.raises(ComponentError, match="MLOPS_NAMESPACE"):  # the shared namespace: bucket roots, no tenant
-        decision_log_root(env={"MLOPS_PROFILE": "platform", "MLOPS_SERVING_ROOT": "s3://models"})
+        decision_log_root(env=shared)
+    # a reader that knows the pipeline falls back to the namespace it serves in, as `mlops serve` logs there;
+    # a tenant's own prefixes (or MLOPS_NAMESPACE) still win
+    assert decision_log_root(env=shared, serving_namespace="fraud") == "s3://decisions/fraud/"
+    assert decision_log_root(env=platform, serving_namespace="fraud") == "s3://decisions/pricing/"
 
 
 def test_a_tampered_score_is_different_naming_both_scores(

@@ -80,10 +80,15 @@ def _tenant_of(settings: Any) -> str:
     return ""
 
 
-def decision_log_root(explicit: str | None = None, env: Mapping[str, str] | None = None) -> str:
+def decision_log_root(
+    explicit: str | None = None, env: Mapping[str, str] | None = None, serving_namespace: str | None = None
+) -> str:
     """Where the decision log is: `explicit` (a reader's --log), else MLOPS_DECISION_LOG_URI, else the
     tenant's `s3://decisions/<namespace>/` under the platform profile, else `$MLOPS_HOME/decisions/`.
-    The platform profile without a namespace to name is refused, never guessed."""
+    Under the platform profile the namespace is MLOPS_NAMESPACE's, else the tenant's the bucket
+    prefixes name, else `serving_namespace`: a caller that knows the pipeline passes the namespace it
+    serves in (promote.namespace), where `mlops serve` logs on a profile that names no tenant. With
+    none of them it is refused, never guessed."""
     from components.environment import mlops_home
     from components.platform.settings import from_environment
     from components.serving.decision_record import BUCKET, prefix
@@ -97,7 +102,7 @@ def decision_log_root(explicit: str | None = None, env: Mapping[str, str] | None
     if not settings.is_platform:
         home = Path(source["MLOPS_HOME"]).resolve() if source.get("MLOPS_HOME") else mlops_home()
         return f"{(home / 'decisions').as_posix()}/"
-    namespace = source.get(NAMESPACE_VARIABLE) or _tenant_of(settings)
+    namespace = source.get(NAMESPACE_VARIABLE) or _tenant_of(settings) or serving_namespace
     if not namespace:
         raise ComponentError(
             STEP,

@@ -55,7 +55,7 @@ def _ingest(args: argparse.Namespace) -> int:
     from pipelines.local import declaration
 
     cfg = declaration(args.pipeline).config()
-    root = decisions.decision_log_root(args.log)
+    root = decisions.decision_log_root(args.log, serving_namespace=cfg.promote.namespace)
     summary = outcomes.ingest(root, args.file, cfg)
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True))
@@ -100,7 +100,7 @@ def _metrics(args: argparse.Namespace) -> int:
             f"--push needs a pipeline; {args.target!r} is none installed here",
             "name the pipeline (its owner is paged by it), e.g. mlops outcomes metrics fraud --push",
         )
-    root = decisions.decision_log_root(args.log)
+    root = decisions.decision_log_root(args.log, serving_namespace=None if cfg is None else cfg.promote.namespace)
     rows = outcomes.realized(root, model, args.since, args.until)
     gate = None if cfg is None else {"metric": cfg.evaluate.gate_metric, "threshold": cfg.evaluate.threshold}
     least = None if cfg is None else cfg.outcomes.min_labelled

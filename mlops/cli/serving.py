@@ -255,11 +255,7 @@ def _decision_log_environment(serving_namespace: str) -> dict[str, str]:
     from components.platform.decisions import NAMESPACE_VARIABLE, decision_log_root
 
     env = dict(os.environ)
-    try:
-        uri = decision_log_root(env=env)
-    except ComponentError:  # the platform profile without a tenant's prefix: the pipeline's serving namespace
-        env[NAMESPACE_VARIABLE] = serving_namespace
-        uri = decision_log_root(env=env)
+    uri = decision_log_root(env=env, serving_namespace=serving_namespace)
     parts = uri.removeprefix("s3://").strip("/").split("/") if uri.startswith("s3://") else []
     namespace = env.get(NAMESPACE_VARIABLE) or (parts[1] if len(parts) > 1 else "local")
     return {"MLOPS_DECISION_LOG_URI": uri, NAMESPACE_VARIABLE: namespace}

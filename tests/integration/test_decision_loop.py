@@ -132,7 +132,8 @@ def served(platform_run: dict[str, Any], tmp_path_factory: pytest.TempPathFactor
 
 
 def _reader(env: dict[str, str]) -> dict[str, str]:
-    """The readers' environment: the namespace the log is kept under, as `mlops tenant env` names it."""
+    """The environment of a reader that knows only a decision id (`mlops audit`): the namespace the log
+    is kept under, as `mlops tenant env` names it; readers given the pipeline find it themselves."""
     return {**env, "MLOPS_NAMESPACE": "fraud"}
 
 
@@ -171,7 +172,7 @@ def _outcomes_by_entity(served: dict[str, Any], path: Path) -> pd.DataFrame:
 def test_late_outcomes_give_the_realized_metrics_scikit_learn_computes(served: dict[str, Any], tmp_path: Path) -> None:
     from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
-    env = _reader(served["env"])
+    env = served["env"]  # no MLOPS_NAMESPACE: the readers that know the pipeline find its namespace, as serve does
     outcomes = _outcomes_by_entity(served, tmp_path / "outcomes.parquet")
     ingested = mlops(env, "outcomes", "ingest", "fraud", str(tmp_path / "outcomes.parquet"), "--json")
     assert ingested.returncode == 0, ingested.stdout + ingested.stderr
@@ -307,7 +308,7 @@ def _window(context: dict[str, Any], champion_url: str, canary_url: str, name: s
     frame = pd.DataFrame([{"decision_id": r["decision_id"], "is_fraud": int(labels[int(r["entity_id"])])}
                           for r in logged])  # fmt: skip
     frame.to_parquet(tmp_path / f"{name}.parquet", index=False)
-    ingested = mlops(_reader(env), "outcomes", "ingest", "fraud", str(tmp_path / f"{name}.parquet"), "--json")
+    ingested = mlops(env, "outcomes", "ingest", "fraud", str(tmp_path / f"{name}.parquet"), "--json")
     assert ingested.returncode == 0, ingested.stdout + ingested.stderr
     assert json.loads(ingested.stdout)["stored"] == len(frame) == 2 * len(requests)
 
