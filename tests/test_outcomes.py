@@ -305,10 +305,23 @@ def test_an_unreachable_store_is_transient(
     assert "could not be read" in capsys.readouterr().err
 
 
+def _recording_gateway(received: list[tuple[str, str]]) -> type[Any]:
+    """A Pushgateway stand-in that answers every PUT 200 and records its path and body."""
+    from tests.loopback_http import QuietHandler
+
+    class Gateway(QuietHandler):
+        def do_PUT(self) -> None:
+            received.append((self.path, self.rfile.read(int(self.headers["Content-Length"])).decode()))
+            self.send_response(200)
+            self.end_headers()
+
+    return Gateway
+
+
 def test_push_sends_the_realized_metrics_and_the_gate(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.loopback_http import QuietHandler, serving
+    from tests.loopback_http import serving
 
     root = _root(tmp_path)
     champion, canary = _binary_log(root)
@@ -316,12 +329,7 @@ def test_push_sends_the_realized_metrics_and_the_gate(
     pd.concat([champion, canary])[["decision_id", "label"]].rename(columns={"label": "is_fraud"}).to_parquet(file)
     outcomes.ingest(str(root), str(file), FRAUD)
     received: list[tuple[str, str]] = []
-
-    class Gateway(QuietHandler):
-        def do_PUT(self) -> None:
-            received.append((self.path, self.rfile.read(int(self.headers["Content-Length"])).decode()))
-            self.send_response(200)
-            self.end_headers()
+    Gateway = _recording_gateway(received)
 
     args = ("metrics", "fraud", "--since", "2026-12-03", "--until", "2026-12-03", "--log", str(root), "--push")
     with serving(Gateway) as server:
@@ -395,7 +403,7 @@ def test_the_nightly_reads_the_champions_own_gate_from_the_registry(
     from mlflow import MlflowClient
 
     from components.platform.outcomes_gate import nightly_reason
-    from tests.loopback_http import QuietHandler, serving
+    from tests.loopback_http import serving
 
     root = _root(tmp_path)
     _labelled_champion(root, tmp_path, follows_score=False)
@@ -413,12 +421,7 @@ def test_the_nightly_reads_the_champions_own_gate_from_the_registry(
     bare = client.create_run(experiment).info.run_id
     now = DAY + dt.timedelta(days=1)
     received: list[tuple[str, str]] = []
-
-    class Gateway(QuietHandler):
-        def do_PUT(self) -> None:
-            received.append((self.path, self.rfile.read(int(self.headers["Content-Length"])).decode()))
-            self.send_response(200)
-            self.end_headers()
+    Gateway = _recording_gateway(received)
 
     with serving(Gateway) as server:
         monkeypatch.setenv("MLOPS_PUSHGATEWAY_URL", f"http://127.0.0.1:{server.server_address[1]}")

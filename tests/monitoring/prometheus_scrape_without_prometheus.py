@@ -238,18 +238,35 @@ def _selector_rules(selector: dict[str, Any], role: str) -> list[dict[str, Any]]
     return rules
 
 
+def _modelled(fields: dict[str, Any], known: set[str], what: str) -> None:
+    """Refuse what the stand-in does not model, rather than read it as absent."""
+    unknown = set(fields) - known
+    if unknown:
+        raise ValueError(f"{what} fields {sorted(unknown)}: not in this stand-in")
+
+
+def _endpoint_config(
+    endpoint: dict[str, Any], rules: list[dict[str, Any]], selected: dict[str, Any], meta: dict[str, Any]
+) -> dict[str, Any]:
+    """What a ServiceMonitor's and a PodMonitor's endpoint give their scrape config alike."""
+    return {
+        "honor_labels": bool(endpoint.get("honorLabels", False)),
+        # the operator writes follow_redirects only when set; Prometheus's default follows them
+        "follow_redirects": bool(endpoint.get("followRedirects", True)),
+        "relabel_configs": rules,
+        "metric_relabel_configs": _operator_relabel(endpoint.get("metricRelabelings", [])),
+        "namespaces": selected.get("matchNames") or [meta["namespace"]],
+    }
+
+
 def service_monitor_scrape(monitor: dict[str, Any], index: int = 0) -> dict[str, Any]:
     """The scrape config the operator writes for endpoint `index` of `monitor` (endpoints role,
     one shard, no scrape class, no enforced namespace label): job_name, honor_labels,
     relabel_configs, metric_relabel_configs, and the namespaces it discovers in."""
     spec, meta = monitor["spec"], monitor["metadata"]
-    unknown = set(spec) - _SPEC_KEYS
-    if unknown:
-        raise ValueError(f"ServiceMonitor fields {sorted(unknown)}: not in this stand-in")
+    _modelled(spec, _SPEC_KEYS, "ServiceMonitor")
     endpoint = spec["endpoints"][index]
-    unknown = set(endpoint) - _ENDPOINT_KEYS
-    if unknown:
-        raise ValueError(f"endpoint fields {sorted(unknown)}: not in this stand-in")
+    _modelled(endpoint, _ENDPOINT_KEYS, "endpoint")
     rules: list[dict[str, Any]] = [{"source_labels": ["job"], "target_label": "__tmp_prometheus_job_name"}]
     rules += _selector_rules(spec.get("selector", {}), "service")
     if "port" not in endpoint:
@@ -283,15 +300,8 @@ def service_monitor_scrape(monitor: dict[str, Any], index: int = 0) -> dict[str,
     selected = spec.get("namespaceSelector", {})
     if selected.get("any"):
         raise ValueError("namespaceSelector any: not in this stand-in")
-    return {
-        "job_name": f"serviceMonitor/{meta['namespace']}/{meta['name']}/{index}",
-        "honor_labels": bool(endpoint.get("honorLabels", False)),
-        # the operator writes follow_redirects only when set; Prometheus's default follows them
-        "follow_redirects": bool(endpoint.get("followRedirects", True)),
-        "relabel_configs": rules,
-        "metric_relabel_configs": _operator_relabel(endpoint.get("metricRelabelings", [])),
-        "namespaces": selected.get("matchNames") or [meta["namespace"]],
-    }
+    return {"job_name": f"serviceMonitor/{meta['namespace']}/{meta['name']}/{index}",
+            **_endpoint_config(endpoint, rules, selected, meta)}  # fmt: skip
 
 
 _POD_SPEC_KEYS = {"selector", "namespaceSelector", "podMetricsEndpoints", "sampleLimit", "jobLabel", "podTargetLabels"}
@@ -304,13 +314,9 @@ def pod_monitor_scrape(monitor: dict[str, Any], index: int = 0) -> dict[str, Any
     shard, no scrape class, no enforced namespace label), shaped as service_monitor_scrape's, with
     the metrics path."""
     spec, meta = monitor["spec"], monitor["metadata"]
-    unknown = set(spec) - _POD_SPEC_KEYS
-    if unknown:
-        raise ValueError(f"PodMonitor fields {sorted(unknown)}: not in this stand-in")
+    _modelled(spec, _POD_SPEC_KEYS, "PodMonitor")
     endpoint = spec["podMetricsEndpoints"][index]
-    unknown = set(endpoint) - _POD_ENDPOINT_KEYS
-    if unknown:
-        raise ValueError(f"podMetricsEndpoint fields {sorted(unknown)}: not in this stand-in")
+    _modelled(endpoint, _POD_ENDPOINT_KEYS, "podMetricsEndpoint")
     rules: list[dict[str, Any]] = [{"source_labels": ["job"], "target_label": "__tmp_prometheus_job_name"}]
     rules.append({"action": "drop", "source_labels": ["__meta_kubernetes_pod_phase"], "regex": "(Failed|Succeeded)"})
     rules += _selector_rules(spec.get("selector", {}), "pod")
@@ -346,15 +352,9 @@ def pod_monitor_scrape(monitor: dict[str, Any], index: int = 0) -> dict[str, Any
     selected = spec.get("namespaceSelector", {})
     if selected.get("any"):
         raise ValueError("namespaceSelector any: not in this stand-in")
-    return {
-        "job_name": f"podMonitor/{meta['namespace']}/{meta['name']}/{index}",
-        "honor_labels": bool(endpoint.get("honorLabels", False)),
-        "follow_redirects": bool(endpoint.get("followRedirects", True)),
-        "metrics_path": endpoint.get("path") or "/metrics",
-        "relabel_configs": rules,
-        "metric_relabel_configs": _operator_relabel(endpoint.get("metricRelabelings", [])),
-        "namespaces": selected.get("matchNames") or [meta["namespace"]],
-    }
+    job_name = f"podMonitor/{meta['namespace']}/{meta['name']}/{index}"
+    path = endpoint.get("path") or "/metrics"
+    return {"job_name": job_name, "metrics_path": path, **_endpoint_config(endpoint, rules, selected, meta)}
 
 
 def pod_target(pod: dict[str, Any], *, address: str, container: str, port: dict[str, Any] | None) -> Labels:

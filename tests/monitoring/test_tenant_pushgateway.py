@@ -30,20 +30,7 @@ from tests.monitoring.prometheus_scrape_without_prometheus import (
     stored,
     target_labels,
 )
-
-PROMTOOL_CASES = Path(__file__).parent / "prometheus-rules.test.yaml"
-
-
-def _series(group: str) -> list[dict[str, str]]:
-    """The input series of one promtool test group, as label sets with `__name__`."""
-    tests = yaml.safe_load(PROMTOOL_CASES.read_text())
-    (test,) = [test for test in tests["tests"] if test["name"] == group]
-    found = []
-    for entry in test["input_series"]:
-        name, body = re.fullmatch(r"(\w+)\{(.*)\}", entry["series"]).groups()  # type: ignore[union-attr]
-        found.append({"__name__": name, **dict(re.findall(r'(\w+)="([^"]*)"', body))})
-    return found
-
+from tests.monitoring.promtool_cases import input_series
 
 POD = {"fraud": "pushgateway-6b7f9c-x2k8p", "pricing": "pushgateway-6b7f9c-q4m7d"}
 OPERATOR_LABELS = {"service": "pushgateway", "container": "pushgateway", "endpoint": "http"}
@@ -156,7 +143,7 @@ def test_a_push_forged_in_pricings_namespace_is_stored_as_pricings(schemas_dir: 
     fraud_address, pricing_address = "10.0.3.7:9091", "10.0.4.2:9091"
     pushed = {"job": "mlops-drift", "instance": "", "pipeline": "fraud", "model": "fraud-detector", "version": "3"}
     own = [{"__name__": "mlops_drift_share", **pushed}, {"__name__": "mlops_drift_share_threshold", **pushed}]
-    expected_own = [s for s in _series("drift, as the drift step pushes it") if s["namespace"] == "fraud"]
+    expected_own = [s for s in input_series("drift, as the drift step pushes it") if s["namespace"] == "fraud"]
     scraped_own = [_less_operator_labels(series, "fraud") for series in _scrape("fraud", fraud_address, own)]
     assert len(scraped_own) == 2 and all(series in expected_own for series in scraped_own)
     forged = [{**sample, "namespace": "fraud", "pod": "fraud-train-x"} for sample in own]
@@ -167,7 +154,7 @@ def test_a_push_forged_in_pricings_namespace_is_stored_as_pricings(schemas_dir: 
     }
     scraped = _scrape("pricing", pricing_address, [*forged, platform])
     assert [_less_operator_labels(series, "pricing") for series in scraped] == [
-        *_series("a drift push forged in pricing's namespace"),
+        *input_series("a drift push forged in pricing's namespace"),
         None,
     ]
     assert all(series["job"] == SCRAPE_JOB for series in scraped if series)

@@ -6,7 +6,6 @@ log" feeds DecisionLogDropping and DecisionLogSpilling."""
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -29,8 +28,8 @@ from pipelines.tenant_monitoring import (
 )
 from tests.conftest import REPO
 from tests.monitoring.prometheus_scrape_without_prometheus import pod_monitor_scrape, pod_target, scrape, target_labels
+from tests.monitoring.promtool_cases import PROMTOOL_CASES, input_series
 
-PROMTOOL_CASES = Path(__file__).parent / "prometheus-rules.test.yaml"
 RULES = REPO / "manifests" / "monitoring" / "prometheus-rules.yaml"
 GROUP = "decision log"
 KNATIVE_USER_PORT = {"name": "user-port", "containerPort": 8080, "protocol": "TCP"}
@@ -87,17 +86,6 @@ def _scraped(
     _, address = PODS[(namespace, service)]
     target = pod_target(_pod(namespace, service), address=address, container="kserve-container", port=KNATIVE_USER_PORT)
     return scrape(monitor or transformer_pod_monitor(namespace), target, _samples(body), honor_labels=honor_labels)
-
-
-def _series(group: str) -> list[dict[str, str]]:
-    """The input series of one promtool test group, as label sets with `__name__`."""
-    tests = yaml.safe_load(PROMTOOL_CASES.read_text())
-    (test,) = [test for test in tests["tests"] if test["name"] == group]
-    found = []
-    for entry in test["input_series"]:
-        name, body = re.fullmatch(r"(\w+)\{(.*)\}", entry["series"]).groups()  # type: ignore[union-attr]
-        found.append({"__name__": name, **dict(re.findall(r'(\w+)="([^"]*)"', body))})
-    return found
 
 
 def test_the_pod_monitor_stand_in_on_known_cases() -> None:
@@ -260,7 +248,7 @@ def test_the_promtool_case_feeds_the_rules_what_the_scrape_stores() -> None:
     transformer (every label, the operator's included), and every series the scrape stores from
     those two pods is in the case. The control: a series as the promtool case had it before (no
     job, endpoint, container or instance) is not one the scrape stores."""
-    expected = [s for s in _series(GROUP) if s.get("job") != SCRAPE_JOB]
+    expected = [s for s in input_series(GROUP) if s.get("job") != SCRAPE_JOB]
     scraped: list[dict[str, str] | None] = []
     for namespace, service in PODS:
         scraped += _scraped(namespace, service, _exposition(written=1, spilled=1, dropped=1, spill_bytes=1))
@@ -308,7 +296,7 @@ def test_decision_log_dropping_fires_on_the_scraped_series(tmp_path: Path) -> No
     Positive control: the case passes. Broken on purpose: the same pods scraped by a PodMonitor that
     keeps the Pushgateway's job (as if it reused SCRAPE_JOB): the rules' `job!="mlops-pushgateway"`
     ignores every series, and promtool names DecisionLogDropping as not firing."""
-    expected = [s for s in _series(GROUP) if s.get("job") != SCRAPE_JOB]
+    expected = [s for s in input_series(GROUP) if s.get("job") != SCRAPE_JOB]
     passed = _promtool_run(tmp_path, _decision_case(expected))
     assert passed.returncode == 0, passed.stdout + passed.stderr
     monitor = transformer_pod_monitor("fraud")
