@@ -164,6 +164,8 @@ def test_a_failing_destination_spills_then_resends_when_it_answers(
     store.down = False
     wait_for(lambda: len(parts(tmp_path / "out")) == 2)  # re-sent without a new offer
     wait_for(lambda: parts(tmp_path / "spill") == [])
+    # the counter moves after the file lands and the spill is removed: read it once it has
+    wait_for(lambda: count("written") - written >= 4)
     assert count("written") - written == 4 and spill_bytes() == 0
     table = ds.dataset(str(tmp_path / "out"), format="parquet", partitioning="hive").to_table()
     assert sorted(table.column("decision_id").to_pylist()) == ["a/0", "a/1", "b/0", "b/1"]
