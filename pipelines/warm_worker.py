@@ -1,5 +1,11 @@
 """The local runner's warm worker: one long-lived process per Python environment and library code
-that has already imported the step libraries, and forks one child per pipeline task.
+that has already imported the step libraries, and forks one child per pipeline task, or per
+`python -m <module>` call a client sends (`run_module`).
+
+Two clients: kfp.local's SubprocessRunner (a pipeline task's command, `run`: stdout and stderr as one
+"O" stream, printed line by line as kfp.local prints them) and the tests' CLI runner
+(tests/cli_runner.py: `python -m mlops.cli ARGS`, `run_module`: stdout as "O" and stderr apart as "E",
+returned with the exit code as subprocess.run(capture_output=True) would give them).
 
 Why: kfp.local's SubprocessRunner starts a fresh interpreter per task, and each task then imports
 its libraries again (Feast about 6 s, Great Expectations 4 s, Evidently 4.7 s, MLflow and XGBoost
