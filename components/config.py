@@ -264,6 +264,12 @@ class PromoteSettings(_Settings):
         description="How much worse the canary's realized metric may be than the champion's and still promote:"
         " absolute for roc_auc, pr_auc and brier (classifiers), relative for mae (regressors).",
     )
+    canary_window: str = Field(
+        "24h",
+        pattern=_DURATION,
+        description="How long a canary serves before the tenant's hourly canary-analysis CronWorkflow judges it"
+        " (`mlops canary-analysis`, pipelines/canary_cron.py): 24h, 3d. Until then it is left alone.",
+    )
 
 
 class ExplainSettings(_Settings):
