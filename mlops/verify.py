@@ -5,9 +5,10 @@ serving root, the data the lineage names), and nothing else notices when they ch
 - the artifact: the model file under its run's `model/` exists and hashes to the version's registered
   `artifact_sha256` (the tag register wrote, components/platform/model_registry.py HASH_TAG);
 - the serving copy: the Triton repository promote published, write-once, at
-  `<serving root>/<model>/v<version>-<sha12>/` (components/steps/promote.py), serves a model file with
-  that sha256 and says so in its config (`mlops_model_sha256`). A version that was never rolled out
-  has none, and that is fine; a version the serving history names must have one;
+  `<serving root>/<model>/v<version>-<sha12>/` (components/steps/triton_repository.py published_location,
+  the one spelling promote publishes by), serves a model file with that sha256 and says so in its config
+  (`mlops_model_sha256`). A version that was never rolled out has none, and that is fine; a version the
+  serving history names must have one;
 - each dataset its lineage records (`mlops lineage`'s chain, mlops/cli/lineage.py): where the bytes are
   still there they must have the recorded digest (components/lineage.py verify). Data that is no longer
   there is NOT RETAINED: a raw extract's retention is its owner's decision, not corruption.
@@ -41,7 +42,6 @@ __all__ = [
     "Check",
     "VersionReport",
     "refused",
-    "serving_target",
     "verify_registry",
     "verify_version",
 ]
@@ -97,11 +97,6 @@ def refused(error: BaseException) -> bool:
     return status == 403 or code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch")
 
 
-def serving_target(serving_root: str, model: str, version: int, sha: str) -> str:
-    """Where promote publishes a version's repository (components/steps/promote.py _publish)."""
-    return f"{serving_root.rstrip('/')}/{model}/v{version}-{sha[:12]}"
-
-
 def _artifact(mlflow: MlflowClient, record: ModelVersion) -> tuple[Check, str]:
     """The artifact's check, and the model format it was registered in ("" when unknown)."""
     from mlflow.exceptions import MlflowException
@@ -145,9 +140,9 @@ def _artifact(mlflow: MlflowClient, record: ModelVersion) -> tuple[Check, str]:
 
 def _serving(model: str, version: int, sha: str, model_format: str, served: bool, serving_root: str) -> Check:
     from components.serving.triton_config import parse_config, sha256_of
-    from components.steps.triton_repository import model_file_name
+    from components.steps.triton_repository import model_file_name, published_location
 
-    target = serving_target(serving_root, model, version, sha)
+    target = published_location(serving_root, model, version, sha)
     config_uri = f"{target}/{model}/config.pbtxt"
     republish = f"delete {target}/ and publish it again: mlops promote {model} --version {version}"
     if not artifacts.exists(config_uri):

@@ -158,6 +158,28 @@ def test_a_served_version_without_its_serving_copy_is_missing(
     assert f"mlops promote {MODEL} --version 1" in serving["fix"]
 
 
+def test_verify_looks_where_promote_publishes(
+    env: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """One spelling of the published location (triton_repository.published_location): v2 published by
+    promote's own publish_repository into a fresh serving root is found there, OK; v1, which the serving
+    history rolled out but which is not in this root, is MISSING (the negative control)."""
+    from components.platform import model_registry
+    from components.steps.promote import publish_repository
+    from components.steps.triton_repository import published_location
+
+    root = (tmp_path / "other-serving").as_uri()
+    registration, model_bytes = model_registry.load_registration(model_registry.client(), MODEL, 2)
+    storage_uri = publish_repository(registration, model_bytes, root, gpu=False)
+    assert storage_uri == published_location(root, MODEL, 2, registration["artifact_sha256"])
+    monkeypatch.setenv("MLOPS_SERVING_ROOT", root)
+    code, out, err = mlops(capsys, "verify", MODEL, "--json")
+    found = json.loads(out)["versions"]
+    serving = {v["version"]: next(c for c in v["checks"] if c["what"] == "serving copy") for v in found}
+    assert serving[2]["status"] == "OK" and serving[2]["detail"].startswith(storage_uri + "/"), out + err
+    assert code == 1 and serving[1]["status"] == "MISSING" and root in serving[1]["detail"]
+
+
 def test_data_no_longer_retained_is_reported_and_changed_data_is_corrupt(
     env: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:

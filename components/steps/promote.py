@@ -36,7 +36,7 @@ from components.steps import serving_authorization as authz
 from components.steps.promote_canary import STANDARD_MODES, check_step_split, is_standard, stable_service
 from components.steps.serving_authorization import TARGET_BURST_CAPACITY, serving_objects, visibility_labels
 from components.steps.serving_decisions import decision_log_environment, serving_role
-from components.steps.triton_repository import model_file_name, write_repository
+from components.steps.triton_repository import model_file_name, published_location, write_repository
 
 __all__ = [
     "ANNOTATION_PREFIX",
@@ -81,7 +81,7 @@ def annotation(name: str) -> str:
 
 def _publish(repository: Path, serving_root: str, model_name: str, version: int, sha: str) -> str:
     """Copy the repository to <serving_root>/<model>/v<version>-<sha12>/ unless already there."""
-    target = f"{serving_root.rstrip('/')}/{model_name}/v{version}-{sha[:12]}"
+    target = published_location(serving_root, model_name, version, sha)
     marker = f"{target}/{model_name}/config.pbtxt"
     if artifacts.exists(marker):
         return target

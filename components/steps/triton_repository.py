@@ -44,6 +44,7 @@ __all__ = [
     "classes_of",
     "model_file_name",
     "onnx_graph_names",
+    "published_location",
     "write_python_repository",
     "write_repository",
 ]
@@ -183,6 +184,13 @@ def model_file_name(model_format: str) -> str:
     if model_format == ONNX_FORMAT:
         return ONNX_MODEL_FILE
     return FIL_MODEL_FILES.get(model_format, TORCH_MODEL_FILE)
+
+
+def published_location(serving_root: str, model_name: str, version: int, sha256: str) -> str:
+    """Where a version's repository is published, write-once and content-addressed:
+    `<serving root>/<model>/v<version>-<sha256[:12]>`. The one spelling: promote publishes there
+    (components/steps/promote.py publish_repository) and `mlops verify` looks there (mlops/verify.py)."""
+    return f"{serving_root.rstrip('/')}/{model_name}/v{version}-{sha256[:12]}"
 
 
 def write_repository(
