@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
 from components.dated_inputs import check_template
+from components.decision_log_settings import DecisionLogSettings
 from components.errors import ComponentError
 from components.outcome_settings import OutcomesSettings
 from components.platform.readonly import reader_secret
@@ -264,6 +265,20 @@ class PromoteSettings(_Settings):
         description="How much worse the canary's realized metric may be than the champion's and still promote:"
         " absolute for roc_auc, pr_auc and brier (classifiers), relative for mae (regressors).",
     )
+    analysis_min_requests: int = Field(
+        100,
+        ge=1,
+        description="Requests per version in the window before error rate and p99 are judged (else reported).",
+    )
+    analysis_max_error_rate_increase: float = Field(
+        1.0, ge=0.0, le=100.0, description="Percentage points the canary's 5xx rate may exceed the champion's."
+    )
+    analysis_max_p99_ratio: float = Field(
+        1.5, gt=0.0, description="The largest canary/champion ratio of p99 request latency that still promotes."
+    )
+    prometheus_url: str = Field(
+        "", pattern=r"^(https?://\S+)?$", description="--analyze: error rate and p99 from this Prometheus, not the log."
+    )
     canary_window: str = Field(
         "24h",
         pattern=_DURATION,
@@ -280,28 +295,6 @@ class ExplainSettings(_Settings):
         "Who may ask for explanations",
         "rendered into the AuthorizationPolicy's explain rule. Empty with enabled: the tenant's own namespace only.",
     )
-
-
-class DecisionLogSettings(_Settings):
-    """The decision log (components/serving/decision_log.py): one record per scored row, written off the
-    request path; where it goes is the serving environment's MLOPS_DECISION_LOG_URI (docs/serving.md)."""
-
-    enabled: bool = Field(True, description="Log every scored row; off, nothing is queued or written.")
-    queue_max_records: int = Field(
-        10_000,
-        ge=1,
-        le=1_000_000,
-        description="Records waiting to be written; past it a request's rows are dropped, counted.",
-    )
-    batch_records: int = Field(1_000, ge=1, le=1_000_000, description="Records that trigger a flush (one file).")
-    flush_seconds: float = Field(5.0, gt=0.0, le=3600.0, description="Flush at least this often while records wait.")
-    spill_max_bytes: int = Field(
-        256 << 20,
-        ge=0,
-        description="Bytes of unwritten files kept on the pod's disk while the object store refuses; past it,"
-        ' records are dropped and counted (mlops_decision_log_records_total{outcome="dropped"}).',
-    )
-    spill_dir: str = Field("/tmp/mlops-decision-spill", description="The pod's folder for spilled files.")
 
 
 class ScoringSettings(_Settings):
