@@ -12,6 +12,15 @@ policies as every other pod the platform renders (tests/policies/test_platform_a
 
 Exit 1 (a version MISSING or CORRUPT) fails the workflow after the push; only exit 75 (the registry or
 a store not answering) is retried.
+
+Only the tenants' namespaces get one, not the shared mlops-pipelines: no model is registered from it.
+A pipeline registers as the MLflow user of the namespace it runs in (cluster.namespace: each installed
+pipeline names its tenant's), and that user's Secret, tenant-mlflow-credentials, exists in each tenant's
+namespace only (manifests/out-of-band-secrets.yaml; the shared namespace holds Argo's artifact key and
+the model puller's). So the shared namespace has no models of its own to check, and no MLflow user a
+check there could read the registry as; a platform-wide walk would need the tracking server's admin,
+which no pipelines namespace may hold. tests/pipelines/test_registry_verify.py holds the namespaces
+that get a check equal to those with an MLflow user, derived from the manifests, not listed.
 """
 
 from __future__ import annotations

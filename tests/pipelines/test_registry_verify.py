@@ -1,7 +1,8 @@
 """Each tenant's nightly `mlops verify --push` CronWorkflow (pipelines/registry_verify.py, issue 34 item 4), as
 make golden renders it: in step with its renderer, valid against Argo's CRD, a command the CLI accepts, the
 tenant's own Secrets and ConfigMap (with the Pushgateway its result goes to), retried on exit 75 only, and
-admitted by the installed Gatekeeper policies, which refuse it once broken."""
+admitted by the installed Gatekeeper policies, which refuse it once broken; and rendered in exactly the
+namespaces that may register models (those with an MLflow user), so not in the shared mlops-pipelines."""
 
 from __future__ import annotations
 
@@ -80,3 +81,46 @@ def test_the_installed_policies_admit_it_and_refuse_it_broken(policies: Any) -> 
     privileged = copy.deepcopy(cron)
     _container(privileged)["securityContext"]["privileged"] = True
     assert list(policies.violations(privileged, user=user))
+
+
+def _verified_namespaces() -> set[str]:
+    """The namespaces of every registry-verify CronWorkflow rendered anywhere under manifests/."""
+    found: set[str] = set()
+    for path in MANIFESTS.rglob("*.yaml"):
+        for document in yaml.safe_load_all(path.read_text()):
+            if not isinstance(document, dict) or document.get("kind") != "CronWorkflow":
+                continue
+            if document["metadata"]["name"] == VERIFY_NAME:
+                found.add(document["metadata"]["namespace"])
+    return found
+
+
+def _mlflow_user() -> str:
+    """The Secret a pipeline pod's MLflow user comes from (pipelines/cluster.py secret_environment)."""
+    from components.config import ClusterSettings
+
+    return str(ClusterSettings.model_fields["mlflow_credentials_secret"].default)
+
+
+def _registering_namespaces(rows: list[dict[str, Any]]) -> set[str]:
+    """The namespaces whose pipeline pods carry an MLflow user, the identity a register step writes the
+    registry as: where that Secret exists (the out-of-band table, expanded as tests/manifests/test_secrets.py
+    expands it)."""
+    from tests.manifests.test_secrets import expand
+
+    return {namespace for namespace, name in expand(rows) if name == _mlflow_user()}
+
+
+def test_the_namespaces_checked_are_the_namespaces_that_register_models() -> None:
+    from pipelines.cluster import SHARED_PIPELINES_NAMESPACE
+    from pipelines.local import available_pipelines, declaration
+
+    rows: list[dict[str, Any]] = yaml.safe_load((MANIFESTS / "out-of-band-secrets.yaml").read_text())["secrets"]
+    registering = _registering_namespaces(rows)
+    installed = {declaration(name).config().cluster.namespace for name in available_pipelines()}
+    assert installed and installed <= registering  # every installed pipeline registers where it has a user
+    assert _verified_namespaces() == registering == set(TENANTS)
+    assert SHARED_PIPELINES_NAMESPACE not in registering  # the shared namespace registers nothing
+    # the control: were the shared namespace given an MLflow user, it would register, and lack its check
+    shared_user = {"namespace": SHARED_PIPELINES_NAMESPACE, "name": _mlflow_user(), "keys": ["username"]}
+    assert _verified_namespaces() != _registering_namespaces([*rows, shared_user])
