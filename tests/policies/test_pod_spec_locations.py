@@ -13,6 +13,7 @@ a Trial's runSpec, the custom metrics collector): each is a location here now.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable
 from typing import Any
@@ -51,6 +52,20 @@ def _service(component: str, part: dict[str, Any]) -> dict[str, Any]:
         if component != "predictor"
         else {"predictor": part},
     }
+
+
+def _canary(part: dict[str, Any]) -> dict[str, Any]:
+    """A Standard-mode canary (components/steps/promote_canary.py): the champion's predictor as rendered,
+    and `part` as the canary predictor of a spec.canary entry (KServe 0.20)."""
+    service = _service("predictor", {"name": "v1", "model": {"name": "kserve-container", "image": INTERNAL}})
+    service["spec"]["canary"] = [{"predictor": {"name": "v2", **part}, "trafficPercent": 10}]
+    return service
+
+
+def _workers(part: dict[str, Any], *, canary: bool = False) -> dict[str, Any]:
+    """A predictor (the stable one, or a canary's) whose workerSpec (multi-node serving) is `part`."""
+    predictor = {"model": {"modelFormat": {"name": "huggingface"}}, "workerSpec": part}
+    return _canary(predictor) if canary else _service("predictor", predictor)
 
 
 def _workload(kind: str, pod: dict[str, Any]) -> dict[str, Any]:
@@ -154,6 +169,16 @@ CONTAINER_LOCATIONS: dict[str, Place] = {
     ),
     "InferenceService transformer containers": lambda c: _service("transformer", {"containers": [{"name": "x", **c}]}),
     "InferenceService explainer containers": lambda c: _service("explainer", {"containers": [{"name": "x", **c}]}),
+    "InferenceService predictor workerSpec containers": lambda c: _workers({"containers": [{"name": "w", **c}]}),
+    "InferenceService canary predictor containers": lambda c: _canary({"containers": [{"name": "x", **c}]}),
+    "InferenceService canary predictor.model": lambda c: _canary({"model": {"storageUri": "s3://m/2", **c}}),
+    "InferenceService canary predictor.sklearn": lambda c: _canary({"sklearn": {"storageUri": "s3://m/2", **c}}),
+    "InferenceService canary predictor initContainers": lambda c: _canary(
+        {"model": {"modelFormat": {"name": "triton"}}, "initContainers": [{"name": "x", **c}]}
+    ),
+    "InferenceService canary predictor workerSpec containers": lambda c: _workers(
+        {"containers": [{"name": "w", **c}]}, canary=True
+    ),
     "TrainJob runtimePatches containers": lambda c: _trainer("TrainJob", {"containers": [{"name": "node", **c}]}),
     "TrainJob runtimePatches initContainers": lambda c: _trainer("TrainJob", _pod_spec("initContainers", c)),
     "TrainJob podSpecOverrides containers": lambda c: _overrides({"containers": [{"name": "node", **c}]}),
@@ -183,6 +208,13 @@ POD_LOCATIONS: dict[str, Place] = {
     "InferenceService predictor": lambda p: _service("predictor", {"model": {"modelFormat": {"name": "triton"}}, **p}),
     "InferenceService transformer": lambda p: _service(
         "transformer", {"containers": [{"name": "x", "image": INTERNAL}], **p}
+    ),
+    "InferenceService predictor workerSpec": lambda p: _workers(
+        {"containers": [{"name": "w", "image": INTERNAL}], **p}
+    ),
+    "InferenceService canary predictor": lambda p: _canary({"model": {"modelFormat": {"name": "triton"}}, **p}),
+    "InferenceService canary predictor workerSpec": lambda p: _workers(
+        {"containers": [{"name": "w", "image": INTERNAL}], **p}, canary=True
     ),
     "TrainJob runtimePatches": lambda p: _trainer("TrainJob", {"containers": [{"name": "node"}], **p}),
     "TrainJob podSpecOverrides": lambda p: _overrides({"targetJobs": [{"name": "node"}], **p}),
@@ -286,3 +318,39 @@ def test_restricted_priority_and_gpu_tolerations_only_where_allowed(location: st
     everything = _admitted(scheduling, place({"tolerations": [{"operator": "Exists"}]}))
     wrong_key = "nvidia.com/gpu" if serving else "kserve-gpu"
     assert any(f"may not tolerate {wrong_key}" in m for m in everything), (location, everything)
+
+
+def _without(rule: admission.Policy, marker: str) -> admission.Policy:
+    """`rule` with the lib.workloads it carries less the one rule whose text holds `marker`."""
+    (library,) = rule.template["spec"]["targets"][0]["libs"]
+    paragraphs = library.split("\n\n")
+    kept = [p for p in paragraphs if marker not in p]
+    assert len(kept) == len(paragraphs) - 1, marker
+    template = copy.deepcopy(rule.template)
+    template["spec"]["targets"][0]["libs"] = ["\n\n".join(kept)]
+    return admission.Policy(template=template, constraint=rule.constraint)
+
+
+# The rule of lib.workloads that finds each kind of location issue 32 added, and the word in its names.
+ADDED = {'object.get(o.spec, "canary"': "canary", "c.spec.workerSpec": "workerSpec"}
+
+
+@pytest.mark.parametrize("marker", list(ADDED))
+@pytest.mark.parametrize("file", ["allowed-registries.yaml", "gpu-memory-limit.yaml", "pod-security.yaml"])
+def test_the_locations_table_fails_without_the_rule_that_finds_them(marker: str, file: str) -> None:
+    """Negative control: before issue 32 a spec.canary predictor (and a predictor's workerSpec) was no
+    location, and the attacks above were admitted; with the rule taken out of the lib they are again."""
+    attacks: dict[str, dict[str, Any]] = {
+        "allowed-registries.yaml": {"image": OUTSIDE},
+        "gpu-memory-limit.yaml": {"image": INTERNAL, "resources": {"limits": {"nvidia.com/gpu": "1"}}},
+        "pod-security.yaml": {"image": INTERNAL, "securityContext": {"privileged": True}},
+    }
+    attack = attacks[file]
+    rule, older = policy(file), _without(policy(file), marker)
+    places = [place(attack) for name, place in CONTAINER_LOCATIONS.items() if ADDED[marker] in name]
+    if file == "pod-security.yaml":
+        places += [place({"hostNetwork": True}) for name, place in POD_LOCATIONS.items() if ADDED[marker] in name]
+    assert len(places) >= 2
+    for obj in places:
+        assert _admitted(rule, obj), obj
+        assert _admitted(older, obj) == [], obj

@@ -26,9 +26,10 @@ objects contains obj.spec.trialTemplate.trialSpec if kind == "Experiment"
 
 objects contains obj.spec.runSpec if kind == "Trial"
 
-# Pod specs: a Pod, a workload's template, a CronJob's job template, each KServe component
-# (its containers are inline), a JobSet's and a Trainer runtime's replicated jobs, a TrainJob's
-# patches of its runtime's pods, and Argo's podSpecPatch (YAML or JSON text) anywhere.
+# Pod specs: a Pod, a workload's template, a CronJob's job template, each KServe component and
+# Standard-mode canary predictor (its containers are inline) and a predictor's workerSpec, a
+# JobSet's and a Trainer runtime's replicated jobs, a TrainJob's patches of its runtime's pods,
+# and Argo's podSpecPatch (YAML or JSON text) anywhere.
 located contains {"of": o.kind, "spec": o.spec} if {
 	some o in objects
 	o.kind == "Pod"
@@ -44,10 +45,12 @@ located contains {"of": o.kind, "spec": o.spec.jobTemplate.spec.template.spec} i
 	o.kind == "CronJob"
 }
 
-located contains {"of": o.kind, "spec": o.spec[name]} if {
-	some o in objects
-	o.kind == "InferenceService"
-	some name in inference_components
+located contains {"of": c.of, "spec": c.spec} if some c in serving_components
+
+# A predictor's workerSpec (KServe's multi-node serving) is the pod spec of its worker pods.
+located contains {"of": c.of, "spec": c.spec.workerSpec} if {
+	some c in serving_components
+	is_object(c.spec.workerSpec)
 }
 
 located contains {"of": o.kind, "spec": job.template.spec.template.spec} if {
@@ -92,6 +95,23 @@ located contains {"of": entry.of, "spec": patch} if {
 pod_specs contains entry.spec if some entry in located
 
 inference_components := {"predictor", "transformer", "explainer"}
+
+# KServe's components, each a pod spec with its containers and model specs inline, with the path
+# it sits at ("at"): spec.predictor, spec.transformer, spec.explainer...
+serving_components contains {"of": o.kind, "at": name, "spec": o.spec[name]} if {
+	some o in objects
+	o.kind == "InferenceService"
+	some name in inference_components
+}
+
+# ...and each Standard-mode canary's predictor (KServe 0.20's spec.canary, a list of {predictor,
+# trafficPercent}: each predictor gets a Deployment of its own), judged as spec.predictor is.
+serving_components contains {"of": o.kind, "at": sprintf("canary[%v].predictor", [i]), "spec": entry.predictor} if {
+	some o in objects
+	o.kind == "InferenceService"
+	some i, entry in object.get(o.spec, "canary", [])
+	is_object(entry.predictor)
+}
 
 workflows contains {"of": o.kind, "spec": o.spec} if {
 	some o in objects
@@ -164,11 +184,10 @@ containers contains {"where": sprintf("template %q containerSet container %q", [
 }
 
 # KServe's model specs (predictor.model, predictor.triton, ...) are containers under a framework key.
-containers contains {"where": sprintf("%s.%s", [name, framework]), "container": spec} if {
-	some o in objects
-	o.kind == "InferenceService"
-	some name in inference_components
-	some framework, spec in object.get(o.spec, name, {})
+containers contains {"where": sprintf("%s.%s", [c.at, framework]), "container": spec} if {
+	some c in serving_components
+	is_object(c.spec)
+	some framework, spec in c.spec
 	framework in model_frameworks
 }
 
