@@ -1,6 +1,7 @@
 """The few Kubernetes calls promote makes, through the official Python client.
 
-Read the live InferenceService and KServe's default deployment mode; create or replace an
+Read the live InferenceService, KServe's default deployment mode and who the kubeconfig is (a
+production sign-off is held to it); create or replace an
 InferenceService, and the Istio AuthorizationPolicy and NetworkPolicy that say who may call it
 (components/steps/serving_authorization.py, issue 29). Nothing else: the manifests are rendered and
 admitted before they get here. Every write asks for strict field validation and replaces exactly
@@ -26,6 +27,7 @@ __all__ = [
     "KSERVE_NAMESPACE",
     "PLURALS",
     "REQUEST_TIMEOUT",
+    "SERVICE_ACCOUNT",
     "Cluster",
     "kubeconfig_path",
 ]
@@ -37,6 +39,8 @@ PLURALS = {"InferenceService": PLURAL, "AuthorizationPolicy": AUTHORIZATION_PLUR
 """What promote applies beside the InferenceService (components.steps.serving_authorization.serving_objects)."""
 KSERVE_NAMESPACE = "kserve"
 KSERVE_CONFIG = "inferenceservice-config"
+SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+"""Where Kubernetes mounts a pod's ServiceAccount token and the cluster's CA."""
 # (connect, read) seconds for every API call: the client's default is to wait forever.
 REQUEST_TIMEOUT = (5.0, 30.0)
 
@@ -73,6 +77,25 @@ class Cluster:
             )
         return cls(api=config.new_client_from_config(config_file=str(path), context=chosen or None), context=chosen)
 
+    @classmethod
+    def in_cluster(cls, account: Path = SERVICE_ACCOUNT) -> Cluster:
+        """The pod's own ServiceAccount (a CronWorkflow's step: pipelines/canary_cron.py): the API
+        server from KUBERNETES_SERVICE_HOST/PORT, the token and CA Kubernetes mounts at `account`."""
+        from kubernetes import client
+        from kubernetes.config.config_exception import ConfigException
+        from kubernetes.config.incluster_config import InClusterConfigLoader
+
+        configuration = client.Configuration()
+        try:
+            InClusterConfigLoader(str(account / "token"), str(account / "ca.crt")).load_and_set(configuration)
+        except ConfigException as error:
+            raise ComponentError(
+                "promote",
+                f"not inside a pod with a ServiceAccount ({error})",
+                "run it in the cluster (the canary-analysis CronWorkflow), or point at one with --kubeconfig",
+            ) from error
+        return cls(api=client.ApiClient(configuration), context="in-cluster")
+
     def _custom(self) -> Any:
         from kubernetes import client
 
@@ -90,6 +113,8 @@ class Cluster:
         )
         if error.status in (400, 422):
             fix = f"the rendered {kind} breaks the cluster's schema: run `mlops lint` on it and fix what it names"
+        if "admission webhook" in said:  # Gatekeeper's answer: the cluster's policies refuse the object
+            fix = f"change what the policy names (the {kind} was not applied); `mlops lint` runs the same policies"
         return failure("promote", f"the Kubernetes API ({self.context}) refused to {what}: {error.status} "
                        f"{error.reason}{said}", fix)  # fmt: skip
 
@@ -99,6 +124,40 @@ class Cluster:
             f"the Kubernetes API ({self.context}) did not answer to {what}: {type(error).__name__}",
             "check the cluster's API server and the kubeconfig's server address, then retry",
         )
+
+    def identity(self) -> str:
+        """Who the API server takes this kubeconfig for (authentication.k8s.io/v1 SelfSubjectReview,
+        GA in Kubernetes 1.28; any authenticated user may ask): the user a production sign-off is held to."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        body = client.V1SelfSubjectReview(api_version="authentication.k8s.io/v1", kind="SelfSubjectReview")
+        what = "say who this kubeconfig is (SelfSubjectReview)"
+        try:
+            review = client.AuthenticationV1Api(self.api).create_self_subject_review(
+                body, _request_timeout=REQUEST_TIMEOUT
+            )
+        except ApiException as error:
+            if error.status >= 500 or error.status in (0, 429):
+                raise self._fail(what, error) from error
+            raise ComponentError(
+                "promote",
+                f"the Kubernetes API ({self.context}) refused to {what}: {error.status} {error.reason}",
+                "a production sign-off is checked against the identity the cluster authenticates: use a cluster "
+                "of Kubernetes 1.28 or later and a kubeconfig whose credentials it accepts",
+            ) from error
+        except HTTPError as error:
+            raise self._unreachable(what, error) from error
+        user = review.status.user_info if review.status is not None else None
+        username = str(user.username or "") if user is not None else ""
+        if not username:
+            raise ComponentError(
+                "promote",
+                f"the Kubernetes API ({self.context}) named no user for this kubeconfig",
+                "use a kubeconfig with credentials the cluster authenticates (not anonymous)",
+            )
+        return username
 
     def get_inference_service(self, namespace: str, name: str) -> dict[str, Any] | None:
         from kubernetes.client.exceptions import ApiException
@@ -140,12 +199,13 @@ class Cluster:
                 return str(mode)
         return self.default_deployment_mode()
 
-    def apply(self, service: dict[str, Any], live: dict[str, Any] | None) -> str:
+    def apply(self, service: dict[str, Any], live: dict[str, Any] | None, *, dry_run: bool = False) -> str:
         """Create the InferenceService, or replace exactly the `live` version the caller checked.
 
         The replace carries that version's resourceVersion: if anyone changed the service after
         the check (a concurrent promotion), the API server answers 409 and nothing is written,
-        instead of silently overwriting what the check never saw.
+        instead of silently overwriting what the check never saw. `dry_run`: the API server's
+        dryRun=All, which runs validation and every admission webhook (Gatekeeper) and stores nothing.
         """
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
@@ -161,6 +221,7 @@ class Cluster:
                     service,
                     field_validation="Strict",
                     _request_timeout=REQUEST_TIMEOUT,
+                    **_dry(dry_run),
                 )
                 return "created"
             metadata = {**service["metadata"], "resourceVersion": live["metadata"]["resourceVersion"]}
@@ -174,6 +235,7 @@ class Cluster:
                 body,
                 field_validation="Strict",
                 _request_timeout=REQUEST_TIMEOUT,
+                **_dry(dry_run),
             )
             return "replaced"
         except ApiException as error:
@@ -211,7 +273,7 @@ class Cluster:
         except HTTPError as error:
             raise self._unreachable(f"read {kind} {namespace}/{name}", error) from error
 
-    def apply_authorization(self, obj: dict[str, Any]) -> str:
+    def apply_authorization(self, obj: dict[str, Any], *, dry_run: bool = False) -> str:
         """Create the AuthorizationPolicy or NetworkPolicy beside an InferenceService, or replace the
         version just read (its resourceVersion: a concurrent writer makes it 409, nothing written)."""
         from kubernetes import client
@@ -223,7 +285,7 @@ class Cluster:
             raise ComponentError("promote", f"promote applies no {kind} beside a model", "report it: a bug")
         live = self.live_version(kind, namespace, name)
         network = client.NetworkingV1Api(self.api)
-        strict: dict[str, Any] = {"field_validation": "Strict", "_request_timeout": REQUEST_TIMEOUT}
+        strict: dict[str, Any] = {"field_validation": "Strict", "_request_timeout": REQUEST_TIMEOUT, **_dry(dry_run)}
         body = obj if live is None else {**obj, "metadata": {**obj["metadata"], "resourceVersion": live}}
         try:
             if kind == "NetworkPolicy" and live is None:
@@ -251,3 +313,8 @@ class Cluster:
             raise self._fail(f"apply {kind} {namespace}/{name}", error, kind) from error
         except HTTPError as error:
             raise self._unreachable(f"apply {kind} {namespace}/{name}", error) from error
+
+
+def _dry(dry_run: bool) -> dict[str, str]:
+    """The client's keyword for the API server's dryRun=All (validated and admitted, not stored)."""
+    return {"dry_run": "All"} if dry_run else {}
