@@ -48,6 +48,7 @@ __all__ = [
     "experiment_id",
     "history",
     "load_registration",
+    "model_names",
     "record_load_seconds",
     "registered_model",
     "resolve_version",
@@ -125,6 +126,18 @@ def registered_model(mlflow: MlflowClient, model: str) -> Any:
             f"no registered model {model!r} in the registry at {tracking_uri()}",
             "check the model name and MLFLOW_TRACKING_URI; `mlops run <pipeline>` registers one",
         ) from error
+
+
+def model_names(mlflow: MlflowClient) -> list[str]:
+    """Every registered model this identity may see (a tenant's MLflow user: its own), sorted, all pages."""
+    names: list[str] = []
+    token: str | None = None
+    while True:
+        page = mlflow.search_registered_models(max_results=200, page_token=token)
+        names.extend(registered.name for registered in page)
+        token = page.token
+        if not token:
+            return sorted(names)
 
 
 def resolve_version(mlflow: MlflowClient, model: str, *, version: int | None = None, alias: str | None = None) -> int:
