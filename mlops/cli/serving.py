@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Any
 from components.errors import ComponentError
 
 if TYPE_CHECKING:
+    from components.config import PipelineConfig
     from components.handoffs import Registration
     from devstack.transformer import LocalTransformer
+    from mlops import rollout
 
 
 def register(sub: Any, argv: list[str]) -> None:
@@ -347,11 +349,47 @@ def validate_promote(args: argparse.Namespace) -> str:
     return chosen[0] if chosen else "canary"
 
 
-def _promote(args: argparse.Namespace) -> int:
-    from components.config import transformer_settings
-    from components.platform import model_registry
+def target_of(args: argparse.Namespace, *, in_cluster: bool = False) -> rollout.Target:
+    """Where a promotion goes: --dry-run, --out (GitOps), the kubeconfig, else (with `in_cluster`, inside a
+    pod) the pod's own ServiceAccount."""
+    import os
+
     from mlops import kube, rollout
+
+    if args.dry_run:
+        return rollout.Target(kind="dry-run", folder=Path(args.out) if args.out else None)
+    if args.out:
+        return rollout.Target(kind="gitops", folder=Path(args.out))
+    path = kube.kubeconfig_path(args.kubeconfig)
+    if path is not None:
+        return rollout.Target(kind="kubernetes", cluster=kube.Cluster.from_kubeconfig(path, args.context))
+    if in_cluster and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return rollout.Target(kind="kubernetes", cluster=kube.Cluster.in_cluster())
+    raise ComponentError(
+        "promote",
+        "no kubeconfig (--kubeconfig, $KUBECONFIG or ~/.kube/config) and neither --out nor --dry-run",
+        "point at the cluster, or write the manifest for GitOps with --out DIR, or preview with --dry-run",
+    )
+
+
+def pipeline_request(cfg: PipelineConfig, model: str, **given: Any) -> rollout.Request:
+    """A promotion of `model` with its pipeline's settings: promote section, decision threshold, transformer."""
+    from components.config import transformer_settings
+    from mlops import rollout
     from pipelines.local import declaration
+
+    return rollout.Request(
+        model=model,
+        settings=cfg.promote,
+        decision_threshold=cfg.evaluate.decision_threshold,
+        transformer=transformer_settings(cfg, declaration(cfg.pipeline).spec.image),
+        **given,
+    )
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from components.platform import model_registry
+    from mlops import rollout
 
     action = validate_promote(args)
     mlflow = model_registry.client()
@@ -359,28 +397,16 @@ def _promote(args: argparse.Namespace) -> int:
     cfg = rollout.settings_for(
         mlflow, args.model, args.version, Path(args.config) if args.config else None, args.pipeline
     )
-    if args.dry_run:
-        target = rollout.Target(kind="dry-run", folder=Path(args.out) if args.out else None)
-    elif args.out:
-        target = rollout.Target(kind="gitops", folder=Path(args.out))
-    else:
-        path = kube.kubeconfig_path(args.kubeconfig)
-        if path is None:
-            raise ComponentError(
-                "promote",
-                "no kubeconfig (--kubeconfig, $KUBECONFIG or ~/.kube/config) and neither --out nor --dry-run",
-                "point at the cluster, or write the manifest for GitOps with --out DIR, or preview with --dry-run",
-            )
-        target = rollout.Target(kind="kubernetes", cluster=kube.Cluster.from_kubeconfig(path, args.context))
+    target = target_of(args)
     percent = args.canary
     if action == "canary" and percent is None:
         percent = cfg.promote.canary_percent
         print(f"{args.model}: canary share {percent}%: promote.canary_percent of pipeline {cfg.pipeline} "
               "(--canary N overrides it)", file=sys.stderr)  # fmt: skip
-    request = rollout.Request(
+    request = pipeline_request(
+        cfg,
+        args.model,
         action="promote" if action == "analyze" else action,  # --analyze: the verdict's, set by mlops.canary
-        model=args.model,
-        settings=cfg.promote,
         version=args.version,
         alias=args.alias,
         percent=percent,
@@ -389,8 +415,6 @@ def _promote(args: argparse.Namespace) -> int:
         reason=args.reason or "",
         serving_root=args.serving_root,
         policies=Path(args.policies) if args.policies else rollout.POLICY_DIR,
-        decision_threshold=cfg.evaluate.decision_threshold,
-        transformer=transformer_settings(cfg, declaration(cfg.pipeline).spec.image),
     )
     if action == "analyze":
         from mlops import canary
