@@ -210,6 +210,75 @@ def test_the_default_log_is_under_mlops_home_and_the_platform_profile_names_the_
     assert decision_log_root(env=platform, serving_namespace="fraud") == "s3://decisions/pricing/"
 
 
+@pytest.fixture
+def shared_profile(registry: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
+    """The platform profile as `eval "$(mlops dev env)"` sets it: the buckets' roots, no tenant, no
+    MLOPS_NAMESPACE, so the log is `s3://decisions/<namespace>/` and nothing names the namespace. The
+    s3:// roots are read from folders under tmp (the one seam: decision_log.open_destination maps
+    s3://<bucket>/<prefix> to tmp/<bucket>/<prefix>; the files, their discovery and reading are pyarrow's,
+    as for S3; tests/integration/test_decision_loop.py reads the devstack's real S3)."""
+    import pyarrow.fs as pafs
+
+    from components.serving import decision_log
+    from pipelines.local import available_pipelines, declaration
+
+    buckets, original = tmp_path / "s3", decision_log.open_destination
+
+    def on_disk(uri: str) -> tuple[Any, str]:
+        if not uri.startswith("s3://"):
+            return original(uri)
+        return pafs.LocalFileSystem(), str(buckets / uri.removeprefix("s3://").rstrip("/"))
+
+    monkeypatch.setattr(decision_log, "open_destination", on_disk)
+    monkeypatch.setenv("MLOPS_PROFILE", "platform")
+    monkeypatch.setenv("MLOPS_SERVING_ROOT", "s3://models")
+    for variable in ("MLOPS_NAMESPACE", "MLOPS_MLFLOW_ARTIFACT_ROOT", "MLOPS_OFFLINE_STORE_URI"):
+        monkeypatch.delenv(variable, raising=False)
+    serving = sorted({declaration(name).config().promote.namespace for name in available_pipelines()})
+    assert len(serving) > 1, serving  # more than one log to search, or the search is not tested
+    return {**registry, "buckets": buckets, "serving": serving}
+
+
+def test_a_bare_id_is_found_in_the_log_of_the_pipeline_namespace_it_was_served_in(
+    shared_profile: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from components.platform.decisions import decision_log_root
+    from pipelines.local import declaration
+
+    namespace = declaration("fraud").config().promote.namespace  # where `mlops serve` logged it
+    other = next(name for name in shared_profile["serving"] if name != namespace)
+    decisions = shared_profile["buckets"] / "decisions"
+    shutil.copytree(shared_profile["log"], decisions / namespace)
+    (decisions / other).mkdir(parents=True)  # another pipeline's namespace: a log, but not this decision
+    decision = shared_profile["honest"].decision_id
+    with pytest.raises(Exception, match="MLOPS_NAMESPACE"):  # the settings alone name no log
+        decision_log_root()
+    code, out, err = mlops(capsys, "audit", decision)
+    assert code == 0, out + err
+    assert f"({decision_log_root(serving_namespace=namespace)})" in out.splitlines()[0]
+    assert out.strip().splitlines()[-1].startswith("REPRODUCED")
+    code, _, err = mlops(capsys, "audit", "req-never-sent/0")  # unknown: every log searched, each named
+    assert code == 2 and "no decision 'req-never-sent/0'" in err
+    assert all(f"s3://decisions/{name}/" in err for name in shared_profile["serving"])
+    assert "--log s3://decisions/<namespace>/" in err and "MLOPS_NAMESPACE" in err
+
+
+def test_a_bare_id_in_more_than_one_namespaces_log_is_refused_naming_both(
+    shared_profile: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = shared_profile["serving"][:2]
+    for namespace in (first, second):
+        shutil.copytree(shared_profile["log"], shared_profile["buckets"] / "decisions" / namespace)
+    decision = shared_profile["honest"].decision_id
+    code, _, err = mlops(capsys, "audit", decision)
+    assert code == 2 and "more than one decision log" in err
+    assert f"s3://decisions/{first}/" in err and f"s3://decisions/{second}/" in err
+    assert f"--log s3://decisions/{first}/" in err  # the fix names a log to pick
+    monkeypatch.setenv("MLOPS_NAMESPACE", second)  # named: that log alone, as before
+    code, out, err = mlops(capsys, "audit", decision)
+    assert code == 0 and f"(s3://decisions/{second}/)" in out.splitlines()[0], out + err
+
+
 def test_a_tampered_score_is_different_naming_both_scores(
     registry: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:

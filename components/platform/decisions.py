@@ -19,6 +19,9 @@ Where the log is (`decision_log_root`, the one derivation the transformer's loca
 platform profile the tenant's prefix of the decisions bucket, `s3://decisions/<namespace>/` (the
 namespace from MLOPS_NAMESPACE, else the tenant's own prefix of the platform's buckets, as `mlops tenant
 env` and the namespace's ConfigMap set MLOPS_SERVING_ROOT=s3://models/<tenant>), else `$MLOPS_HOME/decisions/`.
+A reader that knows the pipeline passes the namespace it serves in (promote.namespace), the fallback
+`mlops serve` logs by on a platform profile that names no tenant; one that knows only a decision id
+(`mlops audit`) gets each installed pipeline's root there (`decision_log_roots`) and searches them.
 S3 is reached through pyarrow's client with AWS_ENDPOINT_URL/MLFLOW_S3_ENDPOINT_URL and the tenant's
 keys, as the transformer writes (decision_log.open_destination).
 
@@ -30,7 +33,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,9 +50,11 @@ __all__ = [
     "NAMESPACE_VARIABLE",
     "STEP",
     "TOLERANCE",
+    "NoDecisionLog",
     "Rescored",
     "between",
     "decision_log_root",
+    "decision_log_roots",
     "find",
     "open_log",
     "rescore",
@@ -117,6 +122,29 @@ def decision_log_root(
         raise ComponentError(STEP, f"{NAMESPACE_VARIABLE}={namespace!r}: {error}", "name one namespace") from error
 
 
+def decision_log_roots(
+    explicit: str | None = None,
+    env: Mapping[str, str] | None = None,
+    serving_namespaces: Callable[[], Iterable[str]] = tuple,
+) -> list[str]:
+    """Where a reader that knows no pipeline looks (`mlops audit <id>`): decision_log_root's one root
+    where the settings name it; where only a serving namespace would (a platform profile that names no
+    tenant), the root of each of `serving_namespaces()` (the installed pipelines' promote.namespace,
+    asked only then), once each. With none of them, decision_log_root's refusal."""
+    try:
+        return [decision_log_root(explicit, env)]
+    except ComponentError:
+        namespaces = sorted(set(serving_namespaces()))
+        if not namespaces:
+            raise
+        # a refusal a serving namespace does not cure (a malformed MLOPS_NAMESPACE) is raised again here
+        return [decision_log_root(explicit, env, serving_namespace=namespace) for namespace in namespaces]
+
+
+class NoDecisionLog(ComponentError):
+    """Nothing has been logged at a root (open_log): a search over several roots passes it by."""
+
+
 def _s3_failure(error: OSError, root: str) -> ComponentError:
     """A pyarrow S3 error as the platform's classes: refused keys or a missing bucket are permanent,
     anything else (no answer, a 5xx, a timeout) transient."""
@@ -152,7 +180,7 @@ def open_log(root: str) -> ds.Dataset:
     try:
         return ds.dataset(path, schema=schema, filesystem=filesystem, format="parquet", partitioning=partitioning)
     except FileNotFoundError as error:
-        raise ComponentError(
+        raise NoDecisionLog(
             STEP,
             f"no decision log at {root}: nothing has been logged there",
             "check --log (or MLOPS_DECISION_LOG_URI, MLOPS_NAMESPACE); `mlops serve --with-features` logs locally",

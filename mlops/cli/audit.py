@@ -8,7 +8,11 @@ read) and the registry alone, never the serving path:
   was made from (`mlops lineage`'s chain: data digests, feature service, suite, commit, image), the
   request, the features used and the score; then the logged feature vector is scored again with the
   registered artifact. Exit 0 REPRODUCED, 1 DIFFERENT (or the logged sha256 is not the registered
-  one), 2 an unknown or malformed id, 75 the log's store or the registry not answering.
+  one), 2 an unknown or malformed id, 75 the log's store or the registry not answering. The log is
+  where the settings say (components/platform/decisions.py decision_log_root); on a platform profile
+  that names no tenant (`eval "$(mlops dev env)"`), where `mlops serve` logs there: the id names no
+  namespace, so the log of each installed pipeline's serving namespace (promote.namespace) is searched,
+  and an id found in none, or in more than one, is refused (2) naming the logs and the fix.
 - `mlops decisions <model> --since D --until D`: the decisions, newest last, and per version and
   serving role their count, positive rate, mean score, unknown-entity share, first and last time.
 """
@@ -33,7 +37,12 @@ def register(sub: Any, argv: list[str]) -> None:
     )
     audit.add_argument("decision_id", metavar="DECISION_ID", help="<request id>/<row>, as the response and the log say")
     audit.add_argument("--json", action="store_true", help="the same, as one JSON object")
-    audit.add_argument("--log", metavar="URI", help="the log's root (default: $MLOPS_HOME/decisions/, or the tenant's)")
+    audit.add_argument(
+        "--log",
+        metavar="URI",
+        help="the log's root (default: $MLOPS_HOME/decisions/, or the tenant's; on a platform profile that names"
+        " no tenant, the log of each installed pipeline's serving namespace is searched)",
+    )
     audit.set_defaults(handler=_audit)
 
     listing = sub.add_parser("decisions", help="a model's logged decisions over days, with a summary per version")
@@ -90,19 +99,64 @@ def _after(at: str, decided_at: Any) -> bool:
         return False
 
 
+def _serving_namespaces() -> list[str]:
+    """The namespaces the installed pipelines serve in (promote.namespace): where `mlops serve` logs
+    their decisions on a platform profile that names no tenant."""
+    from pipelines.local import available_pipelines, declaration
+
+    return [declaration(name).config().promote.namespace for name in available_pipelines()]
+
+
+def locate(decision: str, log: str | None = None) -> tuple[str, dict[str, Any]]:
+    """The log that holds `decision` and its record: the one log the settings name, else the one of the
+    installed pipelines' serving namespaces' logs that holds it; none, or more than one, is refused."""
+    from components.errors import ComponentError
+    from components.platform import decisions
+    from components.serving.decision_record import BUCKET
+
+    roots = decisions.decision_log_roots(log, serving_namespaces=_serving_namespaces)
+    if len(roots) == 1:
+        record = decisions.find(roots[0], decision)
+        if record is None:
+            raise ComponentError(
+                STEP,
+                f"no decision {decision!r} in the decision log at {roots[0]}",
+                "check the id (`mlops decisions <model> --since D --until D` lists them), or name another log"
+                " with --log",
+            )
+        return roots[0], record
+    found: dict[str, dict[str, Any]] = {}
+    for root in roots:
+        try:
+            record = decisions.find(root, decision)
+        except decisions.NoDecisionLog:  # that namespace has logged nothing
+            continue
+        if record is not None:
+            found[root] = record
+    if len(found) == 1:
+        [(root, record)] = found.items()
+        return root, record
+    if not found:
+        raise ComponentError(
+            STEP,
+            f"no decision {decision!r} in the decision logs of the installed pipelines' serving namespaces"
+            f" ({', '.join(roots)}), and this profile names no tenant",
+            "check the id (`mlops decisions <model> --since D --until D` lists them), or name its log:"
+            f" --log s3://{BUCKET}/<namespace>/, or set {decisions.NAMESPACE_VARIABLE}",
+        )
+    raise ComponentError(
+        STEP,
+        f"decision {decision!r} is in more than one decision log: {', '.join(found)}; the id names no namespace",
+        f"name the one you mean: --log {next(iter(found))}, or set {decisions.NAMESPACE_VARIABLE} to its namespace",
+    )
+
+
 def explain(decision: str, log: str | None = None) -> dict[str, Any]:
     """Everything `mlops audit` says of one decision, as one object."""
     from components.errors import ComponentError
     from components.platform import decisions
 
-    root = decisions.decision_log_root(log)
-    record = decisions.find(root, decision)
-    if record is None:
-        raise ComponentError(
-            STEP,
-            f"no decision {decision!r} in the decision log at {root}",
-            "check the id (`mlops decisions <model> --since D --until D` lists them), or name another log with --log",
-        )
+    root, record = locate(decision, log)
     model, logged_version = record["model_name"], record["model_version"]
     if not str(logged_version).isdigit():
         raise ComponentError(STEP, f"{decision} names no registered version ({logged_version!r})",
