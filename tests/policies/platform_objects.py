@@ -142,26 +142,40 @@ def experiments() -> list[Rendered]:
     return found
 
 
+def _promoted(settings: Any, transformer: Any, version: int, percent: int | None) -> dict[str, Any]:
+    """The InferenceService `mlops promote` renders for `version` (REGISTRATION's otherwise)."""
+    from components.steps.promote import render_inference_service
+
+    return render_inference_service(
+        dict(REGISTRATION, version=version),  # type: ignore[arg-type]
+        storage_uri=f"s3://models/{settings.namespace}/x/{version}",
+        settings=settings,
+        canary_percent=percent,
+        transformer=transformer,
+    )
+
+
 @_rendered_once
 def inference_services() -> list[Rendered]:
     """What `mlops promote` renders for each reference pipeline: staging, and production signed
-    off, each with the scoring transformer."""
+    off, each with the scoring transformer; and in Standard (RawDeployment) mode a canary, v2 in
+    a spec.canary entry beside v1's predictor (components/steps/promote_canary.py, issue 32)."""
     from components.config import transformer_settings
-    from components.steps.promote import render_inference_service
+    from components.steps.promote_canary import standard_service
 
     found = []
     for pipeline in _pipelines():
         cfg = pipeline.config()
+        transformer = transformer_settings(cfg, pipeline.spec.image)
         for stage in ("staging", "production"):
             settings = cfg.promote.model_copy(update={"stage": stage, "signed_off_by": "alice@bank.internal"})
-            service = render_inference_service(
-                dict(REGISTRATION),  # type: ignore[arg-type]
-                storage_uri=f"s3://models/{settings.namespace}/x/1",
-                settings=settings,
-                canary_percent=cfg.promote.canary_percent,
-                transformer=transformer_settings(cfg, pipeline.spec.image),
-            )
-            found.append(Rendered(f"mlops promote {pipeline.name} ({stage})", service, f"{settings.namespace}-member"))
+            user = f"{settings.namespace}-member"
+            service = _promoted(settings, transformer, int(str(REGISTRATION["version"])), cfg.promote.canary_percent)
+            found.append(Rendered(f"mlops promote {pipeline.name} ({stage})", service, user))
+            standard = settings.model_copy(update={"deployment_mode": "RawDeployment"})
+            render = functools.partial(_promoted, standard, transformer)
+            canary = standard_service(render, "canary", 2, 1, 10)
+            found.append(Rendered(f"mlops promote {pipeline.name} --canary 10 ({stage}, Standard mode)", canary, user))
     return found
 
 
