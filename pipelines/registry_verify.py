@@ -27,8 +27,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.config import ClusterSettings
-from components.platform.settings import CONFIGMAP
+from pipelines.tenant_cron import tenant_cron_workflow
 
 __all__ = ["SCHEDULE", "VERIFY_FILE", "VERIFY_NAME", "verify_cron_workflow"]
 
@@ -36,74 +35,19 @@ VERIFY_FILE = "registry-verify.yaml"
 VERIFY_NAME = "registry-verify"
 SCHEDULE = "30 4 * * *"
 """Nightly, in UTC: after the database's base backup (pipelines/backups.py, 02:00 UTC)."""
-_SECRETS = (  # the variable, the ClusterSettings field naming its Secret, the key
-    ("AWS_ACCESS_KEY_ID", "s3_credentials_secret", "access-key"),
-    ("AWS_SECRET_ACCESS_KEY", "s3_credentials_secret", "secret-key"),
-    ("MLFLOW_TRACKING_USERNAME", "mlflow_credentials_secret", "username"),
-    ("MLFLOW_TRACKING_PASSWORD", "mlflow_credentials_secret", "password"),
-)
 
 
 def verify_cron_workflow(tenant: str, image: str) -> dict[str, Any]:
-    """The tenant's nightly registry check."""
-    fields = ClusterSettings.model_fields  # the Secrets' names a tenant's pipeline steps read (secret_environment)
-    env = [
-        {"name": variable, "valueFrom": {"secretKeyRef": {"name": fields[field].default, "key": key}}}
-        for variable, field, key in _SECRETS
-    ]
-    labels = {
-        "app.kubernetes.io/name": VERIFY_NAME,
-        "app.kubernetes.io/part-of": "private-mlops",
-        "mlops.private-platform.io/team": tenant,
-    }
-    container = {
-        "image": image,
-        "command": ["mlops", "verify", "--push"],
-        "envFrom": [{"configMapRef": {"name": CONFIGMAP}}],
-        "env": [{"name": "HOME", "value": "/tmp"}, *env],
-        "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "runAsNonRoot": True,
-        },
-    }
-    return {
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "CronWorkflow",
-        "metadata": {"name": VERIFY_NAME, "namespace": tenant, "labels": dict(labels)},
-        "spec": {
-            "schedules": [SCHEDULE],
-            "timezone": "UTC",
-            "concurrencyPolicy": "Forbid",
-            "startingDeadlineSeconds": 3600,
-            "successfulJobsHistoryLimit": 3,
-            "failedJobsHistoryLimit": 5,
-            "workflowSpec": {
-                "entrypoint": "verify",
-                "serviceAccountName": "pipeline-runner",
-                "activeDeadlineSeconds": 7200,
-                "podMetadata": {"labels": dict(labels)},
-                "podGC": {"strategy": "OnPodSuccess", "deleteDelayDuration": "10m"},
-                "securityContext": {
-                    "runAsNonRoot": True,
-                    "runAsUser": 65532,
-                    "fsGroup": 65532,
-                    "seccompProfile": {"type": "RuntimeDefault"},
-                },
-                "ttlStrategy": {"secondsAfterSuccess": 604800, "secondsAfterFailure": 1209600},
-                "templates": [
-                    {
-                        "name": "verify",
-                        "container": container,
-                        "retryStrategy": {
-                            "limit": 3,
-                            "retryPolicy": "Always",
-                            "expression": "asInt(lastRetry.exitCode) == 75",
-                            "backoff": {"duration": "60s", "factor": 2, "cap": "600s"},
-                        },
-                    }
-                ],
-            },
-        },
-    }
+    """The tenant's nightly registry check (pipelines/tenant_cron.py: the pod every such job runs as)."""
+    return tenant_cron_workflow(
+        tenant,
+        image,
+        name=VERIFY_NAME,
+        step="verify",
+        command=["mlops", "verify", "--push"],
+        schedule=SCHEDULE,
+        service_account="pipeline-runner",
+        resources={"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
+        deadline_seconds=7200,
+        starting_deadline_seconds=3600,
+    )
