@@ -58,6 +58,7 @@ __all__ = [
     "find",
     "open_log",
     "rescore",
+    "s3_failure",
     "summary",
 ]
 
@@ -145,7 +146,7 @@ class NoDecisionLog(ComponentError):
     """Nothing has been logged at a root (open_log): a search over several roots passes it by."""
 
 
-def _s3_failure(error: OSError, root: str) -> ComponentError:
+def s3_failure(error: OSError, root: str) -> ComponentError:
     """A pyarrow S3 error as the platform's classes: refused keys or a missing bucket are permanent,
     anything else (no answer, a 5xx, a timeout) transient."""
     text = str(error)
@@ -187,7 +188,7 @@ def open_log(root: str) -> ds.Dataset:
         ) from error
     except OSError as error:
         if root.startswith("s3://"):
-            raise _s3_failure(error, root) from error
+            raise s3_failure(error, root) from error
         raise
 
 
@@ -210,7 +211,7 @@ def _checked(dataset: ds.Dataset, root: str, partitions: ds.Expression | None = 
         ) from error
     except OSError as error:
         if root.startswith("s3://"):
-            raise _s3_failure(error, root) from error
+            raise s3_failure(error, root) from error
         raise
     except pa.ArrowInvalid as error:
         raise ComponentError(
