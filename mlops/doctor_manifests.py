@@ -1,6 +1,8 @@
 """`mlops doctor --manifests`: the design module's failures that show in rendered objects.
 
-This machine has no cluster: the checks read a kustomize folder's output or YAML files.
+This machine has no cluster: the checks read a kustomize folder's output or YAML files. An
+InferenceService's predictors are its spec.predictor and, in Standard (RawDeployment) mode, each
+spec.canary entry's predictor (KServe 0.20): each is a pod of its own, checked like the first.
 """
 
 from __future__ import annotations
@@ -24,9 +26,41 @@ GPU = "nvidia.com/gpu"
 ARTIFACT_REPOSITORIES = "artifact-repositories"
 
 
+SERVING_COMPONENTS = ("predictor", "transformer", "explainer")
+MODEL_FRAMEWORKS = frozenset(
+    {"model", "triton", "sklearn", "xgboost", "tensorflow", "pytorch", "onnx", "huggingface", "lightgbm", "paddle",
+     "pmml", "alibi", "art"}
+)  # fmt: skip
+"""KServe's model specs: a container under a framework key of a component (lib/workloads.rego's list)."""
+
+
+def _predictors(isvc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(where, predictor): spec.predictor, then each Standard-mode canary's (spec.canary[i].predictor)."""
+    spec = isvc.get("spec") or {}
+    found = [("predictor", spec.get("predictor") or {})]
+    for i, entry in enumerate(spec.get("canary") or []):
+        found.append((f"canary[{i}].predictor", (entry or {}).get("predictor") or {}))
+    return found
+
+
+def _serving_pod_specs(isvc: dict[str, Any]) -> Iterable[dict[str, Any]]:
+    """Each component's pod spec, its model specs among its containers (named where they sit)."""
+    spec = isvc.get("spec") or {}
+    parts = [(name, spec.get(name) or {}) for name in SERVING_COMPONENTS[1:]] + _predictors(isvc)
+    for where, part in parts:
+        models = [
+            {**c, "name": f"{where}.{key}"}
+            for key, c in part.items()
+            if key in MODEL_FRAMEWORKS and isinstance(c, dict)
+        ]
+        yield {**part, "containers": [*(part.get("containers") or []), *models]}
+
+
 def _pod_specs(obj: dict[str, Any]) -> Iterable[dict[str, Any]]:
     kind, spec = obj.get("kind"), obj.get("spec") or {}
-    if kind == "Pod":
+    if kind == "InferenceService":
+        yield from _serving_pod_specs(obj)
+    elif kind == "Pod":
         yield spec
     elif kind in ("Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet"):
         yield (spec.get("template") or {}).get("spec") or {}
@@ -77,9 +111,8 @@ def _isvcs(ctx: Context) -> list[dict[str, Any]]:
     return [obj for obj in ctx.objects if obj.get("kind") == "InferenceService"]
 
 
-def _isvc_uses_gpu(isvc: dict[str, Any]) -> bool:
-    text = str((isvc.get("spec") or {}).get("predictor") or {})
-    return GPU in text
+def _where(isvc: dict[str, Any], where: str) -> str:
+    return _name(isvc) if where == "predictor" else f"{_name(isvc)} ({where})"
 
 
 def check_gpu_min_scale(ctx: Context) -> Finding:
@@ -88,21 +121,21 @@ def check_gpu_min_scale(ctx: Context) -> Finding:
         return skipped
     cold = []
     for isvc in _isvcs(ctx):
-        predictor = (isvc.get("spec") or {}).get("predictor") or {}
         annotations = (isvc.get("metadata") or {}).get("annotations") or {}
-        minimum = predictor.get(
-            "minReplicas",
-            annotations.get("serving.knative.dev/minScale", annotations.get("autoscaling.knative.dev/minScale", 1)),
+        default = annotations.get(
+            "serving.knative.dev/minScale", annotations.get("autoscaling.knative.dev/minScale", 1)
         )
-        if _isvc_uses_gpu(isvc) and int(minimum) < 1:
-            cold.append(_name(isvc))
+        for where, predictor in _predictors(isvc):
+            if GPU in str(predictor) and int(predictor.get("minReplicas", default)) < 1:
+                cold.append(_where(isvc, where))
     if cold:
         return Finding(
             name,
             FAIL,
             f"GPU InferenceServices that scale to zero: {', '.join(cold)}; the first request waits minutes"
             " for a node, a pull and a model load",
-            "set spec.predictor.minReplicas: 1 (and serving.knative.dev/minScale: '1') on GPU services",
+            "set minReplicas: 1 on each GPU predictor (spec.predictor, each spec.canary[].predictor; and"
+            " serving.knative.dev/minScale: '1' in Serverless mode)",
         )
     return Finding(name, OK, f"{len(_isvcs(ctx))} InferenceServices; none on GPU scales to zero")
 
@@ -115,15 +148,17 @@ def check_canary_mode(ctx: Context) -> Finding:
     for isvc in _isvcs(ctx):
         annotations = (isvc.get("metadata") or {}).get("annotations") or {}
         mode = annotations.get("serving.kserve.io/deploymentMode", "Serverless")
-        canary = ((isvc.get("spec") or {}).get("predictor") or {}).get("canaryTrafficPercent")
-        if canary is not None and mode in ("RawDeployment", "Standard"):
-            ignored.append(f"{_name(isvc)} ({canary}%)")
+        for where, predictor in _predictors(isvc):
+            canary = predictor.get("canaryTrafficPercent")
+            if canary is not None and mode in ("RawDeployment", "Standard"):
+                ignored.append(f"{_where(isvc, where)} ({canary}%)")
     if ignored:
         return Finding(
             name,
             FAIL,
             f"canaryTrafficPercent in RawDeployment mode, which KServe ignores silently: {', '.join(ignored)}",
-            "use Serverless (Knative) mode for canaries, or drop canaryTrafficPercent and roll out by replicas",
+            "drop canaryTrafficPercent: in Standard mode a canary is a spec.canary entry beside the champion's"
+            " predictor (KServe 0.20+; `mlops promote --canary N` renders it), or use Serverless (Knative) mode",
         )
     return Finding(name, OK, "no canary is configured in RawDeployment mode")
 
