@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from components.errors import ComponentError, TransientError
+from components.steps.serving_api import API, AUTHORIZATION_KINDS, PLURALS
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -32,11 +33,8 @@ __all__ = [
     "kubeconfig_path",
 ]
 
-GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
-ISTIO_GROUP, ISTIO_VERSION, AUTHORIZATION_PLURAL = "security.istio.io", "v1", "authorizationpolicies"
-AUTHORIZATION_KINDS = ("AuthorizationPolicy", "NetworkPolicy")
-PLURALS = {"InferenceService": PLURAL, "AuthorizationPolicy": AUTHORIZATION_PLURAL, "NetworkPolicy": "networkpolicies"}
-"""What promote applies beside the InferenceService (components.steps.serving_authorization.serving_objects)."""
+GROUP, VERSION, PLURAL = API["InferenceService"]
+ISTIO_GROUP, ISTIO_VERSION, AUTHORIZATION_PLURAL = API["AuthorizationPolicy"]
 KSERVE_NAMESPACE = "kserve"
 KSERVE_CONFIG = "inferenceservice-config"
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")

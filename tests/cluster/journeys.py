@@ -192,6 +192,19 @@ def _constants(tree: ast.Module) -> dict[str, str]:
     return values
 
 
+def _imported_constants(module: Path) -> dict[str, str]:
+    """The module's string constants as Python sees them once imported: also those it unpacks from
+    another module (mlops/kube.py's GROUP, PLURAL, ... from components/steps/serving_api.py)."""
+    import importlib
+
+    try:
+        name = ".".join(module.resolve().relative_to(REPO).with_suffix("").parts)
+    except ValueError:  # a module outside the repository (a test's own file): its source alone
+        return {}
+    loaded = importlib.import_module(name)
+    return {key: value for key, value in vars(loaded).items() if key.isupper() and isinstance(value, str)}
+
+
 def _caught_api_errors(tree: ast.Module) -> set[int]:
     """Lines of calls inside a try whose handler swallows ApiException by returning a fallback."""
     lines: set[int] = set()
@@ -215,7 +228,7 @@ def _literal(node: ast.expr, constants: dict[str, str]) -> str | None:
 def client_calls(module: Path) -> list[ClientCall]:
     """Every kubernetes-client call (CustomObjectsApi, CoreV1Api) a module makes, read from its source."""
     tree = ast.parse(module.read_text())
-    constants, caught = _constants(tree), _caught_api_errors(tree)
+    constants, caught = _constants(tree) | _imported_constants(module), _caught_api_errors(tree)
     calls = []
     for node in ast.walk(tree):
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
