@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from devstack.transformer import LocalTransformer
     from mlops import rollout
 
+__all__ = ["pipeline_request", "register", "target_of"]
+
 
 def register(sub: Any, argv: list[str]) -> None:
     serve = sub.add_parser("serve", help="serve a registered model version on a local Triton (HTTP and gRPC, loopback)")
