@@ -148,6 +148,9 @@ def platform_manifests(manifests: Path = MANIFESTS) -> dict[Path, str]:
     from pipelines.standard import IMAGE
 
     tenant_files.append(VERIFY_FILE)  # each tenant's nightly `mlops verify --push` (issue 34)
+    from pipelines.canary_cron import ANALYSIS_FILE, analysis_objects
+
+    tenant_files.append(ANALYSIS_FILE)  # each tenant's hourly `mlops canary-analysis` (issue 32)
     monitoring_header = header.replace("pipelines/cluster.py", "pipelines/tenant_monitoring.py")
     stores_header = header.replace("pipelines/cluster.py", "pipelines/tenant_stores.py")
     rendered: dict[Path, str] = tenant_manifests(manifests, declared, configs, _dump, tenant_files)
@@ -167,6 +170,9 @@ def platform_manifests(manifests: Path = MANIFESTS) -> dict[Path, str]:
             rendered[folder / KFP_LAUNCHER_FILE] = launcher_header + _dump(kfp_launcher(tenant))
             verify_header = header.replace("pipelines/cluster.py", "pipelines/registry_verify.py")
             rendered[folder / VERIFY_FILE] = verify_header + _dump(verify_cron_workflow(tenant, IMAGE))
+            analysis = analysis_objects(tenant, IMAGE)
+            analysis_header = header.replace("pipelines/cluster.py", "pipelines/canary_cron.py")
+            rendered[folder / ANALYSIS_FILE] = analysis_header + "---\n".join(_dump(document) for document in analysis)
     tenants = [tenant for _, tenant in folders.values() if tenant]
     rendered[manifests / "base" / "postgres" / POSTGRES_ROLES_FILE] = header + _dump(postgres_roles(tenants))
     from pipelines.backups import BACKUP_FILE, SCHEDULED_BACKUP_FILE, cluster_backup, scheduled_backup

@@ -13,6 +13,8 @@ generated from the code by `python -m mlops.docs_index`: cli
                    the services on loopback, their tenants, the buckets
     serving.py     serve, score, promote, history
                    a version on the local Triton, and its canary on KServe
+    canaries.py    canary-analysis
+                   each live canary of a namespace judged once its window has passed (the hourly sweep)
     monitoring.py  drift, skew-check
                    data and features now against what the champion was trained on
     lineage.py     lineage, reproduce
@@ -53,6 +55,7 @@ GROUPS = (
     "backfill",
     "dev",
     "serving",
+    "canaries",
     "monitoring",
     "lineage",
     "audit",

@@ -1,0 +1,80 @@
+"""Each tenant's hourly canary analysis: `mlops canary-analysis` as a CronWorkflow, with the rights it needs.
+
+Issue 32 item 4: on the cluster a canary is judged once `promote.canary_window` has passed, and the
+verdict (promote, roll back, wait) is applied through the lifecycle `mlops promote` uses. The sweep
+(mlops/canary_sweep.py) runs hourly in each tenant's namespace, so a canary waits at most an hour past
+its window; each model's window is its own pipeline's, read at run time.
+
+It runs as its own ServiceAccount, `canary-analyst` (components/steps/promote_identity.py: the
+promotion guard lets that identity apply a sign-off already recorded, and nothing else applies as it),
+not as `pipeline-runner`, which holds no serving rights. Its Role grants what the code calls and
+nothing more, derived from components/steps/serving_api.py
+(the coordinates mlops/kube.py calls): read, create and replace the namespace's
+InferenceServices and the AuthorizationPolicy and NetworkPolicy promote applies beside each
+(serving_api.API), and the Argo executor's workflowtaskresults. tests/cluster/ derives the requests from
+mlops/kube.py's client calls and checks them against this Role on the assembled platform, with the
+NetworkPolicies (the API server, MLflow, the object store) and the admission policies.
+
+Inside the pod there is no policy folder and no OPA engine, so the sweep asks the API server to judge
+each object first (dryRun=All runs the installed Gatekeeper) and applies nothing unless all pass.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from components.steps.promote_identity import ANALYST_SERVICE_ACCOUNT
+from components.steps.serving_api import API
+from pipelines.tenant_cron import tenant_cron_workflow
+
+__all__ = ["ANALYSIS_FILE", "ANALYSIS_NAME", "SCHEDULE", "analysis_objects", "analyst_rules"]
+
+ANALYSIS_FILE = "canary-analysis.yaml"
+ANALYSIS_NAME = "canary-analysis"
+SCHEDULE = "17 * * * *"
+"""Hourly, off the hour (other jobs start on it)."""
+
+
+def analyst_rules() -> list[dict[str, Any]]:
+    """What the analysis calls: the objects promote applies (serving_api.API), read, created or replaced at
+    the version read; and the Argo executor's report of its step."""
+    rules = [
+        {"apiGroups": [group], "resources": [plural], "verbs": ["get", "create", "update"]}
+        for group, _, plural in API.values()
+    ]
+    rules.append({"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"], "verbs": ["create", "patch"]})
+    return rules
+
+
+def analysis_objects(tenant: str, image: str) -> list[dict[str, Any]]:
+    """The ServiceAccount, its Role and RoleBinding, and the hourly CronWorkflow, in `tenant`."""
+    meta = {"name": ANALYST_SERVICE_ACCOUNT, "namespace": tenant}
+    cron = tenant_cron_workflow(
+        tenant,
+        image,
+        name=ANALYSIS_NAME,
+        step="analyze",
+        command=["mlops", "canary-analysis", "--admission", "cluster"],
+        schedule=SCHEDULE,
+        service_account=ANALYST_SERVICE_ACCOUNT,
+        resources={"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "2Gi"}},
+        deadline_seconds=1800,
+        starting_deadline_seconds=600,
+    )
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": dict(meta)},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": dict(meta),
+            "rules": analyst_rules(),
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": dict(meta),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": ANALYST_SERVICE_ACCOUNT},
+            "subjects": [{"kind": "ServiceAccount", "name": ANALYST_SERVICE_ACCOUNT, "namespace": tenant}],
+        },
+        cron,
+    ]
