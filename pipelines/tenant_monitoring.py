@@ -50,9 +50,10 @@ Per namespace, beside its Pushgateway:
 - the same rules as the Pushgateway's: honorLabels false, `namespace` from where the pod runs,
   a fixed `job` (TRANSFORMER_SCRAPE_JOB, never SCRAPE_JOB, so the rules' `job!="mlops-pushgateway"`
   keeps these series), `inference_service` from the pod's KServe label (the rules aggregate by
-  it), every `exported_*` dropped, and only the decision log's two families kept: the alerts need
-  nothing else, and the transformer's other series (Python's, KServe's request histograms) would
-  only cost series no rule reads. A pod of the tenant's labelled as a transformer can at most page
+  it), every `exported_*` dropped, and only the decision log's two families and the request log's
+  per-version figures kept (the canary analysis's error rate and p99 read them: `--prometheus`); the
+  transformer's other series (Python's, KServe's request histograms, by model only) would only cost
+  series nothing reads. A pod of the tenant's labelled as a transformer can at most page
   or hush its own namespace's owner, as a push to its own Pushgateway can;
 - a NetworkPolicy admitting Prometheus (PROMETHEUS, the same peer the Pushgateway's policy admits)
   to the transformer's port, and nobody else: the tenants' default deny stays for every other
@@ -148,9 +149,12 @@ TRANSFORMER_SELECTOR: dict[str, Any] = {
     "matchExpressions": [{"key": ISVC_LABEL, "operator": "Exists"}],
 }
 """KServe's labels on an InferenceService's transformer pods (module docstring)."""
-TRANSFORMER_SAMPLE_LIMIT = 100
-"""Series one transformer's scrape may return after the keep-list (four today: three outcomes and
-the spill gauge); past it that pod's scrape fails, and only its own figures go stale."""
+TRANSFORMER_SAMPLE_LIMIT = 200
+"""Series one transformer's scrape may return after the keep-list: the decision log's four (three
+outcomes and the spill gauge), the request log's three outcomes, and per version it answered (one
+for a revision's transformer; the champion's, the canary's and `unattributed` for a Standard-mode
+one) three code classes and the latency histogram's 14 series (12 buckets, sum, count): 7 + 3 x 17 =
+58 for three versions. Past it that pod's scrape fails, and only its own figures go stale."""
 INFERENCE_SERVICE = "inference_service"
 """The label the decision-log rules aggregate by, from the pod's KServe label."""
 
@@ -165,11 +169,12 @@ def pushed_families() -> tuple[str, ...]:
 
 def scraped_decision_families() -> tuple[str, ...]:
     """The series names the transformer scrape keeps: the decision log's counter (exposed with
-    `_total`) and its spill gauge, named by components/serving/decision_log.py (imported here: it
-    loads pyarrow and registers its collector, which rendering manifests needs neither of)."""
-    from components.serving import decision_log
+    `_total`) and its spill gauge, named by components/serving/decision_log.py, and the per-version
+    request counter and latency histogram, every series of components/serving/request_log.py's FAMILIES
+    (imported here: they load pyarrow and register their collectors, which rendering needs neither of)."""
+    from components.serving import decision_log, request_log
 
-    return (f"{decision_log.RECORDS}_total", decision_log.SPILL_BYTES)
+    return (f"{decision_log.RECORDS}_total", decision_log.SPILL_BYTES, *request_log.FAMILIES)
 
 
 @dataclass(frozen=True, kw_only=True)

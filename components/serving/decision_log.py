@@ -14,14 +14,13 @@ spilled to a local folder, as the Parquet file it would have been, up to `spill_
 files are re-sent first once the destination answers again and removed only after their write
 succeeded. Past the bound, records are dropped and counted. Every file appears whole or not at all:
 a local file is written under a temporary name and renamed; an S3 object appears when its upload
-completes.
+completes. The same queue and thread carry each request's outcome (components/serving/request_log.py:
+version, status, latency), written under `_requests/` beside the decisions, counted in its own metrics.
 
 Metrics (prometheus_client's default registry, which KServe's ModelServer serves at /metrics):
     mlops_decision_log_records_total{outcome="written"|"spilled"|"dropped"}   records, by what became of them
     mlops_decision_log_spill_bytes                                            bytes waiting in the spill folder
-
-This module is pyarrow, prometheus_client and the standard library: it runs in the transformer's
-environment (.venv-transformer, the image's /opt/transformer).
+This module is pyarrow, prometheus_client and the standard library: the transformer's environment.
 """
 
 from __future__ import annotations
@@ -44,7 +43,8 @@ from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from components.serving import decision_record
+from components.serving import decision_record, request_log
+from components.serving.request_log import RequestOutcome
 
 if TYPE_CHECKING:
     from components.config import DecisionLogSettings
@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 __all__ = [
     "METRICS",
     "RECORDS",
+    "ROLE_VARIABLE",
     "SPILL_BYTES",
     "DecisionLog",
     "Figures",
@@ -74,11 +75,9 @@ SPILL_BYTES = "mlops_decision_log_spill_bytes"
 
 
 class Figures(Collector):
-    """The log's metrics as one collector on prometheus_client's default registry: plain numbers under a lock,
-    exposed as a counter and a gauge. Not prometheus_client's Counter and Gauge: their values follow
-    PROMETHEUS_MULTIPROC_DIR as it was when prometheus_client was first imported, and Feast sets that
-    variable when it is imported (feast/metrics.py), so in a process that imported Feast first they
-    would write to, or fail on, a folder that is not this process's."""
+    """The log's metrics as one collector on the default registry: plain numbers under a lock. Not
+    prometheus_client's Counter and Gauge: their values follow PROMETHEUS_MULTIPROC_DIR as it was when
+    prometheus_client was first imported, and Feast sets it when imported (feast/metrics.py)."""
 
     OUTCOMES = ("written", "spilled", "dropped")
 
@@ -221,6 +220,16 @@ def open_destination(uri: str) -> tuple[Any, str]:
     return fs.LocalFileSystem(), str(root)
 
 
+def _size(offer: Offer | RequestOutcome) -> int:
+    return 1 if isinstance(offer, RequestOutcome) else len(offer.rows)
+
+
+def _count(what: Offer | RequestOutcome | str, outcome: str, records: int) -> None:
+    """Decisions counted in METRICS, request outcomes (or their files) in request_log.METRICS."""
+    requests = what.startswith(f"{request_log.FOLDER}/") if isinstance(what, str) else isinstance(what, RequestOutcome)
+    (request_log.METRICS.count_log if requests else METRICS.count)(outcome, records)
+
+
 def _local_put(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f"{_PARTIAL}{path.name}.{uuid.uuid4().hex}")  # readers skip names starting with .
@@ -246,7 +255,7 @@ class DecisionLog:
         self.identity, self.filesystem, self.root = identity, filesystem, root.rstrip("/")
         self.batch_records, self.flush_seconds, self.spill_max_bytes = batch_records, flush_seconds, spill_max_bytes
         self.spill_dir = Path(spill_dir) / identity.namespace / identity.model_name / identity.serving_role
-        self._queue: queue.Queue[Offer] = queue.Queue()
+        self._queue: queue.Queue[Offer | RequestOutcome] = queue.Queue()
         self._queue_max, self._queued, self._lock = max(1, queue_max_records), 0, threading.Lock()
         self._stop = threading.Event()
         self._local = type(filesystem).__name__ == "LocalFileSystem"
@@ -256,21 +265,21 @@ class DecisionLog:
         self._thread.start()
 
     # --- the request path ---------------------------------------------------------------------------
-    def offer(self, offer: Offer) -> None:
-        """Hand one answered request over; never blocks, never raises (a full queue drops and counts)."""
+    def offer(self, offer: Offer | RequestOutcome) -> None:
+        """Hand one answered request (or an outcome) over; never blocks, never raises (full: dropped, counted)."""
         try:
-            count = len(offer.rows)
+            count = _size(offer)
             with self._lock:  # bounded in records, not requests: one request may carry max_rows of them
                 full = self._queued + count > self._queue_max
                 if not full:
                     self._queued += count
             if full:
-                METRICS.count("dropped", count)
+                _count(offer, "dropped", count)
                 return
             self._queue.put_nowait(offer)
         except Exception:  # the log must never fail a request
             log.exception("decision log: offer dropped")
-            METRICS.count("dropped", len(offer.rows))
+            _count(offer, "dropped", _size(offer))
 
     # --- the thread -------------------------------------------------------------------------------
     def close(self, timeout: float = 30.0) -> None:
@@ -279,18 +288,18 @@ class DecisionLog:
         self._thread.join(timeout)
 
     def _run(self) -> None:
-        pending: list[Offer] = []
+        pending: list[Offer | RequestOutcome] = []
         rows, since = 0, time.monotonic()
         while True:
             stopping = self._stop.is_set()
             try:
                 offer = self._queue.get(timeout=0.0 if stopping else min(0.1, self.flush_seconds))
                 with self._lock:
-                    self._queued -= len(offer.rows)
+                    self._queued -= _size(offer)
                 if not pending:
                     since = time.monotonic()
                 pending.append(offer)
-                rows += len(offer.rows)
+                rows += _size(offer)
             except queue.Empty:
                 if stopping:
                     self._flush(pending)
@@ -300,24 +309,29 @@ class DecisionLog:
                 self._flush(pending)
                 pending, rows, since = [], 0, time.monotonic()
 
-    def _flush(self, offers: list[Offer]) -> None:
+    def _flush(self, offers: list[Offer | RequestOutcome]) -> None:
         try:
             files = self._files(offers)
             sink_up = self._resend()
             for relative, data, count in files:
                 if sink_up and self._put(relative, data):
-                    METRICS.count("written", count)
+                    _count(relative, "written", count)
                 else:
                     sink_up = False
                     self._spill(relative, data, count)
         except Exception:  # a bug here must not kill the thread: log it, count what was lost
             log.exception("decision log: a flush failed")
-            METRICS.count("dropped", sum(len(offer.rows) for offer in offers))
+            for offer in offers:
+                _count(offer, "dropped", _size(offer))
 
-    def _files(self, offers: list[Offer]) -> list[tuple[str, bytes, int]]:
-        """Offers as Parquet files, one per (model, version, day): (path under the root, bytes, records)."""
+    def _files(self, offers: list[Offer | RequestOutcome]) -> list[tuple[str, bytes, int]]:
+        """Offers as Parquet files per (model, version, day): (path under the root, bytes, records)."""
+        outcomes = [offer for offer in offers if isinstance(offer, RequestOutcome)]
+        files = request_log.files_of(outcomes, self.identity) if outcomes else []
         groups: dict[tuple[str, str], list[decision_record.DecisionRecord]] = {}
         for offer in offers:
+            if isinstance(offer, RequestOutcome):
+                continue
             try:
                 built = records_of(offer, self.identity)
             except Exception:
@@ -326,7 +340,6 @@ class DecisionLog:
                 continue
             for record in built:
                 groups.setdefault((record.model_version, record.day), []).append(record)
-        files = []
         ns = self.identity.namespace
         for (version, day), records in groups.items():
             key = decision_record.file_key(ns, self.identity.model_name, version or "unknown", day)
@@ -352,17 +365,17 @@ class DecisionLog:
         if self._spilled + len(data) > self.spill_max_bytes:
             log.error("decision log: the spill folder %s is full (%d of %d bytes): %d records dropped",
                       self.spill_dir, self._spilled, self.spill_max_bytes, count)  # fmt: skip
-            METRICS.count("dropped", count)
+            _count(relative, "dropped", count)
             return
         try:
             _local_put(self.spill_dir / relative, data)
         except OSError:
             log.exception("decision log: spilling to %s failed: %d records dropped", self.spill_dir, count)
-            METRICS.count("dropped", count)
+            _count(relative, "dropped", count)
             return
         self._spilled += len(data)
         METRICS.spill_bytes(self._spilled)
-        METRICS.count("spilled", count)
+        _count(relative, "spilled", count)
 
     def _spill_files(self) -> list[Path]:
         if not self.spill_dir.is_dir():
@@ -374,19 +387,19 @@ class DecisionLog:
         """Re-send the spilled files, oldest first; False at the first the destination refuses (it is still down)."""
         for path in self._spill_files():
             data = path.read_bytes()
-            if not self._put(path.relative_to(self.spill_dir).as_posix(), data):
+            if not self._put(relative := path.relative_to(self.spill_dir).as_posix(), data):
                 return False
             path.unlink()
             self._spilled = max(0, self._spilled - len(data))
             METRICS.spill_bytes(self._spilled)
-            METRICS.count("written", pq.read_metadata(pa.BufferReader(data)).num_rows)
+            _count(relative, "written", pq.read_metadata(pa.BufferReader(data)).num_rows)
         return True
 
 
 class Sink(Protocol):
     """What the transformer holds: a DecisionLog, or a Refused one."""
 
-    def offer(self, offer: Offer) -> None: ...
+    def offer(self, offer: Offer | RequestOutcome) -> None: ...
 
     def close(self, timeout: float = 30.0) -> None: ...
 
@@ -398,8 +411,8 @@ class Refused:
     def __init__(self, reason: str) -> None:
         self.reason = reason
 
-    def offer(self, offer: Offer) -> None:
-        METRICS.count("dropped", len(offer.rows))
+    def offer(self, offer: Offer | RequestOutcome) -> None:
+        _count(offer, "dropped", _size(offer))
 
     def close(self, timeout: float = 30.0) -> None:
         return None

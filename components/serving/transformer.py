@@ -26,6 +26,8 @@ non-numeric or out-of-range field 400, a body over `scoring.max_body_bytes` 400 
 parsed; gRPC: RESOURCE_EXHAUSTED), an unknown entity under `scoring.unknown_entity: reject` 404, Redis
 or Triton unreachable 503 with a fixed message and the request id, the cause logged in full here.
 The join runs on a bounded pool of threads (components.serving.scoring.OffLoopJoiner), off the event loop.
+Every request that reaches the model, answered or failed, is timed and counted per version, role and
+code class (components/serving/request_log.py), and its outcome handed to the decision log's queue.
 
 This module runs in the transformer's own environment (`make transformer-env`, the image's
 /opt/transformer): kserve pins psutil<6, which the pipeline's stack does not resolve with.
@@ -34,9 +36,12 @@ This module runs in the transformer's own environment (`make transformer-env`, t
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
+import os
 import re
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,14 +50,15 @@ from typing import Any
 import numpy as np
 import yaml
 from kserve import Model, ModelServer, model_server
-from kserve.errors import InvalidInput, ModelNotFound, ServerNotReady
+from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady, ServerNotReady
+from kserve.model import InferenceVerb
 from kserve.protocol.grpc.grpc_predict_v2_pb2 import ModelInferRequest
 from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
 
 from components.config import ScoringSettings
 from components.errors import ComponentError, transient_reason
 from components.platform.readonly import read_only_registry
-from components.serving import decision_log
+from components.serving import decision_log, request_log
 from components.serving.answers import v1_answer, v2_columns
 from components.serving.predictor import STEP, PredictorModel, describe_predictor, fetch_model_config
 from components.serving.request_guard import EXPLAIN_OFF
@@ -68,6 +74,7 @@ __all__ = [
     "Unavailable",
     "describe_predictor",
     "fetch_model_config",
+    "http_code_of",
     "install_guards",
     "main",
     "parser",
@@ -99,6 +106,16 @@ class Unavailable(ServerNotReady):
 class ExplainOff(Exception):
     """The explain verb while scoring.explain.enabled is off: 403 (components.serving.request_guard refuses it
     first, by path; this is the same rule where the verb itself is reached)."""
+
+
+def http_code_of(error: BaseException) -> int:
+    """The HTTP status KServe's handlers (and install_guards') answer an exception raised by the model with;
+    a request the caller abandoned (its task cancelled) is 499, the caller's."""
+    codes: list[tuple[type[BaseException], int]] = [
+        (InvalidInput, 400), (ExplainOff, 403), (ModelNotFound, 404), (asyncio.CancelledError, 499),
+        (ServerNotReady, 503), (ModelNotReady, 503), (NotImplementedError, 501),
+    ]  # fmt: skip
+    return next((code for kind, code in codes if isinstance(error, kind)), 500)
 
 
 def _message(error: ComponentError) -> str:
@@ -230,6 +247,7 @@ class ScoringTransformer(Model):
         self.model: PredictorModel | None = None
         self.joiner: OffLoopJoiner | None = None
         self.decision_log: decision_log.Sink | None = None
+        self.outcomes = request_log.Recorder(name, os.environ.get(decision_log.ROLE_VARIABLE) or "champion")
 
     def load(self) -> bool:
         self.model = describe_predictor(self.predictor_grpc, self.name, wait_seconds=self.wait_seconds)
@@ -257,6 +275,23 @@ class ScoringTransformer(Model):
             self.decision_log.close(timeout=8.0)  # inside the pod's and `mlops serve --stop`'s grace period
         super().stop()
 
+    async def __call__(
+        self, body: Any, headers: dict[str, str] | None = None, verb: InferenceVerb = InferenceVerb.PREDICT
+    ) -> Any:
+        """KServe's preprocess, predict or explain, postprocess, timed, and its outcome recorded (answered or
+        failed) after the fact: in this process's metrics and, through a put_nowait, in the decision log."""
+        call, started, code = request_log.Call(), time.perf_counter(), 200
+        token = request_log.CALL.set(call)
+        try:
+            return await super().__call__(body, headers, verb)
+        except BaseException as error:
+            code = http_code_of(error)
+            raise
+        finally:
+            request_log.CALL.reset(token)
+            call.request_id = call.request_id or request_id_of((headers or {}).get("x-request-id"))
+            self.outcomes.record(call, code, time.perf_counter() - started, self.decision_log)
+
     async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Scoring:
         assert self.joiner is not None
         v2 = isinstance(payload, InferRequest | ModelInferRequest)
@@ -280,6 +315,7 @@ class ScoringTransformer(Model):
             request_id = request_id_of((headers or {}).get("x-request-id"))
         else:
             raise BadRequest('send a JSON object: {"instances": [{...}]} (V1) or a V2 inference request')
+        request_log.Recorder.started(request_id, len(rows))
         try:
             joined = await self.joiner.join(rows)
         except RequestError as error:
@@ -309,6 +345,7 @@ class ScoringTransformer(Model):
                   for start in range(0, len(payload.matrix), self.model.max_batch_size)]  # fmt: skip
         score = np.concatenate([scores for scores, _version in chunks]).astype(np.float32)
         version = chunks[0][1]
+        self.outcomes.answered(version)
         if self.decision_log is not None:  # after the answer is computed; a put_nowait, never raises
             self.decision_log.offer(
                 decision_log.Offer(payload.request_id, decision_log.now(), version, payload.rows,

@@ -9,16 +9,19 @@ fronts both predictors, so `serving_role` cannot tell them apart; the counts per
   population stability index of the canary's scores on the champion's deciles;
 - the realized metrics, where labels exist (`components.platform.outcomes.realized`, per version and
   role; with none labelled, "no outcomes yet");
-- p99 latency and error rate: the decision log records neither, and the transformer's own metrics
-  (KServe's request_*_seconds histograms, labelled by model name only; no error counter) cannot tell
-  the canary from the champion, so the evidence says "not measured", with why; never a made-up figure.
+- the error rate (5xx answers per 100 requests) and the p99 latency per version, from the request
+  outcomes the transformer records beside the decision log, or from Prometheus
+  (components/platform/serving_figures.py: `serving`). "not measured", with why, only when there is
+  nothing for a version; requests no version can be named for are reported as `unattributed`.
 
 The verdict, in this order: `wait` while either version has fewer than promote.analysis_min_decisions
 decisions in the window; `rollback` when KS exceeds promote.analysis_max_ks, PSI exceeds
 promote.analysis_max_psi, or, with promote.analysis_min_labelled labelled decisions each, the canary's
-realized metric is worse than the champion's by more than promote.analysis_max_realized_drop; else
-`promote`. The evidence (every figure, the thresholds, the reasons) is a JSON-able dict the serving
-history records with the step.
+realized metric is worse than the champion's by more than promote.analysis_max_realized_drop, or, with
+promote.analysis_min_requests requests each, the canary's error rate exceeds the champion's by more than
+promote.analysis_max_error_rate_increase percentage points or its p99 is more than
+promote.analysis_max_p99_ratio times the champion's; else `promote`. The evidence (every figure, the
+thresholds, the reasons) is a JSON-able dict the serving history records with the step.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
 
+    from components.platform.serving_figures import ServingFigures
+
 __all__ = [
     "NOT_MEASURED_SERVING",
     "PSI_FLOOR",
@@ -46,8 +51,10 @@ __all__ = [
     "analyze",
     "canary_start",
     "compare_scores",
+    "judge_serving",
     "population_stability_index",
     "realized_hook",
+    "serving_hook",
 ]
 
 STEP = "promote"
@@ -55,10 +62,10 @@ VERDICTS = ("promote", "rollback", "wait")
 PSI_FLOOR = 1e-4
 """A bin's share is at least this in the PSI, so an empty bin weighs a large, finite amount."""
 NOT_MEASURED_SERVING = {
-    "latency_p99": "not measured: the decision log records no latency, and the transformer's latency histograms "
-    "(KServe's request_predict_seconds) carry the model name only, not the version or role that answered",
-    "error_rate": "not measured: a failed request logs no decision, and the transformer exposes no error counter",
+    "latency_p99": "not measured: the request outcomes were not read",
+    "error_rate": "not measured: the request outcomes were not read",
 }
+"""What the evidence says when the analysis is given no serving figures at all (`serving` None)."""
 HIGHER_IS_BETTER = {"roc_auc": True, "pr_auc": True, "brier": False, "mae": False}
 """The realized metric judged, first found in this order, and its direction; mae's drop is relative."""
 
@@ -136,6 +143,24 @@ def realized_hook() -> RealizedHook:
 
     hook: RealizedHook = realized
     return hook
+
+
+def serving_hook(
+    log_root: str, model: str, settings: PromoteSettings, since: dt.datetime, until: dt.datetime, prometheus: str = ""
+) -> Callable[[], ServingFigures]:
+    """The window's request figures per version: from Prometheus when `prometheus` (--prometheus) or
+    promote.prometheus_url names one, else from the decision log's request outcomes at `log_root`."""
+    from components.platform import serving_figures
+
+    url = prometheus or settings.prometheus_url
+
+    def read() -> ServingFigures:
+        if url:
+            return serving_figures.from_prometheus(url, namespace=settings.namespace, model=model, since=since,
+                                                   until=until)  # fmt: skip
+        return serving_figures.from_log(log_root, model, since, until)
+
+    return read
 
 
 def _rows(found: Any) -> list[dict[str, Any]]:
@@ -217,9 +242,11 @@ def analyze(
     until: dt.datetime,
     settings: PromoteSettings,
     realized: Callable[[], Any] | None = None,
+    serving: Callable[[], ServingFigures] | None = None,
 ) -> Verdict:
     """The verdict on the decisions in `table` made from `since` to `until` (the canary window), with its
-    evidence; `realized` returns the realized rows over the window, or None (no outcomes yet)."""
+    evidence; `realized` returns the realized rows over the window, or None (no outcomes yet); `serving`
+    the request figures per version over the window (from the log or Prometheus)."""
     import pyarrow.compute as pc
 
     if champion == canary:
@@ -236,6 +263,9 @@ def analyze(
         "max_psi": settings.analysis_max_psi,
         "min_labelled": settings.analysis_min_labelled,
         "max_realized_drop": settings.analysis_max_realized_drop,
+        "min_requests": settings.analysis_min_requests,
+        "max_error_rate_increase": settings.analysis_max_error_rate_increase,
+        "max_p99_ratio": settings.analysis_max_p99_ratio,
     }
     evidence: dict[str, Any] = {
         "window": {"since": since.isoformat(), "until": until.isoformat()},
@@ -250,6 +280,10 @@ def analyze(
         realized_reason = None
     else:
         evidence["realized"], realized_reason = _realized(_rows(found), champion, canary, settings)
+    serving_reasons: list[str] = []
+    if serving is not None:
+        served, serving_reasons = judge_serving(serving(), champion, canary, settings)
+        evidence |= served
     least = settings.analysis_min_decisions
     short = [
         f"{side['scored']} {role}" for role, side in (("champion", old), ("canary", new)) if side["scored"] < least
@@ -264,11 +298,51 @@ def analyze(
     against = [f"KS {ks:.4f} > {max_ks}"] if ks > max_ks else []
     against += [f"PSI {psi:.4f} > {max_psi}"] if psi > max_psi else []
     against += [realized_reason] if realized_reason else []
+    against += serving_reasons
     if against:
         return _verdict("rollback", tuple(against), evidence)
     passed = f"KS {ks:.4f} <= {max_ks}, PSI {psi:.4f} <= {max_psi}"
+    passed += "".join(f", {evidence[key].split(': ', 1)[1]}" for key in ("error_rate", "latency_p99")
+                      if evidence[key].startswith("judged: "))  # fmt: skip
     return _verdict("promote", (passed,), evidence)
 
 
 def _verdict(action: str, reasons: tuple[str, ...], evidence: dict[str, Any]) -> Verdict:
     return Verdict(action=action, reasons=reasons, evidence={**evidence, "verdict": action, "reasons": list(reasons)})
+
+
+def judge_serving(
+    figures: ServingFigures, champion: int, canary: int, settings: PromoteSettings
+) -> tuple[dict[str, Any], list[str]]:
+    """The serving evidence (`serving`, `error_rate`, `latency_p99`) and the rollback reasons it gives:
+    judged only with analysis_min_requests requests for each version, else reported with why."""
+    versions = {"champion": champion, "canary": canary}
+    sides = {role: figures.versions.get(str(version)) for role, version in versions.items()}
+    shown: dict[str, Any] = {
+        role: {"version": versions[role], **(side.as_evidence() if side else {"requests": 0})}
+        for role, side in sides.items()
+    }
+    shown |= {"source": figures.source, "unattributed": figures.unattributed.as_evidence(),
+              "attributed_by_serving": figures.attributed_by_serving}  # fmt: skip
+    evidence: dict[str, Any] = {"serving": shown}
+    absent = [f"v{versions[role]}" for role, side in sides.items() if side is None or not side.requests]
+    old, new = sides["champion"], sides["canary"]
+    if figures.missing or absent or old is None or new is None:
+        why = f"not measured: {figures.missing or 'no requests of ' + ' or '.join(absent) + ' in the window'}"
+        return evidence | dict.fromkeys(("error_rate", "latency_p99"), f"{why} ({figures.source})"), []
+    increase = (new.error_rate or 0.0) - (old.error_rate or 0.0)
+    max_increase, max_ratio = settings.analysis_max_error_rate_increase, settings.analysis_max_p99_ratio
+    rates = (
+        f"canary {new.error_rate:.2f}% vs champion {old.error_rate:.2f}% ({increase:+.2f} points, max +{max_increase})"
+    )
+    ratio, p99 = None, "no p99 for a version"
+    if old.p99_ms and new.p99_ms is not None:
+        ratio = new.p99_ms / old.p99_ms
+        p99 = f"canary {new.p99_ms:.1f} ms vs champion {old.p99_ms:.1f} ms (ratio {ratio:.2f}, max {max_ratio})"
+    least = min(old.requests, new.requests)
+    if least < settings.analysis_min_requests:
+        note = f"reported, not judged: {least} requests for a version, fewer than {settings.analysis_min_requests}: "
+        return evidence | {"error_rate": note + rates, "latency_p99": note + p99}, []
+    reasons = [f"error rate {rates}"] if increase > max_increase else []
+    reasons += [f"p99 {p99}"] if ratio is not None and ratio > max_ratio else []
+    return evidence | {"error_rate": f"judged: error rate {rates}", "latency_p99": f"judged: p99 {p99}"}, reasons

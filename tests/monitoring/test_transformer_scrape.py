@@ -1,8 +1,8 @@
 """The scrape of each namespace's scoring transformers (issue 32; pipelines/tenant_monitoring.py):
 the PodMonitor is valid against the Prometheus Operator's CRD, the series it stores from the real
-transformer's collector are the decision log's two families only, with the pod's namespace and
-InferenceService whatever the body says, and those are the series the promtool case "decision
-log" feeds DecisionLogDropping and DecisionLogSpilling."""
+transformer's collectors are the decision log's two families and the request log's per-version
+figures only, with the pod's namespace and InferenceService whatever the body says, and the decision
+log's are the series the promtool case "decision log" feeds DecisionLogDropping and DecisionLogSpilling."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from components.serving.decision_log import RECORDS, SPILL_BYTES, Figures
+from components.serving.request_log import BUCKETS, RequestFigures
 from pipelines.tenant_monitoring import (
     SCRAPE_JOB,
     TRANSFORMER_PORT_NAME,
@@ -59,14 +60,17 @@ def _pod(namespace: str, service: str, *, component: str = "transformer") -> dic
 
 
 def _exposition(written: int, spilled: int, dropped: int, spill_bytes: int) -> str:
-    """The transformer's /metrics body: the real collector's exposition (a Figures on a registry of
-    its own, rendered by prometheus_client as KServe's ModelServer renders the default registry)."""
-    figures = Figures()
+    """The transformer's /metrics body: the real collectors' exposition (a Figures and a RequestFigures
+    with one answered request, on a registry of their own, rendered by prometheus_client as KServe's
+    ModelServer renders the default registry)."""
+    figures, requests = Figures(), RequestFigures()
     for outcome, count in (("written", written), ("spilled", spilled), ("dropped", dropped)):
         figures.count(outcome, count)
     figures.spill_bytes(spill_bytes)
+    requests.observe("fraud-detector", "3", "canary", 200, 0.02)
     registry = CollectorRegistry()
     registry.register(figures)
+    registry.register(requests)
     return generate_latest(registry).decode()
 
 
@@ -197,9 +201,10 @@ def test_only_the_decision_log_is_kept_with_the_pods_namespace() -> None:
     """The real collector's body, plus what a body must not be able to do: a forged
     `namespace="other"` (and `job`, `inference_service`) on a decision-log series, and a foreign
     family (a drift gauge, which would feed ModelDriftDetected; a KServe request counter). Stored:
-    only the decision log's families (decision_log.RECORDS with `_total`, decision_log.SPILL_BYTES),
-    every one with the pod's namespace and InferenceService and the transformer's job, no
-    exported_* label; the forged series is stored as fraud's own. Negative cases: the same monitor
+    only the decision log's families (decision_log.RECORDS with `_total`, decision_log.SPILL_BYTES)
+    and the request log's per-version figures (request_log.FAMILIES), every one with the pod's namespace
+    and InferenceService and the transformer's job, no exported_* label; the forged series is stored as
+    fraud's own. Negative cases: the same monitor
     finds no target in another namespace, on the queue-proxy's ports, or on a predictor's pod; and
     the scrape broken on purpose (honor_labels, as the Pushgateway's was before issue 29) keeps the
     forged namespace."""
@@ -213,7 +218,11 @@ def test_only_the_decision_log_is_kept_with_the_pods_namespace() -> None:
     stored = _scraped("fraud", "fraud-detector", body + forged)
     kept = [series for series in stored if series]
     assert {series["__name__"] for series in kept} == set(scraped_decision_families())
-    assert len(kept) == 5 and stored[-2:] == [None, None], stored  # three outcomes, the gauge, the forgery
+    per_version = 1 + len(BUCKETS) + 1 + 2 + 3  # one code class, the buckets and +Inf, sum, count; 3 log outcomes
+    assert len(kept) == 5 + per_version and stored[-2:] == [None, None], stored  # + 3 outcomes, gauge, forgery
+    (answered,) = [s for s in kept if s["__name__"] == "mlops_transformer_requests_total"]
+    assert {k: answered[k] for k in ("model", "version", "role", "code_class")} == {
+        "model": "fraud-detector", "version": "3", "role": "canary", "code_class": "2xx"}  # fmt: skip
     pod, address = PODS[("fraud", "fraud-detector")]
     for series in kept:
         assert {k: series[k] for k in ("namespace", "inference_service", "job", "pod", "container", "endpoint")} == {
@@ -221,7 +230,7 @@ def test_only_the_decision_log_is_kept_with_the_pods_namespace() -> None:
             "container": "kserve-container", "endpoint": "user-port",
         }, series  # fmt: skip
         assert series["instance"] == f"{address}:8080" and not any(k.startswith("exported_") for k in series)
-    dropped = [s for s in kept if s.get("outcome") == "dropped"]
+    dropped = [s for s in kept if s.get("outcome") == "dropped" and s["__name__"] == f"{RECORDS}_total"]
     assert len(dropped) == 2 and all(s["namespace"] == "fraud" for s in dropped)
 
     monitor = transformer_pod_monitor("fraud")
@@ -253,7 +262,8 @@ def test_the_promtool_case_feeds_the_rules_what_the_scrape_stores() -> None:
     for namespace, service in PODS:
         scraped += _scraped(namespace, service, _exposition(written=1, spilled=1, dropped=1, spill_bytes=1))
     assert None not in scraped
-    assert sorted(_key(s) for s in scraped if s) == sorted(_key(s) for s in expected)
+    alerted = {f"{RECORDS}_total", SPILL_BYTES}  # the request log's per-version series feed no rule, only --analyze
+    assert sorted(_key(s) for s in scraped if s and s["__name__"] in alerted) == sorted(_key(s) for s in expected)
     before = {"__name__": f"{RECORDS}_total", "namespace": "fraud", "inference_service": "fraud-detector",
               "pod": "fraud-detector-transformer-1", "outcome": "dropped"}  # fmt: skip
     assert before not in scraped
