@@ -19,6 +19,9 @@ when a committed Constraint drifts from them, so each fact has one source:
 - workflow-metrics-label-their-own-namespace: the metric labels the owners' routes match on
   (pipelines/alerting.py) that the platform's own run counter fills from the workflow itself
   (pipelines/argo_metrics.py: `namespace: {{workflow.namespace}}`), each with that one value.
+- production-promotion-evidence: only its `appliers`, the identities that apply a recorded sign-off
+  (components/steps/promote_identity.py APPLIERS, which `mlops promote` checks the kubeconfig against);
+  its thresholds are the policy's own.
 """
 
 from __future__ import annotations
@@ -229,6 +232,12 @@ def _tenant_namespaces() -> list[str]:
     return load(MANIFESTS).names
 
 
+def _promotion_appliers() -> list[str]:
+    from components.steps.promote_identity import promotion_appliers
+
+    return promotion_appliers()
+
+
 def _excluded_serving_namespaces() -> list[str]:
     return [*NEVER_MATCHED_NAMESPACES, *SERVING_SYSTEM_NAMESPACES]
 
@@ -247,9 +256,10 @@ GENERATED: dict[str, dict[str, Callable[[], Any]]] = {
         "parameters": workflow_metric_label_parameters,
         "excludedNamespaces": _never_matched_namespaces,
     },
+    "production-promotion-evidence": {"parameters.appliers": _promotion_appliers},
 }
-"""Each generated Constraint (by name): its spec fields (`parameters`, or a `match` field) and
-what renders them."""
+"""Each generated Constraint (by name): its spec fields (`parameters`, one parameter as
+`parameters.<name>`, or a `match` field) and what renders them."""
 
 
 def sync_parameters(directory: Path, *, write: bool = True) -> list[Path]:
@@ -261,8 +271,9 @@ def sync_parameters(directory: Path, *, write: bool = True) -> list[Path]:
         if not str(document.get("apiVersion", "")).startswith("constraints.gatekeeper.sh/"):
             return False
         changed = False
-        for field, render in GENERATED.get(str(document.get("metadata", {}).get("name", "")), {}).items():
-            parent = document["spec"] if field == "parameters" else document["spec"].setdefault("match", {})
+        for name, render in GENERATED.get(str(document.get("metadata", {}).get("name", "")), {}).items():
+            section, _, field = name.rpartition(".")
+            parent = document["spec"] if name == "parameters" else document["spec"].setdefault(section or "match", {})
             wanted = render()
             if json.loads(json.dumps(parent.get(field))) != wanted:
                 parent[field] = wanted

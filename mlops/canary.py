@@ -8,6 +8,8 @@ admission, apply, history, aliases), never a path of its own:
 
 - promote: `--promote` of the canary (production: the sign-off rules apply, components/steps/promote_signoff.py);
 - rollback: `--rollback` of the canary;
+- either carries the sign-off recorded when the canary started (its history entry's `signed_off_by`) unless
+  --signed-off-by names one: the analysis applies an approval, it never gives one (promote_identity.py);
 - wait: nothing moves; a `wait` entry is appended to the serving history (ServingState ignores it).
 
 Each history entry carries the evidence (`evidence`) and the reason names the verdict's reasons.
@@ -30,7 +32,7 @@ from mlops import rollout
 if TYPE_CHECKING:
     from components.config import PromoteSettings
 
-__all__ = ["STEP", "parse_since", "run", "verdict_for"]
+__all__ = ["STEP", "parse_since", "recorded_sign_off", "run", "verdict_for"]
 
 STEP = "promote"
 
@@ -44,6 +46,18 @@ def parse_since(value: str) -> dt.datetime:
             STEP, f"--since {value!r} is not a date or time", "write YYYY-MM-DD or an ISO time"
         ) from error
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def recorded_sign_off(entries: list[model_registry.HistoryEntry], canary: int) -> str:
+    """The sign-off recorded with the live canary of `canary`: its current run's latest canary entry that
+    carries one (a ramp may repeat it), "" when none did (staging, or a history edited by hand)."""
+    found = ""
+    for entry in entries:
+        if entry.action == "canary" and entry.to_version == canary:
+            found = entry.signed_off_by or found
+        elif entry.action in ("promote", "rollback") or entry.action == "canary":
+            found = ""  # a run ended, or another version's canary began
+    return found
 
 
 def verdict_for(
@@ -106,6 +120,9 @@ def run(
         report["applied"] = asdict(entry)
     else:
         request.action, request.reason, request.evidence = verdict.action, request.reason or reason, verdict.evidence
+        if request.signed_off_by is None and state.canary is not None:
+            recorded = recorded_sign_off(model_registry.history(model_registry.client(), model), state.canary)
+            request.signed_off_by = recorded or None  # none recorded: the config's, as before
         outcome = rollout.execute(request, target)
         report["applied"] = None if outcome.entry is None else asdict(outcome.entry)
         report["after"] = outcome.after.describe()

@@ -12,8 +12,10 @@
 In KServe's Standard (RawDeployment) mode, which ignores canaryTrafficPercent, a canary is a
 spec.canary entry beside the champion's predictor, a promotion retargets spec.predictor to it and a
 rollback removes it (components/steps/promote_canary.py). A production step's sign-off must not be
-the version's trainer (components/steps/promote_signoff.py) and is recorded with the entry, as is a
-canary analysis's evidence (`mlops promote --analyze`, mlops/canary.py).
+the version's trainer (components/steps/promote_signoff.py; the service carries both, `trained-by` and
+`signed-off-by`), must be the identity the cluster authenticates the kubeconfig as unless that identity
+applies recorded sign-offs (components/steps/promote_identity.py, asked with a SelfSubjectReview), and is
+recorded with the entry, as is a canary analysis's evidence (`mlops promote --analyze`, mlops/canary.py).
 
 Every step, in this order: work out the serving state from the registry's history; render the
 InferenceService; evaluate it with the platform's Gatekeeper policies on the real Rego engine
@@ -45,7 +47,8 @@ from components.steps.promote import (
     render_inference_service,
 )
 from components.steps.promote_canary import is_standard, standard_service
-from components.steps.promote_signoff import check_sign_off
+from components.steps.promote_identity import check_signer
+from components.steps.promote_signoff import check_sign_off, trainer_of
 from components.steps.serving_authorization import serving_objects
 from mlops.admission import POLICY_DIR, PolicySet
 
@@ -282,6 +285,10 @@ def execute(request: Request, target: Target) -> Outcome:
     rendered = settings.model_copy(update=requested)
     if rendered.stage == "production" and request.action != "rollback":
         check_sign_off(mlflow, request.model, version, rendered.signed_off_by)
+    requester = None  # on a cluster, in production: who the API server will see apply it (the guard checks it)
+    if rendered.stage == "production" and target.kind == "kubernetes":
+        requester = target.kube.identity()
+        check_signer(requester, rendered.signed_off_by)
     root = request.serving_root or services.serving_root("promote")
 
     def render(number: int, percent: int | None) -> dict[str, Any]:
@@ -292,7 +299,7 @@ def execute(request: Request, target: Target) -> Outcome:
         )  # fmt: skip
         return render_inference_service(
             registration, storage_uri=storage_uri, settings=rendered, canary_percent=percent, probe_readiness=True,
-            transformer=request.transformer,
+            transformer=request.transformer, trained_by=trainer_of(mlflow, request.model, number),
         )  # fmt: skip
 
     if is_standard(mode):  # spec.canary beside the champion's predictor (components/steps/promote_canary.py)
@@ -304,7 +311,7 @@ def execute(request: Request, target: Target) -> Outcome:
         f" at {share}%" if request.action == "canary" else ""
     )
 
-    denied = PolicySet(request.policies).violations(service)
+    denied = PolicySet(request.policies).violations(service, user=requester)
     if denied:
         raise _refuse(
             f"admission would deny InferenceService {namespace}/{request.model} (v{rendered_version}):\n  "

@@ -22,7 +22,8 @@ decoder refuses an unknown field with the same 400, naming every one (a bad valu
 body hides none), otherwise it is dropped with the warning.
 
 `InferenceServiceApi` serves that over HTTP to the real kubernetes client (`mlops promote`: the
-InferenceService, its AuthorizationPolicy and its NetworkPolicy);
+InferenceService, its AuthorizationPolicy and its NetworkPolicy, and the SelfSubjectReview that says
+who the kubeconfig is);
 `TrainerStandIn` answers the custom-objects calls components/steps/trainjob.py makes, and moves a
 TrainJob's status the way Kubeflow Trainer v2 does, read by read.
 """
@@ -217,6 +218,11 @@ def addressed(stored: dict[str, Any], namespace: str, name: str | None) -> None:
                       "generateName is required")  # fmt: skip
 
 
+SELF_SUBJECT_REVIEWS = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
+KUBECONFIG_USER = "bob@bank.internal"
+"""Who the stand-in says the kubeconfig is, unless a test sets `InferenceServiceApi.username`."""
+
+
 class InferenceServiceApi(QuietHandler):
     """get/create/replace of InferenceServices, AuthorizationPolicies and NetworkPolicies (what
     promote applies, SERVED) and KServe's inferenceservice-config, kept in memory, each body
@@ -236,12 +242,15 @@ class InferenceServiceApi(QuietHandler):
     """Object path: what another writer creates there right after a read of that path is 404."""
     forbidden: ClassVar[set[str]] = set()
     """Kinds the caller's RBAC does not cover: each request for one is 403 Forbidden."""
+    username: ClassVar[str] = KUBECONFIG_USER
+    """Who the kubeconfig authenticates as: a SelfSubjectReview's answer ("" plays an anonymous one)."""
 
     @classmethod
     def reset(cls) -> None:
         cls.objects, cls.calls, cls.warnings, cls.edits_after_read = {}, [], [], 0
         cls.forbidden, cls.created_after_read = set(), {}
         cls.deploy_config = {"defaultDeploymentMode": "Serverless"}
+        cls.username = KUBECONFIG_USER
 
     def _send(self, status: int, body: dict[str, Any], warnings: list[str] | None = None) -> None:
         data = json.dumps(body).encode()
@@ -305,6 +314,15 @@ class InferenceServiceApi(QuietHandler):
         return path, stored, warnings
 
     def do_POST(self) -> None:
+        if urlsplit(self.path).path == SELF_SUBJECT_REVIEWS:  # authentication.k8s.io/v1: who am I
+            self.calls.append(f"POST {SELF_SUBJECT_REVIEWS}")
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if body.get("kind") != "SelfSubjectReview":
+                self._send(400, Refused(400, "BadRequest", f"a {body.get('kind')} is not a SelfSubjectReview").status())
+                return
+            info = {"username": self.username, "groups": ["system:authenticated"]} if self.username else {}
+            self._send(201, {**body, "metadata": {"creationTimestamp": None}, "status": {"userInfo": info}})
+            return
         admitted = self._admitted()
         if admitted is None:
             return

@@ -8,7 +8,7 @@ Two outputs, both derived from the registration alone:
   (RawDeployment) mode, where KServe ignores it, a spec.canary entry (promote_canary); a warm
   replica (`minScale: "1"`: a GPU model that scales to zero answers its first request after
   minutes), and the promotion annotations that the admission
-  policy checks: holdout AUC, model card URL, MLflow run id and who signed off.
+  policy checks: holdout AUC, model card URL, MLflow run id, who trained and who signed off.
 Applying it to a cluster is the CLI's job, not this step's.
 """
 
@@ -256,6 +256,7 @@ def render_inference_service(
     canary_percent: int | None,
     probe_readiness: bool = False,
     transformer: TransformerSettings | None = None,
+    trained_by: str = "",
 ) -> dict[str, Any]:
     """The InferenceService for one registered version, everything else from the promote settings.
 
@@ -292,8 +293,9 @@ def render_inference_service(
         annotations[TARGET_BURST_CAPACITY] = "0"
     if "roc_auc" in registration["holdout_metrics"]:
         annotations[annotation("holdout-auc")] = f"{registration['holdout_metrics']['roc_auc']:.6f}"
-    if signed_off_by:
-        annotations[annotation("signed-off-by")] = signed_off_by
+    for key, value in (("trained-by", trained_by), ("signed-off-by", signed_off_by)):  # production admission
+        if value:  # needs both (trained_by: promote_signoff.trainer_of) and tells them apart
+            annotations[annotation(key)] = value
     limits: dict[str, str] = {"cpu": "2"}
     requests: dict[str, str] = {"cpu": "1"}
     if memory_limit:

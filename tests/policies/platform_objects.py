@@ -152,14 +152,16 @@ def _promoted(settings: Any, transformer: Any, version: int, percent: int | None
         settings=settings,
         canary_percent=percent,
         transformer=transformer,
+        trained_by="carol@bank.internal",  # not who signs it off (the promotion guard)
     )
 
 
 @_rendered_once
 def inference_services() -> list[Rendered]:
     """What `mlops promote` renders for each reference pipeline: staging, and production signed
-    off, each with the scoring transformer; and in Standard (RawDeployment) mode a canary, v2 in
-    a spec.canary entry beside v1's predictor (components/steps/promote_canary.py, issue 32)."""
+    off by the tenant member who applies it, each with the scoring transformer; and in Standard
+    (RawDeployment) mode a canary, v2 in a spec.canary entry beside v1's predictor
+    (components/steps/promote_canary.py, issue 32)."""
     from components.config import transformer_settings
     from components.steps.promote_canary import standard_service
 
@@ -168,8 +170,8 @@ def inference_services() -> list[Rendered]:
         cfg = pipeline.config()
         transformer = transformer_settings(cfg, pipeline.spec.image)
         for stage in ("staging", "production"):
-            settings = cfg.promote.model_copy(update={"stage": stage, "signed_off_by": "alice@bank.internal"})
-            user = f"{settings.namespace}-member"
+            user = f"{cfg.promote.namespace}-member"  # applies it, so signs it off as themselves (the guard)
+            settings = cfg.promote.model_copy(update={"stage": stage, "signed_off_by": user})
             service = _promoted(settings, transformer, int(str(REGISTRATION["version"])), cfg.promote.canary_percent)
             found.append(Rendered(f"mlops promote {pipeline.name} ({stage})", service, user))
             standard = settings.model_copy(update={"deployment_mode": "RawDeployment"})

@@ -108,6 +108,7 @@ EVIDENCE = {
     "holdout_auc": "0.93",
     "model_card_url": "s3://mlflow/1/abc/artifacts/model_card.md",
     "mlflow_run_id": "0123456789abcdef0123456789abcdef",
+    "trained_by": "bob@bank.internal",
     "signed_off_by": "alice@bank.internal",
 }
 
@@ -116,7 +117,9 @@ def test_production_service_with_all_evidence_is_allowed(promotion: admission.Po
     assert promotion.violations(inference_service(**EVIDENCE)) == []
 
 
-@pytest.mark.parametrize("missing", ["model_card_url", "signed_off_by", "mlflow_run_id", "holdout_metric"])
+@pytest.mark.parametrize(
+    "missing", ["model_card_url", "signed_off_by", "trained_by", "mlflow_run_id", "holdout_metric"]
+)
 def test_missing_evidence_is_named(promotion: admission.Policy, missing: str) -> None:
     evidence = {k: v for k, v in EVIDENCE.items() if k != missing}
     denied = promotion.violations(inference_service(**evidence))
@@ -236,7 +239,7 @@ def test_a_promoted_service_from_the_pipeline_passes_once_signed_off(
     from components.config import PromoteSettings
 
     production = PromoteSettings(namespace="fraud", stage="production", gpu=True, memory_limit="4Gi")
-    kwargs: dict[str, Any] = {"storage_uri": "s3://models/x", "canary_percent": 10}
+    kwargs: dict[str, Any] = {"storage_uri": "s3://models/x", "canary_percent": 10, "trained_by": "bob@bank.internal"}
     unsigned = render_inference_service(registration, settings=production, **kwargs)
     assert any("signed-off-by" in m for m in promotion.violations(unsigned))
     signed_off = production.model_copy(update={"signed_off_by": "alice@bank.internal"})
