@@ -26,7 +26,7 @@ from components.errors import ComponentError
 from components.platform import model_registry
 from components.serving.decision_record import DecisionRecord, file_key, table_of, write_file
 from components.steps.canary_analysis import analyze, population_stability_index
-from mlops import lint
+from mlops import lint, rollout
 from mlops.cli import main
 from tests.conftest import train_evaluate_register
 
@@ -334,3 +334,39 @@ def test_an_outcomes_store_that_fails_stops_the_analysis_instead_of_reading_as_n
     monkeypatch.setattr(outcomes, "realized", answering)
     assert _promote(registry, "--analyze", "--log", log, "--config", config) == 0
     assert len(model_registry.history(registry["mlflow"], MODEL)) == before + 1
+
+
+def test_the_hourly_sweep_judges_a_canary_only_once_its_window_has_passed(
+    registry: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`mlops canary-analysis` (the tenant's hourly CronWorkflow, mlops/canary_sweep.py): a canary inside
+    its promote.canary_window (24h, the pipeline's) is left alone and nothing is recorded; past it, the
+    worse canary is rolled back through the lifecycle with its evidence; then there is no canary to
+    judge. Another namespace's sweep never touches it; a model the registry does not know fails alone
+    (exit 2) without stopping the others."""
+    from mlops import canary_sweep
+    from mlops.cli.serving import pipeline_request
+
+    config = _config(registry["tmp"])
+    monkeypatch.setenv("MLOPS_DECISION_LOG_URI", _canary_with_log(registry, config, _scores(2, 600, shift=0.25)))
+    before = len(model_registry.history(registry["mlflow"], MODEL))
+    capsys.readouterr()
+    assert main(["canary-analysis", "--namespace", "fraud", "--out", str(registry["gitops"]), "--json"]) == 0
+    [printed] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert printed["status"] == "not-due" and "promote.canary_window 24h" in printed["detail"], printed
+    assert len(model_registry.history(registry["mlflow"], MODEL)) == before, "judged inside its window"
+
+    def request_for(cfg: Any, model: str) -> Any:
+        return pipeline_request(cfg, model, action="promote")
+
+    gitops = rollout.Target(kind="gitops", folder=registry["gitops"])
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=25)
+    [elsewhere] = canary_sweep.sweep("pricing", gitops, request_for, now=later)
+    assert elsewhere.status == "elsewhere" and len(model_registry.history(registry["mlflow"], MODEL)) == before
+    found = canary_sweep.sweep("fraud", gitops, request_for, models=[MODEL, "no-such-model"], now=later)
+    assert [f.status for f in found] == ["analyzed", "failed"] and canary_sweep.exit_code(found) == 2
+    entry = _last(registry)
+    assert (entry.action, entry.from_version, entry.to_version) == ("rollback", CANARY, CHAMPION)
+    assert entry.evidence["verdict"] == "rollback" and entry.reason.startswith("canary analysis: rollback")
+    [after] = canary_sweep.sweep("fraud", gitops, request_for, now=later)
+    assert after.status == "no-canary" and canary_sweep.exit_code([after]) == 0
