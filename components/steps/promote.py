@@ -293,9 +293,7 @@ def render_inference_service(
         annotations[TARGET_BURST_CAPACITY] = "0"
     if "roc_auc" in registration["holdout_metrics"]:
         annotations[annotation("holdout-auc")] = f"{registration['holdout_metrics']['roc_auc']:.6f}"
-    for key, value in (("trained-by", trained_by), ("signed-off-by", signed_off_by)):  # production admission
-        if value:  # needs both (trained_by: promote_signoff.trainer_of) and tells them apart
-            annotations[annotation(key)] = value
+    annotations |= {annotation(k): v for k, v in (("trained-by", trained_by), ("signed-off-by", signed_off_by)) if v}
     limits: dict[str, str] = {"cpu": "2"}
     requests: dict[str, str] = {"cpu": "1"}
     if memory_limit:
