@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from components.errors import ComponentError
 from components.platform import model_registry
-from components.steps.canary_analysis import Verdict, analyze, canary_start, realized_hook
+from components.steps.canary_analysis import Verdict, analyze, canary_start, realized_hook, serving_hook
 from mlops import rollout
 
 if TYPE_CHECKING:
@@ -61,9 +61,15 @@ def recorded_sign_off(entries: list[model_registry.HistoryEntry], canary: int) -
 
 
 def verdict_for(
-    model: str, settings: PromoteSettings, *, log: str | None = None, since: str | None = None
+    model: str,
+    settings: PromoteSettings,
+    *,
+    log: str | None = None,
+    since: str | None = None,
+    prometheus: str | None = None,
 ) -> tuple[Verdict, rollout.ServingState]:
-    """The verdict on `model`'s live canary over its window, from the history and the decision log."""
+    """The verdict on `model`'s live canary over its window, from the history and the decision log (the
+    error rate and p99 from Prometheus instead when --prometheus or promote.prometheus_url names one)."""
     from components.platform import decisions
 
     mlflow = model_registry.client()
@@ -89,7 +95,7 @@ def verdict_for(
 
     verdict = analyze(
         table, champion=state.champion, canary=state.canary, since=start, until=until, settings=settings,
-        realized=realized,
+        realized=realized, serving=serving_hook(root, model, settings, start, until, prometheus or ""),
     )  # fmt: skip
     return verdict, state
 
@@ -102,9 +108,10 @@ def run(
     log: str | None = None,
     since: str | None = None,
     as_json: bool = False,
+    prometheus: str | None = None,
 ) -> int:
     """Analyze, print, and (unless the target is a dry run) apply the verdict through rollout.execute."""
-    verdict, state = verdict_for(model, request.settings, log=log, since=since)
+    verdict, state = verdict_for(model, request.settings, log=log, since=since, prometheus=prometheus)
     report: dict[str, Any] = {"model": model, "verdict": verdict.action, "reasons": list(verdict.reasons),
                               "evidence": verdict.evidence, "before": state.describe(), "applied": None}  # fmt: skip
     reason = f"canary analysis: {verdict.action}: " + "; ".join(verdict.reasons)

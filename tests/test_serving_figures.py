@@ -11,12 +11,8 @@ why. An unreachable Prometheus is a TransientError (exit 75), never "not measure
 from __future__ import annotations
 
 import datetime as dt
-import json
 import socket
-import threading
-import urllib.parse
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +26,7 @@ from components.serving.decision_log import Identity
 from components.serving.decision_record import DecisionRecord, table_of
 from components.serving.request_log import RequestOutcome, files_of
 from components.steps.canary_analysis import analyze
+from tests.prometheus_query_stand_in import PrometheusStandIn, vector
 
 MODEL = "fraud-detector"
 CHAMPION, CANARY = 1, 2
@@ -138,70 +135,25 @@ def test_nothing_recorded_is_not_measured_with_why(tmp_path: Path) -> None:
 SECONDS = 3660  # the window, SINCE to UNTIL
 REQUESTS_QUERY = (
     "sum by (version, code_class) (increase(mlops_transformer_requests_total"
-    f'{{namespace="fraud",model="{MODEL}"}}[{SECONDS}s]))'
+    f'{{namespace="fraud",model="{MODEL}"}}[{{seconds}}s]))'
 )
 P99_QUERY = (
     "histogram_quantile(0.99, sum by (version, le) (increase(mlops_transformer_request_seconds_bucket"
-    f'{{namespace="fraud",model="{MODEL}"}}[{SECONDS}s])))'
+    f'{{namespace="fraud",model="{MODEL}"}}[{{seconds}}s])))'
 )
 
 
-def _vector(samples: list[tuple[dict[str, str], float]]) -> dict[str, Any]:
-    at = UNTIL.timestamp()
-    result = [{"metric": labels, "value": [at, repr(value) if value == value else "NaN"]} for labels, value in samples]
-    return {"status": "success", "data": {"resultType": "vector", "result": result}}
-
-
-class Prometheus(ThreadingHTTPServer):
-    """Prometheus's GET /api/v1/query on loopback: answers only the queries in `answers`, at the window's end;
-    any other query is refused as Prometheus refuses a bad one (400, status error, errorType bad_data)."""
-
-    def __init__(self, answers: dict[str, dict[str, Any]]) -> None:
-        self.answers: dict[str, dict[str, Any]] = answers
-        self.asked: list[str] = []
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: Prometheus
-
-    def do_GET(self) -> None:
-        address = urllib.parse.urlsplit(self.path)
-        params = urllib.parse.parse_qs(address.query)
-        query, at = params.get("query", [""])[0], params.get("time", [""])[0]
-        self.server.asked.append(query)
-        if address.path != "/api/v1/query" or query not in self.server.answers or float(at) != UNTIL.timestamp():
-            body, status = {"status": "error", "errorType": "bad_data", "error": f"unexpected query {query!r}"}, 400
-        else:
-            body, status = self.server.answers[query], 200
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: Any) -> None:
-        return None
-
-
 @pytest.fixture
-def prometheus() -> Iterator[Prometheus]:
-    def serve(answers: dict[str, dict[str, Any]]) -> Prometheus:
-        server = Prometheus(answers)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return server
+def prometheus() -> Iterator[Callable[..., PrometheusStandIn]]:
+    servers: list[PrometheusStandIn] = []
 
-    servers: list[Prometheus] = []
-    yield serve  # type: ignore[misc]
+    def serve(answers: dict[str, dict[str, Any]], at: float | None = UNTIL.timestamp()) -> PrometheusStandIn:
+        servers.append(PrometheusStandIn(answers, at))
+        return servers[-1]
+
+    yield serve
     for server in servers:
-        server.shutdown()
-        server.server_close()
+        server.close()
 
 
 def _figures(url: str) -> serving_figures.ServingFigures:
@@ -209,15 +161,16 @@ def _figures(url: str) -> serving_figures.ServingFigures:
 
 
 def test_prometheus_gives_the_figures_and_a_canary_with_more_errors_is_rolled_back(prometheus: Any) -> None:
-    requests = _vector([
+    requests = vector([
         ({"version": "1", "code_class": "2xx"}, 998.7), ({"version": "1", "code_class": "5xx"}, 2.0),
         ({"version": "2", "code_class": "2xx"}, 480.0), ({"version": "2", "code_class": "4xx"}, 5.0),
         ({"version": "2", "code_class": "5xx"}, 15.2), ({"version": "unattributed", "code_class": "5xx"}, 3.0),
     ])  # fmt: skip
-    p99 = _vector([({"version": "1"}, 0.081), ({"version": "2"}, 0.09), ({"version": "unattributed"}, float("nan"))])
+    p99 = vector([({"version": "1"}, 0.081), ({"version": "2"}, 0.09), ({"version": "unattributed"}, float("nan"))])
     server = prometheus({REQUESTS_QUERY: requests, P99_QUERY: p99})
     figures = _figures(server.url)
-    assert server.asked == [REQUESTS_QUERY, P99_QUERY]
+    assert server.asked == [q.replace("{seconds}", str(SECONDS)) for q in (REQUESTS_QUERY, P99_QUERY)]
+    assert server.ranges == [SECONDS, SECONDS]
     assert figures.source == f"Prometheus at {server.url} over the last {SECONDS} s"
     champion, canary = figures.versions["1"], figures.versions["2"]
     assert (champion.requests, champion.server_errors, champion.p99_ms) == (1001, 2, pytest.approx(81.0))
@@ -236,9 +189,11 @@ def test_prometheus_that_is_down_is_transient_and_one_that_refuses_is_permanent(
     with pytest.raises(TransientError, match="did not answer") as down:
         _figures(closed)
     assert down.value.exit_code == 75
-    refusing = prometheus({"up": _vector([])})  # expects another query: refuses ours, as a bad query is refused
+    refusing = prometheus({"up": vector([])})  # expects another query: refuses ours, as a bad query is refused
     with pytest.raises(ComponentError, match="refused the query") as refused:
         _figures(refusing.url)
     assert not isinstance(refused.value, TransientError) and refused.value.exit_code == 2
-    empty = prometheus({REQUESTS_QUERY: _vector([]), P99_QUERY: _vector([])})
+    with pytest.raises(ComponentError, match="not a Prometheus address"):
+        _figures("prometheus:9090")
+    empty = prometheus({REQUESTS_QUERY: vector([]), P99_QUERY: vector([])})
     assert _figures(empty.url).missing == f"Prometheus holds no {MODEL} requests in fraud over the window"

@@ -199,6 +199,9 @@ def from_prometheus(
     """The figures of `model` in `namespace` over the window, from Prometheus's query API."""
     from components.serving.request_log import UNATTRIBUTED
 
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise ComponentError(STEP, f"{url!r} is not a Prometheus address", "pass http(s)://host:port, e.g. "
+                             "http://prometheus-operated.monitoring:9090")  # fmt: skip
     seconds = max(60, math.ceil((until - since).total_seconds()))
     asked = queries(namespace, model, seconds)
     counts: dict[str, dict[str, float]] = {}

@@ -118,6 +118,12 @@ def register(sub: Any, argv: list[str]) -> None:
     )
     promote.add_argument("--log", help="--analyze: the decision log's root (default: as mlops decisions finds it)")
     promote.add_argument("--json", action="store_true", help="--analyze: the verdict and its evidence as JSON")
+    promote.add_argument(
+        "--prometheus",
+        metavar="URL",
+        help="--analyze: read each version's error rate and p99 latency from this Prometheus (its query API) "
+        "instead of the decision log's request outcomes (default: promote.prometheus_url)",
+    )
     promote.set_defaults(handler=_promote, validate=validate_promote)
 
     history = sub.add_parser("history", help="which version served when: every canary, promotion and rollback")
@@ -330,7 +336,7 @@ def validate_promote(args: argparse.Namespace) -> str:
                 f"drop --canary/--promote/--rollback/--version/--alias: mlops promote {args.model} --analyze",
             )
         return "analyze"
-    analysis_only = [f for f in ("since", "log", "json") if getattr(args, f, None)]
+    analysis_only = [f for f in ("since", "log", "json", "prometheus") if getattr(args, f, None)]
     if analysis_only:
         raise ComponentError("promote", f"--{analysis_only[0]} belongs to --analyze",
                              f"mlops promote {args.model} --analyze --{analysis_only[0]} ...")  # fmt: skip
@@ -421,7 +427,8 @@ def _promote(args: argparse.Namespace) -> int:
     if action == "analyze":
         from mlops import canary
 
-        return canary.run(args.model, request, target, log=args.log, since=args.since, as_json=args.json)
+        return canary.run(args.model, request, target, log=args.log, since=args.since, as_json=args.json,
+                          prometheus=args.prometheus)  # fmt: skip
     outcome = rollout.execute(request, target)
     report = sys.stderr if target.kind == "dry-run" and not args.out else sys.stdout
     print(f"{args.model}: before: {outcome.before.describe()}", file=report)
