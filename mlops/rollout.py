@@ -19,7 +19,9 @@ recorded with the entry, as is a canary analysis's evidence (`mlops promote --an
 
 Every step, in this order: work out the serving state from the registry's history; render the
 InferenceService; evaluate it with the platform's Gatekeeper policies on the real Rego engine
-(refuse with Gatekeeper's own message: a bad promotion never leaves the laptop); apply it with
+(refuse with Gatekeeper's own message: a bad promotion never leaves the laptop), or, where no policy
+folder travels (the canary analysis in a pod), send every object through the API server's dryRun=All
+first, which runs the installed Gatekeeper; apply it with
 who may call it, its Istio AuthorizationPolicy and NetworkPolicy (issue 29,
 components/steps/serving_authorization.py; Kubernetes API, or a GitOps folder, or nowhere with
 --dry-run, which prints the three documents); then record the history entry and move the
@@ -142,6 +144,14 @@ class Target:
             print("---\n".join(yaml.safe_dump(obj, sort_keys=False) for obj in objects), end="")
         return "dry-run"
 
+    def admit_on_server(self, objects: list[dict[str, Any]], live: dict[str, Any] | None) -> None:
+        """Each object through the API server's dryRun=All (schema, RBAC and every admission webhook,
+        Gatekeeper's included; nothing stored): a refusal of any stops the apply before it begins."""
+        service, authorization = objects[0], objects[1:]
+        for obj in authorization:
+            self.kube.apply_authorization(obj, dry_run=True)
+        self.kube.apply(service, live, dry_run=True)
+
     @staticmethod
     def _write(folder: Path, obj: dict[str, Any]) -> Path:
         """`<folder>/<name>.<kind>.yaml`, atomically (a GitOps agent never reads half a file)."""
@@ -167,7 +177,9 @@ class Request:
     signed_off_by: str | None = None
     reason: str = ""
     serving_root: str | None = None
-    policies: Path = POLICY_DIR
+    policies: Path | None = POLICY_DIR
+    """The Gatekeeper policies to admit against before applying; None on a cluster (`mlops canary-analysis`
+    in a pod, whose image ships none): the API server's dryRun=All runs the installed ones instead."""
     decision_threshold: float = 0.5
     transformer: TransformerSettings | None = None
     """The scoring transformer in front of the predictor (components.config.transformer_settings)."""
@@ -311,7 +323,12 @@ def execute(request: Request, target: Target) -> Outcome:
         f" at {share}%" if request.action == "canary" else ""
     )
 
-    denied = PolicySet(request.policies).violations(service, user=requester)
+    objects = serving_objects(service, rendered, request.transformer)
+    if request.policies is None:  # the cluster's own admission: every object judged first, nothing stored
+        if target.kind != "kubernetes":
+            raise _refuse("no policies to admit against and no cluster to ask", "pass a policy folder")
+        target.admit_on_server(objects, live)
+    denied = [] if request.policies is None else PolicySet(request.policies).violations(service, user=requester)
     if denied:
         raise _refuse(
             f"admission would deny InferenceService {namespace}/{request.model} (v{rendered_version}):\n  "
@@ -321,7 +338,7 @@ def execute(request: Request, target: Target) -> Outcome:
             "nothing was applied, recorded or moved",
         )
 
-    applied = target.apply(serving_objects(service, rendered, request.transformer), live)
+    applied = target.apply(objects, live)
     if target.kind == "dry-run":
         return Outcome(action=request.action, before=before, after=before, service=service, applied=applied, entry=None)
 

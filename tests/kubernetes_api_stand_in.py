@@ -244,6 +244,9 @@ class InferenceServiceApi(QuietHandler):
     """Kinds the caller's RBAC does not cover: each request for one is 403 Forbidden."""
     username: ClassVar[str] = KUBECONFIG_USER
     """Who the kubeconfig authenticates as: a SelfSubjectReview's answer ("" plays an anonymous one)."""
+    webhooks: ClassVar[list[Callable[[dict[str, Any], str], list[str]]]] = []
+    """The installed validating webhooks (Gatekeeper's): what each denies of an object the caller writes,
+    run on every create and replace, dry runs included, after the schema, as the API server does."""
 
     @classmethod
     def reset(cls) -> None:
@@ -251,6 +254,7 @@ class InferenceServiceApi(QuietHandler):
         cls.forbidden, cls.created_after_read = set(), {}
         cls.deploy_config = {"defaultDeploymentMode": "Serverless"}
         cls.username = KUBECONFIG_USER
+        cls.webhooks = []
 
     def _send(self, status: int, body: dict[str, Any], warnings: list[str] | None = None) -> None:
         data = json.dumps(body).encode()
@@ -286,11 +290,18 @@ class InferenceServiceApi(QuietHandler):
                 self.objects[path] = {**self.created_after_read.pop(path)}
                 self.objects[path]["metadata"] = {**self.objects[path]["metadata"], "resourceVersion": "1"}
 
+    def _dry_run(self) -> bool:
+        """dryRun=All: validated and admitted, never stored (any other value the real server refuses)."""
+        given = parse_qs(urlsplit(self.path).query).get("dryRun", [])
+        if given and given != ["All"]:
+            raise Refused(400, "BadRequest", f"invalid dryRun {given}: only All is supported")
+        return bool(given)
+
     def _admitted(self) -> tuple[str, dict[str, Any], list[str]] | None:
         path, field_validation = self._request()
-        self.calls.append(f"{self.command} {path}")
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         try:
+            self.calls.append(f"{self.command} {path}" + (" (dry run)" if self._dry_run() else ""))
             if _kind_of(path) in self.forbidden:
                 raise Refused(403, "Forbidden", f"cannot {self.command} {path}")
             _, namespace, name = route_of(self.command, path, body)
@@ -307,6 +318,10 @@ class InferenceServiceApi(QuietHandler):
                     group = stored["apiVersion"].rpartition("/")[0]
                     raise Refused(409, "AlreadyExists", f'{path.rpartition("/")[2]}.{group} "{meta["name"]}" '
                                   "already exists")  # fmt: skip
+            denied = [message for webhook in self.webhooks for message in webhook(stored, self.username)]
+            if denied:
+                raise Refused(403, "Forbidden", 'admission webhook "validation.gatekeeper.sh" denied the request: '
+                              + "\n".join(denied))  # fmt: skip
         except Refused as refused:
             self._send(refused.code, refused.status())
             return None
@@ -328,7 +343,8 @@ class InferenceServiceApi(QuietHandler):
             return
         path, stored, warnings = admitted
         stored["metadata"]["resourceVersion"] = "1"
-        self.objects[f"{path}/{stored['metadata']['name']}"] = stored
+        if not self._dry_run():
+            self.objects[f"{path}/{stored['metadata']['name']}"] = stored
         self._send(201, stored, warnings)
 
     def do_PUT(self) -> None:
@@ -340,7 +356,8 @@ class InferenceServiceApi(QuietHandler):
             self._send(409, Refused(409, "Conflict", "the object has been modified").status())
             return
         stored["metadata"]["resourceVersion"] = str(int(stored["metadata"]["resourceVersion"]) + 1)
-        self.objects[path] = stored
+        if not self._dry_run():
+            self.objects[path] = stored
         self._send(200, stored, warnings)
 
 

@@ -370,3 +370,63 @@ def test_the_hourly_sweep_judges_a_canary_only_once_its_window_has_passed(
     assert entry.evidence["verdict"] == "rollback" and entry.reason.startswith("canary analysis: rollback")
     [after] = canary_sweep.sweep("fraud", gitops, request_for, now=later)
     assert after.status == "no-canary" and canary_sweep.exit_code([after]) == 0
+
+
+@pytest.mark.parametrize("webhook_denies", [False, True], ids=["admitted", "denied"])
+def test_in_a_pod_the_cluster_admits_every_object_before_any_is_applied(
+    registry: dict[str, Any], monkeypatch: pytest.MonkeyPatch, schemas_dir: Path, webhook_denies: bool
+) -> None:
+    """The analysis in a pod ships no policy folder (`--admission cluster`, policies None): each object
+    goes through the API server's dryRun=All first, which runs Gatekeeper (here the stand-in's webhook
+    evaluating the platform's policies on the real OPA engine, as the kubeconfig's user). Admitted: the
+    dry runs come before the writes and the rollback lands. Denied (the same policies plus a webhook that
+    refuses the rollback): the sweep fails that model with Gatekeeper's words (exit 2), and nothing is
+    stored or recorded: the dry run of the authorization objects wrote nothing either."""
+    from mlops import admission, canary_sweep
+    from mlops.cli.serving import pipeline_request
+    from mlops.kube import Cluster
+    from tests.conftest import write_kubeconfig
+    from tests.kubernetes_api_stand_in import InferenceServiceApi
+    from tests.loopback_http import serving
+
+    policies = admission.PolicySet()
+
+    def gatekeeper(obj: dict[str, Any], user: str) -> list[str]:
+        found = policies.violations(obj, user=user)
+        rollout_note = obj.get("metadata", {}).get("annotations", {}).get("mlops.private-platform.io/rollout", "")
+        return found + (["[no-rollbacks] refused on purpose"] if webhook_denies and "rollback" in rollout_note else [])
+
+    InferenceServiceApi.reset()
+    InferenceServiceApi.webhooks = [gatekeeper]
+    with serving(InferenceServiceApi) as server:
+        kubeconfig = write_kubeconfig(registry["tmp"] / "kubeconfig", server.server_port)
+        config = _config(registry["tmp"])
+        for flags in (["--promote", "--version", str(CHAMPION)], ["--canary", "10", "--version", str(CANARY)]):
+            assert main(["promote", MODEL, *flags, "--config", config, "--kubeconfig", str(kubeconfig)]) == 0
+        now = dt.datetime.now(dt.UTC)
+        _log(registry["log"], CHAMPION, _scores(1, 800), now)
+        _log(registry["log"], CANARY, _scores(2, 600, shift=0.25), now, role="canary")
+        monkeypatch.setenv("MLOPS_DECISION_LOG_URI", str(registry["log"] / "fraud"))
+        stored = json.dumps(InferenceServiceApi.objects, sort_keys=True)
+        before = len(model_registry.history(registry["mlflow"], MODEL))
+        InferenceServiceApi.calls.clear()
+
+        def request_for(cfg: Any, model: str) -> Any:
+            return pipeline_request(cfg, model, action="promote", policies=None)
+
+        target = rollout.Target(kind="kubernetes", cluster=Cluster.from_kubeconfig(kubeconfig))
+        later = now + dt.timedelta(hours=25)
+        [found] = canary_sweep.sweep("fraud", target, request_for, models=[MODEL], now=later)
+    writes = [call for call in InferenceServiceApi.calls if not call.startswith("GET")]
+    dry = [call for call in writes if call.endswith("(dry run)")]
+    assert len(dry) == 3 and writes[: len(dry)] == dry, writes  # every object judged before any is written
+    if webhook_denies:
+        assert (found.status, canary_sweep.exit_code([found])) == ("failed", 2), found
+        assert 'admission webhook "validation.gatekeeper.sh" denied' in found.detail and "no-rollbacks" in found.detail
+        assert json.dumps(InferenceServiceApi.objects, sort_keys=True) == stored, "a denied verdict wrote something"
+        assert len(model_registry.history(registry["mlflow"], MODEL)) == before
+        assert len(writes) == len(dry), writes
+    else:
+        assert found.status == "analyzed", found
+        assert len(writes) == 6, writes
+        assert (_last(registry).action, _last(registry).to_version) == ("rollback", CHAMPION)
