@@ -163,6 +163,8 @@ CORE_KINDS = {
 }
 KIND_GROUPS = {"network_policy": "networking.k8s.io"}
 """The API group of a typed client's kind outside the core group (NetworkingV1Api for promote's NetworkPolicy)."""
+CLUSTER_KINDS = {"self_subject_review": ("selfsubjectreviews", "authentication.k8s.io")}
+"""Typed calls of cluster-scoped kinds (no `namespaced_` in the method): the SelfSubjectReview of a sign-off."""
 
 
 @dataclass(frozen=True)
@@ -234,10 +236,12 @@ def client_calls(module: Path) -> list[ClientCall]:
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
             continue
         found = CLIENT_METHOD.match(node.func.attr)
-        if not found or not (found[2] or found[3] in ("custom_object", "cluster_custom_object")):
+        if not found or not (found[2] or found[3] in ("custom_object", "cluster_custom_object", *CLUSTER_KINDS)):
             continue
         args = [_literal(a, constants) for a in node.args]
-        if found[3] == "custom_object":
+        if found[3] in CLUSTER_KINDS:
+            (resource, group), subresource, namespace, name = CLUSTER_KINDS[found[3]], "", "", None
+        elif found[3] == "custom_object":
             group, resource, subresource, namespace, name = args[0] or "?", args[3] or "?", "", args[2], None
         else:
             resource, subresource = CORE_KINDS.get(found[3], (found[3], ""))
@@ -265,7 +269,12 @@ def client_journeys(module: Path, who: str, tenant: str, why: str, hop: tuple[st
     rows = []
     for call in client_calls(module):
         request = Request(
-            call.verb, call.resource, call.group, call.subresource, call.namespace or tenant, call.name or ""
+            call.verb,
+            call.resource,
+            call.group,
+            call.subresource,
+            tenant if call.namespace is None else call.namespace,
+            call.name or "",  # "": cluster-scoped
         )
         where = f"{module.relative_to(REPO)}:{call.line}"
         rows.append(Journey(who, request, f"{why} ({where})", hop=hop, tolerated=call.caught))

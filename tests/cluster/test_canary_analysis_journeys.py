@@ -75,7 +75,8 @@ def test_the_analysis_does_its_job_in_every_tenant(platform: Platform, tenant: s
                 if (refused := refusal(platform, who, row, tenant)) and not row.tolerated]  # fmt: skip
     assert not failures, f"{platform.overlay}, {tenant}:\n" + "\n".join(failures)
     done = {(r.api.verb, r.api.resource) for r in rows if r.request is not None}
-    for needed in (("update", "inferenceservices"), ("create", "authorizationpolicies"), ("get", "networkpolicies")):
+    for needed in (("update", "inferenceservices"), ("create", "authorizationpolicies"), ("get", "networkpolicies"),
+                   ("create", "selfsubjectreviews")):  # fmt: skip
         assert needed in done, f"the derivation lost {needed}"
     reached = " ".join(r.why for r in rows if r.request is None)
     assert "mlflow" in reached and "minio" in reached, reached

@@ -188,7 +188,7 @@ def journeys(
 
     applied = {PLURALS[obj["kind"]]: obj for obj in promote_objects(tenant)}  # issue 29: and who may call it
     for row in client_journeys(REPO / "mlops" / "kube.py", "member", tenant, "mlops promote / rollback", None):
-        creates = applied[row.api.resource] if row.api.verb in ("create", "update") else None
+        creates = applied.get(row.api.resource) if row.api.verb in ("create", "update") else None
         rows.append(Journey(row.who, row.request, row.why, creates=creates, tolerated=row.tolerated))
     rows += runner_journeys(tenant)
     other = next(t for t in TENANTS if t != tenant)
