@@ -243,13 +243,7 @@ def verify_registry(model: str | None = None, serving_root: str | None = None) -
         model_registry.registered_model(mlflow, model)  # unknown: a ComponentError (exit 2)
         names = [model]
     else:
-        names, token = [], None
-        while True:
-            page = mlflow.search_registered_models(max_results=200, page_token=token)
-            names.extend(registered.name for registered in page)
-            token = page.token
-            if not token:
-                break
+        names = model_registry.model_names(mlflow)
     try:
         return [report for name in sorted(names) for report in _verify_model(mlflow, name, root)]
     except Exception as error:
