@@ -9,7 +9,7 @@ with it; `mlops promote` refuses an InferenceService with the message Gatekeeper
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,10 +110,15 @@ class Policy:
         return kind in entry.get("kinds", []) and ("*" in groups or group in groups)
 
     def violations(
-        self, obj: dict[str, Any], parameters: dict[str, Any] | None = None, *, user: str | None = None
+        self,
+        obj: dict[str, Any],
+        parameters: dict[str, Any] | None = None,
+        *,
+        user: str | None = None,
+        groups: Sequence[str] = (),
     ) -> list[str]:
         """What the rule denies; `user` is the requester (review.userInfo.username), None for a
-        review with no request (Gatekeeper's audit, gator)."""
+        review with no request (Gatekeeper's audit, gator); `groups` its groups (userInfo.groups)."""
         version = obj.get("apiVersion", "").rsplit("/", 1)[-1]
         request: dict[str, Any] = {
             "object": obj,
@@ -123,7 +128,7 @@ class Policy:
             "operation": "CREATE",
         }
         if user is not None:
-            request["userInfo"] = {"username": user}
+            request["userInfo"] = {"username": user, **({"groups": list(groups)} if groups else {})}
         review = {"review": request, "parameters": self.parameters if parameters is None else parameters}
         return sorted(v["msg"] for v in self.engine.eval_document(f"{self.package}.violation", review))
 
@@ -175,11 +180,11 @@ class PolicySet:
     def __init__(self, directory: Path = POLICY_DIR, *, policies: list[Policy] | None = None) -> None:
         self.policies = load_policies(directory) if policies is None else policies
 
-    def violations(self, obj: dict[str, Any], *, user: str | None = None) -> list[str]:
+    def violations(self, obj: dict[str, Any], *, user: str | None = None, groups: Sequence[str] = ()) -> list[str]:
         found = []
         for rule in self.policies:
             if rule.matches(obj) and rule.constraint["spec"].get("enforcementAction", "deny") == "deny":
-                found += [f"[{rule.name}] {message}" for message in rule.violations(obj, user=user)]
+                found += [f"[{rule.name}] {message}" for message in rule.violations(obj, user=user, groups=groups)]
         return found
 
 
