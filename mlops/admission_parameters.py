@@ -22,6 +22,10 @@ when a committed Constraint drifts from them, so each fact has one source:
 - production-promotion-evidence: only its `appliers`, the identities that apply a recorded sign-off
   (components/steps/promote_identity.py APPLIERS, which `mlops promote` checks the kubeconfig against);
   its thresholds are the policy's own.
+- protected-service-accounts-run-only-by-the-platform: the ServiceAccounts only the platform runs as
+  (promote_identity.ANALYST_SERVICE_ACCOUNT, which the promotion guard trusts as an applier) and who
+  installs what runs as them: PLATFORM_DEPLOYERS, the GitOps agents of promote_identity, and Argo's
+  workflow controller (ARGO_CONTROLLER), which makes each CronWorkflow run's Workflow and pods.
 """
 
 from __future__ import annotations
@@ -32,17 +36,23 @@ from typing import Any
 
 import yaml
 
+from components.steps.promote_identity import ANALYST_SERVICE_ACCOUNT, FLUX_APPLIER, GITOPS_APPLIER
 from mlops.admission import write_back
+from pipelines.argo_settings import ARGO_NAMESPACE
 
 __all__ = [
+    "ARGO_CONTROLLER",
+    "ARGO_CONTROLLER_SERVICE_ACCOUNT",
     "GENERATED",
     "MANIFESTS",
     "NEVER_MATCHED_NAMESPACES",
     "PLATFORM_DEPLOYERS",
+    "PROTECTED_SERVICE_ACCOUNTS",
     "REQUIRED_FLOWS",
     "SERVING_LABEL_DOMAINS",
     "SERVING_SYSTEM_NAMESPACES",
     "TENANT_NETWORK_POLICIES",
+    "protected_service_account_parameters",
     "serving_endpoints",
     "serving_labels",
     "serving_labels_parameters",
@@ -202,6 +212,31 @@ def tenant_network_parameters(manifests: Path = MANIFESTS) -> dict[str, Any]:
     }
 
 
+ARGO_CONTROLLER_SERVICE_ACCOUNT = "argo"
+ARGO_CONTROLLER = f"system:serviceaccount:{ARGO_NAMESPACE}:{ARGO_CONTROLLER_SERVICE_ACCOUNT}"
+"""Who Argo's workflow controller is to the API server: the ServiceAccount its Deployment runs as in
+Argo's release manifests (install.yaml: `argo`), in the namespace whose workflow-controller-configmap
+the platform sets (pipelines/argo_settings.py). It creates each CronWorkflow run's Workflow and every
+workflow pod. Installed with Argo's Helm chart it is `<release>-argo-workflows-workflow-controller`:
+name that here."""
+
+PROTECTED_SERVICE_ACCOUNTS = (ANALYST_SERVICE_ACCOUNT,)
+"""The ServiceAccounts of a tenant namespace that only the platform's own workloads run as: the canary
+analysis applies production services with a sign-off it did not make (promote_identity.APPLIERS)."""
+
+
+def protected_service_account_parameters() -> dict[str, Any]:
+    """The K8sProtectedServiceAccounts Constraint's parameters: the protected names, and who may
+    install a workload that runs as one (the deployers, the GitOps agents, Argo's controller)."""
+    return {
+        "serviceAccounts": list(PROTECTED_SERVICE_ACCOUNTS),
+        "installers": {
+            "users": [*PLATFORM_DEPLOYERS["users"], GITOPS_APPLIER, FLUX_APPLIER, ARGO_CONTROLLER],
+            "groups": list(PLATFORM_DEPLOYERS["groups"]),
+        },
+    }
+
+
 def workflow_metric_label_parameters() -> dict[str, Any]:
     """The K8sWorkflowMetricLabels Constraint's parameters: each label of the rendered run counter
     that the owners' routes match on and whose value Argo fills from the workflow (`{{workflow.`),
@@ -257,6 +292,10 @@ GENERATED: dict[str, dict[str, Callable[[], Any]]] = {
         "excludedNamespaces": _never_matched_namespaces,
     },
     "production-promotion-evidence": {"parameters.appliers": _promotion_appliers},
+    "protected-service-accounts-run-only-by-the-platform": {
+        "parameters": protected_service_account_parameters,
+        "excludedNamespaces": _never_matched_namespaces,
+    },
 }
 """Each generated Constraint (by name): its spec fields (`parameters`, one parameter as
 `parameters.<name>`, or a `match` field) and what renders them."""
