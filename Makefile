@@ -83,7 +83,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy components pipelines mlops devstack benchmarks
 
-bench: install serving-env transformer-env services-install images-setup  ## step timings, engine overhead, feature store and registry on real services, steps as pods
+bench: install serving-env transformer-env services-install images-setup  ## step timings, engine overhead, feature store and registry on real services, steps as pods, Redis rebuilt for 1M entities
 	$(BIN)/python benchmarks/bench.py
 	$(BIN)/python benchmarks/platform_bench.py
 	$(BIN)/python benchmarks/serving_bench.py
@@ -92,6 +92,7 @@ bench: install serving-env transformer-env services-install images-setup  ## ste
 	$(BIN)/python benchmarks/fidelity_bench.py
 	$(BIN)/python benchmarks/drift_bench.py
 	$(BIN)/python benchmarks/scale_bench.py
+	$(BIN)/python benchmarks/rebuild_bench.py
 
 gpu-check:  ## the train step's GPU paths (1M, 10M rows; 2-process DDP) beside the CPU; runs on the lent GPU machine as it is
 	bash benchmarks/gpu_check.sh
