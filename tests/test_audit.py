@@ -257,6 +257,10 @@ def test_a_bare_id_is_found_in_the_log_of_the_pipeline_namespace_it_was_served_i
     assert code == 0, out + err
     assert f"({decision_log_root(serving_namespace=namespace)})" in out.splitlines()[0]
     assert out.strip().splitlines()[-1].startswith("REPRODUCED")
+    day = shared_profile["honest"].decided_at.date().isoformat()  # a model's list: its pipeline's namespace
+    code, out, err = mlops(capsys, "decisions", MODEL, "--since", day, "--until", day, "--json")
+    assert code == 0 and json.loads(out)["log"] == decision_log_root(serving_namespace=namespace), out + err
+    assert decision in [d["decision_id"] for d in json.loads(out)["decisions"]]
     code, _, err = mlops(capsys, "audit", "req-never-sent/0")  # unknown: every log searched, each named
     assert code == 2 and "no decision 'req-never-sent/0'" in err
     assert all(f"s3://decisions/{name}/" in err for name in shared_profile["serving"])

@@ -280,10 +280,28 @@ def _audit(args: argparse.Namespace) -> int:
     return 0 if found["rescore"]["reproduced"] and found["sha256_matches"] else 1
 
 
+def _model_log_root(model: str, log: str | None) -> str:
+    """The log `mlops decisions <model>` reads: as every reader finds it, else (a platform profile that
+    names no tenant) the namespace the model's pipeline serves in, from the registry's `pipeline` tag,
+    where `mlops serve` logs; the original refusal if the registry cannot say."""
+    from components.errors import ComponentError
+    from components.platform import decisions, model_registry
+    from mlops import rollout
+
+    try:
+        return decisions.decision_log_root(log)
+    except ComponentError as unknown:
+        try:
+            settings = rollout.settings_for(model_registry.client(), model, None, None, None).promote
+        except ComponentError:
+            raise unknown from None
+        return decisions.decision_log_root(log, serving_namespace=settings.namespace)
+
+
 def _decisions(args: argparse.Namespace) -> int:
     from components.platform import decisions
 
-    root = decisions.decision_log_root(args.log)
+    root = _model_log_root(args.model, args.log)
     version = None if args.version is None else str(args.version)
     table = decisions.between(root, args.model, args.since, args.until, version=version)
     columns = ["decision_id", "decided_at", "model_version", "serving_role", "score", "decision", "unknown_entity"]
