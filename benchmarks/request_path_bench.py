@@ -9,7 +9,9 @@ the whole request's p99 at most 1.5x the floor for one entity; throughput report
 The decision log (issue 32): a second transformer, the same in every way but with
 MLOPS_DECISION_LOG_URI set (a local folder; the log is on exactly when that variable is set), takes
 the same requests interleaved with the first. Goal: the log adds at most 5% to the whole request's
-p99 (LOG_OVERHEAD_GOAL); the figures and every record it wrote are checked after it stops.
+p99 (LOG_OVERHEAD_GOAL); the figures and every record it wrote are checked after it stops: one per
+scored row, and one request outcome per request (version, status, latency: both transformers count
+each request per version on /metrics; the logged one also queues its outcome, measured here).
 
 Real services: a Redis the script starts (devstack), the fraud feature repo applied and
 materialized into it, nvidia-pytriton's tritonserver and the transformer from `make transformer-env`.
@@ -134,13 +136,21 @@ def report_decision_log(figures: dict[str, tuple[float, float]]) -> float:
 
 def logged_records(logged: LocalTransformer, folder: Path, scored: int) -> int:
     """Stop the logged transformer (it flushes what it holds) and count the records of its Parquet
-    files under `folder`: one per row it scored, or the log was not on and the comparison is void."""
+    files under `folder`: one per row it scored, and one request outcome per request (each request here
+    is one row, under `_requests/`), or the log was not on and the comparison is void."""
     import pyarrow.parquet as pq
 
+    from components.serving.request_log import FOLDER
+
     logged.stop()
-    written = sum(pq.read_metadata(file).num_rows for file in folder.rglob("*.parquet"))
+    counts = {True: 0, False: 0}
+    for file in folder.rglob("*.parquet"):
+        counts[file.relative_to(folder).parts[0] == FOLDER] += pq.read_metadata(file).num_rows
+    written, outcomes = counts[False], counts[True]
     assert written == scored, f"the decision log kept {written} of the {scored} rows it scored"
-    print(f"  decision log: {written} records written under {folder} (one per scored row)")
+    assert outcomes == scored, f"the decision log kept {outcomes} request outcomes of the {scored} requests"
+    print(f"  decision log: {written} records and {outcomes} request outcomes written under {folder} (one per"
+          " scored row, one per request)")  # fmt: skip
     return written
 
 
