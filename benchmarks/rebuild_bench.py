@@ -49,7 +49,7 @@ from devstack.stack import PORT_SPAN, Ports, Stack  # noqa: E402
 if TYPE_CHECKING:
     import redis
 
-__all__ = ["GOAL_ENTITIES", "GOAL_FLOOR_RATIO", "GOAL_SECONDS", "main"]
+__all__ = ["GOAL_ENTITIES", "GOAL_FLOOR_RATIO", "GOAL_SECONDS", "differences", "latest_rows", "main"]
 
 GOAL_ENTITIES = 1_000_000
 GOAL_FLOOR_RATIO = 3.0
@@ -120,17 +120,26 @@ def read_back(project: str, service_name: str, expected: pd.DataFrame, sample: i
     absent = int(expected.index.max()) + 1
     rows = [{"user_id": int(user)} for user in chosen.index] + [{"user_id": absent}]
     online = store.get_online_features(features=service, entity_rows=rows).to_dict()
+    if wrong := differences(chosen, online, absent):
+        raise SystemExit(f"{len(wrong)} online values differ from the offline store, e.g.:\n" + "\n".join(wrong[:10]))
+    return len(chosen)
+
+
+def differences(chosen: pd.DataFrame, online: dict[str, list[Any]], absent: int) -> list[str]:
+    """What Feast's answer for chosen's entities, then `absent` (no offline rows), gets wrong:
+    each feature must equal the entity's latest offline value, and be None for `absent`."""
     wrong = []
-    for feature in expected.columns:
-        values = online[feature]
+    for feature in chosen.columns:
+        values = online.get(feature, [])
+        if len(values) != len(chosen) + 1:
+            wrong.append(f"{feature}: {len(values)} values online for {len(chosen) + 1} entities")
+            continue
         if values[-1] is not None:
             wrong.append(f"{feature} of user {absent}, who has no offline rows: {values[-1]!r}, expected None")
         for user, want, got in zip(chosen.index, chosen[feature].tolist(), values[:-1], strict=True):
             if got != want:
                 wrong.append(f"{feature} of user {user}: online {got!r}, offline latest {want!r}")
-    if wrong:
-        raise SystemExit(f"{len(wrong)} online values differ from the offline store, e.g.:\n" + "\n".join(wrong[:10]))
-    return len(chosen)
+    return wrong
 
 
 def redis_figures(client: redis.Redis) -> dict[str, int]:
