@@ -12,6 +12,10 @@
 - the scoring transformer's reader (components/platform/readonly.py): a Redis user that may only read
   hashes and a login role that may only SELECT its Feast registry, with a password of its own,
   which `mlops tenant env` exports as MLOPS_READER_* for the local transformer;
+- the scoring transformer's decisions writer: an S3 identity `<name>-decisions` that may only write
+  `decisions/<name>/*` (DECISIONS_WRITER_ACTIONS), exported as MLOPS_DECISIONS_AWS_* for the local
+  transformer, so a subverted transformer cannot overwrite a model (the cluster's
+  tenant-decisions-credentials, components/steps/serving_decisions.py);
 - MLflow (basic-auth app, default permission NO_PERMISSIONS): a user, and an experiment
   `<name>` (artifacts under `s3://mlflow-artifacts/<name>/`) on which it has MANAGE.
 Credentials are generated once and kept in `<stack>/tenants/<name>.json` (mode 0600).
@@ -28,7 +32,7 @@ from typing import Any
 
 from components.environment import temporary_env
 from components.errors import ComponentError
-from components.platform.buckets import TENANT_BUCKETS
+from components.platform.buckets import DECISIONS, TENANT_BUCKETS
 from components.platform.readonly import (
     READER_REDIS_RULES,
     READER_VARIABLES,
@@ -44,8 +48,10 @@ from devstack import process
 from devstack.pgbouncer import write_userlist
 from devstack.postgres import run_sql
 from devstack.stack import PORT_SPAN, Stack
+from devstack.transformer import DECISIONS_VARIABLES
 
 __all__ = [
+    "DECISIONS_WRITER_ACTIONS",
     "NAME",
     "PLATFORM_PREFIXES",
     "RESERVED",
@@ -54,6 +60,9 @@ __all__ = [
     "Tenant",
     "add_tenant",
     "check_name",
+    "decisions_writer_actions",
+    "decisions_writer_environment",
+    "decisions_writer_name",
     "get_tenant",
     "load_tenants",
     "offline_database",
@@ -73,6 +82,11 @@ RESERVED = frozenset(
     {"admin", "postgres", "mlops", "public", "template0", "template1", "mlflow", "feast", "offline", "default", "root"}
 )
 S3_ACTIONS = ("Read", "Write", "List", "Tagging")
+DECISIONS_WRITER_ACTIONS = ("Write",)
+"""The transformer's decisions writer, on `decisions/<name>/*` only: it puts Parquet files (pyarrow's
+S3 client, components/serving/decision_log.py) and re-sends spilled ones from the pod's own disk, so
+it never reads, lists or tags (measured: tests/integration/test_decisions_writer.py). SeaweedFS's
+Write also allows DeleteObject there; a MinIO policy can grant s3:PutObject alone."""
 # Each tenant's online store is a Redis of its own (components.platform.settings.TENANT_REDIS_RULES).
 TENANT_REDIS_MAXMEMORY = "128mb"
 
@@ -86,6 +100,8 @@ class Tenant:
     reader_password: str = ""  # the transformer's read-only identity ("": an older tenant file, given one at add)
     redis_port: int = 0  # its own Redis instance (0: not given one yet, an older tenant file)
     pgbouncer_port: int = 0  # its own PgBouncer (devstack.tenant_pgbouncer; 0: not given one yet)
+    decisions_access_key: str = ""  # the transformer's decisions writer ("": an older tenant file, given one at add)
+    decisions_secret_key: str = ""
 
 
 def _folder(stack: Stack) -> Any:
@@ -117,8 +133,24 @@ def s3_actions(name: str, broadened: bool = False) -> list[str]:
     return [f"{action}:{scope(bucket)}" for bucket in TENANT_BUCKETS for action in S3_ACTIONS]
 
 
-def write_s3_identities(stack: Stack, broadened: frozenset[str] = frozenset()) -> None:
-    """Rewrite the S3 server's identities (admin plus every tenant) and restart it to load them."""
+def decisions_writer_name(name: str) -> str:
+    """The decisions writer's S3 identity: `<name>-decisions` (a tenant name has no `-`)."""
+    return f"{name}-decisions"
+
+
+def decisions_writer_actions(name: str, broadened: bool = False) -> list[str]:
+    """The decisions writer's actions: DECISIONS_WRITER_ACTIONS on `decisions/<name>/*` only (or,
+    broadened, a tenant identity's on every tenant bucket whole: the isolation tests' widened policy)."""
+    if broadened:
+        return s3_actions(name, broadened=True)
+    return [f"{action}:{DECISIONS}/{name}/*" for action in DECISIONS_WRITER_ACTIONS]
+
+
+def write_s3_identities(
+    stack: Stack, broadened: frozenset[str] = frozenset(), broadened_writers: frozenset[str] = frozenset()
+) -> None:
+    """Rewrite the S3 server's identities (admin, every tenant and its decisions writer) and restart
+    it to load them; `broadened`/`broadened_writers` widen those tenants' policies (isolation tests)."""
     identities = stack.s3_identities()
     for tenant in load_tenants(stack).values():
         identities.append(
@@ -128,6 +160,16 @@ def write_s3_identities(stack: Stack, broadened: frozenset[str] = frozenset()) -
                 "actions": s3_actions(tenant.name, tenant.name in broadened),
             }
         )
+        if tenant.decisions_access_key:
+            identities.append(
+                {
+                    "name": decisions_writer_name(tenant.name),
+                    "credentials": [
+                        {"accessKey": tenant.decisions_access_key, "secretKey": tenant.decisions_secret_key}
+                    ],
+                    "actions": decisions_writer_actions(tenant.name, tenant.name in broadened_writers),
+                }
+            )
     process.write_private(stack.folder("s3") / "s3.json", json.dumps({"identities": identities}, indent=2))
     if stack.running("s3"):  # weed reads its identities at start
         stack.down(("s3",))
@@ -351,6 +393,10 @@ def add_tenant(stack: Stack, name: str) -> Tenant:
     if not tenant.reader_password:  # the transformer's identity, also for a tenant added before it existed
         tenant = replace(tenant, reader_password=secrets.token_urlsafe(18))
         process.write_private(file, json.dumps(asdict(tenant), indent=2))
+    if not tenant.decisions_access_key:  # its decisions writer, likewise
+        key = f"{decisions_writer_name(name)}-{secrets.token_hex(6)}"
+        tenant = replace(tenant, decisions_access_key=key, decisions_secret_key=secrets.token_urlsafe(24))
+        process.write_private(file, json.dumps(asdict(tenant), indent=2))
     write_s3_identities(stack)
     tenant = _provision_redis(stack, tenant)
     _provision_postgres(stack, tenant)
@@ -384,6 +430,7 @@ def tenant_environment(stack: Stack, tenant: Tenant) -> dict[str, str]:
         "MLOPS_FEAST_REDIS_USERNAME": name,
         "MLOPS_FEAST_REDIS_PASSWORD": tenant.password,
         **reader_environment(tenant),
+        **decisions_writer_environment(tenant),
     }
 
 
@@ -412,3 +459,12 @@ def reader_environment(tenant: Tenant) -> dict[str, str]:
     reader = reader_name(tenant.name)
     values = {"username": reader, "password": tenant.reader_password}
     return {local_variable(name): values[key] for name, (_store, key) in READER_VARIABLES.items()}
+
+
+def decisions_writer_environment(tenant: Tenant) -> dict[str, str]:
+    """The transformer's decisions writer under the names the local transformer takes it from
+    (devstack/transformer.py DECISIONS_VARIABLES): the pipeline's steps keep the tenant's own key."""
+    if not tenant.decisions_access_key:
+        return {}
+    values = {"AWS_ACCESS_KEY_ID": tenant.decisions_access_key, "AWS_SECRET_ACCESS_KEY": tenant.decisions_secret_key}
+    return {local: values[variable] for variable, local in DECISIONS_VARIABLES.items()}

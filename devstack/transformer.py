@@ -4,7 +4,10 @@ The same module the cluster runs (components/serving/transformer.py, KServe's Mo
 its own environment (`make transformer-env`: kserve pins psutil<6, the pipeline's stack does not
 resolve with it), as the InferenceService's transformer container runs from its own image layer.
 Like the container, it logs in to Redis and the registry as the tenant's reader when the
-environment holds one (`mlops tenant env`'s MLOPS_READER_*, components/platform/readonly.py).
+environment holds one (`mlops tenant env`'s MLOPS_READER_*, components/platform/readonly.py), and
+writes its decision log with the tenant's decisions writer (MLOPS_DECISIONS_AWS_*, DECISIONS_VARIABLES:
+an S3 key that may only write `decisions/<tenant>/*`), never with the tenant's own key, which may
+write its models (the cluster's tenant-decisions-credentials, components/steps/serving_decisions.py).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,10 +24,31 @@ from components.errors import ComponentError
 from components.platform.readonly import local_transformer_environment
 from devstack import process
 
-__all__ = ["REPO_ROOT", "STEP", "LocalTransformer", "transformer_venv"]
+__all__ = [
+    "DECISIONS_VARIABLES",
+    "REPO_ROOT",
+    "STEP",
+    "LocalTransformer",
+    "decisions_writer_variables",
+    "transformer_venv",
+]
 
 STEP = "serve"
 REPO_ROOT = Path(__file__).resolve().parents[1]
+DECISIONS_VARIABLES = {
+    "AWS_ACCESS_KEY_ID": "MLOPS_DECISIONS_AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY": "MLOPS_DECISIONS_AWS_SECRET_ACCESS_KEY",
+}
+"""The transformer's S3 variable -> the name `mlops tenant env` exports the decisions writer's under
+(devstack/tenants.py decisions_writer_environment); the pipeline's steps keep the tenant's own key."""
+
+
+def decisions_writer_variables(environment: Mapping[str, str]) -> dict[str, str]:
+    """The decisions writer's key as the transformer reads S3 keys, from `environment`'s
+    MLOPS_DECISIONS_AWS_* (empty when they are not both set: a stack without tenants, or a tenant
+    added before the writer existed, whose transformer keeps the key it inherits)."""
+    found = {variable: environment.get(local, "") for variable, local in DECISIONS_VARIABLES.items()}
+    return found if all(found.values()) else {}
 
 
 def transformer_venv() -> Path:
@@ -105,6 +130,7 @@ class LocalTransformer:
                 raise ComponentError(STEP, f"port {port} on 127.0.0.1 is taken", "pass other ports (--port-base)")
         self.root.mkdir(parents=True, exist_ok=True)
         reader = local_transformer_environment(os.environ)  # a tenant's reader over its read-write identities
+        reader |= decisions_writer_variables(os.environ)  # and its decisions writer over its S3 key
         env: dict[str, str | None] = {"PYTHONPATH": str(self._components_only()), "VIRTUAL_ENV": None, **reader}
         env.update(self.env)
         self.pid = process.start(self.argv(), self.log, self.pid_file, env=env, cwd=self.root)

@@ -6,24 +6,39 @@ reads `MLOPS_DECISION_LOG_URI`, `MLOPS_NAMESPACE`, `MLOPS_SERVING_ROLE` and `K_R
 sets it), and S3 access from `AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`.
 Each value is derived here from what already says it: the namespace from the downward API, the
 bucket from the log's record (components/serving/decision_record.py), the role from the rollout's
-traffic share, the key from the tenant's own S3 Secret (cluster.s3_credentials_secret, scoped to
-`<bucket>/<namespace>/*` in every bucket of components/platform/buckets.py), the endpoint from the
-namespace's `mlops-platform` ConfigMap the container already takes.
+traffic share, the endpoint from the namespace's `mlops-platform` ConfigMap the container already takes.
+
+The key is the tenant's decisions writer (DECISIONS_CREDENTIALS_SECRET), not the tenant's own S3 key:
+that one may write `<bucket>/<namespace>/*` in every bucket of components/platform/buckets.py, models
+included, and the transformer answers requests, so whoever subverts it holds what it holds. The
+writer may only put objects under `decisions/<namespace>/*` (manifests/out-of-band-secrets.yaml; on
+the loopback stack devstack/tenants.py makes it, and `mlops isolation-check`'s `decisions-writer`
+rows try it). One fixed name, like the reader Secrets: a pipeline's `cluster.s3_credentials_secret`
+names its steps' key and never reaches the transformer.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from components.config import ClusterSettings
 from components.errors import ComponentError
 from components.serving.decision_record import BUCKET, ROLES
 
-__all__ = ["S3_KEYS", "STEP", "decision_log_environment", "decision_log_uri", "serving_role"]
+__all__ = [
+    "DECISIONS_CREDENTIALS_SECRET",
+    "S3_KEYS",
+    "STEP",
+    "decision_log_environment",
+    "decision_log_uri",
+    "serving_role",
+]
 
 STEP = "promote"
 S3_KEYS = {"AWS_ACCESS_KEY_ID": "access-key", "AWS_SECRET_ACCESS_KEY": "secret-key"}
-"""The tenant's S3 Secret's keys, as every step reads them (pipelines/cluster.py: secret_environment)."""
+"""An S3 Secret's keys, as every step reads them (pipelines/cluster.py: secret_environment)."""
+DECISIONS_CREDENTIALS_SECRET = "tenant-decisions-credentials"
+"""The tenant namespace's Secret of the transformer's decisions writer (S3_KEYS): put on
+`decisions/<namespace>/*` only, created by the platform team (manifests/out-of-band-secrets.yaml)."""
 
 
 def serving_role(canary_percent: int | None) -> str:
@@ -42,10 +57,10 @@ def decision_log_uri(namespace: str) -> str:
 def decision_log_environment(role: str) -> list[dict[str, Any]]:
     """The transformer container's variables for its decision log: its namespace from the downward
     API, the log's URI under that namespace (Kubernetes expands `$(MLOPS_NAMESPACE)`, defined just
-    before), its serving role, and the tenant's own S3 key pair."""
+    before), its serving role, and the tenant's decisions writer's key (DECISIONS_CREDENTIALS_SECRET)."""
     if role not in ROLES:
         raise ComponentError(STEP, f"unknown serving role {role!r}", f"use one of {', '.join(ROLES)}")
-    secret = ClusterSettings.model_fields["s3_credentials_secret"].default
+    secret = DECISIONS_CREDENTIALS_SECRET
     return [
         {"name": "MLOPS_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         {"name": "MLOPS_DECISION_LOG_URI", "value": decision_log_uri("$(MLOPS_NAMESPACE)")},

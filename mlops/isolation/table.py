@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from mlops.isolation import (
     decisions,
+    decisions_writer,
     gate,
     online_store,
     pgbouncer,
@@ -68,6 +69,7 @@ SURFACES: tuple[Surface, ...] = (
     Surface("side-doors", s3.OWN, side_doors.PROBES),  # the object store's other ports: its control
     Surface("postgres", postgres.OWN, postgres.PROBES),
     Surface("transformer", transformer_reader.OWN, transformer_reader.PROBES),  # its reader (issue 29)
+    Surface("decisions-writer", decisions_writer.OWN, decisions_writer.PROBES),  # its decision-log key (issue 32)
     Surface("pgbouncer", pgbouncer.OWN, pgbouncer.PROBES, available=pgbouncer.available),  # each tenant's own
     Surface("pushgateway", pushgateway.OWN, pushgateway.PROBES, available=pushgateway.available),
 )

@@ -98,7 +98,8 @@ def test_the_pipelines_transformer_is_rendered_in_front_of_the_predictor(
     logins = {e["name"]: (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
               for e in container["env"] if "secretKeyRef" in e.get("valueFrom", {})}  # fmt: skip
     s3 = logins.pop("AWS_ACCESS_KEY_ID"), logins.pop("AWS_SECRET_ACCESS_KEY")  # its decision log (issue 32)
-    assert s3 == ((cfg.cluster.s3_credentials_secret, "access-key"), (cfg.cluster.s3_credentials_secret, "secret-key"))
+    writer = "tenant-decisions-credentials"  # a key that may only put decisions/<namespace>/*, not the tenant's own
+    assert s3 == ((writer, "access-key"), (writer, "secret-key")) and writer != cfg.cluster.s3_credentials_secret
     feast, redis = (
         reader_secret(cfg.cluster.feast_credentials_secret),
         reader_secret(cfg.cluster.redis_credentials_secret),

@@ -115,7 +115,8 @@ def test_broken_attacker_credentials_are_errors_not_denials(shared: Stack) -> No
     import dataclasses
     import os
 
-    broken = dataclasses.replace(get_tenant(shared, "pricing"), secret_key="not-the-secret", password="not-it")
+    pricing = get_tenant(shared, "pricing")  # its transformer's decision-log key broken too
+    broken = dataclasses.replace(pricing, secret_key="not-the-secret", password="not-it", decisions_secret_key="not-it")
     attempts = check(shared, broken, get_tenant(shared, "fraud"))
     controls = [a for a in attempts if a.expected == OK]
     assert controls and all(a.observed == ERROR for a in controls), controls
