@@ -28,7 +28,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-KSERVE_CONTROLLER = "system:serviceaccount:kserve:kserve-controller-manager"
+from components.steps import promote_identity
+from mlops import admission_parameters
+
+# the controllers the platform's policies already name: one spelling, the product's
+KSERVE_CONTROLLER = promote_identity.KSERVE_CONTROLLER
+ARGO_CONTROLLER = admission_parameters.ARGO_CONTROLLER
+
 KNATIVE_CONTROLLER = "system:serviceaccount:knative-serving:controller"
 DEPLOYMENT_CONTROLLER = "system:serviceaccount:kube-system:deployment-controller"
 REPLICASET_CONTROLLER = "system:serviceaccount:kube-system:replicaset-controller"
@@ -36,7 +42,6 @@ TRAINER_CONTROLLER = "system:serviceaccount:kubeflow-system:kubeflow-trainer-con
 JOBSET_CONTROLLER = "system:serviceaccount:kubeflow-system:jobset-controller-manager"
 JOB_CONTROLLER = "system:serviceaccount:kube-system:job-controller"
 KATIB_CONTROLLER = "system:serviceaccount:kubeflow:katib-controller"
-ARGO_CONTROLLER = "system:serviceaccount:argo:argo-workflow-controller"
 
 INFERENCE_SERVICE_LABEL = "serving.kserve.io/inferenceservice"
 POD_FIELDS = (
