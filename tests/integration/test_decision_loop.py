@@ -326,6 +326,18 @@ def _analyze(context: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
     return report
 
 
+def _served_once_each(evidence: dict[str, Any]) -> None:
+    """The request outcomes the transformers recorded beside the log: in the window each version answered
+    one request (the window's batch), without error; too few to judge, so reported with the count."""
+    serving = evidence["serving"]
+    assert serving["source"] == f"the decision log's request outcomes at {LOG}_requests/", serving
+    for role in ("champion", "canary"):
+        assert (serving[role]["requests"], serving[role]["server_errors"]) == (1, 0), serving
+        assert serving[role]["p99_ms"] > 0
+    assert serving["unattributed"]["requests"] == 0
+    assert evidence["error_rate"].startswith("reported, not judged: 1 requests for a version, fewer than 100")
+
+
 def test_the_canary_analysis_rolls_back_a_worse_challenger_and_promotes_a_better_one(
     served: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -349,6 +361,7 @@ def test_the_canary_analysis_rolls_back_a_worse_challenger_and_promotes_a_better
     assert realized["canary"]["labelled"] == realized["champion"]["labelled"] == decided
     assert realized["canary"]["roc_auc"] < realized["champion"]["roc_auc"]
     assert (report["applied"]["action"], report["applied"]["to_version"]) == ("rollback", champion)
+    _served_once_each(evidence)
 
     holdout = {version: r["holdout_metrics"]["roc_auc"] for version, r in ((champion, served["registration"]),
                                                                              (better, found["better"]))}  # fmt: skip
@@ -363,6 +376,7 @@ def test_the_canary_analysis_rolls_back_a_worse_challenger_and_promotes_a_better
     assert realized["judged"].startswith("roc_auc: canary worse by") and realized["canary"]["labelled"] == decided
     drop = realized["champion"]["roc_auc"] - realized["canary"]["roc_auc"]
     assert drop <= evidence["thresholds"]["max_realized_drop"]  # judged on the labels, within the tolerance
+    _served_once_each(evidence)
     client = MlflowClient(served["env"]["MLFLOW_TRACKING_URI"])
     assert model_registry.aliases(client, MODEL)[model_registry.CHAMPION] == better
     actions = [(e.action, e.to_version) for e in model_registry.history(client, MODEL)]
