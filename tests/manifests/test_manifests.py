@@ -20,6 +20,7 @@ LABEL = "mlops.private-platform.io"
 ALERTS = {
     "DecisionLogDropping",
     "DecisionLogSpilling",
+    "RequestLogDropping",
     "ModelPerformanceDegraded",
     "PipelineGateFailed",
     "PipelineRunFailed",

@@ -66,7 +66,7 @@ def test_every_alert_is_shown_firing() -> None:
     assert _alerts() == firing, "every rule needs a promtool case where it fires"
 
 
-TENANT_ROUTED = frozenset({"DecisionLogDropping", "DecisionLogSpilling"})
+TENANT_ROUTED = frozenset({"DecisionLogDropping", "DecisionLogSpilling", "RequestLogDropping"})
 """Raised from the serving pods' own series (issue 32: the decision log), which carry their
 namespace and no pipeline: they reach the tenant's owner by its catch-all route (TenantOwnerRoute)."""
 
@@ -137,6 +137,9 @@ def test_the_decision_log_rules_read_the_transformers_metrics() -> None:
     expr = {rule["alert"]: rule["expr"] for group in rules["spec"]["groups"] for rule in group["rules"]}
     assert f'{RECORDS}_total{{outcome="dropped"' in expr["DecisionLogDropping"]
     assert f"{SPILL_BYTES}{{" in expr["DecisionLogSpilling"]
+    from components.serving.request_log import LOG_RECORDS
+
+    assert f'{LOG_RECORDS}_total{{outcome="dropped"' in expr["RequestLogDropping"]
 
 
 def test_the_rules_read_what_the_notices_and_the_workflow_metric_push() -> None:

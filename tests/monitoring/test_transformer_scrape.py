@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from components.serving.decision_log import RECORDS, SPILL_BYTES, Figures
-from components.serving.request_log import BUCKETS, RequestFigures
+from components.serving.request_log import BUCKETS, LOG_RECORDS, RequestFigures
 from pipelines.tenant_monitoring import (
     SCRAPE_JOB,
     TRANSFORMER_PORT_NAME,
@@ -262,7 +262,7 @@ def test_the_promtool_case_feeds_the_rules_what_the_scrape_stores() -> None:
     for namespace, service in PODS:
         scraped += _scraped(namespace, service, _exposition(written=1, spilled=1, dropped=1, spill_bytes=1))
     assert None not in scraped
-    alerted = {f"{RECORDS}_total", SPILL_BYTES}  # the request log's per-version series feed no rule, only --analyze
+    alerted = {f"{RECORDS}_total", SPILL_BYTES, f"{LOG_RECORDS}_total"}  # the per-version series: --analyze only
     assert sorted(_key(s) for s in scraped if s and s["__name__"] in alerted) == sorted(_key(s) for s in expected)
     before = {"__name__": f"{RECORDS}_total", "namespace": "fraud", "inference_service": "fraud-detector",
               "pod": "fraud-detector-transformer-1", "outcome": "dropped"}  # fmt: skip
