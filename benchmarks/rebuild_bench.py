@@ -94,7 +94,8 @@ def publish(project: str, service_name: str, frame: pd.DataFrame) -> tuple[str, 
 
 
 def rebuild(environment: dict[str, str]) -> tuple[float, float, str]:
-    """`mlops materialize fraud --rebuild`: the rebuild's own seconds, the process's, its output."""
+    """`mlops materialize fraud --rebuild`: the rebuild's own seconds, the process's, its output.
+    (The largest child this process has waited for is then this one: `peak_rss`.)"""
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "mlops.cli", "materialize", PIPELINE, "--rebuild"],
@@ -140,6 +141,13 @@ def differences(chosen: pd.DataFrame, online: dict[str, list[Any]], absent: int)
             if got != want:
                 wrong.append(f"{feature} of user {user}: online {got!r}, offline latest {want!r}")
     return wrong
+
+
+def peak_rss() -> int:
+    """Bytes: the peak resident memory of the largest child waited for (Linux reports KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
 
 
 def redis_figures(client: redis.Redis) -> dict[str, int]:
@@ -190,7 +198,8 @@ def report(figures: dict[str, Any]) -> None:
           f"{entities / floor_seconds:11,.0f} {'':>11}  (baseline)")  # fmt: skip
     print(f"  {'mlops materialize fraud --rebuild (its own timer)':<52} {seconds:8.2f} "
           f"{entities / seconds:11,.0f} {rows / seconds:11,.0f}  {ratio:5.2f}x floor")  # fmt: skip
-    print(f"  {'the same command, process start to exit':<52} {figures['wall']:8.2f}")
+    print(f"  {'the same command, process start to exit':<52} {figures['wall']:8.2f}  "
+          f"peak RSS {figures['peak_rss'] / 2**20:,.0f} MiB")  # fmt: skip
     print(f"  {'(setup, not timed above: upload to S3)':<52} {figures['upload']:8.2f}")
     used = after["used_memory"] - figures["empty_memory"]
     print(
@@ -222,6 +231,7 @@ def measure(stack: Stack, home: Path, frame: pd.DataFrame, sample: int, seed: in
     client.flushall()  # the loss: nothing of the project is online
     empty = redis_figures(client)
     seconds, wall, output = rebuild(environment)
+    command_peak = peak_rss()
     after = redis_figures(client)
     if after["evicted_keys"]:
         raise SystemExit(
@@ -237,7 +247,8 @@ def measure(stack: Stack, home: Path, frame: pd.DataFrame, sample: int, seed: in
         raise SystemExit(f"the floor wrote {written:,} hashes, Redis holds {held:,}; {after['keys']:,} wanted")
     return {
         "entities": len(expected), "rows": len(frame), "rebuild": seconds, "wall": wall, "upload": uploaded,
-        "floor": floor_seconds, "redis": after, "empty_memory": empty["used_memory"], "sampled": sampled,
+        "floor": floor_seconds, "redis": after, "peak_rss": command_peak, "empty_memory": empty["used_memory"],
+        "sampled": sampled,
     }  # fmt: skip
 
 
