@@ -67,8 +67,10 @@ def sweep(
     *,
     models: list[str] | None = None,
     now: dt.datetime | None = None,
+    prometheus: str | None = None,
 ) -> list[Finding]:
-    """Judge each due canary in `namespace` (every model the registry shows, or `models`)."""
+    """Judge each due canary in `namespace` (every model the registry shows, or `models`); each version's
+    error rate and p99 from `prometheus` when given (as `mlops promote --analyze --prometheus`)."""
     from mlops import canary
 
     moment = now or dt.datetime.now(dt.UTC)
@@ -94,7 +96,7 @@ def sweep(
                     Finding(model, "not-due", f"{detail} (promote.canary_window {cfg.promote.canary_window})")
                 )
                 continue
-            canary.run(model, request_for(cfg, model), target)
+            canary.run(model, request_for(cfg, model), target, prometheus=prometheus)
             findings.append(Finding(model, "analyzed", f"canary v{state.canary} judged"))
         except ComponentError as error:  # TransientError too: one model's failure is its own
             findings.append(Finding(model, "failed", str(error), retryable=isinstance(error, TransientError)))

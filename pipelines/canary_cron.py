@@ -15,8 +15,11 @@ InferenceServices and the AuthorizationPolicy and NetworkPolicy promote applies 
 mlops/kube.py's client calls and checks them against this Role on the assembled platform, with the
 NetworkPolicies (the API server, MLflow, the object store) and the admission policies.
 
-Inside the pod there is no policy folder and no OPA engine, so the sweep asks the API server to judge
-each object first (dryRun=All runs the installed Gatekeeper) and applies nothing unless all pass.
+Each version's error rate and p99 come from the platform's Prometheus (tenant_monitoring.PROMETHEUS_URL:
+on the cluster the analysis reads them there, as the transformer scrape stores them), through a
+NetworkPolicy rendered beside it. Inside the pod there is no policy folder and no OPA engine, so the
+sweep asks the API server to judge each object first (dryRun=All runs the installed Gatekeeper) and
+applies nothing unless all pass.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 from components.steps.promote_identity import ANALYST_SERVICE_ACCOUNT
 from components.steps.serving_api import API
 from pipelines.tenant_cron import tenant_cron_workflow
+from pipelines.tenant_monitoring import PROMETHEUS, PROMETHEUS_PORT, PROMETHEUS_URL
 
 __all__ = ["ANALYSIS_FILE", "ANALYSIS_NAME", "SCHEDULE", "analysis_objects", "analyst_rules"]
 
@@ -47,14 +51,14 @@ def analyst_rules() -> list[dict[str, Any]]:
 
 
 def analysis_objects(tenant: str, image: str) -> list[dict[str, Any]]:
-    """The ServiceAccount, its Role and RoleBinding, and the hourly CronWorkflow, in `tenant`."""
+    """The ServiceAccount, its Role and RoleBinding, the hourly CronWorkflow and its egress to Prometheus."""
     meta = {"name": ANALYST_SERVICE_ACCOUNT, "namespace": tenant}
     cron = tenant_cron_workflow(
         tenant,
         image,
         name=ANALYSIS_NAME,
         step="analyze",
-        command=["mlops", "canary-analysis", "--admission", "cluster"],
+        command=["mlops", "canary-analysis", "--admission", "cluster", "--prometheus", PROMETHEUS_URL],
         schedule=SCHEDULE,
         service_account=ANALYST_SERVICE_ACCOUNT,
         resources={"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "2Gi"}},
@@ -77,4 +81,29 @@ def analysis_objects(tenant: str, image: str) -> list[dict[str, Any]]:
             "subjects": [{"kind": "ServiceAccount", "name": ANALYST_SERVICE_ACCOUNT, "namespace": tenant}],
         },
         cron,
+        _to_prometheus(tenant, cron["spec"]["workflowSpec"]["podMetadata"]["labels"]["app.kubernetes.io/name"]),
     ]
+
+
+def _to_prometheus(tenant: str, name: str) -> dict[str, Any]:
+    """The analysis pod's way to Prometheus's query API (the namespace's pods have no egress by default)."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": f"{name}-to-prometheus", "namespace": tenant},
+        "spec": {
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": name}},
+            "policyTypes": ["Egress"],
+            "egress": [
+                {
+                    "to": [
+                        {
+                            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": PROMETHEUS.namespace}},
+                            "podSelector": {"matchLabels": dict(PROMETHEUS.labels)},
+                        }
+                    ],
+                    "ports": [{"protocol": "TCP", "port": PROMETHEUS_PORT}],
+                }
+            ],
+        },
+    }

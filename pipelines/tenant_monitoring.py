@@ -83,6 +83,8 @@ __all__ = [
     "INFERENCE_SERVICE",
     "LABELS",
     "PROMETHEUS",
+    "PROMETHEUS_PORT",
+    "PROMETHEUS_URL",
     "PUSHGATEWAY_FILE",
     "SAMPLE_LIMIT",
     "SCRAPE_JOB",
@@ -126,6 +128,11 @@ PROMETHEUS = PodEndpoint(MONITORING_NAMESPACE, {"app.kubernetes.io/name": "prome
 """Who scrapes: the Prometheus Operator's Prometheus pods (it labels them app.kubernetes.io/name:
 prometheus) in the cluster's monitoring namespace (pipelines.cluster.MONITORING_NAMESPACE);
 manifests/base/network/required-flows.yaml's `prometheus` endpoint is held to this."""
+PROMETHEUS_PORT = 9090
+PROMETHEUS_URL = f"http://prometheus-operated.{MONITORING_NAMESPACE}.svc:{PROMETHEUS_PORT}"
+"""Prometheus's query API in the cluster: the Service the Prometheus Operator makes for its Prometheus
+pods (`prometheus-operated`, its web port 9090). The canary analysis's CronWorkflow reads each
+version's error rate and p99 there (pipelines/canary_cron.py)."""
 SERVING_POD = "serving.kserve.io/inferenceservice"
 """Serving pods push nothing (issue 29: least privilege); every other pod of the namespace may."""
 SAMPLE_LIMIT = 20000

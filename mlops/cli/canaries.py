@@ -37,6 +37,11 @@ def register(sub: Any, argv: list[str]) -> None:
         "with a policy folder); cluster: the API server's dryRun=All, which runs the installed Gatekeeper, first "
         "(the default inside a pod, whose image ships no policy folder)",
     )
+    analysis.add_argument(
+        "--prometheus",
+        help="each version's error rate and p99 from this Prometheus (default: promote.prometheus_url, "
+        "else the decision log's request outcomes)",
+    )
     analysis.add_argument("--policies", help="--admission local: the policy folder (default: manifests/policies)")
     analysis.add_argument("--kubeconfig", help="default: $KUBECONFIG, then ~/.kube/config, then the pod's account")
     analysis.add_argument("--context", help="kubeconfig context (default: the current one)")
@@ -82,7 +87,7 @@ def _canary_analysis(args: argparse.Namespace) -> int:
     def request_for(cfg: Any, model: str) -> Any:
         return pipeline_request(cfg, model, action="promote", policies=policies)
 
-    findings = canary_sweep.sweep(namespace, target, request_for, models=args.model)
+    findings = canary_sweep.sweep(namespace, target, request_for, models=args.model, prometheus=args.prometheus)
     for finding in findings:
         if args.json:
             print(json.dumps(asdict(finding), sort_keys=True))

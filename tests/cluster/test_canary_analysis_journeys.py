@@ -8,8 +8,8 @@ container's environment. Its journeys are derived, not listed:
   SelfSubjectReview of a production sign-off), as the `canary-analyst` ServiceAccount, in its namespace;
   each object it writes is what promote renders, admitted by the installed Gatekeeper policies (the
   promotion guard included) and valid against its schema;
-- each store its environment names (MLflow, the object store) and the API server, through the
-  rendered NetworkPolicies.
+- each store its environment names (MLflow, the object store), the API server, and the Prometheus
+  its command reads each version's error rate and p99 from, through the rendered NetworkPolicies.
 
 And refused: the same calls in another tenant's namespace, every Secret, and the runner of the tenant's
 pipelines doing what only the analyst may. A Role with its InferenceService rule taken out, and the
@@ -21,17 +21,19 @@ from __future__ import annotations
 import copy
 from dataclasses import replace
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
 from components.steps.promote_identity import ANALYST_SERVICE_ACCOUNT
 from pipelines.canary_cron import ANALYSIS_NAME
+from pipelines.cluster import MONITORING_NAMESPACE
 from tests.cluster.journeys import REPO, Journey, client_journeys
 from tests.cluster.rbac_evaluator_without_apiserver import Rbac, Request, service_account
-from tests.cluster.rendered_platform import API_SERVER_PORT, TENANTS, Platform, closed, refusal
+from tests.cluster.rendered_platform import API_SERVER_PORT, TENANTS, Platform, closed, endpoint, refusal
 from tests.cluster.test_journeys import promote_objects
 from tests.cluster.test_platform_journeys import environment, find, hops
-from tests.manifests.networkpolicy_evaluator_without_cni import Address, Pod
+from tests.manifests.networkpolicy_evaluator_without_cni import Address, Evaluator, Pod
 
 ARGO_WORKFLOW_LABEL = "workflows.argoproj.io/workflow"  # Argo sets it on every pod of a workflow
 API_SERVER = "10.0.0.1"  # manifests/base/network/required-flows.yaml's api-server endpoint
@@ -64,7 +66,15 @@ def analyst_journeys(platform: Platform, tenant: str) -> list[Journey]:
                             flow=(pod, Address(API_SERVER), API_SERVER_PORT)))  # fmt: skip
     env = environment(platform, template, tenant)
     stores = [env["MLFLOW_TRACKING_URI"], env["AWS_ENDPOINT_URL"]]
-    return rows + hops(platform, pod, stores, "the canary analysis reads the registry and the decision log", who)
+    rows += hops(platform, pod, stores, "the canary analysis reads the registry and the decision log", who)
+    # Prometheus's query API, from the command's --prometheus: its Service is the operator's own
+    # (prometheus-operated, not rendered here), so the hop goes to the flows' `prometheus` pods
+    command = template["spec"]["containers"][0]["command"]
+    url = urlsplit(command[command.index("--prometheus") + 1])
+    assert url.hostname == f"prometheus-operated.{MONITORING_NAMESPACE}.svc" and url.port, url
+    prometheus = endpoint(platform, "prometheus", tenant)
+    why = f"the canary analysis reads each version's error rate and p99: prometheus {url.geturl()}"
+    return [*rows, Journey(who, None, why, flow=(pod, prometheus, url.port))]
 
 
 @pytest.mark.parametrize("tenant", TENANTS)
@@ -79,7 +89,7 @@ def test_the_analysis_does_its_job_in_every_tenant(platform: Platform, tenant: s
                    ("create", "selfsubjectreviews")):  # fmt: skip
         assert needed in done, f"the derivation lost {needed}"
     reached = " ".join(r.why for r in rows if r.request is None)
-    assert "mlflow" in reached and "minio" in reached, reached
+    assert "mlflow" in reached and "minio" in reached and "prometheus" in reached, reached
 
 
 @pytest.mark.parametrize("tenant", TENANTS)
@@ -113,6 +123,11 @@ def test_a_missing_right_and_a_closed_network_are_named(platform: Platform) -> N
             obj["rules"] = [r for r in obj["rules"] if "inferenceservices" not in r["resources"]]
     without = replace(platform, rbac=Rbac.of(objects))
     assert (refusal(without, who, update, tenant) or "").startswith("RBAC:")
-    store = next(r for r in rows if r.request is None and "minio" in r.why)
-    assert refusal(platform, who, store, tenant) is None
-    assert (refusal(closed(platform, tenant), who, store, tenant) or "").startswith("network:")
+    for hop in ("minio", "prometheus"):
+        store = next(r for r in rows if r.request is None and hop in r.why)
+        assert refusal(platform, who, store, tenant) is None
+        assert (refusal(closed(platform, tenant), who, store, tenant) or "").startswith("network:")
+    query = next(r for r in rows if r.request is None and "prometheus" in r.why)  # its own rule, taken out
+    without = [p for p in platform.network.policies if not p["metadata"]["name"].endswith("-to-prometheus")]
+    assert len(without) < len(platform.network.policies)
+    assert (refusal(replace(platform, network=Evaluator(without)), who, query, tenant) or "").startswith("network:")
