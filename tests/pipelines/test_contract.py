@@ -93,9 +93,15 @@ READ_BY_THE_OP = {"materialize": {"feature_repo"}}  # resolved to a folder in th
 READ_THROUGH = {"promote": {"components.steps.serving_authorization": "serving_objects"}}
 """Functions a component hands its settings whole to (promote's callers and expose: who may call the
 model, issue 29): if the component calls it, the fields its module reads count as read."""
-READ_BY_THE_CLI = {"promote": ("components.steps.canary_analysis", "analysis_")}
-"""Fields with this prefix are read by another module, which `mlops promote --analyze` runs after a
-canary has served (issue 32 item 4), not by the step: they count as read only where that module reads them."""
+READ_BY_THE_CLI = {
+    "promote": (
+        ("components.steps.canary_analysis", ("analysis_", "prometheus_url")),
+        ("mlops.canary_sweep", ("canary_window",)),
+    )
+}
+"""Fields (by name or prefix) read by another module, which `mlops promote --analyze` or the hourly
+`mlops canary-analysis` runs after a canary has served (issue 32 item 4), not by the step: they count as
+read only where that module reads them (`settings.<field>` or `promote.<field>`)."""
 
 
 @pytest.mark.parametrize(
@@ -128,9 +134,9 @@ def test_every_field_of_a_steps_settings_reaches_its_component(component: str, s
         assert f"{function}(" in sources[0], f"{component} no longer calls {through}.{function}"
         sources.append(inspect.getsource(importlib.import_module(through)))
     read = {field for source in sources for field in re.findall(r"\bsettings\.(\w+)", source)}
-    if section in READ_BY_THE_CLI:
-        reader, prefix = READ_BY_THE_CLI[section]
-        by_cli = set(re.findall(r"\bsettings\.(\w+)", inspect.getsource(importlib.import_module(reader))))
-        read |= {field for field in by_cli if field.startswith(prefix)}
+    for reader, prefixes in READ_BY_THE_CLI.get(section, ()):
+        source = inspect.getsource(importlib.import_module(reader))
+        by_cli = set(re.findall(r"\b(?:settings|promote)\.(\w+)", source))
+        read |= {field for field in by_cli if field.startswith(prefixes)}
     unread = set(model.model_fields) - read - READ_BY_THE_OP.get(section, set())
     assert unread == set(), f"{component} never reads settings.{sorted(unread)}"
