@@ -168,10 +168,14 @@ def happy_run(fidelity: dict[str, Any]) -> Iterator[WorkflowRun]:
     harness: ArgoControllerStandIn = fidelity["harness"]
     harness.hook, harness.sleep = outage, backoff
     try:
-        # the nightly, as `argo submit --from cronworkflow/fraud-nightly --scheduled-time ... -p gate-threshold=...`
-        yield harness.run_scheduled(fidelity["cron"], SCHEDULED, {"gate-threshold": GATE})
+        try:
+            # the nightly, as `argo submit --from cronworkflow/fraud-nightly --scheduled-time ... -p gate-threshold=...`
+            run = harness.run_scheduled(fidelity["cron"], SCHEDULED, {"gate-threshold": GATE})
+        finally:
+            harness.sleep = time.sleep  # the module's later runs wait Argo's whole backoff
+        yield run
     finally:
-        harness.hook, harness.sleep = None, time.sleep
+        harness.hook = None
         for thread in restarted:
             thread.join()
         stack.up(("mlflow",))
