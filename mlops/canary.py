@@ -32,7 +32,7 @@ from mlops import rollout
 if TYPE_CHECKING:
     from components.config import PromoteSettings
 
-__all__ = ["STEP", "parse_since", "recorded_sign_off", "run", "verdict_for"]
+__all__ = ["STEP", "parse_since", "recorded_sign_off", "run", "started_as", "verdict_for"]
 
 STEP = "promote"
 
@@ -58,6 +58,30 @@ def recorded_sign_off(entries: list[model_registry.HistoryEntry], canary: int) -
         elif entry.action in ("promote", "rollback") or entry.action == "canary":
             found = ""  # a run ended, or another version's canary began
     return found
+
+
+def started_as(
+    model: str, request: rollout.Request, target: rollout.Target, state: rollout.ServingState
+) -> tuple[str | None, str]:
+    """The stage the live canary serves in and its sign-off, which its verdict keeps: a production canary
+    is promoted or rolled back in production, never relabelled by a config that says staging.
+
+    On a cluster both come from the live InferenceService (its stage label, and the sign-off admission
+    held to the identity that applied it), not from the registry's history, whose tags the tenant's MLflow
+    user can write. Elsewhere (GitOps, dry run) from the history: a canary that recorded a sign-off was
+    started in production. (None, "") when neither says."""
+    from components.steps.promote import annotation
+
+    if target.kind == "kubernetes":
+        live = target.live(request.settings.namespace, model) or {}
+        metadata = live.get("metadata", {})
+        stage = metadata.get("labels", {}).get(annotation("stage"))
+        signed = metadata.get("annotations", {}).get(annotation("signed-off-by"), "")
+        return stage, (signed if stage == "production" else "")
+    if state.canary is None:
+        return None, ""
+    recorded = recorded_sign_off(model_registry.history(model_registry.client(), model), state.canary)
+    return ("production" if recorded else None), recorded
 
 
 def verdict_for(
@@ -127,9 +151,10 @@ def run(
         report["applied"] = asdict(entry)
     else:
         request.action, request.reason, request.evidence = verdict.action, request.reason or reason, verdict.evidence
-        if request.signed_off_by is None and state.canary is not None:
-            recorded = recorded_sign_off(model_registry.history(model_registry.client(), model), state.canary)
-            request.signed_off_by = recorded or None  # none recorded: the config's, as before
+        stage, signed_off_by = started_as(model, request, target, state)
+        request.stage = request.stage or stage
+        if request.signed_off_by is None:
+            request.signed_off_by = signed_off_by or None  # none: the config's, as before
         outcome = rollout.execute(request, target)
         report["applied"] = None if outcome.entry is None else asdict(outcome.entry)
         report["after"] = outcome.after.describe()

@@ -372,16 +372,26 @@ def test_the_hourly_sweep_judges_a_canary_only_once_its_window_has_passed(
     assert after.status == "no-canary" and canary_sweep.exit_code([after]) == 0
 
 
-@pytest.mark.parametrize("webhook_denies", [False, True], ids=["admitted", "denied"])
+@pytest.mark.parametrize(
+    ("webhook_denies", "stage"),
+    [(False, "staging"), (True, "staging"), (False, "production")],
+    ids=["admitted", "denied", "production"],
+)
 def test_in_a_pod_the_cluster_admits_every_object_before_any_is_applied(
-    registry: dict[str, Any], monkeypatch: pytest.MonkeyPatch, schemas_dir: Path, webhook_denies: bool
+    registry: dict[str, Any], monkeypatch: pytest.MonkeyPatch, schemas_dir: Path, webhook_denies: bool, stage: str
 ) -> None:
     """The analysis in a pod ships no policy folder (`--admission cluster`, policies None): each object
     goes through the API server's dryRun=All first, which runs Gatekeeper (here the stand-in's webhook
     evaluating the platform's policies on the real OPA engine, as the kubeconfig's user). Admitted: the
     dry runs come before the writes and the rollback lands. Denied (the same policies plus a webhook that
     refuses the rollback): the sweep fails that model with Gatekeeper's words (exit 2), and nothing is
-    stored or recorded: the dry run of the authorization objects wrote nothing either."""
+    stored or recorded: the dry run of the authorization objects wrote nothing either. Production (a canary
+    started with --stage production, signed off by the kubeconfig's bob, while the config says staging):
+    the analyst applies the verdict in production with the live service's sign-off, never relabelling it
+    staging (which had dropped the sign-off and ungated the service)."""
+    import shutil
+
+    from components.steps.promote_identity import ANALYST_SERVICE_ACCOUNT
     from mlops import admission, canary_sweep
     from mlops.cli.serving import pipeline_request
     from mlops.kube import Cluster
@@ -389,7 +399,11 @@ def test_in_a_pod_the_cluster_admits_every_object_before_any_is_applied(
     from tests.kubernetes_api_stand_in import InferenceServiceApi
     from tests.loopback_http import serving
 
-    policies = admission.PolicySet()
+    folder = registry["tmp"] / "policies"  # the platform's policies; production's AUC bar below these toy models'
+    shutil.copytree(rollout.POLICY_DIR, folder)
+    guard = folder / "promotion-guard.yaml"
+    guard.write_text(guard.read_text().replace("minHoldoutAuc: 0.85", "minHoldoutAuc: 0.5"))
+    policies = admission.PolicySet(folder)
 
     def gatekeeper(obj: dict[str, Any], user: str) -> list[str]:
         found = policies.violations(obj, user=user)
@@ -401,8 +415,12 @@ def test_in_a_pod_the_cluster_admits_every_object_before_any_is_applied(
     with serving(InferenceServiceApi) as server:
         kubeconfig = write_kubeconfig(registry["tmp"] / "kubeconfig", server.server_port)
         config = _config(registry["tmp"])
+        signer = InferenceServiceApi.username  # the kubeconfig's identity signs off as itself
+        staged = ["--stage", stage, *(["--signed-off-by", signer] if stage == "production" else [])]
         for flags in (["--promote", "--version", str(CHAMPION)], ["--canary", "10", "--version", str(CANARY)]):
-            assert main(["promote", MODEL, *flags, "--config", config, "--kubeconfig", str(kubeconfig)]) == 0
+            given = [*flags, *staged, "--config", config, "--kubeconfig", str(kubeconfig), "--policies", str(folder)]
+            assert main(["promote", MODEL, *given]) == 0
+        InferenceServiceApi.username = f"system:serviceaccount:fraud:{ANALYST_SERVICE_ACCOUNT}"  # the sweep's pod
         now = dt.datetime.now(dt.UTC)
         _log(registry["log"], CHAMPION, _scores(1, 800), now)
         _log(registry["log"], CANARY, _scores(2, 600, shift=0.25), now, role="canary")
@@ -417,7 +435,7 @@ def test_in_a_pod_the_cluster_admits_every_object_before_any_is_applied(
         target = rollout.Target(kind="kubernetes", cluster=Cluster.from_kubeconfig(kubeconfig))
         later = now + dt.timedelta(hours=25)
         [found] = canary_sweep.sweep("fraud", target, request_for, models=[MODEL], now=later)
-    writes = [call for call in InferenceServiceApi.calls if not call.startswith("GET")]
+    writes = [c for c in InferenceServiceApi.calls if not c.startswith("GET") and "selfsubjectreviews" not in c]
     dry = [call for call in writes if call.endswith("(dry run)")]
     assert len(dry) == 3 and writes[: len(dry)] == dry, writes  # every object judged before any is written
     if webhook_denies:
@@ -430,3 +448,7 @@ def test_in_a_pod_the_cluster_admits_every_object_before_any_is_applied(
         assert found.status == "analyzed", found
         assert len(writes) == 6, writes
         assert (_last(registry).action, _last(registry).to_version) == ("rollback", CHAMPION)
+        [live] = [o for path, o in InferenceServiceApi.objects.items() if path.endswith(f"/inferenceservices/{MODEL}")]
+        assert live["metadata"]["labels"]["mlops.private-platform.io/stage"] == stage
+        signed = live["metadata"]["annotations"].get("mlops.private-platform.io/signed-off-by", "")
+        assert (signed, _last(registry).signed_off_by) == ((signer, signer) if stage == "production" else ("", ""))
