@@ -130,6 +130,27 @@ PLACES: dict[str, Place] = {
         "Workflow", {"container": {"image": INTERNAL}}, podSpecPatch=json.dumps(p)
     ),
     "CronWorkflow template serviceAccountName": _template_field("CronWorkflow", "serviceAccountName"),
+    # Argo >= 3.4's inline templates (a DAG task's, a step's, one inside another): each makes a pod of
+    # its own; before lib.workloads walked them, one named the analyst past this policy
+    "Workflow DAG task inline serviceAccountName": lambda p: _workflow(
+        "Workflow", {"dag": {"tasks": [{"name": "t", "inline": {"container": {"image": INTERNAL}, **p}}]}}
+    ),
+    "Workflow step inline serviceAccountName": lambda p: _workflow(
+        "Workflow", {"steps": [[{"name": "s", "inline": {"container": {"image": INTERNAL}, **p}}]]}
+    ),
+    "CronWorkflow nested inline serviceAccountName": lambda p: _workflow(
+        "CronWorkflow",
+        {
+            "dag": {
+                "tasks": [
+                    {
+                        "name": "t",
+                        "inline": {"steps": [[{"name": "s", "inline": {"container": {"image": INTERNAL}, **p}}]]},
+                    }
+                ]
+            }
+        },
+    ),
     "CronWorkflow template podSpecPatch (YAML)": lambda p: _workflow(
         "CronWorkflow", {"container": {"image": INTERNAL}, "podSpecPatch": yaml.safe_dump(p)}
     ),
@@ -217,6 +238,24 @@ def test_a_service_account_filled_in_at_run_time_is_denied(rule: admission.Polic
     refused = _refused(rule, make({"serviceAccountName": "{{workflow.parameters.sa}}"}), MEMBER)
     assert any("filled in at run time" in m for m in refused), refused
     assert _refused(rule, make({"serviceAccountName": RUNNER}), MEMBER) == []
+
+
+@pytest.mark.parametrize(
+    "patch", ["{{workflow.parameters.p}}", '{"{{workflow.parameters.k}}": "canary-analyst"}'], ids=["whole", "key"]
+)
+def test_a_pod_spec_patch_built_from_parameters_is_denied(rule: admission.Policy, patch: str) -> None:
+    """Argo fills the parameters in, then merges the patch over the pod, ServiceAccount included: with
+    `-p p='{"serviceAccountName": "canary-analyst"}'` (or the key as a parameter, which no text search
+    for 'serviceaccount' finds) the pod ran as the analyst. Control: a literal patch naming nothing."""
+
+    def make(where: str, text: str) -> dict[str, Any]:
+        template = {"container": {"image": INTERNAL}, **({"podSpecPatch": text} if where == "template" else {})}
+        return _workflow("Workflow", template, **({"podSpecPatch": text} if where == "spec" else {}))
+
+    for where in ("spec", "template"):
+        refused = _refused(rule, _in_fraud(make(where, patch)), MEMBER)
+        assert any("podSpecPatch is filled in at run time" in m for m in refused), (where, refused)
+        assert _refused(rule, _in_fraud(make(where, '{"terminationGracePeriodSeconds": 5}')), MEMBER) == [], where
 
 
 @pytest.mark.parametrize("place", list(TEMPLATES))

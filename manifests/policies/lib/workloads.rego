@@ -89,6 +89,7 @@ located contains {"of": o.kind, "spec": override.spec} if {
 
 located contains {"of": entry.of, "spec": patch} if {
 	some entry in pod_spec_patches
+	yaml.is_valid(entry.text) # not YAML (a patch built from parameters): judged by what reads the text
 	patch := yaml.unmarshal(entry.text)
 }
 
@@ -133,6 +134,16 @@ workflow_templates contains {"of": entry.of, "template": template} if {
 workflow_templates contains {"of": entry.of, "template": entry.spec.templateDefaults} if {
 	some entry in workflows
 	entry.spec.templateDefaults
+}
+
+# An inline template (Argo >= 3.4: a DAG task's or a step's `inline`, at any depth) is a template of
+# its own: the pod Argo makes of it runs as it says, like a named template's.
+workflow_templates contains {"of": entry.of, "template": value} if {
+	some entry in workflows
+	walk(entry.spec, [path, value])
+	count(path) > 0
+	path[count(path) - 1] == "inline"
+	is_object(value)
 }
 
 templates contains entry.template if some entry in workflow_templates
