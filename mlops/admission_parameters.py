@@ -226,10 +226,15 @@ analysis applies production services with a sign-off it did not make (promote_id
 
 
 def protected_service_account_parameters() -> dict[str, Any]:
-    """The K8sProtectedServiceAccounts Constraint's parameters: the protected names, and who may
-    install a workload that runs as one (the deployers, the GitOps agents, Argo's controller)."""
+    """The K8sProtectedServiceAccounts Constraint's parameters: the protected names, the pod names
+    (`app.kubernetes.io/name`) a platform NetworkPolicy selects (the canary analysis's way to Prometheus,
+    pipelines/canary_cron.py), and who may install a workload that runs as or carries one (the
+    deployers, the GitOps agents, Argo's controller)."""
+    from pipelines.canary_cron import ANALYSIS_NAME
+
     return {
         "serviceAccounts": list(PROTECTED_SERVICE_ACCOUNTS),
+        "podNames": [ANALYSIS_NAME],
         "installers": {
             "users": [*PLATFORM_DEPLOYERS["users"], GITOPS_APPLIER, FLUX_APPLIER, ARGO_CONTROLLER],
             "groups": list(PLATFORM_DEPLOYERS["groups"]),

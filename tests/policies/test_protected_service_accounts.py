@@ -213,7 +213,7 @@ def test_a_member_cannot_run_as_the_analyst_or_edit_its_cron(rule: admission.Pol
     run = _run_of(cron)
     run["metadata"] = {"generateName": "canary-analysis-", "namespace": "fraud"}
     for attack in (run, cron, edited, _pod_of(_run_of(cron))):
-        (message,) = _refused(rule, attack, MEMBER)
+        message = next(m for m in _refused(rule, attack, MEMBER) if "is protected" in m)
         assert f"{attack['kind']} " in message and '"fraud"' in message, message
         assert f'serviceAccountName "{ANALYST_SERVICE_ACCOUNT}" is protected' in message, message
         assert MEMBER in message and "run it as pipeline-runner" in message, message
@@ -293,10 +293,11 @@ def _without(rule: admission.Policy, marker: str) -> admission.Policy:
 
 
 def test_without_the_rule_the_attack_is_admitted(rule: admission.Policy, installed: admission.PolicySet) -> None:
-    """Negative control: with the protected-name rule taken out of the rego, the member's run as the
+    """Negative control: with the protected-name rule (and the pod-name one, which the analysis's run
+    also trips) taken out of the rego, the member's run as the
     analyst and their edit of the CronWorkflow are admitted; and no other installed Constraint refuses
     them, so this policy is the one thing between a member and a forged production sign-off."""
-    broken = _without(rule, "found.name in protected")
+    broken = _without(_without(rule, "found.name in protected"), "which a platform NetworkPolicy selects")
     others = admission.PolicySet(policies=[p for p in installed.policies if p.name != rule.name])
     assert len(others.policies) == len(installed.policies) - 1
     run = _run_of(_cron())
@@ -306,3 +307,34 @@ def test_without_the_rule_the_attack_is_admitted(rule: admission.Policy, install
         assert _refused(broken, attack, MEMBER) == []
         assert others.violations(attack, user=MEMBER) == []
         assert installed.violations(attack, user=MEMBER) != []
+
+
+def test_a_member_cannot_borrow_the_analysis_pods_name(rule: admission.Policy) -> None:
+    """The analysis's NetworkPolicy to Prometheus (canary-analysis-to-prometheus) selects its pods by
+    app.kubernetes.io/name: a member's Workflow naming its pods so (on the workflow, a template, an
+    inline one, or from a parameter) would read every tenant's series there. The platform's own
+    CronWorkflow and the controller's pods carry it; a member's other names pass."""
+    from pipelines.canary_cron import ANALYSIS_NAME
+
+    def named(name: str) -> list[dict[str, Any]]:
+        labels = {"labels": {"app.kubernetes.io/name": name}}
+        return [
+            _workflow("Workflow", {"container": {"image": INTERNAL}}, podMetadata=labels),
+            _workflow("Workflow", {"container": {"image": INTERNAL}, "metadata": labels}),
+            _workflow(
+                "Workflow",
+                {"dag": {"tasks": [{"name": "t", "inline": {"container": {"image": INTERNAL}, "metadata": labels}}]}},
+            ),
+            _workflow("CronWorkflow", {"container": {"image": INTERNAL}}, podMetadata=labels),
+            {**POD_LOCATIONS["Pod"]({}), "metadata": {"name": "p", "namespace": "fraud", **labels}},
+        ]
+
+    for attack in [*named(ANALYSIS_NAME), *named("{{workflow.parameters.n}}")]:
+        refused = _refused(rule, _in_fraud(attack), MEMBER)
+        assert any("a platform NetworkPolicy selects" in m for m in refused), (attack, refused)
+    for control in named("fraud-scoring-report"):
+        assert _refused(rule, _in_fraud(control), MEMBER) == [], control
+    cron = _cron()
+    assert cron["spec"]["workflowSpec"]["podMetadata"]["labels"]["app.kubernetes.io/name"] == ANALYSIS_NAME
+    assert _refused(rule, cron, GITOPS_APPLIER) == []
+    assert _refused(rule, _cron(), MEMBER) != []
