@@ -116,17 +116,21 @@ class Policy:
         *,
         user: str | None = None,
         groups: Sequence[str] = (),
+        old: dict[str, Any] | None = None,
     ) -> list[str]:
         """What the rule denies; `user` is the requester (review.userInfo.username), None for a
-        review with no request (Gatekeeper's audit, gator); `groups` its groups (userInfo.groups)."""
+        review with no request (Gatekeeper's audit, gator); `groups` its groups (userInfo.groups);
+        `old` the stored object an UPDATE replaces (review.oldObject), None for a CREATE."""
         version = obj.get("apiVersion", "").rsplit("/", 1)[-1]
         request: dict[str, Any] = {
             "object": obj,
             "kind": {"group": _group(obj.get("apiVersion", "")), "version": version, "kind": obj.get("kind")},
             "namespace": obj.get("metadata", {}).get("namespace", ""),
             "name": obj.get("metadata", {}).get("name", ""),
-            "operation": "CREATE",
+            "operation": "CREATE" if old is None else "UPDATE",
         }
+        if old is not None:
+            request["oldObject"] = old
         if user is not None:
             request["userInfo"] = {"username": user, **({"groups": list(groups)} if groups else {})}
         review = {"review": request, "parameters": self.parameters if parameters is None else parameters}
@@ -180,11 +184,19 @@ class PolicySet:
     def __init__(self, directory: Path = POLICY_DIR, *, policies: list[Policy] | None = None) -> None:
         self.policies = load_policies(directory) if policies is None else policies
 
-    def violations(self, obj: dict[str, Any], *, user: str | None = None, groups: Sequence[str] = ()) -> list[str]:
+    def violations(
+        self,
+        obj: dict[str, Any],
+        *,
+        user: str | None = None,
+        groups: Sequence[str] = (),
+        old: dict[str, Any] | None = None,
+    ) -> list[str]:
         found = []
         for rule in self.policies:
             if rule.matches(obj) and rule.constraint["spec"].get("enforcementAction", "deny") == "deny":
-                found += [f"[{rule.name}] {message}" for message in rule.violations(obj, user=user, groups=groups)]
+                denied = rule.violations(obj, user=user, groups=groups, old=old)
+                found += [f"[{rule.name}] {message}" for message in denied]
         return found
 
 

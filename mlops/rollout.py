@@ -328,7 +328,11 @@ def execute(request: Request, target: Target) -> Outcome:
         if target.kind != "kubernetes":
             raise _refuse("no policies to admit against and no cluster to ask", "pass a policy folder")
         target.admit_on_server(objects, live)
-    denied = [] if request.policies is None else PolicySet(request.policies).violations(service, user=requester)
+    denied = (
+        []
+        if request.policies is None
+        else PolicySet(request.policies).violations(service, user=requester, old=live)  # live: an UPDATE of it
+    )
     if denied:
         raise _refuse(
             f"admission would deny InferenceService {namespace}/{request.model} (v{rendered_version}):\n  "

@@ -136,6 +136,31 @@ def test_staging_is_not_held_to_the_approval(guard: admission.Policy) -> None:
     assert guard.violations(staging, user="dave@bank.internal") == []
 
 
+def test_a_production_service_cannot_be_relabelled_staging_by_a_member(guard: admission.Policy) -> None:
+    """Staging and production are one object per model: `kubectl replace` of the production service with
+    stage staging (and any model) would serve production traffic ungated. An UPDATE away from production
+    is denied to a member; an applier (the GitOps agent applying a reviewed commit; the analysis, which
+    keeps a canary's stage, mlops.canary.started_as) may; staging to staging, and a new staging service,
+    pass. Broken on purpose: without the rule it is admitted."""
+    production = service()
+    demoted = service(trained_by=ALICE, signed_off_by=None)
+    demoted["metadata"]["labels"][f"{PREFIX}/stage"] = "staging"
+    for user in (ALICE, "dave@bank.internal"):
+        denied = guard.violations(demoted, user=user, old=production)
+        assert any("may not move it to stage" in m for m in denied), (user, denied)
+    for user in (GITOPS_APPLIER, ANALYST):
+        assert guard.violations(demoted, user=user, old=production) == []
+    assert guard.violations(demoted, user="dave@bank.internal", old=demoted) == []  # staging to staging
+    assert guard.violations(demoted, user="dave@bank.internal") == []  # a CREATE of a staging service
+    assert guard.violations(production, user=ALICE, old=production) == []  # production stays production
+    template = copy.deepcopy(guard.template)
+    rego = template["spec"]["targets"][0]["rego"]
+    template["spec"]["targets"][0]["rego"] = rego.replace("  was_production\n  not production\n", "  was_production\n  false\n")
+    assert template["spec"]["targets"][0]["rego"] != rego
+    broken = admission.Policy(template=template, constraint=guard.constraint)
+    assert broken.violations(demoted, user=ALICE, old=production) == []
+
+
 @pytest.mark.parametrize(
     ("removed", "replacement", "forbidden"),
     [
