@@ -197,3 +197,15 @@ def test_prometheus_that_is_down_is_transient_and_one_that_refuses_is_permanent(
         _figures("prometheus:9090")
     empty = prometheus({REQUESTS_QUERY: vector([]), P99_QUERY: vector([])})
     assert _figures(empty.url).missing == f"Prometheus holds no {MODEL} requests in fraud over the window"
+
+
+def test_a_model_name_cannot_widen_the_promql_past_its_namespace() -> None:
+    """The model name is the tenant's to choose: one holding `"}` ended the matcher early and could pull
+    another namespace's series into the evidence. It is a string literal now; plain names are unchanged."""
+    from components.platform.serving_figures import queries
+
+    hostile = 'm"} or mlops_transformer_requests_total{namespace="pricing'
+    for promql in queries("fraud", hostile, 60).values():
+        assert 'model="m\\"} or mlops_transformer_requests_total{namespace=\\"pricing"' in promql, promql
+        assert 'namespace="pricing' not in promql, promql
+    assert 'namespace="fraud",model="fraud-detector"}' in queries("fraud", "fraud-detector", 60)["requests"]

@@ -150,11 +150,17 @@ def queries(namespace: str, model: str, seconds: int) -> dict[str, str]:
     """The PromQL for the window's last `seconds`: requests by version and code class, p99 by version."""
     from components.serving.request_log import LATENCY, REQUESTS
 
-    where = f'namespace="{namespace}",model="{model}"'
+    where = f"namespace={_quoted(namespace)},model={_quoted(model)}"
     return {
         "requests": f"sum by (version, code_class) (increase({REQUESTS}_total{{{where}}}[{seconds}s]))",
         "p99": f"histogram_quantile(0.99, sum by (version, le) (increase({LATENCY}_bucket{{{where}}}[{seconds}s])))",
     }
+
+
+def _quoted(value: str) -> str:
+    """A PromQL label value as a string literal: a model name holding `"` or `\\` cannot end the
+    matcher early and widen the query to another namespace's series."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 def _query(url: str, promql: str, at: dt.datetime, timeout: float) -> list[dict[str, Any]]:
