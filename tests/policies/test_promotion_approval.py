@@ -155,7 +155,8 @@ def test_a_production_service_cannot_be_relabelled_staging_by_a_member(guard: ad
     assert guard.violations(production, user=ALICE, old=production) == []  # production stays production
     template = copy.deepcopy(guard.template)
     rego = template["spec"]["targets"][0]["rego"]
-    template["spec"]["targets"][0]["rego"] = rego.replace("  was_production\n  not production\n", "  was_production\n  false\n")
+    rule = "  was_production\n  not production\n"
+    template["spec"]["targets"][0]["rego"] = rego.replace(rule, "  was_production\n  false\n")
     assert template["spec"]["targets"][0]["rego"] != rego
     broken = admission.Policy(template=template, constraint=guard.constraint)
     assert broken.violations(demoted, user=ALICE, old=production) == []
