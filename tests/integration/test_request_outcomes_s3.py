@@ -21,7 +21,7 @@ from devstack.stack import Stack
 
 pytestmark = pytest.mark.integration
 
-MODEL = "fraud-detector"
+MODEL = "request-outcomes-probe"  # its own model: the session's other tests log fraud-detector's decisions today
 IDENTITY = Identity("fraud", MODEL, "e" * 64, "canary", "fraud-detector-predictor-00002", "user_id", 0.5)
 AT = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
 
