@@ -52,6 +52,7 @@ from components.steps.promote_canary import is_standard, standard_service
 from components.steps.promote_identity import check_signer
 from components.steps.promote_signoff import check_sign_off, trainer_of
 from components.steps.serving_authorization import serving_objects
+from mlops import admission_control
 from mlops.admission import POLICY_DIR, PolicySet
 
 if TYPE_CHECKING:
@@ -146,8 +147,16 @@ class Target:
 
     def admit_on_server(self, objects: list[dict[str, Any]], live: dict[str, Any] | None) -> None:
         """Each object through the API server's dryRun=All (schema, RBAC and every admission webhook,
-        Gatekeeper's included; nothing stored): a refusal of any stops the apply before it begins."""
+        Gatekeeper's included; nothing stored): a refusal of any stops the apply before it begins. First
+        the positive control (mlops/admission_control.py): a copy Gatekeeper must refuse, since a webhook
+        that fails open admits everything and a passing dry run would then prove nothing."""
         service, authorization = objects[0], objects[1:]
+        try:
+            self.kube.apply(admission_control.control_object(service), live, dry_run=True)
+            refusal = None
+        except ComponentError as error:
+            refusal = error
+        admission_control.judge_control(refusal, self.kube.context)
         for obj in authorization:
             self.kube.apply_authorization(obj, dry_run=True)
         self.kube.apply(service, live, dry_run=True)

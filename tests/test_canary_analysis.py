@@ -373,12 +373,12 @@ def test_the_hourly_sweep_judges_a_canary_only_once_its_window_has_passed(
 
 
 @pytest.mark.parametrize(
-    ("webhook_denies", "stage"),
-    [(False, "staging"), (True, "staging"), (False, "production")],
-    ids=["admitted", "denied", "production"],
+    ("webhook", "stage"),
+    [("admits", "staging"), ("denies", "staging"), ("admits", "production"), ("fails-open", "staging")],
+    ids=["admitted", "denied", "production", "gatekeeper-fails-open"],
 )
 def test_in_a_pod_the_cluster_admits_every_object_before_any_is_applied(
-    registry: dict[str, Any], monkeypatch: pytest.MonkeyPatch, schemas_dir: Path, webhook_denies: bool, stage: str
+    registry: dict[str, Any], monkeypatch: pytest.MonkeyPatch, schemas_dir: Path, webhook: str, stage: str
 ) -> None:
     """The analysis in a pod ships no policy folder (`--admission cluster`, policies None): each object
     goes through the API server's dryRun=All first, which runs Gatekeeper (here the stand-in's webhook
@@ -388,7 +388,11 @@ def test_in_a_pod_the_cluster_admits_every_object_before_any_is_applied(
     stored or recorded: the dry run of the authorization objects wrote nothing either. Production (a canary
     started with --stage production, signed off by the kubeconfig's bob, while the config says staging):
     the analyst applies the verdict in production with the live service's sign-off, never relabelling it
-    staging (which had dropped the sign-off and ungated the service)."""
+    staging (which had dropped the sign-off and ungated the service). First of all the dry runs goes the
+    positive control (mlops/admission_control.py), a copy of the service that no-node-access refuses:
+    with Gatekeeper failing open (its webhook down under failurePolicy Ignore: here no webhook answers
+    once the promotions are in), the control is admitted, so the sweep applies nothing and says so as a
+    transient failure (exit 75), instead of trusting dry runs that judge nothing."""
     import shutil
 
     from components.steps.promote_identity import ANALYST_SERVICE_ACCOUNT
@@ -408,7 +412,8 @@ def test_in_a_pod_the_cluster_admits_every_object_before_any_is_applied(
     def gatekeeper(obj: dict[str, Any], user: str) -> list[str]:
         found = policies.violations(obj, user=user)
         rollout_note = obj.get("metadata", {}).get("annotations", {}).get("mlops.private-platform.io/rollout", "")
-        return found + (["[no-rollbacks] refused on purpose"] if webhook_denies and "rollback" in rollout_note else [])
+        refused = webhook == "denies" and "rollback" in rollout_note
+        return found + (["[no-rollbacks] refused on purpose"] if refused else [])
 
     InferenceServiceApi.reset()
     InferenceServiceApi.webhooks = [gatekeeper]
@@ -421,6 +426,8 @@ def test_in_a_pod_the_cluster_admits_every_object_before_any_is_applied(
             given = [*flags, *staged, "--config", config, "--kubeconfig", str(kubeconfig), "--policies", str(folder)]
             assert main(["promote", MODEL, *given]) == 0
         InferenceServiceApi.username = f"system:serviceaccount:fraud:{ANALYST_SERVICE_ACCOUNT}"  # the sweep's pod
+        if webhook == "fails-open":
+            InferenceServiceApi.webhooks = []
         now = dt.datetime.now(dt.UTC)
         _log(registry["log"], CHAMPION, _scores(1, 800), now)
         _log(registry["log"], CANARY, _scores(2, 600, shift=0.25), now, role="canary")
@@ -437,8 +444,16 @@ def test_in_a_pod_the_cluster_admits_every_object_before_any_is_applied(
         [found] = canary_sweep.sweep("fraud", target, request_for, models=[MODEL], now=later)
     writes = [c for c in InferenceServiceApi.calls if not c.startswith("GET") and "selfsubjectreviews" not in c]
     dry = [call for call in writes if call.endswith("(dry run)")]
-    assert len(dry) == 3 and writes[: len(dry)] == dry, writes  # every object judged before any is written
-    if webhook_denies:
+    if webhook == "fails-open":  # the control was admitted: nothing after it, not even the real dry runs
+        assert (found.status, canary_sweep.exit_code([found])) == ("failed", 75), found
+        assert "admitted a service that asks for the node's network" in found.detail, found.detail
+        assert "no-node-access" in found.detail and "validatingWebhookFailurePolicy=Fail" in found.detail
+        assert len(writes) == len(dry) == 1, writes
+        assert json.dumps(InferenceServiceApi.objects, sort_keys=True) == stored, "a fail-open admission wrote"
+        assert len(model_registry.history(registry["mlflow"], MODEL)) == before
+        return
+    assert len(dry) == 4 and writes[: len(dry)] == dry, writes  # the control, then every object, before any write
+    if webhook == "denies":
         assert (found.status, canary_sweep.exit_code([found])) == ("failed", 2), found
         assert 'admission webhook "validation.gatekeeper.sh" denied' in found.detail and "no-rollbacks" in found.detail
         assert json.dumps(InferenceServiceApi.objects, sort_keys=True) == stored, "a denied verdict wrote something"
@@ -446,7 +461,7 @@ def test_in_a_pod_the_cluster_admits_every_object_before_any_is_applied(
         assert len(writes) == len(dry), writes
     else:
         assert found.status == "analyzed", found
-        assert len(writes) == 6, writes
+        assert len(writes) == 7, writes
         assert (_last(registry).action, _last(registry).to_version) == ("rollback", CHAMPION)
         [live] = [o for path, o in InferenceServiceApi.objects.items() if path.endswith(f"/inferenceservices/{MODEL}")]
         assert live["metadata"]["labels"]["mlops.private-platform.io/stage"] == stage
