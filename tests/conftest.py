@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from components.config import EvaluateSettings, MaterializeSettings, RegisterSettings, TrainSettings
+from tests.parallel_groups import pytest_collection_modifyitems as pytest_collection_modifyitems  # two workers
 
 REPO = Path(__file__).resolve().parents[1]
 FRAUD = REPO / "pipelines" / "fraud"
