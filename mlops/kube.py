@@ -31,6 +31,7 @@ __all__ = [
     "SERVICE_ACCOUNT",
     "Cluster",
     "kubeconfig_path",
+    "restorable",
 ]
 
 GROUP, VERSION, PLURAL = API["InferenceService"]
@@ -56,6 +57,13 @@ def kubeconfig_path(explicit: str | None = None) -> Path | None:
     if explicit:
         raise ComponentError("promote", f"no kubeconfig at {explicit}", "pass an existing --kubeconfig")
     return None
+
+
+class _Unread:
+    """The default of apply_authorization's `live`: not read by the caller."""
+
+
+UNREAD = _Unread()
 
 
 @dataclass(kw_only=True)
@@ -248,22 +256,23 @@ class Cluster:
         except HTTPError as error:
             raise self._unreachable(f"apply InferenceService {namespace}/{name}", error) from error
 
-    def live_version(self, kind: str, namespace: str, name: str) -> str | None:
-        """The resourceVersion of the live AuthorizationPolicy or NetworkPolicy, None if there is none."""
+    def read_authorization(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The live AuthorizationPolicy or NetworkPolicy as the API server returns it, None if there is none."""
         from kubernetes import client
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
         try:
             if kind == "NetworkPolicy":
-                found = client.NetworkingV1Api(self.api).read_namespaced_network_policy(
-                    name, namespace, _request_timeout=REQUEST_TIMEOUT
+                response = client.NetworkingV1Api(self.api).read_namespaced_network_policy(
+                    name, namespace, _request_timeout=REQUEST_TIMEOUT, _preload_content=False
                 )
-                return str(found.metadata.resource_version)
-            policy = self._custom().get_namespaced_custom_object(
+                found: dict[str, Any] = json.loads(response.data)
+                return found
+            policy: dict[str, Any] = self._custom().get_namespaced_custom_object(
                 ISTIO_GROUP, ISTIO_VERSION, namespace, AUTHORIZATION_PLURAL, name, _request_timeout=REQUEST_TIMEOUT
             )
-            return str(policy["metadata"]["resourceVersion"])
+            return policy
         except ApiException as error:
             if error.status == 404:
                 return None
@@ -271,9 +280,12 @@ class Cluster:
         except HTTPError as error:
             raise self._unreachable(f"read {kind} {namespace}/{name}", error) from error
 
-    def apply_authorization(self, obj: dict[str, Any], *, dry_run: bool = False) -> str:
+    def apply_authorization(
+        self, obj: dict[str, Any], *, dry_run: bool = False, live: dict[str, Any] | _Unread | None = UNREAD
+    ) -> str:
         """Create the AuthorizationPolicy or NetworkPolicy beside an InferenceService, or replace the
-        version just read (its resourceVersion: a concurrent writer makes it 409, nothing written)."""
+        version read (its resourceVersion: a concurrent writer makes it 409, nothing written). `live`:
+        what the caller read of it (read_authorization; None: there was none), else it is read now."""
         from kubernetes import client
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
@@ -281,16 +293,17 @@ class Cluster:
         kind, namespace, name = obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"]
         if kind not in AUTHORIZATION_KINDS:
             raise ComponentError("promote", f"promote applies no {kind} beside a model", "report it: a bug")
-        live = self.live_version(kind, namespace, name)
+        read = self.read_authorization(kind, namespace, name) if isinstance(live, _Unread) else live
+        version = None if read is None else str(read["metadata"]["resourceVersion"])
         network = client.NetworkingV1Api(self.api)
         strict: dict[str, Any] = {"field_validation": "Strict", "_request_timeout": REQUEST_TIMEOUT, **_dry(dry_run)}
-        body = obj if live is None else {**obj, "metadata": {**obj["metadata"], "resourceVersion": live}}
+        body = obj if version is None else {**obj, "metadata": {**obj["metadata"], "resourceVersion": version}}
         try:
-            if kind == "NetworkPolicy" and live is None:
+            if kind == "NetworkPolicy" and version is None:
                 network.create_namespaced_network_policy(namespace, body, **strict)
             elif kind == "NetworkPolicy":
                 network.replace_namespaced_network_policy(name, namespace, body, **strict)
-            elif live is None:
+            elif version is None:
                 self._custom().create_namespaced_custom_object(
                     ISTIO_GROUP, ISTIO_VERSION, namespace, AUTHORIZATION_PLURAL, body, **strict
                 )
@@ -298,7 +311,7 @@ class Cluster:
                 self._custom().replace_namespaced_custom_object(
                     ISTIO_GROUP, ISTIO_VERSION, namespace, AUTHORIZATION_PLURAL, name, body, **strict
                 )
-            return "created" if live is None else "replaced"
+            return "created" if version is None else "replaced"
         except ApiException as error:
             if error.status == 409:
                 raise ComponentError(
@@ -311,6 +324,14 @@ class Cluster:
             raise self._fail(f"apply {kind} {namespace}/{name}", error, kind) from error
         except HTTPError as error:
             raise self._unreachable(f"apply {kind} {namespace}/{name}", error) from error
+
+
+def restorable(live: dict[str, Any]) -> dict[str, Any]:
+    """What to send to put a read AuthorizationPolicy or NetworkPolicy back: its kind, name, labels,
+    annotations and spec, without what the server keeps (uid, managedFields, resourceVersion...)."""
+    metadata = live["metadata"]
+    kept = {key: metadata[key] for key in ("name", "namespace", "labels", "annotations") if key in metadata}
+    return {"apiVersion": live["apiVersion"], "kind": live["kind"], "metadata": kept, "spec": live.get("spec", {})}
 
 
 def _dry(dry_run: bool) -> dict[str, str]:

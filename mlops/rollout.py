@@ -54,6 +54,7 @@ from components.steps.promote_signoff import check_sign_off, trainer_of
 from components.steps.serving_authorization import serving_objects
 from mlops import admission_control
 from mlops.admission import POLICY_DIR, PolicySet
+from mlops.kube import restorable
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -130,9 +131,14 @@ class Target:
         replaces exactly the `live` version that was checked. Returns where the service went."""
         service, authorization = objects[0], objects[1:]
         if self.kind == "kubernetes":
-            for obj in authorization:
-                self.kube.apply_authorization(obj)
-            return f"kubernetes:{self.kube.context}:{self.kube.apply(service, live)}"
+            before = [self.kube.read_authorization(o["kind"], *_address(o)) for o in authorization]
+            for obj, was in zip(authorization, before, strict=True):  # replaces exactly what was read
+                self.kube.apply_authorization(obj, live=was)
+            try:
+                return f"kubernetes:{self.kube.context}:{self.kube.apply(service, live)}"
+            except ComponentError as error:  # TransientError too: no half-applied authorization stays
+                problem = error.problem + self._put_back(authorization, before)
+                raise type(error)(error.step, problem, error.fix) from error
         if self.kind == "gitops":
             assert self.folder is not None
             for obj in authorization:
@@ -161,6 +167,23 @@ class Target:
             self.kube.apply_authorization(obj, dry_run=True)
         self.kube.apply(service, live, dry_run=True)
 
+    def _put_back(self, applied: list[dict[str, Any]], before: list[dict[str, Any] | None]) -> str:
+        """After the service was refused: each authorization object as it was before this promotion, so
+        the callers of the old service stay those it had. One created now stays (the Role grants no
+        delete): it selects the service's pods, which the refused apply did not change. Says what it did."""
+        said = []
+        for obj, was in zip(applied, before, strict=True):
+            where = f"{obj['kind']} {'/'.join(_address(obj))}"
+            if was is None:
+                said.append(f"{where} was created for this promotion and stays (delete it with kubectl if unwanted)")
+                continue
+            try:
+                self.kube.apply_authorization(restorable(was))
+                said.append(f"{where} was put back as it was")
+            except ComponentError as failed:
+                said.append(f"{where} could NOT be put back ({failed.problem}): re-apply the previous one by hand")
+        return "; " + "; ".join(said) if said else ""
+
     @staticmethod
     def _write(folder: Path, obj: dict[str, Any]) -> Path:
         """`<folder>/<name>.<kind>.yaml`, atomically (a GitOps agent never reads half a file)."""
@@ -170,6 +193,10 @@ class Target:
         partial.write_text(yaml.safe_dump(obj, sort_keys=False))
         os.replace(partial, path)
         return path
+
+
+def _address(obj: dict[str, Any]) -> tuple[str, str]:
+    return obj["metadata"]["namespace"], obj["metadata"]["name"]
 
 
 @dataclass(kw_only=True)

@@ -467,16 +467,27 @@ def test_a_promotion_that_lands_between_the_check_and_the_apply_is_refused_not_o
     cluster_stand_in: tuple[Path, type[InferenceServiceApi]],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """Also: the authorization objects promote applies before the service are put back as they were,
+    so the old service keeps the callers it had (here an extra caller the live policy admitted, which
+    the new rendering drops: without the put-back, the refused promotion had changed who may call)."""
     kubeconfig, api = cluster_stand_in
     assert main(["promote", MODEL, "--promote", "--version", "1", "--kubeconfig", str(kubeconfig)]) == 0
     history = len(model_registry.history(lifecycle["mlflow"], MODEL))
+    callers, network = api.objects[f"{AUTHORIZATION}/{MODEL}-callers"], api.objects[f"{NETWORK}/{MODEL}-callers"]
+    callers["spec"]["rules"].append({"from": [{"source": {"principals": ["cluster.local/ns/fraud/sa/old-caller"]}}]})
+    before = {"callers": json.dumps(callers["spec"]), "network": json.dumps(network["spec"])}
     api.edits_after_read = 1  # a concurrent edit right after promote reads the live service
     assert main(["promote", MODEL, "--canary", "10", "--version", "2", "--kubeconfig", str(kubeconfig)]) == 2
-    assert "changed after it was checked" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "changed after it was checked" in error
+    assert f"AuthorizationPolicy fraud/{MODEL}-callers was put back as it was" in error, error
     live = api.objects[f"{PATH}/{MODEL}"]
     assert live["metadata"]["labels"]["mlops.private-platform.io/model-version"] == "1"
     assert live["metadata"]["resourceVersion"] == "2", "the concurrent write survives; ours was refused"
     assert len(model_registry.history(lifecycle["mlflow"], MODEL)) == history, "nothing recorded"
+    after = api.objects[f"{AUTHORIZATION}/{MODEL}-callers"], api.objects[f"{NETWORK}/{MODEL}-callers"]
+    assert {"callers": json.dumps(after[0]["spec"]), "network": json.dumps(after[1]["spec"])} == before
+    assert int(after[0]["metadata"]["resourceVersion"]) > int(callers["metadata"]["resourceVersion"])  # it was written
 
 
 def test_the_stand_in_validates_what_it_is_sent_against_the_crd_api_server_stand_in(
