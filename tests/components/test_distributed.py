@@ -18,7 +18,7 @@ from components.config import EvaluateSettings, TrainSettings
 from components.errors import ComponentError
 from components.steps import distributed
 from components.steps.distributed import World
-from tests.conftest import FEATURES, evaluate_into, train_evaluate_register
+from tests.conftest import FEATURES, evaluate_into, register_into
 
 RUNTIMES = {"xgboost": "xgboost-distributed", "pytorch_mlp": "torch-distributed"}
 SMALL = {"xgboost": {"num_boost_round": 60}, "pytorch_mlp": {"epochs": 4}}
@@ -39,7 +39,22 @@ def _train_and_score(materialized: dict[str, Any], out: Path, model_type: str, w
     metrics = evaluate_into(
         out, out / "model", out / "metadata.json", materialized["holdout"], EvaluateSettings(threshold=0.5)
     )
-    return {"summary": summary, "metrics": metrics, "metadata": json.loads((out / "metadata.json").read_text())}
+    return {
+        "out": out,
+        "summary": summary,
+        "metrics": metrics,
+        "metadata": json.loads((out / "metadata.json").read_text()),
+    }
+
+
+def _register(run: dict[str, Any], out: Path, home: Path, *, model_name: str) -> dict[str, Any]:
+    """One of `trainings`' runs (its model, metadata and metrics) through the register step: its registration."""
+    out.mkdir()
+    trained = run["out"]
+    register_into(out, home, trained / "model", trained / "metadata.json", trained / "metrics.json",
+                  model_name=model_name)  # fmt: skip
+    registration: dict[str, Any] = json.loads((out / "registration.json").read_text())
+    return registration
 
 
 @pytest.fixture(scope="module", params=["xgboost", "pytorch_mlp"])
@@ -73,15 +88,17 @@ def test_two_workers_give_the_same_model_bytes_each_time(trainings: dict[str, An
     assert two["summary"]["model_sha256"] != single["summary"]["model_sha256"]  # the shards did train apart
 
 
-def test_a_distributed_model_registers_by_its_sha256(materialized: dict[str, Any], tmp_path: Path) -> None:
-    two = {"workers": 2, "runtime": "xgboost-distributed"}
-    first = train_evaluate_register(materialized, tmp_path / "a", tmp_path, model_name="fraud-distributed",
-                                    params=SMALL["xgboost"], distributed=two)  # fmt: skip
-    again = train_evaluate_register(materialized, tmp_path / "b", tmp_path, model_name="fraud-distributed",
-                                    params=SMALL["xgboost"], distributed=two)  # fmt: skip
-    sha = json.loads(first["metadata"].read_text())["model_sha256"]
-    assert first["registration"]["artifact_sha256"] == sha
-    assert again["registration"]["version"] == first["registration"]["version"]  # the same bytes: reused
+@pytest.mark.parametrize("trainings", ["xgboost"], indirect=True)
+def test_a_distributed_model_registers_by_its_sha256(trainings: dict[str, Any], tmp_path: Path) -> None:
+    """The two distributed trainings of the module's xgboost runs (`trainings`: each trained and
+    evaluated by the real steps, two workers), registered one after the other."""
+    first, again = (
+        _register(trainings[run], tmp_path / run, tmp_path, model_name="fraud-distributed") for run in ("two", "again")
+    )
+    assert trainings["two"]["metadata"]["distributed"] == {"runtime": "xgboost-distributed", "workers": 2}
+    assert first["artifact_sha256"] == trainings["two"]["metadata"]["model_sha256"]
+    assert again["version"] == first["version"]  # the same bytes: reused
+    assert first["reused"] is False and again["reused"] is True
 
 
 def test_a_permanent_failure_in_the_workers_stays_permanent(materialized: dict[str, Any], tmp_path: Path) -> None:
