@@ -1,8 +1,12 @@
-"""The connection storm of a parallel sweep: 8 trials at once logging to the platform's MLflow
+"""The connection storm of a parallel sweep: 4 trials at once logging to the platform's MLflow
 server on a PostgreSQL with few connections. Straight to PostgreSQL the tracking server's
 workers run out of connections and trials fail; through PgBouncer (transaction pooling, 3 server
 connections) the same sweep commits every trial. Katib's DB manager meets the same storm, and
-the platform routes it the same way (manifests/katib/)."""
+the platform routes it the same way (manifests/katib/).
+
+The storm is scaled to the server (it was 8 trials on 4 workers and max_connections=10; each
+worker's start cost seconds of CPU, twice): PostgreSQL has one connection per worker left once
+the server is up, so a sweep one trial at a time would fit, and trials at once cannot."""
 
 from __future__ import annotations
 
@@ -15,27 +19,32 @@ from pathlib import Path
 import pytest
 
 from devstack import process
-from devstack.stack import PORT_SPAN, Ports, Stack
+from devstack.stack import DB_USER, PORT_SPAN, Ports, Stack
 from tests.integration.conftest import mlops, platform_env
 
 pytestmark = pytest.mark.integration
 
-TRIALS = "8"
+TRIALS = "4"
+WORKERS = 2
+MAX_CONNECTIONS = 8
+"""3 of them reserved for superusers; of the 5 left, PgBouncer keeps the one its readiness check
+opened, and the server's parent process two (its tracking and registry stores, which it opens
+before it starts the workers): one left for each worker's pool."""
 REFUSED = ("too many clients", "remaining connection slots")
 
 
 @pytest.fixture(scope="module")
 def starved() -> Iterator[Stack]:
-    """max_connections=10 (7 for applications), a tracking server of 4 workers, each with its own
+    """max_connections=8 (5 for applications), a tracking server of 2 workers, each with its own
     connection pool, straight to PostgreSQL; PgBouncer beside it, pooling 3 server connections."""
     root = Path(tempfile.mkdtemp(prefix="mlops-sweep-"))
     root.chmod(0o755)
     stack = Stack(
         root=root,
         ports=Ports.from_base(process.free_port_base(PORT_SPAN)),
-        max_connections=10,
+        max_connections=MAX_CONNECTIONS,
         pool_size=3,
-        mlflow_workers=4,
+        mlflow_workers=WORKERS,
         mlflow_through_pgbouncer=False,
     )
     try:
@@ -61,6 +70,15 @@ def test_a_parallel_sweep_exhausts_direct_connections_and_commits_through_pgboun
     starved: Stack, tmp_path: Path
 ) -> None:
     from mlflow import MlflowClient
+
+    from devstack.postgres import run_sql
+
+    # the storm's premise: once the server is up, one connection is left per worker (so it is the
+    # trials at once that exhaust them, not the workers' first connections)
+    reserved = int(run_sql(starved, "postgres", "show superuser_reserved_connections", superuser=True)[0][0])
+    held = run_sql(starved, "postgres", f"select count(*) from pg_stat_activity where usename = '{DB_USER}'",
+                   superuser=True)[0][0]  # fmt: skip
+    assert MAX_CONNECTIONS - reserved - held == WORKERS, (reserved, held)
 
     # a request the starved server holds waits for its pool; 5 s is long past a served request's time
     code, output = _sweep(starved, tmp_path / "direct", request_timeout=5)
