@@ -19,6 +19,7 @@ credentials, and a last test pushes as pricing with fraud's labels (issue 29).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import time
@@ -156,6 +157,29 @@ def firing(monitoring: Monitoring) -> list[dict[str, Any]]:
     return [a for a in alerts if a["labels"]["alertname"] == "ModelDriftDetected" and a["state"] == "firing"]
 
 
+def drift_rule_evaluated_after(monitoring: Monitoring, moment: float) -> dict[str, Any] | None:
+    """ModelDriftDetected's rule as Prometheus reports it, once an evaluation that began after `moment`
+    (epoch seconds) is done; else None. Its `state` and `alerts` are that evaluation's verdict."""
+    groups = requests.get(monitoring.url("prometheus") + "/api/v1/rules", params={"type": "alert"}, timeout=5)
+    for group in groups.json()["data"]["groups"]:
+        for rule in group["rules"]:
+            if rule["name"] == "ModelDriftDetected":
+                stamp = rule["lastEvaluation"].removesuffix("Z")  # RFC 3339, nanoseconds: seconds suffice
+                evaluated = dt.datetime.fromisoformat(stamp[:19]).replace(tzinfo=dt.UTC).timestamp()
+                return dict(rule) if evaluated > moment else None
+    raise AssertionError("Prometheus has no ModelDriftDetected rule loaded")
+
+
+def routed(monitoring: Monitoring, version: str) -> set[str]:
+    """The receivers Alertmanager routed the alerts for the drift figures of `version` to: its own record
+    of the routing, so a route that would notify later is seen now (each alert goes to its first matching
+    route, and the routes never continue)."""
+    answer = requests.get(monitoring.url("alertmanager") + "/api/v2/alerts",
+                          params={"filter": f'version="{version}"'}, timeout=5)  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    return {receiver["name"] for alert in answer.json() for receiver in alert["receivers"]}
+
+
 def test_drift_reaches_prometheus_and_pages_the_owner_and_the_control_does_not(
     stack: Stack,
     platform_run: dict[str, Any],
@@ -173,7 +197,13 @@ def test_drift_reaches_prometheus_and_pages_the_owner_and_the_control_does_not(
     assert control["champion_version"] == champion and control["pushed"] is True
     shares = wait_for("control figures", lambda: query(services, 'mlops_drift_share{pipeline="fraud"}'))
     assert float(shares[0]["value"][1]) == 0.0
-    time.sleep(4)  # several scrape, evaluation and group_wait rounds (1 s each)
+    # the rule's own verdict on them: an evaluation that began a second after they were queryable
+    # (whole seconds, so two 1 s rounds later at most), in place of a fixed wait of four rounds
+    seen = time.time()
+    rule = wait_for(
+        "a drift rule evaluation of the control figures", lambda: drift_rule_evaluated_after(services, seen)
+    )
+    assert rule["state"] == "inactive" and rule["alerts"] == [], rule
     assert firing(services) == [] and webhook.received == []
 
     # the drifted window
@@ -349,7 +379,9 @@ def test_a_push_as_pricing_with_frauds_labels_pages_pricing_and_never_fraud(
         series = wait_for("the forged series", lambda: query(services, 'mlops_drift_share{version="forged"}'))
         assert series[0]["metric"]["namespace"] == "pricing" and "exported_namespace" not in series[0]["metric"]
         wait_for("the forged alert at pricing's owner", lambda: paged(webhook, "forged"))
-        time.sleep(6)  # a group_interval (5 s) more: any other route's notification would be here by now
+        # Alertmanager's own record of where it routed the alert, in place of waiting a group_interval
+        # (5 s) for any other route's notification: a receiver it routed to is listed before it posts
+        assert routed(services, "forged") == {"pricing-tenant-owner"}
         assert {(receiver, owner) for receiver, owner, _ in paged(webhook, "forged")} == {
             ("pricing-tenant-owner", owners["pricing"])
         }
@@ -366,6 +398,7 @@ def test_a_push_as_pricing_with_frauds_labels_pages_pricing_and_never_fraud(
             "the leak at fraud's owner", lambda: [p for p in paged(webhook, "leak") if p[0] == "fraud-owner"]
         )
         assert ("fraud-owner", FRAUD.owner) in {(receiver, owner) for receiver, owner, _ in leaked}
+        assert "fraud-owner" in routed(services, "leak")  # the routing record shows the leak too
     finally:
         services.tenant_scrape = prometheus_scrape_config
         services.reload_prometheus()
