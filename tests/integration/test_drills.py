@@ -16,7 +16,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ import redis
 
 from devstack.stack import DB_USER, Stack
 from pipelines.spec import IDEMPOTENT_WRITE
+from tests import cli_runner
 from tests.conftest import REPO
 from tests.integration.conftest import mlops, platform_env
 from tests.loopback_http import QuietHandler, serving
@@ -34,23 +36,34 @@ from tests.loopback_http import QuietHandler, serving
 pytestmark = pytest.mark.integration
 
 
+def python_module(
+    module: str, *args: str, env: Mapping[str, str], timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """`python -m module ARGS` from the checkout, in a process of its own with `env` (whole): a child of
+    the session's warm worker, as tests/cli_runner.py runs `mlops` (its libraries imported once, not
+    again per call), or a fresh interpreter where there is none or MLOPS_TEST_CLI_ENGINE=subprocess."""
+    argv = [sys.executable, "-m", module, *args]
+    if os.environ.get(cli_runner.ENGINE_VARIABLE) != "subprocess":
+        from pipelines import warm_worker
+
+        try:
+            worker = warm_worker.connect()
+        except warm_worker.WarmUnavailable:
+            worker = None
+        if worker is not None:
+            code, out, err = worker.run_module(module, args, env, REPO, timeout)
+            return subprocess.CompletedProcess(argv, code, out, err)
+    return subprocess.run(argv, cwd=REPO, env=dict(env), capture_output=True, text=True, timeout=timeout, check=False)
+
+
 def online_values(platform_run: dict[str, Any], users: list[int]) -> dict[str, list[Any]]:
-    """Read features the way a scoring service does, in a child with the platform environment."""
-    code = (
-        "import json, sys; from components.steps.materialize import online_features;"
-        "users = json.loads(sys.argv[2]);"
-        "print(json.dumps(online_features('fraud', 'fraud_model_v1', [{'user_id': u} for u in users], sys.argv[1])))"
-    )
+    """Read features the way a scoring service does, in a child with the platform environment
+    (tests/integration/online_read.py)."""
     store_dir = str(platform_run["home"] / "feast" / "fraud")
-    result = subprocess.run(
-        [sys.executable, "-c", code, store_dir, json.dumps(users)],
-        cwd=REPO,
-        env=platform_run["env"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
+    result = python_module(
+        "tests.integration.online_read", store_dir, json.dumps(users), env=platform_run["env"], timeout=120
     )
+    assert result.returncode == 0, result.stdout + result.stderr
     values: dict[str, list[Any]] = json.loads(result.stdout.strip().splitlines()[-1])
     return values
 
@@ -198,24 +211,6 @@ def failing_s3() -> Iterator[str]:
         yield f"http://127.0.0.1:{server.server_address[1]}"
 
 
-TIMED_REGISTER = """
-import json, sys, time
-from components.errors import ComponentError
-from components.config import RegisterSettings
-from components.steps.register import register
-import mlflow.tracking.request_header.registry  # imports (Feast's MLflow plugin, ~10 s here) before the clock
-args = json.loads(sys.argv[1])
-started = time.monotonic()
-try:
-    register(**{**args, "settings": RegisterSettings(**args["settings"])})
-    outcome = {"error": None}
-except ComponentError as error:
-    outcome = {"error": str(error), "kind": error.kind}
-outcome["seconds"] = time.monotonic() - started
-print(json.dumps(outcome))
-"""
-
-
 @pytest.mark.parametrize(
     ("case", "names", "kind"),
     [
@@ -245,15 +240,8 @@ def test_s3_misconfiguration_fails_in_seconds_naming_what_to_set(
         "settings": {"model_name": f"drill-{case}", "experiment": f"fraud-drill-{case}"},
         "pipeline": "fraud",
     }
-    result = subprocess.run(
-        [sys.executable, "-c", TIMED_REGISTER, json.dumps(args)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    # the register step, timed from after its imports (tests/integration/timed_register.py)
+    result = python_module("tests.integration.timed_register", json.dumps(args), env=env)
     assert result.returncode == 0, result.stderr
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
     print(f"\n{case}: register failed after {outcome['seconds']:.2f} s: {outcome['error']}")
@@ -279,24 +267,20 @@ def test_eight_processes_registering_one_artifact_make_one_version(
     from mlflow import MlflowClient
 
     name = "fraud-race"
-    children = []
     for index in range(WRITERS):
-        out = tmp_path / f"writer-{index}"
-        out.mkdir()
-        children.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "mlops.cli", *register_args(platform_run, out, name)],
-                cwd=REPO,
-                env=platform_run["env"],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
+        (tmp_path / f"writer-{index}").mkdir()
+    # Eight processes at once, each `mlops step register` (children of the warm worker, as the suite's
+    # other `mlops` calls: they start within milliseconds of each other, not an import time apart).
+    with ThreadPoolExecutor(max_workers=WRITERS) as pool:
+        done = list(
+            pool.map(
+                lambda index: mlops(
+                    platform_run["env"], *register_args(platform_run, tmp_path / f"writer-{index}", name)
+                ),
+                range(WRITERS),
             )
         )
-    outputs = [child.communicate(timeout=600) for child in children]
-    failed = {
-        i: err[-2000:] for i, (child, (_out, err)) in enumerate(zip(children, outputs, strict=True)) if child.returncode
-    }
+    failed = {i: child.stderr[-2000:] for i, child in enumerate(done) if child.returncode}
     assert failed == {}, failed  # each failed writer's own error, not the first lines of all of them
 
     registered = {
