@@ -1,7 +1,8 @@
 """make bench (offline store): where a run's validated data lives so that it outlives the pod.
 
 Three of Feast's offline stores on the same data and the same feature definitions (the fraud
-pipeline's entity, view and service), on real services it starts itself:
+pipeline's entity, view and service), on real services it starts itself (or, with `--stack`, a
+running stack's: benchmarks/bench_stack.py):
 1. Parquet in S3 (Feast's file store, reading S3 through pyarrow: components/platform/s3_filesystem.py),
    what the platform uses: one upload, then the point-in-time join;
 2. Feast's PostgreSQL offline store: the rows COPYed into a table, then the join in SQL;
@@ -25,9 +26,11 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
-from devstack import process  # noqa: E402
-from devstack.stack import DB_USER, PORT_SPAN, Ports, Stack  # noqa: E402
+from bench_stack import add_stack_argument, bench_stack  # noqa: E402
+
+from devstack.stack import DB_USER, Stack  # noqa: E402
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -166,22 +169,20 @@ def duckdb_asof_floor(folder: Path) -> tuple[pd.DataFrame, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000)
+    add_stack_argument(parser)
     args = parser.parse_args(argv)
 
     from pipelines.fraud.data import generate
 
     frame = generate(args.rows, 7)
     root = Path(tempfile.mkdtemp(prefix="mlops-bench-offline-"))
-    root.chmod(0o755)
-    stack = Stack(root=root / "services", ports=Ports.from_base(process.free_port_base(PORT_SPAN)))
     try:
-        stack.up(("postgres", "pgbouncer", "s3"))
-        file_set, file_store, file_join = parquet_in_s3(stack, frame, root)
-        pg_set, pg_store, pg_join = postgres_table(stack, frame, root)
+        with bench_stack(args, ("postgres", "pgbouncer", "s3"), "mlops-bench-offline-services-") as stack:
+            file_set, file_store, file_join = parquet_in_s3(stack, frame, root)
+            pg_set, pg_store, pg_join = postgres_table(stack, frame, root)
         duck_set, duck_store, duck_join = duckdb_local(frame, root)
         floor_set, floor_join = duckdb_asof_floor(root)
     finally:
-        stack.down()
         shutil.rmtree(root, ignore_errors=True)
     for other in (pg_set, duck_set, floor_set):
         pd.testing.assert_frame_equal(file_set, other, check_dtype=False, check_exact=False, rtol=1e-9)

@@ -1,7 +1,7 @@
 """make bench (platform part): the feature store and the registry on real services, each beside a baseline.
 
-Starts its own PostgreSQL, PgBouncer, Redis, S3 and MLflow on free ports, then measures, in
-one run on the same servers and data:
+Starts its own PostgreSQL, PgBouncer, Redis, S3 and MLflow on free ports (or, with `--stack`, uses
+a running stack's: benchmarks/bench_stack.py), then measures, in one run on the same servers and data:
 1. materialize 1M rows / 100k entities into Redis: Feast's stock settings vs the platform's
    (components.platform.services.feast_store_config), rows of offline data per second; both must leave
    identical values online;
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import shutil
 import sys
 import tempfile
@@ -30,10 +31,12 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from bench_stack import add_stack_argument, bench_stack  # noqa: E402
 
 from components import artifacts  # noqa: E402
-from devstack import process  # noqa: E402
-from devstack.stack import PORT_SPAN, Ports, Stack  # noqa: E402
+from devstack.stack import SERVICES, Stack  # noqa: E402
 
 if TYPE_CHECKING:
     import redis
@@ -203,6 +206,10 @@ def registry_bench(home: Path, stack: Stack, metrics_count: int = 1000) -> None:
     )
     subprocess.run([sys.executable, "-c", script, str(model_dir)], cwd=REPO, check=True, capture_output=True)
 
+    # a name of this run's own: on a running stack (--stack) an earlier run's version would make the
+    # first registration a re-registration
+    model_name = f"bench-model-{secrets.token_hex(4)}"
+
     def call() -> dict[str, Any]:
         return register(
             str(model_dir / "model"),
@@ -210,7 +217,7 @@ def registry_bench(home: Path, stack: Stack, metrics_count: int = 1000) -> None:
             str(model_dir / "metrics"),
             str(model_dir / "registration.json"),
             str(model_dir / "card.md"),
-            settings=RegisterSettings(model_name="bench-model", experiment="bench"),
+            settings=RegisterSettings(model_name=model_name, experiment="bench"),
             tracking_uri=stack.tracking_uri,
             pipeline="bench",
         )
@@ -253,26 +260,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--entities", type=int, default=100_000)
     parser.add_argument("--iterations", type=int, default=2000)
     parser.add_argument("--metrics", type=int, default=1000, help="metrics logged per way (the smoke test logs few)")
+    add_stack_argument(parser)
     args = parser.parse_args(argv)
 
-    root = Path(tempfile.mkdtemp(prefix="mlops-bench-services-"))
-    root.chmod(0o755)
     home = Path(tempfile.mkdtemp(prefix="mlops-bench-home-"))
-    stack = Stack(root=root, ports=Ports.from_base(process.free_port_base(PORT_SPAN)))
     try:
-        print(f"starting services under {root}", flush=True)
-        stack.up(echo=True)
-        os.environ.update(stack.environment())
-        os.environ["MLOPS_HOME"] = str(home)
-        frame = feature_table(args.rows, args.entities)
-        source = home / "offline" / "features.parquet"
-        artifacts.write_parquet(source, frame)
-        materialize_bench(home, source, frame)
-        lookup_bench(home, frame, stack, args.iterations)
-        registry_bench(home, stack, args.metrics)
+        with bench_stack(args, SERVICES, "mlops-bench-services-", echo=True) as stack:
+            os.environ.update(stack.environment())
+            os.environ["MLOPS_HOME"] = str(home)
+            frame = feature_table(args.rows, args.entities)
+            source = home / "offline" / "features.parquet"
+            artifacts.write_parquet(source, frame)
+            materialize_bench(home, source, frame)
+            lookup_bench(home, frame, stack, args.iterations)
+            registry_bench(home, stack, args.metrics)
     finally:
-        stack.down()
-        shutil.rmtree(root, ignore_errors=True)
         shutil.rmtree(home, ignore_errors=True)
     return 0
 

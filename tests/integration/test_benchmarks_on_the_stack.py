@@ -1,0 +1,49 @@
+"""The `make bench` scripts that measure the platform's services, on tiny inputs, on the session's
+running stack through their `--stack` option (benchmarks/bench_stack.py), as a developer runs them
+on `mlops dev up`'s: each must print its table (tests/benchmark_runs.py). Each once started a stack
+of its own, paying PostgreSQL's initdb, SeaweedFS's start and MLflow's schema creation again.
+
+The option's own contract is checked too: a root without a stack, or one whose services are not
+all running, is refused with the fix, and nothing is measured."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from devstack.stack import Stack
+from tests.benchmark_runs import assert_printed_its_table, run_benchmark
+
+pytestmark = pytest.mark.integration
+
+# script, tiny arguments, a line of the table it prints at the end
+ON_THE_STACK = {
+    "platform_bench.py": (
+        ["--rows", "4000", "--entities", "400", "--iterations", "30", "--metrics", "50"],
+        "one log_batch call",
+    ),
+    "offline_store_bench.py": (["--rows", "3000"], "equal row for row"),
+}
+
+
+@pytest.mark.parametrize("script", sorted(ON_THE_STACK))
+def test_benchmark_runs_on_tiny_inputs_on_the_running_stack(script: str, stack: Stack, tmp_path: Path) -> None:
+    arguments, last_table_line = ON_THE_STACK[script]
+    done = run_benchmark(script, [*arguments, "--stack", str(stack.root)], tmp_path)
+    assert_printed_its_table(done, last_table_line)
+    assert "starting services" not in done.stdout  # measured on the running stack, none of its own
+    assert all(stack.running(service) for service in ("postgres", "pgbouncer", "redis", "s3", "mlflow"))
+
+
+def test_the_stack_option_refuses_a_root_without_a_running_stack(stack: Stack, tmp_path: Path) -> None:
+    empty = run_benchmark("offline_store_bench.py", ["--rows", "300", "--stack", str(tmp_path / "none")], tmp_path)
+    assert empty.returncode != 0 and "no stack under" in empty.stderr and "mlops dev up" in empty.stderr, empty.stderr
+    # the same stack's description with its pid files elsewhere: nothing of it runs there
+    described = tmp_path / "described"
+    described.mkdir()
+    (described / "stack.json").write_text(stack.state_file.read_text())
+    stopped = run_benchmark("offline_store_bench.py", ["--rows", "300", "--stack", str(described)], tmp_path)
+    assert stopped.returncode != 0, stopped.stdout
+    assert "postgres, pgbouncer, s3 not running" in stopped.stderr, stopped.stderr[-2000:]
+    assert "offline store for one run" not in stopped.stdout
