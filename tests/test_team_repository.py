@@ -154,19 +154,28 @@ def test_the_project_is_standalone_and_pinned(team: dict[str, Any]) -> None:
     assert "site-packages" in where.stdout and str(REPO) not in where.stdout, where.stdout + where.stderr
 
 
-def _team_tests(team: dict[str, Any]) -> subprocess.CompletedProcess[str]:
-    """The team's own tests (pipelines/project_template/test_pipeline.py.tmpl), run as its `make test`
-    runs them: from its folder, with the venv that has the wheel and the project installed."""
-    pytest_ = [team["python"], "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"]
-    return _run(pytest_, cwd=team["project"], env=team["env"])
+@pytest.fixture(scope="module")
+def team_tests(team: dict[str, Any]) -> dict[str, Any]:
+    """The team's own tests (pipelines/project_template/test_pipeline.py.tmpl), run once as its `make test`
+    runs them: from its folder, with the venv that has the wheel and the project installed. Their pytest
+    gets a --basetemp here, so the MLOPS_HOME of their end-to-end run (its tmp_path) is known: the LightGBM
+    model that run trained and registered (`mlops new --model lightgbm`) is the one the serving test
+    serves, rather than a second run of the same pipeline on the same rows."""
+    basetemp = team["root"] / "team-pytest"
+    pytest_ = [team["python"], "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--basetemp={basetemp}", "tests"]
+    done = _run(pytest_, cwd=team["project"], env=team["env"])
+    homes = [path for path in basetemp.glob("test_the_pipeline_runs_end*") if not path.is_symlink()]  # not *-current
+    return {"done": done, "homes": homes}
 
 
-def test_the_installed_pipeline_runs_compiles_and_keeps_its_goldens(team: dict[str, Any]) -> None:
+def test_the_installed_pipeline_runs_compiles_and_keeps_its_goldens(
+    team: dict[str, Any], team_tests: dict[str, Any]
+) -> None:
     """issue 30: the team's generated tests were collected, never run. They run here, in place of the
     run this test made itself before (their goldens check and their end-to-end run), and a failing one
     fails this test (shown once by hand: a pipeline.py that raises gives "2 failed" and this assertion)."""
     project, env, mlops = team["project"], team["env"], team["mlops"]
-    tested = _team_tests(team)
+    tested = team_tests["done"]
     assert tested.returncode == 0 and "2 passed" in tested.stdout, tested.stdout[-3000:] + tested.stderr[-3000:]
 
     out = team["root"] / "compiled"
@@ -217,22 +226,24 @@ print(json.dumps({"kind": kind.name, "format": registration["model_format"], "ba
 
 
 def test_a_lightgbm_churn_model_is_trained_registered_and_served_from_the_team_repository(
-    team: dict[str, Any],
+    team: dict[str, Any], team_tests: dict[str, Any]
 ) -> None:
     """issue 31: in the team's repository, a LightGBM churn model is trained and registered by the
-    team's pipeline, and `mlops serve` (the local Triton: its python backend loads the model, under
-    the FIL config's tensors) answers with the scores the LightGBM kind predicts in process (the
-    registered artifact, checked by its sha256). The cluster's FIL config and Treelite's loading of
+    team's pipeline (the end-to-end run of the team's own tests, `team_tests`: the project's
+    train.model_type is lightgbm), and `mlops serve` (the local Triton: its python backend loads the
+    model, under the FIL config's tensors) answers with the scores the LightGBM kind predicts in process
+    (the registered artifact, checked by its sha256). The cluster's FIL config and Treelite's loading of
     the same format are tested in tests/components/test_triton_formats.py; no FIL backend runs here."""
     from devstack.process import free_port_base
 
-    project, mlops = team["project"], team["mlops"]
-    env = {**team["env"], "MLOPS_HOME": str(team["root"] / "lightgbm-home"),
+    project, mlops, tested = team["project"], team["mlops"], team_tests["done"]
+    assert tested.returncode == 0 and len(team_tests["homes"]) == 1, tested.stdout[-3000:] + tested.stderr[-3000:]
+    config = yaml.safe_load((project / "churn_pipeline" / "config.yaml").read_text())
+    assert config["train"]["model_type"] == "lightgbm"  # what the team's run trained
+    env = {**team["env"], "MLOPS_HOME": str(team_tests["homes"][0]),
            "MLOPS_SERVING_VENV": str(REPO / ".venv-serving")}  # fmt: skip
-    run = [mlops, "run", "churn", "--rows", "4000", "--set", "train.model_type=lightgbm", "--gate-threshold", "0.5"]
-    ran = _run(run, cwd=project, env=env)
-    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
-    name = yaml.safe_load((project / "churn_pipeline" / "config.yaml").read_text())["register"]["model_name"]
+    assert (team_tests["homes"][0] / "mlflow" / "mlflow.db").is_file()  # the run's registry, served below
+    name = config["register"]["model_name"]
     port, folder = str(free_port_base(3)), str(team["root"] / "lightgbm-serve")
     served = _run([mlops, "serve", name, "--detach", "--port-base", port, "--dir", folder], cwd=project, env=env)
     try:
