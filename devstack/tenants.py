@@ -44,7 +44,7 @@ from components.platform.settings import (  # the same on the cluster
     TENANT_CONNECTION_LIMIT,
     TENANT_REDIS_RULES,
 )
-from devstack import process
+from devstack import process, seaweedfs
 from devstack.pgbouncer import write_userlist
 from devstack.postgres import run_sql
 from devstack.stack import PORT_SPAN, Stack
@@ -148,9 +148,11 @@ def decisions_writer_actions(name: str, broadened: bool = False) -> list[str]:
 
 def write_s3_identities(
     stack: Stack, broadened: frozenset[str] = frozenset(), broadened_writers: frozenset[str] = frozenset()
-) -> None:
-    """Rewrite the S3 server's identities (admin, every tenant and its decisions writer) and restart
-    it to load them; `broadened`/`broadened_writers` widen those tenants' policies (isolation tests)."""
+) -> str:
+    """Rewrite the S3 server's identities (admin, every tenant and its decisions writer) and have a
+    running server load them (devstack.seaweedfs.apply_identities: nothing when they are unchanged, a
+    reload, a restart only when one was taken out); `broadened`/`broadened_writers` widen those
+    tenants' policies (isolation tests). Returns what applying them took."""
     identities = stack.s3_identities()
     for tenant in load_tenants(stack).values():
         identities.append(
@@ -170,10 +172,7 @@ def write_s3_identities(
                     "actions": decisions_writer_actions(tenant.name, tenant.name in broadened_writers),
                 }
             )
-    process.write_private(stack.folder("s3") / "s3.json", json.dumps({"identities": identities}, indent=2))
-    if stack.running("s3"):  # weed reads its identities at start
-        stack.down(("s3",))
-        stack.up(("s3",))
+    return seaweedfs.apply_identities(stack, identities)
 
 
 def _redis_acl(stack: Stack, tenant: Tenant, broadened: bool = False) -> str:
