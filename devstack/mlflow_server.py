@@ -22,7 +22,7 @@ from devstack import process
 if TYPE_CHECKING:
     from devstack.stack import Stack
 
-__all__ = ["MLFLOW_ADMIN", "NO_AWS_CREDENTIALS", "start_mlflow"]
+__all__ = ["MLFLOW_ADMIN", "NO_AWS_CREDENTIALS", "schema_at_head", "start_mlflow"]
 
 MLFLOW_ADMIN = "admin"
 
@@ -61,9 +61,32 @@ def _environment(stack: Stack) -> dict[str, str | None]:
     }
 
 
+def schema_at_head(stack: Stack) -> bool:
+    """Whether the tracking database already has every table and its alembic revision is MLflow's
+    head: what the migration would check before doing nothing (SqlAlchemyStore: every table
+    there, then the revision verified), read the same way, in this process and without a write."""
+    import sqlalchemy
+    from mlflow.store.db import utils
+    from sqlalchemy.pool import NullPool
+
+    engine = sqlalchemy.create_engine(stack.database_url("mlflow", through_pgbouncer=False), poolclass=NullPool)
+    try:
+        if not utils._all_tables_exist(engine):
+            return False
+        current = utils._get_schema_version(engine)  # alembic's MigrationContext, alembic_version's row
+    except sqlalchemy.exc.SQLAlchemyError:
+        return False  # not readable: the migration runs, and says why it fails
+    finally:
+        engine.dispose()
+    return bool(current) and current == utils._get_latest_schema_revision()  # the one head of MLflow's scripts
+
+
 def _migrate(stack: Stack, env: dict[str, str | None]) -> None:
     """Schema creation and migrations, once, directly against PostgreSQL: DDL in a
-    transaction-pooled connection is fragile, and the server should not race them."""
+    transaction-pooled connection is fragile, and the server should not race them. A database
+    already at MLflow's head (a restart) is left alone: the migration would only verify it."""
+    if schema_at_head(stack):
+        return
     migrate = subprocess.run(
         [
             sys.executable,
@@ -110,14 +133,14 @@ def _argv(stack: Stack) -> list[str]:
     ]
 
 
-def _basic_auth(stack: Stack, env: dict[str, str | None]) -> list[str]:
+def _basic_auth(stack: Stack, env: dict[str, str | None], instance: str = "mlflow") -> list[str]:
     """Write the basic-auth app's config and set its environment; the arguments that select it."""
     from components.platform.tracking_auth import auth_config
 
     # The cluster's file (pipelines.cluster.mlflow_auth_config): no password in it (libpq
     # reads PGPASSWORD), the admin from the environment.
     database = stack.database_url("mlflow_auth", driver="postgresql+psycopg2").replace(f":{stack.db_password}@", "@")
-    config = stack.folder("mlflow") / "basic_auth.ini"
+    config = stack.folder(instance) / "basic_auth.ini"
     process.write_private(
         config,
         auth_config(
@@ -131,8 +154,10 @@ def _basic_auth(stack: Stack, env: dict[str, str | None]) -> list[str]:
     return ["--app-name", "basic-auth"]
 
 
-def start_mlflow(stack: Stack) -> float:
-    """Migrate the schema, start the server, wait for /health; seconds to ready (migration included)."""
+def start_mlflow(stack: Stack, instance: str = "mlflow") -> float:
+    """Migrate the schema, start the server, wait for /health; seconds to ready (migration included).
+    `instance` names its folder, log and pid file: another name runs a second server on the same
+    databases, on the port `stack.ports.mlflow` says (the isolation tests' server as MLflow ships)."""
     import urllib.request
 
     env = _environment(stack)
@@ -141,16 +166,16 @@ def start_mlflow(stack: Stack) -> float:
     argv = _argv(stack)
     env["PGPASSWORD"] = stack.db_password
     if stack.mlflow_auth:
-        argv += _basic_auth(stack, env)
+        argv += _basic_auth(stack, env, instance)
     # A server stopped a moment ago may still hold its port while its workers exit.
     deadline = time.monotonic() + 30
     while not process.port_free(stack.ports.mlflow) and time.monotonic() < deadline:
         time.sleep(0.2)
-    pid = process.start(argv, stack.log("mlflow"), stack.pid_file("mlflow"), env=env)
+    pid = process.start(argv, stack.log(instance), stack.pid_file(instance), env=env)
 
     def healthy() -> bool:
         with urllib.request.urlopen(f"{stack.tracking_uri}/health", timeout=2) as response:
             return bool(response.status == 200)
 
-    process.wait_until(healthy, what="MLflow server", log=stack.log("mlflow"), pid=pid, timeout=120)
+    process.wait_until(healthy, what="MLflow server", log=stack.log(instance), pid=pid, timeout=120)
     return time.monotonic() - started
