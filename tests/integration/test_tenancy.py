@@ -174,11 +174,14 @@ def test_the_cli_prints_the_table_and_exits_zero(
 
 
 def test_a_broadened_s3_policy_is_reported_as_leaks(shared: Stack) -> None:
-    write_s3_identities(shared, frozenset({"pricing"}))  # the refactor that widens a policy
+    # the refactor that widens a policy; the running server rereads s3.json (SIGHUP), no restart
+    assert write_s3_identities(shared, frozenset({"pricing"})) == "reloaded"
     try:
         outcome = observed(shared, "pricing", "fraud", "s3", "tracking", "decisions")
     finally:
-        write_s3_identities(shared)
+        restored = write_s3_identities(shared)
+    assert restored == "reloaded"
+    assert write_s3_identities(shared) == "unchanged"  # the server serves this file already
     for path in (
         "s3 GET target object",
         "s3 LIST target prefix",
@@ -206,29 +209,36 @@ def test_a_broadened_s3_policy_is_reported_as_leaks(shared: Stack) -> None:
 
 def test_a_tracking_server_as_mlflow_ships_it_is_reported_as_leaks(shared: Stack) -> None:
     """Default permission READ (MLflow's default), an S3 key on the server (a confused deputy), and
-    MLflow's own authentication, which lets any user create any name (squatting)."""
+    MLflow's own authentication, which lets any user create any name (squatting).
+
+    That server is a second one beside the session's, the same basic-auth app on the same databases
+    (devstack.mlflow_server, its own folder, log and port): stopping the session's to restart it so,
+    and back, cost two server starts where one does."""
+    import dataclasses
+
     from mlflow import MlflowClient
 
     from components.environment import temporary_env
     from components.errors import ComponentError
+    from devstack.mlflow_server import schema_at_head, start_mlflow
 
-    shared.down(("mlflow",))
-    shared.mlflow_default_permission, shared.mlflow_server_s3_key, shared.mlflow_tenant_names = "READ", True, False
-    shared.up(("mlflow",))
+    ports = dataclasses.replace(shared.ports, mlflow=process.free_port_base(1))
+    shipped = dataclasses.replace(
+        shared, ports=ports, mlflow_default_permission="READ", mlflow_server_s3_key=True, mlflow_tenant_names=False
+    )
+    assert schema_at_head(shipped)  # the session's server migrated it: this start skips the migration
     try:
-        outcome = observed(shared, "pricing", "fraud", "tracking", "s3")
+        start_mlflow(shipped, "mlflow-as-shipped")
+        outcome = observed(shipped, "pricing", "fraud", "tracking", "s3")
         # a name squatted before its team arrives: `tenant add` refuses it rather than share it
-        pricing = get_tenant(shared, "pricing")
+        pricing = get_tenant(shipped, "pricing")
         with temporary_env({"MLFLOW_TRACKING_USERNAME": "pricing", "MLFLOW_TRACKING_PASSWORD": pricing.password}):
-            MlflowClient(tracking_uri=shared.tracking_uri).create_experiment("payments")
+            MlflowClient(tracking_uri=shipped.tracking_uri).create_experiment("payments")
         with pytest.raises(ComponentError, match=r"experiment 'payments'.*another user"):
-            add_tenant(shared, "payments")
+            add_tenant(shipped, "payments")
         assert not (shared.root / "tenants" / "payments.json").exists()
     finally:
-        shared.down(("mlflow",))
-        shared.mlflow_default_permission, shared.mlflow_server_s3_key = "NO_PERMISSIONS", False
-        shared.mlflow_tenant_names = True
-        shared.up(("mlflow",))
+        process.stop(shipped.pid_file("mlflow-as-shipped"))
     assert outcome["mlflow squat a model name in target's namespace"] == LEAK, outcome
     assert outcome["mlflow squat an experiment name in target's namespace"] == LEAK, outcome
     for path in (
