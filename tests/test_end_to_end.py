@@ -20,6 +20,9 @@ from tests.conftest import REPO
 
 pytestmark = pytest.mark.e2e
 ROWS = "8000"
+PYTORCH_ROWS = "4000"
+"""The PyTorch run's rows: its claims are the TorchScript served and reproduced, not the score, and its
+gate is 0.6 (0.88 measured at 4000 rows); half the rows halve its training, twice (run and reproduce)."""
 
 
 def mlops(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -179,7 +182,7 @@ def pytorch_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     TorchScript serving test and the byte-for-byte reproduce test both read: one pipeline run
     fewer in the suite (each run is ~45 s)."""
     home = tmp_path_factory.mktemp("pytorch-home")
-    result = mlops(home, "--rows", ROWS, "--model-type", "pytorch_mlp", "--min-auc", "0.6")
+    result = mlops(home, "--rows", PYTORCH_ROWS, "--model-type", "pytorch_mlp", "--min-auc", "0.6")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "fraud-detector version 1 (new)" in result.stdout
     return home, latest_run(home)
@@ -190,7 +193,7 @@ def test_pytorch_mlp_pipeline_serves_torchscript(pytorch_run: tuple[Path, Path])
     repository = run / "promote" / "model_repository" / "fraud-detector"
     assert "pytorch_libtorch" in (repository / "config.pbtxt").read_text()
     assert (repository / "1" / "model.pt").read_bytes() == (run / "train" / "model").read_bytes()
-    assert pd.read_parquet(run / "materialize" / "holdout_set").shape[0] == int(ROWS) // 5
+    assert pd.read_parquet(run / "materialize" / "holdout_set").shape[0] == int(PYTORCH_ROWS) // 5
 
     # The request path on the laptop's embedded stores (sqlite online store, Feast's SDK read),
     # behind libtorch's tensors: serve with features, then score one request.
@@ -221,7 +224,9 @@ def test_pytorch_mlp_pipeline_serves_torchscript(pytorch_run: tuple[Path, Path])
 
 
 def test_forecast_regression_pipeline_passes_its_mape_gate(tmp_path: Path) -> None:
-    result = run_pipeline(tmp_path, "forecast", "--rows", "18000")
+    # 50 stores of 180 days (the generator keeps whole stores): MAPE 0.208 and r2 0.80 measured, so the
+    # gate's pass is not marginal, at half the 100 stores' training time
+    result = run_pipeline(tmp_path, "forecast", "--rows", "9000")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "gate mape <= 0.25: passed" in result.stdout
     assert "forecast-demand version 1 (new)" in result.stdout
