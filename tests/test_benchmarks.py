@@ -2,9 +2,10 @@
 print its table. The figures are not asserted (they mean nothing at this size); that the code
 still runs against today's components, services and images is.
 
-The platform and offline store benchmarks run on the session's running stack through their
-`--stack` option instead (tests/integration/test_benchmarks_on_the_stack.py): starting a stack of
-their own here timed PostgreSQL's initdb and MLflow's schema creation again for each."""
+The scripts that measure the platform's services (platform, offline store, fidelity) run on the
+session's running stacks through their `--stack` option instead (tests/integration/
+test_benchmarks_on_the_stack.py): starting a stack of their own here timed PostgreSQL's initdb and
+MLflow's schema creation again for each."""
 
 from __future__ import annotations
 
@@ -42,13 +43,6 @@ SMOKE = {
 def test_benchmark_runs_on_tiny_inputs_and_prints_its_table(script: str, tmp_path: Path) -> None:
     arguments, last_table_line = SMOKE[script]
     assert_printed_its_table(run_benchmark(script, arguments, tmp_path), last_table_line)
-
-
-@pytest.mark.image
-def test_fidelity_benchmark_runs_on_tiny_inputs(component_image: str, tmp_path: Path) -> None:
-    done = run_benchmark("fidelity_bench.py", ["--rows", "3000", "--image", component_image], tmp_path)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "whole run" in done.stdout
 
 
 # What the lent GPU machine's own Python holds (benchmarks/gpu_check.sh): these and what they need.
