@@ -5,6 +5,7 @@ Debian's PostgreSQL 15 binaries, run as the service user when we are root, on th
 private to the stack that trusts whoever reaches it (setup runs through it). Once it answers, the
 platform's role and databases (DATABASES, owned by DB_USER) are created if missing. `run_sql` is
 the one client the launchers, `devstack.tenants`, `mlops isolation-check` and the tests share.
+Where `mlops dev backup` enabled it, it archives its WAL to the stack's S3 (devstack.backup).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import subprocess
 from typing import TYPE_CHECKING, Any
 
 from components.errors import ComponentError
-from devstack import process
+from devstack import backup, process
 
 if TYPE_CHECKING:
     from devstack.stack import Stack
@@ -110,6 +111,8 @@ def start_postgres(stack: Stack) -> float:
             f"unix_socket_directories={sockets}",
             "-c",
             f"max_connections={stack.max_connections}",
+            # WAL archiving to the stack's S3 with barman-cloud, once `mlops dev backup` enabled it.
+            *backup.server_settings(stack),
         ]
     )
     pid = process.start(argv, stack.log("postgres"), stack.pid_file("postgres"))

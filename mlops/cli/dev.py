@@ -1,4 +1,9 @@
-"""`mlops dev`, `tenant`, `isolation-check`, `buckets`: the services on loopback, their tenants, the buckets."""
+"""`mlops dev`, `tenant`, `isolation-check`, `buckets`: the services on loopback, their tenants, the buckets.
+
+`mlops dev backup` takes a base backup of the stack's PostgreSQL to its S3 with barman-cloud (turning
+WAL archiving on first); `mlops dev restore [--to TIME]` replaces its data directory from them, to the
+latest archived WAL or to a point in time (devstack/backup.py, docs/recovery.md).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ if TYPE_CHECKING:
 
 def register(sub: Any, argv: list[str]) -> None:
     dev = sub.add_parser("dev", help="start, stop or show the platform services on loopback (PostgreSQL, ...)")
-    dev.add_argument("action", choices=["up", "down", "status", "env"])
+    dev.add_argument("action", choices=["up", "down", "status", "env", "backup", "restore"])
     dev.add_argument("--dir", help="data, logs and pid files (default: $MLOPS_SERVICES_DIR or $MLOPS_HOME/services)")
     dev.add_argument("--port-base", type=int, help="first port; services take base..base+24 (default 15400)")
     dev.add_argument("--services", help="comma-separated subset of postgres,pgbouncer,redis,s3,mlflow")
@@ -30,6 +35,14 @@ def register(sub: Any, argv: list[str]) -> None:
         " with --tenancy one Pushgateway per tenant behind the tenant's password, scraped as the cluster does",
     )
     dev.add_argument("--alert-webhook", help="with --monitoring: where Alertmanager posts (default: nowhere)")
+    recovery = dev.add_argument_group("backup and restore (barman-cloud to the stack's S3, bucket postgres-backups)")
+    recovery.add_argument(
+        "--to", metavar="TIME", help="restore: the point in time, ISO 8601 with its zone (default: the latest archived)"
+    )
+    recovery.add_argument("--list", action="store_true", help="backup: list the base backups instead of taking one")
+    recovery.add_argument(
+        "--archive-timeout", type=int, metavar="SECONDS", help="backup: archive WAL at least this often (default 60)"
+    )
     dev.set_defaults(handler=_dev)
 
     tenant = sub.add_parser(
@@ -116,6 +129,8 @@ def _dev(args: argparse.Namespace) -> int:
 
             stopped += tenant_monitoring.down(stack)
         print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+    elif args.action in ("backup", "restore"):
+        return _backup_or_restore(stack, args)
     elif args.action == "env":
         for key, value in stack.environment().items():
             print(f"export {key}={shlex.quote(value)}")
@@ -129,6 +144,35 @@ def _dev(args: argparse.Namespace) -> int:
             state = "running" if row["running"] else "stopped"
             print(f"{row['service']:<10} {state:<8} pid {row['pid'] or '-':<8} {row['address']}  log {row['log']}")
         return 0 if all(row["running"] for row in rows if row["service"] in services or row in tenant_rows) else 1
+    return 0
+
+
+def _backup_or_restore(stack: Stack, args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from devstack import backup
+
+    if args.action == "restore":
+        try:
+            target = dt.datetime.fromisoformat(args.to.replace("Z", "+00:00")) if args.to else None
+        except ValueError as error:
+            raise ComponentError(
+                "dev", f"--to {args.to!r} is not an ISO 8601 time", "e.g. 2026-12-05T09:30Z"
+            ) from error
+        restored = backup.restore(stack, target=target)
+        print(f"restored from base backup {restored.backup_id} to {args.to or 'the latest archived WAL'}"
+              f" in {restored.seconds:.1f} s")  # fmt: skip
+        if restored.set_aside is not None:
+            print(f"the replaced data directory is {restored.set_aside} (delete it when satisfied)")
+        return 0
+    if args.list:
+        for found in backup.backups(stack):
+            print(f"{found.backup_id}  ended {found.end_time.isoformat()}")
+        return 0
+    if args.archive_timeout is not None:
+        backup.enable_archiving(stack, archive_timeout=args.archive_timeout)
+    taken = backup.base_backup(stack)
+    print(f"base backup {taken.backup_id} ended {taken.end_time.isoformat()} ({taken.seconds:.1f} s)")
     return 0
 
 
