@@ -93,6 +93,7 @@ bench: install serving-env transformer-env services-install images-setup  ## ste
 	$(BIN)/python benchmarks/drift_bench.py
 	$(BIN)/python benchmarks/scale_bench.py
 	$(BIN)/python benchmarks/rebuild_bench.py
+	$(BIN)/python benchmarks/recovery_bench.py
 
 gpu-check:  ## the train step's GPU paths (1M, 10M rows; 2-process DDP) beside the CPU; runs on the lent GPU machine as it is
 	bash benchmarks/gpu_check.sh
