@@ -59,6 +59,7 @@ from tests.integration.fidelity_tenant import (
     storage_initializer_environment,
     tenant_secrets,
 )
+from tests.integration.podman_docker_api import podman_docker_service, removed_container_is_not_found
 
 pytestmark = [pytest.mark.integration, pytest.mark.image]
 
@@ -427,35 +428,11 @@ def podman_docker_api(fidelity: dict[str, Any], tmp_path_factory: pytest.TempPat
     Kubernetes platform spec (configMapAsEnv, secretAsEnv), which a kubelet would apply; here the
     engine applies it instead: the service's containers.conf gives every container the ConfigMap's
     and the Secrets' variables, and the task's own env (MLOPS_STEP_RETRY) comes on top."""
-    folder = tmp_path_factory.mktemp("podman-api")
     variables = {**fidelity["harness"].configmaps["mlops-platform"]}
     for ref in secret_environment(fidelity["cfg"]):
         variables[ref.env] = fidelity["harness"].secrets[ref.secret][ref.key]
-    system = Path("/etc/containers/containers.conf")
-    base = system.read_text() if system.exists() else ""
-    env_line = "env = [" + ", ".join(json.dumps(f"{k}={v}") for k, v in sorted(variables.items())) + "]\n"
-    conf = (
-        base.replace("[containers]\n", "[containers]\n" + env_line, 1)
-        if "[containers]" in base
-        else ("[containers]\n" + env_line + base)
-    )
-    (folder / "containers.conf").write_text(conf)
-    socket = folder / "podman.sock"
-    service = subprocess.Popen(
-        ["podman", "system", "service", "--time=0", f"unix://{socket}"],
-        env={**os.environ, "CONTAINERS_CONF": str(folder / "containers.conf")},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while not socket.exists():
-            assert time.monotonic() < deadline and service.poll() is None, "podman system service did not start"
-            time.sleep(0.1)
-        yield f"unix://{socket}"
-    finally:
-        service.terminate()
-        service.wait(timeout=30)
+    with podman_docker_service(tmp_path_factory.mktemp("podman-api"), variables) as docker_host:
+        yield docker_host
 
 
 def test_the_kfp_ir_runs_through_kfp_locals_docker_runner_on_podman(
@@ -476,6 +453,7 @@ def test_the_kfp_ir_runs_through_kfp_locals_docker_runner_on_podman(
     compile_ir(fraud.DECLARATION, cfg, str(ir), cluster=True)
     subprocess.run(["podman", "tag", component_image, fraud.DECLARATION.spec.image], check=True)  # the registry mirror
     monkeypatch.setenv("DOCKER_HOST", podman_docker_api)
+    removed_container_is_not_found(monkeypatch)  # podman's 500 "no such container" read as Docker's 404
     root = tmp_path / "pipeline-root"
     root.mkdir()
     root.chmod(0o777)  # DockerRunner mounts it into the containers, which run as 65532
