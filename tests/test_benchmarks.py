@@ -34,6 +34,8 @@ SMOKE = {
     # the real rebuild on real services, read back through Feast; the 1M goal is "not measured" here.
     # Services of its own: it flushes Redis, and its Redis has the tenant's memory limit
     "rebuild_bench.py": (["--entities", "3000", "--sample", "500"], "equal to the offline latest rows"),
+    # services of its own too: it deletes PostgreSQL's data directory and restores it with barman-cloud
+    "recovery_bench.py": (["--models", "1", "--versions", "2", "--commits", "1", "--archive-timeout", "1"], "RTO goal"),
     # one model kind: two PyTorch workers against one are run and compared in tests/components/test_distributed.py
     "scale_bench.py": (["--rows", "3000", "--trials", "2", "--tune-rows", "3000", "--models", "xgboost"], "trials/min"),
 }
