@@ -307,6 +307,8 @@ def restore(stack: Stack, *, target: dt.datetime | None = None, keep_old: bool =
         raise ComponentError(STEP, f"the restore target {target} has no time zone", "give it one: 2026-12-05T09:30Z")
     started = time.monotonic()
     config = _required(stack)
+    for needed in ("barman-cloud-restore", "barman-cloud-wal-restore"):
+        barman_binary(needed)  # before anything is stopped or moved
     chosen = _chosen(stack, target)
     process.stop(stack.pid_file("postgres"), signal.SIGINT, 20.0)
     data = stack.folder("postgres") / "data"
