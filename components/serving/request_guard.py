@@ -6,6 +6,8 @@ installed on KServe's FastAPI app ahead of every route (components/serving/trans
 - A body larger than `scoring.max_body_bytes` answers 400 naming that setting, before anything parses
   it: a declared Content-Length over the limit is refused unread; a chunked body is counted as it
   arrives and refused as soon as it passes the limit. Nothing reaches the app's JSON parser unbounded.
+  After the answer, the rest of the body (up to LINGER_BYTES) is read and dropped, so a client that
+  sends its whole body before reading gets the 400, not a broken pipe.
 - The explain verb (`POST /v1/models/<name>:explain`, the only route that returns stored features;
   the rendered AuthorizationPolicy admits only `scoring.explain.callers` to `*:explain`) answers 403
   naming `scoring.explain.enabled` while explain is off, before the body is read.
@@ -24,6 +26,7 @@ from typing import Any
 __all__ = [
     "EXPLAIN_OFF",
     "EXPLAIN_SUFFIX",
+    "LINGER_BYTES",
     "REPOSITORY_OFF",
     "REPOSITORY_PREFIX",
     "App",
@@ -83,6 +86,7 @@ class RequestGuard:
             return
         if declared > self.max_body_bytes:
             await answer(send, 400, too_large(self.max_body_bytes))
+            await _linger(receive, declared)
             return
         body, more = bytearray(), True
         while more:  # the whole body, counted as it arrives (a chunked body declares no length)
@@ -93,6 +97,8 @@ class RequestGuard:
             more = bool(message.get("more_body", False))
             if len(body) > self.max_body_bytes:
                 await answer(send, 400, too_large(self.max_body_bytes))
+                if more:
+                    await _linger(receive, None)
                 return
         replayed = False
 
@@ -104,6 +110,27 @@ class RequestGuard:
             return {"type": "http.request", "body": bytes(body), "more_body": False}
 
         await self.app(scope, replay, send)
+
+
+LINGER_BYTES = 16 * 2**20
+"""How much of a refused body is read and dropped after the 400 (a lingering close, as nginx does).
+A client such as urllib or requests sends the whole body before it reads the answer: closed on while
+it still sends, it sees a broken pipe or a reset instead of the 400 naming the setting. Past this, the
+connection is closed anyway (a bigger body is no mistake of size that a message would help)."""
+
+
+async def _linger(receive: Receive, declared: int | None) -> None:
+    """Read and drop the rest of a refused body, up to LINGER_BYTES: nothing is kept."""
+    if declared is not None and declared > LINGER_BYTES:
+        return
+    dropped = 0
+    while dropped <= LINGER_BYTES:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        dropped += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
 
 
 def _content_length(scope: Scope) -> int | None:

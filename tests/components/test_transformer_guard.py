@@ -68,13 +68,17 @@ def _call(
         pulled.append(1)
         return messages.pop(0) if messages else {"type": "http.disconnect"}
 
+    answered_after: list[int] = []
+
     async def send(message: MutableMapping[str, Any]) -> None:
+        if not sent:
+            answered_after.append(len(pulled))
         sent.append(message)
 
     asyncio.run(guard(app, max_body_bytes=LIMIT, explain_enabled=explain)(scope, receive, send))
     status = sent[0]["status"]
     body = json.loads(sent[1]["body"]) if status != 200 else None
-    return status, (body, len(pulled)), app
+    return status, (body, answered_after[0]), app
 
 
 PREDICT, EXPLAIN = "/v1/models/fraud-detector:predict", "/v1/models/fraud-detector:explain"
@@ -93,11 +97,11 @@ def test_an_oversized_body_is_400_naming_the_setting_before_the_app_reads_it() -
     naming it, unread when the length is declared, and as soon as a chunked body passes the limit."""
     status, (error, pulled), app = _call(PREDICT, [b"x" * (LIMIT + 1)], declared=LIMIT + 1)
     assert status == 400 and "scoring.max_body_bytes" in error["error"] and str(LIMIT) in error["error"]
-    assert pulled == 0 and app.bodies == []  # refused on the header alone
+    assert pulled == 0 and app.bodies == []  # refused on the header alone, before a byte is read
     chunks = [b"x" * 1000] * 100  # chunked: no Content-Length, 100 kB in all
     status, (error, pulled), app = _call(PREDICT, chunks)
     assert status == 400 and "scoring.max_body_bytes" in error["error"] and app.bodies == []
-    assert pulled == LIMIT // 1000 + 1  # stopped reading at the first chunk past the limit
+    assert pulled == LIMIT // 1000 + 1  # answered at the first chunk past the limit
     status, (error, _), app = _call(PREDICT, [b"{}"], declared=-1)  # hand-written header: not a length
     assert status == 400 and "Content-Length" in error["error"] and app.bodies == []
     # The control broken on purpose: a guard that trusts the declared length alone. It is live (the
@@ -205,3 +209,36 @@ def test_joins_in_flight_are_bounded(bound: int) -> None:
 
     asyncio.run(many())
     assert peak[0] == bound
+
+
+def test_after_refusing_a_body_the_guard_reads_and_drops_its_rest_up_to_a_bound() -> None:
+    """A client that sends its whole body before reading the answer (urllib, requests) got a broken pipe
+    instead of the 400 when the server closed on it mid-send (seen under load in the scoring path test).
+    So after the 400 the guard reads the rest of the body and drops it (a lingering close), up to
+    LINGER_BYTES; past that, or when the declared length is past it, it stops reading."""
+    from components.serving.request_guard import LINGER_BYTES
+
+    def drained(chunks: list[bytes], declared: int | None) -> int:
+        messages = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+                    for i, c in enumerate(chunks)]  # fmt: skip
+        headers = [] if declared is None else [(b"content-length", str(declared).encode())]
+        scope = {"type": "http", "path": PREDICT, "headers": headers, "method": "POST"}
+        sent: list[Any] = []
+
+        async def receive() -> dict[str, Any]:
+            return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            sent.append(message)
+
+        app = App()
+        asyncio.run(RequestGuard(app, max_body_bytes=LIMIT, explain_enabled=False)(scope, receive, send))
+        assert sent[0]["status"] == 400 and app.bodies == []
+        return len(chunks) - len(messages)
+
+    declared = [b"x" * 1000] * 10
+    assert drained(declared, 10_000) == 10  # declared over the limit: all of it read, none kept
+    assert drained([b"x" * 1000] * 10, None) == 10  # chunked: the rest after the limit too
+    big = LINGER_BYTES // 2**20 + 2
+    assert drained([b"x" * 2**20] * (big + 5), None) < big + 5  # past the bound: stops reading
+    assert drained([b"x" * 2**20] * 3, LINGER_BYTES + 1) == 0  # declared past the bound: not even begun

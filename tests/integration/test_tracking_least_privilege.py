@@ -82,7 +82,10 @@ def test_no_devstack_process_has_a_password_on_its_command_line(tenants_stack: S
     assert "--backend-store-uri" in seen
     secrets = stack_secrets(tenants_stack)
     assert leaks(secrets, lines) == []
-    with subprocess.Popen(["sh", "-c", "sleep 30", "planted", f"--password={tenants_stack.db_password}"]) as planted:
+    # `read` is the shell's builtin: the planted process never forks (a child caught between its fork and
+    # its exec still showed the parent's command line, a second leak the check rightly reported)
+    planted_argv = ["sh", "-c", "read line", "planted", f"--password={tenants_stack.db_password}"]
+    with subprocess.Popen(planted_argv, stdin=subprocess.PIPE) as planted:
         try:
             assert leaks(secrets, command_lines()) == [f"pid {planted.pid}: db_password"]
         finally:
