@@ -67,8 +67,12 @@ serving-env: $(SERVING_STAMP)  ## the local Triton (nvidia-pytriton's tritonserv
 demo: install  ## the reference fraud pipeline, end to end, on embedded defaults under $MLOPS_HOME (./.mlops)
 	$(BIN)/mlops run fraud
 
+# two workers on the two cores CI has; tests/parallel_groups.py keeps each stack, pipeline run and
+# module fixture on one of them (TEST_WORKERS=0: one process, as before)
+TEST_WORKERS ?= 2
+
 test: install serving-env transformer-env storage-initializer-env lint images-setup services-install  ## lint, type-check, unit, integration (real services), end-to-end and image tests
-	$(BIN)/pytest -q --durations=15
+	$(BIN)/pytest -q --durations=15 -n $(TEST_WORKERS) --dist loadgroup
 
 test-unit: install
 	$(BIN)/pytest -q -m "not e2e and not integration and not image"
