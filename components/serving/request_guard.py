@@ -6,8 +6,8 @@ installed on KServe's FastAPI app ahead of every route (components/serving/trans
 - A body larger than `scoring.max_body_bytes` answers 400 naming that setting, before anything parses
   it: a declared Content-Length over the limit is refused unread; a chunked body is counted as it
   arrives and refused as soon as it passes the limit. Nothing reaches the app's JSON parser unbounded.
-  After the answer, the rest of the body (up to LINGER_BYTES) is read and dropped, so a client that
-  sends its whole body before reading gets the 400, not a broken pipe.
+  Before the answer, the rest of the body (up to LINGER_BYTES, within LINGER_SECONDS) is read and
+  dropped, so a client that sends its whole body before reading gets the 400, not a broken pipe.
 - The explain verb (`POST /v1/models/<name>:explain`, the only route that returns stored features;
   the rendered AuthorizationPolicy admits only `scoring.explain.callers` to `*:explain`) answers 403
   naming `scoring.explain.enabled` while explain is off, before the body is read.
@@ -19,6 +19,8 @@ Answers are JSON `{"error": ...}`, as KServe's own handlers write them, and neve
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -85,8 +87,8 @@ class RequestGuard:
             await answer(send, 400, "the Content-Length header is not a non-negative integer; fix: send a valid one")
             return
         if declared > self.max_body_bytes:
-            await answer(send, 400, too_large(self.max_body_bytes))
             await _linger(receive, declared)
+            await answer(send, 400, too_large(self.max_body_bytes))
             return
         body, more = bytearray(), True
         while more:  # the whole body, counted as it arrives (a chunked body declares no length)
@@ -96,9 +98,9 @@ class RequestGuard:
             body += message.get("body", b"")
             more = bool(message.get("more_body", False))
             if len(body) > self.max_body_bytes:
-                await answer(send, 400, too_large(self.max_body_bytes))
                 if more:
                     await _linger(receive, None)
+                await answer(send, 400, too_large(self.max_body_bytes))
                 return
         replayed = False
 
@@ -113,16 +115,28 @@ class RequestGuard:
 
 
 LINGER_BYTES = 16 * 2**20
-"""How much of a refused body is read and dropped after the 400 (a lingering close, as nginx does).
+"""How much of a refused body is read and dropped before the 400 (a lingering close, as nginx does).
 A client such as urllib or requests sends the whole body before it reads the answer: closed on while
 it still sends, it sees a broken pipe or a reset instead of the 400 naming the setting. Past this, the
 connection is closed anyway (a bigger body is no mistake of size that a message would help)."""
 
 
+LINGER_SECONDS = 5.0
+"""How long the rest of a refused body may take to arrive (nginx's lingering_timeout): a caller that
+trickles it holds the connection no longer."""
+
+
 async def _linger(receive: Receive, declared: int | None) -> None:
-    """Read and drop the rest of a refused body, up to LINGER_BYTES: nothing is kept."""
+    """Read and drop the rest of a refused body, up to LINGER_BYTES and LINGER_SECONDS, before the 400
+    is sent (once a response is complete, an ASGI server such as uvicorn hands the app no more body and
+    closes the connection on a client still sending it): nothing is kept."""
     if declared is not None and declared > LINGER_BYTES:
         return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(_drop(receive), LINGER_SECONDS)
+
+
+async def _drop(receive: Receive) -> None:
     dropped = 0
     while dropped <= LINGER_BYTES:
         message = await receive()

@@ -97,11 +97,11 @@ def test_an_oversized_body_is_400_naming_the_setting_before_the_app_reads_it() -
     naming it, unread when the length is declared, and as soon as a chunked body passes the limit."""
     status, (error, pulled), app = _call(PREDICT, [b"x" * (LIMIT + 1)], declared=LIMIT + 1)
     assert status == 400 and "scoring.max_body_bytes" in error["error"] and str(LIMIT) in error["error"]
-    assert pulled == 0 and app.bodies == []  # refused on the header alone, before a byte is read
+    assert pulled == 1 and app.bodies == []  # refused on the header alone; the body drained, then the 400
     chunks = [b"x" * 1000] * 100  # chunked: no Content-Length, 100 kB in all
     status, (error, pulled), app = _call(PREDICT, chunks)
     assert status == 400 and "scoring.max_body_bytes" in error["error"] and app.bodies == []
-    assert pulled == LIMIT // 1000 + 1  # answered at the first chunk past the limit
+    assert pulled == len(chunks)  # refused past the limit; the rest drained (dropped) before the 400
     status, (error, _), app = _call(PREDICT, [b"{}"], declared=-1)  # hand-written header: not a length
     assert status == 400 and "Content-Length" in error["error"] and app.bodies == []
     # The control broken on purpose: a guard that trusts the declared length alone. It is live (the
@@ -214,8 +214,9 @@ def test_joins_in_flight_are_bounded(bound: int) -> None:
 def test_after_refusing_a_body_the_guard_reads_and_drops_its_rest_up_to_a_bound() -> None:
     """A client that sends its whole body before reading the answer (urllib, requests) got a broken pipe
     instead of the 400 when the server closed on it mid-send (seen under load in the scoring path test).
-    So after the 400 the guard reads the rest of the body and drops it (a lingering close), up to
-    LINGER_BYTES; past that, or when the declared length is past it, it stops reading."""
+    So before the 400 the guard reads the rest of the body and drops it (a lingering close; uvicorn gives
+    the app no more body once the response is complete), up to LINGER_BYTES and LINGER_SECONDS; past
+    that, or when the declared length is past it, it stops reading."""
     from components.serving.request_guard import LINGER_BYTES
 
     def drained(chunks: list[bytes], declared: int | None) -> int:
