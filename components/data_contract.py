@@ -16,7 +16,7 @@ Each message below is the one source of its text: the doc quotes them and a test
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -31,6 +31,7 @@ __all__ = [
     "contract_violations",
     "fill_missing",
     "label_cutoff",
+    "unfilled_from_counts",
     "unfilled_nulls",
     "unlabelled_recent",
 ]
@@ -209,10 +210,17 @@ def _conflicting_duplicates(frame: pd.DataFrame, settings: MaterializeSettings) 
 def unfilled_nulls(frame: pd.DataFrame, settings: MaterializeSettings, features: Sequence[str]) -> list[Violation]:
     """A violation per feature of `features` with nulls that `materialize.fill` does not name."""
     nulls = frame[list(features)].isna().sum()
+    return unfilled_from_counts({str(feature): int(count) for feature, count in nulls.items()}, settings, features)
+
+
+def unfilled_from_counts(
+    nulls: Mapping[str, int], settings: MaterializeSettings, features: Sequence[str]
+) -> list[Violation]:
+    """`unfilled_nulls` from null counts per feature (counted out of core, components/steps/point_in_time.py)."""
     return [
-        Violation.of("unfilled-nulls", str(feature), rows=int(count))
-        for feature, count in nulls.items()
-        if count and feature not in settings.fill
+        Violation.of("unfilled-nulls", feature, rows=int(nulls[feature]))
+        for feature in features
+        if nulls[feature] and feature not in settings.fill
     ]
 
 

@@ -6,7 +6,9 @@ object conversion. This writer produces the same bytes (Feast's key layout, `Val
 `Timestamp` encodings, hashed field names, the `_ts:` field) from columns:
 
 1. read the window [start, end] of the offline Parquet (Feast's file store is inclusive at
-   both ends) and keep each entity's latest row (sorted by event, then created timestamp);
+   both ends) and keep each entity's latest row (sorted by event, then created timestamp), in
+   DuckDB under its memory limit, streamed in batches of BATCH_ROWS entities (issue 33: the
+   step's memory does not grow with the rows);
 2. read the stored `_ts:` of those keys in one pipeline and drop rows that are not newer,
    exactly Feast's rule (so a late or repeated window never overwrites fresher values);
 3. HSET the rest in pipelined chunks, EXPIRE when the store has a key TTL;
@@ -27,6 +29,7 @@ contents byte for byte (tests/integration/test_online_store.py) and the SQLite r
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
@@ -39,9 +42,11 @@ if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView, FileSource
     from feast.infra.online_stores.sqlite import SqliteOnlineStore
 
-__all__ = ["CHUNK", "materialize_view", "supported"]
+__all__ = ["BATCH_ROWS", "CHUNK", "materialize_view", "supported"]
 
 CHUNK = 5_000
+BATCH_ROWS = 200_000
+"""Entities encoded and written per batch: bounds the Python objects (bytes per value) in memory."""
 _SUPPORTED_JOIN = ("INT64", "STRING")
 _TAGS = {"INT64": 0x20, "INT32": 0x18, "DOUBLE": 0x29, "FLOAT": 0x35, "STRING": 0x12, "BOOL": 0x38}
 
@@ -137,10 +142,40 @@ def supported(store: FeatureStore, view: FeatureView) -> bool:
     return all(field.dtype.to_value_type().name in _TAGS for field in view.features)
 
 
-def materialize_view(store: FeatureStore, view: FeatureView, start: datetime, end: datetime) -> dict[str, int]:
-    """Write each entity's latest row in [start, end] online; returns rows read and written."""
-    import pyarrow.parquet as pq
+def _latest_batches(
+    path: str, join: str, timestamp: str, created: str | None, columns: list[str], start: datetime, end: datetime
+) -> Iterator[tuple[int, pd.DataFrame]]:
+    """(rows in the window, then 0; one frame of at most BATCH_ROWS entities' latest rows), out of core.
 
+    Feast's rule: each entity's row with the latest event time in [start, end] (inclusive at both
+    ends, as its file store reads), ties by the latest created time (a null one counts as latest,
+    as a stable sort puts it last), then by the last written."""
+    from components.steps.point_in_time import connect, literal, quote
+
+    lower, upper = pd.Timestamp(start), pd.Timestamp(end)
+    lower = lower.tz_localize("UTC") if lower.tzinfo is None else lower
+    upper = upper.tz_localize("UTC") if upper.tzinfo is None else upper
+    bounds = (f"{literal(bound.isoformat())}::TIMESTAMPTZ" for bound in (lower, upper))
+    window = f"{quote(timestamp)} BETWEEN {next(bounds)} AND {next(bounds)}"
+    order = f"{quote(timestamp)} DESC" + (f", {quote(created)} DESC NULLS FIRST" if created else "")
+    with artifacts.fetched(path) as local, connect() as db:
+        source = f"read_parquet({literal(str(local))}, file_row_number = true)"
+        read = int((db.execute(f"SELECT count(*) FROM {source} WHERE {window}").fetchone() or (0,))[0])
+        reader = db.sql(
+            f"SELECT {', '.join(quote(c) for c in columns)} FROM {source} WHERE {window}"
+            f" QUALIFY row_number() OVER (PARTITION BY {quote(join)} ORDER BY {order}, file_row_number DESC) = 1"
+        ).to_arrow_reader(BATCH_ROWS)
+        first = True
+        for batch in reader:
+            yield (read if first else 0), batch.to_pandas()
+            first = False
+        if first:
+            yield read, pd.DataFrame({column: [] for column in columns})
+
+
+def materialize_view(store: FeatureStore, view: FeatureView, start: datetime, end: datetime) -> dict[str, int]:
+    """Write each entity's latest row in [start, end] online, BATCH_ROWS entities at a time
+    (the window is read by DuckDB under its memory limit); returns rows read and written."""
     from components.serving.online_reader import key_encoder
 
     config = store.config
@@ -150,35 +185,26 @@ def materialize_view(store: FeatureStore, view: FeatureView, start: datetime, en
     timestamp, created = source.timestamp_field, source.created_timestamp_column or None
     features = [(field.name, field.dtype.to_value_type().name) for field in view.features]
     columns = [join.name, timestamp, *([created] if created else []), *(name for name, _ in features)]
-    with artifacts.fetched(source.path) as local:
-        frame = pq.read_table(local, columns=columns).to_pandas()
-    lower, upper = pd.Timestamp(start), pd.Timestamp(end)
-    if lower.tzinfo is None:
-        lower = lower.tz_localize("UTC")
-    if upper.tzinfo is None:
-        upper = upper.tz_localize("UTC")
-    events = frame[timestamp]
-    if events.dt.tz is None:
-        events = events.dt.tz_localize("UTC")
-    window = frame[(events >= lower) & (events <= upper)]
-    order = [timestamp, *([created] if created else [])]
-    latest = window.sort_values(order, kind="stable").drop_duplicates(join.name, keep="last")
-    read = len(window)
-
     encode_key = key_encoder([join.name], {join.name: join_type}, config.entity_key_serialization_version)
-    entity_keys = [encode_key({join.name: value}) for value in latest[join.name].tolist()]
-    stamps = latest[timestamp]
-    if stamps.dt.tz is None:
-        stamps = stamps.dt.tz_localize("UTC")
-    # Feast stores microsecond precision (Timestamp.FromDatetime of a Python datetime).
-    stamps = stamps.dt.as_unit("us")
-    encoded = [_encode_column(kind, latest[feature]) for feature, kind in features]
-    if config.online_store.type == "sqlite":
-        texts = [_text(kind, latest[feature]) for feature, kind in features]
-        written = _write_sqlite(store, view, entity_keys, [name for name, _ in features], encoded, texts, stamps)
-    else:
-        nanos = (stamps.astype("int64") * 1_000).tolist()
-        written = _write_redis(store, view, entity_keys, encoded, nanos, [name for name, _ in features])
+    read = written = 0
+    for counted, latest in _latest_batches(source.path, join.name, timestamp, created, columns, start, end):
+        read += counted
+        if latest.empty:
+            continue
+        entity_keys = [encode_key({join.name: value}) for value in latest[join.name].tolist()]
+        stamps = latest[timestamp]
+        if stamps.dt.tz is None:
+            stamps = stamps.dt.tz_localize("UTC")
+        # Feast stores microsecond precision (Timestamp.FromDatetime of a Python datetime).
+        stamps = stamps.dt.as_unit("us")
+        encoded = [_encode_column(kind, latest[feature]) for feature, kind in features]
+        names = [name for name, _ in features]
+        if config.online_store.type == "sqlite":
+            texts = [_text(kind, latest[feature]) for feature, kind in features]
+            written += _write_sqlite(store, view, entity_keys, names, encoded, texts, stamps)
+        else:
+            nanos = (stamps.astype("int64") * 1_000).tolist()
+            written += _write_redis(store, view, entity_keys, encoded, nanos, names)
     store.registry.apply_materialization(view, config.project, start, end)
     return {"rows_read": read, "entities_written": written}
 

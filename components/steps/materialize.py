@@ -5,11 +5,18 @@ on the offline store) and for serving (the online store), so the two cannot drif
 step:
 1. writes the validated dataset to the offline store location and applies the pipeline's
    feature repo (the same objects `feast apply` would register);
-2. builds the training set with `get_historical_features`: each labelled event joined with
-   feature values as of its own timestamp, never later (no label leakage), then splits it by
-   time into train and holdout (the holdout is the most recent slice, as in production);
+2. builds the training set: each labelled event joined with feature values as of its own
+   timestamp, never later (no label leakage), then splits it by time into train and holdout
+   (the holdout is the most recent slice, as in production). The join is Feast's point-in-time
+   join on the registry's feature views, run out of core in DuckDB (components/steps/
+   point_in_time.py says why not `get_historical_features`, which is kept for views the DuckDB
+   join does not read);
 3. materializes into the online store from the last watermark (the first run backfills from
-   the data's start; later runs only move the watermark forward).
+   the data's start; later runs only move the watermark forward), in bounded batches
+   (components/platform/online_writer.py).
+
+From the point-in-time join on, nothing is held in a pandas frame: DuckDB reads the offline
+store's Parquet under a memory limit, spilling to disk (issue 33).
 
 With `materialize.label_delay`, events after the label cut-off (the data's newest event minus
 the delay) may still wait for their label: they go to the offline and online stores with the
@@ -34,13 +41,13 @@ import yaml
 
 from components import artifacts
 from components.config import MaterializeSettings
-from components.data_contract import contract_error, contract_violations, fill_missing, label_cutoff, unlabelled_recent
+from components.data_contract import contract_error, contract_violations, label_cutoff, unlabelled_recent
 from components.environment import mlops_home
 from components.errors import ComponentError
 from components.platform import s3_filesystem, services
 from components.platform.feature_definitions import SOURCE_URI_VARIABLE, TIMESTAMP_FIELD_VARIABLE
 from components.raw_data import read_recorded
-from components.tabular import require_columns
+from components.steps import point_in_time
 
 if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView
@@ -54,6 +61,7 @@ __all__ = [
     "historical_features",
     "materialize",
     "materialize_online",
+    "materialize_online_offline",
     "offline_location",
     "online_features",
     "open_store",
@@ -248,22 +256,27 @@ def _write_online(store: FeatureStore, view: FeatureView, start: datetime, end: 
         store.materialize(start_date=start, end_date=end, feature_views=[view.name])
 
 
-def materialize_online(store: FeatureStore, frame: pd.DataFrame, timestamp: str, entity: str) -> dict[str, Any]:
-    """Move the online store's watermark to the data's end; report what the interval held."""
-    end = frame[timestamp].max().to_pydatetime() + timedelta(microseconds=1)
+def _advance_watermarks(store: FeatureStore, first: datetime, end: datetime) -> datetime:
+    """Write each online view from its watermark (the data's first event on a first run) to `end`;
+    returns the earliest start."""
     views = [view for view in store.list_feature_views() if view.online]
     starts: list[datetime] = []
     for view in views:
         watermark = view.most_recent_end_time
         if watermark is None:
-            start = frame[timestamp].min().to_pydatetime()
-            _write_online(store, view, start, end)
+            _write_online(store, view, first, end)
+            starts.append(first)
         else:
-            start = watermark
             if watermark < end:
                 _write_online(store, view, watermark, end)
-        starts.append(start)
-    start = min(starts) if starts else end
+            starts.append(watermark)
+    return min(starts) if starts else end
+
+
+def materialize_online(store: FeatureStore, frame: pd.DataFrame, timestamp: str, entity: str) -> dict[str, Any]:
+    """Move the online store's watermark to the data's end; report what the interval held."""
+    end = frame[timestamp].max().to_pydatetime() + timedelta(microseconds=1)
+    start = _advance_watermarks(store, frame[timestamp].min().to_pydatetime(), end)
     window = frame[(frame[timestamp] >= pd.Timestamp(start)) & (frame[timestamp] < pd.Timestamp(end))]
     return {
         "online_rows_in_window": len(window),
@@ -271,6 +284,15 @@ def materialize_online(store: FeatureStore, frame: pd.DataFrame, timestamp: str,
         "watermark": end.isoformat(),
         "window_start": pd.Timestamp(start).isoformat(),
     }
+
+
+def materialize_online_offline(store: FeatureStore, offline: str, timestamp: str, entity: str) -> dict[str, Any]:
+    """materialize_online for data read back from the offline store, counted out of core."""
+    first, last = point_in_time.time_range(offline, timestamp)
+    end = pd.Timestamp(last).to_pydatetime() + timedelta(microseconds=1)
+    start = _advance_watermarks(store, pd.Timestamp(first).to_pydatetime(), end)
+    counts = point_in_time.window_counts(offline, timestamp, entity, start, end)
+    return {**counts, "watermark": end.isoformat(), "window_start": pd.Timestamp(start).isoformat()}
 
 
 def offline_location(project: str, data_digest: str) -> str:
@@ -334,24 +356,17 @@ def materialize(
     waiting = unlabelled_recent(frame, settings)  # null labels after the cut-off: served, not trained on
     cutoff = label_cutoff(frame, settings)
     late = {"unlabelled_recent_rows": int(waiting.sum()), "label_cutoff": cutoff.isoformat() if cutoff else ""}
-    entity_df = frame.loc[~waiting, [entity_column, timestamp_column, label_column, *request_features]]
-    joined = historical_features(store, entity_df.sort_values(timestamp_column, kind="stable"), feature_service)
-    require_columns(STEP, joined, features, "the historical retrieval (check the feature view's schema)")
-    columns = [timestamp_column, entity_column, *request_features, *features, label_column]
-    joined = joined[columns].sort_values([timestamp_column, entity_column], kind="stable").reset_index(drop=True)
-    filled = fill_missing(joined, settings, features)  # opt-in per feature: materialize.fill
-    cut = int(len(joined) * (1.0 - holdout_fraction))
-    train, holdout = joined.iloc[:cut], joined.iloc[cut:]
-    if train[label_column].nunique() < 2 or holdout[label_column].nunique() < 2:
-        raise ComponentError(
-            STEP,
-            "the time split left one side with a single label class",
-            "use more rows or a different holdout_fraction",
+    joins = point_in_time.view_joins(store, feature_service)
+    if joins is None:  # a view Feast reads another way: its own retrieval, in memory
+        labelled = frame.loc[~waiting]
+        sets = point_in_time.sets_through_feast(
+            historical_features, store, labelled, settings, features, train_out, holdout_out
         )
-    artifacts.write_parquet(train_out, train)
-    artifacts.write_parquet(holdout_out, holdout)
-
-    online = materialize_online(store, frame, timestamp_column, entity_column)
+        online = materialize_online(store, frame, timestamp_column, entity_column)
+    else:  # out of core from here: the frame is not needed again (issue 33)
+        del frame, waiting  # the last references: its memory goes back before the join
+        sets = point_in_time.build_sets(joins, offline, settings, features, cutoff, train_out, holdout_out)
+        online = materialize_online_offline(store, offline, timestamp_column, entity_column)
     if lineage_out is not None:
         definition = feature_service_definition(store, feature_service)
         artifacts.write_json(
@@ -359,8 +374,8 @@ def materialize(
             {
                 "datasets": [
                     source,
-                    lineage.describe(train_out, train, "training"),
-                    lineage.describe(holdout_out, holdout, "holdout"),
+                    point_in_time.record(train_out, "training", sets.training_rows, sets.schemas["training"]),
+                    point_in_time.record(holdout_out, "holdout", sets.holdout_rows, sets.schemas["holdout"]),
                 ],
                 "feature_service": {
                     "name": feature_service,
@@ -374,7 +389,7 @@ def materialize(
                     "request_features": request_features,
                     "holdout_fraction": holdout_fraction,
                     "split": "by time: the latest holdout_fraction of rows is the holdout",
-                    "missing_features": {"filled": filled, "fill": dict(settings.fill)},
+                    "missing_features": {"filled": sets.filled, "fill": dict(settings.fill)},
                     "label_delay": settings.label_delay or "",
                     **late,
                 },
@@ -388,9 +403,9 @@ def materialize(
         "applied": applied,
         "feature_service": feature_service,
         "features": [*request_features, *features],
-        "training_rows": len(train),
-        "holdout_rows": len(holdout),
-        "holdout_starts": holdout[timestamp_column].min().isoformat(),
+        "training_rows": sets.training_rows,
+        "holdout_rows": sets.holdout_rows,
+        "holdout_starts": sets.holdout_starts,
         "offline_uri": offline,
         "data_digest": lineage.digest_word(source),
         **late,
