@@ -150,7 +150,7 @@ def _latest_batches(
     Feast's rule: each entity's row with the latest event time in [start, end] (inclusive at both
     ends, as its file store reads), ties by the latest created time (a null one counts as latest,
     as a stable sort puts it last), then by the last written."""
-    from components.steps.point_in_time import connect, literal, quote
+    from components.steps.point_in_time import connect, literal, one_row, quote
 
     lower, upper = pd.Timestamp(start), pd.Timestamp(end)
     lower = lower.tz_localize("UTC") if lower.tzinfo is None else lower
@@ -160,7 +160,7 @@ def _latest_batches(
     order = f"{quote(timestamp)} DESC" + (f", {quote(created)} DESC NULLS FIRST" if created else "")
     with artifacts.fetched(path) as local, connect() as db:
         source = f"read_parquet({literal(str(local))}, file_row_number = true)"
-        read = int((db.execute(f"SELECT count(*) FROM {source} WHERE {window}").fetchone() or (0,))[0])
+        read = int(one_row(db, f"SELECT count(*) FROM {source} WHERE {window}")[0])
         reader = db.sql(
             f"SELECT {', '.join(quote(c) for c in columns)} FROM {source} WHERE {window}"
             f" QUALIFY row_number() OVER (PARTITION BY {quote(join)} ORDER BY {order}, file_row_number DESC) = 1"

@@ -52,6 +52,7 @@ __all__ = [
     "connect",
     "joined_query",
     "literal",
+    "one_row",
     "quote",
     "record",
     "sets_through_feast",
@@ -72,6 +73,13 @@ RANK = "__rank"
 def quote(name: str) -> str:
     """A DuckDB identifier, whatever characters the column name holds."""
     return '"' + name.replace('"', '""') + '"'
+
+
+def one_row(db: duckdb.DuckDBPyConnection, query: str, parameters: Sequence[Any] = ()) -> tuple[Any, ...]:
+    """The single row of an aggregate query, its result finished (DuckDB refuses other work on a
+    connection while a result is unfinished)."""
+    rows = db.execute(query, list(parameters)).fetchall()
+    return tuple(rows[0])
 
 
 def literal(text: str) -> str:
@@ -239,10 +247,8 @@ def build_sets(
         }
         query = joined_query(local[offline_uri], [(v, local[v.path]) for v in joins], settings, cutoff)
         db.execute(f"CREATE TABLE joined AS {query}")
-        nulls_row = db.execute(
-            "SELECT " + ", ".join(f"count(*) FILTER (WHERE {quote(f)} IS NULL)" for f in features) + " FROM joined"
-        ).fetchone()
-        nulls = dict(zip(features, nulls_row or (), strict=True))
+        counts = ", ".join(f"count(*) FILTER (WHERE {quote(f)} IS NULL)" for f in features)
+        nulls = dict(zip(features, one_row(db, f"SELECT {counts} FROM joined"), strict=True))
         filled = _fill(features, nulls, settings)
         return _write_sets(db, settings, features, train_out, holdout_out, filled)
 
@@ -258,14 +264,15 @@ def _write_sets(
     import pandas as pd
 
     timestamp, entity, label = settings.timestamp_column, settings.entity_column, settings.label_column
-    total = int((db.execute("SELECT count(*) FROM joined").fetchone() or (0,))[0])
+    total = int(one_row(db, "SELECT count(*) FROM joined")[0])
     cut = int(total * (1.0 - settings.holdout_fraction))
-    classes = db.execute(
+    classes = one_row(
+        db,
         f"SELECT count(DISTINCT {quote(label)}) FILTER (WHERE {RANK} <= {cut}),"
         f" count(DISTINCT {quote(label)}) FILTER (WHERE {RANK} > {cut}),"
-        f" min({quote(timestamp)}) FILTER (WHERE {RANK} > {cut}) FROM joined"
-    ).fetchone()
-    if classes is None or classes[0] < 2 or classes[1] < 2:
+        f" min({quote(timestamp)}) FILTER (WHERE {RANK} > {cut}) FROM joined",
+    )
+    if classes[0] < 2 or classes[1] < 2:
         raise ComponentError(
             "materialize",
             "the time split left one side with a single label class",
@@ -345,20 +352,21 @@ def sets_through_feast(
 def window_counts(offline_uri: str, timestamp: str, entity: str, start: datetime, end: datetime) -> dict[str, Any]:
     """Rows and distinct entities of the offline data in [start, end), counted out of core."""
     with artifacts.fetched(offline_uri) as local, connect() as db:
-        rows, entities = db.execute(
+        rows, entities = one_row(
+            db,
             f"SELECT count(*), count(DISTINCT {quote(entity)}) FROM read_parquet(?)"
             f" WHERE {quote(timestamp)} >= ? AND {quote(timestamp)} < ?",
             [str(local), start, end],
-        ).fetchone() or (0, 0)
+        )
     return {"online_rows_in_window": int(rows), "online_entities_written": int(entities)}
 
 
 def time_range(offline_uri: str, timestamp: str) -> tuple[datetime, datetime]:
     """The earliest and latest event time of the offline data."""
     with artifacts.fetched(offline_uri) as local, connect() as db:
-        first, last = db.execute(
-            f"SELECT min({quote(timestamp)}), max({quote(timestamp)}) FROM read_parquet(?)", [str(local)]
-        ).fetchone() or (None, None)
+        first, last = one_row(
+            db, f"SELECT min({quote(timestamp)}), max({quote(timestamp)}) FROM read_parquet(?)", [str(local)]
+        )
     if first is None or last is None:
         raise ComponentError("materialize", f"the offline data at {offline_uri} has no event times", "check its rows")
     return first, last
