@@ -3,9 +3,11 @@
 Read the live InferenceService, KServe's default deployment mode and who the kubeconfig is (a
 production sign-off is held to it); create or replace an
 InferenceService, and the Istio AuthorizationPolicy and NetworkPolicy that say who may call it
-(components/steps/serving_authorization.py, issue 29). Nothing else: the manifests are rendered and
-admitted before they get here. Every write asks for strict field validation and replaces exactly
-the version it read (409 Conflict otherwise), and every failure says whether a retry can help.
+(components/steps/serving_authorization.py, issue 29); and Gatekeeper's ValidatingWebhookConfiguration,
+whose failure policy says whether the cluster's dry runs can be trusted (mlops/admission_control.py).
+Nothing else: the manifests are rendered and admitted before they get here. Every write asks for strict
+field validation and replaces exactly the version it read (409 Conflict otherwise), and every failure
+says whether a retry can help and, through `refused_outright`, whether the write surely stored nothing.
 """
 
 from __future__ import annotations
@@ -17,20 +19,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from components.errors import ComponentError, TransientError
-from components.steps.serving_api import API, AUTHORIZATION_KINDS, PLURALS
+from components.steps.serving_api import API, AUTHORIZATION_KINDS, GATEKEEPER_CONFIGURATION, PLURALS
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
 __all__ = [
     "AUTHORIZATION_KINDS",
+    "GATEKEEPER_CONFIGURATION",
     "KSERVE_CONFIG",
     "KSERVE_NAMESPACE",
     "PLURALS",
+    "REFUSED_OUTRIGHT",
     "REQUEST_TIMEOUT",
     "SERVICE_ACCOUNT",
     "Cluster",
+    "answered",
     "kubeconfig_path",
+    "refused_outright",
     "restorable",
 ]
 
@@ -42,6 +48,10 @@ SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 """Where Kubernetes mounts a pod's ServiceAccount token and the cluster's CA."""
 # (connect, read) seconds for every API call: the client's default is to wait forever.
 REQUEST_TIMEOUT = (5.0, 30.0)
+REFUSED_OUTRIGHT = frozenset({400, 401, 403, 404, 409, 422, 429})
+"""Answers the API server gives before it stores anything (decoding, authentication, RBAC, a missing
+object, a stale resourceVersion, schema or admission, throttling): a write answered so wrote nothing.
+A timeout, a dropped connection or a 5xx says nothing of the kind (the write may have landed)."""
 
 
 def kubeconfig_path(explicit: str | None = None) -> Path | None:
@@ -282,10 +292,11 @@ class Cluster:
 
     def apply_authorization(
         self, obj: dict[str, Any], *, dry_run: bool = False, live: dict[str, Any] | _Unread | None = UNREAD
-    ) -> str:
+    ) -> dict[str, Any]:
         """Create the AuthorizationPolicy or NetworkPolicy beside an InferenceService, or replace the
         version read (its resourceVersion: a concurrent writer makes it 409, nothing written). `live`:
-        what the caller read of it (read_authorization; None: there was none), else it is read now."""
+        what the caller read of it (read_authorization; None: there was none), else it is read now.
+        Returns the object as the API server stored it (its new resourceVersion: what a put-back replaces)."""
         from kubernetes import client
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
@@ -300,18 +311,23 @@ class Cluster:
         body = obj if version is None else {**obj, "metadata": {**obj["metadata"], "resourceVersion": version}}
         try:
             if kind == "NetworkPolicy" and version is None:
-                network.create_namespaced_network_policy(namespace, body, **strict)
+                response = network.create_namespaced_network_policy(namespace, body, _preload_content=False, **strict)
             elif kind == "NetworkPolicy":
-                network.replace_namespaced_network_policy(name, namespace, body, **strict)
+                response = network.replace_namespaced_network_policy(
+                    name, namespace, body, _preload_content=False, **strict
+                )
             elif version is None:
-                self._custom().create_namespaced_custom_object(
+                stored: dict[str, Any] = self._custom().create_namespaced_custom_object(
                     ISTIO_GROUP, ISTIO_VERSION, namespace, AUTHORIZATION_PLURAL, body, **strict
                 )
+                return stored
             else:
-                self._custom().replace_namespaced_custom_object(
+                stored = self._custom().replace_namespaced_custom_object(
                     ISTIO_GROUP, ISTIO_VERSION, namespace, AUTHORIZATION_PLURAL, name, body, **strict
                 )
-            return "created" if version is None else "replaced"
+                return stored
+            stored = json.loads(response.data)
+            return stored
         except ApiException as error:
             if error.status == 409:
                 raise ComponentError(
@@ -324,6 +340,51 @@ class Cluster:
             raise self._fail(f"apply {kind} {namespace}/{name}", error, kind) from error
         except HTTPError as error:
             raise self._unreachable(f"apply {kind} {namespace}/{name}", error) from error
+
+    def gatekeeper_webhooks(self) -> dict[str, Any] | None:
+        """Gatekeeper's ValidatingWebhookConfiguration (GATEKEEPER_CONFIGURATION, cluster-scoped) as the API
+        server returns it, None if there is none. The canary analyst's ClusterRole grants get on this one
+        name (pipelines/canary_cron.py); a 403 names that rule."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        what = f"read ValidatingWebhookConfiguration {GATEKEEPER_CONFIGURATION}"
+        try:
+            response = client.AdmissionregistrationV1Api(self.api).read_validating_webhook_configuration(
+                GATEKEEPER_CONFIGURATION, _request_timeout=REQUEST_TIMEOUT, _preload_content=False
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            if error.status == 403:
+                raise ComponentError(
+                    "promote",
+                    f"the Kubernetes API ({self.context}) refused to {what}: 403 Forbidden",
+                    "grant get on validatingwebhookconfigurations named "
+                    f"{GATEKEEPER_CONFIGURATION} (the canary-analyst ClusterRole `make golden` renders in "
+                    "manifests/tenants/<tenant>/canary-analysis.yaml): without it no dry run can be trusted",
+                ) from error
+            raise self._fail(what, error) from error
+        except HTTPError as error:
+            raise self._unreachable(what, error) from error
+        found: dict[str, Any] = json.loads(response.data)
+        return found
+
+
+def answered(error: BaseException) -> int | None:
+    """The HTTP status the API server answered with, behind an error a Cluster call raised (the Kubernetes
+    client's ApiException it was raised from); None where no answer came (a timeout, a lost connection)."""
+    from kubernetes.client.exceptions import ApiException
+
+    cause = error.__cause__
+    return int(cause.status) if isinstance(cause, ApiException) and cause.status else None
+
+
+def refused_outright(error: BaseException) -> bool:
+    """Whether `error` (a Cluster write's) is the API server's answer that it stored nothing
+    (REFUSED_OUTRIGHT), not a timeout, a lost connection or a 5xx, after which the write may have landed."""
+    return answered(error) in REFUSED_OUTRIGHT
 
 
 def restorable(live: dict[str, Any]) -> dict[str, Any]:

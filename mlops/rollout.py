@@ -24,18 +24,16 @@ folder travels (the canary analysis in a pod), send every object through the API
 first, which runs the installed Gatekeeper; apply it with
 who may call it, its Istio AuthorizationPolicy and NetworkPolicy (issue 29,
 components/steps/serving_authorization.py; Kubernetes API, or a GitOps folder, or nowhere with
---dry-run, which prints the three documents); then record the history entry and move the
-aliases. A failure before the apply changes nothing anywhere.
+--dry-run, which prints the three documents; mlops/rollout_target.py, which also says what a refused
+write leaves behind); then record the history entry and move the aliases. A failure before the apply
+changes nothing anywhere.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import yaml
 
 from components.config import PromoteSettings, TransformerSettings
 from components.errors import ComponentError
@@ -52,15 +50,13 @@ from components.steps.promote_canary import is_standard, standard_service
 from components.steps.promote_identity import check_signer
 from components.steps.promote_signoff import check_sign_off, trainer_of
 from components.steps.serving_authorization import serving_objects
-from mlops import admission_control
 from mlops.admission import POLICY_DIR, PolicySet
-from mlops.kube import restorable
+from mlops.rollout_target import Target
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
     from components.config import PipelineConfig
-    from mlops.kube import Cluster
 
 STEP = "promote"
 ACTIONS = ("canary", "promote", "rollback")
@@ -105,98 +101,6 @@ class ServingState:
         if self.canary is not None:
             text += f" {100 - self.canary_percent}%, canary v{self.canary} {self.canary_percent}%"
         return text
-
-
-@dataclass(kw_only=True)
-class Target:
-    """Where the rendered service goes. kind: kubernetes | gitops | dry-run."""
-
-    kind: str
-    cluster: Cluster | None = None
-    folder: Path | None = None
-
-    @property
-    def kube(self) -> Cluster:
-        """The cluster of a kubernetes target (the CLI sets it with kind="kubernetes")."""
-        assert self.cluster is not None, "a kubernetes target is made with its cluster"
-        return self.cluster
-
-    def live(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.kube.get_inference_service(namespace, name) if self.kind == "kubernetes" else None
-
-    def apply(self, objects: list[dict[str, Any]], live: dict[str, Any] | None = None) -> str:
-        """Write the InferenceService (objects[0]) and who may call it (the AuthorizationPolicy and
-        NetworkPolicy after it, components.steps.serving_authorization.serving_objects). On a cluster the
-        authorization goes first, so a new service never runs a moment without it, and the service
-        replaces exactly the `live` version that was checked. Returns where the service went."""
-        service, authorization = objects[0], objects[1:]
-        if self.kind == "kubernetes":
-            before = [self.kube.read_authorization(o["kind"], *_address(o)) for o in authorization]
-            for obj, was in zip(authorization, before, strict=True):  # replaces exactly what was read
-                self.kube.apply_authorization(obj, live=was)
-            try:
-                return f"kubernetes:{self.kube.context}:{self.kube.apply(service, live)}"
-            except ComponentError as error:  # TransientError too: no half-applied authorization stays
-                problem = error.problem + self._put_back(authorization, before)
-                raise type(error)(error.step, problem, error.fix) from error
-        if self.kind == "gitops":
-            assert self.folder is not None
-            for obj in authorization:
-                self._write(self.folder / obj["metadata"]["namespace"], obj)
-            return f"gitops:{self._write(self.folder / service['metadata']['namespace'], service)}"
-        if self.folder is not None:
-            for obj in objects:
-                self._write(self.folder, obj)
-        else:
-            print("---\n".join(yaml.safe_dump(obj, sort_keys=False) for obj in objects), end="")
-        return "dry-run"
-
-    def admit_on_server(self, objects: list[dict[str, Any]], live: dict[str, Any] | None) -> None:
-        """Each object through the API server's dryRun=All (schema, RBAC and every admission webhook,
-        Gatekeeper's included; nothing stored): a refusal of any stops the apply before it begins. First
-        the positive control (mlops/admission_control.py): a copy Gatekeeper must refuse, since a webhook
-        that fails open admits everything and a passing dry run would then prove nothing."""
-        service, authorization = objects[0], objects[1:]
-        try:
-            self.kube.apply(admission_control.control_object(service), live, dry_run=True)
-            refusal = None
-        except ComponentError as error:
-            refusal = error
-        admission_control.judge_control(refusal, self.kube.context)
-        for obj in authorization:
-            self.kube.apply_authorization(obj, dry_run=True)
-        self.kube.apply(service, live, dry_run=True)
-
-    def _put_back(self, applied: list[dict[str, Any]], before: list[dict[str, Any] | None]) -> str:
-        """After the service was refused: each authorization object as it was before this promotion, so
-        the callers of the old service stay those it had. One created now stays (the Role grants no
-        delete): it selects the service's pods, which the refused apply did not change. Says what it did."""
-        said = []
-        for obj, was in zip(applied, before, strict=True):
-            where = f"{obj['kind']} {'/'.join(_address(obj))}"
-            if was is None:
-                said.append(f"{where} was created for this promotion and stays (delete it with kubectl if unwanted)")
-                continue
-            try:
-                self.kube.apply_authorization(restorable(was))
-                said.append(f"{where} was put back as it was")
-            except ComponentError as failed:
-                said.append(f"{where} could NOT be put back ({failed.problem}): re-apply the previous one by hand")
-        return "; " + "; ".join(said) if said else ""
-
-    @staticmethod
-    def _write(folder: Path, obj: dict[str, Any]) -> Path:
-        """`<folder>/<name>.<kind>.yaml`, atomically (a GitOps agent never reads half a file)."""
-        path = folder / f"{obj['metadata']['name']}.{obj['kind'].lower()}.yaml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.partial")
-        partial.write_text(yaml.safe_dump(obj, sort_keys=False))
-        os.replace(partial, path)
-        return path
-
-
-def _address(obj: dict[str, Any]) -> tuple[str, str]:
-    return obj["metadata"]["namespace"], obj["metadata"]["name"]
 
 
 @dataclass(kw_only=True)

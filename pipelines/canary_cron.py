@@ -11,7 +11,10 @@ not as `pipeline-runner`, which holds no serving rights. Its Role grants what th
 nothing more, derived from components/steps/serving_api.py
 (the coordinates mlops/kube.py calls): read, create and replace the namespace's
 InferenceServices and the AuthorizationPolicy and NetworkPolicy promote applies beside each
-(serving_api.API), and the Argo executor's workflowtaskresults. tests/cluster/ derives the requests from
+(serving_api.API), and the Argo executor's workflowtaskresults. One cluster-scoped read besides, through a
+ClusterRole and ClusterRoleBinding of the tenant's own (`canary-analyst-<tenant>`): get on Gatekeeper's
+ValidatingWebhookConfiguration, that one name (serving_api.GATEKEEPER_CONFIGURATION), whose failure policy
+the analysis checks before it trusts a dry run (mlops/admission_control.py). tests/cluster/ derives the requests from
 mlops/kube.py's client calls and checks them against this Role on the assembled platform, with the
 NetworkPolicies (the API server, MLflow, the object store) and the admission policies.
 
@@ -27,11 +30,11 @@ from __future__ import annotations
 from typing import Any
 
 from components.steps.promote_identity import ANALYST_SERVICE_ACCOUNT
-from components.steps.serving_api import API
+from components.steps.serving_api import API, GATEKEEPER_CONFIGURATION, WEBHOOK_CONFIGURATIONS
 from pipelines.tenant_cron import tenant_cron_workflow
 from pipelines.tenant_monitoring import PROMETHEUS, PROMETHEUS_PORT, PROMETHEUS_URL
 
-__all__ = ["ANALYSIS_FILE", "ANALYSIS_NAME", "SCHEDULE", "analysis_objects", "analyst_rules"]
+__all__ = ["ANALYSIS_FILE", "ANALYSIS_NAME", "SCHEDULE", "analysis_objects", "analyst_cluster_rules", "analyst_rules"]
 
 ANALYSIS_FILE = "canary-analysis.yaml"
 ANALYSIS_NAME = "canary-analysis"
@@ -50,9 +53,21 @@ def analyst_rules() -> list[dict[str, Any]]:
     return rules
 
 
+def analyst_cluster_rules() -> list[dict[str, Any]]:
+    """What the analysis reads outside its namespace: Gatekeeper's webhook configuration, by its one name."""
+    group, _, plural = WEBHOOK_CONFIGURATIONS
+    return [
+        {"apiGroups": [group], "resources": [plural], "resourceNames": [GATEKEEPER_CONFIGURATION], "verbs": ["get"]}
+    ]
+
+
 def analysis_objects(tenant: str, image: str) -> list[dict[str, Any]]:
-    """The ServiceAccount, its Role and RoleBinding, the hourly CronWorkflow and its egress to Prometheus."""
+    """The ServiceAccount, its Role and RoleBinding, its ClusterRole and ClusterRoleBinding (named for the
+    tenant: cluster-scoped names are shared by every tenant), the hourly CronWorkflow and its egress to
+    Prometheus."""
     meta = {"name": ANALYST_SERVICE_ACCOUNT, "namespace": tenant}
+    cluster_meta = {"name": f"{ANALYST_SERVICE_ACCOUNT}-{tenant}"}
+    subjects = [{"kind": "ServiceAccount", "name": ANALYST_SERVICE_ACCOUNT, "namespace": tenant}]
     cron = tenant_cron_workflow(
         tenant,
         image,
@@ -78,7 +93,20 @@ def analysis_objects(tenant: str, image: str) -> list[dict[str, Any]]:
             "kind": "RoleBinding",
             "metadata": dict(meta),
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": ANALYST_SERVICE_ACCOUNT},
-            "subjects": [{"kind": "ServiceAccount", "name": ANALYST_SERVICE_ACCOUNT, "namespace": tenant}],
+            "subjects": subjects,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": dict(cluster_meta),
+            "rules": analyst_cluster_rules(),
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": dict(cluster_meta),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_meta["name"]},
+            "subjects": [dict(subject) for subject in subjects],
         },
         cron,
         _to_prometheus(tenant, cron["spec"]["workflowSpec"]["podMetadata"]["labels"]["app.kubernetes.io/name"]),

@@ -22,8 +22,9 @@ decoder refuses an unknown field with the same 400, naming every one (a bad valu
 body hides none), otherwise it is dropped with the warning.
 
 `InferenceServiceApi` serves that over HTTP to the real kubernetes client (`mlops promote`: the
-InferenceService, its AuthorizationPolicy and its NetworkPolicy, and the SelfSubjectReview that says
-who the kubeconfig is);
+InferenceService, its AuthorizationPolicy and its NetworkPolicy, the SelfSubjectReview that says
+who the kubeconfig is, and Gatekeeper's ValidatingWebhookConfiguration, cluster-scoped: 403 unless the
+caller's cluster-wide rules allow the get, as RBAC decides it, 404 when Gatekeeper is not installed);
 `TrainerStandIn` answers the custom-objects calls components/steps/trainjob.py makes, and moves a
 TrainJob's status the way Kubeflow Trainer v2 does, read by read.
 """
@@ -38,7 +39,10 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 from mlops import lint
+from mlops.admission_control import GATEKEEPER_CONFIGURATION, GATEKEEPER_WEBHOOK
+from pipelines.canary_cron import analyst_cluster_rules
 from pipelines.trainer import RUNTIMES
+from tests.cluster.rbac_evaluator_without_apiserver import request_info, rule_allows
 from tests.loopback_http import QuietHandler
 
 
@@ -219,6 +223,20 @@ def addressed(stored: dict[str, Any], namespace: str, name: str | None) -> None:
 
 
 SELF_SUBJECT_REVIEWS = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
+WEBHOOK_CONFIGURATIONS = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/"
+
+
+def gatekeeper_configuration(failure_policy: str) -> dict[str, Any]:
+    """Gatekeeper's ValidatingWebhookConfiguration as its chart installs it (the webhooks' names and
+    failure policies: `validatingWebhookFailurePolicy` for the validation webhook, Fail for the
+    ignore-label check), as the API server returns it."""
+    webhooks = [(GATEKEEPER_WEBHOOK, failure_policy), ("check-ignore-label.gatekeeper.sh", "Fail")]
+    return {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+            "metadata": {"name": GATEKEEPER_CONFIGURATION, "resourceVersion": "1"},
+            "webhooks": [{"name": name, "failurePolicy": policy, "sideEffects": "None", "matchPolicy": "Exact",
+                          "admissionReviewVersions": ["v1", "v1beta1"]} for name, policy in webhooks]}  # fmt: skip
+
+
 KUBECONFIG_USER = "bob@bank.internal"
 """Who the stand-in says the kubeconfig is, unless a test sets `InferenceServiceApi.username`."""
 
@@ -247,6 +265,11 @@ class InferenceServiceApi(QuietHandler):
     webhooks: ClassVar[list[Callable[[dict[str, Any], str], list[str]]]] = []
     """The installed validating webhooks (Gatekeeper's): what each denies of an object the caller writes,
     run on every create and replace, dry runs included, after the schema, as the API server does."""
+    webhook_configurations: ClassVar[dict[str, dict[str, Any]]] = {}
+    """The ValidatingWebhookConfigurations installed, by name (install_gatekeeper adds Gatekeeper's)."""
+    cluster_rules: ClassVar[list[dict[str, Any]]] = []
+    """What the caller may do cluster-wide (a read of a cluster-scoped object no rule allows is 403): by
+    default the canary analyst's rendered ClusterRole (pipelines/canary_cron.py)."""
 
     @classmethod
     def reset(cls) -> None:
@@ -254,7 +277,31 @@ class InferenceServiceApi(QuietHandler):
         cls.forbidden, cls.created_after_read = set(), {}
         cls.deploy_config = {"defaultDeploymentMode": "Serverless"}
         cls.username = KUBECONFIG_USER
-        cls.webhooks = []
+        cls.webhooks, cls.webhook_configurations = [], {}
+        cls.cluster_rules = analyst_cluster_rules()
+
+    @classmethod
+    def install_gatekeeper(
+        cls, judge: Callable[[dict[str, Any], str], list[str]], failure_policy: str = "Fail"
+    ) -> None:
+        """Gatekeeper's webhook judging with `judge`, and its configuration at `failure_policy`."""
+        cls.webhooks = [judge]
+        cls.webhook_configurations = {GATEKEEPER_CONFIGURATION: gatekeeper_configuration(failure_policy)}
+
+    def _cluster_scoped(self, path: str) -> None:
+        """GET of a ValidatingWebhookConfiguration: RBAC first (403 naming what is missing), then 404 or it."""
+        name = path.removeprefix(WEBHOOK_CONFIGURATIONS)
+        asked = request_info("GET", path)
+        if not any(rule_allows(rule, asked) for rule in self.cluster_rules):
+            self._send(403, Refused(403, "Forbidden", f'validatingwebhookconfigurations.admissionregistration.k8s.io '
+                       f'"{name}" is forbidden: User "{self.username}" cannot get resource '
+                       '"validatingwebhookconfigurations" in API group "admissionregistration.k8s.io" at the '
+                       "cluster scope").status())  # fmt: skip
+        elif name in self.webhook_configurations:
+            self._send(200, self.webhook_configurations[name])
+        else:
+            self._send(404, Refused(404, "NotFound", f'validatingwebhookconfigurations.admissionregistration.k8s.io '
+                       f'"{name}" not found').status())  # fmt: skip
 
     def _send(self, status: int, body: dict[str, Any], warnings: list[str] | None = None) -> None:
         data = json.dumps(body).encode()
@@ -275,6 +322,8 @@ class InferenceServiceApi(QuietHandler):
         self.calls.append(f"GET {path}")
         if _kind_of(path) in self.forbidden:
             self._send(403, Refused(403, "Forbidden", f"cannot get {path}").status())
+        elif path.startswith(WEBHOOK_CONFIGURATIONS):
+            self._cluster_scoped(path)
         elif path == "/api/v1/namespaces/kserve/configmaps/inferenceservice-config":
             self._send(200, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "inferenceservice-config"},
                              "data": {"deploy": json.dumps(self.deploy_config)}})  # fmt: skip
@@ -320,7 +369,7 @@ class InferenceServiceApi(QuietHandler):
                                   "already exists")  # fmt: skip
             denied = [message for webhook in self.webhooks for message in webhook(stored, self.username)]
             if denied:
-                raise Refused(403, "Forbidden", 'admission webhook "validation.gatekeeper.sh" denied the request: '
+                raise Refused(403, "Forbidden", f'admission webhook "{GATEKEEPER_WEBHOOK}" denied the request: '
                               + "\n".join(denied))  # fmt: skip
         except Refused as refused:
             self._send(refused.code, refused.status())

@@ -374,9 +374,10 @@ def test_the_hourly_sweep_judges_a_canary_only_once_its_window_has_passed(
 
 @pytest.mark.parametrize(
     ("webhook", "stage"),
-    [("admits", "staging"), ("denies", "staging"), ("admits", "production"), ("fails-open", "staging")],
-    ids=["admitted", "denied", "production", "gatekeeper-fails-open"],
-)
+    [("admits", "staging"), ("denies", "staging"), ("admits", "production"), ("fails-open", "staging"),
+     ("not-judging", "staging")],
+    ids=["admitted", "denied", "production", "gatekeeper-fails-open", "gatekeeper-not-judging"],
+)  # fmt: skip
 def test_in_a_pod_the_cluster_admits_every_object_before_any_is_applied(
     registry: dict[str, Any], monkeypatch: pytest.MonkeyPatch, schemas_dir: Path, webhook: str, stage: str
 ) -> None:
@@ -389,14 +390,18 @@ def test_in_a_pod_the_cluster_admits_every_object_before_any_is_applied(
     started with --stage production, signed off by the kubeconfig's bob, while the config says staging):
     the analyst applies the verdict in production with the live service's sign-off, never relabelling it
     staging (which had dropped the sign-off and ungated the service). First of all the dry runs goes the
-    positive control (mlops/admission_control.py), a copy of the service that no-node-access refuses:
-    with Gatekeeper failing open (its webhook down under failurePolicy Ignore: here no webhook answers
-    once the promotions are in), the control is admitted, so the sweep applies nothing and says so as a
-    transient failure (exit 75), instead of trusting dry runs that judge nothing."""
+    check of Gatekeeper's ValidatingWebhookConfiguration, then the positive control (mlops/admission_control.py),
+    a copy of the service that no-node-access refuses. Gatekeeper installed to fail open (failurePolicy
+    Ignore, the chart's default): refused before any dry run, a permanent failure (exit 2) naming
+    validatingWebhookFailurePolicy=Fail, nothing sent. Installed to fail closed but judging nothing (here no
+    webhook answers once the promotions are in: its Constraints not installed), the control is admitted, so
+    the sweep applies nothing and says so as a transient failure (exit 75), instead of trusting dry runs
+    that judge nothing."""
     import shutil
 
     from components.steps.promote_identity import ANALYST_SERVICE_ACCOUNT
     from mlops import admission, canary_sweep
+    from mlops.admission_control import GATEKEEPER_CONFIGURATION as GATEKEEPER
     from mlops.cli.serving import pipeline_request
     from mlops.kube import Cluster
     from tests.conftest import write_kubeconfig
@@ -416,7 +421,7 @@ def test_in_a_pod_the_cluster_admits_every_object_before_any_is_applied(
         return found + (["[no-rollbacks] refused on purpose"] if refused else [])
 
     InferenceServiceApi.reset()
-    InferenceServiceApi.webhooks = [gatekeeper]
+    InferenceServiceApi.install_gatekeeper(gatekeeper, "Ignore" if webhook == "fails-open" else "Fail")
     with serving(InferenceServiceApi) as server:
         kubeconfig = write_kubeconfig(registry["tmp"] / "kubeconfig", server.server_port)
         config = _config(registry["tmp"])
@@ -426,7 +431,7 @@ def test_in_a_pod_the_cluster_admits_every_object_before_any_is_applied(
             given = [*flags, *staged, "--config", config, "--kubeconfig", str(kubeconfig), "--policies", str(folder)]
             assert main(["promote", MODEL, *given]) == 0
         InferenceServiceApi.username = f"system:serviceaccount:fraud:{ANALYST_SERVICE_ACCOUNT}"  # the sweep's pod
-        if webhook == "fails-open":
+        if webhook == "not-judging":
             InferenceServiceApi.webhooks = []
         now = dt.datetime.now(dt.UTC)
         _log(registry["log"], CHAMPION, _scores(1, 800), now)
@@ -444,7 +449,16 @@ def test_in_a_pod_the_cluster_admits_every_object_before_any_is_applied(
         [found] = canary_sweep.sweep("fraud", target, request_for, models=[MODEL], now=later)
     writes = [c for c in InferenceServiceApi.calls if not c.startswith("GET") and "selfsubjectreviews" not in c]
     dry = [call for call in writes if call.endswith("(dry run)")]
-    if webhook == "fails-open":  # the control was admitted: nothing after it, not even the real dry runs
+    configuration = f"GET /apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/{GATEKEEPER}"
+    assert configuration in InferenceServiceApi.calls, InferenceServiceApi.calls
+    if webhook == "fails-open":  # refused on the configuration: not one object sent, the control neither
+        assert (found.status, canary_sweep.exit_code([found])) == ("failed", 2), found
+        assert "validation.gatekeeper.sh (Ignore)" in found.detail and "fail open" in found.detail, found.detail
+        assert "validatingWebhookFailurePolicy=Fail" in found.detail, found.detail
+        assert writes == [] and json.dumps(InferenceServiceApi.objects, sort_keys=True) == stored
+        assert len(model_registry.history(registry["mlflow"], MODEL)) == before
+        return
+    if webhook == "not-judging":  # the control was admitted: nothing after it, not even the real dry runs
         assert (found.status, canary_sweep.exit_code([found])) == ("failed", 75), found
         assert "admitted a service that asks for the node's network" in found.detail, found.detail
         assert "no-node-access" in found.detail and "validatingWebhookFailurePolicy=Fail" in found.detail
