@@ -1,7 +1,9 @@
 """Tenants on the shared services: one identity per service, scoped to the tenant's own data.
 
 `mlops tenant add <name>` provisions, idempotently:
-- S3: an access key whose identity may Read, Write, List and Tag only `<bucket>/<name>/*`;
+- S3: an access key whose identity may Read, Write, List and Tag only `<bucket>/<name>/*`, except in
+  `decisions`, where it reads and lists its log but writes only `decisions/<name>/_outcomes/*`
+  (components/platform/tenant_s3.py tenant_grants: the log is evidence, not the tenant's to rewrite);
 - PostgreSQL: a login role with a connection limit, and two databases only it may connect to:
   its Feast registry `feast_<name>` and its offline tables `offline_<name>` (schema `<name>`);
 - PgBouncer: one of its own (devstack.tenant_pgbouncer: its port, its registry database, its role,
@@ -44,6 +46,7 @@ from components.platform.settings import (  # the same on the cluster
     TENANT_CONNECTION_LIMIT,
     TENANT_REDIS_RULES,
 )
+from components.platform.tenant_s3 import S3_ACTIONS, tenant_grants
 from devstack import process, seaweedfs
 from devstack.pgbouncer import write_userlist
 from devstack.postgres import run_sql
@@ -81,7 +84,6 @@ NAME = re.compile(r"[a-z][a-z0-9]{1,30}")  # always fullmatch: "$" also matches 
 RESERVED = frozenset(
     {"admin", "postgres", "mlops", "public", "template0", "template1", "mlflow", "feast", "offline", "default", "root"}
 )
-S3_ACTIONS = ("Read", "Write", "List", "Tagging")
 DECISIONS_WRITER_ACTIONS = ("Write",)
 """The transformer's decisions writer, on `decisions/<name>/*` only: it puts Parquet files (pyarrow's
 S3 client, components/serving/decision_log.py) and re-sends spilled ones from the pod's own disk, so
@@ -126,11 +128,16 @@ def get_tenant(stack: Stack, name: str) -> Tenant:
     return tenants[name]
 
 
-def s3_actions(name: str, broadened: bool = False) -> list[str]:
-    """The identity's actions: the tenant's prefix in every tenant bucket (or, broadened, whole buckets);
-    never the database's backup bucket (components/platform/buckets.py BACKUPS), broadened or not."""
-    scope = (lambda bucket: bucket) if broadened else (lambda bucket: f"{bucket}/{name}/*")
-    return [f"{action}:{scope(bucket)}" for bucket in TENANT_BUCKETS for action in S3_ACTIONS]
+def s3_actions(name: str, broadened: bool = False, *, writes_own_log: bool = False) -> list[str]:
+    """The identity's actions, rendered from components/platform/tenant_s3.py tenant_grants: the
+    tenant's prefix in every tenant bucket, its decision log read-only but for `_outcomes/` (SeaweedFS
+    matches an action ending in `*` as a prefix of `<action>:<bucket>/<key>`). Broadened: whole
+    buckets; `writes_own_log`: the old wide Write on `decisions/<name>/*` (isolation tests). Never
+    the database's backup bucket (BACKUPS), broadened or not."""
+    if broadened:
+        return [f"{action}:{bucket}" for bucket in TENANT_BUCKETS for action in S3_ACTIONS]
+    grants = tenant_grants(name, writes_own_log=writes_own_log)
+    return [f"{action}:{bucket}/{prefix}*" for action, bucket, prefix in grants]
 
 
 def decisions_writer_name(name: str) -> str:
@@ -147,19 +154,25 @@ def decisions_writer_actions(name: str, broadened: bool = False) -> list[str]:
 
 
 def write_s3_identities(
-    stack: Stack, broadened: frozenset[str] = frozenset(), broadened_writers: frozenset[str] = frozenset()
+    stack: Stack,
+    broadened: frozenset[str] = frozenset(),
+    broadened_writers: frozenset[str] = frozenset(),
+    writes_own_log: frozenset[str] = frozenset(),
 ) -> str:
     """Rewrite the S3 server's identities (admin, every tenant and its decisions writer) and have a
     running server load them (devstack.seaweedfs.apply_identities: nothing when they are unchanged, a
     reload, a restart only when one was taken out); `broadened`/`broadened_writers` widen those
-    tenants' policies (isolation tests). Returns what applying them took."""
+    tenants' policies, `writes_own_log` gives those tenants' keys Write on their own decision log
+    (isolation tests: each a policy broken on purpose). Returns what applying them took."""
     identities = stack.s3_identities()
     for tenant in load_tenants(stack).values():
         identities.append(
             {
                 "name": tenant.name,
                 "credentials": [{"accessKey": tenant.access_key, "secretKey": tenant.secret_key}],
-                "actions": s3_actions(tenant.name, tenant.name in broadened),
+                "actions": s3_actions(
+                    tenant.name, tenant.name in broadened, writes_own_log=tenant.name in writes_own_log
+                ),
             }
         )
         if tenant.decisions_access_key:

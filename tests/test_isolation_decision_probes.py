@@ -36,7 +36,7 @@ def test_a_listing_of_the_targets_decisions_leaks_and_one_without_them_is_denied
         probe(_scene(["fraud/model=m/version=1/date=2026-12-05/part-1.parquet", "churnx/not-theirs.parquet"]))
 
 
-def test_the_decisions_surface_is_checked_with_a_control_and_read_write_list_probes() -> None:
+def test_the_decisions_surface_is_checked_with_a_control_and_read_write_list_and_self_forgery_probes() -> None:
     (surface,) = [s for s in SURFACES if s.name == "decisions"]
     assert [path for path, _ in surface.own] == ["own: decision log in own prefix"]
     paths = [path for path, _ in surface.probes]
@@ -45,4 +45,9 @@ def test_the_decisions_surface_is_checked_with_a_control_and_read_write_list_pro
         "decisions PUT into target prefix",
         "decisions LIST target prefix",
         "decisions LIST whole bucket",
+        "decisions own key PUT a forged decision into own log",  # its own evidence (self-forgery)
+        "decisions own key overwrites own logged decision",
+        "decisions own key DELETE own logged decision",
+        "decisions own key multi-delete own logged decision",
+        "decisions own key multipart upload into own log",
     ]

@@ -28,7 +28,9 @@ starting with `_`, so `mlops audit` and `mlops decisions` never see these files)
     <log root>/_outcomes/model=<name>/version=<v>/date=<decision day>/part-<uuid>.parquet
     e.g. s3://decisions/<namespace>/_outcomes/... on the platform, $MLOPS_HOME/decisions/_outcomes/ locally
 
-The tenant's key, scoped to `decisions/<tenant>/`, writes there as it reads the log. Each file is written
+The tenant's key reads the log under `decisions/<tenant>/` and writes only here, under `_outcomes/`
+(components/platform/tenant_s3.py OUTCOMES_FOLDER and tenant_grants: the log itself is the
+transformer's decisions writer's, evidence the tenant cannot rewrite). Each file is written
 whole or not at all: locally to a hidden name renamed into place, on S3 one object put at close.
 """
 
@@ -44,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from components.errors import ComponentError
 from components.platform.realized_metrics import METRICS, MIN_ROWS, metrics_of
+from components.platform.tenant_s3 import OUTCOMES_FOLDER
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -69,8 +72,6 @@ __all__ = [
 ]
 
 STEP = "outcomes"
-OUTCOMES_FOLDER = "_outcomes"
-"""Beside the log's model=... folders; the leading `_` hides it from the log's readers."""
 PREFIX = "mlops_model_realized_"
 LABELLED = f"{PREFIX}labelled"
 GATE_MARGIN = f"{PREFIX}gate_margin"
@@ -366,7 +367,7 @@ def _stored_safely(root: str, model: str, rows: pd.DataFrame) -> list[str]:
     except OSError as error:
         text, where = str(error), outcomes_root(root)
         if any(mark in text for mark in ("ACCESS_DENIED", "AccessDenied", "HTTP status 403")):
-            fix = "use the tenant's key: it covers decisions/<tenant>/, where the log is"
+            fix = f"use the tenant's key: it writes decisions/<tenant>/{OUTCOMES_FOLDER}/, beside the log"
             raise _refuse(f"the store refused writing the outcomes to {where}: {text}", fix) from error
         fix = "check that the object store is up, then ingest the same file again"
         raise TransientError(STEP, f"the outcomes could not be written to {where}: {text}", fix) from error

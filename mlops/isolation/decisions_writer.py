@@ -58,20 +58,21 @@ def writes_its_decision_log(stack: Stack, tenant: Tenant) -> str:
     with temporary_env(env):
         filesystem, root = open_destination(f"s3://{DECISIONS}/")
         pq.write_table(pa.table({"decision": [1]}), f"{root}/{key}", filesystem=filesystem)
-    own = s3_client(stack, tenant)
     try:
-        size = own.head_object(Bucket=DECISIONS, Key=key)["ContentLength"]
-    finally:
-        own.delete_object(Bucket=DECISIONS, Key=key)
+        size = s3_client(stack, tenant).head_object(Bucket=DECISIONS, Key=key)["ContentLength"]
+    finally:  # the tenant's own key only reads its log (components/platform/tenant_s3.py tenant_grants)
+        writer_s3(stack, tenant).delete_object(Bucket=DECISIONS, Key=key)
     return f"wrote a {size}-byte Parquet file to s3://{DECISIONS}/{key} as {tenant.name}'s decisions writer"
 
 
 def _put(scene: Scene, bucket: str, prefix: str, what: str) -> str:
-    """PUT with the attacker's writer; a LEAK is removed again with the owner's key."""
+    """PUT with the attacker's writer; a LEAK is removed again with the owner's key (in `decisions`,
+    the owner's writer: the tenant's own key only reads its log)."""
     key = f"{prefix}forged-by-{scene.attacker.name}-decisions-writer-{int(time.time() * 1000)}"
     writer_s3(scene.stack, scene.attacker).put_object(Bucket=bucket, Key=key, Body=b"forged")
     owner = scene.target if prefix.startswith(f"{scene.target.name}/") else scene.attacker
-    s3_client(scene.stack, owner).delete_object(Bucket=bucket, Key=key)
+    remover = writer_s3 if bucket == DECISIONS else s3_client
+    remover(scene.stack, owner).delete_object(Bucket=bucket, Key=key)
     return f"the transformer's decision-log key wrote {what} s3://{bucket}/{key}"
 
 
@@ -104,15 +105,15 @@ def reads_its_training_data(scene: Scene) -> str:
 
 
 def reads_its_decisions(scene: Scene) -> str:
-    """GET a decision file of its own tenant's: the writer only puts, so a subverted transformer
-    cannot read back the customers' past decisions."""
+    """GET a decision file of its own tenant's, one it put itself: the writer only puts, so a
+    subverted transformer cannot read back the customers' past decisions."""
     key = f"{_key(scene.attacker, 'written')}.parquet"
-    own = s3_client(scene.stack, scene.attacker)
-    own.put_object(Bucket=DECISIONS, Key=key, Body=b"past decisions")
+    writer = writer_s3(scene.stack, scene.attacker)
+    writer.put_object(Bucket=DECISIONS, Key=key, Body=b"past decisions")
     try:
-        body = writer_s3(scene.stack, scene.attacker).get_object(Bucket=DECISIONS, Key=key)["Body"].read()
+        body = writer.get_object(Bucket=DECISIONS, Key=key)["Body"].read()
     finally:
-        own.delete_object(Bucket=DECISIONS, Key=key)
+        writer.delete_object(Bucket=DECISIONS, Key=key)
     return f"the transformer's decision-log key read back its tenant's decisions ({len(body)} bytes)"
 
 

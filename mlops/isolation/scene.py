@@ -1,10 +1,10 @@
 """The scene every isolation probe works in: who attacks whom, what the target planted, and clients.
 
 `seed` plants, as the target, something in each place (an object under its S3 prefixes, a file
-of its decision log, a run with an artifact, a registered model with an alias, a table in its
-schema, a key in its online store). A probe then gets a `Scene` and tries, with the attacker's
-own credentials only, to read, list, write or delete it. The clients here are the ones a curious
-tenant would use.
+of its decision log, put by its decisions writer, the log's only writer, a run with an artifact, a
+registered model with an alias, a table in its schema, a key in its online store). A probe then
+gets a `Scene` and tries, with the attacker's own credentials only, to read, list, write or delete
+it. The clients here are the ones a curious tenant would use.
 """
 
 from __future__ import annotations
@@ -94,12 +94,15 @@ def seed(stack: Stack, target: Tenant) -> dict[str, Any]:
     """As the target: something in each place, for the attacker to look for."""
     from components.serving.decision_record import BUCKET as DECISIONS
     from mlops.isolation.decisions import planted_key
+    from mlops.isolation.decisions_writer import writer_s3
 
     probe = f"isolation-probe/{int(time.time())}.txt"
     key = f"{target.name}/{probe}"
     s3_client(stack, target).put_object(Bucket="models", Key=key, Body=b"target's model bytes")
-    decisions = planted_key(target.name)  # a batch of its decision log (issue 32)
-    s3_client(stack, target).put_object(Bucket=DECISIONS, Key=decisions, Body=b"target's decisions")
+    decisions = planted_key(target.name)  # a batch of its decision log (issue 32), as its transformer writes it
+    if not target.decisions_access_key:
+        raise RuntimeError(f"tenant {target.name} has no decisions writer; run `mlops tenant add {target.name}`")
+    writer_s3(stack, target).put_object(Bucket=DECISIONS, Key=decisions, Body=b"target's decisions")
     client = mlflow_client(stack)
     experiment = client.get_experiment_by_name(target.name)
     if experiment is None:

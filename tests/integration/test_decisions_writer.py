@@ -60,7 +60,9 @@ def test_the_transformers_sink_flushes_its_log_with_the_decisions_writer(tenants
     prefix = f"{ATTACKER}/model=writer-probe/"
     keys = [item["Key"] for item in own.list_objects_v2(Bucket=decision_record.BUCKET, Prefix=prefix)["Contents"]]
     assert len(keys) == 1 and keys[0].endswith(".parquet"), keys
-    own.delete_object(Bucket=decision_record.BUCKET, Key=keys[0])
+    # the log's writer removes it: the tenant's own key only reads its log (tests/test_decision_evidence.py)
+    writes = tenants_stack.s3_client(tenant.decisions_access_key, tenant.decisions_secret_key)
+    writes.delete_object(Bucket=decision_record.BUCKET, Key=keys[0])
 
 
 def _rows(stack: Stack) -> dict[str, str]:
