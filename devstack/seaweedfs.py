@@ -5,7 +5,9 @@ One `weed` process runs master, volume, filer, admin and S3 servers on ports fro
 to the same s3.json, devstack.tenants), JWT on the HTTP side doors and mutual TLS on gRPC
 (devstack.seaweed_security). Where user namespaces allow, it runs in a network namespace of its own
 with only S3 published (devstack.private_network), so a local user cannot reach the side doors.
-Ready means every bucket answers HeadBucket; then the bucket-setup Job's lifecycle is applied.
+Ready means every bucket answers HeadBucket; then the bucket-setup Job's lifecycle is applied, and
+the registry and serving buckets are versioned with object lock (components/platform/immutable.py),
+an existing stack's too.
 
 Identities change while it runs (`mlops tenant add`, devstack.tenants): `apply_identities` writes
 s3.json and has weed reread it on SIGHUP (its reload hook for `-s3.config`) rather than restart
@@ -32,10 +34,17 @@ from devstack import process
 if TYPE_CHECKING:
     from devstack.stack import Stack
 
-__all__ = ["GENERATION", "apply_identities", "start_s3", "weed_argv"]
+__all__ = ["GENERATION", "apply_identities", "filer_path", "start_s3", "weed_argv"]
 
 GENERATION = "devstack-config-generation"
 """The name of s3.json's last identity: a fresh key with no action, telling which write weed serves."""
+
+
+def filer_path(bucket: str, key: str, version: str | None = None) -> str:
+    """Where weed's filer keeps an S3 object: `/buckets/<bucket>/<key>`, or, in a versioned bucket
+    (the registry's, components/platform/immutable.py), `/buckets/<bucket>/<key>.versions/v_<version>`
+    (SeaweedFS 4.48: the plain path answers 404 there)."""
+    return f"/buckets/{bucket}/{key}.versions/v_{version}" if version else f"/buckets/{bucket}/{key}"
 
 
 def weed_argv(stack: Stack, folder: Path) -> list[str]:
@@ -116,7 +125,7 @@ def start_s3(stack: Stack) -> float:
     seconds = process.wait_until(buckets_exist, what="SeaweedFS S3", log=stack.log("s3"), pid=pid, timeout=60)
     from components.platform import buckets
 
-    buckets.ensure(client)  # the lifecycle the cluster's bucket-setup Job applies
+    buckets.ensure(client)  # the lifecycle and object lock the cluster's bucket-setup Job applies
     return seconds
 
 

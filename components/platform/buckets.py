@@ -1,5 +1,6 @@
 """The platform's buckets and their lifecycle, declared once: the devstack applies them at start and
-the cluster's `bucket-setup` Job (manifests/base/object-store) runs `mlops buckets ensure`.
+the cluster's `bucket-setup` Job (manifests/base/object-store) runs `mlops buckets ensure`. The
+registry and serving buckets are versioned with object lock (components/platform/immutable.py).
 
 The one rule: incomplete multipart uploads are aborted a day after they start. A writer killed
 mid-upload leaves its parts stored and billed but invisible; the next writer of the same key
@@ -17,6 +18,9 @@ a tenant's S3 identity is scoped into (devstack/tenants.py s3_actions; the clust
 from __future__ import annotations
 
 from typing import Any
+
+from components.platform import immutable
+from components.platform.immutable import IMMUTABLE_BUCKETS, MLFLOW_ARTIFACTS, MODELS
 
 __all__ = [
     "ABORT_INCOMPLETE_UPLOADS_AFTER_DAYS",
@@ -39,7 +43,7 @@ write their handed-over files there too (pipelines/argo.py)."""
 BACKUPS = "postgres-backups"
 """The registry database's WAL archive and base backups (the CNPG Cluster's barmanObjectStore,
 pipelines/backups.py): written by the database's backup identity only, never by a tenant's key."""
-TENANT_BUCKETS = ("mlflow-artifacts", "models", PIPELINE_ARTIFACTS, "feast-offline", DECISIONS)
+TENANT_BUCKETS = (MLFLOW_ARTIFACTS, MODELS, PIPELINE_ARTIFACTS, "feast-offline", DECISIONS)
 """Every tenant's S3 identity is scoped to `<bucket>/<namespace>/*` in each of these (devstack/tenants.py;
 the cluster's tenant keys alike): the transformer writes the decision log under its own prefix only."""
 BUCKETS = (*TENANT_BUCKETS, BACKUPS)
@@ -58,14 +62,22 @@ LIFECYCLE: dict[str, Any] = {
 
 
 def ensure(client: Any, buckets: tuple[str, ...] = BUCKETS) -> list[str]:
-    """Create what is missing and put the lifecycle on every bucket (idempotent); returns the buckets."""
+    """Create what is missing and put the lifecycle on every bucket (idempotent); returns the buckets.
+    IMMUTABLE_BUCKETS are created with object lock, and versioning and the default retention are put
+    on them every time, so a bucket an older stack made is brought up to it."""
     from botocore.exceptions import ClientError
 
     for bucket in buckets:
+        locked = bucket in IMMUTABLE_BUCKETS
         try:
             client.head_bucket(Bucket=bucket)
         except ClientError:
-            client.create_bucket(Bucket=bucket)
+            if locked:
+                immutable.create(client, bucket)  # MinIO adds object lock at creation only
+            else:
+                client.create_bucket(Bucket=bucket)
+        if locked:
+            immutable.lock(client, bucket)
         client.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration=LIFECYCLE)
     return list(buckets)
 

@@ -39,8 +39,12 @@ def master(scene: Scene) -> str:
 
 def filer(scene: Scene) -> str:
     """The filer's HTTP port serves every object by path, outside the S3 identities."""
-    key = scene.planted["key"]
-    response = _side_door(scene.stack.ports.weed(4), f"/buckets/models/{key}", "filer")
+    from devstack.seaweedfs import filer_path
+    from mlops.isolation.scene import s3_client
+
+    key = scene.planted["key"]  # models is versioned (components/platform/immutable.py): the filer keeps versions
+    version = s3_client(scene.stack, scene.target).head_object(Bucket="models", Key=key).get("VersionId")
+    response = _side_door(scene.stack.ports.weed(4), filer_path("models", key, version), "filer")
     return f"the filer served s3://models/{key} ({len(response.content)} bytes) without a key"
 
 

@@ -17,6 +17,7 @@ import pytest
 
 from devstack import process
 from devstack.postgres import run_sql
+from devstack.seaweedfs import filer_path
 from devstack.stack import Stack
 from devstack.tenants import (
     Tenant,
@@ -421,8 +422,8 @@ def test_seaweedfs_on_the_host_loopback_is_reported_as_a_leak(shared: Stack) -> 
         key = "fraud/side-door-control.txt"
         fraud = get_tenant(shared, "fraud")
         s3 = shared.s3_client(fraud.access_key, fraud.secret_key)
-        s3.put_object(Bucket="models", Key=key, Body=b"fraud's bytes")
-        url = f"http://127.0.0.1:{shared.ports.weed(4)}/buckets/models/{key}"
+        version = s3.put_object(Bucket="models", Key=key, Body=b"fraud's bytes").get("VersionId")
+        url = f"http://127.0.0.1:{shared.ports.weed(4)}{filer_path('models', key, version)}"
         signed = requests.get(url, headers={"Authorization": f"Bearer {_filer_token(shared)}"}, timeout=5)
         unsigned = requests.get(url, timeout=5)
     finally:
