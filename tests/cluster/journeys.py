@@ -163,8 +163,12 @@ CORE_KINDS = {
 }
 KIND_GROUPS = {"network_policy": "networking.k8s.io"}
 """The API group of a typed client's kind outside the core group (NetworkingV1Api for promote's NetworkPolicy)."""
-CLUSTER_KINDS = {"self_subject_review": ("selfsubjectreviews", "authentication.k8s.io")}
-"""Typed calls of cluster-scoped kinds (no `namespaced_` in the method): the SelfSubjectReview of a sign-off."""
+CLUSTER_KINDS = {
+    "self_subject_review": ("selfsubjectreviews", "authentication.k8s.io"),
+    "validating_webhook_configuration": ("validatingwebhookconfigurations", "admissionregistration.k8s.io"),
+}
+"""Typed calls of cluster-scoped kinds (no `namespaced_` in the method): the SelfSubjectReview of a sign-off,
+and the read of Gatekeeper's webhook configuration (--admission cluster), by its name, the first argument."""
 
 
 @dataclass(frozen=True)
@@ -240,7 +244,8 @@ def client_calls(module: Path) -> list[ClientCall]:
             continue
         args = [_literal(a, constants) for a in node.args]
         if found[3] in CLUSTER_KINDS:
-            (resource, group), subresource, namespace, name = CLUSTER_KINDS[found[3]], "", "", None
+            (resource, group), subresource, namespace = CLUSTER_KINDS[found[3]], "", ""
+            name = args[0] if found[1] != "create" and args else None  # a create's first argument is its body
         elif found[3] == "custom_object":
             group, resource, subresource, namespace, name = args[0] or "?", args[3] or "?", "", args[2], None
         else:

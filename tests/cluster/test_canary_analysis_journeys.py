@@ -6,6 +6,8 @@ container's environment. Its journeys are derived, not listed:
 
 - every Kubernetes call of mlops/kube.py (read the live service, apply it and who may call it, the
   SelfSubjectReview of a production sign-off), as the `canary-analyst` ServiceAccount, in its namespace;
+  and, cluster-wide, the get of Gatekeeper's ValidatingWebhookConfiguration by its one name (--admission
+  cluster checks it fails closed), which its ClusterRole grants and nothing more;
   each object it writes is what promote renders, admitted by the installed Gatekeeper policies (the
   promotion guard included) and valid against its schema;
 - each store its environment names (MLflow, the object store), the API server, and the Prometheus
@@ -13,7 +15,8 @@ container's environment. Its journeys are derived, not listed:
 
 And refused: the same calls in another tenant's namespace, every Secret, and the runner of the tenant's
 pipelines doing what only the analyst may. A Role with its InferenceService rule taken out, and the
-namespace's network closed, are each named as what refuses, so the test sees a missing right or flow.
+namespace's network closed, are each named as what refuses, so the test sees a missing right or flow; so
+is the ClusterRole with its rule taken out.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from components.steps.promote_identity import ANALYST_SERVICE_ACCOUNT
+from mlops.admission_control import GATEKEEPER_CONFIGURATION
 from pipelines.canary_cron import ANALYSIS_NAME
 from pipelines.cluster import MONITORING_NAMESPACE
 from tests.cluster.journeys import REPO, Journey, client_journeys
@@ -86,8 +90,10 @@ def test_the_analysis_does_its_job_in_every_tenant(platform: Platform, tenant: s
     assert not failures, f"{platform.overlay}, {tenant}:\n" + "\n".join(failures)
     done = {(r.api.verb, r.api.resource) for r in rows if r.request is not None}
     for needed in (("update", "inferenceservices"), ("create", "authorizationpolicies"), ("get", "networkpolicies"),
-                   ("create", "selfsubjectreviews")):  # fmt: skip
+                   ("create", "selfsubjectreviews"), ("get", "validatingwebhookconfigurations")):  # fmt: skip
         assert needed in done, f"the derivation lost {needed}"
+    [webhooks] = [r.api for r in rows if r.request is not None and r.api.resource == "validatingwebhookconfigurations"]
+    assert (webhooks.namespace, webhooks.name) == ("", GATEKEEPER_CONFIGURATION), webhooks  # cluster-wide, by name
     reached = " ".join(r.why for r in rows if r.request is None)
     assert "mlflow" in reached and "minio" in reached and "prometheus" in reached, reached
 
@@ -108,6 +114,13 @@ def test_the_analyst_holds_nothing_more_and_the_runner_not_its_rights(platform: 
         runner, Request("update", "inferenceservices", "serving.kserve.io", namespace=tenant)
     )
     assert not platform.rbac.allows(analyst, Request("create", "workflows", "argoproj.io", namespace=tenant))
+    group = "admissionregistration.k8s.io"  # the one configuration, read: not another, not a list, not a write
+    assert platform.rbac.allows(analyst, Request("get", "validatingwebhookconfigurations", group,
+                                                 name=GATEKEEPER_CONFIGURATION))  # fmt: skip
+    for verb, name in (("get", "another-webhook-configuration"), ("list", ""), ("update", GATEKEEPER_CONFIGURATION)):
+        assert not platform.rbac.allows(analyst, Request(verb, "validatingwebhookconfigurations", group, name=name))
+    assert not platform.rbac.allows(analyst, Request("get", "mutatingwebhookconfigurations", group,
+                                                     name="gatekeeper-mutating-webhook-configuration"))  # fmt: skip
 
 
 def test_a_missing_right_and_a_closed_network_are_named(platform: Platform) -> None:
@@ -123,6 +136,13 @@ def test_a_missing_right_and_a_closed_network_are_named(platform: Platform) -> N
             obj["rules"] = [r for r in obj["rules"] if "inferenceservices" not in r["resources"]]
     without = replace(platform, rbac=Rbac.of(objects))
     assert (refusal(without, who, update, tenant) or "").startswith("RBAC:")
+    webhooks = next(r for r in rows if r.request is not None and r.api.resource == "validatingwebhookconfigurations")
+    assert refusal(platform, who, webhooks, tenant) is None  # positive control
+    objects = copy.deepcopy(platform.objects)
+    for obj in objects:  # the ClusterRole's one rule taken out
+        if obj["kind"] == "ClusterRole" and obj["metadata"]["name"] == f"{ANALYST_SERVICE_ACCOUNT}-{tenant}":
+            obj["rules"] = []
+    assert (refusal(replace(platform, rbac=Rbac.of(objects)), who, webhooks, tenant) or "").startswith("RBAC:")
     for hop in ("minio", "prometheus"):
         store = next(r for r in rows if r.request is None and hop in r.why)
         assert refusal(platform, who, store, tenant) is None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +189,11 @@ def journeys(
 
     applied = {PLURALS[obj["kind"]]: obj for obj in promote_objects(tenant)}  # issue 29: and who may call it
     for row in client_journeys(REPO / "mlops" / "kube.py", "member", tenant, "mlops promote / rollback", None):
+        if not row.api.namespace and row.api.resource == "validatingwebhookconfigurations":
+            # only --admission cluster reads it, which runs as the canary analyst (pipelines/canary_cron.py);
+            # a member's promote admits against the policy folder and holds nothing cluster-wide
+            rows.append(replace(row, why=f"a member reads no cluster object: {row.why}", allowed=False))
+            continue
         creates = applied.get(row.api.resource) if row.api.verb in ("create", "update") else None
         rows.append(Journey(row.who, row.request, row.why, creates=creates, tolerated=row.tolerated))
     rows += runner_journeys(tenant)
