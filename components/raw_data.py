@@ -39,12 +39,15 @@ from components import artifacts
 from components.errors import ComponentError
 
 if TYPE_CHECKING:
+    import pyarrow.dataset as ds
+
     from components.lineage import DatasetRecord
 
 __all__ = [
     "NAIVE_FIX",
     "RawData",
     "load_raw",
+    "normalized_copy",
     "present",
     "raw_digest",
     "read_raw",
@@ -153,11 +156,36 @@ def _digest(root: Path, files: list[str] | None) -> str:
     return digest.hexdigest()
 
 
+def _dataset(root: Path, files: list[str] | None) -> ds.Dataset:
+    """The Parquet file or folder as one pyarrow dataset (a folder's hive keys as columns)."""
+    import pyarrow.dataset as ds
+
+    if files is None:
+        return ds.dataset(root, format="parquet")
+    # the partition keys as the text of their path (month=07 is "07"), never typed by discovery
+    keys = sorted({part.split("=", 1)[0] for name in files for part in name.split("/")[:-1] if "=" in part})
+    return ds.dataset(
+        [str(root / name) for name in files],
+        format="parquet",
+        partitioning=ds.partitioning(pa.schema([(key, pa.string()) for key in keys]), flavor="hive"),
+        partition_base_dir=str(root),
+    )
+
+
+def _unreadable(
+    step: str, uri: str, what: str, root: Path, files: list[str] | None, error: Exception
+) -> ComponentError:
+    return ComponentError(
+        step,
+        f"{what} at {uri} is not a readable {'CSV' if root.suffix == '.csv' else 'Parquet'} "
+        f"{'file' if files is None else 'dataset'} ({error})",
+        "export the dataset as Parquet (pandas: DataFrame.to_parquet) into one file or a folder of Parquet files",
+    )
+
+
 def _read_table(
     step: str, uri: str, what: str, root: Path, files: list[str] | None, columns: list[str] | None
 ) -> pd.DataFrame:
-    import pyarrow.dataset as ds
-
     if files is None and root.stat().st_size == 0:
         raise ComponentError(
             step,
@@ -169,25 +197,10 @@ def _read_table(
     try:
         if files is None and root.suffix == ".csv":
             frame = pd.read_csv(root, usecols=columns)
-        elif files is None:
-            frame = ds.dataset(root, format="parquet").to_table(columns=columns).to_pandas()
         else:
-            # the partition keys as the text of their path (month=07 is "07"), never typed by discovery
-            keys = sorted({part.split("=", 1)[0] for name in files for part in name.split("/")[:-1] if "=" in part})
-            dataset = ds.dataset(
-                [str(root / name) for name in files],
-                format="parquet",
-                partitioning=ds.partitioning(pa.schema([(key, pa.string()) for key in keys]), flavor="hive"),
-                partition_base_dir=str(root),
-            )
-            frame = dataset.to_table(columns=columns).to_pandas()
+            frame = _dataset(root, files).to_table(columns=columns).to_pandas()
     except (pa.ArrowException, OSError, ValueError) as error:
-        raise ComponentError(
-            step,
-            f"{what} at {uri} is not a readable {'CSV' if root.suffix == '.csv' else 'Parquet'} "
-            f"{'file' if files is None else 'dataset'} ({error})",
-            "export the dataset as Parquet (pandas: DataFrame.to_parquet) into one file or a folder of Parquet files",
-        ) from error
+        raise _unreadable(step, uri, what, root, files, error) from error
     if frame.empty:
         raise ComponentError(
             step, f"{what} at {uri} has no rows", "the upstream extract selected nothing: check its window"
@@ -302,3 +315,70 @@ def read_recorded(
             "something rewrote the data mid-run; write each extract to a new URI (or a lakeFS commit) and run again",
         )
     return raw.frame, record
+
+
+BATCH_ROWS = 500_000
+"""Rows per batch when raw data is copied out of core (`normalized_copy`)."""
+
+
+def normalized_copy(
+    step: str, uri: str, what: str, target: Path, *, timestamp_column: str, timezone: str | None
+) -> tuple[str, int, dict[str, str]] | None:
+    """Copy the raw Parquet data at `uri` into the one file `target`, BATCH_ROWS rows at a time,
+    its timestamp column normalized as `read_raw` does (`utc_microseconds`, batch by batch); the
+    other columns keep their Arrow types. Returns (the digest, the rows, the pandas dtypes a
+    reader of the whole data gets), or None for input it does not stream (a `.csv` file: the
+    caller reads it whole). The same refusals as `read_raw`, in the same words."""
+    import pyarrow.parquet as pq
+
+    with _fetched(step, uri, what) as (root, files):
+        if files is None and root.suffix == ".csv":
+            return None
+        if files is None and root.stat().st_size == 0:
+            _read_table(step, uri, what, root, files, None)  # refuses the empty file, as a read does
+        if files == []:
+            _read_table(step, uri, what, root, files, None)
+        digest = _digest(root, files)
+        rows, nulls = 0, set()
+        try:
+            dataset = _dataset(root, files)
+            writer: pq.ParquetWriter | None = None
+            for batch in dataset.to_batches(batch_size=BATCH_ROWS):
+                if not batch.num_rows:
+                    continue
+                batch = _normalized(step, batch, timestamp_column, timezone)
+                writer = writer or pq.ParquetWriter(target, batch.schema)
+                writer.write_batch(batch)
+                rows += batch.num_rows
+                nulls |= {
+                    name for name, column in zip(batch.schema.names, batch.columns, strict=True) if column.null_count
+                }
+            if writer is not None:
+                writer.close()
+        except (pa.ArrowException, OSError, ValueError) as error:
+            raise _unreadable(step, uri, what, root, files, error) from error
+        if not rows:
+            raise ComponentError(
+                step, f"{what} at {uri} has no rows", "the upstream extract selected nothing: check its window"
+            )
+        return digest, rows, _pandas_dtypes(pq.read_schema(target), nulls)
+
+
+def _normalized(step: str, batch: pa.RecordBatch, column: str, timezone: str | None) -> pa.RecordBatch:
+    if column not in batch.schema.names:
+        return batch  # the contract names the missing column
+    index = batch.schema.get_field_index(column)
+    times = utc_microseconds(batch.column(index).to_pandas(), column=column, timezone=timezone, step=step)
+    return batch.set_column(index, column, pa.Array.from_pandas(times))
+
+
+def _pandas_dtypes(schema: pa.Schema, nulls: set[str]) -> dict[str, str]:
+    """What `to_pandas` of the whole data gives: an integer column with nulls is float64, a
+    boolean one object."""
+    dtypes = {str(c): str(t) for c, t in schema.empty_table().to_pandas().dtypes.items()}
+    for name in nulls:
+        if dtypes.get(name, "").startswith(("int", "uint")):
+            dtypes[name] = "float64"
+        elif dtypes.get(name) == "bool":
+            dtypes[name] = "object"
+    return dtypes

@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,13 +42,13 @@ import yaml
 
 from components import artifacts
 from components.config import MaterializeSettings
-from components.data_contract import contract_error, contract_violations, label_cutoff, unlabelled_recent
+from components.data_contract import contract_error, unlabelled_recent
 from components.environment import mlops_home
 from components.errors import ComponentError
 from components.platform import s3_filesystem, services
 from components.platform.feature_definitions import SOURCE_URI_VARIABLE, TIMESTAMP_FIELD_VARIABLE
-from components.raw_data import read_recorded
-from components.steps import point_in_time
+from components.ray_settings import RaySettings
+from components.steps import materialize_input, materialize_ray, point_in_time
 
 if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView
@@ -101,15 +102,20 @@ def store_directory(project: str, store_dir: str | os.PathLike[str] | None = Non
 
 
 def open_store(
-    project: str, store_dir: str | os.PathLike[str] | None = None, store_config: dict[str, Any] | None = None
+    project: str,
+    store_dir: str | os.PathLike[str] | None = None,
+    store_config: dict[str, Any] | None = None,
+    ray: RaySettings | None = None,
 ) -> Any:
-    """Write feature_store.yaml (so the `feast` CLI works in that folder too) and open the store."""
+    """Write feature_store.yaml (so the `feast` CLI works in that folder too) and open the store;
+    with `ray`, on Feast's Ray offline store and compute engine (components/steps/materialize_ray.py)."""
     from feast import FeatureStore
 
     s3_filesystem.register()
     directory = store_directory(project, store_dir)
     directory.mkdir(parents=True, exist_ok=True)
     config = store_config or services.feast_store_config(project) or embedded_store_config(directory, project)
+    config = materialize_ray.engine_config(config, ray) if ray is not None else config
     artifacts.write_bytes(directory / "feature_store.yaml", yaml.safe_dump(config, sort_keys=False).encode())
     return FeatureStore(repo_path=str(directory))
 
@@ -250,7 +256,9 @@ def _write_online(store: FeatureStore, view: FeatureView, start: datetime, end: 
     """One view's interval into the online store: the columnar Redis writer where it applies."""
     from components.platform import online_writer
 
-    if online_writer.supported(store, view):
+    if materialize_ray.uses_ray(store):
+        materialize_ray.write_online(store, view, start, end)
+    elif online_writer.supported(store, view):
         online_writer.materialize_view(store, view, start, end)
     else:
         store.materialize(start_date=start, end_date=end, feature_views=[view.name])
@@ -328,6 +336,9 @@ def materialize(
     `feature_repo` is the resolved folder of `settings.feature_repo` (the caller knows where the
     pipeline's package lives); the rest of what to publish is the config's materialize section.
     """
+    if (launched := materialize_ray.launched(dataset, feature_repo, train_out, holdout_out, settings, data_digest,
+                                             offline_uri, lineage_out, logical_date)) is not None:  # fmt: skip
+        return launched  # engine ray on the cluster: the step launched its RayJob, which ran the rest
     project, feature_service, holdout_fraction = settings.project, settings.feature_service, settings.holdout_fraction
     entity_column, timestamp_column = settings.entity_column, settings.timestamp_column
     label_column, request_features = settings.label_column, list(settings.request_features)
@@ -337,36 +348,36 @@ def materialize(
 
     dataset = resolve(dataset, logical_date, step=STEP)
     day = day_of(logical_date, step=STEP)  # recorded as the day (YYYY-MM-DD) its URI was filled with
-    # any unit and zone, naive times under settings.timezone, a file or a folder (components/raw_data.py)
-    frame, source = read_recorded(
-        STEP, dataset, "validated dataset", "raw", timestamp_column=timestamp_column, timezone=settings.timezone,
-        expected=data_digest,
-    )  # fmt: skip
-    offline = offline_uri or offline_location(project, lineage.digest_word(source))
-    definitions = repo_definitions(feature_repo, offline, timestamp_column)
-    features = service_features(definitions, feature_service)
-    if violations := contract_violations(frame, settings, features):
-        raise contract_error(STEP, violations)  # every violation at once, before anything is written
+    with tempfile.TemporaryDirectory(prefix="mlops-materialize-") as scratch:
+        # any unit and zone, naive times under settings.timezone, a file or a folder (components/raw_data.py),
+        # copied in batches into one file; the contract is checked there before anything is written
+        data = materialize_input.read_validated(STEP, dataset, settings, data_digest, Path(scratch))
+        source = data.source
+        offline = offline_uri or offline_location(project, lineage.digest_word(source))
+        definitions = repo_definitions(feature_repo, offline, timestamp_column)
+        features = service_features(definitions, feature_service)
+        if violations := materialize_input.contract_violations(data.path, settings, features):
+            raise contract_error(STEP, violations)  # every violation at once, before anything is written
 
-    store = open_store(project, store_dir, store_config)
-    artifacts.write_parquet(offline, frame)
-    store.apply(definitions)
-    applied = [obj.name for obj in definitions if not obj.name.startswith("__")]
+        store = open_store(project, store_dir, store_config)
+        materialize_input.publish(data.path, offline)
+        store.apply(definitions)
+        applied = [obj.name for obj in definitions if not obj.name.startswith("__")]
 
-    waiting = unlabelled_recent(frame, settings)  # null labels after the cut-off: served, not trained on
-    cutoff = label_cutoff(frame, settings)
-    late = {"unlabelled_recent_rows": int(waiting.sum()), "label_cutoff": cutoff.isoformat() if cutoff else ""}
-    joins = point_in_time.view_joins(store, feature_service)
-    if joins is None:  # a view Feast reads another way: its own retrieval, in memory
-        labelled = frame.loc[~waiting]
-        sets = point_in_time.sets_through_feast(
-            historical_features, store, labelled, settings, features, train_out, holdout_out
-        )
-        online = materialize_online(store, frame, timestamp_column, entity_column)
-    else:  # out of core from here: the frame is not needed again (issue 33)
-        del frame, waiting  # the last references: its memory goes back before the join
-        sets = point_in_time.build_sets(joins, offline, settings, features, cutoff, train_out, holdout_out)
-        online = materialize_online_offline(store, offline, timestamp_column, entity_column)
+        cutoff, waiting = materialize_input.labels_waiting(data.path, settings)  # served, not trained on
+        late = {"unlabelled_recent_rows": waiting, "label_cutoff": cutoff.isoformat() if cutoff else ""}
+        # the DuckDB join reads plain file sources; Feast's own retrieval (in memory) the rest, and Ray's
+        joins = None if materialize_ray.uses_ray(store) else point_in_time.view_joins(store, feature_service)
+        if joins is None:
+            frame = pd.read_parquet(data.path)
+            labelled = frame.loc[~unlabelled_recent(frame, settings)]
+            sets = point_in_time.sets_through_feast(
+                historical_features, store, labelled, settings, features, train_out, holdout_out
+            )
+            online = materialize_online(store, frame, timestamp_column, entity_column)
+        else:  # out of core: DuckDB under its memory limit (issue 33)
+            sets = point_in_time.build_sets(joins, offline, settings, features, cutoff, train_out, holdout_out)
+            online = materialize_online_offline(store, offline, timestamp_column, entity_column)
     if lineage_out is not None:
         definition = feature_service_definition(store, feature_service)
         artifacts.write_json(
