@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -47,6 +48,7 @@ __all__ = [
     "backups",
     "barman_binary",
     "base_backup",
+    "create_restore_point",
     "enable_archiving",
     "restore",
     "server_settings",
@@ -162,12 +164,27 @@ def server_settings(stack: Stack) -> list[str]:
     recovering = (stack.folder("postgres") / "data" / "recovery.signal").exists()
     if recovering and _recovery_file(stack).exists():
         # Given on the command line, not written to a file: gone at the next start after promotion.
-        target = json.loads(_recovery_file(stack).read_text())["target"]
+        recovery = json.loads(_recovery_file(stack).read_text())
+        target, point = recovery["target"], recovery.get("restore_point")
         settings += ["-c", f"restore_command={_folder(stack) / 'wal-restore'} %f %p"]
         settings += ["-c", "recovery_target_timeline=latest"]
-        if target:
+        if point:  # one recovery target only: the named point (create_restore_point), not its time
+            settings += ["-c", f"recovery_target_name={point}", "-c", "recovery_target_action=promote"]
+        elif target:
             settings += ["-c", f"recovery_target_time={target}", "-c", "recovery_target_action=promote"]
     return settings
+
+
+def create_restore_point(stack: Stack, name: str) -> dt.datetime:
+    """A named restore point (pg_create_restore_point) now, its WAL archived before this returns; the
+    point's time (UTC), which `restore(target=..., restore_point=name)` picks its base backup by."""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,62}", name):
+        raise ComponentError(STEP, f"restore point name {name!r} is not [a-z0-9._-]", "e.g. mlops-upgrade-20261206")
+    _required(stack)
+    _sql(stack, f"select pg_create_restore_point('{name}')")
+    created: dt.datetime = _sql(stack, "select now()")[0][0]
+    wait_archived(stack)
+    return created.astimezone(dt.UTC)
 
 
 def _recovery_file(stack: Stack) -> Path:
@@ -294,12 +311,15 @@ def _chosen(stack: Stack, target: dt.datetime | None) -> Backup:
     return found[-1]
 
 
-def restore(stack: Stack, *, target: dt.datetime | None = None, keep_old: bool = True) -> Restored:
+def restore(
+    stack: Stack, *, target: dt.datetime | None = None, keep_old: bool = True, restore_point: str | None = None
+) -> Restored:
     """Replace the data directory from the archive, to `target` (UTC) or to the last archived WAL.
 
     PostgreSQL is stopped; the old data directory is renamed `data.replaced-<UTC>` (`keep_old`) or
     deleted; the newest base backup ended before the target is fetched, WAL replayed and the server
-    promoted. Returns when it accepts writes again.
+    promoted. Returns when it accepts writes again. With `restore_point` (a name given to
+    `create_restore_point`, `target` its time) replay stops exactly at that point instead.
     """
     from devstack.postgres import start_postgres
 
@@ -320,7 +340,8 @@ def restore(stack: Stack, *, target: dt.datetime | None = None, keep_old: bool =
         else:
             shutil.rmtree(data)
     _barman(stack, "barman-cloud-restore", config.url, config.server, chosen.backup_id, str(data))
-    process.write_private(_recovery_file(stack), json.dumps({"target": target.isoformat() if target else None}))
+    recovery = {"target": target.isoformat() if target else None, "restore_point": restore_point}
+    process.write_private(_recovery_file(stack), json.dumps(recovery))
     (data / "recovery.signal").touch()
     data.chmod(0o700)
     process.give_to_service_user(data)

@@ -102,6 +102,13 @@ def _migrate(stack: Stack, env: dict[str, str | None]) -> None:
         ),
         check=False,
     )
+    if migrate.returncode != 0 and "out-of-date database schema" in migrate.stderr:
+        # A registry an older MLflow wrote: migrated deliberately, after a backup (docs/recovery.md, Upgrades)
+        raise ComponentError(
+            "dev",
+            f"the registry's schema is older than MLflow's:\n{migrate.stderr.strip().splitlines()[-1][-600:]}",
+            f"mlops dev upgrade --dir {stack.root} (backs it up, migrates, verifies, restores on failure)",
+        )
     if migrate.returncode != 0:
         raise ComponentError(
             "dev", f"MLflow schema migration failed:\n{migrate.stderr[-2000:]}", "check PostgreSQL's log"

@@ -2,7 +2,9 @@
 
 `mlops dev backup` takes a base backup of the stack's PostgreSQL to its S3 with barman-cloud (turning
 WAL archiving on first); `mlops dev restore [--to TIME]` replaces its data directory from them, to the
-latest archived WAL or to a point in time (devstack/backup.py, docs/recovery.md).
+latest archived WAL or to a point in time (devstack/backup.py, docs/recovery.md). `mlops dev upgrade`
+migrates the registry's schema to the pinned MLflow's: backed up first, verified after, restored to
+the state before when the migration fails (devstack/upgrade.py, docs/recovery.md, Upgrades).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ if TYPE_CHECKING:
 
 def register(sub: Any, argv: list[str]) -> None:
     dev = sub.add_parser("dev", help="start, stop or show the platform services on loopback (PostgreSQL, ...)")
-    dev.add_argument("action", choices=["up", "down", "status", "env", "backup", "restore"])
+    dev.add_argument("action", choices=["up", "down", "status", "env", "backup", "restore", "upgrade"])
     dev.add_argument("--dir", help="data, logs and pid files (default: $MLOPS_SERVICES_DIR or $MLOPS_HOME/services)")
     dev.add_argument("--port-base", type=int, help="first port; services take base..base+24 (default 15400)")
     dev.add_argument("--services", help="comma-separated subset of postgres,pgbouncer,redis,s3,mlflow")
@@ -131,6 +133,8 @@ def _dev(args: argparse.Namespace) -> int:
         print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
     elif args.action in ("backup", "restore"):
         return _backup_or_restore(stack, args)
+    elif args.action == "upgrade":
+        return _upgrade(stack)
     elif args.action == "env":
         for key, value in stack.environment().items():
             print(f"export {key}={shlex.quote(value)}")
@@ -173,6 +177,22 @@ def _backup_or_restore(stack: Stack, args: argparse.Namespace) -> int:
         backup.enable_archiving(stack, archive_timeout=args.archive_timeout)
     taken = backup.base_backup(stack)
     print(f"base backup {taken.backup_id} ended {taken.end_time.isoformat()} ({taken.seconds:.1f} s)")
+    return 0
+
+
+def _upgrade(stack: Stack) -> int:
+    from devstack.upgrade import upgrade_registry
+
+    done = upgrade_registry(stack)
+    if done.from_revision == done.to_revision:
+        print(f"registry schema already at MLflow's head {done.to_revision}: nothing to migrate")
+        return 0
+    print(f"registry schema {done.from_revision} -> {done.to_revision} in {done.seconds:.1f} s"
+          f" (base backup {done.backup_id}, restore point {done.restore_point})")  # fmt: skip
+    for revision in done.revisions:
+        print(f"  applied {revision}")
+    kept = ", ".join(f"{contents.count} {name}" for name, contents in done.contents.items())
+    print(f"verified, equal before and after: {kept}")
     return 0
 
 
