@@ -171,6 +171,7 @@ def open_log(root: str) -> ds.Dataset:
     local folder is a permanent error naming it, an unreachable store a transient one."""
     import pyarrow as pa
     import pyarrow.dataset as ds
+    from pyarrow import fs
 
     from components.serving.decision_log import open_destination
     from components.serving.decision_record import PARTITIONS, SCHEMA
@@ -179,6 +180,12 @@ def open_log(root: str) -> ds.Dataset:
     partitioning = ds.partitioning(pa.schema([(name, pa.string()) for name in PARTITIONS]), flavor="hive")
     schema = pa.schema([*SCHEMA, *(pa.field(name, pa.string()) for name in PARTITIONS)], metadata=SCHEMA.metadata)
     try:
+        if root.startswith("s3://"):
+            # Listed, never HEADed: a tenant's key reads `decisions/<t>/*`, and the HEAD of `<t>` itself,
+            # which opening a path starts with, is outside that and refused (S3 403 on SeaweedFS and MinIO)
+            selector = fs.FileSelector(path, recursive=True)
+            options = ds.FileSystemFactoryOptions(partitioning=partitioning, selector_ignore_prefixes=[".", "_"])
+            return ds.FileSystemDatasetFactory(filesystem, selector, ds.ParquetFileFormat(), options).finish(schema)
         return ds.dataset(path, schema=schema, filesystem=filesystem, format="parquet", partitioning=partitioning)
     except FileNotFoundError as error:
         raise NoDecisionLog(
