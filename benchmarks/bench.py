@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -83,7 +84,12 @@ def import_seconds(packages: list[str]) -> float:
     return float(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else float("nan")
 
 
-def in_process(raw: Path, home: Path, cfg: PipelineConfig) -> dict[str, dict[str, Any]]:
+STEPS = ("validate", "materialize", "train", "evaluate", "register", "promote")
+"""The steps in pipeline order; `--steps` runs a prefix's subset (each needs the outputs of those before it
+that it reads: validate and materialize read only the raw data)."""
+
+
+def in_process(raw: Path, home: Path, cfg: PipelineConfig, steps: tuple[str, ...] = STEPS) -> dict[str, dict[str, Any]]:
     from components.platform.services import embedded_artifact_root, embedded_tracking_uri
     from components.steps.evaluate import evaluate
     from components.steps.materialize import materialize
@@ -97,11 +103,16 @@ def in_process(raw: Path, home: Path, cfg: PipelineConfig) -> dict[str, dict[str
     out = home / "steps"
     m = cfg.materialize
     times: dict[str, dict[str, Any]] = {}
-    timed(
-        "validate",
-        times,
-        lambda: validate(str(raw), str(fraud.DECLARATION.folder / cfg.validate_.suite), str(out / "report")),
-    )
+    if "validate" in steps:
+        timed(
+            "validate",
+            times,
+            lambda: validate(str(raw), str(fraud.DECLARATION.folder / cfg.validate_.suite), str(out / "report")),
+        )
+    if not set(steps) - {"validate", "materialize"}:
+        if "materialize" in steps:
+            _materialize_only(raw, out, cfg, times)
+        return times
     summary = timed(
         "materialize",
         times,
@@ -168,9 +179,21 @@ def in_process(raw: Path, home: Path, cfg: PipelineConfig) -> dict[str, dict[str
     return times
 
 
-def steps_at(rows: int, seed: int, gate_threshold: float | None, keep: Path | None) -> dict[str, dict[str, Any]]:
+def _materialize_only(raw: Path, out: Path, cfg: PipelineConfig, times: dict[str, dict[str, Any]]) -> None:
+    from components.steps.materialize import materialize
+    from pipelines.fraud import pipeline as fraud
+
+    m = cfg.materialize
+    feature_repo = str(fraud.DECLARATION.folder / m.feature_repo)
+    timed("materialize", times, lambda: materialize(str(raw), feature_repo, str(out / "t"), str(out / "h"), settings=m))
+
+
+def steps_at(
+    rows: int, seed: int, gate_threshold: float | None, keep: Path | None, steps: tuple[str, ...] = STEPS
+) -> dict[str, dict[str, Any]]:
     """The in-process steps on `rows` rows, in a fresh interpreter (this script with --steps-only)."""
     command = [sys.executable, __file__, "--steps-only", "--rows", str(rows), "--seed", str(seed)]
+    command += ["--steps", ",".join(steps)]
     if gate_threshold is not None:
         command += ["--gate-threshold", str(gate_threshold)]
     if keep is not None:
@@ -192,19 +215,32 @@ def _config(rows: int, seed: int, gate_threshold: float | None) -> PipelineConfi
     return fraud.DECLARATION.config().with_overrides(overrides)
 
 
-def _steps_only(args: argparse.Namespace) -> int:
+def _generate(rows: int, seed: int, path: Path) -> None:
     from pipelines.fraud.data import generate
 
+    generate(rows, seed).to_parquet(path, index=False)
+
+
+def _steps(text: str) -> tuple[str, ...]:
+    wanted = [name for name in text.split(",") if name]
+    if unknown := [name for name in wanted if name not in STEPS]:
+        raise SystemExit(f"--steps: {', '.join(unknown)} is not one of {', '.join(STEPS)}")
+    return tuple(name for name in STEPS if name in wanted)
+
+
+def _steps_only(args: argparse.Namespace) -> int:
     cfg = _config(args.rows, args.seed, args.gate_threshold)
     with tempfile.TemporaryDirectory(prefix="mlops-bench-") as tmp:
         root = Path(tmp)
         raw = args.keep or root / "raw.parquet"
         started = time.perf_counter()
-        generate(args.rows, args.seed).to_parquet(raw, index=False)
+        # generated in a child, so what generation leaves allocated is not in the steps' peak RSS
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            pool.apply(_generate, (args.rows, args.seed, raw))
         print(
             f"{args.rows:,} rows (generated in {time.perf_counter() - started:.1f} s, not counted), steps in-process:"
         )
-        steps = in_process(raw, root / "in-process", cfg)
+        steps = in_process(raw, root / "in-process", cfg, _steps(args.steps))
     print(json.dumps(steps))
     return 0
 
@@ -224,6 +260,11 @@ def main() -> int:
         default=",".join(ENGINES),
         help="the local engines to run the pipeline through (default: both; warm always runs: the goals are its)",
     )
+    parser.add_argument(
+        "--steps",
+        default=",".join(STEPS),
+        help="the steps to measure (validate,materialize alone: the memory table; no engine run)",
+    )
     parser.add_argument("--steps-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--keep", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -242,7 +283,13 @@ def main() -> int:
         raw = root / "raw.parquet"
         for size in sizes:
             print(f"fraud benchmark, {size:,} rows", flush=True)
-            table[size] = steps_at(size, args.seed, args.gate_threshold, raw if size == engine_rows else None)
+            table[size] = steps_at(
+                size, args.seed, args.gate_threshold, raw if size == engine_rows else None, _steps(args.steps)
+            )
+        if _steps(args.steps) != STEPS:
+            _print_scaling(table, sizes)
+            _print_memory_goals(table)
+            return 0
         steps = {name: figures["seconds"] for name, figures in table[engine_rows].items()}
         steps_total = sum(steps.values())
 
@@ -259,27 +306,7 @@ def main() -> int:
             totals[engine] = seconds
         local_total = totals["warm"]
 
-    first_imports = {name: import_seconds(figures["imported"]) for name, figures in table[sizes[0]].items()}
-    print("\nscaling: seconds, peak RSS and seconds per million rows, per step (data generation excluded)")
-    header = "".join(f" {f'{size:,} rows':>30}" for size in sizes)
-    print(f"  {'step':<12}{header} {'imports':>8}")
-    for name in table[sizes[0]]:
-        cells = ""
-        for size in sizes:
-            figures = table[size][name]
-            per_million = figures["seconds"] / size * 1e6
-            cells += f" {figures['seconds']:8.2f}s {figures['peak_rss_mb']:6.0f}MB {per_million:8.2f}s/M"
-        print(f"  {name:<12}{cells} {first_imports[name]:7.2f}s")
-    for smaller, larger in itertools.pairwise(sizes):
-        small_total = sum(f["seconds"] for f in table[smaller].values())
-        large_total = sum(f["seconds"] for f in table[larger].values())
-        per_row = (large_total / larger) / (small_total / smaller)
-        marginal = (large_total - small_total) / (larger - smaller) * 1e6
-        print(
-            f"  time per row at {larger:,} rows: {per_row:.2f}x that at {smaller:,} (goal <= 1.3x; fixed costs push"
-            f" it below 1 at small sizes); each further million rows costs {marginal:.1f} s"
-        )
-
+    first_imports = _print_scaling(table, sizes)
     overhead = local_total - steps_total
     tasks = len(steps)
     print(f"\nthe engine, {engine_rows:,} rows (the warm worker started in {worker_start:.1f} s, once per code)")
@@ -317,6 +344,47 @@ def main() -> int:
         )
     )
     return 0
+
+
+def _print_scaling(table: dict[int, dict[str, dict[str, Any]]], sizes: list[int]) -> dict[str, float]:
+    """The scaling table; returns the first-use import seconds of each step."""
+    first_imports = {name: import_seconds(figures["imported"]) for name, figures in table[sizes[0]].items()}
+    print("\nscaling: seconds, peak RSS and seconds per million rows, per step (data generation excluded)")
+    header = "".join(f" {f'{size:,} rows':>30}" for size in sizes)
+    print(f"  {'step':<12}{header} {'imports':>8}")
+    for name in table[sizes[0]]:
+        cells = ""
+        for size in sizes:
+            figures = table[size][name]
+            per_million = figures["seconds"] / size * 1e6
+            cells += f" {figures['seconds']:8.2f}s {figures['peak_rss_mb']:6.0f}MB {per_million:8.2f}s/M"
+        print(f"  {name:<12}{cells} {first_imports[name]:7.2f}s")
+    for smaller, larger in itertools.pairwise(sizes):
+        small_total = sum(f["seconds"] for f in table[smaller].values())
+        large_total = sum(f["seconds"] for f in table[larger].values())
+        per_row = (large_total / larger) / (small_total / smaller)
+        marginal = (large_total - small_total) / (larger - smaller) * 1e6
+        print(
+            f"  time per row at {larger:,} rows: {per_row:.2f}x that at {smaller:,} (goal <= 1.3x; fixed costs push"
+            f" it below 1 at small sizes); each further million rows costs {marginal:.1f} s"
+        )
+    return first_imports
+
+
+MEMORY_GOALS_MB = {10_000_000: 3 * 1024, 100_000_000: 4 * 1024}
+"""Issue 33: any step's peak RSS at 10M rows at most 3 GB, at 100M at most 4 GB."""
+
+
+def _print_memory_goals(table: dict[int, dict[str, dict[str, Any]]]) -> None:
+    print("\nmemory goals (issue 33; docs/performance.md)")
+    for rows, goal in MEMORY_GOALS_MB.items():
+        if rows not in table:
+            print(f"  peak RSS of any step, {rows:,} rows: not measured (goal <= {goal:,} MB)")
+            continue
+        name, figures = max(table[rows].items(), key=lambda item: item[1]["peak_rss_mb"])
+        peak = figures["peak_rss_mb"]
+        print(f"  peak RSS of any step, {rows:,} rows: {peak:,.0f} MB ({name})  goal <= {goal:,} MB"
+              f"  {'met' if peak <= goal else 'MISSED'}")  # fmt: skip
 
 
 ENGINES = ("warm", "kfp-local")
