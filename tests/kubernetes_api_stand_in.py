@@ -227,9 +227,8 @@ WEBHOOK_CONFIGURATIONS = "/apis/admissionregistration.k8s.io/v1/validatingwebhoo
 
 
 def gatekeeper_configuration(failure_policy: str) -> dict[str, Any]:
-    """Gatekeeper's ValidatingWebhookConfiguration as its chart installs it (the webhooks' names and
-    failure policies: `validatingWebhookFailurePolicy` for the validation webhook, Fail for the
-    ignore-label check), as the API server returns it."""
+    """Gatekeeper's ValidatingWebhookConfiguration as its chart installs it, as the API server returns it:
+    `validatingWebhookFailurePolicy` on the validation webhook, Fail on the ignore-label check."""
     webhooks = [(GATEKEEPER_WEBHOOK, failure_policy), ("check-ignore-label.gatekeeper.sh", "Fail")]
     return {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
             "metadata": {"name": GATEKEEPER_CONFIGURATION, "resourceVersion": "1"},
@@ -267,6 +266,10 @@ class InferenceServiceApi(QuietHandler):
     run on every create and replace, dry runs included, after the schema, as the API server does."""
     webhook_configurations: ClassVar[dict[str, dict[str, Any]]] = {}
     """The ValidatingWebhookConfigurations installed, by name (install_gatekeeper adds Gatekeeper's)."""
+    lost_answers: ClassVar[dict[str, int]] = {}
+    """Object path: the status (504) the next write there gets although it was stored (its outcome unknown)."""
+    edits_after_write: ClassVar[dict[str, dict[str, Any]]] = {}
+    """Object path: the spec another writer puts there right after the client's next write of it."""
     cluster_rules: ClassVar[list[dict[str, Any]]] = []
     """What the caller may do cluster-wide (a read of a cluster-scoped object no rule allows is 403): by
     default the canary analyst's rendered ClusterRole (pipelines/canary_cron.py)."""
@@ -274,7 +277,7 @@ class InferenceServiceApi(QuietHandler):
     @classmethod
     def reset(cls) -> None:
         cls.objects, cls.calls, cls.warnings, cls.edits_after_read = {}, [], [], 0
-        cls.forbidden, cls.created_after_read = set(), {}
+        cls.forbidden, cls.created_after_read, cls.lost_answers, cls.edits_after_write = set(), {}, {}, {}
         cls.deploy_config = {"defaultDeploymentMode": "Serverless"}
         cls.username = KUBECONFIG_USER
         cls.webhooks, cls.webhook_configurations = [], {}
@@ -392,9 +395,7 @@ class InferenceServiceApi(QuietHandler):
             return
         path, stored, warnings = admitted
         stored["metadata"]["resourceVersion"] = "1"
-        if not self._dry_run():
-            self.objects[f"{path}/{stored['metadata']['name']}"] = stored
-        self._send(201, stored, warnings)
+        self._store(f"{path}/{stored['metadata']['name']}", 201, stored, warnings)
 
     def do_PUT(self) -> None:
         admitted = self._admitted()
@@ -405,9 +406,22 @@ class InferenceServiceApi(QuietHandler):
             self._send(409, Refused(409, "Conflict", "the object has been modified").status())
             return
         stored["metadata"]["resourceVersion"] = str(int(stored["metadata"]["resourceVersion"]) + 1)
+        self._store(path, 200, stored, warnings)
+
+    def _store(self, path: str, status: int, stored: dict[str, Any], warnings: list[str]) -> None:
+        """Store a write (not a dry run) and answer it: or lose the answer (`lost_answers`), or let another
+        writer change the object right after (`edits_after_write`: their spec, the next resourceVersion)."""
         if not self._dry_run():
             self.objects[path] = stored
-        self._send(200, stored, warnings)
+        if not self._dry_run() and path in self.lost_answers:  # stored, but the client never hears so
+            code = self.lost_answers.pop(path)
+            said = "Timeout: request did not complete within requested timeout - context deadline exceeded"
+            return self._send(code, Refused(code, "Timeout", said).status())
+        self._send(status, stored, warnings)
+        if not self._dry_run() and path in self.edits_after_write:
+            theirs = {**json.loads(json.dumps(stored)), "spec": self.edits_after_write.pop(path)}
+            theirs["metadata"]["resourceVersion"] = str(int(stored["metadata"]["resourceVersion"]) + 1)
+            self.objects[path] = theirs
 
 
 COMPLETE = ("Complete", "AllJobsCompleted", "jobset completed successfully")

@@ -46,13 +46,18 @@ def lifecycle(three_versions: dict[str, Any], tmp_path: Path, monkeypatch: pytes
     monkeypatch.delenv("KUBECONFIG", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.kube/config
     mlflow = model_registry.client()
+    _forget(mlflow)
+    return {"mlflow": mlflow, "gitops": tmp_path / "gitops", "tmp": tmp_path}
+
+
+def _forget(mlflow: Any) -> None:
+    """No history and no serving aliases: the model as registered, before any promotion."""
     for key in list(mlflow.get_registered_model(MODEL).tags):
         if key.startswith(model_registry.HISTORY_PREFIX):
             mlflow.delete_registered_model_tag(MODEL, key)
     for alias in (model_registry.CHAMPION, model_registry.CANARY):
         if alias in model_registry.aliases(mlflow, MODEL):
             mlflow.delete_registered_model_alias(MODEL, alias)
-    return {"mlflow": mlflow, "gitops": tmp_path / "gitops", "tmp": tmp_path}
 
 
 def _promote(lifecycle: dict[str, Any], *flags: str, capsys: pytest.CaptureFixture[str] | None = None) -> int:
@@ -589,3 +594,117 @@ def test_an_object_created_between_the_read_and_the_create_is_refused_not_overwr
     api.reset()
     assert main(["promote", MODEL, "--promote", "--version", "1", "--kubeconfig", str(kubeconfig)]) == 0
     assert api.objects[f"{PATH}/{MODEL}"]["metadata"]["resourceVersion"] == "1"
+
+
+def _with_old_caller(api: type[InferenceServiceApi]) -> dict[str, Any]:
+    """The live AuthorizationPolicy admits an extra caller the new rendering drops: a put-back is visible."""
+    callers = api.objects[f"{AUTHORIZATION}/{MODEL}-callers"]
+    callers["spec"]["rules"].append({"from": [{"source": {"principals": ["cluster.local/ns/fraud/sa/old-caller"]}}]})
+    return json.loads(json.dumps(callers["spec"]))
+
+
+def test_a_put_back_replaces_what_promote_wrote_never_a_later_writers_change_api_server_stand_in(
+    lifecycle: dict[str, Any],
+    cluster_stand_in: tuple[Path, type[InferenceServiceApi]],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The attacker's read: the put-back replaced the policies blindly, so a writer who changed one after
+    promote wrote it lost their change. Now it replaces the version promote stored: theirs is a 409, kept
+    and reported; the NetworkPolicy no one touched is put back. Then the put-back broken on purpose (the
+    old blind one, re-reading first): the same checks see their change overwritten."""
+    from mlops.kube import UNREAD
+    from mlops.rollout_target import Target
+
+    kubeconfig, api = cluster_stand_in
+    canary = ["promote", MODEL, "--canary", "10", "--version", "2", "--kubeconfig", str(kubeconfig)]
+    put_back = Target._put_back
+
+    for blind in (False, True):
+        api.reset()
+        _forget(lifecycle["mlflow"])
+        assert main(["promote", MODEL, "--promote", "--version", "1", "--kubeconfig", str(kubeconfig)]) == 0
+        history = len(model_registry.history(lifecycle["mlflow"], MODEL))
+        theirs = _with_old_caller(api)
+        theirs["rules"].append({"from": [{"source": {"principals": ["cluster.local/ns/fraud/sa/their-caller"]}}]})
+        network = json.dumps(api.objects[f"{NETWORK}/{MODEL}-callers"]["spec"])
+        api.edits_after_read = 1  # the service changes under promote: its apply is refused, 409
+        api.edits_after_write = {f"{AUTHORIZATION}/{MODEL}-callers": theirs}  # their edit, right after ours
+        if blind:
+            monkeypatch.setattr(Target, "_put_back", lambda self, a, b, w: put_back(self, a, b, [UNREAD] * len(w)))
+        assert main(canary) == 2
+        error = capsys.readouterr().err
+        assert "changed after it was checked" in error and "failure: permanent (exit 2" in error
+        kept = api.objects[f"{AUTHORIZATION}/{MODEL}-callers"]["spec"] == theirs
+        assert json.dumps(api.objects[f"{NETWORK}/{MODEL}-callers"]["spec"]) == network, error
+        assert len(model_registry.history(lifecycle["mlflow"], MODEL)) == history
+        if blind:
+            assert not kept, "the blind put-back overwrote their change: the check above must see it"
+            continue
+        assert kept, "their change stays, not overwritten"
+        assert f"AuthorizationPolicy fraud/{MODEL}-callers was NOT put back: another writer changed it" in error
+        assert f"NetworkPolicy fraud/{MODEL}-callers was put back as it was" in error
+
+
+@pytest.mark.parametrize("lost", ["InferenceService", "NetworkPolicy"])
+def test_after_a_write_of_unknown_outcome_nothing_is_put_back_api_server_stand_in(
+    lifecycle: dict[str, Any],
+    cluster_stand_in: tuple[Path, type[InferenceServiceApi]],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    lost: str,
+) -> None:
+    """The attacker's read: the put-back ran after a timeout too, where the service may have been stored,
+    leaving the new service behind the old callers. A write whose answer is lost (stored, answered 504):
+    nothing is touched, the error says what holds the new rendering, exit 75; the policies promote wrote
+    keep the new rendering (no old caller). Broken on purpose (every failure taken as a refusal): the
+    old caller comes back, and the same check sees it."""
+    from mlops import rollout_target
+
+    kubeconfig, api = cluster_stand_in
+    address = f"{PATH}/{MODEL}" if lost == "InferenceService" else f"{NETWORK}/{MODEL}-callers"
+    for broken in (False, True):
+        api.reset()
+        _forget(lifecycle["mlflow"])
+        assert main(["promote", MODEL, "--promote", "--version", "1", "--kubeconfig", str(kubeconfig)]) == 0
+        history = len(model_registry.history(lifecycle["mlflow"], MODEL))
+        _with_old_caller(api)
+        api.lost_answers = {address: 504}
+        if broken:
+            monkeypatch.setattr(rollout_target, "refused_outright", lambda error: True)
+        assert main(["promote", MODEL, "--canary", "10", "--version", "2", "--kubeconfig", str(kubeconfig)]) == 75
+        error = capsys.readouterr().err
+        assert "504" in error and len(model_registry.history(lifecycle["mlflow"], MODEL)) == history
+        rules = json.dumps(api.objects[f"{AUTHORIZATION}/{MODEL}-callers"]["spec"]["rules"])
+        if broken:
+            assert "old-caller" in rules, "put back after a lost answer: the check below must see it"
+            continue
+        assert "old-caller" not in rules, "the policy promote wrote was put back after a lost answer"
+        assert f"{lost} fraud/{MODEL}" in error and "may or may not have been stored and nothing was put back" in error
+        assert f"AuthorizationPolicy fraud/{MODEL}-callers" in error.split("nothing was put back")[1]
+        version = api.objects[f"{PATH}/{MODEL}"]["metadata"]["labels"]["mlops.private-platform.io/model-version"]
+        assert version == ("2" if lost == "InferenceService" else "1"), "the lost write was stored; the other not sent"
+
+
+def test_a_policy_refused_after_another_was_written_puts_that_one_back_api_server_stand_in(
+    lifecycle: dict[str, Any],
+    cluster_stand_in: tuple[Path, type[InferenceServiceApi]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The attacker's read: a NetworkPolicy refused after the AuthorizationPolicy was written left the new
+    AuthorizationPolicy behind the old service. Refused (Gatekeeper denies it, 403: nothing stored), the
+    AuthorizationPolicy promote wrote is put back as it was; the service is never sent; exit 2."""
+    kubeconfig, api = cluster_stand_in
+    assert main(["promote", MODEL, "--promote", "--version", "1", "--kubeconfig", str(kubeconfig)]) == 0
+    before = _with_old_caller(api)
+    refuse = ["[no-network-edits] refused on purpose"]
+    api.webhooks = [lambda obj, user: refuse if obj["kind"] == "NetworkPolicy" else []]
+    api.calls.clear()
+    assert main(["promote", MODEL, "--canary", "10", "--version", "2", "--kubeconfig", str(kubeconfig)]) == 2
+    error = capsys.readouterr().err
+    assert f"refused to apply NetworkPolicy fraud/{MODEL}-callers: 403" in error and "no-network-edits" in error
+    assert f"AuthorizationPolicy fraud/{MODEL}-callers was put back as it was" in error, error
+    assert api.objects[f"{AUTHORIZATION}/{MODEL}-callers"]["spec"] == before
+    assert [c for c in api.calls if c.startswith("PUT")] == [f"PUT {AUTHORIZATION}/{MODEL}-callers",
+           f"PUT {NETWORK}/{MODEL}-callers", f"PUT {AUTHORIZATION}/{MODEL}-callers"]  # fmt: skip
+    assert len(model_registry.history(lifecycle["mlflow"], MODEL)) == 1
