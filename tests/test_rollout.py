@@ -708,3 +708,31 @@ def test_a_policy_refused_after_another_was_written_puts_that_one_back_api_serve
     assert [c for c in api.calls if c.startswith("PUT")] == [f"PUT {AUTHORIZATION}/{MODEL}-callers",
            f"PUT {NETWORK}/{MODEL}-callers", f"PUT {AUTHORIZATION}/{MODEL}-callers"]  # fmt: skip
     assert len(model_registry.history(lifecycle["mlflow"], MODEL)) == 1
+
+
+def test_gatekeepers_configuration_is_read_by_its_one_name_with_the_analysts_rule_api_server_stand_in(
+    cluster_stand_in: tuple[Path, type[InferenceServiceApi]],
+) -> None:
+    """--admission cluster reads Gatekeeper's ValidatingWebhookConfiguration (mlops/kube.py) as the stand-in
+    serves it, strict as RBAC: with the rendered ClusterRole's rule it is read (None when Gatekeeper is not
+    installed, 404); with the rule naming another object, or none, the 403 is a permanent failure naming the
+    ClusterRole that grants it."""
+    from components.errors import TransientError
+    from mlops.admission_control import GATEKEEPER_CONFIGURATION
+    from mlops.kube import Cluster
+
+    kubeconfig, api = cluster_stand_in
+    cluster = Cluster.from_kubeconfig(kubeconfig)
+    assert cluster.gatekeeper_webhooks() is None  # not installed
+    api.install_gatekeeper(lambda obj, user: [])
+    found = cluster.gatekeeper_webhooks()
+    assert found is not None and found["metadata"]["name"] == GATEKEEPER_CONFIGURATION
+    assert [w["failurePolicy"] for w in found["webhooks"]] == ["Fail", "Fail"]
+    other = [{**rule, "resourceNames": ["another-configuration"]} for rule in api.cluster_rules]
+    for rules in (other, []):
+        api.cluster_rules = rules
+        with pytest.raises(ComponentError) as refused:
+            cluster.gatekeeper_webhooks()
+        assert not isinstance(refused.value, TransientError) and "403 Forbidden" in refused.value.problem
+        assert f"validatingwebhookconfigurations named {GATEKEEPER_CONFIGURATION}" in refused.value.fix
+        assert "canary-analyst ClusterRole" in refused.value.fix
