@@ -81,12 +81,30 @@ def schema_at_head(stack: Stack) -> bool:
     return bool(current) and current == utils._get_latest_schema_revision()  # the one head of MLflow's scripts
 
 
+def _refuse_an_older_schema(stack: Stack) -> None:
+    """A registry an older MLflow wrote is migrated deliberately, after a backup: `mlops dev upgrade`.
+    MLflow's store would migrate it by itself, unasked and with no backup, whenever the new
+    revisions add tables (SqlAlchemyStore: not every table there, so every revision runs)."""
+    from devstack.upgrade import head_revision, schema_revision
+
+    current, head = schema_revision(stack), head_revision()
+    if current and current != head:
+        raise ComponentError(
+            "dev",
+            f"the registry's schema is at revision {current}, older than the pinned MLflow's head {head}:"
+            " starting MLflow would migrate it with no backup",
+            f"mlops dev upgrade --dir {stack.root} (backs it up, migrates, verifies, restores on failure;"
+            " docs/recovery.md, Upgrades)",
+        )
+
+
 def _migrate(stack: Stack, env: dict[str, str | None]) -> None:
     """Schema creation and migrations, once, directly against PostgreSQL: DDL in a
     transaction-pooled connection is fragile, and the server should not race them. A database
     already at MLflow's head (a restart) is left alone: the migration would only verify it."""
     if schema_at_head(stack):
         return
+    _refuse_an_older_schema(stack)
     migrate = subprocess.run(
         [
             sys.executable,
@@ -102,13 +120,6 @@ def _migrate(stack: Stack, env: dict[str, str | None]) -> None:
         ),
         check=False,
     )
-    if migrate.returncode != 0 and "out-of-date database schema" in migrate.stderr:
-        # A registry an older MLflow wrote: migrated deliberately, after a backup (docs/recovery.md, Upgrades)
-        raise ComponentError(
-            "dev",
-            f"the registry's schema is older than MLflow's:\n{migrate.stderr.strip().splitlines()[-1][-600:]}",
-            f"mlops dev upgrade --dir {stack.root} (backs it up, migrates, verifies, restores on failure)",
-        )
     if migrate.returncode != 0:
         raise ComponentError(
             "dev", f"MLflow schema migration failed:\n{migrate.stderr[-2000:]}", "check PostgreSQL's log"

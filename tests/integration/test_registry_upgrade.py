@@ -41,6 +41,8 @@ from devstack.stack import PORT_SPAN, Ports, Stack
 from tests.conftest import FEATURE_REPO, FEATURES, MATERIALIZE_SETTINGS, evaluate_into
 from tests.integration.old_pins import PREVIOUS, run_old
 
+pytestmark = pytest.mark.integration  # runs in make test and make test-integration
+
 A, B = "upgrade-fraud", "upgrade-churn"
 PLANTED = "scheduler_leases"  # created by revision dc11669786a5, the second of the two 3.17 brings
 FIRST_NEW_TABLE = "sql_trace_metric_daily_rollups"  # created by 75868b020152, the first
@@ -207,8 +209,9 @@ def test_the_registry_was_written_by_the_previous_mlflow_pin(rehearsal: dict[str
     assert old["version"] == PREVIOUS["mlflow"]
     assert written["revision"] == old["head"] != rehearsal["head"]  # an older schema than the pinned one's
     assert old["versions"] == [[A, 1], [A, 2], [B, 1], [B, 2]]
-    assert "the registry's schema is older than MLflow's" in rehearsal["refused"], rehearsal["refused"]
-    assert "out-of-date database schema" in rehearsal["refused"] and "mlops dev upgrade --dir" in rehearsal["refused"]
+    refused = rehearsal["refused"]
+    assert f"the registry's schema is at revision {old['head']}, older than the pinned MLflow's head" in refused
+    assert "starting MLflow would migrate it with no backup" in refused and "mlops dev upgrade --dir" in refused
     counts = {name: contents.count for name, contents in written["contents"].items()}
     assert counts["registered models"] == 2 and counts["model versions"] == 4 and counts["aliases"] == 4
     assert counts["serving-history entries"] == 3 and counts["lineage tags"] > 0 and counts["lineage datasets"] > 0
