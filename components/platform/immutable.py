@@ -28,6 +28,7 @@ from components.errors import ComponentError
 
 __all__ = [
     "IMMUTABLE_BUCKETS",
+    "LOCK_ACTIONS",
     "MLFLOW_ARTIFACTS",
     "MODELS",
     "OBJECT_LOCK",
@@ -49,6 +50,16 @@ RETENTION_MODE = "GOVERNANCE"
 RETENTION_DAYS = 365
 """How long each version is kept at the least (a version older than this is still kept: nothing
 expires it; the retention is how long nobody but the admin can remove it)."""
+LOCK_ACTIONS = (
+    "s3:DeleteObjectVersion",
+    "s3:BypassGovernanceRetention",
+    "s3:PutObjectRetention",
+    "s3:PutObjectLegalHold",
+    "s3:PutBucketVersioning",
+    "s3:PutBucketObjectLockConfiguration",
+)
+"""The S3 actions (IAM names) that would undo the lock or work around it: no tenant key's policy grants
+any (components/platform/tenant_s3.py minio_policy; on SeaweedFS, they are the `Admin` action's)."""
 OBJECT_LOCK: dict[str, Any] = {
     "ObjectLockEnabled": "Enabled",
     "Rule": {"DefaultRetention": {"Mode": RETENTION_MODE, "Days": RETENTION_DAYS}},

@@ -131,3 +131,27 @@ def test_a_bucket_without_the_retention_is_not_immutable() -> None:
         assert not immutable.is_immutable(client, "models")
         stub.add_response("get_bucket_versioning", {})
         assert not immutable.is_immutable(client, "models")
+
+
+def _lock_actions_granted(policy: dict[str, Any]) -> list[str]:
+    """Each of LOCK_ACTIONS a policy allows, wildcards (`s3:*`, `s3:Put*`) matched as IAM matches them."""
+    from fnmatch import fnmatchcase
+
+    granted = [a for s in policy["Statement"] if s["Effect"] == "Allow" for a in s["Action"]]
+    return sorted({lock for lock in immutable.LOCK_ACTIONS for action in granted if fnmatchcase(lock, action)})
+
+
+def test_no_tenant_key_may_undo_the_lock() -> None:
+    """The cluster's tenant keys (the MinIO policy the platform team creates from
+    components/platform/tenant_s3.py) grant none of LOCK_ACTIONS, and the loopback tenants' SeaweedFS
+    identities have no `Admin` (the class that holds them there). Broken on purpose: a policy widened
+    to `s3:*` on the tenant's prefix is seen granting every one of them."""
+    from components.platform.tenant_s3 import minio_policy
+    from devstack.tenants import s3_actions
+
+    for name in load_tenants(MANIFESTS).names:
+        policy = minio_policy(name)
+        assert _lock_actions_granted(policy) == [], name
+        assert not any(action.startswith("Admin") for action in s3_actions(name)), name
+        widened = {**policy, "Statement": [*policy["Statement"], {"Effect": "Allow", "Action": ["s3:*"]}]}
+        assert _lock_actions_granted(widened) == sorted(immutable.LOCK_ACTIONS)
