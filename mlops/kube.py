@@ -317,16 +317,18 @@ class Cluster:
                     name, namespace, body, _preload_content=False, **strict
                 )
             elif version is None:
-                stored: dict[str, Any] = self._custom().create_namespaced_custom_object(
-                    ISTIO_GROUP, ISTIO_VERSION, namespace, AUTHORIZATION_PLURAL, body, **strict
+                return dict(
+                    self._custom().create_namespaced_custom_object(
+                        ISTIO_GROUP, ISTIO_VERSION, namespace, AUTHORIZATION_PLURAL, body, **strict
+                    )
                 )
-                return stored
             else:
-                stored = self._custom().replace_namespaced_custom_object(
-                    ISTIO_GROUP, ISTIO_VERSION, namespace, AUTHORIZATION_PLURAL, name, body, **strict
+                return dict(
+                    self._custom().replace_namespaced_custom_object(
+                        ISTIO_GROUP, ISTIO_VERSION, namespace, AUTHORIZATION_PLURAL, name, body, **strict
+                    )
                 )
-                return stored
-            stored = json.loads(response.data)
+            stored: dict[str, Any] = json.loads(response.data)  # a NetworkPolicy: the server's JSON, as read
             return stored
         except ApiException as error:
             if error.status == 409:
