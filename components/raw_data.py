@@ -49,6 +49,7 @@ __all__ = [
     "load_raw",
     "normalized_copy",
     "present",
+    "raw_dataset",
     "raw_digest",
     "read_raw",
     "read_recorded",
@@ -315,6 +316,24 @@ def read_recorded(
             "something rewrote the data mid-run; write each extract to a new URI (or a lakeFS commit) and run again",
         )
     return raw.frame, record
+
+
+@contextlib.contextmanager
+def raw_dataset(step: str, uri: str, what: str) -> Iterator[tuple[str, ds.Dataset, tuple[str, ...]] | None]:
+    """The raw Parquet data at `uri` as a pyarrow dataset to scan in batches: (its digest, the
+    dataset, the files), or None for a `.csv` file (read it whole). The refusals of `read_raw`,
+    in its words, for what fails while the caller scans it too."""
+    with _fetched(step, uri, what) as (root, files):
+        if files is None and root.suffix == ".csv":
+            yield None
+            return
+        if (files is None and root.stat().st_size == 0) or files == []:
+            _read_table(step, uri, what, root, files, None)  # raises the read's refusal (empty file, no files)
+        try:
+            dataset = _dataset(root, files)
+            yield _digest(root, files), dataset, tuple(files) if files is not None else (Path(uri).name,)
+        except (pa.ArrowException, OSError) as error:
+            raise _unreadable(step, uri, what, root, files, error) from error
 
 
 BATCH_ROWS = 500_000

@@ -2,6 +2,9 @@
 
 GX 1.x runs in an ephemeral context (nothing written to a GX project folder): the suite is a
 JSON file kept beside the pipeline, and the DataFrame is handed to the checkpoint at run time.
+A Parquet dataset is validated in bounded batches whose results are combined
+(components/steps/validate_batches.py, issue 33); a CSV file, a DVC pointer or a suite with an
+expectation that does not combine is read whole.
 A failing dataset stops the pipeline here, with each failed expectation named.
 """
 
@@ -16,9 +19,22 @@ from components import artifacts
 from components.errors import ComponentError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import pandas as pd
 
-__all__ = ["SAMPLE_VALUES", "STEP", "describe_failure", "load_suite", "run_suite", "validate"]
+    from components.lineage import DatasetRecord
+
+__all__ = [
+    "SAMPLE_VALUES",
+    "STEP",
+    "describe_failure",
+    "failures_of",
+    "load_suite",
+    "run_suite",
+    "suite_runner",
+    "validate",
+]
 
 STEP = "validate"
 SAMPLE_VALUES = 5
@@ -100,11 +116,9 @@ def describe_failure(failure: dict[str, Any]) -> str:
     return ": ".join(parts[:1]) + (" — " + "; ".join(parts[1:]) if len(parts) > 1 else "")
 
 
-def run_suite(
-    frame: pd.DataFrame, suite_definition: dict[str, Any], suite_path: str
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Run the suite on `frame` in an ephemeral GX context: every result, and the failed ones
-    (each named by `describe_failure`), missing columns first. validate and `mlops check-data` share it."""
+def suite_runner(suite_definition: dict[str, Any], suite_path: str) -> Callable[[pd.DataFrame], list[dict[str, Any]]]:
+    """The suite as a function of a frame (one ephemeral GX context, checkpoint built once): every
+    result of one run, as JSON dicts."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -129,13 +143,56 @@ def run_suite(
     checkpoint = context.checkpoints.add(
         gx.Checkpoint(name=STEP, validation_definitions=[definition], result_format={"result_format": "SUMMARY"})
     )
-    outcome = checkpoint.run(batch_parameters={"dataframe": frame})
-    reports = [run.to_json_dict() for run in outcome.run_results.values()]  # type: ignore[no-untyped-call]
-    results = [r for report in reports for r in report["results"]]
-    columns = set(frame.columns)
+
+    def run(frame: pd.DataFrame) -> list[dict[str, Any]]:
+        outcome = checkpoint.run(batch_parameters={"dataframe": frame})
+        reports = [run.to_json_dict() for run in outcome.run_results.values()]  # type: ignore[no-untyped-call]
+        return [r for report in reports for r in report["results"]]
+
+    return run
+
+
+def failures_of(results: list[dict[str, Any]], columns: set[str]) -> list[dict[str, Any]]:
+    """The failed results, each named by `describe_failure`, missing columns first."""
     failures = [_failure(r, columns) for r in results if not r["success"]]
     failures.sort(key=lambda failure: "missing" not in failure.get("error", ""))
-    return results, failures
+    return failures
+
+
+def run_suite(
+    frame: pd.DataFrame, suite_definition: dict[str, Any], suite_path: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Run the suite on `frame` in an ephemeral GX context: every result, and the failed ones
+    (each named by `describe_failure`), missing columns first. validate and `mlops check-data` share it."""
+    results = suite_runner(suite_definition, suite_path)(frame)
+    return results, failures_of(results, set(frame.columns))
+
+
+def _run_batched(
+    dataset: str, suite_definition: dict[str, Any], suite_path: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int, DatasetRecord] | None:
+    """The suite over the raw data in bounded batches (components/steps/validate_batches.py); None
+    where it runs on the whole data instead (a CSV file, a DVC pointer, an expectation it does not combine)."""
+    from components import lineage
+    from components.raw_data import raw_dataset
+    from components.steps import validate_batches as validate_batches_module
+
+    if dataset.endswith(".dvc") or not validate_batches_module.supported(suite_definition):
+        return None
+    with raw_dataset(STEP, dataset, "raw dataset") as scanned:
+        if scanned is None:
+            return None
+        digest, data, _ = scanned
+        run = suite_runner(suite_definition, suite_path)
+        results, rows, dtypes = validate_batches_module.combined_results(data, run)
+        columns = set(data.schema.names)
+    if not rows:
+        raise ComponentError(
+            STEP, f"raw dataset at {dataset} has no rows", "the upstream extract selected nothing: check its window"
+        )
+    record = lineage.describe(dataset, None, "raw", sha256=digest)
+    record["rows"], record["schema"] = rows, dtypes
+    return results, failures_of(results, columns), rows, record
 
 
 def validate(dataset: str, suite_path: str, report_path: str, *, logical_date: str = "") -> dict[str, Any]:
@@ -154,16 +211,21 @@ def validate(dataset: str, suite_path: str, report_path: str, *, logical_date: s
 
     # a file, a folder or a hive dataset; the suite checks the columns as written (timestamp_column
     # None): materialize normalizes the timestamps, and both record the same digest (raw_data.py)
-    frame, record = read_recorded(STEP, dataset, "raw dataset", "raw", timestamp_column=None, timezone=None)
-
-    results, failures = run_suite(frame, suite_definition, suite_path)
+    batched = _run_batched(dataset, suite_definition, suite_path)
+    if batched is None:
+        frame, record = read_recorded(STEP, dataset, "raw dataset", "raw", timestamp_column=None, timezone=None)
+        results, failures = run_suite(frame, suite_definition, suite_path)
+        rows = len(frame)
+        del frame
+    else:
+        results, failures, rows, record = batched
     summary = {
         "step": STEP,
         "success": not failures,
         "dataset": str(dataset),
         "logical_date": logical_date,
         "suite": suite_definition["name"],
-        "rows": len(frame),
+        "rows": rows,
         "evaluated_expectations": len(results),
         "data_digest": digest_word(record),  # what later steps check, and the cache keys start from
         "failed_expectations": failures,
