@@ -23,6 +23,7 @@ from devstack.stack import Stack
 
 pytestmark = pytest.mark.integration
 
+PROBE = "decision-log-probe"  # a folder of its own: other tests of the session log under fraud/
 IDENTITY = Identity("fraud", "fraud-detector", "e" * 64, "canary", "fraud-detector-predictor-00002", "user_id", 0.5)
 
 
@@ -50,12 +51,12 @@ def test_a_flush_lands_in_the_tenants_partition_and_a_stopped_store_spills_then_
     client = stack.s3_client()
     buckets.ensure(client, (decision_record.BUCKET,))
     with temporary_env(stack.environment()):
-        filesystem, root = open_destination(f"s3://{decision_record.BUCKET}/fraud/")
+        filesystem, root = open_destination(f"s3://{decision_record.BUCKET}/{PROBE}/")
         sink = DecisionLog(IDENTITY, filesystem, root, spill_dir=tmp_path / "spill", flush_seconds=60)
         sink.offer(_offer("s3-req", 3))
         sink.close()
-    keys = _keys(client, decision_record.BUCKET, "fraud/")
-    assert len(keys) == 1 and keys[0].startswith("fraud/model=fraud-detector/version=7/date=2026-12-05/part-"), keys
+    keys = _keys(client, decision_record.BUCKET, f"{PROBE}/")
+    assert len(keys) == 1 and keys[0].startswith(f"{PROBE}/model=fraud-detector/version=7/date=2026-12-05/part-"), keys
     body = client.get_object(Bucket=decision_record.BUCKET, Key=keys[0])["Body"].read()
     table = pq.read_table(io.BytesIO(body))
     decision_record.check_schema(table.schema, keys[0])
