@@ -80,7 +80,9 @@ def register(sub: Any, argv: list[str]) -> None:
     )
     isolation.set_defaults(handler=_isolation_check)
 
-    buckets = sub.add_parser("buckets", help="create the platform buckets and their lifecycle (platform admins)")
+    buckets = sub.add_parser(
+        "buckets", help="create the platform buckets, their lifecycle and the registry's object lock (platform admins)"
+    )
     buckets.add_argument("action", choices=["ensure"])
     buckets.set_defaults(handler=_buckets)
 
@@ -297,8 +299,9 @@ def _isolation_check(args: argparse.Namespace) -> int:
 
 def _buckets(args: argparse.Namespace) -> int:
     from components import artifacts
-    from components.platform import buckets
+    from components.platform import buckets, immutable
 
     ensured = buckets.ensure(artifacts.s3_client())
-    print(json.dumps({"buckets": ensured, "lifecycle": buckets.LIFECYCLE["Rules"]}))
+    locked = {bucket: immutable.OBJECT_LOCK for bucket in ensured if bucket in immutable.IMMUTABLE_BUCKETS}
+    print(json.dumps({"buckets": ensured, "lifecycle": buckets.LIFECYCLE["Rules"], "object_lock": locked}))
     return 0

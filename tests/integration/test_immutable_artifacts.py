@@ -17,6 +17,7 @@ prefix of both buckets:
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from components.environment import temporary_env
 from components.platform import buckets, immutable
 from devstack.stack import Stack
 from devstack.tenants import Tenant, get_tenant, tenant_environment
+from tests.integration.conftest import mlops, platform_env
 
 pytestmark = pytest.mark.integration
 TENANT = "fraud"  # a declared tenant (tests/integration/conftest.py tenants_stack)
@@ -163,9 +165,10 @@ def test_the_same_attack_on_a_mutable_bucket_loses_the_bytes(tenants_stack: Stac
     assert _refused(admin.get_object, Bucket=bucket, Key=key) == "NoSuchKey"
 
 
-def test_ensure_makes_an_existing_bucket_immutable_and_is_idempotent(tenants_stack: Stack) -> None:
+def test_ensure_makes_an_existing_bucket_immutable_and_is_idempotent(tenants_stack: Stack, tmp_path: Path) -> None:
     """An older stack's bucket, made plain: `lock` (what ensure does to IMMUTABLE_BUCKETS) adds versioning
-    and the default retention, twice without harm; ensure leaves every registry bucket immutable."""
+    and the default retention, twice without harm; `mlops buckets ensure` (the bucket-setup Job's
+    command), run again on the started stack, leaves exactly the registry buckets immutable."""
     admin = tenants_stack.s3_client()
     plain = f"immutable-upgrade-{int(datetime.now(UTC).timestamp())}"
     admin.create_bucket(Bucket=plain)
@@ -173,7 +176,11 @@ def test_ensure_makes_an_existing_bucket_immutable_and_is_idempotent(tenants_sta
     immutable.lock(admin, plain)
     immutable.lock(admin, plain)
     assert immutable.is_immutable(admin, plain)
-    assert buckets.ensure(admin) == list(buckets.BUCKETS)
+    ensured = mlops(platform_env(tenants_stack, tmp_path), "buckets", "ensure")
+    assert ensured.returncode == 0, ensured.stdout + ensured.stderr
+    printed = json.loads(ensured.stdout)
+    assert printed["buckets"] == list(buckets.BUCKETS)
+    assert printed["object_lock"] == dict.fromkeys(immutable.IMMUTABLE_BUCKETS, immutable.OBJECT_LOCK)
     assert {bucket: immutable.is_immutable(admin, bucket) for bucket in buckets.BUCKETS} == {
         bucket: bucket in immutable.IMMUTABLE_BUCKETS for bucket in buckets.BUCKETS
     }
