@@ -22,6 +22,7 @@ from components.decision_log_settings import DecisionLogSettings
 from components.errors import ComponentError
 from components.outcome_settings import OutcomesSettings
 from components.platform.readonly import reader_secret
+from components.ray_settings import Engine, RaySettings
 from components.resource_settings import ResourceSettings
 from components.train_settings import (
     RUNTIME_OF_MODEL,
@@ -124,6 +125,8 @@ class MaterializeSettings(_Settings):
         " may have a null label; it feeds the online store and drift but not training or the holdout. Unset:"
         " every row needs a label (docs/data-contract.md).",
     )
+    engine: Engine = Field("local", description="local: one process; ray: Feast's Ray engine (docs/scale-out.md).")
+    ray: RaySettings = Field(default_factory=RaySettings, description="engine ray's cluster (locally: its CPUs).")
 
 
 class RegisterSettings(_Settings):
@@ -179,9 +182,7 @@ class TuneSettings(_Settings):
     algorithm: Literal["tpe", "random"] = Field("tpe", description="Optuna's sampler locally, Katib's on the cluster.")
     trials: int = Field(20, ge=1, le=1000, description="Trials in all (Katib: maxTrialCount).")
     parallel: int = Field(2, ge=1, le=64, description="Trials at once (Katib: parallelTrialCount).")
-    max_failed: int = Field(
-        3, ge=0, description="Failed trials after which the search stops (Katib: maxFailedTrialCount)."
-    )
+    max_failed: int = Field(3, ge=0, description="Failed trials that stop the search (Katib: maxFailedTrialCount).")
     space: dict[str, SearchRange] = Field(
         default_factory=dict, description="train.params names and their ranges; the rest of train.params stays fixed."
     )

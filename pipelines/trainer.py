@@ -40,6 +40,7 @@ __all__ = [
     "distributed_train",
     "launcher_template",
     "repository_uri",
+    "step_environment",
     "stored_outputs",
     "train_command",
     "train_job",
@@ -101,9 +102,9 @@ def cluster_training_runtime(runtime: str, image: str) -> dict[str, Any]:
     }
 
 
-def _environment(cfg: PipelineConfig, image: str) -> list[dict[str, Any]]:
-    """The step's environment, key by key (a TrainJob's trainer takes `env`, not `envFrom`): the
-    platform settings from the namespace's ConfigMap, credentials from their Secrets."""
+def step_environment(cfg: PipelineConfig, image: str) -> list[dict[str, Any]]:
+    """The step's environment, key by key (a TrainJob's trainer and a RayJob's pods take `env`, not
+    `envFrom` here): the platform settings from the namespace's ConfigMap, credentials from their Secrets."""
     from components.platform.settings import CONFIGMAP, configmap_keys
 
     settings = [
@@ -186,7 +187,7 @@ def train_job(
                 "numNodes": distributed.workers,
                 **({"numProcPerNode": 1} if distributed.runtime == "torch-distributed" else {}),
                 "command": [*LAUNCHER[distributed.runtime], *command],
-                "env": _environment(cfg, spec.image),
+                "env": step_environment(cfg, spec.image),
                 "resourcesPerNode": {"limits": limits, "requests": limits},
             },
         },

@@ -23,5 +23,6 @@ WORKLOAD_KINDS: list[dict[str, Any]] = [
     {"apiGroups": ["trainer.kubeflow.org"], "kinds": ["TrainJob", "TrainingRuntime", "ClusterTrainingRuntime"]},
     {"apiGroups": ["jobset.x-k8s.io"], "kinds": ["JobSet"]},
     {"apiGroups": ["kubeflow.org"], "kinds": ["Experiment", "Trial"]},
+    {"apiGroups": ["ray.io"], "kinds": ["RayJob", "RayCluster"]},
 ]
 """Every kind lib.workloads reads pod specs out of; a workload policy's Constraint matches all of them."""

@@ -47,7 +47,8 @@ from components.environment import mlops_home
 from components.errors import ComponentError
 from components.platform import s3_filesystem, services
 from components.platform.feature_definitions import SOURCE_URI_VARIABLE, TIMESTAMP_FIELD_VARIABLE
-from components.steps import materialize_input, point_in_time
+from components.ray_settings import RaySettings
+from components.steps import materialize_input, materialize_ray, point_in_time
 
 if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView
@@ -101,15 +102,20 @@ def store_directory(project: str, store_dir: str | os.PathLike[str] | None = Non
 
 
 def open_store(
-    project: str, store_dir: str | os.PathLike[str] | None = None, store_config: dict[str, Any] | None = None
+    project: str,
+    store_dir: str | os.PathLike[str] | None = None,
+    store_config: dict[str, Any] | None = None,
+    ray: RaySettings | None = None,
 ) -> Any:
-    """Write feature_store.yaml (so the `feast` CLI works in that folder too) and open the store."""
+    """Write feature_store.yaml (so the `feast` CLI works in that folder too) and open the store;
+    with `ray`, on Feast's Ray offline store and compute engine (components/steps/materialize_ray.py)."""
     from feast import FeatureStore
 
     s3_filesystem.register()
     directory = store_directory(project, store_dir)
     directory.mkdir(parents=True, exist_ok=True)
     config = store_config or services.feast_store_config(project) or embedded_store_config(directory, project)
+    config = materialize_ray.engine_config(config, ray) if ray is not None else config
     artifacts.write_bytes(directory / "feature_store.yaml", yaml.safe_dump(config, sort_keys=False).encode())
     return FeatureStore(repo_path=str(directory))
 
@@ -328,6 +334,9 @@ def materialize(
     `feature_repo` is the resolved folder of `settings.feature_repo` (the caller knows where the
     pipeline's package lives); the rest of what to publish is the config's materialize section.
     """
+    if (launched := materialize_ray.launched(dataset, feature_repo, train_out, holdout_out, settings, data_digest,
+                                             offline_uri, lineage_out, logical_date)) is not None:  # fmt: skip
+        return launched  # engine ray on the cluster: the step launched its RayJob, which ran the rest
     project, feature_service, holdout_fraction = settings.project, settings.feature_service, settings.holdout_fraction
     entity_column, timestamp_column = settings.entity_column, settings.timestamp_column
     label_column, request_features = settings.label_column, list(settings.request_features)
@@ -348,20 +357,21 @@ def materialize(
         if violations := materialize_input.contract_violations(data.path, settings, features):
             raise contract_error(STEP, violations)  # every violation at once, before anything is written
 
-        store = open_store(project, store_dir, store_config)
+        store = open_store(project, store_dir, store_config, settings.ray if settings.engine == "ray" else None)
         materialize_input.publish(data.path, offline)
         store.apply(definitions)
         applied = [obj.name for obj in definitions if not obj.name.startswith("__")]
 
         cutoff, waiting = materialize_input.labels_waiting(data.path, settings)  # served, not trained on
         late = {"unlabelled_recent_rows": waiting, "label_cutoff": cutoff.isoformat() if cutoff else ""}
-        # the DuckDB join reads plain file sources; Feast's own retrieval (in memory) the rest
-        joins = point_in_time.view_joins(store, feature_service)
+        # the DuckDB join reads plain file sources; Feast's own retrieval (in memory) the rest, and Ray's
+        joins = None if materialize_ray.uses_ray(store) else point_in_time.view_joins(store, feature_service)
         if joins is None:
             frame = pd.read_parquet(data.path)
             labelled = frame.loc[~unlabelled_recent(frame, settings)]
+            retrieve = materialize_ray.historical_features if materialize_ray.uses_ray(store) else historical_features
             sets = point_in_time.sets_through_feast(
-                historical_features, store, labelled, settings, features, train_out, holdout_out
+                retrieve, store, labelled, settings, features, train_out, holdout_out
             )
             online = materialize_online(store, frame, timestamp_column, entity_column)
         else:  # out of core: DuckDB under its memory limit (issue 33)

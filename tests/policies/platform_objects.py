@@ -2,7 +2,8 @@
 
 Nothing here is written by hand: both overlays and each tenant's folder (kustomize), the
 reference pipelines' Argo goldens, the TrainJob the Argo rendering and the Kubeflow Pipelines
-train task create for a distributed train step (each runtime), the Katib Experiment of
+train task create for a distributed train step (each runtime), the RayJob a materialize task
+launches under `materialize.engine: ray`, the Katib Experiment of
 `mlops tune --katib`, the InferenceService `mlops promote` renders (staging and signed-off
 production, with the scoring transformer), and what the cluster's controllers make of those
 (controller_objects_without_a_cluster). Each comes with where it came from and the user whose
@@ -22,6 +23,7 @@ import yaml
 from mlops.admission import WORKLOAD_KINDS
 from tests.conftest import REGISTRATION, REPO
 from tests.policies import controller_objects_without_a_cluster as controllers
+from tests.policies.kuberay_objects_without_a_cluster import kuberay_objects
 
 MANIFESTS = REPO / "manifests"
 OVERLAYS = ("dev", "prod")
@@ -126,6 +128,22 @@ def train_jobs() -> list[Rendered]:
 
 
 @_rendered_once
+def ray_jobs() -> list[Rendered]:
+    """The RayJob each reference pipeline's materialize task launches under `materialize.engine: ray`
+    (pipelines/rayjob.py), in the pipeline's namespace, created by the runner."""
+    from pipelines.rayjob import launcher_template
+
+    found = []
+    for pipeline in _pipelines():
+        cfg = pipeline.config().with_overrides({"materialize.engine": "ray"})
+        launched = launcher_template(pipeline.spec, pipeline.spec.step("materialize"), cfg)
+        launched["metadata"]["namespace"] = cfg.cluster.namespace
+        runner = f"system:serviceaccount:{cfg.cluster.namespace}:{cfg.cluster.service_account}"
+        found.append(Rendered(f"materialize {pipeline.name} (engine ray)", launched, runner))
+    return found
+
+
+@_rendered_once
 def experiments() -> list[Rendered]:
     """The Katib Experiment `mlops tune --katib` renders for each reference pipeline that declares
     a search space (one without has nothing to tune)."""
@@ -195,6 +213,9 @@ def platform_objects(overlays: dict[str, list[dict[str, Any]]]) -> list[Rendered
     (storage,) = [o for o in installed if o["kind"] == "ClusterStorageContainer"]
     made = [m for job in trainjobs for m in controllers.trainer_objects(job.obj, runtimes)]
     made += [m for e in tuning for m in controllers.katib_objects(e.obj)]
+    rays = ray_jobs()
+    found += rays
+    made += [m for job in rays for m in kuberay_objects(job.obj)]
     made += [m for s in services for m in controllers.kserve_objects(s.obj, serving, storage)]
     found += [Rendered(f"made by {m.by}", m.obj, m.user) for m in made]
     return [r for r in found if has_pod_template(r.obj)]

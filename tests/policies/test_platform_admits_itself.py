@@ -124,7 +124,8 @@ def test_every_pod_template_the_platform_renders_passes_every_installed_constrai
     kinds = {item.obj["kind"] for item in rendered}
     assert kinds >= {
         "WorkflowTemplate", "Workflow", "CronWorkflow", "TrainJob", "ClusterTrainingRuntime", "JobSet", "Job", "Pod",
-        "Experiment", "Trial", "InferenceService", "Deployment", "ReplicaSet", "StatefulSet", "CronJob",
+        "Experiment", "Trial", "InferenceService", "Deployment", "ReplicaSet", "StatefulSet", "CronJob", "RayJob",
+        "RayCluster",
     }, kinds  # fmt: skip
     names = {(item.obj["kind"], item.obj["metadata"].get("name")) for item in rendered}
     for kind, prefix in [("Job", "bucket-setup"), ("Job", "tenant-databases"), ("StatefulSet", "redis"),

@@ -9,6 +9,8 @@ framework specs were admitted with outside images, literal credentials or host a
 issue 28: neither pod-security nor restricted-scheduling covered Kubeflow Trainer (TrainJob, its
 runtime patches and the runtimes, the JobSet it makes) or Katib (an Experiment's trial template,
 a Trial's runSpec, the custom metrics collector): each is a location here now.
+
+issue 33: nor KubeRay (a RayJob's head, worker groups and submitter template, a RayCluster's groups).
 """
 
 from __future__ import annotations
@@ -125,6 +127,20 @@ def _collector(container: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+def _ray(kind: str, where: str, pod: dict[str, Any]) -> dict[str, Any]:
+    """A RayJob (or RayCluster) running `pod` at `where`: the head, a worker group, or (a RayJob's)
+    submitter; its other pods the internal image (pipelines/rayjob.py renders all three)."""
+    plain = {"containers": [{"name": "x", "image": INTERNAL}]}
+    worker = {"groupName": "w", "template": {"spec": pod if where == "worker" else plain}}
+    cluster = {"headGroupSpec": {"template": {"spec": pod if where == "head" else plain}}, "workerGroupSpecs": [worker]}
+    if kind == "RayCluster":
+        spec: dict[str, Any] = cluster
+    else:
+        submitter = {"spec": pod if where == "submitter" else plain}
+        spec = {"entrypoint": "python -m x", "rayClusterSpec": cluster, "submitterPodTemplate": submitter}
+    return {"apiVersion": "ray.io/v1", "kind": kind, "metadata": {"name": "r", "namespace": "fraud"}, "spec": spec}
+
+
 Place = Callable[[dict[str, Any]], dict[str, Any]]
 
 CONTAINER_LOCATIONS: dict[str, Place] = {
@@ -194,6 +210,10 @@ CONTAINER_LOCATIONS: dict[str, Place] = {
     "Experiment trialSpec Workflow container": lambda c: _katib("Experiment", _workflow("Workflow", {"container": c})),
     "Experiment custom metrics collector": _collector,
     "Trial runSpec Job initContainers": lambda c: _katib("Trial", _job(_pod_spec("initContainers", c))),
+    "RayJob head containers": lambda c: _ray("RayJob", "head", {"containers": [{"name": "x", **c}]}),
+    "RayJob worker initContainers": lambda c: _ray("RayJob", "worker", _pod_spec("initContainers", c)),
+    "RayJob submitter containers": lambda c: _ray("RayJob", "submitter", {"containers": [{"name": "x", **c}]}),
+    "RayCluster worker containers": lambda c: _ray("RayCluster", "worker", {"containers": [{"name": "x", **c}]}),
 }
 
 POD_LOCATIONS: dict[str, Place] = {
@@ -229,6 +249,10 @@ POD_LOCATIONS: dict[str, Place] = {
         "Experiment", _workflow("Workflow", {"container": {"image": INTERNAL}}, **p)
     ),
     "Trial runSpec Job": lambda p: _katib("Trial", _job({"containers": [{"name": "x", "image": INTERNAL}], **p})),
+    "RayJob head": lambda p: _ray("RayJob", "head", {"containers": [{"name": "x", "image": INTERNAL}], **p}),
+    "RayJob worker": lambda p: _ray("RayJob", "worker", {"containers": [{"name": "x", "image": INTERNAL}], **p}),
+    "RayJob submitter": lambda p: _ray("RayJob", "submitter", {"containers": [{"name": "x", "image": INTERNAL}], **p}),
+    "RayCluster head": lambda p: _ray("RayCluster", "head", {"containers": [{"name": "x", "image": INTERNAL}], **p}),
 }
 
 
@@ -354,3 +378,25 @@ def test_the_locations_table_fails_without_the_rule_that_finds_them(marker: str,
     for obj in places:
         assert _admitted(rule, obj), obj
         assert _admitted(older, obj) == [], obj
+
+
+# The rules of lib.workloads that find KubeRay's locations (issue 33), and the locations each finds.
+RAY_RULES = {
+    '["spec", "rayClusterSpec"]': ("RayJob head", "RayJob worker"),
+    "o.spec.submitterPodTemplate.spec": ("RayJob submitter",),
+    "ray_groups(o.spec)": ("RayCluster",),
+}
+
+
+@pytest.mark.parametrize("marker", list(RAY_RULES))
+def test_without_the_kuberay_rules_a_rayjob_hides_its_pods(marker: str) -> None:
+    """Negative control: without the rule, a privileged container or an outside image in the pods
+    a RayJob or RayCluster makes is admitted (no policy looked inside them before issue 33)."""
+    privileged = {"image": INTERNAL, "securityContext": {"privileged": True}}
+    for file, attack in (("allowed-registries.yaml", {"image": OUTSIDE}), ("pod-security.yaml", privileged)):
+        rule, older = policy(file), _without(policy(file), marker)
+        places = [place(attack) for name, place in CONTAINER_LOCATIONS.items() if name.startswith(RAY_RULES[marker])]
+        assert places, marker
+        for obj in places:
+            assert _admitted(rule, obj), (file, obj)
+            assert _admitted(older, obj) == [], (file, obj)

@@ -87,6 +87,28 @@ located contains {"of": o.kind, "spec": override.spec} if {
 	some override in object.get(o, ["spec", "podTemplateOverrides"], [])
 }
 
+# KubeRay: a RayJob's cluster (its head and each worker group, the pods KubeRay makes of them) and
+# its submitter's pod template; a RayCluster's head and worker groups.
+located contains {"of": o.kind, "spec": group.template.spec} if {
+	some o in objects
+	o.kind == "RayJob"
+	some group in ray_groups(object.get(o, ["spec", "rayClusterSpec"], {}))
+}
+
+located contains {"of": o.kind, "spec": o.spec.submitterPodTemplate.spec} if {
+	some o in objects
+	o.kind == "RayJob"
+	is_object(o.spec.submitterPodTemplate.spec)
+}
+
+located contains {"of": o.kind, "spec": group.template.spec} if {
+	some o in objects
+	o.kind == "RayCluster"
+	some group in ray_groups(o.spec)
+}
+
+ray_groups(cluster) := array.concat([object.get(cluster, "headGroupSpec", {})], object.get(cluster, "workerGroupSpecs", []))
+
 located contains {"of": entry.of, "spec": patch} if {
 	some entry in pod_spec_patches
 	yaml.is_valid(entry.text) # not YAML (a patch built from parameters): judged by what reads the text
