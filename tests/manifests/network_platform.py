@@ -3,7 +3,8 @@
 Every overlay with every tenant as `kubectl kustomize` renders them, their NetworkPolicies in the
 evaluator (networkpolicy_evaluator_without_cni.py), each namespace's labels, and the endpoints of
 manifests/base/network/required-flows.yaml; the pods the manifests make in a namespace, and the
-TrainJob nodes of each runtime pipelines/trainer.py renders. tests/manifests/test_network_flows.py
+TrainJob nodes of each runtime pipelines/trainer.py renders, and the Ray pods KubeRay makes of the
+RayJob pipelines/rayjob.py renders. tests/manifests/test_network_flows.py
 and test_derived_flows.py evaluate flows on it.
 """
 
@@ -82,6 +83,24 @@ def trainjob_nodes() -> dict[str, dict[str, str]]:
             pod_labels = job["template"]["spec"]["template"].get("metadata", {}).get("labels", {})
             nodes[runtime] = {f"{JOBSET}/jobset-name": "any", f"{JOBSET}/replicatedjob-name": job["name"], **pod_labels}
     return nodes
+
+
+def ray_pods() -> dict[str, dict[str, str]]:
+    """The labels of the pods KubeRay makes of the RayJob pipelines/rayjob.py renders (a reference
+    pipeline's materialize under engine ray): `ray head`, `ray worker`, `ray submitter`."""
+    from pipelines.fraud import pipeline as fraud
+    from pipelines.rayjob import launcher_template
+    from tests.policies.kuberay_objects_without_a_cluster import kuberay_objects
+
+    cfg = fraud.DECLARATION.config().with_overrides({"materialize.engine": "ray"})
+    job = launcher_template(fraud.DECLARATION.spec, fraud.DECLARATION.spec.step("materialize"), cfg)
+    job["metadata"]["namespace"] = cfg.cluster.namespace
+    pods = [m.obj for m in kuberay_objects(job) if m.obj["kind"] == "Pod"]
+    found = {}
+    for pod in pods:
+        labels = pod["metadata"]["labels"]
+        found[f"ray {labels.get('ray.io/node-type', 'submitter')}"] = dict(labels)
+    return found
 
 
 DEFAULT_PORTS = {"http": 80, "https": 443}

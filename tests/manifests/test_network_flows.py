@@ -30,6 +30,7 @@ from tests.manifests.network_platform import (
     configmap_endpoints,
     endpoints,
     pipelines_namespaces,
+    ray_pods,
     trainjob_nodes,
 )
 from tests.manifests.networkpolicy_evaluator_without_cni import Address, Evaluator, Pod
@@ -190,13 +191,40 @@ def test_trainjob_nodes_meet_on_their_runtimes_port_in_their_own_namespace_only(
         assert not evaluator.allowed(stranger, one, rendezvous[FRAMEWORK[runtime]]), "a step pod is no node"
 
 
+def test_a_rayjobs_head_and_workers_meet_and_its_submitter_reaches_the_head_in_their_namespace_only(
+    platform: Cluster,
+) -> None:
+    """issue 33: materialize.engine ray. Head and workers reach each other on the GCS and on the
+    ports Ray picks; the submitter reaches the head's dashboard and nothing else of theirs; nothing
+    crosses tenants, and a step pod is no Ray node."""
+    ray, evaluator, namespaces = FLOWS["ray"], platform.evaluator, platform.namespaces
+    pods = ray_pods()
+    assert set(pods) == {"ray head", "ray worker", "ray submitter"}, pods
+    for namespace in pipelines_namespaces(namespaces):
+        head, worker, submitter = (Pod(namespace, pods[f"ray {n}"], namespaces[namespace])
+                                   for n in ("head", "worker", "submitter"))  # fmt: skip
+        for one, other in itertools.permutations(
+            (head, worker, Pod(namespace, pods["ray worker"], namespaces[namespace])), 2
+        ):
+            for port in (ray["gcs"], ray["peer-port"], ray["dashboard"]):
+                assert evaluator.allowed(one, other, port), (namespace, one.labels, other.labels, port)
+        assert evaluator.allowed(submitter, head, ray["dashboard"]), namespace
+        assert not evaluator.allowed(submitter, head, ray["gcs"]) and not evaluator.allowed(
+            submitter, worker, ray["dashboard"]
+        )
+    one, other = (Pod(ns, pods["ray head"], namespaces[ns]) for ns in TENANTS[:2])
+    assert not evaluator.allowed(one, other, ray["gcs"]), "across tenants"
+    stranger = Pod(TENANTS[0], PIPELINE_POD, namespaces[TENANTS[0]])
+    assert not evaluator.allowed(stranger, one, ray["gcs"]), "a step pod is no Ray node"
+
+
 # --- and nothing else --------------------------------------------------------------------------------
 
 
 def probed_ports(platform: Cluster) -> list[int]:
     """Every port the rendered Services, containers, policies, ConfigMaps and the flows name."""
     ports: set[int] = {flow["port"] for flow in FLOWS["flows"]}
-    ports |= {*FLOWS["trainjob"]["rendezvous"].values(), FLOWS["trainjob"]["peer-port"]}
+    ports |= {*FLOWS["trainjob"]["rendezvous"].values(), FLOWS["trainjob"]["peer-port"], *FLOWS["ray"].values()}
 
     def walk(node: Any, kind: str) -> None:
         if isinstance(node, dict):
@@ -230,6 +258,8 @@ def tenant_pods(namespaces: dict[str, dict[str, str]], tenant: str) -> dict[str,
         pods[name] = pod
     for runtime, labels in trainjob_nodes().items():
         pods[f"{runtime} node"] = Pod(tenant, labels, namespaces[tenant])
+    for name, labels in ray_pods().items():
+        pods[name] = Pod(tenant, labels, namespaces[tenant])
     return pods
 
 
@@ -284,3 +314,20 @@ def test_the_leak_check_sees_trainjob_nodes_opened_to_every_namespace(platform: 
     assert f"torch-distributed node@{one} -> torch-distributed node@{other}:29500" in found
     assert f"xgboost-distributed node@{other} -> xgboost-distributed node@{one}:9091" in found
     assert all(" node@" in line.split(" -> ")[0] and " node@" in line.split(" -> ")[1] for line in found), found[:5]
+
+
+def test_the_leak_check_sees_ray_nodes_opened_to_every_namespace(platform: Cluster) -> None:
+    """issue 33: the leak check, broken on purpose: the Ray nodes' policy with its peers widened to
+    every namespace lets one tenant's Ray pods reach another's."""
+    widened = []
+    for original in platform.evaluator.policies:
+        if original["metadata"]["name"] == "allow-ray-nodes":
+            spec = yaml.safe_load(yaml.safe_dump(original["spec"]))
+            for rule, peers in (*((r, "from") for r in spec["ingress"]), *((r, "to") for r in spec["egress"])):
+                rule[peers] = [{**peer, "namespaceSelector": {}} for peer in rule[peers]]
+            original = {**original, "spec": spec}
+        widened.append(original)
+    one, other = TENANTS[:2]
+    found = leaks(Evaluator(widened), platform.namespaces, probed_ports(platform))
+    assert f"ray worker@{one} -> ray head@{other}:{FLOWS['ray']['gcs']}" in found, found[:5]
+    assert all(line.startswith("ray ") and " -> ray " in line for line in found), found[:5]
