@@ -40,8 +40,11 @@ GATE_FAILED = Condition(step="evaluate", output="passed", equals=False)
 # the scale the nightly is sized for): the step's peak RSS rounded up to a power-of-two Gi with at
 # least 10% headroom. config.yaml's `resources` overrides them (components/resource_settings.py).
 TRAIN_ON_ONE_GPU = Resources(cpu="4", memory="8Gi", gpu=1)  # train (XGBoost) row: 6,328 MB at 10M rows
-VALIDATE = Resources(cpu="2", memory="4Gi")  # validate (GX) row: 3,249 MB at 10M rows
-MATERIALIZE = Resources(cpu="2", memory="16Gi")  # materialize (Feast) row: 14,065 MB at 10M rows
+# validate and materialize are bounded (issue 33): GX on 1M-row batches, DuckDB under its memory_limit
+# (components/steps/point_in_time.py DEFAULT_MEMORY_LIMIT, 1 GB) spilling to disk; their peak is Python's
+# share plus that limit, not a multiple of the rows (docs/performance.md, "Memory against rows").
+VALIDATE = Resources(cpu="2", memory="2Gi")  # validate (GX, batches) row: 1,715 MB at 10M rows
+MATERIALIZE = Resources(cpu="2", memory="4Gi")  # materialize (Feast + DuckDB) row: 1,943 MB at 10M rows
 EVALUATE = Resources(cpu="2", memory="8Gi")  # evaluate row: 5,901 MB at 10M rows
 REGISTER = Resources(cpu="1", memory="8Gi")  # register (MLflow) row: 5,075 MB at 10M rows
 PROMOTE = Resources(cpu="1", memory="8Gi")  # promote row: 5,079 MB at 10M rows
