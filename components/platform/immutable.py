@@ -37,6 +37,7 @@ __all__ = [
     "create",
     "is_immutable",
     "lock",
+    "lock_existing",
 ]
 
 STEP = "buckets"
@@ -110,3 +111,45 @@ def is_immutable(client: Any, bucket: str) -> bool:
     except ClientError:  # ObjectLockConfigurationNotFoundError: a bucket without object lock
         return False
     return bool(found == OBJECT_LOCK)
+
+
+def _retained(client: Any, where: dict[str, str]) -> bool:
+    from botocore.exceptions import ClientError
+
+    try:
+        client.get_object_retention(**where)
+    except ClientError as error:  # none of its own: NoSuchObjectLockConfiguration (SeaweedFS: ...NotFoundError)
+        if error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") not in (400, 404):
+            raise
+        return False
+    return True
+
+
+def lock_existing(client: Any, bucket: str) -> tuple[int, list[str]]:
+    """Give each version in `bucket` written before the lock came on (the default retention applies
+    only to versions written after) the retention from now, read back; returns how many were given it
+    and the keys of versions the store would not lock. Idempotent: a version with a retention is left
+    as it is. SeaweedFS 4.48 keeps a retention on a pre-versioning ("null") version only while it is
+    the latest, asked without a VersionId (with `VersionId=null` it answers 200 and keeps nothing), so
+    a null version under a newer one is reported. `mlops buckets ensure --lock-existing`, once, on a
+    store whose buckets held artifacts before (docs/recovery.md, "Immutable artifacts")."""
+    from datetime import UTC, datetime, timedelta
+
+    retention = {"Mode": RETENTION_MODE, "RetainUntilDate": datetime.now(UTC) + timedelta(days=RETENTION_DAYS)}
+    locked, refused = 0, []
+    for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        for version in page.get("Versions", []):
+            where = {"Bucket": bucket, "Key": version["Key"]}
+            if version.get("VersionId") not in (None, "null"):
+                where["VersionId"] = version["VersionId"]
+            elif not version.get("IsLatest"):
+                refused.append(version["Key"])
+                continue
+            if _retained(client, where):
+                continue
+            client.put_object_retention(**where, Retention=retention)
+            if _retained(client, where):
+                locked += 1
+            else:
+                refused.append(version["Key"])
+    return locked, refused

@@ -84,6 +84,11 @@ def register(sub: Any, argv: list[str]) -> None:
         "buckets", help="create the platform buckets, their lifecycle and the registry's object lock (platform admins)"
     )
     buckets.add_argument("action", choices=["ensure"])
+    buckets.add_argument(
+        "--lock-existing",
+        action="store_true",
+        help="also give the registry buckets' versions written before the lock the retention (once, after upgrading)",
+    )
     buckets.set_defaults(handler=_buckets)
 
 
@@ -301,7 +306,13 @@ def _buckets(args: argparse.Namespace) -> int:
     from components import artifacts
     from components.platform import buckets, immutable
 
-    ensured = buckets.ensure(artifacts.s3_client())
+    client = artifacts.s3_client()
+    ensured = buckets.ensure(client)
     locked = {bucket: immutable.OBJECT_LOCK for bucket in ensured if bucket in immutable.IMMUTABLE_BUCKETS}
-    print(json.dumps({"buckets": ensured, "lifecycle": buckets.LIFECYCLE["Rules"], "object_lock": locked}))
+    printed: dict[str, object] = {"buckets": ensured, "lifecycle": buckets.LIFECYCLE["Rules"], "object_lock": locked}
+    if args.lock_existing:
+        existing = {bucket: immutable.lock_existing(client, bucket) for bucket in locked}
+        printed["locked_existing"] = {bucket: count for bucket, (count, _) in existing.items()}
+        printed["not_locked"] = {bucket: keys for bucket, (_, keys) in existing.items() if keys}
+    print(json.dumps(printed))
     return 0

@@ -172,15 +172,27 @@ def test_ensure_makes_an_existing_bucket_immutable_and_is_idempotent(tenants_sta
     admin = tenants_stack.s3_client()
     plain = f"immutable-upgrade-{int(datetime.now(UTC).timestamp())}"
     admin.create_bucket(Bucket=plain)
+    admin.put_object(Bucket=plain, Key="registered-before.bin", Body=REGISTERED)
+    admin.put_object(Bucket=plain, Key="overwritten-after.bin", Body=REGISTERED)
     assert not immutable.is_immutable(admin, plain)
     immutable.lock(admin, plain)
     immutable.lock(admin, plain)
     assert immutable.is_immutable(admin, plain)
-    ensured = mlops(platform_env(tenants_stack, tmp_path), "buckets", "ensure")
+    admin.put_object(Bucket=plain, Key="overwritten-after.bin", Body=b"newer")  # locked; the older one is not
+    # the default retention is for versions written after: the older ones are still deletable, until
+    # lock_existing (`mlops buckets ensure --lock-existing`) gives them the retention, once
+    before = {"Bucket": plain, "Key": "registered-before.bin"}
+    assert not immutable._retained(admin, before)
+    assert immutable.lock_existing(admin, plain) == (1, ["overwritten-after.bin"])  # SeaweedFS: see its doc
+    assert immutable.lock_existing(admin, plain) == (0, ["overwritten-after.bin"])
+    assert admin.get_object_retention(**before)["Retention"]["Mode"] == immutable.RETENTION_MODE
+    assert _refused(admin.delete_object, **before, VersionId="null") == "AccessDenied"
+    ensured = mlops(platform_env(tenants_stack, tmp_path), "buckets", "ensure", "--lock-existing")
     assert ensured.returncode == 0, ensured.stdout + ensured.stderr
     printed = json.loads(ensured.stdout)
     assert printed["buckets"] == list(buckets.BUCKETS)
     assert printed["object_lock"] == dict.fromkeys(immutable.IMMUTABLE_BUCKETS, immutable.OBJECT_LOCK)
+    assert set(printed["locked_existing"]) == set(immutable.IMMUTABLE_BUCKETS), printed
     assert {bucket: immutable.is_immutable(admin, bucket) for bucket in buckets.BUCKETS} == {
         bucket: bucket in immutable.IMMUTABLE_BUCKETS for bucket in buckets.BUCKETS
     }
