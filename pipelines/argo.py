@@ -53,6 +53,7 @@ from pipelines.caching import CACHE_CONFIGMAP, CACHE_MAX_AGE, cache_key
 from pipelines.cluster import TRAINING_POOL, secret_environment
 from pipelines.contract import StepContract, check, is_parameter
 from pipelines.declaration import PipelineDeclaration, RunInputs
+from pipelines.rayjob import launcher_environment
 from pipelines.resources import OOM_KILLED, sized
 from pipelines.spec import PipelineSpec, Step
 from pipelines.team_steps import handoffs as team_handoffs
@@ -208,7 +209,12 @@ def _container(
         ],
         env_from=PLATFORM_SETTINGS,
         # the lineage records the image; a team step learns where its stored outputs live
-        env=[*_environment(cfg), m.EnvVar(name=IMAGE_VARIABLE, value=spec.image), *output_environment(step, stored)],
+        env=[
+            *_environment(cfg),
+            m.EnvVar(name=IMAGE_VARIABLE, value=spec.image),
+            *output_environment(step, stored),
+            *(m.EnvVar(name=k, value=v) for k, v in launcher_environment(spec, step, cfg).items()),
+        ],
         resources=_resources(step),
         retry_strategy=retry_strategy(step),
         node_selector=TRAINING_POOL if gpu else None,

@@ -38,6 +38,7 @@ from pipelines.cluster import TRAINING_POOL
 from pipelines.contract import check
 from pipelines.declaration import PipelineDeclaration, RunInputs
 from pipelines.kfp_components import notify_failure
+from pipelines.rayjob import launcher_environment
 from pipelines.resources import sized
 from pipelines.runtime import STEP_RETRY_VARIABLE
 from pipelines.spec import GPU_RESOURCE, ROLLOUT, PipelineSpec, Step
@@ -175,6 +176,8 @@ def build_pipeline(
                 if step.component == "components.steps.train:train" and cfg.train.distributed is not None:
                     # KFP has no resource template: the train task launches the TrainJob itself
                     task.set_env_variable(TEMPLATE_VARIABLE, json.dumps(launcher_template(spec, step, cfg)))
+                for name, value in launcher_environment(spec, step, cfg).items():  # engine ray: the RayJob
+                    task.set_env_variable(name, value)
             tasks[step.name] = task
 
         if not cluster:  # a local run reports its own failure (`mlops run` names the step)

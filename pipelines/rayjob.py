@@ -32,6 +32,7 @@ __all__ = [
     "NODE_LABELS",
     "SUBMITTER_LABELS",
     "WORKER_GROUP",
+    "launcher_environment",
     "launcher_template",
     "ray_job",
     "ray_materialize",
@@ -137,3 +138,13 @@ def launcher_template(spec: PipelineSpec, step: Step, cfg: PipelineConfig) -> di
     del metadata["name"], metadata["namespace"]
     metadata["generateName"] = f"{spec.name}-{step.name}-"
     return job
+
+
+def launcher_environment(spec: PipelineSpec, step: Step, cfg: PipelineConfig) -> dict[str, str]:
+    """What a task of `step` carries so that it launches its RayJob (Argo and Kubeflow Pipelines
+    alike: components/steps/materialize_ray.py reads it); nothing for a step that does not run on Ray."""
+    import json
+
+    if not ray_materialize(cfg, step):
+        return {}
+    return {materialize_ray.TEMPLATE_VARIABLE: json.dumps(launcher_template(spec, step, cfg), sort_keys=True)}

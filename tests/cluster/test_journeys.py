@@ -127,6 +127,17 @@ def trainjob_of(tenant: str) -> dict[str, Any]:
     return train_job(spec, spec.step("train"), cfg, name="fraud-train", namespace=tenant, features="a,b", **uris)
 
 
+def rayjob_of(tenant: str) -> dict[str, Any]:
+    """The RayJob the runner creates for a materialize step under engine ray (pipelines/rayjob.py)."""
+    from pipelines.fraud.pipeline import DECLARATION
+    from pipelines.rayjob import ray_job
+
+    cfg = DECLARATION.config().with_overrides({"materialize.engine": "ray"})
+    return ray_job(
+        DECLARATION.spec, DECLARATION.spec.step("materialize"), cfg, name="fraud-materialize", namespace=tenant
+    )
+
+
 def promote_objects(tenant: str) -> list[dict[str, Any]]:
     """What `mlops promote` applies in the tenant's namespace: the InferenceService, its
     AuthorizationPolicy and its NetworkPolicy (components.steps.serving_authorization.serving_objects)."""
@@ -165,6 +176,11 @@ def runner_journeys(namespace: str) -> list[Journey]:
     )
     for row in launcher:
         creates = trainjob if row.api.verb == "create" else None
+        rows.append(Journey(row.who, row.request, row.why, creates=creates, hop=("pipeline-pod", "api-server")))
+    rayjob = rayjob_of(namespace)
+    for row in client_journeys(REPO / "components" / "steps" / "materialize_ray.py", "runner", namespace,
+                               "the RayJob launcher (materialize.engine: ray)", None):  # fmt: skip
+        creates = rayjob if row.api.verb == "create" else None
         rows.append(Journey(row.who, row.request, row.why, creates=creates, hop=("pipeline-pod", "api-server")))
     rows += runner_rows(namespace, trainjob)
     rows += [
@@ -234,6 +250,8 @@ def test_every_journey_passes_every_check_and_every_denial_is_refused(
         ("member", "create", "authorizationpolicies"),
         ("member", "update", "networkpolicies"),
         ("runner", "create", "trainjobs"),
+        ("runner", "create", "rayjobs"),
+        ("runner", "get", "rayjobs"),
     ):
         assert needed in verbs, f"the journeys lost {needed}: the derivation broke"
 

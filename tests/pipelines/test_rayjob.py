@@ -106,3 +106,34 @@ def test_a_rayjob_with_a_forbidden_pod_is_refused_wherever_the_pod_is(
         refused = " ".join(policies.violations(job, user="system:serviceaccount:fraud:pipeline-runner"))
         for expected in ("sets hostNetwork", "runs privileged", "docker.io/attacker/miner:latest"):
             assert expected in refused, (overlay, pod, expected, refused)
+
+
+def test_the_argo_and_kfp_materialize_tasks_carry_the_rayjob_under_engine_ray_only(tmp_path: Path) -> None:
+    """On the cluster the materialize task launches the RayJob it carries (components/steps/materialize_ray.py),
+    in both renderings; a pipeline on the single-node engine carries none."""
+    import json
+
+    import yaml
+
+    from components.steps import materialize_ray
+    from pipelines.argo import render
+    from pipelines.kfp import compile_ir
+
+    def carried(overrides: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+        cfg = fraud.DECLARATION.config().with_overrides(overrides)
+        argo = {t["name"]: {e["name"]: e.get("value", "") for e in t.get("container", {}).get("env", [])}
+                for t in render(fraud.DECLARATION, cfg)["WorkflowTemplate"]["spec"]["templates"]}  # fmt: skip
+        compile_ir(fraud.DECLARATION, cfg, str(tmp_path / "ir.yaml"))
+        executors = next(yaml.safe_load_all((tmp_path / "ir.yaml").read_text()))["deploymentSpec"]["executors"]
+        kfp = {label: {e["name"]: e["value"] for e in executor["container"].get("env", [])}
+               for label, executor in executors.items()}  # fmt: skip
+        name = materialize_ray.TEMPLATE_VARIABLE
+        return ({k: v[name] for k, v in argo.items() if name in v}, {k: v[name] for k, v in kfp.items() if name in v})
+
+    argo, kfp = carried({"materialize.engine": "ray"})
+    assert list(argo) == ["materialize"] and list(kfp) == ["exec-materialize"]
+    for text in (argo["materialize"], kfp["exec-materialize"]):
+        job = json.loads(text)
+        assert job["metadata"]["generateName"] == "fraud-materialize-" and job["kind"] == "RayJob"
+        assert materialize_ray.ARGUMENTS in job["spec"]["entrypoint"]
+    assert carried({}) == ({}, {})
