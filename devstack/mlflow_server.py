@@ -84,18 +84,21 @@ def schema_at_head(stack: Stack) -> bool:
 def _refuse_an_older_schema(stack: Stack) -> None:
     """A registry an older MLflow wrote is migrated deliberately, after a backup: `mlops dev upgrade`.
     MLflow's store would migrate it by itself, unasked and with no backup, whenever the new
-    revisions add tables (SqlAlchemyStore: not every table there, so every revision runs)."""
-    from devstack.upgrade import head_revision, schema_revision
+    revisions add tables (SqlAlchemyStore: not every table there, so every revision runs). A registry
+    a newer MLflow wrote (the pin rolled back) is refused as newer: no upgrade can help it."""
+    from devstack.upgrade import head_revision, refuse_newer_schema, schema_revision
 
     current, head = schema_revision(stack), head_revision()
-    if current and current != head:
-        raise ComponentError(
-            "dev",
-            f"the registry's schema is at revision {current}, older than the pinned MLflow's head {head}:"
-            " starting MLflow would migrate it with no backup",
-            f"mlops dev upgrade --dir {stack.root} (backs it up, migrates, verifies, restores on failure;"
-            " docs/recovery.md, Upgrades)",
-        )
+    if not current or current == head:
+        return
+    refuse_newer_schema(stack, current, head, step="dev")
+    raise ComponentError(
+        "dev",
+        f"the registry's schema is at revision {current}, older than the pinned MLflow's head {head}:"
+        " starting MLflow would migrate it with no backup",
+        f"mlops dev upgrade --dir {stack.root} (backs it up, migrates, verifies, restores on failure;"
+        " docs/recovery.md, Upgrades)",
+    )
 
 
 def _migrate(stack: Stack, env: dict[str, str | None]) -> None:

@@ -8,8 +8,10 @@ serving-history entries and a lineage record. Then, through the product's comman
 
 1. a migration that fails halfway: a table planted under the name the second new revision creates
    (dc11669786a5's `scheduler_leases`), so 75868b020152 applies and dc11669786a5 fails. `mlops dev
-   upgrade` exits 2 naming the revision and the object, after restoring the restore point it made:
-   the old revision, the same contents, none of 75868b020152's tables;
+   upgrade` exits 2 naming the revision and the object, after restoring the mlflow database from the
+   dump it took: the old revision, the same contents, none of 75868b020152's tables. A row another
+   writer put in another database (`offline`) during the attempt is still there; broken on purpose,
+   the whole-server restore to the upgrade's restore point (what a failure did before) loses it;
 2. the object removed (the fix the error names), `mlops dev upgrade` migrates to 3.17.2's head and
    verifies; the registry the old MLflow wrote reads the same through the current client, and
    `mlops history` and `mlops lineage` read it; a second run has nothing to do.
@@ -44,6 +46,7 @@ from tests.integration.old_pins import PREVIOUS, run_old
 pytestmark = pytest.mark.integration  # runs in make test and make test-integration
 
 A, B = "upgrade-fraud", "upgrade-churn"
+WITNESS = "written_during_the_upgrade"  # a table in the offline database, another writer's
 PLANTED = "scheduler_leases"  # created by revision dc11669786a5, the second of the two 3.17 brings
 FIRST_NEW_TABLE = "sql_trace_metric_daily_rollups"  # created by 75868b020152, the first
 
@@ -136,6 +139,34 @@ def _populate_with_old_mlflow(work: Path, uri: str, raw_dataset: Path, materiali
     return run_old("mlflow", "register", payload)
 
 
+def _failed_databases(stack: Stack) -> list[str]:
+    query = "select datname from pg_database where datname like 'mlflow_failed_%'"
+    return [str(row[0]) for row in run_sql(stack, "postgres", query, superuser=True)]
+
+
+def _failing_upgrade_with_a_write_elsewhere(
+    patch: pytest.MonkeyPatch, root: Path, stack: Stack
+) -> tuple[tuple[int, str, str], list[tuple[str, Any]]]:
+    """`mlops dev upgrade`, whose migration fails; another writer writes to the offline database
+    while it runs (after the restore point); the restore point's name and time, as it made them."""
+    from devstack import upgrade
+
+    migrate, create_point = upgrade._migrate, backup.create_restore_point
+    points: list[tuple[str, Any]] = []
+
+    def migrate_while_another_writes(on: Stack) -> Any:
+        run_sql(on, "offline", f"insert into {WITNESS} values ('kept')")
+        return migrate(on)
+
+    def noted(on: Stack, name: str) -> Any:
+        points.append((name, create_point(on, name)))
+        return points[-1][1]
+
+    patch.setattr(upgrade, "_migrate", migrate_while_another_writes)
+    patch.setattr(backup, "create_restore_point", noted)
+    return _main("dev", "upgrade", "--dir", str(root)), points
+
+
 @pytest.fixture(scope="module")
 def rehearsal(raw_dataset: Path, materialized: dict[str, Any]) -> Iterator[dict[str, Any]]:
     from components.errors import ComponentError
@@ -161,15 +192,26 @@ def rehearsal(raw_dataset: Path, materialized: dict[str, Any]) -> Iterator[dict[
             "contents": registry_contents(stack),
             "tables": _tables(stack, "mlflow"),
         }
-        # 1. a migration that fails halfway
+        # 1. a migration that fails halfway, while another writer writes to another database
         run_sql(stack, "mlflow", f"create table {PLANTED} (planted integer)", superuser=True)
+        run_sql(stack, "offline", f"create table {WITNESS} (written text)")
         planted = {"tables": _tables(stack, "mlflow")}
-        failed = _main("dev", "upgrade", "--dir", str(root))
+        with pytest.MonkeyPatch.context() as patch:
+            failed, points = _failing_upgrade_with_a_write_elsewhere(patch, root, stack)
         after_failure = {
             "revision": schema_revision(stack),
             "contents": registry_contents(stack),
             "tables": _tables(stack, "mlflow"),
             "set_aside": sorted(p.name for p in (root / "postgres").glob("data.replaced-*")),
+            "failed_databases": _failed_databases(stack),
+            "witness": run_sql(stack, "offline", f"select written from {WITNESS}"),
+        }
+        # broken on purpose: the whole server back to the upgrade's restore point loses the other write
+        backup.restore(stack, target=points[0][1], restore_point=points[0][0])
+        whole_server = {
+            "witness": run_sql(stack, "offline", f"select written from {WITNESS}"),
+            "contents": registry_contents(stack),
+            "failed_databases": _failed_databases(stack),
         }
         # 2. the fix the error names, and the upgrade again
         run_sql(stack, "mlflow", f"drop table {PLANTED}", superuser=True)
@@ -190,6 +232,7 @@ def rehearsal(raw_dataset: Path, materialized: dict[str, Any]) -> Iterator[dict[
             "planted": planted,
             "failed": failed,
             "after_failure": after_failure,
+            "whole_server": whole_server,
             "upgraded": upgraded,
             "migrated": migrated,
             "history": history,
@@ -221,14 +264,23 @@ def test_a_migration_failing_halfway_is_restored_to_the_state_before(rehearsal: 
     code, out, err = rehearsal["failed"]
     assert code == 2, out + err
     assert "mlflow db upgrade (exit 1) failed at revision 75868b020152 -> dc11669786a5" in err, err
-    assert PLANTED in err and "restored to restore point mlops-upgrade-" in err, err
+    assert PLANTED in err and "the mlflow database restored from its dump taken before the migration" in err, err
     assert "fix: fix the cause the error names" in err and "failure: permanent (exit 2" in err, err
     after, written = rehearsal["after_failure"], rehearsal["written"]
     assert after["revision"] == written["revision"] and after["contents"] == written["contents"]
     # nothing half-migrated: exactly the tables before the attempt, the planted one included, none of 75868b020152's
     assert after["tables"] == rehearsal["planted"]["tables"]
     assert not any(table == FIRST_NEW_TABLE for table, _, _ in after["tables"])
-    assert len(after["set_aside"]) == 1  # the failed attempt's data directory, kept for a post-mortem
+    assert after["set_aside"] == []  # the server was not restored: the mlflow database alone
+    assert len(after["failed_databases"]) == 1 and after["failed_databases"][0] in err  # kept for a post-mortem
+
+
+def test_another_databases_write_during_the_failed_upgrade_survives(rehearsal: dict[str, Any]) -> None:
+    assert rehearsal["after_failure"]["witness"] == [("kept",)]  # written while the migration ran, kept
+    # broken on purpose: the whole-server restore to the same restore point (the old way) loses it
+    whole_server = rehearsal["whole_server"]
+    assert whole_server["witness"] == []
+    assert whole_server["contents"] == rehearsal["written"]["contents"] and whole_server["failed_databases"] == []
 
 
 def test_the_upgrade_migrates_and_keeps_versions_aliases_history_and_lineage(rehearsal: dict[str, Any]) -> None:
