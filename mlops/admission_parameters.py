@@ -26,6 +26,10 @@ when a committed Constraint drifts from them, so each fact has one source:
   (promote_identity.ANALYST_SERVICE_ACCOUNT, which the promotion guard trusts as an applier) and who
   installs what runs as them: PLATFORM_DEPLOYERS, the GitOps agents of promote_identity, and Argo's
   workflow controller (ARGO_CONTROLLER), which makes each CronWorkflow run's Workflow and pods.
+- decisions-writer-secret-only-in-the-transformer: the decisions writer's Secret
+  (serving_decisions.DECISIONS_CREDENTIALS_SECRET) and its variables (S3_KEYS), the command and image
+  repositories of the transformer promote renders (promote.render_transformer, for each reference
+  pipeline), and the installers of protected-service-accounts.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ __all__ = [
     "SERVING_LABEL_DOMAINS",
     "SERVING_SYSTEM_NAMESPACES",
     "TENANT_NETWORK_POLICIES",
+    "decisions_writer_parameters",
     "protected_service_account_parameters",
     "serving_endpoints",
     "serving_labels",
@@ -242,6 +247,44 @@ def protected_service_account_parameters() -> dict[str, Any]:
     }
 
 
+def _repository(image: str) -> str:
+    """An image reference without its tag or digest."""
+    name = image.split("@", 1)[0]
+    head, _, last = name.rpartition("/")
+    return f"{head}/{last.split(':', 1)[0]}" if head else last.split(":", 1)[0]
+
+
+def decisions_writer_parameters() -> dict[str, Any]:
+    """The K8sDecisionsWriterSecret Constraint's parameters: the writer's Secret and the variables that
+    take its keys, the transformer container promote renders for each reference pipeline (its
+    command, its image's repository), and who installs the platform (protected_service_account_parameters)."""
+    from components.config import transformer_settings
+    from components.steps.promote import render_transformer
+    from components.steps.serving_decisions import DECISIONS_CREDENTIALS_SECRET, S3_KEYS
+    from pipelines.golden import reference_pipelines
+    from pipelines.local import declaration
+
+    containers = []
+    for name in reference_pipelines():
+        pipeline = declaration(name)
+        cfg = pipeline.config()
+        rendered = render_transformer(name, transformer_settings(cfg, pipeline.spec.image), cfg.promote)
+        containers.extend(rendered["containers"])
+    commands: list[list[str]] = []
+    for container in containers:
+        if container["command"] not in commands:
+            commands.append(list(container["command"]))
+    return {
+        "secret": DECISIONS_CREDENTIALS_SECRET,
+        "variables": dict(S3_KEYS),
+        "transformer": {
+            "commands": commands,
+            "repositories": sorted({_repository(str(container["image"])) for container in containers}),
+        },
+        "installers": protected_service_account_parameters()["installers"],
+    }
+
+
 def workflow_metric_label_parameters() -> dict[str, Any]:
     """The K8sWorkflowMetricLabels Constraint's parameters: each label of the rendered run counter
     that the owners' routes match on and whose value Argo fills from the workflow (`{{workflow.`),
@@ -299,6 +342,10 @@ GENERATED: dict[str, dict[str, Callable[[], Any]]] = {
     "production-promotion-evidence": {"parameters.appliers": _promotion_appliers},
     "protected-service-accounts-run-only-by-the-platform": {
         "parameters": protected_service_account_parameters,
+        "excludedNamespaces": _never_matched_namespaces,
+    },
+    "decisions-writer-secret-only-in-the-transformer": {
+        "parameters": decisions_writer_parameters,
         "excludedNamespaces": _never_matched_namespaces,
     },
 }
