@@ -214,6 +214,7 @@ PROCESS_LOCAL = {
     "MLOPS_IMAGE": "the component image, rendered per task on Argo and KFP for the lineage",
     "MLOPS_DRIFT_THREADS": "an override of the drift step's parallel feature groups (benchmarks, tests)",
     "MLOPS_TRAINJOB_TEMPLATE": "the TrainJob a distributed train task launches, rendered per task on KFP",
+    "MLOPS_RAYJOB_TEMPLATE": "the RayJob a materialize task launches under engine ray, rendered per task",
     "MLOPS_POD_NAMESPACE": "the pod's namespace from the downward API, rendered per task on KFP (require_namespace)",
     "MLOPS_USER": "who a CLI user is, for the serving history",
     "MLOPS_SERVING_THREADS": "the local Triton's python backend",
