@@ -210,7 +210,14 @@ def _write(frame: pd.DataFrame, unit: str, where: Path, partitioned: bool) -> Pa
 
 
 @pytest.mark.parametrize(("unit", "partitioned"), [("s", False), ("ms", False), ("us", True), ("ns", False)])
-def test_materialize_equals_the_reference_row_for_row(tmp_path: Path, unit: str, partitioned: bool) -> None:
+def test_materialize_equals_the_reference_row_for_row(
+    tmp_path: Path, unit: str, partitioned: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from components import raw_data
+    from components.platform import online_writer
+
+    monkeypatch.setattr(raw_data, "BATCH_ROWS", 700)  # the input copied in several batches
+    monkeypatch.setattr(online_writer, "BATCH_ROWS", 40)  # the online rows written in several batches
     raw = _raw(3000)
     data = _write(raw, unit, tmp_path, partitioned)
     settings = MATERIALIZE_SETTINGS.model_copy(update={"fill": {"seconds_since_last_txn": -1.0}, "label_delay": "1d"})
