@@ -31,6 +31,7 @@ from components.handoffs import PromoteResult, Registration, read_registration
 from components.model_kinds import kind_of_format
 from components.platform import services
 from components.platform.readonly import READER_VARIABLES
+from components.serving.served_bytes import EXPECTED_SHA256_ENV
 from components.serving.triton_config import RepositoryError, backend_of, parse_config
 from components.steps import serving_authorization as authz
 from components.steps.promote_canary import STANDARD_MODES, check_step_split, is_standard, stable_service
@@ -268,12 +269,8 @@ def render_inference_service(
     else one from the load time `mlops serve` measured and the registration records."""
     with_transformer = transformer is not None and settings.transformer
     namespace, signed_off_by, stage = settings.namespace, settings.signed_off_by, settings.stage
-    runtime, gpu, memory_limit, min_replicas = (
-        settings.runtime,
-        settings.gpu,
-        settings.memory_limit,
-        settings.min_replicas,
-    )
+    runtime, gpu, memory_limit = settings.runtime, settings.gpu, settings.memory_limit
+    min_replicas = settings.min_replicas
     container_concurrency, deployment_mode = settings.container_concurrency, settings.deployment_mode
     service_account = settings.service_account
     name = registration["model_name"]
@@ -305,6 +302,8 @@ def render_inference_service(
         "runtime": runtime,
         "protocolVersion": "v2",
         "storageUri": storage_uri,
+        # what the predictor checks the downloaded bytes against before Triton starts (served_bytes)
+        "env": [{"name": EXPECTED_SHA256_ENV, "value": registration["artifact_sha256"]}],
         "resources": {"requests": requests, "limits": limits},
         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
     }

@@ -284,6 +284,10 @@ def test_every_variable_the_code_reads_is_a_configmap_key_a_secret_or_process_lo
     # the transformer's reader logs in with READER_VARIABLES, from its reader Secrets (components/platform/readonly.py);
     # its decision log is named by the variables promote renders into its container (issue 32)
     logged = {variable["name"] for variable in decision_log_environment("champion")}
+    # the predictor's pinned sha256, which promote renders into its container (components/serving/served_bytes.py)
+    from components.serving.served_bytes import EXPECTED_SHA256_ENV
+
+    logged.add(EXPECTED_SHA256_ENV)
     known = configmap_keys() | set(SECRET_VARIABLES) | set(READER_VARIABLES) | set(PROCESS_LOCAL) | logged
     unknown = {name: where for name, where in found.items() if name not in known}
     assert unknown == {}, "declare these in components/platform/settings.py (ConfigMap or Secret) or PROCESS_LOCAL"
