@@ -93,6 +93,7 @@ bench: install serving-env transformer-env services-install images-setup  ## ste
 	$(BIN)/python benchmarks/serving_bench.py
 	$(BIN)/python benchmarks/request_path_bench.py
 	$(BIN)/python benchmarks/offline_store_bench.py
+	$(BIN)/python benchmarks/ray_bench.py
 	$(BIN)/python benchmarks/fidelity_bench.py
 	$(BIN)/python benchmarks/drift_bench.py
 	$(BIN)/python benchmarks/scale_bench.py
