@@ -30,6 +30,7 @@ from mlops.isolation import (
     side_doors,
     tracking,
     transformer_reader,
+    writer_secret,
 )
 from mlops.isolation.outcomes import ERROR, LEAK, OK, Attempt, classify
 from mlops.isolation.scene import Scene, as_tenant, seed
@@ -70,6 +71,8 @@ SURFACES: tuple[Surface, ...] = (
     Surface("postgres", postgres.OWN, postgres.PROBES),
     Surface("transformer", transformer_reader.OWN, transformer_reader.PROBES),  # its reader (issue 29)
     Surface("decisions-writer", decisions_writer.OWN, decisions_writer.PROBES),  # its decision-log key (issue 32)
+    # a member's Workflow loading the writer's key, before admission (security review)
+    Surface("writer-secret", writer_secret.OWN, writer_secret.PROBES, available=writer_secret.available),
     Surface("pgbouncer", pgbouncer.OWN, pgbouncer.PROBES, available=pgbouncer.available),  # each tenant's own
     Surface("pushgateway", pushgateway.OWN, pushgateway.PROBES, available=pushgateway.available),
 )
