@@ -86,7 +86,8 @@ def test_every_policy_under_manifests_policies_is_installed_by_both_overlays(
     )
     assert {"no-node-access", "restricted-priority-and-gpu-nodes", "serving-labels-from-serving-controllers-only",
             "trainjobs-on-platform-runtimes", "tenant-network-objects-as-promote-renders",
-            "workflow-metrics-label-their-own-namespace", "protected-service-accounts-run-only-by-the-platform"} <= {
+            "workflow-metrics-label-their-own-namespace", "protected-service-accounts-run-only-by-the-platform",
+            "decisions-writer-secret-only-in-the-transformer"} <= {
         name for _kind, name in files}  # fmt: skip
     for name in OVERLAYS:
         installed = _policy_documents(overlays[name])
