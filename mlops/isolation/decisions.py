@@ -155,9 +155,12 @@ def _gone(scene: Scene, key: str, call: Callable[[], Any], how: str) -> str:
     try:
         scene.s3.head_object(Bucket=BUCKET, Key=key)
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+        code = error.response.get("Error", {}).get("Code")
+        if code in ("404", "NoSuchKey"):
             return f"the tenant's key {how} its logged decisions s3://{BUCKET}/{key}"
-        raise
+        # the delete itself answered: a refused HEAD after it says nothing about the delete (ERROR, not DENIED)
+        problem = f"{how} answered, then its HEAD failed ({code}), which proves nothing: s3://{BUCKET}/{key}"
+        raise RuntimeError(problem) from error
     raise RuntimeError(f"{how} answered without an error, yet s3://{BUCKET}/{key} is still there")
 
 
@@ -173,7 +176,10 @@ def multi_deletes_a_decision(scene: Scene) -> str:
     def delete() -> None:
         answer = scene.s3.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": key}]})
         if answer.get("Errors"):
-            raise Denied(f"DeleteObjects refused it: {answer['Errors'][0].get('Code')}")
+            code = answer["Errors"][0].get("Code")
+            if code == "AccessDenied":  # a refusal; InternalError, SlowDown and the rest prove nothing
+                raise Denied(f"DeleteObjects refused it: {code}")
+            raise RuntimeError(f"DeleteObjects failed on it without refusing it: {code}")
 
     with _own_log_file(scene, "multi-delete") as key:
         return _gone(scene, key, delete, "multi-deleted")
