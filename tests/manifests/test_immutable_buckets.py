@@ -134,11 +134,27 @@ def test_a_bucket_without_the_retention_is_not_immutable() -> None:
 
 
 def _lock_actions_granted(policy: dict[str, Any]) -> list[str]:
-    """Each of LOCK_ACTIONS a policy allows, wildcards (`s3:*`, `s3:Put*`) matched as IAM matches them."""
+    """Each of LOCK_ACTIONS a policy allows, wildcards (`s3:*`, `s3:Put*`) matched as IAM matches them:
+    case-insensitively, an Action given as one string or a list, and an Allow with NotAction granting
+    every action it does not name (security review LOW 7: this once matched case-sensitively and
+    ignored NotAction)."""
     from fnmatch import fnmatchcase
 
-    granted = [a for s in policy["Statement"] if s["Effect"] == "Allow" for a in s["Action"]]
-    return sorted({lock for lock in immutable.LOCK_ACTIONS for action in granted if fnmatchcase(lock, action)})
+    def names(value: str | list[str]) -> list[str]:
+        return [value.lower()] if isinstance(value, str) else [item.lower() for item in value]
+
+    def matches(lock: str, patterns: list[str]) -> bool:
+        return any(fnmatchcase(lock.lower(), pattern) for pattern in patterns)
+
+    granted: set[str] = set()
+    for statement in (s for s in policy["Statement"] if s["Effect"] == "Allow"):
+        if "NotAction" in statement:
+            excluded = names(statement["NotAction"])
+            granted |= {lock for lock in immutable.LOCK_ACTIONS if not matches(lock, excluded)}
+        else:
+            allowed = names(statement.get("Action", []))
+            granted |= {lock for lock in immutable.LOCK_ACTIONS if matches(lock, allowed)}
+    return sorted(granted)
 
 
 def test_no_tenant_key_may_undo_the_lock() -> None:
@@ -155,3 +171,22 @@ def test_no_tenant_key_may_undo_the_lock() -> None:
         assert not any(action.startswith("Admin") for action in s3_actions(name)), name
         widened = {**policy, "Statement": [*policy["Statement"], {"Effect": "Allow", "Action": ["s3:*"]}]}
         assert _lock_actions_granted(widened) == sorted(immutable.LOCK_ACTIONS)
+
+
+def test_the_lock_check_reads_iam_actions_case_insensitively_and_sees_not_action() -> None:
+    """Security review LOW 7: IAM action names are case-insensitive and an Allow with NotAction grants
+    everything it does not name. A tenant policy widened either way is seen granting the lock actions;
+    the shipped policy (the control) grants none; a NotAction naming every lock action grants none."""
+    from components.platform.tenant_s3 import minio_policy
+
+    policy = minio_policy(load_tenants(MANIFESTS).names[0])
+    assert _lock_actions_granted(policy) == []  # positive control
+
+    def widened(statement: dict[str, Any]) -> dict[str, Any]:
+        return {**policy, "Statement": [*policy["Statement"], {"Effect": "Allow", **statement}]}
+
+    lock = sorted(immutable.LOCK_ACTIONS)[0]
+    assert _lock_actions_granted(widened({"Action": lock.upper()})) == [lock]
+    assert _lock_actions_granted(widened({"Action": ["S3:*"]})) == sorted(immutable.LOCK_ACTIONS)
+    assert _lock_actions_granted(widened({"NotAction": ["s3:GetObject"]})) == sorted(immutable.LOCK_ACTIONS)
+    assert _lock_actions_granted(widened({"NotAction": [a.upper() for a in immutable.LOCK_ACTIONS]})) == []
