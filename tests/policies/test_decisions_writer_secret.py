@@ -189,13 +189,22 @@ def _pinned_service(container: dict[str, Any], pod: dict[str, Any]) -> dict[str,
 
 def test_the_pinned_transformer_may_take_it_only_as_promote_does(rule: admission.Policy) -> None:
     """The transformer's image and command, but the key loaded another way (envFrom, a volume), under
-    another variable, or a second container beside it: denied. As promote renders it: admitted."""
+    another variable, beside code the image does not hold (an image volume or an init container's
+    emptyDir on PYTHONPATH, an init container at all), or a second container beside it: denied. As
+    promote renders it: admitted."""
     assert _refused(rule, _pinned_service({"env": _writer_env()}, {}), MEMBER) == []
     for load in ("envFrom secretRef", "secret volume", "projected volume"):
         assert _refused(rule, _pinned_service(*LOADS[load]), MEMBER) != [], load
     swapped = _writer_env()
     swapped[0]["name"] = "MLOPS_LEAK"
     assert _refused(rule, _pinned_service({"env": swapped}, {}), MEMBER) != []
+    code = {"name": "code", "image": {"reference": "registry.mlops.internal/fraud/mine:1"}}  # an image volume
+    mounted = {"env": [*_writer_env(), {"name": "PYTHONPATH", "value": "/code"}],
+               "volumeMounts": [{"name": "code", "mountPath": "/code"}]}  # fmt: skip
+    assert _refused(rule, _pinned_service(mounted, {"volumes": [code]}), MEMBER) != []
+    filled = {"initContainers": [{"name": "fill", "image": INTERNAL}], "volumes": [{"name": "code", "emptyDir": {}}]}
+    assert _refused(rule, _pinned_service(mounted, filled), MEMBER) != []
+    assert _refused(rule, _pinned_service({"env": _writer_env()}, {"initContainers": filled["initContainers"]}), MEMBER)
     beside = _pinned_service({"env": _writer_env()}, {})
     beside["spec"]["transformer"]["containers"].append({"name": "spy", "image": INTERNAL, "env": _writer_env()})
     assert _refused(rule, beside, MEMBER) != []
