@@ -265,3 +265,27 @@ def test_the_rules_file_is_one_the_overlays_install() -> None:
     """The Constraint reaches the cluster: manifests/policies/kustomization.yaml lists the file."""
     kustomization = yaml.safe_load((admission.POLICY_DIR / "kustomization.yaml").read_text())
     assert FILE in kustomization["resources"]
+
+
+def test_without_the_bare_transformer_rule_a_members_code_runs_with_the_key(rule: admission.Policy) -> None:
+    """Negative control of the transformer's exception: without its conditions on volumes, mounts and
+    init containers, a member's code in an image volume on PYTHONPATH, under promote's own image and
+    command, gets the key."""
+    template = copy.deepcopy(rule.template)
+    target = template["spec"]["targets"][0]
+    conditions = (
+        '  count(object.get(transformer, "volumes", [])) == 0\n'
+        '  count(object.get(transformer, "initContainers", [])) == 0\n'
+        '  every container in object.get(transformer, "containers", []) {\n'
+        '    count(object.get(container, "volumeMounts", [])) == 0\n'
+        "  }\n"
+    )
+    assert target["rego"].count(conditions) == 1
+    target["rego"] = target["rego"].replace(conditions, "")
+    weak = admission.Policy(template=template, constraint=rule.constraint)
+    code = {"name": "code", "image": {"reference": "registry.mlops.internal/fraud/mine:1"}}
+    mounted = {"env": [*_writer_env(), {"name": "PYTHONPATH", "value": "/code"}],
+               "volumeMounts": [{"name": "code", "mountPath": "/code"}]}  # fmt: skip
+    attack = _pinned_service(mounted, {"volumes": [code]})
+    assert _refused(rule, attack, MEMBER) != []
+    assert _refused(weak, attack, MEMBER) == []
