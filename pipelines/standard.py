@@ -41,7 +41,7 @@ GATE_FAILED = Condition(step="evaluate", output="passed", equals=False)
 # least 10% headroom. config.yaml's `resources` overrides them (components/resource_settings.py).
 TRAIN_ON_ONE_GPU = Resources(cpu="4", memory="8Gi", gpu=1)  # train (XGBoost) row: 6,328 MB at 10M rows
 # validate and materialize are bounded (issue 33): GX on 1M-row batches, DuckDB under its memory_limit
-# (components/steps/point_in_time.py DEFAULT_MEMORY_LIMIT, 1 GB) spilling to disk; their peak is Python's
+# (components/duckdb_session.py DEFAULT_MEMORY_LIMIT, 1 GB) spilling to disk; their peak is Python's
 # share plus that limit, not a multiple of the rows (docs/performance.md, "Memory against rows").
 VALIDATE = Resources(cpu="2", memory="2Gi")  # validate (GX, batches) row: 1,715 MB at 10M rows
 MATERIALIZE = Resources(cpu="2", memory="4Gi")  # materialize (Feast + DuckDB) row: 1,943 MB at 10M rows

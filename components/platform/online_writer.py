@@ -150,7 +150,7 @@ def _latest_batches(
     Feast's rule: each entity's row with the latest event time in [start, end] (inclusive at both
     ends, as its file store reads), ties by the latest created time (a null one counts as latest,
     as a stable sort puts it last), then by the last written."""
-    from components.steps.point_in_time import connect, literal, one_row, quote
+    from components.duckdb_session import connect, literal, one_row, quote
 
     lower, upper = pd.Timestamp(start), pd.Timestamp(end)
     lower = lower.tz_localize("UTC") if lower.tzinfo is None else lower

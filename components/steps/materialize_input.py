@@ -22,8 +22,8 @@ import pandas as pd
 from components import artifacts
 from components.config import duration_seconds
 from components.data_contract import Violation, unfilled_from_counts
+from components.duckdb_session import connect, literal, one_row, quote
 from components.errors import ComponentError
-from components.steps.point_in_time import connect, literal, one_row, quote
 
 if TYPE_CHECKING:
     import duckdb

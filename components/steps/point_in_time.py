@@ -25,15 +25,14 @@ The rows are ordered by (event time, entity, position in the data) and the lates
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from components import artifacts
+from components.duckdb_session import connect, literal, one_row, quote
 from components.errors import ComponentError
 
 if TYPE_CHECKING:
@@ -44,16 +43,10 @@ if TYPE_CHECKING:
     from components.config import MaterializeSettings
 
 __all__ = [
-    "DEFAULT_MEMORY_LIMIT",
-    "MEMORY_LIMIT_VARIABLE",
     "Sets",
     "ViewJoin",
     "build_sets",
-    "connect",
     "joined_query",
-    "literal",
-    "one_row",
-    "quote",
     "record",
     "sets_through_feast",
     "time_range",
@@ -61,49 +54,8 @@ __all__ = [
     "window_counts",
 ]
 
-MEMORY_LIMIT_VARIABLE = "MLOPS_DUCKDB_MEMORY_LIMIT"
-DEFAULT_MEMORY_LIMIT = "1GB"
-"""DuckDB's own budget in a step (buffers, hash tables, sorts; beyond it, it spills to disk).
-The step's pod limit in pipelines/standard.py is this plus Python's share, from the measured
-model in docs/performance.md."""
 ROW = "__row"
 RANK = "__rank"
-
-
-def quote(name: str) -> str:
-    """A DuckDB identifier, whatever characters the column name holds."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def one_row(db: duckdb.DuckDBPyConnection, query: str, parameters: Sequence[Any] = ()) -> tuple[Any, ...]:
-    """The single row of an aggregate query, its result finished (DuckDB refuses other work on a
-    connection while a result is unfinished)."""
-    rows = db.execute(query, list(parameters)).fetchall()
-    return tuple(rows[0])
-
-
-def literal(text: str) -> str:
-    """A DuckDB string literal (a path, a time), whatever characters it holds."""
-    return "'" + text.replace("'", "''") + "'"
-
-
-@contextlib.contextmanager
-def connect(memory_limit: str | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A DuckDB database in a scratch folder, bounded by `memory_limit` and spilling beside it;
-    times in UTC. The folder goes when the block ends."""
-    import duckdb
-
-    limit = memory_limit or os.environ.get(MEMORY_LIMIT_VARIABLE) or DEFAULT_MEMORY_LIMIT
-    with tempfile.TemporaryDirectory(prefix="mlops-duckdb-") as scratch:
-        connection = duckdb.connect(str(Path(scratch) / "work.duckdb"))
-        try:
-            connection.execute(f"SET memory_limit = {literal(limit)}")
-            connection.execute(f"SET temp_directory = {literal(str(Path(scratch) / 'spill'))}")
-            connection.execute("SET TimeZone = 'UTC'")
-            connection.execute("SET preserve_insertion_order = true")
-            yield connection
-        finally:
-            connection.close()
 
 
 @dataclass(frozen=True)

@@ -116,7 +116,7 @@ def _whole_table(
     entry: dict[str, Any], query: Callable[[str], tuple[Any, ...]], columns: set[str], rows: int
 ) -> dict[str, Any]:
     """One whole-table expectation's result, in GX's shape, from aggregates on all the rows."""
-    from components.steps.point_in_time import quote
+    from components.duckdb_session import quote
 
     kind, kwargs = entry["expectation_config"]["type"], entry["expectation_config"]["kwargs"]
     result = {**entry, "exception_info": entry.get("exception_info") or {}}
@@ -152,7 +152,7 @@ def combined_results(
 ) -> tuple[list[dict[str, Any]], int, dict[str, str]]:
     """`run` (the suite on one frame) over the dataset's batches, combined: the results, the rows
     and the pandas dtypes of the whole data."""
-    from components.steps.point_in_time import connect, one_row
+    from components.duckdb_session import connect, one_row
 
     totals: dict[str, dict[str, Any]] = {}
     rows, columns, dtypes = 0, set(dataset.schema.names), dict[str, str]()
