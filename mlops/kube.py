@@ -141,6 +141,16 @@ class Cluster:
             "check the cluster's API server and the kubeconfig's server address, then retry",
         )
 
+    def _garbled(self, what: str, error: ValueError) -> TransientError:
+        """An answer that is not the JSON object the call returns (a proxy's page, a cut body): no definite
+        answer whether a write was stored, so it is transient and nothing is put back on it."""
+        return TransientError(
+            "promote",
+            f"the Kubernetes API ({self.context}) answered to {what} with a body that is not its JSON "
+            f"({type(error).__name__}: {str(error)[:80]}); whether it was stored is unknown",
+            "check the cluster's API server and what stands in front of it (a proxy), then retry",
+        )
+
     def identity(self) -> str:
         """Who the API server takes this kubeconfig for (authentication.k8s.io/v1 SelfSubjectReview,
         GA in Kubernetes 1.28; any authenticated user may ask): the user a production sign-off is held to."""
@@ -289,6 +299,8 @@ class Cluster:
             raise self._fail(f"read {kind} {namespace}/{name}", error, kind) from error
         except HTTPError as error:
             raise self._unreachable(f"read {kind} {namespace}/{name}", error) from error
+        except ValueError as error:  # json.loads of a body that is not JSON
+            raise self._garbled(f"read {kind} {namespace}/{name}", error) from error
 
     def apply_authorization(
         self, obj: dict[str, Any], *, dry_run: bool = False, live: dict[str, Any] | _Unread | None = UNREAD
@@ -342,6 +354,8 @@ class Cluster:
             raise self._fail(f"apply {kind} {namespace}/{name}", error, kind) from error
         except HTTPError as error:
             raise self._unreachable(f"apply {kind} {namespace}/{name}", error) from error
+        except ValueError as error:  # json.loads of a body that is not JSON: no definite answer
+            raise self._garbled(f"apply {kind} {namespace}/{name}", error) from error
 
     def gatekeeper_webhooks(self) -> dict[str, Any] | None:
         """Gatekeeper's ValidatingWebhookConfiguration (GATEKEEPER_CONFIGURATION, cluster-scoped) as the API
@@ -356,6 +370,7 @@ class Cluster:
             response = client.AdmissionregistrationV1Api(self.api).read_validating_webhook_configuration(
                 GATEKEEPER_CONFIGURATION, _request_timeout=REQUEST_TIMEOUT, _preload_content=False
             )
+            found: dict[str, Any] = json.loads(response.data)  # reading the body can fail as the call can
         except ApiException as error:
             if error.status == 404:
                 return None
@@ -370,7 +385,8 @@ class Cluster:
             raise self._fail(what, error) from error
         except HTTPError as error:
             raise self._unreachable(what, error) from error
-        found: dict[str, Any] = json.loads(response.data)
+        except ValueError as error:
+            raise self._garbled(what, error) from error
         return found
 
 
