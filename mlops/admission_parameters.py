@@ -256,9 +256,10 @@ def _repository(image: str) -> str:
 
 def decisions_writer_parameters() -> dict[str, Any]:
     """The K8sDecisionsWriterSecret Constraint's parameters: the writer's Secret and the variables that
-    take its keys, the transformer container promote renders for each reference pipeline (its
+    take its keys, the tenant's own key (a pipeline's default `cluster.s3_credentials_secret`, named in the
+    refusal), the transformer container promote renders for each reference pipeline (its
     command, its image's repository), and who installs the platform (protected_service_account_parameters)."""
-    from components.config import transformer_settings
+    from components.config import ClusterSettings, transformer_settings
     from components.steps.promote import render_transformer
     from components.steps.serving_decisions import DECISIONS_CREDENTIALS_SECRET, S3_KEYS
     from pipelines.golden import reference_pipelines
@@ -276,6 +277,7 @@ def decisions_writer_parameters() -> dict[str, Any]:
             commands.append(list(container["command"]))
     return {
         "secret": DECISIONS_CREDENTIALS_SECRET,
+        "tenantKey": str(ClusterSettings.model_fields["s3_credentials_secret"].default),  # the hint: what to use
         "variables": dict(S3_KEYS),
         "transformer": {
             "commands": commands,
