@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pytest
 
 from mlops import admission
-from mlops.isolation import DENIED, LEAK, OK, SURFACES, controls, writer_secret
+from mlops.isolation import DENIED, ERROR, LEAK, OK, SURFACES, controls, writer_secret
 from mlops.isolation.outcomes import classify
 from mlops.isolation.scene import Scene
 
@@ -43,6 +43,13 @@ def test_the_rows_are_registered() -> None:
     assert surface.available(None) == ""  # type: ignore[arg-type]
 
 
+@pytest.fixture(autouse=True)
+def _no_stack(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The control's S3 half (the tenant's own key lists its log) needs the loopback stack: its
+    test is tests/integration/test_tenancy.py; here it answers as a working key would."""
+    monkeypatch.setattr(writer_secret, "own_key_lists_its_log", lambda stack, tenant: "listed")
+
+
 def test_the_control_is_admitted_and_the_attack_denied() -> None:
     (control,) = controls(None, FRAUD, ["writer-secret"])  # type: ignore[arg-type]
     assert control.observed == OK, control.detail
@@ -50,6 +57,18 @@ def test_the_control_is_admitted_and_the_attack_denied() -> None:
     assert set(rows.values()) == {DENIED}, rows
     detail = classify("p", lambda: writer_secret.takes_the_writer_secret(_scene())).detail
     assert RULE in detail and "tenant-decisions-credentials" in detail, detail
+
+
+def test_a_control_whose_key_fails_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Broken credentials make the control ERROR (the check proved nothing), never OK."""
+    from botocore.exceptions import ClientError
+
+    def refused(stack: object, tenant: object) -> str:
+        raise ClientError({"Error": {"Code": "SignatureDoesNotMatch", "Message": "no"}}, "ListObjectsV2")
+
+    monkeypatch.setattr(writer_secret, "own_key_lists_its_log", refused)
+    (control,) = controls(None, FRAUD, ["writer-secret"])  # type: ignore[arg-type]
+    assert control.observed == ERROR, control
 
 
 def test_without_the_policy_the_rows_read_leak(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,9 +11,10 @@ loopback stack has no API server, so these rows ask the platform's admission pol
 mlops/admission.py) about the attacker's Workflow, applied by one of its members in its namespace.
 
 The positive control: the same Workflow with the tenant's own S3 key (a pipeline's
-`cluster.s3_credentials_secret`) is admitted (OK); an admission that refused every Workflow would
-prove nothing. The probes: the writer's Secret as AWS_* and as a mounted volume, DENIED when some
-installed Constraint refuses the Workflow, LEAK when it is admitted.
+`cluster.s3_credentials_secret`) is admitted, and that key lists the tenant's own decision log (OK);
+an admission that refused every Workflow would prove nothing, and with broken credentials the
+control is ERROR, as every surface's is. The probes: the writer's Secret as AWS_* and as a mounted
+volume, DENIED when some installed Constraint refuses the Workflow, LEAK when it is admitted.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from mlops.admission import PolicySet
     from mlops.isolation.scene import Scene
 
-__all__ = ["OWN", "PROBES", "available", "member", "member_workflow"]
+__all__ = ["OWN", "PROBES", "available", "member", "member_workflow", "own_key_lists_its_log"]
 
 
 @functools.cache
@@ -82,15 +83,25 @@ def _submit(tenant: Tenant, workflow: dict[str, Any]) -> list[str]:
     return _installed().violations(workflow, user=user, groups=groups)
 
 
+def own_key_lists_its_log(stack: Stack, tenant: Tenant) -> str:
+    """The tenant's own key lists its own decision log (the key the admitted Workflow takes works):
+    with broken credentials the control is ERROR, as every surface's is, never a pass."""
+    from components.platform.buckets import DECISIONS
+    from mlops.isolation.scene import s3_client
+
+    listed = s3_client(stack, tenant).list_objects_v2(Bucket=DECISIONS, Prefix=f"{tenant.name}/", MaxKeys=1)
+    return f"its own key listed s3://{DECISIONS}/{tenant.name}/ ({listed.get('KeyCount', 0)} key(s) on the first page)"
+
+
 def submits_with_its_own_key(stack: Stack, tenant: Tenant) -> str:
-    """Positive control: the Workflow with the tenant's own S3 key is admitted."""
+    """Positive control: the Workflow with the tenant's own S3 key is admitted, and that key works."""
     from components.config import ClusterSettings
 
     own = str(ClusterSettings.model_fields["s3_credentials_secret"].default)
     refused = _submit(tenant, member_workflow(tenant, own))
     if refused:
         raise RuntimeError(f"admission refused the member's Workflow with its own key: {refused}")
-    return "a member's Workflow with the tenant's own S3 key is admitted"
+    return f"a member's Workflow with the tenant's own S3 key is admitted; {own_key_lists_its_log(stack, tenant)}"
 
 
 def _with_writer(scene: Scene, *, mounted: bool) -> str:
