@@ -41,9 +41,9 @@ class PredictorModel:
     model_sha256: str | None = None
     """The served model file's sha256 (the registration's artifact_sha256); None for a repository
     published before issue 32, which the decision log refuses to record under. Read from the config a
-    tenant's key could overwrite, so it is trusted only because the predictor started: its command
-    (components/serving/served_bytes.py) checked this config and the model's bytes against the sha256
-    promote pinned in the InferenceService."""
+    tenant's key could overwrite, so on the cluster it is trusted only because the predictor started:
+    its command (components/serving/served_bytes.py) checked this config and the model's bytes against
+    the sha256 promote pinned in the InferenceService."""
     threshold: float | None = None
     """A binary model's decision threshold; None for regression, multiclass, or an older repository."""
 
