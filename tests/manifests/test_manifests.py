@@ -212,6 +212,7 @@ PROCESS_LOCAL = {
     "MLOPS_OUTPUT_URIS": "set on a team step's Argo template by the renderer (pipelines/team_steps.py), per step",
     "MLOPS_STEP_RETRY": "the step's retry policy, rendered per task on KFP",
     "MLOPS_IMAGE": "the component image, rendered per task on Argo and KFP for the lineage",
+    "MLOPS_DUCKDB_MEMORY_LIMIT": "DuckDB's budget in a data step (components/duckdb_session.py; tests)",
     "MLOPS_DRIFT_THREADS": "an override of the drift step's parallel feature groups (benchmarks, tests)",
     "MLOPS_TRAINJOB_TEMPLATE": "the TrainJob a distributed train task launches, rendered per task on KFP",
     "MLOPS_RAYJOB_TEMPLATE": "the RayJob a materialize task launches under engine ray, rendered per task",
