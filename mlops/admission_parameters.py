@@ -276,7 +276,7 @@ def decisions_writer_parameters() -> dict[str, Any]:
         if container["command"] not in commands:
             commands.append(list(container["command"]))
     return {
-        "secret": DECISIONS_CREDENTIALS_SECRET,
+        "writerSecret": DECISIONS_CREDENTIALS_SECRET,
         "tenantKey": str(ClusterSettings.model_fields["s3_credentials_secret"].default),  # the hint: what to use
         "variables": dict(S3_KEYS),
         "transformer": {

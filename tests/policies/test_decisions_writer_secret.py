@@ -133,7 +133,7 @@ def test_the_parameters_are_the_ones_python_renders(rule: admission.Policy) -> N
     transformer's command and image from promote's rendering, the installers from protected-service-accounts."""
     parameters = admission_parameters.decisions_writer_parameters()
     assert rule.parameters == parameters
-    assert parameters["secret"] == SECRET and parameters["variables"] == S3_KEYS
+    assert parameters["writerSecret"] == SECRET and parameters["variables"] == S3_KEYS
     installers = admission_parameters.protected_service_account_parameters()["installers"]
     assert parameters["installers"] == installers
     assert parameters["transformer"]["commands"] == [
