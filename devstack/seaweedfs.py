@@ -195,16 +195,22 @@ def apply_identities(stack: Stack, identities: list[dict[str, Any]], timeout: fl
     kept = before is not None and {i["name"] for i in before} <= {i["name"] for i in identities}
     if current and kept:
         process.reload(stack.pid_file("s3"))  # weed itself (the private network's child, if any)
-        generation, deadline = _generation(file), time.monotonic() + timeout
-        while not _serves(stack, generation):
-            if time.monotonic() > deadline or not stack.running("s3"):
-                raise ComponentError(
-                    "dev",
-                    f"SeaweedFS did not load {file} within {timeout:.0f} s of SIGHUP:\n{process.tail(stack.log('s3'))}",
-                    "mlops dev down && mlops dev up (a restart reads the file)",
-                )
-            time.sleep(0.05)
+        _await_generation(stack, file, timeout, "SIGHUP")
         return "reloaded"
     stack.down(("s3",))
     stack.up(("s3",))
+    _await_generation(stack, file, timeout, "a restart")  # the port answers before the identities are read
     return "restarted"
+
+
+def _await_generation(stack: Stack, file: Path, timeout: float, after: str) -> None:
+    """Wait until the running server serves `file` (knows its generation key)."""
+    generation, deadline = _generation(file), time.monotonic() + timeout
+    while not _serves(stack, generation):
+        if time.monotonic() > deadline or not stack.running("s3"):
+            raise ComponentError(
+                "dev",
+                f"SeaweedFS did not load {file} within {timeout:.0f} s of {after}:\n{process.tail(stack.log('s3'))}",
+                "mlops dev down && mlops dev up (a restart reads the file)",
+            )
+        time.sleep(0.05)

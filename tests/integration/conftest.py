@@ -73,6 +73,18 @@ def tenants_stack(tenancy_stack: Stack) -> Stack:
     return tenancy_stack
 
 
+@pytest.fixture
+def tenant_keys_served(tenants_stack: Stack) -> Stack:
+    """tenants_stack, its S3 server serving the tenants' identities file as it is now (write_s3_identities:
+    nothing when it already does, else a reload or a restart, each awaited). A test whose first request is
+    a tenant's key asks for this: a fresh-clone CI run saw that key unknown to the server (InvalidAccessKeyId)
+    after the modules before it on the same stack had rewritten the identities."""
+    from devstack.tenants import write_s3_identities
+
+    write_s3_identities(tenants_stack)
+    return tenants_stack
+
+
 def platform_env(stack: Stack, home: Path, **overrides: str) -> dict[str, str]:
     """The environment a user gets from `eval "$(mlops dev env)"`, with one MLOPS_HOME."""
     env = {**os.environ, **stack.environment(), "MLOPS_HOME": str(home), **overrides}

@@ -121,8 +121,9 @@ def _attack(attacker: Any, bucket: str, key: str, version: str) -> dict[str, str
 
 @pytest.mark.parametrize("writer", [_registered_by_mlflow, _published_by_promote], ids=["mlflow", "promote"])
 def test_a_tenant_key_cannot_delete_or_overwrite_a_registered_artifact(
-    tenants_stack: Stack, tmp_path: Path, writer: Any
+    tenant_keys_served: Stack, tmp_path: Path, writer: Any
 ) -> None:
+    tenants_stack = tenant_keys_served
     tenant = get_tenant(tenants_stack, TENANT)
     admin = tenants_stack.s3_client()
     attacker = tenants_stack.s3_client(tenant.access_key, tenant.secret_key)
@@ -148,9 +149,10 @@ def test_a_tenant_key_cannot_delete_or_overwrite_a_registered_artifact(
     assert _sha(attacker.get_object(Bucket=bucket, Key=key)["Body"].read()) == _sha(REGISTERED)
 
 
-def test_the_same_attack_on_a_mutable_bucket_loses_the_bytes(tenants_stack: Stack) -> None:
+def test_the_same_attack_on_a_mutable_bucket_loses_the_bytes(tenant_keys_served: Stack) -> None:
     """Broken on purpose: `pipeline-artifacts` is left mutable (not in IMMUTABLE_BUCKETS), as the registry
     buckets were before; the tenant key's overwrite and delete there leave no copy of the bytes."""
+    tenants_stack = tenant_keys_served
     tenant = get_tenant(tenants_stack, TENANT)
     admin = tenants_stack.s3_client()
     attacker = tenants_stack.s3_client(tenant.access_key, tenant.secret_key)
