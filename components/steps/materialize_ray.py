@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any
 from components.errors import ComponentError, TransientError
 from components.platform.buckets import PIPELINE_ARTIFACTS
 from components.ray_settings import RaySettings
-from components.steps import custom_jobs
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -72,11 +71,7 @@ ARGUMENTS = "@MATERIALIZE_ARGUMENTS@"
 GROUP, VERSION, PLURAL = "ray.io", "v1", "rayjobs"
 ROW = "__mlops_entity_row"
 """The entity row's number, carried through the Ray join to match each result row back to its own."""
-RESOURCE = custom_jobs.Resource(
-    GROUP, VERSION, PLURAL, "RayJob", STEP,
-    "render it with pipelines/rayjob.py and check the runner's RBAC on rayjobs.ray.io; "
-    "`mlops lint FILE` validates a rendered RayJob",
-)  # fmt: skip
+NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 TIMEOUT_SECONDS = 12 * 3600
 SUCCEEDED, FAILED = ("Complete",), ("Failed", "ValidationFailed")
 """KubeRay's terminal jobDeploymentStatus values; Complete is a success only with jobStatus SUCCEEDED."""
@@ -168,8 +163,45 @@ def terminal(job: dict[str, Any]) -> str | None:
     return "failed" if deployment in FAILED else None
 
 
+def _namespace(job: dict[str, Any]) -> str:
+    given = job.get("metadata", {}).get("namespace")
+    if given:
+        return str(given)
+    if NAMESPACE_FILE.exists():
+        return NAMESPACE_FILE.read_text().strip()
+    raise ComponentError(STEP, "no namespace for the RayJob", "run the step in a pod, or set the manifest's namespace")
+
+
 def _api() -> ApiClient:
-    return custom_jobs.api()
+    from kubernetes import client, config
+
+    config.load_incluster_config()
+    return client.CustomObjectsApi()
+
+
+def _create(api: Any, namespace: str, job: dict[str, Any]) -> dict[str, Any]:
+    """Create it with strict field validation: a field KubeRay's CRD does not declare is refused."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        created: dict[str, Any] = api.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, job, field_validation="Strict"
+        )
+    except ApiException as error:
+        try:
+            message = json.loads(error.body).get("message") or error.body
+        except (TypeError, ValueError, AttributeError):
+            message = error.body
+        problem = f"the API server refused the RayJob ({error.status} {error.reason}): {message}"
+        if error.status is not None and 400 <= error.status < 500 and error.status != 429:
+            raise ComponentError(
+                STEP,
+                problem,
+                "render it with pipelines/rayjob.py and check the runner's RBAC on rayjobs.ray.io; "
+                "`mlops lint FILE` validates a rendered RayJob",
+            ) from error
+        raise TransientError(STEP, problem, "retry: the API server was unavailable or throttled") from error
+    return created
 
 
 def launch(
@@ -189,14 +221,14 @@ def launch(
     from components import artifacts
 
     api = api if api is not None else _api()
-    namespace = custom_jobs.namespace(template, RESOURCE)
+    namespace = _namespace(template)
     root = (staging_root or f"s3://{PIPELINE_ARTIFACTS}/{namespace}/rayjobs").rstrip("/")
     staging = f"{root}/{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}"
     staged = {name: f"{staging}/{Path(path).name}" for name, path in outputs.items()}
     summary_uri = f"{staging}/summary.json"
     job = fill(template, {**arguments, **staged, "summary_out": summary_uri})
     job["metadata"]["namespace"] = namespace
-    name = custom_jobs.create(api, RESOURCE, namespace, job)["metadata"]["name"]
+    name = _create(api, namespace, job)["metadata"]["name"]
     print(f"RayJob {namespace}/{name}: {_workers(job)} workers, outputs staged at {staging}", flush=True)
     deadline = time.monotonic() + timeout_seconds
     while (state := terminal(api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name))) is None:

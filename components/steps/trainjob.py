@@ -18,12 +18,11 @@ import json
 import secrets
 import shutil
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from components.errors import ComponentError, TransientError
 from components.platform.buckets import PIPELINE_ARTIFACTS
-from components.steps import custom_jobs
-from components.steps.custom_jobs import NAMESPACE_FILE
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -51,11 +50,7 @@ TRAIN_SET, MODEL_OUT, METADATA_OUT, FEATURES = "@TRAIN_SET@", "@MODEL_OUT@", "@M
 TRAIN_SET_SHA256 = "@TRAIN_SET_SHA256@"
 """The digest materialize's lineage record holds for the set: each node refuses other bytes."""
 GROUP, VERSION, PLURAL = "trainer.kubeflow.org", "v1alpha1", "trainjobs"
-RESOURCE = custom_jobs.Resource(
-    GROUP, VERSION, PLURAL, "TrainJob", STEP,
-    "render it from the platform's ClusterTrainingRuntimes (pipelines/trainer.py) and "
-    "check the runner's RBAC on trainjobs; `mlops lint FILE` validates a rendered TrainJob",
-)  # fmt: skip
+NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 TIMEOUT_SECONDS = 24 * 3600
 
 
@@ -67,8 +62,22 @@ def fill(template: dict[str, Any], values: dict[str, str]) -> dict[str, Any]:
     return job
 
 
+def _namespace(job: dict[str, Any]) -> str:
+    given = job.get("metadata", {}).get("namespace")
+    if given:
+        return str(given)
+    if NAMESPACE_FILE.exists():
+        return NAMESPACE_FILE.read_text().strip()
+    raise ComponentError(
+        STEP, "no namespace for the TrainJob", "run the step in a pod, or set the manifest's namespace"
+    )
+
+
 def _api() -> ApiClient:
-    return custom_jobs.api()
+    from kubernetes import client, config
+
+    config.load_incluster_config()
+    return client.CustomObjectsApi()
 
 
 def terminal(job: dict[str, Any]) -> dict[str, Any] | None:
@@ -78,6 +87,32 @@ def terminal(job: dict[str, Any]) -> dict[str, Any] | None:
             found: dict[str, Any] = condition
             return found
     return None
+
+
+def _create(api: ApiClient, namespace: str, job: dict[str, Any]) -> dict[str, Any]:
+    """Create it with strict field validation: a field the Trainer CRD does not declare is refused,
+    not pruned without a word (a misspelt setting would silently train with the runtime's default)."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        created: dict[str, Any] = api.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, job, field_validation="Strict"
+        )
+    except ApiException as error:
+        try:
+            message = json.loads(error.body).get("message") or error.body
+        except (TypeError, ValueError, AttributeError):
+            message = error.body
+        problem = f"the API server refused the TrainJob ({error.status} {error.reason}): {message}"
+        if error.status is not None and 400 <= error.status < 500 and error.status != 429:
+            raise ComponentError(
+                STEP,
+                problem,
+                "render it from the platform's ClusterTrainingRuntimes (pipelines/trainer.py) and "
+                "check the runner's RBAC on trainjobs; `mlops lint FILE` validates a rendered TrainJob",
+            ) from error
+        raise TransientError(STEP, problem, "retry: the API server was unavailable or throttled") from error
+    return created
 
 
 def node_job(job: dict[str, Any]) -> dict[str, Any]:
@@ -104,7 +139,7 @@ def launch(
     from components import artifacts  # here: `mlops compile` imports this module, never pandas
 
     api = api if api is not None else _api()
-    namespace = custom_jobs.namespace(template, RESOURCE)
+    namespace = _namespace(template)
     root = (staging_root or f"s3://{PIPELINE_ARTIFACTS}/{namespace}/trainjobs").rstrip("/")
     staging = f"{root}/{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}"
     # the step's input, a local file: copied, never held in memory (the set a TrainJob exists for is large)
@@ -115,7 +150,7 @@ def launch(
             TRAIN_SET_SHA256: train_set_sha256 or artifacts.sha256_file(train_set)}  # fmt: skip
     job = fill(template, uris)
     job["metadata"]["namespace"] = namespace
-    created = custom_jobs.create(api, RESOURCE, namespace, job)
+    created = _create(api, namespace, job)
     name = created["metadata"]["name"]
     print(f"TrainJob {namespace}/{name}: {job['spec']['trainer']['numNodes']} nodes, staged at {staging}", flush=True)
     deadline = time.monotonic() + timeout_seconds
