@@ -30,6 +30,7 @@ ONE_WORKER_FIXTURES = frozenset(
         "stack",  # tests/integration/conftest.py: PostgreSQL, PgBouncer, Redis, S3, MLflow
         "tenancy_stack",  # the same with MLflow's auth app; tenants_stack adds the declared tenants to it
         "tenants_stack",
+        "lock_attack_stack",  # a tenancy stack of its own for the locked-bucket attacks
         "platform_run",  # the fraud pipeline on the stack
         "small_postgres",  # PostgreSQL with max_connections 10 and its PgBouncer
         "component_image",  # the component image, built once with podman

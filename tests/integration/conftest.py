@@ -73,16 +73,27 @@ def tenants_stack(tenancy_stack: Stack) -> Stack:
     return tenancy_stack
 
 
-@pytest.fixture
-def tenant_keys_served(tenants_stack: Stack) -> Stack:
-    """tenants_stack, its S3 server serving the tenants' identities file as it is now (write_s3_identities:
-    nothing when it already does, else a reload or a restart, each awaited). A test whose first request is
-    a tenant's key asks for this: a fresh-clone CI run saw that key unknown to the server (InvalidAccessKeyId)
-    after the modules before it on the same stack had rewritten the identities."""
-    from devstack.tenants import write_s3_identities
+@pytest.fixture(scope="session")
+def lock_attack_stack() -> Iterator[Stack]:
+    """A tenancy stack of its own with every declared tenant on it, for the tests whose attacker is a
+    tenant's S3 key on the registry's locked buckets (test_immutable_artifacts, test_served_bytes_stack).
+    On the shared tenancy stack, after the fidelity and decisions modules, two fresh-clone CI runs saw
+    the fraud key refused as unknown (InvalidAccessKeyId) on its first write to a locked bucket, while
+    the same modules pass on a stack of their own; the cause is not found yet (the closing note says so)."""
+    from devstack.tenants import add_tenant
 
-    write_s3_identities(tenants_stack)
-    return tenants_stack
+    root = Path(tempfile.mkdtemp(prefix="mlops-lock-attack-"))
+    root.chmod(0o755)
+    services = Stack(root=root, ports=Ports.from_base(process.free_port_base(PORT_SPAN)), mlflow_auth=True)
+    try:
+        services.up()
+        for name in DECLARED_TENANTS:
+            add_tenant(services, name)
+        yield services
+    finally:
+        services.monitoring_services().down()
+        services.down()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def platform_env(stack: Stack, home: Path, **overrides: str) -> dict[str, str]:

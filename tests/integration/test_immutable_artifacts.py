@@ -121,9 +121,9 @@ def _attack(attacker: Any, bucket: str, key: str, version: str) -> dict[str, str
 
 @pytest.mark.parametrize("writer", [_registered_by_mlflow, _published_by_promote], ids=["mlflow", "promote"])
 def test_a_tenant_key_cannot_delete_or_overwrite_a_registered_artifact(
-    tenant_keys_served: Stack, tmp_path: Path, writer: Any
+    lock_attack_stack: Stack, tmp_path: Path, writer: Any
 ) -> None:
-    tenants_stack = tenant_keys_served
+    tenants_stack = lock_attack_stack
     tenant = get_tenant(tenants_stack, TENANT)
     admin = tenants_stack.s3_client()
     attacker = tenants_stack.s3_client(tenant.access_key, tenant.secret_key)
@@ -149,10 +149,10 @@ def test_a_tenant_key_cannot_delete_or_overwrite_a_registered_artifact(
     assert _sha(attacker.get_object(Bucket=bucket, Key=key)["Body"].read()) == _sha(REGISTERED)
 
 
-def test_the_same_attack_on_a_mutable_bucket_loses_the_bytes(tenant_keys_served: Stack) -> None:
+def test_the_same_attack_on_a_mutable_bucket_loses_the_bytes(lock_attack_stack: Stack) -> None:
     """Broken on purpose: `pipeline-artifacts` is left mutable (not in IMMUTABLE_BUCKETS), as the registry
     buckets were before; the tenant key's overwrite and delete there leave no copy of the bytes."""
-    tenants_stack = tenant_keys_served
+    tenants_stack = lock_attack_stack
     tenant = get_tenant(tenants_stack, TENANT)
     admin = tenants_stack.s3_client()
     attacker = tenants_stack.s3_client(tenant.access_key, tenant.secret_key)
@@ -167,10 +167,11 @@ def test_the_same_attack_on_a_mutable_bucket_loses_the_bytes(tenant_keys_served:
     assert _refused(admin.get_object, Bucket=bucket, Key=key) == "NoSuchKey"
 
 
-def test_ensure_makes_an_existing_bucket_immutable_and_is_idempotent(tenants_stack: Stack, tmp_path: Path) -> None:
+def test_ensure_makes_an_existing_bucket_immutable_and_is_idempotent(lock_attack_stack: Stack, tmp_path: Path) -> None:
     """An older stack's bucket, made plain: `lock` (what ensure does to IMMUTABLE_BUCKETS) adds versioning
     and the default retention, twice without harm; `mlops buckets ensure` (the bucket-setup Job's
     command), run again on the started stack, leaves exactly the registry buckets immutable."""
+    tenants_stack = lock_attack_stack
     admin = tenants_stack.s3_client()
     plain = f"immutable-upgrade-{int(datetime.now(UTC).timestamp())}"
     admin.create_bucket(Bucket=plain)
@@ -200,10 +201,11 @@ def test_ensure_makes_an_existing_bucket_immutable_and_is_idempotent(tenants_sta
     }
 
 
-def test_what_seaweedfs_object_lock_does_for_the_admin(tenants_stack: Stack) -> None:
+def test_what_seaweedfs_object_lock_does_for_the_admin(lock_attack_stack: Stack) -> None:
     """The rest of docs/recovery.md's table, on a scratch bucket of the admin's: GOVERNANCE gives way
     to the admin's bypass header (the deliberate removal), a legal hold and COMPLIANCE do not, and a
     retention given per object is kept."""
+    tenants_stack = lock_attack_stack
     admin = tenants_stack.s3_client()
     scratch = f"immutable-probe-{int(datetime.now(UTC).timestamp())}"
     admin.create_bucket(Bucket=scratch, ObjectLockEnabledForBucket=True)

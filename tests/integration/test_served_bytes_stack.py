@@ -47,9 +47,9 @@ def _download(client: Any, bucket: str, prefix: str, into: Path) -> Path:
 
 
 def test_a_tenant_key_overwrite_of_the_published_repository_is_not_served(
-    tenant_keys_served: Stack, tmp_path: Path
+    lock_attack_stack: Stack, tmp_path: Path
 ) -> None:
-    tenants_stack = tenant_keys_served
+    tenants_stack = lock_attack_stack
     tenant = get_tenant(tenants_stack, TENANT)
     admin, attacker = tenants_stack.s3_client(), tenants_stack.s3_client(tenant.access_key, tenant.secret_key)
     signed, forged = _lightgbm("binary"), _lightgbm("regression")
