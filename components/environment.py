@@ -104,15 +104,40 @@ def temporary_env(values: dict[str, str], *, replace: bool = False) -> Iterator[
     """Set variables for a block and put the environment back afterwards.
 
     Clients such as MLflow's and boto3's read credentials from the environment at call time,
-    so code acting as someone else (a tenant, a checked configuration) scopes it here.
+    so code acting as someone else (a tenant, a checked configuration) scopes it here; the S3
+    clients libraries cache per endpoint are dropped on the way in and out.
     `replace` makes `values` the whole environment for the block.
     """
     saved = dict(os.environ)
     if replace:
         os.environ.clear()
     os.environ.update(values)
+    _forget_cached_clients()
     try:
         yield
     finally:
         os.environ.clear()
         os.environ.update(saved)
+        _forget_cached_clients()
+
+
+def _forget_cached_clients() -> None:
+    """Drop the S3 clients that libraries cache per endpoint but not per credential: MLflow's
+    (`_cached_get_s3_client`, keyed without the environment's keys), boto3's default session (which
+    resolves the environment's keys once) and s3fs's instances. Kept
+    across a change of environment, they would go on signing with the previous identity's key (a
+    fresh-clone CI run saw a tenant's upload signed with an earlier test's key: InvalidAccessKeyId).
+    Only modules already imported are touched."""
+    import sys
+
+    mlflow_s3 = sys.modules.get("mlflow.store.artifact.s3_artifact_repo")
+    cached = getattr(mlflow_s3, "_cached_get_s3_client", None)
+    if cached is not None and hasattr(cached, "cache_clear"):
+        cached.cache_clear()
+    boto3: Any = sys.modules.get("boto3")
+    if boto3 is not None:
+        boto3.DEFAULT_SESSION = None  # its credentials are resolved once, from the environment then
+    s3fs = sys.modules.get("s3fs")
+    filesystem = getattr(s3fs, "S3FileSystem", None)
+    if filesystem is not None:
+        filesystem.clear_instance_cache()

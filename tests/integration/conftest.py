@@ -78,8 +78,10 @@ def lock_attack_stack() -> Iterator[Stack]:
     """A tenancy stack of its own with every declared tenant on it, for the tests whose attacker is a
     tenant's S3 key on the registry's locked buckets (test_immutable_artifacts, test_served_bytes_stack).
     On the shared tenancy stack, after the fidelity and decisions modules, two fresh-clone CI runs saw
-    the fraud key refused as unknown (InvalidAccessKeyId) on its first write to a locked bucket, while
-    the same modules pass on a stack of their own; the cause is not found yet (the closing note says so)."""
+    the fraud key refused as unknown (InvalidAccessKeyId) on its first write to a locked bucket: MLflow's
+    S3 client, cached per endpoint and not per key, and boto3's default session still signed with an
+    earlier test's key in that worker process. temporary_env now drops both (components/environment.py,
+    tests/components/test_environment_clients.py); a stack of their own keeps these attacks apart too."""
     from devstack.tenants import add_tenant
 
     root = Path(tempfile.mkdtemp(prefix="mlops-lock-attack-"))
