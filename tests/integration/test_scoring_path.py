@@ -274,17 +274,16 @@ def _logged(env: dict[str, str], request_id: str, rows: int, uri: str = "s3://de
     import pyarrow.dataset as ds
 
     from components.environment import temporary_env
-    from components.serving.decision_log import open_destination
+    from components.platform.decisions import NoDecisionLog, open_log
 
     deadline = time.monotonic() + 30
     while True:
+        # open_log, as `mlops decisions` does: the record's schema, not one inferred from what is there yet
+        # (an inferred one is empty while the prefix holds only `_outcomes/`, and the filter cannot bind)
         with temporary_env(platform_variables(env)):
-            filesystem, root = open_destination(uri)
             try:
-                table = ds.dataset(root, filesystem=filesystem, format="parquet", partitioning="hive").to_table(
-                    filter=ds.field("request_id") == request_id
-                )
-            except (FileNotFoundError, OSError):
+                table = open_log(uri).to_table(filter=ds.field("request_id") == request_id)
+            except (NoDecisionLog, OSError):
                 table = None
         if table is not None and table.num_rows >= rows:
             return sorted(table.to_pylist(), key=lambda record: record["row"])
