@@ -1,11 +1,14 @@
-"""make bench: each step in-process at 100k and 1M rows (10M with BENCH_10M=1), then the whole
-pipeline through kfp.local at the largest size below 10M.
+"""make bench: each step called directly at 100k and 1M rows (10M with BENCH_10M=1), then the whole
+pipeline through the local engines at the largest size below 10M.
 
-Per step and size: seconds, peak RSS (sampled every 20 ms) and seconds per million rows, so the
-slope from one size to the next shows whether cost grows linearly. Data generation is not
-counted. Each size runs in a fresh interpreter, so a step's first-use imports land in its time;
-they are also measured on their own: the top-level packages a step imported first, imported
-again in a fresh process.
+Per step and size: seconds, peak RSS and seconds per million rows, so the slope from one size to the
+next shows whether cost grows linearly. Data generation is not counted. Each step runs in a fresh
+interpreter of its own, as each is a pod of its own on the cluster, so its peak RSS (the kernel's
+high-water mark) is its own and not what an earlier step left allocated; the modules the earlier
+steps imported are imported before its clock starts, so the seconds are those of one process running
+the steps in sequence (the "in-process" baseline) and a step's first-use imports land in its time.
+They are also measured on their own: the top-level packages a step imported first, imported again in
+a fresh process.
 
 The engine's overhead is the local run's wall time minus the same steps called in-process,
 measured in the same invocation on the same data, for both engines: `warm` (the default: each task
@@ -26,6 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,38 +39,55 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def _peak_rss_bytes() -> int:
+    """This process's peak resident set so far (the kernel's high-water mark, VmHWM)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("/proc/self/status has no VmHWM")
 
 
-def timed(label: str, results: dict[str, dict[str, Any]], call: Callable[[], Any]) -> Any:
-    """Run one step; record its seconds, its peak RSS and the top-level packages it imported first."""
-    import threading
+def _preload(modules: list[str]) -> None:
+    """Import what the earlier steps imported, so this step's seconds count only its own first-use
+    imports, as in one process (private and script modules are not importable on their own)."""
+    import contextlib
+    import importlib
 
-    peak = [_rss_bytes()]
-    running = threading.Event()
-    running.set()
+    for name in modules:
+        if name.startswith(("_", "__mp_main__")) or "._" in name:
+            continue
+        with contextlib.suppress(Exception):
+            importlib.import_module(name)
 
-    def sample() -> None:
-        while running.is_set():
-            peak[0] = max(peak[0], _rss_bytes())
-            time.sleep(0.02)
 
-    sampler = threading.Thread(target=sample, daemon=True)
+def _step_in_child(call: Callable[[], Any], preload: list[str]) -> tuple[Any, dict[str, Any], list[str]]:
+    """Run in a fresh interpreter: the step, its seconds, its peak RSS and the packages it imported first."""
+    _preload(preload)
     before = {name.partition(".")[0] for name in sys.modules}
-    sampler.start()
     started = time.perf_counter()
-    try:
-        value = call()
-    finally:
-        seconds = time.perf_counter() - started
-        running.clear()
-        sampler.join()
-    imported = sorted({name.partition(".")[0] for name in sys.modules} - before - {"__main__"})
-    results[label] = {"seconds": seconds, "peak_rss_mb": max(peak[0], _rss_bytes()) / 2**20, "imported": imported}
-    print(f"  {label:<12} {seconds:8.2f} s  peak RSS {results[label]['peak_rss_mb']:7.0f} MB", flush=True)
-    return value
+    value = call()
+    seconds = time.perf_counter() - started
+    imported = sorted({name.partition(".")[0] for name in sys.modules} - before - {"__main__", "__mp_main__"})
+    figures = {"seconds": seconds, "peak_rss_mb": _peak_rss_bytes() / 2**20, "imported": imported}
+    return value, figures, sorted(sys.modules)
+
+
+class _Steps:
+    """Each step in a fresh interpreter of its own, as each is a pod of its own on the cluster: its peak
+    RSS is its own, not what an earlier step left allocated in a shared process. The modules the earlier
+    steps imported are imported before the clock starts, so the seconds sum to what one process takes."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, dict[str, Any]] = {}
+        self._modules: list[str] = []
+
+    def timed(self, label: str, call: Callable[[], Any]) -> Any:
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            value, figures, self._modules = pool.apply(_step_in_child, (call, self._modules))
+        self.times[label] = figures
+        print(f"  {label:<12} {figures['seconds']:8.2f} s  peak RSS {figures['peak_rss_mb']:7.0f} MB", flush=True)
+        return value
 
 
 def import_seconds(packages: list[str]) -> float:
@@ -90,6 +111,7 @@ that it reads: validate and materialize read only the raw data)."""
 
 
 def in_process(raw: Path, home: Path, cfg: PipelineConfig, steps: tuple[str, ...] = STEPS) -> dict[str, dict[str, Any]]:
+    """The steps on `raw`, each in a process of its own (`_Steps`), in pipeline order."""
     from components.platform.services import embedded_artifact_root, embedded_tracking_uri
     from components.steps.evaluate import evaluate
     from components.steps.materialize import materialize
@@ -99,93 +121,33 @@ def in_process(raw: Path, home: Path, cfg: PipelineConfig, steps: tuple[str, ...
     from components.steps.validate import validate
     from pipelines.fraud import pipeline as fraud
 
-    os.environ["MLOPS_HOME"] = str(home)
-    out = home / "steps"
-    m = cfg.materialize
-    times: dict[str, dict[str, Any]] = {}
+    os.environ["MLOPS_HOME"] = str(home)  # the children inherit it
+    out, m, run = home / "steps", cfg.materialize, _Steps()
+    folder = fraud.DECLARATION.folder
     if "validate" in steps:
-        timed(
-            "validate",
-            times,
-            lambda: validate(str(raw), str(fraud.DECLARATION.folder / cfg.validate_.suite), str(out / "report")),
-        )
+        run.timed("validate", partial(validate, str(raw), str(folder / cfg.validate_.suite), str(out / "report")))
     if not set(steps) - {"validate", "materialize"}:
         if "materialize" in steps:
-            _materialize_only(raw, out, cfg, times)
-        return times
-    summary = timed(
-        "materialize",
-        times,
-        lambda: materialize(
-            str(raw),
-            str(fraud.DECLARATION.folder / m.feature_repo),
-            str(out / "train_set"),
-            str(out / "holdout_set"),
-            settings=m,
-        ),
+            sets = (str(out / "t"), str(out / "h"))
+            run.timed("materialize", partial(materialize, str(raw), str(folder / m.feature_repo), *sets, settings=m))
+        return run.times
+    sets = (str(out / "train_set"), str(out / "holdout_set"))
+    summary = run.timed("materialize", partial(materialize, str(raw), str(folder / m.feature_repo), *sets, settings=m))
+    model, metadata, metrics = str(out / "model"), str(out / "metadata"), str(out / "metrics")
+    features, label = summary["features"], m.label_column
+    run.timed(
+        "train", partial(train, sets[0], model, metadata, features=features, label_column=label, settings=cfg.train)
     )
-    timed(
-        "train",
-        times,
-        lambda: train(
-            str(out / "train_set"),
-            str(out / "model"),
-            str(out / "metadata"),
-            features=summary["features"],
-            label_column=m.label_column,
-            settings=cfg.train,
-        ),
-    )
-    timed(
-        "evaluate",
-        times,
-        lambda: evaluate(
-            str(out / "model"),
-            str(out / "metadata"),
-            str(out / "holdout_set"),
-            str(out / "metrics"),
-            str(out / "roc.png"),
-            str(out / "pr.png"),
-            settings=cfg.evaluate,
-        ),
-    )
-    timed(
-        "register",
-        times,
-        lambda: register(
-            str(out / "model"),
-            str(out / "metadata"),
-            str(out / "metrics"),
-            str(out / "registration"),
-            str(out / "card.md"),
-            settings=cfg.register_,
-            tracking_uri=embedded_tracking_uri(home),
-            artifact_root=embedded_artifact_root(home),
-            pipeline=cfg.pipeline,
-            card=cfg.model_card.model_dump(),
-        ),
-    )
-    timed(
-        "promote",
-        times,
-        lambda: promote(
-            str(out / "registration"),
-            str(out / "model"),
-            str(out / "isvc.yaml"),
-            str(out / "repository"),
-            settings=cfg.promote,
-        ),
-    )
-    return times
-
-
-def _materialize_only(raw: Path, out: Path, cfg: PipelineConfig, times: dict[str, dict[str, Any]]) -> None:
-    from components.steps.materialize import materialize
-    from pipelines.fraud import pipeline as fraud
-
-    m = cfg.materialize
-    feature_repo = str(fraud.DECLARATION.folder / m.feature_repo)
-    timed("materialize", times, lambda: materialize(str(raw), feature_repo, str(out / "t"), str(out / "h"), settings=m))
+    plots = (str(out / "roc.png"), str(out / "pr.png"))
+    run.timed("evaluate", partial(evaluate, model, metadata, sets[1], metrics, *plots, settings=cfg.evaluate))
+    registration, card = str(out / "registration"), cfg.model_card.model_dump()
+    run.timed("register", partial(register, model, metadata, metrics, registration, str(out / "card.md"),
+                                  settings=cfg.register_, tracking_uri=embedded_tracking_uri(home),
+                                  artifact_root=embedded_artifact_root(home), pipeline=cfg.pipeline,
+                                  card=card))  # fmt: skip
+    promoted = (str(out / "isvc.yaml"), str(out / "repository"))
+    run.timed("promote", partial(promote, registration, model, *promoted, settings=cfg.promote))
+    return run.times
 
 
 def steps_at(
