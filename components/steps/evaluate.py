@@ -6,11 +6,21 @@ direction follows from the metric). It is emitted as an output the DAG branches 
 number behind it goes to the metrics JSON and two plots go to PNGs a reviewer can open: ROC
 and precision-recall curves for a classifier, predicted-vs-actual and residuals for a regressor,
 the confusion matrix and the actual-class probabilities for a multiclass model.
+
+Bounded memory (issue 33): the holdout is read BATCH_ROWS rows at a time (a pyarrow dataset: one
+Parquet file, a folder, a hive dataset; local or s3://), each batch scored as it comes, and only
+the labels and the predictions are kept (8 bytes each per row, k x 8 for k classes), so the peak
+is Python's share plus one batch plus those arrays, not a multiple of the whole frame. The metrics
+are computed from those arrays by the same functions as before, so they are exactly what one
+whole-frame pass gives (tests/components/test_evaluate_batches.py checks them against scikit-learn
+on the whole frame). The curves are drawn from the same arrays, thinned to at most PLOTTED_POINTS
+points along each curve; the regression scatter plots a seeded uniform sample of PLOTTED_POINTS rows.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -24,9 +34,23 @@ from components.steps.model_formats import load_predictor
 from components.tabular import read_parquet, require_columns
 from components.train_settings import HIGHER_IS_BETTER, LOWER_IS_BETTER, METRICS_BY_OBJECTIVE
 
-__all__ = ["HIGHER_IS_BETTER", "LOWER_IS_BETTER", "METRICS_BY_OBJECTIVE", "STEP", "SUMMARY_KEYS", "evaluate"]
+__all__ = [
+    "BATCH_ROWS",
+    "HIGHER_IS_BETTER",
+    "LOWER_IS_BETTER",
+    "METRICS_BY_OBJECTIVE",
+    "PLOTTED_POINTS",
+    "STEP",
+    "SUMMARY_KEYS",
+    "evaluate",
+    "scored_holdout",
+]
 
 STEP = "evaluate"
+BATCH_ROWS = 500_000
+"""Holdout rows read and scored at a time."""
+PLOTTED_POINTS = 20_000
+"""At most this many points per curve, and rows in the regression scatter."""
 SUMMARY_KEYS = {
     "binary": ("roc_auc", "pr_auc", "log_loss"),
     "regression": ("rmse", "mae", "mape", "r2"),
@@ -43,12 +67,20 @@ def _save(figure: Any, target: str) -> None:
     plt.close(figure)
 
 
+def _thinned(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """At most PLOTTED_POINTS points of a curve, evenly spaced along it, both ends kept."""
+    if len(xs) <= PLOTTED_POINTS:
+        return xs, ys
+    index = np.unique(np.linspace(0, len(xs) - 1, PLOTTED_POINTS).round().astype(np.int64))
+    return xs[index], ys[index]
+
+
 def _plots_binary(labels: np.ndarray, scores: np.ndarray, quality_png: str, error_png: str, title: str) -> None:
     import matplotlib.pyplot as plt
     from sklearn.metrics import precision_recall_curve, roc_curve
 
-    fpr, tpr, _ = roc_curve(labels, scores)
-    precision, recall, _ = precision_recall_curve(labels, scores)
+    fpr, tpr = _thinned(*roc_curve(labels, scores)[:2])
+    precision, recall = _thinned(*precision_recall_curve(labels, scores)[:2])
     for target, xs, ys, xlabel, ylabel, name, baseline in (
         (quality_png, fpr, tpr, "false positive rate", "true positive rate", "ROC", ([0, 1], [0, 1])),
         (error_png, recall, precision, "recall", "precision", "Precision-recall", ([0, 1], [labels.mean()] * 2)),
@@ -91,13 +123,17 @@ def _plots_multiclass(
 def _plots_regression(actual: np.ndarray, predicted: np.ndarray, quality_png: str, error_png: str, title: str) -> None:
     import matplotlib.pyplot as plt
 
+    shown = np.arange(len(actual))
+    if len(actual) > PLOTTED_POINTS:  # a seeded uniform sample: the same rows give the same picture
+        shown = np.sort(np.random.default_rng(0).choice(len(actual), PLOTTED_POINTS, replace=False))
     figure, axis = plt.subplots(figsize=(5, 4), dpi=100)
-    axis.scatter(actual, predicted, s=4, alpha=0.4)
+    axis.scatter(actual[shown], predicted[shown], s=4, alpha=0.4)
     low, high = float(min(actual.min(), predicted.min())), float(max(actual.max(), predicted.max()))
     axis.plot([low, high], [low, high], linestyle="--", color="grey", linewidth=0.8)
     axis.set_xlabel("actual")
     axis.set_ylabel("predicted")
-    axis.set_title(f"Predicted vs actual: {title}")
+    sampled = f" ({len(shown):,} sampled)" if len(shown) < len(actual) else ""
+    axis.set_title(f"Predicted vs actual{sampled}: {title}")
     _save(figure, quality_png)
     figure, axis = plt.subplots(figsize=(5, 4), dpi=100)
     axis.hist(predicted - actual, bins=50)
@@ -189,6 +225,44 @@ def _scored_sha256(model_path: Path, recorded: str | None, expected: str) -> str
     return found
 
 
+def scored_holdout(
+    holdout_set: str, features: list[str], label: str, predict: Callable[[np.ndarray], np.ndarray]
+) -> tuple[str, np.ndarray, np.ndarray]:
+    """(the holdout's digest, its labels as float64, the model's predictions), read and scored
+    BATCH_ROWS rows at a time; each batch converted as a whole frame would be (pandas, the features
+    as float32). The digest is raw_data's: a file's sha256, or a folder's sorted (path, sha256) list."""
+    from components.raw_data import raw_dataset
+
+    with raw_dataset(STEP, holdout_set, "holdout set") as opened:
+        if opened is None:  # a .csv holdout: read whole, as before
+            frame = read_parquet(STEP, holdout_set, "holdout set")
+            require_columns(STEP, frame, [*features, label], "holdout set")
+            actual = frame[label].to_numpy(dtype=np.float64)
+            return artifacts.sha256_uri(holdout_set), actual, predict(frame[features].to_numpy(dtype=np.float32))
+        digest, dataset, _ = opened
+        require_columns(STEP, dataset.schema.empty_table().to_pandas(), [*features, label], "holdout set")
+        rows = dataset.count_rows()
+        actual = np.empty(rows, dtype=np.float64)
+        scores: np.ndarray | None = None
+        start = 0
+        for batch in dataset.to_batches(columns=[*features, label], batch_size=BATCH_ROWS):
+            if not batch.num_rows:
+                continue
+            frame = batch.to_pandas()
+            end = start + len(frame)
+            actual[start:end] = frame[label].to_numpy(dtype=np.float64)
+            predicted = predict(frame[features].to_numpy(dtype=np.float32))
+            if scores is None:  # (rows,) or (rows, classes): the first batch says which
+                scores = np.empty((rows, *predicted.shape[1:]), dtype=predicted.dtype)
+            scores[start:end] = predicted
+            start = end
+    if scores is None or start != rows:
+        raise ComponentError(
+            STEP, f"holdout set at {holdout_set} has no rows", "the upstream extract selected nothing: check its window"
+        )
+    return digest, actual, scores
+
+
 def evaluate(
     model: str,
     model_metadata: str,
@@ -219,13 +293,10 @@ def evaluate(
         )
     features: list[str] = metadata["features"]
     label: str = metadata["label"]
-    frame = read_parquet(STEP, holdout_set, "holdout set")
-    require_columns(STEP, frame, [*features, label], "holdout set")
-    actual = frame[label].to_numpy(dtype=np.float64)
     with artifacts.fetched(model) as model_path:
         scored = _scored_sha256(model_path, metadata.get("model_sha256"), model_sha256)
         predict = load_predictor(model_path, metadata)
-        scores = predict(frame[features].to_numpy(dtype=np.float32))
+        holdout_sha256, actual, scores = scored_holdout(holdout_set, features, label, predict)
     if not np.all(np.isfinite(scores)):
         raise ComponentError(
             STEP,
@@ -258,7 +329,7 @@ def evaluate(
         "gate": gate,
         "passed": passed,
         "model_sha256": scored,  # of the bytes scored: register refuses any other model
-        "holdout_data_sha256": artifacts.sha256_uri(holdout_set),
+        "holdout_data_sha256": holdout_sha256,
     }
     document.update(cast(HoldoutMetrics, metrics))  # the objective's metrics, computed above
     artifacts.write_json(metrics_out, document)
