@@ -89,6 +89,7 @@ lint: install
 
 bench: install serving-env transformer-env services-install images-setup  ## step timings, engine overhead, feature store and registry on real services, steps as pods, Redis rebuilt for 1M entities
 	$(BIN)/python benchmarks/bench.py
+	$(BIN)/python benchmarks/floors_bench.py
 	$(BIN)/python benchmarks/platform_bench.py
 	$(BIN)/python benchmarks/serving_bench.py
 	$(BIN)/python benchmarks/request_path_bench.py

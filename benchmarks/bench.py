@@ -73,7 +73,7 @@ def _step_in_child(call: Callable[[], Any], preload: list[str]) -> tuple[Any, di
     return value, figures, sorted(sys.modules)
 
 
-class _Steps:
+class StepProcesses:
     """Each step in a fresh interpreter of its own, as each is a pod of its own on the cluster: its peak
     RSS is its own, not what an earlier step left allocated in a shared process. The modules the earlier
     steps imported are imported before the clock starts, so the seconds sum to what one process takes."""
@@ -111,7 +111,7 @@ that it reads: validate and materialize read only the raw data)."""
 
 
 def in_process(raw: Path, home: Path, cfg: PipelineConfig, steps: tuple[str, ...] = STEPS) -> dict[str, dict[str, Any]]:
-    """The steps on `raw`, each in a process of its own (`_Steps`), in pipeline order."""
+    """The steps on `raw`, each in a process of its own (`StepProcesses`), in pipeline order."""
     from components.platform.services import embedded_artifact_root, embedded_tracking_uri
     from components.steps.evaluate import evaluate
     from components.steps.materialize import materialize
@@ -122,7 +122,7 @@ def in_process(raw: Path, home: Path, cfg: PipelineConfig, steps: tuple[str, ...
     from pipelines.fraud import pipeline as fraud
 
     os.environ["MLOPS_HOME"] = str(home)  # the children inherit it
-    out, m, run = home / "steps", cfg.materialize, _Steps()
+    out, m, run = home / "steps", cfg.materialize, StepProcesses()
     folder = fraud.DECLARATION.folder
     if "validate" in steps:
         run.timed("validate", partial(validate, str(raw), str(folder / cfg.validate_.suite), str(out / "report")))
