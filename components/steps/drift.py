@@ -35,6 +35,7 @@ from components.errors import ComponentError, TransientError, transient_reason
 from components.outcome_settings import OutcomesSettings
 from components.platform import model_registry, services
 from components.platform.outcomes_gate import nightly_reason
+from components.steps.drift_data import Window, check_columns, read_current, read_window, statistic, whole
 from components.steps.drift_metrics import push_metrics
 from components.steps.drift_report import table, write_plot, write_report
 from components.steps.register import REFERENCE_ARTIFACT
@@ -87,6 +88,8 @@ class DriftResult:
     detected: bool
     current_rows: int
     reference_rows: int
+    current_sampled: int | None = None  # the rows compared when a sample (drift_data.py), None: all
+    reference_sampled: int | None = None
     snapshots: list[Any] = field(repr=False, compare=False)
     """Evidently's snapshots: one, or one per group of features tested in parallel."""
 
@@ -108,13 +111,18 @@ class Reference:
     registered_at: dt.datetime
     features: list[str]
     frame: pd.DataFrame = field(repr=False)
+    """The rows compared: all, or window.frame, a sample (components/steps/drift_data.py)."""
+    window: Window | None = field(default=None, repr=False)
 
     def age_seconds(self, now: dt.datetime) -> float:
         return (now - self.registered_at).total_seconds()
 
 
-def find_reference(mlflow: MlflowClient, model: str, version: int | None = None) -> Reference:
-    """The champion's (or `version`'s) training set, through the registry alone."""
+def find_reference(
+    mlflow: MlflowClient, model: str, version: int | None = None, *, categorical: tuple[str, ...] = ()
+) -> Reference:
+    """The champion's (or `version`'s) training set, through the registry alone; read as a bounded
+    sample (drift_data.read_window), `categorical`'s distinct values from all of it."""
     from mlflow.exceptions import MlflowException
 
     # a search, not a get: on a multi-tenant server a tenant's model that does not exist yet is
@@ -157,62 +165,17 @@ def find_reference(mlflow: MlflowClient, model: str, version: int | None = None)
                 "it was registered before drift monitoring kept one: retrain it "
                 "(`mlops submit <pipeline> --force-retrain`), or compare with a newer --reference-version",
             ) from error
-        frame = pd.read_parquet(local)
+        window = read_window(str(local), None, list(categorical), what=f"{model} v{version}'s training set")
     registered_at = dt.datetime.fromtimestamp(record.creation_timestamp / 1000, tz=dt.UTC)
     return Reference(
         model=model,
         version=version,
         run_id=run_id,
         registered_at=registered_at,
-        features=list(frame.columns),
-        frame=frame,
+        features=list(window.frame.columns),
+        frame=window.frame,
+        window=window,
     )
-
-
-def read_current(uri: str) -> pd.DataFrame:
-    """The window to compare: a Parquet file, folder or hive dataset (or CSV, for `mlops drift
-    --current file.csv`), or the data a DVC pointer names; its columns as written (components/raw_data.py)."""
-    from components.lineage import data_location
-    from components.raw_data import load_raw
-
-    return load_raw(data_location(uri), timestamp_column=None, timezone=None, step=STEP, what="current data").frame
-
-
-def _check_columns(current: pd.DataFrame, features: list[str], categorical: list[str]) -> None:
-    from components.tabular import require_columns
-
-    fix = "compare data of the shape the model scores: the raw dataset the pipeline validates"
-    require_columns(STEP, current, features, "the current data", kind="the model's feature(s)", fix=fix)
-    unknown = [name for name in categorical if name not in features]
-    if unknown:
-        raise ComponentError(
-            STEP,
-            f"drift.categorical_features names {unknown}, which the model does not use (features: {features})",
-            "list only the model's features in drift.categorical_features",
-        )
-    empty = [name for name in features if current[name].notna().sum() == 0]
-    if empty:
-        raise ComponentError(
-            STEP,
-            f"feature(s) {empty} have no values in the current window",
-            "the extract lost the column's values: check the upstream export",
-        )
-
-
-def _statistic(method: str, reference: pd.Series, current: pd.Series) -> tuple[float | None, list[Any]]:
-    """The test statistic Evidently's p-value comes from (Evidently reports only the p-value)."""
-    from scipy import stats
-
-    ref, cur = reference.dropna(), current.dropna()
-    if method == "ks":
-        return float(stats.ks_2samp(ref.to_numpy(), cur.to_numpy()).statistic), []
-    ref_counts, cur_counts = ref.value_counts(), cur.value_counts()
-    new = sorted(set(cur_counts.index) - set(ref_counts.index), key=str)
-    if new:
-        return None, [v.item() if hasattr(v, "item") else v for v in new]
-    expected = ref_counts * (len(cur) / len(ref))
-    observed = cur_counts.reindex(expected.index, fill_value=0)
-    return float((((observed - expected) ** 2) / expected).sum()), []
 
 
 PARALLEL_ROWS = 200_000
@@ -231,7 +194,7 @@ def _threads(features: list[str], rows: int) -> int:
 
 
 def _test_group(
-    reference: pd.DataFrame, current: pd.DataFrame, group: list[str], categorical: list[str], settings: DriftSettings
+    ref: Window, cur: Window, group: list[str], categorical: list[str], settings: DriftSettings
 ) -> tuple[list[FeatureDrift], Any]:
     """Evidently's DataDriftPreset over one group of features, and each feature's statistic."""
     from evidently import DataDefinition, Dataset, Report
@@ -250,8 +213,8 @@ def _test_group(
         include_tests=False,
     )
     snapshot = Report([preset]).run(
-        Dataset.from_pandas(current[group], data_definition=definition),
-        Dataset.from_pandas(reference[group], data_definition=definition),
+        Dataset.from_pandas(cur.frame[group], data_definition=definition),
+        Dataset.from_pandas(ref.frame[group], data_definition=definition),
     )
     p_values: dict[str, tuple[str, float]] = {}
     for metric in snapshot.dict()["metrics"]:
@@ -261,32 +224,37 @@ def _test_group(
     results = []
     for name in group:
         method, p_value = p_values[name]
-        statistic, new = _statistic(method, reference[name], current[name])
+        value, new = statistic(method, name, ref, cur)
         drifted = bool(math.isnan(p_value) or p_value < settings.p_value_threshold)
         results.append(
             FeatureDrift(
-                feature=name, method=method, statistic=statistic, p_value=p_value, drifted=drifted, new_categories=new
+                feature=name, method=method, statistic=value, p_value=p_value, drifted=drifted, new_categories=new
             )
         )
     return results, snapshot
 
 
 def compare(
-    reference: pd.DataFrame, current: pd.DataFrame, *, features: list[str], settings: DriftSettings
+    reference: pd.DataFrame | Window, current: pd.DataFrame | Window, *, features: list[str], settings: DriftSettings
 ) -> DriftResult:
     """Evidently's DataDriftPreset over `features`, KS and chi-squared set explicitly; on large
-    windows one preset per group of features, the groups tested in parallel threads."""
+    windows one preset per group of features, the groups tested in parallel threads. A frame is
+    compared whole; a Window (drift_data.read_window) by its rows, a sample of a larger whole."""
     from concurrent.futures import ThreadPoolExecutor
 
-    _check_columns(current, features, settings.categorical_features)
+    categories = list(settings.categorical_features)
+    ref = reference if isinstance(reference, Window) else whole(reference, categories)
+    cur = current if isinstance(current, Window) else whole(current, categories)
+    check_columns(cur, features, settings.categorical_features)
     categorical = [name for name in features if name in settings.categorical_features]
+    reference, current = ref.frame, cur.frame
     count = _threads(features, len(reference) + len(current))
     groups = [features[index::count] for index in range(count)]
     if count == 1:
-        parts = [_test_group(reference, current, features, categorical, settings)]
+        parts = [_test_group(ref, cur, features, categorical, settings)]
     else:
         with ThreadPoolExecutor(max_workers=count, thread_name_prefix="drift") as pool:
-            parts = list(pool.map(lambda group: _test_group(reference, current, group, categorical, settings), groups))
+            parts = list(pool.map(lambda group: _test_group(ref, cur, group, categorical, settings), groups))
     by_name = {feature.feature: feature for part, _ in parts for feature in part}
     results = [by_name[name] for name in features]
     share = sum(f.drifted for f in results) / len(results)
@@ -295,8 +263,10 @@ def compare(
         drift_share=share,
         threshold=settings.drift_share,
         detected=share >= settings.drift_share,
-        current_rows=len(current),
-        reference_rows=len(reference),
+        current_rows=cur.rows,
+        reference_rows=ref.rows,
+        current_sampled=cur.sampled,
+        reference_sampled=ref.sampled,
         snapshots=[snapshot for _, snapshot in parts],
     )
 
@@ -408,9 +378,11 @@ def check(
     current_data: str, *, settings: DriftSettings, model_name: str, reference_version: int | None = None
 ) -> tuple[Reference, pd.DataFrame, DriftResult]:
     """`mlops drift`: the champion's (or a version's) reference against a file; NoChampion if none."""
-    current = read_current(current_data)
-    reference = find_reference(model_registry.client(), model_name, reference_version)
-    return reference, current, compare(reference.frame, current, features=reference.features, settings=settings)
+    categorical = tuple(settings.categorical_features)
+    reference = find_reference(model_registry.client(), model_name, reference_version, categorical=categorical)
+    current = read_window(current_data, reference.features, list(categorical), what="current data")
+    result = compare(reference.window or reference.frame, current, features=reference.features, settings=settings)
+    return reference, current.frame, result
 
 
 def drift(
@@ -439,18 +411,21 @@ def drift(
     from components.dated_inputs import resolve
 
     now = dt.datetime.now(dt.UTC)
-    current = read_current(resolve(current_data, logical_date, step=STEP))
     mlflow = model_registry.client()
+    categorical = tuple(settings.categorical_features)
     reference: Reference | None
     try:
-        reference = find_reference(mlflow, model_name, reference_version)
+        reference = find_reference(mlflow, model_name, reference_version, categorical=categorical)
     except NoChampion:
         if reference_version is not None:
             raise
         reference = None
+    window = read_window(resolve(current_data, logical_date, step=STEP), reference.features if reference else None,
+                         list(categorical), what="current data")  # fmt: skip
+    current = window.frame
     result = None
     if reference is not None:
-        result = compare(reference.frame, current, features=reference.features, settings=settings)
+        result = compare(reference.window or reference.frame, window, features=reference.features, settings=settings)
     key = retrain_key(pipeline, now, timezone)
     experiment_id = model_registry.experiment_id(
         mlflow, experiment, services.artifact_root(STEP, model_registry.tracking_uri())

@@ -21,7 +21,7 @@ from components import artifacts
 if TYPE_CHECKING:
     from components.steps.drift import DriftResult, Reference
 
-__all__ = ["table", "write_plot", "write_report"]
+__all__ = ["sample_note", "table", "write_plot", "write_report"]
 
 
 def _finite(value: float | None) -> float | None:
@@ -40,6 +40,9 @@ def table(result: DriftResult | None, decision: dict[str, Any], reference: Refer
             "detected": result.detected,
             "current_rows": result.current_rows,
             "reference_rows": result.reference_rows,
+            # the rows compared when a seeded sample of a larger whole (components/steps/drift_data.py), else null
+            "current_sampled": result.current_sampled,
+            "reference_sampled": result.reference_sampled,
             "features": [
                 {**asdict(f), "statistic": _finite(f.statistic), "p_value": _finite(f.p_value)} for f in result.features
             ],
@@ -89,8 +92,23 @@ def write_report(result: DriftResult | None, out: str, reason: str) -> None:
             tmp.write_text(f"<html><body><h1>Drift</h1><p>{reason}</p></body></html>\n")
         elif len(result.snapshots) == 1:
             result.snapshots[0].save_html(str(tmp))
+            if note := sample_note(result):
+                tmp.write_text(tmp.read_text().replace("<body>", f"<body><p>{note}</p>", 1))
         else:
             tmp.write_text(_combined_report(result))
+
+
+def sample_note(result: DriftResult) -> str:
+    """What the report's figures were computed on, when a side was sampled; else empty."""
+    sides = [
+        f"{side}: a seeded uniform sample of {sampled:,} of its {rows:,} rows"
+        for side, sampled, rows in (
+            ("reference", result.reference_sampled, result.reference_rows),
+            ("current", result.current_sampled, result.current_rows),
+        )
+        if sampled is not None
+    ]
+    return "Figures computed on " + "; ".join(sides) + " (components/steps/drift_data.py)." if sides else ""
 
 
 def _combined_report(result: DriftResult) -> str:
@@ -109,7 +127,6 @@ def _combined_report(result: DriftResult) -> str:
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>Data drift</title></head><body>"
         f"<h1>Data drift: {html.escape(result.summary())}</h1>"
-        f"<p>Evidently's DataDriftPreset (KS, chi-squared), the features tested in {len(frames)} parallel groups.</p>"
-        + "".join(frames)
-        + "</body></html>\n"
+        f"<p>Evidently's DataDriftPreset (KS, chi-squared), the features tested in {len(frames)} parallel groups."
+        f" {html.escape(sample_note(result))}</p>" + "".join(frames) + "</body></html>\n"
     )
