@@ -31,6 +31,8 @@ SMOKE = {
     "serving_bench.py": (["--requests", "30", "--seconds", "0.3"], '"serving"'),
     "request_path_bench.py": (["--rows", "3000", "--requests", "30"], "decision log adds at most 5% to p99: "),
     "drift_bench.py": (["--rows", "3000"], "x floor"),
+    # evaluate and drift each in a fresh process beside its floor and the whole read; 10M's goal is not measured
+    "memory_bench.py": (["--rows", "3000"], "over floor MB"),
     # validate and materialize beside their floors; the floor's verdicts must equal the step's or it fails
     "floors_bench.py": (["--rows", "3000"], "materialize's floor: the join"),
     # the local Ray engine beside the single-node one; the equality goal is met or the run fails

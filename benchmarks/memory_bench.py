@@ -1,0 +1,224 @@
+"""Peak memory of the evaluate and drift steps, each alone in a fresh process (issue 33).
+
+Each step is a pod of its own on the cluster, so each runs here in an interpreter of its own, on
+the fraud generator's data (`benchmarks/bench.py` generate_raw) at `--rows`:
+  evaluate   the real step (components/steps/evaluate.py) on a holdout of ROWS rows (the raw
+             transactions: the features, the label and the other columns materialize's sets carry),
+             an XGBoost model trained on 100k rows of other data;
+  drift      the real step (components/steps/drift.py) against a champion in a sqlite MLflow
+             registry whose training set (its reference) holds ROWS rows of the features, and a
+             current window of ROWS raw rows; no Pushgateway.
+Beside each, measured in the same run: its floor (a fresh process importing what the step imports
+and reading nothing) and the whole read it replaced (the same imports, then pandas reading the
+inputs whole, as the steps read them before issue 33: the least the old steps could peak at).
+The goal (docs/performance.md, "Memory against rows"): each step's peak RSS at 10M rows at most
+3 GB; printed met or MISSED at 10M rows, "not measured" below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as a script: the repository's packages
+    sys.path.insert(0, str(REPO))
+
+GOAL_MB = 3_000
+GOAL_ROWS = 10_000_000
+FEATURES = ["amount", "merchant_category", "txn_count_1h", "txn_count_24h", "amount_avg_7d", "seconds_since_last_txn"]
+LABEL = "is_fraud"
+MODEL = "memory-bench"
+
+
+def _peak_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("/proc/self/status has no VmHWM")
+
+
+def _measured(call: Callable[[], Any]) -> dict[str, float]:
+    started = time.perf_counter()
+    call()
+    return {"seconds": time.perf_counter() - started, "peak_mb": _peak_mb()}
+
+
+def _in_child(name: str, arguments: dict[str, Any]) -> dict[str, float]:
+    """`name` in a fresh interpreter (spawn): its seconds and its peak RSS."""
+    with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
+        figures: dict[str, float] = pool.apply(_run, (name, arguments))
+    return figures
+
+
+def _run(name: str, arguments: dict[str, Any]) -> dict[str, float]:
+    os.environ.update(arguments.get("environment", {}))
+    return _measured(lambda: RUNS[name](arguments))
+
+
+def _evaluate_floor(arguments: dict[str, Any]) -> None:
+    import sklearn.metrics  # noqa: F401
+    import xgboost  # noqa: F401
+
+    import components.steps.evaluate  # noqa: F401
+
+
+def _evaluate_whole(arguments: dict[str, Any]) -> None:
+    import pandas as pd
+
+    _evaluate_floor(arguments)
+    frame = pd.read_parquet(arguments["holdout"])
+    frame[FEATURES].to_numpy(dtype="float32")
+
+
+def _evaluate(arguments: dict[str, Any]) -> None:
+    from components.config import EvaluateSettings
+    from components.steps.evaluate import evaluate
+
+    out = Path(arguments["out"])
+    evaluate(arguments["model"], arguments["metadata"], arguments["holdout"], str(out / "metrics.json"),
+             str(out / "roc.png"), str(out / "pr.png"), settings=EvaluateSettings(threshold=0.0))  # fmt: skip
+
+
+def _drift_floor(arguments: dict[str, Any]) -> None:
+    import evidently.presets  # noqa: F401
+    import mlflow  # noqa: F401
+
+    import components.steps.drift  # noqa: F401
+
+
+def _drift_whole(arguments: dict[str, Any]) -> None:
+    import pandas as pd
+
+    _drift_floor(arguments)
+    pd.read_parquet(arguments["reference"])
+    pd.read_parquet(arguments["current"])
+
+
+def _drift(arguments: dict[str, Any]) -> None:
+    from components.config import DriftSettings
+    from components.steps.drift import drift
+
+    out = Path(arguments["out"])
+    drift(arguments["current"], str(out / "table.json"), str(out / "report.html"), str(out / "plot.png"),
+          settings=DriftSettings(categorical_features=["merchant_category"]), pipeline="bench", model_name=MODEL,
+          experiment="memory-bench")  # fmt: skip
+
+
+RUNS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "evaluate floor": _evaluate_floor,
+    "evaluate whole read": _evaluate_whole,
+    "evaluate": _evaluate,
+    "drift floor": _drift_floor,
+    "drift whole read": _drift_whole,
+    "drift": _drift,
+}
+
+
+def _model(work: Path, seed: int) -> tuple[str, str]:
+    """An XGBoost model trained by the train step on 100k rows of other data."""
+    from benchmarks.bench import generate_raw
+    from components.steps.train import train
+    from components.train_settings import TrainSettings
+
+    generate_raw(100_000, seed + 1000, work / "train.parquet")
+    train(str(work / "train.parquet"), str(work / "model"), str(work / "metadata.json"), features=FEATURES,
+          label_column=LABEL, settings=TrainSettings(params={"num_boost_round": 60}, device="cpu"))  # fmt: skip
+    return str(work / "model"), str(work / "metadata.json")
+
+
+def _champion(tracking_uri: str, reference: Path) -> None:
+    """A registered version whose run holds `reference` where register keeps the training set."""
+    from mlflow import MlflowClient
+
+    from components.steps.register import REFERENCE_ARTIFACT
+
+    client = MlflowClient(tracking_uri)
+    experiment = client.create_experiment(MODEL)
+    run = client.create_run(experiment)
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / Path(REFERENCE_ARTIFACT).name
+        target.symlink_to(reference)
+        client.log_artifact(run.info.run_id, str(target), str(Path(REFERENCE_ARTIFACT).parent))
+    client.set_terminated(run.info.run_id)
+    client.create_registered_model(MODEL)
+    version = client.create_model_version(MODEL, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+    client.set_registered_model_alias(MODEL, "champion", version.version)
+
+
+def _data(rows: int, seed: int, folder: Path) -> tuple[Path, Path]:
+    """The raw data (one file, or past bench's chunk size a folder) and the reference: its features."""
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    from benchmarks.bench import CHUNK_ROWS, generate_raw
+
+    raw = folder / (f"raw-{rows}.parquet" if rows <= CHUNK_ROWS else f"raw-{rows}")
+    if not raw.exists():
+        generate_raw(rows, seed, raw)
+    reference = folder / f"reference-{rows}.parquet"
+    if not reference.exists():
+        dataset = ds.dataset(raw)
+        with pq.ParquetWriter(reference, dataset.schema.empty_table().select(FEATURES).schema) as writer:
+            for batch in dataset.to_batches(columns=FEATURES, batch_size=500_000):
+                writer.write_batch(batch)
+    return raw, reference
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--data", help="a folder to keep the generated data in (reused when present)")
+    parser.add_argument("--steps", default="evaluate,drift")
+    args = parser.parse_args(argv)
+    steps = [step for step in args.steps.split(",") if step]
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        folder = Path(args.data) if args.data else work
+        folder.mkdir(parents=True, exist_ok=True)
+        raw, reference = _data(args.rows, args.seed, folder)
+        holdout = raw  # evaluate's holdout: ROWS rows of the same shape (a pipeline's holdout is a fraction)
+        model, metadata = _model(work, args.seed)
+        tracking = f"sqlite:///{work}/mlflow.db"
+        _champion(tracking, reference)
+        environment = {"MLFLOW_TRACKING_URI": tracking, "MLOPS_PUSHGATEWAY_URL": "", "DO_NOT_TRACK": "1"}
+        arguments = {
+            "model": model, "metadata": metadata, "holdout": str(holdout), "reference": str(reference),
+            "current": str(raw), "out": str(work), "environment": environment,
+        }  # fmt: skip
+        results: dict[str, dict[str, float]] = {}
+        for step in steps:
+            for what in (f"{step} floor", f"{step} whole read", step):
+                results[what] = _in_child(what, arguments)
+    print(f"evaluate and drift, each alone in a fresh process, {args.rows:,} rows")
+    print(f"{'what':<22} {'peak MB':>9} {'seconds':>8} {'over floor MB':>14}")
+    for step in steps:
+        floor = results[f"{step} floor"]["peak_mb"]
+        for what in (f"{step} floor", f"{step} whole read", step):
+            figures = results[what]
+            print(
+                f"{what:<22} {figures['peak_mb']:9,.0f} {figures['seconds']:8.1f} {figures['peak_mb'] - floor:14,.0f}"
+            )
+    for step in steps:
+        peak = results[step]["peak_mb"]
+        if args.rows >= GOAL_ROWS:
+            verdict = "met" if peak <= GOAL_MB else "MISSED"
+            print(f"goal: {step} at {args.rows:,} rows at most {GOAL_MB:,} MB: {peak:,.0f} MB, {verdict}")
+        else:
+            print(f"goal: {step} at 10M rows at most {GOAL_MB:,} MB: not measured at this size ({peak:,.0f} MB)")
+    print(json.dumps({what: figures for what, figures in results.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
