@@ -136,14 +136,15 @@ def _model(work: Path, seed: int) -> tuple[str, str]:
     return str(work / "model"), str(work / "metadata.json")
 
 
-def _champion(tracking_uri: str, reference: Path) -> None:
-    """A registered version whose run holds `reference` where register keeps the training set."""
+def _champion(tracking_uri: str, reference: Path, artifacts: Path) -> None:
+    """A registered version whose run holds `reference` where register keeps the training set
+    (the run's artifacts under `artifacts`, not MLflow's default ./mlruns)."""
     from mlflow import MlflowClient
 
     from components.steps.register import REFERENCE_ARTIFACT
 
     client = MlflowClient(tracking_uri)
-    experiment = client.create_experiment(MODEL)
+    experiment = client.create_experiment(MODEL, artifact_location=artifacts.as_uri())
     run = client.create_run(experiment)
     with tempfile.TemporaryDirectory() as tmp:
         target = Path(tmp) / Path(REFERENCE_ARTIFACT).name
@@ -190,8 +191,9 @@ def main(argv: list[str] | None = None) -> int:
         holdout = raw  # evaluate's holdout: ROWS rows of the same shape (a pipeline's holdout is a fraction)
         model, metadata = _model(work, args.seed)
         tracking = f"sqlite:///{work}/mlflow.db"
-        _champion(tracking, reference)
-        environment = {"MLFLOW_TRACKING_URI": tracking, "MLOPS_PUSHGATEWAY_URL": "", "DO_NOT_TRACK": "1"}
+        _champion(tracking, reference, work / "artifacts")
+        environment = {"MLFLOW_TRACKING_URI": tracking, "MLOPS_PUSHGATEWAY_URL": "", "DO_NOT_TRACK": "1",
+                       "MLOPS_HOME": str(work / "home")}  # fmt: skip
         arguments = {
             "model": model, "metadata": metadata, "holdout": str(holdout), "reference": str(reference),
             "current": str(raw), "out": str(work), "environment": environment,
