@@ -72,6 +72,12 @@ class TrainSettings(_Settings):
     distributed: DistributedSettings | None = Field(
         None, description="Unset: one process. Set: N workers, each on its shard of the training set."
     )
+    batch_rows: int = Field(
+        1_000_000,
+        ge=1,
+        description="xgboost reads the Parquet training set (a worker: its shard) this many rows at a time, so "
+        "memory holds one batch, not the set (components/steps/train_batches.py); the other kinds read it whole.",
+    )
 
     @field_validator("model_type")
     @classmethod

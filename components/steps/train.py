@@ -16,6 +16,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -27,7 +28,7 @@ from components.config import TrainSettings
 from components.errors import ComponentError
 from components.handoffs import TrainingMetadata
 from components.model_kinds import ModelKind, model_kind, require_objective
-from components.steps import distributed, trainjob
+from components.steps import distributed, train_batches, trainjob
 from components.steps.distributed import World
 from components.steps.model_formats import resolve_device
 from components.steps.torchscript_export import export_torchscript, scaled_mlp
@@ -64,16 +65,21 @@ def _matrix(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Features and labels as float32 arrays, after checking them; `whole=False` for one worker's
     shard, where one class alone is fine (both classes are then checked over all shards)."""
+    _check_columns(frame, features, label)
+    return frame[features].to_numpy(dtype=np.float32), _labels(frame[label], label, objective, whole)
+
+
+def _check_columns(frame: pd.DataFrame, features: list[str], label: str) -> None:
+    """Every feature and the label present, the features numeric (`frame` may be the set's
+    schema alone, as an empty frame)."""
     require_columns(STEP, frame, [*features, label], "training set")
     non_numeric = [f for f in features if not pd.api.types.is_numeric_dtype(frame[f])]
     if non_numeric:
-        raise ComponentError(
-            STEP,
-            f"feature column(s) {non_numeric} are not numeric "
-            f"({', '.join(f'{c}: {frame[c].dtype}' for c in non_numeric)})",
-            "encode them as numbers upstream (e.g. category codes) or drop them from the features",
-        )
-    labels = frame[label]
+        raise train_batches.not_numeric({c: str(frame[c].dtype) for c in non_numeric})
+
+
+def _labels(labels: pd.Series, label: str, objective: str, whole: bool) -> np.ndarray:
+    """The label column checked for the objective, as float32."""
     if labels.isna().any():
         raise ComponentError(
             STEP,
@@ -81,14 +87,14 @@ def _matrix(
             "label every row upstream; validate should reject unlabelled data",
         )
     if objective == "multiclass":
-        return frame[features].to_numpy(dtype=np.float32), _class_labels(labels, label, whole)
+        return _class_labels(labels, label, whole)
     if objective == "regression":
         if not pd.api.types.is_numeric_dtype(labels):
             raise ComponentError(
                 STEP, f"label column '{label}' is {labels.dtype}, not numeric", "a regression target must be numeric"
             )
-        return frame[features].to_numpy(dtype=np.float32), labels.to_numpy(dtype=np.float32)
-    values = set(np.unique(labels.to_numpy()))
+        return np.asarray(labels, dtype=np.float32)
+    values = set(np.unique(labels.to_numpy()).tolist())  # Python numbers: the message shows [0, 1, 2]
     if not values <= {0, 1}:
         raise ComponentError(
             STEP,
@@ -97,7 +103,7 @@ def _matrix(
         )
     if whole and len(values) < 2:
         _single_class(label)
-    return frame[features].to_numpy(dtype=np.float32), labels.to_numpy(dtype=np.float32)
+    return np.asarray(labels, dtype=np.float32)
 
 
 def _class_labels(labels: pd.Series, label: str, whole: bool) -> np.ndarray:
@@ -128,7 +134,7 @@ def _label_totals(y: np.ndarray, objective: str, label: str, world: World, reduc
 
 
 def train_xgboost(
-    x: np.ndarray,
+    x: np.ndarray | train_batches.ParquetShard,
     y: np.ndarray,
     features: list[str],
     params: dict[str, Any],
@@ -138,9 +144,12 @@ def train_xgboost(
     objective: str,
     world: World = distributed.SINGLE,
     label: str = "label",
+    batch_rows: int = train_batches.BATCH_ROWS,
 ) -> tuple[dict[str, Any], int, tuple[float, float, float]]:
     """Train with `hist`; across workers through XGBoost's collective, each on its shard (the
-    histograms are summed over the workers, so every worker ends with the same trees)."""
+    histograms are summed over the workers, so every worker ends with the same trees). `x` is
+    the features in memory, or this worker's rows of the Parquet set, read `batch_rows` at a time
+    (components/steps/train_batches.py)."""
     import xgboost as xgb
 
     settings = {**XGBOOST_DEFAULTS, **params}
@@ -164,7 +173,11 @@ def train_xgboost(
             "seed": seed,
             **{key: value for key, value in settings.items()},
         }
-        matrix = xgb.QuantileDMatrix(x, label=y, feature_names=features)
+        matrix = (
+            xgb.QuantileDMatrix(x, label=y, feature_names=features)
+            if isinstance(x, np.ndarray)
+            else train_batches.quantile_matrix(x, y, features, batch_rows)
+        )
         booster = xgb.train(booster_params, matrix, num_boost_round=rounds)
         if world.leader:
             with artifacts.atomic_path(model_path, suffix=".json") as tmp:
@@ -321,7 +334,9 @@ def train(
     section. The objective is binary (a probability of the positive class), regression (a number) or
     multiclass (labels 0..k-1, k class probabilities; k is train.num_classes or the labels').
     `train_set_sha256` is the digest materialize's lineage record holds for the set: every worker
-    refuses a set with other bytes (components/lineage.py: require_recorded).
+    refuses a set with other bytes (components/lineage.py: require_recorded). XGBoost reads the
+    Parquet set `settings.batch_rows` rows at a time (components/steps/train_batches.py); the
+    other kinds read it whole.
     """
     model_type, objective, seed, device = settings.model_type, settings.objective, settings.seed, settings.device
     kind = model_kind(model_type)
@@ -341,22 +356,15 @@ def train(
         arguments = (train_set, model_out, metadata_out, tuple(features), label_column, settings, train_set_sha256)
         return _launch(TrainArguments(*arguments))
     chosen = resolve_device(device)
-    frame = distributed.read_shard(train_set, world, "training set")
-    x, y = _matrix(frame, features, label_column, objective, whole=world.size == 1)
-    params = _restore_integers(dict(settings.params))
-    started = time.perf_counter()
-    if model_type == "xgboost":
-        used, passes, totals = train_xgboost(
-            x, y, features, params or {}, seed, chosen, model_out, objective, world, label_column
-        )
-    elif model_type == "pytorch_mlp":
-        used, passes, totals = train_mlp(x, y, params or {}, seed, chosen, model_out, objective, world, label_column)
+    params = _restore_integers(dict(settings.params)) or {}
+    if model_type == "xgboost" and not str(train_set).endswith(".csv"):
+        fitted = _xgboost_in_batches(train_set, features, label_column, settings, params, chosen, model_out, world)
     else:
-        used, passes, totals = _fit_kind(kind, x, y, params or {}, settings, chosen, model_out, label_column)
-    seconds = time.perf_counter() - started
+        fitted = _fit_in_memory(kind, train_set, features, label_column, settings, params, chosen, model_out, world)
+    used, passes, totals, seconds = fitted.used, fitted.passes, fitted.totals, fitted.seconds
     rows, label_sum = int(totals[0]), totals[1]
     if not world.leader:  # the leader writes the model and the metadata
-        return {"step": STEP, "worker": world.rank, "workers": world.size, "shard_rows": len(y)}
+        return {"step": STEP, "worker": world.rank, "workers": world.size, "shard_rows": fitted.shard_rows}
     metadata: TrainingMetadata = {
         "model_type": model_type,
         "objective": objective,
@@ -370,7 +378,7 @@ def train(
         "positive_rate": label_sum / rows if objective == "binary" else None,
         "label_mean": label_sum / rows,
         "training_data_sha256": artifacts.sha256_uri(train_set),
-        "data_window": _window(frame if world.size == 1 else None, train_set),
+        "data_window": fitted.window,
         "model_sha256": artifacts.sha256_uri(model_out),
         "train_seconds": round(seconds, 3),
         "rows_per_second": round(rows / max(seconds, 1e-9), 1),
@@ -386,6 +394,86 @@ def train(
     return _summary(metadata)
 
 
+@dataclass(frozen=True)
+class _Fitted:
+    """What fitting leaves for the metadata: the parameters used, the passes over the data, the
+    label totals over every shard, the training seconds, this shard's rows, the set's window."""
+
+    used: dict[str, Any]
+    passes: int
+    totals: tuple[float, float, float]
+    seconds: float
+    shard_rows: int
+    window: list[str] | None
+
+
+def _xgboost_in_batches(
+    train_set: str,
+    features: list[str],
+    label: str,
+    settings: TrainSettings,
+    params: dict[str, Any],
+    device: str,
+    model_out: str,
+    world: World,
+) -> _Fitted:
+    """XGBoost on the Parquet set read in batches: the schema and the label column are checked
+    as the in-memory path checks them, then the quantized matrix is built from `settings.batch_rows`-row
+    batches of this worker's rows (the seconds count that reading: it is how the matrix is built)."""
+    if not artifacts.exists(train_set):
+        raise ComponentError(
+            STEP, f"training set not found at {train_set}", "check the path or URI; run the upstream step first"
+        )
+    with artifacts.fetched(train_set) as path:
+        shard = train_batches.open_shard(path, train_set, world, "training set")
+        _check_columns(shard.empty_frame(), features, label)
+        y = _labels(shard.column(label), label, settings.objective, world.size == 1)
+        started = time.perf_counter()
+        used, passes, totals = train_xgboost(
+            shard,
+            y,
+            features,
+            params,
+            settings.seed,
+            device,
+            model_out,
+            settings.objective,
+            world,
+            label,
+            settings.batch_rows,
+        )
+        seconds = time.perf_counter() - started
+        window = train_batches.data_window(None, str(path)) if world.leader else None
+    return _Fitted(used, passes, totals, seconds, len(y), window)
+
+
+def _fit_in_memory(
+    kind: ModelKind,
+    train_set: str,
+    features: list[str],
+    label: str,
+    settings: TrainSettings,
+    params: dict[str, Any],
+    device: str,
+    model_out: str,
+    world: World,
+) -> _Fitted:
+    """The other kinds (and XGBoost on a CSV set): the set, or this worker's shard, in memory."""
+    model_type, objective, seed = settings.model_type, settings.objective, settings.seed
+    frame = distributed.read_shard(train_set, world, "training set")
+    x, y = _matrix(frame, features, label, objective, whole=world.size == 1)
+    started = time.perf_counter()
+    if model_type == "xgboost":
+        used, passes, totals = train_xgboost(x, y, features, params, seed, device, model_out, objective, world, label)
+    elif model_type == "pytorch_mlp":
+        used, passes, totals = train_mlp(x, y, params, seed, device, model_out, objective, world, label)
+    else:
+        used, passes, totals = _fit_kind(kind, x, y, params, settings, device, model_out, label)
+    seconds = time.perf_counter() - started
+    window = train_batches.data_window(frame if world.size == 1 else None, train_set) if world.leader else None
+    return _Fitted(used, passes, totals, seconds, len(y), window)
+
+
 def _summary(metadata: TrainingMetadata) -> dict[str, Any]:
     keys = ("model_type", "device", "training_rows", "train_seconds", "rows_per_second", "passes")
     return {
@@ -393,22 +481,6 @@ def _summary(metadata: TrainingMetadata) -> dict[str, Any]:
         **{k: metadata[k] for k in (*keys, "row_passes_per_second", "model_sha256")},  # type: ignore[literal-required]
         **({"distributed": metadata["distributed"]} if "distributed" in metadata else {}),
     }
-
-
-def _window(frame: pd.DataFrame | None, train_set: str) -> list[str] | None:
-    """The first and last event time of the training set (of the whole set: a worker's frame is
-    its shard, so the leader then reads the time column alone)."""
-    if frame is None:
-        import pyarrow.parquet as pq
-
-        with artifacts.fetched(train_set) as path:
-            schema = pq.read_schema(path)
-            columns = [field.name for field in schema if str(field.type).startswith("timestamp")]
-            frame = pd.read_parquet(path, columns=columns[:1])
-    timestamps = frame.select_dtypes(include=["datetimetz", "datetime"])
-    if timestamps.empty:
-        return None
-    return [timestamps.iloc[:, 0].min().isoformat(), timestamps.iloc[:, 0].max().isoformat()]
 
 
 def _launch(arguments: TrainArguments) -> dict[str, Any]:
