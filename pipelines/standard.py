@@ -45,12 +45,13 @@ TRAIN_ON_ONE_GPU = Resources(cpu="4", memory="8Gi", gpu=1)  # train (XGBoost) ro
 # share plus that limit, not a multiple of the rows (docs/performance.md, "Memory against rows").
 VALIDATE = Resources(cpu="2", memory="2Gi")  # validate (GX, batches) row: 1,715 MB at 10M rows
 MATERIALIZE = Resources(cpu="2", memory="4Gi")  # materialize (Feast + DuckDB) row: 1,943 MB at 10M rows
-EVALUATE = Resources(cpu="2", memory="8Gi")  # evaluate row: 5,901 MB at 10M rows
+# evaluate scores the holdout in batches and keeps its labels and predictions (components/steps/evaluate.py)
+EVALUATE = Resources(cpu="2", memory="4Gi")  # evaluate row: 1,928 MB at 10M rows
 REGISTER = Resources(cpu="1", memory="8Gi")  # register (MLflow) row: 5,075 MB at 10M rows
 PROMOTE = Resources(cpu="1", memory="8Gi")  # promote row: 5,079 MB at 10M rows
-# Not in the table: drift reads the same data as validate plus the champion's training set
-# (docs/monitoring.md's drift_bench); hold and notify read nothing.
-DRIFT = Resources(cpu="2", memory="8Gi")
+# drift compares samples of at most 1M rows per side (components/steps/drift_data.py); hold and
+# notify read nothing.
+DRIFT = Resources(cpu="2", memory="2Gi")  # drift row: 1,161 MB at 10M rows (6 features)
 HOLD = Resources(cpu="100m", memory="128Mi")
 NOTIFY = Resources(cpu="1", memory="512Mi")
 
