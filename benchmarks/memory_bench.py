@@ -126,7 +126,8 @@ RUNS: dict[str, Callable[[dict[str, Any]], None]] = {
 
 def _model(work: Path, seed: int) -> tuple[str, str]:
     """An XGBoost model trained by the train step on 100k rows of other data."""
-    from benchmarks.bench import generate_raw
+    from bench import generate_raw  # this folder's bench.py, as floors_bench imports it
+
     from components.steps.train import train
     from components.train_settings import TrainSettings
 
@@ -160,8 +161,7 @@ def _data(rows: int, seed: int, folder: Path) -> tuple[Path, Path]:
     """The raw data (one file, or past bench's chunk size a folder) and the reference: its features."""
     import pyarrow.dataset as ds
     import pyarrow.parquet as pq
-
-    from benchmarks.bench import CHUNK_ROWS, generate_raw
+    from bench import CHUNK_ROWS, generate_raw
 
     raw = folder / (f"raw-{rows}.parquet" if rows <= CHUNK_ROWS else f"raw-{rows}")
     if not raw.exists():
