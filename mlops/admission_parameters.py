@@ -19,9 +19,10 @@ when a committed Constraint drifts from them, so each fact has one source:
 - workflow-metrics-label-their-own-namespace: the metric labels the owners' routes match on
   (pipelines/alerting.py) that the platform's own run counter fills from the workflow itself
   (pipelines/argo_metrics.py: `namespace: {{workflow.namespace}}`), each with that one value.
-- production-promotion-evidence: only its `appliers`, the identities that apply a recorded sign-off
-  (components/steps/promote_identity.py APPLIERS, which `mlops promote` checks the kubeconfig against);
-  its thresholds are the policy's own.
+- production-promotion-evidence: its `appliers`, the identities that apply a recorded sign-off
+  (components/steps/promote_identity.py APPLIERS, which `mlops promote` checks the kubeconfig against),
+  and `servedBytes`, the predictor's variable and the annotation promote renders the artifact's sha256
+  into (components/serving/served_bytes.py); its thresholds are the policy's own.
 - protected-service-accounts-run-only-by-the-platform: the ServiceAccounts only the platform runs as
   (promote_identity.ANALYST_SERVICE_ACCOUNT, which the promotion guard trusts as an applier) and who
   installs what runs as them: PLATFORM_DEPLOYERS, the GitOps agents of promote_identity, and Argo's
@@ -323,6 +324,13 @@ def _promotion_appliers() -> list[str]:
     return promotion_appliers()
 
 
+def _served_bytes() -> dict[str, str]:
+    """The predictor's variable and the annotation promote renders the artifact's sha256 into."""
+    from components.serving.served_bytes import ARTIFACT_SHA256_ANNOTATION, EXPECTED_SHA256_ENV
+
+    return {"env": EXPECTED_SHA256_ENV, "annotation": ARTIFACT_SHA256_ANNOTATION}
+
+
 def _excluded_serving_namespaces() -> list[str]:
     return [*NEVER_MATCHED_NAMESPACES, *SERVING_SYSTEM_NAMESPACES]
 
@@ -341,7 +349,10 @@ GENERATED: dict[str, dict[str, Callable[[], Any]]] = {
         "parameters": workflow_metric_label_parameters,
         "excludedNamespaces": _never_matched_namespaces,
     },
-    "production-promotion-evidence": {"parameters.appliers": _promotion_appliers},
+    "production-promotion-evidence": {
+        "parameters.appliers": _promotion_appliers,
+        "parameters.servedBytes": _served_bytes,
+    },
     "protected-service-accounts-run-only-by-the-platform": {
         "parameters": protected_service_account_parameters,
         "excludedNamespaces": _never_matched_namespaces,

@@ -47,7 +47,7 @@ from components.steps.promote import (
     render_inference_service,
 )
 from components.steps.promote_canary import is_standard, standard_service
-from components.steps.promote_identity import check_signer
+from components.steps.promote_identity import GITOPS_APPLIER, check_signer
 from components.steps.promote_signoff import check_sign_off, trainer_of
 from components.steps.serving_authorization import serving_objects
 from mlops.admission import POLICY_DIR, PolicySet
@@ -241,6 +241,8 @@ def execute(request: Request, target: Target) -> Outcome:
     if rendered.stage == "production" and target.kind == "kubernetes":
         requester = target.kube.identity()
         check_signer(requester, rendered.signed_off_by)
+    elif target.kind == "gitops":  # the agent applies the folder's service over the one it holds
+        requester = GITOPS_APPLIER
     root = request.serving_root or services.serving_root("promote")
 
     def render(number: int, percent: int | None) -> dict[str, Any]:
@@ -271,7 +273,9 @@ def execute(request: Request, target: Target) -> Outcome:
     denied = (
         []
         if request.policies is None
-        else PolicySet(request.policies).violations(service, user=requester, old=live)  # live: an UPDATE of it
+        else PolicySet(request.policies).violations(
+            service, user=requester, old=target.stored(namespace, request.model, live)
+        )  # an UPDATE of what serves, on the cluster or in the GitOps folder
     )
     if denied:
         raise _refuse(

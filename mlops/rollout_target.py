@@ -56,6 +56,18 @@ class Target:
     def live(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.kube.get_inference_service(namespace, name) if self.kind == "kubernetes" else None
 
+    def stored(self, namespace: str, name: str, live: dict[str, Any] | None) -> dict[str, Any] | None:
+        """What the new service replaces, as admission will see it (review.oldObject): the cluster's
+        live object, or the service this GitOps folder holds, which its agent applies the new one over."""
+        if self.kind == "kubernetes":
+            return live
+        if self.kind == "gitops" and self.folder is not None:
+            path = self.folder / namespace / f"{name}.inferenceservice.yaml"
+            if path.is_file():
+                stored: dict[str, Any] = yaml.safe_load(path.read_text())
+                return stored
+        return None
+
     def apply(self, objects: list[dict[str, Any]], live: dict[str, Any] | None = None) -> str:
         """Write the InferenceService (objects[0]) and who may call it (the AuthorizationPolicy and
         NetworkPolicy after it, components.steps.serving_authorization.serving_objects). On a cluster the

@@ -13,7 +13,8 @@ The trust chain, from what the tenant key cannot write to what Triton loads:
 2. `promote` renders that sha256, from the registration alone, into the InferenceService: the
    `artifact-sha256` annotation and the predictor's environment variable `MLOPS_ARTIFACT_SHA256`
    (`EXPECTED_SHA256_ENV`). The InferenceService lives in the Kubernetes API, which an S3 key cannot
-   write; a production one is admitted only with its sign-off (manifests/policies/promotion-guard.yaml).
+   write; a production one is admitted only with its sign-off, and any one only with the variable
+   equal to the annotation (manifests/policies/promotion-guard.yaml).
 3. KServe's storage initializer downloads the storageUri into /mnt/models with the read-only key.
 4. The runtime's command (manifests/base/serving/triton-runtime.yaml) is this file, copied into the
    Triton image (images/triton/Containerfile): before exec'ing tritonserver it hashes the one model
@@ -39,6 +40,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 __all__ = [
+    "ARTIFACT_SHA256_ANNOTATION",
     "EXPECTED_SHA256_ENV",
     "REFUSED_EXIT_CODE",
     "ServedBytesError",
@@ -48,6 +50,9 @@ __all__ = [
 
 EXPECTED_SHA256_ENV = "MLOPS_ARTIFACT_SHA256"
 """The predictor's environment variable promote renders from the registration's artifact_sha256."""
+ARTIFACT_SHA256_ANNOTATION = "artifact-sha256"
+"""The InferenceService annotation (under the platform's prefix) promote renders from the same value;
+the promotion guard admits a service only where the two are equal (manifests/policies/promotion-guard.yaml)."""
 REFUSED_EXIT_CODE = 2
 """components.errors.PERMANENT_EXIT_CODE (a restart gives the same answer); not imported: this file
 runs alone in the Triton image."""

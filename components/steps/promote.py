@@ -31,7 +31,7 @@ from components.handoffs import PromoteResult, Registration, read_registration
 from components.model_kinds import kind_of_format
 from components.platform import services
 from components.platform.readonly import READER_VARIABLES
-from components.serving.served_bytes import EXPECTED_SHA256_ENV
+from components.serving.served_bytes import ARTIFACT_SHA256_ANNOTATION, EXPECTED_SHA256_ENV
 from components.serving.triton_config import RepositoryError, backend_of, parse_config
 from components.steps import serving_authorization as authz
 from components.steps.promote_canary import STANDARD_MODES, check_step_split, is_standard, stable_service
@@ -280,7 +280,7 @@ def render_inference_service(
         annotation("holdout-score"): f"{registration['gate']['value']:.6f}",
         annotation("model-card-url"): registration["model_card_uri"],
         annotation("mlflow-run-id"): registration["run_id"],
-        annotation("artifact-sha256"): registration["artifact_sha256"],
+        annotation(ARTIFACT_SHA256_ANNOTATION): registration["artifact_sha256"],
         annotation("registered-model"): f"{name}/{registration['version']}",
     }
     if deployment_mode == SERVERLESS:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from components.serving.served_bytes import EXPECTED_SHA256_ENV
 from mlops import admission
 from tests.conftest import REGISTRATION, REPO
 from tests.policies.policy_files import POLICIES, policy
@@ -88,6 +89,13 @@ def test_gpu_in_requests_only_counts_too(gpu: admission.Policy) -> None:
     assert gpu.violations(pod({"resources": {"requests": {"nvidia.com/gpu": "1"}}}))
 
 
+ARTIFACT = "a" * 64
+PINNED = {
+    "name": EXPECTED_SHA256_ENV,
+    "value": ARTIFACT,
+}  # promote's pair: tests/policies/test_served_bytes_admission.py
+
+
 def inference_service(**annotations: str) -> dict[str, Any]:
     prefix = "mlops.private-platform.io"
     return {
@@ -98,7 +106,7 @@ def inference_service(**annotations: str) -> dict[str, Any]:
             "labels": {f"{prefix}/stage": "production"},
             "annotations": {f"{prefix}/{k.replace('_', '-')}": v for k, v in annotations.items()},
         },
-        "spec": {"predictor": {"model": {"modelFormat": {"name": "triton"}}}},
+        "spec": {"predictor": {"model": {"modelFormat": {"name": "triton"}, "env": [PINNED]}}},
     }
 
 
@@ -110,6 +118,7 @@ EVIDENCE = {
     "mlflow_run_id": "0123456789abcdef0123456789abcdef",
     "trained_by": "bob@bank.internal",
     "signed_off_by": "alice@bank.internal",
+    "artifact_sha256": ARTIFACT,
 }
 
 
@@ -146,7 +155,7 @@ def test_regressor_is_held_to_its_error_bound(promotion: admission.Policy) -> No
 
 
 def test_staging_services_are_not_gated(promotion: admission.Policy) -> None:
-    staging = inference_service()
+    staging = inference_service(artifact_sha256=ARTIFACT)  # the pinned pair is checked at every stage
     staging["metadata"]["labels"]["mlops.private-platform.io/stage"] = "staging"
     assert promotion.violations(staging) == []
 

@@ -24,6 +24,7 @@ import pytest
 
 from components.errors import ComponentError
 from components.platform import model_registry
+from components.serving.served_bytes import EXPECTED_SHA256_ENV
 from components.steps.promote_identity import (
     ANALYST_SERVICE_ACCOUNT,
     APPLIERS,
@@ -54,7 +55,9 @@ EVIDENCE = {
     "mlflow-run-id": "0123456789abcdef0123456789abcdef",
     "trained-by": BOB,
     "signed-off-by": ALICE,
+    "artifact-sha256": "a" * 64,
 }
+PINNED = {"name": EXPECTED_SHA256_ENV, "value": "a" * 64}  # the variable promote pins to that annotation
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +77,7 @@ def service(**changes: str | None) -> dict[str, Any]:
             "labels": {f"{PREFIX}/stage": "production"},
             "annotations": {f"{PREFIX}/{k}": v for k, v in annotations.items() if v is not None},
         },
-        "spec": {"predictor": {"model": {"modelFormat": {"name": "triton"}}}},
+        "spec": {"predictor": {"model": {"modelFormat": {"name": "triton"}, "env": [PINNED]}}},
     }
 
 
