@@ -8,6 +8,8 @@ the fraud generator's data (`benchmarks/bench.py` generate_raw) at `--rows`:
   drift      the real step (components/steps/drift.py) against a champion in a sqlite MLflow
              registry whose training set (its reference) holds ROWS rows of the features, and a
              current window of ROWS raw rows; no Pushgateway.
+With `--multiclass`, evaluate scores a LightGBM multiclass model (3 classes: merchant_category
+modulo 4, 3 counted as 0; the other features) instead, which keeps 3 predictions a row.
 Beside each, measured in the same run: its floor (a fresh process importing what the step imports
 and reading nothing) and the whole read it replaced (the same imports, then pandas reading the
 inputs whole, as the steps read them before issue 33: the least the old steps could peak at).
@@ -36,6 +38,8 @@ GOAL_MB = 3_000
 GOAL_ROWS = 10_000_000
 FEATURES = ["amount", "merchant_category", "txn_count_1h", "txn_count_24h", "amount_avg_7d", "seconds_since_last_txn"]
 LABEL = "is_fraud"
+CLASS_FEATURES = [name for name in FEATURES if name != "merchant_category"]
+CLASS_LABEL = "merchant_class"
 MODEL = "memory-bench"
 
 
@@ -66,10 +70,13 @@ def _run(name: str, arguments: dict[str, Any]) -> dict[str, float]:
 
 
 def _evaluate_floor(arguments: dict[str, Any]) -> None:
+    import importlib
+
     import sklearn.metrics  # noqa: F401
-    import xgboost  # noqa: F401
 
     import components.steps.evaluate  # noqa: F401
+
+    importlib.import_module("lightgbm" if arguments["multiclass"] else "xgboost")  # the model's library
 
 
 def _evaluate_whole(arguments: dict[str, Any]) -> None:
@@ -77,7 +84,7 @@ def _evaluate_whole(arguments: dict[str, Any]) -> None:
 
     _evaluate_floor(arguments)
     frame = pd.read_parquet(arguments["holdout"])
-    frame[FEATURES].to_numpy(dtype="float32")
+    frame[arguments["features"]].to_numpy(dtype="float32")
 
 
 def _evaluate(arguments: dict[str, Any]) -> None:
@@ -86,7 +93,8 @@ def _evaluate(arguments: dict[str, Any]) -> None:
 
     out = Path(arguments["out"])
     evaluate(arguments["model"], arguments["metadata"], arguments["holdout"], str(out / "metrics.json"),
-             str(out / "roc.png"), str(out / "pr.png"), settings=EvaluateSettings(threshold=0.0))  # fmt: skip
+             str(out / "roc.png"), str(out / "pr.png"),
+             settings=EvaluateSettings(gate_metric=arguments["gate"], threshold=0.0))  # fmt: skip
 
 
 def _drift_floor(arguments: dict[str, Any]) -> None:
@@ -124,17 +132,46 @@ RUNS: dict[str, Callable[[dict[str, Any]], None]] = {
 }
 
 
-def _model(work: Path, seed: int) -> tuple[str, str]:
-    """An XGBoost model trained by the train step on 100k rows of other data."""
+def _model(work: Path, seed: int, multiclass: bool) -> tuple[str, str]:
+    """A model trained by the train step on 100k rows of other data: XGBoost binary, or LightGBM
+    multiclass on `_classes`'s label."""
     from bench import generate_raw  # this folder's bench.py, as floors_bench imports it
 
     from components.steps.train import train
     from components.train_settings import TrainSettings
 
     generate_raw(100_000, seed + 1000, work / "train.parquet")
-    train(str(work / "train.parquet"), str(work / "model"), str(work / "metadata.json"), features=FEATURES,
-          label_column=LABEL, settings=TrainSettings(params={"num_boost_round": 60}, device="cpu"))  # fmt: skip
+    if multiclass:
+        _classes(work / "train.parquet", work / "train-classes.parquet")
+        settings = TrainSettings(model_type="lightgbm", objective="multiclass", params={"num_boost_round": 30})
+        source, label, features = work / "train-classes.parquet", CLASS_LABEL, CLASS_FEATURES
+    else:
+        settings = TrainSettings(params={"num_boost_round": 60})
+        source, label, features = work / "train.parquet", LABEL, FEATURES
+    train(str(source), str(work / "model"), str(work / "metadata.json"), features=features, label_column=label,
+          settings=settings.model_copy(update={"device": "cpu"}))  # fmt: skip
     return str(work / "model"), str(work / "metadata.json")
+
+
+def _classes(raw: Path, target: Path) -> None:
+    """The raw data's features but merchant_category, and a 3-class label made from it, a batch at a time."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    partial = target.with_name(target.name + ".partial")  # renamed when whole: a killed run leaves no half file
+    writer = None
+    for batch in ds.dataset(raw).to_batches(columns=[*CLASS_FEATURES, "merchant_category"], batch_size=500_000):
+        code = pc.bit_wise_and(batch.column("merchant_category"), 3)
+        label = pc.if_else(pc.equal(code, 3), 0, code).cast(pa.int64())
+        table = pa.Table.from_arrays([*(batch.column(name) for name in CLASS_FEATURES), label],
+                                     names=[*CLASS_FEATURES, CLASS_LABEL])  # fmt: skip
+        writer = writer or pq.ParquetWriter(partial, table.schema)
+        writer.write_table(table)
+    if writer is not None:
+        writer.close()
+        partial.replace(target)
 
 
 def _champion(tracking_uri: str, reference: Path, artifacts: Path) -> None:
@@ -164,14 +201,17 @@ def _data(rows: int, seed: int, folder: Path) -> tuple[Path, Path]:
     from bench import CHUNK_ROWS, generate_raw
 
     raw = folder / (f"raw-{rows}.parquet" if rows <= CHUNK_ROWS else f"raw-{rows}")
-    if not raw.exists():
-        generate_raw(rows, seed, raw)
+    if not raw.exists():  # each written under another name and renamed when whole (kept for reuse)
+        generate_raw(rows, seed, raw.with_name(raw.name + ".partial"))
+        raw.with_name(raw.name + ".partial").replace(raw)
     reference = folder / f"reference-{rows}.parquet"
     if not reference.exists():
         dataset = ds.dataset(raw)
-        with pq.ParquetWriter(reference, dataset.schema.empty_table().select(FEATURES).schema) as writer:
+        partial = reference.with_name(reference.name + ".partial")
+        with pq.ParquetWriter(partial, dataset.schema.empty_table().select(FEATURES).schema) as writer:
             for batch in dataset.to_batches(columns=FEATURES, batch_size=500_000):
                 writer.write_batch(batch)
+        partial.replace(reference)
     return raw, reference
 
 
@@ -181,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--data", help="a folder to keep the generated data in (reused when present)")
     parser.add_argument("--steps", default="evaluate,drift")
+    parser.add_argument("--multiclass", action="store_true", help="evaluate a LightGBM multiclass model")
     args = parser.parse_args(argv)
     steps = [step for step in args.steps.split(",") if step]
     with tempfile.TemporaryDirectory() as tmp:
@@ -189,7 +230,11 @@ def main(argv: list[str] | None = None) -> int:
         folder.mkdir(parents=True, exist_ok=True)
         raw, reference = _data(args.rows, args.seed, folder)
         holdout = raw  # evaluate's holdout: ROWS rows of the same shape (a pipeline's holdout is a fraction)
-        model, metadata = _model(work, args.seed)
+        if args.multiclass:
+            holdout = folder / f"classes-{args.rows}.parquet"
+            if not holdout.exists():
+                _classes(raw, holdout)
+        model, metadata = _model(work, args.seed, args.multiclass)
         tracking = f"sqlite:///{work}/mlflow.db"
         _champion(tracking, reference, work / "artifacts")
         environment = {"MLFLOW_TRACKING_URI": tracking, "MLOPS_PUSHGATEWAY_URL": "", "DO_NOT_TRACK": "1",
@@ -197,12 +242,16 @@ def main(argv: list[str] | None = None) -> int:
         arguments = {
             "model": model, "metadata": metadata, "holdout": str(holdout), "reference": str(reference),
             "current": str(raw), "out": str(work), "environment": environment,
+            "features": CLASS_FEATURES if args.multiclass else FEATURES,
+            "gate": "accuracy" if args.multiclass else "roc_auc",
+            "multiclass": args.multiclass,
         }  # fmt: skip
         results: dict[str, dict[str, float]] = {}
         for step in steps:
             for what in (f"{step} floor", f"{step} whole read", step):
                 results[what] = _in_child(what, arguments)
-    print(f"evaluate and drift, each alone in a fresh process, {args.rows:,} rows")
+    model_kind = "LightGBM multiclass (3 classes)" if args.multiclass else "XGBoost binary"
+    print(f"evaluate ({model_kind}) and drift, each alone in a fresh process, {args.rows:,} rows")
     print(f"{'what':<22} {'peak MB':>9} {'seconds':>8} {'over floor MB':>14}")
     for step in steps:
         floor = results[f"{step} floor"]["peak_mb"]

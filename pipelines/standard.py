@@ -46,7 +46,7 @@ TRAIN_ON_ONE_GPU = Resources(cpu="4", memory="8Gi", gpu=1)  # train (XGBoost) ro
 VALIDATE = Resources(cpu="2", memory="2Gi")  # validate (GX, batches) row: 1,715 MB at 10M rows
 MATERIALIZE = Resources(cpu="2", memory="4Gi")  # materialize (Feast + DuckDB) row: 1,943 MB at 10M rows
 # evaluate scores the holdout in batches and keeps its labels and predictions (components/steps/evaluate.py)
-EVALUATE = Resources(cpu="2", memory="4Gi")  # evaluate row: 1,928 MB at 10M rows
+EVALUATE = Resources(cpu="2", memory="4Gi")  # evaluate row: 1,928 MB at 10M rows, 2,286 MB multiclass
 REGISTER = Resources(cpu="1", memory="8Gi")  # register (MLflow) row: 5,075 MB at 10M rows
 PROMOTE = Resources(cpu="1", memory="8Gi")  # promote row: 5,079 MB at 10M rows
 # drift compares samples of at most 1M rows per side (components/steps/drift_data.py); hold and
