@@ -39,7 +39,9 @@ GATE_FAILED = Condition(step="evaluate", output="passed", equals=False)
 # Each step's default sizes, from docs/performance.md's table at its largest measured run (10M rows,
 # the scale the nightly is sized for): the step's peak RSS rounded up to a power-of-two Gi with at
 # least 10% headroom. config.yaml's `resources` overrides them (components/resource_settings.py).
-TRAIN_ON_ONE_GPU = Resources(cpu="4", memory="8Gi", gpu=1)  # train (XGBoost) row: 6,328 MB at 10M rows
+# train (XGBoost) reads the set in 1M-row batches (components/steps/train_batches.py): 1,253 MB at 10M
+# rows alone in its process; 4Gi because the other model kinds still read it whole (2,359 MB at 10M)
+TRAIN_ON_ONE_GPU = Resources(cpu="4", memory="4Gi", gpu=1)  # train row of "Memory against rows"
 # validate and materialize are bounded (issue 33): GX on 1M-row batches, DuckDB under its memory_limit
 # (components/duckdb_session.py DEFAULT_MEMORY_LIMIT, 1 GB) spilling to disk; their peak is Python's
 # share plus that limit, not a multiple of the rows (docs/performance.md, "Memory against rows").
