@@ -28,7 +28,7 @@ import pytest
 import xgboost as xgb
 from sklearn.metrics import roc_auc_score
 
-from components.config import TrainSettings
+from components.config import DistributedSettings, TrainSettings
 from components.errors import ComponentError
 from components.steps import train_batches
 from components.steps.distributed import World, read_shard
@@ -186,3 +186,24 @@ def test_the_in_memory_checks_refuse_what_they_refused(tmp_path: Path) -> None:
     # the control: the same frame unbroken trains
     frame.to_parquet(tmp_path / "good.parquet", index=False)
     assert _step(tmp_path / "good.parquet", tmp_path / "good", batch_rows=1_000)[1]["training_rows"] == 3_000
+
+
+def test_two_workers_reading_their_shards_in_batches_train_the_one_batch_model(tmp_path: Path) -> None:
+    """Each XGBoost worker (its own process, the collective's sketches and histograms summed)
+    reads only its shard, here in 11 batches each: the same model bytes as one batch a worker."""
+    train_set = _training_set(tmp_path / "train.parquet")
+    models = []
+    for batch_rows in (ROWS, 997):
+        out = tmp_path / str(batch_rows)
+        settings = SETTINGS.model_copy(
+            update={
+                "batch_rows": batch_rows,
+                "distributed": DistributedSettings(workers=2, runtime="xgboost-distributed"),
+            }
+        )
+        summary = train(str(train_set), str(out / "model.json"), str(out / "metadata.json"), features=FEATURES,
+                        label_column=LABEL, settings=settings)  # fmt: skip
+        assert summary["distributed"] == {"runtime": "xgboost-distributed", "workers": 2}
+        assert summary["training_rows"] == ROWS
+        models.append((out / "model.json").read_bytes())
+    assert models[0] == models[1]
