@@ -357,10 +357,8 @@ def train(
         return _launch(TrainArguments(*arguments))
     chosen = resolve_device(device)
     params = _restore_integers(dict(settings.params)) or {}
-    if model_type == "xgboost" and not str(train_set).endswith(".csv"):
-        fitted = _xgboost_in_batches(train_set, features, label_column, settings, params, chosen, model_out, world)
-    else:
-        fitted = _fit_in_memory(kind, train_set, features, label_column, settings, params, chosen, model_out, world)
+    read = _from_csv if str(train_set).endswith(".csv") else _from_parquet
+    fitted = read(kind, train_set, features, label_column, settings, params, chosen, model_out, world)
     used, passes, totals, seconds = fitted.used, fitted.passes, fitted.totals, fitted.seconds
     rows, label_sum = int(totals[0]), totals[1]
     if not world.leader:  # the leader writes the model and the metadata
@@ -407,47 +405,7 @@ class _Fitted:
     window: list[str] | None
 
 
-def _xgboost_in_batches(
-    train_set: str,
-    features: list[str],
-    label: str,
-    settings: TrainSettings,
-    params: dict[str, Any],
-    device: str,
-    model_out: str,
-    world: World,
-) -> _Fitted:
-    """XGBoost on the Parquet set read in batches: the schema and the label column are checked
-    as the in-memory path checks them, then the quantized matrix is built from `settings.batch_rows`-row
-    batches of this worker's rows (the seconds count that reading: it is how the matrix is built)."""
-    if not artifacts.exists(train_set):
-        raise ComponentError(
-            STEP, f"training set not found at {train_set}", "check the path or URI; run the upstream step first"
-        )
-    with artifacts.fetched(train_set) as path:
-        shard = train_batches.open_shard(path, train_set, world, "training set")
-        _check_columns(shard.empty_frame(), features, label)
-        y = _labels(shard.column(label), label, settings.objective, world.size == 1)
-        started = time.perf_counter()
-        used, passes, totals = train_xgboost(
-            shard,
-            y,
-            features,
-            params,
-            settings.seed,
-            device,
-            model_out,
-            settings.objective,
-            world,
-            label,
-            settings.batch_rows,
-        )
-        seconds = time.perf_counter() - started
-        window = train_batches.data_window(None, str(path)) if world.leader else None
-    return _Fitted(used, passes, totals, seconds, len(y), window)
-
-
-def _fit_in_memory(
+def _from_parquet(
     kind: ModelKind,
     train_set: str,
     features: list[str],
@@ -458,20 +416,68 @@ def _fit_in_memory(
     model_out: str,
     world: World,
 ) -> _Fitted:
-    """The other kinds (and XGBoost on a CSV set): the set, or this worker's shard, in memory."""
-    model_type, objective, seed = settings.model_type, settings.objective, settings.seed
+    """The Parquet set (a worker: its shard) read in `settings.batch_rows`-row batches: the schema
+    and the label column are checked as the in-memory path checks them; XGBoost builds its
+    quantized matrix from the batches (the seconds count that reading: it is how the matrix is
+    built), the other kinds get one float32 matrix filled batch by batch, never a pandas frame."""
+    if not artifacts.exists(train_set):
+        raise ComponentError(
+            STEP, f"training set not found at {train_set}", "check the path or URI; run the upstream step first"
+        )
+    with artifacts.fetched(train_set) as path:
+        shard = train_batches.open_shard(path, train_set, world, "training set")
+        _check_columns(shard.empty_frame(), features, label)
+        y = _labels(shard.column(label), label, settings.objective, world.size == 1)
+        x = shard if kind.name == "xgboost" else train_batches.read_matrix(shard, features, settings.batch_rows)
+        started = time.perf_counter()
+        used, passes, totals = _fit(kind, x, y, features, label, settings, params, device, model_out, world)
+        seconds = time.perf_counter() - started
+        window = train_batches.data_window(None, str(path)) if world.leader else None
+    return _Fitted(used, passes, totals, seconds, len(y), window)
+
+
+def _from_csv(
+    kind: ModelKind,
+    train_set: str,
+    features: list[str],
+    label: str,
+    settings: TrainSettings,
+    params: dict[str, Any],
+    device: str,
+    model_out: str,
+    world: World,
+) -> _Fitted:
+    """A CSV set (a worker: its shard), read whole into pandas."""
     frame = distributed.read_shard(train_set, world, "training set")
-    x, y = _matrix(frame, features, label, objective, whole=world.size == 1)
+    x, y = _matrix(frame, features, label, settings.objective, whole=world.size == 1)
     started = time.perf_counter()
-    if model_type == "xgboost":
-        used, passes, totals = train_xgboost(x, y, features, params, seed, device, model_out, objective, world, label)
-    elif model_type == "pytorch_mlp":
-        used, passes, totals = train_mlp(x, y, params, seed, device, model_out, objective, world, label)
-    else:
-        used, passes, totals = _fit_kind(kind, x, y, params, settings, device, model_out, label)
+    used, passes, totals = _fit(kind, x, y, features, label, settings, params, device, model_out, world)
     seconds = time.perf_counter() - started
     window = train_batches.data_window(frame if world.size == 1 else None, train_set) if world.leader else None
     return _Fitted(used, passes, totals, seconds, len(y), window)
+
+
+def _fit(
+    kind: ModelKind,
+    x: np.ndarray | train_batches.ParquetShard,
+    y: np.ndarray,
+    features: list[str],
+    label: str,
+    settings: TrainSettings,
+    params: dict[str, Any],
+    device: str,
+    model_out: str,
+    world: World,
+) -> tuple[dict[str, Any], int, tuple[float, float, float]]:
+    objective, seed = settings.objective, settings.seed
+    if kind.name == "xgboost":
+        return train_xgboost(
+            x, y, features, params, seed, device, model_out, objective, world, label, settings.batch_rows
+        )
+    assert isinstance(x, np.ndarray)  # only XGBoost reads the batches itself
+    if kind.name == "pytorch_mlp":
+        return train_mlp(x, y, params, seed, device, model_out, objective, world, label)
+    return _fit_kind(kind, x, y, params, settings, device, model_out, label)
 
 
 def _summary(metadata: TrainingMetadata) -> dict[str, Any]:

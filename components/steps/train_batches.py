@@ -11,7 +11,10 @@ the matrix and the quantized matrix were all in memory at once. Now:
   time from the Parquet file (this worker's rows only: the row groups holding them, cut to its
   bounds), so at most one batch is ever held as Arrow and float32;
 - XGBoost builds its quantized matrix (one byte a value with the default 256 bins) from those
-  batches, sketching the quantiles batch by batch and merging the sketches.
+  batches, sketching the quantiles batch by batch and merging the sketches;
+- the other kinds (pytorch_mlp, LightGBM, scikit-learn) still train on one float32 matrix in
+  memory (the MLP's epochs shuffle over every row), now filled batch by batch (`read_matrix`)
+  with no pandas frame beside it: the same values and layout, so the same model bytes.
 
 A set that fits in one batch gives the same model bytes as the in-memory path (one batch is
 what XGBoost's own single-matrix path feeds itself). Across batches XGBoost merges per-batch
@@ -56,10 +59,12 @@ __all__ = [
     "BATCH_ROWS",
     "ParquetShard",
     "batches",
+    "data_window",
     "feature_matrix",
     "not_numeric",
     "open_shard",
     "quantile_matrix",
+    "read_matrix",
 ]
 
 STEP = "train"
@@ -175,6 +180,19 @@ def feature_matrix(table: pa.Table, features: list[str]) -> np.ndarray:
         if values.dtype == object:  # booleans with nulls: pandas reads them as objects
             raise not_numeric({name: "object"})
         matrix[:, index] = values
+    return matrix
+
+
+def read_matrix(shard: ParquetShard, features: list[str], batch_rows: int) -> np.ndarray:
+    """The shard's features as one float32 matrix, filled batch by batch, for the kinds that
+    train on a matrix in memory (4 bytes a value, never a pandas frame beside it). Column-major,
+    as pandas' `to_numpy` gives it, so a reduction over it (the MLP's scaling) sums in the same
+    order and gives the same bits."""
+    matrix = np.empty((len(features), shard.rows), dtype=np.float32).T
+    offset = 0
+    for table in batches(shard, features, batch_rows):
+        matrix[offset : offset + table.num_rows] = feature_matrix(table, features)
+        offset += table.num_rows
     return matrix
 
 

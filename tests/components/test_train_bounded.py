@@ -207,3 +207,20 @@ def test_two_workers_reading_their_shards_in_batches_train_the_one_batch_model(t
         assert summary["training_rows"] == ROWS
         models.append((out / "model.json").read_bytes())
     assert models[0] == models[1]
+
+
+def test_the_mlp_trains_on_the_matrix_filled_batch_by_batch_as_on_the_pandas_one(tmp_path: Path) -> None:
+    """pytorch_mlp still trains on one matrix in memory (its epochs shuffle over every row), now
+    filled batch by batch without a pandas frame beside it: the same values in the same layout,
+    so the same scaling bits and the same model bytes as `train_mlp` on the pandas matrix."""
+    from components.steps.train import train_mlp
+
+    train_set = _training_set(tmp_path / "train.parquet", rows=6_000)
+    out = tmp_path / "step"
+    settings = TrainSettings(model_type="pytorch_mlp", device="cpu", params={"epochs": 2}, batch_rows=997)
+    train(str(train_set), str(out / "model.pt"), str(out / "metadata.json"), features=FEATURES, label_column=LABEL,
+          settings=settings)  # fmt: skip
+    frame = pd.read_parquet(train_set)
+    features, labels = frame[FEATURES].to_numpy(dtype=np.float32), frame[LABEL].to_numpy(dtype=np.float32)
+    train_mlp(features, labels, {"epochs": 2}, settings.seed, "cpu", str(tmp_path / "reference.pt"), "binary")
+    assert (out / "model.pt").read_bytes() == (tmp_path / "reference.pt").read_bytes()
