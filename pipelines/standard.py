@@ -39,8 +39,8 @@ GATE_FAILED = Condition(step="evaluate", output="passed", equals=False)
 # Each step's default sizes, from docs/performance.md's table at its largest measured run (10M rows,
 # the scale the nightly is sized for): the step's peak RSS rounded up to a power-of-two Gi with at
 # least 10% headroom. config.yaml's `resources` overrides them (components/resource_settings.py).
-# train (XGBoost) reads the set in 1M-row batches (components/steps/train_batches.py): 1,253 MB at 10M
-# rows alone in its process; 4Gi because the other model kinds still read it whole (2,359 MB at 10M)
+# train reads the set in 1M-row batches (components/steps/train_batches.py): XGBoost 1,253 MB at 10M rows
+# alone in its process, pytorch_mlp 1,109 MB; 4Gi, not 2Gi, for the GPU runtime's host memory (unmeasured)
 TRAIN_ON_ONE_GPU = Resources(cpu="4", memory="4Gi", gpu=1)  # train row of "Memory against rows"
 # validate and materialize are bounded (issue 33): GX on 1M-row batches, DuckDB under its memory_limit
 # (components/duckdb_session.py DEFAULT_MEMORY_LIMIT, 1 GB) spilling to disk; their peak is Python's
