@@ -36,6 +36,7 @@ import pandas as pd
 import pyarrow as pa
 
 from components import artifacts
+from components.arrow_batches import bounded_batches
 from components.errors import ComponentError
 
 if TYPE_CHECKING:
@@ -362,7 +363,7 @@ def normalized_copy(
         try:
             dataset = _dataset(root, files)
             writer: pq.ParquetWriter | None = None
-            for batch in dataset.to_batches(batch_size=BATCH_ROWS):
+            for batch in bounded_batches(dataset, batch_size=BATCH_ROWS):
                 if not batch.num_rows:
                     continue
                 batch = _normalized(step, batch, timestamp_column, timezone)

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from components.arrow_batches import bounded_batches
 from components.errors import ComponentError
 
 if TYPE_CHECKING:
@@ -158,7 +159,7 @@ def sample_dataset(
     keys: list[np.ndarray] = []
     threshold, kept = 1.0, 0
     schema = dataset.schema
-    for batch in dataset.to_batches(columns=columns, batch_size=BATCH_ROWS):
+    for batch in bounded_batches(dataset, columns=columns, batch_size=BATCH_ROWS):
         rows += batch.num_rows
         for name in columns:
             values[name] += _count_values(batch.column(name))

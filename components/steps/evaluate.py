@@ -27,6 +27,7 @@ from typing import Any, cast
 import numpy as np
 
 from components import artifacts
+from components.arrow_batches import bounded_batches
 from components.config import EvaluateSettings
 from components.errors import ComponentError
 from components.handoffs import Gate, HoldoutMetrics, read_training_metadata
@@ -245,7 +246,7 @@ def scored_holdout(
         actual = np.empty(rows, dtype=np.float64)
         scores: np.ndarray | None = None
         start = 0
-        for batch in dataset.to_batches(columns=[*features, label], batch_size=BATCH_ROWS):
+        for batch in bounded_batches(dataset, columns=[*features, label], batch_size=BATCH_ROWS):
             if not batch.num_rows:
                 continue
             frame = batch.to_pandas()

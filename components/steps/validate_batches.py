@@ -24,6 +24,8 @@ import math
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from components.arrow_batches import bounded_batches
+
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
@@ -66,9 +68,9 @@ def _frames(dataset: ds.Dataset) -> Iterator[pd.DataFrame]:
     import pyarrow.compute as pc
 
     nullable = set()
-    for batch in dataset.to_batches(batch_size=BATCH_ROWS):
+    for batch in bounded_batches(dataset, batch_size=BATCH_ROWS):
         nullable |= {name for name, column in zip(batch.schema.names, batch.columns, strict=True) if column.null_count}
-    for batch in dataset.to_batches(batch_size=BATCH_ROWS):
+    for batch in bounded_batches(dataset, batch_size=BATCH_ROWS):
         if not batch.num_rows:
             continue
         columns = []
