@@ -120,15 +120,17 @@ class Policy:
     ) -> list[str]:
         """What the rule denies; `user` is the requester (review.userInfo.username), None for a
         review with no request (Gatekeeper's audit, gator); `groups` its groups (userInfo.groups);
-        `old` the stored object an UPDATE replaces (review.oldObject), None for a CREATE."""
+        `old` the stored object an UPDATE replaces (review.oldObject), None for a CREATE. A review
+        with neither a user nor `old` is the audit's: like Gatekeeper's, it has no operation."""
         version = obj.get("apiVersion", "").rsplit("/", 1)[-1]
         request: dict[str, Any] = {
             "object": obj,
             "kind": {"group": _group(obj.get("apiVersion", "")), "version": version, "kind": obj.get("kind")},
             "namespace": obj.get("metadata", {}).get("namespace", ""),
             "name": obj.get("metadata", {}).get("name", ""),
-            "operation": "CREATE" if old is None else "UPDATE",
         }
+        if old is not None or user is not None:  # Gatekeeper's audit sends no operation (nor oldObject)
+            request["operation"] = "CREATE" if old is None else "UPDATE"
         if old is not None:
             request["oldObject"] = old
         if user is not None:

@@ -324,11 +324,18 @@ def _promotion_appliers() -> list[str]:
     return promotion_appliers()
 
 
-def _served_bytes() -> dict[str, str]:
-    """The predictor's variable and the annotation promote renders the artifact's sha256 into."""
+def _served_bytes() -> dict[str, Any]:
+    """The predictor's variable and the annotation promote renders the artifact's sha256 into, the
+    runtimes whose command checks the bytes, and the model fields promote renders."""
     from components.serving.served_bytes import ARTIFACT_SHA256_ANNOTATION, EXPECTED_SHA256_ENV
+    from components.steps.promote import PREDICTOR_MODEL_FIELDS, SERVING_RUNTIMES
 
-    return {"env": EXPECTED_SHA256_ENV, "annotation": ARTIFACT_SHA256_ANNOTATION}
+    return {
+        "env": EXPECTED_SHA256_ENV,
+        "annotation": ARTIFACT_SHA256_ANNOTATION,
+        "runtimes": sorted(SERVING_RUNTIMES),
+        "modelFields": list(PREDICTOR_MODEL_FIELDS),
+    }
 
 
 def _excluded_serving_namespaces() -> list[str]:

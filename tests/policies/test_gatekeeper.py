@@ -106,7 +106,7 @@ def inference_service(**annotations: str) -> dict[str, Any]:
             "labels": {f"{prefix}/stage": "production"},
             "annotations": {f"{prefix}/{k.replace('_', '-')}": v for k, v in annotations.items()},
         },
-        "spec": {"predictor": {"model": {"modelFormat": {"name": "triton"}, "env": [PINNED]}}},
+        "spec": {"predictor": {"model": {"modelFormat": {"name": "triton"}, "runtime": "triton-fil", "env": [PINNED]}}},
     }
 
 

@@ -77,7 +77,7 @@ def service(**changes: str | None) -> dict[str, Any]:
             "labels": {f"{PREFIX}/stage": "production"},
             "annotations": {f"{PREFIX}/{k}": v for k, v in annotations.items() if v is not None},
         },
-        "spec": {"predictor": {"model": {"modelFormat": {"name": "triton"}, "env": [PINNED]}}},
+        "spec": {"predictor": {"model": {"modelFormat": {"name": "triton"}, "runtime": "triton-fil", "env": [PINNED]}}},
     }
 
 

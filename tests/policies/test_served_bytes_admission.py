@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from components.serving.served_bytes import ARTIFACT_SHA256_ANNOTATION, EXPECTED_SHA256_ENV
+from components.steps.promote import PREDICTOR_MODEL_FIELDS, SERVING_RUNTIMES
 from mlops import admission, admission_parameters
 from tests.policies.platform_objects import Rendered, inference_services, overlay_objects
 from tests.policies.policy_files import policy
@@ -83,7 +84,13 @@ def _production(services: list[Rendered]) -> list[Rendered]:
 def test_the_parameters_are_the_ones_python_renders(rule: admission.Policy) -> None:
     """One source: make golden writes the variable and the annotation from served_bytes, which the
     Triton runtime's check and promote's rendering import."""
-    assert rule.parameters["servedBytes"] == {"env": EXPECTED_SHA256_ENV, "annotation": ARTIFACT_SHA256_ANNOTATION}
+    served = rule.parameters["servedBytes"]
+    assert (served["env"], served["annotation"]) == (EXPECTED_SHA256_ENV, ARTIFACT_SHA256_ANNOTATION)
+    assert served["runtimes"] == sorted(SERVING_RUNTIMES) and served["modelFields"] == list(PREDICTOR_MODEL_FIELDS)
+    for runtime in served["runtimes"]:  # each one the platform installs runs the check before Triton
+        (installed,) = [o for o in overlay_objects()["prod"]
+                        if o["kind"] == "ClusterServingRuntime" and o["metadata"]["name"] == runtime]  # fmt: skip
+        assert "served_bytes.py" in " ".join(installed["spec"]["containers"][0]["command"]), runtime
     assert (
         admission_parameters.GENERATED["production-promotion-evidence"]["parameters.servedBytes"]()
         == (rule.parameters["servedBytes"])
@@ -221,3 +228,110 @@ def test_a_canary_update_keeps_the_champions_variable(rule: admission.Policy, se
         forged["spec"]["canary"][0]["predictor"]["model"]["env"][0]["value"] = FORGED
         refused = rule.violations(forged, user=item.user, old=stored)
         assert any("which the record names" in m for m in refused), (item.name, refused)
+
+
+def _command(service: dict[str, Any]) -> None:
+    service["spec"]["predictor"]["model"]["command"] = ["env"]  # KServe: replaces served_bytes.py
+
+
+def _image(service: dict[str, Any]) -> None:
+    service["spec"]["predictor"]["model"]["image"] = "registry.mlops.internal/mine/tritonserver:1"
+
+
+def _args(service: dict[str, Any]) -> None:
+    service["spec"]["predictor"]["model"]["args"] = ["--model-repository=s3://models/mine"]
+
+
+def _runtime(service: dict[str, Any]) -> None:
+    service["spec"]["predictor"]["model"]["runtime"] = "kserve-tritonserver"
+
+
+def _sidecar(service: dict[str, Any]) -> None:
+    service["spec"]["predictor"]["containers"] = [{"name": "swap", "image": "registry.mlops.internal/x:1"}]
+
+
+def _env_from(service: dict[str, Any]) -> None:
+    service["spec"]["predictor"]["model"]["envFrom"] = [{"configMapRef": {"name": "mine"}}]
+
+
+BYPASSES: dict[str, Callable[[dict[str, Any]], None]] = {
+    "a command replacing the check": _command,
+    "another image": _image,
+    "more arguments": _args,
+    "another runtime": _runtime,
+    "a container beside the model": _sidecar,
+    "variables from a ConfigMap": _env_from,
+}
+
+
+@pytest.mark.parametrize("bypass", sorted(BYPASSES))
+def test_a_predictor_that_would_skip_the_check_is_refused(
+    rule: admission.Policy, services: list[Rendered], bypass: str
+) -> None:
+    """The review's HIGH 1: with the variable and the annotation intact, a predictor that does not run
+    the platform's runtime as promote renders it never checks the bytes. Refused at every stage."""
+    for item in services:
+        changed = copy.deepcopy(item.obj)
+        BYPASSES[bypass](changed)
+        refused = rule.violations(changed, user=item.user)
+        assert any("a predictor" in m for m in refused), (item.name, refused)
+
+
+def test_a_staging_version_is_not_carried_into_production_by_a_canary(
+    rule: admission.Policy, services: list[Rendered]
+) -> None:
+    """The review's HIGH 2: a staging service pinned to the member's own bytes, updated to production
+    with the signed-off version as a canary beside it (Standard mode) or as the new revision with
+    canaryTrafficPercent (Serverless), would leave the staging bytes serving production traffic.
+    Positive control: the same canary beside a production champion is admitted."""
+    from components.steps.promote_canary import with_canary
+
+    for item in _production(services):
+        if "canary" in item.obj["spec"]:
+            continue
+        champion, new = _versions(item)
+        staging = copy.deepcopy(champion)
+        staging["metadata"]["labels"][f"{PREFIX}/stage"] = "staging"
+        update = with_canary(champion, new, champion_version=1, canary_version=2, percent=1)
+        assert rule.violations(update, user=item.user, old=champion) == [], item.name
+        refused = rule.violations(update, user=item.user, old=staging)
+        assert any("moves to production with a canary" in m for m in refused), (item.name, refused)
+        serverless = copy.deepcopy(new)
+        serverless["spec"]["predictor"]["canaryTrafficPercent"] = 1
+        refused = rule.violations(serverless, user=item.user, old=staging)
+        assert any("moves to production with a canary" in m for m in refused), (item.name, refused)
+        assert rule.violations(serverless, user=item.user, old=champion) == [], item.name
+
+
+def test_the_champion_beside_a_canary_keeps_its_bytes_and_runtime(
+    rule: admission.Policy, services: list[Rendered]
+) -> None:
+    """The review's variant 3c: the champion's storageUri changed with its variable kept."""
+    from components.steps.promote_canary import with_canary
+
+    for item in _production(services):
+        if "canary" in item.obj["spec"]:
+            continue
+        champion, new = _versions(item)
+        update = with_canary(champion, new, champion_version=1, canary_version=2, percent=10)
+        update["spec"]["predictor"]["model"]["storageUri"] = "s3://models/fraud/mine/"
+        refused = rule.violations(update, user=item.user, old=champion)
+        assert any("changed beside a canary" in m for m in refused), (item.name, refused)
+
+
+def test_the_audit_is_reviewed_as_gatekeepers_with_no_operation(rule: admission.Policy) -> None:
+    """mlops.admission models Gatekeeper's audit (no user, no stored object) with no operation, as the
+    audit sends it; an admission review has one."""
+    review: dict[str, Any] = {}
+
+    class Spy:
+        def eval_document(self, query: str, document: dict[str, Any]) -> list[Any]:
+            review.update(document["review"])
+            return []
+
+    spy = admission.Policy(template=rule.template, constraint=rule.constraint)
+    spy.__dict__["engine"] = Spy()
+    spy.violations({"kind": "InferenceService", "metadata": {}}, user=None)
+    assert "operation" not in review
+    spy.violations({"kind": "InferenceService", "metadata": {}}, user="alice")
+    assert review["operation"] == "CREATE"
