@@ -335,6 +335,7 @@ def _served_bytes() -> dict[str, Any]:
         "annotation": ARTIFACT_SHA256_ANNOTATION,
         "runtimes": sorted(SERVING_RUNTIMES),
         "modelFields": list(PREDICTOR_MODEL_FIELDS),
+        "transformer": decisions_writer_parameters()["transformer"],  # promote's scoring transformer
     }
 
 

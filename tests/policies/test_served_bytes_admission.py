@@ -335,3 +335,37 @@ def test_the_audit_is_reviewed_as_gatekeepers_with_no_operation(rule: admission.
     assert "operation" not in review
     spy.violations({"kind": "InferenceService", "metadata": {}}, user="alice")
     assert review["operation"] == "CREATE"
+
+
+def _transformer_command(service: dict[str, Any]) -> None:
+    service["spec"]["transformer"]["containers"][0]["command"] = ["python", "-m", "http.server"]
+
+
+def _transformer_image(service: dict[str, Any]) -> None:
+    service["spec"]["transformer"]["containers"][0]["image"] = "registry.mlops.internal/mine/answers:1"
+
+
+def _explainer(service: dict[str, Any]) -> None:
+    service["spec"]["explainer"] = {"containers": [{"name": "x", "image": "registry.mlops.internal/x:1"}]}
+
+
+REQUEST_PATH: dict[str, Callable[[dict[str, Any]], None]] = {
+    "a transformer of another command": _transformer_command,
+    "a transformer of another image": _transformer_image,
+    "an explainer": _explainer,
+}
+
+
+@pytest.mark.parametrize("change", sorted(REQUEST_PATH))
+def test_only_promotes_transformer_stands_in_front_of_the_predictor(
+    rule: admission.Policy, services: list[Rendered], change: str
+) -> None:
+    """The review's MEDIUM 3: a transformer of the member's own code could answer the caller without
+    calling the checked predictor. Positive control: promote's own transformer is admitted (above)."""
+    with_transformer = [item for item in services if "transformer" in item.obj["spec"]]
+    assert with_transformer
+    for item in with_transformer:
+        changed = copy.deepcopy(item.obj)
+        REQUEST_PATH[change](changed)
+        refused = rule.violations(changed, user=item.user)
+        assert any("transformer" in m or "explainer" in m for m in refused), (item.name, refused)
