@@ -327,8 +327,8 @@ def _promotion_appliers() -> list[str]:
 def _served_bytes() -> dict[str, Any]:
     """The predictor's variable and the annotation promote renders the artifact's sha256 into, the
     runtimes whose command checks the bytes, and the model fields promote renders."""
-    from components.serving.served_bytes import ARTIFACT_SHA256_ANNOTATION, EXPECTED_SHA256_ENV
-    from components.steps.promote import PREDICTOR_MODEL_FIELDS, SERVING_RUNTIMES
+    from components.serving.served_bytes import ARTIFACT_SHA256_ANNOTATION, EXPECTED_SHA256_ENV, PREDICTOR_MODEL_FIELDS
+    from components.steps.promote import SERVING_RUNTIMES
 
     return {
         "env": EXPECTED_SHA256_ENV,

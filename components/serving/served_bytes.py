@@ -42,6 +42,7 @@ from pathlib import Path
 __all__ = [
     "ARTIFACT_SHA256_ANNOTATION",
     "EXPECTED_SHA256_ENV",
+    "PREDICTOR_MODEL_FIELDS",
     "REFUSED_EXIT_CODE",
     "ServedBytesError",
     "main",
@@ -53,6 +54,10 @@ EXPECTED_SHA256_ENV = "MLOPS_ARTIFACT_SHA256"
 ARTIFACT_SHA256_ANNOTATION = "artifact-sha256"
 """The InferenceService annotation (under the platform's prefix) promote renders from the same value;
 the promotion guard admits a service only where the two are equal (manifests/policies/promotion-guard.yaml)."""
+PREDICTOR_MODEL_FIELDS = ("name", "modelFormat", "runtime", "protocolVersion", "storageUri", "env", "resources",
+                          "securityContext", "ports", "readinessProbe")  # fmt: skip
+"""Every field promote's `render_inference_service` may set on a predictor's model; the promotion guard
+refuses any other, since a `command`, `args` or `image` would replace this check of the bytes."""
 REFUSED_EXIT_CODE = 2
 """components.errors.PERMANENT_EXIT_CODE (a restart gives the same answer); not imported: this file
 runs alone in the Triton image."""

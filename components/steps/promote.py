@@ -144,22 +144,6 @@ LightGBM), libtorch (TorchScript), onnxruntime (ONNX) and python. A model kind n
 (components.model_kinds, `triton_backend`); promote.runtime must name a runtime that has it."""
 
 
-PREDICTOR_MODEL_FIELDS = (
-    "name",
-    "modelFormat",
-    "runtime",
-    "protocolVersion",
-    "storageUri",
-    "env",
-    "resources",
-    "securityContext",
-    "ports",
-    "readinessProbe",
-)
-"""Every field `render_inference_service` may set on a predictor's model; the promotion guard refuses
-any other (a `command`, `args` or `image` would replace the runtime's check of the bytes)."""
-
-
 def check_runtime(runtime: str, backend: str, model_format: str) -> None:
     """Refuse, naming promote.runtime, a runtime that cannot load the model's Triton backend."""
     if backend in SERVING_RUNTIMES.get(runtime, frozenset()):

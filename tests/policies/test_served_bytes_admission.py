@@ -26,8 +26,8 @@ from typing import Any
 
 import pytest
 
-from components.serving.served_bytes import ARTIFACT_SHA256_ANNOTATION, EXPECTED_SHA256_ENV
-from components.steps.promote import PREDICTOR_MODEL_FIELDS, SERVING_RUNTIMES
+from components.serving.served_bytes import ARTIFACT_SHA256_ANNOTATION, EXPECTED_SHA256_ENV, PREDICTOR_MODEL_FIELDS
+from components.steps.promote import SERVING_RUNTIMES
 from mlops import admission, admission_parameters
 from tests.policies.platform_objects import Rendered, inference_services, overlay_objects
 from tests.policies.policy_files import policy
