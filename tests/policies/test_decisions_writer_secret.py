@@ -25,7 +25,7 @@ from components.steps.serving_decisions import DECISIONS_CREDENTIALS_SECRET, S3_
 from mlops import admission, admission_parameters
 from tests.policies import controller_objects_without_a_cluster as controllers
 from tests.policies.platform_objects import Rendered, inference_services, overlay_objects
-from tests.policies.policy_files import policy
+from tests.policies.policy_files import installed_in_prod, policy, without_paragraph
 from tests.policies.test_pod_spec_locations import INTERNAL, _service, _workflow, _workload
 
 FILE = "decisions-writer-secret.yaml"
@@ -41,7 +41,7 @@ def rule() -> Iterator[admission.Policy]:
 @pytest.fixture(scope="module")
 def installed() -> Iterator[admission.PolicySet]:
     """Every Constraint the prod overlay installs, as Gatekeeper would run them."""
-    yield admission.PolicySet(policies=admission.policies_of(overlay_objects()["prod"], "overlay prod"))
+    yield installed_in_prod()
 
 
 @pytest.fixture(scope="module")
@@ -233,23 +233,12 @@ def test_a_secret_named_at_run_time_is_denied(rule: admission.Policy) -> None:
     assert _refused(rule, own, MEMBER) == []  # the tenant's own key stays usable
 
 
-def _without(rule: admission.Policy, marker: str) -> admission.Policy:
-    """`rule` with the paragraph of its rego that holds `marker` taken out."""
-    template = copy.deepcopy(rule.template)
-    target = template["spec"]["targets"][0]
-    paragraphs = target["rego"].split("\n\n")
-    kept = [p for p in paragraphs if marker not in p]
-    assert len(kept) == len(paragraphs) - 1, marker
-    target["rego"] = "\n\n".join(kept)
-    return admission.Policy(template=template, constraint=rule.constraint)
-
-
 def test_without_the_rule_the_attack_is_admitted(rule: admission.Policy, installed: admission.PolicySet) -> None:
     """Negative control: with the mention rule taken out of the rego, the member's Workflow with the
     Secret as AWS_* is admitted; and no other installed Constraint refuses it, so this policy is the
     one thing between a member and the decision log."""
     assert rule.name in {p.name for p in installed.policies}, "the platform installs it"
-    broken = _without(rule, "some path in mentions")
+    broken = without_paragraph(rule, "some path in mentions")
     others = admission.PolicySet(policies=[p for p in installed.policies if p.name != rule.name])
     assert len(others.policies) == len(installed.policies) - 1
     attacks = [ATTACKS[name](*copy.deepcopy(LOADS[load])) for name in ("Workflow", "CronWorkflow", "Pod")

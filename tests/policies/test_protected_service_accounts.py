@@ -24,8 +24,8 @@ import yaml
 from components.steps.promote_identity import ANALYST_SERVICE_ACCOUNT, FLUX_APPLIER, GITOPS_APPLIER
 from mlops import admission, admission_parameters
 from pipelines.argo_settings import ARGO_NAMESPACE
-from tests.policies.platform_objects import MANIFESTS, overlay_objects
-from tests.policies.policy_files import policy
+from tests.policies.platform_objects import MANIFESTS
+from tests.policies.policy_files import installed_in_prod, policy, without_paragraph
 from tests.policies.test_pod_spec_locations import INTERNAL, POD_LOCATIONS, Place, _workflow
 
 FILE = "protected-service-accounts.yaml"
@@ -42,7 +42,7 @@ def rule() -> Iterator[admission.Policy]:
 @pytest.fixture(scope="module")
 def installed() -> Iterator[admission.PolicySet]:
     """Every Constraint the prod overlay installs, as Gatekeeper would run them."""
-    yield admission.PolicySet(policies=admission.policies_of(overlay_objects()["prod"], "overlay prod"))
+    yield installed_in_prod()
 
 
 def _cron() -> dict[str, Any]:
@@ -281,23 +281,13 @@ def test_a_members_own_workflows_are_admitted(rule: admission.Policy) -> None:
         assert _refused(rule, _in_fraud(golden.obj), MEMBER) == [], golden.source
 
 
-def _without(rule: admission.Policy, marker: str) -> admission.Policy:
-    """`rule` with the paragraph of its rego that holds `marker` taken out."""
-    template = copy.deepcopy(rule.template)
-    target = template["spec"]["targets"][0]
-    paragraphs = target["rego"].split("\n\n")
-    kept = [p for p in paragraphs if marker not in p]
-    assert len(kept) == len(paragraphs) - 1, marker
-    target["rego"] = "\n\n".join(kept)
-    return admission.Policy(template=template, constraint=rule.constraint)
-
-
 def test_without_the_rule_the_attack_is_admitted(rule: admission.Policy, installed: admission.PolicySet) -> None:
     """Negative control: with the protected-name rule (and the pod-name one, which the analysis's run
     also trips) taken out of the rego, the member's run as the
     analyst and their edit of the CronWorkflow are admitted; and no other installed Constraint refuses
     them, so this policy is the one thing between a member and a forged production sign-off."""
-    broken = _without(_without(rule, "found.name in protected"), "which a platform NetworkPolicy selects")
+    broken = without_paragraph(rule, "found.name in protected")
+    broken = without_paragraph(broken, "which a platform NetworkPolicy selects")
     others = admission.PolicySet(policies=[p for p in installed.policies if p.name != rule.name])
     assert len(others.policies) == len(installed.policies) - 1
     run = _run_of(_cron())

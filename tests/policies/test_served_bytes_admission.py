@@ -30,7 +30,7 @@ from components.serving.served_bytes import ARTIFACT_SHA256_ANNOTATION, EXPECTED
 from components.steps.promote import SERVING_RUNTIMES
 from mlops import admission, admission_parameters
 from tests.policies.platform_objects import Rendered, inference_services, overlay_objects
-from tests.policies.policy_files import policy
+from tests.policies.policy_files import installed_in_prod, policy, without_paragraph
 
 FILE = "promotion-guard.yaml"
 PREFIX = "mlops.private-platform.io"
@@ -44,7 +44,7 @@ def rule() -> Iterator[admission.Policy]:
 
 @pytest.fixture(scope="module")
 def installed() -> Iterator[admission.PolicySet]:
-    yield admission.PolicySet(policies=admission.policies_of(overlay_objects()["prod"], "overlay prod"))
+    yield installed_in_prod()
 
 
 @pytest.fixture(scope="module")
@@ -168,23 +168,12 @@ def test_a_production_predictor_without_the_variable_or_with_no_sha256_is_refuse
         assert not any("which the record names" in m for m in refused), refused
 
 
-def _without(rule: admission.Policy, marker: str) -> admission.Policy:
-    """`rule` with the paragraph of its rego that holds `marker` taken out."""
-    template = copy.deepcopy(rule.template)
-    target = template["spec"]["targets"][0]
-    paragraphs = target["rego"].split("\n\n")
-    kept = [p for p in paragraphs if marker not in p]
-    assert len(kept) == len(paragraphs) - 1, marker
-    target["rego"] = "\n\n".join(kept)
-    return admission.Policy(template=template, constraint=rule.constraint)
-
-
 def test_without_the_equality_the_forged_variable_is_admitted(
     rule: admission.Policy, installed: admission.PolicySet, services: list[Rendered]
 ) -> None:
     """Negative control: with the equality paragraph taken out, the forged variable is admitted by the
     guard, and by every other installed Constraint: this paragraph is the one thing that refuses it."""
-    broken = _without(rule, "which the record names")
+    broken = without_paragraph(rule, "which the record names")
     others = admission.PolicySet(policies=[p for p in installed.policies if p.name != rule.name])
     assert len(others.policies) == len(installed.policies) - 1, "the platform installs the guard"
     for item in _production(services):
