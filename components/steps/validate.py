@@ -184,7 +184,9 @@ def _run_batched(
             return None
         digest, data, _ = scanned
         run = suite_runner(suite_definition, suite_path)
-        results, rows, dtypes = validate_batches_module.combined_results(data, run)
+        per_batch = validate_batches_module.per_batch_suite(suite_definition)
+        batch_run = suite_runner(per_batch, suite_path) if per_batch is not None else None
+        results, rows, dtypes = validate_batches_module.combined_results(data, run, batch_run)
         columns = set(data.schema.names)
     if not rows:
         raise ComponentError(

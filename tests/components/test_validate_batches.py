@@ -117,3 +117,17 @@ def test_validate_reports_the_batched_run(tmp_path: Path, monkeypatch: pytest.Mo
     summary = validate(str(tmp_path / "raw.parquet"), str(tmp_path / "suite.json"), str(tmp_path / "report.json"))
     assert summary["success"] and summary["rows"] == 600
     assert summary["evaluated_expectations"] == len(_suite()["expectations"])
+
+
+def test_a_duplicate_across_batches_is_named_by_its_value(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The uniqueness failures' sample values come from the whole data: the key duplicated across
+    two batches, which no single batch holds twice."""
+    monkeypatch.setattr(validate_batches, "BATCH_ROWS", 150)
+    frame = _broken("duplicate across batches")
+    frame.to_parquet(tmp_path / "raw.parquet", index=False)
+    batched = _run_batched(str(tmp_path / "raw.parquet"), _suite(), "suite.json")
+    assert batched is not None
+    by_type = {f["expectation"]: f for f in batched[1]}
+    assert set(by_type["expect_column_values_to_be_unique"]["sample_values"]) == {frame.loc[2, "transaction_id"]}
+    (pair,) = {tuple(sorted(v.items())) for v in by_type["expect_compound_columns_to_be_unique"]["sample_values"]}
+    assert dict(pair)["user_id"] == frame.loc[3, "user_id"]
