@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from components.dated_inputs import check_template
 from components.decision_log_settings import DecisionLogSettings
+from components.drift_settings import DriftSettings
 from components.errors import ComponentError
 from components.outcome_settings import OutcomesSettings
 from components.platform.readonly import reader_secret
@@ -133,25 +134,6 @@ class RegisterSettings(_Settings):
     model_name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=45)
     experiment: str
     alias: str = "challenger"
-
-
-class DriftSettings(_Settings):
-    """The nightly question: is the data the champion scores still the data it was trained on?"""
-
-    categorical_features: list[str] = Field(
-        default_factory=list,
-        description="Features tested with chi-squared; every other feature of the model with Kolmogorov-Smirnov.",
-    )
-    p_value_threshold: float = Field(
-        0.05, gt=0.0, lt=1.0, description="A feature drifts when its test's p-value falls below this."
-    )
-    drift_share: float = Field(
-        0.3, gt=0.0, le=1.0, description="The data drifts when at least this share of the features drift."
-    )
-    max_model_age: str = Field(
-        "30d", pattern=_DURATION, description="Retrain a champion older than this even without drift (30d, 36h)."
-    )
-    plotted_features: int = Field(4, ge=1, le=12, description="The most drifted features drawn in the PNG.")
 
 
 class SearchRange(_Settings):

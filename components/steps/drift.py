@@ -31,6 +31,7 @@ import pandas as pd
 
 from components import artifacts
 from components.config import DriftSettings, duration_seconds
+from components.drift_settings import SAMPLE_ROWS
 from components.errors import ComponentError, TransientError, transient_reason
 from components.outcome_settings import OutcomesSettings
 from components.platform import model_registry, services
@@ -119,10 +120,16 @@ class Reference:
 
 
 def find_reference(
-    mlflow: MlflowClient, model: str, version: int | None = None, *, categorical: tuple[str, ...] = ()
+    mlflow: MlflowClient,
+    model: str,
+    version: int | None = None,
+    *,
+    categorical: tuple[str, ...] = (),
+    sample_rows: int = SAMPLE_ROWS,
 ) -> Reference:
     """The champion's (or `version`'s) training set, through the registry alone; read as a bounded
-    sample (drift_data.read_window), `categorical`'s distinct values from all of it."""
+    sample of at most `sample_rows` rows (drift_data.read_window), `categorical`'s distinct values
+    from all of it."""
     from mlflow.exceptions import MlflowException
 
     # a search, not a get: on a multi-tenant server a tenant's model that does not exist yet is
@@ -165,7 +172,8 @@ def find_reference(
                 "it was registered before drift monitoring kept one: retrain it "
                 "(`mlops submit <pipeline> --force-retrain`), or compare with a newer --reference-version",
             ) from error
-        window = read_window(str(local), None, list(categorical), what=f"{model} v{version}'s training set")
+        what = f"{model} v{version}'s training set"
+        window = read_window(str(local), None, list(categorical), what=what, limit=sample_rows)
     registered_at = dt.datetime.fromtimestamp(record.creation_timestamp / 1000, tz=dt.UTC)
     return Reference(
         model=model,
@@ -379,8 +387,16 @@ def check(
 ) -> tuple[Reference, pd.DataFrame, DriftResult]:
     """`mlops drift`: the champion's (or a version's) reference against a file; NoChampion if none."""
     categorical = tuple(settings.categorical_features)
-    reference = find_reference(model_registry.client(), model_name, reference_version, categorical=categorical)
-    current = read_window(current_data, reference.features, list(categorical), what="current data")
+    reference = find_reference(
+        model_registry.client(),
+        model_name,
+        reference_version,
+        categorical=categorical,
+        sample_rows=settings.sample_rows,
+    )
+    current = read_window(
+        current_data, reference.features, list(categorical), what="current data", limit=settings.sample_rows
+    )
     result = compare(reference.window or reference.frame, current, features=reference.features, settings=settings)
     return reference, current.frame, result
 
@@ -415,13 +431,15 @@ def drift(
     categorical = tuple(settings.categorical_features)
     reference: Reference | None
     try:
-        reference = find_reference(mlflow, model_name, reference_version, categorical=categorical)
+        reference = find_reference(
+            mlflow, model_name, reference_version, categorical=categorical, sample_rows=settings.sample_rows
+        )
     except NoChampion:
         if reference_version is not None:
             raise
         reference = None
     window = read_window(resolve(current_data, logical_date, step=STEP), reference.features if reference else None,
-                         list(categorical), what="current data")  # fmt: skip
+                         list(categorical), what="current data", limit=settings.sample_rows)  # fmt: skip
     current = window.frame
     result = None
     if reference is not None:

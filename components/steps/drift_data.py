@@ -4,8 +4,9 @@ the facts about the whole data a sample could miss.
 The drift step used to read the current window and the champion's training set whole, so its
 peak grew with both. Now each side is a pyarrow dataset scanned BATCH_ROWS rows at a time (one
 Parquet file, a folder, a hive dataset; local or s3://, components/raw_data.py), of which it keeps:
-- a uniform sample of at most `sample_rows()` rows without replacement (MLOPS_DRIFT_SAMPLE_ROWS,
-  default SAMPLE_ROWS), drawn in one pass as a bottom-k sample: every row gets a key from a
+- a uniform sample of at most `limit` rows without replacement (the pipeline's
+  `drift.sample_rows`, components/drift_settings.py, default SAMPLE_ROWS), drawn in one pass as a
+  bottom-k sample: every row gets a key from a
   generator seeded with SEED, the rows with the k smallest keys are the sample, kept in the data's
   order (so the same data gives the same sample). At or under the limit every row is kept and the
   figures are exactly the whole-data ones;
@@ -30,7 +31,6 @@ A `.csv` current window (`mlops drift --current file.csv`) is read whole, as bef
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from components.arrow_batches import bounded_batches
+from components.drift_settings import SAMPLE_ROWS
 from components.errors import ComponentError
 
 if TYPE_CHECKING:
@@ -48,7 +49,6 @@ __all__ = [
     "BATCH_ROWS",
     "KS_TOLERANCE",
     "SAMPLE_ROWS",
-    "SAMPLE_VARIABLE",
     "SEED",
     "Window",
     "check_columns",
@@ -56,14 +56,11 @@ __all__ = [
     "read_current",
     "read_window",
     "sample_dataset",
-    "sample_rows",
     "statistic",
     "whole",
 ]
 
 STEP = "drift"
-SAMPLE_ROWS = 1_000_000
-SAMPLE_VARIABLE = "MLOPS_DRIFT_SAMPLE_ROWS"
 SEED = 33
 BATCH_ROWS = 500_000
 DELTA = 1e-6
@@ -95,17 +92,6 @@ class Window:
     def sampled(self) -> int | None:
         """The sample's size, or None when every row is compared."""
         return len(self.frame) if len(self.frame) < self.rows else None
-
-
-def sample_rows() -> int:
-    value = os.environ.get(SAMPLE_VARIABLE, "")
-    if not value:
-        return SAMPLE_ROWS
-    if not value.isdigit() or int(value) < 1:
-        raise ComponentError(
-            STEP, f"{SAMPLE_VARIABLE}={value!r} is not a positive number of rows", "unset it or set e.g. 1000000"
-        )
-    return int(value)
 
 
 def _categories(values: pd.Series) -> frozenset[Any]:
@@ -200,9 +186,12 @@ def _reduced(
     return [table.take(pa.array(index))], [drawn[index]], float(drawn[index].max()), limit
 
 
-def read_window(uri: str, features: list[str] | None, categorical: list[str], *, what: str) -> Window:
+def read_window(
+    uri: str, features: list[str] | None, categorical: list[str], *, what: str, limit: int = SAMPLE_ROWS
+) -> Window:
     """The data at `uri` (file, folder, hive dataset, DVC pointer; local or s3://) sampled as the
-    module says: the columns of `features` it holds (None: every column)."""
+    module says, at most `limit` rows (`drift.sample_rows`): the columns of `features` it holds
+    (None: every column)."""
     from components.lineage import data_location
     from components.raw_data import load_raw, raw_dataset
 
@@ -214,7 +203,7 @@ def read_window(uri: str, features: list[str] | None, categorical: list[str], *,
         _, dataset, _ = opened
         names = dataset.schema.names
         columns = names if features is None else [name for name in features if name in names]
-        window = sample_dataset(dataset, columns, categorical, limit=sample_rows())
+        window = sample_dataset(dataset, columns, categorical, limit=limit)
     if not window.rows:
         raise ComponentError(
             STEP, f"{what} at {uri} has no rows", "the upstream extract selected nothing: check its window"

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+from pydantic import ValidationError
 
 from components.config import DriftSettings
 from components.errors import ComponentError
@@ -69,7 +70,6 @@ def _write(frame: pd.DataFrame, folder: Path) -> Path:
 
 @pytest.fixture()
 def sampled(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(drift_data.SAMPLE_VARIABLE, str(LIMIT))
     monkeypatch.setattr(drift_data, "BATCH_ROWS", 7_000)  # many batches, not aligned with the row groups
 
 
@@ -79,8 +79,8 @@ def test_the_sample_is_uniform_seeded_in_order_and_the_whole_datas_facts_are_exa
     frame = _frame(1).assign(row=np.arange(ROWS))
     frame.loc[frame.index[-3:], "channel"] = "kiosk"  # three rows of 120,000: too rare for a sample to hold
     folder = _write(frame, tmp_path / "data")
-    window = drift_data.read_window(str(folder), [*FEATURES, "row"], CATEGORICAL, what="current data")
-    again = drift_data.read_window(str(folder), [*FEATURES, "row"], CATEGORICAL, what="current data")
+    window = drift_data.read_window(str(folder), [*FEATURES, "row"], CATEGORICAL, what="current data", limit=LIMIT)
+    again = drift_data.read_window(str(folder), [*FEATURES, "row"], CATEGORICAL, what="current data", limit=LIMIT)
     assert len(window.frame) == LIMIT and window.rows == ROWS and window.sampled == LIMIT
     pd.testing.assert_frame_equal(window.frame, again.frame)  # seeded: the same data, the same sample
     rows = window.frame["row"].to_numpy()
@@ -104,8 +104,12 @@ def test_verdicts_equal_the_whole_datas_and_statistics_lie_within_the_tolerance(
 ) -> None:
     reference, current = _frame(1), _frame(2, drifted=drifted)
     whole = drift.compare(reference, current, features=FEATURES, settings=SETTINGS)
-    ref_window = drift_data.read_window(str(_write(reference, tmp_path / "r")), None, CATEGORICAL, what="reference")
-    cur_window = drift_data.read_window(str(_write(current, tmp_path / "c")), FEATURES, CATEGORICAL, what="current")
+    ref_window = drift_data.read_window(
+        str(_write(reference, tmp_path / "r")), None, CATEGORICAL, what="reference", limit=LIMIT
+    )
+    cur_window = drift_data.read_window(
+        str(_write(current, tmp_path / "c")), FEATURES, CATEGORICAL, what="current", limit=LIMIT
+    )
     part = drift.compare(ref_window, cur_window, features=FEATURES, settings=SETTINGS)
     assert (part.reference_sampled, part.current_sampled, part.reference_rows, part.current_rows) == (
         LIMIT,
@@ -137,8 +141,12 @@ def test_the_table_and_report_say_what_was_sampled_and_rare_facts_come_from_all_
 ) -> None:
     reference, current = _frame(1), _frame(2)
     current.loc[current.index[-2:], "merchant_category"] = 99  # a category the reference never saw, in 2 rows
-    ref_window = drift_data.read_window(str(_write(reference, tmp_path / "r")), None, CATEGORICAL, what="reference")
-    cur_window = drift_data.read_window(str(_write(current, tmp_path / "c")), FEATURES, CATEGORICAL, what="current")
+    ref_window = drift_data.read_window(
+        str(_write(reference, tmp_path / "r")), None, CATEGORICAL, what="reference", limit=LIMIT
+    )
+    cur_window = drift_data.read_window(
+        str(_write(current, tmp_path / "c")), FEATURES, CATEGORICAL, what="current", limit=LIMIT
+    )
     result = drift.compare(ref_window, cur_window, features=FEATURES, settings=SETTINGS)
     merchant = next(f for f in result.features if f.feature == "merchant_category")
     assert merchant.new_categories == [99] and merchant.statistic is None
@@ -151,19 +159,28 @@ def test_the_table_and_report_say_what_was_sampled_and_rare_facts_come_from_all_
     assert note in (tmp_path / "report.html").read_text()
     # a column empty in the whole window is refused though only a sample is compared
     empty = _write(current.assign(velocity=np.nan), tmp_path / "empty")
-    window = drift_data.read_window(str(empty), FEATURES, CATEGORICAL, what="current")
+    window = drift_data.read_window(str(empty), FEATURES, CATEGORICAL, what="current", limit=LIMIT)
     with pytest.raises(ComponentError, match=r"\['velocity'\] have no values in the current window"):
         drift.compare(ref_window, window, features=FEATURES, settings=SETTINGS)
     one_value = current.assign(velocity=np.nan)
     one_value.loc[one_value.index[-1], "velocity"] = 3.0  # one value in 120,000: kept, though a sample misses it
-    window = drift_data.read_window(str(_write(one_value, tmp_path / "one")), FEATURES, CATEGORICAL, what="current")
+    window = drift_data.read_window(
+        str(_write(one_value, tmp_path / "one")), FEATURES, CATEGORICAL, what="current", limit=LIMIT
+    )
     assert window.non_null["velocity"] == 1
 
 
-def test_bad_sample_sizes_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(drift_data.SAMPLE_VARIABLE, "lots")
-    with pytest.raises(ComponentError, match="MLOPS_DRIFT_SAMPLE_ROWS='lots' is not a positive number") as refused:
-        drift_data.sample_rows()
+def test_bad_sample_sizes_are_refused(tmp_path: Path) -> None:
+    """`drift.sample_rows` is a field of the pipeline's config, checked where the config is read."""
+    from components.config import load_config
+
+    assert DriftSettings().sample_rows == drift_data.SAMPLE_ROWS == 1_000_000
+    with pytest.raises(ValidationError, match="sample_rows"):
+        DriftSettings(sample_rows=0)
+    config = tmp_path / "config.yaml"
+    config.write_text("name: fraud\ndrift:\n  sample_rows: lots\n")
+    with pytest.raises(ComponentError, match="sample_rows") as refused:
+        load_config(config)
     assert refused.value.exit_code == 2
 
 
@@ -180,8 +197,7 @@ def test_the_reference_from_the_registry_is_sampled(
     summary = _register(trained, evaluated, tmp_path, registry_home, train_set=str(materialized["train"]))
     mlflow = model_registry.client()
     mlflow.set_registered_model_alias("drift-model", "champion", str(summary["version"]))
-    monkeypatch.setenv(drift_data.SAMPLE_VARIABLE, "500")
-    reference = drift.find_reference(mlflow, "drift-model", categorical=("merchant_category",))
+    reference = drift.find_reference(mlflow, "drift-model", categorical=("merchant_category",), sample_rows=500)
     train = pd.read_parquet(materialized["train"])
     assert reference.window is not None and len(reference.frame) == 500 and reference.window.rows == len(train)
     assert reference.window.categories["merchant_category"] == set(train["merchant_category"].dropna().unique())

@@ -214,7 +214,6 @@ PROCESS_LOCAL = {
     "MLOPS_IMAGE": "the component image, rendered per task on Argo and KFP for the lineage",
     "MLOPS_DUCKDB_MEMORY_LIMIT": "DuckDB's budget in a data step (components/duckdb_session.py; tests)",
     "MLOPS_DRIFT_THREADS": "an override of the drift step's parallel feature groups (benchmarks, tests)",
-    "MLOPS_DRIFT_SAMPLE_ROWS": "the most rows per side the drift step compares (components/steps/drift_data.py; tests)",
     "MLOPS_TRAINJOB_TEMPLATE": "the TrainJob a distributed train task launches, rendered per task on KFP",
     "MLOPS_RAYJOB_TEMPLATE": "the RayJob a materialize task launches under engine ray, rendered per task",
     "MLOPS_POD_NAMESPACE": "the pod's namespace from the downward API, rendered per task on KFP (require_namespace)",
