@@ -335,7 +335,49 @@ def _served_bytes() -> dict[str, Any]:
         "annotation": ARTIFACT_SHA256_ANNOTATION,
         "runtimes": sorted(SERVING_RUNTIMES),
         "modelFields": list(PREDICTOR_MODEL_FIELDS),
-        "transformer": decisions_writer_parameters()["transformer"],  # promote's scoring transformer
+        "transformer": {**decisions_writer_parameters()["transformer"], **_transformer_pins()},
+    }
+
+
+def _transformer_pins() -> dict[str, Any]:
+    """What promote's scoring transformer may carry, from what it renders for every reference
+    pipeline, serving role and deployment mode: the component's and the container's fields, the
+    flags of its args (KServe gives --model_name, --predictor_host and --http_port only where the
+    args do not), its envFrom, and each variable as rendered (the decision log's URI and role, the
+    keys it reads with)."""
+    from typing import get_args
+
+    from components.config import PromoteSettings, transformer_settings
+    from components.steps.promote import render_transformer
+    from components.serving.decision_record import ROLES
+    from pipelines.golden import reference_pipelines
+    from pipelines.local import declaration
+
+    modes = get_args(PromoteSettings.model_fields["deployment_mode"].annotation)
+    rendered = []
+    for name in reference_pipelines():
+        pipeline = declaration(name)
+        cfg = pipeline.config()
+        settings = transformer_settings(cfg, pipeline.spec.image)
+        for mode in modes:
+            promote = cfg.promote.model_copy(update={"deployment_mode": mode})
+            rendered += [render_transformer(name, settings, promote, role) for role in ROLES]
+    containers = [container for component in rendered for container in component["containers"]]
+    env: dict[str, list[dict[str, Any]]] = {}
+    for container in containers:
+        for entry in container["env"]:
+            if entry not in env.setdefault(entry["name"], []):
+                env[entry["name"]].append(entry)
+    env_from: list[list[dict[str, Any]]] = []
+    for container in containers:
+        if container["envFrom"] not in env_from:
+            env_from.append(container["envFrom"])
+    return {
+        "fields": sorted({field for component in rendered for field in component}),
+        "containerFields": sorted({field for container in containers for field in container}),
+        "flags": sorted({arg.split("=", 1)[0] for container in containers for arg in container["args"]}),
+        "envFrom": env_from,
+        "env": env,
     }
 
 

@@ -440,7 +440,9 @@ def parser() -> argparse.ArgumentParser:
     """KServe's own flags (--model_name, --predictor_host, --http_port, --grpc_port, which the
     controller sets) plus what to join."""
     parent = argparse.ArgumentParser(
-        parents=[model_server.parser], description="The scoring transformer (KServe ModelServer)."
+        parents=[model_server.parser],
+        description="The scoring transformer (KServe ModelServer).",
+        allow_abbrev=False,  # `--feature-store=` is not --feature-store-dir: only the flags promote renders
     )
     parent.add_argument("--feature-project", required=True, help="the Feast project")
     parent.add_argument("--feature-service", required=True, help="the feature service the model was trained on")

@@ -90,6 +90,9 @@ def references(obj: dict[str, Any], namespace: str, where: str) -> Iterator[Refe
 def collect(objects: list[dict[str, Any]], source: str) -> list[Reference]:
     found = []
     for obj in objects:
+        if str(obj.get("apiVersion", "")).startswith("constraints.gatekeeper.sh/"):
+            continue  # a Constraint's parameters say what a pod may reference (the promotion guard's
+            # transformer variables), in whichever namespace it runs: policy data, not a reference
         where = f"{source}: {obj['kind']} {obj['metadata'].get('name') or obj['metadata'].get('generateName')}"
         found += references(obj, obj["metadata"].get("namespace", ""), where)
     return found

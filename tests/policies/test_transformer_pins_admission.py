@@ -1,0 +1,208 @@
+"""Promote's scoring transformer, configured only as promote configures it (manifests/policies/promotion-guard.yaml).
+
+The guard already admits only promote's transformer (its command, from the component image). What
+the member still wrote was the rest of it. KServe's controller adds `--model_name`, `--predictor_host`
+and `--http_port` to a custom transformer's args only where the args do not carry them already
+(`utils.IncludesArg`, a prefix match), so a `--predictor_host` of the member's sends every scored
+request to a predictor of theirs, whose bytes no one checked; the stand-in below, test code mirroring
+that controller rule, shows it on the transformer's real parser. A pod field (hostAliases) does the
+same by name; a volume or a probe's command can replace the code; a variable or a ConfigMap of theirs
+moves the decision log or the feature store. On the real OPA engine (mlops.admission):
+
+- positive control: every transformer promote renders (every reference pipeline, stage, mode and
+  role) is admitted by the guard and by every installed Constraint;
+- forbidden: each of those changes is refused, by a message that names it;
+- broken on purpose: the guard without its args paragraph admits the `--predictor_host`, and no
+  other installed Constraint refuses it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlops import admission, admission_parameters
+from tests.policies.platform_objects import Rendered, inference_services
+from tests.policies.policy_files import installed_in_prod, policy, without_paragraph
+
+FILE = "promotion-guard.yaml"
+ROOT = Path(__file__).resolve().parents[2]
+TRANSFORMER_PYTHON = ROOT / ".venv-transformer" / "bin" / "python"
+FORGED_HOST = "answers.attacker-team.svc.cluster.local:9000"
+KSERVE_HOST = "fraud-predictor.team-a"
+
+
+@pytest.fixture(scope="module")
+def rule() -> Iterator[admission.Policy]:
+    yield policy(FILE)
+
+
+@pytest.fixture(scope="module")
+def with_transformer() -> Iterator[list[Rendered]]:
+    found = [item for item in inference_services() if "transformer" in item.obj["spec"]]
+    assert found, "promote renders services with the scoring transformer"
+    yield found
+
+
+def _container(service: dict[str, Any]) -> dict[str, Any]:
+    container: dict[str, Any] = service["spec"]["transformer"]["containers"][0]
+    return container
+
+
+def kserve_controller_stand_in_args(args: list[str], model_name: str, predictor_host: str) -> list[str]:
+    """Test code, not KServe: the controller's rule for a custom transformer's args (KServe's
+    transformer reconciler, `if !utils.IncludesArg(container.Args, ...) { append }`, IncludesArg
+    being `v == arg || strings.HasPrefix(v, arg)`)."""
+
+    def includes(name: str) -> bool:
+        return any(arg == name or arg.startswith(name) for arg in args)
+
+    added = list(args)
+    for name, value in (("--model_name", model_name), ("--predictor_host", predictor_host), ("--http_port", "8080")):
+        if not includes(name):
+            added += [name, value]
+    return added
+
+
+def test_the_stand_in_on_the_real_parser_shows_what_a_members_flag_would_do(with_transformer: list[Rendered]) -> None:
+    """Known cases of the stand-in, parsed by the transformer's own parser in its own environment:
+    promote's args reach KServe's predictor; with the member's flag added, the member's host."""
+    if not TRANSFORMER_PYTHON.exists():
+        pytest.fail("the transformer's environment is missing: make transformer-env")
+    rendered = list(_container(with_transformer[0].obj)["args"])
+    members = [*rendered, f"--predictor_host={FORGED_HOST}"]
+    cases = {
+        "promote's": kserve_controller_stand_in_args(rendered, "fraud", KSERVE_HOST),
+        "the member's": kserve_controller_stand_in_args(members, "fraud", KSERVE_HOST),
+    }
+    script = (
+        "import json, sys\nfrom components.serving.transformer import parser\n"
+        "cases = json.loads(sys.argv[1])\n"
+        "print(json.dumps({k: parser().parse_known_args(v)[0].predictor_host for k, v in cases.items()}))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([str(TRANSFORMER_PYTHON), "-c", script, json.dumps(cases)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    hosts = json.loads(done.stdout.strip().splitlines()[-1])
+    assert hosts == {"promote's": KSERVE_HOST, "the member's": FORGED_HOST}
+
+
+def test_every_transformer_promote_renders_is_admitted(
+    rule: admission.Policy, with_transformer: list[Rendered]
+) -> None:
+    """Positive control: the pins are what promote renders (one source: mlops/admission_parameters.py
+    renders them from render_transformer), and every rendered transformer passes them."""
+    pins = rule.parameters["servedBytes"]["transformer"]
+    assert {
+        key: pins[key] for key in admission_parameters._transformer_pins()
+    } == admission_parameters._transformer_pins()
+    installed = installed_in_prod()
+    for item in with_transformer:
+        assert {arg.split("=", 1)[0] for arg in _container(item.obj)["args"]} <= set(pins["flags"])
+        assert rule.violations(item.obj, user=item.user) == [], item.name
+        assert installed.violations(item.obj, user=item.user) == [], item.name
+
+
+def _arg(value: str) -> Callable[[dict[str, Any]], None]:
+    return lambda service: _container(service)["args"].append(value)
+
+
+def _two_args(service: dict[str, Any]) -> None:
+    _container(service)["args"] += ["--predictor_host", FORGED_HOST]
+
+
+def _flag_twice(service: dict[str, Any]) -> None:
+    _container(service)["args"].append("--feature-service=another_service")
+
+
+def _host_alias(service: dict[str, Any]) -> None:
+    service["spec"]["transformer"]["hostAliases"] = [{"ip": "10.0.0.66", "hostnames": ["fraud-predictor.team-a"]}]
+
+
+def _volume(service: dict[str, Any]) -> None:
+    service["spec"]["transformer"]["volumes"] = [{"name": "code", "configMap": {"name": "mine"}}]
+    _container(service)["volumeMounts"] = [{"name": "code", "mountPath": "/opt/transformer/lib"}]
+
+
+def _lifecycle(service: dict[str, Any]) -> None:
+    _container(service)["lifecycle"] = {"postStart": {"exec": {"command": ["sh", "-c", "kill 1"]}}}
+
+
+def _probe_exec(service: dict[str, Any]) -> None:
+    _container(service)["readinessProbe"] = {"exec": {"command": ["sh", "-c", "python -m http.server 8080 &"]}}
+
+
+def _env_from(service: dict[str, Any]) -> None:
+    _container(service)["envFrom"].append({"configMapRef": {"name": "my-feature-store"}})
+
+
+def _log_elsewhere(service: dict[str, Any]) -> None:
+    for entry in _container(service)["env"]:
+        if entry["name"] == "MLOPS_DECISION_LOG_URI":
+            entry["value"] = "s3://decisions/someone-else/"
+
+
+def _no_log(service: dict[str, Any]) -> None:
+    _container(service)["env"] = [e for e in _container(service)["env"] if e["name"] != "MLOPS_DECISION_LOG_URI"]
+
+
+def _variable_twice(service: dict[str, Any]) -> None:
+    _container(service)["env"].append({"name": "MLOPS_SERVING_ROLE", "value": "champion"})
+
+
+def _own_variable(service: dict[str, Any]) -> None:
+    _container(service)["env"].append({"name": "MLOPS_FEAST_REDIS_HOST", "value": "redis.attacker-team"})
+
+
+CHANGES: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
+    "--predictor_host=": (_arg(f"--predictor_host={FORGED_HOST}"), "--predictor_host"),
+    "--predictor_host as two args": (_two_args, "--predictor_host"),
+    "--feature-store-dir (a local store)": (_arg("--feature-store-dir=/mnt/mine"), "--feature-store-dir"),
+    "an abbreviated flag": (_arg("--feature-store=/mnt/mine"), "--feature-store"),
+    "a flag twice": (_flag_twice, "--feature-service twice"),
+    "hostAliases": (_host_alias, "spec.transformer.hostAliases"),
+    "a volume": (_volume, "volumes"),
+    "a lifecycle hook": (_lifecycle, "lifecycle"),
+    "a probe that runs a command": (_probe_exec, "readinessProbe runs a command"),
+    "a ConfigMap of the member's": (_env_from, "envFrom"),
+    "the decision log elsewhere": (_log_elsewhere, "MLOPS_DECISION_LOG_URI"),
+    "no decision log": (_no_log, "MLOPS_DECISION_LOG_URI once"),
+    "a variable twice": (_variable_twice, "MLOPS_SERVING_ROLE once"),
+    "a variable promote never renders": (_own_variable, "MLOPS_FEAST_REDIS_HOST"),
+}
+
+
+@pytest.mark.parametrize("change", sorted(CHANGES))
+def test_a_transformer_configured_otherwise_is_refused(
+    rule: admission.Policy, with_transformer: list[Rendered], change: str
+) -> None:
+    mutate, named = CHANGES[change]
+    for item in with_transformer:
+        changed = copy.deepcopy(item.obj)
+        mutate(changed)
+        refused = rule.violations(changed, user=item.user)
+        assert any(named in message for message in refused), (item.name, refused)
+
+
+def test_without_the_args_paragraph_the_members_predictor_is_admitted(with_transformer: list[Rendered]) -> None:
+    """Broken on purpose: the guard without its args rule admits the member's --predictor_host, and
+    no other installed Constraint refuses it, so the rule above is what stands in the way."""
+    rule = policy(FILE)
+    broken = without_paragraph(rule, "not rendered_flag(arg)")
+    installed = installed_in_prod()
+    others = admission.PolicySet(policies=[p for p in installed.policies if p.name != rule.name])
+    assert len(others.policies) == len(installed.policies) - 1, "the platform installs the guard"
+    for item in with_transformer:
+        changed = copy.deepcopy(item.obj)
+        _arg(f"--predictor_host={FORGED_HOST}")(changed)
+        assert rule.violations(changed, user=item.user) != [], item.name
+        assert broken.violations(changed, user=item.user) == [], item.name
+        assert others.violations(changed, user=item.user) == [], item.name
