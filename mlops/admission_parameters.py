@@ -339,12 +339,20 @@ def _served_bytes() -> dict[str, Any]:
     }
 
 
+def _one(values: set[str], what: str) -> str:
+    """The one value every rendering agrees on; a second one is a rendering the pins cannot describe."""
+    if len(values) != 1:
+        raise ValueError(f"promote renders more than one {what}: {sorted(values)}")
+    return next(iter(values))
+
+
 def _transformer_pins() -> dict[str, Any]:
     """What promote's scoring transformer may carry, from what it renders for every reference
     pipeline, serving role and deployment mode: the component's and the container's fields, the
     flags of its args (KServe gives --model_name, --predictor_host and --http_port only where the
-    args do not), its envFrom, and each variable as rendered (the decision log's URI and role, the
-    keys it reads with)."""
+    args do not), its envFrom, each variable as rendered (the decision log's URI and role, the
+    keys it reads with) and the lists in promote's order (a `$(VAR)` expands only a variable
+    defined before it), the serving roles (champion, canary) and the container's name."""
     from typing import get_args
 
     from components.config import PromoteSettings, transformer_settings
@@ -362,12 +370,18 @@ def _transformer_pins() -> dict[str, Any]:
         for mode in modes:
             promote = cfg.promote.model_copy(update={"deployment_mode": mode})
             rendered += [render_transformer(name, settings, promote, role) for role in ROLES]
+    if any(len(component["containers"]) != 1 for component in rendered):
+        raise ValueError("promote's transformer is one container; the pins say exactly one")
     containers = [container for component in rendered for container in component["containers"]]
     env: dict[str, list[dict[str, Any]]] = {}
     for container in containers:
         for entry in container["env"]:
             if entry not in env.setdefault(entry["name"], []):
                 env[entry["name"]].append(entry)
+    env_lists: list[list[dict[str, Any]]] = []
+    for container in containers:
+        if container["env"] not in env_lists:
+            env_lists.append(container["env"])
     env_from: list[list[dict[str, Any]]] = []
     for container in containers:
         if container["envFrom"] not in env_from:
@@ -378,6 +392,9 @@ def _transformer_pins() -> dict[str, Any]:
         "flags": sorted({arg.split("=", 1)[0] for container in containers for arg in container["args"]}),
         "envFrom": env_from,
         "env": env,
+        "envLists": env_lists,
+        "roles": list(ROLES),
+        "containerName": _one({container["name"] for container in containers}, "transformer container name"),
     }
 
 

@@ -113,6 +113,15 @@ class RequestJoiner:
         self.reader, self.entity_column, self.settings = reader, entity_column, settings
         self.model_features, self.request_features = list(model_features), list(request_features)
         self.stored_features = [name for name in model_features if name not in request_features]
+        stored_by_caller = [name for name in request_features if name in reader.features]
+        if stored_by_caller:  # a caller's value would stand in for what the store holds (a forged feature)
+            raise ComponentError(
+                STEP,
+                f"request feature(s) {stored_by_caller} are served by the feature service ({reader.features}): the"
+                " store's value is read from the store, never taken from the caller",
+                "list in --request-features (the pipeline's materialize.request_features) only what the request"
+                " carries and the feature service does not",
+            )
         unserved = [name for name in self.stored_features if name not in reader.features]
         if unserved:
             raise ComponentError(

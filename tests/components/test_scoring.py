@@ -117,3 +117,17 @@ def test_too_many_rows_is_a_400_naming_the_limit(materialized: dict[str, Any]) -
     assert len(joiner.join([row] * 3).unknown) == 3
     with pytest.raises(RequestError, match=r"(?s)4 rows, over the limit of 3.*scoring\.max_rows"):
         joiner.join([row] * 4)
+
+
+def test_a_stored_feature_is_never_taken_from_the_caller(materialized: dict[str, Any]) -> None:
+    """A transformer told that a feature the service serves comes with the request would score the
+    caller's value instead of the store's (a forged feature): it refuses to start. Control: the
+    pipeline's own request features (not served by the service) start it (the tests above)."""
+    store = open_store("fraud", materialized["store"])
+    with pytest.raises(
+        ComponentError, match=r"request feature\(s\) \['txn_count_1h'\] are served by the feature"
+    ) as refused:
+        RequestJoiner(online_reader(store, "fraud_model_v1"), model_features=FEATURES, entity_column="user_id",
+                      request_features=[*MATERIALIZE_SETTINGS.request_features, "txn_count_1h"],
+                      settings=ScoringSettings())  # fmt: skip
+    assert refused.value.exit_code == 2

@@ -192,6 +192,10 @@ def _versions(item: Rendered) -> tuple[dict[str, Any], dict[str, Any]]:
     champion = copy.deepcopy(item.obj)
     champion["metadata"]["annotations"][f"{PREFIX}/{ARTIFACT_SHA256_ANNOTATION}"] = "c" * 64
     _pinned(champion)[0]["value"] = "c" * 64
+    for container in champion["spec"].get("transformer", {}).get("containers", []):
+        for entry in container["env"]:  # serving alone, as promote's standard_service renders it
+            if entry["name"] == "MLOPS_SERVING_ROLE":
+                entry["value"] = "champion"
     return stable_service(champion, 1), copy.deepcopy(item.obj)
 
 

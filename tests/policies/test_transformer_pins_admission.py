@@ -106,7 +106,6 @@ def test_every_transformer_promote_renders_is_admitted(
     } == admission_parameters._transformer_pins()
     installed = installed_in_prod()
     for item in with_transformer:
-        assert {arg.split("=", 1)[0] for arg in _container(item.obj)["args"]} <= set(pins["flags"])
         assert rule.violations(item.obj, user=item.user) == [], item.name
         assert installed.violations(item.obj, user=item.user) == [], item.name
 
@@ -162,11 +161,57 @@ def _own_variable(service: dict[str, Any]) -> None:
     _container(service)["env"].append({"name": "MLOPS_FEAST_REDIS_HOST", "value": "redis.attacker-team"})
 
 
+def _expanded_secret(service: dict[str, Any]) -> None:
+    _container(service)["args"] = [
+        '--scoring={"unknown_entity": "$(AWS_SECRET_ACCESS_KEY)"}' if arg.startswith("--scoring=") else arg
+        for arg in _container(service)["args"]
+    ]
+
+
+def _log_off(service: dict[str, Any]) -> None:
+    args = _container(service)["args"]
+    (index,) = [i for i, arg in enumerate(args) if arg.startswith("--scoring=")]
+    scoring = json.loads(args[index].removeprefix("--scoring="))
+    scoring["decision_log"]["enabled"] = False
+    args[index] = f"--scoring={json.dumps(scoring)}"
+
+
+def _second_container(service: dict[str, Any]) -> None:
+    service["spec"]["transformer"]["containers"].append(copy.deepcopy(_container(service)) | {"name": "twin"})
+
+
+def _renamed(service: dict[str, Any]) -> None:
+    _container(service)["name"] = "scorer"
+
+
+def _probe_elsewhere(service: dict[str, Any]) -> None:
+    _container(service)["readinessProbe"]["httpGet"]["host"] = "always-ready.attacker-team"
+
+
+def _uri_before_namespace(service: dict[str, Any]) -> None:
+    env = _container(service)["env"]
+    (uri,) = [e for e in env if e["name"] == "MLOPS_DECISION_LOG_URI"]
+    env.remove(uri)
+    env.insert(0, uri)
+
+
+def _other_role(service: dict[str, Any]) -> None:
+    for entry in _container(service)["env"]:
+        if entry["name"] == "MLOPS_SERVING_ROLE":
+            entry["value"] = "champion" if entry["value"] == "canary" else "canary"
+
+
 CHANGES: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
-    "--predictor_host=": (_arg(f"--predictor_host={FORGED_HOST}"), "--predictor_host"),
-    "--predictor_host as two args": (_two_args, "--predictor_host"),
-    "--feature-store-dir (a local store)": (_arg("--feature-store-dir=/mnt/mine"), "--feature-store-dir"),
-    "an abbreviated flag": (_arg("--feature-store=/mnt/mine"), "--feature-store"),
+    "--predictor_host=": (_arg(f"--predictor_host={FORGED_HOST}"), f'"--predictor_host={FORGED_HOST}"'),
+    "--predictor_host as two args": (_two_args, '"--predictor_host"'),
+    "--feature-store-dir (a local store)": (_arg("--feature-store-dir=/mnt/mine"), '"--feature-store-dir=/mnt/mine"'),
+    "an abbreviated flag": (_arg("--feature-store=/mnt/mine"), '"--feature-store=/mnt/mine"'),
+    "a secret expanded into an argument": (_expanded_secret, "refers to a variable"),
+    "a second container": (_second_container, "is one container"),
+    "a container of another name": (_renamed, "is one container"),
+    "a probe of another host": (_probe_elsewhere, "asks another host"),
+    "the log's URI before the namespace it expands": (_uri_before_namespace, "promote's order"),
+    "the other serving role": (_other_role, "but this revision serves as"),
     "a flag twice": (_flag_twice, "--feature-service twice"),
     "hostAliases": (_host_alias, "spec.transformer.hostAliases"),
     "a volume": (_volume, "volumes"),
@@ -190,6 +235,18 @@ def test_a_transformer_configured_otherwise_is_refused(
         mutate(changed)
         refused = rule.violations(changed, user=item.user)
         assert any(named in message for message in refused), (item.name, refused)
+
+
+def test_a_production_transformer_keeps_its_decision_log(
+    rule: admission.Policy, with_transformer: list[Rendered]
+) -> None:
+    """The audit's record: off is refused in production, admitted at staging (a pipeline may run a
+    staging service without a log), the positive control being the rendered services above."""
+    for item in with_transformer:
+        changed = copy.deepcopy(item.obj)
+        _log_off(changed)
+        refused = [m for m in rule.violations(changed, user=item.user) if "logs its decisions" in m]
+        assert bool(refused) == ("(production" in item.source), (item.name, refused)
 
 
 def test_without_the_args_paragraph_the_members_predictor_is_admitted(with_transformer: list[Rendered]) -> None:
