@@ -101,6 +101,9 @@ def start_ray(settings: RaySettings) -> None:
 def engine_config(config: dict[str, Any], settings: RaySettings) -> dict[str, Any]:
     """`config` (feature_store.yaml as a dict) with the Ray offline store in place of the single-node
     one: registry, online store and project stay as they are. Starts Ray."""
+    from components.steps.ray_join import install
+
+    install()  # Feast's keyed broadcast join falls back to a quadratic loop: components/steps/ray_join.py
     start_ray(settings)
     scratch = str(Path(str(config.get("registry", "."))).parent / "ray") if not _platform(config) else None
     offline: dict[str, Any] = {"type": "ray", "enable_ray_logging": False}
