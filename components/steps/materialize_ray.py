@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ARGUMENTS",
+    "BROADCAST_ALWAYS_MB",
     "GROUP",
     "PLURAL",
     "STEP",
@@ -69,6 +70,8 @@ TEMPLATE_VARIABLE = "MLOPS_RAYJOB_TEMPLATE"
 ARGUMENTS = "@MATERIALIZE_ARGUMENTS@"
 """The placeholder of the driver's arguments (JSON) in the rendered entrypoint: only the running step knows them."""
 GROUP, VERSION, PLURAL = "ray.io", "v1", "rayjobs"
+BROADCAST_ALWAYS_MB = 1 << 30
+"""Feast's broadcast_join_threshold_mb, set past any view's size (a petabyte): see engine_config."""
 ROW = "__mlops_entity_row"
 """The entity row's number, carried through the Ray join to match each result row back to its own."""
 NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -106,7 +109,15 @@ def engine_config(config: dict[str, Any], settings: RaySettings) -> dict[str, An
     install()  # Feast's keyed broadcast join falls back to a quadratic loop: components/steps/ray_join.py
     start_ray(settings)
     scratch = str(Path(str(config.get("registry", "."))).parent / "ray") if not _platform(config) else None
-    offline: dict[str, Any] = {"type": "ray", "enable_ray_logging": False}
+    # Always the broadcast join: Feast's windowed join (taken above broadcast_join_threshold_mb,
+    # default 100 MB: about 2M rows of the fraud view) matches features only within one time
+    # window and, on a known case, lost even those (tests/components/test_materialize_ray.py).
+    # The view's feature rows must then fit a Ray worker's memory; past it the job fails loudly.
+    offline: dict[str, Any] = {
+        "type": "ray",
+        "enable_ray_logging": False,
+        "broadcast_join_threshold_mb": BROADCAST_ALWAYS_MB,
+    }
     if scratch is not None:
         offline["storage_path"] = scratch
     return {**config, "offline_store": offline}

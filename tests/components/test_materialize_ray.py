@@ -185,3 +185,46 @@ def test_the_driver_runs_as_a_module(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "components.steps.materialize_ray"], capture_output=True, text=True,
                           check=False)  # fmt: skip
     assert done.returncode != 0 and "the RayJob driver takes one argument" in done.stderr
+
+
+def test_the_ray_engine_never_takes_feasts_windowed_join(local_ray: None, tmp_path: Path) -> None:
+    """Above broadcast_join_threshold_mb (default 100 MB, about 2M rows of the fraud view) Feast's
+    Ray store switches to a windowed join, which on a known case returns no feature at all: a
+    feature row 10 minutes before an entity row in the same hour, and one 2 hours before it. The
+    engine's config keeps every view on the broadcast join (the one the equality above checks)."""
+    import ray
+    from feast.infra.offline_stores.contrib.ray_offline_store.ray import (
+        RayDataProcessor,
+        RayOfflineStoreConfig,
+        RayResourceManager,
+    )
+
+    config = materialize_ray.engine_config({"registry": str(tmp_path / "r.db")}, RAY.ray)["offline_store"]
+    ours = RayResourceManager(RayOfflineStoreConfig(**config))
+    assert ours.should_use_broadcast_join(1 << 40)  # a terabyte of feature rows: still broadcast
+    default = RayResourceManager(RayOfflineStoreConfig(type="ray"))
+    assert not default.should_use_broadcast_join(200 << 20)  # why: Feast's own default
+    start = pd.Timestamp("2026-01-01", tz="UTC")
+    features = pd.DataFrame(
+        {
+            "user": [1, 2],
+            "count": [5, 7],
+            "event_timestamp": [start + pd.Timedelta(minutes=10), start + pd.Timedelta(minutes=20)],
+        }
+    )
+    later = [start + pd.Timedelta(hours=2), start + pd.Timedelta(minutes=30)]
+    entities = pd.DataFrame({"user": [1, 2], "event_timestamp": later})
+    windowed = (
+        RayDataProcessor(default)
+        .windowed_temporal_join(
+            ray.data.from_pandas(entities), ray.data.from_pandas(features), ["user"], "event_timestamp", ["count"]
+        )
+        .to_pandas()
+    )
+    assert windowed["count"].isna().all()  # the right answer is 5 and 7
+    broadcast = (
+        RayDataProcessor(ours)
+        .broadcast_join_features(ray.data.from_pandas(entities), features, ["user"], "event_timestamp", ["count"])
+        .to_pandas()
+    )
+    assert broadcast.sort_values("user")["count"].tolist() == [5, 7]
