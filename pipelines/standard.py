@@ -36,24 +36,24 @@ RETRAIN = Condition(step="drift", output="retrain", equals=True)
 NO_RETRAIN = Condition(step="drift", output="retrain", equals=False)
 GATE_PASSED = Condition(step="evaluate", output="passed", equals=True)
 GATE_FAILED = Condition(step="evaluate", output="passed", equals=False)
-# Each step's default sizes, from docs/performance.md's table at its largest measured run (10M rows,
-# the scale the nightly is sized for): the step's peak RSS rounded up to a power-of-two Gi with at
-# least 10% headroom. config.yaml's `resources` overrides them (components/resource_settings.py).
+# Each step's default sizes, from docs/performance.md's tables at their largest measured run (10M rows,
+# or 100M where "Memory against rows" has it: the scales the nightly is sized for): the step's peak
+# RSS rounded up to a power-of-two Gi with at least 10% headroom. config.yaml's `resources` overrides them (components/resource_settings.py).
 # train reads the set in 1M-row batches (components/steps/train_batches.py): XGBoost 1,253 MB at 10M rows
 # alone in its process, pytorch_mlp 1,109 MB; 4Gi, not 2Gi, for the GPU runtime's host memory (unmeasured)
 TRAIN_ON_ONE_GPU = Resources(cpu="4", memory="4Gi", gpu=1)  # train row of "Memory against rows"
 # validate and materialize are bounded (issue 33): GX on 1M-row batches, DuckDB under its memory_limit
 # (components/duckdb_session.py DEFAULT_MEMORY_LIMIT, 1 GB) spilling to disk; their peak is Python's
 # share plus that limit, not a multiple of the rows (docs/performance.md, "Memory against rows").
-VALIDATE = Resources(cpu="2", memory="2Gi")  # validate (GX, batches) row: 1,715 MB at 10M rows
-MATERIALIZE = Resources(cpu="2", memory="4Gi")  # materialize (Feast + DuckDB) row: 1,943 MB at 10M rows
+VALIDATE = Resources(cpu="2", memory="4Gi")  # validate (GX, batches) row: 2,362 MB at 100M rows
+MATERIALIZE = Resources(cpu="2", memory="4Gi")  # materialize (Feast + DuckDB) row: 2,073 MB at 100M rows
 # evaluate scores the holdout in batches and keeps its labels and predictions (components/steps/evaluate.py)
-EVALUATE = Resources(cpu="2", memory="4Gi")  # evaluate row: 1,928 MB at 10M rows, 2,286 MB multiclass
+EVALUATE = Resources(cpu="2", memory="4Gi")  # evaluate row: 3,073 MB at 100M rows (20M holdout)
 REGISTER = Resources(cpu="1", memory="8Gi")  # register (MLflow) row: 5,075 MB at 10M rows
 PROMOTE = Resources(cpu="1", memory="8Gi")  # promote row: 5,079 MB at 10M rows
 # drift compares samples of at most 1M rows per side (components/steps/drift_data.py); hold and
 # notify read nothing.
-DRIFT = Resources(cpu="2", memory="2Gi")  # drift row: 1,161 MB at 10M rows (6 features)
+DRIFT = Resources(cpu="2", memory="2Gi")  # drift row: 1,514 MB at 20M rows a side (6 features)
 HOLD = Resources(cpu="100m", memory="128Mi")
 NOTIFY = Resources(cpu="1", memory="512Mi")
 
