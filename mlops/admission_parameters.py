@@ -356,8 +356,8 @@ def _transformer_pins() -> dict[str, Any]:
     from typing import get_args
 
     from components.config import PromoteSettings, transformer_settings
-    from components.steps.promote import render_transformer
     from components.serving.decision_record import ROLES
+    from components.steps.promote import render_transformer
     from pipelines.golden import reference_pipelines
     from pipelines.local import declaration
 

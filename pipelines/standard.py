@@ -38,7 +38,8 @@ GATE_PASSED = Condition(step="evaluate", output="passed", equals=True)
 GATE_FAILED = Condition(step="evaluate", output="passed", equals=False)
 # Each step's default sizes, from docs/performance.md's tables at their largest measured run (10M rows,
 # or 100M where "Memory against rows" has it: the scales the nightly is sized for): the step's peak
-# RSS rounded up to a power-of-two Gi with at least 10% headroom. config.yaml's `resources` overrides them (components/resource_settings.py).
+# RSS rounded up to a power-of-two Gi with at least 10% headroom. config.yaml's `resources` overrides
+# them (components/resource_settings.py).
 # train reads the set in 1M-row batches (components/steps/train_batches.py): XGBoost 1,253 MB at 10M rows
 # alone in its process, pytorch_mlp 1,109 MB; 4Gi, not 2Gi, for the GPU runtime's host memory (unmeasured)
 TRAIN_ON_ONE_GPU = Resources(cpu="4", memory="4Gi", gpu=1)  # train row of "Memory against rows"
