@@ -50,8 +50,8 @@ VALIDATE = Resources(cpu="2", memory="4Gi")  # validate (GX, batches) row: 2,362
 MATERIALIZE = Resources(cpu="2", memory="4Gi")  # materialize (Feast + DuckDB) row: 2,073 MB at 100M rows
 # evaluate scores the holdout in batches and keeps its labels and predictions (components/steps/evaluate.py)
 EVALUATE = Resources(cpu="2", memory="4Gi")  # evaluate row: 3,073 MB at 100M rows (20M holdout)
-REGISTER = Resources(cpu="1", memory="8Gi")  # register (MLflow) row: 5,075 MB at 10M rows
-PROMOTE = Resources(cpu="1", memory="8Gi")  # promote row: 5,079 MB at 10M rows
+REGISTER = Resources(cpu="1", memory="1Gi")  # register (MLflow) row: 638 MB at 10M rows, alone in its process
+PROMOTE = Resources(cpu="1", memory="1Gi")  # promote row: 653 MB at 10M rows, alone in its process
 # drift compares samples of at most 1M rows per side (components/steps/drift_data.py); hold and
 # notify read nothing.
 DRIFT = Resources(cpu="2", memory="2Gi")  # drift row: 1,514 MB at 20M rows a side (6 features)
