@@ -56,7 +56,8 @@ def fallback(
             merged[feat] = float("nan")
         elif not pd.api.types.is_datetime64_any_dtype(merged[feat]) and pd.api.types.is_numeric_dtype(merged[feat]):
             merged[feat] = merged[feat].astype("float64")  # the fallback's column starts as NaN
-    return merged[[*batch_df.columns.drop([f for f in requested_feats if f in batch_df.columns]), *requested_feats]]
+    # Feast's column order: the entity rows' own columns (a requested one where it was), then the rest
+    return merged[[*batch_df.columns, *(feat for feat in requested_feats if feat not in batch_df.columns)]]
 
 
 def install() -> None:
