@@ -192,7 +192,7 @@ def combined_results(
         rows += len(frame)
         dtypes = dtypes or {str(c): str(t) for c, t in frame.dtypes.items()}
         for result in per_batch(frame) if per_batch is not None else []:
-            _add(totals[_key(result)], result)
+            _add(totals.setdefault(_key(result), {"expectation_config": result["expectation_config"]}), result)
     if not totals:  # no rows at all: GX on the empty frame, as one read would have
         import pandas as pd
 
