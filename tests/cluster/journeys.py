@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from components.steps.promote import PLATFORM_CONFIGMAP
 from tests.cluster.rbac_evaluator_without_apiserver import Identity, Request, person, service_account
 from tests.conftest import REPO
 from tests.manifests.networkpolicy_evaluator_without_cni import Address, Pod
@@ -325,6 +326,20 @@ def denial_rows(
             "runner", Request(verb, "secrets", namespace=tenant, name=name), "the runner reads no Secret", allowed=False
         )
         for verb, name in (("get", "tenant-s3-credentials"), ("list", ""), ("watch", ""))
+    ]
+    # the namespace's mlops-platform ConfigMap says where the feature store, registry and decision log
+    # are; the scoring transformer reads it through envFrom (the promotion guard pins that name, not
+    # its keys), so neither a member nor the runner may write it (helper-92's review)
+    writes = [(verb, PLATFORM_CONFIGMAP) for verb in ("update", "patch", "delete")] + [("create", "")]
+    rows += [
+        Journey(
+            who,
+            Request(verb, "configmaps", namespace=tenant, name=name),
+            f"the {who} never rewrites {PLATFORM_CONFIGMAP}, which tells the transformer where its stores are",
+            allowed=False,
+        )
+        for who in ("member", "runner")
+        for verb, name in writes
     ]
     rows.append(
         Journey(
