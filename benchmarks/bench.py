@@ -25,6 +25,7 @@ import itertools
 import json
 import multiprocessing
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -66,11 +67,16 @@ def _step_in_child(call: Callable[[], Any], preload: list[str]) -> tuple[Any, di
     """Run in a fresh interpreter: the step, its seconds, its peak RSS and the packages it imported first."""
     _preload(preload)
     before = {name.partition(".")[0] for name in sys.modules}
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # what the preload started
     started = time.perf_counter()
     value = call()
     seconds = time.perf_counter() - started
     imported = sorted({name.partition(".")[0] for name in sys.modules} - before - {"__main__", "__mp_main__"})
     figures = {"seconds": seconds, "peak_rss_mb": _peak_rss_bytes() / 2**20, "imported": imported}
+    # a step's own processes (train.distributed's workers, a pod each on the cluster): the largest one's
+    # peak, from the kernel's accounting of the children it waited for (ru_maxrss is in KiB on Linux)
+    if (children := resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) > children_before:
+        figures["children_peak_rss_mb"] = children / 1024
     return value, figures, sorted(sys.modules)
 
 
@@ -87,7 +93,9 @@ class StepProcesses:
         with multiprocessing.get_context("spawn").Pool(1) as pool:
             value, figures, self._modules = pool.apply(_step_in_child, (call, self._modules))
         self.times[label] = figures
-        print(f"  {label:<12} {figures['seconds']:8.2f} s  peak RSS {figures['peak_rss_mb']:7.0f} MB", flush=True)
+        child = figures.get("children_peak_rss_mb")
+        workers = f"  its largest child {child:7.0f} MB" if child else ""
+        print(f"  {label:<12} {figures['seconds']:8.2f} s  peak RSS {figures['peak_rss_mb']:7.0f} MB{workers}")
         return value
 
 
@@ -152,11 +160,16 @@ def in_process(raw: Path, home: Path, cfg: PipelineConfig, steps: tuple[str, ...
 
 
 def steps_at(
-    rows: int, seed: int, gate_threshold: float | None, keep: Path | None, steps: tuple[str, ...] = STEPS
+    rows: int,
+    seed: int,
+    gate_threshold: float | None,
+    keep: Path | None,
+    steps: tuple[str, ...] = STEPS,
+    settings: tuple[str, ...] = (),
 ) -> dict[str, dict[str, Any]]:
     """The in-process steps on `rows` rows, in a fresh interpreter (this script with --steps-only)."""
     command = [sys.executable, __file__, "--steps-only", "--rows", str(rows), "--seed", str(seed)]
-    command += ["--steps", ",".join(steps)]
+    command += ["--steps", ",".join(steps), *(f"--set={setting}" for setting in settings)]
     if gate_threshold is not None:
         command += ["--gate-threshold", str(gate_threshold)]
     if keep is not None:
@@ -169,12 +182,19 @@ def steps_at(
     return result
 
 
-def _config(rows: int, seed: int, gate_threshold: float | None) -> PipelineConfig:
+def _config(rows: int, seed: int, gate_threshold: float | None, settings: tuple[str, ...] = ()) -> PipelineConfig:
+    import yaml
+
     from pipelines.fraud import pipeline as fraud
 
     overrides: dict[str, Any] = {"data.rows": rows, "data.seed": seed}
     if gate_threshold is not None:  # tiny smoke runs train models too weak for the real gate
         overrides["evaluate.threshold"] = gate_threshold
+    for setting in settings:  # --set train.distributed={workers: 4, runtime: xgboost-distributed}
+        key, equals, value = setting.partition("=")
+        if not equals or not key:
+            raise SystemExit(f"--set {setting!r}: write KEY=VALUE, KEY dotted (train.distributed), VALUE YAML")
+        overrides[key] = yaml.safe_load(value)
     return fraud.DECLARATION.config().with_overrides(overrides)
 
 
@@ -213,7 +233,7 @@ def _steps(text: str) -> tuple[str, ...]:
 
 
 def _steps_only(args: argparse.Namespace) -> int:
-    cfg = _config(args.rows, args.seed, args.gate_threshold)
+    cfg = _config(args.rows, args.seed, args.gate_threshold, tuple(args.set))
     with tempfile.TemporaryDirectory(prefix="mlops-bench-") as tmp:
         root = Path(tmp)
         raw = args.keep or root / "raw.parquet"
@@ -252,6 +272,14 @@ def main() -> int:
         default=",".join(STEPS),
         help="the steps to measure (validate,materialize alone: the memory table; no engine run)",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config override for the steps, VALUE as YAML (at 100M: --set "
+        "'train.distributed={workers: 4, runtime: xgboost-distributed}', as the nightly's TrainJob runs)",
+    )
     parser.add_argument("--steps-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--keep", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -263,16 +291,15 @@ def main() -> int:
         parser.error(f"--engines: {', '.join(unknown)} is not one of {', '.join(ENGINES)}")
     sizes = [args.rows] if args.rows else [int(size) for size in args.sizes.split(",")]
     engine_rows = max([size for size in sizes if size < 10_000_000] or sizes)
-    cfg = _config(engine_rows, args.seed, args.gate_threshold)
+    cfg = _config(engine_rows, args.seed, args.gate_threshold, tuple(args.set))
     table: dict[int, dict[str, dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="mlops-bench-") as tmp:
         root = Path(tmp)
         raw = root / "raw.parquet"
         for size in sizes:
             print(f"fraud benchmark, {size:,} rows", flush=True)
-            table[size] = steps_at(
-                size, args.seed, args.gate_threshold, raw if size == engine_rows else None, _steps(args.steps)
-            )
+            kept = raw if size == engine_rows else None
+            table[size] = steps_at(size, args.seed, args.gate_threshold, kept, _steps(args.steps), tuple(args.set))
         if _steps(args.steps) != STEPS:
             _print_scaling(table, sizes)
             _print_memory_goals(table)
