@@ -35,6 +35,7 @@ when a committed Constraint drifts from them, so each fact has one source:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -356,8 +357,8 @@ def _transformer_pins() -> dict[str, Any]:
     from typing import get_args
 
     from components.config import PromoteSettings, transformer_settings
-    from components.serving.decision_record import ROLES
-    from components.steps.promote import render_transformer
+    from components.serving.decision_record import ROLE_VARIABLE, ROLES
+    from components.steps.promote import SCORING_FLAG, render_transformer
     from pipelines.golden import reference_pipelines
     from pipelines.local import declaration
 
@@ -394,8 +395,26 @@ def _transformer_pins() -> dict[str, Any]:
         "env": env,
         "envLists": env_lists,
         "roles": list(ROLES),
+        "roleVariable": _one({e["name"] for e in env.get(ROLE_VARIABLE, [])}, "serving role variable"),
         "containerName": _one({container["name"] for container in containers}, "transformer container name"),
+        **_decision_log_switch(containers, SCORING_FLAG),
     }
+
+
+def _decision_log_switch(containers: list[dict[str, Any]], flag: str) -> dict[str, Any]:
+    """Where a production transformer's decision log is switched on: the flag that carries the scoring
+    section, the switch's path in it (ScoringSettings' decision_log, DecisionLogSettings' enabled) and
+    its default when the section leaves it out. Each rendering carries the flag once, with the switch."""
+    from components.config import ScoringSettings
+
+    switch = ["decision_log", "enabled"]
+    section = ScoringSettings.model_fields[switch[0]].default  # a KeyError is a rename: fix `switch`
+    default = getattr(section, switch[1])
+    for container in containers:
+        values = [arg.partition("=")[2] for arg in container["args"] if arg.partition("=")[0] == flag]
+        if len(values) != 1 or not isinstance(json.loads(values[0]).get(switch[0], {}).get(switch[1]), bool):
+            raise ValueError(f"promote renders {flag} without the decision log's switch {'.'.join(switch)}")
+    return {"scoringFlag": flag, "decisionLogSwitch": switch, "decisionLogDefault": default}
 
 
 def _excluded_serving_namespaces() -> list[str]:

@@ -39,6 +39,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from components.errors import ComponentError, TransientError
+from components.serving.decision_record import NAMESPACE_VARIABLE
+from components.serving.decision_record import URI_VARIABLE as LOG_URI_VARIABLE
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -63,16 +65,11 @@ __all__ = [
 ]
 
 STEP = "audit"
-LOG_URI_VARIABLE = "MLOPS_DECISION_LOG_URI"
-"""The log's root as the serving environment names it (components/steps/serving_decisions.py sets it on
-the cluster); a reader honours it too."""
 TOLERANCE = 1e-5
 """The absolute difference a re-score may show and still reproduce the logged score: the served model
 scores in FP32 (Triton's input tensor; FIL's and the python backend's arithmetic), the re-score in the
 model kind's own library, so the last float32 digits may differ; a different model or feature vector
 moves a score by far more."""
-NAMESPACE_VARIABLE = "MLOPS_NAMESPACE"
-"""The tenant's namespace (the downward API in a pod; on a laptop whoever sets it)."""
 
 
 def _tenant_of(settings: Any) -> str:

@@ -44,6 +44,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from components.serving import decision_record, request_log
+from components.serving.decision_record import NAMESPACE_VARIABLE, REVISION_VARIABLE, ROLE_VARIABLE, URI_VARIABLE
 from components.serving.request_log import RequestOutcome
 
 if TYPE_CHECKING:
@@ -52,7 +53,6 @@ if TYPE_CHECKING:
 __all__ = [
     "METRICS",
     "RECORDS",
-    "ROLE_VARIABLE",
     "SPILL_BYTES",
     "DecisionLog",
     "Figures",
@@ -416,12 +416,6 @@ class Refused:
 
     def close(self, timeout: float = 30.0) -> None:
         return None
-
-
-URI_VARIABLE = "MLOPS_DECISION_LOG_URI"
-NAMESPACE_VARIABLE = "MLOPS_NAMESPACE"
-ROLE_VARIABLE = "MLOPS_SERVING_ROLE"
-REVISION_VARIABLE = "K_REVISION"
 
 
 def from_environment(

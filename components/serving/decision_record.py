@@ -37,10 +37,14 @@ from components.platform.buckets import DECISIONS as BUCKET
 
 __all__ = [
     "BUCKET",
+    "NAMESPACE_VARIABLE",
     "PARTITIONS",
+    "REVISION_VARIABLE",
     "ROLES",
+    "ROLE_VARIABLE",
     "SCHEMA",
     "SCHEMA_VERSION",
+    "URI_VARIABLE",
     "DecisionRecord",
     "UnknownSchemaVersion",
     "check_schema",
@@ -56,6 +60,15 @@ SCHEMA_VERSION = 1
 """Bumped when a field is added; each file records it in its metadata under `mlops.decision_schema`."""
 ROLES = ("champion", "canary")
 """The serving role of the revision that decided: the InferenceService's stable or canary revision."""
+URI_VARIABLE = "MLOPS_DECISION_LOG_URI"
+"""Where the log is, as the transformer's environment names it (components/steps/serving_decisions.py
+renders it on the cluster; `mlops audit` and `mlops decisions` honour it too)."""
+NAMESPACE_VARIABLE = "MLOPS_NAMESPACE"
+"""The tenant's namespace a record files under (the downward API in a pod; on a laptop whoever sets it)."""
+ROLE_VARIABLE = "MLOPS_SERVING_ROLE"
+"""Which of ROLES the revision serves as (the promotion guard checks it against the canary's traffic)."""
+REVISION_VARIABLE = "K_REVISION"
+"""The serving revision, as Knative sets it; `local` where nothing does."""
 PARTITIONS = ("model", "version", "date")
 """The hive partition keys, in path order: model name, registered version, decision day (UTC)."""
 _METADATA_KEY = b"mlops.decision_schema"

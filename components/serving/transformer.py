@@ -58,7 +58,7 @@ from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, In
 from components.config import ScoringSettings
 from components.errors import ComponentError, transient_reason
 from components.platform.readonly import read_only_registry
-from components.serving import decision_log, request_log
+from components.serving import decision_log, decision_record, request_log
 from components.serving.answers import v1_answer, v2_columns
 from components.serving.predictor import STEP, PredictorModel, describe_predictor, fetch_model_config
 from components.serving.request_guard import EXPLAIN_OFF
@@ -247,7 +247,7 @@ class ScoringTransformer(Model):
         self.model: PredictorModel | None = None
         self.joiner: OffLoopJoiner | None = None
         self.decision_log: decision_log.Sink | None = None
-        self.outcomes = request_log.Recorder(name, os.environ.get(decision_log.ROLE_VARIABLE) or "champion")
+        self.outcomes = request_log.Recorder(name, os.environ.get(decision_record.ROLE_VARIABLE) or "champion")
 
     def load(self) -> bool:
         self.model = describe_predictor(self.predictor_grpc, self.name, wait_seconds=self.wait_seconds)

@@ -49,6 +49,7 @@ __all__ = [
     "RAW_DEPLOYMENT",
     "READINESS_PATH",
     "RUN_ID",
+    "SCORING_FLAG",
     "SERVING_RUNTIMES",
     "STEP",
     "TRANSFORMER_MEMORY_GIB",
@@ -102,6 +103,7 @@ TRITON_UID = 1000  # triton-server in NGC 24.x; any non-root uid works (world-re
 UNMEASURED_READINESS_DELAY_S = 60
 SERVERLESS, RAW_DEPLOYMENT = "Serverless", "RawDeployment"
 MODEL_PULLER = "model-puller"
+SCORING_FLAG = "--scoring"  # the scoring section as JSON: the promotion guard reads the decision log's switch in it
 TRITON_GRPC_PORT = 9000  # the serving image's --grpc-port: the transformer calls the predictor there
 TRANSFORMER_PYTHON = "/opt/transformer/bin/python"  # the component image's transformer environment
 COMPONENT_UID = 65532  # the component image's user (images/component/Containerfile)
@@ -206,7 +208,7 @@ def render_transformer(
         f"--feature-service={transformer.feature_service}",
         f"--entity-column={transformer.entity_column}",
         f"--request-features={','.join(transformer.request_features)}",
-        f"--scoring={json.dumps(transformer.scoring.model_dump(mode='json'), sort_keys=True)}",
+        f"{SCORING_FLAG}={json.dumps(transformer.scoring.model_dump(mode='json'), sort_keys=True)}",
     ]
     reader = {"registry": transformer.feast_credentials_secret, "redis": transformer.redis_credentials_secret}
     secrets = {name: (reader[store], key) for name, (store, key) in READER_VARIABLES.items()}

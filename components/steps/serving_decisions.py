@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from components.errors import ComponentError
-from components.serving.decision_record import BUCKET, ROLES
+from components.serving.decision_record import BUCKET, NAMESPACE_VARIABLE, ROLE_VARIABLE, ROLES, URI_VARIABLE
 
 __all__ = [
     "DECISIONS_CREDENTIALS_SECRET",
@@ -62,8 +62,8 @@ def decision_log_environment(role: str) -> list[dict[str, Any]]:
         raise ComponentError(STEP, f"unknown serving role {role!r}", f"use one of {', '.join(ROLES)}")
     secret = DECISIONS_CREDENTIALS_SECRET
     return [
-        {"name": "MLOPS_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-        {"name": "MLOPS_DECISION_LOG_URI", "value": decision_log_uri("$(MLOPS_NAMESPACE)")},
-        {"name": "MLOPS_SERVING_ROLE", "value": role},
+        {"name": NAMESPACE_VARIABLE, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": URI_VARIABLE, "value": decision_log_uri(f"$({NAMESPACE_VARIABLE})")},
+        {"name": ROLE_VARIABLE, "value": role},
         *({"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}} for name, key in S3_KEYS.items()),
     ]

@@ -237,9 +237,9 @@ def test_the_transformer_is_told_where_to_log_its_decisions_and_in_which_role(sc
 
     env = environment(10)
     by_name = {e["name"]: e for e in env}
-    from components.serving import decision_log  # what the transformer reads: the same names
+    from components.serving import decision_record  # what the transformer reads: the same names
 
-    read = {decision_log.URI_VARIABLE, decision_log.NAMESPACE_VARIABLE, decision_log.ROLE_VARIABLE}
+    read = {decision_record.URI_VARIABLE, decision_record.NAMESPACE_VARIABLE, decision_record.ROLE_VARIABLE}
     assert read <= set(by_name) and {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(by_name)
     assert by_name["MLOPS_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     assert by_name["MLOPS_DECISION_LOG_URI"]["value"] == f"s3://{BUCKET}/$(MLOPS_NAMESPACE)/"

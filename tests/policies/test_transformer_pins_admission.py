@@ -28,6 +28,8 @@ from typing import Any
 
 import pytest
 
+from components.serving.decision_record import ROLE_VARIABLE
+from components.steps.promote import SCORING_FLAG
 from mlops import admission, admission_parameters
 from tests.policies.platform_objects import Rendered, inference_services
 from tests.policies.policy_files import installed_in_prod, policy, without_paragraph
@@ -163,17 +165,17 @@ def _own_variable(service: dict[str, Any]) -> None:
 
 def _expanded_secret(service: dict[str, Any]) -> None:
     _container(service)["args"] = [
-        '--scoring={"unknown_entity": "$(AWS_SECRET_ACCESS_KEY)"}' if arg.startswith("--scoring=") else arg
+        f'{SCORING_FLAG}={{"unknown_entity": "$(AWS_SECRET_ACCESS_KEY)"}}' if arg.startswith(SCORING_FLAG) else arg
         for arg in _container(service)["args"]
     ]
 
 
-def _log_off(service: dict[str, Any]) -> None:
+def _log_off(service: dict[str, Any], switch: tuple[str, str] = ("decision_log", "enabled")) -> None:
     args = _container(service)["args"]
-    (index,) = [i for i, arg in enumerate(args) if arg.startswith("--scoring=")]
-    scoring = json.loads(args[index].removeprefix("--scoring="))
-    scoring["decision_log"]["enabled"] = False
-    args[index] = f"--scoring={json.dumps(scoring)}"
+    (index,) = [i for i, arg in enumerate(args) if arg.startswith(f"{SCORING_FLAG}=")]
+    scoring = json.loads(args[index].removeprefix(f"{SCORING_FLAG}="))
+    scoring[switch[0]][switch[1]] = False
+    args[index] = f"{SCORING_FLAG}={json.dumps(scoring)}"
 
 
 def _second_container(service: dict[str, Any]) -> None:
@@ -197,7 +199,7 @@ def _uri_before_namespace(service: dict[str, Any]) -> None:
 
 def _other_role(service: dict[str, Any]) -> None:
     for entry in _container(service)["env"]:
-        if entry["name"] == "MLOPS_SERVING_ROLE":
+        if entry["name"] == ROLE_VARIABLE:
             entry["value"] = "champion" if entry["value"] == "canary" else "canary"
 
 
@@ -247,6 +249,40 @@ def test_a_production_transformer_keeps_its_decision_log(
         _log_off(changed)
         refused = [m for m in rule.violations(changed, user=item.user) if "logs its decisions" in m]
         assert bool(refused) == ("(production" in item.source), (item.name, refused)
+
+
+def test_the_guard_reads_the_decision_log_switch_and_the_role_where_the_transformer_does(tmp_path: Path) -> None:
+    """The switch, its default and the role's variable are Constraint parameters rendered from promote
+    and the settings: each is where the transformer reads it (ScoringSettings from the flag's JSON; the
+    decision log's role from its variable), so a rename moves the guard with it instead of silencing it."""
+    from components.config import ScoringSettings
+    from components.decision_log_settings import DecisionLogSettings
+    from components.serving import decision_log
+    from components.serving.decision_record import URI_VARIABLE
+
+    pins = admission_parameters._served_bytes()["transformer"]
+    assert pins["scoringFlag"] == SCORING_FLAG and pins["roleVariable"] == ROLE_VARIABLE
+    section, field = pins["decisionLogSwitch"]
+    assert ScoringSettings.model_validate({section: {field: False}}).decision_log.enabled is False
+    assert ScoringSettings.model_validate({}).decision_log.enabled is pins["decisionLogDefault"]
+    env = {URI_VARIABLE: str(tmp_path), pins["roleVariable"]: "not-a-role"}
+    refused = decision_log.from_environment("fraud", "user_id", "ab" * 32, 0.5, 2, DecisionLogSettings(), env=env)
+    assert isinstance(refused, decision_log.Refused) and ROLE_VARIABLE in refused.reason
+
+
+def test_the_decision_log_rule_follows_its_parameters(rule: admission.Policy, with_transformer: list[Rendered]) -> None:
+    """Broken on purpose: with the switch's path rendered wrong the rule no longer sees the log turned
+    off, so it is the parameter, not a literal of the Rego's, that the rule reads."""
+    production = [item for item in with_transformer if "(production" in item.source]
+    assert production, "a production transformer is rendered"
+    constraint = copy.deepcopy(rule.constraint)
+    constraint["spec"]["parameters"]["servedBytes"]["transformer"]["decisionLogSwitch"] = ["decision_log", "renamed"]
+    misread = admission.Policy(template=rule.template, constraint=constraint)
+    for item in production:
+        changed = copy.deepcopy(item.obj)
+        _log_off(changed)
+        assert any("logs its decisions" in m for m in rule.violations(changed, user=item.user)), item.name
+        assert not any("logs its decisions" in m for m in misread.violations(changed, user=item.user)), item.name
 
 
 def test_without_the_args_paragraph_the_members_predictor_is_admitted(with_transformer: list[Rendered]) -> None:
