@@ -11,13 +11,14 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from components.errors import ComponentError
 
-__all__ = ["register"]
+__all__ = ["namespace_of", "register"]
 
 STEP = "promote"
 
@@ -28,7 +29,11 @@ def register(sub: Any, argv: list[str]) -> None:
         help="judge every live canary of the namespace once its promote.canary_window has passed, as "
         "`mlops promote <model> --analyze` would, and apply each verdict (the tenant's hourly CronWorkflow)",
     )
-    analysis.add_argument("--namespace", help="whose canaries (default: $MLOPS_NAMESPACE, the namespace's ConfigMap)")
+    analysis.add_argument(
+        "--namespace",
+        help="whose canaries (default: $MLOPS_NAMESPACE, else in a pod its ServiceAccount's namespace; the tenant's "
+        "CronWorkflow passes its own)",
+    )
     analysis.add_argument("--model", action="append", help="only this model (repeatable; default: every one)")
     analysis.add_argument(
         "--admission",
@@ -66,17 +71,33 @@ def _policies(args: argparse.Namespace, in_pod: bool) -> Path | None:
     return folder
 
 
+def namespace_of(
+    args: argparse.Namespace, environ: Mapping[str, str] | None = None, namespace_file: Path | None = None
+) -> str:
+    """Whose canaries: --namespace, else $MLOPS_NAMESPACE, else the pod's ServiceAccount namespace (a
+    pod of the platform's own CronWorkflow has one; its command also names it)."""
+    from components.serving.decision_record import NAMESPACE_VARIABLE
+    from pipelines.caching import NAMESPACE_FILE
+
+    env = os.environ if environ is None else environ
+    found = args.namespace or env.get(NAMESPACE_VARIABLE, "").strip()
+    account = NAMESPACE_FILE if namespace_file is None else namespace_file
+    if not found and account.is_file():
+        found = account.read_text().strip()
+    if not found:
+        raise ComponentError(
+            STEP,
+            "no namespace: the sweep judges one namespace's canaries",
+            f"pass --namespace NAME or set {NAMESPACE_VARIABLE} (in a pod, its ServiceAccount's namespace is used)",
+        )
+    return found
+
+
 def _canary_analysis(args: argparse.Namespace) -> int:
     from mlops import canary_sweep
     from mlops.cli.serving import pipeline_request, target_of
 
-    namespace = args.namespace or os.environ.get("MLOPS_NAMESPACE", "")
-    if not namespace:
-        raise ComponentError(
-            STEP,
-            "no namespace: the sweep judges one namespace's canaries",
-            "pass --namespace NAME or set MLOPS_NAMESPACE (the namespace's ConfigMap sets it)",
-        )
+    namespace = namespace_of(args)
     target = target_of(args, in_cluster=True)
     in_pod = target.cluster is not None and target.cluster.context == "in-cluster"
     policies = _policies(args, in_pod)

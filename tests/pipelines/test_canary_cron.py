@@ -14,6 +14,7 @@ import yaml
 
 from components.steps.promote_identity import ANALYST_SERVICE_ACCOUNT
 from components.steps.serving_api import API
+from mlops.cli.canaries import namespace_of
 from pipelines.canary_cron import ANALYSIS_FILE, ANALYSIS_NAME, analysis_objects
 from pipelines.standard import IMAGE
 from pipelines.tenancy import load
@@ -44,6 +45,10 @@ def test_every_tenant_has_its_hourly_analysis_as_rendered() -> None:
         args = build_parser(command[1:]).parse_args(command[1:])
         assert (args.command, args.admission, args.prometheus, args.model) == (
             "canary-analysis", "cluster", PROMETHEUS_URL, None)  # fmt: skip
+        # whose canaries, from what the pod has: its command and its literal variables (the ConfigMap's
+        # keys are PlatformSettings' fields, none of them a namespace), no ServiceAccount file here
+        literal = {e["name"]: e["value"] for e in template["container"]["env"] if "value" in e}
+        assert namespace_of(args, environ=literal, namespace_file=MANIFESTS / "absent") == tenant
         assert template["retryStrategy"]["expression"] == "asInt(lastRetry.exitCode) == 75"
         granted = {(rule["apiGroups"][0], rule["resources"][0]): rule["verbs"] for rule in found["Role"]["rules"]}
         for group, _, plural in API.values():
@@ -61,3 +66,24 @@ def test_the_cron_workflow_validates_against_argos_crd(schemas_dir: Path) -> Non
     broken = copy.deepcopy(cron)
     broken["spec"]["workflowSpec"]["templates"][0]["container"]["comand"] = ["mlops"]
     assert "comand" in str(check(broken))
+
+
+def test_the_analysis_finds_its_namespace_or_says_how_to_name_it(tmp_path: Path) -> None:
+    """--namespace, else $MLOPS_NAMESPACE, else the pod's ServiceAccount namespace; with none of them the
+    sweep stops (exit 2) naming the flag. The CronWorkflow once passed none and its ConfigMap had none,
+    so every hourly run stopped before judging a canary."""
+    import argparse
+
+    import pytest
+
+    from components.errors import ComponentError
+
+    account = tmp_path / "namespace"
+    no_flag = argparse.Namespace(namespace=None)
+    assert namespace_of(argparse.Namespace(namespace="fraud"), environ={}, namespace_file=account) == "fraud"
+    assert namespace_of(no_flag, environ={"MLOPS_NAMESPACE": "pricing"}, namespace_file=account) == "pricing"
+    with pytest.raises(ComponentError, match="--namespace NAME") as refused:
+        namespace_of(no_flag, environ={}, namespace_file=account)
+    assert refused.value.exit_code == 2
+    account.write_text("forecast\n")
+    assert namespace_of(no_flag, environ={}, namespace_file=account) == "forecast"
