@@ -29,7 +29,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from components.platform.buckets import BACKUPS
+from components.platform.buckets import BACKUPS, S3_SECRET_KEYS
 from pipelines.cluster import PLATFORM_NAMESPACE, POSTGRES_CLUSTER, POSTGRES_IMAGE, cluster_settings
 
 __all__ = [
@@ -61,7 +61,7 @@ STALE_AFTER_HOURS = 26
 WAL_COMPRESSION = "gzip"
 BACKUP_SECRET = "postgres-backup-s3-credentials"
 """The database's own S3 identity, granted the backup bucket only (never a tenant's key)."""
-BACKUP_SECRET_KEYS = ("access-key", "secret-key")
+BACKUP_SECRET_KEYS = tuple(S3_SECRET_KEYS.values())
 RECOVERY_SOURCE = "backup-source"
 """The externalClusters entry a recovery Cluster restores from."""
 ARCHIVE_SERVER = POSTGRES_CLUSTER

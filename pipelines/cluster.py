@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from components.config import PipelineConfig
+from components.platform.buckets import S3_SECRET_KEYS
 from components.platform.readonly import reader_database_secret, reader_name
 from components.platform.settings import (
     CONFIGMAP,
@@ -278,8 +279,7 @@ def secret_environment(cfg: PipelineConfig) -> list[SecretRef]:
     """Every credential a step may read (components.platform.settings.SECRET_VARIABLES), by Secret and key."""
     cluster = cfg.cluster
     return [
-        SecretRef(env="AWS_ACCESS_KEY_ID", secret=cluster.s3_credentials_secret, key="access-key"),
-        SecretRef(env="AWS_SECRET_ACCESS_KEY", secret=cluster.s3_credentials_secret, key="secret-key"),
+        *(SecretRef(env=env, secret=cluster.s3_credentials_secret, key=key) for env, key in S3_SECRET_KEYS.items()),
         SecretRef(env="MLFLOW_TRACKING_USERNAME", secret=cluster.mlflow_credentials_secret, key="username"),
         SecretRef(env="MLFLOW_TRACKING_PASSWORD", secret=cluster.mlflow_credentials_secret, key="password"),
         SecretRef(env="MLOPS_FEAST_REGISTRY_PASSWORD", secret=cluster.feast_credentials_secret, key="password"),

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from components.config import ClusterSettings
-from components.platform.buckets import PIPELINE_ARTIFACTS
+from components.platform.buckets import PIPELINE_ARTIFACTS, S3_SECRET_KEYS
 
 __all__ = ["KFP_LAUNCHER", "KFP_LAUNCHER_FILE", "ROOT_FOLDER", "kfp_launcher", "pipeline_root"]
 
@@ -44,17 +44,22 @@ def kfp_launcher(tenant: str) -> dict[str, Any]:
     """The `kfp-launcher` ConfigMap of the tenant's namespace."""
     from pipelines.cluster import cluster_settings
 
-    endpoint = urlsplit(cluster_settings(tenant).s3_endpoint)
+    settings = cluster_settings(tenant)
+    endpoint = urlsplit(settings.s3_endpoint)
     secret = ClusterSettings.model_fields["s3_credentials_secret"].default
     providers = {
         "s3": {
             "default": {
                 "endpoint": endpoint.netloc,
                 "disableSSL": endpoint.scheme != "https",
-                "region": "us-east-1",
+                "region": settings.s3_region,
                 "credentials": {
                     "fromEnv": False,
-                    "secretRef": {"secretName": secret, "accessKeyKey": "access-key", "secretKeyKey": "secret-key"},
+                    "secretRef": {
+                        "secretName": secret,
+                        "accessKeyKey": S3_SECRET_KEYS["AWS_ACCESS_KEY_ID"],
+                        "secretKeyKey": S3_SECRET_KEYS["AWS_SECRET_ACCESS_KEY"],
+                    },
                 },
             }
         }

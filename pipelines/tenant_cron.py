@@ -13,13 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 from components.config import ClusterSettings
+from components.platform.buckets import S3_SECRET_KEYS
 from components.platform.settings import CONFIGMAP
 
 __all__ = ["SECRETS", "tenant_cron_workflow"]
 
 SECRETS = (  # the variable, the ClusterSettings field naming its Secret, the key
-    ("AWS_ACCESS_KEY_ID", "s3_credentials_secret", "access-key"),
-    ("AWS_SECRET_ACCESS_KEY", "s3_credentials_secret", "secret-key"),
+    *((variable, "s3_credentials_secret", key) for variable, key in S3_SECRET_KEYS.items()),
     ("MLFLOW_TRACKING_USERNAME", "mlflow_credentials_secret", "username"),
     ("MLFLOW_TRACKING_PASSWORD", "mlflow_credentials_secret", "password"),
 )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from components.platform.buckets import S3_SECRET_KEYS
 from components.platform.settings import CONFIGMAP
 
 if TYPE_CHECKING:
@@ -21,8 +22,7 @@ __all__ = ["FEAST_REFRESH_SCHEDULE", "FEAST_SECRET_FIELDS", "feast_cronjob"]
 
 FEAST_REFRESH_SCHEDULE = "*/30 * * * *"
 FEAST_SECRET_FIELDS = {
-    "AWS_ACCESS_KEY_ID": ("s3_credentials_secret", "access-key"),
-    "AWS_SECRET_ACCESS_KEY": ("s3_credentials_secret", "secret-key"),
+    **{variable: ("s3_credentials_secret", key) for variable, key in S3_SECRET_KEYS.items()},
     "MLOPS_FEAST_REGISTRY_PASSWORD": ("feast_credentials_secret", "password"),
     "MLOPS_FEAST_REDIS_PASSWORD": ("redis_credentials_secret", "password"),
 }

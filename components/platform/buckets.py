@@ -29,6 +29,7 @@ __all__ = [
     "DECISIONS",
     "LIFECYCLE",
     "PIPELINE_ARTIFACTS",
+    "S3_SECRET_KEYS",
     "TENANT_BUCKETS",
     "ensure",
     "has_lifecycle",
@@ -37,6 +38,9 @@ __all__ = [
 DECISIONS = "decisions"
 """The decision log's bucket (components/serving/decision_record.py writes it); named here, where
 the compiler reads the bucket list, so compiling imports no pyarrow."""
+S3_SECRET_KEYS = {"AWS_ACCESS_KEY_ID": "access-key", "AWS_SECRET_ACCESS_KEY": "secret-key"}
+"""Every S3 identity's Secret holds its key under these keys (a tenant's, the decisions writer's, the
+database's backups'), read into these variables; manifests/out-of-band-secrets.yaml documents them."""
 PIPELINE_ARTIFACTS = "pipeline-artifacts"
 """Argo's artifact repository (each tenant's keys under <namespace>/); a TrainJob's nodes read and
 write their handed-over files there too (pipelines/argo.py)."""

@@ -31,6 +31,7 @@ from components.handoffs import PromoteResult, Registration, read_registration
 from components.model_kinds import kind_of_format
 from components.platform import services
 from components.platform.readonly import READER_VARIABLES
+from components.platform.settings import CONFIGMAP
 from components.serving.served_bytes import ARTIFACT_SHA256_ANNOTATION, EXPECTED_SHA256_ENV
 from components.serving.triton_config import RepositoryError, backend_of, parse_config
 from components.steps import serving_authorization as authz
@@ -107,7 +108,7 @@ SCORING_FLAG = "--scoring"  # the scoring section as JSON: the promotion guard r
 TRITON_GRPC_PORT = 9000  # the serving image's --grpc-port: the transformer calls the predictor there
 TRANSFORMER_PYTHON = "/opt/transformer/bin/python"  # the component image's transformer environment
 COMPONENT_UID = 65532  # the component image's user (images/component/Containerfile)
-PLATFORM_CONFIGMAP = "mlops-platform"
+PLATFORM_CONFIGMAP = CONFIGMAP  # the namespace's ConfigMap of where the stores are (platform settings)
 TRANSFORMER_MEMORY_GIB = 1  # the transformer container's memory limit
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from components.errors import ComponentError
+from components.platform.buckets import S3_SECRET_KEYS
 from components.serving.decision_record import BUCKET, NAMESPACE_VARIABLE, ROLE_VARIABLE, ROLES, URI_VARIABLE
 
 __all__ = [
@@ -34,8 +35,8 @@ __all__ = [
 ]
 
 STEP = "promote"
-S3_KEYS = {"AWS_ACCESS_KEY_ID": "access-key", "AWS_SECRET_ACCESS_KEY": "secret-key"}
-"""An S3 Secret's keys, as every step reads them (pipelines/cluster.py: secret_environment)."""
+S3_KEYS = S3_SECRET_KEYS
+"""An S3 Secret's keys, as every step reads them (components/platform/buckets.py)."""
 DECISIONS_CREDENTIALS_SECRET = "tenant-decisions-credentials"
 """The tenant namespace's Secret of the transformer's decisions writer (S3_KEYS): put on
 `decisions/<namespace>/*` only, created by the platform team (manifests/out-of-band-secrets.yaml)."""

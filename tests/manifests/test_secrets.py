@@ -51,6 +51,10 @@ def _walk(node: Any) -> Iterator[dict[str, Any]]:
             yield from _walk(item)
 
 
+KFP_KEY_FIELDS = ("accessKeyKey", "secretKeyKey")
+"""The keys of its Secret the KFP launcher reads (a tenant's kfp-launcher ConfigMap, `providers`)."""
+
+
 def references(obj: dict[str, Any], namespace: str, where: str) -> Iterator[Reference]:
     """Every Secret reference in one object (or one document of a KFP IR), in `namespace`."""
     basic_auth: set[int] = set()  # CloudNativePG's initdb secret: a basic-auth Secret, not a volume
@@ -60,7 +64,9 @@ def references(obj: dict[str, Any], namespace: str, where: str) -> Iterator[Refe
             yield from (Reference(namespace, ref["name"], key, where) for key in BASIC_AUTH)
         if isinstance(ref := node.get("secretKeyRef"), dict):
             yield Reference(namespace, ref["name"], ref["key"], where)
-        if isinstance(ref := node.get("secretRef"), dict):
+        if isinstance(ref := node.get("secretRef"), dict) and "secretName" in ref:  # the KFP launcher's providers
+            yield from (Reference(namespace, ref["secretName"], ref[f], where) for f in KFP_KEY_FIELDS if f in ref)
+        elif isinstance(ref, dict):
             yield Reference(namespace, ref["name"], None, where)
         for field in ("accessKeySecret", "secretKeySecret", "sessionTokenSecret", "userNameSecret", "passwordSecret"):
             if isinstance(ref := node.get(field), dict) and "key" in ref:  # Argo's (artifacts, persistence)
@@ -81,10 +87,10 @@ def references(obj: dict[str, Any], namespace: str, where: str) -> Iterator[Refe
     if obj.get("kind") == "ServiceAccount":
         for secret in obj.get("secrets", []):  # KServe's storage initializer reads these keys
             yield from (Reference(namespace, secret["name"], key, where) for key in MODEL_PULLER_SECRET_KEYS)
-    if obj.get("kind") == "ConfigMap":  # Argo's artifact repositories are YAML inside the data
+    if obj.get("kind") == "ConfigMap":  # Argo's artifact repositories, KFP's providers: YAML inside the data
         for key, value in (obj.get("data") or {}).items():
-            if "Secret" in value:
-                yield from references(yaml.safe_load(value), namespace, f"{where} data.{key}")
+            if "secret" in value.lower() and isinstance(inner := yaml.safe_load(value), dict):
+                yield from references(inner, namespace, f"{where} data.{key}")
 
 
 def collect(objects: list[dict[str, Any]], source: str) -> list[Reference]:
@@ -253,17 +259,21 @@ def test_references_are_read_from_every_place_a_pod_names_a_secret() -> None:
     controller = {"kind": "ConfigMap", "metadata": {"name": "workflow-controller-configmap"},
                   "data": {"persistence": persistence}}  # fmt: skip
     account = {"kind": "ServiceAccount", "metadata": {"name": "puller"}, "secrets": [{"name": "pull"}]}
+    providers = (
+        "s3:\n  default:\n    credentials:\n      secretRef: {secretName: launch, accessKeyKey: ak, secretKeyKey: k}"  # noqa: E501
+    )
+    launcher = {"kind": "ConfigMap", "metadata": {"name": "kfp"}, "data": {"providers": providers}}
     ir = {"platforms": {"kubernetes": {"deploymentSpec": {"executors": {"e": {
         "secretAsEnv": [{"secretName": "kfp", "keyToEnv": [{"secretKey": "x", "envVar": "X"}]}],
         "secretAsVolume": [{"secretName": "kfp-volume", "mountPath": "/s"}]}}}}}}  # fmt: skip
     found = {
         (r.name, r.key)
-        for obj in (pod, cluster, configmap, controller, account, ir)
+        for obj in (pod, cluster, configmap, controller, account, launcher, ir)
         for r in references(obj, "ns", "t")
     }
     assert found == {
         ("env", "a"), ("whole", None), ("vol", "k"), ("proj", None), ("owner", "username"), ("owner", "password"),
         ("role", "username"), ("role", "password"), ("s3", "id"), ("s3", "secret"), ("db", "user"), ("db", "pass"),
-        ("kfp", "x"),
+        ("kfp", "x"), ("launch", "ak"), ("launch", "k"),
         ("kfp-volume", None), *(("pull", key) for key in MODEL_PULLER_SECRET_KEYS),
     }  # fmt: skip
