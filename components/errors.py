@@ -10,11 +10,14 @@ Two classes, and the exit code of a failed step derived from them in one place (
 
 An exception no component anticipated exits 1 with its traceback; Argo retries it, since it
 may be transient. `classify` turns the client libraries' own connection and timeout errors
-into a `TransientError`, so a component needs to catch only what it can explain better.
+into a `TransientError`, so a component needs to catch only what it can explain better, and a full
+disk (ENOSPC, from Python or from DuckDB's spill) into a permanent error that says how much room the
+step needs: the same step on the same sized disk fills it again, an hour in at 100M rows.
 """
 
 from __future__ import annotations
 
+import errno
 from typing import ClassVar
 
 __all__ = [
@@ -24,6 +27,7 @@ __all__ = [
     "ComponentError",
     "TransientError",
     "classify",
+    "disk_full_reason",
     "exit_code_for",
     "transient_reason",
 ]
@@ -134,10 +138,33 @@ def transient_reason(error: BaseException) -> str | None:
     return None
 
 
+_DISK_FULL = "No space left on device"
+"""strerror(ENOSPC): DuckDB raises an IOException that carries it in its text, not an OSError."""
+DISK_FULL_FIX = (
+    "give the step more scratch disk: DuckDB spills what exceeds its memory_limit to the step's temporary "
+    "folder ($TMPDIR), and the step writes its outputs there before it uploads them. On Argo set "
+    'resources.<step>.ephemeral_storage in config.yaml (docs/performance.md, "Scratch disk", gives what each '
+    "step needs per 10M rows); on a laptop free disk or point TMPDIR at a larger one; or raise "
+    "MLOPS_DUCKDB_MEMORY_LIMIT with the pod's memory so that less spills. A retry on as small a disk fails "
+    "the same way, so the step is not retried"
+)
+
+
+def disk_full_reason(error: BaseException) -> str | None:
+    """The message of a disk-full error in `error`'s chain (ENOSPC, or DuckDB's IOException), or None."""
+    for link in _chain(error):
+        if getattr(link, "errno", None) == errno.ENOSPC or _DISK_FULL in str(link):
+            return str(link)
+    return None
+
+
 def classify(error: BaseException, step: str) -> ComponentError | None:
-    """The error as a ComponentError: itself, a TransientError for a known service failure, or None."""
+    """The error as a ComponentError: itself, a TransientError for a known service failure, a permanent
+    one for a full disk, or None."""
     if isinstance(error, ComponentError):
         return error
+    if (full := disk_full_reason(error)) is not None:
+        return ComponentError(step, f"the disk the step writes to is full: {full}", DISK_FULL_FIX)
     reason = transient_reason(error)
     if reason is None:
         return None

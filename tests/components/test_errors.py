@@ -85,6 +85,41 @@ def test_other_library_errors_stay_unexpected(name: str) -> None:
     assert exit_code_for(NOT_TRANSIENT[name]()) == UNEXPECTED_EXIT_CODE
 
 
+def _python_disk_full() -> BaseException:
+    try:
+        with open("/dev/full", "w") as full:  # the kernel's always-full device: a real ENOSPC
+            full.write("x")
+    except OSError as error:
+        return error
+    raise AssertionError("/dev/full accepted a write")
+
+
+def _duckdb_disk_full() -> BaseException:
+    import duckdb
+
+    try:  # DuckDB's spill and its COPY write through the same file system layer
+        duckdb.connect().execute("COPY (SELECT range FROM range(100000)) TO '/dev/full' (FORMAT csv)")
+    except duckdb.IOException as error:
+        return error
+    raise AssertionError("DuckDB wrote to /dev/full")
+
+
+@pytest.mark.parametrize("make", [_python_disk_full, _duckdb_disk_full], ids=["python", "duckdb"])
+def test_a_full_disk_is_permanent_and_says_how_much_room_the_step_needs(make: Any) -> None:
+    """Materialize at 100M rows filled this machine's disk with DuckDB's spill: it exited 1 with a
+    traceback, which Argo retries, an hour of work each time. It is permanent, with the fix."""
+    error = make()
+    failure = classify(error, "materialize")
+    assert failure is not None and not failure.retryable and not isinstance(failure, TransientError)
+    assert "No space left on device" in failure.problem and "ephemeral_storage" in failure.fix
+    assert exit_code_for(error) == PERMANENT_EXIT_CODE
+    wrapped = RuntimeError("the join failed")
+    wrapped.__cause__ = error
+    assert exit_code_for(wrapped) == PERMANENT_EXIT_CODE  # found through the chain
+    # control: another OSError of the same kind is no full disk, and stays unexpected
+    assert classify(PermissionError(13, "Permission denied"), "materialize") is None
+
+
 def test_component_errors_carry_their_class_in_the_message() -> None:
     permanent = ComponentError("validate", "3 rows have a negative amount", "fix the extract")
     transient = TransientError("register", "MLflow is not reachable", "start it")

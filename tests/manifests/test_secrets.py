@@ -260,7 +260,7 @@ def test_references_are_read_from_every_place_a_pod_names_a_secret() -> None:
                   "data": {"persistence": persistence}}  # fmt: skip
     account = {"kind": "ServiceAccount", "metadata": {"name": "puller"}, "secrets": [{"name": "pull"}]}
     providers = (
-        "s3:\n  default:\n    credentials:\n      secretRef: {secretName: launch, accessKeyKey: ak, secretKeyKey: k}"  # noqa: E501
+        "s3:\n  default:\n    credentials:\n      secretRef: {secretName: launch, accessKeyKey: ak, secretKeyKey: k}"
     )
     launcher = {"kind": "ConfigMap", "metadata": {"name": "kfp"}, "data": {"providers": providers}}
     ir = {"platforms": {"kubernetes": {"deploymentSpec": {"executors": {"e": {
