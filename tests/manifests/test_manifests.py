@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,27 @@ def test_the_serving_runtime_is_validated_against_kserves_crd(schemas_dir: Path,
     (tmp_path / "runtime.yaml").write_text(runtime.replace("protocolVersions:", "protocolVersions: 2\n  x:"))
     _checked, findings = lint(tmp_path, report=lambda line: None)
     assert any("ClusterServingRuntime" in f.obj and "protocolVersions" in f.problem for f in findings), findings
+
+
+def runtime_ports(runtime: dict[str, Any]) -> dict[str, int]:
+    """The ports a ClusterServingRuntime's server listens on (its --http-port and --grpc-port) and declares."""
+    [container] = runtime["spec"]["containers"]
+    flags = dict(arg.removeprefix("--").split("=", 1) for arg in container["args"] if arg.startswith("--"))
+    declared = [port["containerPort"] for port in container.get("ports", [])]
+    return {"http": int(flags["http-port"]), "grpc": int(flags["grpc-port"]), "declared": declared[0]}
+
+
+def test_tritons_ports_are_the_ones_promote_renders_the_service_for() -> None:
+    """Promote renders the predictor's probe on TRITON_HTTP_PORT and the transformer's --predictor_host on
+    TRITON_GRPC_PORT; the runtime's server must listen there (helper-93: written twice, compared nowhere)."""
+    from components.steps.promote import TRITON_GRPC_PORT, TRITON_HTTP_PORT
+
+    runtime = yaml.safe_load((MANIFESTS / "base" / "serving" / "triton-runtime.yaml").read_text())
+    assert runtime_ports(runtime) == {"http": TRITON_HTTP_PORT, "grpc": TRITON_GRPC_PORT, "declared": TRITON_HTTP_PORT}
+    moved = copy.deepcopy(runtime)  # the check sees a drift
+    args = moved["spec"]["containers"][0]["args"]
+    args[args.index(f"--grpc-port={TRITON_GRPC_PORT}")] = f"--grpc-port={TRITON_GRPC_PORT + 1}"
+    assert runtime_ports(moved)["grpc"] != TRITON_GRPC_PORT
 
 
 def test_lint_fails_on_a_typo_and_on_an_unknown_kind(schemas_dir: Path, tmp_path: Path) -> None:
@@ -163,6 +185,29 @@ def test_every_pipelines_namespace_enforces_pod_security(overlays: dict[str, lis
             labels = namespace["metadata"]["labels"]
             assert labels.get("pod-security.kubernetes.io/enforce") == "restricted", (target, labels)
             assert labels.get("pod-security.kubernetes.io/warn") == "restricted", (target, labels)
+
+
+def test_argos_artifact_repositories_are_where_trainjobs_hand_off(overlays: dict[str, list[dict[str, Any]]]) -> None:
+    """Each artifact-repositories ConfigMap (the platform's and each tenant's) in every overlay names the
+    bucket, endpoint and key prefix the TrainJob hand-offs derive (pipelines/trainer.py: repository_uri,
+    artifact_key) and the platform settings' object store: written by hand in YAML, compared here."""
+    from urllib.parse import urlsplit
+
+    from components.platform.buckets import PIPELINE_ARTIFACTS
+    from pipelines.cluster import cluster_settings
+    from pipelines.trainer import artifact_key
+
+    store = urlsplit(cluster_settings().s3_endpoint)
+    tenant_base = [d for d in yaml.safe_load_all((MANIFESTS / "tenants" / "base" / "tenant.yaml").read_text()) if d]
+    for overlay, objects in {**overlays, "tenants/base": tenant_base}.items():
+        found = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "artifact-repositories"]
+        assert len(found) == 1, overlay  # the platform's in each overlay, the tenants' in their base
+        for configmap in found:
+            s3 = yaml.safe_load(configmap["data"]["default-v1"])["s3"]
+            where = (overlay, configmap["metadata"].get("namespace"))
+            assert (s3["bucket"], s3["endpoint"], s3["insecure"]) == (
+                PIPELINE_ARTIFACTS, store.netloc, store.scheme != "https"), where  # fmt: skip
+            assert s3["keyFormat"].startswith(artifact_key("")), where
 
 
 def test_prod_is_highly_available_and_dev_is_small(overlays: dict[str, list[dict[str, Any]]]) -> None:
