@@ -23,7 +23,18 @@ from components.platform import pushgateway_client
 if TYPE_CHECKING:
     from components.steps.drift import DriftResult, Reference
 
-__all__ = ["FEATURES_DRIFTED", "JOB", "METRICS", "SHARE", "STEP", "THRESHOLD", "grouping", "push_metrics"]
+__all__ = [
+    "FEATURES_DRIFTED",
+    "HEARTBEAT",
+    "JOB",
+    "METRICS",
+    "P_VALUE",
+    "SHARE",
+    "STEP",
+    "THRESHOLD",
+    "grouping",
+    "push_metrics",
+]
 
 STEP = "drift"
 JOB = "mlops-drift"
@@ -42,6 +53,10 @@ METRICS = {
 }
 SHARE = "mlops_drift_share"
 THRESHOLD = "mlops_drift_share_threshold"
+HEARTBEAT = "mlops_drift_last_run_timestamp_seconds"
+"""DriftMetricsMissing and DriftMetricsAbsent (manifests/monitoring/prometheus-rules.yaml) read it."""
+P_VALUE = "mlops_feature_drift_p_value"
+"""DriftPValueNaN reads it."""
 FEATURES_DRIFTED = "mlops_drift_features_drifted"
 """Exported by Argo's controller only (pipelines/argo_metrics.py): the step's output parameter."""
 
@@ -67,10 +82,10 @@ def push_metrics(url: str, result: DriftResult, reference: Reference, *, pipelin
     gauges["mlops_drift_detected"].labels(**labels).set(1.0 if result.detected else 0.0)
     gauges["mlops_drift_current_rows"].labels(**labels).set(result.current_rows)
     gauges["mlops_champion_age_seconds"].labels(**labels).set(reference.age_seconds(now))
-    gauges["mlops_drift_last_run_timestamp_seconds"].labels(**labels).set(now.timestamp())
+    gauges[HEARTBEAT].labels(**labels).set(now.timestamp())
     for feature in result.features:
         extra = {**labels, "feature": feature.feature, "method": feature.method}
-        gauges["mlops_feature_drift_p_value"].labels(**extra).set(feature.p_value)
+        gauges[P_VALUE].labels(**extra).set(feature.p_value)
         statistic = math.inf if feature.statistic is None else feature.statistic
         gauges["mlops_feature_drift_statistic"].labels(**extra).set(statistic)
     pushgateway_client.push(

@@ -128,6 +128,24 @@ def test_every_model_owner_alert_carries_what_the_owners_route_matches() -> None
     assert "PipelineRunFailed: no promtool case shows it firing" in _model_owner_alerts_without_routing(rules, unshown)
 
 
+def test_the_drift_rules_read_what_the_drift_step_pushes() -> None:
+    """The drift step's families (components/steps/drift_metrics.py, the one source) in the rules that
+    watch the nightly: a renamed family would leave DriftMetricsMissing and DriftPValueNaN silent, and
+    only the platform-wide DriftMetricsAbsent would fire, a day later (helper-93)."""
+    from components.steps.drift_metrics import HEARTBEAT, METRICS, P_VALUE, SHARE, THRESHOLD
+
+    rules = yaml.safe_load(RULES.read_text())
+    exprs: dict[str, str] = {}
+    for group in rules["spec"]["groups"]:
+        for rule in group["rules"]:
+            if "alert" in rule:
+                exprs[rule["alert"]] = exprs.get(rule["alert"], "") + rule["expr"]
+    assert {HEARTBEAT, P_VALUE, SHARE, THRESHOLD} <= set(METRICS)  # each one pushed
+    assert f"{HEARTBEAT}{{" in exprs["DriftMetricsMissing"] and f"{HEARTBEAT}{{" in exprs["DriftMetricsAbsent"]
+    assert f"{P_VALUE}{{" in exprs["DriftPValueNaN"]
+    assert f"{SHARE}{{" in exprs["ModelDriftDetected"] and f"{THRESHOLD}{{" in exprs["ModelDriftDetected"]
+
+
 def test_the_decision_log_rules_read_the_transformers_metrics() -> None:
     """issue 32: the rules read the sink's own families (components/serving/decision_log.py, the one
     source), with `dropped` the outcome that pages."""
