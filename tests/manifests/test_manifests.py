@@ -275,6 +275,10 @@ PROCESS_LOCAL = {
     "MLOPS_WARM_PRELOAD": "what a laptop's warm worker imports (pipelines/warm_worker.py)",
     "MLOPS_WARM_IDLE_SECONDS": "how long a laptop's warm worker waits for a task (pipelines/warm_worker.py)",
     "MLOPS_WARM_COMPONENTS": "the components package a warm worker must find, set by its starter",
+    "MLOPS_LOCAL_ENGINE": "which local engine `mlops run` uses on a laptop (warm or kfp-local)",
+    "MLOPS_DOCTOR_POSTGRES_URL": "an operator's own database URL for `mlops doctor`",
+    "AWS_CONFIG_FILE": "boto's own: `mlops doctor` reads a laptop's AWS config as boto would",
+    "AWS_PROFILE": "boto's own: `mlops doctor` reads a laptop's AWS config as boto would",
 }
 
 
@@ -315,13 +319,15 @@ def _without_all(source: str) -> str:
 
 def test_every_variable_the_code_reads_is_a_configmap_key_a_secret_or_process_local() -> None:
     """A step cannot come to depend on a variable the cluster never sets: each name in the code is
-    declared in the settings model (ConfigMap), in SECRET_VARIABLES, or here as process-local."""
+    declared in the settings model (ConfigMap), in SECRET_VARIABLES, or here as process-local. The CLI
+    too (mlops/): its canary analysis and registry check run in pods, and `mlops doctor` named
+    settings' variables as literals that a rename would have left reading nothing (helper-93)."""
     from components.platform.readonly import READER_VARIABLES
     from components.platform.settings import SECRET_VARIABLES, configmap_keys
 
     named = re.compile(r"[\"'](MLOPS_[A-Z0-9_]+|MLFLOW_[A-Z0-9_]+|AWS_[A-Z0-9_]+)[\"']")
     found: dict[str, str] = {}
-    for folder in ("components", "pipelines"):
+    for folder in ("components", "pipelines", "mlops"):  # the code that runs in a pod (devstack never does)
         for source in (REPO / folder).rglob("*.py"):
             for name in named.findall(_without_all(source.read_text())):
                 found.setdefault(name, str(source.relative_to(REPO)))
