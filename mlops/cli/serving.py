@@ -246,7 +246,9 @@ def _start_transformer(
           f"request features {', '.join(m.request_features)}) ready in {seconds:.1f} s")  # fmt: skip
     for key in ("v1", "v2", "grpc", "log"):
         print(f"  {key:<8} {where[key]}")
-    logged = decisions.get("MLOPS_DECISION_LOG_URI", "nowhere (scoring.decision_log.enabled is false)")
+    from components.serving.decision_record import URI_VARIABLE
+
+    logged = decisions.get(URI_VARIABLE, "nowhere (scoring.decision_log.enabled is false)")
     print(f"  decisions {logged}")
     example = {m.entity_column: 42, **{name: 1.0 for name in m.request_features}}
     port = "" if args.port_base == 18000 else f" --port-base {args.port_base}"
@@ -262,13 +264,14 @@ def _decision_log_environment(serving_namespace: str) -> dict[str, str]:
     profile that names no tenant logs under the namespace the pipeline serves in (promote.namespace)."""
     import os
 
-    from components.platform.decisions import NAMESPACE_VARIABLE, decision_log_root
+    from components.platform.decisions import decision_log_root
+    from components.serving.decision_record import NAMESPACE_VARIABLE, URI_VARIABLE
 
     env = dict(os.environ)
     uri = decision_log_root(env=env, serving_namespace=serving_namespace)
     parts = uri.removeprefix("s3://").strip("/").split("/") if uri.startswith("s3://") else []
     namespace = env.get(NAMESPACE_VARIABLE) or (parts[1] if len(parts) > 1 else "local")
-    return {"MLOPS_DECISION_LOG_URI": uri, NAMESPACE_VARIABLE: namespace}
+    return {URI_VARIABLE: uri, NAMESPACE_VARIABLE: namespace}
 
 
 def _score(args: argparse.Namespace) -> int:
