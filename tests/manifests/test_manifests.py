@@ -210,6 +210,27 @@ def test_argos_artifact_repositories_are_where_trainjobs_hand_off(overlays: dict
             assert s3["keyFormat"].startswith(artifact_key("")), where
 
 
+def test_pgbouncer_listens_where_its_service_and_its_clients_point(overlays: dict[str, list[dict[str, Any]]]) -> None:
+    """PgBouncer's listen_port (PGBOUNCER_SETTINGS, rendered into its pgbouncer.ini) is its container's
+    port, its probe's and its Service's target, and the port Katib's DB manager is given: the URLs of the
+    other clients are compared with the Service by the derived-flow checks, these were compared nowhere."""
+    from pipelines.cluster import PGBOUNCER_SETTINGS
+
+    listen = int(PGBOUNCER_SETTINGS["listen_port"])
+    for overlay, objects in overlays.items():
+        ini = find(objects, "ConfigMap", "pgbouncer")["data"]["pgbouncer.ini"]
+        assert f"listen_port = {listen}" in ini.splitlines(), overlay
+        [container] = find(objects, "Deployment", "pgbouncer")["spec"]["template"]["spec"]["containers"]
+        assert [port["containerPort"] for port in container["ports"]] == [listen], overlay
+        assert container["readinessProbe"]["tcpSocket"]["port"] == listen, overlay
+        [service_port] = find(objects, "Service", "pgbouncer")["spec"]["ports"]
+        assert service_port["targetPort"] == listen, overlay
+        # Katib's DB manager, by its patch (manifests/katib: no overlay renders it, Katib's install does)
+        patch = yaml.safe_load((MANIFESTS / "katib" / "db-manager-patch.yaml").read_text())
+        katib = {e["name"]: e.get("value") for e in patch["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert int(katib["KATIB_POSTGRESQL_DB_PORT"]) == service_port["port"], overlay
+
+
 def test_prod_is_highly_available_and_dev_is_small(overlays: dict[str, list[dict[str, Any]]]) -> None:
     prod, dev = overlays["prod"], overlays["dev"]
     assert find(prod, "Cluster", "mlops-postgres")["spec"]["instances"] == 3
