@@ -140,33 +140,40 @@ def transient_reason(error: BaseException) -> str | None:
 
 _DISK_FULL = "No space left on device"
 """strerror(ENOSPC): DuckDB raises an IOException that carries it in its text, not an OSError."""
+_LOCAL_DISK_ERRORS = frozenset({"_duckdb.IOException", "duckdb.IOException"})
+"""DuckDB's own file errors (its spill, its COPY): the only non-OSError read for the text. A service's
+answer that quotes the text (PostgreSQL behind MLflow, an S3 server) is that service's full disk: it
+stays whatever transient_reason says, since the step's own disk has room."""
 DISK_FULL_FIX = (
     "give the step more scratch disk: DuckDB spills what exceeds its memory_limit to the step's temporary "
     "folder ($TMPDIR), and the step writes its outputs there before it uploads them. On Argo set "
     'resources.<step>.ephemeral_storage in config.yaml (docs/performance.md, "Scratch disk", gives what each '
-    "step needs per 10M rows); on a laptop free disk or point TMPDIR at a larger one; or raise "
-    "MLOPS_DUCKDB_MEMORY_LIMIT with the pod's memory so that less spills. A retry on as small a disk fails "
-    "the same way, so the step is not retried"
+    "step needs per 10M rows), so the pod is placed where that much is free; on a laptop free disk or point "
+    "TMPDIR at a larger one; or raise MLOPS_DUCKDB_MEMORY_LIMIT with the pod's memory so that less spills. A "
+    "retry on a disk as small fails the same way, an hour in at 100M rows, so the step is not retried"
 )
 
 
 def disk_full_reason(error: BaseException) -> str | None:
-    """The message of a disk-full error in `error`'s chain (ENOSPC, or DuckDB's IOException), or None."""
+    """The message of the step's own disk filling up in `error`'s chain (a local OSError with ENOSPC, or
+    DuckDB's IOException), or None; a service's error that quotes ENOSPC is not the step's disk."""
     for link in _chain(error):
-        if getattr(link, "errno", None) == errno.ENOSPC or _DISK_FULL in str(link):
+        names = _qualified_names(link)
+        local = type(link).__module__ == "builtins" and isinstance(link, OSError)
+        if (local and link.errno == errno.ENOSPC) or (names & _LOCAL_DISK_ERRORS and _DISK_FULL in str(link)):
             return str(link)
     return None
 
 
 def classify(error: BaseException, step: str) -> ComponentError | None:
     """The error as a ComponentError: itself, a TransientError for a known service failure, a permanent
-    one for a full disk, or None."""
+    one for the step's own full disk, or None."""
     if isinstance(error, ComponentError):
         return error
-    if (full := disk_full_reason(error)) is not None:
-        return ComponentError(step, f"the disk the step writes to is full: {full}", DISK_FULL_FIX)
     reason = transient_reason(error)
     if reason is None:
+        if (full := disk_full_reason(error)) is not None:
+            return ComponentError(step, f"the disk the step writes to is full: {full}", DISK_FULL_FIX)
         return None
     return TransientError(
         step, f"a service did not answer: {reason}", "nothing to fix in the step; check the service if retries run out"

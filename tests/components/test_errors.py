@@ -39,6 +39,14 @@ def _mlflow_error(code: str) -> Exception:
     return MlflowException("server said no", error_code=getattr(databricks_pb2, code))
 
 
+def _mlflow_database_full() -> Exception:
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos import databricks_pb2
+
+    text = "could not extend file base/16384/2619: No space left on device"
+    return MlflowException(text, error_code=databricks_pb2.TEMPORARILY_UNAVAILABLE)
+
+
 def _wrapped(inner: Exception) -> Exception:
     try:
         try:
@@ -62,6 +70,12 @@ TRANSIENT = {
     "mlflow 503": lambda: _mlflow_error("TEMPORARILY_UNAVAILABLE"),
     "wrapped redis": lambda: _wrapped(__import__("redis").exceptions.ConnectionError("reset")),
     "sqlite locked": lambda: __import__("sqlite3").OperationalError("database is locked"),
+    # a service's own disk, quoted in its answer: the service's problem, retried as any 5xx (helper-94)
+    "mlflow's database full": _mlflow_database_full,
+    "s3 500, the server's disk full": lambda: _client_error(500, "XMinioStorageFull No space left on device"),
+    "postgres full": lambda: __import__("sqlalchemy").exc.OperationalError(
+        "INSERT", {}, Exception("could not extend file base/16384/2619: No space left on device")
+    ),
 }
 NOT_TRANSIENT = {
     "s3 403": lambda: _client_error(403, "AccessDenied"),
