@@ -158,9 +158,8 @@ def disk_full_reason(error: BaseException) -> str | None:
     """The message of the step's own disk filling up in `error`'s chain (a local OSError with ENOSPC, or
     DuckDB's IOException), or None; a service's error that quotes ENOSPC is not the step's disk."""
     for link in _chain(error):
-        names = _qualified_names(link)
-        local = type(link).__module__ == "builtins" and isinstance(link, OSError)
-        if (local and link.errno == errno.ENOSPC) or (names & _LOCAL_DISK_ERRORS and _DISK_FULL in str(link)):
+        local = isinstance(link, OSError) and type(link).__module__ == "builtins" and link.errno == errno.ENOSPC
+        if local or (_qualified_names(link) & _LOCAL_DISK_ERRORS and _DISK_FULL in str(link)):
             return str(link)
     return None
 
