@@ -403,18 +403,18 @@ def _transformer_pins() -> dict[str, Any]:
 
 def _decision_log_switch(containers: list[dict[str, Any]], flag: str) -> dict[str, Any]:
     """Where a production transformer's decision log is switched on: the flag that carries the scoring
-    section, the switch's path in it (ScoringSettings' decision_log, DecisionLogSettings' enabled) and
-    its default when the section leaves it out. Each rendering carries the flag once, with the switch."""
+    section and the switch's path in it (ScoringSettings' decision_log, DecisionLogSettings' enabled).
+    The guard wants the switch said, true: each rendering carries the flag once, with the switch."""
     from components.config import ScoringSettings
 
     switch = ["decision_log", "enabled"]
     section = ScoringSettings.model_fields[switch[0]].default  # a KeyError is a rename: fix `switch`
-    default = getattr(section, switch[1])
+    getattr(section, switch[1])  # an AttributeError is a rename: fix `switch`
     for container in containers:
         values = [arg.partition("=")[2] for arg in container["args"] if arg.partition("=")[0] == flag]
         if len(values) != 1 or not isinstance(json.loads(values[0]).get(switch[0], {}).get(switch[1]), bool):
             raise ValueError(f"promote renders {flag} without the decision log's switch {'.'.join(switch)}")
-    return {"scoringFlag": flag, "decisionLogSwitch": switch, "decisionLogDefault": default}
+    return {"scoringFlag": flag, "decisionLogSwitch": switch}
 
 
 def _excluded_serving_namespaces() -> list[str]:

@@ -70,12 +70,13 @@ def test_the_serving_runtime_is_validated_against_kserves_crd(schemas_dir: Path,
     assert any("ClusterServingRuntime" in f.obj and "protocolVersions" in f.problem for f in findings), findings
 
 
-def runtime_ports(runtime: dict[str, Any]) -> dict[str, int]:
-    """The ports a ClusterServingRuntime's server listens on (its --http-port and --grpc-port) and declares."""
+def runtime_ports(runtime: dict[str, Any]) -> dict[str, Any]:
+    """The ports a ClusterServingRuntime's server listens on (its --http-port and --grpc-port) and declares
+    (KServe takes the first declared port as the predictor's HTTP port)."""
     [container] = runtime["spec"]["containers"]
     flags = dict(arg.removeprefix("--").split("=", 1) for arg in container["args"] if arg.startswith("--"))
     declared = [port["containerPort"] for port in container.get("ports", [])]
-    return {"http": int(flags["http-port"]), "grpc": int(flags["grpc-port"]), "declared": declared[0]}
+    return {"http": int(flags["http-port"]), "grpc": int(flags["grpc-port"]), "declared": declared}
 
 
 def test_tritons_ports_are_the_ones_promote_renders_the_service_for() -> None:
@@ -84,11 +85,15 @@ def test_tritons_ports_are_the_ones_promote_renders_the_service_for() -> None:
     from components.steps.promote import TRITON_GRPC_PORT, TRITON_HTTP_PORT
 
     runtime = yaml.safe_load((MANIFESTS / "base" / "serving" / "triton-runtime.yaml").read_text())
-    assert runtime_ports(runtime) == {"http": TRITON_HTTP_PORT, "grpc": TRITON_GRPC_PORT, "declared": TRITON_HTTP_PORT}
-    moved = copy.deepcopy(runtime)  # the check sees a drift
+    expected = {"http": TRITON_HTTP_PORT, "grpc": TRITON_GRPC_PORT, "declared": [TRITON_HTTP_PORT]}
+    assert runtime_ports(runtime) == expected
+    moved = copy.deepcopy(runtime)  # the comparison sees a drift of either port
     args = moved["spec"]["containers"][0]["args"]
     args[args.index(f"--grpc-port={TRITON_GRPC_PORT}")] = f"--grpc-port={TRITON_GRPC_PORT + 1}"
-    assert runtime_ports(moved)["grpc"] != TRITON_GRPC_PORT
+    assert runtime_ports(moved) != expected
+    undeclared = copy.deepcopy(runtime)
+    undeclared["spec"]["containers"][0]["ports"][0]["containerPort"] = TRITON_HTTP_PORT + 1
+    assert runtime_ports(undeclared) != expected
 
 
 def test_lint_fails_on_a_typo_and_on_an_unknown_kind(schemas_dir: Path, tmp_path: Path) -> None:

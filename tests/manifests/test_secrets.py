@@ -65,7 +65,8 @@ def references(obj: dict[str, Any], namespace: str, where: str) -> Iterator[Refe
         if isinstance(ref := node.get("secretKeyRef"), dict):
             yield Reference(namespace, ref["name"], ref["key"], where)
         if isinstance(ref := node.get("secretRef"), dict) and "secretName" in ref:  # the KFP launcher's providers
-            yield from (Reference(namespace, ref["secretName"], ref[f], where) for f in KFP_KEY_FIELDS if f in ref)
+            keys = [ref[field] for field in KFP_KEY_FIELDS if field in ref] or [None]
+            yield from (Reference(namespace, ref["secretName"], key, where) for key in keys)
         elif isinstance(ref, dict):
             yield Reference(namespace, ref["name"], None, where)
         for field in ("accessKeySecret", "secretKeySecret", "sessionTokenSecret", "userNameSecret", "passwordSecret"):
@@ -263,17 +264,18 @@ def test_references_are_read_from_every_place_a_pod_names_a_secret() -> None:
         "s3:\n  default:\n    credentials:\n      secretRef: {secretName: launch, accessKeyKey: ak, secretKeyKey: k}"
     )
     launcher = {"kind": "ConfigMap", "metadata": {"name": "kfp"}, "data": {"providers": providers}}
+    keyless = {"kind": "ConfigMap", "metadata": {"name": "k"}, "data": {"p": "secretRef: {secretName: named}"}}
     ir = {"platforms": {"kubernetes": {"deploymentSpec": {"executors": {"e": {
         "secretAsEnv": [{"secretName": "kfp", "keyToEnv": [{"secretKey": "x", "envVar": "X"}]}],
         "secretAsVolume": [{"secretName": "kfp-volume", "mountPath": "/s"}]}}}}}}  # fmt: skip
     found = {
         (r.name, r.key)
-        for obj in (pod, cluster, configmap, controller, account, launcher, ir)
+        for obj in (pod, cluster, configmap, controller, account, launcher, keyless, ir)
         for r in references(obj, "ns", "t")
     }
     assert found == {
         ("env", "a"), ("whole", None), ("vol", "k"), ("proj", None), ("owner", "username"), ("owner", "password"),
         ("role", "username"), ("role", "password"), ("s3", "id"), ("s3", "secret"), ("db", "user"), ("db", "pass"),
-        ("kfp", "x"), ("launch", "ak"), ("launch", "k"),
+        ("kfp", "x"), ("launch", "ak"), ("launch", "k"), ("named", None),
         ("kfp-volume", None), *(("pull", key) for key in MODEL_PULLER_SECRET_KEYS),
     }  # fmt: skip

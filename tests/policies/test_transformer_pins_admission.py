@@ -247,12 +247,12 @@ def test_a_production_transformer_keeps_its_decision_log(
     for item in with_transformer:
         changed = copy.deepcopy(item.obj)
         _log_off(changed)
-        refused = [m for m in rule.violations(changed, user=item.user) if "logs its decisions" in m]
+        refused = [m for m in rule.violations(changed, user=item.user) if LOG_RULE in m]
         assert bool(refused) == ("(production" in item.source), (item.name, refused)
 
 
 def test_the_guard_reads_the_decision_log_switch_and_the_role_where_the_transformer_does(tmp_path: Path) -> None:
-    """The switch, its default and the role's variable are Constraint parameters rendered from promote
+    """The switch and the role's variable are Constraint parameters rendered from promote
     and the settings: each is where the transformer reads it (ScoringSettings from the flag's JSON; the
     decision log's role from its variable), so a rename moves the guard with it instead of silencing it."""
     from components.config import ScoringSettings
@@ -264,25 +264,76 @@ def test_the_guard_reads_the_decision_log_switch_and_the_role_where_the_transfor
     assert pins["scoringFlag"] == SCORING_FLAG and pins["roleVariable"] == ROLE_VARIABLE
     section, field = pins["decisionLogSwitch"]
     assert ScoringSettings.model_validate({section: {field: False}}).decision_log.enabled is False
-    assert ScoringSettings.model_validate({}).decision_log.enabled is pins["decisionLogDefault"]
     env = {URI_VARIABLE: str(tmp_path), pins["roleVariable"]: "not-a-role"}
     refused = decision_log.from_environment("fraud", "user_id", "ab" * 32, 0.5, 2, DecisionLogSettings(), env=env)
     assert isinstance(refused, decision_log.Refused) and ROLE_VARIABLE in refused.reason
 
 
-def test_the_decision_log_rule_follows_its_parameters(rule: admission.Policy, with_transformer: list[Rendered]) -> None:
-    """Broken on purpose: with the switch's path rendered wrong the rule no longer sees the log turned
-    off, so it is the parameter, not a literal of the Rego's, that the rule reads."""
+LOG_RULE = "a production transformer logs its decisions"
+ROLE_RULE = "but this revision serves as"
+
+
+def _misread(rule: admission.Policy, key: str, value: Any) -> admission.Policy:
+    constraint = copy.deepcopy(rule.constraint)
+    constraint["spec"]["parameters"]["servedBytes"]["transformer"][key] = value
+    return admission.Policy(template=rule.template, constraint=constraint)
+
+
+def test_the_decision_log_and_role_rules_read_their_parameters(
+    rule: admission.Policy, with_transformer: list[Rendered]
+) -> None:
+    """Broken on purpose, so it is the parameter, not a literal of the Rego's, that each rule reads:
+    with the switch's path rendered wrong, the log rule finds no explicit `true` and refuses every
+    production transformer, the rendered ones included (it fails closed); with the role's variable
+    rendered wrong, the role rule no longer sees the other role."""
     production = [item for item in with_transformer if "(production" in item.source]
     assert production, "a production transformer is rendered"
-    constraint = copy.deepcopy(rule.constraint)
-    constraint["spec"]["parameters"]["servedBytes"]["transformer"]["decisionLogSwitch"] = ["decision_log", "renamed"]
-    misread = admission.Policy(template=rule.template, constraint=constraint)
+    wrong_switch = _misread(rule, "decisionLogSwitch", ["decision_log", "renamed"])
+    wrong_role = _misread(rule, "roleVariable", "MLOPS_RENAMED_ROLE")
     for item in production:
+        assert not any(LOG_RULE in m for m in rule.violations(item.obj, user=item.user)), item.name
+        assert any(LOG_RULE in m for m in wrong_switch.violations(item.obj, user=item.user)), item.name
         changed = copy.deepcopy(item.obj)
         _log_off(changed)
-        assert any("logs its decisions" in m for m in rule.violations(changed, user=item.user)), item.name
-        assert not any("logs its decisions" in m for m in misread.violations(changed, user=item.user)), item.name
+        assert any(LOG_RULE in m for m in rule.violations(changed, user=item.user)), item.name
+    for item in with_transformer:
+        changed = copy.deepcopy(item.obj)
+        _other_role(changed)
+        assert any(ROLE_RULE in m for m in rule.violations(changed, user=item.user)), item.name
+        assert not any(ROLE_RULE in m for m in wrong_role.violations(changed, user=item.user)), item.name
+
+
+def _parameters_read(rego: str) -> set[tuple[str, ...]]:
+    """Each parameter path the guard's rules read without a default: `input.parameters.a.b` and the
+    transformer pins' `pins.x`, less the parents of others and what `object.get` gives a default."""
+    import re
+
+    read = {tuple(m.split(".")) for m in re.findall(r"input\.parameters\.([A-Za-z]+(?:\.[A-Za-z]+)*)", rego)}
+    read |= {("servedBytes", "transformer", m) for m in re.findall(r"\bpins\.([A-Za-z]+)", rego)}
+    return {path for path in read if not any(other[: len(path)] == path and other != path for other in read)}
+
+
+def test_a_parameter_missing_refuses_every_service_instead_of_silencing_its_rule(
+    rule: admission.Policy, with_transformer: list[Rendered]
+) -> None:
+    """Fail closed (helper-94): an old Constraint during a rollout, or Gatekeeper pruning an undeclared
+    field, leaves a rule without its parameter, and a rule whose parameter is undefined never fires.
+    Each parameter the rules read is taken away in turn: the rendered services, admitted with all of
+    them (the positive control), are then refused by a message naming it."""
+    rego = rule.template["spec"]["targets"][0]["rego"]
+    read = _parameters_read(rego)
+    assert ("servedBytes", "transformer", "roleVariable") in read and ("minHoldoutAuc",) in read, read
+    item = next(item for item in with_transformer if "(production" in item.source)
+    assert not any("is missing" in m for m in rule.violations(item.obj, user=item.user))
+    for path in sorted(read):
+        constraint = copy.deepcopy(rule.constraint)
+        parent = constraint["spec"]["parameters"]
+        for key in path[:-1]:
+            parent = parent[key]
+        del parent[path[-1]]
+        without = admission.Policy(template=rule.template, constraint=constraint)
+        refused = without.violations(item.obj, user=item.user)
+        assert any(f"parameter {'.'.join(path)} is missing" in m for m in refused), (path, refused)
 
 
 def test_without_the_args_paragraph_the_members_predictor_is_admitted(with_transformer: list[Rendered]) -> None:
