@@ -148,7 +148,7 @@ DISK_FULL_FIX = (
     "give the step more scratch disk: DuckDB spills what exceeds its memory_limit to the step's temporary "
     "folder ($TMPDIR), and the step writes its outputs there before it uploads them. On Argo set "
     'resources.<step>.ephemeral_storage in config.yaml (docs/performance.md, "Scratch disk", gives what each '
-    "step needs per 10M rows), so the pod is placed where that much is free; on a laptop free disk or point "
+    "step needs at 10M and 100M rows), so the pod is placed where that much is free; on a laptop free disk or point "
     "TMPDIR at a larger one; or raise MLOPS_DUCKDB_MEMORY_LIMIT with the pod's memory so that less spills. A "
     "retry on a disk as small fails the same way, an hour in at 100M rows, so the step is not retried"
 )
