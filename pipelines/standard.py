@@ -47,9 +47,9 @@ TRAIN_ON_ONE_GPU = Resources(cpu="4", memory="4Gi", gpu=1)  # train row of "Memo
 # (components/duckdb_session.py DEFAULT_MEMORY_LIMIT, 1 GB) spilling to disk; their peak is Python's
 # share plus that limit, not a multiple of the rows (docs/performance.md, "Memory against rows").
 VALIDATE = Resources(cpu="2", memory="4Gi")  # validate (GX, batches) row: 2,362 MB at 100M rows
-MATERIALIZE = Resources(cpu="2", memory="4Gi")  # materialize (Feast + DuckDB) row: 2,073 MB at 100M rows
+MATERIALIZE = Resources(cpu="2", memory="4Gi")  # materialize (Feast + DuckDB) row: 2,347 MB at 100M rows
 # evaluate scores the holdout in batches and keeps its labels and predictions (components/steps/evaluate.py)
-EVALUATE = Resources(cpu="2", memory="4Gi")  # evaluate row: 3,073 MB at 100M rows (20M holdout)
+EVALUATE = Resources(cpu="2", memory="4Gi")  # evaluate row: 3,426 MB at 100M rows (20M holdout)
 REGISTER = Resources(cpu="1", memory="1Gi")  # register (MLflow) row: 638 MB at 10M rows, alone in its process
 PROMOTE = Resources(cpu="1", memory="1Gi")  # promote row: 653 MB at 10M rows, alone in its process
 # drift compares samples of at most 1M rows per side (components/steps/drift_data.py); hold and
