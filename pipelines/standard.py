@@ -54,7 +54,7 @@ REGISTER = Resources(cpu="1", memory="1Gi")  # register (MLflow) row: 638 MB at 
 PROMOTE = Resources(cpu="1", memory="1Gi")  # promote row: 653 MB at 10M rows, alone in its process
 # drift compares samples of at most 1M rows per side (components/steps/drift_data.py); hold and
 # notify read nothing.
-DRIFT = Resources(cpu="2", memory="2Gi")  # drift row: 1,514 MB at 20M rows a side (6 features)
+DRIFT = Resources(cpu="2", memory="2Gi")  # drift row: 1,793 MB at 100M rows a side (6 features)
 HOLD = Resources(cpu="100m", memory="128Mi")
 NOTIFY = Resources(cpu="1", memory="512Mi")
 
