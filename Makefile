@@ -98,6 +98,7 @@ bench: install serving-env transformer-env services-install images-setup  ## ste
 	$(BIN)/python benchmarks/fidelity_bench.py
 	$(BIN)/python benchmarks/drift_bench.py
 	$(BIN)/python benchmarks/memory_bench.py
+	$(BIN)/python benchmarks/online_write_bench.py
 	$(BIN)/python benchmarks/scale_bench.py
 	$(BIN)/python benchmarks/rebuild_bench.py
 	$(BIN)/python benchmarks/recovery_bench.py

@@ -42,9 +42,16 @@ if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView, FileSource
     from feast.infra.online_stores.sqlite import SqliteOnlineStore
 
-__all__ = ["BATCH_ROWS", "CHUNK", "materialize_view", "supported"]
+__all__ = ["BATCH_ROWS", "CHUNK", "SQLITE_UPSERT", "materialize_view", "supported"]
 
 CHUNK = 5_000
+SQLITE_UPSERT = (
+    "INSERT INTO {table} (entity_key, feature_name, value, value_text, event_ts, created_ts)"
+    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET"
+    " value = excluded.value, value_text = excluded.value_text, event_ts = excluded.event_ts,"
+    " created_ts = excluded.created_ts;"
+)
+"""Feast's own SQLite upsert, one row per entity and feature (benchmarks/online_write_bench.py times it)."""
 BATCH_ROWS = 200_000
 """Entities encoded and written per batch: bounds the Python objects (bytes per value) in memory."""
 _SUPPORTED_JOIN = ("INT64", "STRING")
@@ -232,13 +239,7 @@ def _write_sqlite(
     online = cast("SqliteOnlineStore", store._get_provider().online_store)  # supported(): type sqlite
     connection = online._get_conn(config)
     with connection:
-        connection.executemany(
-            f"INSERT INTO {table} (entity_key, feature_name, value, value_text, event_ts, created_ts)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET"
-            " value = excluded.value, value_text = excluded.value_text, event_ts = excluded.event_ts,"
-            " created_ts = excluded.created_ts;",
-            rows,
-        )
+        connection.executemany(SQLITE_UPSERT.format(table=table), rows)
     return len(entity_keys)
 
 
